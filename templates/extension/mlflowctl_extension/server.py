@@ -1,0 +1,132 @@
+"""Builds the app Connect serves: storage config, controlled migration, MLflow's app, our wrappers."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from . import EXTENSION_VERSION
+from .logs import configure_logging, log_event, redact, register_secret
+from .migrations import create_engine, inspect_schema, ensure_schema
+from .ops import STATUS_FORMAT_VERSION, OpsContext, free_bytes, utc_now
+from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
+
+BUNDLE_DIR = Path(__file__).resolve().parent.parent
+ASGI_FROM = (3, 3)  # mlflow.server.fastapi_app exists from MLflow 3.3.0 (#17038)
+
+
+def read_bundle_info(bundle_dir: Path = BUNDLE_DIR) -> dict[str, Any]:
+    """mlflowctl.json, written by `mlflowctl init` next to app.py; {} when absent."""
+    try:
+        return json.loads((bundle_dir / "mlflowctl.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _release(version: str) -> tuple[int, ...]:
+    from packaging.version import Version
+
+    return Version(version).release
+
+
+def server_environment(storage: StorageConfig, env: Mapping[str, str], mlflow_version: str) -> dict[str, str]:
+    """The variables `mlflow server --serve-artifacts` would hand its workers (mlflow.md B1), plus the
+    3.5+ host allow-list and 3.10+ CORS origins derived from the public Connect URL."""
+    out = {
+        "_MLFLOW_SERVER_FILE_STORE": storage.backend_store_uri,
+        "_MLFLOW_SERVER_REGISTRY_STORE": storage.backend_store_uri,
+        "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+        "_MLFLOW_SERVER_ARTIFACT_DESTINATION": storage.artifacts_destination,
+        "_MLFLOW_SERVER_ARTIFACT_ROOT": env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT") or "mlflow-artifacts:/",
+    }
+    public = connect_public_url(env)
+    release = _release(mlflow_version)
+    if public and release >= (3, 5) and not env.get("MLFLOW_SERVER_ALLOWED_HOSTS"):
+        parts = urlsplit(public)
+        hosts = [parts.hostname or ""]
+        if parts.port:
+            hosts.append(f"{parts.hostname}:{parts.port}")
+        # Connect's proxy, and local probes, may present a loopback Host header.
+        hosts += ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "[::1]", "[::1]:*"]
+        out["MLFLOW_SERVER_ALLOWED_HOSTS"] = ",".join(h for h in hosts if h)
+    if public and release >= (3, 10) and not env.get("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"):
+        parts = urlsplit(public)
+        out["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"] = f"{parts.scheme}://{parts.netloc}"
+    return out
+
+
+def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_version: str, started_at: str):
+    engine = create_engine(storage.backend_store_uri)
+
+    def describe() -> dict[str, Any]:
+        state = inspect_schema(engine)
+        return {
+            "statusVersion": STATUS_FORMAT_VERSION,
+            "extensionVersion": EXTENSION_VERSION,
+            "mlflowVersion": mlflow_version,
+            "bundleMlflowVersion": bundle.get("mlflowVersion"),
+            "appMode": bundle.get("appMode"),
+            "storageMode": storage.mode,
+            "dbRevision": state.revision,
+            "expectedHead": state.head,
+            "schemaState": state.kind,
+            "pendingMigrations": state.pending,
+            "backendStore": redact(storage.backend_store_uri),
+            "dataDir": str(storage.data_dir) if storage.data_dir else None,
+            "dataDirFreeBytes": free_bytes(storage.data_dir),
+            "startedAt": started_at,
+            "now": utc_now(),
+        }
+
+    return describe
+
+
+def build_app() -> Any:
+    """Configures, migrates and returns the WSGI (MLflow < 3.3) or ASGI app. Exits on a refusal."""
+    import mlflow  # configures MLflow's logging; ours goes on top of it
+
+    configure_logging()
+    env = dict(os.environ)
+    ops_token = env.get("MLFLOWCTL_OPS_TOKEN") or None
+    register_secret(ops_token)
+    register_secret(env.get("CONNECT_API_KEY"))
+    try:
+        storage = load_storage_config(env)
+        bundle = read_bundle_info()
+        pinned = bundle.get("mlflowVersion")
+        if pinned and pinned != mlflow.__version__:
+            log_event("startup.version_mismatch", "installed MLflow differs from the bundle's pin", logging.WARNING, installed=mlflow.__version__, pinned=pinned)
+        log_event("startup.config", "storage configured", mode=storage.mode, backend=redact(storage.backend_store_uri), artifacts=redact(storage.artifacts_destination), mlflow=mlflow.__version__)
+        os.environ.update(server_environment(storage, env, mlflow.__version__))
+        ensure_schema(storage, auto_migrate_enabled(env))
+    except StartupError as exc:
+        message = redact(str(exc))
+        log_event("startup.refused", message, logging.ERROR)
+        raise SystemExit(f"mlflowctl extension refused to start: {message}") from None
+    ops = OpsContext(ops_token, _make_describe(storage, bundle, mlflow.__version__, utc_now()))
+    # Connect picks the server from the manifest's app mode, so the bundle's choice wins.
+    app_mode = bundle.get("appMode")
+    asgi = app_mode == "python-fastapi" if app_mode else _release(mlflow.__version__) >= ASGI_FROM
+    return _wrap_mlflow_app(asgi, ops)
+
+
+def _wrap_mlflow_app(asgi: bool, ops: OpsContext) -> Any:
+    from .middleware import AsgiExtension, WsgiExtension
+
+    started = time.monotonic()
+    if asgi:
+        from mlflow.server.fastapi_app import app as asgi_app
+
+        wrapped: Any = AsgiExtension(asgi_app, ops)
+        interface = "asgi"
+    else:
+        from mlflow.server import app as wsgi_app
+
+        wrapped = WsgiExtension(wsgi_app, ops)
+        interface = "wsgi"
+    log_event("startup.ready", "MLflow app loaded", interface=interface, seconds=round(time.monotonic() - started, 3))
+    return wrapped
