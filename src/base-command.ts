@@ -1,0 +1,175 @@
+import {existsSync, readFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {Command, Flags, Interfaces} from '@oclif/core'
+
+import {loadSettings, parseProfileFile, type Settings} from './config/load.js'
+import type {StepRunner} from './core/ports.js'
+import {redact, redactDeep} from './core/redact.js'
+import {CancelledError, ExitCode, toMlflowctlError, type MlflowctlError} from './errors.js'
+import {painter, useColor, type Painter} from './output/color.js'
+import {chooseRenderer, listrStepRunner} from './output/tasks.js'
+
+export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof MlflowctlCommand)['baseFlags'] & T['flags']>
+export type CommandArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+export interface SuccessEnvelope<R> {
+  status: number
+  result: R
+  warnings: string[]
+}
+
+export interface ErrorEnvelope {
+  status: number
+  error: {code: string; message: string; suggestions: string[]; ref?: string}
+}
+
+/**
+ * The base of every command: parsing, settings, the JSON envelope, typed exit codes, redaction of
+ * secrets, the stdout/stderr split and the listr2 renderer policy.
+ */
+export abstract class MlflowctlCommand<T extends typeof Command> extends Command {
+  static enableJsonFlag = true
+  static baseFlags = {
+    verbose: Flags.boolean({summary: 'Show detailed progress and debug output on stderr.', env: 'MLFLOWCTL_VERBOSE'}),
+    'no-color': Flags.boolean({summary: 'Do not colour output.', env: 'MLFLOWCTL_NO_COLOR'}),
+  }
+
+  protected flags!: CommandFlags<T>
+  protected args!: CommandArgs<T>
+  protected settings!: Settings
+  protected paint!: Painter
+  protected readonly warnings: string[] = []
+  private exitStatus: number = ExitCode.Ok
+  private readonly cleanups: Array<() => Promise<void> | void> = []
+
+  public async init(): Promise<void> {
+    await super.init()
+    const ctor = this.ctor as typeof MlflowctlCommand
+    const {args, flags} = await this.parse({
+      flags: ctor.flags,
+      baseFlags: (super.ctor as typeof MlflowctlCommand).baseFlags,
+      enableJsonFlag: ctor.enableJsonFlag,
+      args: ctor.args,
+      strict: ctor.strict,
+    })
+    this.flags = flags as CommandFlags<T>
+    this.args = args as CommandArgs<T>
+    this.paint = painter(useColor({noColorFlag: Boolean(flags['no-color']), env: process.env, isTTY: Boolean(process.stdout.isTTY)}))
+    this.settings = this.loadSettings()
+    process.once('SIGINT', () => void this.cancel())
+  }
+
+  /** Flags > env > profile file > defaults (src/config/load.ts). */
+  protected loadSettings(): Settings {
+    const env = process.env
+    const configDir = env.MLFLOWCTL_CONFIG_DIR || this.config.configDir
+    const path = join(configDir, 'config.json')
+    const profileFile = existsSync(path) ? parseProfileFile(readFileSync(path, 'utf8'), path) : undefined
+    const flags = this.flags as Record<string, unknown>
+    return loadSettings({
+      flags: {
+        server: flags.server as string | undefined,
+        apiKey: flags['api-key'] as string | undefined,
+        caCertificate: flags['ca-certificate'] as string | undefined,
+        profile: flags.profile as string | undefined,
+      },
+      env,
+      profileFile,
+      dirs: {config: configDir, cache: this.config.cacheDir, data: this.config.dataDir},
+    })
+  }
+
+  /** Values that must never be printed: redaction masks them everywhere. */
+  protected secrets(): string[] {
+    return [this.settings?.apiKey?.value, process.env.CONNECT_API_KEY, process.env.MLFLOWCTL_OPS_TOKEN].filter((v): v is string => Boolean(v))
+  }
+
+  /** Result text for humans: stdout, silent under --json. */
+  protected out(text: string): void {
+    if (!this.jsonEnabled()) process.stdout.write(`${redact(text, this.secrets())}\n`)
+  }
+
+  /** Progress and hints: stderr, silent under --json. */
+  protected err(text: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(`${redact(text, this.secrets())}\n`)
+  }
+
+  /** A warning goes to stderr now and into the JSON envelope's `warnings`. */
+  protected warnUser(message: string): void {
+    this.warnings.push(redact(message, this.secrets()))
+    this.err(`${this.paint.warn('Warning:')} ${message}`)
+  }
+
+  protected tasks(): StepRunner {
+    const renderer = chooseRenderer({
+      json: this.jsonEnabled(),
+      verbose: Boolean((this.flags as Record<string, unknown>).verbose),
+      stderrIsTTY: Boolean(process.stderr.isTTY),
+      env: process.env,
+    })
+    return listrStepRunner(renderer)
+  }
+
+  /** For outcomes that are computed but negative (e.g. "not running"): set the code, do not throw. */
+  protected setExitCode(code: ExitCode): void {
+    this.exitStatus = code
+    process.exitCode = code
+  }
+
+  /** Registers work for finally() (stopping child processes, closing pools). */
+  protected onCleanup(action: () => Promise<void> | void): void {
+    this.cleanups.push(action)
+  }
+
+  protected toSuccessJson(result: unknown): SuccessEnvelope<unknown> {
+    return {status: this.exitStatus, result: redactDeep(result, this.secrets()), warnings: this.warnings}
+  }
+
+  protected toErrorJson(error: unknown): ErrorEnvelope {
+    const mapped = toMlflowctlError(error)
+    return {
+      status: mapped.exit,
+      error: {
+        code: mapped.code,
+        message: redact(mapped.message, this.secrets()),
+        suggestions: mapped.suggestionList.map((s) => redact(s, this.secrets())),
+        ...(mapped.ref ? {ref: mapped.ref} : {}),
+      },
+    }
+  }
+
+  /** Maps every error to its typed exit code (also under --json, where oclif would collapse it to 1). */
+  protected async catch(error: Error & {exitCode?: number}): Promise<void> {
+    const mapped: MlflowctlError = toMlflowctlError(error)
+    process.exitCode = mapped.exit
+    if (this.jsonEnabled()) {
+      this.logJson(this.toErrorJson(mapped))
+      return
+    }
+    // init() may fail before the painter exists (a flag parse error).
+    const paint = this.paint ?? painter(false)
+    const lines = [`${paint.fail('Error:')} ${mapped.message}`]
+    if (mapped.suggestionList.length > 0) lines.push('Try this:', ...mapped.suggestionList.map((s) => `  ${s}`))
+    if (mapped.ref) lines.push(`See ${mapped.ref}`)
+    if (mapped.exit === ExitCode.Internal && process.env.DEBUG && error.stack) lines.push(error.stack)
+    process.stderr.write(`${redact(lines.join('\n'), this.secrets())}\n`)
+  }
+
+  protected async finally(error: Error | undefined): Promise<void> {
+    for (const action of this.cleanups.reverse()) {
+      try {
+        await action()
+      } catch {
+        // cleanup is best effort; the command's own outcome is what gets reported
+      }
+    }
+    await super.finally(error)
+  }
+
+  private async cancel(): Promise<void> {
+    await this.finally(new CancelledError())
+    process.stderr.write('Cancelled.\n')
+    process.exit(ExitCode.Cancelled)
+  }
+}

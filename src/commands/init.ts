@@ -1,0 +1,42 @@
+import {Args, Flags} from '@oclif/core'
+import {resolve} from 'node:path'
+
+import {MlflowctlCommand} from '../base-command.js'
+import {STORAGE_MODES, type StorageMode} from '../core/bundle.js'
+import {initBundle, type InitResult} from '../core/init.js'
+import {NEWEST_KNOWN_MLFLOW} from '../core/versions.js'
+import {EXTENSION_TEMPLATES, isEmptyDir, readTree, writeFiles} from '../adapters/fs/bundle-dir.js'
+import {detectPythonVersion, pythonCommand} from '../adapters/python/python.js'
+import {showInit} from '../output/views/init.js'
+
+export default class Init extends MlflowctlCommand<typeof Init> {
+  static summary = 'Render a deployable MLflow extension bundle into a directory.'
+  static description = `Writes app.py, the extension package, a pinned requirements.txt, mlflowctl.json and a Connect
+manifest.json (app mode and entrypoint follow from the MLflow version: python-fastapi for 3.3+, python-api before).
+Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the interpreter whose version is recorded).`
+  static examples = [
+    '<%= config.bin %> <%= command.id %> ./mlflow-server --storage local',
+    `<%= config.bin %> <%= command.id %> ./mlflow-server --storage custom --mlflow-version ${NEWEST_KNOWN_MLFLOW} --force`,
+  ]
+  static args = {dir: Args.directory({description: 'Directory to render the bundle into.', required: true})}
+  static flags = {
+    storage: Flags.string({summary: 'Storage mode of the extension.', options: [...STORAGE_MODES], default: 'local', env: 'MLFLOWCTL_STORAGE'}),
+    'mlflow-version': Flags.string({summary: `MLflow version to pin (default: newest known, ${NEWEST_KNOWN_MLFLOW}).`, env: 'MLFLOWCTL_MLFLOW_VERSION'}),
+    force: Flags.boolean({summary: 'Overwrite the bundle files in a non-empty directory.', env: 'MLFLOWCTL_FORCE'}),
+  }
+
+  async run(): Promise<InitResult> {
+    const dir = resolve(this.args.dir)
+    const result = await initBundle(
+      {
+        readTemplates: () => readTree(EXTENSION_TEMPLATES),
+        isEmptyDir,
+        writeFiles,
+        pythonVersion: () => detectPythonVersion(pythonCommand(process.env)),
+      },
+      {dir, storage: this.flags.storage as StorageMode, mlflowVersion: this.flags['mlflow-version'], force: this.flags.force, toolVersion: this.config.version},
+    )
+    if (!this.jsonEnabled()) this.out(showInit(result))
+    return result
+  }
+}

@@ -1,0 +1,181 @@
+import {createHash} from 'node:crypto'
+
+import {CheckFailedError, ConfigError, InternalError, UsageError} from '../errors.js'
+import {placeholdersOf, renderTemplate} from './templates.js'
+import {appModeFor, extraRequirementsFor, pythonRequiresFor, pythonSatisfies, supportedMlflowVersion, type AppMode} from './versions.js'
+
+export const STORAGE_MODES = ['local', 'custom', 'aws', 'azure', 'gcp'] as const
+export type StorageMode = (typeof STORAGE_MODES)[number]
+/** Modes whose extension code ships in this version; the cloud modes arrive with their own issue. */
+export const IMPLEMENTED_STORAGE_MODES: readonly StorageMode[] = ['local', 'custom']
+
+/** Env var names the operator must set on the content for each mode (values are never stored). */
+export const REQUIRED_ENV: Record<StorageMode, string[]> = {
+  local: [],
+  custom: ['MLFLOW_BACKEND_STORE_URI', 'MLFLOW_ARTIFACTS_DESTINATION'],
+  aws: ['RDS_ENDPOINT', 'RDS_PORT', 'RDS_DATABASE', 'RDS_USERNAME', 'RDS_DB_TYPE', 'AWS_REGION', 'MLFLOW_ARTIFACTS_DESTINATION'],
+  azure: ['AZURE_DATABASE_SERVER', 'AZURE_DATABASE_NAME', 'AZURE_DATABASE_USERNAME', 'AZURE_DATABASE_TYPE', 'AZURE_REGION', 'MLFLOW_ARTIFACTS_DESTINATION'],
+  gcp: ['CLOUD_SQL_CONNECTION_NAME', 'CLOUD_SQL_DATABASE', 'CLOUD_SQL_USERNAME', 'MLFLOW_ARTIFACTS_DESTINATION'],
+}
+
+export interface BundleFile {
+  path: string
+  content: Buffer
+}
+
+export interface ConnectManifest {
+  version: number
+  metadata: {appmode: AppMode; entrypoint: string}
+  python: {version: string; package_manager: {name: string; package_file: string}}
+  environment: {python: {requires: string}}
+  extension: {version: string; [key: string]: unknown}
+  files: Record<string, {checksum: string}>
+  [key: string]: unknown
+}
+
+/** mlflowctl.json: what mlflowctl rendered, read back by the extension and by later commands. */
+export interface BundleInfo {
+  bundleFormat: 1
+  extensionVersion: string
+  mlflowVersion: string
+  appMode: AppMode
+  storage: StorageMode
+  requiredEnv: string[]
+  renderedBy: string
+}
+
+export interface RenderBundleOptions {
+  storage: StorageMode
+  mlflowVersion: string
+  pythonVersion: string
+  toolVersion: string
+}
+
+export interface RenderedBundle {
+  files: BundleFile[]
+  manifest: ConnectManifest
+  info: BundleInfo
+}
+
+export const MANIFEST = 'manifest.json'
+const TEMPLATE_SUFFIX = '.tmpl'
+
+export function md5Hex(content: Buffer): string {
+  return createHash('md5').update(content).digest('hex')
+}
+
+/** Reads EXTENSION_VERSION from the extension package so that the two never disagree. */
+export function extensionVersionOf(templates: BundleFile[]): string {
+  const init = templates.find((file) => file.path === 'mlflowctl_extension/__init__.py')
+  const match = init && /^EXTENSION_VERSION\s*=\s*"([^"]+)"/m.exec(init.content.toString('utf8'))
+  if (!match) throw new InternalError('templates/extension/mlflowctl_extension/__init__.py does not define EXTENSION_VERSION.')
+  return match[1]
+}
+
+/** Checks a storage mode is known and implemented. @throws UsageError */
+export function checkStorageMode(storage: string): StorageMode {
+  if (!(STORAGE_MODES as readonly string[]).includes(storage)) {
+    throw new UsageError('UNKNOWN_STORAGE_MODE', `Unknown storage mode "${storage}"; use one of ${STORAGE_MODES.join(', ')}.`)
+  }
+  if (!IMPLEMENTED_STORAGE_MODES.includes(storage as StorageMode)) {
+    throw new UsageError('STORAGE_MODE_NOT_AVAILABLE', `Storage mode ${storage} is not available in this mlflowctl version yet.`, {
+      suggestions: ['Use --storage local, or --storage custom with MLFLOW_BACKEND_STORE_URI and MLFLOW_ARTIFACTS_DESTINATION.'],
+    })
+  }
+  return storage as StorageMode
+}
+
+/**
+ * Renders the template set into the files of a deployable bundle: `*.tmpl` files are rendered and lose
+ * the suffix, the rest are copied, and manifest.json gets the hex MD5 of every other file. Pure.
+ * @throws UsageError for an unsupported version, or a Python too old for it.
+ */
+export function renderBundle(templates: BundleFile[], options: RenderBundleOptions): RenderedBundle {
+  const mlflowVersion = supportedMlflowVersion(options.mlflowVersion)
+  const storage = checkStorageMode(options.storage)
+  const pythonRequires = pythonRequiresFor(mlflowVersion)
+  if (!pythonSatisfies(options.pythonVersion, pythonRequires)) {
+    throw new UsageError('PYTHON_TOO_OLD', `MLflow ${mlflowVersion} needs Python ${pythonRequires}; the bundle would record Python ${options.pythonVersion}.`)
+  }
+  const appMode = appModeFor(mlflowVersion)
+  const extensionVersion = extensionVersionOf(templates)
+  const values: Record<string, string> = {
+    toolVersion: options.toolVersion,
+    mlflowVersion,
+    extraRequirements: extraRequirementsFor(mlflowVersion).join('\n'),
+    appMode,
+    pythonVersion: options.pythonVersion,
+    pythonRequires,
+    extensionVersion,
+    storage,
+    requiredEnv: JSON.stringify(REQUIRED_ENV[storage]),
+  }
+  const used = new Set<string>()
+  const rendered: BundleFile[] = templates.map((file) => {
+    if (!file.path.endsWith(TEMPLATE_SUFFIX)) return file
+    const text = file.content.toString('utf8')
+    const keys = placeholdersOf(text)
+    keys.forEach((key) => used.add(key))
+    const subset = Object.fromEntries(keys.filter((key) => key in values).map((key) => [key, values[key]]))
+    const output = renderTemplate(file.path, text, subset).replace(/\n{2,}$/, '\n')
+    return {path: file.path.slice(0, -TEMPLATE_SUFFIX.length), content: Buffer.from(output)}
+  })
+  const unused = Object.keys(values).filter((key) => !used.has(key))
+  if (unused.length > 0) throw new InternalError(`Template values used by no template: ${unused.join(', ')}.`)
+  const skeleton = rendered.find((file) => file.path === MANIFEST)
+  if (!skeleton) throw new InternalError('templates/extension has no manifest.json.tmpl.')
+  const files = rendered.filter((file) => file.path !== MANIFEST).sort((a, b) => a.path.localeCompare(b.path))
+  const manifest = JSON.parse(skeleton.content.toString('utf8')) as ConnectManifest
+  manifest.files = Object.fromEntries(files.map((file) => [file.path, {checksum: md5Hex(file.content)}]))
+  const info = JSON.parse(files.find((file) => file.path === 'mlflowctl.json')!.content.toString('utf8')) as BundleInfo
+  return {files: [...files, {path: MANIFEST, content: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)}], manifest, info}
+}
+
+export interface ManifestCheck {
+  stale: string[]
+  missing: string[]
+}
+
+/** Parses manifest.json text and checks its shape. @throws ConfigError MANIFEST_INVALID */
+export function parseManifest(text: string, where: string): ConnectManifest {
+  let manifest: ConnectManifest
+  try {
+    manifest = JSON.parse(text) as ConnectManifest
+  } catch (error) {
+    throw new ConfigError('MANIFEST_INVALID', `${where} is not valid JSON: ${(error as Error).message}.`)
+  }
+  const files = manifest?.files
+  if (manifest?.version !== 1 || !manifest.metadata?.appmode || !manifest.metadata?.entrypoint || !files || typeof files !== 'object') {
+    throw new ConfigError('MANIFEST_INVALID', `${where} is not a Connect manifest (needs version 1, metadata.appmode, metadata.entrypoint and files).`)
+  }
+  for (const [path, entry] of Object.entries(files)) {
+    if (path.startsWith('/') || path.split('/').includes('..') || !/^[0-9a-f]{32}$/.test(entry?.checksum ?? '')) {
+      throw new ConfigError('MANIFEST_INVALID', `${where} lists "${path}" with an unsafe path or a checksum that is not hex MD5.`)
+    }
+  }
+  return manifest
+}
+
+/** Compares the manifest's checksums with the files' actual MD5s (undefined = file missing). Pure. */
+export function checkManifest(manifest: ConnectManifest, actualMd5: Record<string, string | undefined>): ManifestCheck {
+  const stale: string[] = []
+  const missing: string[] = []
+  for (const [path, {checksum}] of Object.entries(manifest.files)) {
+    const actual = actualMd5[path]
+    if (actual === undefined) missing.push(path)
+    else if (actual !== checksum) stale.push(path)
+  }
+  return {stale, missing}
+}
+
+/** @throws CheckFailedError MANIFEST_STALE when files changed or vanished since the manifest was written. */
+export function assertManifestFresh(check: ManifestCheck, dir: string): void {
+  if (check.stale.length === 0 && check.missing.length === 0) return
+  const parts = [
+    check.stale.length > 0 ? `changed since manifest.json was written: ${check.stale.join(', ')}` : '',
+    check.missing.length > 0 ? `listed but missing: ${check.missing.join(', ')}` : '',
+  ].filter(Boolean)
+  throw new CheckFailedError('MANIFEST_STALE', `The bundle in ${dir} does not match its manifest.json (${parts.join('; ')}).`, {
+    suggestions: ['Undo the edits, or re-render the bundle with `mlflowctl init DIR --force --storage MODE --mlflow-version X`.'],
+  })
+}

@@ -1,0 +1,74 @@
+import semver from 'semver'
+
+import {UsageError} from '../errors.js'
+
+/**
+ * The newest MLflow release this mlflowctl version was tested with, and the default for `init`.
+ * (3.18.0 is listed on PyPI but its mlflow-skinny/mlflow-tracing 3.18.0 were not installable when this
+ * was written, so 3.17.2 is the newest release that really installs.)
+ */
+export const NEWEST_KNOWN_MLFLOW = '3.17.2'
+/** The last 2.x release. */
+export const LAST_MLFLOW_2 = '2.22.5'
+export const OLDEST_SUPPORTED_MLFLOW = '2.0.0'
+
+export type AppMode = 'python-api' | 'python-fastapi'
+
+/**
+ * Parses an MLflow (PEP 440) release such as "3.17.2", "2.22.0rc0" or "3.1" into a semver string.
+ * Pre-releases map to semver pre-release tags so that ordering holds (3.1.0rc0 < 3.1.0).
+ * @throws UsageError INVALID_MLFLOW_VERSION for anything else.
+ */
+export function parseMlflowVersion(input: string): string {
+  const match = /^v?(\d+)\.(\d+)(?:\.(\d+))?(?:(a|b|rc)(\d+))?(?:\.post(\d+))?$/.exec(input.trim())
+  if (!match) {
+    throw new UsageError('INVALID_MLFLOW_VERSION', `"${input}" is not an MLflow release version (expected for example ${NEWEST_KNOWN_MLFLOW}).`)
+  }
+  const [, major, minor, patch = '0', preKind, preNumber] = match
+  const base = `${Number(major)}.${Number(minor)}.${Number(patch)}`
+  return preKind ? `${base}-${preKind}.${preNumber}` : base
+}
+
+/** Checks the version is one the extension supports and returns it normalised to MAJOR.MINOR.PATCH. */
+export function supportedMlflowVersion(input: string): string {
+  const parsed = parseMlflowVersion(input)
+  if (semver.lt(parsed, OLDEST_SUPPORTED_MLFLOW) || semver.major(parsed) > 3) {
+    throw new UsageError('UNSUPPORTED_MLFLOW_VERSION', `MLflow ${input} is not supported: the extension runs MLflow ${OLDEST_SUPPORTED_MLFLOW} to 3.x.`, {
+      suggestions: [`Use --mlflow-version ${NEWEST_KNOWN_MLFLOW} (newest known) or ${LAST_MLFLOW_2} (last 2.x).`],
+    })
+  }
+  return input.trim().replace(/^v/, '')
+}
+
+/**
+ * MLflow 3.3.0 made uvicorn + the FastAPI app (mlflow.server.fastapi_app) the server (#17038); earlier
+ * releases, including 3.0-3.2, only have the Flask WSGI app.
+ */
+export function appModeFor(mlflowVersion: string): AppMode {
+  return semver.gte(parseMlflowVersion(mlflowVersion), '3.3.0') ? 'python-fastapi' : 'python-api'
+}
+
+/** The Python floor of each MLflow release line (mlflow.md B6), as a PEP 440 requirement. */
+export function pythonRequiresFor(mlflowVersion: string): string {
+  const version = parseMlflowVersion(mlflowVersion)
+  if (semver.gte(version, '3.2.0')) return '>=3.10'
+  if (semver.gte(version, '2.18.0')) return '>=3.9'
+  return '>=3.8'
+}
+
+/**
+ * Extra pins the bundle needs so that pip resolves a working environment. MLflow 2.x allows
+ * sqlalchemy<3 but imports pool classes that SQLAlchemy 2.1 removed (FallbackAsyncAdaptedQueuePool),
+ * so a fresh 2.x install fails at import without this pin.
+ */
+export function extraRequirementsFor(mlflowVersion: string): string[] {
+  return semver.major(parseMlflowVersion(mlflowVersion)) < 3 ? ['sqlalchemy<2.1'] : []
+}
+
+/** True when `python` (e.g. "3.11.7") satisfies a ">=X.Y" floor. */
+export function pythonSatisfies(python: string, requires: string): boolean {
+  const floor = /^>=(\d+)\.(\d+)$/.exec(requires)
+  const have = /^(\d+)\.(\d+)/.exec(python)
+  if (!floor || !have) return true
+  return Number(have[1]) > Number(floor[1]) || (Number(have[1]) === Number(floor[1]) && Number(have[2]) >= Number(floor[2]))
+}

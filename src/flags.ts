@@ -1,0 +1,17 @@
+import {Flags} from '@oclif/core'
+
+/** --server/--api-key/--ca-certificate/--profile for commands that talk to Connect. */
+export const targetFlags = {
+  server: Flags.string({summary: 'Posit Connect server URL (also CONNECT_SERVER).', env: 'MLFLOWCTL_SERVER'}),
+  'api-key': Flags.string({summary: 'Connect API key (also CONNECT_API_KEY); prefer the env var.', env: 'MLFLOWCTL_API_KEY'}),
+  'ca-certificate': Flags.file({summary: 'CA bundle for a Connect server with an internal CA (also CONNECT_CA_CERTIFICATE).', env: 'MLFLOWCTL_CA_CERTIFICATE'}),
+  profile: Flags.string({summary: 'Profile in the config file to read defaults from.', env: 'MLFLOWCTL_PROFILE'}),
+}
+
+/** -E NAME=VALUE or -E NAME (copied from the local environment), as rsconnect-python does. */
+export const envFlag = Flags.string({
+  char: 'E',
+  summary: 'Environment variable for the extension: NAME=VALUE, or NAME to copy it from your environment. Repeatable.',
+  multiple: true,
+  env: 'MLFLOWCTL_ENV',
+})
