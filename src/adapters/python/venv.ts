@@ -63,7 +63,7 @@ export async function ensureVenv(options: EnsureVenvOptions): Promise<Venv> {
     options.onProgress?.(`creating venv ${key}`)
     await runLogged(options.python, ['-m', 'venv', path], 'VENV_FAILED', options.onProgress)
     await writeFile(join(path, 'requirements.txt'), options.requirements)
-    await runLogged(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '-r', join(path, 'requirements.txt')], 'PIP_INSTALL_FAILED', options.onProgress)
+    await runLogged(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '--progress-bar', 'off', '-r', join(path, 'requirements.txt')], 'PIP_INSTALL_FAILED', options.onProgress)
     await writeFile(join(path, READY), `${new Date().toISOString()}\n`)
   } finally {
     await release()
@@ -121,7 +121,8 @@ function runLogged(command: string, args: string[], code: string, onProgress?: (
         if (!line.trim()) continue
         tail.push(redact(line))
         if (tail.length > 20) tail.shift()
-        onProgress?.(redact(line).slice(0, 160))
+        // Only pip's milestones: progress bars and download lines would flood a non-TTY log.
+        if (/^(Collecting|Installing|Successfully|ERROR)/.test(line.trim())) onProgress?.(redact(line.trim()).slice(0, 160))
       }
     }
     child.stdout.on('data', collect)

@@ -1,0 +1,143 @@
+"""Shared fixtures: a copy of the extension per test, real MLflow from the venv running pytest, and
+PostgreSQL from MLFLOWCTL_TEST_PG_URL. A missing service skips locally and fails under CI=true."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
+from urllib.request import Request, urlopen
+
+import pytest
+
+EXTENSION = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(EXTENSION))
+IN_CI = bool(os.environ.get("CI"))
+
+
+def require(available: bool, reason: str) -> None:
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"required service missing under CI: {reason}")
+    pytest.skip(reason)
+
+
+def mlflow_version() -> tuple[int, ...]:
+    import mlflow
+    from packaging.version import Version
+
+    return Version(mlflow.__version__).release
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    """A copy of the extension as Connect would unpack it (no tests, no mlflowctl.json)."""
+    target = tmp_path / "bundle"
+    shutil.copytree(EXTENSION, target, ignore=shutil.ignore_patterns("tests", "__pycache__", "*.tmpl"))
+    return target
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def import_app(bundle: Path, env: dict[str, str], timeout: int = 240) -> subprocess.CompletedProcess[str]:
+    """Starts the extension the way Connect does (it imports app.py) and returns the outcome."""
+    return subprocess.run([sys.executable, "-c", "import app"], cwd=bundle, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        return http("GET", self.url(path), headers=headers)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    import urllib.error
+
+    request = Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator:
+    servers: list[Server] = []
+
+    def start(bundle: Path, env: dict[str, str]) -> Server:
+        port = free_port()
+        log = tmp_path / f"server-{port}.log"
+        if mlflow_version() >= (3, 3):
+            cmd = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)]
+        else:
+            cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1", "app:app"]
+        with open(log, "wb") as handle:
+            process = subprocess.Popen(cmd, cwd=bundle, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        server = Server(port, process, log)
+        servers.append(server)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited with {process.returncode}:\n{server.logs()[-3000:]}")
+            try:
+                if server.get("/health")[0] == 200:
+                    return server
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"server did not become healthy:\n{server.logs()[-3000:]}")
+
+    yield start
+    for server in servers:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (psycopg2 comes with the bundle's requirements)."""
+    base = os.environ.get("MLFLOWCTL_TEST_PG_URL")
+    require(bool(base), "MLFLOWCTL_TEST_PG_URL is not set; start PostgreSQL (bash .ci/run does) and export it")
+    import psycopg2
+
+    name = f"ext_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(base)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(base)
+    yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()

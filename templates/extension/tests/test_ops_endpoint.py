@@ -1,0 +1,40 @@
+"""GET /_mlflowctl/status behind the token, at the root and under a /content/<guid>/ prefix."""
+import json
+
+from conftest import base_env, http
+
+GUID = "0b0e8e8e-1111-2222-3333-444455556666"
+TOKEN = "ops-token-for-tests-0123456789"
+
+
+def test_status_requires_the_token_and_reports_the_schema(bundle, tmp_path, start_server):
+    server = start_server(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"), MLFLOWCTL_OPS_TOKEN=TOKEN, CONNECT_SERVER="http://127.0.0.1:1/"))
+    assert server.get("/_mlflowctl/status")[0] == 401
+    assert server.get("/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": "wrong"})[0] == 401
+    status, body = server.get("/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": TOKEN})
+    assert status == 200
+    payload = json.loads(body)
+    from mlflow.store.db.utils import _get_latest_schema_revision
+    import mlflow
+
+    assert payload["dbRevision"] == payload["expectedHead"] == _get_latest_schema_revision()
+    assert payload["mlflowVersion"] == mlflow.__version__
+    assert payload["storageMode"] == "local" and payload["schemaState"] == "current"
+    assert payload["dataDirFreeBytes"] > 0
+    assert server.get("/_mlflowctl/nope", {"X-Mlflowctl-Ops-Token": TOKEN})[0] == 404
+    assert TOKEN not in server.logs()
+
+
+def test_full_path_prefix_is_stripped_for_ops_and_rest(bundle, tmp_path, start_server):
+    server = start_server(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"), MLFLOWCTL_OPS_TOKEN=TOKEN))
+    assert server.get(f"/content/{GUID}/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": TOKEN})[0] == 200
+    status, body = http("POST", server.url(f"/content/{GUID}/api/2.0/mlflow/experiments/create"), json.dumps({"name": "prefixed"}).encode(), {"Content-Type": "application/json"})
+    assert status == 200, body
+    status, body = server.get(f"/content/{GUID}/_bundle12/api/2.0/mlflow/experiments/get-by-name?experiment_name=prefixed")
+    assert status == 200 and json.loads(body)["experiment"]["name"] == "prefixed"
+    assert server.get(f"/content/{GUID}/health")[0] == 200
+
+
+def test_without_a_configured_token_the_endpoint_stays_closed(bundle, tmp_path, start_server):
+    server = start_server(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data")))
+    assert server.get("/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": ""})[0] == 503

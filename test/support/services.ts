@@ -1,0 +1,57 @@
+import {existsSync, readFileSync} from 'node:fs'
+import {join} from 'node:path'
+import type {TestContext} from 'node:test'
+
+import pg from 'pg'
+
+export const IN_CI = process.env.MLFLOWCTL_TEST_IN_CI === '1'
+export const REPO_ROOT = new URL('../..', import.meta.url).pathname
+
+/**
+ * Skips the test with a printed reason when a service is missing; under CI=true the same call fails
+ * it, because in CI a skip is a failure.
+ */
+export function requireService(t: TestContext, available: boolean, reason: string): boolean {
+  if (available) return true
+  if (IN_CI) throw new Error(`required service missing under CI: ${reason}`)
+  process.stderr.write(`SKIP ${t.name}: ${reason}\n`)
+  t.skip(reason)
+  return false
+}
+
+export interface TestVenv {
+  mlflowVersion: string
+  python: string
+  key: string
+}
+
+/** The MLflow venvs that scripts/provision.mjs built (newest 3.x and last 2.x). */
+export function testVenvs(): TestVenv[] {
+  const file = join(process.env.MLFLOWCTL_CACHE_DIR!, 'test-venvs.json')
+  if (!existsSync(file)) return []
+  return (JSON.parse(readFileSync(file, 'utf8')) as TestVenv[]).filter((venv) => existsSync(venv.python))
+}
+
+export const NO_VENVS = 'no MLflow test venvs; run `node scripts/provision.mjs` (or `bash .ci/run`) first'
+
+export function pgBaseUrl(): string | undefined {
+  return process.env.MLFLOWCTL_TEST_PG_URL
+}
+
+export const NO_PG = 'MLFLOWCTL_TEST_PG_URL is not set; start PostgreSQL (`bash .ci/run` does) and export it'
+
+/** Creates a fresh database and returns its URL. */
+export async function createPgDatabase(name: string): Promise<string> {
+  const base = pgBaseUrl()!
+  const client = new pg.Client({connectionString: base})
+  await client.connect()
+  try {
+    await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
+    await client.query(`CREATE DATABASE "${name}"`)
+  } finally {
+    await client.end()
+  }
+  const url = new URL(base)
+  url.pathname = `/${name}`
+  return url.toString()
+}

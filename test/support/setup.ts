@@ -1,0 +1,21 @@
+// Loaded with `node --import` before every test file (see scripts/test.mjs).
+import {mkdtempSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const scratch = mkdtempSync(join(tmpdir(), 'mlflowctl-suite-'))
+
+process.env.NO_COLOR = '1'
+process.env.COLUMNS = '120'
+process.env.MLFLOWCTL_CONFIG_DIR = join(scratch, 'config')
+process.env.MLFLOWCTL_DATA_DIR = join(scratch, 'data')
+// Venvs are expensive (minutes each): tests share the cache that .ci/run provisions.
+process.env.MLFLOWCTL_CACHE_DIR = process.env.MLFLOWCTL_TEST_CACHE_DIR ?? join(root, '.cache', 'mlflowctl')
+// Read CI once for the skip rule, then hide it so that commands see a neutral environment and the
+// renderer policy is tested explicitly.
+if (process.env.CI) process.env.MLFLOWCTL_TEST_IN_CI = '1'
+delete process.env.CI
+delete process.env.CONNECT_SERVER
+delete process.env.CONNECT_API_KEY
