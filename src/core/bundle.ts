@@ -2,7 +2,7 @@ import {createHash} from 'node:crypto'
 
 import {CheckFailedError, ConfigError, InternalError, UsageError} from '../errors.js'
 import {placeholdersOf, renderTemplate} from './templates.js'
-import {appModeFor, extraRequirementsFor, pythonRequiresFor, pythonSatisfies, supportedMlflowVersion, type AppMode} from './versions.js'
+import {appModeFor, driverRequirementsFor, pythonRequiresFor, pythonSatisfies, supportedMlflowVersion, type AppMode} from './versions.js'
 
 export const STORAGE_MODES = ['local', 'custom', 'aws', 'azure', 'gcp'] as const
 export type StorageMode = (typeof STORAGE_MODES)[number]
@@ -102,7 +102,7 @@ export function renderBundle(templates: BundleFile[], options: RenderBundleOptio
   const values: Record<string, string> = {
     toolVersion: options.toolVersion,
     mlflowVersion,
-    extraRequirements: extraRequirementsFor(mlflowVersion).join('\n'),
+    databaseDrivers: driverRequirementsFor(mlflowVersion).join('\n'),
     appMode,
     pythonVersion: options.pythonVersion,
     pythonRequires,

@@ -57,12 +57,15 @@ export function pythonRequiresFor(mlflowVersion: string): string {
 }
 
 /**
- * Extra pins the bundle needs so that pip resolves a working environment. MLflow 2.x allows
- * sqlalchemy<3 but imports pool classes that SQLAlchemy 2.1 removed (FallbackAsyncAdaptedQueuePool),
- * so a fresh 2.x install fails at import without this pin.
+ * The PostgreSQL driver and compatibility pins the bundle needs so that pip resolves a working
+ * environment for custom PostgreSQL storage:
+ * - MLflow 2.x allows sqlalchemy<3 but imports pool classes that SQLAlchemy 2.1 removed
+ *   (FallbackAsyncAdaptedQueuePool), so a fresh 2.x install fails at import unless SQLAlchemy is < 2.1;
+ *   with SQLAlchemy 2.0 a plain postgresql:// URL uses psycopg2.
+ * - MLflow 3.x resolves SQLAlchemy 2.1, where a plain postgresql:// URL means psycopg 3.
  */
-export function extraRequirementsFor(mlflowVersion: string): string[] {
-  return semver.major(parseMlflowVersion(mlflowVersion)) < 3 ? ['sqlalchemy<2.1'] : []
+export function driverRequirementsFor(mlflowVersion: string): string[] {
+  return semver.major(parseMlflowVersion(mlflowVersion)) < 3 ? ['psycopg2-binary==2.9.13', 'sqlalchemy<2.1'] : ['psycopg[binary]==3.3.9']
 }
 
 /** True when `python` (e.g. "3.11.7") satisfies a ">=X.Y" floor. */

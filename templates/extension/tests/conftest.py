@@ -131,10 +131,13 @@ def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database (psycopg2 comes with the bundle's requirements)."""
     base = os.environ.get("MLFLOWCTL_TEST_PG_URL")
     require(bool(base), "MLFLOWCTL_TEST_PG_URL is not set; start PostgreSQL (bash .ci/run does) and export it")
-    import psycopg2
+    try:  # the bundle ships psycopg 3 with MLflow 3.x and psycopg2 with 2.x
+        import psycopg as driver
+    except ImportError:
+        import psycopg2 as driver
 
     name = f"ext_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(base)
+    admin = driver.connect(base)
     admin.autocommit = True
     admin.cursor().execute(f'CREATE DATABASE "{name}"')
     parts = urlsplit(base)
