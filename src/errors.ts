@@ -86,7 +86,10 @@ export function toMlflowctlError(error: unknown): MlflowctlError {
   if (error instanceof MlflowctlError) return error
   if (error instanceof Errors.CLIError) {
     const exit = error.oclif?.exit
-    if (exit === ExitCode.Usage || exit === undefined) {
+    // Every parser error (CLIParseError carries `parse`) is a usage error, including the ones oclif's
+    // exitCodes table does not cover (an invalid option value exits 1 otherwise).
+    const isParseError = (error as {parse?: unknown}).parse !== undefined
+    if (isParseError || exit === ExitCode.Usage || exit === undefined) {
       return new UsageError('USAGE', error.message, {suggestions: error.suggestions, cause: error})
     }
     return new MlflowctlError(exit as ExitCode, (error as {code?: string}).code ?? 'ERROR', error.message, {cause: error})
