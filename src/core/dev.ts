@@ -124,6 +124,8 @@ export async function devUp(deps: DevDeps, options: DevUpOptions, runner: StepRu
     })
     return waitUntilSettled(deps, paths, pid, options.timeoutMs, report)
   })
+  // Remember the port so that the tracking URI survives down/up.
+  await deps.identity(paths, state.proxyPort)
   return {...endpoint(options.bundleDir, paths, identity, state), alreadyRunning: false, venv: {key: venv.key, reused: venv.reused}}
 }
 

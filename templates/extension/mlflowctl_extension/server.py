@@ -16,7 +16,11 @@ from .ops import STATUS_FORMAT_VERSION, OpsContext, free_bytes, utc_now
 from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent
-ASGI_FROM = (3, 3)  # mlflow.server.fastapi_app exists from MLflow 3.3.0 (#17038)
+ASGI_FROM = (3, 3)
+
+
+class ExtensionRefused(RuntimeError):
+    """Raised from app import when the extension must not serve (bad config, unusable schema)."""  # mlflow.server.fastapi_app exists from MLflow 3.3.0 (#17038)
 
 
 def read_bundle_info(bundle_dir: Path = BUNDLE_DIR) -> dict[str, Any]:
@@ -86,7 +90,10 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
 
 
 def build_app() -> Any:
-    """Configures, migrates and returns the WSGI (MLflow < 3.3) or ASGI app. Exits on a refusal."""
+    """Configures, migrates and returns the WSGI (MLflow < 3.3) or ASGI app.
+
+    @raises ExtensionRefused after logging a `startup.refused` line.
+    """
     import mlflow  # configures MLflow's logging; ours goes on top of it
 
     configure_logging()
@@ -106,7 +113,9 @@ def build_app() -> Any:
     except StartupError as exc:
         message = redact(str(exc))
         log_event("startup.refused", message, logging.ERROR)
-        raise SystemExit(f"mlflowctl extension refused to start: {message}") from None
+        # An ordinary exception, not SystemExit: gunicorn re-spawns workers that exit via SystemExit
+        # forever, but halts on an exception during app load ("Worker failed to boot").
+        raise ExtensionRefused(f"mlflowctl extension refused to start: {message}") from None
     ops = OpsContext(ops_token, _make_describe(storage, bundle, mlflow.__version__, utc_now()))
     # Connect picks the server from the manifest's app mode, so the bundle's choice wins.
     app_mode = bundle.get("appMode")
