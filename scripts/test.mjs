@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs every test tier and ends with one line: "N passed, N failed, N skipped".
 // Usage: node scripts/test.mjs [unit|commands|integration|extension ...]   (default: all tiers)
-import {spawnSync} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
+import {createConnection, createServer} from 'node:net'
 import {existsSync, mkdtempSync, readdirSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, relative} from 'node:path'
@@ -76,6 +77,45 @@ function runExtensionTier() {
   }
 }
 
+// Emulators are started once per run here and found by the tests through env vars (test/support/services.ts).
+async function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const {port} = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+async function waitForPort(port, child, seconds = 30) {
+  for (let i = 0; i < seconds * 10; i++) {
+    if (child.exitCode !== null) return false
+    const open = await new Promise((resolve) => {
+      const socket = createConnection({host: '127.0.0.1', port}, () => (socket.end(), resolve(true)))
+      socket.on('error', () => resolve(false))
+    })
+    if (open) return true
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return false
+}
+
+async function startAzurite() {
+  const bin = join(root, 'node_modules', '.bin', 'azurite-blob')
+  if (!existsSync(bin)) return undefined
+  const port = await freePort()
+  // --skipApiVersionCheck: @azure/storage-blob 12.32 sends an API version Azurite 3.35 does not know.
+  const child = spawn(bin, ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--inMemoryPersistence', '--skipApiVersionCheck', '--silent', '--disableTelemetry'], {stdio: 'ignore'})
+  if (!(await waitForPort(port, child))) {
+    child.kill()
+    return undefined
+  }
+  process.env.MLFLOWCTL_TEST_AZURITE_BLOB = `http://127.0.0.1:${port}/devstoreaccount1`
+  return child
+}
+
+const needsEmulators = tiers.includes('integration')
+const azurite = needsEmulators ? await startAzurite() : undefined
 for (const tier of tiers) {
   if (!ALL.includes(tier)) {
     process.stderr.write(`unknown tier "${tier}"; use ${ALL.join(', ')}\n`)
@@ -84,6 +124,7 @@ for (const tier of tiers) {
   if (tier === 'extension') runExtensionTier()
   else runNodeTier(tier)
 }
+azurite?.kill()
 if (inCI && totals.skipped > 0) {
   process.stdout.write(`\nCI=true: ${totals.skipped} skipped test(s) count as failures.\n`)
   totals.failed += totals.skipped
