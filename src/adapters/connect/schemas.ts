@@ -1,0 +1,57 @@
+import {z} from 'zod'
+
+/** Response shapes from connect-api.md; unknown fields pass through, missing required ones are errors. */
+export const userSchema = z
+  .object({
+    guid: z.string(),
+    username: z.string(),
+    user_role: z.string(),
+    locked: z.boolean().optional(),
+    confirmed: z.boolean().optional(),
+  })
+  .passthrough()
+
+export const serverSettingsSchema = z.object({version: z.string().nullish()}).passthrough()
+
+export const contentSchema = z
+  .object({
+    guid: z.string(),
+    name: z.string().nullish(),
+    title: z.string().nullish(),
+    app_mode: z.string().nullish(),
+    bundle_id: z.string().nullish(),
+    min_processes: z.number().nullish(),
+    max_processes: z.number().nullish(),
+    locked: z.boolean().nullish(),
+    content_url: z.string().nullish(),
+    dashboard_url: z.string().nullish(),
+    app_role: z.string().nullish(),
+    owner_guid: z.string().nullish(),
+  })
+  .passthrough()
+
+export const bundleSchema = z.object({id: z.string(), content_guid: z.string().optional(), active: z.boolean().optional(), created_time: z.string().optional()}).passthrough()
+
+export const taskRefSchema = z.object({task_id: z.string()}).passthrough()
+
+export const taskSchema = z
+  .object({
+    id: z.string(),
+    output: z.array(z.string()).default([]),
+    last: z.number().default(0),
+    finished: z.boolean(),
+    code: z.number().default(0),
+    error: z.string().nullish(),
+  })
+  .passthrough()
+
+export const environmentNamesSchema = z.array(z.string())
+
+export const vanitySchema = z.object({content_guid: z.string().optional(), path: z.string()}).passthrough()
+
+export const connectErrorSchema = z.object({code: z.number().optional(), error: z.string().optional(), payload: z.unknown().optional()}).passthrough()
+
+export type ConnectUser = z.infer<typeof userSchema>
+export type ConnectContent = z.infer<typeof contentSchema>
+export type ConnectBundle = z.infer<typeof bundleSchema>
+export type ConnectTask = z.infer<typeof taskSchema>
