@@ -8,6 +8,7 @@ import {rm} from 'node:fs/promises'
 import {createServer, type Server} from 'node:net'
 import {join} from 'node:path'
 
+import {appCommand} from './app-command.js'
 import {createAuthProxy} from './auth-proxy.js'
 import {readJson, writePrivateJson, type DevState, type LaunchSpec} from './instance-store.js'
 
@@ -24,13 +25,6 @@ function freePort(preferred = 0): Promise<number> {
       probe.close(() => resolve(port))
     })
   })
-}
-
-function appCommand(spec: LaunchSpec, port: number): string[] {
-  // Connect runs python-fastapi content with an ASGI server and python-api content with a WSGI server.
-  return spec.appMode === 'python-fastapi'
-    ? ['-m', 'uvicorn', 'app:app', '--host', '127.0.0.1', '--port', String(port), '--workers', '1']
-    : ['-m', 'gunicorn', '--bind', `127.0.0.1:${port}`, '--workers', '1', '--timeout', '300', 'app:app']
 }
 
 async function main(root: string): Promise<void> {
@@ -60,7 +54,7 @@ async function main(root: string): Promise<void> {
     MLFLOWCTL_OPS_TOKEN: spec.identity.opsToken,
     PYTHONUNBUFFERED: '1',
   })
-  const app: ChildProcess = spawn(spec.python, appCommand(spec, appPort), {cwd: spec.runDir, env, stdio: ['ignore', 'inherit', 'inherit']})
+  const app: ChildProcess = spawn(spec.python, appCommand(spec.appMode, appPort), {cwd: spec.runDir, env, stdio: ['ignore', 'inherit', 'inherit']})
   await save({appPid: app.pid, appPort, proxyPort})
   let stopping = false
   const stop = async (phase: DevState['phase'], exitCode?: number | null, message?: string) => {

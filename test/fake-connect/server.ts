@@ -1,0 +1,297 @@
+// A fake Posit Connect that follows ../shared/reference/connect-api.md. Faithful where the reference is
+// confirmed; where it says UNCONFIRMED the behaviour is a switch (see FakeConnectOptions).
+import {randomUUID} from 'node:crypto'
+import {mkdirSync, writeFileSync} from 'node:fs'
+import {createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {join} from 'node:path'
+
+import {DeployFailure, startApp, unpackBundle, type RunningApp, type RuntimeOptions} from './runtime.js'
+
+export interface FakeUser {
+  guid: string
+  username: string
+  user_role: 'viewer' | 'publisher' | 'administrator'
+}
+
+export interface FakeConnectOptions extends RuntimeOptions {
+  workDir: string
+  users: Record<string, FakeUser> // API key -> user
+  /** null hides the version, as an admin can (connect-api.md §2.2). */
+  version?: string | null
+  /** UNCONFIRMED whether Connect accepts `Bearer <api key>`; the reference assumes no. */
+  acceptBearer?: boolean
+  /** UNCONFIRMED whether Connect strips /content/<guid> before the app sees the path. */
+  stripPrefix?: boolean
+}
+
+interface Content {
+  guid: string
+  name: string
+  title: string | null
+  owner: FakeUser
+  collaborators: Set<string>
+  settings: Record<string, unknown>
+  env: Map<string, string>
+  bundles: Array<{id: string; created_time: string; file: string; size: number}>
+  activeBundle: string | null
+  app_mode: string
+  vanity: string | null
+  associations: string[]
+  locked: boolean
+  running?: RunningApp
+  drafts: Map<string, RunningApp>
+}
+
+interface Task {
+  id: string
+  output: string[]
+  finished: boolean
+  code: number
+  error: string
+}
+
+const WRITABLE = new Set(['name', 'title', 'description', 'access_type', 'min_processes', 'max_processes', 'idle_timeout', 'init_timeout', 'locked', 'locked_message'])
+const err = (code: number, error: string) => ({code, error, payload: null})
+
+export class FakeConnect {
+  readonly content = new Map<string, Content>()
+  readonly tasks = new Map<string, Task>()
+  /** Every API call, for assertions ("which endpoints did mlflowctl use"). */
+  readonly calls: string[] = []
+  private server?: Server
+  private nextBundle = 100
+  url = ''
+
+  constructor(readonly options: FakeConnectOptions) {}
+
+  async start(): Promise<string> {
+    this.server = createServer((req, res) => void this.handle(req, res))
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve))
+    this.url = `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}/`
+    return this.url
+  }
+
+  async stop(): Promise<void> {
+    for (const item of this.content.values()) {
+      await item.running?.stop()
+      for (const draft of item.drafts.values()) await draft.stop()
+    }
+    await new Promise((resolve) => this.server?.close(resolve))
+  }
+
+  private user(req: IncomingMessage): FakeUser | undefined {
+    const auth = String(req.headers.authorization ?? req.headers['x-rsc-authorization'] ?? '')
+    const match = /^(Key|Bearer)\s+(\S+)$/.exec(auth)
+    if (!match || (match[1] === 'Bearer' && !this.options.acceptBearer)) return undefined
+    return this.options.users[match[2]]
+  }
+
+  private canManage(user: FakeUser, item: Content): boolean {
+    return item.owner.guid === user.guid || item.collaborators.has(user.guid) || user.user_role === 'administrator'
+  }
+
+  private view(item: Content) {
+    return {
+      guid: item.guid,
+      name: item.name,
+      title: item.title,
+      app_mode: item.app_mode,
+      bundle_id: item.activeBundle,
+      locked: item.locked,
+      owner_guid: item.owner.guid,
+      content_url: `${this.url}content/${item.guid}/`,
+      dashboard_url: `${this.url}connect/#/apps/${item.guid}`,
+      min_processes: null,
+      max_processes: null,
+      ...item.settings,
+    }
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', this.url)
+    const send = (status: number, body?: unknown) => {
+      res.writeHead(status, body === undefined ? {} : {'content-type': 'application/json'})
+      res.end(body === undefined ? undefined : JSON.stringify(body))
+    }
+    const user = this.user(req)
+    if (!url.pathname.startsWith('/__api__/')) return this.proxy(req, res, url, user)
+    this.calls.push(`${req.method} ${url.pathname.replace(/[0-9a-f-]{36}/g, '{guid}').replace(/\/(tasks|bundles)\/\w+/, '/$1/{id}')}`)
+    if (!user) return send(401, err(30, 'Invalid login.'))
+    const body = await readBody(req)
+    const path = url.pathname.slice('/__api__'.length)
+    if (path === '/v1/user' && req.method === 'GET') return send(200, {...user, email: `${user.username}@example.com`, locked: false, confirmed: true})
+    if (path === '/server_settings' && req.method === 'GET') return send(200, this.options.version === null ? {hostname: 'fake'} : {version: this.options.version ?? '2025.10.0', hostname: 'fake'})
+    if (path === '/v1/content' && req.method === 'POST') return this.createContent(user, JSON.parse(body.toString() || '{}'), send)
+    const task = /^\/v1\/tasks\/(\w+)$/.exec(path)
+    if (task && req.method === 'GET') return this.pollTask(task[1], url, send)
+    const match = /^\/v1\/content\/([^/]+)(\/.*)?$/.exec(path)
+    if (!match) return send(404, err(4, 'Not found.'))
+    const item = this.content.get(match[1])
+    if (!item) return send(404, err(4, 'Content not found.'))
+    if (!this.canManage(user, item)) return send(403, err(22, 'You do not have permission to perform this operation.'))
+    return this.contentRoute(item, req.method ?? 'GET', match[2] ?? '', body, send)
+  }
+
+  private createContent(user: FakeUser, body: {name?: string; title?: string}, send: (s: number, b?: unknown) => void) {
+    if (user.user_role === 'viewer') return send(403, err(22, 'You do not have permission to perform this operation.'))
+    const name = body.name ?? ''
+    if (name && !/^[A-Za-z0-9_-]{3,64}$/.test(name)) return send(400, err(3, 'Invalid content name.'))
+    // Name conflict status is UNCONFIRMED (connect-api.md §13.7): 409 assumed.
+    if (name && [...this.content.values()].some((c) => c.owner.guid === user.guid && c.name === name)) return send(409, err(26, 'A content item with that name already exists.'))
+    const item: Content = {guid: randomUUID(), name, title: body.title ?? null, owner: user, collaborators: new Set(), settings: {}, env: new Map(), bundles: [], activeBundle: null, app_mode: 'unknown', vanity: null, associations: [], locked: false, drafts: new Map()}
+    this.content.set(item.guid, item)
+    send(200, this.view(item))
+  }
+
+  private contentRoute(item: Content, method: string, sub: string, body: Buffer, send: (s: number, b?: unknown) => void) {
+    const json = () => JSON.parse(body.toString() || 'null')
+    if (sub === '' && method === 'GET') return send(200, this.view(item))
+    if (sub === '' && method === 'PATCH') {
+      const patch = json() as Record<string, unknown>
+      const unknown = Object.keys(patch).filter((key) => !WRITABLE.has(key))
+      if (unknown.length > 0) return send(400, err(3, `Unknown fields: ${unknown.join(', ')}`))
+      for (const [key, value] of Object.entries(patch)) key === 'title' ? (item.title = value as string) : key === 'locked' ? (item.locked = Boolean(value)) : (item.settings[key] = value)
+      return send(200, this.view(item))
+    }
+    if (sub === '/environment' && method === 'GET') return send(200, [...item.env.keys()].sort())
+    if (sub === '/environment' && (method === 'PATCH' || method === 'PUT')) {
+      if (method === 'PUT') item.env.clear()
+      for (const {name, value} of json() as Array<{name: string; value: string | null}>) value === null ? item.env.delete(name) : item.env.set(name, value)
+      return send(204)
+    }
+    if (sub === '/bundles' && method === 'POST') {
+      const id = String(this.nextBundle++)
+      const dir = join(this.options.workDir, 'bundles', item.guid)
+      mkdirSync(dir, {recursive: true})
+      const file = join(dir, `${id}.tar.gz`)
+      writeFileSync(file, body)
+      item.bundles.push({id, created_time: new Date().toISOString(), file, size: body.length})
+      return send(200, {id, content_guid: item.guid, active: false, size: body.length, created_time: item.bundles.at(-1)!.created_time})
+    }
+    if (sub === '/bundles' && method === 'GET') return send(200, item.bundles.map((b) => ({id: b.id, content_guid: item.guid, active: b.id === item.activeBundle, size: b.size, created_time: b.created_time})))
+    if (sub === '/deploy' && method === 'POST') {
+      if (item.locked) return send(403, err(22, 'Content is locked.'))
+      const {bundle_id: bundleId, activate = true} = json() as {bundle_id?: string; activate?: boolean}
+      const bundle = item.bundles.find((b) => b.id === (bundleId ?? item.bundles.at(-1)?.id))
+      if (!bundle) return send(404, err(4, 'Bundle not found.'))
+      const task: Task = {id: randomUUID().replaceAll('-', ''), output: [], finished: false, code: 0, error: ''}
+      this.tasks.set(task.id, task)
+      void this.runDeploy(item, bundle, activate, task)
+      return send(200, {task_id: task.id})
+    }
+    if (sub === '/vanity' && method === 'GET') return item.vanity ? send(200, {content_guid: item.guid, path: item.vanity}) : send(404, err(4, 'No vanity URL.'))
+    if (sub === '/vanity' && method === 'PUT') {
+      const path = `/${String((json() as {path: string}).path).replace(/^\/+|\/+$/g, '')}/`
+      if (/^\/(__|connect|content|apps|users|groups|login|settings)/.test(path)) return send(400, err(3, 'Reserved vanity path.'))
+      const taken = [...this.content.values()].find((c) => c.vanity === path && c.guid !== item.guid)
+      if (taken) return send(409, err(3, 'Vanity path already in use.'))
+      item.vanity = path
+      return send(200, {content_guid: item.guid, path})
+    }
+    if (sub === '/oauth/integrations/associations' && method === 'GET') return send(200, item.associations.map((id) => ({app_guid: item.guid, oauth_integration_guid: id})))
+    if (sub === '/oauth/integrations/associations' && method === 'PUT') {
+      item.associations = (json() as Array<{oauth_integration_guid: string}>).map((a) => a.oauth_integration_guid)
+      return send(204)
+    }
+    send(404, err(4, 'Not found.'))
+  }
+
+  private async runDeploy(item: Content, bundle: {id: string; file: string}, activate: boolean, task: Task): Promise<void> {
+    const log = (line: string) => task.output.push(line)
+    try {
+      log(`Deploying bundle: ${bundle.id}`)
+      const existingDraft = item.drafts.get(bundle.id)
+      let app = existingDraft
+      if (!app) {
+        const dir = join(this.options.workDir, 'apps', item.guid, `bundle-${bundle.id}`)
+        const manifest = await unpackBundle(bundle.file, dir)
+        item.app_mode = manifest.appmode
+        const dataDir = join(this.options.workDir, 'data', item.guid) // survives redeploys
+        mkdirSync(dataDir, {recursive: true})
+        const env: Record<string, string> = {
+          PATH: process.env.PATH ?? '',
+          HOME: process.env.HOME ?? '',
+          ...Object.fromEntries(item.env),
+          CONNECT_SERVER: this.url,
+          CONNECT_API_KEY: Object.entries(this.options.users).find(([, u]) => u.guid === item.owner.guid)![0],
+          CONNECT_CONTENT_GUID: item.guid,
+          CONNECT_CONTENT_DATA_DIR: dataDir,
+          RSTUDIO_PRODUCT: 'CONNECT',
+          POSIT_PRODUCT: 'CONNECT',
+        }
+        app = await startApp(this.options, bundle.id, dir, manifest.appmode, env, log)
+      }
+      if (activate) {
+        item.drafts.delete(bundle.id)
+        const previous = item.running
+        item.running = app
+        item.activeBundle = bundle.id
+        if (previous && previous !== app) await previous.stop()
+        log('Activated.')
+      } else {
+        item.drafts.set(bundle.id, app)
+        log(`Draft ready at /content/${item.guid}/_bundle${bundle.id}/`)
+      }
+    } catch (error) {
+      const code = error instanceof DeployFailure ? error.errorCode : 'internal'
+      log(`Error: ${(error as Error).message}`)
+      task.code = 1
+      task.error = `Error code: ${code}`
+    } finally {
+      task.finished = true
+    }
+  }
+
+  private async pollTask(id: string, url: URL, send: (s: number, b?: unknown) => void) {
+    const task = this.tasks.get(id)
+    if (!task) return send(404, err(4, 'Task not found.'))
+    const first = Number(url.searchParams.get('first') ?? 0)
+    const wait = Math.min(Number(url.searchParams.get('wait') ?? 0), 5)
+    const deadline = Date.now() + wait * 1000
+    while (!task.finished && task.output.length <= first && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100))
+    send(200, {id, output: task.output.slice(first), last: task.output.length, finished: task.finished, code: task.code, error: task.error, result: null})
+  }
+
+  /** /content/<guid>/..., /content/<guid>/_bundle<id>/... (drafts) and vanity paths. */
+  private proxy(req: IncomingMessage, res: ServerResponse, url: URL, user: FakeUser | undefined) {
+    let item: Content | undefined
+    let rest = ''
+    let target: RunningApp | undefined
+    const byGuid = /^\/content\/([0-9a-f-]{36})(\/_bundle(\d+))?(\/.*)?$/.exec(url.pathname)
+    if (byGuid) {
+      item = this.content.get(byGuid[1])
+      rest = byGuid[4] ?? ''
+      target = byGuid[3] ? item?.drafts.get(byGuid[3]) ?? (item?.activeBundle === byGuid[3] ? item.running : undefined) : item?.running
+    } else {
+      item = [...this.content.values()].find((c) => c.vanity && (url.pathname + '/').startsWith(c.vanity))
+      if (item) {
+        rest = url.pathname.slice(item.vanity!.length - 1)
+        target = item.running
+      }
+    }
+    if (!item) return void (res.writeHead(404), res.end('Not found'))
+    // UNCONFIRMED: the status Connect gives unauthenticated content requests; 401 assumed.
+    if (!user) return void (res.writeHead(401, {'content-type': 'application/json'}), res.end(JSON.stringify(err(30, 'Invalid login.'))))
+    if (!target) return void (res.writeHead(503, {'content-type': 'text/plain'}), res.end('The application is not running.'))
+    const stripped = this.options.stripPrefix === false ? url.pathname : rest || '/'
+    const headers = {...req.headers}
+    delete headers.authorization // UNCONFIRMED whether Connect forwards it; assumed not.
+    delete headers['x-rsc-authorization']
+    const upstream = httpRequest({host: '127.0.0.1', port: target.port, method: req.method, path: `${stripped}${url.search}`, headers}, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers)
+      answer.pipe(res)
+    })
+    upstream.on('error', () => (res.headersSent ? res.destroy() : (res.writeHead(502), res.end('Bad gateway'))))
+    req.pipe(upstream)
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
+    req.on('end', () => resolve(Buffer.concat(chunks)))
+    req.on('error', reject)
+  })
+}

@@ -1,0 +1,115 @@
+// The fake Connect's own tests against connect-api.md, driven through mlflowctl's Connect client.
+import assert from 'node:assert/strict'
+import {readFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {describe, it} from 'node:test'
+
+import {ConnectClient} from '../../src/adapters/connect/client.js'
+import {MlflowctlError} from '../../src/errors.js'
+import {runCli, tempDir} from '../support/cli.js'
+import {OTHER_KEY, PUBLISHER_KEY, startFakeConnect, VIEWER_KEY} from '../support/fake-connect.js'
+import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
+
+const fake = await startFakeConnect()
+const connect = (key = PUBLISHER_KEY) => new ConnectClient({server: fake.url, apiKey: key, attempts: 1})
+
+async function bundleFor(version: string, extra: string[] = []): Promise<Buffer> {
+  const dir = join(tempDir(), 'ext')
+  assert.equal((await runCli(['init', dir, '--mlflow-version', version, ...extra])).code, 0)
+  const out = join(tempDir(), 'b.tar.gz')
+  assert.equal((await runCli(['bundle', dir, '-o', out])).code, 0)
+  return readFileSync(out)
+}
+
+async function waitTask(client: ConnectClient, taskId: string) {
+  const output: string[] = []
+  let first = 0
+  for (;;) {
+    const task = await client.getTask(taskId, first, 2)
+    output.push(...task.output)
+    first = task.last
+    if (task.finished) return {...task, output}
+  }
+}
+
+describe('fake Connect: API', () => {
+  it('enforces Key auth: no key and Bearer get 401 code 30; X-RSC-Authorization works', async () => {
+    const none = await fetch(`${fake.url}__api__/v1/user`)
+    assert.equal(none.status, 401)
+    assert.deepEqual(await none.json(), {code: 30, error: 'Invalid login.', payload: null})
+    assert.equal((await fetch(`${fake.url}__api__/v1/user`, {headers: {Authorization: `Bearer ${PUBLISHER_KEY}`}})).status, 401)
+    assert.equal((await fetch(`${fake.url}__api__/v1/user`, {headers: {'X-RSC-Authorization': `Key ${PUBLISHER_KEY}`}})).status, 200)
+    assert.equal((await connect().currentUser()).user_role, 'publisher')
+  })
+
+  it('creates, reads and patches content; unknown fields are rejected; others get 403; unknown GUIDs 404', async () => {
+    const created = await connect().createContent('fake-api-test', 'Fake')
+    assert.equal(created.app_mode, 'unknown')
+    assert.equal(created.bundle_id, null)
+    const patched = await connect().updateContent(created.guid, {min_processes: 1, title: 'MLflow'})
+    assert.equal(patched.min_processes, 1)
+    assert.equal(patched.title, 'MLflow')
+    await assert.rejects(connect().updateContent(created.guid, {bogus: 1}), /HTTP 400/)
+    await assert.rejects(connect(OTHER_KEY).getContent(created.guid), (e: MlflowctlError) => e.code === 'CONNECT_FORBIDDEN')
+    await assert.rejects(connect(VIEWER_KEY).createContent('viewer-content'), (e: MlflowctlError) => e.code === 'CONNECT_FORBIDDEN')
+    await assert.rejects(connect().getContent('00000000-0000-0000-0000-000000000000'), (e: MlflowctlError) => e.code === 'CONTENT_NOT_FOUND')
+  })
+
+  it('returns environment names only, and deletes with null', async () => {
+    const {guid} = await connect().createContent('fake-env-test')
+    await connect().setEnvironment(guid, [{name: 'A', value: 'secret-a'}, {name: 'B', value: 'b'}])
+    await connect().setEnvironment(guid, [{name: 'B', value: null}])
+    assert.deepEqual(await connect().environmentNames(guid), ['A'])
+  })
+
+  it('hides the server version when told to', async () => {
+    assert.equal(await connect().serverVersion(), '2025.10.0')
+  })
+})
+
+describe('fake Connect: runs bundles', () => {
+  it('deploys a real bundle: task output is the startup log, content answers under /content/<guid>/ with a key only', async (t) => {
+    const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const {guid} = await connect().createContent('fake-run-test')
+    await connect().setEnvironment(guid, [{name: 'MLFLOWCTL_OPS_TOKEN', value: 'ops-token-1234567890'}])
+    const first = await connect().uploadBundle(guid, await bundleFor(venv!.mlflowVersion))
+    const task = await waitTask(connect(), await connect().deploy(guid, first.id))
+    assert.equal(task.code, 0, task.output.join('\n'))
+    assert.ok(task.output.some((line) => line.includes('"startup.ready"')), 'the real startup output is in the task log')
+    const content = await connect().getContent(guid)
+    assert.equal(content.bundle_id, first.id)
+    assert.equal(content.app_mode, 'python-fastapi')
+    assert.equal((await fetch(`${fake.url}content/${guid}/health`)).status, 401)
+    const health = await fetch(`${fake.url}content/${guid}/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})
+    assert.equal(await health.text(), 'OK')
+    const status = await fetch(`${fake.url}content/${guid}/_mlflowctl/status`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`, 'X-Mlflowctl-Ops-Token': 'ops-token-1234567890'}})
+    const ops = (await status.json()) as {storageMode: string; dataDir: string}
+    assert.equal(ops.storageMode, 'local')
+    assert.match(ops.dataDir, /data/)
+
+    // A draft of a broken bundle fails its task and the active bundle keeps serving.
+    await connect().setEnvironment(guid, [{name: 'MLFLOW_BACKEND_STORE_URI', value: 'file:///not-a-database'}])
+    const broken = await connect().uploadBundle(guid, await bundleFor(venv!.mlflowVersion))
+    const failed = await waitTask(connect(), await connect().deploy(guid, broken.id, false))
+    assert.equal(failed.code, 1)
+    assert.match(failed.error ?? '', /application-start-failed/)
+    assert.ok(failed.output.some((line) => line.includes('MLFLOW_BACKEND_STORE_URI')), failed.output.join('\n'))
+    assert.equal((await connect().getContent(guid)).bundle_id, first.id)
+    assert.equal((await fetch(`${fake.url}content/${guid}/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status, 200)
+
+    // A good draft is served at its preview URL, and activating it swaps the active bundle.
+    await connect().setEnvironment(guid, [{name: 'MLFLOW_BACKEND_STORE_URI', value: null}])
+    const next = await connect().uploadBundle(guid, await bundleFor(venv!.mlflowVersion))
+    assert.equal((await waitTask(connect(), await connect().deploy(guid, next.id, false))).code, 0)
+    assert.equal((await fetch(`${fake.url}content/${guid}/_bundle${next.id}/version`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status, 200)
+    assert.equal((await connect().getContent(guid)).bundle_id, first.id)
+    assert.equal((await waitTask(connect(), await connect().deploy(guid, next.id))).code, 0)
+    assert.equal((await connect().getContent(guid)).bundle_id, next.id)
+    assert.deepEqual((await connect().listBundles(guid)).map((b) => [b.id, b.active]), [[first.id, false], [broken.id, false], [next.id, true]])
+
+    // The vanity path serves the same content.
+    assert.equal(await connect().setVanity(guid, 'mlflow'), '/mlflow/')
+    assert.equal((await fetch(`${fake.url}mlflow/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status, 200)
+  })
+})
