@@ -15,3 +15,6 @@ export const envFlag = Flags.string({
   multiple: true,
   env: 'MLFLOWCTL_ENV',
 })
+
+/** --insecure must be explicit and always warns (base command). */
+export const insecureFlag = Flags.boolean({summary: 'Skip TLS verification of the Connect server (testing only; prints a warning).', env: 'MLFLOWCTL_INSECURE'})

@@ -1,0 +1,79 @@
+import {randomBytes} from 'node:crypto'
+import {mkdir, readFile, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import type {DeployDeps, DeploymentRecord} from '../core/deploy.js'
+import {MANIFEST, parseManifest, type BundleInfo} from '../core/bundle.js'
+import {buildBundleArchive} from '../core/bundle-archive.js'
+import {ConnectClient} from './connect/client.js'
+import {send} from './connect/http.js'
+import {md5OfFile, readText} from './fs/bundle-dir.js'
+import {writeTarGz} from './archive.js'
+import {readJson, writePrivateJson} from './dev/instance-store.js'
+
+export interface DeployDepsOptions {
+  server: string
+  apiKey: string
+  ca?: Buffer
+  insecure?: boolean
+  configDir: string
+}
+
+const recordPath = (dir: string) => join(dir, '.mlflowctl', 'deployments.json')
+const tokenPath = (configDir: string) => join(configDir, 'ops-tokens.json')
+
+/** Real DeployDeps: the Connect client, deployment records next to the bundle (as rsconnect-python keeps
+ * them), and ops tokens in the config dir with 0600 permissions. */
+export function createDeployDeps(options: DeployDepsOptions): DeployDeps {
+  const connect = new ConnectClient({server: options.server, apiKey: options.apiKey, ca: options.ca, insecure: options.insecure})
+  return {
+    connect,
+    probe: {
+      async get(url, headers) {
+        const response = await send({method: 'GET', url: new URL(url), headers, timeoutMs: 30_000, ca: options.ca, insecure: options.insecure})
+        return {status: response.status, body: response.body.toString('utf8')}
+      },
+    },
+    async readBundle(dir) {
+      const manifest = parseManifest(await readText(join(dir, MANIFEST), 'the bundle manifest'), join(dir, MANIFEST))
+      const info = JSON.parse(await readText(join(dir, 'mlflowctl.json'), 'mlflowctl.json')) as BundleInfo
+      return {
+        info,
+        manifest,
+        files: Object.keys(manifest.files).sort(),
+        async archive() {
+          const work = join(tmpdir(), `mlflowctl-bundle-${process.pid}-${randomBytes(4).toString('hex')}`)
+          await mkdir(work, {recursive: true})
+          try {
+            const result = await buildBundleArchive({readText: (path) => readText(path, 'the bundle manifest'), md5Of: md5OfFile, writeArchive: writeTarGz}, {dir, output: join(work, 'bundle.tar.gz')})
+            return await readFile(result.file)
+          } finally {
+            await rm(work, {recursive: true, force: true})
+          }
+        },
+      }
+    },
+    async readRecord(dir, server) {
+      return (await readJson<Record<string, DeploymentRecord>>(recordPath(dir)))?.[server]
+    },
+    async writeRecord(dir, record) {
+      const all = (await readJson<Record<string, DeploymentRecord>>(recordPath(dir))) ?? {}
+      all[record.server] = record
+      await mkdir(join(dir, '.mlflowctl'), {recursive: true})
+      await writePrivateJson(recordPath(dir), all)
+    },
+    async opsToken(server, guid) {
+      return (await readJson<Record<string, string>>(tokenPath(options.configDir)))?.[`${server}|${guid}`]
+    },
+    async saveOpsToken(server, guid, token) {
+      const all = (await readJson<Record<string, string>>(tokenPath(options.configDir))) ?? {}
+      all[`${server}|${guid}`] = token
+      await mkdir(options.configDir, {recursive: true, mode: 0o700})
+      await writePrivateJson(tokenPath(options.configDir), all)
+    },
+    newToken: () => randomBytes(32).toString('hex'),
+    now: () => Date.now(),
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  }
+}

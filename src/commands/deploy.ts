@@ -1,0 +1,60 @@
+import {Args, Flags} from '@oclif/core'
+import {readFileSync} from 'node:fs'
+import {resolve} from 'node:path'
+
+import {MlflowctlCommand} from '../base-command.js'
+import {deploy, type DeployResult} from '../core/deploy.js'
+import {parseEnvVars, secretValuesOf} from '../core/env-vars.js'
+import {ConfigError} from '../errors.js'
+import {envFlag, insecureFlag, targetFlags} from '../flags.js'
+import {createDeployDeps} from '../adapters/deploy-store.js'
+import {showDeploy} from '../output/views/deploy.js'
+
+export default class Deploy extends MlflowctlCommand<typeof Deploy> {
+  static summary = 'Deploy the extension bundle to Posit Connect, verify it, and activate it safely.'
+  static description = `Creates the content (--new --name) or redeploys to the same GUID (--guid, or the deployment record
+saved in DIR/.mlflowctl). Sets min_processes=1, the env vars (-E; values are never printed), MLFLOWCTL_OPS_TOKEN, the
+OAuth association and the vanity path. On Connect 2025.06+ the bundle is deployed as a draft and verified at its
+preview URL (/health, /version, an authenticated REST call, the schema revision) before it is activated; if the
+activated bundle fails verification the previous one is re-activated.`
+  static examples = [
+    '<%= config.bin %> <%= command.id %> ./mlflow-server --new --name mlflow --title "MLflow"',
+    '<%= config.bin %> <%= command.id %> ./mlflow-server --guid 0b0e8e8e-1111-2222-3333-444455556666 -E MLFLOW_BACKEND_STORE_URI --dry-run',
+  ]
+  static args = {dir: Args.directory({description: 'A bundle rendered by `mlflowctl init`.', default: '.', exists: true})}
+  static flags = {
+    ...targetFlags,
+    insecure: insecureFlag,
+    new: Flags.boolean({summary: 'Create new content instead of redeploying.', env: 'MLFLOWCTL_NEW', exclusive: ['guid']}),
+    name: Flags.string({summary: 'Name of the new content (with --new).', env: 'MLFLOWCTL_NAME'}),
+    title: Flags.string({summary: 'Title of the content.', env: 'MLFLOWCTL_TITLE'}),
+    guid: Flags.string({summary: 'GUID of the content to redeploy to.', env: 'MLFLOWCTL_GUID'}),
+    env: envFlag,
+    vanity: Flags.string({summary: 'Vanity path, for example mlflow/.', env: 'MLFLOWCTL_VANITY'}),
+    'oauth-integration': Flags.string({summary: 'GUID of an OAuth integration to associate. Repeatable.', multiple: true, env: 'MLFLOWCTL_OAUTH_INTEGRATION'}),
+    timeout: Flags.integer({summary: 'Seconds to wait for each deploy task.', default: 900, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
+    'dry-run': Flags.boolean({char: 'n', summary: 'Print what would change (files, settings, env var names) and touch nothing.', env: 'MLFLOWCTL_DRY_RUN'}),
+  }
+
+  private envSecrets: string[] = []
+
+  protected secrets(): string[] {
+    return [...super.secrets(), ...this.envSecrets]
+  }
+
+  async run(): Promise<DeployResult> {
+    const {server, apiKey, caCertificate} = this.settings
+    if (!server.value) throw new ConfigError('SERVER_REQUIRED', 'No Connect server given.', {suggestions: ['Pass --server URL or set CONNECT_SERVER.']})
+    if (!apiKey.value) throw new ConfigError('API_KEY_REQUIRED', 'No Connect API key given.', {suggestions: ['Set CONNECT_API_KEY (preferred over --api-key).']})
+    if (apiKey.source === 'flag') this.warnUser('--api-key is visible in the process list; prefer the CONNECT_API_KEY environment variable.')
+    if (this.flags.insecure) this.warnUser('--insecure: TLS certificates of the Connect server are not verified.')
+    const env = parseEnvVars(this.flags.env, process.env)
+    this.envSecrets = secretValuesOf(env)
+    const ca = caCertificate.value ? readFileSync(caCertificate.value) : undefined
+    const deps = createDeployDeps({server: server.value, apiKey: apiKey.value, ca, insecure: this.flags.insecure, configDir: this.settings.configDir})
+    const options = {dir: resolve(this.args.dir), server: server.value, apiKey: apiKey.value, createNew: this.flags.new, name: this.flags.name, title: this.flags.title, guid: this.flags.guid, env, vanity: this.flags.vanity, oauthIntegrations: this.flags['oauth-integration'] ?? [], timeoutMs: this.flags.timeout * 1000, dryRun: this.flags['dry-run']}
+    const result = await deploy(deps, options, this.tasks())
+    this.out(showDeploy(result))
+    return result
+  }
+}

@@ -1,0 +1,89 @@
+// e2e: the built CLI against the fake Connect, which really runs the bundles with real MLflow.
+import assert from 'node:assert/strict'
+import {readFileSync, statSync} from 'node:fs'
+import {join} from 'node:path'
+import {describe, it} from 'node:test'
+
+import {runCli, tempDir, type CliResult} from '../support/cli.js'
+import {PUBLISHER_KEY, startFakeConnect} from '../support/fake-connect.js'
+import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
+
+const fake = await startFakeConnect()
+const configDir = tempDir('deploy-config-')
+const env = {CONNECT_SERVER: fake.url, CONNECT_API_KEY: PUBLISHER_KEY, MLFLOWCTL_CONFIG_DIR: configDir}
+const deployCli = (args: string[], extra: Record<string, string> = {}) => runCli(['deploy', ...args, '--json'], {env: {...env, ...extra}})
+const key = {Authorization: `Key ${PUBLISHER_KEY}`, 'Content-Type': 'application/json'}
+
+function opsTokens(): string[] {
+  return Object.values(JSON.parse(readFileSync(join(configDir, 'ops-tokens.json'), 'utf8')) as Record<string, string>)
+}
+
+function assertNoSecrets(...results: CliResult[]) {
+  for (const result of results) {
+    for (const secret of [PUBLISHER_KEY, ...opsTokens()]) {
+      assert.ok(!result.stdout.includes(secret) && !result.stderr.includes(secret), 'a secret reached the output')
+    }
+  }
+}
+
+describe('mlflowctl deploy against the fake Connect', () => {
+  it('deploys new content, redeploys to the same GUID keeping data, and survives a broken bundle', async (t) => {
+    const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const dir = join(tempDir(), 'ext')
+    assert.equal((await runCli(['init', dir, '--mlflow-version', venv!.mlflowVersion])).code, 0)
+
+    const dry = await deployCli([dir, '--new', '--name', 'mlflow-e2e', '--dry-run'])
+    assert.equal(dry.code, 0, dry.stdout)
+    assert.equal(dry.json!.result.dryRun, true)
+    assert.ok(dry.json!.result.plan.envNames.includes('MLFLOWCTL_OPS_TOKEN'))
+    assert.equal(fake.content.size, 0, 'a dry run touches nothing')
+
+    const first = await deployCli([dir, '--new', '--name', 'mlflow-e2e', '--title', 'MLflow', '-E', 'TEAM=ml'])
+    assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}`)
+    const {guid, bundleId, contentUrl, verification} = first.json!.result
+    assert.equal(verification.ok, true)
+    assert.equal(first.json!.result.draft, true)
+    assert.equal(statSync(join(configDir, 'ops-tokens.json')).mode & 0o777, 0o600)
+    assert.equal(fake.content.get(guid)!.settings.min_processes, 1)
+    assert.deepEqual([...fake.content.get(guid)!.env.keys()].sort(), ['MLFLOWCTL_OPS_TOKEN', 'TEAM'])
+
+    // Data logged through Connect's content URL...
+    const created = await fetch(`${contentUrl}api/2.0/mlflow/experiments/create`, {method: 'POST', headers: key, body: JSON.stringify({name: 'kept'})})
+    assert.equal(created.status, 200)
+
+    // ...survives a redeploy to the same GUID (found from the deployment record) with a changed env var.
+    const second = await deployCli([dir, '-E', 'TEAM=platform'])
+    assert.equal(second.code, 0, second.stdout)
+    assert.equal(second.json!.result.guid, guid)
+    assert.notEqual(second.json!.result.bundleId, bundleId)
+    assert.equal(second.json!.result.previousBundleId, bundleId)
+    const kept = await fetch(`${contentUrl}api/2.0/mlflow/experiments/get-by-name?experiment_name=kept`, {headers: key})
+    assert.equal(kept.status, 200)
+
+    // A bundle that crashes at startup: exit non-zero with the task log and URLs; the previous bundle still answers.
+    const broken = await deployCli([dir, '-E', 'MLFLOW_BACKEND_STORE_URI=file:///not-a-database'])
+    assert.equal(broken.code, 5)
+    assert.equal(broken.json!.error!.code, 'DEPLOY_TASK_FAILED')
+    assert.match(broken.json!.error!.message, /MLFLOW_BACKEND_STORE_URI/)
+    assert.ok(broken.json!.error!.suggestions.some((s: string) => s.includes('/logs')))
+    assert.equal(fake.content.get(guid)!.activeBundle, second.json!.result.bundleId)
+    assert.equal((await fetch(`${contentUrl}health`, {headers: key})).status, 200)
+    assertNoSecrets(dry, first, second, broken)
+  })
+
+  it('a wrong key exits 4 with a hint; an unknown GUID exits 3', async () => {
+    const dir = join(tempDir(), 'ext')
+    assert.equal((await runCli(['init', dir])).code, 0)
+    const wrong = await deployCli([dir, '--guid', '00000000-0000-0000-0000-000000000000'], {CONNECT_API_KEY: 'wrong-key-000000000000'})
+    assert.equal(wrong.code, 4)
+    assert.equal(wrong.json!.error!.code, 'CONNECT_UNAUTHORIZED')
+    assert.match(wrong.json!.error!.suggestions[0], /API key/)
+    const unknown = await deployCli([dir, '--guid', '00000000-0000-0000-0000-000000000000'])
+    assert.equal(unknown.code, 3)
+    assert.equal(unknown.json!.error!.code, 'CONTENT_NOT_FOUND')
+    const noTarget = await deployCli([dir])
+    assert.equal(noTarget.code, 2)
+    assert.equal(noTarget.json!.error!.code, 'NO_TARGET')
+  })
+})
