@@ -10,6 +10,7 @@ import {ConnectClient} from './connect/client.js'
 import {send} from './connect/http.js'
 import {md5OfFile, readText} from './fs/bundle-dir.js'
 import {writeTarGz} from './archive.js'
+import {historyFile} from './history-file.js'
 import {readJson, writePrivateJson} from './dev/instance-store.js'
 
 export interface DeployDepsOptions {
@@ -18,6 +19,7 @@ export interface DeployDepsOptions {
   ca?: Buffer
   insecure?: boolean
   configDir: string
+  dataDir: string
 }
 
 const recordPath = (dir: string) => join(dir, '.mlflowctl', 'deployments.json')
@@ -25,7 +27,7 @@ const tokenPath = (configDir: string) => join(configDir, 'ops-tokens.json')
 
 /** Real DeployDeps: the Connect client, deployment records next to the bundle (as rsconnect-python keeps
  * them), and ops tokens in the config dir with 0600 permissions. */
-export function createDeployDeps(options: DeployDepsOptions): DeployDeps {
+export function createDeployDeps(options: DeployDepsOptions): DeployDeps & {connect: ConnectClient} {
   const connect = new ConnectClient({server: options.server, apiKey: options.apiKey, ca: options.ca, insecure: options.insecure})
   return {
     connect,
@@ -73,6 +75,7 @@ export function createDeployDeps(options: DeployDepsOptions): DeployDeps {
       await writePrivateJson(tokenPath(options.configDir), all)
     },
     newToken: () => randomBytes(32).toString('hex'),
+    appendHistory: (event) => historyFile(options.dataDir).append(event),
     now: () => Date.now(),
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   }

@@ -51,9 +51,10 @@ activated bundle fails verification the previous one is re-activated.`
     const env = parseEnvVars(this.flags.env, process.env)
     this.envSecrets = secretValuesOf(env)
     const ca = caCertificate.value ? readFileSync(caCertificate.value) : undefined
-    const deps = createDeployDeps({server: server.value, apiKey: apiKey.value, ca, insecure: this.flags.insecure, configDir: this.settings.configDir})
+    const deps = createDeployDeps({server: server.value, apiKey: apiKey.value, ca, insecure: this.flags.insecure, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
     const options = {dir: resolve(this.args.dir), server: server.value, apiKey: apiKey.value, createNew: this.flags.new, name: this.flags.name, title: this.flags.title, guid: this.flags.guid, env, vanity: this.flags.vanity, oauthIntegrations: this.flags['oauth-integration'] ?? [], timeoutMs: this.flags.timeout * 1000, dryRun: this.flags['dry-run']}
     const result = await deploy(deps, options, this.tasks())
+    for (const warning of result.warnings ?? []) this.warnUser(warning)
     this.out(showDeploy(result))
     return result
   }

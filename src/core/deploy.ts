@@ -3,6 +3,7 @@ import semver from 'semver'
 import {AuthError, CheckFailedError, ExternalError, UsageError} from '../errors.js'
 import type {BundleInfo, ConnectManifest} from './bundle.js'
 import type {EnvVar} from './env-vars.js'
+import {HISTORY_FORMAT_VERSION, type HistoryEvent} from './history.js'
 import type {StepRunner} from './ports.js'
 import {verifyExtension, type VerifyDeps, type VerifyResult} from './verify.js'
 
@@ -38,6 +39,7 @@ export interface DeployDeps {
   opsToken(server: string, guid: string): Promise<string | undefined>
   saveOpsToken(server: string, guid: string, token: string): Promise<void>
   newToken(): string
+  appendHistory(event: HistoryEvent): Promise<void>
   now(): number
   sleep(ms: number): Promise<void>
 }
@@ -79,6 +81,7 @@ export interface DeployResult {
   logsUrl?: string
   verification?: VerifyResult
   draft?: boolean
+  warnings?: string[]
 }
 
 const DRAFTS_FROM = '2025.6.0'
@@ -110,12 +113,27 @@ export async function planDeploy(deps: DeployDeps, options: DeployOptions): Prom
  * Deploys the bundle safely: draft first (Connect ≥ 2025.06), MLflow-aware verification at the preview URL,
  * then activation and a second verification; on failure the previous bundle keeps serving or is re-activated.
  * Writes: content settings, env vars, bundle, the deployment record and the ops token store.
- * @throws AuthError, CheckFailedError DEPLOY_VERIFY_FAILED / CONTENT_LOCKED / APP_MODE_CHANGE, ExternalError DEPLOY_TASK_FAILED / DEPLOY_TIMEOUT
+ * @throws AuthError, CheckFailedError DEPLOY_VERIFY_FAILED / CONTENT_LOCKED, ExternalError DEPLOY_TASK_FAILED / DEPLOY_TIMEOUT
  */
 export async function deploy(deps: DeployDeps, options: DeployOptions, runner: StepRunner): Promise<DeployResult> {
   const plan = await planDeploy(deps, options)
   if (options.dryRun) return {dryRun: true, plan}
+  const event = (result: 'ok' | 'failed', fields: Partial<HistoryEvent>): HistoryEvent => ({
+    v: HISTORY_FORMAT_VERSION, time: new Date(deps.now()).toISOString(), action: 'deploy', result, server: options.server, mlflowVersion: plan.mlflowVersion, guid: plan.target.guid, ...fields,
+  })
+  try {
+    const result = await deployUnrecorded(deps, options, plan, runner)
+    await deps.appendHistory(event('ok', {guid: result.guid, user: result.user, bundleId: result.bundleId, revision: result.verification?.revision}))
+    return result
+  } catch (error) {
+    await deps.appendHistory(event('failed', {message: (error as Error).message.split('\n')[0]}))
+    throw error
+  }
+}
+
+async function deployUnrecorded(deps: DeployDeps, options: DeployOptions, plan: DeployPlan, runner: StepRunner): Promise<DeployResult> {
   const bundle = await deps.readBundle(options.dir)
+  const warnings: string[] = []
   const {user, drafts} = await runner.step('Check the API key and server', async () => {
     const me = await deps.connect.currentUser()
     if (!['publisher', 'administrator'].includes(me.user_role)) {
@@ -129,11 +147,11 @@ export async function deploy(deps: DeployDeps, options: DeployOptions, runner: S
     if (plan.target.create) return deps.connect.getContent((await deps.connect.createContent(plan.target.create.name, plan.target.create.title)).guid)
     const existing = await deps.connect.getContent(plan.target.guid!)
     if (existing.locked) throw new CheckFailedError('CONTENT_LOCKED', `Content ${existing.guid} is locked; Connect accepts no deploys to it.`, {suggestions: ['Unlock it in the Connect dashboard first.']})
-    // Publisher refuses this client-side; whether Connect itself does is UNCONFIRMED (connect-api.md §3.4).
+    // Publisher refuses an app-mode change client-side; whether Connect itself does is UNCONFIRMED
+    // (connect-api.md §3.4). An MLflow 2.x -> 3.3+ upgrade on the same GUID needs it, so we warn and let
+    // the draft deploy decide: if Connect refuses, the task fails and the active bundle keeps serving.
     if (existing.app_mode && existing.app_mode !== 'unknown' && existing.app_mode !== bundle.manifest.metadata.appmode) {
-      throw new CheckFailedError('APP_MODE_CHANGE', `Content ${existing.guid} runs as ${existing.app_mode}; this bundle is ${bundle.manifest.metadata.appmode}.`, {
-        suggestions: ['Deploy to new content (--new --name NAME), or render the bundle for an MLflow version with the same app mode.'],
-      })
+      warnings.push(`Content ${existing.guid} runs as ${existing.app_mode}; this bundle changes it to ${bundle.manifest.metadata.appmode}.`)
     }
     return existing
   })
@@ -163,10 +181,10 @@ export async function deploy(deps: DeployDeps, options: DeployOptions, runner: S
   }
   if (options.vanity) await runner.step(`Set the vanity path ${options.vanity}`, () => deps.connect.setVanity(guid, options.vanity!))
   await deps.writeRecord(options.dir, {server: options.server, guid, bundleId, mlflowVersion: bundle.info.mlflowVersion, deployedAt: new Date(deps.now()).toISOString()})
-  return {dryRun: false, plan, guid, bundleId, previousBundleId: previous, user: user.username, ...urls, verification: live, draft: drafts}
+  return {dryRun: false, plan, guid, bundleId, previousBundleId: previous, user: user.username, ...urls, verification: live, draft: drafts, warnings}
 }
 
-function urlsFor(server: string, guid: string, content: {content_url?: string | null; dashboard_url?: string | null}) {
+export function urlsFor(server: string, guid: string, content: {content_url?: string | null; dashboard_url?: string | null}) {
   const base = server.endsWith('/') ? server : `${server}/`
   const contentUrl = content.content_url ?? `${base}content/${guid}/`
   const dashboardUrl = content.dashboard_url ?? `${base}connect/#/apps/${guid}`
@@ -179,7 +197,7 @@ function verifyFailure(result: VerifyResult, what: string, consequence: string, 
 }
 
 /** Starts a deploy task and follows its log until it finishes or the timeout passes. */
-async function waitForTask(deps: DeployDeps, guid: string, bundleId: string, activate: boolean, timeoutMs: number, report: (line: string) => void, hints: string[]): Promise<void> {
+export async function waitForTask(deps: {connect: Pick<DeployConnect, 'deploy' | 'getTask'>; now(): number}, guid: string, bundleId: string, activate: boolean, timeoutMs: number, report: (line: string) => void, hints: string[]): Promise<void> {
   const taskId = await deps.connect.deploy(guid, bundleId, activate)
   const deadline = deps.now() + timeoutMs
   let first = 0

@@ -1,0 +1,39 @@
+import {Flags} from '@oclif/core'
+import {readFileSync} from 'node:fs'
+
+import {MlflowctlCommand} from '../base-command.js'
+import {rollback, type RollbackResult} from '../core/rollback.js'
+import {ConfigError} from '../errors.js'
+import {insecureFlag, targetFlags} from '../flags.js'
+import {createDeployDeps} from '../adapters/deploy-store.js'
+import {historyFile} from '../adapters/history-file.js'
+import {confirmer} from '../output/prompt.js'
+
+export default class Rollback extends MlflowctlCommand<typeof Rollback> {
+  static summary = 'Activate an earlier bundle, unless the database schema has moved past it.'
+  static description = `Without --to, activates the bundle before the active one. Refuses (exit 6) when the database is at a
+schema revision other than the one that bundle was verified at (from \`mlflowctl history\`): its MLflow would refuse
+the newer schema, so restore a backup instead. Needs --yes when it cannot prompt.`
+  static examples = ['<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666 --yes', '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666 --to 41 --json --yes']
+  static flags = {
+    ...targetFlags,
+    insecure: insecureFlag,
+    guid: Flags.string({summary: 'GUID of the content.', required: true, env: 'MLFLOWCTL_GUID'}),
+    to: Flags.string({summary: 'Bundle id to activate (default: the one before the active bundle).', env: 'MLFLOWCTL_TO'}),
+    yes: Flags.boolean({char: 'y', summary: 'Do not ask for confirmation.', env: 'MLFLOWCTL_YES'}),
+    timeout: Flags.integer({summary: 'Seconds to wait for the activation task.', default: 900, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
+  }
+
+  async run(): Promise<RollbackResult> {
+    const {server, apiKey, caCertificate} = this.settings
+    if (!server.value || !apiKey.value) throw new ConfigError('CONNECT_REQUIRED', 'Rollback needs the Connect server and an API key.', {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY.']})
+    if (this.flags.insecure) this.warnUser('--insecure: TLS certificates of the Connect server are not verified.')
+    const ca = caCertificate.value ? readFileSync(caCertificate.value) : undefined
+    const deploy = createDeployDeps({server: server.value, apiKey: apiKey.value, ca, insecure: this.flags.insecure, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
+    const ledger = historyFile(this.settings.dataDir)
+    const deps = {...deploy, history: () => ledger.read(), confirm: confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl rollback --guid ${this.flags.guid}`})}
+    const result = await rollback(deps, {server: server.value, apiKey: apiKey.value, guid: this.flags.guid, to: this.flags.to, timeoutMs: this.flags.timeout * 1000}, this.tasks())
+    this.out(`Bundle ${result.toBundleId} is active again on ${result.guid} (was ${result.fromBundleId}); schema ${result.revision}.\nDashboard: ${result.dashboardUrl}`)
+    return result
+  }
+}

@@ -1,0 +1,90 @@
+import {CheckFailedError, ExternalError, UsageError} from '../errors.js'
+import {urlsFor, waitForTask, type DeployConnect} from './deploy.js'
+import {HISTORY_FORMAT_VERSION, verifiedRevisionOf, type HistoryEvent} from './history.js'
+import type {StepRunner} from './ports.js'
+import {verifyExtension, type VerifyDeps, type VerifyResult} from './verify.js'
+
+export interface RollbackDeps {
+  connect: Pick<DeployConnect, 'getContent' | 'deploy' | 'getTask' | 'currentUser'> & {listBundles(guid: string): Promise<Array<{id: string; created_time?: string}>>}
+  probe: VerifyDeps
+  opsToken(server: string, guid: string): Promise<string | undefined>
+  history(): Promise<HistoryEvent[]>
+  appendHistory(event: HistoryEvent): Promise<void>
+  /** Asks the operator; the command answers true for --yes and refuses when it cannot prompt. */
+  confirm(question: string): Promise<boolean>
+  now(): number
+  sleep(ms: number): Promise<void>
+}
+
+export interface RollbackOptions {
+  server: string
+  apiKey: string
+  guid: string
+  to?: string
+  timeoutMs: number
+}
+
+export interface RollbackResult {
+  guid: string
+  fromBundleId: string
+  toBundleId: string
+  revision: string
+  mlflowVersion?: string
+  verification: VerifyResult
+  contentUrl: string
+  dashboardUrl: string
+  logsUrl: string
+}
+
+const byAge = (a: {id: string; created_time?: string}, b: {id: string; created_time?: string}) =>
+  (a.created_time ?? '').localeCompare(b.created_time ?? '') || Number(a.id) - Number(b.id)
+
+/**
+ * Activates an earlier bundle, but only when the database schema is exactly what that bundle's MLflow
+ * was verified against (from the history ledger); otherwise it refuses and points at a backup restore.
+ * @throws CheckFailedError ROLLBACK_SCHEMA_MOVED / ROLLBACK_UNVERIFIABLE, UsageError, ExternalError
+ */
+export async function rollback(deps: RollbackDeps, options: RollbackOptions, runner: StepRunner): Promise<RollbackResult> {
+  const {guid} = options
+  const content = await deps.connect.getContent(guid)
+  const urls = urlsFor(options.server, guid, content)
+  const current = content.bundle_id
+  if (!current) throw new CheckFailedError('NOTHING_TO_ROLL_BACK', `Content ${guid} has no active bundle.`)
+  const bundles = (await deps.connect.listBundles(guid)).sort(byAge)
+  const target = options.to ?? bundles[bundles.findIndex((b) => b.id === current) - 1]?.id
+  if (!target || !bundles.some((b) => b.id === target)) {
+    throw new UsageError('BUNDLE_NOT_FOUND', options.to ? `Content ${guid} has no bundle ${options.to}.` : `Content ${guid} has no bundle older than the active one (${current}).`, {
+      suggestions: [`Bundles: ${bundles.map((b) => b.id).join(', ') || 'none'}.`],
+    })
+  }
+  if (target === current) throw new UsageError('ALREADY_ACTIVE', `Bundle ${target} is already active.`)
+  const opsToken = await deps.opsToken(options.server, guid)
+  if (!opsToken) throw new CheckFailedError('ROLLBACK_UNVERIFIABLE', `No ops token for ${guid} is stored here, so the schema revision cannot be read.`, {suggestions: ['Redeploy once from this machine with mlflowctl deploy, which sets one.']})
+  const live = await verifyExtension(deps.probe, {baseUrl: urls.contentUrl, apiKey: options.apiKey, opsToken, expectedMlflowVersion: ''})
+  if (!live.revision) throw new ExternalError('STATUS_UNAVAILABLE', `The running extension did not report its schema revision (${live.checks.find((c) => c.id === 'schema')?.detail}).`, {suggestions: [`Logs: ${urls.logsUrl}`]})
+  const targetSchema = verifiedRevisionOf(await deps.history(), guid, target)
+  if (!targetSchema) {
+    throw new CheckFailedError('ROLLBACK_UNVERIFIABLE', `No verified deploy of bundle ${target} is in the history, so it is unknown which schema its MLflow expects; the database is at ${live.revision}.`, {
+      suggestions: ['Restore a backup taken with that bundle instead (mlflowctl backup restore).'],
+    })
+  }
+  if (targetSchema.revision !== live.revision) {
+    throw new CheckFailedError('ROLLBACK_SCHEMA_MOVED', `The database schema moved past bundle ${target}: it is at ${live.revision}, and bundle ${target} (MLflow ${targetSchema.mlflowVersion ?? '?'}) was verified at ${targetSchema.revision}. Its MLflow would refuse to start.`, {
+      suggestions: ['Restore the backup taken before the upgrade (mlflowctl backup restore), then roll back.'],
+    })
+  }
+  if (!(await deps.confirm(`Activate bundle ${target} (MLflow ${targetSchema.mlflowVersion ?? '?'}) instead of ${current} on ${guid}?`))) throw new UsageError('DECLINED', 'Rollback declined.')
+  const event = (result: 'ok' | 'failed', extra: Partial<HistoryEvent>): HistoryEvent => ({v: HISTORY_FORMAT_VERSION, time: new Date(deps.now()).toISOString(), action: 'rollback', result, server: options.server, guid, bundleId: target, mlflowVersion: targetSchema.mlflowVersion, ...extra})
+  try {
+    await runner.step(`Activate bundle ${target}`, (report) => waitForTask(deps, guid, target, true, options.timeoutMs, report, [`Logs: ${urls.logsUrl}`]))
+    const verification = await runner.step('Verify the extension', () => verifyExtension(deps.probe, {baseUrl: urls.contentUrl, apiKey: options.apiKey, opsToken, expectedMlflowVersion: targetSchema.mlflowVersion ?? ''}))
+    if (!verification.checks.filter((c) => c.id !== 'version' || targetSchema.mlflowVersion).every((c) => c.ok)) {
+      throw new CheckFailedError('ROLLBACK_VERIFY_FAILED', `Bundle ${target} is active but failed verification: ${verification.checks.filter((c) => !c.ok).map((c) => c.detail).join('; ')}.`, {suggestions: [`Logs: ${urls.logsUrl}`]})
+    }
+    await deps.appendHistory(event('ok', {revision: verification.revision}))
+    return {guid, fromBundleId: current, toBundleId: target, revision: verification.revision!, mlflowVersion: targetSchema.mlflowVersion, verification, ...urls}
+  } catch (error) {
+    await deps.appendHistory(event('failed', {message: (error as Error).message.split('\n')[0]}))
+    throw error
+  }
+}
