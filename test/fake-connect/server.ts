@@ -61,6 +61,9 @@ export class FakeConnect {
   readonly calls: string[] = []
   private server?: Server
   private nextBundle = 100
+  private stopped = false
+  /** Deploy tasks still running, so that stop() can wait for them and leave no process behind. */
+  private readonly inFlight = new Set<Promise<void>>()
   url = ''
 
   constructor(readonly options: FakeConnectOptions) {}
@@ -73,6 +76,8 @@ export class FakeConnect {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true
+    await Promise.allSettled([...this.inFlight])
     for (const item of this.content.values()) {
       await item.running?.stop()
       for (const draft of item.drafts.values()) await draft.stop()
@@ -177,7 +182,8 @@ export class FakeConnect {
       if (!bundle) return send(404, err(4, 'Bundle not found.'))
       const task: Task = {id: randomUUID().replaceAll('-', ''), output: [], finished: false, code: 0, error: ''}
       this.tasks.set(task.id, task)
-      void this.runDeploy(item, bundle, activate, task)
+      const running = this.runDeploy(item, bundle, activate, task).finally(() => this.inFlight.delete(running))
+      this.inFlight.add(running)
       return send(200, {task_id: task.id})
     }
     if (sub === '/vanity' && method === 'GET') return item.vanity ? send(200, {content_guid: item.guid, path: item.vanity}) : send(404, err(4, 'No vanity URL.'))
@@ -221,6 +227,10 @@ export class FakeConnect {
           POSIT_PRODUCT: 'CONNECT',
         }
         app = await startApp(this.options, bundle.id, dir, manifest.appmode, env, log)
+        if (this.stopped) {
+          await app.stop()
+          throw new DeployFailure('server-stopping', 'the server is shutting down')
+        }
       }
       if (activate) {
         item.drafts.delete(bundle.id)

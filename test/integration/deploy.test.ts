@@ -72,6 +72,17 @@ describe('mlflowctl deploy against the fake Connect', () => {
     assertNoSecrets(dry, first, second, broken)
   })
 
+  it('bounds the wait for a deploy task by --timeout (exit 5)', async (t) => {
+    const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const dir = join(tempDir(), 'ext')
+    assert.equal((await runCli(['init', dir, '--mlflow-version', venv!.mlflowVersion])).code, 0)
+    const slow = await deployCli([dir, '--new', '--name', 'mlflow-timeout', '--timeout', '1'])
+    assert.equal(slow.code, 5)
+    assert.equal(slow.json!.error!.code, 'DEPLOY_TIMEOUT')
+    assert.match(slow.json!.error!.message, /within 1 s/)
+  })
+
   it('a wrong key exits 4 with a hint; an unknown GUID exits 3', async () => {
     const dir = join(tempDir(), 'ext')
     assert.equal((await runCli(['init', dir])).code, 0)

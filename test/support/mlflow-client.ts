@@ -37,6 +37,8 @@ export interface ClientTarget {
   python: string
   trackingUri: string
   token: string
+  /** Extra client environment (e.g. the Connect auth plugin's variables). */
+  env?: Record<string, string>
 }
 
 async function client(target: ClientTarget, args: string[]): Promise<any> {
@@ -44,7 +46,7 @@ async function client(target: ClientTarget, args: string[]): Promise<any> {
   const script = join(dir, 'client.py')
   writeFileSync(script, SCRIPT)
   const {stdout} = await run(target.python, [script, ...args], {
-    env: {PATH: process.env.PATH, HOME: process.env.HOME, MLFLOW_TRACKING_URI: target.trackingUri, MLFLOW_TRACKING_TOKEN: target.token, MLFLOW_HTTP_REQUEST_MAX_RETRIES: '0'},
+    env: {PATH: process.env.PATH, HOME: process.env.HOME, MLFLOW_TRACKING_URI: target.trackingUri, MLFLOW_TRACKING_TOKEN: target.token, MLFLOW_HTTP_REQUEST_MAX_RETRIES: '0', ...target.env},
     timeout: 180_000,
     maxBuffer: 10 * 1024 * 1024,
   })
