@@ -1,6 +1,7 @@
 // The MLflow client through (fake) Connect: Bearer is rejected, the mlflow-connect-auth plugin works.
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
+import {cpSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
@@ -31,8 +32,11 @@ describe('MLflow client auth through Connect', () => {
     await assert.rejects(logRun({python: venv!.python, trackingUri, token: PUBLISHER_KEY}, 'bearer'), /401|Invalid login|Unauthorized/i)
 
     // With the plugin installed (into a side directory, leaving the shared venv untouched).
+    // Built from a copy: setuptools writes build/ and *.egg-info next to the sources.
+    const source = join(tempDir('plugin-src-'), 'client-auth')
+    cpSync(join(REPO_ROOT, 'templates', 'client-auth'), source, {recursive: true})
     const plugin = tempDir('plugin-')
-    execFileSync(venv!.python, ['-m', 'pip', 'install', '-q', '--no-deps', '--target', plugin, join(REPO_ROOT, 'templates', 'client-auth')], {stdio: 'pipe'})
+    execFileSync(venv!.python, ['-m', 'pip', 'install', '-q', '--no-deps', '--target', plugin, source], {stdio: 'pipe'})
     const target = {python: venv!.python, trackingUri, token: '', env: {PYTHONPATH: plugin, MLFLOW_TRACKING_AUTH: 'connect-api-key', CONNECT_API_KEY: PUBLISHER_KEY, MLFLOW_TRACKING_TOKEN: ''}}
     const {runId} = await logRun(target, 'plugin')
     const read = await readRun(target, runId)
