@@ -11,7 +11,7 @@ import {send} from './connect/http.js'
 import {md5OfFile, readText} from './fs/bundle-dir.js'
 import {writeTarGz} from './archive.js'
 import {historyFile} from './history-file.js'
-import {readJson, writePrivateJson} from './dev/instance-store.js'
+import {readJson, writePrivateJson} from './fs/json-file.js'
 
 export interface DeployDepsOptions {
   server: string

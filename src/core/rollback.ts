@@ -2,7 +2,7 @@ import {CheckFailedError, ExternalError, UsageError} from '../errors.js'
 import {urlsFor, waitForTask, type DeployConnect} from './deploy.js'
 import {HISTORY_FORMAT_VERSION, verifiedRevisionOf, type HistoryEvent} from './history.js'
 import type {StepRunner} from './ports.js'
-import {verifyExtension, type VerifyDeps, type VerifyResult} from './verify.js'
+import {readSchema, verifyExtension, type VerifyDeps, type VerifyResult} from './verify.js'
 
 export interface RollbackDeps {
   connect: Pick<DeployConnect, 'getContent' | 'deploy' | 'getTask' | 'currentUser'> & {listBundles(guid: string): Promise<Array<{id: string; created_time?: string}>>}
@@ -60,8 +60,8 @@ export async function rollback(deps: RollbackDeps, options: RollbackOptions, run
   if (target === current) throw new UsageError('ALREADY_ACTIVE', `Bundle ${target} is already active.`)
   const opsToken = await deps.opsToken(options.server, guid)
   if (!opsToken) throw new CheckFailedError('ROLLBACK_UNVERIFIABLE', `No ops token for ${guid} is stored here, so the schema revision cannot be read.`, {suggestions: ['Redeploy once from this machine with mlflowctl deploy, which sets one.']})
-  const live = await verifyExtension(deps.probe, {baseUrl: urls.contentUrl, apiKey: options.apiKey, opsToken, expectedMlflowVersion: ''})
-  if (!live.revision) throw new ExternalError('STATUS_UNAVAILABLE', `The running extension did not report its schema revision (${live.checks.find((c) => c.id === 'schema')?.detail}).`, {suggestions: [`Logs: ${urls.logsUrl}`]})
+  const live = await readSchema(deps.probe, {baseUrl: urls.contentUrl, apiKey: options.apiKey, opsToken})
+  if (!live.revision) throw new ExternalError('STATUS_UNAVAILABLE', `The running extension did not report its schema revision (${live.check.detail}).`, {suggestions: [`Logs: ${urls.logsUrl}`]})
   const targetSchema = verifiedRevisionOf(await deps.history(), guid, target)
   if (!targetSchema) {
     throw new CheckFailedError('ROLLBACK_UNVERIFIABLE', `No verified deploy of bundle ${target} is in the history, so it is unknown which schema its MLflow expects; the database is at ${live.revision}.`, {

@@ -45,7 +45,16 @@ export async function verifyExtension(deps: VerifyDeps, options: VerifyOptions):
   checks.push({id: 'version', ok: version.status === 200 && served === options.expectedMlflowVersion, detail: `/version is ${version.status === 200 ? served : `HTTP ${version.status}`}, expected ${options.expectedMlflowVersion}`})
   const rest = await get('api/2.0/mlflow/experiments/search?max_results=1')
   checks.push({id: 'rest', ok: rest.status === 200, detail: `experiments/search answered ${rest.status || 'nothing'}`})
-  const ops = await get('_mlflowctl/status', {...auth, 'X-Mlflowctl-Ops-Token': options.opsToken})
+  const schema = await readSchema(deps, options)
+  checks.push(schema.check)
+  return {ok: checks.every((check) => check.ok), checks, revision: schema.revision, expectedHead: schema.expectedHead}
+}
+
+/** Reads the schema revision and expected head from the ops status endpoint. Reads only. */
+export async function readSchema(deps: VerifyDeps, options: Omit<VerifyOptions, 'expectedMlflowVersion'>): Promise<{check: VerifyCheck; revision?: string; expectedHead?: string}> {
+  const ops = await deps
+    .get(`${options.baseUrl}_mlflowctl/status`, {Authorization: `Key ${options.apiKey}`, 'X-Mlflowctl-Ops-Token': options.opsToken})
+    .catch((error: Error) => ({status: 0, body: error.message}))
   let revision: string | undefined
   let expectedHead: string | undefined
   try {
@@ -53,12 +62,12 @@ export async function verifyExtension(deps: VerifyDeps, options: VerifyOptions):
     revision = status.dbRevision
     expectedHead = status.expectedHead
   } catch {
-    // not JSON: reported below
+    // not JSON: reported in the check
   }
-  checks.push({
+  const check: VerifyCheck = {
     id: 'schema',
     ok: ops.status === 200 && Boolean(revision) && revision === expectedHead,
     detail: ops.status === 200 ? `schema revision ${revision}, expected head ${expectedHead}` : `ops status answered ${ops.status || 'nothing'}`,
-  })
-  return {ok: checks.every((check) => check.ok), checks, revision, expectedHead}
+  }
+  return {check, revision, expectedHead}
 }

@@ -1,7 +1,11 @@
 import {createHash, randomBytes, randomUUID} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {chmod, mkdir, readFile, rename, writeFile} from 'node:fs/promises'
+import {mkdir, readFile} from 'node:fs/promises'
 import {basename, join} from 'node:path'
+
+import {readJson, writePrivateJson} from '../fs/json-file.js'
+
+export {readJson, writePrivateJson}
 
 /** Who the dev instance is; created once and kept so that URLs and keys survive down/up. */
 export interface DevIdentity {
@@ -62,21 +66,6 @@ export function instancePaths(dataDir: string, bundleDir: string): InstancePaths
     log: join(root, 'app.log'),
     data: join(root, 'data'),
     run: join(root, 'bundle'),
-  }
-}
-
-export async function writePrivateJson(path: string, value: unknown): Promise<void> {
-  const temp = `${path}.${process.pid}.tmp`
-  await writeFile(temp, `${JSON.stringify(value, null, 2)}\n`, {mode: 0o600})
-  await chmod(temp, 0o600)
-  await rename(temp, path)
-}
-
-export async function readJson<T>(path: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as T
-  } catch {
-    return undefined
   }
 }
 
