@@ -57,6 +57,8 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     this.args = args as CommandArgs<T>
     this.paint = painter(useColor({noColorFlag: Boolean(flags['no-color']), env: process.env, isTTY: Boolean(process.stdout.isTTY)}))
     this.settings = this.loadSettings()
+    if (this.settings.apiKey.source === 'flag') this.warnUser('--api-key is visible in the process list; prefer the CONNECT_API_KEY environment variable.')
+    if ((flags as Record<string, unknown>).insecure) this.warnUser('--insecure: TLS certificates of the Connect server are not verified.')
     process.once('SIGINT', () => void this.cancel())
   }
 

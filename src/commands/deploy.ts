@@ -46,8 +46,6 @@ activated bundle fails verification the previous one is re-activated.`
     const {server, apiKey, caCertificate} = this.settings
     if (!server.value) throw new ConfigError('SERVER_REQUIRED', 'No Connect server given.', {suggestions: ['Pass --server URL or set CONNECT_SERVER.']})
     if (!apiKey.value) throw new ConfigError('API_KEY_REQUIRED', 'No Connect API key given.', {suggestions: ['Set CONNECT_API_KEY (preferred over --api-key).']})
-    if (apiKey.source === 'flag') this.warnUser('--api-key is visible in the process list; prefer the CONNECT_API_KEY environment variable.')
-    if (this.flags.insecure) this.warnUser('--insecure: TLS certificates of the Connect server are not verified.')
     const env = parseEnvVars(this.flags.env, process.env)
     this.envSecrets = secretValuesOf(env)
     const ca = caCertificate.value ? readFileSync(caCertificate.value) : undefined

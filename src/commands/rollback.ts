@@ -27,7 +27,6 @@ the newer schema, so restore a backup instead. Needs --yes when it cannot prompt
   async run(): Promise<RollbackResult> {
     const {server, apiKey, caCertificate} = this.settings
     if (!server.value || !apiKey.value) throw new ConfigError('CONNECT_REQUIRED', 'Rollback needs the Connect server and an API key.', {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY.']})
-    if (this.flags.insecure) this.warnUser('--insecure: TLS certificates of the Connect server are not verified.')
     const ca = caCertificate.value ? readFileSync(caCertificate.value) : undefined
     const deploy = createDeployDeps({server: server.value, apiKey: apiKey.value, ca, insecure: this.flags.insecure, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
     const ledger = historyFile(this.settings.dataDir)

@@ -200,6 +200,16 @@ export class FakeConnect {
       item.associations = (json() as Array<{oauth_integration_guid: string}>).map((a) => a.oauth_integration_guid)
       return send(204)
     }
+    if (sub === '/permissions' && method === 'GET') return send(200, [...item.collaborators].map((guid, i) => ({id: i + 1, content_guid: item.guid, principal_guid: guid, principal_type: 'user', role: 'owner'})))
+    if (sub === '/permissions' && method === 'POST') {
+      const {principal_guid: principal, role} = json() as {principal_guid: string; role: string}
+      const principalUser = Object.values(this.options.users).find((u) => u.guid === principal)
+      if (!principalUser) return send(404, err(4, 'User not found.'))
+      // role "owner" in an ACL entry makes a collaborator, who must be a publisher or administrator (§9.2).
+      if (role === 'owner' && principalUser.user_role === 'viewer') return send(400, err(3, 'Collaborators must be publishers or administrators.'))
+      if (role === 'owner') item.collaborators.add(principal)
+      return send(200, {id: item.collaborators.size, content_guid: item.guid, principal_guid: principal, principal_type: 'user', role})
+    }
     send(404, err(4, 'Not found.'))
   }
 

@@ -1,12 +1,10 @@
 // The MLflow client through (fake) Connect: Bearer is rejected, the mlflow-connect-auth plugin works.
 import assert from 'node:assert/strict'
-import {execFileSync} from 'node:child_process'
-import {cpSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
-import {logRun, readRun} from '../support/mlflow-client.js'
-import {REPO_ROOT, NO_VENVS, requireService, testVenvs} from '../support/services.js'
+import {connectAuthEnv, logRun, readRun} from '../support/mlflow-client.js'
+import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
 import {runCli, tempDir} from '../support/cli.js'
 import {PUBLISHER_KEY, startFakeConnect} from '../support/fake-connect.js'
 
@@ -32,12 +30,7 @@ describe('MLflow client auth through Connect', () => {
     await assert.rejects(logRun({python: venv!.python, trackingUri, token: PUBLISHER_KEY}, 'bearer'), /401|Invalid login|Unauthorized/i)
 
     // With the plugin installed (into a side directory, leaving the shared venv untouched).
-    // Built from a copy: setuptools writes build/ and *.egg-info next to the sources.
-    const source = join(tempDir('plugin-src-'), 'client-auth')
-    cpSync(join(REPO_ROOT, 'templates', 'client-auth'), source, {recursive: true})
-    const plugin = tempDir('plugin-')
-    execFileSync(venv!.python, ['-m', 'pip', 'install', '-q', '--no-deps', '--target', plugin, source], {stdio: 'pipe'})
-    const target = {python: venv!.python, trackingUri, token: '', env: {PYTHONPATH: plugin, MLFLOW_TRACKING_AUTH: 'connect-api-key', CONNECT_API_KEY: PUBLISHER_KEY, MLFLOW_TRACKING_TOKEN: ''}}
+    const target = {python: venv!.python, trackingUri, token: '', env: connectAuthEnv(venv!.python, PUBLISHER_KEY)}
     const {runId} = await logRun(target, 'plugin')
     const read = await readRun(target, runId)
     assert.deepEqual(read.params, {alpha: '0.5'})

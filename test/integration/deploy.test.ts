@@ -5,6 +5,7 @@ import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
 import {runCli, tempDir, type CliResult} from '../support/cli.js'
+import {connectAuthEnv, logRun, readRun} from '../support/mlflow-client.js'
 import {PUBLISHER_KEY, startFakeConnect} from '../support/fake-connect.js'
 import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
 
@@ -48,9 +49,9 @@ describe('mlflowctl deploy against the fake Connect', () => {
     assert.equal(fake.content.get(guid)!.settings.min_processes, 1)
     assert.deepEqual([...fake.content.get(guid)!.env.keys()].sort(), ['MLFLOWCTL_OPS_TOKEN', 'TEAM'])
 
-    // Data logged through Connect's content URL...
-    const created = await fetch(`${contentUrl}api/2.0/mlflow/experiments/create`, {method: 'POST', headers: key, body: JSON.stringify({name: 'kept'})})
-    assert.equal(created.status, 200)
+    // A run logged with the real MLflow client through Connect's content URL...
+    const client = {python: venv!.python, trackingUri: contentUrl.replace(/\/$/, ''), token: '', env: connectAuthEnv(venv!.python, PUBLISHER_KEY)}
+    const {runId} = await logRun(client, 'kept')
 
     // ...survives a redeploy to the same GUID (found from the deployment record) with a changed env var.
     const second = await deployCli([dir, '-E', 'TEAM=platform'])
@@ -58,8 +59,9 @@ describe('mlflowctl deploy against the fake Connect', () => {
     assert.equal(second.json!.result.guid, guid)
     assert.notEqual(second.json!.result.bundleId, bundleId)
     assert.equal(second.json!.result.previousBundleId, bundleId)
-    const kept = await fetch(`${contentUrl}api/2.0/mlflow/experiments/get-by-name?experiment_name=kept`, {headers: key})
-    assert.equal(kept.status, 200)
+    const kept = await readRun(client, runId)
+    assert.deepEqual(kept.params, {alpha: '0.5'})
+    assert.equal(kept.artifact, 'weights-v1')
 
     // A bundle that crashes at startup: exit non-zero with the task log and URLs; the previous bundle still answers.
     const broken = await deployCli([dir, '-E', 'MLFLOW_BACKEND_STORE_URI=file:///not-a-database'])

@@ -55,6 +55,15 @@ describe('fake Connect: API', () => {
     await assert.rejects(connect().getContent('00000000-0000-0000-0000-000000000000'), (e: MlflowctlError) => e.code === 'CONTENT_NOT_FOUND')
   })
 
+  it('makes a publisher a collaborator through permissions (role owner), but never a viewer', async () => {
+    const {guid} = await connect().createContent('fake-perm-test')
+    await assert.rejects(connect(OTHER_KEY).getContent(guid), (e: MlflowctlError) => e.code === 'CONNECT_FORBIDDEN')
+    const add = (principal: string) => fetch(`${fake.url}__api__/v1/content/${guid}/permissions`, {method: 'POST', headers: {Authorization: `Key ${PUBLISHER_KEY}`}, body: JSON.stringify({principal_guid: principal, principal_type: 'user', role: 'owner'})})
+    assert.equal((await add('u-viewer')).status, 400)
+    assert.equal((await add('u-other')).status, 200)
+    assert.equal((await connect(OTHER_KEY).getContent(guid)).guid, guid)
+  })
+
   it('returns environment names only, and deletes with null', async () => {
     const {guid} = await connect().createContent('fake-env-test')
     await connect().setEnvironment(guid, [{name: 'A', value: 'secret-a'}, {name: 'B', value: 'b'}])
@@ -111,5 +120,19 @@ describe('fake Connect: runs bundles', () => {
     // The vanity path serves the same content.
     assert.equal(await connect().setVanity(guid, 'mlflow'), '/mlflow/')
     assert.equal((await fetch(`${fake.url}mlflow/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status, 200)
+  })
+
+  it('works when Connect forwards the full /content/<guid>/ path (stripPrefix off): the extension strips it', async (t) => {
+    const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const unstripped = await startFakeConnect({stripPrefix: false})
+    const client = new ConnectClient({server: unstripped.url, apiKey: PUBLISHER_KEY, attempts: 1})
+    const {guid} = await client.createContent('fake-unstripped')
+    const bundle = await client.uploadBundle(guid, await bundleFor(venv!.mlflowVersion))
+    assert.equal((await waitTask(client, await client.deploy(guid, bundle.id))).code, 0)
+    const headers = {Authorization: `Key ${PUBLISHER_KEY}`, 'Content-Type': 'application/json'}
+    assert.equal((await fetch(`${unstripped.url}content/${guid}/health`, {headers})).status, 200)
+    const created = await fetch(`${unstripped.url}content/${guid}/api/2.0/mlflow/experiments/create`, {method: 'POST', headers, body: JSON.stringify({name: 'unstripped'})})
+    assert.equal(created.status, 200)
   })
 })

@@ -1,9 +1,10 @@
-import {execFile} from 'node:child_process'
-import {writeFileSync} from 'node:fs'
+import {execFile, execFileSync} from 'node:child_process'
+import {cpSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 
 import {tempDir} from './cli.js'
+import {REPO_ROOT} from './services.js'
 
 const run = promisify(execFile)
 
@@ -55,3 +56,22 @@ async function client(target: ClientTarget, args: string[]): Promise<any> {
 
 export const logRun = (target: ClientTarget, experiment: string): Promise<{runId: string; artifactUri: string}> => client(target, ['log', experiment])
 export const readRun = (target: ClientTarget, runId: string): Promise<{params: Record<string, string>; metrics: Record<string, number>; artifact: string}> => client(target, ['read', runId])
+
+const pluginDirs = new Map<string, string>()
+
+/**
+ * The client environment that uses the mlflow-connect-auth plugin (templates/client-auth), installed once
+ * per interpreter into a side directory so that the shared venv stays untouched.
+ */
+export function connectAuthEnv(python: string, apiKey: string): Record<string, string> {
+  let dir = pluginDirs.get(python)
+  if (!dir) {
+    // Built from a copy: setuptools writes build/ and *.egg-info next to the sources.
+    const source = join(tempDir('plugin-src-'), 'client-auth')
+    cpSync(join(REPO_ROOT, 'templates', 'client-auth'), source, {recursive: true})
+    dir = tempDir('plugin-')
+    execFileSync(python, ['-m', 'pip', 'install', '-q', '--no-deps', '--target', dir, source], {stdio: 'pipe'})
+    pluginDirs.set(python, dir)
+  }
+  return {PYTHONPATH: dir, MLFLOW_TRACKING_AUTH: 'connect-api-key', CONNECT_API_KEY: apiKey, MLFLOW_TRACKING_TOKEN: ''}
+}
