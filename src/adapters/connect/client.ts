@@ -51,6 +51,9 @@ const RETRY_STATUSES = new Set([429, 502, 503, 504])
 export class ConnectClient {
   readonly server: URL
   private readonly options: Required<Pick<ConnectClientOptions, 'timeoutMs' | 'attempts' | 'sleep'>> & ConnectClientOptions
+  /** Cookies Connect sets (name -> value). Behind a load balancer they keep task polls on one node;
+   * without them polls can reach another node and get spurious 404s (connect-api.md §4.3). */
+  private readonly cookies = new Map<string, string>()
 
   constructor(options: ConnectClientOptions) {
     let server: URL
@@ -79,6 +82,7 @@ export class ConnectClient {
           url,
           headers: {
             Authorization: `Key ${this.options.apiKey}`,
+            ...(this.cookies.size > 0 ? {Cookie: [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ')} : {}),
             Accept: 'application/json',
             ...(call.rawBody ? {'Content-Type': call.rawBody.contentType} : call.body === undefined ? {} : {'Content-Type': 'application/json'}),
           },
@@ -91,11 +95,21 @@ export class ConnectClient {
         lastError = this.networkError(error as Error, method, url)
         continue
       }
+      this.keepCookies(response)
       if (response.status >= 200 && response.status < 300) return this.parse(response, call.schema, method, url)
       lastError = this.httpError(response, method, url, call.notFound)
       if (!RETRY_STATUSES.has(response.status) && response.status < 500) break
     }
     throw lastError!
+  }
+
+  private keepCookies(response: HttpResponse): void {
+    const header = response.headers['set-cookie']
+    for (const cookie of Array.isArray(header) ? header : header ? [header] : []) {
+      const [pair] = cookie.split(';')
+      const eq = pair.indexOf('=')
+      if (eq > 0) this.cookies.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim())
+    }
   }
 
   private parse<S extends z.ZodTypeAny>(response: HttpResponse, schema: S | undefined, method: string, url: URL): z.infer<S> {

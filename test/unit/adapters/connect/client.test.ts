@@ -57,6 +57,19 @@ describe('ConnectClient', () => {
     assert.deepEqual(calls.map((c) => [c.method, c.url, c.auth]), [['GET', '/__api__/v1/user', `Key ${KEY}`]])
   })
 
+  it('keeps the cookies Connect sets and sends them back (sticky sessions behind a load balancer)', async () => {
+    const cookies: Array<string | undefined> = []
+    const {url} = await serve((req, res) => {
+      cookies.push(req.headers.cookie)
+      res.writeHead(200, {'content-type': 'application/json', 'set-cookie': ['AWSALB=node-2; Path=/; HttpOnly', 'other=1']})
+      res.end(JSON.stringify({version: '2025.10.0'}))
+    })
+    const connect = client(url)
+    await connect.serverVersion()
+    await connect.serverVersion()
+    assert.deepEqual(cookies, [undefined, 'AWSALB=node-2; other=1'])
+  })
+
   it('maps 401 to exit 4 "invalid or expired" and 403 to exit 4 "not a collaborator"', async () => {
     const {url} = await serve((req, res) => (req.url!.includes('user') ? json(res, 401, {code: 30, error: 'Invalid login.', payload: null}) : json(res, 403, {code: 22, error: 'forbidden', payload: null})))
     const unauthorized = await rejectsWith(client(url).currentUser(), 'CONNECT_UNAUTHORIZED', ExitCode.Auth)
