@@ -4,11 +4,10 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import type {DeployDeps, DeploymentRecord} from '../core/deploy.js'
-import {MANIFEST, parseManifest, type BundleInfo} from '../core/bundle.js'
 import {buildBundleArchive} from '../core/bundle-archive.js'
 import {ConnectClient} from './connect/client.js'
 import {send} from './connect/http.js'
-import {md5OfFile, readText} from './fs/bundle-dir.js'
+import {md5OfFile, readRenderedBundle, readText} from './fs/bundle-dir.js'
 import {writeTarGz} from './archive.js'
 import {historyFile} from './history-file.js'
 import {readJson, writePrivateJson} from './fs/json-file.js'
@@ -38,8 +37,7 @@ export function createDeployDeps(options: DeployDepsOptions): DeployDeps & {conn
       },
     },
     async readBundle(dir) {
-      const manifest = parseManifest(await readText(join(dir, MANIFEST), 'the bundle manifest'), join(dir, MANIFEST))
-      const info = JSON.parse(await readText(join(dir, 'mlflowctl.json'), 'mlflowctl.json')) as BundleInfo
+      const {manifest, info} = await readRenderedBundle(dir)
       return {
         info,
         manifest,

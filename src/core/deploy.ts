@@ -22,6 +22,13 @@ export interface DeployConnect {
   setOAuthIntegrations(guid: string, ids: string[]): Promise<void>
 }
 
+export interface DeployBundle {
+  info: BundleInfo
+  manifest: ConnectManifest
+  files: string[]
+  archive(): Promise<Buffer>
+}
+
 export interface DeploymentRecord {
   server: string
   guid: string
@@ -33,7 +40,7 @@ export interface DeploymentRecord {
 export interface DeployDeps {
   connect: DeployConnect
   probe: VerifyDeps
-  readBundle(dir: string): Promise<{info: BundleInfo; manifest: ConnectManifest; files: string[]; archive(): Promise<Buffer>}>
+  readBundle(dir: string): Promise<DeployBundle>
   readRecord(dir: string, server: string): Promise<DeploymentRecord | undefined>
   writeRecord(dir: string, record: DeploymentRecord): Promise<void>
   opsToken(server: string, guid: string): Promise<string | undefined>
@@ -88,8 +95,8 @@ const DRAFTS_FROM = '2025.6.0'
 const OPS_TOKEN_ENV = 'MLFLOWCTL_OPS_TOKEN'
 
 /** Reads the bundle and the target and decides what would change. Reads only. */
-export async function planDeploy(deps: DeployDeps, options: DeployOptions): Promise<DeployPlan> {
-  const bundle = await deps.readBundle(options.dir)
+export async function planDeploy(deps: DeployDeps, options: DeployOptions, bundle?: DeployBundle): Promise<DeployPlan> {
+  bundle ??= await deps.readBundle(options.dir)
   const record = options.createNew ? undefined : await deps.readRecord(options.dir, options.server)
   const guid = options.guid ?? record?.guid
   if (options.createNew && options.guid) throw new UsageError('NEW_AND_GUID', '--new creates content; it cannot be combined with --guid.')
@@ -116,13 +123,14 @@ export async function planDeploy(deps: DeployDeps, options: DeployOptions): Prom
  * @throws AuthError, CheckFailedError DEPLOY_VERIFY_FAILED / CONTENT_LOCKED, ExternalError DEPLOY_TASK_FAILED / DEPLOY_TIMEOUT
  */
 export async function deploy(deps: DeployDeps, options: DeployOptions, runner: StepRunner): Promise<DeployResult> {
-  const plan = await planDeploy(deps, options)
+  const bundle = await deps.readBundle(options.dir)
+  const plan = await planDeploy(deps, options, bundle)
   if (options.dryRun) return {dryRun: true, plan}
   const event = (result: 'ok' | 'failed', fields: Partial<HistoryEvent>): HistoryEvent => ({
     v: HISTORY_FORMAT_VERSION, time: new Date(deps.now()).toISOString(), action: 'deploy', result, server: options.server, mlflowVersion: plan.mlflowVersion, guid: plan.target.guid, ...fields,
   })
   try {
-    const result = await deployUnrecorded(deps, options, plan, runner)
+    const result = await deployUnrecorded(deps, options, plan, bundle, runner)
     await deps.appendHistory(event('ok', {guid: result.guid, user: result.user, bundleId: result.bundleId, revision: result.verification?.revision}))
     return result
   } catch (error) {
@@ -131,8 +139,7 @@ export async function deploy(deps: DeployDeps, options: DeployOptions, runner: S
   }
 }
 
-async function deployUnrecorded(deps: DeployDeps, options: DeployOptions, plan: DeployPlan, runner: StepRunner): Promise<DeployResult> {
-  const bundle = await deps.readBundle(options.dir)
+async function deployUnrecorded(deps: DeployDeps, options: DeployOptions, plan: DeployPlan, bundle: DeployBundle, runner: StepRunner): Promise<DeployResult> {
   const warnings: string[] = []
   const {user, drafts} = await runner.step('Check the API key and server', async () => {
     const me = await deps.connect.currentUser()

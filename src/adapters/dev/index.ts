@@ -4,10 +4,8 @@ import {appendFile, copyFile, mkdir, rm} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import type {BundleInfo} from '../../core/bundle.js'
-import {parseManifest} from '../../core/bundle.js'
 import type {DevDeps} from '../../core/dev.js'
-import {md5OfFile, readText} from '../fs/bundle-dir.js'
+import {md5OfFile, readRenderedBundle, readText} from '../fs/bundle-dir.js'
 import {detectPythonVersion, pythonCommand} from '../python/python.js'
 import {ensureVenv} from '../python/venv.js'
 import {instancePaths, isAlive, loadOrCreateIdentity, logTail, readJson, writePrivateJson, type DevState, type InstancePaths, type LaunchSpec} from './instance-store.js'
@@ -26,8 +24,7 @@ export function createDevDeps(options: DevDepsOptions): DevDeps {
   const python = pythonCommand(options.env)
   return {
     async readBundle(dir) {
-      const manifest = parseManifest(await readText(join(dir, 'manifest.json'), 'the bundle manifest'), join(dir, 'manifest.json'))
-      const info = JSON.parse(await readText(join(dir, 'mlflowctl.json'), 'mlflowctl.json')) as BundleInfo
+      const {manifest, info} = await readRenderedBundle(dir)
       const requirements = await readText(join(dir, 'requirements.txt'), 'requirements.txt')
       const md5 = Object.fromEntries(await Promise.all(Object.keys(manifest.files).map(async (path) => [path, await md5OfFile(join(dir, path))] as const)))
       return {manifest, info, requirements, md5}

@@ -4,7 +4,7 @@ import {mkdir, readdir, readFile, rename, stat, writeFile} from 'node:fs/promise
 import {dirname, join, relative, sep} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import type {BundleFile} from '../../core/bundle.js'
+import {MANIFEST, parseManifest, type BundleFile, type BundleInfo, type ConnectManifest} from '../../core/bundle.js'
 import {ExternalError} from '../../errors.js'
 
 /** The package root (three levels above this file in both src/ and dist/). */
@@ -76,4 +76,13 @@ export async function readText(path: string, what: string): Promise<string> {
       suggestions: code === 'ENOENT' ? ['Render a bundle first with `mlflowctl init DIR`.'] : [],
     })
   }
+}
+
+/** Reads a rendered bundle's manifest.json and mlflowctl.json. Reads only.
+ * @throws ExternalError FILE_NOT_FOUND, ConfigError MANIFEST_INVALID */
+export async function readRenderedBundle(dir: string): Promise<{manifest: ConnectManifest; info: BundleInfo}> {
+  const manifestPath = join(dir, MANIFEST)
+  const manifest = parseManifest(await readText(manifestPath, 'the bundle manifest'), manifestPath)
+  const info = JSON.parse(await readText(join(dir, 'mlflowctl.json'), 'mlflowctl.json')) as BundleInfo
+  return {manifest, info}
 }
