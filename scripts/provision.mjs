@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the MLflow venvs the tests use (the newest 3.x and the last 2.x), from the very requirements.txt
 // that `mlflowctl init` renders, so `dev up` in the tests reuses them. Needs `npm run build` first.
-// Writes <cache>/test-venvs.json. Usage: node scripts/provision.mjs [VERSION ...]
+// Also builds the venvs of the cloud-mode bundles (newest 3.x) and one for the emulators (moto, GCS).
+// Writes <cache>/test-venvs.json and <cache>/emulators.json. Usage: node scripts/provision.mjs [VERSION ...]
 import {mkdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -18,14 +19,29 @@ const versions = process.argv.slice(2).length > 0 ? process.argv.slice(2) : [NEW
 const python = pythonCommand(process.env)
 const pythonVersion = await detectPythonVersion(python)
 const templates = await readTree(EXTENSION_TEMPLATES)
+const EMULATORS = 'moto[server]==5.2.5\ngcp-storage-emulator==2026.7.19\n'
+
+async function build(label, requirements, extraPackages = []) {
+  const started = Date.now()
+  const venv = await ensureVenv({cacheDir, python, pythonVersion, requirements, extraPackages, onProgress: (line) => process.stderr.write(`  [${label}] ${line}\n`)})
+  process.stdout.write(`${label}: venv ${venv.key} ${venv.reused ? 'reused' : 'built'} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
+  return venv
+}
+
+function bundleRequirements(storage, mlflowVersion) {
+  const bundle = renderBundle(templates, {storage, mlflowVersion, pythonVersion, toolVersion: 'provision'})
+  return bundle.files.find((file) => file.path === 'requirements.txt').content.toString('utf8')
+}
+
 const out = []
 for (const mlflowVersion of versions) {
-  const started = Date.now()
-  const bundle = renderBundle(templates, {storage: 'local', mlflowVersion, pythonVersion, toolVersion: 'provision'})
-  const requirements = bundle.files.find((file) => file.path === 'requirements.txt').content.toString('utf8')
-  const venv = await ensureVenv({cacheDir, python, pythonVersion, requirements, extraPackages: ['pytest'], onProgress: (line) => process.stderr.write(`  [${mlflowVersion}] ${line}\n`)})
-  process.stdout.write(`MLflow ${mlflowVersion}: venv ${venv.key} ${venv.reused ? 'reused' : 'built'} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
+  // pytest too: the extension's own tests run in these venvs.
+  const venv = await build(`MLflow ${mlflowVersion}`, bundleRequirements('local', mlflowVersion), ['pytest'])
   out.push({mlflowVersion, python: venv.python, key: venv.key})
 }
+// The fake Connect builds the same venvs from the deployed bundles' requirements.txt and finds these.
+for (const storage of ['aws', 'azure', 'gcp']) await build(`MLflow ${NEWEST_KNOWN_MLFLOW} ${storage}`, bundleRequirements(storage, NEWEST_KNOWN_MLFLOW))
+const emulators = await build('emulators', EMULATORS)
 mkdirSync(cacheDir, {recursive: true})
 writeFileSync(join(cacheDir, 'test-venvs.json'), `${JSON.stringify(out, null, 2)}\n`)
+writeFileSync(join(cacheDir, 'emulators.json'), `${JSON.stringify({python: emulators.python, key: emulators.key}, null, 2)}\n`)

@@ -2,21 +2,32 @@ import {createHash} from 'node:crypto'
 
 import {CheckFailedError, ConfigError, InternalError, UsageError} from '../errors.js'
 import {placeholdersOf, renderTemplate} from './templates.js'
-import {appModeFor, driverRequirementsFor, pythonRequiresFor, pythonSatisfies, supportedMlflowVersion, type AppMode} from './versions.js'
+import {STORAGE_REQUIREMENTS, appModeFor, driverRequirementsFor, pythonRequiresForBundle, pythonSatisfies, supportedMlflowVersion, type AppMode} from './versions.js'
 
 export const STORAGE_MODES = ['local', 'custom', 'aws', 'azure', 'gcp'] as const
 export type StorageMode = (typeof STORAGE_MODES)[number]
-/** Modes whose extension code ships in this version; the cloud modes arrive with their own issue. */
-export const IMPLEMENTED_STORAGE_MODES: readonly StorageMode[] = ['local', 'custom']
-
-/** Env var names the operator must set on the content for each mode (values are never stored). */
+/**
+ * Env var names the operator must set on the content for each mode (values are never stored). They match
+ * CLOUD_REQUIRED in templates/extension/mlflowctl_extension/settings.py; OPTIONAL_ENV have defaults.
+ */
 export const REQUIRED_ENV: Record<StorageMode, string[]> = {
   local: [],
   custom: ['MLFLOW_BACKEND_STORE_URI', 'MLFLOW_ARTIFACTS_DESTINATION'],
-  aws: ['RDS_ENDPOINT', 'RDS_PORT', 'RDS_DATABASE', 'RDS_USERNAME', 'RDS_DB_TYPE', 'AWS_REGION', 'MLFLOW_ARTIFACTS_DESTINATION'],
-  azure: ['AZURE_DATABASE_SERVER', 'AZURE_DATABASE_NAME', 'AZURE_DATABASE_USERNAME', 'AZURE_DATABASE_TYPE', 'AZURE_REGION', 'MLFLOW_ARTIFACTS_DESTINATION'],
+  aws: ['RDS_ENDPOINT', 'RDS_DATABASE', 'RDS_USERNAME', 'AWS_REGION', 'MLFLOW_ARTIFACTS_DESTINATION'],
+  azure: ['AZURE_DATABASE_SERVER', 'AZURE_DATABASE_NAME', 'AZURE_DATABASE_USERNAME', 'MLFLOW_ARTIFACTS_DESTINATION'],
   gcp: ['CLOUD_SQL_CONNECTION_NAME', 'CLOUD_SQL_DATABASE', 'CLOUD_SQL_USERNAME', 'MLFLOW_ARTIFACTS_DESTINATION'],
 }
+
+export const OPTIONAL_ENV: Record<StorageMode, string[]> = {
+  local: ['MLFLOW_DATA_DIR'],
+  custom: [],
+  aws: ['RDS_PORT', 'RDS_DB_TYPE', 'RDS_CA_BUNDLE', 'MLFLOW_S3_ENDPOINT_URL'],
+  azure: ['AZURE_DATABASE_TYPE', 'AZURE_DATABASE_PORT', 'AZURE_DATABASE_SSLMODE', 'AZURE_DATABASE_CA_BUNDLE', 'AZURE_REGION', 'MLFLOWCTL_AZURE_BLOB_ENDPOINT'],
+  gcp: ['CLOUD_SQL_PASSWORD', 'CLOUD_SQL_DB_TYPE', 'CLOUD_SQL_IP_TYPE', 'GOOGLE_CLOUD_PROJECT', 'MLFLOWCTL_CLOUD_SQL_ADMIN_ENDPOINT'],
+}
+
+/** Modes whose credentials come from a Connect OAuth integration unless MLFLOWCTL_CREDENTIALS=ambient. */
+export const OAUTH_STORAGE_MODES: readonly StorageMode[] = ['aws', 'azure', 'gcp']
 
 export interface BundleFile {
   path: string
@@ -72,15 +83,10 @@ export function extensionVersionOf(templates: BundleFile[]): string {
   return match[1]
 }
 
-/** Checks a storage mode is known and implemented. @throws UsageError */
+/** Checks a storage mode is known. @throws UsageError */
 export function checkStorageMode(storage: string): StorageMode {
   if (!(STORAGE_MODES as readonly string[]).includes(storage)) {
     throw new UsageError('UNKNOWN_STORAGE_MODE', `Unknown storage mode "${storage}"; use one of ${STORAGE_MODES.join(', ')}.`)
-  }
-  if (!IMPLEMENTED_STORAGE_MODES.includes(storage as StorageMode)) {
-    throw new UsageError('STORAGE_MODE_NOT_AVAILABLE', `Storage mode ${storage} is not available in this mlflowctl version yet.`, {
-      suggestions: ['Use --storage local, or --storage custom with MLFLOW_BACKEND_STORE_URI and MLFLOW_ARTIFACTS_DESTINATION.'],
-    })
   }
   return storage as StorageMode
 }
@@ -93,7 +99,7 @@ export function checkStorageMode(storage: string): StorageMode {
 export function renderBundle(templates: BundleFile[], options: RenderBundleOptions): RenderedBundle {
   const mlflowVersion = supportedMlflowVersion(options.mlflowVersion)
   const storage = checkStorageMode(options.storage)
-  const pythonRequires = pythonRequiresFor(mlflowVersion)
+  const pythonRequires = pythonRequiresForBundle(mlflowVersion, storage)
   if (!pythonSatisfies(options.pythonVersion, pythonRequires)) {
     throw new UsageError('PYTHON_TOO_OLD', `MLflow ${mlflowVersion} needs Python ${pythonRequires}; the bundle would record Python ${options.pythonVersion}.`)
   }
@@ -103,6 +109,7 @@ export function renderBundle(templates: BundleFile[], options: RenderBundleOptio
     toolVersion: options.toolVersion,
     mlflowVersion,
     databaseDrivers: driverRequirementsFor(mlflowVersion).join('\n'),
+    storageRequirements: STORAGE_REQUIREMENTS[storage].length > 0 ? `# Storage mode ${storage}: cloud SDKs and drivers.\n${STORAGE_REQUIREMENTS[storage].join('\n')}` : '# Storage mode local/custom: no cloud SDKs.',
     appMode,
     pythonVersion: options.pythonVersion,
     pythonRequires,

@@ -68,6 +68,25 @@ export function driverRequirementsFor(mlflowVersion: string): string[] {
   return semver.major(parseMlflowVersion(mlflowVersion)) < 3 ? ['psycopg2-binary==2.9.13', 'sqlalchemy<2.1'] : ['psycopg[binary]==3.3.9']
 }
 
+/**
+ * What each storage mode adds to requirements.txt, pinned so that a bundle resolves the same way on every
+ * deploy. The MLflow-side packages stay unpinned by MLflow itself (it lists them as extras).
+ */
+export const STORAGE_REQUIREMENTS: Record<string, string[]> = {
+  local: [],
+  custom: [],
+  aws: ['boto3==1.44.8'],
+  azure: ['azure-storage-blob==12.31.1', 'azure-identity==1.27.0', 'python-tds==1.17.1', 'sqlalchemy-pytds==1.0.3', 'certifi'],
+  gcp: ['google-cloud-storage==3.17.1', 'cloud-sql-python-connector[pg8000,pytds]==1.23.0', 'sqlalchemy-pytds==1.0.3'],
+}
+
+/** cloud-sql-python-connector 1.23 needs Python 3.11; the other modes follow MLflow's own floor. */
+export function pythonRequiresForBundle(mlflowVersion: string, storage: string): string {
+  const floor = pythonRequiresFor(mlflowVersion)
+  // A floor satisfied by 3.10 is lower than 3.11.
+  return storage === 'gcp' && pythonSatisfies('3.10', floor) ? '>=3.11' : floor
+}
+
 /** True when `python` (e.g. "3.11.7") satisfies a ">=X.Y" floor. */
 export function pythonSatisfies(python: string, requires: string): boolean {
   const floor = /^>=(\d+)\.(\d+)$/.exec(requires)

@@ -48,7 +48,6 @@ describe('mlflowctl init', () => {
   for (const [args, errorCode] of [
     [['--mlflow-version', '1.30.0'], 'UNSUPPORTED_MLFLOW_VERSION'],
     [['--mlflow-version', 'latest'], 'INVALID_MLFLOW_VERSION'],
-    [['--storage', 'aws'], 'STORAGE_MODE_NOT_AVAILABLE'],
     [['--storage', 'ftp'], 'USAGE'],
     [['--no-such-flag'], 'USAGE'],
   ] as const) {

@@ -23,7 +23,26 @@ export interface FakeConnectOptions extends RuntimeOptions {
   acceptBearer?: boolean
   /** UNCONFIRMED whether Connect strips /content/<guid> before the app sees the path. */
   stripPrefix?: boolean
+  /** OAuth integrations by GUID, and what the token exchange issues for each (connect-api.md §7). */
+  integrations?: Record<string, FakeIntegration>
+  /** Connect >= 2026.02 also hands the session token as a file (CONNECT_CONTENT_SESSION_TOKEN_FILE). */
+  sessionTokenFile?: boolean
 }
+
+export interface ExchangeRequest {
+  contentGuid: string
+  requestedTokenType: string
+  scope?: string
+}
+
+export interface FakeIntegration {
+  name: string
+  template: 'aws' | 'azure' | 'custom' | 'connect'
+  issue(request: ExchangeRequest): Promise<{access_token: string; issued_token_type: string; token_type: string; expires_in?: number}>
+}
+
+const AWS_CREDENTIALS = 'urn:ietf:params:aws:token-type:credentials'
+const CONTENT_SESSION_TOKEN = 'urn:posit:connect:content-session-token'
 
 interface Content {
   guid: string
@@ -39,6 +58,8 @@ interface Content {
   vanity: string | null
   associations: string[]
   locked: boolean
+  /** The content session token its processes get; traded for integration credentials. */
+  sessionToken: string
   running?: RunningApp
   drafts: Map<string, RunningApp>
 }
@@ -59,6 +80,8 @@ export class FakeConnect {
   readonly tasks = new Map<string, Task>()
   /** Every API call, for assertions ("which endpoints did mlflowctl use"). */
   readonly calls: string[] = []
+  /** Successful token exchanges, per content GUID. */
+  readonly exchanges = new Map<string, number>()
   private server?: Server
   private nextBundle = 100
   private stopped = false
@@ -125,6 +148,10 @@ export class FakeConnect {
     if (!user) return send(401, err(30, 'Invalid login.'))
     const body = await readBody(req)
     const path = url.pathname.slice('/__api__'.length)
+    if (path === '/v1/oauth/integrations/credentials' && req.method === 'POST') return this.exchange(new URLSearchParams(body.toString()), req, send)
+    if (path === '/v1/oauth/integrations' && req.method === 'GET') {
+      return send(200, Object.entries(this.options.integrations ?? {}).map(([guid, i]) => ({guid, name: i.name, template: i.template, auth_type: 'Service Account', config: {}})))
+    }
     if (path === '/v1/user' && req.method === 'GET') return send(200, {...user, email: `${user.username}@example.com`, locked: false, confirmed: true})
     if (path === '/server_settings' && req.method === 'GET') return send(200, this.options.version === null ? {hostname: 'fake'} : {version: this.options.version ?? '2025.10.0', hostname: 'fake'})
     if (path === '/v1/content' && req.method === 'POST') return this.createContent(user, JSON.parse(body.toString() || '{}'), send)
@@ -144,7 +171,7 @@ export class FakeConnect {
     if (name && !/^[A-Za-z0-9_-]{3,64}$/.test(name)) return send(400, err(3, 'Invalid content name.'))
     // Name conflict status is UNCONFIRMED (connect-api.md §13.7): 409 assumed.
     if (name && [...this.content.values()].some((c) => c.owner.guid === user.guid && c.name === name)) return send(409, err(26, 'A content item with that name already exists.'))
-    const item: Content = {guid: randomUUID(), name, title: body.title ?? null, owner: user, collaborators: new Set(), settings: {}, env: new Map(), bundles: [], activeBundle: null, app_mode: 'unknown', vanity: null, associations: [], locked: false, drafts: new Map()}
+    const item: Content = {guid: randomUUID(), name, title: body.title ?? null, owner: user, collaborators: new Set(), settings: {}, env: new Map(), bundles: [], activeBundle: null, app_mode: 'unknown', vanity: null, associations: [], locked: false, sessionToken: `cst-${randomUUID()}`, drafts: new Map()}
     this.content.set(item.guid, item)
     send(200, this.view(item))
   }
@@ -235,6 +262,14 @@ export class FakeConnect {
           CONNECT_CONTENT_DATA_DIR: dataDir,
           RSTUDIO_PRODUCT: 'CONNECT',
           POSIT_PRODUCT: 'CONNECT',
+          CONNECT_CONTENT_SESSION_TOKEN: item.sessionToken,
+        }
+        if (this.options.sessionTokenFile) {
+          const tokenFile = join(this.options.workDir, 'session-tokens', item.guid)
+          mkdirSync(join(tokenFile, '..'), {recursive: true})
+          writeFileSync(tokenFile, `${item.sessionToken}\n`, {mode: 0o600})
+          env.CONNECT_CONTENT_SESSION_TOKEN_FILE = tokenFile
+          delete env.CONNECT_CONTENT_SESSION_TOKEN
         }
         app = await startApp(this.options, bundle.id, dir, manifest.appmode, env, log)
         if (this.stopped) {
@@ -260,6 +295,29 @@ export class FakeConnect {
       task.error = `Error code: ${code}`
     } finally {
       task.finished = true
+    }
+  }
+
+  /** POST /v1/oauth/integrations/credentials: RFC 8693 exchange of a content session token (§7.3). */
+  private async exchange(form: URLSearchParams, req: IncomingMessage, send: (s: number, b?: unknown) => void) {
+    if (!String(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) return send(400, err(3, 'The request body must be form-encoded.'))
+    if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:token-exchange' || form.get('subject_token_type') !== CONTENT_SESSION_TOKEN) return send(400, err(3, 'Unsupported grant or subject token type.'))
+    const item = [...this.content.values()].find((c) => c.sessionToken === form.get('subject_token'))
+    if (!item) return send(401, err(30, 'Invalid content session token.'))
+    const audience = form.get('audience')
+    const candidates = item.associations.filter((guid) => !audience || guid === audience)
+    if (candidates.length === 0) return send(400, err(212, 'No OAuth integration is associated with this content.'))
+    if (candidates.length > 1) return send(400, err(212, 'Several integrations are associated; choose one with audience.'))
+    const integration = this.options.integrations?.[candidates[0]]
+    if (!integration) return send(400, err(212, 'The associated integration does not exist.'))
+    const requestedTokenType = form.get('requested_token_type') ?? 'urn:ietf:params:oauth:token-type:access_token'
+    if (requestedTokenType === AWS_CREDENTIALS && integration.template !== 'aws') return send(400, err(3, `Integration ${integration.name} cannot issue AWS credentials.`))
+    try {
+      const issued = await integration.issue({contentGuid: item.guid, requestedTokenType, scope: form.get('scope') ?? undefined})
+      this.exchanges.set(item.guid, (this.exchanges.get(item.guid) ?? 0) + 1)
+      return send(200, issued)
+    } catch (error) {
+      return send(502, err(3, `The integration failed: ${(error as Error).message}`))
     }
   }
 

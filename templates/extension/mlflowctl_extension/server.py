@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from . import EXTENSION_VERSION
@@ -63,12 +63,13 @@ def server_environment(storage: StorageConfig, env: Mapping[str, str], mlflow_ve
     return out
 
 
-def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_version: str, started_at: str):
+def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_version: str, started_at: str, cloud_status: Callable[[], dict[str, Any]] | None = None):
     engine = create_engine(storage.backend_store_uri)
 
     def describe() -> dict[str, Any]:
         state = inspect_schema(engine)
         return {
+            **(cloud_status() if cloud_status else {"credentialsSource": None, "credentials": []}),
             "statusVersion": STATUS_FORMAT_VERSION,
             "extensionVersion": EXTENSION_VERSION,
             "mlflowVersion": mlflow_version,
@@ -103,6 +104,12 @@ def build_app() -> Any:
     register_secret(env.get("CONNECT_API_KEY"))
     try:
         storage = load_storage_config(env)
+        cloud_runtime = None
+        if storage.cloud is not None:
+            from .cloud import activate
+
+            cloud_runtime = activate(storage, env)
+            storage = cloud_runtime.storage
         bundle = read_bundle_info()
         pinned = bundle.get("mlflowVersion")
         if pinned and pinned != mlflow.__version__:
@@ -116,7 +123,7 @@ def build_app() -> Any:
         # An ordinary exception, not SystemExit: gunicorn re-spawns workers that exit via SystemExit
         # forever, but halts on an exception during app load ("Worker failed to boot").
         raise ExtensionRefused(f"mlflowctl extension refused to start: {message}") from None
-    ops = OpsContext(ops_token, _make_describe(storage, bundle, mlflow.__version__, utc_now()))
+    ops = OpsContext(ops_token, _make_describe(storage, bundle, mlflow.__version__, utc_now(), cloud_runtime.status if cloud_runtime else None))
     # Connect picks the server from the manifest's app mode, so the bundle's choice wins.
     app_mode = bundle.get("appMode")
     asgi = app_mode == "python-fastapi" if app_mode else _release(mlflow.__version__) >= ASGI_FROM

@@ -9,16 +9,14 @@ from urllib.parse import urlsplit
 
 from .logs import register_secret
 
-# The variables that select each mode, as the extension's README documents them. The cloud modes
-# (aws, azure, gcp) are detected here already so that a bundle that does not implement them yet
-# refuses clearly instead of silently falling back to local storage.
+# The variables that select each mode, as the extension's README documents them.
 MODE_TRIGGERS: dict[str, tuple[str, ...]] = {
     "aws": ("RDS_ENDPOINT",),
     "azure": ("AZURE_DATABASE_SERVER",),
     "gcp": ("CLOUD_SQL_CONNECTION_NAME",),
     "custom": ("MLFLOW_BACKEND_STORE_URI",),
 }
-IMPLEMENTED_MODES = ("local", "custom")
+IMPLEMENTED_MODES = ("local", "custom", "aws", "azure", "gcp")
 ALL_MODES = ("local", "custom", "aws", "azure", "gcp")
 SQLITE_FILE = "mlflow.db"
 
@@ -37,6 +35,31 @@ class StorageConfig:
     state_dir: Path | None = None
     sqlite_path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    cloud: "CloudSettings | None" = None
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """Where the external database is and how to authenticate to it; never holds a token."""
+
+    provider: str  # aws | azure | gcp
+    db_type: str  # postgresql | sqlserver
+    host: str | None
+    port: int | None
+    database: str
+    username: str
+    region: str | None = None
+    # "connect": the content's Connect OAuth integration; "ambient": the cloud SDK's own chain
+    # (static keys in the environment, instance roles, workload identity, ADC).
+    credentials: str = "connect"
+    db_audience: str | None = None
+    artifacts_audience: str | None = None
+    ca_bundle: str | None = None
+    sslmode: str = "verify-full"
+    connection_name: str | None = None  # gcp
+    ip_type: str = "PUBLIC"  # gcp
+    static_password_env: str | None = None  # gcp: CLOUD_SQL_PASSWORD set means a built-in DB user
+    blob_endpoint: str | None = None  # azure: overrides https://<account>.blob.core.windows.net
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -95,7 +118,9 @@ def load_storage_config(env: Mapping[str, str]) -> StorageConfig:
         )
     if mode == "local":
         return _local_config(env)
-    return _custom_config(env)
+    if mode == "custom":
+        return _custom_config(env)
+    return _cloud_config(mode, env)
 
 
 def _local_config(env: Mapping[str, str]) -> StorageConfig:
@@ -154,6 +179,101 @@ def _custom_config(env: Mapping[str, str]) -> StorageConfig:
         state_dir=state_dir,
         sqlite_path=sqlite_path,
     )
+
+
+CLOUD_REQUIRED: dict[str, tuple[str, ...]] = {
+    "aws": ("RDS_ENDPOINT", "RDS_DATABASE", "RDS_USERNAME", "AWS_REGION", "MLFLOW_ARTIFACTS_DESTINATION"),
+    "azure": ("AZURE_DATABASE_SERVER", "AZURE_DATABASE_NAME", "AZURE_DATABASE_USERNAME", "MLFLOW_ARTIFACTS_DESTINATION"),
+    "gcp": ("CLOUD_SQL_CONNECTION_NAME", "CLOUD_SQL_DATABASE", "CLOUD_SQL_USERNAME", "MLFLOW_ARTIFACTS_DESTINATION"),
+}
+ARTIFACT_SCHEMES = {"aws": "s3", "azure": "wasbs", "gcp": "gs"}
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise StartupError(f"{name} must be a TCP port number, got {raw!r}.")
+    return int(raw)
+
+
+def _credentials_source(mode: str, env: Mapping[str, str]) -> str:
+    explicit = (env.get("MLFLOWCTL_CREDENTIALS") or "").strip().lower()
+    if explicit and explicit not in ("connect", "ambient"):
+        raise StartupError(f"MLFLOWCTL_CREDENTIALS must be connect or ambient, got {explicit!r}.")
+    if explicit:
+        return explicit
+    # Explicit static credentials stay possible, never required.
+    static = {"aws": "AWS_ACCESS_KEY_ID", "gcp": "GOOGLE_APPLICATION_CREDENTIALS"}.get(mode)
+    return "ambient" if static and env.get(static) else "connect"
+
+
+def _cloud_config(mode: str, env: Mapping[str, str]) -> StorageConfig:
+    missing = [name for name in CLOUD_REQUIRED[mode] if not (env.get(name) or "").strip()]
+    if missing:
+        raise StartupError(f"Storage mode {mode} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not set.")
+    destination = env["MLFLOW_ARTIFACTS_DESTINATION"].strip()
+    scheme = ARTIFACT_SCHEMES[mode]
+    if not destination.startswith(f"{scheme}://"):
+        raise StartupError(f"Storage mode {mode} stores artifacts in {scheme}://…; MLFLOW_ARTIFACTS_DESTINATION is {redact_url(destination)}.")
+    general = (env.get("MLFLOWCTL_OAUTH_INTEGRATION") or "").strip() or None
+    common = {
+        "credentials": _credentials_source(mode, env),
+        "db_audience": (env.get("MLFLOWCTL_DB_OAUTH_INTEGRATION") or "").strip() or general,
+        "artifacts_audience": (env.get("MLFLOWCTL_ARTIFACTS_OAUTH_INTEGRATION") or "").strip() or general,
+    }
+    if mode == "aws":
+        db_type = (env.get("RDS_DB_TYPE") or "postgresql").strip().lower()
+        if db_type not in ("postgresql", "postgres"):
+            raise StartupError(f"RDS_DB_TYPE={db_type} is not supported: IAM database authentication is implemented for RDS PostgreSQL only.")
+        cloud = CloudSettings(
+            "aws", "postgresql", env["RDS_ENDPOINT"].strip(), _port(env, "RDS_PORT", 5432), env["RDS_DATABASE"].strip(),
+            env["RDS_USERNAME"].strip(), env["AWS_REGION"].strip(), ca_bundle=(env.get("RDS_CA_BUNDLE") or "").strip() or None, **common,
+        )
+    elif mode == "azure":
+        db_type = (env.get("AZURE_DATABASE_TYPE") or "postgresql").strip().lower()
+        if db_type not in ("postgresql", "sqlserver"):
+            raise StartupError(f"AZURE_DATABASE_TYPE must be postgresql or sqlserver, got {db_type!r}.")
+        server = env["AZURE_DATABASE_SERVER"].strip()
+        if "." not in server:  # a bare server name, as the portal shows it
+            server += ".postgres.database.azure.com" if db_type == "postgresql" else ".database.windows.net"
+        ca_bundle = (env.get("AZURE_DATABASE_CA_BUNDLE") or "").strip() or None
+        sslmode = (env.get("AZURE_DATABASE_SSLMODE") or ("verify-full" if ca_bundle else "require")).strip()
+        cloud = CloudSettings(
+            "azure", db_type, server, _port(env, "AZURE_DATABASE_PORT", 5432 if db_type == "postgresql" else 1433),
+            env["AZURE_DATABASE_NAME"].strip(), env["AZURE_DATABASE_USERNAME"].strip(), (env.get("AZURE_REGION") or "").strip() or None,
+            ca_bundle=ca_bundle, sslmode=sslmode, blob_endpoint=(env.get("MLFLOWCTL_AZURE_BLOB_ENDPOINT") or "").strip() or None, **common,
+        )
+    else:
+        db_type = (env.get("CLOUD_SQL_DB_TYPE") or "postgresql").strip().lower()
+        if db_type not in ("postgresql", "sqlserver"):
+            raise StartupError(f"CLOUD_SQL_DB_TYPE must be postgresql or sqlserver, got {db_type!r}.")
+        password_env = "CLOUD_SQL_PASSWORD" if env.get("CLOUD_SQL_PASSWORD") else None
+        register_secret(env.get("CLOUD_SQL_PASSWORD"))
+        if db_type == "sqlserver" and not password_env:
+            raise StartupError("Cloud SQL for SQL Server has no IAM database authentication: set CLOUD_SQL_PASSWORD for a built-in user.")
+        ip_type = (env.get("CLOUD_SQL_IP_TYPE") or "PUBLIC").strip().upper()
+        if ip_type not in ("PUBLIC", "PRIVATE", "PSC"):
+            raise StartupError(f"CLOUD_SQL_IP_TYPE must be PUBLIC, PRIVATE or PSC, got {ip_type!r}.")
+        name = env["CLOUD_SQL_CONNECTION_NAME"].strip()
+        if name.count(":") not in (2, 3):
+            raise StartupError(f"CLOUD_SQL_CONNECTION_NAME must look like PROJECT:REGION:INSTANCE, got {name!r}.")
+        cloud = CloudSettings(
+            "gcp", db_type, None, None, env["CLOUD_SQL_DATABASE"].strip(), env["CLOUD_SQL_USERNAME"].strip(), name.split(":")[-2],
+            connection_name=name, ip_type=ip_type, static_password_env=password_env, **common,
+        )
+    data_dir_raw = env.get("CONNECT_CONTENT_DATA_DIR")
+    data_dir = Path(data_dir_raw).resolve() if data_dir_raw else None
+    state_dir = data_dir / "mlflowctl" if data_dir else None
+    if state_dir:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    return StorageConfig(mode=mode, backend_store_uri="", artifacts_destination=destination, data_dir=data_dir, state_dir=state_dir, cloud=cloud)
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}" if parts.scheme else url
 
 
 def connect_public_url(env: Mapping[str, str]) -> str | None:

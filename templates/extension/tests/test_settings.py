@@ -54,9 +54,9 @@ def test_contradictions_name_every_variable(env, names):
 
 
 @pytest.mark.parametrize("trigger, mode", [("RDS_ENDPOINT", "aws"), ("AZURE_DATABASE_SERVER", "azure"), ("CLOUD_SQL_CONNECTION_NAME", "gcp")])
-def test_cloud_modes_are_detected_and_refused_until_implemented(trigger, mode):
+def test_cloud_modes_are_detected_and_name_their_missing_variables(trigger, mode):
     assert detect_mode({trigger: "x"}) == mode
-    with pytest.raises(StartupError, match=trigger):
+    with pytest.raises(StartupError, match=f"Storage mode {mode} needs .*MLFLOW_ARTIFACTS_DESTINATION"):
         load_storage_config({trigger: "x"})
 
 

@@ -45,8 +45,18 @@ describe('renderBundle', () => {
     assert.match(info.extensionVersion, /^\d+\.\d+\.\d+$/)
   })
 
-  it('refuses cloud modes until they are implemented, unknown modes and too-old Pythons', () => {
-    assert.throws(() => render({storage: 'aws'}), (e: unknown) => e instanceof UsageError && e.code === 'STORAGE_MODE_NOT_AVAILABLE')
+  it('renders each cloud mode with its SDKs, its required env names and, for gcp, a Python 3.11 floor', () => {
+    const requirements = (storage: 'aws' | 'azure' | 'gcp') => render({storage}).files.find((f) => f.path === 'requirements.txt')!.content.toString()
+    assert.match(requirements('aws'), /^boto3==/m)
+    assert.doesNotMatch(requirements('aws'), /azure|google/)
+    assert.match(requirements('azure'), /^azure-storage-blob==.*\n(.*\n)*python-tds==1\.17/m)
+    assert.match(requirements('gcp'), /^cloud-sql-python-connector\[pg8000,pytds\]==/m)
+    assert.deepEqual(render({storage: 'aws'}).info.requiredEnv, ['RDS_ENDPOINT', 'RDS_DATABASE', 'RDS_USERNAME', 'AWS_REGION', 'MLFLOW_ARTIFACTS_DESTINATION'])
+    assert.equal(render({storage: 'gcp'}).manifest.environment.python.requires, '>=3.11')
+    assert.equal(render({storage: 'aws'}).manifest.environment.python.requires, '>=3.10')
+  })
+
+  it('refuses unknown modes and too-old Pythons', () => {
     assert.throws(() => render({storage: 'ftp' as never}), (e: unknown) => e instanceof UsageError && e.code === 'UNKNOWN_STORAGE_MODE')
     assert.throws(() => render({pythonVersion: '3.9.1'}), (e: unknown) => e instanceof UsageError && e.code === 'PYTHON_TOO_OLD')
   })
