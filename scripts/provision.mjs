@@ -2,7 +2,7 @@
 // Builds the MLflow venvs the tests use (the newest 3.x and the last 2.x), from the very requirements.txt
 // that `mlflowctl init` renders, so `dev up` in the tests reuses them. Needs `npm run build` first.
 // Also builds the venvs of the cloud-mode bundles (newest 3.x) and one for the emulators (moto, GCS).
-// Writes <cache>/test-venvs.json and <cache>/emulators.json. Usage: node scripts/provision.mjs [VERSION ...]
+// Writes <cache>/test-venvs.json, cloud-venvs.json and emulators.json. Usage: node scripts/provision.mjs [VERSION ...]
 import {mkdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -40,8 +40,14 @@ for (const mlflowVersion of versions) {
   out.push({mlflowVersion, python: venv.python, key: venv.key})
 }
 // The fake Connect builds the same venvs from the deployed bundles' requirements.txt and finds these.
-for (const storage of ['aws', 'azure', 'gcp']) await build(`MLflow ${NEWEST_KNOWN_MLFLOW} ${storage}`, bundleRequirements(storage, NEWEST_KNOWN_MLFLOW))
+const cloud = {}
+for (const storage of ['aws', 'azure', 'gcp']) {
+  // pytest: the extension's cloud tests (templates/extension/tests/cloud) run in these.
+  const venv = await build(`MLflow ${NEWEST_KNOWN_MLFLOW} ${storage}`, bundleRequirements(storage, NEWEST_KNOWN_MLFLOW), ['pytest'])
+  cloud[storage] = {mlflowVersion: NEWEST_KNOWN_MLFLOW, python: venv.python, key: venv.key}
+}
 const emulators = await build('emulators', EMULATORS)
 mkdirSync(cacheDir, {recursive: true})
 writeFileSync(join(cacheDir, 'test-venvs.json'), `${JSON.stringify(out, null, 2)}\n`)
+writeFileSync(join(cacheDir, 'cloud-venvs.json'), `${JSON.stringify(cloud, null, 2)}\n`)
 writeFileSync(join(cacheDir, 'emulators.json'), `${JSON.stringify({python: emulators.python, key: emulators.key}, null, 2)}\n`)

@@ -15,12 +15,12 @@ const inCI = Boolean(process.env.CI)
 const totals = {passed: 0, failed: 0, skipped: 0}
 const scratch = mkdtempSync(join(tmpdir(), 'mlflowctl-test-'))
 
-function listTests(dir) {
+function listTests(dir, suffix = '.test.ts') {
   if (!existsSync(dir)) return []
   return readdirSync(dir, {withFileTypes: true}).flatMap((entry) => {
     const full = join(dir, entry.name)
-    if (entry.isDirectory()) return listTests(full)
-    return entry.name.endsWith('.test.ts') ? [full] : []
+    if (entry.isDirectory()) return listTests(full, suffix)
+    return entry.name.endsWith(suffix) ? [full] : []
   }).sort()
 }
 
@@ -61,10 +61,24 @@ function runExtensionTier() {
     else totals.skipped += 1
     return
   }
-  for (const venv of venvs) {
-    const junit = join(scratch, `pytest-${venv.mlflowVersion}.xml`)
-    process.stdout.write(`\n-- MLflow ${venv.mlflowVersion} --\n`)
-    const result = spawnSync(venv.python, ['-m', 'pytest', 'templates/extension/tests', '-q', '-rs', '-p', 'no:cacheprovider', `--junitxml=${junit}`], {cwd: root, stdio: 'inherit', env: process.env})
+  const cacheDir = process.env.MLFLOWCTL_TEST_CACHE_DIR ?? join(root, '.cache', 'mlflowctl')
+  const readCache = (name) => (existsSync(join(cacheDir, name)) ? JSON.parse(readFileSync(join(cacheDir, name), 'utf8')) : undefined)
+  const env = {...process.env, MLFLOWCTL_TEST_EMULATORS_PYTHON: readCache('emulators.json')?.python ?? ''}
+  const runs = venvs.map((venv) => ({label: `MLflow ${venv.mlflowVersion}`, python: venv.python, paths: ['templates/extension/tests', '--ignore=templates/extension/tests/cloud']}))
+  // Each cloud mode's tests run in that mode's bundle venv (its SDKs are not in the others).
+  const cloudTests = listTests(join(root, 'templates/extension/tests/cloud'), '.py').filter((file) => /\/test_[a-z]+.*\.py$/.test(file))
+  for (const [storage, venv] of Object.entries(readCache('cloud-venvs.json') ?? {})) {
+    const files = cloudTests.filter((file) => file.includes(`/test_${storage}`)).map((file) => relative(root, file))
+    if (files.length > 0) runs.push({label: `MLflow ${venv.mlflowVersion} ${storage}`, python: venv.python, paths: files})
+  }
+  if (inCI && !runs.some((run) => run.label.endsWith('gcp'))) {
+    process.stdout.write('cloud venvs missing under CI: run `node scripts/provision.mjs`\n')
+    totals.failed += 1
+  }
+  for (const run of runs) {
+    const junit = join(scratch, `pytest-${run.label.replaceAll(' ', '-')}.xml`)
+    process.stdout.write(`\n-- ${run.label} --\n`)
+    const result = spawnSync(run.python, ['-m', 'pytest', ...run.paths, '-q', '-rs', '-p', 'no:cacheprovider', `--junitxml=${junit}`], {cwd: root, stdio: 'inherit', env})
     const xml = existsSync(junit) ? readFileSync(junit, 'utf8') : ''
     const attr = (name) => Number(new RegExp(`<testsuite[^>]*\\s${name}="(\\d+)"`).exec(xml)?.[1] ?? 0)
     const tests = attr('tests')

@@ -1,7 +1,7 @@
 /**
  * Database URLs as doctor, backup and db take them, with the cloud authentication chosen by `?auth=`:
  *
- * - `sqlite:///abs/path.db`
+ * - `sqlite:////abs/path.db` (SQLAlchemy's form: four slashes for an absolute path)
  * - `postgresql://user:password@host:5432/db` (password auth; `sslmode`, `sslrootcert` as in libpq)
  * - `postgresql://user@host:5432/db?auth=rds-iam&region=us-east-1&sslrootcert=/path/global-bundle.pem`
  * - `postgresql://user@host:5432/db?auth=entra` (Azure Database for PostgreSQL, Entra ID token)
@@ -38,6 +38,7 @@ export interface DatabaseTarget {
 
 const AUTHS: Record<DatabaseEngine, DatabaseAuth[]> = {sqlite: ['none'], postgresql: ['password', 'rds-iam', 'entra', 'cloudsql'], mssql: ['password', 'entra']}
 const DEFAULT_PORT: Record<string, number> = {postgresql: 5432, mssql: 1433}
+const NO_HOST = 'no-host.invalid'
 const SSLMODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const
 
 function invalid(display: string, why: string, suggestion?: string): UsageError {
@@ -49,7 +50,8 @@ export function parseDatabaseUrl(raw: string): DatabaseTarget {
   const display = redact(raw)
   let url: URL
   try {
-    url = new URL(raw)
+    // WHATWG URLs refuse user@ with no host (Cloud SQL URLs have none): parse with a placeholder host.
+    url = new URL(raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@]*@)\//i, `$1${NO_HOST}/`))
   } catch {
     throw invalid(display, 'not a URL', 'Use e.g. postgresql://user@host:5432/mlflow?auth=rds-iam or sqlite:///path/mlflow.db.')
   }
@@ -57,8 +59,9 @@ export function parseDatabaseUrl(raw: string): DatabaseTarget {
   const engine = ({sqlite: 'sqlite', postgresql: 'postgresql', postgres: 'postgresql', mssql: 'mssql'} as Record<string, DatabaseEngine>)[scheme]
   if (!engine) throw invalid(display, `unsupported scheme "${url.protocol}"`, 'Supported: sqlite, postgresql, mssql.')
   if (engine === 'sqlite') {
-    const path = decodeURIComponent(url.pathname)
-    if (url.host || !path.startsWith('/')) throw invalid(display, 'SQLite needs an absolute path (three slashes)', 'Use sqlite:////abs/path/mlflow.db or sqlite:///abs/path/mlflow.db.')
+    // SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute/path.db.
+    const path = decodeURIComponent(url.pathname).slice(1)
+    if (url.host || !path.startsWith('/')) throw invalid(display, 'SQLite needs an absolute path (four slashes, as in SQLAlchemy)', 'Use sqlite:////abs/path/mlflow.db.')
     return {engine, auth: 'none', display, sqlitePath: path}
   }
   const query = url.searchParams
@@ -79,7 +82,7 @@ export function parseDatabaseUrl(raw: string): DatabaseTarget {
     if (!['PUBLIC', 'PRIVATE', 'PSC'].includes(ipType)) throw invalid(display, `ip=${ipType} is not PUBLIC, PRIVATE or PSC`)
     return {...target, instance, ipType: ipType as DatabaseTarget['ipType']}
   }
-  if (!url.hostname) throw invalid(display, 'no host')
+  if (!url.hostname || url.hostname === NO_HOST) throw invalid(display, 'no host')
   const host = url.hostname.replace(/^\[|\]$/g, '')
   const port = url.port ? Number(url.port) : DEFAULT_PORT[engine]
   if (auth === 'password') return {...target, host, port}

@@ -207,7 +207,7 @@ export async function startAzuriteHttps(): Promise<{url: string; certFile: strin
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', keyFile, '-out', certFile], {stdio: 'ignore'})
   const port = await freePort()
   const bin = join(REPO_ROOT, 'node_modules/.bin/azurite-blob')
-  const child = startProcess(bin, ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--inMemoryPersistence', '--skipApiVersionCheck', '--silent', '--disableTelemetry', '--cert', certFile, '--key', keyFile, '--oauth', 'basic', '--location', dir], {NODE_EXTRA_CA_CERTS: certFile})
+  const child = startProcess(bin, ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--inMemoryPersistence', '--skipApiVersionCheck', '--silent', '--disableTelemetry', '--cert', certFile, '--key', keyFile, '--oauth', 'basic'], {NODE_EXTRA_CA_CERTS: certFile})
   const url = `https://127.0.0.1:${port}/devstoreaccount1`
   for (let i = 0; i < 120 && child.exitCode === null; i++) {
     try {

@@ -241,7 +241,8 @@ def _sqlserver_token_hook(cloud: CloudSettings, token: RefreshingCredential[str]
         cparams["cafile"] = cafile
         cparams["validate_host"] = True
 
-    install_connect_hook(lambda d, p: d.name == "mssql" and p.get("server", p.get("host")) == cloud.host, prepare)
+    # sqlalchemy-pytds passes the host as `dsn`.
+    install_connect_hook(lambda d, p: d.name == "mssql" and cloud.host in (p.get("dsn"), p.get("server"), p.get("host")), prepare)
     return f"mssql+pytds://{quote(cloud.username, safe='')}@{cloud.host}:{cloud.port}/{quote(cloud.database, safe='')}"
 
 
@@ -328,7 +329,16 @@ def _activate_gcp(storage: StorageConfig, cloud: CloudSettings, env: Mapping[str
             kwargs["password"] = password
         else:
             kwargs["enable_iam_auth"] = True
-        return connector().connect(cloud.connection_name, driver, **kwargs)
+        try:
+            return connector().connect(cloud.connection_name, driver, **kwargs)
+        except Exception as exc:  # the connector raises aiohttp/google-auth errors, not DBAPI ones
+            if isinstance(exc, StartupError) or type(exc).__module__.startswith(("pg8000", "pytds")):
+                raise
+            raise CredentialError(
+                f"Cannot reach the backend store through the Cloud SQL connector (instance {cloud.connection_name}): "
+                f"{type(exc).__name__}: {exc}. Check that the identity has roles/cloudsql.client (and cloudsql.instanceUser "
+                "for IAM login), and that CLOUD_SQL_IP_TYPE matches how this server reaches the instance."
+            ) from None
 
     install_connect_hook(lambda d, p: p.get("user") == cloud.username and d.driver == driver, prepare)
     scheme = "postgresql+pg8000" if driver == "pg8000" else "mssql+pytds"

@@ -236,7 +236,7 @@ def _cloud_config(mode: str, env: Mapping[str, str]) -> StorageConfig:
         if db_type not in ("postgresql", "sqlserver"):
             raise StartupError(f"AZURE_DATABASE_TYPE must be postgresql or sqlserver, got {db_type!r}.")
         server = env["AZURE_DATABASE_SERVER"].strip()
-        if "." not in server:  # a bare server name, as the portal shows it
+        if "." not in server and server != "localhost":  # a bare server name, as the portal shows it
             server += ".postgres.database.azure.com" if db_type == "postgresql" else ".database.windows.net"
         ca_bundle = (env.get("AZURE_DATABASE_CA_BUNDLE") or "").strip() or None
         sslmode = (env.get("AZURE_DATABASE_SSLMODE") or ("verify-full" if ca_bundle else "require")).strip()

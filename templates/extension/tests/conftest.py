@@ -2,17 +2,20 @@
 PostgreSQL from MLFLOWCTL_TEST_PG_URL. A missing service skips locally and fails under CI=true."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 from urllib.request import Request, urlopen
 
 import pytest
@@ -144,3 +147,53 @@ def pg_url() -> Iterator[str]:
     yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
     admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+API_KEY = "content-api-key-0123456789"
+SESSION = "session-token-abcdef012345"
+
+
+class FakeExchange:
+    """A token endpoint that records requests and answers with a scripted (status, body)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        # (status, body), or a function returning one per request.
+        self.answer: Any = (200, {"access_token": "t-1", "issued_token_type": "x", "token_type": "Bearer"})
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
+                owner.requests.append({"path": self.path, "auth": self.headers.get("authorization"), "type": self.headers.get("content-type"), "form": parse_qs(body)})
+                status, payload = owner.answer() if callable(owner.answer) else owner.answer
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {"CONNECT_SERVER": self.url, "CONNECT_API_KEY": API_KEY, "CONNECT_CONTENT_SESSION_TOKEN": SESSION, **extra}
+
+
+@pytest.fixture
+def exchange_server():
+    server = FakeExchange()
+    yield server
+    server.server.shutdown()
+
+
+@pytest.fixture
+def exchange_server():
+    server = FakeExchange()
+    yield server
+    server.server.shutdown()

@@ -5,13 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 
-from conftest import base_env, import_app
+from conftest import API_KEY, SESSION, base_env, import_app
 from mlflowctl_extension.connect_oauth import (
     AWS_CREDENTIALS,
     ConnectTokenExchange,
@@ -26,46 +24,6 @@ from mlflowctl_extension.connect_oauth import (
 from mlflowctl_extension.logs import redact
 from mlflowctl_extension.settings import StartupError, load_storage_config
 
-API_KEY = "content-api-key-0123456789"
-SESSION = "session-token-abcdef012345"
-
-
-class FakeExchange:
-    """A token endpoint that records requests and answers with a scripted (status, body)."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.answer: tuple[int, dict[str, Any]] = (200, {"access_token": "t-1", "issued_token_type": "x", "token_type": "Bearer"})
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
-                owner.requests.append({"path": self.path, "auth": self.headers.get("authorization"), "type": self.headers.get("content-type"), "form": parse_qs(body)})
-                status, payload = owner.answer
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {"CONNECT_SERVER": self.url, "CONNECT_API_KEY": API_KEY, "CONNECT_CONTENT_SESSION_TOKEN": SESSION, **extra}
-
-
-@pytest.fixture
-def exchange_server():
-    server = FakeExchange()
-    yield server
-    server.server.shutdown()
 
 
 def aws_token(expiration: str) -> str:
