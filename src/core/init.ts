@@ -1,5 +1,5 @@
 import {UsageError} from '../errors.js'
-import {renderBundle, type BundleFile, type StorageMode} from './bundle.js'
+import {OAUTH_STORAGE_MODES, OPTIONAL_ENV, renderBundle, type BundleFile, type StorageMode} from './bundle.js'
 import {NEWEST_KNOWN_MLFLOW} from './versions.js'
 
 export interface InitDeps {
@@ -27,6 +27,10 @@ export interface InitResult {
   pythonRequires: string
   extensionVersion: string
   requiredEnv: string[]
+  /** Variables with defaults (ports, CA bundles, endpoint overrides). */
+  optionalEnv: string[]
+  /** True when the extension takes its credentials from a Connect OAuth integration (cloud modes). */
+  needsOAuthIntegration: boolean
   files: Array<{path: string; checksum: string}>
 }
 
@@ -60,6 +64,8 @@ export async function initBundle(deps: InitDeps, options: InitOptions): Promise<
     pythonRequires: manifest.environment.python.requires,
     extensionVersion: info.extensionVersion,
     requiredEnv: info.requiredEnv,
+    optionalEnv: OPTIONAL_ENV[info.storage],
+    needsOAuthIntegration: OAUTH_STORAGE_MODES.includes(info.storage),
     files: Object.entries(manifest.files).map(([path, {checksum}]) => ({path, checksum})),
   }
 }

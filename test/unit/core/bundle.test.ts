@@ -3,7 +3,7 @@ import {createHash} from 'node:crypto'
 import {describe, it} from 'node:test'
 
 import {EXTENSION_TEMPLATES, readTree} from '../../../src/adapters/fs/bundle-dir.js'
-import {checkManifest, parseManifest, renderBundle, type BundleFile} from '../../../src/core/bundle.js'
+import {REQUIRED_ENV, checkManifest, parseManifest, renderBundle, type BundleFile} from '../../../src/core/bundle.js'
 import {renderTemplate} from '../../../src/core/templates.js'
 import {CheckFailedError, ConfigError, InternalError, UsageError} from '../../../src/errors.js'
 import {assertManifestFresh} from '../../../src/core/bundle.js'
@@ -54,6 +54,14 @@ describe('renderBundle', () => {
     assert.deepEqual(render({storage: 'aws'}).info.requiredEnv, ['RDS_ENDPOINT', 'RDS_DATABASE', 'RDS_USERNAME', 'AWS_REGION', 'MLFLOW_ARTIFACTS_DESTINATION'])
     assert.equal(render({storage: 'gcp'}).manifest.environment.python.requires, '>=3.11')
     assert.equal(render({storage: 'aws'}).manifest.environment.python.requires, '>=3.10')
+  })
+
+  it('requires the same env names as the extension does (settings.py CLOUD_REQUIRED)', () => {
+    const settings = templates.find((file) => file.path === 'mlflowctl_extension/settings.py')!.content.toString()
+    for (const mode of ['aws', 'azure', 'gcp'] as const) {
+      const tuple = new RegExp(`"${mode}": \\(([^)]*)\\)`).exec(settings.slice(settings.indexOf('CLOUD_REQUIRED')))![1]
+      assert.deepEqual([...tuple.matchAll(/"([A-Z_]+)"/g)].map((m) => m[1]), REQUIRED_ENV[mode], mode)
+    }
   })
 
   it('refuses unknown modes and too-old Pythons', () => {
