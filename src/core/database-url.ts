@@ -41,13 +41,40 @@ const DEFAULT_PORT: Record<string, number> = {postgresql: 5432, mssql: 1433}
 const NO_HOST = 'no-host.invalid'
 const SSLMODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const
 
+/** Everything between "://" and the host: user and password, which may hold unencoded "/" or "@". */
+function authorityOf(raw: string): string {
+  const start = raw.indexOf('://')
+  if (start < 0) return ''
+  const rest = raw.slice(start + 3)
+  const at = rest.lastIndexOf('@', Math.max(0, rest.search(/[?#]/) >= 0 ? rest.search(/[?#]/) : rest.length))
+  return at >= 0 ? rest.slice(0, at + 1) : ''
+}
+
+/** The URL for messages: the password masked even when it holds characters that break URL parsing. */
+export function displayUrl(raw: string): string {
+  const authority = authorityOf(raw)
+  const colon = authority.indexOf(':')
+  if (colon < 0) return redact(raw)
+  const start = raw.indexOf('://') + 3
+  return redact(`${raw.slice(0, start)}${authority.slice(0, colon)}:***@${raw.slice(start + authority.length)}`)
+}
+
+function decode(display: string, part: string, what: string): string {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    throw invalid(display, `the ${what} has a stray "%" (write it as %25)`)
+  }
+}
+
 function invalid(display: string, why: string, suggestion?: string): UsageError {
   return new UsageError('INVALID_DATABASE_URL', `Database URL ${display}: ${why}.`, {suggestions: suggestion ? [suggestion] : []})
 }
 
 /** @throws UsageError INVALID_DATABASE_URL naming what is wrong (never echoing a password). */
 export function parseDatabaseUrl(raw: string): DatabaseTarget {
-  const display = redact(raw)
+  const display = displayUrl(raw)
+  if ((authorityOf(raw).match(/@/g) ?? []).length > 1) throw invalid(display, 'more than one "@" before the host', 'Percent-encode "@" in a user name or password as %40 (and "/" as %2F).')
   let url: URL
   try {
     // WHATWG URLs refuse user@ with no host (Cloud SQL URLs have none): parse with a placeholder host.
@@ -60,16 +87,16 @@ export function parseDatabaseUrl(raw: string): DatabaseTarget {
   if (!engine) throw invalid(display, `unsupported scheme "${url.protocol}"`, 'Supported: sqlite, postgresql, mssql.')
   if (engine === 'sqlite') {
     // SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute/path.db.
-    const path = decodeURIComponent(url.pathname).slice(1)
+    const path = decode(display, url.pathname, 'path').slice(1)
     if (url.host || !path.startsWith('/')) throw invalid(display, 'SQLite needs an absolute path (four slashes, as in SQLAlchemy)', 'Use sqlite:////abs/path/mlflow.db.')
     return {engine, auth: 'none', display, sqlitePath: path}
   }
   const query = url.searchParams
-  const password = url.password ? decodeURIComponent(url.password) : undefined
+  const password = url.password ? decode(display, url.password, 'password') : undefined
   const auth = (query.get('auth') ?? (engine === 'postgresql' && query.get('instance') ? 'cloudsql' : 'password')) as DatabaseAuth
   if (!AUTHS[engine].includes(auth)) throw invalid(display, `auth=${auth} is not available for ${engine}`, `Use one of: ${AUTHS[engine].join(', ')}.`)
-  const user = decodeURIComponent(url.username)
-  const database = decodeURIComponent(url.pathname.replace(/^\//, ''))
+  const user = decode(display, url.username, 'user name')
+  const database = decode(display, url.pathname.replace(/^\//, ''), 'database name')
   if (!user) throw invalid(display, 'no user name')
   if (!database) throw invalid(display, 'no database name in the path')
   const sslmode = query.get('sslmode') ?? undefined
@@ -83,8 +110,10 @@ export function parseDatabaseUrl(raw: string): DatabaseTarget {
     return {...target, instance, ipType: ipType as DatabaseTarget['ipType']}
   }
   if (!url.hostname || url.hostname === NO_HOST) throw invalid(display, 'no host')
-  const host = url.hostname.replace(/^\[|\]$/g, '')
+  // Non-special URL schemes keep the host's case; DNS does not care, and RDS host matching must not.
+  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase()
   const port = url.port ? Number(url.port) : DEFAULT_PORT[engine]
+  if (port < 1) throw invalid(display, 'port 0 is not a port')
   if (auth === 'password') return {...target, host, port}
   if (password) throw invalid(display, `auth=${auth} takes no password: a token is generated for each connection`, 'Remove the password from the URL.')
   // Token logins need TLS; verify-full also checks the host name against the server certificate.

@@ -103,7 +103,7 @@ describe('storage mode aws (RDS IAM + S3) against the fake Connect', () => {
     for (const issued of integration.issued) assert.ok(!status.includes(issued.accessKeyId), 'the ops status leaked a key id')
   })
 
-  it('PostgreSQL (checking tokens as RDS does) refuses a token with a wrong secret, for another user, or signed with expired credentials', async (t) => {
+  it('PostgreSQL (checking tokens as RDS does) refuses plain passwords, logins without TLS, and tokens with a wrong secret, for another user, or signed with expired credentials', async (t) => {
     if (!requireService(t, Boolean(auth), NO_TOKEN_AUTH)) return
     const moto = await startMoto(BUCKET)
     if (!requireService(t, Boolean(moto), NO_EMULATORS)) return
@@ -121,6 +121,10 @@ describe('storage mode aws (RDS IAM + S3) against the fake Connect', () => {
       }
     }
     assert.equal(await connectWith(issued), 'ok', 'the JS signer (CLI side) with valid credentials')
+    const unsigned = new pg.Client({host: auth!.host, port: auth!.port, user: auth!.iamUser, database: 'postgres', password: 'a-plain-password', ssl: {ca: readFileSync(auth!.caFile, 'utf8')}})
+    await assert.rejects(unsigned.connect(), /LDAP authentication failed/, 'a plain password is not a token')
+    const plaintext = new pg.Client({host: auth!.host, port: auth!.port, user: auth!.iamUser, database: 'postgres', password: 'x', ssl: false})
+    await assert.rejects(plaintext.connect(), /no encryption|pg_hba\.conf rejects/, 'token roles need TLS, as on RDS')
     assert.match(await connectWith({...issued, secretAccessKey: 'wrong-secret'}), /LDAP authentication failed/)
     assert.match(await connectWith(issued, auth!.entraUser), /LDAP authentication failed/, 'a token for one user must not log in another')
     await new Promise((resolve) => setTimeout(resolve, 3000))

@@ -114,14 +114,15 @@ export async function startMoto(bucket: string): Promise<Moto | undefined> {
   await waitForHttp(`${url}/moto-api/`, child, 'moto server')
   const principal = JSON.parse(execFileSync(python, [join(REPO_ROOT, 'test/support/moto_setup.py'), url, bucket], {encoding: 'utf8'})) as {accessKeyId: string; secretAccessKey: string; roleArn: string}
   const sts = new STSClient({endpoint: url, region: 'us-east-1', credentials: {accessKeyId: principal.accessKeyId, secretAccessKey: principal.secretAccessKey}})
+  const assumeRole = async () => {
+    const {Credentials: c} = await sts.send(new AssumeRoleCommand({RoleArn: principal.roleArn, RoleSessionName: `connect-${randomUUID().slice(0, 8)}`, DurationSeconds: 900}))
+    return {accessKeyId: c!.AccessKeyId!, secretAccessKey: c!.SecretAccessKey!, sessionToken: c!.SessionToken!}
+  }
   return {
     url,
-    async assumeRole() {
-      const {Credentials: c} = await sts.send(new AssumeRoleCommand({RoleArn: principal.roleArn, RoleSessionName: `connect-${randomUUID().slice(0, 8)}`, DurationSeconds: 900}))
-      return {accessKeyId: c!.AccessKeyId!, secretAccessKey: c!.SecretAccessKey!, sessionToken: c!.SessionToken!}
-    },
+    assumeRole,
     async listObjects(bucket) {
-      const c = await this.assumeRole()
+      const c = await assumeRole()
       const script = 'import boto3,sys,json;s3=boto3.client("s3",endpoint_url=sys.argv[1],region_name="us-east-1",aws_access_key_id=sys.argv[3],aws_secret_access_key=sys.argv[4],aws_session_token=sys.argv[5]);print(json.dumps([o["Key"] for o in s3.list_objects_v2(Bucket=sys.argv[2]).get("Contents",[])]))'
       return JSON.parse(execFileSync(python, ['-c', script, url, bucket, c.accessKeyId, c.secretAccessKey, c.sessionToken], {encoding: 'utf8'})) as string[]
     },

@@ -87,11 +87,17 @@ export async function postgresConnection(target: DatabaseTarget, overrides: Cred
     case 'cloudsql': {
       const {AuthTypes, Connector, IpAddressTypes} = await import('@google-cloud/cloud-sql-connector')
       const connector = new Connector()
-      const options = await connector.getOptions({
-        instanceConnectionName: target.instance!,
-        ipType: IpAddressTypes[target.ipType ?? 'PUBLIC'],
-        authType: target.password ? AuthTypes.PASSWORD : AuthTypes.IAM,
-      })
+      let options
+      try {
+        options = await connector.getOptions({
+          instanceConnectionName: target.instance!,
+          ipType: IpAddressTypes[target.ipType ?? 'PUBLIC'],
+          authType: target.password ? AuthTypes.PASSWORD : AuthTypes.IAM,
+        })
+      } catch (error) {
+        connector.close() // its certificate-refresh timers would keep the process alive
+        throw error
+      }
       // The connector opens its own mTLS stream; pg must not add TLS on top of it.
       return {config: {user: target.user, database: target.database, password: target.password, ...options}, close: () => connector.close()}
     }

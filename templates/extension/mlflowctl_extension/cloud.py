@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -26,6 +27,8 @@ from .connect_oauth import (
     RefreshingCredential,
     access_token_source,
     aws_credentials_source,
+    jwt_claims,
+    refresh_margin,
 )
 from .logs import log_event, register_secret
 from .settings import CloudSettings, StartupError, StorageConfig
@@ -66,12 +69,27 @@ def activate(storage: StorageConfig, env: Mapping[str, str]) -> CloudRuntime:
     assert cloud is not None
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE", DEFAULT_POOL_RECYCLE_SECONDS)
     activator = {"aws": _activate_aws, "azure": _activate_azure, "gcp": _activate_gcp}[cloud.provider]
-    runtime = activator(storage, cloud, env)
+    try:
+        runtime = activator(storage, cloud, env)
+    except StartupError:
+        raise
+    except Exception as exc:  # an SDK error (no region, bad config): still a clear, logged refusal
+        raise StartupError(f"Setting up storage mode {cloud.provider} failed: {type(exc).__name__}: {exc}") from None
     log_event(
         "startup.credentials", "cloud credentials ready", mode=storage.mode, source=cloud.credentials,
         credentials=[c.name for c in runtime.credentials],
     )
     return runtime
+
+
+def _one_audience(cloud: CloudSettings) -> str | None:
+    """AWS and GCP use one credential for the database and the artifacts."""
+    if cloud.db_audience and cloud.artifacts_audience and cloud.db_audience != cloud.artifacts_audience:
+        raise StartupError(
+            f"Storage mode {cloud.provider} uses one integration for the database and the artifacts, but "
+            "MLFLOWCTL_DB_OAUTH_INTEGRATION and MLFLOWCTL_ARTIFACTS_OAUTH_INTEGRATION differ; set MLFLOWCTL_OAUTH_INTEGRATION only."
+        )
+    return cloud.db_audience or cloud.artifacts_audience
 
 
 # --- database URL and token hook -------------------------------------------------------------------
@@ -109,7 +127,7 @@ def _activate_aws(storage: StorageConfig, cloud: CloudSettings, env: Mapping[str
     runtime = CloudRuntime(storage)
     source = None
     if cloud.credentials == "connect":  # first, so that a missing integration is the error an operator sees
-        source = aws_credentials_source(ConnectTokenExchange(env), cloud.db_audience or cloud.artifacts_audience)
+        source = aws_credentials_source(ConnectTokenExchange(env), _one_audience(cloud))
         source.get()
         runtime.credentials.append(source)
     try:
@@ -127,9 +145,9 @@ def _activate_aws(storage: StorageConfig, cloud: CloudSettings, env: Mapping[str
     rds = boto3.client("rds", region_name=cloud.region)
 
     def token() -> str:
-        value = rds.generate_db_auth_token(DBHostname=cloud.host, Port=cloud.port, DBUsername=cloud.username, Region=cloud.region)
-        register_secret(value)
-        return value
+        # Not registered with the redactor: one per connection would crowd out the credentials themselves,
+        # and it only travels in the driver's password field (the signing secret is registered).
+        return rds.generate_db_auth_token(DBHostname=cloud.host, Port=cloud.port, DBUsername=cloud.username, Region=cloud.region)
 
     _password_hook(cloud, token)
     ca_bundle = cloud.ca_bundle or _rds_ca_bundle(storage)
@@ -150,29 +168,38 @@ class _ConnectAwsProvider:
         self._source = source
 
     def _metadata(self) -> dict[str, str]:
-        value = self._source.get()
-        return {**value, "expiry_time": _iso(self._source.expires_at or 0)}
+        issued = self._source.get_issued()
+        return {**issued.value, "expiry_time": _iso(issued.expires_at)}
 
     def load(self) -> Any:
         from botocore.credentials import RefreshableCredentials
 
-        return RefreshableCredentials.create_from_metadata(metadata=self._metadata(), refresh_using=self._metadata, method=self.METHOD)
+        metadata = self._metadata()
+        # botocore's own windows (refresh from 15 minutes before expiry, block from 10) would call back on
+        # every request for short-lived credentials; ours decide, so botocore asks only near expiry.
+        lifetime = max(1.0, (self._source.expires_at or 0) - time.time())
+        return RefreshableCredentials.create_from_metadata(
+            metadata=metadata, refresh_using=self._metadata, method=self.METHOD,
+            advisory_timeout=refresh_margin(lifetime), mandatory_timeout=refresh_margin(lifetime) / 2,
+        )
 
 
 def _rds_ca_bundle(storage: StorageConfig) -> str:
-    target_dir = storage.state_dir or Path(tempfile.gettempdir()) / "mlflowctl"
+    # Without a data dir, a fresh private directory: a shared, predictable path would let another local
+    # user plant the trust anchor.
+    target_dir = storage.state_dir or Path(tempfile.mkdtemp(prefix="mlflowctl-rds-"))
     target = target_dir / "rds-global-bundle.pem"
     if target.exists():
         return str(target)
     try:
-        target_dir.mkdir(parents=True, exist_ok=True)
         with urlopen(RDS_CA_BUNDLE_URL, timeout=15) as response:
             pem = response.read()
         if b"BEGIN CERTIFICATE" not in pem:
             raise OSError("not a PEM bundle")
-        partial = target.with_suffix(".partial")
-        partial.write_bytes(pem)
-        partial.replace(target)
+        handle, partial = tempfile.mkstemp(dir=target_dir, prefix=".rds-bundle-")
+        with os.fdopen(handle, "wb") as out:
+            out.write(pem)
+        os.replace(partial, target)
     except OSError as exc:
         raise StartupError(
             f"RDS needs TLS with the RDS CA bundle, and downloading {RDS_CA_BUNDLE_URL} failed ({exc}). "
@@ -197,27 +224,41 @@ def _entra_source(cloud: CloudSettings, env: Mapping[str, str], name: str, scope
             token = ambient.get_token(scope)
         except Exception as exc:  # azure-identity raises its own hierarchy; the message holds no secret
             raise CredentialError(f"DefaultAzureCredential could not get a token for {scope}: {type(exc).__name__}.") from None
-        register_secret(token.token)
+        register_secret(token.token, rotating=True)
         return Issued(token.token, float(token.expires_on))
 
     return RefreshingCredential(name, fetch)
+
+
+def _check_audience(token: str, scope: str, what: str) -> None:
+    """Connect may ignore the requested scope and return the integration's own: a token for another
+    resource would fail later with an opaque login error, so say it now."""
+    audience = str(jwt_claims(token).get("aud", ""))
+    resource = scope.removesuffix("/.default")
+    if audience and audience.rstrip("/") != resource.rstrip("/"):
+        raise StartupError(
+            f"The integration returned a token for {audience}, but {what} needs {resource}. Configure the integration's "
+            "scopes, or associate one integration per resource (MLFLOWCTL_DB_OAUTH_INTEGRATION, MLFLOWCTL_ARTIFACTS_OAUTH_INTEGRATION)."
+        )
 
 
 def _activate_azure(storage: StorageConfig, cloud: CloudSettings, env: Mapping[str, str]) -> CloudRuntime:
     runtime = CloudRuntime(storage)
     db_scope = AZURE_POSTGRES_SCOPE if cloud.db_type == "postgresql" else AZURE_SQL_SCOPE
     db_token = _entra_source(cloud, env, f"entra-{cloud.db_type}", db_scope, cloud.db_audience)
-    db_token.get()
+    _check_audience(db_token.get(), db_scope, "the database")
     runtime.credentials.append(db_token)
     if cloud.db_type == "postgresql":
         _password_hook(cloud, db_token.get)
-        query = {"sslmode": cloud.sslmode, **({"sslrootcert": cloud.ca_bundle} if cloud.ca_bundle else {})}
+        # verify-full always: the password is a bearer token worth an hour. Without a bundle, libpq >= 16
+        # checks against the system store (Azure's roots are public CAs).
+        query = {"sslmode": cloud.sslmode, "sslrootcert": cloud.ca_bundle or "system"} if cloud.sslmode.startswith("verify") else {"sslmode": cloud.sslmode}
         uri = postgres_url(cloud, query)
     else:
         uri = _sqlserver_token_hook(cloud, db_token)
     if not os.environ.get("AZURE_STORAGE_CONNECTION_STRING") and not os.environ.get("AZURE_STORAGE_ACCESS_KEY"):
         blob_token = _entra_source(cloud, env, "entra-storage", AZURE_STORAGE_SCOPE, cloud.artifacts_audience)
-        blob_token.get()
+        _check_audience(blob_token.get(), AZURE_STORAGE_SCOPE, "Blob storage")
         runtime.credentials.append(blob_token)
         _register_wasbs(cloud, blob_token)
     runtime.storage = replace(storage, backend_store_uri=uri)
@@ -255,8 +296,8 @@ class _TokenCredential:
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         from azure.core.credentials import AccessToken
 
-        value = self._source.get()
-        return AccessToken(value, int(self._source.expires_at or 0))
+        issued = self._source.get_issued()
+        return AccessToken(issued.value, int(issued.expires_at))
 
 
 def _register_wasbs(cloud: CloudSettings, token: RefreshingCredential[str]) -> None:
@@ -286,8 +327,10 @@ def _google_credentials(source: RefreshingCredential[str]) -> Any:
         refresh_handler path refuses tokens that live under its 3m45s threshold."""
 
         def refresh(self, request: Any) -> None:
-            self.token = source.get()
-            self.expiry = dt.datetime.fromtimestamp(source.expires_at or 0, dt.timezone.utc).replace(tzinfo=None)
+            issued = source.get_issued()
+            self.token = issued.value
+            # google-auth compares naive UTC datetimes.
+            self.expiry = dt.datetime.fromtimestamp(issued.expires_at, dt.timezone.utc).replace(tzinfo=None)
 
     return ConnectGoogleCredentials()
 
@@ -300,7 +343,8 @@ def _activate_gcp(storage: StorageConfig, cloud: CloudSettings, env: Mapping[str
     runtime = CloudRuntime(storage)
     credentials = None
     if cloud.credentials == "connect":
-        source = access_token_source(ConnectTokenExchange(env), "google", cloud.db_audience or cloud.artifacts_audience, GOOGLE_SCOPE)
+        # The connector treats connection info that expires within 4 minutes as stale: renew 5 minutes ahead.
+        source = access_token_source(ConnectTokenExchange(env), "google", _one_audience(cloud), GOOGLE_SCOPE, min_margin=300)
         source.get()
         runtime.credentials.append(source)
         credentials = _google_credentials(source)
@@ -340,7 +384,7 @@ def _activate_gcp(storage: StorageConfig, cloud: CloudSettings, env: Mapping[str
                 "for IAM login), and that CLOUD_SQL_IP_TYPE matches how this server reaches the instance."
             ) from None
 
-    install_connect_hook(lambda d, p: p.get("user") == cloud.username and d.driver == driver, prepare)
+    install_connect_hook(lambda d, p: d.driver == driver and p.get("user") == cloud.username and p.get("database") == cloud.database and not p.get("host"), prepare)
     scheme = "postgresql+pg8000" if driver == "pg8000" else "mssql+pytds"
     uri = f"{scheme}://{quote(cloud.username, safe='')}@/{quote(cloud.database, safe='')}"
     if credentials is not None:
@@ -350,9 +394,12 @@ def _activate_gcp(storage: StorageConfig, cloud: CloudSettings, env: Mapping[str
 
 
 def _register_gs(cloud: CloudSettings, credentials: Any) -> None:
-    from google.cloud import storage as gcs
-    from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry
-    from mlflow.store.artifact.gcs_artifact_repo import GCSArtifactRepository
+    try:
+        from google.cloud import storage as gcs
+        from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry
+        from mlflow.store.artifact.gcs_artifact_repo import GCSArtifactRepository
+    except ImportError:
+        raise StartupError("Storage mode gcp needs google-cloud-storage; re-render with `mlflowctl init --storage gcp`.") from None
 
     project = os.environ.get("GOOGLE_CLOUD_PROJECT") or (cloud.connection_name or "").rsplit(":", 2)[0]
 

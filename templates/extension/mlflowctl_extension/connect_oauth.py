@@ -12,13 +12,14 @@ import base64
 import calendar
 import json
 import logging
+import http.client
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Mapping, TypeVar
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
-from urllib.request import Request, urlopen
+from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 from .logs import log_event, register_secret
 from .settings import StartupError
@@ -37,6 +38,14 @@ ASSUMED_LIFETIME_SECONDS = 600.0
 MAX_REFRESH_MARGIN_SECONDS = 300.0
 
 T = TypeVar("T")
+
+
+class _RefuseRedirects(HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx surfaces as an HTTPError
+
+
+_NO_REDIRECTS = build_opener(_RefuseRedirects)
 
 
 class CredentialError(StartupError):
@@ -79,7 +88,8 @@ class ConnectTokenExchange:
                 with open(path, encoding="utf-8") as handle:
                     token = handle.read().strip()
             except OSError as exc:
-                raise CredentialError(f"CONNECT_CONTENT_SESSION_TOKEN_FILE={path} is not readable: {exc.strerror}.") from None
+                if not self._env.get("CONNECT_CONTENT_SESSION_TOKEN"):
+                    raise CredentialError(f"CONNECT_CONTENT_SESSION_TOKEN_FILE={path} is not readable: {exc.strerror}.") from None
         token = token or (self._env.get("CONNECT_CONTENT_SESSION_TOKEN") or "").strip()
         if not token:
             raise CredentialError(
@@ -100,20 +110,24 @@ class ConnectTokenExchange:
             self.server + EXCHANGE_PATH,
             data=urlencode(form).encode(),
             method="POST",
-            headers={"Authorization": f"Key {self._api_key}", "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
         )
+        # Unredirected: urllib copies ordinary headers into a redirect, even to another host.
+        request.add_unredirected_header("Authorization", f"Key {self._api_key}")
         try:
-            with urlopen(request, timeout=self.timeout) as response:
+            with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:
                 payload = json.loads(response.read() or b"{}")
         except HTTPError as exc:
             raise _exchange_refused(exc) from None
-        except (URLError, OSError, ValueError) as exc:
+        except (URLError, OSError, ValueError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise CredentialError(f"Cannot reach Connect's token exchange at {self.server}: {reason}.") from None
+        if not isinstance(payload, dict):
+            raise CredentialError("Connect's token exchange answered with something other than a JSON object.")
         token = payload.get("access_token")
         if not isinstance(token, str) or not token:
             raise CredentialError("Connect's token exchange answered without an access_token.")
-        register_secret(token)
+        register_secret(token, rotating=True)
         return payload
 
 
@@ -134,15 +148,23 @@ def _exchange_refused(exc: HTTPError) -> CredentialError:
     return CredentialError(f"Connect's token exchange failed (HTTP {exc.code}{f', code {code}' if code else ''}): {message or exc.reason}.")
 
 
-def jwt_expiry(token: str) -> float | None:
-    """The exp claim of a JWT, read without verifying it (the signature is the resource server's job)."""
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT, read without verifying it (the signature is the resource server's job); {}
+    for an opaque token."""
     parts = token.split(".")
     if len(parts) != 3:
-        return None
+        return {}
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        return float(claims["exp"])
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def jwt_expiry(token: str) -> float | None:
+    try:
+        return float(jwt_claims(token)["exp"])
+    except (KeyError, TypeError, ValueError):
         return None
 
 
@@ -161,63 +183,102 @@ def parse_aws_credentials(access_token: str) -> Issued[dict[str, str]]:
     except (ValueError, KeyError, TypeError):
         raise CredentialError("Connect's AWS credentials are not the documented base64 JSON (accessKeyId, secretAccessKey, sessionToken, expiration).") from None
     for secret in creds.values():
-        register_secret(secret)
+        register_secret(secret, rotating=True)
     return Issued(creds, expires_at)
 
 
 class RefreshingCredential(Generic[T]):
     """Holds one credential and renews it a margin before expiry, once, whatever the number of threads.
 
-    A failed renewal while the current credential is still valid is logged and retried on the next use;
-    once it has expired, every use raises CredentialError until a renewal succeeds.
+    - While the current credential is valid, no caller waits for a renewal another thread is running.
+    - A failed renewal keeps a still-valid credential, is logged, and is not retried for a few seconds
+      (backoff), so a struggling Connect is not hammered by every request.
+    - Once the credential has expired, callers wait for a renewal, and get CredentialError if it fails.
     """
 
-    def __init__(self, name: str, fetch: Callable[[], Issued[T]], clock: Callable[[], float] = time.time) -> None:
+    RETRY_AFTER_FAILURE_SECONDS = 5.0
+
+    def __init__(self, name: str, fetch: Callable[[], Issued[T]], clock: Callable[[], float] = time.time, min_margin: float = 0.0) -> None:
         self.name = name
         self._fetch = fetch
         self._clock = clock
+        self._min_margin = min_margin
         self._lock = threading.Lock()
         self._current: Issued[T] | None = None
         self._lifetime = 0.0
+        self._retry_at = 0.0
         self.renewals = 0
 
     @property
     def expires_at(self) -> float | None:
-        return self._current.expires_at if self._current else None
+        current = self._current
+        return current.expires_at if current else None
+
+    def _margin(self) -> float:
+        # A consumer may need more headroom than a third of the lifetime (the Cloud SQL connector treats
+        # what expires within 4 minutes as stale), but never more than most of the lifetime.
+        return max(refresh_margin(self._lifetime), min(self._min_margin, self._lifetime * 0.8))
+
+    def _fresh(self, current: Issued[T] | None, now: float) -> bool:
+        return current is not None and now < current.expires_at - self._margin()
+
+    def get_issued(self) -> Issued[T]:
+        """The value and its expiry, read together (a concurrent renewal cannot pair one with the other)."""
+        current = self._current
+        now = self._clock()
+        if self._fresh(current, now):
+            return current  # type: ignore[return-value]
+        if current is not None and now < current.expires_at:
+            # Still valid: renew if nobody else is, otherwise keep serving the current one.
+            if now < self._retry_at or not self._lock.acquire(blocking=False):
+                return current
+        else:
+            self._lock.acquire()
+        try:
+            return self._renew()
+        finally:
+            self._lock.release()
 
     def get(self) -> T:
+        return self.get_issued().value
+
+    def _renew(self) -> Issued[T]:
         current = self._current
-        if current is not None and self._clock() < current.expires_at - refresh_margin(self._lifetime):
-            return current.value
-        with self._lock:
-            current = self._current
-            now = self._clock()
-            if current is not None and now < current.expires_at - refresh_margin(self._lifetime):
-                return current.value
-            try:
-                issued = self._fetch()
-            except CredentialError as exc:
-                if current is None:
-                    raise
-                if now < current.expires_at:
-                    log_event("credentials.renewal_failed", f"{self.name}: renewal failed, the current credential is still valid", logging.WARNING, reason=str(exc))
-                    return current.value
-                raise CredentialError(f"The {self.name} credential expired and could not be renewed: {exc}") from None
-            if issued.expires_at <= now:
-                raise CredentialError(f"Connect issued an already-expired {self.name} credential; check the clock of this host.")
-            self._lifetime = issued.expires_at - now
-            self._current = issued
-            self.renewals += 1
-            log_event("credentials.renewed", f"{self.name} credential obtained", credential=self.name, expiresAt=_iso(issued.expires_at), lifetimeSeconds=round(self._lifetime, 1))
-            return issued.value
+        if self._fresh(current, self._clock()):
+            return current  # type: ignore[return-value]
+        try:
+            issued = self._fetch()
+        except CredentialError as exc:
+            return self._after_failure(current, str(exc))
+        except Exception as exc:  # an SDK or transport error the fetch did not classify
+            return self._after_failure(current, f"{type(exc).__name__}: {exc}")
+        now = self._clock()  # the fetch may have taken a while
+        if issued.expires_at <= now:
+            return self._after_failure(current, f"Connect issued an already-expired {self.name} credential; check the clock of this host")
+        self._lifetime = issued.expires_at - now
+        self._current = issued
+        self._retry_at = 0.0
+        self.renewals += 1
+        log_event("credentials.renewed", f"{self.name} credential obtained", credential=self.name, expiresAt=_iso(issued.expires_at), lifetimeSeconds=round(self._lifetime, 1))
+        return issued
+
+    def _after_failure(self, current: Issued[T] | None, reason: str) -> Issued[T]:
+        if current is None:
+            raise CredentialError(reason)
+        now = self._clock()
+        if now < current.expires_at:
+            self._retry_at = now + self.RETRY_AFTER_FAILURE_SECONDS
+            log_event("credentials.renewal_failed", f"{self.name}: renewal failed, the current credential is still valid", logging.WARNING, reason=reason)
+            return current
+        raise CredentialError(f"The {self.name} credential expired and could not be renewed: {reason}")
 
 
-def access_token_source(exchange: ConnectTokenExchange, name: str, audience: str | None, scope: str | None, clock: Callable[[], float] = time.time) -> RefreshingCredential[str]:
+def access_token_source(exchange: ConnectTokenExchange, name: str, audience: str | None, scope: str | None, clock: Callable[[], float] = time.time, min_margin: float = 0.0) -> RefreshingCredential[str]:
     def fetch() -> Issued[str]:
         payload = exchange.exchange(ACCESS_TOKEN, audience=audience, scope=scope)
         return Issued(payload["access_token"], access_token_expiry(payload, clock()))
 
-    return RefreshingCredential(name, fetch, clock)
+    return RefreshingCredential(name, fetch, clock, min_margin)
 
 
 def aws_credentials_source(exchange: ConnectTokenExchange, audience: str | None, clock: Callable[[], float] = time.time) -> RefreshingCredential[dict[str, str]]:

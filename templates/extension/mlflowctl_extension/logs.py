@@ -5,24 +5,45 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 from typing import Any
 
 LOGGER_NAME = "mlflowctl"
-_secrets: set[str] = set()
+# Secrets that stay for the life of the process (API key, ops token, passwords) are kept for good.
+# Renewed credentials arrive all the time and every log line is checked against each one, so they are
+# kept in an insertion-ordered, bounded dict: the oldest (long expired) make room first.
+_static_secrets: set[str] = set()
+_rotating_secrets: dict[str, None] = {}
+_secrets_lock = threading.Lock()
+MAX_ROTATING_SECRETS = 512
+# Presigned requests (an RDS IAM token is one): the signature and session token are the secret parts.
+_SIGNED_QUERY = re.compile(r"(?P<key>X-Amz-(?:Signature|Security-Token|Credential)=)[^&\s\"']+", re.I)
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@", re.I)
 
 
-def register_secret(value: str | None) -> None:
-    """Remembers a value that must never reach a log line (passwords, tokens, keys)."""
-    if value and len(value) >= 4:
-        _secrets.add(value)
+def register_secret(value: str | None, rotating: bool = False) -> None:
+    """Remembers a value that must never reach a log line (passwords, tokens, keys). `rotating` marks a
+    credential that will be renewed (bounded memory); the others are kept for good."""
+    if not value or len(value) < 4:
+        return
+    with _secrets_lock:
+        if not rotating:
+            _static_secrets.add(value)
+            return
+        _rotating_secrets.pop(value, None)
+        _rotating_secrets[value] = None
+        while len(_rotating_secrets) > MAX_ROTATING_SECRETS:
+            del _rotating_secrets[next(iter(_rotating_secrets))]
 
 
 def redact(text: str) -> str:
     """Masks URL passwords and every registered secret in `text`."""
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    for secret in _secrets:
+    text = _SIGNED_QUERY.sub(lambda m: f"{m['key']}***", text)
+    with _secrets_lock:
+        secrets = sorted([*_static_secrets, *_rotating_secrets], key=len, reverse=True)
+    for secret in secrets:  # longest first, so that a secret containing another is masked whole
         text = text.replace(secret, "***")
     return text
 

@@ -57,5 +57,14 @@ def free_bytes(path: Any) -> int | None:
         return None
 
 
+def total_bytes(path: Any) -> int | None:
+    if path is None:
+        return None
+    try:
+        return shutil.disk_usage(path).total
+    except OSError:
+        return None
+
+
 def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from . import EXTENSION_VERSION
 from .logs import configure_logging, log_event, redact, register_secret
 from .migrations import create_engine, inspect_schema, ensure_schema
-from .ops import STATUS_FORMAT_VERSION, OpsContext, free_bytes, utc_now
+from .ops import STATUS_FORMAT_VERSION, OpsContext, free_bytes, total_bytes, utc_now
 from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent
@@ -83,6 +83,7 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
             "backendStore": redact(storage.backend_store_uri),
             "dataDir": str(storage.data_dir) if storage.data_dir else None,
             "dataDirFreeBytes": free_bytes(storage.data_dir),
+            "dataDirTotalBytes": total_bytes(storage.data_dir),
             "startedAt": started_at,
             "now": utc_now(),
         }

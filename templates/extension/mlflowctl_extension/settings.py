@@ -206,7 +206,13 @@ def _credentials_source(mode: str, env: Mapping[str, str]) -> str:
         return explicit
     # Explicit static credentials stay possible, never required.
     static = {"aws": "AWS_ACCESS_KEY_ID", "gcp": "GOOGLE_APPLICATION_CREDENTIALS"}.get(mode)
-    return "ambient" if static and env.get(static) else "connect"
+    if static and env.get(static):
+        return "ambient"
+    # Connect has no GCP integration type (only a custom one), so without a content session token the
+    # host's own identity (ADC, the metadata server) is the expected route.
+    if mode == "gcp" and not (env.get("CONNECT_CONTENT_SESSION_TOKEN") or env.get("CONNECT_CONTENT_SESSION_TOKEN_FILE")):
+        return "ambient"
+    return "connect"
 
 
 def _cloud_config(mode: str, env: Mapping[str, str]) -> StorageConfig:
@@ -239,7 +245,7 @@ def _cloud_config(mode: str, env: Mapping[str, str]) -> StorageConfig:
         if "." not in server and server != "localhost":  # a bare server name, as the portal shows it
             server += ".postgres.database.azure.com" if db_type == "postgresql" else ".database.windows.net"
         ca_bundle = (env.get("AZURE_DATABASE_CA_BUNDLE") or "").strip() or None
-        sslmode = (env.get("AZURE_DATABASE_SSLMODE") or ("verify-full" if ca_bundle else "require")).strip()
+        sslmode = (env.get("AZURE_DATABASE_SSLMODE") or "verify-full").strip()
         cloud = CloudSettings(
             "azure", db_type, server, _port(env, "AZURE_DATABASE_PORT", 5432 if db_type == "postgresql" else 1433),
             env["AZURE_DATABASE_NAME"].strip(), env["AZURE_DATABASE_USERNAME"].strip(), (env.get("AZURE_REGION") or "").strip() or None,

@@ -100,13 +100,13 @@ class Clock:
         return self.now
 
 
-def test_renews_before_expiry_once_for_many_threads():
+def test_renews_before_expiry_once_and_valid_credentials_never_wait():
     clock = Clock()
     fetches: list[float] = []
     gate = threading.Event()
 
     def fetch() -> Issued[str]:
-        gate.wait(1)
+        gate.wait(5)
         fetches.append(clock.now)
         return Issued(f"v{len(fetches)}", clock.now + 30)
 
@@ -117,22 +117,55 @@ def test_renews_before_expiry_once_for_many_threads():
     assert source.get() == "v1"
     clock.now += 6  # 9 s left: inside the margin, renew now, before expiry
     gate.clear()
+    renewer = threading.Thread(target=source.get)
+    renewer.start()
+    while not source._lock.locked():  # the renewer is inside the (blocked) fetch
+        pass
+    others: list[str] = []
+    threads = [threading.Thread(target=lambda: others.append(source.get())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(2)
+    assert others == ["v1"] * 8, "while the credential is valid, nobody waits for the renewal"
+    gate.set()
+    renewer.join()
+    assert source.get() == "v2" and len(fetches) == 2, "one renewal"
+    assert fetches[1] < 1000 + 30, "renewed before the first credential expired"
+
+
+def test_expired_credentials_make_every_caller_wait_for_one_renewal():
+    clock = Clock()
+    fetches: list[float] = []
+    gate = threading.Event()
+
+    def fetch() -> Issued[str]:
+        gate.wait(5)
+        fetches.append(clock.now)
+        return Issued(f"v{len(fetches)}", clock.now + 30)
+
+    source = RefreshingCredential("test", fetch, clock)
+    gate.set()
+    source.get()
+    clock.now += 31  # expired (an idle process)
+    gate.clear()
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(source.get())) for _ in range(8)]
+    threads = [threading.Thread(target=lambda: results.append(source.get())) for _ in range(6)]
     for thread in threads:
         thread.start()
     gate.set()
     for thread in threads:
         thread.join()
-    assert results == ["v2"] * 8 and len(fetches) == 2, "one renewal, shared by every thread"
-    assert fetches[1] < 1000 + 30, "renewed before the first credential expired"
+    assert results == ["v2"] * 6 and len(fetches) == 2
 
 
-def test_a_failed_renewal_keeps_a_valid_credential_and_fails_clearly_once_expired():
+def test_a_failed_renewal_keeps_a_valid_credential_backs_off_and_fails_clearly_once_expired():
     clock = Clock()
     outcomes: list[Any] = [Issued("v1", 1030.0)]
+    attempts: list[float] = []
 
     def fetch() -> Issued[str]:
+        attempts.append(clock.now)
         outcome = outcomes.pop(0) if outcomes else CredentialError("Connect's token exchange failed (HTTP 503).")
         if isinstance(outcome, Exception):
             raise outcome
@@ -142,8 +175,13 @@ def test_a_failed_renewal_keeps_a_valid_credential_and_fails_clearly_once_expire
     assert source.get() == "v1"
     clock.now = 1025.0  # in the margin; renewal fails, the credential is still valid
     assert source.get() == "v1"
+    assert source.get() == "v1" and len(attempts) == 2, "no retry storm: the next attempt waits for the backoff"
     clock.now = 1031.0
     with pytest.raises(CredentialError, match=r"The aws credential expired and could not be renewed: .*HTTP 503"):
+        source.get()
+    clock.now = 1032.0
+    outcomes.append(RuntimeError("boom from an SDK"))
+    with pytest.raises(CredentialError, match="RuntimeError: boom from an SDK"):
         source.get()
 
 
@@ -165,7 +203,7 @@ def test_cloud_settings_name_what_is_wrong(env, message):
 
 def test_cloud_settings_defaults():
     azure = load_storage_config({"AZURE_DATABASE_SERVER": "mlflowdb", "AZURE_DATABASE_NAME": "mlflow", "AZURE_DATABASE_USERNAME": "ml@corp", "MLFLOW_ARTIFACTS_DESTINATION": "wasbs://c@a.blob.core.windows.net/p"}).cloud
-    assert (azure.host, azure.port, azure.db_type, azure.sslmode, azure.credentials) == ("mlflowdb.postgres.database.azure.com", 5432, "postgresql", "require", "connect")
+    assert (azure.host, azure.port, azure.db_type, azure.sslmode, azure.credentials) == ("mlflowdb.postgres.database.azure.com", 5432, "postgresql", "verify-full", "connect")
     aws = load_storage_config({"RDS_ENDPOINT": "h", "RDS_DATABASE": "d", "RDS_USERNAME": "u", "AWS_REGION": "eu-west-1", "MLFLOW_ARTIFACTS_DESTINATION": "s3://b", "AWS_ACCESS_KEY_ID": "AKIA", "MLFLOWCTL_OAUTH_INTEGRATION": "g"}).cloud
     assert (aws.port, aws.credentials, aws.db_audience) == (5432, "ambient", "g"), "static keys in the env mean the SDK chain"
 

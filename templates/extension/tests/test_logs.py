@@ -13,3 +13,22 @@ def test_registered_secrets_are_masked_anywhere():
 def test_short_values_are_not_registered():
     register_secret("ab")
     assert redact("ab cd") == "ab cd"
+
+
+def test_renewed_credentials_are_bounded_but_static_secrets_stay():
+    from mlflowctl_extension.logs import MAX_ROTATING_SECRETS
+
+    register_secret("static-api-key-0000")
+    register_secret("first-credential-0000", rotating=True)
+    for i in range(MAX_ROTATING_SECRETS):
+        register_secret(f"renewed-credential-{i:05d}", rotating=True)
+    assert redact("renewed-credential-00000") == "***", "a recent credential is still masked"
+    assert redact("first-credential-0000") == "first-credential-0000", "the oldest renewed one made room"
+    assert redact("static-api-key-0000") == "***", "a static secret is never evicted"
+
+
+def test_signed_query_parts_of_an_rds_token_are_masked():
+    token = "db:5432/?Action=connect&DBUser=u&X-Amz-Credential=ASIA%2F2026&X-Amz-Security-Token=FQo%2Babc&X-Amz-Signature=0123abcd"
+    masked = redact(f"connecting with {token}")
+    assert "FQo" not in masked and "0123abcd" not in masked and "ASIA" not in masked
+    assert "DBUser=u" in masked

@@ -15,6 +15,7 @@ describe('parseDatabaseUrl', () => {
     })
     const rds = parseDatabaseUrl('postgresql://mlflow_iam@mydb.abc123.eu-west-1.rds.amazonaws.com/mlflow?auth=rds-iam&sslrootcert=/etc/rds.pem')
     assert.equal(rds.region, 'eu-west-1', 'the region is read from an RDS host name')
+    assert.equal(parseDatabaseUrl('postgresql://u@MyDB.abc.US-EAST-2.rds.amazonaws.com/m?auth=rds-iam').region, 'us-east-2')
     assert.equal(rds.sslmode, 'verify-full', 'token logins default to verified TLS')
     assert.equal(rds.port, 5432)
     const entra = parseDatabaseUrl('postgresql://ml%40corp.example@srv.postgres.database.azure.com/mlflow?auth=entra')
@@ -36,6 +37,10 @@ describe('parseDatabaseUrl', () => {
     refuses('postgresql://u:s3cret@h/db?sslmode=maybe', /sslmode=maybe/)
     refuses('sqlite://relative.db', /absolute path/)
     refuses('sqlite:///relative.db', /absolute path/)
+    refuses('postgresql://u:s3cret/x@h/db', /not a URL|"@"|host/)
+    refuses('postgresql://u:s3cret@x@h/db', /more than one "@"/)
+    refuses('postgresql://u%zz:s3cret@h/db', /stray "%"/)
+    refuses('postgresql://u:s3cret@h:0/db', /port 0/)
   })
 })
 
