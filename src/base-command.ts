@@ -31,7 +31,7 @@ export interface ErrorEnvelope {
 export abstract class MlflowctlCommand<T extends typeof Command> extends Command {
   static enableJsonFlag = true
   static baseFlags = {
-    verbose: Flags.boolean({summary: 'Show detailed progress and debug output on stderr.', env: 'MLFLOWCTL_VERBOSE'}),
+    verbose: Flags.boolean({char: 'v', summary: 'Show detailed progress and debug output on stderr.', env: 'MLFLOWCTL_VERBOSE'}),
     'no-color': Flags.boolean({summary: 'Do not colour output.', env: 'MLFLOWCTL_NO_COLOR'}),
   }
 

@@ -240,6 +240,42 @@ export class FakeConnect {
     send(404, err(4, 'Not found.'))
   }
 
+  /** The variables Connect gives the content's processes (connect-api.md §8.2), plus its own. */
+  private processEnv(item: Content): Record<string, string> {
+    const dataDir = join(this.options.workDir, 'data', item.guid) // survives redeploys
+    mkdirSync(dataDir, {recursive: true})
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      ...Object.fromEntries(item.env),
+      CONNECT_SERVER: this.url,
+      CONNECT_API_KEY: Object.entries(this.options.users).find(([, u]) => u.guid === item.owner.guid)![0],
+      CONNECT_CONTENT_GUID: item.guid,
+      CONNECT_CONTENT_DATA_DIR: dataDir,
+      RSTUDIO_PRODUCT: 'CONNECT',
+      POSIT_PRODUCT: 'CONNECT',
+      CONNECT_CONTENT_SESSION_TOKEN: item.sessionToken,
+    }
+    if (this.options.sessionTokenFile) {
+      const tokenFile = join(this.options.workDir, 'session-tokens', item.guid)
+      mkdirSync(join(tokenFile, '..'), {recursive: true})
+      writeFileSync(tokenFile, `${item.sessionToken}\n`, {mode: 0o600})
+      env.CONNECT_CONTENT_SESSION_TOKEN_FILE = tokenFile
+      delete env.CONNECT_CONTENT_SESSION_TOKEN
+    }
+    return env
+  }
+
+  /** Restarts the active bundle with the current environment, as Connect does after an env var change in
+   * its UI. Resolves when the new process answers /health (or rejects when it does not). */
+  async restart(guid: string): Promise<void> {
+    const item = this.content.get(guid)!
+    await item.running?.stop()
+    item.running = undefined
+    const dir = join(this.options.workDir, 'apps', item.guid, `bundle-${item.activeBundle}`)
+    item.running = await startApp(this.options, item.activeBundle!, dir, item.app_mode, this.processEnv(item), () => undefined)
+  }
+
   private async runDeploy(item: Content, bundle: {id: string; file: string}, activate: boolean, task: Task): Promise<void> {
     const log = (line: string) => task.output.push(line)
     try {
@@ -250,28 +286,7 @@ export class FakeConnect {
         const dir = join(this.options.workDir, 'apps', item.guid, `bundle-${bundle.id}`)
         const manifest = await unpackBundle(bundle.file, dir)
         item.app_mode = manifest.appmode
-        const dataDir = join(this.options.workDir, 'data', item.guid) // survives redeploys
-        mkdirSync(dataDir, {recursive: true})
-        const env: Record<string, string> = {
-          PATH: process.env.PATH ?? '',
-          HOME: process.env.HOME ?? '',
-          ...Object.fromEntries(item.env),
-          CONNECT_SERVER: this.url,
-          CONNECT_API_KEY: Object.entries(this.options.users).find(([, u]) => u.guid === item.owner.guid)![0],
-          CONNECT_CONTENT_GUID: item.guid,
-          CONNECT_CONTENT_DATA_DIR: dataDir,
-          RSTUDIO_PRODUCT: 'CONNECT',
-          POSIT_PRODUCT: 'CONNECT',
-          CONNECT_CONTENT_SESSION_TOKEN: item.sessionToken,
-        }
-        if (this.options.sessionTokenFile) {
-          const tokenFile = join(this.options.workDir, 'session-tokens', item.guid)
-          mkdirSync(join(tokenFile, '..'), {recursive: true})
-          writeFileSync(tokenFile, `${item.sessionToken}\n`, {mode: 0o600})
-          env.CONNECT_CONTENT_SESSION_TOKEN_FILE = tokenFile
-          delete env.CONNECT_CONTENT_SESSION_TOKEN
-        }
-        app = await startApp(this.options, bundle.id, dir, manifest.appmode, env, log)
+        app = await startApp(this.options, bundle.id, dir, manifest.appmode, this.processEnv(item), log)
         if (this.stopped) {
           await app.stop()
           throw new DeployFailure('server-stopping', 'the server is shutting down')

@@ -4,6 +4,7 @@ import {redact} from '../../core/redact.js'
 import {AuthError, ConfigError, ExternalError, type MlflowctlError} from '../../errors.js'
 import {HttpTimeoutError, send, type HttpResponse} from './http.js'
 import {
+  associationsSchema,
   bundleSchema,
   connectErrorSchema,
   contentSchema,
@@ -230,6 +231,23 @@ export class ConnectClient {
   async setVanity(guid: string, path: string): Promise<string> {
     const vanity = await this.call('PUT', `v1/content/${encodeURIComponent(guid)}/vanity`, {schema: vanitySchema, body: {path, force: false}})
     return vanity.path
+  }
+
+  /** GUIDs of the OAuth integrations associated with the content. */
+  async oauthIntegrations(guid: string): Promise<string[]> {
+    const rows = await this.call('GET', `v1/content/${encodeURIComponent(guid)}/oauth/integrations/associations`, {schema: associationsSchema})
+    return rows.map((row) => row.oauth_integration_guid)
+  }
+
+  /** The content's vanity path, or undefined when it has none (Connect answers 404). */
+  async vanity(guid: string): Promise<string | undefined> {
+    const none = new ConfigError('NO_VANITY', 'no vanity URL')
+    try {
+      return (await this.call('GET', `v1/content/${encodeURIComponent(guid)}/vanity`, {schema: vanitySchema, notFound: () => none})).path
+    } catch (error) {
+      if (error === none) return undefined
+      throw error
+    }
   }
 
   /** Replaces the content's OAuth integration associations (an empty list removes all). */

@@ -49,6 +49,8 @@ export const environmentNamesSchema = z.array(z.string())
 
 export const vanitySchema = z.object({content_guid: z.string().optional(), path: z.string()}).passthrough()
 
+export const associationsSchema = z.array(z.object({oauth_integration_guid: z.string()}).passthrough())
+
 export const connectErrorSchema = z.object({code: z.number().optional(), error: z.string().optional(), payload: z.unknown().optional()}).passthrough()
 
 export type ConnectUser = z.infer<typeof userSchema>

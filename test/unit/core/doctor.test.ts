@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict'
+import {describe, it} from 'node:test'
+
+import {doctorExitCode} from '../../../src/core/doctor/checks.js'
+import {runChecks, selectChecks, summarize, type CheckDefinition} from '../../../src/core/doctor/runner.js'
+import {parseDuration, parseSize} from '../../../src/core/units.js'
+import {UsageError} from '../../../src/errors.js'
+
+type Ctx = {log: string[]}
+const check = (id: string, run: CheckDefinition<Ctx>['run'], needs?: string[], extra: Partial<CheckDefinition<Ctx>> = {}): CheckDefinition<Ctx> => ({id, category: id.split('.')[0] as 'connect', title: id, needs, run, ...extra})
+const ok = (detail = 'fine') => async () => ({status: 'pass' as const, detail})
+
+describe('doctor runner', () => {
+  it('runs independent checks concurrently and dependents after what they need', async () => {
+    const ctx: Ctx = {log: []}
+    const slow = (id: string) => async (c: Ctx) => {
+      c.log.push(`start ${id}`)
+      await new Promise((resolve) => setTimeout(resolve, 30))
+      c.log.push(`end ${id}`)
+      return {status: 'pass' as const, detail: id}
+    }
+    const results = await runChecks([check('connect.a', slow('a')), check('connect.b', slow('b')), check('connect.c', slow('c'), ['connect.a', 'connect.b'])], ctx, {timeoutMs: 5000})
+    assert.deepEqual(ctx.log.slice(0, 2).sort(), ['start a', 'start b'], 'a and b started before either ended')
+    assert.equal(ctx.log.indexOf('start c') > Math.max(ctx.log.indexOf('end a'), ctx.log.indexOf('end b')), true)
+    assert.deepEqual(results.map((r) => r.id), ['connect.a', 'connect.b', 'connect.c'], 'results keep definition order')
+  })
+
+  it('skips dependents of a failure with the root cause, and a timeout fails one check only', async () => {
+    const results = await runChecks(
+      [
+        check('connect.tcp', async () => ({status: 'fail', detail: 'refused', fix: 'start it'})),
+        check('connect.auth', ok(), ['connect.tcp']),
+        check('mlflow.health', ok(), ['connect.auth']),
+        check('mlflow.hang', () => new Promise(() => undefined)),
+        check('mlflow.other', ok()),
+      ],
+      {log: []},
+      {timeoutMs: 50},
+    )
+    const by = new Map(results.map((r) => [r.id, r]))
+    assert.equal(by.get('connect.auth')!.status, 'skip')
+    assert.equal(by.get('connect.auth')!.detail, 'connect.tcp failed (connect.tcp)')
+    assert.equal(by.get('mlflow.health')!.detail, 'connect.tcp failed (connect.tcp)', 'the root cause travels down the chain')
+    assert.equal(by.get('mlflow.hang')!.status, 'fail')
+    assert.match(by.get('mlflow.hang')!.detail, /no answer within 0\.1 s|within/)
+    assert.equal(by.get('mlflow.other')!.status, 'pass')
+    assert.deepEqual(summarize(results), {pass: 1, warn: 0, fail: 2, skip: 2})
+  })
+
+  it('turns a throwing check into a failure with a bug hint, and honours unless()', async () => {
+    const results = await runChecks([check('connect.boom', async () => { throw new Error('oops') }), check('connect.opt', ok(), undefined, {unless: () => 'only with --deep'})], {log: []}, {timeoutMs: 1000})
+    assert.match(results[0].detail, /the check itself failed: oops/)
+    assert.deepEqual([results[1].status, results[1].detail], ['skip', 'only with --deep'])
+  })
+
+  it('--only adds what the selected checks need; --skip removes and dependents say why; unknown IDs are refused', async () => {
+    const all = [check('connect.a', ok()), check('connect.b', ok(), ['connect.a']), check('mlflow.c', ok(), ['connect.b'])]
+    assert.deepEqual(selectChecks(all, {only: ['mlflow.c']}).map((c) => c.id), ['connect.a', 'connect.b', 'mlflow.c'])
+    assert.deepEqual(selectChecks(all, {only: ['connect']}).map((c) => c.id), ['connect.a', 'connect.b'], 'a category selects its checks')
+    const skipped = selectChecks(all, {skip: ['connect.b']})
+    assert.deepEqual(skipped.map((c) => c.id), ['connect.a', 'mlflow.c'])
+    const results = await runChecks(skipped, {log: []}, {timeoutMs: 1000})
+    assert.match(results[1].detail, /needs connect\.b, which was not run/)
+    assert.throws(() => selectChecks(all, {only: ['nope.x']}), /Unknown check ID: nope\.x/)
+  })
+
+  it('keeps the exit code contract: config 3, auth 4, other failures 6, warnings 0', () => {
+    assert.equal(doctorExitCode([{id: 'config.server', status: 'fail'}, {id: 'connect.auth', status: 'fail', exit: 4}]), 3)
+    assert.equal(doctorExitCode([{id: 'connect.access', status: 'fail', exit: 3}]), 3)
+    assert.equal(doctorExitCode([{id: 'connect.auth', status: 'fail', exit: 4}, {id: 'mlflow.rest', status: 'fail'}]), 4)
+    assert.equal(doctorExitCode([{id: 'mlflow.rest', status: 'fail'}]), 6)
+    assert.equal(doctorExitCode([{id: 'connect.state', status: 'warn'}, {id: 'x', status: 'skip'}]), 0)
+  })
+})
+
+describe('units', () => {
+  it('parses durations and sizes, and names bad input', () => {
+    assert.equal(parseDuration('26h', '--max-backup-age'), 26 * 3_600_000)
+    assert.equal(parseDuration('7d', '--max-backup-age'), 7 * 86_400_000)
+    assert.equal(parseSize('1GiB', '--min-free'), 1024 ** 3)
+    assert.equal(parseSize('500MB', '--min-free'), 500e6)
+    assert.equal(parseSize('1024', '--min-free'), 1024)
+    assert.throws(() => parseDuration('soon', '--max-backup-age'), (e: unknown) => e instanceof UsageError && /--max-backup-age/.test(e.message))
+    assert.throws(() => parseSize('lots', '--min-free'), (e: unknown) => e instanceof UsageError && e.code === 'INVALID_SIZE')
+  })
+})
