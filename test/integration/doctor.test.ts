@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
 import {createServer as createHttpsServer} from 'node:https'
 import {createServer as createTcpServer, type Socket} from 'node:net'
-import {readFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
 
@@ -85,6 +85,24 @@ describe('mlflowctl doctor against the fake Connect', () => {
       item.settings.min_processes = 1
       item.env.set('MLFLOWCTL_OPS_TOKEN', token)
     }
+  })
+
+  it('checks the age of the last backup in the history ledger against --max-backup-age', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const dataDir = tempDir('doctor-data-')
+    mkdirSync(dataDir, {recursive: true})
+    const event = (hoursAgo: number) => JSON.stringify({v: 1, time: new Date(Date.now() - hoursAgo * 3_600_000).toISOString(), action: 'backup', result: 'ok', server: fake.url, guid})
+    const none = await doctor([dir, '--only', 'extension.backup-age', '--max-backup-age', '26h'], {MLFLOWCTL_DATA_DIR: dataDir})
+    assert.equal(none.code, 6)
+    assert.match(check(none, 'extension.backup-age').fix!, /mlflowctl backup create/)
+    writeFileSync(join(dataDir, 'history.jsonl'), `${event(50)}\n`)
+    const stale = await doctor([dir, '--only', 'extension.backup-age', '--max-backup-age', '26h'], {MLFLOWCTL_DATA_DIR: dataDir})
+    assert.equal(stale.code, 6)
+    assert.match(check(stale, 'extension.backup-age').detail, /the last backup is 2 days old/)
+    writeFileSync(join(dataDir, 'history.jsonl'), `${event(50)}\n${event(3)}\n`)
+    const fresh = await doctor([dir, '--only', 'extension.backup-age', '--max-backup-age', '26h'], {MLFLOWCTL_DATA_DIR: dataDir})
+    assert.equal(fresh.code, 0)
+    assert.match(check(fresh, 'extension.backup-age').detail, /3 h old/)
   })
 
   it('names pending migrations and a database ahead of the code', async (t) => {
