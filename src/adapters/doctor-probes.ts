@@ -11,6 +11,7 @@ import {MlflowctlError} from '../errors.js'
 import {ConnectClient} from './connect/client.js'
 import {send} from './connect/http.js'
 import {probePostgres} from './db/postgres.js'
+import {openObjectStore} from './object-store.js'
 import {historyFile} from './history-file.js'
 
 export interface DoctorProbeOptions {
@@ -99,6 +100,7 @@ export function createDoctorProbes(options: DoctorProbeOptions): DoctorProbes {
         execFile(options.clientPython, ['-c', 'import importlib.metadata as m; print(m.version("mlflow"))'], {timeout: options.timeoutMs}, (error, stdout) => resolve(error ? undefined : stdout.trim() || undefined))
       }),
     probeDatabase: (target) => probePostgres(target),
+    objectStore: (location) => openObjectStore(location),
     now: () => Date.now(),
     newId: () => randomUUID(),
   }

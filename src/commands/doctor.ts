@@ -5,6 +5,7 @@ import {resolve} from 'node:path'
 import {MlflowctlCommand} from '../base-command.js'
 import type {Sourced} from '../core/doctor/checks.js'
 import {runDoctor, type DoctorResult} from '../core/doctor/index.js'
+import {parseArtifactUrl} from '../core/artifact-url.js'
 import {parseDatabaseUrl} from '../core/database-url.js'
 import {parseDuration, parseSize} from '../core/units.js'
 import {insecureFlag, targetFlags} from '../flags.js'
@@ -40,6 +41,7 @@ Exit codes: 0 all passed or warned, 3 configuration missing, 4 authentication re
     'min-free': Flags.string({summary: 'Warn when the data directory has less free space.', default: '1GiB', env: 'MLFLOWCTL_MIN_FREE'}),
     'min-free-percent': Flags.integer({summary: 'Warn when the data directory has less free space, in percent.', default: 10, min: 0, max: 100, env: 'MLFLOWCTL_MIN_FREE_PERCENT'}),
     db: Flags.string({summary: 'Database URL to check from here (see README "Database URLs for the CLI").', env: 'MLFLOWCTL_DB'}),
+    artifacts: Flags.string({summary: 'Artifact store to check from here: s3://, wasbs:// or gs:// (as MLFLOW_ARTIFACTS_DESTINATION).', env: 'MLFLOWCTL_ARTIFACTS'}),
     timeout: Flags.integer({summary: 'Seconds each check may take.', default: 10, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
   }
 
@@ -64,6 +66,8 @@ Exit codes: 0 all passed or warned, 3 configuration missing, 4 authentication re
       minFreeBytes: parseSize(this.flags['min-free'], '--min-free'),
       minFreeRatio: this.flags['min-free-percent'] / 100,
       database: this.flags.db ? parseDatabaseUrl(this.flags.db) : undefined,
+      artifacts: this.flags.artifacts ? parseArtifactUrl(this.flags.artifacts) : undefined,
+      awsRegion: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || undefined,
     }
     this.err(`Checking ${guid.value ?? 'content'} on ${server.value ?? '(no server)'}...`)
     const result = await runDoctor(probes, input, {only: list(this.flags.only), skip: list(this.flags.skip), timeoutMs: this.flags.timeout * 1000})

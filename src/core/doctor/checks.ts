@@ -5,6 +5,7 @@
 import semver from 'semver'
 
 import {OAUTH_STORAGE_MODES, REQUIRED_ENV, type StorageMode} from '../bundle.js'
+import {joinKey, type ArtifactLocation} from '../artifact-url.js'
 import type {DatabaseTarget} from '../database-url.js'
 import type {HistoryEvent} from '../history.js'
 import type {CheckDefinition, CheckOutcome, Results} from './runner.js'
@@ -75,6 +76,12 @@ export interface DoctorProbes {
   history(): Promise<HistoryEvent[]>
   localMlflowVersion(): Promise<string | undefined>
   probeDatabase(target: DatabaseTarget): Promise<{user: string; serverVersion: string; alembicRevision: string | null}>
+  objectStore(location: ArtifactLocation): Promise<{
+    describe(): Promise<{exists: boolean; region?: string}>
+    put(key: string, body: Buffer): Promise<void>
+    get(key: string): Promise<Buffer>
+    delete(key: string): Promise<void>
+  }>
   now(): number
   newId(): string
 }
@@ -91,6 +98,9 @@ export interface DoctorInput {
   minFreeBytes: number
   minFreeRatio: number
   database?: DatabaseTarget
+  artifacts?: ArtifactLocation
+  /** The region the AWS SDK signs for here (AWS_REGION), compared with the bucket's. */
+  awsRegion?: string
 }
 
 export interface DoctorContext {
@@ -501,6 +511,40 @@ export const DOCTOR_CHECKS: CheckDefinition<DoctorContext>[] = [
         const suggestions = (error as {suggestions?: string[]}).suggestions ?? []
         return fail((error as Error).message, suggestions[0] ?? 'Check the URL, the network path and the credentials.')
       }
+    },
+  },
+  {
+    id: 'database.artifacts',
+    category: 'database',
+    title: 'Artifact store reachable from here',
+    unless: (ctx) => (ctx.input.artifacts ? undefined : 'only with --artifacts URL'),
+    async run(ctx) {
+      const location = ctx.input.artifacts!
+      const store = await ctx.probes.objectStore(location)
+      let info
+      try {
+        info = await store.describe()
+      } catch (error) {
+        return fail(`${location.display}: ${(error as Error).message}`, 'Check the credentials this machine uses for the store (AWS/Azure/Google SDK configuration) and that they may list the bucket or container.')
+      }
+      const kind = location.scheme === 'wasbs' ? 'container' : 'bucket'
+      if (!info.exists) return fail(`the ${kind} ${location.bucket} does not exist`, `Create it (in the server's region), or fix MLFLOW_ARTIFACTS_DESTINATION on the content.`)
+      const where = info.region ? ` in ${info.region}` : ''
+      if (location.scheme === 's3' && info.region && ctx.input.awsRegion && info.region !== ctx.input.awsRegion) {
+        return warn(`the bucket is in ${info.region}, but AWS_REGION is ${ctx.input.awsRegion}`, `Set AWS_REGION=${info.region} (on the content and here): S3 requests signed for another region are redirected or refused.`)
+      }
+      if (!ctx.input.deep) return pass(`the ${kind} ${location.bucket} exists${where}`)
+      const key = joinKey(location, `mlflowctl-doctor/${ctx.probes.newId()}.txt`)
+      const payload = Buffer.from(`mlflowctl doctor probe ${new Date(ctx.probes.now()).toISOString()}`)
+      try {
+        await store.put(key, payload)
+        const read = await store.get(key)
+        await store.delete(key)
+        if (!read.equals(payload)) return fail(`${key} read back different bytes`, 'Check the store for a proxy or policy that rewrites objects.')
+      } catch (error) {
+        return fail(`write/read/delete of ${key} failed: ${(error as Error).message}`, 'The credentials here may list but not write, read or delete: check the bucket policy or role assignment.')
+      }
+      return pass(`the ${kind} ${location.bucket} exists${where}; a probe object was written, read back and deleted`)
     },
   },
   // ---- 6. local client ----

@@ -3,7 +3,7 @@ import {CATEGORIES, type CheckStatus} from '../../core/doctor/runner.js'
 import type {Painter} from '../color.js'
 
 const MARKS: Record<CheckStatus, string> = {pass: '✓', warn: '!', fail: '✗', skip: '-'}
-const TITLES: Record<string, string> = {config: 'Config', connect: 'Connect', mlflow: 'MLflow', extension: 'Extension', database: 'Database', client: 'Local client'}
+const TITLES: Record<string, string> = {config: 'Config', connect: 'Connect', mlflow: 'MLflow', extension: 'Extension', database: 'Database and artifact store', client: 'Local client'}
 
 /** Categories with marks, the fix under every warning and failure, timings with -v, one summary line. */
 export function showDoctor(result: DoctorResult, paint: Painter, verbose: boolean): string {
