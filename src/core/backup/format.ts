@@ -1,0 +1,129 @@
+/**
+ * The backup archive, format 1 (documented in the README): a gzip-compressed tar with
+ *
+ * - `db/schema.json`: tables in foreign-key order with their columns and declared types;
+ * - `db/<table>.jsonl`: one JSON array per row, in column order, typed (see encodeValue);
+ * - `artifacts/<path>`: the artifact files;
+ * - `manifest.json`, last: what the archive holds, with {path, size, sha256} for every other entry.
+ *
+ * Pure: names, manifest checks and the value encoding. Reading and writing streams is the adapters' job.
+ */
+export const BACKUP_FORMAT_VERSION = 1
+export const MANIFEST_ENTRY = 'manifest.json'
+export const ARCHIVE_SUFFIX = '.mlflowctl-backup.tar.gz'
+
+export interface BackupFileEntry {
+  path: string
+  size: number
+  sha256: string
+}
+
+export interface BackupManifest {
+  format: typeof BACKUP_FORMAT_VERSION
+  id: string
+  createdAt: string
+  toolVersion: string
+  source: {kind: 'app-data' | 'sqlite' | 'postgresql' | 'mssql' | 'connect'; location: string; engine: 'sqlite' | 'postgresql' | 'mssql'; contentGuid?: string}
+  mlflowVersion?: string
+  alembicRevision: string | null
+  /** Names only, never values. */
+  envNames: string[]
+  rowCounts: Record<string, number>
+  artifacts: {mode: 'all' | 'referenced' | 'none'; files: number; bytes: number}
+  files: BackupFileEntry[]
+}
+
+export interface TableSchema {
+  name: string
+  columns: Array<{name: string; type: string}>
+}
+
+/** Backup IDs sort by time: 20261128T061500Z-ab12cd. */
+export function backupId(now: Date, random: string): string {
+  return `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${random}`
+}
+
+export function archiveName(id: string): string {
+  return `${id}${ARCHIVE_SUFFIX}`
+}
+
+/**
+ * Why an entry name is unsafe to extract, or undefined when it is fine: absolute paths, `..`, backslashes,
+ * NUL and anything outside db/, artifacts/ and the manifest are refused (tar path traversal).
+ */
+export function unsafeEntryName(name: string): string | undefined {
+  if (name.includes('\0') || name.includes('\\')) return 'contains a NUL or a backslash'
+  if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) return 'is an absolute path'
+  if (name.split('/').some((part) => part === '..')) return 'climbs out of the archive with ".."'
+  if (name !== MANIFEST_ENTRY && !name.startsWith('db/') && !name.startsWith('artifacts/')) return 'is not under db/ or artifacts/'
+  return undefined
+}
+
+export type ArchiveProblem =
+  | {kind: 'missing'; path: string}
+  | {kind: 'extra'; path: string}
+  | {kind: 'size'; path: string; expected: number; actual: number}
+  | {kind: 'checksum'; path: string}
+
+/** Compares what the archive held with what its manifest lists. Pure. */
+export function compareWithManifest(manifest: BackupManifest, seen: Map<string, {size: number; sha256: string}>): ArchiveProblem[] {
+  const problems: ArchiveProblem[] = []
+  const listed = new Set(manifest.files.map((file) => file.path))
+  for (const file of manifest.files) {
+    const actual = seen.get(file.path)
+    if (!actual) problems.push({kind: 'missing', path: file.path})
+    else if (actual.size !== file.size) problems.push({kind: 'size', path: file.path, expected: file.size, actual: actual.size})
+    else if (actual.sha256 !== file.sha256) problems.push({kind: 'checksum', path: file.path})
+  }
+  for (const path of seen.keys()) if (!listed.has(path)) problems.push({kind: 'extra', path})
+  return problems
+}
+
+export function describeProblem(problem: ArchiveProblem): string {
+  switch (problem.kind) {
+    case 'missing':
+      return `${problem.path} is listed in the manifest but missing from the archive`
+    case 'extra':
+      return `${problem.path} is in the archive but not in the manifest`
+    case 'size':
+      return `${problem.path} has ${problem.actual} bytes, the manifest says ${problem.expected}`
+    case 'checksum':
+      return `${problem.path} does not match its SHA-256 in the manifest`
+  }
+}
+
+/** Checks the manifest's own shape. Returns the reason it is unusable, or undefined. */
+export function invalidManifest(value: unknown): string | undefined {
+  const manifest = value as Partial<BackupManifest> | null
+  if (!manifest || typeof manifest !== 'object') return 'manifest.json is not a JSON object'
+  if (manifest.format !== BACKUP_FORMAT_VERSION) return `backup format ${String(manifest.format)} is not supported (this mlflowctl reads format ${BACKUP_FORMAT_VERSION})`
+  if (typeof manifest.id !== 'string' || typeof manifest.createdAt !== 'string' || !Array.isArray(manifest.files)) return 'manifest.json lacks id, createdAt or files'
+  for (const file of manifest.files) {
+    if (typeof file?.path !== 'string' || typeof file.size !== 'number' || !/^[0-9a-f]{64}$/.test(String(file.sha256))) return `manifest.json lists an invalid file entry (${JSON.stringify(file).slice(0, 80)})`
+    const unsafe = unsafeEntryName(file.path)
+    if (unsafe) return `manifest.json lists ${file.path}, which ${unsafe}`
+  }
+  return undefined
+}
+
+/**
+ * Row values as JSON, without losing what JSON cannot say: bytes ({"$b": base64}), integers beyond
+ * 2^53 ({"$i": "123"}) and non-finite floats ({"$f": "NaN"}; MLflow metrics may be NaN or ±Infinity).
+ */
+export function encodeValue(value: unknown): unknown {
+  if (value === null || value === undefined) return null
+  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : {$i: value.toString()}
+  if (typeof value === 'number') return Number.isFinite(value) ? value : {$f: String(value)}
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return {$b: Buffer.from(value).toString('base64')}
+  if (value instanceof Date) return value.toISOString()
+  return value
+}
+
+export function decodeValue(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value
+  const tagged = value as {$b?: string; $i?: string; $f?: string}
+  if (tagged.$b !== undefined) return Buffer.from(tagged.$b, 'base64')
+  if (tagged.$i !== undefined) return BigInt(tagged.$i)
+  if (tagged.$f !== undefined) return Number(tagged.$f)
+  return value
+}
