@@ -17,3 +17,14 @@ export function parseSize(text: string, flag: string): number {
   if (!match) throw new UsageError('INVALID_SIZE', `${flag} must be a size such as 1GiB, 500MB or 1073741824; got "${text}".`)
   return Math.round(Number(match[1]) * SIZE_UNITS[(match[2] ?? '').toLowerCase()])
 }
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${value >= 10 || unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`
+}

@@ -4,6 +4,7 @@
  */
 import semver from 'semver'
 
+import {formatBytes} from '../units.js'
 import {OAUTH_STORAGE_MODES, REQUIRED_ENV, type StorageMode} from '../bundle.js'
 import {joinKey, type ArtifactLocation} from '../artifact-url.js'
 import type {DatabaseTarget} from '../database-url.js'
@@ -565,17 +566,6 @@ export const DOCTOR_CHECKS: CheckDefinition<DoctorContext>[] = [
     needs: ['mlflow.version'],
   },
 ]
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${value >= 10 || unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`
-}
 
 function formatAge(ms: number): string {
   const hours = ms / 3_600_000

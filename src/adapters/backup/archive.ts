@@ -1,0 +1,134 @@
+// Backup archives: written as a stream (tar-stream → gzip → file), entry by entry, hashing as they pass,
+// to NAME.partial, fsynced, made private (0600) and renamed only when complete; read back as a stream
+// that refuses unsafe entries and compares every byte with the manifest.
+import {createHash} from 'node:crypto'
+import {createReadStream, createWriteStream} from 'node:fs'
+import {chmod, open, rename, rm, stat} from 'node:fs/promises'
+import {pipeline} from 'node:stream/promises'
+import {createGunzip, createGzip} from 'node:zlib'
+
+import * as tarStream from 'tar-stream'
+
+import {MANIFEST_ENTRY, compareWithManifest, describeProblem, invalidManifest, unsafeEntryName, type BackupFileEntry, type BackupManifest} from '../../core/backup/format.js'
+import {CheckFailedError, ExternalError} from '../../errors.js'
+
+export interface ArchiveSource {
+  /** Name inside the archive (db/…, artifacts/…). */
+  name: string
+  /** The file on disk whose bytes go in. */
+  file: string
+}
+
+/** Writes the archive; `finish` turns the list of written entries into the manifest. Returns its size. */
+export async function writeBackupArchive(output: string, sources: AsyncIterable<ArchiveSource> | Iterable<ArchiveSource>, finish: (files: BackupFileEntry[]) => BackupManifest): Promise<{bytes: number; manifest: BackupManifest}> {
+  const partial = `${output}.partial`
+  const pack = tarStream.pack()
+  const written = pipeline(pack, createGzip({level: 6}), createWriteStream(partial, {mode: 0o600}))
+  const files: BackupFileEntry[] = []
+  try {
+    for await (const source of sources) {
+      const unsafe = unsafeEntryName(source.name)
+      if (unsafe) throw new Error(`refusing to write ${source.name}: it ${unsafe}`)
+      const {size} = await stat(source.file)
+      const hash = createHash('sha256')
+      let done!: (error?: Error | null) => void
+      const finished = new Promise<void>((resolve, reject) => (done = (error) => (error ? reject(error) : resolve())))
+      const entry = pack.entry({name: source.name, size, mode: 0o600, mtime: new Date(0), type: 'file'}, (error) => done(error)) as unknown as NodeJS.WritableStream
+      let seen = 0
+      for await (const chunk of createReadStream(source.file, {end: size - 1 < 0 ? undefined : size - 1})) {
+        seen += (chunk as Buffer).length
+        hash.update(chunk as Buffer)
+        if (!entry.write(chunk as Buffer)) await new Promise((resolve) => entry.once('drain', () => resolve(undefined)))
+      }
+      // A file that grew or shrank while read would corrupt the tar: fail instead.
+      if (seen !== size) throw new Error(`${source.file} changed size while it was read (${size} → ${seen} bytes)`)
+      entry.end()
+      await finished
+      files.push({path: source.name, size, sha256: hash.digest('hex')})
+    }
+    const manifest = finish(files)
+    pack.entry({name: MANIFEST_ENTRY, mode: 0o600, mtime: new Date(0)}, `${JSON.stringify(manifest, null, 2)}\n`)
+    pack.finalize()
+    await written
+    const handle = await open(partial, 'r+')
+    await handle.sync()
+    await handle.close()
+    await chmod(partial, 0o600)
+    await rename(partial, output)
+    return {bytes: (await stat(output)).size, manifest}
+  } catch (error) {
+    pack.destroy()
+    await written.catch(() => undefined)
+    await rm(partial, {force: true})
+    throw new ExternalError('BACKUP_WRITE_FAILED', `Cannot write ${output}: ${(error as Error).message}.`, {cause: error})
+  }
+}
+
+export interface ReadOptions {
+  /** Called for each verified-safe entry's bytes (restore extracts here); the archive is fully checked only at the end. */
+  onEntry?: (name: string, data: AsyncIterable<Buffer>) => Promise<void>
+}
+
+/**
+ * Reads the whole archive, checking entry names and types (regular files only: no symlinks, hard links
+ * or devices), the manifest's shape, and every entry's size and SHA-256 against it.
+ * @throws CheckFailedError BACKUP_CORRUPT with the specific reason
+ */
+export async function verifyBackupArchive(file: string, options: ReadOptions = {}): Promise<BackupManifest> {
+  const corrupt = (why: string) => new CheckFailedError('BACKUP_CORRUPT', `${file}: ${why}.`, {suggestions: ['Use another backup (mlflowctl backup list), and check the storage that holds this one.']})
+  const extract = tarStream.extract()
+  const seen = new Map<string, {size: number; sha256: string}>()
+  let manifestText: string | undefined
+  let rejection: Error | undefined
+  extract.on('entry', (header, stream, next) => {
+    void (async () => {
+      const unsafe = unsafeEntryName(header.name)
+      if (header.type !== 'file') throw corrupt(`entry ${header.name} is a ${header.type}, and a backup holds regular files only`)
+      if (unsafe) throw corrupt(`entry ${header.name} ${unsafe}`)
+      if (seen.has(header.name) || (header.name === MANIFEST_ENTRY && manifestText !== undefined)) throw corrupt(`entry ${header.name} appears twice`)
+      const hash = createHash('sha256')
+      let size = 0
+      const chunks: Buffer[] = []
+      const tee = async function* () {
+        for await (const chunk of stream) {
+          size += (chunk as Buffer).length
+          hash.update(chunk as Buffer)
+          if (header.name === MANIFEST_ENTRY) chunks.push(chunk as Buffer)
+          yield chunk as Buffer
+        }
+      }
+      if (options.onEntry && header.name !== MANIFEST_ENTRY) await options.onEntry(header.name, tee())
+      else for await (const _ of tee()); // eslint-disable-line @typescript-eslint/no-unused-vars
+      if (header.name === MANIFEST_ENTRY) manifestText = Buffer.concat(chunks).toString('utf8')
+      else seen.set(header.name, {size, sha256: hash.digest('hex')})
+    })().then(() => next(), (error: Error) => {
+      rejection = error
+      stream.resume()
+      extract.destroy(error)
+    })
+  })
+  try {
+    await pipeline(createReadStream(file), createGunzip(), extract)
+  } catch (error) {
+    if (rejection) throw rejection
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') throw new ExternalError('BACKUP_NOT_FOUND', `${file} does not exist.`)
+    if (code === 'Z_BUF_ERROR' || /unexpected end/i.test((error as Error).message)) throw corrupt('the archive is truncated')
+    if (code === 'Z_DATA_ERROR') throw corrupt('the compressed data is damaged (or this is not a gzip file)')
+    if (/invalid tar header|unexpected end of data/i.test((error as Error).message)) throw corrupt('the archive structure is damaged (an invalid tar header)')
+    throw corrupt(`cannot read it: ${(error as Error).message}`)
+  }
+  if (rejection) throw rejection
+  if (manifestText === undefined) throw corrupt('it has no manifest.json (an incomplete or foreign archive)')
+  let manifest: BackupManifest
+  try {
+    manifest = JSON.parse(manifestText) as BackupManifest
+  } catch {
+    throw corrupt('manifest.json is not valid JSON')
+  }
+  const invalid = invalidManifest(manifest)
+  if (invalid) throw corrupt(invalid)
+  const problems = compareWithManifest(manifest, seen)
+  if (problems.length > 0) throw corrupt(problems.map(describeProblem).join('; '))
+  return manifest
+}

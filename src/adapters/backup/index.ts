@@ -1,0 +1,31 @@
+// Real dependencies for the backup commands (local repository, SQLite source).
+import {randomBytes} from 'node:crypto'
+import {access} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import type {CreateDeps} from '../../core/backup/create.js'
+import {historyFile} from '../history-file.js'
+import {writeBackupArchive} from './archive.js'
+import {lockRepo, scratchDir, walkArtifacts, writeSidecar} from './repo.js'
+import {exportSqliteTables, snapshotSqlite} from './sqlite-source.js'
+
+export function createBackupDeps(options: {dataDir: string; onWarning: (message: string) => void}): CreateDeps {
+  return {
+    lock: (repo) => lockRepo(repo, options.onWarning),
+    scratch: scratchDir,
+    exists: (path) => access(path).then(() => true, () => false),
+    snapshotSqlite,
+    exportTables: exportSqliteTables,
+    listArtifacts: (dir) => walkArtifacts(dir),
+    writeArchive: writeBackupArchive,
+    writeSidecar,
+    appendHistory: (event) => historyFile(options.dataDir).append(event),
+    async ping(url) {
+      const response = await fetch(url, {signal: AbortSignal.timeout(10_000)})
+      if (!response.ok) throw new Error(`HTTP ${response.status}`)
+    },
+    join,
+    now: () => new Date(),
+    randomId: () => randomBytes(3).toString('hex'),
+  }
+}

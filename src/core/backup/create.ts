@@ -1,0 +1,121 @@
+/** `backup create` from a local app-data directory or a SQLite file: options in, result out, I/O injected. */
+import {UsageError} from '../../errors.js'
+import type {HistoryEvent} from '../history.js'
+import {BACKUP_FORMAT_VERSION, archiveName, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
+
+export type BackupSourceSpec = {kind: 'app-data'; dir: string} | {kind: 'sqlite'; path: string}
+
+export interface CreateOptions {
+  source: BackupSourceSpec
+  repo: string
+  artifacts: 'all' | 'none'
+  /** Artifacts directory for a sqlite:/// source (an app-data dir has its own). */
+  artifactsSource?: string
+  healthcheckUrl?: string
+  toolVersion: string
+}
+
+export interface CreateResult {
+  id: string
+  path: string
+  bytes: number
+  tables: number
+  rows: number
+  files: number
+  revision: string | null
+  mlflowVersion: string | null
+  warnings: string[]
+}
+
+export interface CreateDeps {
+  /** Takes the repository lock. @throws ExternalError REPO_LOCKED while another run holds it */
+  lock(repo: string): Promise<() => Promise<void>>
+  scratch(): Promise<{path: string; remove(): Promise<void>}>
+  exists(path: string): Promise<boolean>
+  snapshotSqlite(source: string, target: string): Promise<void>
+  exportTables(snapshot: string, outDir: string): {rowCounts: Record<string, number>; alembicRevision: string | null; files: Array<{name: string; file: string}>}
+  listArtifacts(dir: string): AsyncIterable<{name: string; file: string}>
+  writeArchive(output: string, sources: AsyncIterable<{name: string; file: string}>, finish: (files: BackupFileEntry[]) => BackupManifest): Promise<{bytes: number; manifest: BackupManifest}>
+  writeSidecar(repo: string, manifest: BackupManifest): Promise<void>
+  appendHistory(event: HistoryEvent): Promise<void>
+  ping(url: string): Promise<void>
+  join(...parts: string[]): string
+  now(): Date
+  randomId(): string
+}
+
+/** Where the database and the artifacts of a source are. @throws UsageError SOURCE_INVALID */
+async function locate(deps: CreateDeps, options: CreateOptions): Promise<{db: string; artifacts?: string; location: string}> {
+  if (options.source.kind === 'sqlite') {
+    if (!(await deps.exists(options.source.path))) throw new UsageError('SOURCE_NOT_FOUND', `${options.source.path} does not exist.`)
+    return {db: options.source.path, artifacts: options.artifactsSource, location: options.source.path}
+  }
+  const db = deps.join(options.source.dir, 'mlflow.db')
+  if (!(await deps.exists(db))) {
+    throw new UsageError('SOURCE_NOT_FOUND', `${options.source.dir} is not an app-data directory: it has no mlflow.db.`, {suggestions: ["Pass the content's data directory (CONNECT_CONTENT_DATA_DIR), or sqlite:////path/to/mlflow.db."]})
+  }
+  return {db, artifacts: deps.join(options.source.dir, 'artifacts'), location: options.source.dir}
+}
+
+async function* concat<T>(...parts: Array<Iterable<T> | AsyncIterable<T>>): AsyncIterable<T> {
+  for (const part of parts) yield* part
+}
+
+/**
+ * Takes the lock, snapshots the database, exports it table by table, streams it and the artifacts into
+ * one archive (NAME.partial, then renamed), writes the listing sidecar and a history event. Healthcheck
+ * pings (start, success, fail) are best effort: a failed ping is a warning.
+ */
+export async function createBackup(deps: CreateDeps, options: CreateOptions): Promise<CreateResult> {
+  const warnings: string[] = []
+  const ping = async (suffix: string) => {
+    if (!options.healthcheckUrl) return
+    const url = `${options.healthcheckUrl.replace(/\/$/, '')}${suffix}`
+    await deps.ping(url).catch((error: Error) => warnings.push(`healthcheck ping ${suffix || '(success)'} failed: ${error.message}`))
+  }
+  await ping('/start')
+  const started = deps.now()
+  const id = backupId(started, deps.randomId())
+  const path = deps.join(options.repo, archiveName(id))
+  let release: (() => Promise<void>) | undefined
+  let scratch: {path: string; remove(): Promise<void>} | undefined
+  try {
+    const source = await locate(deps, options)
+    release = await deps.lock(options.repo)
+    scratch = await deps.scratch()
+    const snapshot = deps.join(scratch.path, 'snapshot.db')
+    await deps.snapshotSqlite(source.db, snapshot)
+    const tables = deps.exportTables(snapshot, scratch.path)
+    const artifactSource = options.artifacts === 'all' && source.artifacts && (await deps.exists(source.artifacts)) ? source.artifacts : undefined
+    let artifactFiles = 0
+    let artifactBytes = 0
+    const {bytes, manifest} = await deps.writeArchive(path, concat(tables.files, artifactSource ? deps.listArtifacts(artifactSource) : []), (files) => {
+      const artifacts = files.filter((file) => file.path.startsWith('artifacts/'))
+      artifactFiles = artifacts.length
+      artifactBytes = artifacts.reduce((sum, file) => sum + file.size, 0)
+      return {
+        format: BACKUP_FORMAT_VERSION,
+        id,
+        createdAt: started.toISOString(),
+        toolVersion: options.toolVersion,
+        source: {kind: options.source.kind, location: source.location, engine: 'sqlite'},
+        alembicRevision: tables.alembicRevision,
+        envNames: [],
+        rowCounts: tables.rowCounts,
+        artifacts: {mode: artifactSource ? 'all' : 'none', files: artifactFiles, bytes: artifactBytes},
+        files,
+      }
+    })
+    await deps.writeSidecar(options.repo, manifest)
+    await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'backup', result: 'ok', server: `file://${source.location}`, revision: tables.alembicRevision ?? undefined, message: `${id} (${bytes} bytes)`})
+    await ping('')
+    const rowCounts = Object.values(tables.rowCounts)
+    return {id, path, bytes, tables: rowCounts.length, rows: rowCounts.reduce((a, b) => a + b, 0), files: artifactFiles, revision: tables.alembicRevision, mlflowVersion: null, warnings}
+  } catch (error) {
+    await ping('/fail')
+    throw error
+  } finally {
+    await scratch?.remove()
+    await release?.()
+  }
+}

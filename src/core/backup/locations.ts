@@ -1,0 +1,22 @@
+/** Where a backup comes from and goes to, as the fixed interface spells them. Pure. */
+import {UsageError} from '../../errors.js'
+import type {BackupSourceSpec} from './create.js'
+
+/** @throws UsageError SOURCE_NOT_SUPPORTED for the sources that this version cannot read yet */
+export function parseBackupSource(raw: string, resolvePath: (path: string) => string): BackupSourceSpec {
+  if (raw.startsWith('sqlite:///')) {
+    const path = decodeURIComponent(raw.slice('sqlite:///'.length))
+    if (!path.startsWith('/')) throw new UsageError('SOURCE_INVALID', `--source ${raw}: SQLite needs an absolute path (sqlite:////abs/path/mlflow.db).`)
+    return {kind: 'sqlite', path}
+  }
+  if (/^(postgresql|postgres|mssql):\/\//.test(raw) || raw.startsWith('connect:')) {
+    throw new UsageError('SOURCE_NOT_SUPPORTED', `--source ${raw.replace(/:\/\/[^@/]*@/, '://***@')}: this mlflowctl version backs up app-data directories and SQLite files; PostgreSQL, SQL Server and connect:GUID sources are not implemented yet.`)
+  }
+  return {kind: 'app-data', dir: resolvePath(raw)}
+}
+
+/** @throws UsageError REPO_NOT_SUPPORTED for object-store repositories (not implemented yet) */
+export function parseBackupRepo(raw: string, resolvePath: (path: string) => string): string {
+  if (/^(s3|wasbs|gs):\/\//.test(raw)) throw new UsageError('REPO_NOT_SUPPORTED', `--repo ${raw}: object-store repositories are not implemented yet; use a local directory (and sync it).`)
+  return resolvePath(raw)
+}

@@ -1,0 +1,195 @@
+// backup create/list/verify/prune against an app-data directory that real MLflow (behind `dev up`) writes
+// to while the backup runs; corruption and tar attacks are made for real, on real archives.
+import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
+import {hostname} from 'node:os'
+import {join} from 'node:path'
+import {pipeline} from 'node:stream/promises'
+import {fileURLToPath} from 'node:url'
+import {createGunzip, createGzip} from 'node:zlib'
+import {after, before, describe, it} from 'node:test'
+
+import Database from 'better-sqlite3'
+import * as tar from 'tar'
+import * as tarStream from 'tar-stream'
+
+import {runCli, tempDir, type CliResult} from '../support/cli.js'
+import {logRun} from '../support/mlflow-client.js'
+import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
+
+const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
+const bundle = join(tempDir(), 'ext')
+const repo = tempDir('backup-repo-')
+let dataDir = ''
+let endpoint: {trackingUri: string; apiKey: string} | undefined
+const RUN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+
+const backup = (args: string[], extra: Record<string, string> = {}) => runCli(['backup', ...args, '--json'], {env: extra})
+const archives = () => readdirSync(repo).filter((name) => name.endsWith('.mlflowctl-backup.tar.gz'))
+
+async function rewrite(source: string, target: string, edit: (name: string, data: Buffer) => {name: string; data: Buffer; type?: 'symlink'; linkname?: string}[] | null) {
+  const pack = tarStream.pack()
+  const extract = tarStream.extract()
+  extract.on('entry', (header, stream, next) => {
+    const chunks: Buffer[] = []
+    stream.on('data', (chunk: unknown) => chunks.push(chunk as Buffer))
+    stream.on('end', () => {
+      for (const entry of edit(header.name, Buffer.concat(chunks)) ?? [{name: header.name, data: Buffer.concat(chunks)}]) {
+        if (entry.type === 'symlink') pack.entry({name: entry.name, type: 'symlink', linkname: entry.linkname})
+        else pack.entry({name: entry.name, size: entry.data.length}, entry.data)
+      }
+      next()
+    })
+  })
+  extract.on('finish', () => pack.finalize())
+  await Promise.all([pipeline(createReadStream(source), createGunzip(), extract), pipeline(pack, createGzip(), createWriteStream(target))])
+}
+
+describe('mlflowctl backup (local repository, app-data source)', () => {
+  before(async () => {
+    if (!venv) return
+    assert.equal((await runCli(['init', bundle, '--mlflow-version', venv.mlflowVersion])).code, 0)
+    const up = await runCli(['dev', 'up', bundle, '--json'])
+    assert.equal(up.code, 0, up.stdout)
+    endpoint = up.json!.result
+    dataDir = up.json!.result.dataDir
+    for (const name of ['first', 'second']) await logRun({python: venv.python, trackingUri: endpoint!.trackingUri, token: endpoint!.apiKey}, name)
+  })
+  after(() => runCli(['dev', 'down', bundle]))
+
+  it('backs up while MLflow keeps writing: a consistent snapshot with every committed run, private files, listed and verified', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    // A writer logs metrics through the real server during the backup.
+    let writing = true
+    const writer = (async () => {
+      let step = 0
+      while (writing) {
+        await fetch(`${endpoint!.trackingUri}/api/2.0/mlflow/runs/search`, {method: 'POST', headers: {Authorization: `Key ${endpoint!.apiKey}`, 'Content-Type': 'application/json'}, body: JSON.stringify({experiment_ids: ['1'], max_results: 1})}).then((r) => r.arrayBuffer())
+        step++
+      }
+      return step
+    })()
+    const created = await backup(['create', '--source', dataDir, '--repo', repo])
+    writing = false
+    await writer
+    assert.equal(created.code, 0, `${created.stdout}\n${created.stderr}`)
+    const result = created.json!.result
+    assert.match(result.id, /^\d{8}T\d{6}Z-[0-9a-f]{6}$/)
+    assert.ok(result.files >= 2, 'the two runs\' artifacts')
+    assert.ok(existsSync(result.path) && (statSync(result.path).mode & 0o777) === 0o600, 'the archive is private')
+    assert.deepEqual(readdirSync(repo).filter((n) => n.endsWith('.partial')), [])
+
+    // The archive's runs table holds every run committed before the snapshot.
+    const live = new Database(join(dataDir, 'mlflow.db'), {readonly: true})
+    const liveRuns = (live.prepare('SELECT count(*) AS n FROM runs').get() as {n: number}).n
+    live.close()
+    const runsEntry: string[] = []
+    await tar.t({file: result.path, onReadEntry: (entry) => runsEntry.push(entry.path)})
+    assert.ok(runsEntry.includes('db/runs.jsonl') && runsEntry.at(-1) === 'manifest.json', 'manifest.json comes last')
+    const manifest = JSON.parse(readFileSync(join(repo, `${result.id}.manifest.json`), 'utf8'))
+    assert.equal(manifest.rowCounts.runs, liveRuns)
+    assert.equal(manifest.alembicRevision, result.revision)
+    assert.ok(!JSON.stringify(manifest).includes(endpoint!.apiKey))
+
+    const listed = await backup(['list', '--repo', repo])
+    assert.equal(listed.json!.result.backups[0].id, result.id)
+    assert.equal(listed.json!.result.backups[0].verifiedAt, null)
+    const verified = await backup(['verify', result.id, '--repo', repo])
+    assert.equal(verified.code, 0, verified.stdout)
+    assert.ok((await backup(['list', '--repo', repo])).json!.result.backups[0].verifiedAt)
+  })
+
+  it('rejects corruption and tar attacks, each with a specific reason (exit 6)', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const original = join(repo, archives()[0])
+    const work = tempDir('backup-corrupt-')
+    const verifyFile = async (file: string): Promise<CliResult> => backup(['verify', file])
+    const expectCorrupt = async (file: string, reason: RegExp) => {
+      const result = await verifyFile(file)
+      assert.equal(result.code, 6, `${file}: ${result.stdout}`)
+      assert.equal(result.json!.error!.code, 'BACKUP_CORRUPT')
+      assert.match(result.json!.error!.message, reason)
+    }
+    // A flipped bit inside the compressed stream.
+    const flipped = join(work, 'flipped.tar.gz')
+    const bytes = readFileSync(original)
+    bytes[Math.floor(bytes.length / 2)] ^= 0x01
+    writeFileSync(flipped, bytes)
+    await expectCorrupt(flipped, /damaged|does not match its SHA-256|truncated/)
+    // Truncated.
+    const truncated = join(work, 'truncated.tar.gz')
+    copyFileSync(original, truncated)
+    truncateSync(truncated, Math.floor(statSync(original).size * 0.6))
+    await expectCorrupt(truncated, /truncated/)
+    // A changed table (same size), a missing file, an extra file, an edited manifest, path traversal, a symlink.
+    const cases: Array<[string, Parameters<typeof rewrite>[2], RegExp]> = [
+      ['changed', (name, data) => (name === 'db/runs.jsonl' ? [{name, data: Buffer.from(data.toString().replace(/FINISHED/, 'FAILED__'))}] : null), /db\/runs\.jsonl does not match its SHA-256/],
+      ['missing', (name) => (name === 'db/params.jsonl' ? [] : null), /db\/params\.jsonl is listed in the manifest but missing/],
+      ['extra', (name, data) => (name === 'manifest.json' ? [{name: 'artifacts/planted.txt', data: Buffer.from('x')}, {name, data}] : null), /artifacts\/planted\.txt is in the archive but not in the manifest/],
+      ['manifest', (name, data) => (name === 'manifest.json' ? [{name, data: Buffer.from(data.toString().replace(/"rowCounts"/, '"format": 7, "rowCounts"'))}] : null), /format 7 is not supported/],
+      ['traversal', (name, data) => (name === 'manifest.json' ? [{name: 'artifacts/../../evil.sh', data: Buffer.from('x')}, {name, data}] : null), /climbs out of the archive/],
+      ['symlink', (name, data) => (name === 'manifest.json' ? [{name: 'artifacts/link', data: Buffer.alloc(0), type: 'symlink', linkname: '/etc/passwd'}, {name, data}] : null), /is a symlink, and a backup holds regular files only/],
+      ['no-manifest', (name) => (name === 'manifest.json' ? [] : null), /no manifest\.json/],
+    ]
+    for (const [label, edit, reason] of cases) {
+      const file = join(work, `${label}.tar.gz`)
+      await rewrite(original, file, edit)
+      await expectCorrupt(file, reason)
+    }
+  })
+
+  it('a backup killed mid-way leaves nothing that list would show; a held lock refuses a second run; a dead holder is taken over', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const killedRepo = tempDir('backup-killed-')
+    // Enough artifact bytes that the archive is still being written when the process is killed.
+    const big = tempDir('backup-big-')
+    copyFileSync(join(dataDir, 'mlflow.db'), join(big, 'mlflow.db'))
+    const artifacts = join(big, 'artifacts')
+    mkdirSync(artifacts)
+    for (let i = 0; i < 6; i++) writeFileSync(join(artifacts, `blob-${i}.bin`), randomBytes(24 * 1024 * 1024))
+    const child = spawn(process.execPath, [RUN, 'backup', 'create', '--source', big, '--repo', killedRepo], {stdio: 'ignore'})
+    for (let i = 0; i < 200 && !readdirSync(killedRepo).some((n) => n.endsWith('.partial')); i++) await new Promise((r) => setTimeout(r, 50))
+    child.kill('SIGKILL')
+    await new Promise((r) => child.once('exit', r))
+    assert.deepEqual((await backup(['list', '--repo', killedRepo])).json!.result.backups, [], 'a killed run leaves no listed backup')
+
+    // The killed run's lock (its process is gone) is taken over by the next run, with a warning.
+    const next = await backup(['create', '--source', big, '--repo', killedRepo, '--artifacts', 'none'])
+    assert.equal(next.code, 0, next.stdout)
+    assert.ok(next.json!.warnings!.some((w: string) => /took over a stale lock/.test(w)), JSON.stringify(next.json!.warnings))
+
+    // A live holder: the second run is refused with exit 5.
+    writeFileSync(join(killedRepo, '.mlflowctl-backup.lock'), JSON.stringify({pid: process.pid, host: hostname(), startedAt: new Date().toISOString()}))
+    const refused = await backup(['create', '--source', big, '--repo', killedRepo, '--artifacts', 'none'])
+    assert.equal(refused.code, 5)
+    assert.equal(refused.json!.error!.code, 'REPO_LOCKED')
+    symlinkSync('/nonexistent', join(killedRepo, 'unrelated-symlink')) // an unrelated file never confuses list
+    assert.equal((await backup(['list', '--repo', killedRepo])).json!.result.backups.length, 1)
+  })
+
+  it('prune prints its plan, deletes only with --yes, and keeps the newest verified backup', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const pruneRepo = tempDir('backup-prune-')
+    const ids: string[] = []
+    for (let i = 0; i < 3; i++) {
+      const made = await backup(['create', '--source', dataDir, '--repo', pruneRepo, '--artifacts', 'none'])
+      assert.equal(made.code, 0, made.stdout)
+      ids.push(made.json!.result.id)
+      await new Promise((r) => setTimeout(r, 1100)) // distinct creation seconds
+    }
+    assert.equal((await backup(['verify', ids[0], '--repo', pruneRepo])).code, 0)
+    const plan = await backup(['prune', '--repo', pruneRepo, '--keep-last', '1'])
+    assert.equal(plan.code, 0)
+    assert.deepEqual(plan.json!.result.remove.map((b: {id: string}) => b.id), [ids[1]])
+    assert.equal(plan.json!.result.deleted, false)
+    assert.equal(readdirSync(pruneRepo).filter((n) => n.endsWith('.tar.gz')).length, 3, 'nothing deleted without --yes')
+    const applied = await backup(['prune', '--repo', pruneRepo, '--keep-last', '1', '--yes'])
+    assert.equal(applied.json!.result.deleted, true)
+    assert.deepEqual((await backup(['list', '--repo', pruneRepo])).json!.result.backups.map((b: {id: string}) => b.id).sort(), [ids[0], ids[2]].sort())
+    const empty = await backup(['prune', '--repo', pruneRepo])
+    assert.equal(empty.code, 2)
+    assert.equal(empty.json!.error!.code, 'NO_RETENTION_POLICY')
+  })
+})
