@@ -3,6 +3,7 @@ import {describe, it} from 'node:test'
 
 import {backupId, compareWithManifest, decodeValue, describeProblem, encodeValue, invalidManifest, unsafeEntryName, type BackupManifest} from '../../../src/core/backup/format.js'
 import {selectRetention, type RetentionCandidate} from '../../../src/core/backup/retention.js'
+import {UsageError} from '../../../src/errors.js'
 
 const sha = (c: string) => c.repeat(64)
 
@@ -68,5 +69,60 @@ describe('backup retention', () => {
     const decisions = selectRetention(backups, {keepLast: 1})
     assert.deepEqual(decisions.filter((d) => d.keep).map((d) => d.id), ['2026-11-28T06:00:00Z', '2026-11-27T06:00:00Z'])
     assert.deepEqual(decisions[1].reasons, ['newest verified'])
+  })
+})
+
+describe('createBackup (core, with injected I/O)', async () => {
+  const {createBackup} = await import('../../../src/core/backup/create.js')
+  type Deps = Parameters<typeof createBackup>[0]
+  const fakeDeps = (overrides: Partial<Deps> = {}) => {
+    const events: string[] = []
+    const deps: Deps = {
+      lock: async () => (events.push('lock'), async () => void events.push('unlock')),
+      scratch: async () => ({path: '/scratch', remove: async () => void events.push('scratch removed')}),
+      exists: async () => true,
+      snapshotSqlite: async () => void events.push('snapshot'),
+      exportTables: () => ({rowCounts: {experiments: 1, runs: 2}, alembicRevision: 'abc123', files: [{name: 'db/runs.jsonl', file: '/scratch/runs.jsonl'}]}),
+      listArtifacts: async function* () {
+        yield {name: 'artifacts/1/r/artifacts/model.txt', file: '/data/artifacts/1/r/artifacts/model.txt'}
+      },
+      writeArchive: async (_output, sources, finish) => {
+        const files = []
+        for await (const source of sources) files.push({path: source.name, size: 3, sha256: 'a'.repeat(64)})
+        events.push('archive')
+        return {bytes: 99, manifest: finish(files)}
+      },
+      writeSidecar: async () => void events.push('sidecar'),
+      appendHistory: async (event) => void events.push(`history ${event.action} ${event.result}`),
+      ping: async (url) => void events.push(`ping ${url}`),
+      join: (...parts) => parts.join('/'),
+      now: () => new Date('2026-11-28T06:00:00Z'),
+      randomId: () => 'abcdef',
+      ...overrides,
+    }
+    return {deps, events}
+  }
+  const options = {source: {kind: 'app-data' as const, dir: '/data'}, repo: '/repo', artifacts: 'all' as const, healthcheckUrl: 'https://hc.example/uuid', toolVersion: '0.1.0'}
+
+  it('pings start then success, and releases the lock and the scratch space', async () => {
+    const {deps, events} = fakeDeps()
+    const result = await createBackup(deps, options)
+    assert.deepEqual(events, ['ping https://hc.example/uuid/start', 'lock', 'snapshot', 'archive', 'sidecar', 'history backup ok', 'ping https://hc.example/uuid', 'scratch removed', 'unlock'])
+    assert.deepEqual([result.id, result.path, result.rows, result.files, result.revision], ['20261128T060000Z-abcdef', '/repo/20261128T060000Z-abcdef.mlflowctl-backup.tar.gz', 3, 1, 'abc123'])
+  })
+
+  it('pings fail and still releases everything when the archive cannot be written; a failed ping is only a warning', async () => {
+    const {deps, events} = fakeDeps({writeArchive: async () => Promise.reject(new Error('disk full'))})
+    await assert.rejects(createBackup(deps, options), /disk full/)
+    assert.deepEqual(events.slice(-3), ['ping https://hc.example/uuid/fail', 'scratch removed', 'unlock'])
+    const flaky = fakeDeps({ping: async () => Promise.reject(new Error('no route'))})
+    const result = await createBackup(flaky.deps, options)
+    assert.deepEqual(result.warnings, ['healthcheck ping /start failed: no route', 'healthcheck ping (success) failed: no route'])
+  })
+
+  it('refuses a directory without mlflow.db before taking the lock', async () => {
+    const {deps, events} = fakeDeps({exists: async () => false})
+    await assert.rejects(createBackup(deps, options), (e: unknown) => e instanceof UsageError && e.code === 'SOURCE_NOT_FOUND')
+    assert.ok(!events.includes('lock'))
   })
 })
