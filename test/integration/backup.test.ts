@@ -16,8 +16,8 @@ import * as tar from 'tar'
 import * as tarStream from 'tar-stream'
 
 import {runCli, tempDir, type CliResult} from '../support/cli.js'
-import {logRun} from '../support/mlflow-client.js'
-import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
+import {logRun, readRun} from '../support/mlflow-client.js'
+import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
 const bundle = join(tempDir(), 'ext')
@@ -191,5 +191,78 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     const empty = await backup(['prune', '--repo', pruneRepo])
     assert.equal(empty.code, 2)
     assert.equal(empty.json!.error!.code, 'NO_RETENTION_POLICY')
+  })
+
+  it('restores into an app-data directory and into PostgreSQL with IDs kept: a real MLflow server answers the same and serves the same artifacts', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
+    const made = await backup(['create', '--source', dataDir, '--repo', repo])
+    assert.equal(made.code, 0, made.stdout)
+    const id = made.json!.result.id
+    const original = {python: venv!.python, trackingUri: endpoint!.trackingUri, token: endpoint!.apiKey}
+    const runIds = (JSON.parse(await (await fetch(`${endpoint!.trackingUri}/api/2.0/mlflow/runs/search`, {method: 'POST', headers: {Authorization: `Key ${endpoint!.apiKey}`, 'Content-Type': 'application/json'}, body: JSON.stringify({experiment_ids: ['1', '2'], max_results: 50})})).text()).runs as Array<{info: {run_id: string}}>).map((r) => r.info.run_id)
+    assert.ok(runIds.length >= 2)
+
+    // 1. Into a fresh app-data directory.
+    const appData = join(tempDir('restore-app-'), 'data')
+    const intoDir = await backup(['restore', id, '--repo', repo, '--to', appData])
+    assert.equal(intoDir.code, 0, `${intoDir.stdout}\n${intoDir.stderr}`)
+    assert.equal(intoDir.json!.result.revision, made.json!.result.revision)
+    // 2. Into an empty PostgreSQL database, artifacts beside it.
+    const pgUrl = await createPgDatabase(`mlflow_restore_${id.slice(-6)}`)
+    const pgArtifacts = tempDir('restore-pg-artifacts-')
+    const intoPg = await backup(['restore', id, '--repo', repo, '--to', pgUrl, '--artifacts-to', pgArtifacts])
+    assert.equal(intoPg.code, 0, `${intoPg.stdout}\n${intoPg.stderr}`)
+    assert.ok(!intoPg.stdout.includes('mlflowctl-ci'), 'the database password is masked')
+    // Restoring again into the (now non-empty) PostgreSQL database is refused, and changes nothing.
+    const again = await backup(['restore', id, '--repo', repo, '--to', pgUrl])
+    assert.equal(again.json!.error!.code, 'TARGET_NOT_EMPTY')
+
+    for (const [label, env] of [['app-data', [`MLFLOW_DATA_DIR=${appData}`]], ['postgresql', [`MLFLOW_BACKEND_STORE_URI=${pgUrl}`, `MLFLOW_ARTIFACTS_DESTINATION=${pgArtifacts}`]]] as const) {
+      const restoredBundle = join(tempDir(), `restored-${label}`)
+      assert.equal((await runCli(['init', restoredBundle, '--mlflow-version', venv!.mlflowVersion])).code, 0)
+      const up = await runCli(['dev', 'up', restoredBundle, '--json', ...env.flatMap((pair) => ['-E', pair])])
+      t.after(() => runCli(['dev', 'down', restoredBundle]))
+      assert.equal(up.code, 0, `${label}: ${up.stdout}`)
+      const restored = {python: venv!.python, trackingUri: up.json!.result.trackingUri, token: up.json!.result.apiKey}
+      for (const runId of runIds) {
+        const [before, after] = await Promise.all([readRun(original, runId), readRun(restored, runId)])
+        assert.deepEqual(after, before, `${label}: run ${runId} differs after restore`)
+      }
+      // Sequences moved past the restored IDs: a new experiment does not collide.
+      const created = await fetch(`${up.json!.result.trackingUri}/api/2.0/mlflow/experiments/create`, {method: 'POST', headers: {Authorization: `Key ${up.json!.result.apiKey}`, 'Content-Type': 'application/json'}, body: JSON.stringify({name: `after-restore-${label}`})})
+      assert.equal(created.status, 200, await created.text())
+    }
+  })
+
+  it('a restore refused or killed half-way leaves the target as it was; --force takes a safety backup first', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const id = (await backup(['list', '--repo', repo])).json!.result.backups[0].id as string
+    const target = join(tempDir('restore-target-'), 'data')
+    assert.equal((await backup(['restore', id, '--repo', repo, '--to', target])).code, 0)
+    const before = readFileSync(join(target, 'mlflow.db'))
+    const refused = await backup(['restore', id, '--repo', repo, '--to', target])
+    assert.equal(refused.code, 2)
+    assert.equal(refused.json!.error!.code, 'TARGET_NOT_EMPTY')
+    // Killed while MLflow builds the new database: the live directory is untouched.
+    const child = spawn(process.execPath, [RUN, 'backup', 'restore', id, '--repo', repo, '--to', target, '--force', '--yes'], {stdio: ['ignore', 'ignore', 'pipe']})
+    let progress = ''
+    child.stderr!.on('data', (chunk) => (progress += chunk))
+    for (let i = 0; i < 600 && !progress.includes('creating the schema'); i++) await new Promise((r) => setTimeout(r, 50))
+    await new Promise((r) => setTimeout(r, 1500))
+    child.kill('SIGKILL')
+    await new Promise((r) => child.once('exit', r))
+    assert.deepEqual(readFileSync(join(target, 'mlflow.db')), before, 'the target changed although the restore was killed')
+    // With --force and --yes: a safety backup, then the swap.
+    const forced = await backup(['restore', id, '--repo', repo, '--to', target, '--force', '--yes'])
+    assert.equal(forced.code, 0, forced.stdout)
+    assert.ok(existsSync(forced.json!.result.safetyBackup))
+    assert.equal((await backup(['verify', forced.json!.result.safetyBackup])).code, 0)
+    // A corrupt archive never touches the target.
+    const corrupt = join(tempDir('restore-corrupt-'), 'bad.tar.gz')
+    copyFileSync(join(repo, `${id}.mlflowctl-backup.tar.gz`), corrupt)
+    truncateSync(corrupt, 2000)
+    const bad = await backup(['restore', corrupt, '--to', target, '--force', '--yes'])
+    assert.equal(bad.code, 6)
+    assert.ok(existsSync(join(target, 'mlflow.db')))
   })
 })

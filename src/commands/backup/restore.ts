@@ -1,0 +1,56 @@
+import {Args, Flags} from '@oclif/core'
+import {resolve} from 'node:path'
+
+import {MlflowctlCommand} from '../../base-command.js'
+import {parseBackupRepo} from '../../core/backup/locations.js'
+import {parseRestoreTarget, restoreBackup, type RestoreResult} from '../../core/backup/restore.js'
+import {redact} from '../../core/redact.js'
+import {archivePath} from '../../adapters/backup/repo.js'
+import {createRestoreDeps} from '../../adapters/backup/restore.js'
+import {confirmer} from '../../output/prompt.js'
+
+export default class BackupRestore extends MlflowctlCommand<typeof BackupRestore> {
+  static summary = 'Restore a backup into an app-data directory, SQLite or PostgreSQL, IDs kept.'
+  static description = `Verifies the whole archive while extracting it, has real MLflow create the schema at the backup's revision
+(a managed venv), loads every table in foreign-key order (IDs kept, sequences moved past them, generated columns left to
+the database), then swaps the result in: a failure leaves the target as it was. A target with data is refused unless
+--force, which takes a safety backup first. The extension upgrades the schema to its own head when it starts.`
+  static examples = [
+    '<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo /backups/mlflow --to /srv/mlflow/data',
+    '<%= config.bin %> <%= command.id %> ./backup.mlflowctl-backup.tar.gz --to postgresql://mlflow:PASSWORD@db:5432/mlflow --artifacts-to /srv/mlflow/artifacts --json',
+  ]
+  static args = {backup: Args.string({description: 'Backup ID (with --repo) or archive path.', required: true})}
+  static flags = {
+    repo: Flags.string({summary: 'The backup repository (also where safety backups go).', env: 'MLFLOWCTL_REPO'}),
+    to: Flags.string({summary: 'Target: an app-data directory, sqlite:////path/mlflow.db or postgresql://… (an empty database).', required: true, env: 'MLFLOWCTL_TO'}),
+    'artifacts-to': Flags.string({summary: 'Directory for the artifacts of a SQLite or PostgreSQL target.', env: 'MLFLOWCTL_ARTIFACTS_TO'}),
+    force: Flags.boolean({summary: 'Replace a target that holds data (after a safety backup).', env: 'MLFLOWCTL_FORCE'}),
+    yes: Flags.boolean({char: 'y', summary: 'Do not ask before replacing data.', env: 'MLFLOWCTL_YES'}),
+  }
+
+  private targetSecret?: string
+
+  protected secrets(): string[] {
+    return [...super.secrets(), ...(this.targetSecret ? [this.targetSecret] : [])]
+  }
+
+  async run(): Promise<RestoreResult> {
+    this.targetSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.to)?.[1]
+    const repo = this.flags.repo ? parseBackupRepo(this.flags.repo, (path) => resolve(path)) : undefined
+    const archive = repo && !this.args.backup.includes('/') ? archivePath(repo, this.args.backup) : resolve(this.args.backup)
+    const target = parseRestoreTarget(this.flags.to, (path) => resolve(path), (url) => redact(url))
+    const deps = createRestoreDeps({
+      cacheDir: this.settings.cacheDir,
+      dataDir: this.settings.dataDir,
+      safetyRepo: repo,
+      confirm: confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl backup restore ${this.args.backup} --to … --force`}),
+      onProgress: (line) => this.err(line),
+      onWarning: (message) => this.warnUser(message),
+    })
+    this.err(`Restoring ${archive}...`)
+    const result = await restoreBackup(deps, {archive, target, artifactsTo: this.flags['artifacts-to'] ? resolve(this.flags['artifacts-to']) : undefined, force: this.flags.force})
+    for (const warning of result.warnings) this.warnUser(warning)
+    this.out(`Restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, ${result.artifactFiles} artifact files, schema ${result.revision}.${result.safetyBackup ? `\nSafety backup of the previous data: ${result.safetyBackup}` : ''}`)
+    return result
+  }
+}
