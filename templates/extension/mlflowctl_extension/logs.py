@@ -67,14 +67,25 @@ class _JsonFormatter(logging.Formatter):
             payload["event"] = event
             payload.update(getattr(record, "fields", {}))
         payload["msg"] = record.getMessage()
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
         return redact(json.dumps(payload, default=str))
 
 
 def configure_logging() -> None:
-    """Routes the extension's, alembic's and MLflow's loggers through the redacting JSON handler."""
+    """Routes the extension's, alembic's and MLflow's loggers, and the root logger (every other library:
+    asyncio, aiohttp, cloud SDKs), through the redacting JSON handler. Exceptions that escape a thread go
+    through it too: an SDK error can carry request headers, bearer tokens included."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
     handler.addFilter(_RedactingFilter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    threading.excepthook = lambda args: logging.getLogger(LOGGER_NAME).error(
+        "uncaught exception in thread %s", getattr(args.thread, "name", "?"), exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+    )
     for name in (LOGGER_NAME, "alembic", "mlflow"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]

@@ -32,3 +32,24 @@ def test_signed_query_parts_of_an_rds_token_are_masked():
     masked = redact(f"connecting with {token}")
     assert "FQo" not in masked and "0123abcd" not in masked and "ASIA" not in masked
     assert "DBUser=u" in masked
+
+
+def test_other_libraries_and_thread_exceptions_go_through_redaction(capsys):
+    import logging
+    import threading
+
+    from mlflowctl_extension.logs import configure_logging
+
+    configure_logging()
+    register_secret("ya29.bearer-token-0123", rotating=True)
+    logging.getLogger("asyncio").error("Task exception was never retrieved: headers {'Authorization': 'Bearer ya29.bearer-token-0123'}")
+
+    def leak():
+        raise RuntimeError("request failed with Authorization: Bearer ya29.bearer-token-0123")
+
+    thread = threading.Thread(target=leak)
+    thread.start()
+    thread.join()
+    err = capsys.readouterr().err
+    assert "ya29.bearer-token-0123" not in err
+    assert '"logger": "asyncio"' in err and "uncaught exception in thread" in err
