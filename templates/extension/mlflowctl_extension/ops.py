@@ -48,22 +48,15 @@ def _json(status: int, payload: dict[str, Any]) -> tuple[int, bytes]:
     return status, json.dumps(payload).encode()
 
 
-def free_bytes(path: Any) -> int | None:
+def disk_space(path: Any) -> tuple[int | None, int | None]:
+    """(free, total) bytes of the file system holding `path`; (None, None) without a path or on error."""
     if path is None:
-        return None
+        return None, None
     try:
-        return shutil.disk_usage(path).free
+        usage = shutil.disk_usage(path)
     except OSError:
-        return None
-
-
-def total_bytes(path: Any) -> int | None:
-    if path is None:
-        return None
-    try:
-        return shutil.disk_usage(path).total
-    except OSError:
-        return None
+        return None, None
+    return usage.free, usage.total
 
 
 def utc_now() -> str:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from . import EXTENSION_VERSION
 from .logs import configure_logging, log_event, redact, register_secret
 from .migrations import create_engine, inspect_schema, ensure_schema
-from .ops import STATUS_FORMAT_VERSION, OpsContext, free_bytes, total_bytes, utc_now
+from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
 from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent
@@ -68,6 +68,7 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
 
     def describe() -> dict[str, Any]:
         state = inspect_schema(engine)
+        free, total = disk_space(storage.data_dir)
         return {
             **(cloud_status() if cloud_status else {"credentialsSource": None, "credentials": []}),
             "statusVersion": STATUS_FORMAT_VERSION,
@@ -82,8 +83,8 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
             "pendingMigrations": state.pending,
             "backendStore": redact(storage.backend_store_uri),
             "dataDir": str(storage.data_dir) if storage.data_dir else None,
-            "dataDirFreeBytes": free_bytes(storage.data_dir),
-            "dataDirTotalBytes": total_bytes(storage.data_dir),
+            "dataDirFreeBytes": free,
+            "dataDirTotalBytes": total,
             "startedAt": started_at,
             "now": utc_now(),
         }

@@ -100,7 +100,8 @@ class Clock:
         return self.now
 
 
-def test_renews_before_expiry_once_and_valid_credentials_never_wait():
+def gated_source():
+    """A credential living 30 s whose fetch waits for `gate`, so that a test can hold a renewal open."""
     clock = Clock()
     fetches: list[float] = []
     gate = threading.Event()
@@ -110,7 +111,11 @@ def test_renews_before_expiry_once_and_valid_credentials_never_wait():
         fetches.append(clock.now)
         return Issued(f"v{len(fetches)}", clock.now + 30)
 
-    source = RefreshingCredential("test", fetch, clock)
+    return clock, fetches, gate, RefreshingCredential("test", fetch, clock)
+
+
+def test_renews_before_expiry_once_and_valid_credentials_never_wait():
+    clock, fetches, gate, source = gated_source()
     gate.set()
     assert source.get() == "v1"
     clock.now += 15  # inside the lifetime, before the margin (a third of 30 s)
@@ -135,16 +140,7 @@ def test_renews_before_expiry_once_and_valid_credentials_never_wait():
 
 
 def test_expired_credentials_make_every_caller_wait_for_one_renewal():
-    clock = Clock()
-    fetches: list[float] = []
-    gate = threading.Event()
-
-    def fetch() -> Issued[str]:
-        gate.wait(5)
-        fetches.append(clock.now)
-        return Issued(f"v{len(fetches)}", clock.now + 30)
-
-    source = RefreshingCredential("test", fetch, clock)
+    clock, fetches, gate, source = gated_source()
     gate.set()
     source.get()
     clock.now += 31  # expired (an idle process)
