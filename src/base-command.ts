@@ -84,7 +84,7 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
 
   /** Values that must never be printed: redaction masks them everywhere. */
   protected secrets(): string[] {
-    return [this.settings?.apiKey?.value, process.env.CONNECT_API_KEY, process.env.MLFLOWCTL_OPS_TOKEN].filter((v): v is string => Boolean(v))
+    return [this.settings?.apiKey?.value, process.env.CONNECT_API_KEY, process.env.MLFLOWCTL_OPS_TOKEN, process.env.MLFLOWCTL_BACKUP_PASSPHRASE].filter((v): v is string => Boolean(v))
   }
 
   /** Result text for humans: stdout, silent under --json. */

@@ -265,4 +265,39 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     assert.equal(bad.code, 6)
     assert.ok(existsSync(join(target, 'mlflow.db')))
   })
+
+  it('--encrypt: AES-256-GCM with a passphrase; no plaintext in the archive; a wrong passphrase or a changed byte fails, the right one verifies and restores', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const secretRepo = tempDir('backup-encrypted-')
+    const passphraseFile = join(secretRepo, '..', `pass-${Date.now()}`)
+    writeFileSync(passphraseFile, 'correct horse battery staple\n', {mode: 0o600})
+    const noPassphrase = await backup(['create', '--source', dataDir, '--repo', secretRepo, '--encrypt'])
+    assert.equal(noPassphrase.code, 3)
+    assert.equal(noPassphrase.json!.error!.code, 'PASSPHRASE_REQUIRED')
+    const made = await backup(['create', '--source', dataDir, '--repo', secretRepo, '--encrypt'], {MLFLOWCTL_BACKUP_PASSPHRASE: 'correct horse battery staple'})
+    assert.equal(made.code, 0, made.stdout)
+    assert.ok(!made.stdout.includes('correct horse'), 'the passphrase never reaches the output')
+    const archive = readFileSync(made.json!.result.path)
+    assert.equal(archive.subarray(0, 8).toString(), 'MLFCENC1')
+    assert.ok(!archive.includes(Buffer.from('alembic_version')) && !archive.includes(Buffer.from([0x1f, 0x8b, 0x08])), 'neither table names nor a gzip header in clear')
+    const id = made.json!.result.id
+    const locked = await backup(['verify', id, '--repo', secretRepo])
+    assert.equal(locked.code, 3)
+    assert.equal(locked.json!.error!.code, 'PASSPHRASE_REQUIRED')
+    const wrong = await backup(['verify', id, '--repo', secretRepo], {MLFLOWCTL_BACKUP_PASSPHRASE: 'wrong'})
+    assert.equal(wrong.code, 6)
+    assert.equal(wrong.json!.error!.code, 'BACKUP_DECRYPT_FAILED')
+    for (const offset of [60, archive.length - 100]) {
+      const tampered = join(secretRepo, `tampered-${offset}.tar.gz`)
+      const changed = Buffer.from(archive)
+      changed[offset] ^= 0x01
+      writeFileSync(tampered, changed)
+      assert.equal((await backup(['verify', tampered, '--passphrase-file', passphraseFile])).json!.error!.code, 'BACKUP_DECRYPT_FAILED', `byte ${offset}`)
+    }
+    assert.equal((await backup(['verify', id, '--repo', secretRepo, '--passphrase-file', passphraseFile])).code, 0)
+    const target = join(tempDir('restore-encrypted-'), 'data')
+    const restored = await backup(['restore', id, '--repo', secretRepo, '--to', target, '--passphrase-file', passphraseFile])
+    assert.equal(restored.code, 0, restored.stdout)
+    assert.ok(existsSync(join(target, 'mlflow.db')))
+  })
 })

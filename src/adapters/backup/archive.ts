@@ -10,7 +10,8 @@ import {createGunzip, createGzip} from 'node:zlib'
 import * as tarStream from 'tar-stream'
 
 import {MANIFEST_ENTRY, compareWithManifest, describeProblem, invalidManifest, unsafeEntryName, type BackupFileEntry, type BackupManifest} from '../../core/backup/format.js'
-import {CheckFailedError, ExternalError} from '../../errors.js'
+import {CheckFailedError, ExternalError, MlflowctlError} from '../../errors.js'
+import {decryptedStream, encryptStream, isEncrypted} from './crypto.js'
 
 export interface ArchiveSource {
   /** Name inside the archive (db/…, artifacts/…). */
@@ -20,10 +21,11 @@ export interface ArchiveSource {
 }
 
 /** Writes the archive; `finish` turns the list of written entries into the manifest. Returns its size. */
-export async function writeBackupArchive(output: string, sources: AsyncIterable<ArchiveSource> | Iterable<ArchiveSource>, finish: (files: BackupFileEntry[]) => BackupManifest): Promise<{bytes: number; manifest: BackupManifest}> {
+export async function writeBackupArchive(output: string, sources: AsyncIterable<ArchiveSource> | Iterable<ArchiveSource>, finish: (files: BackupFileEntry[]) => BackupManifest, passphrase?: string): Promise<{bytes: number; manifest: BackupManifest}> {
   const partial = `${output}.partial`
   const pack = tarStream.pack()
-  const written = pipeline(pack, createGzip({level: 6}), createWriteStream(partial, {mode: 0o600}))
+  const out = createWriteStream(partial, {mode: 0o600})
+  const written = passphrase ? pipeline(pack, createGzip({level: 6}), encryptStream(passphrase), out) : pipeline(pack, createGzip({level: 6}), out)
   const files: BackupFileEntry[] = []
   try {
     for await (const source of sources) {
@@ -65,6 +67,8 @@ export async function writeBackupArchive(output: string, sources: AsyncIterable<
 }
 
 export interface ReadOptions {
+  /** For encrypted archives (AES-256-GCM). */
+  passphrase?: string
   /** Called for each verified-safe entry's bytes (restore extracts here); the archive is fully checked only at the end. */
   onEntry?: (name: string, data: AsyncIterable<Buffer>) => Promise<void>
 }
@@ -107,10 +111,17 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
       extract.destroy(error)
     })
   })
+  const encrypted = await isEncrypted(file).catch(() => false)
   try {
-    await pipeline(createReadStream(file), createGunzip(), extract)
+    const input = encrypted ? await decryptedStream(file, options.passphrase) : createReadStream(file)
+    await pipeline(input, createGunzip(), extract)
   } catch (error) {
+    if ((error as MlflowctlError).code === 'PASSPHRASE_REQUIRED') throw error
+    // Until the GCM tag checks out, every byte is suspect: a wrong key or a changed byte shows up as
+    // garbage to gunzip or tar, whichever notices first. Say what it really is.
+    if (encrypted) throw new CheckFailedError('BACKUP_DECRYPT_FAILED', `${file}: the passphrase is wrong, or the archive was changed (authentication failed).`, {suggestions: ['Check the passphrase; if it is right, use another backup.']})
     if (rejection) throw rejection
+    if (error instanceof MlflowctlError) throw error
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT') throw new ExternalError('BACKUP_NOT_FOUND', `${file} does not exist.`)
     if (code === 'Z_BUF_ERROR' || /unexpected end/i.test((error as Error).message)) throw corrupt('the archive is truncated')

@@ -9,7 +9,7 @@ import {writeBackupArchive} from './archive.js'
 import {lockRepo, scratchDir, walkArtifacts, writeSidecar} from './repo.js'
 import {exportSqliteTables, snapshotSqlite} from './sqlite-source.js'
 
-export function createBackupDeps(options: {dataDir: string; onWarning: (message: string) => void}): CreateDeps {
+export function createBackupDeps(options: {dataDir: string; onWarning: (message: string) => void; passphrase?: string}): CreateDeps {
   return {
     lock: (repo) => lockRepo(repo, options.onWarning),
     scratch: scratchDir,
@@ -17,7 +17,7 @@ export function createBackupDeps(options: {dataDir: string; onWarning: (message:
     snapshotSqlite,
     exportTables: exportSqliteTables,
     listArtifacts: (dir) => walkArtifacts(dir),
-    writeArchive: writeBackupArchive,
+    writeArchive: (output, sources, finish) => writeBackupArchive(output, sources, finish, options.passphrase),
     writeSidecar,
     appendHistory: (event) => historyFile(options.dataDir).append(event),
     async ping(url) {

@@ -29,6 +29,7 @@ export interface RestoreDepsOptions {
   dataDir: string
   /** Where safety backups go (--repo, else next to the target). */
   safetyRepo?: string
+  passphrase?: string
   confirm(question: string): Promise<boolean>
   onProgress(line: string): void
   onWarning(message: string): void
@@ -57,6 +58,7 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
     scratch: scratchDir,
     async extractVerified(archive, dir) {
       return verifyBackupArchive(archive, {
+        passphrase: options.passphrase,
         async onEntry(name, data) {
           // Names were checked (no "..", no absolute paths, regular files only) before this is called.
           const path = join(dir, name)

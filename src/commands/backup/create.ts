@@ -5,6 +5,8 @@ import {MlflowctlCommand} from '../../base-command.js'
 import {createBackup, type CreateResult} from '../../core/backup/create.js'
 import {parseBackupRepo, parseBackupSource} from '../../core/backup/locations.js'
 import {createBackupDeps} from '../../adapters/backup/index.js'
+import {resolvePassphrase} from '../../adapters/backup/crypto.js'
+import {ConfigError} from '../../errors.js'
 import {formatBytes} from '../../core/units.js'
 
 export default class BackupCreate extends MlflowctlCommand<typeof BackupCreate> {
@@ -23,12 +25,16 @@ Exit codes: 0 done, 2 bad flags, 5 the repository is locked or a write failed.`
     artifacts: Flags.string({summary: 'Which artifacts to include.', options: ['all', 'none'], default: 'all', env: 'MLFLOWCTL_ARTIFACTS'}),
     'artifacts-source': Flags.string({summary: 'Artifacts directory for a sqlite:/// source.', env: 'MLFLOWCTL_ARTIFACTS_SOURCE'}),
     'healthcheck-url': Flags.string({summary: 'Pinged at start (/start), on success and on failure (/fail).', env: 'MLFLOWCTL_HEALTHCHECK_URL'}),
+    encrypt: Flags.boolean({summary: 'Encrypt the archive (AES-256-GCM; passphrase from --passphrase-file or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_ENCRYPT'}),
+    'passphrase-file': Flags.file({summary: 'File whose first line is the encryption passphrase.', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
   }
 
   async run(): Promise<CreateResult> {
     const source = parseBackupSource(this.flags.source, (path) => resolve(path))
     const repo = parseBackupRepo(this.flags.repo, (path) => resolve(path))
-    const deps = createBackupDeps({dataDir: this.settings.dataDir, onWarning: (message) => this.warnUser(message)})
+    const passphrase = this.flags.encrypt ? await resolvePassphrase(this.flags['passphrase-file']) : undefined
+    if (this.flags.encrypt && !passphrase) throw new ConfigError('PASSPHRASE_REQUIRED', '--encrypt needs a passphrase.', {suggestions: ['Pass --passphrase-file FILE or set MLFLOWCTL_BACKUP_PASSPHRASE.']})
+    const deps = createBackupDeps({dataDir: this.settings.dataDir, onWarning: (message) => this.warnUser(message), passphrase})
     this.err(`Backing up ${this.flags.source} into ${repo}...`)
     const result = await createBackup(deps, {
       source,
@@ -37,6 +43,7 @@ Exit codes: 0 done, 2 bad flags, 5 the repository is locked or a write failed.`
       artifactsSource: this.flags['artifacts-source'] ? resolve(this.flags['artifacts-source']) : undefined,
       healthcheckUrl: this.flags['healthcheck-url'],
       toolVersion: this.config.version,
+      encrypted: Boolean(passphrase),
     })
     for (const warning of result.warnings) this.warnUser(warning)
     this.out(`Backup ${result.id}\n  ${result.path}\n  ${formatBytes(result.bytes)}: ${result.tables} tables (${result.rows} rows), ${result.files} artifact files, revision ${result.revision ?? 'none'}`)

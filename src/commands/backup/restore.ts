@@ -7,6 +7,7 @@ import {parseRestoreTarget, restoreBackup, type RestoreResult} from '../../core/
 import {redact} from '../../core/redact.js'
 import {archivePath} from '../../adapters/backup/repo.js'
 import {createRestoreDeps} from '../../adapters/backup/restore.js'
+import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {confirmer} from '../../output/prompt.js'
 
 export default class BackupRestore extends MlflowctlCommand<typeof BackupRestore> {
@@ -26,6 +27,7 @@ the database), then swaps the result in: a failure leaves the target as it was. 
     'artifacts-to': Flags.string({summary: 'Directory for the artifacts of a SQLite or PostgreSQL target.', env: 'MLFLOWCTL_ARTIFACTS_TO'}),
     force: Flags.boolean({summary: 'Replace a target that holds data (after a safety backup).', env: 'MLFLOWCTL_FORCE'}),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask before replacing data.', env: 'MLFLOWCTL_YES'}),
+    'passphrase-file': Flags.file({summary: 'For an encrypted backup: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
   }
 
   private targetSecret?: string
@@ -43,6 +45,7 @@ the database), then swaps the result in: a failure leaves the target as it was. 
       cacheDir: this.settings.cacheDir,
       dataDir: this.settings.dataDir,
       safetyRepo: repo,
+      passphrase: await resolvePassphrase(this.flags['passphrase-file']),
       confirm: confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl backup restore ${this.args.backup} --to … --force`}),
       onProgress: (line) => this.err(line),
       onWarning: (message) => this.warnUser(message),

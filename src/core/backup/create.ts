@@ -13,6 +13,8 @@ export interface CreateOptions {
   artifactsSource?: string
   healthcheckUrl?: string
   toolVersion: string
+  /** The archive is encrypted (the adapter holds the passphrase). */
+  encrypted?: boolean
 }
 
 export interface CreateResult {
@@ -103,6 +105,7 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
         envNames: [],
         rowCounts: tables.rowCounts,
         artifacts: {mode: artifactSource ? 'all' : 'none', files: artifactFiles, bytes: artifactBytes},
+        encrypted: Boolean(options.encrypted),
         files,
       }
     })

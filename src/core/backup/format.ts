@@ -30,6 +30,8 @@ export interface BackupManifest {
   envNames: string[]
   rowCounts: Record<string, number>
   artifacts: {mode: 'all' | 'referenced' | 'none'; files: number; bytes: number}
+  /** AES-256-GCM with a scrypt-derived key; the sidecar copy of this manifest stays readable for `list`. */
+  encrypted?: boolean
   files: BackupFileEntry[]
 }
 
