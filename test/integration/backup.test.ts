@@ -12,11 +12,12 @@ import {createGunzip, createGzip} from 'node:zlib'
 import {after, before, describe, it} from 'node:test'
 
 import Database from 'better-sqlite3'
+import pg from 'pg'
 import * as tar from 'tar'
 import * as tarStream from 'tar-stream'
 
 import {runCli, tempDir, type CliResult} from '../support/cli.js'
-import {logRun, readRun} from '../support/mlflow-client.js'
+import {logRichRun, logRun, readRun, serverSnapshot} from '../support/mlflow-client.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
@@ -56,6 +57,7 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     endpoint = up.json!.result
     dataDir = up.json!.result.dataDir
     for (const name of ['first', 'second']) await logRun({python: venv.python, trackingUri: endpoint!.trackingUri, token: endpoint!.apiKey}, name)
+    await logRichRun({python: venv.python, trackingUri: endpoint!.trackingUri, token: endpoint!.apiKey}, 'rich')
   })
   after(() => runCli(['dev', 'down', bundle]))
 
@@ -231,6 +233,55 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
       // Sequences moved past the restored IDs: a new experiment does not collide.
       const created = await fetch(`${up.json!.result.trackingUri}/api/2.0/mlflow/experiments/create`, {method: 'POST', headers: {Authorization: `Key ${up.json!.result.apiKey}`, 'Content-Type': 'application/json'}, body: JSON.stringify({name: `after-restore-${label}`})})
       assert.equal(created.status, 200, await created.text())
+    }
+  })
+
+  it('PostgreSQL source: one snapshot of MLflow\'s tables only; PG→PG and PG→SQLite restores show the same runs, histories, artifacts, models and traces', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
+    const original = await serverSnapshot({python: venv!.python, trackingUri: endpoint!.trackingUri, token: endpoint!.apiKey})
+    const rich = original.experiments.find((e: {name: string}) => e.name === 'rich')
+    assert.equal(rich.runs[0].history.loss.length, 5, 'the metric history is in the snapshot')
+    assert.equal(original.models.length, 1)
+    if (venv!.mlflowVersion.startsWith('3.')) assert.equal(rich.traces.length, 1, 'the trace is in the snapshot')
+
+    // The PostgreSQL source: the app-data backup restored into it, plus another application's table.
+    const made = await backup(['create', '--source', dataDir, '--repo', repo])
+    const sourceUrl = await createPgDatabase('mlflow_backup_source')
+    const sourceArtifacts = tempDir('pg-source-artifacts-')
+    const seeded = await backup(['restore', made.json!.result.id, '--repo', repo, '--to', sourceUrl, '--artifacts-to', sourceArtifacts])
+    assert.equal(seeded.code, 0, `${seeded.stdout}\n${seeded.stderr}`)
+    const client = new pg.Client({connectionString: sourceUrl})
+    await client.connect()
+    await client.query('CREATE TABLE optuna_studies (study_id int PRIMARY KEY, name text); INSERT INTO optuna_studies VALUES (1, \'not mlflow\')')
+    await client.end()
+
+    const pgRepo = tempDir('pg-repo-')
+    const fromPg = await backup(['create', '--source', sourceUrl, '--artifacts-source', sourceArtifacts, '--repo', pgRepo])
+    assert.equal(fromPg.code, 0, `${fromPg.stdout}\n${fromPg.stderr}`)
+    assert.ok(fromPg.json!.warnings!.some((w: string) => /optuna_studies/.test(w)), 'the foreign table is named as left out')
+    assert.ok(!`${fromPg.stdout}${fromPg.stderr}`.includes('mlflowctl-ci'), 'the password is masked')
+    const manifest = JSON.parse(readFileSync(join(pgRepo, `${fromPg.json!.result.id}.manifest.json`), 'utf8'))
+    assert.equal(manifest.source.engine, 'postgresql')
+    assert.ok(!JSON.stringify(manifest).includes('mlflowctl-ci') && manifest.rowCounts.optuna_studies === undefined)
+    assert.deepEqual(manifest.rowCounts, JSON.parse(readFileSync(join(repo, `${made.json!.result.id}.manifest.json`), 'utf8')).rowCounts, 'every table, every row')
+    assert.equal((await backup(['verify', fromPg.json!.result.id, '--repo', pgRepo])).code, 0)
+
+    const pgTarget = await createPgDatabase('mlflow_backup_pg_target')
+    const pgTargetArtifacts = tempDir('pg-target-artifacts-')
+    const appData = join(tempDir('pg-to-sqlite-'), 'data')
+    for (const args of [['--to', pgTarget, '--artifacts-to', pgTargetArtifacts], ['--to', appData]]) {
+      const restored = await backup(['restore', fromPg.json!.result.id, '--repo', pgRepo, ...args])
+      assert.equal(restored.code, 0, `${restored.stdout}\n${restored.stderr}`)
+    }
+    for (const [label, env] of [['pg→pg', [`MLFLOW_BACKEND_STORE_URI=${pgTarget}`, `MLFLOW_ARTIFACTS_DESTINATION=${pgTargetArtifacts}`]], ['pg→sqlite', [`MLFLOW_DATA_DIR=${appData}`]]] as const) {
+      const restoredBundle = join(tempDir(), `restored-${label.replace('→', '-')}`)
+      assert.equal((await runCli(['init', restoredBundle, '--mlflow-version', venv!.mlflowVersion])).code, 0)
+      const up = await runCli(['dev', 'up', restoredBundle, '--json', ...env.flatMap((pair) => ['-E', pair])])
+      t.after(() => runCli(['dev', 'down', restoredBundle]))
+      assert.equal(up.code, 0, `${label}: ${up.stdout}`)
+      const after = await serverSnapshot({python: venv!.python, trackingUri: up.json!.result.trackingUri, token: up.json!.result.apiKey})
+      // Experiments created by the earlier restore test exist only on their own servers.
+      assert.deepEqual(after, original, `${label}: the restored server shows different data`)
     }
   })
 

@@ -1,12 +1,14 @@
-// Real dependencies for the backup commands (local repository, SQLite source).
+// Real dependencies for the backup commands (local repository; SQLite and PostgreSQL sources).
 import {randomBytes} from 'node:crypto'
 import {access} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import type {CreateDeps} from '../../core/backup/create.js'
+import {parseDatabaseUrl} from '../../core/database-url.js'
 import {historyFile} from '../history-file.js'
 import {writeBackupArchive} from './archive.js'
 import {lockRepo, scratchDir, walkArtifacts, writeSidecar} from './repo.js'
+import {exportPostgresTables} from './postgres-source.js'
 import {exportSqliteTables, snapshotSqlite} from './sqlite-source.js'
 
 export function createBackupDeps(options: {dataDir: string; onWarning: (message: string) => void; passphrase?: string}): CreateDeps {
@@ -16,6 +18,7 @@ export function createBackupDeps(options: {dataDir: string; onWarning: (message:
     exists: (path) => access(path).then(() => true, () => false),
     snapshotSqlite,
     exportTables: exportSqliteTables,
+    exportPostgres: (url, outDir) => exportPostgresTables(parseDatabaseUrl(url), outDir),
     listArtifacts: (dir) => walkArtifacts(dir),
     writeArchive: (output, sources, finish) => writeBackupArchive(output, sources, finish, options.passphrase),
     writeSidecar,

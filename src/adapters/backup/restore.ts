@@ -95,7 +95,10 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       options.onProgress(`creating the schema at ${revision} with MLflow ${NEWEST_KNOWN_MLFLOW} and loading the tables`)
       return new Promise((resolve, reject) => {
         execFile(python, [RESTORE_SCRIPT, url, revision, dbDir], {maxBuffer: 16 * 1024 * 1024, env: {...process.env, PYTHONUNBUFFERED: '1'}}, (error, stdout, stderr) => {
-          const message = redact(stderr.trim().split('\n').at(-1) ?? '', [])
+          // The script's one-line reason; SQLAlchemy appends the statement and its parameters, which stay out.
+          const lines = stderr.trim().split('\n')
+          const reason = lines.find((line) => /^(Restore failed|The |Table )/.test(line)) ?? lines.at(-1) ?? ''
+          const message = redact(reason.length > 400 ? `${reason.slice(0, 400)}…` : reason, [])
           if (!error) return resolve(JSON.parse(stdout.trim().split('\n').at(-1)!) as {tables: number; rows: number})
           if (/not empty/.test(message)) return reject(new UsageError('TARGET_NOT_EMPTY', message, {suggestions: ['Restore into an empty database.']}))
           reject(new ExternalError('RESTORE_FAILED', `Loading the backup failed; the target was left as it was. ${message}`))

@@ -8,11 +8,12 @@ import {createBackupDeps} from '../../adapters/backup/index.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {ConfigError} from '../../errors.js'
 import {formatBytes} from '../../core/units.js'
+import {redact} from '../../core/redact.js'
 
 export default class BackupCreate extends MlflowctlCommand<typeof BackupCreate> {
   static summary = 'Back up the database and the artifacts into one verified archive.'
-  static description = `Takes a consistent SQLite snapshot (SQLite's online backup API: safe while MLflow writes), exports every
-table as typed JSON lines, and streams them with the artifacts into REPO/ID.mlflowctl-backup.tar.gz (written as .partial,
+  static description = `Takes a consistent snapshot (SQLite's online backup API, or one PostgreSQL REPEATABLE READ transaction
+streamed with COPY: both safe while MLflow writes), exports MLflow's tables as typed JSON lines, and streams them with the artifacts into REPO/ID.mlflowctl-backup.tar.gz (written as .partial,
 fsynced, renamed; mode 0600) with a manifest of sizes and SHA-256s. A repository lock keeps overlapping runs apart.
 Exit codes: 0 done, 2 bad flags, 5 the repository is locked or a write failed.`
   static examples = [
@@ -20,22 +21,29 @@ Exit codes: 0 done, 2 bad flags, 5 the repository is locked or a write failed.`
     '<%= config.bin %> <%= command.id %> --source sqlite:////srv/mlflow/mlflow.db --artifacts-source /srv/mlflow/artifacts --repo /backups --healthcheck-url https://hc-ping.com/UUID --json',
   ]
   static flags = {
-    source: Flags.string({summary: 'An app-data directory (mlflow.db + artifacts/) or sqlite:////path/mlflow.db.', required: true, env: 'MLFLOWCTL_SOURCE'}),
+    source: Flags.string({summary: 'An app-data directory (mlflow.db + artifacts/), sqlite:////path/mlflow.db or postgresql://….', required: true, env: 'MLFLOWCTL_SOURCE'}),
     repo: Flags.string({summary: 'The backup repository: a directory.', required: true, env: 'MLFLOWCTL_REPO'}),
     artifacts: Flags.string({summary: 'Which artifacts to include.', options: ['all', 'none'], default: 'all', env: 'MLFLOWCTL_ARTIFACTS'}),
-    'artifacts-source': Flags.string({summary: 'Artifacts directory for a sqlite:/// source.', env: 'MLFLOWCTL_ARTIFACTS_SOURCE'}),
+    'artifacts-source': Flags.string({summary: 'Artifacts directory for a sqlite:/// or postgresql:// source.', env: 'MLFLOWCTL_ARTIFACTS_SOURCE'}),
     'healthcheck-url': Flags.string({summary: 'Pinged at start (/start), on success and on failure (/fail).', env: 'MLFLOWCTL_HEALTHCHECK_URL'}),
     encrypt: Flags.boolean({summary: 'Encrypt the archive (AES-256-GCM; passphrase from --passphrase-file or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_ENCRYPT'}),
     'passphrase-file': Flags.file({summary: 'File whose first line is the encryption passphrase.', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
   }
 
+  private sourceSecret?: string
+
+  protected secrets(): string[] {
+    return [...super.secrets(), ...(this.sourceSecret ? [this.sourceSecret] : [])]
+  }
+
   async run(): Promise<CreateResult> {
-    const source = parseBackupSource(this.flags.source, (path) => resolve(path))
+    this.sourceSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.source)?.[1]
+    const source = parseBackupSource(this.flags.source, (path) => resolve(path), (url) => redact(url))
     const repo = parseBackupRepo(this.flags.repo, (path) => resolve(path))
     const passphrase = this.flags.encrypt ? await resolvePassphrase(this.flags['passphrase-file']) : undefined
     if (this.flags.encrypt && !passphrase) throw new ConfigError('PASSPHRASE_REQUIRED', '--encrypt needs a passphrase.', {suggestions: ['Pass --passphrase-file FILE or set MLFLOWCTL_BACKUP_PASSPHRASE.']})
     const deps = createBackupDeps({dataDir: this.settings.dataDir, onWarning: (message) => this.warnUser(message), passphrase})
-    this.err(`Backing up ${this.flags.source} into ${repo}...`)
+    this.err(`Backing up ${source.kind === 'postgresql' ? source.display : this.flags.source} into ${repo}...`)
     const result = await createBackup(deps, {
       source,
       repo,

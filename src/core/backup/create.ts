@@ -3,13 +3,13 @@ import {UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
 import {BACKUP_FORMAT_VERSION, archiveName, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
 
-export type BackupSourceSpec = {kind: 'app-data'; dir: string} | {kind: 'sqlite'; path: string}
+export type BackupSourceSpec = {kind: 'app-data'; dir: string} | {kind: 'sqlite'; path: string} | {kind: 'postgresql'; url: string; display: string}
 
 export interface CreateOptions {
   source: BackupSourceSpec
   repo: string
   artifacts: 'all' | 'none'
-  /** Artifacts directory for a sqlite:/// source (an app-data dir has its own). */
+  /** Artifacts directory for a sqlite:/// or postgresql:// source (an app-data dir has its own). */
   artifactsSource?: string
   healthcheckUrl?: string
   toolVersion: string
@@ -29,13 +29,23 @@ export interface CreateResult {
   warnings: string[]
 }
 
+export interface TablesExported {
+  rowCounts: Record<string, number>
+  alembicRevision: string | null
+  files: Array<{name: string; file: string}>
+  /** Tables of other applications in the same schema, left out. */
+  skipped?: string[]
+}
+
 export interface CreateDeps {
   /** Takes the repository lock. @throws ExternalError REPO_LOCKED while another run holds it */
   lock(repo: string): Promise<() => Promise<void>>
   scratch(): Promise<{path: string; remove(): Promise<void>}>
   exists(path: string): Promise<boolean>
   snapshotSqlite(source: string, target: string): Promise<void>
-  exportTables(snapshot: string, outDir: string): {rowCounts: Record<string, number>; alembicRevision: string | null; files: Array<{name: string; file: string}>}
+  exportTables(snapshot: string, outDir: string): TablesExported
+  /** Every MLflow table from one REPEATABLE READ snapshot, streamed with COPY. */
+  exportPostgres(url: string, outDir: string): Promise<TablesExported>
   listArtifacts(dir: string): AsyncIterable<{name: string; file: string}>
   writeArchive(output: string, sources: AsyncIterable<{name: string; file: string}>, finish: (files: BackupFileEntry[]) => BackupManifest): Promise<{bytes: number; manifest: BackupManifest}>
   writeSidecar(repo: string, manifest: BackupManifest): Promise<void>
@@ -48,6 +58,7 @@ export interface CreateDeps {
 
 /** Where the database and the artifacts of a source are. @throws UsageError SOURCE_INVALID */
 async function locate(deps: CreateDeps, options: CreateOptions): Promise<{db: string; artifacts?: string; location: string}> {
+  if (options.source.kind === 'postgresql') return {db: options.source.url, artifacts: options.artifactsSource, location: options.source.display}
   if (options.source.kind === 'sqlite') {
     if (!(await deps.exists(options.source.path))) throw new UsageError('SOURCE_NOT_FOUND', `${options.source.path} does not exist.`)
     return {db: options.source.path, artifacts: options.artifactsSource, location: options.source.path}
@@ -57,6 +68,15 @@ async function locate(deps: CreateDeps, options: CreateOptions): Promise<{db: st
     throw new UsageError('SOURCE_NOT_FOUND', `${options.source.dir} is not an app-data directory: it has no mlflow.db.`, {suggestions: ["Pass the content's data directory (CONNECT_CONTENT_DATA_DIR), or sqlite:////path/to/mlflow.db."]})
   }
   return {db, artifacts: deps.join(options.source.dir, 'artifacts'), location: options.source.dir}
+}
+
+/** SQLite: a snapshot file first (online backup API), then the export; PostgreSQL: one snapshot transaction. */
+async function exportDatabase(deps: CreateDeps, spec: BackupSourceSpec, db: string, scratch: string): Promise<TablesExported> {
+  if (spec.kind === 'postgresql') return deps.exportPostgres(db, scratch)
+  const snapshot = deps.join(scratch, 'snapshot.db')
+  await deps.snapshotSqlite(db, snapshot)
+  const tables = deps.exportTables(snapshot, scratch)
+  return tables
 }
 
 async function* concat<T>(...parts: Array<Iterable<T> | AsyncIterable<T>>): AsyncIterable<T> {
@@ -85,9 +105,8 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
     const source = await locate(deps, options)
     release = await deps.lock(options.repo)
     scratch = await deps.scratch()
-    const snapshot = deps.join(scratch.path, 'snapshot.db')
-    await deps.snapshotSqlite(source.db, snapshot)
-    const tables = deps.exportTables(snapshot, scratch.path)
+    const tables = await exportDatabase(deps, options.source, source.db, scratch.path)
+    if (tables.skipped?.length) warnings.push(`left out ${tables.skipped.length} tables that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`)
     const artifactSource = options.artifacts === 'all' && source.artifacts && (await deps.exists(source.artifacts)) ? source.artifacts : undefined
     let artifactFiles = 0
     let artifactBytes = 0
@@ -100,7 +119,7 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
         id,
         createdAt: started.toISOString(),
         toolVersion: options.toolVersion,
-        source: {kind: options.source.kind, location: source.location, engine: 'sqlite'},
+        source: {kind: options.source.kind, location: source.location, engine: options.source.kind === 'postgresql' ? 'postgresql' : 'sqlite'},
         alembicRevision: tables.alembicRevision,
         envNames: [],
         rowCounts: tables.rowCounts,
@@ -110,7 +129,7 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
       }
     })
     await deps.writeSidecar(options.repo, manifest)
-    await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'backup', result: 'ok', server: `file://${source.location}`, revision: tables.alembicRevision ?? undefined, message: `${id} (${bytes} bytes)`})
+    await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'backup', result: 'ok', server: options.source.kind === 'postgresql' ? source.location : `file://${source.location}`, revision: tables.alembicRevision ?? undefined, message: `${id} (${bytes} bytes)`})
     await ping('')
     const rowCounts = Object.values(tables.rowCounts)
     return {id, path, bytes, tables: rowCounts.length, rows: rowCounts.reduce((a, b) => a + b, 0), files: artifactFiles, revision: tables.alembicRevision, mlflowVersion: null, warnings}

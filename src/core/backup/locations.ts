@@ -3,14 +3,15 @@ import {UsageError} from '../../errors.js'
 import type {BackupSourceSpec} from './create.js'
 
 /** @throws UsageError SOURCE_NOT_SUPPORTED for the sources that this version cannot read yet */
-export function parseBackupSource(raw: string, resolvePath: (path: string) => string): BackupSourceSpec {
+export function parseBackupSource(raw: string, resolvePath: (path: string) => string, redactUrl: (url: string) => string): BackupSourceSpec {
   if (raw.startsWith('sqlite:///')) {
     const path = decodeURIComponent(raw.slice('sqlite:///'.length))
     if (!path.startsWith('/')) throw new UsageError('SOURCE_INVALID', `--source ${raw}: SQLite needs an absolute path (sqlite:////abs/path/mlflow.db).`)
     return {kind: 'sqlite', path}
   }
-  if (/^(postgresql|postgres|mssql):\/\//.test(raw) || raw.startsWith('connect:')) {
-    throw new UsageError('SOURCE_NOT_SUPPORTED', `--source ${raw.replace(/:\/\/[^@/]*@/, '://***@')}: this mlflowctl version backs up app-data directories and SQLite files; PostgreSQL, SQL Server and connect:GUID sources are not implemented yet.`)
+  if (/^postgres(ql)?(\+\w+)?:\/\//.test(raw)) return {kind: 'postgresql', url: raw, display: redactUrl(raw)}
+  if (/^mssql(\+\w+)?:\/\//.test(raw) || raw.startsWith('connect:')) {
+    throw new UsageError('SOURCE_NOT_SUPPORTED', `--source ${redactUrl(raw)}: this mlflowctl version backs up app-data directories, SQLite files and PostgreSQL; SQL Server and connect:GUID sources are not implemented yet.`)
   }
   return {kind: 'app-data', dir: resolvePath(raw)}
 }

@@ -18,3 +18,40 @@ export function foreignKeyOrder(tables: string[], references: Record<string, str
   }
   return ordered
 }
+
+/**
+ * MLflow's tracking tables: every table in a database that MLflow 3.17.2 created (read from a real one),
+ * which includes every earlier release's. A shared database can hold other applications' tables; a
+ * backup takes MLflow's only, and names what it left out.
+ */
+export const KNOWN_MLFLOW_TABLES = new Set([
+  'alembic_version', 'assessments', 'budget_policies', 'datasets', 'endpoint_bindings', 'endpoint_model_mappings',
+  'endpoint_tags', 'endpoints', 'entity_associations', 'evaluation_dataset_records', 'evaluation_dataset_tags',
+  'evaluation_datasets', 'experiment_tags', 'experiments', 'guardrail_configs', 'guardrails', 'input_tags', 'inputs', 'issues',
+  'job_locks', 'jobs', 'label_schemas', 'latest_metrics', 'logged_model_metrics', 'logged_model_params', 'logged_model_tags',
+  'logged_models', 'mcp_access_endpoints', 'mcp_server_aliases', 'mcp_server_tags', 'mcp_server_version_tags',
+  'mcp_server_versions', 'mcp_servers', 'metrics', 'model_definitions', 'model_version_tags', 'model_versions',
+  'online_scoring_configs', 'params', 'registered_model_aliases', 'registered_model_tags', 'registered_models',
+  'review_queue_items', 'review_queue_label_schemas', 'review_queue_users', 'review_queues', 'runs', 'scheduler_leases',
+  'scorer_versions', 'scorers', 'secrets', 'span_metrics', 'spans', 'sql_assessment_daily_rollups',
+  'sql_span_cost_daily_rollups', 'sql_trace_metric_daily_rollups', 'sql_trace_rollup_rebuild_queue', 'tags', 'trace_info',
+  'trace_metrics', 'trace_request_metadata', 'trace_tags', 'webhook_events', 'webhooks', 'workspaces',
+])
+
+/**
+ * MLflow's tables among a schema's: the known ones, plus any table that references one of them
+ * (tables a newer MLflow added hang off experiments, runs, traces…). The rest is left out and named.
+ */
+export function selectMlflowTables(tables: string[], references: Record<string, string[]>): {taken: string[]; skipped: string[]} {
+  const taken = new Set(tables.filter((table) => KNOWN_MLFLOW_TABLES.has(table)))
+  for (let grew = true; grew; ) {
+    grew = false
+    for (const table of tables) {
+      if (!taken.has(table) && (references[table] ?? []).some((parent) => taken.has(parent))) {
+        taken.add(table)
+        grew = true
+      }
+    }
+  }
+  return {taken: tables.filter((table) => taken.has(table)), skipped: tables.filter((table) => !taken.has(table))}
+}

@@ -83,6 +83,7 @@ describe('createBackup (core, with injected I/O)', async () => {
       exists: async () => true,
       snapshotSqlite: async () => void events.push('snapshot'),
       exportTables: () => ({rowCounts: {experiments: 1, runs: 2}, alembicRevision: 'abc123', files: [{name: 'db/runs.jsonl', file: '/scratch/runs.jsonl'}]}),
+      exportPostgres: async (url) => (events.push(`copy ${url}`), {rowCounts: {runs: 2}, alembicRevision: 'abc123', files: [], skipped: ['optuna_studies']}),
       listArtifacts: async function* () {
         yield {name: 'artifacts/1/r/artifacts/model.txt', file: '/data/artifacts/1/r/artifacts/model.txt'}
       },
@@ -120,9 +121,43 @@ describe('createBackup (core, with injected I/O)', async () => {
     assert.deepEqual(result.warnings, ['healthcheck ping /start failed: no route', 'healthcheck ping (success) failed: no route'])
   })
 
+  it('a PostgreSQL source is exported in one go (no SQLite snapshot), located by its redacted URL, and foreign tables are named', async () => {
+    const {deps, events} = fakeDeps()
+    let manifest: {source: {location: string; engine: string}} | undefined
+    const writeArchive = deps.writeArchive
+    deps.writeArchive = async (output, sources, finish) => writeArchive(output, sources, (files) => (manifest = finish(files) as never))
+    const result = await createBackup(deps, {...options, source: {kind: 'postgresql', url: 'postgresql://u:secret@db/mlflow', display: 'postgresql://u:***@db/mlflow'}})
+    assert.ok(events.includes('copy postgresql://u:secret@db/mlflow') && !events.includes('snapshot'))
+    assert.deepEqual(manifest!.source, {kind: 'postgresql', location: 'postgresql://u:***@db/mlflow', engine: 'postgresql'})
+    assert.match(result.warnings.join(), /left out 1 tables that are not MLflow's: optuna_studies/)
+  })
+
   it('refuses a directory without mlflow.db before taking the lock', async () => {
     const {deps, events} = fakeDeps({exists: async () => false})
     await assert.rejects(createBackup(deps, options), (e: unknown) => e instanceof UsageError && e.code === 'SOURCE_NOT_FOUND')
     assert.ok(!events.includes('lock'))
+  })
+})
+
+describe('PostgreSQL COPY text decoding', async () => {
+  const {decodeCopyLine, pgKind, unescapeCopyField} = await import('../../../src/core/backup/pg-text.js')
+  it('undoes every COPY escape', () => {
+    for (const [raw, expected] of [['a\\tb', 'a\tb'], ['line\\none', 'line\none'], ['back\\\\slash', 'back\\slash'], ['\\101\\x42', 'AB'], ['plain', 'plain'], ['\\q', 'q']]) {
+      assert.equal(unescapeCopyField(raw), expected, raw)
+    }
+  })
+  it('types integers (big ones exact), floats (NaN and infinities), booleans, bytea and NULL like the SQLite export', () => {
+    const kinds = ['bigint', 'double precision', 'boolean', 'bytea', 'character varying', 'integer'].map(pgKind)
+    assert.deepEqual(decodeCopyLine('9007199254740993\tNaN\tt\t\\\\x0aff\tx\\ty\t\\N', kinds), [{$i: '9007199254740993'}, {$f: 'NaN'}, true, {$b: Buffer.from([10, 255]).toString('base64')}, 'x\ty', null])
+    assert.deepEqual(decodeCopyLine('1\t-Infinity\tf\t\\\\x\t\t7', kinds), [1, {$f: '-Infinity'}, false, {$b: ''}, '', 7])
+    assert.throws(() => decodeCopyLine('1\t2', kinds), /2 fields, expected 6/)
+  })
+})
+
+describe('selectMlflowTables', async () => {
+  const {selectMlflowTables} = await import('../../../src/core/backup/tables.js')
+  it('takes the known tables and any table hanging off them; names the rest', () => {
+    const result = selectMlflowTables(['runs', 'experiments', 'future_run_notes', 'optuna_studies', 'optuna_trials'], {future_run_notes: ['runs'], optuna_trials: ['optuna_studies']})
+    assert.deepEqual(result, {taken: ['runs', 'experiments', 'future_run_notes'], skipped: ['optuna_studies', 'optuna_trials']})
   })
 })

@@ -1,0 +1,73 @@
+// The PostgreSQL side of a backup: one REPEATABLE READ READ ONLY transaction (every table from the same
+// snapshot, while MLflow keeps writing), MLflow's tables only, each streamed out with COPY … TO STDOUT and
+// decoded line by line into the archive's typed JSON lines.
+import {join} from 'node:path'
+import {createInterface} from 'node:readline'
+
+import type pg from 'pg'
+import {to as copyTo} from 'pg-copy-streams'
+
+import type {TableSchema} from '../../core/backup/format.js'
+import {decodeCopyLine, pgKind} from '../../core/backup/pg-text.js'
+import {foreignKeyOrder, selectMlflowTables} from '../../core/backup/tables.js'
+import type {DatabaseTarget} from '../../core/database-url.js'
+import {withPostgres} from '../db/postgres.js'
+import {openRowFile, writeSchemaFile, type TableExport} from './table-files.js'
+
+const quote = (name: string) => `"${name.replace(/"/g, '""')}"`
+
+async function catalog(client: pg.Client): Promise<{tables: string[]; references: Record<string, string[]>; columns: Record<string, Array<{name: string; type: string}>>}> {
+  const tables = (await client.query<{name: string}>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1")).rows.map((row) => row.name)
+  const references: Record<string, string[]> = {}
+  const fks = await client.query<{child: string; parent: string}>(
+    "SELECT c.conrelid::regclass::text AS child, c.confrelid::regclass::text AS parent FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 'f' AND n.nspname = current_schema()",
+  )
+  const bare = (name: string) => name.replace(/^.*\./, '').replace(/^"|"$/g, '')
+  for (const {child, parent} of fks.rows) (references[bare(child)] ??= []).push(bare(parent))
+  const columns: Record<string, Array<{name: string; type: string}>> = {}
+  // Generated columns (spans.duration_ns) are the database's to compute: COPY leaves them out, so do we.
+  const rows = await client.query<{table_name: string; column_name: string; data_type: string}>(
+    "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() AND is_generated = 'NEVER' ORDER BY table_name, ordinal_position",
+  )
+  for (const row of rows.rows) (columns[row.table_name] ??= []).push({name: row.column_name, type: row.data_type})
+  return {tables, references, columns}
+}
+
+async function copyTable(client: pg.Client, table: string, columns: Array<{name: string; type: string}>, file: string): Promise<number> {
+  const kinds = columns.map((column) => pgKind(column.type))
+  const rowFile = openRowFile(file)
+  let written = false
+  try {
+    const stream = client.query(copyTo(`COPY ${quote(table)} (${columns.map((column) => quote(column.name)).join(', ')}) TO STDOUT`))
+    // Text-format rows end in "\n" and escape every newline inside a value, so lines are rows.
+    for await (const line of createInterface({input: stream, crlfDelay: Number.POSITIVE_INFINITY})) rowFile.write(decodeCopyLine(line, kinds))
+    written = true
+    return rowFile.close()
+  } finally {
+    if (!written) rowFile.close()
+  }
+}
+
+export async function exportPostgresTables(target: DatabaseTarget, outDir: string): Promise<TableExport> {
+  return withPostgres(target, async (client) => {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+    try {
+      await client.query("SET LOCAL bytea_output = 'hex'")
+      const {tables, references, columns} = await catalog(client)
+      const {taken, skipped} = selectMlflowTables(tables, references)
+      const schema: TableSchema[] = []
+      const rowCounts: Record<string, number> = {}
+      const files: Array<{name: string; file: string}> = []
+      for (const table of foreignKeyOrder(taken, references)) {
+        schema.push({name: table, columns: columns[table] ?? []})
+        const file = join(outDir, `${table}.jsonl`)
+        rowCounts[table] = await copyTable(client, table, columns[table] ?? [], file)
+        files.push({name: `db/${table}.jsonl`, file})
+      }
+      const revision = taken.includes('alembic_version') ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]?.version_num ?? null) : null
+      return {schema, rowCounts, alembicRevision: revision, files: [writeSchemaFile(outDir, 'postgresql', schema), ...files], skipped}
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined)
+    }
+  })
+}

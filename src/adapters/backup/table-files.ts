@@ -1,0 +1,65 @@
+// The db/ part of an archive as files in scratch space: one typed JSON-lines file per table, written through
+// a small buffer (memory stays flat whatever the table size), and schema.json. Shared by every engine.
+import {closeSync, openSync, writeSync} from 'node:fs'
+import {join} from 'node:path'
+
+import type {TableSchema} from '../../core/backup/format.js'
+
+export interface TableExport {
+  schema: TableSchema[]
+  rowCounts: Record<string, number>
+  alembicRevision: string | null
+  /** db/<table>.jsonl files, in order, plus db/schema.json */
+  files: Array<{name: string; file: string}>
+  /** Tables in the source that are not MLflow's and were left out. */
+  skipped?: string[]
+}
+
+export interface RowFile {
+  /** One row, already encoded (encodeValue); JSON-stringified here. */
+  write(row: unknown[]): void
+  /** Flushes, closes and returns the number of rows written. */
+  close(): number
+}
+
+const FLUSH_AT = 1 << 20
+
+export function openRowFile(file: string): RowFile {
+  const fd = openSync(file, 'w', 0o600)
+  let buffered: string[] = []
+  let size = 0
+  let count = 0
+  const flush = () => {
+    if (buffered.length > 0) writeSync(fd, buffered.join(''))
+    buffered = []
+    size = 0
+  }
+  return {
+    write(row) {
+      const line = `${JSON.stringify(row)}\n`
+      buffered.push(line)
+      size += line.length
+      count++
+      if (size > FLUSH_AT) flush()
+    },
+    close() {
+      try {
+        flush()
+      } finally {
+        closeSync(fd)
+      }
+      return count
+    },
+  }
+}
+
+export function writeSchemaFile(outDir: string, engine: string, schema: TableSchema[]): {name: string; file: string} {
+  const file = join(outDir, 'schema.json')
+  const fd = openSync(file, 'w', 0o600)
+  try {
+    writeSync(fd, `${JSON.stringify({engine, tables: schema}, null, 2)}\n`)
+  } finally {
+    closeSync(fd)
+  }
+  return {name: 'db/schema.json', file}
+}
