@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
+import {copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
@@ -283,6 +283,40 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
       // Experiments created by the earlier restore test exist only on their own servers.
       assert.deepEqual(after, original, `${label}: the restored server shows different data`)
     }
+  })
+
+  it('verify --deep restores into a scratch SQLite: a sound backup passes; an orphan run directory warns; a model version whose artifacts are gone fails (exit 6)', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const made = await backup(['create', '--source', dataDir, '--repo', repo])
+    const sound = await backup(['verify', made.json!.result.id, '--repo', repo, '--deep'])
+    assert.equal(sound.code, 0, `${sound.stdout}\n${sound.stderr}`)
+    assert.ok(sound.json!.result.deep.rows > 0)
+    assert.deepEqual([sound.json!.result.deep.missing, sound.json!.result.deep.orphans], [[], []])
+
+    // A copy of the app data with a stray run directory, then with the model's run artifacts deleted.
+    const copy = join(tempDir('deep-'), 'data')
+    assert.equal((await backup(['restore', made.json!.result.id, '--repo', repo, '--to', copy])).code, 0)
+    const stray = join(copy, 'artifacts', '1', 'f'.repeat(32), 'artifacts')
+    mkdirSync(stray, {recursive: true})
+    writeFileSync(join(stray, 'left-behind.txt'), 'no run row points here')
+    const deepRepo = tempDir('deep-repo-')
+    const withOrphan = await backup(['create', '--source', copy, '--repo', deepRepo])
+    const orphanVerify = await backup(['verify', withOrphan.json!.result.id, '--repo', deepRepo, '--deep'])
+    assert.equal(orphanVerify.code, 0, orphanVerify.stdout)
+    assert.deepEqual(orphanVerify.json!.result.deep.orphans, [`1/${'f'.repeat(32)}`])
+    assert.ok(orphanVerify.json!.warnings!.some((w: string) => /orphans/.test(w)))
+
+    const db = new Database(join(copy, 'mlflow.db'), {readonly: true})
+    const runId = (db.prepare('SELECT run_id FROM model_versions').get() as {run_id: string}).run_id
+    const experimentId = (db.prepare('SELECT experiment_id FROM runs WHERE run_uuid = ?').get(runId) as {experiment_id: number}).experiment_id
+    db.close()
+    rmSync(join(copy, 'artifacts', String(experimentId), runId), {recursive: true})
+    const withMissing = await backup(['create', '--source', copy, '--repo', deepRepo])
+    assert.equal((await backup(['verify', withMissing.json!.result.id, '--repo', deepRepo])).code, 0, 'the archive itself is intact')
+    const missingVerify = await backup(['verify', withMissing.json!.result.id, '--repo', deepRepo, '--deep'])
+    assert.equal(missingVerify.code, 6, missingVerify.stdout)
+    assert.equal(missingVerify.json!.error!.code, 'BACKUP_DEEP_FAILED')
+    assert.match(missingVerify.json!.error!.message, /missing artifact for model model-rich version 1/)
   })
 
   it('a restore refused or killed half-way leaves the target as it was; --force takes a safety backup first', async (t) => {

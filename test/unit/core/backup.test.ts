@@ -161,3 +161,40 @@ describe('selectMlflowTables', async () => {
     assert.deepEqual(result, {taken: ['runs', 'experiments', 'future_run_notes'], skipped: ['optuna_studies', 'optuna_trials']})
   })
 })
+
+describe('backup verify --deep (core)', async () => {
+  const {artifactFindings, deepVerify, proxiedPath} = await import('../../../src/core/backup/deep-verify.js')
+  const run = 'a'.repeat(32)
+  it('maps proxied URIs (with or without an authority) into the store; other schemes are not checkable', () => {
+    assert.equal(proxiedPath('mlflow-artifacts:/1/abc/artifacts'), '1/abc/artifacts')
+    assert.equal(proxiedPath('mlflow-artifacts://host:5000/1/abc/artifacts/'), '1/abc/artifacts')
+    assert.equal(proxiedPath('s3://bucket/1/abc'), undefined)
+  })
+  it('finds model versions whose artifacts are absent (direct or runs:/) and run directories without a run', () => {
+    const findings = artifactFindings(
+      {
+        runs: [{runId: run, artifactUri: `mlflow-artifacts:/1/${run}/artifacts`}],
+        modelVersions: [
+          {name: 'ok', version: '1', source: `mlflow-artifacts:/1/${run}/artifacts`},
+          {name: 'via-run', version: '2', source: `runs:/${run}/model`},
+          {name: 'elsewhere', version: '1', source: 's3://other/model'},
+        ],
+      },
+      [`1/${run}/artifacts/model.txt`, `1/${'b'.repeat(32)}/artifacts/x`, '1/models/m-123/artifacts/MLmodel'],
+    )
+    assert.deepEqual(findings, {missing: [`model via-run version 2: runs:/${run}/model`], orphans: [`1/${'b'.repeat(32)}`], unchecked: 1})
+  })
+  it('fails on a row count that differs from the manifest, an integrity problem, and always removes its scratch space', async () => {
+    let removed = false
+    const manifest = {id: 'b1', alembicRevision: 'rev', rowCounts: {runs: 2, alembic_version: 1}, artifacts: {mode: 'none'}, files: []}
+    const deps = {
+      scratch: async () => ({path: '/s', remove: async () => void (removed = true)}),
+      extractVerified: async () => manifest as never,
+      loadDatabase: async () => ({tables: 1, rows: 1}),
+      inspect: () => ({integrity: ['page 3 is never used'], foreignKeyViolations: [], rowCounts: {runs: 1, alembic_version: 1}, runs: [], modelVersions: []}),
+      join: (...parts: string[]) => parts.join('/'),
+    }
+    await assert.rejects(deepVerify(deps, '/a.tar.gz'), (error: Error & {code?: string}) => error.code === 'BACKUP_DEEP_FAILED' && /integrity: page 3 is never used; runs restored 1 rows, the manifest says 2/.test(error.message))
+    assert.ok(removed)
+  })
+})

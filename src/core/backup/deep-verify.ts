@@ -1,0 +1,96 @@
+/**
+ * `backup verify --deep`: beyond the checksums, restore the database into a scratch SQLite with real MLflow,
+ * let SQLite check it, compare its row counts with the manifest, and check the artifacts against the rows
+ * that point at them. Options in, findings out; the restore and the queries are injected.
+ */
+import {CheckFailedError} from '../../errors.js'
+import type {BackupManifest} from './format.js'
+
+export interface RestoredDatabase {
+  /** PRAGMA integrity_check lines other than "ok". */
+  integrity: string[]
+  /** PRAGMA foreign_key_check rows, as "child → parent". */
+  foreignKeyViolations: string[]
+  rowCounts: Record<string, number>
+  runs: Array<{runId: string; artifactUri: string | null}>
+  modelVersions: Array<{name: string; version: string; source: string | null}>
+}
+
+export interface DeepVerifyDeps {
+  scratch(): Promise<{path: string; remove(): Promise<void>}>
+  extractVerified(archive: string, dir: string): Promise<BackupManifest>
+  loadDatabase(url: string, revision: string, dbDir: string): Promise<{tables: number; rows: number}>
+  inspect(sqliteFile: string): RestoredDatabase
+  join(...parts: string[]): string
+}
+
+export interface DeepVerifyResult {
+  id: string
+  revision: string | null
+  tables: number
+  rows: number
+  /** Artifact locations that rows reference and the backup lacks. */
+  missing: string[]
+  /** Run directories in the backup without a run row. */
+  orphans: string[]
+  /** References outside the backed-up store (another bucket, a local path), not checkable here. */
+  unchecked: number
+}
+
+const RUN_ID = /^[0-9a-f]{32}$/
+
+/** The path inside the backed-up store for a proxied URI (mlflow-artifacts:/1/abc/artifacts), else undefined. */
+export function proxiedPath(uri: string | null): string | undefined {
+  const match = uri ? /^mlflow-artifacts:(?:\/\/[^/]*)?\/+(.*)$/.exec(uri) : null
+  return match ? match[1].replace(/\/+$/, '') : undefined
+}
+
+/** Missing references and orphan run directories, from the rows and the archived artifact paths. Pure. */
+export function artifactFindings(db: Pick<RestoredDatabase, 'runs' | 'modelVersions'>, archived: string[]): {missing: string[]; orphans: string[]; unchecked: number} {
+  const present = new Set<string>()
+  for (const file of archived) {
+    const parts = file.split('/')
+    for (let i = 1; i <= parts.length; i++) present.add(parts.slice(0, i).join('/'))
+  }
+  const runUris = new Map(db.runs.map((run) => [run.runId, run.artifactUri]))
+  const missing: string[] = []
+  let unchecked = 0
+  for (const version of db.modelVersions) {
+    // runs:/<run id>/<path> is relative to that run's artifact URI.
+    const viaRun = /^runs:\/([0-9a-f]{32})\/?(.*)$/.exec(version.source ?? '')
+    const uri = viaRun ? `${runUris.get(viaRun[1]) ?? ''}/${viaRun[2]}` : version.source
+    const path = proxiedPath(uri)
+    if (path === undefined) unchecked++
+    else if (!present.has(path)) missing.push(`model ${version.name} version ${version.version}: ${version.source}`)
+  }
+  const orphans = new Set<string>()
+  for (const file of archived) {
+    const [experiment, runId] = file.split('/')
+    if (runId && RUN_ID.test(runId) && !runUris.has(runId)) orphans.add(`${experiment}/${runId}`)
+  }
+  return {missing, orphans: [...orphans].sort(), unchecked}
+}
+
+/** @throws CheckFailedError BACKUP_DEEP_FAILED with every finding that makes the backup unsafe to rely on */
+export async function deepVerify(deps: DeepVerifyDeps, archive: string): Promise<DeepVerifyResult> {
+  const scratch = await deps.scratch()
+  try {
+    const manifest = await deps.extractVerified(archive, scratch.path)
+    const fail = (reasons: string[]) => new CheckFailedError('BACKUP_DEEP_FAILED', `${manifest.id}: ${reasons.join('; ')}.`, {suggestions: ['The archive is intact but its content is not; use another backup, and check the source database and artifact store.']})
+    if (!manifest.alembicRevision) throw fail(['it holds no MLflow database (no alembic revision)'])
+    const file = deps.join(scratch.path, 'deep-verify.db')
+    const loaded = await deps.loadDatabase(`sqlite:///${file}`, manifest.alembicRevision, deps.join(scratch.path, 'db'))
+    const db = deps.inspect(file)
+    const reasons = [...db.integrity.map((line) => `integrity: ${line}`), ...db.foreignKeyViolations.map((line) => `foreign key: ${line}`)]
+    for (const [table, expected] of Object.entries(manifest.rowCounts)) {
+      if (table !== 'alembic_version' && (db.rowCounts[table] ?? 0) !== expected) reasons.push(`${table} restored ${db.rowCounts[table] ?? 0} rows, the manifest says ${expected}`)
+    }
+    const archived = manifest.artifacts.mode === 'none' ? [] : manifest.files.filter((entry) => entry.path.startsWith('artifacts/')).map((entry) => entry.path.slice('artifacts/'.length))
+    const artifacts = manifest.artifacts.mode === 'none' ? {missing: [], orphans: [], unchecked: 0} : artifactFindings(db, archived)
+    reasons.push(...artifacts.missing.map((line) => `missing artifact for ${line}`))
+    if (reasons.length > 0) throw fail(reasons)
+    return {id: manifest.id, revision: manifest.alembicRevision, tables: loaded.tables, rows: loaded.rows, ...artifacts}
+  } finally {
+    await scratch.remove()
+  }
+}
