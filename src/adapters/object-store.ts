@@ -1,6 +1,9 @@
 // One small interface over S3, Azure Blob and GCS, configured the way MLflow configures itself
 // (MLFLOW_S3_ENDPOINT_URL, AZURE_STORAGE_CONNECTION_STRING, STORAGE_EMULATOR_HOST) so that the CLI sees
 // what the server sees. Credentials: each SDK's default chain.
+import {createReadStream, createWriteStream} from 'node:fs'
+import {pipeline} from 'node:stream/promises'
+
 import type {ArtifactLocation} from '../core/artifact-url.js'
 
 export interface BucketInfo {
@@ -12,9 +15,18 @@ export interface BucketInfo {
 export interface ObjectStore {
   describe(): Promise<BucketInfo>
   put(key: string, body: Buffer): Promise<void>
+  /** Creates the object only if no object has that key (the store checks, atomically). False if one exists. */
+  putIfAbsent(key: string, body: Buffer): Promise<boolean>
   get(key: string): Promise<Buffer>
   delete(key: string): Promise<void>
+  /** Streams a local file up (multipart where the store needs it): memory stays flat. */
+  uploadFile(key: string, file: string): Promise<void>
+  downloadFile(key: string, file: string): Promise<void>
+  /** Every object under the prefix, with its size. */
+  list(prefix: string): Promise<Array<{key: string; size: number}>>
 }
+
+const status = (error: unknown) => (error as {$metadata?: {httpStatusCode?: number}; statusCode?: number; code?: number}).$metadata?.httpStatusCode ?? (error as {statusCode?: number}).statusCode ?? (error as {code?: number}).code
 
 export async function openObjectStore(location: ArtifactLocation, env: NodeJS.ProcessEnv = process.env): Promise<ObjectStore> {
   if (location.scheme === 's3') return s3Store(location, env)
@@ -25,7 +37,9 @@ export async function openObjectStore(location: ArtifactLocation, env: NodeJS.Pr
 async function s3Store(location: ArtifactLocation, env: NodeJS.ProcessEnv): Promise<ObjectStore> {
   const s3 = await import('@aws-sdk/client-s3')
   const endpoint = env.MLFLOW_S3_ENDPOINT_URL || undefined
-  const client = new s3.S3Client({region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1', endpoint, forcePathStyle: Boolean(endpoint)})
+  // Keys in the given environment win (the caller's view); otherwise the SDK's default chain.
+  const credentials = env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY ? {accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN || undefined} : undefined
+  const client = new s3.S3Client({region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1', endpoint, forcePathStyle: Boolean(endpoint), credentials})
   const Bucket = location.bucket
   return {
     async describe() {
@@ -41,12 +55,39 @@ async function s3Store(location: ArtifactLocation, env: NodeJS.ProcessEnv): Prom
     async put(Key, Body) {
       await client.send(new s3.PutObjectCommand({Bucket, Key, Body}))
     },
+    async putIfAbsent(Key, Body) {
+      try {
+        await client.send(new s3.PutObjectCommand({Bucket, Key, Body, IfNoneMatch: '*'}))
+        return true
+      } catch (error) {
+        if (status(error) === 412) return false
+        throw error
+      }
+    },
     async get(Key) {
       const answer = await client.send(new s3.GetObjectCommand({Bucket, Key}))
       return Buffer.from(await answer.Body!.transformToByteArray())
     },
     async delete(Key) {
       await client.send(new s3.DeleteObjectCommand({Bucket, Key}))
+    },
+    async uploadFile(Key, file) {
+      const {Upload} = await import('@aws-sdk/lib-storage')
+      await new Upload({client, params: {Bucket, Key, Body: createReadStream(file)}, queueSize: 2, partSize: 16 * 1024 * 1024}).done()
+    },
+    async downloadFile(Key, file) {
+      const answer = await client.send(new s3.GetObjectCommand({Bucket, Key}))
+      await pipeline(answer.Body as NodeJS.ReadableStream, createWriteStream(file, {mode: 0o600}))
+    },
+    async list(Prefix) {
+      const found: Array<{key: string; size: number}> = []
+      let ContinuationToken: string | undefined
+      do {
+        const page = await client.send(new s3.ListObjectsV2Command({Bucket, Prefix, ContinuationToken}))
+        for (const item of page.Contents ?? []) found.push({key: item.Key!, size: item.Size ?? 0})
+        ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
+      } while (ContinuationToken)
+      return found
     },
   }
 }
@@ -64,11 +105,31 @@ async function blobStore(location: ArtifactLocation, env: NodeJS.ProcessEnv): Pr
     async put(key, body) {
       await container.getBlockBlobClient(key).upload(body, body.length)
     },
+    async putIfAbsent(key, body) {
+      try {
+        await container.getBlockBlobClient(key).upload(body, body.length, {conditions: {ifNoneMatch: '*'}})
+        return true
+      } catch (error) {
+        if (status(error) === 409 || status(error) === 412) return false
+        throw error
+      }
+    },
     async get(key) {
       return container.getBlobClient(key).downloadToBuffer()
     },
     async delete(key) {
       await container.getBlobClient(key).delete()
+    },
+    async uploadFile(key, file) {
+      await container.getBlockBlobClient(key).uploadFile(file, {blockSize: 8 * 1024 * 1024, concurrency: 2})
+    },
+    async downloadFile(key, file) {
+      await container.getBlobClient(key).downloadToFile(file)
+    },
+    async list(prefix) {
+      const found: Array<{key: string; size: number}> = []
+      for await (const blob of container.listBlobsFlat({prefix})) found.push({key: blob.name, size: blob.properties.contentLength ?? 0})
+      return found
     },
   }
 }
@@ -89,11 +150,33 @@ async function gcsStore(location: ArtifactLocation, env: NodeJS.ProcessEnv): Pro
     async put(key, body) {
       await bucket.file(key).save(body, {resumable: false})
     },
+    async putIfAbsent(key, body) {
+      // ifGenerationMatch 0 is GCS's atomic create-if-absent. gcp-storage-emulator ignores preconditions,
+      // so an existence check comes first: redundant on GCS, and the emulator's only guard.
+      if ((await bucket.file(key).exists())[0]) return false
+      try {
+        await bucket.file(key).save(body, {resumable: false, preconditionOpts: {ifGenerationMatch: 0}})
+        return true
+      } catch (error) {
+        if (status(error) === 412) return false
+        throw error
+      }
+    },
     async get(key) {
       return (await bucket.file(key).download())[0]
     },
     async delete(key) {
       await bucket.file(key).delete()
+    },
+    async uploadFile(key, file) {
+      await bucket.upload(file, {destination: key, resumable: false})
+    },
+    async downloadFile(key, file) {
+      await bucket.file(key).download({destination: file})
+    },
+    async list(prefix) {
+      const [files] = await bucket.getFiles({prefix})
+      return files.map((item) => ({key: item.name, size: Number(item.metadata.size ?? 0)}))
     },
   }
 }

@@ -7,13 +7,16 @@ import type {CreateDeps} from '../../core/backup/create.js'
 import {parseDatabaseUrl} from '../../core/database-url.js'
 import {historyFile} from '../history-file.js'
 import {writeBackupArchive} from './archive.js'
-import {lockRepo, scratchDir, walkArtifacts, writeSidecar} from './repo.js'
+import {scratchDir, walkArtifacts} from './repo.js'
+import type {BackupRepository} from './repository.js'
 import {exportPostgresTables} from './postgres-source.js'
 import {exportSqliteTables, snapshotSqlite} from './sqlite-source.js'
 
-export function createBackupDeps(options: {dataDir: string; onWarning: (message: string) => void; passphrase?: string}): CreateDeps {
+export function createBackupDeps(options: {repository: BackupRepository; dataDir: string; onWarning: (message: string) => void; passphrase?: string}): CreateDeps {
   return {
-    lock: (repo) => lockRepo(repo, options.onWarning),
+    lock: () => options.repository.lock(options.onWarning),
+    stageArchive: (id) => options.repository.stageArchive(id),
+    commitArchive: (manifest, staged) => options.repository.commitArchive(manifest, staged),
     scratch: scratchDir,
     exists: (path) => access(path).then(() => true, () => false),
     snapshotSqlite,
@@ -21,7 +24,6 @@ export function createBackupDeps(options: {dataDir: string; onWarning: (message:
     exportPostgres: (url, outDir) => exportPostgresTables(parseDatabaseUrl(url), outDir),
     listArtifacts: (dir) => walkArtifacts(dir),
     writeArchive: (output, sources, finish) => writeBackupArchive(output, sources, finish, options.passphrase),
-    writeSidecar,
     appendHistory: (event) => historyFile(options.dataDir).append(event),
     async ping(url) {
       const response = await fetch(url, {signal: AbortSignal.timeout(10_000)})

@@ -10,7 +10,7 @@ import {join, relative} from 'node:path'
 import {ARCHIVE_SUFFIX, invalidManifest, type BackupManifest} from '../../core/backup/format.js'
 import {ExternalError} from '../../errors.js'
 
-const LOCK = '.mlflowctl-backup.lock'
+export const LOCK = '.mlflowctl-backup.lock'
 /** A lock older than this is stale even if its process looks alive (PID reuse, another host). */
 const LOCK_STALE_MS = 6 * 3_600_000
 
@@ -22,8 +22,10 @@ export interface RepoEntry {
   verifiedAt?: string
 }
 
-const sidecar = (repo: string, id: string) => join(repo, `${id}.manifest.json`)
-const marker = (repo: string, id: string) => join(repo, `${id}.verified.json`)
+export const SIDECAR_SUFFIX = '.manifest.json'
+export const MARKER_SUFFIX = '.verified.json'
+const sidecar = (repo: string, id: string) => join(repo, `${id}${SIDECAR_SUFFIX}`)
+const marker = (repo: string, id: string) => join(repo, `${id}${MARKER_SUFFIX}`)
 export const archivePath = (repo: string, id: string) => join(repo, `${id}${ARCHIVE_SUFFIX}`)
 
 function alive(pid: number): boolean {
@@ -43,33 +45,61 @@ function alive(pid: number): boolean {
 export async function lockRepo(repo: string, onStale: (message: string) => void = () => undefined): Promise<() => Promise<void>> {
   await mkdir(repo, {recursive: true, mode: 0o700})
   const path = join(repo, LOCK)
+  return takeLock({
+    create: async (body) => {
+      try {
+        const handle = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600)
+        await handle.writeFile(body)
+        await handle.close()
+        return true
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
+        throw error
+      }
+    },
+    read: async () => ({text: await readFile(path, 'utf8').catch(() => ''), mtimeMs: (await stat(path).catch(() => ({mtimeMs: 0}))).mtimeMs}),
+    remove: () => rm(path, {force: true}),
+    where: repo,
+    onStale,
+  })
+}
+
+export interface LockStore {
+  /** Creates the lock only if absent (atomically); false when it exists. */
+  create(body: string): Promise<boolean>
+  read(): Promise<{text: string; mtimeMs: number}>
+  remove(): Promise<void>
+  where: string
+  onStale(message: string): void
+}
+
+/**
+ * The lock protocol for any store with an atomic create-if-absent (O_EXCL, If-None-Match, ifGenerationMatch):
+ * a lock whose process is gone (same host) or older than six hours is stale, removed and taken over.
+ * @throws ExternalError REPO_LOCKED
+ */
+export async function takeLock(store: LockStore): Promise<() => Promise<void>> {
   const me = {pid: process.pid, host: hostname(), startedAt: new Date().toISOString()}
   for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600)
-      await handle.writeFile(JSON.stringify(me))
-      await handle.close()
-      return () => rm(path, {force: true})
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-    }
+    if (await store.create(JSON.stringify(me))) return () => store.remove()
+    const {text, mtimeMs} = await store.read()
     let holder: {pid?: number; host?: string; startedAt?: string} = {}
     try {
-      holder = JSON.parse(await readFile(path, 'utf8'))
+      holder = JSON.parse(text)
     } catch {
       // unreadable or half-written: judged by its age below
     }
-    const age = Date.now() - (holder.startedAt ? Date.parse(holder.startedAt) : (await stat(path).catch(() => ({mtimeMs: 0}))).mtimeMs)
+    const age = Date.now() - (holder.startedAt ? Date.parse(holder.startedAt) : mtimeMs)
     const dead = holder.host === me.host && typeof holder.pid === 'number' && !alive(holder.pid)
     if (!dead && age < LOCK_STALE_MS) {
-      throw new ExternalError('REPO_LOCKED', `Another backup holds the lock on ${repo} (pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'}).`, {
+      throw new ExternalError('REPO_LOCKED', `Another backup holds the lock on ${store.where} (pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'}).`, {
         suggestions: ['Let it finish; overlapping cron runs are refused on purpose. A lock left by a killed run is taken over once its process is gone.'],
       })
     }
-    onStale(`took over a stale lock on ${repo} (pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'})`)
-    await rm(path, {force: true})
+    store.onStale(`took over a stale lock on ${store.where} (pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'})`)
+    await store.remove()
   }
-  throw new ExternalError('REPO_LOCKED', `Could not take the lock on ${repo}.`)
+  throw new ExternalError('REPO_LOCKED', `Could not take the lock on ${store.where}.`)
 }
 
 export async function writeSidecar(repo: string, manifest: BackupManifest): Promise<void> {

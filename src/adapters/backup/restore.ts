@@ -21,6 +21,7 @@ import {ensureVenv} from '../python/venv.js'
 import {verifyBackupArchive} from './archive.js'
 import {createBackupDeps} from './index.js'
 import {scratchDir} from './repo.js'
+import {localRepository, type BackupRepository} from './repository.js'
 
 const RESTORE_SCRIPT = join(PACKAGE_ROOT, 'templates', 'tools', 'restore_db.py')
 
@@ -28,7 +29,7 @@ export interface RestoreDepsOptions {
   cacheDir: string
   dataDir: string
   /** Where safety backups go (--repo, else next to the target). */
-  safetyRepo?: string
+  safetyRepo?: BackupRepository
   passphrase?: string
   confirm(question: string): Promise<boolean>
   onProgress(line: string): void
@@ -79,11 +80,11 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
     async safetyBackup(target: RestoreTarget) {
       if (target.kind === 'postgresql') throw new UsageError('FORCE_NOT_SUPPORTED', 'Safety backups of PostgreSQL targets are not implemented yet.')
       const where = target.kind === 'app-data' ? target.dir : target.path
-      const repo = options.safetyRepo ?? join(dirname(where), 'mlflowctl-safety-backups')
-      options.onProgress(`taking a safety backup of ${where} into ${repo}`)
-      const result = await createBackup(createBackupDeps({dataDir: options.dataDir, onWarning: options.onWarning}), {
+      const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
+      options.onProgress(`taking a safety backup of ${where} into ${repository.display}`)
+      const result = await createBackup(createBackupDeps({repository, dataDir: options.dataDir, onWarning: options.onWarning}), {
         source: target.kind === 'app-data' ? {kind: 'app-data', dir: target.dir} : {kind: 'sqlite', path: target.path},
-        repo,
+        repo: repository.display,
         artifacts: 'all',
         toolVersion: 'safety',
       })

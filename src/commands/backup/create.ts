@@ -3,7 +3,8 @@ import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {createBackup, type CreateResult} from '../../core/backup/create.js'
-import {parseBackupRepo, parseBackupSource} from '../../core/backup/locations.js'
+import {parseBackupSource} from '../../core/backup/locations.js'
+import {openRepository} from '../../adapters/backup/repository.js'
 import {createBackupDeps} from '../../adapters/backup/index.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {ConfigError} from '../../errors.js'
@@ -22,7 +23,7 @@ Exit codes: 0 done, 2 bad flags, 5 the repository is locked or a write failed.`
   ]
   static flags = {
     source: Flags.string({summary: 'An app-data directory (mlflow.db + artifacts/), sqlite:////path/mlflow.db or postgresql://….', required: true, env: 'MLFLOWCTL_SOURCE'}),
-    repo: Flags.string({summary: 'The backup repository: a directory.', required: true, env: 'MLFLOWCTL_REPO'}),
+    repo: Flags.string({summary: 'The backup repository: a directory, s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.', required: true, env: 'MLFLOWCTL_REPO'}),
     artifacts: Flags.string({summary: 'Which artifacts to include.', options: ['all', 'none'], default: 'all', env: 'MLFLOWCTL_ARTIFACTS'}),
     'artifacts-source': Flags.string({summary: 'Artifacts directory for a sqlite:/// or postgresql:// source.', env: 'MLFLOWCTL_ARTIFACTS_SOURCE'}),
     'healthcheck-url': Flags.string({summary: 'Pinged at start (/start), on success and on failure (/fail).', env: 'MLFLOWCTL_HEALTHCHECK_URL'}),
@@ -39,14 +40,14 @@ Exit codes: 0 done, 2 bad flags, 5 the repository is locked or a write failed.`
   async run(): Promise<CreateResult> {
     this.sourceSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.source)?.[1]
     const source = parseBackupSource(this.flags.source, (path) => resolve(path), (url) => redact(url))
-    const repo = parseBackupRepo(this.flags.repo, (path) => resolve(path))
+    const repository = await openRepository(this.flags.repo, (path) => resolve(path))
     const passphrase = this.flags.encrypt ? await resolvePassphrase(this.flags['passphrase-file']) : undefined
     if (this.flags.encrypt && !passphrase) throw new ConfigError('PASSPHRASE_REQUIRED', '--encrypt needs a passphrase.', {suggestions: ['Pass --passphrase-file FILE or set MLFLOWCTL_BACKUP_PASSPHRASE.']})
-    const deps = createBackupDeps({dataDir: this.settings.dataDir, onWarning: (message) => this.warnUser(message), passphrase})
-    this.err(`Backing up ${source.kind === 'postgresql' ? source.display : this.flags.source} into ${repo}...`)
+    const deps = createBackupDeps({repository, dataDir: this.settings.dataDir, onWarning: (message) => this.warnUser(message), passphrase})
+    this.err(`Backing up ${source.kind === 'postgresql' ? source.display : this.flags.source} into ${repository.display}...`)
     const result = await createBackup(deps, {
       source,
-      repo,
+      repo: repository.display,
       artifacts: this.flags.artifacts as 'all' | 'none',
       artifactsSource: this.flags['artifacts-source'] ? resolve(this.flags['artifacts-source']) : undefined,
       healthcheckUrl: this.flags['healthcheck-url'],

@@ -2,10 +2,9 @@ import {Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
-import {parseBackupRepo} from '../../core/backup/locations.js'
 import {planPrune, type PrunePlan} from '../../core/backup/prune.js'
 import {formatBytes} from '../../core/units.js'
-import {listRepo, lockRepo, removeBackup} from '../../adapters/backup/repo.js'
+import {openRepository} from '../../adapters/backup/repository.js'
 
 export default class BackupPrune extends MlflowctlCommand<typeof BackupPrune> {
   static summary = 'Delete old backups by a retention policy (only with --yes).'
@@ -13,7 +12,7 @@ export default class BackupPrune extends MlflowctlCommand<typeof BackupPrune> {
 (UTC), like restic forget. The newest verified backup is always kept. Takes the repository lock.`
   static examples = ['<%= config.bin %> <%= command.id %> --repo /backups/mlflow --keep-daily 7 --keep-weekly 4 --keep-monthly 12', '<%= config.bin %> <%= command.id %> --repo /backups/mlflow --keep-last 3 --yes --json']
   static flags = {
-    repo: Flags.string({summary: 'The backup repository: a directory.', required: true, env: 'MLFLOWCTL_REPO'}),
+    repo: Flags.string({summary: 'The backup repository: a directory, s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.', required: true, env: 'MLFLOWCTL_REPO'}),
     'keep-last': Flags.integer({summary: 'Keep the newest N backups.', min: 0, env: 'MLFLOWCTL_KEEP_LAST'}),
     'keep-daily': Flags.integer({summary: 'Keep the newest backup of each of the last N days.', min: 0, env: 'MLFLOWCTL_KEEP_DAILY'}),
     'keep-weekly': Flags.integer({summary: 'Keep the newest backup of each of the last N weeks.', min: 0, env: 'MLFLOWCTL_KEEP_WEEKLY'}),
@@ -22,14 +21,14 @@ export default class BackupPrune extends MlflowctlCommand<typeof BackupPrune> {
   }
 
   async run(): Promise<PrunePlan & {deleted: boolean}> {
-    const repo = parseBackupRepo(this.flags.repo, (path) => resolve(path))
+    const repository = await openRepository(this.flags.repo, (path) => resolve(path))
     const policy = {keepLast: this.flags['keep-last'], keepDaily: this.flags['keep-daily'], keepWeekly: this.flags['keep-weekly'], keepMonthly: this.flags['keep-monthly']}
-    const release = this.flags.yes ? await lockRepo(repo, (message) => this.warnUser(message)) : undefined
+    const release = this.flags.yes ? await repository.lock((message) => this.warnUser(message)) : undefined
     try {
-      const entries = await listRepo(repo)
+      const entries = await repository.list()
       const plan = planPrune(entries.map((e) => ({id: e.id, createdAt: e.manifest.createdAt, bytes: e.bytes, verifiedAt: e.verifiedAt})), policy)
       const lines = [...plan.keep.map((b) => `keep    ${b.id}  (${b.reasons.join(', ')})`), ...plan.remove.map((b) => `remove  ${b.id}`)]
-      if (this.flags.yes) for (const backup of plan.remove) await removeBackup(repo, backup.id)
+      if (this.flags.yes) for (const backup of plan.remove) await repository.remove(backup.id)
       lines.push('', `${plan.remove.length} to remove (${formatBytes(plan.freedBytes)}), ${plan.keep.length} kept.${this.flags.yes ? ' Removed.' : ' Nothing deleted: pass --yes to delete.'}`)
       this.out(lines.join('\n'))
       return {...plan, deleted: Boolean(this.flags.yes)}

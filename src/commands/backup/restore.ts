@@ -2,10 +2,9 @@ import {Args, Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
-import {parseBackupRepo} from '../../core/backup/locations.js'
 import {parseRestoreTarget, restoreBackup, type RestoreResult} from '../../core/backup/restore.js'
 import {redact} from '../../core/redact.js'
-import {archivePath} from '../../adapters/backup/repo.js'
+import {fetchArchive, openRepository} from '../../adapters/backup/repository.js'
 import {createRestoreDeps} from '../../adapters/backup/restore.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {confirmer} from '../../output/prompt.js'
@@ -22,7 +21,7 @@ the database), then swaps the result in: a failure leaves the target as it was. 
   ]
   static args = {backup: Args.string({description: 'Backup ID (with --repo) or archive path.', required: true})}
   static flags = {
-    repo: Flags.string({summary: 'The backup repository (also where safety backups go).', env: 'MLFLOWCTL_REPO'}),
+    repo: Flags.string({summary: 'The backup repository, a directory or s3://, wasbs://, gs:// (also where safety backups go).', env: 'MLFLOWCTL_REPO'}),
     to: Flags.string({summary: 'Target: an app-data directory, sqlite:////path/mlflow.db or postgresql://… (an empty database).', required: true, env: 'MLFLOWCTL_TO'}),
     'artifacts-to': Flags.string({summary: 'Directory for the artifacts of a SQLite or PostgreSQL target.', env: 'MLFLOWCTL_ARTIFACTS_TO'}),
     force: Flags.boolean({summary: 'Replace a target that holds data (after a safety backup).', env: 'MLFLOWCTL_FORCE'}),
@@ -38,20 +37,20 @@ the database), then swaps the result in: a failure leaves the target as it was. 
 
   async run(): Promise<RestoreResult> {
     this.targetSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.to)?.[1]
-    const repo = this.flags.repo ? parseBackupRepo(this.flags.repo, (path) => resolve(path)) : undefined
-    const archive = repo && !this.args.backup.includes('/') ? archivePath(repo, this.args.backup) : resolve(this.args.backup)
+    const repository = this.flags.repo ? await openRepository(this.flags.repo, (path) => resolve(path)) : undefined
     const target = parseRestoreTarget(this.flags.to, (path) => resolve(path), (url) => redact(url))
     const deps = createRestoreDeps({
       cacheDir: this.settings.cacheDir,
       dataDir: this.settings.dataDir,
-      safetyRepo: repo,
+      safetyRepo: repository,
       passphrase: await resolvePassphrase(this.flags['passphrase-file']),
       confirm: confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl backup restore ${this.args.backup} --to … --force`}),
       onProgress: (line) => this.err(line),
       onWarning: (message) => this.warnUser(message),
     })
-    this.err(`Restoring ${archive}...`)
-    const result = await restoreBackup(deps, {archive, target, artifactsTo: this.flags['artifacts-to'] ? resolve(this.flags['artifacts-to']) : undefined, force: this.flags.force})
+    const archive = await fetchArchive(this.args.backup, repository, (path) => resolve(path))
+    this.err(`Restoring ${this.args.backup}...`)
+    const result = await restoreBackup(deps, {archive: archive.path, target, artifactsTo: this.flags['artifacts-to'] ? resolve(this.flags['artifacts-to']) : undefined, force: this.flags.force}).finally(() => archive.release())
     for (const warning of result.warnings) this.warnUser(warning)
     this.out(`Restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, ${result.artifactFiles} artifact files, schema ${result.revision}.${result.safetyBackup ? `\nSafety backup of the previous data: ${result.safetyBackup}` : ''}`)
     return result

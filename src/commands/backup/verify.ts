@@ -4,16 +4,15 @@ import {basename, dirname, resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {ARCHIVE_SUFFIX} from '../../core/backup/format.js'
-import {parseBackupRepo} from '../../core/backup/locations.js'
 import {ExternalError} from '../../errors.js'
 import {verifyBackupArchive} from '../../adapters/backup/archive.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
-import {archivePath, markVerified} from '../../adapters/backup/repo.js'
+import {fetchArchive, localRepository, openRepository, type BackupRepository} from '../../adapters/backup/repository.js'
 import {createDeepVerifyDeps} from '../../adapters/backup/deep-verify.js'
 import {deepVerify, type DeepVerifyResult} from '../../core/backup/deep-verify.js'
 
 export default class BackupVerify extends MlflowctlCommand<typeof BackupVerify> {
-  static summary = 'Check a backup archive against its manifest; --deep also restores it to a scratch DB.'
+  static summary = 'Check a backup against its manifest; --deep also test-restores it.'
   static description = `Reads the whole archive as a stream and refuses unsafe entries (absolute paths, "..", symlinks, hard links),
 a missing or edited manifest, and any missing, extra, resized or changed file. --deep then restores the database into a
 scratch SQLite with real MLflow (a managed venv), runs SQLite's integrity and foreign-key checks, compares every table's
@@ -23,16 +22,24 @@ specific reason when not, 5 when the archive cannot be found.`
   static examples = ['<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo /backups/mlflow', '<%= config.bin %> <%= command.id %> /backups/mlflow/20261128T061500Z-ab12cd.mlflowctl-backup.tar.gz --json']
   static args = {backup: Args.string({description: 'Backup ID (with --repo) or archive path.', required: true})}
   static flags = {
-    repo: Flags.string({summary: 'The backup repository: a directory.', env: 'MLFLOWCTL_REPO'}),
+    repo: Flags.string({summary: 'The backup repository: a directory, s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.', env: 'MLFLOWCTL_REPO'}),
     deep: Flags.boolean({summary: 'Also restore into a scratch SQLite and check the data and the artifact references.', env: 'MLFLOWCTL_DEEP'}),
     'passphrase-file': Flags.file({summary: 'For an encrypted backup: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
   }
 
   async run(): Promise<{id: string; path: string; files: number; revision: string | null; deep?: DeepVerifyResult}> {
-    const repo = this.flags.repo ? parseBackupRepo(this.flags.repo, (path) => resolve(path)) : undefined
-    const path = repo && !this.args.backup.includes('/') ? archivePath(repo, this.args.backup) : resolve(this.args.backup)
+    const repository = this.flags.repo ? await openRepository(this.flags.repo, (path) => resolve(path)) : undefined
+    const archive = await fetchArchive(this.args.backup, repository, (path) => resolve(path))
+    try {
+      return await this.verify(archive.path, repository, archive.id)
+    } finally {
+      await archive.release()
+    }
+  }
+
+  private async verify(path: string, repository: BackupRepository | undefined, id: string | undefined): Promise<{id: string; path: string; files: number; revision: string | null; deep?: DeepVerifyResult}> {
     if (!existsSync(path)) throw new ExternalError('BACKUP_NOT_FOUND', `${path} does not exist.`, {suggestions: ['List the backups: mlflowctl backup list --repo REPO.']})
-    this.err(`Verifying ${path}...`)
+    this.err(`Verifying ${id ?? path}...`)
     const passphrase = await resolvePassphrase(this.flags['passphrase-file'])
     const manifest = await verifyBackupArchive(path, {passphrase})
     let deep: DeepVerifyResult | undefined
@@ -41,7 +48,8 @@ specific reason when not, 5 when the archive cannot be found.`
       deep = await deepVerify(createDeepVerifyDeps({cacheDir: this.settings.cacheDir, dataDir: this.settings.dataDir, passphrase, confirm: async () => false, onProgress: (line) => this.err(line), onWarning: (message) => this.warnUser(message)}), path)
       if (deep.orphans.length > 0) this.warnUser(`${deep.orphans.length} run artifact directories have no run row (orphans): ${deep.orphans.slice(0, 5).join(', ')}${deep.orphans.length > 5 ? ', …' : ''}`)
     }
-    if (basename(path).endsWith(ARCHIVE_SUFFIX)) await markVerified(dirname(path), manifest.id, new Date())
+    if (repository && id) await repository.markVerified(manifest.id, new Date())
+    else if (basename(path).endsWith(ARCHIVE_SUFFIX)) await localRepository(dirname(path)).markVerified(manifest.id, new Date())
     this.out(`Intact: ${manifest.id}, ${manifest.files.length} files, revision ${manifest.alembicRevision ?? 'none'}.${deep ? `\nDeep: ${deep.tables} tables and ${deep.rows} rows restored and checked; ${deep.unchecked} references outside the backed-up store not checked.` : ''}`)
     return {id: manifest.id, path, files: manifest.files.length, revision: manifest.alembicRevision, deep}
   }

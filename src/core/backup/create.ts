@@ -1,7 +1,7 @@
 /** `backup create` from a local app-data directory or a SQLite file: options in, result out, I/O injected. */
 import {UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
-import {BACKUP_FORMAT_VERSION, archiveName, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
+import {BACKUP_FORMAT_VERSION, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
 
 export type BackupSourceSpec = {kind: 'app-data'; dir: string} | {kind: 'sqlite'; path: string} | {kind: 'postgresql'; url: string; display: string}
 
@@ -39,7 +39,11 @@ export interface TablesExported {
 
 export interface CreateDeps {
   /** Takes the repository lock. @throws ExternalError REPO_LOCKED while another run holds it */
-  lock(repo: string): Promise<() => Promise<void>>
+  lock(): Promise<() => Promise<void>>
+  /** Where the archive is written (a local repository's own directory, or scratch space before an upload). */
+  stageArchive(id: string): Promise<string>
+  /** Publishes a complete archive and its listing sidecar (last: a backup without it is never listed); returns where it is. */
+  commitArchive(manifest: BackupManifest, staged: string): Promise<string>
   scratch(): Promise<{path: string; remove(): Promise<void>}>
   exists(path: string): Promise<boolean>
   snapshotSqlite(source: string, target: string): Promise<void>
@@ -48,7 +52,6 @@ export interface CreateDeps {
   exportPostgres(url: string, outDir: string): Promise<TablesExported>
   listArtifacts(dir: string): AsyncIterable<{name: string; file: string}>
   writeArchive(output: string, sources: AsyncIterable<{name: string; file: string}>, finish: (files: BackupFileEntry[]) => BackupManifest): Promise<{bytes: number; manifest: BackupManifest}>
-  writeSidecar(repo: string, manifest: BackupManifest): Promise<void>
   appendHistory(event: HistoryEvent): Promise<void>
   ping(url: string): Promise<void>
   join(...parts: string[]): string
@@ -98,19 +101,19 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
   await ping('/start')
   const started = deps.now()
   const id = backupId(started, deps.randomId())
-  const path = deps.join(options.repo, archiveName(id))
   let release: (() => Promise<void>) | undefined
   let scratch: {path: string; remove(): Promise<void>} | undefined
   try {
     const source = await locate(deps, options)
-    release = await deps.lock(options.repo)
+    release = await deps.lock()
     scratch = await deps.scratch()
     const tables = await exportDatabase(deps, options.source, source.db, scratch.path)
     if (tables.skipped?.length) warnings.push(`left out ${tables.skipped.length} tables that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`)
     const artifactSource = options.artifacts === 'all' && source.artifacts && (await deps.exists(source.artifacts)) ? source.artifacts : undefined
     let artifactFiles = 0
     let artifactBytes = 0
-    const {bytes, manifest} = await deps.writeArchive(path, concat(tables.files, artifactSource ? deps.listArtifacts(artifactSource) : []), (files) => {
+    const staged = await deps.stageArchive(id)
+    const {bytes, manifest} = await deps.writeArchive(staged, concat(tables.files, artifactSource ? deps.listArtifacts(artifactSource) : []), (files) => {
       const artifacts = files.filter((file) => file.path.startsWith('artifacts/'))
       artifactFiles = artifacts.length
       artifactBytes = artifacts.reduce((sum, file) => sum + file.size, 0)
@@ -128,7 +131,7 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
         files,
       }
     })
-    await deps.writeSidecar(options.repo, manifest)
+    const path = await deps.commitArchive(manifest, staged)
     await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'backup', result: 'ok', server: options.source.kind === 'postgresql' ? source.location : `file://${source.location}`, revision: tables.alembicRevision ?? undefined, message: `${id} (${bytes} bytes)`})
     await ping('')
     const rowCounts = Object.values(tables.rowCounts)

@@ -16,8 +16,7 @@ export function parseBackupSource(raw: string, resolvePath: (path: string) => st
   return {kind: 'app-data', dir: resolvePath(raw)}
 }
 
-/** @throws UsageError REPO_NOT_SUPPORTED for object-store repositories (not implemented yet) */
+/** A directory (resolved) or an object-store URL (kept). */
 export function parseBackupRepo(raw: string, resolvePath: (path: string) => string): string {
-  if (/^(s3|wasbs|gs):\/\//.test(raw)) throw new UsageError('REPO_NOT_SUPPORTED', `--repo ${raw}: object-store repositories are not implemented yet; use a local directory (and sync it).`)
-  return resolvePath(raw)
+  return /^(s3|wasbs|gs):\/\//.test(raw) ? raw : resolvePath(raw)
 }

@@ -93,7 +93,8 @@ describe('createBackup (core, with injected I/O)', async () => {
         events.push('archive')
         return {bytes: 99, manifest: finish(files)}
       },
-      writeSidecar: async () => void events.push('sidecar'),
+      stageArchive: async (id) => `/repo/${id}.mlflowctl-backup.tar.gz`,
+      commitArchive: async (_manifest, staged) => (events.push('sidecar'), staged),
       appendHistory: async (event) => void events.push(`history ${event.action} ${event.result}`),
       ping: async (url) => void events.push(`ping ${url}`),
       join: (...parts) => parts.join('/'),

@@ -1,0 +1,137 @@
+// A backup repository: a local directory or an object-store prefix (s3://, wasbs://, gs://), behind one
+// interface. Both keep the same layout: ID.mlflowctl-backup.tar.gz, ID.manifest.json (written last: the
+// commit mark that `list` requires), ID.verified.json and the lock. An object-store archive is staged in
+// scratch space and uploaded; reading one downloads it to scratch first.
+import {rename} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {joinKey, parseArtifactUrl, type ArtifactLocation} from '../../core/artifact-url.js'
+import {ARCHIVE_SUFFIX, invalidManifest, type BackupManifest} from '../../core/backup/format.js'
+import {ExternalError} from '../../errors.js'
+import {openObjectStore, type ObjectStore} from '../object-store.js'
+import {LOCK, MARKER_SUFFIX, SIDECAR_SUFFIX, archivePath, listRepo, lockRepo, markVerified, removeBackup, scratchDir, takeLock, writeSidecar, type RepoEntry} from './repo.js'
+
+export interface BackupRepository {
+  /** As the user wrote it (no secrets: stores take credentials from the environment). */
+  display: string
+  lock(onStale: (message: string) => void): Promise<() => Promise<void>>
+  stageArchive(id: string): Promise<string>
+  commitArchive(manifest: BackupManifest, staged: string): Promise<string>
+  list(): Promise<RepoEntry[]>
+  /** A local path to the archive (downloaded when remote) and how to let go of it. */
+  fetch(id: string): Promise<{path: string; release(): Promise<void>}>
+  markVerified(id: string, at: Date): Promise<void>
+  remove(id: string): Promise<void>
+}
+
+export const isObjectStoreRepo = (raw: string) => /^(s3|wasbs|gs):\/\//.test(raw)
+
+export function localRepository(dir: string): BackupRepository {
+  return {
+    display: dir,
+    lock: (onStale) => lockRepo(dir, onStale),
+    stageArchive: async (id) => archivePath(dir, id), // writeBackupArchive writes .partial and renames
+    async commitArchive(manifest, staged) {
+      await writeSidecar(dir, manifest)
+      return staged
+    },
+    list: () => listRepo(dir),
+    fetch: async (id) => ({path: archivePath(dir, id), release: async () => undefined}),
+    markVerified: (id, at) => markVerified(dir, id, at),
+    remove: (id) => removeBackup(dir, id),
+  }
+}
+
+const notFound = (error: unknown) => [404, 'NoSuchKey', 'NotFound'].includes((error as {$metadata?: {httpStatusCode?: number}}).$metadata?.httpStatusCode ?? (error as {statusCode?: number}).statusCode ?? (error as {code?: number}).code ?? (error as {name?: string}).name ?? '')
+
+export async function objectStoreRepository(location: ArtifactLocation, store?: ObjectStore): Promise<BackupRepository> {
+  const objects = store ?? (await openObjectStore(location))
+  const key = (name: string) => joinKey(location, name)
+  const url = (name: string) => `${location.display.replace(/\/+$/, '')}/${name}`
+  const scratches = new Map<string, {path: string; remove(): Promise<void>}>()
+  const readJson = async <T>(name: string): Promise<T | undefined> => {
+    try {
+      return JSON.parse((await objects.get(key(name))).toString('utf8')) as T
+    } catch (error) {
+      if (notFound(error) || error instanceof SyntaxError) return undefined
+      throw error
+    }
+  }
+  return {
+    display: location.display,
+    lock: (onStale) =>
+      takeLock({
+        create: (body) => objects.putIfAbsent(key(LOCK), Buffer.from(body)),
+        read: async () => ({text: (await objects.get(key(LOCK)).catch(() => Buffer.alloc(0))).toString('utf8'), mtimeMs: 0}),
+        remove: () => objects.delete(key(LOCK)).catch((error) => (notFound(error) ? undefined : Promise.reject(error))),
+        where: location.display,
+        onStale,
+      }),
+    async stageArchive(id) {
+      const scratch = await scratchDir()
+      scratches.set(id, scratch)
+      return join(scratch.path, `${id}${ARCHIVE_SUFFIX}`)
+    },
+    async commitArchive(manifest, staged) {
+      const name = `${manifest.id}${ARCHIVE_SUFFIX}`
+      try {
+        await objects.uploadFile(key(name), staged)
+        await objects.put(key(`${manifest.id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`))
+      } catch (error) {
+        await objects.delete(key(name)).catch(() => undefined)
+        throw new ExternalError('BACKUP_WRITE_FAILED', `Cannot upload ${manifest.id} to ${location.display}: ${(error as Error).message}.`, {cause: error})
+      } finally {
+        await scratches.get(manifest.id)?.remove()
+        scratches.delete(manifest.id)
+      }
+      return url(name)
+    },
+    async list() {
+      const prefix = location.prefix ? `${location.prefix}/` : ''
+      const listed = await objects.list(prefix)
+      const names = new Map(listed.map((item) => [item.key.slice(prefix.length), item.size]))
+      const entries: RepoEntry[] = []
+      for (const [name, bytes] of names) {
+        if (!name.endsWith(ARCHIVE_SUFFIX) || name.includes('/')) continue
+        const id = name.slice(0, -ARCHIVE_SUFFIX.length)
+        if (!names.has(`${id}${SIDECAR_SUFFIX}`)) continue // not committed
+        const manifest = await readJson<BackupManifest>(`${id}${SIDECAR_SUFFIX}`)
+        if (!manifest || invalidManifest(manifest) || manifest.id !== id) continue
+        const verifiedAt = names.has(`${id}${MARKER_SUFFIX}`) ? (await readJson<{verifiedAt: string}>(`${id}${MARKER_SUFFIX}`))?.verifiedAt : undefined
+        entries.push({id, path: url(name), bytes, manifest, verifiedAt})
+      }
+      return entries.sort((a, b) => b.manifest.createdAt.localeCompare(a.manifest.createdAt))
+    },
+    async fetch(id) {
+      const scratch = await scratchDir()
+      const path = join(scratch.path, `${id}${ARCHIVE_SUFFIX}`)
+      try {
+        await objects.downloadFile(key(`${id}${ARCHIVE_SUFFIX}`), `${path}.partial`)
+        await rename(`${path}.partial`, path)
+      } catch (error) {
+        await scratch.remove()
+        if (notFound(error)) throw new ExternalError('BACKUP_NOT_FOUND', `${url(`${id}${ARCHIVE_SUFFIX}`)} does not exist.`, {suggestions: ['List the backups: mlflowctl backup list --repo REPO.']})
+        throw error
+      }
+      return {path, release: () => scratch.remove()}
+    },
+    markVerified: (id, at) => objects.put(key(`${id}${MARKER_SUFFIX}`), Buffer.from(`${JSON.stringify({verifiedAt: at.toISOString()})}\n`)),
+    async remove(id) {
+      for (const name of [`${id}${SIDECAR_SUFFIX}`, `${id}${ARCHIVE_SUFFIX}`, `${id}${MARKER_SUFFIX}`]) {
+        await objects.delete(key(name)).catch((error) => (notFound(error) ? undefined : Promise.reject(error)))
+      }
+    },
+  }
+}
+
+/** A directory (resolved by the caller) or an object-store URL. */
+export async function openRepository(raw: string, resolvePath: (path: string) => string): Promise<BackupRepository> {
+  return isObjectStoreRepo(raw) ? objectStoreRepository(parseArtifactUrl(raw)) : localRepository(resolvePath(raw))
+}
+
+/** An archive given as an ID (with a repository) or as a local path. */
+export async function fetchArchive(backup: string, repository: BackupRepository | undefined, resolvePath: (path: string) => string): Promise<{path: string; release(): Promise<void>; id?: string}> {
+  if (repository && !backup.includes('/')) return {...(await repository.fetch(backup)), id: backup}
+  return {path: resolvePath(backup), release: async () => undefined}
+}
+
