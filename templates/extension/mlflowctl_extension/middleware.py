@@ -1,16 +1,22 @@
 """Outer WSGI and ASGI wrappers around MLflow's app.
 
-They do two things, identically for both interfaces: answer /_mlflowctl/ (ops.py), and strip a
+They do three things, identically for both interfaces: answer /_mlflowctl/ (ops.py), answer 503 to
+everything else while a restore swaps the data in (transfer.py), and strip a
 /content/<guid>[/_bundle<id>] prefix if the proxy forwarded the full path. Whether Connect strips that
 prefix itself is UNCONFIRMED (connect-api.md §8.3), so the extension handles both: MLflow's REST routes
 only work at the root (mlflow.md B1), and its UI uses relative URLs, so stripping is always safe.
 """
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import tempfile
+import time
+from pathlib import Path
 from typing import Any, Callable
 
-from .ops import OpsContext, handle_ops, is_ops_path
+from .ops import OpsContext, authorize, handle_ops, in_maintenance, is_ops_path, maintenance_response, upload_dir, wants_upload
 
 CONTENT_PREFIX = re.compile(r"^/content/[0-9A-Fa-f-]{36}(?:/_bundle\d+)?(?=/|$)")
 
@@ -21,6 +27,15 @@ def split_prefix(path: str) -> tuple[str, str]:
     if not match:
         return "", path or "/"
     return match.group(0), path[match.end():] or "/"
+
+
+def _spool_name(ctx: OpsContext) -> Path:
+    base = upload_dir(ctx) or Path(tempfile.gettempdir())
+    return base / f".mlflowctl-upload-{os.getpid()}-{time.time_ns()}.tar"
+
+
+def _status_line(status: int) -> str:
+    return f"{status} {'OK' if status == 200 else 'Error'}"
 
 
 class WsgiExtension:
@@ -35,9 +50,32 @@ class WsgiExtension:
             environ["PATH_INFO"] = path
         if is_ops_path(path):
             headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
-            status, body = handle_ops(self.ops, environ.get("REQUEST_METHOD", "GET"), path, headers)
-            start_response(f"{status} {'OK' if status == 200 else 'Error'}", [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
-            return [body]
+            method = environ.get("REQUEST_METHOD", "GET")
+            response = authorize(self.ops, headers)
+            if response is None and wants_upload(method, path):
+                spool = _spool_name(self.ops)
+                try:
+                    with open(spool, "wb") as out:
+                        remaining = int(environ.get("CONTENT_LENGTH") or 0)
+                        stream = environ["wsgi.input"]
+                        while remaining > 0:
+                            chunk = stream.read(min(1 << 20, remaining))
+                            if not chunk:
+                                break
+                            out.write(chunk)
+                            remaining -= len(chunk)
+                    response = handle_ops(self.ops, method, path, headers, spool)
+                finally:
+                    spool.unlink(missing_ok=True)
+            elif response is None:
+                response = handle_ops(self.ops, method, path, headers)
+            extra = [("Content-Length", str(len(response.body)))] if isinstance(response.body, bytes) else []
+            start_response(_status_line(response.status), [("Content-Type", response.content_type), ("Cache-Control", "no-store"), *extra])
+            return [response.body] if isinstance(response.body, bytes) else response.body
+        if in_maintenance(self.ops):
+            response = maintenance_response()
+            start_response(_status_line(response.status), [("Content-Type", "application/json"), ("Retry-After", "30")])
+            return [response.body]
         return self.app(environ, start_response)
 
 
@@ -56,8 +94,41 @@ class AsgiExtension:
             scope = dict(scope, path=path, raw_path=path.encode())
         if scope["type"] == "http" and is_ops_path(path):
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-            status, body = handle_ops(self.ops, scope.get("method", "GET"), path, headers)
-            await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]})
-            await send({"type": "http.response.body", "body": body})
+            method = scope.get("method", "GET")
+            loop = asyncio.get_running_loop()
+            response = authorize(self.ops, headers)
+            if response is None and wants_upload(method, path):
+                spool = _spool_name(self.ops)
+                try:
+                    with open(spool, "wb") as out:
+                        more = True
+                        while more:
+                            message = await receive()
+                            out.write(message.get("body", b""))
+                            more = message.get("more_body", False)
+                    # Blocking work (extract, migrate, swap) off the event loop.
+                    response = await loop.run_in_executor(None, handle_ops, self.ops, method, path, headers, spool)
+                finally:
+                    spool.unlink(missing_ok=True)
+            elif response is None:
+                response = await loop.run_in_executor(None, handle_ops, self.ops, method, path, headers)
+            head = [(b"content-type", response.content_type.encode()), (b"cache-control", b"no-store")]
+            if isinstance(response.body, bytes):
+                await send({"type": "http.response.start", "status": response.status, "headers": [*head, (b"content-length", str(len(response.body)).encode())]})
+                await send({"type": "http.response.body", "body": response.body})
+                return
+            await send({"type": "http.response.start", "status": response.status, "headers": head})
+            chunks = iter(response.body)
+            while True:
+                chunk = await loop.run_in_executor(None, next, chunks, None)
+                if chunk is None:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if scope["type"] == "http" and in_maintenance(self.ops):
+            response = maintenance_response()
+            await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json"), (b"retry-after", b"30")]})
+            await send({"type": "http.response.body", "body": response.body})
             return
         await self.app(scope, receive, send)

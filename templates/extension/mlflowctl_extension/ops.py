@@ -1,4 +1,6 @@
-"""The authenticated ops endpoint: GET /_mlflowctl/status returns the extension's state as JSON.
+"""The authenticated ops endpoint: GET /_mlflowctl/status returns the extension's state as JSON;
+POST /_mlflowctl/snapshot streams a consistent backup of local-storage data and POST /_mlflowctl/restore
+swaps an uploaded one in (transfer.py).
 
 Connect authenticates the caller first; on top of that the caller must present MLFLOWCTL_OPS_TOKEN in the
 X-Mlflowctl-Ops-Token header, compared in constant time, so that a viewer of the content cannot read it.
@@ -10,7 +12,8 @@ import json
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
 
 OPS_PREFIX = "/_mlflowctl/"
 TOKEN_HEADER = "x-mlflowctl-ops-token"
@@ -21,31 +24,83 @@ STATUS_FORMAT_VERSION = 1
 class OpsContext:
     ops_token: str | None
     describe: Callable[[], dict[str, Any]]
+    storage: Any = None  # settings.StorageConfig; None in tests of the status alone
+
+
+@dataclass
+class OpsResponse:
+    status: int
+    body: bytes | Iterator[bytes]
+    content_type: str = "application/json"
 
 
 def is_ops_path(path: str) -> bool:
     return path.startswith(OPS_PREFIX) or path == OPS_PREFIX.rstrip("/")
 
 
-def handle_ops(ctx: OpsContext, method: str, path: str, headers: Mapping[str, str]) -> tuple[int, bytes]:
-    """Answers a request under /_mlflowctl/ with (HTTP status, JSON body). Never raises."""
+def authorize(ctx: OpsContext, headers: Mapping[str, str]) -> OpsResponse | None:
+    """None when the caller presented the ops token; else the refusal."""
     if not ctx.ops_token:
         return _json(503, {"error": "OPS_TOKEN_NOT_CONFIGURED", "message": "Set MLFLOWCTL_OPS_TOKEN on the content to enable the ops endpoint."})
     presented = headers.get(TOKEN_HEADER, "")
     if not hmac.compare_digest(presented.encode(), ctx.ops_token.encode()):
         return _json(401, {"error": "OPS_TOKEN_INVALID", "message": f"Missing or wrong {TOKEN_HEADER} header."})
-    if path.rstrip("/") != "/_mlflowctl/status":
+    return None
+
+
+def wants_upload(method: str, path: str) -> bool:
+    return method == "POST" and path.rstrip("/") == "/_mlflowctl/restore"
+
+
+def maintenance_response() -> OpsResponse:
+    return _json(503, {"error": "MAINTENANCE", "message": "A restore is in progress; try again in a minute."})
+
+
+def in_maintenance(ctx: OpsContext) -> bool:
+    from .transfer import maintenance_active
+
+    return ctx.storage is not None and maintenance_active(ctx.storage)
+
+
+def upload_dir(ctx: OpsContext) -> Path | None:
+    return ctx.storage.data_dir if ctx.storage is not None else None
+
+
+def handle_ops(ctx: OpsContext, method: str, path: str, headers: Mapping[str, str], upload: Path | None = None) -> OpsResponse:
+    """Answers a request under /_mlflowctl/. Never raises."""
+    refused = authorize(ctx, headers)
+    if refused:
+        return refused
+    route = path.rstrip("/")
+    if route not in ("/_mlflowctl/status", "/_mlflowctl/snapshot", "/_mlflowctl/restore"):
         return _json(404, {"error": "NOT_FOUND", "message": f"No ops endpoint at {path}."})
-    if method not in ("GET", "HEAD"):
-        return _json(405, {"error": "METHOD_NOT_ALLOWED", "message": "Use GET."})
+    if route == "/_mlflowctl/status":
+        if method not in ("GET", "HEAD"):
+            return _json(405, {"error": "METHOD_NOT_ALLOWED", "message": "Use GET."})
+        try:
+            return _json(200, ctx.describe())
+        except Exception as exc:  # the status endpoint must answer even when the DB is down
+            return _json(500, {"error": "STATUS_FAILED", "message": type(exc).__name__})
+    if method != "POST":
+        return _json(405, {"error": "METHOD_NOT_ALLOWED", "message": "Use POST."})
+    from .transfer import TransferError, restore_upload, snapshot_stream
+
     try:
-        return _json(200, ctx.describe())
-    except Exception as exc:  # the status endpoint must answer even when the DB is down
-        return _json(500, {"error": "STATUS_FAILED", "message": type(exc).__name__})
+        if route == "/_mlflowctl/snapshot":
+            return OpsResponse(200, snapshot_stream(ctx.storage), "application/x-tar")
+        if upload is None:
+            return _json(400, {"error": "UPLOAD_REJECTED", "message": "POST the tar as the request body."})
+        return _json(200, restore_upload(ctx.storage, upload, headers.get("x-mlflowctl-force", "") == "1"))
+    except TransferError as exc:
+        return _json(exc.status, {"error": exc.code, "message": str(exc)})
+    except Exception as exc:
+        from .logs import redact
+
+        return _json(500, {"error": "TRANSFER_FAILED", "message": redact(f"{type(exc).__name__}: {exc}")})
 
 
-def _json(status: int, payload: dict[str, Any]) -> tuple[int, bytes]:
-    return status, json.dumps(payload).encode()
+def _json(status: int, payload: dict[str, Any]) -> OpsResponse:
+    return OpsResponse(status, json.dumps(payload).encode())
 
 
 def disk_space(path: Any) -> tuple[int | None, int | None]:

@@ -125,7 +125,7 @@ def build_app() -> Any:
         # An ordinary exception, not SystemExit: gunicorn re-spawns workers that exit via SystemExit
         # forever, but halts on an exception during app load ("Worker failed to boot").
         raise ExtensionRefused(f"mlflowctl extension refused to start: {message}") from None
-    ops = OpsContext(ops_token, _make_describe(storage, bundle, mlflow.__version__, utc_now(), cloud_runtime.status if cloud_runtime else None))
+    ops = OpsContext(ops_token, _make_describe(storage, bundle, mlflow.__version__, utc_now(), cloud_runtime.status if cloud_runtime else None), storage)
     # Connect picks the server from the manifest's app mode, so the bundle's choice wins.
     app_mode = bundle.get("appMode")
     asgi = app_mode == "python-fastapi" if app_mode else _release(mlflow.__version__) >= ASGI_FROM

@@ -1,0 +1,189 @@
+"""Snapshot and restore of local-storage data through the ops endpoint (POST /_mlflowctl/snapshot and
+POST /_mlflowctl/restore), so that a deployment on Connect is backed up and restored from an ops box.
+
+Snapshot: a consistent copy of mlflow.db through SQLite's online backup API (safe while MLflow writes),
+streamed with the artifact files as an uncompressed tar, file by file in 1 MiB chunks: memory stays flat.
+
+Restore: the uploaded tar (mlflow.db at any known revision + artifacts/) is extracted beside the data,
+checked and migrated to this MLflow's head, then swapped in under maintenance (every non-ops request gets
+503, in every process, through a flag file): the database through the backup API (one transaction, seen by
+every open connection), the artifacts by two renames. Any failure puts the previous database and
+artifacts back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sqlite3
+import tarfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from .logs import log_event
+from .settings import StorageConfig
+
+CHUNK = 1 << 20
+MAINTENANCE_FLAG = ".mlflowctl-maintenance"
+
+
+class TransferError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def _local(storage: StorageConfig) -> tuple[Path, Path]:
+    if storage.mode != "local" or storage.sqlite_path is None or storage.data_dir is None:
+        raise TransferError(409, "NOT_LOCAL_STORAGE", f"This deployment keeps its data in {storage.mode} storage: back up the database and the artifact store directly (mlflowctl backup create --source postgresql://…).")
+    return storage.sqlite_path, Path(storage.artifacts_destination)
+
+
+def maintenance_active(storage: StorageConfig) -> bool:
+    return storage.data_dir is not None and (storage.data_dir / MAINTENANCE_FLAG).exists()
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    src = sqlite3.connect(str(source))
+    try:
+        dest = sqlite3.connect(str(target))
+        try:
+            with dest:
+                src.backup(dest)
+        finally:
+            dest.close()
+    finally:
+        src.close()
+
+
+def _tar_entry(name: str, path: Path) -> Iterator[bytes]:
+    size = path.stat().st_size
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o600, 0
+    yield info.tobuf(format=tarfile.PAX_FORMAT)
+    remaining = size
+    with open(path, "rb") as handle:
+        while remaining:
+            chunk = handle.read(min(CHUNK, remaining))
+            if not chunk:
+                raise OSError(f"{name} shrank while it was read")
+            remaining -= len(chunk)
+            yield chunk
+    if size % 512:
+        yield b"\0" * (512 - size % 512)
+
+
+def snapshot_stream(storage: StorageConfig) -> Iterator[bytes]:
+    """The tar stream: db/mlflow.db first, then artifacts/<path>. Raises TransferError before streaming."""
+    db, artifacts = _local(storage)
+    work = storage.data_dir / f".mlflowctl-snapshot-{os.getpid()}-{time.time_ns()}.db"
+    _sqlite_copy(db, work)
+    work.chmod(0o600)
+    log_event("ops.snapshot", "streaming a snapshot", bytes=work.stat().st_size)
+
+    def stream() -> Iterator[bytes]:
+        try:
+            yield from _tar_entry("db/mlflow.db", work)
+            if artifacts.is_dir():
+                for root, dirs, files in os.walk(artifacts):
+                    dirs.sort()
+                    for name in sorted(files):
+                        path = Path(root) / name
+                        if path.is_symlink() or not path.is_file():
+                            continue
+                        yield from _tar_entry("artifacts/" + path.relative_to(artifacts).as_posix(), path)
+            yield b"\0" * 1024
+        finally:
+            work.unlink(missing_ok=True)
+
+    return stream()
+
+
+def _has_data(db: Path) -> bool:
+    if not db.exists() or db.stat().st_size == 0:
+        return False
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+        experiments = conn.execute("SELECT count(*) FROM experiments").fetchone()[0] if "experiments" in tables else 0
+        models = conn.execute("SELECT count(*) FROM registered_models").fetchone()[0] if "registered_models" in tables else 0
+        return runs > 0 or experiments > 1 or models > 0  # experiment 0 (Default) alone is an empty store
+    finally:
+        conn.close()
+
+
+def _extract(upload: Path, into: Path) -> None:
+    """Regular files under db/ and artifacts/ only: no links, no absolute paths, no '..'."""
+    with tarfile.open(upload, mode="r:") as tar:
+        for member in tar:
+            name = member.name
+            if not member.isfile() or name.startswith("/") or ".." in name.split("/") or not (name == "db/mlflow.db" or name.startswith("artifacts/")):
+                raise TransferError(400, "UPLOAD_REJECTED", f"The upload holds an entry this endpoint does not accept: {name[:120]}")
+            target = into / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(member) as source, open(target, "wb") as out:  # type: ignore[union-attr]
+                shutil.copyfileobj(source, out, CHUNK)
+    if not (into / "db" / "mlflow.db").is_file():
+        raise TransferError(400, "UPLOAD_REJECTED", "The upload has no db/mlflow.db.")
+
+
+def restore_upload(storage: StorageConfig, upload: Path, force: bool) -> dict:
+    from .migrations import ensure_schema
+
+    db, artifacts = _local(storage)
+    if _has_data(db) and not force:
+        raise TransferError(409, "TARGET_NOT_EMPTY", "This deployment already holds MLflow data; restore with --force (mlflowctl takes a safety backup first).")
+    work = storage.data_dir / f".mlflowctl-restore-{time.time_ns()}"
+    work.mkdir(mode=0o700)
+    flag = storage.data_dir / MAINTENANCE_FLAG
+    try:
+        _extract(upload, work)
+        staged = work / "db" / "mlflow.db"
+        check = sqlite3.connect(str(staged))
+        try:
+            verdict = check.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            check.close()
+        if verdict != "ok":
+            raise TransferError(400, "UPLOAD_REJECTED", f"The uploaded database fails SQLite's check: {verdict}")
+        # This MLflow's head, with the same refusals as at startup (a DB ahead of the code, unknown revisions).
+        (work / "state").mkdir()
+        staged_storage = dataclasses.replace(storage, backend_store_uri=f"sqlite:///{staged}", sqlite_path=staged, state_dir=work / "state")
+        try:
+            state = ensure_schema(staged_storage, True)
+        except Exception as exc:  # StartupError and friends: the data stays as it was
+            raise TransferError(409, "UPLOAD_SCHEMA_REFUSED", str(exc)) from None
+        flag.write_text(str(os.getpid()))
+        time.sleep(0.5)  # let requests already past the maintenance check finish
+        previous_db = work / "previous.db"
+        if db.exists():
+            _sqlite_copy(db, previous_db)
+        previous_artifacts = work / "previous-artifacts"
+        moved_artifacts = False
+        try:
+            _sqlite_copy(staged, db)
+            if artifacts.exists():
+                artifacts.rename(previous_artifacts)
+                moved_artifacts = True
+            staged_artifacts = work / "artifacts"
+            if staged_artifacts.exists():
+                staged_artifacts.rename(artifacts)
+            else:
+                artifacts.mkdir(parents=True, exist_ok=True)
+        except Exception:
+            if previous_db.exists():
+                _sqlite_copy(previous_db, db)
+            if moved_artifacts:
+                if artifacts.exists():
+                    shutil.rmtree(artifacts)
+                previous_artifacts.rename(artifacts)
+            raise
+        files = sum(len(names) for _, _, names in os.walk(artifacts))
+        log_event("ops.restore", "restored an uploaded backup", revision=state.revision, artifacts=files)
+        return {"restored": True, "revision": state.revision, "artifactFiles": files}
+    finally:
+        flag.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
