@@ -9,10 +9,11 @@ import {historyFile} from '../history-file.js'
 import {writeBackupArchive} from './archive.js'
 import {scratchDir, walkArtifacts} from './repo.js'
 import type {BackupRepository} from './repository.js'
+import {NO_CONNECT, fetchConnectSnapshot, type ConnectTransferOptions} from './connect-transfer.js'
 import {exportPostgresTables} from './postgres-source.js'
 import {exportSqliteTables, snapshotSqlite} from './sqlite-source.js'
 
-export function createBackupDeps(options: {repository: BackupRepository; dataDir: string; onWarning: (message: string) => void; passphrase?: string}): CreateDeps {
+export function createBackupDeps(options: {repository: BackupRepository; dataDir: string; onWarning: (message: string) => void; passphrase?: string; connect?: ConnectTransferOptions}): CreateDeps {
   return {
     lock: () => options.repository.lock(options.onWarning),
     stageArchive: (id) => options.repository.stageArchive(id),
@@ -22,6 +23,7 @@ export function createBackupDeps(options: {repository: BackupRepository; dataDir
     snapshotSqlite,
     exportTables: exportSqliteTables,
     exportPostgres: (url, outDir) => exportPostgresTables(parseDatabaseUrl(url), outDir),
+    fetchConnectSnapshot: (guid, dir) => fetchConnectSnapshot(options.connect ?? NO_CONNECT, guid, dir),
     listArtifacts: (dir) => walkArtifacts(dir),
     writeArchive: (output, sources, finish) => writeBackupArchive(output, sources, finish, options.passphrase),
     appendHistory: (event) => historyFile(options.dataDir).append(event),

@@ -20,6 +20,7 @@ import {detectPythonVersion, pythonCommand} from '../python/python.js'
 import {ensureVenv} from '../python/venv.js'
 import {verifyBackupArchive} from './archive.js'
 import {createBackupDeps} from './index.js'
+import {NO_CONNECT, connectHasData, uploadConnectRestore, type ConnectTransferOptions} from './connect-transfer.js'
 import {scratchDir} from './repo.js'
 import {localRepository, type BackupRepository} from './repository.js'
 
@@ -31,6 +32,7 @@ export interface RestoreDepsOptions {
   /** Where safety backups go (--repo, else next to the target). */
   safetyRepo?: BackupRepository
   passphrase?: string
+  connect?: ConnectTransferOptions
   confirm(question: string): Promise<boolean>
   onProgress(line: string): void
   onWarning(message: string): void
@@ -74,16 +76,17 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
         const artifacts = await readdir(join(target.dir, 'artifacts')).catch(() => [])
         return (await nonEmptyFile(join(target.dir, 'mlflow.db'))) || artifacts.length > 0
       }
+      if (target.kind === 'connect') return connectHasData(options.connect ?? NO_CONNECT, target.guid)
       const tables = await withPostgres(parseDatabaseUrl(target.url), async (client) => (await client.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'alembic_version'")).rows[0].n as number)
       return tables > 0
     },
     async safetyBackup(target: RestoreTarget) {
       if (target.kind === 'postgresql') throw new UsageError('FORCE_NOT_SUPPORTED', 'Safety backups of PostgreSQL targets are not implemented yet.')
-      const where = target.kind === 'app-data' ? target.dir : target.path
+      const where = target.kind === 'app-data' ? target.dir : target.kind === 'connect' ? join(options.dataDir, `connect-${target.guid}`) : target.path
       const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
       options.onProgress(`taking a safety backup of ${where} into ${repository.display}`)
-      const result = await createBackup(createBackupDeps({repository, dataDir: options.dataDir, onWarning: options.onWarning}), {
-        source: target.kind === 'app-data' ? {kind: 'app-data', dir: target.dir} : {kind: 'sqlite', path: target.path},
+      const result = await createBackup(createBackupDeps({repository, dataDir: options.dataDir, onWarning: options.onWarning, connect: options.connect}), {
+        source: target.kind === 'app-data' ? {kind: 'app-data', dir: target.dir} : target.kind === 'connect' ? {kind: 'connect', guid: target.guid} : {kind: 'sqlite', path: target.path},
         repo: repository.display,
         artifacts: 'all',
         toolVersion: 'safety',
@@ -127,6 +130,7 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       }
       return count
     },
+    uploadToConnect: (guid, dir, force) => uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force),
     makeDir: async (path) => void (await mkdir(path, {recursive: true, mode: 0o700})),
     exists,
     rename,

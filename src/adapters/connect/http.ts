@@ -1,3 +1,4 @@
+import {createReadStream} from 'node:fs'
 import {request as httpRequest} from 'node:http'
 import {request as httpsRequest} from 'node:https'
 
@@ -42,5 +43,34 @@ export function send(req: HttpRequest): Promise<HttpResponse> {
     client.setTimeout(req.timeoutMs, () => client.destroy(new HttpTimeoutError(req.timeoutMs)))
     client.on('error', reject)
     client.end(req.body)
+  })
+}
+
+export interface StreamedResponse {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: import('node:http').IncomingMessage
+}
+
+/**
+ * Like send, but the answer's body is a stream (a snapshot can be gigabytes), and the request body can be
+ * a file streamed from disk. The timeout covers the wait for the response headers and idle gaps after.
+ */
+export function open(req: Omit<HttpRequest, 'body'> & {bodyFile?: {path: string; size: number}}): Promise<StreamedResponse> {
+  return new Promise((resolve, reject) => {
+    const isHttps = req.url.protocol === 'https:'
+    const options = {
+      method: req.method,
+      headers: {...req.headers, 'content-length': String(req.bodyFile?.size ?? 0)},
+      ...(isHttps ? {ca: req.ca, rejectUnauthorized: !req.insecure} : {}),
+    }
+    const client = (isHttps ? httpsRequest : httpRequest)(req.url, options, (res) => resolve({status: res.statusCode ?? 0, headers: res.headers, body: res}))
+    client.setTimeout(req.timeoutMs, () => client.destroy(new HttpTimeoutError(req.timeoutMs)))
+    client.on('error', reject)
+    if (req.bodyFile) {
+      const source = createReadStream(req.bodyFile.path)
+      source.on('error', (error) => client.destroy(error))
+      source.pipe(client)
+    } else client.end()
   })
 }

@@ -2,6 +2,8 @@ import {Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
+import {insecureFlag, targetFlags} from '../../flags.js'
+import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
 import {createBackup, type CreateResult} from '../../core/backup/create.js'
 import {parseBackupSource} from '../../core/backup/locations.js'
 import {openRepository} from '../../adapters/backup/repository.js'
@@ -16,13 +18,19 @@ export default class BackupCreate extends MlflowctlCommand<typeof BackupCreate> 
   static description = `Takes a consistent snapshot (SQLite's online backup API, or one PostgreSQL REPEATABLE READ transaction
 streamed with COPY: both safe while MLflow writes), exports MLflow's tables as typed JSON lines, and streams them with the artifacts into REPO/ID.mlflowctl-backup.tar.gz (written as .partial,
 fsynced, renamed; mode 0600) with a manifest of sizes and SHA-256s. A repository lock keeps overlapping runs apart.
-Exit codes: 0 done, 2 bad flags, 5 the repository is locked or a write failed.`
+connect:GUID backs up a local-storage deployment on Connect through the extension's POST /_mlflowctl/snapshot (Connect
+API key plus the ops token that deploy saved, or MLFLOWCTL_OPS_TOKEN).
+Exit codes: 0 done, 2 bad flags, 3 configuration, 4 a wrong key or ops token, 5 the repository is locked, a write
+failed or Connect is unreachable.`
   static examples = [
     '<%= config.bin %> <%= command.id %> --source /var/lib/rstudio-connect/data/mlflow --repo /backups/mlflow',
+    '<%= config.bin %> <%= command.id %> --source connect:0b0e8e8e-1111-2222-3333-444455556666 --repo s3://ops-backups/mlflow',
     '<%= config.bin %> <%= command.id %> --source sqlite:////srv/mlflow/mlflow.db --artifacts-source /srv/mlflow/artifacts --repo /backups --healthcheck-url https://hc-ping.com/UUID --json',
   ]
   static flags = {
-    source: Flags.string({summary: 'An app-data directory (mlflow.db + artifacts/), sqlite:////path/mlflow.db or postgresql://….', required: true, env: 'MLFLOWCTL_SOURCE'}),
+    ...targetFlags,
+    insecure: insecureFlag,
+    source: Flags.string({summary: 'An app-data directory, sqlite:////path/mlflow.db, postgresql://… or connect:GUID.', required: true, env: 'MLFLOWCTL_SOURCE'}),
     repo: Flags.string({summary: 'The backup repository: a directory, s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.', required: true, env: 'MLFLOWCTL_REPO'}),
     artifacts: Flags.string({summary: 'Which artifacts to include.', options: ['all', 'none'], default: 'all', env: 'MLFLOWCTL_ARTIFACTS'}),
     'artifacts-source': Flags.string({summary: 'Artifacts directory for a sqlite:/// or postgresql:// source.', env: 'MLFLOWCTL_ARTIFACTS_SOURCE'}),
@@ -37,13 +45,18 @@ Exit codes: 0 done, 2 bad flags, 5 the repository is locked or a write failed.`
     return [...super.secrets(), ...(this.sourceSecret ? [this.sourceSecret] : [])]
   }
 
+  private connectOptions() {
+    const {server, apiKey, caCertificate, configDir, dataDir} = this.settings
+    return connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
+  }
+
   async run(): Promise<CreateResult> {
     this.sourceSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.source)?.[1]
     const source = parseBackupSource(this.flags.source, (path) => resolve(path), (url) => redact(url))
     const repository = await openRepository(this.flags.repo, (path) => resolve(path))
     const passphrase = this.flags.encrypt ? await resolvePassphrase(this.flags['passphrase-file']) : undefined
     if (this.flags.encrypt && !passphrase) throw new ConfigError('PASSPHRASE_REQUIRED', '--encrypt needs a passphrase.', {suggestions: ['Pass --passphrase-file FILE or set MLFLOWCTL_BACKUP_PASSPHRASE.']})
-    const deps = createBackupDeps({repository, dataDir: this.settings.dataDir, onWarning: (message) => this.warnUser(message), passphrase})
+    const deps = createBackupDeps({repository, dataDir: this.settings.dataDir, onWarning: (message) => this.warnUser(message), passphrase, connect: this.connectOptions()})
     this.err(`Backing up ${source.kind === 'postgresql' ? source.display : this.flags.source} into ${repository.display}...`)
     const result = await createBackup(deps, {
       source,

@@ -2,6 +2,8 @@ import {Args, Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
+import {insecureFlag, targetFlags} from '../../flags.js'
+import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
 import {parseRestoreTarget, restoreBackup, type RestoreResult} from '../../core/backup/restore.js'
 import {redact} from '../../core/redact.js'
 import {fetchArchive, openRepository} from '../../adapters/backup/repository.js'
@@ -14,15 +16,20 @@ export default class BackupRestore extends MlflowctlCommand<typeof BackupRestore
   static description = `Verifies the whole archive while extracting it, has real MLflow create the schema at the backup's revision
 (a managed venv), loads every table in foreign-key order (IDs kept, sequences moved past them, generated columns left to
 the database), then swaps the result in: a failure leaves the target as it was. A target with data is refused unless
---force, which takes a safety backup first. The extension upgrades the schema to its own head when it starts.`
+--force, which takes a safety backup first. The extension upgrades the schema to its own head when it starts.
+connect:GUID (a local-storage deployment) gets the prepared data through the extension's POST /_mlflowctl/restore: it
+migrates it to its own MLflow's head and swaps it in under maintenance (other requests get 503 meanwhile).`
   static examples = [
     '<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo /backups/mlflow --to /srv/mlflow/data',
+    '<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo s3://ops-backups/mlflow --to connect:0b0e8e8e-1111-2222-3333-444455556666 --force --yes',
     '<%= config.bin %> <%= command.id %> ./backup.mlflowctl-backup.tar.gz --to postgresql://mlflow:PASSWORD@db:5432/mlflow --artifacts-to /srv/mlflow/artifacts --json',
   ]
   static args = {backup: Args.string({description: 'Backup ID (with --repo) or archive path.', required: true})}
   static flags = {
+    ...targetFlags,
+    insecure: insecureFlag,
     repo: Flags.string({summary: 'The backup repository, a directory or s3://, wasbs://, gs:// (also where safety backups go).', env: 'MLFLOWCTL_REPO'}),
-    to: Flags.string({summary: 'Target: an app-data directory, sqlite:////path/mlflow.db or postgresql://… (an empty database).', required: true, env: 'MLFLOWCTL_TO'}),
+    to: Flags.string({summary: 'Target: an app-data directory, sqlite:////path/mlflow.db, postgresql://… (an empty database) or connect:GUID.', required: true, env: 'MLFLOWCTL_TO'}),
     'artifacts-to': Flags.string({summary: 'Directory for the artifacts of a SQLite or PostgreSQL target.', env: 'MLFLOWCTL_ARTIFACTS_TO'}),
     force: Flags.boolean({summary: 'Replace a target that holds data (after a safety backup).', env: 'MLFLOWCTL_FORCE'}),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask before replacing data.', env: 'MLFLOWCTL_YES'}),
@@ -44,6 +51,7 @@ the database), then swaps the result in: a failure leaves the target as it was. 
       dataDir: this.settings.dataDir,
       safetyRepo: repository,
       passphrase: await resolvePassphrase(this.flags['passphrase-file']),
+      connect: connectTransferOptions({server: this.settings.server.value, apiKey: this.settings.apiKey.value, caCertificate: this.settings.caCertificate.value, insecure: this.flags.insecure, configDir: this.settings.configDir, dataDir: this.settings.dataDir}),
       confirm: confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl backup restore ${this.args.backup} --to … --force`}),
       onProgress: (line) => this.err(line),
       onWarning: (message) => this.warnUser(message),

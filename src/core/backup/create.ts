@@ -3,7 +3,7 @@ import {UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
 import {BACKUP_FORMAT_VERSION, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
 
-export type BackupSourceSpec = {kind: 'app-data'; dir: string} | {kind: 'sqlite'; path: string} | {kind: 'postgresql'; url: string; display: string}
+export type BackupSourceSpec = {kind: 'app-data'; dir: string} | {kind: 'sqlite'; path: string} | {kind: 'postgresql'; url: string; display: string} | {kind: 'connect'; guid: string}
 
 export interface CreateOptions {
   source: BackupSourceSpec
@@ -50,6 +50,8 @@ export interface CreateDeps {
   exportTables(snapshot: string, outDir: string): TablesExported
   /** Every MLflow table from one REPEATABLE READ snapshot, streamed with COPY. */
   exportPostgres(url: string, outDir: string): Promise<TablesExported>
+  /** Streams a local-storage deployment's snapshot (the extension's POST /_mlflowctl/snapshot) into `dir`. */
+  fetchConnectSnapshot(guid: string, dir: string): Promise<{db: string; artifacts: string; location: string}>
   listArtifacts(dir: string): AsyncIterable<{name: string; file: string}>
   writeArchive(output: string, sources: AsyncIterable<{name: string; file: string}>, finish: (files: BackupFileEntry[]) => BackupManifest): Promise<{bytes: number; manifest: BackupManifest}>
   appendHistory(event: HistoryEvent): Promise<void>
@@ -61,6 +63,7 @@ export interface CreateDeps {
 
 /** Where the database and the artifacts of a source are. @throws UsageError SOURCE_INVALID */
 async function locate(deps: CreateDeps, options: CreateOptions): Promise<{db: string; artifacts?: string; location: string}> {
+  if (options.source.kind === 'connect') throw new Error('a connect: source is fetched, not located')
   if (options.source.kind === 'postgresql') return {db: options.source.url, artifacts: options.artifactsSource, location: options.source.display}
   if (options.source.kind === 'sqlite') {
     if (!(await deps.exists(options.source.path))) throw new UsageError('SOURCE_NOT_FOUND', `${options.source.path} does not exist.`)
@@ -104,9 +107,10 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
   let release: (() => Promise<void>) | undefined
   let scratch: {path: string; remove(): Promise<void>} | undefined
   try {
-    const source = await locate(deps, options)
+    const local = options.source.kind === 'connect' ? undefined : await locate(deps, options)
     release = await deps.lock()
     scratch = await deps.scratch()
+    const source = local ?? (await deps.fetchConnectSnapshot((options.source as {guid: string}).guid, deps.join(scratch.path, 'remote')))
     const tables = await exportDatabase(deps, options.source, source.db, scratch.path)
     if (tables.skipped?.length) warnings.push(`left out ${tables.skipped.length} tables that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`)
     const artifactSource = options.artifacts === 'all' && source.artifacts && (await deps.exists(source.artifacts)) ? source.artifacts : undefined
@@ -122,7 +126,7 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
         id,
         createdAt: started.toISOString(),
         toolVersion: options.toolVersion,
-        source: {kind: options.source.kind, location: source.location, engine: options.source.kind === 'postgresql' ? 'postgresql' : 'sqlite'},
+        source: {kind: options.source.kind, location: source.location, engine: options.source.kind === 'postgresql' ? 'postgresql' : 'sqlite', ...(options.source.kind === 'connect' ? {contentGuid: options.source.guid} : {})},
         alembicRevision: tables.alembicRevision,
         envNames: [],
         rowCounts: tables.rowCounts,
@@ -132,7 +136,7 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
       }
     })
     const path = await deps.commitArchive(manifest, staged)
-    await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'backup', result: 'ok', server: options.source.kind === 'postgresql' ? source.location : `file://${source.location}`, revision: tables.alembicRevision ?? undefined, message: `${id} (${bytes} bytes)`})
+    await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'backup', result: 'ok', server: options.source.kind === 'postgresql' || options.source.kind === 'connect' ? source.location : `file://${source.location}`, revision: tables.alembicRevision ?? undefined, message: `${id} (${bytes} bytes)`})
     await ping('')
     const rowCounts = Object.values(tables.rowCounts)
     return {id, path, bytes, tables: rowCounts.length, rows: rowCounts.reduce((a, b) => a + b, 0), files: artifactFiles, revision: tables.alembicRevision, mlflowVersion: null, warnings}

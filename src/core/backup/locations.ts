@@ -10,10 +10,18 @@ export function parseBackupSource(raw: string, resolvePath: (path: string) => st
     return {kind: 'sqlite', path}
   }
   if (/^postgres(ql)?(\+\w+)?:\/\//.test(raw)) return {kind: 'postgresql', url: raw, display: redactUrl(raw)}
-  if (/^mssql(\+\w+)?:\/\//.test(raw) || raw.startsWith('connect:')) {
-    throw new UsageError('SOURCE_NOT_SUPPORTED', `--source ${redactUrl(raw)}: this mlflowctl version backs up app-data directories, SQLite files and PostgreSQL; SQL Server and connect:GUID sources are not implemented yet.`)
+  if (raw.startsWith('connect:')) return {kind: 'connect', guid: parseGuid(raw, '--source')}
+  if (/^mssql(\+\w+)?:\/\//.test(raw)) {
+    throw new UsageError('SOURCE_NOT_SUPPORTED', `--source ${redactUrl(raw)}: this mlflowctl version backs up app-data directories, SQLite files, PostgreSQL and connect:GUID; SQL Server is not implemented yet.`)
   }
   return {kind: 'app-data', dir: resolvePath(raw)}
+}
+
+/** connect:GUID → GUID. @throws UsageError GUID_INVALID */
+export function parseGuid(raw: string, flag: string): string {
+  const guid = raw.slice('connect:'.length)
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(guid)) throw new UsageError('GUID_INVALID', `${flag} ${raw}: expected connect:GUID, the content's GUID from its URL or info panel.`)
+  return guid.toLowerCase()
 }
 
 /** A directory (resolved) or an object-store URL (kept). */

@@ -7,8 +7,9 @@
 import {ConfigError, UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
 import type {BackupManifest} from './format.js'
+import {parseGuid} from './locations.js'
 
-export type RestoreTarget = {kind: 'app-data'; dir: string} | {kind: 'sqlite'; path: string} | {kind: 'postgresql'; url: string; display: string}
+export type RestoreTarget = {kind: 'app-data'; dir: string} | {kind: 'sqlite'; path: string} | {kind: 'postgresql'; url: string; display: string} | {kind: 'connect'; guid: string}
 
 /** @throws UsageError TARGET_NOT_SUPPORTED for SQL Server and connect:GUID (not implemented yet) */
 export function parseRestoreTarget(raw: string, resolvePath: (path: string) => string, redactUrl: (url: string) => string): RestoreTarget {
@@ -18,7 +19,8 @@ export function parseRestoreTarget(raw: string, resolvePath: (path: string) => s
     return {kind: 'sqlite', path}
   }
   if (/^postgres(ql)?(\+\w+)?:\/\//.test(raw)) return {kind: 'postgresql', url: raw, display: redactUrl(raw)}
-  if (/^mssql/.test(raw) || raw.startsWith('connect:')) throw new UsageError('TARGET_NOT_SUPPORTED', `--to ${redactUrl(raw)}: restoring into SQL Server or a Connect deployment is not implemented yet; restore into an app-data directory, SQLite or PostgreSQL.`)
+  if (raw.startsWith('connect:')) return {kind: 'connect', guid: parseGuid(raw, '--to')}
+  if (/^mssql/.test(raw)) throw new UsageError('TARGET_NOT_SUPPORTED', `--to ${redactUrl(raw)}: restoring into SQL Server is not implemented yet; restore into an app-data directory, SQLite, PostgreSQL or connect:GUID.`)
   return {kind: 'app-data', dir: resolvePath(raw)}
 }
 
@@ -53,6 +55,8 @@ export interface RestoreDeps {
   loadDatabase(url: string, revision: string, dbDir: string): Promise<{tables: number; rows: number}>
   /** Moves (or copies across file systems) a directory's files into `to`. Returns the number of files. */
   moveTree(from: string, to: string): Promise<number>
+  /** Streams a prepared app-data directory to the deployment's POST /_mlflowctl/restore (it migrates and swaps). */
+  uploadToConnect(guid: string, dir: string, force: boolean): Promise<{revision: string; artifactFiles: number}>
   makeDir(path: string): Promise<void>
   exists(path: string): Promise<boolean>
   rename(from: string, to: string): Promise<void>
@@ -63,7 +67,7 @@ export interface RestoreDeps {
   now(): Date
 }
 
-const describe = (target: RestoreTarget) => (target.kind === 'app-data' ? target.dir : target.kind === 'sqlite' ? `sqlite:///${target.path}` : target.display)
+const describe = (target: RestoreTarget) => (target.kind === 'app-data' ? target.dir : target.kind === 'sqlite' ? `sqlite:///${target.path}` : target.kind === 'connect' ? `connect:${target.guid}` : target.display)
 
 export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const warnings: string[] = []
@@ -87,6 +91,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const stamp = `${manifest.id}-${deps.now().getTime()}`
     if (target.kind === 'postgresql') {
       loaded = await deps.loadDatabase(target.url, revision, dbDir)
+    } else if (target.kind === 'connect') {
+      // Built in scratch space, then swapped in by the extension itself, under maintenance.
+      const upload = deps.join(scratch.path, 'upload')
+      await deps.makeDir(upload)
+      loaded = await deps.loadDatabase(`sqlite:///${deps.join(upload, 'mlflow.db')}`, revision, dbDir)
+      if (await deps.exists(artifactsDir)) await deps.moveTree(artifactsDir, deps.join(upload, 'artifacts'))
+      const answer = await deps.uploadToConnect(target.guid, upload, Boolean(safetyBackup))
+      artifactFiles = answer.artifactFiles
     } else if (target.kind === 'sqlite') {
       staging = `${target.path}.restoring-${stamp}`
       loaded = await deps.loadDatabase(`sqlite:///${staging}`, revision, dbDir)
@@ -105,11 +117,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       staging = undefined
       if (hadTarget) await deps.remove(replaced)
     }
-    if (target.kind !== 'app-data') {
+    if (target.kind === 'sqlite' || target.kind === 'postgresql') {
       if (options.artifactsTo && (await deps.exists(artifactsDir))) artifactFiles = await deps.moveTree(artifactsDir, options.artifactsTo)
       else if (manifest.artifacts.files > 0) warnings.push(`${manifest.artifacts.files} artifact files were not restored: pass --artifacts-to DIR (the server's MLFLOW_ARTIFACTS_DESTINATION).`)
     }
-    await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'restore', result: 'ok', server: `file://${describe(target)}`, revision, message: `${manifest.id} into ${describe(target)}`})
+    await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'restore', result: 'ok', server: target.kind === 'app-data' || target.kind === 'sqlite' ? `file://${describe(target)}` : describe(target), revision, message: `${manifest.id} into ${describe(target)}`})
     return {backupId: manifest.id, target: describe(target), revision, tables: loaded.tables, rows: loaded.rows, artifactFiles, safetyBackup, warnings}
   } finally {
     if (staging) await deps.remove(staging)

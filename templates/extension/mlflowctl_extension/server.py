@@ -13,6 +13,7 @@ from . import EXTENSION_VERSION
 from .logs import configure_logging, log_event, redact, register_secret
 from .migrations import create_engine, inspect_schema, ensure_schema
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
+from .transfer import has_data
 from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent
@@ -85,6 +86,8 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
             "dataDir": str(storage.data_dir) if storage.data_dir else None,
             "dataDirFreeBytes": free,
             "dataDirTotalBytes": total,
+            # Local storage only (cheap counts on the SQLite file); what `backup restore --to connect:` checks.
+            "hasData": has_data(storage.sqlite_path) if storage.mode == "local" and storage.sqlite_path else None,
             "startedAt": started_at,
             "now": utc_now(),
         }

@@ -101,7 +101,7 @@ def snapshot_stream(storage: StorageConfig) -> Iterator[bytes]:
     return stream()
 
 
-def _has_data(db: Path) -> bool:
+def has_data(db: Path) -> bool:
     if not db.exists() or db.stat().st_size == 0:
         return False
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -134,7 +134,7 @@ def restore_upload(storage: StorageConfig, upload: Path, force: bool) -> dict:
     from .migrations import ensure_schema
 
     db, artifacts = _local(storage)
-    if _has_data(db) and not force:
+    if has_data(db) and not force:
         raise TransferError(409, "TARGET_NOT_EMPTY", "This deployment already holds MLflow data; restore with --force (mlflowctl takes a safety backup first).")
     work = storage.data_dir / f".mlflowctl-restore-{time.time_ns()}"
     work.mkdir(mode=0o700)

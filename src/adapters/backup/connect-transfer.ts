@@ -1,0 +1,130 @@
+// Backups of a local-storage deployment on Connect, through the extension's ops endpoint: the content is
+// found with the Connect API (so a wrong key or GUID fails the usual, typed way), then the snapshot is
+// streamed down (POST /_mlflowctl/snapshot) or a prepared app-data tar streamed up (POST …/restore).
+import {createReadStream, createWriteStream, existsSync, readFileSync} from 'node:fs'
+import {mkdir, stat} from 'node:fs/promises'
+import {dirname, join} from 'node:path'
+import {pipeline} from 'node:stream/promises'
+
+import * as tarStream from 'tar-stream'
+
+import {unsafeEntryName} from '../../core/backup/format.js'
+import {urlsFor} from '../../core/deploy.js'
+import {AuthError, ExternalError, UsageError} from '../../errors.js'
+import {ConnectClient} from '../connect/client.js'
+import {createDeployDeps} from '../deploy-store.js'
+import {open} from '../connect/http.js'
+import {walkArtifacts} from './repo.js'
+
+export interface ConnectTransferOptions {
+  server?: string
+  apiKey?: string
+  ca?: Buffer
+  insecure?: boolean
+  /** MLFLOWCTL_OPS_TOKEN, else the one `deploy` saved for this server and GUID. */
+  opsToken(server: string, guid: string): Promise<string | undefined>
+}
+
+const TIMEOUT_MS = 10 * 60_000
+
+async function reach(options: ConnectTransferOptions, guid: string): Promise<{contentUrl: string; headers: Record<string, string>}> {
+  if (!options.server || !options.apiKey) throw new UsageError('CONNECT_NOT_CONFIGURED', `connect:${guid} needs a Connect server and an API key.`, {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY (or --profile in the config file).']})
+  const client = new ConnectClient({server: options.server, apiKey: options.apiKey, ca: options.ca, insecure: options.insecure})
+  const content = await client.getContent(guid)
+  const opsToken = await options.opsToken(options.server, guid)
+  if (!opsToken) throw new AuthError('OPS_TOKEN_MISSING', `No ops token for ${guid} on this machine.`, {suggestions: ['Set MLFLOWCTL_OPS_TOKEN, or deploy once from this machine (mlflowctl deploy saves it).']})
+  return {contentUrl: urlsFor(options.server, guid, content).contentUrl, headers: {Authorization: `Key ${options.apiKey}`, 'X-Mlflowctl-Ops-Token': opsToken}}
+}
+
+/** A refusal from the extension, as a typed error with its own message. */
+async function refusal(status: number, body: AsyncIterable<unknown>, what: string): Promise<Error> {
+  let text = ''
+  for await (const chunk of body) if (text.length < 4096) text += String(chunk)
+  let payload: {error?: string; message?: string} = {}
+  try {
+    payload = JSON.parse(text)
+  } catch {
+    // not the extension answering (a proxy page, an old bundle's 404)
+  }
+  const message = `${what}: ${payload.message ?? `HTTP ${status}`}`
+  if (status === 401 || status === 403) return new AuthError(payload.error ?? 'OPS_TOKEN_INVALID', message, {suggestions: ['Check MLFLOWCTL_OPS_TOKEN (or redeploy with mlflowctl deploy, which sets it).']})
+  if (status === 404) return new ExternalError('OPS_ENDPOINT_MISSING', `${what}: the deployed extension has no snapshot/restore endpoint (HTTP 404).`, {suggestions: ['Redeploy with this mlflowctl version: mlflowctl deploy DIR.']})
+  if (status === 409 && payload.error === 'TARGET_NOT_EMPTY') return new UsageError('TARGET_NOT_EMPTY', message, {suggestions: ['Pass --force (a safety backup of the deployment is taken first).']})
+  if (status === 409 || status === 400) return new UsageError(payload.error ?? 'TRANSFER_REFUSED', message)
+  return new ExternalError(payload.error ?? 'TRANSFER_FAILED', message)
+}
+
+/** Streams the deployment's snapshot into `dir` (db/mlflow.db, artifacts/…), refusing unsafe entries. */
+export async function fetchConnectSnapshot(options: ConnectTransferOptions, guid: string, dir: string): Promise<{db: string; artifacts: string; location: string}> {
+  const {contentUrl, headers} = await reach(options, guid)
+  const response = await open({method: 'POST', url: new URL('_mlflowctl/snapshot', contentUrl), headers, timeoutMs: TIMEOUT_MS, ca: options.ca, insecure: options.insecure})
+  if (response.status !== 200) throw await refusal(response.status, response.body, `Snapshot of ${guid}`)
+  const extract = tarStream.extract()
+  extract.on('entry', (header, stream, next) => {
+    const unsafe = unsafeEntryName(header.name)
+    if (header.type !== 'file' || unsafe || header.name === 'manifest.json') {
+      extract.destroy(new ExternalError('SNAPSHOT_INVALID', `The snapshot from ${guid} holds an entry it must not: ${header.name} (${unsafe ?? header.type}).`))
+      return
+    }
+    const path = join(dir, header.name)
+    mkdir(dirname(path), {recursive: true, mode: 0o700})
+      .then(() => pipeline(stream, createWriteStream(path, {mode: 0o600})))
+      .then(() => next(), (error: Error) => extract.destroy(error))
+  })
+  try {
+    await pipeline(response.body, extract)
+  } catch (error) {
+    if (error instanceof ExternalError) throw error
+    throw new ExternalError('SNAPSHOT_FAILED', `The snapshot from ${guid} was cut short: ${(error as Error).message}.`, {suggestions: ['Run the backup again; check the content logs on Connect.']})
+  }
+  return {db: join(dir, 'db', 'mlflow.db'), artifacts: join(dir, 'artifacts'), location: contentUrl}
+}
+
+/** Packs `dir` (mlflow.db, artifacts/) into a tar beside it and streams it up to the restore endpoint. */
+export async function uploadConnectRestore(options: ConnectTransferOptions, guid: string, dir: string, force: boolean): Promise<{revision: string; artifactFiles: number}> {
+  const {contentUrl, headers: auth} = await reach(options, guid)
+  const headers = {...auth, 'Content-Type': 'application/x-tar', ...(force ? {'X-Mlflowctl-Force': '1'} : {})}
+  // Written to a file first: the upload needs a Content-Length (WSGI servers do not read chunked bodies).
+  const tarFile = `${dir}.tar`
+  const pack = tarStream.pack()
+  const written = pipeline(pack, createWriteStream(tarFile, {mode: 0o600}))
+  const add = async (name: string, file: string) => {
+    const {size} = await stat(file)
+    await new Promise<void>((resolve, reject) => {
+      const entry = pack.entry({name, size, mode: 0o600, mtime: new Date(0)}, (error) => (error ? reject(error) : resolve()))
+      createReadStream(file).on('error', reject).pipe(entry as unknown as NodeJS.WritableStream)
+    })
+  }
+  await add('db/mlflow.db', join(dir, 'mlflow.db'))
+  const artifacts = join(dir, 'artifacts')
+  if (await stat(artifacts).then(() => true, () => false)) for await (const artifact of walkArtifacts(artifacts)) await add(artifact.name, artifact.file)
+  pack.finalize()
+  await written
+  const response = await open({method: 'POST', url: new URL('_mlflowctl/restore', contentUrl), headers, timeoutMs: TIMEOUT_MS, ca: options.ca, insecure: options.insecure, bodyFile: {path: tarFile, size: (await stat(tarFile)).size}})
+  if (response.status !== 200) throw await refusal(response.status, response.body, `Restore into ${guid}`)
+  let text = ''
+  for await (const chunk of response.body) text += String(chunk)
+  return JSON.parse(text) as {revision: string; artifactFiles: number}
+}
+
+/** Whether the deployment holds MLflow data (its ops status's hasData). */
+export async function connectHasData(options: ConnectTransferOptions, guid: string): Promise<boolean> {
+  const {contentUrl, headers} = await reach(options, guid)
+  const response = await open({method: 'GET', url: new URL('_mlflowctl/status', contentUrl), headers, timeoutMs: 30_000, ca: options.ca, insecure: options.insecure})
+  if (response.status !== 200) throw await refusal(response.status, response.body, `Status of ${guid}`)
+  let text = ''
+  for await (const chunk of response.body) text += String(chunk)
+  const status = JSON.parse(text) as {storageMode?: string; hasData?: boolean | null}
+  if (status.storageMode !== 'local') throw new UsageError('NOT_LOCAL_STORAGE', `${guid} keeps its data in ${status.storageMode} storage: restore into its database and artifact store directly (--to postgresql://… --artifacts-to …).`)
+  return Boolean(status.hasData)
+}
+
+const NOT_CONFIGURED: ConnectTransferOptions = {opsToken: async () => undefined}
+export {NOT_CONFIGURED as NO_CONNECT}
+
+/** From the command's settings: the server, key and CA as every Connect command reads them. */
+export function connectTransferOptions(settings: {server?: string; apiKey?: string; caCertificate?: string; insecure?: boolean; configDir: string; dataDir: string}): ConnectTransferOptions {
+  const ca = settings.caCertificate && existsSync(settings.caCertificate) ? readFileSync(settings.caCertificate) : undefined
+  const store = createDeployDeps({server: settings.server ?? 'http://unset.invalid', apiKey: settings.apiKey ?? '', ca, insecure: settings.insecure, configDir: settings.configDir, dataDir: settings.dataDir})
+  return {server: settings.server, apiKey: settings.apiKey, ca, insecure: settings.insecure, opsToken: async (server, guid) => process.env.MLFLOWCTL_OPS_TOKEN || store.opsToken(server, guid)}
+}
