@@ -2,7 +2,10 @@
 real MLflow. Why Python: the target schema must be the one MLflow itself creates at the backup's revision
 (its initial tables, then its own alembic chain up to that revision), on any engine SQLAlchemy speaks.
 
-Usage: restore_db.py URL REVISION DB_DIR   (DB_DIR holds schema.json and <table>.jsonl from the archive)
+Usage: restore_db.py URL REVISION DB_DIR [REPLACE_FILE]
+  DB_DIR holds schema.json and <table>.jsonl from the archive. REPLACE_FILE (--force, after a safety backup) is a
+  JSON list of MLflow's table names that the swap may replace; other tables are never touched. URL may be "-",
+  with the URL in MLFLOWCTL_RESTORE_URL (so that a password does not show in the process list).
 Prints one JSON line {"tables": N, "rows": N}; on failure exits 3 with a message on stderr and leaves the
 target as it was: an empty SQLite file is removed by the caller, created PostgreSQL tables are dropped.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,9 +23,10 @@ from sqlalchemy.pool import NullPool
 BATCH = 1000
 
 
-def fail(message: str) -> None:
+def fail(message: str, code: int = 3) -> None:
+    """Exit 3: the target is as it was."""
     sys.stderr.write(f"{message}\n")
-    sys.exit(3)
+    sys.exit(code)
 
 
 def decode(value):
@@ -42,20 +47,24 @@ def converter(column):
     return lambda v: v
 
 
-def create_schema(engine, url: str, revision: str) -> None:
-    from alembic import command
+def check_revision(url: str, revision: str) -> None:
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config
-    from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
 
-    config = _get_alembic_config(url)
-    known = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
+    known = {rev.revision for rev in ScriptDirectory.from_config(_get_alembic_config(url)).walk_revisions()}
     if revision not in known:
         import mlflow
 
         fail(f"The backup's schema revision {revision} is unknown to MLflow {mlflow.__version__}: restore it with a newer mlflowctl.")
+
+
+def create_schema(engine, url: str, revision: str) -> None:
+    from alembic import command
+    from mlflow.store.db.utils import _get_alembic_config
+    from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
+
     InitialBase.metadata.create_all(engine)
-    command.upgrade(config, revision)
+    command.upgrade(_get_alembic_config(url), revision)
 
 
 def insert_rows(conn, table, columns: list[str], rows) -> int:
@@ -136,28 +145,116 @@ def load(engine, db_dir: Path) -> tuple[int, int]:
     return tables, total
 
 
+RESTORE_LOCK = 0x6D6C666C6F77  # pg_advisory_lock key: one PostgreSQL restore at a time per database
+STAGING_PREFIX = "mlflowctl_restore_"
+
+
+def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | None) -> tuple[int, int]:
+    """Builds the schema and loads it in a staging schema of the same database, then swaps it in with one
+    transaction: MLflow's old tables dropped, the new ones moved (ALTER ... SET SCHEMA). A failure or a kill at
+    any point before that commit leaves the target exactly as it was; a leftover staging schema is dropped by
+    the next restore. Another application's tables are never touched (a foreign key from one of them to an
+    MLflow table makes the swap fail, and nothing changes)."""
+    from sqlalchemy.engine import make_url
+
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    holder = engine.connect()
+    try:
+        if not holder.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": RESTORE_LOCK}).scalar():
+            fail("Another restore into this database is running.")
+        target = holder.execute(sqlalchemy.text("SELECT current_schema()")).scalar()
+        backup_tables = {t["name"] for t in json.loads((db_dir / "schema.json").read_text())["tables"]}
+        existing = set(sqlalchemy.inspect(holder).get_table_names(schema=target))
+        clashing = sorted((existing & backup_tables) - {"alembic_version"})
+        if clashing and replace is None:
+            fail(f"The target database is not empty ({len(clashing)} MLflow tables, e.g. {clashing[0]}).")
+        for (stale,) in holder.execute(sqlalchemy.text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"), {"p": STAGING_PREFIX + "%"}).fetchall():
+            holder.execute(sqlalchemy.text(f'DROP SCHEMA "{stale}" CASCADE'))
+        staging = f"{STAGING_PREFIX}{os.getpid()}"
+        holder.execute(sqlalchemy.text(f'CREATE SCHEMA "{staging}"'))
+        holder.commit()
+        staging_url = make_url(url).update_query_dict({"options": f"-csearch_path={staging}"}).render_as_string(hide_password=False)
+        staging_engine = sqlalchemy.create_engine(staging_url, poolclass=NullPool)
+        try:
+            create_schema(staging_engine, staging_url, revision)
+            tables, rows = load(staging_engine, db_dir)
+        except SystemExit:
+            raise
+        except Exception as exc:
+            fail(f"Restore failed: {type(exc).__name__}: {exc}")
+        try:
+            swap_in(holder, staging, target, replace or set())
+        except Exception as exc:
+            holder.rollback()
+            fail(f"Could not swap the restored tables in; the target is unchanged: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return tables, rows
+    finally:
+        try:
+            holder.rollback()
+            for (stale,) in holder.execute(sqlalchemy.text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"), {"p": STAGING_PREFIX + "%"}).fetchall():
+                holder.execute(sqlalchemy.text(f'DROP SCHEMA "{stale}" CASCADE'))
+            holder.commit()
+        finally:
+            holder.close()
+
+
+def swap_in(conn, staging: str, target: str, mlflow_tables: set[str]) -> None:
+    q = lambda name: '"' + name.replace('"', '""') + '"'  # noqa: E731
+    inspector = sqlalchemy.inspect(conn)
+    new_tables = inspector.get_table_names(schema=staging)
+    # Old MLflow tables go, children first (a foreign table that references one makes this fail: nothing changes).
+    metadata = sqlalchemy.MetaData(schema=target)
+    metadata.reflect(conn, only=[t for t in inspector.get_table_names(schema=target) if t in mlflow_tables or t in new_tables])
+    for table in reversed(metadata.sorted_tables):
+        conn.execute(sqlalchemy.text(f"DROP TABLE {q(target)}.{q(table.name)}"))
+    for table in new_tables:
+        conn.execute(sqlalchemy.text(f"ALTER TABLE {q(staging)}.{q(table)} SET SCHEMA {q(target)}"))
+    # Trigger functions (secrets' AAD guard) and any standalone sequences follow their tables.
+    functions = conn.execute(sqlalchemy.text("SELECT p.oid::regprocedure::text, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = :s"), {"s": staging}).fetchall()
+    for signature, name in functions:
+        arguments = signature[signature.index("("):]
+        conn.execute(sqlalchemy.text(f"DROP FUNCTION IF EXISTS {q(target)}.{q(name)}{arguments}"))
+        conn.execute(sqlalchemy.text(f"ALTER FUNCTION {signature} SET SCHEMA {q(target)}"))
+    for (sequence,) in conn.execute(sqlalchemy.text("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relkind = 'S'"), {"s": staging}).fetchall():
+        conn.execute(sqlalchemy.text(f"DROP SEQUENCE IF EXISTS {q(target)}.{q(sequence)}"))
+        conn.execute(sqlalchemy.text(f"ALTER SEQUENCE {q(staging)}.{q(sequence)} SET SCHEMA {q(target)}"))
+    conn.execute(sqlalchemy.text(f"DROP SCHEMA {q(staging)}"))  # empty now; RESTRICT: fails rather than lose anything
+    conn.commit()
+
+
 def main() -> None:
     url, revision, db_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    url = os.environ.get("MLFLOWCTL_RESTORE_URL") or url  # "-": the URL comes from the environment (not visible in ps)
+    replace = set(json.loads(Path(sys.argv[4]).read_text())) if len(sys.argv) > 4 else None
+    check_revision(url, revision)
     engine = sqlalchemy.create_engine(url, poolclass=NullPool)
-    existing = [t for t in sqlalchemy.inspect(engine).get_table_names() if t != "alembic_version"]
-    if existing:
-        fail(f"The target database is not empty ({len(existing)} tables, e.g. {existing[0]}).")
+    if engine.dialect.name == "postgresql":
+        tables, rows = restore_postgres(url, revision, db_dir, replace)
+        print(json.dumps({"tables": tables, "rows": rows}))
+        return
+    existing = set(sqlalchemy.inspect(engine).get_table_names())
+    backup_tables = {t["name"] for t in json.loads((db_dir / "schema.json").read_text())["tables"]}
+    # Another application's tables may share the database: only tables this restore creates count, and only
+    # those are dropped again on failure.
+    clashing = sorted((existing & backup_tables) - {"alembic_version"})
+    if clashing:
+        fail(f"The target database is not empty ({len(clashing)} MLflow tables, e.g. {clashing[0]}).")
     try:
         create_schema(engine, url, revision)
         tables, rows = load(engine, db_dir)
-    except SystemExit:
-        cleanup(engine)
-        raise
-    except Exception as exc:  # leave the target as it was: empty
-        cleanup(engine)
+    except BaseException as exc:  # KeyboardInterrupt included: leave the target as it was
+        cleanup(engine, existing)
+        if isinstance(exc, SystemExit):
+            raise
         fail(f"Restore failed: {type(exc).__name__}: {exc}")
     print(json.dumps({"tables": tables, "rows": rows}))
 
 
-def cleanup(engine) -> None:
+def cleanup(engine, keep: set[str]) -> None:
+    """Drops every table the failed restore made (those that were not there before)."""
     metadata = sqlalchemy.MetaData()
     metadata.reflect(engine)
-    metadata.drop_all(engine)
+    metadata.drop_all(engine, tables=[t for t in metadata.sorted_tables if t.name not in keep])
 
 
 if __name__ == "__main__":

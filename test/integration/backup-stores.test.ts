@@ -64,6 +64,14 @@ async function lifeCycle(t: TestContext, repo: string, env: Record<string, strin
   const restored = await cli(['restore', second.json!.result.id, '--repo', repo, '--to', target])
   assert.equal(restored.code, 0, `${restored.stdout}\n${restored.stderr}`)
   assert.equal(readFileSync(join(target, 'artifacts', '0', 'r'.repeat(32), 'artifacts', 'model.txt'), 'utf8'), 'weights')
+  // Artifacts read from the same store (as a sqlite:/// source's --artifacts-source), one object at a time.
+  await store.put(`${prefix}-artifacts/2/${'s'.repeat(32)}/artifacts/remote.txt`, Buffer.from('from the store'))
+  const fromStore = await cli(['create', '--source', `sqlite:///${join(source, 'mlflow.db')}`, '--artifacts-source', `${repo}-artifacts`, '--repo', tempDir('store-local-repo-')])
+  assert.equal(fromStore.code, 0, fromStore.stdout)
+  const fromStoreTarget = join(tempDir('store-artifacts-restore-'), 'data')
+  assert.equal((await cli(['restore', fromStore.json!.result.path, '--to', fromStoreTarget])).code, 0)
+  assert.equal(readFileSync(join(fromStoreTarget, 'artifacts', '2', 's'.repeat(32), 'artifacts', 'remote.txt'), 'utf8'), 'from the store')
+
   const missing = await cli(['verify', '20990101T000000Z-000000', '--repo', repo])
   assert.equal(missing.json!.error!.code, 'BACKUP_NOT_FOUND')
   t.diagnostic(`${repo}: create, lock, list, verify, prune and restore passed`)

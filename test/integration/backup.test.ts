@@ -236,7 +236,7 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     }
   })
 
-  it('PostgreSQL source: one snapshot of MLflow\'s tables only; PG→PG and PG→SQLite restores show the same runs, histories, artifacts, models and traces', async (t) => {
+  it('PostgreSQL source: one snapshot of MLflow\'s tables only; PG→PG and PG→SQLite restores show the same runs, histories, artifacts, models and traces; --force over PostgreSQL', async (t) => {
     if (!requireService(t, Boolean(venv), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
     const original = await serverSnapshot({python: venv!.python, trackingUri: endpoint!.trackingUri, token: endpoint!.apiKey})
     const rich = original.experiments.find((e: {name: string}) => e.name === 'rich')
@@ -283,6 +283,31 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
       // Experiments created by the earlier restore test exist only on their own servers.
       assert.deepEqual(after, original, `${label}: the restored server shows different data`)
     }
+
+    // Over a PostgreSQL database with data: refused without --force; with it, a safety backup first. A table of
+    // another application that references MLflow's makes clearing fail: the target stays as it was.
+    const counts = async () => {
+      const db = new pg.Client({connectionString: pgTarget})
+      await db.connect()
+      const {rows} = await db.query('SELECT (SELECT count(*) FROM runs)::int AS runs, (SELECT count(*) FROM metrics)::int AS metrics, (SELECT count(*) FROM model_versions)::int AS versions')
+      await db.end()
+      return rows[0]
+    }
+    const expected = await counts()
+    assert.equal((await backup(['restore', fromPg.json!.result.id, '--repo', pgRepo, '--to', pgTarget])).json!.error!.code, 'TARGET_NOT_EMPTY')
+    const blocker = new pg.Client({connectionString: pgTarget})
+    await blocker.connect()
+    await blocker.query('CREATE TABLE audit_notes (run_uuid varchar(32) REFERENCES runs (run_uuid))')
+    const blocked = await backup(['restore', fromPg.json!.result.id, '--repo', pgRepo, '--to', pgTarget, '--force', '--yes'])
+    assert.notEqual(blocked.code, 0, blocked.stdout)
+    assert.match(blocked.json!.error!.message, /unchanged/)
+    assert.deepEqual(await counts(), expected)
+    await blocker.query('DROP TABLE audit_notes')
+    await blocker.end()
+    const forced = await backup(['restore', fromPg.json!.result.id, '--repo', pgRepo, '--to', pgTarget, '--force', '--yes'])
+    assert.equal(forced.code, 0, `${forced.stdout}\n${forced.stderr}`)
+    assert.ok(forced.json!.result.safetyBackup)
+    assert.deepEqual(await counts(), expected)
   })
 
   it('verify --deep restores into a scratch SQLite: a sound backup passes; an orphan run directory warns; a model version whose artifacts are gone fails (exit 6)', async (t) => {
@@ -305,6 +330,13 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     assert.equal(orphanVerify.code, 0, orphanVerify.stdout)
     assert.deepEqual(orphanVerify.json!.result.deep.orphans, [`1/${'f'.repeat(32)}`])
     assert.ok(orphanVerify.json!.warnings!.some((w: string) => /orphans/.test(w)))
+
+    // --artifacts referenced leaves the stray directory out.
+    const referenced = await backup(['create', '--source', copy, '--repo', deepRepo, '--artifacts', 'referenced'])
+    const referencedManifest = JSON.parse(readFileSync(join(deepRepo, `${referenced.json!.result.id}.manifest.json`), 'utf8'))
+    assert.equal(referencedManifest.artifacts.mode, 'referenced')
+    assert.ok(referencedManifest.files.every((f: {path: string}) => !f.path.includes('f'.repeat(32))))
+    assert.equal(referencedManifest.artifacts.files, withOrphan.json!.result.files - 1)
 
     const db = new Database(join(copy, 'mlflow.db'), {readonly: true})
     const runId = (db.prepare('SELECT run_id FROM model_versions').get() as {run_id: string}).run_id

@@ -7,7 +7,8 @@ import type {CreateDeps} from '../../core/backup/create.js'
 import {parseDatabaseUrl} from '../../core/database-url.js'
 import {historyFile} from '../history-file.js'
 import {writeBackupArchive} from './archive.js'
-import {scratchDir, walkArtifacts} from './repo.js'
+import {listArtifacts, readReferences} from './artifact-source.js'
+import {scratchDir} from './repo.js'
 import type {BackupRepository} from './repository.js'
 import {NO_CONNECT, fetchConnectSnapshot, type ConnectTransferOptions} from './connect-transfer.js'
 import {exportPostgresTables} from './postgres-source.js'
@@ -24,7 +25,8 @@ export function createBackupDeps(options: {repository: BackupRepository; dataDir
     exportTables: exportSqliteTables,
     exportPostgres: (url, outDir) => exportPostgresTables(parseDatabaseUrl(url), outDir),
     fetchConnectSnapshot: (guid, dir) => fetchConnectSnapshot(options.connect ?? NO_CONNECT, guid, dir),
-    listArtifacts: (dir) => walkArtifacts(dir),
+    listArtifacts,
+    readReferences,
     writeArchive: (output, sources, finish) => writeBackupArchive(output, sources, finish, options.passphrase),
     appendHistory: (event) => historyFile(options.dataDir).append(event),
     async ping(url) {

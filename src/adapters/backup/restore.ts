@@ -1,12 +1,13 @@
 // Real dependencies of `backup restore`: extraction under verification, the managed MLflow venv that
 // creates the schema and loads the tables (templates/tools/restore_db.py), and file moves.
 import {execFile} from 'node:child_process'
-import {createWriteStream} from 'node:fs'
+import {createWriteStream, writeFileSync} from 'node:fs'
 import {access, cp, mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 
 import {createBackup} from '../../core/backup/create.js'
+import {KNOWN_MLFLOW_TABLES} from '../../core/backup/tables.js'
 import type {RestoreDeps, RestoreTarget} from '../../core/backup/restore.js'
 import {parseDatabaseUrl} from '../../core/database-url.js'
 import {redact} from '../../core/redact.js'
@@ -77,31 +78,34 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
         return (await nonEmptyFile(join(target.dir, 'mlflow.db'))) || artifacts.length > 0
       }
       if (target.kind === 'connect') return connectHasData(options.connect ?? NO_CONNECT, target.guid)
-      const tables = await withPostgres(parseDatabaseUrl(target.url), async (client) => (await client.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'alembic_version'")).rows[0].n as number)
-      return tables > 0
+      // MLflow's tables only: another application's tables in the same database are not MLflow data.
+      const names = await withPostgres(parseDatabaseUrl(target.url), async (client) => (await client.query<{name: string}>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'alembic_version'")).rows.map((row) => row.name))
+      return names.some((name) => KNOWN_MLFLOW_TABLES.has(name))
     },
     async safetyBackup(target: RestoreTarget) {
-      if (target.kind === 'postgresql') throw new UsageError('FORCE_NOT_SUPPORTED', 'Safety backups of PostgreSQL targets are not implemented yet.')
-      const where = target.kind === 'app-data' ? target.dir : target.kind === 'connect' ? join(options.dataDir, `connect-${target.guid}`) : target.path
+      const where = target.kind === 'app-data' ? target.dir : target.kind === 'connect' ? join(options.dataDir, `connect-${target.guid}`) : target.kind === 'postgresql' ? join(options.dataDir, 'postgresql') : target.path
       const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
       options.onProgress(`taking a safety backup of ${where} into ${repository.display}`)
       const result = await createBackup(createBackupDeps({repository, dataDir: options.dataDir, onWarning: options.onWarning, connect: options.connect}), {
-        source: target.kind === 'app-data' ? {kind: 'app-data', dir: target.dir} : target.kind === 'connect' ? {kind: 'connect', guid: target.guid} : {kind: 'sqlite', path: target.path},
+        source: target.kind === 'app-data' ? {kind: 'app-data', dir: target.dir} : target.kind === 'connect' ? {kind: 'connect', guid: target.guid} : target.kind === 'postgresql' ? target : {kind: 'sqlite', path: target.path},
         repo: repository.display,
         artifacts: 'all',
         toolVersion: 'safety',
       })
       return result.path
     },
-    async loadDatabase(url, revision, dbDir) {
+    async loadDatabase(url, revision, dbDir, replace) {
       if (/[?&]auth=/.test(url)) throw new UsageError('TARGET_NOT_SUPPORTED', 'Restoring with token authentication (auth=…) is not implemented yet: use a password URL.')
       const python = await mlflowPython(options)
       options.onProgress(`creating the schema at ${revision} with MLflow ${NEWEST_KNOWN_MLFLOW} and loading the tables`)
       return new Promise((resolve, reject) => {
-        execFile(python, [RESTORE_SCRIPT, url, revision, dbDir], {maxBuffer: 16 * 1024 * 1024, env: {...process.env, PYTHONUNBUFFERED: '1'}}, (error, stdout, stderr) => {
+        const replaceFile = join(dbDir, 'replace-tables.json')
+        if (replace) writeFileSync(replaceFile, JSON.stringify([...KNOWN_MLFLOW_TABLES]))
+        // The URL (with its password) goes through the environment, not the process list.
+        execFile(python, [RESTORE_SCRIPT, '-', revision, dbDir, ...(replace ? [replaceFile] : [])], {maxBuffer: 16 * 1024 * 1024, env: {...process.env, PYTHONUNBUFFERED: '1', MLFLOWCTL_RESTORE_URL: url}}, (error, stdout, stderr) => {
           // The script's one-line reason; SQLAlchemy appends the statement and its parameters, which stay out.
           const lines = stderr.trim().split('\n')
-          const reason = lines.find((line) => /^(Restore failed|The |Table )/.test(line)) ?? lines.at(-1) ?? ''
+          const reason = lines.find((line) => /^(Restore failed|The |Table |Could not|Another restore)/.test(line)) ?? lines.at(-1) ?? ''
           const message = redact(reason.length > 400 ? `${reason.slice(0, 400)}…` : reason, [])
           if (!error) return resolve(JSON.parse(stdout.trim().split('\n').at(-1)!) as {tables: number; rows: number})
           if (/not empty/.test(message)) return reject(new UsageError('TARGET_NOT_EMPTY', message, {suggestions: ['Restore into an empty database.']}))

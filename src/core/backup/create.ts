@@ -1,5 +1,6 @@
 /** `backup create` from a local app-data directory or a SQLite file: options in, result out, I/O injected. */
 import {UsageError} from '../../errors.js'
+import {proxiedPath} from './deep-verify.js'
 import type {HistoryEvent} from '../history.js'
 import {BACKUP_FORMAT_VERSION, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
 
@@ -8,7 +9,8 @@ export type BackupSourceSpec = {kind: 'app-data'; dir: string} | {kind: 'sqlite'
 export interface CreateOptions {
   source: BackupSourceSpec
   repo: string
-  artifacts: 'all' | 'none'
+  /** all: every file in the store; referenced: only under locations rows point at (no orphans); none. */
+  artifacts: 'all' | 'referenced' | 'none'
   /** Artifacts directory for a sqlite:/// or postgresql:// source (an app-data dir has its own). */
   artifactsSource?: string
   healthcheckUrl?: string
@@ -52,7 +54,10 @@ export interface CreateDeps {
   exportPostgres(url: string, outDir: string): Promise<TablesExported>
   /** Streams a local-storage deployment's snapshot (the extension's POST /_mlflowctl/snapshot) into `dir`. */
   fetchConnectSnapshot(guid: string, dir: string): Promise<{db: string; artifacts: string; location: string}>
-  listArtifacts(dir: string): AsyncIterable<{name: string; file: string}>
+  /** Files of a local directory or an s3://, wasbs://, gs:// prefix, as artifacts/<path> entries on local disk. */
+  listArtifacts(source: string): AsyncIterable<{name: string; file: string}>
+  /** Artifact URIs the exported rows point at (runs, logged models, model versions), from the db/ files. */
+  readReferences(exportDir: string): Promise<string[]>
   writeArchive(output: string, sources: AsyncIterable<{name: string; file: string}>, finish: (files: BackupFileEntry[]) => BackupManifest): Promise<{bytes: number; manifest: BackupManifest}>
   appendHistory(event: HistoryEvent): Promise<void>
   ping(url: string): Promise<void>
@@ -85,6 +90,18 @@ async function exportDatabase(deps: CreateDeps, spec: BackupSourceSpec, db: stri
   return tables
 }
 
+/** The store paths that proxied URIs (mlflow-artifacts:/…) point at; other schemes say nothing about this store. */
+export function referencedPrefixes(uris: string[]): string[] {
+  return [...new Set(uris.map(proxiedPath).filter((path): path is string => Boolean(path)))].sort()
+}
+
+async function* onlyReferenced(entries: AsyncIterable<{name: string; file: string}>, prefixes: string[] | undefined): AsyncIterable<{name: string; file: string}> {
+  for await (const entry of entries) {
+    const path = entry.name.slice('artifacts/'.length)
+    if (!prefixes || prefixes.some((prefix) => path === prefix || path.startsWith(`${prefix}/`))) yield entry
+  }
+}
+
 async function* concat<T>(...parts: Array<Iterable<T> | AsyncIterable<T>>): AsyncIterable<T> {
   for (const part of parts) yield* part
 }
@@ -113,11 +130,14 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
     const source = local ?? (await deps.fetchConnectSnapshot((options.source as {guid: string}).guid, deps.join(scratch.path, 'remote')))
     const tables = await exportDatabase(deps, options.source, source.db, scratch.path)
     if (tables.skipped?.length) warnings.push(`left out ${tables.skipped.length} tables that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`)
-    const artifactSource = options.artifacts === 'all' && source.artifacts && (await deps.exists(source.artifacts)) ? source.artifacts : undefined
+    const remoteStore = /^(s3|wasbs|gs):\/\//.test(source.artifacts ?? '')
+    const artifactSource = options.artifacts !== 'none' && source.artifacts && (remoteStore || (await deps.exists(source.artifacts))) ? source.artifacts : undefined
+    const prefixes = artifactSource && options.artifacts === 'referenced' ? referencedPrefixes(await deps.readReferences(scratch.path)) : undefined
+    const artifactEntries = artifactSource ? onlyReferenced(deps.listArtifacts(artifactSource), prefixes) : []
     let artifactFiles = 0
     let artifactBytes = 0
     const staged = await deps.stageArchive(id)
-    const {bytes, manifest} = await deps.writeArchive(staged, concat(tables.files, artifactSource ? deps.listArtifacts(artifactSource) : []), (files) => {
+    const {bytes, manifest} = await deps.writeArchive(staged, concat(tables.files, artifactEntries), (files) => {
       const artifacts = files.filter((file) => file.path.startsWith('artifacts/'))
       artifactFiles = artifacts.length
       artifactBytes = artifacts.reduce((sum, file) => sum + file.size, 0)
@@ -130,7 +150,7 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
         alembicRevision: tables.alembicRevision,
         envNames: [],
         rowCounts: tables.rowCounts,
-        artifacts: {mode: artifactSource ? 'all' : 'none', files: artifactFiles, bytes: artifactBytes},
+        artifacts: {mode: artifactSource ? options.artifacts : 'none', files: artifactFiles, bytes: artifactBytes},
         encrypted: Boolean(options.encrypted),
         files,
       }

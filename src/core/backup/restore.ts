@@ -51,8 +51,9 @@ export interface RestoreDeps {
   targetHasData(target: RestoreTarget): Promise<boolean>
   /** A backup of the target before --force replaces it; returns its archive path. */
   safetyBackup(target: RestoreTarget): Promise<string>
-  /** Creates the schema at `revision` with real MLflow and loads the tables; the target must be empty. */
-  loadDatabase(url: string, revision: string, dbDir: string): Promise<{tables: number; rows: number}>
+  /** Creates the schema at `revision` with real MLflow and loads the tables; the target must be empty, unless
+   * `replace` (after a safety backup): MLflow's tables are replaced, other tables stay. */
+  loadDatabase(url: string, revision: string, dbDir: string, replace?: boolean): Promise<{tables: number; rows: number}>
   /** Moves (or copies across file systems) a directory's files into `to`. Returns the number of files. */
   moveTree(from: string, to: string): Promise<number>
   /** Streams a prepared app-data directory to the deployment's POST /_mlflowctl/restore (it migrates and swaps). */
@@ -72,7 +73,6 @@ const describe = (target: RestoreTarget) => (target.kind === 'app-data' ? target
 export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const warnings: string[] = []
   const target = options.target
-  if (target.kind === 'postgresql' && options.force) throw new UsageError('FORCE_NOT_SUPPORTED', 'Restoring over a non-empty PostgreSQL database is not implemented yet: restore into an empty database (CREATE DATABASE …) instead.')
   if (await deps.targetHasData(target)) {
     if (!options.force) throw new UsageError('TARGET_NOT_EMPTY', `${describe(target)} already holds MLflow data.`, {suggestions: ['Restore into an empty target, or pass --force (a safety backup of the target is taken first).']})
     if (!(await deps.confirm(`Replace the data in ${describe(target)}? A safety backup is taken first.`))) throw new UsageError('CANCELLED_BY_USER', 'Nothing changed.')
@@ -90,7 +90,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     let artifactFiles = 0
     const stamp = `${manifest.id}-${deps.now().getTime()}`
     if (target.kind === 'postgresql') {
-      loaded = await deps.loadDatabase(target.url, revision, dbDir)
+      // Built in a staging schema and swapped in with one transaction by the loader (restore_db.py).
+      loaded = await deps.loadDatabase(target.url, revision, dbDir, Boolean(safetyBackup))
     } else if (target.kind === 'connect') {
       // Built in scratch space, then swapped in by the extension itself, under maintenance.
       const upload = deps.join(scratch.path, 'upload')

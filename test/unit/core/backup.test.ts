@@ -87,6 +87,8 @@ describe('createBackup (core, with injected I/O)', async () => {
       listArtifacts: async function* () {
         yield {name: 'artifacts/1/r/artifacts/model.txt', file: '/data/artifacts/1/r/artifacts/model.txt'}
       },
+      readReferences: async () => [],
+      fetchConnectSnapshot: async () => ({db: '/remote/db/mlflow.db', artifacts: '/remote/artifacts', location: 'https://connect/content/g/'}),
       writeArchive: async (_output, sources, finish) => {
         const files = []
         for await (const source of sources) files.push({path: source.name, size: 3, sha256: 'a'.repeat(64)})
@@ -131,6 +133,24 @@ describe('createBackup (core, with injected I/O)', async () => {
     assert.ok(events.includes('copy postgresql://u:secret@db/mlflow') && !events.includes('snapshot'))
     assert.deepEqual(manifest!.source, {kind: 'postgresql', location: 'postgresql://u:***@db/mlflow', engine: 'postgresql'})
     assert.match(result.warnings.join(), /left out 1 tables that are not MLflow's: optuna_studies/)
+  })
+
+  it('--artifacts referenced keeps only files under locations the rows point at (orphans stay out)', async () => {
+    const run = 'a'.repeat(32)
+    const {deps} = fakeDeps({
+      listArtifacts: async function* () {
+        yield {name: `artifacts/1/${run}/artifacts/model.txt`, file: '/x/1'}
+        yield {name: `artifacts/1/${'f'.repeat(32)}/artifacts/stray.txt`, file: '/x/2'}
+        yield {name: 'artifacts/1/models/m-1/artifacts/MLmodel', file: '/x/3'}
+      },
+      readReferences: async () => [`mlflow-artifacts:/1/${run}/artifacts`, 'mlflow-artifacts:/1/models/m-1/artifacts', 's3://elsewhere/x'],
+    })
+    let manifest: {artifacts: {mode: string; files: number}; files: Array<{path: string}>} | undefined
+    const writeArchive = deps.writeArchive
+    deps.writeArchive = async (output, sources, finish) => writeArchive(output, sources, (files) => (manifest = finish(files) as never))
+    await createBackup(deps, {...options, artifacts: 'referenced'})
+    assert.deepEqual(manifest!.files.map((f) => f.path).filter((p) => p.startsWith('artifacts/')), [`artifacts/1/${run}/artifacts/model.txt`, 'artifacts/1/models/m-1/artifacts/MLmodel'])
+    assert.deepEqual([manifest!.artifacts.mode, manifest!.artifacts.files], ['referenced', 2])
   })
 
   it('refuses a directory without mlflow.db before taking the lock', async () => {
