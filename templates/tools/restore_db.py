@@ -107,6 +107,31 @@ def insert_rows(conn, table, columns: list[str], rows) -> int:
     return count
 
 
+def defer_indexes(conn) -> list[str]:
+    """Drops the current schema's foreign keys, primary keys, unique constraints and indexes, and returns the
+    statements that recreate them (keys and indexes first, foreign keys last). Runs inside the load's
+    transaction: a failure rolls the drops back too."""
+    rows = conn.execute(sqlalchemy.text(
+        "SELECT c.conrelid::regclass::text AS tbl, c.conname, c.contype, pg_get_constraintdef(c.oid) AS definition "
+        "FROM pg_constraint c WHERE c.connamespace = current_schema()::regnamespace AND c.contype IN ('f', 'p', 'u')"
+    )).fetchall()
+    indexes = conn.execute(sqlalchemy.text(
+        "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.schemaname = current_schema() AND NOT EXISTS "
+        "(SELECT 1 FROM pg_constraint c WHERE c.conindid = (quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass)"
+    )).fetchall()
+    q = lambda name: '"' + name.replace('"', '""') + '"'  # noqa: E731
+    foreign = [r for r in rows if r.contype == "f"]
+    keys = [r for r in rows if r.contype != "f"]
+    for r in foreign + keys:
+        conn.execute(sqlalchemy.text(f"ALTER TABLE {r.tbl} DROP CONSTRAINT {q(r.conname)}"))
+    for name, _ in indexes:
+        conn.execute(sqlalchemy.text(f"DROP INDEX {q(name)}"))
+    conn.execute(sqlalchemy.text("SET LOCAL maintenance_work_mem = '256MB'"))
+    return [f"ALTER TABLE {r.tbl} ADD CONSTRAINT {q(r.conname)} {r.definition}" for r in keys] + [definition for _, definition in indexes] + [
+        f"ALTER TABLE {r.tbl} ADD CONSTRAINT {q(r.conname)} {r.definition}" for r in foreign
+    ]
+
+
 def load(engine, db_dir: Path) -> tuple[int, int]:
     schema = json.loads((db_dir / "schema.json").read_text())
     metadata = sqlalchemy.MetaData()
@@ -119,6 +144,8 @@ def load(engine, db_dir: Path) -> tuple[int, int]:
         for spec in reversed(schema["tables"]):
             if spec["name"] != "alembic_version" and spec["name"] in metadata.tables:
                 conn.execute(metadata.tables[spec["name"]].delete())
+        # Like pg_restore: indexes and constraints are built once after the data instead of row by row.
+        deferred = defer_indexes(conn) if engine.dialect.name == "postgresql" else []
         for spec in schema["tables"]:
             name = spec["name"]
             if name == "alembic_version":
@@ -135,6 +162,8 @@ def load(engine, db_dir: Path) -> tuple[int, int]:
                 rows = ([fn(decode(row[pos])) for pos, fn in zip(positions, convert)] for row in map(json.loads, lines))
                 total += insert_rows(conn, table, usable, rows)
             tables += 1
+        for statement in deferred:
+            conn.execute(sqlalchemy.text(statement))
         if engine.dialect.name == "postgresql":
             # Explicit IDs leave sequences behind: move each to the column's maximum.
             for table in metadata.sorted_tables:

@@ -10,7 +10,7 @@ import * as tarStream from 'tar-stream'
 
 import {unsafeEntryName} from '../../core/backup/format.js'
 import {urlsFor} from '../../core/deploy.js'
-import {AuthError, ExternalError, UsageError} from '../../errors.js'
+import {AuthError, ConfigError, ExternalError, UsageError} from '../../errors.js'
 import {ConnectClient} from '../connect/client.js'
 import {createDeployDeps} from '../deploy-store.js'
 import {open} from '../connect/http.js'
@@ -25,7 +25,10 @@ export interface ConnectTransferOptions {
   opsToken(server: string, guid: string): Promise<string | undefined>
 }
 
-const TIMEOUT_MS = 10 * 60_000
+/** Idle time allowed: a restore migrates and swaps before it answers. */
+/** The last entry of a transfer in either direction: {files, bytes} of every entry before it. */
+const TRAILER = 'transfer.json'
+const TIMEOUT_MS = 60 * 60_000
 
 async function reach(options: ConnectTransferOptions, guid: string): Promise<{contentUrl: string; headers: Record<string, string>}> {
   if (!options.server || !options.apiKey) throw new UsageError('CONNECT_NOT_CONFIGURED', `connect:${guid} needs a Connect server and an API key.`, {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY (or --profile in the config file).']})
@@ -33,7 +36,12 @@ async function reach(options: ConnectTransferOptions, guid: string): Promise<{co
   const content = await client.getContent(guid)
   const opsToken = await options.opsToken(options.server, guid)
   if (!opsToken) throw new AuthError('OPS_TOKEN_MISSING', `No ops token for ${guid} on this machine.`, {suggestions: ['Set MLFLOWCTL_OPS_TOKEN, or deploy once from this machine (mlflowctl deploy saves it).']})
-  return {contentUrl: urlsFor(options.server, guid, content).contentUrl, headers: {Authorization: `Key ${options.apiKey}`, 'X-Mlflowctl-Ops-Token': opsToken}}
+  const contentUrl = urlsFor(options.server, guid, content).contentUrl
+  // The key and the ops token go to the Connect server the user named, never to another origin it points at.
+  if (new URL(contentUrl).origin !== new URL(options.server).origin) {
+    throw new ConfigError('CONTENT_URL_OTHER_ORIGIN', `Connect says ${guid} lives at ${new URL(contentUrl).origin}, not on ${new URL(options.server).origin}: refusing to send credentials there.`, {suggestions: ['Pass --server with the origin that serves content (Connect\'s Server.Address).']})
+  }
+  return {contentUrl, headers: {Authorization: `Key ${options.apiKey}`, 'X-Mlflowctl-Ops-Token': opsToken}}
 }
 
 /** A refusal from the extension, as a typed error with its own message. */
@@ -60,12 +68,24 @@ export async function fetchConnectSnapshot(options: ConnectTransferOptions, guid
   const response = await open({method: 'POST', url: new URL('_mlflowctl/snapshot', contentUrl), headers, timeoutMs: TIMEOUT_MS, ca: options.ca, insecure: options.insecure})
   if (response.status !== 200) throw await refusal(response.status, response.body, `Snapshot of ${guid}`)
   const extract = tarStream.extract()
+  let received = {files: 0, bytes: 0}
+  let trailer: {files?: number; bytes?: number} | undefined
   extract.on('entry', (header, stream, next) => {
-    const unsafe = unsafeEntryName(header.name)
+    if (header.name === TRAILER && header.type === 'file' && !trailer) {
+      let text = ''
+      stream.on('data', (chunk: unknown) => (text += String(chunk)))
+      stream.on('end', () => {
+        trailer = JSON.parse(text)
+        next()
+      })
+      return
+    }
+    const unsafe = trailer ? 'comes after the trailer' : unsafeEntryName(header.name)
     if (header.type !== 'file' || unsafe || header.name === 'manifest.json') {
       extract.destroy(new ExternalError('SNAPSHOT_INVALID', `The snapshot from ${guid} holds an entry it must not: ${header.name} (${unsafe ?? header.type}).`))
       return
     }
+    received = {files: received.files + 1, bytes: received.bytes + (header.size ?? 0)}
     const path = join(dir, header.name)
     mkdir(dirname(path), {recursive: true, mode: 0o700})
       .then(() => pipeline(stream, createWriteStream(path, {mode: 0o600})))
@@ -76,6 +96,10 @@ export async function fetchConnectSnapshot(options: ConnectTransferOptions, guid
   } catch (error) {
     if (error instanceof ExternalError) throw error
     throw new ExternalError('SNAPSHOT_FAILED', `The snapshot from ${guid} was cut short: ${(error as Error).message}.`, {suggestions: ['Run the backup again; check the content logs on Connect.']})
+  }
+  // A stream cut at an entry boundary is still a valid tar: the trailer's counts tell.
+  if (trailer?.files !== received.files || trailer?.bytes !== received.bytes) {
+    throw new ExternalError('SNAPSHOT_FAILED', `The snapshot from ${guid} is incomplete: ${received.files} files (${received.bytes} bytes) arrived, the trailer says ${trailer ? `${trailer.files} (${trailer.bytes})` : 'nothing (it never came)'}.`, {suggestions: ['Run the backup again; check the content logs on Connect.']})
   }
   return {db: join(dir, 'db', 'mlflow.db'), artifacts: join(dir, 'artifacts'), location: contentUrl}
 }
@@ -95,9 +119,17 @@ export async function uploadConnectRestore(options: ConnectTransferOptions, guid
       createReadStream(file).on('error', reject).pipe(entry as unknown as NodeJS.WritableStream)
     })
   }
-  await add('db/mlflow.db', join(dir, 'mlflow.db'))
+  const sent = {files: 0, bytes: 0}
+  const counted = async (name: string, file: string) => {
+    await add(name, file)
+    sent.files++
+    sent.bytes += (await stat(file)).size
+  }
+  await counted('db/mlflow.db', join(dir, 'mlflow.db'))
   const artifacts = join(dir, 'artifacts')
-  if (await stat(artifacts).then(() => true, () => false)) for await (const artifact of walkArtifacts(artifacts)) await add(artifact.name, artifact.file)
+  if (await stat(artifacts).then(() => true, () => false)) for await (const artifact of walkArtifacts(artifacts)) await counted(artifact.name, artifact.file)
+  // The extension refuses an upload whose trailer is missing or disagrees: a cut-off upload never lands.
+  pack.entry({name: TRAILER, mode: 0o600, mtime: new Date(0)}, JSON.stringify(sent))
   pack.finalize()
   await written
   const response = await open({method: 'POST', url: new URL('_mlflowctl/restore', contentUrl), headers, timeoutMs: TIMEOUT_MS, ca: options.ca, insecure: options.insecure, bodyFile: {path: tarFile, size: (await stat(tarFile)).size}})
@@ -107,14 +139,19 @@ export async function uploadConnectRestore(options: ConnectTransferOptions, guid
   return JSON.parse(text) as {revision: string; artifactFiles: number}
 }
 
-/** Whether the deployment holds MLflow data (its ops status's hasData). */
-export async function connectHasData(options: ConnectTransferOptions, guid: string): Promise<boolean> {
+/** The extension's ops status (GET /_mlflowctl/status). */
+export async function connectOpsStatus(options: ConnectTransferOptions, guid: string): Promise<Record<string, unknown>> {
   const {contentUrl, headers} = await reach(options, guid)
   const response = await open({method: 'GET', url: new URL('_mlflowctl/status', contentUrl), headers, timeoutMs: 30_000, ca: options.ca, insecure: options.insecure})
   if (response.status !== 200) throw await refusal(response.status, response.body, `Status of ${guid}`)
   let text = ''
   for await (const chunk of response.body) text += String(chunk)
-  const status = JSON.parse(text) as {storageMode?: string; hasData?: boolean | null}
+  return JSON.parse(text) as Record<string, unknown>
+}
+
+/** Whether the deployment holds MLflow data (its ops status's hasData). */
+export async function connectHasData(options: ConnectTransferOptions, guid: string): Promise<boolean> {
+  const status = (await connectOpsStatus(options, guid)) as {storageMode?: string; hasData?: boolean | null}
   if (status.storageMode !== 'local') throw new UsageError('NOT_LOCAL_STORAGE', `${guid} keeps its data in ${status.storageMode} storage: restore into its database and artifact store directly (--to postgresql://… --artifacts-to …).`)
   return Boolean(status.hasData)
 }

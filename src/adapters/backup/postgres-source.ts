@@ -40,7 +40,13 @@ async function copyTable(client: pg.Client, table: string, columns: Array<{name:
   try {
     const stream = client.query(copyTo(`COPY ${quote(table)} (${columns.map((column) => quote(column.name)).join(', ')}) TO STDOUT`))
     // Text-format rows end in "\n" and escape every newline inside a value, so lines are rows.
-    for await (const line of createInterface({input: stream, crlfDelay: Number.POSITIVE_INFINITY})) rowFile.write(decodeCopyLine(line, kinds))
+    try {
+      for await (const line of createInterface({input: stream, crlfDelay: Number.POSITIVE_INFINITY})) rowFile.write(decodeCopyLine(line, kinds))
+    } catch (error) {
+      // A failed write (a full disk) must not leave COPY half-read: the connection would wait on it forever.
+      stream.destroy()
+      throw error
+    }
     written = true
     return rowFile.close()
   } finally {
@@ -52,7 +58,9 @@ export async function exportPostgresTables(target: DatabaseTarget, outDir: strin
   return withPostgres(target, async (client) => {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
     try {
-      await client.query("SET LOCAL bytea_output = 'hex'")
+      // Pinned output formats: hex bytea, shortest exact floats (PostgreSQL 11 and older print 15 digits
+      // unless asked), ISO dates.
+      await client.query("SET LOCAL bytea_output = 'hex'; SET LOCAL extra_float_digits = 3; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'iso_8601'")
       const {tables, references, columns} = await catalog(client)
       const {taken, skipped} = selectMlflowTables(tables, references)
       const schema: TableSchema[] = []

@@ -57,7 +57,10 @@ export async function lockRepo(repo: string, onStale: (message: string) => void 
         throw error
       }
     },
-    read: async () => ({text: await readFile(path, 'utf8').catch(() => ''), mtimeMs: (await stat(path).catch(() => ({mtimeMs: 0}))).mtimeMs}),
+    read: async () => {
+      const info = await stat(path).catch(() => undefined)
+      return info ? {text: await readFile(path, 'utf8').catch(() => ''), mtimeMs: info.mtimeMs} : undefined
+    },
     remove: () => rm(path, {force: true}),
     where: repo,
     onStale,
@@ -67,7 +70,8 @@ export async function lockRepo(repo: string, onStale: (message: string) => void 
 export interface LockStore {
   /** Creates the lock only if absent (atomically); false when it exists. */
   create(body: string): Promise<boolean>
-  read(): Promise<{text: string; mtimeMs: number}>
+  /** The lock's content and age; undefined when it vanished meanwhile (then creating it is tried again). */
+  read(): Promise<{text: string; mtimeMs: number} | undefined>
   remove(): Promise<void>
   where: string
   onStale(message: string): void
@@ -80,9 +84,11 @@ export interface LockStore {
  */
 export async function takeLock(store: LockStore): Promise<() => Promise<void>> {
   const me = {pid: process.pid, host: hostname(), startedAt: new Date().toISOString()}
-  for (let attempt = 0; attempt < 2; attempt++) {
+  for (let attempt = 0; attempt < 3; attempt++) {
     if (await store.create(JSON.stringify(me))) return () => store.remove()
-    const {text, mtimeMs} = await store.read()
+    const current = await store.read()
+    if (!current) continue // released between our create and our read: try again
+    const {text, mtimeMs} = current
     let holder: {pid?: number; host?: string; startedAt?: string} = {}
     try {
       holder = JSON.parse(text)

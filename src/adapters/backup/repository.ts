@@ -62,7 +62,15 @@ export async function objectStoreRepository(location: ArtifactLocation, store?: 
     lock: (onStale) =>
       takeLock({
         create: (body) => objects.putIfAbsent(key(LOCK), Buffer.from(body)),
-        read: async () => ({text: (await objects.get(key(LOCK)).catch(() => Buffer.alloc(0))).toString('utf8'), mtimeMs: 0}),
+        // Only "not found" means the lock is gone; any other failure (a 5xx, a 403) must not look like a stale lock.
+        read: async () => {
+          try {
+            return {text: (await objects.get(key(LOCK))).toString('utf8'), mtimeMs: Date.now()}
+          } catch (error) {
+            if (notFound(error)) return undefined
+            throw error
+          }
+        },
         remove: () => objects.delete(key(LOCK)).catch((error) => (notFound(error) ? undefined : Promise.reject(error))),
         where: location.display,
         onStale,

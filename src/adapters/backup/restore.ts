@@ -86,11 +86,13 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       const where = target.kind === 'app-data' ? target.dir : target.kind === 'connect' ? join(options.dataDir, `connect-${target.guid}`) : target.kind === 'postgresql' ? join(options.dataDir, 'postgresql') : target.path
       const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
       options.onProgress(`taking a safety backup of ${where} into ${repository.display}`)
-      const result = await createBackup(createBackupDeps({repository, dataDir: options.dataDir, onWarning: options.onWarning, connect: options.connect}), {
+      const result = await createBackup(createBackupDeps({repository, dataDir: options.dataDir, onWarning: options.onWarning, connect: options.connect, passphrase: options.passphrase}), {
         source: target.kind === 'app-data' ? {kind: 'app-data', dir: target.dir} : target.kind === 'connect' ? {kind: 'connect', guid: target.guid} : target.kind === 'postgresql' ? target : {kind: 'sqlite', path: target.path},
         repo: repository.display,
         artifacts: 'all',
         toolVersion: 'safety',
+        // As private as the backup being restored: encrypted with its passphrase when it has one.
+        encrypted: Boolean(options.passphrase),
       })
       return result.path
     },

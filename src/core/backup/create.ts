@@ -55,7 +55,7 @@ export interface CreateDeps {
   /** Streams a local-storage deployment's snapshot (the extension's POST /_mlflowctl/snapshot) into `dir`. */
   fetchConnectSnapshot(guid: string, dir: string): Promise<{db: string; artifacts: string; location: string}>
   /** Files of a local directory or an s3://, wasbs://, gs:// prefix, as artifacts/<path> entries on local disk. */
-  listArtifacts(source: string): AsyncIterable<{name: string; file: string}>
+  listArtifacts(source: string, include?: (path: string) => boolean): AsyncIterable<{name: string; file: string}>
   /** Artifact URIs the exported rows point at (runs, logged models, model versions), from the db/ files. */
   readReferences(exportDir: string): Promise<string[]>
   writeArchive(output: string, sources: AsyncIterable<{name: string; file: string}>, finish: (files: BackupFileEntry[]) => BackupManifest): Promise<{bytes: number; manifest: BackupManifest}>
@@ -95,11 +95,18 @@ export function referencedPrefixes(uris: string[]): string[] {
   return [...new Set(uris.map(proxiedPath).filter((path): path is string => Boolean(path)))].sort()
 }
 
-async function* onlyReferenced(entries: AsyncIterable<{name: string; file: string}>, prefixes: string[] | undefined): AsyncIterable<{name: string; file: string}> {
-  for await (const entry of entries) {
-    const path = entry.name.slice('artifacts/'.length)
-    if (!prefixes || prefixes.some((prefix) => path === prefix || path.startsWith(`${prefix}/`))) yield entry
+/**
+ * Whether a store path (relative to the artifact root) lies under a referenced location. Rows that point
+ * elsewhere (s3://…, file paths: a server without the artifact proxy) cannot be mapped onto the store, so
+ * `referenced` refuses rather than silently back up nothing.
+ * @throws UsageError ARTIFACTS_NOT_PROXIED
+ */
+export function referencedFilter(uris: string[]): (path: string) => boolean {
+  const prefixes = referencedPrefixes(uris)
+  if (prefixes.length === 0 && uris.length > 0) {
+    throw new UsageError('ARTIFACTS_NOT_PROXIED', `--artifacts referenced maps mlflow-artifacts:/ URIs onto the store, but the rows point elsewhere (e.g. ${uris[0].replace(/\/\/[^@/]*@/, '//***@')}).`, {suggestions: ['Use --artifacts all.']})
   }
+  return (path) => prefixes.some((prefix) => path === prefix || path.startsWith(`${prefix}/`))
 }
 
 async function* concat<T>(...parts: Array<Iterable<T> | AsyncIterable<T>>): AsyncIterable<T> {
@@ -132,8 +139,8 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
     if (tables.skipped?.length) warnings.push(`left out ${tables.skipped.length} tables that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`)
     const remoteStore = /^(s3|wasbs|gs):\/\//.test(source.artifacts ?? '')
     const artifactSource = options.artifacts !== 'none' && source.artifacts && (remoteStore || (await deps.exists(source.artifacts))) ? source.artifacts : undefined
-    const prefixes = artifactSource && options.artifacts === 'referenced' ? referencedPrefixes(await deps.readReferences(scratch.path)) : undefined
-    const artifactEntries = artifactSource ? onlyReferenced(deps.listArtifacts(artifactSource), prefixes) : []
+    const include = artifactSource && options.artifacts === 'referenced' ? referencedFilter(await deps.readReferences(scratch.path)) : undefined
+    const artifactEntries = artifactSource ? deps.listArtifacts(artifactSource, include) : []
     let artifactFiles = 0
     let artifactBytes = 0
     const staged = await deps.stageArchive(id)

@@ -54,7 +54,8 @@ export function pgKind(dataType: string): PgKind {
 function typed(raw: string, kind: PgKind): unknown {
   switch (kind) {
     case 'integer':
-      return encodeValue(BigInt(raw))
+      // Up to 15 digits a double is exact; BigInt only for the rare larger ones (it is slow per row).
+      return raw.length < 16 ? Number(raw) : encodeValue(BigInt(raw))
     case 'float':
       return encodeValue(Number(raw)) // "NaN", "Infinity" and "-Infinity" parse to themselves
     case 'boolean':

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .ops import OpsContext, authorize, handle_ops, in_maintenance, is_ops_path, maintenance_response, upload_dir, wants_upload
+from .ops import OpsContext, authorize, handle_ops, in_maintenance, is_ops_path, maintenance_response, upload_dir, upload_incomplete, wants_upload
 
 CONTENT_PREFIX = re.compile(r"^/content/[0-9A-Fa-f-]{36}(?:/_bundle\d+)?(?=/|$)")
 
@@ -64,7 +64,8 @@ class WsgiExtension:
                                 break
                             out.write(chunk)
                             remaining -= len(chunk)
-                    response = handle_ops(self.ops, method, path, headers, spool)
+                    # A body shorter than its Content-Length is a cut-off upload: never restored.
+                    response = handle_ops(self.ops, method, path, headers, spool) if remaining == 0 else upload_incomplete()
                 finally:
                     spool.unlink(missing_ok=True)
             elif response is None:
@@ -100,12 +101,18 @@ class AsgiExtension:
             if response is None and wants_upload(method, path):
                 spool = _spool_name(self.ops)
                 try:
+                    complete = False
                     with open(spool, "wb") as out:
-                        more = True
-                        while more:
+                        while True:
                             message = await receive()
+                            if message["type"] == "http.disconnect":
+                                break  # the client went away mid-upload: nothing is restored
                             out.write(message.get("body", b""))
-                            more = message.get("more_body", False)
+                            if not message.get("more_body", False):
+                                complete = True
+                                break
+                    if not complete:
+                        return
                     # Blocking work (extract, migrate, swap) off the event loop.
                     response = await loop.run_in_executor(None, handle_ops, self.ops, method, path, headers, spool)
                 finally:

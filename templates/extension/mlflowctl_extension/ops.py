@@ -56,6 +56,10 @@ def maintenance_response() -> OpsResponse:
     return _json(503, {"error": "MAINTENANCE", "message": "A restore is in progress; try again in a minute."})
 
 
+def upload_incomplete() -> OpsResponse:
+    return _json(400, {"error": "UPLOAD_INCOMPLETE", "message": "The upload ended before its Content-Length: nothing was restored."})
+
+
 def in_maintenance(ctx: OpsContext) -> bool:
     from .transfer import maintenance_active
 

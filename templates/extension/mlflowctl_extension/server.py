@@ -13,7 +13,7 @@ from . import EXTENSION_VERSION
 from .logs import configure_logging, log_event, redact, register_secret
 from .migrations import create_engine, inspect_schema, ensure_schema
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
-from .transfer import has_data
+from .transfer import has_data, recover
 from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
             "dataDirFreeBytes": free,
             "dataDirTotalBytes": total,
             # Local storage only (cheap counts on the SQLite file); what `backup restore --to connect:` checks.
-            "hasData": has_data(storage.sqlite_path) if storage.mode == "local" and storage.sqlite_path else None,
+            "hasData": has_data(storage.sqlite_path, Path(storage.artifacts_destination)) if storage.mode == "local" and storage.sqlite_path else None,
             "startedAt": started_at,
             "now": utc_now(),
         }
@@ -121,6 +121,7 @@ def build_app() -> Any:
             log_event("startup.version_mismatch", "installed MLflow differs from the bundle's pin", logging.WARNING, installed=mlflow.__version__, pinned=pinned)
         log_event("startup.config", "storage configured", mode=storage.mode, backend=redact(storage.backend_store_uri), artifacts=redact(storage.artifacts_destination), mlflow=mlflow.__version__)
         os.environ.update(server_environment(storage, env, mlflow.__version__))
+        recover(storage)  # a restore or snapshot interrupted by a restart leaves a flag and spools behind
         ensure_schema(storage, auto_migrate_enabled(env))
     except StartupError as exc:
         message = redact(str(exc))

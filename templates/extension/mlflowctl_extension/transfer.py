@@ -13,7 +13,11 @@ artifacts back.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import json
+import logging
 import os
+import re
 import shutil
 import sqlite3
 import tarfile
@@ -26,6 +30,7 @@ from .settings import StorageConfig
 
 CHUNK = 1 << 20
 MAINTENANCE_FLAG = ".mlflowctl-maintenance"
+RESTORE_LOCK = ".mlflowctl-restore.lock"
 
 
 class TransferError(Exception):
@@ -75,25 +80,42 @@ def _tar_entry(name: str, path: Path) -> Iterator[bytes]:
         yield b"\0" * (512 - size % 512)
 
 
+TRAILER = "transfer.json"
+
+
+def _trailer(files: int, size: int) -> Iterator[bytes]:
+    """The last entry: how many files and bytes came before it. A transfer cut at an entry boundary still
+    looks like a valid tar; without this trailer, or with other counts, it is refused."""
+    body = json.dumps({"files": files, "bytes": size}).encode()
+    info = tarfile.TarInfo(TRAILER)
+    info.size, info.mode, info.mtime = len(body), 0o600, 0
+    yield info.tobuf(format=tarfile.PAX_FORMAT)
+    yield body + b"\0" * ((512 - len(body) % 512) % 512)
+
+
 def snapshot_stream(storage: StorageConfig) -> Iterator[bytes]:
-    """The tar stream: db/mlflow.db first, then artifacts/<path>. Raises TransferError before streaming."""
+    """The tar stream: db/mlflow.db first, then artifacts/<path>, then the trailer. Raises TransferError
+    before streaming; the database copy is made only once the response is being sent."""
     db, artifacts = _local(storage)
-    work = storage.data_dir / f".mlflowctl-snapshot-{os.getpid()}-{time.time_ns()}.db"
-    _sqlite_copy(db, work)
-    work.chmod(0o600)
-    log_event("ops.snapshot", "streaming a snapshot", bytes=work.stat().st_size)
 
     def stream() -> Iterator[bytes]:
+        work = storage.data_dir / f".mlflowctl-snapshot-{os.getpid()}-{time.time_ns()}.db"
         try:
+            _sqlite_copy(db, work)
+            work.chmod(0o600)
+            log_event("ops.snapshot", "streaming a snapshot", bytes=work.stat().st_size)
+            files, size = 1, work.stat().st_size
             yield from _tar_entry("db/mlflow.db", work)
             if artifacts.is_dir():
-                for root, dirs, files in os.walk(artifacts):
+                for root, dirs, names in os.walk(artifacts):
                     dirs.sort()
-                    for name in sorted(files):
+                    for name in sorted(names):
                         path = Path(root) / name
                         if path.is_symlink() or not path.is_file():
                             continue
+                        files, size = files + 1, size + path.stat().st_size
                         yield from _tar_entry("artifacts/" + path.relative_to(artifacts).as_posix(), path)
+            yield from _trailer(files, size)
             yield b"\0" * 1024
         finally:
             work.unlink(missing_ok=True)
@@ -101,31 +123,46 @@ def snapshot_stream(storage: StorageConfig) -> Iterator[bytes]:
     return stream()
 
 
-def has_data(db: Path) -> bool:
+# Tables whose rows are users' data; a fresh store has none (only experiment 0 and seeded rows elsewhere).
+DATA_TABLES = ("runs", "registered_models", "trace_info", "logged_models", "datasets", "evaluation_datasets", "scorers", "prompts", "webhooks", "secrets")
+
+
+def has_data(db: Path, artifacts: Path | None = None) -> bool:
+    if artifacts is not None and artifacts.is_dir() and any(artifacts.iterdir()):
+        return True
     if not db.exists() or db.stat().st_size == 0:
         return False
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
-        experiments = conn.execute("SELECT count(*) FROM experiments").fetchone()[0] if "experiments" in tables else 0
-        models = conn.execute("SELECT count(*) FROM registered_models").fetchone()[0] if "registered_models" in tables else 0
-        return runs > 0 or experiments > 1 or models > 0  # experiment 0 (Default) alone is an empty store
+        if "experiments" in tables and conn.execute("SELECT count(*) FROM experiments").fetchone()[0] > 1:
+            return True  # experiment 0 (Default) alone is an empty store
+        return any(conn.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")').fetchone()[0] for table in DATA_TABLES if table in tables)
     finally:
         conn.close()
 
 
 def _extract(upload: Path, into: Path) -> None:
-    """Regular files under db/ and artifacts/ only: no links, no absolute paths, no '..'."""
+    """Regular files under db/ and artifacts/ only: no links, no absolute paths, no '..'; and the trailer,
+    last, whose counts must match (a cut-off upload is refused)."""
+    files, size, trailer = 0, 0, None
     with tarfile.open(upload, mode="r:") as tar:
         for member in tar:
             name = member.name
+            if trailer is not None:
+                raise TransferError(400, "UPLOAD_REJECTED", f"The upload has an entry after its trailer: {name[:120]}")
+            if name == TRAILER and member.isfile():
+                trailer = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+                continue
             if not member.isfile() or name.startswith("/") or ".." in name.split("/") or not (name == "db/mlflow.db" or name.startswith("artifacts/")):
                 raise TransferError(400, "UPLOAD_REJECTED", f"The upload holds an entry this endpoint does not accept: {name[:120]}")
             target = into / name
             target.parent.mkdir(parents=True, exist_ok=True)
             with tar.extractfile(member) as source, open(target, "wb") as out:  # type: ignore[union-attr]
                 shutil.copyfileobj(source, out, CHUNK)
+            files, size = files + 1, size + member.size
+    if trailer != {"files": files, "bytes": size}:
+        raise TransferError(400, "UPLOAD_INCOMPLETE", f"The upload is incomplete: it holds {files} files ({size} bytes), its trailer says {trailer}.")
     if not (into / "db" / "mlflow.db").is_file():
         raise TransferError(400, "UPLOAD_REJECTED", "The upload has no db/mlflow.db.")
 
@@ -134,11 +171,18 @@ def restore_upload(storage: StorageConfig, upload: Path, force: bool) -> dict:
     from .migrations import ensure_schema
 
     db, artifacts = _local(storage)
-    if has_data(db) and not force:
+    if has_data(db, artifacts) and not force:
         raise TransferError(409, "TARGET_NOT_EMPTY", "This deployment already holds MLflow data; restore with --force (mlflowctl takes a safety backup first).")
+    lock = open(storage.data_dir / RESTORE_LOCK, "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise TransferError(409, "RESTORE_RUNNING", "Another restore into this deployment is running.") from None
     work = storage.data_dir / f".mlflowctl-restore-{time.time_ns()}"
     work.mkdir(mode=0o700)
     flag = storage.data_dir / MAINTENANCE_FLAG
+    keep_work = False
     try:
         _extract(upload, work)
         staged = work / "db" / "mlflow.db"
@@ -174,16 +218,58 @@ def restore_upload(storage: StorageConfig, upload: Path, force: bool) -> dict:
             else:
                 artifacts.mkdir(parents=True, exist_ok=True)
         except Exception:
+            keep_work = True  # until the old data is back in place, this directory holds the only copy
             if previous_db.exists():
                 _sqlite_copy(previous_db, db)
             if moved_artifacts:
                 if artifacts.exists():
                     shutil.rmtree(artifacts)
                 previous_artifacts.rename(artifacts)
+            keep_work = False
             raise
         files = sum(len(names) for _, _, names in os.walk(artifacts))
         log_event("ops.restore", "restored an uploaded backup", revision=state.revision, artifacts=files)
         return {"restored": True, "revision": state.revision, "artifactFiles": files}
     finally:
         flag.unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
+        if keep_work:
+            log_event("ops.restore_rollback_failed", "putting the previous data back failed; it is kept here", logging.ERROR, path=str(work))
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def recover(storage: StorageConfig) -> None:
+    """At startup: a maintenance flag whose process is gone (a restore killed mid-way) is removed, and so are
+    leftover upload spools and snapshot copies of dead processes. Restore work directories are kept (they may
+    hold the only copy of the previous data) and named in the log."""
+    if storage.mode != "local" or storage.data_dir is None or not storage.data_dir.is_dir():
+        return
+    flag = storage.data_dir / MAINTENANCE_FLAG
+    if flag.exists():
+        try:
+            pid = int(flag.read_text().strip() or "0")
+        except ValueError:
+            pid = 0
+        if not _alive(pid):
+            flag.unlink(missing_ok=True)
+            log_event("ops.maintenance_cleared", "removed the maintenance flag of a restore that did not finish", logging.WARNING, pid=pid)
+    for leftover in storage.data_dir.glob(".mlflowctl-*"):
+        match = re.match(r"\.mlflowctl-(?:upload|snapshot)-(\d+)-", leftover.name)
+        if match and not _alive(int(match.group(1))):
+            leftover.unlink(missing_ok=True)
+        elif leftover.name.startswith(".mlflowctl-restore-") and leftover.is_dir():
+            log_event("ops.restore_leftover", "a restore work directory from an interrupted restore is left for inspection", logging.WARNING, path=str(leftover))
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

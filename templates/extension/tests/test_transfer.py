@@ -34,6 +34,7 @@ def test_snapshot_streams_the_db_and_artifacts_and_restore_swaps_them_into_anoth
     assert status == 200, blob[:300]
     entries = _entries(blob)
     assert list(entries)[0] == "db/mlflow.db" and entries[f"artifacts/{path}"] == content
+    assert list(entries)[-1] == "transfer.json" and json.loads(entries["transfer.json"])["files"] == len(entries) - 1
 
     target = start_server(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "b"), MLFLOWCTL_OPS_TOKEN=TOKEN))
     assert http("POST", target.url("/_mlflowctl/restore"), blob, {"X-Mlflowctl-Ops-Token": "wrong"})[0] == 401
@@ -57,5 +58,5 @@ def test_snapshot_streams_the_db_and_artifacts_and_restore_swaps_them_into_anoth
     assert target.get("/api/2.0/mlflow/experiments/get-by-name?experiment_name=kept")[0] == 200, "the data is as it was"
     status, body = http("POST", target.url("/_mlflowctl/restore"), blob, {**OPS, "X-Mlflowctl-Force": "1"})
     assert status == 200, body
-    assert not list((tmp_path / "b").glob(".mlflowctl-*")), "no upload, flag or work directory is left behind"
+    assert [p.name for p in (tmp_path / "b").glob(".mlflowctl-*")] == [".mlflowctl-restore.lock"], "no upload, flag or work directory is left behind"
     assert TOKEN not in target.logs()

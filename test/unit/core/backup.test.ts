@@ -138,10 +138,8 @@ describe('createBackup (core, with injected I/O)', async () => {
   it('--artifacts referenced keeps only files under locations the rows point at (orphans stay out)', async () => {
     const run = 'a'.repeat(32)
     const {deps} = fakeDeps({
-      listArtifacts: async function* () {
-        yield {name: `artifacts/1/${run}/artifacts/model.txt`, file: '/x/1'}
-        yield {name: `artifacts/1/${'f'.repeat(32)}/artifacts/stray.txt`, file: '/x/2'}
-        yield {name: 'artifacts/1/models/m-1/artifacts/MLmodel', file: '/x/3'}
+      listArtifacts: async function* (_source, include = () => true) {
+        for (const name of [`1/${run}/artifacts/model.txt`, `1/${'f'.repeat(32)}/artifacts/stray.txt`, '1/models/m-1/artifacts/MLmodel']) if (include(name)) yield {name: `artifacts/${name}`, file: '/x'}
       },
       readReferences: async () => [`mlflow-artifacts:/1/${run}/artifacts`, 'mlflow-artifacts:/1/models/m-1/artifacts', 's3://elsewhere/x'],
     })
@@ -151,6 +149,8 @@ describe('createBackup (core, with injected I/O)', async () => {
     await createBackup(deps, {...options, artifacts: 'referenced'})
     assert.deepEqual(manifest!.files.map((f) => f.path).filter((p) => p.startsWith('artifacts/')), [`artifacts/1/${run}/artifacts/model.txt`, 'artifacts/1/models/m-1/artifacts/MLmodel'])
     assert.deepEqual([manifest!.artifacts.mode, manifest!.artifacts.files], ['referenced', 2])
+    const elsewhere = fakeDeps({readReferences: async () => ['s3://bucket/1/abc/artifacts']})
+    await assert.rejects(createBackup(elsewhere.deps, {...options, artifacts: 'referenced'}), (e: unknown) => e instanceof UsageError && e.code === 'ARTIFACTS_NOT_PROXIED')
   })
 
   it('refuses a directory without mlflow.db before taking the lock', async () => {
