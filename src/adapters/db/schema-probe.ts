@@ -1,0 +1,50 @@
+// What `db status` needs from a database, read-only: its tables, alembic_version, and cheap row estimates
+// for the tables heavy migrations work over (never COUNT(*): SQLite's max(rowid), PostgreSQL's reltuples).
+import Database from 'better-sqlite3'
+
+import type {DatabaseTarget} from '../../core/database-url.js'
+import {ExternalError, UsageError} from '../../errors.js'
+import {withPostgres} from './postgres.js'
+
+export interface SchemaProbe {
+  engine: 'sqlite' | 'postgresql'
+  tables: string[]
+  hasVersionTable: boolean
+  revision: string | null
+  rowEstimates: Record<string, number>
+}
+
+const BIG_TABLES = ['metrics', 'latest_metrics', 'params', 'tags', 'runs', 'spans', 'trace_info', 'model_versions', 'registered_models']
+
+function probeSqlite(path: string): SchemaProbe {
+  let db: Database.Database
+  try {
+    db = new Database(path, {readonly: true, fileMustExist: true})
+  } catch (error) {
+    throw new ExternalError('DATABASE_UNREACHABLE', `Cannot open ${path}: ${(error as Error).message}.`)
+  }
+  try {
+    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{name: string}>).map((row) => row.name)
+    const hasVersionTable = tables.includes('alembic_version')
+    const revision = hasVersionTable ? ((db.prepare('SELECT version_num FROM alembic_version').get() as {version_num: string} | undefined)?.version_num ?? null) : null
+    const rowEstimates: Record<string, number> = {}
+    for (const table of BIG_TABLES.filter((t) => tables.includes(t))) rowEstimates[table] = Number((db.prepare(`SELECT coalesce(max(rowid), 0) AS n FROM "${table}"`).get() as {n: number}).n)
+    return {engine: 'sqlite', tables, hasVersionTable, revision, rowEstimates}
+  } finally {
+    db.close()
+  }
+}
+
+export async function probeSchema(target: DatabaseTarget): Promise<SchemaProbe> {
+  if (target.engine === 'sqlite') return probeSqlite(target.sqlitePath!)
+  if (target.engine !== 'postgresql') throw new UsageError('ENGINE_NOT_SUPPORTED', `db status reads SQLite and PostgreSQL; ${target.engine} is not supported yet.`)
+  return withPostgres(target, async (client) => {
+    const tables = (await client.query<{name: string}>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")).rows.map((row) => row.name)
+    const hasVersionTable = tables.includes('alembic_version')
+    const revision = hasVersionTable ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]?.version_num ?? null) : null
+    const stats = await client.query<{name: string; rows: number}>("SELECT c.relname AS name, c.reltuples::float8 AS rows FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND c.relname = ANY($1)", [BIG_TABLES])
+    // reltuples is -1 (PostgreSQL 14+) or 0 before the first ANALYZE: unknown, not empty.
+    const rowEstimates = Object.fromEntries(stats.rows.filter((row) => row.rows > 0).map((row) => [row.name, Math.round(row.rows)]))
+    return {engine: 'postgresql', tables, hasVersionTable, revision, rowEstimates}
+  })
+}

@@ -1,0 +1,55 @@
+import {Flags} from '@oclif/core'
+import {existsSync, statSync} from 'node:fs'
+import {join, resolve} from 'node:path'
+
+import {MlflowctlCommand} from '../../base-command.js'
+import {schemaStatus, type SchemaStatus} from '../../core/catalog.js'
+import {parseDatabaseUrl} from '../../core/database-url.js'
+import {UsageError} from '../../errors.js'
+import {insecureFlag, targetFlags} from '../../flags.js'
+import {connectOpsStatus, connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
+import {loadCatalog} from '../../adapters/catalog.js'
+import {probeSchema, type SchemaProbe} from '../../adapters/db/schema-probe.js'
+import {formatPending} from '../../output/migrations.js'
+
+export default class DbStatus extends MlflowctlCommand<typeof DbStatus> {
+  static summary = 'Show where a database schema stands against MLflow releases.'
+  static description = `Reads alembic_version and the tables (read-only) and places them in the migration catalog generated from the
+released MLflow wheels: the revision, whether it is known, the releases it matches, and the migrations pending to --to
+(default: the newest release), each flagged heavy or dialect-specific with row estimates (never COUNT(*)). It tells an
+empty database, one from before MLflow 1.0, a partial one, another application's alembic revision, and a database
+ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version, 4/5 the database or Connect refused.`
+  static examples = ['<%= config.bin %> <%= command.id %> --db /srv/mlflow/data --to 3.18.0', '<%= config.bin %> <%= command.id %> --db postgresql://mlflow@db/mlflow --json', '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666']
+  static flags = {
+    ...targetFlags,
+    insecure: insecureFlag,
+    db: Flags.string({summary: 'sqlite:////path/mlflow.db, an app-data directory, or postgresql://….', exactlyOne: ['db', 'guid'], env: 'MLFLOWCTL_DB'}),
+    guid: Flags.string({summary: 'A deployment on Connect (its ops status).', exactlyOne: ['db', 'guid'], env: 'MLFLOWCTL_GUID'}),
+    to: Flags.string({summary: 'Target MLflow release (default: the newest in the catalog).', env: 'MLFLOWCTL_TO'}),
+  }
+
+  async run(): Promise<SchemaStatus & {database: string}> {
+    const {catalog, overlay} = await loadCatalog()
+    const {probe, database} = this.flags.guid ? await this.fromConnect(this.flags.guid) : await this.fromDatabase(this.flags.db!)
+    const status = schemaStatus(catalog, overlay, probe, this.flags.to, probe.rowEstimates)
+    const matching = status.matchingReleases.length > 0 ? ` (the head of MLflow ${status.matchingReleases.join(', ')})` : status.known ? '' : ' (unknown)'
+    this.out([`Database: ${database}`, `Revision: ${status.revision ?? 'none'}${matching}`, `State: ${status.kind}. ${status.explanation}`, ...formatPending(status.pending)].join('\n'))
+    return {database, ...status}
+  }
+
+  private async fromDatabase(raw: string): Promise<{probe: SchemaProbe; database: string}> {
+    const dir = resolve(raw)
+    const url = !raw.includes('://') && existsSync(dir) && statSync(dir).isDirectory() ? `sqlite:///${join(dir, 'mlflow.db')}` : raw
+    const target = parseDatabaseUrl(url)
+    if (target.engine === 'sqlite' && !existsSync(target.sqlitePath!)) throw new UsageError('DATABASE_NOT_FOUND', `${target.sqlitePath} does not exist.`)
+    return {probe: await probeSchema(target), database: target.display}
+  }
+
+  private async fromConnect(guid: string): Promise<{probe: SchemaProbe; database: string}> {
+    const {server, apiKey, caCertificate, configDir, dataDir} = this.settings
+    const status = (await connectOpsStatus(connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir}), guid)) as {dbRevision?: string | null; schemaState?: string; backendStore?: string}
+    // The extension reports the revision, not the tables: an empty schema is the only case it tells apart.
+    const empty = status.schemaState === 'empty'
+    return {probe: {engine: 'sqlite', tables: empty ? [] : ['experiments', 'runs'], hasVersionTable: !empty, revision: status.dbRevision ?? null, rowEstimates: {}}, database: `connect:${guid} (${status.backendStore ?? 'unknown store'})`}
+  }
+}
