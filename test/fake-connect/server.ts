@@ -1,7 +1,7 @@
 // A fake Posit Connect that follows ../shared/reference/connect-api.md. Faithful where the reference is
 // confirmed; where it says UNCONFIRMED the behaviour is a switch (see FakeConnectOptions).
 import {randomUUID} from 'node:crypto'
-import {mkdirSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
@@ -139,6 +139,7 @@ export class FakeConnect {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.url)
     const send = (status: number, body?: unknown) => {
+      if (Buffer.isBuffer(body)) return void (res.writeHead(status, {'content-type': 'application/gzip'}), res.end(body))
       res.writeHead(status, body === undefined ? {} : {'content-type': 'application/json'})
       res.end(body === undefined ? undefined : JSON.stringify(body))
     }
@@ -200,6 +201,12 @@ export class FakeConnect {
       writeFileSync(file, body)
       item.bundles.push({id, created_time: new Date().toISOString(), file, size: body.length})
       return send(200, {id, content_guid: item.guid, active: false, size: body.length, created_time: item.bundles.at(-1)!.created_time})
+    }
+    const download = /^\/bundles\/(\w+)\/download$/.exec(sub)
+    if (download && method === 'GET') {
+      const bundle = item.bundles.find((b) => b.id === download[1])
+      if (!bundle) return send(404, err(4, 'Bundle not found.'))
+      return send(200, readFileSync(bundle.file))
     }
     if (sub === '/bundles' && method === 'GET') return send(200, item.bundles.map((b) => ({id: b.id, content_guid: item.guid, active: b.id === item.activeBundle, size: b.size, created_time: b.created_time})))
     if (sub === '/deploy' && method === 'POST') {

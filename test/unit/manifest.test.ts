@@ -9,7 +9,7 @@ const manifest = JSON.parse(readFileSync(new URL('../../oclif.manifest.json', im
 
 describe('oclif.manifest.json', () => {
   it('lists the interface commands', () => {
-    for (const id of ['init', 'bundle', 'dev:up', 'dev:down', 'dev:status', 'dev:logs', 'deploy', 'rollback', 'history', 'client-env', 'doctor', 'backup:create', 'backup:list', 'backup:verify', 'backup:prune', 'backup:restore', 'db:status']) assert.ok(manifest.commands[id], id)
+    for (const id of ['init', 'bundle', 'dev:up', 'dev:down', 'dev:status', 'dev:logs', 'deploy', 'rollback', 'history', 'client-env', 'doctor', 'backup:create', 'backup:list', 'backup:verify', 'backup:prune', 'backup:restore', 'db:status', 'db:migrate', 'version:bump', 'upgrade:plan', 'upgrade:apply']) assert.ok(manifest.commands[id], id)
   })
 
   it('gives every flag an MLFLOWCTL_* env name (except --json, which has MLFLOWCTL_CONTENT_TYPE)', () => {

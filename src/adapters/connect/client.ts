@@ -39,6 +39,8 @@ interface CallOptions<S extends z.ZodTypeAny> {
   idempotent?: boolean
   /** Turns a 404 into this error instead of the generic one. */
   notFound?: () => MlflowctlError
+  /** Return the body's bytes (a bundle download) instead of parsing JSON. */
+  raw?: boolean
 }
 
 const RETRY_STATUSES = new Set([429, 502, 503, 504])
@@ -97,7 +99,7 @@ export class ConnectClient {
         continue
       }
       this.keepCookies(response)
-      if (response.status >= 200 && response.status < 300) return this.parse(response, call.schema, method, url)
+      if (response.status >= 200 && response.status < 300) return call.raw ? (response.body as z.infer<S>) : this.parse(response, call.schema, method, url)
       lastError = this.httpError(response, method, url, call.notFound)
       if (!RETRY_STATUSES.has(response.status) && response.status < 500) break
     }
@@ -216,6 +218,14 @@ export class ConnectClient {
 
   listBundles(guid: string): Promise<ConnectBundle[]> {
     return this.call('GET', `v1/content/${encodeURIComponent(guid)}/bundles`, {schema: bundleSchema.array()})
+  }
+
+  /** The bundle's tar.gz, as uploaded (connect-api.md: GET …/bundles/{id}/download). */
+  downloadBundle(guid: string, bundleId: string): Promise<Buffer> {
+    return this.call('GET', `v1/content/${encodeURIComponent(guid)}/bundles/${encodeURIComponent(bundleId)}/download`, {
+      raw: true,
+      notFound: () => new ConfigError('BUNDLE_NOT_FOUND', `Content ${guid} has no bundle ${bundleId}.`),
+    })
   }
 
   /** `activate: false` deploys a draft (Connect ≥ 2025.06.0; older servers reject the field). */

@@ -1,8 +1,11 @@
 // What `db status` needs from a database, read-only: its tables, alembic_version, and cheap row estimates
 // for the tables heavy migrations work over (never COUNT(*): SQLite's max(rowid), PostgreSQL's reltuples).
 import Database from 'better-sqlite3'
+import {existsSync, statSync} from 'node:fs'
+import {join, resolve} from 'node:path'
 
-import type {DatabaseTarget} from '../../core/database-url.js'
+import {parseDatabaseUrl, type DatabaseTarget} from '../../core/database-url.js'
+import {connectOpsStatus, type ConnectTransferOptions} from '../backup/connect-transfer.js'
 import {ExternalError, UsageError} from '../../errors.js'
 import {withPostgres} from './postgres.js'
 
@@ -47,4 +50,22 @@ export async function probeSchema(target: DatabaseTarget): Promise<SchemaProbe> 
     const rowEstimates = Object.fromEntries(stats.rows.filter((row) => row.rows > 0).map((row) => [row.name, Math.round(row.rows)]))
     return {engine: 'postgresql', tables, hasVersionTable, revision, rowEstimates}
   })
+}
+
+/** --db as the user wrote it: an app-data directory (its mlflow.db) or a URL. @throws UsageError DATABASE_NOT_FOUND */
+export function databaseFromFlag(raw: string): {target: DatabaseTarget; url: string} {
+  const dir = resolve(raw)
+  const url = !raw.includes('://') && existsSync(dir) && statSync(dir).isDirectory() ? `sqlite:///${join(dir, 'mlflow.db')}` : raw
+  const target = parseDatabaseUrl(url)
+  if (target.engine === 'sqlite' && !existsSync(target.sqlitePath!)) throw new UsageError('DATABASE_NOT_FOUND', `${target.sqlitePath} does not exist.`)
+  return {target, url}
+}
+
+/** A deployment's schema as its extension reports it (ops status), in the shape of a probe. */
+export async function probeDeployment(transfer: ConnectTransferOptions, guid: string): Promise<SchemaProbe & {database: string}> {
+  const status = (await connectOpsStatus(transfer, guid)) as {dbRevision?: string | null; schemaState?: string; backendStore?: string; tables?: string[]; rowEstimates?: Record<string, number>}
+  // Extensions before status tables were reported tell only an empty schema apart.
+  const empty = status.schemaState === 'empty'
+  const tables = status.tables?.filter((table) => !table.startsWith('alembic_')) ?? (empty ? [] : ['experiments', 'runs'])
+  return {engine: 'sqlite', tables, hasVersionTable: !empty, revision: status.dbRevision ?? null, rowEstimates: status.rowEstimates ?? {}, database: `connect:${guid} (${status.backendStore ?? 'unknown store'})`}
 }

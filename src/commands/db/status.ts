@@ -1,15 +1,11 @@
 import {Flags} from '@oclif/core'
-import {existsSync, statSync} from 'node:fs'
-import {join, resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {schemaStatus, type SchemaStatus} from '../../core/catalog.js'
-import {parseDatabaseUrl} from '../../core/database-url.js'
-import {UsageError} from '../../errors.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {connectOpsStatus, connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
+import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
 import {loadCatalog} from '../../adapters/catalog.js'
-import {probeSchema, type SchemaProbe} from '../../adapters/db/schema-probe.js'
+import {databaseFromFlag, probeDeployment, probeSchema} from '../../adapters/db/schema-probe.js'
 import {formatPending} from '../../output/migrations.js'
 
 export default class DbStatus extends MlflowctlCommand<typeof DbStatus> {
@@ -30,26 +26,17 @@ ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version
 
   async run(): Promise<SchemaStatus & {database: string}> {
     const {catalog, overlay} = await loadCatalog()
-    const {probe, database} = this.flags.guid ? await this.fromConnect(this.flags.guid) : await this.fromDatabase(this.flags.db!)
+    const {server, apiKey, caCertificate, configDir, dataDir} = this.settings
+    const transfer = connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
+    const {probe, database} = this.flags.guid ? await probeDeployment(transfer, this.flags.guid).then((probe) => ({probe, database: probe.database})) : await fromDatabase(this.flags.db!)
     const status = schemaStatus(catalog, overlay, probe, this.flags.to, probe.rowEstimates)
     const matching = status.matchingReleases.length > 0 ? ` (the head of MLflow ${status.matchingReleases.join(', ')})` : status.known ? '' : ' (unknown)'
     this.out([`Database: ${database}`, `Revision: ${status.revision ?? 'none'}${matching}`, `State: ${status.kind}. ${status.explanation}`, ...formatPending(status.pending)].join('\n'))
     return {database, ...status}
   }
+}
 
-  private async fromDatabase(raw: string): Promise<{probe: SchemaProbe; database: string}> {
-    const dir = resolve(raw)
-    const url = !raw.includes('://') && existsSync(dir) && statSync(dir).isDirectory() ? `sqlite:///${join(dir, 'mlflow.db')}` : raw
-    const target = parseDatabaseUrl(url)
-    if (target.engine === 'sqlite' && !existsSync(target.sqlitePath!)) throw new UsageError('DATABASE_NOT_FOUND', `${target.sqlitePath} does not exist.`)
-    return {probe: await probeSchema(target), database: target.display}
-  }
-
-  private async fromConnect(guid: string): Promise<{probe: SchemaProbe; database: string}> {
-    const {server, apiKey, caCertificate, configDir, dataDir} = this.settings
-    const status = (await connectOpsStatus(connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir}), guid)) as {dbRevision?: string | null; schemaState?: string; backendStore?: string}
-    // The extension reports the revision, not the tables: an empty schema is the only case it tells apart.
-    const empty = status.schemaState === 'empty'
-    return {probe: {engine: 'sqlite', tables: empty ? [] : ['experiments', 'runs'], hasVersionTable: !empty, revision: status.dbRevision ?? null, rowEstimates: {}}, database: `connect:${guid} (${status.backendStore ?? 'unknown store'})`}
-  }
+async function fromDatabase(raw: string) {
+  const {target} = databaseFromFlag(raw)
+  return {probe: await probeSchema(target), database: target.display}
 }

@@ -68,6 +68,27 @@ def inspect_schema(engine: sqlalchemy.engine.Engine) -> SchemaState:
     return SchemaState("behind", revision, head, pending)
 
 
+# The tables whose size decides how long a heavy migration takes.
+SIZED_TABLES = ("metrics", "latest_metrics", "params", "tags", "runs", "experiments", "spans", "trace_info", "trace_tags", "logged_models")
+
+
+def row_estimates(engine: sqlalchemy.engine.Engine) -> dict[str, int]:
+    """Cheap row estimates for upgrade planning, never COUNT(*): max(rowid) on SQLite (an upper bound when
+    rows were deleted) and the planner's reltuples on PostgreSQL. Empty for other dialects."""
+    dialect = engine.dialect.name
+    names = set(sqlalchemy.inspect(engine).get_table_names())
+    out: dict[str, int] = {}
+    with engine.connect() as conn:
+        if dialect == "sqlite":
+            for table in SIZED_TABLES:
+                if table in names:
+                    out[table] = int(conn.execute(sqlalchemy.text(f'SELECT coalesce(max(rowid), 0) FROM "{table}"')).scalar() or 0)
+        elif dialect == "postgresql":
+            rows = conn.execute(sqlalchemy.text("SELECT relname, reltuples FROM pg_class WHERE relkind = 'r' AND relnamespace = current_schema()::regnamespace"))
+            out = {name: max(int(tuples), 0) for name, tuples in rows if name in SIZED_TABLES}
+    return out
+
+
 def read_revision(engine: sqlalchemy.engine.Engine) -> str | None:
     """The single row of alembic_version, or None when the table is absent or empty."""
     if "alembic_version" not in sqlalchemy.inspect(engine).get_table_names():

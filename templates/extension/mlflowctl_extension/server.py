@@ -4,14 +4,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+import sqlalchemy
+
 from . import EXTENSION_VERSION
 from .logs import configure_logging, log_event, redact, register_secret
-from .migrations import create_engine, inspect_schema, ensure_schema
+from .migrations import create_engine, inspect_schema, ensure_schema, row_estimates
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
 from .transfer import has_data, recover
 from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
@@ -78,6 +82,11 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
             "bundleMlflowVersion": bundle.get("mlflowVersion"),
             "appMode": bundle.get("appMode"),
             "storageMode": storage.mode,
+            "dbDialect": engine.dialect.name,
+            "pythonVersion": platform.python_version(),
+            "sqliteVersion": sqlite3.sqlite_version,
+            "tables": sorted(sqlalchemy.inspect(engine).get_table_names()),
+            "rowEstimates": row_estimates(engine),
             "dbRevision": state.revision,
             "expectedHead": state.head,
             "schemaState": state.kind,

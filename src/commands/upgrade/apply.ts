@@ -1,0 +1,69 @@
+import {Flags} from '@oclif/core'
+import {readFileSync} from 'node:fs'
+
+import {MlflowctlCommand} from '../../base-command.js'
+import {parseGuid} from '../../core/backup/locations.js'
+import {applyUpgrade, type ApplyResult} from '../../core/upgrade-apply.js'
+import type {UpgradePlan} from '../../core/upgrade-plan.js'
+import {ConfigError, UsageError} from '../../errors.js'
+import {insecureFlag, targetFlags} from '../../flags.js'
+import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
+import {resolvePassphrase} from '../../adapters/backup/crypto.js'
+import {readJson} from '../../adapters/fs/json-file.js'
+import {createApplyDeps} from '../../adapters/upgrade.js'
+import {confirmer} from '../../output/prompt.js'
+
+export default class UpgradeApply extends MlflowctlCommand<typeof UpgradeApply> {
+  static summary = 'Upgrade a deployment to another MLflow release, rolling back on any failure.'
+  static description = `Re-reads the deployment (a --plan-file must still match it: its fingerprint), takes the upgrade lock, backs up
+the data and verifies the backup, bumps the active bundle to the target and deploys it to the same GUID (draft,
+verification at the preview URL, activation, verification: /version, the REST API and the schema revision, so the
+migrations have run once). On any failure after the backup the data is restored from it and the previous bundle
+serves again. Everything is recorded in the history ledger (mlflowctl history). External storage needs --db for
+the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flags or declined, 3 configuration,
+4 a wrong key or ops token, 5 Connect failed, 6 blocked, a stale plan, or rolled back after a failure.`
+  static examples = [
+    '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666 --to 3.17.2 --repo /backups/mlflow --yes',
+    '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666 --plan-file upgrade.json --db postgresql://mlflow@db/mlflow --json --yes',
+  ]
+  static flags = {
+    ...targetFlags,
+    insecure: insecureFlag,
+    guid: Flags.string({summary: 'GUID of the deployment.', required: true, env: 'MLFLOWCTL_GUID'}),
+    to: Flags.string({summary: 'Target MLflow release.', exactlyOne: ['to', 'plan-file'], env: 'MLFLOWCTL_TO'}),
+    'plan-file': Flags.file({summary: 'A plan saved by upgrade plan --plan-file.', exists: true, exactlyOne: ['to', 'plan-file'], env: 'MLFLOWCTL_PLAN_FILE'}),
+    repo: Flags.string({summary: 'Backup repository (default: a directory under the data dir).', env: 'MLFLOWCTL_REPO'}),
+    db: Flags.string({summary: 'The database URL, for external storage (postgresql://…).', env: 'MLFLOWCTL_DB'}),
+    timeout: Flags.integer({summary: 'Seconds to wait for each deploy task.', default: 900, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
+    yes: Flags.boolean({char: 'y', summary: 'Do not ask before upgrading.', env: 'MLFLOWCTL_YES'}),
+    'passphrase-file': Flags.file({summary: 'Encrypt the backup with the passphrase in this file (or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
+  }
+
+  private dbSecret?: string
+
+  protected secrets(): string[] {
+    return [...super.secrets(), ...(this.dbSecret ? [this.dbSecret] : [])]
+  }
+
+  async run(): Promise<ApplyResult> {
+    const {server, apiKey, caCertificate, configDir, dataDir, cacheDir} = this.settings
+    if (!server.value || !apiKey.value) throw new ConfigError('CONNECT_NOT_CONFIGURED', 'upgrade apply needs a Connect server and API key.', {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY.']})
+    this.dbSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.db ?? '')?.[1]
+    const guid = parseGuid(this.flags.guid, '--guid')
+    const savedPlan = this.flags['plan-file'] ? await readJson<UpgradePlan>(this.flags['plan-file']) : undefined
+    if (this.flags['plan-file'] && !savedPlan?.fingerprint) throw new UsageError('PLAN_INVALID', `${this.flags['plan-file']} is not a plan written by mlflowctl upgrade plan --plan-file.`)
+    const transfer = connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
+    const runner = this.tasks()
+    const deps = await createApplyDeps({
+      server: server.value, apiKey: apiKey.value, ca: caCertificate.value ? readFileSync(caCertificate.value) : undefined, insecure: this.flags.insecure, configDir, dataDir, cacheDir, transfer,
+      repo: this.flags.repo, databaseUrl: this.flags.db, passphrase: await resolvePassphrase(this.flags['passphrase-file']), toolVersion: this.config.version, timeoutMs: this.flags.timeout * 1000, runner,
+      onProgress: (line) => this.err(line), onWarning: (message) => this.warnUser(message),
+    })
+    deps.confirm = confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl upgrade apply --guid ${guid} …`})
+    const result = await applyUpgrade(deps, {server: server.value, guid, to: this.flags.to, savedPlan}, runner)
+    this.out(result.outcome === 'nothing-to-do'
+      ? `${guid} already serves MLflow ${result.plan.to.mlflowVersion} at its head: nothing to do.`
+      : `Upgraded ${guid}: MLflow ${result.plan.from.mlflowVersion} → ${result.plan.to.mlflowVersion}, bundle ${result.previousBundleId} → ${result.bundleId}, schema ${result.revision}.\nBackup before the upgrade: ${result.backupId}`)
+    return result
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * `upgrade apply`: re-plan against the live state (a saved plan must still match it), take the lock, back up
+ * and verify, bump the active bundle and deploy it to the same GUID, verify, and on any failure put the data
+ * back from the backup and make the previous bundle serve again. Every outcome goes into the history ledger.
+ */
+import {CheckFailedError, ExternalError, UsageError} from '../errors.js'
+import type {CatalogOverlay, MigrationCatalog} from './catalog.js'
+import {HISTORY_FORMAT_VERSION, type HistoryEvent} from './history.js'
+import type {StepRunner} from './ports.js'
+import {fingerprintOf, planUpgrade, type LiveState, type UpgradePlan} from './upgrade-plan.js'
+
+export interface LiveDeployment {
+  state: LiveState
+  /** The active bundle's files, unpacked into a scratch directory the upgrade may rewrite. */
+  bundleDir: string
+}
+
+/** How the extension answers after a step: which bundle is active and what it reports. */
+export interface ServingState {
+  activeBundleId: string | null
+  /** The ops status revision, or undefined when nothing answers. */
+  revision?: string
+  mlflowVersion?: string
+}
+
+export interface ApplyDeps {
+  catalog: MigrationCatalog
+  overlay: CatalogOverlay
+  readLive(guid: string): Promise<LiveDeployment>
+  /** Held for the whole apply; a second apply on the same deployment is refused. */
+  lock(guid: string): Promise<() => Promise<void>>
+  /** Creates a backup of the deployment's data and verifies it; returns what a restore needs. */
+  backup(live: LiveState): Promise<{id: string; path: string; revision: string | null}>
+  /** Bumps the bundle directory to the target and deploys it (draft, verify, activate, verify). Returns the new bundle. */
+  bumpAndDeploy(bundleDir: string, targetVersion: string, guid: string): Promise<{bundleId: string; revision?: string}>
+  serving(guid: string): Promise<ServingState>
+  /** Puts the backup's data back into the deployment (or its database), replacing what is there. */
+  restore(backup: {id: string; path: string}, live: LiveState): Promise<void>
+  activate(guid: string, bundleId: string): Promise<void>
+  /** The verification deploy runs: /health, /version, the REST API and the schema revision. */
+  verify(guid: string, mlflowVersion: string): Promise<{ok: boolean; failures: string[]}>
+  confirm(question: string): Promise<boolean>
+  appendHistory(event: HistoryEvent): Promise<void>
+  now(): Date
+}
+
+export interface ApplyOptions {
+  server: string
+  guid: string
+  to?: string
+  savedPlan?: UpgradePlan
+}
+
+export interface ApplyResult {
+  outcome: 'upgraded' | 'nothing-to-do'
+  plan: UpgradePlan
+  backupId?: string
+  bundleId?: string
+  previousBundleId: string
+  revision?: string
+}
+
+/** Checks a saved plan still describes the deployment. @throws CheckFailedError PLAN_STALE, UsageError PLAN_OTHER_TARGET */
+export function checkSavedPlan(saved: UpgradePlan, state: LiveState): void {
+  if (saved.guid !== state.guid || saved.server.replace(/\/+$/, '') !== state.server.replace(/\/+$/, '')) {
+    throw new UsageError('PLAN_OTHER_TARGET', `The plan is for ${saved.guid} on ${saved.server}, not ${state.guid} on ${state.server}.`)
+  }
+  const live = fingerprintOf(state, saved.to.mlflowVersion)
+  if (live !== saved.fingerprint) {
+    throw new CheckFailedError('PLAN_STALE', `The deployment changed since the plan was made (${saved.createdAt}): it now runs bundle ${state.bundleId}, MLflow ${state.status.mlflowVersion}, schema ${state.status.dbRevision ?? 'none'}.`, {
+      suggestions: [`Make a new plan: mlflowctl upgrade plan --guid ${state.guid} --to ${saved.to.mlflowVersion} --plan-file FILE`],
+    })
+  }
+}
+
+/**
+ * Runs the upgrade. On a failure after the backup, the data is restored and the previous bundle made active,
+ * then the original error is thrown with what the rollback did.
+ * @throws CheckFailedError PLAN_STALE / UPGRADE_BLOCKED / UPGRADE_ROLLED_BACK / ROLLBACK_FAILED, UsageError DECLINED
+ */
+export async function applyUpgrade(deps: ApplyDeps, options: ApplyOptions, runner: StepRunner): Promise<ApplyResult> {
+  const live = await runner.step('Read the deployment (bundle, version, schema)', () => deps.readLive(options.guid))
+  if (options.savedPlan) checkSavedPlan(options.savedPlan, live.state)
+  const target = options.savedPlan?.to.mlflowVersion ?? options.to
+  if (!target) throw new UsageError('TARGET_REQUIRED', 'Pass --to VERSION or --plan-file FILE.')
+  const plan = planUpgrade(deps.catalog, deps.overlay, live.state, target, deps.now())
+  const previous = live.state.bundleId
+  if (plan.blockers.length > 0) {
+    throw new CheckFailedError('UPGRADE_BLOCKED', `The upgrade to MLflow ${target} is blocked: ${plan.blockers.map((b) => `${b.code}: ${b.message}`).join(' ')}`, {suggestions: [`See mlflowctl upgrade plan --guid ${options.guid} --to ${target}.`]})
+  }
+  if (plan.strategy === 'none') return {outcome: 'nothing-to-do', plan, previousBundleId: previous, revision: live.state.status.dbRevision ?? undefined}
+  const pending = plan.schema.pending.length
+  if (!(await deps.confirm(`Upgrade ${options.guid} from MLflow ${plan.from.mlflowVersion} to ${target} (${pending} schema migrations, strategy ${plan.strategy})?`))) throw new UsageError('DECLINED', 'Upgrade declined; nothing changed.')
+  const event = (result: 'ok' | 'failed', fields: Partial<HistoryEvent>): HistoryEvent => ({v: HISTORY_FORMAT_VERSION, time: deps.now().toISOString(), action: 'upgrade', result, server: options.server, guid: options.guid, mlflowVersion: target, ...fields})
+  const release = await deps.lock(options.guid)
+  try {
+    const backup = await runner.step('Back up the data and verify the backup', () => deps.backup(live.state))
+    let deployed: {bundleId: string; revision?: string}
+    try {
+      deployed = await runner.step(`Deploy MLflow ${target} to ${options.guid}${pending ? ` (${pending} migrations run once at startup)` : ''}`, () => deps.bumpAndDeploy(live.bundleDir, target, options.guid))
+    } catch (error) {
+      const rollback = await rollBack(deps, live, backup, runner)
+      const message = `The upgrade to MLflow ${target} failed: ${(error as Error).message.split('\n')[0]} ${rollback}`
+      await deps.appendHistory(event('failed', {bundleId: previous, message: `${message} (backup ${backup.id})`}))
+      throw new CheckFailedError('UPGRADE_ROLLED_BACK', message, {suggestions: [`Backup ${backup.id} holds the pre-upgrade data.`, ...((error as {suggestions?: string[]}).suggestions ?? [])]})
+    }
+    await deps.appendHistory(event('ok', {bundleId: deployed.bundleId, revision: deployed.revision, message: `from MLflow ${plan.from.mlflowVersion} (bundle ${previous}); backup ${backup.id}`}))
+    return {outcome: 'upgraded', plan, backupId: backup.id, bundleId: deployed.bundleId, previousBundleId: previous, revision: deployed.revision}
+  } finally {
+    await release()
+  }
+}
+
+/**
+ * Puts the pre-upgrade data back and the previous bundle in front. The restore goes to whatever serves the
+ * deployment: when the previous bundle is still active (a draft failed), its extension takes the upload at its
+ * own schema head, which is the backup's. Returns a sentence saying what was done.
+ * @throws CheckFailedError ROLLBACK_FAILED when the previous state could not be re-established.
+ */
+async function rollBack(deps: ApplyDeps, live: LiveDeployment, backup: {id: string; path: string; revision: string | null}, runner: StepRunner): Promise<string> {
+  const previous = live.state.bundleId
+  const version = live.state.status.mlflowVersion
+  try {
+    const now = await deps.serving(live.state.guid)
+    const external = live.state.status.storageMode !== 'local'
+    if (now.activeBundleId !== previous && external) {
+      // External database: restore straight into it, then the previous bundle starts against its own schema.
+      await runner.step(`Restore backup ${backup.id} into the database`, () => deps.restore(backup, live.state))
+      await runner.step(`Re-activate bundle ${previous}`, () => deps.activate(live.state.guid, previous))
+    } else if (now.activeBundleId !== previous) {
+      await runner.step(`Re-activate bundle ${previous}`, () => deps.activate(live.state.guid, previous))
+      await runner.step(`Restore backup ${backup.id}`, () => deps.restore(backup, live.state))
+    } else {
+      // Even at the same revision: a migration that failed part-way on SQLite may have committed DDL.
+      await runner.step(`Restore backup ${backup.id} (the schema is at ${now.revision ?? 'an unknown revision'})`, () => deps.restore(backup, live.state))
+    }
+    const check = await runner.step(`Verify bundle ${previous} (MLflow ${version})`, () => deps.verify(live.state.guid, version))
+    if (!check.ok) throw new ExternalError('ROLLBACK_VERIFY_FAILED', `the previous bundle fails verification: ${check.failures.join('; ')}`)
+    return `Rolled back: backup ${backup.id} restored and bundle ${previous} (MLflow ${version}) serving.`
+  } catch (error) {
+    throw new CheckFailedError('ROLLBACK_FAILED', `The upgrade failed and so did the rollback: ${(error as Error).message.split('\n')[0]}`, {
+      suggestions: [`Restore by hand: mlflowctl backup restore ${backup.path} --to connect:${live.state.guid} --force --yes`, `Then: mlflowctl rollback --guid ${live.state.guid} --to ${previous} --yes`],
+    })
+  }
+}
