@@ -19,6 +19,7 @@ const versions = process.argv.slice(2).length > 0 ? process.argv.slice(2) : [NEW
 const python = pythonCommand(process.env)
 const pythonVersion = await detectPythonVersion(python)
 const templates = await readTree(EXTENSION_TEMPLATES)
+const UPGRADE_MATRIX_EXTRA = ['3.0.1']
 const EMULATORS = 'moto[server]==5.2.5\ngcp-storage-emulator==2026.7.19\n'
 
 async function build(label, requirements, extraPackages = []) {
@@ -39,6 +40,9 @@ for (const mlflowVersion of versions) {
   const venv = await build(`MLflow ${mlflowVersion}`, bundleRequirements('local', mlflowVersion), ['pytest'])
   out.push({mlflowVersion, python: venv.python, key: venv.key})
 }
+// The upgrade matrix (test/integration/upgrade.test.ts) also starts from a 3.0.x release; the fake Connect
+// would build its venv on first deploy, this builds it ahead (same requirements, same cache key).
+for (const mlflowVersion of UPGRADE_MATRIX_EXTRA) await build(`MLflow ${mlflowVersion} (upgrade matrix)`, bundleRequirements('local', mlflowVersion))
 // The fake Connect builds the same venvs from the deployed bundles' requirements.txt and finds these.
 const cloud = {}
 for (const storage of ['aws', 'azure', 'gcp']) {

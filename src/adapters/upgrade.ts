@@ -91,7 +91,8 @@ export async function readLiveDeployment(options: UpgradeAdapterOptions, guid: s
 }
 
 /** The steps `applyUpgrade` runs, against Connect, the backup repository and the deployment's data. */
-export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<ApplyDeps> {
+export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<ApplyDeps & {dispose(): Promise<void>}> {
+  const scratchDirs: string[] = []
   const {catalog, overlay} = await loadCatalog()
   const deployDeps = createDeployDeps({server: options.server, apiKey: options.apiKey, ca: options.ca, insecure: options.insecure, configDir: options.configDir, dataDir: options.dataDir})
   let repository: BackupRepository | undefined
@@ -114,7 +115,11 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
   return {
     catalog,
     overlay,
-    readLive: (guid) => readLiveDeployment(options, guid),
+    readLive: async (guid) => {
+      const live = await readLiveDeployment(options, guid)
+      scratchDirs.push(live.bundleDir)
+      return live
+    },
     lock: async (guid) => {
       const dir = join(options.dataDir, 'upgrade-locks', guid)
       await mkdir(dir, {recursive: true, mode: 0o700})
@@ -172,5 +177,8 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
     confirm: async () => true,
     appendHistory: deployDeps.appendHistory,
     now: () => new Date(),
+    dispose: async () => {
+      for (const dir of scratchDirs.splice(0)) await rm(dir, {recursive: true, force: true})
+    },
   }
 }

@@ -59,14 +59,18 @@ export function pythonRequiresFor(mlflowVersion: string): string {
 /**
  * The PostgreSQL driver and compatibility pins the bundle needs so that pip resolves a working
  * environment for custom PostgreSQL storage:
- * - MLflow 2.x allows sqlalchemy<3 but imports pool classes that SQLAlchemy 2.1 removed
- *   (FallbackAsyncAdaptedQueuePool), so a fresh 2.x install fails at import unless SQLAlchemy is < 2.1;
- *   with SQLAlchemy 2.0 a plain postgresql:// URL uses psycopg2.
- * - MLflow 3.x resolves SQLAlchemy 2.1, where a plain postgresql:// URL means psycopg 3.
+ * - MLflow before 3.9.0 allows sqlalchemy<3 but imports a pool class that SQLAlchemy 2.1 removed
+ *   (FallbackAsyncAdaptedQueuePool, mlflow/store/db/utils.py; 3.9.0 made the import optional), so a fresh
+ *   install fails at import unless SQLAlchemy is < 2.1; with SQLAlchemy 2.0 a plain postgresql:// URL uses psycopg2.
+ *   (Found by the upgrade matrix: a 3.0.1 bundle did not start.)
+ * - From 3.9.0 pip resolves SQLAlchemy 2.1, where a plain postgresql:// URL means psycopg 3.
  */
 export function driverRequirementsFor(mlflowVersion: string): string[] {
-  return semver.major(parseMlflowVersion(mlflowVersion)) < 3 ? ['psycopg2-binary==2.9.13', 'sqlalchemy<2.1'] : ['psycopg[binary]==3.3.9']
+  return semver.lt(parseMlflowVersion(mlflowVersion), SQLALCHEMY_21_FROM) ? ['psycopg2-binary==2.9.13', 'sqlalchemy<2.1'] : ['psycopg[binary]==3.3.9']
 }
+
+/** The first MLflow release that imports with SQLAlchemy 2.1. */
+export const SQLALCHEMY_21_FROM = '3.9.0'
 
 /**
  * What each storage mode adds to requirements.txt, pinned so that a bundle resolves the same way on every

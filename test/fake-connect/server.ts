@@ -275,6 +275,9 @@ export class FakeConnect {
 
   /** Restarts the active bundle with the current environment, as Connect does after an env var change in
    * its UI. Resolves when the new process answers /health (or rejects when it does not). */
+  /** Content whose next started bundle process is killed once it has started (test fault injection). */
+  readonly crashAfterStart = new Set<string>()
+
   async restart(guid: string): Promise<void> {
     const item = this.content.get(guid)!
     await item.running?.stop()
@@ -294,6 +297,11 @@ export class FakeConnect {
         const manifest = await unpackBundle(bundle.file, dir)
         item.app_mode = manifest.appmode
         app = await startApp(this.options, bundle.id, dir, manifest.appmode, this.processEnv(item), log)
+        if (this.crashAfterStart.delete(item.guid)) {
+          // Fault injection: the process dies right after it came up (its startup, migrations included, ran).
+          app.process.kill('SIGKILL')
+          await app.stop().catch(() => undefined)
+        }
         if (this.stopped) {
           await app.stop()
           throw new DeployFailure('server-stopping', 'the server is shutting down')

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
-import {parseGuid} from '../../core/backup/locations.js'
+import {parseContentGuid} from '../../core/backup/locations.js'
 import {migrateDatabase, type MigrateResult} from '../../core/db-migrate.js'
 import {parseDuration} from '../../core/units.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
@@ -52,7 +52,7 @@ no fresh backup) or the rehearsal failed.`
     const {server, apiKey, caCertificate, configDir, dataDir, cacheDir} = this.settings
     this.dbSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.db ?? '')?.[1]
     const transfer = connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
-    const guid = this.flags.guid ? parseGuid(this.flags.guid, '--guid') : undefined
+    const guid = this.flags.guid ? parseContentGuid(this.flags.guid, '--guid') : undefined
     const database = guid ? undefined : databaseFromFlag(this.flags.db!)
     const source: MigrateSource = guid ? {kind: 'connect', guid} : {kind: 'database', ...database!}
     const maxBackupAgeMs = parseDuration(this.flags['max-backup-age'], '--max-backup-age')

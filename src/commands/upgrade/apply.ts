@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {readFileSync} from 'node:fs'
 
 import {MlflowctlCommand} from '../../base-command.js'
-import {parseGuid} from '../../core/backup/locations.js'
+import {parseContentGuid} from '../../core/backup/locations.js'
 import {applyUpgrade, type ApplyResult} from '../../core/upgrade-apply.js'
 import type {UpgradePlan} from '../../core/upgrade-plan.js'
 import {ConfigError, UsageError} from '../../errors.js'
@@ -49,7 +49,7 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
     const {server, apiKey, caCertificate, configDir, dataDir, cacheDir} = this.settings
     if (!server.value || !apiKey.value) throw new ConfigError('CONNECT_NOT_CONFIGURED', 'upgrade apply needs a Connect server and API key.', {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY.']})
     this.dbSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.db ?? '')?.[1]
-    const guid = parseGuid(this.flags.guid, '--guid')
+    const guid = parseContentGuid(this.flags.guid, '--guid')
     const savedPlan = this.flags['plan-file'] ? await readJson<UpgradePlan>(this.flags['plan-file']) : undefined
     if (this.flags['plan-file'] && !savedPlan?.fingerprint) throw new UsageError('PLAN_INVALID', `${this.flags['plan-file']} is not a plan written by mlflowctl upgrade plan --plan-file.`)
     const transfer = connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
@@ -60,7 +60,7 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
       onProgress: (line) => this.err(line), onWarning: (message) => this.warnUser(message),
     })
     deps.confirm = confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl upgrade apply --guid ${guid} …`})
-    const result = await applyUpgrade(deps, {server: server.value, guid, to: this.flags.to, savedPlan}, runner)
+    const result = await applyUpgrade(deps, {server: server.value, guid, to: this.flags.to, savedPlan}, runner).finally(() => deps.dispose())
     this.out(result.outcome === 'nothing-to-do'
       ? `${guid} already serves MLflow ${result.plan.to.mlflowVersion} at its head: nothing to do.`
       : `Upgraded ${guid}: MLflow ${result.plan.from.mlflowVersion} → ${result.plan.to.mlflowVersion}, bundle ${result.previousBundleId} → ${result.bundleId}, schema ${result.revision}.\nBackup before the upgrade: ${result.backupId}`)

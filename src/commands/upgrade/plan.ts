@@ -4,7 +4,7 @@ import {rm} from 'node:fs/promises'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
-import {parseGuid} from '../../core/backup/locations.js'
+import {parseContentGuid} from '../../core/backup/locations.js'
 import {planUpgrade, type UpgradePlan} from '../../core/upgrade-plan.js'
 import {ConfigError} from '../../errors.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
@@ -39,7 +39,7 @@ mlflowctl upgrade apply --plan-file. Reads only. Exit codes: 0 planned (blockers
   async run(): Promise<UpgradePlan & {blocked: boolean; planFile?: string}> {
     const {server, apiKey, caCertificate, configDir, dataDir, cacheDir} = this.settings
     if (!server.value || !apiKey.value) throw new ConfigError('CONNECT_NOT_CONFIGURED', 'upgrade plan needs a Connect server and API key.', {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY.']})
-    const guid = parseGuid(this.flags.guid, '--guid')
+    const guid = parseContentGuid(this.flags.guid, '--guid')
     const transfer = connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
     const ca = caCertificate.value ? readFileSync(caCertificate.value) : undefined
     const live = await readLiveDeployment({server: server.value, apiKey: apiKey.value, ca, insecure: this.flags.insecure, configDir, dataDir, cacheDir, transfer, toolVersion: this.config.version, timeoutMs: 0, runner: this.tasks(), onProgress: () => undefined, onWarning: (message) => this.warnUser(message)}, guid)

@@ -19,8 +19,16 @@ export function parseBackupSource(raw: string, resolvePath: (path: string) => st
 
 /** connect:GUID → GUID. @throws UsageError GUID_INVALID */
 export function parseGuid(raw: string, flag: string): string {
-  const guid = raw.slice('connect:'.length)
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(guid)) throw new UsageError('GUID_INVALID', `${flag} ${raw}: expected connect:GUID, the content's GUID from its URL or info panel.`)
+  return contentGuid(raw.startsWith('connect:') ? raw.slice('connect:'.length) : '', flag, raw, 'connect:GUID,')
+}
+
+/** A bare content GUID (--guid). @throws UsageError GUID_INVALID */
+export function parseContentGuid(raw: string, flag: string): string {
+  return contentGuid(raw.trim(), flag, raw, 'a')
+}
+
+function contentGuid(guid: string, flag: string, raw: string, expected: string): string {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(guid)) throw new UsageError('GUID_INVALID', `${flag} ${raw}: expected ${expected} the content's GUID from its URL or info panel.`)
   return guid.toLowerCase()
 }
 

@@ -21,6 +21,13 @@ def test_status_requires_the_token_and_reports_the_schema(bundle, tmp_path, star
     assert payload["mlflowVersion"] == mlflow.__version__
     assert payload["storageMode"] == "local" and payload["schemaState"] == "current"
     assert payload["dataDirFreeBytes"] > 0
+    # What `upgrade plan` reads: the dialect, the runtime, the tables and cheap row estimates.
+    import platform, sqlite3
+
+    assert payload["dbDialect"] == "sqlite" and payload["pythonVersion"] == platform.python_version()
+    assert payload["sqliteVersion"] == sqlite3.sqlite_version
+    assert "experiments" in payload["tables"] and "alembic_version" in payload["tables"]
+    assert isinstance(payload["rowEstimates"]["metrics"], int) and "experiments" in payload["rowEstimates"]
     assert server.get("/_mlflowctl/nope", {"X-Mlflowctl-Ops-Token": TOKEN})[0] == 404
     assert TOKEN not in server.logs()
 

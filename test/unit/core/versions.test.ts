@@ -53,5 +53,8 @@ describe('versions', () => {
     assert.ok(driverRequirementsFor('2.22.5').some((r) => r.startsWith('psycopg2-binary')))
     assert.ok(!driverRequirementsFor('3.17.2').some((r) => r.startsWith('sqlalchemy')))
     assert.ok(driverRequirementsFor('3.17.2').some((r) => r.startsWith('psycopg[binary]')))
+    // 3.0-3.8 import FallbackAsyncAdaptedQueuePool, which SQLAlchemy 2.1 removed.
+    assert.ok(driverRequirementsFor('3.8.1').includes('sqlalchemy<2.1'))
+    assert.ok(!driverRequirementsFor('3.9.0').some((r) => r.startsWith('sqlalchemy')))
   })
 })

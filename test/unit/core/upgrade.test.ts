@@ -1,0 +1,119 @@
+// The pure parts of the upgrade lifecycle: choosing a release, rewriting a bundle, planning an upgrade against a
+// live state, checking a saved plan, and comparing schemas.
+import assert from 'node:assert/strict'
+import {readFileSync} from 'node:fs'
+import {describe, it} from 'node:test'
+
+import {chainTo, findRelease, type CatalogOverlay, type MigrationCatalog} from '../../../src/core/catalog.js'
+import {renderBundle} from '../../../src/core/bundle.js'
+import {diffSchemas} from '../../../src/core/db-migrate.js'
+import {checkSavedPlan} from '../../../src/core/upgrade-apply.js'
+import {planUpgrade, type LiveState} from '../../../src/core/upgrade-plan.js'
+import {bumpBundle, selectTarget, type BumpInput} from '../../../src/core/version-bump.js'
+import {EXTENSION_TEMPLATES, readTree} from '../../../src/adapters/fs/bundle-dir.js'
+
+const catalog = JSON.parse(readFileSync(new URL('../../../catalog/mlflow-migrations.json', import.meta.url), 'utf8')) as MigrationCatalog
+const overlay = JSON.parse(readFileSync(new URL('../../../catalog/overlay.json', import.meta.url), 'utf8')) as CatalogOverlay
+const templates = await readTree(EXTENSION_TEMPLATES)
+const releases = [{version: '2.21.3'}, {version: '2.22.5', requiresPython: '>=3.9'}, {version: '3.0.1', requiresPython: '>=3.9'}, {version: '3.17.1'}, {version: '3.17.2', requiresPython: '>=3.10'}, {version: '3.18.0rc0'}]
+
+function bundleInput(mlflowVersion: string, pythonVersion = '3.11.7', storage: 'local' | 'custom' = 'local'): BumpInput {
+  const bundle = renderBundle(templates, {storage, mlflowVersion, pythonVersion, toolVersion: 'test'})
+  const files = new Map(bundle.files.filter((file) => file.path !== 'manifest.json').map((file) => [file.path, file.content]))
+  return {info: bundle.info, manifest: bundle.manifest, requirements: files.get('requirements.txt')!.toString(), files, templates, toolVersion: 'test'}
+}
+
+describe('version bump', () => {
+  it('picks --patch, --minor, --major and --latest among final releases, and refuses what is not there', () => {
+    assert.equal(selectTarget('3.17.1', releases, {kind: 'patch'}).version, '3.17.2')
+    assert.equal(selectTarget('3.0.1', releases, {kind: 'minor'}).version, '3.17.2')
+    assert.equal(selectTarget('2.21.3', releases, {kind: 'major'}).version, '3.17.2')
+    assert.equal(selectTarget('2.21.3', releases, {kind: 'latest'}).version, '3.17.2', 'the rc is not a target')
+    assert.equal(selectTarget('2.21.3', releases, {kind: 'to', version: 'v3.0.1'}).version, '3.0.1')
+    assert.throws(() => selectTarget('3.17.2', releases, {kind: 'major'}), {code: 'NO_NEWER_RELEASE'})
+    assert.throws(() => selectTarget('3.17.2', releases, {kind: 'to', version: '3.99.0'}), {code: 'VERSION_UNKNOWN'})
+  })
+
+  it('rewrites requirements, mlflowctl.json and manifest.json (MD5s, app mode, Python), keeping added lines', () => {
+    const input = bundleInput('2.22.5')
+    input.requirements += 'scikit-learn==1.5.0\n'
+    input.files.set('requirements.txt', Buffer.from(input.requirements))
+    const result = bumpBundle(input, {version: '3.17.2', requiresPython: '>=3.10'})
+    const written = new Map(result.writes.map((file) => [file.path, file.content.toString()]))
+    const requirements = written.get('requirements.txt')!
+    assert.match(requirements, /^mlflow==3\.17\.2$/m)
+    assert.doesNotMatch(requirements, /psycopg2-binary|sqlalchemy<2\.1/, 'the 2.x driver pins left with 2.x')
+    assert.match(requirements, /^scikit-learn==1\.5\.0$/m)
+    assert.deepEqual(result.keptLines, ['scikit-learn==1.5.0'])
+    const manifest = JSON.parse(written.get('manifest.json')!)
+    assert.equal(manifest.metadata.appmode, 'python-fastapi')
+    assert.equal(manifest.environment.python.requires, '>=3.10')
+    const fresh = renderBundle(templates, {storage: 'local', mlflowVersion: '3.17.2', pythonVersion: '3.11.7', toolVersion: 'test'})
+    for (const [path, {checksum}] of Object.entries(fresh.manifest.files)) if (path !== 'requirements.txt') assert.equal(manifest.files[path].checksum, checksum, path)
+    assert.equal(JSON.parse(written.get('mlflowctl.json')!).mlflowVersion, '3.17.2')
+    assert.equal(bumpBundle({...input, requirements, info: JSON.parse(written.get('mlflowctl.json')!), manifest, files: new Map([...input.files, ...result.writes.map((f) => [f.path, f.content] as const)])}, {version: '3.17.2'}).changed, false)
+  })
+
+  it('refuses a release whose Python floor the bundle misses', () => {
+    assert.throws(() => bumpBundle(bundleInput('2.22.5', '3.9.18'), {version: '3.17.2', requiresPython: '>=3.10'}), {code: 'PYTHON_TOO_OLD'})
+  })
+})
+
+function live(mlflowVersion: string, revision: string | null, overrides: Partial<LiveState['status']> = {}): LiveState {
+  const bundle = renderBundle(templates, {storage: 'local', mlflowVersion, pythonVersion: '3.11.7', toolVersion: 'test'})
+  return {server: 'https://connect.example.com', guid: '0b0e8e8e-1111-2222-3333-444455556666', bundleId: '7', bundle: {info: bundle.info, manifest: bundle.manifest}, status: {mlflowVersion, dbRevision: revision, schemaState: 'current', storageMode: 'local', dialect: 'sqlite', pythonVersion: '3.11.7', sqliteVersion: '3.40.1', tables: ['experiments', 'runs', 'metrics'], rowEstimates: {metrics: 5_000_000}, ...overrides}}
+}
+const head = (version: string) => findRelease(catalog, version).trackingHead
+const now = new Date('2026-11-28T12:00:00Z')
+
+describe('upgrade plan', () => {
+  it('2.22.5 → 3.17.2: the whole slice, heavy steps, breaking changes in range, maintenance strategy', () => {
+    const plan = planUpgrade(catalog, overlay, live('2.22.5', head('2.22.5')), '3.17.2', now)
+    const chain = chainTo(catalog.tracking, head('3.17.2'))
+    assert.deepEqual(plan.schema.pending.map((p) => p.revision), chain.slice(chain.indexOf(head('2.22.5')) + 1))
+    assert.equal(plan.strategy, 'maintenance')
+    assert.deepEqual(plan.blockers, [])
+    assert.ok(plan.breakingChanges.some((change) => change.from === '3.3.0'))
+    assert.ok(plan.breakingChanges.every((change) => change.from > '2.22.5'))
+    assert.equal(plan.to.appMode, 'python-fastapi')
+    assert.match(plan.pythonChange!, />=3\.9 → >=3\.10/)
+  })
+
+  it('a patch release without schema change is zero-downtime; the same release is nothing to do', () => {
+    assert.equal(planUpgrade(catalog, overlay, live('3.17.1', head('3.17.1')), '3.17.2', now).strategy, head('3.17.1') === head('3.17.2') ? 'zero-downtime' : 'maintenance')
+    assert.equal(planUpgrade(catalog, overlay, live('3.17.2', head('3.17.2')), '3.17.2', now).strategy, 'none')
+  })
+
+  it('blocks a database ahead of the target, a foreign revision, an old SQLite, SQL Server on 2.18/2.19, and version drift', () => {
+    const codes = (state: LiveState, to: string) => planUpgrade(catalog, overlay, state, to, now).blockers.map((b) => b.code)
+    assert.ok(codes(live('3.17.2', head('3.17.2')), '2.22.5').includes('DB_AHEAD_OF_TARGET'))
+    assert.ok(codes(live('2.22.5', 'ffffffffffff'), '3.17.2').includes('FOREIGN_ALEMBIC_REVISION'))
+    assert.ok(codes(live('3.5.0', head('3.5.0'), {sqliteVersion: '3.22.0'}), '3.17.2').includes('HAZARD_SQLITE_3_31'))
+    assert.ok(codes(live('2.17.2', head('2.17.2'), {dialect: 'mssql'}), '2.18.0').includes('HAZARD_MSSQL_2_18_2_19'))
+    assert.ok(!codes(live('2.17.2', head('2.17.2'), {dialect: 'postgresql'}), '2.18.0').includes('HAZARD_MSSQL_2_18_2_19'))
+    assert.ok(codes(live('2.22.5', head('2.22.5'), {mlflowVersion: '2.21.0'}), '3.17.2').includes('VERSION_DRIFT'))
+  })
+
+  it('a saved plan is stale once the bundle, version or schema moved', () => {
+    const state = live('2.22.5', head('2.22.5'))
+    const plan = planUpgrade(catalog, overlay, state, '3.17.2', now)
+    assert.doesNotThrow(() => checkSavedPlan(plan, state))
+    assert.throws(() => checkSavedPlan(plan, {...state, bundleId: '8'}), {code: 'PLAN_STALE'})
+    assert.throws(() => checkSavedPlan(plan, {...state, status: {...state.status, dbRevision: head('3.0.1')}}), {code: 'PLAN_STALE'})
+    assert.throws(() => checkSavedPlan(plan, {...state, guid: '11111111-1111-2222-3333-444455556666'}), {code: 'PLAN_OTHER_TARGET'})
+  })
+})
+
+describe('schema comparison (rehearsal)', () => {
+  it('names missing tables, column differences, indexes and foreign keys', () => {
+    const table = {columns: {id: {type: 'INTEGER', nullable: false}, name: {type: 'VARCHAR', nullable: true}}, indexes: ['name'], primaryKey: 'id', foreignKeys: []}
+    assert.deepEqual(diffSchemas({revision: 'a', tables: {t: table}}, {revision: 'a', tables: {t: table}}), [])
+    const changed = {...table, columns: {...table.columns, name: {type: 'VARCHAR', nullable: false}}, indexes: []}
+    assert.deepEqual(diffSchemas({revision: 'a', tables: {t: table, extra: table}}, {revision: 'b', tables: {t: changed}}), [
+      'revision a (upgraded) vs b (fresh)',
+      'table extra only in the upgraded schema',
+      't.name: VARCHAR null (upgraded) vs VARCHAR not null (fresh)',
+      't index on name only in the upgraded schema',
+    ])
+  })
+})
