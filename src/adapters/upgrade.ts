@@ -23,17 +23,11 @@ import {lockRepo} from './backup/repo.js'
 import {openRepository, type BackupRepository} from './backup/repository.js'
 import {createRestoreDeps} from './backup/restore.js'
 import {loadCatalog} from './catalog.js'
-import {createDeployDeps} from './deploy-store.js'
+import {createDeployDeps, type DeployDepsOptions} from './deploy-store.js'
 import {readBumpInput, writeBundleFiles} from './fs/bundle-files.js'
 import {readRenderedBundle} from './fs/bundle-dir.js'
 
-export interface UpgradeAdapterOptions {
-  server: string
-  apiKey: string
-  ca?: Buffer
-  insecure?: boolean
-  configDir: string
-  dataDir: string
+export interface UpgradeAdapterOptions extends DeployDepsOptions {
   cacheDir: string
   transfer: ConnectTransferOptions
   /** The backup repository; default: DATA_DIR/upgrade-backups/GUID. */
@@ -52,7 +46,7 @@ type Status = Record<string, unknown> & {mlflowVersion?: string; dbRevision?: st
 
 /** The deployment as it runs now: its content, its active bundle (unpacked into a scratch dir) and its ops status. */
 export async function readLiveDeployment(options: UpgradeAdapterOptions, guid: string): Promise<LiveDeployment> {
-  const {connect} = createDeployDeps({server: options.server, apiKey: options.apiKey, ca: options.ca, insecure: options.insecure, configDir: options.configDir, dataDir: options.dataDir})
+  const {connect} = createDeployDeps(options)
   const content = await connect.getContent(guid)
   if (!content.bundle_id) throw new UsageError('NOTHING_DEPLOYED', `Content ${guid} has no active bundle: deploy one first (mlflowctl deploy).`)
   const bundleDir = await mkdtemp(join(tmpdir(), 'mlflowctl-upgrade-'))
@@ -94,7 +88,7 @@ export async function readLiveDeployment(options: UpgradeAdapterOptions, guid: s
 export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<ApplyDeps & {dispose(): Promise<void>}> {
   const scratchDirs: string[] = []
   const {catalog, overlay} = await loadCatalog()
-  const deployDeps = createDeployDeps({server: options.server, apiKey: options.apiKey, ca: options.ca, insecure: options.insecure, configDir: options.configDir, dataDir: options.dataDir})
+  const deployDeps = createDeployDeps(options)
   let repository: BackupRepository | undefined
   const repositoryFor = async (guid: string) => {
     if (!repository) {
