@@ -150,14 +150,14 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
       const status = (await connectOpsStatus(options.transfer, guid).catch(() => undefined)) as Status | undefined
       return {activeBundleId: content.bundle_id ?? null, revision: status?.dbRevision ?? undefined, mlflowVersion: status?.mlflowVersion}
     },
-    restore: async (backup, live) => {
+    restore: async (backup, live, hold) => {
       const database = external(live)
       const repo = await repositoryFor(live.guid)
       const target: RestoreTarget = database ? {kind: 'postgresql', url: options.databaseUrl!, display: database.display} : {kind: 'connect', guid: live.guid}
       const deps = createRestoreDeps({cacheDir: options.cacheDir, dataDir: options.dataDir, safetyRepo: repo, passphrase: options.passphrase, connect: options.transfer, confirm: async () => true, onProgress: options.onProgress, onWarning: options.onWarning})
       const fetched = await repo.fetch(backup.id)
       try {
-        await restoreBackup(deps, {archive: fetched.path, target, force: true})
+        await restoreBackup(deps, {archive: fetched.path, target, force: true, keepRevision: hold})
       } finally {
         await fetched.release()
       }

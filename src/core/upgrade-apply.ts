@@ -34,8 +34,9 @@ export interface ApplyDeps {
   /** Bumps the bundle directory to the target and deploys it (draft, verify, activate, verify). Returns the new bundle. */
   bumpAndDeploy(bundleDir: string, targetVersion: string, guid: string): Promise<{bundleId: string; revision?: string}>
   serving(guid: string): Promise<ServingState>
-  /** Puts the backup's data back into the deployment (or its database), replacing what is there. */
-  restore(backup: {id: string; path: string}, live: LiveState): Promise<void>
+  /** Puts the backup's data back into the deployment (or its database), replacing what is there. `hold`: the
+   * running extension is the new bundle; it swaps the data in unmigrated and stops serving until replaced. */
+  restore(backup: {id: string; path: string}, live: LiveState, hold?: boolean): Promise<void>
   activate(guid: string, bundleId: string): Promise<void>
   /** The verification deploy runs: /health, /version, the REST API and the schema revision. */
   verify(guid: string, mlflowVersion: string): Promise<{ok: boolean; failures: string[]}>
@@ -122,21 +123,25 @@ async function rollBack(deps: ApplyDeps, live: LiveDeployment, backup: {id: stri
   const version = live.state.status.mlflowVersion
   try {
     const now = await deps.serving(live.state.guid)
+    let how = 'restored'
     const external = live.state.status.storageMode !== 'local'
     if (now.activeBundleId !== previous && external) {
       // External database: restore straight into it, then the previous bundle starts against its own schema.
       await runner.step(`Restore backup ${backup.id} into the database`, () => deps.restore(backup, live.state))
       await runner.step(`Re-activate bundle ${previous}`, () => deps.activate(live.state.guid, previous))
     } else if (now.activeBundleId !== previous) {
+      // The new bundle was activated and serves: it takes the data at the old revision and holds (503) until the
+      // previous bundle, which matches that data again, replaces it.
+      await runner.step(`Restore backup ${backup.id} into the running bundle ${now.activeBundleId} (held)`, () => deps.restore(backup, live.state, true))
+      how = `restored into the activated bundle ${now.activeBundleId} (held)`
       await runner.step(`Re-activate bundle ${previous}`, () => deps.activate(live.state.guid, previous))
-      await runner.step(`Restore backup ${backup.id}`, () => deps.restore(backup, live.state))
     } else {
       // Even at the same revision: a migration that failed part-way on SQLite may have committed DDL.
       await runner.step(`Restore backup ${backup.id} (the schema is at ${now.revision ?? 'an unknown revision'})`, () => deps.restore(backup, live.state))
     }
     const check = await runner.step(`Verify bundle ${previous} (MLflow ${version})`, () => deps.verify(live.state.guid, version))
     if (!check.ok) throw new ExternalError('ROLLBACK_VERIFY_FAILED', `the previous bundle fails verification: ${check.failures.join('; ')}`)
-    return `Rolled back: backup ${backup.id} restored and bundle ${previous} (MLflow ${version}) serving.`
+    return `Rolled back: backup ${backup.id} ${how} and bundle ${previous} (MLflow ${version}) serving.`
   } catch (error) {
     throw new CheckFailedError('ROLLBACK_FAILED', `The upgrade failed and so did the rollback: ${(error as Error).message.split('\n')[0]}`, {
       suggestions: [`Restore by hand: mlflowctl backup restore ${backup.path} --to connect:${live.state.guid} --force --yes`, `Then: mlflowctl rollback --guid ${live.state.guid} --to ${previous} --yes`],

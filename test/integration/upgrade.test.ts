@@ -194,6 +194,27 @@ describe('upgrade matrix (fake Connect, real MLflow)', () => {
     assert.match(result.json!.error!.message, /experiments\/search answered 403|Verification of the draft failed/)
   })
 
+  it('without drafts (Connect < 2025.06): an activated bundle that fails verification ends rolled back (held restore)', async (t) => {
+    if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
+    const oldConnect = await startFakeConnect({version: '2025.5.0'})
+    const oldEnv = {...env, CONNECT_SERVER: oldConnect.url}
+    const dir = join(tempDir(), 'no-drafts')
+    assert.equal((await runCli(['init', dir, '--mlflow-version', last2!.mlflowVersion])).code, 0)
+    const deployed = await runCli(['deploy', dir, '--new', '--name', 'upgrade-no-drafts', '--json'], {env: oldEnv})
+    assert.equal(deployed.code, 0, deployed.stdout)
+    const deployment: Deployment = {guid: deployed.json!.result.guid, contentUrl: deployed.json!.result.contentUrl, bundleId: deployed.json!.result.bundleId, python: last2!.python}
+    const before = await writeData(deployment)
+    oldConnect.content.get(deployment.guid)!.env.set('MLFLOW_SERVER_ALLOWED_HOSTS', 'mlflow.example.invalid')
+    const result = await runCli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes', '--json'], {env: oldEnv, timeoutMs: 900_000})
+    assert.equal(result.code, 6, `${result.stdout}\n${result.stderr}`)
+    assert.equal(result.json!.error!.code, 'UPGRADE_ROLLED_BACK', result.json!.error!.message)
+    assert.match(result.json!.error!.message, /restored into the activated bundle \d+ \(held\)/, 'the data went into the activated bundle, held, before the previous bundle came back')
+    assert.equal(oldConnect.content.get(deployment.guid)!.activeBundle, deployment.bundleId)
+    assert.deepEqual(await serverSnapshot(clientOf(deployment.python, deployment)), before, 'the data is exactly as before')
+    const dataDir = join(oldConnect.options.workDir, 'data', deployment.guid)
+    assert.ok(!readdirSync(dataDir).includes('.mlflowctl-held'), 'the previous bundle took the hold over')
+  })
+
   it('refuses a target the database is ahead of, and changes nothing', async (t) => {
     if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
     const deployment = await deployRelease(newest!.mlflowVersion, 'upgrade-ahead')

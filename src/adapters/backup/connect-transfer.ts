@@ -105,9 +105,9 @@ export async function fetchConnectSnapshot(options: ConnectTransferOptions, guid
 }
 
 /** Packs `dir` (mlflow.db, artifacts/) into a tar beside it and streams it up to the restore endpoint. */
-export async function uploadConnectRestore(options: ConnectTransferOptions, guid: string, dir: string, force: boolean): Promise<{revision: string; artifactFiles: number}> {
+export async function uploadConnectRestore(options: ConnectTransferOptions, guid: string, dir: string, force: boolean, keepRevision = false): Promise<{revision: string; artifactFiles: number}> {
   const {contentUrl, headers: auth} = await reach(options, guid)
-  const headers = {...auth, 'Content-Type': 'application/x-tar', ...(force ? {'X-Mlflowctl-Force': '1'} : {})}
+  const headers = {...auth, 'Content-Type': 'application/x-tar', ...(force ? {'X-Mlflowctl-Force': '1'} : {}), ...(keepRevision ? {'X-Mlflowctl-Keep-Revision': '1'} : {})}
   // Written to a file first: the upload needs a Content-Length (WSGI servers do not read chunked bodies).
   const tarFile = `${dir}.tar`
   const pack = tarStream.pack()

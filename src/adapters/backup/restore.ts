@@ -136,7 +136,7 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       }
       return count
     },
-    uploadToConnect: (guid, dir, force) => uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force),
+    uploadToConnect: (guid, dir, force, keepRevision) => uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force, keepRevision),
     makeDir: async (path) => void (await mkdir(path, {recursive: true, mode: 0o700})),
     exists,
     rename,

@@ -30,6 +30,8 @@ export interface RestoreOptions {
   /** Where artifacts go for SQLite and PostgreSQL targets (an app-data target has its own artifacts/). */
   artifactsTo?: string
   force: boolean
+  /** connect: swap the data in at its own revision and hold the running bundle (upgrade rollback). */
+  keepRevision?: boolean
 }
 
 export interface RestoreResult {
@@ -57,7 +59,7 @@ export interface RestoreDeps {
   /** Moves (or copies across file systems) a directory's files into `to`. Returns the number of files. */
   moveTree(from: string, to: string): Promise<number>
   /** Streams a prepared app-data directory to the deployment's POST /_mlflowctl/restore (it migrates and swaps). */
-  uploadToConnect(guid: string, dir: string, force: boolean): Promise<{revision: string; artifactFiles: number}>
+  uploadToConnect(guid: string, dir: string, force: boolean, keepRevision?: boolean): Promise<{revision: string; artifactFiles: number}>
   makeDir(path: string): Promise<void>
   exists(path: string): Promise<boolean>
   rename(from: string, to: string): Promise<void>
@@ -98,7 +100,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       await deps.makeDir(upload)
       loaded = await deps.loadDatabase(`sqlite:///${deps.join(upload, 'mlflow.db')}`, revision, dbDir)
       if (await deps.exists(artifactsDir)) await deps.moveTree(artifactsDir, deps.join(upload, 'artifacts'))
-      const answer = await deps.uploadToConnect(target.guid, upload, Boolean(safetyBackup))
+      const answer = await deps.uploadToConnect(target.guid, upload, Boolean(safetyBackup), options.keepRevision)
       artifactFiles = answer.artifactFiles
     } else if (target.kind === 'sqlite') {
       staging = `${target.path}.restoring-${stamp}`

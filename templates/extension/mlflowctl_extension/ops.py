@@ -94,7 +94,7 @@ def handle_ops(ctx: OpsContext, method: str, path: str, headers: Mapping[str, st
             return OpsResponse(200, snapshot_stream(ctx.storage), "application/x-tar")
         if upload is None:
             return _json(400, {"error": "UPLOAD_REJECTED", "message": "POST the tar as the request body."})
-        return _json(200, restore_upload(ctx.storage, upload, headers.get("x-mlflowctl-force", "") == "1"))
+        return _json(200, restore_upload(ctx.storage, upload, headers.get("x-mlflowctl-force", "") == "1", headers.get("x-mlflowctl-keep-revision", "") == "1"))
     except TransferError as exc:
         return _json(exc.status, {"error": exc.code, "message": str(exc)})
     except Exception as exc:

@@ -9,6 +9,11 @@ checked and migrated to this MLflow's head, then swapped in under maintenance (e
 503, in every process, through a flag file): the database through the backup API (one transaction, seen by
 every open connection), the artifacts by two renames. Any failure puts the previous database and
 artifacts back.
+
+Held restore (X-Mlflowctl-Keep-Revision: 1, used by `upgrade apply` to roll back after a new bundle was
+activated): the upload is swapped in at its own, older revision, not migrated, and a hold file names this
+MLflow's head: processes of this bundle answer 503 from then on (their schema is ahead of the data), and the
+bundle that matches the data clears the hold when it starts.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from .settings import StorageConfig
 
 CHUNK = 1 << 20
 MAINTENANCE_FLAG = ".mlflowctl-maintenance"
+HOLD_FILE = ".mlflowctl-held"
 RESTORE_LOCK = ".mlflowctl-restore.lock"
 
 
@@ -47,7 +53,23 @@ def _local(storage: StorageConfig) -> tuple[Path, Path]:
 
 
 def maintenance_active(storage: StorageConfig) -> bool:
-    return storage.data_dir is not None and (storage.data_dir / MAINTENANCE_FLAG).exists()
+    return storage.data_dir is not None and ((storage.data_dir / MAINTENANCE_FLAG).exists() or held_for_this_bundle(storage))
+
+
+def _held_head(storage: StorageConfig) -> str | None:
+    try:
+        return json.loads((storage.data_dir / HOLD_FILE).read_text())["head"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def held_for_this_bundle(storage: StorageConfig) -> bool:
+    """True when a held restore put data older than this MLflow's schema in place: serving it would fail."""
+    if storage.data_dir is None or not (storage.data_dir / HOLD_FILE).exists():
+        return False
+    from .migrations import expected_head
+
+    return _held_head(storage) == expected_head()
 
 
 def _sqlite_copy(source: Path, target: Path) -> None:
@@ -167,8 +189,8 @@ def _extract(upload: Path, into: Path) -> None:
         raise TransferError(400, "UPLOAD_REJECTED", "The upload has no db/mlflow.db.")
 
 
-def restore_upload(storage: StorageConfig, upload: Path, force: bool) -> dict:
-    from .migrations import ensure_schema
+def restore_upload(storage: StorageConfig, upload: Path, force: bool, keep_revision: bool = False) -> dict:
+    from .migrations import create_engine, ensure_schema, expected_head, inspect_schema
 
     db, artifacts = _local(storage)
     if has_data(db, artifacts) and not force:
@@ -197,7 +219,18 @@ def restore_upload(storage: StorageConfig, upload: Path, force: bool) -> dict:
         (work / "state").mkdir()
         staged_storage = dataclasses.replace(storage, backend_store_uri=f"sqlite:///{staged}", sqlite_path=staged, state_dir=work / "state")
         try:
-            state = ensure_schema(staged_storage, True)
+            if keep_revision:
+                engine = create_engine(staged_storage.backend_store_uri)
+                try:
+                    state = inspect_schema(engine)
+                finally:
+                    engine.dispose()
+                if state.kind not in ("behind", "current"):
+                    raise TransferError(409, "UPLOAD_SCHEMA_REFUSED", f"A held restore needs data on this MLflow's chain; the upload is {state.kind} ({state.revision}).")
+            else:
+                state = ensure_schema(staged_storage, True)
+        except TransferError:
+            raise
         except Exception as exc:  # StartupError and friends: the data stays as it was
             raise TransferError(409, "UPLOAD_SCHEMA_REFUSED", str(exc)) from None
         flag.write_text(str(os.getpid()))
@@ -227,9 +260,12 @@ def restore_upload(storage: StorageConfig, upload: Path, force: bool) -> dict:
                 previous_artifacts.rename(artifacts)
             keep_work = False
             raise
+        if keep_revision and state.kind == "behind":
+            # Written before the maintenance flag goes: no request of this bundle meets the older schema.
+            (storage.data_dir / HOLD_FILE).write_text(json.dumps({"head": expected_head(), "revision": state.revision}))
         files = sum(len(names) for _, _, names in os.walk(artifacts))
-        log_event("ops.restore", "restored an uploaded backup", revision=state.revision, artifacts=files)
-        return {"restored": True, "revision": state.revision, "artifactFiles": files}
+        log_event("ops.restore", "restored an uploaded backup", revision=state.revision, artifacts=files, held=keep_revision and state.kind == "behind")
+        return {"restored": True, "revision": state.revision, "artifactFiles": files, "held": keep_revision and state.kind == "behind"}
     finally:
         flag.unlink(missing_ok=True)
         if keep_work:
@@ -246,6 +282,16 @@ def recover(storage: StorageConfig) -> None:
     hold the only copy of the previous data) and named in the log."""
     if storage.mode != "local" or storage.data_dir is None or not storage.data_dir.is_dir():
         return
+    hold = storage.data_dir / HOLD_FILE
+    if hold.exists():
+        from .migrations import expected_head
+
+        if _held_head(storage) == expected_head():
+            from .settings import StartupError
+
+            raise StartupError(f"The data was restored to an older schema for the bundle that matches it ({HOLD_FILE}); this bundle would migrate it again. Activate the previous bundle, or delete {hold} to upgrade anew.")
+        hold.unlink(missing_ok=True)
+        log_event("ops.hold_cleared", "a held restore is taken over by the bundle that matches its data", logging.WARNING)
     flag = storage.data_dir / MAINTENANCE_FLAG
     if flag.exists():
         try:

@@ -60,3 +60,29 @@ def test_snapshot_streams_the_db_and_artifacts_and_restore_swaps_them_into_anoth
     assert status == 200, body
     assert [p.name for p in (tmp_path / "b").glob(".mlflowctl-*")] == [".mlflowctl-restore.lock"], "no upload, flag or work directory is left behind"
     assert TOKEN not in target.logs()
+
+
+def test_a_hold_for_this_bundle_answers_503_and_refuses_a_restart_while_another_bundle_clears_it(tmp_path, monkeypatch):
+    """The hold a held restore leaves (upgrade rollback): this MLflow's processes stop serving and would not
+    start again over the older data; a bundle with another head (the previous one) takes the data over."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import pytest
+    from mlflowctl_extension.migrations import expected_head
+    from mlflowctl_extension.settings import StartupError, load_storage_config
+    from mlflowctl_extension.transfer import HOLD_FILE, maintenance_active, recover
+
+    storage = load_storage_config(base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data")))
+    hold = storage.data_dir / HOLD_FILE
+    assert not maintenance_active(storage)
+    hold.write_text(json.dumps({"head": expected_head(), "revision": "0584bdc529eb"}))
+    assert maintenance_active(storage)
+    with pytest.raises(StartupError, match="restored to an older schema"):
+        recover(storage)
+    assert hold.exists()
+    hold.write_text(json.dumps({"head": "another-head", "revision": expected_head()}))
+    assert not maintenance_active(storage)
+    recover(storage)
+    assert not hold.exists()
