@@ -15,7 +15,8 @@ import type {ApplyDeps, LiveDeployment} from '../core/upgrade-apply.js'
 import type {LiveState} from '../core/upgrade-plan.js'
 import {bumpBundle, selectTarget} from '../core/version-bump.js'
 import {verifyExtension} from '../core/verify.js'
-import {ConfigError, ExternalError, UsageError} from '../errors.js'
+import {redact} from '../core/redact.js'
+import {CheckFailedError, ConfigError, ExternalError, UsageError} from '../errors.js'
 import {verifyBackupArchive} from './backup/archive.js'
 import {connectOpsStatus, type ConnectTransferOptions} from './backup/connect-transfer.js'
 import {createBackupDeps} from './backup/index.js'
@@ -23,6 +24,7 @@ import {lockRepo} from './backup/repo.js'
 import {openRepository, type BackupRepository} from './backup/repository.js'
 import {createRestoreDeps} from './backup/restore.js'
 import {loadCatalog} from './catalog.js'
+import type {ConnectClient} from './connect/client.js'
 import {createDeployDeps, type DeployDepsOptions} from './deploy-store.js'
 import {readBumpInput, writeBundleFiles} from './fs/bundle-files.js'
 import {readRenderedBundle} from './fs/bundle-dir.js'
@@ -42,7 +44,7 @@ export interface UpgradeAdapterOptions extends DeployDepsOptions {
   onWarning(message: string): void
 }
 
-type Status = Record<string, unknown> & {mlflowVersion?: string; dbRevision?: string | null; schemaState?: string; storageMode?: string; dbDialect?: string; pythonVersion?: string; sqliteVersion?: string; rowEstimates?: Record<string, number>; tables?: string[]}
+type Status = Record<string, unknown> & {backendStore?: string; mlflowVersion?: string; dbRevision?: string | null; schemaState?: string; storageMode?: string; dbDialect?: string; pythonVersion?: string; sqliteVersion?: string; rowEstimates?: Record<string, number>; tables?: string[]}
 
 /** The deployment as it runs now: its content, its active bundle (unpacked into a scratch dir) and its ops status. */
 export async function readLiveDeployment(options: UpgradeAdapterOptions, guid: string): Promise<LiveDeployment> {
@@ -50,31 +52,42 @@ export async function readLiveDeployment(options: UpgradeAdapterOptions, guid: s
   const content = await connect.getContent(guid)
   if (!content.bundle_id) throw new UsageError('NOTHING_DEPLOYED', `Content ${guid} has no active bundle: deploy one first (mlflowctl deploy).`)
   const bundleDir = await mkdtemp(join(tmpdir(), 'mlflowctl-upgrade-'))
+  try {
+    return await readInto(options, connect, guid, content.bundle_id, bundleDir)
+  } catch (error) {
+    await rm(bundleDir, {recursive: true, force: true})
+    throw error
+  }
+}
+
+async function readInto(options: UpgradeAdapterOptions, connect: ConnectClient, guid: string, bundleId: string, bundleDir: string): Promise<LiveDeployment> {
   const archive = join(bundleDir, '..', `${bundleDir.split('/').pop()}.tar.gz`)
-  await writeFile(archive, await connect.downloadBundle(guid, content.bundle_id))
+  await writeFile(archive, await connect.downloadBundle(guid, bundleId))
   try {
     // tar strips absolute paths and `..` entries: the bundle cannot write outside its directory.
     await tar.x({file: archive, cwd: bundleDir, strict: true})
   } catch (error) {
-    throw new ExternalError('BUNDLE_UNREADABLE', `Bundle ${content.bundle_id} of ${guid} is not a readable tar.gz: ${(error as Error).message}.`)
+    throw new ExternalError('BUNDLE_UNREADABLE', `Bundle ${bundleId} of ${guid} is not a readable tar.gz: ${(error as Error).message}.`)
   } finally {
     await rm(archive, {force: true})
   }
   const bundle = await readRenderedBundle(bundleDir).catch(() => {
-    throw new ConfigError('NOT_AN_MLFLOWCTL_BUNDLE', `The active bundle ${content.bundle_id} of ${guid} was not rendered by mlflowctl (no manifest.json and mlflowctl.json).`, {suggestions: ['Deploy the extension with mlflowctl deploy first.']})
+    throw new ConfigError('NOT_AN_MLFLOWCTL_BUNDLE', `The active bundle ${bundleId} of ${guid} was not rendered by mlflowctl (no manifest.json and mlflowctl.json).`, {suggestions: ['Deploy the extension with mlflowctl deploy first.']})
   })
   const status = (await connectOpsStatus(options.transfer, guid)) as Status
   const state: LiveState = {
     server: options.server,
     guid,
-    bundleId: content.bundle_id,
+    bundleId: bundleId,
     bundle,
     status: {
       mlflowVersion: String(status.mlflowVersion ?? ''),
       dbRevision: status.dbRevision ?? null,
       schemaState: String(status.schemaState ?? 'unknown'),
       storageMode: String(status.storageMode ?? bundle.info.storage),
-      dialect: status.dbDialect ?? (status.storageMode === 'local' ? 'sqlite' : 'unknown'),
+      backendStore: status.backendStore,
+      // Extensions before this status field: the backend URL's scheme tells (postgresql+psycopg:// → postgresql).
+      dialect: status.dbDialect ?? (status.storageMode === 'local' ? 'sqlite' : /^(\w+)/.exec(status.backendStore ?? '')?.[1] ?? 'unknown'),
       pythonVersion: status.pythonVersion,
       sqliteVersion: status.sqliteVersion,
       rowEstimates: status.rowEstimates,
@@ -85,6 +98,14 @@ export async function readLiveDeployment(options: UpgradeAdapterOptions, guid: s
 }
 
 /** The steps `applyUpgrade` runs, against Connect, the backup repository and the deployment's data. */
+function safeUrl(raw: string): URL | undefined {
+  try {
+    return new URL(raw)
+  } catch {
+    return undefined
+  }
+}
+
 export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<ApplyDeps & {dispose(): Promise<void>}> {
   const scratchDirs: string[] = []
   const {catalog, overlay} = await loadCatalog()
@@ -103,7 +124,14 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
     if (!options.databaseUrl) {
       throw new UsageError('DATABASE_URL_REQUIRED', `${live.guid} keeps its data in ${live.status.storageMode} storage: the backup and a rollback need the database's URL.`, {suggestions: ['Pass --db postgresql://… (or MLFLOWCTL_DB).']})
     }
-    return parseDatabaseUrl(options.databaseUrl)
+    const database = parseDatabaseUrl(options.databaseUrl)
+    if (database.engine !== 'postgresql') throw new UsageError('ENGINE_NOT_SUPPORTED', `Upgrade backups of external storage read PostgreSQL; --db is ${database.engine}.`)
+    const served = live.status.backendStore ? safeUrl(live.status.backendStore) : undefined
+    const given = safeUrl(options.databaseUrl)
+    if (served && given && (served.hostname !== given.hostname || (served.port || '5432') !== (given.port || '5432') || served.pathname !== given.pathname)) {
+      throw new UsageError('DATABASE_MISMATCH', `--db points at ${database.display}, but ${live.guid} uses ${live.status.backendStore}: refusing to back up (and possibly restore into) another database.`)
+    }
+    return database
   }
   const contentUrl = async (guid: string) => urlsFor(options.server, guid, await deployDeps.connect.getContent(guid)).contentUrl
   return {
@@ -127,6 +155,9 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
       // Migrations change the database only; an external artifact store is left out of the upgrade backup.
       const created = await createBackup(deps, {source, repo: repo.display, artifacts: database ? 'none' : 'all', toolVersion: options.toolVersion, encrypted: Boolean(options.passphrase)})
       created.warnings.forEach(options.onWarning)
+      if (created.revision !== live.status.dbRevision) {
+        throw new CheckFailedError('BACKUP_OTHER_REVISION', `The backup ${created.id} is at schema ${created.revision ?? 'none'}, but ${live.guid} reported ${live.status.dbRevision ?? 'none'}: it is not this deployment's database, or it moved. Nothing was deployed.`)
+      }
       const fetched = await repo.fetch(created.id)
       try {
         await verifyBackupArchive(fetched.path, {passphrase: options.passphrase})
@@ -148,7 +179,7 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
     serving: async (guid) => {
       const content = await deployDeps.connect.getContent(guid)
       const status = (await connectOpsStatus(options.transfer, guid).catch(() => undefined)) as Status | undefined
-      return {activeBundleId: content.bundle_id ?? null, revision: status?.dbRevision ?? undefined, mlflowVersion: status?.mlflowVersion}
+      return {activeBundleId: content.bundle_id ?? null, revision: status?.dbRevision ?? undefined, mlflowVersion: status?.mlflowVersion, tables: status?.tables?.filter((table) => !table.startsWith('alembic_'))}
     },
     restore: async (backup, live, hold) => {
       const database = external(live)
@@ -169,7 +200,8 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
       return {ok: result.ok, failures: result.checks.filter((check) => !check.ok).map((check) => check.detail)}
     },
     confirm: async () => true,
-    appendHistory: deployDeps.appendHistory,
+    // Error text from drivers can carry a URL or a key: masked before it reaches the ledger.
+    appendHistory: (event) => deployDeps.appendHistory(event.message ? {...event, message: redact(event.message, [options.apiKey, options.databaseUrl ? safeUrl(options.databaseUrl)?.password : undefined])} : event),
     now: () => new Date(),
     dispose: async () => {
       for (const dir of scratchDirs.splice(0)) await rm(dir, {recursive: true, force: true})

@@ -34,8 +34,8 @@ export interface MigrateDeps {
   probe(): Promise<{tables: string[]; revision: string | null; hasVersionTable: boolean; rowEstimates: Record<string, number>}>
   /** Copies the database, runs the target's upgrade on the copy and describes it and a fresh one. */
   rehearse(targetVersion: string): Promise<Rehearsal>
-  /** Verified backups of this database in the repository, newest first (empty without --repo). */
-  verifiedBackups(): Promise<Array<{id: string; verifiedAt: string; revision: string | null}>>
+  /** Verified backups of this database's engine in the repository, newest first (empty without --repo). */
+  verifiedBackups(): Promise<Array<{id: string; createdAt: string; revision: string | null}>>
   upgrade(targetVersion: string): Promise<{seconds: number; revision: string | null}>
   confirm(question: string): Promise<boolean>
   now(): Date
@@ -112,10 +112,11 @@ export async function migrateDatabase(deps: MigrateDeps, options: MigrateOptions
   }
   if (options.dryRun || (options.rehearse && options.readOnlyTarget)) return result
   if (options.readOnlyTarget) throw new UsageError('MIGRATE_VIA_UPGRADE', `${options.readOnlyTarget} migrates its database itself when the new MLflow starts.`, {suggestions: [`mlflowctl upgrade apply --guid GUID --to ${options.to} (backup, deploy, verify, roll back on failure).`]})
-  const newest = (await deps.verifiedBackups())[0]
-  const age = newest ? deps.now().getTime() - Date.parse(newest.verifiedAt) : Number.POSITIVE_INFINITY
-  if (!newest || age > options.maxBackupAgeMs || newest.revision !== status.revision) {
-    throw new CheckFailedError('BACKUP_REQUIRED', `Migrating ${options.database} needs a verified backup at its current revision ${status.revision} made within --max-backup-age; ${newest ? `the newest verified one (${newest.id}) is ${newest.revision !== status.revision ? `at ${newest.revision}` : `${Math.round(age / 60_000)} min old`}` : 'there is none'}.`, {
+  // The newest verified backup at the current revision; its age counts from when it was taken, not verified.
+  const newest = (await deps.verifiedBackups()).find((backup) => backup.revision === status.revision)
+  const age = newest ? deps.now().getTime() - Date.parse(newest.createdAt) : Number.POSITIVE_INFINITY
+  if (!newest || age > options.maxBackupAgeMs) {
+    throw new CheckFailedError('BACKUP_REQUIRED', `Migrating ${options.database} needs a verified backup at its current revision ${status.revision} made within --max-backup-age; ${newest ? `the newest verified one (${newest.id}) is ${Math.round(age / 60_000)} min old` : 'there is none'}.`, {
       suggestions: ['mlflowctl backup create --source DB --repo REPO, then mlflowctl backup verify ID --repo REPO', 'then: mlflowctl db migrate --db DB --to VERSION --repo REPO'],
     })
   }

@@ -21,6 +21,8 @@ export interface ServingState {
   /** The ops status revision, or undefined when nothing answers. */
   revision?: string
   mlflowVersion?: string
+  /** The database's tables (without alembic_*), as the ops status lists them. */
+  tables?: string[]
 }
 
 export interface ApplyDeps {
@@ -80,6 +82,17 @@ export function checkSavedPlan(saved: UpgradePlan, state: LiveState): void {
  * @throws CheckFailedError PLAN_STALE / UPGRADE_BLOCKED / UPGRADE_ROLLED_BACK / ROLLBACK_FAILED, UsageError DECLINED
  */
 export async function applyUpgrade(deps: ApplyDeps, options: ApplyOptions, runner: StepRunner): Promise<ApplyResult> {
+  // Locked before the deployment is read: a second apply that finishes meanwhile cannot leave this one planning
+  // from a bundle that is no longer active. (The lock is per machine: it lives in the data dir.)
+  const release = await deps.lock(options.guid)
+  try {
+    return await applyLocked(deps, options, runner)
+  } finally {
+    await release()
+  }
+}
+
+async function applyLocked(deps: ApplyDeps, options: ApplyOptions, runner: StepRunner): Promise<ApplyResult> {
   const live = await runner.step('Read the deployment (bundle, version, schema)', () => deps.readLive(options.guid))
   if (options.savedPlan) checkSavedPlan(options.savedPlan, live.state)
   const target = options.savedPlan?.to.mlflowVersion ?? options.to
@@ -93,58 +106,67 @@ export async function applyUpgrade(deps: ApplyDeps, options: ApplyOptions, runne
   const pending = plan.schema.pending.length
   if (!(await deps.confirm(`Upgrade ${options.guid} from MLflow ${plan.from.mlflowVersion} to ${target} (${pending} schema migrations, strategy ${plan.strategy})?`))) throw new UsageError('DECLINED', 'Upgrade declined; nothing changed.')
   const event = (result: 'ok' | 'failed', fields: Partial<HistoryEvent>): HistoryEvent => ({v: HISTORY_FORMAT_VERSION, time: deps.now().toISOString(), action: 'upgrade', result, server: options.server, guid: options.guid, mlflowVersion: target, ...fields})
-  const release = await deps.lock(options.guid)
+  const backup = await runner.step('Back up the data and verify the backup', () => deps.backup(live.state))
+  let deployed: {bundleId: string; revision?: string}
   try {
-    const backup = await runner.step('Back up the data and verify the backup', () => deps.backup(live.state))
-    let deployed: {bundleId: string; revision?: string}
+    deployed = await runner.step(`Deploy MLflow ${target} to ${options.guid}${pending ? ` (${pending} migrations run once at startup)` : ''}`, () => deps.bumpAndDeploy(live.bundleDir, target, options.guid))
+  } catch (error) {
+    const cause = (error as Error).message.split('\n')[0]
+    let rollback: string
     try {
-      deployed = await runner.step(`Deploy MLflow ${target} to ${options.guid}${pending ? ` (${pending} migrations run once at startup)` : ''}`, () => deps.bumpAndDeploy(live.bundleDir, target, options.guid))
-    } catch (error) {
-      const rollback = await rollBack(deps, live, backup, runner)
-      const message = `The upgrade to MLflow ${target} failed: ${(error as Error).message.split('\n')[0]} ${rollback}`
-      await deps.appendHistory(event('failed', {bundleId: previous, message: `${message} (backup ${backup.id})`}))
-      throw new CheckFailedError('UPGRADE_ROLLED_BACK', message, {suggestions: [`Backup ${backup.id} holds the pre-upgrade data.`, ...((error as {suggestions?: string[]}).suggestions ?? [])]})
+      rollback = await rollBack(deps, live, backup, runner)
+    } catch (rollbackError) {
+      await deps.appendHistory(event('failed', {bundleId: previous, message: `The upgrade failed (${cause}) and so did the rollback (${(rollbackError as Error).message.split('\n')[0]}); backup ${backup.id}`}))
+      throw rollbackError
     }
-    await deps.appendHistory(event('ok', {bundleId: deployed.bundleId, revision: deployed.revision, message: `from MLflow ${plan.from.mlflowVersion} (bundle ${previous}); backup ${backup.id}`}))
-    return {outcome: 'upgraded', plan, backupId: backup.id, bundleId: deployed.bundleId, previousBundleId: previous, revision: deployed.revision}
-  } finally {
-    await release()
+    const message = `The upgrade to MLflow ${target} failed: ${cause} ${rollback}`
+    await deps.appendHistory(event('failed', {bundleId: previous, message: `${message} (backup ${backup.id})`}))
+    throw new CheckFailedError('UPGRADE_ROLLED_BACK', message, {suggestions: [`Backup ${backup.id} holds the pre-upgrade data.`, ...((error as {suggestions?: string[]}).suggestions ?? [])]})
   }
+  await deps.appendHistory(event('ok', {bundleId: deployed.bundleId, revision: deployed.revision, message: `from MLflow ${plan.from.mlflowVersion} (bundle ${previous}); backup ${backup.id}`}))
+  return {outcome: 'upgraded', plan, backupId: backup.id, bundleId: deployed.bundleId, previousBundleId: previous, revision: deployed.revision}
 }
 
+const sameTables = (a: string[] | undefined, b: string[] | undefined) => Boolean(a && b) && [...a!].sort().join() === [...b!].sort().join()
+
 /**
- * Puts the pre-upgrade data back and the previous bundle in front. The restore goes to whatever serves the
- * deployment: when the previous bundle is still active (a draft failed), its extension takes the upload at its
- * own schema head, which is the backup's. Returns a sentence saying what was done.
+ * Puts the pre-upgrade data back and the previous bundle in front. The data is restored only when it changed:
+ * the schema moved, tables appeared (SQLite commits DDL as it goes, so a migration that failed part-way leaves
+ * some), or the deployment cannot tell; otherwise writes made during the attempt are kept. The restore goes to
+ * whatever serves: the previous bundle when a draft failed (its head is the backup's revision), the activated
+ * new bundle held (local storage), or the external database directly. Returns a sentence saying what was done.
  * @throws CheckFailedError ROLLBACK_FAILED when the previous state could not be re-established.
  */
 async function rollBack(deps: ApplyDeps, live: LiveDeployment, backup: {id: string; path: string; revision: string | null}, runner: StepRunner): Promise<string> {
   const previous = live.state.bundleId
   const version = live.state.status.mlflowVersion
+  const external = live.state.status.storageMode !== 'local'
   try {
-    const now = await deps.serving(live.state.guid)
-    let how = 'restored'
-    const external = live.state.status.storageMode !== 'local'
+    const now: ServingState = await deps.serving(live.state.guid).catch(() => ({activeBundleId: null}))
+    const changed = now.revision === undefined || now.revision !== backup.revision || !sameTables(now.tables, live.state.status.tables)
+    let how = changed ? `backup ${backup.id} restored` : `the data was unchanged (schema ${backup.revision}), nothing restored,`
     if (now.activeBundleId !== previous && external) {
       // External database: restore straight into it, then the previous bundle starts against its own schema.
-      await runner.step(`Restore backup ${backup.id} into the database`, () => deps.restore(backup, live.state))
+      if (changed) await runner.step(`Restore backup ${backup.id} into the database`, () => deps.restore(backup, live.state))
       await runner.step(`Re-activate bundle ${previous}`, () => deps.activate(live.state.guid, previous))
     } else if (now.activeBundleId !== previous) {
       // The new bundle was activated and serves: it takes the data at the old revision and holds (503) until the
       // previous bundle, which matches that data again, replaces it.
-      await runner.step(`Restore backup ${backup.id} into the running bundle ${now.activeBundleId} (held)`, () => deps.restore(backup, live.state, true))
-      how = `restored into the activated bundle ${now.activeBundleId} (held)`
+      if (changed) {
+        await runner.step(`Restore backup ${backup.id} into the running bundle ${now.activeBundleId} (held)`, () => deps.restore(backup, live.state, true))
+        how = `backup ${backup.id} restored into the activated bundle ${now.activeBundleId} (held)`
+      }
       await runner.step(`Re-activate bundle ${previous}`, () => deps.activate(live.state.guid, previous))
-    } else {
-      // Even at the same revision: a migration that failed part-way on SQLite may have committed DDL.
+    } else if (changed) {
       await runner.step(`Restore backup ${backup.id} (the schema is at ${now.revision ?? 'an unknown revision'})`, () => deps.restore(backup, live.state))
     }
     const check = await runner.step(`Verify bundle ${previous} (MLflow ${version})`, () => deps.verify(live.state.guid, version))
     if (!check.ok) throw new ExternalError('ROLLBACK_VERIFY_FAILED', `the previous bundle fails verification: ${check.failures.join('; ')}`)
-    return `Rolled back: backup ${backup.id} ${how} and bundle ${previous} (MLflow ${version}) serving.`
+    return `Rolled back: ${how} and bundle ${previous} (MLflow ${version}) serving.`
   } catch (error) {
+    const target = external ? 'postgresql://… (the database)' : `connect:${live.state.guid}`
     throw new CheckFailedError('ROLLBACK_FAILED', `The upgrade failed and so did the rollback: ${(error as Error).message.split('\n')[0]}`, {
-      suggestions: [`Restore by hand: mlflowctl backup restore ${backup.path} --to connect:${live.state.guid} --force --yes`, `Then: mlflowctl rollback --guid ${live.state.guid} --to ${previous} --yes`],
+      suggestions: [`Restore by hand: mlflowctl backup restore ${backup.path} --to ${target} --force --yes`, `Then: mlflowctl rollback --guid ${live.state.guid} --to ${previous} --yes`],
     })
   }
 }

@@ -23,6 +23,8 @@ export interface LiveState {
     dbRevision: string | null
     schemaState: string
     storageMode: string
+    /** The backend store URL as the extension reports it (password masked). */
+    backendStore?: string
     /** The backend's dialect: sqlite, postgresql, mssql, mysql. */
     dialect: string
     pythonVersion?: string

@@ -62,7 +62,9 @@ export function selectTarget(current: string, releases: AvailableRelease[], sele
   return target
 }
 
-const requirementLines = (text: string) => text.split('\n').map((line) => line.trim()).filter((line) => line && !line.startsWith('#'))
+const requirementLines = (text: string) => text.split(/\r?\n/).map((line) => line.trim()).filter((line) => line && !line.startsWith('#'))
+/** The PEP 503 normalised name a requirement line is about ("MLflow[auth]>=3" → "mlflow"). */
+export const requirementName = (line: string) => (/^([A-Za-z0-9][A-Za-z0-9._-]*)/.exec(line)?.[1] ?? '').toLowerCase().replace(/[-_.]+/g, '-')
 
 /**
  * Rewrites requirements.txt, mlflowctl.json and manifest.json for the target. The lines mlflowctl rendered for
@@ -82,9 +84,20 @@ export function bumpBundle(input: BumpInput, target: AvailableRelease): BumpResu
   const after = render(target.version)
   const text = (bundle: typeof before, path: string) => bundle.files.find((file) => file.path === path)!.content.toString('utf8')
   const oldManaged = new Set(requirementLines(text(before, 'requirements.txt')))
+  const newManagedNames = new Set(requirementLines(text(after, 'requirements.txt')).map(requirementName))
   const current = requirementLines(input.requirements)
-  const keptLines = current.filter((line) => !oldManaged.has(line) && !/^mlflow\s*(==|>=|~=|$)/i.test(line))
   const warnings: string[] = []
+  // Lines mlflowctl rendered go; so does any other pin of MLflow's own packages or of a package the new render
+  // pins (two pins of one package make pip fail). The rest is the operator's and stays.
+  const keptLines = current.filter((line) => {
+    if (oldManaged.has(line)) return false
+    const name = requirementName(line)
+    if (name.startsWith('mlflow') || newManagedNames.has(name)) {
+      warnings.push(`requirements.txt line "${line}" is replaced by the pins rendered for MLflow ${target.version}.`)
+      return false
+    }
+    return true
+  })
   const missing = [...oldManaged].filter((line) => !current.includes(line) && !/^mlflow==/.test(line))
   if (missing.length > 0) warnings.push(`requirements.txt had lost rendered lines (${missing.join(', ')}); the rendered ones for ${target.version} are written.`)
   const requirements = `${text(after, 'requirements.txt').trimEnd()}\n${keptLines.length > 0 ? `# Kept from the previous requirements.txt:\n${keptLines.join('\n')}\n` : ''}`
@@ -93,16 +106,16 @@ export function bumpBundle(input: BumpInput, target: AvailableRelease): BumpResu
     ['requirements.txt', Buffer.from(requirements)],
     ['mlflowctl.json', Buffer.from(`${JSON.stringify(newInfo, null, 2)}\n`)],
   ])
+  const unlisted = Object.keys(input.manifest.files).filter((path) => !input.files.has(path) && !rewritten.has(path))
+  if (unlisted.length > 0) throw new UsageError('BUNDLE_FILE_MISSING', `manifest.json lists files the bundle lacks: ${unlisted.join(', ')}.`, {suggestions: ['Re-render the bundle with mlflowctl init DIR --force.']})
   const files = new Map(input.files)
   for (const [path, content] of rewritten) files.set(path, content)
   const newManifest: ConnectManifest = {
     ...manifest,
     metadata: {...manifest.metadata, appmode: after.manifest.metadata.appmode, entrypoint: after.manifest.metadata.entrypoint},
     environment: {...manifest.environment, python: {...manifest.environment?.python, requires: after.manifest.environment.python.requires}},
-    files: Object.fromEntries([...Object.keys(manifest.files)].map((path) => [path, {checksum: md5Hex(files.get(path) ?? Buffer.alloc(0))}])),
+    files: Object.fromEntries(Object.keys(manifest.files).map((path) => [path, {checksum: md5Hex(files.get(path)!)}])),
   }
-  const unlisted = [...Object.keys(manifest.files)].filter((path) => !files.has(path))
-  if (unlisted.length > 0) warnings.push(`manifest.json lists files that are not in the bundle: ${unlisted.join(', ')}.`)
   const changed = info.mlflowVersion !== newInfo.mlflowVersion || input.requirements !== requirements
   return {
     from: info.mlflowVersion,

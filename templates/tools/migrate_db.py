@@ -10,6 +10,8 @@ Prints one JSON line. Exit 3 with the reason on stderr when MLflow fails.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -18,6 +20,25 @@ import time
 
 import sqlalchemy
 from sqlalchemy.pool import NullPool
+
+
+# The extension's key (mlflowctl_extension/migrations.py): a deployment starting meanwhile waits for us.
+PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"mlflowctl-schema-migration").digest()[:8], "big") >> 1
+
+
+@contextlib.contextmanager
+def migration_lock(engine):
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
+            conn.commit()
 
 
 def revision(engine) -> str | None:
@@ -50,7 +71,8 @@ def main() -> None:
     started = time.monotonic()
     try:
         if mode == "upgrade":
-            db_utils._upgrade_db(engine)
+            with migration_lock(engine):
+                db_utils._upgrade_db(engine)
         elif mode == "init":
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 

@@ -61,14 +61,21 @@ function runTool<T>(python: string, mode: 'upgrade' | 'init' | 'schema', url: st
   })
 }
 
-async function scratchPostgres(target: DatabaseTarget, url: string, label: string): Promise<{url: string; drop(): Promise<void>}> {
+async function scratchPostgres(target: DatabaseTarget, url: string, label: string, onWarning: (message: string) => void): Promise<{url: string; drop(): Promise<void>}> {
   const name = `mlflowctl_${label}_${randomBytes(4).toString('hex')}`
   await withPostgres(target, (client) => client.query(`CREATE DATABASE ${name}`)).catch((error: Error) => {
     throw new ExternalError('SCRATCH_DATABASE_FAILED', `Cannot create a scratch database for the rehearsal (${error.message}): the role needs CREATEDB.`)
   })
   const scratch = new URL(url)
   scratch.pathname = `/${name}`
-  return {url: scratch.toString(), drop: () => withPostgres(target, (client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined)}
+  // Not DROP … WITH (FORCE), which needs PostgreSQL 13: end the scratch database's sessions, then drop it.
+  const drop = async () => {
+    await withPostgres(target, async (client) => {
+      await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name])
+      await client.query(`DROP DATABASE IF EXISTS ${name}`)
+    }).catch((error: Error) => onWarning(`Could not drop the scratch database ${name} (${error.message}): drop it by hand.`))
+  }
+  return {url: scratch.toString(), drop}
 }
 
 export async function createMigrateDeps(options: MigrateAdapterOptions): Promise<MigrateDeps> {
@@ -89,7 +96,7 @@ export async function createMigrateDeps(options: MigrateAdapterOptions): Promise
     // A scratch database on the same server, loaded from a backup of this one (IDs and all).
     const repo = localRepository(join(scratch, 'repo'))
     const backup = await createBackup(createBackupDeps({repository: repo, dataDir: options.dataDir, onWarning: options.onProgress}), {source: {kind: 'postgresql', url: source.url, display: source.target.display}, repo: repo.display, artifacts: 'none', toolVersion: 'rehearsal'})
-    const copy = await scratchPostgres(source.target, source.url, 'rehearse')
+    const copy = await scratchPostgres(source.target, source.url, 'rehearse', options.onProgress)
     try {
       const restoreDeps = createRestoreDeps({cacheDir: options.cacheDir, dataDir: options.dataDir, confirm: async () => true, onProgress: options.onProgress, onWarning: options.onProgress})
       await restoreBackup(restoreDeps, {archive: backup.path, target: {kind: 'postgresql', url: copy.url, display: 'scratch'}, artifactsTo: join(scratch, 'artifacts'), force: false})
@@ -97,7 +104,7 @@ export async function createMigrateDeps(options: MigrateAdapterOptions): Promise
       await copy.drop()
       throw error
     }
-    return {url: copy.url, fresh: () => scratchPostgres(source.target, source.url, 'fresh'), drop: copy.drop, from: `a scratch database loaded from backup ${backup.id}`}
+    return {url: copy.url, fresh: () => scratchPostgres(source.target, source.url, 'fresh', options.onProgress), drop: copy.drop, from: `a scratch database loaded from backup ${backup.id}`}
   }
   return {
     catalog,
@@ -133,8 +140,10 @@ export async function createMigrateDeps(options: MigrateAdapterOptions): Promise
     },
     verifiedBackups: async () => {
       if (!options.repository) return []
-      const entries = (await options.repository.list()).filter((entry) => entry.verifiedAt)
-      return entries.sort((a, b) => b.verifiedAt!.localeCompare(a.verifiedAt!)).map((entry) => ({id: entry.id, verifiedAt: entry.verifiedAt!, revision: entry.manifest.alembicRevision}))
+      // Only backups of a database of this engine count (a repository may hold several deployments' backups).
+      const engine = source.kind === 'database' ? source.target.engine : 'sqlite'
+      const entries = (await options.repository.list()).filter((entry) => entry.verifiedAt && entry.manifest.source.engine === engine)
+      return entries.sort((a, b) => b.manifest.createdAt.localeCompare(a.manifest.createdAt)).map((entry) => ({id: entry.id, createdAt: entry.manifest.createdAt, revision: entry.manifest.alembicRevision}))
     },
     upgrade: async (version) => {
       if (source.kind !== 'database') throw new UsageError('MIGRATE_VIA_UPGRADE', 'A deployment migrates itself when it starts: use mlflowctl upgrade apply.')

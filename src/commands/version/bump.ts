@@ -1,7 +1,10 @@
 import {Args, Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
+import semver from 'semver'
+
 import {MlflowctlCommand} from '../../base-command.js'
+import {NEWEST_KNOWN_MLFLOW} from '../../core/versions.js'
 import {bumpBundle, selectTarget, type BumpResult, type BumpSelector} from '../../core/version-bump.js'
 import {readBumpInput, writeBundleFiles} from '../../adapters/fs/bundle-files.js'
 import {mlflowReleases} from '../../adapters/pypi.js'
@@ -13,7 +16,7 @@ export default class VersionBump extends MlflowctlCommand<typeof VersionBump> {
   static description = `Rewrites requirements.txt (the MLflow pin and the driver pins that move with it; lines you added stay),
 mlflowctl.json and manifest.json (file MD5s, Python requires, and the app mode when 3.3 moves the server to FastAPI).
 --patch/--minor pick the newest release of the same minor/major line, --major the newest of the next major, --latest the
-newest. Releases come from PyPI's JSON API (MLFLOWCTL_PYPI_URL for a mirror), or from the migration catalog offline.
+newest, each up to the newest release this mlflowctl was tested with (--to takes any). Releases come from PyPI's JSON API (MLFLOWCTL_PYPI_URL for a mirror), or from the migration catalog offline.
 A target whose Python floor the bundle's Python misses is refused. Deploy the result with mlflowctl deploy, or let
 mlflowctl upgrade apply do both. Exit codes: 0 done (or already there), 2 bad flags, an unknown release or a Python
 too old, 3 the bundle is not one mlflowctl rendered.`
@@ -33,7 +36,11 @@ too old, 3 the bundle is not one mlflowctl rendered.`
     const selector: BumpSelector = this.flags.to ? {kind: 'to', version: this.flags.to} : {kind: SELECTORS.find((name) => name !== 'to' && this.flags[name])! as 'patch'}
     const {releases, source, warning} = await mlflowReleases()
     if (warning) this.warnUser(warning)
-    const target = selectTarget(input.info.mlflowVersion, releases, selector)
+    // --patch/--minor/--major/--latest stop at the newest release this mlflowctl was tested with; --to goes anywhere.
+    const tested = selector.kind === 'to' ? releases : releases.filter((release) => !semver.valid(release.version) || semver.lte(release.version, NEWEST_KNOWN_MLFLOW))
+    const target = selectTarget(input.info.mlflowVersion, tested, selector)
+    const untested = releases.filter((release) => semver.valid(release.version) && semver.gt(release.version, NEWEST_KNOWN_MLFLOW)).map((release) => release.version)
+    if (selector.kind !== 'to' && untested.length > 0) this.warnUser(`MLflow ${untested.join(', ')} is newer than this mlflowctl was tested with (${NEWEST_KNOWN_MLFLOW}); take it with --to.`)
     const result = bumpBundle(input, target)
     await writeBundleFiles(dir, result.writes)
     for (const message of result.warnings) this.warnUser(message)

@@ -4,10 +4,14 @@ import assert from 'node:assert/strict'
 import {readFileSync} from 'node:fs'
 import {describe, it} from 'node:test'
 
+import semver from 'semver'
+
 import {chainTo, findRelease, type CatalogOverlay, type MigrationCatalog} from '../../../src/core/catalog.js'
 import {renderBundle} from '../../../src/core/bundle.js'
 import {diffSchemas} from '../../../src/core/db-migrate.js'
-import {checkSavedPlan} from '../../../src/core/upgrade-apply.js'
+import type {HistoryEvent} from '../../../src/core/history.js'
+import {inlineStepRunner} from '../../../src/core/ports.js'
+import {applyUpgrade, checkSavedPlan, type ApplyDeps} from '../../../src/core/upgrade-apply.js'
 import {planUpgrade, type LiveState} from '../../../src/core/upgrade-plan.js'
 import {bumpBundle, selectTarget, type BumpInput} from '../../../src/core/version-bump.js'
 import {EXTENSION_TEMPLATES, readTree} from '../../../src/adapters/fs/bundle-dir.js'
@@ -54,6 +58,19 @@ describe('version bump', () => {
     assert.equal(bumpBundle({...input, requirements, info: JSON.parse(written.get('mlflowctl.json')!), manifest, files: new Map([...input.files, ...result.writes.map((f) => [f.path, f.content] as const)])}, {version: '3.17.2'}).changed, false)
   })
 
+  it('replaces any other pin of an MLflow package or of a package the render pins, and refuses a missing file', () => {
+    const input = bundleInput('2.22.5')
+    input.requirements += 'mlflow-skinny==2.22.5\r\nMLflow[auth]>=2\npsycopg[binary]==3.1.0\npandas<3\n'
+    const result = bumpBundle(input, {version: '3.17.2'})
+    assert.deepEqual(result.keptLines, ['pandas<3'])
+    assert.equal(result.warnings.length, 3, result.warnings.join('\n'))
+    const requirements = result.writes.find((file) => file.path === 'requirements.txt')!.content.toString()
+    assert.equal(requirements.match(/^psycopg/gm)!.length, 1)
+    const missing = bundleInput('2.22.5')
+    missing.files.delete('app.py')
+    assert.throws(() => bumpBundle(missing, {version: '3.17.2'}), {code: 'BUNDLE_FILE_MISSING'})
+  })
+
   it('refuses a release whose Python floor the bundle misses', () => {
     assert.throws(() => bumpBundle(bundleInput('2.22.5', '3.9.18'), {version: '3.17.2', requiresPython: '>=3.10'}), {code: 'PYTHON_TOO_OLD'})
   })
@@ -74,7 +91,7 @@ describe('upgrade plan', () => {
     assert.equal(plan.strategy, 'maintenance')
     assert.deepEqual(plan.blockers, [])
     assert.ok(plan.breakingChanges.some((change) => change.from === '3.3.0'))
-    assert.ok(plan.breakingChanges.every((change) => change.from > '2.22.5'))
+    assert.ok(plan.breakingChanges.every((change) => semver.gt(change.from, '2.22.5') && semver.lte(change.from, '3.17.2')))
     assert.equal(plan.to.appMode, 'python-fastapi')
     assert.match(plan.pythonChange!, />=3\.9 → >=3\.10/)
   })
@@ -115,5 +132,58 @@ describe('schema comparison (rehearsal)', () => {
       't.name: VARCHAR null (upgraded) vs VARCHAR not null (fresh)',
       't index on name only in the upgraded schema',
     ])
+  })
+})
+
+describe('upgrade apply (fakes around the core)', () => {
+  function fakeDeps(overrides: Partial<ApplyDeps> = {}) {
+    const calls: string[] = []
+    const history: HistoryEvent[] = []
+    const state = live('2.22.5', head('2.22.5'))
+    const deps: ApplyDeps = {
+      catalog,
+      overlay,
+      lock: async () => (calls.push('lock'), async () => void calls.push('unlock')),
+      readLive: async () => (calls.push('read'), {state, bundleDir: '/scratch'}),
+      backup: async () => (calls.push('backup'), {id: 'b1', path: '/repo/b1', revision: head('2.22.5')}),
+      bumpAndDeploy: async () => {
+        calls.push('deploy')
+        throw new Error('draft verification failed')
+      },
+      serving: async () => ({activeBundleId: '7', revision: head('2.22.5'), tables: state.status.tables}),
+      restore: async () => void calls.push('restore'),
+      activate: async () => void calls.push('activate'),
+      verify: async () => (calls.push('verify'), {ok: true, failures: []}),
+      confirm: async () => true,
+      appendHistory: async (event) => void history.push(event),
+      now: () => now,
+      ...overrides,
+    }
+    return {deps, calls, history}
+  }
+  const options = {server: 'https://connect.example.com', guid: '0b0e8e8e-1111-2222-3333-444455556666', to: '3.17.2'}
+
+  it('locks before reading, and restores nothing when the data did not change (writes meanwhile are kept)', async () => {
+    const {deps, calls, history} = fakeDeps()
+    await assert.rejects(applyUpgrade(deps, options, inlineStepRunner), (error: {code: string; message: string}) => error.code === 'UPGRADE_ROLLED_BACK' && /the data was unchanged/.test(error.message))
+    assert.deepEqual(calls, ['lock', 'read', 'backup', 'deploy', 'verify', 'unlock'])
+    assert.equal(history.at(-1)!.result, 'failed')
+  })
+
+  it('restores when the schema moved or tables appeared', async () => {
+    for (const serving of [{activeBundleId: '7', revision: head('3.17.2')}, {activeBundleId: '7', revision: head('2.22.5'), tables: ['experiments', 'runs', 'metrics', 'logged_models']}]) {
+      const {deps, calls} = fakeDeps({serving: async () => serving})
+      await assert.rejects(applyUpgrade(deps, options, inlineStepRunner), {code: 'UPGRADE_ROLLED_BACK'})
+      assert.deepEqual(calls, ['lock', 'read', 'backup', 'deploy', 'restore', 'verify', 'unlock'])
+    }
+  })
+
+  it('a rollback that fails is recorded, with both errors, and says how to finish by hand', async () => {
+    const {deps, history, calls} = fakeDeps({serving: async () => ({activeBundleId: '8', revision: head('3.17.2')}), restore: async () => {
+      throw new Error('the extension is not running')
+    }})
+    await assert.rejects(applyUpgrade(deps, options, inlineStepRunner), (error: {code: string; suggestions: string[]}) => error.code === 'ROLLBACK_FAILED' && /backup restore \/repo\/b1 --to connect:/.test(error.suggestions[0]))
+    assert.match(history.at(-1)!.message!, /draft verification failed.*the extension is not running/)
+    assert.equal(calls.at(-1), 'unlock')
   })
 })
