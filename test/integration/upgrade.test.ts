@@ -133,16 +133,21 @@ describe('upgrade matrix (fake Connect, real MLflow)', () => {
     await upgradeAndCompare(t, deployment, await writeData(deployment))
   })
 
-  it('PostgreSQL: the last 2.x → the newest 3.x keeps every row and byte', async (t) => {
-    if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
-    const url = await createPgDatabase('mlflowctl_upgrade_pg')
-    const artifacts = tempDir('upgrade-pg-artifacts-')
-    const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-pg-2x', {mode: 'custom', env: [`MLFLOW_BACKEND_STORE_URI=${url}`, `MLFLOW_ARTIFACTS_DESTINATION=${artifacts}`]})
-    const before = await writeData(deployment)
-    const refused = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
-    assert.equal(refused.json!.error!.code, 'DATABASE_URL_REQUIRED', refused.stdout)
-    await upgradeAndCompare(t, deployment, before, ['--db', url])
-  })
+  for (const from of ['last 2.x', OLD_3]) {
+    it(`PostgreSQL: ${from} → the newest 3.x keeps every row and byte`, async (t) => {
+      if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
+      const version = from === OLD_3 ? OLD_3 : last2!.mlflowVersion
+      const url = await createPgDatabase(`mlflowctl_upgrade_pg_${version.replaceAll('.', '_')}`)
+      const artifacts = tempDir('upgrade-pg-artifacts-')
+      const deployment = await deployRelease(version, `upgrade-pg-${version.replaceAll('.', '-')}`, {mode: 'custom', env: [`MLFLOW_BACKEND_STORE_URI=${url}`, `MLFLOW_ARTIFACTS_DESTINATION=${artifacts}`]})
+      const before = await writeData(deployment)
+      const refused = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
+      assert.equal(refused.json!.error!.code, 'DATABASE_URL_REQUIRED', refused.stdout)
+      const other = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes', '--db', `${url}_other`])
+      assert.equal(other.json!.error!.code, 'DATABASE_MISMATCH', other.stdout)
+      await upgradeAndCompare(t, deployment, before, ['--db', url])
+    })
+  }
 
   it('PostgreSQL: a migration that fails (a conflicting index) ends rolled back', async (t) => {
     if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
