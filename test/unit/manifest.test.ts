@@ -12,6 +12,11 @@ describe('oclif.manifest.json', () => {
     for (const id of ['init', 'bundle', 'dev:up', 'dev:down', 'dev:status', 'dev:logs', 'deploy', 'rollback', 'history', 'client-env', 'doctor', 'backup:create', 'backup:list', 'backup:verify', 'backup:prune', 'backup:restore', 'db:status', 'db:migrate', 'version:bump', 'upgrade:plan', 'upgrade:apply']) assert.ok(manifest.commands[id], id)
   })
 
+  it('lists commands in sorted order, so the file does not depend on the filesystem (scripts/sort-manifest.mjs)', () => {
+    const ids = Object.keys(manifest.commands)
+    assert.deepEqual(ids, [...ids].sort())
+  })
+
   it('gives every flag an MLFLOWCTL_* env name (except --json, which has MLFLOWCTL_CONTENT_TYPE)', () => {
     for (const [id, command] of Object.entries(manifest.commands)) {
       for (const flag of Object.values(command.flags)) {
