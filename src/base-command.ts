@@ -82,9 +82,29 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     })
   }
 
+  private runtimeSecrets: string[] = []
+
   /** Values that must never be printed: redaction masks them everywhere. */
   protected secrets(): string[] {
-    return [this.settings?.apiKey?.value, process.env.CONNECT_API_KEY, process.env.MLFLOWCTL_OPS_TOKEN, process.env.MLFLOWCTL_BACKUP_PASSPHRASE].filter((v): v is string => Boolean(v))
+    return [this.settings?.apiKey?.value, process.env.CONNECT_API_KEY, process.env.MLFLOWCTL_OPS_TOKEN, process.env.MLFLOWCTL_BACKUP_PASSPHRASE, ...this.runtimeSecrets].filter((v): v is string => Boolean(v))
+  }
+
+  /** Masks more values from here on, for example secret env var values a command was given. */
+  protected addSecrets(...values: Array<string | undefined>): void {
+    this.runtimeSecrets.push(...values.filter((v): v is string => Boolean(v)))
+  }
+
+  /** Masks the password of a database URL given on the command line, as typed and percent-decoded. */
+  protected addUrlPassword(url: string | undefined): void {
+    const password = /:\/\/[^:/@]*:([^@/]+)@/.exec(url ?? '')?.[1]
+    if (!password) return
+    let decoded: string | undefined
+    try {
+      decoded = decodeURIComponent(password)
+    } catch {
+      // A malformed escape is printed as typed, which the raw value already masks.
+    }
+    this.addSecrets(password, decoded)
   }
 
   /** Result text for humans: stdout, silent under --json. */

@@ -188,7 +188,8 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
       const deps = createRestoreDeps({cacheDir: options.cacheDir, dataDir: options.dataDir, safetyRepo: repo, passphrase: options.passphrase, connect: options.transfer, confirm: async () => true, onProgress: options.onProgress, onWarning: options.onWarning})
       const fetched = await repo.fetch(backup.id)
       try {
-        await restoreBackup(deps, {archive: fetched.path, target, force: true, keepRevision: hold})
+        const restored = await restoreBackup(deps, {archive: fetched.path, target, force: true, keepRevision: hold})
+        return {safetyBackup: restored.safetyBackup}
       } finally {
         await fetched.release()
       }

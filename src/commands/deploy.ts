@@ -36,18 +36,12 @@ activated bundle fails verification the previous one is re-activated.`
     'dry-run': Flags.boolean({char: 'n', summary: 'Print what would change (files, settings, env var names) and touch nothing.', env: 'MLFLOWCTL_DRY_RUN'}),
   }
 
-  private envSecrets: string[] = []
-
-  protected secrets(): string[] {
-    return [...super.secrets(), ...this.envSecrets]
-  }
-
   async run(): Promise<DeployResult> {
     const {server, apiKey, caCertificate} = this.settings
     if (!server.value) throw new ConfigError('SERVER_REQUIRED', 'No Connect server given.', {suggestions: ['Pass --server URL or set CONNECT_SERVER.']})
     if (!apiKey.value) throw new ConfigError('API_KEY_REQUIRED', 'No Connect API key given.', {suggestions: ['Set CONNECT_API_KEY (preferred over --api-key).']})
     const env = parseEnvVars(this.flags.env, process.env)
-    this.envSecrets = secretValuesOf(env)
+    this.addSecrets(...secretValuesOf(env))
     const ca = caCertificate.value ? readFileSync(caCertificate.value) : undefined
     const deps = createDeployDeps({server: server.value, apiKey: apiKey.value, ca, insecure: this.flags.insecure, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
     const options = {dir: resolve(this.args.dir), server: server.value, apiKey: apiKey.value, createNew: this.flags.new, name: this.flags.name, title: this.flags.title, guid: this.flags.guid, env, vanity: this.flags.vanity, oauthIntegrations: this.flags['oauth-integration'] ?? [], timeoutMs: this.flags.timeout * 1000, dryRun: this.flags['dry-run']}

@@ -37,8 +37,9 @@ export interface ApplyDeps {
   bumpAndDeploy(bundleDir: string, targetVersion: string, guid: string): Promise<{bundleId: string; revision?: string}>
   serving(guid: string): Promise<ServingState>
   /** Puts the backup's data back into the deployment (or its database), replacing what is there. `hold`: the
-   * running extension is the new bundle; it swaps the data in unmigrated and stops serving until replaced. */
-  restore(backup: {id: string; path: string}, live: LiveState, hold?: boolean): Promise<void>
+   * running extension is the new bundle; it swaps the data in unmigrated and stops serving until replaced.
+   * Returns the safety backup taken of what was replaced (it holds writes made during the attempt). */
+  restore(backup: {id: string; path: string}, live: LiveState, hold?: boolean): Promise<{safetyBackup?: string}>
   activate(guid: string, bundleId: string): Promise<void>
   /** The verification deploy runs: /health, /version, the REST API and the schema revision. */
   verify(guid: string, mlflowVersion: string): Promise<{ok: boolean; failures: string[]}>
@@ -112,19 +113,27 @@ async function applyLocked(deps: ApplyDeps, options: ApplyOptions, runner: StepR
     deployed = await runner.step(`Deploy MLflow ${target} to ${options.guid}${pending ? ` (${pending} migrations run once at startup)` : ''}`, () => deps.bumpAndDeploy(live.bundleDir, target, options.guid))
   } catch (error) {
     const cause = (error as Error).message.split('\n')[0]
-    let rollback: string
+    let rollback: RollbackOutcome
     try {
       rollback = await rollBack(deps, live, backup, runner)
     } catch (rollbackError) {
       await deps.appendHistory(event('failed', {bundleId: previous, message: `The upgrade failed (${cause}) and so did the rollback (${(rollbackError as Error).message.split('\n')[0]}); backup ${backup.id}`}))
       throw rollbackError
     }
-    const message = `The upgrade to MLflow ${target} failed: ${cause} ${rollback}`
-    await deps.appendHistory(event('failed', {bundleId: previous, message: `${message} (backup ${backup.id})`}))
-    throw new CheckFailedError('UPGRADE_ROLLED_BACK', message, {suggestions: [`Backup ${backup.id} holds the pre-upgrade data.`, ...((error as {suggestions?: string[]}).suggestions ?? [])]})
+    const message = `The upgrade to MLflow ${target} failed: ${cause} ${rollback.sentence}`
+    await deps.appendHistory(event('failed', {bundleId: previous, message: `${message} (backup ${backup.id}${rollback.safetyBackup ? `, safety backup ${rollback.safetyBackup}` : ''})`}))
+    const safety = rollback.safetyBackup ? [`Safety backup ${rollback.safetyBackup} holds the data as it was when the rollback replaced it, writes made during the attempt included.`] : []
+    throw new CheckFailedError('UPGRADE_ROLLED_BACK', message, {suggestions: [`Backup ${backup.id} holds the pre-upgrade data.`, ...safety, ...((error as {suggestions?: string[]}).suggestions ?? [])]})
   }
   await deps.appendHistory(event('ok', {bundleId: deployed.bundleId, revision: deployed.revision, message: `from MLflow ${plan.from.mlflowVersion} (bundle ${previous}); backup ${backup.id}`}))
   return {outcome: 'upgraded', plan, backupId: backup.id, bundleId: deployed.bundleId, previousBundleId: previous, revision: deployed.revision}
+}
+
+interface RollbackOutcome {
+  /** What was done, as a sentence for the error and the ledger. */
+  sentence: string
+  /** The backup the restore took of the data it replaced, when it replaced any. */
+  safetyBackup?: string
 }
 
 const sameTables = (a: string[] | undefined, b: string[] | undefined) => Boolean(a && b) && [...a!].sort().join() === [...b!].sort().join()
@@ -134,35 +143,39 @@ const sameTables = (a: string[] | undefined, b: string[] | undefined) => Boolean
  * the schema moved, tables appeared (SQLite commits DDL as it goes, so a migration that failed part-way leaves
  * some), or the deployment cannot tell; otherwise writes made during the attempt are kept. The restore goes to
  * whatever serves: the previous bundle when a draft failed (its head is the backup's revision), the activated
- * new bundle held (local storage), or the external database directly. Returns a sentence saying what was done.
+ * new bundle held (local storage), or the external database directly. Returns what was done.
  * @throws CheckFailedError ROLLBACK_FAILED when the previous state could not be re-established.
  */
-async function rollBack(deps: ApplyDeps, live: LiveDeployment, backup: {id: string; path: string; revision: string | null}, runner: StepRunner): Promise<string> {
+async function rollBack(deps: ApplyDeps, live: LiveDeployment, backup: {id: string; path: string; revision: string | null}, runner: StepRunner): Promise<RollbackOutcome> {
   const previous = live.state.bundleId
   const version = live.state.status.mlflowVersion
   const external = live.state.status.storageMode !== 'local'
   try {
     const now: ServingState = await deps.serving(live.state.guid).catch(() => ({activeBundleId: null}))
     const changed = now.revision === undefined || now.revision !== backup.revision || !sameTables(now.tables, live.state.status.tables)
+    let safetyBackup: string | undefined
+    const restore = async (hold?: boolean) => {
+      safetyBackup = (await deps.restore(backup, live.state, hold)).safetyBackup
+    }
     let how = changed ? `backup ${backup.id} restored` : `the data was unchanged (schema ${backup.revision}), nothing restored,`
     if (now.activeBundleId !== previous && external) {
       // External database: restore straight into it, then the previous bundle starts against its own schema.
-      if (changed) await runner.step(`Restore backup ${backup.id} into the database`, () => deps.restore(backup, live.state))
+      if (changed) await runner.step(`Restore backup ${backup.id} into the database`, () => restore())
       await runner.step(`Re-activate bundle ${previous}`, () => deps.activate(live.state.guid, previous))
     } else if (now.activeBundleId !== previous) {
       // The new bundle was activated and serves: it takes the data at the old revision and holds (503) until the
       // previous bundle, which matches that data again, replaces it.
       if (changed) {
-        await runner.step(`Restore backup ${backup.id} into the running bundle ${now.activeBundleId} (held)`, () => deps.restore(backup, live.state, true))
+        await runner.step(`Restore backup ${backup.id} into the running bundle ${now.activeBundleId} (held)`, () => restore(true))
         how = `backup ${backup.id} restored into the activated bundle ${now.activeBundleId} (held)`
       }
       await runner.step(`Re-activate bundle ${previous}`, () => deps.activate(live.state.guid, previous))
     } else if (changed) {
-      await runner.step(`Restore backup ${backup.id} (the schema is at ${now.revision ?? 'an unknown revision'})`, () => deps.restore(backup, live.state))
+      await runner.step(`Restore backup ${backup.id} (the schema is at ${now.revision ?? 'an unknown revision'})`, () => restore())
     }
     const check = await runner.step(`Verify bundle ${previous} (MLflow ${version})`, () => deps.verify(live.state.guid, version))
     if (!check.ok) throw new ExternalError('ROLLBACK_VERIFY_FAILED', `the previous bundle fails verification: ${check.failures.join('; ')}`)
-    return `Rolled back: ${how} and bundle ${previous} (MLflow ${version}) serving.`
+    return {sentence: `Rolled back: ${how} and bundle ${previous} (MLflow ${version}) serving.`, safetyBackup}
   } catch (error) {
     const target = external ? 'postgresql://… (the database)' : `connect:${live.state.guid}`
     throw new CheckFailedError('ROLLBACK_FAILED', `The upgrade failed and so did the rollback: ${(error as Error).message.split('\n')[0]}`, {

@@ -13,3 +13,12 @@ export function formatPending(pending: PendingRevision[]): string[] {
     }),
   ]
 }
+
+/** The dry run's cost line: heavy steps and the rows they touch, from table statistics. */
+export function formatCost(estimate: {heavySteps: number; rowsTouched: number; tables: Record<string, number>}): string[] {
+  if (estimate.heavySteps === 0) return []
+  const tables = Object.entries(estimate.tables)
+  // An empty or never-analysed database has no statistics; saying "≈0 rows" would claim more than is known.
+  if (tables.length === 0) return [`Cost: ${estimate.heavySteps} heavy steps; the tables they touch have no statistics (empty or not analysed).`]
+  return [`Cost: ${estimate.heavySteps} heavy steps over ${rows(estimate.rowsTouched)} (${tables.map(([table, n]) => `${table} ${n.toLocaleString('en-US')}`).join(', ')}).`]
+}

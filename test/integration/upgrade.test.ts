@@ -62,10 +62,11 @@ async function writeData(deployment: Deployment): Promise<unknown> {
   return serverSnapshot(clientOf(deployment.python, deployment))
 }
 
-async function opsStatus(guid: string): Promise<{dbRevision: string; mlflowVersion: string}> {
+/** The schema revision the deployment reports, read through `db status --guid`. */
+async function servedRevision(guid: string): Promise<string> {
   const status = await cli(['db', 'status', '--guid', guid])
   assert.equal(status.code, 0, status.stdout)
-  return {dbRevision: status.json!.result.revision, mlflowVersion: ''}
+  return status.json!.result.revision
 }
 
 async function upgradeAndCompare(t: {name: string}, deployment: Deployment, before: unknown, extra: string[] = []): Promise<void> {
@@ -108,8 +109,10 @@ async function expectRolledBack(deployment: Deployment, before: unknown, revisio
   assert.equal(result.json!.error!.code, 'UPGRADE_ROLLED_BACK', result.json!.error!.message)
   // The backup goes back only when the data changed; otherwise writes made meanwhile are kept.
   assert.match(result.json!.error!.message, restored ? /Rolled back: backup \S+ restored/ : /Rolled back: the data was unchanged/)
+  // What the restore replaced (writes made during the attempt) is kept in a safety backup, and named.
+  assert.equal(result.json!.error!.suggestions.some((s: string) => /^Safety backup \S+ holds/.test(s)), restored, result.json!.error!.suggestions.join('\n'))
   assert.equal(fake.content.get(deployment.guid)!.activeBundle, deployment.bundleId, 'the previous bundle serves')
-  assert.equal((await opsStatus(deployment.guid)).dbRevision, revision, 'the schema is back at the old head')
+  assert.equal(await servedRevision(deployment.guid), revision, 'the schema is back at the old head')
   assert.deepEqual(await serverSnapshot(clientOf(deployment.python, deployment)), before, 'the data is exactly as before')
   const history = await cli(['history', '--guid', deployment.guid])
   assert.ok(history.json!.result.events.some((e: {action: string; result: string}) => e.action === 'upgrade' && e.result === 'failed'))
@@ -154,7 +157,7 @@ describe('upgrade matrix (fake Connect, real MLflow)', () => {
     const url = await createPgDatabase('mlflowctl_upgrade_pg_fail')
     const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-pg-fail', {mode: 'custom', env: [`MLFLOW_BACKEND_STORE_URI=${url}`, `MLFLOW_ARTIFACTS_DESTINATION=${tempDir('upgrade-pg-artifacts-')}`]})
     const before = await writeData(deployment)
-    const revision = (await opsStatus(deployment.guid)).dbRevision
+    const revision = await servedRevision(deployment.guid)
     const client = new pg.Client({connectionString: url})
     await client.connect()
     // 3.0.0's first migration creates this index; an object of the same name makes it fail.
@@ -172,7 +175,7 @@ describe('upgrade matrix (fake Connect, real MLflow)', () => {
     if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
     const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-sqlite-migration-fails')
     const before = await writeData(deployment)
-    const revision = (await opsStatus(deployment.guid)).dbRevision
+    const revision = await servedRevision(deployment.guid)
     const db = new Database(sqliteOf(deployment.guid))
     db.exec('CREATE INDEX index_logged_model_metrics_model_id ON runs (run_uuid)')
     db.close()
@@ -186,7 +189,7 @@ describe('upgrade matrix (fake Connect, real MLflow)', () => {
     if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
     const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-sqlite-crash')
     const before = await writeData(deployment)
-    const revision = (await opsStatus(deployment.guid)).dbRevision
+    const revision = await servedRevision(deployment.guid)
     fake.crashAfterStart.add(deployment.guid)
     const result = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
     await expectRolledBack(deployment, before, revision, result)
@@ -196,7 +199,7 @@ describe('upgrade matrix (fake Connect, real MLflow)', () => {
     if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
     const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-sqlite-verify')
     const before = await writeData(deployment)
-    const revision = (await opsStatus(deployment.guid)).dbRevision
+    const revision = await servedRevision(deployment.guid)
     // 2.x ignores it; from 3.5 MLflow answers requests for other hosts with 403.
     fake.content.get(deployment.guid)!.env.set('MLFLOW_SERVER_ALLOWED_HOSTS', 'mlflow.example.invalid')
     const result = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])

@@ -156,8 +156,8 @@ export async function connectHasData(options: ConnectTransferOptions, guid: stri
   return Boolean(status.hasData)
 }
 
-const NOT_CONFIGURED: ConnectTransferOptions = {opsToken: async () => undefined}
-export {NOT_CONFIGURED as NO_CONNECT}
+/** For callers without Connect settings: any connect: location then fails with CONNECT_NOT_CONFIGURED. */
+export const NO_CONNECT: ConnectTransferOptions = {opsToken: async () => undefined}
 
 /** From the command's settings: the server, key and CA as every Connect command reads them. */
 export function connectTransferOptions(settings: {server?: string; apiKey?: string; caCertificate?: string; insecure?: boolean; configDir: string; dataDir: string}): ConnectTransferOptions {

@@ -87,7 +87,7 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
       options.onProgress(`taking a safety backup of ${where} into ${repository.display}`)
       const result = await createBackup(createBackupDeps({repository, dataDir: options.dataDir, onWarning: options.onWarning, connect: options.connect, passphrase: options.passphrase}), {
-        source: target.kind === 'app-data' ? {kind: 'app-data', dir: target.dir} : target.kind === 'connect' ? {kind: 'connect', guid: target.guid} : target.kind === 'postgresql' ? target : {kind: 'sqlite', path: target.path},
+        source: target,
         repo: repository.display,
         artifacts: 'all',
         toolVersion: 'safety',

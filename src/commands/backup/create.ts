@@ -39,19 +39,13 @@ failed or Connect is unreachable.`
     'passphrase-file': Flags.file({summary: 'File whose first line is the encryption passphrase.', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
   }
 
-  private sourceSecret?: string
-
-  protected secrets(): string[] {
-    return [...super.secrets(), ...(this.sourceSecret ? [this.sourceSecret] : [])]
-  }
-
   private connectOptions() {
     const {server, apiKey, caCertificate, configDir, dataDir} = this.settings
     return connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
   }
 
   async run(): Promise<CreateResult> {
-    this.sourceSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.source)?.[1]
+    this.addUrlPassword(this.flags.source)
     const source = parseBackupSource(this.flags.source, (path) => resolve(path), (url) => redact(url))
     const repository = await openRepository(this.flags.repo, (path) => resolve(path))
     const passphrase = this.flags.encrypt ? await resolvePassphrase(this.flags['passphrase-file']) : undefined

@@ -36,14 +36,8 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
     'passphrase-file': Flags.file({summary: 'For an encrypted backup: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
   }
 
-  private targetSecret?: string
-
-  protected secrets(): string[] {
-    return [...super.secrets(), ...(this.targetSecret ? [this.targetSecret] : [])]
-  }
-
   async run(): Promise<RestoreResult> {
-    this.targetSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.to)?.[1]
+    this.addUrlPassword(this.flags.to)
     const repository = this.flags.repo ? await openRepository(this.flags.repo, (path) => resolve(path)) : undefined
     const target = parseRestoreTarget(this.flags.to, (path) => resolve(path), (url) => redact(url))
     const deps = createRestoreDeps({

@@ -10,7 +10,7 @@ import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
 import {openRepository} from '../../adapters/backup/repository.js'
 import {createMigrateDeps, type MigrateSource} from '../../adapters/db/migrate.js'
 import {databaseFromFlag, probeDeployment} from '../../adapters/db/schema-probe.js'
-import {formatPending} from '../../output/migrations.js'
+import {formatCost, formatPending} from '../../output/migrations.js'
 import {confirmer} from '../../output/prompt.js'
 
 export default class DbMigrate extends MlflowctlCommand<typeof DbMigrate> {
@@ -42,15 +42,9 @@ no fresh backup) or the rehearsal failed.`
     yes: Flags.boolean({char: 'y', summary: 'Do not ask before migrating.', env: 'MLFLOWCTL_YES'}),
   }
 
-  private dbSecret?: string
-
-  protected secrets(): string[] {
-    return [...super.secrets(), ...(this.dbSecret ? [this.dbSecret] : [])]
-  }
-
   async run(): Promise<MigrateResult> {
     const {server, apiKey, caCertificate, configDir, dataDir, cacheDir} = this.settings
-    this.dbSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.db ?? '')?.[1]
+    this.addUrlPassword(this.flags.db)
     const transfer = connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
     const guid = this.flags.guid ? parseContentGuid(this.flags.guid, '--guid') : undefined
     const database = guid ? undefined : databaseFromFlag(this.flags.db!)
@@ -69,7 +63,7 @@ no fresh backup) or the rehearsal failed.`
     this.out([
       `Database: ${label} at ${result.status.revision ?? 'none'}; target MLflow ${this.flags.to} (${result.status.target.head}): ${result.status.kind}.`,
       ...formatPending(result.pending),
-      ...(estimate.heavySteps > 0 ? [`Cost: ${estimate.heavySteps} heavy steps over ≈${estimate.rowsTouched.toLocaleString('en-US')} rows (${Object.entries(estimate.tables).map(([t, n]) => `${t} ${n.toLocaleString('en-US')}`).join(', ')}).`] : []),
+      ...formatCost(estimate),
       ...(rehearsal ? [`Rehearsal on ${rehearsal.copiedFrom}: ${rehearsal.ok ? `ok in ${rehearsal.seconds} s, at ${rehearsal.revision}` : `FAILED: ${rehearsal.error}`}`, ...(rehearsal.differences.length > 0 ? [`  differs from a fresh ${this.flags.to} schema in ${rehearsal.differences.length} places:`, ...rehearsal.differences.map((d) => `    ${d}`)] : rehearsal.ok ? ['  identical to a fresh schema.'] : [])] : []),
       ...(migrated ? [`Migrated in ${migrated.seconds} s to ${migrated.revision}. Backup before: ${migrated.backupId}.`] : []),
     ].join('\n'))

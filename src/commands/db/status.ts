@@ -25,6 +25,7 @@ ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version
   }
 
   async run(): Promise<SchemaStatus & {database: string}> {
+    this.addUrlPassword(this.flags.db)
     const {catalog, overlay} = await loadCatalog()
     const {server, apiKey, caCertificate, configDir, dataDir} = this.settings
     const transfer = connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})

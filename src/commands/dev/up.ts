@@ -25,15 +25,9 @@ down/up; and serves it at http://127.0.0.1:PORT/content/<guid>/ behind a proxy t
     timeout: Flags.integer({summary: 'Seconds to wait for /health once the venv is ready.', default: 180, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
   }
 
-  private extraSecrets: string[] = []
-
-  protected secrets(): string[] {
-    return [...super.secrets(), ...this.extraSecrets]
-  }
-
   async run(): Promise<DevUpResult> {
     const env = parseEnvVars(this.flags.env, process.env)
-    this.extraSecrets = secretValuesOf(env)
+    this.addSecrets(...secretValuesOf(env))
     const deps = createDevDeps({cacheDir: this.settings.cacheDir, dataDir: this.settings.dataDir, env: process.env})
     const result = await devUp(deps, {bundleDir: resolve(this.args.dir), port: this.flags.port, env, timeoutMs: this.flags.timeout * 1000}, this.tasks())
     // The dev key is printed on purpose: it is the credential the user needs for this loopback server.

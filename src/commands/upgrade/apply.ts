@@ -39,16 +39,10 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
     'passphrase-file': Flags.file({summary: 'Encrypt the backup with the passphrase in this file (or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
   }
 
-  private dbSecret?: string
-
-  protected secrets(): string[] {
-    return [...super.secrets(), ...(this.dbSecret ? [this.dbSecret] : [])]
-  }
-
   async run(): Promise<ApplyResult> {
     const {server, apiKey, caCertificate, configDir, dataDir, cacheDir} = this.settings
     if (!server.value || !apiKey.value) throw new ConfigError('CONNECT_NOT_CONFIGURED', 'upgrade apply needs a Connect server and API key.', {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY.']})
-    this.dbSecret = /:\/\/[^:/@]*:([^@/]+)@/.exec(this.flags.db ?? '')?.[1]
+    this.addUrlPassword(this.flags.db)
     const guid = parseContentGuid(this.flags.guid, '--guid')
     const savedPlan = this.flags['plan-file'] ? await readJson<UpgradePlan>(this.flags['plan-file']) : undefined
     if (this.flags['plan-file'] && !savedPlan?.fingerprint) throw new UsageError('PLAN_INVALID', `${this.flags['plan-file']} is not a plan written by mlflowctl upgrade plan --plan-file.`)

@@ -134,7 +134,8 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
     const local = options.source.kind === 'connect' ? undefined : await locate(deps, options)
     release = await deps.lock()
     scratch = await deps.scratch()
-    const source = local ?? (await deps.fetchConnectSnapshot((options.source as {guid: string}).guid, deps.join(scratch.path, 'remote')))
+    // `local` was located before the lock so that a bad path fails fast; the fallback only satisfies the types.
+    const source = options.source.kind === 'connect' ? await deps.fetchConnectSnapshot(options.source.guid, deps.join(scratch.path, 'remote')) : (local ?? (await locate(deps, options)))
     const tables = await exportDatabase(deps, options.source, source.db, scratch.path)
     if (tables.skipped?.length) warnings.push(`left out ${tables.skipped.length} tables that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`)
     const remoteStore = /^(s3|wasbs|gs):\/\//.test(source.artifacts ?? '')

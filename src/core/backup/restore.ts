@@ -6,10 +6,12 @@
  */
 import {ConfigError, UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
+import type {BackupSourceSpec} from './create.js'
 import type {BackupManifest} from './format.js'
 import {parseGuid} from './locations.js'
 
-export type RestoreTarget = {kind: 'app-data'; dir: string} | {kind: 'sqlite'; path: string} | {kind: 'postgresql'; url: string; display: string} | {kind: 'connect'; guid: string}
+/** Anything a backup can be taken from can be restored into, which is what makes the safety backup possible. */
+export type RestoreTarget = BackupSourceSpec
 
 /** @throws UsageError TARGET_NOT_SUPPORTED for SQL Server and connect:GUID (not implemented yet) */
 export function parseRestoreTarget(raw: string, resolvePath: (path: string) => string, redactUrl: (url: string) => string): RestoreTarget {

@@ -151,7 +151,7 @@ describe('upgrade apply (fakes around the core)', () => {
         throw new Error('draft verification failed')
       },
       serving: async () => ({activeBundleId: '7', revision: head('2.22.5'), tables: state.status.tables}),
-      restore: async () => void calls.push('restore'),
+      restore: async () => (calls.push('restore'), {safetyBackup: 's1'}),
       activate: async () => void calls.push('activate'),
       verify: async () => (calls.push('verify'), {ok: true, failures: []}),
       confirm: async () => true,
@@ -173,7 +173,9 @@ describe('upgrade apply (fakes around the core)', () => {
   it('restores when the schema moved or tables appeared', async () => {
     for (const serving of [{activeBundleId: '7', revision: head('3.17.2')}, {activeBundleId: '7', revision: head('2.22.5'), tables: ['experiments', 'runs', 'metrics', 'logged_models']}]) {
       const {deps, calls} = fakeDeps({serving: async () => serving})
-      await assert.rejects(applyUpgrade(deps, options, inlineStepRunner), {code: 'UPGRADE_ROLLED_BACK'})
+      // The restore replaced what the attempt left; the safety backup taken of it is named, since writes made
+      // during the attempt live there now.
+      await assert.rejects(applyUpgrade(deps, options, inlineStepRunner), (error: {code: string; suggestions: string[]}) => error.code === 'UPGRADE_ROLLED_BACK' && error.suggestions.some((s) => /^Safety backup s1 holds/.test(s)))
       assert.deepEqual(calls, ['lock', 'read', 'backup', 'deploy', 'restore', 'verify', 'unlock'])
     }
   })
