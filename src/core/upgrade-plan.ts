@@ -61,7 +61,9 @@ export interface UpgradePlan {
 
 /** The parts of the live state an upgrade depends on. A saved plan is stale when any of them moved. */
 export function fingerprintOf(state: LiveState, targetVersion: string): string {
-  const basis = [state.server.replace(/\/+$/, ''), state.guid, state.bundleId, state.status.mlflowVersion, state.status.dbRevision ?? '', state.bundle.info.mlflowVersion, targetVersion]
+  // The storage counts too: a plan made against local SQLite says nothing about a PostgreSQL the env now points at.
+  const storage = [state.status.storageMode, state.status.dialect, state.status.backendStore ?? '']
+  const basis = [state.server.replace(/\/+$/, ''), state.guid, state.bundleId, state.status.mlflowVersion, state.status.dbRevision ?? '', state.bundle.info.mlflowVersion, targetVersion, ...storage]
   return createHash('sha256').update(JSON.stringify(basis)).digest('hex').slice(0, 32)
 }
 

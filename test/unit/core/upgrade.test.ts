@@ -111,12 +111,13 @@ describe('upgrade plan', () => {
     assert.ok(codes(live('2.22.5', head('2.22.5'), {mlflowVersion: '2.21.0'}), '3.17.2').includes('VERSION_DRIFT'))
   })
 
-  it('a saved plan is stale once the bundle, version or schema moved', () => {
+  it('a saved plan is stale once the bundle, version, schema or storage moved', () => {
     const state = live('2.22.5', head('2.22.5'))
     const plan = planUpgrade(catalog, overlay, state, '3.17.2', now)
     assert.doesNotThrow(() => checkSavedPlan(plan, state))
     assert.throws(() => checkSavedPlan(plan, {...state, bundleId: '8'}), {code: 'PLAN_STALE'})
     assert.throws(() => checkSavedPlan(plan, {...state, status: {...state.status, dbRevision: head('3.0.1')}}), {code: 'PLAN_STALE'})
+    assert.throws(() => checkSavedPlan(plan, {...state, status: {...state.status, storageMode: 'external', dialect: 'postgresql', backendStore: 'postgresql://mlflow:***@db/mlflow'}}), {code: 'PLAN_STALE'})
     assert.throws(() => checkSavedPlan(plan, {...state, guid: '11111111-1111-2222-3333-444455556666'}), {code: 'PLAN_OTHER_TARGET'})
   })
 })
