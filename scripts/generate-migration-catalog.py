@@ -244,11 +244,14 @@ def _norm_dialect(s: str) -> str:
 
 
 class _Scan(ast.NodeVisitor):
-    def __init__(self):
+    def __init__(self, model_tables: dict[str, str] | None = None):
+        # ORM class -> table, read from the same wheel (migrations say `SqlTraceInfo.__tablename__`)
+        self.model_tables = {**MODEL_TABLES, **(model_tables or {})}
         self.env: dict[str, set[str]] = {}  # name -> possible table names
         self.dialects: set[str] = set()
         self.dialect_attr = False
         self.heavy: set[str] = set()
+        self.creates: set[str] = set()  # tables made by op.create_table (a backup must know them)
         self.calls: list[ast.Call] = []
         self.strings: list[str] = []
 
@@ -284,7 +287,7 @@ class _Scan(ast.NodeVisitor):
             n = node.value.id
             if use_env and f"class:{n}" in self.env:
                 return set(self.env[f"class:{n}"])
-            return {MODEL_TABLES[n]} if n in MODEL_TABLES else set()
+            return {self.model_tables[n]} if n in self.model_tables else set()
         if isinstance(node, ast.Name) and use_env:
             return set(self.env.get(node.id, ()))
         if isinstance(node, ast.Call):  # sa.table("metrics", ...) / sa.Table(...)
@@ -323,6 +326,8 @@ class _Scan(ast.NodeVisitor):
             elif isinstance(node, ast.Call):
                 f = node.func
                 fn = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
+                if fn == "create_table" and isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "op":
+                    self.creates |= self._tables(self._arg(node, 0, "table_name"))
                 if fn in HEAVY_OPS:
                     # batch_op.alter_column / batch_op.create_index run inside batch_alter_table
                     # (already flagged); only count op.*-level calls here.
@@ -366,7 +371,19 @@ def _code_fingerprint(tree: ast.Module) -> str:
     return hashlib.sha256(dumped.encode()).hexdigest()[:16]
 
 
-def parse_migration(src: str, filename: str) -> dict:
+def model_tables_of(src: str) -> dict[str, str]:
+    """`class SqlX(Base): __tablename__ = "x"` pairs of one module."""
+    found = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__tablename__" for t in item.targets) \
+                        and isinstance(item.value, ast.Constant) and isinstance(item.value.value, str):
+                    found[node.name] = item.value.value
+    return found
+
+
+def parse_migration(src: str, filename: str, model_tables: dict[str, str] | None = None) -> dict:
     tree = ast.parse(src, filename=filename)
     doc = ast.get_docstring(tree) or ""
     message = next((ln.strip() for ln in doc.splitlines() if ln.strip()), None)
@@ -380,7 +397,7 @@ def parse_migration(src: str, filename: str) -> dict:
         for t in targets:
             if isinstance(t, ast.Name) and t.id in ("revision", "down_revision", "branch_labels", "depends_on"):
                 found[t.id] = _literal(value)
-    sc = _Scan()
+    sc = _Scan(model_tables)
     sc.bind(tree)
     sc.scan(tree)
     dialects = sorted(sc.dialects)
@@ -394,6 +411,7 @@ def parse_migration(src: str, filename: str) -> dict:
         "message": message,
         "dialects": dialects,
         "heavy": sorted(sc.heavy),
+        "creates": sorted(sc.creates),
         "has_revision_assign": "revision" in found,
         # fingerprint of the code (AST without the module docstring), so reformatting,
         # comment edits and docstring edits do not count as changes
@@ -425,6 +443,13 @@ def read_wheel(path: str) -> dict:
                     continue
                 if line.lower().startswith("requires-python:"):
                     out["requiresPython"] = line.split(":", 1)[1].strip()
+        model_tables: dict[str, str] = {}
+        for n in names:
+            if n.startswith("mlflow/") and "/dbmodels/" in n and n.endswith(".py"):
+                try:
+                    model_tables.update(model_tables_of(z.read(n).decode("utf-8")))
+                except SyntaxError:
+                    pass  # a module that does not parse defines no tables we can use
         for chain, prefix in (("tracking", TRACKING_DIR), ("auth", AUTH_DIR)):
             for n in names:
                 if not n.startswith(prefix) or not n.endswith(".py"):
@@ -434,7 +459,7 @@ def read_wheel(path: str) -> dict:
                     continue
                 src = z.read(n).decode("utf-8")
                 try:
-                    info = parse_migration(src, n)
+                    info = parse_migration(src, n, model_tables)
                 except SyntaxError as e:
                     out["problems"].append(f"{chain}:{base}: syntax error {e}")
                     continue
@@ -558,6 +583,8 @@ def build(args) -> dict:
                 if info["dependsOn"] is not None:
                     entry["dependsOn"] = info["dependsOn"]
                 entry.update({"file": info["file"], "dialects": info["dialects"], "heavy": info["heavy"]})
+                if info["creates"]:
+                    entry["creates"] = info["creates"]
                 cat = catalogs[chain]
                 if rev not in cat:
                     cat[rev] = {**entry, "firstRelease": v.text}

@@ -14,6 +14,8 @@ export interface CatalogRevision {
   dialects?: string[]
   heavy?: string[]
   absentIn?: string[]
+  /** Tables the revision creates (op.create_table), read from the wheel; a backup must know every one. */
+  creates?: string[]
 }
 
 export interface CatalogRelease {

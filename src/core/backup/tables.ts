@@ -21,19 +21,21 @@ export function foreignKeyOrder(tables: string[], references: Record<string, str
 
 /**
  * MLflow's tracking tables: every table in a database that MLflow 3.17.2 created (read from a real one),
- * which includes every earlier release's. A shared database can hold other applications' tables; a
- * backup takes MLflow's only, and names what it left out.
+ * which includes every earlier release's, plus those 3.18.0's migrations create (its skill registry hangs
+ * off no older table). A unit test holds this list to every `creates` in the catalog. A shared database
+ * can hold other applications' tables; a backup takes MLflow's only, and names what it left out.
  */
 export const KNOWN_MLFLOW_TABLES = new Set([
   'alembic_version', 'assessments', 'budget_policies', 'datasets', 'endpoint_bindings', 'endpoint_model_mappings',
   'endpoint_tags', 'endpoints', 'entity_associations', 'evaluation_dataset_records', 'evaluation_dataset_tags',
-  'evaluation_datasets', 'experiment_tags', 'experiments', 'guardrail_configs', 'guardrails', 'input_tags', 'inputs', 'issues',
+  'evaluation_datasets', 'experiment_tags', 'experiments', 'guardrail_configs', 'guardrails', 'input_tags', 'inputs', 'issue_categories', 'issues',
   'job_locks', 'jobs', 'label_schemas', 'latest_metrics', 'logged_model_metrics', 'logged_model_params', 'logged_model_tags',
   'logged_models', 'mcp_access_endpoints', 'mcp_server_aliases', 'mcp_server_tags', 'mcp_server_version_tags',
   'mcp_server_versions', 'mcp_servers', 'metrics', 'model_definitions', 'model_version_tags', 'model_versions',
   'online_scoring_configs', 'params', 'registered_model_aliases', 'registered_model_tags', 'registered_models',
   'review_queue_items', 'review_queue_label_schemas', 'review_queue_users', 'review_queues', 'runs', 'scheduler_leases',
-  'scorer_versions', 'scorers', 'secrets', 'span_metrics', 'spans', 'sql_assessment_daily_rollups',
+  'scorer_versions', 'scorers', 'secrets', 'skill_aliases', 'skill_tags',
+  'skill_version_tags', 'skill_versions', 'skills', 'span_metrics', 'spans', 'sql_assessment_daily_rollups',
   'sql_span_cost_daily_rollups', 'sql_trace_metric_daily_rollups', 'sql_trace_rollup_rebuild_queue', 'tags', 'trace_info',
   'trace_metrics', 'trace_request_metadata', 'trace_tags', 'webhook_events', 'webhooks', 'workspaces',
 ])

@@ -19,6 +19,13 @@ describe('migration catalog', () => {
     assert.ok(Object.keys(overlay.heavy).every((rev) => catalog.tracking[rev]), 'every heavy revision in the overlay exists')
   })
 
+  it('every table a tracking revision creates is one a backup takes (KNOWN_MLFLOW_TABLES)', async () => {
+    const {KNOWN_MLFLOW_TABLES} = await import('../../../src/core/backup/tables.js')
+    const created = Object.values(catalog.tracking).flatMap((revision) => revision.creates ?? [])
+    assert.ok(created.length > 60, `the generator found ${created.length} created tables`)
+    assert.deepEqual(created.filter((table) => !KNOWN_MLFLOW_TABLES.has(table)), [])
+  })
+
   it('knows that version order is not schema order (bda7b8c39065: in 3.0.1 and 3.1.1, not 3.1.0)', () => {
     assert.ok(chainTo(catalog.tracking, findRelease(catalog, '3.0.1').trackingHead).includes('bda7b8c39065'))
     assert.ok(!chainTo(catalog.tracking, findRelease(catalog, '3.1.0').trackingHead).includes('bda7b8c39065'))
