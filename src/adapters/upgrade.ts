@@ -172,7 +172,7 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
       const release = catalog.releases.find((r) => r.version === targetVersion)
       const bumped = bumpBundle(input, selectTarget(input.info.mlflowVersion, [{version: targetVersion, requiresPython: release?.requiresPython || undefined}], {kind: 'to', version: targetVersion}))
       await writeBundleFiles(bundleDir, bumped.writes)
-      const result = await deploy(deployDeps, {dir: bundleDir, server: options.server, apiKey: options.apiKey, createNew: false, guid, env: [], oauthIntegrations: [], timeoutMs: options.timeoutMs, dryRun: false, reactivatePrevious: false}, options.runner)
+      const result = await deploy(deployDeps, {dir: bundleDir, server: options.server, apiKey: options.apiKey, createNew: false, guid, env: [], oauthIntegrations: [], timeoutMs: options.timeoutMs, dryRun: false}, options.runner)
       result.warnings?.forEach(options.onWarning)
       return {bundleId: result.bundleId!, revision: result.verification?.revision}
     },

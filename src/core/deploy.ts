@@ -64,10 +64,6 @@ export interface DeployOptions {
   oauthIntegrations: string[]
   timeoutMs: number
   dryRun: boolean
-  /** Default true: when the activated bundle fails verification, the previous one is re-activated. A caller
-   * with its own rollback (upgrade apply, whose new bundle may have migrated the data so that the previous one
-   * cannot start on it yet) turns it off and gets the failure with the new bundle still active. */
-  reactivatePrevious?: boolean
 }
 
 export interface DeployPlan {
@@ -187,9 +183,8 @@ async function deployUnrecorded(deps: DeployDeps, options: DeployOptions, plan: 
   await runner.step(`Activate bundle ${bundleId}`, (report) => waitForTask(deps, guid, bundleId, true, options.timeoutMs, report, failureHints))
   const live = await runner.step('Verify the activated bundle', async () => verifyAt(urls.contentUrl))
   if (!live.ok) {
-    const reactivate = Boolean(previous) && options.reactivatePrevious !== false
-    if (reactivate) await runner.step(`Re-activate bundle ${previous}`, (report) => waitForTask(deps, guid, previous!, true, options.timeoutMs, report, failureHints))
-    throw verifyFailure(live, 'the activated bundle', reactivate ? `Bundle ${previous} was re-activated.` : previous ? `Bundle ${bundleId} is still active.` : 'There was no earlier bundle to return to.', failureHints)
+    if (previous) await runner.step(`Re-activate bundle ${previous}`, (report) => waitForTask(deps, guid, previous, true, options.timeoutMs, report, failureHints))
+    throw verifyFailure(live, 'the activated bundle', previous ? `Bundle ${previous} was re-activated.` : 'There was no earlier bundle to return to.', failureHints)
   }
   if (options.vanity) await runner.step(`Set the vanity path ${options.vanity}`, () => deps.connect.setVanity(guid, options.vanity!))
   await deps.writeRecord(options.dir, {server: options.server, guid, bundleId, mlflowVersion: bundle.info.mlflowVersion, deployedAt: new Date(deps.now()).toISOString()})

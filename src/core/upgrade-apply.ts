@@ -33,8 +33,7 @@ export interface ApplyDeps {
   lock(guid: string): Promise<() => Promise<void>>
   /** Creates a backup of the deployment's data and verifies it; returns what a restore needs. */
   backup(live: LiveState): Promise<{id: string; path: string; revision: string | null}>
-  /** Bumps the bundle directory to the target and deploys it (draft, verify, activate, verify). Returns the new
-   * bundle. When the activated bundle fails verification it stays active: the rollback decides what comes back. */
+  /** Bumps the bundle directory to the target and deploys it (draft, verify, activate, verify). Returns the new bundle. */
   bumpAndDeploy(bundleDir: string, targetVersion: string, guid: string): Promise<{bundleId: string; revision?: string}>
   serving(guid: string): Promise<ServingState>
   /** Puts the backup's data back into the deployment (or its database), replacing what is there. `hold`: the
