@@ -5,7 +5,7 @@ import {Command, Flags, Interfaces} from '@oclif/core'
 
 import {loadSettings, parseProfileFile, type Settings} from './config/load.js'
 import type {StepRunner} from './core/ports.js'
-import {redact, redactDeep} from './core/redact.js'
+import {redact, redactDeep, urlPasswordForms} from './core/redact.js'
 import {CancelledError, ExitCode, toMlflowctlError, type MlflowctlError} from './errors.js'
 import {painter, useColor, type Painter} from './output/color.js'
 import {chooseRenderer, listrStepRunner} from './output/tasks.js'
@@ -96,15 +96,7 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
 
   /** Masks the password of a database URL given on the command line, as typed and percent-decoded. */
   protected addUrlPassword(url: string | undefined): void {
-    const password = /:\/\/[^:/@]*:([^@/]+)@/.exec(url ?? '')?.[1]
-    if (!password) return
-    let decoded: string | undefined
-    try {
-      decoded = decodeURIComponent(password)
-    } catch {
-      // A malformed escape is printed as typed, which the raw value already masks.
-    }
-    this.addSecrets(password, decoded)
+    this.addSecrets(...urlPasswordForms(url))
   }
 
   /** Result text for humans: stdout, silent under --json. */

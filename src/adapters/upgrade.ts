@@ -15,7 +15,7 @@ import type {ApplyDeps, LiveDeployment} from '../core/upgrade-apply.js'
 import type {LiveState} from '../core/upgrade-plan.js'
 import {bumpBundle, selectTarget} from '../core/version-bump.js'
 import {verifyExtension} from '../core/verify.js'
-import {redact} from '../core/redact.js'
+import {redact, urlPasswordForms} from '../core/redact.js'
 import {CheckFailedError, ConfigError, ExternalError, UsageError} from '../errors.js'
 import {verifyBackupArchive} from './backup/archive.js'
 import {connectOpsStatus, type ConnectTransferOptions} from './backup/connect-transfer.js'
@@ -97,7 +97,6 @@ async function readInto(options: UpgradeAdapterOptions, connect: ConnectClient, 
   return {state, bundleDir}
 }
 
-/** The steps `applyUpgrade` runs, against Connect, the backup repository and the deployment's data. */
 function safeUrl(raw: string): URL | undefined {
   try {
     return new URL(raw)
@@ -106,6 +105,7 @@ function safeUrl(raw: string): URL | undefined {
   }
 }
 
+/** The steps `applyUpgrade` runs, against Connect, the backup repository and the deployment's data. */
 export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<ApplyDeps & {dispose(): Promise<void>}> {
   const scratchDirs: string[] = []
   const {catalog, overlay} = await loadCatalog()
@@ -202,7 +202,7 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
     },
     confirm: async () => true,
     // Error text from drivers can carry a URL or a key: masked before it reaches the ledger.
-    appendHistory: (event) => deployDeps.appendHistory(event.message ? {...event, message: redact(event.message, [options.apiKey, options.databaseUrl ? safeUrl(options.databaseUrl)?.password : undefined])} : event),
+    appendHistory: (event) => deployDeps.appendHistory(event.message ? {...event, message: redact(event.message, [options.apiKey, ...urlPasswordForms(options.databaseUrl)])} : event),
     now: () => new Date(),
     dispose: async () => {
       for (const dir of scratchDirs.splice(0)) await rm(dir, {recursive: true, force: true})

@@ -34,3 +34,17 @@ export function redactDeep<T>(value: T, secrets: Iterable<string | undefined> = 
   }
   return walk(value) as T
 }
+
+/**
+ * The password of a URL such as postgresql://user:p%40ss@host/db, as typed and percent-decoded: either form can
+ * reach output (a driver error shows the decoded one), so both are masked.
+ */
+export function urlPasswordForms(url: string | undefined): string[] {
+  const typed = /:\/\/[^:/@]*:([^@/]+)@/.exec(url ?? '')?.[1]
+  if (!typed) return []
+  try {
+    return [...new Set([typed, decodeURIComponent(typed)])]
+  } catch {
+    return [typed] // a malformed escape: only the typed form can appear
+  }
+}

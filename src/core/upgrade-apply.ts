@@ -71,7 +71,7 @@ export function checkSavedPlan(saved: UpgradePlan, state: LiveState): void {
   }
   const live = fingerprintOf(state, saved.to.mlflowVersion)
   if (live !== saved.fingerprint) {
-    throw new CheckFailedError('PLAN_STALE', `The deployment changed since the plan was made (${saved.createdAt}): it now runs bundle ${state.bundleId}, MLflow ${state.status.mlflowVersion}, schema ${state.status.dbRevision ?? 'none'}.`, {
+    throw new CheckFailedError('PLAN_STALE', `The deployment changed since the plan was made (${saved.createdAt}): it now runs bundle ${state.bundleId}, MLflow ${state.status.mlflowVersion}, schema ${state.status.dbRevision ?? 'none'}, ${state.status.storageMode} storage (${state.status.dialect}).`, {
       suggestions: [`Make a new plan: mlflowctl upgrade plan --guid ${state.guid} --to ${saved.to.mlflowVersion} --plan-file FILE`],
     })
   }

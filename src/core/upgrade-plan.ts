@@ -62,7 +62,8 @@ export interface UpgradePlan {
 /** The parts of the live state an upgrade depends on. A saved plan is stale when any of them moved. */
 export function fingerprintOf(state: LiveState, targetVersion: string): string {
   // The storage counts too: a plan made against local SQLite says nothing about a PostgreSQL the env now points at.
-  const storage = [state.status.storageMode, state.status.dialect, state.status.backendStore ?? '']
+  // Without the query string, which can name a per-process temporary file (sslrootcert in AWS mode).
+  const storage = [state.status.storageMode, state.status.dialect, (state.status.backendStore ?? '').split('?')[0]]
   const basis = [state.server.replace(/\/+$/, ''), state.guid, state.bundleId, state.status.mlflowVersion, state.status.dbRevision ?? '', state.bundle.info.mlflowVersion, targetVersion, ...storage]
   return createHash('sha256').update(JSON.stringify(basis)).digest('hex').slice(0, 32)
 }

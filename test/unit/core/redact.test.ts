@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
-import {redact, redactDeep} from '../../../src/core/redact.js'
+import {redact, redactDeep, urlPasswordForms} from '../../../src/core/redact.js'
 
 describe('redact', () => {
   const cases: Array<[string, string, string[]]> = [
@@ -25,5 +25,18 @@ describe('redact', () => {
   it('masks every string in a JSON value and keeps its shape', () => {
     const value = {url: 'postgresql://u:pw@h/db', list: ['tok-12345'], n: 3}
     assert.deepEqual(redactDeep(value, ['tok-12345']), {url: 'postgresql://u:***@h/db', list: ['***'], n: 3})
+  })
+})
+
+describe('urlPasswordForms', () => {
+  it('gives the password as typed and percent-decoded, once each', () => {
+    assert.deepEqual(urlPasswordForms('postgresql://mlflow:s3cr%40t@db:5432/mlflow'), ['s3cr%40t', 's3cr@t'])
+    assert.deepEqual(urlPasswordForms('postgresql://mlflow:plain@db/mlflow'), ['plain'])
+  })
+  it('has nothing for a URL without a password, a path or undefined; a malformed escape stays as typed', () => {
+    assert.deepEqual(urlPasswordForms('postgresql://mlflow@db/mlflow'), [])
+    assert.deepEqual(urlPasswordForms('/srv/mlflow/data'), [])
+    assert.deepEqual(urlPasswordForms(undefined), [])
+    assert.deepEqual(urlPasswordForms('postgresql://u:bad%zz@db/x'), ['bad%zz'])
   })
 })
