@@ -1,4 +1,6 @@
-import {appendFile, mkdir, readFile} from 'node:fs/promises'
+import {appendFile, readFile} from 'node:fs/promises'
+
+import {makeDirs} from './fs/safe-fs.js'
 import {join} from 'node:path'
 
 import {parseHistory, type HistoryEvent} from '../core/history.js'
@@ -9,7 +11,7 @@ export function historyFile(dataDir: string) {
   return {
     path,
     async append(event: HistoryEvent): Promise<void> {
-      await mkdir(dataDir, {recursive: true, mode: 0o700})
+      await makeDirs(dataDir)
       await appendFile(path, `${JSON.stringify(event)}\n`, {mode: 0o600})
     },
     async read(): Promise<HistoryEvent[]> {

@@ -1,6 +1,6 @@
 // The outside world of `upgrade plan|apply`: the deployment's live state (Connect content, the active bundle
 // downloaded and unpacked, the extension's ops status), and the backup, deploy, restore and verify steps.
-import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
@@ -27,6 +27,7 @@ import {loadCatalog} from './catalog.js'
 import type {ConnectClient} from './connect/client.js'
 import {createDeployDeps, type DeployDepsOptions} from './deploy-store.js'
 import {readBumpInput, writeBundleFiles} from './fs/bundle-files.js'
+import {makeDirs} from './fs/safe-fs.js'
 import {readRenderedBundle} from './fs/bundle-dir.js'
 
 export interface UpgradeAdapterOptions extends DeployDepsOptions {
@@ -114,8 +115,8 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
   const repositoryFor = async (guid: string) => {
     if (!repository) {
       const raw = options.repo ?? join(options.dataDir, 'upgrade-backups', guid)
-      if (!options.repo) await mkdir(raw, {recursive: true, mode: 0o700})
-      repository = await openRepository(raw, (path) => resolve(path))
+      if (!options.repo) await makeDirs(raw)
+      repository = await openRepository(raw, (path) => resolve(path), options.dataDir)
     }
     return repository
   }
@@ -144,7 +145,7 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
     },
     lock: async (guid) => {
       const dir = join(options.dataDir, 'upgrade-locks', guid)
-      await mkdir(dir, {recursive: true, mode: 0o700})
+      await makeDirs(dir)
       return lockRepo(dir, options.onWarning)
     },
     backup: async (live) => {

@@ -8,6 +8,10 @@ Usage: restore_db.py URL REVISION DB_DIR [REPLACE_FILE]
   with the URL in MLFLOWCTL_RESTORE_URL (so that a password does not show in the process list).
 Prints one JSON line {"tables": N, "rows": N}; on failure exits 3 with a message on stderr and leaves the
 target as it was: an empty SQLite file is removed by the caller, created PostgreSQL tables are dropped.
+With MLFLOWCTL_RESTORE_GATE=1 (PostgreSQL), the swap waits for the caller: "READY" on stdout, then "COMMIT" on
+stdin commits it (anything else, or the caller gone, aborts) and "COMMITTED" follows. MLFLOWCTL_RESTORE_MARK is
+written as the comment of alembic_version in the same transaction, so a caller killed around the commit can tell
+afterwards whether it happened. The process dies with its caller (parent_guard).
 """
 from __future__ import annotations
 
@@ -211,6 +215,7 @@ def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | 
             raise
         except Exception as exc:
             fail(f"Restore failed: {type(exc).__name__}: {exc}")
+        wait_for_commit()
         try:
             swap_in(holder, staging, target, replace or set())
         except Exception as exc:
@@ -225,6 +230,16 @@ def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | 
             holder.commit()
         finally:
             holder.close()
+
+
+def wait_for_commit() -> None:
+    """The caller's go-ahead (it swaps the artifacts in first): anything but COMMIT leaves the target unchanged."""
+    if os.environ.get("MLFLOWCTL_RESTORE_GATE") != "1":
+        return
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+    if sys.stdin.readline().strip() != "COMMIT":
+        fail("The restore was cancelled before it committed; the target is unchanged.")
 
 
 def swap_in(conn, staging: str, target: str, mlflow_tables: set[str]) -> None:
@@ -248,10 +263,21 @@ def swap_in(conn, staging: str, target: str, mlflow_tables: set[str]) -> None:
         conn.execute(sqlalchemy.text(f"DROP SEQUENCE IF EXISTS {q(target)}.{q(sequence)}"))
         conn.execute(sqlalchemy.text(f"ALTER SEQUENCE {q(staging)}.{q(sequence)} SET SCHEMA {q(target)}"))
     conn.execute(sqlalchemy.text(f"DROP SCHEMA {q(staging)}"))  # empty now; RESTRICT: fails rather than lose anything
+    mark = os.environ.get("MLFLOWCTL_RESTORE_MARK", "")
+    if mark:
+        literal = "'" + mark.replace("'", "''") + "'"
+        conn.execute(sqlalchemy.text(f"COMMENT ON TABLE {q(target)}.alembic_version IS {literal}"))
     conn.commit()
+    if os.environ.get("MLFLOWCTL_RESTORE_GATE") == "1":
+        sys.stdout.write("COMMITTED\n")
+        sys.stdout.flush()
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from parent_guard import die_with_parent
+
+    die_with_parent()
     url, revision, db_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     url = os.environ.get("MLFLOWCTL_RESTORE_URL") or url  # "-": the URL comes from the environment (not visible in ps)
     replace = set(json.loads(Path(sys.argv[4]).read_text())) if len(sys.argv) > 4 else None

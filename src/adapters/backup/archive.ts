@@ -3,14 +3,17 @@
 // that refuses unsafe entries and compares every byte with the manifest.
 import {createHash} from 'node:crypto'
 import {createReadStream, createWriteStream} from 'node:fs'
-import {chmod, open, rename, rm, stat} from 'node:fs/promises'
+import {chmod, open, readFile, rename, rm, stat} from 'node:fs/promises'
+import {basename, dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {createGunzip, createGzip} from 'node:zlib'
 
 import * as tarStream from 'tar-stream'
 
-import {MANIFEST_ENTRY, compareWithManifest, describeProblem, invalidManifest, unsafeEntryName, type BackupFileEntry, type BackupManifest} from '../../core/backup/format.js'
+import {ARCHIVE_SUFFIX, MANIFEST_ENTRY, compareWithManifest, describeProblem, invalidManifest, sameManifest, unexpectedEntry, unsafeEntryName, type BackupFileEntry, type BackupManifest} from '../../core/backup/format.js'
 import {CheckFailedError, ExternalError, MlflowctlError} from '../../errors.js'
+import {faultPoint} from '../fault.js'
+import {fsFailure} from '../fs/safe-fs.js'
 import {decryptedStream, encryptStream, isEncrypted} from './crypto.js'
 
 export interface ArchiveSource {
@@ -47,6 +50,7 @@ export async function writeBackupArchive(output: string, sources: AsyncIterable<
       entry.end()
       await finished
       files.push({path: source.name, size, sha256: hash.digest('hex')})
+      faultPoint('create:archive-entry')
     }
     const manifest = finish(files)
     pack.entry({name: MANIFEST_ENTRY, mode: 0o600, mtime: new Date(0)}, `${JSON.stringify(manifest, null, 2)}\n`)
@@ -56,21 +60,41 @@ export async function writeBackupArchive(output: string, sources: AsyncIterable<
     await handle.sync()
     await handle.close()
     await chmod(partial, 0o600)
+    faultPoint('create:archive-synced')
     await rename(partial, output)
+    faultPoint('create:archive-renamed')
     return {bytes: (await stat(output)).size, manifest}
   } catch (error) {
     pack.destroy()
     await written.catch(() => undefined)
     await rm(partial, {force: true})
+    if ((error as NodeJS.ErrnoException).code) throw fsFailure(error, 'write', output)
     throw new ExternalError('BACKUP_WRITE_FAILED', `Cannot write ${output}: ${(error as Error).message}.`, {cause: error})
   }
 }
+
+/** The manifest is read into memory; a real one is a few hundred bytes per file. */
+const MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 
 export interface ReadOptions {
   /** For encrypted archives (AES-256-GCM). */
   passphrase?: string
   /** Called for each verified-safe entry's bytes (restore extracts here); the archive is fully checked only at the end. */
   onEntry?: (name: string, data: AsyncIterable<Buffer>) => Promise<void>
+  /** The manifest the archive must carry: each entry is checked against it (listed, same size) before onEntry. */
+  expected?: BackupManifest
+}
+
+/** The listing sidecar beside a repository archive (ID.manifest.json), when there is a valid one. Reads only. */
+export async function readExpectedManifest(archive: string): Promise<BackupManifest | undefined> {
+  if (!basename(archive).endsWith(ARCHIVE_SUFFIX)) return undefined
+  const id = basename(archive).slice(0, -ARCHIVE_SUFFIX.length)
+  try {
+    const manifest = JSON.parse(await readFile(join(dirname(archive), `${id}.manifest.json`), 'utf8')) as BackupManifest
+    return invalidManifest(manifest) || manifest.id !== id ? undefined : manifest
+  } catch {
+    return undefined
+  }
 }
 
 /**
@@ -90,6 +114,9 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
       if (header.type !== 'file') throw corrupt(`entry ${header.name} is a ${header.type}, and a backup holds regular files only`)
       if (unsafe) throw corrupt(`entry ${header.name} ${unsafe}`)
       if (seen.has(header.name) || (header.name === MANIFEST_ENTRY && manifestText !== undefined)) throw corrupt(`entry ${header.name} appears twice`)
+      if (header.name === MANIFEST_ENTRY && (header.size ?? 0) > MAX_MANIFEST_BYTES) throw corrupt(`manifest.json declares ${header.size} bytes, more than a manifest can need`)
+      const unexpected = options.expected && header.name !== MANIFEST_ENTRY ? unexpectedEntry(options.expected, header.name, header.size ?? 0) : undefined
+      if (unexpected) throw corrupt(unexpected)
       const hash = createHash('sha256')
       let size = 0
       const chunks: Buffer[] = []
@@ -141,5 +168,6 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
   if (invalid) throw corrupt(invalid)
   const problems = compareWithManifest(manifest, seen)
   if (problems.length > 0) throw corrupt(problems.map(describeProblem).join('; '))
+  if (options.expected && !sameManifest(manifest, options.expected)) throw corrupt('its manifest differs from the listing sidecar beside it (one of them was changed)')
   return manifest
 }

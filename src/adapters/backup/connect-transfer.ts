@@ -2,7 +2,7 @@
 // found with the Connect API (so a wrong key or GUID fails the usual, typed way), then the snapshot is
 // streamed down (POST /_mlflowctl/snapshot) or a prepared app-data tar streamed up (POST …/restore).
 import {createReadStream, createWriteStream, existsSync, readFileSync} from 'node:fs'
-import {mkdir, stat} from 'node:fs/promises'
+import {stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 
@@ -14,6 +14,7 @@ import {AuthError, ConfigError, ExternalError, UsageError} from '../../errors.js
 import {ConnectClient} from '../connect/client.js'
 import {createDeployDeps} from '../deploy-store.js'
 import {open} from '../connect/http.js'
+import {makeDirs} from '../fs/safe-fs.js'
 import {walkArtifacts} from './repo.js'
 
 export interface ConnectTransferOptions {
@@ -87,7 +88,7 @@ export async function fetchConnectSnapshot(options: ConnectTransferOptions, guid
     }
     received = {files: received.files + 1, bytes: received.bytes + (header.size ?? 0)}
     const path = join(dir, header.name)
-    mkdir(dirname(path), {recursive: true, mode: 0o700})
+    makeDirs(dirname(path))
       .then(() => pipeline(stream, createWriteStream(path, {mode: 0o600})))
       .then(() => next(), (error: Error) => extract.destroy(error))
   })

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3'
 
 import type {DeepVerifyDeps, RestoredDatabase} from '../../core/backup/deep-verify.js'
 import {createRestoreDeps, type RestoreDepsOptions} from './restore.js'
-import {scratchDir} from './repo.js'
+import {openScratch} from '../fs/scratch.js'
 
 export function inspectRestoredSqlite(file: string): RestoredDatabase {
   const db = new Database(file, {readonly: true, fileMustExist: true})
@@ -25,5 +25,5 @@ export function inspectRestoredSqlite(file: string): RestoredDatabase {
 
 export function createDeepVerifyDeps(options: RestoreDepsOptions): DeepVerifyDeps {
   const restore = createRestoreDeps(options)
-  return {scratch: scratchDir, extractVerified: restore.extractVerified, loadDatabase: restore.loadDatabase, inspect: inspectRestoredSqlite, join}
+  return {scratch: () => openScratch(join(options.dataDir, 'verify')), extractVerified: restore.extractVerified, loadDatabase: restore.loadDatabase, inspect: inspectRestoredSqlite, join}
 }

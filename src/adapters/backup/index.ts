@@ -6,9 +6,10 @@ import {join} from 'node:path'
 import type {CreateDeps} from '../../core/backup/create.js'
 import {parseDatabaseUrl} from '../../core/database-url.js'
 import {historyFile} from '../history-file.js'
-import {writeBackupArchive} from './archive.js'
+import {faultPoint} from '../fault.js'
+import {verifyBackupArchive, writeBackupArchive} from './archive.js'
 import {listArtifacts, readReferences} from './artifact-source.js'
-import {scratchDir} from './repo.js'
+import {recoverTarget} from './restore-target.js'
 import type {BackupRepository} from './repository.js'
 import {NO_CONNECT, fetchConnectSnapshot, type ConnectTransferOptions} from './connect-transfer.js'
 import {exportPostgresTables} from './postgres-source.js'
@@ -16,12 +17,22 @@ import {exportSqliteTables, snapshotSqlite} from './sqlite-source.js'
 
 export function createBackupDeps(options: {repository: BackupRepository; dataDir: string; onWarning: (message: string) => void; passphrase?: string; connect?: ConnectTransferOptions}): CreateDeps {
   return {
-    lock: () => options.repository.lock(options.onWarning),
+    // A source that an interrupted restore left half-swapped is put right before it is read.
+    recoverSource: async (source) => (source.kind === 'app-data' || source.kind === 'sqlite' ? recoverTarget(source, undefined, options.dataDir) : []),
+    lock: async () => {
+      const release = await options.repository.lock(options.onWarning)
+      faultPoint('create:locked')
+      return release
+    },
+    cleanUp: () => options.repository.cleanUp((path) => verifyBackupArchive(path, {passphrase: options.passphrase})),
     stageArchive: (id) => options.repository.stageArchive(id),
     commitArchive: (manifest, staged) => options.repository.commitArchive(manifest, staged),
-    scratch: scratchDir,
+    scratch: () => options.repository.scratch(),
     exists: (path) => access(path).then(() => true, () => false),
-    snapshotSqlite,
+    snapshotSqlite: async (source, target) => {
+      await snapshotSqlite(source, target)
+      faultPoint('create:snapshot')
+    },
     exportTables: exportSqliteTables,
     exportPostgres: (url, outDir) => exportPostgresTables(parseDatabaseUrl(url), outDir),
     fetchConnectSnapshot: (guid, dir) => fetchConnectSnapshot(options.connect ?? NO_CONNECT, guid, dir),

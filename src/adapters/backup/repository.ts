@@ -2,14 +2,17 @@
 // interface. Both keep the same layout: ID.mlflowctl-backup.tar.gz, ID.manifest.json (written last: the
 // commit mark that `list` requires), ID.verified.json and the lock. An object-store archive is staged in
 // scratch space and uploaded; reading one downloads it to scratch first.
-import {rename} from 'node:fs/promises'
+import {rename, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {joinKey, parseArtifactUrl, type ArtifactLocation} from '../../core/artifact-url.js'
 import {ARCHIVE_SUFFIX, invalidManifest, type BackupManifest} from '../../core/backup/format.js'
 import {ExternalError} from '../../errors.js'
 import {openObjectStore, type ObjectStore} from '../object-store.js'
-import {LOCK, MARKER_SUFFIX, SIDECAR_SUFFIX, archivePath, listRepo, lockRepo, markVerified, removeBackup, scratchDir, takeLock, writeSidecar, type RepoEntry} from './repo.js'
+import {faultPoint} from '../fault.js'
+import {deadRuns, openScratch, removeRuns, type Scratch} from '../fs/scratch.js'
+import {LOCK, MARKER_SUFFIX, SIDECAR_SUFFIX, archivePath, cleanUpRepo, isCommitted, listRepo, lockRepo, markVerified, removeBackup, takeLock, writeSidecar, type RepoEntry} from './repo.js'
 
 export interface BackupRepository {
   /** As the user wrote it (no secrets: stores take credentials from the environment). */
@@ -22,6 +25,12 @@ export interface BackupRepository {
   fetch(id: string): Promise<{path: string; release(): Promise<void>}>
   markVerified(id: string, at: Date): Promise<void>
   remove(id: string): Promise<void>
+  /** Private scratch space of this run: in the repository's tree when it is local, else under the scratch root. */
+  scratch(): Promise<Scratch>
+  /** Under the lock: removes or commits what killed runs left (see cleanUpRepo); returns what it did. */
+  cleanUp(verify: (path: string) => Promise<BackupManifest>): Promise<string[]>
+  /** Whether the archive has its listing sidecar (a backup `list` shows). */
+  isCommitted(id: string): Promise<boolean>
 }
 
 export const isObjectStoreRepo = (raw: string) => /^(s3|wasbs|gs):\/\//.test(raw)
@@ -39,16 +48,23 @@ export function localRepository(dir: string): BackupRepository {
     fetch: async (id) => ({path: archivePath(dir, id), release: async () => undefined}),
     markVerified: (id, at) => markVerified(dir, id, at),
     remove: (id) => removeBackup(dir, id),
+    scratch: () => openScratch(dir),
+    cleanUp: (verify) => cleanUpRepo(dir, verify),
+    isCommitted: (id) => isCommitted(dir, id),
   }
 }
 
 const notFound = (error: unknown) => [404, 'NoSuchKey', 'NotFound'].includes((error as {$metadata?: {httpStatusCode?: number}}).$metadata?.httpStatusCode ?? (error as {statusCode?: number}).statusCode ?? (error as {code?: number}).code ?? (error as {name?: string}).name ?? '')
 
-export async function objectStoreRepository(location: ArtifactLocation, store?: ObjectStore): Promise<BackupRepository> {
+/** Scratch space of object-store repositories (the archive is staged on local disk before the upload). */
+export const defaultScratchRoot = () => join(tmpdir(), `mlflowctl-${process.getuid?.() ?? 'user'}`)
+
+export async function objectStoreRepository(location: ArtifactLocation, store?: ObjectStore, scratchRoot = defaultScratchRoot()): Promise<BackupRepository> {
   const objects = store ?? (await openObjectStore(location))
   const key = (name: string) => joinKey(location, name)
   const url = (name: string) => `${location.display.replace(/\/+$/, '')}/${name}`
-  const scratches = new Map<string, {path: string; remove(): Promise<void>}>()
+  const scratches = new Map<string, Scratch>()
+  const scratchDir = () => openScratch(scratchRoot)
   const readJson = async <T>(name: string): Promise<T | undefined> => {
     try {
       return JSON.parse((await objects.get(key(name))).toString('utf8')) as T
@@ -57,7 +73,7 @@ export async function objectStoreRepository(location: ArtifactLocation, store?: 
       throw error
     }
   }
-  return {
+  const repository: BackupRepository = {
     display: location.display,
     lock: (onStale) =>
       takeLock({
@@ -84,6 +100,7 @@ export async function objectStoreRepository(location: ArtifactLocation, store?: 
       const name = `${manifest.id}${ARCHIVE_SUFFIX}`
       try {
         await objects.uploadFile(key(name), staged)
+        faultPoint('create:before-sidecar')
         await objects.put(key(`${manifest.id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`))
       } catch (error) {
         await objects.delete(key(name)).catch(() => undefined)
@@ -116,6 +133,9 @@ export async function objectStoreRepository(location: ArtifactLocation, store?: 
       try {
         await objects.downloadFile(key(`${id}${ARCHIVE_SUFFIX}`), `${path}.partial`)
         await rename(`${path}.partial`, path)
+        // The sidecar comes along when there is one: a restore checks each entry against it before writing.
+        const listing = await readJson<BackupManifest>(`${id}${SIDECAR_SUFFIX}`)
+        if (listing) await writeFile(join(scratch.path, `${id}${SIDECAR_SUFFIX}`), JSON.stringify(listing), {mode: 0o600})
       } catch (error) {
         await scratch.remove()
         if (notFound(error)) throw new ExternalError('BACKUP_NOT_FOUND', `${url(`${id}${ARCHIVE_SUFFIX}`)} does not exist.`, {suggestions: ['List the backups: mlflowctl backup list --repo REPO.']})
@@ -124,17 +144,49 @@ export async function objectStoreRepository(location: ArtifactLocation, store?: 
       return {path, release: () => scratch.remove()}
     },
     markVerified: (id, at) => objects.put(key(`${id}${MARKER_SUFFIX}`), Buffer.from(`${JSON.stringify({verifiedAt: at.toISOString()})}\n`)),
+    scratch: scratchDir,
+    async isCommitted(id) {
+      const prefix = location.prefix ? `${location.prefix}/` : ''
+      return (await objects.list(prefix)).some((item) => item.key === `${prefix}${id}${SIDECAR_SUFFIX}`)
+    },
+    async cleanUp(verify) {
+      // Archives uploaded whole but never listed (killed before the sidecar): committed when they verify.
+      const messages: string[] = []
+      const prefix = location.prefix ? `${location.prefix}/` : ''
+      const listed = new Set((await objects.list(prefix)).map((item) => item.key.slice(prefix.length)))
+      for (const name of [...listed].filter((n) => n.endsWith(ARCHIVE_SUFFIX) && !n.includes('/'))) {
+        const id = name.slice(0, -ARCHIVE_SUFFIX.length)
+        if (listed.has(`${id}${SIDECAR_SUFFIX}`)) continue
+        const local = await repository.fetch(id)
+        try {
+          const manifest = await verify(local.path)
+          if (manifest.id !== id) throw new Error(`it holds backup ${manifest.id}`)
+          await objects.put(key(`${id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`))
+          messages.push(`committed ${id}: a killed run had uploaded it whole but not listed it; it verified`)
+        } catch (error) {
+          if ((error as {code?: string}).code === 'BACKUP_CORRUPT') {
+            await objects.delete(key(name))
+            messages.push(`removed ${url(name)}: unlisted and damaged`)
+          } else messages.push(`left ${url(name)} alone: it is not listed and could not be checked (${(error as Error).message})`)
+        } finally {
+          await local.release()
+        }
+      }
+      for (const run of await removeRuns(await deadRuns(scratchRoot))) messages.push(`removed the scratch space of a killed run: ${run}`)
+      return messages
+    },
     async remove(id) {
       for (const name of [`${id}${SIDECAR_SUFFIX}`, `${id}${ARCHIVE_SUFFIX}`, `${id}${MARKER_SUFFIX}`]) {
         await objects.delete(key(name)).catch((error) => (notFound(error) ? undefined : Promise.reject(error)))
       }
     },
   }
+  return repository
 }
 
-/** A directory (resolved by the caller) or an object-store URL. */
-export async function openRepository(raw: string, resolvePath: (path: string) => string): Promise<BackupRepository> {
-  return isObjectStoreRepo(raw) ? objectStoreRepository(parseArtifactUrl(raw)) : localRepository(resolvePath(raw))
+/** A directory (resolved by the caller) or an object-store URL (its scratch space under `scratchRoot`). */
+export async function openRepository(raw: string, resolvePath: (path: string) => string, scratchRoot?: string): Promise<BackupRepository> {
+  return isObjectStoreRepo(raw) ? objectStoreRepository(parseArtifactUrl(raw), undefined, scratchRoot) : localRepository(resolvePath(raw))
 }
 
 /** An archive given as an ID (with a repository) or as a local path. */

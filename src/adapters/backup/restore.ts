@@ -1,29 +1,35 @@
-// Real dependencies of `backup restore`: extraction under verification, the managed MLflow venv that
-// creates the schema and loads the tables (templates/tools/restore_db.py), and file moves.
-import {execFile} from 'node:child_process'
+// Real dependencies of `backup restore`: extraction under verification into scratch space in the target's
+// tree, the managed MLflow venv that creates the schema and loads the tables (templates/tools/restore_db.py),
+// and the journaled swap (adapters/fs/swap.ts).
+import {spawn} from 'node:child_process'
 import {createWriteStream, writeFileSync} from 'node:fs'
-import {access, cp, mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
+import {cp, readdir, rename, rm} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
+import {randomBytes} from 'node:crypto'
+import {createInterface} from 'node:readline'
 import {pipeline} from 'node:stream/promises'
+
+import Database from 'better-sqlite3'
 
 import {createBackup} from '../../core/backup/create.js'
 import {KNOWN_MLFLOW_TABLES} from '../../core/backup/tables.js'
 import type {RestoreDeps, RestoreTarget} from '../../core/backup/restore.js'
-import {parseDatabaseUrl} from '../../core/database-url.js'
 import {redact} from '../../core/redact.js'
 import {renderBundle} from '../../core/bundle.js'
 import {NEWEST_KNOWN_MLFLOW} from '../../core/versions.js'
-import {ExternalError, UsageError} from '../../errors.js'
-import {withPostgres} from '../db/postgres.js'
+import {CheckFailedError, ExternalError, UsageError} from '../../errors.js'
 import {EXTENSION_TEMPLATES, PACKAGE_ROOT, readTree} from '../fs/bundle-dir.js'
+import {faultPoint} from '../fault.js'
+import {fsFailure, makeDirs, pathKind} from '../fs/safe-fs.js'
+import {swapIn} from '../fs/swap.js'
 import {historyFile} from '../history-file.js'
 import {detectPythonVersion, pythonCommand} from '../python/python.js'
 import {ensureVenv} from '../python/venv.js'
-import {verifyBackupArchive} from './archive.js'
+import {readExpectedManifest, verifyBackupArchive} from './archive.js'
 import {createBackupDeps} from './index.js'
-import {NO_CONNECT, connectHasData, uploadConnectRestore, type ConnectTransferOptions} from './connect-transfer.js'
-import {scratchDir} from './repo.js'
+import {NO_CONNECT, uploadConnectRestore, type ConnectTransferOptions} from './connect-transfer.js'
 import {localRepository, type BackupRepository} from './repository.js'
+import {inspectTarget, openRestoreScratch, postgresCommitted, recoverTarget} from './restore-target.js'
 
 const RESTORE_SCRIPT = join(PACKAGE_ROOT, 'templates', 'tools', 'restore_db.py')
 
@@ -39,14 +45,6 @@ export interface RestoreDepsOptions {
   onWarning(message: string): void
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(() => true, () => false)
-}
-
-async function nonEmptyFile(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.size > 0, () => false)
-}
-
 /** The venv `dev up` uses for the newest MLflow (same requirements, so usually cached). */
 async function mlflowPython(options: RestoreDepsOptions): Promise<string> {
   const python = pythonCommand(process.env)
@@ -57,93 +55,158 @@ async function mlflowPython(options: RestoreDepsOptions): Promise<string> {
   return venv.python
 }
 
+/** Extracts an archive under `dir`, each entry checked against the expected manifest before a byte is written. */
+export async function extractVerified(archive: string, dir: string, passphrase: string | undefined): Promise<Awaited<ReturnType<typeof verifyBackupArchive>>> {
+  // The sidecar beside a repository archive, else a first read-only pass: an entry the manifest does not list,
+  // or one larger than listed, is refused before it is written (a 1 GiB stowaway once filled the disk first).
+  const expected = (await readExpectedManifest(archive)) ?? (await verifyBackupArchive(archive, {passphrase}))
+  const manifest = await verifyBackupArchive(archive, {
+    passphrase,
+    expected,
+    async onEntry(name, data) {
+      // Names were checked (no "..", no absolute paths, regular files only) before this is called.
+      const path = join(dir, name)
+      await makeDirs(dirname(path))
+      await pipeline(data, createWriteStream(path, {mode: 0o600})).catch((error) => Promise.reject(error instanceof CheckFailedError ? error : fsFailure(error, 'write', path)))
+    },
+  })
+  faultPoint('restore:extracted')
+  return manifest
+}
+
+/** Moves (or copies across file systems) a directory's files into `to`. Returns the number of files. */
+async function moveTree(from: string, to: string): Promise<number> {
+  await makeDirs(to)
+  let count = 0
+  for (const entry of await readdir(from, {withFileTypes: true})) {
+    const source = join(from, entry.name)
+    const target = join(to, entry.name)
+    if (entry.isDirectory()) {
+      count += await moveTree(source, target)
+      continue
+    }
+    try {
+      await rename(source, target)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw fsFailure(error, 'move a file to', target)
+      await cp(source, target).catch((copyError) => Promise.reject(fsFailure(copyError, 'copy a file to', target)))
+      await rm(source)
+    }
+    count++
+  }
+  return count
+}
+
+/** The swapped-in database opens, passes quick_check and is at the backup's revision. @throws CheckFailedError */
+function checkSqlite(path: string, revision: string): void {
+  const db = new Database(path, {readonly: true, fileMustExist: true})
+  try {
+    const check = (db.prepare('PRAGMA quick_check').all() as Array<{quick_check: string}>).map((row) => row.quick_check)
+    if (check.join() !== 'ok') throw new CheckFailedError('RESTORE_CHECK_FAILED', `The restored database failed SQLite's quick_check (${check.slice(0, 3).join('; ')}); the previous data was put back.`)
+    const found = (db.prepare('SELECT version_num FROM alembic_version').get() as {version_num: string} | undefined)?.version_num
+    if (found !== revision) throw new CheckFailedError('RESTORE_CHECK_FAILED', `The restored database is at revision ${found ?? 'none'}, not ${revision}; the previous data was put back.`)
+  } finally {
+    db.close()
+  }
+}
+
+/** restore_db.py's one-line reason; SQLAlchemy appends the statement and its parameters, which stay out. */
+function loaderError(stderr: string): Error {
+  const lines = stderr.trim().split('\n')
+  const reason = lines.find((line) => /^(Restore failed|The |Table |Could not|Another restore)/.test(line)) ?? lines.at(-1) ?? ''
+  const message = redact(reason.length > 400 ? `${reason.slice(0, 400)}…` : reason, [])
+  if (/not empty/.test(message)) return new UsageError('TARGET_NOT_EMPTY', message, {suggestions: ['Restore into an empty database.']})
+  return new ExternalError('RESTORE_FAILED', `Loading the backup failed; the target was left as it was. ${message}`)
+}
+
+type LoadOptions = Parameters<RestoreDeps['loadDatabase']>[3]
+
+/** Runs restore_db.py; with a gate (PostgreSQL), its swap commits only when the gate calls commit(). */
+async function runLoader(python: string, url: string, revision: string, dbDir: string, options: LoadOptions = {}): Promise<{tables: number; rows: number}> {
+  const replaceFile = join(dbDir, 'replace-tables.json')
+  if (options.replace) writeFileSync(replaceFile, JSON.stringify([...KNOWN_MLFLOW_TABLES]))
+  // The URL (with its password) goes through the environment, not the process list.
+  const env = {...process.env, PYTHONUNBUFFERED: '1', MLFLOWCTL_RESTORE_URL: url, MLFLOWCTL_RESTORE_GATE: options.gate ? '1' : '', MLFLOWCTL_RESTORE_MARK: options.mark ?? ''}
+  const child = spawn(python, [RESTORE_SCRIPT, '-', revision, dbDir, ...(options.replace ? [replaceFile] : [])], {env, stdio: ['pipe', 'pipe', 'pipe']})
+  let stderr = ''
+  child.stderr.on('data', (chunk) => (stderr = (stderr + chunk).slice(-64 * 1024)))
+  child.stdin.on('error', () => undefined) // the loader may exit before reading its go-ahead
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)))
+  let result: string | undefined
+  let gateError: unknown
+  let gated: Promise<void> = Promise.resolve()
+  let onCommitted: (() => void) | undefined
+  for await (const line of createInterface({input: child.stdout})) {
+    if (line === 'READY' && options.gate) {
+      const commit = () => new Promise<void>((resolve, reject) => {
+        onCommitted = resolve
+        child.stdin.write('COMMIT\n')
+        // Gone before it said COMMITTED: the mark in the database tells whether the transaction committed.
+        void exited.then(async () => ((await postgresCommitted(url, options.mark ?? '').catch(() => false)) ? resolve() : reject(loaderError(stderr))))
+      })
+      gated = options.gate(commit).catch((error) => {
+        gateError = error
+        child.stdin.end() // anything but COMMIT: the loader aborts, the database stays as it was
+      })
+    } else if (line === 'COMMITTED') onCommitted?.()
+    else if (line.startsWith('{')) result = line
+  }
+  const code = await exited
+  await gated
+  if (gateError) throw gateError
+  if (code !== 0 || !result) throw loaderError(stderr)
+  return JSON.parse(result) as {tables: number; rows: number}
+}
+
 export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
   return {
-    scratch: scratchDir,
-    async extractVerified(archive, dir) {
-      return verifyBackupArchive(archive, {
-        passphrase: options.passphrase,
-        async onEntry(name, data) {
-          // Names were checked (no "..", no absolute paths, regular files only) before this is called.
-          const path = join(dir, name)
-          await mkdir(dirname(path), {recursive: true, mode: 0o700})
-          await pipeline(data, createWriteStream(path, {mode: 0o600}))
-        },
-      })
-    },
-    async targetHasData(target) {
-      if (target.kind === 'sqlite') return nonEmptyFile(target.path)
-      if (target.kind === 'app-data') {
-        const artifacts = await readdir(join(target.dir, 'artifacts')).catch(() => [])
-        return (await nonEmptyFile(join(target.dir, 'mlflow.db'))) || artifacts.length > 0
-      }
-      if (target.kind === 'connect') return connectHasData(options.connect ?? NO_CONNECT, target.guid)
-      // MLflow's tables only: another application's tables in the same database are not MLflow data.
-      const names = await withPostgres(parseDatabaseUrl(target.url), async (client) => (await client.query<{name: string}>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'alembic_version'")).rows.map((row) => row.name))
-      return names.some((name) => KNOWN_MLFLOW_TABLES.has(name))
-    },
-    async safetyBackup(target: RestoreTarget) {
+    recover: (target, artifactsTo) => recoverTarget(target, artifactsTo, options.dataDir),
+    inspectTarget: (target, artifactsTo) => inspectTarget(target, artifactsTo, options.connect),
+    scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),
+    extractVerified: (archive, dir) => extractVerified(archive, dir, options.passphrase),
+    async safetyBackup(target: RestoreTarget, artifactsTo?: string) {
       const where = target.kind === 'app-data' ? target.dir : target.kind === 'connect' ? join(options.dataDir, `connect-${target.guid}`) : target.kind === 'postgresql' ? join(options.dataDir, 'postgresql') : target.path
       const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
-      options.onProgress(`taking a safety backup of ${where} into ${repository.display}`)
+      options.onProgress(`taking a safety backup of ${where}${artifactsTo ? ` and ${artifactsTo}` : ''} into ${repository.display}`)
       const result = await createBackup(createBackupDeps({repository, dataDir: options.dataDir, onWarning: options.onWarning, connect: options.connect, passphrase: options.passphrase}), {
         source: target,
         repo: repository.display,
         artifacts: 'all',
+        // Everything the restore replaces: the artifacts-to tree too.
+        artifactsSource: target.kind === 'sqlite' || target.kind === 'postgresql' ? artifactsTo : undefined,
         toolVersion: 'safety',
         // As private as the backup being restored: encrypted with its passphrase when it has one.
         encrypted: Boolean(options.passphrase),
+        // Whatever is there is kept, MLflow's or not (a half-made or foreign database included).
+        requireMlflow: false,
       })
       return result.path
     },
-    async loadDatabase(url, revision, dbDir, replace) {
+    async loadDatabase(url, revision, dbDir, loadOptions) {
       if (/[?&]auth=/.test(url)) throw new UsageError('TARGET_NOT_SUPPORTED', 'Restoring with token authentication (auth=…) is not implemented yet: use a password URL.')
       const python = await mlflowPython(options)
       options.onProgress(`creating the schema at ${revision} with MLflow ${NEWEST_KNOWN_MLFLOW} and loading the tables`)
-      return new Promise((resolve, reject) => {
-        const replaceFile = join(dbDir, 'replace-tables.json')
-        if (replace) writeFileSync(replaceFile, JSON.stringify([...KNOWN_MLFLOW_TABLES]))
-        // The URL (with its password) goes through the environment, not the process list.
-        execFile(python, [RESTORE_SCRIPT, '-', revision, dbDir, ...(replace ? [replaceFile] : [])], {maxBuffer: 16 * 1024 * 1024, env: {...process.env, PYTHONUNBUFFERED: '1', MLFLOWCTL_RESTORE_URL: url}}, (error, stdout, stderr) => {
-          // The script's one-line reason; SQLAlchemy appends the statement and its parameters, which stay out.
-          const lines = stderr.trim().split('\n')
-          const reason = lines.find((line) => /^(Restore failed|The |Table |Could not|Another restore)/.test(line)) ?? lines.at(-1) ?? ''
-          const message = redact(reason.length > 400 ? `${reason.slice(0, 400)}…` : reason, [])
-          if (!error) return resolve(JSON.parse(stdout.trim().split('\n').at(-1)!) as {tables: number; rows: number})
-          if (/not empty/.test(message)) return reject(new UsageError('TARGET_NOT_EMPTY', message, {suggestions: ['Restore into an empty database.']}))
-          reject(new ExternalError('RESTORE_FAILED', `Loading the backup failed; the target was left as it was. ${message}`))
-        })
-      })
+      const loaded = await runLoader(python, url, revision, dbDir, loadOptions)
+      faultPoint('restore:loaded')
+      return loaded
     },
-    async moveTree(from, to) {
-      await mkdir(to, {recursive: true, mode: 0o700})
-      let count = 0
-      for (const entry of await readdir(from, {withFileTypes: true})) {
-        const source = join(from, entry.name)
-        const target = join(to, entry.name)
-        if (entry.isDirectory()) {
-          count += await this.moveTree(source, target)
-          continue
-        }
-        try {
-          await rename(source, target)
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error
-          await cp(source, target) // another file system
-          await rm(source)
-        }
-        count++
-      }
-      return count
+    async stageTree(from, to) {
+      if ((await pathKind(from)) === 'missing') return makeDirs(to).then(() => 0)
+      return moveTree(from, to)
     },
+    async swapIn(entries, swapOptions) {
+      for (const entry of entries) await makeDirs(dirname(entry.aside))
+      await swapIn(entries, swapOptions)
+    },
+    checkSqlite: async (path, revision) => checkSqlite(path, revision),
     uploadToConnect: (guid, dir, force, keepRevision) => uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force, keepRevision),
-    makeDir: async (path) => void (await mkdir(path, {recursive: true, mode: 0o700})),
-    exists,
-    rename,
-    remove: (path) => rm(path, {recursive: true, force: true}),
+    makeDir: (path) => makeDirs(path),
+    exists: async (path) => (await pathKind(path)) !== 'missing',
     confirm: options.confirm,
     appendHistory: (event) => historyFile(options.dataDir).append(event),
     join,
+    dirname,
     now: () => new Date(),
+    randomId: () => randomBytes(6).toString('hex'),
   }
 }

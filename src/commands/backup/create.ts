@@ -20,8 +20,11 @@ streamed with COPY: both safe while MLflow writes), exports MLflow's tables as t
 fsynced, renamed; mode 0600) with a manifest of sizes and SHA-256s. A repository lock keeps overlapping runs apart.
 connect:GUID backs up a local-storage deployment on Connect through the extension's POST /_mlflowctl/snapshot (Connect
 API key plus the ops token that deploy saved, or MLFLOWCTL_OPS_TOKEN).
-Exit codes: 0 done, 2 bad flags, 3 configuration, 4 a wrong key or ops token, 5 the repository is locked, a write
-failed or Connect is unreachable.`
+A source that is not an MLflow database (an empty file, another application's database) is refused (exit 3). Under the
+lock, what killed runs left in the repository is cleaned up first: partial archives and scratch space are removed, and an
+intact archive that a kill left unlisted is committed. Scratch space is private (0700), in the repository's own tree.
+Exit codes: 0 done, 2 bad flags, 3 configuration or not an MLflow source, 4 a wrong key or ops token, 5 the repository
+is locked, a write failed (DISK_FULL when the disk is) or Connect is unreachable.`
   static examples = [
     '<%= config.bin %> <%= command.id %> --source /var/lib/rstudio-connect/data/mlflow --repo /backups/mlflow',
     '<%= config.bin %> <%= command.id %> --source connect:0b0e8e8e-1111-2222-3333-444455556666 --repo s3://ops-backups/mlflow',
@@ -47,7 +50,7 @@ failed or Connect is unreachable.`
   async run(): Promise<CreateResult> {
     this.addUrlPassword(this.flags.source)
     const source = parseBackupSource(this.flags.source, (path) => resolve(path), (url) => redact(url))
-    const repository = await openRepository(this.flags.repo, (path) => resolve(path))
+    const repository = await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir)
     const passphrase = this.flags.encrypt ? await resolvePassphrase(this.flags['passphrase-file']) : undefined
     if (this.flags.encrypt && !passphrase) throw new ConfigError('PASSPHRASE_REQUIRED', '--encrypt needs a passphrase.', {suggestions: ['Pass --passphrase-file FILE or set MLFLOWCTL_BACKUP_PASSPHRASE.']})
     const deps = createBackupDeps({repository, dataDir: this.settings.dataDir, onWarning: (message) => this.warnUser(message), passphrase, connect: this.connectOptions()})

@@ -15,8 +15,11 @@ export default class BackupRestore extends MlflowctlCommand<typeof BackupRestore
   static summary = 'Restore a backup into an app-data directory, SQLite or PostgreSQL, IDs kept.'
   static description = `Verifies the whole archive while extracting it, has real MLflow create the schema at the backup's revision
 (a managed venv), loads every table in foreign-key order (IDs kept, sequences moved past them, generated columns left to
-the database), then swaps the result in: a failure leaves the target as it was. A target with data is refused unless
---force, which takes a safety backup first. The extension upgrades the schema to its own head when it starts.
+the database), then swaps the result in through a journal: a failure, or a kill at any point, leaves the old data or the
+new (the next run finishes or undoes an interrupted swap), and old files are deleted only after the new ones are in place
+and checked. A target that is not empty is refused unless --force, which takes a safety backup of everything it replaces
+(the --artifacts-to tree included); files in an app-data directory that are not MLflow's are never touched. A path that is
+a file is not a directory target. The extension upgrades the schema to its own head when it starts.
 connect:GUID (a local-storage deployment) gets the prepared data through the extension's POST /_mlflowctl/restore: it
 migrates it to its own MLflow's head and swaps it in under maintenance (other requests get 503 meanwhile).`
   static examples = [
@@ -38,7 +41,7 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
 
   async run(): Promise<RestoreResult> {
     this.addUrlPassword(this.flags.to)
-    const repository = this.flags.repo ? await openRepository(this.flags.repo, (path) => resolve(path)) : undefined
+    const repository = this.flags.repo ? await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir) : undefined
     const target = parseRestoreTarget(this.flags.to, (path) => resolve(path), (url) => redact(url))
     const deps = createRestoreDeps({
       cacheDir: this.settings.cacheDir,
@@ -52,7 +55,8 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
     })
     const archive = await fetchArchive(this.args.backup, repository, (path) => resolve(path))
     this.err(`Restoring ${this.args.backup}...`)
-    const result = await restoreBackup(deps, {archive: archive.path, target, artifactsTo: this.flags['artifacts-to'] ? resolve(this.flags['artifacts-to']) : undefined, force: this.flags.force}).finally(() => archive.release())
+    const artifactsTo = this.flags['artifacts-to'] ? resolve(this.flags['artifacts-to']) : undefined
+    const result = await restoreBackup(deps, {archive: archive.path, target, artifactsTo, force: this.flags.force, backupRef: this.args.backup, repo: this.flags.repo}).finally(() => archive.release())
     for (const warning of result.warnings) this.warnUser(warning)
     this.out(`Restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, ${result.artifactFiles} artifact files, schema ${result.revision}.${result.safetyBackup ? `\nSafety backup of the previous data: ${result.safetyBackup}` : ''}`)
     return result

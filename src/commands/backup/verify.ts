@@ -4,7 +4,7 @@ import {basename, dirname, resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {ARCHIVE_SUFFIX} from '../../core/backup/format.js'
-import {ExternalError} from '../../errors.js'
+import {CheckFailedError, ExternalError} from '../../errors.js'
 import {verifyBackupArchive} from '../../adapters/backup/archive.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {fetchArchive, localRepository, openRepository, type BackupRepository} from '../../adapters/backup/repository.js'
@@ -18,7 +18,8 @@ a missing or edited manifest, and any missing, extra, resized or changed file. -
 scratch SQLite with real MLflow (a managed venv), runs SQLite's integrity and foreign-key checks, compares every table's
 row count with the manifest, reports model versions whose artifacts the backup lacks (a failure) and run directories
 without a run row (orphans, a warning). Exits 0 when intact (and records it for prune's "newest verified"), 6 with the
-specific reason when not, 5 when the archive cannot be found.`
+specific reason when not (BACKUP_INCOMPLETE: an archive in a repository that a killed create never listed), 5 when the
+archive cannot be found.`
   static examples = ['<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo /backups/mlflow', '<%= config.bin %> <%= command.id %> /backups/mlflow/20261128T061500Z-ab12cd.mlflowctl-backup.tar.gz --json']
   static args = {backup: Args.string({description: 'Backup ID (with --repo) or archive path.', required: true})}
   static flags = {
@@ -28,7 +29,7 @@ specific reason when not, 5 when the archive cannot be found.`
   }
 
   async run(): Promise<{id: string; path: string; files: number; revision: string | null; deep?: DeepVerifyResult}> {
-    const repository = this.flags.repo ? await openRepository(this.flags.repo, (path) => resolve(path)) : undefined
+    const repository = this.flags.repo ? await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir) : undefined
     const archive = await fetchArchive(this.args.backup, repository, (path) => resolve(path))
     try {
       return await this.verify(archive.path, repository, archive.id)
@@ -48,8 +49,14 @@ specific reason when not, 5 when the archive cannot be found.`
       deep = await deepVerify(createDeepVerifyDeps({cacheDir: this.settings.cacheDir, dataDir: this.settings.dataDir, passphrase, confirm: async () => false, onProgress: (line) => this.err(line), onWarning: (message) => this.warnUser(message)}), path)
       if (deep.orphans.length > 0) this.warnUser(`${deep.orphans.length} run artifact directories have no run row (orphans): ${deep.orphans.slice(0, 5).join(', ')}${deep.orphans.length > 5 ? ', …' : ''}`)
     }
-    if (repository && id) await repository.markVerified(manifest.id, new Date())
-    else if (basename(path).endsWith(ARCHIVE_SUFFIX)) await localRepository(dirname(path)).markVerified(manifest.id, new Date())
+    // An archive in a repository without its listing sidecar is a create that a kill stopped before it committed.
+    const home = repository && id ? repository : basename(path).endsWith(ARCHIVE_SUFFIX) ? localRepository(dirname(path)) : undefined
+    if (home && !(await home.isCommitted(manifest.id))) {
+      throw new CheckFailedError('BACKUP_INCOMPLETE', `${manifest.id} is intact but incomplete: it has no listing sidecar (${manifest.id}.manifest.json), so \`backup list\` does not show it and prune does not count it. A backup create was stopped before it committed it.`, {
+        suggestions: [`The next backup create into ${home.display} commits it (it verifies it first), or removes it if damaged.`],
+      })
+    }
+    if (home) await home.markVerified(manifest.id, new Date())
     this.out(`Intact: ${manifest.id}, ${manifest.files.length} files, revision ${manifest.alembicRevision ?? 'none'}.${deep ? `\nDeep: ${deep.tables} tables and ${deep.rows} rows restored and checked; ${deep.unchecked} references outside the backed-up store not checked.` : ''}`)
     return {id: manifest.id, path, files: manifest.files.length, revision: manifest.alembicRevision, deep}
   }

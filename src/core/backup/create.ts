@@ -1,5 +1,5 @@
 /** `backup create` from a local app-data directory or a SQLite file: options in, result out, I/O injected. */
-import {UsageError} from '../../errors.js'
+import {ConfigError, UsageError} from '../../errors.js'
 import {proxiedPath} from './deep-verify.js'
 import type {HistoryEvent} from '../history.js'
 import {BACKUP_FORMAT_VERSION, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
@@ -17,6 +17,8 @@ export interface CreateOptions {
   toolVersion: string
   /** The archive is encrypted (the adapter holds the passphrase). */
   encrypted?: boolean
+  /** Refuse a source that holds no MLflow database (default). A safety backup keeps whatever is there. */
+  requireMlflow?: boolean
 }
 
 export interface CreateResult {
@@ -40,8 +42,13 @@ export interface TablesExported {
 }
 
 export interface CreateDeps {
+  /** Finishes or undoes an interrupted restore into a local source before it is read; returns what it did. */
+  recoverSource(source: BackupSourceSpec): Promise<string[]>
   /** Takes the repository lock. @throws ExternalError REPO_LOCKED while another run holds it */
   lock(): Promise<() => Promise<void>>
+  /** Under the lock: removes what killed runs left in the repository (partial archives, scratch), commits an
+   * intact archive a kill left without its listing sidecar; returns what it did. */
+  cleanUp(): Promise<string[]>
   /** Where the archive is written (a local repository's own directory, or scratch space before an upload). */
   stageArchive(id: string): Promise<string>
   /** Publishes a complete archive and its listing sidecar (last: a backup without it is never listed); returns where it is. */
@@ -79,6 +86,15 @@ async function locate(deps: CreateDeps, options: CreateOptions): Promise<{db: st
     throw new UsageError('SOURCE_NOT_FOUND', `${options.source.dir} is not an app-data directory: it has no mlflow.db.`, {suggestions: ["Pass the content's data directory (CONNECT_CONTENT_DATA_DIR), or sqlite:////path/to/mlflow.db."]})
   }
   return {db, artifacts: deps.join(options.source.dir, 'artifacts'), location: options.source.dir}
+}
+
+/** What a source that is not an MLflow database holds, for the refusal. Pure. */
+export function notMlflowSource(location: string, tables: TablesExported): ConfigError {
+  const names = [...Object.keys(tables.rowCounts), ...(tables.skipped ?? [])]
+  const found = names.length === 0 ? 'no tables at all' : `${names.length} tables but no alembic_version (${names.slice(0, 5).join(', ')}${names.length > 5 ? ', …' : ''})`
+  return new ConfigError('SOURCE_NOT_MLFLOW', `${location} is not an MLflow database: it has ${found}. Nothing was backed up.`, {
+    suggestions: ['Check the path or URL: an app-data directory holds mlflow.db, which the tracking server creates on its first start.'],
+  })
 }
 
 /** SQLite: a snapshot file first (online backup API), then the export; PostgreSQL: one snapshot transaction. */
@@ -131,12 +147,15 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
   let release: (() => Promise<void>) | undefined
   let scratch: {path: string; remove(): Promise<void>} | undefined
   try {
+    warnings.push(...(await deps.recoverSource(options.source)))
     const local = options.source.kind === 'connect' ? undefined : await locate(deps, options)
     release = await deps.lock()
+    warnings.push(...(await deps.cleanUp()))
     scratch = await deps.scratch()
     // `local` was located before the lock so that a bad path fails fast; the fallback only satisfies the types.
     const source = options.source.kind === 'connect' ? await deps.fetchConnectSnapshot(options.source.guid, deps.join(scratch.path, 'remote')) : (local ?? (await locate(deps, options)))
     const tables = await exportDatabase(deps, options.source, source.db, scratch.path)
+    if (!tables.alembicRevision && options.requireMlflow !== false) throw notMlflowSource(source.location, tables)
     if (tables.skipped?.length) warnings.push(`left out ${tables.skipped.length} tables that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`)
     const remoteStore = /^(s3|wasbs|gs):\/\//.test(source.artifacts ?? '')
     const artifactSource = options.artifacts !== 'none' && source.artifacts && (remoteStore || (await deps.exists(source.artifacts))) ? source.artifacts : undefined

@@ -94,6 +94,23 @@ export function describeProblem(problem: ArchiveProblem): string {
   }
 }
 
+/**
+ * Whether an entry may be written at all, judged from its tar header before its bytes: it must be listed in
+ * the manifest the archive is expected to carry, with the same size. Returns the reason it may not. Pure.
+ */
+export function unexpectedEntry(expected: BackupManifest, name: string, declaredSize: number): string | undefined {
+  const listed = expected.files.find((file) => file.path === name)
+  if (!listed) return `entry ${name} is not in the backup's manifest`
+  if (listed.size !== declaredSize) return `entry ${name} declares ${declaredSize} bytes, the manifest says ${listed.size}`
+  return undefined
+}
+
+/** Whether the manifest inside the archive is the one expected (the listing sidecar, or a first pass). Pure. */
+export function sameManifest(inside: BackupManifest, expected: BackupManifest): boolean {
+  const files = (manifest: BackupManifest) => JSON.stringify([...manifest.files].sort((a, b) => a.path.localeCompare(b.path)))
+  return inside.id === expected.id && files(inside) === files(expected) && JSON.stringify(inside.rowCounts) === JSON.stringify(expected.rowCounts) && inside.alembicRevision === expected.alembicRevision
+}
+
 /** Checks the manifest's own shape. Returns the reason it is unusable, or undefined. */
 export function invalidManifest(value: unknown): string | undefined {
   const manifest = value as Partial<BackupManifest> | null

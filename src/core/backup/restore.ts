@@ -1,6 +1,8 @@
 /**
- * `backup restore`: verify the whole archive while extracting it to scratch space, then build the target
- * beside the live one and swap it in, so that a failure at any point leaves the target as it was.
+ * `backup restore`: verify the whole archive while extracting it to scratch space in the target's own tree,
+ * build the new data there, and swap it in through a journal, so that a failure or a kill at any point leaves
+ * the target's old data or the new, never neither, and never a database without its artifacts. Nothing that
+ * was there is deleted before the new data is in place and checked.
  * The schema is created by real MLflow at the backup's revision (a managed venv); the extension's normal
  * startup upgrades it to its own head afterwards.
  */
@@ -13,7 +15,7 @@ import {parseGuid} from './locations.js'
 /** Anything a backup can be taken from can be restored into, which is what makes the safety backup possible. */
 export type RestoreTarget = BackupSourceSpec
 
-/** @throws UsageError TARGET_NOT_SUPPORTED for SQL Server and connect:GUID (not implemented yet) */
+/** @throws UsageError TARGET_INVALID, TARGET_NOT_SUPPORTED (SQL Server) */
 export function parseRestoreTarget(raw: string, resolvePath: (path: string) => string, redactUrl: (url: string) => string): RestoreTarget {
   if (raw.startsWith('sqlite:///')) {
     const path = decodeURIComponent(raw.slice('sqlite:///'.length))
@@ -34,6 +36,9 @@ export interface RestoreOptions {
   force: boolean
   /** connect: swap the data in at its own revision and hold the running bundle (upgrade rollback). */
   keepRevision?: boolean
+  /** The backup as the user named it (an ID) and its repository, for suggestions that can be pasted as they are. */
+  backupRef?: string
+  repo?: string
 }
 
 export interface RestoreResult {
@@ -47,89 +52,163 @@ export interface RestoreResult {
   warnings: string[]
 }
 
+/** What a target holds before the restore. */
+export interface TargetInspection {
+  /** Anything a restore would replace or that suggests a wrong path: refused unless --force. */
+  holdsData: boolean
+  /** What was found, for the refusal ("mlflow.db (45.0 MiB)", "important.txt"). */
+  found: string[]
+  /** Entries that are not MLflow's: a restore never touches them, even with --force. */
+  foreign: string[]
+  /** A path nearby that looks like the intended target (a subdirectory holding mlflow.db). */
+  didYouMean?: string
+}
+
+/** One path the swap replaces: the live path, the new data built beside it, and where the old waits. */
+export interface SwapEntry {
+  live: string
+  staged?: string
+  aside: string
+}
+
+/** Scratch space of this run in the target's tree (artifacts: in the tree of --artifacts-to, when it has one). */
+export interface RestoreScratch {
+  path: string
+  artifactsPath?: string
+  remove(): Promise<void>
+}
+
 export interface RestoreDeps {
-  scratch(): Promise<{path: string; remove(): Promise<void>}>
-  /** Verifies every entry against the manifest while writing it under `dir`. @throws CheckFailedError BACKUP_CORRUPT */
+  /** Finishes or undoes interrupted restores of this target (their journals) and removes dead runs' scratch. */
+  recover(target: RestoreTarget, artifactsTo?: string): Promise<string[]>
+  /** Reads only. @throws UsageError TARGET_INVALID when the path is of the wrong kind (a file for a directory) */
+  inspectTarget(target: RestoreTarget, artifactsTo?: string): Promise<TargetInspection>
+  scratch(target: RestoreTarget, artifactsTo?: string): Promise<RestoreScratch>
+  /** Checks every entry against the manifest before and while writing it under `dir`. @throws CheckFailedError BACKUP_CORRUPT */
   extractVerified(archive: string, dir: string): Promise<BackupManifest>
-  /** True when the target holds data (a non-empty mlflow.db or artifacts, or tables). */
-  targetHasData(target: RestoreTarget): Promise<boolean>
-  /** A backup of the target before --force replaces it; returns its archive path. */
-  safetyBackup(target: RestoreTarget): Promise<string>
-  /** Creates the schema at `revision` with real MLflow and loads the tables; the target must be empty, unless
-   * `replace` (after a safety backup): MLflow's tables are replaced, other tables stay. */
-  loadDatabase(url: string, revision: string, dbDir: string, replace?: boolean): Promise<{tables: number; rows: number}>
-  /** Moves (or copies across file systems) a directory's files into `to`. Returns the number of files. */
-  moveTree(from: string, to: string): Promise<number>
+  /** A backup of everything the restore replaces (artifacts-to included); returns its archive path. */
+  safetyBackup(target: RestoreTarget, artifactsTo?: string): Promise<string>
+  /**
+   * Creates the schema at `revision` with real MLflow and loads the tables into a target that must be empty,
+   * unless `replace` (after a safety backup). PostgreSQL builds in a staging schema and calls `gate` with the
+   * commit of its one swap transaction, so the caller can pair it with the artifacts' swap.
+   */
+  loadDatabase(url: string, revision: string, dbDir: string, options?: {replace?: boolean; gate?: (commit: () => Promise<void>) => Promise<void>; mark?: string}): Promise<{tables: number; rows: number}>
+  /** Moves a directory's files into a new directory `to` (created even when `from` is missing). Returns the count. */
+  stageTree(from: string, to: string): Promise<number>
+  /** Swaps staged paths in through a journal (see adapters/fs/swap.ts); undoes on failure. */
+  swapIn(entries: SwapEntry[], options: {journalCopies: string[]; check(): Promise<void>; database?: {display: string; mark: string; commit(): Promise<void>}}): Promise<void>
+  /** The swapped-in SQLite database opens, passes quick_check and is at `revision`. */
+  checkSqlite(path: string, revision: string): Promise<void>
   /** Streams a prepared app-data directory to the deployment's POST /_mlflowctl/restore (it migrates and swaps). */
   uploadToConnect(guid: string, dir: string, force: boolean, keepRevision?: boolean): Promise<{revision: string; artifactFiles: number}>
   makeDir(path: string): Promise<void>
   exists(path: string): Promise<boolean>
-  rename(from: string, to: string): Promise<void>
-  remove(path: string): Promise<void>
   confirm(question: string): Promise<boolean>
   appendHistory(event: HistoryEvent): Promise<void>
   join(...parts: string[]): string
+  dirname(path: string): string
   now(): Date
+  randomId(): string
 }
 
-const describe = (target: RestoreTarget) => (target.kind === 'app-data' ? target.dir : target.kind === 'sqlite' ? `sqlite:///${target.path}` : target.kind === 'connect' ? `connect:${target.guid}` : target.display)
+export const describeTarget = (target: RestoreTarget) => (target.kind === 'app-data' ? target.dir : target.kind === 'sqlite' ? `sqlite:///${target.path}` : target.kind === 'connect' ? `connect:${target.guid}` : target.display)
+
+/** The refusal of a target that holds data, with the command that proceeds. Pure. */
+export function targetNotEmpty(target: RestoreTarget, inspection: TargetInspection, options: Pick<RestoreOptions, 'repo' | 'artifactsTo' | 'backupRef' | 'archive'>): UsageError {
+  const rerun = ['mlflowctl backup restore', options.backupRef ?? options.archive, ...(options.repo ? ['--repo', options.repo] : []), '--to', target.kind === 'postgresql' ? "'<the same URL>'" : describeTarget(target), ...(options.artifactsTo ? ['--artifacts-to', options.artifactsTo] : []), '--force'].join(' ')
+  const suggestions = [
+    ...(inspection.didYouMean ? [`Did you mean --to ${inspection.didYouMean}? It holds an mlflow.db.`] : []),
+    `If this is the right target: ${rerun} (a safety backup of everything it replaces is taken first${inspection.foreign.length ? `; ${inspection.foreign.join(', ')} stay untouched` : ''}).`,
+  ]
+  return new UsageError('TARGET_NOT_EMPTY', `${describeTarget(target)} is not empty: it holds ${inspection.found.join(', ')}.`, {suggestions})
+}
 
 export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
-  const warnings: string[] = []
   const target = options.target
-  if (await deps.targetHasData(target)) {
-    if (!options.force) throw new UsageError('TARGET_NOT_EMPTY', `${describe(target)} already holds MLflow data.`, {suggestions: ['Restore into an empty target, or pass --force (a safety backup of the target is taken first).']})
-    if (!(await deps.confirm(`Replace the data in ${describe(target)}? A safety backup is taken first.`))) throw new UsageError('CANCELLED_BY_USER', 'Nothing changed.')
+  const warnings = await deps.recover(target, options.artifactsTo)
+  const inspection = await deps.inspectTarget(target, options.artifactsTo)
+  if (inspection.holdsData) {
+    if (!options.force) throw targetNotEmpty(target, inspection, options)
+    if (!(await deps.confirm(`Replace the data in ${describeTarget(target)}? A safety backup is taken first.`))) throw new UsageError('CANCELLED_BY_USER', 'Nothing changed.')
   }
-  const scratch = await deps.scratch()
-  let staging: string | undefined
+  const scratch = await deps.scratch(target, options.artifactsTo)
   try {
     const manifest = await deps.extractVerified(options.archive, scratch.path)
     if (!manifest.alembicRevision) throw new ConfigError('BACKUP_WITHOUT_SCHEMA', `Backup ${manifest.id} has no alembic revision: it is not an MLflow database backup.`)
     const revision = manifest.alembicRevision
-    const dbDir = deps.join(scratch.path, 'db')
-    const artifactsDir = deps.join(scratch.path, 'artifacts')
-    const safetyBackup = options.force && (await deps.targetHasData(target)) ? await deps.safetyBackup(target) : undefined
-    let loaded: {tables: number; rows: number}
-    let artifactFiles = 0
-    const stamp = `${manifest.id}-${deps.now().getTime()}`
-    if (target.kind === 'postgresql') {
-      // Built in a staging schema and swapped in with one transaction by the loader (restore_db.py).
-      loaded = await deps.loadDatabase(target.url, revision, dbDir, Boolean(safetyBackup))
-    } else if (target.kind === 'connect') {
-      // Built in scratch space, then swapped in by the extension itself, under maintenance.
-      const upload = deps.join(scratch.path, 'upload')
-      await deps.makeDir(upload)
-      loaded = await deps.loadDatabase(`sqlite:///${deps.join(upload, 'mlflow.db')}`, revision, dbDir)
-      if (await deps.exists(artifactsDir)) await deps.moveTree(artifactsDir, deps.join(upload, 'artifacts'))
-      const answer = await deps.uploadToConnect(target.guid, upload, Boolean(safetyBackup), options.keepRevision)
-      artifactFiles = answer.artifactFiles
-    } else if (target.kind === 'sqlite') {
-      staging = `${target.path}.restoring-${stamp}`
-      loaded = await deps.loadDatabase(`sqlite:///${staging}`, revision, dbDir)
-      await deps.rename(staging, target.path) // atomic on one file system
-      staging = undefined
-    } else {
-      // Built beside the target (same file system), then swapped in with two renames.
-      staging = `${target.dir}.restoring-${stamp}`
-      await deps.makeDir(staging)
-      loaded = await deps.loadDatabase(`sqlite:///${deps.join(staging, 'mlflow.db')}`, revision, dbDir)
-      artifactFiles = (await deps.exists(artifactsDir)) ? await deps.moveTree(artifactsDir, deps.join(staging, 'artifacts')) : 0
-      const replaced = `${target.dir}.replaced-${stamp}`
-      const hadTarget = await deps.exists(target.dir)
-      if (hadTarget) await deps.rename(target.dir, replaced)
-      await deps.rename(staging, target.dir)
-      staging = undefined
-      if (hadTarget) await deps.remove(replaced)
+    const safetyBackup = options.force && inspection.holdsData ? await deps.safetyBackup(target, options.artifactsTo) : undefined
+    const loaded = await load(deps, options, scratch, manifest, Boolean(safetyBackup))
+    if ((target.kind === 'sqlite' || target.kind === 'postgresql') && !options.artifactsTo && manifest.artifacts.files > 0) {
+      warnings.push(`${manifest.artifacts.files} artifact files were not restored: pass --artifacts-to DIR (the server's MLFLOW_ARTIFACTS_DESTINATION).`)
     }
-    if (target.kind === 'sqlite' || target.kind === 'postgresql') {
-      if (options.artifactsTo && (await deps.exists(artifactsDir))) artifactFiles = await deps.moveTree(artifactsDir, options.artifactsTo)
-      else if (manifest.artifacts.files > 0) warnings.push(`${manifest.artifacts.files} artifact files were not restored: pass --artifacts-to DIR (the server's MLFLOW_ARTIFACTS_DESTINATION).`)
-    }
-    await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'restore', result: 'ok', server: target.kind === 'app-data' || target.kind === 'sqlite' ? `file://${describe(target)}` : describe(target), revision, message: `${manifest.id} into ${describe(target)}`})
-    return {backupId: manifest.id, target: describe(target), revision, tables: loaded.tables, rows: loaded.rows, artifactFiles, safetyBackup, warnings}
+    if (inspection.foreign.length > 0 && target.kind === 'app-data') warnings.push(`left untouched in ${target.dir}: ${inspection.foreign.join(', ')} (not MLflow's)`)
+    await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'restore', result: 'ok', server: target.kind === 'app-data' || target.kind === 'sqlite' ? `file://${target.kind === 'sqlite' ? target.path : target.dir}` : describeTarget(target), revision, message: `${manifest.id} into ${describeTarget(target)}`})
+    return {backupId: manifest.id, target: describeTarget(target), revision, tables: loaded.tables, rows: loaded.rows, artifactFiles: loaded.artifactFiles, safetyBackup, warnings}
   } finally {
-    if (staging) await deps.remove(staging)
     await scratch.remove()
   }
+}
+
+type Loaded = {tables: number; rows: number; artifactFiles: number}
+
+/** Builds the new data in scratch space and swaps it in, per kind of target. */
+async function load(deps: RestoreDeps, options: RestoreOptions, scratch: RestoreScratch, manifest: BackupManifest, replace: boolean): Promise<Loaded> {
+  const {target, artifactsTo} = options
+  const revision = manifest.alembicRevision!
+  const dbDir = deps.join(scratch.path, 'db')
+  const extracted = deps.join(scratch.path, 'artifacts')
+  const stageArtifacts = async (to: string) => {
+    const files = await deps.stageTree(extracted, to)
+    // Every file the manifest lists must be staged; a shortfall would swap in a tree with holes.
+    if (files !== manifest.artifacts.files) throw new ConfigError('RESTORE_INCOMPLETE', `Staged ${files} artifact files, but backup ${manifest.id} has ${manifest.artifacts.files}; nothing was replaced.`)
+    return files
+  }
+  if (target.kind === 'connect') {
+    // Built in scratch space, then swapped in by the extension itself, under maintenance.
+    const upload = deps.join(scratch.path, 'upload')
+    await deps.makeDir(upload)
+    const loaded = await deps.loadDatabase(`sqlite:///${deps.join(upload, 'mlflow.db')}`, revision, dbDir)
+    if (manifest.artifacts.files > 0) await stageArtifacts(deps.join(upload, 'artifacts'))
+    const answer = await deps.uploadToConnect(target.guid, upload, replace, options.keepRevision)
+    return {...loaded, artifactFiles: answer.artifactFiles}
+  }
+  const artifactsScratch = scratch.artifactsPath ?? scratch.path
+  const journalCopies = [...new Set([scratch.path, artifactsScratch])].map((dir) => deps.join(dir, 'swap-journal.json'))
+  const artifactsLive = target.kind === 'app-data' ? deps.join(target.dir, 'artifacts') : artifactsTo
+  const artifactsEntry = async (): Promise<SwapEntry[]> => {
+    if (!artifactsLive) return []
+    const staged = deps.join(artifactsScratch, 'new-artifacts')
+    await stageArtifacts(staged)
+    return [{live: artifactsLive, staged, aside: deps.join(artifactsScratch, 'aside', 'artifacts')}]
+  }
+  if (target.kind === 'postgresql') {
+    // One transaction swaps the tables in (restore_db.py); the artifacts' renames happen just before it commits,
+    // and the journal's mark tells the next run whether it did.
+    const entries = await artifactsEntry()
+    const mark = `mlflowctl-restore ${manifest.id} ${deps.randomId()}`
+    let artifactFiles = 0
+    const loaded = await deps.loadDatabase(target.url, revision, dbDir, {
+      replace,
+      mark,
+      gate: async (commit) => {
+        if (entries.length === 0) return commit()
+        await deps.swapIn(entries, {journalCopies, check: async () => undefined, database: {display: target.display, mark, commit}})
+        artifactFiles = manifest.artifacts.files
+      },
+    })
+    return {...loaded, artifactFiles}
+  }
+  const dbLive = target.kind === 'sqlite' ? target.path : deps.join(target.dir, 'mlflow.db')
+  const stagedDb = deps.join(scratch.path, 'new', 'mlflow.db')
+  await deps.makeDir(deps.dirname(stagedDb))
+  const loaded = await deps.loadDatabase(`sqlite:///${stagedDb}`, revision, dbDir)
+  const entries: SwapEntry[] = [
+    {live: dbLive, staged: stagedDb, aside: deps.join(scratch.path, 'aside', 'mlflow.db')},
+    // The old database's journal files belong to it: left beside the new one, SQLite would replay them into it.
+    ...['-wal', '-shm', '-journal'].map((suffix) => ({live: `${dbLive}${suffix}`, aside: deps.join(scratch.path, 'aside', `mlflow.db${suffix}`)})),
+    ...(await artifactsEntry()),
+  ]
+  await deps.swapIn(entries, {journalCopies, check: () => deps.checkSqlite(dbLive, revision)})
+  return {...loaded, artifactFiles: artifactsLive ? manifest.artifacts.files : 0}
 }

@@ -78,7 +78,9 @@ describe('createBackup (core, with injected I/O)', async () => {
   const fakeDeps = (overrides: Partial<Deps> = {}) => {
     const events: string[] = []
     const deps: Deps = {
+      recoverSource: async () => [],
       lock: async () => (events.push('lock'), async () => void events.push('unlock')),
+      cleanUp: async () => [],
       scratch: async () => ({path: '/scratch', remove: async () => void events.push('scratch removed')}),
       exists: async () => true,
       snapshotSqlite: async () => void events.push('snapshot'),
@@ -122,6 +124,30 @@ describe('createBackup (core, with injected I/O)', async () => {
     const flaky = fakeDeps({ping: async () => Promise.reject(new Error('no route'))})
     const result = await createBackup(flaky.deps, options)
     assert.deepEqual(result.warnings, ['healthcheck ping /start failed: no route', 'healthcheck ping (success) failed: no route'])
+  })
+
+  it('refuses a source that is not an MLflow database (exit 3, naming what it found), after the lock and with a /fail ping; a safety backup takes it anyway', async () => {
+    for (const [rowCounts, found] of [[{}, /no tables at all/], [{notes: 3, users: 1}, /2 tables but no alembic_version \(notes, users\)/]] as Array<[Record<string, number>, RegExp]>) {
+      const {deps, events} = fakeDeps({exportTables: () => ({rowCounts, alembicRevision: null, files: []})})
+      const error = await createBackup(deps, options).then(() => undefined, (e: unknown) => e as {code: string; exit: number; message: string})
+      assert.equal(error?.code, 'SOURCE_NOT_MLFLOW')
+      assert.equal(error?.exit, 3)
+      assert.match(error!.message, found)
+      assert.ok(!events.includes('archive') && !events.some((e) => e.startsWith('history')), 'nothing archived, nothing recorded as ok')
+      assert.deepEqual(events.slice(-3), ['ping https://hc.example/uuid/fail', 'scratch removed', 'unlock'])
+    }
+    const safety = fakeDeps({exportTables: () => ({rowCounts: {}, alembicRevision: null, files: []})})
+    assert.equal((await createBackup(safety.deps, {...options, requireMlflow: false})).revision, null)
+  })
+
+  it('recovers the source and cleans the repository (under the lock) before it reads, and reports both as warnings', async () => {
+    const {deps, events} = fakeDeps({
+      recoverSource: async () => (events.push('recover'), ['undid an interrupted restore of /data/mlflow.db']),
+      cleanUp: async () => (events.push('clean'), ['removed x.partial (5 bytes), left by a killed run']),
+    })
+    const result = await createBackup(deps, options)
+    assert.deepEqual(events.slice(0, 4), ['ping https://hc.example/uuid/start', 'recover', 'lock', 'clean'])
+    assert.deepEqual(result.warnings, ['undid an interrupted restore of /data/mlflow.db', 'removed x.partial (5 bytes), left by a killed run'])
   })
 
   it('a PostgreSQL source is exported in one go (no SQLite snapshot), located by its redacted URL, and foreign tables are named', async () => {

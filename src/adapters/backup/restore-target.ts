@@ -1,0 +1,146 @@
+// The target side of a restore on this machine: what a target holds (and whether the path is of the right
+// kind), its scratch space, and the recovery of restores that a kill interrupted.
+import {open, readdir, stat} from 'node:fs/promises'
+import {dirname, join} from 'node:path'
+
+import type {RestoreScratch, RestoreTarget, TargetInspection} from '../../core/backup/restore.js'
+import {KNOWN_MLFLOW_TABLES} from '../../core/backup/tables.js'
+import {parseDatabaseUrl} from '../../core/database-url.js'
+import {formatBytes} from '../../core/units.js'
+import {UsageError} from '../../errors.js'
+import {withPostgres} from '../db/postgres.js'
+import {SCRATCH_DIR, deadRuns, openScratch, removeRuns} from '../fs/scratch.js'
+import {makeDirs, pathKind} from '../fs/safe-fs.js'
+import {journalIn, recoverSwap, type ExternalCommit} from '../fs/swap.js'
+import {NO_CONNECT, connectHasData, type ConnectTransferOptions} from './connect-transfer.js'
+
+const SQLITE_HEADER = 'SQLite format 3\0'
+/** Entries of an app-data directory that are not data a restore replaces: the extension's state, our scratch. */
+const NOT_DATA = new Set([SCRATCH_DIR, 'mlflowctl'])
+
+/** Where this run's scratch space goes for a target, first the database's tree, then the artifacts'. */
+export function scratchRoots(target: RestoreTarget, artifactsTo: string | undefined, dataDir: string): string[] {
+  const ownScratch = join(dataDir, 'restore')
+  if (target.kind === 'app-data') return [target.dir]
+  if (target.kind === 'sqlite') return [...new Set([dirname(target.path), ...(artifactsTo ? [dirname(artifactsTo)] : [])])]
+  if (target.kind === 'postgresql') return [artifactsTo ? dirname(artifactsTo) : ownScratch]
+  return [ownScratch]
+}
+
+async function sqliteHeader(path: string): Promise<string> {
+  const handle = await open(path, 'r')
+  try {
+    const buffer = Buffer.alloc(16)
+    const {bytesRead} = await handle.read(buffer, 0, 16, 0)
+    return buffer.subarray(0, bytesRead).toString('latin1')
+  } finally {
+    await handle.close()
+  }
+}
+
+async function describeEntry(dir: string, name: string): Promise<string> {
+  const info = await stat(join(dir, name)).catch(() => undefined)
+  if (!info) return name
+  return info.isDirectory() ? `${name}/` : `${name} (${formatBytes(info.size)})`
+}
+
+async function inspectAppData(dir: string): Promise<TargetInspection> {
+  const kind = await pathKind(dir)
+  if (kind === 'file') {
+    const hint = (await sqliteHeader(dir).catch(() => '')) === SQLITE_HEADER ? ` It is a SQLite database: pass --to sqlite:///${dir}.` : ''
+    throw new UsageError('TARGET_INVALID', `--to ${dir} is a file, not an app-data directory; nothing was changed.${hint}`)
+  }
+  if (kind === 'other') throw new UsageError('TARGET_INVALID', `--to ${dir} is neither a directory nor a file; nothing was changed.`)
+  if (kind === 'missing') return {holdsData: false, found: [], foreign: []}
+  const names = (await readdir(dir)).sort()
+  const found: string[] = []
+  const foreign: string[] = []
+  for (const name of names) {
+    if (NOT_DATA.has(name)) continue
+    if (name === 'artifacts' && (await readdir(join(dir, name)).catch(() => ['?'])).length === 0) continue
+    if (name === 'mlflow.db' && (await stat(join(dir, name))).size === 0) continue
+    const mlflows = name === 'artifacts' || /^mlflow\.db(-wal|-shm|-journal)?$/.test(name)
+    found.push(await describeEntry(dir, name))
+    if (!mlflows) foreign.push(await describeEntry(dir, name).then((text) => text.replace(/ \(.*\)$/, '')))
+  }
+  // The parent of the data directory (a common slip): point at the child that holds mlflow.db.
+  let didYouMean: string | undefined
+  if (!names.includes('mlflow.db')) {
+    for (const name of names) if ((await stat(join(dir, name, 'mlflow.db')).catch(() => undefined))?.isFile()) didYouMean ??= join(dir, name)
+  }
+  return {holdsData: found.length > 0, found, foreign, didYouMean}
+}
+
+async function inspectSqlite(path: string): Promise<TargetInspection> {
+  const kind = await pathKind(path)
+  if (kind === 'dir') throw new UsageError('TARGET_INVALID', `--to sqlite:///${path} is a directory, not a database file; nothing was changed. For an app-data directory pass --to ${path}.`)
+  if (kind === 'other') throw new UsageError('TARGET_INVALID', `--to sqlite:///${path} is not a regular file; nothing was changed.`)
+  const found: string[] = []
+  if (kind === 'file' && (await stat(path)).size > 0) {
+    if ((await sqliteHeader(path)) !== SQLITE_HEADER) throw new UsageError('TARGET_INVALID', `${path} is not a SQLite database; refusing to replace it, even with --force. Nothing was changed.`)
+    found.push(await describeEntry(dirname(path), path.slice(dirname(path).length + 1)))
+  }
+  for (const suffix of ['-wal', '-journal']) if ((await pathKind(`${path}${suffix}`)) === 'file' && (await stat(`${path}${suffix}`)).size > 0) found.push(`${path.slice(dirname(path).length + 1)}${suffix}`)
+  return {holdsData: found.length > 0, found, foreign: []}
+}
+
+async function inspectArtifactsDir(dir: string): Promise<string[]> {
+  const kind = await pathKind(dir)
+  if (kind === 'file' || kind === 'other') throw new UsageError('TARGET_INVALID', `--artifacts-to ${dir} is not a directory; nothing was changed.`)
+  if (kind === 'missing') return []
+  const entries = (await readdir(dir)).filter((name) => name !== SCRATCH_DIR)
+  return entries.length > 0 ? [`${entries.length} entries in --artifacts-to ${dir}`] : []
+}
+
+/** What the target holds. Reads only. @throws UsageError TARGET_INVALID */
+export async function inspectTarget(target: RestoreTarget, artifactsTo: string | undefined, connect: ConnectTransferOptions | undefined): Promise<TargetInspection> {
+  let inspection: TargetInspection
+  if (target.kind === 'app-data') inspection = await inspectAppData(target.dir)
+  else if (target.kind === 'sqlite') inspection = await inspectSqlite(target.path)
+  else if (target.kind === 'connect') inspection = {holdsData: await connectHasData(connect ?? NO_CONNECT, target.guid), found: ['MLflow data'], foreign: []}
+  else {
+    // MLflow's tables only: another application's tables in the same database are not MLflow data.
+    const names = await withPostgres(parseDatabaseUrl(target.url), async (client) => (await client.query<{name: string}>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'alembic_version'")).rows.map((row) => row.name))
+    const mlflows = names.filter((name) => KNOWN_MLFLOW_TABLES.has(name))
+    inspection = {holdsData: mlflows.length > 0, found: [`${mlflows.length} MLflow tables`], foreign: []}
+  }
+  const artifacts = target.kind === 'sqlite' || target.kind === 'postgresql' ? (artifactsTo ? await inspectArtifactsDir(artifactsTo) : []) : []
+  if (artifacts.length === 0) return inspection
+  return {...inspection, holdsData: true, found: [...(inspection.holdsData ? inspection.found : []), ...artifacts]}
+}
+
+/** Whether PostgreSQL committed the swap that carries `mark` (alembic_version's comment). */
+export async function postgresCommitted(url: string, mark: string): Promise<boolean> {
+  return withPostgres(parseDatabaseUrl(url), async (client) => {
+    const row = (await client.query<{comment: string | null}>("SELECT obj_description(to_regclass('alembic_version'), 'pg_class') AS comment")).rows[0]
+    return row?.comment === mark
+  })
+}
+
+/** Finishes or undoes dead runs' swaps under the target's scratch roots, then removes their scratch. */
+export async function recoverTarget(target: RestoreTarget, artifactsTo: string | undefined, dataDir: string): Promise<string[]> {
+  const messages: string[] = []
+  const committed = async (database: ExternalCommit) => (target.kind === 'postgresql' && database.display === target.display ? postgresCommitted(target.url, database.mark) : undefined)
+  for (const root of scratchRoots(target, artifactsTo, dataDir)) {
+    const removable: string[] = []
+    for (const run of await deadRuns(root)) {
+      const message = await recoverSwap(journalIn(run), committed)
+      if (message) messages.push(message)
+      if (!message?.includes('is pending')) removable.push(run)
+    }
+    for (const run of await removeRuns(removable)) messages.push(`removed the scratch space of a killed run: ${run}`)
+  }
+  return messages
+}
+
+/** This run's scratch space in the target's tree (created, 0700), and in the artifacts' tree when that differs. */
+export async function openRestoreScratch(target: RestoreTarget, artifactsTo: string | undefined, dataDir: string): Promise<RestoreScratch> {
+  const [root, artifactsRoot] = scratchRoots(target, artifactsTo, dataDir)
+  if (target.kind === 'app-data') await makeDirs(target.dir)
+  const main = await openScratch(root)
+  const second = artifactsRoot ? await openScratch(artifactsRoot).catch(async (error) => Promise.reject((await main.remove(), error))) : undefined
+  return {path: main.path, artifactsPath: second?.path, remove: async () => {
+    await second?.remove()
+    await main.remove()
+  }}
+}

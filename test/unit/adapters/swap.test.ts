@@ -1,0 +1,179 @@
+// The journaled swap, the scratch sweep, the repository lock and the path helpers, on real temp directories.
+// Kills are simulated by writing the journal a killed run leaves at each step, then recovering it.
+import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
+import {existsSync, mkdirSync, readFileSync, readdirSync, renameSync, utimesSync, writeFileSync} from 'node:fs'
+import {mkdtemp} from 'node:fs/promises'
+import {hostname, tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {describe, it} from 'node:test'
+
+import {LOCK, lockRepo} from '../../../src/adapters/backup/repo.js'
+import {inspectTarget} from '../../../src/adapters/backup/restore-target.js'
+import {makeDirs} from '../../../src/adapters/fs/safe-fs.js'
+import {SCRATCH_DIR, deadRuns, openScratch} from '../../../src/adapters/fs/scratch.js'
+import {recoverSwap, swapIn, type SwapJournal} from '../../../src/adapters/fs/swap.js'
+
+const temp = () => mkdtemp(join(tmpdir(), 'swap-'))
+
+/** A target (old db + artifacts) and a staged replacement (new db + artifacts), as a restore builds them. */
+async function layout() {
+  const root = await temp()
+  const live = {db: join(root, 'mlflow.db'), artifacts: join(root, 'artifacts')}
+  writeFileSync(live.db, 'old-db')
+  writeFileSync(`${live.db}-wal`, 'old-wal')
+  mkdirSync(live.artifacts)
+  writeFileSync(join(live.artifacts, 'old.txt'), 'old')
+  const run = join(root, SCRATCH_DIR, 'run-1-ab@h')
+  mkdirSync(join(run, 'aside'), {recursive: true})
+  mkdirSync(join(run, 'new-artifacts'))
+  writeFileSync(join(run, 'new.db'), 'new-db')
+  writeFileSync(join(run, 'new-artifacts', 'new.txt'), 'new')
+  const entries = [
+    {live: live.db, staged: join(run, 'new.db'), aside: join(run, 'aside', 'mlflow.db')},
+    {live: `${live.db}-wal`, aside: join(run, 'aside', 'mlflow.db-wal')},
+    {live: live.artifacts, staged: join(run, 'new-artifacts'), aside: join(run, 'aside', 'artifacts')},
+  ]
+  const state = () => ({db: existsSync(live.db) ? readFileSync(live.db, 'utf8') : null, wal: existsSync(`${live.db}-wal`), artifacts: existsSync(live.artifacts) ? readdirSync(live.artifacts) : null})
+  return {root, run, live, entries, state}
+}
+
+const OLD = {db: 'old-db', wal: true, artifacts: ['old.txt']}
+const NEW = {db: 'new-db', wal: false, artifacts: ['new.txt']}
+
+describe('swapIn and recoverSwap', () => {
+  it('swaps every entry in, and deletes the old data only after the check passed', async () => {
+    const {run, entries, state} = await layout()
+    let seenDuringCheck: unknown
+    await swapIn(entries, {journalCopies: [join(run, 'swap-journal.json')], check: async () => void (seenDuringCheck = {...state(), aside: readdirSync(join(run, 'aside')).sort()})})
+    assert.deepEqual(state(), NEW)
+    assert.deepEqual(seenDuringCheck, {...NEW, aside: ['artifacts', 'mlflow.db', 'mlflow.db-wal']}, 'the old data waits aside while the new is checked')
+    assert.deepEqual(readdirSync(join(run, 'aside')), [], 'then it goes')
+    assert.ok(!existsSync(join(run, 'swap-journal.json')))
+  })
+
+  it('puts the old data back when the check fails, and rethrows', async () => {
+    const {run, entries, state} = await layout()
+    await assert.rejects(swapIn(entries, {journalCopies: [join(run, 'swap-journal.json')], check: async () => Promise.reject(new Error('quick_check failed'))}), /quick_check failed/)
+    assert.deepEqual(state(), OLD)
+  })
+
+  // Each prefix of the renames is a place a kill can land; the journal says "prepared" at all of them.
+  for (let done = 0; done <= 6; done++) {
+    it(`a kill after ${done} of 6 renames, prepared: the next run undoes it and the old data is back whole`, async () => {
+      const {run, entries, state} = await layout()
+      const journal: SwapJournal = {v: 1, state: 'prepared', createdAt: '', pid: 1, entries: entries.map((e) => ({...e, hadLive: true})), copies: [join(run, 'swap-journal.json')]}
+      writeFileSync(journal.copies[0], JSON.stringify(journal))
+      const steps = entries.flatMap((e) => [() => renameSync(e.live, e.aside), () => e.staged && renameSync(e.staged, e.live)])
+      for (const step of steps.slice(0, done)) step()
+      assert.match((await recoverSwap(journal.copies[0]))!, /undid an interrupted restore/)
+      assert.deepEqual(state(), OLD)
+      assert.ok(!existsSync(journal.copies[0]))
+    })
+  }
+
+  it('a kill after the journal said committed: the next run finishes (new data stays, the old goes)', async () => {
+    const {run, entries, state} = await layout()
+    for (const e of entries) {
+      renameSync(e.live, e.aside)
+      if (e.staged) renameSync(e.staged, e.live)
+    }
+    const journal: SwapJournal = {v: 1, state: 'committed', createdAt: '', pid: 1, entries: entries.map((e) => ({...e, hadLive: true})), copies: [join(run, 'swap-journal.json')]}
+    writeFileSync(journal.copies[0], JSON.stringify(journal))
+    assert.match((await recoverSwap(journal.copies[0]))!, /finished an interrupted restore/)
+    assert.deepEqual(state(), NEW)
+    assert.deepEqual(readdirSync(join(run, 'aside')), [])
+  })
+
+  it('an external database decides a prepared journal: committed rolls forward, not committed undoes, unknown leaves it pending', async () => {
+    for (const [answer, expected, message] of [[true, NEW, /had committed/], [false, OLD, /undid/], [undefined, 'unchanged', /is pending/]] as const) {
+      const {run, entries, state} = await layout()
+      renameSync(entries[0].live, entries[0].aside) // killed after the first rename
+      const before = state()
+      const journal: SwapJournal = {v: 1, state: 'prepared', createdAt: '', pid: 1, entries: entries.map((e) => ({...e, hadLive: true})), copies: [join(run, 'swap-journal.json')], database: {display: 'postgresql://u:***@db/m', mark: 'm1'}}
+      writeFileSync(journal.copies[0], JSON.stringify(journal))
+      const asked: string[] = []
+      assert.match((await recoverSwap(journal.copies[0], async (database) => (asked.push(database.mark), answer)))!, message)
+      assert.deepEqual(asked, ['m1'])
+      assert.deepEqual(state(), expected === 'unchanged' ? before : expected)
+      assert.equal(existsSync(journal.copies[0]), expected === 'unchanged', 'a pending journal stays for the run that can decide')
+    }
+  })
+
+  it('a target that had no data: undo takes the new data out again instead of leaving a half restore', async () => {
+    const root = await temp()
+    const run = join(root, SCRATCH_DIR, 'run-1-ab@h')
+    mkdirSync(join(run, 'aside'), {recursive: true})
+    writeFileSync(join(root, 'mlflow.db'), 'new-db') // the staged db was moved in, then the run died
+    mkdirSync(join(run, 'new-artifacts'))
+    const journal: SwapJournal = {v: 1, state: 'prepared', createdAt: '', pid: 1, entries: [{live: join(root, 'mlflow.db'), staged: join(run, 'new.db'), aside: join(run, 'aside', 'mlflow.db'), hadLive: false}, {live: join(root, 'artifacts'), staged: join(run, 'new-artifacts'), aside: join(run, 'aside', 'artifacts'), hadLive: false}], copies: [join(run, 'swap-journal.json')]}
+    writeFileSync(journal.copies[0], JSON.stringify(journal))
+    await recoverSwap(journal.copies[0])
+    assert.ok(!existsSync(join(root, 'mlflow.db')) && !existsSync(join(root, 'artifacts')), 'empty again: never a database without its artifacts')
+  })
+})
+
+describe('scratch space', () => {
+  it('is private, in the given tree, and a dead run\'s directory is found by the next run while a live one is not', async () => {
+    const root = await temp()
+    const scratch = await openScratch(root)
+    assert.ok(scratch.path.startsWith(join(root, SCRATCH_DIR)))
+    const child = spawn(process.execPath, ['-e', ''])
+    const deadPid = await new Promise<number>((resolve) => child.once('exit', () => resolve(child.pid!)))
+    const dead = join(root, SCRATCH_DIR, `run-${deadPid}-00@${hostname()}`)
+    const elsewhere = join(root, SCRATCH_DIR, `run-${deadPid}-01@another-host`)
+    mkdirSync(dead)
+    mkdirSync(elsewhere)
+    assert.deepEqual(await deadRuns(root), [dead], 'not our own run, not another host\'s')
+    await scratch.remove()
+    assert.ok(!existsSync(scratch.path))
+  })
+})
+
+describe('repository lock', () => {
+  it('an empty lock (a run that could not write it) is taken over once it is a minute old, not before', async () => {
+    const repo = await temp()
+    writeFileSync(join(repo, LOCK), '')
+    await assert.rejects(lockRepo(repo), (e: Error & {code?: string}) => e.code === 'REPO_LOCKED')
+    const old = (Date.now() - 120_000) / 1000
+    utimesSync(join(repo, LOCK), old, old)
+    const stale: string[] = []
+    const release = await lockRepo(repo, (message) => stale.push(message))
+    assert.match(stale.join(), /took over an empty lock/)
+    assert.equal(JSON.parse(readFileSync(join(repo, LOCK), 'utf8')).pid, process.pid, 'never empty: written before it is linked into place')
+    await release()
+    assert.deepEqual(readdirSync(repo), [], 'no temp file left behind')
+  })
+})
+
+describe('paths that never end well end with an error', () => {
+  it('makeDirs under /proc fails at once with PATH_UNUSABLE (Node\'s recursive mkdir never returns there)', async (t) => {
+    if (!existsSync('/proc/self')) return t.skip('no /proc on this system')
+    await assert.rejects(makeDirs('/proc/mlflowctl-test/x'), (e: Error & {code?: string}) => e.code === 'PATH_UNUSABLE' && /\/proc\/mlflowctl-test\/x/.test(e.message))
+    const file = join(await temp(), 'file')
+    writeFileSync(file, 'x')
+    await assert.rejects(makeDirs(join(file, 'sub')), (e: Error & {code?: string}) => e.code === 'PATH_INVALID')
+  })
+
+  it('a restore target of the wrong kind is refused, and a parent directory points at the data directory', async () => {
+    const root = await temp()
+    const db = join(root, 'mlflow.db')
+    writeFileSync(db, Buffer.concat([Buffer.from('SQLite format 3\0'), Buffer.alloc(84)]))
+    await assert.rejects(inspectTarget({kind: 'app-data', dir: db}, undefined, undefined), (e: Error & {code?: string}) => e.code === 'TARGET_INVALID' && /is a file, not an app-data directory.*sqlite:\/\/\//.test(e.message))
+    await assert.rejects(inspectTarget({kind: 'sqlite', path: root}, undefined, undefined), (e: Error & {code?: string}) => e.code === 'TARGET_INVALID' && /is a directory/.test(e.message))
+    const notes = join(root, 'notes.txt')
+    writeFileSync(notes, 'precious')
+    await assert.rejects(inspectTarget({kind: 'sqlite', path: notes}, undefined, undefined), (e: Error & {code?: string}) => e.code === 'TARGET_INVALID' && /not a SQLite database.*even with --force/.test(e.message))
+    const parent = await temp()
+    mkdirSync(join(parent, 'data'))
+    writeFileSync(join(parent, 'data', 'mlflow.db'), 'x')
+    writeFileSync(join(parent, 'important.txt'), 'keep me')
+    const inspection = await inspectTarget({kind: 'app-data', dir: parent}, undefined, undefined)
+    assert.deepEqual([inspection.holdsData, inspection.foreign, inspection.didYouMean], [true, ['data/', 'important.txt'], join(parent, 'data')])
+    const fresh = await temp()
+    mkdirSync(join(fresh, 'artifacts'))
+    mkdirSync(join(fresh, 'mlflowctl'))
+    assert.equal((await inspectTarget({kind: 'app-data', dir: fresh}, undefined, undefined)).holdsData, false, 'an empty artifacts/ and the extension\'s state are not data')
+  })
+})
+
