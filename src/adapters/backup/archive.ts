@@ -109,6 +109,8 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
   let manifestText: string | undefined
   let rejection: Error | undefined
   extract.on('entry', (header, stream, next) => {
+    // Destroying the extractor destroys the entry stream too: its error is the one already recorded.
+    stream.on('error', () => undefined)
     void (async () => {
       const unsafe = unsafeEntryName(header.name)
       if (header.type !== 'file') throw corrupt(`entry ${header.name} is a ${header.type}, and a backup holds regular files only`)

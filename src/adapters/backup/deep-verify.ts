@@ -6,7 +6,7 @@ import Database from 'better-sqlite3'
 
 import type {DeepVerifyDeps, RestoredDatabase} from '../../core/backup/deep-verify.js'
 import {createRestoreDeps, type RestoreDepsOptions} from './restore.js'
-import {openScratch} from '../fs/scratch.js'
+import {deadRuns, openScratch, removeRuns} from '../fs/scratch.js'
 
 export function inspectRestoredSqlite(file: string): RestoredDatabase {
   const db = new Database(file, {readonly: true, fileMustExist: true})
@@ -25,5 +25,7 @@ export function inspectRestoredSqlite(file: string): RestoredDatabase {
 
 export function createDeepVerifyDeps(options: RestoreDepsOptions): DeepVerifyDeps {
   const restore = createRestoreDeps(options)
-  return {scratch: () => openScratch(join(options.dataDir, 'verify')), extractVerified: restore.extractVerified, loadDatabase: restore.loadDatabase, inspect: inspectRestoredSqlite, join}
+  const root = join(options.dataDir, 'verify')
+  // A killed deep verify left plaintext tables here: gone before the next one starts.
+  return {scratch: async () => (await removeRuns(await deadRuns(root)), openScratch(root)), extractVerified: restore.extractVerified, loadDatabase: restore.loadDatabase, inspect: inspectRestoredSqlite, join}
 }

@@ -7,6 +7,7 @@ import type {CreateDeps} from '../../core/backup/create.js'
 import {parseDatabaseUrl} from '../../core/database-url.js'
 import {historyFile} from '../history-file.js'
 import {faultPoint} from '../fault.js'
+import {fsFailure} from '../fs/safe-fs.js'
 import {verifyBackupArchive, writeBackupArchive} from './archive.js'
 import {listArtifacts, readReferences} from './artifact-source.js'
 import {recoverTarget} from './restore-target.js'
@@ -15,10 +16,17 @@ import {NO_CONNECT, fetchConnectSnapshot, type ConnectTransferOptions} from './c
 import {exportPostgresTables} from './postgres-source.js'
 import {exportSqliteTables, snapshotSqlite} from './sqlite-source.js'
 
+/** SQLite reports a full disk as SQLITE_FULL, Node as ENOSPC: both are DISK_FULL; other errors pass through. */
+function diskError(error: unknown, action: string, path: string): unknown {
+  const code = (error as {code?: string}).code ?? ''
+  if (code === 'SQLITE_FULL') return fsFailure(Object.assign(new Error('database or disk is full'), {code: 'ENOSPC'}), action, path)
+  return /^E[A-Z]+$/.test(code) ? fsFailure(error, action, path) : error
+}
+
 export function createBackupDeps(options: {repository: BackupRepository; dataDir: string; onWarning: (message: string) => void; passphrase?: string; connect?: ConnectTransferOptions}): CreateDeps {
   return {
     // A source that an interrupted restore left half-swapped is put right before it is read.
-    recoverSource: async (source) => (source.kind === 'app-data' || source.kind === 'sqlite' ? recoverTarget(source, undefined, options.dataDir) : []),
+    recoverSource: async (source, artifactsSource) => (source.kind === 'connect' ? [] : recoverTarget(source, artifactsSource && !/^(s3|wasbs|gs):\/\//.test(artifactsSource) ? artifactsSource : undefined, options.dataDir)),
     lock: async () => {
       const release = await options.repository.lock(options.onWarning)
       faultPoint('create:locked')
@@ -30,10 +38,16 @@ export function createBackupDeps(options: {repository: BackupRepository; dataDir
     scratch: () => options.repository.scratch(),
     exists: (path) => access(path).then(() => true, () => false),
     snapshotSqlite: async (source, target) => {
-      await snapshotSqlite(source, target)
+      await snapshotSqlite(source, target).catch((error) => Promise.reject(diskError(error, 'write the snapshot', target)))
       faultPoint('create:snapshot')
     },
-    exportTables: exportSqliteTables,
+    exportTables: (snapshot, outDir) => {
+      try {
+        return exportSqliteTables(snapshot, outDir)
+      } catch (error) {
+        throw diskError(error, 'export the tables into', outDir)
+      }
+    },
     exportPostgres: (url, outDir) => exportPostgresTables(parseDatabaseUrl(url), outDir),
     fetchConnectSnapshot: (guid, dir) => fetchConnectSnapshot(options.connect ?? NO_CONNECT, guid, dir),
     listArtifacts,

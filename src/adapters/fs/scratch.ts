@@ -4,9 +4,9 @@
 // backup, so a run killed with -9 leaves it only until the next run that uses the same root: that run removes
 // the directories of runs whose process is gone, and says so.
 import {randomBytes} from 'node:crypto'
-import {readdir, rm, rmdir} from 'node:fs/promises'
+import {mkdir, readdir, rm, rmdir} from 'node:fs/promises'
 import {hostname} from 'node:os'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 
 import {faultPoint} from '../fault.js'
 import {fsFailure, makeDirs} from './safe-fs.js'
@@ -43,7 +43,10 @@ export async function deadRuns(root: string): Promise<string[]> {
 
 /** Removes the given dead runs' directories; returns them, for the "removed debris" warning. */
 export async function removeRuns(dirs: string[]): Promise<string[]> {
-  for (const dir of dirs) await rm(dir, {recursive: true, force: true})
+  for (const dir of dirs) {
+    await rm(dir, {recursive: true, force: true})
+    await rmdir(dirname(dir)).catch(() => undefined) // the base too, once no run uses it
+  }
   return dirs
 }
 
@@ -52,11 +55,17 @@ export async function openScratch(root: string): Promise<Scratch> {
   const base = join(root, SCRATCH_DIR)
   await makeDirs(base)
   const path = join(base, `run-${process.pid}-${randomBytes(4).toString('hex')}@${hostname()}`)
-  await makeDirs(path).catch((error) => Promise.reject(error instanceof Error && 'exit' in error ? error : fsFailure(error, 'create', path)))
-  faultPoint('scratch:created')
-  return {path, remove: async () => {
+  // The base goes too once no run uses it, so a repository or data directory is left as it was.
+  const remove = async () => {
     await rm(path, {recursive: true, force: true})
-    // The base goes too once no run uses it, so a repository or data directory is left as it was.
     await rmdir(base).catch(() => undefined)
-  }}
+  }
+  try {
+    await mkdir(path, {mode: 0o700})
+  } catch (error) {
+    await remove()
+    throw fsFailure(error, 'create', path)
+  }
+  faultPoint('scratch:created')
+  return {path, remove}
 }

@@ -43,7 +43,7 @@ export interface TablesExported {
 
 export interface CreateDeps {
   /** Finishes or undoes an interrupted restore into a local source before it is read; returns what it did. */
-  recoverSource(source: BackupSourceSpec): Promise<string[]>
+  recoverSource(source: BackupSourceSpec, artifactsSource?: string): Promise<string[]>
   /** Takes the repository lock. @throws ExternalError REPO_LOCKED while another run holds it */
   lock(): Promise<() => Promise<void>>
   /** Under the lock: removes what killed runs left in the repository (partial archives, scratch), commits an
@@ -147,7 +147,7 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
   let release: (() => Promise<void>) | undefined
   let scratch: {path: string; remove(): Promise<void>} | undefined
   try {
-    warnings.push(...(await deps.recoverSource(options.source)))
+    warnings.push(...(await deps.recoverSource(options.source, options.artifactsSource)))
     const local = options.source.kind === 'connect' ? undefined : await locate(deps, options)
     release = await deps.lock()
     warnings.push(...(await deps.cleanUp()))

@@ -137,7 +137,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const manifest = await deps.extractVerified(options.archive, scratch.path)
     if (!manifest.alembicRevision) throw new ConfigError('BACKUP_WITHOUT_SCHEMA', `Backup ${manifest.id} has no alembic revision: it is not an MLflow database backup.`)
     const revision = manifest.alembicRevision
-    const safetyBackup = options.force && inspection.holdsData ? await deps.safetyBackup(target, options.artifactsTo) : undefined
+    // Only MLflow's files are replaced; entries that are not MLflow's stay where they are and need no copy.
+    const safetyBackup = options.force && inspection.found.length > inspection.foreign.length ? await deps.safetyBackup(target, options.artifactsTo) : undefined
     const loaded = await load(deps, options, scratch, manifest, Boolean(safetyBackup))
     if ((target.kind === 'sqlite' || target.kind === 'postgresql') && !options.artifactsTo && manifest.artifacts.files > 0) {
       warnings.push(`${manifest.artifacts.files} artifact files were not restored: pass --artifacts-to DIR (the server's MLFLOW_ARTIFACTS_DESTINATION).`)
