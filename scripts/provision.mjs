@@ -8,7 +8,7 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {renderBundle} from '../dist/core/bundle.js'
-import {LAST_MLFLOW_2, NEWEST_KNOWN_MLFLOW} from '../dist/core/versions.js'
+import {A2WSGI_REQUIREMENT, LAST_MLFLOW_2, NEWEST_KNOWN_MLFLOW, appModeFor} from '../dist/core/versions.js'
 import {EXTENSION_TEMPLATES, readTree} from '../dist/adapters/fs/bundle-dir.js'
 import {detectPythonVersion, pythonCommand} from '../dist/adapters/python/python.js'
 import {ensureVenv} from '../dist/adapters/python/venv.js'
@@ -29,20 +29,22 @@ async function build(label, requirements, extraPackages = []) {
   return venv
 }
 
-function bundleRequirements(storage, mlflowVersion) {
-  const bundle = renderBundle(templates, {storage, mlflowVersion, pythonVersion, toolVersion: 'provision'})
+function bundleRequirements(storage, mlflowVersion, appMode) {
+  const bundle = renderBundle(templates, {storage, mlflowVersion, pythonVersion, toolVersion: 'provision', appMode})
   return bundle.files.find((file) => file.path === 'requirements.txt').content.toString('utf8')
 }
 
 const out = []
 for (const mlflowVersion of versions) {
-  // pytest too: the extension's own tests run in these venvs.
-  const venv = await build(`MLflow ${mlflowVersion}`, bundleRequirements('local', mlflowVersion), ['pytest'])
+  // pytest too: the extension's own tests run in these venvs; a2wsgi on 3.3+, for its python-api tests.
+  const venv = await build(`MLflow ${mlflowVersion}`, bundleRequirements('local', mlflowVersion), ['pytest', ...(appModeFor(mlflowVersion) === 'python-fastapi' ? [A2WSGI_REQUIREMENT] : [])])
   out.push({mlflowVersion, python: venv.python, key: venv.key})
 }
 // The upgrade matrix (test/integration/upgrade.test.ts) also starts from a 3.0.x release; the fake Connect
 // would build its venv on first deploy, this builds it ahead (same requirements, same cache key).
 for (const mlflowVersion of UPGRADE_MATRIX_EXTRA) await build(`MLflow ${mlflowVersion} (upgrade matrix)`, bundleRequirements('local', mlflowVersion))
+// Content first deployed on MLflow < 3.3 stays python-api when upgraded in place: its 3.x bundle adds a2wsgi.
+await build(`MLflow ${NEWEST_KNOWN_MLFLOW} python-api (in-place upgrades)`, bundleRequirements('local', NEWEST_KNOWN_MLFLOW, 'python-api'))
 // The fake Connect builds the same venvs from the deployed bundles' requirements.txt and finds these.
 const cloud = {}
 for (const storage of ['aws', 'azure', 'gcp']) {

@@ -18,3 +18,11 @@ export const envFlag = Flags.string({
 
 /** --insecure must be explicit and always warns (base command). */
 export const insecureFlag = Flags.boolean({summary: 'Skip TLS verification of the Connect server (testing only; prints a warning).', env: 'MLFLOWCTL_INSECURE'})
+
+/** Draft deploys (Connect 2025.06+): auto follows the server's version; a hidden version means off, as rsconnect decides. */
+export const draftsFlag = Flags.string({
+  summary: 'Deploy a draft and verify it before activation: auto (Connect 2025.06+ that shows its version), on, off.',
+  options: ['auto', 'on', 'off'],
+  default: 'auto',
+  env: 'MLFLOWCTL_DRAFTS',
+})

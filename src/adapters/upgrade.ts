@@ -9,7 +9,7 @@ import * as tar from 'tar'
 import {createBackup} from '../core/backup/create.js'
 import {restoreBackup, type RestoreTarget} from '../core/backup/restore.js'
 import {parseDatabaseUrl} from '../core/database-url.js'
-import {deploy, urlsFor, waitForTask} from '../core/deploy.js'
+import {deploy, urlsFor, waitForTask, type DraftsPolicy} from '../core/deploy.js'
 import type {StepRunner} from '../core/ports.js'
 import type {ApplyDeps, LiveDeployment} from '../core/upgrade-apply.js'
 import type {LiveState} from '../core/upgrade-plan.js'
@@ -40,6 +40,7 @@ export interface UpgradeAdapterOptions extends DeployDepsOptions {
   passphrase?: string
   toolVersion: string
   timeoutMs: number
+  drafts?: DraftsPolicy
   runner: StepRunner
   onProgress(line: string): void
   onWarning(message: string): void
@@ -173,7 +174,7 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
       const release = catalog.releases.find((r) => r.version === targetVersion)
       const bumped = bumpBundle(input, selectTarget(input.info.mlflowVersion, [{version: targetVersion, requiresPython: release?.requiresPython || undefined}], {kind: 'to', version: targetVersion}))
       await writeBundleFiles(bundleDir, bumped.writes)
-      const result = await deploy(deployDeps, {dir: bundleDir, server: options.server, apiKey: options.apiKey, createNew: false, guid, env: [], oauthIntegrations: [], timeoutMs: options.timeoutMs, dryRun: false}, options.runner)
+      const result = await deploy(deployDeps, {dir: bundleDir, server: options.server, apiKey: options.apiKey, createNew: false, guid, env: [], oauthIntegrations: [], timeoutMs: options.timeoutMs, dryRun: false, drafts: options.drafts}, options.runner)
       result.warnings?.forEach(options.onWarning)
       return {bundleId: result.bundleId!, revision: result.verification?.revision}
     },

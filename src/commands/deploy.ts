@@ -3,10 +3,10 @@ import {readFileSync} from 'node:fs'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../base-command.js'
-import {deploy, type DeployResult} from '../core/deploy.js'
+import {deploy, type DeployResult, type DraftsPolicy} from '../core/deploy.js'
 import {parseEnvVars, secretValuesOf} from '../core/env-vars.js'
 import {ConfigError} from '../errors.js'
-import {envFlag, insecureFlag, targetFlags} from '../flags.js'
+import {draftsFlag, envFlag, insecureFlag, targetFlags} from '../flags.js'
 import {createDeployDeps} from '../adapters/deploy-store.js'
 import {showDeploy} from '../output/views/deploy.js'
 
@@ -15,8 +15,11 @@ export default class Deploy extends MlflowctlCommand<typeof Deploy> {
   static description = `Creates the content (--new --name) or redeploys to the same GUID (--guid, or the deployment record
 saved in DIR/.mlflowctl). Sets min_processes=1, the env vars (-E; values are never printed), MLFLOWCTL_OPS_TOKEN, the
 OAuth association and the vanity path. On Connect 2025.06+ the bundle is deployed as a draft and verified at its
-preview URL (/health, /version, an authenticated REST call, the schema revision) before it is activated; if the
-activated bundle fails verification the previous one is re-activated.`
+preview URL (/health, /version, an authenticated REST call, the schema revision) before it is activated (a hidden server
+version means no draft, as rsconnect decides; --drafts overrides; if Connect does not route the preview's sub-paths, only
+its root is verified before activation); if the activated bundle fails verification the previous one is re-activated.
+A bundle whose app mode differs from the deployed item's is refused before anything changes (APP_MODE_CHANGED, exit
+2): Connect cannot change it.`
   static examples = [
     '<%= config.bin %> <%= command.id %> ./mlflow-server --new --name mlflow --title "MLflow"',
     '<%= config.bin %> <%= command.id %> ./mlflow-server --guid 0b0e8e8e-1111-2222-3333-444455556666 -E MLFLOW_BACKEND_STORE_URI --dry-run',
@@ -34,6 +37,7 @@ activated bundle fails verification the previous one is re-activated.`
     'oauth-integration': Flags.string({summary: 'GUID of an OAuth integration to associate. Repeatable.', multiple: true, env: 'MLFLOWCTL_OAUTH_INTEGRATION'}),
     timeout: Flags.integer({summary: 'Seconds to wait for each deploy task.', default: 900, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
     'dry-run': Flags.boolean({char: 'n', summary: 'Print what would change (files, settings, env var names) and touch nothing.', env: 'MLFLOWCTL_DRY_RUN'}),
+    drafts: draftsFlag,
   }
 
   async run(): Promise<DeployResult> {
@@ -44,7 +48,7 @@ activated bundle fails verification the previous one is re-activated.`
     this.addSecrets(...secretValuesOf(env))
     const ca = caCertificate.value ? readFileSync(caCertificate.value) : undefined
     const deps = createDeployDeps({server: server.value, apiKey: apiKey.value, ca, insecure: this.flags.insecure, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
-    const options = {dir: resolve(this.args.dir), server: server.value, apiKey: apiKey.value, createNew: this.flags.new, name: this.flags.name, title: this.flags.title, guid: this.flags.guid, env, vanity: this.flags.vanity, oauthIntegrations: this.flags['oauth-integration'] ?? [], timeoutMs: this.flags.timeout * 1000, dryRun: this.flags['dry-run']}
+    const options = {dir: resolve(this.args.dir), server: server.value, apiKey: apiKey.value, createNew: this.flags.new, name: this.flags.name, title: this.flags.title, guid: this.flags.guid, env, vanity: this.flags.vanity, oauthIntegrations: this.flags['oauth-integration'] ?? [], timeoutMs: this.flags.timeout * 1000, dryRun: this.flags['dry-run'], drafts: this.flags.drafts as DraftsPolicy}
     const result = await deploy(deps, options, this.tasks())
     for (const warning of result.warnings ?? []) this.warnUser(warning)
     this.out(showDeploy(result))

@@ -4,7 +4,7 @@ import {resolve} from 'node:path'
 import {MlflowctlCommand} from '../base-command.js'
 import {STORAGE_MODES, type StorageMode} from '../core/bundle.js'
 import {initBundle, type InitResult} from '../core/init.js'
-import {NEWEST_KNOWN_MLFLOW} from '../core/versions.js'
+import {APP_MODES, NEWEST_KNOWN_MLFLOW, type AppMode} from '../core/versions.js'
 import {EXTENSION_TEMPLATES, isEmptyDir, readTree, writeFiles} from '../adapters/fs/bundle-dir.js'
 import {detectPythonVersion, pythonCommand} from '../adapters/python/python.js'
 import {showInit} from '../output/views/init.js'
@@ -12,7 +12,9 @@ import {showInit} from '../output/views/init.js'
 export default class Init extends MlflowctlCommand<typeof Init> {
   static summary = 'Render a deployable MLflow extension bundle into a directory.'
   static description = `Writes app.py, the extension package, a pinned requirements.txt, mlflowctl.json and a Connect
-manifest.json (app mode and entrypoint follow from the MLflow version: python-fastapi for 3.3+, python-api before).
+manifest.json (app mode and entrypoint follow from the MLflow version: python-fastapi for 3.3+, python-api before;
+--app-mode python-api pins it for 3.3+, for content first deployed as python-api: Connect cannot change a deployed item's
+app mode, and the extension then serves the same FastAPI app through an ASGI-to-WSGI bridge).
 Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the interpreter whose version is recorded).`
   static examples = [
     '<%= config.bin %> <%= command.id %> ./mlflow-server --storage local',
@@ -22,6 +24,7 @@ Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the inte
   static flags = {
     storage: Flags.string({summary: 'Storage mode of the extension.', options: [...STORAGE_MODES], default: 'local', env: 'MLFLOWCTL_STORAGE'}),
     'mlflow-version': Flags.string({summary: `MLflow version to pin (default: newest known, ${NEWEST_KNOWN_MLFLOW}).`, env: 'MLFLOWCTL_MLFLOW_VERSION'}),
+    'app-mode': Flags.string({summary: 'Pin the app mode (default: python-fastapi for MLflow 3.3+, python-api before).', options: [...APP_MODES], env: 'MLFLOWCTL_APP_MODE'}),
     force: Flags.boolean({summary: 'Overwrite the bundle files in a non-empty directory.', env: 'MLFLOWCTL_FORCE'}),
   }
 
@@ -34,7 +37,7 @@ Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the inte
         writeFiles,
         pythonVersion: () => detectPythonVersion(pythonCommand(process.env)),
       },
-      {dir, storage: this.flags.storage as StorageMode, mlflowVersion: this.flags['mlflow-version'], force: this.flags.force, toolVersion: this.config.version},
+      {dir, storage: this.flags.storage as StorageMode, mlflowVersion: this.flags['mlflow-version'], appMode: this.flags['app-mode'] as AppMode | undefined, force: this.flags.force, toolVersion: this.config.version},
     )
     if (!this.jsonEnabled()) this.out(showInit(result))
     return result

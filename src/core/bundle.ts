@@ -2,7 +2,7 @@ import {createHash} from 'node:crypto'
 
 import {CheckFailedError, ConfigError, InternalError, UsageError} from '../errors.js'
 import {placeholdersOf, renderTemplate} from './templates.js'
-import {STORAGE_REQUIREMENTS, appModeFor, driverRequirementsFor, pythonRequiresForBundle, pythonSatisfies, supportedMlflowVersion, type AppMode} from './versions.js'
+import {STORAGE_REQUIREMENTS, appModeRequirementsFor, driverRequirementsFor, pythonRequiresForBundle, pythonSatisfies, resolveAppMode, supportedMlflowVersion, type AppMode} from './versions.js'
 
 export const STORAGE_MODES = ['local', 'custom', 'aws', 'azure', 'gcp'] as const
 export type StorageMode = (typeof STORAGE_MODES)[number]
@@ -60,6 +60,8 @@ export interface RenderBundleOptions {
   mlflowVersion: string
   pythonVersion: string
   toolVersion: string
+  /** Pin the app mode (an in-place upgrade keeps the content's); default: the version's natural mode. */
+  appMode?: AppMode
 }
 
 export interface RenderedBundle {
@@ -103,12 +105,13 @@ export function renderBundle(templates: BundleFile[], options: RenderBundleOptio
   if (!pythonSatisfies(options.pythonVersion, pythonRequires)) {
     throw new UsageError('PYTHON_TOO_OLD', `MLflow ${mlflowVersion} needs Python ${pythonRequires}; the bundle would record Python ${options.pythonVersion}.`)
   }
-  const appMode = appModeFor(mlflowVersion)
+  const appMode = resolveAppMode(mlflowVersion, options.appMode)
   const extensionVersion = extensionVersionOf(templates)
   const values: Record<string, string> = {
     toolVersion: options.toolVersion,
     mlflowVersion,
     databaseDrivers: driverRequirementsFor(mlflowVersion).join('\n'),
+    appModeRequirements: appModeRequirementsFor(mlflowVersion, appMode).length > 0 ? `# python-api content on MLflow 3.3+: the full FastAPI app through an ASGI-to-WSGI bridge.\n${appModeRequirementsFor(mlflowVersion, appMode).join('\n')}` : '# App mode python-fastapi (or MLflow < 3.3): no bridge.',
     storageRequirements: STORAGE_REQUIREMENTS[storage].length > 0 ? `# Storage mode ${storage}: cloud SDKs and drivers.\n${STORAGE_REQUIREMENTS[storage].join('\n')}` : '# Storage mode local/custom: no cloud SDKs.',
     appMode,
     pythonVersion: options.pythonVersion,

@@ -1,6 +1,5 @@
-import semver from 'semver'
-
 import {AuthError, CheckFailedError, ExternalError, UsageError} from '../errors.js'
+import {connectVersionAtLeast, parseConnectVersion} from './connect-version.js'
 import type {BundleInfo, ConnectManifest} from './bundle.js'
 import type {EnvVar} from './env-vars.js'
 import {HISTORY_FORMAT_VERSION, type HistoryEvent} from './history.js'
@@ -64,7 +63,11 @@ export interface DeployOptions {
   oauthIntegrations: string[]
   timeoutMs: number
   dryRun: boolean
+  /** Draft deploys: auto (Connect >= 2025.06 that shows its version), on, off. */
+  drafts?: DraftsPolicy
 }
+
+export type DraftsPolicy = 'auto' | 'on' | 'off'
 
 export interface DeployPlan {
   target: {guid?: string; create?: {name: string; title?: string}}
@@ -91,7 +94,8 @@ export interface DeployResult {
   warnings?: string[]
 }
 
-const DRAFTS_FROM = '2025.6.0'
+/** Drafts (`activate: false`) from Connect 2025.06 (connect-api.md §4.3). */
+const DRAFTS_FROM = [2025, 6, 0] as const
 const OPS_TOKEN_ENV = 'MLFLOWCTL_OPS_TOKEN'
 
 /** Reads the bundle and the target and decides what would change. Reads only. */
@@ -141,25 +145,22 @@ export async function deploy(deps: DeployDeps, options: DeployOptions, runner: S
 
 async function deployUnrecorded(deps: DeployDeps, options: DeployOptions, plan: DeployPlan, bundle: DeployBundle, runner: StepRunner): Promise<DeployResult> {
   const warnings: string[] = []
-  const {user, drafts} = await runner.step('Check the API key and server', async () => {
+  const {user, version, drafts} = await runner.step('Check the API key and server', async () => {
     const me = await deps.connect.currentUser()
     if (!['publisher', 'administrator'].includes(me.user_role)) {
       throw new AuthError('ROLE_TOO_LOW', `The API key belongs to ${me.username}, a ${me.user_role}; deploying needs a publisher or administrator key.`)
     }
     const version = await deps.connect.serverVersion()
-    // A hidden version is assumed recent enough for drafts (the extension needs 2025.10+ anyway).
-    return {user: me, drafts: !version || !semver.valid(semver.coerce(version)) || semver.gte(semver.coerce(version)!, DRAFTS_FROM)}
+    return {user: me, version, drafts: draftsFor(options.drafts ?? 'auto', version)}
   })
+  if (!drafts && (options.drafts ?? 'auto') === 'auto' && !version) warnings.push('Connect hides its version, so no draft is deployed (an older server rejects the field; rsconnect assumes the same): the bundle is verified once it is active. Pass --drafts on if this server is 2025.06 or newer.')
   const content = await runner.step('Resolve the content item', async () => {
     if (plan.target.create) return deps.connect.getContent((await deps.connect.createContent(plan.target.create.name, plan.target.create.title)).guid)
     const existing = await deps.connect.getContent(plan.target.guid!)
     if (existing.locked) throw new CheckFailedError('CONTENT_LOCKED', `Content ${existing.guid} is locked; Connect accepts no deploys to it.`, {suggestions: ['Unlock it in the Connect dashboard first.']})
-    // Publisher refuses an app-mode change client-side; whether Connect itself does is UNCONFIRMED
-    // (connect-api.md §3.4). An MLflow 2.x -> 3.3+ upgrade on the same GUID needs it, so we warn and let
-    // the draft deploy decide: if Connect refuses, the task fails and the active bundle keeps serving.
-    if (existing.app_mode && existing.app_mode !== 'unknown' && existing.app_mode !== bundle.manifest.metadata.appmode) {
-      warnings.push(`Content ${existing.guid} runs as ${existing.app_mode}; this bundle changes it to ${bundle.manifest.metadata.appmode}.`)
-    }
+    // Connect refuses to change a deployed item's app mode (error 48; rsconnect validate_app_mode and Publisher
+    // refuse it client-side too: connect-api.md §10). Refused here, before any setting or variable changes.
+    if (appModeChanges(existing.app_mode, bundle.manifest.metadata.appmode)) throw appModeChanged(existing.guid, existing.app_mode!, bundle, options.dir)
     return existing
   })
   const guid = content.guid
@@ -177,8 +178,16 @@ async function deployUnrecorded(deps: DeployDeps, options: DeployOptions, plan: 
   const verifyAt = (baseUrl: string) => verifyExtension(deps.probe, {baseUrl, apiKey: options.apiKey, opsToken, expectedMlflowVersion: bundle.info.mlflowVersion})
   if (drafts) {
     await runner.step(`Deploy bundle ${bundleId} as a draft`, (report) => waitForTask(deps, guid, bundleId, false, options.timeoutMs, report, failureHints))
-    const draft = await runner.step('Verify the draft at its preview URL', async () => verifyAt(`${urls.contentUrl}_bundle${bundleId}/`))
-    if (!draft.ok) throw verifyFailure(draft, 'the draft', previous ? `The active bundle ${previous} keeps serving.` : 'Nothing was activated.', failureHints)
+    const preview = `${urls.contentUrl}_bundle${bundleId}/`
+    const draft = await runner.step('Verify the draft at its preview URL', async () => verifyAt(preview))
+    if (!draft.ok) {
+      // Only the preview root is documented to reach a draft (connect-api.md §1, §10). When Connect answers a
+      // sub-path with its own 404 (the extension always serves /health), verify the root alone now and
+      // everything right after activation, with the usual rollback when that fails.
+      const root = draft.checks.find((check) => check.id === 'health')?.status === 404 ? await deps.probe.get(preview, {Authorization: `Key ${options.apiKey}`}).catch(() => ({status: 0, body: ''})) : undefined
+      if (!root || root.status === 0 || root.status >= 500) throw verifyFailure(draft, 'the draft', previous ? `The active bundle ${previous} keeps serving.` : 'Nothing was activated.', failureHints)
+      warnings.push(`Connect does not route the draft preview's sub-paths (${preview}health answered 404): only the preview root was verified (HTTP ${root.status}); the full verification ran after activation.`)
+    }
   }
   await runner.step(`Activate bundle ${bundleId}`, (report) => waitForTask(deps, guid, bundleId, true, options.timeoutMs, report, failureHints))
   const live = await runner.step('Verify the activated bundle', async () => verifyAt(urls.contentUrl))
@@ -189,6 +198,25 @@ async function deployUnrecorded(deps: DeployDeps, options: DeployOptions, plan: 
   if (options.vanity) await runner.step(`Set the vanity path ${options.vanity}`, () => deps.connect.setVanity(guid, options.vanity!))
   await deps.writeRecord(options.dir, {server: options.server, guid, bundleId, mlflowVersion: bundle.info.mlflowVersion, deployedAt: new Date(deps.now()).toISOString()})
   return {dryRun: false, plan, guid, bundleId, previousBundleId: previous, user: user.username, ...urls, verification: live, draft: drafts, warnings}
+}
+
+/** Whether to deploy a draft first: a hidden or unparseable version means no, as rsconnect decides
+ * (server_supports_draft_deploy: an older server rejects the unknown `activate` field). Pure. */
+export function draftsFor(policy: DraftsPolicy, version: string | undefined): boolean {
+  if (policy !== 'auto') return policy === 'on'
+  const parsed = parseConnectVersion(version)
+  return parsed !== undefined && connectVersionAtLeast(parsed, DRAFTS_FROM)
+}
+
+/** A known app mode that differs from the bundle's ("unknown" is content that never had a bundle). Pure. */
+export function appModeChanges(deployed: string | null | undefined, bundle: string): boolean {
+  return Boolean(deployed) && deployed !== 'unknown' && deployed !== bundle
+}
+
+function appModeChanged(guid: string, deployed: string, bundle: DeployBundle, dir: string): UsageError {
+  return new UsageError('APP_MODE_CHANGED', `Content ${guid} was deployed as ${deployed}; this bundle is ${bundle.manifest.metadata.appmode}, and Connect cannot change a deployed item's app mode (error 48). Nothing was changed.`, {
+    suggestions: [`Render the bundle as ${deployed} (operator lines kept): mlflowctl version bump ${dir} --to ${bundle.info.mlflowVersion} --app-mode ${deployed}`, 'Or deploy it as new content: mlflowctl deploy DIR --new --name NAME'],
+  })
 }
 
 export function urlsFor(server: string, guid: string, content: {content_url?: string | null; dashboard_url?: string | null}) {

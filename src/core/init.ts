@@ -1,6 +1,6 @@
 import {UsageError} from '../errors.js'
 import {OAUTH_STORAGE_MODES, OPTIONAL_ENV, renderBundle, type BundleFile, type StorageMode} from './bundle.js'
-import {NEWEST_KNOWN_MLFLOW} from './versions.js'
+import {NEWEST_KNOWN_MLFLOW, type AppMode} from './versions.js'
 
 export interface InitDeps {
   readTemplates(): Promise<BundleFile[]>
@@ -13,6 +13,8 @@ export interface InitOptions {
   dir: string
   storage: StorageMode
   mlflowVersion?: string
+  /** Pin the app mode (python-api for content first deployed as python-api); default: the version's own. */
+  appMode?: AppMode
   force: boolean
   toolVersion: string
 }
@@ -51,6 +53,7 @@ export async function initBundle(deps: InitDeps, options: InitOptions): Promise<
     mlflowVersion: options.mlflowVersion ?? NEWEST_KNOWN_MLFLOW,
     pythonVersion,
     toolVersion: options.toolVersion,
+    appMode: options.appMode,
   })
   await deps.writeFiles(options.dir, rendered.files)
   const {manifest, info} = rendered

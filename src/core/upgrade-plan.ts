@@ -8,7 +8,8 @@ import semver from 'semver'
 
 import type {BundleInfo, ConnectManifest} from './bundle.js'
 import {findRelease, schemaStatus, type CatalogOverlay, type MigrationCatalog, type PendingRevision, type SchemaKind} from './catalog.js'
-import {appModeFor, pythonRequiresForBundle, pythonSatisfies} from './versions.js'
+import {pythonRequiresForBundle, pythonSatisfies} from './versions.js'
+import {servedAppMode} from './app-mode.js'
 
 export const PLAN_FORMAT_VERSION = 1
 
@@ -48,7 +49,7 @@ export interface UpgradePlan {
   guid: string
   bundleId: string
   from: {mlflowVersion: string; revision: string | null; appMode: string; python: string}
-  to: {mlflowVersion: string; head: string; appMode: string; pythonRequires: string}
+  to: {mlflowVersion: string; head: string; appMode: string; appModeReason: string; pythonRequires: string}
   schema: {kind: SchemaKind; explanation: string; pending: PendingRevision[]}
   pythonChange?: string
   breakingChanges: Array<{from: string; text: string}>
@@ -125,7 +126,8 @@ export function planUpgrade(catalog: MigrationCatalog, overlay: CatalogOverlay, 
     : strategy === 'zero-downtime'
       ? ['Back up and verify the backup.', `Bump the active bundle to MLflow ${target.version} and deploy it as a draft.`, 'Verify the draft at its preview URL, then activate it and verify again.', 'On failure: keep or re-activate the previous bundle.']
       : ['Back up the database and artifacts, and verify the backup.', `Bump the active bundle to MLflow ${target.version} and deploy it to the same GUID.`, `The new bundle runs ${schema.pending.length} migrations once, under the extension's migration lock.`, 'Verify /version, the REST API and the schema revision, as draft and after activation.', 'On failure: restore the backup and re-activate the previous bundle.']
-  const appModeTo = appModeFor(target.version)
+  const served = servedAppMode(manifest.metadata.appmode, target.version)
+  if (served.blocker) blockers.push(served.blocker)
   return {
     formatVersion: PLAN_FORMAT_VERSION,
     createdAt: now.toISOString(),
@@ -133,7 +135,7 @@ export function planUpgrade(catalog: MigrationCatalog, overlay: CatalogOverlay, 
     guid: state.guid,
     bundleId: state.bundleId,
     from: {mlflowVersion: fromVersion, revision: state.status.dbRevision, appMode: manifest.metadata.appmode, python},
-    to: {mlflowVersion: target.version, head: target.trackingHead, appMode: appModeTo, pythonRequires: floorTo},
+    to: {mlflowVersion: target.version, head: target.trackingHead, appMode: served.appMode, appModeReason: served.reason, pythonRequires: floorTo},
     schema: {kind: schema.kind, explanation: schema.explanation, pending: schema.pending},
     ...(manifest.environment?.python?.requires !== floorTo ? {pythonChange: `Python requirement ${manifest.environment?.python?.requires ?? '?'} → ${floorTo} (the bundle runs ${python})`} : {}),
     breakingChanges: upward ? breakingChanges : [],

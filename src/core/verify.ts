@@ -21,6 +21,8 @@ export interface VerifyCheck {
   id: 'health' | 'version' | 'rest' | 'schema'
   ok: boolean
   detail: string
+  /** The HTTP status (0: no answer). */
+  status?: number
 }
 
 export interface VerifyResult {
@@ -39,7 +41,7 @@ export async function verifyExtension(deps: VerifyDeps, options: VerifyOptions):
   const get = (path: string, headers: Record<string, string> = auth) => deps.get(`${options.baseUrl}${path}`, headers).catch((error: Error) => ({status: 0, body: error.message}))
   const checks: VerifyCheck[] = []
   const health = await get('health')
-  checks.push({id: 'health', ok: health.status === 200, detail: `/health answered ${health.status || 'nothing'}`})
+  checks.push({id: 'health', ok: health.status === 200, detail: `/health answered ${health.status || 'nothing'}`, status: health.status})
   const version = await get('version')
   const served = version.body.trim()
   checks.push({id: 'version', ok: version.status === 200 && served === options.expectedMlflowVersion, detail: `/version is ${version.status === 200 ? served : `HTTP ${version.status}`}, expected ${options.expectedMlflowVersion}`})

@@ -6,7 +6,7 @@ import semver from 'semver'
 
 import {UsageError} from '../errors.js'
 import {MANIFEST, md5Hex, renderBundle, type BundleFile, type BundleInfo, type ConnectManifest} from './bundle.js'
-import {parseMlflowVersion, pythonSatisfies} from './versions.js'
+import {parseMlflowVersion, pythonSatisfies, type AppMode} from './versions.js'
 
 export type BumpSelector = {kind: 'to'; version: string} | {kind: 'patch' | 'minor' | 'major' | 'latest'}
 
@@ -24,6 +24,9 @@ export interface BumpInput {
   files: Map<string, Buffer>
   templates: BundleFile[]
   toolVersion: string
+  /** The app mode to render; default: the bundle's own. A deployed item's mode cannot change on Connect
+   * (error 48, connect-api.md §10), so an in-place upgrade keeps it unless told otherwise. */
+  appMode?: AppMode
 }
 
 export interface BumpResult {
@@ -79,9 +82,10 @@ export function bumpBundle(input: BumpInput, target: AvailableRelease): BumpResu
       suggestions: ['Re-render the bundle with a newer Python (mlflowctl init DIR --force with MLFLOWCTL_PYTHON), or pick an older release.'],
     })
   }
-  const render = (mlflowVersion: string) => renderBundle(input.templates, {storage: info.storage, mlflowVersion, pythonVersion, toolVersion: input.toolVersion})
-  const before = render(info.mlflowVersion)
-  const after = render(target.version)
+  const render = (mlflowVersion: string, appMode: AppMode) => renderBundle(input.templates, {storage: info.storage, mlflowVersion, pythonVersion, toolVersion: input.toolVersion, appMode})
+  const currentMode = (manifest.metadata.appmode ?? info.appMode) as AppMode
+  const before = render(info.mlflowVersion, currentMode)
+  const after = render(target.version, input.appMode ?? currentMode)
   const text = (bundle: typeof before, path: string) => bundle.files.find((file) => file.path === path)!.content.toString('utf8')
   const oldManaged = new Set(requirementLines(text(before, 'requirements.txt')))
   const newManagedNames = new Set(requirementLines(text(after, 'requirements.txt')).map(requirementName))
@@ -116,7 +120,7 @@ export function bumpBundle(input: BumpInput, target: AvailableRelease): BumpResu
     environment: {...manifest.environment, python: {...manifest.environment?.python, requires: after.manifest.environment.python.requires}},
     files: Object.fromEntries(Object.keys(manifest.files).map((path) => [path, {checksum: md5Hex(files.get(path)!)}])),
   }
-  const changed = info.mlflowVersion !== newInfo.mlflowVersion || input.requirements !== requirements
+  const changed = info.mlflowVersion !== newInfo.mlflowVersion || input.requirements !== requirements || manifest.metadata.appmode !== newManifest.metadata.appmode
   return {
     from: info.mlflowVersion,
     to: newInfo.mlflowVersion,

@@ -48,6 +48,34 @@ export function appModeFor(mlflowVersion: string): AppMode {
   return semver.gte(parseMlflowVersion(mlflowVersion), '3.3.0') ? 'python-fastapi' : 'python-api'
 }
 
+export const APP_MODES: readonly AppMode[] = ['python-api', 'python-fastapi']
+/** The ASGI-to-WSGI bridge that serves MLflow 3.3+'s FastAPI app as python-api content (see appModeRequirementsFor). */
+export const A2WSGI_REQUIREMENT = 'a2wsgi==1.10.10'
+
+/**
+ * The app mode a bundle is rendered in: the one asked for (an in-place upgrade keeps the content's mode,
+ * which Connect cannot change: error 48, connect-api.md §10), else the natural one for the version.
+ * python-fastapi needs MLflow 3.3+ (before it there is no FastAPI app to serve). Pure.
+ * @throws UsageError APP_MODE_UNSUPPORTED, INVALID_APP_MODE
+ */
+export function resolveAppMode(mlflowVersion: string, requested?: string): AppMode {
+  if (requested === undefined) return appModeFor(mlflowVersion)
+  if (!(APP_MODES as readonly string[]).includes(requested)) throw new UsageError('INVALID_APP_MODE', `--app-mode ${requested}: use python-api or python-fastapi.`)
+  if (requested === 'python-fastapi' && appModeFor(mlflowVersion) === 'python-api') {
+    throw new UsageError('APP_MODE_UNSUPPORTED', `MLflow ${mlflowVersion} has no FastAPI app (it arrived in 3.3.0): it can only be served as python-api.`, {suggestions: ['Use --app-mode python-api, or an MLflow version from 3.3.0.']})
+  }
+  return requested as AppMode
+}
+
+/**
+ * What the app mode adds to requirements.txt: python-api content on MLflow 3.3+ serves the full FastAPI app
+ * (its FastAPI-only routes: OTLP trace ingestion, jobs, gateway, streamed artifacts) through a2wsgi, a
+ * maintained ASGI-to-WSGI adapter; Flask alone would lack those routes. Pure.
+ */
+export function appModeRequirementsFor(mlflowVersion: string, appMode: AppMode): string[] {
+  return appMode === 'python-api' && appModeFor(mlflowVersion) === 'python-fastapi' ? [A2WSGI_REQUIREMENT] : []
+}
+
 /** The Python floor of each MLflow release line (mlflow.md B6), as a PEP 440 requirement. */
 export function pythonRequiresFor(mlflowVersion: string): string {
   const version = parseMlflowVersion(mlflowVersion)

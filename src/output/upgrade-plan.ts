@@ -13,7 +13,7 @@ export function formatPlan(plan: UpgradePlan, format: 'text' | 'md'): string {
     item(`${plan.from.revision ?? 'none'} → ${plan.to.head}: ${plan.schema.kind}. ${plan.schema.explanation}`),
     ...formatPending(plan.schema.pending).map((line) => (md ? `    ${line}` : `    ${line}`)),
     heading('Runtime'),
-    item(`app mode ${plan.from.appMode} → ${plan.to.appMode}`),
+    item(`app mode ${plan.to.appMode}${plan.from.appMode !== plan.to.appMode ? ` (was ${plan.from.appMode})` : ''}: ${plan.to.appModeReason ?? 'as before'}`),
     item(plan.pythonChange ?? `Python ${plan.to.pythonRequires} (the bundle runs ${plan.from.python}): no change`),
   ]
   if (plan.breakingChanges.length > 0) lines.push(heading('Breaking changes for operators'), ...plan.breakingChanges.map((change) => item(`${change.from}: ${change.text}`)))

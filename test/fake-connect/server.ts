@@ -6,6 +6,8 @@ import {createServer, request as httpRequest, type IncomingMessage, type Server,
 import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
 
+import * as tar from 'tar'
+
 import {DeployFailure, startApp, unpackBundle, type RunningApp, type RuntimeOptions} from './runtime.js'
 
 export interface FakeUser {
@@ -27,6 +29,11 @@ export interface FakeConnectOptions extends RuntimeOptions {
   integrations?: Record<string, FakeIntegration>
   /** Connect >= 2026.02 also hands the session token as a file (CONNECT_CONTENT_SESSION_TOKEN_FILE). */
   sessionTokenFile?: boolean
+  /** UNCONFIRMED whether Connect routes sub-paths of a draft preview (/_bundle{id}/health); only the root is
+   * documented (connect-api.md §1, §10). false: sub-paths get Connect's own 404. */
+  draftSubpaths?: boolean
+  /** The largest page of a bundle list (Connect: 500, connect-api.md §10); small in tests that page. */
+  bundlePageMax?: number
 }
 
 export interface ExchangeRequest {
@@ -52,7 +59,7 @@ interface Content {
   collaborators: Set<string>
   settings: Record<string, unknown>
   env: Map<string, string>
-  bundles: Array<{id: string; created_time: string; file: string; size: number}>
+  bundles: Array<{id: string; created_time: string; file: string; size: number; appmode?: string}>
   activeBundle: string | null
   app_mode: string
   vanity: string | null
@@ -80,6 +87,8 @@ export class FakeConnect {
   readonly tasks = new Map<string, Task>()
   /** Every API call, for assertions ("which endpoints did mlflowctl use"). */
   readonly calls: string[] = []
+  /** The body of every deploy request, for assertions (a hidden-version server gets no `activate`). */
+  readonly deployRequests: Array<Record<string, unknown>> = []
   /** Successful token exchanges, per content GUID. */
   readonly exchanges = new Map<string, number>()
   private server?: Server
@@ -163,7 +172,7 @@ export class FakeConnect {
     const item = this.content.get(match[1])
     if (!item) return send(404, err(4, 'Content not found.'))
     if (!this.canManage(user, item)) return send(403, err(22, 'You do not have permission to perform this operation.'))
-    return this.contentRoute(item, req.method ?? 'GET', match[2] ?? '', body, send)
+    return this.contentRoute(item, req.method ?? 'GET', match[2] ?? '', body, send, url.searchParams)
   }
 
   private createContent(user: FakeUser, body: {name?: string; title?: string}, send: (s: number, b?: unknown) => void) {
@@ -177,7 +186,7 @@ export class FakeConnect {
     send(200, this.view(item))
   }
 
-  private contentRoute(item: Content, method: string, sub: string, body: Buffer, send: (s: number, b?: unknown) => void) {
+  private contentRoute(item: Content, method: string, sub: string, body: Buffer, send: (s: number, b?: unknown) => void, query: URLSearchParams) {
     const json = () => JSON.parse(body.toString() || 'null')
     if (sub === '' && method === 'GET') return send(200, this.view(item))
     if (sub === '' && method === 'PATCH') {
@@ -191,7 +200,8 @@ export class FakeConnect {
     if (sub === '/environment' && (method === 'PATCH' || method === 'PUT')) {
       if (method === 'PUT') item.env.clear()
       for (const {name, value} of json() as Array<{name: string; value: string | null}>) value === null ? item.env.delete(name) : item.env.set(name, value)
-      return send(204)
+      // 200 with the names now set (OpenAPI EnvironmentVariable; connect-api.md §10).
+      return send(200, [...item.env.keys()].sort())
     }
     if (sub === '/bundles' && method === 'POST') {
       const id = String(this.nextBundle++)
@@ -199,7 +209,7 @@ export class FakeConnect {
       mkdirSync(dir, {recursive: true})
       const file = join(dir, `${id}.tar.gz`)
       writeFileSync(file, body)
-      item.bundles.push({id, created_time: new Date().toISOString(), file, size: body.length})
+      item.bundles.push({id, created_time: new Date().toISOString(), file, size: body.length, appmode: manifestAppMode(file)})
       return send(200, {id, content_guid: item.guid, active: false, size: body.length, created_time: item.bundles.at(-1)!.created_time})
     }
     const download = /^\/bundles\/(\w+)\/download$/.exec(sub)
@@ -208,17 +218,34 @@ export class FakeConnect {
       if (!bundle) return send(404, err(4, 'Bundle not found.'))
       return send(200, readFileSync(bundle.file))
     }
-    if (sub === '/bundles' && method === 'GET') return send(200, item.bundles.map((b) => ({id: b.id, content_guid: item.guid, active: b.id === item.activeBundle, size: b.size, created_time: b.created_time})))
+    if (sub === '/bundles' && method === 'GET') {
+      // Paged, newest first, default page size 20 (OpenAPI getBundles; connect-api.md §10). The page envelope is
+      // assumed to be the one Connect's other paged lists use ({results, current_page, total}): UNCONFIRMED.
+      const size = Math.min(Number(query.get('page_size') ?? 20) || 20, this.options.bundlePageMax ?? 500)
+      const page = Math.max(1, Number(query.get('page_number') ?? 1) || 1)
+      const newestFirst = [...item.bundles].sort((a, b) => Number(b.id) - Number(a.id))
+      const results = newestFirst.slice((page - 1) * size, page * size).map((b) => ({id: b.id, content_guid: item.guid, active: b.id === item.activeBundle, size: b.size, created_time: b.created_time}))
+      return send(200, {results, current_page: page, total: item.bundles.length})
+    }
     if (sub === '/deploy' && method === 'POST') {
       if (item.locked) return send(403, err(22, 'Content is locked.'))
-      const {bundle_id: bundleId, activate = true} = json() as {bundle_id?: string; activate?: boolean}
+      const request = json() as {bundle_id?: string; activate?: boolean}
+      this.deployRequests.push(request)
+      // Before 2025.06 the field is unknown and rejected (additionalProperties: false; rsconnect
+      // server_supports_draft_deploy). A hidden version may be such a server: the fake is as strict as it can be.
+      if ('activate' in request && !this.draftsSupported()) return send(400, err(3, 'Unknown field: activate.'))
+      const {bundle_id: bundleId, activate = true} = request
       const bundle = item.bundles.find((b) => b.id === (bundleId ?? item.bundles.at(-1)?.id))
       if (!bundle) return send(404, err(4, 'Bundle not found.'))
+      // Error 48, HTTP 403: "You cannot change the type of application once deployed" (Connect's API error table;
+      // connect-api.md §10: AppModeChanged).
+      if (item.app_mode !== 'unknown' && bundle.appmode && bundle.appmode !== item.app_mode) return send(403, err(48, 'You cannot change the type of application once deployed. Try deploying this as a new application instead of updating an existing one.'))
       const task: Task = {id: randomUUID().replaceAll('-', ''), output: [], finished: false, code: 0, error: ''}
       this.tasks.set(task.id, task)
       const running = this.runDeploy(item, bundle, activate, task).finally(() => this.inFlight.delete(running))
       this.inFlight.add(running)
-      return send(200, {task_id: task.id})
+      // 202 Accepted with the task (OpenAPI ContentDeploymentInstructions; connect-api.md §10).
+      return send(202, {task_id: task.id})
     }
     if (sub === '/vanity' && method === 'GET') return item.vanity ? send(200, {content_guid: item.guid, path: item.vanity}) : send(404, err(4, 'No vanity URL.'))
     if (sub === '/vanity' && method === 'PUT') {
@@ -271,6 +298,14 @@ export class FakeConnect {
       delete env.CONNECT_CONTENT_SESSION_TOKEN
     }
     return env
+  }
+
+  /** Drafts (`activate: false`) exist from 2025.06; a hidden version counts as older (the strict reading). */
+  private draftsSupported(): boolean {
+    const version = this.options.version === undefined ? '2025.10.0' : this.options.version
+    if (!version) return false
+    const [year, month] = version.split('.').map(Number)
+    return year > 2025 || (year === 2025 && month >= 6)
   }
 
   /** Restarts the active bundle with the current environment, as Connect does after an env var change in
@@ -333,11 +368,13 @@ export class FakeConnect {
     if (!String(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) return send(400, err(3, 'The request body must be form-encoded.'))
     if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:token-exchange' || form.get('subject_token_type') !== CONTENT_SESSION_TOKEN) return send(400, err(3, 'Unsupported grant or subject token type.'))
     const item = [...this.content.values()].find((c) => c.sessionToken === form.get('subject_token'))
-    if (!item) return send(401, err(30, 'Invalid content session token.'))
+    // Code 236 for a session token Connect does not accept, 257 for several associations and no audience: the
+    // OpenAPI error enum as connect-api.md §10 reads it (most likely codes; not confirmed against a server).
+    if (!item) return send(401, err(236, 'Invalid content session token.'))
     const audience = form.get('audience')
     const candidates = item.associations.filter((guid) => !audience || guid === audience)
     if (candidates.length === 0) return send(400, err(212, 'No OAuth integration is associated with this content.'))
-    if (candidates.length > 1) return send(400, err(212, 'Several integrations are associated; choose one with audience.'))
+    if (candidates.length > 1) return send(400, err(257, 'Several integrations are associated; choose one with audience.'))
     const integration = this.options.integrations?.[candidates[0]]
     if (!integration) return send(400, err(212, 'The associated integration does not exist.'))
     const requestedTokenType = form.get('requested_token_type') ?? 'urn:ietf:params:oauth:token-type:access_token'
@@ -379,6 +416,7 @@ export class FakeConnect {
       }
     }
     if (!item) return void (res.writeHead(404), res.end('Not found'))
+    if (byGuid?.[3] && this.options.draftSubpaths === false && rest !== '' && rest !== '/') return void (res.writeHead(404, {'content-type': 'text/plain'}), res.end('Not found'))
     // UNCONFIRMED: the status Connect gives unauthenticated content requests; 401 assumed.
     if (!user) return void (res.writeHead(401, {'content-type': 'application/json'}), res.end(JSON.stringify(err(30, 'Invalid login.'))))
     if (!target) return void (res.writeHead(503, {'content-type': 'text/plain'}), res.end('The application is not running.'))
@@ -392,6 +430,20 @@ export class FakeConnect {
     })
     upstream.on('error', () => (res.headersSent ? res.destroy() : (res.writeHead(502), res.end('Bad gateway'))))
     req.pipe(upstream)
+  }
+}
+
+/** The app mode a bundle's manifest.json declares, read from the uploaded tar.gz (undefined when unreadable). */
+function manifestAppMode(file: string): string | undefined {
+  let text = ''
+  try {
+    tar.t({file, sync: true, onReadEntry: (entry) => {
+      if (entry.path.replace(/^\.\//, '') === 'manifest.json') entry.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')))
+      else entry.resume()
+    }})
+    return (JSON.parse(text) as {metadata?: {appmode?: string}}).metadata?.appmode
+  } catch {
+    return undefined
   }
 }
 

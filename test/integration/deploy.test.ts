@@ -99,4 +99,25 @@ describe('mlflowctl deploy against the fake Connect', () => {
     assert.equal(noTarget.code, 2)
     assert.equal(noTarget.json!.error!.code, 'NO_TARGET')
   })
+
+  it('a server that hides its version gets no draft (no activate field); a draft whose sub-paths Connect does not route is verified at its root, then in full once active', async (t) => {
+    const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const dir = join(tempDir(), 'ext')
+    assert.equal((await runCli(['init', dir, '--mlflow-version', venv!.mlflowVersion])).code, 0)
+    // A hidden version: the fake refuses the activate field, as a server older than 2025.06 would.
+    const hidden = await startFakeConnect({version: null})
+    const plain = await runCli(['deploy', dir, '--new', '--name', 'hidden-version', '--json'], {env: {...env, CONNECT_SERVER: hidden.url, MLFLOWCTL_CONFIG_DIR: tempDir('deploy-hidden-')}})
+    assert.equal(plain.code, 0, plain.stdout)
+    assert.equal(plain.json!.result.draft, false)
+    assert.ok(hidden.deployRequests.length > 0 && hidden.deployRequests.every((body) => !('activate' in body)), JSON.stringify(hidden.deployRequests))
+    assert.match(plain.json!.warnings!.join(), /hides its version, so no draft is deployed/)
+    // Preview sub-paths answered by Connect's own 404.
+    const rootOnly = await startFakeConnect({draftSubpaths: false})
+    const degraded = await runCli(['deploy', dir, '--new', '--name', 'root-only-preview', '--json'], {env: {...env, CONNECT_SERVER: rootOnly.url, MLFLOWCTL_CONFIG_DIR: tempDir('deploy-root-only-')}})
+    assert.equal(degraded.code, 0, degraded.stdout)
+    assert.equal(degraded.json!.result.draft, true)
+    assert.equal(degraded.json!.result.verification.ok, true, 'verified in full once active')
+    assert.match(degraded.json!.warnings!.join(), /does not route the draft preview's sub-paths/)
+  })
 })

@@ -64,11 +64,26 @@ describe('fake Connect: API', () => {
     assert.equal((await connect(OTHER_KEY).getContent(guid)).guid, guid)
   })
 
-  it('returns environment names only, and deletes with null', async () => {
+  it('returns environment names only, and deletes with null; the PATCH answers 200 with the names (OpenAPI)', async () => {
     const {guid} = await connect().createContent('fake-env-test')
     await connect().setEnvironment(guid, [{name: 'A', value: 'secret-a'}, {name: 'B', value: 'b'}])
     await connect().setEnvironment(guid, [{name: 'B', value: null}])
     assert.deepEqual(await connect().environmentNames(guid), ['A'])
+    const patch = await fetch(`${fake.url}__api__/v1/content/${guid}/environment`, {method: 'PATCH', headers: {Authorization: `Key ${PUBLISHER_KEY}`}, body: JSON.stringify([{name: 'C', value: 'c'}])})
+    assert.equal(patch.status, 200)
+    assert.deepEqual(await patch.json(), ['A', 'C'])
+  })
+
+  it('OAuth exchange errors: 236 for a session token it does not know, 257 for several associations and no audience', async () => {
+    const exchange = (token: string) => fetch(`${fake.url}__api__/v1/oauth/integrations/credentials`, {method: 'POST', headers: {Authorization: `Key ${PUBLISHER_KEY}`, 'Content-Type': 'application/x-www-form-urlencoded'}, body: new URLSearchParams({grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token_type: 'urn:posit:connect:content-session-token', subject_token: token})})
+    const unknown = await exchange('not-a-session-token')
+    assert.equal(unknown.status, 401)
+    assert.equal(((await unknown.json()) as {code: number}).code, 236)
+    const {guid} = await connect().createContent('fake-oauth-test')
+    await connect().setOAuthIntegrations(guid, ['int-a', 'int-b'])
+    const ambiguous = await exchange(fake.content.get(guid)!.sessionToken)
+    assert.equal(ambiguous.status, 400)
+    assert.equal(((await ambiguous.json()) as {code: number}).code, 257)
   })
 
   it('hides the server version when told to', async () => {
@@ -113,9 +128,20 @@ describe('fake Connect: runs bundles', () => {
     assert.equal((await waitTask(connect(), await connect().deploy(guid, next.id, false))).code, 0)
     assert.equal((await fetch(`${fake.url}content/${guid}/_bundle${next.id}/version`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status, 200)
     assert.equal((await connect().getContent(guid)).bundle_id, first.id)
-    assert.equal((await waitTask(connect(), await connect().deploy(guid, next.id))).code, 0)
+    // Deploy answers 202 Accepted with the task (OpenAPI).
+    const activation = await fetch(`${fake.url}__api__/v1/content/${guid}/deploy`, {method: 'POST', headers: {Authorization: `Key ${PUBLISHER_KEY}`}, body: JSON.stringify({bundle_id: next.id})})
+    assert.equal(activation.status, 202)
+    assert.equal((await waitTask(connect(), ((await activation.json()) as {task_id: string}).task_id)).code, 0)
     assert.equal((await connect().getContent(guid)).bundle_id, next.id)
-    assert.deepEqual((await connect().listBundles(guid)).map((b) => [b.id, b.active]), [[first.id, false], [broken.id, false], [next.id, true]])
+    // The bundle list is paged, newest first; the client reads every page.
+    assert.deepEqual((await connect().listBundles(guid)).map((b) => [b.id, b.active]), [[next.id, true], [broken.id, false], [first.id, false]])
+    const page2 = (await (await fetch(`${fake.url}__api__/v1/content/${guid}/bundles?page_size=1&page_number=2`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).json()) as {results: Array<{id: string}>; total: number}
+    assert.deepEqual([page2.results.map((b) => b.id), page2.total], [[broken.id], 3])
+
+    // The app mode of deployed content cannot change: error 48, HTTP 403, named APP_MODE_CHANGED by the client.
+    const otherMode = await connect().uploadBundle(guid, await bundleFor(venv!.mlflowVersion, ['--app-mode', 'python-api']))
+    await assert.rejects(connect().deploy(guid, otherMode.id), (e: MlflowctlError) => e.code === 'APP_MODE_CHANGED' && /Connect error 48/.test(e.message))
+    assert.equal((await connect().getContent(guid)).bundle_id, next.id)
 
     // The vanity path serves the same content.
     assert.equal(await connect().setVanity(guid, 'mlflow'), '/mlflow/')

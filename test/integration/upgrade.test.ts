@@ -3,9 +3,11 @@
 // 3.x and read back by it; and the failures (a bundle that crashes, a migration that fails, a verification that
 // fails), each of which must end rolled back with the data exactly as before.
 import assert from 'node:assert/strict'
+import {execFile} from 'node:child_process'
 import {readdirSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
+import {promisify} from 'node:util'
 
 import Database from 'better-sqlite3'
 import pg from 'pg'
@@ -20,6 +22,7 @@ import {connectAuthEnv, logRichRun, serverSnapshot} from '../support/mlflow-clie
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
 const OLD_3 = '3.0.1'
+const execFileAsync = promisify(execFile)
 const workDir = tempDir('upgrade-fake-connect-')
 const fake = await startFakeConnect({workDir})
 const env = {CONNECT_SERVER: fake.url, CONNECT_API_KEY: PUBLISHER_KEY, MLFLOWCTL_CONFIG_DIR: tempDir('upgrade-config-'), MLFLOWCTL_DATA_DIR: tempDir('upgrade-data-'), MLFLOWCTL_PYPI_URL: 'http://127.0.0.1:9'}
@@ -85,12 +88,39 @@ async function upgradeAndCompare(t: {name: string}, deployment: Deployment, befo
   // Read by the new release: every experiment, run, metric history, param, tag, artifact (sha256) and model.
   const after = await serverSnapshot(clientOf(newest!.python, deployment))
   assert.deepEqual(stripTraces(after), stripTraces(before))
+  // The content keeps its app mode (Connect cannot change it) and serves the new release's whole app: a route
+  // only the FastAPI app has (OTLP trace ingestion) takes a span through Connect, and the REST API finds it.
+  const firstMode = plan.json!.result.from.appMode
+  assert.equal(plan.json!.result.to.appMode, firstMode)
+  assert.equal(fake.content.get(deployment.guid)!.app_mode, firstMode)
+  assert.equal(await otlpRoundTrip(newest!.python, deployment.contentUrl), 'found')
   // The saved plan no longer matches the deployment.
   const stale = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--plan-file', planFile, '--yes', ...extra])
   assert.equal(stale.code, 6)
   assert.equal(stale.json!.error!.code, 'PLAN_STALE')
   const history = await cli(['history', '--guid', deployment.guid])
   assert.ok(history.json!.result.events.some((e: {action: string; result: string}) => e.action === 'upgrade' && e.result === 'ok'))
+}
+
+/** Posts one OTLP span to CONTENT/v1/traces (a FastAPI-only route) and looks for its trace through the REST API. */
+async function otlpRoundTrip(python: string, contentUrl: string): Promise<string> {
+  const script = `
+import json, os, sys, time, urllib.request
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+base, key = sys.argv[1], os.environ["KEY"]
+trace_id = os.urandom(16)
+now = time.time_ns()
+span = Span(trace_id=trace_id, span_id=os.urandom(8), name="otlp-probe", start_time_unix_nano=now - 1000000, end_time_unix_nano=now)
+body = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]).SerializeToString()
+headers = {"Authorization": "Key " + key, "Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": "0"}
+urllib.request.urlopen(urllib.request.Request(base + "v1/traces", data=body, headers=headers, method="POST"), timeout=60).read()
+search = json.dumps({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}}]}).encode()
+found = urllib.request.urlopen(urllib.request.Request(base + "api/3.0/mlflow/traces/search", data=search, headers={"Authorization": "Key " + key, "Content-Type": "application/json"}, method="POST"), timeout=60).read().decode()
+print("found" if trace_id.hex() in found else "missing: " + found[:300])
+`
+  const {stdout} = await execFileAsync(python, ['-c', script, contentUrl], {env: {PATH: process.env.PATH, KEY: PUBLISHER_KEY}})
+  return stdout.trim()
 }
 
 /** Traces are compared where both sides have them (a 2.x client sees none). */
@@ -127,6 +157,7 @@ describe('upgrade matrix (fake Connect, real MLflow)', () => {
     assert.match(md.stdout, /^# MLflow upgrade plan: 2\.22\.5 → /m)
     assert.match(md.stdout, /## Breaking changes for operators[\s\S]*3\.3\.0: The server runs on uvicorn/)
     assert.match(md.stdout, /## Strategy: maintenance/)
+    assert.match(md.stdout, /- app mode python-api: kept: the content was first deployed as python-api/)
     await upgradeAndCompare(t, deployment, before)
   })
 

@@ -1,10 +1,11 @@
 import type {z} from 'zod'
 
 import {redact} from '../../core/redact.js'
-import {AuthError, ConfigError, ExternalError, type MlflowctlError} from '../../errors.js'
+import {AuthError, ConfigError, ExternalError, UsageError, type MlflowctlError} from '../../errors.js'
 import {HttpTimeoutError, send, type HttpResponse} from './http.js'
 import {
   associationsSchema,
+  bundlePageSchema,
   bundleSchema,
   connectErrorSchema,
   contentSchema,
@@ -44,6 +45,8 @@ interface CallOptions<S extends z.ZodTypeAny> {
 }
 
 const RETRY_STATUSES = new Set([429, 502, 503, 504])
+/** Connect's largest page (connect-api.md §10: page_size max 500). */
+const BUNDLE_PAGE_SIZE = 500
 
 /**
  * A typed client over the Connect Server API (/__api__/v1/...). Sends `Authorization: Key`, validates
@@ -153,8 +156,10 @@ export class ConnectClient {
 
   private httpError(response: HttpResponse, method: string, url: URL, notFound?: () => MlflowctlError): MlflowctlError {
     let detail = ''
+    let connectCode: number | undefined
     try {
       const body = connectErrorSchema.safeParse(JSON.parse(response.body.toString('utf8')))
+      connectCode = body.success ? body.data.code : undefined
       if (body.success && body.data.error) detail = ` (Connect error ${body.data.code ?? '?'}: ${body.data.error})`
     } catch {
       // not JSON: a proxy or load balancer answered
@@ -164,6 +169,13 @@ export class ConnectClient {
     if (response.status === 401) {
       return new AuthError('CONNECT_UNAUTHORIZED', `Connect rejected the API key: it is invalid or expired${detail}.`, {
         suggestions: ['Create a new API key in Connect (your name > API Keys) and set CONNECT_API_KEY.'],
+      })
+    }
+    // Error 48: "You cannot change the type of application once deployed" (HTTP 403 in Connect's API error
+    // table; connect-api.md §10 calls it AppModeChanged). Not a permission problem: name it for what it is.
+    if (connectCode === 48) {
+      return new UsageError('APP_MODE_CHANGED', `Connect refused ${where}: the content's app mode cannot change once deployed${detail}.`, {
+        suggestions: ['Render the bundle in the content\'s app mode (mlflowctl version bump DIR --app-mode MODE), or deploy it as new content with --new.'],
       })
     }
     if (response.status === 403) {
@@ -216,8 +228,25 @@ export class ConnectClient {
     return this.call('POST', `v1/content/${encodeURIComponent(guid)}/bundles`, {schema: bundleSchema, rawBody: {data: archive, contentType: 'application/gzip'}})
   }
 
-  listBundles(guid: string): Promise<ConnectBundle[]> {
-    return this.call('GET', `v1/content/${encodeURIComponent(guid)}/bundles`, {schema: bundleSchema.array()})
+  /**
+   * Every bundle of the content. Connect's OpenAPI spec pages this list (page_number, page_size, default 20,
+   * newest first: connect-api.md §10); the 2023.09 spec and older servers return one bare array. So the
+   * largest page is asked for and followed to the end, whichever shape comes back, and a server that ignores
+   * the page (the same IDs again) ends the walk.
+   */
+  async listBundles(guid: string): Promise<ConnectBundle[]> {
+    const all = new Map<string, ConnectBundle>()
+    for (let page = 1; page <= 1000; page++) {
+      const answer = await this.call('GET', `v1/content/${encodeURIComponent(guid)}/bundles`, {schema: bundlePageSchema, query: {page_number: page, page_size: BUNDLE_PAGE_SIZE}})
+      const rows = Array.isArray(answer) ? answer : answer.results
+      const before = all.size
+      for (const row of rows) all.set(row.id, row)
+      const total = Array.isArray(answer) ? undefined : answer.total
+      // A server may cap the page below what was asked, so only an empty page, a page with nothing new or the
+      // total ends the walk.
+      if (rows.length === 0 || all.size === before || (total !== undefined && all.size >= total)) break
+    }
+    return [...all.values()]
   }
 
   /** The bundle's tar.gz, as uploaded (connect-api.md: GET …/bundles/{id}/download). */

@@ -32,6 +32,9 @@ export const contentSchema = z
 
 export const bundleSchema = z.object({id: z.string(), content_guid: z.string().optional(), active: z.boolean().optional(), created_time: z.string().optional()}).passthrough()
 
+/** A bundle list: a bare array (2023.09 spec, older servers) or a page {results, current_page, total}. */
+export const bundlePageSchema = z.union([bundleSchema.array(), z.object({results: bundleSchema.array(), current_page: z.number().optional(), total: z.number().optional()}).passthrough()])
+
 export const taskRefSchema = z.object({task_id: z.string()}).passthrough()
 
 export const taskSchema = z

@@ -4,9 +4,10 @@ import {readFileSync} from 'node:fs'
 import {MlflowctlCommand} from '../../base-command.js'
 import {parseContentGuid} from '../../core/backup/locations.js'
 import {applyUpgrade, type ApplyResult} from '../../core/upgrade-apply.js'
+import type {DraftsPolicy} from '../../core/deploy.js'
 import type {UpgradePlan} from '../../core/upgrade-plan.js'
 import {ConfigError, UsageError} from '../../errors.js'
-import {insecureFlag, targetFlags} from '../../flags.js'
+import {draftsFlag, insecureFlag, targetFlags} from '../../flags.js'
 import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {readJson} from '../../adapters/fs/json-file.js'
@@ -35,6 +36,7 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
     repo: Flags.string({summary: 'Backup repository (default: a directory under the data dir).', env: 'MLFLOWCTL_REPO'}),
     db: Flags.string({summary: 'The database URL, for external storage (postgresql://…).', env: 'MLFLOWCTL_DB'}),
     timeout: Flags.integer({summary: 'Seconds to wait for each deploy task.', default: 900, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
+    drafts: draftsFlag,
     yes: Flags.boolean({char: 'y', summary: 'Do not ask before upgrading.', env: 'MLFLOWCTL_YES'}),
     'passphrase-file': Flags.file({summary: 'Encrypt the backup with the passphrase in this file (or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
   }
@@ -50,7 +52,7 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
     const runner = this.tasks()
     const deps = await createApplyDeps({
       server: server.value, apiKey: apiKey.value, ca: caCertificate.value ? readFileSync(caCertificate.value) : undefined, insecure: this.flags.insecure, configDir, dataDir, cacheDir, transfer,
-      repo: this.flags.repo, databaseUrl: this.flags.db, passphrase: await resolvePassphrase(this.flags['passphrase-file']), toolVersion: this.config.version, timeoutMs: this.flags.timeout * 1000, runner,
+      repo: this.flags.repo, databaseUrl: this.flags.db, passphrase: await resolvePassphrase(this.flags['passphrase-file']), toolVersion: this.config.version, timeoutMs: this.flags.timeout * 1000, drafts: this.flags.drafts as DraftsPolicy, runner,
       onProgress: (line) => this.err(line), onWarning: (message) => this.warnUser(message),
     })
     deps.confirm = confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl upgrade apply --guid ${guid} …`})

@@ -4,6 +4,8 @@
  */
 import semver from 'semver'
 
+import {connectVersionAtLeast, parseConnectVersion} from '../connect-version.js'
+
 import {formatBytes} from '../units.js'
 import {OAUTH_STORAGE_MODES, REQUIRED_ENV, type StorageMode} from '../bundle.js'
 import {joinKey, type ArtifactLocation} from '../artifact-url.js'
@@ -237,8 +239,8 @@ export const DOCTOR_CHECKS: CheckDefinition<DoctorContext>[] = [
       const answer = await ctx.probes.serverVersion()
       if (!answer.ok) return answerFailure('the server settings', answer)
       if (!answer.value) return warn('the server hides its version', `Make sure it is ${MIN_CONNECT_VERSION} or newer (persistent content storage); an admin can unhide the version.`)
-      const version = semver.coerce(answer.value)
-      if (version && semver.lt(version, MIN_CONNECT_VERSION)) return fail(`Connect ${answer.value} is older than ${MIN_CONNECT_VERSION}`, `Upgrade Connect to ${MIN_CONNECT_VERSION}+ (the extension needs its persistent content storage).`)
+      const version = parseConnectVersion(answer.value)
+      if (version && !connectVersionAtLeast(version, parseConnectVersion(MIN_CONNECT_VERSION)!)) return fail(`Connect ${answer.value} is older than ${MIN_CONNECT_VERSION}`, `Upgrade Connect to ${MIN_CONNECT_VERSION}+ (the extension needs its persistent content storage).`)
       return pass(`Connect ${answer.value}`)
     },
   },

@@ -31,6 +31,11 @@ AWS_CREDENTIALS = "urn:ietf:params:aws:token-type:credentials"
 ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
 # Connect's error code when the content has no (matching) integration associated (connect-api.md §7.3).
 NO_INTEGRATION_CODE = 212
+# Several integrations associated and no audience named (OAuthCredentialsInvalidAssociationCount, most likely 257),
+# and a content session token Connect does not accept (most likely 236): connect-api.md §10, from the OpenAPI
+# error enum; the numbers are not confirmed against a server.
+AMBIGUOUS_ASSOCIATION_CODE = 257
+INVALID_SESSION_TOKEN_CODE = 236
 # Used only when Connect's answer carries neither expires_in nor a JWT exp claim (whether Connect sends
 # expires_in is UNCONFIRMED). Short on purpose: a token renewed too early costs one exchange.
 ASSUMED_LIFETIME_SECONDS = 600.0
@@ -142,6 +147,16 @@ def _exchange_refused(exc: HTTPError) -> CredentialError:
         return CredentialError(
             f"No OAuth integration is associated with this content (Connect error {NO_INTEGRATION_CODE}: {message or 'no integration'}). "
             "Associate a service-account integration: `mlflowctl deploy --oauth-integration GUID`, or in the content's Access settings."
+        )
+    if code == AMBIGUOUS_ASSOCIATION_CODE:
+        return CredentialError(
+            f"Several OAuth integrations are associated with this content and none was named (Connect error {code}: {message or 'ambiguous'}). "
+            "Set MLFLOWCTL_OAUTH_INTEGRATION to the GUID of the one to use (or MLFLOWCTL_DB_OAUTH_INTEGRATION and MLFLOWCTL_ARTIFACTS_OAUTH_INTEGRATION)."
+        )
+    if code == INVALID_SESSION_TOKEN_CODE:
+        return CredentialError(
+            f"Connect did not accept this content's session token (Connect error {code}: {message or 'invalid session token'}). "
+            "Restart the content so that Connect issues a new one; if it persists, check that the content runs on Connect (not a copy of its environment)."
         )
     if exc.code in (401, 403):
         return CredentialError(f"Connect refused the token exchange (HTTP {exc.code}{f', code {code}' if code else ''}): {message or exc.reason}. Check that the content's API key is enabled and the integration allows this content.")

@@ -142,10 +142,10 @@ def build_app() -> Any:
     # Connect picks the server from the manifest's app mode, so the bundle's choice wins.
     app_mode = bundle.get("appMode")
     asgi = app_mode == "python-fastapi" if app_mode else _release(mlflow.__version__) >= ASGI_FROM
-    return _wrap_mlflow_app(asgi, ops)
+    return _wrap_mlflow_app(asgi, ops, has_fastapi_app=_release(mlflow.__version__) >= ASGI_FROM)
 
 
-def _wrap_mlflow_app(asgi: bool, ops: OpsContext) -> Any:
+def _wrap_mlflow_app(asgi: bool, ops: OpsContext, has_fastapi_app: bool) -> Any:
     from .middleware import AsgiExtension, WsgiExtension
 
     started = time.monotonic()
@@ -154,6 +154,17 @@ def _wrap_mlflow_app(asgi: bool, ops: OpsContext) -> Any:
 
         wrapped: Any = AsgiExtension(asgi_app, ops)
         interface = "asgi"
+    elif has_fastapi_app:
+        # python-api content (a deployed item keeps its first app mode: Connect refuses a change, error 48) on
+        # MLflow 3.3+: the same FastAPI app as python-fastapi, FastAPI-only routes included (OTLP ingestion,
+        # jobs, gateway, streamed artifacts), through a2wsgi's ASGI-to-WSGI bridge. Flask alone lacks them.
+        from a2wsgi import ASGIMiddleware
+        from mlflow.server.fastapi_app import app as asgi_app
+
+        bridge = ASGIMiddleware(asgi_app)
+        _run_lifespan_startup(asgi_app, bridge.loop)
+        wrapped = WsgiExtension(bridge, ops)
+        interface = "wsgi (FastAPI app through a2wsgi)"
     else:
         from mlflow.server import app as wsgi_app
 
@@ -161,3 +172,28 @@ def _wrap_mlflow_app(asgi: bool, ops: OpsContext) -> Any:
         interface = "wsgi"
     log_event("startup.ready", "MLflow app loaded", interface=interface, seconds=round(time.monotonic() - started, 3))
     return wrapped
+
+
+def _run_lifespan_startup(asgi_app: Any, loop: Any, timeout: float = 60.0) -> None:
+    """a2wsgi sends no lifespan events; MLflow's lifespan does start-up housekeeping (assistant sandbox
+    clean-up), so run its startup on the bridge's event loop, as uvicorn would. Best effort: a failure is
+    logged, not fatal, because requests do not depend on it."""
+    import asyncio
+
+    async def lifespan() -> None:
+        started = asyncio.Event()
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        inbox.put_nowait({"type": "lifespan.startup"})
+
+        async def send(message: dict[str, Any]) -> None:
+            if message.get("type") in ("lifespan.startup.complete", "lifespan.startup.failed"):
+                started.set()
+
+        # The app keeps waiting for lifespan.shutdown on the loop's thread; the process exits without it.
+        asyncio.ensure_future(asgi_app({"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}, inbox.get, send))
+        await asyncio.wait_for(started.wait(), timeout)
+
+    try:
+        asyncio.run_coroutine_threadsafe(lifespan(), loop).result(timeout + 5)
+    except Exception as exc:  # noqa: BLE001 - housekeeping only
+        log_event("startup.lifespan_failed", f"the FastAPI app's lifespan startup did not complete: {type(exc).__name__}", logging.WARNING)

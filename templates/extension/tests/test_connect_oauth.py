@@ -51,6 +51,8 @@ def test_exchange_sends_the_documented_form_with_key_auth(exchange_server, tmp_p
     "status,body,message",
     [
         (400, {"code": 212, "error": "No integration"}, r"No OAuth integration is associated with this content \(Connect error 212"),
+        (400, {"code": 257, "error": "Several"}, r"Several OAuth integrations are associated .*Connect error 257.*MLFLOWCTL_OAUTH_INTEGRATION"),
+        (401, {"code": 236, "error": "Invalid session token"}, r"did not accept this content's session token \(Connect error 236"),
         (401, {"code": 30, "error": "Invalid login."}, r"Connect refused the token exchange \(HTTP 401"),
         (500, {}, r"token exchange failed \(HTTP 500"),
         (200, {"token_type": "Bearer"}, r"without an access_token"),

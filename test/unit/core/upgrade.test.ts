@@ -50,12 +50,27 @@ describe('version bump', () => {
     assert.match(requirements, /^scikit-learn==1\.5\.0$/m)
     assert.deepEqual(result.keptLines, ['scikit-learn==1.5.0'])
     const manifest = JSON.parse(written.get('manifest.json')!)
-    assert.equal(manifest.metadata.appmode, 'python-fastapi')
+    // The app mode stays the bundle's (Connect cannot change a deployed item's): python-api, with the bridge.
+    assert.equal(manifest.metadata.appmode, 'python-api')
+    assert.match(requirements, /^a2wsgi==/m)
     assert.equal(manifest.environment.python.requires, '>=3.10')
-    const fresh = renderBundle(templates, {storage: 'local', mlflowVersion: '3.17.2', pythonVersion: '3.11.7', toolVersion: 'test'})
+    const fresh = renderBundle(templates, {storage: 'local', mlflowVersion: '3.17.2', pythonVersion: '3.11.7', toolVersion: 'test', appMode: 'python-api'})
     for (const [path, {checksum}] of Object.entries(fresh.manifest.files)) if (path !== 'requirements.txt') assert.equal(manifest.files[path].checksum, checksum, path)
     assert.equal(JSON.parse(written.get('mlflowctl.json')!).mlflowVersion, '3.17.2')
     assert.equal(bumpBundle({...input, requirements, info: JSON.parse(written.get('mlflowctl.json')!), manifest, files: new Map([...input.files, ...result.writes.map((f) => [f.path, f.content] as const)])}, {version: '3.17.2'}).changed, false)
+  })
+
+  it('--app-mode renders another mode: python-fastapi drops the bridge; python-fastapi below 3.3 is refused', () => {
+    const result = bumpBundle({...bundleInput('2.22.5'), appMode: 'python-fastapi'}, {version: '3.17.2'})
+    const written = new Map(result.writes.map((file) => [file.path, file.content.toString()]))
+    assert.deepEqual(result.appMode, {from: 'python-api', to: 'python-fastapi'})
+    assert.doesNotMatch(written.get('requirements.txt')!, /a2wsgi/)
+    assert.throws(() => bumpBundle({...bundleInput('3.17.2'), appMode: 'python-fastapi'}, {version: '3.0.1'}), {code: 'APP_MODE_UNSUPPORTED'})
+    assert.throws(() => bumpBundle(bundleInput('3.17.2'), {version: '3.0.1'}), {code: 'APP_MODE_UNSUPPORTED'}, 'keeping python-fastapi below 3.3 is impossible too')
+    // Only the mode changes: the same version re-rendered (what APP_MODE_CHANGED's suggestion runs).
+    const same = bumpBundle({...bundleInput('3.17.2'), appMode: 'python-api'}, {version: '3.17.2'})
+    assert.equal(same.changed, true)
+    assert.match(same.writes.find((file) => file.path === 'requirements.txt')!.content.toString(), /^a2wsgi==/m)
   })
 
   it('replaces any other pin of an MLflow package or of a package the render pins, and refuses a missing file', () => {
@@ -92,7 +107,9 @@ describe('upgrade plan', () => {
     assert.deepEqual(plan.blockers, [])
     assert.ok(plan.breakingChanges.some((change) => change.from === '3.3.0'))
     assert.ok(plan.breakingChanges.every((change) => semver.gt(change.from, '2.22.5') && semver.lte(change.from, '3.17.2')))
-    assert.equal(plan.to.appMode, 'python-fastapi')
+    // Connect cannot change a deployed item's app mode: 2.x content stays python-api, served through a2wsgi.
+    assert.equal(plan.to.appMode, 'python-api')
+    assert.match(plan.to.appModeReason, /kept: .*first deployed as python-api.*a2wsgi/)
     assert.match(plan.pythonChange!, />=3\.9 → >=3\.10/)
   })
 

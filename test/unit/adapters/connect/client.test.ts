@@ -160,3 +160,37 @@ describe('ConnectClient', () => {
     assert.deepEqual(JSON.parse(seen[1].body), [{name: 'A', value: '1'}, {name: 'B', value: null}])
   })
 })
+
+describe('ConnectClient: bundle lists and app modes (connect-api.md §10)', () => {
+  const bundles = Array.from({length: 7}, (_, i) => ({id: String(100 + i), content_guid: 'g', active: i === 6}))
+
+  it('pages a paged bundle list to the end, whatever page size the server allows', async () => {
+    const {url, calls} = await serve((req, res) => {
+      const query = new URL(req.url!, 'http://x').searchParams
+      const size = Math.min(Number(query.get('page_size')), 3) // a server whose largest page is 3
+      const page = Number(query.get('page_number'))
+      const newestFirst = [...bundles].reverse()
+      json(res, 200, {results: newestFirst.slice((page - 1) * size, page * size), current_page: page, total: bundles.length})
+    })
+    const listed = await client(url).listBundles('g')
+    assert.deepEqual(listed.map((b) => b.id).sort(), bundles.map((b) => b.id))
+    assert.deepEqual(calls.map((call) => new URL(call.url, 'http://x').searchParams.get('page_number')), ['1', '2', '3'])
+  })
+
+  it('takes a bare array (older servers ignore the page) and stops when a page brings nothing new', async () => {
+    const {url, calls} = await serve((_req, res) => json(res, 200, bundles))
+    assert.equal((await client(url).listBundles('g')).length, 7)
+    assert.ok(calls.length <= 2, `at most one extra request, got ${calls.length}`)
+  })
+
+  it('Connect error 48 (an app-mode change, HTTP 403) is APP_MODE_CHANGED (exit 2), not a permission problem', async () => {
+    const {url} = await serve((_req, res) => json(res, 403, {code: 48, error: 'You cannot change the type of application once deployed.', payload: null}))
+    const error = await rejectsWith(client(url).deploy('g', '101'), 'APP_MODE_CHANGED', ExitCode.Usage)
+    assert.match(error.message, /app mode cannot change once deployed/)
+  })
+
+  it('accepts 202 Accepted for a deploy, as Connect answers it', async () => {
+    const {url} = await serve((_req, res) => json(res, 202, {task_id: 't-1'}))
+    assert.equal(await client(url).deploy('g', '101'), 't-1')
+  })
+})
