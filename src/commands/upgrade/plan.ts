@@ -18,7 +18,7 @@ export default class UpgradePlanCommand extends MlflowctlCommand<typeof UpgradeP
   static summary = 'Plan an MLflow upgrade of a deployment: schema, runtime, hazards, strategy.'
   static description = `Reads the live deployment (the active bundle's pins, the served /version, the schema revision and table sizes
 from the extension's ops status) and reports the version jump, the exact migrations with the heavy ones and their
-sizes, the Python and app-mode change, the breaking changes operators must know, the hazards and the blockers, and
+sizes, the Python change, the app mode that will be served and why, the breaking changes operators must know, the hazards and the blockers, and
 the strategy: zero-downtime (no schema change: draft, verify, activate) or maintenance (schema change: backup,
 deploy, migrations once, verify). --plan-file saves the plan with a fingerprint of the live state, for
 mlflowctl upgrade apply --plan-file. Reads only. Exit codes: 0 planned (blockers are in the plan; "blocked" is true),

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
 import {appModeChanges, deploy, draftsFor, type DeployBundle, type DeployDeps, type DeployOptions} from '../../../src/core/deploy.js'
+import {connectVersionAtLeast, parseConnectVersion} from '../../../src/core/connect-version.js'
 import {inlineStepRunner} from '../../../src/core/ports.js'
 import type {ProbeResponse} from '../../../src/core/verify.js'
 
@@ -78,6 +79,16 @@ describe('deploy: app modes', () => {
   it('table: what counts as a change of app mode', () => {
     for (const [deployed, bundle, changes] of [['python-api', 'python-api', false], ['python-api', 'python-fastapi', true], ['unknown', 'python-fastapi', false], [null, 'python-api', false]] as const) {
       assert.equal(appModeChanges(deployed, bundle), changes, `${deployed} → ${bundle}`)
+    }
+  })
+})
+
+describe('Connect versions (doctor and deploy compare them)', () => {
+  it('table: zero-padded months parse, and compare as numbers', () => {
+    assert.deepEqual(parseConnectVersion('2025.06.0'), [2025, 6, 0])
+    assert.equal(parseConnectVersion('hidden'), undefined)
+    for (const [version, floor, atLeast] of [['2025.09.1', [2025, 10, 0], false], ['2025.10.0', [2025, 10, 0], true], ['2026.01.0', [2025, 10, 0], true], ['2025.10.0', [2025, 10, 1], false]] as const) {
+      assert.equal(connectVersionAtLeast(parseConnectVersion(version)!, floor), atLeast, `${version} >= ${floor.join('.')}`)
     }
   })
 })

@@ -118,6 +118,14 @@ describe('upgrade plan', () => {
     assert.equal(planUpgrade(catalog, overlay, live('3.17.2', head('3.17.2')), '3.17.2', now).strategy, 'none')
   })
 
+  it('python-fastapi content stays python-fastapi, and a target below 3.3 cannot serve it: APP_MODE_UNSUPPORTED blocks', () => {
+    const kept = planUpgrade(catalog, overlay, live('3.16.0', head('3.16.0')), '3.17.2', now)
+    assert.equal(kept.to.appMode, 'python-fastapi')
+    assert.match(kept.to.appModeReason, /own mode/)
+    const down = planUpgrade(catalog, overlay, live('3.17.2', head('3.17.2')), '3.0.1', now)
+    assert.ok(down.blockers.some((blocker) => blocker.code === 'APP_MODE_UNSUPPORTED' && /deploy 3\.0\.1 as new content/.test(blocker.message)), JSON.stringify(down.blockers))
+  })
+
   it('blocks a database ahead of the target, a foreign revision, an old SQLite, SQL Server on 2.18/2.19, and version drift', () => {
     const codes = (state: LiveState, to: string) => planUpgrade(catalog, overlay, state, to, now).blockers.map((b) => b.code)
     assert.ok(codes(live('3.17.2', head('3.17.2')), '2.22.5').includes('DB_AHEAD_OF_TARGET'))
