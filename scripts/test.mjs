@@ -24,26 +24,64 @@ function listTests(dir, suffix = '.test.ts') {
   }).sort()
 }
 
-function runNodeTier(tier) {
+/** Wall seconds of each test file (integration: each its own run) and each pytest run, for the slowest list. */
+const durations = []
+
+function countTap(text) {
+  const count = (name) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(text)?.[1] ?? 0)
+  return {passed: count('pass'), failed: count('fail') + count('cancelled'), skipped: count('skipped') + count('todo')}
+}
+
+/** One `node --test` run over `files`; its output is streamed, or held and printed whole when runs overlap. */
+function runNode(files, tap, {concurrency = [], hold = false} = {}) {
+  return new Promise((resolveRun) => {
+    const started = Date.now()
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--import', './test/support/setup.ts', '--test', ...concurrency,
+        '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`, ...files],
+      {cwd: root, stdio: ['ignore', hold ? 'pipe' : 'inherit', hold ? 'pipe' : 'inherit'], env: process.env},
+    )
+    let held = ''
+    child.stdout?.on('data', (chunk) => (held += chunk))
+    child.stderr?.on('data', (chunk) => (held += chunk))
+    child.on('close', (status) => {
+      if (hold) process.stdout.write(held)
+      const counts = countTap(existsSync(tap) ? readFileSync(tap, 'utf8') : '')
+      // A crash before the reporter ran still counts as a failure.
+      if (status !== 0 && counts.failed === 0) counts.failed += 1
+      resolveRun({...counts, seconds: (Date.now() - started) / 1000})
+    })
+  })
+}
+
+async function runNodeTier(tier) {
   // Node 20's --test neither expands globs nor finds .ts files, so the files are listed here.
   const files = listTests(join(root, 'test', tier)).map((file) => relative(root, file))
   if (files.length === 0) return
-  const tap = join(scratch, `${tier}.tap`)
-  // Integration tests start real MLflow servers: one file at a time keeps a 2-core machine sane.
-  const concurrency = tier === 'integration' ? ['--test-concurrency=1'] : []
-  process.stdout.write(`\n== ${tier} (${files.length} files) ==\n`)
-  const result = spawnSync(
-    process.execPath,
-    ['--import', 'tsx', '--import', './test/support/setup.ts', '--test', ...concurrency,
-      '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`, ...files],
-    {cwd: root, stdio: 'inherit', env: process.env},
-  )
-  const text = existsSync(tap) ? readFileSync(tap, 'utf8') : ''
-  const count = (name) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(text)?.[1] ?? 0)
-  totals.passed += count('pass')
-  totals.failed += count('fail') + count('cancelled')
-  totals.skipped += count('skipped') + count('todo')
-  if (result.status !== 0 && count('fail') + count('cancelled') === 0) totals.failed += 1 // crashed before reporting
+  const add = (counts) => {
+    totals.passed += counts.passed
+    totals.failed += counts.failed
+    totals.skipped += counts.skipped
+  }
+  if (tier !== 'integration') {
+    process.stdout.write(`\n== ${tier} (${files.length} files) ==\n`)
+    add(await runNode(files, join(scratch, `${tier}.tap`)))
+    return
+  }
+  // Integration tests start real MLflow servers: one file at a time by default keeps a 2-core machine sane
+  // (MLFLOWCTL_TEST_JOBS=2 runs two files at once). Each file is its own run, so its wall time is known.
+  const jobs = Math.max(1, Number(process.env.MLFLOWCTL_TEST_JOBS ?? 1))
+  process.stdout.write(`\n== ${tier} (${files.length} files, ${jobs} at a time) ==\n`)
+  const queue = files.map((file, index) => ({file, index}))
+  const worker = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      const counts = await runNode([next.file], join(scratch, `${tier}-${next.index}.tap`), {hold: jobs > 1})
+      durations.push({name: next.file, seconds: counts.seconds})
+      add(counts)
+    }
+  }
+  await Promise.all(Array.from({length: jobs}, worker))
 }
 
 function testVenvs() {
@@ -78,7 +116,9 @@ function runExtensionTier() {
   for (const run of runs) {
     const junit = join(scratch, `pytest-${run.label.replaceAll(' ', '-')}.xml`)
     process.stdout.write(`\n-- ${run.label} --\n`)
+    const started = Date.now()
     const result = spawnSync(run.python, ['-m', 'pytest', ...run.paths, '-q', '-rs', '-p', 'no:cacheprovider', `--junitxml=${junit}`], {cwd: root, stdio: 'inherit', env})
+    durations.push({name: `pytest (${run.label})`, seconds: (Date.now() - started) / 1000})
     const xml = existsSync(junit) ? readFileSync(junit, 'utf8') : ''
     const attr = (name) => Number(new RegExp(`<testsuite[^>]*\\s${name}="(\\d+)"`).exec(xml)?.[1] ?? 0)
     const tests = attr('tests')
@@ -136,7 +176,11 @@ for (const tier of tiers) {
     process.exit(2)
   }
   if (tier === 'extension') runExtensionTier()
-  else runNodeTier(tier)
+  else await runNodeTier(tier)
+}
+if (durations.length > 0) {
+  process.stdout.write('\nSlowest test files:\n')
+  for (const {name, seconds} of [...durations].sort((a, b) => b.seconds - a.seconds).slice(0, 10)) process.stdout.write(`  ${seconds.toFixed(1).padStart(7)} s  ${name}\n`)
 }
 azurite?.kill()
 if (inCI && totals.skipped > 0) {
