@@ -1,6 +1,6 @@
 // The target side of a restore on this machine: what a target holds (and whether the path is of the right
 // kind), its scratch space, and the recovery of restores that a kill interrupted.
-import {open, readdir, stat} from 'node:fs/promises'
+import {open, readdir, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
 import type {RestoreScratch, RestoreTarget, TargetInspection} from '../../core/backup/restore.js'
@@ -117,9 +117,36 @@ export async function postgresCommitted(url: string, mark: string): Promise<bool
   })
 }
 
+/**
+ * What restores of mlflowctl before the journal left beside a target (TARGET.restoring-STAMP: a half-built new
+ * copy; TARGET.replaced-STAMP: the old data, renamed aside before the new was renamed in). A missing target gets its
+ * old data back; a half-built copy goes; an old copy beside a present target is named, never deleted.
+ */
+async function recoverLegacy(live: string): Promise<string[]> {
+  const messages: string[] = []
+  const dir = dirname(live)
+  const base = live.slice(dir.length + 1)
+  // The old stamp: BACKUP_ID-MILLISECONDS (20261128T061500Z-ab12cd-1764310500000).
+  const legacy = /^\.(restoring|replaced)-\d{8}T\d{6}Z-[0-9a-f]{6}-\d+$/
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.startsWith(base) && legacy.test(name.slice(base.length))).sort()
+  for (const name of names) {
+    const path = join(dir, name)
+    if (name.startsWith(`${base}.restoring-`)) {
+      await rm(path, {recursive: true, force: true})
+      messages.push(`removed ${path}, a half-built restore left by a killed run`)
+    } else if ((await pathKind(live)) === 'missing') {
+      await rename(path, live)
+      messages.push(`put back ${live} from ${path}: a killed restore had moved it aside`)
+    } else messages.push(`${path} holds data an interrupted restore moved aside; ${live} was restored since. Compare them, then remove the one you do not need.`)
+  }
+  return messages
+}
+
 /** Finishes or undoes dead runs' swaps under the target's scratch roots, then removes their scratch. */
 export async function recoverTarget(target: RestoreTarget, artifactsTo: string | undefined, dataDir: string): Promise<string[]> {
   const messages: string[] = []
+  if (target.kind === 'app-data') messages.push(...(await recoverLegacy(target.dir)))
+  if (target.kind === 'sqlite') messages.push(...(await recoverLegacy(target.path)))
   const committed = async (database: ExternalCommit) => (target.kind === 'postgresql' && database.display === target.display ? postgresCommitted(target.url, database.mark) : undefined)
   for (const root of scratchRoots(target, artifactsTo, dataDir)) {
     const removable: string[] = []

@@ -9,7 +9,7 @@ import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
 import {LOCK, lockRepo} from '../../../src/adapters/backup/repo.js'
-import {inspectTarget} from '../../../src/adapters/backup/restore-target.js'
+import {inspectTarget, recoverTarget} from '../../../src/adapters/backup/restore-target.js'
 import {makeDirs} from '../../../src/adapters/fs/safe-fs.js'
 import {SCRATCH_DIR, deadRuns, openScratch} from '../../../src/adapters/fs/scratch.js'
 import {recoverSwap, swapIn, type SwapJournal} from '../../../src/adapters/fs/swap.js'
@@ -110,6 +110,24 @@ describe('swapIn and recoverSwap', () => {
     writeFileSync(journal.copies[0], JSON.stringify(journal))
     await recoverSwap(journal.copies[0])
     assert.ok(!existsSync(join(root, 'mlflow.db')) && !existsSync(join(root, 'artifacts')), 'empty again: never a database without its artifacts')
+  })
+})
+
+describe('what restores before the journal left behind', () => {
+  it('a target killed between its two renames gets its old data back; a half-built copy goes; an old copy beside a live target is named, not deleted', async () => {
+    const root = await temp()
+    const target = join(root, 'data')
+    mkdirSync(`${target}.replaced-20261128T061500Z-ab12cd-1764310500000`)
+    writeFileSync(join(`${target}.replaced-20261128T061500Z-ab12cd-1764310500000`, 'mlflow.db'), 'old-db')
+    mkdirSync(`${target}.restoring-20261128T061500Z-ab12cd-1764310500001`)
+    writeFileSync(join(root, 'data.restoring-notes'), 'not ours')
+    const said = await recoverTarget({kind: 'app-data', dir: target}, undefined, await temp())
+    assert.equal(readFileSync(join(target, 'mlflow.db'), 'utf8'), 'old-db')
+    assert.deepEqual(readdirSync(root).sort(), ['data', 'data.restoring-notes'])
+    assert.equal(said.length, 2, said.join('\n'))
+    mkdirSync(`${target}.replaced-20261128T061500Z-ab12cd-1764310500002`)
+    assert.match((await recoverTarget({kind: 'app-data', dir: target}, undefined, await temp())).join(), /moved aside.*Compare them/)
+    assert.ok(existsSync(`${target}.replaced-20261128T061500Z-ab12cd-1764310500002`))
   })
 })
 
