@@ -141,20 +141,29 @@ export async function cleanUpRepo(repo: string, verify: (path: string) => Promis
   for (const name of names.filter((n) => n.endsWith(ARCHIVE_SUFFIX))) {
     const id = name.slice(0, -ARCHIVE_SUFFIX.length)
     if (await isCommitted(repo, id)) continue
-    try {
-      const manifest = await verify(join(repo, name))
-      if (manifest.id !== id) throw new Error(`it holds backup ${manifest.id}`)
-      await writeSidecar(repo, manifest)
-      messages.push(`committed ${id}: a killed run had written it whole but not listed it; it verified`)
-    } catch (error) {
-      if (error instanceof MlflowctlError && error.code === 'BACKUP_CORRUPT') {
-        await rm(join(repo, name), {force: true})
-        messages.push(`removed ${name}: unlisted and damaged (${error.message})`)
-      } else messages.push(`left ${name} alone: it is not listed and could not be checked (${(error as Error).message})`)
-    }
+    messages.push(await settleUnlisted(id, name, {verify: () => verify(join(repo, name)), commit: (manifest) => writeSidecar(repo, manifest), remove: () => rm(join(repo, name), {force: true})}))
   }
   for (const run of await removeRuns(await deadRuns(repo))) messages.push(`removed the scratch space of a killed run: ${run}`)
   return messages
+}
+
+/**
+ * An archive a kill left without its listing sidecar: committed when it verifies (it was written whole), removed
+ * when it is damaged, left alone when it cannot be read (another passphrase). Returns what was done.
+ */
+export async function settleUnlisted(id: string, where: string, store: {verify(): Promise<BackupManifest>; commit(manifest: BackupManifest): Promise<void>; remove(): Promise<void>}): Promise<string> {
+  try {
+    const manifest = await store.verify()
+    if (manifest.id !== id) throw new Error(`it holds backup ${manifest.id}`)
+    await store.commit(manifest)
+    return `committed ${id}: a killed run had written it whole but not listed it; it verified`
+  } catch (error) {
+    if (error instanceof MlflowctlError && error.code === 'BACKUP_CORRUPT') {
+      await store.remove()
+      return `removed ${where}: unlisted and damaged (${error.message})`
+    }
+    return `left ${where} alone: it is not listed and could not be checked (${(error as Error).message})`
+  }
 }
 
 export async function markVerified(repo: string, id: string, at: Date): Promise<void> {

@@ -12,7 +12,7 @@ import {ExternalError} from '../../errors.js'
 import {openObjectStore, type ObjectStore} from '../object-store.js'
 import {faultPoint} from '../fault.js'
 import {deadRuns, openScratch, removeRuns, type Scratch} from '../fs/scratch.js'
-import {LOCK, MARKER_SUFFIX, SIDECAR_SUFFIX, archivePath, cleanUpRepo, isCommitted, listRepo, lockRepo, markVerified, removeBackup, takeLock, writeSidecar, type RepoEntry} from './repo.js'
+import {LOCK, MARKER_SUFFIX, SIDECAR_SUFFIX, archivePath, cleanUpRepo, isCommitted, listRepo, lockRepo, markVerified, removeBackup, settleUnlisted, takeLock, writeSidecar, type RepoEntry} from './repo.js'
 
 export interface BackupRepository {
   /** As the user wrote it (no secrets: stores take credentials from the environment). */
@@ -159,15 +159,11 @@ export async function objectStoreRepository(location: ArtifactLocation, store?: 
         if (listed.has(`${id}${SIDECAR_SUFFIX}`)) continue
         const local = await repository.fetch(id)
         try {
-          const manifest = await verify(local.path)
-          if (manifest.id !== id) throw new Error(`it holds backup ${manifest.id}`)
-          await objects.put(key(`${id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`))
-          messages.push(`committed ${id}: a killed run had uploaded it whole but not listed it; it verified`)
-        } catch (error) {
-          if ((error as {code?: string}).code === 'BACKUP_CORRUPT') {
-            await objects.delete(key(name))
-            messages.push(`removed ${url(name)}: unlisted and damaged`)
-          } else messages.push(`left ${url(name)} alone: it is not listed and could not be checked (${(error as Error).message})`)
+          messages.push(await settleUnlisted(id, url(name), {
+            verify: () => verify(local.path),
+            commit: (manifest) => objects.put(key(`${id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)),
+            remove: () => objects.delete(key(name)),
+          }))
         } finally {
           await local.release()
         }

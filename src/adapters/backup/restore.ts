@@ -21,7 +21,7 @@ import {CheckFailedError, ExternalError, UsageError} from '../../errors.js'
 import {EXTENSION_TEMPLATES, PACKAGE_ROOT, readTree} from '../fs/bundle-dir.js'
 import {faultPoint} from '../fault.js'
 import {fsFailure, makeDirs, pathKind} from '../fs/safe-fs.js'
-import {swapIn} from '../fs/swap.js'
+import {journalIn, swapIn} from '../fs/swap.js'
 import {historyFile} from '../history-file.js'
 import {detectPythonVersion, pythonCommand} from '../python/python.js'
 import {ensureVenv} from '../python/venv.js'
@@ -194,9 +194,9 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       if ((await pathKind(from)) === 'missing') return makeDirs(to).then(() => 0)
       return moveTree(from, to)
     },
-    async swapIn(entries, swapOptions) {
+    async swapIn(entries, {journalDirs, ...swapOptions}) {
       for (const entry of entries) await makeDirs(dirname(entry.aside))
-      await swapIn(entries, swapOptions)
+      await swapIn(entries, {...swapOptions, journalCopies: journalDirs.map(journalIn)})
     },
     checkSqlite: async (path, revision) => checkSqlite(path, revision),
     uploadToConnect: (guid, dir, force, keepRevision) => uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force, keepRevision),

@@ -96,8 +96,8 @@ export interface RestoreDeps {
   loadDatabase(url: string, revision: string, dbDir: string, options?: {replace?: boolean; gate?: (commit: () => Promise<void>) => Promise<void>; mark?: string}): Promise<{tables: number; rows: number}>
   /** Moves a directory's files into a new directory `to` (created even when `from` is missing). Returns the count. */
   stageTree(from: string, to: string): Promise<number>
-  /** Swaps staged paths in through a journal (see adapters/fs/swap.ts); undoes on failure. */
-  swapIn(entries: SwapEntry[], options: {journalCopies: string[]; check(): Promise<void>; database?: {display: string; mark: string; commit(): Promise<void>}}): Promise<void>
+  /** Swaps staged paths in through a journal kept in each of `journalDirs` (adapters/fs/swap.ts); undoes on failure. */
+  swapIn(entries: SwapEntry[], options: {journalDirs: string[]; check(): Promise<void>; database?: {display: string; mark: string; commit(): Promise<void>}}): Promise<void>
   /** The swapped-in SQLite database opens, passes quick_check and is at `revision`. */
   checkSqlite(path: string, revision: string): Promise<void>
   /** Streams a prepared app-data directory to the deployment's POST /_mlflowctl/restore (it migrates and swaps). */
@@ -175,7 +175,7 @@ async function load(deps: RestoreDeps, options: RestoreOptions, scratch: Restore
     return {...loaded, artifactFiles: answer.artifactFiles}
   }
   const artifactsScratch = scratch.artifactsPath ?? scratch.path
-  const journalCopies = [...new Set([scratch.path, artifactsScratch])].map((dir) => deps.join(dir, 'swap-journal.json'))
+  const journalDirs = [...new Set([scratch.path, artifactsScratch])]
   const artifactsLive = target.kind === 'app-data' ? deps.join(target.dir, 'artifacts') : artifactsTo
   const artifactsEntry = async (): Promise<SwapEntry[]> => {
     if (!artifactsLive) return []
@@ -194,7 +194,7 @@ async function load(deps: RestoreDeps, options: RestoreOptions, scratch: Restore
       mark,
       gate: async (commit) => {
         if (entries.length === 0) return commit()
-        await deps.swapIn(entries, {journalCopies, check: async () => undefined, database: {display: target.display, mark, commit}})
+        await deps.swapIn(entries, {journalDirs, check: async () => undefined, database: {display: target.display, mark, commit}})
         artifactFiles = manifest.artifacts.files
       },
     })
@@ -210,6 +210,6 @@ async function load(deps: RestoreDeps, options: RestoreOptions, scratch: Restore
     ...['-wal', '-shm', '-journal'].map((suffix) => ({live: `${dbLive}${suffix}`, aside: deps.join(scratch.path, 'aside', `mlflow.db${suffix}`)})),
     ...(await artifactsEntry()),
   ]
-  await deps.swapIn(entries, {journalCopies, check: () => deps.checkSqlite(dbLive, revision)})
+  await deps.swapIn(entries, {journalDirs, check: () => deps.checkSqlite(dbLive, revision)})
   return {...loaded, artifactFiles: artifactsLive ? manifest.artifacts.files : 0}
 }

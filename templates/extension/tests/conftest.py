@@ -97,13 +97,14 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
 def start_server(tmp_path: Path) -> Iterator:
     servers: list[Server] = []
 
-    def start(bundle: Path, env: dict[str, str]) -> Server:
+    def start(bundle: Path, env: dict[str, str], wsgi: bool = False) -> Server:
+        """wsgi: serve with gunicorn whatever the MLflow version, as Connect serves python-api content."""
         port = free_port()
         log = tmp_path / f"server-{port}.log"
-        if mlflow_version() >= (3, 3):
+        if mlflow_version() >= (3, 3) and not wsgi:
             cmd = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)]
         else:
-            cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1", "app:app"]
+            cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1", "--timeout", "300", "app:app"]
         with open(log, "wb") as handle:
             process = subprocess.Popen(cmd, cwd=bundle, env=env, stdout=handle, stderr=subprocess.STDOUT)
         server = Server(port, process, log)

@@ -5,31 +5,9 @@ trace ingestion, server info) answer as they do under python-fastapi. Before 3.3
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
-from conftest import Server, base_env, free_port, http, mlflow_version
-
-
-def start_wsgi(bundle, env, tmp_path) -> Server:
-    (bundle / "mlflowctl.json").write_text(json.dumps({"bundleFormat": 1, "appMode": "python-api", "storage": "local"}))
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1", "--timeout", "300", "app:app"], cwd=bundle, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    server = Server(port, process, log)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {process.returncode}:\n{server.logs()[-3000:]}")
-        try:
-            if server.get("/health")[0] == 200:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"gunicorn did not become healthy:\n{server.logs()[-3000:]}")
+from conftest import base_env, http, mlflow_version
 
 
 def otlp_span(trace_id: bytes) -> bytes:
@@ -41,29 +19,26 @@ def otlp_span(trace_id: bytes) -> bytes:
     return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]).SerializeToString()
 
 
-def test_python_api_serves_every_route_of_its_mlflow(bundle, tmp_path):
-    server = start_wsgi(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data")), tmp_path)
-    try:
-        status, body = server.get("/api/2.0/mlflow/experiments/search?max_results=1")
+def test_python_api_serves_every_route_of_its_mlflow(bundle, tmp_path, start_server):
+    (bundle / "mlflowctl.json").write_text(json.dumps({"bundleFormat": 1, "appMode": "python-api", "storage": "local"}))
+    server = start_server(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data")), wsgi=True)
+    status, body = server.get("/api/2.0/mlflow/experiments/search?max_results=1")
+    assert status == 200, body[:300]
+    trace_id = bytes(range(16))
+    headers = {"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": "0"}
+    # MLflow 2.x has no OpenTelemetry protobufs either: any body shows whether the route exists.
+    payload = otlp_span(trace_id) if mlflow_version() >= (3, 3) else b"\x0a\x00"
+    status, body = http("POST", server.url("/v1/traces"), body=payload, headers=headers)
+    startup = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{") and '"startup.ready"' in line]
+    if mlflow_version() >= (3, 3):
+        assert startup and "a2wsgi" in startup[-1]["interface"], server.logs()[-2000:]
+        # The FastAPI-only OTLP route took the span, and the REST API shows the trace it made.
         assert status == 200, body[:300]
-        trace_id = bytes(range(16))
-        headers = {"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": "0"}
-        # MLflow 2.x has no OpenTelemetry protobufs either: any body shows whether the route exists.
-        payload = otlp_span(trace_id) if mlflow_version() >= (3, 3) else b"\x0a\x00"
-        status, body = http("POST", server.url("/v1/traces"), body=payload, headers=headers)
-        startup = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{") and '"startup.ready"' in line]
-        if mlflow_version() >= (3, 3):
-            assert startup and "a2wsgi" in startup[-1]["interface"], server.logs()[-2000:]
-            # The FastAPI-only OTLP route took the span, and the REST API shows the trace it made.
-            assert status == 200, body[:300]
-            status, found = http("POST", server.url("/api/3.0/mlflow/traces/search"), body=json.dumps({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}}]}).encode(), headers={"Content-Type": "application/json"})
-            assert status == 200, found[:300]
-            assert trace_id.hex() in found.decode(), found[:500]
-            assert server.get("/ajax-api/3.0/mlflow/server-info")[0] == 200
-        else:
-            # MLflow 2.x has no FastAPI app: Flask answers, and it has no OTLP route.
-            assert startup and startup[-1]["interface"] == "wsgi", server.logs()[-2000:]
-            assert status == 404
-    finally:
-        server.process.terminate()
-        server.process.wait(timeout=15)
+        status, found = http("POST", server.url("/api/3.0/mlflow/traces/search"), body=json.dumps({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}}]}).encode(), headers={"Content-Type": "application/json"})
+        assert status == 200, found[:300]
+        assert trace_id.hex() in found.decode(), found[:500]
+        assert server.get("/ajax-api/3.0/mlflow/server-info")[0] == 200
+    else:
+        # MLflow 2.x has no FastAPI app: Flask answers, and it has no OTLP route.
+        assert startup and startup[-1]["interface"] == "wsgi", server.logs()[-2000:]
+        assert status == 404
