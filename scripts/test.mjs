@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // Runs every test tier and ends with one line: "N passed, N failed, N skipped".
 // Usage: node scripts/test.mjs [unit|commands|integration|extension ...]   (default: all tiers)
-import {spawn, spawnSync} from 'node:child_process'
+import {spawn} from 'node:child_process'
 import {createConnection, createServer} from 'node:net'
-import {existsSync, mkdtempSync, readdirSync, readFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join, relative} from 'node:path'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {availableParallelism, tmpdir} from 'node:os'
+import {dirname, join, relative} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -55,33 +55,27 @@ function runNode(files, tap, {concurrency = [], hold = false} = {}) {
   })
 }
 
-async function runNodeTier(tier) {
+const addCounts = (counts) => {
+  totals.passed += counts.passed
+  totals.failed += counts.failed
+  totals.skipped += counts.skipped
+}
+
+/** Unit and command tests: one `node --test` run per tier, streamed. */
+async function runQuickTier(tier) {
   // Node 20's --test neither expands globs nor finds .ts files, so the files are listed here.
   const files = listTests(join(root, 'test', tier)).map((file) => relative(root, file))
   if (files.length === 0) return
-  const add = (counts) => {
-    totals.passed += counts.passed
-    totals.failed += counts.failed
-    totals.skipped += counts.skipped
-  }
-  if (tier !== 'integration') {
-    process.stdout.write(`\n== ${tier} (${files.length} files) ==\n`)
-    add(await runNode(files, join(scratch, `${tier}.tap`)))
-    return
-  }
-  // Integration tests start real MLflow servers: one file at a time by default keeps a 2-core machine sane
-  // (MLFLOWCTL_TEST_JOBS=2 runs two files at once). Each file is its own run, so its wall time is known.
-  const jobs = Math.max(1, Number(process.env.MLFLOWCTL_TEST_JOBS ?? 1))
-  process.stdout.write(`\n== ${tier} (${files.length} files, ${jobs} at a time) ==\n`)
-  const queue = files.map((file, index) => ({file, index}))
-  const worker = async () => {
-    for (let next = queue.shift(); next; next = queue.shift()) {
-      const counts = await runNode([next.file], join(scratch, `${tier}-${next.index}.tap`), {hold: jobs > 1})
-      durations.push({name: next.file, seconds: counts.seconds})
-      add(counts)
-    }
-  }
-  await Promise.all(Array.from({length: jobs}, worker))
+  process.stdout.write(`\n== ${tier} (${files.length} files) ==\n`)
+  addCounts(await runNode(files, join(scratch, `${tier}.tap`)))
+}
+
+/** Integration tests start real MLflow servers: each file is one job of the slow pool, so its wall time is known. */
+function integrationJobs() {
+  return listTests(join(root, 'test', 'integration')).map((file, index) => {
+    const name = relative(root, file)
+    return {name, sizeHint: statSync(file).size, run: (hold) => runNode([name], join(scratch, `integration-${index}.tap`), {hold})}
+  })
 }
 
 function testVenvs() {
@@ -89,15 +83,15 @@ function testVenvs() {
   return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : []
 }
 
-function runExtensionTier() {
+/** The extension's pytest suites: one job per MLflow venv, and each cloud mode's tests in that mode's bundle venv. */
+function extensionJobs() {
   const venvs = testVenvs()
-  process.stdout.write(`\n== extension (pytest, ${venvs.length} MLflow venvs) ==\n`)
   if (venvs.length === 0) {
     const reason = 'no MLflow test venvs: run `bash .ci/run` or `node scripts/provision.mjs` first'
     process.stdout.write(`SKIP extension tier: ${reason}\n`)
     if (inCI) totals.failed += 1
     else totals.skipped += 1
-    return
+    return []
   }
   const cacheDir = process.env.MLFLOWCTL_TEST_CACHE_DIR ?? join(root, '.cache', 'mlflowctl')
   const readCache = (name) => (existsSync(join(cacheDir, name)) ? JSON.parse(readFileSync(join(cacheDir, name), 'utf8')) : undefined)
@@ -113,21 +107,81 @@ function runExtensionTier() {
     process.stdout.write('cloud venvs missing under CI: run `node scripts/provision.mjs`\n')
     totals.failed += 1
   }
-  for (const run of runs) {
+  return runs.map((run) => ({name: `pytest (${run.label})`, sizeHint: run.paths.length > 1 ? 12_000 : 2_000, run: (hold) => runPytest(run, env, hold)}))
+}
+
+function runPytest(run, env, hold) {
+  return new Promise((resolveRun) => {
     const junit = join(scratch, `pytest-${run.label.replaceAll(' ', '-')}.xml`)
-    process.stdout.write(`\n-- ${run.label} --\n`)
     const started = Date.now()
-    const result = spawnSync(run.python, ['-m', 'pytest', ...run.paths, '-q', '-rs', '-p', 'no:cacheprovider', `--junitxml=${junit}`], {cwd: root, stdio: 'inherit', env})
-    durations.push({name: `pytest (${run.label})`, seconds: (Date.now() - started) / 1000})
-    const xml = existsSync(junit) ? readFileSync(junit, 'utf8') : ''
-    const attr = (name) => Number(new RegExp(`<testsuite[^>]*\\s${name}="(\\d+)"`).exec(xml)?.[1] ?? 0)
-    const tests = attr('tests')
-    const failed = attr('failures') + attr('errors')
-    const skipped = attr('skipped')
-    totals.passed += tests - failed - skipped
-    totals.failed += failed
-    totals.skipped += skipped
-    if (result.status !== 0 && failed === 0) totals.failed += 1
+    const child = spawn(run.python, ['-m', 'pytest', ...run.paths, '-q', '-rs', '-p', 'no:cacheprovider', `--junitxml=${junit}`], {cwd: root, stdio: ['ignore', hold ? 'pipe' : 'inherit', hold ? 'pipe' : 'inherit'], env})
+    let held = ''
+    child.stdout?.on('data', (chunk) => (held += chunk))
+    child.stderr?.on('data', (chunk) => (held += chunk))
+    child.on('close', (status) => {
+      if (hold) process.stdout.write(held)
+      const xml = existsSync(junit) ? readFileSync(junit, 'utf8') : ''
+      const attr = (name) => Number(new RegExp(`<testsuite[^>]*\\s${name}="(\\d+)"`).exec(xml)?.[1] ?? 0)
+      const failed = attr('failures') + attr('errors')
+      const skipped = attr('skipped')
+      const counts = {passed: attr('tests') - failed - skipped, failed, skipped, seconds: (Date.now() - started) / 1000}
+      if (status !== 0 && failed === 0) counts.failed += 1
+      resolveRun(counts)
+    })
+  })
+}
+
+/**
+ * The slow pool: integration files and pytest suites, `jobs` at a time (MLFLOWCTL_TEST_JOBS; default two on a
+ * machine with two or more cores: one job keeps about 0.8 of a core busy, measured). Longest first, from the
+ * durations of the previous run here (in the cache), else test/durations.json (measured on the CI machine;
+ * refresh it with MLFLOWCTL_TEST_DURATIONS_UPDATE=1), else a file's size, so that no long job starts last.
+ * Jobs that run at the same time share nothing but the emulators and PostgreSQL: each makes its own ports,
+ * directories and databases.
+ */
+async function runSlowPool(jobs) {
+  if (jobs.length === 0) return
+  const known = readDurations()
+  const expected = (job) => known[job.name] ?? job.sizeHint / 100
+  const queue = [...jobs].sort((a, b) => expected(b) - expected(a))
+  const width = Math.max(1, Number(process.env.MLFLOWCTL_TEST_JOBS ?? Math.min(2, availableParallelism())))
+  process.stdout.write(`\n== integration and extension (${jobs.length} jobs, ${width} at a time, longest first) ==\n`)
+  const worker = async () => {
+    for (let job = queue.shift(); job; job = queue.shift()) {
+      if (width > 1) process.stdout.write(`-- started: ${job.name}\n`)
+      const counts = await job.run(width > 1)
+      process.stdout.write(`-- finished: ${job.name} (${counts.seconds.toFixed(1)} s: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped)\n`)
+      durations.push({name: job.name, seconds: counts.seconds, passed: counts.failed === 0})
+      addCounts(counts)
+    }
+  }
+  await Promise.all(Array.from({length: width}, worker))
+  writeDurations()
+}
+
+const durationsFile = join(process.env.MLFLOWCTL_TEST_CACHE_DIR ?? join(root, '.cache', 'mlflowctl'), 'test-durations.json')
+const baselineFile = join(root, 'test', 'durations.json')
+function readJson(file) {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'))
+  } catch {
+    return {}
+  }
+}
+const readDurations = () => ({...readJson(baselineFile), ...readJson(durationsFile)})
+/** Only a job that passed says how long it takes: a failure can end a file early. */
+function writeDurations() {
+  const measured = Object.fromEntries(durations.filter((d) => d.passed).map((d) => [d.name, Math.round(d.seconds)]))
+  const targets = process.env.MLFLOWCTL_TEST_DURATIONS_UPDATE ? [durationsFile, baselineFile] : [durationsFile]
+  for (const file of targets) {
+    try {
+      mkdirSync(dirname(file), {recursive: true})
+      const merged = {...readJson(file), ...measured}
+      const sorted = Object.fromEntries(Object.entries(merged).sort(([a], [b]) => a.localeCompare(b)))
+      writeFileSync(file, `${JSON.stringify(sorted, null, 2)}\n`)
+    } catch {
+      // Only a scheduling hint: a read-only cache costs the order, not the run.
+    }
   }
 }
 
@@ -175,9 +229,9 @@ for (const tier of tiers) {
     process.stderr.write(`unknown tier "${tier}"; use ${ALL.join(', ')}\n`)
     process.exit(2)
   }
-  if (tier === 'extension') runExtensionTier()
-  else await runNodeTier(tier)
 }
+for (const tier of tiers.filter((name) => name === 'unit' || name === 'commands')) await runQuickTier(tier)
+await runSlowPool([...(tiers.includes('integration') ? integrationJobs() : []), ...(tiers.includes('extension') ? extensionJobs() : [])])
 if (durations.length > 0) {
   process.stdout.write('\nSlowest test files:\n')
   for (const {name, seconds} of [...durations].sort((a, b) => b.seconds - a.seconds).slice(0, 10)) process.stdout.write(`  ${seconds.toFixed(1).padStart(7)} s  ${name}\n`)

@@ -17,7 +17,7 @@ import * as tar from 'tar'
 import * as tarStream from 'tar-stream'
 
 import {runCli, tempDir, type CliResult} from '../support/cli.js'
-import {logRichRun, logRun, readRun, serverSnapshot} from '../support/mlflow-client.js'
+import {logRichRun, logRun, readRuns, serverSnapshot} from '../support/mlflow-client.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
@@ -226,10 +226,9 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
       t.after(() => runCli(['dev', 'down', restoredBundle]))
       assert.equal(up.code, 0, `${label}: ${up.stdout}`)
       const restored = {python: venv!.python, trackingUri: up.json!.result.trackingUri, token: up.json!.result.apiKey}
-      for (const runId of runIds) {
-        const [before, after] = await Promise.all([readRun(original, runId), readRun(restored, runId)])
-        assert.deepEqual(after, before, `${label}: run ${runId} differs after restore`)
-      }
+      const [before, after] = await Promise.all([readRuns(original, runIds), readRuns(restored, runIds)])
+      assert.equal(after.length, runIds.length)
+      for (const [index, runId] of runIds.entries()) assert.deepEqual(after[index], before[index], `${label}: run ${runId} differs after restore`)
       // Sequences moved past the restored IDs: a new experiment does not collide.
       const created = await fetch(`${up.json!.result.trackingUri}/api/2.0/mlflow/experiments/create`, {method: 'POST', headers: {Authorization: `Key ${up.json!.result.apiKey}`, 'Content-Type': 'application/json'}, body: JSON.stringify({name: `after-restore-${label}`})})
       assert.equal(created.status, 200, await created.text())

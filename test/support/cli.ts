@@ -16,6 +16,7 @@ export interface CliResult {
 
 /** Runs the built CLI (bin/run.js) as a user would, as a child process. */
 export function runCli(args: string[], options: {env?: Record<string, string | undefined>; timeoutMs?: number} = {}): Promise<CliResult> {
+  const started = Date.now()
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [RUN, ...args], {env: {...process.env, ...options.env}, stdio: ['ignore', 'pipe', 'pipe']})
     let stdout = ''
@@ -26,6 +27,7 @@ export function runCli(args: string[], options: {env?: Record<string, string | u
     child.on('error', reject)
     child.on('close', (code) => {
       clearTimeout(timer)
+      traceStep(`mlflowctl ${args.filter((arg) => !arg.startsWith('--json')).slice(0, 3).join(' ')}`, started)
       let json
       try {
         json = JSON.parse(stdout)
@@ -39,4 +41,9 @@ export function runCli(args: string[], options: {env?: Record<string, string | u
 
 export function tempDir(prefix = 'mlflowctl-'): string {
   return mkdtempSync(join(tmpdir(), prefix))
+}
+
+/** With MLFLOWCTL_TEST_TRACE=1, each CLI and client call prints its wall time to stderr (to find where a test's time goes). */
+export function traceStep(label: string, started: number): void {
+  if (process.env.MLFLOWCTL_TEST_TRACE) process.stderr.write(`[trace] ${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s  ${label}\n`)
 }

@@ -3,7 +3,7 @@ import {cpSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 
-import {tempDir} from './cli.js'
+import {tempDir, traceStep} from './cli.js'
 import {REPO_ROOT} from './services.js'
 
 const run = promisify(execFile)
@@ -14,84 +14,95 @@ import json, os, sys, tempfile
 import mlflow
 from mlflow import MlflowClient
 
-action = sys.argv[1]
-if action == "log":
-    mlflow.set_experiment(sys.argv[2])
-    with mlflow.start_run() as run:
-        mlflow.log_param("alpha", "0.5")
-        mlflow.log_metric("rmse", 0.876, step=1)
-        path = os.path.join(tempfile.mkdtemp(), "model.txt")
-        with open(path, "w") as handle:
-            handle.write("weights-v1")
-        mlflow.log_artifact(path)
-    print(json.dumps({"runId": run.info.run_id, "artifactUri": run.info.artifact_uri}))
-elif action == "rich":
-    # Everything a backup must carry: metric history with steps (and a NaN), params, tags, an artifact,
-    # a registered model with a version and an alias, and a trace on 3.x.
-    client = MlflowClient()
-    mlflow.set_experiment(sys.argv[2])
-    with mlflow.start_run() as run:
-        mlflow.log_params({"alpha": "0.5", "layers": "3"})
-        for step in range(5):
-            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
-        mlflow.log_metric("diverged", float("nan"))
-        mlflow.set_tags({"team": "forecasting", "note": "line one\\nline two\\t'quoted'"})
-        path = os.path.join(tempfile.mkdtemp(), "model.txt")
-        with open(path, "w") as handle:
-            handle.write("weights-" + sys.argv[2])
-        mlflow.log_artifact(path)
-        mlflow.log_artifact(path, artifact_path="nested/dir")
-    if mlflow.__version__.startswith("3."):
-        @mlflow.trace
-        def predict(x):
-            return {"y": x * 2}
-        predict(21)
-    name = "model-" + sys.argv[2]
-    client.create_registered_model(name, tags={"owner": "ops"}, description="restored?")
-    version = client.create_model_version(name, source=run.info.artifact_uri, run_id=run.info.run_id)
-    client.set_registered_model_alias(name, "champion", version.version)
-    print(json.dumps({"runId": run.info.run_id}))
-elif action == "snapshot":
-    # What a user sees through the server, with NaN spelled out (JSON has no NaN).
-    from mlflow.entities import ViewType
-    import hashlib, math
+RESULT = "@@mlflowctl-test-result "
 
-    def num(value):
-        return "NaN" if isinstance(value, float) and math.isnan(value) else value
+def act(action, arg):
+    if action == "log":
+        mlflow.set_experiment(arg)
+        with mlflow.start_run() as run:
+            mlflow.log_param("alpha", "0.5")
+            mlflow.log_metric("rmse", 0.876, step=1)
+            path = os.path.join(tempfile.mkdtemp(), "model.txt")
+            with open(path, "w") as handle:
+                handle.write("weights-v1")
+            mlflow.log_artifact(path)
+        return {"runId": run.info.run_id, "artifactUri": run.info.artifact_uri}
+    elif action == "rich":
+        # Everything a backup must carry: metric history with steps (and a NaN), params, tags, an artifact,
+        # a registered model with a version and an alias, and a trace on 3.x.
+        client = MlflowClient()
+        mlflow.set_experiment(arg)
+        with mlflow.start_run() as run:
+            mlflow.log_params({"alpha": "0.5", "layers": "3"})
+            for step in range(5):
+                mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+            mlflow.log_metric("diverged", float("nan"))
+            mlflow.set_tags({"team": "forecasting", "note": "line one\\nline two\\t'quoted'"})
+            path = os.path.join(tempfile.mkdtemp(), "model.txt")
+            with open(path, "w") as handle:
+                handle.write("weights-" + arg)
+            mlflow.log_artifact(path)
+            mlflow.log_artifact(path, artifact_path="nested/dir")
+        if mlflow.__version__.startswith("3."):
+            @mlflow.trace
+            def predict(x):
+                return {"y": x * 2}
+            predict(21)
+        name = "model-" + arg
+        client.create_registered_model(name, tags={"owner": "ops"}, description="restored?")
+        version = client.create_model_version(name, source=run.info.artifact_uri, run_id=run.info.run_id)
+        client.set_registered_model_alias(name, "champion", version.version)
+        return {"runId": run.info.run_id}
+    elif action == "snapshot":
+        # What a user sees through the server, with NaN spelled out (JSON has no NaN).
+        from mlflow.entities import ViewType
+        import hashlib, math
 
-    client = MlflowClient()
-    out = {"experiments": [], "models": []}
-    for exp in sorted(client.search_experiments(view_type=ViewType.ALL), key=lambda e: e.experiment_id):
-        runs = []
-        for run in sorted(client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL, max_results=1000), key=lambda r: r.info.run_id):
-            history = {key: [[m.step, m.timestamp, num(m.value)] for m in client.get_metric_history(run.info.run_id, key)] for key in sorted(run.data.metrics)}
-            files = {}
-            pending = [None]
-            while pending:
-                for item in client.list_artifacts(run.info.run_id, pending.pop()):
-                    if item.is_dir:
-                        pending.append(item.path)
-                    else:
-                        local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=item.path)
-                        files[item.path] = hashlib.sha256(open(local, "rb").read()).hexdigest()
-            runs.append({"id": run.info.run_id, "status": run.info.status, "start": run.info.start_time, "end": run.info.end_time, "artifactUri": run.info.artifact_uri,
-                         "params": run.data.params, "metrics": {k: num(v) for k, v in run.data.metrics.items()}, "tags": run.data.tags, "history": history, "files": files})
-        traces = []
-        if hasattr(mlflow, "search_traces") and mlflow.__version__.startswith("3."):
-            for trace in sorted(mlflow.search_traces(experiment_ids=[exp.experiment_id], return_type="list"), key=lambda t: t.info.trace_id):
-                traces.append({"id": trace.info.trace_id, "state": str(trace.info.state), "spans": sorted([[s.name, json.dumps(s.inputs, sort_keys=True), json.dumps(s.outputs, sort_keys=True)] for s in trace.data.spans])})
-        out["experiments"].append({"id": exp.experiment_id, "name": exp.name, "stage": exp.lifecycle_stage, "artifactLocation": exp.artifact_location, "tags": exp.tags, "runs": runs, "traces": traces})
-    for model in sorted(client.search_registered_models(), key=lambda m: m.name):
-        versions = sorted([[v.version, v.run_id, v.source, v.status] for v in client.search_model_versions(f"name='{model.name}'")])
-        out["models"].append({"name": model.name, "description": model.description, "tags": model.tags, "aliases": model.aliases, "versions": versions})
-    print(json.dumps(out))
-else:
-    client = MlflowClient()
-    run = client.get_run(sys.argv[2])
-    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model.txt")
-    with open(local) as handle:
-        content = handle.read()
-    print(json.dumps({"params": run.data.params, "metrics": run.data.metrics, "artifact": content, "experimentId": run.info.experiment_id}))
+        def num(value):
+            return "NaN" if isinstance(value, float) and math.isnan(value) else value
+
+        client = MlflowClient()
+        out = {"experiments": [], "models": []}
+        for exp in sorted(client.search_experiments(view_type=ViewType.ALL), key=lambda e: e.experiment_id):
+            runs = []
+            for run in sorted(client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL, max_results=1000), key=lambda r: r.info.run_id):
+                history = {key: [[m.step, m.timestamp, num(m.value)] for m in client.get_metric_history(run.info.run_id, key)] for key in sorted(run.data.metrics)}
+                files = {}
+                pending = [None]
+                while pending:
+                    for item in client.list_artifacts(run.info.run_id, pending.pop()):
+                        if item.is_dir:
+                            pending.append(item.path)
+                        else:
+                            local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=item.path)
+                            files[item.path] = hashlib.sha256(open(local, "rb").read()).hexdigest()
+                runs.append({"id": run.info.run_id, "status": run.info.status, "start": run.info.start_time, "end": run.info.end_time, "artifactUri": run.info.artifact_uri,
+                             "params": run.data.params, "metrics": {k: num(v) for k, v in run.data.metrics.items()}, "tags": run.data.tags, "history": history, "files": files})
+            traces = []
+            if hasattr(mlflow, "search_traces") and mlflow.__version__.startswith("3."):
+                for trace in sorted(mlflow.search_traces(experiment_ids=[exp.experiment_id], return_type="list"), key=lambda t: t.info.trace_id):
+                    traces.append({"id": trace.info.trace_id, "state": str(trace.info.state), "spans": sorted([[s.name, json.dumps(s.inputs, sort_keys=True), json.dumps(s.outputs, sort_keys=True)] for s in trace.data.spans])})
+            out["experiments"].append({"id": exp.experiment_id, "name": exp.name, "stage": exp.lifecycle_stage, "artifactLocation": exp.artifact_location, "tags": exp.tags, "runs": runs, "traces": traces})
+        for model in sorted(client.search_registered_models(), key=lambda m: m.name):
+            versions = sorted([[v.version, v.run_id, v.source, v.status] for v in client.search_model_versions(f"name='{model.name}'")])
+            out["models"].append({"name": model.name, "description": model.description, "tags": model.tags, "aliases": model.aliases, "versions": versions})
+        return out
+    else:
+        client = MlflowClient()
+        run = client.get_run(arg)
+        local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model.txt")
+        with open(local) as handle:
+            content = handle.read()
+        return {"params": run.data.params, "metrics": run.data.metrics, "artifact": content, "experimentId": run.info.experiment_id}
+
+
+# Each action and its argument in turn (one interpreter for several calls: importing mlflow takes seconds);
+# one marked JSON line per action (MLflow 3 prints its own "View run" lines to stdout).
+argv = sys.argv[1:]
+while argv:
+    action = argv.pop(0)
+    arg = None if action == "snapshot" else argv.pop(0)
+    print(RESULT + json.dumps(act(action, arg)), flush=True)
 `
 
 export interface ClientTarget {
@@ -102,24 +113,40 @@ export interface ClientTarget {
   env?: Record<string, string>
 }
 
-async function client(target: ClientTarget, args: string[]): Promise<any> {
+/** Runs the client script with `args` (actions and their arguments) and gives each action's JSON result. */
+async function clientResults(target: ClientTarget, args: string[]): Promise<any[]> {
   const dir = tempDir('mlflow-client-')
   const script = join(dir, 'client.py')
   writeFileSync(script, SCRIPT)
+  const started = Date.now()
   const {stdout} = await run(target.python, [script, ...args], {
     env: {PATH: process.env.PATH, HOME: process.env.HOME, MLFLOW_TRACKING_URI: target.trackingUri, MLFLOW_TRACKING_TOKEN: target.token, MLFLOW_HTTP_REQUEST_MAX_RETRIES: '0', MLFLOW_ENABLE_ASYNC_TRACE_LOGGING: 'false', ...target.env},
     timeout: 180_000,
     maxBuffer: 10 * 1024 * 1024,
   })
-  return JSON.parse(stdout.trim().split('\n').at(-1)!)
+  traceStep(`client ${args[0]}`, started)
+  const marker = '@@mlflowctl-test-result '
+  return stdout.split('\n').filter((line) => line.startsWith(marker)).map((line) => JSON.parse(line.slice(marker.length)))
 }
+
+const client = async (target: ClientTarget, args: string[]): Promise<any> => (await clientResults(target, args)).at(-1)
 
 export const logRun = (target: ClientTarget, experiment: string): Promise<{runId: string; artifactUri: string}> => client(target, ['log', experiment])
 /** Logs a run with everything a backup must carry; see the script's "rich" action. */
 export const logRichRun = (target: ClientTarget, experiment: string): Promise<{runId: string}> => client(target, ['rich', experiment])
 /** Everything the server shows: experiments, runs with metric histories and artifact hashes, traces, models. */
 export const serverSnapshot = (target: ClientTarget): Promise<any> => client(target, ['snapshot'])
-export const readRun = (target: ClientTarget, runId: string): Promise<{params: Record<string, string>; metrics: Record<string, number>; artifact: string}> => client(target, ['read', runId])
+/** logRichRun for each experiment, then serverSnapshot, in one client process (each start imports mlflow anew). */
+export const logRichRunsThenSnapshot = (target: ClientTarget, experiments: string[]): Promise<any> =>
+  client(target, [...experiments.flatMap((experiment) => ['rich', experiment]), 'snapshot'])
+export const readRun = (target: ClientTarget, runId: string): Promise<RunRead> => client(target, ['read', runId])
+/** readRun for several runs in one client process. */
+export const readRuns = (target: ClientTarget, runIds: string[]): Promise<RunRead[]> => clientResults(target, runIds.flatMap((runId) => ['read', runId]))
+interface RunRead {
+  params: Record<string, string>
+  metrics: Record<string, number>
+  artifact: string
+}
 
 const pluginDirs = new Map<string, string>()
 

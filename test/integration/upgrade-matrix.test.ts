@@ -1,0 +1,60 @@
+// The upgrade matrix through the fake Connect with real MLflow: data written by an old release (the last 2.x,
+// and a 3.0.x) on local SQLite and on PostgreSQL, upgraded with `upgrade plan` + `upgrade apply` to the newest
+// 3.x and read back by it; and a target the database is ahead of, refused.
+import assert from 'node:assert/strict'
+import {describe, it} from 'node:test'
+
+import {OLD_3, fake, env, cli, newest, last2, deployRelease, writeData, upgradeAndCompare} from '../support/upgrade-bed.js'
+import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService} from '../support/services.js'
+import {runCli, tempDir} from '../support/cli.js'
+
+describe('upgrade matrix (fake Connect, real MLflow)', () => {
+  it(`local SQLite: the last 2.x → the newest 3.x keeps every row and byte`, async (t) => {
+    if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
+    const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-sqlite-2x')
+    const before = await writeData(deployment)
+    const md = await runCli(['upgrade', 'plan', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--format', 'md'], {env})
+    assert.match(md.stdout, /^# MLflow upgrade plan: 2\.22\.5 → /m)
+    assert.match(md.stdout, /## Breaking changes for operators[\s\S]*3\.3\.0: The server runs on uvicorn/)
+    assert.match(md.stdout, /## Strategy: maintenance/)
+    assert.match(md.stdout, /- app mode python-api: kept: the content was first deployed as python-api/)
+    await upgradeAndCompare(t, deployment, before)
+  })
+
+  it(`local SQLite: ${OLD_3} → the newest 3.x keeps every row, byte and trace`, async (t) => {
+    if (!requireService(t, Boolean(newest), NO_VENVS)) return
+    const deployment = await deployRelease(OLD_3, 'upgrade-sqlite-30x')
+    await upgradeAndCompare(t, deployment, await writeData(deployment))
+  })
+
+  for (const from of ['last 2.x', OLD_3]) {
+    it(`PostgreSQL: ${from} → the newest 3.x keeps every row and byte`, async (t) => {
+      if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
+      const version = from === OLD_3 ? OLD_3 : last2!.mlflowVersion
+      const url = await createPgDatabase(`mlflowctl_upgrade_pg_${version.replaceAll('.', '_')}`)
+      const artifacts = tempDir('upgrade-pg-artifacts-')
+      const deployment = await deployRelease(version, `upgrade-pg-${version.replaceAll('.', '-')}`, {mode: 'custom', env: [`MLFLOW_BACKEND_STORE_URI=${url}`, `MLFLOW_ARTIFACTS_DESTINATION=${artifacts}`]})
+      const before = await writeData(deployment)
+      const refused = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
+      assert.equal(refused.json!.error!.code, 'DATABASE_URL_REQUIRED', refused.stdout)
+      const other = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes', '--db', `${url}_other`])
+      assert.equal(other.json!.error!.code, 'DATABASE_MISMATCH', other.stdout)
+      await upgradeAndCompare(t, deployment, before, ['--db', url])
+    })
+  }
+
+  it('refuses a target the database is ahead of, and changes nothing', async (t) => {
+    if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
+    const deployment = await deployRelease(newest!.mlflowVersion, 'upgrade-ahead')
+    const plan = await cli(['upgrade', 'plan', '--guid', deployment.guid, '--to', last2!.mlflowVersion])
+    assert.equal(plan.code, 0, plan.stdout)
+    assert.equal(plan.json!.result.blocked, true)
+    assert.ok(plan.json!.result.blockers.some((b: {code: string}) => b.code === 'DB_AHEAD_OF_TARGET'), JSON.stringify(plan.json!.result.blockers))
+    const applied = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', last2!.mlflowVersion, '--yes'])
+    assert.equal(applied.code, 6)
+    assert.equal(applied.json!.error!.code, 'UPGRADE_BLOCKED')
+    assert.equal(fake.content.get(deployment.guid)!.bundles.length, 1, 'no bundle was uploaded')
+    const same = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
+    assert.equal(same.json!.result.outcome, 'nothing-to-do', same.stdout)
+  })
+})
