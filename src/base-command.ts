@@ -3,11 +3,13 @@ import {join} from 'node:path'
 
 import {Command, Flags, Interfaces} from '@oclif/core'
 
+import {connectTransferOptions, type ConnectTransferOptions} from './adapters/backup/connect-transfer.js'
 import {loadSettings, parseProfileFile, type Settings} from './config/load.js'
 import type {StepRunner} from './core/ports.js'
 import {redact, redactDeep, urlPasswordForms} from './core/redact.js'
-import {CancelledError, ExitCode, toMlflowctlError, type MlflowctlError} from './errors.js'
+import {CancelledError, ConfigError, ExitCode, type MlflowctlError} from './errors.js'
 import {painter, useColor, type Painter} from './output/color.js'
+import {toMlflowctlError} from './output/errors.js'
 import {chooseRenderer, listrStepRunner} from './output/tasks.js'
 
 export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof MlflowctlCommand)['baseFlags'] & T['flags']>
@@ -17,6 +19,14 @@ export interface SuccessEnvelope<R> {
   status: number
   result: R
   warnings: string[]
+}
+
+/** Where and how a command reaches Connect (see MlflowctlCommand.connection). */
+export interface ConnectConnection {
+  server: string
+  apiKey: string
+  ca?: Buffer
+  insecure: boolean
 }
 
 export interface ErrorEnvelope {
@@ -82,6 +92,45 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     })
   }
 
+  /**
+   * The Connect server and API key a command needs, read once here for every command: missing settings are
+   * one error, CONNECT_NOT_CONFIGURED (exit 3), that names what is missing.
+   */
+  protected connection(purpose: string): ConnectConnection {
+    const {server, apiKey} = this.settings
+    const missing = [server.value ? '' : 'a Connect server', apiKey.value ? '' : 'an API key'].filter(Boolean)
+    if (missing.length > 0) {
+      throw new ConfigError('CONNECT_NOT_CONFIGURED', `${purpose} needs ${missing.join(' and ')}.`, {
+        suggestions: [...(server.value ? [] : ['Set CONNECT_SERVER (or pass --server URL).']), ...(apiKey.value ? [] : ['Set CONNECT_API_KEY (preferred over --api-key).']), 'Or choose a profile of the config file with --profile.'],
+      })
+    }
+    return {server: server.value!, apiKey: apiKey.value!, ca: this.caBundle(), insecure: Boolean((this.flags as Record<string, unknown>).insecure)}
+  }
+
+  /** The CA bundle of --ca-certificate / CONNECT_CA_CERTIFICATE, read once; a file that is not there is CA_NOT_FOUND. */
+  protected caBundle(): Buffer | undefined {
+    const path = this.settings.caCertificate.value
+    if (!path) return undefined
+    if (this.caCache === undefined) {
+      try {
+        this.caCache = readFileSync(path)
+      } catch (error) {
+        throw new ConfigError('CA_NOT_FOUND', `Cannot read the CA certificate ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}.`, {
+          suggestions: ['Pass the PEM file of the CA that signed the Connect server\'s certificate with --ca-certificate, or set CONNECT_CA_CERTIFICATE.'],
+          cause: error,
+        })
+      }
+    }
+    return this.caCache
+  }
+
+  /** What backup, restore, db and upgrade commands need to reach an extension through Connect (connect:GUID). */
+  protected connectTransfer(): ConnectTransferOptions {
+    const {server, apiKey, configDir, dataDir} = this.settings
+    return connectTransferOptions({server: server.value, apiKey: apiKey.value, ca: () => this.caBundle(), insecure: Boolean((this.flags as Record<string, unknown>).insecure), configDir, dataDir})
+  }
+
+  private caCache?: Buffer
   private runtimeSecrets: string[] = []
 
   /** Values that must never be printed: redaction masks them everywhere. */

@@ -1,5 +1,3 @@
-import {Errors} from '@oclif/core'
-
 /** Exit codes are part of the interface: scripts and cron jobs rely on them (README "Exit codes"). */
 export enum ExitCode {
   Ok = 0,
@@ -18,22 +16,28 @@ export interface ErrorOptions {
   cause?: unknown
 }
 
-/** Base of every error mlflowctl reports on purpose: a stable code, an exit code and fix hints. */
-export class MlflowctlError extends Errors.CLIError {
+/**
+ * Base of every error mlflowctl reports on purpose: a stable code, an exit code and fix hints. Plain `Error`:
+ * core throws these and depends on no CLI framework (the command layer maps oclif's own errors, output/errors.ts).
+ * Each code belongs to one class, so to one exit code (test/unit/error-catalog.test.ts checks the sources).
+ */
+export class MlflowctlError extends Error {
   readonly code: string
   readonly exit: ExitCode
   readonly ref?: string
+  readonly suggestions: string[]
   constructor(exit: ExitCode, code: string, message: string, options: ErrorOptions = {}) {
-    super(message, {code, exit, suggestions: options.suggestions, ref: options.ref})
+    super(message)
     this.code = code
     this.exit = exit
     this.ref = options.ref
+    this.suggestions = options.suggestions ?? []
     this.name = new.target.name
     if (options.cause !== undefined) Object.defineProperty(this, 'cause', {value: options.cause, enumerable: false})
   }
 
   get suggestionList(): string[] {
-    return this.suggestions ?? []
+    return this.suggestions
   }
 }
 
@@ -77,23 +81,4 @@ export class CancelledError extends MlflowctlError {
   constructor(message = 'Cancelled.') {
     super(ExitCode.Cancelled, 'CANCELLED', message)
   }
-}
-
-const ISSUE_HINT = 'This is a bug in mlflowctl: re-run with DEBUG=mlflowctl:* and report it with that output.'
-
-/** Maps anything thrown into an MlflowctlError; oclif's parse errors become usage errors (exit 2). */
-export function toMlflowctlError(error: unknown): MlflowctlError {
-  if (error instanceof MlflowctlError) return error
-  if (error instanceof Errors.CLIError) {
-    const exit = error.oclif?.exit
-    // Every parser error (CLIParseError carries `parse`) is a usage error, including the ones oclif's
-    // exitCodes table does not cover (an invalid option value exits 1 otherwise).
-    const isParseError = (error as {parse?: unknown}).parse !== undefined
-    if (isParseError || exit === ExitCode.Usage || exit === undefined) {
-      return new UsageError('USAGE', error.message, {suggestions: error.suggestions, cause: error})
-    }
-    return new MlflowctlError(exit as ExitCode, (error as {code?: string}).code ?? 'ERROR', error.message, {cause: error})
-  }
-  const message = error instanceof Error ? error.message : String(error)
-  return new InternalError(`${message}`, {suggestions: [ISSUE_HINT], cause: error})
 }

@@ -1,9 +1,7 @@
 import {Flags} from '@oclif/core'
-import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {MlflowctlCommand} from '../base-command.js'
-import {ConfigError} from '../errors.js'
 import {insecureFlag, targetFlags} from '../flags.js'
 import {ConnectClient} from '../adapters/connect/client.js'
 import {PACKAGE_ROOT} from '../adapters/fs/bundle-dir.js'
@@ -28,9 +26,7 @@ itself is never printed: the lines refer to $CONNECT_API_KEY.`
   }
 
   async run(): Promise<ClientEnvResult> {
-    const {server, apiKey, caCertificate} = this.settings
-    if (!server.value || !apiKey.value) throw new ConfigError('CONNECT_REQUIRED', 'client-env needs the Connect server and an API key.', {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY.']})
-    const client = new ConnectClient({server: server.value, apiKey: apiKey.value, ca: caCertificate.value ? readFileSync(caCertificate.value) : undefined, insecure: this.flags.insecure})
+    const client = new ConnectClient(this.connection('client-env'))
     const content = await client.getContent(this.flags.guid)
     const trackingUri = (content.content_url ?? `${client.server.href}content/${content.guid}/`).replace(/\/+$/, '')
     const install = `pip install '${join(PACKAGE_ROOT, 'templates', 'client-auth')}'`

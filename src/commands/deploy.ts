@@ -1,11 +1,9 @@
 import {Args, Flags} from '@oclif/core'
-import {readFileSync} from 'node:fs'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../base-command.js'
 import {deploy, type DeployResult, type DraftsPolicy} from '../core/deploy.js'
 import {parseEnvVars, secretValuesOf} from '../core/env-vars.js'
-import {ConfigError} from '../errors.js'
 import {draftsFlag, envFlag, insecureFlag, targetFlags} from '../flags.js'
 import {createDeployDeps} from '../adapters/deploy-store.js'
 import {showDeploy} from '../output/views/deploy.js'
@@ -41,14 +39,11 @@ A bundle whose app mode differs from the deployed item's is refused before anyth
   }
 
   async run(): Promise<DeployResult> {
-    const {server, apiKey, caCertificate} = this.settings
-    if (!server.value) throw new ConfigError('SERVER_REQUIRED', 'No Connect server given.', {suggestions: ['Pass --server URL or set CONNECT_SERVER.']})
-    if (!apiKey.value) throw new ConfigError('API_KEY_REQUIRED', 'No Connect API key given.', {suggestions: ['Set CONNECT_API_KEY (preferred over --api-key).']})
+    const connection = this.connection('deploy')
     const env = parseEnvVars(this.flags.env, process.env)
     this.addSecrets(...secretValuesOf(env))
-    const ca = caCertificate.value ? readFileSync(caCertificate.value) : undefined
-    const deps = createDeployDeps({server: server.value, apiKey: apiKey.value, ca, insecure: this.flags.insecure, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
-    const options = {dir: resolve(this.args.dir), server: server.value, apiKey: apiKey.value, createNew: this.flags.new, name: this.flags.name, title: this.flags.title, guid: this.flags.guid, env, vanity: this.flags.vanity, oauthIntegrations: this.flags['oauth-integration'] ?? [], timeoutMs: this.flags.timeout * 1000, dryRun: this.flags['dry-run'], drafts: this.flags.drafts as DraftsPolicy}
+    const deps = createDeployDeps({...connection, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
+    const options = {dir: resolve(this.args.dir), server: connection.server, apiKey: connection.apiKey, createNew: this.flags.new, name: this.flags.name, title: this.flags.title, guid: this.flags.guid, env, vanity: this.flags.vanity, oauthIntegrations: this.flags['oauth-integration'] ?? [], timeoutMs: this.flags.timeout * 1000, dryRun: this.flags['dry-run'], drafts: this.flags.drafts as DraftsPolicy}
     const result = await deploy(deps, options, this.tasks())
     for (const warning of result.warnings ?? []) this.warnUser(warning)
     this.out(showDeploy(result))

@@ -1,9 +1,7 @@
 import {Flags} from '@oclif/core'
-import {readFileSync} from 'node:fs'
 
 import {MlflowctlCommand} from '../base-command.js'
 import {rollback, type RollbackResult} from '../core/rollback.js'
-import {ConfigError} from '../errors.js'
 import {insecureFlag, targetFlags} from '../flags.js'
 import {createDeployDeps} from '../adapters/deploy-store.js'
 import {historyFile} from '../adapters/history-file.js'
@@ -25,13 +23,11 @@ the newer schema, so restore a backup instead. Needs --yes when it cannot prompt
   }
 
   async run(): Promise<RollbackResult> {
-    const {server, apiKey, caCertificate} = this.settings
-    if (!server.value || !apiKey.value) throw new ConfigError('CONNECT_REQUIRED', 'Rollback needs the Connect server and an API key.', {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY.']})
-    const ca = caCertificate.value ? readFileSync(caCertificate.value) : undefined
-    const deploy = createDeployDeps({server: server.value, apiKey: apiKey.value, ca, insecure: this.flags.insecure, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
+    const {server, apiKey} = this.connection('rollback')
+    const deploy = createDeployDeps({...this.connection('rollback'), configDir: this.settings.configDir, dataDir: this.settings.dataDir})
     const ledger = historyFile(this.settings.dataDir)
     const deps = {...deploy, history: () => ledger.read(), confirm: confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl rollback --guid ${this.flags.guid}`})}
-    const result = await rollback(deps, {server: server.value, apiKey: apiKey.value, guid: this.flags.guid, to: this.flags.to, timeoutMs: this.flags.timeout * 1000}, this.tasks())
+    const result = await rollback(deps, {server, apiKey, guid: this.flags.guid, to: this.flags.to, timeoutMs: this.flags.timeout * 1000}, this.tasks())
     this.out(`Bundle ${result.toBundleId} is active again on ${result.guid} (was ${result.fromBundleId}); schema ${result.revision}.\nDashboard: ${result.dashboardUrl}`)
     return result
   }

@@ -1,4 +1,4 @@
-import {CheckFailedError, ExternalError, UsageError} from '../errors.js'
+import {CheckFailedError, ConfigError, ExternalError, UsageError} from '../errors.js'
 import {urlsFor, waitForTask, type DeployConnect} from './deploy.js'
 import {HISTORY_FORMAT_VERSION, verifiedRevisionOf, type HistoryEvent} from './history.js'
 import type {StepRunner} from './ports.js'
@@ -53,7 +53,7 @@ export async function rollback(deps: RollbackDeps, options: RollbackOptions, run
   const bundles = (await deps.connect.listBundles(guid)).sort(byAge)
   const target = options.to ?? bundles[bundles.findIndex((b) => b.id === current) - 1]?.id
   if (!target || !bundles.some((b) => b.id === target)) {
-    throw new UsageError('BUNDLE_NOT_FOUND', options.to ? `Content ${guid} has no bundle ${options.to}.` : `Content ${guid} has no bundle older than the active one (${current}).`, {
+    throw new ConfigError('BUNDLE_NOT_FOUND', options.to ? `Content ${guid} has no bundle ${options.to}.` : `Content ${guid} has no bundle older than the active one (${current}).`, {
       suggestions: [`Bundles: ${bundles.map((b) => b.id).join(', ') || 'none'}.`],
     })
   }

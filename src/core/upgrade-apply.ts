@@ -3,7 +3,7 @@
  * and verify, bump the active bundle and deploy it to the same GUID, verify, and on any failure put the data
  * back from the backup and make the previous bundle serve again. Every outcome goes into the history ledger.
  */
-import {CheckFailedError, ExternalError, UsageError} from '../errors.js'
+import {CheckFailedError, UsageError} from '../errors.js'
 import type {CatalogOverlay, MigrationCatalog} from './catalog.js'
 import {HISTORY_FORMAT_VERSION, type HistoryEvent} from './history.js'
 import type {StepRunner} from './ports.js'
@@ -174,7 +174,7 @@ async function rollBack(deps: ApplyDeps, live: LiveDeployment, backup: {id: stri
       await runner.step(`Restore backup ${backup.id} (the schema is at ${now.revision ?? 'an unknown revision'})`, () => restore())
     }
     const check = await runner.step(`Verify bundle ${previous} (MLflow ${version})`, () => deps.verify(live.state.guid, version))
-    if (!check.ok) throw new ExternalError('ROLLBACK_VERIFY_FAILED', `the previous bundle fails verification: ${check.failures.join('; ')}`)
+    if (!check.ok) throw new CheckFailedError('ROLLBACK_VERIFY_FAILED', `the previous bundle fails verification: ${check.failures.join('; ')}`)
     return {sentence: `Rolled back: ${how} and bundle ${previous} (MLflow ${version}) serving.`, safetyBackup}
   } catch (error) {
     const target = external ? 'postgresql://… (the database)' : `connect:${live.state.guid}`

@@ -1,7 +1,7 @@
 // Backups of a local-storage deployment on Connect, through the extension's ops endpoint: the content is
 // found with the Connect API (so a wrong key or GUID fails the usual, typed way), then the snapshot is
 // streamed down (POST /_mlflowctl/snapshot) or a prepared app-data tar streamed up (POST …/restore).
-import {createReadStream, createWriteStream, existsSync, readFileSync} from 'node:fs'
+import {createReadStream, createWriteStream} from 'node:fs'
 import {stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
@@ -32,7 +32,7 @@ const TRAILER = 'transfer.json'
 const TIMEOUT_MS = 60 * 60_000
 
 async function reach(options: ConnectTransferOptions, guid: string): Promise<{contentUrl: string; headers: Record<string, string>}> {
-  if (!options.server || !options.apiKey) throw new UsageError('CONNECT_NOT_CONFIGURED', `connect:${guid} needs a Connect server and an API key.`, {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY (or --profile in the config file).']})
+  if (!options.server || !options.apiKey) throw new ConfigError('CONNECT_NOT_CONFIGURED', `connect:${guid} needs a Connect server and an API key.`, {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY (or --profile in the config file).']})
   const client = new ConnectClient({server: options.server, apiKey: options.apiKey, ca: options.ca, insecure: options.insecure})
   const content = await client.getContent(guid)
   const opsToken = await options.opsToken(options.server, guid)
@@ -160,9 +160,20 @@ export async function connectHasData(options: ConnectTransferOptions, guid: stri
 /** For callers without Connect settings: any connect: location then fails with CONNECT_NOT_CONFIGURED. */
 export const NO_CONNECT: ConnectTransferOptions = {opsToken: async () => undefined}
 
-/** From the command's settings: the server, key and CA as every Connect command reads them. */
-export function connectTransferOptions(settings: {server?: string; apiKey?: string; caCertificate?: string; insecure?: boolean; configDir: string; dataDir: string}): ConnectTransferOptions {
-  const ca = settings.caCertificate && existsSync(settings.caCertificate) ? readFileSync(settings.caCertificate) : undefined
-  const store = createDeployDeps({server: settings.server ?? 'http://unset.invalid', apiKey: settings.apiKey ?? '', ca, insecure: settings.insecure, configDir: settings.configDir, dataDir: settings.dataDir})
-  return {server: settings.server, apiKey: settings.apiKey, ca, insecure: settings.insecure, opsToken: async (server, guid) => process.env.MLFLOWCTL_OPS_TOKEN || store.opsToken(server, guid)}
+/**
+ * From the command's settings (MlflowctlCommand.connectTransfer): the server, key and CA as every Connect command
+ * reads them. The CA is read when a transfer first needs it, so a command that never reaches Connect is not
+ * stopped by a CA setting it does not use.
+ */
+export function connectTransferOptions(settings: {server?: string; apiKey?: string; ca: () => Buffer | undefined; insecure?: boolean; configDir: string; dataDir: string}): ConnectTransferOptions {
+  const store = createDeployDeps({server: settings.server ?? 'http://unset.invalid', apiKey: settings.apiKey ?? '', insecure: settings.insecure, configDir: settings.configDir, dataDir: settings.dataDir})
+  return {
+    server: settings.server,
+    apiKey: settings.apiKey,
+    get ca() {
+      return settings.ca()
+    },
+    insecure: settings.insecure,
+    opsToken: async (server, guid) => process.env.MLFLOWCTL_OPS_TOKEN || store.opsToken(server, guid),
+  }
 }

@@ -3,7 +3,6 @@ import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
 import {createBackup, type CreateResult} from '../../core/backup/create.js'
 import {parseBackupSource} from '../../core/backup/locations.js'
 import {openRepository} from '../../adapters/backup/repository.js'
@@ -43,8 +42,7 @@ is locked, a write failed (DISK_FULL when the disk is) or Connect is unreachable
   }
 
   private connectOptions() {
-    const {server, apiKey, caCertificate, configDir, dataDir} = this.settings
-    return connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
+    return this.connectTransfer()
   }
 
   async run(): Promise<CreateResult> {

@@ -3,7 +3,6 @@ import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
 import {parseRestoreTarget, restoreBackup, type RestoreResult} from '../../core/backup/restore.js'
 import {redact} from '../../core/redact.js'
 import {fetchArchive, openRepository} from '../../adapters/backup/repository.js'
@@ -48,7 +47,7 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       dataDir: this.settings.dataDir,
       safetyRepo: repository,
       passphrase: await resolvePassphrase(this.flags['passphrase-file']),
-      connect: connectTransferOptions({server: this.settings.server.value, apiKey: this.settings.apiKey.value, caCertificate: this.settings.caCertificate.value, insecure: this.flags.insecure, configDir: this.settings.configDir, dataDir: this.settings.dataDir}),
+      connect: this.connectTransfer(),
       confirm: confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl backup restore ${this.args.backup} --to … --force`}),
       onProgress: (line) => this.err(line),
       onWarning: (message) => this.warnUser(message),

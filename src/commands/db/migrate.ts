@@ -6,7 +6,6 @@ import {parseContentGuid} from '../../core/backup/locations.js'
 import {migrateDatabase, type MigrateResult} from '../../core/db-migrate.js'
 import {parseDuration} from '../../core/units.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
 import {openRepository} from '../../adapters/backup/repository.js'
 import {createMigrateDeps, type MigrateSource} from '../../adapters/db/migrate.js'
 import {databaseFromFlag, probeDeployment} from '../../adapters/db/schema-probe.js'
@@ -43,9 +42,9 @@ no fresh backup) or the rehearsal failed.`
   }
 
   async run(): Promise<MigrateResult> {
-    const {server, apiKey, caCertificate, configDir, dataDir, cacheDir} = this.settings
+    const {dataDir, cacheDir} = this.settings
     this.addUrlPassword(this.flags.db)
-    const transfer = connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
+    const transfer = this.connectTransfer()
     const guid = this.flags.guid ? parseContentGuid(this.flags.guid, '--guid') : undefined
     const database = guid ? undefined : databaseFromFlag(this.flags.db!)
     const source: MigrateSource = guid ? {kind: 'connect', guid} : {kind: 'database', ...database!}

@@ -3,7 +3,6 @@ import {Flags} from '@oclif/core'
 import {MlflowctlCommand} from '../../base-command.js'
 import {schemaStatus, type SchemaStatus} from '../../core/catalog.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
 import {loadCatalog} from '../../adapters/catalog.js'
 import {databaseFromFlag, probeDeployment, probeSchema} from '../../adapters/db/schema-probe.js'
 import {formatPending} from '../../output/migrations.js'
@@ -27,8 +26,7 @@ ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version
   async run(): Promise<SchemaStatus & {database: string}> {
     this.addUrlPassword(this.flags.db)
     const {catalog, overlay} = await loadCatalog()
-    const {server, apiKey, caCertificate, configDir, dataDir} = this.settings
-    const transfer = connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
+    const transfer = this.connectTransfer()
     const {probe, database} = this.flags.guid ? await probeDeployment(transfer, this.flags.guid).then((probe) => ({probe, database: probe.database})) : await fromDatabase(this.flags.db!)
     const status = schemaStatus(catalog, overlay, probe, this.flags.to, probe.rowEstimates)
     const matching = status.matchingReleases.length > 0 ? ` (the head of MLflow ${status.matchingReleases.join(', ')})` : status.known ? '' : ' (unknown)'

@@ -1,14 +1,12 @@
 import {Flags} from '@oclif/core'
-import {readFileSync} from 'node:fs'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {parseContentGuid} from '../../core/backup/locations.js'
 import {applyUpgrade, type ApplyResult} from '../../core/upgrade-apply.js'
 import type {DraftsPolicy} from '../../core/deploy.js'
 import type {UpgradePlan} from '../../core/upgrade-plan.js'
-import {ConfigError, UsageError} from '../../errors.js'
+import {UsageError} from '../../errors.js'
 import {draftsFlag, insecureFlag, targetFlags} from '../../flags.js'
-import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {readJson} from '../../adapters/fs/json-file.js'
 import {createApplyDeps} from '../../adapters/upgrade.js'
@@ -42,21 +40,21 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
   }
 
   async run(): Promise<ApplyResult> {
-    const {server, apiKey, caCertificate, configDir, dataDir, cacheDir} = this.settings
-    if (!server.value || !apiKey.value) throw new ConfigError('CONNECT_NOT_CONFIGURED', 'upgrade apply needs a Connect server and API key.', {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY.']})
+    const {configDir, dataDir, cacheDir} = this.settings
+    const connection = this.connection('upgrade apply')
     this.addUrlPassword(this.flags.db)
     const guid = parseContentGuid(this.flags.guid, '--guid')
     const savedPlan = this.flags['plan-file'] ? await readJson<UpgradePlan>(this.flags['plan-file']) : undefined
     if (this.flags['plan-file'] && !savedPlan?.fingerprint) throw new UsageError('PLAN_INVALID', `${this.flags['plan-file']} is not a plan written by mlflowctl upgrade plan --plan-file.`)
-    const transfer = connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
+    const transfer = this.connectTransfer()
     const runner = this.tasks()
     const deps = await createApplyDeps({
-      server: server.value, apiKey: apiKey.value, ca: caCertificate.value ? readFileSync(caCertificate.value) : undefined, insecure: this.flags.insecure, configDir, dataDir, cacheDir, transfer,
+      ...connection, configDir, dataDir, cacheDir, transfer,
       repo: this.flags.repo, databaseUrl: this.flags.db, passphrase: await resolvePassphrase(this.flags['passphrase-file']), toolVersion: this.config.version, timeoutMs: this.flags.timeout * 1000, drafts: this.flags.drafts as DraftsPolicy, runner,
       onProgress: (line) => this.err(line), onWarning: (message) => this.warnUser(message),
     })
     deps.confirm = confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl upgrade apply --guid ${guid} …`})
-    const result = await applyUpgrade(deps, {server: server.value, guid, to: this.flags.to, savedPlan}, runner).finally(() => deps.dispose())
+    const result = await applyUpgrade(deps, {server: connection.server, guid, to: this.flags.to, savedPlan}, runner).finally(() => deps.dispose())
     this.out(result.outcome === 'nothing-to-do'
       ? `${guid} already serves MLflow ${result.plan.to.mlflowVersion} at its head: nothing to do.`
       : `Upgraded ${guid}: MLflow ${result.plan.from.mlflowVersion} → ${result.plan.to.mlflowVersion}, bundle ${result.previousBundleId} → ${result.bundleId}, schema ${result.revision}.\nBackup before the upgrade: ${result.backupId}`)

@@ -1,14 +1,11 @@
 import {Flags} from '@oclif/core'
-import {readFileSync} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {parseContentGuid} from '../../core/backup/locations.js'
 import {planUpgrade, type UpgradePlan} from '../../core/upgrade-plan.js'
-import {ConfigError} from '../../errors.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {connectTransferOptions} from '../../adapters/backup/connect-transfer.js'
 import {loadCatalog} from '../../adapters/catalog.js'
 import {writePrivateJson} from '../../adapters/fs/json-file.js'
 import {readLiveDeployment} from '../../adapters/upgrade.js'
@@ -37,12 +34,11 @@ mlflowctl upgrade apply --plan-file. Reads only. Exit codes: 0 planned (blockers
   }
 
   async run(): Promise<UpgradePlan & {blocked: boolean; planFile?: string}> {
-    const {server, apiKey, caCertificate, configDir, dataDir, cacheDir} = this.settings
-    if (!server.value || !apiKey.value) throw new ConfigError('CONNECT_NOT_CONFIGURED', 'upgrade plan needs a Connect server and API key.', {suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY.']})
+    const {configDir, dataDir, cacheDir} = this.settings
+    const connection = this.connection('upgrade plan')
     const guid = parseContentGuid(this.flags.guid, '--guid')
-    const transfer = connectTransferOptions({server: server.value, apiKey: apiKey.value, caCertificate: caCertificate.value, insecure: this.flags.insecure, configDir, dataDir})
-    const ca = caCertificate.value ? readFileSync(caCertificate.value) : undefined
-    const live = await readLiveDeployment({server: server.value, apiKey: apiKey.value, ca, insecure: this.flags.insecure, configDir, dataDir, cacheDir, transfer, toolVersion: this.config.version, timeoutMs: 0, runner: this.tasks(), onProgress: () => undefined, onWarning: (message) => this.warnUser(message)}, guid)
+    const transfer = this.connectTransfer()
+    const live = await readLiveDeployment({...connection, configDir, dataDir, cacheDir, transfer, toolVersion: this.config.version, timeoutMs: 0, runner: this.tasks(), onProgress: () => undefined, onWarning: (message) => this.warnUser(message)}, guid)
     await rm(live.bundleDir, {recursive: true, force: true})
     const {catalog, overlay} = await loadCatalog()
     const plan = planUpgrade(catalog, overlay, live.state, this.flags.to, new Date())
