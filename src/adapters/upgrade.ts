@@ -46,7 +46,6 @@ export interface UpgradeAdapterOptions extends DeployDepsOptions {
   onWarning(message: string): void
 }
 
-type Status = Record<string, unknown> & {backendStore?: string; mlflowVersion?: string; dbRevision?: string | null; schemaState?: string; storageMode?: string; dbDialect?: string; pythonVersion?: string; sqliteVersion?: string; rowEstimates?: Record<string, number>; tables?: string[]}
 
 /** The deployment as it runs now: its content, its active bundle (unpacked into a scratch dir) and its ops status. */
 export async function readLiveDeployment(options: UpgradeAdapterOptions, guid: string): Promise<LiveDeployment> {
@@ -76,7 +75,7 @@ async function readInto(options: UpgradeAdapterOptions, connect: ConnectClient, 
   const bundle = await readRenderedBundle(bundleDir).catch(() => {
     throw new ConfigError('NOT_AN_MLFLOWCTL_BUNDLE', `The active bundle ${bundleId} of ${guid} was not rendered by mlflowctl (no manifest.json and mlflowctl.json).`, {suggestions: ['Deploy the extension with mlflowctl deploy first.']})
   })
-  const status = (await connectOpsStatus(options.transfer, guid)) as Status
+  const status = await connectOpsStatus(options.transfer, guid)
   const state: LiveState = {
     server: options.server,
     guid,
@@ -180,7 +179,7 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
     },
     serving: async (guid) => {
       const content = await deployDeps.connect.getContent(guid)
-      const status = (await connectOpsStatus(options.transfer, guid).catch(() => undefined)) as Status | undefined
+      const status = await connectOpsStatus(options.transfer, guid).catch(() => undefined)
       return {activeBundleId: content.bundle_id ?? null, revision: status?.dbRevision ?? undefined, mlflowVersion: status?.mlflowVersion, tables: status?.tables?.filter((table) => !table.startsWith('alembic_'))}
     },
     restore: async (backup, live, hold) => {

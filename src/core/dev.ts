@@ -2,6 +2,7 @@ import {ExternalError} from '../errors.js'
 import {assertManifestFresh, checkManifest, type BundleInfo, type ConnectManifest} from './bundle.js'
 import type {EnvVar} from './env-vars.js'
 import type {StepRunner} from './ports.js'
+import {parseOpsStatus, type OpsStatus} from './extension-contract.js'
 
 /** Port types (implemented in adapters/dev); kept structural so core imports no adapter. */
 export interface DevPaths {
@@ -191,7 +192,7 @@ export async function devStatus(deps: DevDeps, bundleDir: string): Promise<DevSt
     phase: state.phase,
     endpoint: info,
     health: health.status,
-    ops: ops?.status === 200 ? (ops.body as Record<string, unknown>) : undefined,
+    ops: ops?.status === 200 ? readableStatus(ops.body) : undefined,
     logFile: paths.log,
   }
 }
@@ -209,4 +210,13 @@ export async function devDown(deps: DevDeps, bundleDir: string): Promise<DevDown
   const wasRunning = Boolean(state && deps.isAlive(state.supervisorPid))
   if (state && wasRunning) await deps.stop(state.supervisorPid)
   return {bundleDir, wasRunning, dataDir: paths.data}
+}
+
+/** dev status shows what it can: a status it cannot read is left out rather than failing the command. */
+function readableStatus(body: unknown): OpsStatus | undefined {
+  try {
+    return parseOpsStatus(body)
+  } catch {
+    return undefined
+  }
 }

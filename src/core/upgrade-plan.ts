@@ -10,6 +10,7 @@ import type {BundleInfo, ConnectManifest} from './bundle.js'
 import {findRelease, schemaStatus, type CatalogOverlay, type MigrationCatalog, type PendingRevision, type SchemaKind} from './catalog.js'
 import {pythonRequiresForBundle, pythonSatisfies} from './versions.js'
 import {servedAppMode} from './app-mode.js'
+import {UsageError} from '../errors.js'
 
 export const PLAN_FORMAT_VERSION = 1
 
@@ -145,4 +146,18 @@ export function planUpgrade(catalog: MigrationCatalog, overlay: CatalogOverlay, 
     steps,
     fingerprint: fingerprintOf(state, target.version),
   }
+}
+
+/**
+ * The one reader of a saved plan (`upgrade plan --plan-file`): it must be a plan this release writes.
+ * @throws PLAN_INVALID (not a plan: unreadable, not JSON, no fingerprint), PLAN_FORMAT_UNSUPPORTED
+ */
+export function readSavedPlan(value: unknown, source: string): UpgradePlan {
+  const plan = value as Partial<UpgradePlan> | undefined
+  const looksLikePlan = typeof plan === 'object' && plan !== null && typeof plan.fingerprint === 'string' && typeof plan.guid === 'string' && typeof plan.formatVersion === 'number'
+  if (!looksLikePlan) throw new UsageError('PLAN_INVALID', `${source} is not a plan written by mlflowctl upgrade plan --plan-file.`, {suggestions: ['Write one with mlflowctl upgrade plan --guid GUID --to VERSION --plan-file FILE.']})
+  if (plan.formatVersion !== PLAN_FORMAT_VERSION) {
+    throw new UsageError('PLAN_FORMAT_UNSUPPORTED', `${source} is a plan of format ${plan.formatVersion}; this mlflowctl reads format ${PLAN_FORMAT_VERSION}.`, {suggestions: ['Plan again with this mlflowctl (upgrade plan --plan-file), then apply that plan.']})
+  }
+  return plan as UpgradePlan
 }

@@ -1,5 +1,7 @@
 /** MLflow-aware verification of a deployed (or draft) extension, shared by deploy and rollback. */
 
+import {parseOpsStatus} from './extension-contract.js'
+
 export interface ProbeResponse {
   status: number
   body: string
@@ -59,17 +61,18 @@ export async function readSchema(deps: VerifyDeps, options: Omit<VerifyOptions, 
     .catch((error: Error) => ({status: 0, body: error.message}))
   let revision: string | undefined
   let expectedHead: string | undefined
+  let unreadable: string | undefined
   try {
-    const status = JSON.parse(ops.body) as {dbRevision?: string; expectedHead?: string}
-    revision = status.dbRevision
+    const status = parseOpsStatus(ops.body)
+    revision = status.dbRevision ?? undefined
     expectedHead = status.expectedHead
-  } catch {
-    // not JSON: reported in the check
+  } catch (error) {
+    unreadable = (error as Error).message
   }
   const check: VerifyCheck = {
     id: 'schema',
-    ok: ops.status === 200 && Boolean(revision) && revision === expectedHead,
-    detail: ops.status === 200 ? `schema revision ${revision}, expected head ${expectedHead}` : `ops status answered ${ops.status || 'nothing'}`,
+    ok: ops.status === 200 && !unreadable && Boolean(revision) && revision === expectedHead,
+    detail: ops.status !== 200 ? `ops status answered ${ops.status || 'nothing'}` : (unreadable ?? `schema revision ${revision}, expected head ${expectedHead}`),
   }
   return {check, revision, expectedHead}
 }

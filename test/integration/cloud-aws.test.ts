@@ -10,6 +10,7 @@ import {Signer} from '@aws-sdk/rds-signer'
 import pg from 'pg'
 import {readFileSync} from 'node:fs'
 
+import {opsStatusSchema} from '../../src/core/extension-contract.js'
 import {runCli, tempDir} from '../support/cli.js'
 import {awsIntegration, createTokenDatabase, NO_EMULATORS, NO_TOKEN_AUTH, startMoto, startTokenVerifier, tokenAuthConfig} from '../support/cloud.js'
 import type {TokenVerifier} from '../support/token-verifier.js'
@@ -97,6 +98,8 @@ describe('storage mode aws (RDS IAM + S3) against the fake Connect', () => {
     const opsToken = Object.entries(opsTokens).find(([key]) => key.endsWith(`|${guid}`))![1]
     const status = await (await fetch(`${contentUrl}_mlflowctl/status`, {headers: {...headers, 'X-Mlflowctl-Ops-Token': opsToken}})).text()
     const parsed = JSON.parse(status)
+    // The contract: the real extension's status (cloud fields included) has exactly the fields the CLI reads.
+    opsStatusSchema.strict().parse(parsed)
     assert.equal(parsed.storageMode, 'aws')
     assert.equal(parsed.credentialsSource, 'connect')
     assert.match(parsed.credentials[0].expiresAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/)

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import {join} from 'node:path'
 import {describe, it, type TestContext} from 'node:test'
 
+import {opsStatusSchema, STATUS_FORMAT_VERSION} from '../../src/core/extension-contract.js'
 import {logRun, readRun} from '../support/mlflow-client.js'
 import {runCli, tempDir, type CliResult} from '../support/cli.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs, type TestVenv} from '../support/services.js'
@@ -43,6 +44,9 @@ for (const venv of venvs) {
       const status = await runCli(['dev', 'status', dir, '--json'])
       assert.equal(status.code, 0)
       const ops = status.json!.result.ops
+      // The contract: the real extension's status has exactly the fields the CLI reads (no field on one side only).
+      opsStatusSchema.strict().parse(ops)
+      assert.equal(ops.statusVersion, STATUS_FORMAT_VERSION)
       assert.equal(ops.mlflowVersion, venv!.mlflowVersion)
       assert.equal(ops.storageMode, 'local')
       assert.equal(ops.schemaState, 'current')
@@ -66,6 +70,7 @@ for (const venv of venvs) {
       const result = await up(t, dir, ['-E', `MLFLOW_BACKEND_STORE_URI=${dbUrl}`, '-E', `MLFLOW_ARTIFACTS_DESTINATION=${join(tempDir(), 'artifacts')}`])
       await roundTrip(venv!, result.json!.result)
       const status = await runCli(['dev', 'status', dir, '--json'])
+      opsStatusSchema.strict().parse(status.json!.result.ops)
       assert.equal(status.json!.result.ops.storageMode, 'custom')
       assert.equal(status.json!.result.ops.dbRevision, status.json!.result.ops.expectedHead)
       assert.match(status.json!.result.ops.backendStore, /:\*\*\*@/)

@@ -16,6 +16,7 @@ import {createDeployDeps} from '../deploy-store.js'
 import {open} from '../connect/http.js'
 import {makeDirs} from '../fs/safe-fs.js'
 import {walkArtifacts} from './repo.js'
+import {parseOpsStatus, parseRestoreResult, type OpsStatus} from '../../core/extension-contract.js'
 
 export interface ConnectTransferOptions {
   server?: string
@@ -137,22 +138,22 @@ export async function uploadConnectRestore(options: ConnectTransferOptions, guid
   if (response.status !== 200) throw await refusal(response.status, response.body, `Restore into ${guid}`)
   let text = ''
   for await (const chunk of response.body) text += String(chunk)
-  return JSON.parse(text) as {revision: string; artifactFiles: number}
+  return parseRestoreResult(text, `The restore answer of ${guid}`)
 }
 
 /** The extension's ops status (GET /_mlflowctl/status). */
-export async function connectOpsStatus(options: ConnectTransferOptions, guid: string): Promise<Record<string, unknown>> {
+export async function connectOpsStatus(options: ConnectTransferOptions, guid: string): Promise<OpsStatus> {
   const {contentUrl, headers} = await reach(options, guid)
   const response = await open({method: 'GET', url: new URL('_mlflowctl/status', contentUrl), headers, timeoutMs: 30_000, ca: options.ca, insecure: options.insecure})
   if (response.status !== 200) throw await refusal(response.status, response.body, `Status of ${guid}`)
   let text = ''
   for await (const chunk of response.body) text += String(chunk)
-  return JSON.parse(text) as Record<string, unknown>
+  return parseOpsStatus(text, `The ops status of ${guid}`)
 }
 
 /** Whether the deployment holds MLflow data (its ops status's hasData). */
 export async function connectHasData(options: ConnectTransferOptions, guid: string): Promise<boolean> {
-  const status = (await connectOpsStatus(options, guid)) as {storageMode?: string; hasData?: boolean | null}
+  const status = await connectOpsStatus(options, guid)
   if (status.storageMode !== 'local') throw new UsageError('NOT_LOCAL_STORAGE', `${guid} keeps its data in ${status.storageMode} storage: restore into its database and artifact store directly (--to postgresql://… --artifacts-to …).`)
   return Boolean(status.hasData)
 }

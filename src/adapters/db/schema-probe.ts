@@ -63,7 +63,7 @@ export function databaseFromFlag(raw: string): {target: DatabaseTarget; url: str
 
 /** A deployment's schema as its extension reports it (ops status), in the shape of a probe. */
 export async function probeDeployment(transfer: ConnectTransferOptions, guid: string): Promise<SchemaProbe & {database: string}> {
-  const status = (await connectOpsStatus(transfer, guid)) as {dbRevision?: string | null; schemaState?: string; backendStore?: string; tables?: string[]; rowEstimates?: Record<string, number>}
+  const status = await connectOpsStatus(transfer, guid)
   // Extensions before status tables were reported tell only an empty schema apart.
   const empty = status.schemaState === 'empty'
   const tables = status.tables?.filter((table) => !table.startsWith('alembic_')) ?? (empty ? [] : ['experiments', 'runs'])

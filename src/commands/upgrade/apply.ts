@@ -4,8 +4,7 @@ import {MlflowctlCommand} from '../../base-command.js'
 import {parseContentGuid} from '../../core/backup/locations.js'
 import {applyUpgrade, type ApplyResult} from '../../core/upgrade-apply.js'
 import type {DraftsPolicy} from '../../core/deploy.js'
-import type {UpgradePlan} from '../../core/upgrade-plan.js'
-import {UsageError} from '../../errors.js'
+import {readSavedPlan} from '../../core/upgrade-plan.js'
 import {draftsFlag, insecureFlag, targetFlags} from '../../flags.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {readJson} from '../../adapters/fs/json-file.js'
@@ -44,8 +43,7 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
     const connection = this.connection('upgrade apply')
     this.addUrlPassword(this.flags.db)
     const guid = parseContentGuid(this.flags.guid, '--guid')
-    const savedPlan = this.flags['plan-file'] ? await readJson<UpgradePlan>(this.flags['plan-file']) : undefined
-    if (this.flags['plan-file'] && !savedPlan?.fingerprint) throw new UsageError('PLAN_INVALID', `${this.flags['plan-file']} is not a plan written by mlflowctl upgrade plan --plan-file.`)
+    const savedPlan = this.flags['plan-file'] ? readSavedPlan(await readJson(this.flags['plan-file']), this.flags['plan-file']) : undefined
     const transfer = this.connectTransfer()
     const runner = this.tasks()
     const deps = await createApplyDeps({

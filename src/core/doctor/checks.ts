@@ -12,6 +12,8 @@ import {joinKey, type ArtifactLocation} from '../artifact-url.js'
 import type {DatabaseTarget} from '../database-url.js'
 import type {HistoryEvent} from '../history.js'
 import type {CheckDefinition, CheckOutcome, Results} from './runner.js'
+import {parseOpsStatus, type OpsStatus} from '../extension-contract.js'
+import type {MlflowctlError} from '../../errors.js'
 
 export const MIN_CONNECT_VERSION = '2025.10.0'
 const CERT_EXPIRY_WARN_DAYS = 14
@@ -46,20 +48,8 @@ export interface ContentInfo {
   contentUrl: string
 }
 
-/** The ops status the extension serves (fields doctor reads). */
-export interface OpsStatus {
-  storageMode?: string
-  mlflowVersion?: string
-  bundleMlflowVersion?: string
-  schemaState?: string
-  dbRevision?: string | null
-  expectedHead?: string
-  pendingMigrations?: string[]
-  dataDir?: string | null
-  dataDirFreeBytes?: number | null
-  dataDirTotalBytes?: number | null
-  credentialsSource?: string | null
-}
+/** The ops status the extension serves (core/extension-contract.ts). */
+export type {OpsStatus}
 
 /** Connect answers: status codes are kept so that checks can tell 401, 403 and 404 apart. */
 export type Answer<T> = {ok: true; value: T} | {ok: false; status: number; message: string}
@@ -374,7 +364,11 @@ export const DOCTOR_CHECKS: CheckDefinition<DoctorContext>[] = [
       if (answer.status === 401) return fail('the ops token was refused', 'Use the token that was deployed (it is in the config dir of the machine that deployed), or redeploy to set a new one.')
       if (answer.status === 503) return fail('MLFLOWCTL_OPS_TOKEN is not set on the content', 'Redeploy with mlflowctl deploy, which sets it.')
       if (answer.status !== 200) return fail(`the ops status answered HTTP ${answer.status}`, 'Read the content log; the database may be unreachable.')
-      ctx.facts.ops = JSON.parse(answer.body) as OpsStatus
+      try {
+        ctx.facts.ops = parseOpsStatus(answer.body)
+      } catch (error) {
+        return fail((error as Error).message, (error as MlflowctlError).suggestionList?.[0] ?? 'Redeploy the extension with this mlflowctl.')
+      }
       return pass(`storage mode ${ctx.facts.ops.storageMode}, MLflow ${ctx.facts.ops.mlflowVersion}${ctx.facts.ops.credentialsSource ? `, credentials from ${ctx.facts.ops.credentialsSource}` : ''}`)
     },
   },

@@ -12,7 +12,8 @@ import {diffSchemas} from '../../../src/core/db-migrate.js'
 import type {HistoryEvent} from '../../../src/core/history.js'
 import {inlineStepRunner} from '../../../src/core/ports.js'
 import {applyUpgrade, checkSavedPlan, type ApplyDeps} from '../../../src/core/upgrade-apply.js'
-import {planUpgrade, type LiveState} from '../../../src/core/upgrade-plan.js'
+import {planUpgrade, PLAN_FORMAT_VERSION, readSavedPlan, type LiveState} from '../../../src/core/upgrade-plan.js'
+import type {MlflowctlError} from '../../../src/errors.js'
 import {bumpBundle, selectTarget, type BumpInput} from '../../../src/core/version-bump.js'
 import {EXTENSION_TEMPLATES, readTree} from '../../../src/adapters/fs/bundle-dir.js'
 
@@ -217,5 +218,25 @@ describe('upgrade apply (fakes around the core)', () => {
     await assert.rejects(applyUpgrade(deps, options, inlineStepRunner), (error: {code: string; suggestions: string[]}) => error.code === 'ROLLBACK_FAILED' && /backup restore \/repo\/b1 --to connect:/.test(error.suggestions[0]))
     assert.match(history.at(-1)!.message!, /draft verification failed.*the extension is not running/)
     assert.equal(calls.at(-1), 'unlock')
+  })
+})
+
+describe('readSavedPlan', () => {
+  const code = (value: unknown): string => {
+    try {
+      readSavedPlan(value, 'plan.json')
+      return 'read'
+    } catch (error) {
+      return (error as MlflowctlError).code
+    }
+  }
+
+  it('reads a plan of this format, refuses anything else with its own code', () => {
+    const plan = {formatVersion: PLAN_FORMAT_VERSION, fingerprint: 'abc', guid: 'g'}
+    assert.equal(code(plan), 'read')
+    assert.equal(code(undefined), 'PLAN_INVALID', 'an unreadable file or invalid JSON')
+    assert.equal(code({guid: 'g', formatVersion: 1}), 'PLAN_INVALID', 'no fingerprint')
+    assert.equal(code([plan]), 'PLAN_INVALID')
+    assert.equal(code({...plan, formatVersion: PLAN_FORMAT_VERSION + 1}), 'PLAN_FORMAT_UNSUPPORTED')
   })
 })

@@ -1,0 +1,81 @@
+import {z} from 'zod'
+
+import {CheckFailedError, ExternalError} from '../errors.js'
+
+/**
+ * The one typed contract with the extension's ops endpoint (templates/extension/mlflowctl_extension: server.py
+ * `describe()` for /_mlflowctl/status, transfer.py `restore_upload` for /_mlflowctl/restore). It lives in core
+ * because core use cases (doctor, verify, dev) read the status as well as the adapters that fetch it. Fields that
+ * older extensions do not send are optional; unknown fields pass through here, and the contract test (integration
+ * dev-mlflow, cloud-aws) parses the real extension's answer with `.strict()`, so a field added on one side only fails.
+ */
+export const STATUS_FORMAT_VERSION = 1
+
+export const opsStatusSchema = z
+  .object({
+    statusVersion: z.number().int().optional(),
+    extensionVersion: z.string().optional(),
+    mlflowVersion: z.string().optional(),
+    bundleMlflowVersion: z.string().nullish(),
+    appMode: z.string().nullish(),
+    storageMode: z.string().optional(),
+    dbDialect: z.string().optional(),
+    pythonVersion: z.string().optional(),
+    sqliteVersion: z.string().optional(),
+    tables: z.array(z.string()).optional(),
+    rowEstimates: z.record(z.number()).optional(),
+    dbRevision: z.string().nullish(),
+    expectedHead: z.string().optional(),
+    schemaState: z.string().optional(),
+    pendingMigrations: z.array(z.string()).optional(),
+    backendStore: z.string().optional(),
+    dataDir: z.string().nullish(),
+    dataDirFreeBytes: z.number().nullish(),
+    dataDirTotalBytes: z.number().nullish(),
+    hasData: z.boolean().nullish(),
+    startedAt: z.string().optional(),
+    now: z.string().optional(),
+    credentialsSource: z.string().nullish(),
+    credentials: z.array(z.object({name: z.string(), expiresAt: z.string().nullable(), renewals: z.number().int()}).strict()).optional(),
+  })
+  .passthrough()
+
+export type OpsStatus = z.infer<typeof opsStatusSchema>
+
+export const restoreResultSchema = z
+  .object({restored: z.boolean().optional(), revision: z.string(), artifactFiles: z.number().int(), held: z.boolean().optional()})
+  .passthrough()
+
+export type RestoreResult = z.infer<typeof restoreResultSchema>
+
+function parsed<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
+  let value = body
+  if (typeof body === 'string') {
+    try {
+      value = JSON.parse(body)
+    } catch {
+      throw new ExternalError('EXTENSION_ANSWER_INVALID', `${what} is not JSON: ${body.slice(0, 120)}`)
+    }
+  }
+  const result = schema.safeParse(value)
+  if (!result.success) {
+    const issues = result.error.issues.slice(0, 3).map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`)
+    throw new ExternalError('EXTENSION_ANSWER_INVALID', `${what} does not have the shape this mlflowctl reads (${issues.join('; ')}).`, {suggestions: ['Redeploy the extension with this mlflowctl (mlflowctl upgrade apply or deploy).']})
+  }
+  return result.data
+}
+
+/**
+ * The ops status, checked: its format version must be one this mlflowctl reads.
+ * @throws EXTENSION_ANSWER_INVALID (not JSON, or a field of the wrong type), EXTENSION_TOO_NEW
+ */
+export function parseOpsStatus(body: unknown, what = 'The extension\'s ops status'): OpsStatus {
+  const status = parsed(opsStatusSchema, body, what)
+  if ((status.statusVersion ?? 1) > STATUS_FORMAT_VERSION) {
+    throw new CheckFailedError('EXTENSION_TOO_NEW', `${what} has format ${status.statusVersion}; this mlflowctl reads format ${STATUS_FORMAT_VERSION}.`, {suggestions: ['Upgrade mlflowctl to the release that rendered the deployed extension.']})
+  }
+  return status
+}
+
+/** The answer of POST /_mlflowctl/restore. @throws EXTENSION_ANSWER_INVALID */
+export const parseRestoreResult = (body: unknown, what = 'The extension\'s restore answer'): RestoreResult => parsed(restoreResultSchema, body, what)
