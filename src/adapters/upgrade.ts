@@ -7,16 +7,16 @@ import {join, resolve} from 'node:path'
 import * as tar from 'tar'
 
 import {createBackup} from '../core/backup/create.js'
-import {restoreBackup, type RestoreTarget} from '../core/backup/restore.js'
-import {parseDatabaseUrl} from '../core/database-url.js'
+import {restoreBackup} from '../core/backup/restore.js'
 import {deploy, urlsFor, waitForTask, type DraftsPolicy} from '../core/deploy.js'
 import type {StepRunner} from '../core/ports.js'
 import type {ApplyDeps, LiveDeployment} from '../core/upgrade-apply.js'
 import type {LiveState} from '../core/upgrade-plan.js'
 import {bumpBundle, selectTarget} from '../core/version-bump.js'
 import {verifyExtension} from '../core/verify.js'
+import {checkBackupRevision, externalDatabase, upgradeBackupSource, upgradeRestoreTarget} from '../core/upgrade-storage.js'
 import {redact, urlPasswordForms} from '../core/redact.js'
-import {CheckFailedError, ConfigError, ExternalError, UsageError} from '../errors.js'
+import {ConfigError, ExternalError, UsageError} from '../errors.js'
 import {verifyBackupArchive} from './backup/archive.js'
 import {connectOpsStatus, type ConnectTransferOptions} from './backup/connect-transfer.js'
 import {createBackupDeps} from './backup/index.js'
@@ -98,14 +98,6 @@ async function readInto(options: UpgradeAdapterOptions, connect: ConnectClient, 
   return {state, bundleDir}
 }
 
-function safeUrl(raw: string): URL | undefined {
-  try {
-    return new URL(raw)
-  } catch {
-    return undefined
-  }
-}
-
 /** The steps `applyUpgrade` runs, against Connect, the backup repository and the deployment's data. */
 export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<ApplyDeps & {dispose(): Promise<void>}> {
   const scratchDirs: string[] = []
@@ -120,20 +112,7 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
     }
     return repository
   }
-  const external = (live: LiveState) => {
-    if (live.status.storageMode === 'local') return undefined
-    if (!options.databaseUrl) {
-      throw new UsageError('DATABASE_URL_REQUIRED', `${live.guid} keeps its data in ${live.status.storageMode} storage: the backup and a rollback need the database's URL.`, {suggestions: ['Pass --db postgresql://… (or MLFLOWCTL_DB).']})
-    }
-    const database = parseDatabaseUrl(options.databaseUrl)
-    if (database.engine !== 'postgresql') throw new UsageError('ENGINE_NOT_SUPPORTED', `Upgrade backups of external storage read PostgreSQL; --db is ${database.engine}.`)
-    const served = live.status.backendStore ? safeUrl(live.status.backendStore) : undefined
-    const given = safeUrl(options.databaseUrl)
-    if (served && given && (served.hostname !== given.hostname || (served.port || '5432') !== (given.port || '5432') || served.pathname !== given.pathname)) {
-      throw new UsageError('DATABASE_MISMATCH', `--db points at ${database.display}, but ${live.guid} uses ${live.status.backendStore}: refusing to back up (and possibly restore into) another database.`)
-    }
-    return database
-  }
+  const external = (live: LiveState) => externalDatabase(live, options.databaseUrl)
   const contentUrl = async (guid: string) => urlsFor(options.server, guid, await deployDeps.connect.getContent(guid)).contentUrl
   return {
     catalog,
@@ -152,13 +131,10 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
       const database = external(live)
       const repo = await repositoryFor(live.guid)
       const deps = createBackupDeps({repository: repo, dataDir: options.dataDir, onWarning: options.onWarning, passphrase: options.passphrase, connect: options.transfer})
-      const source = database ? {kind: 'postgresql' as const, url: options.databaseUrl!, display: database.display} : {kind: 'connect' as const, guid: live.guid}
-      // Migrations change the database only; an external artifact store is left out of the upgrade backup.
-      const created = await createBackup(deps, {source, repo: repo.display, artifacts: database ? 'none' : 'all', toolVersion: options.toolVersion, encrypted: Boolean(options.passphrase)})
+      const {source, artifacts} = upgradeBackupSource(live, database, options.databaseUrl)
+      const created = await createBackup(deps, {source, repo: repo.display, artifacts, toolVersion: options.toolVersion, encrypted: Boolean(options.passphrase)})
       created.warnings.forEach(options.onWarning)
-      if (created.revision !== live.status.dbRevision) {
-        throw new CheckFailedError('BACKUP_OTHER_REVISION', `The backup ${created.id} is at schema ${created.revision ?? 'none'}, but ${live.guid} reported ${live.status.dbRevision ?? 'none'}: it is not this deployment's database, or it moved. Nothing was deployed.`)
-      }
+      checkBackupRevision(created, live)
       const fetched = await repo.fetch(created.id)
       try {
         await verifyBackupArchive(fetched.path, {passphrase: options.passphrase})
@@ -185,7 +161,7 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
     restore: async (backup, live, hold) => {
       const database = external(live)
       const repo = await repositoryFor(live.guid)
-      const target: RestoreTarget = database ? {kind: 'postgresql', url: options.databaseUrl!, display: database.display} : {kind: 'connect', guid: live.guid}
+      const target = upgradeRestoreTarget(live, database, options.databaseUrl)
       const deps = createRestoreDeps({cacheDir: options.cacheDir, dataDir: options.dataDir, safetyRepo: repo, passphrase: options.passphrase, connect: options.transfer, confirm: async () => true, onProgress: options.onProgress, onWarning: options.onWarning})
       const fetched = await repo.fetch(backup.id)
       try {
