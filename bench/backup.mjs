@@ -11,7 +11,7 @@
 // admin URL), sqlite3, pgloader and /usr/bin/time (Debian packages). Not a test: it never fails a build.
 import {execFileSync, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -22,30 +22,50 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 const scale = Number(process.argv.find((a) => a.startsWith('--scale='))?.split('=')[1] ?? 1)
 const pgAdmin = process.env.MLFLOWCTL_TEST_PG_URL
 const cacheDir = process.env.MLFLOWCTL_CACHE_DIR ?? join(root, '.cache', 'mlflowctl')
-const venv = JSON.parse(readFileSync(join(cacheDir, 'test-venvs.json'), 'utf8')).find((v) => v.mlflowVersion.startsWith('3.'))
+const venv = JSON.parse(readFileSync(join(cacheDir, 'test-venvs.json'), 'utf8')).find((v) =>
+  v.mlflowVersion.startsWith('3.'),
+)
 const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'mlflowctl-bench-backup-'))
 const cli = join(root, 'bin', 'run.js')
-const env = {...process.env, MLFLOWCTL_CACHE_DIR: cacheDir, MLFLOWCTL_DATA_DIR: join(work, 'state'), MLFLOWCTL_CONFIG_DIR: join(work, 'config')}
+const env = {
+  ...process.env,
+  MLFLOWCTL_CACHE_DIR: cacheDir,
+  MLFLOWCTL_DATA_DIR: join(work, 'state'),
+  MLFLOWCTL_CONFIG_DIR: join(work, 'config'),
+}
 
 for (const tool of ['sqlite3', 'pgloader', 'pg_dump', 'pg_restore', '/usr/bin/time']) {
-  if (spawnSync('bash', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is missing (apt-get install sqlite3 pgloader postgresql-client time)`)
+  if (spawnSync('bash', ['-c', `command -v ${tool}`]).status !== 0)
+    throw new Error(`${tool} is missing (apt-get install sqlite3 pgloader postgresql-client time)`)
 }
 if (!pgAdmin) throw new Error('MLFLOWCTL_TEST_PG_URL is not set')
 
 /** Runs a shell command under GNU time: {seconds, peakMiB}. */
 function measure(label, command) {
   const timing = join(work, 'time.txt')
-  const result = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', timing, 'bash', '-c', command], {env, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024})
-  if (result.status !== 0) throw new Error(`${label} failed (${result.status}): ${result.stderr.toString().slice(-2000)}`)
+  const result = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', timing, 'bash', '-c', command], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 64 * 1024 * 1024,
+  })
+  if (result.status !== 0)
+    throw new Error(`${label} failed (${result.status}): ${result.stderr.toString().slice(-2000)}`)
   const [seconds, kib] = readFileSync(timing, 'utf8').trim().split('\n').at(-1).split(' ').map(Number)
   process.stderr.write(`  ${label}: ${seconds.toFixed(1)} s, ${(kib / 1024).toFixed(0)} MiB\n`)
   return {seconds, peakMiB: kib / 1024, stdout: result.stdout.toString()}
 }
 
-const sizeOf = (path) => (statSync(path).isDirectory() ? readdirSync(path).reduce((sum, name) => sum + sizeOf(join(path, name)), 0) : statSync(path).size)
+const sizeOf = (path) =>
+  statSync(path).isDirectory()
+    ? readdirSync(path).reduce((sum, name) => sum + sizeOf(join(path, name)), 0)
+    : statSync(path).size
 const pgUrl = (name) => Object.assign(new URL(pgAdmin), {pathname: `/${name}`}).toString()
 function createDb(name) {
-  execFileSync('psql', [pgAdmin, '-q', '-c', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`, '-c', `CREATE DATABASE "${name}"`], {stdio: 'pipe'})
+  execFileSync(
+    'psql',
+    [pgAdmin, '-q', '-c', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`, '-c', `CREATE DATABASE "${name}"`],
+    {stdio: 'pipe'},
+  )
   return pgUrl(name)
 }
 
@@ -53,18 +73,33 @@ function createDb(name) {
 function generate(dir, metricRows, artifactBytes) {
   mkdirSync(join(dir, 'artifacts'), {recursive: true})
   const dbFile = join(dir, 'mlflow.db')
-  execFileSync(venv.python, ['-c', `from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; SqlAlchemyStore('sqlite:///${dbFile}', '${join(dir, 'artifacts')}')`], {stdio: 'pipe'})
+  execFileSync(
+    venv.python,
+    [
+      '-c',
+      `from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; SqlAlchemyStore('sqlite:///${dbFile}', '${join(dir, 'artifacts')}')`,
+    ],
+    {stdio: 'pipe'},
+  )
   const db = new Database(dbFile)
   db.pragma('journal_mode = WAL')
   const runs = 1000
   const keys = 10
   const steps = Math.ceil(metricRows / runs / keys)
   const now = Date.now()
-  db.prepare("INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (1, 'bench', 'mlflow-artifacts:/1', 'active', ?, ?)").run(now, now)
-  const run = db.prepare("INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) VALUES (?, ?, 'LOCAL', '', '', 'bench', 'FINISHED', ?, ?, '', 'active', ?, 1)")
+  db.prepare(
+    "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (1, 'bench', 'mlflow-artifacts:/1', 'active', ?, ?)",
+  ).run(now, now)
+  const run = db.prepare(
+    "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) VALUES (?, ?, 'LOCAL', '', '', 'bench', 'FINISHED', ?, ?, '', 'active', ?, 1)",
+  )
   const param = db.prepare('INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)')
-  const metric = db.prepare('INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, 0)')
-  const latest = db.prepare('INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, ?, 0, ?)')
+  const metric = db.prepare(
+    'INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, 0)',
+  )
+  const latest = db.prepare(
+    'INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, ?, 0, ?)',
+  )
   const runIds = []
   db.transaction(() => {
     for (let r = 0; r < runs; r++) {
@@ -86,7 +121,11 @@ function generate(dir, metricRows, artifactBytes) {
     mkdirSync(runDir, {recursive: true})
     writeFileSync(join(runDir, `weights-${i}.bin`), randomBytes(fileSize)) // model weights do not compress
   }
-  return {dbBytes: statSync(dbFile).size, artifactBytes: sizeOf(join(dir, 'artifacts')), metricRows: runs * keys * steps}
+  return {
+    dbBytes: statSync(dbFile).size,
+    artifactBytes: sizeOf(join(dir, 'artifacts')),
+    metricRows: runs * keys * steps,
+  }
 }
 
 const results = {scale, sizes: []}
@@ -98,12 +137,26 @@ try {
     const metricRows = Math.round(10_000_000 * scale * fraction)
     const artifactBytes = Math.round(1024 ** 3 * scale * fraction)
     const dir = join(work, `app-data-${fraction}`)
-    process.stderr.write(`Generating ${metricRows} metric rows and ${(artifactBytes / 1024 ** 2).toFixed(0)} MiB of artifacts...\n`)
+    process.stderr.write(
+      `Generating ${metricRows} metric rows and ${(artifactBytes / 1024 ** 2).toFixed(0)} MiB of artifacts...\n`,
+    )
     const data = generate(dir, metricRows, artifactBytes)
     const repo = join(work, `repo-${fraction}`)
     const ours = measure('backup create', mlflowctl(`backup create --source ${dir} --repo ${repo}`))
-    const baseline = measure('sqlite3 .backup + tar czf', `sqlite3 ${dir}/mlflow.db ".backup ${work}/snap.db" && tar czf ${work}/baseline.tgz -C ${work} snap.db -C ${dir} artifacts && rm ${work}/snap.db`)
-    const size = {fraction, ...data, backup: {mlflowctl: ours, baseline, archiveBytes: sizeOf(repo) , baselineBytes: statSync(join(work, 'baseline.tgz')).size}}
+    const baseline = measure(
+      'sqlite3 .backup + tar czf',
+      `sqlite3 ${dir}/mlflow.db ".backup ${work}/snap.db" && tar czf ${work}/baseline.tgz -C ${work} snap.db -C ${dir} artifacts && rm ${work}/snap.db`,
+    )
+    const size = {
+      fraction,
+      ...data,
+      backup: {
+        mlflowctl: ours,
+        baseline,
+        archiveBytes: sizeOf(repo),
+        baselineBytes: statSync(join(work, 'baseline.tgz')).size,
+      },
+    }
     rmSync(join(work, 'baseline.tgz'))
     results.sizes.push(size)
     full = {dir, repo, id: backupId(ours.stdout), size}
@@ -112,34 +165,66 @@ try {
 
   process.stderr.write('SQLite → PostgreSQL...\n')
   const source = createDb('bench_source')
-  const restoreToPg = measure('restore SQLite backup → PostgreSQL', mlflowctl(`backup restore ${full.id} --repo ${full.repo} --to ${source} --artifacts-to ${work}/pg-artifacts`))
+  const restoreToPg = measure(
+    'restore SQLite backup → PostgreSQL',
+    mlflowctl(`backup restore ${full.id} --repo ${full.repo} --to ${source} --artifacts-to ${work}/pg-artifacts`),
+  )
   createDb('bench_pgloader')
-  const pgloader = measure('pgloader SQLite → PostgreSQL', `pgloader --quiet sqlite://${full.dir}/mlflow.db ${pgUrl('bench_pgloader')}`)
+  const pgloader = measure(
+    'pgloader SQLite → PostgreSQL',
+    `pgloader --quiet sqlite://${full.dir}/mlflow.db ${pgUrl('bench_pgloader')}`,
+  )
 
   process.stderr.write('PostgreSQL backup and restore (database only)...\n')
   const pgRepo = join(work, 'pg-repo')
-  const pgBackup = measure('backup create --source postgresql', mlflowctl(`backup create --source ${source} --artifacts none --repo ${pgRepo}`))
+  const pgBackup = measure(
+    'backup create --source postgresql',
+    mlflowctl(`backup create --source ${source} --artifacts none --repo ${pgRepo}`),
+  )
   const pgDump = measure('pg_dump -Fc', `pg_dump -Fc -f ${work}/dump.fc ${source}`)
   const target = createDb('bench_target')
-  const pgRestore = measure('restore PostgreSQL backup → empty PostgreSQL', mlflowctl(`backup restore ${backupId(pgBackup.stdout)} --repo ${pgRepo} --to ${target}`))
+  const pgRestore = measure(
+    'restore PostgreSQL backup → empty PostgreSQL',
+    mlflowctl(`backup restore ${backupId(pgBackup.stdout)} --repo ${pgRepo} --to ${target}`),
+  )
   const pgRestoreTarget = createDb('bench_pg_restore')
   const pgRestoreBaseline = measure('pg_restore', `pg_restore -d ${pgRestoreTarget} ${work}/dump.fc`)
   results.postgres = {
     sqliteToPg: {mlflowctl: restoreToPg, baseline: pgloader},
-    backup: {mlflowctl: pgBackup, baseline: pgDump, archiveBytes: sizeOf(pgRepo), baselineBytes: statSync(join(work, 'dump.fc')).size},
+    backup: {
+      mlflowctl: pgBackup,
+      baseline: pgDump,
+      archiveBytes: sizeOf(pgRepo),
+      baselineBytes: statSync(join(work, 'dump.fc')).size,
+    },
     restore: {mlflowctl: pgRestore, baseline: pgRestoreBaseline},
   }
 } finally {
-  for (const name of ['bench_source', 'bench_pgloader', 'bench_target', 'bench_pg_restore']) spawnSync('psql', [pgAdmin, '-q', '-c', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`])
+  for (const name of ['bench_source', 'bench_pgloader', 'bench_target', 'bench_pg_restore'])
+    spawnSync('psql', [pgAdmin, '-q', '-c', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`])
   rmSync(work, {recursive: true, force: true})
 }
 
-const row = (name, pair, goal) => `| ${name} | ${pair.mlflowctl.seconds.toFixed(1)} s | ${pair.baseline.seconds.toFixed(1)} s | ${(pair.mlflowctl.seconds / pair.baseline.seconds).toFixed(2)}× (goal ${goal}) | ${pair.mlflowctl.peakMiB.toFixed(0)} MiB | ${pair.baseline.peakMiB.toFixed(0)} MiB |`
-const lines = ['| Measurement | mlflowctl | baseline | ratio | mlflowctl peak RSS | baseline peak RSS |', '| --- | --- | --- | --- | --- | --- |']
-for (const size of results.sizes) lines.push(row(`backup create, ${(size.metricRows / 1e6).toFixed(0)}M metrics + ${(size.artifactBytes / 1024 ** 3).toFixed(2)} GiB artifacts vs sqlite3 .backup + tar czf`, size.backup, '≤ 1.0×'))
+const row = (name, pair, goal) =>
+  `| ${name} | ${pair.mlflowctl.seconds.toFixed(1)} s | ${pair.baseline.seconds.toFixed(1)} s | ${(pair.mlflowctl.seconds / pair.baseline.seconds).toFixed(2)}× (goal ${goal}) | ${pair.mlflowctl.peakMiB.toFixed(0)} MiB | ${pair.baseline.peakMiB.toFixed(0)} MiB |`
+const lines = [
+  '| Measurement | mlflowctl | baseline | ratio | mlflowctl peak RSS | baseline peak RSS |',
+  '| --- | --- | --- | --- | --- | --- |',
+]
+for (const size of results.sizes)
+  lines.push(
+    row(
+      `backup create, ${(size.metricRows / 1e6).toFixed(0)}M metrics + ${(size.artifactBytes / 1024 ** 3).toFixed(2)} GiB artifacts vs sqlite3 .backup + tar czf`,
+      size.backup,
+      '≤ 1.0×',
+    ),
+  )
 lines.push(row('restore SQLite backup → PostgreSQL vs pgloader', results.postgres.sqliteToPg, '≤ 1.0×'))
 lines.push(row('backup create --source postgresql (DB only) vs pg_dump -Fc', results.postgres.backup, '≤ 1.2×'))
 lines.push(row('restore → empty PostgreSQL vs pg_restore', results.postgres.restore, '≤ 1.2×'))
 console.log(lines.join('\n'))
 mkdirSync(join(root, 'bench', 'results'), {recursive: true})
-writeFileSync(join(root, 'bench', 'results', `backup-${Date.now()}.json`), `${JSON.stringify(results, (key, value) => (key === 'stdout' ? undefined : value), 2)}\n`)
+writeFileSync(
+  join(root, 'bench', 'results', `backup-${Date.now()}.json`),
+  `${JSON.stringify(results, (key, value) => (key === 'stdout' ? undefined : value), 2)}\n`,
+)

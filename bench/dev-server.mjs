@@ -4,6 +4,7 @@
 //  - requests: median latency of experiments/search, through the proxy vs. direct;
 //  - memory: peak RSS (VmHWM) of every process each side runs (MLflow + supervisor/proxy).
 // Usage: node bench/dev-server.mjs [--repeat N] [--requests N] [--json]
+import {performance} from 'node:perf_hooks'
 import {execFileSync, spawn} from 'node:child_process'
 import {mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -22,31 +23,42 @@ const venvs = JSON.parse(readFileSync(join(cacheDir, 'test-venvs.json'), 'utf8')
 const venv = venvs.find((v) => v.mlflowVersion.startsWith('3.')) ?? venvs[0]
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-const cli = (args, env) => JSON.parse(execFileSync(process.execPath, [join(root, 'bin', 'run.js'), ...args, '--json'], {env: {...process.env, ...env}, encoding: 'utf8'}))
+const cli = (args, env) =>
+  JSON.parse(
+    execFileSync(process.execPath, [join(root, 'bin', 'run.js'), ...args, '--json'], {
+      env: {...process.env, ...env},
+      encoding: 'utf8',
+    }),
+  )
 
 function treePids(pid) {
-  const children = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
-    try {
-      return readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1] === String(pid)
-    } catch {
-      return false
-    }
-  })
+  const children = readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        return readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1] === String(pid)
+      } catch {
+        return false
+      }
+    })
   return [pid, ...children.flatMap((c) => treePids(Number(c)))]
 }
-const peakRssMiB = (pid) => treePids(pid).reduce((sum, p) => {
-  try {
-    return sum + Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1]) / 1024
-  } catch {
-    return sum
-  }
-}, 0)
+const peakRssMiB = (pid) =>
+  treePids(pid).reduce((sum, p) => {
+    try {
+      return sum + Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1]) / 1024
+    } catch {
+      return sum
+    }
+  }, 0)
 
 async function waitHealthy(url, headers) {
   for (;;) {
     try {
       if ((await fetch(url, {headers})).ok) return
-    } catch {}
+    } catch {
+      // not listening yet
+    }
     await sleep(50)
   }
 }
@@ -74,7 +86,9 @@ for (let i = 0; i < repeat; i++) {
   const up = cli(['dev', 'up', bundle], env).result
   results.mlflowctl.start.push((performance.now() - t) / 1000)
   const headers = {Authorization: `Key ${up.apiKey}`}
-  results.mlflowctl.latency.push(await latency(`${up.trackingUri}/api/2.0/mlflow/experiments/search?max_results=10`, headers))
+  results.mlflowctl.latency.push(
+    await latency(`${up.trackingUri}/api/2.0/mlflow/experiments/search?max_results=10`, headers),
+  )
   results.mlflowctl.rss.push(peakRssMiB(up.supervisorPid))
   cli(['dev', 'down', bundle], env)
 
@@ -82,16 +96,40 @@ for (let i = 0; i < repeat; i++) {
   const db = join(up.dataDir, 'mlflow.db')
   const port = 20000 + Math.floor(Math.random() * 20000)
   t = performance.now()
-  const server = spawn(venv.python, ['-m', 'mlflow', 'server', '--backend-store-uri', `sqlite:///${db}`, '--artifacts-destination', join(up.dataDir, 'artifacts'), '--host', '127.0.0.1', '--port', String(port), '--workers', '1'], {stdio: 'ignore', detached: true})
+  const server = spawn(
+    venv.python,
+    [
+      '-m',
+      'mlflow',
+      'server',
+      '--backend-store-uri',
+      `sqlite:///${db}`,
+      '--artifacts-destination',
+      join(up.dataDir, 'artifacts'),
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--workers',
+      '1',
+    ],
+    {stdio: 'ignore', detached: true},
+  )
   await waitHealthy(`http://127.0.0.1:${port}/health`, {})
   results.baseline.start.push((performance.now() - t) / 1000)
-  results.baseline.latency.push(await latency(`http://127.0.0.1:${port}/api/2.0/mlflow/experiments/search?max_results=10`, {}))
+  results.baseline.latency.push(
+    await latency(`http://127.0.0.1:${port}/api/2.0/mlflow/experiments/search?max_results=10`, {}),
+  )
   results.baseline.rss.push(peakRssMiB(server.pid))
   process.kill(-server.pid, 'SIGTERM')
   await sleep(1500)
 }
 
-const row = (side) => ({startSeconds: median(results[side].start), medianLatencyMs: median(results[side].latency), peakRssMiB: median(results[side].rss)})
+const row = (side) => ({
+  startSeconds: median(results[side].start),
+  medianLatencyMs: median(results[side].latency),
+  peakRssMiB: median(results[side].rss),
+})
 const report = {
   benchmark: 'dev-server',
   mlflowVersion: venv.mlflowVersion,
@@ -113,6 +151,11 @@ else {
   const fmt = (n) => n.toFixed(2)
   console.log(`dev-server: MLflow ${venv.mlflowVersion}, ${repeat} runs, ${requests} requests each (medians)`)
   console.log('side       start_s  latency_ms  peak_rss_MiB')
-  for (const side of ['mlflowctl', 'baseline']) console.log(`${side.padEnd(10)} ${fmt(report[side].startSeconds).padStart(7)}  ${fmt(report[side].medianLatencyMs).padStart(10)}  ${fmt(report[side].peakRssMiB).padStart(12)}`)
-  console.log(`ratio      ${fmt(report.ratios.start).padStart(7)}  ${fmt(report.ratios.latency).padStart(10)}  ${fmt(report.ratios.peakRss).padStart(12)}`)
+  for (const side of ['mlflowctl', 'baseline'])
+    console.log(
+      `${side.padEnd(10)} ${fmt(report[side].startSeconds).padStart(7)}  ${fmt(report[side].medianLatencyMs).padStart(10)}  ${fmt(report[side].peakRssMiB).padStart(12)}`,
+    )
+  console.log(
+    `ratio      ${fmt(report.ratios.start).padStart(7)}  ${fmt(report.ratios.latency).padStart(10)}  ${fmt(report.ratios.peakRss).padStart(12)}`,
+  )
 }

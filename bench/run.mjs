@@ -4,6 +4,10 @@ import {spawnSync} from 'node:child_process'
 import {fileURLToPath} from 'node:url'
 
 for (const name of ['dev-server.mjs', 'backup.mjs']) {
-  const result = spawnSync(process.execPath, [fileURLToPath(new URL(name, import.meta.url)), ...process.argv.slice(2)], {stdio: 'inherit'})
+  const result = spawnSync(
+    process.execPath,
+    [fileURLToPath(new URL(name, import.meta.url)), ...process.argv.slice(2)],
+    {stdio: 'inherit'},
+  )
   if (result.status !== 0) process.exit(result.status ?? 1)
 }

@@ -24,8 +24,17 @@ const EMULATORS = 'moto[server]==5.2.5\ngcp-storage-emulator==2026.7.19\n'
 
 async function build(label, requirements, extraPackages = []) {
   const started = Date.now()
-  const venv = await ensureVenv({cacheDir, python, pythonVersion, requirements, extraPackages, onProgress: (line) => process.stderr.write(`  [${label}] ${line}\n`)})
-  process.stdout.write(`${label}: venv ${venv.key} ${venv.reused ? 'reused' : 'built'} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
+  const venv = await ensureVenv({
+    cacheDir,
+    python,
+    pythonVersion,
+    requirements,
+    extraPackages,
+    onProgress: (line) => process.stderr.write(`  [${label}] ${line}\n`),
+  })
+  process.stdout.write(
+    `${label}: venv ${venv.key} ${venv.reused ? 'reused' : 'built'} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+  )
   return venv
 }
 
@@ -37,23 +46,37 @@ function bundleRequirements(storage, mlflowVersion, appMode) {
 const out = []
 for (const mlflowVersion of versions) {
   // pytest too: the extension's own tests run in these venvs; a2wsgi on 3.3+, for its python-api tests.
-  const venv = await build(`MLflow ${mlflowVersion}`, bundleRequirements('local', mlflowVersion), ['pytest', ...(appModeFor(mlflowVersion) === 'python-fastapi' ? [A2WSGI_REQUIREMENT] : [])])
+  const venv = await build(`MLflow ${mlflowVersion}`, bundleRequirements('local', mlflowVersion), [
+    'pytest',
+    ...(appModeFor(mlflowVersion) === 'python-fastapi' ? [A2WSGI_REQUIREMENT] : []),
+  ])
   out.push({mlflowVersion, python: venv.python, key: venv.key})
 }
 // The upgrade matrix (test/integration/upgrade.test.ts) also starts from a 3.0.x release; the fake Connect
 // would build its venv on first deploy, this builds it ahead (same requirements, same cache key).
-for (const mlflowVersion of UPGRADE_MATRIX_EXTRA) await build(`MLflow ${mlflowVersion} (upgrade matrix)`, bundleRequirements('local', mlflowVersion))
+for (const mlflowVersion of UPGRADE_MATRIX_EXTRA)
+  await build(`MLflow ${mlflowVersion} (upgrade matrix)`, bundleRequirements('local', mlflowVersion))
 // Content first deployed on MLflow < 3.3 stays python-api when upgraded in place: its 3.x bundle adds a2wsgi.
-await build(`MLflow ${NEWEST_KNOWN_MLFLOW} python-api (in-place upgrades)`, bundleRequirements('local', NEWEST_KNOWN_MLFLOW, 'python-api'))
+await build(
+  `MLflow ${NEWEST_KNOWN_MLFLOW} python-api (in-place upgrades)`,
+  bundleRequirements('local', NEWEST_KNOWN_MLFLOW, 'python-api'),
+)
 // The fake Connect builds the same venvs from the deployed bundles' requirements.txt and finds these.
 const cloud = {}
 for (const storage of ['aws', 'azure', 'gcp']) {
   // pytest: the extension's cloud tests (templates/extension/tests/cloud) run in these.
-  const venv = await build(`MLflow ${NEWEST_KNOWN_MLFLOW} ${storage}`, bundleRequirements(storage, NEWEST_KNOWN_MLFLOW), ['pytest'])
+  const venv = await build(
+    `MLflow ${NEWEST_KNOWN_MLFLOW} ${storage}`,
+    bundleRequirements(storage, NEWEST_KNOWN_MLFLOW),
+    ['pytest'],
+  )
   cloud[storage] = {mlflowVersion: NEWEST_KNOWN_MLFLOW, python: venv.python, key: venv.key}
 }
 const emulators = await build('emulators', EMULATORS)
 mkdirSync(cacheDir, {recursive: true})
 writeFileSync(join(cacheDir, 'test-venvs.json'), `${JSON.stringify(out, null, 2)}\n`)
 writeFileSync(join(cacheDir, 'cloud-venvs.json'), `${JSON.stringify(cloud, null, 2)}\n`)
-writeFileSync(join(cacheDir, 'emulators.json'), `${JSON.stringify({python: emulators.python, key: emulators.key}, null, 2)}\n`)
+writeFileSync(
+  join(cacheDir, 'emulators.json'),
+  `${JSON.stringify({python: emulators.python, key: emulators.key}, null, 2)}\n`,
+)

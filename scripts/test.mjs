@@ -17,11 +17,13 @@ const scratch = mkdtempSync(join(tmpdir(), 'mlflowctl-test-'))
 
 function listTests(dir, suffix = '.test.ts') {
   if (!existsSync(dir)) return []
-  return readdirSync(dir, {withFileTypes: true}).flatMap((entry) => {
-    const full = join(dir, entry.name)
-    if (entry.isDirectory()) return listTests(full, suffix)
-    return entry.name.endsWith(suffix) ? [full] : []
-  }).sort()
+  return readdirSync(dir, {withFileTypes: true})
+    .flatMap((entry) => {
+      const full = join(dir, entry.name)
+      if (entry.isDirectory()) return listTests(full, suffix)
+      return entry.name.endsWith(suffix) ? [full] : []
+    })
+    .sort()
 }
 
 /** Wall seconds of each test file (integration: each its own run) and each pytest run, for the slowest list. */
@@ -38,8 +40,19 @@ function runNode(files, tap, {concurrency = [], hold = false} = {}) {
     const started = Date.now()
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', '--import', './test/support/setup.ts', '--test', ...concurrency,
-        '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`, ...files],
+      [
+        '--import',
+        'tsx',
+        '--import',
+        './test/support/setup.ts',
+        '--test',
+        ...concurrency,
+        '--test-reporter=spec',
+        '--test-reporter-destination=stdout',
+        '--test-reporter=tap',
+        `--test-reporter-destination=${tap}`,
+        ...files,
+      ],
       {cwd: root, stdio: ['ignore', hold ? 'pipe' : 'inherit', hold ? 'pipe' : 'inherit'], env: process.env},
     )
     let held = ''
@@ -74,7 +87,11 @@ async function runQuickTier(tier) {
 function integrationJobs() {
   return listTests(join(root, 'test', 'integration')).map((file, index) => {
     const name = relative(root, file)
-    return {name, sizeHint: statSync(file).size, run: (hold) => runNode([name], join(scratch, `integration-${index}.tap`), {hold})}
+    return {
+      name,
+      sizeHint: statSync(file).size,
+      run: (hold) => runNode([name], join(scratch, `integration-${index}.tap`), {hold}),
+    }
   })
 }
 
@@ -94,27 +111,43 @@ function extensionJobs() {
     return []
   }
   const cacheDir = process.env.MLFLOWCTL_TEST_CACHE_DIR ?? join(root, '.cache', 'mlflowctl')
-  const readCache = (name) => (existsSync(join(cacheDir, name)) ? JSON.parse(readFileSync(join(cacheDir, name), 'utf8')) : undefined)
+  const readCache = (name) =>
+    existsSync(join(cacheDir, name)) ? JSON.parse(readFileSync(join(cacheDir, name), 'utf8')) : undefined
   const env = {...process.env, MLFLOWCTL_TEST_EMULATORS_PYTHON: readCache('emulators.json')?.python ?? ''}
-  const runs = venvs.map((venv) => ({label: `MLflow ${venv.mlflowVersion}`, python: venv.python, paths: ['templates/extension/tests', '--ignore=templates/extension/tests/cloud']}))
+  const runs = venvs.map((venv) => ({
+    label: `MLflow ${venv.mlflowVersion}`,
+    python: venv.python,
+    paths: ['templates/extension/tests', '--ignore=templates/extension/tests/cloud'],
+  }))
   // Each cloud mode's tests run in that mode's bundle venv (its SDKs are not in the others).
-  const cloudTests = listTests(join(root, 'templates/extension/tests/cloud'), '.py').filter((file) => /\/test_[a-z]+.*\.py$/.test(file))
+  const cloudTests = listTests(join(root, 'templates/extension/tests/cloud'), '.py').filter((file) =>
+    /\/test_[a-z]+.*\.py$/.test(file),
+  )
   for (const [storage, venv] of Object.entries(readCache('cloud-venvs.json') ?? {})) {
     const files = cloudTests.filter((file) => file.includes(`/test_${storage}`)).map((file) => relative(root, file))
-    if (files.length > 0) runs.push({label: `MLflow ${venv.mlflowVersion} ${storage}`, python: venv.python, paths: files})
+    if (files.length > 0)
+      runs.push({label: `MLflow ${venv.mlflowVersion} ${storage}`, python: venv.python, paths: files})
   }
   if (inCI && !runs.some((run) => run.label.endsWith('gcp'))) {
     process.stdout.write('cloud venvs missing under CI: run `node scripts/provision.mjs`\n')
     totals.failed += 1
   }
-  return runs.map((run) => ({name: `pytest (${run.label})`, sizeHint: run.paths.length > 1 ? 12_000 : 2_000, run: (hold) => runPytest(run, env, hold)}))
+  return runs.map((run) => ({
+    name: `pytest (${run.label})`,
+    sizeHint: run.paths.length > 1 ? 12_000 : 2_000,
+    run: (hold) => runPytest(run, env, hold),
+  }))
 }
 
 function runPytest(run, env, hold) {
   return new Promise((resolveRun) => {
     const junit = join(scratch, `pytest-${run.label.replaceAll(' ', '-')}.xml`)
     const started = Date.now()
-    const child = spawn(run.python, ['-m', 'pytest', ...run.paths, '-q', '-rs', '-p', 'no:cacheprovider', `--junitxml=${junit}`], {cwd: root, stdio: ['ignore', hold ? 'pipe' : 'inherit', hold ? 'pipe' : 'inherit'], env})
+    const child = spawn(
+      run.python,
+      ['-m', 'pytest', ...run.paths, '-q', '-rs', '-p', 'no:cacheprovider', `--junitxml=${junit}`],
+      {cwd: root, stdio: ['ignore', hold ? 'pipe' : 'inherit', hold ? 'pipe' : 'inherit'], env},
+    )
     let held = ''
     child.stdout?.on('data', (chunk) => (held += chunk))
     child.stderr?.on('data', (chunk) => (held += chunk))
@@ -150,7 +183,9 @@ async function runSlowPool(jobs) {
     for (let job = queue.shift(); job; job = queue.shift()) {
       if (width > 1) process.stdout.write(`-- started: ${job.name}\n`)
       const counts = await job.run(width > 1)
-      process.stdout.write(`-- finished: ${job.name} (${counts.seconds.toFixed(1)} s: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped)\n`)
+      process.stdout.write(
+        `-- finished: ${job.name} (${counts.seconds.toFixed(1)} s: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped)\n`,
+      )
       durations.push({name: job.name, seconds: counts.seconds, passed: counts.failed === 0})
       addCounts(counts)
     }
@@ -159,7 +194,10 @@ async function runSlowPool(jobs) {
   writeDurations()
 }
 
-const durationsFile = join(process.env.MLFLOWCTL_TEST_CACHE_DIR ?? join(root, '.cache', 'mlflowctl'), 'test-durations.json')
+const durationsFile = join(
+  process.env.MLFLOWCTL_TEST_CACHE_DIR ?? join(root, '.cache', 'mlflowctl'),
+  'test-durations.json',
+)
 const baselineFile = join(root, 'test', 'durations.json')
 function readJson(file) {
   try {
@@ -213,7 +251,20 @@ async function startAzurite() {
   if (!existsSync(bin)) return undefined
   const port = await freePort()
   // --skipApiVersionCheck: @azure/storage-blob 12.32 sends an API version Azurite 3.35 does not know.
-  const child = spawn(bin, ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--inMemoryPersistence', '--skipApiVersionCheck', '--silent', '--disableTelemetry'], {stdio: 'ignore'})
+  const child = spawn(
+    bin,
+    [
+      '--blobHost',
+      '127.0.0.1',
+      '--blobPort',
+      String(port),
+      '--inMemoryPersistence',
+      '--skipApiVersionCheck',
+      '--silent',
+      '--disableTelemetry',
+    ],
+    {stdio: 'ignore'},
+  )
   if (!(await waitForPort(port, child))) {
     child.kill()
     return undefined
@@ -231,10 +282,14 @@ for (const tier of tiers) {
   }
 }
 for (const tier of tiers.filter((name) => name === 'unit' || name === 'commands')) await runQuickTier(tier)
-await runSlowPool([...(tiers.includes('integration') ? integrationJobs() : []), ...(tiers.includes('extension') ? extensionJobs() : [])])
+await runSlowPool([
+  ...(tiers.includes('integration') ? integrationJobs() : []),
+  ...(tiers.includes('extension') ? extensionJobs() : []),
+])
 if (durations.length > 0) {
   process.stdout.write('\nSlowest test files:\n')
-  for (const {name, seconds} of [...durations].sort((a, b) => b.seconds - a.seconds).slice(0, 10)) process.stdout.write(`  ${seconds.toFixed(1).padStart(7)} s  ${name}\n`)
+  for (const {name, seconds} of [...durations].sort((a, b) => b.seconds - a.seconds).slice(0, 10))
+    process.stdout.write(`  ${seconds.toFixed(1).padStart(7)} s  ${name}\n`)
 }
 azurite?.kill()
 if (inCI && totals.skipped > 0) {

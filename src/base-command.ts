@@ -12,7 +12,9 @@ import {painter, useColor, type Painter} from './output/color.js'
 import {toMlflowctlError} from './output/errors.js'
 import {chooseRenderer, listrStepRunner} from './output/tasks.js'
 
-export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof MlflowctlCommand)['baseFlags'] & T['flags']>
+export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<
+  (typeof MlflowctlCommand)['baseFlags'] & T['flags']
+>
 export type CommandArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 
 export interface SuccessEnvelope<R> {
@@ -41,7 +43,11 @@ export interface ErrorEnvelope {
 export abstract class MlflowctlCommand<T extends typeof Command> extends Command {
   static enableJsonFlag = true
   static baseFlags = {
-    verbose: Flags.boolean({char: 'v', summary: 'Show detailed progress and debug output on stderr.', env: 'MLFLOWCTL_VERBOSE'}),
+    verbose: Flags.boolean({
+      char: 'v',
+      summary: 'Show detailed progress and debug output on stderr.',
+      env: 'MLFLOWCTL_VERBOSE',
+    }),
     'no-color': Flags.boolean({summary: 'Do not colour output.', env: 'MLFLOWCTL_NO_COLOR'}),
   }
 
@@ -65,10 +71,14 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     })
     this.flags = flags as CommandFlags<T>
     this.args = args as CommandArgs<T>
-    this.paint = painter(useColor({noColorFlag: Boolean(flags['no-color']), env: process.env, isTTY: Boolean(process.stdout.isTTY)}))
+    this.paint = painter(
+      useColor({noColorFlag: Boolean(flags['no-color']), env: process.env, isTTY: Boolean(process.stdout.isTTY)}),
+    )
     this.settings = this.loadSettings()
-    if (this.settings.apiKey.source === 'flag') this.warnUser('--api-key is visible in the process list; prefer the CONNECT_API_KEY environment variable.')
-    if ((flags as Record<string, unknown>).insecure) this.warnUser('--insecure: TLS certificates of the Connect server are not verified.')
+    if (this.settings.apiKey.source === 'flag')
+      this.warnUser('--api-key is visible in the process list; prefer the CONNECT_API_KEY environment variable.')
+    if ((flags as Record<string, unknown>).insecure)
+      this.warnUser('--insecure: TLS certificates of the Connect server are not verified.')
     process.once('SIGINT', () => void this.cancel())
   }
 
@@ -101,10 +111,19 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     const missing = [server.value ? '' : 'a Connect server', apiKey.value ? '' : 'an API key'].filter(Boolean)
     if (missing.length > 0) {
       throw new ConfigError('CONNECT_NOT_CONFIGURED', `${purpose} needs ${missing.join(' and ')}.`, {
-        suggestions: [...(server.value ? [] : ['Set CONNECT_SERVER (or pass --server URL).']), ...(apiKey.value ? [] : ['Set CONNECT_API_KEY (preferred over --api-key).']), 'Or choose a profile of the config file with --profile.'],
+        suggestions: [
+          ...(server.value ? [] : ['Set CONNECT_SERVER (or pass --server URL).']),
+          ...(apiKey.value ? [] : ['Set CONNECT_API_KEY (preferred over --api-key).']),
+          'Or choose a profile of the config file with --profile.',
+        ],
       })
     }
-    return {server: server.value!, apiKey: apiKey.value!, ca: this.caBundle(), insecure: Boolean((this.flags as Record<string, unknown>).insecure)}
+    return {
+      server: server.value!,
+      apiKey: apiKey.value!,
+      ca: this.caBundle(),
+      insecure: Boolean((this.flags as Record<string, unknown>).insecure),
+    }
   }
 
   /** The CA bundle of --ca-certificate / CONNECT_CA_CERTIFICATE, read once; a file that is not there is CA_NOT_FOUND. */
@@ -115,10 +134,16 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
       try {
         this.caCache = readFileSync(path)
       } catch (error) {
-        throw new ConfigError('CA_NOT_FOUND', `Cannot read the CA certificate ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}.`, {
-          suggestions: ['Pass the PEM file of the CA that signed the Connect server\'s certificate with --ca-certificate, or set CONNECT_CA_CERTIFICATE.'],
-          cause: error,
-        })
+        throw new ConfigError(
+          'CA_NOT_FOUND',
+          `Cannot read the CA certificate ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}.`,
+          {
+            suggestions: [
+              "Pass the PEM file of the CA that signed the Connect server's certificate with --ca-certificate, or set CONNECT_CA_CERTIFICATE.",
+            ],
+            cause: error,
+          },
+        )
       }
     }
     return this.caCache
@@ -127,7 +152,14 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
   /** What backup, restore, db and upgrade commands need to reach an extension through Connect (connect:GUID). */
   protected connectTransfer(): ConnectTransferOptions {
     const {server, apiKey, configDir, dataDir} = this.settings
-    return connectTransferOptions({server: server.value, apiKey: apiKey.value, ca: () => this.caBundle(), insecure: Boolean((this.flags as Record<string, unknown>).insecure), configDir, dataDir})
+    return connectTransferOptions({
+      server: server.value,
+      apiKey: apiKey.value,
+      ca: () => this.caBundle(),
+      insecure: Boolean((this.flags as Record<string, unknown>).insecure),
+      configDir,
+      dataDir,
+    })
   }
 
   private caCache?: Buffer
@@ -135,7 +167,13 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
 
   /** Values that must never be printed: redaction masks them everywhere. */
   protected secrets(): string[] {
-    return [this.settings?.apiKey?.value, process.env.CONNECT_API_KEY, process.env.MLFLOWCTL_OPS_TOKEN, process.env.MLFLOWCTL_BACKUP_PASSPHRASE, ...this.runtimeSecrets].filter((v): v is string => Boolean(v))
+    return [
+      this.settings?.apiKey?.value,
+      process.env.CONNECT_API_KEY,
+      process.env.MLFLOWCTL_OPS_TOKEN,
+      process.env.MLFLOWCTL_BACKUP_PASSPHRASE,
+      ...this.runtimeSecrets,
+    ].filter((v): v is string => Boolean(v))
   }
 
   /** Masks more values from here on, for example secret env var values a command was given. */

@@ -27,12 +27,24 @@ const tokenPath = (configDir: string) => join(configDir, 'ops-tokens.json')
 /** Real DeployDeps: the Connect client, deployment records next to the bundle (as rsconnect-python keeps
  * them), and ops tokens in the config dir with 0600 permissions. */
 export function createDeployDeps(options: DeployDepsOptions): DeployDeps & {connect: ConnectClient} {
-  const connect = new ConnectClient({server: options.server, apiKey: options.apiKey, ca: options.ca, insecure: options.insecure})
+  const connect = new ConnectClient({
+    server: options.server,
+    apiKey: options.apiKey,
+    ca: options.ca,
+    insecure: options.insecure,
+  })
   return {
     connect,
     probe: {
       async get(url, headers) {
-        const response = await send({method: 'GET', url: new URL(url), headers, timeoutMs: 30_000, ca: options.ca, insecure: options.insecure})
+        const response = await send({
+          method: 'GET',
+          url: new URL(url),
+          headers,
+          timeoutMs: 30_000,
+          ca: options.ca,
+          insecure: options.insecure,
+        })
         return {status: response.status, body: response.body.toString('utf8')}
       },
     },
@@ -46,7 +58,10 @@ export function createDeployDeps(options: DeployDepsOptions): DeployDeps & {conn
           const work = join(tmpdir(), `mlflowctl-bundle-${process.pid}-${randomBytes(4).toString('hex')}`)
           await mkdir(work, {recursive: true})
           try {
-            const result = await buildBundleArchive({readText: (path) => readText(path, 'the bundle manifest'), md5Of: md5OfFile, writeArchive: writeTarGz}, {dir, output: join(work, 'bundle.tar.gz')})
+            const result = await buildBundleArchive(
+              {readText: (path) => readText(path, 'the bundle manifest'), md5Of: md5OfFile, writeArchive: writeTarGz},
+              {dir, output: join(work, 'bundle.tar.gz')},
+            )
             return await readFile(result.file)
           } finally {
             await rm(work, {recursive: true, force: true})

@@ -25,7 +25,11 @@ export interface DoctorProbeOptions {
   clientPython: string
 }
 
-const STATUS_OF_CODE: Record<string, number> = {CONNECT_UNAUTHORIZED: 401, CONNECT_FORBIDDEN: 403, CONTENT_NOT_FOUND: 404}
+const STATUS_OF_CODE: Record<string, number> = {
+  CONNECT_UNAUTHORIZED: 401,
+  CONNECT_FORBIDDEN: 403,
+  CONTENT_NOT_FOUND: 404,
+}
 
 async function answer<T>(call: () => Promise<T>): Promise<Answer<T>> {
   try {
@@ -38,7 +42,14 @@ async function answer<T>(call: () => Promise<T>): Promise<Answer<T>> {
 
 export function createDoctorProbes(options: DoctorProbeOptions): DoctorProbes {
   // One attempt per call: doctor reports what it sees now, and its own timeout bounds each check.
-  const connect = new ConnectClient({server: options.server, apiKey: options.apiKey, ca: options.ca, insecure: options.insecure, timeoutMs: options.timeoutMs, attempts: 1})
+  const connect = new ConnectClient({
+    server: options.server,
+    apiKey: options.apiKey,
+    ca: options.ca,
+    insecure: options.insecure,
+    timeoutMs: options.timeoutMs,
+    attempts: 1,
+  })
   const history = historyFile(options.dataDir)
   return {
     async lookup(host) {
@@ -53,21 +64,38 @@ export function createDoctorProbes(options: DoctorProbeOptions): DoctorProbes {
     tls: (host, port) =>
       new Promise<TlsInfo>((resolve, reject) => {
         // rejectUnauthorized false: the handshake completes either way, and authorized/authorizationError say why.
-        const socket = tlsConnect({host, port, servername: /^[\d.]+$|:/.test(host) ? undefined : host, ca: options.ca, rejectUnauthorized: false, timeout: options.timeoutMs}, () => {
-          const cert = socket.getPeerCertificate(true) as DetailedPeerCertificate
-          const issuer = [cert.issuer?.CN ?? cert.issuer?.O ?? 'unknown'].flat().join(', ')
-          const info: TlsInfo = {authorized: socket.authorized, error: socket.authorizationError ? String(socket.authorizationError) : undefined, validTo: cert.valid_to ? new Date(cert.valid_to).toISOString() : '', issuer, selfSigned: cert.fingerprint256 === cert.issuerCertificate?.fingerprint256}
-          socket.end()
-          resolve(info)
-        })
+        const socket = tlsConnect(
+          {
+            host,
+            port,
+            servername: /^[\d.]+$|:/.test(host) ? undefined : host,
+            ca: options.ca,
+            rejectUnauthorized: false,
+            timeout: options.timeoutMs,
+          },
+          () => {
+            const cert = socket.getPeerCertificate(true) as DetailedPeerCertificate
+            const issuer = [cert.issuer?.CN ?? cert.issuer?.O ?? 'unknown'].flat().join(', ')
+            const info: TlsInfo = {
+              authorized: socket.authorized,
+              error: socket.authorizationError ? String(socket.authorizationError) : undefined,
+              validTo: cert.valid_to ? new Date(cert.valid_to).toISOString() : '',
+              issuer,
+              selfSigned: cert.fingerprint256 === cert.issuerCertificate?.fingerprint256,
+            }
+            socket.end()
+            resolve(info)
+          },
+        )
         socket.on('timeout', () => socket.destroy(new Error(`no TLS handshake within ${options.timeoutMs / 1000} s`)))
         socket.on('error', reject)
       }),
     serverVersion: () => answer(() => connect.serverVersion()),
-    currentUser: () => answer(async () => {
-      const user = await connect.currentUser()
-      return {guid: user.guid, username: user.username, role: user.user_role}
-    }),
+    currentUser: () =>
+      answer(async () => {
+        const user = await connect.currentUser()
+        return {guid: user.guid, username: user.username, role: user.user_role}
+      }),
     content: (guid) =>
       answer(async (): Promise<ContentInfo> => {
         const item = await connect.getContent(guid)
@@ -87,7 +115,15 @@ export function createDoctorProbes(options: DoctorProbeOptions): DoctorProbes {
     vanity: (guid) => answer(() => connect.vanity(guid)),
     async request(url, init) {
       try {
-        const response = await send({method: init.method ?? 'GET', url: new URL(url), headers: init.headers ?? {}, body: init.body, timeoutMs: options.timeoutMs, ca: options.ca, insecure: options.insecure})
+        const response = await send({
+          method: init.method ?? 'GET',
+          url: new URL(url),
+          headers: init.headers ?? {},
+          body: init.body,
+          timeoutMs: options.timeoutMs,
+          ca: options.ca,
+          insecure: options.insecure,
+        })
         return {status: response.status, body: response.body.toString('utf8')}
       } catch (error) {
         return {status: 0, body: (error as Error).message}
@@ -97,7 +133,12 @@ export function createDoctorProbes(options: DoctorProbeOptions): DoctorProbes {
     localMlflowVersion: () =>
       new Promise((resolve) => {
         // importlib.metadata reads the installed version without importing MLflow (which takes seconds).
-        execFile(options.clientPython, ['-c', 'import importlib.metadata as m; print(m.version("mlflow"))'], {timeout: options.timeoutMs}, (error, stdout) => resolve(error ? undefined : stdout.trim() || undefined))
+        execFile(
+          options.clientPython,
+          ['-c', 'import importlib.metadata as m; print(m.version("mlflow"))'],
+          {timeout: options.timeoutMs},
+          (error, stdout) => resolve(error ? undefined : stdout.trim() || undefined),
+        )
       }),
     probeDatabase: (target) => probePostgres(target),
     objectStore: (location) => openObjectStore(location),

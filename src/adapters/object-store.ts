@@ -26,9 +26,15 @@ export interface ObjectStore {
   list(prefix: string): Promise<Array<{key: string; size: number}>>
 }
 
-const status = (error: unknown) => (error as {$metadata?: {httpStatusCode?: number}; statusCode?: number; code?: number}).$metadata?.httpStatusCode ?? (error as {statusCode?: number}).statusCode ?? (error as {code?: number}).code
+const status = (error: unknown) =>
+  (error as {$metadata?: {httpStatusCode?: number}; statusCode?: number; code?: number}).$metadata?.httpStatusCode ??
+  (error as {statusCode?: number}).statusCode ??
+  (error as {code?: number}).code
 
-export async function openObjectStore(location: ArtifactLocation, env: NodeJS.ProcessEnv = process.env): Promise<ObjectStore> {
+export async function openObjectStore(
+  location: ArtifactLocation,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ObjectStore> {
   if (location.scheme === 's3') return s3Store(location, env)
   if (location.scheme === 'wasbs') return blobStore(location, env)
   return gcsStore(location, env)
@@ -38,8 +44,20 @@ async function s3Store(location: ArtifactLocation, env: NodeJS.ProcessEnv): Prom
   const s3 = await import('@aws-sdk/client-s3')
   const endpoint = env.MLFLOW_S3_ENDPOINT_URL || undefined
   // Keys in the given environment win (the caller's view); otherwise the SDK's default chain.
-  const credentials = env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY ? {accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN || undefined} : undefined
-  const client = new s3.S3Client({region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1', endpoint, forcePathStyle: Boolean(endpoint), credentials})
+  const credentials =
+    env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+      ? {
+          accessKeyId: env.AWS_ACCESS_KEY_ID,
+          secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+          sessionToken: env.AWS_SESSION_TOKEN || undefined,
+        }
+      : undefined
+  const client = new s3.S3Client({
+    region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
+    endpoint,
+    forcePathStyle: Boolean(endpoint),
+    credentials,
+  })
   const Bucket = location.bucket
   return {
     async describe() {
@@ -73,7 +91,12 @@ async function s3Store(location: ArtifactLocation, env: NodeJS.ProcessEnv): Prom
     },
     async uploadFile(Key, file) {
       const {Upload} = await import('@aws-sdk/lib-storage')
-      await new Upload({client, params: {Bucket, Key, Body: createReadStream(file)}, queueSize: 2, partSize: 16 * 1024 * 1024}).done()
+      await new Upload({
+        client,
+        params: {Bucket, Key, Body: createReadStream(file)},
+        queueSize: 2,
+        partSize: 16 * 1024 * 1024,
+      }).done()
     },
     async downloadFile(Key, file) {
       const answer = await client.send(new s3.GetObjectCommand({Bucket, Key}))
@@ -96,7 +119,10 @@ async function blobStore(location: ArtifactLocation, env: NodeJS.ProcessEnv): Pr
   const {BlobServiceClient} = await import('@azure/storage-blob')
   const service = env.AZURE_STORAGE_CONNECTION_STRING
     ? BlobServiceClient.fromConnectionString(env.AZURE_STORAGE_CONNECTION_STRING)
-    : new BlobServiceClient(`https://${location.account}.${location.suffix}`, new (await import('@azure/identity')).DefaultAzureCredential())
+    : new BlobServiceClient(
+        `https://${location.account}.${location.suffix}`,
+        new (await import('@azure/identity')).DefaultAzureCredential(),
+      )
   const container = service.getContainerClient(location.bucket)
   return {
     async describe() {
@@ -128,7 +154,8 @@ async function blobStore(location: ArtifactLocation, env: NodeJS.ProcessEnv): Pr
     },
     async list(prefix) {
       const found: Array<{key: string; size: number}> = []
-      for await (const blob of container.listBlobsFlat({prefix})) found.push({key: blob.name, size: blob.properties.contentLength ?? 0})
+      for await (const blob of container.listBlobsFlat({prefix}))
+        found.push({key: blob.name, size: blob.properties.contentLength ?? 0})
       return found
     },
   }
@@ -138,7 +165,11 @@ async function gcsStore(location: ArtifactLocation, env: NodeJS.ProcessEnv): Pro
   const {Storage} = await import('@google-cloud/storage')
   // apiEndpoint, not STORAGE_EMULATOR_HOST: the Node client mixes paths with the latter (cloud-auth.md §4.3).
   const emulator = env.STORAGE_EMULATOR_HOST
-  const storage = new Storage(emulator ? {apiEndpoint: emulator.replace(/\/$/, ''), projectId: env.GOOGLE_CLOUD_PROJECT || 'emulator'} : {projectId: env.GOOGLE_CLOUD_PROJECT})
+  const storage = new Storage(
+    emulator
+      ? {apiEndpoint: emulator.replace(/\/$/, ''), projectId: env.GOOGLE_CLOUD_PROJECT || 'emulator'}
+      : {projectId: env.GOOGLE_CLOUD_PROJECT},
+  )
   const bucket = storage.bucket(location.bucket)
   return {
     async describe() {

@@ -11,10 +11,15 @@ interface PypiFile {
 }
 
 /** Final, non-yanked releases. `source` says where they came from; PyPI errors fall back to the catalog. */
-export async function mlflowReleases(env: NodeJS.ProcessEnv = process.env): Promise<{releases: AvailableRelease[]; source: 'pypi' | 'catalog'; warning?: string}> {
+export async function mlflowReleases(
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{releases: AvailableRelease[]; source: 'pypi' | 'catalog'; warning?: string}> {
   const base = (env[PYPI_URL_ENV] ?? 'https://pypi.org').replace(/\/+$/, '')
   try {
-    const response = await fetch(`${base}/pypi/mlflow/json`, {signal: AbortSignal.timeout(10_000), headers: {accept: 'application/json'}})
+    const response = await fetch(`${base}/pypi/mlflow/json`, {
+      signal: AbortSignal.timeout(10_000),
+      headers: {accept: 'application/json'},
+    })
     if (!response.ok) throw new Error(`HTTP ${response.status}`)
     const body = (await response.json()) as {releases: Record<string, PypiFile[]>}
     const releases: AvailableRelease[] = []
@@ -33,7 +38,10 @@ export async function mlflowReleases(env: NodeJS.ProcessEnv = process.env): Prom
   } catch (error) {
     const {catalog} = await loadCatalog()
     return {
-      releases: catalog.releases.map((release) => ({version: release.version, requiresPython: release.requiresPython || undefined})),
+      releases: catalog.releases.map((release) => ({
+        version: release.version,
+        requiresPython: release.requiresPython || undefined,
+      })),
       source: 'catalog',
       warning: `PyPI was not reachable (${(error as Error).message}); the releases come from the migration catalog.`,
     }

@@ -14,7 +14,12 @@ import type {ApplyDeps, LiveDeployment} from '../core/upgrade-apply.js'
 import type {LiveState} from '../core/upgrade-plan.js'
 import {bumpBundle, selectTarget} from '../core/version-bump.js'
 import {verifyExtension} from '../core/verify.js'
-import {checkBackupRevision, externalDatabase, upgradeBackupSource, upgradeRestoreTarget} from '../core/upgrade-storage.js'
+import {
+  checkBackupRevision,
+  externalDatabase,
+  upgradeBackupSource,
+  upgradeRestoreTarget,
+} from '../core/upgrade-storage.js'
 import {redact, urlPasswordForms} from '../core/redact.js'
 import {ConfigError, ExternalError, UsageError} from '../errors.js'
 import {verifyBackupArchive} from './backup/archive.js'
@@ -46,12 +51,15 @@ export interface UpgradeAdapterOptions extends DeployDepsOptions {
   onWarning(message: string): void
 }
 
-
 /** The deployment as it runs now: its content, its active bundle (unpacked into a scratch dir) and its ops status. */
 export async function readLiveDeployment(options: UpgradeAdapterOptions, guid: string): Promise<LiveDeployment> {
   const {connect} = createDeployDeps(options)
   const content = await connect.getContent(guid)
-  if (!content.bundle_id) throw new UsageError('NOTHING_DEPLOYED', `Content ${guid} has no active bundle: deploy one first (mlflowctl deploy).`)
+  if (!content.bundle_id)
+    throw new UsageError(
+      'NOTHING_DEPLOYED',
+      `Content ${guid} has no active bundle: deploy one first (mlflowctl deploy).`,
+    )
   const bundleDir = await mkdtemp(join(tmpdir(), 'mlflowctl-upgrade-'))
   try {
     return await readInto(options, connect, guid, content.bundle_id, bundleDir)
@@ -61,19 +69,32 @@ export async function readLiveDeployment(options: UpgradeAdapterOptions, guid: s
   }
 }
 
-async function readInto(options: UpgradeAdapterOptions, connect: ConnectClient, guid: string, bundleId: string, bundleDir: string): Promise<LiveDeployment> {
+async function readInto(
+  options: UpgradeAdapterOptions,
+  connect: ConnectClient,
+  guid: string,
+  bundleId: string,
+  bundleDir: string,
+): Promise<LiveDeployment> {
   const archive = join(bundleDir, '..', `${bundleDir.split('/').pop()}.tar.gz`)
   await writeFile(archive, await connect.downloadBundle(guid, bundleId))
   try {
     // tar strips absolute paths and `..` entries: the bundle cannot write outside its directory.
     await tar.x({file: archive, cwd: bundleDir, strict: true})
   } catch (error) {
-    throw new ExternalError('BUNDLE_UNREADABLE', `Bundle ${bundleId} of ${guid} is not a readable tar.gz: ${(error as Error).message}.`)
+    throw new ExternalError(
+      'BUNDLE_UNREADABLE',
+      `Bundle ${bundleId} of ${guid} is not a readable tar.gz: ${(error as Error).message}.`,
+    )
   } finally {
     await rm(archive, {force: true})
   }
   const bundle = await readRenderedBundle(bundleDir).catch(() => {
-    throw new ConfigError('NOT_AN_MLFLOWCTL_BUNDLE', `The active bundle ${bundleId} of ${guid} was not rendered by mlflowctl (no manifest.json and mlflowctl.json).`, {suggestions: ['Deploy the extension with mlflowctl deploy first.']})
+    throw new ConfigError(
+      'NOT_AN_MLFLOWCTL_BUNDLE',
+      `The active bundle ${bundleId} of ${guid} was not rendered by mlflowctl (no manifest.json and mlflowctl.json).`,
+      {suggestions: ['Deploy the extension with mlflowctl deploy first.']},
+    )
   })
   const status = await connectOpsStatus(options.transfer, guid)
   const state: LiveState = {
@@ -88,7 +109,9 @@ async function readInto(options: UpgradeAdapterOptions, connect: ConnectClient, 
       storageMode: String(status.storageMode ?? bundle.info.storage),
       backendStore: status.backendStore,
       // Extensions before this status field: the backend URL's scheme tells (postgresql+psycopg:// → postgresql).
-      dialect: status.dbDialect ?? (status.storageMode === 'local' ? 'sqlite' : /^(\w+)/.exec(status.backendStore ?? '')?.[1] ?? 'unknown'),
+      dialect:
+        status.dbDialect ??
+        (status.storageMode === 'local' ? 'sqlite' : (/^(\w+)/.exec(status.backendStore ?? '')?.[1] ?? 'unknown')),
       pythonVersion: status.pythonVersion,
       sqliteVersion: status.sqliteVersion,
       rowEstimates: status.rowEstimates,
@@ -113,7 +136,8 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
     return repository
   }
   const external = (live: LiveState) => externalDatabase(live, options.databaseUrl)
-  const contentUrl = async (guid: string) => urlsFor(options.server, guid, await deployDeps.connect.getContent(guid)).contentUrl
+  const contentUrl = async (guid: string) =>
+    urlsFor(options.server, guid, await deployDeps.connect.getContent(guid)).contentUrl
   return {
     catalog,
     overlay,
@@ -130,9 +154,21 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
     backup: async (live) => {
       const database = external(live)
       const repo = await repositoryFor(live.guid)
-      const deps = createBackupDeps({repository: repo, dataDir: options.dataDir, onWarning: options.onWarning, passphrase: options.passphrase, connect: options.transfer})
+      const deps = createBackupDeps({
+        repository: repo,
+        dataDir: options.dataDir,
+        onWarning: options.onWarning,
+        passphrase: options.passphrase,
+        connect: options.transfer,
+      })
       const {source, artifacts} = upgradeBackupSource(live, database, options.databaseUrl)
-      const created = await createBackup(deps, {source, repo: repo.display, artifacts, toolVersion: options.toolVersion, encrypted: Boolean(options.passphrase)})
+      const created = await createBackup(deps, {
+        source,
+        repo: repo.display,
+        artifacts,
+        toolVersion: options.toolVersion,
+        encrypted: Boolean(options.passphrase),
+      })
       created.warnings.forEach(options.onWarning)
       checkBackupRevision(created, live)
       const fetched = await repo.fetch(created.id)
@@ -147,22 +183,58 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
     bumpAndDeploy: async (bundleDir, targetVersion, guid) => {
       const input = await readBumpInput(bundleDir, options.toolVersion)
       const release = catalog.releases.find((r) => r.version === targetVersion)
-      const bumped = bumpBundle(input, selectTarget(input.info.mlflowVersion, [{version: targetVersion, requiresPython: release?.requiresPython || undefined}], {kind: 'to', version: targetVersion}))
+      const bumped = bumpBundle(
+        input,
+        selectTarget(
+          input.info.mlflowVersion,
+          [{version: targetVersion, requiresPython: release?.requiresPython || undefined}],
+          {kind: 'to', version: targetVersion},
+        ),
+      )
       await writeBundleFiles(bundleDir, bumped.writes)
-      const result = await deploy(deployDeps, {dir: bundleDir, server: options.server, apiKey: options.apiKey, createNew: false, guid, env: [], oauthIntegrations: [], timeoutMs: options.timeoutMs, dryRun: false, drafts: options.drafts}, options.runner)
+      const result = await deploy(
+        deployDeps,
+        {
+          dir: bundleDir,
+          server: options.server,
+          apiKey: options.apiKey,
+          createNew: false,
+          guid,
+          env: [],
+          oauthIntegrations: [],
+          timeoutMs: options.timeoutMs,
+          dryRun: false,
+          drafts: options.drafts,
+        },
+        options.runner,
+      )
       result.warnings?.forEach(options.onWarning)
       return {bundleId: result.bundleId!, revision: result.verification?.revision}
     },
     serving: async (guid) => {
       const content = await deployDeps.connect.getContent(guid)
       const status = await connectOpsStatus(options.transfer, guid).catch(() => undefined)
-      return {activeBundleId: content.bundle_id ?? null, revision: status?.dbRevision ?? undefined, mlflowVersion: status?.mlflowVersion, tables: status?.tables?.filter((table) => !table.startsWith('alembic_'))}
+      return {
+        activeBundleId: content.bundle_id ?? null,
+        revision: status?.dbRevision ?? undefined,
+        mlflowVersion: status?.mlflowVersion,
+        tables: status?.tables?.filter((table) => !table.startsWith('alembic_')),
+      }
     },
     restore: async (backup, live, hold) => {
       const database = external(live)
       const repo = await repositoryFor(live.guid)
       const target = upgradeRestoreTarget(live, database, options.databaseUrl)
-      const deps = createRestoreDeps({cacheDir: options.cacheDir, dataDir: options.dataDir, safetyRepo: repo, passphrase: options.passphrase, connect: options.transfer, confirm: async () => true, onProgress: options.onProgress, onWarning: options.onWarning})
+      const deps = createRestoreDeps({
+        cacheDir: options.cacheDir,
+        dataDir: options.dataDir,
+        safetyRepo: repo,
+        passphrase: options.passphrase,
+        connect: options.transfer,
+        confirm: async () => true,
+        onProgress: options.onProgress,
+        onWarning: options.onWarning,
+      })
       const fetched = await repo.fetch(backup.id)
       try {
         const restored = await restoreBackup(deps, {archive: fetched.path, target, force: true, keepRevision: hold})
@@ -171,15 +243,26 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
         await fetched.release()
       }
     },
-    activate: (guid, bundleId) => waitForTask(deployDeps, guid, bundleId, true, options.timeoutMs, options.onProgress, []),
+    activate: (guid, bundleId) =>
+      waitForTask(deployDeps, guid, bundleId, true, options.timeoutMs, options.onProgress, []),
     verify: async (guid, mlflowVersion) => {
       const opsToken = await options.transfer.opsToken(options.server, guid)
-      const result = await verifyExtension(deployDeps.probe, {baseUrl: await contentUrl(guid), apiKey: options.apiKey, opsToken: opsToken ?? '', expectedMlflowVersion: mlflowVersion})
+      const result = await verifyExtension(deployDeps.probe, {
+        baseUrl: await contentUrl(guid),
+        apiKey: options.apiKey,
+        opsToken: opsToken ?? '',
+        expectedMlflowVersion: mlflowVersion,
+      })
       return {ok: result.ok, failures: result.checks.filter((check) => !check.ok).map((check) => check.detail)}
     },
     confirm: async () => true,
     // Error text from drivers can carry a URL or a key: masked before it reaches the ledger.
-    appendHistory: (event) => deployDeps.appendHistory(event.message ? {...event, message: redact(event.message, [options.apiKey, ...urlPasswordForms(options.databaseUrl)])} : event),
+    appendHistory: (event) =>
+      deployDeps.appendHistory(
+        event.message
+          ? {...event, message: redact(event.message, [options.apiKey, ...urlPasswordForms(options.databaseUrl)])}
+          : event,
+      ),
     now: () => new Date(),
     dispose: async () => {
       for (const dir of scratchDirs.splice(0)) await rm(dir, {recursive: true, force: true})

@@ -12,7 +12,9 @@ export default class Bundle extends MlflowctlCommand<typeof Bundle> {
 missing. Files sit at the archive root with manifest.json last; the archive is written to FILE.partial and renamed
 when complete.`
   static examples = ['<%= config.bin %> <%= command.id %> ./mlflow-server --output mlflow-server.tar.gz']
-  static args = {dir: Args.directory({description: 'A bundle rendered by `mlflowctl init`.', required: true, exists: true})}
+  static args = {
+    dir: Args.directory({description: 'A bundle rendered by `mlflowctl init`.', required: true, exists: true}),
+  }
   static flags = {
     output: Flags.file({char: 'o', summary: 'Archive to write.', required: true, env: 'MLFLOWCTL_OUTPUT'}),
   }
@@ -22,7 +24,9 @@ when complete.`
       {readText: (path) => readText(path, 'the bundle manifest'), md5Of: md5OfFile, writeArchive: writeTarGz},
       {dir: resolve(this.args.dir), output: resolve(this.flags.output)},
     )
-    this.out(`Wrote ${result.file} (${result.bytes} bytes, ${result.files.length} files, app mode ${result.appMode})\nsha256 ${result.sha256}`)
+    this.out(
+      `Wrote ${result.file} (${result.bytes} bytes, ${result.files.length} files, app mode ${result.appMode})\nsha256 ${result.sha256}`,
+    )
     return result
   }
 }

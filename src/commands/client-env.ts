@@ -30,7 +30,11 @@ itself is never printed: the lines refer to $CONNECT_API_KEY.`
     const content = await client.getContent(this.flags.guid)
     const trackingUri = (content.content_url ?? `${client.server.href}content/${content.guid}/`).replace(/\/+$/, '')
     const install = `pip install '${join(PACKAGE_ROOT, 'templates', 'client-auth')}'`
-    const env = {MLFLOW_TRACKING_URI: trackingUri, MLFLOW_TRACKING_AUTH: 'connect-api-key', CONNECT_API_KEY: '${CONNECT_API_KEY:?set your Connect API key}'}
+    const env = {
+      MLFLOW_TRACKING_URI: trackingUri,
+      MLFLOW_TRACKING_AUTH: 'connect-api-key',
+      CONNECT_API_KEY: '${CONNECT_API_KEY:?set your Connect API key}',
+    }
     this.out([`# ${install}`, ...Object.entries(env).map(([name, value]) => `export ${name}="${value}"`)].join('\n'))
     return {guid: content.guid, trackingUri, install, env}
   }

@@ -22,19 +22,38 @@ A bundle whose app mode differs from the deployed item's is refused before anyth
     '<%= config.bin %> <%= command.id %> ./mlflow-server --new --name mlflow --title "MLflow"',
     '<%= config.bin %> <%= command.id %> ./mlflow-server --guid 0b0e8e8e-1111-2222-3333-444455556666 -E MLFLOW_BACKEND_STORE_URI --dry-run',
   ]
-  static args = {dir: Args.directory({description: 'A bundle rendered by `mlflowctl init`.', default: '.', exists: true})}
+  static args = {
+    dir: Args.directory({description: 'A bundle rendered by `mlflowctl init`.', default: '.', exists: true}),
+  }
   static flags = {
     ...targetFlags,
     insecure: insecureFlag,
-    new: Flags.boolean({summary: 'Create new content instead of redeploying.', env: 'MLFLOWCTL_NEW', exclusive: ['guid']}),
+    new: Flags.boolean({
+      summary: 'Create new content instead of redeploying.',
+      env: 'MLFLOWCTL_NEW',
+      exclusive: ['guid'],
+    }),
     name: Flags.string({summary: 'Name of the new content (with --new).', env: 'MLFLOWCTL_NAME'}),
     title: Flags.string({summary: 'Title of the content.', env: 'MLFLOWCTL_TITLE'}),
     guid: Flags.string({summary: 'GUID of the content to redeploy to.', env: 'MLFLOWCTL_GUID'}),
     env: envFlag,
     vanity: Flags.string({summary: 'Vanity path, for example mlflow/.', env: 'MLFLOWCTL_VANITY'}),
-    'oauth-integration': Flags.string({summary: 'GUID of an OAuth integration to associate. Repeatable.', multiple: true, env: 'MLFLOWCTL_OAUTH_INTEGRATION'}),
-    timeout: Flags.integer({summary: 'Seconds to wait for each deploy task.', default: 900, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
-    'dry-run': Flags.boolean({char: 'n', summary: 'Print what would change (files, settings, env var names) and touch nothing.', env: 'MLFLOWCTL_DRY_RUN'}),
+    'oauth-integration': Flags.string({
+      summary: 'GUID of an OAuth integration to associate. Repeatable.',
+      multiple: true,
+      env: 'MLFLOWCTL_OAUTH_INTEGRATION',
+    }),
+    timeout: Flags.integer({
+      summary: 'Seconds to wait for each deploy task.',
+      default: 900,
+      min: 1,
+      env: 'MLFLOWCTL_TIMEOUT',
+    }),
+    'dry-run': Flags.boolean({
+      char: 'n',
+      summary: 'Print what would change (files, settings, env var names) and touch nothing.',
+      env: 'MLFLOWCTL_DRY_RUN',
+    }),
     drafts: draftsFlag,
   }
 
@@ -43,7 +62,21 @@ A bundle whose app mode differs from the deployed item's is refused before anyth
     const env = parseEnvVars(this.flags.env, process.env)
     this.addSecrets(...secretValuesOf(env))
     const deps = createDeployDeps({...connection, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
-    const options = {dir: resolve(this.args.dir), server: connection.server, apiKey: connection.apiKey, createNew: this.flags.new, name: this.flags.name, title: this.flags.title, guid: this.flags.guid, env, vanity: this.flags.vanity, oauthIntegrations: this.flags['oauth-integration'] ?? [], timeoutMs: this.flags.timeout * 1000, dryRun: this.flags['dry-run'], drafts: this.flags.drafts as DraftsPolicy}
+    const options = {
+      dir: resolve(this.args.dir),
+      server: connection.server,
+      apiKey: connection.apiKey,
+      createNew: this.flags.new,
+      name: this.flags.name,
+      title: this.flags.title,
+      guid: this.flags.guid,
+      env,
+      vanity: this.flags.vanity,
+      oauthIntegrations: this.flags['oauth-integration'] ?? [],
+      timeoutMs: this.flags.timeout * 1000,
+      dryRun: this.flags['dry-run'],
+      drafts: this.flags.drafts as DraftsPolicy,
+    }
     const result = await deploy(deps, options, this.tasks())
     for (const warning of result.warnings ?? []) this.warnUser(warning)
     this.out(showDeploy(result))

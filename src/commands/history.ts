@@ -12,8 +12,12 @@ export interface HistoryResult {
 
 export default class History extends MlflowctlCommand<typeof History> {
   static summary = 'Show the local ledger of deploy, rollback, upgrade, backup and restore events.'
-  static description = 'The ledger is MLFLOWCTL_DATA_DIR/history.jsonl (one JSON event per line), written by the commands that change a deployment.'
-  static examples = ['<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666', '<%= config.bin %> <%= command.id %> --json']
+  static description =
+    'The ledger is MLFLOWCTL_DATA_DIR/history.jsonl (one JSON event per line), written by the commands that change a deployment.'
+  static examples = [
+    '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666',
+    '<%= config.bin %> <%= command.id %> --json',
+  ]
   static flags = {
     guid: Flags.string({summary: 'Only events for this content GUID.', env: 'MLFLOWCTL_GUID'}),
   }
@@ -21,12 +25,22 @@ export default class History extends MlflowctlCommand<typeof History> {
   async run(): Promise<HistoryResult> {
     const ledger = historyFile(this.settings.dataDir)
     const events = filterHistory(await ledger.read(), this.flags.guid)
-    if (events.length === 0) this.err(`No events recorded in ${ledger.path}${this.flags.guid ? ` for ${this.flags.guid}` : ''}.`)
+    if (events.length === 0)
+      this.err(`No events recorded in ${ledger.path}${this.flags.guid ? ` for ${this.flags.guid}` : ''}.`)
     else
       this.out(
         table(
           ['TIME', 'ACTION', 'RESULT', 'USER', 'GUID', 'BUNDLE', 'MLFLOW', 'REVISION'],
-          events.map((e) => [e.time, e.action, e.result, e.user ?? '-', e.guid ?? '-', e.bundleId ?? '-', e.mlflowVersion ?? '-', e.revision ?? '-']),
+          events.map((e) => [
+            e.time,
+            e.action,
+            e.result,
+            e.user ?? '-',
+            e.guid ?? '-',
+            e.bundleId ?? '-',
+            e.mlflowVersion ?? '-',
+            e.revision ?? '-',
+          ]),
         ),
       )
     return {path: ledger.path, events}

@@ -22,9 +22,21 @@ Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the inte
   ]
   static args = {dir: Args.directory({description: 'Directory to render the bundle into.', required: true})}
   static flags = {
-    storage: Flags.string({summary: 'Storage mode of the extension.', options: [...STORAGE_MODES], default: 'local', env: 'MLFLOWCTL_STORAGE'}),
-    'mlflow-version': Flags.string({summary: `MLflow version to pin (default: newest known, ${NEWEST_KNOWN_MLFLOW}).`, env: 'MLFLOWCTL_MLFLOW_VERSION'}),
-    'app-mode': Flags.string({summary: 'Pin the app mode (default: python-fastapi for MLflow 3.3+, python-api before).', options: [...APP_MODES], env: 'MLFLOWCTL_APP_MODE'}),
+    storage: Flags.string({
+      summary: 'Storage mode of the extension.',
+      options: [...STORAGE_MODES],
+      default: 'local',
+      env: 'MLFLOWCTL_STORAGE',
+    }),
+    'mlflow-version': Flags.string({
+      summary: `MLflow version to pin (default: newest known, ${NEWEST_KNOWN_MLFLOW}).`,
+      env: 'MLFLOWCTL_MLFLOW_VERSION',
+    }),
+    'app-mode': Flags.string({
+      summary: 'Pin the app mode (default: python-fastapi for MLflow 3.3+, python-api before).',
+      options: [...APP_MODES],
+      env: 'MLFLOWCTL_APP_MODE',
+    }),
     force: Flags.boolean({summary: 'Overwrite the bundle files in a non-empty directory.', env: 'MLFLOWCTL_FORCE'}),
   }
 
@@ -37,7 +49,14 @@ Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the inte
         writeFiles,
         pythonVersion: () => detectPythonVersion(pythonCommand(process.env)),
       },
-      {dir, storage: this.flags.storage as StorageMode, mlflowVersion: this.flags['mlflow-version'], appMode: this.flags['app-mode'] as AppMode | undefined, force: this.flags.force, toolVersion: this.config.version},
+      {
+        dir,
+        storage: this.flags.storage as StorageMode,
+        mlflowVersion: this.flags['mlflow-version'],
+        appMode: this.flags['app-mode'] as AppMode | undefined,
+        force: this.flags.force,
+        toolVersion: this.config.version,
+      },
     )
     if (!this.jsonEnabled()) this.out(showInit(result))
     return result

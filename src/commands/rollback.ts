@@ -12,23 +12,52 @@ export default class Rollback extends MlflowctlCommand<typeof Rollback> {
   static description = `Without --to, activates the bundle before the active one. Refuses (exit 6) when the database is at a
 schema revision other than the one that bundle was verified at (from \`mlflowctl history\`): its MLflow would refuse
 the newer schema, so restore a backup instead. Needs --yes when it cannot prompt.`
-  static examples = ['<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666 --yes', '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666 --to 41 --json --yes']
+  static examples = [
+    '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666 --yes',
+    '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666 --to 41 --json --yes',
+  ]
   static flags = {
     ...targetFlags,
     insecure: insecureFlag,
     guid: Flags.string({summary: 'GUID of the content.', required: true, env: 'MLFLOWCTL_GUID'}),
-    to: Flags.string({summary: 'Bundle id to activate (default: the one before the active bundle).', env: 'MLFLOWCTL_TO'}),
+    to: Flags.string({
+      summary: 'Bundle id to activate (default: the one before the active bundle).',
+      env: 'MLFLOWCTL_TO',
+    }),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask for confirmation.', env: 'MLFLOWCTL_YES'}),
-    timeout: Flags.integer({summary: 'Seconds to wait for the activation task.', default: 900, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
+    timeout: Flags.integer({
+      summary: 'Seconds to wait for the activation task.',
+      default: 900,
+      min: 1,
+      env: 'MLFLOWCTL_TIMEOUT',
+    }),
   }
 
   async run(): Promise<RollbackResult> {
     const {server, apiKey} = this.connection('rollback')
-    const deploy = createDeployDeps({...this.connection('rollback'), configDir: this.settings.configDir, dataDir: this.settings.dataDir})
+    const deploy = createDeployDeps({
+      ...this.connection('rollback'),
+      configDir: this.settings.configDir,
+      dataDir: this.settings.dataDir,
+    })
     const ledger = historyFile(this.settings.dataDir)
-    const deps = {...deploy, history: () => ledger.read(), confirm: confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl rollback --guid ${this.flags.guid}`})}
-    const result = await rollback(deps, {server, apiKey, guid: this.flags.guid, to: this.flags.to, timeoutMs: this.flags.timeout * 1000}, this.tasks())
-    this.out(`Bundle ${result.toBundleId} is active again on ${result.guid} (was ${result.fromBundleId}); schema ${result.revision}.\nDashboard: ${result.dashboardUrl}`)
+    const deps = {
+      ...deploy,
+      history: () => ledger.read(),
+      confirm: confirmer({
+        yes: this.flags.yes,
+        json: this.jsonEnabled(),
+        command: `mlflowctl rollback --guid ${this.flags.guid}`,
+      }),
+    }
+    const result = await rollback(
+      deps,
+      {server, apiKey, guid: this.flags.guid, to: this.flags.to, timeoutMs: this.flags.timeout * 1000},
+      this.tasks(),
+    )
+    this.out(
+      `Bundle ${result.toBundleId} is active again on ${result.guid} (was ${result.fromBundleId}); schema ${result.revision}.\nDashboard: ${result.dashboardUrl}`,
+    )
     return result
   }
 }

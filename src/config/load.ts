@@ -66,9 +66,17 @@ export function loadSettings(input: LoadSettingsInput): Settings {
   const profile = profiles[profileName.value]
   if (!profile && profileName.source !== 'default') {
     const known = Object.keys(profiles)
-    throw new ConfigError('PROFILE_NOT_FOUND', `Profile "${profileName.value}" is not defined in ${input.dirs.config}/config.json.`, {
-      suggestions: [known.length > 0 ? `Use one of: ${known.join(', ')}.` : 'Create the profile in config.json, or drop --profile.'],
-    })
+    throw new ConfigError(
+      'PROFILE_NOT_FOUND',
+      `Profile "${profileName.value}" is not defined in ${input.dirs.config}/config.json.`,
+      {
+        suggestions: [
+          known.length > 0
+            ? `Use one of: ${known.join(', ')}.`
+            : 'Create the profile in config.json, or drop --profile.',
+        ],
+      },
+    )
   }
   const fromProfile = (key: keyof Profile) => `profile ${profileName.value}.${key}`
   const apiKeyEnv = profile?.apiKeyEnv
@@ -88,7 +96,11 @@ export function loadSettings(input: LoadSettingsInput): Settings {
         ['flag', undefined, flags.apiKey],
         ['env', 'MLFLOWCTL_API_KEY', env.MLFLOWCTL_API_KEY],
         ['env', 'CONNECT_API_KEY', env.CONNECT_API_KEY],
-        ['profile', apiKeyEnv ? `${fromProfile('apiKeyEnv')} -> $${apiKeyEnv}` : undefined, apiKeyEnv ? env[apiKeyEnv] : undefined],
+        [
+          'profile',
+          apiKeyEnv ? `${fromProfile('apiKeyEnv')} -> $${apiKeyEnv}` : undefined,
+          apiKeyEnv ? env[apiKeyEnv] : undefined,
+        ],
       ],
       undefined,
     ),
@@ -113,7 +125,8 @@ export function parseProfileFile(text: string, path: string): ProfileFile {
     const parsed = JSON.parse(text) as unknown
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object')
     const file = parsed as ProfileFile
-    if (file.profiles !== undefined && (typeof file.profiles !== 'object' || Array.isArray(file.profiles))) throw new Error('"profiles" is not an object')
+    if (file.profiles !== undefined && (typeof file.profiles !== 'object' || Array.isArray(file.profiles)))
+      throw new Error('"profiles" is not an object')
     return file
   } catch (error) {
     throw new ConfigError('CONFIG_INVALID', `${path} is not valid: ${(error as Error).message}.`, {

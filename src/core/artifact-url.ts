@@ -22,7 +22,12 @@ const WASBS_HOST = /^([^@]+)@([a-z0-9]+)\.(blob\.core\.(?:windows\.net|chinaclou
 /** @throws UsageError INVALID_ARTIFACT_URL */
 export function parseArtifactUrl(raw: string): ArtifactLocation {
   const match = /^(s3|wasbs|gs):\/\/([^/]+)\/?(.*)$/.exec(raw.trim())
-  const invalid = (why: string) => new UsageError('INVALID_ARTIFACT_URL', `Artifact store URL ${raw}: ${why}.`, {suggestions: ['Use s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.']})
+  const invalid = (why: string) =>
+    new UsageError('INVALID_ARTIFACT_URL', `Artifact store URL ${raw}: ${why}.`, {
+      suggestions: [
+        'Use s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.',
+      ],
+    })
   if (!match) throw invalid('not an s3://, wasbs:// or gs:// URL')
   const [, scheme, host, path] = match
   const prefix = path.replace(/^\/+|\/+$/g, '')
@@ -32,4 +37,5 @@ export function parseArtifactUrl(raw: string): ArtifactLocation {
   return {scheme: 'wasbs', bucket: wasbs[1], account: wasbs[2], suffix: wasbs[3], prefix, display: raw}
 }
 
-export const joinKey = (location: ArtifactLocation, name: string) => (location.prefix ? `${location.prefix}/${name}` : name)
+export const joinKey = (location: ArtifactLocation, name: string) =>
+  location.prefix ? `${location.prefix}/${name}` : name

@@ -24,10 +24,15 @@ export interface BundleArchiveResult {
  * Writes only the output file (through a .partial file).
  * @throws CheckFailedError MANIFEST_STALE, ConfigError MANIFEST_INVALID
  */
-export async function buildBundleArchive(deps: BundleArchiveDeps, options: BundleArchiveOptions): Promise<BundleArchiveResult> {
+export async function buildBundleArchive(
+  deps: BundleArchiveDeps,
+  options: BundleArchiveOptions,
+): Promise<BundleArchiveResult> {
   const manifest = parseManifest(await deps.readText(`${options.dir}/${MANIFEST}`), `${options.dir}/${MANIFEST}`)
   const paths = Object.keys(manifest.files).sort()
-  const actual = Object.fromEntries(await Promise.all(paths.map(async (path) => [path, await deps.md5Of(`${options.dir}/${path}`)] as const)))
+  const actual = Object.fromEntries(
+    await Promise.all(paths.map(async (path) => [path, await deps.md5Of(`${options.dir}/${path}`)] as const)),
+  )
   assertManifestFresh(checkManifest(manifest, actual), options.dir)
   const archive = await deps.writeArchive(options.dir, [...paths, MANIFEST], options.output)
   return {...archive, appMode: manifest.metadata.appmode, files: [...paths, MANIFEST]}

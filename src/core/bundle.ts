@@ -2,7 +2,16 @@ import {createHash} from 'node:crypto'
 
 import {CheckFailedError, ConfigError, InternalError, UsageError} from '../errors.js'
 import {placeholdersOf, renderTemplate} from './templates.js'
-import {STORAGE_REQUIREMENTS, appModeRequirementsFor, driverRequirementsFor, pythonRequiresForBundle, pythonSatisfies, resolveAppMode, supportedMlflowVersion, type AppMode} from './versions.js'
+import {
+  STORAGE_REQUIREMENTS,
+  appModeRequirementsFor,
+  driverRequirementsFor,
+  pythonRequiresForBundle,
+  pythonSatisfies,
+  resolveAppMode,
+  supportedMlflowVersion,
+  type AppMode,
+} from './versions.js'
 
 export const STORAGE_MODES = ['local', 'custom', 'aws', 'azure', 'gcp'] as const
 export type StorageMode = (typeof STORAGE_MODES)[number]
@@ -22,8 +31,21 @@ export const OPTIONAL_ENV: Record<StorageMode, string[]> = {
   local: ['MLFLOW_DATA_DIR'],
   custom: [],
   aws: ['RDS_PORT', 'RDS_DB_TYPE', 'RDS_CA_BUNDLE', 'MLFLOW_S3_ENDPOINT_URL'],
-  azure: ['AZURE_DATABASE_TYPE', 'AZURE_DATABASE_PORT', 'AZURE_DATABASE_SSLMODE', 'AZURE_DATABASE_CA_BUNDLE', 'AZURE_REGION', 'MLFLOWCTL_AZURE_BLOB_ENDPOINT'],
-  gcp: ['CLOUD_SQL_PASSWORD', 'CLOUD_SQL_DB_TYPE', 'CLOUD_SQL_IP_TYPE', 'GOOGLE_CLOUD_PROJECT', 'MLFLOWCTL_CLOUD_SQL_ADMIN_ENDPOINT'],
+  azure: [
+    'AZURE_DATABASE_TYPE',
+    'AZURE_DATABASE_PORT',
+    'AZURE_DATABASE_SSLMODE',
+    'AZURE_DATABASE_CA_BUNDLE',
+    'AZURE_REGION',
+    'MLFLOWCTL_AZURE_BLOB_ENDPOINT',
+  ],
+  gcp: [
+    'CLOUD_SQL_PASSWORD',
+    'CLOUD_SQL_DB_TYPE',
+    'CLOUD_SQL_IP_TYPE',
+    'GOOGLE_CLOUD_PROJECT',
+    'MLFLOWCTL_CLOUD_SQL_ADMIN_ENDPOINT',
+  ],
 }
 
 /** Modes whose credentials come from a Connect OAuth integration unless MLFLOWCTL_CREDENTIALS=ambient. */
@@ -81,14 +103,18 @@ export function md5Hex(content: Buffer): string {
 export function extensionVersionOf(templates: BundleFile[]): string {
   const init = templates.find((file) => file.path === 'mlflowctl_extension/__init__.py')
   const match = init && /^EXTENSION_VERSION\s*=\s*"([^"]+)"/m.exec(init.content.toString('utf8'))
-  if (!match) throw new InternalError('templates/extension/mlflowctl_extension/__init__.py does not define EXTENSION_VERSION.')
+  if (!match)
+    throw new InternalError('templates/extension/mlflowctl_extension/__init__.py does not define EXTENSION_VERSION.')
   return match[1]
 }
 
 /** Checks a storage mode is known. @throws UsageError */
 export function checkStorageMode(storage: string): StorageMode {
   if (!(STORAGE_MODES as readonly string[]).includes(storage)) {
-    throw new UsageError('UNKNOWN_STORAGE_MODE', `Unknown storage mode "${storage}"; use one of ${STORAGE_MODES.join(', ')}.`)
+    throw new UsageError(
+      'UNKNOWN_STORAGE_MODE',
+      `Unknown storage mode "${storage}"; use one of ${STORAGE_MODES.join(', ')}.`,
+    )
   }
   return storage as StorageMode
 }
@@ -103,7 +129,10 @@ export function renderBundle(templates: BundleFile[], options: RenderBundleOptio
   const storage = checkStorageMode(options.storage)
   const pythonRequires = pythonRequiresForBundle(mlflowVersion, storage)
   if (!pythonSatisfies(options.pythonVersion, pythonRequires)) {
-    throw new UsageError('PYTHON_TOO_OLD', `MLflow ${mlflowVersion} needs Python ${pythonRequires}; the bundle would record Python ${options.pythonVersion}.`)
+    throw new UsageError(
+      'PYTHON_TOO_OLD',
+      `MLflow ${mlflowVersion} needs Python ${pythonRequires}; the bundle would record Python ${options.pythonVersion}.`,
+    )
   }
   const appMode = resolveAppMode(mlflowVersion, options.appMode)
   const extensionVersion = extensionVersionOf(templates)
@@ -111,8 +140,14 @@ export function renderBundle(templates: BundleFile[], options: RenderBundleOptio
     toolVersion: options.toolVersion,
     mlflowVersion,
     databaseDrivers: driverRequirementsFor(mlflowVersion).join('\n'),
-    appModeRequirements: appModeRequirementsFor(mlflowVersion, appMode).length > 0 ? `# python-api content on MLflow 3.3+: the full FastAPI app through an ASGI-to-WSGI bridge.\n${appModeRequirementsFor(mlflowVersion, appMode).join('\n')}` : '# App mode python-fastapi (or MLflow < 3.3): no bridge.',
-    storageRequirements: STORAGE_REQUIREMENTS[storage].length > 0 ? `# Storage mode ${storage}: cloud SDKs and drivers.\n${STORAGE_REQUIREMENTS[storage].join('\n')}` : '# Storage mode local/custom: no cloud SDKs.',
+    appModeRequirements:
+      appModeRequirementsFor(mlflowVersion, appMode).length > 0
+        ? `# python-api content on MLflow 3.3+: the full FastAPI app through an ASGI-to-WSGI bridge.\n${appModeRequirementsFor(mlflowVersion, appMode).join('\n')}`
+        : '# App mode python-fastapi (or MLflow < 3.3): no bridge.',
+    storageRequirements:
+      STORAGE_REQUIREMENTS[storage].length > 0
+        ? `# Storage mode ${storage}: cloud SDKs and drivers.\n${STORAGE_REQUIREMENTS[storage].join('\n')}`
+        : '# Storage mode local/custom: no cloud SDKs.',
     appMode,
     pythonVersion: options.pythonVersion,
     pythonRequires,
@@ -138,7 +173,11 @@ export function renderBundle(templates: BundleFile[], options: RenderBundleOptio
   const manifest = JSON.parse(skeleton.content.toString('utf8')) as ConnectManifest
   manifest.files = Object.fromEntries(files.map((file) => [file.path, {checksum: md5Hex(file.content)}]))
   const info = JSON.parse(files.find((file) => file.path === 'mlflowctl.json')!.content.toString('utf8')) as BundleInfo
-  return {files: [...files, {path: MANIFEST, content: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)}], manifest, info}
+  return {
+    files: [...files, {path: MANIFEST, content: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)}],
+    manifest,
+    info,
+  }
 }
 
 export interface ManifestCheck {
@@ -155,12 +194,24 @@ export function parseManifest(text: string, where: string): ConnectManifest {
     throw new ConfigError('MANIFEST_INVALID', `${where} is not valid JSON: ${(error as Error).message}.`)
   }
   const files = manifest?.files
-  if (manifest?.version !== 1 || !manifest.metadata?.appmode || !manifest.metadata?.entrypoint || !files || typeof files !== 'object') {
-    throw new ConfigError('MANIFEST_INVALID', `${where} is not a Connect manifest (needs version 1, metadata.appmode, metadata.entrypoint and files).`)
+  if (
+    manifest?.version !== 1 ||
+    !manifest.metadata?.appmode ||
+    !manifest.metadata?.entrypoint ||
+    !files ||
+    typeof files !== 'object'
+  ) {
+    throw new ConfigError(
+      'MANIFEST_INVALID',
+      `${where} is not a Connect manifest (needs version 1, metadata.appmode, metadata.entrypoint and files).`,
+    )
   }
   for (const [path, entry] of Object.entries(files)) {
     if (path.startsWith('/') || path.split('/').includes('..') || !/^[0-9a-f]{32}$/.test(entry?.checksum ?? '')) {
-      throw new ConfigError('MANIFEST_INVALID', `${where} lists "${path}" with an unsafe path or a checksum that is not hex MD5.`)
+      throw new ConfigError(
+        'MANIFEST_INVALID',
+        `${where} lists "${path}" with an unsafe path or a checksum that is not hex MD5.`,
+      )
     }
   }
   return manifest
@@ -185,7 +236,13 @@ export function assertManifestFresh(check: ManifestCheck, dir: string): void {
     check.stale.length > 0 ? `changed since manifest.json was written: ${check.stale.join(', ')}` : '',
     check.missing.length > 0 ? `listed but missing: ${check.missing.join(', ')}` : '',
   ].filter(Boolean)
-  throw new CheckFailedError('MANIFEST_STALE', `The bundle in ${dir} does not match its manifest.json (${parts.join('; ')}).`, {
-    suggestions: ['Undo the edits, or re-render the bundle with `mlflowctl init DIR --force --storage MODE --mlflow-version X`.'],
-  })
+  throw new CheckFailedError(
+    'MANIFEST_STALE',
+    `The bundle in ${dir} does not match its manifest.json (${parts.join('; ')}).`,
+    {
+      suggestions: [
+        'Undo the edits, or re-render the bundle with `mlflowctl init DIR --force --storage MODE --mlflow-version X`.',
+      ],
+    },
+  )
 }

@@ -34,19 +34,34 @@ export interface MigrationCatalog {
 
 export interface CatalogOverlay {
   heavy: Record<string, string>
-  hazards: Array<{id: string; dialects?: string[]; versions?: string[]; from?: string; revision?: string; severity: string; reason: string}>
+  hazards: Array<{
+    id: string
+    dialects?: string[]
+    versions?: string[]
+    from?: string
+    revision?: string
+    severity: string
+    reason: string
+  }>
   breaking: Array<{from: string; text: string}>
 }
 
-export const newestRelease = (catalog: MigrationCatalog): CatalogRelease => catalog.releases.reduce((a, b) => (semver.gt(b.version, a.version) ? b : a))
+export const newestRelease = (catalog: MigrationCatalog): CatalogRelease =>
+  catalog.releases.reduce((a, b) => (semver.gt(b.version, a.version) ? b : a))
 
 /** @throws UsageError VERSION_UNKNOWN when the catalog has no such final release */
 export function findRelease(catalog: MigrationCatalog, version: string): CatalogRelease {
   const release = catalog.releases.find((r) => r.version === version)
   if (!release) {
-    throw new UsageError('VERSION_UNKNOWN', `MLflow ${version} is not in the migration catalog (final releases ${catalog.releases[0].version} to ${newestRelease(catalog).version}).`, {
-      suggestions: ['Use a final release (no rc/dev), or regenerate the catalog: python3 scripts/generate-migration-catalog.py.'],
-    })
+    throw new UsageError(
+      'VERSION_UNKNOWN',
+      `MLflow ${version} is not in the migration catalog (final releases ${catalog.releases[0].version} to ${newestRelease(catalog).version}).`,
+      {
+        suggestions: [
+          'Use a final release (no rc/dev), or regenerate the catalog: python3 scripts/generate-migration-catalog.py.',
+        ],
+      },
+    )
   }
   return release
 }
@@ -55,7 +70,7 @@ export function findRelease(catalog: MigrationCatalog, version: string): Catalog
 export function chainTo(revisions: Record<string, CatalogRevision>, head: string): string[] {
   const chain: string[] = []
   const seen = new Set<string>()
-  for (let current: string | null = head; current && !seen.has(current); ) {
+  for (let current: string | null = head; current && !seen.has(current);) {
     seen.add(current)
     chain.push(current)
     const down: string | string[] | null = revisions[current]?.down ?? null
@@ -64,7 +79,8 @@ export function chainTo(revisions: Record<string, CatalogRevision>, head: string
   return chain.reverse()
 }
 
-export type SchemaKind = 'empty' | 'pre-1.0' | 'partial' | 'foreign-alembic' | 'ahead' | 'diverged' | 'current' | 'behind'
+export type SchemaKind =
+  'empty' | 'pre-1.0' | 'partial' | 'foreign-alembic' | 'ahead' | 'diverged' | 'current' | 'behind'
 
 export interface PendingRevision {
   revision: string
@@ -91,12 +107,23 @@ export interface SchemaStatus {
 /** Tables named by the generator's hints ("batch_alter_table:metrics", "create_index:params"). */
 const hintTables = (hints: string[] = []) => [...new Set(hints.map((hint) => hint.split(':')[1]).filter(Boolean))]
 
-export function pendingRevisions(catalog: MigrationCatalog, overlay: CatalogOverlay, revisions: string[], rowEstimates: Record<string, number> = {}): PendingRevision[] {
+export function pendingRevisions(
+  catalog: MigrationCatalog,
+  overlay: CatalogOverlay,
+  revisions: string[],
+  rowEstimates: Record<string, number> = {},
+): PendingRevision[] {
   return revisions.map((revision) => {
     const entry = catalog.tracking[revision]
     const heavy = overlay.heavy[revision] ?? (entry.heavy?.length ? `hint: ${entry.heavy.join(', ')}` : undefined)
     const tables = heavy ? hintTables(entry.heavy).map((table) => ({table, rows: rowEstimates[table]})) : undefined
-    return {revision, message: entry.message, firstRelease: entry.firstRelease, dialects: entry.dialects ?? [], ...(heavy ? {heavy, tables} : {})}
+    return {
+      revision,
+      message: entry.message,
+      firstRelease: entry.firstRelease,
+      dialects: entry.dialects ?? [],
+      ...(heavy ? {heavy, tables} : {}),
+    }
   })
 }
 
@@ -104,34 +131,88 @@ export function pendingRevisions(catalog: MigrationCatalog, overlay: CatalogOver
  * Where a database stands against a target release. `tables` are the database's table names; `revision`
  * is alembic_version's row (null when the table is missing or empty).
  */
-export function schemaStatus(catalog: MigrationCatalog, overlay: CatalogOverlay, database: {tables: string[]; revision: string | null; hasVersionTable: boolean}, targetVersion?: string, rowEstimates: Record<string, number> = {}): SchemaStatus {
+export function schemaStatus(
+  catalog: MigrationCatalog,
+  overlay: CatalogOverlay,
+  database: {tables: string[]; revision: string | null; hasVersionTable: boolean},
+  targetVersion?: string,
+  rowEstimates: Record<string, number> = {},
+): SchemaStatus {
   const target = targetVersion ? findRelease(catalog, targetVersion) : newestRelease(catalog)
   const targetChain = chainTo(catalog.tracking, target.trackingHead)
   const {revision} = database
-  const base = {revision, known: Boolean(revision && catalog.tracking[revision]), matchingReleases: revision ? catalog.releases.filter((r) => r.trackingHead === revision).map((r) => r.version) : [], target: {version: target.version, head: target.trackingHead}, pending: [] as PendingRevision[]}
+  const base = {
+    revision,
+    known: Boolean(revision && catalog.tracking[revision]),
+    matchingReleases: revision ? catalog.releases.filter((r) => r.trackingHead === revision).map((r) => r.version) : [],
+    target: {version: target.version, head: target.trackingHead},
+    pending: [] as PendingRevision[],
+  }
   const hasMlflowTables = ['experiments', 'runs'].some((table) => database.tables.includes(table))
-  if (!database.hasVersionTable && !hasMlflowTables) return {...base, kind: 'empty', pending: pendingRevisions(catalog, overlay, targetChain, rowEstimates), explanation: `No MLflow tables: MLflow ${target.version} creates its schema on first start.`}
-  if (!database.hasVersionTable) return {...base, kind: 'pre-1.0', explanation: 'MLflow tables without alembic_version: a database from before MLflow 1.0 (or made by hand). Upgrade it with MLflow 1.x first.'}
-  if (!revision) return {...base, kind: 'partial', explanation: 'alembic_version is empty: an initialisation that did not finish. Restore a backup, or start from an empty database.'}
-  if (!hasMlflowTables) return {...base, kind: 'partial', explanation: `alembic_version says ${revision}, but MLflow's tables are missing.`}
+  if (!database.hasVersionTable && !hasMlflowTables)
+    return {
+      ...base,
+      kind: 'empty',
+      pending: pendingRevisions(catalog, overlay, targetChain, rowEstimates),
+      explanation: `No MLflow tables: MLflow ${target.version} creates its schema on first start.`,
+    }
+  if (!database.hasVersionTable)
+    return {
+      ...base,
+      kind: 'pre-1.0',
+      explanation:
+        'MLflow tables without alembic_version: a database from before MLflow 1.0 (or made by hand). Upgrade it with MLflow 1.x first.',
+    }
+  if (!revision)
+    return {
+      ...base,
+      kind: 'partial',
+      explanation:
+        'alembic_version is empty: an initialisation that did not finish. Restore a backup, or start from an empty database.',
+    }
+  if (!hasMlflowTables)
+    return {...base, kind: 'partial', explanation: `alembic_version says ${revision}, but MLflow's tables are missing.`}
   if (!base.known) {
-    const auth = catalog.auth[revision] ? ` It is a revision of MLflow's auth app ("${catalog.auth[revision].message}"): the auth database and the tracking database are the same one.` : ''
-    return {...base, kind: 'foreign-alembic', explanation: `Revision ${revision} is not one of MLflow's: another alembic-managed application shares alembic_version.${auth}`}
+    const auth = catalog.auth[revision]
+      ? ` It is a revision of MLflow's auth app ("${catalog.auth[revision].message}"): the auth database and the tracking database are the same one.`
+      : ''
+    return {
+      ...base,
+      kind: 'foreign-alembic',
+      explanation: `Revision ${revision} is not one of MLflow's: another alembic-managed application shares alembic_version.${auth}`,
+    }
   }
   const position = targetChain.indexOf(revision)
-  if (position === targetChain.length - 1) return {...base, kind: 'current', explanation: `The schema is at MLflow ${target.version}'s head.`}
+  if (position === targetChain.length - 1)
+    return {...base, kind: 'current', explanation: `The schema is at MLflow ${target.version}'s head.`}
   if (position >= 0) {
     const pending = pendingRevisions(catalog, overlay, targetChain.slice(position + 1), rowEstimates)
-    return {...base, kind: 'behind', pending, explanation: `${pending.length} migrations to MLflow ${target.version}'s head${pending.some((p) => p.heavy) ? `, ${pending.filter((p) => p.heavy).length} heavy` : ''}.`}
+    return {
+      ...base,
+      kind: 'behind',
+      pending,
+      explanation: `${pending.length} migrations to MLflow ${target.version}'s head${pending.some((p) => p.heavy) ? `, ${pending.filter((p) => p.heavy).length} heavy` : ''}.`,
+    }
   }
   const revisionChain = chainTo(catalog.tracking, revision)
   if (revisionChain.includes(target.trackingHead)) {
-    return {...base, kind: 'ahead', explanation: `The database is ahead of MLflow ${target.version} (its revision first shipped in ${catalog.tracking[revision].firstRelease}): that version cannot serve it, and MLflow has no downgrades.`}
+    return {
+      ...base,
+      kind: 'ahead',
+      explanation: `The database is ahead of MLflow ${target.version} (its revision first shipped in ${catalog.tracking[revision].firstRelease}): that version cannot serve it, and MLflow has no downgrades.`,
+    }
   }
-  return {...base, kind: 'diverged', explanation: `Revision ${revision} is not on MLflow ${target.version}'s chain (version order is not schema order): pick a release whose chain contains it, such as ${releasesContaining(catalog, revision).slice(0, 3).join(', ')}.`}
+  return {
+    ...base,
+    kind: 'diverged',
+    explanation: `Revision ${revision} is not on MLflow ${target.version}'s chain (version order is not schema order): pick a release whose chain contains it, such as ${releasesContaining(catalog, revision).slice(0, 3).join(', ')}.`,
+  }
 }
 
 /** Final releases whose chain includes the revision, oldest first. */
 export function releasesContaining(catalog: MigrationCatalog, revision: string): string[] {
-  return catalog.releases.filter((release) => chainTo(catalog.tracking, release.trackingHead).includes(revision)).map((r) => r.version).sort(semver.compare)
+  return catalog.releases
+    .filter((release) => chainTo(catalog.tracking, release.trackingHead).includes(revision))
+    .map((r) => r.version)
+    .sort(semver.compare)
 }

@@ -10,7 +10,10 @@ export function parseConnectVersion(text: string | undefined): [number, number, 
 }
 
 /** a >= b for two parsed versions. */
-export function connectVersionAtLeast(version: [number, number, number], floor: readonly [number, number, number]): boolean {
+export function connectVersionAtLeast(
+  version: [number, number, number],
+  floor: readonly [number, number, number],
+): boolean {
   for (let i = 0; i < 3; i++) if (version[i] !== floor[i]) return version[i] > floor[i]
   return true
 }

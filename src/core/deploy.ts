@@ -10,13 +10,24 @@ import {verifyExtension, type VerifyDeps, type VerifyResult} from './verify.js'
 export interface DeployConnect {
   currentUser(): Promise<{guid: string; username: string; user_role: string}>
   serverVersion(): Promise<string | undefined>
-  getContent(guid: string): Promise<{guid: string; app_mode?: string | null; bundle_id?: string | null; locked?: boolean | null; content_url?: string | null; dashboard_url?: string | null}>
+  getContent(guid: string): Promise<{
+    guid: string
+    app_mode?: string | null
+    bundle_id?: string | null
+    locked?: boolean | null
+    content_url?: string | null
+    dashboard_url?: string | null
+  }>
   createContent(name: string, title?: string): Promise<{guid: string}>
   updateContent(guid: string, patch: Record<string, unknown>): Promise<unknown>
   setEnvironment(guid: string, vars: Array<{name: string; value: string | null}>): Promise<void>
   uploadBundle(guid: string, archive: Buffer): Promise<{id: string}>
   deploy(guid: string, bundleId: string, activate?: boolean): Promise<string>
-  getTask(taskId: string, first: number, waitSeconds: number): Promise<{output: string[]; last: number; finished: boolean; code: number; error?: string | null}>
+  getTask(
+    taskId: string,
+    first: number,
+    waitSeconds: number,
+  ): Promise<{output: string[]; last: number; finished: boolean; code: number; error?: string | null}>
   setVanity(guid: string, path: string): Promise<string>
   setOAuthIntegrations(guid: string, ids: string[]): Promise<void>
 }
@@ -103,12 +114,23 @@ export async function planDeploy(deps: DeployDeps, options: DeployOptions, bundl
   bundle ??= await deps.readBundle(options.dir)
   const record = options.createNew ? undefined : await deps.readRecord(options.dir, options.server)
   const guid = options.guid ?? record?.guid
-  if (options.createNew && options.guid) throw new UsageError('NEW_AND_GUID', '--new creates content; it cannot be combined with --guid.')
+  if (options.createNew && options.guid)
+    throw new UsageError('NEW_AND_GUID', '--new creates content; it cannot be combined with --guid.')
   if (!guid && !options.createNew) {
-    throw new UsageError('NO_TARGET', `No deployment of ${options.dir} to ${options.server} is recorded.`, {suggestions: ['Deploy as new content: mlflowctl deploy DIR --new --name mlflow', 'Or redeploy to existing content: mlflowctl deploy DIR --guid GUID']})
+    throw new UsageError('NO_TARGET', `No deployment of ${options.dir} to ${options.server} is recorded.`, {
+      suggestions: [
+        'Deploy as new content: mlflowctl deploy DIR --new --name mlflow',
+        'Or redeploy to existing content: mlflowctl deploy DIR --guid GUID',
+      ],
+    })
   }
-  if (options.createNew && !options.name) throw new UsageError('NAME_REQUIRED', '--new needs --name (3-64 letters, digits, - or _).')
-  const settings: Record<string, unknown> = {min_processes: 1, ...(bundle.info.storage === 'local' ? {max_processes: 1} : {}), ...(options.title ? {title: options.title} : {})}
+  if (options.createNew && !options.name)
+    throw new UsageError('NAME_REQUIRED', '--new needs --name (3-64 letters, digits, - or _).')
+  const settings: Record<string, unknown> = {
+    min_processes: 1,
+    ...(bundle.info.storage === 'local' ? {max_processes: 1} : {}),
+    ...(options.title ? {title: options.title} : {}),
+  }
   return {
     target: guid ? {guid} : {create: {name: options.name!, title: options.title}},
     files: [...bundle.files, 'manifest.json'],
@@ -131,11 +153,25 @@ export async function deploy(deps: DeployDeps, options: DeployOptions, runner: S
   const plan = await planDeploy(deps, options, bundle)
   if (options.dryRun) return {dryRun: true, plan}
   const event = (result: 'ok' | 'failed', fields: Partial<HistoryEvent>): HistoryEvent => ({
-    v: HISTORY_FORMAT_VERSION, time: new Date(deps.now()).toISOString(), action: 'deploy', result, server: options.server, mlflowVersion: plan.mlflowVersion, guid: plan.target.guid, ...fields,
+    v: HISTORY_FORMAT_VERSION,
+    time: new Date(deps.now()).toISOString(),
+    action: 'deploy',
+    result,
+    server: options.server,
+    mlflowVersion: plan.mlflowVersion,
+    guid: plan.target.guid,
+    ...fields,
   })
   try {
     const result = await deployUnrecorded(deps, options, plan, bundle, runner)
-    await deps.appendHistory(event('ok', {guid: result.guid, user: result.user, bundleId: result.bundleId, revision: result.verification?.revision}))
+    await deps.appendHistory(
+      event('ok', {
+        guid: result.guid,
+        user: result.user,
+        bundleId: result.bundleId,
+        revision: result.verification?.revision,
+      }),
+    )
     return result
   } catch (error) {
     await deps.appendHistory(event('failed', {message: (error as Error).message.split('\n')[0]}))
@@ -143,24 +179,45 @@ export async function deploy(deps: DeployDeps, options: DeployOptions, runner: S
   }
 }
 
-async function deployUnrecorded(deps: DeployDeps, options: DeployOptions, plan: DeployPlan, bundle: DeployBundle, runner: StepRunner): Promise<DeployResult> {
+async function deployUnrecorded(
+  deps: DeployDeps,
+  options: DeployOptions,
+  plan: DeployPlan,
+  bundle: DeployBundle,
+  runner: StepRunner,
+): Promise<DeployResult> {
   const warnings: string[] = []
   const {user, version, drafts} = await runner.step('Check the API key and server', async () => {
     const me = await deps.connect.currentUser()
     if (!['publisher', 'administrator'].includes(me.user_role)) {
-      throw new AuthError('ROLE_TOO_LOW', `The API key belongs to ${me.username}, a ${me.user_role}; deploying needs a publisher or administrator key.`)
+      throw new AuthError(
+        'ROLE_TOO_LOW',
+        `The API key belongs to ${me.username}, a ${me.user_role}; deploying needs a publisher or administrator key.`,
+      )
     }
     const version = await deps.connect.serverVersion()
     return {user: me, version, drafts: draftsFor(options.drafts ?? 'auto', version)}
   })
-  if (!drafts && (options.drafts ?? 'auto') === 'auto' && !version) warnings.push('Connect hides its version, so no draft is deployed (an older server rejects the field; rsconnect assumes the same): the bundle is verified once it is active. Pass --drafts on if this server is 2025.06 or newer.')
+  if (!drafts && (options.drafts ?? 'auto') === 'auto' && !version)
+    warnings.push(
+      'Connect hides its version, so no draft is deployed (an older server rejects the field; rsconnect assumes the same): the bundle is verified once it is active. Pass --drafts on if this server is 2025.06 or newer.',
+    )
   const content = await runner.step('Resolve the content item', async () => {
-    if (plan.target.create) return deps.connect.getContent((await deps.connect.createContent(plan.target.create.name, plan.target.create.title)).guid)
+    if (plan.target.create)
+      return deps.connect.getContent(
+        (await deps.connect.createContent(plan.target.create.name, plan.target.create.title)).guid,
+      )
     const existing = await deps.connect.getContent(plan.target.guid!)
-    if (existing.locked) throw new CheckFailedError('CONTENT_LOCKED', `Content ${existing.guid} is locked; Connect accepts no deploys to it.`, {suggestions: ['Unlock it in the Connect dashboard first.']})
+    if (existing.locked)
+      throw new CheckFailedError(
+        'CONTENT_LOCKED',
+        `Content ${existing.guid} is locked; Connect accepts no deploys to it.`,
+        {suggestions: ['Unlock it in the Connect dashboard first.']},
+      )
     // Connect refuses to change a deployed item's app mode (error 48; rsconnect validate_app_mode and Publisher
     // refuse it client-side too: connect-api.md §10). Refused here, before any setting or variable changes.
-    if (appModeChanges(existing.app_mode, bundle.manifest.metadata.appmode)) throw appModeChanged(existing.guid, existing.app_mode!, bundle, options.dir)
+    if (appModeChanges(existing.app_mode, bundle.manifest.metadata.appmode))
+      throw appModeChanged(existing.guid, existing.app_mode!, bundle, options.dir)
     return existing
   })
   const guid = content.guid
@@ -172,32 +229,82 @@ async function deployUnrecorded(deps: DeployDeps, options: DeployOptions, plan: 
     if (options.oauthIntegrations.length > 0) await deps.connect.setOAuthIntegrations(guid, options.oauthIntegrations)
   })
   const urls = urlsFor(options.server, guid, content)
-  const bundleId = await runner.step('Upload the bundle', async () => (await deps.connect.uploadBundle(guid, await bundle.archive())).id)
+  const bundleId = await runner.step(
+    'Upload the bundle',
+    async () => (await deps.connect.uploadBundle(guid, await bundle.archive())).id,
+  )
   const previous = content.bundle_id ?? null
   const failureHints = [`Dashboard: ${urls.dashboardUrl}`, `Logs: ${urls.logsUrl}`]
-  const verifyAt = (baseUrl: string) => verifyExtension(deps.probe, {baseUrl, apiKey: options.apiKey, opsToken, expectedMlflowVersion: bundle.info.mlflowVersion})
+  const verifyAt = (baseUrl: string) =>
+    verifyExtension(deps.probe, {
+      baseUrl,
+      apiKey: options.apiKey,
+      opsToken,
+      expectedMlflowVersion: bundle.info.mlflowVersion,
+    })
   if (drafts) {
-    await runner.step(`Deploy bundle ${bundleId} as a draft`, (report) => waitForTask(deps, guid, bundleId, false, options.timeoutMs, report, failureHints))
+    await runner.step(`Deploy bundle ${bundleId} as a draft`, (report) =>
+      waitForTask(deps, guid, bundleId, false, options.timeoutMs, report, failureHints),
+    )
     const preview = `${urls.contentUrl}_bundle${bundleId}/`
     const draft = await runner.step('Verify the draft at its preview URL', async () => verifyAt(preview))
     if (!draft.ok) {
       // Only the preview root is documented to reach a draft (connect-api.md §1, §10). When Connect answers a
       // sub-path with its own 404 (the extension always serves /health), verify the root alone now and
       // everything right after activation, with the usual rollback when that fails.
-      const root = draft.checks.find((check) => check.id === 'health')?.status === 404 ? await deps.probe.get(preview, {Authorization: `Key ${options.apiKey}`}).catch(() => ({status: 0, body: ''})) : undefined
-      if (!root || root.status === 0 || root.status >= 500) throw verifyFailure(draft, 'the draft', previous ? `The active bundle ${previous} keeps serving.` : 'Nothing was activated.', failureHints)
-      warnings.push(`Connect does not route the draft preview's sub-paths (${preview}health answered 404): only the preview root was verified (HTTP ${root.status}); the full verification ran after activation.`)
+      const root =
+        draft.checks.find((check) => check.id === 'health')?.status === 404
+          ? await deps.probe.get(preview, {Authorization: `Key ${options.apiKey}`}).catch(() => ({status: 0, body: ''}))
+          : undefined
+      if (!root || root.status === 0 || root.status >= 500)
+        throw verifyFailure(
+          draft,
+          'the draft',
+          previous ? `The active bundle ${previous} keeps serving.` : 'Nothing was activated.',
+          failureHints,
+        )
+      warnings.push(
+        `Connect does not route the draft preview's sub-paths (${preview}health answered 404): only the preview root was verified (HTTP ${root.status}); the full verification ran after activation.`,
+      )
     }
   }
-  await runner.step(`Activate bundle ${bundleId}`, (report) => waitForTask(deps, guid, bundleId, true, options.timeoutMs, report, failureHints))
+  await runner.step(`Activate bundle ${bundleId}`, (report) =>
+    waitForTask(deps, guid, bundleId, true, options.timeoutMs, report, failureHints),
+  )
   const live = await runner.step('Verify the activated bundle', async () => verifyAt(urls.contentUrl))
   if (!live.ok) {
-    if (previous) await runner.step(`Re-activate bundle ${previous}`, (report) => waitForTask(deps, guid, previous, true, options.timeoutMs, report, failureHints))
-    throw verifyFailure(live, 'the activated bundle', previous ? `Bundle ${previous} was re-activated.` : 'There was no earlier bundle to return to.', failureHints)
+    if (previous)
+      await runner.step(`Re-activate bundle ${previous}`, (report) =>
+        waitForTask(deps, guid, previous, true, options.timeoutMs, report, failureHints),
+      )
+    throw verifyFailure(
+      live,
+      'the activated bundle',
+      previous ? `Bundle ${previous} was re-activated.` : 'There was no earlier bundle to return to.',
+      failureHints,
+    )
   }
-  if (options.vanity) await runner.step(`Set the vanity path ${options.vanity}`, () => deps.connect.setVanity(guid, options.vanity!))
-  await deps.writeRecord(options.dir, {server: options.server, guid, bundleId, mlflowVersion: bundle.info.mlflowVersion, deployedAt: new Date(deps.now()).toISOString()})
-  return {dryRun: false, plan, guid, bundleId, previousBundleId: previous, user: user.username, ...urls, verification: live, draft: drafts, warnings}
+  if (options.vanity)
+    await runner.step(`Set the vanity path ${options.vanity}`, () => deps.connect.setVanity(guid, options.vanity!))
+  await deps.writeRecord(options.dir, {
+    server: options.server,
+    guid,
+    bundleId,
+    mlflowVersion: bundle.info.mlflowVersion,
+    deployedAt: new Date(deps.now()).toISOString(),
+  })
+  return {
+    dryRun: false,
+    plan,
+    guid,
+    bundleId,
+    previousBundleId: previous,
+    user: user.username,
+    ...urls,
+    verification: live,
+    draft: drafts,
+    warnings,
+  }
 }
 
 /** Whether to deploy a draft first: a hidden or unparseable version means no, as rsconnect decides
@@ -214,25 +321,52 @@ export function appModeChanges(deployed: string | null | undefined, bundle: stri
 }
 
 function appModeChanged(guid: string, deployed: string, bundle: DeployBundle, dir: string): UsageError {
-  return new UsageError('APP_MODE_CHANGED', `Content ${guid} was deployed as ${deployed}; this bundle is ${bundle.manifest.metadata.appmode}, and Connect cannot change a deployed item's app mode (error 48). Nothing was changed.`, {
-    suggestions: [`Render the bundle as ${deployed} (operator lines kept): mlflowctl version bump ${dir} --to ${bundle.info.mlflowVersion} --app-mode ${deployed}`, 'Or deploy it as new content: mlflowctl deploy DIR --new --name NAME'],
-  })
+  return new UsageError(
+    'APP_MODE_CHANGED',
+    `Content ${guid} was deployed as ${deployed}; this bundle is ${bundle.manifest.metadata.appmode}, and Connect cannot change a deployed item's app mode (error 48). Nothing was changed.`,
+    {
+      suggestions: [
+        `Render the bundle as ${deployed} (operator lines kept): mlflowctl version bump ${dir} --to ${bundle.info.mlflowVersion} --app-mode ${deployed}`,
+        'Or deploy it as new content: mlflowctl deploy DIR --new --name NAME',
+      ],
+    },
+  )
 }
 
-export function urlsFor(server: string, guid: string, content: {content_url?: string | null; dashboard_url?: string | null}) {
+export function urlsFor(
+  server: string,
+  guid: string,
+  content: {content_url?: string | null; dashboard_url?: string | null},
+) {
   const base = server.endsWith('/') ? server : `${server}/`
   const contentUrl = content.content_url ?? `${base}content/${guid}/`
   const dashboardUrl = content.dashboard_url ?? `${base}connect/#/apps/${guid}`
-  return {contentUrl: contentUrl.endsWith('/') ? contentUrl : `${contentUrl}/`, dashboardUrl, logsUrl: `${dashboardUrl}/logs`}
+  return {
+    contentUrl: contentUrl.endsWith('/') ? contentUrl : `${contentUrl}/`,
+    dashboardUrl,
+    logsUrl: `${dashboardUrl}/logs`,
+  }
 }
 
 function verifyFailure(result: VerifyResult, what: string, consequence: string, hints: string[]): CheckFailedError {
   const failed = result.checks.filter((check) => !check.ok).map((check) => check.detail)
-  return new CheckFailedError('DEPLOY_VERIFY_FAILED', `Verification of ${what} failed: ${failed.join('; ')}. ${consequence}`, {suggestions: hints})
+  return new CheckFailedError(
+    'DEPLOY_VERIFY_FAILED',
+    `Verification of ${what} failed: ${failed.join('; ')}. ${consequence}`,
+    {suggestions: hints},
+  )
 }
 
 /** Starts a deploy task and follows its log until it finishes or the timeout passes. */
-export async function waitForTask(deps: {connect: Pick<DeployConnect, 'deploy' | 'getTask'>; now(): number}, guid: string, bundleId: string, activate: boolean, timeoutMs: number, report: (line: string) => void, hints: string[]): Promise<void> {
+export async function waitForTask(
+  deps: {connect: Pick<DeployConnect, 'deploy' | 'getTask'>; now(): number},
+  guid: string,
+  bundleId: string,
+  activate: boolean,
+  timeoutMs: number,
+  report: (line: string) => void,
+  hints: string[],
+): Promise<void> {
   const taskId = await deps.connect.deploy(guid, bundleId, activate)
   const deadline = deps.now() + timeoutMs
   let first = 0
@@ -247,10 +381,19 @@ export async function waitForTask(deps: {connect: Pick<DeployConnect, 'deploy' |
     first = task.last
     if (task.finished) {
       if (task.code !== 0 || task.error) {
-        throw new ExternalError('DEPLOY_TASK_FAILED', `Connect's deploy task for bundle ${bundleId} failed (${task.error || `code ${task.code}`}).\nTask log:\n${tail.join('\n')}`, {suggestions: hints})
+        throw new ExternalError(
+          'DEPLOY_TASK_FAILED',
+          `Connect's deploy task for bundle ${bundleId} failed (${task.error || `code ${task.code}`}).\nTask log:\n${tail.join('\n')}`,
+          {suggestions: hints},
+        )
       }
       return
     }
-    if (deps.now() > deadline) throw new ExternalError('DEPLOY_TIMEOUT', `The deploy task for bundle ${bundleId} did not finish within ${Math.round(timeoutMs / 1000)} s.`, {suggestions: ['Raise --timeout, or follow the task in the dashboard.', ...hints]})
+    if (deps.now() > deadline)
+      throw new ExternalError(
+        'DEPLOY_TIMEOUT',
+        `The deploy task for bundle ${bundleId} did not finish within ${Math.round(timeoutMs / 1000)} s.`,
+        {suggestions: ['Raise --timeout, or follow the task in the dashboard.', ...hints]},
+      )
   }
 }

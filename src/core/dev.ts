@@ -31,15 +31,33 @@ export interface DevStateView {
 }
 
 export interface DevDeps {
-  readBundle(dir: string): Promise<{manifest: ConnectManifest; info: BundleInfo; requirements: string; md5: Record<string, string | undefined>}>
+  readBundle(dir: string): Promise<{
+    manifest: ConnectManifest
+    info: BundleInfo
+    requirements: string
+    md5: Record<string, string | undefined>
+  }>
   pythonVersion(): Promise<string>
-  ensureVenv(requirements: string, pythonVersion: string, report: (line: string) => void): Promise<{python: string; key: string; reused: boolean}>
+  ensureVenv(
+    requirements: string,
+    pythonVersion: string,
+    report: (line: string) => void,
+  ): Promise<{python: string; key: string; reused: boolean}>
   paths(bundleDir: string): DevPaths
   identity(paths: DevPaths, port?: number): Promise<DevIdentity>
   state(paths: DevPaths): Promise<DevStateView | undefined>
   isAlive(pid: number | undefined): boolean
   copyBundle(bundleDir: string, files: string[], runDir: string): Promise<void>
-  launch(paths: DevPaths, spec: {python: string; appMode: string; identity: DevIdentity; env: Record<string, string>; state: Omit<DevStateView, 'supervisorPid' | 'phase' | 'startedAt'> & {bundleDir: string}}): Promise<number>
+  launch(
+    paths: DevPaths,
+    spec: {
+      python: string
+      appMode: string
+      identity: DevIdentity
+      env: Record<string, string>
+      state: Omit<DevStateView, 'supervisorPid' | 'phase' | 'startedAt'> & {bundleDir: string}
+    },
+  ): Promise<number>
   stop(pid: number): Promise<void>
   logTail(paths: DevPaths, lines: number): Promise<string>
   getJson(url: string, headers: Record<string, string>): Promise<{status: number; body: unknown}>
@@ -121,16 +139,32 @@ export async function devUp(deps: DevDeps, options: DevUpOptions, runner: StepRu
       appMode: bundle.manifest.metadata.appmode,
       identity,
       env: Object.fromEntries(options.env.map(({name, value}) => [name, value])),
-      state: {bundleDir: options.bundleDir, mlflowVersion: bundle.info.mlflowVersion, appMode: bundle.manifest.metadata.appmode, storage: bundle.info.storage, envNames: options.env.map((v) => v.name)},
+      state: {
+        bundleDir: options.bundleDir,
+        mlflowVersion: bundle.info.mlflowVersion,
+        appMode: bundle.manifest.metadata.appmode,
+        storage: bundle.info.storage,
+        envNames: options.env.map((v) => v.name),
+      },
     })
     return waitUntilSettled(deps, paths, pid, options.timeoutMs, report)
   })
   // Remember the port so that the tracking URI survives down/up.
   await deps.identity(paths, state.proxyPort)
-  return {...endpoint(options.bundleDir, paths, identity, state), alreadyRunning: false, venv: {key: venv.key, reused: venv.reused}}
+  return {
+    ...endpoint(options.bundleDir, paths, identity, state),
+    alreadyRunning: false,
+    venv: {key: venv.key, reused: venv.reused},
+  }
 }
 
-async function waitUntilSettled(deps: DevDeps, paths: DevPaths, pid: number, timeoutMs: number, report: (line: string) => void): Promise<DevStateView> {
+async function waitUntilSettled(
+  deps: DevDeps,
+  paths: DevPaths,
+  pid: number,
+  timeoutMs: number,
+  report: (line: string) => void,
+): Promise<DevStateView> {
   const deadline = deps.now() + timeoutMs
   for (;;) {
     const state = await deps.state(paths)
@@ -139,9 +173,13 @@ async function waitUntilSettled(deps: DevDeps, paths: DevPaths, pid: number, tim
     if (failed || !deps.isAlive(pid)) throw await startFailure(deps, paths, state?.message)
     if (deps.now() > deadline) {
       await deps.stop(pid)
-      throw new ExternalError('DEV_START_TIMEOUT', `The extension did not answer /health within ${Math.round(timeoutMs / 1000)} s.`, {
-        suggestions: [`Read the log: mlflowctl dev logs ${paths.root}`, 'Raise --timeout if the machine is slow.'],
-      })
+      throw new ExternalError(
+        'DEV_START_TIMEOUT',
+        `The extension did not answer /health within ${Math.round(timeoutMs / 1000)} s.`,
+        {
+          suggestions: [`Read the log: mlflowctl dev logs ${paths.root}`, 'Raise --timeout if the machine is slow.'],
+        },
+      )
     }
     report(state?.phase === 'starting' ? 'waiting for /health' : 'starting')
     await deps.sleep(POLL_MS)
@@ -161,8 +199,12 @@ async function startFailure(deps: DevDeps, paths: DevPaths, message?: string): P
       }
     })
     .find((entry) => entry?.event === 'startup.refused')
-  const headline = refusal?.msg ? `The extension refused to start: ${refusal.msg}` : `The extension failed to start (${message ?? 'no reason logged'}).`
-  return new ExternalError('DEV_START_FAILED', `${headline}\nLast log lines:\n${tail}`, {suggestions: [`Full log: ${paths.log}`]})
+  const headline = refusal?.msg
+    ? `The extension refused to start: ${refusal.msg}`
+    : `The extension failed to start (${message ?? 'no reason logged'}).`
+  return new ExternalError('DEV_START_FAILED', `${headline}\nLast log lines:\n${tail}`, {
+    suggestions: [`Full log: ${paths.log}`],
+  })
 }
 
 export interface DevStatusResult {
@@ -185,7 +227,9 @@ export async function devStatus(deps: DevDeps, bundleDir: string): Promise<DevSt
   const info = endpoint(bundleDir, paths, identity, state)
   const auth = {Authorization: `Key ${identity.apiKey}`}
   const health = await deps.getJson(`${info.trackingUri}/health`, auth).catch(() => ({status: 0, body: undefined}))
-  const ops = await deps.getJson(`${info.trackingUri}/_mlflowctl/status`, {...auth, 'X-Mlflowctl-Ops-Token': identity.opsToken}).catch(() => undefined)
+  const ops = await deps
+    .getJson(`${info.trackingUri}/_mlflowctl/status`, {...auth, 'X-Mlflowctl-Ops-Token': identity.opsToken})
+    .catch(() => undefined)
   return {
     bundleDir,
     running: health.status === 200,

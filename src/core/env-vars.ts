@@ -17,13 +17,21 @@ export function parseEnvVars(entries: string[] | undefined, env: Record<string, 
   for (const entry of entries ?? []) {
     const eq = entry.indexOf('=')
     const name = eq === -1 ? entry : entry.slice(0, eq)
-    if (!NAME.test(name)) throw new UsageError('INVALID_ENV_VAR', `"${name}" is not a valid environment variable name (use -E NAME=VALUE or -E NAME).`)
+    if (!NAME.test(name))
+      throw new UsageError(
+        'INVALID_ENV_VAR',
+        `"${name}" is not a valid environment variable name (use -E NAME=VALUE or -E NAME).`,
+      )
     if (eq === -1) {
       const value = env[name]
       if (value === undefined) {
-        throw new UsageError('ENV_VAR_NOT_SET', `-E ${name} copies ${name} from your environment, but it is not set there.`, {
-          suggestions: [`Export ${name} first, or pass -E ${name}=VALUE.`],
-        })
+        throw new UsageError(
+          'ENV_VAR_NOT_SET',
+          `-E ${name} copies ${name} from your environment, but it is not set there.`,
+          {
+            suggestions: [`Export ${name} first, or pass -E ${name}=VALUE.`],
+          },
+        )
       }
       out.set(name, value)
     } else {

@@ -36,14 +36,21 @@ export const opsStatusSchema = z
     startedAt: z.string().optional(),
     now: z.string().optional(),
     credentialsSource: z.string().nullish(),
-    credentials: z.array(z.object({name: z.string(), expiresAt: z.string().nullable(), renewals: z.number().int()}).strict()).optional(),
+    credentials: z
+      .array(z.object({name: z.string(), expiresAt: z.string().nullable(), renewals: z.number().int()}).strict())
+      .optional(),
   })
   .passthrough()
 
 export type OpsStatus = z.infer<typeof opsStatusSchema>
 
 export const restoreResultSchema = z
-  .object({restored: z.boolean().optional(), revision: z.string(), artifactFiles: z.number().int(), held: z.boolean().optional()})
+  .object({
+    restored: z.boolean().optional(),
+    revision: z.string(),
+    artifactFiles: z.number().int(),
+    held: z.boolean().optional(),
+  })
   .passthrough()
 
 export type RestoreResult = z.infer<typeof restoreResultSchema>
@@ -59,8 +66,14 @@ function parsed<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
   }
   const result = schema.safeParse(value)
   if (!result.success) {
-    const issues = result.error.issues.slice(0, 3).map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`)
-    throw new ExternalError('EXTENSION_ANSWER_INVALID', `${what} does not have the shape this mlflowctl reads (${issues.join('; ')}).`, {suggestions: ['Redeploy the extension with this mlflowctl (mlflowctl upgrade apply or deploy).']})
+    const issues = result.error.issues
+      .slice(0, 3)
+      .map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`)
+    throw new ExternalError(
+      'EXTENSION_ANSWER_INVALID',
+      `${what} does not have the shape this mlflowctl reads (${issues.join('; ')}).`,
+      {suggestions: ['Redeploy the extension with this mlflowctl (mlflowctl upgrade apply or deploy).']},
+    )
   }
   return result.data
 }
@@ -69,13 +82,18 @@ function parsed<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
  * The ops status, checked: its format version must be one this mlflowctl reads.
  * @throws EXTENSION_ANSWER_INVALID (not JSON, or a field of the wrong type), EXTENSION_TOO_NEW
  */
-export function parseOpsStatus(body: unknown, what = 'The extension\'s ops status'): OpsStatus {
+export function parseOpsStatus(body: unknown, what = "The extension's ops status"): OpsStatus {
   const status = parsed(opsStatusSchema, body, what)
   if ((status.statusVersion ?? 1) > STATUS_FORMAT_VERSION) {
-    throw new CheckFailedError('EXTENSION_TOO_NEW', `${what} has format ${status.statusVersion}; this mlflowctl reads format ${STATUS_FORMAT_VERSION}.`, {suggestions: ['Upgrade mlflowctl to the release that rendered the deployed extension.']})
+    throw new CheckFailedError(
+      'EXTENSION_TOO_NEW',
+      `${what} has format ${status.statusVersion}; this mlflowctl reads format ${STATUS_FORMAT_VERSION}.`,
+      {suggestions: ['Upgrade mlflowctl to the release that rendered the deployed extension.']},
+    )
   }
   return status
 }
 
 /** The answer of POST /_mlflowctl/restore. @throws EXTENSION_ANSWER_INVALID */
-export const parseRestoreResult = (body: unknown, what = 'The extension\'s restore answer'): RestoreResult => parsed(restoreResultSchema, body, what)
+export const parseRestoreResult = (body: unknown, what = "The extension's restore answer"): RestoreResult =>
+  parsed(restoreResultSchema, body, what)

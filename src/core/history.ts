@@ -26,7 +26,13 @@ export function parseHistory(text: string): HistoryEvent[] {
     if (!line.trim()) continue
     try {
       const event = JSON.parse(line) as HistoryEvent
-      if (event && event.v === HISTORY_FORMAT_VERSION && typeof event.time === 'string' && typeof event.action === 'string') events.push(event)
+      if (
+        event &&
+        event.v === HISTORY_FORMAT_VERSION &&
+        typeof event.time === 'string' &&
+        typeof event.action === 'string'
+      )
+        events.push(event)
     } catch {
       // skipped: see above
     }
@@ -40,9 +46,20 @@ export function filterHistory(events: HistoryEvent[], guid?: string): HistoryEve
 }
 
 /** The schema head that a bundle was verified at, from its last successful deploy or rollback. Pure. */
-export function verifiedRevisionOf(events: HistoryEvent[], guid: string, bundleId: string): {revision: string; mlflowVersion?: string} | undefined {
+export function verifiedRevisionOf(
+  events: HistoryEvent[],
+  guid: string,
+  bundleId: string,
+): {revision: string; mlflowVersion?: string} | undefined {
   const match = events
-    .filter((event) => event.guid === guid && event.bundleId === bundleId && event.result === 'ok' && event.revision && (event.action === 'deploy' || event.action === 'rollback'))
+    .filter(
+      (event) =>
+        event.guid === guid &&
+        event.bundleId === bundleId &&
+        event.result === 'ok' &&
+        event.revision &&
+        (event.action === 'deploy' || event.action === 'rollback'),
+    )
     .at(-1)
   return match ? {revision: match.revision!, mlflowVersion: match.mlflowVersion} : undefined
 }

@@ -5,7 +5,9 @@ import type {StepRunner} from './ports.js'
 import {readSchema, verifyExtension, type VerifyDeps, type VerifyResult} from './verify.js'
 
 export interface RollbackDeps {
-  connect: Pick<DeployConnect, 'getContent' | 'deploy' | 'getTask' | 'currentUser'> & {listBundles(guid: string): Promise<Array<{id: string; created_time?: string}>>}
+  connect: Pick<DeployConnect, 'getContent' | 'deploy' | 'getTask' | 'currentUser'> & {
+    listBundles(guid: string): Promise<Array<{id: string; created_time?: string}>>
+  }
   probe: VerifyDeps
   opsToken(server: string, guid: string): Promise<string | undefined>
   history(): Promise<HistoryEvent[]>
@@ -44,7 +46,11 @@ const byAge = (a: {id: string; created_time?: string}, b: {id: string; created_t
  * was verified against (from the history ledger); otherwise it refuses and points at a backup restore.
  * @throws CheckFailedError ROLLBACK_SCHEMA_MOVED / ROLLBACK_UNVERIFIABLE, UsageError, ExternalError
  */
-export async function rollback(deps: RollbackDeps, options: RollbackOptions, runner: StepRunner): Promise<RollbackResult> {
+export async function rollback(
+  deps: RollbackDeps,
+  options: RollbackOptions,
+  runner: StepRunner,
+): Promise<RollbackResult> {
   const {guid} = options
   const content = await deps.connect.getContent(guid)
   const urls = urlsFor(options.server, guid, content)
@@ -53,36 +59,99 @@ export async function rollback(deps: RollbackDeps, options: RollbackOptions, run
   const bundles = (await deps.connect.listBundles(guid)).sort(byAge)
   const target = options.to ?? bundles[bundles.findIndex((b) => b.id === current) - 1]?.id
   if (!target || !bundles.some((b) => b.id === target)) {
-    throw new ConfigError('BUNDLE_NOT_FOUND', options.to ? `Content ${guid} has no bundle ${options.to}.` : `Content ${guid} has no bundle older than the active one (${current}).`, {
-      suggestions: [`Bundles: ${bundles.map((b) => b.id).join(', ') || 'none'}.`],
-    })
+    throw new ConfigError(
+      'BUNDLE_NOT_FOUND',
+      options.to
+        ? `Content ${guid} has no bundle ${options.to}.`
+        : `Content ${guid} has no bundle older than the active one (${current}).`,
+      {
+        suggestions: [`Bundles: ${bundles.map((b) => b.id).join(', ') || 'none'}.`],
+      },
+    )
   }
   if (target === current) throw new UsageError('ALREADY_ACTIVE', `Bundle ${target} is already active.`)
   const opsToken = await deps.opsToken(options.server, guid)
-  if (!opsToken) throw new CheckFailedError('ROLLBACK_UNVERIFIABLE', `No ops token for ${guid} is stored here, so the schema revision cannot be read.`, {suggestions: ['Redeploy once from this machine with mlflowctl deploy, which sets one.']})
+  if (!opsToken)
+    throw new CheckFailedError(
+      'ROLLBACK_UNVERIFIABLE',
+      `No ops token for ${guid} is stored here, so the schema revision cannot be read.`,
+      {suggestions: ['Redeploy once from this machine with mlflowctl deploy, which sets one.']},
+    )
   const live = await readSchema(deps.probe, {baseUrl: urls.contentUrl, apiKey: options.apiKey, opsToken})
-  if (!live.revision) throw new ExternalError('STATUS_UNAVAILABLE', `The running extension did not report its schema revision (${live.check.detail}).`, {suggestions: [`Logs: ${urls.logsUrl}`]})
+  if (!live.revision)
+    throw new ExternalError(
+      'STATUS_UNAVAILABLE',
+      `The running extension did not report its schema revision (${live.check.detail}).`,
+      {suggestions: [`Logs: ${urls.logsUrl}`]},
+    )
   const targetSchema = verifiedRevisionOf(await deps.history(), guid, target)
   if (!targetSchema) {
-    throw new CheckFailedError('ROLLBACK_UNVERIFIABLE', `No verified deploy of bundle ${target} is in the history, so it is unknown which schema its MLflow expects; the database is at ${live.revision}.`, {
-      suggestions: ['Restore a backup taken with that bundle instead (mlflowctl backup restore).'],
-    })
+    throw new CheckFailedError(
+      'ROLLBACK_UNVERIFIABLE',
+      `No verified deploy of bundle ${target} is in the history, so it is unknown which schema its MLflow expects; the database is at ${live.revision}.`,
+      {
+        suggestions: ['Restore a backup taken with that bundle instead (mlflowctl backup restore).'],
+      },
+    )
   }
   if (targetSchema.revision !== live.revision) {
-    throw new CheckFailedError('ROLLBACK_SCHEMA_MOVED', `The database schema moved past bundle ${target}: it is at ${live.revision}, and bundle ${target} (MLflow ${targetSchema.mlflowVersion ?? '?'}) was verified at ${targetSchema.revision}. Its MLflow would refuse to start.`, {
-      suggestions: ['Restore the backup taken before the upgrade (mlflowctl backup restore), then roll back.'],
-    })
+    throw new CheckFailedError(
+      'ROLLBACK_SCHEMA_MOVED',
+      `The database schema moved past bundle ${target}: it is at ${live.revision}, and bundle ${target} (MLflow ${targetSchema.mlflowVersion ?? '?'}) was verified at ${targetSchema.revision}. Its MLflow would refuse to start.`,
+      {
+        suggestions: ['Restore the backup taken before the upgrade (mlflowctl backup restore), then roll back.'],
+      },
+    )
   }
-  if (!(await deps.confirm(`Activate bundle ${target} (MLflow ${targetSchema.mlflowVersion ?? '?'}) instead of ${current} on ${guid}?`))) throw new UsageError('DECLINED', 'Rollback declined.')
-  const event = (result: 'ok' | 'failed', extra: Partial<HistoryEvent>): HistoryEvent => ({v: HISTORY_FORMAT_VERSION, time: new Date(deps.now()).toISOString(), action: 'rollback', result, server: options.server, guid, bundleId: target, mlflowVersion: targetSchema.mlflowVersion, ...extra})
+  if (
+    !(await deps.confirm(
+      `Activate bundle ${target} (MLflow ${targetSchema.mlflowVersion ?? '?'}) instead of ${current} on ${guid}?`,
+    ))
+  )
+    throw new UsageError('DECLINED', 'Rollback declined.')
+  const event = (result: 'ok' | 'failed', extra: Partial<HistoryEvent>): HistoryEvent => ({
+    v: HISTORY_FORMAT_VERSION,
+    time: new Date(deps.now()).toISOString(),
+    action: 'rollback',
+    result,
+    server: options.server,
+    guid,
+    bundleId: target,
+    mlflowVersion: targetSchema.mlflowVersion,
+    ...extra,
+  })
   try {
-    await runner.step(`Activate bundle ${target}`, (report) => waitForTask(deps, guid, target, true, options.timeoutMs, report, [`Logs: ${urls.logsUrl}`]))
-    const verification = await runner.step('Verify the extension', () => verifyExtension(deps.probe, {baseUrl: urls.contentUrl, apiKey: options.apiKey, opsToken, expectedMlflowVersion: targetSchema.mlflowVersion ?? ''}))
+    await runner.step(`Activate bundle ${target}`, (report) =>
+      waitForTask(deps, guid, target, true, options.timeoutMs, report, [`Logs: ${urls.logsUrl}`]),
+    )
+    const verification = await runner.step('Verify the extension', () =>
+      verifyExtension(deps.probe, {
+        baseUrl: urls.contentUrl,
+        apiKey: options.apiKey,
+        opsToken,
+        expectedMlflowVersion: targetSchema.mlflowVersion ?? '',
+      }),
+    )
     if (!verification.checks.filter((c) => c.id !== 'version' || targetSchema.mlflowVersion).every((c) => c.ok)) {
-      throw new CheckFailedError('ROLLBACK_VERIFY_FAILED', `Bundle ${target} is active but failed verification: ${verification.checks.filter((c) => !c.ok).map((c) => c.detail).join('; ')}.`, {suggestions: [`Logs: ${urls.logsUrl}`]})
+      throw new CheckFailedError(
+        'ROLLBACK_VERIFY_FAILED',
+        `Bundle ${target} is active but failed verification: ${verification.checks
+          .filter((c) => !c.ok)
+          .map((c) => c.detail)
+          .join('; ')}.`,
+        {suggestions: [`Logs: ${urls.logsUrl}`]},
+      )
     }
     await deps.appendHistory(event('ok', {revision: verification.revision}))
-    return {guid, fromBundleId: current, toBundleId: target, revision: verification.revision!, mlflowVersion: targetSchema.mlflowVersion, verification, ...urls}
+    return {
+      guid,
+      fromBundleId: current,
+      toBundleId: target,
+      revision: verification.revision!,
+      mlflowVersion: targetSchema.mlflowVersion,
+      verification,
+      ...urls,
+    }
   } catch (error) {
     await deps.appendHistory(event('failed', {message: (error as Error).message.split('\n')[0]}))
     throw error

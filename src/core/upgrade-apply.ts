@@ -67,13 +67,22 @@ export interface ApplyResult {
 /** Checks a saved plan still describes the deployment. @throws CheckFailedError PLAN_STALE, UsageError PLAN_OTHER_TARGET */
 export function checkSavedPlan(saved: UpgradePlan, state: LiveState): void {
   if (saved.guid !== state.guid || saved.server.replace(/\/+$/, '') !== state.server.replace(/\/+$/, '')) {
-    throw new UsageError('PLAN_OTHER_TARGET', `The plan is for ${saved.guid} on ${saved.server}, not ${state.guid} on ${state.server}.`)
+    throw new UsageError(
+      'PLAN_OTHER_TARGET',
+      `The plan is for ${saved.guid} on ${saved.server}, not ${state.guid} on ${state.server}.`,
+    )
   }
   const live = fingerprintOf(state, saved.to.mlflowVersion)
   if (live !== saved.fingerprint) {
-    throw new CheckFailedError('PLAN_STALE', `The deployment changed since the plan was made (${saved.createdAt}): it now runs bundle ${state.bundleId}, MLflow ${state.status.mlflowVersion}, schema ${state.status.dbRevision ?? 'none'}, ${state.status.storageMode} storage (${state.status.dialect}).`, {
-      suggestions: [`Make a new plan: mlflowctl upgrade plan --guid ${state.guid} --to ${saved.to.mlflowVersion} --plan-file FILE`],
-    })
+    throw new CheckFailedError(
+      'PLAN_STALE',
+      `The deployment changed since the plan was made (${saved.createdAt}): it now runs bundle ${state.bundleId}, MLflow ${state.status.mlflowVersion}, schema ${state.status.dbRevision ?? 'none'}, ${state.status.storageMode} storage (${state.status.dialect}).`,
+      {
+        suggestions: [
+          `Make a new plan: mlflowctl upgrade plan --guid ${state.guid} --to ${saved.to.mlflowVersion} --plan-file FILE`,
+        ],
+      },
+    )
   }
 }
 
@@ -101,32 +110,92 @@ async function applyLocked(deps: ApplyDeps, options: ApplyOptions, runner: StepR
   const plan = planUpgrade(deps.catalog, deps.overlay, live.state, target, deps.now())
   const previous = live.state.bundleId
   if (plan.blockers.length > 0) {
-    throw new CheckFailedError('UPGRADE_BLOCKED', `The upgrade to MLflow ${target} is blocked: ${plan.blockers.map((b) => `${b.code}: ${b.message}`).join(' ')}`, {suggestions: [`See mlflowctl upgrade plan --guid ${options.guid} --to ${target}.`]})
+    throw new CheckFailedError(
+      'UPGRADE_BLOCKED',
+      `The upgrade to MLflow ${target} is blocked: ${plan.blockers.map((b) => `${b.code}: ${b.message}`).join(' ')}`,
+      {suggestions: [`See mlflowctl upgrade plan --guid ${options.guid} --to ${target}.`]},
+    )
   }
-  if (plan.strategy === 'none') return {outcome: 'nothing-to-do', plan, previousBundleId: previous, revision: live.state.status.dbRevision ?? undefined}
+  if (plan.strategy === 'none')
+    return {
+      outcome: 'nothing-to-do',
+      plan,
+      previousBundleId: previous,
+      revision: live.state.status.dbRevision ?? undefined,
+    }
   const pending = plan.schema.pending.length
-  if (!(await deps.confirm(`Upgrade ${options.guid} from MLflow ${plan.from.mlflowVersion} to ${target} (${pending} schema migrations, strategy ${plan.strategy})?`))) throw new UsageError('DECLINED', 'Upgrade declined; nothing changed.')
-  const event = (result: 'ok' | 'failed', fields: Partial<HistoryEvent>): HistoryEvent => ({v: HISTORY_FORMAT_VERSION, time: deps.now().toISOString(), action: 'upgrade', result, server: options.server, guid: options.guid, mlflowVersion: target, ...fields})
+  if (
+    !(await deps.confirm(
+      `Upgrade ${options.guid} from MLflow ${plan.from.mlflowVersion} to ${target} (${pending} schema migrations, strategy ${plan.strategy})?`,
+    ))
+  )
+    throw new UsageError('DECLINED', 'Upgrade declined; nothing changed.')
+  const event = (result: 'ok' | 'failed', fields: Partial<HistoryEvent>): HistoryEvent => ({
+    v: HISTORY_FORMAT_VERSION,
+    time: deps.now().toISOString(),
+    action: 'upgrade',
+    result,
+    server: options.server,
+    guid: options.guid,
+    mlflowVersion: target,
+    ...fields,
+  })
   const backup = await runner.step('Back up the data and verify the backup', () => deps.backup(live.state))
   let deployed: {bundleId: string; revision?: string}
   try {
-    deployed = await runner.step(`Deploy MLflow ${target} to ${options.guid}${pending ? ` (${pending} migrations run once at startup)` : ''}`, () => deps.bumpAndDeploy(live.bundleDir, target, options.guid))
+    deployed = await runner.step(
+      `Deploy MLflow ${target} to ${options.guid}${pending ? ` (${pending} migrations run once at startup)` : ''}`,
+      () => deps.bumpAndDeploy(live.bundleDir, target, options.guid),
+    )
   } catch (error) {
     const cause = (error as Error).message.split('\n')[0]
     let rollback: RollbackOutcome
     try {
       rollback = await rollBack(deps, live, backup, runner)
     } catch (rollbackError) {
-      await deps.appendHistory(event('failed', {bundleId: previous, message: `The upgrade failed (${cause}) and so did the rollback (${(rollbackError as Error).message.split('\n')[0]}); backup ${backup.id}`}))
+      await deps.appendHistory(
+        event('failed', {
+          bundleId: previous,
+          message: `The upgrade failed (${cause}) and so did the rollback (${(rollbackError as Error).message.split('\n')[0]}); backup ${backup.id}`,
+        }),
+      )
       throw rollbackError
     }
     const message = `The upgrade to MLflow ${target} failed: ${cause} ${rollback.sentence}`
-    await deps.appendHistory(event('failed', {bundleId: previous, message: `${message} (backup ${backup.id}${rollback.safetyBackup ? `, safety backup ${rollback.safetyBackup}` : ''})`}))
-    const safety = rollback.safetyBackup ? [`Safety backup ${rollback.safetyBackup} holds the data as it was when the rollback replaced it, writes made during the attempt included.`] : []
-    throw new CheckFailedError('UPGRADE_ROLLED_BACK', message, {suggestions: [`Backup ${backup.id} holds the pre-upgrade data.`, ...safety, ...((error as {suggestions?: string[]}).suggestions ?? [])]})
+    await deps.appendHistory(
+      event('failed', {
+        bundleId: previous,
+        message: `${message} (backup ${backup.id}${rollback.safetyBackup ? `, safety backup ${rollback.safetyBackup}` : ''})`,
+      }),
+    )
+    const safety = rollback.safetyBackup
+      ? [
+          `Safety backup ${rollback.safetyBackup} holds the data as it was when the rollback replaced it, writes made during the attempt included.`,
+        ]
+      : []
+    throw new CheckFailedError('UPGRADE_ROLLED_BACK', message, {
+      suggestions: [
+        `Backup ${backup.id} holds the pre-upgrade data.`,
+        ...safety,
+        ...((error as {suggestions?: string[]}).suggestions ?? []),
+      ],
+    })
   }
-  await deps.appendHistory(event('ok', {bundleId: deployed.bundleId, revision: deployed.revision, message: `from MLflow ${plan.from.mlflowVersion} (bundle ${previous}); backup ${backup.id}`}))
-  return {outcome: 'upgraded', plan, backupId: backup.id, bundleId: deployed.bundleId, previousBundleId: previous, revision: deployed.revision}
+  await deps.appendHistory(
+    event('ok', {
+      bundleId: deployed.bundleId,
+      revision: deployed.revision,
+      message: `from MLflow ${plan.from.mlflowVersion} (bundle ${previous}); backup ${backup.id}`,
+    }),
+  )
+  return {
+    outcome: 'upgraded',
+    plan,
+    backupId: backup.id,
+    bundleId: deployed.bundleId,
+    previousBundleId: previous,
+    revision: deployed.revision,
+  }
 }
 
 interface RollbackOutcome {
@@ -136,7 +205,8 @@ interface RollbackOutcome {
   safetyBackup?: string
 }
 
-const sameTables = (a: string[] | undefined, b: string[] | undefined) => Boolean(a && b) && [...a!].sort().join() === [...b!].sort().join()
+const sameTables = (a: string[] | undefined, b: string[] | undefined) =>
+  Boolean(a && b) && [...a!].sort().join() === [...b!].sort().join()
 
 /**
  * Puts the pre-upgrade data back and the previous bundle in front. The data is restored only when it changed:
@@ -146,18 +216,28 @@ const sameTables = (a: string[] | undefined, b: string[] | undefined) => Boolean
  * new bundle held (local storage), or the external database directly. Returns what was done.
  * @throws CheckFailedError ROLLBACK_FAILED when the previous state could not be re-established.
  */
-async function rollBack(deps: ApplyDeps, live: LiveDeployment, backup: {id: string; path: string; revision: string | null}, runner: StepRunner): Promise<RollbackOutcome> {
+async function rollBack(
+  deps: ApplyDeps,
+  live: LiveDeployment,
+  backup: {id: string; path: string; revision: string | null},
+  runner: StepRunner,
+): Promise<RollbackOutcome> {
   const previous = live.state.bundleId
   const version = live.state.status.mlflowVersion
   const external = live.state.status.storageMode !== 'local'
   try {
     const now: ServingState = await deps.serving(live.state.guid).catch(() => ({activeBundleId: null}))
-    const changed = now.revision === undefined || now.revision !== backup.revision || !sameTables(now.tables, live.state.status.tables)
+    const changed =
+      now.revision === undefined ||
+      now.revision !== backup.revision ||
+      !sameTables(now.tables, live.state.status.tables)
     let safetyBackup: string | undefined
     const restore = async (hold?: boolean) => {
       safetyBackup = (await deps.restore(backup, live.state, hold)).safetyBackup
     }
-    let how = changed ? `backup ${backup.id} restored` : `the data was unchanged (schema ${backup.revision}), nothing restored,`
+    let how = changed
+      ? `backup ${backup.id} restored`
+      : `the data was unchanged (schema ${backup.revision}), nothing restored,`
     if (now.activeBundleId !== previous && external) {
       // External database: restore straight into it, then the previous bundle starts against its own schema.
       if (changed) await runner.step(`Restore backup ${backup.id} into the database`, () => restore())
@@ -166,20 +246,37 @@ async function rollBack(deps: ApplyDeps, live: LiveDeployment, backup: {id: stri
       // The new bundle was activated and serves: it takes the data at the old revision and holds (503) until the
       // previous bundle, which matches that data again, replaces it.
       if (changed) {
-        await runner.step(`Restore backup ${backup.id} into the running bundle ${now.activeBundleId} (held)`, () => restore(true))
+        await runner.step(`Restore backup ${backup.id} into the running bundle ${now.activeBundleId} (held)`, () =>
+          restore(true),
+        )
         how = `backup ${backup.id} restored into the activated bundle ${now.activeBundleId} (held)`
       }
       await runner.step(`Re-activate bundle ${previous}`, () => deps.activate(live.state.guid, previous))
     } else if (changed) {
-      await runner.step(`Restore backup ${backup.id} (the schema is at ${now.revision ?? 'an unknown revision'})`, () => restore())
+      await runner.step(`Restore backup ${backup.id} (the schema is at ${now.revision ?? 'an unknown revision'})`, () =>
+        restore(),
+      )
     }
-    const check = await runner.step(`Verify bundle ${previous} (MLflow ${version})`, () => deps.verify(live.state.guid, version))
-    if (!check.ok) throw new CheckFailedError('ROLLBACK_VERIFY_FAILED', `the previous bundle fails verification: ${check.failures.join('; ')}`)
+    const check = await runner.step(`Verify bundle ${previous} (MLflow ${version})`, () =>
+      deps.verify(live.state.guid, version),
+    )
+    if (!check.ok)
+      throw new CheckFailedError(
+        'ROLLBACK_VERIFY_FAILED',
+        `the previous bundle fails verification: ${check.failures.join('; ')}`,
+      )
     return {sentence: `Rolled back: ${how} and bundle ${previous} (MLflow ${version}) serving.`, safetyBackup}
   } catch (error) {
     const target = external ? 'postgresql://… (the database)' : `connect:${live.state.guid}`
-    throw new CheckFailedError('ROLLBACK_FAILED', `The upgrade failed and so did the rollback: ${(error as Error).message.split('\n')[0]}`, {
-      suggestions: [`Restore by hand: mlflowctl backup restore ${backup.path} --to ${target} --force --yes`, `Then: mlflowctl rollback --guid ${live.state.guid} --to ${previous} --yes`],
-    })
+    throw new CheckFailedError(
+      'ROLLBACK_FAILED',
+      `The upgrade failed and so did the rollback: ${(error as Error).message.split('\n')[0]}`,
+      {
+        suggestions: [
+          `Restore by hand: mlflowctl backup restore ${backup.path} --to ${target} --force --yes`,
+          `Then: mlflowctl rollback --guid ${live.state.guid} --to ${previous} --yes`,
+        ],
+      },
+    )
   }
 }

@@ -7,7 +7,14 @@ import {createHash} from 'node:crypto'
 import semver from 'semver'
 
 import type {BundleInfo, ConnectManifest} from './bundle.js'
-import {findRelease, schemaStatus, type CatalogOverlay, type MigrationCatalog, type PendingRevision, type SchemaKind} from './catalog.js'
+import {
+  findRelease,
+  schemaStatus,
+  type CatalogOverlay,
+  type MigrationCatalog,
+  type PendingRevision,
+  type SchemaKind,
+} from './catalog.js'
 import {pythonRequiresForBundle, pythonSatisfies} from './versions.js'
 import {servedAppMode} from './app-mode.js'
 import {UsageError} from '../errors.js'
@@ -66,7 +73,16 @@ export function fingerprintOf(state: LiveState, targetVersion: string): string {
   // The storage counts too: a plan made against local SQLite says nothing about a PostgreSQL the env now points at.
   // Without the query string, which can name a per-process temporary file (sslrootcert in AWS mode).
   const storage = [state.status.storageMode, state.status.dialect, (state.status.backendStore ?? '').split('?')[0]]
-  const basis = [state.server.replace(/\/+$/, ''), state.guid, state.bundleId, state.status.mlflowVersion, state.status.dbRevision ?? '', state.bundle.info.mlflowVersion, targetVersion, ...storage]
+  const basis = [
+    state.server.replace(/\/+$/, ''),
+    state.guid,
+    state.bundleId,
+    state.status.mlflowVersion,
+    state.status.dbRevision ?? '',
+    state.bundle.info.mlflowVersion,
+    targetVersion,
+    ...storage,
+  ]
   return createHash('sha256').update(JSON.stringify(basis)).digest('hex').slice(0, 32)
 }
 
@@ -75,19 +91,31 @@ const inLine = (version: string, pattern: string) => {
   return semver.major(version) === Number(major) && semver.minor(version) === Number(minor)
 }
 
-function hazardsFor(overlay: CatalogOverlay, state: LiveState, target: string, pendingRevisions: string[]): {hazards: PlanFinding[]; blockers: PlanFinding[]} {
+function hazardsFor(
+  overlay: CatalogOverlay,
+  state: LiveState,
+  target: string,
+  pendingRevisions: string[],
+): {hazards: PlanFinding[]; blockers: PlanFinding[]} {
   const hazards: PlanFinding[] = []
   const blockers: PlanFinding[] = []
   for (const hazard of overlay.hazards) {
     if (hazard.dialects && !hazard.dialects.includes(state.status.dialect)) continue
-    const versionHit = hazard.versions ? hazard.versions.some((pattern) => inLine(target, pattern)) : hazard.from ? semver.gte(target, hazard.from) : true
+    const versionHit = hazard.versions
+      ? hazard.versions.some((pattern) => inLine(target, pattern))
+      : hazard.from
+        ? semver.gte(target, hazard.from)
+        : true
     if (!versionHit) continue
     const finding = {code: `HAZARD_${hazard.id.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}`, message: hazard.reason}
-    if (hazard.severity === 'blocker' && (!hazard.revision || pendingRevisions.includes(hazard.revision))) blockers.push(finding)
+    if (hazard.severity === 'blocker' && (!hazard.revision || pendingRevisions.includes(hazard.revision)))
+      blockers.push(finding)
     else if (hazard.severity === 'blocker-if-old-sqlite') {
       const sqlite = state.status.sqliteVersion
-      if (sqlite && semver.valid(semver.coerce(sqlite)) && semver.lt(semver.coerce(sqlite)!, '3.31.0')) blockers.push({...finding, message: `${finding.message} (the deployment has SQLite ${sqlite}).`})
-      else if (!sqlite) hazards.push({...finding, message: `${finding.message} (the deployment did not report its SQLite version).`})
+      if (sqlite && semver.valid(semver.coerce(sqlite)) && semver.lt(semver.coerce(sqlite)!, '3.31.0'))
+        blockers.push({...finding, message: `${finding.message} (the deployment has SQLite ${sqlite}).`})
+      else if (!sqlite)
+        hazards.push({...finding, message: `${finding.message} (the deployment did not report its SQLite version).`})
     } else if (hazard.severity === 'blocker-if-at-revision') {
       if (hazard.revision && state.status.dbRevision === hazard.revision) blockers.push(finding)
     } else hazards.push(finding)
@@ -96,15 +124,35 @@ function hazardsFor(overlay: CatalogOverlay, state: LiveState, target: string, p
 }
 
 /** Plans the upgrade of a live deployment to `targetVersion`. @throws UsageError VERSION_UNKNOWN */
-export function planUpgrade(catalog: MigrationCatalog, overlay: CatalogOverlay, state: LiveState, targetVersion: string, now: Date): UpgradePlan {
+export function planUpgrade(
+  catalog: MigrationCatalog,
+  overlay: CatalogOverlay,
+  state: LiveState,
+  targetVersion: string,
+  now: Date,
+): UpgradePlan {
   const target = findRelease(catalog, targetVersion)
   const {info, manifest} = state.bundle
   const tables = state.status.tables ?? (state.status.schemaState === 'empty' ? [] : ['experiments', 'runs'])
-  const schema = schemaStatus(catalog, overlay, {tables, revision: state.status.dbRevision, hasVersionTable: state.status.dbRevision !== null || state.status.schemaState !== 'empty'}, target.version, state.status.rowEstimates ?? {})
+  const schema = schemaStatus(
+    catalog,
+    overlay,
+    {
+      tables,
+      revision: state.status.dbRevision,
+      hasVersionTable: state.status.dbRevision !== null || state.status.schemaState !== 'empty',
+    },
+    target.version,
+    state.status.rowEstimates ?? {},
+  )
   const blockers: PlanFinding[] = []
   const python = state.status.pythonVersion ?? manifest.python.version
   const floorTo = pythonRequiresForBundle(target.version, info.storage)
-  if (!pythonSatisfies(python, floorTo)) blockers.push({code: 'PYTHON_TOO_OLD', message: `MLflow ${target.version} needs Python ${floorTo}; the deployment runs Python ${python}. Re-render the bundle with a newer Python first.`})
+  if (!pythonSatisfies(python, floorTo))
+    blockers.push({
+      code: 'PYTHON_TOO_OLD',
+      message: `MLflow ${target.version} needs Python ${floorTo}; the deployment runs Python ${python}. Re-render the bundle with a newer Python first.`,
+    })
   const schemaBlock: Partial<Record<SchemaKind, string>> = {
     ahead: 'DB_AHEAD_OF_TARGET',
     'foreign-alembic': 'FOREIGN_ALEMBIC_REVISION',
@@ -113,20 +161,53 @@ export function planUpgrade(catalog: MigrationCatalog, overlay: CatalogOverlay, 
     partial: 'DB_PARTIAL',
   }
   if (schemaBlock[schema.kind]) blockers.push({code: schemaBlock[schema.kind]!, message: schema.explanation})
-  if (state.status.mlflowVersion !== info.mlflowVersion) blockers.push({code: 'VERSION_DRIFT', message: `The deployment serves MLflow ${state.status.mlflowVersion}, but its bundle pins ${info.mlflowVersion}: redeploy the bundle first.`})
+  if (state.status.mlflowVersion !== info.mlflowVersion)
+    blockers.push({
+      code: 'VERSION_DRIFT',
+      message: `The deployment serves MLflow ${state.status.mlflowVersion}, but its bundle pins ${info.mlflowVersion}: redeploy the bundle first.`,
+    })
   const fromVersion = state.status.mlflowVersion
   const upward = semver.valid(fromVersion) ? semver.gt(target.version, fromVersion) : true
-  const breakingChanges = overlay.breaking.filter((change) => (!semver.valid(fromVersion) || semver.gt(change.from, fromVersion)) && semver.lte(change.from, target.version))
-  if (semver.valid(fromVersion) && semver.lt(target.version, fromVersion) && schema.kind !== 'current') blockers.push({code: 'DOWNGRADE', message: `MLflow ${target.version} is older than the deployed ${fromVersion}, and MLflow has no schema downgrades: restore a backup taken under ${target.version} instead.`})
-  const {hazards, blockers: hazardBlockers} = hazardsFor(overlay, state, target.version, schema.pending.map((p) => p.revision))
+  const breakingChanges = overlay.breaking.filter(
+    (change) =>
+      (!semver.valid(fromVersion) || semver.gt(change.from, fromVersion)) && semver.lte(change.from, target.version),
+  )
+  if (semver.valid(fromVersion) && semver.lt(target.version, fromVersion) && schema.kind !== 'current')
+    blockers.push({
+      code: 'DOWNGRADE',
+      message: `MLflow ${target.version} is older than the deployed ${fromVersion}, and MLflow has no schema downgrades: restore a backup taken under ${target.version} instead.`,
+    })
+  const {hazards, blockers: hazardBlockers} = hazardsFor(
+    overlay,
+    state,
+    target.version,
+    schema.pending.map((p) => p.revision),
+  )
   blockers.push(...hazardBlockers)
   const schemaChanges = schema.kind === 'behind' || schema.kind === 'empty'
-  const strategy: UpgradeStrategy = fromVersion === target.version && schema.kind === 'current' ? 'none' : schemaChanges ? 'maintenance' : 'zero-downtime'
-  const steps = strategy === 'none'
-    ? ['Nothing to do: the deployment already serves this release.']
-    : strategy === 'zero-downtime'
-      ? ['Back up and verify the backup.', `Bump the active bundle to MLflow ${target.version} and deploy it as a draft.`, 'Verify the draft at its preview URL, then activate it and verify again.', 'On failure: keep or re-activate the previous bundle.']
-      : ['Back up the database and artifacts, and verify the backup.', `Bump the active bundle to MLflow ${target.version} and deploy it to the same GUID.`, `The new bundle runs ${schema.pending.length} migrations once, under the extension's migration lock.`, 'Verify /version, the REST API and the schema revision, as draft and after activation.', 'On failure: restore the backup and re-activate the previous bundle.']
+  const strategy: UpgradeStrategy =
+    fromVersion === target.version && schema.kind === 'current'
+      ? 'none'
+      : schemaChanges
+        ? 'maintenance'
+        : 'zero-downtime'
+  const steps =
+    strategy === 'none'
+      ? ['Nothing to do: the deployment already serves this release.']
+      : strategy === 'zero-downtime'
+        ? [
+            'Back up and verify the backup.',
+            `Bump the active bundle to MLflow ${target.version} and deploy it as a draft.`,
+            'Verify the draft at its preview URL, then activate it and verify again.',
+            'On failure: keep or re-activate the previous bundle.',
+          ]
+        : [
+            'Back up the database and artifacts, and verify the backup.',
+            `Bump the active bundle to MLflow ${target.version} and deploy it to the same GUID.`,
+            `The new bundle runs ${schema.pending.length} migrations once, under the extension's migration lock.`,
+            'Verify /version, the REST API and the schema revision, as draft and after activation.',
+            'On failure: restore the backup and re-activate the previous bundle.',
+          ]
   const served = servedAppMode(manifest.metadata.appmode, target.version)
   if (served.blocker) blockers.push(served.blocker)
   return {
@@ -136,9 +217,19 @@ export function planUpgrade(catalog: MigrationCatalog, overlay: CatalogOverlay, 
     guid: state.guid,
     bundleId: state.bundleId,
     from: {mlflowVersion: fromVersion, revision: state.status.dbRevision, appMode: manifest.metadata.appmode, python},
-    to: {mlflowVersion: target.version, head: target.trackingHead, appMode: served.appMode, appModeReason: served.reason, pythonRequires: floorTo},
+    to: {
+      mlflowVersion: target.version,
+      head: target.trackingHead,
+      appMode: served.appMode,
+      appModeReason: served.reason,
+      pythonRequires: floorTo,
+    },
     schema: {kind: schema.kind, explanation: schema.explanation, pending: schema.pending},
-    ...(manifest.environment?.python?.requires !== floorTo ? {pythonChange: `Python requirement ${manifest.environment?.python?.requires ?? '?'} → ${floorTo} (the bundle runs ${python})`} : {}),
+    ...(manifest.environment?.python?.requires !== floorTo
+      ? {
+          pythonChange: `Python requirement ${manifest.environment?.python?.requires ?? '?'} → ${floorTo} (the bundle runs ${python})`,
+        }
+      : {}),
     breakingChanges: upward ? breakingChanges : [],
     hazards,
     blockers,
@@ -154,10 +245,22 @@ export function planUpgrade(catalog: MigrationCatalog, overlay: CatalogOverlay, 
  */
 export function readSavedPlan(value: unknown, source: string): UpgradePlan {
   const plan = value as Partial<UpgradePlan> | undefined
-  const looksLikePlan = typeof plan === 'object' && plan !== null && typeof plan.fingerprint === 'string' && typeof plan.guid === 'string' && typeof plan.formatVersion === 'number'
-  if (!looksLikePlan) throw new UsageError('PLAN_INVALID', `${source} is not a plan written by mlflowctl upgrade plan --plan-file.`, {suggestions: ['Write one with mlflowctl upgrade plan --guid GUID --to VERSION --plan-file FILE.']})
+  const looksLikePlan =
+    typeof plan === 'object' &&
+    plan !== null &&
+    typeof plan.fingerprint === 'string' &&
+    typeof plan.guid === 'string' &&
+    typeof plan.formatVersion === 'number'
+  if (!looksLikePlan)
+    throw new UsageError('PLAN_INVALID', `${source} is not a plan written by mlflowctl upgrade plan --plan-file.`, {
+      suggestions: ['Write one with mlflowctl upgrade plan --guid GUID --to VERSION --plan-file FILE.'],
+    })
   if (plan.formatVersion !== PLAN_FORMAT_VERSION) {
-    throw new UsageError('PLAN_FORMAT_UNSUPPORTED', `${source} is a plan of format ${plan.formatVersion}; this mlflowctl reads format ${PLAN_FORMAT_VERSION}.`, {suggestions: ['Plan again with this mlflowctl (upgrade plan --plan-file), then apply that plan.']})
+    throw new UsageError(
+      'PLAN_FORMAT_UNSUPPORTED',
+      `${source} is a plan of format ${plan.formatVersion}; this mlflowctl reads format ${PLAN_FORMAT_VERSION}.`,
+      {suggestions: ['Plan again with this mlflowctl (upgrade plan --plan-file), then apply that plan.']},
+    )
   }
   return plan as UpgradePlan
 }

@@ -40,13 +40,23 @@ export interface VerifyResult {
  */
 export async function verifyExtension(deps: VerifyDeps, options: VerifyOptions): Promise<VerifyResult> {
   const auth = {Authorization: `Key ${options.apiKey}`}
-  const get = (path: string, headers: Record<string, string> = auth) => deps.get(`${options.baseUrl}${path}`, headers).catch((error: Error) => ({status: 0, body: error.message}))
+  const get = (path: string, headers: Record<string, string> = auth) =>
+    deps.get(`${options.baseUrl}${path}`, headers).catch((error: Error) => ({status: 0, body: error.message}))
   const checks: VerifyCheck[] = []
   const health = await get('health')
-  checks.push({id: 'health', ok: health.status === 200, detail: `/health answered ${health.status || 'nothing'}`, status: health.status})
+  checks.push({
+    id: 'health',
+    ok: health.status === 200,
+    detail: `/health answered ${health.status || 'nothing'}`,
+    status: health.status,
+  })
   const version = await get('version')
   const served = version.body.trim()
-  checks.push({id: 'version', ok: version.status === 200 && served === options.expectedMlflowVersion, detail: `/version is ${version.status === 200 ? served : `HTTP ${version.status}`}, expected ${options.expectedMlflowVersion}`})
+  checks.push({
+    id: 'version',
+    ok: version.status === 200 && served === options.expectedMlflowVersion,
+    detail: `/version is ${version.status === 200 ? served : `HTTP ${version.status}`}, expected ${options.expectedMlflowVersion}`,
+  })
   const rest = await get('api/2.0/mlflow/experiments/search?max_results=1')
   checks.push({id: 'rest', ok: rest.status === 200, detail: `experiments/search answered ${rest.status || 'nothing'}`})
   const schema = await readSchema(deps, options)
@@ -55,9 +65,15 @@ export async function verifyExtension(deps: VerifyDeps, options: VerifyOptions):
 }
 
 /** Reads the schema revision and expected head from the ops status endpoint. Reads only. */
-export async function readSchema(deps: VerifyDeps, options: Omit<VerifyOptions, 'expectedMlflowVersion'>): Promise<{check: VerifyCheck; revision?: string; expectedHead?: string}> {
+export async function readSchema(
+  deps: VerifyDeps,
+  options: Omit<VerifyOptions, 'expectedMlflowVersion'>,
+): Promise<{check: VerifyCheck; revision?: string; expectedHead?: string}> {
   const ops = await deps
-    .get(`${options.baseUrl}_mlflowctl/status`, {Authorization: `Key ${options.apiKey}`, 'X-Mlflowctl-Ops-Token': options.opsToken})
+    .get(`${options.baseUrl}_mlflowctl/status`, {
+      Authorization: `Key ${options.apiKey}`,
+      'X-Mlflowctl-Ops-Token': options.opsToken,
+    })
     .catch((error: Error) => ({status: 0, body: error.message}))
   let revision: string | undefined
   let expectedHead: string | undefined
@@ -72,7 +88,10 @@ export async function readSchema(deps: VerifyDeps, options: Omit<VerifyOptions, 
   const check: VerifyCheck = {
     id: 'schema',
     ok: ops.status === 200 && !unreadable && Boolean(revision) && revision === expectedHead,
-    detail: ops.status !== 200 ? `ops status answered ${ops.status || 'nothing'}` : (unreadable ?? `schema revision ${revision}, expected head ${expectedHead}`),
+    detail:
+      ops.status !== 200
+        ? `ops status answered ${ops.status || 'nothing'}`
+        : (unreadable ?? `schema revision ${revision}, expected head ${expectedHead}`),
   }
   return {check, revision, expectedHead}
 }

@@ -44,30 +44,43 @@ export interface BumpResult {
 
 /** Picks the target release. @throws UsageError VERSION_UNKNOWN / NO_NEWER_RELEASE */
 export function selectTarget(current: string, releases: AvailableRelease[], selector: BumpSelector): AvailableRelease {
-  const finals = releases.filter((r) => semver.valid(r.version) && !semver.prerelease(r.version)).sort((a, b) => semver.compare(a.version, b.version))
+  const finals = releases
+    .filter((r) => semver.valid(r.version) && !semver.prerelease(r.version))
+    .sort((a, b) => semver.compare(a.version, b.version))
   if (selector.kind === 'to') {
     const wanted = semver.valid(parseMlflowVersion(selector.version))
     const found = finals.find((r) => r.version === wanted)
-    if (!found) throw new UsageError('VERSION_UNKNOWN', `MLflow ${selector.version} is not a released final version.`, {suggestions: [`Newest: ${finals.at(-1)?.version ?? 'unknown'}.`]})
+    if (!found)
+      throw new UsageError('VERSION_UNKNOWN', `MLflow ${selector.version} is not a released final version.`, {
+        suggestions: [`Newest: ${finals.at(-1)?.version ?? 'unknown'}.`],
+      })
     return found
   }
   const base = parseMlflowVersion(current)
   const inRange = finals.filter((r) => {
-    if (selector.kind === 'patch') return semver.major(r.version) === semver.major(base) && semver.minor(r.version) === semver.minor(base)
+    if (selector.kind === 'patch')
+      return semver.major(r.version) === semver.major(base) && semver.minor(r.version) === semver.minor(base)
     if (selector.kind === 'minor') return semver.major(r.version) === semver.major(base)
     if (selector.kind === 'major') return semver.major(r.version) === semver.major(base) + 1
     return true
   })
   const target = inRange.at(-1)
   if (!target || semver.lt(target.version, base)) {
-    throw new UsageError('NO_NEWER_RELEASE', `No ${selector.kind} release after MLflow ${current} is known.`, {suggestions: ['Name the release with --to VERSION.']})
+    throw new UsageError('NO_NEWER_RELEASE', `No ${selector.kind} release after MLflow ${current} is known.`, {
+      suggestions: ['Name the release with --to VERSION.'],
+    })
   }
   return target
 }
 
-const requirementLines = (text: string) => text.split(/\r?\n/).map((line) => line.trim()).filter((line) => line && !line.startsWith('#'))
+const requirementLines = (text: string) =>
+  text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'))
 /** The PEP 503 normalised name a requirement line is about ("MLflow[auth]>=3" → "mlflow"). */
-export const requirementName = (line: string) => (/^([A-Za-z0-9][A-Za-z0-9._-]*)/.exec(line)?.[1] ?? '').toLowerCase().replace(/[-_.]+/g, '-')
+export const requirementName = (line: string) =>
+  (/^([A-Za-z0-9][A-Za-z0-9._-]*)/.exec(line)?.[1] ?? '').toLowerCase().replace(/[-_.]+/g, '-')
 
 /**
  * Rewrites requirements.txt, mlflowctl.json and manifest.json for the target. The lines mlflowctl rendered for
@@ -77,16 +90,33 @@ export const requirementName = (line: string) => (/^([A-Za-z0-9][A-Za-z0-9._-]*)
 export function bumpBundle(input: BumpInput, target: AvailableRelease): BumpResult {
   const {info, manifest} = input
   const pythonVersion = manifest.python.version
-  if (target.requiresPython && !pythonSatisfies(pythonVersion, target.requiresPython.replace(/\s/g, '').split(',')[0])) {
-    throw new UsageError('PYTHON_TOO_OLD', `MLflow ${target.version} requires Python ${target.requiresPython}; the bundle runs Python ${pythonVersion}.`, {
-      suggestions: ['Re-render the bundle with a newer Python (mlflowctl init DIR --force with MLFLOWCTL_PYTHON), or pick an older release.'],
-    })
+  if (
+    target.requiresPython &&
+    !pythonSatisfies(pythonVersion, target.requiresPython.replace(/\s/g, '').split(',')[0])
+  ) {
+    throw new UsageError(
+      'PYTHON_TOO_OLD',
+      `MLflow ${target.version} requires Python ${target.requiresPython}; the bundle runs Python ${pythonVersion}.`,
+      {
+        suggestions: [
+          'Re-render the bundle with a newer Python (mlflowctl init DIR --force with MLFLOWCTL_PYTHON), or pick an older release.',
+        ],
+      },
+    )
   }
-  const render = (mlflowVersion: string, appMode: AppMode) => renderBundle(input.templates, {storage: info.storage, mlflowVersion, pythonVersion, toolVersion: input.toolVersion, appMode})
+  const render = (mlflowVersion: string, appMode: AppMode) =>
+    renderBundle(input.templates, {
+      storage: info.storage,
+      mlflowVersion,
+      pythonVersion,
+      toolVersion: input.toolVersion,
+      appMode,
+    })
   const currentMode = (manifest.metadata.appmode ?? info.appMode) as AppMode
   const before = render(info.mlflowVersion, currentMode)
   const after = render(target.version, input.appMode ?? currentMode)
-  const text = (bundle: typeof before, path: string) => bundle.files.find((file) => file.path === path)!.content.toString('utf8')
+  const text = (bundle: typeof before, path: string) =>
+    bundle.files.find((file) => file.path === path)!.content.toString('utf8')
   const oldManaged = new Set(requirementLines(text(before, 'requirements.txt')))
   const newManagedNames = new Set(requirementLines(text(after, 'requirements.txt')).map(requirementName))
   const current = requirementLines(input.requirements)
@@ -103,7 +133,10 @@ export function bumpBundle(input: BumpInput, target: AvailableRelease): BumpResu
     return true
   })
   const missing = [...oldManaged].filter((line) => !current.includes(line) && !/^mlflow==/.test(line))
-  if (missing.length > 0) warnings.push(`requirements.txt had lost rendered lines (${missing.join(', ')}); the rendered ones for ${target.version} are written.`)
+  if (missing.length > 0)
+    warnings.push(
+      `requirements.txt had lost rendered lines (${missing.join(', ')}); the rendered ones for ${target.version} are written.`,
+    )
   const requirements = `${text(after, 'requirements.txt').trimEnd()}\n${keptLines.length > 0 ? `# Kept from the previous requirements.txt:\n${keptLines.join('\n')}\n` : ''}`
   const newInfo: BundleInfo = {...info, mlflowVersion: after.info.mlflowVersion, appMode: after.info.appMode}
   const rewritten = new Map<string, Buffer>([
@@ -111,23 +144,41 @@ export function bumpBundle(input: BumpInput, target: AvailableRelease): BumpResu
     ['mlflowctl.json', Buffer.from(`${JSON.stringify(newInfo, null, 2)}\n`)],
   ])
   const unlisted = Object.keys(input.manifest.files).filter((path) => !input.files.has(path) && !rewritten.has(path))
-  if (unlisted.length > 0) throw new UsageError('BUNDLE_FILE_MISSING', `manifest.json lists files the bundle lacks: ${unlisted.join(', ')}.`, {suggestions: ['Re-render the bundle with mlflowctl init DIR --force.']})
+  if (unlisted.length > 0)
+    throw new UsageError('BUNDLE_FILE_MISSING', `manifest.json lists files the bundle lacks: ${unlisted.join(', ')}.`, {
+      suggestions: ['Re-render the bundle with mlflowctl init DIR --force.'],
+    })
   const files = new Map(input.files)
   for (const [path, content] of rewritten) files.set(path, content)
   const newManifest: ConnectManifest = {
     ...manifest,
-    metadata: {...manifest.metadata, appmode: after.manifest.metadata.appmode, entrypoint: after.manifest.metadata.entrypoint},
-    environment: {...manifest.environment, python: {...manifest.environment?.python, requires: after.manifest.environment.python.requires}},
+    metadata: {
+      ...manifest.metadata,
+      appmode: after.manifest.metadata.appmode,
+      entrypoint: after.manifest.metadata.entrypoint,
+    },
+    environment: {
+      ...manifest.environment,
+      python: {...manifest.environment?.python, requires: after.manifest.environment.python.requires},
+    },
     files: Object.fromEntries(Object.keys(manifest.files).map((path) => [path, {checksum: md5Hex(files.get(path)!)}])),
   }
-  const changed = info.mlflowVersion !== newInfo.mlflowVersion || input.requirements !== requirements || manifest.metadata.appmode !== newManifest.metadata.appmode
+  const changed =
+    info.mlflowVersion !== newInfo.mlflowVersion ||
+    input.requirements !== requirements ||
+    manifest.metadata.appmode !== newManifest.metadata.appmode
   return {
     from: info.mlflowVersion,
     to: newInfo.mlflowVersion,
     changed,
     appMode: {from: manifest.metadata.appmode, to: newManifest.metadata.appmode},
     pythonRequires: {from: manifest.environment?.python?.requires ?? '', to: newManifest.environment.python.requires},
-    writes: changed ? [...[...rewritten].map(([path, content]) => ({path, content})), {path: MANIFEST, content: Buffer.from(`${JSON.stringify(newManifest, null, 2)}\n`)}] : [],
+    writes: changed
+      ? [
+          ...[...rewritten].map(([path, content]) => ({path, content})),
+          {path: MANIFEST, content: Buffer.from(`${JSON.stringify(newManifest, null, 2)}\n`)},
+        ]
+      : [],
     keptLines,
     warnings,
   }

@@ -22,7 +22,10 @@ export type AppMode = 'python-api' | 'python-fastapi'
 export function parseMlflowVersion(input: string): string {
   const match = /^v?(\d+)\.(\d+)(?:\.(\d+))?(?:(a|b|rc)(\d+))?(?:\.post(\d+))?$/.exec(input.trim())
   if (!match) {
-    throw new UsageError('INVALID_MLFLOW_VERSION', `"${input}" is not an MLflow release version (expected for example ${NEWEST_KNOWN_MLFLOW}).`)
+    throw new UsageError(
+      'INVALID_MLFLOW_VERSION',
+      `"${input}" is not an MLflow release version (expected for example ${NEWEST_KNOWN_MLFLOW}).`,
+    )
   }
   const [, major, minor, patch = '0', preKind, preNumber] = match
   const base = `${Number(major)}.${Number(minor)}.${Number(patch)}`
@@ -33,9 +36,13 @@ export function parseMlflowVersion(input: string): string {
 export function supportedMlflowVersion(input: string): string {
   const parsed = parseMlflowVersion(input)
   if (semver.lt(parsed, OLDEST_SUPPORTED_MLFLOW) || semver.major(parsed) > 3) {
-    throw new UsageError('UNSUPPORTED_MLFLOW_VERSION', `MLflow ${input} is not supported: the extension runs MLflow ${OLDEST_SUPPORTED_MLFLOW} to 3.x.`, {
-      suggestions: [`Use --mlflow-version ${NEWEST_KNOWN_MLFLOW} (newest known) or ${LAST_MLFLOW_2} (last 2.x).`],
-    })
+    throw new UsageError(
+      'UNSUPPORTED_MLFLOW_VERSION',
+      `MLflow ${input} is not supported: the extension runs MLflow ${OLDEST_SUPPORTED_MLFLOW} to 3.x.`,
+      {
+        suggestions: [`Use --mlflow-version ${NEWEST_KNOWN_MLFLOW} (newest known) or ${LAST_MLFLOW_2} (last 2.x).`],
+      },
+    )
   }
   return input.trim().replace(/^v/, '')
 }
@@ -60,9 +67,14 @@ export const A2WSGI_REQUIREMENT = 'a2wsgi==1.10.10'
  */
 export function resolveAppMode(mlflowVersion: string, requested?: string): AppMode {
   if (requested === undefined) return appModeFor(mlflowVersion)
-  if (!(APP_MODES as readonly string[]).includes(requested)) throw new UsageError('INVALID_APP_MODE', `--app-mode ${requested}: use python-api or python-fastapi.`)
+  if (!(APP_MODES as readonly string[]).includes(requested))
+    throw new UsageError('INVALID_APP_MODE', `--app-mode ${requested}: use python-api or python-fastapi.`)
   if (requested === 'python-fastapi' && appModeFor(mlflowVersion) === 'python-api') {
-    throw new UsageError('APP_MODE_UNSUPPORTED', `MLflow ${mlflowVersion} has no FastAPI app (it arrived in 3.3.0): it can only be served as python-api.`, {suggestions: ['Use --app-mode python-api, or an MLflow version from 3.3.0.']})
+    throw new UsageError(
+      'APP_MODE_UNSUPPORTED',
+      `MLflow ${mlflowVersion} has no FastAPI app (it arrived in 3.3.0): it can only be served as python-api.`,
+      {suggestions: ['Use --app-mode python-api, or an MLflow version from 3.3.0.']},
+    )
   }
   return requested as AppMode
 }
@@ -94,7 +106,9 @@ export function pythonRequiresFor(mlflowVersion: string): string {
  * - From 3.9.0 pip resolves SQLAlchemy 2.1, where a plain postgresql:// URL means psycopg 3.
  */
 export function driverRequirementsFor(mlflowVersion: string): string[] {
-  return semver.lt(parseMlflowVersion(mlflowVersion), SQLALCHEMY_21_FROM) ? ['psycopg2-binary==2.9.13', 'sqlalchemy<2.1'] : ['psycopg[binary]==3.3.9']
+  return semver.lt(parseMlflowVersion(mlflowVersion), SQLALCHEMY_21_FROM)
+    ? ['psycopg2-binary==2.9.13', 'sqlalchemy<2.1']
+    : ['psycopg[binary]==3.3.9']
 }
 
 /** The first MLflow release that imports with SQLAlchemy 2.1. */
@@ -108,7 +122,13 @@ export const STORAGE_REQUIREMENTS: Record<string, string[]> = {
   local: [],
   custom: [],
   aws: ['boto3==1.44.8'],
-  azure: ['azure-storage-blob==12.31.1', 'azure-identity==1.27.0', 'python-tds==1.17.1', 'sqlalchemy-pytds==1.0.3', 'certifi'],
+  azure: [
+    'azure-storage-blob==12.31.1',
+    'azure-identity==1.27.0',
+    'python-tds==1.17.1',
+    'sqlalchemy-pytds==1.0.3',
+    'certifi',
+  ],
   gcp: ['google-cloud-storage==3.17.1', 'cloud-sql-python-connector[pg8000,pytds]==1.23.0', 'sqlalchemy-pytds==1.0.3'],
 }
 
@@ -124,5 +144,7 @@ export function pythonSatisfies(python: string, requires: string): boolean {
   const floor = /^>=(\d+)\.(\d+)$/.exec(requires)
   const have = /^(\d+)\.(\d+)/.exec(python)
   if (!floor || !have) return true
-  return Number(have[1]) > Number(floor[1]) || (Number(have[1]) === Number(floor[1]) && Number(have[2]) >= Number(floor[2]))
+  return (
+    Number(have[1]) > Number(floor[1]) || (Number(have[1]) === Number(floor[1]) && Number(have[2]) >= Number(floor[2]))
+  )
 }

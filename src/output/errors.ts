@@ -1,6 +1,14 @@
 import {Errors} from '@oclif/core'
 
-import {CancelledError, ConfigError, ExitCode, ExternalError, InternalError, MlflowctlError, UsageError} from '../errors.js'
+import {
+  CancelledError,
+  ConfigError,
+  ExitCode,
+  ExternalError,
+  InternalError,
+  MlflowctlError,
+  UsageError,
+} from '../errors.js'
 
 const ISSUE_HINT = 'This is a bug in mlflowctl: re-run with DEBUG=mlflowctl:* and report it with that output.'
 
@@ -35,18 +43,34 @@ function fileSystemError(error: unknown): MlflowctlError | undefined {
   const options = {cause: error}
   switch (code) {
     case 'ENOENT':
-      return new ConfigError('PATH_NOT_FOUND', `${path} does not exist.`, {...options, suggestions: ['Check the path (relative paths start from the current directory).']})
+      return new ConfigError('PATH_NOT_FOUND', `${path} does not exist.`, {
+        ...options,
+        suggestions: ['Check the path (relative paths start from the current directory).'],
+      })
     case 'EACCES':
     case 'EPERM':
-      return new ConfigError('PATH_NOT_ACCESSIBLE', `Permission denied: ${path}.`, {...options, suggestions: ['Run as a user who may read and write it, or choose another path.']})
+      return new ConfigError('PATH_NOT_ACCESSIBLE', `Permission denied: ${path}.`, {
+        ...options,
+        suggestions: ['Run as a user who may read and write it, or choose another path.'],
+      })
     case 'ENOTDIR':
     case 'EISDIR':
-      return new UsageError('PATH_INVALID', `${path}: ${code === 'ENOTDIR' ? 'a part of the path is a file, not a directory' : 'it is a directory, not a file'}.`, options)
+      return new UsageError(
+        'PATH_INVALID',
+        `${path}: ${code === 'ENOTDIR' ? 'a part of the path is a file, not a directory' : 'it is a directory, not a file'}.`,
+        options,
+      )
     case 'ENOSPC':
     case 'EDQUOT':
-      return new ExternalError('DISK_FULL', `No space left on the device of ${path}.`, {...options, suggestions: ['Free space on that file system, then run the command again.']})
+      return new ExternalError('DISK_FULL', `No space left on the device of ${path}.`, {
+        ...options,
+        suggestions: ['Free space on that file system, then run the command again.'],
+      })
     case 'EROFS':
-      return new ExternalError('PATH_UNUSABLE', `${path} is on a read-only file system.`, {...options, suggestions: ['Choose a writable local directory.']})
+      return new ExternalError('PATH_UNUSABLE', `${path} is on a read-only file system.`, {
+        ...options,
+        suggestions: ['Choose a writable local directory.'],
+      })
     default:
       return undefined
   }

@@ -20,7 +20,11 @@ describe('mlflowctl bundle', () => {
     assert.equal(code, 0, stderr)
     const entries = await listTarGz(out)
     assert.equal(entries.at(-1), 'manifest.json')
-    assert.ok(entries.includes('app.py') && entries.includes('requirements.txt') && entries.includes('mlflowctl_extension/server.py'))
+    assert.ok(
+      entries.includes('app.py') &&
+        entries.includes('requirements.txt') &&
+        entries.includes('mlflowctl_extension/server.py'),
+    )
     assert.deepEqual(json!.result.files, entries)
     assert.equal(json!.result.bytes > 0, true)
   })

@@ -22,7 +22,17 @@ describe('mlflowctl db (no server needed)', () => {
     const result = await runCli(['db', 'migrate', '--db', url, '--to', '3.17.2', '--dry-run', '--json'])
     assert.equal(result.code, 5, result.stdout)
     assert.ok(!leaks(result.stdout + result.stderr), result.stdout + result.stderr)
-    const both = await runCli(['db', 'migrate', '--db', url, '--guid', '0b0e8e8e-1111-2222-3333-444455556666', '--to', '3.17.2', '--json'])
+    const both = await runCli([
+      'db',
+      'migrate',
+      '--db',
+      url,
+      '--guid',
+      '0b0e8e8e-1111-2222-3333-444455556666',
+      '--to',
+      '3.17.2',
+      '--json',
+    ])
     assert.equal(both.code, 2, both.stdout)
     assert.ok(!leaks(both.stdout + both.stderr), both.stdout + both.stderr)
   })

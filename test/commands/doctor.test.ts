@@ -10,8 +10,14 @@ describe('mlflowctl doctor (no server needed)', () => {
     assert.equal(json!.status, 3)
     assert.equal(stderr, '')
     const checks = json!.result.checks as Array<{id: string; status: string; fix?: string}>
-    assert.deepEqual(checks.filter((c) => c.status === 'fail').map((c) => c.id), ['config.server', 'config.api-key', 'config.guid'])
-    assert.ok(checks.filter((c) => c.status === 'fail').every((c) => c.fix), 'a fix under every failure')
+    assert.deepEqual(
+      checks.filter((c) => c.status === 'fail').map((c) => c.id),
+      ['config.server', 'config.api-key', 'config.guid'],
+    )
+    assert.ok(
+      checks.filter((c) => c.status === 'fail').every((c) => c.fix),
+      'a fix under every failure',
+    )
     assert.ok(checks.every((c) => ['fail', 'skip'].includes(c.status)))
   })
 
@@ -26,9 +32,13 @@ describe('mlflowctl doctor (no server needed)', () => {
   })
 
   it('a refused TCP connection fails connect.tcp and exits 6, naming the host', async () => {
-    const {code, json} = await runCli(['doctor', '--guid', 'g', '--json'], {env: {CONNECT_SERVER: 'http://127.0.0.1:9', CONNECT_API_KEY: 'some-key-000000'}})
+    const {code, json} = await runCli(['doctor', '--guid', 'g', '--json'], {
+      env: {CONNECT_SERVER: 'http://127.0.0.1:9', CONNECT_API_KEY: 'some-key-000000'},
+    })
     assert.equal(code, 6)
-    const tcp = (json!.result.checks as Array<{id: string; status: string; detail: string}>).find((c) => c.id === 'connect.tcp')!
+    const tcp = (json!.result.checks as Array<{id: string; status: string; detail: string}>).find(
+      (c) => c.id === 'connect.tcp',
+    )!
     assert.equal(tcp.status, 'fail')
     assert.match(tcp.detail, /127\.0\.0\.1:9: ECONNREFUSED/)
   })

@@ -24,7 +24,9 @@ describe('mlflowctl init', () => {
 
   it('writes human output to stdout and takes flag values from MLFLOWCTL_* env vars', async () => {
     const dir = join(tempDir(), 'ext')
-    const {code, stdout} = await runCli(['init', dir], {env: {MLFLOWCTL_STORAGE: 'custom', MLFLOWCTL_MLFLOW_VERSION: '2.22.5'}})
+    const {code, stdout} = await runCli(['init', dir], {
+      env: {MLFLOWCTL_STORAGE: 'custom', MLFLOWCTL_MLFLOW_VERSION: '2.22.5'},
+    })
     assert.equal(code, 0)
     assert.match(stdout, /MLflow:\s+2\.22\.5/)
     assert.match(stdout, /MLFLOW_BACKEND_STORE_URI, MLFLOW_ARTIFACTS_DESTINATION/)
@@ -70,7 +72,9 @@ describe('mlflowctl init', () => {
   })
 
   it('exits 3 when the Python interpreter is missing', async () => {
-    const {code, json} = await runCli(['init', join(tempDir(), 'x'), '--json'], {env: {MLFLOWCTL_PYTHON: '/nonexistent/python3'}})
+    const {code, json} = await runCli(['init', join(tempDir(), 'x'), '--json'], {
+      env: {MLFLOWCTL_PYTHON: '/nonexistent/python3'},
+    })
     assert.equal(code, 3)
     assert.equal(json!.error!.code, 'PYTHON_NOT_FOUND')
   })

@@ -27,7 +27,10 @@ export interface RunningApp {
 }
 
 export class DeployFailure extends Error {
-  constructor(readonly errorCode: string, message: string) {
+  constructor(
+    readonly errorCode: string,
+    message: string,
+  ) {
     super(message)
   }
 }
@@ -59,29 +62,50 @@ export async function unpackBundle(archive: string, dir: string): Promise<{appmo
   for (const [path, {checksum}] of Object.entries(manifest.files ?? {})) {
     let actual = ''
     try {
-      actual = createHash('md5').update(readFileSync(join(dir, path))).digest('hex')
+      actual = createHash('md5')
+        .update(readFileSync(join(dir, path)))
+        .digest('hex')
     } catch {
       throw new DeployFailure('bundle-manifest-invalid', `manifest.json lists ${path}, which the bundle lacks`)
     }
     if (actual !== checksum) throw new DeployFailure('bundle-manifest-invalid', `checksum mismatch for ${path}`)
   }
-  if (!manifest.metadata?.appmode || !manifest.metadata.entrypoint) throw new DeployFailure('bundle-manifest-invalid', 'manifest.json has no metadata.appmode/entrypoint')
+  if (!manifest.metadata?.appmode || !manifest.metadata.entrypoint)
+    throw new DeployFailure('bundle-manifest-invalid', 'manifest.json has no metadata.appmode/entrypoint')
   return {appmode: manifest.metadata.appmode, entrypoint: manifest.metadata.entrypoint}
 }
 
 /** Builds the environment and starts the app; resolves once /health answers, rejects if it exits first. */
-export async function startApp(options: RuntimeOptions, bundleId: string, dir: string, appmode: string, env: Record<string, string>, log: (line: string) => void): Promise<RunningApp> {
+export async function startApp(
+  options: RuntimeOptions,
+  bundleId: string,
+  dir: string,
+  appmode: string,
+  env: Record<string, string>,
+  log: (line: string) => void,
+): Promise<RunningApp> {
   const requirements = readFileSync(join(dir, 'requirements.txt'), 'utf8')
   log('Building Python environment...')
   let venv
   try {
-    venv = await ensureVenv({cacheDir: options.cacheDir, python: options.python, pythonVersion: options.pythonVersion, requirements, onProgress: log})
+    venv = await ensureVenv({
+      cacheDir: options.cacheDir,
+      python: options.python,
+      pythonVersion: options.pythonVersion,
+      requirements,
+      onProgress: log,
+    })
   } catch (error) {
     throw new DeployFailure('python-package-install-failed', (error as Error).message)
   }
   log(`Using environment ${venv.key}${venv.reused ? ' (cached)' : ''}`)
   const port = await freePort()
-  const child = spawn(venv.python, appCommand(appmode, port), {cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true})
+  const child = spawn(venv.python, appCommand(appmode, port), {
+    cwd: dir,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
   for (const stream of [child.stdout!, child.stderr!]) {
     let partial = ''
     stream.on('data', (chunk: Buffer) => {
@@ -104,14 +128,22 @@ export async function startApp(options: RuntimeOptions, bundleId: string, dir: s
     clearTimeout(timer)
   }
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new DeployFailure('application-start-failed', `the application exited with ${child.exitCode ?? child.signalCode} before it answered`)
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new DeployFailure(
+        'application-start-failed',
+        `the application exited with ${child.exitCode ?? child.signalCode} before it answered`,
+      )
     try {
-      if ((await fetch(`http://127.0.0.1:${port}/health`, {signal: AbortSignal.timeout(2000)})).ok) return {bundleId, port, process: child, stop}
+      if ((await fetch(`http://127.0.0.1:${port}/health`, {signal: AbortSignal.timeout(2000)})).ok)
+        return {bundleId, port, process: child, stop}
     } catch {
       // still starting
     }
     await new Promise((resolve) => setTimeout(resolve, 250))
   }
   await stop()
-  throw new DeployFailure('application-start-timeout', `the application did not answer /health within ${options.startTimeoutMs} ms`)
+  throw new DeployFailure(
+    'application-start-timeout',
+    `the application did not answer /health within ${options.startTimeoutMs} ms`,
+  )
 }

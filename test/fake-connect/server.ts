@@ -45,7 +45,9 @@ export interface ExchangeRequest {
 export interface FakeIntegration {
   name: string
   template: 'aws' | 'azure' | 'custom' | 'connect'
-  issue(request: ExchangeRequest): Promise<{access_token: string; issued_token_type: string; token_type: string; expires_in?: number}>
+  issue(
+    request: ExchangeRequest,
+  ): Promise<{access_token: string; issued_token_type: string; token_type: string; expires_in?: number}>
 }
 
 const AWS_CREDENTIALS = 'urn:ietf:params:aws:token-type:credentials'
@@ -79,7 +81,18 @@ interface Task {
   error: string
 }
 
-const WRITABLE = new Set(['name', 'title', 'description', 'access_type', 'min_processes', 'max_processes', 'idle_timeout', 'init_timeout', 'locked', 'locked_message'])
+const WRITABLE = new Set([
+  'name',
+  'title',
+  'description',
+  'access_type',
+  'min_processes',
+  'max_processes',
+  'idle_timeout',
+  'init_timeout',
+  'locked',
+  'locked_message',
+])
 const err = (code: number, error: string) => ({code, error, payload: null})
 
 export class FakeConnect {
@@ -148,23 +161,44 @@ export class FakeConnect {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.url)
     const send = (status: number, body?: unknown) => {
-      if (Buffer.isBuffer(body)) return void (res.writeHead(status, {'content-type': 'application/gzip'}), res.end(body))
+      if (Buffer.isBuffer(body))
+        return void (res.writeHead(status, {'content-type': 'application/gzip'}), res.end(body))
       res.writeHead(status, body === undefined ? {} : {'content-type': 'application/json'})
       res.end(body === undefined ? undefined : JSON.stringify(body))
     }
     const user = this.user(req)
     if (!url.pathname.startsWith('/__api__/')) return this.proxy(req, res, url, user)
-    this.calls.push(`${req.method} ${url.pathname.replace(/[0-9a-f-]{36}/g, '{guid}').replace(/\/(tasks|bundles)\/\w+/, '/$1/{id}')}`)
+    this.calls.push(
+      `${req.method} ${url.pathname.replace(/[0-9a-f-]{36}/g, '{guid}').replace(/\/(tasks|bundles)\/\w+/, '/$1/{id}')}`,
+    )
     if (!user) return send(401, err(30, 'Invalid login.'))
     const body = await readBody(req)
     const path = url.pathname.slice('/__api__'.length)
-    if (path === '/v1/oauth/integrations/credentials' && req.method === 'POST') return this.exchange(new URLSearchParams(body.toString()), req, send)
+    if (path === '/v1/oauth/integrations/credentials' && req.method === 'POST')
+      return this.exchange(new URLSearchParams(body.toString()), req, send)
     if (path === '/v1/oauth/integrations' && req.method === 'GET') {
-      return send(200, Object.entries(this.options.integrations ?? {}).map(([guid, i]) => ({guid, name: i.name, template: i.template, auth_type: 'Service Account', config: {}})))
+      return send(
+        200,
+        Object.entries(this.options.integrations ?? {}).map(([guid, i]) => ({
+          guid,
+          name: i.name,
+          template: i.template,
+          auth_type: 'Service Account',
+          config: {},
+        })),
+      )
     }
-    if (path === '/v1/user' && req.method === 'GET') return send(200, {...user, email: `${user.username}@example.com`, locked: false, confirmed: true})
-    if (path === '/server_settings' && req.method === 'GET') return send(200, this.options.version === null ? {hostname: 'fake'} : {version: this.options.version ?? '2025.10.0', hostname: 'fake'})
-    if (path === '/v1/content' && req.method === 'POST') return this.createContent(user, JSON.parse(body.toString() || '{}'), send)
+    if (path === '/v1/user' && req.method === 'GET')
+      return send(200, {...user, email: `${user.username}@example.com`, locked: false, confirmed: true})
+    if (path === '/server_settings' && req.method === 'GET')
+      return send(
+        200,
+        this.options.version === null
+          ? {hostname: 'fake'}
+          : {version: this.options.version ?? '2025.10.0', hostname: 'fake'},
+      )
+    if (path === '/v1/content' && req.method === 'POST')
+      return this.createContent(user, JSON.parse(body.toString() || '{}'), send)
     const task = /^\/v1\/tasks\/(\w+)$/.exec(path)
     if (task && req.method === 'GET') return this.pollTask(task[1], url, send)
     const match = /^\/v1\/content\/([^/]+)(\/.*)?$/.exec(path)
@@ -180,26 +214,57 @@ export class FakeConnect {
     const name = body.name ?? ''
     if (name && !/^[A-Za-z0-9_-]{3,64}$/.test(name)) return send(400, err(3, 'Invalid content name.'))
     // Name conflict status is UNCONFIRMED (connect-api.md §13.7): 409 assumed.
-    if (name && [...this.content.values()].some((c) => c.owner.guid === user.guid && c.name === name)) return send(409, err(26, 'A content item with that name already exists.'))
-    const item: Content = {guid: randomUUID(), name, title: body.title ?? null, owner: user, collaborators: new Set(), settings: {}, env: new Map(), bundles: [], activeBundle: null, app_mode: 'unknown', vanity: null, associations: [], locked: false, sessionToken: `cst-${randomUUID()}`, drafts: new Map()}
+    if (name && [...this.content.values()].some((c) => c.owner.guid === user.guid && c.name === name))
+      return send(409, err(26, 'A content item with that name already exists.'))
+    const item: Content = {
+      guid: randomUUID(),
+      name,
+      title: body.title ?? null,
+      owner: user,
+      collaborators: new Set(),
+      settings: {},
+      env: new Map(),
+      bundles: [],
+      activeBundle: null,
+      app_mode: 'unknown',
+      vanity: null,
+      associations: [],
+      locked: false,
+      sessionToken: `cst-${randomUUID()}`,
+      drafts: new Map(),
+    }
     this.content.set(item.guid, item)
     send(200, this.view(item))
   }
 
-  private contentRoute(item: Content, method: string, sub: string, body: Buffer, send: (s: number, b?: unknown) => void, query: URLSearchParams) {
+  private contentRoute(
+    item: Content,
+    method: string,
+    sub: string,
+    body: Buffer,
+    send: (s: number, b?: unknown) => void,
+    query: URLSearchParams,
+  ) {
     const json = () => JSON.parse(body.toString() || 'null')
     if (sub === '' && method === 'GET') return send(200, this.view(item))
     if (sub === '' && method === 'PATCH') {
       const patch = json() as Record<string, unknown>
       const unknown = Object.keys(patch).filter((key) => !WRITABLE.has(key))
       if (unknown.length > 0) return send(400, err(3, `Unknown fields: ${unknown.join(', ')}`))
-      for (const [key, value] of Object.entries(patch)) key === 'title' ? (item.title = value as string) : key === 'locked' ? (item.locked = Boolean(value)) : (item.settings[key] = value)
+      for (const [key, value] of Object.entries(patch)) {
+        if (key === 'title') item.title = value as string
+        else if (key === 'locked') item.locked = Boolean(value)
+        else item.settings[key] = value
+      }
       return send(200, this.view(item))
     }
     if (sub === '/environment' && method === 'GET') return send(200, [...item.env.keys()].sort())
     if (sub === '/environment' && (method === 'PATCH' || method === 'PUT')) {
       if (method === 'PUT') item.env.clear()
-      for (const {name, value} of json() as Array<{name: string; value: string | null}>) value === null ? item.env.delete(name) : item.env.set(name, value)
+      for (const {name, value} of json() as Array<{name: string; value: string | null}>) {
+        if (value === null) item.env.delete(name)
+        else item.env.set(name, value)
+      }
       // 200 with the names now set (OpenAPI EnvironmentVariable; connect-api.md §10).
       return send(200, [...item.env.keys()].sort())
     }
@@ -209,8 +274,20 @@ export class FakeConnect {
       mkdirSync(dir, {recursive: true})
       const file = join(dir, `${id}.tar.gz`)
       writeFileSync(file, body)
-      item.bundles.push({id, created_time: new Date().toISOString(), file, size: body.length, appmode: manifestAppMode(file)})
-      return send(200, {id, content_guid: item.guid, active: false, size: body.length, created_time: item.bundles.at(-1)!.created_time})
+      item.bundles.push({
+        id,
+        created_time: new Date().toISOString(),
+        file,
+        size: body.length,
+        appmode: manifestAppMode(file),
+      })
+      return send(200, {
+        id,
+        content_guid: item.guid,
+        active: false,
+        size: body.length,
+        created_time: item.bundles.at(-1)!.created_time,
+      })
     }
     const download = /^\/bundles\/(\w+)\/download$/.exec(sub)
     if (download && method === 'GET') {
@@ -224,7 +301,13 @@ export class FakeConnect {
       const size = Math.min(Number(query.get('page_size') ?? 20) || 20, this.options.bundlePageMax ?? 500)
       const page = Math.max(1, Number(query.get('page_number') ?? 1) || 1)
       const newestFirst = [...item.bundles].sort((a, b) => Number(b.id) - Number(a.id))
-      const results = newestFirst.slice((page - 1) * size, page * size).map((b) => ({id: b.id, content_guid: item.guid, active: b.id === item.activeBundle, size: b.size, created_time: b.created_time}))
+      const results = newestFirst.slice((page - 1) * size, page * size).map((b) => ({
+        id: b.id,
+        content_guid: item.guid,
+        active: b.id === item.activeBundle,
+        size: b.size,
+        created_time: b.created_time,
+      }))
       return send(200, {results, current_page: page, total: item.bundles.length})
     }
     if (sub === '/deploy' && method === 'POST') {
@@ -239,7 +322,14 @@ export class FakeConnect {
       if (!bundle) return send(404, err(4, 'Bundle not found.'))
       // Error 48, HTTP 403: "You cannot change the type of application once deployed" (Connect's API error table;
       // connect-api.md §10: AppModeChanged).
-      if (item.app_mode !== 'unknown' && bundle.appmode && bundle.appmode !== item.app_mode) return send(403, err(48, 'You cannot change the type of application once deployed. Try deploying this as a new application instead of updating an existing one.'))
+      if (item.app_mode !== 'unknown' && bundle.appmode && bundle.appmode !== item.app_mode)
+        return send(
+          403,
+          err(
+            48,
+            'You cannot change the type of application once deployed. Try deploying this as a new application instead of updating an existing one.',
+          ),
+        )
       const task: Task = {id: randomUUID().replaceAll('-', ''), output: [], finished: false, code: 0, error: ''}
       this.tasks.set(task.id, task)
       const running = this.runDeploy(item, bundle, activate, task).finally(() => this.inFlight.delete(running))
@@ -247,29 +337,52 @@ export class FakeConnect {
       // 202 Accepted with the task (OpenAPI ContentDeploymentInstructions; connect-api.md §10).
       return send(202, {task_id: task.id})
     }
-    if (sub === '/vanity' && method === 'GET') return item.vanity ? send(200, {content_guid: item.guid, path: item.vanity}) : send(404, err(4, 'No vanity URL.'))
+    if (sub === '/vanity' && method === 'GET')
+      return item.vanity ? send(200, {content_guid: item.guid, path: item.vanity}) : send(404, err(4, 'No vanity URL.'))
     if (sub === '/vanity' && method === 'PUT') {
       const path = `/${String((json() as {path: string}).path).replace(/^\/+|\/+$/g, '')}/`
-      if (/^\/(__|connect|content|apps|users|groups|login|settings)/.test(path)) return send(400, err(3, 'Reserved vanity path.'))
+      if (/^\/(__|connect|content|apps|users|groups|login|settings)/.test(path))
+        return send(400, err(3, 'Reserved vanity path.'))
       const taken = [...this.content.values()].find((c) => c.vanity === path && c.guid !== item.guid)
       if (taken) return send(409, err(3, 'Vanity path already in use.'))
       item.vanity = path
       return send(200, {content_guid: item.guid, path})
     }
-    if (sub === '/oauth/integrations/associations' && method === 'GET') return send(200, item.associations.map((id) => ({app_guid: item.guid, oauth_integration_guid: id})))
+    if (sub === '/oauth/integrations/associations' && method === 'GET')
+      return send(
+        200,
+        item.associations.map((id) => ({app_guid: item.guid, oauth_integration_guid: id})),
+      )
     if (sub === '/oauth/integrations/associations' && method === 'PUT') {
       item.associations = (json() as Array<{oauth_integration_guid: string}>).map((a) => a.oauth_integration_guid)
       return send(204)
     }
-    if (sub === '/permissions' && method === 'GET') return send(200, [...item.collaborators].map((guid, i) => ({id: i + 1, content_guid: item.guid, principal_guid: guid, principal_type: 'user', role: 'owner'})))
+    if (sub === '/permissions' && method === 'GET')
+      return send(
+        200,
+        [...item.collaborators].map((guid, i) => ({
+          id: i + 1,
+          content_guid: item.guid,
+          principal_guid: guid,
+          principal_type: 'user',
+          role: 'owner',
+        })),
+      )
     if (sub === '/permissions' && method === 'POST') {
       const {principal_guid: principal, role} = json() as {principal_guid: string; role: string}
       const principalUser = Object.values(this.options.users).find((u) => u.guid === principal)
       if (!principalUser) return send(404, err(4, 'User not found.'))
       // role "owner" in an ACL entry makes a collaborator, who must be a publisher or administrator (§9.2).
-      if (role === 'owner' && principalUser.user_role === 'viewer') return send(400, err(3, 'Collaborators must be publishers or administrators.'))
+      if (role === 'owner' && principalUser.user_role === 'viewer')
+        return send(400, err(3, 'Collaborators must be publishers or administrators.'))
       if (role === 'owner') item.collaborators.add(principal)
-      return send(200, {id: item.collaborators.size, content_guid: item.guid, principal_guid: principal, principal_type: 'user', role})
+      return send(200, {
+        id: item.collaborators.size,
+        content_guid: item.guid,
+        principal_guid: principal,
+        principal_type: 'user',
+        role,
+      })
     }
     send(404, err(4, 'Not found.'))
   }
@@ -318,10 +431,22 @@ export class FakeConnect {
     await item.running?.stop()
     item.running = undefined
     const dir = join(this.options.workDir, 'apps', item.guid, `bundle-${item.activeBundle}`)
-    item.running = await startApp(this.options, item.activeBundle!, dir, item.app_mode, this.processEnv(item), () => undefined)
+    item.running = await startApp(
+      this.options,
+      item.activeBundle!,
+      dir,
+      item.app_mode,
+      this.processEnv(item),
+      () => undefined,
+    )
   }
 
-  private async runDeploy(item: Content, bundle: {id: string; file: string}, activate: boolean, task: Task): Promise<void> {
+  private async runDeploy(
+    item: Content,
+    bundle: {id: string; file: string},
+    activate: boolean,
+    task: Task,
+  ): Promise<void> {
     const log = (line: string) => task.output.push(line)
     try {
       log(`Deploying bundle: ${bundle.id}`)
@@ -365,8 +490,13 @@ export class FakeConnect {
 
   /** POST /v1/oauth/integrations/credentials: RFC 8693 exchange of a content session token (§7.3). */
   private async exchange(form: URLSearchParams, req: IncomingMessage, send: (s: number, b?: unknown) => void) {
-    if (!String(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) return send(400, err(3, 'The request body must be form-encoded.'))
-    if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:token-exchange' || form.get('subject_token_type') !== CONTENT_SESSION_TOKEN) return send(400, err(3, 'Unsupported grant or subject token type.'))
+    if (!String(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded'))
+      return send(400, err(3, 'The request body must be form-encoded.'))
+    if (
+      form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:token-exchange' ||
+      form.get('subject_token_type') !== CONTENT_SESSION_TOKEN
+    )
+      return send(400, err(3, 'Unsupported grant or subject token type.'))
     const item = [...this.content.values()].find((c) => c.sessionToken === form.get('subject_token'))
     // Code 236 for a session token Connect does not accept, 257 for several associations and no audience: the
     // OpenAPI error enum as connect-api.md §10 reads it (most likely codes; not confirmed against a server).
@@ -374,13 +504,19 @@ export class FakeConnect {
     const audience = form.get('audience')
     const candidates = item.associations.filter((guid) => !audience || guid === audience)
     if (candidates.length === 0) return send(400, err(212, 'No OAuth integration is associated with this content.'))
-    if (candidates.length > 1) return send(400, err(257, 'Several integrations are associated; choose one with audience.'))
+    if (candidates.length > 1)
+      return send(400, err(257, 'Several integrations are associated; choose one with audience.'))
     const integration = this.options.integrations?.[candidates[0]]
     if (!integration) return send(400, err(212, 'The associated integration does not exist.'))
     const requestedTokenType = form.get('requested_token_type') ?? 'urn:ietf:params:oauth:token-type:access_token'
-    if (requestedTokenType === AWS_CREDENTIALS && integration.template !== 'aws') return send(400, err(3, `Integration ${integration.name} cannot issue AWS credentials.`))
+    if (requestedTokenType === AWS_CREDENTIALS && integration.template !== 'aws')
+      return send(400, err(3, `Integration ${integration.name} cannot issue AWS credentials.`))
     try {
-      const issued = await integration.issue({contentGuid: item.guid, requestedTokenType, scope: form.get('scope') ?? undefined})
+      const issued = await integration.issue({
+        contentGuid: item.guid,
+        requestedTokenType,
+        scope: form.get('scope') ?? undefined,
+      })
       this.exchanges.set(item.guid, (this.exchanges.get(item.guid) ?? 0) + 1)
       return send(200, issued)
     } catch (error) {
@@ -394,8 +530,17 @@ export class FakeConnect {
     const first = Number(url.searchParams.get('first') ?? 0)
     const wait = Math.min(Number(url.searchParams.get('wait') ?? 0), 5)
     const deadline = Date.now() + wait * 1000
-    while (!task.finished && task.output.length <= first && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100))
-    send(200, {id, output: task.output.slice(first), last: task.output.length, finished: task.finished, code: task.code, error: task.error, result: null})
+    while (!task.finished && task.output.length <= first && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    send(200, {
+      id,
+      output: task.output.slice(first),
+      last: task.output.length,
+      finished: task.finished,
+      code: task.code,
+      error: task.error,
+      result: null,
+    })
   }
 
   /** /content/<guid>/..., /content/<guid>/_bundle<id>/... (drafts) and vanity paths. */
@@ -407,7 +552,9 @@ export class FakeConnect {
     if (byGuid) {
       item = this.content.get(byGuid[1])
       rest = byGuid[4] ?? ''
-      target = byGuid[3] ? item?.drafts.get(byGuid[3]) ?? (item?.activeBundle === byGuid[3] ? item.running : undefined) : item?.running
+      target = byGuid[3]
+        ? (item?.drafts.get(byGuid[3]) ?? (item?.activeBundle === byGuid[3] ? item.running : undefined))
+        : item?.running
     } else {
       item = [...this.content.values()].find((c) => c.vanity && (url.pathname + '/').startsWith(c.vanity))
       if (item) {
@@ -416,18 +563,27 @@ export class FakeConnect {
       }
     }
     if (!item) return void (res.writeHead(404), res.end('Not found'))
-    if (byGuid?.[3] && this.options.draftSubpaths === false && rest !== '' && rest !== '/') return void (res.writeHead(404, {'content-type': 'text/plain'}), res.end('Not found'))
+    if (byGuid?.[3] && this.options.draftSubpaths === false && rest !== '' && rest !== '/')
+      return void (res.writeHead(404, {'content-type': 'text/plain'}), res.end('Not found'))
     // UNCONFIRMED: the status Connect gives unauthenticated content requests; 401 assumed.
-    if (!user) return void (res.writeHead(401, {'content-type': 'application/json'}), res.end(JSON.stringify(err(30, 'Invalid login.'))))
-    if (!target) return void (res.writeHead(503, {'content-type': 'text/plain'}), res.end('The application is not running.'))
+    if (!user)
+      return void (
+        res.writeHead(401, {'content-type': 'application/json'}),
+        res.end(JSON.stringify(err(30, 'Invalid login.')))
+      )
+    if (!target)
+      return void (res.writeHead(503, {'content-type': 'text/plain'}), res.end('The application is not running.'))
     const stripped = this.options.stripPrefix === false ? url.pathname : rest || '/'
     const headers = {...req.headers}
     delete headers.authorization // UNCONFIRMED whether Connect forwards it; assumed not.
     delete headers['x-rsc-authorization']
-    const upstream = httpRequest({host: '127.0.0.1', port: target.port, method: req.method, path: `${stripped}${url.search}`, headers}, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers)
-      answer.pipe(res)
-    })
+    const upstream = httpRequest(
+      {host: '127.0.0.1', port: target.port, method: req.method, path: `${stripped}${url.search}`, headers},
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers)
+        answer.pipe(res)
+      },
+    )
     upstream.on('error', () => (res.headersSent ? res.destroy() : (res.writeHead(502), res.end('Bad gateway'))))
     req.pipe(upstream)
   }
@@ -437,10 +593,15 @@ export class FakeConnect {
 function manifestAppMode(file: string): string | undefined {
   let text = ''
   try {
-    tar.t({file, sync: true, onReadEntry: (entry) => {
-      if (entry.path.replace(/^\.\//, '') === 'manifest.json') entry.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')))
-      else entry.resume()
-    }})
+    tar.t({
+      file,
+      sync: true,
+      onReadEntry: (entry) => {
+        if (entry.path.replace(/^\.\//, '') === 'manifest.json')
+          entry.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')))
+        else entry.resume()
+      },
+    })
     return (JSON.parse(text) as {metadata?: {appmode?: string}}).metadata?.appmode
   } catch {
     return undefined

@@ -17,8 +17,14 @@ const configDir = tempDir('backup-connect-config-')
 const env = {CONNECT_SERVER: fake.url, CONNECT_API_KEY: PUBLISHER_KEY, MLFLOWCTL_CONFIG_DIR: configDir}
 const repo = tempDir('backup-connect-repo-')
 const deployments: Array<{guid: string; contentUrl: string}> = []
-const backup = (args: string[], extra: Record<string, string> = {}) => runCli(['backup', ...args, '--json'], {env: {...env, ...extra}, timeoutMs: 300_000})
-const client = (contentUrl: string) => ({python: venv!.python, trackingUri: contentUrl.replace(/\/$/, ''), token: '', env: connectAuthEnv(venv!.python, PUBLISHER_KEY)})
+const backup = (args: string[], extra: Record<string, string> = {}) =>
+  runCli(['backup', ...args, '--json'], {env: {...env, ...extra}, timeoutMs: 300_000})
+const client = (contentUrl: string) => ({
+  python: venv!.python,
+  trackingUri: contentUrl.replace(/\/$/, ''),
+  token: '',
+  env: connectAuthEnv(venv!.python, PUBLISHER_KEY),
+})
 
 describe('backup through the extension (connect:GUID)', () => {
   before(async () => {
@@ -43,18 +49,35 @@ describe('backup through the extension (connect:GUID)', () => {
     assert.ok(made.json!.result.files >= 2, 'the artifacts came down too')
     const manifestText = readFileSync(join(repo, `${made.json!.result.id}.manifest.json`), 'utf8')
     const manifest = JSON.parse(manifestText)
-    assert.deepEqual([manifest.source.kind, manifest.source.contentGuid, manifest.source.engine], ['connect', source.guid, 'sqlite'])
+    assert.deepEqual(
+      [manifest.source.kind, manifest.source.contentGuid, manifest.source.engine],
+      ['connect', source.guid, 'sqlite'],
+    )
     const opsTokens = Object.values(JSON.parse(readFileSync(join(configDir, 'ops-tokens.json'), 'utf8'))) as string[]
-    for (const secret of [PUBLISHER_KEY, ...opsTokens]) assert.ok(!manifestText.includes(secret) && !made.stdout.includes(secret) && !made.stderr.includes(secret))
+    for (const secret of [PUBLISHER_KEY, ...opsTokens])
+      assert.ok(!manifestText.includes(secret) && !made.stdout.includes(secret) && !made.stderr.includes(secret))
 
     const restored = await backup(['restore', made.json!.result.id, '--repo', repo, '--to', `connect:${target.guid}`])
     assert.equal(restored.code, 0, `${restored.stdout}\n${restored.stderr}`)
-    assert.deepEqual(await serverSnapshot(client(target.contentUrl)), original, 'the target deployment shows what the source showed')
+    assert.deepEqual(
+      await serverSnapshot(client(target.contentUrl)),
+      original,
+      'the target deployment shows what the source showed',
+    )
 
     // Now the target holds data: refused without --force; with it, a safety backup comes first.
     const again = await backup(['restore', made.json!.result.id, '--repo', repo, '--to', `connect:${target.guid}`])
     assert.equal(again.json!.error!.code, 'TARGET_NOT_EMPTY')
-    const forced = await backup(['restore', made.json!.result.id, '--repo', repo, '--to', `connect:${target.guid}`, '--force', '--yes'])
+    const forced = await backup([
+      'restore',
+      made.json!.result.id,
+      '--repo',
+      repo,
+      '--to',
+      `connect:${target.guid}`,
+      '--force',
+      '--yes',
+    ])
     assert.equal(forced.code, 0, forced.stdout)
     assert.ok(forced.json!.result.safetyBackup, 'a safety backup of the deployment was taken')
     assert.deepEqual(await serverSnapshot(client(target.contentUrl)), original)
@@ -64,11 +87,17 @@ describe('backup through the extension (connect:GUID)', () => {
     if (!requireService(t, Boolean(venv), NO_VENVS)) return
     const [source] = deployments
     const before = (await backup(['list', '--repo', repo])).json!.result.backups.length
-    const wrongKey = await backup(['create', '--source', `connect:${source.guid}`, '--repo', repo], {CONNECT_API_KEY: 'not-a-valid-key-000000'})
+    const wrongKey = await backup(['create', '--source', `connect:${source.guid}`, '--repo', repo], {
+      CONNECT_API_KEY: 'not-a-valid-key-000000',
+    })
     assert.equal(wrongKey.code, 4, wrongKey.stdout)
-    const stranger = await backup(['create', '--source', `connect:${source.guid}`, '--repo', repo], {CONNECT_API_KEY: OTHER_KEY})
+    const stranger = await backup(['create', '--source', `connect:${source.guid}`, '--repo', repo], {
+      CONNECT_API_KEY: OTHER_KEY,
+    })
     assert.equal(stranger.code, 4, stranger.stdout)
-    const wrongToken = await backup(['create', '--source', `connect:${source.guid}`, '--repo', repo], {MLFLOWCTL_OPS_TOKEN: 'wrong-ops-token'})
+    const wrongToken = await backup(['create', '--source', `connect:${source.guid}`, '--repo', repo], {
+      MLFLOWCTL_OPS_TOKEN: 'wrong-ops-token',
+    })
     assert.equal(wrongToken.json!.error!.code, 'OPS_TOKEN_INVALID')
     assert.equal(wrongToken.code, 4)
     const unknown = await backup(['create', '--source', 'connect:00000000-0000-0000-0000-000000000000', '--repo', repo])
@@ -76,6 +105,10 @@ describe('backup through the extension (connect:GUID)', () => {
     assert.match(unknown.json!.error!.message, /00000000-0000-0000-0000-000000000000/)
     const badGuid = await backup(['create', '--source', 'connect:not-a-guid', '--repo', repo])
     assert.equal(badGuid.json!.error!.code, 'GUID_INVALID')
-    assert.equal((await backup(['list', '--repo', repo])).json!.result.backups.length, before, 'no failed run left a backup behind')
+    assert.equal(
+      (await backup(['list', '--repo', repo])).json!.result.backups.length,
+      before,
+      'no failed run left a backup behind',
+    )
   })
 })

@@ -5,7 +5,19 @@
 import assert from 'node:assert/strict'
 import {execFileSync, spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {copyFileSync, cpSync, createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {
+  copyFileSync,
+  cpSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {fileURLToPath} from 'node:url'
@@ -44,11 +56,15 @@ for r in range(runs):
         mlflow.log_artifacts(staged)
 `
 
-const cli = (args: string[], env: Record<string, string> = {}, timeoutMs?: number) => runCli([...args, '--json'], {env, timeoutMs})
+const cli = (args: string[], env: Record<string, string> = {}, timeoutMs?: number) =>
+  runCli([...args, '--json'], {env, timeoutMs})
 
 /** Runs the CLI until MLFLOWCTL_FAULT_AT kills it; returns its stderr. */
 async function killedAt(step: string, args: string[], env: Record<string, string> = {}): Promise<string> {
-  const child = spawn(process.execPath, [RUN, ...args], {env: {...process.env, ...env, MLFLOWCTL_FAULT_AT: step}, stdio: ['ignore', 'ignore', 'pipe']})
+  const child = spawn(process.execPath, [RUN, ...args], {
+    env: {...process.env, ...env, MLFLOWCTL_FAULT_AT: step},
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
   let stderr = ''
   child.stderr!.on('data', (chunk) => (stderr += chunk))
   const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, sig) => resolve(sig)))
@@ -61,7 +77,11 @@ function state(db: string, artifacts: string): {experiments: string[]; files: nu
   if (!existsSync(db)) return 'no database'
   const handle = new Database(db, {readonly: true})
   try {
-    const experiments = (handle.prepare("SELECT name FROM experiments WHERE name <> 'Default' ORDER BY name").all() as Array<{name: string}>).map((row) => row.name)
+    const experiments = (
+      handle.prepare("SELECT name FROM experiments WHERE name <> 'Default' ORDER BY name").all() as Array<{
+        name: string
+      }>
+    ).map((row) => row.name)
     return {experiments, files: countFiles(artifacts)}
   } finally {
     handle.close()
@@ -70,7 +90,10 @@ function state(db: string, artifacts: string): {experiments: string[]; files: nu
 
 function countFiles(dir: string): number {
   if (!existsSync(dir)) return 0
-  return readdirSync(dir, {withFileTypes: true}).reduce((sum, entry) => sum + (entry.isDirectory() ? countFiles(join(dir, entry.name)) : 1), 0)
+  return readdirSync(dir, {withFileTypes: true}).reduce(
+    (sum, entry) => sum + (entry.isDirectory() ? countFiles(join(dir, entry.name)) : 1),
+    0,
+  )
 }
 
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex')
@@ -89,9 +112,15 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
     if (!venv) return
     const script = join(work, 'make_data.py')
     writeFileSync(script, MAKE_DATA)
-    for (const [dir, label, runs, files] of [[dataNew, 'new', 3, 17], [dataOld, 'old', 1, 5]] as const) {
+    for (const [dir, label, runs, files] of [
+      [dataNew, 'new', 3, 17],
+      [dataOld, 'old', 1, 5],
+    ] as const) {
       mkdirSync(dir, {recursive: true})
-      execFileSync(venv.python, [script, dir, label, String(runs), String(files)], {stdio: 'pipe', env: {PATH: process.env.PATH, HOME: process.env.HOME}})
+      execFileSync(venv.python, [script, dir, label, String(runs), String(files)], {
+        stdio: 'pipe',
+        env: {PATH: process.env.PATH, HOME: process.env.HOME},
+      })
     }
     newId = (await cli(['backup', 'create', '--source', dataNew, '--repo', repo])).json!.result.id
     oldId = (await cli(['backup', 'create', '--source', dataOld, '--repo', repo])).json!.result.id
@@ -108,51 +137,112 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
   it('create killed at each step: nothing listed, no plaintext left once the next run has cleaned up, which it says; an intact unlisted archive is committed', async (t) => {
     if (!requireService(t, Boolean(venv), NO_VENVS)) return
     const encryptedRepo = join(work, 'encrypted-repo')
-    const listed = async () => ((await cli(['backup', 'list', '--repo', encryptedRepo])).json!.result?.backups ?? []).map((b: {id: string}) => b.id)
-    assert.equal((await cli(['backup', 'create', '--source', dataNew, '--repo', encryptedRepo, '--encrypt'], PASSPHRASE)).code, 0)
-    for (const step of ['create:locked', 'scratch:created', 'create:snapshot', 'create:archive-entry', 'create:archive-synced', 'create:before-sidecar']) {
+    const listed = async () =>
+      ((await cli(['backup', 'list', '--repo', encryptedRepo])).json!.result?.backups ?? []).map(
+        (b: {id: string}) => b.id,
+      )
+    assert.equal(
+      (await cli(['backup', 'create', '--source', dataNew, '--repo', encryptedRepo, '--encrypt'], PASSPHRASE)).code,
+      0,
+    )
+    for (const step of [
+      'create:locked',
+      'scratch:created',
+      'create:snapshot',
+      'create:archive-entry',
+      'create:archive-synced',
+      'create:before-sidecar',
+    ]) {
       const before = await listed()
       await killedAt(step, ['backup', 'create', '--source', dataNew, '--repo', encryptedRepo, '--encrypt'], PASSPHRASE)
       assert.deepEqual(await listed(), before, `${step}: a killed create must not be listed`)
       if (step === 'create:snapshot') {
         const runs = readdirSync(join(encryptedRepo, SCRATCH))
-        assert.ok(runs.some((run) => existsSync(join(encryptedRepo, SCRATCH, run, 'snapshot.db'))), 'the plaintext snapshot sits in the repository\'s private scratch until the next run')
+        assert.ok(
+          runs.some((run) => existsSync(join(encryptedRepo, SCRATCH, run, 'snapshot.db'))),
+          "the plaintext snapshot sits in the repository's private scratch until the next run",
+        )
         assert.equal(statSync(join(encryptedRepo, SCRATCH)).mode & 0o777, 0o700)
       }
       let unlisted: string | undefined
       if (step === 'create:before-sidecar') {
-        unlisted = readdirSync(encryptedRepo).find((name) => name.endsWith('.mlflowctl-backup.tar.gz') && !before.some((id: string) => name.startsWith(id)))
+        unlisted = readdirSync(encryptedRepo).find(
+          (name) => name.endsWith('.mlflowctl-backup.tar.gz') && !before.some((id: string) => name.startsWith(id)),
+        )
         const incomplete = await cli(['backup', 'verify', join(encryptedRepo, unlisted!)], PASSPHRASE)
         assert.equal(incomplete.code, 6)
         assert.equal(incomplete.json!.error!.code, 'BACKUP_INCOMPLETE')
-        assert.ok(!existsSync(join(encryptedRepo, unlisted!.replace('.mlflowctl-backup.tar.gz', '.verified.json'))), 'not marked verified')
+        assert.ok(
+          !existsSync(join(encryptedRepo, unlisted!.replace('.mlflowctl-backup.tar.gz', '.verified.json'))),
+          'not marked verified',
+        )
       }
-      const next = await cli(['backup', 'create', '--source', dataNew, '--repo', encryptedRepo, '--encrypt'], PASSPHRASE)
+      const next = await cli(
+        ['backup', 'create', '--source', dataNew, '--repo', encryptedRepo, '--encrypt'],
+        PASSPHRASE,
+      )
       assert.equal(next.code, 0, `${step}: ${next.stdout}`)
       const said = (next.json!.warnings ?? []).join('\n')
       if (step === 'create:locked') assert.match(said, /took over a stale lock/)
-      else if (step === 'create:before-sidecar') assert.match(said, /committed \d{8}T\d{6}Z-[0-9a-f]{6}: a killed run had written it whole/)
-      else assert.match(said, step === 'create:archive-entry' || step === 'create:archive-synced' ? /removed .*\.partial/ : /removed the scratch space of a killed run/)
-      assert.deepEqual(readdirSync(encryptedRepo).filter((name) => name.endsWith('.partial') || name === SCRATCH || name.endsWith('.tmp')), [], `${step}: debris left`)
-      if (unlisted) assert.ok((await listed()).includes(unlisted.replace('.mlflowctl-backup.tar.gz', '')), 'the committed archive is listed now')
+      else if (step === 'create:before-sidecar')
+        assert.match(said, /committed \d{8}T\d{6}Z-[0-9a-f]{6}: a killed run had written it whole/)
+      else
+        assert.match(
+          said,
+          step === 'create:archive-entry' || step === 'create:archive-synced'
+            ? /removed .*\.partial/
+            : /removed the scratch space of a killed run/,
+        )
+      assert.deepEqual(
+        readdirSync(encryptedRepo).filter(
+          (name) => name.endsWith('.partial') || name === SCRATCH || name.endsWith('.tmp'),
+        ),
+        [],
+        `${step}: debris left`,
+      )
+      if (unlisted)
+        assert.ok(
+          (await listed()).includes(unlisted.replace('.mlflowctl-backup.tar.gz', '')),
+          'the committed archive is listed now',
+        )
     }
   })
 
   // The steps of an app-data --force restore, with what the next run must find (old before the journal says
   // committed, new after). operator-notes.txt is not MLflow's and survives every one of them.
   for (const [step, expected] of [
-    ['restore:extracted', OLD], ['restore:loaded', OLD], ['restore:journal-written', OLD], ['restore:aside:mlflow.db', OLD],
-    ['restore:in:mlflow.db', OLD], ['restore:aside:artifacts', OLD], ['restore:in:artifacts', OLD], ['restore:committed', NEW],
+    ['restore:extracted', OLD],
+    ['restore:loaded', OLD],
+    ['restore:journal-written', OLD],
+    ['restore:aside:mlflow.db', OLD],
+    ['restore:in:mlflow.db', OLD],
+    ['restore:aside:artifacts', OLD],
+    ['restore:in:artifacts', OLD],
+    ['restore:committed', NEW],
   ] as const) {
     it(`app-data restore killed at ${step}: the next run ${expected === NEW ? 'finishes it' : 'undoes it'} and says so`, async (t) => {
       if (!requireService(t, Boolean(venv), NO_VENVS)) return
       const target = oldTarget()
       await killedAt(step, ['backup', 'restore', newId, '--repo', repo, '--to', target, '--force', '--yes'])
       // The next run that touches the target: a backup of it.
-      const next = await cli(['backup', 'create', '--source', target, '--repo', join(work, `next-${step.replaceAll(':', '-')}`)])
+      const next = await cli([
+        'backup',
+        'create',
+        '--source',
+        target,
+        '--repo',
+        join(work, `next-${step.replaceAll(':', '-')}`),
+      ])
       assert.equal(next.code, 0, next.stdout)
       const said = (next.json!.warnings ?? []).join('\n')
-      assert.match(said, step.startsWith('restore:journal') || step.startsWith('restore:aside') || step.startsWith('restore:in') ? /undid an interrupted restore/ : step === 'restore:committed' ? /finished an interrupted restore/ : /removed the scratch space of a killed run/)
+      assert.match(
+        said,
+        step.startsWith('restore:journal') || step.startsWith('restore:aside') || step.startsWith('restore:in')
+          ? /undid an interrupted restore/
+          : step === 'restore:committed'
+            ? /finished an interrupted restore/
+            : /removed the scratch space of a killed run/,
+      )
       assert.deepEqual(state(join(target, 'mlflow.db'), join(target, 'artifacts')), expected)
       assert.equal(readFileSync(join(target, 'operator-notes.txt'), 'utf8'), 'not MLflow data')
       assert.ok(!existsSync(join(target, SCRATCH)), 'no scratch left in the target')
@@ -168,8 +258,29 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
       cpSync(join(dataOld, 'mlflow.db'), db)
       cpSync(join(dataOld, 'artifacts'), artifacts, {recursive: true})
       const oldDb = sha(db)
-      await killedAt(step, ['backup', 'restore', newId, '--repo', repo, '--to', `sqlite:///${db}`, '--artifacts-to', artifacts, '--force', '--yes'])
-      const next = await cli(['backup', 'create', '--source', `sqlite:///${db}`, '--artifacts-source', artifacts, '--repo', join(dir, 'r')])
+      await killedAt(step, [
+        'backup',
+        'restore',
+        newId,
+        '--repo',
+        repo,
+        '--to',
+        `sqlite:///${db}`,
+        '--artifacts-to',
+        artifacts,
+        '--force',
+        '--yes',
+      ])
+      const next = await cli([
+        'backup',
+        'create',
+        '--source',
+        `sqlite:///${db}`,
+        '--artifacts-source',
+        artifacts,
+        '--repo',
+        join(dir, 'r'),
+      ])
       assert.equal(next.code, 0, next.stdout)
       assert.match((next.json!.warnings ?? []).join('\n'), /undid an interrupted restore/)
       assert.equal(sha(db), oldDb, `${step}: the old database is back, byte for byte`)
@@ -181,36 +292,84 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
     const artifacts = join(dir, 'artifacts')
     cpSync(join(dataOld, 'mlflow.db'), db)
     cpSync(join(dataOld, 'artifacts'), artifacts, {recursive: true})
-    const refused = await cli(['backup', 'restore', newId, '--repo', repo, '--to', `sqlite:///${db}`, '--artifacts-to', artifacts])
+    const refused = await cli([
+      'backup',
+      'restore',
+      newId,
+      '--repo',
+      repo,
+      '--to',
+      `sqlite:///${db}`,
+      '--artifacts-to',
+      artifacts,
+    ])
     assert.equal(refused.json!.error!.code, 'TARGET_NOT_EMPTY')
-    assert.ok(refused.json!.error!.suggestions.some((s) => s.includes(`--repo ${repo}`) && s.includes('--force')), 'the --force suggestion can be pasted: it names --repo')
-    const forced = await cli(['backup', 'restore', newId, '--repo', repo, '--to', `sqlite:///${db}`, '--artifacts-to', artifacts, '--force', '--yes'])
+    assert.ok(
+      refused.json!.error!.suggestions.some((s) => s.includes(`--repo ${repo}`) && s.includes('--force')),
+      'the --force suggestion can be pasted: it names --repo',
+    )
+    const forced = await cli([
+      'backup',
+      'restore',
+      newId,
+      '--repo',
+      repo,
+      '--to',
+      `sqlite:///${db}`,
+      '--artifacts-to',
+      artifacts,
+      '--force',
+      '--yes',
+    ])
     assert.equal(forced.code, 0, forced.stdout)
     assert.deepEqual(state(db, artifacts), NEW, 'the old artifact files are gone: replaced, not merged')
     // The safety backup holds everything the restore replaced, the old artifacts included.
     const safety = await cli(['backup', 'verify', forced.json!.result.safetyBackup])
     assert.equal(safety.code, 0, safety.stdout)
-    assert.equal(JSON.parse(readFileSync(forced.json!.result.safetyBackup.replace('.mlflowctl-backup.tar.gz', '.manifest.json'), 'utf8')).artifacts.files, OLD.files)
+    assert.equal(
+      JSON.parse(
+        readFileSync(forced.json!.result.safetyBackup.replace('.mlflowctl-backup.tar.gz', '.manifest.json'), 'utf8'),
+      ).artifacts.files,
+      OLD.files,
+    )
   })
 
   it('PostgreSQL with --artifacts-to: a kill before the commit is undone, a kill after it is finished; a killed restore takes its loader with it', async (t) => {
     if (!requireService(t, Boolean(venv), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
     const url = await createPgDatabase('mlflowctl_faults')
     const artifacts = join(tempDir('fault-pg-'), 'artifacts')
-    assert.equal((await cli(['backup', 'restore', oldId, '--repo', repo, '--to', url, '--artifacts-to', artifacts])).code, 0)
+    assert.equal(
+      (await cli(['backup', 'restore', oldId, '--repo', repo, '--to', url, '--artifacts-to', artifacts])).code,
+      0,
+    )
     const pgState = async () => {
       const client = new pg.Client({connectionString: url})
       await client.connect()
       try {
-        const names = (await client.query<{name: string}>("SELECT name FROM experiments WHERE name <> 'Default' ORDER BY name")).rows.map((row) => row.name)
+        const names = (
+          await client.query<{name: string}>("SELECT name FROM experiments WHERE name <> 'Default' ORDER BY name")
+        ).rows.map((row) => row.name)
         return {experiments: names, files: countFiles(artifacts)}
       } finally {
         await client.end()
       }
     }
     assert.deepEqual(await pgState(), OLD)
-    const args = ['backup', 'restore', newId, '--repo', repo, '--to', url, '--artifacts-to', artifacts, '--force', '--yes']
-    const next = () => cli(['backup', 'create', '--source', url, '--artifacts-source', artifacts, '--repo', join(work, 'pg-next')])
+    const args = [
+      'backup',
+      'restore',
+      newId,
+      '--repo',
+      repo,
+      '--to',
+      url,
+      '--artifacts-to',
+      artifacts,
+      '--force',
+      '--yes',
+    ]
+    const next = () =>
+      cli(['backup', 'create', '--source', url, '--artifacts-source', artifacts, '--repo', join(work, 'pg-next')])
     await killedAt('restore:in:artifacts', args)
     const undone = await next()
     assert.equal(undone.code, 0, undone.stdout)
@@ -224,11 +383,19 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
     assert.ok(!existsSync(join(artifacts, '..', SCRATCH)))
 
     // Killed while the loader works: the loader goes too, and the database stays as it was.
-    const child = spawn(process.execPath, [RUN, 'backup', 'restore', oldId, '--repo', repo, '--to', url, '--artifacts-to', artifacts, '--force', '--yes'], {stdio: ['ignore', 'ignore', 'pipe']})
+    const child = spawn(
+      process.execPath,
+      [RUN, 'backup', 'restore', oldId, '--repo', repo, '--to', url, '--artifacts-to', artifacts, '--force', '--yes'],
+      {stdio: ['ignore', 'ignore', 'pipe']},
+    )
     let progress = ''
     child.stderr!.on('data', (chunk) => (progress += chunk))
-    for (let i = 0; i < 1200 && !progress.includes('creating the schema'); i++) await new Promise((r) => setTimeout(r, 50))
-    const loaders = () => execFileSync('ps', ['-ww', '-eo', 'pid,ppid,args'], {encoding: 'utf8'}).split('\n').filter((line) => line.includes('restore_db.py') && line.includes(artifacts.slice(0, -'/artifacts'.length)))
+    for (let i = 0; i < 1200 && !progress.includes('creating the schema'); i++)
+      await new Promise((r) => setTimeout(r, 50))
+    const loaders = () =>
+      execFileSync('ps', ['-ww', '-eo', 'pid,ppid,args'], {encoding: 'utf8'})
+        .split('\n')
+        .filter((line) => line.includes('restore_db.py') && line.includes(artifacts.slice(0, -'/artifacts'.length)))
     let seen = false
     for (let i = 0; i < 200 && !seen; i++) {
       seen = loaders().length > 0
@@ -261,12 +428,19 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
     assert.ok(asParent.json!.error!.suggestions.some((s) => s.includes(`Did you mean --to ${target}?`)))
     const forcedParent = await cli(['backup', 'restore', newId, '--repo', repo, '--to', parent, '--force', '--yes'])
     assert.equal(forcedParent.code, 0, forcedParent.stdout)
-    assert.equal(readFileSync(join(parent, 'important.txt'), 'utf8'), 'keep', 'files that are not MLflow\'s are never touched')
+    assert.equal(
+      readFileSync(join(parent, 'important.txt'), 'utf8'),
+      'keep',
+      "files that are not MLflow's are never touched",
+    )
     assert.equal(sha(db), before, 'nor is the data directory below it')
     assert.match((forcedParent.json!.warnings ?? []).join(), /left untouched .*important\.txt/)
     const sqliteDir = await cli(['backup', 'restore', newId, '--repo', repo, '--to', `sqlite:///${target}`])
     assert.equal(sqliteDir.json!.error!.code, 'TARGET_INVALID')
-    for (const args of [['backup', 'restore', newId, '--repo', repo, '--to', '/proc/mlflowctl-x'], ['backup', 'create', '--source', dataNew, '--repo', '/proc/mlflowctl-x']]) {
+    for (const args of [
+      ['backup', 'restore', newId, '--repo', repo, '--to', '/proc/mlflowctl-x'],
+      ['backup', 'create', '--source', dataNew, '--repo', '/proc/mlflowctl-x'],
+    ]) {
       const result = await cli(args, {}, 120_000)
       assert.equal(result.code, 5, `${args.join(' ')} ends with an error: ${result.stdout}`)
       assert.equal(result.json!.error!.code, 'PATH_UNUSABLE')
@@ -280,19 +454,31 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
     writeFileSync(empty, '')
     const foreign = join(dir, 'foreign.db')
     const handle = new Database(foreign)
-    handle.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES (\'x\')')
+    handle.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('x')")
     handle.close()
     const pgEmpty = await createPgDatabase('mlflowctl_not_mlflow')
     const history = join(process.env.MLFLOWCTL_DATA_DIR!, 'history.jsonl')
-    const okBefore = existsSync(history) ? readFileSync(history, 'utf8').split('\n').filter((line) => line.includes('"result":"ok"')).length : 0
-    for (const [source, found] of [[`sqlite:///${empty}`, /no tables at all/], [`sqlite:///${foreign}`, /1 tables but no alembic_version \(notes\)/], [pgEmpty, /no tables at all/]] as const) {
+    const okBefore = existsSync(history)
+      ? readFileSync(history, 'utf8')
+          .split('\n')
+          .filter((line) => line.includes('"result":"ok"')).length
+      : 0
+    for (const [source, found] of [
+      [`sqlite:///${empty}`, /no tables at all/],
+      [`sqlite:///${foreign}`, /1 tables but no alembic_version \(notes\)/],
+      [pgEmpty, /no tables at all/],
+    ] as const) {
       const result: CliResult = await cli(['backup', 'create', '--source', source, '--repo', join(dir, 'repo')])
       assert.equal(result.code, 3, result.stdout)
       assert.equal(result.json!.error!.code, 'SOURCE_NOT_MLFLOW')
       assert.match(result.json!.error!.message, found)
       assert.ok(!result.stdout.includes('mlflowctl-ci'), 'no password in the output')
     }
-    const okAfter = existsSync(history) ? readFileSync(history, 'utf8').split('\n').filter((line) => line.includes('"result":"ok"')).length : 0
+    const okAfter = existsSync(history)
+      ? readFileSync(history, 'utf8')
+          .split('\n')
+          .filter((line) => line.includes('"result":"ok"')).length
+      : 0
     assert.equal(okAfter, okBefore)
     assert.deepEqual((await cli(['backup', 'list', '--repo', join(dir, 'repo')])).json!.result.backups, [])
   })
@@ -310,7 +496,10 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
       stream.on('data', (chunk: unknown) => void chunks.push(chunk as Buffer))
       stream.on('end', () => {
         if (header.name === 'manifest.json') {
-          const big = pack.entry({name: 'artifacts/stowaway.bin', size: 256 * 1024 * 1024}) as unknown as NodeJS.WritableStream
+          const big = pack.entry({
+            name: 'artifacts/stowaway.bin',
+            size: 256 * 1024 * 1024,
+          }) as unknown as NodeJS.WritableStream
           const zeros = Buffer.alloc(1024 * 1024)
           let written = 0
           const write = () => {
@@ -329,31 +518,44 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
       })
     })
     extract.on('finish', () => pack.finalize())
-    await Promise.all([pipeline(createReadStream(join(repo, name)), createGunzip(), extract), pipeline(pack, createGzip({level: 1}), createWriteStream(join(hostile, name)))])
+    await Promise.all([
+      pipeline(createReadStream(join(repo, name)), createGunzip(), extract),
+      pipeline(pack, createGzip({level: 1}), createWriteStream(join(hostile, name))),
+    ])
     copyFileSync(join(repo, `${newId}.manifest.json`), join(hostile, `${newId}.manifest.json`))
     const target = join(tempDir('hostile-target-'), 'data')
     const refused = await cli(['backup', 'restore', newId, '--repo', hostile, '--to', target])
     assert.equal(refused.code, 6, refused.stdout)
-    assert.match(refused.json!.error!.message, /entry artifacts\/stowaway\.bin is not in the backup's manifest/, 'refused from its header, before a byte of it was written')
+    assert.match(
+      refused.json!.error!.message,
+      /entry artifacts\/stowaway\.bin is not in the backup's manifest/,
+      'refused from its header, before a byte of it was written',
+    )
     assert.ok(!existsSync(join(target, 'mlflow.db')) && !existsSync(join(target, SCRATCH)))
     rmSync(join(hostile, `${newId}.manifest.json`))
     const noSidecar = await cli(['backup', 'restore', join(hostile, name), '--to', target])
     assert.equal(noSidecar.code, 6)
-    assert.match(noSidecar.json!.error!.message, /stowaway\.bin is in the archive but not in the manifest/, 'without a sidecar, a read-only first pass refuses it')
+    assert.match(
+      noSidecar.json!.error!.message,
+      /stowaway\.bin is in the archive but not in the manifest/,
+      'without a sidecar, a read-only first pass refuses it',
+    )
   })
 
   describe('full disks (a small tmpfs; mounting needs root)', () => {
     const mounts: string[] = []
-    const canMount = process.getuid?.() === 0 && (() => {
-      const probe = tempDir('mount-probe-')
-      try {
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], {stdio: 'pipe'})
-        execFileSync('umount', [probe])
-        return true
-      } catch {
-        return false
-      }
-    })()
+    const canMount =
+      process.getuid?.() === 0 &&
+      (() => {
+        const probe = tempDir('mount-probe-')
+        try {
+          execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], {stdio: 'pipe'})
+          execFileSync('umount', [probe])
+          return true
+        } catch {
+          return false
+        }
+      })()
     const NO_MOUNT = 'mounting a tmpfs needs root (and mount permission); run the suite as root, as CI does'
     const smallDisk = (megabytes: number) => {
       const dir = tempDir('small-disk-')
@@ -389,7 +591,9 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
 
     it('a disk that fills part-way (room for half the database): DISK_FULL, and nothing is left behind', async (t) => {
       if (!requireService(t, Boolean(venv), NO_VENVS) || !requireService(t, canMount, NO_MOUNT)) return
-      const disk = smallDisk(Math.max(1, Math.floor(statSync(join(dataNew, 'mlflow.db')).size / 2 / 1024 / 1024 * 1000) / 1000))
+      const disk = smallDisk(
+        Math.max(1, Math.floor((statSync(join(dataNew, 'mlflow.db')).size / 2 / 1024 / 1024) * 1000) / 1000),
+      )
       const result = await cli(['backup', 'create', '--source', dataNew, '--repo', disk])
       assert.equal(result.code, 5, result.stdout)
       assert.equal(result.json!.error!.code, 'DISK_FULL')

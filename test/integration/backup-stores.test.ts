@@ -24,7 +24,14 @@ before(() => {
   source = join(tempDir('store-source-'), 'data')
   mkdirSync(join(source, 'artifacts', '0', 'r'.repeat(32), 'artifacts'), {recursive: true})
   writeFileSync(join(source, 'artifacts', '0', 'r'.repeat(32), 'artifacts', 'model.txt'), 'weights')
-  execFileSync(venv.python, ['-c', `from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; SqlAlchemyStore('sqlite:///${join(source, 'mlflow.db')}', '${join(source, 'artifacts')}')`], {stdio: 'pipe'})
+  execFileSync(
+    venv.python,
+    [
+      '-c',
+      `from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; SqlAlchemyStore('sqlite:///${join(source, 'mlflow.db')}', '${join(source, 'artifacts')}')`,
+    ],
+    {stdio: 'pipe'},
+  )
 })
 
 async function lifeCycle(t: TestContext, repo: string, env: Record<string, string>) {
@@ -37,14 +44,28 @@ async function lifeCycle(t: TestContext, repo: string, env: Record<string, strin
   const store = await openObjectStore(parseArtifactUrl(repo), {...process.env, ...env})
   const prefix = parseArtifactUrl(repo).prefix
   const lockKey = `${prefix}/.mlflowctl-backup.lock`
-  assert.ok(await store.putIfAbsent(lockKey, Buffer.from(JSON.stringify({pid: process.pid, host: hostname(), startedAt: new Date().toISOString()}))))
-  assert.equal(await store.putIfAbsent(lockKey, Buffer.from('{}')), false, 'the store refuses a second create of the lock')
+  assert.ok(
+    await store.putIfAbsent(
+      lockKey,
+      Buffer.from(JSON.stringify({pid: process.pid, host: hostname(), startedAt: new Date().toISOString()})),
+    ),
+  )
+  assert.equal(
+    await store.putIfAbsent(lockKey, Buffer.from('{}')),
+    false,
+    'the store refuses a second create of the lock',
+  )
   const locked = await cli(['create', '--source', source, '--repo', repo])
   assert.equal(locked.json!.error?.code, 'REPO_LOCKED', locked.stdout + locked.stderr)
   assert.equal(locked.code, 5)
   // A dead holder's lock is taken over.
   await store.delete(lockKey)
-  assert.ok(await store.putIfAbsent(lockKey, Buffer.from(JSON.stringify({pid: 2 ** 22 + 7, host: hostname(), startedAt: new Date().toISOString()}))))
+  assert.ok(
+    await store.putIfAbsent(
+      lockKey,
+      Buffer.from(JSON.stringify({pid: 2 ** 22 + 7, host: hostname(), startedAt: new Date().toISOString()})),
+    ),
+  )
   const second = await cli(['create', '--source', source, '--repo', repo])
   assert.equal(second.code, 0, second.stdout)
   assert.ok(second.json!.warnings!.some((w: string) => /took over a stale lock/.test(w)))
@@ -52,25 +73,48 @@ async function lifeCycle(t: TestContext, repo: string, env: Record<string, strin
   await store.put(`${prefix}/20200101T000000Z-dead00.mlflowctl-backup.tar.gz`, Buffer.from('half'))
 
   const listed = await cli(['list', '--repo', repo])
-  assert.deepEqual(listed.json!.result.backups.map((b: {id: string}) => b.id), [second.json!.result.id, first.json!.result.id])
+  assert.deepEqual(
+    listed.json!.result.backups.map((b: {id: string}) => b.id),
+    [second.json!.result.id, first.json!.result.id],
+  )
   const verified = await cli(['verify', second.json!.result.id, '--repo', repo])
   assert.equal(verified.code, 0, verified.stdout)
   assert.ok((await cli(['list', '--repo', repo])).json!.result.backups[0].verifiedAt)
   const pruned = await cli(['prune', '--repo', repo, '--keep-last', '1', '--yes'])
-  assert.deepEqual(pruned.json!.result.remove.map((b: {id: string}) => b.id), [first.json!.result.id])
-  assert.deepEqual((await cli(['list', '--repo', repo])).json!.result.backups.map((b: {id: string}) => b.id), [second.json!.result.id])
+  assert.deepEqual(
+    pruned.json!.result.remove.map((b: {id: string}) => b.id),
+    [first.json!.result.id],
+  )
+  assert.deepEqual(
+    (await cli(['list', '--repo', repo])).json!.result.backups.map((b: {id: string}) => b.id),
+    [second.json!.result.id],
+  )
 
   const target = join(tempDir('store-restore-'), 'data')
   const restored = await cli(['restore', second.json!.result.id, '--repo', repo, '--to', target])
   assert.equal(restored.code, 0, `${restored.stdout}\n${restored.stderr}`)
-  assert.equal(readFileSync(join(target, 'artifacts', '0', 'r'.repeat(32), 'artifacts', 'model.txt'), 'utf8'), 'weights')
+  assert.equal(
+    readFileSync(join(target, 'artifacts', '0', 'r'.repeat(32), 'artifacts', 'model.txt'), 'utf8'),
+    'weights',
+  )
   // Artifacts read from the same store (as a sqlite:/// source's --artifacts-source), one object at a time.
   await store.put(`${prefix}-artifacts/2/${'s'.repeat(32)}/artifacts/remote.txt`, Buffer.from('from the store'))
-  const fromStore = await cli(['create', '--source', `sqlite:///${join(source, 'mlflow.db')}`, '--artifacts-source', `${repo}-artifacts`, '--repo', tempDir('store-local-repo-')])
+  const fromStore = await cli([
+    'create',
+    '--source',
+    `sqlite:///${join(source, 'mlflow.db')}`,
+    '--artifacts-source',
+    `${repo}-artifacts`,
+    '--repo',
+    tempDir('store-local-repo-'),
+  ])
   assert.equal(fromStore.code, 0, fromStore.stdout)
   const fromStoreTarget = join(tempDir('store-artifacts-restore-'), 'data')
   assert.equal((await cli(['restore', fromStore.json!.result.path, '--to', fromStoreTarget])).code, 0)
-  assert.equal(readFileSync(join(fromStoreTarget, 'artifacts', '2', 's'.repeat(32), 'artifacts', 'remote.txt'), 'utf8'), 'from the store')
+  assert.equal(
+    readFileSync(join(fromStoreTarget, 'artifacts', '2', 's'.repeat(32), 'artifacts', 'remote.txt'), 'utf8'),
+    'from the store',
+  )
 
   const missing = await cli(['verify', '20990101T000000Z-000000', '--repo', repo])
   assert.equal(missing.json!.error!.code, 'BACKUP_NOT_FOUND')
@@ -83,7 +127,15 @@ describe('backup repositories in object stores', () => {
     const moto = await startMoto('mlflow-backups')
     if (!requireService(t, Boolean(moto), NO_EMULATORS)) return
     const creds = await moto!.assumeRole()
-    await lifeCycle(t, 's3://mlflow-backups/nightly', {AWS_ACCESS_KEY_ID: creds.accessKeyId, AWS_SECRET_ACCESS_KEY: creds.secretAccessKey, AWS_SESSION_TOKEN: creds.sessionToken, AWS_REGION: 'us-east-1', MLFLOW_S3_ENDPOINT_URL: moto!.url, AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent'})
+    await lifeCycle(t, 's3://mlflow-backups/nightly', {
+      AWS_ACCESS_KEY_ID: creds.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: creds.secretAccessKey,
+      AWS_SESSION_TOKEN: creds.sessionToken,
+      AWS_REGION: 'us-east-1',
+      MLFLOW_S3_ENDPOINT_URL: moto!.url,
+      AWS_CONFIG_FILE: '/nonexistent',
+      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+    })
   })
 
   it('Azure Blob (Azurite): the whole life cycle', async (t) => {
@@ -93,7 +145,9 @@ describe('backup repositories in object stores', () => {
     const connection = `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT.name};AccountKey=${AZURITE_ACCOUNT.key};BlobEndpoint=${blob};`
     const container = `backups-${Date.now()}`
     await BlobServiceClient.fromConnectionString(connection).getContainerClient(container).createIfNotExists()
-    await lifeCycle(t, `wasbs://${container}@${AZURITE_ACCOUNT.name}.blob.core.windows.net/nightly`, {AZURE_STORAGE_CONNECTION_STRING: connection})
+    await lifeCycle(t, `wasbs://${container}@${AZURITE_ACCOUNT.name}.blob.core.windows.net/nightly`, {
+      AZURE_STORAGE_CONNECTION_STRING: connection,
+    })
   })
 
   it('GCS (gcp-storage-emulator): the whole life cycle', async (t) => {

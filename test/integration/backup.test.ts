@@ -3,7 +3,20 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
+import {
+  copyFileSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
@@ -27,17 +40,24 @@ let dataDir = ''
 let endpoint: {trackingUri: string; apiKey: string} | undefined
 const RUN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 
-const backup = (args: string[], extra: Record<string, string> = {}) => runCli(['backup', ...args, '--json'], {env: extra})
+const backup = (args: string[], extra: Record<string, string> = {}) =>
+  runCli(['backup', ...args, '--json'], {env: extra})
 const archives = () => readdirSync(repo).filter((name) => name.endsWith('.mlflowctl-backup.tar.gz'))
 
-async function rewrite(source: string, target: string, edit: (name: string, data: Buffer) => {name: string; data: Buffer; type?: 'symlink'; linkname?: string}[] | null) {
+async function rewrite(
+  source: string,
+  target: string,
+  edit: (name: string, data: Buffer) => {name: string; data: Buffer; type?: 'symlink'; linkname?: string}[] | null,
+) {
   const pack = tarStream.pack()
   const extract = tarStream.extract()
   extract.on('entry', (header, stream, next) => {
     const chunks: Buffer[] = []
     stream.on('data', (chunk: unknown) => chunks.push(chunk as Buffer))
     stream.on('end', () => {
-      for (const entry of edit(header.name, Buffer.concat(chunks)) ?? [{name: header.name, data: Buffer.concat(chunks)}]) {
+      for (const entry of edit(header.name, Buffer.concat(chunks)) ?? [
+        {name: header.name, data: Buffer.concat(chunks)},
+      ]) {
         if (entry.type === 'symlink') pack.entry({name: entry.name, type: 'symlink', linkname: entry.linkname})
         else pack.entry({name: entry.name, size: entry.data.length}, entry.data)
       }
@@ -45,7 +65,10 @@ async function rewrite(source: string, target: string, edit: (name: string, data
     })
   })
   extract.on('finish', () => pack.finalize())
-  await Promise.all([pipeline(createReadStream(source), createGunzip(), extract), pipeline(pack, createGzip(), createWriteStream(target))])
+  await Promise.all([
+    pipeline(createReadStream(source), createGunzip(), extract),
+    pipeline(pack, createGzip(), createWriteStream(target)),
+  ])
 }
 
 describe('mlflowctl backup (local repository, app-data source)', () => {
@@ -56,7 +79,8 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     assert.equal(up.code, 0, up.stdout)
     endpoint = up.json!.result
     dataDir = up.json!.result.dataDir
-    for (const name of ['first', 'second']) await logRun({python: venv.python, trackingUri: endpoint!.trackingUri, token: endpoint!.apiKey}, name)
+    for (const name of ['first', 'second'])
+      await logRun({python: venv.python, trackingUri: endpoint!.trackingUri, token: endpoint!.apiKey}, name)
     await logRichRun({python: venv.python, trackingUri: endpoint!.trackingUri, token: endpoint!.apiKey}, 'rich')
   })
   after(() => runCli(['dev', 'down', bundle]))
@@ -68,7 +92,11 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     const writer = (async () => {
       let step = 0
       while (writing) {
-        await fetch(`${endpoint!.trackingUri}/api/2.0/mlflow/runs/search`, {method: 'POST', headers: {Authorization: `Key ${endpoint!.apiKey}`, 'Content-Type': 'application/json'}, body: JSON.stringify({experiment_ids: ['1'], max_results: 1})}).then((r) => r.arrayBuffer())
+        await fetch(`${endpoint!.trackingUri}/api/2.0/mlflow/runs/search`, {
+          method: 'POST',
+          headers: {Authorization: `Key ${endpoint!.apiKey}`, 'Content-Type': 'application/json'},
+          body: JSON.stringify({experiment_ids: ['1'], max_results: 1}),
+        }).then((r) => r.arrayBuffer())
         step++
       }
       return step
@@ -79,9 +107,12 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     assert.equal(created.code, 0, `${created.stdout}\n${created.stderr}`)
     const result = created.json!.result
     assert.match(result.id, /^\d{8}T\d{6}Z-[0-9a-f]{6}$/)
-    assert.ok(result.files >= 2, 'the two runs\' artifacts')
+    assert.ok(result.files >= 2, "the two runs' artifacts")
     assert.ok(existsSync(result.path) && (statSync(result.path).mode & 0o777) === 0o600, 'the archive is private')
-    assert.deepEqual(readdirSync(repo).filter((n) => n.endsWith('.partial')), [])
+    assert.deepEqual(
+      readdirSync(repo).filter((n) => n.endsWith('.partial')),
+      [],
+    )
 
     // The archive's runs table holds every run committed before the snapshot.
     const live = new Database(join(dataDir, 'mlflow.db'), {readonly: true})
@@ -127,12 +158,60 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     await expectCorrupt(truncated, /truncated/)
     // A changed table (same size), a missing file, an extra file, an edited manifest, path traversal, a symlink.
     const cases: Array<[string, Parameters<typeof rewrite>[2], RegExp]> = [
-      ['changed', (name, data) => (name === 'db/runs.jsonl' ? [{name, data: Buffer.from(data.toString().replace(/FINISHED/, 'FAILED__'))}] : null), /db\/runs\.jsonl does not match its SHA-256/],
-      ['missing', (name) => (name === 'db/params.jsonl' ? [] : null), /db\/params\.jsonl is listed in the manifest but missing/],
-      ['extra', (name, data) => (name === 'manifest.json' ? [{name: 'artifacts/planted.txt', data: Buffer.from('x')}, {name, data}] : null), /artifacts\/planted\.txt is in the archive but not in the manifest/],
-      ['manifest', (name, data) => (name === 'manifest.json' ? [{name, data: Buffer.from(data.toString().replace(/"rowCounts"/, '"format": 7, "rowCounts"'))}] : null), /format 7 is not supported/],
-      ['traversal', (name, data) => (name === 'manifest.json' ? [{name: 'artifacts/../../evil.sh', data: Buffer.from('x')}, {name, data}] : null), /climbs out of the archive/],
-      ['symlink', (name, data) => (name === 'manifest.json' ? [{name: 'artifacts/link', data: Buffer.alloc(0), type: 'symlink', linkname: '/etc/passwd'}, {name, data}] : null), /is a symlink, and a backup holds regular files only/],
+      [
+        'changed',
+        (name, data) =>
+          name === 'db/runs.jsonl'
+            ? [{name, data: Buffer.from(data.toString().replace(/FINISHED/, 'FAILED__'))}]
+            : null,
+        /db\/runs\.jsonl does not match its SHA-256/,
+      ],
+      [
+        'missing',
+        (name) => (name === 'db/params.jsonl' ? [] : null),
+        /db\/params\.jsonl is listed in the manifest but missing/,
+      ],
+      [
+        'extra',
+        (name, data) =>
+          name === 'manifest.json'
+            ? [
+                {name: 'artifacts/planted.txt', data: Buffer.from('x')},
+                {name, data},
+              ]
+            : null,
+        /artifacts\/planted\.txt is in the archive but not in the manifest/,
+      ],
+      [
+        'manifest',
+        (name, data) =>
+          name === 'manifest.json'
+            ? [{name, data: Buffer.from(data.toString().replace(/"rowCounts"/, '"format": 7, "rowCounts"'))}]
+            : null,
+        /format 7 is not supported/,
+      ],
+      [
+        'traversal',
+        (name, data) =>
+          name === 'manifest.json'
+            ? [
+                {name: 'artifacts/../../evil.sh', data: Buffer.from('x')},
+                {name, data},
+              ]
+            : null,
+        /climbs out of the archive/,
+      ],
+      [
+        'symlink',
+        (name, data) =>
+          name === 'manifest.json'
+            ? [
+                {name: 'artifacts/link', data: Buffer.alloc(0), type: 'symlink', linkname: '/etc/passwd'},
+                {name, data},
+              ]
+            : null,
+        /is a symlink, and a backup holds regular files only/,
+      ],
       ['no-manifest', (name) => (name === 'manifest.json' ? [] : null), /no manifest\.json/],
     ]
     for (const [label, edit, reason] of cases) {
@@ -151,19 +230,32 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     const artifacts = join(big, 'artifacts')
     mkdirSync(artifacts)
     for (let i = 0; i < 6; i++) writeFileSync(join(artifacts, `blob-${i}.bin`), randomBytes(24 * 1024 * 1024))
-    const child = spawn(process.execPath, [RUN, 'backup', 'create', '--source', big, '--repo', killedRepo], {stdio: 'ignore'})
-    for (let i = 0; i < 200 && !readdirSync(killedRepo).some((n) => n.endsWith('.partial')); i++) await new Promise((r) => setTimeout(r, 50))
+    const child = spawn(process.execPath, [RUN, 'backup', 'create', '--source', big, '--repo', killedRepo], {
+      stdio: 'ignore',
+    })
+    for (let i = 0; i < 200 && !readdirSync(killedRepo).some((n) => n.endsWith('.partial')); i++)
+      await new Promise((r) => setTimeout(r, 50))
     child.kill('SIGKILL')
     await new Promise((r) => child.once('exit', r))
-    assert.deepEqual((await backup(['list', '--repo', killedRepo])).json!.result.backups, [], 'a killed run leaves no listed backup')
+    assert.deepEqual(
+      (await backup(['list', '--repo', killedRepo])).json!.result.backups,
+      [],
+      'a killed run leaves no listed backup',
+    )
 
     // The killed run's lock (its process is gone) is taken over by the next run, with a warning.
     const next = await backup(['create', '--source', big, '--repo', killedRepo, '--artifacts', 'none'])
     assert.equal(next.code, 0, next.stdout)
-    assert.ok(next.json!.warnings!.some((w: string) => /took over a stale lock/.test(w)), JSON.stringify(next.json!.warnings))
+    assert.ok(
+      next.json!.warnings!.some((w: string) => /took over a stale lock/.test(w)),
+      JSON.stringify(next.json!.warnings),
+    )
 
     // A live holder: the second run is refused with exit 5.
-    writeFileSync(join(killedRepo, '.mlflowctl-backup.lock'), JSON.stringify({pid: process.pid, host: hostname(), startedAt: new Date().toISOString()}))
+    writeFileSync(
+      join(killedRepo, '.mlflowctl-backup.lock'),
+      JSON.stringify({pid: process.pid, host: hostname(), startedAt: new Date().toISOString()}),
+    )
     const refused = await backup(['create', '--source', big, '--repo', killedRepo, '--artifacts', 'none'])
     assert.equal(refused.code, 5)
     assert.equal(refused.json!.error!.code, 'REPO_LOCKED')
@@ -184,12 +276,18 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     assert.equal((await backup(['verify', ids[0], '--repo', pruneRepo])).code, 0)
     const plan = await backup(['prune', '--repo', pruneRepo, '--keep-last', '1'])
     assert.equal(plan.code, 0)
-    assert.deepEqual(plan.json!.result.remove.map((b: {id: string}) => b.id), [ids[1]])
+    assert.deepEqual(
+      plan.json!.result.remove.map((b: {id: string}) => b.id),
+      [ids[1]],
+    )
     assert.equal(plan.json!.result.deleted, false)
     assert.equal(readdirSync(pruneRepo).filter((n) => n.endsWith('.tar.gz')).length, 3, 'nothing deleted without --yes')
     const applied = await backup(['prune', '--repo', pruneRepo, '--keep-last', '1', '--yes'])
     assert.equal(applied.json!.result.deleted, true)
-    assert.deepEqual((await backup(['list', '--repo', pruneRepo])).json!.result.backups.map((b: {id: string}) => b.id).sort(), [ids[0], ids[2]].sort())
+    assert.deepEqual(
+      (await backup(['list', '--repo', pruneRepo])).json!.result.backups.map((b: {id: string}) => b.id).sort(),
+      [ids[0], ids[2]].sort(),
+    )
     const empty = await backup(['prune', '--repo', pruneRepo])
     assert.equal(empty.code, 2)
     assert.equal(empty.json!.error!.code, 'NO_RETENTION_POLICY')
@@ -201,7 +299,17 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     assert.equal(made.code, 0, made.stdout)
     const id = made.json!.result.id
     const original = {python: venv!.python, trackingUri: endpoint!.trackingUri, token: endpoint!.apiKey}
-    const runIds = (JSON.parse(await (await fetch(`${endpoint!.trackingUri}/api/2.0/mlflow/runs/search`, {method: 'POST', headers: {Authorization: `Key ${endpoint!.apiKey}`, 'Content-Type': 'application/json'}, body: JSON.stringify({experiment_ids: ['1', '2'], max_results: 50})})).text()).runs as Array<{info: {run_id: string}}>).map((r) => r.info.run_id)
+    const runIds = (
+      JSON.parse(
+        await (
+          await fetch(`${endpoint!.trackingUri}/api/2.0/mlflow/runs/search`, {
+            method: 'POST',
+            headers: {Authorization: `Key ${endpoint!.apiKey}`, 'Content-Type': 'application/json'},
+            body: JSON.stringify({experiment_ids: ['1', '2'], max_results: 50}),
+          })
+        ).text(),
+      ).runs as Array<{info: {run_id: string}}>
+    ).map((r) => r.info.run_id)
     assert.ok(runIds.length >= 2)
 
     // 1. Into a fresh app-data directory.
@@ -219,7 +327,10 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     const again = await backup(['restore', id, '--repo', repo, '--to', pgUrl])
     assert.equal(again.json!.error!.code, 'TARGET_NOT_EMPTY')
 
-    for (const [label, env] of [['app-data', [`MLFLOW_DATA_DIR=${appData}`]], ['postgresql', [`MLFLOW_BACKEND_STORE_URI=${pgUrl}`, `MLFLOW_ARTIFACTS_DESTINATION=${pgArtifacts}`]]] as const) {
+    for (const [label, env] of [
+      ['app-data', [`MLFLOW_DATA_DIR=${appData}`]],
+      ['postgresql', [`MLFLOW_BACKEND_STORE_URI=${pgUrl}`, `MLFLOW_ARTIFACTS_DESTINATION=${pgArtifacts}`]],
+    ] as const) {
       const restoredBundle = join(tempDir(), `restored-${label}`)
       assert.equal((await runCli(['init', restoredBundle, '--mlflow-version', venv!.mlflowVersion])).code, 0)
       const up = await runCli(['dev', 'up', restoredBundle, '--json', ...env.flatMap((pair) => ['-E', pair])])
@@ -228,16 +339,25 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
       const restored = {python: venv!.python, trackingUri: up.json!.result.trackingUri, token: up.json!.result.apiKey}
       const [before, after] = await Promise.all([readRuns(original, runIds), readRuns(restored, runIds)])
       assert.equal(after.length, runIds.length)
-      for (const [index, runId] of runIds.entries()) assert.deepEqual(after[index], before[index], `${label}: run ${runId} differs after restore`)
+      for (const [index, runId] of runIds.entries())
+        assert.deepEqual(after[index], before[index], `${label}: run ${runId} differs after restore`)
       // Sequences moved past the restored IDs: a new experiment does not collide.
-      const created = await fetch(`${up.json!.result.trackingUri}/api/2.0/mlflow/experiments/create`, {method: 'POST', headers: {Authorization: `Key ${up.json!.result.apiKey}`, 'Content-Type': 'application/json'}, body: JSON.stringify({name: `after-restore-${label}`})})
+      const created = await fetch(`${up.json!.result.trackingUri}/api/2.0/mlflow/experiments/create`, {
+        method: 'POST',
+        headers: {Authorization: `Key ${up.json!.result.apiKey}`, 'Content-Type': 'application/json'},
+        body: JSON.stringify({name: `after-restore-${label}`}),
+      })
       assert.equal(created.status, 200, await created.text())
     }
   })
 
-  it('PostgreSQL source: one snapshot of MLflow\'s tables only; PG→PG and PG→SQLite restores show the same runs, histories, artifacts, models and traces; --force over PostgreSQL', async (t) => {
+  it("PostgreSQL source: one snapshot of MLflow's tables only; PG→PG and PG→SQLite restores show the same runs, histories, artifacts, models and traces; --force over PostgreSQL", async (t) => {
     if (!requireService(t, Boolean(venv), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
-    const original = await serverSnapshot({python: venv!.python, trackingUri: endpoint!.trackingUri, token: endpoint!.apiKey})
+    const original = await serverSnapshot({
+      python: venv!.python,
+      trackingUri: endpoint!.trackingUri,
+      token: endpoint!.apiKey,
+    })
     const rich = original.experiments.find((e: {name: string}) => e.name === 'rich')
     assert.equal(rich.runs[0].history.loss.length, 5, 'the metric history is in the snapshot')
     assert.equal(original.models.length, 1)
@@ -247,38 +367,74 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     const made = await backup(['create', '--source', dataDir, '--repo', repo])
     const sourceUrl = await createPgDatabase('mlflow_backup_source')
     const sourceArtifacts = tempDir('pg-source-artifacts-')
-    const seeded = await backup(['restore', made.json!.result.id, '--repo', repo, '--to', sourceUrl, '--artifacts-to', sourceArtifacts])
+    const seeded = await backup([
+      'restore',
+      made.json!.result.id,
+      '--repo',
+      repo,
+      '--to',
+      sourceUrl,
+      '--artifacts-to',
+      sourceArtifacts,
+    ])
     assert.equal(seeded.code, 0, `${seeded.stdout}\n${seeded.stderr}`)
     const client = new pg.Client({connectionString: sourceUrl})
     await client.connect()
-    await client.query('CREATE TABLE optuna_studies (study_id int PRIMARY KEY, name text); INSERT INTO optuna_studies VALUES (1, \'not mlflow\')')
+    await client.query(
+      "CREATE TABLE optuna_studies (study_id int PRIMARY KEY, name text); INSERT INTO optuna_studies VALUES (1, 'not mlflow')",
+    )
     await client.end()
 
     const pgRepo = tempDir('pg-repo-')
-    const fromPg = await backup(['create', '--source', sourceUrl, '--artifacts-source', sourceArtifacts, '--repo', pgRepo])
+    const fromPg = await backup([
+      'create',
+      '--source',
+      sourceUrl,
+      '--artifacts-source',
+      sourceArtifacts,
+      '--repo',
+      pgRepo,
+    ])
     assert.equal(fromPg.code, 0, `${fromPg.stdout}\n${fromPg.stderr}`)
-    assert.ok(fromPg.json!.warnings!.some((w: string) => /optuna_studies/.test(w)), 'the foreign table is named as left out')
+    assert.ok(
+      fromPg.json!.warnings!.some((w: string) => /optuna_studies/.test(w)),
+      'the foreign table is named as left out',
+    )
     assert.ok(!`${fromPg.stdout}${fromPg.stderr}`.includes('mlflowctl-ci'), 'the password is masked')
     const manifest = JSON.parse(readFileSync(join(pgRepo, `${fromPg.json!.result.id}.manifest.json`), 'utf8'))
     assert.equal(manifest.source.engine, 'postgresql')
     assert.ok(!JSON.stringify(manifest).includes('mlflowctl-ci') && manifest.rowCounts.optuna_studies === undefined)
-    assert.deepEqual(manifest.rowCounts, JSON.parse(readFileSync(join(repo, `${made.json!.result.id}.manifest.json`), 'utf8')).rowCounts, 'every table, every row')
+    assert.deepEqual(
+      manifest.rowCounts,
+      JSON.parse(readFileSync(join(repo, `${made.json!.result.id}.manifest.json`), 'utf8')).rowCounts,
+      'every table, every row',
+    )
     assert.equal((await backup(['verify', fromPg.json!.result.id, '--repo', pgRepo])).code, 0)
 
     const pgTarget = await createPgDatabase('mlflow_backup_pg_target')
     const pgTargetArtifacts = tempDir('pg-target-artifacts-')
     const appData = join(tempDir('pg-to-sqlite-'), 'data')
-    for (const args of [['--to', pgTarget, '--artifacts-to', pgTargetArtifacts], ['--to', appData]]) {
+    for (const args of [
+      ['--to', pgTarget, '--artifacts-to', pgTargetArtifacts],
+      ['--to', appData],
+    ]) {
       const restored = await backup(['restore', fromPg.json!.result.id, '--repo', pgRepo, ...args])
       assert.equal(restored.code, 0, `${restored.stdout}\n${restored.stderr}`)
     }
-    for (const [label, env] of [['pg→pg', [`MLFLOW_BACKEND_STORE_URI=${pgTarget}`, `MLFLOW_ARTIFACTS_DESTINATION=${pgTargetArtifacts}`]], ['pg→sqlite', [`MLFLOW_DATA_DIR=${appData}`]]] as const) {
+    for (const [label, env] of [
+      ['pg→pg', [`MLFLOW_BACKEND_STORE_URI=${pgTarget}`, `MLFLOW_ARTIFACTS_DESTINATION=${pgTargetArtifacts}`]],
+      ['pg→sqlite', [`MLFLOW_DATA_DIR=${appData}`]],
+    ] as const) {
       const restoredBundle = join(tempDir(), `restored-${label.replace('→', '-')}`)
       assert.equal((await runCli(['init', restoredBundle, '--mlflow-version', venv!.mlflowVersion])).code, 0)
       const up = await runCli(['dev', 'up', restoredBundle, '--json', ...env.flatMap((pair) => ['-E', pair])])
       t.after(() => runCli(['dev', 'down', restoredBundle]))
       assert.equal(up.code, 0, `${label}: ${up.stdout}`)
-      const after = await serverSnapshot({python: venv!.python, trackingUri: up.json!.result.trackingUri, token: up.json!.result.apiKey})
+      const after = await serverSnapshot({
+        python: venv!.python,
+        trackingUri: up.json!.result.trackingUri,
+        token: up.json!.result.apiKey,
+      })
       // Experiments created by the earlier restore test exist only on their own servers.
       assert.deepEqual(after, original, `${label}: the restored server shows different data`)
     }
@@ -288,22 +444,45 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     const counts = async () => {
       const db = new pg.Client({connectionString: pgTarget})
       await db.connect()
-      const {rows} = await db.query('SELECT (SELECT count(*) FROM runs)::int AS runs, (SELECT count(*) FROM metrics)::int AS metrics, (SELECT count(*) FROM model_versions)::int AS versions')
+      const {rows} = await db.query(
+        'SELECT (SELECT count(*) FROM runs)::int AS runs, (SELECT count(*) FROM metrics)::int AS metrics, (SELECT count(*) FROM model_versions)::int AS versions',
+      )
       await db.end()
       return rows[0]
     }
     const expected = await counts()
-    assert.equal((await backup(['restore', fromPg.json!.result.id, '--repo', pgRepo, '--to', pgTarget])).json!.error!.code, 'TARGET_NOT_EMPTY')
+    assert.equal(
+      (await backup(['restore', fromPg.json!.result.id, '--repo', pgRepo, '--to', pgTarget])).json!.error!.code,
+      'TARGET_NOT_EMPTY',
+    )
     const blocker = new pg.Client({connectionString: pgTarget})
     await blocker.connect()
     await blocker.query('CREATE TABLE audit_notes (run_uuid varchar(32) REFERENCES runs (run_uuid))')
-    const blocked = await backup(['restore', fromPg.json!.result.id, '--repo', pgRepo, '--to', pgTarget, '--force', '--yes'])
+    const blocked = await backup([
+      'restore',
+      fromPg.json!.result.id,
+      '--repo',
+      pgRepo,
+      '--to',
+      pgTarget,
+      '--force',
+      '--yes',
+    ])
     assert.notEqual(blocked.code, 0, blocked.stdout)
     assert.match(blocked.json!.error!.message, /unchanged/)
     assert.deepEqual(await counts(), expected)
     await blocker.query('DROP TABLE audit_notes')
     await blocker.end()
-    const forced = await backup(['restore', fromPg.json!.result.id, '--repo', pgRepo, '--to', pgTarget, '--force', '--yes'])
+    const forced = await backup([
+      'restore',
+      fromPg.json!.result.id,
+      '--repo',
+      pgRepo,
+      '--to',
+      pgTarget,
+      '--force',
+      '--yes',
+    ])
     assert.equal(forced.code, 0, `${forced.stdout}\n${forced.stderr}`)
     assert.ok(forced.json!.result.safetyBackup)
     assert.deepEqual(await counts(), expected)
@@ -332,18 +511,26 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
 
     // --artifacts referenced leaves the stray directory out.
     const referenced = await backup(['create', '--source', copy, '--repo', deepRepo, '--artifacts', 'referenced'])
-    const referencedManifest = JSON.parse(readFileSync(join(deepRepo, `${referenced.json!.result.id}.manifest.json`), 'utf8'))
+    const referencedManifest = JSON.parse(
+      readFileSync(join(deepRepo, `${referenced.json!.result.id}.manifest.json`), 'utf8'),
+    )
     assert.equal(referencedManifest.artifacts.mode, 'referenced')
     assert.ok(referencedManifest.files.every((f: {path: string}) => !f.path.includes('f'.repeat(32))))
     assert.equal(referencedManifest.artifacts.files, withOrphan.json!.result.files - 1)
 
     const db = new Database(join(copy, 'mlflow.db'), {readonly: true})
     const runId = (db.prepare('SELECT run_id FROM model_versions').get() as {run_id: string}).run_id
-    const experimentId = (db.prepare('SELECT experiment_id FROM runs WHERE run_uuid = ?').get(runId) as {experiment_id: number}).experiment_id
+    const experimentId = (
+      db.prepare('SELECT experiment_id FROM runs WHERE run_uuid = ?').get(runId) as {experiment_id: number}
+    ).experiment_id
     db.close()
     rmSync(join(copy, 'artifacts', String(experimentId), runId), {recursive: true})
     const withMissing = await backup(['create', '--source', copy, '--repo', deepRepo])
-    assert.equal((await backup(['verify', withMissing.json!.result.id, '--repo', deepRepo])).code, 0, 'the archive itself is intact')
+    assert.equal(
+      (await backup(['verify', withMissing.json!.result.id, '--repo', deepRepo])).code,
+      0,
+      'the archive itself is intact',
+    )
     const missingVerify = await backup(['verify', withMissing.json!.result.id, '--repo', deepRepo, '--deep'])
     assert.equal(missingVerify.code, 6, missingVerify.stdout)
     assert.equal(missingVerify.json!.error!.code, 'BACKUP_DEEP_FAILED')
@@ -360,14 +547,23 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     assert.equal(refused.code, 2)
     assert.equal(refused.json!.error!.code, 'TARGET_NOT_EMPTY')
     // Killed while MLflow builds the new database: the live directory is untouched.
-    const child = spawn(process.execPath, [RUN, 'backup', 'restore', id, '--repo', repo, '--to', target, '--force', '--yes'], {stdio: ['ignore', 'ignore', 'pipe']})
+    const child = spawn(
+      process.execPath,
+      [RUN, 'backup', 'restore', id, '--repo', repo, '--to', target, '--force', '--yes'],
+      {stdio: ['ignore', 'ignore', 'pipe']},
+    )
     let progress = ''
     child.stderr!.on('data', (chunk) => (progress += chunk))
-    for (let i = 0; i < 600 && !progress.includes('creating the schema'); i++) await new Promise((r) => setTimeout(r, 50))
+    for (let i = 0; i < 600 && !progress.includes('creating the schema'); i++)
+      await new Promise((r) => setTimeout(r, 50))
     await new Promise((r) => setTimeout(r, 1500))
     child.kill('SIGKILL')
     await new Promise((r) => child.once('exit', r))
-    assert.deepEqual(readFileSync(join(target, 'mlflow.db')), before, 'the target changed although the restore was killed')
+    assert.deepEqual(
+      readFileSync(join(target, 'mlflow.db')),
+      before,
+      'the target changed although the restore was killed',
+    )
     // With --force and --yes: a safety backup, then the swap.
     const forced = await backup(['restore', id, '--repo', repo, '--to', target, '--force', '--yes'])
     assert.equal(forced.code, 0, forced.stdout)
@@ -390,12 +586,17 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     const noPassphrase = await backup(['create', '--source', dataDir, '--repo', secretRepo, '--encrypt'])
     assert.equal(noPassphrase.code, 3)
     assert.equal(noPassphrase.json!.error!.code, 'PASSPHRASE_REQUIRED')
-    const made = await backup(['create', '--source', dataDir, '--repo', secretRepo, '--encrypt'], {MLFLOWCTL_BACKUP_PASSPHRASE: 'correct horse battery staple'})
+    const made = await backup(['create', '--source', dataDir, '--repo', secretRepo, '--encrypt'], {
+      MLFLOWCTL_BACKUP_PASSPHRASE: 'correct horse battery staple',
+    })
     assert.equal(made.code, 0, made.stdout)
     assert.ok(!made.stdout.includes('correct horse'), 'the passphrase never reaches the output')
     const archive = readFileSync(made.json!.result.path)
     assert.equal(archive.subarray(0, 8).toString(), 'MLFCENC1')
-    assert.ok(!archive.includes(Buffer.from('alembic_version')) && !archive.includes(Buffer.from([0x1f, 0x8b, 0x08])), 'neither table names nor a gzip header in clear')
+    assert.ok(
+      !archive.includes(Buffer.from('alembic_version')) && !archive.includes(Buffer.from([0x1f, 0x8b, 0x08])),
+      'neither table names nor a gzip header in clear',
+    )
     const id = made.json!.result.id
     const locked = await backup(['verify', id, '--repo', secretRepo])
     assert.equal(locked.code, 3)
@@ -408,11 +609,24 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
       const changed = Buffer.from(archive)
       changed[offset] ^= 0x01
       writeFileSync(tampered, changed)
-      assert.equal((await backup(['verify', tampered, '--passphrase-file', passphraseFile])).json!.error!.code, 'BACKUP_DECRYPT_FAILED', `byte ${offset}`)
+      assert.equal(
+        (await backup(['verify', tampered, '--passphrase-file', passphraseFile])).json!.error!.code,
+        'BACKUP_DECRYPT_FAILED',
+        `byte ${offset}`,
+      )
     }
     assert.equal((await backup(['verify', id, '--repo', secretRepo, '--passphrase-file', passphraseFile])).code, 0)
     const target = join(tempDir('restore-encrypted-'), 'data')
-    const restored = await backup(['restore', id, '--repo', secretRepo, '--to', target, '--passphrase-file', passphraseFile])
+    const restored = await backup([
+      'restore',
+      id,
+      '--repo',
+      secretRepo,
+      '--to',
+      target,
+      '--passphrase-file',
+      passphraseFile,
+    ])
     assert.equal(restored.code, 0, restored.stdout)
     assert.ok(existsSync(join(target, 'mlflow.db')))
   })

@@ -12,7 +12,9 @@ import {runCli, tempDir} from '../support/cli.js'
 import {NO_PG, NO_VENVS, createPgDatabase, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 import {chainTo, findRelease, type MigrationCatalog} from '../../src/core/catalog.js'
 
-const catalog = JSON.parse(readFileSync(new URL('../../catalog/mlflow-migrations.json', import.meta.url), 'utf8')) as MigrationCatalog
+const catalog = JSON.parse(
+  readFileSync(new URL('../../catalog/mlflow-migrations.json', import.meta.url), 'utf8'),
+) as MigrationCatalog
 const venvs = testVenvs()
 const oldest = [...venvs].sort((a, b) => a.mlflowVersion.localeCompare(b.mlflowVersion, undefined, {numeric: true}))[0]
 const newest = venvs.find((v) => v.mlflowVersion.startsWith('3.'))
@@ -26,17 +28,30 @@ print(json.dumps({"head": _get_latest_schema_revision(), "chain": [r.revision fo
 `
 /** A database created by this venv's MLflow (its store initialises the schema to its head). */
 function createWith(python: string, url: string, artifacts: string) {
-  execFileSync(python, ['-c', `from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; SqlAlchemyStore(${JSON.stringify(url)}, ${JSON.stringify(artifacts)})`], {stdio: 'pipe'})
+  execFileSync(
+    python,
+    [
+      '-c',
+      `from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; SqlAlchemyStore(${JSON.stringify(url)}, ${JSON.stringify(artifacts)})`,
+    ],
+    {stdio: 'pipe'},
+  )
 }
 
 describe('migration catalog vs installed MLflow', () => {
   it('every test venv has exactly the head and chain the catalog gives its version', (t) => {
     if (!requireService(t, venvs.length > 0, NO_VENVS)) return
     for (const venv of venvs) {
-      const installed = JSON.parse(execFileSync(venv.python, ['-c', INSTALLED], {encoding: 'utf8'}).trim().split('\n').at(-1)!)
+      const installed = JSON.parse(
+        execFileSync(venv.python, ['-c', INSTALLED], {encoding: 'utf8'}).trim().split('\n').at(-1)!,
+      )
       const release = findRelease(catalog, venv.mlflowVersion)
       assert.equal(release.trackingHead, installed.head, venv.mlflowVersion)
-      assert.deepEqual(chainTo(catalog.tracking, release.trackingHead), installed.chain, `${venv.mlflowVersion}: the chain`)
+      assert.deepEqual(
+        chainTo(catalog.tracking, release.trackingHead),
+        installed.chain,
+        `${venv.mlflowVersion}: the chain`,
+      )
     }
   })
 })
@@ -55,8 +70,18 @@ describe('mlflowctl db status', () => {
     const from = findRelease(catalog, oldest.mlflowVersion).trackingHead
     assert.equal(behind.json!.result.kind, 'behind')
     assert.ok(behind.json!.result.matchingReleases.includes(oldest.mlflowVersion))
-    assert.deepEqual(behind.json!.result.pending.map((p: {revision: string}) => p.revision), chain.slice(chain.indexOf(from) + 1))
-    const human = await runCli(['db', 'status', '--db', `sqlite:///${join(dir, 'mlflow.db')}`, '--to', newest!.mlflowVersion])
+    assert.deepEqual(
+      behind.json!.result.pending.map((p: {revision: string}) => p.revision),
+      chain.slice(chain.indexOf(from) + 1),
+    )
+    const human = await runCli([
+      'db',
+      'status',
+      '--db',
+      `sqlite:///${join(dir, 'mlflow.db')}`,
+      '--to',
+      newest!.mlflowVersion,
+    ])
     assert.match(human.stdout, /State: behind\. \d+ migrations to MLflow/)
 
     const ahead = await status(['--db', dir, '--to', '1.30.0'])
@@ -79,7 +104,18 @@ describe('mlflowctl db status', () => {
     if (!requireService(t, Boolean(newest), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
     const url = await createPgDatabase('mlflow_db_status')
     createWith(newest!.python, url, tempDir('db-status-pg-artifacts-'))
-    execFileSync('psql', [url, '-q', '-c', "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES ('e', 'x', 'active', 0, 0)", '-c', 'ANALYZE'], {stdio: 'pipe'})
+    execFileSync(
+      'psql',
+      [
+        url,
+        '-q',
+        '-c',
+        "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES ('e', 'x', 'active', 0, 0)",
+        '-c',
+        'ANALYZE',
+      ],
+      {stdio: 'pipe'},
+    )
     const result = await runCli(['db', 'status', '--db', url, '--to', newest!.mlflowVersion, '--json'])
     assert.equal(result.code, 0, result.stdout)
     assert.equal(result.json!.result.kind, 'current')

@@ -27,7 +27,10 @@ describe('MLflow client auth through Connect', () => {
     assert.ok(!clientEnv.stdout.includes(PUBLISHER_KEY))
 
     // The client as users configure it by default: MLFLOW_TRACKING_TOKEN -> Bearer, which Connect rejects.
-    await assert.rejects(logRun({python: venv!.python, trackingUri, token: PUBLISHER_KEY}, 'bearer'), /401|Invalid login|Unauthorized/i)
+    await assert.rejects(
+      logRun({python: venv!.python, trackingUri, token: PUBLISHER_KEY}, 'bearer'),
+      /401|Invalid login|Unauthorized/i,
+    )
 
     // With the plugin installed (into a side directory, leaving the shared venv untouched).
     const target = {python: venv!.python, trackingUri, token: '', env: connectAuthEnv(venv!.python, PUBLISHER_KEY)}

@@ -10,7 +10,14 @@ import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
 import {runCli, tempDir} from '../support/cli.js'
-import {createTokenDatabase, entraIntegration, NO_TOKEN_AUTH, startAzuriteHttps, startTokenVerifier, tokenAuthConfig} from '../support/cloud.js'
+import {
+  createTokenDatabase,
+  entraIntegration,
+  NO_TOKEN_AUTH,
+  startAzuriteHttps,
+  startTokenVerifier,
+  tokenAuthConfig,
+} from '../support/cloud.js'
 import {PUBLISHER_KEY, startFakeConnect} from '../support/fake-connect.js'
 import {connectAuthEnv, logRun, readRun} from '../support/mlflow-client.js'
 import {AZURITE_ACCOUNT, NO_VENVS, requireService, testVenvs} from '../support/services.js'
@@ -24,7 +31,9 @@ const verifier = auth ? await startTokenVerifier(auth) : undefined
 /** The azure bundle's venv (scripts/provision.mjs), used here as a storage admin tool with the account key. */
 function azurePython(): string | undefined {
   const file = join(process.env.MLFLOWCTL_CACHE_DIR!, 'cloud-venvs.json')
-  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, {python: string}>).azure?.python : undefined
+  return existsSync(file)
+    ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, {python: string}>).azure?.python
+    : undefined
 }
 
 function blobAdmin(python: string, url: string, certFile: string, action: 'create' | 'list'): string[] {
@@ -38,14 +47,19 @@ if sys.argv[5] == "create":
 else:
     print(json.dumps([b.name for b in client.list_blobs()]))
 `
-  return JSON.parse(execFileSync(python, ['-c', script, url, AZURITE_ACCOUNT.name, AZURITE_ACCOUNT.key, certFile, action], {encoding: 'utf8'}).trim())
+  return JSON.parse(
+    execFileSync(python, ['-c', script, url, AZURITE_ACCOUNT.name, AZURITE_ACCOUNT.key, certFile, action], {
+      encoding: 'utf8',
+    }).trim(),
+  )
 }
 
 describe('storage mode azure (Entra ID + PostgreSQL + Blob) against the fake Connect', () => {
   it('logs in with a fresh Entra token per connection, renews tokens before expiry under load, and stores artifacts in Blob with a token', async (t) => {
     const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
     const python = azurePython()
-    if (!requireService(t, Boolean(auth), NO_TOKEN_AUTH) || !requireService(t, Boolean(venv && python), NO_VENVS)) return
+    if (!requireService(t, Boolean(auth), NO_TOKEN_AUTH) || !requireService(t, Boolean(venv && python), NO_VENVS))
+      return
     const azurite = await startAzuriteHttps()
     blobAdmin(python!, azurite.url, azurite.certFile, 'create')
     const integration = entraIntegration(auth!.entraUser, LIFETIME_SECONDS, verifier)
@@ -55,10 +69,18 @@ describe('storage mode azure (Entra ID + PostgreSQL + Blob) against the fake Con
 
     const dir = join(tempDir(), 'ext')
     assert.equal((await runCli(['init', dir, '--storage', 'azure', '--mlflow-version', venv!.mlflowVersion])).code, 0)
-    const cliEnv = {CONNECT_SERVER: fake.url, CONNECT_API_KEY: PUBLISHER_KEY, MLFLOWCTL_CONFIG_DIR: tempDir('azure-config-')}
+    const cliEnv = {
+      CONNECT_SERVER: fake.url,
+      CONNECT_API_KEY: PUBLISHER_KEY,
+      MLFLOWCTL_CONFIG_DIR: tempDir('azure-config-'),
+    }
     const contentEnv = [
-      `AZURE_DATABASE_SERVER=${auth!.host}`, `AZURE_DATABASE_PORT=${auth!.port}`, `AZURE_DATABASE_NAME=${database}`,
-      `AZURE_DATABASE_USERNAME=${auth!.entraUser}`, 'AZURE_DATABASE_TYPE=postgresql', 'AZURE_REGION=westeurope',
+      `AZURE_DATABASE_SERVER=${auth!.host}`,
+      `AZURE_DATABASE_PORT=${auth!.port}`,
+      `AZURE_DATABASE_NAME=${database}`,
+      `AZURE_DATABASE_USERNAME=${auth!.entraUser}`,
+      'AZURE_DATABASE_TYPE=postgresql',
+      'AZURE_REGION=westeurope',
       `AZURE_DATABASE_CA_BUNDLE=${auth!.caFile}`,
       `MLFLOW_ARTIFACTS_DESTINATION=wasbs://${CONTAINER}@${AZURITE_ACCOUNT.name}.blob.core.windows.net/mlflow`,
       `MLFLOWCTL_AZURE_BLOB_ENDPOINT=${azurite.url}`,
@@ -66,11 +88,19 @@ describe('storage mode azure (Entra ID + PostgreSQL + Blob) against the fake Con
       `REQUESTS_CA_BUNDLE=${azurite.certFile}`,
       'MLFLOW_SQLALCHEMYSTORE_POOLCLASS=NullPool',
     ].flatMap((pair) => ['-E', pair])
-    const deployed = await runCli(['deploy', dir, '--new', '--name', 'mlflow-azure', '--oauth-integration', INTEGRATION, ...contentEnv, '--json'], {env: cliEnv})
+    const deployed = await runCli(
+      ['deploy', dir, '--new', '--name', 'mlflow-azure', '--oauth-integration', INTEGRATION, ...contentEnv, '--json'],
+      {env: cliEnv},
+    )
     assert.equal(deployed.code, 0, `${deployed.stdout}\n${deployed.stderr}`)
     const {guid, contentUrl} = deployed.json!.result
 
-    const client = {python: venv!.python, trackingUri: contentUrl.replace(/\/$/, ''), token: '', env: {...connectAuthEnv(venv!.python, PUBLISHER_KEY), MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD: 'false'}}
+    const client = {
+      python: venv!.python,
+      trackingUri: contentUrl.replace(/\/$/, ''),
+      token: '',
+      env: {...connectAuthEnv(venv!.python, PUBLISHER_KEY), MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD: 'false'},
+    }
     const first = await logRun(client, 'azure-artifacts')
     assert.equal((await readRun(client, first.runId)).artifact, 'weights-v1')
 
@@ -91,16 +121,30 @@ describe('storage mode azure (Entra ID + PostgreSQL + Blob) against the fake Con
     assert.ok(statuses.length > 20, `too few requests: ${statuses.length}`)
     assert.deepEqual([...new Set(statuses)], [200], 'a request failed across a token expiry')
     const logins = verifier!.decisions.slice(firstDecision)
-    assert.deepEqual(logins.filter((d) => !d.accepted), [], 'the database refused a token from the extension')
+    assert.deepEqual(
+      logins.filter((d) => !d.accepted),
+      [],
+      'the database refused a token from the extension',
+    )
     assert.ok(logins.length >= statuses.length, `${logins.length} logins for ${statuses.length} requests`)
-    const dbTokens = integration.issued.slice(issuedBefore).filter((token) => token.aud === 'https://ossrdbms-aad.database.windows.net')
+    const dbTokens = integration.issued
+      .slice(issuedBefore)
+      .filter((token) => token.aud === 'https://ossrdbms-aad.database.windows.net')
     assert.ok(dbTokens.length >= 3, `the database token was renewed ${dbTokens.length} times under load`)
-    for (let i = 1; i < dbTokens.length; i++) assert.ok(dbTokens[i].exp - LIFETIME_SECONDS < dbTokens[i - 1].exp, `renewal ${i} came after the previous token expired`)
+    for (let i = 1; i < dbTokens.length; i++)
+      assert.ok(
+        dbTokens[i].exp - LIFETIME_SECONDS < dbTokens[i - 1].exp,
+        `renewal ${i} came after the previous token expired`,
+      )
 
     // By now the first Blob token has expired, and Azurite refuses expired tokens: this upload needs a renewed one.
     const second = await logRun(client, 'azure-artifacts')
     const blobs = blobAdmin(python!, azurite.url, azurite.certFile, 'list')
-    for (const {runId} of [first, second]) assert.ok(blobs.some((name) => name.startsWith('mlflow/') && name.endsWith(`${runId}/artifacts/model.txt`)), `artifact of ${runId} not in Blob: ${blobs.join(', ')}`)
+    for (const {runId} of [first, second])
+      assert.ok(
+        blobs.some((name) => name.startsWith('mlflow/') && name.endsWith(`${runId}/artifacts/model.txt`)),
+        `artifact of ${runId} not in Blob: ${blobs.join(', ')}`,
+      )
     const storageTokens = integration.issued.filter((token) => token.aud === 'https://storage.azure.com')
     assert.ok(storageTokens.length >= 2, 'the storage token was renewed')
     assert.ok(fake.exchanges.get(guid)! >= dbTokens.length + storageTokens.length - 1)

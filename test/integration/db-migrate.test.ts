@@ -9,17 +9,25 @@ import Database from 'better-sqlite3'
 import pg from 'pg'
 
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService} from '../support/services.js'
-import {env, cli, newest, last2} from '../support/upgrade-bed.js'
+import {cli, newest, last2} from '../support/upgrade-bed.js'
 import {tempDir} from '../support/cli.js'
 
 describe('db migrate on a database file (real MLflow)', () => {
   async function oldDatabase(): Promise<string> {
     const dir = tempDir('migrate-db-')
     const {execFileSync} = await import('node:child_process')
-    execFileSync(last2!.python, ['-c', `from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore\ns = SqlAlchemyStore("sqlite:///${dir}/mlflow.db", "${dir}/artifacts")\ns.create_experiment("kept")`])
+    execFileSync(last2!.python, [
+      '-c',
+      `from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore\ns = SqlAlchemyStore("sqlite:///${dir}/mlflow.db", "${dir}/artifacts")\ns.create_experiment("kept")`,
+    ])
     return dir
   }
-  const revisionOf = (dir: string) => (new Database(join(dir, 'mlflow.db'), {readonly: true}).prepare('SELECT version_num FROM alembic_version').get() as {version_num: string}).version_num
+  const revisionOf = (dir: string) =>
+    (
+      new Database(join(dir, 'mlflow.db'), {readonly: true})
+        .prepare('SELECT version_num FROM alembic_version')
+        .get() as {version_num: string}
+    ).version_num
 
   it('dry run, rehearsal, the backup gate and the migration itself', async (t) => {
     if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
@@ -28,7 +36,16 @@ describe('db migrate on a database file (real MLflow)', () => {
     const dry = await cli(['db', 'migrate', '--db', dir, '--to', newest!.mlflowVersion, '--dry-run'])
     assert.equal(dry.code, 0, dry.stdout)
     assert.equal(dry.json!.result.pending[0].revision, '400f98739977')
-    const rehearsed = await cli(['db', 'migrate', '--db', dir, '--to', newest!.mlflowVersion, '--dry-run', '--rehearse'])
+    const rehearsed = await cli([
+      'db',
+      'migrate',
+      '--db',
+      dir,
+      '--to',
+      newest!.mlflowVersion,
+      '--dry-run',
+      '--rehearse',
+    ])
     assert.equal(rehearsed.code, 0, rehearsed.stdout)
     assert.equal(rehearsed.json!.result.rehearsal.ok, true)
     assert.equal(rehearsed.json!.result.rehearsal.revision, dry.json!.result.status.target.head)
@@ -74,19 +91,41 @@ describe('db migrate on a database file (real MLflow)', () => {
   })
 
   it('rehearses a PostgreSQL database on a scratch copy loaded from a backup', async (t) => {
-    if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
+    if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG))
+      return
     const url = await createPgDatabase('mlflowctl_migrate_pg')
     const {execFileSync} = await import('node:child_process')
-    execFileSync(last2!.python, ['-c', 'import os\nfrom mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore\nSqlAlchemyStore(os.environ["URL"], "/tmp").create_experiment("kept")'], {env: {...process.env, URL: url}})
-    const rehearsed = await cli(['db', 'migrate', '--db', url, '--to', newest!.mlflowVersion, '--rehearse', '--dry-run'])
+    execFileSync(
+      last2!.python,
+      [
+        '-c',
+        'import os\nfrom mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore\nSqlAlchemyStore(os.environ["URL"], "/tmp").create_experiment("kept")',
+      ],
+      {env: {...process.env, URL: url}},
+    )
+    const rehearsed = await cli([
+      'db',
+      'migrate',
+      '--db',
+      url,
+      '--to',
+      newest!.mlflowVersion,
+      '--rehearse',
+      '--dry-run',
+    ])
     assert.equal(rehearsed.code, 0, `${rehearsed.stdout}\n${rehearsed.stderr}`)
     assert.equal(rehearsed.json!.result.rehearsal.ok, true)
     assert.match(rehearsed.json!.result.rehearsal.copiedFrom, /scratch database loaded from backup/)
-    assert.ok(!rehearsed.stdout.includes('mlflowctl-ci') && !rehearsed.stderr.includes('mlflowctl-ci'), 'the password stays out')
+    assert.ok(
+      !rehearsed.stdout.includes('mlflowctl-ci') && !rehearsed.stderr.includes('mlflowctl-ci'),
+      'the password stays out',
+    )
     const client = new pg.Client({connectionString: url})
     await client.connect()
     const {rows} = await client.query('SELECT version_num FROM alembic_version')
-    const scratch = await client.query("SELECT datname FROM pg_database WHERE datname LIKE 'mlflowctl_rehearse_%' OR datname LIKE 'mlflowctl_fresh_%'")
+    const scratch = await client.query(
+      "SELECT datname FROM pg_database WHERE datname LIKE 'mlflowctl_rehearse_%' OR datname LIKE 'mlflowctl_fresh_%'",
+    )
     await client.end()
     assert.equal(rows[0].version_num, rehearsed.json!.result.status.revision, 'the source database was not migrated')
     assert.deepEqual(scratch.rows, [], 'the scratch databases were dropped')

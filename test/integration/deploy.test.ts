@@ -12,7 +12,8 @@ import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
 const fake = await startFakeConnect()
 const configDir = tempDir('deploy-config-')
 const env = {CONNECT_SERVER: fake.url, CONNECT_API_KEY: PUBLISHER_KEY, MLFLOWCTL_CONFIG_DIR: configDir}
-const deployCli = (args: string[], extra: Record<string, string> = {}) => runCli(['deploy', ...args, '--json'], {env: {...env, ...extra}})
+const deployCli = (args: string[], extra: Record<string, string> = {}) =>
+  runCli(['deploy', ...args, '--json'], {env: {...env, ...extra}})
 const key = {Authorization: `Key ${PUBLISHER_KEY}`, 'Content-Type': 'application/json'}
 
 function opsTokens(): string[] {
@@ -50,7 +51,12 @@ describe('mlflowctl deploy against the fake Connect', () => {
     assert.deepEqual([...fake.content.get(guid)!.env.keys()].sort(), ['MLFLOWCTL_OPS_TOKEN', 'TEAM'])
 
     // A run logged with the real MLflow client through Connect's content URL...
-    const client = {python: venv!.python, trackingUri: contentUrl.replace(/\/$/, ''), token: '', env: connectAuthEnv(venv!.python, PUBLISHER_KEY)}
+    const client = {
+      python: venv!.python,
+      trackingUri: contentUrl.replace(/\/$/, ''),
+      token: '',
+      env: connectAuthEnv(venv!.python, PUBLISHER_KEY),
+    }
     const {runId} = await logRun(client, 'kept')
 
     // ...survives a redeploy to the same GUID (found from the deployment record) with a changed env var.
@@ -88,7 +94,9 @@ describe('mlflowctl deploy against the fake Connect', () => {
   it('a wrong key exits 4 with a hint; an unknown GUID exits 3', async () => {
     const dir = join(tempDir(), 'ext')
     assert.equal((await runCli(['init', dir])).code, 0)
-    const wrong = await deployCli([dir, '--guid', '00000000-0000-0000-0000-000000000000'], {CONNECT_API_KEY: 'wrong-key-000000000000'})
+    const wrong = await deployCli([dir, '--guid', '00000000-0000-0000-0000-000000000000'], {
+      CONNECT_API_KEY: 'wrong-key-000000000000',
+    })
     assert.equal(wrong.code, 4)
     assert.equal(wrong.json!.error!.code, 'CONNECT_UNAUTHORIZED')
     assert.match(wrong.json!.error!.suggestions[0], /API key/)
@@ -107,14 +115,21 @@ describe('mlflowctl deploy against the fake Connect', () => {
     assert.equal((await runCli(['init', dir, '--mlflow-version', venv!.mlflowVersion])).code, 0)
     // A hidden version: the fake refuses the activate field, as a server older than 2025.06 would.
     const hidden = await startFakeConnect({version: null})
-    const plain = await runCli(['deploy', dir, '--new', '--name', 'hidden-version', '--json'], {env: {...env, CONNECT_SERVER: hidden.url, MLFLOWCTL_CONFIG_DIR: tempDir('deploy-hidden-')}})
+    const plain = await runCli(['deploy', dir, '--new', '--name', 'hidden-version', '--json'], {
+      env: {...env, CONNECT_SERVER: hidden.url, MLFLOWCTL_CONFIG_DIR: tempDir('deploy-hidden-')},
+    })
     assert.equal(plain.code, 0, plain.stdout)
     assert.equal(plain.json!.result.draft, false)
-    assert.ok(hidden.deployRequests.length > 0 && hidden.deployRequests.every((body) => !('activate' in body)), JSON.stringify(hidden.deployRequests))
+    assert.ok(
+      hidden.deployRequests.length > 0 && hidden.deployRequests.every((body) => !('activate' in body)),
+      JSON.stringify(hidden.deployRequests),
+    )
     assert.match(plain.json!.warnings!.join(), /hides its version, so no draft is deployed/)
     // Preview sub-paths answered by Connect's own 404.
     const rootOnly = await startFakeConnect({draftSubpaths: false})
-    const degraded = await runCli(['deploy', dir, '--new', '--name', 'root-only-preview', '--json'], {env: {...env, CONNECT_SERVER: rootOnly.url, MLFLOWCTL_CONFIG_DIR: tempDir('deploy-root-only-')}})
+    const degraded = await runCli(['deploy', dir, '--new', '--name', 'root-only-preview', '--json'], {
+      env: {...env, CONNECT_SERVER: rootOnly.url, MLFLOWCTL_CONFIG_DIR: tempDir('deploy-root-only-')},
+    })
     assert.equal(degraded.code, 0, degraded.stdout)
     assert.equal(degraded.json!.result.draft, true)
     assert.equal(degraded.json!.result.verification.ok, true, 'verified in full once active')

@@ -5,7 +5,15 @@ import {describe, it, type TestContext} from 'node:test'
 import {opsStatusSchema, STATUS_FORMAT_VERSION} from '../../src/core/extension-contract.js'
 import {logRun, readRun} from '../support/mlflow-client.js'
 import {runCli, tempDir, type CliResult} from '../support/cli.js'
-import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs, type TestVenv} from '../support/services.js'
+import {
+  createPgDatabase,
+  NO_PG,
+  NO_VENVS,
+  pgBaseUrl,
+  requireService,
+  testVenvs,
+  type TestVenv,
+} from '../support/services.js'
 
 // The suite runs for every provisioned MLflow (newest 3.x and last 2.x); without venvs it runs one
 // placeholder per storage mode that skips (locally) or fails (CI).
@@ -53,7 +61,9 @@ for (const venv of venvs) {
       assert.equal(ops.dbRevision, ops.expectedHead)
       assert.ok(ops.dataDirFreeBytes > 0)
       for (const headers of [{}, {Authorization: 'Key not-the-key-0000000000'}] as Array<Record<string, string>>) {
-        const response = await fetch(`${endpoint.trackingUri}/api/2.0/mlflow/experiments/search?max_results=1`, {headers})
+        const response = await fetch(`${endpoint.trackingUri}/api/2.0/mlflow/experiments/search?max_results=1`, {
+          headers,
+        })
         assert.equal(response.status, 401)
       }
       const again = await runCli(['dev', 'up', dir, '--json'])
@@ -66,8 +76,16 @@ for (const venv of venvs) {
       const dbUrl = await createPgDatabase(`dev_${venv!.mlflowVersion.replaceAll('.', '_')}_${process.pid}`)
       const password = new URL(dbUrl).password
       const dir = join(tempDir(), 'custom')
-      assert.equal((await runCli(['init', dir, '--storage', 'custom', '--mlflow-version', venv!.mlflowVersion])).code, 0)
-      const result = await up(t, dir, ['-E', `MLFLOW_BACKEND_STORE_URI=${dbUrl}`, '-E', `MLFLOW_ARTIFACTS_DESTINATION=${join(tempDir(), 'artifacts')}`])
+      assert.equal(
+        (await runCli(['init', dir, '--storage', 'custom', '--mlflow-version', venv!.mlflowVersion])).code,
+        0,
+      )
+      const result = await up(t, dir, [
+        '-E',
+        `MLFLOW_BACKEND_STORE_URI=${dbUrl}`,
+        '-E',
+        `MLFLOW_ARTIFACTS_DESTINATION=${join(tempDir(), 'artifacts')}`,
+      ])
       await roundTrip(venv!, result.json!.result)
       const status = await runCli(['dev', 'status', dir, '--json'])
       opsStatusSchema.strict().parse(status.json!.result.ops)
@@ -75,7 +93,8 @@ for (const venv of venvs) {
       assert.equal(status.json!.result.ops.dbRevision, status.json!.result.ops.expectedHead)
       assert.match(status.json!.result.ops.backendStore, /:\*\*\*@/)
       const logs = await runCli(['dev', 'logs', dir, '--lines', '500'])
-      for (const text of [result.stdout, result.stderr, status.stdout, logs.stdout]) assert.ok(!text.includes(password), 'password leaked')
+      for (const text of [result.stdout, result.stderr, status.stdout, logs.stdout])
+        assert.ok(!text.includes(password), 'password leaked')
     })
   })
 }

@@ -9,10 +9,22 @@ import {NO_EMULATORS, startGcsEmulator, startMoto} from '../support/cloud.js'
 import {AZURITE_ACCOUNT, NO_AZURITE, azuriteBlobUrl, requireService} from '../support/services.js'
 
 const storeCheck = async (url: string, env: Record<string, string>, deep = false) => {
-  const result = await runCli(['doctor', '--only', 'database.artifacts', '--artifacts', url, ...(deep ? ['--deep'] : []), '--json'], {env})
-  return {result, check: (result.json!.result.checks as Array<{id: string; status: string; detail: string; fix?: string}>).find((c) => c.id === 'database.artifacts')!}
+  const result = await runCli(
+    ['doctor', '--only', 'database.artifacts', '--artifacts', url, ...(deep ? ['--deep'] : []), '--json'],
+    {env},
+  )
+  return {
+    result,
+    check: (result.json!.result.checks as Array<{id: string; status: string; detail: string; fix?: string}>).find(
+      (c) => c.id === 'database.artifacts',
+    )!,
+  }
 }
-const expectStatus = (outcome: {result: CliResult; check: {status: string; detail: string}}, status: string, code: number) => {
+const expectStatus = (
+  outcome: {result: CliResult; check: {status: string; detail: string}},
+  status: string,
+  code: number,
+) => {
   assert.equal(outcome.check.status, status, outcome.check.detail)
   assert.equal(outcome.result.code, code)
 }
@@ -22,7 +34,15 @@ describe('doctor --artifacts', () => {
     const moto = await startMoto('mlflow-artifacts')
     if (!requireService(t, Boolean(moto), NO_EMULATORS)) return
     const creds = await moto!.assumeRole()
-    const env = {AWS_ACCESS_KEY_ID: creds.accessKeyId, AWS_SECRET_ACCESS_KEY: creds.secretAccessKey, AWS_SESSION_TOKEN: creds.sessionToken, AWS_REGION: 'us-east-1', MLFLOW_S3_ENDPOINT_URL: moto!.url, AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent'}
+    const env = {
+      AWS_ACCESS_KEY_ID: creds.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: creds.secretAccessKey,
+      AWS_SESSION_TOKEN: creds.sessionToken,
+      AWS_REGION: 'us-east-1',
+      MLFLOW_S3_ENDPOINT_URL: moto!.url,
+      AWS_CONFIG_FILE: '/nonexistent',
+      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+    }
     expectStatus(await storeCheck('s3://mlflow-artifacts/mlflow', env, true), 'pass', 0)
     const missing = await storeCheck('s3://no-such-bucket/mlflow', env)
     expectStatus(missing, 'fail', 6)
@@ -40,8 +60,16 @@ describe('doctor --artifacts', () => {
     const connection = `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT.name};AccountKey=${AZURITE_ACCOUNT.key};BlobEndpoint=${blob};`
     await BlobServiceClient.fromConnectionString(connection).getContainerClient('doctor').createIfNotExists()
     const env = {AZURE_STORAGE_CONNECTION_STRING: connection}
-    expectStatus(await storeCheck(`wasbs://doctor@${AZURITE_ACCOUNT.name}.blob.core.windows.net/mlflow`, env, true), 'pass', 0)
-    expectStatus(await storeCheck(`wasbs://absent@${AZURITE_ACCOUNT.name}.blob.core.windows.net/mlflow`, env), 'fail', 6)
+    expectStatus(
+      await storeCheck(`wasbs://doctor@${AZURITE_ACCOUNT.name}.blob.core.windows.net/mlflow`, env, true),
+      'pass',
+      0,
+    )
+    expectStatus(
+      await storeCheck(`wasbs://absent@${AZURITE_ACCOUNT.name}.blob.core.windows.net/mlflow`, env),
+      'fail',
+      6,
+    )
   })
 
   it('GCS (gcp-storage-emulator): the bucket exists, --deep probe, a missing bucket fails', async (t) => {

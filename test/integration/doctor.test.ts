@@ -16,20 +16,41 @@ import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
 const fake = await startFakeConnect()
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
 const configDir = tempDir('doctor-config-')
-const env = {CONNECT_SERVER: fake.url, CONNECT_API_KEY: PUBLISHER_KEY, MLFLOWCTL_CONFIG_DIR: configDir, MLFLOWCTL_CLIENT_PYTHON: venv?.python ?? 'python3'}
+const env = {
+  CONNECT_SERVER: fake.url,
+  CONNECT_API_KEY: PUBLISHER_KEY,
+  MLFLOWCTL_CONFIG_DIR: configDir,
+  MLFLOWCTL_CLIENT_PYTHON: venv?.python ?? 'python3',
+}
 const dir = join(tempDir(), 'ext')
 let guid = ''
 
-const doctor = (args: string[], extra: Record<string, string> = {}, timeoutMs = 120_000) => runCli(['doctor', ...args, '--json'], {env: {...env, ...extra}, timeoutMs})
-const check = (result: CliResult, id: string) => result.json!.result.checks.find((c: {id: string}) => c.id === id) as {status: string; detail: string; fix?: string}
-const failed = (result: CliResult) => result.json!.result.checks.filter((c: {status: string}) => c.status === 'fail').map((c: {id: string}) => c.id)
-const sqlite = (sql: string) => execFileSync(venv!.python, ['-c', 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); r=c.execute(sys.argv[2]).fetchall(); c.commit(); print(r[0][0] if r else "")', join(fake.options.workDir, 'data', guid, 'mlflow.db'), sql], {encoding: 'utf8'}).trim()
+const doctor = (args: string[], extra: Record<string, string> = {}, timeoutMs = 120_000) =>
+  runCli(['doctor', ...args, '--json'], {env: {...env, ...extra}, timeoutMs})
+const check = (result: CliResult, id: string) =>
+  result.json!.result.checks.find((c: {id: string}) => c.id === id) as {status: string; detail: string; fix?: string}
+const failed = (result: CliResult) =>
+  result.json!.result.checks.filter((c: {status: string}) => c.status === 'fail').map((c: {id: string}) => c.id)
+const sqlite = (sql: string) =>
+  execFileSync(
+    venv!.python,
+    [
+      '-c',
+      'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); r=c.execute(sys.argv[2]).fetchall(); c.commit(); print(r[0][0] if r else "")',
+      join(fake.options.workDir, 'data', guid, 'mlflow.db'),
+      sql,
+    ],
+    {encoding: 'utf8'},
+  ).trim()
 
 describe('mlflowctl doctor against the fake Connect', () => {
   before(async () => {
     if (!venv) return
     assert.equal((await runCli(['init', dir, '--mlflow-version', venv.mlflowVersion])).code, 0)
-    const deployed = await runCli(['deploy', dir, '--new', '--name', 'mlflow-doctor', '--vanity', 'mlflow-doctor/', '--json'], {env})
+    const deployed = await runCli(
+      ['deploy', dir, '--new', '--name', 'mlflow-doctor', '--vanity', 'mlflow-doctor/', '--json'],
+      {env},
+    )
     assert.equal(deployed.code, 0, deployed.stdout)
     guid = deployed.json!.result.guid
   })
@@ -42,7 +63,20 @@ describe('mlflowctl doctor against the fake Connect', () => {
     const result = await doctor([dir, '--deep', '-v', ...roomy])
     assert.equal(result.code, 0, result.stdout)
     assert.deepEqual(failed(result), [])
-    for (const id of ['connect.auth', 'connect.access', 'connect.env', 'connect.vanity', 'mlflow.health', 'mlflow.version', 'mlflow.rest', 'mlflow.origin', 'mlflow.artifacts', 'extension.schema', 'extension.free-space', 'client.mlflow']) {
+    for (const id of [
+      'connect.auth',
+      'connect.access',
+      'connect.env',
+      'connect.vanity',
+      'mlflow.health',
+      'mlflow.version',
+      'mlflow.rest',
+      'mlflow.origin',
+      'mlflow.artifacts',
+      'extension.schema',
+      'extension.free-space',
+      'client.mlflow',
+    ]) {
       assert.equal(check(result, id).status, 'pass', `${id}: ${check(result, id).detail}`)
     }
     assert.match(check(result, 'mlflow.auth').detail, /Key: HTTP 200; Bearer: HTTP 401/)
@@ -94,16 +128,30 @@ describe('mlflowctl doctor against the fake Connect', () => {
     if (!requireService(t, Boolean(venv), NO_VENVS)) return
     const dataDir = tempDir('doctor-data-')
     mkdirSync(dataDir, {recursive: true})
-    const event = (hoursAgo: number) => JSON.stringify({v: 1, time: new Date(Date.now() - hoursAgo * 3_600_000).toISOString(), action: 'backup', result: 'ok', server: fake.url, guid})
-    const none = await doctor([dir, '--only', 'extension.backup-age', '--max-backup-age', '26h'], {MLFLOWCTL_DATA_DIR: dataDir})
+    const event = (hoursAgo: number) =>
+      JSON.stringify({
+        v: 1,
+        time: new Date(Date.now() - hoursAgo * 3_600_000).toISOString(),
+        action: 'backup',
+        result: 'ok',
+        server: fake.url,
+        guid,
+      })
+    const none = await doctor([dir, '--only', 'extension.backup-age', '--max-backup-age', '26h'], {
+      MLFLOWCTL_DATA_DIR: dataDir,
+    })
     assert.equal(none.code, 6)
     assert.match(check(none, 'extension.backup-age').fix!, /mlflowctl backup create/)
     writeFileSync(join(dataDir, 'history.jsonl'), `${event(50)}\n`)
-    const stale = await doctor([dir, '--only', 'extension.backup-age', '--max-backup-age', '26h'], {MLFLOWCTL_DATA_DIR: dataDir})
+    const stale = await doctor([dir, '--only', 'extension.backup-age', '--max-backup-age', '26h'], {
+      MLFLOWCTL_DATA_DIR: dataDir,
+    })
     assert.equal(stale.code, 6)
     assert.match(check(stale, 'extension.backup-age').detail, /the last backup is 2 days old/)
     writeFileSync(join(dataDir, 'history.jsonl'), `${event(50)}\n${event(3)}\n`)
-    const fresh = await doctor([dir, '--only', 'extension.backup-age', '--max-backup-age', '26h'], {MLFLOWCTL_DATA_DIR: dataDir})
+    const fresh = await doctor([dir, '--only', 'extension.backup-age', '--max-backup-age', '26h'], {
+      MLFLOWCTL_DATA_DIR: dataDir,
+    })
     assert.equal(fresh.code, 0)
     assert.match(check(fresh, 'extension.backup-age').detail, /3 h old/)
   })
@@ -111,7 +159,15 @@ describe('mlflowctl doctor against the fake Connect', () => {
   it('names pending migrations and a database ahead of the code', async (t) => {
     if (!requireService(t, Boolean(venv), NO_VENVS)) return
     const head = sqlite('SELECT version_num FROM alembic_version')
-    const previous = execFileSync(venv!.python, ['-c', 'from alembic.script import ScriptDirectory; from mlflow.store.db.utils import _get_alembic_config; import sys; print(ScriptDirectory.from_config(_get_alembic_config(db_url="")).get_revision(sys.argv[1]).down_revision)', head], {encoding: 'utf8'}).trim()
+    const previous = execFileSync(
+      venv!.python,
+      [
+        '-c',
+        'from alembic.script import ScriptDirectory; from mlflow.store.db.utils import _get_alembic_config; import sys; print(ScriptDirectory.from_config(_get_alembic_config(db_url="")).get_revision(sys.argv[1]).down_revision)',
+        head,
+      ],
+      {encoding: 'utf8'},
+    ).trim()
     try {
       sqlite(`UPDATE alembic_version SET version_num='${previous}'`)
       const behind = await doctor([dir, '--only', 'extension'])
@@ -160,7 +216,8 @@ describe('doctor: TLS and unreachable hosts', () => {
 
   /** A certificate valid from/to the given offsets in days, made with the emulators venv's `cryptography`. */
   function certificate(name: string, fromDays: number, toDays: number): {cert: string; key: string} | undefined {
-    const python = JSON.parse(readFileSync(join(process.env.MLFLOWCTL_CACHE_DIR!, 'emulators.json'), 'utf8')).python as string
+    const python = JSON.parse(readFileSync(join(process.env.MLFLOWCTL_CACHE_DIR!, 'emulators.json'), 'utf8'))
+      .python as string
     const script = `
 import datetime as dt, ipaddress, sys
 from cryptography import x509
@@ -187,7 +244,9 @@ open(sys.argv[1] + ".key", "wb").write(key.private_bytes(serialization.Encoding.
 
   async function httpsServer(files: {cert: string; key: string}): Promise<string> {
     const port = await freePort()
-    const server = createHttpsServer({cert: readFileSync(files.cert), key: readFileSync(files.key)}, (_req, res) => res.writeHead(401).end('{"code":30,"error":"Invalid login."}'))
+    const server = createHttpsServer({cert: readFileSync(files.cert), key: readFileSync(files.key)}, (_req, res) =>
+      res.writeHead(401).end('{"code":30,"error":"Invalid login."}'),
+    )
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
     servers.push(server)
     return `https://127.0.0.1:${port}/`
@@ -195,19 +254,32 @@ open(sys.argv[1] + ".key", "wb").write(key.private_bytes(serialization.Encoding.
 
   it('fails a self-signed certificate with a CA-bundle hint, passes it with --ca-certificate, warns under 14 days, fails an expired one', async (t) => {
     const selfSigned = certificate('self', -1, 365)
-    if (!requireService(t, Boolean(selfSigned), 'the emulators venv (with cryptography) is missing; run `node scripts/provision.mjs`')) return
+    if (
+      !requireService(
+        t,
+        Boolean(selfSigned),
+        'the emulators venv (with cryptography) is missing; run `node scripts/provision.mjs`',
+      )
+    )
+      return
     const url = await httpsServer(selfSigned!)
     const untrusted = await doctor(['--guid', 'g', '--only', 'connect.tls'], {CONNECT_SERVER: url})
     assert.equal(check(untrusted, 'connect.tls').status, 'fail')
     assert.match(check(untrusted, 'connect.tls').fix!, /--ca-certificate/)
-    const trusted = await doctor(['--guid', 'g', '--only', 'connect.tls', '--ca-certificate', selfSigned!.cert], {CONNECT_SERVER: url})
+    const trusted = await doctor(['--guid', 'g', '--only', 'connect.tls', '--ca-certificate', selfSigned!.cert], {
+      CONNECT_SERVER: url,
+    })
     assert.equal(check(trusted, 'connect.tls').status, 'pass', check(trusted, 'connect.tls').detail)
     const soon = certificate('soon', -1, 5)!
-    const soonResult = await doctor(['--guid', 'g', '--only', 'connect.tls', '--ca-certificate', soon.cert], {CONNECT_SERVER: await httpsServer(soon)})
+    const soonResult = await doctor(['--guid', 'g', '--only', 'connect.tls', '--ca-certificate', soon.cert], {
+      CONNECT_SERVER: await httpsServer(soon),
+    })
     assert.equal(check(soonResult, 'connect.tls').status, 'warn')
     assert.match(check(soonResult, 'connect.tls').detail, /expires in [45] days/)
     const expired = certificate('expired', -30, -2)!
-    const expiredResult = await doctor(['--guid', 'g', '--only', 'connect.tls', '--ca-certificate', expired.cert], {CONNECT_SERVER: await httpsServer(expired)})
+    const expiredResult = await doctor(['--guid', 'g', '--only', 'connect.tls', '--ca-certificate', expired.cert], {
+      CONNECT_SERVER: await httpsServer(expired),
+    })
     assert.equal(check(expiredResult, 'connect.tls').status, 'fail')
     assert.match(check(expiredResult, 'connect.tls').fix!, /expired/)
   })
@@ -220,7 +292,11 @@ open(sys.argv[1] + ".key", "wb").write(key.private_bytes(serialization.Encoding.
     servers.push({close: () => (sockets.forEach((s) => s.destroy()), silent.close())})
     // 26 checks, many of which talk to the server: summed timeouts would take minutes. The bound is the
     // kill timeout of the child process (runCli), not a measured duration.
-    const result = await doctor(['--guid', 'g', '--timeout', '2'], {CONNECT_SERVER: `http://127.0.0.1:${port}/`}, 20_000)
+    const result = await doctor(
+      ['--guid', 'g', '--timeout', '2'],
+      {CONNECT_SERVER: `http://127.0.0.1:${port}/`},
+      20_000,
+    )
     assert.equal(result.code, 6, `killed or wrong exit: ${result.code}`)
     assert.match(check(result, 'connect.auth').detail, /no answer within 2 s|timeout|within 2 s/i)
     assert.equal(check(result, 'mlflow.health').status, 'skip')

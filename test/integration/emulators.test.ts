@@ -11,7 +11,10 @@ import {AZURITE_ACCOUNT, azuriteBlobUrl, NO_AZURITE, NO_PG, pgBaseUrl, requireSe
 describe('test services', () => {
   it('Azurite serves a blob round trip with the Azure SDK', async (t) => {
     if (!requireService(t, Boolean(azuriteBlobUrl()), NO_AZURITE)) return
-    const service = new BlobServiceClient(azuriteBlobUrl()!, new StorageSharedKeyCredential(AZURITE_ACCOUNT.name, AZURITE_ACCOUNT.key))
+    const service = new BlobServiceClient(
+      azuriteBlobUrl()!,
+      new StorageSharedKeyCredential(AZURITE_ACCOUNT.name, AZURITE_ACCOUNT.key),
+    )
     const container = service.getContainerClient(`c${randomUUID().slice(0, 8)}`)
     await container.create()
     const blob = container.getBlockBlobClient('runs/1/artifacts/model.txt')
@@ -28,7 +31,10 @@ describe('test services', () => {
     const client = new pg.Client({connectionString: pgBaseUrl()})
     await client.connect()
     try {
-      const {rows} = await client.query('SELECT current_setting($1) AS version, rolcreatedb OR rolsuper AS can_create FROM pg_roles WHERE rolname = current_user', ['server_version'])
+      const {rows} = await client.query(
+        'SELECT current_setting($1) AS version, rolcreatedb OR rolsuper AS can_create FROM pg_roles WHERE rolname = current_user',
+        ['server_version'],
+      )
       assert.match(rows[0].version, /^\d+/)
       assert.equal(rows[0].can_create, true)
     } finally {

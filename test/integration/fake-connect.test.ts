@@ -37,8 +37,14 @@ describe('fake Connect: API', () => {
     const none = await fetch(`${fake.url}__api__/v1/user`)
     assert.equal(none.status, 401)
     assert.deepEqual(await none.json(), {code: 30, error: 'Invalid login.', payload: null})
-    assert.equal((await fetch(`${fake.url}__api__/v1/user`, {headers: {Authorization: `Bearer ${PUBLISHER_KEY}`}})).status, 401)
-    assert.equal((await fetch(`${fake.url}__api__/v1/user`, {headers: {'X-RSC-Authorization': `Key ${PUBLISHER_KEY}`}})).status, 200)
+    assert.equal(
+      (await fetch(`${fake.url}__api__/v1/user`, {headers: {Authorization: `Bearer ${PUBLISHER_KEY}`}})).status,
+      401,
+    )
+    assert.equal(
+      (await fetch(`${fake.url}__api__/v1/user`, {headers: {'X-RSC-Authorization': `Key ${PUBLISHER_KEY}`}})).status,
+      200,
+    )
     assert.equal((await connect().currentUser()).user_role, 'publisher')
   })
 
@@ -50,15 +56,29 @@ describe('fake Connect: API', () => {
     assert.equal(patched.min_processes, 1)
     assert.equal(patched.title, 'MLflow')
     await assert.rejects(connect().updateContent(created.guid, {bogus: 1}), /HTTP 400/)
-    await assert.rejects(connect(OTHER_KEY).getContent(created.guid), (e: MlflowctlError) => e.code === 'CONNECT_FORBIDDEN')
-    await assert.rejects(connect(VIEWER_KEY).createContent('viewer-content'), (e: MlflowctlError) => e.code === 'CONNECT_FORBIDDEN')
-    await assert.rejects(connect().getContent('00000000-0000-0000-0000-000000000000'), (e: MlflowctlError) => e.code === 'CONTENT_NOT_FOUND')
+    await assert.rejects(
+      connect(OTHER_KEY).getContent(created.guid),
+      (e: MlflowctlError) => e.code === 'CONNECT_FORBIDDEN',
+    )
+    await assert.rejects(
+      connect(VIEWER_KEY).createContent('viewer-content'),
+      (e: MlflowctlError) => e.code === 'CONNECT_FORBIDDEN',
+    )
+    await assert.rejects(
+      connect().getContent('00000000-0000-0000-0000-000000000000'),
+      (e: MlflowctlError) => e.code === 'CONTENT_NOT_FOUND',
+    )
   })
 
   it('makes a publisher a collaborator through permissions (role owner), but never a viewer', async () => {
     const {guid} = await connect().createContent('fake-perm-test')
     await assert.rejects(connect(OTHER_KEY).getContent(guid), (e: MlflowctlError) => e.code === 'CONNECT_FORBIDDEN')
-    const add = (principal: string) => fetch(`${fake.url}__api__/v1/content/${guid}/permissions`, {method: 'POST', headers: {Authorization: `Key ${PUBLISHER_KEY}`}, body: JSON.stringify({principal_guid: principal, principal_type: 'user', role: 'owner'})})
+    const add = (principal: string) =>
+      fetch(`${fake.url}__api__/v1/content/${guid}/permissions`, {
+        method: 'POST',
+        headers: {Authorization: `Key ${PUBLISHER_KEY}`},
+        body: JSON.stringify({principal_guid: principal, principal_type: 'user', role: 'owner'}),
+      })
     assert.equal((await add('u-viewer')).status, 400)
     assert.equal((await add('u-other')).status, 200)
     assert.equal((await connect(OTHER_KEY).getContent(guid)).guid, guid)
@@ -66,16 +86,32 @@ describe('fake Connect: API', () => {
 
   it('returns environment names only, and deletes with null; the PATCH answers 200 with the names (OpenAPI)', async () => {
     const {guid} = await connect().createContent('fake-env-test')
-    await connect().setEnvironment(guid, [{name: 'A', value: 'secret-a'}, {name: 'B', value: 'b'}])
+    await connect().setEnvironment(guid, [
+      {name: 'A', value: 'secret-a'},
+      {name: 'B', value: 'b'},
+    ])
     await connect().setEnvironment(guid, [{name: 'B', value: null}])
     assert.deepEqual(await connect().environmentNames(guid), ['A'])
-    const patch = await fetch(`${fake.url}__api__/v1/content/${guid}/environment`, {method: 'PATCH', headers: {Authorization: `Key ${PUBLISHER_KEY}`}, body: JSON.stringify([{name: 'C', value: 'c'}])})
+    const patch = await fetch(`${fake.url}__api__/v1/content/${guid}/environment`, {
+      method: 'PATCH',
+      headers: {Authorization: `Key ${PUBLISHER_KEY}`},
+      body: JSON.stringify([{name: 'C', value: 'c'}]),
+    })
     assert.equal(patch.status, 200)
     assert.deepEqual(await patch.json(), ['A', 'C'])
   })
 
   it('OAuth exchange errors: 236 for a session token it does not know, 257 for several associations and no audience', async () => {
-    const exchange = (token: string) => fetch(`${fake.url}__api__/v1/oauth/integrations/credentials`, {method: 'POST', headers: {Authorization: `Key ${PUBLISHER_KEY}`, 'Content-Type': 'application/x-www-form-urlencoded'}, body: new URLSearchParams({grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token_type: 'urn:posit:connect:content-session-token', subject_token: token})})
+    const exchange = (token: string) =>
+      fetch(`${fake.url}__api__/v1/oauth/integrations/credentials`, {
+        method: 'POST',
+        headers: {Authorization: `Key ${PUBLISHER_KEY}`, 'Content-Type': 'application/x-www-form-urlencoded'},
+        body: new URLSearchParams({
+          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+          subject_token_type: 'urn:posit:connect:content-session-token',
+          subject_token: token,
+        }),
+      })
     const unknown = await exchange('not-a-session-token')
     assert.equal(unknown.status, 401)
     assert.equal(((await unknown.json()) as {code: number}).code, 236)
@@ -100,14 +136,19 @@ describe('fake Connect: runs bundles', () => {
     const first = await connect().uploadBundle(guid, await bundleFor(venv!.mlflowVersion))
     const task = await waitTask(connect(), await connect().deploy(guid, first.id))
     assert.equal(task.code, 0, task.output.join('\n'))
-    assert.ok(task.output.some((line) => line.includes('"startup.ready"')), 'the real startup output is in the task log')
+    assert.ok(
+      task.output.some((line) => line.includes('"startup.ready"')),
+      'the real startup output is in the task log',
+    )
     const content = await connect().getContent(guid)
     assert.equal(content.bundle_id, first.id)
     assert.equal(content.app_mode, 'python-fastapi')
     assert.equal((await fetch(`${fake.url}content/${guid}/health`)).status, 401)
     const health = await fetch(`${fake.url}content/${guid}/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})
     assert.equal(await health.text(), 'OK')
-    const status = await fetch(`${fake.url}content/${guid}/_mlflowctl/status`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`, 'X-Mlflowctl-Ops-Token': 'ops-token-1234567890'}})
+    const status = await fetch(`${fake.url}content/${guid}/_mlflowctl/status`, {
+      headers: {Authorization: `Key ${PUBLISHER_KEY}`, 'X-Mlflowctl-Ops-Token': 'ops-token-1234567890'},
+    })
     const ops = (await status.json()) as {storageMode: string; dataDir: string}
     assert.equal(ops.storageMode, 'local')
     assert.match(ops.dataDir, /data/)
@@ -118,34 +159,71 @@ describe('fake Connect: runs bundles', () => {
     const failed = await waitTask(connect(), await connect().deploy(guid, broken.id, false))
     assert.equal(failed.code, 1)
     assert.match(failed.error ?? '', /application-start-failed/)
-    assert.ok(failed.output.some((line) => line.includes('MLFLOW_BACKEND_STORE_URI')), failed.output.join('\n'))
+    assert.ok(
+      failed.output.some((line) => line.includes('MLFLOW_BACKEND_STORE_URI')),
+      failed.output.join('\n'),
+    )
     assert.equal((await connect().getContent(guid)).bundle_id, first.id)
-    assert.equal((await fetch(`${fake.url}content/${guid}/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status, 200)
+    assert.equal(
+      (await fetch(`${fake.url}content/${guid}/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status,
+      200,
+    )
 
     // A good draft is served at its preview URL, and activating it swaps the active bundle.
     await connect().setEnvironment(guid, [{name: 'MLFLOW_BACKEND_STORE_URI', value: null}])
     const next = await connect().uploadBundle(guid, await bundleFor(venv!.mlflowVersion))
     assert.equal((await waitTask(connect(), await connect().deploy(guid, next.id, false))).code, 0)
-    assert.equal((await fetch(`${fake.url}content/${guid}/_bundle${next.id}/version`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status, 200)
+    assert.equal(
+      (
+        await fetch(`${fake.url}content/${guid}/_bundle${next.id}/version`, {
+          headers: {Authorization: `Key ${PUBLISHER_KEY}`},
+        })
+      ).status,
+      200,
+    )
     assert.equal((await connect().getContent(guid)).bundle_id, first.id)
     // Deploy answers 202 Accepted with the task (OpenAPI).
-    const activation = await fetch(`${fake.url}__api__/v1/content/${guid}/deploy`, {method: 'POST', headers: {Authorization: `Key ${PUBLISHER_KEY}`}, body: JSON.stringify({bundle_id: next.id})})
+    const activation = await fetch(`${fake.url}__api__/v1/content/${guid}/deploy`, {
+      method: 'POST',
+      headers: {Authorization: `Key ${PUBLISHER_KEY}`},
+      body: JSON.stringify({bundle_id: next.id}),
+    })
     assert.equal(activation.status, 202)
     assert.equal((await waitTask(connect(), ((await activation.json()) as {task_id: string}).task_id)).code, 0)
     assert.equal((await connect().getContent(guid)).bundle_id, next.id)
     // The bundle list is paged, newest first; the client reads every page.
-    assert.deepEqual((await connect().listBundles(guid)).map((b) => [b.id, b.active]), [[next.id, true], [broken.id, false], [first.id, false]])
-    const page2 = (await (await fetch(`${fake.url}__api__/v1/content/${guid}/bundles?page_size=1&page_number=2`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).json()) as {results: Array<{id: string}>; total: number}
+    assert.deepEqual(
+      (await connect().listBundles(guid)).map((b) => [b.id, b.active]),
+      [
+        [next.id, true],
+        [broken.id, false],
+        [first.id, false],
+      ],
+    )
+    const page2 = (await (
+      await fetch(`${fake.url}__api__/v1/content/${guid}/bundles?page_size=1&page_number=2`, {
+        headers: {Authorization: `Key ${PUBLISHER_KEY}`},
+      })
+    ).json()) as {results: Array<{id: string}>; total: number}
     assert.deepEqual([page2.results.map((b) => b.id), page2.total], [[broken.id], 3])
 
     // The app mode of deployed content cannot change: error 48, HTTP 403, named APP_MODE_CHANGED by the client.
-    const otherMode = await connect().uploadBundle(guid, await bundleFor(venv!.mlflowVersion, ['--app-mode', 'python-api']))
-    await assert.rejects(connect().deploy(guid, otherMode.id), (e: MlflowctlError) => e.code === 'APP_MODE_CHANGED' && /Connect error 48/.test(e.message))
+    const otherMode = await connect().uploadBundle(
+      guid,
+      await bundleFor(venv!.mlflowVersion, ['--app-mode', 'python-api']),
+    )
+    await assert.rejects(
+      connect().deploy(guid, otherMode.id),
+      (e: MlflowctlError) => e.code === 'APP_MODE_CHANGED' && /Connect error 48/.test(e.message),
+    )
     assert.equal((await connect().getContent(guid)).bundle_id, next.id)
 
     // The vanity path serves the same content.
     assert.equal(await connect().setVanity(guid, 'mlflow'), '/mlflow/')
-    assert.equal((await fetch(`${fake.url}mlflow/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status, 200)
+    assert.equal(
+      (await fetch(`${fake.url}mlflow/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status,
+      200,
+    )
   })
 
   it('works when Connect forwards the full /content/<guid>/ path (stripPrefix off): the extension strips it', async (t) => {
@@ -158,7 +236,11 @@ describe('fake Connect: runs bundles', () => {
     assert.equal((await waitTask(client, await client.deploy(guid, bundle.id))).code, 0)
     const headers = {Authorization: `Key ${PUBLISHER_KEY}`, 'Content-Type': 'application/json'}
     assert.equal((await fetch(`${unstripped.url}content/${guid}/health`, {headers})).status, 200)
-    const created = await fetch(`${unstripped.url}content/${guid}/api/2.0/mlflow/experiments/create`, {method: 'POST', headers, body: JSON.stringify({name: 'unstripped'})})
+    const created = await fetch(`${unstripped.url}content/${guid}/api/2.0/mlflow/experiments/create`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({name: 'unstripped'}),
+    })
     assert.equal(created.status, 200)
   })
 })

@@ -9,7 +9,12 @@ import {PUBLISHER_KEY, startFakeConnect} from '../support/fake-connect.js'
 import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
 
 const fake = await startFakeConnect()
-const env = {CONNECT_SERVER: fake.url, CONNECT_API_KEY: PUBLISHER_KEY, MLFLOWCTL_CONFIG_DIR: tempDir('rb-config-'), MLFLOWCTL_DATA_DIR: tempDir('rb-data-')}
+const env = {
+  CONNECT_SERVER: fake.url,
+  CONNECT_API_KEY: PUBLISHER_KEY,
+  MLFLOWCTL_CONFIG_DIR: tempDir('rb-config-'),
+  MLFLOWCTL_DATA_DIR: tempDir('rb-data-'),
+}
 const cli = (args: string[]) => runCli([...args, '--json'], {env})
 
 async function deployed(dir: string, args: string[]) {
@@ -31,14 +36,24 @@ describe('mlflowctl rollback and history', () => {
     assert.equal(refused.json!.error!.code, 'YES_REQUIRED')
     const rolled = await cli(['rollback', '--guid', first.guid, '--yes'])
     assert.equal(rolled.code, 0, rolled.stdout)
-    assert.deepEqual([rolled.json!.result.fromBundleId, rolled.json!.result.toBundleId], [second.bundleId, first.bundleId])
+    assert.deepEqual(
+      [rolled.json!.result.fromBundleId, rolled.json!.result.toBundleId],
+      [second.bundleId, first.bundleId],
+    )
     assert.equal(fake.content.get(first.guid)!.activeBundle, first.bundleId)
     const history = await cli(['history', '--guid', first.guid])
-    assert.deepEqual(history.json!.result.events.map((e: {action: string; result: string; bundleId: string}) => [e.action, e.result, e.bundleId]), [
-      ['deploy', 'ok', first.bundleId],
-      ['deploy', 'ok', second.bundleId],
-      ['rollback', 'ok', first.bundleId],
-    ])
+    assert.deepEqual(
+      history.json!.result.events.map((e: {action: string; result: string; bundleId: string}) => [
+        e.action,
+        e.result,
+        e.bundleId,
+      ]),
+      [
+        ['deploy', 'ok', first.bundleId],
+        ['deploy', 'ok', second.bundleId],
+        ['rollback', 'ok', first.bundleId],
+      ],
+    )
     assert.equal(history.json!.result.events[0].user, 'publisher')
     assert.match(history.json!.result.events[0].revision, /^[0-9a-f]{12}$/)
   })
@@ -61,7 +76,10 @@ describe('mlflowctl rollback and history', () => {
     assert.equal(fake.content.get(before.guid)!.bundles.length, bundlesBefore, 'no bundle uploaded')
     assert.equal(fake.content.get(before.guid)!.env.get('MLFLOWCTL_OPS_TOKEN') !== undefined, true)
     // The suggested command renders it as python-api, which deploys.
-    assert.equal((await runCli(['version', 'bump', dir, '--to', current!.mlflowVersion, '--app-mode', 'python-api'])).code, 0)
+    assert.equal(
+      (await runCli(['version', 'bump', dir, '--to', current!.mlflowVersion, '--app-mode', 'python-api'])).code,
+      0,
+    )
     const upgraded = await cli(['deploy', dir])
     assert.equal(upgraded.code, 0, upgraded.stdout)
     assert.equal(fake.content.get(before.guid)!.app_mode, 'python-api')
@@ -87,12 +105,19 @@ describe('mlflowctl rollback and history', () => {
     // Three more uploads push the first bundle to the third page of two.
     const archive = readFileSync(paged.content.get(guid)!.bundles[0].file)
     for (let i = 0; i < 3; i++) {
-      const upload = await fetch(`${paged.url}__api__/v1/content/${guid}/bundles`, {method: 'POST', headers: {Authorization: `Key ${PUBLISHER_KEY}`, 'Content-Type': 'application/gzip'}, body: archive})
+      const upload = await fetch(`${paged.url}__api__/v1/content/${guid}/bundles`, {
+        method: 'POST',
+        headers: {Authorization: `Key ${PUBLISHER_KEY}`, 'Content-Type': 'application/gzip'},
+        body: archive,
+      })
       assert.equal(upload.status, 200)
     }
     const rolled = await pagedCli(['rollback', '--guid', guid, '--to', bundleId, '--yes'])
     assert.equal(rolled.code, 0, rolled.stdout)
     assert.equal(paged.content.get(guid)!.activeBundle, bundleId)
-    assert.ok(paged.calls.filter((call) => call === 'GET /__api__/v1/content/{guid}/bundles').length >= 3, 'the list was paged')
+    assert.ok(
+      paged.calls.filter((call) => call === 'GET /__api__/v1/content/{guid}/bundles').length >= 3,
+      'the list was paged',
+    )
   })
 })

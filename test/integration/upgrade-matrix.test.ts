@@ -4,7 +4,17 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
-import {OLD_3, fake, env, cli, newest, last2, deployRelease, writeData, upgradeAndCompare} from '../support/upgrade-bed.js'
+import {
+  OLD_3,
+  fake,
+  env,
+  cli,
+  newest,
+  last2,
+  deployRelease,
+  writeData,
+  upgradeAndCompare,
+} from '../support/upgrade-bed.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService} from '../support/services.js'
 import {runCli, tempDir} from '../support/cli.js'
 
@@ -13,7 +23,10 @@ describe('upgrade matrix (fake Connect, real MLflow)', () => {
     if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
     const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-sqlite-2x')
     const before = await writeData(deployment)
-    const md = await runCli(['upgrade', 'plan', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--format', 'md'], {env})
+    const md = await runCli(
+      ['upgrade', 'plan', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--format', 'md'],
+      {env},
+    )
     assert.match(md.stdout, /^# MLflow upgrade plan: 2\.22\.5 → /m)
     assert.match(md.stdout, /## Breaking changes for operators[\s\S]*3\.3\.0: The server runs on uvicorn/)
     assert.match(md.stdout, /## Strategy: maintenance/)
@@ -29,15 +42,29 @@ describe('upgrade matrix (fake Connect, real MLflow)', () => {
 
   for (const from of ['last 2.x', OLD_3]) {
     it(`PostgreSQL: ${from} → the newest 3.x keeps every row and byte`, async (t) => {
-      if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
+      if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG))
+        return
       const version = from === OLD_3 ? OLD_3 : last2!.mlflowVersion
       const url = await createPgDatabase(`mlflowctl_upgrade_pg_${version.replaceAll('.', '_')}`)
       const artifacts = tempDir('upgrade-pg-artifacts-')
-      const deployment = await deployRelease(version, `upgrade-pg-${version.replaceAll('.', '-')}`, {mode: 'custom', env: [`MLFLOW_BACKEND_STORE_URI=${url}`, `MLFLOW_ARTIFACTS_DESTINATION=${artifacts}`]})
+      const deployment = await deployRelease(version, `upgrade-pg-${version.replaceAll('.', '-')}`, {
+        mode: 'custom',
+        env: [`MLFLOW_BACKEND_STORE_URI=${url}`, `MLFLOW_ARTIFACTS_DESTINATION=${artifacts}`],
+      })
       const before = await writeData(deployment)
       const refused = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
       assert.equal(refused.json!.error!.code, 'DATABASE_URL_REQUIRED', refused.stdout)
-      const other = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes', '--db', `${url}_other`])
+      const other = await cli([
+        'upgrade',
+        'apply',
+        '--guid',
+        deployment.guid,
+        '--to',
+        newest!.mlflowVersion,
+        '--yes',
+        '--db',
+        `${url}_other`,
+      ])
       assert.equal(other.json!.error!.code, 'DATABASE_MISMATCH', other.stdout)
       await upgradeAndCompare(t, deployment, before, ['--db', url])
     })
@@ -49,7 +76,10 @@ describe('upgrade matrix (fake Connect, real MLflow)', () => {
     const plan = await cli(['upgrade', 'plan', '--guid', deployment.guid, '--to', last2!.mlflowVersion])
     assert.equal(plan.code, 0, plan.stdout)
     assert.equal(plan.json!.result.blocked, true)
-    assert.ok(plan.json!.result.blockers.some((b: {code: string}) => b.code === 'DB_AHEAD_OF_TARGET'), JSON.stringify(plan.json!.result.blockers))
+    assert.ok(
+      plan.json!.result.blockers.some((b: {code: string}) => b.code === 'DB_AHEAD_OF_TARGET'),
+      JSON.stringify(plan.json!.result.blockers),
+    )
     const applied = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', last2!.mlflowVersion, '--yes'])
     assert.equal(applied.code, 6)
     assert.equal(applied.json!.error!.code, 'UPGRADE_BLOCKED')

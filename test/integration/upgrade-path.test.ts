@@ -20,7 +20,10 @@ describe('the same data dir across MLflow versions', () => {
     let upResult = await runCli(['dev', 'up', dir, '--json'])
     assert.equal(upResult.code, 0, upResult.stderr)
     const endpoint = upResult.json!.result
-    const {runId} = await logRun({python: old!.python, trackingUri: endpoint.trackingUri, token: endpoint.apiKey}, 'kept-across-upgrade')
+    const {runId} = await logRun(
+      {python: old!.python, trackingUri: endpoint.trackingUri, token: endpoint.apiKey},
+      'kept-across-upgrade',
+    )
     const before = (await runCli(['dev', 'status', dir, '--json'])).json!.result.ops.dbRevision
     assert.equal((await runCli(['dev', 'down', dir])).code, 0)
 
@@ -35,8 +38,14 @@ describe('the same data dir across MLflow versions', () => {
     assert.notEqual(ops.dbRevision, before)
     assert.equal(ops.dbRevision, ops.expectedHead)
     const snapshots = readdirSync(join(upResult.json!.result.dataDir, 'mlflowctl', 'snapshots'))
-    assert.ok(snapshots.some((name) => name.includes(`${before}-to-${ops.dbRevision}`)), snapshots.join(','))
-    const read = await readRun({python: current!.python, trackingUri: endpoint.trackingUri, token: endpoint.apiKey}, runId)
+    assert.ok(
+      snapshots.some((name) => name.includes(`${before}-to-${ops.dbRevision}`)),
+      snapshots.join(','),
+    )
+    const read = await readRun(
+      {python: current!.python, trackingUri: endpoint.trackingUri, token: endpoint.apiKey},
+      runId,
+    )
     assert.deepEqual(read.params, {alpha: '0.5'})
     assert.equal(read.artifact, 'weights-v1')
     const logs = await runCli(['dev', 'logs', dir, '--lines', '400'])

@@ -10,15 +10,32 @@ import pg from 'pg'
 
 import {PUBLISHER_KEY, startFakeConnect} from '../support/fake-connect.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService} from '../support/services.js'
-import {fake, env, cli, newest, last2, deployRelease, writeData, servedRevision, sqliteOf, expectRolledBack, clientOf, workDir, type Deployment} from '../support/upgrade-bed.js'
+import {
+  fake,
+  env,
+  cli,
+  newest,
+  last2,
+  deployRelease,
+  writeData,
+  servedRevision,
+  sqliteOf,
+  expectRolledBack,
+  clientOf,
+  type Deployment,
+} from '../support/upgrade-bed.js'
 import {runCli, tempDir} from '../support/cli.js'
 import {serverSnapshot} from '../support/mlflow-client.js'
 
 describe('upgrade rollback (fake Connect, real MLflow)', () => {
   it('PostgreSQL: a migration that fails (a conflicting index) ends rolled back', async (t) => {
-    if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
+    if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG))
+      return
     const url = await createPgDatabase('mlflowctl_upgrade_pg_fail')
-    const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-pg-fail', {mode: 'custom', env: [`MLFLOW_BACKEND_STORE_URI=${url}`, `MLFLOW_ARTIFACTS_DESTINATION=${tempDir('upgrade-pg-artifacts-')}`]})
+    const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-pg-fail', {
+      mode: 'custom',
+      env: [`MLFLOW_BACKEND_STORE_URI=${url}`, `MLFLOW_ARTIFACTS_DESTINATION=${tempDir('upgrade-pg-artifacts-')}`],
+    })
     const before = await writeData(deployment)
     const revision = await servedRevision(deployment.guid)
     const client = new pg.Client({connectionString: url})
@@ -26,10 +43,23 @@ describe('upgrade rollback (fake Connect, real MLflow)', () => {
     // 3.0.0's first migration creates this index; an object of the same name makes it fail.
     await client.query('CREATE INDEX index_logged_model_metrics_model_id ON runs (run_uuid)')
     await client.end()
-    const result = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes', '--db', url])
+    const result = await cli([
+      'upgrade',
+      'apply',
+      '--guid',
+      deployment.guid,
+      '--to',
+      newest!.mlflowVersion,
+      '--yes',
+      '--db',
+      url,
+    ])
     // PostgreSQL runs the whole migration in one transaction: the failure left nothing to restore.
     await expectRolledBack(deployment, before, revision, result, false)
-    assert.ok(!result.stdout.includes('mlflowctl-ci') && !result.stderr.includes('mlflowctl-ci'), 'the database password stays out')
+    assert.ok(
+      !result.stdout.includes('mlflowctl-ci') && !result.stderr.includes('mlflowctl-ci'),
+      'the database password stays out',
+    )
     const ledger = readFileSync(join(env.MLFLOWCTL_DATA_DIR, 'history.jsonl'), 'utf8')
     assert.ok(!ledger.includes('mlflowctl-ci') && !ledger.includes(PUBLISHER_KEY), 'and out of the history ledger')
   })
@@ -44,7 +74,9 @@ describe('upgrade rollback (fake Connect, real MLflow)', () => {
     db.close()
     const result = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
     await expectRolledBack(deployment, before, revision, result)
-    const tables = new Database(sqliteOf(deployment.guid), {readonly: true}).prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'logged_models'").all()
+    const tables = new Database(sqliteOf(deployment.guid), {readonly: true})
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'logged_models'")
+      .all()
     assert.deepEqual(tables, [], 'the tables the failed migration created are gone')
   })
 
@@ -78,15 +110,31 @@ describe('upgrade rollback (fake Connect, real MLflow)', () => {
     assert.equal((await runCli(['init', dir, '--mlflow-version', last2!.mlflowVersion])).code, 0)
     const deployed = await runCli(['deploy', dir, '--new', '--name', 'upgrade-no-drafts', '--json'], {env: oldEnv})
     assert.equal(deployed.code, 0, deployed.stdout)
-    const deployment: Deployment = {guid: deployed.json!.result.guid, contentUrl: deployed.json!.result.contentUrl, bundleId: deployed.json!.result.bundleId, python: last2!.python}
+    const deployment: Deployment = {
+      guid: deployed.json!.result.guid,
+      contentUrl: deployed.json!.result.contentUrl,
+      bundleId: deployed.json!.result.bundleId,
+      python: last2!.python,
+    }
     const before = await writeData(deployment)
     oldConnect.content.get(deployment.guid)!.env.set('MLFLOW_SERVER_ALLOWED_HOSTS', 'mlflow.example.invalid')
-    const result = await runCli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes', '--json'], {env: oldEnv, timeoutMs: 900_000})
+    const result = await runCli(
+      ['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes', '--json'],
+      {env: oldEnv, timeoutMs: 900_000},
+    )
     assert.equal(result.code, 6, `${result.stdout}\n${result.stderr}`)
     assert.equal(result.json!.error!.code, 'UPGRADE_ROLLED_BACK', result.json!.error!.message)
-    assert.match(result.json!.error!.message, /restored into the activated bundle \d+ \(held\)/, 'the data went into the activated bundle, held, before the previous bundle came back')
+    assert.match(
+      result.json!.error!.message,
+      /restored into the activated bundle \d+ \(held\)/,
+      'the data went into the activated bundle, held, before the previous bundle came back',
+    )
     assert.equal(oldConnect.content.get(deployment.guid)!.activeBundle, deployment.bundleId)
-    assert.deepEqual(await serverSnapshot(clientOf(deployment.python, deployment)), before, 'the data is exactly as before')
+    assert.deepEqual(
+      await serverSnapshot(clientOf(deployment.python, deployment)),
+      before,
+      'the data is exactly as before',
+    )
     const dataDir = join(oldConnect.options.workDir, 'data', deployment.guid)
     assert.ok(!readdirSync(dataDir).includes('.mlflowctl-held'), 'the previous bundle took the hold over')
   })

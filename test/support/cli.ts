@@ -11,14 +11,25 @@ export interface CliResult {
   stdout: string
   stderr: string
   /** The parsed stdout when it is JSON. */
-  json?: {status: number; result?: any; warnings?: string[]; error?: {code: string; message: string; suggestions: string[]}}
+  json?: {
+    status: number
+    result?: any
+    warnings?: string[]
+    error?: {code: string; message: string; suggestions: string[]}
+  }
 }
 
 /** Runs the built CLI (bin/run.js) as a user would, as a child process. */
-export function runCli(args: string[], options: {env?: Record<string, string | undefined>; timeoutMs?: number} = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  options: {env?: Record<string, string | undefined>; timeoutMs?: number} = {},
+): Promise<CliResult> {
   const started = Date.now()
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [RUN, ...args], {env: {...process.env, ...options.env}, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(process.execPath, [RUN, ...args], {
+      env: {...process.env, ...options.env},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (chunk) => (stdout += chunk))
@@ -27,7 +38,13 @@ export function runCli(args: string[], options: {env?: Record<string, string | u
     child.on('error', reject)
     child.on('close', (code) => {
       clearTimeout(timer)
-      traceStep(`mlflowctl ${args.filter((arg) => !arg.startsWith('--json')).slice(0, 3).join(' ')}`, started)
+      traceStep(
+        `mlflowctl ${args
+          .filter((arg) => !arg.startsWith('--json'))
+          .slice(0, 3)
+          .join(' ')}`,
+        started,
+      )
       let json
       try {
         json = JSON.parse(stdout)
@@ -45,5 +62,6 @@ export function tempDir(prefix = 'mlflowctl-'): string {
 
 /** With MLFLOWCTL_TEST_TRACE=1, each CLI and client call prints its wall time to stderr (to find where a test's time goes). */
 export function traceStep(label: string, started: number): void {
-  if (process.env.MLFLOWCTL_TEST_TRACE) process.stderr.write(`[trace] ${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s  ${label}\n`)
+  if (process.env.MLFLOWCTL_TEST_TRACE)
+    process.stderr.write(`[trace] ${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s  ${label}\n`)
 }

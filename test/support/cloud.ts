@@ -27,8 +27,10 @@ export interface TokenAuthConfig {
   verifierPort: number
 }
 
-export const NO_TOKEN_AUTH = 'PostgreSQL is not set up to check cloud tokens; run `sudo bash scripts/setup-pg-token-auth.sh` (`.ci/run` does)'
-export const NO_EMULATORS = 'the emulators venv (moto, gcp-storage-emulator) is missing; run `node scripts/provision.mjs` (`.ci/run` does)'
+export const NO_TOKEN_AUTH =
+  'PostgreSQL is not set up to check cloud tokens; run `sudo bash scripts/setup-pg-token-auth.sh` (`.ci/run` does)'
+export const NO_EMULATORS =
+  'the emulators venv (moto, gcp-storage-emulator) is missing; run `node scripts/provision.mjs` (`.ci/run` does)'
 
 export function tokenAuthConfig(): TokenAuthConfig | undefined {
   const file = process.env.MLFLOWCTL_TEST_TOKEN_AUTH ?? '/var/lib/mlflowctl-test/token-auth.json'
@@ -85,7 +87,11 @@ async function waitForHttp(url: string, child: ChildProcess, what: string): Prom
 }
 
 function startProcess(command: string, args: string[], env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(command, args, {env: {...process.env, ...env}, stdio: ['ignore', 'ignore', 'pipe'], detached: true})
+  const child = spawn(command, args, {
+    env: {...process.env, ...env},
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  })
   child.stderr!.resume()
   after(() => {
     try {
@@ -110,12 +116,26 @@ export async function startMoto(bucket: string): Promise<Moto | undefined> {
   if (!python) return undefined
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
-  const child = startProcess(python, ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], {INITIAL_NO_AUTH_ACTION_COUNT: '6'})
+  const child = startProcess(python, ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], {
+    INITIAL_NO_AUTH_ACTION_COUNT: '6',
+  })
   await waitForHttp(`${url}/moto-api/`, child, 'moto server')
-  const principal = JSON.parse(execFileSync(python, [join(REPO_ROOT, 'test/support/moto_setup.py'), url, bucket], {encoding: 'utf8'})) as {accessKeyId: string; secretAccessKey: string; roleArn: string}
-  const sts = new STSClient({endpoint: url, region: 'us-east-1', credentials: {accessKeyId: principal.accessKeyId, secretAccessKey: principal.secretAccessKey}})
+  const principal = JSON.parse(
+    execFileSync(python, [join(REPO_ROOT, 'test/support/moto_setup.py'), url, bucket], {encoding: 'utf8'}),
+  ) as {accessKeyId: string; secretAccessKey: string; roleArn: string}
+  const sts = new STSClient({
+    endpoint: url,
+    region: 'us-east-1',
+    credentials: {accessKeyId: principal.accessKeyId, secretAccessKey: principal.secretAccessKey},
+  })
   const assumeRole = async () => {
-    const {Credentials: c} = await sts.send(new AssumeRoleCommand({RoleArn: principal.roleArn, RoleSessionName: `connect-${randomUUID().slice(0, 8)}`, DurationSeconds: 900}))
+    const {Credentials: c} = await sts.send(
+      new AssumeRoleCommand({
+        RoleArn: principal.roleArn,
+        RoleSessionName: `connect-${randomUUID().slice(0, 8)}`,
+        DurationSeconds: 900,
+      }),
+    )
     return {accessKeyId: c!.AccessKeyId!, secretAccessKey: c!.SecretAccessKey!, sessionToken: c!.SessionToken!}
   }
   return {
@@ -123,8 +143,13 @@ export async function startMoto(bucket: string): Promise<Moto | undefined> {
     assumeRole,
     async listObjects(bucket) {
       const c = await assumeRole()
-      const script = 'import boto3,sys,json;s3=boto3.client("s3",endpoint_url=sys.argv[1],region_name="us-east-1",aws_access_key_id=sys.argv[3],aws_secret_access_key=sys.argv[4],aws_session_token=sys.argv[5]);print(json.dumps([o["Key"] for o in s3.list_objects_v2(Bucket=sys.argv[2]).get("Contents",[])]))'
-      return JSON.parse(execFileSync(python, ['-c', script, url, bucket, c.accessKeyId, c.secretAccessKey, c.sessionToken], {encoding: 'utf8'})) as string[]
+      const script =
+        'import boto3,sys,json;s3=boto3.client("s3",endpoint_url=sys.argv[1],region_name="us-east-1",aws_access_key_id=sys.argv[3],aws_secret_access_key=sys.argv[4],aws_session_token=sys.argv[5]);print(json.dumps([o["Key"] for o in s3.list_objects_v2(Bucket=sys.argv[2]).get("Contents",[])]))'
+      return JSON.parse(
+        execFileSync(python, ['-c', script, url, bucket, c.accessKeyId, c.secretAccessKey, c.sessionToken], {
+          encoding: 'utf8',
+        }),
+      ) as string[]
     },
   }
 }
@@ -132,7 +157,11 @@ export async function startMoto(bucket: string): Promise<Moto | undefined> {
 const isoSeconds = (epochMs: number) => new Date(Math.floor(epochMs / 1000) * 1000).toISOString().replace('.000Z', 'Z')
 
 /** A Connect AWS integration: each exchange assumes the role in moto and reports a short lifetime. */
-export function awsIntegration(moto: Moto, lifetimeSeconds: number, verifier?: TokenVerifier): FakeIntegration & {issued: Array<{accessKeyId: string; issuedAt: number; expiresAt: number}>} {
+export function awsIntegration(
+  moto: Moto,
+  lifetimeSeconds: number,
+  verifier?: TokenVerifier,
+): FakeIntegration & {issued: Array<{accessKeyId: string; issuedAt: number; expiresAt: number}>} {
   const issued: Array<{accessKeyId: string; issuedAt: number; expiresAt: number}> = []
   return {
     name: 'AWS (moto)',
@@ -144,7 +173,11 @@ export function awsIntegration(moto: Moto, lifetimeSeconds: number, verifier?: T
       verifier?.registerAws({...creds, expiresAt})
       issued.push({accessKeyId: creds.accessKeyId, issuedAt: Date.now() / 1000, expiresAt})
       const body = {...creds, expiration: isoSeconds(expiresAt * 1000)}
-      return {access_token: Buffer.from(JSON.stringify(body)).toString('base64'), issued_token_type: 'urn:ietf:params:aws:token-type:credentials', token_type: 'aws_credentials'}
+      return {
+        access_token: Buffer.from(JSON.stringify(body)).toString('base64'),
+        issued_token_type: 'urn:ietf:params:aws:token-type:credentials',
+        token_type: 'aws_credentials',
+      }
     },
   }
 }
@@ -152,7 +185,11 @@ export function awsIntegration(moto: Moto, lifetimeSeconds: number, verifier?: T
 const b64url = (value: Buffer | string) => Buffer.from(value).toString('base64url')
 
 /** Entra-style access tokens (HS256 JWTs) whose audience follows the requested scope, as Azure issues them. */
-export function entraIntegration(upn: string, lifetimeSeconds: number, verifier?: TokenVerifier): FakeIntegration & {issued: Array<{aud: string; exp: number}>} {
+export function entraIntegration(
+  upn: string,
+  lifetimeSeconds: number,
+  verifier?: TokenVerifier,
+): FakeIntegration & {issued: Array<{aud: string; exp: number}>} {
   const kid = `k${randomUUID().replaceAll('-', '')}`
   const key = randomBytes(32).toString('hex')
   verifier?.registerJwtKey(kid, key)
@@ -164,11 +201,25 @@ export function entraIntegration(upn: string, lifetimeSeconds: number, verifier?
     async issue({scope}) {
       const aud = (scope ?? 'https://management.azure.com/.default').replace(/\/\.default$/, '')
       const now = Math.floor(Date.now() / 1000)
-      const claims = {aud, iss: 'https://sts.windows.net/00000000-0000-0000-0000-000000000000/', iat: now, nbf: now - 5, exp: now + lifetimeSeconds, upn, oid: randomUUID(), jti: randomUUID()}
+      const claims = {
+        aud,
+        iss: 'https://sts.windows.net/00000000-0000-0000-0000-000000000000/',
+        iat: now,
+        nbf: now - 5,
+        exp: now + lifetimeSeconds,
+        upn,
+        oid: randomUUID(),
+        jti: randomUUID(),
+      }
       const unsigned = `${b64url(JSON.stringify({alg: 'HS256', typ: 'JWT', kid}))}.${b64url(JSON.stringify(claims))}`
       const token = `${unsigned}.${b64url(createHmac('sha256', key).update(unsigned).digest())}`
       issued.push({aud, exp: claims.exp})
-      return {access_token: token, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'Bearer', expires_in: lifetimeSeconds}
+      return {
+        access_token: token,
+        issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        token_type: 'Bearer',
+        expires_in: lifetimeSeconds,
+      }
     },
   }
 }
@@ -183,7 +234,12 @@ export function googleIntegration(lifetimeSeconds: number): FakeIntegration & {i
     async issue() {
       const token = `ya29.fake-${randomBytes(16).toString('hex')}`
       issued.push(token)
-      return {access_token: token, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'Bearer', expires_in: lifetimeSeconds}
+      return {
+        access_token: token,
+        issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        token_type: 'Bearer',
+        expires_in: lifetimeSeconds,
+      }
     },
   }
 }
@@ -193,7 +249,16 @@ export async function startGcsEmulator(bucket: string): Promise<string | undefin
   if (!python) return undefined
   const port = await freePort()
   const bin = join(python, '..', 'gcp-storage-emulator')
-  const child = startProcess(bin, ['start', '--host', '127.0.0.1', '--port', String(port), '--in-memory', '--default-bucket', bucket])
+  const child = startProcess(bin, [
+    'start',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--in-memory',
+    '--default-bucket',
+    bucket,
+  ])
   const url = `http://127.0.0.1:${port}`
   await waitForHttp(`${url}/storage/v1/b`, child, 'gcp-storage-emulator')
   return url
@@ -205,14 +270,55 @@ export async function startAzuriteHttps(): Promise<{url: string; certFile: strin
   const dir = tempDir('azurite-tls-')
   const certFile = join(dir, 'cert.pem')
   const keyFile = join(dir, 'key.pem')
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', keyFile, '-out', certFile], {stdio: 'ignore'})
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+    ],
+    {stdio: 'ignore'},
+  )
   const port = await freePort()
   const bin = join(REPO_ROOT, 'node_modules/.bin/azurite-blob')
-  const child = startProcess(bin, ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--inMemoryPersistence', '--skipApiVersionCheck', '--silent', '--disableTelemetry', '--cert', certFile, '--key', keyFile, '--oauth', 'basic'], {NODE_EXTRA_CA_CERTS: certFile})
+  const child = startProcess(
+    bin,
+    [
+      '--blobHost',
+      '127.0.0.1',
+      '--blobPort',
+      String(port),
+      '--inMemoryPersistence',
+      '--skipApiVersionCheck',
+      '--silent',
+      '--disableTelemetry',
+      '--cert',
+      certFile,
+      '--key',
+      keyFile,
+      '--oauth',
+      'basic',
+    ],
+    {NODE_EXTRA_CA_CERTS: certFile},
+  )
   const url = `https://127.0.0.1:${port}/devstoreaccount1`
   for (let i = 0; i < 120 && child.exitCode === null; i++) {
     try {
-      execFileSync('curl', ['-s', '--cacert', certFile, '-o', '/dev/null', `https://127.0.0.1:${port}/`], {stdio: 'ignore'})
+      execFileSync('curl', ['-s', '--cacert', certFile, '-o', '/dev/null', `https://127.0.0.1:${port}/`], {
+        stdio: 'ignore',
+      })
       return {url, certFile}
     } catch {
       await new Promise((resolve) => setTimeout(resolve, 250))

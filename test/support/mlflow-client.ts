@@ -120,20 +120,33 @@ async function clientResults(target: ClientTarget, args: string[]): Promise<any[
   writeFileSync(script, SCRIPT)
   const started = Date.now()
   const {stdout} = await run(target.python, [script, ...args], {
-    env: {PATH: process.env.PATH, HOME: process.env.HOME, MLFLOW_TRACKING_URI: target.trackingUri, MLFLOW_TRACKING_TOKEN: target.token, MLFLOW_HTTP_REQUEST_MAX_RETRIES: '0', MLFLOW_ENABLE_ASYNC_TRACE_LOGGING: 'false', ...target.env},
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      MLFLOW_TRACKING_URI: target.trackingUri,
+      MLFLOW_TRACKING_TOKEN: target.token,
+      MLFLOW_HTTP_REQUEST_MAX_RETRIES: '0',
+      MLFLOW_ENABLE_ASYNC_TRACE_LOGGING: 'false',
+      ...target.env,
+    },
     timeout: 180_000,
     maxBuffer: 10 * 1024 * 1024,
   })
   traceStep(`client ${args[0]}`, started)
   const marker = '@@mlflowctl-test-result '
-  return stdout.split('\n').filter((line) => line.startsWith(marker)).map((line) => JSON.parse(line.slice(marker.length)))
+  return stdout
+    .split('\n')
+    .filter((line) => line.startsWith(marker))
+    .map((line) => JSON.parse(line.slice(marker.length)))
 }
 
 const client = async (target: ClientTarget, args: string[]): Promise<any> => (await clientResults(target, args)).at(-1)
 
-export const logRun = (target: ClientTarget, experiment: string): Promise<{runId: string; artifactUri: string}> => client(target, ['log', experiment])
+export const logRun = (target: ClientTarget, experiment: string): Promise<{runId: string; artifactUri: string}> =>
+  client(target, ['log', experiment])
 /** Logs a run with everything a backup must carry; see the script's "rich" action. */
-export const logRichRun = (target: ClientTarget, experiment: string): Promise<{runId: string}> => client(target, ['rich', experiment])
+export const logRichRun = (target: ClientTarget, experiment: string): Promise<{runId: string}> =>
+  client(target, ['rich', experiment])
 /** Everything the server shows: experiments, runs with metric histories and artifact hashes, traces, models. */
 export const serverSnapshot = (target: ClientTarget): Promise<any> => client(target, ['snapshot'])
 /** logRichRun for each experiment, then serverSnapshot, in one client process (each start imports mlflow anew). */
@@ -141,7 +154,11 @@ export const logRichRunsThenSnapshot = (target: ClientTarget, experiments: strin
   client(target, [...experiments.flatMap((experiment) => ['rich', experiment]), 'snapshot'])
 export const readRun = (target: ClientTarget, runId: string): Promise<RunRead> => client(target, ['read', runId])
 /** readRun for several runs in one client process. */
-export const readRuns = (target: ClientTarget, runIds: string[]): Promise<RunRead[]> => clientResults(target, runIds.flatMap((runId) => ['read', runId]))
+export const readRuns = (target: ClientTarget, runIds: string[]): Promise<RunRead[]> =>
+  clientResults(
+    target,
+    runIds.flatMap((runId) => ['read', runId]),
+  )
 interface RunRead {
   params: Record<string, string>
   metrics: Record<string, number>

@@ -61,6 +61,10 @@ export function azuriteBlobUrl(): string | undefined {
   return process.env.MLFLOWCTL_TEST_AZURITE_BLOB
 }
 
-export const NO_AZURITE = 'Azurite is not running; run the tests through `npm test` (scripts/test.mjs starts it from node_modules)'
+export const NO_AZURITE =
+  'Azurite is not running; run the tests through `npm test` (scripts/test.mjs starts it from node_modules)'
 /** Azurite's published development account key (not a secret). */
-export const AZURITE_ACCOUNT = {name: 'devstoreaccount1', key: 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='}
+export const AZURITE_ACCOUNT = {
+  name: 'devstoreaccount1',
+  key: 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==',
+}

@@ -33,7 +33,10 @@ export class TokenVerifier {
   readonly decisions: Array<{user: string; accepted: boolean; reason: string}> = []
   private server?: Server
 
-  constructor(readonly endpoints: string[], readonly region: string) {}
+  constructor(
+    readonly endpoints: string[],
+    readonly region: string,
+  ) {}
 
   registerAws(credentials: IssuedAws): void {
     this.aws.set(credentials.accessKeyId, credentials)
@@ -59,27 +62,46 @@ export class TokenVerifier {
     const endpoint = token.slice(0, cut)
     if (!this.endpoints.includes(endpoint)) return `token is for ${endpoint}, not this server`
     const params = new URLSearchParams(token.slice(cut + 2))
-    if (params.get('Action') !== 'connect' || params.get('DBUser') !== user) return 'not a connect request for this user'
-    if (params.get('X-Amz-Algorithm') !== 'AWS4-HMAC-SHA256' || params.get('X-Amz-SignedHeaders') !== 'host') return 'unsupported signature'
+    if (params.get('Action') !== 'connect' || params.get('DBUser') !== user)
+      return 'not a connect request for this user'
+    if (params.get('X-Amz-Algorithm') !== 'AWS4-HMAC-SHA256' || params.get('X-Amz-SignedHeaders') !== 'host')
+      return 'unsupported signature'
     const [accessKey, date, region, service, terminal] = (params.get('X-Amz-Credential') ?? '').split('/')
-    if (service !== 'rds-db' || terminal !== 'aws4_request' || region !== this.region) return 'credential scope is not rds-db in this region'
+    if (service !== 'rds-db' || terminal !== 'aws4_request' || region !== this.region)
+      return 'credential scope is not rds-db in this region'
     const issued = this.aws.get(accessKey)
     if (!issued) return 'unknown access key'
     if (issued.expiresAt <= now) return 'the signing credentials have expired'
     if ((params.get('X-Amz-Security-Token') ?? '') !== issued.sessionToken) return 'wrong session token'
     const amzDate = params.get('X-Amz-Date') ?? ''
-    const signedAt = Date.parse(amzDate.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z')) / 1000
+    const signedAt =
+      Date.parse(amzDate.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z')) / 1000
     const expires = Number(params.get('X-Amz-Expires'))
-    if (!(expires <= 900) || !(signedAt - SKEW_SECONDS <= now && now <= signedAt + expires) || !amzDate.startsWith(date)) return 'token outside its validity window'
-    const encode = (value: string) => encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
-    const query = [...params.entries()].filter(([key]) => key !== 'X-Amz-Signature').sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${encode(k)}=${encode(v)}`).join('&')
+    if (
+      !(expires <= 900) ||
+      !(signedAt - SKEW_SECONDS <= now && now <= signedAt + expires) ||
+      !amzDate.startsWith(date)
+    )
+      return 'token outside its validity window'
+    const encode = (value: string) =>
+      encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    const query = [...params.entries()]
+      .filter(([key]) => key !== 'X-Amz-Signature')
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, v]) => `${encode(k)}=${encode(v)}`)
+      .join('&')
     let key: Buffer = createHmac('sha256', `AWS4${issued.secretAccessKey}`).update(date).digest()
     for (const part of [region, 'rds-db', 'aws4_request']) key = createHmac('sha256', key).update(part).digest()
     const signature = params.get('X-Amz-Signature') ?? ''
     // botocore presigns with UNSIGNED-PAYLOAD, the JS signer with the hash of the empty body.
     for (const payload of ['UNSIGNED-PAYLOAD', createHash('sha256').update('').digest('hex')]) {
       const canonical = ['GET', '/', query, `host:${endpoint}`, '', 'host', payload].join('\n')
-      const toSign = ['AWS4-HMAC-SHA256', amzDate, `${date}/${region}/rds-db/aws4_request`, createHash('sha256').update(canonical).digest('hex')].join('\n')
+      const toSign = [
+        'AWS4-HMAC-SHA256',
+        amzDate,
+        `${date}/${region}/rds-db/aws4_request`,
+        createHash('sha256').update(canonical).digest('hex'),
+      ].join('\n')
       if (safeEqual(createHmac('sha256', key).update(toSign).digest('hex'), signature)) return null
     }
     return 'bad signature'
@@ -88,11 +110,17 @@ export class TokenVerifier {
   private checkJwt(user: string, token: string, now: number): string | null {
     const [head, body, signature] = token.split('.')
     const header = JSON.parse(Buffer.from(head, 'base64url').toString()) as {alg?: string; kid?: string}
-    const claims = JSON.parse(Buffer.from(body, 'base64url').toString()) as {aud?: string; exp?: number; nbf?: number; upn?: string}
+    const claims = JSON.parse(Buffer.from(body, 'base64url').toString()) as {
+      aud?: string
+      exp?: number
+      nbf?: number
+      upn?: string
+    }
     if (header.alg !== 'HS256') return 'unsupported JWT algorithm'
     const key = this.jwtKeys.get(header.kid ?? '')
     if (!key) return 'unknown signing key'
-    if (!safeEqual(createHmac('sha256', key).update(`${head}.${body}`).digest('base64url'), signature)) return 'bad JWT signature'
+    if (!safeEqual(createHmac('sha256', key).update(`${head}.${body}`).digest('base64url'), signature))
+      return 'bad JWT signature'
     if (claims.aud !== AZURE_POSTGRES_AUDIENCE) return 'token is not for Azure Database for PostgreSQL'
     if (!((claims.nbf ?? 0) - SKEW_SECONDS <= now && now < (claims.exp ?? 0))) return 'token expired'
     if (claims.upn !== user) return 'token is for another principal'
@@ -142,7 +170,8 @@ export class TokenVerifier {
       const name = readTlv(op.value, version.end)!
       const credentials = readTlv(op.value, name.end)!
       const user = /^uid=(.*),ou=mlflowctl-tokens$/.exec(name.value.toString('utf8'))?.[1] ?? ''
-      const reason = credentials.tag === 0x80 ? this.check(user, credentials.value.toString('utf8')) : 'not a simple bind'
+      const reason =
+        credentials.tag === 0x80 ? this.check(user, credentials.value.toString('utf8')) : 'not a simple bind'
       this.decisions.push({user, accepted: reason === null, reason: reason ?? 'ok'})
       socket.write(bindResponse(messageId.value, reason === null ? 0 : 49, reason ?? ''))
     }
@@ -172,11 +201,16 @@ function readTlv(buffer: Buffer, offset: number): {tag: number; value: Buffer; e
 }
 
 function tlv(tag: number, value: Buffer): Buffer {
-  const length = value.length < 0x80 ? Buffer.from([value.length]) : Buffer.from([0x82, value.length >> 8, value.length & 0xff])
+  const length =
+    value.length < 0x80 ? Buffer.from([value.length]) : Buffer.from([0x82, value.length >> 8, value.length & 0xff])
   return Buffer.concat([Buffer.from([tag]), length, value])
 }
 
 function bindResponse(messageId: Buffer, resultCode: number, diagnostic: string): Buffer {
-  const body = Buffer.concat([tlv(0x0a, Buffer.from([resultCode])), tlv(0x04, Buffer.alloc(0)), tlv(0x04, Buffer.from(diagnostic))])
+  const body = Buffer.concat([
+    tlv(0x0a, Buffer.from([resultCode])),
+    tlv(0x04, Buffer.alloc(0)),
+    tlv(0x04, Buffer.from(diagnostic)),
+  ])
   return tlv(0x30, Buffer.concat([tlv(0x02, messageId), tlv(0x61, body)]))
 }

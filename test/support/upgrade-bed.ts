@@ -2,7 +2,7 @@
 // the CLI pointed at it, deployments of a given MLflow release, and the comparisons each case ends with.
 import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
-import {readdirSync, readFileSync} from 'node:fs'
+import {readdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 
@@ -19,7 +19,13 @@ export const OLD_3 = '3.0.1'
 const execFileAsync = promisify(execFile)
 export const workDir = tempDir('upgrade-fake-connect-')
 export const fake = await startFakeConnect({workDir})
-export const env = {CONNECT_SERVER: fake.url, CONNECT_API_KEY: PUBLISHER_KEY, MLFLOWCTL_CONFIG_DIR: tempDir('upgrade-config-'), MLFLOWCTL_DATA_DIR: tempDir('upgrade-data-'), MLFLOWCTL_PYPI_URL: 'http://127.0.0.1:9'}
+export const env = {
+  CONNECT_SERVER: fake.url,
+  CONNECT_API_KEY: PUBLISHER_KEY,
+  MLFLOWCTL_CONFIG_DIR: tempDir('upgrade-config-'),
+  MLFLOWCTL_DATA_DIR: tempDir('upgrade-data-'),
+  MLFLOWCTL_PYPI_URL: 'http://127.0.0.1:9',
+}
 export const cli = (args: string[]) => runCli([...args, '--json'], {env, timeoutMs: 900_000})
 export const newest = testVenvs().find((venv) => venv.mlflowVersion.startsWith('3.'))
 export const last2 = testVenvs().find((venv) => venv.mlflowVersion.startsWith('2.'))
@@ -30,7 +36,12 @@ export async function pythonFor(version: string): Promise<string> {
   if (known) return known.python
   const python = process.env.MLFLOWCTL_PYTHON || 'python3'
   const pythonVersion = await detectPythonVersion(python)
-  const bundle = renderBundle(await readTree(EXTENSION_TEMPLATES), {storage: 'local', mlflowVersion: version, pythonVersion, toolVersion: 'test'})
+  const bundle = renderBundle(await readTree(EXTENSION_TEMPLATES), {
+    storage: 'local',
+    mlflowVersion: version,
+    pythonVersion,
+    toolVersion: 'test',
+  })
   const requirements = bundle.files.find((file) => file.path === 'requirements.txt')!.content.toString('utf8')
   return (await ensureVenv({cacheDir: process.env.MLFLOWCTL_CACHE_DIR!, python, pythonVersion, requirements})).python
 }
@@ -42,15 +53,29 @@ export interface Deployment {
   python: string
 }
 
-export async function deployRelease(version: string, name: string, storage: {mode: string; env: string[]} = {mode: 'local', env: []}): Promise<Deployment> {
+export async function deployRelease(
+  version: string,
+  name: string,
+  storage: {mode: string; env: string[]} = {mode: 'local', env: []},
+): Promise<Deployment> {
   const dir = join(tempDir(), name)
   assert.equal((await runCli(['init', dir, '--mlflow-version', version, '--storage', storage.mode])).code, 0)
   const deployed = await cli(['deploy', dir, '--new', '--name', name, ...storage.env.flatMap((value) => ['-E', value])])
   assert.equal(deployed.code, 0, `${deployed.stdout}\n${deployed.stderr}`)
-  return {guid: deployed.json!.result.guid, contentUrl: deployed.json!.result.contentUrl, bundleId: deployed.json!.result.bundleId, python: await pythonFor(version)}
+  return {
+    guid: deployed.json!.result.guid,
+    contentUrl: deployed.json!.result.contentUrl,
+    bundleId: deployed.json!.result.bundleId,
+    python: await pythonFor(version),
+  }
 }
 
-export const clientOf = (python: string, deployment: Deployment) => ({python, trackingUri: deployment.contentUrl.replace(/\/$/, ''), token: '', env: connectAuthEnv(python, PUBLISHER_KEY)})
+export const clientOf = (python: string, deployment: Deployment) => ({
+  python,
+  trackingUri: deployment.contentUrl.replace(/\/$/, ''),
+  token: '',
+  env: connectAuthEnv(python, PUBLISHER_KEY),
+})
 
 /** Data written by the deployment's own (old) MLflow, and everything its server shows afterwards. */
 export async function writeData(deployment: Deployment): Promise<unknown> {
@@ -64,9 +89,23 @@ export async function servedRevision(guid: string): Promise<string> {
   return status.json!.result.revision
 }
 
-export async function upgradeAndCompare(t: {name: string}, deployment: Deployment, before: unknown, extra: string[] = []): Promise<void> {
+export async function upgradeAndCompare(
+  t: {name: string},
+  deployment: Deployment,
+  before: unknown,
+  extra: string[] = [],
+): Promise<void> {
   const planFile = join(tempDir(), 'plan.json')
-  const plan = await cli(['upgrade', 'plan', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--plan-file', planFile])
+  const plan = await cli([
+    'upgrade',
+    'plan',
+    '--guid',
+    deployment.guid,
+    '--to',
+    newest!.mlflowVersion,
+    '--plan-file',
+    planFile,
+  ])
   assert.equal(plan.code, 0, plan.stdout)
   assert.equal(plan.json!.result.strategy, 'maintenance')
   assert.equal(plan.json!.result.blocked, false, JSON.stringify(plan.json!.result.blockers))
@@ -91,7 +130,11 @@ export async function upgradeAndCompare(t: {name: string}, deployment: Deploymen
   assert.equal(stale.code, 6)
   assert.equal(stale.json!.error!.code, 'PLAN_STALE')
   const history = await cli(['history', '--guid', deployment.guid])
-  assert.ok(history.json!.result.events.some((e: {action: string; result: string}) => e.action === 'upgrade' && e.result === 'ok'))
+  assert.ok(
+    history.json!.result.events.some(
+      (e: {action: string; result: string}) => e.action === 'upgrade' && e.result === 'ok',
+    ),
+  )
 }
 
 /** Posts one OTLP span to CONTENT/v1/traces (a FastAPI-only route) and looks for its trace through the REST API. */
@@ -111,13 +154,18 @@ search = json.dumps({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experim
 found = urllib.request.urlopen(urllib.request.Request(base + "api/3.0/mlflow/traces/search", data=search, headers={"Authorization": "Key " + key, "Content-Type": "application/json"}, method="POST"), timeout=60).read().decode()
 print("found" if trace_id.hex() in found else "missing: " + found[:300])
 `
-  const {stdout} = await execFileAsync(python, ['-c', script, contentUrl], {env: {PATH: process.env.PATH, KEY: PUBLISHER_KEY}})
+  const {stdout} = await execFileAsync(python, ['-c', script, contentUrl], {
+    env: {PATH: process.env.PATH, KEY: PUBLISHER_KEY},
+  })
   return stdout.trim()
 }
 
 /** Traces are compared where both sides have them (a 2.x client sees none). */
 export function stripTraces(snapshot: any): any {
-  return {...snapshot, experiments: snapshot.experiments.map((e: any) => ({...e, traces: e.traces.length > 0 ? e.traces : undefined}))}
+  return {
+    ...snapshot,
+    experiments: snapshot.experiments.map((e: any) => ({...e, traces: e.traces.length > 0 ? e.traces : undefined})),
+  }
 }
 
 export function sqliteOf(guid: string): string {
@@ -126,17 +174,37 @@ export function sqliteOf(guid: string): string {
   return join(dir, 'mlflow.db')
 }
 
-export async function expectRolledBack(deployment: Deployment, before: unknown, revision: string, result: Awaited<ReturnType<typeof cli>>, restored = true): Promise<void> {
+export async function expectRolledBack(
+  deployment: Deployment,
+  before: unknown,
+  revision: string,
+  result: Awaited<ReturnType<typeof cli>>,
+  restored = true,
+): Promise<void> {
   assert.equal(result.code, 6, `${result.stdout}\n${result.stderr}`)
   assert.equal(result.json!.error!.code, 'UPGRADE_ROLLED_BACK', result.json!.error!.message)
   // The backup goes back only when the data changed; otherwise writes made meanwhile are kept.
-  assert.match(result.json!.error!.message, restored ? /Rolled back: backup \S+ restored/ : /Rolled back: the data was unchanged/)
+  assert.match(
+    result.json!.error!.message,
+    restored ? /Rolled back: backup \S+ restored/ : /Rolled back: the data was unchanged/,
+  )
   // What the restore replaced (writes made during the attempt) is kept in a safety backup, and named.
-  assert.equal(result.json!.error!.suggestions.some((s: string) => /^Safety backup \S+ holds/.test(s)), restored, result.json!.error!.suggestions.join('\n'))
+  assert.equal(
+    result.json!.error!.suggestions.some((s: string) => /^Safety backup \S+ holds/.test(s)),
+    restored,
+    result.json!.error!.suggestions.join('\n'),
+  )
   assert.equal(fake.content.get(deployment.guid)!.activeBundle, deployment.bundleId, 'the previous bundle serves')
   assert.equal(await servedRevision(deployment.guid), revision, 'the schema is back at the old head')
-  assert.deepEqual(await serverSnapshot(clientOf(deployment.python, deployment)), before, 'the data is exactly as before')
+  assert.deepEqual(
+    await serverSnapshot(clientOf(deployment.python, deployment)),
+    before,
+    'the data is exactly as before',
+  )
   const history = await cli(['history', '--guid', deployment.guid])
-  assert.ok(history.json!.result.events.some((e: {action: string; result: string}) => e.action === 'upgrade' && e.result === 'failed'))
+  assert.ok(
+    history.json!.result.events.some(
+      (e: {action: string; result: string}) => e.action === 'upgrade' && e.result === 'failed',
+    ),
+  )
 }
-

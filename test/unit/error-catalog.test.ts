@@ -12,7 +12,9 @@ import {toMlflowctlError} from '../../src/output/errors.js'
 const SRC = fileURLToPath(new URL('../../src', import.meta.url))
 
 function sources(dir: string): string[] {
-  return readdirSync(dir, {withFileTypes: true}).flatMap((entry) => (entry.isDirectory() ? sources(join(dir, entry.name)) : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : []))
+  return readdirSync(dir, {withFileTypes: true}).flatMap((entry) =>
+    entry.isDirectory() ? sources(join(dir, entry.name)) : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : [],
+  )
 }
 
 describe('error catalog', () => {
@@ -20,7 +22,9 @@ describe('error catalog', () => {
     const classesOf = new Map<string, Set<string>>()
     let found = 0
     for (const file of sources(SRC)) {
-      for (const match of readFileSync(file, 'utf8').matchAll(/new (UsageError|ConfigError|AuthError|ExternalError|CheckFailedError)\(\s*'([A-Z][A-Z0-9_]+)'/g)) {
+      for (const match of readFileSync(file, 'utf8').matchAll(
+        /new (UsageError|ConfigError|AuthError|ExternalError|CheckFailedError)\(\s*'([A-Z][A-Z0-9_]+)'/g,
+      )) {
         found++
         const seen = classesOf.get(match[2]) ?? new Set<string>()
         seen.add(`${match[1]} (${relative(SRC, file)})`)
@@ -29,25 +33,35 @@ describe('error catalog', () => {
     }
     assert.ok(found > 100, `only ${found} typed errors found: has the pattern changed?`)
     const conflicts = [...classesOf].filter(([, seen]) => new Set([...seen].map((s) => s.split(' ')[0])).size > 1)
-    assert.deepEqual(conflicts.map(([code, seen]) => `${code}: ${[...seen].join(', ')}`), [])
+    assert.deepEqual(
+      conflicts.map(([code, seen]) => `${code}: ${[...seen].join(', ')}`),
+      [],
+    )
   })
 
   it('has one code for "no Connect server or API key configured"', () => {
-    const text = sources(SRC).map((file) => readFileSync(file, 'utf8')).join('\n')
-    for (const retired of ['SERVER_REQUIRED', 'API_KEY_REQUIRED', 'CONNECT_REQUIRED']) assert.ok(!text.includes(`'${retired}'`), `${retired} is still thrown`)
+    const text = sources(SRC)
+      .map((file) => readFileSync(file, 'utf8'))
+      .join('\n')
+    for (const retired of ['SERVER_REQUIRED', 'API_KEY_REQUIRED', 'CONNECT_REQUIRED'])
+      assert.ok(!text.includes(`'${retired}'`), `${retired} is still thrown`)
     assert.match(text, /new ConfigError\('CONNECT_NOT_CONFIGURED'/)
   })
 
   it('keeps oclif out of core, the adapters and errors.ts', () => {
     const offenders = sources(SRC)
-      .filter((file) => /\/(core|adapters)\//.test(file) || file.endsWith('/errors.ts') && !file.includes('/output/'))
+      .filter((file) => /\/(core|adapters)\//.test(file) || (file.endsWith('/errors.ts') && !file.includes('/output/')))
       .filter((file) => /from '@oclif\//.test(readFileSync(file, 'utf8')))
-    assert.deepEqual(offenders.map((file) => relative(SRC, file)), [])
+    assert.deepEqual(
+      offenders.map((file) => relative(SRC, file)),
+      [],
+    )
   })
 })
 
 describe('toMlflowctlError', () => {
-  const fsError = (code: string, path = '/srv/missing') => Object.assign(new Error(`${code}: x, open '${path}'`), {code, path, syscall: 'open', errno: -2})
+  const fsError = (code: string, path = '/srv/missing') =>
+    Object.assign(new Error(`${code}: x, open '${path}'`), {code, path, syscall: 'open', errno: -2})
 
   it('maps file-system errors nobody mapped to typed errors that name the path', () => {
     const missing = toMlflowctlError(fsError('ENOENT'))
@@ -68,6 +82,9 @@ describe('toMlflowctlError', () => {
     assert.ok(bug instanceof InternalError)
     assert.match(bug.suggestionList[0], /This is a bug in mlflowctl/)
     // An errno-like error without a path is not a file-system error.
-    assert.equal(toMlflowctlError(Object.assign(new Error('socket'), {code: 'ECONNRESET', syscall: 'read'})).exit, ExitCode.Internal)
+    assert.equal(
+      toMlflowctlError(Object.assign(new Error('socket'), {code: 'ECONNRESET', syscall: 'read'})).exit,
+      ExitCode.Internal,
+    )
   })
 })

@@ -9,7 +9,30 @@ const manifest = JSON.parse(readFileSync(new URL('../../oclif.manifest.json', im
 
 describe('oclif.manifest.json', () => {
   it('lists the interface commands', () => {
-    for (const id of ['init', 'bundle', 'dev:up', 'dev:down', 'dev:status', 'dev:logs', 'deploy', 'rollback', 'history', 'client-env', 'doctor', 'backup:create', 'backup:list', 'backup:verify', 'backup:prune', 'backup:restore', 'db:status', 'db:migrate', 'version:bump', 'upgrade:plan', 'upgrade:apply']) assert.ok(manifest.commands[id], id)
+    for (const id of [
+      'init',
+      'bundle',
+      'dev:up',
+      'dev:down',
+      'dev:status',
+      'dev:logs',
+      'deploy',
+      'rollback',
+      'history',
+      'client-env',
+      'doctor',
+      'backup:create',
+      'backup:list',
+      'backup:verify',
+      'backup:prune',
+      'backup:restore',
+      'db:status',
+      'db:migrate',
+      'version:bump',
+      'upgrade:plan',
+      'upgrade:apply',
+    ])
+      assert.ok(manifest.commands[id], id)
   })
 
   it('lists commands in sorted order, so the file does not depend on the filesystem (scripts/sort-manifest.mjs)', () => {

@@ -10,7 +10,18 @@ import {createGunzip, createGzip} from 'node:zlib'
 
 import * as tarStream from 'tar-stream'
 
-import {ARCHIVE_SUFFIX, MANIFEST_ENTRY, compareWithManifest, describeProblem, invalidManifest, sameManifest, unexpectedEntry, unsafeEntryName, type BackupFileEntry, type BackupManifest} from '../../core/backup/format.js'
+import {
+  ARCHIVE_SUFFIX,
+  MANIFEST_ENTRY,
+  compareWithManifest,
+  describeProblem,
+  invalidManifest,
+  sameManifest,
+  unexpectedEntry,
+  unsafeEntryName,
+  type BackupFileEntry,
+  type BackupManifest,
+} from '../../core/backup/format.js'
 import {CheckFailedError, ExternalError, MlflowctlError} from '../../errors.js'
 import {faultPoint} from '../fault.js'
 import {fsFailure} from '../fs/safe-fs.js'
@@ -24,11 +35,18 @@ export interface ArchiveSource {
 }
 
 /** Writes the archive; `finish` turns the list of written entries into the manifest. Returns its size. */
-export async function writeBackupArchive(output: string, sources: AsyncIterable<ArchiveSource> | Iterable<ArchiveSource>, finish: (files: BackupFileEntry[]) => BackupManifest, passphrase?: string): Promise<{bytes: number; manifest: BackupManifest}> {
+export async function writeBackupArchive(
+  output: string,
+  sources: AsyncIterable<ArchiveSource> | Iterable<ArchiveSource>,
+  finish: (files: BackupFileEntry[]) => BackupManifest,
+  passphrase?: string,
+): Promise<{bytes: number; manifest: BackupManifest}> {
   const partial = `${output}.partial`
   const pack = tarStream.pack()
   const out = createWriteStream(partial, {mode: 0o600})
-  const written = passphrase ? pipeline(pack, createGzip({level: 6}), encryptStream(passphrase), out) : pipeline(pack, createGzip({level: 6}), out)
+  const written = passphrase
+    ? pipeline(pack, createGzip({level: 6}), encryptStream(passphrase), out)
+    : pipeline(pack, createGzip({level: 6}), out)
   const files: BackupFileEntry[] = []
   try {
     for await (const source of sources) {
@@ -38,7 +56,9 @@ export async function writeBackupArchive(output: string, sources: AsyncIterable<
       const hash = createHash('sha256')
       let done!: (error?: Error | null) => void
       const finished = new Promise<void>((resolve, reject) => (done = (error) => (error ? reject(error) : resolve())))
-      const entry = pack.entry({name: source.name, size, mode: 0o600, mtime: new Date(0), type: 'file'}, (error) => done(error)) as unknown as NodeJS.WritableStream
+      const entry = pack.entry({name: source.name, size, mode: 0o600, mtime: new Date(0), type: 'file'}, (error) =>
+        done(error),
+      ) as unknown as NodeJS.WritableStream
       let seen = 0
       for await (const chunk of createReadStream(source.file, {end: size - 1 < 0 ? undefined : size - 1})) {
         seen += (chunk as Buffer).length
@@ -69,7 +89,9 @@ export async function writeBackupArchive(output: string, sources: AsyncIterable<
     await written.catch(() => undefined)
     await rm(partial, {force: true})
     if ((error as NodeJS.ErrnoException).code) throw fsFailure(error, 'write', output)
-    throw new ExternalError('BACKUP_WRITE_FAILED', `Cannot write ${output}: ${(error as Error).message}.`, {cause: error})
+    throw new ExternalError('BACKUP_WRITE_FAILED', `Cannot write ${output}: ${(error as Error).message}.`, {
+      cause: error,
+    })
   }
 }
 
@@ -103,7 +125,10 @@ export async function readExpectedManifest(archive: string): Promise<BackupManif
  * @throws CheckFailedError BACKUP_CORRUPT with the specific reason
  */
 export async function verifyBackupArchive(file: string, options: ReadOptions = {}): Promise<BackupManifest> {
-  const corrupt = (why: string) => new CheckFailedError('BACKUP_CORRUPT', `${file}: ${why}.`, {suggestions: ['Use another backup (mlflowctl backup list), and check the storage that holds this one.']})
+  const corrupt = (why: string) =>
+    new CheckFailedError('BACKUP_CORRUPT', `${file}: ${why}.`, {
+      suggestions: ['Use another backup (mlflowctl backup list), and check the storage that holds this one.'],
+    })
   const extract = tarStream.extract()
   const seen = new Map<string, {size: number; sha256: string}>()
   let manifestText: string | undefined
@@ -113,11 +138,17 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
     stream.on('error', () => undefined)
     void (async () => {
       const unsafe = unsafeEntryName(header.name)
-      if (header.type !== 'file') throw corrupt(`entry ${header.name} is a ${header.type}, and a backup holds regular files only`)
+      if (header.type !== 'file')
+        throw corrupt(`entry ${header.name} is a ${header.type}, and a backup holds regular files only`)
       if (unsafe) throw corrupt(`entry ${header.name} ${unsafe}`)
-      if (seen.has(header.name) || (header.name === MANIFEST_ENTRY && manifestText !== undefined)) throw corrupt(`entry ${header.name} appears twice`)
-      if (header.name === MANIFEST_ENTRY && (header.size ?? 0) > MAX_MANIFEST_BYTES) throw corrupt(`manifest.json declares ${header.size} bytes, more than a manifest can need`)
-      const unexpected = options.expected && header.name !== MANIFEST_ENTRY ? unexpectedEntry(options.expected, header.name, header.size ?? 0) : undefined
+      if (seen.has(header.name) || (header.name === MANIFEST_ENTRY && manifestText !== undefined))
+        throw corrupt(`entry ${header.name} appears twice`)
+      if (header.name === MANIFEST_ENTRY && (header.size ?? 0) > MAX_MANIFEST_BYTES)
+        throw corrupt(`manifest.json declares ${header.size} bytes, more than a manifest can need`)
+      const unexpected =
+        options.expected && header.name !== MANIFEST_ENTRY
+          ? unexpectedEntry(options.expected, header.name, header.size ?? 0)
+          : undefined
       if (unexpected) throw corrupt(unexpected)
       const hash = createHash('sha256')
       let size = 0
@@ -131,14 +162,17 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
         }
       }
       if (options.onEntry && header.name !== MANIFEST_ENTRY) await options.onEntry(header.name, tee())
-      else for await (const _ of tee()); // eslint-disable-line @typescript-eslint/no-unused-vars
+      else for await (const _ of tee());
       if (header.name === MANIFEST_ENTRY) manifestText = Buffer.concat(chunks).toString('utf8')
       else seen.set(header.name, {size, sha256: hash.digest('hex')})
-    })().then(() => next(), (error: Error) => {
-      rejection = error
-      stream.resume()
-      extract.destroy(error)
-    })
+    })().then(
+      () => next(),
+      (error: Error) => {
+        rejection = error
+        stream.resume()
+        extract.destroy(error)
+      },
+    )
   })
   const encrypted = await isEncrypted(file).catch(() => false)
   try {
@@ -148,14 +182,21 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
     if ((error as MlflowctlError).code === 'PASSPHRASE_REQUIRED') throw error
     // Until the GCM tag checks out, every byte is suspect: a wrong key or a changed byte shows up as
     // garbage to gunzip or tar, whichever notices first. Say what it really is.
-    if (encrypted) throw new CheckFailedError('BACKUP_DECRYPT_FAILED', `${file}: the passphrase is wrong, or the archive was changed (authentication failed).`, {suggestions: ['Check the passphrase; if it is right, use another backup.']})
+    if (encrypted)
+      throw new CheckFailedError(
+        'BACKUP_DECRYPT_FAILED',
+        `${file}: the passphrase is wrong, or the archive was changed (authentication failed).`,
+        {suggestions: ['Check the passphrase; if it is right, use another backup.']},
+      )
     if (rejection) throw rejection
     if (error instanceof MlflowctlError) throw error
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT') throw new ExternalError('BACKUP_NOT_FOUND', `${file} does not exist.`)
-    if (code === 'Z_BUF_ERROR' || /unexpected end/i.test((error as Error).message)) throw corrupt('the archive is truncated')
+    if (code === 'Z_BUF_ERROR' || /unexpected end/i.test((error as Error).message))
+      throw corrupt('the archive is truncated')
     if (code === 'Z_DATA_ERROR') throw corrupt('the compressed data is damaged (or this is not a gzip file)')
-    if (/invalid tar header|unexpected end of data/i.test((error as Error).message)) throw corrupt('the archive structure is damaged (an invalid tar header)')
+    if (/invalid tar header|unexpected end of data/i.test((error as Error).message))
+      throw corrupt('the archive structure is damaged (an invalid tar header)')
     throw corrupt(`cannot read it: ${(error as Error).message}`)
   }
   if (rejection) throw rejection
@@ -170,6 +211,7 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
   if (invalid) throw corrupt(invalid)
   const problems = compareWithManifest(manifest, seen)
   if (problems.length > 0) throw corrupt(problems.map(describeProblem).join('; '))
-  if (options.expected && !sameManifest(manifest, options.expected)) throw corrupt('its manifest differs from the listing sidecar beside it (one of them was changed)')
+  if (options.expected && !sameManifest(manifest, options.expected))
+    throw corrupt('its manifest differs from the listing sidecar beside it (one of them was changed)')
   return manifest
 }

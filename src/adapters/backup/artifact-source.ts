@@ -11,7 +11,10 @@ import type {TableSchema} from '../../core/backup/format.js'
 import {openObjectStore} from '../object-store.js'
 import {walkArtifacts} from './repo.js'
 
-export async function* objectStoreArtifacts(url: string, include: (path: string) => boolean = () => true): AsyncIterable<{name: string; file: string}> {
+export async function* objectStoreArtifacts(
+  url: string,
+  include: (path: string) => boolean = () => true,
+): AsyncIterable<{name: string; file: string}> {
   const location = parseArtifactUrl(url)
   const store = await openObjectStore(location)
   const prefix = location.prefix ? `${location.prefix}/` : ''
@@ -29,7 +32,10 @@ export async function* objectStoreArtifacts(url: string, include: (path: string)
   }
 }
 
-export async function* listArtifacts(source: string, include: (path: string) => boolean = () => true): AsyncIterable<{name: string; file: string}> {
+export async function* listArtifacts(
+  source: string,
+  include: (path: string) => boolean = () => true,
+): AsyncIterable<{name: string; file: string}> {
   if (/^(s3|wasbs|gs):\/\//.test(source)) {
     yield* objectStoreArtifacts(source, include)
     return
@@ -38,7 +44,11 @@ export async function* listArtifacts(source: string, include: (path: string) => 
 }
 
 /** Columns that hold artifact locations, per table (the experiment's root is not one: it covers everything). */
-const LOCATION_COLUMNS: Record<string, string[]> = {runs: ['artifact_uri'], logged_models: ['artifact_location'], model_versions: ['source', 'storage_location']}
+const LOCATION_COLUMNS: Record<string, string[]> = {
+  runs: ['artifact_uri'],
+  logged_models: ['artifact_location'],
+  model_versions: ['source', 'storage_location'],
+}
 /** Traces keep theirs as a tag. */
 const TRACE_LOCATION_TAG = 'mlflow.artifactLocation'
 
@@ -49,15 +59,23 @@ export async function readReferences(exportDir: string): Promise<string[]> {
   for (const table of schema.tables) {
     if (table.name === 'trace_tags') {
       const [key, value] = ['key', 'value'].map((column) => table.columns.findIndex((c) => c.name === column))
-      for await (const line of createInterface({input: createReadStream(join(exportDir, 'trace_tags.jsonl')), crlfDelay: Number.POSITIVE_INFINITY})) {
+      for await (const line of createInterface({
+        input: createReadStream(join(exportDir, 'trace_tags.jsonl')),
+        crlfDelay: Number.POSITIVE_INFINITY,
+      })) {
         const row = JSON.parse(line) as unknown[]
         if (row[key] === TRACE_LOCATION_TAG && typeof row[value] === 'string') uris.push(row[value] as string)
       }
       continue
     }
-    const positions = (LOCATION_COLUMNS[table.name] ?? []).map((column) => table.columns.findIndex((c) => c.name === column)).filter((i) => i >= 0)
+    const positions = (LOCATION_COLUMNS[table.name] ?? [])
+      .map((column) => table.columns.findIndex((c) => c.name === column))
+      .filter((i) => i >= 0)
     if (positions.length === 0) continue
-    for await (const line of createInterface({input: createReadStream(join(exportDir, `${table.name}.jsonl`)), crlfDelay: Number.POSITIVE_INFINITY})) {
+    for await (const line of createInterface({
+      input: createReadStream(join(exportDir, `${table.name}.jsonl`)),
+      crlfDelay: Number.POSITIVE_INFINITY,
+    })) {
       const row = JSON.parse(line) as unknown[]
       for (const position of positions) if (typeof row[position] === 'string') uris.push(row[position] as string)
     }

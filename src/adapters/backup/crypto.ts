@@ -50,13 +50,19 @@ export function encryptStream(passphrase: string): Transform {
 }
 
 /** --passphrase-file (first line, trimmed) or MLFLOWCTL_BACKUP_PASSPHRASE; undefined when neither is given. */
-export async function resolvePassphrase(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+export async function resolvePassphrase(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string | undefined> {
   if (file) {
     let text: string
     try {
       text = await readFile(file, 'utf8')
     } catch (error) {
-      throw new ConfigError('PASSPHRASE_FILE_UNREADABLE', `Cannot read the passphrase file ${file} (${(error as NodeJS.ErrnoException).code}).`)
+      throw new ConfigError(
+        'PASSPHRASE_FILE_UNREADABLE',
+        `Cannot read the passphrase file ${file} (${(error as NodeJS.ErrnoException).code}).`,
+      )
     }
     const passphrase = text.split('\n')[0].trim()
     if (!passphrase) throw new ConfigError('PASSPHRASE_EMPTY', `The passphrase file ${file} is empty.`)
@@ -82,9 +88,13 @@ export async function isEncrypted(file: string): Promise<boolean> {
  * @throws ConfigError PASSPHRASE_REQUIRED when no passphrase is given
  */
 export async function decryptedStream(file: string, passphrase: string | undefined): Promise<Readable> {
-  if (!passphrase) throw new ConfigError('PASSPHRASE_REQUIRED', `${file} is encrypted.`, {suggestions: [`Give the passphrase with --passphrase-file FILE or the ${PASSPHRASE_ENV} environment variable.`]})
+  if (!passphrase)
+    throw new ConfigError('PASSPHRASE_REQUIRED', `${file} is encrypted.`, {
+      suggestions: [`Give the passphrase with --passphrase-file FILE or the ${PASSPHRASE_ENV} environment variable.`],
+    })
   const {size} = await stat(file)
-  if (size < HEADER_BYTES + TAG_BYTES) throw new CheckFailedError('BACKUP_CORRUPT', `${file}: the encrypted archive is truncated.`)
+  if (size < HEADER_BYTES + TAG_BYTES)
+    throw new CheckFailedError('BACKUP_CORRUPT', `${file}: the encrypted archive is truncated.`)
   const handle = await open(file, 'r')
   const header = Buffer.alloc(HEADER_BYTES)
   const tag = Buffer.alloc(TAG_BYTES)
@@ -95,8 +105,13 @@ export async function decryptedStream(file: string, passphrase: string | undefin
     await handle.close()
   }
   const params = {N: header.readUInt32BE(8), r: header.readUInt8(12), p: header.readUInt8(13)}
-  if (params.N > 2 ** 20 || params.r > 32 || params.p > 16) throw new CheckFailedError('BACKUP_CORRUPT', `${file}: implausible key-derivation parameters in the header.`)
-  const decipher = createDecipheriv('aes-256-gcm', deriveKey(passphrase, header.subarray(14, 30), params), header.subarray(30, 42)) as DecipherGCM
+  if (params.N > 2 ** 20 || params.r > 32 || params.p > 16)
+    throw new CheckFailedError('BACKUP_CORRUPT', `${file}: implausible key-derivation parameters in the header.`)
+  const decipher = createDecipheriv(
+    'aes-256-gcm',
+    deriveKey(passphrase, header.subarray(14, 30), params),
+    header.subarray(30, 42),
+  ) as DecipherGCM
   decipher.setAuthTag(tag)
   const body = size - HEADER_BYTES - TAG_BYTES
   const source = body > 0 ? createReadStream(file, {start: HEADER_BYTES, end: size - TAG_BYTES - 1}) : Readable.from([])
@@ -108,7 +123,13 @@ export async function decryptedStream(file: string, passphrase: string | undefin
       try {
         callback(null, decipher.final())
       } catch {
-        callback(new CheckFailedError('BACKUP_DECRYPT_FAILED', `${file}: the passphrase is wrong, or the archive was changed (authentication failed).`, {suggestions: ['Check the passphrase; if it is right, use another backup.']}))
+        callback(
+          new CheckFailedError(
+            'BACKUP_DECRYPT_FAILED',
+            `${file}: the passphrase is wrong, or the archive was changed (authentication failed).`,
+            {suggestions: ['Check the passphrase; if it is right, use another backup.']},
+          ),
+        )
       }
     },
   })

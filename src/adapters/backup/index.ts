@@ -19,14 +19,28 @@ import {exportSqliteTables, snapshotSqlite} from './sqlite-source.js'
 /** SQLite reports a full disk as SQLITE_FULL, Node as ENOSPC: both are DISK_FULL; other errors pass through. */
 function diskError(error: unknown, action: string, path: string): unknown {
   const code = (error as {code?: string}).code ?? ''
-  if (code === 'SQLITE_FULL') return fsFailure(Object.assign(new Error('database or disk is full'), {code: 'ENOSPC'}), action, path)
+  if (code === 'SQLITE_FULL')
+    return fsFailure(Object.assign(new Error('database or disk is full'), {code: 'ENOSPC'}), action, path)
   return /^E[A-Z]+$/.test(code) ? fsFailure(error, action, path) : error
 }
 
-export function createBackupDeps(options: {repository: BackupRepository; dataDir: string; onWarning: (message: string) => void; passphrase?: string; connect?: ConnectTransferOptions}): CreateDeps {
+export function createBackupDeps(options: {
+  repository: BackupRepository
+  dataDir: string
+  onWarning: (message: string) => void
+  passphrase?: string
+  connect?: ConnectTransferOptions
+}): CreateDeps {
   return {
     // A source that an interrupted restore left half-swapped is put right before it is read.
-    recoverSource: async (source, artifactsSource) => (source.kind === 'connect' ? [] : recoverTarget(source, artifactsSource && !/^(s3|wasbs|gs):\/\//.test(artifactsSource) ? artifactsSource : undefined, options.dataDir)),
+    recoverSource: async (source, artifactsSource) =>
+      source.kind === 'connect'
+        ? []
+        : recoverTarget(
+            source,
+            artifactsSource && !/^(s3|wasbs|gs):\/\//.test(artifactsSource) ? artifactsSource : undefined,
+            options.dataDir,
+          ),
     lock: async () => {
       const release = await options.repository.lock(options.onWarning)
       faultPoint('create:locked')
@@ -36,9 +50,15 @@ export function createBackupDeps(options: {repository: BackupRepository; dataDir
     stageArchive: (id) => options.repository.stageArchive(id),
     commitArchive: (manifest, staged) => options.repository.commitArchive(manifest, staged),
     scratch: () => options.repository.scratch(),
-    exists: (path) => access(path).then(() => true, () => false),
+    exists: (path) =>
+      access(path).then(
+        () => true,
+        () => false,
+      ),
     snapshotSqlite: async (source, target) => {
-      await snapshotSqlite(source, target).catch((error) => Promise.reject(diskError(error, 'write the snapshot', target)))
+      await snapshotSqlite(source, target).catch((error) =>
+        Promise.reject(diskError(error, 'write the snapshot', target)),
+      )
       faultPoint('create:snapshot')
     },
     exportTables: (snapshot, outDir) => {

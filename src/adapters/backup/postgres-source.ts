@@ -16,8 +16,16 @@ import {openRowFile, writeSchemaFile, type TableExport} from './table-files.js'
 
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`
 
-async function catalog(client: pg.Client): Promise<{tables: string[]; references: Record<string, string[]>; columns: Record<string, Array<{name: string; type: string}>>}> {
-  const tables = (await client.query<{name: string}>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1")).rows.map((row) => row.name)
+async function catalog(client: pg.Client): Promise<{
+  tables: string[]
+  references: Record<string, string[]>
+  columns: Record<string, Array<{name: string; type: string}>>
+}> {
+  const tables = (
+    await client.query<{name: string}>(
+      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1",
+    )
+  ).rows.map((row) => row.name)
   const references: Record<string, string[]> = {}
   const fks = await client.query<{child: string; parent: string}>(
     "SELECT c.conrelid::regclass::text AS child, c.confrelid::regclass::text AS parent FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 'f' AND n.nspname = current_schema()",
@@ -33,15 +41,23 @@ async function catalog(client: pg.Client): Promise<{tables: string[]; references
   return {tables, references, columns}
 }
 
-async function copyTable(client: pg.Client, table: string, columns: Array<{name: string; type: string}>, file: string): Promise<number> {
+async function copyTable(
+  client: pg.Client,
+  table: string,
+  columns: Array<{name: string; type: string}>,
+  file: string,
+): Promise<number> {
   const kinds = columns.map((column) => pgKind(column.type))
   const rowFile = openRowFile(file)
   let written = false
   try {
-    const stream = client.query(copyTo(`COPY ${quote(table)} (${columns.map((column) => quote(column.name)).join(', ')}) TO STDOUT`))
+    const stream = client.query(
+      copyTo(`COPY ${quote(table)} (${columns.map((column) => quote(column.name)).join(', ')}) TO STDOUT`),
+    )
     // Text-format rows end in "\n" and escape every newline inside a value, so lines are rows.
     try {
-      for await (const line of createInterface({input: stream, crlfDelay: Number.POSITIVE_INFINITY})) rowFile.write(decodeCopyLine(line, kinds))
+      for await (const line of createInterface({input: stream, crlfDelay: Number.POSITIVE_INFINITY}))
+        rowFile.write(decodeCopyLine(line, kinds))
     } catch (error) {
       // A failed write (a full disk) must not leave COPY half-read: the connection would wait on it forever.
       stream.destroy()
@@ -60,7 +76,9 @@ export async function exportPostgresTables(target: DatabaseTarget, outDir: strin
     try {
       // Pinned output formats: hex bytea, shortest exact floats (PostgreSQL 11 and older print 15 digits
       // unless asked), ISO dates.
-      await client.query("SET LOCAL bytea_output = 'hex'; SET LOCAL extra_float_digits = 3; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'iso_8601'")
+      await client.query(
+        "SET LOCAL bytea_output = 'hex'; SET LOCAL extra_float_digits = 3; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'iso_8601'",
+      )
       const {tables, references, columns} = await catalog(client)
       const {taken, skipped} = selectMlflowTables(tables, references)
       const schema: TableSchema[] = []
@@ -72,8 +90,17 @@ export async function exportPostgresTables(target: DatabaseTarget, outDir: strin
         rowCounts[table] = await copyTable(client, table, columns[table] ?? [], file)
         files.push({name: `db/${table}.jsonl`, file})
       }
-      const revision = taken.includes('alembic_version') ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]?.version_num ?? null) : null
-      return {schema, rowCounts, alembicRevision: revision, files: [writeSchemaFile(outDir, 'postgresql', schema), ...files], skipped}
+      const revision = taken.includes('alembic_version')
+        ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]
+            ?.version_num ?? null)
+        : null
+      return {
+        schema,
+        rowCounts,
+        alembicRevision: revision,
+        files: [writeSchemaFile(outDir, 'postgresql', schema), ...files],
+        skipped,
+      }
     } finally {
       await client.query('ROLLBACK').catch(() => undefined)
     }

@@ -39,7 +39,10 @@ export const archivePath = (repo: string, id: string) => join(repo, `${id}${ARCH
  * over, so a killed run never wedges the next one.
  * @throws ExternalError REPO_LOCKED, DISK_FULL, PATH_UNUSABLE
  */
-export async function lockRepo(repo: string, onStale: (message: string) => void = () => undefined): Promise<() => Promise<void>> {
+export async function lockRepo(
+  repo: string,
+  onStale: (message: string) => void = () => undefined,
+): Promise<() => Promise<void>> {
   await makeDirs(repo)
   const path = join(repo, LOCK)
   return takeLock({
@@ -98,11 +101,21 @@ export async function takeLock(store: LockStore): Promise<() => Promise<void>> {
     const dead = holder.host === me.host && typeof holder.pid === 'number' && !processAlive(holder.pid)
     const emptyDebris = text.trim() === '' && Date.now() - mtimeMs >= EMPTY_LOCK_STALE_MS
     if (!dead && !emptyDebris && age < LOCK_STALE_MS) {
-      throw new ExternalError('REPO_LOCKED', `Another backup holds the lock on ${store.where} (pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'}).`, {
-        suggestions: ['Let it finish; overlapping cron runs are refused on purpose. A lock left by a killed run is taken over once its process is gone.'],
-      })
+      throw new ExternalError(
+        'REPO_LOCKED',
+        `Another backup holds the lock on ${store.where} (pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'}).`,
+        {
+          suggestions: [
+            'Let it finish; overlapping cron runs are refused on purpose. A lock left by a killed run is taken over once its process is gone.',
+          ],
+        },
+      )
     }
-    store.onStale(emptyDebris ? `took over an empty lock on ${store.where} (left by a run that could not write it, e.g. on a full disk)` : `took over a stale lock on ${store.where} (pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'})`)
+    store.onStale(
+      emptyDebris
+        ? `took over an empty lock on ${store.where} (left by a run that could not write it, e.g. on a full disk)`
+        : `took over a stale lock on ${store.where} (pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'})`,
+    )
     await store.remove()
   }
   throw new ExternalError('REPO_LOCKED', `Could not take the lock on ${store.where}.`)
@@ -121,7 +134,11 @@ export async function writeSidecar(repo: string, manifest: BackupManifest): Prom
   }
 }
 
-export const isCommitted = (repo: string, id: string) => stat(sidecar(repo, id)).then(() => true, () => false)
+export const isCommitted = (repo: string, id: string) =>
+  stat(sidecar(repo, id)).then(
+    () => true,
+    () => false,
+  )
 
 /**
  * Under the lock, what killed runs left in a local repository: `.partial` archives and stray temp files are
@@ -141,9 +158,16 @@ export async function cleanUpRepo(repo: string, verify: (path: string) => Promis
   for (const name of names.filter((n) => n.endsWith(ARCHIVE_SUFFIX))) {
     const id = name.slice(0, -ARCHIVE_SUFFIX.length)
     if (await isCommitted(repo, id)) continue
-    messages.push(await settleUnlisted(id, name, {verify: () => verify(join(repo, name)), commit: (manifest) => writeSidecar(repo, manifest), remove: () => rm(join(repo, name), {force: true})}))
+    messages.push(
+      await settleUnlisted(id, name, {
+        verify: () => verify(join(repo, name)),
+        commit: (manifest) => writeSidecar(repo, manifest),
+        remove: () => rm(join(repo, name), {force: true}),
+      }),
+    )
   }
-  for (const run of await removeRuns(await deadRuns(repo))) messages.push(`removed the scratch space of a killed run: ${run}`)
+  for (const run of await removeRuns(await deadRuns(repo)))
+    messages.push(`removed the scratch space of a killed run: ${run}`)
   return messages
 }
 
@@ -151,7 +175,11 @@ export async function cleanUpRepo(repo: string, verify: (path: string) => Promis
  * An archive a kill left without its listing sidecar: committed when it verifies (it was written whole), removed
  * when it is damaged, left alone when it cannot be read (another passphrase). Returns what was done.
  */
-export async function settleUnlisted(id: string, where: string, store: {verify(): Promise<BackupManifest>; commit(manifest: BackupManifest): Promise<void>; remove(): Promise<void>}): Promise<string> {
+export async function settleUnlisted(
+  id: string,
+  where: string,
+  store: {verify(): Promise<BackupManifest>; commit(manifest: BackupManifest): Promise<void>; remove(): Promise<void>},
+): Promise<string> {
   try {
     const manifest = await store.verify()
     if (manifest.id !== id) throw new Error(`it holds backup ${manifest.id}`)
@@ -176,7 +204,8 @@ export async function listRepo(repo: string): Promise<RepoEntry[]> {
   try {
     names = await readdir(repo)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new ExternalError('REPO_NOT_FOUND', `The backup repository ${repo} does not exist.`)
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new ExternalError('REPO_NOT_FOUND', `The backup repository ${repo} does not exist.`)
     throw error
   }
   const entries: RepoEntry[] = []
@@ -185,8 +214,17 @@ export async function listRepo(repo: string): Promise<RepoEntry[]> {
     try {
       const manifest = JSON.parse(await readFile(sidecar(repo, id), 'utf8')) as BackupManifest
       if (invalidManifest(manifest) || manifest.id !== id) continue
-      const verified = await readFile(marker(repo, id), 'utf8').then((text) => (JSON.parse(text) as {verifiedAt: string}).verifiedAt, () => undefined)
-      entries.push({id, path: join(repo, name), bytes: (await stat(join(repo, name))).size, manifest, verifiedAt: verified})
+      const verified = await readFile(marker(repo, id), 'utf8').then(
+        (text) => (JSON.parse(text) as {verifiedAt: string}).verifiedAt,
+        () => undefined,
+      )
+      entries.push({
+        id,
+        path: join(repo, name),
+        bytes: (await stat(join(repo, name))).size,
+        manifest,
+        verifiedAt: verified,
+      })
     } catch {
       // no sidecar: not a complete backup of this tool
     }

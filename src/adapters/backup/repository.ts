@@ -12,7 +12,22 @@ import {ExternalError} from '../../errors.js'
 import {openObjectStore, type ObjectStore} from '../object-store.js'
 import {faultPoint} from '../fault.js'
 import {deadRuns, openScratch, removeRuns, type Scratch} from '../fs/scratch.js'
-import {LOCK, MARKER_SUFFIX, SIDECAR_SUFFIX, archivePath, cleanUpRepo, isCommitted, listRepo, lockRepo, markVerified, removeBackup, settleUnlisted, takeLock, writeSidecar, type RepoEntry} from './repo.js'
+import {
+  LOCK,
+  MARKER_SUFFIX,
+  SIDECAR_SUFFIX,
+  archivePath,
+  cleanUpRepo,
+  isCommitted,
+  listRepo,
+  lockRepo,
+  markVerified,
+  removeBackup,
+  settleUnlisted,
+  takeLock,
+  writeSidecar,
+  type RepoEntry,
+} from './repo.js'
 
 export interface BackupRepository {
   /** As the user wrote it (no secrets: stores take credentials from the environment). */
@@ -54,12 +69,23 @@ export function localRepository(dir: string): BackupRepository {
   }
 }
 
-const notFound = (error: unknown) => [404, 'NoSuchKey', 'NotFound'].includes((error as {$metadata?: {httpStatusCode?: number}}).$metadata?.httpStatusCode ?? (error as {statusCode?: number}).statusCode ?? (error as {code?: number}).code ?? (error as {name?: string}).name ?? '')
+const notFound = (error: unknown) =>
+  [404, 'NoSuchKey', 'NotFound'].includes(
+    (error as {$metadata?: {httpStatusCode?: number}}).$metadata?.httpStatusCode ??
+      (error as {statusCode?: number}).statusCode ??
+      (error as {code?: number}).code ??
+      (error as {name?: string}).name ??
+      '',
+  )
 
 /** Scratch space of object-store repositories (the archive is staged on local disk before the upload). */
 export const defaultScratchRoot = () => join(tmpdir(), `mlflowctl-${process.getuid?.() ?? 'user'}`)
 
-export async function objectStoreRepository(location: ArtifactLocation, store?: ObjectStore, scratchRoot = defaultScratchRoot()): Promise<BackupRepository> {
+export async function objectStoreRepository(
+  location: ArtifactLocation,
+  store?: ObjectStore,
+  scratchRoot = defaultScratchRoot(),
+): Promise<BackupRepository> {
   const objects = store ?? (await openObjectStore(location))
   const key = (name: string) => joinKey(location, name)
   const url = (name: string) => `${location.display.replace(/\/+$/, '')}/${name}`
@@ -104,7 +130,11 @@ export async function objectStoreRepository(location: ArtifactLocation, store?: 
         await objects.put(key(`${manifest.id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`))
       } catch (error) {
         await objects.delete(key(name)).catch(() => undefined)
-        throw new ExternalError('BACKUP_WRITE_FAILED', `Cannot upload ${manifest.id} to ${location.display}: ${(error as Error).message}.`, {cause: error})
+        throw new ExternalError(
+          'BACKUP_WRITE_FAILED',
+          `Cannot upload ${manifest.id} to ${location.display}: ${(error as Error).message}.`,
+          {cause: error},
+        )
       } finally {
         await scratches.get(manifest.id)?.remove()
         scratches.delete(manifest.id)
@@ -122,7 +152,9 @@ export async function objectStoreRepository(location: ArtifactLocation, store?: 
         if (!names.has(`${id}${SIDECAR_SUFFIX}`)) continue // not committed
         const manifest = await readJson<BackupManifest>(`${id}${SIDECAR_SUFFIX}`)
         if (!manifest || invalidManifest(manifest) || manifest.id !== id) continue
-        const verifiedAt = names.has(`${id}${MARKER_SUFFIX}`) ? (await readJson<{verifiedAt: string}>(`${id}${MARKER_SUFFIX}`))?.verifiedAt : undefined
+        const verifiedAt = names.has(`${id}${MARKER_SUFFIX}`)
+          ? (await readJson<{verifiedAt: string}>(`${id}${MARKER_SUFFIX}`))?.verifiedAt
+          : undefined
         entries.push({id, path: url(name), bytes, manifest, verifiedAt})
       }
       return entries.sort((a, b) => b.manifest.createdAt.localeCompare(a.manifest.createdAt))
@@ -135,15 +167,20 @@ export async function objectStoreRepository(location: ArtifactLocation, store?: 
         await rename(`${path}.partial`, path)
         // The sidecar comes along when there is one: a restore checks each entry against it before writing.
         const listing = await readJson<BackupManifest>(`${id}${SIDECAR_SUFFIX}`)
-        if (listing) await writeFile(join(scratch.path, `${id}${SIDECAR_SUFFIX}`), JSON.stringify(listing), {mode: 0o600})
+        if (listing)
+          await writeFile(join(scratch.path, `${id}${SIDECAR_SUFFIX}`), JSON.stringify(listing), {mode: 0o600})
       } catch (error) {
         await scratch.remove()
-        if (notFound(error)) throw new ExternalError('BACKUP_NOT_FOUND', `${url(`${id}${ARCHIVE_SUFFIX}`)} does not exist.`, {suggestions: ['List the backups: mlflowctl backup list --repo REPO.']})
+        if (notFound(error))
+          throw new ExternalError('BACKUP_NOT_FOUND', `${url(`${id}${ARCHIVE_SUFFIX}`)} does not exist.`, {
+            suggestions: ['List the backups: mlflowctl backup list --repo REPO.'],
+          })
         throw error
       }
       return {path, release: () => scratch.remove()}
     },
-    markVerified: (id, at) => objects.put(key(`${id}${MARKER_SUFFIX}`), Buffer.from(`${JSON.stringify({verifiedAt: at.toISOString()})}\n`)),
+    markVerified: (id, at) =>
+      objects.put(key(`${id}${MARKER_SUFFIX}`), Buffer.from(`${JSON.stringify({verifiedAt: at.toISOString()})}\n`)),
     scratch: scratchDir,
     async isCommitted(id) {
       const prefix = location.prefix ? `${location.prefix}/` : ''
@@ -159,16 +196,20 @@ export async function objectStoreRepository(location: ArtifactLocation, store?: 
         if (listed.has(`${id}${SIDECAR_SUFFIX}`)) continue
         const local = await repository.fetch(id)
         try {
-          messages.push(await settleUnlisted(id, url(name), {
-            verify: () => verify(local.path),
-            commit: (manifest) => objects.put(key(`${id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)),
-            remove: () => objects.delete(key(name)),
-          }))
+          messages.push(
+            await settleUnlisted(id, url(name), {
+              verify: () => verify(local.path),
+              commit: (manifest) =>
+                objects.put(key(`${id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)),
+              remove: () => objects.delete(key(name)),
+            }),
+          )
         } finally {
           await local.release()
         }
       }
-      for (const run of await removeRuns(await deadRuns(scratchRoot))) messages.push(`removed the scratch space of a killed run: ${run}`)
+      for (const run of await removeRuns(await deadRuns(scratchRoot)))
+        messages.push(`removed the scratch space of a killed run: ${run}`)
       return messages
     },
     async remove(id) {
@@ -181,13 +222,22 @@ export async function objectStoreRepository(location: ArtifactLocation, store?: 
 }
 
 /** A directory (resolved by the caller) or an object-store URL (its scratch space under `scratchRoot`). */
-export async function openRepository(raw: string, resolvePath: (path: string) => string, scratchRoot?: string): Promise<BackupRepository> {
-  return isObjectStoreRepo(raw) ? objectStoreRepository(parseArtifactUrl(raw), undefined, scratchRoot) : localRepository(resolvePath(raw))
+export async function openRepository(
+  raw: string,
+  resolvePath: (path: string) => string,
+  scratchRoot?: string,
+): Promise<BackupRepository> {
+  return isObjectStoreRepo(raw)
+    ? objectStoreRepository(parseArtifactUrl(raw), undefined, scratchRoot)
+    : localRepository(resolvePath(raw))
 }
 
 /** An archive given as an ID (with a repository) or as a local path. */
-export async function fetchArchive(backup: string, repository: BackupRepository | undefined, resolvePath: (path: string) => string): Promise<{path: string; release(): Promise<void>; id?: string}> {
+export async function fetchArchive(
+  backup: string,
+  repository: BackupRepository | undefined,
+  resolvePath: (path: string) => string,
+): Promise<{path: string; release(): Promise<void>; id?: string}> {
   if (repository && !backup.includes('/')) return {...(await repository.fetch(backup)), id: backup}
   return {path: resolvePath(backup), release: async () => undefined}
 }
-

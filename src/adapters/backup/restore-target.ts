@@ -22,7 +22,8 @@ const NOT_DATA = new Set([SCRATCH_DIR, 'mlflowctl'])
 export function scratchRoots(target: RestoreTarget, artifactsTo: string | undefined, dataDir: string): string[] {
   const ownScratch = join(dataDir, 'restore')
   if (target.kind === 'app-data') return [target.dir]
-  if (target.kind === 'sqlite') return [...new Set([dirname(target.path), ...(artifactsTo ? [dirname(artifactsTo)] : [])])]
+  if (target.kind === 'sqlite')
+    return [...new Set([dirname(target.path), ...(artifactsTo ? [dirname(artifactsTo)] : [])])]
   if (target.kind === 'postgresql') return [artifactsTo ? dirname(artifactsTo) : ownScratch]
   return [ownScratch]
 }
@@ -47,10 +48,17 @@ async function describeEntry(dir: string, name: string): Promise<string> {
 async function inspectAppData(dir: string): Promise<TargetInspection> {
   const kind = await pathKind(dir)
   if (kind === 'file') {
-    const hint = (await sqliteHeader(dir).catch(() => '')) === SQLITE_HEADER ? ` It is a SQLite database: pass --to sqlite:///${dir}.` : ''
-    throw new UsageError('TARGET_INVALID', `--to ${dir} is a file, not an app-data directory; nothing was changed.${hint}`)
+    const hint =
+      (await sqliteHeader(dir).catch(() => '')) === SQLITE_HEADER
+        ? ` It is a SQLite database: pass --to sqlite:///${dir}.`
+        : ''
+    throw new UsageError(
+      'TARGET_INVALID',
+      `--to ${dir} is a file, not an app-data directory; nothing was changed.${hint}`,
+    )
   }
-  if (kind === 'other') throw new UsageError('TARGET_INVALID', `--to ${dir} is neither a directory nor a file; nothing was changed.`)
+  if (kind === 'other')
+    throw new UsageError('TARGET_INVALID', `--to ${dir} is neither a directory nor a file; nothing was changed.`)
   if (kind === 'missing') return {holdsData: false, found: [], foreign: []}
   const names = (await readdir(dir)).sort()
   const found: string[] = []
@@ -66,45 +74,78 @@ async function inspectAppData(dir: string): Promise<TargetInspection> {
   // The parent of the data directory (a common slip): point at the child that holds mlflow.db.
   let didYouMean: string | undefined
   if (!names.includes('mlflow.db')) {
-    for (const name of names) if ((await stat(join(dir, name, 'mlflow.db')).catch(() => undefined))?.isFile()) didYouMean ??= join(dir, name)
+    for (const name of names)
+      if ((await stat(join(dir, name, 'mlflow.db')).catch(() => undefined))?.isFile()) didYouMean ??= join(dir, name)
   }
   return {holdsData: found.length > 0, found, foreign, didYouMean}
 }
 
 async function inspectSqlite(path: string): Promise<TargetInspection> {
   const kind = await pathKind(path)
-  if (kind === 'dir') throw new UsageError('TARGET_INVALID', `--to sqlite:///${path} is a directory, not a database file; nothing was changed. For an app-data directory pass --to ${path}.`)
-  if (kind === 'other') throw new UsageError('TARGET_INVALID', `--to sqlite:///${path} is not a regular file; nothing was changed.`)
+  if (kind === 'dir')
+    throw new UsageError(
+      'TARGET_INVALID',
+      `--to sqlite:///${path} is a directory, not a database file; nothing was changed. For an app-data directory pass --to ${path}.`,
+    )
+  if (kind === 'other')
+    throw new UsageError('TARGET_INVALID', `--to sqlite:///${path} is not a regular file; nothing was changed.`)
   const found: string[] = []
   if (kind === 'file' && (await stat(path)).size > 0) {
-    if ((await sqliteHeader(path)) !== SQLITE_HEADER) throw new UsageError('TARGET_INVALID', `${path} is not a SQLite database; refusing to replace it, even with --force. Nothing was changed.`)
+    if ((await sqliteHeader(path)) !== SQLITE_HEADER)
+      throw new UsageError(
+        'TARGET_INVALID',
+        `${path} is not a SQLite database; refusing to replace it, even with --force. Nothing was changed.`,
+      )
     found.push(await describeEntry(dirname(path), path.slice(dirname(path).length + 1)))
   }
-  for (const suffix of ['-wal', '-journal']) if ((await pathKind(`${path}${suffix}`)) === 'file' && (await stat(`${path}${suffix}`)).size > 0) found.push(`${path.slice(dirname(path).length + 1)}${suffix}`)
+  for (const suffix of ['-wal', '-journal'])
+    if ((await pathKind(`${path}${suffix}`)) === 'file' && (await stat(`${path}${suffix}`)).size > 0)
+      found.push(`${path.slice(dirname(path).length + 1)}${suffix}`)
   return {holdsData: found.length > 0, found, foreign: []}
 }
 
 async function inspectArtifactsDir(dir: string): Promise<string[]> {
   const kind = await pathKind(dir)
-  if (kind === 'file' || kind === 'other') throw new UsageError('TARGET_INVALID', `--artifacts-to ${dir} is not a directory; nothing was changed.`)
+  if (kind === 'file' || kind === 'other')
+    throw new UsageError('TARGET_INVALID', `--artifacts-to ${dir} is not a directory; nothing was changed.`)
   if (kind === 'missing') return []
   const entries = (await readdir(dir)).filter((name) => name !== SCRATCH_DIR)
   return entries.length > 0 ? [`${entries.length} entries in --artifacts-to ${dir}`] : []
 }
 
 /** What the target holds. Reads only. @throws UsageError TARGET_INVALID */
-export async function inspectTarget(target: RestoreTarget, artifactsTo: string | undefined, connect: ConnectTransferOptions | undefined): Promise<TargetInspection> {
+export async function inspectTarget(
+  target: RestoreTarget,
+  artifactsTo: string | undefined,
+  connect: ConnectTransferOptions | undefined,
+): Promise<TargetInspection> {
   let inspection: TargetInspection
   if (target.kind === 'app-data') inspection = await inspectAppData(target.dir)
   else if (target.kind === 'sqlite') inspection = await inspectSqlite(target.path)
-  else if (target.kind === 'connect') inspection = {holdsData: await connectHasData(connect ?? NO_CONNECT, target.guid), found: ['MLflow data'], foreign: []}
+  else if (target.kind === 'connect')
+    inspection = {
+      holdsData: await connectHasData(connect ?? NO_CONNECT, target.guid),
+      found: ['MLflow data'],
+      foreign: [],
+    }
   else {
     // MLflow's tables only: another application's tables in the same database are not MLflow data.
-    const names = await withPostgres(parseDatabaseUrl(target.url), async (client) => (await client.query<{name: string}>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'alembic_version'")).rows.map((row) => row.name))
+    const names = await withPostgres(parseDatabaseUrl(target.url), async (client) =>
+      (
+        await client.query<{name: string}>(
+          "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'alembic_version'",
+        )
+      ).rows.map((row) => row.name),
+    )
     const mlflows = names.filter((name) => KNOWN_MLFLOW_TABLES.has(name))
     inspection = {holdsData: mlflows.length > 0, found: [`${mlflows.length} MLflow tables`], foreign: []}
   }
-  const artifacts = target.kind === 'sqlite' || target.kind === 'postgresql' ? (artifactsTo ? await inspectArtifactsDir(artifactsTo) : []) : []
+  const artifacts =
+    target.kind === 'sqlite' || target.kind === 'postgresql'
+      ? artifactsTo
+        ? await inspectArtifactsDir(artifactsTo)
+        : []
+      : []
   if (artifacts.length === 0) return inspection
   return {...inspection, holdsData: true, found: [...(inspection.holdsData ? inspection.found : []), ...artifacts]}
 }
@@ -112,7 +153,11 @@ export async function inspectTarget(target: RestoreTarget, artifactsTo: string |
 /** Whether PostgreSQL committed the swap that carries `mark` (alembic_version's comment). */
 export async function postgresCommitted(url: string, mark: string): Promise<boolean> {
   return withPostgres(parseDatabaseUrl(url), async (client) => {
-    const row = (await client.query<{comment: string | null}>("SELECT obj_description(to_regclass('alembic_version'), 'pg_class') AS comment")).rows[0]
+    const row = (
+      await client.query<{comment: string | null}>(
+        "SELECT obj_description(to_regclass('alembic_version'), 'pg_class') AS comment",
+      )
+    ).rows[0]
     return row?.comment === mark
   })
 }
@@ -128,7 +173,9 @@ async function recoverLegacy(live: string): Promise<string[]> {
   const base = live.slice(dir.length + 1)
   // The old stamp: BACKUP_ID-MILLISECONDS (20261128T061500Z-ab12cd-1764310500000).
   const legacy = /^\.(restoring|replaced)-\d{8}T\d{6}Z-[0-9a-f]{6}-\d+$/
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.startsWith(base) && legacy.test(name.slice(base.length))).sort()
+  const names = (await readdir(dir).catch(() => [] as string[]))
+    .filter((name) => name.startsWith(base) && legacy.test(name.slice(base.length)))
+    .sort()
   for (const name of names) {
     const path = join(dir, name)
     if (name.startsWith(`${base}.restoring-`)) {
@@ -137,17 +184,27 @@ async function recoverLegacy(live: string): Promise<string[]> {
     } else if ((await pathKind(live)) === 'missing') {
       await rename(path, live)
       messages.push(`put back ${live} from ${path}: a killed restore had moved it aside`)
-    } else messages.push(`${path} holds data an interrupted restore moved aside; ${live} was restored since. Compare them, then remove the one you do not need.`)
+    } else
+      messages.push(
+        `${path} holds data an interrupted restore moved aside; ${live} was restored since. Compare them, then remove the one you do not need.`,
+      )
   }
   return messages
 }
 
 /** Finishes or undoes dead runs' swaps under the target's scratch roots, then removes their scratch. */
-export async function recoverTarget(target: RestoreTarget, artifactsTo: string | undefined, dataDir: string): Promise<string[]> {
+export async function recoverTarget(
+  target: RestoreTarget,
+  artifactsTo: string | undefined,
+  dataDir: string,
+): Promise<string[]> {
   const messages: string[] = []
   if (target.kind === 'app-data') messages.push(...(await recoverLegacy(target.dir)))
   if (target.kind === 'sqlite') messages.push(...(await recoverLegacy(target.path)))
-  const committed = async (database: ExternalCommit) => (target.kind === 'postgresql' && database.display === target.display ? postgresCommitted(target.url, database.mark) : undefined)
+  const committed = async (database: ExternalCommit) =>
+    target.kind === 'postgresql' && database.display === target.display
+      ? postgresCommitted(target.url, database.mark)
+      : undefined
   for (const root of scratchRoots(target, artifactsTo, dataDir)) {
     const removable: string[] = []
     for (const run of await deadRuns(root)) {
@@ -161,13 +218,23 @@ export async function recoverTarget(target: RestoreTarget, artifactsTo: string |
 }
 
 /** This run's scratch space in the target's tree (created, 0700), and in the artifacts' tree when that differs. */
-export async function openRestoreScratch(target: RestoreTarget, artifactsTo: string | undefined, dataDir: string): Promise<RestoreScratch> {
+export async function openRestoreScratch(
+  target: RestoreTarget,
+  artifactsTo: string | undefined,
+  dataDir: string,
+): Promise<RestoreScratch> {
   const [root, artifactsRoot] = scratchRoots(target, artifactsTo, dataDir)
   if (target.kind === 'app-data') await makeDirs(target.dir)
   const main = await openScratch(root)
-  const second = artifactsRoot ? await openScratch(artifactsRoot).catch(async (error) => Promise.reject((await main.remove(), error))) : undefined
-  return {path: main.path, artifactsPath: second?.path, remove: async () => {
-    await second?.remove()
-    await main.remove()
-  }}
+  const second = artifactsRoot
+    ? await openScratch(artifactsRoot).catch(async (error) => Promise.reject((await main.remove(), error)))
+    : undefined
+  return {
+    path: main.path,
+    artifactsPath: second?.path,
+    remove: async () => {
+      await second?.remove()
+      await main.remove()
+    },
+  }
 }

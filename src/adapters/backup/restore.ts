@@ -49,14 +49,29 @@ export interface RestoreDepsOptions {
 async function mlflowPython(options: RestoreDepsOptions): Promise<string> {
   const python = pythonCommand(process.env)
   const pythonVersion = await detectPythonVersion(python)
-  const bundle = renderBundle(await readTree(EXTENSION_TEMPLATES), {storage: 'local', mlflowVersion: NEWEST_KNOWN_MLFLOW, pythonVersion, toolVersion: 'restore'})
+  const bundle = renderBundle(await readTree(EXTENSION_TEMPLATES), {
+    storage: 'local',
+    mlflowVersion: NEWEST_KNOWN_MLFLOW,
+    pythonVersion,
+    toolVersion: 'restore',
+  })
   const requirements = bundle.files.find((file) => file.path === 'requirements.txt')!.content.toString('utf8')
-  const venv = await ensureVenv({cacheDir: options.cacheDir, python, pythonVersion, requirements, onProgress: options.onProgress})
+  const venv = await ensureVenv({
+    cacheDir: options.cacheDir,
+    python,
+    pythonVersion,
+    requirements,
+    onProgress: options.onProgress,
+  })
   return venv.python
 }
 
 /** Extracts an archive under `dir`, each entry checked against the expected manifest before a byte is written. */
-export async function extractVerified(archive: string, dir: string, passphrase: string | undefined): Promise<Awaited<ReturnType<typeof verifyBackupArchive>>> {
+export async function extractVerified(
+  archive: string,
+  dir: string,
+  passphrase: string | undefined,
+): Promise<Awaited<ReturnType<typeof verifyBackupArchive>>> {
   // The sidecar beside a repository archive, else a first read-only pass: an entry the manifest does not list,
   // or one larger than listed, is refused before it is written (a 1 GiB stowaway once filled the disk first).
   const expected = (await readExpectedManifest(archive)) ?? (await verifyBackupArchive(archive, {passphrase}))
@@ -67,7 +82,9 @@ export async function extractVerified(archive: string, dir: string, passphrase: 
       // Names were checked (no "..", no absolute paths, regular files only) before this is called.
       const path = join(dir, name)
       await makeDirs(dirname(path))
-      await pipeline(data, createWriteStream(path, {mode: 0o600})).catch((error) => Promise.reject(error instanceof CheckFailedError ? error : fsFailure(error, 'write', path)))
+      await pipeline(data, createWriteStream(path, {mode: 0o600})).catch((error) =>
+        Promise.reject(error instanceof CheckFailedError ? error : fsFailure(error, 'write', path)),
+      )
     },
   })
   faultPoint('restore:extracted')
@@ -102,9 +119,18 @@ function checkSqlite(path: string, revision: string): void {
   const db = new Database(path, {readonly: true, fileMustExist: true})
   try {
     const check = (db.prepare('PRAGMA quick_check').all() as Array<{quick_check: string}>).map((row) => row.quick_check)
-    if (check.join() !== 'ok') throw new CheckFailedError('RESTORE_CHECK_FAILED', `The restored database failed SQLite's quick_check (${check.slice(0, 3).join('; ')}); the previous data was put back.`)
-    const found = (db.prepare('SELECT version_num FROM alembic_version').get() as {version_num: string} | undefined)?.version_num
-    if (found !== revision) throw new CheckFailedError('RESTORE_CHECK_FAILED', `The restored database is at revision ${found ?? 'none'}, not ${revision}; the previous data was put back.`)
+    if (check.join() !== 'ok')
+      throw new CheckFailedError(
+        'RESTORE_CHECK_FAILED',
+        `The restored database failed SQLite's quick_check (${check.slice(0, 3).join('; ')}); the previous data was put back.`,
+      )
+    const found = (db.prepare('SELECT version_num FROM alembic_version').get() as {version_num: string} | undefined)
+      ?.version_num
+    if (found !== revision)
+      throw new CheckFailedError(
+        'RESTORE_CHECK_FAILED',
+        `The restored database is at revision ${found ?? 'none'}, not ${revision}; the previous data was put back.`,
+      )
   } finally {
     db.close()
   }
@@ -113,21 +139,38 @@ function checkSqlite(path: string, revision: string): void {
 /** restore_db.py's one-line reason; SQLAlchemy appends the statement and its parameters, which stay out. */
 function loaderError(stderr: string): Error {
   const lines = stderr.trim().split('\n')
-  const reason = lines.find((line) => /^(Restore failed|The |Table |Could not|Another restore)/.test(line)) ?? lines.at(-1) ?? ''
+  const reason =
+    lines.find((line) => /^(Restore failed|The |Table |Could not|Another restore)/.test(line)) ?? lines.at(-1) ?? ''
   const message = redact(reason.length > 400 ? `${reason.slice(0, 400)}…` : reason, [])
-  if (/not empty/.test(message)) return new UsageError('TARGET_NOT_EMPTY', message, {suggestions: ['Restore into an empty database.']})
+  if (/not empty/.test(message))
+    return new UsageError('TARGET_NOT_EMPTY', message, {suggestions: ['Restore into an empty database.']})
   return new ExternalError('RESTORE_FAILED', `Loading the backup failed; the target was left as it was. ${message}`)
 }
 
 type LoadOptions = Parameters<RestoreDeps['loadDatabase']>[3]
 
 /** Runs restore_db.py; with a gate (PostgreSQL), its swap commits only when the gate calls commit(). */
-async function runLoader(python: string, url: string, revision: string, dbDir: string, options: LoadOptions = {}): Promise<{tables: number; rows: number}> {
+async function runLoader(
+  python: string,
+  url: string,
+  revision: string,
+  dbDir: string,
+  options: LoadOptions = {},
+): Promise<{tables: number; rows: number}> {
   const replaceFile = join(dbDir, 'replace-tables.json')
   if (options.replace) writeFileSync(replaceFile, JSON.stringify([...KNOWN_MLFLOW_TABLES]))
   // The URL (with its password) goes through the environment, not the process list.
-  const env = {...process.env, PYTHONUNBUFFERED: '1', MLFLOWCTL_RESTORE_URL: url, MLFLOWCTL_RESTORE_GATE: options.gate ? '1' : '', MLFLOWCTL_RESTORE_MARK: options.mark ?? ''}
-  const child = spawn(python, [RESTORE_SCRIPT, '-', revision, dbDir, ...(options.replace ? [replaceFile] : [])], {env, stdio: ['pipe', 'pipe', 'pipe']})
+  const env = {
+    ...process.env,
+    PYTHONUNBUFFERED: '1',
+    MLFLOWCTL_RESTORE_URL: url,
+    MLFLOWCTL_RESTORE_GATE: options.gate ? '1' : '',
+    MLFLOWCTL_RESTORE_MARK: options.mark ?? '',
+  }
+  const child = spawn(python, [RESTORE_SCRIPT, '-', revision, dbDir, ...(options.replace ? [replaceFile] : [])], {
+    env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
   let stderr = ''
   child.stderr.on('data', (chunk) => (stderr = (stderr + chunk).slice(-64 * 1024)))
   child.stdin.on('error', () => undefined) // the loader may exit before reading its go-ahead
@@ -138,12 +181,17 @@ async function runLoader(python: string, url: string, revision: string, dbDir: s
   let onCommitted: (() => void) | undefined
   for await (const line of createInterface({input: child.stdout})) {
     if (line === 'READY' && options.gate) {
-      const commit = () => new Promise<void>((resolve, reject) => {
-        onCommitted = resolve
-        child.stdin.write('COMMIT\n')
-        // Gone before it said COMMITTED: the mark in the database tells whether the transaction committed.
-        void exited.then(async () => ((await postgresCommitted(url, options.mark ?? '').catch(() => false)) ? resolve() : reject(loaderError(stderr))))
-      })
+      const commit = () =>
+        new Promise<void>((resolve, reject) => {
+          onCommitted = resolve
+          child.stdin.write('COMMIT\n')
+          // Gone before it said COMMITTED: the mark in the database tells whether the transaction committed.
+          void exited.then(async () =>
+            (await postgresCommitted(url, options.mark ?? '').catch(() => false))
+              ? resolve()
+              : reject(loaderError(stderr)),
+          )
+        })
       gated = options.gate(commit).catch((error) => {
         gateError = error
         child.stdin.end() // anything but COMMIT: the loader aborts, the database stays as it was
@@ -165,25 +213,47 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
     scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),
     extractVerified: (archive, dir) => extractVerified(archive, dir, options.passphrase),
     async safetyBackup(target: RestoreTarget, artifactsTo?: string) {
-      const where = target.kind === 'app-data' ? target.dir : target.kind === 'connect' ? join(options.dataDir, `connect-${target.guid}`) : target.kind === 'postgresql' ? join(options.dataDir, 'postgresql') : target.path
+      const where =
+        target.kind === 'app-data'
+          ? target.dir
+          : target.kind === 'connect'
+            ? join(options.dataDir, `connect-${target.guid}`)
+            : target.kind === 'postgresql'
+              ? join(options.dataDir, 'postgresql')
+              : target.path
       const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
-      options.onProgress(`taking a safety backup of ${where}${artifactsTo ? ` and ${artifactsTo}` : ''} into ${repository.display}`)
-      const result = await createBackup(createBackupDeps({repository, dataDir: options.dataDir, onWarning: options.onWarning, connect: options.connect, passphrase: options.passphrase}), {
-        source: target,
-        repo: repository.display,
-        artifacts: 'all',
-        // Everything the restore replaces: the artifacts-to tree too.
-        artifactsSource: target.kind === 'sqlite' || target.kind === 'postgresql' ? artifactsTo : undefined,
-        toolVersion: 'safety',
-        // As private as the backup being restored: encrypted with its passphrase when it has one.
-        encrypted: Boolean(options.passphrase),
-        // Whatever is there is kept, MLflow's or not (a half-made or foreign database included).
-        requireMlflow: false,
-      })
+      options.onProgress(
+        `taking a safety backup of ${where}${artifactsTo ? ` and ${artifactsTo}` : ''} into ${repository.display}`,
+      )
+      const result = await createBackup(
+        createBackupDeps({
+          repository,
+          dataDir: options.dataDir,
+          onWarning: options.onWarning,
+          connect: options.connect,
+          passphrase: options.passphrase,
+        }),
+        {
+          source: target,
+          repo: repository.display,
+          artifacts: 'all',
+          // Everything the restore replaces: the artifacts-to tree too.
+          artifactsSource: target.kind === 'sqlite' || target.kind === 'postgresql' ? artifactsTo : undefined,
+          toolVersion: 'safety',
+          // As private as the backup being restored: encrypted with its passphrase when it has one.
+          encrypted: Boolean(options.passphrase),
+          // Whatever is there is kept, MLflow's or not (a half-made or foreign database included).
+          requireMlflow: false,
+        },
+      )
       return result.path
     },
     async loadDatabase(url, revision, dbDir, loadOptions) {
-      if (/[?&]auth=/.test(url)) throw new UsageError('TARGET_NOT_SUPPORTED', 'Restoring with token authentication (auth=…) is not implemented yet: use a password URL.')
+      if (/[?&]auth=/.test(url))
+        throw new UsageError(
+          'TARGET_NOT_SUPPORTED',
+          'Restoring with token authentication (auth=…) is not implemented yet: use a password URL.',
+        )
       const python = await mlflowPython(options)
       options.onProgress(`creating the schema at ${revision} with MLflow ${NEWEST_KNOWN_MLFLOW} and loading the tables`)
       const loaded = await runLoader(python, url, revision, dbDir, loadOptions)
@@ -199,7 +269,8 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       await swapIn(entries, {...swapOptions, journalCopies: journalDirs.map(journalIn)})
     },
     checkSqlite: async (path, revision) => checkSqlite(path, revision),
-    uploadToConnect: (guid, dir, force, keepRevision) => uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force, keepRevision),
+    uploadToConnect: (guid, dir, force, keepRevision) =>
+      uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force, keepRevision),
     makeDir: (path) => makeDirs(path),
     exists: async (path) => (await pathKind(path)) !== 'missing',
     confirm: options.confirm,

@@ -56,7 +56,8 @@ const BUNDLE_PAGE_SIZE = 500
  */
 export class ConnectClient {
   readonly server: URL
-  private readonly options: Required<Pick<ConnectClientOptions, 'timeoutMs' | 'attempts' | 'sleep'>> & ConnectClientOptions
+  private readonly options: Required<Pick<ConnectClientOptions, 'timeoutMs' | 'attempts' | 'sleep'>> &
+    ConnectClientOptions
   /** Cookies Connect sets (name -> value). Behind a load balancer they keep task polls on one node;
    * without them polls can reach another node and get spurious 404s (connect-api.md §4.3). */
   private readonly cookies = new Map<string, string>()
@@ -66,16 +67,25 @@ export class ConnectClient {
     try {
       server = new URL(options.server.endsWith('/') ? options.server : `${options.server}/`)
     } catch {
-      throw new ConfigError('SERVER_URL_INVALID', `"${redact(options.server)}" is not a URL.`, {suggestions: ['Pass --server https://connect.example.com (or set CONNECT_SERVER).']})
+      throw new ConfigError('SERVER_URL_INVALID', `"${redact(options.server)}" is not a URL.`, {
+        suggestions: ['Pass --server https://connect.example.com (or set CONNECT_SERVER).'],
+      })
     }
-    if (!['http:', 'https:'].includes(server.protocol)) throw new ConfigError('SERVER_URL_INVALID', `The Connect server URL must be http(s), got ${server.protocol}.`)
+    if (!['http:', 'https:'].includes(server.protocol))
+      throw new ConfigError('SERVER_URL_INVALID', `The Connect server URL must be http(s), got ${server.protocol}.`)
     this.server = server
-    this.options = {timeoutMs: 30_000, attempts: 3, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)), ...options}
+    this.options = {
+      timeoutMs: 30_000,
+      attempts: 3,
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      ...options,
+    }
   }
 
   async call<S extends z.ZodTypeAny>(method: string, path: string, call: CallOptions<S> = {}): Promise<z.infer<S>> {
     const url = new URL(`__api__/${path.replace(/^\//, '')}`, this.server)
-    for (const [key, value] of Object.entries(call.query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value))
+    for (const [key, value] of Object.entries(call.query ?? {}))
+      if (value !== undefined) url.searchParams.set(key, String(value))
     const idempotent = call.idempotent ?? ['GET', 'PUT', 'DELETE', 'HEAD'].includes(method)
     const attempts = idempotent ? this.options.attempts : 1
     let lastError: MlflowctlError | undefined
@@ -88,9 +98,15 @@ export class ConnectClient {
           url,
           headers: {
             Authorization: `Key ${this.options.apiKey}`,
-            ...(this.cookies.size > 0 ? {Cookie: [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ')} : {}),
+            ...(this.cookies.size > 0
+              ? {Cookie: [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ')}
+              : {}),
             Accept: 'application/json',
-            ...(call.rawBody ? {'Content-Type': call.rawBody.contentType} : call.body === undefined ? {} : {'Content-Type': 'application/json'}),
+            ...(call.rawBody
+              ? {'Content-Type': call.rawBody.contentType}
+              : call.body === undefined
+                ? {}
+                : {'Content-Type': 'application/json'}),
           },
           body: call.rawBody?.data ?? (call.body === undefined ? undefined : JSON.stringify(call.body)),
           timeoutMs: this.options.timeoutMs,
@@ -102,7 +118,8 @@ export class ConnectClient {
         continue
       }
       this.keepCookies(response)
-      if (response.status >= 200 && response.status < 300) return call.raw ? (response.body as z.infer<S>) : this.parse(response, call.schema, method, url)
+      if (response.status >= 200 && response.status < 300)
+        return call.raw ? (response.body as z.infer<S>) : this.parse(response, call.schema, method, url)
       lastError = this.httpError(response, method, url, call.notFound)
       if (!RETRY_STATUSES.has(response.status) && response.status < 500) break
     }
@@ -118,7 +135,12 @@ export class ConnectClient {
     }
   }
 
-  private parse<S extends z.ZodTypeAny>(response: HttpResponse, schema: S | undefined, method: string, url: URL): z.infer<S> {
+  private parse<S extends z.ZodTypeAny>(
+    response: HttpResponse,
+    schema: S | undefined,
+    method: string,
+    url: URL,
+  ): z.infer<S> {
     if (!schema) return undefined as z.infer<S>
     let json: unknown
     try {
@@ -127,7 +149,12 @@ export class ConnectClient {
       throw this.badResponse(method, url, 'the body is not JSON')
     }
     const parsed = schema.safeParse(json)
-    if (!parsed.success) throw this.badResponse(method, url, parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '))
+    if (!parsed.success)
+      throw this.badResponse(
+        method,
+        url,
+        parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '),
+      )
     return parsed.data
   }
 
@@ -136,22 +163,39 @@ export class ConnectClient {
   }
 
   private badResponse(method: string, url: URL, why: string): ExternalError {
-    return new ExternalError('CONNECT_BAD_RESPONSE', `Connect answered ${this.where(method, url)} with an unexpected body (${why}).`, {
-      suggestions: ['Check that --server points at Posit Connect (not a proxy login page) and that it is 2025.10 or newer.'],
-    })
+    return new ExternalError(
+      'CONNECT_BAD_RESPONSE',
+      `Connect answered ${this.where(method, url)} with an unexpected body (${why}).`,
+      {
+        suggestions: [
+          'Check that --server points at Posit Connect (not a proxy login page) and that it is 2025.10 or newer.',
+        ],
+      },
+    )
   }
 
   private networkError(error: Error, method: string, url: URL): ExternalError {
     const code = (error as NodeJS.ErrnoException).code ?? ''
     if (error instanceof HttpTimeoutError) {
-      return new ExternalError('CONNECT_TIMEOUT', `Connect did not answer ${this.where(method, url)} within ${error.timeoutMs / 1000} s.`, {suggestions: ['Check the server URL and network, or raise --timeout.']})
+      return new ExternalError(
+        'CONNECT_TIMEOUT',
+        `Connect did not answer ${this.where(method, url)} within ${error.timeoutMs / 1000} s.`,
+        {suggestions: ['Check the server URL and network, or raise --timeout.']},
+      )
     }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) {
       return new ExternalError('CONNECT_TLS', `TLS verification of ${this.server.host} failed (${code}).`, {
-        suggestions: ['Pass the internal CA bundle with --ca-certificate FILE (or CONNECT_CA_CERTIFICATE).', 'Only for testing: --insecure skips verification.'],
+        suggestions: [
+          'Pass the internal CA bundle with --ca-certificate FILE (or CONNECT_CA_CERTIFICATE).',
+          'Only for testing: --insecure skips verification.',
+        ],
       })
     }
-    return new ExternalError('CONNECT_UNREACHABLE', `Cannot reach Connect at ${this.server.origin} (${code || error.message}).`, {suggestions: ['Check --server (or CONNECT_SERVER) and that the host is reachable from here.']})
+    return new ExternalError(
+      'CONNECT_UNREACHABLE',
+      `Cannot reach Connect at ${this.server.origin} (${code || error.message}).`,
+      {suggestions: ['Check --server (or CONNECT_SERVER) and that the host is reachable from here.']},
+    )
   }
 
   private httpError(response: HttpResponse, method: string, url: URL, notFound?: () => MlflowctlError): MlflowctlError {
@@ -174,18 +218,38 @@ export class ConnectClient {
     // Error 48: "You cannot change the type of application once deployed" (HTTP 403 in Connect's API error
     // table; connect-api.md §10 calls it AppModeChanged). Not a permission problem: name it for what it is.
     if (connectCode === 48) {
-      return new UsageError('APP_MODE_CHANGED', `Connect refused ${where}: the content's app mode cannot change once deployed${detail}.`, {
-        suggestions: ['Render the bundle in the content\'s app mode (mlflowctl version bump DIR --app-mode MODE), or deploy it as new content with --new.'],
-      })
+      return new UsageError(
+        'APP_MODE_CHANGED',
+        `Connect refused ${where}: the content's app mode cannot change once deployed${detail}.`,
+        {
+          suggestions: [
+            "Render the bundle in the content's app mode (mlflowctl version bump DIR --app-mode MODE), or deploy it as new content with --new.",
+          ],
+        },
+      )
     }
     if (response.status === 403) {
-      return new AuthError('CONNECT_FORBIDDEN', `The API key's user may not do ${where}: not the owner or a collaborator, or the key's role is too low${detail}.`, {
-        suggestions: ['Ask the content owner to add you as a collaborator, or use a publisher (or administrator) key.'],
-      })
+      return new AuthError(
+        'CONNECT_FORBIDDEN',
+        `The API key's user may not do ${where}: not the owner or a collaborator, or the key's role is too low${detail}.`,
+        {
+          suggestions: [
+            'Ask the content owner to add you as a collaborator, or use a publisher (or administrator) key.',
+          ],
+        },
+      )
     }
     if (response.status === 404 && notFound) return notFound()
-    if (response.status >= 500) return new ExternalError('CONNECT_SERVER_ERROR', `Connect failed on ${where} with HTTP ${response.status}${detail}.`, {suggestions: ['Retry later; if it persists, check the Connect server logs.']})
-    return new ExternalError('CONNECT_REQUEST_FAILED', `Connect refused ${where} with HTTP ${response.status}${detail}.`)
+    if (response.status >= 500)
+      return new ExternalError(
+        'CONNECT_SERVER_ERROR',
+        `Connect failed on ${where} with HTTP ${response.status}${detail}.`,
+        {suggestions: ['Retry later; if it persists, check the Connect server logs.']},
+      )
+    return new ExternalError(
+      'CONNECT_REQUEST_FAILED',
+      `Connect refused ${where} with HTTP ${response.status}${detail}.`,
+    )
   }
 
   // ---- endpoints (connect-api.md §2-§7) ----
@@ -203,7 +267,10 @@ export class ConnectClient {
   getContent(guid: string): Promise<ConnectContent> {
     return this.call('GET', `v1/content/${encodeURIComponent(guid)}`, {
       schema: contentSchema,
-      notFound: () => new ConfigError('CONTENT_NOT_FOUND', `Connect has no content with GUID ${guid}.`, {suggestions: ['Check --guid, or deploy as new content with --new --name NAME.']}),
+      notFound: () =>
+        new ConfigError('CONTENT_NOT_FOUND', `Connect has no content with GUID ${guid}.`, {
+          suggestions: ['Check --guid, or deploy as new content with --new --name NAME.'],
+        }),
     })
   }
 
@@ -212,7 +279,11 @@ export class ConnectClient {
   }
 
   updateContent(guid: string, patch: Record<string, unknown>): Promise<ConnectContent> {
-    return this.call('PATCH', `v1/content/${encodeURIComponent(guid)}`, {schema: contentSchema, body: patch, idempotent: true})
+    return this.call('PATCH', `v1/content/${encodeURIComponent(guid)}`, {
+      schema: contentSchema,
+      body: patch,
+      idempotent: true,
+    })
   }
 
   environmentNames(guid: string): Promise<string[]> {
@@ -225,7 +296,10 @@ export class ConnectClient {
   }
 
   uploadBundle(guid: string, archive: Buffer): Promise<ConnectBundle> {
-    return this.call('POST', `v1/content/${encodeURIComponent(guid)}/bundles`, {schema: bundleSchema, rawBody: {data: archive, contentType: 'application/gzip'}})
+    return this.call('POST', `v1/content/${encodeURIComponent(guid)}/bundles`, {
+      schema: bundleSchema,
+      rawBody: {data: archive, contentType: 'application/gzip'},
+    })
   }
 
   /**
@@ -237,7 +311,10 @@ export class ConnectClient {
   async listBundles(guid: string): Promise<ConnectBundle[]> {
     const all = new Map<string, ConnectBundle>()
     for (let page = 1; page <= 1000; page++) {
-      const answer = await this.call('GET', `v1/content/${encodeURIComponent(guid)}/bundles`, {schema: bundlePageSchema, query: {page_number: page, page_size: BUNDLE_PAGE_SIZE}})
+      const answer = await this.call('GET', `v1/content/${encodeURIComponent(guid)}/bundles`, {
+        schema: bundlePageSchema,
+        query: {page_number: page, page_size: BUNDLE_PAGE_SIZE},
+      })
       const rows = Array.isArray(answer) ? answer : answer.results
       const before = all.size
       for (const row of rows) all.set(row.id, row)
@@ -259,22 +336,33 @@ export class ConnectClient {
 
   /** `activate: false` deploys a draft (Connect ≥ 2025.06.0; older servers reject the field). */
   async deploy(guid: string, bundleId: string, activate = true): Promise<string> {
-    const ref = await this.call('POST', `v1/content/${encodeURIComponent(guid)}/deploy`, {schema: taskRefSchema, body: {bundle_id: bundleId, ...(activate ? {} : {activate: false})}})
+    const ref = await this.call('POST', `v1/content/${encodeURIComponent(guid)}/deploy`, {
+      schema: taskRefSchema,
+      body: {bundle_id: bundleId, ...(activate ? {} : {activate: false})},
+    })
     return ref.task_id
   }
 
   getTask(taskId: string, first: number, waitSeconds: number): Promise<ConnectTask> {
-    return this.call('GET', `v1/tasks/${encodeURIComponent(taskId)}`, {schema: taskSchema, query: {first, wait: waitSeconds}})
+    return this.call('GET', `v1/tasks/${encodeURIComponent(taskId)}`, {
+      schema: taskSchema,
+      query: {first, wait: waitSeconds},
+    })
   }
 
   async setVanity(guid: string, path: string): Promise<string> {
-    const vanity = await this.call('PUT', `v1/content/${encodeURIComponent(guid)}/vanity`, {schema: vanitySchema, body: {path, force: false}})
+    const vanity = await this.call('PUT', `v1/content/${encodeURIComponent(guid)}/vanity`, {
+      schema: vanitySchema,
+      body: {path, force: false},
+    })
     return vanity.path
   }
 
   /** GUIDs of the OAuth integrations associated with the content. */
   async oauthIntegrations(guid: string): Promise<string[]> {
-    const rows = await this.call('GET', `v1/content/${encodeURIComponent(guid)}/oauth/integrations/associations`, {schema: associationsSchema})
+    const rows = await this.call('GET', `v1/content/${encodeURIComponent(guid)}/oauth/integrations/associations`, {
+      schema: associationsSchema,
+    })
     return rows.map((row) => row.oauth_integration_guid)
   }
 
@@ -282,7 +370,12 @@ export class ConnectClient {
   async vanity(guid: string): Promise<string | undefined> {
     const none = new ConfigError('NO_VANITY', 'no vanity URL')
     try {
-      return (await this.call('GET', `v1/content/${encodeURIComponent(guid)}/vanity`, {schema: vanitySchema, notFound: () => none})).path
+      return (
+        await this.call('GET', `v1/content/${encodeURIComponent(guid)}/vanity`, {
+          schema: vanitySchema,
+          notFound: () => none,
+        })
+      ).path
     } catch (error) {
       if (error === none) return undefined
       throw error
@@ -291,6 +384,8 @@ export class ConnectClient {
 
   /** Replaces the content's OAuth integration associations (an empty list removes all). */
   async setOAuthIntegrations(guid: string, integrationGuids: string[]): Promise<void> {
-    await this.call('PUT', `v1/content/${encodeURIComponent(guid)}/oauth/integrations/associations`, {body: integrationGuids.map((id) => ({oauth_integration_guid: id}))})
+    await this.call('PUT', `v1/content/${encodeURIComponent(guid)}/oauth/integrations/associations`, {
+      body: integrationGuids.map((id) => ({oauth_integration_guid: id})),
+    })
   }
 }

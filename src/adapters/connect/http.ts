@@ -31,7 +31,10 @@ export function send(req: HttpRequest): Promise<HttpResponse> {
     const isHttps = req.url.protocol === 'https:'
     const options = {
       method: req.method,
-      headers: {...req.headers, ...(req.body === undefined ? {} : {'content-length': String(Buffer.byteLength(req.body))})},
+      headers: {
+        ...req.headers,
+        ...(req.body === undefined ? {} : {'content-length': String(Buffer.byteLength(req.body))}),
+      },
       ...(isHttps ? {ca: req.ca, rejectUnauthorized: !req.insecure} : {}),
     }
     const client = (isHttps ? httpsRequest : httpRequest)(req.url, options, (res) => {
@@ -56,7 +59,9 @@ export interface StreamedResponse {
  * Like send, but the answer's body is a stream (a snapshot can be gigabytes), and the request body can be
  * a file streamed from disk. The timeout covers the wait for the response headers and idle gaps after.
  */
-export function open(req: Omit<HttpRequest, 'body'> & {bodyFile?: {path: string; size: number}}): Promise<StreamedResponse> {
+export function open(
+  req: Omit<HttpRequest, 'body'> & {bodyFile?: {path: string; size: number}},
+): Promise<StreamedResponse> {
   return new Promise((resolve, reject) => {
     const isHttps = req.url.protocol === 'https:'
     const options = {
@@ -64,7 +69,9 @@ export function open(req: Omit<HttpRequest, 'body'> & {bodyFile?: {path: string;
       headers: {...req.headers, 'content-length': String(req.bodyFile?.size ?? 0)},
       ...(isHttps ? {ca: req.ca, rejectUnauthorized: !req.insecure} : {}),
     }
-    const client = (isHttps ? httpsRequest : httpRequest)(req.url, options, (res) => resolve({status: res.statusCode ?? 0, headers: res.headers, body: res}))
+    const client = (isHttps ? httpsRequest : httpRequest)(req.url, options, (res) =>
+      resolve({status: res.statusCode ?? 0, headers: res.headers, body: res}),
+    )
     client.setTimeout(req.timeoutMs, () => client.destroy(new HttpTimeoutError(req.timeoutMs)))
     client.on('error', reject)
     if (req.bodyFile) {

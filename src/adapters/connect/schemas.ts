@@ -30,10 +30,22 @@ export const contentSchema = z
   })
   .passthrough()
 
-export const bundleSchema = z.object({id: z.string(), content_guid: z.string().optional(), active: z.boolean().optional(), created_time: z.string().optional()}).passthrough()
+export const bundleSchema = z
+  .object({
+    id: z.string(),
+    content_guid: z.string().optional(),
+    active: z.boolean().optional(),
+    created_time: z.string().optional(),
+  })
+  .passthrough()
 
 /** A bundle list: a bare array (2023.09 spec, older servers) or a page {results, current_page, total}. */
-export const bundlePageSchema = z.union([bundleSchema.array(), z.object({results: bundleSchema.array(), current_page: z.number().optional(), total: z.number().optional()}).passthrough()])
+export const bundlePageSchema = z.union([
+  bundleSchema.array(),
+  z
+    .object({results: bundleSchema.array(), current_page: z.number().optional(), total: z.number().optional()})
+    .passthrough(),
+])
 
 export const taskRefSchema = z.object({task_id: z.string()}).passthrough()
 
@@ -54,7 +66,9 @@ export const vanitySchema = z.object({content_guid: z.string().optional(), path:
 
 export const associationsSchema = z.array(z.object({oauth_integration_guid: z.string()}).passthrough())
 
-export const connectErrorSchema = z.object({code: z.number().optional(), error: z.string().optional(), payload: z.unknown().optional()}).passthrough()
+export const connectErrorSchema = z
+  .object({code: z.number().optional(), error: z.string().optional(), payload: z.unknown().optional()})
+  .passthrough()
 
 export type ConnectUser = z.infer<typeof userSchema>
 export type ConnectContent = z.infer<typeof contentSchema>

@@ -33,12 +33,20 @@ export interface PostgresConnection {
 }
 
 /** A TokenCredential that reuses a token until shortly before it expires (one scope). */
-export function cachedTokenCredential(inner: TokenCredential, scope: string): TokenCredential & {token(): Promise<string>} {
+export function cachedTokenCredential(
+  inner: TokenCredential,
+  scope: string,
+): TokenCredential & {token(): Promise<string>} {
   let current: AccessToken | null = null
   const getToken = async (): Promise<AccessToken> => {
     if (!current || current.expiresOnTimestamp - Date.now() < TOKEN_REUSE_MARGIN_MS) {
       const next = await inner.getToken(scope)
-      if (!next) throw new ConfigError('AZURE_TOKEN_UNAVAILABLE', `The Azure credential returned no token for ${scope}.`, {suggestions: ['Run `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or use a managed identity.']})
+      if (!next)
+        throw new ConfigError('AZURE_TOKEN_UNAVAILABLE', `The Azure credential returned no token for ${scope}.`, {
+          suggestions: [
+            'Run `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or use a managed identity.',
+          ],
+        })
       current = next
     }
     return current
@@ -69,19 +77,39 @@ export function tlsOptions(target: DatabaseTarget): pg.ClientConfig['ssl'] {
 }
 
 /** @throws ConfigError when the target is not PostgreSQL. */
-export async function postgresConnection(target: DatabaseTarget, overrides: CredentialOverrides = {}): Promise<PostgresConnection> {
-  if (target.engine !== 'postgresql') throw new ConfigError('NOT_POSTGRESQL', `${target.display} is not a PostgreSQL URL.`)
-  const base: pg.ClientConfig = {host: target.host, port: target.port, user: target.user, database: target.database, ssl: tlsOptions(target), connectionTimeoutMillis: 15_000}
+export async function postgresConnection(
+  target: DatabaseTarget,
+  overrides: CredentialOverrides = {},
+): Promise<PostgresConnection> {
+  if (target.engine !== 'postgresql')
+    throw new ConfigError('NOT_POSTGRESQL', `${target.display} is not a PostgreSQL URL.`)
+  const base: pg.ClientConfig = {
+    host: target.host,
+    port: target.port,
+    user: target.user,
+    database: target.database,
+    ssl: tlsOptions(target),
+    connectionTimeoutMillis: 15_000,
+  }
   switch (target.auth) {
     case 'password':
       return {config: {...base, password: target.password}, close: () => undefined}
     case 'rds-iam': {
-      const signer = new Signer({hostname: target.host!, port: target.port!, username: target.user!, region: target.region, credentials: overrides.awsCredentials})
+      const signer = new Signer({
+        hostname: target.host!,
+        port: target.port!,
+        username: target.user!,
+        region: target.region,
+        credentials: overrides.awsCredentials,
+      })
       // Signing is local and cheap, so every new connection gets a brand-new token.
       return {config: {...base, password: () => signer.getAuthToken()}, close: () => undefined}
     }
     case 'entra': {
-      const credential = cachedTokenCredential(overrides.azureCredential ?? (await defaultAzureCredential()), AZURE_POSTGRES_SCOPE)
+      const credential = cachedTokenCredential(
+        overrides.azureCredential ?? (await defaultAzureCredential()),
+        AZURE_POSTGRES_SCOPE,
+      )
       return {config: {...base, password: () => credential.token()}, close: () => undefined}
     }
     case 'cloudsql': {
@@ -99,7 +127,10 @@ export async function postgresConnection(target: DatabaseTarget, overrides: Cred
         throw error
       }
       // The connector opens its own mTLS stream; pg must not add TLS on top of it.
-      return {config: {user: target.user, database: target.database, password: target.password, ...options}, close: () => connector.close()}
+      return {
+        config: {user: target.user, database: target.database, password: target.password, ...options},
+        close: () => connector.close(),
+      }
     }
     default:
       throw new ConfigError('UNSUPPORTED_AUTH', `auth=${target.auth} is not available for PostgreSQL.`)
@@ -108,18 +139,32 @@ export async function postgresConnection(target: DatabaseTarget, overrides: Cred
 
 /** The `mssql` (tedious) config: Entra through tedious' token-credential type, else a SQL login. UNTESTED
  * against a real SQL Server, which cannot run here; covered by the contract tests that can. */
-export async function sqlServerConfig(target: DatabaseTarget, overrides: CredentialOverrides = {}): Promise<Record<string, unknown>> {
+export async function sqlServerConfig(
+  target: DatabaseTarget,
+  overrides: CredentialOverrides = {},
+): Promise<Record<string, unknown>> {
   if (target.engine !== 'mssql') throw new ConfigError('NOT_SQLSERVER', `${target.display} is not a SQL Server URL.`)
   const authentication =
     target.auth === 'entra'
-      ? {type: 'token-credential', options: {credential: cachedTokenCredential(overrides.azureCredential ?? (await defaultAzureCredential()), AZURE_SQL_SCOPE)}}
+      ? {
+          type: 'token-credential',
+          options: {
+            credential: cachedTokenCredential(
+              overrides.azureCredential ?? (await defaultAzureCredential()),
+              AZURE_SQL_SCOPE,
+            ),
+          },
+        }
       : {type: 'default', options: {userName: target.user, password: target.password}}
   return {
     server: target.host,
     port: target.port,
     database: target.database,
     authentication,
-    options: {encrypt: target.sslmode !== 'disable', trustServerCertificate: target.sslmode === 'require' && !target.sslrootcert},
+    options: {
+      encrypt: target.sslmode !== 'disable',
+      trustServerCertificate: target.sslmode === 'require' && !target.sslrootcert,
+    },
     connectionTimeout: 15_000,
   }
 }

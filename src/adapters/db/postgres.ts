@@ -16,7 +16,11 @@ export interface PostgresProbe {
  * Runs `fn` on one connection, then closes it and whatever the credential holds open.
  * @throws AuthError DATABASE_AUTH_FAILED or ExternalError DATABASE_UNREACHABLE, with hints
  */
-export async function withPostgres<T>(target: DatabaseTarget, fn: (client: pg.Client) => Promise<T>, overrides: CredentialOverrides = {}): Promise<T> {
+export async function withPostgres<T>(
+  target: DatabaseTarget,
+  fn: (client: pg.Client) => Promise<T>,
+  overrides: CredentialOverrides = {},
+): Promise<T> {
   let connection
   try {
     connection = await postgresConnection(target, overrides)
@@ -43,8 +47,13 @@ export function probePostgres(target: DatabaseTarget, overrides: CredentialOverr
   return withPostgres(
     target,
     async (client) => {
-      const {rows} = await client.query<{user: string; version: string; has_alembic: string | null}>("SELECT current_user AS user, current_setting('server_version') AS version, to_regclass('alembic_version')::text AS has_alembic")
-      const revision = rows[0].has_alembic ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]?.version_num ?? null) : null
+      const {rows} = await client.query<{user: string; version: string; has_alembic: string | null}>(
+        "SELECT current_user AS user, current_setting('server_version') AS version, to_regclass('alembic_version')::text AS has_alembic",
+      )
+      const revision = rows[0].has_alembic
+        ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]
+            ?.version_num ?? null)
+        : null
       return {user: rows[0].user, serverVersion: rows[0].version, alembicRevision: revision}
     },
     overrides,

@@ -17,7 +17,17 @@ export interface SchemaProbe {
   rowEstimates: Record<string, number>
 }
 
-const BIG_TABLES = ['metrics', 'latest_metrics', 'params', 'tags', 'runs', 'spans', 'trace_info', 'model_versions', 'registered_models']
+const BIG_TABLES = [
+  'metrics',
+  'latest_metrics',
+  'params',
+  'tags',
+  'runs',
+  'spans',
+  'trace_info',
+  'model_versions',
+  'registered_models',
+]
 
 function probeSqlite(path: string): SchemaProbe {
   let db: Database.Database
@@ -27,11 +37,21 @@ function probeSqlite(path: string): SchemaProbe {
     throw new ExternalError('DATABASE_UNREACHABLE', `Cannot open ${path}: ${(error as Error).message}.`)
   }
   try {
-    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{name: string}>).map((row) => row.name)
+    const tables = (
+      db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{
+        name: string
+      }>
+    ).map((row) => row.name)
     const hasVersionTable = tables.includes('alembic_version')
-    const revision = hasVersionTable ? ((db.prepare('SELECT version_num FROM alembic_version').get() as {version_num: string} | undefined)?.version_num ?? null) : null
+    const revision = hasVersionTable
+      ? ((db.prepare('SELECT version_num FROM alembic_version').get() as {version_num: string} | undefined)
+          ?.version_num ?? null)
+      : null
     const rowEstimates: Record<string, number> = {}
-    for (const table of BIG_TABLES.filter((t) => tables.includes(t))) rowEstimates[table] = Number((db.prepare(`SELECT coalesce(max(rowid), 0) AS n FROM "${table}"`).get() as {n: number}).n)
+    for (const table of BIG_TABLES.filter((t) => tables.includes(t)))
+      rowEstimates[table] = Number(
+        (db.prepare(`SELECT coalesce(max(rowid), 0) AS n FROM "${table}"`).get() as {n: number}).n,
+      )
     return {engine: 'sqlite', tables, hasVersionTable, revision, rowEstimates}
   } finally {
     db.close()
@@ -40,14 +60,30 @@ function probeSqlite(path: string): SchemaProbe {
 
 export async function probeSchema(target: DatabaseTarget): Promise<SchemaProbe> {
   if (target.engine === 'sqlite') return probeSqlite(target.sqlitePath!)
-  if (target.engine !== 'postgresql') throw new UsageError('ENGINE_NOT_SUPPORTED', `db status reads SQLite and PostgreSQL; ${target.engine} is not supported yet.`)
+  if (target.engine !== 'postgresql')
+    throw new UsageError(
+      'ENGINE_NOT_SUPPORTED',
+      `db status reads SQLite and PostgreSQL; ${target.engine} is not supported yet.`,
+    )
   return withPostgres(target, async (client) => {
-    const tables = (await client.query<{name: string}>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")).rows.map((row) => row.name)
+    const tables = (
+      await client.query<{name: string}>(
+        "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+      )
+    ).rows.map((row) => row.name)
     const hasVersionTable = tables.includes('alembic_version')
-    const revision = hasVersionTable ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]?.version_num ?? null) : null
-    const stats = await client.query<{name: string; rows: number}>("SELECT c.relname AS name, c.reltuples::float8 AS rows FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND c.relname = ANY($1)", [BIG_TABLES])
+    const revision = hasVersionTable
+      ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]?.version_num ??
+        null)
+      : null
+    const stats = await client.query<{name: string; rows: number}>(
+      "SELECT c.relname AS name, c.reltuples::float8 AS rows FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND c.relname = ANY($1)",
+      [BIG_TABLES],
+    )
     // reltuples is -1 (PostgreSQL 14+) or 0 before the first ANALYZE: unknown, not empty.
-    const rowEstimates = Object.fromEntries(stats.rows.filter((row) => row.rows > 0).map((row) => [row.name, Math.round(row.rows)]))
+    const rowEstimates = Object.fromEntries(
+      stats.rows.filter((row) => row.rows > 0).map((row) => [row.name, Math.round(row.rows)]),
+    )
     return {engine: 'postgresql', tables, hasVersionTable, revision, rowEstimates}
   })
 }
@@ -55,17 +91,30 @@ export async function probeSchema(target: DatabaseTarget): Promise<SchemaProbe> 
 /** --db as the user wrote it: an app-data directory (its mlflow.db) or a URL. @throws UsageError DATABASE_NOT_FOUND */
 export function databaseFromFlag(raw: string): {target: DatabaseTarget; url: string} {
   const dir = resolve(raw)
-  const url = !raw.includes('://') && existsSync(dir) && statSync(dir).isDirectory() ? `sqlite:///${join(dir, 'mlflow.db')}` : raw
+  const url =
+    !raw.includes('://') && existsSync(dir) && statSync(dir).isDirectory() ? `sqlite:///${join(dir, 'mlflow.db')}` : raw
   const target = parseDatabaseUrl(url)
-  if (target.engine === 'sqlite' && !existsSync(target.sqlitePath!)) throw new UsageError('DATABASE_NOT_FOUND', `${target.sqlitePath} does not exist.`)
+  if (target.engine === 'sqlite' && !existsSync(target.sqlitePath!))
+    throw new UsageError('DATABASE_NOT_FOUND', `${target.sqlitePath} does not exist.`)
   return {target, url}
 }
 
 /** A deployment's schema as its extension reports it (ops status), in the shape of a probe. */
-export async function probeDeployment(transfer: ConnectTransferOptions, guid: string): Promise<SchemaProbe & {database: string}> {
+export async function probeDeployment(
+  transfer: ConnectTransferOptions,
+  guid: string,
+): Promise<SchemaProbe & {database: string}> {
   const status = await connectOpsStatus(transfer, guid)
   // Extensions before status tables were reported tell only an empty schema apart.
   const empty = status.schemaState === 'empty'
-  const tables = status.tables?.filter((table) => !table.startsWith('alembic_')) ?? (empty ? [] : ['experiments', 'runs'])
-  return {engine: 'sqlite', tables, hasVersionTable: !empty, revision: status.dbRevision ?? null, rowEstimates: status.rowEstimates ?? {}, database: `connect:${guid} (${status.backendStore ?? 'unknown store'})`}
+  const tables =
+    status.tables?.filter((table) => !table.startsWith('alembic_')) ?? (empty ? [] : ['experiments', 'runs'])
+  return {
+    engine: 'sqlite',
+    tables,
+    hasVersionTable: !empty,
+    revision: status.dbRevision ?? null,
+    rowEstimates: status.rowEstimates ?? {},
+    database: `connect:${guid} (${status.backendStore ?? 'unknown store'})`,
+  }
 }

@@ -52,11 +52,18 @@ export function createAuthProxy(options: AuthProxyOptions): Server {
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (url.pathname === LOGIN_PATH) {
       if (!sameSecret(url.searchParams.get('key') ?? undefined, options.apiKey)) return reply(res, 401, INVALID_LOGIN)
-      res.writeHead(302, {location: `${prefix}/`, 'set-cookie': `${COOKIE}=${encodeURIComponent(options.apiKey)}; HttpOnly; SameSite=Strict; Path=/`})
+      res.writeHead(302, {
+        location: `${prefix}/`,
+        'set-cookie': `${COOKIE}=${encodeURIComponent(options.apiKey)}; HttpOnly; SameSite=Strict; Path=/`,
+      })
       return res.end()
     }
     if (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) {
-      return reply(res, 404, JSON.stringify({code: 4, error: `Not found. This dev server serves only ${prefix}/.`, payload: null}))
+      return reply(
+        res,
+        404,
+        JSON.stringify({code: 4, error: `Not found. This dev server serves only ${prefix}/.`, payload: null}),
+      )
     }
     if (!sameSecret(presentedKey(req.headers), options.apiKey)) return reply(res, 401, INVALID_LOGIN)
     if (url.pathname === prefix) {
@@ -78,7 +85,8 @@ function forward(req: IncomingMessage, res: ServerResponse, port: number, path: 
     answer.pipe(res)
   })
   upstream.on('error', () => {
-    if (!res.headersSent) reply(res, 502, JSON.stringify({code: 502, error: 'The MLflow process is not answering.', payload: null}))
+    if (!res.headersSent)
+      reply(res, 502, JSON.stringify({code: 502, error: 'The MLflow process is not answering.', payload: null}))
     else res.destroy()
   })
   req.pipe(upstream)

@@ -8,9 +8,21 @@ import type {DevDeps} from '../../core/dev.js'
 import {md5OfFile, readRenderedBundle, readText} from '../fs/bundle-dir.js'
 import {detectPythonVersion, pythonCommand} from '../python/python.js'
 import {ensureVenv} from '../python/venv.js'
-import {instancePaths, isAlive, loadOrCreateIdentity, logTail, readJson, writePrivateJson, type DevState, type InstancePaths, type LaunchSpec} from './instance-store.js'
+import {
+  instancePaths,
+  isAlive,
+  loadOrCreateIdentity,
+  logTail,
+  readJson,
+  writePrivateJson,
+  type DevState,
+  type InstancePaths,
+  type LaunchSpec,
+} from './instance-store.js'
 
-const SUPERVISOR = fileURLToPath(new URL(`./supervisor${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url))
+const SUPERVISOR = fileURLToPath(
+  new URL(`./supervisor${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
+)
 const STOP_WAIT_MS = 20_000
 
 export interface DevDepsOptions {
@@ -26,11 +38,16 @@ export function createDevDeps(options: DevDepsOptions): DevDeps {
     async readBundle(dir) {
       const {manifest, info} = await readRenderedBundle(dir)
       const requirements = await readText(join(dir, 'requirements.txt'), 'requirements.txt')
-      const md5 = Object.fromEntries(await Promise.all(Object.keys(manifest.files).map(async (path) => [path, await md5OfFile(join(dir, path))] as const)))
+      const md5 = Object.fromEntries(
+        await Promise.all(
+          Object.keys(manifest.files).map(async (path) => [path, await md5OfFile(join(dir, path))] as const),
+        ),
+      )
       return {manifest, info, requirements, md5}
     },
     pythonVersion: () => detectPythonVersion(python),
-    ensureVenv: (requirements, pythonVersion, report) => ensureVenv({cacheDir: options.cacheDir, python, pythonVersion, requirements, onProgress: report}),
+    ensureVenv: (requirements, pythonVersion, report) =>
+      ensureVenv({cacheDir: options.cacheDir, python, pythonVersion, requirements, onProgress: report}),
     paths: (bundleDir) => instancePaths(options.dataDir, bundleDir),
     async identity(paths, port) {
       const identity = await loadOrCreateIdentity(paths as InstancePaths)
@@ -53,13 +70,25 @@ export function createDevDeps(options: DevDepsOptions): DevDeps {
     async launch(paths, spec) {
       const instance = paths as InstancePaths
       await mkdir(instance.data, {recursive: true, mode: 0o700})
-      const launch: LaunchSpec = {bundleDir: spec.state.bundleDir, runDir: instance.run, dataDir: instance.data, python: spec.python, appMode: spec.appMode, identity: spec.identity, env: spec.env, state: spec.state}
+      const launch: LaunchSpec = {
+        bundleDir: spec.state.bundleDir,
+        runDir: instance.run,
+        dataDir: instance.data,
+        python: spec.python,
+        appMode: spec.appMode,
+        identity: spec.identity,
+        env: spec.env,
+        state: spec.state,
+      }
       await rm(instance.state, {force: true})
       await writePrivateJson(instance.launch, launch)
       await appendFile(instance.log, `\n=== mlflowctl dev up ${new Date().toISOString()} ===\n`, {mode: 0o600})
       const log = openSync(instance.log, 'a')
       const execArgv = SUPERVISOR.endsWith('.ts') ? process.execArgv : []
-      const child = spawn(process.execPath, [...execArgv, SUPERVISOR, instance.root], {detached: true, stdio: ['ignore', log, log]})
+      const child = spawn(process.execPath, [...execArgv, SUPERVISOR, instance.root], {
+        detached: true,
+        stdio: ['ignore', log, log],
+      })
       closeSync(log)
       child.unref()
       return child.pid!

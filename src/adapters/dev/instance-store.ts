@@ -74,7 +74,11 @@ export async function loadOrCreateIdentity(paths: InstancePaths): Promise<DevIde
   await mkdir(paths.root, {recursive: true, mode: 0o700})
   const existing = await readJson<DevIdentity>(paths.identity)
   if (existing?.guid && existing.apiKey && existing.opsToken) return existing
-  const identity: DevIdentity = {guid: randomUUID(), apiKey: randomBytes(24).toString('hex'), opsToken: randomBytes(24).toString('hex')}
+  const identity: DevIdentity = {
+    guid: randomUUID(),
+    apiKey: randomBytes(24).toString('hex'),
+    opsToken: randomBytes(24).toString('hex'),
+  }
   await writePrivateJson(paths.identity, identity)
   return identity
 }
@@ -93,5 +97,9 @@ export function isAlive(pid: number | undefined): boolean {
 export async function logTail(paths: InstancePaths, lines: number): Promise<string> {
   if (!existsSync(paths.log)) return ''
   const text = await readFile(paths.log, 'utf8')
-  return text.split('\n').slice(-lines - 1).join('\n').trimEnd()
+  return text
+    .split('\n')
+    .slice(-lines - 1)
+    .join('\n')
+    .trimEnd()
 }

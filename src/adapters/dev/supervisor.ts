@@ -33,7 +33,12 @@ async function main(root: string): Promise<void> {
   const spec = await readJson<LaunchSpec>(launchPath)
   await rm(launchPath, {force: true}) // it holds env values; do not leave it on disk
   if (!spec) throw new Error(`no launch spec at ${launchPath}`)
-  let state: DevState = {...spec.state, supervisorPid: process.pid, phase: 'starting', startedAt: new Date().toISOString()}
+  let state: DevState = {
+    ...spec.state,
+    supervisorPid: process.pid,
+    phase: 'starting',
+    startedAt: new Date().toISOString(),
+  }
   const save = (patch: Partial<DevState>) => {
     state = {...state, ...patch}
     return writePrivateJson(statePath, state)
@@ -54,7 +59,11 @@ async function main(root: string): Promise<void> {
     MLFLOWCTL_OPS_TOKEN: spec.identity.opsToken,
     PYTHONUNBUFFERED: '1',
   })
-  const app: ChildProcess = spawn(spec.python, appCommand(spec.appMode, appPort), {cwd: spec.runDir, env, stdio: ['ignore', 'inherit', 'inherit']})
+  const app: ChildProcess = spawn(spec.python, appCommand(spec.appMode, appPort), {
+    cwd: spec.runDir,
+    env,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  })
   await save({appPid: app.pid, appPort, proxyPort})
   let stopping = false
   const stop = async (phase: DevState['phase'], exitCode?: number | null, message?: string) => {

@@ -21,7 +21,8 @@ export async function readTree(root: string): Promise<BundleFile[]> {
       if (NEVER_BUNDLED.has(entry.name) || entry.name.endsWith('.pyc')) continue
       const full = join(dir, entry.name)
       if (entry.isDirectory()) await walk(full)
-      else if (entry.isFile()) out.push({path: relative(root, full).split(sep).join('/'), content: await readFile(full)})
+      else if (entry.isFile())
+        out.push({path: relative(root, full).split(sep).join('/'), content: await readFile(full)})
     }
   }
   await walk(root)
@@ -50,7 +51,9 @@ export async function writeFiles(dir: string, files: BundleFile[]): Promise<void
       await rename(temp, target)
     }
   } catch (error) {
-    throw new ExternalError('WRITE_FAILED', `Cannot write the bundle to ${dir}: ${(error as Error).message}.`, {cause: error})
+    throw new ExternalError('WRITE_FAILED', `Cannot write the bundle to ${dir}: ${(error as Error).message}.`, {
+      cause: error,
+    })
   }
 }
 
@@ -72,9 +75,13 @@ export async function readText(path: string, what: string): Promise<string> {
     return await readFile(path, 'utf8')
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    throw new ExternalError(code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'READ_FAILED', `Cannot read ${what} at ${path}: ${code ?? (error as Error).message}.`, {
-      suggestions: code === 'ENOENT' ? ['Render a bundle first with `mlflowctl init DIR`.'] : [],
-    })
+    throw new ExternalError(
+      code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'READ_FAILED',
+      `Cannot read ${what} at ${path}: ${code ?? (error as Error).message}.`,
+      {
+        suggestions: code === 'ENOENT' ? ['Render a bundle first with `mlflowctl init DIR`.'] : [],
+      },
+    )
   }
 }
 

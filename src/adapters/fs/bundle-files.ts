@@ -16,7 +16,14 @@ export async function readBumpInput(dir: string, toolVersion: string): Promise<B
       // reported by bumpBundle as a file the manifest lists but the bundle lacks
     }
   }
-  return {info, manifest, requirements: await readText(join(dir, 'requirements.txt'), 'requirements.txt'), files, templates: await readTree(EXTENSION_TEMPLATES), toolVersion}
+  return {
+    info,
+    manifest,
+    requirements: await readText(join(dir, 'requirements.txt'), 'requirements.txt'),
+    files,
+    templates: await readTree(EXTENSION_TEMPLATES),
+    toolVersion,
+  }
 }
 
 /** Each file is written beside itself and renamed over the old one, so a crash leaves old or new, never half. */

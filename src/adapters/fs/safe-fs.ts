@@ -22,9 +22,16 @@ export function fsFailure(error: unknown, action: string, path: string): Mlflowc
   }
   const why = reason[code] ?? (error as Error).message
   const message = `Cannot ${action} ${path}: ${why}.`
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new ExternalError('DISK_FULL', message, {suggestions: ['Free space on that file system (nothing was replaced), then run the command again.'], cause: error})
+  if (code === 'ENOSPC' || code === 'EDQUOT')
+    return new ExternalError('DISK_FULL', message, {
+      suggestions: ['Free space on that file system (nothing was replaced), then run the command again.'],
+      cause: error,
+    })
   if (code === 'ENOTDIR' || code === 'EISDIR') return new UsageError('PATH_INVALID', message, {cause: error})
-  return new ExternalError('PATH_UNUSABLE', message, {suggestions: ['Choose a writable local directory.'], cause: error})
+  return new ExternalError('PATH_UNUSABLE', message, {
+    suggestions: ['Choose a writable local directory.'],
+    cause: error,
+  })
 }
 
 /** What is at a path, without following a final symlink. Reads only. */
@@ -45,7 +52,8 @@ export async function makeDirs(path: string, mode = 0o700): Promise<void> {
   for (;;) {
     const kind = await pathKind(current)
     if (kind === 'dir') break
-    if (kind !== 'missing') throw fsFailure(Object.assign(new Error('not a directory'), {code: 'ENOTDIR'}), 'create the directory', path)
+    if (kind !== 'missing')
+      throw fsFailure(Object.assign(new Error('not a directory'), {code: 'ENOTDIR'}), 'create the directory', path)
     missing.push(current)
     const parent = dirname(current)
     if (parent === current) break

@@ -36,7 +36,9 @@ export async function deadRuns(root: string): Promise<string[]> {
   return names
     .filter((name) => {
       const match = RUN_NAME.exec(name)
-      return match !== null && match[2] === hostname() && Number(match[1]) !== process.pid && !processAlive(Number(match[1]))
+      return (
+        match !== null && match[2] === hostname() && Number(match[1]) !== process.pid && !processAlive(Number(match[1]))
+      )
     })
     .map((name) => join(base, name))
 }

@@ -100,7 +100,15 @@ export interface SwapOptions {
  * @throws whatever the renames, the check or the commit throw, after undoing
  */
 export async function swapIn(entries: SwapEntry[], options: SwapOptions): Promise<void> {
-  const journal: SwapJournal = {v: 1, state: 'prepared', createdAt: new Date().toISOString(), pid: process.pid, entries: [], copies: options.journalCopies, database: options.database ? {display: options.database.display, mark: options.database.mark} : undefined}
+  const journal: SwapJournal = {
+    v: 1,
+    state: 'prepared',
+    createdAt: new Date().toISOString(),
+    pid: process.pid,
+    entries: [],
+    copies: options.journalCopies,
+    database: options.database ? {display: options.database.display, mark: options.database.mark} : undefined,
+  }
   for (const entry of entries) journal.entries.push({...entry, hadLive: await exists(entry.live)})
   await writeJournal(journal)
   faultPoint('restore:journal-written')
@@ -135,21 +143,32 @@ export async function swapIn(entries: SwapEntry[], options: SwapOptions): Promis
  * later when it cannot tell (undefined: the caller has no connection to that database).
  * @returns a sentence for the operator, or undefined when there was no journal
  */
-export async function recoverSwap(journalPath: string, databaseCommitted: (database: ExternalCommit) => Promise<boolean | undefined> = async () => undefined): Promise<string | undefined> {
+export async function recoverSwap(
+  journalPath: string,
+  databaseCommitted: (database: ExternalCommit) => Promise<boolean | undefined> = async () => undefined,
+): Promise<string | undefined> {
   let journal: SwapJournal
   try {
     journal = JSON.parse(await readFile(journalPath, 'utf8')) as SwapJournal
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw new ExternalError('SWAP_JOURNAL_UNREADABLE', `${journalPath} records an interrupted restore but cannot be read: ${(error as Error).message}.`, {suggestions: [`Compare ${dirname(journalPath)} with the target by hand; nothing was changed.`]})
+    throw new ExternalError(
+      'SWAP_JOURNAL_UNREADABLE',
+      `${journalPath} records an interrupted restore but cannot be read: ${(error as Error).message}.`,
+      {suggestions: [`Compare ${dirname(journalPath)} with the target by hand; nothing was changed.`]},
+    )
   }
-  const lives = journal.entries.filter((entry) => entry.staged).map((entry) => entry.live).join(', ')
+  const lives = journal.entries
+    .filter((entry) => entry.staged)
+    .map((entry) => entry.live)
+    .join(', ')
   if (journal.state === 'committed') {
     await finish(journal)
     return `finished an interrupted restore of ${lives} (it had committed; removed the old data kept aside)`
   }
   const committed = journal.database ? await databaseCommitted(journal.database) : false
-  if (committed === undefined) return `an interrupted restore into ${journal.database!.display} (and ${lives}) is pending: run the restore into that database again to finish or undo it`
+  if (committed === undefined)
+    return `an interrupted restore into ${journal.database!.display} (and ${lives}) is pending: run the restore into that database again to finish or undo it`
   if (committed) {
     await rollForward(journal)
     await finish(journal)

@@ -43,7 +43,10 @@ export function venvKey(requirements: string, pythonVersion: string): string {
     .map((line) => line.replace(/#.*$/, '').trim())
     .filter(Boolean)
   const minor = pythonVersion.split('.').slice(0, 2).join('.')
-  return createHash('sha256').update(`${minor}\n${lines.join('\n')}`).digest('hex').slice(0, 16)
+  return createHash('sha256')
+    .update(`${minor}\n${lines.join('\n')}`)
+    .digest('hex')
+    .slice(0, 16)
 }
 
 export function venvPath(cacheDir: string, key: string): string {
@@ -92,13 +95,26 @@ async function install(python: string, args: string[], options: EnsureVenvOption
   const uv = process.env.MLFLOWCTL_INSTALLER === 'pip' ? undefined : await uvBinary(options)
   if (uv) {
     try {
-      await runLogged(uv, ['pip', 'install', '--python', python, ...args], 'PIP_INSTALL_FAILED', options.onProgress, uvEnvironment())
+      await runLogged(
+        uv,
+        ['pip', 'install', '--python', python, ...args],
+        'PIP_INSTALL_FAILED',
+        options.onProgress,
+        uvEnvironment(),
+      )
       return
     } catch (error) {
-      (options.onWarning ?? options.onProgress)?.(`uv could not install ${args.join(' ')} (${(error as Error).message.split('\n')[0]}); trying pip, which is slower.`)
+      ;(options.onWarning ?? options.onProgress)?.(
+        `uv could not install ${args.join(' ')} (${(error as Error).message.split('\n')[0]}); trying pip, which is slower.`,
+      )
     }
   }
-  await runLogged(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '--progress-bar', 'off', ...args], 'PIP_INSTALL_FAILED', options.onProgress)
+  await runLogged(
+    python,
+    ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '--progress-bar', 'off', ...args],
+    'PIP_INSTALL_FAILED',
+    options.onProgress,
+  )
 }
 
 /** pip's settings as uv reads them (uv ignores pip.conf and PIP_*): index, extra index, find-links, CA bundle. */
@@ -131,11 +147,27 @@ function uvBinary(options: EnsureVenvOptions): Promise<string | undefined> {
         await rm(dir, {recursive: true, force: true})
         options.onProgress?.(`installing ${UV_REQUIREMENT} (once) into ${dir}`)
         await runLogged(options.python, ['-m', 'venv', dir], 'VENV_FAILED', options.onProgress)
-        await runLogged(join(dir, 'bin', 'python'), ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '--progress-bar', 'off', UV_REQUIREMENT], 'PIP_INSTALL_FAILED', options.onProgress)
+        await runLogged(
+          join(dir, 'bin', 'python'),
+          [
+            '-m',
+            'pip',
+            'install',
+            '--disable-pip-version-check',
+            '--no-input',
+            '--progress-bar',
+            'off',
+            UV_REQUIREMENT,
+          ],
+          'PIP_INSTALL_FAILED',
+          options.onProgress,
+        )
         await writeFile(join(dir, READY), `${new Date().toISOString()}\n`)
         return bin
       } catch (error) {
-        (options.onWarning ?? options.onProgress)?.(`uv is not available (${(error as Error).message.split('\n')[0]}); installing with pip, which is slower.`)
+        ;(options.onWarning ?? options.onProgress)?.(
+          `uv is not available (${(error as Error).message.split('\n')[0]}); installing with pip, which is slower.`,
+        )
         return undefined
       } finally {
         await release()
@@ -180,7 +212,13 @@ async function lockIsStale(lockDir: string): Promise<boolean> {
   }
 }
 
-function runLogged(command: string, args: string[], code: string, onProgress?: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+function runLogged(
+  command: string,
+  args: string[],
+  code: string,
+  onProgress?: (line: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {stdio: ['ignore', 'pipe', 'pipe'], env})
     const tail: string[] = []
@@ -190,7 +228,8 @@ function runLogged(command: string, args: string[], code: string, onProgress?: (
         tail.push(redact(line))
         if (tail.length > 20) tail.shift()
         // Only the installers' milestones (pip's, uv's): progress bars and download lines would flood a non-TTY log.
-        if (/^(Collecting|Installing|Successfully|ERROR|Resolved|Prepared|Installed|error:)/.test(line.trim())) onProgress?.(redact(line.trim()).slice(0, 160))
+        if (/^(Collecting|Installing|Successfully|ERROR|Resolved|Prepared|Installed|error:)/.test(line.trim()))
+          onProgress?.(redact(line.trim()).slice(0, 160))
       }
     }
     child.stdout.on('data', collect)
@@ -200,9 +239,13 @@ function runLogged(command: string, args: string[], code: string, onProgress?: (
       if (exitCode === 0) resolve()
       else
         reject(
-          new ExternalError(code, `${command} ${args.slice(0, 3).join(' ')} failed (exit ${exitCode}):\n${tail.join('\n')}`, {
-            suggestions: ['Check that PyPI (or your pip index) is reachable and that the pinned versions exist.'],
-          }),
+          new ExternalError(
+            code,
+            `${command} ${args.slice(0, 3).join(' ')} failed (exit ${exitCode}):\n${tail.join('\n')}`,
+            {
+              suggestions: ['Check that PyPI (or your pip index) is reachable and that the pinned versions exist.'],
+            },
+          ),
         )
     })
   })

@@ -32,13 +32,39 @@ is locked, a write failed (DISK_FULL when the disk is) or Connect is unreachable
   static flags = {
     ...targetFlags,
     insecure: insecureFlag,
-    source: Flags.string({summary: 'An app-data directory, sqlite:////path/mlflow.db, postgresql://… or connect:GUID.', required: true, env: 'MLFLOWCTL_SOURCE'}),
-    repo: Flags.string({summary: 'The backup repository: a directory, s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.', required: true, env: 'MLFLOWCTL_REPO'}),
-    artifacts: Flags.string({summary: 'Which artifacts: all, referenced (only where rows point: no orphans) or none.', options: ['all', 'referenced', 'none'], default: 'all', env: 'MLFLOWCTL_ARTIFACTS'}),
-    'artifacts-source': Flags.string({summary: 'Artifact store of a sqlite:/// or postgresql:// source: a directory, s3://, wasbs:// or gs://.', env: 'MLFLOWCTL_ARTIFACTS_SOURCE'}),
-    'healthcheck-url': Flags.string({summary: 'Pinged at start (/start), on success and on failure (/fail).', env: 'MLFLOWCTL_HEALTHCHECK_URL'}),
-    encrypt: Flags.boolean({summary: 'Encrypt the archive (AES-256-GCM; passphrase from --passphrase-file or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_ENCRYPT'}),
-    'passphrase-file': Flags.file({summary: 'File whose first line is the encryption passphrase.', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
+    source: Flags.string({
+      summary: 'An app-data directory, sqlite:////path/mlflow.db, postgresql://… or connect:GUID.',
+      required: true,
+      env: 'MLFLOWCTL_SOURCE',
+    }),
+    repo: Flags.string({
+      summary:
+        'The backup repository: a directory, s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.',
+      required: true,
+      env: 'MLFLOWCTL_REPO',
+    }),
+    artifacts: Flags.string({
+      summary: 'Which artifacts: all, referenced (only where rows point: no orphans) or none.',
+      options: ['all', 'referenced', 'none'],
+      default: 'all',
+      env: 'MLFLOWCTL_ARTIFACTS',
+    }),
+    'artifacts-source': Flags.string({
+      summary: 'Artifact store of a sqlite:/// or postgresql:// source: a directory, s3://, wasbs:// or gs://.',
+      env: 'MLFLOWCTL_ARTIFACTS_SOURCE',
+    }),
+    'healthcheck-url': Flags.string({
+      summary: 'Pinged at start (/start), on success and on failure (/fail).',
+      env: 'MLFLOWCTL_HEALTHCHECK_URL',
+    }),
+    encrypt: Flags.boolean({
+      summary: 'Encrypt the archive (AES-256-GCM; passphrase from --passphrase-file or MLFLOWCTL_BACKUP_PASSPHRASE).',
+      env: 'MLFLOWCTL_ENCRYPT',
+    }),
+    'passphrase-file': Flags.file({
+      summary: 'File whose first line is the encryption passphrase.',
+      env: 'MLFLOWCTL_PASSPHRASE_FILE',
+    }),
   }
 
   private connectOptions() {
@@ -47,23 +73,43 @@ is locked, a write failed (DISK_FULL when the disk is) or Connect is unreachable
 
   async run(): Promise<CreateResult> {
     this.addUrlPassword(this.flags.source)
-    const source = parseBackupSource(this.flags.source, (path) => resolve(path), (url) => redact(url))
+    const source = parseBackupSource(
+      this.flags.source,
+      (path) => resolve(path),
+      (url) => redact(url),
+    )
     const repository = await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir)
     const passphrase = this.flags.encrypt ? await resolvePassphrase(this.flags['passphrase-file']) : undefined
-    if (this.flags.encrypt && !passphrase) throw new ConfigError('PASSPHRASE_REQUIRED', '--encrypt needs a passphrase.', {suggestions: ['Pass --passphrase-file FILE or set MLFLOWCTL_BACKUP_PASSPHRASE.']})
-    const deps = createBackupDeps({repository, dataDir: this.settings.dataDir, onWarning: (message) => this.warnUser(message), passphrase, connect: this.connectOptions()})
-    this.err(`Backing up ${source.kind === 'postgresql' ? source.display : this.flags.source} into ${repository.display}...`)
+    if (this.flags.encrypt && !passphrase)
+      throw new ConfigError('PASSPHRASE_REQUIRED', '--encrypt needs a passphrase.', {
+        suggestions: ['Pass --passphrase-file FILE or set MLFLOWCTL_BACKUP_PASSPHRASE.'],
+      })
+    const deps = createBackupDeps({
+      repository,
+      dataDir: this.settings.dataDir,
+      onWarning: (message) => this.warnUser(message),
+      passphrase,
+      connect: this.connectOptions(),
+    })
+    this.err(
+      `Backing up ${source.kind === 'postgresql' ? source.display : this.flags.source} into ${repository.display}...`,
+    )
     const result = await createBackup(deps, {
       source,
       repo: repository.display,
       artifacts: this.flags.artifacts as 'all' | 'referenced' | 'none',
-      artifactsSource: this.flags['artifacts-source'] && !/^(s3|wasbs|gs):\/\//.test(this.flags['artifacts-source']) ? resolve(this.flags['artifacts-source']) : this.flags['artifacts-source'],
+      artifactsSource:
+        this.flags['artifacts-source'] && !/^(s3|wasbs|gs):\/\//.test(this.flags['artifacts-source'])
+          ? resolve(this.flags['artifacts-source'])
+          : this.flags['artifacts-source'],
       healthcheckUrl: this.flags['healthcheck-url'],
       toolVersion: this.config.version,
       encrypted: Boolean(passphrase),
     })
     for (const warning of result.warnings) this.warnUser(warning)
-    this.out(`Backup ${result.id}\n  ${result.path}\n  ${formatBytes(result.bytes)}: ${result.tables} tables (${result.rows} rows), ${result.files} artifact files, revision ${result.revision ?? 'none'}`)
+    this.out(
+      `Backup ${result.id}\n  ${result.path}\n  ${formatBytes(result.bytes)}: ${result.tables} tables (${result.rows} rows), ${result.files} artifact files, revision ${result.revision ?? 'none'}`,
+    )
     return result
   }
 }

@@ -21,12 +21,42 @@ export default class BackupList extends MlflowctlCommand<typeof BackupList> {
   static summary = 'List the complete backups in a repository, newest first.'
   static description = 'Half-written archives (.partial, or without their manifest sidecar) are never listed.'
   static examples = ['<%= config.bin %> <%= command.id %> --repo /backups/mlflow --json']
-  static flags = {repo: Flags.string({summary: 'The backup repository: a directory, s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.', required: true, env: 'MLFLOWCTL_REPO'})}
+  static flags = {
+    repo: Flags.string({
+      summary:
+        'The backup repository: a directory, s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.',
+      required: true,
+      env: 'MLFLOWCTL_REPO',
+    }),
+  }
 
   async run(): Promise<{backups: BackupListEntry[]}> {
     const entries = await (await openRepository(this.flags.repo, (path) => resolve(path))).list()
-    const backups = entries.map((e) => ({id: e.id, createdAt: e.manifest.createdAt, path: e.path, bytes: e.bytes, revision: e.manifest.alembicRevision, rows: Object.values(e.manifest.rowCounts).reduce((a, b) => a + b, 0), artifactFiles: e.manifest.artifacts.files, verifiedAt: e.verifiedAt ?? null}))
-    this.out(backups.length === 0 ? 'No backups.' : table(['ID', 'CREATED', 'SIZE', 'ROWS', 'ARTIFACTS', 'VERIFIED'], backups.map((b) => [b.id, b.createdAt, formatBytes(b.bytes), String(b.rows), String(b.artifactFiles), b.verifiedAt ?? 'no'])))
+    const backups = entries.map((e) => ({
+      id: e.id,
+      createdAt: e.manifest.createdAt,
+      path: e.path,
+      bytes: e.bytes,
+      revision: e.manifest.alembicRevision,
+      rows: Object.values(e.manifest.rowCounts).reduce((a, b) => a + b, 0),
+      artifactFiles: e.manifest.artifacts.files,
+      verifiedAt: e.verifiedAt ?? null,
+    }))
+    this.out(
+      backups.length === 0
+        ? 'No backups.'
+        : table(
+            ['ID', 'CREATED', 'SIZE', 'ROWS', 'ARTIFACTS', 'VERIFIED'],
+            backups.map((b) => [
+              b.id,
+              b.createdAt,
+              formatBytes(b.bytes),
+              String(b.rows),
+              String(b.artifactFiles),
+              b.verifiedAt ?? 'no',
+            ]),
+          ),
+    )
     return {backups}
   }
 }

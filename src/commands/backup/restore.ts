@@ -30,34 +30,70 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
   static flags = {
     ...targetFlags,
     insecure: insecureFlag,
-    repo: Flags.string({summary: 'The backup repository, a directory or s3://, wasbs://, gs:// (also where safety backups go).', env: 'MLFLOWCTL_REPO'}),
-    to: Flags.string({summary: 'Target: an app-data directory, sqlite:////path/mlflow.db, postgresql://… (an empty database) or connect:GUID.', required: true, env: 'MLFLOWCTL_TO'}),
-    'artifacts-to': Flags.string({summary: 'Directory for the artifacts of a SQLite or PostgreSQL target.', env: 'MLFLOWCTL_ARTIFACTS_TO'}),
-    force: Flags.boolean({summary: 'Replace a target that holds data (after a safety backup).', env: 'MLFLOWCTL_FORCE'}),
+    repo: Flags.string({
+      summary: 'The backup repository, a directory or s3://, wasbs://, gs:// (also where safety backups go).',
+      env: 'MLFLOWCTL_REPO',
+    }),
+    to: Flags.string({
+      summary:
+        'Target: an app-data directory, sqlite:////path/mlflow.db, postgresql://… (an empty database) or connect:GUID.',
+      required: true,
+      env: 'MLFLOWCTL_TO',
+    }),
+    'artifacts-to': Flags.string({
+      summary: 'Directory for the artifacts of a SQLite or PostgreSQL target.',
+      env: 'MLFLOWCTL_ARTIFACTS_TO',
+    }),
+    force: Flags.boolean({
+      summary: 'Replace a target that holds data (after a safety backup).',
+      env: 'MLFLOWCTL_FORCE',
+    }),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask before replacing data.', env: 'MLFLOWCTL_YES'}),
-    'passphrase-file': Flags.file({summary: 'For an encrypted backup: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
+    'passphrase-file': Flags.file({
+      summary: 'For an encrypted backup: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).',
+      env: 'MLFLOWCTL_PASSPHRASE_FILE',
+    }),
   }
 
   async run(): Promise<RestoreResult> {
     this.addUrlPassword(this.flags.to)
-    const repository = this.flags.repo ? await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir) : undefined
-    const target = parseRestoreTarget(this.flags.to, (path) => resolve(path), (url) => redact(url))
+    const repository = this.flags.repo
+      ? await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir)
+      : undefined
+    const target = parseRestoreTarget(
+      this.flags.to,
+      (path) => resolve(path),
+      (url) => redact(url),
+    )
     const deps = createRestoreDeps({
       cacheDir: this.settings.cacheDir,
       dataDir: this.settings.dataDir,
       safetyRepo: repository,
       passphrase: await resolvePassphrase(this.flags['passphrase-file']),
       connect: this.connectTransfer(),
-      confirm: confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl backup restore ${this.args.backup} --to … --force`}),
+      confirm: confirmer({
+        yes: this.flags.yes,
+        json: this.jsonEnabled(),
+        command: `mlflowctl backup restore ${this.args.backup} --to … --force`,
+      }),
       onProgress: (line) => this.err(line),
       onWarning: (message) => this.warnUser(message),
     })
     const archive = await fetchArchive(this.args.backup, repository, (path) => resolve(path))
     this.err(`Restoring ${this.args.backup}...`)
     const artifactsTo = this.flags['artifacts-to'] ? resolve(this.flags['artifacts-to']) : undefined
-    const result = await restoreBackup(deps, {archive: archive.path, target, artifactsTo, force: this.flags.force, backupRef: this.args.backup, repo: this.flags.repo}).finally(() => archive.release())
+    const result = await restoreBackup(deps, {
+      archive: archive.path,
+      target,
+      artifactsTo,
+      force: this.flags.force,
+      backupRef: this.args.backup,
+      repo: this.flags.repo,
+    }).finally(() => archive.release())
     for (const warning of result.warnings) this.warnUser(warning)
-    this.out(`Restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, ${result.artifactFiles} artifact files, schema ${result.revision}.${result.safetyBackup ? `\nSafety backup of the previous data: ${result.safetyBackup}` : ''}`)
+    this.out(
+      `Restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, ${result.artifactFiles} artifact files, schema ${result.revision}.${result.safetyBackup ? `\nSafety backup of the previous data: ${result.safetyBackup}` : ''}`,
+    )
     return result
   }
 }

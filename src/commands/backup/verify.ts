@@ -20,16 +20,31 @@ row count with the manifest, reports model versions whose artifacts the backup l
 without a run row (orphans, a warning). Exits 0 when intact (and records it for prune's "newest verified"), 6 with the
 specific reason when not (BACKUP_INCOMPLETE: an archive in a repository that a killed create never listed), 5 when the
 archive cannot be found.`
-  static examples = ['<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo /backups/mlflow', '<%= config.bin %> <%= command.id %> /backups/mlflow/20261128T061500Z-ab12cd.mlflowctl-backup.tar.gz --json']
+  static examples = [
+    '<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo /backups/mlflow',
+    '<%= config.bin %> <%= command.id %> /backups/mlflow/20261128T061500Z-ab12cd.mlflowctl-backup.tar.gz --json',
+  ]
   static args = {backup: Args.string({description: 'Backup ID (with --repo) or archive path.', required: true})}
   static flags = {
-    repo: Flags.string({summary: 'The backup repository: a directory, s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.', env: 'MLFLOWCTL_REPO'}),
-    deep: Flags.boolean({summary: 'Also restore into a scratch SQLite and check the data and the artifact references.', env: 'MLFLOWCTL_DEEP'}),
-    'passphrase-file': Flags.file({summary: 'For an encrypted backup: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
+    repo: Flags.string({
+      summary:
+        'The backup repository: a directory, s3://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix or gs://bucket/prefix.',
+      env: 'MLFLOWCTL_REPO',
+    }),
+    deep: Flags.boolean({
+      summary: 'Also restore into a scratch SQLite and check the data and the artifact references.',
+      env: 'MLFLOWCTL_DEEP',
+    }),
+    'passphrase-file': Flags.file({
+      summary: 'For an encrypted backup: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).',
+      env: 'MLFLOWCTL_PASSPHRASE_FILE',
+    }),
   }
 
   async run(): Promise<{id: string; path: string; files: number; revision: string | null; deep?: DeepVerifyResult}> {
-    const repository = this.flags.repo ? await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir) : undefined
+    const repository = this.flags.repo
+      ? await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir)
+      : undefined
     const archive = await fetchArchive(this.args.backup, repository, (path) => resolve(path))
     try {
       return await this.verify(archive.path, repository, archive.id)
@@ -38,26 +53,59 @@ archive cannot be found.`
     }
   }
 
-  private async verify(path: string, repository: BackupRepository | undefined, id: string | undefined): Promise<{id: string; path: string; files: number; revision: string | null; deep?: DeepVerifyResult}> {
-    if (!existsSync(path)) throw new ExternalError('BACKUP_NOT_FOUND', `${path} does not exist.`, {suggestions: ['List the backups: mlflowctl backup list --repo REPO.']})
+  private async verify(
+    path: string,
+    repository: BackupRepository | undefined,
+    id: string | undefined,
+  ): Promise<{id: string; path: string; files: number; revision: string | null; deep?: DeepVerifyResult}> {
+    if (!existsSync(path))
+      throw new ExternalError('BACKUP_NOT_FOUND', `${path} does not exist.`, {
+        suggestions: ['List the backups: mlflowctl backup list --repo REPO.'],
+      })
     this.err(`Verifying ${id ?? path}...`)
     const passphrase = await resolvePassphrase(this.flags['passphrase-file'])
     const manifest = await verifyBackupArchive(path, {passphrase})
     let deep: DeepVerifyResult | undefined
     if (this.flags.deep) {
       this.err('Restoring into a scratch SQLite database for the deep checks...')
-      deep = await deepVerify(createDeepVerifyDeps({cacheDir: this.settings.cacheDir, dataDir: this.settings.dataDir, passphrase, confirm: async () => false, onProgress: (line) => this.err(line), onWarning: (message) => this.warnUser(message)}), path)
-      if (deep.orphans.length > 0) this.warnUser(`${deep.orphans.length} run artifact directories have no run row (orphans): ${deep.orphans.slice(0, 5).join(', ')}${deep.orphans.length > 5 ? ', …' : ''}`)
+      deep = await deepVerify(
+        createDeepVerifyDeps({
+          cacheDir: this.settings.cacheDir,
+          dataDir: this.settings.dataDir,
+          passphrase,
+          confirm: async () => false,
+          onProgress: (line) => this.err(line),
+          onWarning: (message) => this.warnUser(message),
+        }),
+        path,
+      )
+      if (deep.orphans.length > 0)
+        this.warnUser(
+          `${deep.orphans.length} run artifact directories have no run row (orphans): ${deep.orphans.slice(0, 5).join(', ')}${deep.orphans.length > 5 ? ', …' : ''}`,
+        )
     }
     // An archive in a repository without its listing sidecar is a create that a kill stopped before it committed.
-    const home = repository && id ? repository : basename(path).endsWith(ARCHIVE_SUFFIX) ? localRepository(dirname(path)) : undefined
+    const home =
+      repository && id
+        ? repository
+        : basename(path).endsWith(ARCHIVE_SUFFIX)
+          ? localRepository(dirname(path))
+          : undefined
     if (home && !(await home.isCommitted(manifest.id))) {
-      throw new CheckFailedError('BACKUP_INCOMPLETE', `${manifest.id} is intact but incomplete: it has no listing sidecar (${manifest.id}.manifest.json), so \`backup list\` does not show it and prune does not count it. A backup create was stopped before it committed it.`, {
-        suggestions: [`The next backup create into ${home.display} commits it (it verifies it first), or removes it if damaged.`],
-      })
+      throw new CheckFailedError(
+        'BACKUP_INCOMPLETE',
+        `${manifest.id} is intact but incomplete: it has no listing sidecar (${manifest.id}.manifest.json), so \`backup list\` does not show it and prune does not count it. A backup create was stopped before it committed it.`,
+        {
+          suggestions: [
+            `The next backup create into ${home.display} commits it (it verifies it first), or removes it if damaged.`,
+          ],
+        },
+      )
     }
     if (home) await home.markVerified(manifest.id, new Date())
-    this.out(`Intact: ${manifest.id}, ${manifest.files.length} files, revision ${manifest.alembicRevision ?? 'none'}.${deep ? `\nDeep: ${deep.tables} tables and ${deep.rows} rows restored and checked; ${deep.unchecked} references outside the backed-up store not checked.` : ''}`)
+    this.out(
+      `Intact: ${manifest.id}, ${manifest.files.length} files, revision ${manifest.alembicRevision ?? 'none'}.${deep ? `\nDeep: ${deep.tables} tables and ${deep.rows} rows restored and checked; ${deep.unchecked} references outside the backed-up store not checked.` : ''}`,
+    )
     return {id: manifest.id, path, files: manifest.files.length, revision: manifest.alembicRevision, deep}
   }
 }

@@ -31,13 +31,31 @@ no fresh backup) or the rehearsal failed.`
   static flags = {
     ...targetFlags,
     insecure: insecureFlag,
-    db: Flags.string({summary: 'sqlite:////path/mlflow.db, an app-data directory, or postgresql://….', exactlyOne: ['db', 'guid'], env: 'MLFLOWCTL_DB'}),
-    guid: Flags.string({summary: 'A deployment on Connect (dry run and rehearsal only).', exactlyOne: ['db', 'guid'], env: 'MLFLOWCTL_GUID'}),
+    db: Flags.string({
+      summary: 'sqlite:////path/mlflow.db, an app-data directory, or postgresql://….',
+      exactlyOne: ['db', 'guid'],
+      env: 'MLFLOWCTL_DB',
+    }),
+    guid: Flags.string({
+      summary: 'A deployment on Connect (dry run and rehearsal only).',
+      exactlyOne: ['db', 'guid'],
+      env: 'MLFLOWCTL_GUID',
+    }),
     to: Flags.string({summary: 'Target MLflow release.', required: true, env: 'MLFLOWCTL_TO'}),
     'dry-run': Flags.boolean({char: 'n', summary: 'Only list the migrations.', env: 'MLFLOWCTL_DRY_RUN'}),
-    rehearse: Flags.boolean({summary: 'Run the real upgrade on a copy first, and compare with a fresh schema.', env: 'MLFLOWCTL_REHEARSE'}),
-    repo: Flags.string({summary: 'Backup repository holding the verified backup a migration needs.', env: 'MLFLOWCTL_REPO'}),
-    'max-backup-age': Flags.string({summary: 'How old that backup may be (30m, 6h, 1d).', default: '24h', env: 'MLFLOWCTL_MAX_BACKUP_AGE'}),
+    rehearse: Flags.boolean({
+      summary: 'Run the real upgrade on a copy first, and compare with a fresh schema.',
+      env: 'MLFLOWCTL_REHEARSE',
+    }),
+    repo: Flags.string({
+      summary: 'Backup repository holding the verified backup a migration needs.',
+      env: 'MLFLOWCTL_REPO',
+    }),
+    'max-backup-age': Flags.string({
+      summary: 'How old that backup may be (30m, 6h, 1d).',
+      default: '24h',
+      env: 'MLFLOWCTL_MAX_BACKUP_AGE',
+    }),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask before migrating.', env: 'MLFLOWCTL_YES'}),
   }
 
@@ -50,22 +68,48 @@ no fresh backup) or the rehearsal failed.`
     const source: MigrateSource = guid ? {kind: 'connect', guid} : {kind: 'database', ...database!}
     const maxBackupAgeMs = parseDuration(this.flags['max-backup-age'], '--max-backup-age')
     const deps = await createMigrateDeps({
-      source, cacheDir, dataDir, transfer,
+      source,
+      cacheDir,
+      dataDir,
+      transfer,
       repository: this.flags.repo ? await openRepository(this.flags.repo, (path) => resolve(path)) : undefined,
       connectProbe: guid ? () => probeDeployment(transfer, guid) : undefined,
       confirm: confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: 'mlflowctl db migrate …'}),
       onProgress: (line) => this.err(line),
     })
     const label = guid ? `connect:${guid}` : database!.target.display
-    const result = await migrateDatabase(deps, {database: label, to: this.flags.to, dryRun: this.flags['dry-run'], rehearse: this.flags.rehearse, maxBackupAgeMs, readOnlyTarget: guid ? `connect:${guid}` : undefined})
+    const result = await migrateDatabase(deps, {
+      database: label,
+      to: this.flags.to,
+      dryRun: this.flags['dry-run'],
+      rehearse: this.flags.rehearse,
+      maxBackupAgeMs,
+      readOnlyTarget: guid ? `connect:${guid}` : undefined,
+    })
     const {estimate, rehearsal, migrated} = result
-    this.out([
-      `Database: ${label} at ${result.status.revision ?? 'none'}; target MLflow ${this.flags.to} (${result.status.target.head}): ${result.status.kind}.`,
-      ...formatPending(result.pending),
-      ...formatCost(estimate),
-      ...(rehearsal ? [`Rehearsal on ${rehearsal.copiedFrom}: ${rehearsal.ok ? `ok in ${rehearsal.seconds} s, at ${rehearsal.revision}` : `FAILED: ${rehearsal.error}`}`, ...(rehearsal.differences.length > 0 ? [`  differs from a fresh ${this.flags.to} schema in ${rehearsal.differences.length} places:`, ...rehearsal.differences.map((d) => `    ${d}`)] : rehearsal.ok ? ['  identical to a fresh schema.'] : [])] : []),
-      ...(migrated ? [`Migrated in ${migrated.seconds} s to ${migrated.revision}. Backup before: ${migrated.backupId}.`] : []),
-    ].join('\n'))
+    this.out(
+      [
+        `Database: ${label} at ${result.status.revision ?? 'none'}; target MLflow ${this.flags.to} (${result.status.target.head}): ${result.status.kind}.`,
+        ...formatPending(result.pending),
+        ...formatCost(estimate),
+        ...(rehearsal
+          ? [
+              `Rehearsal on ${rehearsal.copiedFrom}: ${rehearsal.ok ? `ok in ${rehearsal.seconds} s, at ${rehearsal.revision}` : `FAILED: ${rehearsal.error}`}`,
+              ...(rehearsal.differences.length > 0
+                ? [
+                    `  differs from a fresh ${this.flags.to} schema in ${rehearsal.differences.length} places:`,
+                    ...rehearsal.differences.map((d) => `    ${d}`),
+                  ]
+                : rehearsal.ok
+                  ? ['  identical to a fresh schema.']
+                  : []),
+            ]
+          : []),
+        ...(migrated
+          ? [`Migrated in ${migrated.seconds} s to ${migrated.revision}. Backup before: ${migrated.backupId}.`]
+          : []),
+      ].join('\n'),
+    )
     return result
   }
 }

@@ -14,12 +14,24 @@ released MLflow wheels: the revision, whether it is known, the releases it match
 (default: the newest release), each flagged heavy or dialect-specific with row estimates (never COUNT(*)). It tells an
 empty database, one from before MLflow 1.0, a partial one, another application's alembic revision, and a database
 ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version, 4/5 the database or Connect refused.`
-  static examples = ['<%= config.bin %> <%= command.id %> --db /srv/mlflow/data --to 3.18.0', '<%= config.bin %> <%= command.id %> --db postgresql://mlflow@db/mlflow --json', '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666']
+  static examples = [
+    '<%= config.bin %> <%= command.id %> --db /srv/mlflow/data --to 3.18.0',
+    '<%= config.bin %> <%= command.id %> --db postgresql://mlflow@db/mlflow --json',
+    '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666',
+  ]
   static flags = {
     ...targetFlags,
     insecure: insecureFlag,
-    db: Flags.string({summary: 'sqlite:////path/mlflow.db, an app-data directory, or postgresql://….', exactlyOne: ['db', 'guid'], env: 'MLFLOWCTL_DB'}),
-    guid: Flags.string({summary: 'A deployment on Connect (its ops status).', exactlyOne: ['db', 'guid'], env: 'MLFLOWCTL_GUID'}),
+    db: Flags.string({
+      summary: 'sqlite:////path/mlflow.db, an app-data directory, or postgresql://….',
+      exactlyOne: ['db', 'guid'],
+      env: 'MLFLOWCTL_DB',
+    }),
+    guid: Flags.string({
+      summary: 'A deployment on Connect (its ops status).',
+      exactlyOne: ['db', 'guid'],
+      env: 'MLFLOWCTL_GUID',
+    }),
     to: Flags.string({summary: 'Target MLflow release (default: the newest in the catalog).', env: 'MLFLOWCTL_TO'}),
   }
 
@@ -27,10 +39,24 @@ ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version
     this.addUrlPassword(this.flags.db)
     const {catalog, overlay} = await loadCatalog()
     const transfer = this.connectTransfer()
-    const {probe, database} = this.flags.guid ? await probeDeployment(transfer, this.flags.guid).then((probe) => ({probe, database: probe.database})) : await fromDatabase(this.flags.db!)
+    const {probe, database} = this.flags.guid
+      ? await probeDeployment(transfer, this.flags.guid).then((probe) => ({probe, database: probe.database}))
+      : await fromDatabase(this.flags.db!)
     const status = schemaStatus(catalog, overlay, probe, this.flags.to, probe.rowEstimates)
-    const matching = status.matchingReleases.length > 0 ? ` (the head of MLflow ${status.matchingReleases.join(', ')})` : status.known ? '' : ' (unknown)'
-    this.out([`Database: ${database}`, `Revision: ${status.revision ?? 'none'}${matching}`, `State: ${status.kind}. ${status.explanation}`, ...formatPending(status.pending)].join('\n'))
+    const matching =
+      status.matchingReleases.length > 0
+        ? ` (the head of MLflow ${status.matchingReleases.join(', ')})`
+        : status.known
+          ? ''
+          : ' (unknown)'
+    this.out(
+      [
+        `Database: ${database}`,
+        `Revision: ${status.revision ?? 'none'}${matching}`,
+        `State: ${status.kind}. ${status.explanation}`,
+        ...formatPending(status.pending),
+      ].join('\n'),
+    )
     return {database, ...status}
   }
 }

@@ -9,7 +9,8 @@ import {showDevStatus} from '../../output/views/dev.js'
 
 export default class DevStatus extends MlflowctlCommand<typeof DevStatus> {
   static summary = 'Show whether the local extension runs, its MLflow version and schema revision.'
-  static description = 'Exits 0 when the extension answers /health through the proxy, 6 when it is stopped or unhealthy.'
+  static description =
+    'Exits 0 when the extension answers /health through the proxy, 6 when it is stopped or unhealthy.'
   static examples = ['<%= config.bin %> <%= command.id %> ./mlflow-server --json']
   static args = {dir: Args.directory({description: 'A bundle rendered by `mlflowctl init`.', required: true})}
 

@@ -18,18 +18,34 @@ down/up; and serves it at http://127.0.0.1:PORT/content/<guid>/ behind a proxy t
     '<%= config.bin %> <%= command.id %> ./mlflow-server',
     '<%= config.bin %> <%= command.id %> ./mlflow-server --port 5055 --env MLFLOW_BACKEND_STORE_URI --env MLFLOW_ARTIFACTS_DESTINATION=/srv/mlflow',
   ]
-  static args = {dir: Args.directory({description: 'A bundle rendered by `mlflowctl init`.', required: true, exists: true})}
+  static args = {
+    dir: Args.directory({description: 'A bundle rendered by `mlflowctl init`.', required: true, exists: true}),
+  }
   static flags = {
-    port: Flags.integer({summary: 'Port of the local Connect-style proxy (default: the last one used, else a free one).', min: 1, max: 65_535, env: 'MLFLOWCTL_PORT'}),
+    port: Flags.integer({
+      summary: 'Port of the local Connect-style proxy (default: the last one used, else a free one).',
+      min: 1,
+      max: 65_535,
+      env: 'MLFLOWCTL_PORT',
+    }),
     env: envFlag,
-    timeout: Flags.integer({summary: 'Seconds to wait for /health once the venv is ready.', default: 180, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
+    timeout: Flags.integer({
+      summary: 'Seconds to wait for /health once the venv is ready.',
+      default: 180,
+      min: 1,
+      env: 'MLFLOWCTL_TIMEOUT',
+    }),
   }
 
   async run(): Promise<DevUpResult> {
     const env = parseEnvVars(this.flags.env, process.env)
     this.addSecrets(...secretValuesOf(env))
     const deps = createDevDeps({cacheDir: this.settings.cacheDir, dataDir: this.settings.dataDir, env: process.env})
-    const result = await devUp(deps, {bundleDir: resolve(this.args.dir), port: this.flags.port, env, timeoutMs: this.flags.timeout * 1000}, this.tasks())
+    const result = await devUp(
+      deps,
+      {bundleDir: resolve(this.args.dir), port: this.flags.port, env, timeoutMs: this.flags.timeout * 1000},
+      this.tasks(),
+    )
     // The dev key is printed on purpose: it is the credential the user needs for this loopback server.
     if (!this.jsonEnabled()) process.stdout.write(`${showDevUp(result)}\n`)
     return result

@@ -29,13 +29,29 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
     insecure: insecureFlag,
     guid: Flags.string({summary: 'GUID of the deployment.', required: true, env: 'MLFLOWCTL_GUID'}),
     to: Flags.string({summary: 'Target MLflow release.', exactlyOne: ['to', 'plan-file'], env: 'MLFLOWCTL_TO'}),
-    'plan-file': Flags.file({summary: 'A plan saved by upgrade plan --plan-file.', exists: true, exactlyOne: ['to', 'plan-file'], env: 'MLFLOWCTL_PLAN_FILE'}),
-    repo: Flags.string({summary: 'Backup repository (default: a directory under the data dir).', env: 'MLFLOWCTL_REPO'}),
+    'plan-file': Flags.file({
+      summary: 'A plan saved by upgrade plan --plan-file.',
+      exists: true,
+      exactlyOne: ['to', 'plan-file'],
+      env: 'MLFLOWCTL_PLAN_FILE',
+    }),
+    repo: Flags.string({
+      summary: 'Backup repository (default: a directory under the data dir).',
+      env: 'MLFLOWCTL_REPO',
+    }),
     db: Flags.string({summary: 'The database URL, for external storage (postgresql://…).', env: 'MLFLOWCTL_DB'}),
-    timeout: Flags.integer({summary: 'Seconds to wait for each deploy task.', default: 900, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
+    timeout: Flags.integer({
+      summary: 'Seconds to wait for each deploy task.',
+      default: 900,
+      min: 1,
+      env: 'MLFLOWCTL_TIMEOUT',
+    }),
     drafts: draftsFlag,
     yes: Flags.boolean({char: 'y', summary: 'Do not ask before upgrading.', env: 'MLFLOWCTL_YES'}),
-    'passphrase-file': Flags.file({summary: 'Encrypt the backup with the passphrase in this file (or MLFLOWCTL_BACKUP_PASSPHRASE).', env: 'MLFLOWCTL_PASSPHRASE_FILE'}),
+    'passphrase-file': Flags.file({
+      summary: 'Encrypt the backup with the passphrase in this file (or MLFLOWCTL_BACKUP_PASSPHRASE).',
+      env: 'MLFLOWCTL_PASSPHRASE_FILE',
+    }),
   }
 
   async run(): Promise<ApplyResult> {
@@ -43,19 +59,42 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
     const connection = this.connection('upgrade apply')
     this.addUrlPassword(this.flags.db)
     const guid = parseContentGuid(this.flags.guid, '--guid')
-    const savedPlan = this.flags['plan-file'] ? readSavedPlan(await readJson(this.flags['plan-file']), this.flags['plan-file']) : undefined
+    const savedPlan = this.flags['plan-file']
+      ? readSavedPlan(await readJson(this.flags['plan-file']), this.flags['plan-file'])
+      : undefined
     const transfer = this.connectTransfer()
     const runner = this.tasks()
     const deps = await createApplyDeps({
-      ...connection, configDir, dataDir, cacheDir, transfer,
-      repo: this.flags.repo, databaseUrl: this.flags.db, passphrase: await resolvePassphrase(this.flags['passphrase-file']), toolVersion: this.config.version, timeoutMs: this.flags.timeout * 1000, drafts: this.flags.drafts as DraftsPolicy, runner,
-      onProgress: (line) => this.err(line), onWarning: (message) => this.warnUser(message),
+      ...connection,
+      configDir,
+      dataDir,
+      cacheDir,
+      transfer,
+      repo: this.flags.repo,
+      databaseUrl: this.flags.db,
+      passphrase: await resolvePassphrase(this.flags['passphrase-file']),
+      toolVersion: this.config.version,
+      timeoutMs: this.flags.timeout * 1000,
+      drafts: this.flags.drafts as DraftsPolicy,
+      runner,
+      onProgress: (line) => this.err(line),
+      onWarning: (message) => this.warnUser(message),
     })
-    deps.confirm = confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: `mlflowctl upgrade apply --guid ${guid} …`})
-    const result = await applyUpgrade(deps, {server: connection.server, guid, to: this.flags.to, savedPlan}, runner).finally(() => deps.dispose())
-    this.out(result.outcome === 'nothing-to-do'
-      ? `${guid} already serves MLflow ${result.plan.to.mlflowVersion} at its head: nothing to do.`
-      : `Upgraded ${guid}: MLflow ${result.plan.from.mlflowVersion} → ${result.plan.to.mlflowVersion}, bundle ${result.previousBundleId} → ${result.bundleId}, schema ${result.revision}.\nBackup before the upgrade: ${result.backupId}`)
+    deps.confirm = confirmer({
+      yes: this.flags.yes,
+      json: this.jsonEnabled(),
+      command: `mlflowctl upgrade apply --guid ${guid} …`,
+    })
+    const result = await applyUpgrade(
+      deps,
+      {server: connection.server, guid, to: this.flags.to, savedPlan},
+      runner,
+    ).finally(() => deps.dispose())
+    this.out(
+      result.outcome === 'nothing-to-do'
+        ? `${guid} already serves MLflow ${result.plan.to.mlflowVersion} at its head: nothing to do.`
+        : `Upgraded ${guid}: MLflow ${result.plan.from.mlflowVersion} → ${result.plan.to.mlflowVersion}, bundle ${result.previousBundleId} → ${result.bundleId}, schema ${result.revision}.\nBackup before the upgrade: ${result.backupId}`,
+    )
     return result
   }
 }

@@ -29,8 +29,16 @@ mlflowctl upgrade apply --plan-file. Reads only. Exit codes: 0 planned (blockers
     insecure: insecureFlag,
     guid: Flags.string({summary: 'GUID of the deployment.', required: true, env: 'MLFLOWCTL_GUID'}),
     to: Flags.string({summary: 'Target MLflow release.', required: true, env: 'MLFLOWCTL_TO'}),
-    'plan-file': Flags.file({summary: 'Write the plan (JSON, with the live-state fingerprint) to this file.', env: 'MLFLOWCTL_PLAN_FILE'}),
-    format: Flags.string({summary: 'Output format of the report.', options: ['text', 'md'], default: 'text', env: 'MLFLOWCTL_FORMAT'}),
+    'plan-file': Flags.file({
+      summary: 'Write the plan (JSON, with the live-state fingerprint) to this file.',
+      env: 'MLFLOWCTL_PLAN_FILE',
+    }),
+    format: Flags.string({
+      summary: 'Output format of the report.',
+      options: ['text', 'md'],
+      default: 'text',
+      env: 'MLFLOWCTL_FORMAT',
+    }),
   }
 
   async run(): Promise<UpgradePlan & {blocked: boolean; planFile?: string}> {
@@ -38,13 +46,29 @@ mlflowctl upgrade apply --plan-file. Reads only. Exit codes: 0 planned (blockers
     const connection = this.connection('upgrade plan')
     const guid = parseContentGuid(this.flags.guid, '--guid')
     const transfer = this.connectTransfer()
-    const live = await readLiveDeployment({...connection, configDir, dataDir, cacheDir, transfer, toolVersion: this.config.version, timeoutMs: 0, runner: this.tasks(), onProgress: () => undefined, onWarning: (message) => this.warnUser(message)}, guid)
+    const live = await readLiveDeployment(
+      {
+        ...connection,
+        configDir,
+        dataDir,
+        cacheDir,
+        transfer,
+        toolVersion: this.config.version,
+        timeoutMs: 0,
+        runner: this.tasks(),
+        onProgress: () => undefined,
+        onWarning: (message) => this.warnUser(message),
+      },
+      guid,
+    )
     await rm(live.bundleDir, {recursive: true, force: true})
     const {catalog, overlay} = await loadCatalog()
     const plan = planUpgrade(catalog, overlay, live.state, this.flags.to, new Date())
     const planFile = this.flags['plan-file'] ? resolve(this.flags['plan-file']) : undefined
     if (planFile) await writePrivateJson(planFile, plan)
-    this.out(`${formatPlan(plan, this.flags.format as 'text' | 'md')}${planFile ? `\n\nPlan saved to ${planFile}: mlflowctl upgrade apply --guid ${guid} --plan-file ${planFile}` : ''}`)
+    this.out(
+      `${formatPlan(plan, this.flags.format as 'text' | 'md')}${planFile ? `\n\nPlan saved to ${planFile}: mlflowctl upgrade apply --guid ${guid} --plan-file ${planFile}` : ''}`,
+    )
     return {...plan, blocked: plan.blockers.length > 0, ...(planFile ? {planFile} : {})}
   }
 }

@@ -4,7 +4,11 @@ import {proxiedPath} from './deep-verify.js'
 import type {HistoryEvent} from '../history.js'
 import {BACKUP_FORMAT_VERSION, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
 
-export type BackupSourceSpec = {kind: 'app-data'; dir: string} | {kind: 'sqlite'; path: string} | {kind: 'postgresql'; url: string; display: string} | {kind: 'connect'; guid: string}
+export type BackupSourceSpec =
+  | {kind: 'app-data'; dir: string}
+  | {kind: 'sqlite'; path: string}
+  | {kind: 'postgresql'; url: string; display: string}
+  | {kind: 'connect'; guid: string}
 
 export interface CreateOptions {
   source: BackupSourceSpec
@@ -65,7 +69,11 @@ export interface CreateDeps {
   listArtifacts(source: string, include?: (path: string) => boolean): AsyncIterable<{name: string; file: string}>
   /** Artifact URIs the exported rows point at (runs, logged models, model versions), from the db/ files. */
   readReferences(exportDir: string): Promise<string[]>
-  writeArchive(output: string, sources: AsyncIterable<{name: string; file: string}>, finish: (files: BackupFileEntry[]) => BackupManifest): Promise<{bytes: number; manifest: BackupManifest}>
+  writeArchive(
+    output: string,
+    sources: AsyncIterable<{name: string; file: string}>,
+    finish: (files: BackupFileEntry[]) => BackupManifest,
+  ): Promise<{bytes: number; manifest: BackupManifest}>
   appendHistory(event: HistoryEvent): Promise<void>
   ping(url: string): Promise<void>
   join(...parts: string[]): string
@@ -74,16 +82,25 @@ export interface CreateDeps {
 }
 
 /** Where the database and the artifacts of a source are. @throws UsageError SOURCE_INVALID */
-async function locate(deps: CreateDeps, options: CreateOptions): Promise<{db: string; artifacts?: string; location: string}> {
+async function locate(
+  deps: CreateDeps,
+  options: CreateOptions,
+): Promise<{db: string; artifacts?: string; location: string}> {
   if (options.source.kind === 'connect') throw new Error('a connect: source is fetched, not located')
-  if (options.source.kind === 'postgresql') return {db: options.source.url, artifacts: options.artifactsSource, location: options.source.display}
+  if (options.source.kind === 'postgresql')
+    return {db: options.source.url, artifacts: options.artifactsSource, location: options.source.display}
   if (options.source.kind === 'sqlite') {
-    if (!(await deps.exists(options.source.path))) throw new UsageError('SOURCE_NOT_FOUND', `${options.source.path} does not exist.`)
+    if (!(await deps.exists(options.source.path)))
+      throw new UsageError('SOURCE_NOT_FOUND', `${options.source.path} does not exist.`)
     return {db: options.source.path, artifacts: options.artifactsSource, location: options.source.path}
   }
   const db = deps.join(options.source.dir, 'mlflow.db')
   if (!(await deps.exists(db))) {
-    throw new UsageError('SOURCE_NOT_FOUND', `${options.source.dir} is not an app-data directory: it has no mlflow.db.`, {suggestions: ["Pass the content's data directory (CONNECT_CONTENT_DATA_DIR), or sqlite:////path/to/mlflow.db."]})
+    throw new UsageError(
+      'SOURCE_NOT_FOUND',
+      `${options.source.dir} is not an app-data directory: it has no mlflow.db.`,
+      {suggestions: ["Pass the content's data directory (CONNECT_CONTENT_DATA_DIR), or sqlite:////path/to/mlflow.db."]},
+    )
   }
   return {db, artifacts: deps.join(options.source.dir, 'artifacts'), location: options.source.dir}
 }
@@ -91,14 +108,28 @@ async function locate(deps: CreateDeps, options: CreateOptions): Promise<{db: st
 /** What a source that is not an MLflow database holds, for the refusal. Pure. */
 export function notMlflowSource(location: string, tables: TablesExported): ConfigError {
   const names = [...Object.keys(tables.rowCounts), ...(tables.skipped ?? [])]
-  const found = names.length === 0 ? 'no tables at all' : `${names.length} tables but no alembic_version (${names.slice(0, 5).join(', ')}${names.length > 5 ? ', …' : ''})`
-  return new ConfigError('SOURCE_NOT_MLFLOW', `${location} is not an MLflow database: it has ${found}. Nothing was backed up.`, {
-    suggestions: ['Check the path or URL: an app-data directory holds mlflow.db, which the tracking server creates on its first start.'],
-  })
+  const found =
+    names.length === 0
+      ? 'no tables at all'
+      : `${names.length} tables but no alembic_version (${names.slice(0, 5).join(', ')}${names.length > 5 ? ', …' : ''})`
+  return new ConfigError(
+    'SOURCE_NOT_MLFLOW',
+    `${location} is not an MLflow database: it has ${found}. Nothing was backed up.`,
+    {
+      suggestions: [
+        'Check the path or URL: an app-data directory holds mlflow.db, which the tracking server creates on its first start.',
+      ],
+    },
+  )
 }
 
 /** SQLite: a snapshot file first (online backup API), then the export; PostgreSQL: one snapshot transaction. */
-async function exportDatabase(deps: CreateDeps, spec: BackupSourceSpec, db: string, scratch: string): Promise<TablesExported> {
+async function exportDatabase(
+  deps: CreateDeps,
+  spec: BackupSourceSpec,
+  db: string,
+  scratch: string,
+): Promise<TablesExported> {
   if (spec.kind === 'postgresql') return deps.exportPostgres(db, scratch)
   const snapshot = deps.join(scratch, 'snapshot.db')
   await deps.snapshotSqlite(db, snapshot)
@@ -120,7 +151,11 @@ export function referencedPrefixes(uris: string[]): string[] {
 export function referencedFilter(uris: string[]): (path: string) => boolean {
   const prefixes = referencedPrefixes(uris)
   if (prefixes.length === 0 && uris.length > 0) {
-    throw new UsageError('ARTIFACTS_NOT_PROXIED', `--artifacts referenced maps mlflow-artifacts:/ URIs onto the store, but the rows point elsewhere (e.g. ${uris[0].replace(/\/\/[^@/]*@/, '//***@')}).`, {suggestions: ['Use --artifacts all.']})
+    throw new UsageError(
+      'ARTIFACTS_NOT_PROXIED',
+      `--artifacts referenced maps mlflow-artifacts:/ URIs onto the store, but the rows point elsewhere (e.g. ${uris[0].replace(/\/\/[^@/]*@/, '//***@')}).`,
+      {suggestions: ['Use --artifacts all.']},
+    )
   }
   return (path) => prefixes.some((prefix) => path === prefix || path.startsWith(`${prefix}/`))
 }
@@ -139,7 +174,9 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
   const ping = async (suffix: string) => {
     if (!options.healthcheckUrl) return
     const url = `${options.healthcheckUrl.replace(/\/$/, '')}${suffix}`
-    await deps.ping(url).catch((error: Error) => warnings.push(`healthcheck ping ${suffix || '(success)'} failed: ${error.message}`))
+    await deps
+      .ping(url)
+      .catch((error: Error) => warnings.push(`healthcheck ping ${suffix || '(success)'} failed: ${error.message}`))
   }
   await ping('/start')
   const started = deps.now()
@@ -153,13 +190,25 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
     warnings.push(...(await deps.cleanUp()))
     scratch = await deps.scratch()
     // `local` was located before the lock so that a bad path fails fast; the fallback only satisfies the types.
-    const source = options.source.kind === 'connect' ? await deps.fetchConnectSnapshot(options.source.guid, deps.join(scratch.path, 'remote')) : (local ?? (await locate(deps, options)))
+    const source =
+      options.source.kind === 'connect'
+        ? await deps.fetchConnectSnapshot(options.source.guid, deps.join(scratch.path, 'remote'))
+        : (local ?? (await locate(deps, options)))
     const tables = await exportDatabase(deps, options.source, source.db, scratch.path)
     if (!tables.alembicRevision && options.requireMlflow !== false) throw notMlflowSource(source.location, tables)
-    if (tables.skipped?.length) warnings.push(`left out ${tables.skipped.length} tables that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`)
+    if (tables.skipped?.length)
+      warnings.push(
+        `left out ${tables.skipped.length} tables that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`,
+      )
     const remoteStore = /^(s3|wasbs|gs):\/\//.test(source.artifacts ?? '')
-    const artifactSource = options.artifacts !== 'none' && source.artifacts && (remoteStore || (await deps.exists(source.artifacts))) ? source.artifacts : undefined
-    const include = artifactSource && options.artifacts === 'referenced' ? referencedFilter(await deps.readReferences(scratch.path)) : undefined
+    const artifactSource =
+      options.artifacts !== 'none' && source.artifacts && (remoteStore || (await deps.exists(source.artifacts)))
+        ? source.artifacts
+        : undefined
+    const include =
+      artifactSource && options.artifacts === 'referenced'
+        ? referencedFilter(await deps.readReferences(scratch.path))
+        : undefined
     const artifactEntries = artifactSource ? deps.listArtifacts(artifactSource, include) : []
     let artifactFiles = 0
     let artifactBytes = 0
@@ -173,7 +222,12 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
         id,
         createdAt: started.toISOString(),
         toolVersion: options.toolVersion,
-        source: {kind: options.source.kind, location: source.location, engine: options.source.kind === 'postgresql' ? 'postgresql' : 'sqlite', ...(options.source.kind === 'connect' ? {contentGuid: options.source.guid} : {})},
+        source: {
+          kind: options.source.kind,
+          location: source.location,
+          engine: options.source.kind === 'postgresql' ? 'postgresql' : 'sqlite',
+          ...(options.source.kind === 'connect' ? {contentGuid: options.source.guid} : {}),
+        },
         alembicRevision: tables.alembicRevision,
         envNames: [],
         rowCounts: tables.rowCounts,
@@ -183,10 +237,31 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
       }
     })
     const path = await deps.commitArchive(manifest, staged)
-    await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'backup', result: 'ok', server: options.source.kind === 'postgresql' || options.source.kind === 'connect' ? source.location : `file://${source.location}`, revision: tables.alembicRevision ?? undefined, message: `${id} (${bytes} bytes)`})
+    await deps.appendHistory({
+      v: 1,
+      time: deps.now().toISOString(),
+      action: 'backup',
+      result: 'ok',
+      server:
+        options.source.kind === 'postgresql' || options.source.kind === 'connect'
+          ? source.location
+          : `file://${source.location}`,
+      revision: tables.alembicRevision ?? undefined,
+      message: `${id} (${bytes} bytes)`,
+    })
     await ping('')
     const rowCounts = Object.values(tables.rowCounts)
-    return {id, path, bytes, tables: rowCounts.length, rows: rowCounts.reduce((a, b) => a + b, 0), files: artifactFiles, revision: tables.alembicRevision, mlflowVersion: null, warnings}
+    return {
+      id,
+      path,
+      bytes,
+      tables: rowCounts.length,
+      rows: rowCounts.reduce((a, b) => a + b, 0),
+      files: artifactFiles,
+      revision: tables.alembicRevision,
+      mlflowVersion: null,
+      warnings,
+    }
   } catch (error) {
     await ping('/fail')
     throw error

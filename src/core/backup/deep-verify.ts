@@ -46,7 +46,10 @@ export function proxiedPath(uri: string | null): string | undefined {
 }
 
 /** Missing references and orphan run directories, from the rows and the archived artifact paths. Pure. */
-export function artifactFindings(db: Pick<RestoredDatabase, 'runs' | 'modelVersions'>, archived: string[]): {missing: string[]; orphans: string[]; unchecked: number} {
+export function artifactFindings(
+  db: Pick<RestoredDatabase, 'runs' | 'modelVersions'>,
+  archived: string[],
+): {missing: string[]; orphans: string[]; unchecked: number} {
   const present = new Set<string>()
   for (const file of archived) {
     const parts = file.split('/')
@@ -76,17 +79,32 @@ export async function deepVerify(deps: DeepVerifyDeps, archive: string): Promise
   const scratch = await deps.scratch()
   try {
     const manifest = await deps.extractVerified(archive, scratch.path)
-    const fail = (reasons: string[]) => new CheckFailedError('BACKUP_DEEP_FAILED', `${manifest.id}: ${reasons.join('; ')}.`, {suggestions: ['The archive is intact but its content is not; use another backup, and check the source database and artifact store.']})
+    const fail = (reasons: string[]) =>
+      new CheckFailedError('BACKUP_DEEP_FAILED', `${manifest.id}: ${reasons.join('; ')}.`, {
+        suggestions: [
+          'The archive is intact but its content is not; use another backup, and check the source database and artifact store.',
+        ],
+      })
     if (!manifest.alembicRevision) throw fail(['it holds no MLflow database (no alembic revision)'])
     const file = deps.join(scratch.path, 'deep-verify.db')
     const loaded = await deps.loadDatabase(`sqlite:///${file}`, manifest.alembicRevision, deps.join(scratch.path, 'db'))
     const db = deps.inspect(file)
-    const reasons = [...db.integrity.map((line) => `integrity: ${line}`), ...db.foreignKeyViolations.map((line) => `foreign key: ${line}`)]
+    const reasons = [
+      ...db.integrity.map((line) => `integrity: ${line}`),
+      ...db.foreignKeyViolations.map((line) => `foreign key: ${line}`),
+    ]
     for (const [table, expected] of Object.entries(manifest.rowCounts)) {
-      if (table !== 'alembic_version' && (db.rowCounts[table] ?? 0) !== expected) reasons.push(`${table} restored ${db.rowCounts[table] ?? 0} rows, the manifest says ${expected}`)
+      if (table !== 'alembic_version' && (db.rowCounts[table] ?? 0) !== expected)
+        reasons.push(`${table} restored ${db.rowCounts[table] ?? 0} rows, the manifest says ${expected}`)
     }
-    const archived = manifest.artifacts.mode === 'none' ? [] : manifest.files.filter((entry) => entry.path.startsWith('artifacts/')).map((entry) => entry.path.slice('artifacts/'.length))
-    const artifacts = manifest.artifacts.mode === 'none' ? {missing: [], orphans: [], unchecked: 0} : artifactFindings(db, archived)
+    const archived =
+      manifest.artifacts.mode === 'none'
+        ? []
+        : manifest.files
+            .filter((entry) => entry.path.startsWith('artifacts/'))
+            .map((entry) => entry.path.slice('artifacts/'.length))
+    const artifacts =
+      manifest.artifacts.mode === 'none' ? {missing: [], orphans: [], unchecked: 0} : artifactFindings(db, archived)
     reasons.push(...artifacts.missing.map((line) => `missing artifact for ${line}`))
     if (reasons.length > 0) throw fail(reasons)
     return {id: manifest.id, revision: manifest.alembicRevision, tables: loaded.tables, rows: loaded.rows, ...artifacts}

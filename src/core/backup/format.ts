@@ -23,7 +23,12 @@ export interface BackupManifest {
   id: string
   createdAt: string
   toolVersion: string
-  source: {kind: 'app-data' | 'sqlite' | 'postgresql' | 'mssql' | 'connect'; location: string; engine: 'sqlite' | 'postgresql' | 'mssql'; contentGuid?: string}
+  source: {
+    kind: 'app-data' | 'sqlite' | 'postgresql' | 'mssql' | 'connect'
+    location: string
+    engine: 'sqlite' | 'postgresql' | 'mssql'
+    contentGuid?: string
+  }
   mlflowVersion?: string
   alembicRevision: string | null
   /** Names only, never values. */
@@ -42,7 +47,10 @@ export interface TableSchema {
 
 /** Backup IDs sort by time: 20261128T061500Z-ab12cd. */
 export function backupId(now: Date, random: string): string {
-  return `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${random}`
+  return `${now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${random}`
 }
 
 export function archiveName(id: string): string {
@@ -57,7 +65,8 @@ export function unsafeEntryName(name: string): string | undefined {
   if (name.includes('\0') || name.includes('\\')) return 'contains a NUL or a backslash'
   if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) return 'is an absolute path'
   if (name.split('/').some((part) => part === '..')) return 'climbs out of the archive with ".."'
-  if (name !== MANIFEST_ENTRY && !name.startsWith('db/') && !name.startsWith('artifacts/')) return 'is not under db/ or artifacts/'
+  if (name !== MANIFEST_ENTRY && !name.startsWith('db/') && !name.startsWith('artifacts/'))
+    return 'is not under db/ or artifacts/'
   return undefined
 }
 
@@ -68,13 +77,17 @@ export type ArchiveProblem =
   | {kind: 'checksum'; path: string}
 
 /** Compares what the archive held with what its manifest lists. Pure. */
-export function compareWithManifest(manifest: BackupManifest, seen: Map<string, {size: number; sha256: string}>): ArchiveProblem[] {
+export function compareWithManifest(
+  manifest: BackupManifest,
+  seen: Map<string, {size: number; sha256: string}>,
+): ArchiveProblem[] {
   const problems: ArchiveProblem[] = []
   const listed = new Set(manifest.files.map((file) => file.path))
   for (const file of manifest.files) {
     const actual = seen.get(file.path)
     if (!actual) problems.push({kind: 'missing', path: file.path})
-    else if (actual.size !== file.size) problems.push({kind: 'size', path: file.path, expected: file.size, actual: actual.size})
+    else if (actual.size !== file.size)
+      problems.push({kind: 'size', path: file.path, expected: file.size, actual: actual.size})
     else if (actual.sha256 !== file.sha256) problems.push({kind: 'checksum', path: file.path})
   }
   for (const path of seen.keys()) if (!listed.has(path)) problems.push({kind: 'extra', path})
@@ -101,24 +114,34 @@ export function describeProblem(problem: ArchiveProblem): string {
 export function unexpectedEntry(expected: BackupManifest, name: string, declaredSize: number): string | undefined {
   const listed = expected.files.find((file) => file.path === name)
   if (!listed) return `entry ${name} is not in the backup's manifest`
-  if (listed.size !== declaredSize) return `entry ${name} declares ${declaredSize} bytes, the manifest says ${listed.size}`
+  if (listed.size !== declaredSize)
+    return `entry ${name} declares ${declaredSize} bytes, the manifest says ${listed.size}`
   return undefined
 }
 
 /** Whether the manifest inside the archive is the one expected (the listing sidecar, or a first pass). Pure. */
 export function sameManifest(inside: BackupManifest, expected: BackupManifest): boolean {
-  const files = (manifest: BackupManifest) => JSON.stringify([...manifest.files].sort((a, b) => a.path.localeCompare(b.path)))
-  return inside.id === expected.id && files(inside) === files(expected) && JSON.stringify(inside.rowCounts) === JSON.stringify(expected.rowCounts) && inside.alembicRevision === expected.alembicRevision
+  const files = (manifest: BackupManifest) =>
+    JSON.stringify([...manifest.files].sort((a, b) => a.path.localeCompare(b.path)))
+  return (
+    inside.id === expected.id &&
+    files(inside) === files(expected) &&
+    JSON.stringify(inside.rowCounts) === JSON.stringify(expected.rowCounts) &&
+    inside.alembicRevision === expected.alembicRevision
+  )
 }
 
 /** Checks the manifest's own shape. Returns the reason it is unusable, or undefined. */
 export function invalidManifest(value: unknown): string | undefined {
   const manifest = value as Partial<BackupManifest> | null
   if (!manifest || typeof manifest !== 'object') return 'manifest.json is not a JSON object'
-  if (manifest.format !== BACKUP_FORMAT_VERSION) return `backup format ${String(manifest.format)} is not supported (this mlflowctl reads format ${BACKUP_FORMAT_VERSION})`
-  if (typeof manifest.id !== 'string' || typeof manifest.createdAt !== 'string' || !Array.isArray(manifest.files)) return 'manifest.json lacks id, createdAt or files'
+  if (manifest.format !== BACKUP_FORMAT_VERSION)
+    return `backup format ${String(manifest.format)} is not supported (this mlflowctl reads format ${BACKUP_FORMAT_VERSION})`
+  if (typeof manifest.id !== 'string' || typeof manifest.createdAt !== 'string' || !Array.isArray(manifest.files))
+    return 'manifest.json lacks id, createdAt or files'
   for (const file of manifest.files) {
-    if (typeof file?.path !== 'string' || typeof file.size !== 'number' || !/^[0-9a-f]{64}$/.test(String(file.sha256))) return `manifest.json lists an invalid file entry (${JSON.stringify(file).slice(0, 80)})`
+    if (typeof file?.path !== 'string' || typeof file.size !== 'number' || !/^[0-9a-f]{64}$/.test(String(file.sha256)))
+      return `manifest.json lists an invalid file entry (${JSON.stringify(file).slice(0, 80)})`
     const unsafe = unsafeEntryName(file.path)
     if (unsafe) return `manifest.json lists ${file.path}, which ${unsafe}`
   }

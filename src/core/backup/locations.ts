@@ -3,16 +3,27 @@ import {UsageError} from '../../errors.js'
 import type {BackupSourceSpec} from './create.js'
 
 /** @throws UsageError SOURCE_NOT_SUPPORTED for the sources that this version cannot read yet */
-export function parseBackupSource(raw: string, resolvePath: (path: string) => string, redactUrl: (url: string) => string): BackupSourceSpec {
+export function parseBackupSource(
+  raw: string,
+  resolvePath: (path: string) => string,
+  redactUrl: (url: string) => string,
+): BackupSourceSpec {
   if (raw.startsWith('sqlite:///')) {
     const path = decodeURIComponent(raw.slice('sqlite:///'.length))
-    if (!path.startsWith('/')) throw new UsageError('SOURCE_INVALID', `--source ${raw}: SQLite needs an absolute path (sqlite:////abs/path/mlflow.db).`)
+    if (!path.startsWith('/'))
+      throw new UsageError(
+        'SOURCE_INVALID',
+        `--source ${raw}: SQLite needs an absolute path (sqlite:////abs/path/mlflow.db).`,
+      )
     return {kind: 'sqlite', path}
   }
   if (/^postgres(ql)?(\+\w+)?:\/\//.test(raw)) return {kind: 'postgresql', url: raw, display: redactUrl(raw)}
   if (raw.startsWith('connect:')) return {kind: 'connect', guid: parseGuid(raw, '--source')}
   if (/^mssql(\+\w+)?:\/\//.test(raw)) {
-    throw new UsageError('SOURCE_NOT_SUPPORTED', `--source ${redactUrl(raw)}: this mlflowctl version backs up app-data directories, SQLite files, PostgreSQL and connect:GUID; SQL Server is not implemented yet.`)
+    throw new UsageError(
+      'SOURCE_NOT_SUPPORTED',
+      `--source ${redactUrl(raw)}: this mlflowctl version backs up app-data directories, SQLite files, PostgreSQL and connect:GUID; SQL Server is not implemented yet.`,
+    )
   }
   return {kind: 'app-data', dir: resolvePath(raw)}
 }
@@ -28,7 +39,11 @@ export function parseContentGuid(raw: string, flag: string): string {
 }
 
 function contentGuid(guid: string, flag: string, raw: string, expected: string): string {
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(guid)) throw new UsageError('GUID_INVALID', `${flag} ${raw}: expected ${expected} the content's GUID from its URL or info panel.`)
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(guid))
+    throw new UsageError(
+      'GUID_INVALID',
+      `${flag} ${raw}: expected ${expected} the content's GUID from its URL or info panel.`,
+    )
   return guid.toLowerCase()
 }
 

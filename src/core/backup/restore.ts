@@ -16,15 +16,27 @@ import {parseGuid} from './locations.js'
 export type RestoreTarget = BackupSourceSpec
 
 /** @throws UsageError TARGET_INVALID, TARGET_NOT_SUPPORTED (SQL Server) */
-export function parseRestoreTarget(raw: string, resolvePath: (path: string) => string, redactUrl: (url: string) => string): RestoreTarget {
+export function parseRestoreTarget(
+  raw: string,
+  resolvePath: (path: string) => string,
+  redactUrl: (url: string) => string,
+): RestoreTarget {
   if (raw.startsWith('sqlite:///')) {
     const path = decodeURIComponent(raw.slice('sqlite:///'.length))
-    if (!path.startsWith('/')) throw new UsageError('TARGET_INVALID', `--to ${raw}: SQLite needs an absolute path (sqlite:////abs/path/mlflow.db).`)
+    if (!path.startsWith('/'))
+      throw new UsageError(
+        'TARGET_INVALID',
+        `--to ${raw}: SQLite needs an absolute path (sqlite:////abs/path/mlflow.db).`,
+      )
     return {kind: 'sqlite', path}
   }
   if (/^postgres(ql)?(\+\w+)?:\/\//.test(raw)) return {kind: 'postgresql', url: raw, display: redactUrl(raw)}
   if (raw.startsWith('connect:')) return {kind: 'connect', guid: parseGuid(raw, '--to')}
-  if (/^mssql/.test(raw)) throw new UsageError('TARGET_NOT_SUPPORTED', `--to ${redactUrl(raw)}: restoring into SQL Server is not implemented yet; restore into an app-data directory, SQLite, PostgreSQL or connect:GUID.`)
+  if (/^mssql/.test(raw))
+    throw new UsageError(
+      'TARGET_NOT_SUPPORTED',
+      `--to ${redactUrl(raw)}: restoring into SQL Server is not implemented yet; restore into an app-data directory, SQLite, PostgreSQL or connect:GUID.`,
+    )
   return {kind: 'app-data', dir: resolvePath(raw)}
 }
 
@@ -93,15 +105,32 @@ export interface RestoreDeps {
    * unless `replace` (after a safety backup). PostgreSQL builds in a staging schema and calls `gate` with the
    * commit of its one swap transaction, so the caller can pair it with the artifacts' swap.
    */
-  loadDatabase(url: string, revision: string, dbDir: string, options?: {replace?: boolean; gate?: (commit: () => Promise<void>) => Promise<void>; mark?: string}): Promise<{tables: number; rows: number}>
+  loadDatabase(
+    url: string,
+    revision: string,
+    dbDir: string,
+    options?: {replace?: boolean; gate?: (commit: () => Promise<void>) => Promise<void>; mark?: string},
+  ): Promise<{tables: number; rows: number}>
   /** Moves a directory's files into a new directory `to` (created even when `from` is missing). Returns the count. */
   stageTree(from: string, to: string): Promise<number>
   /** Swaps staged paths in through a journal kept in each of `journalDirs` (adapters/fs/swap.ts); undoes on failure. */
-  swapIn(entries: SwapEntry[], options: {journalDirs: string[]; check(): Promise<void>; database?: {display: string; mark: string; commit(): Promise<void>}}): Promise<void>
+  swapIn(
+    entries: SwapEntry[],
+    options: {
+      journalDirs: string[]
+      check(): Promise<void>
+      database?: {display: string; mark: string; commit(): Promise<void>}
+    },
+  ): Promise<void>
   /** The swapped-in SQLite database opens, passes quick_check and is at `revision`. */
   checkSqlite(path: string, revision: string): Promise<void>
   /** Streams a prepared app-data directory to the deployment's POST /_mlflowctl/restore (it migrates and swaps). */
-  uploadToConnect(guid: string, dir: string, force: boolean, keepRevision?: boolean): Promise<{revision: string; artifactFiles: number}>
+  uploadToConnect(
+    guid: string,
+    dir: string,
+    force: boolean,
+    keepRevision?: boolean,
+  ): Promise<{revision: string; artifactFiles: number}>
   makeDir(path: string): Promise<void>
   exists(path: string): Promise<boolean>
   confirm(question: string): Promise<boolean>
@@ -112,16 +141,39 @@ export interface RestoreDeps {
   randomId(): string
 }
 
-export const describeTarget = (target: RestoreTarget) => (target.kind === 'app-data' ? target.dir : target.kind === 'sqlite' ? `sqlite:///${target.path}` : target.kind === 'connect' ? `connect:${target.guid}` : target.display)
+export const describeTarget = (target: RestoreTarget) =>
+  target.kind === 'app-data'
+    ? target.dir
+    : target.kind === 'sqlite'
+      ? `sqlite:///${target.path}`
+      : target.kind === 'connect'
+        ? `connect:${target.guid}`
+        : target.display
 
 /** The refusal of a target that holds data, with the command that proceeds. Pure. */
-export function targetNotEmpty(target: RestoreTarget, inspection: TargetInspection, options: Pick<RestoreOptions, 'repo' | 'artifactsTo' | 'backupRef' | 'archive'>): UsageError {
-  const rerun = ['mlflowctl backup restore', options.backupRef ?? options.archive, ...(options.repo ? ['--repo', options.repo] : []), '--to', target.kind === 'postgresql' ? "'<the same URL>'" : describeTarget(target), ...(options.artifactsTo ? ['--artifacts-to', options.artifactsTo] : []), '--force'].join(' ')
+export function targetNotEmpty(
+  target: RestoreTarget,
+  inspection: TargetInspection,
+  options: Pick<RestoreOptions, 'repo' | 'artifactsTo' | 'backupRef' | 'archive'>,
+): UsageError {
+  const rerun = [
+    'mlflowctl backup restore',
+    options.backupRef ?? options.archive,
+    ...(options.repo ? ['--repo', options.repo] : []),
+    '--to',
+    target.kind === 'postgresql' ? "'<the same URL>'" : describeTarget(target),
+    ...(options.artifactsTo ? ['--artifacts-to', options.artifactsTo] : []),
+    '--force',
+  ].join(' ')
   const suggestions = [
     ...(inspection.didYouMean ? [`Did you mean --to ${inspection.didYouMean}? It holds an mlflow.db.`] : []),
     `If this is the right target: ${rerun} (a safety backup of everything it replaces is taken first${inspection.foreign.length ? `; ${inspection.foreign.join(', ')} stay untouched` : ''}).`,
   ]
-  return new UsageError('TARGET_NOT_EMPTY', `${describeTarget(target)} is not empty: it holds ${inspection.found.join(', ')}.`, {suggestions})
+  return new UsageError(
+    'TARGET_NOT_EMPTY',
+    `${describeTarget(target)} is not empty: it holds ${inspection.found.join(', ')}.`,
+    {suggestions},
+  )
 }
 
 export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
@@ -130,22 +182,57 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const inspection = await deps.inspectTarget(target, options.artifactsTo)
   if (inspection.holdsData) {
     if (!options.force) throw targetNotEmpty(target, inspection, options)
-    if (!(await deps.confirm(`Replace the data in ${describeTarget(target)}? A safety backup is taken first.`))) throw new UsageError('CANCELLED_BY_USER', 'Nothing changed.')
+    if (!(await deps.confirm(`Replace the data in ${describeTarget(target)}? A safety backup is taken first.`)))
+      throw new UsageError('CANCELLED_BY_USER', 'Nothing changed.')
   }
   const scratch = await deps.scratch(target, options.artifactsTo)
   try {
     const manifest = await deps.extractVerified(options.archive, scratch.path)
-    if (!manifest.alembicRevision) throw new ConfigError('BACKUP_WITHOUT_SCHEMA', `Backup ${manifest.id} has no alembic revision: it is not an MLflow database backup.`)
+    if (!manifest.alembicRevision)
+      throw new ConfigError(
+        'BACKUP_WITHOUT_SCHEMA',
+        `Backup ${manifest.id} has no alembic revision: it is not an MLflow database backup.`,
+      )
     const revision = manifest.alembicRevision
     // Only MLflow's files are replaced; entries that are not MLflow's stay where they are and need no copy.
-    const safetyBackup = options.force && inspection.found.length > inspection.foreign.length ? await deps.safetyBackup(target, options.artifactsTo) : undefined
+    const safetyBackup =
+      options.force && inspection.found.length > inspection.foreign.length
+        ? await deps.safetyBackup(target, options.artifactsTo)
+        : undefined
     const loaded = await load(deps, options, scratch, manifest, Boolean(safetyBackup))
-    if ((target.kind === 'sqlite' || target.kind === 'postgresql') && !options.artifactsTo && manifest.artifacts.files > 0) {
-      warnings.push(`${manifest.artifacts.files} artifact files were not restored: pass --artifacts-to DIR (the server's MLFLOW_ARTIFACTS_DESTINATION).`)
+    if (
+      (target.kind === 'sqlite' || target.kind === 'postgresql') &&
+      !options.artifactsTo &&
+      manifest.artifacts.files > 0
+    ) {
+      warnings.push(
+        `${manifest.artifacts.files} artifact files were not restored: pass --artifacts-to DIR (the server's MLFLOW_ARTIFACTS_DESTINATION).`,
+      )
     }
-    if (inspection.foreign.length > 0 && target.kind === 'app-data') warnings.push(`left untouched in ${target.dir}: ${inspection.foreign.join(', ')} (not MLflow's)`)
-    await deps.appendHistory({v: 1, time: deps.now().toISOString(), action: 'restore', result: 'ok', server: target.kind === 'app-data' || target.kind === 'sqlite' ? `file://${target.kind === 'sqlite' ? target.path : target.dir}` : describeTarget(target), revision, message: `${manifest.id} into ${describeTarget(target)}`})
-    return {backupId: manifest.id, target: describeTarget(target), revision, tables: loaded.tables, rows: loaded.rows, artifactFiles: loaded.artifactFiles, safetyBackup, warnings}
+    if (inspection.foreign.length > 0 && target.kind === 'app-data')
+      warnings.push(`left untouched in ${target.dir}: ${inspection.foreign.join(', ')} (not MLflow's)`)
+    await deps.appendHistory({
+      v: 1,
+      time: deps.now().toISOString(),
+      action: 'restore',
+      result: 'ok',
+      server:
+        target.kind === 'app-data' || target.kind === 'sqlite'
+          ? `file://${target.kind === 'sqlite' ? target.path : target.dir}`
+          : describeTarget(target),
+      revision,
+      message: `${manifest.id} into ${describeTarget(target)}`,
+    })
+    return {
+      backupId: manifest.id,
+      target: describeTarget(target),
+      revision,
+      tables: loaded.tables,
+      rows: loaded.rows,
+      artifactFiles: loaded.artifactFiles,
+      safetyBackup,
+      warnings,
+    }
   } finally {
     await scratch.remove()
   }
@@ -154,7 +241,13 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
 type Loaded = {tables: number; rows: number; artifactFiles: number}
 
 /** Builds the new data in scratch space and swaps it in, per kind of target. */
-async function load(deps: RestoreDeps, options: RestoreOptions, scratch: RestoreScratch, manifest: BackupManifest, replace: boolean): Promise<Loaded> {
+async function load(
+  deps: RestoreDeps,
+  options: RestoreOptions,
+  scratch: RestoreScratch,
+  manifest: BackupManifest,
+  replace: boolean,
+): Promise<Loaded> {
   const {target, artifactsTo} = options
   const revision = manifest.alembicRevision!
   const dbDir = deps.join(scratch.path, 'db')
@@ -162,7 +255,11 @@ async function load(deps: RestoreDeps, options: RestoreOptions, scratch: Restore
   const stageArtifacts = async (to: string) => {
     const files = await deps.stageTree(extracted, to)
     // Every file the manifest lists must be staged; a shortfall would swap in a tree with holes.
-    if (files !== manifest.artifacts.files) throw new ConfigError('RESTORE_INCOMPLETE', `Staged ${files} artifact files, but backup ${manifest.id} has ${manifest.artifacts.files}; nothing was replaced.`)
+    if (files !== manifest.artifacts.files)
+      throw new ConfigError(
+        'RESTORE_INCOMPLETE',
+        `Staged ${files} artifact files, but backup ${manifest.id} has ${manifest.artifacts.files}; nothing was replaced.`,
+      )
     return files
   }
   if (target.kind === 'connect') {
@@ -194,7 +291,11 @@ async function load(deps: RestoreDeps, options: RestoreOptions, scratch: Restore
       mark,
       gate: async (commit) => {
         if (entries.length === 0) return commit()
-        await deps.swapIn(entries, {journalDirs, check: async () => undefined, database: {display: target.display, mark, commit}})
+        await deps.swapIn(entries, {
+          journalDirs,
+          check: async () => undefined,
+          database: {display: target.display, mark, commit},
+        })
         artifactFiles = manifest.artifacts.files
       },
     })
@@ -207,7 +308,10 @@ async function load(deps: RestoreDeps, options: RestoreOptions, scratch: Restore
   const entries: SwapEntry[] = [
     {live: dbLive, staged: stagedDb, aside: deps.join(scratch.path, 'aside', 'mlflow.db')},
     // The old database's journal files belong to it: left beside the new one, SQLite would replay them into it.
-    ...['-wal', '-shm', '-journal'].map((suffix) => ({live: `${dbLive}${suffix}`, aside: deps.join(scratch.path, 'aside', `mlflow.db${suffix}`)})),
+    ...['-wal', '-shm', '-journal'].map((suffix) => ({
+      live: `${dbLive}${suffix}`,
+      aside: deps.join(scratch.path, 'aside', `mlflow.db${suffix}`),
+    })),
     ...(await artifactsEntry()),
   ]
   await deps.swapIn(entries, {journalDirs, check: () => deps.checkSqlite(dbLive, revision)})

@@ -18,14 +18,31 @@ export interface DoctorResult {
 }
 
 /** @throws UsageError UNKNOWN_CHECK for an --only/--skip ID that does not exist */
-export async function runDoctor(probes: DoctorProbes, input: DoctorInput, options: DoctorOptions): Promise<DoctorResult> {
+export async function runDoctor(
+  probes: DoctorProbes,
+  input: DoctorInput,
+  options: DoctorOptions,
+): Promise<DoctorResult> {
   let checks
   try {
     checks = selectChecks(DOCTOR_CHECKS, options)
   } catch (error) {
-    throw new UsageError('UNKNOWN_CHECK', (error as Error).message, {suggestions: [`Check IDs: ${DOCTOR_CHECKS.map((check) => check.id).join(', ')} (or a category: config, connect, mlflow, extension, database, client).`]})
+    throw new UsageError('UNKNOWN_CHECK', (error as Error).message, {
+      suggestions: [
+        `Check IDs: ${DOCTOR_CHECKS.map((check) => check.id).join(', ')} (or a category: config, connect, mlflow, extension, database, client).`,
+      ],
+    })
   }
   const started = probes.now()
-  const results = await runChecks(checks, {input, probes, facts: {}}, {timeoutMs: options.timeoutMs, now: () => probes.now()})
-  return {checks: results, summary: summarize(results), exitCode: doctorExitCode(results), durationMs: probes.now() - started}
+  const results = await runChecks(
+    checks,
+    {input, probes, facts: {}},
+    {timeoutMs: options.timeoutMs, now: () => probes.now()},
+  )
+  return {
+    checks: results,
+    summary: summarize(results),
+    exitCode: doctorExitCode(results),
+    durationMs: probes.now() - started,
+  }
 }

@@ -47,9 +47,14 @@ export interface RunOptions {
 }
 
 /** The checks to run: --only plus everything they need, minus --skip. @throws Error naming unknown IDs */
-export function selectChecks<C>(all: CheckDefinition<C>[], options: Pick<RunOptions, 'only' | 'skip'>): CheckDefinition<C>[] {
+export function selectChecks<C>(
+  all: CheckDefinition<C>[],
+  options: Pick<RunOptions, 'only' | 'skip'>,
+): CheckDefinition<C>[] {
   const byId = new Map(all.map((check) => [check.id, check]))
-  const unknown = [...(options.only ?? []), ...(options.skip ?? [])].filter((id) => !byId.has(id) && !all.some((check) => check.category === id))
+  const unknown = [...(options.only ?? []), ...(options.skip ?? [])].filter(
+    (id) => !byId.has(id) && !all.some((check) => check.category === id),
+  )
   if (unknown.length > 0) throw new Error(`Unknown check ID${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}.`)
   const matches = (check: CheckDefinition<C>, ids: string[]) => ids.includes(check.id) || ids.includes(check.category)
   let selected = options.only?.length ? all.filter((check) => matches(check, options.only!)) : [...all]
@@ -82,9 +87,19 @@ export async function runChecks<C>(checks: CheckDefinition<C>[], ctx: C, options
       const blocked = done.find((result) => result.status === 'fail' || result.status === 'skip')
       const result: CheckResult = blocked
         ? // A skip passes its reason on, so every dependent names the root cause ("TCP failed (connect.tcp)").
-          {...base, status: 'skip', detail: blocked.status === 'fail' ? `${blocked.title} failed (${blocked.id})` : blocked.detail, durationMs: 0}
+          {
+            ...base,
+            status: 'skip',
+            detail: blocked.status === 'fail' ? `${blocked.title} failed (${blocked.id})` : blocked.detail,
+            durationMs: 0,
+          }
         : missing.length > 0
-          ? {...base, status: 'skip', detail: `needs ${missing.join(', ')}, which ${missing.length > 1 ? 'were' : 'was'} not run (--skip)`, durationMs: 0}
+          ? {
+              ...base,
+              status: 'skip',
+              detail: `needs ${missing.join(', ')}, which ${missing.length > 1 ? 'were' : 'was'} not run (--skip)`,
+              durationMs: 0,
+            }
           : await runOne(check, ctx, results, options.timeoutMs, now)
       results.set(check.id, result)
       return result
@@ -95,20 +110,38 @@ export async function runChecks<C>(checks: CheckDefinition<C>[], ctx: C, options
   return Promise.all(checks.map(start))
 }
 
-async function runOne<C>(check: CheckDefinition<C>, ctx: C, results: Results, timeoutMs: number, now: () => number): Promise<CheckResult> {
+async function runOne<C>(
+  check: CheckDefinition<C>,
+  ctx: C,
+  results: Results,
+  timeoutMs: number,
+  now: () => number,
+): Promise<CheckResult> {
   const base = {id: check.id, category: check.category, title: check.title}
   const reason = check.unless?.(ctx)
   if (reason) return {...base, status: 'skip', detail: reason, durationMs: 0}
   const started = now()
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<CheckOutcome>((resolve) => {
-    timer = setTimeout(() => resolve({status: 'fail', detail: `no answer within ${Math.round(timeoutMs / 100) / 10} s`, fix: 'Check that the host is reachable from here (VPN, firewall, proxy), or raise --timeout.'}), timeoutMs)
+    timer = setTimeout(
+      () =>
+        resolve({
+          status: 'fail',
+          detail: `no answer within ${Math.round(timeoutMs / 100) / 10} s`,
+          fix: 'Check that the host is reachable from here (VPN, firewall, proxy), or raise --timeout.',
+        }),
+      timeoutMs,
+    )
   })
   let outcome: CheckOutcome
   try {
     outcome = await Promise.race([check.run(ctx, results), timeout])
   } catch (error) {
-    outcome = {status: 'fail', detail: `the check itself failed: ${(error as Error).message}`, fix: 'This is a bug in mlflowctl doctor; report it with the output of -v.'}
+    outcome = {
+      status: 'fail',
+      detail: `the check itself failed: ${(error as Error).message}`,
+      fix: 'This is a bug in mlflowctl doctor; report it with the output of -v.',
+    }
   } finally {
     clearTimeout(timer)
   }

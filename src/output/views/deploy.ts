@@ -8,7 +8,12 @@ export function showDeploy(result: DeployResult): string {
       `Dry run: nothing was changed. Target: ${plan.target.guid ?? `new content "${plan.target.create!.name}"`}`,
       keyValues([
         ['MLflow', plan.mlflowVersion],
-        ['Settings', Object.entries(plan.settings).map(([key, value]) => `${key}=${value}`).join(', ')],
+        [
+          'Settings',
+          Object.entries(plan.settings)
+            .map(([key, value]) => `${key}=${value}`)
+            .join(', '),
+        ],
         ['Env vars (names)', plan.envNames.join(', ')],
         ['Vanity path', plan.vanity ?? '(unchanged)'],
         ['OAuth integrations', plan.oauthIntegrations.join(', ') || '(unchanged)'],

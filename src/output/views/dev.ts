@@ -21,18 +21,26 @@ export function showDevUp(result: DevUpResult): string {
 export function showDevStatus(result: DevStatusResult): string {
   if (!result.endpoint) return `Not running (${result.phase}). Start it with: mlflowctl dev up ${result.bundleDir}`
   const ops = result.ops ?? {}
-  const schema = ops.dbRevision === undefined ? 'unknown (ops endpoint did not answer)' : `${ops.dbRevision} (expected ${ops.expectedHead}, ${ops.schemaState})`
+  const schema =
+    ops.dbRevision === undefined
+      ? 'unknown (ops endpoint did not answer)'
+      : `${ops.dbRevision} (expected ${ops.expectedHead}, ${ops.schemaState})`
   return keyValues([
     ['State', result.running ? 'running' : `unhealthy (/health answered ${result.health || 'nothing'})`],
     ['MLflow', `${result.endpoint.mlflowVersion} (${result.endpoint.appMode})`],
     ['Storage', String(ops.storageMode ?? result.endpoint.storage)],
     ['Schema', schema],
     ['Tracking URI', result.endpoint.trackingUri],
-    ['Data dir', `${result.endpoint.dataDir}${typeof ops.dataDirFreeBytes === 'number' ? ` (${(ops.dataDirFreeBytes / 2 ** 30).toFixed(1)} GiB free)` : ''}`],
+    [
+      'Data dir',
+      `${result.endpoint.dataDir}${typeof ops.dataDirFreeBytes === 'number' ? ` (${(ops.dataDirFreeBytes / 2 ** 30).toFixed(1)} GiB free)` : ''}`,
+    ],
     ['Supervisor pid', String(result.endpoint.supervisorPid)],
   ])
 }
 
 export function showDevDown(result: DevDownResult): string {
-  return result.wasRunning ? `Stopped. The data in ${result.dataDir} is kept for the next dev up.` : 'Not running; nothing to stop.'
+  return result.wasRunning
+    ? `Stopped. The data in ${result.dataDir} is kept for the next dev up.`
+    : 'Not running; nothing to stop.'
 }

@@ -19,7 +19,10 @@ describe('writeTarGz', () => {
     assert.deepEqual(await listTarGz(out), ['app.py', 'manifest.json'])
     assert.match(result.sha256, /^[0-9a-f]{64}$/)
     assert.ok(result.bytes > 0)
-    assert.deepEqual((await readdir(dir)).filter((name) => name.endsWith('.partial')), [])
+    assert.deepEqual(
+      (await readdir(dir)).filter((name) => name.endsWith('.partial')),
+      [],
+    )
     const extracted = await mkdtemp(join(tmpdir(), 'arch-x-'))
     await tar.extract({file: out, cwd: extracted})
     assert.equal(await readFile(join(extracted, 'app.py'), 'utf8'), 'print(1)\n')
@@ -27,7 +30,10 @@ describe('writeTarGz', () => {
 
   it('fails with a typed error when a file is missing, and removes the partial archive', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'arch-'))
-    await assert.rejects(writeTarGz(dir, ['missing.py'], join(dir, 'b.tar.gz')), (e: Error & {code?: string}) => e.code === 'ARCHIVE_FAILED')
+    await assert.rejects(
+      writeTarGz(dir, ['missing.py'], join(dir, 'b.tar.gz')),
+      (e: Error & {code?: string}) => e.code === 'ARCHIVE_FAILED',
+    )
     assert.deepEqual(await readdir(dir), [])
   })
 })

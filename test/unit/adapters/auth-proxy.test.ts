@@ -12,7 +12,8 @@ let proxy: Server
 let base: string
 const seen: Array<{url: string; headers: IncomingHttpHeaders}> = []
 
-const listen = (server: Server) => new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)))
+const listen = (server: Server) =>
+  new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)))
 
 before(async () => {
   upstream = createServer((req, res) => {
@@ -39,7 +40,11 @@ describe('dev auth proxy', () => {
     ['X-RSC-Authorization: Key', {'X-RSC-Authorization': `Key ${KEY}`}],
   ] as const) {
     it(`accepts ${label}, strips the prefix and does not forward the key`, async () => {
-      const response = await fetch(`${base}/content/${GUID}/api/2.0/mlflow/runs/create`, {method: 'POST', headers, body: '{"a":1}'})
+      const response = await fetch(`${base}/content/${GUID}/api/2.0/mlflow/runs/create`, {
+        method: 'POST',
+        headers,
+        body: '{"a":1}',
+      })
       assert.equal(response.status, 200)
       const echoed = (await response.json()) as {path: string; method: string; body: string}
       assert.deepEqual(echoed, {path: '/api/2.0/mlflow/runs/create', method: 'POST', body: '{"a":1}'})
@@ -52,7 +57,9 @@ describe('dev auth proxy', () => {
 
   it('answers 401 with a Connect-style body for a missing or wrong key', async () => {
     const before = seen.length
-    for (const headers of [{}, {Authorization: 'Key wrong-key-000000000000'}, {Authorization: `Basic ${KEY}`}] as Array<Record<string, string>>) {
+    for (const headers of [{}, {Authorization: 'Key wrong-key-000000000000'}, {Authorization: `Basic ${KEY}`}] as Array<
+      Record<string, string>
+    >) {
       const response = await fetch(`${base}/content/${GUID}/health`, {headers})
       assert.equal(response.status, 401)
       assert.deepEqual(await response.json(), {code: 30, error: 'Invalid login.', payload: null})
@@ -61,7 +68,14 @@ describe('dev auth proxy', () => {
   })
 
   it('serves only its own content GUID, and redirects the bare prefix to the trailing slash', async () => {
-    assert.equal((await fetch(`${base}/content/99999999-2222-3333-4444-555555555555/health`, {headers: {Authorization: `Key ${KEY}`}})).status, 404)
+    assert.equal(
+      (
+        await fetch(`${base}/content/99999999-2222-3333-4444-555555555555/health`, {
+          headers: {Authorization: `Key ${KEY}`},
+        })
+      ).status,
+      404,
+    )
     const bare = await fetch(`${base}/content/${GUID}`, {headers: {Authorization: `Key ${KEY}`}, redirect: 'manual'})
     assert.equal(bare.status, 301)
     assert.equal(bare.headers.get('location'), `/content/${GUID}/`)

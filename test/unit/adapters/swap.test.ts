@@ -34,7 +34,11 @@ async function layout() {
     {live: `${live.db}-wal`, aside: join(run, 'aside', 'mlflow.db-wal')},
     {live: live.artifacts, staged: join(run, 'new-artifacts'), aside: join(run, 'aside', 'artifacts')},
   ]
-  const state = () => ({db: existsSync(live.db) ? readFileSync(live.db, 'utf8') : null, wal: existsSync(`${live.db}-wal`), artifacts: existsSync(live.artifacts) ? readdirSync(live.artifacts) : null})
+  const state = () => ({
+    db: existsSync(live.db) ? readFileSync(live.db, 'utf8') : null,
+    wal: existsSync(`${live.db}-wal`),
+    artifacts: existsSync(live.artifacts) ? readdirSync(live.artifacts) : null,
+  })
   return {root, run, live, entries, state}
 }
 
@@ -45,16 +49,29 @@ describe('swapIn and recoverSwap', () => {
   it('swaps every entry in, and deletes the old data only after the check passed', async () => {
     const {run, entries, state} = await layout()
     let seenDuringCheck: unknown
-    await swapIn(entries, {journalCopies: [join(run, 'swap-journal.json')], check: async () => void (seenDuringCheck = {...state(), aside: readdirSync(join(run, 'aside')).sort()})})
+    await swapIn(entries, {
+      journalCopies: [join(run, 'swap-journal.json')],
+      check: async () => void (seenDuringCheck = {...state(), aside: readdirSync(join(run, 'aside')).sort()}),
+    })
     assert.deepEqual(state(), NEW)
-    assert.deepEqual(seenDuringCheck, {...NEW, aside: ['artifacts', 'mlflow.db', 'mlflow.db-wal']}, 'the old data waits aside while the new is checked')
+    assert.deepEqual(
+      seenDuringCheck,
+      {...NEW, aside: ['artifacts', 'mlflow.db', 'mlflow.db-wal']},
+      'the old data waits aside while the new is checked',
+    )
     assert.deepEqual(readdirSync(join(run, 'aside')), [], 'then it goes')
     assert.ok(!existsSync(join(run, 'swap-journal.json')))
   })
 
   it('puts the old data back when the check fails, and rethrows', async () => {
     const {run, entries, state} = await layout()
-    await assert.rejects(swapIn(entries, {journalCopies: [join(run, 'swap-journal.json')], check: async () => Promise.reject(new Error('quick_check failed'))}), /quick_check failed/)
+    await assert.rejects(
+      swapIn(entries, {
+        journalCopies: [join(run, 'swap-journal.json')],
+        check: async () => Promise.reject(new Error('quick_check failed')),
+      }),
+      /quick_check failed/,
+    )
     assert.deepEqual(state(), OLD)
   })
 
@@ -62,9 +79,19 @@ describe('swapIn and recoverSwap', () => {
   for (let done = 0; done <= 6; done++) {
     it(`a kill after ${done} of 6 renames, prepared: the next run undoes it and the old data is back whole`, async () => {
       const {run, entries, state} = await layout()
-      const journal: SwapJournal = {v: 1, state: 'prepared', createdAt: '', pid: 1, entries: entries.map((e) => ({...e, hadLive: true})), copies: [join(run, 'swap-journal.json')]}
+      const journal: SwapJournal = {
+        v: 1,
+        state: 'prepared',
+        createdAt: '',
+        pid: 1,
+        entries: entries.map((e) => ({...e, hadLive: true})),
+        copies: [join(run, 'swap-journal.json')],
+      }
       writeFileSync(journal.copies[0], JSON.stringify(journal))
-      const steps = entries.flatMap((e) => [() => renameSync(e.live, e.aside), () => e.staged && renameSync(e.staged, e.live)])
+      const steps = entries.flatMap((e) => [
+        () => renameSync(e.live, e.aside),
+        () => e.staged && renameSync(e.staged, e.live),
+      ])
       for (const step of steps.slice(0, done)) step()
       assert.match((await recoverSwap(journal.copies[0]))!, /undid an interrupted restore/)
       assert.deepEqual(state(), OLD)
@@ -78,7 +105,14 @@ describe('swapIn and recoverSwap', () => {
       renameSync(e.live, e.aside)
       if (e.staged) renameSync(e.staged, e.live)
     }
-    const journal: SwapJournal = {v: 1, state: 'committed', createdAt: '', pid: 1, entries: entries.map((e) => ({...e, hadLive: true})), copies: [join(run, 'swap-journal.json')]}
+    const journal: SwapJournal = {
+      v: 1,
+      state: 'committed',
+      createdAt: '',
+      pid: 1,
+      entries: entries.map((e) => ({...e, hadLive: true})),
+      copies: [join(run, 'swap-journal.json')],
+    }
     writeFileSync(journal.copies[0], JSON.stringify(journal))
     assert.match((await recoverSwap(journal.copies[0]))!, /finished an interrupted restore/)
     assert.deepEqual(state(), NEW)
@@ -86,17 +120,36 @@ describe('swapIn and recoverSwap', () => {
   })
 
   it('an external database decides a prepared journal: committed rolls forward, not committed undoes, unknown leaves it pending', async () => {
-    for (const [answer, expected, message] of [[true, NEW, /had committed/], [false, OLD, /undid/], [undefined, 'unchanged', /is pending/]] as const) {
+    for (const [answer, expected, message] of [
+      [true, NEW, /had committed/],
+      [false, OLD, /undid/],
+      [undefined, 'unchanged', /is pending/],
+    ] as const) {
       const {run, entries, state} = await layout()
       renameSync(entries[0].live, entries[0].aside) // killed after the first rename
       const before = state()
-      const journal: SwapJournal = {v: 1, state: 'prepared', createdAt: '', pid: 1, entries: entries.map((e) => ({...e, hadLive: true})), copies: [join(run, 'swap-journal.json')], database: {display: 'postgresql://u:***@db/m', mark: 'm1'}}
+      const journal: SwapJournal = {
+        v: 1,
+        state: 'prepared',
+        createdAt: '',
+        pid: 1,
+        entries: entries.map((e) => ({...e, hadLive: true})),
+        copies: [join(run, 'swap-journal.json')],
+        database: {display: 'postgresql://u:***@db/m', mark: 'm1'},
+      }
       writeFileSync(journal.copies[0], JSON.stringify(journal))
       const asked: string[] = []
-      assert.match((await recoverSwap(journal.copies[0], async (database) => (asked.push(database.mark), answer)))!, message)
+      assert.match(
+        (await recoverSwap(journal.copies[0], async (database) => (asked.push(database.mark), answer)))!,
+        message,
+      )
       assert.deepEqual(asked, ['m1'])
       assert.deepEqual(state(), expected === 'unchanged' ? before : expected)
-      assert.equal(existsSync(journal.copies[0]), expected === 'unchanged', 'a pending journal stays for the run that can decide')
+      assert.equal(
+        existsSync(journal.copies[0]),
+        expected === 'unchanged',
+        'a pending journal stays for the run that can decide',
+      )
     }
   })
 
@@ -106,10 +159,33 @@ describe('swapIn and recoverSwap', () => {
     mkdirSync(join(run, 'aside'), {recursive: true})
     writeFileSync(join(root, 'mlflow.db'), 'new-db') // the staged db was moved in, then the run died
     mkdirSync(join(run, 'new-artifacts'))
-    const journal: SwapJournal = {v: 1, state: 'prepared', createdAt: '', pid: 1, entries: [{live: join(root, 'mlflow.db'), staged: join(run, 'new.db'), aside: join(run, 'aside', 'mlflow.db'), hadLive: false}, {live: join(root, 'artifacts'), staged: join(run, 'new-artifacts'), aside: join(run, 'aside', 'artifacts'), hadLive: false}], copies: [join(run, 'swap-journal.json')]}
+    const journal: SwapJournal = {
+      v: 1,
+      state: 'prepared',
+      createdAt: '',
+      pid: 1,
+      entries: [
+        {
+          live: join(root, 'mlflow.db'),
+          staged: join(run, 'new.db'),
+          aside: join(run, 'aside', 'mlflow.db'),
+          hadLive: false,
+        },
+        {
+          live: join(root, 'artifacts'),
+          staged: join(run, 'new-artifacts'),
+          aside: join(run, 'aside', 'artifacts'),
+          hadLive: false,
+        },
+      ],
+      copies: [join(run, 'swap-journal.json')],
+    }
     writeFileSync(journal.copies[0], JSON.stringify(journal))
     await recoverSwap(journal.copies[0])
-    assert.ok(!existsSync(join(root, 'mlflow.db')) && !existsSync(join(root, 'artifacts')), 'empty again: never a database without its artifacts')
+    assert.ok(
+      !existsSync(join(root, 'mlflow.db')) && !existsSync(join(root, 'artifacts')),
+      'empty again: never a database without its artifacts',
+    )
   })
 })
 
@@ -126,13 +202,16 @@ describe('what restores before the journal left behind', () => {
     assert.deepEqual(readdirSync(root).sort(), ['data', 'data.restoring-notes'])
     assert.equal(said.length, 2, said.join('\n'))
     mkdirSync(`${target}.replaced-20261128T061500Z-ab12cd-1764310500002`)
-    assert.match((await recoverTarget({kind: 'app-data', dir: target}, undefined, await temp())).join(), /moved aside.*Compare them/)
+    assert.match(
+      (await recoverTarget({kind: 'app-data', dir: target}, undefined, await temp())).join(),
+      /moved aside.*Compare them/,
+    )
     assert.ok(existsSync(`${target}.replaced-20261128T061500Z-ab12cd-1764310500002`))
   })
 })
 
 describe('scratch space', () => {
-  it('is private, in the given tree, and a dead run\'s directory is found by the next run while a live one is not', async () => {
+  it("is private, in the given tree, and a dead run's directory is found by the next run while a live one is not", async () => {
     const root = await temp()
     const scratch = await openScratch(root)
     assert.ok(scratch.path.startsWith(join(root, SCRATCH_DIR)))
@@ -142,7 +221,7 @@ describe('scratch space', () => {
     const elsewhere = join(root, SCRATCH_DIR, `run-${deadPid}-01@another-host`)
     mkdirSync(dead)
     mkdirSync(elsewhere)
-    assert.deepEqual(await deadRuns(root), [dead], 'not our own run, not another host\'s')
+    assert.deepEqual(await deadRuns(root), [dead], "not our own run, not another host's")
     await scratch.remove()
     assert.ok(!existsSync(scratch.path))
   })
@@ -158,16 +237,23 @@ describe('repository lock', () => {
     const stale: string[] = []
     const release = await lockRepo(repo, (message) => stale.push(message))
     assert.match(stale.join(), /took over an empty lock/)
-    assert.equal(JSON.parse(readFileSync(join(repo, LOCK), 'utf8')).pid, process.pid, 'never empty: written before it is linked into place')
+    assert.equal(
+      JSON.parse(readFileSync(join(repo, LOCK), 'utf8')).pid,
+      process.pid,
+      'never empty: written before it is linked into place',
+    )
     await release()
     assert.deepEqual(readdirSync(repo), [], 'no temp file left behind')
   })
 })
 
 describe('paths that never end well end with an error', () => {
-  it('makeDirs under /proc fails at once with PATH_UNUSABLE (Node\'s recursive mkdir never returns there)', async (t) => {
+  it("makeDirs under /proc fails at once with PATH_UNUSABLE (Node's recursive mkdir never returns there)", async (t) => {
     if (!existsSync('/proc/self')) return t.skip('no /proc on this system')
-    await assert.rejects(makeDirs('/proc/mlflowctl-test/x'), (e: Error & {code?: string}) => e.code === 'PATH_UNUSABLE' && /\/proc\/mlflowctl-test\/x/.test(e.message))
+    await assert.rejects(
+      makeDirs('/proc/mlflowctl-test/x'),
+      (e: Error & {code?: string}) => e.code === 'PATH_UNUSABLE' && /\/proc\/mlflowctl-test\/x/.test(e.message),
+    )
     const file = join(await temp(), 'file')
     writeFileSync(file, 'x')
     await assert.rejects(makeDirs(join(file, 'sub')), (e: Error & {code?: string}) => e.code === 'PATH_INVALID')
@@ -177,21 +263,38 @@ describe('paths that never end well end with an error', () => {
     const root = await temp()
     const db = join(root, 'mlflow.db')
     writeFileSync(db, Buffer.concat([Buffer.from('SQLite format 3\0'), Buffer.alloc(84)]))
-    await assert.rejects(inspectTarget({kind: 'app-data', dir: db}, undefined, undefined), (e: Error & {code?: string}) => e.code === 'TARGET_INVALID' && /is a file, not an app-data directory.*sqlite:\/\/\//.test(e.message))
-    await assert.rejects(inspectTarget({kind: 'sqlite', path: root}, undefined, undefined), (e: Error & {code?: string}) => e.code === 'TARGET_INVALID' && /is a directory/.test(e.message))
+    await assert.rejects(
+      inspectTarget({kind: 'app-data', dir: db}, undefined, undefined),
+      (e: Error & {code?: string}) =>
+        e.code === 'TARGET_INVALID' && /is a file, not an app-data directory.*sqlite:\/\/\//.test(e.message),
+    )
+    await assert.rejects(
+      inspectTarget({kind: 'sqlite', path: root}, undefined, undefined),
+      (e: Error & {code?: string}) => e.code === 'TARGET_INVALID' && /is a directory/.test(e.message),
+    )
     const notes = join(root, 'notes.txt')
     writeFileSync(notes, 'precious')
-    await assert.rejects(inspectTarget({kind: 'sqlite', path: notes}, undefined, undefined), (e: Error & {code?: string}) => e.code === 'TARGET_INVALID' && /not a SQLite database.*even with --force/.test(e.message))
+    await assert.rejects(
+      inspectTarget({kind: 'sqlite', path: notes}, undefined, undefined),
+      (e: Error & {code?: string}) =>
+        e.code === 'TARGET_INVALID' && /not a SQLite database.*even with --force/.test(e.message),
+    )
     const parent = await temp()
     mkdirSync(join(parent, 'data'))
     writeFileSync(join(parent, 'data', 'mlflow.db'), 'x')
     writeFileSync(join(parent, 'important.txt'), 'keep me')
     const inspection = await inspectTarget({kind: 'app-data', dir: parent}, undefined, undefined)
-    assert.deepEqual([inspection.holdsData, inspection.foreign, inspection.didYouMean], [true, ['data/', 'important.txt'], join(parent, 'data')])
+    assert.deepEqual(
+      [inspection.holdsData, inspection.foreign, inspection.didYouMean],
+      [true, ['data/', 'important.txt'], join(parent, 'data')],
+    )
     const fresh = await temp()
     mkdirSync(join(fresh, 'artifacts'))
     mkdirSync(join(fresh, 'mlflowctl'))
-    assert.equal((await inspectTarget({kind: 'app-data', dir: fresh}, undefined, undefined)).holdsData, false, 'an empty artifacts/ and the extension\'s state are not data')
+    assert.equal(
+      (await inspectTarget({kind: 'app-data', dir: fresh}, undefined, undefined)).holdsData,
+      false,
+      "an empty artifacts/ and the extension's state are not data",
+    )
   })
 })
-

@@ -6,18 +6,32 @@ import {ConfigError, ExitCode} from '../../../src/errors.js'
 
 const dirs = {config: '/cfg', cache: '/cache', data: '/data'}
 const input = (overrides: Partial<LoadSettingsInput>): LoadSettingsInput => ({flags: {}, env: {}, dirs, ...overrides})
-const profileFile = {profiles: {default: {server: 'https://profile.example', apiKeyEnv: 'TEAM_KEY'}, prod: {server: 'https://prod.example'}}}
+const profileFile = {
+  profiles: {
+    default: {server: 'https://profile.example', apiKeyEnv: 'TEAM_KEY'},
+    prod: {server: 'https://prod.example'},
+  },
+}
 
 describe('loadSettings precedence: flag > env > profile > default', () => {
   it('takes the flag over everything', () => {
-    const settings = loadSettings(input({flags: {server: 'https://flag.example'}, env: {MLFLOWCTL_SERVER: 'https://env.example'}, profileFile}))
+    const settings = loadSettings(
+      input({flags: {server: 'https://flag.example'}, env: {MLFLOWCTL_SERVER: 'https://env.example'}, profileFile}),
+    )
     assert.deepEqual(settings.server, {value: 'https://flag.example', source: 'flag', from: undefined})
   })
 
   it('takes MLFLOWCTL_* over CONNECT_* and both over the profile', () => {
-    const both = loadSettings(input({env: {MLFLOWCTL_SERVER: 'https://a.example', CONNECT_SERVER: 'https://b.example'}, profileFile}))
+    const both = loadSettings(
+      input({env: {MLFLOWCTL_SERVER: 'https://a.example', CONNECT_SERVER: 'https://b.example'}, profileFile}),
+    )
     assert.equal(both.server.value, 'https://a.example')
-    const rsconnectStyle = loadSettings(input({env: {CONNECT_SERVER: 'https://b.example', CONNECT_API_KEY: 'k1', CONNECT_CA_CERTIFICATE: '/ca.pem'}, profileFile}))
+    const rsconnectStyle = loadSettings(
+      input({
+        env: {CONNECT_SERVER: 'https://b.example', CONNECT_API_KEY: 'k1', CONNECT_CA_CERTIFICATE: '/ca.pem'},
+        profileFile,
+      }),
+    )
     assert.deepEqual(rsconnectStyle.server, {value: 'https://b.example', source: 'env', from: 'CONNECT_SERVER'})
     assert.equal(rsconnectStyle.apiKey.value, 'k1')
     assert.equal(rsconnectStyle.caCertificate.value, '/ca.pem')
@@ -45,7 +59,11 @@ describe('loadSettings precedence: flag > env > profile > default', () => {
   it('rejects an explicitly named profile that does not exist (exit 3)', () => {
     assert.throws(
       () => loadSettings(input({flags: {profile: 'staging'}, profileFile})),
-      (error: unknown) => error instanceof ConfigError && error.code === 'PROFILE_NOT_FOUND' && error.exit === ExitCode.Config && /prod/.test(error.suggestionList[0]),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.code === 'PROFILE_NOT_FOUND' &&
+        error.exit === ExitCode.Config &&
+        /prod/.test(error.suggestionList[0]),
     )
   })
 })

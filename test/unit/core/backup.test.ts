@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
-import {backupId, compareWithManifest, decodeValue, describeProblem, encodeValue, invalidManifest, unsafeEntryName, type BackupManifest} from '../../../src/core/backup/format.js'
+import {
+  backupId,
+  compareWithManifest,
+  decodeValue,
+  describeProblem,
+  encodeValue,
+  invalidManifest,
+  unsafeEntryName,
+  type BackupManifest,
+} from '../../../src/core/backup/format.js'
 import {selectRetention, type RetentionCandidate} from '../../../src/core/backup/retention.js'
 import {UsageError} from '../../../src/errors.js'
 
@@ -9,31 +18,70 @@ const sha = (c: string) => c.repeat(64)
 
 describe('backup format', () => {
   it('refuses tar entry names that escape or do not belong', () => {
-    for (const [name, why] of [['/etc/passwd', /absolute/], ['artifacts/../../x', /\.\./], ['db\\x.jsonl', /backslash/], ['other/file', /not under db\/ or artifacts\//], ['C:/x', /absolute/]] as const) {
+    for (const [name, why] of [
+      ['/etc/passwd', /absolute/],
+      ['artifacts/../../x', /\.\./],
+      ['db\\x.jsonl', /backslash/],
+      ['other/file', /not under db\/ or artifacts\//],
+      ['C:/x', /absolute/],
+    ] as const) {
       assert.match(unsafeEntryName(name) ?? 'accepted', why, name)
     }
-    for (const name of ['manifest.json', 'db/runs.jsonl', 'artifacts/1/abc/artifacts/model.pkl']) assert.equal(unsafeEntryName(name), undefined)
+    for (const name of ['manifest.json', 'db/runs.jsonl', 'artifacts/1/abc/artifacts/model.pkl'])
+      assert.equal(unsafeEntryName(name), undefined)
   })
 
   it('names every difference between an archive and its manifest', () => {
-    const manifest = {files: [{path: 'db/a.jsonl', size: 3, sha256: sha('a')}, {path: 'db/b.jsonl', size: 3, sha256: sha('b')}, {path: 'db/c.jsonl', size: 3, sha256: sha('c')}]} as BackupManifest
-    const seen = new Map([['db/a.jsonl', {size: 3, sha256: sha('a')}], ['db/b.jsonl', {size: 4, sha256: sha('b')}], ['db/c.jsonl', {size: 3, sha256: sha('d')}], ['db/x.jsonl', {size: 1, sha256: sha('e')}]])
+    const manifest = {
+      files: [
+        {path: 'db/a.jsonl', size: 3, sha256: sha('a')},
+        {path: 'db/b.jsonl', size: 3, sha256: sha('b')},
+        {path: 'db/c.jsonl', size: 3, sha256: sha('c')},
+      ],
+    } as BackupManifest
+    const seen = new Map([
+      ['db/a.jsonl', {size: 3, sha256: sha('a')}],
+      ['db/b.jsonl', {size: 4, sha256: sha('b')}],
+      ['db/c.jsonl', {size: 3, sha256: sha('d')}],
+      ['db/x.jsonl', {size: 1, sha256: sha('e')}],
+    ])
     assert.deepEqual(compareWithManifest(manifest, seen).map(describeProblem), [
       'db/b.jsonl has 4 bytes, the manifest says 3',
       'db/c.jsonl does not match its SHA-256 in the manifest',
       'db/x.jsonl is in the archive but not in the manifest',
     ])
-    assert.deepEqual(compareWithManifest({files: [{path: 'db/z.jsonl', size: 1, sha256: sha('z')}]} as BackupManifest, new Map()).map(describeProblem), ['db/z.jsonl is listed in the manifest but missing from the archive'])
+    assert.deepEqual(
+      compareWithManifest({files: [{path: 'db/z.jsonl', size: 1, sha256: sha('z')}]} as BackupManifest, new Map()).map(
+        describeProblem,
+      ),
+      ['db/z.jsonl is listed in the manifest but missing from the archive'],
+    )
   })
 
   it('refuses a manifest of another format or with an unsafe path', () => {
     assert.match(invalidManifest({format: 2, id: 'x', createdAt: 'y', files: []})!, /format 2 is not supported/)
-    assert.match(invalidManifest({format: 1, id: 'x', createdAt: 'y', files: [{path: '../x', size: 1, sha256: sha('a')}]})!, /\.\./)
-    assert.equal(invalidManifest({format: 1, id: 'x', createdAt: 'y', files: [{path: 'db/a.jsonl', size: 1, sha256: sha('a')}]}), undefined)
+    assert.match(
+      invalidManifest({format: 1, id: 'x', createdAt: 'y', files: [{path: '../x', size: 1, sha256: sha('a')}]})!,
+      /\.\./,
+    )
+    assert.equal(
+      invalidManifest({format: 1, id: 'x', createdAt: 'y', files: [{path: 'db/a.jsonl', size: 1, sha256: sha('a')}]}),
+      undefined,
+    )
   })
 
   it('encodes values JSON cannot hold and decodes them back exactly', () => {
-    const values = [null, 1, 1.5, 'text', Buffer.from([0, 255, 7]), 2n ** 62n, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]
+    const values = [
+      null,
+      1,
+      1.5,
+      'text',
+      Buffer.from([0, 255, 7]),
+      2n ** 62n,
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      Number.NEGATIVE_INFINITY,
+    ]
     const roundTrip = JSON.parse(JSON.stringify(values.map(encodeValue))).map(decodeValue)
     assert.equal(roundTrip[5], 2n ** 62n)
     assert.ok(Number.isNaN(roundTrip[6]))
@@ -51,12 +99,28 @@ describe('backup format', () => {
 
 describe('backup retention', () => {
   const at = (iso: string, verified = true): RetentionCandidate => ({id: iso, createdAt: iso, verified})
-  const kept = (backups: RetentionCandidate[], policy: Parameters<typeof selectRetention>[1]) => selectRetention(backups, policy).filter((d) => d.keep).map((d) => d.id)
-  const days = ['2026-11-28T06:00:00Z', '2026-11-28T01:00:00Z', '2026-11-27T06:00:00Z', '2026-11-26T06:00:00Z', '2026-11-20T06:00:00Z', '2026-11-02T06:00:00Z', '2026-10-15T06:00:00Z', '2026-09-01T06:00:00Z'].map((d) => at(d))
+  const kept = (backups: RetentionCandidate[], policy: Parameters<typeof selectRetention>[1]) =>
+    selectRetention(backups, policy)
+      .filter((d) => d.keep)
+      .map((d) => d.id)
+  const days = [
+    '2026-11-28T06:00:00Z',
+    '2026-11-28T01:00:00Z',
+    '2026-11-27T06:00:00Z',
+    '2026-11-26T06:00:00Z',
+    '2026-11-20T06:00:00Z',
+    '2026-11-02T06:00:00Z',
+    '2026-10-15T06:00:00Z',
+    '2026-09-01T06:00:00Z',
+  ].map((d) => at(d))
 
   for (const [name, policy, expected] of [
     ['keep-last 2', {keepLast: 2}, ['2026-11-28T06:00:00Z', '2026-11-28T01:00:00Z']],
-    ['keep-daily 3 takes the newest of each day', {keepDaily: 3}, ['2026-11-28T06:00:00Z', '2026-11-27T06:00:00Z', '2026-11-26T06:00:00Z']],
+    [
+      'keep-daily 3 takes the newest of each day',
+      {keepDaily: 3},
+      ['2026-11-28T06:00:00Z', '2026-11-27T06:00:00Z', '2026-11-26T06:00:00Z'],
+    ],
     ['keep-weekly 2 (ISO weeks, Monday first)', {keepWeekly: 2}, ['2026-11-28T06:00:00Z', '2026-11-20T06:00:00Z']],
     ['keep-monthly 3', {keepMonthly: 3}, ['2026-11-28T06:00:00Z', '2026-10-15T06:00:00Z', '2026-09-01T06:00:00Z']],
     ['policies combine', {keepLast: 1, keepMonthly: 2}, ['2026-11-28T06:00:00Z', '2026-10-15T06:00:00Z']],
@@ -65,9 +129,16 @@ describe('backup retention', () => {
   }
 
   it('never drops the newest verified backup, even when the policy would', () => {
-    const backups = [at('2026-11-28T06:00:00Z', false), at('2026-11-27T06:00:00Z', true), at('2026-11-26T06:00:00Z', true)]
+    const backups = [
+      at('2026-11-28T06:00:00Z', false),
+      at('2026-11-27T06:00:00Z', true),
+      at('2026-11-26T06:00:00Z', true),
+    ]
     const decisions = selectRetention(backups, {keepLast: 1})
-    assert.deepEqual(decisions.filter((d) => d.keep).map((d) => d.id), ['2026-11-28T06:00:00Z', '2026-11-27T06:00:00Z'])
+    assert.deepEqual(
+      decisions.filter((d) => d.keep).map((d) => d.id),
+      ['2026-11-28T06:00:00Z', '2026-11-27T06:00:00Z'],
+    )
     assert.deepEqual(decisions[1].reasons, ['newest verified'])
   })
 })
@@ -84,13 +155,24 @@ describe('createBackup (core, with injected I/O)', async () => {
       scratch: async () => ({path: '/scratch', remove: async () => void events.push('scratch removed')}),
       exists: async () => true,
       snapshotSqlite: async () => void events.push('snapshot'),
-      exportTables: () => ({rowCounts: {experiments: 1, runs: 2}, alembicRevision: 'abc123', files: [{name: 'db/runs.jsonl', file: '/scratch/runs.jsonl'}]}),
-      exportPostgres: async (url) => (events.push(`copy ${url}`), {rowCounts: {runs: 2}, alembicRevision: 'abc123', files: [], skipped: ['optuna_studies']}),
+      exportTables: () => ({
+        rowCounts: {experiments: 1, runs: 2},
+        alembicRevision: 'abc123',
+        files: [{name: 'db/runs.jsonl', file: '/scratch/runs.jsonl'}],
+      }),
+      exportPostgres: async (url) => (
+        events.push(`copy ${url}`),
+        {rowCounts: {runs: 2}, alembicRevision: 'abc123', files: [], skipped: ['optuna_studies']}
+      ),
       listArtifacts: async function* () {
         yield {name: 'artifacts/1/r/artifacts/model.txt', file: '/data/artifacts/1/r/artifacts/model.txt'}
       },
       readReferences: async () => [],
-      fetchConnectSnapshot: async () => ({db: '/remote/db/mlflow.db', artifacts: '/remote/artifacts', location: 'https://connect/content/g/'}),
+      fetchConnectSnapshot: async () => ({
+        db: '/remote/db/mlflow.db',
+        artifacts: '/remote/artifacts',
+        location: 'https://connect/content/g/',
+      }),
       writeArchive: async (_output, sources, finish) => {
         const files = []
         for await (const source of sources) files.push({path: source.name, size: 3, sha256: 'a'.repeat(64)})
@@ -108,13 +190,32 @@ describe('createBackup (core, with injected I/O)', async () => {
     }
     return {deps, events}
   }
-  const options = {source: {kind: 'app-data' as const, dir: '/data'}, repo: '/repo', artifacts: 'all' as const, healthcheckUrl: 'https://hc.example/uuid', toolVersion: '0.1.0'}
+  const options = {
+    source: {kind: 'app-data' as const, dir: '/data'},
+    repo: '/repo',
+    artifacts: 'all' as const,
+    healthcheckUrl: 'https://hc.example/uuid',
+    toolVersion: '0.1.0',
+  }
 
   it('pings start then success, and releases the lock and the scratch space', async () => {
     const {deps, events} = fakeDeps()
     const result = await createBackup(deps, options)
-    assert.deepEqual(events, ['ping https://hc.example/uuid/start', 'lock', 'snapshot', 'archive', 'sidecar', 'history backup ok', 'ping https://hc.example/uuid', 'scratch removed', 'unlock'])
-    assert.deepEqual([result.id, result.path, result.rows, result.files, result.revision], ['20261128T060000Z-abcdef', '/repo/20261128T060000Z-abcdef.mlflowctl-backup.tar.gz', 3, 1, 'abc123'])
+    assert.deepEqual(events, [
+      'ping https://hc.example/uuid/start',
+      'lock',
+      'snapshot',
+      'archive',
+      'sidecar',
+      'history backup ok',
+      'ping https://hc.example/uuid',
+      'scratch removed',
+      'unlock',
+    ])
+    assert.deepEqual(
+      [result.id, result.path, result.rows, result.files, result.revision],
+      ['20261128T060000Z-abcdef', '/repo/20261128T060000Z-abcdef.mlflowctl-backup.tar.gz', 3, 1, 'abc123'],
+    )
   })
 
   it('pings fail and still releases everything when the archive cannot be written; a failed ping is only a warning', async () => {
@@ -123,17 +224,29 @@ describe('createBackup (core, with injected I/O)', async () => {
     assert.deepEqual(events.slice(-3), ['ping https://hc.example/uuid/fail', 'scratch removed', 'unlock'])
     const flaky = fakeDeps({ping: async () => Promise.reject(new Error('no route'))})
     const result = await createBackup(flaky.deps, options)
-    assert.deepEqual(result.warnings, ['healthcheck ping /start failed: no route', 'healthcheck ping (success) failed: no route'])
+    assert.deepEqual(result.warnings, [
+      'healthcheck ping /start failed: no route',
+      'healthcheck ping (success) failed: no route',
+    ])
   })
 
   it('refuses a source that is not an MLflow database (exit 3, naming what it found), after the lock and with a /fail ping; a safety backup takes it anyway', async () => {
-    for (const [rowCounts, found] of [[{}, /no tables at all/], [{notes: 3, users: 1}, /2 tables but no alembic_version \(notes, users\)/]] as Array<[Record<string, number>, RegExp]>) {
+    for (const [rowCounts, found] of [
+      [{}, /no tables at all/],
+      [{notes: 3, users: 1}, /2 tables but no alembic_version \(notes, users\)/],
+    ] as Array<[Record<string, number>, RegExp]>) {
       const {deps, events} = fakeDeps({exportTables: () => ({rowCounts, alembicRevision: null, files: []})})
-      const error = await createBackup(deps, options).then(() => undefined, (e: unknown) => e as {code: string; exit: number; message: string})
+      const error = await createBackup(deps, options).then(
+        () => undefined,
+        (e: unknown) => e as {code: string; exit: number; message: string},
+      )
       assert.equal(error?.code, 'SOURCE_NOT_MLFLOW')
       assert.equal(error?.exit, 3)
       assert.match(error!.message, found)
-      assert.ok(!events.includes('archive') && !events.some((e) => e.startsWith('history')), 'nothing archived, nothing recorded as ok')
+      assert.ok(
+        !events.includes('archive') && !events.some((e) => e.startsWith('history')),
+        'nothing archived, nothing recorded as ok',
+      )
       assert.deepEqual(events.slice(-3), ['ping https://hc.example/uuid/fail', 'scratch removed', 'unlock'])
     }
     const safety = fakeDeps({exportTables: () => ({rowCounts: {}, alembicRevision: null, files: []})})
@@ -147,17 +260,28 @@ describe('createBackup (core, with injected I/O)', async () => {
     })
     const result = await createBackup(deps, options)
     assert.deepEqual(events.slice(0, 4), ['ping https://hc.example/uuid/start', 'recover', 'lock', 'clean'])
-    assert.deepEqual(result.warnings, ['undid an interrupted restore of /data/mlflow.db', 'removed x.partial (5 bytes), left by a killed run'])
+    assert.deepEqual(result.warnings, [
+      'undid an interrupted restore of /data/mlflow.db',
+      'removed x.partial (5 bytes), left by a killed run',
+    ])
   })
 
   it('a PostgreSQL source is exported in one go (no SQLite snapshot), located by its redacted URL, and foreign tables are named', async () => {
     const {deps, events} = fakeDeps()
     let manifest: {source: {location: string; engine: string}} | undefined
     const writeArchive = deps.writeArchive
-    deps.writeArchive = async (output, sources, finish) => writeArchive(output, sources, (files) => (manifest = finish(files) as never))
-    const result = await createBackup(deps, {...options, source: {kind: 'postgresql', url: 'postgresql://u:secret@db/mlflow', display: 'postgresql://u:***@db/mlflow'}})
+    deps.writeArchive = async (output, sources, finish) =>
+      writeArchive(output, sources, (files) => (manifest = finish(files) as never))
+    const result = await createBackup(deps, {
+      ...options,
+      source: {kind: 'postgresql', url: 'postgresql://u:secret@db/mlflow', display: 'postgresql://u:***@db/mlflow'},
+    })
     assert.ok(events.includes('copy postgresql://u:secret@db/mlflow') && !events.includes('snapshot'))
-    assert.deepEqual(manifest!.source, {kind: 'postgresql', location: 'postgresql://u:***@db/mlflow', engine: 'postgresql'})
+    assert.deepEqual(manifest!.source, {
+      kind: 'postgresql',
+      location: 'postgresql://u:***@db/mlflow',
+      engine: 'postgresql',
+    })
     assert.match(result.warnings.join(), /left out 1 tables that are not MLflow's: optuna_studies/)
   })
 
@@ -165,23 +289,42 @@ describe('createBackup (core, with injected I/O)', async () => {
     const run = 'a'.repeat(32)
     const {deps} = fakeDeps({
       listArtifacts: async function* (_source, include = () => true) {
-        for (const name of [`1/${run}/artifacts/model.txt`, `1/${'f'.repeat(32)}/artifacts/stray.txt`, '1/models/m-1/artifacts/MLmodel']) if (include(name)) yield {name: `artifacts/${name}`, file: '/x'}
+        for (const name of [
+          `1/${run}/artifacts/model.txt`,
+          `1/${'f'.repeat(32)}/artifacts/stray.txt`,
+          '1/models/m-1/artifacts/MLmodel',
+        ])
+          if (include(name)) yield {name: `artifacts/${name}`, file: '/x'}
       },
-      readReferences: async () => [`mlflow-artifacts:/1/${run}/artifacts`, 'mlflow-artifacts:/1/models/m-1/artifacts', 's3://elsewhere/x'],
+      readReferences: async () => [
+        `mlflow-artifacts:/1/${run}/artifacts`,
+        'mlflow-artifacts:/1/models/m-1/artifacts',
+        's3://elsewhere/x',
+      ],
     })
     let manifest: {artifacts: {mode: string; files: number}; files: Array<{path: string}>} | undefined
     const writeArchive = deps.writeArchive
-    deps.writeArchive = async (output, sources, finish) => writeArchive(output, sources, (files) => (manifest = finish(files) as never))
+    deps.writeArchive = async (output, sources, finish) =>
+      writeArchive(output, sources, (files) => (manifest = finish(files) as never))
     await createBackup(deps, {...options, artifacts: 'referenced'})
-    assert.deepEqual(manifest!.files.map((f) => f.path).filter((p) => p.startsWith('artifacts/')), [`artifacts/1/${run}/artifacts/model.txt`, 'artifacts/1/models/m-1/artifacts/MLmodel'])
+    assert.deepEqual(
+      manifest!.files.map((f) => f.path).filter((p) => p.startsWith('artifacts/')),
+      [`artifacts/1/${run}/artifacts/model.txt`, 'artifacts/1/models/m-1/artifacts/MLmodel'],
+    )
     assert.deepEqual([manifest!.artifacts.mode, manifest!.artifacts.files], ['referenced', 2])
     const elsewhere = fakeDeps({readReferences: async () => ['s3://bucket/1/abc/artifacts']})
-    await assert.rejects(createBackup(elsewhere.deps, {...options, artifacts: 'referenced'}), (e: unknown) => e instanceof UsageError && e.code === 'ARTIFACTS_NOT_PROXIED')
+    await assert.rejects(
+      createBackup(elsewhere.deps, {...options, artifacts: 'referenced'}),
+      (e: unknown) => e instanceof UsageError && e.code === 'ARTIFACTS_NOT_PROXIED',
+    )
   })
 
   it('refuses a directory without mlflow.db before taking the lock', async () => {
     const {deps, events} = fakeDeps({exists: async () => false})
-    await assert.rejects(createBackup(deps, options), (e: unknown) => e instanceof UsageError && e.code === 'SOURCE_NOT_FOUND')
+    await assert.rejects(
+      createBackup(deps, options),
+      (e: unknown) => e instanceof UsageError && e.code === 'SOURCE_NOT_FOUND',
+    )
     assert.ok(!events.includes('lock'))
   })
 })
@@ -189,14 +332,35 @@ describe('createBackup (core, with injected I/O)', async () => {
 describe('PostgreSQL COPY text decoding', async () => {
   const {decodeCopyLine, pgKind, unescapeCopyField} = await import('../../../src/core/backup/pg-text.js')
   it('undoes every COPY escape', () => {
-    for (const [raw, expected] of [['a\\tb', 'a\tb'], ['line\\none', 'line\none'], ['back\\\\slash', 'back\\slash'], ['\\101\\x42', 'AB'], ['plain', 'plain'], ['\\q', 'q']]) {
+    for (const [raw, expected] of [
+      ['a\\tb', 'a\tb'],
+      ['line\\none', 'line\none'],
+      ['back\\\\slash', 'back\\slash'],
+      ['\\101\\x42', 'AB'],
+      ['plain', 'plain'],
+      ['\\q', 'q'],
+    ]) {
       assert.equal(unescapeCopyField(raw), expected, raw)
     }
   })
   it('types integers (big ones exact), floats (NaN and infinities), booleans, bytea and NULL like the SQLite export', () => {
     const kinds = ['bigint', 'double precision', 'boolean', 'bytea', 'character varying', 'integer'].map(pgKind)
-    assert.deepEqual(decodeCopyLine('9007199254740993\tNaN\tt\t\\\\x0aff\tx\\ty\t\\N', kinds), [{$i: '9007199254740993'}, {$f: 'NaN'}, true, {$b: Buffer.from([10, 255]).toString('base64')}, 'x\ty', null])
-    assert.deepEqual(decodeCopyLine('1\t-Infinity\tf\t\\\\x\t\t7', kinds), [1, {$f: '-Infinity'}, false, {$b: ''}, '', 7])
+    assert.deepEqual(decodeCopyLine('9007199254740993\tNaN\tt\t\\\\x0aff\tx\\ty\t\\N', kinds), [
+      {$i: '9007199254740993'},
+      {$f: 'NaN'},
+      true,
+      {$b: Buffer.from([10, 255]).toString('base64')},
+      'x\ty',
+      null,
+    ])
+    assert.deepEqual(decodeCopyLine('1\t-Infinity\tf\t\\\\x\t\t7', kinds), [
+      1,
+      {$f: '-Infinity'},
+      false,
+      {$b: ''},
+      '',
+      7,
+    ])
     assert.throws(() => decodeCopyLine('1\t2', kinds), /2 fields, expected 6/)
   })
 })
@@ -204,8 +368,14 @@ describe('PostgreSQL COPY text decoding', async () => {
 describe('selectMlflowTables', async () => {
   const {selectMlflowTables} = await import('../../../src/core/backup/tables.js')
   it('takes the known tables and any table hanging off them; names the rest', () => {
-    const result = selectMlflowTables(['runs', 'experiments', 'future_run_notes', 'optuna_studies', 'optuna_trials'], {future_run_notes: ['runs'], optuna_trials: ['optuna_studies']})
-    assert.deepEqual(result, {taken: ['runs', 'experiments', 'future_run_notes'], skipped: ['optuna_studies', 'optuna_trials']})
+    const result = selectMlflowTables(['runs', 'experiments', 'future_run_notes', 'optuna_studies', 'optuna_trials'], {
+      future_run_notes: ['runs'],
+      optuna_trials: ['optuna_studies'],
+    })
+    assert.deepEqual(result, {
+      taken: ['runs', 'experiments', 'future_run_notes'],
+      skipped: ['optuna_studies', 'optuna_trials'],
+    })
   })
 })
 
@@ -229,19 +399,40 @@ describe('backup verify --deep (core)', async () => {
       },
       [`1/${run}/artifacts/model.txt`, `1/${'b'.repeat(32)}/artifacts/x`, '1/models/m-123/artifacts/MLmodel'],
     )
-    assert.deepEqual(findings, {missing: [`model via-run version 2: runs:/${run}/model`], orphans: [`1/${'b'.repeat(32)}`], unchecked: 1})
+    assert.deepEqual(findings, {
+      missing: [`model via-run version 2: runs:/${run}/model`],
+      orphans: [`1/${'b'.repeat(32)}`],
+      unchecked: 1,
+    })
   })
   it('fails on a row count that differs from the manifest, an integrity problem, and always removes its scratch space', async () => {
     let removed = false
-    const manifest = {id: 'b1', alembicRevision: 'rev', rowCounts: {runs: 2, alembic_version: 1}, artifacts: {mode: 'none'}, files: []}
+    const manifest = {
+      id: 'b1',
+      alembicRevision: 'rev',
+      rowCounts: {runs: 2, alembic_version: 1},
+      artifacts: {mode: 'none'},
+      files: [],
+    }
     const deps = {
       scratch: async () => ({path: '/s', remove: async () => void (removed = true)}),
       extractVerified: async () => manifest as never,
       loadDatabase: async () => ({tables: 1, rows: 1}),
-      inspect: () => ({integrity: ['page 3 is never used'], foreignKeyViolations: [], rowCounts: {runs: 1, alembic_version: 1}, runs: [], modelVersions: []}),
+      inspect: () => ({
+        integrity: ['page 3 is never used'],
+        foreignKeyViolations: [],
+        rowCounts: {runs: 1, alembic_version: 1},
+        runs: [],
+        modelVersions: [],
+      }),
       join: (...parts: string[]) => parts.join('/'),
     }
-    await assert.rejects(deepVerify(deps, '/a.tar.gz'), (error: Error & {code?: string}) => error.code === 'BACKUP_DEEP_FAILED' && /integrity: page 3 is never used; runs restored 1 rows, the manifest says 2/.test(error.message))
+    await assert.rejects(
+      deepVerify(deps, '/a.tar.gz'),
+      (error: Error & {code?: string}) =>
+        error.code === 'BACKUP_DEEP_FAILED' &&
+        /integrity: page 3 is never used; runs restored 1 rows, the manifest says 2/.test(error.message),
+    )
     assert.ok(removed)
   })
 })

@@ -11,15 +11,28 @@ import {assertManifestFresh} from '../../../src/core/bundle.js'
 const md5 = (content: Buffer) => createHash('md5').update(content).digest('hex')
 const templates = await readTree(EXTENSION_TEMPLATES)
 const render = (overrides: Partial<Parameters<typeof renderBundle>[1]> = {}) =>
-  renderBundle(templates, {storage: 'local', mlflowVersion: '3.17.2', pythonVersion: '3.11.7', toolVersion: '9.9.9', ...overrides})
+  renderBundle(templates, {
+    storage: 'local',
+    mlflowVersion: '3.17.2',
+    pythonVersion: '3.11.7',
+    toolVersion: '9.9.9',
+    ...overrides,
+  })
 
 describe('renderBundle', () => {
   it('writes a Connect manifest whose checksums are the hex MD5 of every other file', () => {
     const {files, manifest} = render()
     const byPath = new Map(files.map((file) => [file.path, file.content]))
     assert.equal(manifest.version, 1)
-    assert.deepEqual(Object.keys(manifest.files).sort(), files.map((f) => f.path).filter((p) => p !== 'manifest.json').sort())
-    for (const [path, {checksum}] of Object.entries(manifest.files)) assert.equal(checksum, md5(byPath.get(path)!), path)
+    assert.deepEqual(
+      Object.keys(manifest.files).sort(),
+      files
+        .map((f) => f.path)
+        .filter((p) => p !== 'manifest.json')
+        .sort(),
+    )
+    for (const [path, {checksum}] of Object.entries(manifest.files))
+      assert.equal(checksum, md5(byPath.get(path)!), path)
     assert.ok(!files.some((file) => file.path.startsWith('tests/') || file.path.endsWith('.tmpl')))
     assert.equal(files.at(-1)!.path, 'manifest.json')
   })
@@ -46,12 +59,21 @@ describe('renderBundle', () => {
   })
 
   it('renders each cloud mode with its SDKs, its required env names and, for gcp, a Python 3.11 floor', () => {
-    const requirements = (storage: 'aws' | 'azure' | 'gcp') => render({storage}).files.find((f) => f.path === 'requirements.txt')!.content.toString()
+    const requirements = (storage: 'aws' | 'azure' | 'gcp') =>
+      render({storage})
+        .files.find((f) => f.path === 'requirements.txt')!
+        .content.toString()
     assert.match(requirements('aws'), /^boto3==/m)
     assert.doesNotMatch(requirements('aws'), /azure|google/)
     assert.match(requirements('azure'), /^azure-storage-blob==.*\n(.*\n)*python-tds==1\.17/m)
     assert.match(requirements('gcp'), /^cloud-sql-python-connector\[pg8000,pytds\]==/m)
-    assert.deepEqual(render({storage: 'aws'}).info.requiredEnv, ['RDS_ENDPOINT', 'RDS_DATABASE', 'RDS_USERNAME', 'AWS_REGION', 'MLFLOW_ARTIFACTS_DESTINATION'])
+    assert.deepEqual(render({storage: 'aws'}).info.requiredEnv, [
+      'RDS_ENDPOINT',
+      'RDS_DATABASE',
+      'RDS_USERNAME',
+      'AWS_REGION',
+      'MLFLOW_ARTIFACTS_DESTINATION',
+    ])
     assert.equal(render({storage: 'gcp'}).manifest.environment.python.requires, '>=3.11')
     assert.equal(render({storage: 'aws'}).manifest.environment.python.requires, '>=3.10')
   })
@@ -60,13 +82,23 @@ describe('renderBundle', () => {
     const settings = templates.find((file) => file.path === 'mlflowctl_extension/settings.py')!.content.toString()
     for (const mode of ['aws', 'azure', 'gcp'] as const) {
       const tuple = new RegExp(`"${mode}": \\(([^)]*)\\)`).exec(settings.slice(settings.indexOf('CLOUD_REQUIRED')))![1]
-      assert.deepEqual([...tuple.matchAll(/"([A-Z_]+)"/g)].map((m) => m[1]), REQUIRED_ENV[mode], mode)
+      assert.deepEqual(
+        [...tuple.matchAll(/"([A-Z_]+)"/g)].map((m) => m[1]),
+        REQUIRED_ENV[mode],
+        mode,
+      )
     }
   })
 
   it('refuses unknown modes and too-old Pythons', () => {
-    assert.throws(() => render({storage: 'ftp' as never}), (e: unknown) => e instanceof UsageError && e.code === 'UNKNOWN_STORAGE_MODE')
-    assert.throws(() => render({pythonVersion: '3.9.1'}), (e: unknown) => e instanceof UsageError && e.code === 'PYTHON_TOO_OLD')
+    assert.throws(
+      () => render({storage: 'ftp' as never}),
+      (e: unknown) => e instanceof UsageError && e.code === 'UNKNOWN_STORAGE_MODE',
+    )
+    assert.throws(
+      () => render({pythonVersion: '3.9.1'}),
+      (e: unknown) => e instanceof UsageError && e.code === 'PYTHON_TOO_OLD',
+    )
   })
 })
 
@@ -84,9 +116,16 @@ describe('manifest checks', () => {
 
   it('passes a fresh bundle and reports changed and missing files', () => {
     assert.deepEqual(checkManifest(manifest, actual), {stale: [], missing: []})
-    const check = checkManifest(manifest, {...actual, 'app.py': md5(Buffer.from('tampered')), 'requirements.txt': undefined})
+    const check = checkManifest(manifest, {
+      ...actual,
+      'app.py': md5(Buffer.from('tampered')),
+      'requirements.txt': undefined,
+    })
     assert.deepEqual(check, {stale: ['app.py'], missing: ['requirements.txt']})
-    assert.throws(() => assertManifestFresh(check, '/b'), (e: unknown) => e instanceof CheckFailedError && e.exit === 6 && /app\.py/.test(e.message))
+    assert.throws(
+      () => assertManifestFresh(check, '/b'),
+      (e: unknown) => e instanceof CheckFailedError && e.exit === 6 && /app\.py/.test(e.message),
+    )
   })
 
   it('rejects manifests that are not Connect manifests or list unsafe paths', () => {

@@ -3,27 +3,48 @@ import assert from 'node:assert/strict'
 import {readFileSync} from 'node:fs'
 import {describe, it} from 'node:test'
 
-import {chainTo, findRelease, newestRelease, releasesContaining, schemaStatus, type CatalogOverlay, type MigrationCatalog} from '../../../src/core/catalog.js'
+import {
+  chainTo,
+  findRelease,
+  newestRelease,
+  releasesContaining,
+  schemaStatus,
+  type CatalogOverlay,
+  type MigrationCatalog,
+} from '../../../src/core/catalog.js'
 
-const catalog = JSON.parse(readFileSync(new URL('../../../catalog/mlflow-migrations.json', import.meta.url), 'utf8')) as MigrationCatalog
-const overlay = JSON.parse(readFileSync(new URL('../../../catalog/overlay.json', import.meta.url), 'utf8')) as CatalogOverlay
+const catalog = JSON.parse(
+  readFileSync(new URL('../../../catalog/mlflow-migrations.json', import.meta.url), 'utf8'),
+) as MigrationCatalog
+const overlay = JSON.parse(
+  readFileSync(new URL('../../../catalog/overlay.json', import.meta.url), 'utf8'),
+) as CatalogOverlay
 const mlflowTables = ['alembic_version', 'experiments', 'runs', 'metrics']
 const at = (revision: string | null) => ({tables: mlflowTables, revision, hasVersionTable: true})
 
 describe('migration catalog', () => {
   it('covers every final release from 1.30.0, each chain linear from one root, heads consistent', () => {
     assert.equal(catalog.releases[0].version, '1.30.0')
-    const roots = Object.entries(catalog.tracking).filter(([, r]) => r.down === null).map(([rev]) => rev)
+    const roots = Object.entries(catalog.tracking)
+      .filter(([, r]) => r.down === null)
+      .map(([rev]) => rev)
     assert.deepEqual(roots, ['451aebb31d03'])
-    for (const release of catalog.releases) assert.equal(chainTo(catalog.tracking, release.trackingHead).length, release.trackingRevisions, release.version)
-    assert.ok(Object.keys(overlay.heavy).every((rev) => catalog.tracking[rev]), 'every heavy revision in the overlay exists')
+    for (const release of catalog.releases)
+      assert.equal(chainTo(catalog.tracking, release.trackingHead).length, release.trackingRevisions, release.version)
+    assert.ok(
+      Object.keys(overlay.heavy).every((rev) => catalog.tracking[rev]),
+      'every heavy revision in the overlay exists',
+    )
   })
 
   it('every table a tracking revision creates is one a backup takes (KNOWN_MLFLOW_TABLES)', async () => {
     const {KNOWN_MLFLOW_TABLES} = await import('../../../src/core/backup/tables.js')
     const created = Object.values(catalog.tracking).flatMap((revision) => revision.creates ?? [])
     assert.ok(created.length > 60, `the generator found ${created.length} created tables`)
-    assert.deepEqual(created.filter((table) => !KNOWN_MLFLOW_TABLES.has(table)), [])
+    assert.deepEqual(
+      created.filter((table) => !KNOWN_MLFLOW_TABLES.has(table)),
+      [],
+    )
   })
 
   it('knows that version order is not schema order (bda7b8c39065: in 3.0.1 and 3.1.1, not 3.1.0)', () => {
@@ -38,9 +59,19 @@ describe('schemaStatus', () => {
   const head = (version: string) => findRelease(catalog, version).trackingHead
   it('tells empty, pre-1.0, partial, foreign and auth revisions apart', () => {
     assert.equal(schemaStatus(catalog, overlay, {tables: [], revision: null, hasVersionTable: false}).kind, 'empty')
-    assert.equal(schemaStatus(catalog, overlay, {tables: ['experiments', 'runs'], revision: null, hasVersionTable: false}).kind, 'pre-1.0')
-    assert.equal(schemaStatus(catalog, overlay, {tables: mlflowTables, revision: null, hasVersionTable: true}).kind, 'partial')
-    assert.equal(schemaStatus(catalog, overlay, {tables: ['alembic_version'], revision: head('3.0.0'), hasVersionTable: true}).kind, 'partial')
+    assert.equal(
+      schemaStatus(catalog, overlay, {tables: ['experiments', 'runs'], revision: null, hasVersionTable: false}).kind,
+      'pre-1.0',
+    )
+    assert.equal(
+      schemaStatus(catalog, overlay, {tables: mlflowTables, revision: null, hasVersionTable: true}).kind,
+      'partial',
+    )
+    assert.equal(
+      schemaStatus(catalog, overlay, {tables: ['alembic_version'], revision: head('3.0.0'), hasVersionTable: true})
+        .kind,
+      'partial',
+    )
     const optuna = schemaStatus(catalog, overlay, at('v3.0.0.d'))
     assert.deepEqual([optuna.kind, optuna.known], ['foreign-alembic', false])
     const authRevision = Object.keys(catalog.auth).find((rev) => !catalog.tracking[rev])!
@@ -52,7 +83,10 @@ describe('schemaStatus', () => {
     const behind = schemaStatus(catalog, overlay, at(head('2.22.5')), '3.17.2', {metrics: 12_000_000})
     const full = chainTo(catalog.tracking, head('3.17.2'))
     assert.equal(behind.kind, 'behind')
-    assert.deepEqual(behind.pending.map((p) => p.revision), full.slice(full.indexOf(head('2.22.5')) + 1))
+    assert.deepEqual(
+      behind.pending.map((p) => p.revision),
+      full.slice(full.indexOf(head('2.22.5')) + 1),
+    )
     assert.deepEqual(behind.matchingReleases.includes('2.22.5'), true)
     const old = schemaStatus(catalog, overlay, at(head('1.30.0')), '3.17.2', {metrics: 12_000_000})
     const heavy = old.pending.find((p) => p.revision === 'a5b4c3d2e1f0') ?? old.pending.find((p) => p.heavy)!

@@ -6,16 +6,37 @@ import {parseDatabaseUrl} from '../../../src/core/database-url.js'
 import {AuthError, ExternalError, UsageError} from '../../../src/errors.js'
 
 const refuses = (url: string, pattern: RegExp) =>
-  assert.throws(() => parseDatabaseUrl(url), (e: unknown) => e instanceof UsageError && e.code === 'INVALID_DATABASE_URL' && pattern.test(e.message) && !e.message.includes('s3cret'))
+  assert.throws(
+    () => parseDatabaseUrl(url),
+    (e: unknown) =>
+      e instanceof UsageError &&
+      e.code === 'INVALID_DATABASE_URL' &&
+      pattern.test(e.message) &&
+      !e.message.includes('s3cret'),
+  )
 
 describe('parseDatabaseUrl', () => {
   it('reads password, RDS IAM, Entra, Cloud SQL, SQL Server and SQLite URLs', () => {
     assert.deepEqual(parseDatabaseUrl('postgresql://ml:s3cret@db:6543/mlflow?sslmode=require'), {
-      engine: 'postgresql', auth: 'password', display: 'postgresql://ml:***@db:6543/mlflow?sslmode=require', user: 'ml', password: 's3cret', database: 'mlflow', host: 'db', port: 6543, sslmode: 'require', sslrootcert: undefined,
+      engine: 'postgresql',
+      auth: 'password',
+      display: 'postgresql://ml:***@db:6543/mlflow?sslmode=require',
+      user: 'ml',
+      password: 's3cret',
+      database: 'mlflow',
+      host: 'db',
+      port: 6543,
+      sslmode: 'require',
+      sslrootcert: undefined,
     })
-    const rds = parseDatabaseUrl('postgresql://mlflow_iam@mydb.abc123.eu-west-1.rds.amazonaws.com/mlflow?auth=rds-iam&sslrootcert=/etc/rds.pem')
+    const rds = parseDatabaseUrl(
+      'postgresql://mlflow_iam@mydb.abc123.eu-west-1.rds.amazonaws.com/mlflow?auth=rds-iam&sslrootcert=/etc/rds.pem',
+    )
     assert.equal(rds.region, 'eu-west-1', 'the region is read from an RDS host name')
-    assert.equal(parseDatabaseUrl('postgresql://u@MyDB.abc.US-EAST-2.rds.amazonaws.com/m?auth=rds-iam').region, 'us-east-2')
+    assert.equal(
+      parseDatabaseUrl('postgresql://u@MyDB.abc.US-EAST-2.rds.amazonaws.com/m?auth=rds-iam').region,
+      'us-east-2',
+    )
     assert.equal(rds.sslmode, 'verify-full', 'token logins default to verified TLS')
     assert.equal(rds.port, 5432)
     const entra = parseDatabaseUrl('postgresql://ml%40corp.example@srv.postgres.database.azure.com/mlflow?auth=entra')
@@ -58,7 +79,13 @@ describe('database errors', () => {
     assert.ok(error instanceof ExternalError)
     assert.doesNotMatch(error.message, /s3cret/)
     assert.match(error.suggestionList.join(' '), /security groups/)
-    assert.match(databaseErrorHints(rds, 'self-signed certificate in certificate chain').join(' '), /global-bundle\.pem/)
-    assert.match(databaseErrorHints(rds, 'CredentialsProviderError: Could not load credentials from any providers').join(' '), /No cloud credentials/)
+    assert.match(
+      databaseErrorHints(rds, 'self-signed certificate in certificate chain').join(' '),
+      /global-bundle\.pem/,
+    )
+    assert.match(
+      databaseErrorHints(rds, 'CredentialsProviderError: Could not load credentials from any providers').join(' '),
+      /No cloud credentials/,
+    )
   })
 })

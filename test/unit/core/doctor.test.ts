@@ -7,8 +7,15 @@ import {parseDuration, parseSize} from '../../../src/core/units.js'
 import {UsageError} from '../../../src/errors.js'
 
 type Ctx = {log: string[]}
-const check = (id: string, run: CheckDefinition<Ctx>['run'], needs?: string[], extra: Partial<CheckDefinition<Ctx>> = {}): CheckDefinition<Ctx> => ({id, category: id.split('.')[0] as 'connect', title: id, needs, run, ...extra})
-const ok = (detail = 'fine') => async () => ({status: 'pass' as const, detail})
+const check = (
+  id: string,
+  run: CheckDefinition<Ctx>['run'],
+  needs?: string[],
+  extra: Partial<CheckDefinition<Ctx>> = {},
+): CheckDefinition<Ctx> => ({id, category: id.split('.')[0] as 'connect', title: id, needs, run, ...extra})
+const ok =
+  (detail = 'fine') =>
+  async () => ({status: 'pass' as const, detail})
 
 describe('doctor runner', () => {
   it('runs independent checks concurrently and dependents after what they need', async () => {
@@ -19,10 +26,22 @@ describe('doctor runner', () => {
       c.log.push(`end ${id}`)
       return {status: 'pass' as const, detail: id}
     }
-    const results = await runChecks([check('connect.a', slow('a')), check('connect.b', slow('b')), check('connect.c', slow('c'), ['connect.a', 'connect.b'])], ctx, {timeoutMs: 5000})
+    const results = await runChecks(
+      [
+        check('connect.a', slow('a')),
+        check('connect.b', slow('b')),
+        check('connect.c', slow('c'), ['connect.a', 'connect.b']),
+      ],
+      ctx,
+      {timeoutMs: 5000},
+    )
     assert.deepEqual(ctx.log.slice(0, 2).sort(), ['start a', 'start b'], 'a and b started before either ended')
     assert.equal(ctx.log.indexOf('start c') > Math.max(ctx.log.indexOf('end a'), ctx.log.indexOf('end b')), true)
-    assert.deepEqual(results.map((r) => r.id), ['connect.a', 'connect.b', 'connect.c'], 'results keep definition order')
+    assert.deepEqual(
+      results.map((r) => r.id),
+      ['connect.a', 'connect.b', 'connect.c'],
+      'results keep definition order',
+    )
   })
 
   it('skips dependents of a failure with the root cause, and a timeout fails one check only', async () => {
@@ -40,7 +59,11 @@ describe('doctor runner', () => {
     const by = new Map(results.map((r) => [r.id, r]))
     assert.equal(by.get('connect.auth')!.status, 'skip')
     assert.equal(by.get('connect.auth')!.detail, 'connect.tcp failed (connect.tcp)')
-    assert.equal(by.get('mlflow.health')!.detail, 'connect.tcp failed (connect.tcp)', 'the root cause travels down the chain')
+    assert.equal(
+      by.get('mlflow.health')!.detail,
+      'connect.tcp failed (connect.tcp)',
+      'the root cause travels down the chain',
+    )
     assert.equal(by.get('mlflow.hang')!.status, 'fail')
     assert.match(by.get('mlflow.hang')!.detail, /no answer within 0\.1 s|within/)
     assert.equal(by.get('mlflow.other')!.status, 'pass')
@@ -48,28 +71,69 @@ describe('doctor runner', () => {
   })
 
   it('turns a throwing check into a failure with a bug hint, and honours unless()', async () => {
-    const results = await runChecks([check('connect.boom', async () => { throw new Error('oops') }), check('connect.opt', ok(), undefined, {unless: () => 'only with --deep'})], {log: []}, {timeoutMs: 1000})
+    const results = await runChecks(
+      [
+        check('connect.boom', async () => {
+          throw new Error('oops')
+        }),
+        check('connect.opt', ok(), undefined, {unless: () => 'only with --deep'}),
+      ],
+      {log: []},
+      {timeoutMs: 1000},
+    )
     assert.match(results[0].detail, /the check itself failed: oops/)
     assert.deepEqual([results[1].status, results[1].detail], ['skip', 'only with --deep'])
   })
 
   it('--only adds what the selected checks need; --skip removes and dependents say why; unknown IDs are refused', async () => {
-    const all = [check('connect.a', ok()), check('connect.b', ok(), ['connect.a']), check('mlflow.c', ok(), ['connect.b'])]
-    assert.deepEqual(selectChecks(all, {only: ['mlflow.c']}).map((c) => c.id), ['connect.a', 'connect.b', 'mlflow.c'])
-    assert.deepEqual(selectChecks(all, {only: ['connect']}).map((c) => c.id), ['connect.a', 'connect.b'], 'a category selects its checks')
+    const all = [
+      check('connect.a', ok()),
+      check('connect.b', ok(), ['connect.a']),
+      check('mlflow.c', ok(), ['connect.b']),
+    ]
+    assert.deepEqual(
+      selectChecks(all, {only: ['mlflow.c']}).map((c) => c.id),
+      ['connect.a', 'connect.b', 'mlflow.c'],
+    )
+    assert.deepEqual(
+      selectChecks(all, {only: ['connect']}).map((c) => c.id),
+      ['connect.a', 'connect.b'],
+      'a category selects its checks',
+    )
     const skipped = selectChecks(all, {skip: ['connect.b']})
-    assert.deepEqual(skipped.map((c) => c.id), ['connect.a', 'mlflow.c'])
+    assert.deepEqual(
+      skipped.map((c) => c.id),
+      ['connect.a', 'mlflow.c'],
+    )
     const results = await runChecks(skipped, {log: []}, {timeoutMs: 1000})
     assert.match(results[1].detail, /needs connect\.b, which was not run/)
     assert.throws(() => selectChecks(all, {only: ['nope.x']}), /Unknown check ID: nope\.x/)
   })
 
   it('keeps the exit code contract: config 3, auth 4, other failures 6, warnings 0', () => {
-    assert.equal(doctorExitCode([{id: 'config.server', status: 'fail'}, {id: 'connect.auth', status: 'fail', exit: 4}]), 3)
+    assert.equal(
+      doctorExitCode([
+        {id: 'config.server', status: 'fail'},
+        {id: 'connect.auth', status: 'fail', exit: 4},
+      ]),
+      3,
+    )
     assert.equal(doctorExitCode([{id: 'connect.access', status: 'fail', exit: 3}]), 3)
-    assert.equal(doctorExitCode([{id: 'connect.auth', status: 'fail', exit: 4}, {id: 'mlflow.rest', status: 'fail'}]), 4)
+    assert.equal(
+      doctorExitCode([
+        {id: 'connect.auth', status: 'fail', exit: 4},
+        {id: 'mlflow.rest', status: 'fail'},
+      ]),
+      4,
+    )
     assert.equal(doctorExitCode([{id: 'mlflow.rest', status: 'fail'}]), 6)
-    assert.equal(doctorExitCode([{id: 'connect.state', status: 'warn'}, {id: 'x', status: 'skip'}]), 0)
+    assert.equal(
+      doctorExitCode([
+        {id: 'connect.state', status: 'warn'},
+        {id: 'x', status: 'skip'},
+      ]),
+      0,
+    )
   })
 })
 
@@ -80,7 +144,13 @@ describe('units', () => {
     assert.equal(parseSize('1GiB', '--min-free'), 1024 ** 3)
     assert.equal(parseSize('500MB', '--min-free'), 500e6)
     assert.equal(parseSize('1024', '--min-free'), 1024)
-    assert.throws(() => parseDuration('soon', '--max-backup-age'), (e: unknown) => e instanceof UsageError && /--max-backup-age/.test(e.message))
-    assert.throws(() => parseSize('lots', '--min-free'), (e: unknown) => e instanceof UsageError && e.code === 'INVALID_SIZE')
+    assert.throws(
+      () => parseDuration('soon', '--max-backup-age'),
+      (e: unknown) => e instanceof UsageError && /--max-backup-age/.test(e.message),
+    )
+    assert.throws(
+      () => parseSize('lots', '--min-free'),
+      (e: unknown) => e instanceof UsageError && e.code === 'INVALID_SIZE',
+    )
   })
 })

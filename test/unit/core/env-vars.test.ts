@@ -15,8 +15,14 @@ describe('parseEnvVars', () => {
   })
 
   it('names the variable, never a value, when it fails', () => {
-    assert.throws(() => parseEnvVars(['MISSING'], {}), (e: unknown) => e instanceof UsageError && e.code === 'ENV_VAR_NOT_SET' && /MISSING/.test(e.message))
-    assert.throws(() => parseEnvVars(['1BAD=secret-value'], {}), (e: unknown) => e instanceof UsageError && !/secret-value/.test(e.message))
+    assert.throws(
+      () => parseEnvVars(['MISSING'], {}),
+      (e: unknown) => e instanceof UsageError && e.code === 'ENV_VAR_NOT_SET' && /MISSING/.test(e.message),
+    )
+    assert.throws(
+      () => parseEnvVars(['1BAD=secret-value'], {}),
+      (e: unknown) => e instanceof UsageError && !/secret-value/.test(e.message),
+    )
   })
 
   it('collects secret-looking values and URL passwords for redaction', () => {

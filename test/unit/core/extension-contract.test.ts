@@ -22,11 +22,27 @@ describe('the ops endpoint contract', () => {
   })
 
   it('refuses answers it cannot read, each with its code', () => {
-    assert.equal(codeOf(() => parseOpsStatus('<html>proxy error</html>')), 'EXTENSION_ANSWER_INVALID')
-    assert.equal(codeOf(() => parseOpsStatus({tables: 'experiments'})), 'EXTENSION_ANSWER_INVALID')
-    assert.equal(codeOf(() => parseOpsStatus({credentials: [{name: 'aws', expiresAt: null, renewals: 0, secret: 'x'}]})), 'EXTENSION_ANSWER_INVALID', 'a credential entry carries names and times only')
-    assert.equal(codeOf(() => parseOpsStatus({statusVersion: STATUS_FORMAT_VERSION + 1})), 'EXTENSION_TOO_NEW')
-    assert.equal(codeOf(() => parseRestoreResult({revision: 'abc'})), 'EXTENSION_ANSWER_INVALID')
+    assert.equal(
+      codeOf(() => parseOpsStatus('<html>proxy error</html>')),
+      'EXTENSION_ANSWER_INVALID',
+    )
+    assert.equal(
+      codeOf(() => parseOpsStatus({tables: 'experiments'})),
+      'EXTENSION_ANSWER_INVALID',
+    )
+    assert.equal(
+      codeOf(() => parseOpsStatus({credentials: [{name: 'aws', expiresAt: null, renewals: 0, secret: 'x'}]})),
+      'EXTENSION_ANSWER_INVALID',
+      'a credential entry carries names and times only',
+    )
+    assert.equal(
+      codeOf(() => parseOpsStatus({statusVersion: STATUS_FORMAT_VERSION + 1})),
+      'EXTENSION_TOO_NEW',
+    )
+    assert.equal(
+      codeOf(() => parseRestoreResult({revision: 'abc'})),
+      'EXTENSION_ANSWER_INVALID',
+    )
     assert.equal(parseRestoreResult('{"revision": "abc", "artifactFiles": 3}').artifactFiles, 3)
   })
 })

@@ -5,7 +5,10 @@ import {filterHistory, parseHistory, verifiedRevisionOf, type HistoryEvent} from
 import {verifyExtension, type ProbeResponse} from '../../../src/core/verify.js'
 
 const BASE = 'https://connect.example/content/g/_bundle7/'
-function probe(answers: Record<string, ProbeResponse>, seen: Array<{url: string; headers: Record<string, string>}> = []) {
+function probe(
+  answers: Record<string, ProbeResponse>,
+  seen: Array<{url: string; headers: Record<string, string>}> = [],
+) {
   return {
     async get(url: string, headers: Record<string, string>) {
       seen.push({url, headers})
@@ -30,19 +33,29 @@ describe('verifyExtension', () => {
     assert.equal(result.ok, true)
     assert.equal(result.revision, 'dc11669786a5')
     assert.ok(seen.every((call) => call.headers.Authorization === 'Key key-1234'))
-    assert.equal(seen.find((call) => call.url.endsWith('_mlflowctl/status'))!.headers['X-Mlflowctl-Ops-Token'], 'ops-5678')
+    assert.equal(
+      seen.find((call) => call.url.endsWith('_mlflowctl/status'))!.headers['X-Mlflowctl-Ops-Token'],
+      'ops-5678',
+    )
   })
 
   for (const [label, override, failing] of [
     ['a wrong version', {version: {status: 200, body: '3.16.0'}}, 'version'],
     ['a failing REST call', {'api/2.0/mlflow/experiments/search': {status: 403, body: ''}}, 'rest'],
-    ['pending migrations', {'_mlflowctl/status': {status: 200, body: JSON.stringify({dbRevision: 'aaa', expectedHead: 'bbb'})}}, 'schema'],
+    [
+      'pending migrations',
+      {'_mlflowctl/status': {status: 200, body: JSON.stringify({dbRevision: 'aaa', expectedHead: 'bbb'})}},
+      'schema',
+    ],
     ['an ops endpoint that is not JSON', {'_mlflowctl/status': {status: 200, body: '<html>'}}, 'schema'],
   ] as const) {
     it(`fails on ${label}`, async () => {
       const result = await verifyExtension(probe({...healthy, ...override}), options)
       assert.equal(result.ok, false)
-      assert.deepEqual(result.checks.filter((c) => !c.ok).map((c) => c.id), [failing])
+      assert.deepEqual(
+        result.checks.filter((c) => !c.ok).map((c) => c.id),
+        [failing],
+      )
     })
   }
 
@@ -54,10 +67,26 @@ describe('verifyExtension', () => {
 })
 
 describe('history', () => {
-  const event = (over: Partial<HistoryEvent>): HistoryEvent => ({v: 1, time: '2026-01-01T00:00:00Z', action: 'deploy', result: 'ok', server: 's', guid: 'g', ...over})
+  const event = (over: Partial<HistoryEvent>): HistoryEvent => ({
+    v: 1,
+    time: '2026-01-01T00:00:00Z',
+    action: 'deploy',
+    result: 'ok',
+    server: 's',
+    guid: 'g',
+    ...over,
+  })
   it('skips torn or foreign lines and sorts by time', () => {
-    const text = [JSON.stringify(event({time: '2026-01-02T00:00:00Z', bundleId: '2'})), '{"torn', JSON.stringify({v: 9}), JSON.stringify(event({bundleId: '1'}))].join('\n')
-    assert.deepEqual(filterHistory(parseHistory(text)).map((e) => e.bundleId), ['1', '2'])
+    const text = [
+      JSON.stringify(event({time: '2026-01-02T00:00:00Z', bundleId: '2'})),
+      '{"torn',
+      JSON.stringify({v: 9}),
+      JSON.stringify(event({bundleId: '1'})),
+    ].join('\n')
+    assert.deepEqual(
+      filterHistory(parseHistory(text)).map((e) => e.bundleId),
+      ['1', '2'],
+    )
   })
 
   it('finds the revision a bundle was last verified at, ignoring failures and other content', () => {

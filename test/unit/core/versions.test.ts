@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
-import {appModeFor, driverRequirementsFor, parseMlflowVersion, pythonRequiresFor, pythonSatisfies, supportedMlflowVersion} from '../../../src/core/versions.js'
+import {
+  appModeFor,
+  driverRequirementsFor,
+  parseMlflowVersion,
+  pythonRequiresFor,
+  pythonSatisfies,
+  supportedMlflowVersion,
+} from '../../../src/core/versions.js'
 import {UsageError} from '../../../src/errors.js'
 
 describe('versions', () => {

@@ -9,7 +9,10 @@ describe('formatCost', () => {
   })
 
   it('names the tables and their estimated rows', () => {
-    assert.deepEqual(formatCost({heavySteps: 2, rowsTouched: 1_250_000, tables: {metrics: 1_200_000, params: 50_000}}), ['Cost: 2 heavy steps over ≈1,250,000 rows (metrics 1,200,000, params 50,000).'])
+    assert.deepEqual(
+      formatCost({heavySteps: 2, rowsTouched: 1_250_000, tables: {metrics: 1_200_000, params: 50_000}}),
+      ['Cost: 2 heavy steps over ≈1,250,000 rows (metrics 1,200,000, params 50,000).'],
+    )
   })
 
   it('does not claim "≈0 rows" when the database has no statistics', () => {

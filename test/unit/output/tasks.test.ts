@@ -13,7 +13,8 @@ describe('renderer policy', () => {
     assert.equal(chooseRenderer({...base, stderrIsTTY: false}), 'simple')
     assert.equal(chooseRenderer({...base, env: {TERM: 'dumb'}}), 'simple')
   })
-  it('is verbose off a TTY with --verbose', () => assert.equal(chooseRenderer({...base, stderrIsTTY: false, verbose: true}), 'verbose'))
+  it('is verbose off a TTY with --verbose', () =>
+    assert.equal(chooseRenderer({...base, stderrIsTTY: false, verbose: true}), 'verbose'))
   it('is the default renderer on a TTY', () => assert.equal(chooseRenderer(base), 'default'))
 })
 
@@ -31,7 +32,22 @@ describe('colour', () => {
 
 describe('tables', () => {
   it('aligns columns without borders', () => {
-    assert.equal(table(['A', 'LONGER'], [['xyz', '1'], ['q', '22']]), 'A    LONGER\nxyz  1\nq    22')
-    assert.equal(keyValues([['a', '1'], ['bbb', '2']]), 'a:   1\nbbb: 2')
+    assert.equal(
+      table(
+        ['A', 'LONGER'],
+        [
+          ['xyz', '1'],
+          ['q', '22'],
+        ],
+      ),
+      'A    LONGER\nxyz  1\nq    22',
+    )
+    assert.equal(
+      keyValues([
+        ['a', '1'],
+        ['bbb', '2'],
+      ]),
+      'a:   1\nbbb: 2',
+    )
   })
 })

@@ -16,7 +16,10 @@ type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void
 const servers: Server[] = []
 after(() => servers.forEach((s) => s.close()))
 
-async function serve(handler: Handler, server: Server = createServer()): Promise<{url: string; calls: Array<{method: string; url: string; auth?: string; body: string}>}> {
+async function serve(
+  handler: Handler,
+  server: Server = createServer(),
+): Promise<{url: string; calls: Array<{method: string; url: string; auth?: string; body: string}>}> {
   const calls: Array<{method: string; url: string; auth?: string; body: string}> = []
   server.on('request', (req, res) => {
     let body = ''
@@ -45,23 +48,34 @@ async function rejectsWith(promise: Promise<unknown>, code: string, exit: ExitCo
   assert.ok(caught instanceof MlflowctlError, `expected an MlflowctlError, got ${caught}`)
   assert.equal(caught.code, code)
   assert.equal(caught.exit, exit)
-  assert.ok(!caught.message.includes(KEY) && !caught.suggestionList.join(' ').includes(KEY), 'the key leaked into the error')
+  assert.ok(
+    !caught.message.includes(KEY) && !caught.suggestionList.join(' ').includes(KEY),
+    'the key leaked into the error',
+  )
   return caught
 }
 
 describe('ConnectClient', () => {
   it('sends the key as "Authorization: Key", under /__api__/, and validates the answer', async () => {
-    const {url, calls} = await serve((_req, res) => json(res, 200, {guid: 'u1', username: 'ana', user_role: 'publisher', locked: false, extra: 1}))
+    const {url, calls} = await serve((_req, res) =>
+      json(res, 200, {guid: 'u1', username: 'ana', user_role: 'publisher', locked: false, extra: 1}),
+    )
     const user = await client(`${url}/`).currentUser()
     assert.equal(user.username, 'ana')
-    assert.deepEqual(calls.map((c) => [c.method, c.url, c.auth]), [['GET', '/__api__/v1/user', `Key ${KEY}`]])
+    assert.deepEqual(
+      calls.map((c) => [c.method, c.url, c.auth]),
+      [['GET', '/__api__/v1/user', `Key ${KEY}`]],
+    )
   })
 
   it('keeps the cookies Connect sets and sends them back (sticky sessions behind a load balancer)', async () => {
     const cookies: Array<string | undefined> = []
     const {url} = await serve((req, res) => {
       cookies.push(req.headers.cookie)
-      res.writeHead(200, {'content-type': 'application/json', 'set-cookie': ['AWSALB=node-2; Path=/; HttpOnly', 'other=1']})
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'set-cookie': ['AWSALB=node-2; Path=/; HttpOnly', 'other=1'],
+      })
       res.end(JSON.stringify({version: '2025.10.0'}))
     })
     const connect = client(url)
@@ -71,7 +85,11 @@ describe('ConnectClient', () => {
   })
 
   it('maps 401 to exit 4 "invalid or expired" and 403 to exit 4 "not a collaborator"', async () => {
-    const {url} = await serve((req, res) => (req.url!.includes('user') ? json(res, 401, {code: 30, error: 'Invalid login.', payload: null}) : json(res, 403, {code: 22, error: 'forbidden', payload: null})))
+    const {url} = await serve((req, res) =>
+      req.url!.includes('user')
+        ? json(res, 401, {code: 30, error: 'Invalid login.', payload: null})
+        : json(res, 403, {code: 22, error: 'forbidden', payload: null}),
+    )
     const unauthorized = await rejectsWith(client(url).currentUser(), 'CONNECT_UNAUTHORIZED', ExitCode.Auth)
     assert.match(unauthorized.message, /invalid or expired.*Invalid login/)
     const forbidden = await rejectsWith(client(url).getContent('g1'), 'CONNECT_FORBIDDEN', ExitCode.Auth)
@@ -129,13 +147,40 @@ describe('ConnectClient', () => {
     const {url} = await serve(() => {})
     const port = Number(new URL(url).port)
     servers.at(-1)!.close()
-    await rejectsWith(client(`http://127.0.0.1:${port}`, {attempts: 1}).currentUser(), 'CONNECT_UNREACHABLE', ExitCode.External)
-    assert.throws(() => new ConnectClient({server: 'not a url', apiKey: KEY}), (e: unknown) => e instanceof MlflowctlError && e.exit === ExitCode.Config)
+    await rejectsWith(
+      client(`http://127.0.0.1:${port}`, {attempts: 1}).currentUser(),
+      'CONNECT_UNREACHABLE',
+      ExitCode.External,
+    )
+    assert.throws(
+      () => new ConnectClient({server: 'not a url', apiKey: KEY}),
+      (e: unknown) => e instanceof MlflowctlError && e.exit === ExitCode.Config,
+    )
   })
 
   it('verifies TLS: a self-signed server fails with a CA hint, works with --ca-certificate or --insecure', async () => {
     const dir = tempDir('tls-')
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], {stdio: 'ignore'})
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      {stdio: 'ignore'},
+    )
     const cert = readFileSync(join(dir, 'cert.pem'))
     const server = createHttpsServer({key: readFileSync(join(dir, 'key.pem')), cert})
     const {url} = await serve((_req, res) => json(res, 200, {version: '2026.01.0'}), server)
@@ -155,9 +200,18 @@ describe('ConnectClient', () => {
     })
     const bundle = await client(url).uploadBundle('g', Buffer.from('tgz'))
     assert.equal(bundle.id, '7')
-    await client(url).setEnvironment('g', [{name: 'A', value: '1'}, {name: 'B', value: null}])
-    assert.deepEqual(seen.map((s) => s.type), ['application/gzip', 'application/json'])
-    assert.deepEqual(JSON.parse(seen[1].body), [{name: 'A', value: '1'}, {name: 'B', value: null}])
+    await client(url).setEnvironment('g', [
+      {name: 'A', value: '1'},
+      {name: 'B', value: null},
+    ])
+    assert.deepEqual(
+      seen.map((s) => s.type),
+      ['application/gzip', 'application/json'],
+    )
+    assert.deepEqual(JSON.parse(seen[1].body), [
+      {name: 'A', value: '1'},
+      {name: 'B', value: null},
+    ])
   })
 })
 
@@ -170,11 +224,21 @@ describe('ConnectClient: bundle lists and app modes (connect-api.md §10)', () =
       const size = Math.min(Number(query.get('page_size')), 3) // a server whose largest page is 3
       const page = Number(query.get('page_number'))
       const newestFirst = [...bundles].reverse()
-      json(res, 200, {results: newestFirst.slice((page - 1) * size, page * size), current_page: page, total: bundles.length})
+      json(res, 200, {
+        results: newestFirst.slice((page - 1) * size, page * size),
+        current_page: page,
+        total: bundles.length,
+      })
     })
     const listed = await client(url).listBundles('g')
-    assert.deepEqual(listed.map((b) => b.id).sort(), bundles.map((b) => b.id))
-    assert.deepEqual(calls.map((call) => new URL(call.url, 'http://x').searchParams.get('page_number')), ['1', '2', '3'])
+    assert.deepEqual(
+      listed.map((b) => b.id).sort(),
+      bundles.map((b) => b.id),
+    )
+    assert.deepEqual(
+      calls.map((call) => new URL(call.url, 'http://x').searchParams.get('page_number')),
+      ['1', '2', '3'],
+    )
   })
 
   it('takes a bare array (older servers ignore the page) and stops when a page brings nothing new', async () => {
@@ -184,7 +248,9 @@ describe('ConnectClient: bundle lists and app modes (connect-api.md §10)', () =
   })
 
   it('Connect error 48 (an app-mode change, HTTP 403) is APP_MODE_CHANGED (exit 2), not a permission problem', async () => {
-    const {url} = await serve((_req, res) => json(res, 403, {code: 48, error: 'You cannot change the type of application once deployed.', payload: null}))
+    const {url} = await serve((_req, res) =>
+      json(res, 403, {code: 48, error: 'You cannot change the type of application once deployed.', payload: null}),
+    )
     const error = await rejectsWith(client(url).deploy('g', '101'), 'APP_MODE_CHANGED', ExitCode.Usage)
     assert.match(error.message, /app mode cannot change once deployed/)
   })

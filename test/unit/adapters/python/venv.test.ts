@@ -15,13 +15,21 @@ describe('venvs', () => {
     assert.match(venvKey('mlflow==3.17.2\n', '3.11.7'), /^[0-9a-f]{16}$/)
   })
 
-  it('hands pip\'s index, find-links and CA bundle to uv, never overriding uv\'s own settings', () => {
-    const env = uvEnvironment({PIP_INDEX_URL: 'https://mirror/simple', PIP_FIND_LINKS: '/opt/wheels', PIP_CERT: '/etc/ca.pem', UV_INDEX: 'https://own'} as NodeJS.ProcessEnv)
+  it("hands pip's index, find-links and CA bundle to uv, never overriding uv's own settings", () => {
+    const env = uvEnvironment({
+      PIP_INDEX_URL: 'https://mirror/simple',
+      PIP_FIND_LINKS: '/opt/wheels',
+      PIP_CERT: '/etc/ca.pem',
+      UV_INDEX: 'https://own',
+    } as NodeJS.ProcessEnv)
     assert.equal(env.UV_DEFAULT_INDEX, 'https://mirror/simple')
     assert.equal(env.UV_FIND_LINKS, '/opt/wheels')
     assert.equal(env.SSL_CERT_FILE, '/etc/ca.pem')
     assert.equal(env.UV_INDEX, 'https://own')
     assert.equal(env.UV_NATIVE_TLS, '1')
-    assert.equal(uvEnvironment({SSL_CERT_FILE: '/mine.pem', PIP_CERT: '/etc/ca.pem'} as NodeJS.ProcessEnv).SSL_CERT_FILE, '/mine.pem')
+    assert.equal(
+      uvEnvironment({SSL_CERT_FILE: '/mine.pem', PIP_CERT: '/etc/ca.pem'} as NodeJS.ProcessEnv).SSL_CERT_FILE,
+      '/mine.pem',
+    )
   })
 })
