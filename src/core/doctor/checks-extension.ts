@@ -1,0 +1,115 @@
+// Doctor checks of one layer: the extension: its ops status, schema, storage and credentials.
+import {formatBytes} from '../units.js'
+import type {CheckDefinition} from './runner.js'
+import {parseOpsStatus} from '../extension-contract.js'
+import type {MlflowctlError} from '../../errors.js'
+import {pass, warn, fail, keyHeader, formatAge, type DoctorContext} from './context.js'
+
+export const extensionChecks: CheckDefinition<DoctorContext>[] = [
+  {
+    id: 'extension.status',
+    category: 'extension',
+    title: 'Ops status endpoint',
+    needs: ['mlflow.health'],
+    unless: (ctx) =>
+      ctx.input.opsToken
+        ? undefined
+        : 'no ops token for this content on this machine (mlflowctl deploy saves one; or pass --ops-token / MLFLOWCTL_OPS_TOKEN)',
+    async run(ctx) {
+      const answer = await ctx.probes.request(`${ctx.facts.content!.contentUrl}_mlflowctl/status`, {
+        headers: {...keyHeader(ctx), 'X-Mlflowctl-Ops-Token': ctx.input.opsToken!},
+      })
+      if (answer.status === 401)
+        return fail(
+          'the ops token was refused',
+          'Use the token that was deployed (it is in the config dir of the machine that deployed), or redeploy to set a new one.',
+        )
+      if (answer.status === 503)
+        return fail('MLFLOWCTL_OPS_TOKEN is not set on the content', 'Redeploy with mlflowctl deploy, which sets it.')
+      if (answer.status !== 200)
+        return fail(
+          `the ops status answered HTTP ${answer.status}`,
+          'Read the content log; the database may be unreachable.',
+        )
+      try {
+        ctx.facts.ops = parseOpsStatus(answer.body)
+      } catch (error) {
+        return fail(
+          (error as Error).message,
+          (error as MlflowctlError).suggestionList?.[0] ?? 'Redeploy the extension with this mlflowctl.',
+        )
+      }
+      return pass(
+        `storage mode ${ctx.facts.ops.storageMode}, MLflow ${ctx.facts.ops.mlflowVersion}${ctx.facts.ops.credentialsSource ? `, credentials from ${ctx.facts.ops.credentialsSource}` : ''}`,
+      )
+    },
+  },
+  {
+    id: 'extension.schema',
+    category: 'extension',
+    title: 'Database schema revision',
+    needs: ['extension.status'],
+    async run(ctx) {
+      const ops = ctx.facts.ops!
+      if (ops.schemaState === 'current') return pass(`at ${ops.dbRevision}, the head of MLflow ${ops.mlflowVersion}`)
+      if (ops.schemaState === 'behind')
+        return fail(
+          `${ops.pendingMigrations?.length ?? '?'} migration(s) pending: the database is at ${ops.dbRevision}, MLflow ${ops.mlflowVersion} expects ${ops.expectedHead}`,
+          'Back up, then restart or redeploy the content with MLFLOWCTL_AUTO_MIGRATE=true (the default), or run mlflowctl upgrade.',
+        )
+      if (ops.schemaState === 'unknown')
+        return fail(
+          `the database is at ${ops.dbRevision}, which MLflow ${ops.mlflowVersion} does not know: it is ahead of the code (a newer MLflow migrated it)`,
+          'Deploy the MLflow version that migrated it (mlflowctl version bump / deploy), or restore a backup taken before.',
+        )
+      return fail(
+        `schema state ${ops.schemaState} (revision ${ops.dbRevision ?? 'none'}, expected ${ops.expectedHead})`,
+        'Read the extension log; restore a backup if the tables were changed by hand.',
+      )
+    },
+  },
+  {
+    id: 'extension.free-space',
+    category: 'extension',
+    title: 'Free space in the data directory',
+    needs: ['extension.status'],
+    async run(ctx) {
+      const ops = ctx.facts.ops!
+      if (ops.dataDirFreeBytes == null) return pass('no local data directory (external storage)')
+      const free = ops.dataDirFreeBytes
+      const ratio = ops.dataDirTotalBytes ? free / ops.dataDirTotalBytes : undefined
+      const text = `${formatBytes(free)} free${ratio === undefined ? '' : ` (${Math.round(ratio * 100)}%)`} in ${ops.dataDir}`
+      if (free < ctx.input.minFreeBytes || (ratio !== undefined && ratio < ctx.input.minFreeRatio))
+        return warn(
+          `${text}, under ${formatBytes(ctx.input.minFreeBytes)} or ${Math.round(ctx.input.minFreeRatio * 100)}%`,
+          'Free space (prune old snapshots in mlflowctl/snapshots, old artifacts), or ask the Connect admin for more.',
+        )
+      return pass(text)
+    },
+  },
+  {
+    id: 'extension.backup-age',
+    category: 'extension',
+    title: 'Age of the last backup',
+    needs: ['config.guid'],
+    unless: (ctx) => (ctx.input.maxBackupAgeMs === undefined ? 'only with --max-backup-age' : undefined),
+    async run(ctx) {
+      const backups = (await ctx.probes.history()).filter(
+        (event) => event.guid === ctx.input.guid.value && event.action === 'backup' && event.result === 'ok',
+      )
+      const last = backups.at(-1)
+      if (!last)
+        return fail(
+          'no successful backup of this content is recorded on this machine',
+          'Take one: mlflowctl backup create (and schedule it, templates/cron).',
+        )
+      const age = ctx.probes.now() - Date.parse(last.time)
+      if (age > ctx.input.maxBackupAgeMs!)
+        return fail(
+          `the last backup is ${formatAge(age)} old (${last.time})`,
+          'Check the backup schedule (cron/systemd timer) and its log.',
+        )
+      return pass(`the last backup is ${formatAge(age)} old`)
+    },
+  },
+]
