@@ -15,16 +15,14 @@ import {createBackup} from '../../core/backup/create.js'
 import {KNOWN_MLFLOW_TABLES} from '../../core/backup/tables.js'
 import type {RestoreDeps, RestoreTarget} from '../../core/backup/restore.js'
 import {redact} from '../../core/redact.js'
-import {renderBundle} from '../../core/bundle.js'
 import {NEWEST_KNOWN_MLFLOW} from '../../core/versions.js'
 import {CheckFailedError, ExternalError, UsageError} from '../../errors.js'
-import {EXTENSION_TEMPLATES, PACKAGE_ROOT, readTree} from '../fs/bundle-dir.js'
+import {PACKAGE_ROOT} from '../fs/bundle-dir.js'
 import {faultPoint} from '../fault.js'
 import {fsFailure, makeDirs, pathKind} from '../fs/safe-fs.js'
 import {journalIn, swapIn} from '../fs/swap.js'
 import {historyFile} from '../history-file.js'
-import {detectPythonVersion, pythonCommand} from '../python/python.js'
-import {ensureVenv} from '../python/venv.js'
+import {mlflowVenvPython} from '../python/mlflow-venv.js'
 import {readExpectedManifest, verifyBackupArchive} from './archive.js'
 import {createBackupDeps} from './index.js'
 import {NO_CONNECT, uploadConnectRestore, type ConnectTransferOptions} from './connect-transfer.js'
@@ -46,25 +44,12 @@ export interface RestoreDepsOptions {
 }
 
 /** The venv `dev up` uses for the newest MLflow (same requirements, so usually cached). */
-async function mlflowPython(options: RestoreDepsOptions): Promise<string> {
-  const python = pythonCommand(process.env)
-  const pythonVersion = await detectPythonVersion(python)
-  const bundle = renderBundle(await readTree(EXTENSION_TEMPLATES), {
-    storage: 'local',
-    mlflowVersion: NEWEST_KNOWN_MLFLOW,
-    pythonVersion,
-    toolVersion: 'restore',
-  })
-  const requirements = bundle.files.find((file) => file.path === 'requirements.txt')!.content.toString('utf8')
-  const venv = await ensureVenv({
+const mlflowPython = (options: RestoreDepsOptions): Promise<string> =>
+  mlflowVenvPython(NEWEST_KNOWN_MLFLOW, {
     cacheDir: options.cacheDir,
-    python,
-    pythonVersion,
-    requirements,
+    purpose: 'restore',
     onProgress: options.onProgress,
   })
-  return venv.python
-}
 
 /** Extracts an archive under `dir`, each entry checked against the expected manifest before a byte is written. */
 export async function extractVerified(

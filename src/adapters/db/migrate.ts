@@ -8,7 +8,6 @@ import {join} from 'node:path'
 
 import {createBackup} from '../../core/backup/create.js'
 import {restoreBackup} from '../../core/backup/restore.js'
-import {renderBundle} from '../../core/bundle.js'
 import type {DatabaseTarget} from '../../core/database-url.js'
 import {diffSchemas, type MigrateDeps, type Rehearsal, type SchemaDescription} from '../../core/db-migrate.js'
 import {redact} from '../../core/redact.js'
@@ -19,9 +18,8 @@ import {localRepository, type BackupRepository} from '../backup/repository.js'
 import {createRestoreDeps} from '../backup/restore.js'
 import {snapshotSqlite} from '../backup/sqlite-source.js'
 import {loadCatalog} from '../catalog.js'
-import {EXTENSION_TEMPLATES, PACKAGE_ROOT, readTree} from '../fs/bundle-dir.js'
-import {detectPythonVersion, pythonCommand} from '../python/python.js'
-import {ensureVenv} from '../python/venv.js'
+import {PACKAGE_ROOT} from '../fs/bundle-dir.js'
+import {mlflowVenvPython} from '../python/mlflow-venv.js'
 import {withPostgres} from './postgres.js'
 import {probeSchema} from './schema-probe.js'
 
@@ -42,20 +40,9 @@ export interface MigrateAdapterOptions {
 }
 
 /** The venv of a bundle pinned to `version` (the one `dev up` and the fake Connect build, so often cached). */
-async function mlflowPython(version: string, options: MigrateAdapterOptions): Promise<string> {
-  const python = pythonCommand(process.env)
-  const pythonVersion = await detectPythonVersion(python)
-  const bundle = renderBundle(await readTree(EXTENSION_TEMPLATES), {
-    storage: 'local',
-    mlflowVersion: version,
-    pythonVersion,
-    toolVersion: 'migrate',
-  })
-  const requirements = bundle.files.find((file) => file.path === 'requirements.txt')!.content.toString('utf8')
+function mlflowPython(version: string, options: MigrateAdapterOptions): Promise<string> {
   options.onProgress(`preparing MLflow ${version} (a cached venv after the first time)`)
-  return (
-    await ensureVenv({cacheDir: options.cacheDir, python, pythonVersion, requirements, onProgress: options.onProgress})
-  ).python
+  return mlflowVenvPython(version, {cacheDir: options.cacheDir, purpose: 'migrate', onProgress: options.onProgress})
 }
 
 function runTool<T>(python: string, mode: 'upgrade' | 'init' | 'schema', url: string): Promise<T> {
