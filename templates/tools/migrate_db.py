@@ -11,42 +11,29 @@ Prints one JSON line. Exit 3 with the reason on stderr when MLflow fails.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import sqlalchemy
 from sqlalchemy.pool import NullPool
 
+# The extension's own helpers (templates/extension), not copies: the same advisory lock key, so that a
+# deployment starting meanwhile waits for us, and the same reading of alembic_version.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "extension"))
+from mlflowctl_extension.migrations import migration_lock as extension_migration_lock  # noqa: E402
+from mlflowctl_extension.migrations import read_revision as revision  # noqa: E402
 
-# The extension's key (mlflowctl_extension/migrations.py): a deployment starting meanwhile waits for us.
-PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"mlflowctl-schema-migration").digest()[:8], "big") >> 1
 
-
-@contextlib.contextmanager
 def migration_lock(engine):
-    if engine.dialect.name != "postgresql":
-        yield
-        return
-    with engine.connect() as conn:
-        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
-        conn.commit()
-        try:
-            yield
-        finally:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
-            conn.commit()
-
-
-def revision(engine) -> str | None:
-    if "alembic_version" not in sqlalchemy.inspect(engine).get_table_names():
-        return None
-    with engine.connect() as conn:
-        row = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).first()
-    return row[0] if row else None
+    # A SQLite file has no server to hold a lock: the extension's SQLite lock lives in its data directory,
+    # which a database file named on the command line does not have.
+    if engine.dialect.name == "sqlite":
+        return contextlib.nullcontext()
+    return extension_migration_lock(engine, None)
 
 
 def describe(engine) -> dict:
