@@ -3,7 +3,7 @@ import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../base-command.js'
 import {buildBundleArchive, type BundleArchiveResult} from '../core/bundle-archive.js'
-import {writeTarGz} from '../adapters/archive.js'
+import {writeTarGz} from '../adapters/fs/tar-gz.js'
 import {md5OfFile, readText} from '../adapters/fs/bundle-dir.js'
 
 export default class Bundle extends MlflowctlCommand<typeof Bundle> {

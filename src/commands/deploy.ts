@@ -5,7 +5,7 @@ import {MlflowctlCommand} from '../base-command.js'
 import {deploy, type DeployResult, type DraftsPolicy} from '../core/deploy.js'
 import {parseEnvVars, secretValuesOf} from '../core/env-vars.js'
 import {draftsFlag, envFlag, insecureFlag, targetFlags} from '../flags.js'
-import {createDeployDeps} from '../adapters/deploy-store.js'
+import {createDeployDeps} from '../adapters/deploy-deps.js'
 import {showDeploy} from '../output/views/deploy.js'
 
 export default class Deploy extends MlflowctlCommand<typeof Deploy> {

@@ -9,7 +9,7 @@ import {parseArtifactUrl} from '../core/artifact-url.js'
 import {parseDatabaseUrl} from '../core/database-url.js'
 import {parseDuration, parseSize} from '../core/units.js'
 import {insecureFlag, targetFlags} from '../flags.js'
-import {createDeployDeps} from '../adapters/deploy-store.js'
+import {createDeployDeps} from '../adapters/deploy-deps.js'
 import {createDoctorProbes} from '../adapters/doctor-probes.js'
 import {showDoctor} from '../output/views/doctor.js'
 

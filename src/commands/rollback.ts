@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {MlflowctlCommand} from '../base-command.js'
 import {rollback, type RollbackResult} from '../core/rollback.js'
 import {insecureFlag, targetFlags} from '../flags.js'
-import {createDeployDeps} from '../adapters/deploy-store.js'
+import {createDeployDeps} from '../adapters/deploy-deps.js'
 import {historyFile} from '../adapters/history-file.js'
 import {confirmer} from '../output/prompt.js'
 

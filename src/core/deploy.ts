@@ -4,7 +4,7 @@ import type {BundleInfo, ConnectManifest} from './bundle.js'
 import type {EnvVar} from './env-vars.js'
 import {HISTORY_FORMAT_VERSION, type HistoryEvent} from './history.js'
 import type {StepRunner} from './ports.js'
-import {verifyExtension, type VerifyDeps, type VerifyResult} from './verify.js'
+import {verifyExtension, type VerifyDeps, type VerifyResult} from './verify-extension.js'
 
 /** The Connect calls deploy needs (implemented by adapters/connect/client.ts). */
 export interface DeployConnect {

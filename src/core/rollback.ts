@@ -2,7 +2,7 @@ import {CheckFailedError, ConfigError, ExternalError, UsageError} from '../error
 import {urlsFor, waitForTask, type DeployConnect} from './deploy.js'
 import {HISTORY_FORMAT_VERSION, verifiedRevisionOf, type HistoryEvent} from './history.js'
 import type {StepRunner} from './ports.js'
-import {readSchema, verifyExtension, type VerifyDeps, type VerifyResult} from './verify.js'
+import {readSchema, verifyExtension, type VerifyDeps, type VerifyResult} from './verify-extension.js'
 
 export interface RollbackDeps {
   connect: Pick<DeployConnect, 'getContent' | 'deploy' | 'getTask' | 'currentUser'> & {

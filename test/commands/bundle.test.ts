@@ -3,7 +3,7 @@ import {appendFileSync, existsSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
-import {listTarGz} from '../../src/adapters/archive.js'
+import {listTarGz} from '../../src/adapters/fs/tar-gz.js'
 import {runCli, tempDir} from '../support/cli.js'
 
 async function rendered(): Promise<string> {

@@ -9,7 +9,7 @@ import {createInterface} from 'node:readline'
 import {parseArtifactUrl} from '../../core/artifact-url.js'
 import type {TableSchema} from '../../core/backup/format.js'
 import {openObjectStore} from '../object-store.js'
-import {walkArtifacts} from './repo.js'
+import {walkArtifacts} from './repo-files.js'
 
 export async function* objectStoreArtifacts(
   url: string,

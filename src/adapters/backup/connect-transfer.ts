@@ -12,10 +12,10 @@ import {unsafeEntryName} from '../../core/backup/format.js'
 import {urlsFor} from '../../core/deploy.js'
 import {AuthError, ConfigError, ExternalError, UsageError} from '../../errors.js'
 import {ConnectClient} from '../connect/client.js'
-import {createDeployDeps} from '../deploy-store.js'
+import {createDeployDeps} from '../deploy-deps.js'
 import {open} from '../connect/http.js'
 import {makeDirs} from '../fs/safe-fs.js'
-import {walkArtifacts} from './repo.js'
+import {walkArtifacts} from './repo-files.js'
 import {parseOpsStatus, parseRestoreResult, type OpsStatus} from '../../core/extension-contract.js'
 
 export interface ConnectTransferOptions {

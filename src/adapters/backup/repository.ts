@@ -27,7 +27,7 @@ import {
   takeLock,
   writeSidecar,
   type RepoEntry,
-} from './repo.js'
+} from './repo-files.js'
 
 export interface BackupRepository {
   /** As the user wrote it (no secrets: stores take credentials from the environment). */

@@ -8,7 +8,7 @@ import {hostname, tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
-import {LOCK, lockRepo} from '../../../src/adapters/backup/repo.js'
+import {LOCK, lockRepo} from '../../../src/adapters/backup/repo-files.js'
 import {inspectTarget, recoverTarget} from '../../../src/adapters/backup/restore-target.js'
 import {makeDirs} from '../../../src/adapters/fs/safe-fs.js'
 import {SCRATCH_DIR, deadRuns, openScratch} from '../../../src/adapters/fs/scratch.js'

@@ -13,7 +13,7 @@ import {
 } from '../../../src/core/deploy.js'
 import {connectVersionAtLeast, parseConnectVersion} from '../../../src/core/connect-version.js'
 import {inlineStepRunner} from '../../../src/core/ports.js'
-import type {ProbeResponse} from '../../../src/core/verify.js'
+import type {ProbeResponse} from '../../../src/core/verify-extension.js'
 
 const GUID = '0b0e8e8e-1111-2222-3333-444455556666'
 const SERVER = 'https://connect.example.com/'

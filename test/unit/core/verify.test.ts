@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
 import {filterHistory, parseHistory, verifiedRevisionOf, type HistoryEvent} from '../../../src/core/history.js'
-import {verifyExtension, type ProbeResponse} from '../../../src/core/verify.js'
+import {verifyExtension, type ProbeResponse} from '../../../src/core/verify-extension.js'
 
 const BASE = 'https://connect.example/content/g/_bundle7/'
 function probe(

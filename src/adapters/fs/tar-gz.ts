@@ -4,7 +4,7 @@ import {open, rename, rm, stat} from 'node:fs/promises'
 
 import * as tar from 'tar'
 
-import {ExternalError} from '../errors.js'
+import {ExternalError} from '../../errors.js'
 
 export interface ArchiveResult {
   file: string

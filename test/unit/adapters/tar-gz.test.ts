@@ -6,7 +6,7 @@ import {describe, it} from 'node:test'
 
 import * as tar from 'tar'
 
-import {listTarGz, writeTarGz} from '../../../src/adapters/archive.js'
+import {listTarGz, writeTarGz} from '../../../src/adapters/fs/tar-gz.js'
 
 describe('writeTarGz', () => {
   it('puts the files at the archive root in the given order and leaves no .partial behind', async () => {

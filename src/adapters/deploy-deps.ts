@@ -8,7 +8,7 @@ import {buildBundleArchive} from '../core/bundle-archive.js'
 import {ConnectClient} from './connect/client.js'
 import {send} from './connect/http.js'
 import {md5OfFile, readRenderedBundle, readText} from './fs/bundle-dir.js'
-import {writeTarGz} from './archive.js'
+import {writeTarGz} from './fs/tar-gz.js'
 import {historyFile} from './history-file.js'
 import {readJson, writePrivateJson} from './fs/json-file.js'
 
