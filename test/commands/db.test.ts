@@ -36,4 +36,12 @@ describe('mlflowctl db (no server needed)', () => {
     assert.equal(both.code, 2, both.stdout)
     assert.ok(!leaks(both.stdout + both.stderr), both.stdout + both.stderr)
   })
+
+  it('db status on SQL Server (reached through mssql; no server here): a refused connection exits 5, no password', async () => {
+    const result = await runCli(['db', 'status', '--db', 'mssql://sa:S3cret-mssql-pw@127.0.0.1:9/mlflow', '--json'])
+    assert.equal(result.code, 5, result.stdout + result.stderr)
+    assert.equal(result.json!.error!.code, 'DATABASE_UNREACHABLE')
+    assert.match(result.json!.error!.message, /127\.0\.0\.1/)
+    assert.ok(!(result.stdout + result.stderr).includes('S3cret-mssql-pw'), result.stdout + result.stderr)
+  })
 })

@@ -8,9 +8,10 @@ import {parseDatabaseUrl, type DatabaseTarget} from '../../core/database-url.js'
 import {connectOpsStatus, type ConnectTransferOptions} from '../backup/connect-transfer.js'
 import {ExternalError, UsageError} from '../../errors.js'
 import {withPostgres} from './postgres.js'
+import {withSqlServer} from './sqlserver.js'
 
 export interface SchemaProbe {
-  engine: 'sqlite' | 'postgresql'
+  engine: 'sqlite' | 'postgresql' | 'mssql'
   tables: string[]
   hasVersionTable: boolean
   revision: string | null
@@ -60,10 +61,11 @@ function probeSqlite(path: string): SchemaProbe {
 
 export async function probeSchema(target: DatabaseTarget): Promise<SchemaProbe> {
   if (target.engine === 'sqlite') return probeSqlite(target.sqlitePath!)
+  if (target.engine === 'mssql') return probeSqlServer(target)
   if (target.engine !== 'postgresql')
     throw new UsageError(
       'ENGINE_NOT_SUPPORTED',
-      `db status reads SQLite and PostgreSQL; ${target.engine} is not supported yet.`,
+      `db status reads SQLite, PostgreSQL and SQL Server; ${target.engine} is not supported yet.`,
     )
   return withPostgres(target, async (client) => {
     const tables = (
@@ -85,6 +87,30 @@ export async function probeSchema(target: DatabaseTarget): Promise<SchemaProbe> 
       stats.rows.filter((row) => row.rows > 0).map((row) => [row.name, Math.round(row.rows)]),
     )
     return {engine: 'postgresql', tables, hasVersionTable, revision, rowEstimates}
+  })
+}
+
+/** SQL Server (untested here, see sqlserver.ts): the default schema's tables, alembic_version, and the row counts
+ * sys.partitions keeps (metadata, never COUNT(*)). */
+function probeSqlServer(target: DatabaseTarget): Promise<SchemaProbe> {
+  return withSqlServer(target, async (pool) => {
+    const tables = (
+      await pool.request().query<{name: string}>('SELECT name FROM sys.tables WHERE schema_id = SCHEMA_ID()')
+    ).recordset.map((row) => row.name)
+    const hasVersionTable = tables.includes('alembic_version')
+    const revision = hasVersionTable
+      ? ((await pool.request().query<{version_num: string}>('SELECT version_num FROM alembic_version')).recordset[0]
+          ?.version_num ?? null)
+      : null
+    const stats = await pool
+      .request()
+      .query<{name: string; rows: number}>(
+        'SELECT t.name AS name, SUM(p.rows) AS rows FROM sys.tables t JOIN sys.partitions p ON p.object_id = t.object_id AND p.index_id IN (0, 1) WHERE t.schema_id = SCHEMA_ID() GROUP BY t.name',
+      )
+    const rowEstimates = Object.fromEntries(
+      stats.recordset.filter((row) => BIG_TABLES.includes(row.name)).map((row) => [row.name, Number(row.rows)]),
+    )
+    return {engine: 'mssql', tables, hasVersionTable, revision, rowEstimates}
   })
 }
 
