@@ -5,6 +5,7 @@ import {Command, Flags, Interfaces} from '@oclif/core'
 
 import {connectTransferOptions, type ConnectTransferOptions} from './adapters/backup/connect-transfer.js'
 import {loadSettings, parseProfileFile, type Settings} from './config/load.js'
+import {createDeps, type CommandDeps} from './deps.js'
 import type {StepRunner} from './core/ports.js'
 import {redact, redactDeep, urlPasswordForms} from './core/redact.js'
 import {CancelledError, ConfigError, ExitCode, type MlflowctlError} from './errors.js'
@@ -49,6 +50,19 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
       env: 'MLFLOWCTL_VERBOSE',
     }),
     'no-color': Flags.boolean({summary: 'Do not colour output.', env: 'MLFLOWCTL_NO_COLOR'}),
+  }
+
+  /** The composition root (src/deps.ts); tests put a factory of fakes here to run commands in process. */
+  static createDeps: () => CommandDeps = createDeps
+  /** Where results and progress go; in-process tests capture them here (the test runner owns process.stdout). */
+  static streams = {
+    stdout: (text: string): void => void process.stdout.write(text),
+    stderr: (text: string): void => void process.stderr.write(text),
+  }
+
+  /** The JSON envelope, through the same stream as every other result. */
+  public logJson(json: unknown): void {
+    MlflowctlCommand.streams.stdout(`${JSON.stringify(json, null, 2)}\n`)
   }
 
   protected flags!: CommandFlags<T>
@@ -162,6 +176,13 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     })
   }
 
+  /** The adapters this command runs core with, built once, on first use. */
+  protected get deps(): CommandDeps {
+    this.builtDeps ??= MlflowctlCommand.createDeps()
+    return this.builtDeps
+  }
+
+  private builtDeps?: CommandDeps
   private caCache?: Buffer
   private runtimeSecrets: string[] = []
 
@@ -188,12 +209,12 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
 
   /** Result text for humans: stdout, silent under --json. */
   protected out(text: string): void {
-    if (!this.jsonEnabled()) process.stdout.write(`${redact(text, this.secrets())}\n`)
+    if (!this.jsonEnabled()) MlflowctlCommand.streams.stdout(`${redact(text, this.secrets())}\n`)
   }
 
   /** Progress and hints: stderr, silent under --json. */
   protected err(text: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(`${redact(text, this.secrets())}\n`)
+    if (!this.jsonEnabled()) MlflowctlCommand.streams.stderr(`${redact(text, this.secrets())}\n`)
   }
 
   /** A warning goes to stderr now and into the JSON envelope's `warnings`. */
@@ -254,7 +275,7 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     if (mapped.suggestionList.length > 0) lines.push('Try this:', ...mapped.suggestionList.map((s) => `  ${s}`))
     if (mapped.ref) lines.push(`See ${mapped.ref}`)
     if (mapped.exit === ExitCode.Internal && process.env.DEBUG && error.stack) lines.push(error.stack)
-    process.stderr.write(`${redact(lines.join('\n'), this.secrets())}\n`)
+    MlflowctlCommand.streams.stderr(`${redact(lines.join('\n'), this.secrets())}\n`)
   }
 
   protected async finally(error: Error | undefined): Promise<void> {

@@ -5,7 +5,6 @@ import {MlflowctlCommand} from '../base-command.js'
 import {deploy, type DeployResult, type DraftsPolicy} from '../core/deploy.js'
 import {parseEnvVars, secretValuesOf} from '../core/env-vars.js'
 import {draftsFlag, envFlag, insecureFlag, targetFlags} from '../flags.js'
-import {createDeployDeps} from '../adapters/deploy-deps.js'
 import {showDeploy} from '../output/views/deploy.js'
 
 export default class Deploy extends MlflowctlCommand<typeof Deploy> {
@@ -61,7 +60,7 @@ A bundle whose app mode differs from the deployed item's is refused before anyth
     const connection = this.connection('deploy')
     const env = parseEnvVars(this.flags.env, process.env)
     this.addSecrets(...secretValuesOf(env))
-    const deps = createDeployDeps({...connection, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
+    const deps = this.deps.deploy({...connection, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
     const options = {
       dir: resolve(this.args.dir),
       server: connection.server,

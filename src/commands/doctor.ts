@@ -9,7 +9,6 @@ import {parseArtifactUrl} from '../core/artifact-url.js'
 import {parseDatabaseUrl} from '../core/database-url.js'
 import {parseDuration, parseSize} from '../core/units.js'
 import {insecureFlag, targetFlags} from '../flags.js'
-import {createDeployDeps} from '../adapters/deploy-deps.js'
 import {createDoctorProbes} from '../adapters/doctor-probes.js'
 import {showDoctor} from '../output/views/doctor.js'
 
@@ -87,7 +86,7 @@ Exit codes: 0 all passed or warned, 3 configuration missing, 4 authentication re
     const {server, apiKey, caCertificate} = this.settings
     const ca = caCertificate.value && existsSync(caCertificate.value) ? readFileSync(caCertificate.value) : undefined
     const dir = resolve(this.args.dir)
-    const store = createDeployDeps({
+    const store = this.deps.deploy({
       server: server.value ?? 'http://unset.invalid',
       apiKey: apiKey.value ?? '',
       ca,

@@ -2,7 +2,6 @@ import {Flags} from '@oclif/core'
 
 import {MlflowctlCommand} from '../base-command.js'
 import {filterHistory, type HistoryEvent} from '../core/history.js'
-import {historyFile} from '../adapters/history-file.js'
 import {table} from '../output/table.js'
 
 export interface HistoryResult {
@@ -23,7 +22,7 @@ export default class History extends MlflowctlCommand<typeof History> {
   }
 
   async run(): Promise<HistoryResult> {
-    const ledger = historyFile(this.settings.dataDir)
+    const ledger = this.deps.history(this.settings.dataDir)
     const events = filterHistory(await ledger.read(), this.flags.guid)
     if (events.length === 0)
       this.err(`No events recorded in ${ledger.path}${this.flags.guid ? ` for ${this.flags.guid}` : ''}.`)

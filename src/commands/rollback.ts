@@ -3,8 +3,6 @@ import {Flags} from '@oclif/core'
 import {MlflowctlCommand} from '../base-command.js'
 import {rollback, type RollbackResult} from '../core/rollback.js'
 import {insecureFlag, targetFlags} from '../flags.js'
-import {createDeployDeps} from '../adapters/deploy-deps.js'
-import {historyFile} from '../adapters/history-file.js'
 import {confirmer} from '../output/prompt.js'
 
 export default class Rollback extends MlflowctlCommand<typeof Rollback> {
@@ -35,12 +33,12 @@ the newer schema, so restore a backup instead. Needs --yes when it cannot prompt
 
   async run(): Promise<RollbackResult> {
     const {server, apiKey} = this.connection('rollback')
-    const deploy = createDeployDeps({
+    const deploy = this.deps.deploy({
       ...this.connection('rollback'),
       configDir: this.settings.configDir,
       dataDir: this.settings.dataDir,
     })
-    const ledger = historyFile(this.settings.dataDir)
+    const ledger = this.deps.history(this.settings.dataDir)
     const deps = {
       ...deploy,
       history: () => ledger.read(),

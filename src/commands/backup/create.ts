@@ -6,7 +6,6 @@ import {insecureFlag, targetFlags} from '../../flags.js'
 import {createBackup, type CreateResult} from '../../core/backup/create.js'
 import {parseBackupSource} from '../../core/backup/locations.js'
 import {openRepository} from '../../adapters/backup/repository.js'
-import {createBackupDeps} from '../../adapters/backup/index.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {ConfigError} from '../../errors.js'
 import {formatBytes} from '../../core/units.js'
@@ -84,7 +83,7 @@ is locked, a write failed (DISK_FULL when the disk is) or Connect is unreachable
       throw new ConfigError('PASSPHRASE_REQUIRED', '--encrypt needs a passphrase.', {
         suggestions: ['Pass --passphrase-file FILE or set MLFLOWCTL_BACKUP_PASSPHRASE.'],
       })
-    const deps = createBackupDeps({
+    const deps = this.deps.backup({
       repository,
       dataDir: this.settings.dataDir,
       onWarning: (message) => this.warnUser(message),

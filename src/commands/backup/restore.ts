@@ -6,7 +6,6 @@ import {insecureFlag, targetFlags} from '../../flags.js'
 import {parseRestoreTarget, restoreBackup, type RestoreResult} from '../../core/backup/restore.js'
 import {redact} from '../../core/redact.js'
 import {fetchArchive, openRepository} from '../../adapters/backup/repository.js'
-import {createRestoreDeps} from '../../adapters/backup/restore.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {confirmer} from '../../output/prompt.js'
 
@@ -65,7 +64,7 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       (path) => resolve(path),
       (url) => redact(url),
     )
-    const deps = createRestoreDeps({
+    const deps = this.deps.restore({
       cacheDir: this.settings.cacheDir,
       dataDir: this.settings.dataDir,
       safetyRepo: repository,

@@ -18,7 +18,7 @@ export default class DevStatus extends MlflowctlCommand<typeof DevStatus> {
     const deps = createDevDeps({cacheDir: this.settings.cacheDir, dataDir: this.settings.dataDir, env: process.env})
     const result = await devStatus(deps, resolve(this.args.dir))
     this.setExitCode(result.running ? ExitCode.Ok : ExitCode.CheckFailed)
-    if (!this.jsonEnabled()) process.stdout.write(`${showDevStatus(result)}\n`)
+    if (!this.jsonEnabled()) MlflowctlCommand.streams.stdout(`${showDevStatus(result)}\n`)
     return result
   }
 }

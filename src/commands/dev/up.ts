@@ -47,7 +47,7 @@ down/up; and serves it at http://127.0.0.1:PORT/content/<guid>/ behind a proxy t
       this.tasks(),
     )
     // The dev key is printed on purpose: it is the credential the user needs for this loopback server.
-    if (!this.jsonEnabled()) process.stdout.write(`${showDevUp(result)}\n`)
+    if (!this.jsonEnabled()) MlflowctlCommand.streams.stdout(`${showDevUp(result)}\n`)
     return result
   }
 }

@@ -8,7 +8,6 @@ import {readSavedPlan} from '../../core/upgrade-plan.js'
 import {draftsFlag, insecureFlag, targetFlags} from '../../flags.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {readJson} from '../../adapters/fs/json-file.js'
-import {createApplyDeps} from '../../adapters/upgrade.js'
 import {confirmer} from '../../output/prompt.js'
 
 export default class UpgradeApply extends MlflowctlCommand<typeof UpgradeApply> {
@@ -64,7 +63,7 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
       : undefined
     const transfer = this.connectTransfer()
     const runner = this.tasks()
-    const deps = await createApplyDeps({
+    const deps = await this.deps.upgrade({
       ...connection,
       configDir,
       dataDir,

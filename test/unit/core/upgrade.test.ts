@@ -1,29 +1,20 @@
 // The pure parts of the upgrade lifecycle: choosing a release, rewriting a bundle, planning an upgrade against a
 // live state, checking a saved plan, and comparing schemas.
 import assert from 'node:assert/strict'
-import {readFileSync} from 'node:fs'
 import {describe, it} from 'node:test'
 
 import semver from 'semver'
 
-import {chainTo, findRelease, type CatalogOverlay, type MigrationCatalog} from '../../../src/core/catalog.js'
+import {chainTo} from '../../../src/core/catalog.js'
 import {renderBundle} from '../../../src/core/bundle.js'
 import {diffSchemas} from '../../../src/core/db-migrate.js'
-import type {HistoryEvent} from '../../../src/core/history.js'
 import {inlineStepRunner} from '../../../src/core/ports.js'
-import {applyUpgrade, checkSavedPlan, type ApplyDeps} from '../../../src/core/upgrade-apply.js'
+import {applyUpgrade, checkSavedPlan} from '../../../src/core/upgrade-apply.js'
 import {planUpgrade, PLAN_FORMAT_VERSION, readSavedPlan, type LiveState} from '../../../src/core/upgrade-plan.js'
 import type {MlflowctlError} from '../../../src/errors.js'
 import {bumpBundle, selectTarget, type BumpInput} from '../../../src/core/version-bump.js'
-import {EXTENSION_TEMPLATES, readTree} from '../../../src/adapters/fs/bundle-dir.js'
+import {catalog, fakeApplyDeps, head, live, now, overlay, templates} from '../../support/fake-upgrade-deps.js'
 
-const catalog = JSON.parse(
-  readFileSync(new URL('../../../catalog/mlflow-migrations.json', import.meta.url), 'utf8'),
-) as MigrationCatalog
-const overlay = JSON.parse(
-  readFileSync(new URL('../../../catalog/overlay.json', import.meta.url), 'utf8'),
-) as CatalogOverlay
-const templates = await readTree(EXTENSION_TEMPLATES)
 const releases = [
   {version: '2.21.3'},
   {version: '2.22.5', requiresPython: '>=3.9'},
@@ -142,35 +133,6 @@ describe('version bump', () => {
     })
   })
 })
-
-function live(mlflowVersion: string, revision: string | null, overrides: Partial<LiveState['status']> = {}): LiveState {
-  const bundle = renderBundle(templates, {
-    storage: 'local',
-    mlflowVersion,
-    pythonVersion: '3.11.7',
-    toolVersion: 'test',
-  })
-  return {
-    server: 'https://connect.example.com',
-    guid: '0b0e8e8e-1111-2222-3333-444455556666',
-    bundleId: '7',
-    bundle: {info: bundle.info, manifest: bundle.manifest},
-    status: {
-      mlflowVersion,
-      dbRevision: revision,
-      schemaState: 'current',
-      storageMode: 'local',
-      dialect: 'sqlite',
-      pythonVersion: '3.11.7',
-      sqliteVersion: '3.40.1',
-      tables: ['experiments', 'runs', 'metrics'],
-      rowEstimates: {metrics: 5_000_000},
-      ...overrides,
-    },
-  }
-}
-const head = (version: string) => findRelease(catalog, version).trackingHead
-const now = new Date('2026-11-28T12:00:00Z')
 
 describe('upgrade plan', () => {
   it('2.22.5 → 3.17.2: the whole slice, heavy steps, breaking changes in range, maintenance strategy', () => {
@@ -296,31 +258,7 @@ describe('schema comparison (rehearsal)', () => {
 })
 
 describe('upgrade apply (fakes around the core)', () => {
-  function fakeDeps(overrides: Partial<ApplyDeps> = {}) {
-    const calls: string[] = []
-    const history: HistoryEvent[] = []
-    const state = live('2.22.5', head('2.22.5'))
-    const deps: ApplyDeps = {
-      catalog,
-      overlay,
-      lock: async () => (calls.push('lock'), async () => void calls.push('unlock')),
-      readLive: async () => (calls.push('read'), {state, bundleDir: '/scratch'}),
-      backup: async () => (calls.push('backup'), {id: 'b1', path: '/repo/b1', revision: head('2.22.5')}),
-      bumpAndDeploy: async () => {
-        calls.push('deploy')
-        throw new Error('draft verification failed')
-      },
-      serving: async () => ({activeBundleId: '7', revision: head('2.22.5'), tables: state.status.tables}),
-      restore: async () => (calls.push('restore'), {safetyBackup: 's1'}),
-      activate: async () => void calls.push('activate'),
-      verify: async () => (calls.push('verify'), {ok: true, failures: []}),
-      confirm: async () => true,
-      appendHistory: async (event) => void history.push(event),
-      now: () => now,
-      ...overrides,
-    }
-    return {deps, calls, history}
-  }
+  const fakeDeps = fakeApplyDeps
   const options = {server: 'https://connect.example.com', guid: '0b0e8e8e-1111-2222-3333-444455556666', to: '3.17.2'}
 
   it('locks before reading, and restores nothing when the data did not change (writes meanwhile are kept)', async () => {
