@@ -3,6 +3,23 @@
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
+// Core modules that are use cases (they run other systems through ports); the rest of core is rules and types.
+const USE_CASES = [
+  'backup/create',
+  'backup/restore',
+  'backup/deep-verify',
+  'deploy',
+  'rollback',
+  'version-bump',
+  'verify-extension',
+  'upgrade-apply',
+  'upgrade-plan',
+  'db-migrate',
+  'dev',
+  'init',
+  'doctor/index',
+]
+
 export default tseslint.config(
   {ignores: ['dist/**', 'node_modules/**', '.cache/**', 'templates/**', 'mlflow-demo/**', '**/*.d.ts']},
   js.configs.recommended,
@@ -67,7 +84,8 @@ export default tseslint.config(
     },
   },
   {
-    // The one exception to "core imports no adapter": none. Adapters import no command.
+    // Adapters implement ports: they import no command, no composition (src/compose, src/deps.ts) and no core use
+    // case (types are fine). What runs use cases together is composed in src/compose.
     files: ['src/adapters/**/*.ts'],
     rules: {
       'no-restricted-imports': [
@@ -75,8 +93,13 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: ['**/commands/**', '@oclif/*'],
-              message: 'adapters do not depend on commands or the CLI framework.',
+              group: ['**/commands/**', '@oclif/*', '**/compose/**', '**/deps.js'],
+              message: 'adapters do not depend on commands, the composition or the CLI framework.',
+            },
+            {
+              group: USE_CASES.map((name) => `**/core/${name}.js`),
+              allowTypeImports: true,
+              message: 'adapters import no core use case: compose them in src/compose.',
             },
           ],
         },

@@ -3,10 +3,10 @@
 // (MlflowctlCommand.createDeps) with fakes, so flags → options, --json and exit codes are tested without
 // Connect, databases or Python.
 import {createBackupDeps} from './adapters/backup/index.js'
-import {createRestoreDeps} from './adapters/backup/restore.js'
+import {createRestoreDeps} from './compose/restore.js'
 import {createDeployDeps} from './adapters/deploy-deps.js'
 import {historyFile} from './adapters/history-file.js'
-import {createApplyDeps} from './adapters/upgrade.js'
+import {createApplyDeps} from './compose/upgrade.js'
 
 export interface CommandDeps {
   /** Connect, the saved ops tokens, the probes and the history ledger of deploy and rollback. */

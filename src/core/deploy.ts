@@ -1,3 +1,4 @@
+import {urlsFor} from './content-urls.js'
 import {AuthError, CheckFailedError, ExternalError, UsageError} from '../errors.js'
 import {connectVersionAtLeast, parseConnectVersion} from './connect-version.js'
 import type {BundleInfo, ConnectManifest} from './bundle.js'
@@ -333,21 +334,6 @@ function appModeChanged(guid: string, deployed: string, bundle: DeployBundle, di
   )
 }
 
-export function urlsFor(
-  server: string,
-  guid: string,
-  content: {content_url?: string | null; dashboard_url?: string | null},
-) {
-  const base = server.endsWith('/') ? server : `${server}/`
-  const contentUrl = content.content_url ?? `${base}content/${guid}/`
-  const dashboardUrl = content.dashboard_url ?? `${base}connect/#/apps/${guid}`
-  return {
-    contentUrl: contentUrl.endsWith('/') ? contentUrl : `${contentUrl}/`,
-    dashboardUrl,
-    logsUrl: `${dashboardUrl}/logs`,
-  }
-}
-
 function verifyFailure(result: VerifyResult, what: string, consequence: string, hints: string[]): CheckFailedError {
   const failed = result.checks.filter((check) => !check.ok).map((check) => check.detail)
   return new CheckFailedError(
@@ -397,3 +383,5 @@ export async function waitForTask(
       )
   }
 }
+
+export {urlsFor} from './content-urls.js'

@@ -9,7 +9,7 @@ import {pipeline} from 'node:stream/promises'
 import * as tarStream from 'tar-stream'
 
 import {unsafeEntryName} from '../../core/backup/format.js'
-import {urlsFor} from '../../core/deploy.js'
+import {urlsFor} from '../../core/content-urls.js'
 import {AuthError, ConfigError, ExternalError, UsageError} from '../../errors.js'
 import {ConnectClient} from '../connect/client.js'
 import {createDeployDeps} from '../deploy-deps.js'

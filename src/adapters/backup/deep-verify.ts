@@ -1,12 +1,8 @@
 // Real dependencies of `backup verify --deep`: the restore's extraction and loader (real MLflow in the
 // managed venv) into a scratch SQLite file, and SQLite's own checks on the result.
-import {join} from 'node:path'
-
 import Database from 'better-sqlite3'
 
-import type {DeepVerifyDeps, RestoredDatabase} from '../../core/backup/deep-verify.js'
-import {createRestoreDeps, type RestoreDepsOptions} from './restore.js'
-import {deadRuns, openScratch, removeRuns} from '../fs/scratch.js'
+import type {RestoredDatabase} from '../../core/backup/deep-verify.js'
 
 export function inspectRestoredSqlite(file: string): RestoredDatabase {
   const db = new Database(file, {readonly: true, fileMustExist: true})
@@ -38,18 +34,5 @@ export function inspectRestoredSqlite(file: string): RestoredDatabase {
     return {integrity, foreignKeyViolations, rowCounts, runs, modelVersions}
   } finally {
     db.close()
-  }
-}
-
-export function createDeepVerifyDeps(options: RestoreDepsOptions): DeepVerifyDeps {
-  const restore = createRestoreDeps(options)
-  const root = join(options.dataDir, 'verify')
-  // A killed deep verify left plaintext tables here: gone before the next one starts.
-  return {
-    scratch: async () => (await removeRuns(await deadRuns(root)), openScratch(root)),
-    extractVerified: restore.extractVerified,
-    loadDatabase: restore.loadDatabase,
-    inspect: inspectRestoredSqlite,
-    join,
   }
 }

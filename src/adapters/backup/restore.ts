@@ -5,29 +5,24 @@ import {spawn} from 'node:child_process'
 import {createWriteStream, writeFileSync} from 'node:fs'
 import {cp, readdir, rename, rm} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
-import {randomBytes} from 'node:crypto'
 import {createInterface} from 'node:readline'
 import {pipeline} from 'node:stream/promises'
 
 import Database from 'better-sqlite3'
 
-import {createBackup} from '../../core/backup/create.js'
 import {KNOWN_MLFLOW_TABLES} from '../../core/backup/tables.js'
-import type {RestoreDeps, RestoreTarget} from '../../core/backup/restore.js'
+import type {RestoreDeps} from '../../core/backup/restore.js'
 import {redact} from '../../core/redact.js'
 import {NEWEST_KNOWN_MLFLOW} from '../../core/versions.js'
 import {CheckFailedError, ExternalError, UsageError} from '../../errors.js'
 import {PACKAGE_ROOT} from '../fs/bundle-dir.js'
 import {faultPoint} from '../fault.js'
-import {fsFailure, makeDirs, pathKind} from '../fs/safe-fs.js'
-import {journalIn, swapIn} from '../fs/swap.js'
-import {historyFile} from '../history-file.js'
+import {fsFailure, makeDirs} from '../fs/safe-fs.js'
 import {mlflowVenvPython} from '../python/mlflow-venv.js'
 import {readExpectedManifest, verifyBackupArchive} from './archive.js'
-import {createBackupDeps} from './index.js'
-import {NO_CONNECT, uploadConnectRestore, type ConnectTransferOptions} from './connect-transfer.js'
-import {localRepository, type BackupRepository} from './repository.js'
-import {inspectTarget, openRestoreScratch, postgresCommitted, recoverTarget} from './restore-target.js'
+import {type ConnectTransferOptions} from './connect-transfer.js'
+import {type BackupRepository} from './repository.js'
+import {postgresCommitted} from './restore-target.js'
 
 const RESTORE_SCRIPT = join(PACKAGE_ROOT, 'templates', 'tools', 'restore_db.py')
 
@@ -44,7 +39,7 @@ export interface RestoreDepsOptions {
 }
 
 /** The venv `dev up` uses for the newest MLflow (same requirements, so usually cached). */
-const mlflowPython = (options: RestoreDepsOptions): Promise<string> =>
+export const mlflowPython = (options: RestoreDepsOptions): Promise<string> =>
   mlflowVenvPython(NEWEST_KNOWN_MLFLOW, {
     cacheDir: options.cacheDir,
     purpose: 'restore',
@@ -77,7 +72,7 @@ export async function extractVerified(
 }
 
 /** Moves (or copies across file systems) a directory's files into `to`. Returns the number of files. */
-async function moveTree(from: string, to: string): Promise<number> {
+export async function moveTree(from: string, to: string): Promise<number> {
   await makeDirs(to)
   let count = 0
   for (const entry of await readdir(from, {withFileTypes: true})) {
@@ -100,7 +95,7 @@ async function moveTree(from: string, to: string): Promise<number> {
 }
 
 /** The swapped-in database opens, passes quick_check and is at the backup's revision. @throws CheckFailedError */
-function checkSqlite(path: string, revision: string): void {
+export function checkSqlite(path: string, revision: string): void {
   const db = new Database(path, {readonly: true, fileMustExist: true})
   try {
     const check = (db.prepare('PRAGMA quick_check').all() as Array<{quick_check: string}>).map((row) => row.quick_check)
@@ -122,7 +117,7 @@ function checkSqlite(path: string, revision: string): void {
 }
 
 /** restore_db.py's one-line reason; SQLAlchemy appends the statement and its parameters, which stay out. */
-function loaderError(stderr: string): Error {
+export function loaderError(stderr: string): Error {
   const lines = stderr.trim().split('\n')
   const reason =
     lines.find((line) => /^(Restore failed|The |Table |Could not|Another restore)/.test(line)) ?? lines.at(-1) ?? ''
@@ -135,7 +130,7 @@ function loaderError(stderr: string): Error {
 type LoadOptions = Parameters<RestoreDeps['loadDatabase']>[3]
 
 /** Runs restore_db.py; with a gate (PostgreSQL), its swap commits only when the gate calls commit(). */
-async function runLoader(
+export async function runLoader(
   python: string,
   url: string,
   revision: string,
@@ -189,80 +184,4 @@ async function runLoader(
   if (gateError) throw gateError
   if (code !== 0 || !result) throw loaderError(stderr)
   return JSON.parse(result) as {tables: number; rows: number}
-}
-
-export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
-  return {
-    recover: (target, artifactsTo) => recoverTarget(target, artifactsTo, options.dataDir),
-    inspectTarget: (target, artifactsTo) => inspectTarget(target, artifactsTo, options.connect),
-    scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),
-    extractVerified: (archive, dir) => extractVerified(archive, dir, options.passphrase),
-    async safetyBackup(target: RestoreTarget, artifactsTo?: string) {
-      const where =
-        target.kind === 'app-data'
-          ? target.dir
-          : target.kind === 'connect'
-            ? join(options.dataDir, `connect-${target.guid}`)
-            : target.kind === 'postgresql'
-              ? join(options.dataDir, 'postgresql')
-              : target.path
-      const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
-      options.onProgress(
-        `taking a safety backup of ${where}${artifactsTo ? ` and ${artifactsTo}` : ''} into ${repository.display}`,
-      )
-      const result = await createBackup(
-        createBackupDeps({
-          repository,
-          dataDir: options.dataDir,
-          onWarning: options.onWarning,
-          connect: options.connect,
-          passphrase: options.passphrase,
-        }),
-        {
-          source: target,
-          repo: repository.display,
-          artifacts: 'all',
-          // Everything the restore replaces: the artifacts-to tree too.
-          artifactsSource: target.kind === 'sqlite' || target.kind === 'postgresql' ? artifactsTo : undefined,
-          toolVersion: 'safety',
-          // As private as the backup being restored: encrypted with its passphrase when it has one.
-          encrypted: Boolean(options.passphrase),
-          // Whatever is there is kept, MLflow's or not (a half-made or foreign database included).
-          requireMlflow: false,
-        },
-      )
-      return result.path
-    },
-    async loadDatabase(url, revision, dbDir, loadOptions) {
-      if (/[?&]auth=/.test(url))
-        throw new UsageError(
-          'TARGET_NOT_SUPPORTED',
-          'Restoring with token authentication (auth=…) is not implemented yet: use a password URL.',
-        )
-      const python = await mlflowPython(options)
-      options.onProgress(`creating the schema at ${revision} with MLflow ${NEWEST_KNOWN_MLFLOW} and loading the tables`)
-      const loaded = await runLoader(python, url, revision, dbDir, loadOptions)
-      faultPoint('restore:loaded')
-      return loaded
-    },
-    async stageTree(from, to) {
-      if ((await pathKind(from)) === 'missing') return makeDirs(to).then(() => 0)
-      return moveTree(from, to)
-    },
-    async swapIn(entries, {journalDirs, ...swapOptions}) {
-      for (const entry of entries) await makeDirs(dirname(entry.aside))
-      await swapIn(entries, {...swapOptions, journalCopies: journalDirs.map(journalIn)})
-    },
-    checkSqlite: async (path, revision) => checkSqlite(path, revision),
-    uploadToConnect: (guid, dir, force, keepRevision) =>
-      uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force, keepRevision),
-    makeDir: (path) => makeDirs(path),
-    exists: async (path) => (await pathKind(path)) !== 'missing',
-    confirm: options.confirm,
-    appendHistory: (event) => historyFile(options.dataDir).append(event),
-    join,
-    dirname,
-    now: () => new Date(),
-    randomId: () => randomBytes(6).toString('hex'),
-  }
 }

@@ -8,7 +8,7 @@ import {CheckFailedError, ExternalError} from '../../errors.js'
 import {verifyBackupArchive} from '../../adapters/backup/archive.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {fetchArchive, localRepository, openRepository, type BackupRepository} from '../../adapters/backup/repository.js'
-import {createDeepVerifyDeps} from '../../adapters/backup/deep-verify.js'
+import {createDeepVerifyDeps} from '../../compose/restore.js'
 import {deepVerify, type DeepVerifyResult} from '../../core/backup/deep-verify.js'
 
 export default class BackupVerify extends MlflowctlCommand<typeof BackupVerify> {

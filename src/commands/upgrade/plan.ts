@@ -8,7 +8,7 @@ import {planUpgrade, type UpgradePlan} from '../../core/upgrade-plan.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
 import {loadCatalog} from '../../adapters/catalog.js'
 import {writePrivateJson} from '../../adapters/fs/json-file.js'
-import {readLiveDeployment} from '../../adapters/upgrade.js'
+import {readLiveDeployment} from '../../adapters/live-deployment.js'
 import {formatPlan} from '../../output/upgrade-plan.js'
 
 export default class UpgradePlanCommand extends MlflowctlCommand<typeof UpgradePlanCommand> {

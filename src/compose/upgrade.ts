@@ -1,16 +1,11 @@
-// The outside world of `upgrade plan|apply`: the deployment's live state (Connect content, the active bundle
-// downloaded and unpacked, the extension's ops status), and the backup, deploy, restore and verify steps.
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+// Composes `upgrade apply`: the steps core/upgrade-apply.ts runs, from the adapters (Connect, the live deployment,
+// the backup repository) and the use cases each step is (backup, restore, deploy, version bump, verify).
+import {rm} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
-
-import * as tar from 'tar'
-
 import {createBackup} from '../core/backup/create.js'
 import {restoreBackup} from '../core/backup/restore.js'
-import {deploy, urlsFor, waitForTask, type DraftsPolicy} from '../core/deploy.js'
-import type {StepRunner} from '../core/ports.js'
-import type {ApplyDeps, LiveDeployment} from '../core/upgrade-apply.js'
+import {deploy, urlsFor, waitForTask} from '../core/deploy.js'
+import type {ApplyDeps} from '../core/upgrade-apply.js'
 import type {LiveState} from '../core/upgrade-plan.js'
 import {bumpBundle, selectTarget} from '../core/version-bump.js'
 import {verifyExtension} from '../core/verify-extension.js'
@@ -21,107 +16,18 @@ import {
   upgradeRestoreTarget,
 } from '../core/upgrade-storage.js'
 import {redact, urlPasswordForms} from '../core/redact.js'
-import {ConfigError, ExternalError, UsageError} from '../errors.js'
-import {verifyBackupArchive} from './backup/archive.js'
-import {connectOpsStatus, type ConnectTransferOptions} from './backup/connect-transfer.js'
-import {createBackupDeps} from './backup/index.js'
-import {lockRepo} from './backup/repo-files.js'
-import {openRepository, type BackupRepository} from './backup/repository.js'
-import {createRestoreDeps} from './backup/restore.js'
-import {loadCatalog} from './catalog.js'
-import type {ConnectClient} from './connect/client.js'
-import {createDeployDeps, type DeployDepsOptions} from './deploy-deps.js'
-import {readBumpInput, writeBundleFiles} from './fs/bundle-files.js'
-import {makeDirs} from './fs/safe-fs.js'
-import {readRenderedBundle} from './fs/bundle-dir.js'
+import {verifyBackupArchive} from '../adapters/backup/archive.js'
+import {connectOpsStatus} from '../adapters/backup/connect-transfer.js'
+import {createBackupDeps} from '../adapters/backup/index.js'
+import {lockRepo} from '../adapters/backup/repo-files.js'
+import {openRepository, type BackupRepository} from '../adapters/backup/repository.js'
+import {createRestoreDeps} from './restore.js'
+import {loadCatalog} from '../adapters/catalog.js'
+import {createDeployDeps} from '../adapters/deploy-deps.js'
+import {readBumpInput, writeBundleFiles} from '../adapters/fs/bundle-files.js'
+import {makeDirs} from '../adapters/fs/safe-fs.js'
+import {readLiveDeployment, type UpgradeAdapterOptions} from '../adapters/live-deployment.js'
 
-export interface UpgradeAdapterOptions extends DeployDepsOptions {
-  cacheDir: string
-  transfer: ConnectTransferOptions
-  /** The backup repository; default: DATA_DIR/upgrade-backups/GUID. */
-  repo?: string
-  /** The external database's URL (storage other than local), for the backup and a rollback restore. */
-  databaseUrl?: string
-  passphrase?: string
-  toolVersion: string
-  timeoutMs: number
-  drafts?: DraftsPolicy
-  runner: StepRunner
-  onProgress(line: string): void
-  onWarning(message: string): void
-}
-
-/** The deployment as it runs now: its content, its active bundle (unpacked into a scratch dir) and its ops status. */
-export async function readLiveDeployment(options: UpgradeAdapterOptions, guid: string): Promise<LiveDeployment> {
-  const {connect} = createDeployDeps(options)
-  const content = await connect.getContent(guid)
-  if (!content.bundle_id)
-    throw new UsageError(
-      'NOTHING_DEPLOYED',
-      `Content ${guid} has no active bundle: deploy one first (mlflowctl deploy).`,
-    )
-  const bundleDir = await mkdtemp(join(tmpdir(), 'mlflowctl-upgrade-'))
-  try {
-    return await readInto(options, connect, guid, content.bundle_id, bundleDir)
-  } catch (error) {
-    await rm(bundleDir, {recursive: true, force: true})
-    throw error
-  }
-}
-
-async function readInto(
-  options: UpgradeAdapterOptions,
-  connect: ConnectClient,
-  guid: string,
-  bundleId: string,
-  bundleDir: string,
-): Promise<LiveDeployment> {
-  const archive = join(bundleDir, '..', `${bundleDir.split('/').pop()}.tar.gz`)
-  await writeFile(archive, await connect.downloadBundle(guid, bundleId))
-  try {
-    // tar strips absolute paths and `..` entries: the bundle cannot write outside its directory.
-    await tar.x({file: archive, cwd: bundleDir, strict: true})
-  } catch (error) {
-    throw new ExternalError(
-      'BUNDLE_UNREADABLE',
-      `Bundle ${bundleId} of ${guid} is not a readable tar.gz: ${(error as Error).message}.`,
-    )
-  } finally {
-    await rm(archive, {force: true})
-  }
-  const bundle = await readRenderedBundle(bundleDir).catch(() => {
-    throw new ConfigError(
-      'NOT_AN_MLFLOWCTL_BUNDLE',
-      `The active bundle ${bundleId} of ${guid} was not rendered by mlflowctl (no manifest.json and mlflowctl.json).`,
-      {suggestions: ['Deploy the extension with mlflowctl deploy first.']},
-    )
-  })
-  const status = await connectOpsStatus(options.transfer, guid)
-  const state: LiveState = {
-    server: options.server,
-    guid,
-    bundleId: bundleId,
-    bundle,
-    status: {
-      mlflowVersion: String(status.mlflowVersion ?? ''),
-      dbRevision: status.dbRevision ?? null,
-      schemaState: String(status.schemaState ?? 'unknown'),
-      storageMode: String(status.storageMode ?? bundle.info.storage),
-      backendStore: status.backendStore,
-      // Extensions before this status field: the backend URL's scheme tells (postgresql+psycopg:// → postgresql).
-      dialect:
-        status.dbDialect ??
-        (status.storageMode === 'local' ? 'sqlite' : (/^(\w+)/.exec(status.backendStore ?? '')?.[1] ?? 'unknown')),
-      pythonVersion: status.pythonVersion,
-      sqliteVersion: status.sqliteVersion,
-      rowEstimates: status.rowEstimates,
-      tables: status.tables?.filter((table) => !table.startsWith('alembic_')),
-    },
-  }
-  return {state, bundleDir}
-}
-
-/** The steps `applyUpgrade` runs, against Connect, the backup repository and the deployment's data. */
 export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<ApplyDeps & {dispose(): Promise<void>}> {
   const scratchDirs: string[] = []
   const {catalog, overlay} = await loadCatalog()

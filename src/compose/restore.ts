@@ -1,0 +1,117 @@
+// Composes `backup restore` from its adapters (adapters/backup/restore.ts) and, for the safety backup of a
+// --force restore, the backup use case (core/backup/create.ts).
+import {dirname, join} from 'node:path'
+import {randomBytes} from 'node:crypto'
+import {createBackup} from '../core/backup/create.js'
+import type {RestoreDeps, RestoreTarget} from '../core/backup/restore.js'
+import {NEWEST_KNOWN_MLFLOW} from '../core/versions.js'
+import {UsageError} from '../errors.js'
+import {faultPoint} from '../adapters/fault.js'
+import {makeDirs, pathKind} from '../adapters/fs/safe-fs.js'
+import {journalIn, swapIn} from '../adapters/fs/swap.js'
+import {historyFile} from '../adapters/history-file.js'
+import {createBackupDeps} from '../adapters/backup/index.js'
+import {NO_CONNECT, uploadConnectRestore} from '../adapters/backup/connect-transfer.js'
+import {localRepository} from '../adapters/backup/repository.js'
+import {inspectTarget, openRestoreScratch, recoverTarget} from '../adapters/backup/restore-target.js'
+import {inspectRestoredSqlite} from '../adapters/backup/deep-verify.js'
+import {deadRuns, openScratch, removeRuns} from '../adapters/fs/scratch.js'
+import type {DeepVerifyDeps} from '../core/backup/deep-verify.js'
+import {
+  extractVerified,
+  mlflowPython,
+  moveTree,
+  checkSqlite,
+  runLoader,
+  type RestoreDepsOptions,
+} from '../adapters/backup/restore.js'
+
+export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
+  return {
+    recover: (target, artifactsTo) => recoverTarget(target, artifactsTo, options.dataDir),
+    inspectTarget: (target, artifactsTo) => inspectTarget(target, artifactsTo, options.connect),
+    scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),
+    extractVerified: (archive, dir) => extractVerified(archive, dir, options.passphrase),
+    async safetyBackup(target: RestoreTarget, artifactsTo?: string) {
+      const where =
+        target.kind === 'app-data'
+          ? target.dir
+          : target.kind === 'connect'
+            ? join(options.dataDir, `connect-${target.guid}`)
+            : target.kind === 'postgresql'
+              ? join(options.dataDir, 'postgresql')
+              : target.path
+      const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
+      options.onProgress(
+        `taking a safety backup of ${where}${artifactsTo ? ` and ${artifactsTo}` : ''} into ${repository.display}`,
+      )
+      const result = await createBackup(
+        createBackupDeps({
+          repository,
+          dataDir: options.dataDir,
+          onWarning: options.onWarning,
+          connect: options.connect,
+          passphrase: options.passphrase,
+        }),
+        {
+          source: target,
+          repo: repository.display,
+          artifacts: 'all',
+          // Everything the restore replaces: the artifacts-to tree too.
+          artifactsSource: target.kind === 'sqlite' || target.kind === 'postgresql' ? artifactsTo : undefined,
+          toolVersion: 'safety',
+          // As private as the backup being restored: encrypted with its passphrase when it has one.
+          encrypted: Boolean(options.passphrase),
+          // Whatever is there is kept, MLflow's or not (a half-made or foreign database included).
+          requireMlflow: false,
+        },
+      )
+      return result.path
+    },
+    async loadDatabase(url, revision, dbDir, loadOptions) {
+      if (/[?&]auth=/.test(url))
+        throw new UsageError(
+          'TARGET_NOT_SUPPORTED',
+          'Restoring with token authentication (auth=…) is not implemented yet: use a password URL.',
+        )
+      const python = await mlflowPython(options)
+      options.onProgress(`creating the schema at ${revision} with MLflow ${NEWEST_KNOWN_MLFLOW} and loading the tables`)
+      const loaded = await runLoader(python, url, revision, dbDir, loadOptions)
+      faultPoint('restore:loaded')
+      return loaded
+    },
+    async stageTree(from, to) {
+      if ((await pathKind(from)) === 'missing') return makeDirs(to).then(() => 0)
+      return moveTree(from, to)
+    },
+    async swapIn(entries, {journalDirs, ...swapOptions}) {
+      for (const entry of entries) await makeDirs(dirname(entry.aside))
+      await swapIn(entries, {...swapOptions, journalCopies: journalDirs.map(journalIn)})
+    },
+    checkSqlite: async (path, revision) => checkSqlite(path, revision),
+    uploadToConnect: (guid, dir, force, keepRevision) =>
+      uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force, keepRevision),
+    makeDir: (path) => makeDirs(path),
+    exists: async (path) => (await pathKind(path)) !== 'missing',
+    confirm: options.confirm,
+    appendHistory: (event) => historyFile(options.dataDir).append(event),
+    join,
+    dirname,
+    now: () => new Date(),
+    randomId: () => randomBytes(6).toString('hex'),
+  }
+}
+
+/** `backup verify --deep`: the restore's extraction and loader into a scratch SQLite file, then SQLite's checks. */
+export function createDeepVerifyDeps(options: RestoreDepsOptions): DeepVerifyDeps {
+  const restore = createRestoreDeps(options)
+  const root = join(options.dataDir, 'verify')
+  // A killed deep verify left plaintext tables here: gone before the next one starts.
+  return {
+    scratch: async () => (await removeRuns(await deadRuns(root)), openScratch(root)),
+    extractVerified: restore.extractVerified,
+    loadDatabase: restore.loadDatabase,
+    inspect: inspectRestoredSqlite,
+    join,
+  }
+}
