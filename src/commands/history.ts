@@ -1,8 +1,8 @@
 import {Flags} from '@oclif/core'
 
 import {MlflowctlCommand} from '../base-command.js'
+import {showHistory} from '../output/views/history.js'
 import {filterHistory, type HistoryEvent} from '../core/history.js'
-import {table} from '../output/table.js'
 
 export interface HistoryResult {
   path: string
@@ -26,22 +26,7 @@ export default class History extends MlflowctlCommand<typeof History> {
     const events = filterHistory(await ledger.read(), this.flags.guid)
     if (events.length === 0)
       this.err(`No events recorded in ${ledger.path}${this.flags.guid ? ` for ${this.flags.guid}` : ''}.`)
-    else
-      this.out(
-        table(
-          ['TIME', 'ACTION', 'RESULT', 'USER', 'GUID', 'BUNDLE', 'MLFLOW', 'REVISION'],
-          events.map((e) => [
-            e.time,
-            e.action,
-            e.result,
-            e.user ?? '-',
-            e.guid ?? '-',
-            e.bundleId ?? '-',
-            e.mlflowVersion ?? '-',
-            e.revision ?? '-',
-          ]),
-        ),
-      )
+    else this.out(showHistory(events))
     return {path: ledger.path, events}
   }
 }

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {MlflowctlCommand} from '../base-command.js'
+import {showRolledBack} from '../output/views/upgrade.js'
 import {rollback, type RollbackResult} from '../core/rollback.js'
 import {insecureFlag, targetFlags} from '../flags.js'
 import {confirmer} from '../output/prompt.js'
@@ -53,9 +54,7 @@ the newer schema, so restore a backup instead. Needs --yes when it cannot prompt
       {server, apiKey, guid: this.flags.guid, to: this.flags.to, timeoutMs: this.flags.timeout * 1000},
       this.tasks(),
     )
-    this.out(
-      `Bundle ${result.toBundleId} is active again on ${result.guid} (was ${result.fromBundleId}); schema ${result.revision}.\nDashboard: ${result.dashboardUrl}`,
-    )
+    this.out(showRolledBack(result))
     return result
   }
 }

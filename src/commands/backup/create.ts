@@ -2,13 +2,13 @@ import {Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
+import {showBackupCreated} from '../../output/views/backup.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
 import {createBackup, type CreateResult} from '../../core/backup/create.js'
 import {parseBackupSource} from '../../core/backup/locations.js'
 import {openRepository} from '../../adapters/backup/repository.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {ConfigError} from '../../errors.js'
-import {formatBytes} from '../../core/units.js'
 import {redact} from '../../core/redact.js'
 
 export default class BackupCreate extends MlflowctlCommand<typeof BackupCreate> {
@@ -106,9 +106,7 @@ is locked, a write failed (DISK_FULL when the disk is) or Connect is unreachable
       encrypted: Boolean(passphrase),
     })
     for (const warning of result.warnings) this.warnUser(warning)
-    this.out(
-      `Backup ${result.id}\n  ${result.path}\n  ${formatBytes(result.bytes)}: ${result.tables} tables (${result.rows} rows), ${result.files} artifact files, revision ${result.revision ?? 'none'}`,
-    )
+    this.out(showBackupCreated(result))
     return result
   }
 }

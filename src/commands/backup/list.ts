@@ -2,9 +2,8 @@ import {Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
-import {formatBytes} from '../../core/units.js'
+import {showBackupList} from '../../output/views/backup.js'
 import {openRepository} from '../../adapters/backup/repository.js'
-import {table} from '../../output/table.js'
 
 export interface BackupListEntry {
   id: string
@@ -42,21 +41,7 @@ export default class BackupList extends MlflowctlCommand<typeof BackupList> {
       artifactFiles: e.manifest.artifacts.files,
       verifiedAt: e.verifiedAt ?? null,
     }))
-    this.out(
-      backups.length === 0
-        ? 'No backups.'
-        : table(
-            ['ID', 'CREATED', 'SIZE', 'ROWS', 'ARTIFACTS', 'VERIFIED'],
-            backups.map((b) => [
-              b.id,
-              b.createdAt,
-              formatBytes(b.bytes),
-              String(b.rows),
-              String(b.artifactFiles),
-              b.verifiedAt ?? 'no',
-            ]),
-          ),
-    )
+    this.out(showBackupList(backups))
     return {backups}
   }
 }

@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
+import {showRestored} from '../../output/views/backup.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
 import {parseRestoreTarget, restoreBackup, type RestoreResult} from '../../core/backup/restore.js'
 import {redact} from '../../core/redact.js'
@@ -90,9 +91,7 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       repo: this.flags.repo,
     }).finally(() => archive.release())
     for (const warning of result.warnings) this.warnUser(warning)
-    this.out(
-      `Restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, ${result.artifactFiles} artifact files, schema ${result.revision}.${result.safetyBackup ? `\nSafety backup of the previous data: ${result.safetyBackup}` : ''}`,
-    )
+    this.out(showRestored(result))
     return result
   }
 }

@@ -3,6 +3,7 @@ import {existsSync} from 'node:fs'
 import {basename, dirname, resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
+import {showVerified} from '../../output/views/backup.js'
 import {ARCHIVE_SUFFIX} from '../../core/backup/format.js'
 import {CheckFailedError, ExternalError} from '../../errors.js'
 import {verifyBackupArchive} from '../../adapters/backup/archive.js'
@@ -103,9 +104,7 @@ archive cannot be found.`
       )
     }
     if (home) await home.markVerified(manifest.id, new Date())
-    this.out(
-      `Intact: ${manifest.id}, ${manifest.files.length} files, revision ${manifest.alembicRevision ?? 'none'}.${deep ? `\nDeep: ${deep.tables} tables and ${deep.rows} rows restored and checked; ${deep.unchecked} references outside the backed-up store not checked.` : ''}`,
-    )
+    this.out(showVerified(manifest, deep))
     return {id: manifest.id, path, files: manifest.files.length, revision: manifest.alembicRevision, deep}
   }
 }

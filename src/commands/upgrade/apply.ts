@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {MlflowctlCommand} from '../../base-command.js'
+import {showUpgraded} from '../../output/views/upgrade.js'
 import {parseContentGuid} from '../../core/backup/locations.js'
 import {applyUpgrade, type ApplyResult} from '../../core/upgrade-apply.js'
 import type {DraftsPolicy} from '../../core/deploy.js'
@@ -89,11 +90,7 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
       {server: connection.server, guid, to: this.flags.to, savedPlan},
       runner,
     ).finally(() => deps.dispose())
-    this.out(
-      result.outcome === 'nothing-to-do'
-        ? `${guid} already serves MLflow ${result.plan.to.mlflowVersion} at its head: nothing to do.`
-        : `Upgraded ${guid}: MLflow ${result.plan.from.mlflowVersion} → ${result.plan.to.mlflowVersion}, bundle ${result.previousBundleId} → ${result.bundleId}, schema ${result.revision}.\nBackup before the upgrade: ${result.backupId}`,
-    )
+    this.out(showUpgraded(guid, result))
     return result
   }
 }

@@ -1,0 +1,49 @@
+// What the backup commands print for humans (--json prints the result itself).
+import type {DeepVerifyResult} from '../../core/backup/deep-verify.js'
+import type {CreateResult} from '../../core/backup/create.js'
+import type {RestoreResult} from '../../core/backup/restore.js'
+import {formatBytes} from '../../core/units.js'
+import {table} from '../table.js'
+
+export function showBackupCreated(result: CreateResult): string {
+  return `Backup ${result.id}\n  ${result.path}\n  ${formatBytes(result.bytes)}: ${result.tables} tables (${result.rows} rows), ${result.files} artifact files, revision ${result.revision ?? 'none'}`
+}
+
+export function showRestored(result: RestoreResult): string {
+  const safety = result.safetyBackup ? `\nSafety backup of the previous data: ${result.safetyBackup}` : ''
+  return `Restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, ${result.artifactFiles} artifact files, schema ${result.revision}.${safety}`
+}
+
+export function showVerified(
+  manifest: {id: string; files: unknown[]; alembicRevision?: string | null},
+  deep?: DeepVerifyResult,
+): string {
+  const deepLine = deep
+    ? `\nDeep: ${deep.tables} tables and ${deep.rows} rows restored and checked; ${deep.unchecked} references outside the backed-up store not checked.`
+    : ''
+  return `Intact: ${manifest.id}, ${manifest.files.length} files, revision ${manifest.alembicRevision ?? 'none'}.${deepLine}`
+}
+
+export interface BackupListRow {
+  id: string
+  createdAt: string
+  bytes: number
+  rows: number
+  artifactFiles: number
+  verifiedAt: string | null
+}
+
+export function showBackupList(backups: BackupListRow[]): string {
+  if (backups.length === 0) return 'No backups.'
+  return table(
+    ['ID', 'CREATED', 'SIZE', 'ROWS', 'ARTIFACTS', 'VERIFIED'],
+    backups.map((b) => [
+      b.id,
+      b.createdAt,
+      formatBytes(b.bytes),
+      String(b.rows),
+      String(b.artifactFiles),
+      b.verifiedAt ?? 'no',
+    ]),
+  )
+}

@@ -1,0 +1,28 @@
+import assert from 'node:assert/strict'
+import {describe, it} from 'node:test'
+
+import {showBackupList, showRestored, showVerified} from '../../../src/output/views/backup.js'
+import {showHistory} from '../../../src/output/views/history.js'
+
+describe('human views', () => {
+  it('backup list: a table, or "No backups."', () => {
+    assert.equal(showBackupList([]), 'No backups.')
+    const text = showBackupList([
+      {id: 'b1', createdAt: '2026-12-04T00:00:00Z', bytes: 2048, rows: 5, artifactFiles: 2, verifiedAt: null},
+    ])
+    assert.match(text, /^ID\s+CREATED\s+SIZE/m)
+    assert.match(text, /b1\s+2026-12-04T00:00:00Z\s+2(\.0)? KiB\s+5\s+2\s+no/)
+  })
+
+  it('restore names the safety backup only when one was taken; verify adds the deep line only for --deep', () => {
+    const restored = {backupId: 'b1', target: '/srv/app', tables: 3, rows: 9, artifactFiles: 1, revision: 'r1'} as any
+    assert.doesNotMatch(showRestored(restored), /Safety backup/)
+    assert.match(showRestored({...restored, safetyBackup: 's1'}), /\nSafety backup of the previous data: s1$/)
+    assert.equal(showVerified({id: 'b1', files: [1, 2], alembicRevision: null}), 'Intact: b1, 2 files, revision none.')
+  })
+
+  it('history: one row per event, dashes for what an event lacks', () => {
+    const text = showHistory([{v: 1, time: 't', action: 'deploy', result: 'ok'} as any])
+    assert.match(text.split('\n')[1], /^t\s+deploy\s+ok\s+-\s+-\s+-\s+-\s+-$/)
+  })
+})
