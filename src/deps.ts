@@ -6,6 +6,7 @@ import {createBackupDeps} from './adapters/backup/index.js'
 import {createRestoreDeps} from './compose/restore.js'
 import {createDeployDeps} from './adapters/deploy-deps.js'
 import {historyFile} from './adapters/history-file.js'
+import {readLiveDeployment} from './adapters/live-deployment.js'
 import {createApplyDeps} from './compose/upgrade.js'
 
 export interface CommandDeps {
@@ -16,6 +17,8 @@ export interface CommandDeps {
   backup: typeof createBackupDeps
   restore: typeof createRestoreDeps
   history: typeof historyFile
+  /** A deployment as `upgrade plan` reads it: content, active bundle (unpacked) and ops status. */
+  liveDeployment: typeof readLiveDeployment
 }
 
 export function createDeps(): CommandDeps {
@@ -25,5 +28,6 @@ export function createDeps(): CommandDeps {
     backup: createBackupDeps,
     restore: createRestoreDeps,
     history: historyFile,
+    liveDeployment: readLiveDeployment,
   }
 }

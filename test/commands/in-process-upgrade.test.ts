@@ -1,11 +1,12 @@
 // upgrade apply in process, its steps replaced by the recorded fakes of test/support/fake-upgrade-deps.ts:
 // flags → options (a saved plan, --to), the envelope, and the exit codes of an upgrade and of a rollback.
 import assert from 'node:assert/strict'
-import {writeFileSync} from 'node:fs'
+import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
 import Apply from '../../src/commands/upgrade/apply.js'
+import Plan from '../../src/commands/upgrade/plan.js'
 import {fakeApplyDeps, head} from '../support/fake-upgrade-deps.js'
 import {runInProcess} from '../support/in-process.js'
 import {tempDir} from '../support/cli.js'
@@ -56,5 +57,31 @@ describe('upgrade apply (in process, steps faked)', () => {
     assert.equal(result.code, 2, result.stdout)
     assert.equal(result.json!.error!.code, 'PLAN_INVALID')
     assert.deepEqual(calls, [])
+  })
+})
+
+describe('upgrade plan (in process, live state faked)', () => {
+  it('plans 2.22.5 → 3.17.2: exit 0, maintenance, not blocked; --plan-file writes the plan apply reads', async () => {
+    const {live, head} = await import('../support/fake-upgrade-deps.js')
+    const bundleDir = tempDir('plan-bundle-')
+    const liveDeployment = async () => ({state: live('2.22.5', head('2.22.5')), bundleDir})
+    const planFile = join(tempDir(), 'plan.json')
+    const argv = ['--guid', GUID, '--to', '3.17.2', '--plan-file', planFile, '--json']
+    const result = await runInProcess(Plan, argv, {env, deps: {liveDeployment}})
+    assert.equal(result.code, 0, result.stdout + result.stderr)
+    assert.equal(result.json!.result.blocked, false)
+    assert.equal(result.json!.result.strategy, 'maintenance')
+    assert.equal(result.json!.result.planFile, planFile)
+    const {readSavedPlan} = await import('../../src/core/upgrade-plan.js')
+    assert.equal(readSavedPlan(JSON.parse(readFileSync(planFile, 'utf8')), planFile).guid, result.json!.result.guid)
+  })
+
+  it('a target the database is ahead of: exit 0 with blocked true and the blocker named', async () => {
+    const {live, head} = await import('../support/fake-upgrade-deps.js')
+    const liveDeployment = async () => ({state: live('3.17.2', head('3.17.2')), bundleDir: tempDir('plan-bundle-')})
+    const result = await runInProcess(Plan, ['--guid', GUID, '--to', '2.22.5', '--json'], {env, deps: {liveDeployment}})
+    assert.equal(result.code, 0, result.stdout)
+    assert.equal(result.json!.result.blocked, true)
+    assert.ok(result.json!.result.blockers.some((b: {code: string}) => b.code === 'DB_AHEAD_OF_TARGET'))
   })
 })

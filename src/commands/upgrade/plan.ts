@@ -8,7 +8,6 @@ import {planUpgrade, type UpgradePlan} from '../../core/upgrade-plan.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
 import {loadCatalog} from '../../adapters/catalog.js'
 import {writePrivateJson} from '../../adapters/fs/json-file.js'
-import {readLiveDeployment} from '../../adapters/live-deployment.js'
 import {formatPlan} from '../../output/upgrade-plan.js'
 
 export default class UpgradePlanCommand extends MlflowctlCommand<typeof UpgradePlanCommand> {
@@ -46,7 +45,7 @@ mlflowctl upgrade apply --plan-file. Reads only. Exit codes: 0 planned (blockers
     const connection = this.connection('upgrade plan')
     const guid = parseContentGuid(this.flags.guid, '--guid')
     const transfer = this.connectTransfer()
-    const live = await readLiveDeployment(
+    const live = await this.deps.liveDeployment(
       {
         ...connection,
         configDir,
