@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../base-command.js'
+import {loadCatalog} from '../adapters/catalog.js'
 import {STORAGE_MODES, type StorageMode} from '../core/bundle.js'
 import {initBundle, type InitResult} from '../core/init.js'
 import {APP_MODES, NEWEST_KNOWN_MLFLOW, type AppMode} from '../core/versions.js'
@@ -48,6 +49,7 @@ Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the inte
         isEmptyDir,
         writeFiles,
         pythonVersion: () => detectPythonVersion(pythonCommand(process.env)),
+        knownReleases: async () => (await loadCatalog()).catalog.releases.map((release) => release.version),
       },
       {
         dir,

@@ -94,7 +94,7 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
         selectTarget(
           input.info.mlflowVersion,
           [{version: targetVersion, requiresPython: release?.requiresPython || undefined}],
-          {kind: 'to', version: targetVersion},
+          {kind: 'to', version: targetVersion, allowDowngrade: true},
         ),
       )
       await writeBundleFiles(bundleDir, bumped.writes)

@@ -6,6 +6,7 @@
 import semver from 'semver'
 
 import {UsageError} from '../errors.js'
+import {NEWEST_KNOWN_MLFLOW} from './versions.js'
 
 export interface CatalogRevision {
   down: string | string[] | null
@@ -48,6 +49,20 @@ export interface CatalogOverlay {
 
 export const newestRelease = (catalog: MigrationCatalog): CatalogRelease =>
   catalog.releases.reduce((a, b) => (semver.gt(b.version, a.version) ? b : a))
+
+/**
+ * The default target everywhere (init, version bump, db status, db migrate, upgrade): the newest release this
+ * mlflowctl is tested with (NEWEST_KNOWN_MLFLOW), or the catalog's newest when the catalog stops before it.
+ */
+export const newestSupportedRelease = (catalog: MigrationCatalog): CatalogRelease =>
+  catalog.releases.find((r) => r.version === NEWEST_KNOWN_MLFLOW) ?? newestRelease(catalog)
+
+/** Releases the catalog knows that are newer than the newest tested one: reachable with --to, untested. */
+export const newerUntestedReleases = (catalog: MigrationCatalog): string[] =>
+  catalog.releases
+    .filter((r) => semver.gt(r.version, newestSupportedRelease(catalog).version))
+    .map((r) => r.version)
+    .sort(semver.compare)
 
 /** @throws UsageError VERSION_UNKNOWN when the catalog has no such final release */
 export function findRelease(catalog: MigrationCatalog, version: string): CatalogRelease {
@@ -138,7 +153,7 @@ export function schemaStatus(
   targetVersion?: string,
   rowEstimates: Record<string, number> = {},
 ): SchemaStatus {
-  const target = targetVersion ? findRelease(catalog, targetVersion) : newestRelease(catalog)
+  const target = targetVersion ? findRelease(catalog, targetVersion) : newestSupportedRelease(catalog)
   const targetChain = chainTo(catalog.tracking, target.trackingHead)
   const {revision} = database
   const base = {

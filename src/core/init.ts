@@ -1,12 +1,15 @@
 import {UsageError} from '../errors.js'
 import {OAUTH_STORAGE_MODES, OPTIONAL_ENV, renderBundle, type BundleFile, type StorageMode} from './bundle.js'
-import {NEWEST_KNOWN_MLFLOW, type AppMode} from './versions.js'
+import {NEWEST_KNOWN_MLFLOW, parseMlflowVersion, type AppMode} from './versions.js'
+import {closestMatch} from './suggest.js'
 
 export interface InitDeps {
   readTemplates(): Promise<BundleFile[]>
   isEmptyDir(dir: string): Promise<boolean>
   writeFiles(dir: string, files: BundleFile[]): Promise<void>
   pythonVersion(): Promise<string>
+  /** The final MLflow releases the migration catalog knows. */
+  knownReleases(): Promise<string[]>
 }
 
 export interface InitOptions {
@@ -47,10 +50,14 @@ export async function initBundle(deps: InitDeps, options: InitOptions): Promise<
       suggestions: [`Pick an empty or new directory, or pass --force to overwrite the bundle files in ${options.dir}.`],
     })
   }
+  // "3.17" renders as the release it names (3.17.0), so that the pins and the bundle record agree.
+  const mlflowVersion = options.mlflowVersion
+    ? checkKnownRelease(options.mlflowVersion, await deps.knownReleases())
+    : NEWEST_KNOWN_MLFLOW
   const pythonVersion = await deps.pythonVersion()
   const rendered = renderBundle(await deps.readTemplates(), {
     storage: options.storage,
-    mlflowVersion: options.mlflowVersion ?? NEWEST_KNOWN_MLFLOW,
+    mlflowVersion,
     pythonVersion,
     toolVersion: options.toolVersion,
     appMode: options.appMode,
@@ -71,4 +78,26 @@ export async function initBundle(deps: InitDeps, options: InitOptions): Promise<
     needsOAuthIntegration: OAUTH_STORAGE_MODES.includes(info.storage),
     files: Object.entries(manifest.files).map(([path, {checksum}]) => ({path, checksum})),
   }
+}
+
+/**
+ * A version to render must be a release (pip would fail much later, with a long list): "3.17" and "3.99" are
+ * refused with the nearest release.
+ * @throws UsageError INVALID_MLFLOW_VERSION, MLFLOW_VERSION_UNKNOWN
+ */
+export function checkKnownRelease(input: string, releases: string[]): string {
+  const version = parseMlflowVersion(input)
+  // Pre-releases are not in the catalog: rendered as given (version bump --to takes them too).
+  if (releases.length === 0 || releases.includes(version) || version.includes('-'))
+    return releases.includes(version) ? version : input
+  const [major, minor] = version.split('.')
+  const sameLine = releases.filter((r) => r.startsWith(`${major}.${minor}.`))
+  const nearest = sameLine.at(-1) ?? closestMatch(version, releases) ?? releases.at(-1)
+  throw new UsageError(
+    'MLFLOW_VERSION_UNKNOWN',
+    `MLflow ${input} is not a release mlflowctl knows (${releases[0]} to ${releases.at(-1)}).`,
+    {
+      suggestions: [`Did you mean --mlflow-version ${nearest}? (Newest tested: ${NEWEST_KNOWN_MLFLOW}.)`],
+    },
+  )
 }

@@ -8,7 +8,8 @@ import {UsageError} from '../errors.js'
 import {MANIFEST, md5Hex, renderBundle, type BundleFile, type BundleInfo, type ConnectManifest} from './bundle.js'
 import {parseMlflowVersion, pythonSatisfies, type AppMode} from './versions.js'
 
-export type BumpSelector = {kind: 'to'; version: string} | {kind: 'patch' | 'minor' | 'major' | 'latest'}
+export type BumpSelector =
+  {kind: 'to'; version: string; allowDowngrade?: boolean} | {kind: 'patch' | 'minor' | 'major' | 'latest'}
 
 /** A final release as PyPI (or, offline, the migration catalog) lists it. */
 export interface AvailableRelease {
@@ -54,6 +55,17 @@ export function selectTarget(current: string, releases: AvailableRelease[], sele
       throw new UsageError('VERSION_UNKNOWN', `MLflow ${selector.version} is not a released final version.`, {
         suggestions: [`Newest: ${finals.at(-1)?.version ?? 'unknown'}.`],
       })
+    // A database the current MLflow migrated is ahead of an older one, which refuses to start on it.
+    if (semver.lt(found.version, parseMlflowVersion(current)) && !selector.allowDowngrade)
+      throw new UsageError(
+        'DOWNGRADE_REFUSED',
+        `--to ${found.version} is older than the bundle's MLflow ${current}: a database ${current} has migrated is ahead of MLflow ${found.version}, which refuses to start on it.`,
+        {
+          suggestions: [
+            `Pass --allow-downgrade if the database was never migrated by ${current}, or after restoring a backup taken with ${found.version}.`,
+          ],
+        },
+      )
     return found
   }
   const base = parseMlflowVersion(current)

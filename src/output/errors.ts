@@ -32,6 +32,14 @@ export function toMlflowctlError(error: unknown): MlflowctlError {
   }
   const fsError = fileSystemError(error)
   if (fsError) return fsError
+  // oclif's Args/Flags.directory and .file with `exists: true` throw a plain Error while parsing.
+  const missing = /^No (directory|file) found at (.+)$/.exec(error instanceof Error ? error.message : '')
+  if (missing) {
+    return new ConfigError('PATH_NOT_FOUND', `${missing[2]} does not exist (a ${missing[1]} was expected).`, {
+      suggestions: ['Check the path (relative paths start from the current directory).'],
+      cause: error,
+    })
+  }
   const message = error instanceof Error ? error.message : String(error)
   return new InternalError(`${message}`, {suggestions: [ISSUE_HINT], cause: error})
 }

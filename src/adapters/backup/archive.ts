@@ -133,11 +133,20 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
   const seen = new Map<string, {size: number; sha256: string}>()
   let manifestText: string | undefined
   let rejection: Error | undefined
+  let entries = 0
   extract.on('entry', (header, stream, next) => {
     // Destroying the extractor destroys the entry stream too: its error is the one already recorded.
     stream.on('error', () => undefined)
     void (async () => {
       const unsafe = unsafeEntryName(header.name)
+      // An ordinary tar.gz (its first entry outside db/, artifacts/ and the manifest) is not a damaged backup.
+      const outsideLayout = unsafe === 'is not under db/ or artifacts/' || (header.type === 'directory' && !unsafe)
+      if (entries++ === 0 && outsideLayout)
+        throw new CheckFailedError(
+          'NOT_A_BACKUP',
+          `${file} is not an mlflowctl backup: its first entry is ${header.name} (a backup holds manifest.json, db/ and artifacts/ only).`,
+          {suggestions: ['Pass a backup that mlflowctl backup create wrote (mlflowctl backup list shows them).']},
+        )
       if (header.type !== 'file')
         throw corrupt(`entry ${header.name} is a ${header.type}, and a backup holds regular files only`)
       if (unsafe) throw corrupt(`entry ${header.name} ${unsafe}`)

@@ -117,6 +117,10 @@ function probeSqlServer(target: DatabaseTarget): Promise<SchemaProbe> {
 /** --db as the user wrote it: an app-data directory (its mlflow.db) or a URL. @throws UsageError DATABASE_NOT_FOUND */
 export function databaseFromFlag(raw: string): {target: DatabaseTarget; url: string} {
   const dir = resolve(raw)
+  if (!raw.includes('://') && !existsSync(dir))
+    throw new UsageError('DATABASE_NOT_FOUND', `${dir} does not exist.`, {
+      suggestions: ['Pass an app-data directory (the one holding mlflow.db) or a database URL (sqlite:////abs/path/mlflow.db, postgresql://…).'],
+    })
   const url =
     !raw.includes('://') && existsSync(dir) && statSync(dir).isDirectory() ? `sqlite:///${join(dir, 'mlflow.db')}` : raw
   const target = parseDatabaseUrl(url)

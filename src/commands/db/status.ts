@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {MlflowctlCommand} from '../../base-command.js'
-import {schemaStatus, type SchemaStatus} from '../../core/catalog.js'
+import {newerUntestedReleases, schemaStatus, type SchemaStatus} from '../../core/catalog.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
 import {loadCatalog} from '../../adapters/catalog.js'
 import {databaseFromFlag, probeDeployment, probeSchema} from '../../adapters/db/schema-probe.js'
@@ -32,10 +32,13 @@ ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version
       exactlyOne: ['db', 'guid'],
       env: 'MLFLOWCTL_GUID',
     }),
-    to: Flags.string({summary: 'Target MLflow release (default: the newest in the catalog).', env: 'MLFLOWCTL_TO'}),
+    to: Flags.string({
+      summary: 'Target MLflow release (default: the newest tested release; newer ones in the catalog are listed as untested).',
+      env: 'MLFLOWCTL_TO',
+    }),
   }
 
-  async run(): Promise<SchemaStatus & {database: string}> {
+  async run(): Promise<SchemaStatus & {database: string; newerUntested: string[]}> {
     this.addUrlPassword(this.flags.db)
     const {catalog, overlay} = await loadCatalog()
     const transfer = this.connectTransfer()
@@ -43,6 +46,7 @@ ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version
       ? await probeDeployment(transfer, this.flags.guid).then((probe) => ({probe, database: probe.database}))
       : await fromDatabase(this.flags.db!)
     const status = schemaStatus(catalog, overlay, probe, this.flags.to, probe.rowEstimates)
+    const newerUntested = newerUntestedReleases(catalog)
     const matching =
       status.matchingReleases.length > 0
         ? ` (the head of MLflow ${status.matchingReleases.join(', ')})`
@@ -55,9 +59,12 @@ ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version
         `Revision: ${status.revision ?? 'none'}${matching}`,
         `State: ${status.kind}. ${status.explanation}`,
         ...formatPending(status.pending),
+        ...(newerUntested.length > 0 && !this.flags.to
+          ? [`Newer in the catalog, untested with this mlflowctl: ${newerUntested.join(', ')} (db status --to VERSION).`]
+          : []),
       ].join('\n'),
     )
-    return {database, ...status}
+    return {database, ...status, newerUntested}
   }
 }
 

@@ -47,6 +47,11 @@ too old, 3 the bundle is not one mlflowctl rendered.`
       env: 'MLFLOWCTL_MAJOR',
     }),
     latest: Flags.boolean({summary: 'The newest release.', exactlyOne: [...SELECTORS], env: 'MLFLOWCTL_LATEST'}),
+    'allow-downgrade': Flags.boolean({
+      summary: 'Allow --to an older release than the bundle has (the database must not be ahead of it).',
+      dependsOn: ['to'],
+      env: 'MLFLOWCTL_ALLOW_DOWNGRADE',
+    }),
     'app-mode': Flags.string({
       summary: "Render this app mode (default: keep the bundle's; Connect cannot change a deployed item's).",
       options: [...APP_MODES],
@@ -58,7 +63,7 @@ too old, 3 the bundle is not one mlflowctl rendered.`
     const dir = resolve(this.args.dir)
     const input = await readBumpInput(dir, this.config.version)
     const selector: BumpSelector = this.flags.to
-      ? {kind: 'to', version: this.flags.to}
+      ? {kind: 'to', version: this.flags.to, allowDowngrade: this.flags['allow-downgrade']}
       : {kind: SELECTORS.find((name) => name !== 'to' && this.flags[name])! as 'patch'}
     const {releases, source, warning} = await mlflowReleases()
     if (warning) this.warnUser(warning)

@@ -52,6 +52,12 @@ describe('version bump', () => {
     assert.equal(selectTarget('2.21.3', releases, {kind: 'to', version: 'v3.0.1'}).version, '3.0.1')
     assert.throws(() => selectTarget('3.17.2', releases, {kind: 'major'}), {code: 'NO_NEWER_RELEASE'})
     assert.throws(() => selectTarget('3.17.2', releases, {kind: 'to', version: '3.99.0'}), {code: 'VERSION_UNKNOWN'})
+    // An older release only on request: a database the newer MLflow migrated would be ahead of it.
+    assert.throws(() => selectTarget('3.17.2', releases, {kind: 'to', version: '3.0.1'}), {code: 'DOWNGRADE_REFUSED'})
+    assert.equal(
+      selectTarget('3.17.2', releases, {kind: 'to', version: '3.0.1', allowDowngrade: true}).version,
+      '3.0.1',
+    )
   })
 
   it('rewrites requirements, mlflowctl.json and manifest.json (MD5s, app mode, Python), keeping added lines', () => {

@@ -1,0 +1,110 @@
+// What a new user trips over (issue 17), each as the user meets it: through the built CLI.
+import assert from 'node:assert/strict'
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {describe, it} from 'node:test'
+
+import Database from 'better-sqlite3'
+import semver from 'semver'
+import * as tar from 'tar'
+
+import {NEWEST_KNOWN_MLFLOW} from '../../src/core/versions.js'
+import {runCli, tempDir} from '../support/cli.js'
+
+describe('new-user trips (no server needed)', () => {
+  it('an unknown command is exit 2 with "did you mean", in the envelope under --json', async () => {
+    const json = await runCli(['bakup', 'list', '--json'])
+    assert.equal(json.code, 2, json.stdout + json.stderr)
+    assert.equal(json.json!.status, 2)
+    assert.equal(json.json!.error!.code, 'UNKNOWN_COMMAND')
+    assert.ok(json.json!.error!.suggestions.includes('Did you mean backup list?'), json.stdout)
+    const text = await runCli(['backup', 'lst'])
+    assert.equal(text.code, 2)
+    assert.match(text.stderr, /Did you mean backup list\?/)
+  })
+
+  it('a missing directory is a configuration error (exit 3), not "a bug"', async () => {
+    const result = await runCli(['dev', 'up', '/nonexistent/dir', '--json'])
+    assert.equal(result.code, 3, result.stdout)
+    assert.equal(result.json!.error!.code, 'PATH_NOT_FOUND')
+    assert.ok(!result.stdout.includes('This is a bug'))
+  })
+
+  it('db status --db /missing/dir says the directory does not exist (not "not a URL")', async () => {
+    const result = await runCli(['db', 'status', '--db', '/missing/dir', '--json'])
+    assert.equal(result.code, 2, result.stdout)
+    assert.equal(result.json!.error!.code, 'DATABASE_NOT_FOUND')
+    assert.match(result.json!.error!.message, /\/missing\/dir does not exist/)
+  })
+
+  it('db status measures against the newest tested release, and lists newer catalog releases as untested', async () => {
+    const dir = tempDir('new-user-db-')
+    const db = new Database(join(dir, 'mlflow.db'))
+    db.exec(
+      "CREATE TABLE experiments (experiment_id INTEGER); CREATE TABLE alembic_version (version_num TEXT); INSERT INTO alembic_version VALUES ('dc11669786a5')",
+    )
+    db.close()
+    const result = await runCli(['db', 'status', '--db', dir, '--json'])
+    assert.equal(result.code, 0, result.stdout)
+    assert.equal(result.json!.result.target.version, NEWEST_KNOWN_MLFLOW)
+    assert.equal(result.json!.result.kind, 'current', 'a database at the head init renders is not "behind"')
+    const catalog = JSON.parse(readFileSync(new URL('../../catalog/mlflow-migrations.json', import.meta.url), 'utf8'))
+    const newer = (catalog.releases as Array<{version: string}>)
+      .map((r) => r.version)
+      .filter((v) => semver.gt(v, NEWEST_KNOWN_MLFLOW))
+    assert.deepEqual(result.json!.result.newerUntested, newer.sort(semver.compare))
+    const text = await runCli(['db', 'status', '--db', dir])
+    if (newer.length > 0)
+      assert.match(
+        text.stdout,
+        new RegExp(`Newer in the catalog, untested with this mlflowctl: .*${newer.at(-1)!.replaceAll('.', '\\.')}`),
+      )
+  })
+
+  it('backup verify of an ordinary tar.gz says it is not an mlflowctl backup (exit 6)', async () => {
+    const dir = tempDir('new-user-tar-')
+    mkdirSync(join(dir, 'json'))
+    writeFileSync(join(dir, 'json', 'a.json'), '{}')
+    const file = join(tempDir(), 'data.tar.gz')
+    await tar.c({gzip: true, file, cwd: dir}, ['json'])
+    const result = await runCli(['backup', 'verify', file, '--json'])
+    assert.equal(result.code, 6, result.stdout)
+    assert.equal(result.json!.error!.code, 'NOT_A_BACKUP')
+    assert.match(result.json!.error!.message, /is not an mlflowctl backup: its first entry is json\//)
+  })
+
+  it('init refuses a version that is not a release, naming the nearest one (exit 2)', async () => {
+    for (const [version, nearest] of [
+      ['3.11', '3.11.1'],
+      ['3.99', undefined],
+    ] as const) {
+      const result = await runCli(['init', join(tempDir(), 'b'), '--mlflow-version', version, '--json'])
+      assert.equal(result.code, 2, result.stdout)
+      assert.equal(result.json!.error!.code, 'MLFLOW_VERSION_UNKNOWN')
+      if (nearest)
+        assert.match(
+          result.json!.error!.suggestions[0],
+          new RegExp(`--mlflow-version ${nearest.replaceAll('.', '\\.')}`),
+        )
+    }
+  })
+
+  it('init --mlflow-version 3.17 renders the release it names, 3.17.0', async () => {
+    const dir = join(tempDir(), 'b')
+    const result = await runCli(['init', dir, '--mlflow-version', '3.17', '--json'])
+    assert.equal(result.code, 0, result.stdout)
+    assert.equal(result.json!.result.mlflowVersion, '3.17.0')
+    assert.match(readFileSync(join(dir, 'requirements.txt'), 'utf8'), /^mlflow==3\.17\.0$/m)
+  })
+
+  it('version bump --to an older release is refused without --allow-downgrade (exit 2)', async () => {
+    const dir = join(tempDir(), 'b')
+    assert.equal((await runCli(['init', dir, '--mlflow-version', NEWEST_KNOWN_MLFLOW])).code, 0)
+    const env = {MLFLOWCTL_PYPI_URL: 'http://127.0.0.1:9'}
+    const refused = await runCli(['version', 'bump', dir, '--to', '3.10.0', '--json'], {env})
+    assert.equal(refused.code, 2, refused.stdout)
+    assert.equal(refused.json!.error!.code, 'DOWNGRADE_REFUSED')
+    const allowed = await runCli(['version', 'bump', dir, '--to', '3.10.0', '--allow-downgrade', '--json'], {env})
+    assert.equal(allowed.code, 0, allowed.stdout + allowed.stderr)
+  })
+})
