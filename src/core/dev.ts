@@ -158,7 +158,7 @@ export async function devUp(deps: DevDeps, options: DevUpOptions, runner: StepRu
   }
 }
 
-async function waitUntilSettled(
+export async function waitUntilSettled(
   deps: DevDeps,
   paths: DevPaths,
   pid: number,
@@ -166,6 +166,7 @@ async function waitUntilSettled(
   report: (line: string) => void,
 ): Promise<DevStateView> {
   const deadline = deps.now() + timeoutMs
+  let reported: string | undefined
   for (;;) {
     const state = await deps.state(paths)
     if (state?.supervisorPid === pid && state.phase === 'ready') return state
@@ -181,7 +182,9 @@ async function waitUntilSettled(
         },
       )
     }
-    report(state?.phase === 'starting' ? 'waiting for /health' : 'starting')
+    // One line per phase: outside a terminal every report is a line of its own.
+    const phase = state?.phase === 'starting' ? 'waiting for /health' : 'starting'
+    if (phase !== reported) report((reported = phase))
     await deps.sleep(POLL_MS)
   }
 }
