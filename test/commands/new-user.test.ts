@@ -9,6 +9,7 @@ import semver from 'semver'
 import * as tar from 'tar'
 
 import {NEWEST_KNOWN_MLFLOW} from '../../src/core/versions.js'
+import {instancePaths} from '../../src/adapters/dev/instance-store.js'
 import {runCli, tempDir} from '../support/cli.js'
 
 describe('new-user trips (no server needed)', () => {
@@ -106,5 +107,17 @@ describe('new-user trips (no server needed)', () => {
     assert.equal(refused.json!.error!.code, 'DOWNGRADE_REFUSED')
     const allowed = await runCli(['version', 'bump', dir, '--to', '3.10.0', '--allow-downgrade', '--json'], {env})
     assert.equal(allowed.code, 0, allowed.stdout + allowed.stderr)
+  })
+
+  it('backup create --source on a bundle directory names where its dev data is', async () => {
+    const bundle = join(tempDir(), 'bundle')
+    assert.equal((await runCli(['init', bundle])).code, 0)
+    const data = instancePaths(process.env.MLFLOWCTL_DATA_DIR!, bundle).data
+    mkdirSync(data, {recursive: true})
+    const result = await runCli(['backup', 'create', '--source', bundle, '--repo', tempDir(), '--json'])
+    assert.equal(result.code, 2, result.stdout)
+    assert.equal(result.json!.error!.code, 'SOURCE_NOT_FOUND')
+    assert.ok(result.json!.error!.message.includes(`the data of its dev instance is in ${data}`), result.stdout)
+    assert.match(result.json!.error!.suggestions[0], /^mlflowctl backup create --source \S+\/data --repo /)
   })
 })

@@ -1,10 +1,12 @@
 // Real dependencies for the backup commands (local repository; SQLite and PostgreSQL sources).
 import {randomBytes} from 'node:crypto'
 import {access} from 'node:fs/promises'
-import {join} from 'node:path'
+import {existsSync} from 'node:fs'
+import {join, resolve} from 'node:path'
 
 import type {CreateDeps} from '../../core/backup/create.js'
 import {parseDatabaseUrl} from '../../core/database-url.js'
+import {instancePaths} from '../dev/instance-store.js'
 import {historyFile} from '../history-file.js'
 import {faultPoint} from '../fault.js'
 import {fsFailure} from '../fs/safe-fs.js'
@@ -32,6 +34,11 @@ export function createBackupDeps(options: {
   connect?: ConnectTransferOptions
 }): CreateDeps {
   return {
+    devDataDirOf: async (dir) => {
+      if (!existsSync(join(dir, 'mlflowctl.json'))) return undefined
+      const data = instancePaths(options.dataDir, resolve(dir)).data
+      return existsSync(data) ? data : undefined
+    },
     // A source that an interrupted restore left half-swapped is put right before it is read.
     recoverSource: async (source, artifactsSource) =>
       source.kind === 'connect'

@@ -59,6 +59,8 @@ export interface CreateDeps {
   commitArchive(manifest: BackupManifest, staged: string): Promise<string>
   scratch(): Promise<{path: string; remove(): Promise<void>}>
   exists(path: string): Promise<boolean>
+  /** When `dir` is a rendered bundle that `dev up` ran: the data directory of that dev instance. */
+  devDataDirOf?(dir: string): Promise<string | undefined>
   snapshotSqlite(source: string, target: string): Promise<void>
   exportTables(snapshot: string, outDir: string): TablesExported
   /** Every MLflow table from one REPEATABLE READ snapshot, streamed with COPY. */
@@ -96,10 +98,17 @@ async function locate(
   }
   const db = deps.join(options.source.dir, 'mlflow.db')
   if (!(await deps.exists(db))) {
+    // A rendered bundle is the directory users know; its dev data lives elsewhere: name it.
+    const devData = await deps.devDataDirOf?.(options.source.dir)
     throw new UsageError(
       'SOURCE_NOT_FOUND',
-      `${options.source.dir} is not an app-data directory: it has no mlflow.db.`,
-      {suggestions: ["Pass the content's data directory (CONNECT_CONTENT_DATA_DIR), or sqlite:////path/to/mlflow.db."]},
+      `${options.source.dir} is not an app-data directory: it has no mlflow.db.${devData ? ` It is a bundle directory; the data of its dev instance is in ${devData}.` : ''}`,
+      {
+        suggestions: [
+          ...(devData ? [`mlflowctl backup create --source ${devData} --repo ${options.repo}`] : []),
+          "Pass the content's data directory (CONNECT_CONTENT_DATA_DIR), or sqlite:////path/to/mlflow.db.",
+        ],
+      },
     )
   }
   return {db, artifacts: deps.join(options.source.dir, 'artifacts'), location: options.source.dir}
