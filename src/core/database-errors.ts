@@ -19,6 +19,11 @@ export function databaseErrorHints(target: DatabaseTarget, message: string): str
       'The Entra principal must exist in the database under exactly this user name (pgaadauth_create_principal / CREATE USER … FROM EXTERNAL PROVIDER).',
     )
   }
+  if (/password authentication failed|Login failed for user/i.test(message) && target.auth === 'password') {
+    hints.push(
+      `The server refused user ${target.user ?? '(none)'} with this password. Check the user name and the password (percent-encode @, / and : in the URL), and that pg_hba.conf (or the server's firewall rules) allows this user from this host with password authentication.`,
+    )
+  }
   if (/rejects connection .*SSL off|no encryption/i.test(message))
     hints.push('The server requires TLS: set sslmode=verify-full (token logins always need TLS).')
   if (

@@ -27,7 +27,12 @@ export const databaseChecks: CheckDefinition<DoctorContext>[] = [
         return pass(`logged in as ${probe.user} (PostgreSQL ${probe.serverVersion}, auth ${target.auth}); ${revision}`)
       } catch (error) {
         const suggestions = (error as {suggestions?: string[]}).suggestions ?? []
-        return fail((error as Error).message, suggestions[0] ?? 'Check the URL, the network path and the credentials.')
+        const outcome = fail(
+          (error as Error).message,
+          suggestions[0] ?? 'Check the URL, the network path and the credentials.',
+        )
+        // The same exit code as db status and backup for a refused login (DATABASE_AUTH_FAILED: 4).
+        return (error as {code?: string}).code === 'DATABASE_AUTH_FAILED' ? {...outcome, exit: 4} : outcome
       }
     },
   },

@@ -73,6 +73,14 @@ describe('database errors', () => {
     assert.match(error.suggestionList[0], /rds_iam.*rds-db:connect/)
   })
 
+  it('a refused password login is an auth error (exit 4) with the user, password and pg_hba.conf checklist', () => {
+    const target = parseDatabaseUrl('postgresql://mlflow:wrong@db.internal:5432/mlflow')
+    const error = classifyDatabaseError(target, new Error('password authentication failed for user "mlflow"'))
+    assert.ok(error instanceof AuthError)
+    assert.equal(error.exit, 4)
+    assert.match(error.suggestionList[0], /refused user mlflow.*pg_hba\.conf/)
+  })
+
   it('gives TLS, network and credential hints, and masks the password', () => {
     const target = parseDatabaseUrl('postgresql://u:s3cret@db.internal:5432/mlflow')
     const error = classifyDatabaseError(target, new Error('connect ECONNREFUSED 10.0.0.1:5432 (password s3cret)'))

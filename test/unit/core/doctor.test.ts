@@ -154,3 +154,28 @@ describe('units', () => {
     )
   })
 })
+
+describe('doctor database layer (fake probes)', () => {
+  it('table: a refused login exits 4 like db status and backup; an unreachable database exits 6', async () => {
+    const {databaseChecks} = await import('../../../src/core/doctor/checks-database.js')
+    const {classifyDatabaseError} = await import('../../../src/core/database-errors.js')
+    const {parseDatabaseUrl} = await import('../../../src/core/database-url.js')
+    const database = parseDatabaseUrl('postgresql://mlflow:wrong@db.internal:5432/mlflow')
+    const connect = databaseChecks.find((c) => c.id === 'database.connect')!
+    for (const [driverMessage, exit] of [
+      ['password authentication failed for user "mlflow"', 4],
+      ['connect ECONNREFUSED 10.0.0.1:5432', undefined],
+    ] as const) {
+      const probes = {
+        probeDatabase: async () => Promise.reject(classifyDatabaseError(database, new Error(driverMessage))),
+      }
+      const outcome = await connect.run({input: {database}, probes, facts: {}} as never, new Map() as never)
+      assert.equal(outcome.status, 'fail', driverMessage)
+      assert.equal(outcome.exit, exit, driverMessage)
+      assert.equal(
+        doctorExitCode([{id: 'database.connect', status: outcome.status, exit: outcome.exit as 4 | undefined}]),
+        exit ?? 6,
+      )
+    }
+  })
+})
