@@ -22,6 +22,8 @@ export interface SuccessEnvelope<R> {
   status: number
   result: R
   warnings: string[]
+  /** Present exactly when status is not 0 (a computed negative outcome: doctor's failures, dev status stopped). */
+  error?: {code: string; message: string; suggestions: string[]}
 }
 
 /** Where and how a command reaches Connect (see MlflowctlCommand.connection). */
@@ -233,11 +235,19 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     return listrStepRunner(renderer)
   }
 
-  /** For outcomes that are computed but negative (e.g. "not running"): set the code, do not throw. */
-  protected setExitCode(code: ExitCode): void {
+  /**
+   * For outcomes that are computed but negative (e.g. "not running"): set the code, do not throw. A non-zero code
+   * needs the error it stands for: the envelope keeps `result` and adds `error`, so that "status ≠ 0 ⇒ error.code"
+   * holds for every command (README "JSON output").
+   */
+  protected setExitCode(code: ExitCode, error?: {code: string; message: string; suggestions?: string[]}): void {
     this.exitStatus = code
+    this.negativeOutcome =
+      code === ExitCode.Ok ? undefined : (error ?? {code: 'CHECK_FAILED', message: 'The check failed.'})
     process.exitCode = code
   }
+
+  private negativeOutcome?: {code: string; message: string; suggestions?: string[]}
 
   /** Registers work for finally() (stopping child processes, closing pools). */
   protected onCleanup(action: () => Promise<void> | void): void {
@@ -245,7 +255,20 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
   }
 
   protected toSuccessJson(result: unknown): SuccessEnvelope<unknown> {
-    return {status: this.exitStatus, result: redactDeep(result, this.secrets()), warnings: this.warnings}
+    const envelope: SuccessEnvelope<unknown> = {
+      status: this.exitStatus,
+      result: redactDeep(result, this.secrets()),
+      warnings: this.warnings,
+    }
+    if (this.negativeOutcome) {
+      const {code, message, suggestions = []} = this.negativeOutcome
+      envelope.error = {
+        code,
+        message: redact(message, this.secrets()),
+        suggestions: suggestions.map((s) => redact(s, this.secrets())),
+      }
+    }
+    return envelope
   }
 
   protected toErrorJson(error: unknown): ErrorEnvelope {

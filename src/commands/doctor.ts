@@ -132,7 +132,17 @@ Exit codes: 0 all passed or warned, 3 configuration missing, 4 authentication re
       skip: list(this.flags.skip),
       timeoutMs: this.flags.timeout * 1000,
     })
-    this.setExitCode(result.exitCode)
+    const failed = result.checks.filter((check) => check.status === 'fail')
+    this.setExitCode(result.exitCode, {
+      code:
+        result.exitCode === 3
+          ? 'DOCTOR_CONFIG_FAILED'
+          : result.exitCode === 4
+            ? 'DOCTOR_AUTH_FAILED'
+            : 'DOCTOR_CHECKS_FAILED',
+      message: `${failed.length} check(s) failed: ${failed.map((check) => check.id).join(', ')}.`,
+      suggestions: failed.flatMap((check) => (check.fix ? [`${check.id}: ${check.fix}`] : [])),
+    })
     this.out(showDoctor(result, this.paint, this.flags.verbose))
     return result
   }

@@ -60,5 +60,9 @@ describe('refusals (in process)', () => {
     assert.equal(result.code, 3, result.stdout + result.stderr)
     assert.equal(result.json!.status, 3)
     assert.ok(JSON.stringify(result.json).includes('config.server'), result.stdout)
+    // status ≠ 0 ⇒ error.code, with the checks kept in result.
+    assert.equal(result.json!.error!.code, 'DOCTOR_CONFIG_FAILED')
+    assert.match(result.json!.error!.message, /config\.server/)
+    assert.ok(Array.isArray(result.json!.result.checks))
   })
 })

@@ -120,4 +120,14 @@ describe('new-user trips (no server needed)', () => {
     assert.ok(result.json!.error!.message.includes(`the data of its dev instance is in ${data}`), result.stdout)
     assert.match(result.json!.error!.suggestions[0], /^mlflowctl backup create --source \S+\/data --repo /)
   })
+
+  it('dev status of a stopped instance: exit 6 with result and an error code in the envelope', async () => {
+    const bundle = join(tempDir(), 'bundle')
+    assert.equal((await runCli(['init', bundle])).code, 0)
+    const result = await runCli(['dev', 'status', bundle, '--json'])
+    assert.equal(result.code, 6, result.stdout)
+    assert.equal(result.json!.status, 6)
+    assert.equal(result.json!.result.running, false)
+    assert.equal(result.json!.error!.code, 'DEV_NOT_RUNNING')
+  })
 })

@@ -17,7 +17,11 @@ export default class DevStatus extends MlflowctlCommand<typeof DevStatus> {
   async run(): Promise<DevStatusResult> {
     const deps = createDevDeps({cacheDir: this.settings.cacheDir, dataDir: this.settings.dataDir, env: process.env})
     const result = await devStatus(deps, resolve(this.args.dir))
-    this.setExitCode(result.running ? ExitCode.Ok : ExitCode.CheckFailed)
+    this.setExitCode(result.running ? ExitCode.Ok : ExitCode.CheckFailed, {
+      code: 'DEV_NOT_RUNNING',
+      message: `The dev instance of ${result.bundleDir} is not running (${result.phase}).`,
+      suggestions: [`mlflowctl dev up ${result.bundleDir}`, `Its log: ${result.logFile}`],
+    })
     if (!this.jsonEnabled()) MlflowctlCommand.streams.stdout(`${showDevStatus(result)}\n`)
     return result
   }
