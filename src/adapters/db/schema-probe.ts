@@ -119,7 +119,9 @@ export function databaseFromFlag(raw: string): {target: DatabaseTarget; url: str
   const dir = resolve(raw)
   if (!raw.includes('://') && !existsSync(dir))
     throw new UsageError('DATABASE_NOT_FOUND', `${dir} does not exist.`, {
-      suggestions: ['Pass an app-data directory (the one holding mlflow.db) or a database URL (sqlite:////abs/path/mlflow.db, postgresql://…).'],
+      suggestions: [
+        'Pass an app-data directory (the one holding mlflow.db) or a database URL (sqlite:////abs/path/mlflow.db, postgresql://…).',
+      ],
     })
   const url =
     !raw.includes('://') && existsSync(dir) && statSync(dir).isDirectory() ? `sqlite:///${join(dir, 'mlflow.db')}` : raw

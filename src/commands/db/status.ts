@@ -33,7 +33,8 @@ ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version
       env: 'MLFLOWCTL_GUID',
     }),
     to: Flags.string({
-      summary: 'Target MLflow release (default: the newest tested release; newer ones in the catalog are listed as untested).',
+      summary:
+        'Target MLflow release (default: the newest tested release; newer ones in the catalog are listed as untested).',
       env: 'MLFLOWCTL_TO',
     }),
   }
@@ -60,7 +61,9 @@ ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version
         `State: ${status.kind}. ${status.explanation}`,
         ...formatPending(status.pending),
         ...(newerUntested.length > 0 && !this.flags.to
-          ? [`Newer in the catalog, untested with this mlflowctl: ${newerUntested.join(', ')} (db status --to VERSION).`]
+          ? [
+              `Newer in the catalog, untested with this mlflowctl: ${newerUntested.join(', ')} (db status --to VERSION).`,
+            ]
           : []),
       ].join('\n'),
     )
