@@ -87,13 +87,25 @@ async function runQuickTier(tier) {
 function integrationJobs() {
   return listTests(join(root, 'test', 'integration')).map((file, index) => {
     const name = relative(root, file)
+    const text = readFileSync(file, 'utf8')
+    const resources = FIXED_RESOURCES.filter((resource) => text.includes(resource.marker)).map(
+      (resource) => resource.name,
+    )
     return {
       name,
       sizeHint: statSync(file).size,
+      resources,
       run: (hold) => runNode([name], join(scratch, `integration-${index}.tap`), {hold}),
     }
   })
 }
+
+/**
+ * What some files need for themselves, so the pool never runs two of them at once: PostgreSQL checks cloud tokens
+ * through an LDAP bind to a verifier on one fixed address (scripts/setup-pg-token-auth.sh), which each of those
+ * files starts.
+ */
+const FIXED_RESOURCES = [{name: 'the token verifier on 127.0.0.1:3899', marker: 'startTokenVerifier('}]
 
 function testVenvs() {
   const file = join(process.env.MLFLOWCTL_TEST_CACHE_DIR ?? join(root, '.cache', 'mlflowctl'), 'test-venvs.json')
@@ -179,8 +191,21 @@ async function runSlowPool(jobs) {
   const queue = [...jobs].sort((a, b) => expected(b) - expected(a))
   const width = Math.max(1, Number(process.env.MLFLOWCTL_TEST_JOBS ?? Math.min(2, availableParallelism())))
   process.stdout.write(`\n== integration and extension (${jobs.length} jobs, ${width} at a time, longest first) ==\n`)
+  const busy = new Set()
+  // The longest job whose fixed resources are free; undefined when all that is left waits for a resource.
+  const nextJob = () => {
+    const index = queue.findIndex((job) => !(job.resources ?? []).some((resource) => busy.has(resource)))
+    return index < 0 ? undefined : queue.splice(index, 1)[0]
+  }
+  const waiting = []
   const worker = async () => {
-    for (let job = queue.shift(); job; job = queue.shift()) {
+    while (queue.length > 0) {
+      const job = nextJob()
+      if (!job) {
+        await new Promise((resolve) => waiting.push(resolve))
+        continue
+      }
+      for (const resource of job.resources ?? []) busy.add(resource)
       if (width > 1) process.stdout.write(`-- started: ${job.name}\n`)
       const counts = await job.run(width > 1)
       process.stdout.write(
@@ -188,6 +213,8 @@ async function runSlowPool(jobs) {
       )
       durations.push({name: job.name, seconds: counts.seconds, passed: counts.failed === 0})
       addCounts(counts)
+      for (const resource of job.resources ?? []) busy.delete(resource)
+      for (const resolve of waiting.splice(0)) resolve()
     }
   }
   await Promise.all(Array.from({length: width}, worker))
