@@ -35,6 +35,8 @@ export interface DeepVerifyResult {
   orphans: string[]
   /** References outside the backed-up store (another bucket, a local path), not checkable here. */
   unchecked: number
+  /** Those references, named: "model NAME version N: SOURCE". */
+  uncheckedReferences: string[]
 }
 
 const RUN_ID = /^[0-9a-f]{32}$/
@@ -49,7 +51,7 @@ export function proxiedPath(uri: string | null): string | undefined {
 export function artifactFindings(
   db: Pick<RestoredDatabase, 'runs' | 'modelVersions'>,
   archived: string[],
-): {missing: string[]; orphans: string[]; unchecked: number} {
+): {missing: string[]; orphans: string[]; unchecked: number; uncheckedReferences: string[]} {
   const present = new Set<string>()
   for (const file of archived) {
     const parts = file.split('/')
@@ -57,13 +59,14 @@ export function artifactFindings(
   }
   const runUris = new Map(db.runs.map((run) => [run.runId, run.artifactUri]))
   const missing: string[] = []
-  let unchecked = 0
+  const uncheckedReferences: string[] = []
   for (const version of db.modelVersions) {
     // runs:/<run id>/<path> is relative to that run's artifact URI.
     const viaRun = /^runs:\/([0-9a-f]{32})\/?(.*)$/.exec(version.source ?? '')
     const uri = viaRun ? `${runUris.get(viaRun[1]) ?? ''}/${viaRun[2]}` : version.source
     const path = proxiedPath(uri)
-    if (path === undefined) unchecked++
+    if (path === undefined)
+      uncheckedReferences.push(`model ${version.name} version ${version.version}: ${version.source}`)
     else if (!present.has(path)) missing.push(`model ${version.name} version ${version.version}: ${version.source}`)
   }
   const orphans = new Set<string>()
@@ -71,7 +74,7 @@ export function artifactFindings(
     const [experiment, runId] = file.split('/')
     if (runId && RUN_ID.test(runId) && !runUris.has(runId)) orphans.add(`${experiment}/${runId}`)
   }
-  return {missing, orphans: [...orphans].sort(), unchecked}
+  return {missing, orphans: [...orphans].sort(), unchecked: uncheckedReferences.length, uncheckedReferences}
 }
 
 /** @throws CheckFailedError BACKUP_DEEP_FAILED with every finding that makes the backup unsafe to rely on */
@@ -104,7 +107,9 @@ export async function deepVerify(deps: DeepVerifyDeps, archive: string): Promise
             .filter((entry) => entry.path.startsWith('artifacts/'))
             .map((entry) => entry.path.slice('artifacts/'.length))
     const artifacts =
-      manifest.artifacts.mode === 'none' ? {missing: [], orphans: [], unchecked: 0} : artifactFindings(db, archived)
+      manifest.artifacts.mode === 'none'
+        ? {missing: [], orphans: [], unchecked: 0, uncheckedReferences: []}
+        : artifactFindings(db, archived)
     reasons.push(...artifacts.missing.map((line) => `missing artifact for ${line}`))
     if (reasons.length > 0) throw fail(reasons)
     return {id: manifest.id, revision: manifest.alembicRevision, tables: loaded.tables, rows: loaded.rows, ...artifacts}

@@ -19,7 +19,7 @@ export function showVerified(
   deep?: DeepVerifyResult,
 ): string {
   const deepLine = deep
-    ? `\nDeep: ${deep.tables} tables and ${deep.rows} rows restored and checked; ${deep.unchecked} references outside the backed-up store not checked.`
+    ? `\nDeep: ${deep.tables} tables and ${deep.rows} rows restored and checked; ${deep.unchecked} references outside the backed-up store not checked${deep.uncheckedReferences?.length ? `:\n${deep.uncheckedReferences.map((reference) => `  ${reference}`).join('\n')}` : '.'}`
     : ''
   return `Intact: ${manifest.id}, ${manifest.files.length} files, revision ${manifest.alembicRevision ?? 'none'}.${deepLine}`
 }

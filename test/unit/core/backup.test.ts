@@ -403,6 +403,7 @@ describe('backup verify --deep (core)', async () => {
       missing: [`model via-run version 2: runs:/${run}/model`],
       orphans: [`1/${'b'.repeat(32)}`],
       unchecked: 1,
+      uncheckedReferences: ['model elsewhere version 1: s3://other/model'],
     })
   })
   it('fails on a row count that differs from the manifest, an integrity problem, and always removes its scratch space', async () => {

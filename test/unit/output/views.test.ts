@@ -19,6 +19,20 @@ describe('human views', () => {
     assert.doesNotMatch(showRestored(restored), /Safety backup/)
     assert.match(showRestored({...restored, safetyBackup: 's1'}), /\nSafety backup of the previous data: s1$/)
     assert.equal(showVerified({id: 'b1', files: [1, 2], alembicRevision: null}), 'Intact: b1, 2 files, revision none.')
+    const deep = {
+      id: 'b1',
+      revision: 'r',
+      tables: 3,
+      rows: 9,
+      missing: [],
+      orphans: [],
+      unchecked: 1,
+      uncheckedReferences: ['model m version 1: s3://other/model'],
+    }
+    assert.match(
+      showVerified({id: 'b1', files: [1], alembicRevision: 'r'}, deep),
+      /1 references outside the backed-up store not checked:\n {2}model m version 1: s3:\/\/other\/model$/,
+    )
   })
 
   it('history: one row per event, dashes for what an event lacks', () => {
