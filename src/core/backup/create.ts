@@ -179,6 +179,33 @@ async function* concat<T>(...parts: Array<Iterable<T> | AsyncIterable<T>>): Asyn
  * pings (start, success, fail) are best effort: a failed ping is a warning.
  */
 export async function createBackup(deps: CreateDeps, options: CreateOptions): Promise<CreateResult> {
+  try {
+    return await runCreate(deps, options)
+  } catch (error) {
+    // A failed backup is in the history as failed deploys are (a ledger that fails too keeps the first error).
+    await deps
+      .appendHistory({
+        v: 1,
+        time: deps.now().toISOString(),
+        action: 'backup',
+        result: 'failed',
+        server: historyLocation(options.source),
+        message: `${(error as Error).message.split('\n')[0]}`,
+      })
+      .catch(() => undefined)
+    throw error
+  }
+}
+
+/** Where a backup source or restore target is, as the history ledger names it (file:// for local paths). */
+export function historyLocation(spec: BackupSourceSpec): string {
+  if (spec.kind === 'app-data') return `file://${spec.dir}`
+  if (spec.kind === 'sqlite') return `file://${spec.path}`
+  if (spec.kind === 'postgresql') return spec.display
+  return `connect:${spec.guid}`
+}
+
+async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<CreateResult> {
   const warnings: string[] = []
   const ping = async (suffix: string) => {
     if (!options.healthcheckUrl) return
@@ -251,10 +278,7 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
       time: deps.now().toISOString(),
       action: 'backup',
       result: 'ok',
-      server:
-        options.source.kind === 'postgresql' || options.source.kind === 'connect'
-          ? source.location
-          : `file://${source.location}`,
+      server: historyLocation(options.source),
       revision: tables.alembicRevision ?? undefined,
       message: `${id} (${bytes} bytes)`,
     })

@@ -8,7 +8,7 @@
  */
 import {ConfigError, UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
-import type {BackupSourceSpec} from './create.js'
+import {historyLocation, type BackupSourceSpec} from './create.js'
 import type {BackupManifest} from './format.js'
 import {parseGuid} from './locations.js'
 
@@ -177,6 +177,24 @@ export function targetNotEmpty(
 }
 
 export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
+  try {
+    return await runRestore(deps, options)
+  } catch (error) {
+    await deps
+      .appendHistory({
+        v: 1,
+        time: deps.now().toISOString(),
+        action: 'restore',
+        result: 'failed',
+        server: historyLocation(options.target),
+        message: `${options.backupRef ?? options.archive}: ${(error as Error).message.split('\n')[0]}`,
+      })
+      .catch(() => undefined)
+    throw error
+  }
+}
+
+async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const target = options.target
   const warnings = await deps.recover(target, options.artifactsTo)
   const inspection = await deps.inspectTarget(target, options.artifactsTo)
@@ -216,10 +234,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       time: deps.now().toISOString(),
       action: 'restore',
       result: 'ok',
-      server:
-        target.kind === 'app-data' || target.kind === 'sqlite'
-          ? `file://${target.kind === 'sqlite' ? target.path : target.dir}`
-          : describeTarget(target),
+      server: historyLocation(target),
       revision,
       message: `${manifest.id} into ${describeTarget(target)}`,
     })

@@ -221,7 +221,13 @@ describe('createBackup (core, with injected I/O)', async () => {
   it('pings fail and still releases everything when the archive cannot be written; a failed ping is only a warning', async () => {
     const {deps, events} = fakeDeps({writeArchive: async () => Promise.reject(new Error('disk full'))})
     await assert.rejects(createBackup(deps, options), /disk full/)
-    assert.deepEqual(events.slice(-3), ['ping https://hc.example/uuid/fail', 'scratch removed', 'unlock'])
+    // The failure is in the history, after everything was released.
+    assert.deepEqual(events.slice(-4), [
+      'ping https://hc.example/uuid/fail',
+      'scratch removed',
+      'unlock',
+      'history backup failed',
+    ])
     const flaky = fakeDeps({ping: async () => Promise.reject(new Error('no route'))})
     const result = await createBackup(flaky.deps, options)
     assert.deepEqual(result.warnings, [
@@ -244,10 +250,15 @@ describe('createBackup (core, with injected I/O)', async () => {
       assert.equal(error?.exit, 3)
       assert.match(error!.message, found)
       assert.ok(
-        !events.includes('archive') && !events.some((e) => e.startsWith('history')),
+        !events.includes('archive') && !events.includes('history backup ok'),
         'nothing archived, nothing recorded as ok',
       )
-      assert.deepEqual(events.slice(-3), ['ping https://hc.example/uuid/fail', 'scratch removed', 'unlock'])
+      assert.deepEqual(events.slice(-4), [
+        'ping https://hc.example/uuid/fail',
+        'scratch removed',
+        'unlock',
+        'history backup failed',
+      ])
     }
     const safety = fakeDeps({exportTables: () => ({rowCounts: {}, alembicRevision: null, files: []})})
     assert.equal((await createBackup(safety.deps, {...options, requireMlflow: false})).revision, null)
@@ -435,5 +446,18 @@ describe('backup verify --deep (core)', async () => {
         /integrity: page 3 is never used; runs restored 1 rows, the manifest says 2/.test(error.message),
     )
     assert.ok(removed)
+  })
+})
+
+describe('history locations', () => {
+  it('names local paths as file:// URLs once, and the others as they are shown', async () => {
+    const {historyLocation} = await import('../../../src/core/backup/create.js')
+    assert.equal(historyLocation({kind: 'sqlite', path: '/srv/x/mlflow.db'}), 'file:///srv/x/mlflow.db')
+    assert.equal(historyLocation({kind: 'app-data', dir: '/srv/x'}), 'file:///srv/x')
+    assert.equal(
+      historyLocation({kind: 'postgresql', url: 'postgresql://u:p@h/db', display: 'postgresql://u:***@h/db'}),
+      'postgresql://u:***@h/db',
+    )
+    assert.equal(historyLocation({kind: 'connect', guid: 'g'}), 'connect:g')
   })
 })
