@@ -1,4 +1,5 @@
 /** `backup create` from a local app-data directory or a SQLite file: options in, result out, I/O injected. */
+import {redact, urlPasswordForms} from '../redact.js'
 import {ConfigError, UsageError} from '../../errors.js'
 import {proxiedPath} from './deep-verify.js'
 import type {HistoryEvent} from '../history.js'
@@ -190,12 +191,16 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
         action: 'backup',
         result: 'failed',
         server: historyLocation(options.source),
-        message: `${(error as Error).message.split('\n')[0]}`,
+        message: redact((error as Error).message.split('\n')[0], secretsOf(options.source)),
       })
       .catch(() => undefined)
     throw error
   }
 }
+
+/** The password of a database URL, in the forms a driver's message may carry it. */
+export const secretsOf = (spec: BackupSourceSpec): string[] =>
+  spec.kind === 'postgresql' ? urlPasswordForms(spec.url) : []
 
 /** Where a backup source or restore target is, as the history ledger names it (file:// for local paths). */
 export function historyLocation(spec: BackupSourceSpec): string {

@@ -6,9 +6,10 @@
  * The schema is created by real MLflow at the backup's revision (a managed venv); the extension's normal
  * startup upgrades it to its own head afterwards.
  */
+import {redact} from '../redact.js'
 import {ConfigError, UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
-import {historyLocation, type BackupSourceSpec} from './create.js'
+import {historyLocation, secretsOf, type BackupSourceSpec} from './create.js'
 import type {BackupManifest} from './format.js'
 import {parseGuid} from './locations.js'
 
@@ -187,7 +188,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         action: 'restore',
         result: 'failed',
         server: historyLocation(options.target),
-        message: `${options.backupRef ?? options.archive}: ${(error as Error).message.split('\n')[0]}`,
+        message: redact(
+          `${options.backupRef ?? options.archive}: ${(error as Error).message.split('\n')[0]}`,
+          secretsOf(options.target),
+        ),
       })
       .catch(() => undefined)
     throw error
