@@ -6,21 +6,13 @@ import {fileURLToPath} from 'node:url'
 
 import {MlflowctlCommand} from '../../src/base-command.js'
 import {createDeps, type CommandDeps} from '../../src/deps.js'
+import type {CliResult} from './cli.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 let config: Config | undefined
 
-export interface InProcessResult {
-  code: number
-  stdout: string
-  stderr: string
-  json?: {
-    status: number
-    result?: any
-    warnings?: string[]
-    error?: {code: string; message: string; suggestions: string[]}
-  }
-}
+/** The same shape as a child-process run (test/support/cli.ts), so assertions read alike. */
+export type InProcessResult = CliResult
 
 export async function runInProcess(
   command: {run(argv: string[], config: Config): Promise<unknown>},
