@@ -11,6 +11,7 @@ import {redact, redactDeep, urlPasswordForms} from './core/redact.js'
 import {CancelledError, ConfigError, ExitCode, type MlflowctlError} from './errors.js'
 import {painter, useColor, type Painter} from './output/color.js'
 import {toMlflowctlError} from './output/errors.js'
+import {localInvocation} from './output/invocation.js'
 import {chooseRenderer, listrStepRunner} from './output/tasks.js'
 
 export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<
@@ -211,12 +212,25 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
 
   /** Result text for humans: stdout, silent under --json. */
   protected out(text: string): void {
-    if (!this.jsonEnabled()) MlflowctlCommand.streams.stdout(`${redact(text, this.secrets())}\n`)
+    if (!this.jsonEnabled()) MlflowctlCommand.streams.stdout(`${this.printable(text)}\n`)
   }
 
   /** Progress and hints: stderr, silent under --json. */
   protected err(text: string): void {
-    if (!this.jsonEnabled()) MlflowctlCommand.streams.stderr(`${redact(text, this.secrets())}\n`)
+    if (!this.jsonEnabled()) MlflowctlCommand.streams.stderr(`${this.printable(text)}\n`)
+  }
+
+  /**
+   * Result text that carries a secret on purpose (the key of a local dev instance, which the user needs): stdout,
+   * silent under --json, never masked. Everything else goes through out().
+   */
+  protected outIncludingSecret(text: string): void {
+    if (!this.jsonEnabled()) MlflowctlCommand.streams.stdout(`${localInvocation(this.config).rewrite(text)}\n`)
+  }
+
+  /** Text as it may be shown: secrets masked, and "mlflowctl <command>" spelled the way that runs here. */
+  protected printable(text: string): string {
+    return localInvocation(this.config).rewrite(redact(text, this.secrets()))
   }
 
   /** A warning goes to stderr now and into the JSON envelope's `warnings`. */
@@ -262,31 +276,36 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     }
     if (this.negativeOutcome) {
       const {code, message, suggestions = []} = this.negativeOutcome
-      envelope.error = {
-        code,
-        message: redact(message, this.secrets()),
-        suggestions: suggestions.map((s) => redact(s, this.secrets())),
-      }
+      envelope.error = {code, message: this.printable(message), suggestions: suggestions.map((s) => this.printable(s))}
     }
     return envelope
   }
 
   protected toErrorJson(error: unknown): ErrorEnvelope {
-    const mapped = toMlflowctlError(error)
+    const mapped = this.mapError(error)
     return {
       status: mapped.exit,
       error: {
         code: mapped.code,
-        message: redact(mapped.message, this.secrets()),
-        suggestions: mapped.suggestionList.map((s) => redact(s, this.secrets())),
+        message: this.printable(mapped.message),
+        suggestions: mapped.suggestionList.map((s) => this.printable(s)),
         ...(mapped.ref ? {ref: mapped.ref} : {}),
       },
     }
   }
 
+  /** The typed error for anything thrown; a mistyped flag is compared with this command's flags. */
+  private mapError(error: unknown): MlflowctlError {
+    const ctor = this.ctor as typeof MlflowctlCommand
+    const flags = Object.entries({...ctor.baseFlags, ...ctor.flags})
+      .filter(([, flag]) => !(flag as {hidden?: boolean}).hidden)
+      .map(([name]) => name)
+    return toMlflowctlError(error, {id: this.id ?? ctor.id, flags: [...flags, 'json', 'help']})
+  }
+
   /** Maps every error to its typed exit code (also under --json, where oclif would collapse it to 1). */
   protected async catch(error: Error & {exitCode?: number}): Promise<void> {
-    const mapped: MlflowctlError = toMlflowctlError(error)
+    const mapped: MlflowctlError = this.mapError(error)
     process.exitCode = mapped.exit
     if (this.jsonEnabled()) {
       this.logJson(this.toErrorJson(mapped))
@@ -298,7 +317,7 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     if (mapped.suggestionList.length > 0) lines.push('Try this:', ...mapped.suggestionList.map((s) => `  ${s}`))
     if (mapped.ref) lines.push(`See ${mapped.ref}`)
     if (mapped.exit === ExitCode.Internal && process.env.DEBUG && error.stack) lines.push(error.stack)
-    MlflowctlCommand.streams.stderr(`${redact(lines.join('\n'), this.secrets())}\n`)
+    MlflowctlCommand.streams.stderr(`${this.printable(lines.join('\n'))}\n`)
   }
 
   protected async finally(error: Error | undefined): Promise<void> {

@@ -1,5 +1,6 @@
 import {Errors} from '@oclif/core'
 
+import {closestMatch} from '../core/suggest.js'
 import {
   CancelledError,
   ConfigError,
@@ -17,8 +18,12 @@ const ISSUE_HINT = 'This is a bug in mlflowctl: re-run with DEBUG=mlflowctl:* an
  * file-system error that no adapter mapped names its path and gets a typed code, so that only real bugs are
  * reported as bugs.
  */
-export function toMlflowctlError(error: unknown): MlflowctlError {
+export function toMlflowctlError(error: unknown, command?: {id: string; flags: string[]}): MlflowctlError {
   if (error instanceof MlflowctlError) return error
+  const unknownFlags = (error as {flags?: unknown}).flags
+  if (error instanceof Errors.CLIError && Array.isArray(unknownFlags) && command) {
+    return unknownFlagError(unknownFlags as string[], command, error)
+  }
   if (error instanceof Errors.CLIError) {
     const exit = error.oclif?.exit
     // Every parser error (CLIParseError carries `parse`) is a usage error, including the ones oclif's
@@ -42,6 +47,20 @@ export function toMlflowctlError(error: unknown): MlflowctlError {
   }
   const message = error instanceof Error ? error.message : String(error)
   return new InternalError(`${message}`, {suggestions: [ISSUE_HINT], cause: error})
+}
+
+/** A mistyped flag (oclif's NonExistentFlagsError): exit 2, with the closest flag of the command. */
+function unknownFlagError(typed: string[], command: {id: string; flags: string[]}, cause: unknown): UsageError {
+  const name = command.id.split(':').join(' ')
+  const guesses = typed.flatMap((flag) => {
+    const match = closestMatch(flag.replace(/^-+/, '').split('=')[0], command.flags)
+    return match ? [`Did you mean --${match} (not ${flag})?`] : []
+  })
+  return new UsageError(
+    'UNKNOWN_FLAG',
+    `${typed.join(', ')} ${typed.length === 1 ? 'is not a flag' : 'are not flags'} of ${name}.`,
+    {suggestions: [...guesses, `mlflowctl ${name} --help lists its flags.`], cause},
+  )
 }
 
 /** A Node file-system error (it carries `syscall` and `path`) as the typed error a user can act on. */

@@ -51,7 +51,7 @@ describe('mlflowctl init', () => {
     [['--mlflow-version', '1.30.0'], 'UNSUPPORTED_MLFLOW_VERSION'],
     [['--mlflow-version', 'latest'], 'INVALID_MLFLOW_VERSION'],
     [['--storage', 'ftp'], 'USAGE'],
-    [['--no-such-flag'], 'USAGE'],
+    [['--no-such-flag'], 'UNKNOWN_FLAG'],
   ] as const) {
     it(`exits 2 with ${errorCode} for ${args.join(' ')}`, async () => {
       const {code, json} = await runCli(['init', join(tempDir(), 'x'), ...args, '--json'])

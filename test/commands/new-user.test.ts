@@ -1,8 +1,9 @@
 // What a new user trips over (issue 17), each as the user meets it: through the built CLI.
 import assert from 'node:assert/strict'
-import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
+import {fileURLToPath} from 'node:url'
 
 import Database from 'better-sqlite3'
 import semver from 'semver'
@@ -129,5 +130,54 @@ describe('new-user trips (no server needed)', () => {
     assert.equal(result.json!.status, 6)
     assert.equal(result.json!.result.running, false)
     assert.equal(result.json!.error!.code, 'DEV_NOT_RUNNING')
+  })
+
+  it('a mistyped flag is exit 2 with the closest flag of that command, in the envelope under --json', async () => {
+    const json = await runCli(['backup', 'list', '--rep', '/tmp/x', '--json'])
+    assert.equal(json.code, 2, json.stdout + json.stderr)
+    assert.equal(json.json!.error!.code, 'UNKNOWN_FLAG')
+    assert.ok(json.json!.error!.suggestions.includes('Did you mean --repo (not --rep)?'), json.stdout)
+    const text = await runCli(['backup', 'list', '--repo', '/tmp/x', '--jsno'])
+    assert.equal(text.code, 2)
+    assert.match(text.stderr, /Did you mean --json \(not --jsno\)\?/)
+  })
+
+  it('hints spell the command the way that runs from here: on PATH, in the clone, or by its path', async () => {
+    const root = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '')
+    const hint = async (options: {cwd: string; path?: string}) => {
+      const result = await runCli(['dev', 'status', join(tempDir(), 'never-started'), '--json'], {
+        cwd: options.cwd,
+        env: {MLFLOWCTL_INVOCATION: undefined, PATH: options.path ?? process.env.PATH},
+      })
+      assert.equal(result.json!.error!.code, 'DEV_NOT_RUNNING', result.stdout)
+      return result.json!.error!.suggestions[0]
+    }
+    const elsewhere = tempDir('invocation-')
+    assert.match(await hint({cwd: elsewhere}), new RegExp(`^node ${root}/bin/run\\.js dev up `))
+    assert.match(await hint({cwd: root}), /^npx mlflowctl dev up /)
+    const bin = join(tempDir('invocation-bin-'))
+    symlinkSync(join(root, 'bin', 'run.js'), join(bin, 'mlflowctl'))
+    assert.match(await hint({cwd: elsewhere, path: `${bin}:${process.env.PATH}`}), /^mlflowctl dev up /)
+  })
+
+  it('the --yes suggestion of a restore that cannot ask repeats --repo and --to, so that it runs as printed', async () => {
+    const dir = tempDir('restore-hint-')
+    for (const name of ['source', 'target']) {
+      mkdirSync(join(dir, name))
+      const db = new Database(join(dir, name, 'mlflow.db'))
+      db.exec(
+        "CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY, name TEXT); CREATE TABLE alembic_version (version_num TEXT); INSERT INTO alembic_version VALUES ('dc11669786a5'); INSERT INTO experiments VALUES (0, 'Default')",
+      )
+      db.close()
+    }
+    const repo = join(dir, 'repo')
+    const created = await runCli(['backup', 'create', '--source', `sqlite:///${dir}/source/mlflow.db`, '--repo', repo])
+    assert.equal(created.code, 0, created.stderr)
+    const target = join(dir, 'target')
+    const refused = await runCli(['backup', 'restore', 'latest', '--repo', repo, '--to', target, '--force', '--json'])
+    assert.equal(refused.json!.error!.code, 'YES_REQUIRED', refused.stdout)
+    assert.deepEqual(refused.json!.error!.suggestions, [
+      `Re-run with --yes: mlflowctl backup restore latest --repo ${repo} --to ${target} --force --yes`,
+    ])
   })
 })

@@ -22,12 +22,13 @@ export interface CliResult {
 /** Runs the built CLI (bin/run.js) as a user would, as a child process. */
 export function runCli(
   args: string[],
-  options: {env?: Record<string, string | undefined>; timeoutMs?: number} = {},
+  options: {env?: Record<string, string | undefined>; timeoutMs?: number; cwd?: string} = {},
 ): Promise<CliResult> {
   const started = Date.now()
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [RUN, ...args], {
       env: {...process.env, ...options.env},
+      cwd: options.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stdout = ''

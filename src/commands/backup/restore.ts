@@ -74,7 +74,13 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       confirm: confirmer({
         yes: this.flags.yes,
         json: this.jsonEnabled(),
-        command: `mlflowctl backup restore ${this.args.backup} --to … --force`,
+        command: [
+          `mlflowctl backup restore ${this.args.backup}`,
+          ...(this.flags.repo ? [`--repo ${this.flags.repo}`] : []),
+          `--to ${this.flags.to}`,
+          ...(this.flags['artifacts-to'] ? [`--artifacts-to ${this.flags['artifacts-to']}`] : []),
+          '--force',
+        ].join(' '),
       }),
       onProgress: (line) => this.err(line),
       onWarning: (message) => this.warnUser(message),

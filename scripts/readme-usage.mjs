@@ -1,0 +1,11 @@
+// oclif readme writes "npm install -g mlflowctl" into the Usage section, but mlflowctl is not on the npm registry:
+// this replaces that line with the commands that work from a clone (README "Usage"), so the generated README stays true.
+import {readFileSync, writeFileSync} from 'node:fs'
+
+const path = new URL('../README.md', import.meta.url)
+const text = readFileSync(path, 'utf8')
+const fixed = text.replace(
+  '$ npm install -g mlflowctl\n',
+  '$ npm ci && npm link      # in a clone: puts mlflowctl on PATH (or run it as npx mlflowctl inside the clone)\n',
+)
+if (fixed !== text) writeFileSync(path, fixed)
