@@ -35,3 +35,51 @@ export const draftsFlag = Flags.string({
   default: 'auto',
   env: 'MLFLOWCTL_DRAFTS',
 })
+
+/** The flags of `mlflowctl doctor` (src/commands/doctor.ts). */
+export const doctorFlags = {
+  ...targetFlags,
+  insecure: insecureFlag,
+  guid: Flags.string({
+    summary: 'GUID of the content to diagnose (default: from the deployment record in DIR).',
+    env: 'MLFLOWCTL_GUID',
+  }),
+  deep: Flags.boolean({
+    summary: 'Also write, read and delete a probe file through the artifact proxy.',
+    env: 'MLFLOWCTL_DEEP',
+  }),
+  only: Flags.string({
+    summary: 'Run only these check IDs or categories (comma-separated), plus what they need.',
+    env: 'MLFLOWCTL_ONLY',
+  }),
+  skip: Flags.string({summary: 'Skip these check IDs or categories (comma-separated).', env: 'MLFLOWCTL_SKIP'}),
+  dev: Flags.boolean({
+    summary: 'Diagnose the local instance that `mlflowctl dev up DIR` started instead of a deployment on Connect.',
+    env: 'MLFLOWCTL_DEV',
+  }),
+  'max-backup-age': Flags.string({
+    summary: 'Fail when the last recorded backup is older, e.g. 26h or 7d.',
+    env: 'MLFLOWCTL_MAX_BACKUP_AGE',
+  }),
+  'min-free': Flags.string({
+    summary: 'Warn when the data directory has less free space.',
+    default: '1GiB',
+    env: 'MLFLOWCTL_MIN_FREE',
+  }),
+  'min-free-percent': Flags.integer({
+    summary: 'Warn when the data directory has less free space, in percent.',
+    default: 10,
+    min: 0,
+    max: 100,
+    env: 'MLFLOWCTL_MIN_FREE_PERCENT',
+  }),
+  db: Flags.string({
+    summary: 'Database URL to check from here (see README "Database URLs for the CLI").',
+    env: 'MLFLOWCTL_DB',
+  }),
+  artifacts: Flags.string({
+    summary: 'Artifact store to check from here: s3://, wasbs:// or gs:// (as MLFLOW_ARTIFACTS_DESTINATION).',
+    env: 'MLFLOWCTL_ARTIFACTS',
+  }),
+  timeout: Flags.integer({summary: 'Seconds each check may take.', default: 10, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
+}

@@ -3,6 +3,7 @@ import {assertManifestFresh, checkManifest, type BundleInfo, type ConnectManifes
 import type {EnvVar} from './env-vars.js'
 import type {StepRunner} from './ports.js'
 import {parseOpsStatus, type OpsStatus} from './extension-contract.js'
+import type {DevInstanceFacts} from './doctor/context.js'
 
 /** Port types (implemented in adapters/dev); kept structural so core imports no adapter. */
 export interface DevPaths {
@@ -72,12 +73,11 @@ export interface DevUpOptions {
   timeoutMs: number
 }
 
+/** Where a running dev instance answers. It holds no key: only dev up prints the key (README "Local runs: dev"). */
 export interface DevEndpoint {
   bundleDir: string
   guid: string
   trackingUri: string
-  uiUrl: string
-  apiKey: string
   mlflowVersion: string
   storage: string
   appMode: string
@@ -88,20 +88,28 @@ export interface DevEndpoint {
 }
 
 export interface DevUpResult extends DevEndpoint {
+  /** The key the local proxy requires, printed on purpose by dev up (text and JSON alike) and by nothing else. */
+  apiKey: string
+  /** The UI's login link; it carries the key. */
+  uiUrl: string
   alreadyRunning: boolean
   venv?: {key: string; reused: boolean}
 }
 
 const POLL_MS = 300
 
-function endpoint(bundleDir: string, paths: DevPaths, identity: DevIdentity, state: DevStateView): DevEndpoint {
+/** What dev up returns: the endpoint and the key, which the user needs to reach it. */
+function withKey(endpoint: DevEndpoint, identity: DevIdentity, alreadyRunning: boolean): DevUpResult {
+  const base = new URL(endpoint.trackingUri).origin
+  return {...endpoint, apiKey: identity.apiKey, uiUrl: `${base}/__login__?key=${identity.apiKey}`, alreadyRunning}
+}
+
+function endpoint(bundleDir: string, paths: DevPaths, guid: string, state: DevStateView): DevEndpoint {
   const base = `http://127.0.0.1:${state.proxyPort}`
   return {
     bundleDir,
-    guid: identity.guid,
-    trackingUri: `${base}/content/${identity.guid}`,
-    uiUrl: `${base}/__login__?key=${identity.apiKey}`,
-    apiKey: identity.apiKey,
+    guid,
+    trackingUri: `${base}/content/${guid}`,
     mlflowVersion: state.mlflowVersion,
     storage: state.storage,
     appMode: state.appMode,
@@ -121,7 +129,8 @@ export async function devUp(deps: DevDeps, options: DevUpOptions, runner: StepRu
   const paths = deps.paths(options.bundleDir)
   const current = await deps.state(paths)
   if (current && deps.isAlive(current.supervisorPid) && current.phase === 'ready') {
-    return {...endpoint(options.bundleDir, paths, await deps.identity(paths), current), alreadyRunning: true}
+    const identity = await deps.identity(paths)
+    return withKey(endpoint(options.bundleDir, paths, identity.guid, current), identity, true)
   }
   const bundle = await runner.step('Check the bundle', async () => {
     const read = await deps.readBundle(options.bundleDir)
@@ -152,8 +161,7 @@ export async function devUp(deps: DevDeps, options: DevUpOptions, runner: StepRu
   // Remember the port so that the tracking URI survives down/up.
   await deps.identity(paths, state.proxyPort)
   return {
-    ...endpoint(options.bundleDir, paths, identity, state),
-    alreadyRunning: false,
+    ...withKey(endpoint(options.bundleDir, paths, identity.guid, state), identity, false),
     venv: {key: venv.key, reused: venv.reused},
   }
 }
@@ -227,7 +235,7 @@ export async function devStatus(deps: DevDeps, bundleDir: string): Promise<DevSt
   const running = Boolean(state && deps.isAlive(state.supervisorPid) && state.phase === 'ready')
   if (!state || !running) return {bundleDir, running: false, phase: state?.phase ?? 'never started', logFile: paths.log}
   const identity = await deps.identity(paths)
-  const info = endpoint(bundleDir, paths, identity, state)
+  const info = endpoint(bundleDir, paths, identity.guid, state)
   const auth = {Authorization: `Key ${identity.apiKey}`}
   const health = await deps.getJson(`${info.trackingUri}/health`, auth).catch(() => ({status: 0, body: undefined}))
   const ops = await deps
@@ -265,5 +273,37 @@ function readableStatus(body: unknown): OpsStatus | undefined {
     return parseOpsStatus(body)
   } catch {
     return undefined
+  }
+}
+
+/** What doctor --dev needs to diagnose the instance of `bundleDir`: its facts, and the URL and keys to reach it. */
+export interface DevDoctorTarget {
+  facts: DevInstanceFacts
+  /** The proxy's base URL, key and ops token when it runs. */
+  reach?: {server: string; apiKey: string; opsToken: string}
+}
+
+/** Reads the instance's state and identity. Never writes, never calls the instance (doctor's checks do). */
+export async function devDoctorTarget(deps: DevDeps, bundleDir: string): Promise<DevDoctorTarget> {
+  const paths = deps.paths(bundleDir)
+  const state = await deps.state(paths)
+  const alive = Boolean(state && deps.isAlive(state.supervisorPid))
+  const phase = !state ? 'never started' : alive ? state.phase : state.phase === 'ready' ? 'stopped' : state.phase
+  const facts: DevInstanceFacts = {bundleDir, phase, logFile: paths.log}
+  if (!state || !alive || state.phase !== 'ready') return {facts}
+  const identity = await deps.identity(paths)
+  const info = endpoint(bundleDir, paths, identity.guid, state)
+  return {
+    facts: {
+      ...facts,
+      running: {
+        guid: info.guid,
+        trackingUri: info.trackingUri,
+        mlflowVersion: info.mlflowVersion,
+        appMode: info.appMode,
+        supervisorPid: info.supervisorPid,
+      },
+    },
+    reach: {server: `http://127.0.0.1:${info.port}/`, apiKey: identity.apiKey, opsToken: identity.opsToken},
   }
 }

@@ -69,6 +69,37 @@ for (const venv of venvs) {
       const again = await runCli(['dev', 'up', dir, '--json'])
       assert.equal(again.json!.result.alreadyRunning, true)
       assert.equal(again.json!.result.trackingUri, endpoint.trackingUri)
+      // One rule for the dev key: dev up prints it (key and login link agree), no other command does.
+      assert.match(endpoint.apiKey, /^[0-9a-f]{48}$/)
+      assert.equal(endpoint.uiUrl, `${new URL(endpoint.trackingUri).origin}/__login__?key=${endpoint.apiKey}`)
+      assert.equal(again.json!.result.apiKey, endpoint.apiKey)
+      const doctor = await runCli(['doctor', '--dev', dir, '--deep', '--json'])
+      assert.equal(doctor.code, 0, doctor.stdout)
+      const checks = Object.fromEntries(
+        doctor.json!.result.checks.map((c: {id: string; status: string}) => [c.id, c.status]),
+      )
+      for (const id of [
+        'dev.instance',
+        'mlflow.health',
+        'mlflow.version',
+        'mlflow.rest',
+        'mlflow.artifacts',
+        'extension.schema',
+      ])
+        assert.equal(checks[id], 'pass', `${id}: ${doctor.stdout}`)
+      const logs = await runCli(['dev', 'logs', dir, '--lines', '1000', '--json'])
+      const lines: string[] = logs.json!.result.lines.filter((line: string) => line.trim())
+      const parsed = lines.map((line) => JSON.parse(line) as {logger: string})
+      assert.ok(
+        parsed.every((entry) => typeof entry === 'object' && entry.logger),
+        'every dev log line is a JSON object',
+      )
+      assert.ok(
+        parsed.some((entry) => /^(uvicorn|gunicorn|server\.)/.test(entry.logger)),
+        "the server's own lines are in the log, as JSON",
+      )
+      for (const text of [status.stdout, doctor.stdout, logs.stdout])
+        assert.ok(!text.includes(endpoint.apiKey), 'dev key printed')
     })
 
     it('custom PostgreSQL storage: the same round trip, and the password never reaches output or logs', async (t) => {

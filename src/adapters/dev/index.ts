@@ -19,6 +19,7 @@ import {
   type InstancePaths,
   type LaunchSpec,
 } from './instance-store.js'
+import {logEvent} from './log-lines.js'
 
 const SUPERVISOR = fileURLToPath(
   new URL(`./supervisor${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
@@ -82,7 +83,9 @@ export function createDevDeps(options: DevDepsOptions): DevDeps {
       }
       await rm(instance.state, {force: true})
       await writePrivateJson(instance.launch, launch)
-      await appendFile(instance.log, `\n=== mlflowctl dev up ${new Date().toISOString()} ===\n`, {mode: 0o600})
+      await appendFile(instance.log, `${logEvent('info', 'dev.up', 'mlflowctl dev up: starting the extension')}\n`, {
+        mode: 0o600,
+      })
       const log = openSync(instance.log, 'a')
       const execArgv = SUPERVISOR.endsWith('.ts') ? process.execArgv : []
       const child = spawn(process.execPath, [...execArgv, SUPERVISOR, instance.root], {

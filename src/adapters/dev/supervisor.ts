@@ -7,8 +7,11 @@ import {spawn, type ChildProcess} from 'node:child_process'
 import {rm} from 'node:fs/promises'
 import {createServer, type Server} from 'node:net'
 import {join} from 'node:path'
+import {createInterface} from 'node:readline'
 
+import {secretValuesOf} from '../../core/env-vars.js'
 import {appCommand} from './app-command.js'
+import {asJsonLogLine, logEvent} from './log-lines.js'
 import {createAuthProxy} from './auth-proxy.js'
 import {readJson, writePrivateJson, type DevState, type LaunchSpec} from './instance-store.js'
 
@@ -62,8 +65,19 @@ async function main(root: string): Promise<void> {
   const app: ChildProcess = spawn(spec.python, appCommand(spec.appMode, appPort), {
     cwd: spec.runDir,
     env,
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   })
+  // Our stdout is the log file: every line of the server goes there as JSON (log-lines.ts), masked.
+  const secrets = [
+    spec.identity.apiKey,
+    spec.identity.opsToken,
+    ...secretValuesOf(Object.entries(spec.env).map(([name, value]) => ({name, value}))),
+  ]
+  for (const source of ['stdout', 'stderr'] as const) {
+    createInterface({input: app[source]!, crlfDelay: Infinity}).on('line', (line) => {
+      if (line.trim()) process.stdout.write(`${asJsonLogLine(line, source, new Date(), secrets)}\n`)
+    })
+  }
   await save({appPid: app.pid, appPort, proxyPort})
   let stopping = false
   const stop = async (phase: DevState['phase'], exitCode?: number | null, message?: string) => {
@@ -97,6 +111,8 @@ async function main(root: string): Promise<void> {
 }
 
 main(process.argv[2]).catch((error) => {
-  process.stderr.write(`mlflowctl dev supervisor failed: ${(error as Error).message}\n`)
+  process.stderr.write(
+    `${logEvent('error', 'dev.supervisor_failed', `mlflowctl dev supervisor failed: ${(error as Error).message}`)}\n`,
+  )
   process.exit(1)
 })

@@ -22,7 +22,7 @@ export default class DevStatus extends MlflowctlCommand<typeof DevStatus> {
       message: `The dev instance of ${result.bundleDir} is not running (${result.phase}).`,
       suggestions: [`mlflowctl dev up ${result.bundleDir}`, `Its log: ${result.logFile}`],
     })
-    if (!this.jsonEnabled()) MlflowctlCommand.streams.stdout(`${showDevStatus(result)}\n`)
+    this.out(showDevStatus(result))
     return result
   }
 }

@@ -1,12 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
-import {MlflowctlCommand} from '../../base-command.js'
+import {MlflowctlCommand, type SuccessEnvelope} from '../../base-command.js'
 import {devUp, type DevUpResult} from '../../core/dev.js'
 import {parseEnvVars, secretValuesOf} from '../../core/env-vars.js'
 import {envFlag} from '../../flags.js'
 import {createDevDeps} from '../../adapters/dev/index.js'
 import {showDevUp} from '../../output/views/dev.js'
+import {CLI_NAME, localInvocation} from '../../output/invocation.js'
 
 export default class DevUp extends MlflowctlCommand<typeof DevUp> {
   static summary = 'Run a rendered bundle on this machine the way Connect would.'
@@ -46,8 +47,22 @@ down/up; and serves it at http://127.0.0.1:PORT/content/<guid>/ behind a proxy t
       {bundleDir: resolve(this.args.dir), port: this.flags.port, env, timeoutMs: this.flags.timeout * 1000},
       this.tasks(),
     )
-    // The dev key is printed on purpose: it is the credential the user needs for this loopback server.
-    if (!this.jsonEnabled()) MlflowctlCommand.streams.stdout(`${showDevUp(result)}\n`)
+    this.outIncludingSecret(showDevUp(result))
+    const {prefix} = localInvocation(this.config)
+    if (prefix !== CLI_NAME)
+      this.err(
+        `\n${CLI_NAME} is not on PATH, so the hints above say "${prefix}". To type ${CLI_NAME}: run npm link in its clone.`,
+      )
     return result
+  }
+
+  /**
+   * The one rule for the dev key (README "Local runs: dev"): dev up prints it, in text and JSON alike, because it is
+   * the credential the user needs for this loopback server; no other command prints it.
+   */
+  protected toSuccessJson(result: unknown): SuccessEnvelope<unknown> {
+    const envelope = super.toSuccessJson(result)
+    const {apiKey, uiUrl} = result as DevUpResult
+    return {...envelope, result: {...(envelope.result as object), apiKey, uiUrl}}
   }
 }

@@ -1,6 +1,6 @@
 // Doctor checks of one layer: MLflow behind Connect: health, version, REST, artifacts.
 import type {CheckDefinition} from './runner.js'
-import {pass, warn, fail, serverUrl, keyHeader, type DoctorContext} from './context.js'
+import {pass, warn, fail, serverUrl, keyHeader, logsLocation, type DoctorContext} from './context.js'
 
 export const mlflowChecks: CheckDefinition<DoctorContext>[] = [
   {
@@ -11,7 +11,7 @@ export const mlflowChecks: CheckDefinition<DoctorContext>[] = [
     async run(ctx) {
       const answer = await ctx.probes.request(`${ctx.facts.content!.contentUrl}health`, {headers: keyHeader(ctx)})
       if (answer.status === 200) return pass('/health is OK')
-      const logs = `${serverUrl(ctx)}connect/#/apps/${ctx.input.guid.value}/logs`
+      const logs = logsLocation(ctx)
       if (answer.status === 502 || answer.status === 503)
         return fail(
           `the content is not running (HTTP ${answer.status}): stopped, crashing, or refusing to start`,

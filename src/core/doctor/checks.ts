@@ -9,14 +9,13 @@ import {mlflowChecks} from './checks-mlflow.js'
 import {extensionChecks} from './checks-extension.js'
 import {databaseChecks} from './checks-database.js'
 import {clientChecks} from './checks-client.js'
+import {DEV_INSTANCE_CHECK, devChecks} from './checks-dev.js'
 import type {CheckDefinition} from './runner.js'
 import type {DoctorContext} from './context.js'
 
 export * from './context.js'
 
-export const DOCTOR_CHECKS: CheckDefinition<DoctorContext>[] = [
-  ...configChecks,
-  ...connectChecks,
+const deploymentLayers: CheckDefinition<DoctorContext>[] = [
   ...mlflowChecks.slice(0, 1),
   ...extensionChecks.slice(0, 1),
   ...mlflowChecks.slice(1, 6),
@@ -24,6 +23,22 @@ export const DOCTOR_CHECKS: CheckDefinition<DoctorContext>[] = [
   ...databaseChecks,
   ...clientChecks,
 ]
+
+/**
+ * doctor --dev: the same MLflow, extension, database and client checks, behind the dev instance instead of
+ * Connect (config and Connect checks do not apply to a loopback instance with its own key).
+ */
+export const DEV_DOCTOR_CHECKS: CheckDefinition<DoctorContext>[] = [
+  ...devChecks,
+  ...deploymentLayers.map((check) => ({
+    ...check,
+    needs: check.needs
+      ?.filter((need) => !need.startsWith('config.'))
+      .map((need) => (need === 'connect.content' ? DEV_INSTANCE_CHECK : need)),
+  })),
+]
+
+export const DOCTOR_CHECKS: CheckDefinition<DoctorContext>[] = [...configChecks, ...connectChecks, ...deploymentLayers]
 
 /** The exit code doctor keeps: 3 configuration missing or wrong, 4 authentication refused, 6 any other
  * failure, 0 when everything passed or warned. */

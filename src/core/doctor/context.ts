@@ -79,7 +79,19 @@ export interface DoctorProbes {
   newId(): string
 }
 
+/** A local instance started by `mlflowctl dev up`, diagnosed instead of a deployment (doctor --dev). */
+export interface DevInstanceFacts {
+  bundleDir: string
+  /** starting, ready, failed, stopped, or "never started". */
+  phase: string
+  logFile: string
+  /** Present when it runs. */
+  running?: {guid: string; trackingUri: string; mlflowVersion: string; appMode: string; supervisorPid: number}
+}
+
 export interface DoctorInput {
+  /** Set for doctor --dev: the Connect layer is replaced by this instance (checks-dev.ts). */
+  dev?: DevInstanceFacts
   server: Sourced
   apiKey: Sourced
   guid: Sourced
@@ -112,6 +124,11 @@ export const pass = (detail: string): CheckOutcome => ({status: 'pass', detail})
 export const warn = (detail: string, fix: string): CheckOutcome => ({status: 'warn', detail, fix})
 export const fail = (detail: string, fix: string): CheckOutcome => ({status: 'fail', detail, fix})
 export const serverUrl = (ctx: DoctorContext) => new URL(ctx.input.server.value!.replace(/\/?$/, '/'))
+/** Where the content's log is read: Connect's dashboard, or `mlflowctl dev logs` for a dev instance. */
+export const logsLocation = (ctx: DoctorContext) =>
+  ctx.input.dev
+    ? `mlflowctl dev logs ${ctx.input.dev.bundleDir}`
+    : `${serverUrl(ctx)}connect/#/apps/${ctx.input.guid.value}/logs`
 export const keyHeader = (ctx: DoctorContext) => ({Authorization: `Key ${ctx.input.apiKey.value}`})
 
 export function storageModeOf(ctx: DoctorContext): StorageMode | undefined {

@@ -1,6 +1,6 @@
 /** `mlflowctl doctor`: runs the layered checks and decides the exit code. Options in, typed result out. */
 import {UsageError} from '../../errors.js'
-import {DOCTOR_CHECKS, doctorExitCode, type DoctorInput, type DoctorProbes} from './checks.js'
+import {DEV_DOCTOR_CHECKS, DOCTOR_CHECKS, doctorExitCode, type DoctorInput, type DoctorProbes} from './checks.js'
 import {runChecks, selectChecks, summarize, type CheckResult, type DoctorSummary} from './runner.js'
 
 export interface DoctorOptions {
@@ -23,14 +23,14 @@ export async function runDoctor(
   input: DoctorInput,
   options: DoctorOptions,
 ): Promise<DoctorResult> {
+  const all = input.dev ? DEV_DOCTOR_CHECKS : DOCTOR_CHECKS
   let checks
   try {
-    checks = selectChecks(DOCTOR_CHECKS, options)
+    checks = selectChecks(all, options)
   } catch (error) {
+    const categories = [...new Set(all.map((check) => check.category))].join(', ')
     throw new UsageError('UNKNOWN_CHECK', (error as Error).message, {
-      suggestions: [
-        `Check IDs: ${DOCTOR_CHECKS.map((check) => check.id).join(', ')} (or a category: config, connect, mlflow, extension, database, client).`,
-      ],
+      suggestions: [`Check IDs: ${all.map((check) => check.id).join(', ')} (or a category: ${categories}).`],
     })
   }
   const started = probes.now()

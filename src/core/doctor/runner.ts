@@ -6,7 +6,7 @@
  */
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip'
-export const CATEGORIES = ['config', 'connect', 'mlflow', 'extension', 'database', 'client'] as const
+export const CATEGORIES = ['config', 'connect', 'dev', 'mlflow', 'extension', 'database', 'client'] as const
 export type CheckCategory = (typeof CATEGORIES)[number]
 
 export interface CheckOutcome {

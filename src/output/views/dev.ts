@@ -36,6 +36,7 @@ export function showDevStatus(result: DevStatusResult): string {
       `${result.endpoint.dataDir}${typeof ops.dataDirFreeBytes === 'number' ? ` (${(ops.dataDirFreeBytes / 2 ** 30).toFixed(1)} GiB free)` : ''}`,
     ],
     ['Supervisor pid', String(result.endpoint.supervisorPid)],
+    ['API key', `printed by dev up only: run mlflowctl dev up ${result.bundleDir} again to see it`],
   ])
 }
 

@@ -6,6 +6,7 @@ const MARKS: Record<CheckStatus, string> = {pass: '✓', warn: '!', fail: '✗',
 const TITLES: Record<string, string> = {
   config: 'Config',
   connect: 'Connect',
+  dev: 'Dev instance',
   mlflow: 'MLflow',
   extension: 'Extension',
   database: 'Database and artifact store',

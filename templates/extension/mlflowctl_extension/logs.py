@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 LOGGER_NAME = "mlflowctl"
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access")
 # Secrets that stay for the life of the process (API key, ops token, passwords) are kept for good.
 # Renewed credentials arrive all the time and every log line is checked against each one, so they are
 # kept in an insertion-ordered, bounded dict: the oldest (long expired) make room first.
@@ -86,6 +87,13 @@ def configure_logging() -> None:
     threading.excepthook = lambda args: logging.getLogger(LOGGER_NAME).error(
         "uncaught exception in thread %s", getattr(args.thread, "name", "?"), exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
     )
+    # The server's own loggers (uvicorn's and gunicorn's) have handlers of their own that print plain text; they
+    # are configured before app.py is imported, so their lines from here on go through this handler instead.
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
+        logger.disabled = False
     for name in (LOGGER_NAME, "alembic", "mlflow"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]

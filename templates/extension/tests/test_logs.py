@@ -53,3 +53,26 @@ def test_other_libraries_and_thread_exceptions_go_through_redaction(capsys):
     err = capsys.readouterr().err
     assert "ya29.bearer-token-0123" not in err
     assert '"logger": "asyncio"' in err and "uncaught exception in thread" in err
+
+
+def test_the_servers_own_lines_are_json_like_every_other_line(capsys):
+    """uvicorn and gunicorn configure plain-text handlers before app.py is imported: configure_logging takes them over."""
+    import json
+    import logging
+
+    from mlflowctl_extension.logs import SERVER_LOGGERS, configure_logging
+
+    for name in SERVER_LOGGERS:  # what the servers do at start: a handler of their own that prints plain text
+        plain = logging.StreamHandler()
+        plain.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logging.getLogger(name).handlers = [plain]
+        logging.getLogger(name).setLevel(logging.INFO)
+    configure_logging()
+    logging.getLogger("uvicorn.error").info("Started server process [42]")
+    logging.getLogger("uvicorn.access").info('127.0.0.1:5000 - "GET /health HTTP/1.1" 200')
+    logging.getLogger("gunicorn.error").info("Booting worker with pid: 43")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 3, lines
+    parsed = [json.loads(line) for line in lines]
+    assert [entry["logger"] for entry in parsed] == ["uvicorn.error", "uvicorn.access", "gunicorn.error"]
+    assert parsed[0]["msg"] == "Started server process [42]"

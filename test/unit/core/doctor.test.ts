@@ -179,3 +179,31 @@ describe('doctor database layer (fake probes)', () => {
     }
   })
 })
+
+describe('doctor --dev (fake probes)', () => {
+  it('replaces the config and Connect layers with dev.instance; a stopped instance fails it with the dev up fix', async () => {
+    const {runDoctor} = await import('../../../src/core/doctor/index.js')
+    const probes = {now: () => 0} as never
+    const input = {
+      dev: {bundleDir: '/srv/b', phase: 'failed', logFile: '/x/log'},
+      server: {source: 'dev'},
+      apiKey: {source: 'dev'},
+      guid: {source: 'dev'},
+      profile: 'default',
+      deep: false,
+      minFreeBytes: 0,
+      minFreeRatio: 0,
+    }
+    const result = await runDoctor(probes, input, {timeoutMs: 1000})
+    const ids = result.checks.map((c) => c.id)
+    assert.ok(!ids.some((id) => id.startsWith('config.') || id.startsWith('connect.')), ids.join())
+    const dev = result.checks.find((c) => c.id === 'dev.instance')!
+    assert.equal(dev.status, 'fail')
+    assert.match(dev.fix!, /mlflowctl dev up \/srv\/b; it failed to start, mlflowctl dev logs \/srv\/b says why/)
+    assert.equal(
+      result.checks.find((c) => c.id === 'mlflow.health')!.detail,
+      'The dev instance runs failed (dev.instance)',
+    )
+    assert.equal(result.exitCode, 6)
+  })
+})
