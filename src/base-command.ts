@@ -12,6 +12,7 @@ import {CancelledError, ConfigError, ExitCode, type MlflowctlError} from './erro
 import {painter, useColor, type Painter} from './output/color.js'
 import {toMlflowctlError} from './output/errors.js'
 import {localInvocation} from './output/invocation.js'
+import {secretFlagWarnings} from './output/debug-guard.js'
 import {chooseRenderer, listrStepRunner} from './output/tasks.js'
 
 export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<
@@ -94,6 +95,7 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     this.settings = this.loadSettings()
     if (this.settings.apiKey.source === 'flag')
       this.warnUser('--api-key is visible in the process list; prefer the CONNECT_API_KEY environment variable.')
+    for (const warning of secretFlagWarnings(this.argv)) this.warnUser(warning)
     if ((flags as Record<string, unknown>).insecure)
       this.warnUser('--insecure: TLS certificates of the Connect server are not verified.')
     process.once('SIGINT', () => void this.cancel())

@@ -180,4 +180,21 @@ describe('new-user trips (no server needed)', () => {
       `Re-run with --yes: mlflowctl backup restore latest --repo ${repo} --to ${target} --force --yes`,
     ])
   })
+
+  it('DEBUG=* masks secrets typed on the command line, and a password in a flag value draws a warning', async () => {
+    const password = 'sekrit-pass-0123'
+    const apiKey = 'typed-api-key-0123456789'
+    const result = await runCli(
+      ['db', 'status', '--db', `postgresql://u:${password}@127.0.0.1:1/x`, '--api-key', apiKey, '--json'],
+      {env: {DEBUG: '*'}},
+    )
+    assert.match(result.stderr, /oclif/, 'the debug channel is on')
+    for (const secret of [password, apiKey]) assert.ok(!(result.stdout + result.stderr).includes(secret), secret)
+    const plain = await runCli(['db', 'status', '--db', `postgresql://u:${password}@127.0.0.1:1/x`])
+    assert.match(
+      plain.stderr,
+      /--db carries a password, .* set MLFLOWCTL_DB in the environment instead, or .* PGPASSWORD/,
+    )
+    assert.ok(!plain.stderr.includes(password))
+  })
 })
