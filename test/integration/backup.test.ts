@@ -5,8 +5,6 @@ import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {
   copyFileSync,
-  createReadStream,
-  createWriteStream,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -19,17 +17,15 @@ import {
 } from 'node:fs'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
-import {pipeline} from 'node:stream/promises'
 import {fileURLToPath} from 'node:url'
-import {createGunzip, createGzip} from 'node:zlib'
 import {after, before, describe, it} from 'node:test'
 
 import Database from 'better-sqlite3'
 import pg from 'pg'
 import * as tar from 'tar'
-import * as tarStream from 'tar-stream'
 
 import {runCli, tempDir, type CliResult} from '../support/cli.js'
+import {rewriteArchive} from '../support/archives.js'
 import {logRichRun, logRun, readRuns, serverSnapshot} from '../support/mlflow-client.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
@@ -43,33 +39,6 @@ const RUN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 const backup = (args: string[], extra: Record<string, string> = {}) =>
   runCli(['backup', ...args, '--json'], {env: extra})
 const archives = () => readdirSync(repo).filter((name) => name.endsWith('.mlflowctl-backup.tar.gz'))
-
-async function rewrite(
-  source: string,
-  target: string,
-  edit: (name: string, data: Buffer) => {name: string; data: Buffer; type?: 'symlink'; linkname?: string}[] | null,
-) {
-  const pack = tarStream.pack()
-  const extract = tarStream.extract()
-  extract.on('entry', (header, stream, next) => {
-    const chunks: Buffer[] = []
-    stream.on('data', (chunk: unknown) => chunks.push(chunk as Buffer))
-    stream.on('end', () => {
-      for (const entry of edit(header.name, Buffer.concat(chunks)) ?? [
-        {name: header.name, data: Buffer.concat(chunks)},
-      ]) {
-        if (entry.type === 'symlink') pack.entry({name: entry.name, type: 'symlink', linkname: entry.linkname})
-        else pack.entry({name: entry.name, size: entry.data.length}, entry.data)
-      }
-      next()
-    })
-  })
-  extract.on('finish', () => pack.finalize())
-  await Promise.all([
-    pipeline(createReadStream(source), createGunzip(), extract),
-    pipeline(pack, createGzip(), createWriteStream(target)),
-  ])
-}
 
 describe('mlflowctl backup (local repository, app-data source)', () => {
   before(async () => {
@@ -157,7 +126,7 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     truncateSync(truncated, Math.floor(statSync(original).size * 0.6))
     await expectCorrupt(truncated, /truncated/)
     // A changed table (same size), a missing file, an extra file, an edited manifest, path traversal, a symlink.
-    const cases: Array<[string, Parameters<typeof rewrite>[2], RegExp]> = [
+    const cases: Array<[string, Parameters<typeof rewriteArchive>[2], RegExp]> = [
       [
         'changed',
         (name, data) =>
@@ -216,7 +185,7 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     ]
     for (const [label, edit, reason] of cases) {
       const file = join(work, `${label}.tar.gz`)
-      await rewrite(original, file, edit)
+      await rewriteArchive(original, file, edit)
       await expectCorrupt(file, reason)
     }
   })

@@ -13,6 +13,7 @@ import * as tarStream from 'tar-stream'
 import {
   ARCHIVE_SUFFIX,
   MANIFEST_ENTRY,
+  compareRowCounts,
   compareWithManifest,
   describeProblem,
   invalidManifest,
@@ -98,6 +99,15 @@ export async function writeBackupArchive(
 /** The manifest is read into memory; a real one is a few hundred bytes per file. */
 const MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 
+/** A table's rows: db/<table>.jsonl, one JSON array per line (core/backup/format.ts). */
+const TABLE_FILE = /^db\/[^/]+\.jsonl$/
+
+function newlines(chunk: Buffer): number {
+  let count = 0
+  for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) count++
+  return count
+}
+
 export interface ReadOptions {
   /** For encrypted archives (AES-256-GCM). */
   passphrase?: string
@@ -131,6 +141,7 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
     })
   const extract = tarStream.extract()
   const seen = new Map<string, {size: number; sha256: string}>()
+  const linesByEntry = new Map<string, number>()
   let manifestText: string | undefined
   let rejection: Error | undefined
   let entries = 0
@@ -160,12 +171,15 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
           : undefined
       if (unexpected) throw corrupt(unexpected)
       const hash = createHash('sha256')
+      const isTableFile = TABLE_FILE.test(header.name)
       let size = 0
+      let lines = 0
       const chunks: Buffer[] = []
       const tee = async function* () {
         for await (const chunk of stream) {
           size += (chunk as Buffer).length
           hash.update(chunk as Buffer)
+          if (isTableFile) lines += newlines(chunk as Buffer)
           if (header.name === MANIFEST_ENTRY) chunks.push(chunk as Buffer)
           yield chunk as Buffer
         }
@@ -174,6 +188,7 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
       else for await (const _ of tee());
       if (header.name === MANIFEST_ENTRY) manifestText = Buffer.concat(chunks).toString('utf8')
       else seen.set(header.name, {size, sha256: hash.digest('hex')})
+      if (isTableFile) linesByEntry.set(header.name, lines)
     })().then(
       () => next(),
       (error: Error) => {
@@ -197,16 +212,19 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
         `${file}: the passphrase is wrong, or the archive was changed (authentication failed).`,
         {suggestions: ['Check the passphrase; if it is right, use another backup.']},
       )
-    if (rejection) throw rejection
-    if (error instanceof MlflowctlError) throw error
-    const code = (error as NodeJS.ErrnoException).code
+    // An entry's reader may be the first to see gunzip's or tar's error: it is then the recorded rejection, and is
+    // classified like any other read error (a raw zlib error would otherwise surface as "a bug").
+    const cause = rejection ?? error
+    if (cause instanceof MlflowctlError) throw cause
+    const code = (cause as NodeJS.ErrnoException).code
     if (code === 'ENOENT') throw new ExternalError('BACKUP_NOT_FOUND', `${file} does not exist.`)
-    if (code === 'Z_BUF_ERROR' || /unexpected end/i.test((error as Error).message))
+    if (code === 'Z_BUF_ERROR' || /unexpected end of file/i.test((cause as Error).message))
       throw corrupt('the archive is truncated')
     if (code === 'Z_DATA_ERROR') throw corrupt('the compressed data is damaged (or this is not a gzip file)')
-    if (/invalid tar header|unexpected end of data/i.test((error as Error).message))
+    if (/invalid tar header|unexpected end of data/i.test((cause as Error).message))
       throw corrupt('the archive structure is damaged (an invalid tar header)')
-    throw corrupt(`cannot read it: ${(error as Error).message}`)
+    if (!(cause as NodeJS.ErrnoException).syscall) throw corrupt(`cannot read it: ${(cause as Error).message}`)
+    throw cause
   }
   if (rejection) throw rejection
   if (manifestText === undefined) throw corrupt('it has no manifest.json (an incomplete or foreign archive)')
@@ -218,7 +236,7 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
   }
   const invalid = invalidManifest(manifest)
   if (invalid) throw corrupt(invalid)
-  const problems = compareWithManifest(manifest, seen)
+  const problems = [...compareWithManifest(manifest, seen), ...compareRowCounts(manifest, linesByEntry)]
   if (problems.length > 0) throw corrupt(problems.map(describeProblem).join('; '))
   if (options.expected && !sameManifest(manifest, options.expected))
     throw corrupt('its manifest differs from the listing sidecar beside it (one of them was changed)')

@@ -233,11 +233,27 @@ export async function openRepository(
 }
 
 /** An archive given as an ID (with a repository) or as a local path. */
+/** The backup argument that names the newest backup of a repository. */
+export const LATEST = 'latest'
+
+/** The archive a backup argument names: an ID or `latest` in --repo, else a file path. */
 export async function fetchArchive(
   backup: string,
   repository: BackupRepository | undefined,
   resolvePath: (path: string) => string,
 ): Promise<{path: string; release(): Promise<void>; id?: string}> {
+  if (repository && backup === LATEST) {
+    // restic's "latest": the newest listed backup (IDs sort by time; list is the commit mark).
+    const newest = (await repository.list())
+      .map((entry) => entry.id)
+      .sort()
+      .at(-1)
+    if (!newest)
+      throw new ExternalError('BACKUP_NOT_FOUND', `${repository.display} holds no backup, so there is no latest.`, {
+        suggestions: ['Create one: mlflowctl backup create --source SOURCE --repo REPO.'],
+      })
+    return {...(await repository.fetch(newest)), id: newest}
+  }
   if (repository && !backup.includes('/')) return {...(await repository.fetch(backup)), id: backup}
   return {path: resolvePath(backup), release: async () => undefined}
 }

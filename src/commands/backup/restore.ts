@@ -26,7 +26,9 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
     '<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo s3://ops-backups/mlflow --to connect:0b0e8e8e-1111-2222-3333-444455556666 --force --yes',
     '<%= config.bin %> <%= command.id %> ./backup.mlflowctl-backup.tar.gz --to postgresql://mlflow:PASSWORD@db:5432/mlflow --artifacts-to /srv/mlflow/artifacts --json',
   ]
-  static args = {backup: Args.string({description: 'Backup ID (with --repo) or archive path.', required: true})}
+  static args = {
+    backup: Args.string({description: 'Backup ID or latest (with --repo), or an archive path.', required: true}),
+  }
   static flags = {
     ...targetFlags,
     insecure: insecureFlag,

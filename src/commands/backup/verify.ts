@@ -25,7 +25,9 @@ archive cannot be found.`
     '<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo /backups/mlflow',
     '<%= config.bin %> <%= command.id %> /backups/mlflow/20261128T061500Z-ab12cd.mlflowctl-backup.tar.gz --json',
   ]
-  static args = {backup: Args.string({description: 'Backup ID (with --repo) or archive path.', required: true})}
+  static args = {
+    backup: Args.string({description: 'Backup ID or latest (with --repo), or an archive path.', required: true}),
+  }
   static flags = {
     repo: Flags.string({
       summary:

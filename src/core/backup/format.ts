@@ -75,6 +75,7 @@ export type ArchiveProblem =
   | {kind: 'extra'; path: string}
   | {kind: 'size'; path: string; expected: number; actual: number}
   | {kind: 'checksum'; path: string}
+  | {kind: 'rows'; path: string; expected: number; actual: number}
 
 /** Compares what the archive held with what its manifest lists. Pure. */
 export function compareWithManifest(
@@ -104,7 +105,27 @@ export function describeProblem(problem: ArchiveProblem): string {
       return `${problem.path} has ${problem.actual} bytes, the manifest says ${problem.expected}`
     case 'checksum':
       return `${problem.path} does not match its SHA-256 in the manifest`
+    case 'rows':
+      return `${problem.path} holds ${problem.actual} rows, the manifest counts ${problem.expected}`
   }
+}
+
+/**
+ * Compares the rows in each table file (its lines: one row per line) with the manifest's row counts, so that a
+ * manifest whose counts were edited is caught even when every checksum still matches. Pure.
+ */
+export function compareRowCounts(manifest: BackupManifest, linesByEntry: Map<string, number>): ArchiveProblem[] {
+  const problems: ArchiveProblem[] = []
+  for (const [table, expected] of Object.entries(manifest.rowCounts)) {
+    const path = `db/${table}.jsonl`
+    const actual = linesByEntry.get(path)
+    if (actual !== undefined && actual !== expected) problems.push({kind: 'rows', path, expected, actual})
+  }
+  for (const [path, actual] of linesByEntry) {
+    const table = path.slice('db/'.length, -'.jsonl'.length)
+    if (!(table in manifest.rowCounts)) problems.push({kind: 'rows', path, expected: 0, actual})
+  }
+  return problems
 }
 
 /**
