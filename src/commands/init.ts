@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../base-command.js'
+import {mlflowReleases} from '../adapters/pypi.js'
 import {loadCatalog} from '../adapters/catalog.js'
 import {STORAGE_MODES, type StorageMode} from '../core/bundle.js'
 import {initBundle, type InitResult} from '../core/init.js'
@@ -50,6 +51,10 @@ Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the inte
         writeFiles,
         pythonVersion: () => detectPythonVersion(pythonCommand(process.env)),
         knownReleases: async () => (await loadCatalog()).catalog.releases.map((release) => release.version),
+        publishedReleases: async () => {
+          const found = await mlflowReleases(process.env)
+          return found.source === 'pypi' ? found.releases.map((release) => release.version) : undefined
+        },
       },
       {
         dir,
@@ -60,6 +65,7 @@ Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the inte
         toolVersion: this.config.version,
       },
     )
+    for (const warning of result.warnings) this.warnUser(warning)
     if (!this.jsonEnabled()) this.out(showInit(result))
     return result
   }

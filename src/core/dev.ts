@@ -226,6 +226,8 @@ export interface DevStatusResult {
   health?: number
   ops?: Record<string, unknown>
   logFile: string
+  /** Where the instance keeps its data (CONNECT_CONTENT_DATA_DIR), running or not: what backup create --source takes. */
+  dataDir: string
 }
 
 /** Reads the instance's state and, when it runs, /health and the ops status through the proxy. Never writes. */
@@ -233,7 +235,8 @@ export async function devStatus(deps: DevDeps, bundleDir: string): Promise<DevSt
   const paths = deps.paths(bundleDir)
   const state = await deps.state(paths)
   const running = Boolean(state && deps.isAlive(state.supervisorPid) && state.phase === 'ready')
-  if (!state || !running) return {bundleDir, running: false, phase: state?.phase ?? 'never started', logFile: paths.log}
+  if (!state || !running)
+    return {bundleDir, running: false, phase: state?.phase ?? 'never started', logFile: paths.log, dataDir: paths.data}
   const identity = await deps.identity(paths)
   const info = endpoint(bundleDir, paths, identity.guid, state)
   const auth = {Authorization: `Key ${identity.apiKey}`}
@@ -249,6 +252,7 @@ export async function devStatus(deps: DevDeps, bundleDir: string): Promise<DevSt
     health: health.status,
     ops: ops?.status === 200 ? readableStatus(ops.body) : undefined,
     logFile: paths.log,
+    dataDir: paths.data,
   }
 }
 

@@ -10,6 +10,8 @@ export interface InitDeps {
   pythonVersion(): Promise<string>
   /** The final MLflow releases the migration catalog knows. */
   knownReleases(): Promise<string[]>
+  /** The final releases on PyPI, or undefined when it cannot be reached (asked only for a version the catalog lacks). */
+  publishedReleases(): Promise<string[] | undefined>
 }
 
 export interface InitOptions {
@@ -37,6 +39,8 @@ export interface InitResult {
   /** True when the extension takes its credentials from a Connect OAuth integration (cloud modes). */
   needsOAuthIntegration: boolean
   files: Array<{path: string; checksum: string}>
+  /** For a release on PyPI that the migration catalog does not know yet: it renders, untested. */
+  warnings: string[]
 }
 
 /**
@@ -51,8 +55,9 @@ export async function initBundle(deps: InitDeps, options: InitOptions): Promise<
     })
   }
   // "3.17" renders as the release it names (3.17.0), so that the pins and the bundle record agree.
+  const warnings: string[] = []
   const mlflowVersion = options.mlflowVersion
-    ? checkKnownRelease(options.mlflowVersion, await deps.knownReleases())
+    ? await releaseToRender(deps, options.mlflowVersion, warnings)
     : NEWEST_KNOWN_MLFLOW
   const pythonVersion = await deps.pythonVersion()
   const rendered = renderBundle(await deps.readTemplates(), {
@@ -77,6 +82,27 @@ export async function initBundle(deps: InitDeps, options: InitOptions): Promise<
     optionalEnv: OPTIONAL_ENV[info.storage],
     needsOAuthIntegration: OAUTH_STORAGE_MODES.includes(info.storage),
     files: Object.entries(manifest.files).map(([path, {checksum}]) => ({path, checksum})),
+    warnings,
+  }
+}
+
+/**
+ * The catalog decides first (no network for a release it knows); a version it lacks is looked up on PyPI when PyPI
+ * answers: a newer release there renders, with a warning that it is untested and its migrations unknown.
+ */
+async function releaseToRender(deps: InitDeps, input: string, warnings: string[]): Promise<string> {
+  const catalog = await deps.knownReleases()
+  try {
+    return checkKnownRelease(input, catalog)
+  } catch (error) {
+    const published =
+      (error as UsageError).code === 'MLFLOW_VERSION_UNKNOWN' ? await deps.publishedReleases() : undefined
+    if (!published) throw error
+    const version = checkKnownRelease(input, published)
+    warnings.push(
+      `MLflow ${version} is on PyPI but newer than the migration catalog (up to ${catalog.at(-1)}): it is untested with mlflowctl, and db status and upgrade plan cannot list its migrations.`,
+    )
+    return version
   }
 }
 

@@ -1,6 +1,8 @@
 // What a new user trips over (issue 17), each as the user meets it: through the built CLI.
 import assert from 'node:assert/strict'
 import {mkdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
+import {createServer} from 'node:http'
+import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
 import {fileURLToPath} from 'node:url'
@@ -91,6 +93,30 @@ describe('new-user trips (no server needed)', () => {
     }
   })
 
+  it('init renders a release that PyPI has and the catalog lacks, with a warning; unreachable PyPI refuses it', async () => {
+    const pypi = createServer((req, res) => {
+      const file = [{yanked: false, requires_python: '>=3.10'}]
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({releases: {'3.17.2': file, '3.19.0': file, '3.19.1rc0': file}}))
+    })
+    await new Promise<void>((resolve) => pypi.listen(0, '127.0.0.1', resolve))
+    try {
+      const env = {MLFLOWCTL_PYPI_URL: `http://127.0.0.1:${(pypi.address() as AddressInfo).port}`}
+      const dir = join(tempDir(), 'b')
+      const rendered = await runCli(['init', dir, '--mlflow-version', '3.19.0', '--json'], {env})
+      assert.equal(rendered.code, 0, rendered.stdout)
+      assert.equal(rendered.json!.result.mlflowVersion, '3.19.0')
+      assert.match(rendered.json!.warnings![0], /3\.19\.0 is on PyPI but newer than the migration catalog .* untested/)
+      assert.match(readFileSync(join(dir, 'requirements.txt'), 'utf8'), /^mlflow==3\.19\.0$/m)
+      const unknown = await runCli(['init', join(tempDir(), 'b'), '--mlflow-version', '3.99', '--json'], {env})
+      assert.equal(unknown.json!.error!.code, 'MLFLOW_VERSION_UNKNOWN', 'neither the catalog nor PyPI has it')
+    } finally {
+      pypi.close()
+    }
+    const offline = await runCli(['init', join(tempDir(), 'b'), '--mlflow-version', '3.19.0', '--json'])
+    assert.equal(offline.json!.error!.code, 'MLFLOW_VERSION_UNKNOWN', 'PyPI unreachable: only the catalog decides')
+  })
+
   it('init --mlflow-version 3.17 renders the release it names, 3.17.0', async () => {
     const dir = join(tempDir(), 'b')
     const result = await runCli(['init', dir, '--mlflow-version', '3.17', '--json'])
@@ -130,6 +156,11 @@ describe('new-user trips (no server needed)', () => {
     assert.equal(result.json!.status, 6)
     assert.equal(result.json!.result.running, false)
     assert.equal(result.json!.error!.code, 'DEV_NOT_RUNNING')
+    // Where its data lives is printed even when it never ran (that is what backup create --source takes).
+    const {data} = instancePaths(process.env.MLFLOWCTL_DATA_DIR!, bundle)
+    assert.equal(result.json!.result.dataDir, data)
+    const text = await runCli(['dev', 'status', bundle])
+    assert.ok(text.stdout.includes(`Data dir: ${data}`), text.stdout)
   })
 
   it('a mistyped flag is exit 2 with the closest flag of that command, in the envelope under --json', async () => {

@@ -19,7 +19,11 @@ export function showDevUp(result: DevUpResult): string {
 }
 
 export function showDevStatus(result: DevStatusResult): string {
-  if (!result.endpoint) return `Not running (${result.phase}). Start it with: mlflowctl dev up ${result.bundleDir}`
+  if (!result.endpoint)
+    return [
+      `Not running (${result.phase}). Start it with: mlflowctl dev up ${result.bundleDir}`,
+      `Data dir: ${result.dataDir}${result.phase === 'never started' ? ' (created by the first dev up)' : ''}`,
+    ].join('\n')
   const ops = result.ops ?? {}
   const schema =
     ops.dbRevision === undefined
