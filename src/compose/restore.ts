@@ -14,6 +14,8 @@ import {createBackupDeps} from '../adapters/backup/index.js'
 import {NO_CONNECT, uploadConnectRestore} from '../adapters/backup/connect-transfer.js'
 import {localRepository} from '../adapters/backup/repository.js'
 import {inspectTarget, openRestoreScratch, recoverTarget} from '../adapters/backup/restore-target.js'
+import {rewriteLocationsInTableFiles} from '../adapters/backup/rewrite-locations.js'
+import {locationRewriter} from '../core/backup/artifact-locations.js'
 import {inspectRestoredSqlite} from '../adapters/backup/deep-verify.js'
 import {deadRuns, openScratch, removeRuns} from '../adapters/fs/scratch.js'
 import type {DeepVerifyDeps} from '../core/backup/deep-verify.js'
@@ -80,6 +82,7 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       faultPoint('restore:loaded')
       return loaded
     },
+    rewriteArtifactLocations: (dbDir, from, to) => rewriteLocationsInTableFiles(dbDir, locationRewriter(from, to)),
     async stageTree(from, to) {
       if ((await pathKind(from)) === 'missing') return makeDirs(to).then(() => 0)
       return moveTree(from, to)

@@ -33,6 +33,15 @@ def fail(message: str, code: int = 3) -> None:
     sys.exit(code)
 
 
+def reason(exc: BaseException) -> str:
+    """The exception's own message, first line: for a driver error wrapped by SQLAlchemy, the driver's
+    ("unable to open database file"), not the statement, its parameters or the "Background on this error" link."""
+    orig = getattr(exc, "orig", None)
+    inner = orig if isinstance(orig, BaseException) else exc
+    text = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
 def decode(value):
     if isinstance(value, dict):
         if "$b" in value:
@@ -214,13 +223,13 @@ def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | 
         except SystemExit:
             raise
         except Exception as exc:
-            fail(f"Restore failed: {type(exc).__name__}: {exc}")
+            fail(f"Restore failed: {reason(exc)}")
         wait_for_commit()
         try:
             swap_in(holder, staging, target, replace or set())
         except Exception as exc:
             holder.rollback()
-            fail(f"Could not swap the restored tables in; the target is unchanged: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+            fail(f"Could not swap the restored tables in; the target is unchanged: {reason(exc)}")
         return tables, rows
     finally:
         try:
@@ -301,7 +310,7 @@ def main() -> None:
         cleanup(engine, existing)
         if isinstance(exc, SystemExit):
             raise
-        fail(f"Restore failed: {type(exc).__name__}: {exc}")
+        fail(f"Restore failed: {reason(exc)}")
     print(json.dumps({"tables": tables, "rows": rows}))
 
 
@@ -313,4 +322,9 @@ def cleanup(engine, keep: set[str]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a failure outside the guarded steps (connecting, reading the backup): one line
+        fail(f"Restore failed: {reason(exc)}")

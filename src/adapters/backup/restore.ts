@@ -119,8 +119,13 @@ export function checkSqlite(path: string, revision: string): void {
 /** restore_db.py's one-line reason; SQLAlchemy appends the statement and its parameters, which stay out. */
 export function loaderError(stderr: string): Error {
   const lines = stderr.trim().split('\n')
+  // Its own one-line messages first; else (a traceback) the exception's line, never a connecting line such as
+  // "The above exception was the direct cause of the following exception:".
   const reason =
-    lines.find((line) => /^(Restore failed|The |Table |Could not|Another restore)/.test(line)) ?? lines.at(-1) ?? ''
+    lines.find((line) => /^(Restore failed|The (backup|target|restore)|Table |Could not|Another restore)/.test(line)) ??
+    [...lines].reverse().find((line) => /^[A-Za-z_][\w.]*(Error|Exception|Interrupt): /.test(line)) ??
+    lines.at(-1) ??
+    ''
   const message = redact(reason.length > 400 ? `${reason.slice(0, 400)}…` : reason, [])
   if (/not empty/.test(message))
     return new UsageError('TARGET_NOT_EMPTY', message, {suggestions: ['Restore into an empty database.']})

@@ -46,6 +46,11 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       summary: 'Directory for the artifacts of a SQLite or PostgreSQL target.',
       env: 'MLFLOWCTL_ARTIFACTS_TO',
     }),
+    'keep-artifact-locations': Flags.boolean({
+      summary:
+        "Keep the rows' absolute artifact locations as they are (default: rewrite them to where the artifacts now are).",
+      env: 'MLFLOWCTL_KEEP_ARTIFACT_LOCATIONS',
+    }),
     force: Flags.boolean({
       summary: 'Replace a target that holds data (after a safety backup).',
       env: 'MLFLOWCTL_FORCE',
@@ -97,6 +102,7 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       force: this.flags.force,
       backupRef: this.args.backup,
       repo: this.flags.repo,
+      keepArtifactLocations: this.flags['keep-artifact-locations'],
     }).finally(() => archive.release())
     for (const warning of result.warnings) this.warnUser(warning)
     this.out(showRestored(result))

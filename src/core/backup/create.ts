@@ -272,7 +272,12 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
         alembicRevision: tables.alembicRevision,
         envNames: [],
         rowCounts: tables.rowCounts,
-        artifacts: {mode: artifactSource ? options.artifacts : 'none', files: artifactFiles, bytes: artifactBytes},
+        artifacts: {
+          mode: artifactSource ? options.artifacts : 'none',
+          files: artifactFiles,
+          bytes: artifactBytes,
+          ...(artifactSource ? {root: artifactSource} : {}),
+        },
         encrypted: Boolean(options.encrypted),
         files,
       }

@@ -34,7 +34,9 @@ export interface BackupManifest {
   /** Names only, never values. */
   envNames: string[]
   rowCounts: Record<string, number>
-  artifacts: {mode: 'all' | 'referenced' | 'none'; files: number; bytes: number}
+  /** `root`: where the artifacts were backed up from (a directory or an s3://, wasbs://, gs:// URL), which absolute
+   * artifact locations in the rows start with; a restore that moves the store rewrites them to the new root. */
+  artifacts: {mode: 'all' | 'referenced' | 'none'; files: number; bytes: number; root?: string}
   /** AES-256-GCM with a scrypt-derived key; the sidecar copy of this manifest stays readable for `list`. */
   encrypted?: boolean
   files: BackupFileEntry[]

@@ -12,6 +12,7 @@ import type {HistoryEvent} from '../history.js'
 import {historyLocation, secretsOf, type BackupSourceSpec} from './create.js'
 import type {BackupManifest} from './format.js'
 import {parseGuid} from './locations.js'
+import {sameRoot, type LocationRewrite} from './artifact-locations.js'
 
 /** Anything a backup can be taken from can be restored into, which is what makes the safety backup possible. */
 export type RestoreTarget = BackupSourceSpec
@@ -52,6 +53,8 @@ export interface RestoreOptions {
   /** The backup as the user named it (an ID) and its repository, for suggestions that can be pasted as they are. */
   backupRef?: string
   repo?: string
+  /** Keep absolute artifact locations as they are, even when the artifacts go to a new place. */
+  keepArtifactLocations?: boolean
 }
 
 export interface RestoreResult {
@@ -62,6 +65,8 @@ export interface RestoreResult {
   rows: number
   artifactFiles: number
   safetyBackup?: string
+  /** Absolute artifact locations rewritten from the backup's artifact root to the new one (a restore that moves the store). */
+  artifactLocations?: LocationRewrite
   warnings: string[]
 }
 
@@ -112,6 +117,8 @@ export interface RestoreDeps {
     dbDir: string,
     options?: {replace?: boolean; gate?: (commit: () => Promise<void>) => Promise<void>; mark?: string},
   ): Promise<{tables: number; rows: number}>
+  /** Rewrites artifact locations in the extracted table files under `dbDir`; returns "table.column" → rows changed. */
+  rewriteArtifactLocations(dbDir: string, from: string, to: string): Promise<Record<string, number>>
   /** Moves a directory's files into a new directory `to` (created even when `from` is missing). Returns the count. */
   stageTree(from: string, to: string): Promise<number>
   /** Swaps staged paths in through a journal kept in each of `journalDirs` (adapters/fs/swap.ts); undoes on failure. */
@@ -250,6 +257,7 @@ async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<R
       rows: loaded.rows,
       artifactFiles: loaded.artifactFiles,
       safetyBackup,
+      ...(loaded.locations ? {artifactLocations: loaded.locations} : {}),
       warnings,
     }
   } finally {
@@ -257,7 +265,33 @@ async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<R
   }
 }
 
-type Loaded = {tables: number; rows: number; artifactFiles: number}
+type Loaded = {tables: number; rows: number; artifactFiles: number; locations?: LocationRewrite}
+
+/**
+ * Where the backup's artifacts were (its manifest's root; an app-data backup made before the root was recorded
+ * kept them in <data dir>/artifacts), or undefined when the backup does not say. Pure.
+ */
+export function backedUpArtifactRoot(
+  manifest: BackupManifest,
+  join: (...parts: string[]) => string,
+): string | undefined {
+  if (manifest.artifacts.root) return manifest.artifacts.root
+  return manifest.source.kind === 'app-data' ? join(manifest.source.location, 'artifacts') : undefined
+}
+
+/** Rewrites the rows' absolute artifact locations when the artifacts land somewhere else than they were backed up from. */
+async function moveLocations(
+  deps: RestoreDeps,
+  options: RestoreOptions,
+  manifest: BackupManifest,
+  dbDir: string,
+  newRoot: string | undefined,
+): Promise<LocationRewrite | undefined> {
+  const from = backedUpArtifactRoot(manifest, deps.join)
+  if (options.keepArtifactLocations || !from || !newRoot || sameRoot(from, newRoot)) return undefined
+  const rewritten = await deps.rewriteArtifactLocations(dbDir, from, newRoot)
+  return {from, to: newRoot, rewritten, total: Object.values(rewritten).reduce((sum, count) => sum + count, 0)}
+}
 
 /** Builds the new data in scratch space and swaps it in, per kind of target. */
 async function load(
@@ -299,6 +333,7 @@ async function load(
     await stageArtifacts(staged)
     return [{live: artifactsLive, staged, aside: deps.join(artifactsScratch, 'aside', 'artifacts')}]
   }
+  const locations = await moveLocations(deps, options, manifest, dbDir, artifactsLive)
   if (target.kind === 'postgresql') {
     // One transaction swaps the tables in (restore_db.py); the artifacts' renames happen just before it commits,
     // and the journal's mark tells the next run whether it did.
@@ -318,7 +353,7 @@ async function load(
         artifactFiles = manifest.artifacts.files
       },
     })
-    return {...loaded, artifactFiles}
+    return {...loaded, artifactFiles, locations}
   }
   const dbLive = target.kind === 'sqlite' ? target.path : deps.join(target.dir, 'mlflow.db')
   const stagedDb = deps.join(scratch.path, 'new', 'mlflow.db')
@@ -334,5 +369,5 @@ async function load(
     ...(await artifactsEntry()),
   ]
   await deps.swapIn(entries, {journalDirs, check: () => deps.checkSqlite(dbLive, revision)})
-  return {...loaded, artifactFiles: artifactsLive ? manifest.artifacts.files : 0}
+  return {...loaded, artifactFiles: artifactsLive ? manifest.artifacts.files : 0, locations}
 }

@@ -11,7 +11,17 @@ export function showBackupCreated(result: CreateResult): string {
 
 export function showRestored(result: RestoreResult): string {
   const safety = result.safetyBackup ? `\nSafety backup of the previous data: ${result.safetyBackup}` : ''
-  return `Restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, ${result.artifactFiles} artifact files, schema ${result.revision}.${safety}`
+  const moved = result.artifactLocations
+  const locations = moved
+    ? `\nArtifact locations rewritten from ${moved.from} to ${moved.to}: ${moved.total} rows${
+        moved.total
+          ? ` (${Object.entries(moved.rewritten)
+              .map(([column, count]) => `${column} ${count}`)
+              .join(', ')})`
+          : ''
+      }.`
+    : ''
+  return `Restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, ${result.artifactFiles} artifact files, schema ${result.revision}.${locations}${safety}`
 }
 
 export function showVerified(
