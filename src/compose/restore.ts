@@ -1,5 +1,6 @@
 // Composes `backup restore` from its adapters (adapters/backup/restore.ts) and, for the safety backup of a
 // --force restore, the backup use case (core/backup/create.ts).
+import {rename} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {randomBytes} from 'node:crypto'
 import {createBackup} from '../core/backup/create.js'
@@ -14,7 +15,8 @@ import {createBackupDeps} from '../adapters/backup/index.js'
 import {NO_CONNECT, uploadConnectRestore} from '../adapters/backup/connect-transfer.js'
 import {localRepository} from '../adapters/backup/repository.js'
 import {inspectTarget, openRestoreScratch, recoverTarget} from '../adapters/backup/restore-target.js'
-import {rewriteLocationsInTableFiles} from '../adapters/backup/rewrite-locations.js'
+import {rewriteLocationsInSqliteFile, rewriteLocationsInTableFiles} from '../adapters/backup/rewrite-locations.js'
+import {exportSqliteTables} from '../adapters/backup/sqlite-source.js'
 import {locationRewriter} from '../core/backup/artifact-locations.js'
 import {inspectRestoredSqlite} from '../adapters/backup/deep-verify.js'
 import {deadRuns, openScratch, removeRuns} from '../adapters/fs/scratch.js'
@@ -83,6 +85,14 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       return loaded
     },
     rewriteArtifactLocations: (dbDir, from, to) => rewriteLocationsInTableFiles(dbDir, locationRewriter(from, to)),
+    rewriteArtifactLocationsInSqlite: (file, from, to) =>
+      rewriteLocationsInSqliteFile(file, locationRewriter(from, to)),
+    inspectSqlite: (file) => inspectRestoredSqlite(file),
+    sqliteToTableFiles: async (file, dbDir) => void exportSqliteTables(file, dbDir),
+    async moveFile(from, to) {
+      await rename(from, to)
+      faultPoint('restore:loaded') // format 2: the new database is ready to be swapped in, as after a load
+    },
     async stageTree(from, to) {
       if ((await pathKind(from)) === 'missing') return makeDirs(to).then(() => 0)
       return moveTree(from, to)

@@ -89,8 +89,10 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     live.close()
     const runsEntry: string[] = []
     await tar.t({file: result.path, onReadEntry: (entry) => runsEntry.push(entry.path)})
-    assert.ok(runsEntry.includes('db/runs.jsonl') && runsEntry.at(-1) === 'manifest.json', 'manifest.json comes last')
+    // Format 2: an app-data source is archived as the SQLite snapshot file itself.
+    assert.ok(runsEntry.includes('db/mlflow.db') && runsEntry.at(-1) === 'manifest.json', 'manifest.json comes last')
     const manifest = JSON.parse(readFileSync(join(repo, `${result.id}.manifest.json`), 'utf8'))
+    assert.equal(manifest.format, 2)
     assert.equal(manifest.rowCounts.runs, liveRuns)
     assert.equal(manifest.alembicRevision, result.revision)
     assert.ok(!JSON.stringify(manifest).includes(endpoint!.apiKey))
@@ -129,16 +131,18 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     const cases: Array<[string, Parameters<typeof rewriteArchive>[2], RegExp]> = [
       [
         'changed',
-        (name, data) =>
-          name === 'db/runs.jsonl'
-            ? [{name, data: Buffer.from(data.toString().replace(/FINISHED/, 'FAILED__'))}]
-            : null,
-        /db\/runs\.jsonl does not match its SHA-256/,
+        (name, data) => {
+          if (name !== 'db/mlflow.db') return null
+          const changed = Buffer.from(data)
+          changed[changed.length - 100] ^= 0xff // same size, one byte changed
+          return [{name, data: changed}]
+        },
+        /db\/mlflow\.db does not match its SHA-256/,
       ],
       [
         'missing',
-        (name) => (name === 'db/params.jsonl' ? [] : null),
-        /db\/params\.jsonl is listed in the manifest but missing/,
+        (name) => (name === 'db/mlflow.db' ? [] : null),
+        /db\/mlflow\.db is listed in the manifest but missing/,
       ],
       [
         'extra',
@@ -515,19 +519,15 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     const refused = await backup(['restore', id, '--repo', repo, '--to', target])
     assert.equal(refused.code, 2)
     assert.equal(refused.json!.error!.code, 'TARGET_NOT_EMPTY')
-    // Killed while MLflow builds the new database: the live directory is untouched.
+    // Killed once the new database is built in scratch space, before the swap (the fault hook SIGKILLs the
+    // process there): the live directory is untouched.
     const child = spawn(
       process.execPath,
       [RUN, 'backup', 'restore', id, '--repo', repo, '--to', target, '--force', '--yes'],
-      {stdio: ['ignore', 'ignore', 'pipe']},
+      {stdio: ['ignore', 'ignore', 'ignore'], env: {...process.env, MLFLOWCTL_FAULT_AT: 'restore:loaded'}},
     )
-    let progress = ''
-    child.stderr!.on('data', (chunk) => (progress += chunk))
-    for (let i = 0; i < 600 && !progress.includes('creating the schema'); i++)
-      await new Promise((r) => setTimeout(r, 50))
-    await new Promise((r) => setTimeout(r, 1500))
-    child.kill('SIGKILL')
-    await new Promise((r) => child.once('exit', r))
+    const signal = await new Promise((r) => child.once('exit', (_code, killedBy) => r(killedBy)))
+    assert.equal(signal, 'SIGKILL', 'the restore was killed at restore:loaded')
     assert.deepEqual(
       readFileSync(join(target, 'mlflow.db')),
       before,

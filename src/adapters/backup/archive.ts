@@ -6,14 +6,17 @@ import {createReadStream, createWriteStream} from 'node:fs'
 import {chmod, open, readFile, rename, rm, stat} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
-import {createGunzip, createGzip} from 'node:zlib'
+import {createGunzip} from 'node:zlib'
 
+import Database from 'better-sqlite3'
 import * as tarStream from 'tar-stream'
 
 import {
   ARCHIVE_SUFFIX,
   MANIFEST_ENTRY,
   compareRowCounts,
+  compareSqliteRowCounts,
+  SQLITE_FILE_ENTRY,
   compareWithManifest,
   describeProblem,
   invalidManifest,
@@ -26,6 +29,7 @@ import {
 import {CheckFailedError, ExternalError, MlflowctlError} from '../../errors.js'
 import {faultPoint} from '../fault.js'
 import {fsFailure} from '../fs/safe-fs.js'
+import {parallelGzip} from '../fs/parallel-gzip.js'
 import {decryptedStream, encryptStream, isEncrypted} from './crypto.js'
 
 export interface ArchiveSource {
@@ -45,9 +49,10 @@ export async function writeBackupArchive(
   const partial = `${output}.partial`
   const pack = tarStream.pack()
   const out = createWriteStream(partial, {mode: 0o600})
+  // Both cores compress (independent gzip members); already-compressed artifacts are stored, not recompressed.
   const written = passphrase
-    ? pipeline(pack, createGzip({level: 6}), encryptStream(passphrase), out)
-    : pipeline(pack, createGzip({level: 6}), out)
+    ? pipeline(pack, parallelGzip(), encryptStream(passphrase), out)
+    : pipeline(pack, parallelGzip(), out)
   const files: BackupFileEntry[] = []
   try {
     for await (const source of sources) {
@@ -99,6 +104,22 @@ export async function writeBackupArchive(
 /** The manifest is read into memory; a real one is a few hundred bytes per file. */
 const MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 
+/** Rows per table of a SQLite file. Reads only. */
+function sqliteRowCounts(file: string): Record<string, number> {
+  const db = new Database(file, {readonly: true, fileMustExist: true})
+  try {
+    const names = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+      .pluck()
+      .all() as string[]
+    return Object.fromEntries(
+      names.map((name) => [name, db.prepare(`SELECT count(*) FROM "${name}"`).pluck().get() as number]),
+    )
+  } finally {
+    db.close()
+  }
+}
+
 /** A table's rows: db/<table>.jsonl, one JSON array per line (core/backup/format.ts). */
 const TABLE_FILE = /^db\/[^/]+\.jsonl$/
 
@@ -115,6 +136,12 @@ export interface ReadOptions {
   onEntry?: (name: string, data: AsyncIterable<Buffer>) => Promise<void>
   /** The manifest the archive must carry: each entry is checked against it (listed, same size) before onEntry. */
   expected?: BackupManifest
+  /**
+   * A private directory where a format 2 database entry is copied while it is read, so that its rows can be counted
+   * against the manifest (the table files of format 1 are counted as they stream). Without it, format 2's counts
+   * are checked at restore and by verify --deep.
+   */
+  sqliteScratch?: string
 }
 
 /** The listing sidecar beside a repository archive (ID.manifest.json), when there is a valid one. Reads only. */
@@ -142,6 +169,7 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
   const extract = tarStream.extract()
   const seen = new Map<string, {size: number; sha256: string}>()
   const linesByEntry = new Map<string, number>()
+  let sqliteCopy: string | undefined
   let manifestText: string | undefined
   let rejection: Error | undefined
   let entries = 0
@@ -185,7 +213,10 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
         }
       }
       if (options.onEntry && header.name !== MANIFEST_ENTRY) await options.onEntry(header.name, tee())
-      else for await (const _ of tee());
+      else if (options.sqliteScratch && header.name === SQLITE_FILE_ENTRY && !sqliteCopy) {
+        sqliteCopy = join(options.sqliteScratch, 'verify-rows.db')
+        await pipeline(tee(), createWriteStream(sqliteCopy, {mode: 0o600}))
+      } else for await (const _ of tee());
       if (header.name === MANIFEST_ENTRY) manifestText = Buffer.concat(chunks).toString('utf8')
       else seen.set(header.name, {size, sha256: hash.digest('hex')})
       if (isTableFile) linesByEntry.set(header.name, lines)
@@ -237,6 +268,15 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
   const invalid = invalidManifest(manifest)
   if (invalid) throw corrupt(invalid)
   const problems = [...compareWithManifest(manifest, seen), ...compareRowCounts(manifest, linesByEntry)]
+  if (sqliteCopy && problems.length === 0) {
+    try {
+      problems.push(...compareSqliteRowCounts(manifest, sqliteRowCounts(sqliteCopy)))
+    } catch (error) {
+      throw corrupt(`${SQLITE_FILE_ENTRY} cannot be read as a SQLite database (${(error as Error).message})`)
+    } finally {
+      await rm(sqliteCopy, {force: true})
+    }
+  }
   if (problems.length > 0) throw corrupt(problems.map(describeProblem).join('; '))
   if (options.expected && !sameManifest(manifest, options.expected))
     throw corrupt('its manifest differs from the listing sidecar beside it (one of them was changed)')

@@ -16,7 +16,7 @@ import {recoverTarget} from './restore-target.js'
 import type {BackupRepository} from './repository.js'
 import {NO_CONNECT, fetchConnectSnapshot, type ConnectTransferOptions} from './connect-transfer.js'
 import {exportPostgresTables} from './postgres-source.js'
-import {exportSqliteTables, snapshotSqlite} from './sqlite-source.js'
+import {describeSqliteSnapshot, snapshotSqlite, sqliteArtifactReferences} from './sqlite-source.js'
 
 /** SQLite reports a full disk as SQLITE_FULL, Node as ENOSPC: both are DISK_FULL; other errors pass through. */
 function diskError(error: unknown, action: string, path: string): unknown {
@@ -68,13 +68,8 @@ export function createBackupDeps(options: {
       )
       faultPoint('create:snapshot')
     },
-    exportTables: (snapshot, outDir) => {
-      try {
-        return exportSqliteTables(snapshot, outDir)
-      } catch (error) {
-        throw diskError(error, 'export the tables into', outDir)
-      }
-    },
+    describeSnapshot: (snapshot) => describeSqliteSnapshot(snapshot),
+    snapshotReferences: (snapshot) => sqliteArtifactReferences(snapshot),
     exportPostgres: (url, outDir) => exportPostgresTables(parseDatabaseUrl(url), outDir),
     fetchConnectSnapshot: (guid, dir) => fetchConnectSnapshot(options.connect ?? NO_CONNECT, guid, dir),
     listArtifacts,

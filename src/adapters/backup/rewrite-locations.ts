@@ -6,6 +6,8 @@ import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 import {once} from 'node:events'
 
+import Database from 'better-sqlite3'
+
 import {ARTIFACT_LOCATION_COLUMNS} from '../../core/backup/artifact-locations.js'
 import type {TableSchema} from '../../core/backup/format.js'
 import {pathKind} from '../fs/safe-fs.js'
@@ -52,4 +54,36 @@ export async function rewriteLocationsInTableFiles(
     await rename(rewritten, file)
   }
   return counts
+}
+
+/** The same rewrite in a SQLite file (format 2), one transaction; returns "table.column" → rows changed. */
+export async function rewriteLocationsInSqliteFile(
+  file: string,
+  rewrite: (value: string) => string | undefined,
+): Promise<Record<string, number>> {
+  const db = new Database(file, {fileMustExist: true})
+  try {
+    const counts: Record<string, number> = {}
+    db.transaction(() => {
+      for (const {table, column, onlyWhere} of ARTIFACT_LOCATION_COLUMNS) {
+        const columns = (db.prepare(`PRAGMA table_info("${table}")`).all() as Array<{name: string}>).map((c) => c.name)
+        if (!columns.includes(column) || (onlyWhere && !columns.includes(onlyWhere.column))) continue
+        const where = onlyWhere ? ` WHERE "${onlyWhere.column}" = ?` : ''
+        const update = db.prepare(`UPDATE "${table}" SET "${column}" = ? WHERE rowid = ?`)
+        const rows = db
+          .prepare(`SELECT rowid, "${column}" FROM "${table}"${where}`)
+          .raw(true)
+          .all(...(onlyWhere ? [onlyWhere.equals] : [])) as Array<[number, unknown]>
+        for (const [rowid, value] of rows) {
+          const moved = typeof value === 'string' ? rewrite(value) : undefined
+          if (moved === undefined) continue
+          update.run(moved, rowid)
+          counts[`${table}.${column}`] = (counts[`${table}.${column}`] ?? 0) + 1
+        }
+      }
+    })()
+    return counts
+  } finally {
+    db.close()
+  }
 }

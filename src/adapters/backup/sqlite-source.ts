@@ -7,6 +7,7 @@ import Database from 'better-sqlite3'
 
 import {encodeValue, type TableSchema} from '../../core/backup/format.js'
 import {foreignKeyOrder} from '../../core/backup/tables.js'
+import {ARTIFACT_LOCATION_COLUMNS} from '../../core/backup/artifact-locations.js'
 import {openRowFile, writeSchemaFile, type TableExport} from './table-files.js'
 
 export type {TableExport} from './table-files.js'
@@ -17,6 +18,14 @@ export async function snapshotSqlite(source: string, target: string): Promise<vo
     await db.backup(target)
   } finally {
     db.close()
+  }
+  // The copy keeps the source's journal mode; in WAL mode it would need -wal/-shm files beside it wherever it is
+  // opened. Format 2 archives it as one self-contained file.
+  const copy = new Database(target, {fileMustExist: true})
+  try {
+    copy.pragma('journal_mode = DELETE')
+  } finally {
+    copy.close()
   }
 }
 
@@ -69,6 +78,53 @@ export function exportSqliteTables(snapshot: string, outDir: string): TableExpor
           ?.version_num ?? null)
       : null
     return {schema, rowCounts, alembicRevision: revision, files: [writeSchemaFile(outDir, 'sqlite', schema), ...files]}
+  } finally {
+    db.close()
+  }
+}
+
+/** Format 2: what the manifest says about a snapshot file (row counts per table, the alembic revision). Reads only. */
+export function describeSqliteSnapshot(snapshot: string): {
+  rowCounts: Record<string, number>
+  alembicRevision: string | null
+} {
+  const db = new Database(snapshot, {readonly: true, fileMustExist: true})
+  try {
+    const names = (
+      db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{
+        name: string
+      }>
+    ).map((row) => row.name)
+    const rowCounts = Object.fromEntries(
+      names.map((name) => [name, (db.prepare(`SELECT count(*) AS n FROM "${name}"`).get() as {n: number}).n]),
+    )
+    const revision = names.includes('alembic_version')
+      ? ((db.prepare('SELECT version_num FROM alembic_version').get() as {version_num: string} | undefined)
+          ?.version_num ?? null)
+      : null
+    return {rowCounts, alembicRevision: revision}
+  } finally {
+    db.close()
+  }
+}
+
+/** The artifact URIs a SQLite file's rows point at (runs, logged models, model versions, trace tags). Reads only. */
+export function sqliteArtifactReferences(file: string): string[] {
+  const db = new Database(file, {readonly: true, fileMustExist: true})
+  try {
+    const uris: string[] = []
+    for (const {table, column, onlyWhere} of ARTIFACT_LOCATION_COLUMNS) {
+      if (table === 'experiments') continue // an experiment's root covers everything under it
+      const columns = (db.prepare(`PRAGMA table_info("${table}")`).all() as Array<{name: string}>).map((c) => c.name)
+      if (!columns.includes(column) || (onlyWhere && !columns.includes(onlyWhere.column))) continue
+      const where = onlyWhere ? ` WHERE "${onlyWhere.column}" = ?` : ''
+      const rows = db
+        .prepare(`SELECT "${column}" AS uri FROM "${table}"${where}`)
+        .raw(true)
+        .iterate(...(onlyWhere ? [onlyWhere.equals] : [])) as IterableIterator<[unknown]>
+      for (const [uri] of rows) if (typeof uri === 'string') uris.push(uri)
+    }
+    return uris
   } finally {
     db.close()
   }

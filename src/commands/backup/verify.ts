@@ -1,12 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 import {existsSync} from 'node:fs'
-import {basename, dirname, resolve} from 'node:path'
+import {basename, dirname, join, resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {showVerified} from '../../output/views/backup.js'
 import {ARCHIVE_SUFFIX} from '../../core/backup/format.js'
 import {CheckFailedError, ExternalError} from '../../errors.js'
 import {verifyBackupArchive} from '../../adapters/backup/archive.js'
+import {openScratch} from '../../adapters/fs/scratch.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {fetchArchive, localRepository, openRepository, type BackupRepository} from '../../adapters/backup/repository.js'
 import {createDeepVerifyDeps} from '../../compose/restore.js'
@@ -67,7 +68,11 @@ archive cannot be found.`
       })
     this.err(`Verifying ${id ?? path}...`)
     const passphrase = await resolvePassphrase(this.flags['passphrase-file'])
-    const manifest = await verifyBackupArchive(path, {passphrase})
+    // A format 2 database is copied here while it streams, so that its rows are counted against the manifest.
+    const scratch = await openScratch(join(this.settings.dataDir, 'verify'))
+    const manifest = await verifyBackupArchive(path, {passphrase, sqliteScratch: scratch.path}).finally(() =>
+      scratch.remove(),
+    )
     let deep: DeepVerifyResult | undefined
     if (this.flags.deep) {
       this.err('Restoring into a scratch SQLite database for the deep checks...')

@@ -3,7 +3,7 @@ import {redact, urlPasswordForms} from '../redact.js'
 import {ConfigError, UsageError} from '../../errors.js'
 import {proxiedPath} from './deep-verify.js'
 import type {HistoryEvent} from '../history.js'
-import {BACKUP_FORMAT_VERSION, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
+import {SQLITE_FILE_ENTRY, backupId, type BackupFileEntry, type BackupFormat, type BackupManifest} from './format.js'
 
 export type BackupSourceSpec =
   | {kind: 'app-data'; dir: string}
@@ -63,7 +63,10 @@ export interface CreateDeps {
   /** When `dir` is a rendered bundle that `dev up` ran: the data directory of that dev instance. */
   devDataDirOf?(dir: string): Promise<string | undefined>
   snapshotSqlite(source: string, target: string): Promise<void>
-  exportTables(snapshot: string, outDir: string): TablesExported
+  /** Format 2: the row counts and revision of a snapshot file, which goes into the archive as it is. */
+  describeSnapshot(snapshot: string): Pick<TablesExported, 'rowCounts' | 'alembicRevision'>
+  /** Artifact URIs a snapshot file's rows point at (runs, logged models, model versions, trace tags). */
+  snapshotReferences(snapshot: string): string[]
   /** Every MLflow table from one REPEATABLE READ snapshot, streamed with COPY. */
   exportPostgres(url: string, outDir: string): Promise<TablesExported>
   /** Streams a local-storage deployment's snapshot (the extension's POST /_mlflowctl/snapshot) into `dir`. */
@@ -133,18 +136,20 @@ export function notMlflowSource(location: string, tables: TablesExported): Confi
   )
 }
 
-/** SQLite: a snapshot file first (online backup API), then the export; PostgreSQL: one snapshot transaction. */
+/**
+ * SQLite (format 2): a snapshot file through the online backup API, archived as it is; PostgreSQL (format 1): every
+ * table from one snapshot transaction, as JSON lines.
+ */
 async function exportDatabase(
   deps: CreateDeps,
   spec: BackupSourceSpec,
   db: string,
   scratch: string,
-): Promise<TablesExported> {
-  if (spec.kind === 'postgresql') return deps.exportPostgres(db, scratch)
+): Promise<TablesExported & {format: BackupFormat; snapshot?: string}> {
+  if (spec.kind === 'postgresql') return {...(await deps.exportPostgres(db, scratch)), format: 1}
   const snapshot = deps.join(scratch, 'snapshot.db')
   await deps.snapshotSqlite(db, snapshot)
-  const tables = deps.exportTables(snapshot, scratch)
-  return tables
+  return {...deps.describeSnapshot(snapshot), files: [{name: SQLITE_FILE_ENTRY, file: snapshot}], format: 2, snapshot}
 }
 
 /** The store paths that proxied URIs (mlflow-artifacts:/…) point at; other schemes say nothing about this store. */
@@ -248,7 +253,9 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
         : undefined
     const include =
       artifactSource && options.artifacts === 'referenced'
-        ? referencedFilter(await deps.readReferences(scratch.path))
+        ? referencedFilter(
+            tables.snapshot ? deps.snapshotReferences(tables.snapshot) : await deps.readReferences(scratch.path),
+          )
         : undefined
     const artifactEntries = artifactSource ? deps.listArtifacts(artifactSource, include) : []
     let artifactFiles = 0
@@ -259,7 +266,7 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
       artifactFiles = artifacts.length
       artifactBytes = artifacts.reduce((sum, file) => sum + file.size, 0)
       return {
-        format: BACKUP_FORMAT_VERSION,
+        format: tables.format,
         id,
         createdAt: started.toISOString(),
         toolVersion: options.toolVersion,

@@ -4,7 +4,13 @@
  * that point at them. Options in, findings out; the restore and the queries are injected.
  */
 import {CheckFailedError} from '../../errors.js'
-import type {BackupManifest} from './format.js'
+import {SQLITE_FILE_ENTRY, type BackupManifest} from './format.js'
+
+/** Tables and rows of a manifest's row counts. Pure. */
+export function countsOf(rowCounts: Record<string, number>): {tables: number; rows: number} {
+  const counts = Object.values(rowCounts)
+  return {tables: counts.length, rows: counts.reduce((sum, count) => sum + count, 0)}
+}
 
 export interface RestoredDatabase {
   /** PRAGMA integrity_check lines other than "ok". */
@@ -77,6 +83,25 @@ export function artifactFindings(
   return {missing, orphans: [...orphans].sort(), unchecked: uncheckedReferences.length, uncheckedReferences}
 }
 
+/**
+ * What SQLite's own checks and the manifest's row counts say about a database built from a backup (format 1:
+ * loaded by MLflow; format 2: the archived file itself). Empty when sound. Pure.
+ */
+export function databaseFindings(
+  db: Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts'>,
+  manifest: Pick<BackupManifest, 'rowCounts'>,
+): string[] {
+  const reasons = [
+    ...db.integrity.map((line) => `integrity: ${line}`),
+    ...db.foreignKeyViolations.map((line) => `foreign key: ${line}`),
+  ]
+  for (const [table, expected] of Object.entries(manifest.rowCounts)) {
+    if (table !== 'alembic_version' && (db.rowCounts[table] ?? 0) !== expected)
+      reasons.push(`${table} holds ${db.rowCounts[table] ?? 0} rows, the manifest says ${expected}`)
+  }
+  return reasons
+}
+
 /** @throws CheckFailedError BACKUP_DEEP_FAILED with every finding that makes the backup unsafe to rely on */
 export async function deepVerify(deps: DeepVerifyDeps, archive: string): Promise<DeepVerifyResult> {
   const scratch = await deps.scratch()
@@ -89,17 +114,15 @@ export async function deepVerify(deps: DeepVerifyDeps, archive: string): Promise
         ],
       })
     if (!manifest.alembicRevision) throw fail(['it holds no MLflow database (no alembic revision)'])
-    const file = deps.join(scratch.path, 'deep-verify.db')
-    const loaded = await deps.loadDatabase(`sqlite:///${file}`, manifest.alembicRevision, deps.join(scratch.path, 'db'))
+    // Format 2 carries the database file itself: it is checked as it is, without a load.
+    const file =
+      manifest.format === 2 ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : deps.join(scratch.path, 'deep-verify.db')
+    const loaded =
+      manifest.format === 2
+        ? countsOf(manifest.rowCounts)
+        : await deps.loadDatabase(`sqlite:///${file}`, manifest.alembicRevision, deps.join(scratch.path, 'db'))
     const db = deps.inspect(file)
-    const reasons = [
-      ...db.integrity.map((line) => `integrity: ${line}`),
-      ...db.foreignKeyViolations.map((line) => `foreign key: ${line}`),
-    ]
-    for (const [table, expected] of Object.entries(manifest.rowCounts)) {
-      if (table !== 'alembic_version' && (db.rowCounts[table] ?? 0) !== expected)
-        reasons.push(`${table} restored ${db.rowCounts[table] ?? 0} rows, the manifest says ${expected}`)
-    }
+    const reasons = databaseFindings(db, manifest)
     const archived =
       manifest.artifacts.mode === 'none'
         ? []

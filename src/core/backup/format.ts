@@ -1,14 +1,22 @@
 /**
- * The backup archive, format 1 (documented in the README): a gzip-compressed tar with
+ * The backup archive (documented in the README): a gzip-compressed tar with
  *
- * - `db/schema.json`: tables in foreign-key order with their columns and declared types;
- * - `db/<table>.jsonl`: one JSON array per row, in column order, typed (see encodeValue);
+ * - format 1 (PostgreSQL sources; every archive made before format 2): `db/schema.json`, tables in foreign-key
+ *   order with their columns and declared types, and `db/<table>.jsonl`, one JSON array per row, in column order,
+ *   typed (see encodeValue);
+ * - format 2 (SQLite, app-data and connect: sources): `db/mlflow.db`, the online-backup copy of the database file
+ *   itself (no per-row encoding on the way in or out);
  * - `artifacts/<path>`: the artifact files;
  * - `manifest.json`, last: what the archive holds, with {path, size, sha256} for every other entry.
  *
  * Pure: names, manifest checks and the value encoding. Reading and writing streams is the adapters' job.
  */
-export const BACKUP_FORMAT_VERSION = 1
+export const BACKUP_FORMAT_VERSION = 2
+/** Every format this version reads. */
+export const READABLE_FORMATS = [1, 2] as const
+export type BackupFormat = (typeof READABLE_FORMATS)[number]
+/** Format 2's database entry: the SQLite file. */
+export const SQLITE_FILE_ENTRY = 'db/mlflow.db'
 export const MANIFEST_ENTRY = 'manifest.json'
 export const ARCHIVE_SUFFIX = '.mlflowctl-backup.tar.gz'
 
@@ -19,7 +27,7 @@ export interface BackupFileEntry {
 }
 
 export interface BackupManifest {
-  format: typeof BACKUP_FORMAT_VERSION
+  format: BackupFormat
   id: string
   createdAt: string
   toolVersion: string
@@ -112,6 +120,18 @@ export function describeProblem(problem: ArchiveProblem): string {
   }
 }
 
+/** Format 2: the rows of each table in the archived SQLite file against the manifest's counts. Pure. */
+export function compareSqliteRowCounts(manifest: BackupManifest, counts: Record<string, number>): ArchiveProblem[] {
+  return Object.entries(manifest.rowCounts)
+    .filter(([table, expected]) => (counts[table] ?? 0) !== expected)
+    .map(([table, expected]) => ({
+      kind: 'rows',
+      path: `${SQLITE_FILE_ENTRY} table ${table}`,
+      expected,
+      actual: counts[table] ?? 0,
+    }))
+}
+
 /**
  * Compares the rows in each table file (its lines: one row per line) with the manifest's row counts, so that a
  * manifest whose counts were edited is caught even when every checksum still matches. Pure.
@@ -158,8 +178,8 @@ export function sameManifest(inside: BackupManifest, expected: BackupManifest): 
 export function invalidManifest(value: unknown): string | undefined {
   const manifest = value as Partial<BackupManifest> | null
   if (!manifest || typeof manifest !== 'object') return 'manifest.json is not a JSON object'
-  if (manifest.format !== BACKUP_FORMAT_VERSION)
-    return `backup format ${String(manifest.format)} is not supported (this mlflowctl reads format ${BACKUP_FORMAT_VERSION})`
+  if (!READABLE_FORMATS.includes(manifest.format as BackupFormat))
+    return `backup format ${String(manifest.format)} is not supported (this mlflowctl reads formats ${READABLE_FORMATS.join(' and ')})`
   if (typeof manifest.id !== 'string' || typeof manifest.createdAt !== 'string' || !Array.isArray(manifest.files))
     return 'manifest.json lacks id, createdAt or files'
   for (const file of manifest.files) {
@@ -168,6 +188,8 @@ export function invalidManifest(value: unknown): string | undefined {
     const unsafe = unsafeEntryName(file.path)
     if (unsafe) return `manifest.json lists ${file.path}, which ${unsafe}`
   }
+  if (manifest.format === 2 && manifest.alembicRevision && !manifest.files.some((f) => f.path === SQLITE_FILE_ENTRY))
+    return `a format 2 manifest must list ${SQLITE_FILE_ENTRY}`
   return undefined
 }
 

@@ -7,10 +7,11 @@
  * startup upgrades it to its own head afterwards.
  */
 import {redact} from '../redact.js'
-import {ConfigError, UsageError} from '../../errors.js'
+import {CheckFailedError, ConfigError, UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
 import {historyLocation, secretsOf, type BackupSourceSpec} from './create.js'
-import type {BackupManifest} from './format.js'
+import {SQLITE_FILE_ENTRY, type BackupManifest} from './format.js'
+import {countsOf, databaseFindings, type RestoredDatabase} from './deep-verify.js'
 import {parseGuid} from './locations.js'
 import {sameRoot, type LocationRewrite} from './artifact-locations.js'
 
@@ -119,6 +120,14 @@ export interface RestoreDeps {
   ): Promise<{tables: number; rows: number}>
   /** Rewrites artifact locations in the extracted table files under `dbDir`; returns "table.column" → rows changed. */
   rewriteArtifactLocations(dbDir: string, from: string, to: string): Promise<Record<string, number>>
+  /** The same, in a SQLite file (format 2). */
+  rewriteArtifactLocationsInSqlite(file: string, from: string, to: string): Promise<Record<string, number>>
+  /** SQLite's integrity and foreign-key checks and the row counts of a database file. Reads only. */
+  inspectSqlite(file: string): Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts'>
+  /** Format 2 into PostgreSQL: the file's tables as format 1's table files (schema.json, <table>.jsonl) in `dbDir`. */
+  sqliteToTableFiles(file: string, dbDir: string): Promise<void>
+  /** Renames a file (within one file system: scratch space is in the target's tree). */
+  moveFile(from: string, to: string): Promise<void>
   /** Moves a directory's files into a new directory `to` (created even when `from` is missing). Returns the count. */
   stageTree(from: string, to: string): Promise<number>
   /** Swaps staged paths in through a journal kept in each of `journalDirs` (adapters/fs/swap.ts); undoes on failure. */
@@ -284,12 +293,15 @@ async function moveLocations(
   deps: RestoreDeps,
   options: RestoreOptions,
   manifest: BackupManifest,
-  dbDir: string,
+  database: {tableFiles: string} | {sqliteFile: string},
   newRoot: string | undefined,
 ): Promise<LocationRewrite | undefined> {
   const from = backedUpArtifactRoot(manifest, deps.join)
   if (options.keepArtifactLocations || !from || !newRoot || sameRoot(from, newRoot)) return undefined
-  const rewritten = await deps.rewriteArtifactLocations(dbDir, from, newRoot)
+  const rewritten =
+    'sqliteFile' in database
+      ? await deps.rewriteArtifactLocationsInSqlite(database.sqliteFile, from, newRoot)
+      : await deps.rewriteArtifactLocations(database.tableFiles, from, newRoot)
   return {from, to: newRoot, rewritten, total: Object.values(rewritten).reduce((sum, count) => sum + count, 0)}
 }
 
@@ -305,6 +317,25 @@ async function load(
   const revision = manifest.alembicRevision!
   const dbDir = deps.join(scratch.path, 'db')
   const extracted = deps.join(scratch.path, 'artifacts')
+  // Format 2 carries the SQLite file: checked before anything else (SQLite's integrity and foreign-key checks, the
+  // manifest's row counts), then used as it is by SQLite targets, or turned into table files for PostgreSQL.
+  const snapshot = manifest.format === 2 ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : undefined
+  if (snapshot) {
+    const findings = databaseFindings(deps.inspectSqlite(snapshot), manifest)
+    if (findings.length > 0)
+      throw new CheckFailedError(
+        'BACKUP_CORRUPT',
+        `The database in backup ${manifest.id} fails its checks (${findings.slice(0, 5).join('; ')}); nothing was replaced.`,
+        {suggestions: ['Use another backup (mlflowctl backup list).']},
+      )
+    if (target.kind === 'postgresql') await deps.sqliteToTableFiles(snapshot, dbDir)
+  }
+  const fileLoad = async (stagedDb: string, newRoot: string | undefined): Promise<Loaded> => {
+    const locations = await moveLocations(deps, options, manifest, {sqliteFile: snapshot!}, newRoot)
+    await deps.makeDir(deps.dirname(stagedDb))
+    await deps.moveFile(snapshot!, stagedDb)
+    return {...countsOf(manifest.rowCounts), artifactFiles: 0, locations}
+  }
   const stageArtifacts = async (to: string) => {
     const files = await deps.stageTree(extracted, to)
     // Every file the manifest lists must be staged; a shortfall would swap in a tree with holes.
@@ -319,7 +350,10 @@ async function load(
     // Built in scratch space, then swapped in by the extension itself, under maintenance.
     const upload = deps.join(scratch.path, 'upload')
     await deps.makeDir(upload)
-    const loaded = await deps.loadDatabase(`sqlite:///${deps.join(upload, 'mlflow.db')}`, revision, dbDir)
+    const uploadDb = deps.join(upload, 'mlflow.db')
+    const loaded = snapshot
+      ? await fileLoad(uploadDb, undefined)
+      : await deps.loadDatabase(`sqlite:///${uploadDb}`, revision, dbDir)
     if (manifest.artifacts.files > 0) await stageArtifacts(deps.join(upload, 'artifacts'))
     const answer = await deps.uploadToConnect(target.guid, upload, replace, options.keepRevision)
     return {...loaded, artifactFiles: answer.artifactFiles}
@@ -333,8 +367,8 @@ async function load(
     await stageArtifacts(staged)
     return [{live: artifactsLive, staged, aside: deps.join(artifactsScratch, 'aside', 'artifacts')}]
   }
-  const locations = await moveLocations(deps, options, manifest, dbDir, artifactsLive)
   if (target.kind === 'postgresql') {
+    const locations = await moveLocations(deps, options, manifest, {tableFiles: dbDir}, artifactsLive)
     // One transaction swaps the tables in (restore_db.py); the artifacts' renames happen just before it commits,
     // and the journal's mark tells the next run whether it did.
     const entries = await artifactsEntry()
@@ -358,7 +392,13 @@ async function load(
   const dbLive = target.kind === 'sqlite' ? target.path : deps.join(target.dir, 'mlflow.db')
   const stagedDb = deps.join(scratch.path, 'new', 'mlflow.db')
   await deps.makeDir(deps.dirname(stagedDb))
-  const loaded = await deps.loadDatabase(`sqlite:///${stagedDb}`, revision, dbDir)
+  const loaded: Loaded = snapshot
+    ? await fileLoad(stagedDb, artifactsLive)
+    : await (async () => {
+        // Table files are rewritten before the loader reads them.
+        const locations = await moveLocations(deps, options, manifest, {tableFiles: dbDir}, artifactsLive)
+        return {...(await deps.loadDatabase(`sqlite:///${stagedDb}`, revision, dbDir)), artifactFiles: 0, locations}
+      })()
   const entries: SwapEntry[] = [
     {live: dbLive, staged: stagedDb, aside: deps.join(scratch.path, 'aside', 'mlflow.db')},
     // The old database's journal files belong to it: left beside the new one, SQLite would replay them into it.
@@ -369,5 +409,5 @@ async function load(
     ...(await artifactsEntry()),
   ]
   await deps.swapIn(entries, {journalDirs, check: () => deps.checkSqlite(dbLive, revision)})
-  return {...loaded, artifactFiles: artifactsLive ? manifest.artifacts.files : 0, locations}
+  return {...loaded, artifactFiles: artifactsLive ? manifest.artifacts.files : 0}
 }

@@ -59,7 +59,11 @@ describe('backup format', () => {
   })
 
   it('refuses a manifest of another format or with an unsafe path', () => {
-    assert.match(invalidManifest({format: 2, id: 'x', createdAt: 'y', files: []})!, /format 2 is not supported/)
+    assert.match(invalidManifest({format: 3, id: 'x', createdAt: 'y', files: []})!, /format 3 is not supported/)
+    assert.match(
+      invalidManifest({format: 2, id: 'x', createdAt: 'y', alembicRevision: 'abc', files: []})!,
+      /must list db\/mlflow\.db/,
+    )
     assert.match(
       invalidManifest({format: 1, id: 'x', createdAt: 'y', files: [{path: '../x', size: 1, sha256: sha('a')}]})!,
       /\.\./,
@@ -155,11 +159,8 @@ describe('createBackup (core, with injected I/O)', async () => {
       scratch: async () => ({path: '/scratch', remove: async () => void events.push('scratch removed')}),
       exists: async () => true,
       snapshotSqlite: async () => void events.push('snapshot'),
-      exportTables: () => ({
-        rowCounts: {experiments: 1, runs: 2},
-        alembicRevision: 'abc123',
-        files: [{name: 'db/runs.jsonl', file: '/scratch/runs.jsonl'}],
-      }),
+      describeSnapshot: () => ({rowCounts: {experiments: 1, runs: 2}, alembicRevision: 'abc123'}),
+      snapshotReferences: () => [],
       exportPostgres: async (url) => (
         events.push(`copy ${url}`),
         {rowCounts: {runs: 2}, alembicRevision: 'abc123', files: [], skipped: ['optuna_studies']}
@@ -241,7 +242,7 @@ describe('createBackup (core, with injected I/O)', async () => {
       [{}, /no tables at all/],
       [{notes: 3, users: 1}, /2 tables but no alembic_version \(notes, users\)/],
     ] as Array<[Record<string, number>, RegExp]>) {
-      const {deps, events} = fakeDeps({exportTables: () => ({rowCounts, alembicRevision: null, files: []})})
+      const {deps, events} = fakeDeps({describeSnapshot: () => ({rowCounts, alembicRevision: null})})
       const error = await createBackup(deps, options).then(
         () => undefined,
         (e: unknown) => e as {code: string; exit: number; message: string},
@@ -260,7 +261,7 @@ describe('createBackup (core, with injected I/O)', async () => {
         'history backup failed',
       ])
     }
-    const safety = fakeDeps({exportTables: () => ({rowCounts: {}, alembicRevision: null, files: []})})
+    const safety = fakeDeps({describeSnapshot: () => ({rowCounts: {}, alembicRevision: null})})
     assert.equal((await createBackup(safety.deps, {...options, requireMlflow: false})).revision, null)
   })
 
@@ -307,7 +308,7 @@ describe('createBackup (core, with injected I/O)', async () => {
         ])
           if (include(name)) yield {name: `artifacts/${name}`, file: '/x'}
       },
-      readReferences: async () => [
+      snapshotReferences: () => [
         `mlflow-artifacts:/1/${run}/artifacts`,
         'mlflow-artifacts:/1/models/m-1/artifacts',
         's3://elsewhere/x',
@@ -323,7 +324,7 @@ describe('createBackup (core, with injected I/O)', async () => {
       [`artifacts/1/${run}/artifacts/model.txt`, 'artifacts/1/models/m-1/artifacts/MLmodel'],
     )
     assert.deepEqual([manifest!.artifacts.mode, manifest!.artifacts.files], ['referenced', 2])
-    const elsewhere = fakeDeps({readReferences: async () => ['s3://bucket/1/abc/artifacts']})
+    const elsewhere = fakeDeps({snapshotReferences: () => ['s3://bucket/1/abc/artifacts']})
     await assert.rejects(
       createBackup(elsewhere.deps, {...options, artifacts: 'referenced'}),
       (e: unknown) => e instanceof UsageError && e.code === 'ARTIFACTS_NOT_PROXIED',
@@ -443,7 +444,7 @@ describe('backup verify --deep (core)', async () => {
       deepVerify(deps, '/a.tar.gz'),
       (error: Error & {code?: string}) =>
         error.code === 'BACKUP_DEEP_FAILED' &&
-        /integrity: page 3 is never used; runs restored 1 rows, the manifest says 2/.test(error.message),
+        /integrity: page 3 is never used; runs holds 1 rows, the manifest says 2/.test(error.message),
     )
     assert.ok(removed)
   })
