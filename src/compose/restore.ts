@@ -17,6 +17,7 @@ import {localRepository} from '../adapters/backup/repository.js'
 import {inspectTarget, openRestoreScratch, recoverTarget} from '../adapters/backup/restore-target.js'
 import {rewriteLocationsInSqliteFile, rewriteLocationsInTableFiles} from '../adapters/backup/rewrite-locations.js'
 import {exportSqliteTables} from '../adapters/backup/sqlite-source.js'
+import {copyFilesToTableFiles} from '../adapters/backup/postgres-source.js'
 import {locationRewriter} from '../core/backup/artifact-locations.js'
 import {inspectRestoredSqlite} from '../adapters/backup/deep-verify.js'
 import {deadRuns, openScratch, removeRuns} from '../adapters/fs/scratch.js'
@@ -89,6 +90,7 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       rewriteLocationsInSqliteFile(file, locationRewriter(from, to)),
     inspectSqlite: (file) => inspectRestoredSqlite(file),
     sqliteToTableFiles: async (file, dbDir) => void exportSqliteTables(file, dbDir),
+    copyTextToTableFiles: (dbDir) => copyFilesToTableFiles(dbDir),
     async moveFile(from, to) {
       await rename(from, to)
       faultPoint('restore:loaded') // format 2: the new database is ready to be swapped in, as after a load
@@ -124,6 +126,7 @@ export function createDeepVerifyDeps(options: RestoreDepsOptions): DeepVerifyDep
     scratch: async () => (await removeRuns(await deadRuns(root)), openScratch(root)),
     extractVerified: restore.extractVerified,
     loadDatabase: restore.loadDatabase,
+    copyTextToTableFiles: restore.copyTextToTableFiles,
     inspect: inspectRestoredSqlite,
     join,
   }

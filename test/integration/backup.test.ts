@@ -376,6 +376,12 @@ describe('mlflowctl backup (local repository, app-data source)', () => {
     assert.ok(!`${fromPg.stdout}${fromPg.stderr}`.includes('mlflowctl-ci'), 'the password is masked')
     const manifest = JSON.parse(readFileSync(join(pgRepo, `${fromPg.json!.result.id}.manifest.json`), 'utf8'))
     assert.equal(manifest.source.engine, 'postgresql')
+    // Format 2 of a PostgreSQL source: each table's COPY text, as the server wrote it.
+    assert.equal(manifest.format, 2)
+    assert.ok(
+      manifest.files.some((file: {path: string}) => file.path === 'db/runs.copy'),
+      'runs as COPY text',
+    )
     assert.ok(!JSON.stringify(manifest).includes('mlflowctl-ci') && manifest.rowCounts.optuna_studies === undefined)
     assert.deepEqual(
       manifest.rowCounts,

@@ -120,8 +120,8 @@ function sqliteRowCounts(file: string): Record<string, number> {
   }
 }
 
-/** A table's rows: db/<table>.jsonl, one JSON array per line (core/backup/format.ts). */
-const TABLE_FILE = /^db\/[^/]+\.jsonl$/
+/** A table's rows: db/<table>.jsonl (one JSON array per line) or db/<table>.copy (COPY text: one row per line). */
+const TABLE_FILE = /^db\/[^/]+\.(jsonl|copy)$/
 
 function newlines(chunk: Buffer): number {
   let count = 0

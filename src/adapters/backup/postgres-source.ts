@@ -1,8 +1,12 @@
 // The PostgreSQL side of a backup: one REPEATABLE READ READ ONLY transaction (every table from the same
-// snapshot, while MLflow keeps writing), MLflow's tables only, each streamed out with COPY … TO STDOUT and
-// decoded line by line into the archive's typed JSON lines.
+// snapshot, while MLflow keeps writing), MLflow's tables only, each streamed out with COPY … TO STDOUT: kept as
+// COPY text (format 2), or decoded line by line into typed JSON lines (format 1, and the way into SQLite).
+import {createReadStream, createWriteStream} from 'node:fs'
+import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
+import {Transform} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
 
 import type pg from 'pg'
 import {to as copyTo} from 'pg-copy-streams'
@@ -41,6 +45,31 @@ async function catalog(client: pg.Client): Promise<{
   return {tables, references, columns}
 }
 
+/**
+ * Format 2: the table's COPY text stream written as it comes (no per-row work); returns its rows (lines: the text
+ * format ends every row with a newline and escapes those inside values).
+ */
+async function copyTableRaw(
+  client: pg.Client,
+  table: string,
+  columns: Array<{name: string; type: string}>,
+  file: string,
+): Promise<number> {
+  const stream = client.query(
+    copyTo(`COPY ${quote(table)} (${columns.map((column) => quote(column.name)).join(', ')}) TO STDOUT`),
+  )
+  let rows = 0
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) rows++
+      done(null, chunk)
+    },
+  })
+  // A failed write (a full disk) destroys the pipeline, COPY included: the connection is not left waiting on it.
+  await pipeline(stream, counter, createWriteStream(file, {mode: 0o600}))
+  return rows
+}
+
 async function copyTable(
   client: pg.Client,
   table: string,
@@ -70,7 +99,15 @@ async function copyTable(
   }
 }
 
-export async function exportPostgresTables(target: DatabaseTarget, outDir: string): Promise<TableExport> {
+/**
+ * Every MLflow table of one snapshot: as COPY text files (`db/<table>.copy`, format 2, the default) or as typed JSON
+ * lines (`db/<table>.jsonl`, format 1).
+ */
+export async function exportPostgresTables(
+  target: DatabaseTarget,
+  outDir: string,
+  encoding: 'copy' | 'jsonl' = 'copy',
+): Promise<TableExport> {
   return withPostgres(target, async (client) => {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
     try {
@@ -86,9 +123,14 @@ export async function exportPostgresTables(target: DatabaseTarget, outDir: strin
       const files: Array<{name: string; file: string}> = []
       for (const table of foreignKeyOrder(taken, references)) {
         schema.push({name: table, columns: columns[table] ?? []})
-        const file = join(outDir, `${table}.jsonl`)
-        rowCounts[table] = await copyTable(client, table, columns[table] ?? [], file)
-        files.push({name: `db/${table}.jsonl`, file})
+        const file = join(outDir, `${table}.${encoding}`)
+        rowCounts[table] = await (encoding === 'copy' ? copyTableRaw : copyTable)(
+          client,
+          table,
+          columns[table] ?? [],
+          file,
+        )
+        files.push({name: `db/${table}.${encoding}`, file})
       }
       const revision = taken.includes('alembic_version')
         ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]
@@ -105,4 +147,23 @@ export async function exportPostgresTables(target: DatabaseTarget, outDir: strin
       await client.query('ROLLBACK').catch(() => undefined)
     }
   })
+}
+
+/** Format 2 into SQLite: each `<table>.copy` in `dbDir` decoded into format 1's `<table>.jsonl` (types from schema.json). */
+export async function copyFilesToTableFiles(dbDir: string): Promise<void> {
+  const schema = JSON.parse(await readFile(join(dbDir, 'schema.json'), 'utf8')) as {tables: TableSchema[]}
+  for (const table of schema.tables) {
+    const copyFile = join(dbDir, `${table.name}.copy`)
+    const kinds = table.columns.map((column) => pgKind(column.type))
+    const rowFile = openRowFile(join(dbDir, `${table.name}.jsonl`))
+    try {
+      for await (const line of createInterface({
+        input: createReadStream(copyFile),
+        crlfDelay: Number.POSITIVE_INFINITY,
+      }))
+        rowFile.write(decodeCopyLine(line, kinds))
+    } finally {
+      rowFile.close()
+    }
+  }
 }

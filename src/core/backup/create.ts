@@ -137,8 +137,8 @@ export function notMlflowSource(location: string, tables: TablesExported): Confi
 }
 
 /**
- * SQLite (format 2): a snapshot file through the online backup API, archived as it is; PostgreSQL (format 1): every
- * table from one snapshot transaction, as JSON lines.
+ * Format 2. SQLite: a snapshot file through the online backup API, archived as it is; PostgreSQL: every table from
+ * one snapshot transaction, as its COPY text.
  */
 async function exportDatabase(
   deps: CreateDeps,
@@ -146,7 +146,7 @@ async function exportDatabase(
   db: string,
   scratch: string,
 ): Promise<TablesExported & {format: BackupFormat; snapshot?: string}> {
-  if (spec.kind === 'postgresql') return {...(await deps.exportPostgres(db, scratch)), format: 1}
+  if (spec.kind === 'postgresql') return {...(await deps.exportPostgres(db, scratch)), format: 2}
   const snapshot = deps.join(scratch, 'snapshot.db')
   await deps.snapshotSqlite(db, snapshot)
   return {...deps.describeSnapshot(snapshot), files: [{name: SQLITE_FILE_ENTRY, file: snapshot}], format: 2, snapshot}

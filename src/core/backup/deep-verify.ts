@@ -4,7 +4,7 @@
  * that point at them. Options in, findings out; the restore and the queries are injected.
  */
 import {CheckFailedError} from '../../errors.js'
-import {SQLITE_FILE_ENTRY, type BackupManifest} from './format.js'
+import {SQLITE_FILE_ENTRY, holdsCopyText, holdsSqliteFile, type BackupManifest} from './format.js'
 
 /** Tables and rows of a manifest's row counts. Pure. */
 export function countsOf(rowCounts: Record<string, number>): {tables: number; rows: number} {
@@ -26,6 +26,8 @@ export interface DeepVerifyDeps {
   scratch(): Promise<{path: string; remove(): Promise<void>}>
   extractVerified(archive: string, dir: string): Promise<BackupManifest>
   loadDatabase(url: string, revision: string, dbDir: string): Promise<{tables: number; rows: number}>
+  /** Format 2 of a PostgreSQL source: each <table>.copy decoded into <table>.jsonl in `dbDir`. */
+  copyTextToTableFiles(dbDir: string): Promise<void>
   inspect(sqliteFile: string): RestoredDatabase
   join(...parts: string[]): string
 }
@@ -115,12 +117,12 @@ export async function deepVerify(deps: DeepVerifyDeps, archive: string): Promise
       })
     if (!manifest.alembicRevision) throw fail(['it holds no MLflow database (no alembic revision)'])
     // Format 2 carries the database file itself: it is checked as it is, without a load.
-    const file =
-      manifest.format === 2 ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : deps.join(scratch.path, 'deep-verify.db')
-    const loaded =
-      manifest.format === 2
-        ? countsOf(manifest.rowCounts)
-        : await deps.loadDatabase(`sqlite:///${file}`, manifest.alembicRevision, deps.join(scratch.path, 'db'))
+    const sqliteFile = holdsSqliteFile(manifest)
+    const file = sqliteFile ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : deps.join(scratch.path, 'deep-verify.db')
+    if (holdsCopyText(manifest)) await deps.copyTextToTableFiles(deps.join(scratch.path, 'db'))
+    const loaded = sqliteFile
+      ? countsOf(manifest.rowCounts)
+      : await deps.loadDatabase(`sqlite:///${file}`, manifest.alembicRevision, deps.join(scratch.path, 'db'))
     const db = deps.inspect(file)
     const reasons = databaseFindings(db, manifest)
     const archived =

@@ -1,11 +1,12 @@
 /**
  * The backup archive (documented in the README): a gzip-compressed tar with
  *
- * - format 1 (PostgreSQL sources; every archive made before format 2): `db/schema.json`, tables in foreign-key
+ * - format 1 (every archive made before format 2): `db/schema.json`, tables in foreign-key
  *   order with their columns and declared types, and `db/<table>.jsonl`, one JSON array per row, in column order,
  *   typed (see encodeValue);
- * - format 2 (SQLite, app-data and connect: sources): `db/mlflow.db`, the online-backup copy of the database file
- *   itself (no per-row encoding on the way in or out);
+ * - format 2: for SQLite, app-data and connect: sources `db/mlflow.db`, the online-backup copy of the database
+ *   file itself; for PostgreSQL `db/schema.json` and `db/<table>.copy`, each table's COPY text as the server wrote
+ *   it (no per-row encoding on the way in or out in either case);
  * - `artifacts/<path>`: the artifact files;
  * - `manifest.json`, last: what the archive holds, with {path, size, sha256} for every other entry.
  *
@@ -17,6 +18,14 @@ export const READABLE_FORMATS = [1, 2] as const
 export type BackupFormat = (typeof READABLE_FORMATS)[number]
 /** Format 2's database entry: the SQLite file. */
 export const SQLITE_FILE_ENTRY = 'db/mlflow.db'
+
+/** Whether the archive carries the SQLite file itself (format 2 of a SQLite source). Pure. */
+export const holdsSqliteFile = (manifest: Pick<BackupManifest, 'files'>) =>
+  manifest.files.some((file) => file.path === SQLITE_FILE_ENTRY)
+
+/** Whether the tables are COPY text (format 2 of a PostgreSQL source). Pure. */
+export const holdsCopyText = (manifest: Pick<BackupManifest, 'files'>) =>
+  manifest.files.some((file) => /^db\/[^/]+\.copy$/.test(file.path))
 export const MANIFEST_ENTRY = 'manifest.json'
 export const ARCHIVE_SUFFIX = '.mlflowctl-backup.tar.gz'
 
@@ -139,12 +148,13 @@ export function compareSqliteRowCounts(manifest: BackupManifest, counts: Record<
 export function compareRowCounts(manifest: BackupManifest, linesByEntry: Map<string, number>): ArchiveProblem[] {
   const problems: ArchiveProblem[] = []
   for (const [table, expected] of Object.entries(manifest.rowCounts)) {
-    const path = `db/${table}.jsonl`
-    const actual = linesByEntry.get(path)
-    if (actual !== undefined && actual !== expected) problems.push({kind: 'rows', path, expected, actual})
+    for (const path of [`db/${table}.jsonl`, `db/${table}.copy`]) {
+      const actual = linesByEntry.get(path)
+      if (actual !== undefined && actual !== expected) problems.push({kind: 'rows', path, expected, actual})
+    }
   }
   for (const [path, actual] of linesByEntry) {
-    const table = path.slice('db/'.length, -'.jsonl'.length)
+    const table = path.slice('db/'.length).replace(/\.(jsonl|copy)$/, '')
     if (!(table in manifest.rowCounts)) problems.push({kind: 'rows', path, expected: 0, actual})
   }
   return problems
@@ -188,8 +198,12 @@ export function invalidManifest(value: unknown): string | undefined {
     const unsafe = unsafeEntryName(file.path)
     if (unsafe) return `manifest.json lists ${file.path}, which ${unsafe}`
   }
-  if (manifest.format === 2 && manifest.alembicRevision && !manifest.files.some((f) => f.path === SQLITE_FILE_ENTRY))
-    return `a format 2 manifest must list ${SQLITE_FILE_ENTRY}`
+  if (
+    manifest.format === 2 &&
+    manifest.alembicRevision &&
+    !manifest.files.some((f) => f.path === SQLITE_FILE_ENTRY || f.path === 'db/schema.json')
+  )
+    return `a format 2 manifest must list ${SQLITE_FILE_ENTRY} or db/schema.json`
   return undefined
 }
 

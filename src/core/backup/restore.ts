@@ -10,7 +10,7 @@ import {redact} from '../redact.js'
 import {CheckFailedError, ConfigError, UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
 import {historyLocation, secretsOf, type BackupSourceSpec} from './create.js'
-import {SQLITE_FILE_ENTRY, type BackupManifest} from './format.js'
+import {SQLITE_FILE_ENTRY, holdsCopyText, holdsSqliteFile, type BackupManifest} from './format.js'
 import {countsOf, databaseFindings, type RestoredDatabase} from './deep-verify.js'
 import {parseGuid} from './locations.js'
 import {sameRoot, type LocationRewrite} from './artifact-locations.js'
@@ -126,6 +126,8 @@ export interface RestoreDeps {
   inspectSqlite(file: string): Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts'>
   /** Format 2 into PostgreSQL: the file's tables as format 1's table files (schema.json, <table>.jsonl) in `dbDir`. */
   sqliteToTableFiles(file: string, dbDir: string): Promise<void>
+  /** Format 2 of a PostgreSQL source into SQLite: each <table>.copy decoded into <table>.jsonl in `dbDir`. */
+  copyTextToTableFiles(dbDir: string): Promise<void>
   /** Renames a file (within one file system: scratch space is in the target's tree). */
   moveFile(from: string, to: string): Promise<void>
   /** Moves a directory's files into a new directory `to` (created even when `from` is missing). Returns the count. */
@@ -319,7 +321,9 @@ async function load(
   const extracted = deps.join(scratch.path, 'artifacts')
   // Format 2 carries the SQLite file: checked before anything else (SQLite's integrity and foreign-key checks, the
   // manifest's row counts), then used as it is by SQLite targets, or turned into table files for PostgreSQL.
-  const snapshot = manifest.format === 2 ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : undefined
+  const snapshot = holdsSqliteFile(manifest) ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : undefined
+  // COPY text goes into PostgreSQL as it is (the loader streams it to COPY FROM STDIN); SQLite needs typed rows.
+  if (holdsCopyText(manifest) && target.kind !== 'postgresql') await deps.copyTextToTableFiles(dbDir)
   if (snapshot) {
     const findings = databaseFindings(deps.inspectSqlite(snapshot), manifest)
     if (findings.length > 0)

@@ -30,3 +30,20 @@ describe('locationRewriter', () => {
     assert.ok(!sameRoot('/srv/a', '/srv/b'))
   })
 })
+
+describe('format 2 row counts', async () => {
+  const {compareRowCounts, holdsCopyText, holdsSqliteFile} = await import('../../../src/core/backup/format.js')
+  it('counts COPY text lines like JSON lines, and tells the two format 2 layouts apart', () => {
+    const manifest = {rowCounts: {runs: 2, metrics: 5}, files: [{path: 'db/runs.copy'}, {path: 'db/metrics.copy'}]}
+    const problems = compareRowCounts(
+      manifest as never,
+      new Map([
+        ['db/runs.copy', 2],
+        ['db/metrics.copy', 4],
+      ]),
+    )
+    assert.deepEqual(problems, [{kind: 'rows', path: 'db/metrics.copy', expected: 5, actual: 4}])
+    assert.ok(holdsCopyText(manifest) && !holdsSqliteFile(manifest))
+    assert.ok(holdsSqliteFile({files: [{path: 'db/mlflow.db'}]} as never))
+  })
+})

@@ -431,6 +431,7 @@ describe('backup verify --deep (core)', async () => {
       scratch: async () => ({path: '/s', remove: async () => void (removed = true)}),
       extractVerified: async () => manifest as never,
       loadDatabase: async () => ({tables: 1, rows: 1}),
+      copyTextToTableFiles: async () => undefined,
       inspect: () => ({
         integrity: ['page 3 is never used'],
         foreignKeyViolations: [],
