@@ -226,7 +226,7 @@ try {
 } finally {
   for (const name of ['bench_source', 'bench_pgloader', 'bench_target', 'bench_pg_restore'])
     spawnSync('psql', [pgAdmin, '-q', '-c', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`])
-  rmSync(work, {recursive: true, force: true})
+  if (!process.env.BENCH_KEEP) rmSync(work, {recursive: true, force: true})
 }
 
 const row = (name, pair, goal) =>

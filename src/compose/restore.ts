@@ -88,8 +88,8 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
     rewriteArtifactLocations: (dbDir, from, to) => rewriteLocationsInTableFiles(dbDir, locationRewriter(from, to)),
     rewriteArtifactLocationsInSqlite: (file, from, to) =>
       rewriteLocationsInSqliteFile(file, locationRewriter(from, to)),
-    inspectSqlite: (file) => inspectRestoredSqlite(file),
-    sqliteToTableFiles: async (file, dbDir) => void exportSqliteTables(file, dbDir),
+    inspectSqlite: (file) => inspectRestoredSqlite(file, {thorough: false}),
+    sqliteToTableFiles: async (file, dbDir) => void exportSqliteTables(file, dbDir, 'copy'),
     copyTextToTableFiles: (dbDir) => copyFilesToTableFiles(dbDir),
     async moveFile(from, to) {
       await rename(from, to)
@@ -103,7 +103,7 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       for (const entry of entries) await makeDirs(dirname(entry.aside))
       await swapIn(entries, {...swapOptions, journalCopies: journalDirs.map(journalIn)})
     },
-    checkSqlite: async (path, revision) => checkSqlite(path, revision),
+    checkSqlite: async (path, revision, checked) => checkSqlite(path, revision, checked),
     uploadToConnect: (guid, dir, force, keepRevision) =>
       uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force, keepRevision),
     makeDir: (path) => makeDirs(path),

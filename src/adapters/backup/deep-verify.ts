@@ -4,11 +4,21 @@ import Database from 'better-sqlite3'
 
 import type {RestoredDatabase} from '../../core/backup/deep-verify.js'
 
-export function inspectRestoredSqlite(file: string): RestoredDatabase {
+/**
+ * SQLite's checks and the rows of a database file. `thorough` (verify --deep) runs integrity_check, which also
+ * cross-checks every index against its table; otherwise (a restore's gate) quick_check, which checks the b-trees,
+ * pages and constraints but not that: measured on a 765 MB MLflow database with 3M metric rows, 12.1 s against
+ * 0.8 s, the difference between a restore at 1.3× and at 2.7× of `tar xzf`. Reads only.
+ */
+export function inspectRestoredSqlite(
+  file: string,
+  options: {thorough?: boolean} = {thorough: true},
+): RestoredDatabase {
   const db = new Database(file, {readonly: true, fileMustExist: true})
   try {
-    const integrity = (db.prepare('PRAGMA integrity_check').all() as Array<{integrity_check: string}>)
-      .map((row) => row.integrity_check)
+    const pragma = options.thorough ? 'integrity_check' : 'quick_check'
+    const integrity = (db.prepare(`PRAGMA ${pragma}`).all() as Array<Record<string, string>>)
+      .map((row) => row[pragma])
       .filter((line) => line !== 'ok')
     const foreignKeyViolations = (
       db.prepare('PRAGMA foreign_key_check').all() as Array<{table: string; parent: string; rowid: number}>

@@ -10,6 +10,7 @@ import Database from 'better-sqlite3'
 
 import {ARTIFACT_LOCATION_COLUMNS} from '../../core/backup/artifact-locations.js'
 import type {TableSchema} from '../../core/backup/format.js'
+import {encodeCopyField, unescapeCopyField} from '../../core/backup/pg-text.js'
 import {pathKind} from '../fs/safe-fs.js'
 
 /** Rewrites every location `rewrite` changes; returns "table.column" → rows changed. Rewrites files in `dbDir`. */
@@ -21,7 +22,9 @@ export async function rewriteLocationsInTableFiles(
   const counts: Record<string, number> = {}
   for (const table of new Set(ARTIFACT_LOCATION_COLUMNS.map((column) => column.table))) {
     const columns = schema.tables.find((candidate) => candidate.name === table)?.columns
-    const file = join(dbDir, `${table}.jsonl`)
+    // Format 1 and SQLite→PostgreSQL conversions: JSON lines; format 2 of a PostgreSQL source: COPY text.
+    const copyText = (await pathKind(join(dbDir, `${table}.copy`))) === 'file'
+    const file = join(dbDir, `${table}.${copyText ? 'copy' : 'jsonl'}`)
     if (!columns || (await pathKind(file)) !== 'file') continue
     const index = (name: string) => columns.findIndex((column) => column.name === name)
     const targets = ARTIFACT_LOCATION_COLUMNS.filter((column) => column.table === table)
@@ -36,7 +39,9 @@ export async function rewriteLocationsInTableFiles(
     const out = createWriteStream(rewritten, {mode: 0o600})
     for await (const line of createInterface({input: createReadStream(file), crlfDelay: Infinity})) {
       if (!line) continue
-      const row = JSON.parse(line) as unknown[]
+      const row = copyText
+        ? line.split('\t').map((field) => (field === '\\N' ? null : unescapeCopyField(field)))
+        : (JSON.parse(line) as unknown[])
       let changed = false
       for (const {key, at, where} of targets) {
         const value = row[at]
@@ -47,7 +52,8 @@ export async function rewriteLocationsInTableFiles(
         counts[key] = (counts[key] ?? 0) + 1
         changed = true
       }
-      if (!out.write(`${changed ? JSON.stringify(row) : line}\n`)) await once(out, 'drain')
+      const encoded = !changed ? line : copyText ? row.map(encodeCopyField).join('\t') : JSON.stringify(row)
+      if (!out.write(`${encoded}\n`)) await once(out, 'drain')
     }
     out.end()
     await once(out, 'finish')

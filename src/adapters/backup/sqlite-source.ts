@@ -7,6 +7,7 @@ import Database from 'better-sqlite3'
 
 import {encodeValue, type TableSchema} from '../../core/backup/format.js'
 import {foreignKeyOrder} from '../../core/backup/tables.js'
+import {encodeCopyLine} from '../../core/backup/pg-text.js'
 import {ARTIFACT_LOCATION_COLUMNS} from '../../core/backup/artifact-locations.js'
 import {openRowFile, writeSchemaFile, type TableExport} from './table-files.js'
 
@@ -29,8 +30,15 @@ export async function snapshotSqlite(source: string, target: string): Promise<vo
   }
 }
 
-/** Streams rows with a small write buffer: memory stays flat whatever the table size. */
-export function exportSqliteTables(snapshot: string, outDir: string): TableExport {
+/**
+ * Streams rows with a small write buffer: memory stays flat whatever the table size. `jsonl`: format 1's typed
+ * JSON lines; `copy`: PostgreSQL COPY text, which the loader streams into a PostgreSQL target as it is.
+ */
+export function exportSqliteTables(
+  snapshot: string,
+  outDir: string,
+  encoding: 'jsonl' | 'copy' = 'jsonl',
+): TableExport {
   const db = new Database(snapshot, {readonly: true, fileMustExist: true})
   try {
     const names = (
@@ -56,8 +64,8 @@ export function exportSqliteTables(snapshot: string, outDir: string): TableExpor
         .filter((column) => column.hidden === 0)
         .map((column) => ({name: column.name, type: column.type}))
       schema.push({name: table, columns})
-      const file = join(outDir, `${table}.jsonl`)
-      const rowFile = openRowFile(file)
+      const file = join(outDir, `${table}.${encoding}`)
+      const rowFile = encoding === 'copy' ? openRowFile(file, encodeCopyLine) : openRowFile(file)
       let count: number
       try {
         // rowid order: stable, and cheap for SQLite; restore does not depend on it.
@@ -66,12 +74,13 @@ export function exportSqliteTables(snapshot: string, outDir: string): TableExpor
           .raw(true)
           .safeIntegers(true)
           .iterate() as IterableIterator<unknown[]>
-        for (const row of rows) rowFile.write(row.map(encodeValue))
+        if (encoding === 'copy') for (const row of rows) rowFile.write(row)
+        else for (const row of rows) rowFile.write(row.map(encodeValue))
       } finally {
         count = rowFile.close()
       }
       rowCounts[table] = count
-      files.push({name: `db/${table}.jsonl`, file})
+      files.push({name: `db/${table}.${encoding}`, file})
     }
     const revision = names.includes('alembic_version')
       ? ((db.prepare('SELECT version_num FROM alembic_version').get() as {version_num: string} | undefined)

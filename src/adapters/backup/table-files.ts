@@ -24,7 +24,11 @@ export interface RowFile {
 
 const FLUSH_AT = 1 << 20
 
-export function openRowFile(file: string): RowFile {
+/** Rows as JSON lines (format 1's table files), or as PostgreSQL COPY text lines (`encodeLine`). */
+export function openRowFile(
+  file: string,
+  encodeLine: (row: unknown[]) => string = (row) => JSON.stringify(row),
+): RowFile {
   const fd = openSync(file, 'w', 0o600)
   let buffered: string[] = []
   let size = 0
@@ -36,7 +40,7 @@ export function openRowFile(file: string): RowFile {
   }
   return {
     write(row) {
-      const line = `${JSON.stringify(row)}\n`
+      const line = `${encodeLine(row)}\n`
       buffered.push(line)
       size += line.length
       count++

@@ -73,3 +73,22 @@ export function decodeCopyLine(line: string, kinds: PgKind[]): unknown[] {
   if (fields.length !== kinds.length) throw new Error(`COPY row has ${fields.length} fields, expected ${kinds.length}`)
   return fields.map((field, index) => (field === '\\N' ? null : typed(unescapeCopyField(field), kinds[index])))
 }
+
+/**
+ * One value in COPY text, for rows read from SQLite (better-sqlite3 with safe integers): NULL as `\N`, integers
+ * exact, NaN and infinities by name, bytes as bytea hex, and the escapes COPY needs (backslash, tab, newline, CR).
+ * SQLite's 0/1 booleans are valid boolean input. Pure.
+ */
+export function encodeCopyField(value: unknown): string {
+  if (value === null || value === undefined) return '\\N'
+  if (typeof value === 'bigint') return value.toString()
+  if (typeof value === 'number')
+    return Number.isFinite(value) ? String(value) : Number.isNaN(value) ? 'NaN' : value > 0 ? 'Infinity' : '-Infinity'
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return `\\\\x${Buffer.from(value).toString('hex')}`
+  return String(value).replace(/[\\\t\n\r]/g, (char) => COPY_ESCAPES[char])
+}
+
+const COPY_ESCAPES: Record<string, string> = {'\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r'}
+
+/** A row as one COPY text line (without its newline). Pure. */
+export const encodeCopyLine = (row: unknown[]): string => row.map(encodeCopyField).join('\t')

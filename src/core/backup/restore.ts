@@ -122,9 +122,10 @@ export interface RestoreDeps {
   rewriteArtifactLocations(dbDir: string, from: string, to: string): Promise<Record<string, number>>
   /** The same, in a SQLite file (format 2). */
   rewriteArtifactLocationsInSqlite(file: string, from: string, to: string): Promise<Record<string, number>>
-  /** SQLite's integrity and foreign-key checks and the row counts of a database file. Reads only. */
+  /** SQLite's quick_check and foreign-key check and the row counts of a database file (verify --deep runs the
+   * slower integrity_check). Reads only. */
   inspectSqlite(file: string): Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts'>
-  /** Format 2 into PostgreSQL: the file's tables as format 1's table files (schema.json, <table>.jsonl) in `dbDir`. */
+  /** Format 2 into PostgreSQL: the file's tables as COPY text files (schema.json, <table>.copy) in `dbDir`. */
   sqliteToTableFiles(file: string, dbDir: string): Promise<void>
   /** Format 2 of a PostgreSQL source into SQLite: each <table>.copy decoded into <table>.jsonl in `dbDir`. */
   copyTextToTableFiles(dbDir: string): Promise<void>
@@ -141,8 +142,11 @@ export interface RestoreDeps {
       database?: {display: string; mark: string; commit(): Promise<void>}
     },
   ): Promise<void>
-  /** The swapped-in SQLite database opens, passes quick_check and is at `revision`. */
-  checkSqlite(path: string, revision: string): Promise<void>
+  /**
+   * The swapped-in SQLite database opens, is at `revision` and, unless `checked` (format 2: the very file passed
+   * integrity_check before the swap), passes quick_check.
+   */
+  checkSqlite(path: string, revision: string, checked?: boolean): Promise<void>
   /** Streams a prepared app-data directory to the deployment's POST /_mlflowctl/restore (it migrates and swaps). */
   uploadToConnect(
     guid: string,
@@ -319,7 +323,7 @@ async function load(
   const revision = manifest.alembicRevision!
   const dbDir = deps.join(scratch.path, 'db')
   const extracted = deps.join(scratch.path, 'artifacts')
-  // Format 2 carries the SQLite file: checked before anything else (SQLite's integrity and foreign-key checks, the
+  // Format 2 carries the SQLite file: checked before anything else (quick_check, the foreign-key check, the
   // manifest's row counts), then used as it is by SQLite targets, or turned into table files for PostgreSQL.
   const snapshot = holdsSqliteFile(manifest) ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : undefined
   // COPY text goes into PostgreSQL as it is (the loader streams it to COPY FROM STDIN); SQLite needs typed rows.
@@ -332,7 +336,6 @@ async function load(
         `The database in backup ${manifest.id} fails its checks (${findings.slice(0, 5).join('; ')}); nothing was replaced.`,
         {suggestions: ['Use another backup (mlflowctl backup list).']},
       )
-    if (target.kind === 'postgresql') await deps.sqliteToTableFiles(snapshot, dbDir)
   }
   const fileLoad = async (stagedDb: string, newRoot: string | undefined): Promise<Loaded> => {
     const locations = await moveLocations(deps, options, manifest, {sqliteFile: snapshot!}, newRoot)
@@ -372,7 +375,15 @@ async function load(
     return [{live: artifactsLive, staged, aside: deps.join(artifactsScratch, 'aside', 'artifacts')}]
   }
   if (target.kind === 'postgresql') {
-    const locations = await moveLocations(deps, options, manifest, {tableFiles: dbDir}, artifactsLive)
+    // A SQLite file is rewritten in place, then turned into COPY text; table files are rewritten as they are.
+    const locations = await moveLocations(
+      deps,
+      options,
+      manifest,
+      snapshot ? {sqliteFile: snapshot} : {tableFiles: dbDir},
+      artifactsLive,
+    )
+    if (snapshot) await deps.sqliteToTableFiles(snapshot, dbDir)
     // One transaction swaps the tables in (restore_db.py); the artifacts' renames happen just before it commits,
     // and the journal's mark tells the next run whether it did.
     const entries = await artifactsEntry()
@@ -412,6 +423,6 @@ async function load(
     })),
     ...(await artifactsEntry()),
   ]
-  await deps.swapIn(entries, {journalDirs, check: () => deps.checkSqlite(dbLive, revision)})
+  await deps.swapIn(entries, {journalDirs, check: () => deps.checkSqlite(dbLive, revision, Boolean(snapshot))})
   return {...loaded, artifactFiles: artifactsLive ? manifest.artifacts.files : 0}
 }

@@ -43,7 +43,25 @@ describe('format 2 row counts', async () => {
       ]),
     )
     assert.deepEqual(problems, [{kind: 'rows', path: 'db/metrics.copy', expected: 5, actual: 4}])
-    assert.ok(holdsCopyText(manifest) && !holdsSqliteFile(manifest))
+    assert.ok(holdsCopyText(manifest as never) && !holdsSqliteFile(manifest as never))
     assert.ok(holdsSqliteFile({files: [{path: 'db/mlflow.db'}]} as never))
+  })
+})
+
+describe('COPY text from SQLite values', async () => {
+  const {encodeCopyLine, decodeCopyLine} = await import('../../../src/core/backup/pg-text.js')
+  it('round-trips through the COPY decoder: NULL, big integers, NaN and infinities, bytes, escapes', () => {
+    const row = [null, 9007199254740993n, Number.NaN, -Infinity, 0.1, Buffer.from([0, 10, 255]), 'a\\b\tc\nd\re']
+    const line = encodeCopyLine(row)
+    assert.ok(!line.includes('\n') && line.split('\t').length === row.length, line)
+    assert.deepEqual(decodeCopyLine(line, ['text', 'integer', 'float', 'float', 'float', 'bytea', 'text']), [
+      null,
+      {$i: '9007199254740993'},
+      {$f: 'NaN'},
+      {$f: '-Infinity'},
+      0.1,
+      {$b: Buffer.from([0, 10, 255]).toString('base64')},
+      'a\\b\tc\nd\re',
+    ])
   })
 })
