@@ -45,9 +45,12 @@ describe('damaged archives: verify and restore both exit 6 with the reason', () 
     )
   })
 
+  // A flipped byte shows up as whichever check meets it first: gzip's CRC, an entry's SHA-256, or a deflate block
+  // that now claims more data than there is (the archive holds random bytes, so where it lands varies by run).
+  const flipped = /compressed data is damaged|does not match its SHA-256|truncated/
   const damaged: Array<[string, () => Promise<Buffer> | Buffer, RegExp]> = [
-    ['a byte flipped in the middle', () => flip(0.5), /compressed data is damaged|does not match its SHA-256/],
-    ['a byte flipped near the end', () => flip(-30), /compressed data is damaged|does not match its SHA-256/],
+    ['a byte flipped in the middle', () => flip(0.5), flipped],
+    ['a byte flipped near the end', () => flip(-30), flipped],
     ["a byte flipped in gzip's checksum", () => flip(-6), /compressed data is damaged/],
     [
       'a copy truncated at 10 %',

@@ -250,7 +250,7 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
     const code = (cause as NodeJS.ErrnoException).code
     if (code === 'ENOENT') throw new ExternalError('BACKUP_NOT_FOUND', `${file} does not exist.`)
     if (code === 'Z_BUF_ERROR' || /unexpected end of file/i.test((cause as Error).message))
-      throw corrupt('the archive is truncated')
+      throw corrupt('the archive is truncated (its compressed data ends too early; a damaged byte can also look so)')
     if (code === 'Z_DATA_ERROR') throw corrupt('the compressed data is damaged (or this is not a gzip file)')
     if (/invalid tar header|unexpected end of data/i.test((cause as Error).message))
       throw corrupt('the archive structure is damaged (an invalid tar header)')
