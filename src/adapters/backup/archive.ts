@@ -8,7 +8,6 @@ import {basename, dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {createGunzip} from 'node:zlib'
 
-import Database from 'better-sqlite3'
 import * as tarStream from 'tar-stream'
 
 import {
@@ -31,6 +30,7 @@ import {faultPoint} from '../fault.js'
 import {fsFailure} from '../fs/safe-fs.js'
 import {parallelGzip} from '../fs/parallel-gzip.js'
 import {decryptedStream, encryptStream, isEncrypted} from './crypto.js'
+import {describeSqliteSnapshot} from './sqlite-source.js'
 
 export interface ArchiveSource {
   /** Name inside the archive (db/…, artifacts/…). */
@@ -103,22 +103,6 @@ export async function writeBackupArchive(
 
 /** The manifest is read into memory; a real one is a few hundred bytes per file. */
 const MAX_MANIFEST_BYTES = 256 * 1024 * 1024
-
-/** Rows per table of a SQLite file. Reads only. */
-function sqliteRowCounts(file: string): Record<string, number> {
-  const db = new Database(file, {readonly: true, fileMustExist: true})
-  try {
-    const names = db
-      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-      .pluck()
-      .all() as string[]
-    return Object.fromEntries(
-      names.map((name) => [name, db.prepare(`SELECT count(*) FROM "${name}"`).pluck().get() as number]),
-    )
-  } finally {
-    db.close()
-  }
-}
 
 /** A table's rows: db/<table>.jsonl (one JSON array per line) or db/<table>.copy (COPY text: one row per line). */
 const TABLE_FILE = /^db\/[^/]+\.(jsonl|copy)$/
@@ -270,7 +254,7 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
   const problems = [...compareWithManifest(manifest, seen), ...compareRowCounts(manifest, linesByEntry)]
   if (sqliteCopy && problems.length === 0) {
     try {
-      problems.push(...compareSqliteRowCounts(manifest, sqliteRowCounts(sqliteCopy)))
+      problems.push(...compareSqliteRowCounts(manifest, describeSqliteSnapshot(sqliteCopy).rowCounts))
     } catch (error) {
       throw corrupt(`${SQLITE_FILE_ENTRY} cannot be read as a SQLite database (${(error as Error).message})`)
     } finally {

@@ -7,9 +7,11 @@ import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 
 import {parseArtifactUrl} from '../../core/artifact-url.js'
+import {locationPositions} from '../../core/backup/artifact-locations.js'
 import type {TableSchema} from '../../core/backup/format.js'
 import {openObjectStore} from '../object-store.js'
 import {walkArtifacts} from './repo-files.js'
+import {parseTableLine, tableFileOf} from './table-files.js'
 
 export async function* objectStoreArtifacts(
   url: string,
@@ -43,41 +45,22 @@ export async function* listArtifacts(
   for await (const entry of walkArtifacts(source)) if (include(entry.name.slice('artifacts/'.length))) yield entry
 }
 
-/** Columns that hold artifact locations, per table (the experiment's root is not one: it covers everything). */
-const LOCATION_COLUMNS: Record<string, string[]> = {
-  runs: ['artifact_uri'],
-  logged_models: ['artifact_location'],
-  model_versions: ['source', 'storage_location'],
-}
-/** Traces keep theirs as a tag. */
-const TRACE_LOCATION_TAG = 'mlflow.artifactLocation'
-
-/** The artifact URIs in the exported rows, read from db/schema.json and the tables' JSON lines. */
+/** The artifact URIs in the exported rows (every location column but the experiment's root, which covers
+ * everything), read from db/schema.json and the table files (JSON lines, or COPY text of a PostgreSQL source). */
 export async function readReferences(exportDir: string): Promise<string[]> {
   const schema = JSON.parse(await readFile(join(exportDir, 'schema.json'), 'utf8')) as {tables: TableSchema[]}
   const uris: string[] = []
   for (const table of schema.tables) {
-    if (table.name === 'trace_tags') {
-      const [key, value] = ['key', 'value'].map((column) => table.columns.findIndex((c) => c.name === column))
-      for await (const line of createInterface({
-        input: createReadStream(join(exportDir, 'trace_tags.jsonl')),
-        crlfDelay: Number.POSITIVE_INFINITY,
-      })) {
-        const row = JSON.parse(line) as unknown[]
-        if (row[key] === TRACE_LOCATION_TAG && typeof row[value] === 'string') uris.push(row[value] as string)
-      }
-      continue
-    }
-    const positions = (LOCATION_COLUMNS[table.name] ?? [])
-      .map((column) => table.columns.findIndex((c) => c.name === column))
-      .filter((i) => i >= 0)
-    if (positions.length === 0) continue
+    const targets = table.name === 'experiments' ? [] : locationPositions(table)
+    const found = targets.length > 0 ? await tableFileOf(exportDir, table.name) : undefined
+    if (!found) continue
     for await (const line of createInterface({
-      input: createReadStream(join(exportDir, `${table.name}.jsonl`)),
+      input: createReadStream(found.file),
       crlfDelay: Number.POSITIVE_INFINITY,
     })) {
-      const row = JSON.parse(line) as unknown[]
-      for (const position of positions) if (typeof row[position] === 'string') uris.push(row[position] as string)
+      const row = parseTableLine(line, found.encoding)
+      for (const {at, where} of targets)
+        if (typeof row[at] === 'string' && (!where || row[where.at] === where.equals)) uris.push(row[at] as string)
     }
   }
   return uris

@@ -3,6 +3,7 @@
 import Database from 'better-sqlite3'
 
 import type {RestoredDatabase} from '../../core/backup/deep-verify.js'
+import {rowCountsOf, tableNames} from './sqlite-source.js'
 
 /**
  * SQLite's checks and the rows of a database file. `thorough` (verify --deep) runs integrity_check, which also
@@ -23,14 +24,8 @@ export function inspectRestoredSqlite(
     const foreignKeyViolations = (
       db.prepare('PRAGMA foreign_key_check').all() as Array<{table: string; parent: string; rowid: number}>
     ).map((row) => `${row.table} row ${row.rowid} → ${row.parent}`)
-    const tables = (
-      db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{
-        name: string
-      }>
-    ).map((row) => row.name)
-    const rowCounts = Object.fromEntries(
-      tables.map((table) => [table, (db.prepare(`SELECT count(*) AS n FROM "${table}"`).get() as {n: number}).n]),
-    )
+    const tables = tableNames(db)
+    const rowCounts = rowCountsOf(db, tables)
     const runs = tables.includes('runs')
       ? (db
           .prepare('SELECT run_uuid AS runId, artifact_uri AS artifactUri FROM runs')

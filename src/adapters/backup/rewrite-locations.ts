@@ -8,10 +8,11 @@ import {once} from 'node:events'
 
 import Database from 'better-sqlite3'
 
-import {ARTIFACT_LOCATION_COLUMNS} from '../../core/backup/artifact-locations.js'
+import {locationPositions} from '../../core/backup/artifact-locations.js'
 import type {TableSchema} from '../../core/backup/format.js'
-import {encodeCopyField, unescapeCopyField} from '../../core/backup/pg-text.js'
-import {pathKind} from '../fs/safe-fs.js'
+import {encodeCopyLine} from '../../core/backup/pg-text.js'
+import {locationColumnsIn} from './sqlite-source.js'
+import {parseTableLine, tableFileOf} from './table-files.js'
 
 /** Rewrites every location `rewrite` changes; returns "table.column" → rows changed. Rewrites files in `dbDir`. */
 export async function rewriteLocationsInTableFiles(
@@ -20,28 +21,16 @@ export async function rewriteLocationsInTableFiles(
 ): Promise<Record<string, number>> {
   const schema = JSON.parse(await readFile(join(dbDir, 'schema.json'), 'utf8')) as {tables: TableSchema[]}
   const counts: Record<string, number> = {}
-  for (const table of new Set(ARTIFACT_LOCATION_COLUMNS.map((column) => column.table))) {
-    const columns = schema.tables.find((candidate) => candidate.name === table)?.columns
+  for (const table of schema.tables) {
+    const targets = locationPositions(table)
     // Format 1 and SQLite→PostgreSQL conversions: JSON lines; format 2 of a PostgreSQL source: COPY text.
-    const copyText = (await pathKind(join(dbDir, `${table}.copy`))) === 'file'
-    const file = join(dbDir, `${table}.${copyText ? 'copy' : 'jsonl'}`)
-    if (!columns || (await pathKind(file)) !== 'file') continue
-    const index = (name: string) => columns.findIndex((column) => column.name === name)
-    const targets = ARTIFACT_LOCATION_COLUMNS.filter((column) => column.table === table)
-      .map((column) => ({
-        key: `${table}.${column.column}`,
-        at: index(column.column),
-        where: column.onlyWhere ? {at: index(column.onlyWhere.column), equals: column.onlyWhere.equals} : undefined,
-      }))
-      .filter((target) => target.at >= 0 && (!target.where || target.where.at >= 0))
-    if (targets.length === 0) continue
-    const rewritten = `${file}.rewritten`
+    const found = targets.length > 0 ? await tableFileOf(dbDir, table.name) : undefined
+    if (!found) continue
+    const rewritten = `${found.file}.rewritten`
     const out = createWriteStream(rewritten, {mode: 0o600})
-    for await (const line of createInterface({input: createReadStream(file), crlfDelay: Infinity})) {
+    for await (const line of createInterface({input: createReadStream(found.file), crlfDelay: Infinity})) {
       if (!line) continue
-      const row = copyText
-        ? line.split('\t').map((field) => (field === '\\N' ? null : unescapeCopyField(field)))
-        : (JSON.parse(line) as unknown[])
+      const row = parseTableLine(line, found.encoding)
       let changed = false
       for (const {key, at, where} of targets) {
         const value = row[at]
@@ -52,12 +41,12 @@ export async function rewriteLocationsInTableFiles(
         counts[key] = (counts[key] ?? 0) + 1
         changed = true
       }
-      const encoded = !changed ? line : copyText ? row.map(encodeCopyField).join('\t') : JSON.stringify(row)
+      const encoded = !changed ? line : found.encoding === 'copy' ? encodeCopyLine(row) : JSON.stringify(row)
       if (!out.write(`${encoded}\n`)) await once(out, 'drain')
     }
     out.end()
     await once(out, 'finish')
-    await rename(rewritten, file)
+    await rename(rewritten, found.file)
   }
   return counts
 }
@@ -71,9 +60,7 @@ export async function rewriteLocationsInSqliteFile(
   try {
     const counts: Record<string, number> = {}
     db.transaction(() => {
-      for (const {table, column, onlyWhere} of ARTIFACT_LOCATION_COLUMNS) {
-        const columns = (db.prepare(`PRAGMA table_info("${table}")`).all() as Array<{name: string}>).map((c) => c.name)
-        if (!columns.includes(column) || (onlyWhere && !columns.includes(onlyWhere.column))) continue
+      for (const {table, column, onlyWhere} of locationColumnsIn(db)) {
         const where = onlyWhere ? ` WHERE "${onlyWhere.column}" = ?` : ''
         const update = db.prepare(`UPDATE "${table}" SET "${column}" = ? WHERE rowid = ?`)
         const rows = db

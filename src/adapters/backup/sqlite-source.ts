@@ -8,7 +8,7 @@ import Database from 'better-sqlite3'
 import {encodeValue, type TableSchema} from '../../core/backup/format.js'
 import {foreignKeyOrder} from '../../core/backup/tables.js'
 import {encodeCopyLine} from '../../core/backup/pg-text.js'
-import {ARTIFACT_LOCATION_COLUMNS} from '../../core/backup/artifact-locations.js'
+import {ARTIFACT_LOCATION_COLUMNS, type LocationColumn} from '../../core/backup/artifact-locations.js'
 import {openRowFile, writeSchemaFile, type TableExport} from './table-files.js'
 
 export type {TableExport} from './table-files.js'
@@ -30,6 +30,35 @@ export async function snapshotSqlite(source: string, target: string): Promise<vo
   }
 }
 
+/** The tables of an open SQLite database, SQLite's own left out. Reads only. */
+export function tableNames(db: Database.Database): string[] {
+  return db
+    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    .pluck()
+    .all() as string[]
+}
+
+/** Rows per table. Reads only. */
+export function rowCountsOf(db: Database.Database, names = tableNames(db)): Record<string, number> {
+  return Object.fromEntries(
+    names.map((name) => [name, db.prepare(`SELECT count(*) FROM "${name}"`).pluck().get() as number]),
+  )
+}
+
+/** The alembic revision MLflow stamped, or null for a database without one. Reads only. */
+export function alembicRevisionOf(db: Database.Database, names = tableNames(db)): string | null {
+  if (!names.includes('alembic_version')) return null
+  return (db.prepare('SELECT version_num FROM alembic_version').pluck().get() as string | undefined) ?? null
+}
+
+/** The artifact-location columns (core/backup/artifact-locations.ts) that exist in this database's schema. */
+export function locationColumnsIn(db: Database.Database): LocationColumn[] {
+  return ARTIFACT_LOCATION_COLUMNS.filter(({table, column, onlyWhere}) => {
+    const columns = (db.prepare(`PRAGMA table_info("${table}")`).all() as Array<{name: string}>).map((c) => c.name)
+    return columns.includes(column) && (!onlyWhere || columns.includes(onlyWhere.column))
+  })
+}
+
 /**
  * Streams rows with a small write buffer: memory stays flat whatever the table size. `jsonl`: format 1's typed
  * JSON lines; `copy`: PostgreSQL COPY text, which the loader streams into a PostgreSQL target as it is.
@@ -41,11 +70,7 @@ export function exportSqliteTables(
 ): TableExport {
   const db = new Database(snapshot, {readonly: true, fileMustExist: true})
   try {
-    const names = (
-      db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{
-        name: string
-      }>
-    ).map((row) => row.name)
+    const names = tableNames(db)
     const references = Object.fromEntries(
       names.map((name) => [
         name,
@@ -82,10 +107,7 @@ export function exportSqliteTables(
       rowCounts[table] = count
       files.push({name: `db/${table}.${encoding}`, file})
     }
-    const revision = names.includes('alembic_version')
-      ? ((db.prepare('SELECT version_num FROM alembic_version').get() as {version_num: string} | undefined)
-          ?.version_num ?? null)
-      : null
+    const revision = alembicRevisionOf(db, names)
     return {schema, rowCounts, alembicRevision: revision, files: [writeSchemaFile(outDir, 'sqlite', schema), ...files]}
   } finally {
     db.close()
@@ -99,18 +121,9 @@ export function describeSqliteSnapshot(snapshot: string): {
 } {
   const db = new Database(snapshot, {readonly: true, fileMustExist: true})
   try {
-    const names = (
-      db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{
-        name: string
-      }>
-    ).map((row) => row.name)
-    const rowCounts = Object.fromEntries(
-      names.map((name) => [name, (db.prepare(`SELECT count(*) AS n FROM "${name}"`).get() as {n: number}).n]),
-    )
-    const revision = names.includes('alembic_version')
-      ? ((db.prepare('SELECT version_num FROM alembic_version').get() as {version_num: string} | undefined)
-          ?.version_num ?? null)
-      : null
+    const names = tableNames(db)
+    const rowCounts = rowCountsOf(db, names)
+    const revision = alembicRevisionOf(db, names)
     return {rowCounts, alembicRevision: revision}
   } finally {
     db.close()
@@ -122,10 +135,8 @@ export function sqliteArtifactReferences(file: string): string[] {
   const db = new Database(file, {readonly: true, fileMustExist: true})
   try {
     const uris: string[] = []
-    for (const {table, column, onlyWhere} of ARTIFACT_LOCATION_COLUMNS) {
+    for (const {table, column, onlyWhere} of locationColumnsIn(db)) {
       if (table === 'experiments') continue // an experiment's root covers everything under it
-      const columns = (db.prepare(`PRAGMA table_info("${table}")`).all() as Array<{name: string}>).map((c) => c.name)
-      if (!columns.includes(column) || (onlyWhere && !columns.includes(onlyWhere.column))) continue
       const where = onlyWhere ? ` WHERE "${onlyWhere.column}" = ?` : ''
       const rows = db
         .prepare(`SELECT "${column}" AS uri FROM "${table}"${where}`)

@@ -78,3 +78,18 @@ export interface LocationRewrite {
   rewritten: Record<string, number>
   total: number
 }
+
+/** Where a table's location columns sit in its rows (a table file's column order); empty when it has none. Pure. */
+export function locationPositions(table: {
+  name: string
+  columns: Array<{name: string}>
+}): Array<{key: string; at: number; where?: {at: number; equals: string}}> {
+  const index = (name: string) => table.columns.findIndex((column) => column.name === name)
+  return ARTIFACT_LOCATION_COLUMNS.filter((column) => column.table === table.name)
+    .map(({column, onlyWhere}) => ({
+      key: `${table.name}.${column}`,
+      at: index(column),
+      where: onlyWhere ? {at: index(onlyWhere.column), equals: onlyWhere.equals} : undefined,
+    }))
+    .filter(({at, where}) => at >= 0 && (!where || where.at >= 0))
+}
