@@ -189,17 +189,27 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
     return await runCreate(deps, options)
   } catch (error) {
     // A failed backup is in the history as failed deploys are (a ledger that fails too keeps the first error).
-    await deps
-      .appendHistory({
-        v: 1,
-        time: deps.now().toISOString(),
-        action: 'backup',
-        result: 'failed',
-        server: historyLocation(options.source),
-        message: redact((error as Error).message.split('\n')[0], secretsOf(options.source)),
-      })
-      .catch(() => undefined)
+    await deps.appendHistory(failureEvent('backup', options.source, error, deps.now())).catch(() => undefined)
     throw error
+  }
+}
+
+/** The history entry of a failed backup or restore: where, and the error's first line with secrets masked. Pure. */
+export function failureEvent(
+  action: 'backup' | 'restore',
+  spec: BackupSourceSpec,
+  error: unknown,
+  now: Date,
+  subject?: string,
+): HistoryEvent {
+  const reason = (error as Error).message.split('\n')[0]
+  return {
+    v: 1,
+    time: now.toISOString(),
+    action,
+    result: 'failed',
+    server: historyLocation(spec),
+    message: redact(subject ? `${subject}: ${reason}` : reason, secretsOf(spec)),
   }
 }
 

@@ -6,10 +6,9 @@
  * The schema is created by real MLflow at the backup's revision (a managed venv); the extension's normal
  * startup upgrades it to its own head afterwards.
  */
-import {redact} from '../redact.js'
 import {CheckFailedError, ConfigError, UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
-import {historyLocation, secretsOf, type BackupSourceSpec} from './create.js'
+import {failureEvent, historyLocation, type BackupSourceSpec} from './create.js'
 import {SQLITE_FILE_ENTRY, holdsCopyText, holdsSqliteFile, type BackupManifest} from './format.js'
 import {countsOf, databaseFindings, type RestoredDatabase} from './deep-verify.js'
 import {parseGuid} from './locations.js'
@@ -203,19 +202,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   try {
     return await runRestore(deps, options)
   } catch (error) {
-    await deps
-      .appendHistory({
-        v: 1,
-        time: deps.now().toISOString(),
-        action: 'restore',
-        result: 'failed',
-        server: historyLocation(options.target),
-        message: redact(
-          `${options.backupRef ?? options.archive}: ${(error as Error).message.split('\n')[0]}`,
-          secretsOf(options.target),
-        ),
-      })
-      .catch(() => undefined)
+    const event = failureEvent('restore', options.target, error, deps.now(), options.backupRef ?? options.archive)
+    await deps.appendHistory(event).catch(() => undefined)
     throw error
   }
 }
