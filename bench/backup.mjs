@@ -224,7 +224,10 @@ try {
 } catch (error) {
   if (!(error instanceof SkipRest)) throw error
 } finally {
-  for (const name of ['bench_source', 'bench_pgloader', 'bench_target', 'bench_pg_restore'])
+  // BENCH_KEEP=1 keeps the databases too (bench_source holds the PostgreSQL source), for profiling afterwards.
+  for (const name of process.env.BENCH_KEEP
+    ? []
+    : ['bench_source', 'bench_pgloader', 'bench_target', 'bench_pg_restore'])
     spawnSync('psql', [pgAdmin, '-q', '-c', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`])
   if (!process.env.BENCH_KEEP) rmSync(work, {recursive: true, force: true})
 }

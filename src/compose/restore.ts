@@ -16,18 +16,18 @@ import {NO_CONNECT, uploadConnectRestore} from '../adapters/backup/connect-trans
 import {localRepository} from '../adapters/backup/repository.js'
 import {inspectTarget, openRestoreScratch, recoverTarget} from '../adapters/backup/restore-target.js'
 import {rewriteLocationsInSqliteFile, rewriteLocationsInTableFiles} from '../adapters/backup/rewrite-locations.js'
-import {exportSqliteTables} from '../adapters/backup/sqlite-source.js'
-import {copyFilesToTableFiles} from '../adapters/backup/postgres-source.js'
 import {locationRewriter} from '../core/backup/artifact-locations.js'
 import {inspectRestoredSqlite} from '../adapters/backup/deep-verify.js'
 import {deadRuns, openScratch, removeRuns} from '../adapters/fs/scratch.js'
 import type {DeepVerifyDeps} from '../core/backup/deep-verify.js'
 import {
+  expectedManifest,
   extractVerified,
   mlflowPython,
   moveTree,
   checkSqlite,
-  runLoader,
+  preparedDatabase,
+  startLoader,
   type RestoreDepsOptions,
 } from '../adapters/backup/restore.js'
 
@@ -36,7 +36,8 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
     recover: (target, artifactsTo) => recoverTarget(target, artifactsTo, options.dataDir),
     inspectTarget: (target, artifactsTo) => inspectTarget(target, artifactsTo, options.connect),
     scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),
-    extractVerified: (archive, dir) => extractVerified(archive, dir, options.passphrase),
+    expectedManifest: (archive) => expectedManifest(archive, options.passphrase),
+    extractVerified: (archive, dir, expected) => extractVerified(archive, dir, options.passphrase, expected),
     async safetyBackup(target: RestoreTarget, artifactsTo?: string) {
       const where =
         target.kind === 'app-data'
@@ -73,24 +74,22 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
       )
       return result.path
     },
-    async loadDatabase(url, revision, dbDir, loadOptions) {
+    async prepareDatabase(url, revision, dbDir, prepareOptions) {
       if (/[?&]auth=/.test(url))
         throw new UsageError(
           'TARGET_NOT_SUPPORTED',
           'Restoring with token authentication (auth=…) is not implemented yet: use a password URL.',
         )
       const python = await mlflowPython(options)
-      options.onProgress(`creating the schema at ${revision} with MLflow ${NEWEST_KNOWN_MLFLOW} and loading the tables`)
-      const loaded = await runLoader(python, url, revision, dbDir, loadOptions)
-      faultPoint('restore:loaded')
-      return loaded
+      options.onProgress(
+        `creating the schema at ${revision} with MLflow ${NEWEST_KNOWN_MLFLOW} while the archive is read`,
+      )
+      return preparedDatabase(await startLoader(python, url, revision, dbDir, prepareOptions), url, options.onProgress)
     },
     rewriteArtifactLocations: (dbDir, from, to) => rewriteLocationsInTableFiles(dbDir, locationRewriter(from, to)),
     rewriteArtifactLocationsInSqlite: (file, from, to) =>
       rewriteLocationsInSqliteFile(file, locationRewriter(from, to)),
     inspectSqlite: (file) => inspectRestoredSqlite(file, {thorough: false}),
-    sqliteToTableFiles: async (file, dbDir) => void exportSqliteTables(file, dbDir, 'copy'),
-    copyTextToTableFiles: (dbDir) => copyFilesToTableFiles(dbDir),
     async moveFile(from, to) {
       await rename(from, to)
       faultPoint('restore:loaded') // format 2: the new database is ready to be swapped in, as after a load
@@ -124,9 +123,9 @@ export function createDeepVerifyDeps(options: RestoreDepsOptions): DeepVerifyDep
   // A killed deep verify left plaintext tables here: gone before the next one starts.
   return {
     scratch: async () => (await removeRuns(await deadRuns(root)), openScratch(root)),
+    expectedManifest: restore.expectedManifest,
     extractVerified: restore.extractVerified,
-    loadDatabase: restore.loadDatabase,
-    copyTextToTableFiles: restore.copyTextToTableFiles,
+    prepareDatabase: restore.prepareDatabase,
     inspect: inspectRestoredSqlite,
     join,
   }

@@ -3,15 +3,24 @@ real MLflow. Why Python: the target schema must be the one MLflow itself creates
 (its initial tables, then its own alembic chain up to that revision), on any engine SQLAlchemy speaks.
 
 Usage: restore_db.py URL REVISION DB_DIR [REPLACE_FILE]
-  DB_DIR holds schema.json and <table>.jsonl from the archive. REPLACE_FILE (--force, after a safety backup) is a
-  JSON list of MLflow's table names that the swap may replace; other tables are never touched. URL may be "-",
-  with the URL in MLFLOWCTL_RESTORE_URL (so that a password does not show in the process list).
-Prints one JSON line {"tables": N, "rows": N}; on failure exits 3 with a message on stderr and leaves the
-target as it was: an empty SQLite file is removed by the caller, created PostgreSQL tables are dropped.
-With MLFLOWCTL_RESTORE_GATE=1 (PostgreSQL), the swap waits for the caller: "READY" on stdout, then "COMMIT" on
-stdin commits it (anything else, or the caller gone, aborts) and "COMMITTED" follows. MLFLOWCTL_RESTORE_MARK is
-written as the comment of alembic_version in the same transaction, so a caller killed around the commit can tell
-afterwards whether it happened. The process dies with its caller (parent_guard).
+  DB_DIR holds (or will hold: the caller starts this while it still reads the archive) schema.json and one table
+  file per table, <table>.jsonl or <table>.copy. REPLACE_FILE (--force, after a safety backup) is a JSON list of
+  MLflow's table names that the swap may replace; other tables are never touched. URL may be "-", with the URL in
+  MLFLOWCTL_RESTORE_URL (so that a password does not show in the process list). MLFLOWCTL_RESTORE_TABLES: a JSON
+  list of the backup's tables (from its manifest).
+
+It works in phases, so that the caller can read the archive while MLflow builds the schema, and load the rows
+itself where that is faster (COPY from Node, better-sqlite3):
+  1. creates the schema (PostgreSQL: in a staging schema of the same database), removes the rows the migrations
+     seeded, drops keys and indexes (PostgreSQL), then prints  PREPARED {"schema": STAGING or null}
+  2. reads one line: LOAD (it loads the table files of DB_DIR itself) or SKIP (the caller has loaded the rows);
+     anything else, or the caller gone, aborts
+  3. rebuilds keys and indexes and moves sequences past the restored IDs, then prints  READY {"tables": N, "rows": N}
+  4. PostgreSQL with MLFLOWCTL_RESTORE_GATE=1: waits for COMMIT (anything else aborts), commits the swap in one
+     transaction and prints COMMITTED. MLFLOWCTL_RESTORE_MARK is written as the comment of alembic_version in that
+     transaction, so a caller killed around the commit can tell afterwards whether it happened.
+On failure it exits 3 with a one-line message on stderr and leaves the target as it was: created SQLite tables are
+dropped, the PostgreSQL staging schema is dropped. The process dies with its caller (parent_guard).
 """
 from __future__ import annotations
 
@@ -80,19 +89,6 @@ def create_schema(engine, url: str, revision: str) -> None:
     command.upgrade(_get_alembic_config(url), revision)
 
 
-def copy_text(conn, table, columns: list[str], path: Path) -> int:
-    """Format 2 of a PostgreSQL source into PostgreSQL: the table's COPY text, as the source server wrote it, streamed
-    to COPY FROM STDIN in 1 MiB blocks (psycopg 3): no row is decoded here. Returns the rows (lines)."""
-    raw = conn.connection.dbapi_connection
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    count = 0
-    with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy, open(path, "rb") as source:
-        while block := source.read(1 << 20):
-            copy.write(block)
-            count += block.count(b"\n")
-    return count
-
-
 def insert_rows(conn, table, columns: list[str], rows) -> int:
     """The fastest bulk path each engine has, inside the caller's transaction: COPY FROM STDIN on
     PostgreSQL (psycopg 3), executemany on SQLite, SQLAlchemy's batched INSERT elsewhere (SQL Server)."""
@@ -133,45 +129,63 @@ def insert_rows(conn, table, columns: list[str], rows) -> int:
     return count
 
 
-def defer_indexes(conn) -> list[str]:
+def defer_indexes(conn) -> dict[str, list]:
     """Drops the current schema's foreign keys, primary keys, unique constraints and indexes, and returns the
-    statements that recreate them (keys and indexes first, foreign keys last). Runs inside the load's
-    transaction: a failure rolls the drops back too."""
+    statements that rebuild them: "indexes" (every index, those behind keys included, built concurrently), then
+    "attach" (each key adopts its index: instant) and "foreign" (foreign keys, checked against the data). The drops
+    commit with the preparation: the staging schema is this restore's own, and the caller's COPY connections must
+    not wait on them."""
+    q = lambda name: '"' + name.replace('"', '""') + '"'  # noqa: E731
     rows = conn.execute(sqlalchemy.text(
-        "SELECT c.conrelid::regclass::text AS tbl, c.conname, c.contype, pg_get_constraintdef(c.oid) AS definition "
+        "SELECT c.conrelid::regclass::text AS tbl, c.conname, c.contype, pg_get_constraintdef(c.oid) AS definition, "
+        "pg_get_indexdef(c.conindid) AS indexdef, c.condeferrable, c.condeferred "
         "FROM pg_constraint c WHERE c.connamespace = current_schema()::regnamespace AND c.contype IN ('f', 'p', 'u')"
     )).fetchall()
     indexes = conn.execute(sqlalchemy.text(
-        "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.schemaname = current_schema() AND NOT EXISTS "
+        "SELECT i.indexname, i.indexdef, (quote_ident(i.schemaname) || '.' || quote_ident(i.tablename)) AS tbl "
+        "FROM pg_indexes i WHERE i.schemaname = current_schema() AND NOT EXISTS "
         "(SELECT 1 FROM pg_constraint c WHERE c.conindid = (quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass)"
     )).fetchall()
-    q = lambda name: '"' + name.replace('"', '""') + '"'  # noqa: E731
     foreign = [r for r in rows if r.contype == "f"]
     keys = [r for r in rows if r.contype != "f"]
     for r in foreign + keys:
         conn.execute(sqlalchemy.text(f"ALTER TABLE {r.tbl} DROP CONSTRAINT {q(r.conname)}"))
-    for name, _ in indexes:
-        conn.execute(sqlalchemy.text(f"DROP INDEX {q(name)}"))
-    conn.execute(sqlalchemy.text("SET LOCAL maintenance_work_mem = '256MB'"))
-    return [f"ALTER TABLE {r.tbl} ADD CONSTRAINT {q(r.conname)} {r.definition}" for r in keys] + [definition for _, definition in indexes] + [
-        f"ALTER TABLE {r.tbl} ADD CONSTRAINT {q(r.conname)} {r.definition}" for r in foreign
-    ]
+    for r in indexes:
+        conn.execute(sqlalchemy.text(f"DROP INDEX {q(r.indexname)}"))
+    kind = {"p": "PRIMARY KEY", "u": "UNIQUE"}
+    return {
+        "indexes": [(r.tbl, r.indexdef) for r in keys + indexes],
+        "attach": [
+            f"ALTER TABLE {r.tbl} ADD CONSTRAINT {q(r.conname)} {kind[r.contype]} USING INDEX {q(r.conname)}"
+            + (" DEFERRABLE" if r.condeferrable else "") + (" INITIALLY DEFERRED" if r.condeferred else "")
+            for r in keys
+        ],
+        "foreign": [f"ALTER TABLE {r.tbl} ADD CONSTRAINT {q(r.conname)} {r.definition}" for r in foreign],
+    }
+
+
+def prepare(engine, url: str, revision: str, backup_tables: set[str] | None) -> dict[str, list]:
+    """Phase 1: MLflow's schema at the revision, without the rows its migrations seed (a default workspace, for
+    instance: the backup holds every row of every table, seeds included) and, on PostgreSQL, without keys and
+    indexes, which are built once after the data, as pg_restore does. Returns the statements that rebuild them."""
+    create_schema(engine, url, revision)
+    metadata = sqlalchemy.MetaData()
+    metadata.reflect(engine)
+    with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):  # children before parents
+            if table.name != "alembic_version" and (backup_tables is None or table.name in backup_tables):
+                conn.execute(table.delete())
+        return defer_indexes(conn) if engine.dialect.name == "postgresql" else {}
 
 
 def load(engine, db_dir: Path) -> tuple[int, int]:
+    """Phase 2 (LOAD): format 1's JSON lines in DB_DIR, in one transaction (the caller loads format 2 itself)."""
     schema = json.loads((db_dir / "schema.json").read_text())
     metadata = sqlalchemy.MetaData()
     metadata.reflect(engine)
     total = 0
     tables = 0
     with engine.begin() as conn:
-        # Migrations seed some rows (a default workspace, for instance); the backup holds every row of
-        # every table, seeds included, so the seeds go first (children before parents).
-        for spec in reversed(schema["tables"]):
-            if spec["name"] != "alembic_version" and spec["name"] in metadata.tables:
-                conn.execute(metadata.tables[spec["name"]].delete())
-        # Like pg_restore: indexes and constraints are built once after the data instead of row by row.
-        deferred = defer_indexes(conn) if engine.dialect.name == "postgresql" else []
         for spec in schema["tables"]:
             name = spec["name"]
             if name == "alembic_version":
@@ -182,34 +196,87 @@ def load(engine, db_dir: Path) -> tuple[int, int]:
             source_columns = [c["name"] for c in spec["columns"]]
             # Generated columns (spans.duration_ns) are computed by the database: never inserted.
             usable = [c for c in source_columns if c in table.c and table.c[c].computed is None]
-            copy_file = db_dir / f"{name}.copy"
-            if copy_file.exists() and engine.dialect.name == "postgresql" and usable == source_columns:
-                total += copy_text(conn, table, usable, copy_file)
-                tables += 1
-                continue
             positions = [source_columns.index(c) for c in usable]
             convert = [converter(table.c[c]) for c in usable]
             with open(db_dir / f"{name}.jsonl", encoding="utf-8") as lines:
                 rows = ([fn(decode(row[pos])) for pos, fn in zip(positions, convert)] for row in map(json.loads, lines))
                 total += insert_rows(conn, table, usable, rows)
             tables += 1
-        for statement in deferred:
-            conn.execute(sqlalchemy.text(statement))
-        if engine.dialect.name == "postgresql":
-            # Explicit IDs leave sequences behind: move each to the column's maximum.
-            for table in metadata.sorted_tables:
-                for column in table.primary_key.columns:
-                    sequence = conn.execute(sqlalchemy.text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": column.name}).scalar()
-                    if sequence:
-                        conn.execute(sqlalchemy.text(f'SELECT setval(:s, COALESCE((SELECT MAX("{column.name}") FROM "{table.name}"), 0) + 1, false)'), {"s": sequence})
     return tables, total
+
+
+INDEX_BUILDERS = 2  # connections that build indexes at once: the largest tables' sorts overlap (2-core machine)
+
+
+def build_indexes(engine, indexes: list[tuple[str, str]]) -> None:
+    """Every index (table, CREATE INDEX statement) on INDEX_BUILDERS connections at once, largest table first.
+    CREATE INDEX takes a SHARE lock, which other index builds share (ADD PRIMARY KEY would lock the table)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with engine.connect() as conn:
+        size = {table: conn.execute(sqlalchemy.text("SELECT pg_relation_size(:t)"), {"t": table}).scalar() for table in {t for t, _ in indexes}}
+    pending = [statement for _, statement in sorted(indexes, key=lambda index: -size[index[0]])]
+
+    def builder() -> None:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sqlalchemy.text("SET maintenance_work_mem = '256MB'"))
+            while pending:
+                try:
+                    statement = pending.pop(0)
+                except IndexError:
+                    return
+                conn.execute(sqlalchemy.text(statement))
+
+    with ThreadPoolExecutor(INDEX_BUILDERS) as pool:
+        for future in [pool.submit(builder) for _ in range(INDEX_BUILDERS)]:
+            future.result()
+
+
+def finish(engine, deferred: dict[str, list]) -> None:
+    """Phase 3: indexes (concurrently), keys attached to them, foreign keys, and each sequence moved past the
+    restored IDs (PostgreSQL)."""
+    if engine.dialect.name != "postgresql":
+        return
+    build_indexes(engine, deferred["indexes"])
+    with engine.begin() as conn:
+        for statement in deferred["attach"] + deferred["foreign"]:
+            conn.execute(sqlalchemy.text(statement))
+        # Reflected only now: before the keys are attached, no table has a primary key to find sequences by.
+        metadata = sqlalchemy.MetaData()
+        metadata.reflect(conn)
+        for table in metadata.sorted_tables:
+            for column in table.primary_key.columns:
+                sequence = conn.execute(sqlalchemy.text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": column.name}).scalar()
+                if sequence:
+                    conn.execute(sqlalchemy.text(f'SELECT setval(:s, COALESCE((SELECT MAX("{column.name}") FROM "{table.name}"), 0) + 1, false)'), {"s": sequence})
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def load_phases(engine, url: str, revision: str, db_dir: Path, backup_tables: set[str] | None, staging: str | None) -> tuple[int, int]:
+    """Phases 1 to 3 (see the module's docstring)."""
+    deferred = prepare(engine, url, revision, backup_tables)
+    say("PREPARED " + json.dumps({"schema": staging}))
+    command = sys.stdin.readline().strip()
+    if command == "LOAD":
+        tables, rows = load(engine, db_dir)
+    elif command == "SKIP":
+        tables, rows = 0, 0
+    else:
+        fail("The restore was cancelled before it loaded the tables; the target is unchanged.")
+    finish(engine, deferred)
+    say("READY " + json.dumps({"tables": tables, "rows": rows}))
+    return tables, rows
 
 
 RESTORE_LOCK = 0x6D6C666C6F77  # pg_advisory_lock key: one PostgreSQL restore at a time per database
 STAGING_PREFIX = "mlflowctl_restore_"
 
 
-def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | None) -> tuple[int, int]:
+def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | None, backup_tables: set[str]) -> None:
     """Builds the schema and loads it in a staging schema of the same database, then swaps it in with one
     transaction: MLflow's old tables dropped, the new ones moved (ALTER ... SET SCHEMA). A failure or a kill at
     any point before that commit leaves the target exactly as it was; a leftover staging schema is dropped by
@@ -223,7 +290,6 @@ def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | 
         if not holder.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": RESTORE_LOCK}).scalar():
             fail("Another restore into this database is running.")
         target = holder.execute(sqlalchemy.text("SELECT current_schema()")).scalar()
-        backup_tables = {t["name"] for t in json.loads((db_dir / "schema.json").read_text())["tables"]}
         existing = set(sqlalchemy.inspect(holder).get_table_names(schema=target))
         clashing = sorted((existing & backup_tables) - {"alembic_version"})
         if clashing and replace is None:
@@ -236,8 +302,7 @@ def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | 
         staging_url = make_url(url).update_query_dict({"options": f"-csearch_path={staging}"}).render_as_string(hide_password=False)
         staging_engine = sqlalchemy.create_engine(staging_url, poolclass=NullPool)
         try:
-            create_schema(staging_engine, staging_url, revision)
-            tables, rows = load(staging_engine, db_dir)
+            load_phases(staging_engine, staging_url, revision, db_dir, backup_tables, staging)
         except SystemExit:
             raise
         except Exception as exc:
@@ -248,7 +313,6 @@ def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | 
         except Exception as exc:
             holder.rollback()
             fail(f"Could not swap the restored tables in; the target is unchanged: {reason(exc)}")
-        return tables, rows
     finally:
         try:
             holder.rollback()
@@ -263,8 +327,6 @@ def wait_for_commit() -> None:
     """The caller's go-ahead (it swaps the artifacts in first): anything but COMMIT leaves the target unchanged."""
     if os.environ.get("MLFLOWCTL_RESTORE_GATE") != "1":
         return
-    sys.stdout.write("READY\n")
-    sys.stdout.flush()
     if sys.stdin.readline().strip() != "COMMIT":
         fail("The restore was cancelled before it committed; the target is unchanged.")
 
@@ -296,8 +358,7 @@ def swap_in(conn, staging: str, target: str, mlflow_tables: set[str]) -> None:
         conn.execute(sqlalchemy.text(f"COMMENT ON TABLE {q(target)}.alembic_version IS {literal}"))
     conn.commit()
     if os.environ.get("MLFLOWCTL_RESTORE_GATE") == "1":
-        sys.stdout.write("COMMITTED\n")
-        sys.stdout.flush()
+        say("COMMITTED")
 
 
 def main() -> None:
@@ -308,28 +369,26 @@ def main() -> None:
     url, revision, db_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     url = os.environ.get("MLFLOWCTL_RESTORE_URL") or url  # "-": the URL comes from the environment (not visible in ps)
     replace = set(json.loads(Path(sys.argv[4]).read_text())) if len(sys.argv) > 4 else None
+    listed = os.environ.get("MLFLOWCTL_RESTORE_TABLES")
+    backup_tables = set(json.loads(listed)) if listed else {t["name"] for t in json.loads((db_dir / "schema.json").read_text())["tables"]}
     check_revision(url, revision)
     engine = sqlalchemy.create_engine(url, poolclass=NullPool)
     if engine.dialect.name == "postgresql":
-        tables, rows = restore_postgres(url, revision, db_dir, replace)
-        print(json.dumps({"tables": tables, "rows": rows}))
+        restore_postgres(url, revision, db_dir, replace, backup_tables)
         return
     existing = set(sqlalchemy.inspect(engine).get_table_names())
-    backup_tables = {t["name"] for t in json.loads((db_dir / "schema.json").read_text())["tables"]}
     # Another application's tables may share the database: only tables this restore creates count, and only
     # those are dropped again on failure.
     clashing = sorted((existing & backup_tables) - {"alembic_version"})
     if clashing:
         fail(f"The target database is not empty ({len(clashing)} MLflow tables, e.g. {clashing[0]}).")
     try:
-        create_schema(engine, url, revision)
-        tables, rows = load(engine, db_dir)
+        load_phases(engine, url, revision, db_dir, backup_tables, None)
     except BaseException as exc:  # KeyboardInterrupt included: leave the target as it was
         cleanup(engine, existing)
         if isinstance(exc, SystemExit):
             raise
         fail(f"Restore failed: {reason(exc)}")
-    print(json.dumps({"tables": tables, "rows": rows}))
 
 
 def cleanup(engine, keep: set[str]) -> None:

@@ -1,10 +1,8 @@
 // The PostgreSQL side of a backup: one REPEATABLE READ READ ONLY transaction (every table from the same
-// snapshot, while MLflow keeps writing), MLflow's tables only, each streamed out with COPY … TO STDOUT: kept as
-// COPY text (format 2), or decoded line by line into typed JSON lines (format 1, and the way into SQLite).
-import {createReadStream, createWriteStream} from 'node:fs'
-import {readFile} from 'node:fs/promises'
+// snapshot, while MLflow keeps writing), MLflow's tables only, each streamed out with COPY … TO STDOUT and kept as
+// COPY text (format 2; format 1's JSON lines are no longer written, only read).
+import {createWriteStream} from 'node:fs'
 import {join} from 'node:path'
-import {createInterface} from 'node:readline'
 import {Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
@@ -12,11 +10,10 @@ import type pg from 'pg'
 import {to as copyTo} from 'pg-copy-streams'
 
 import type {TableSchema} from '../../core/backup/format.js'
-import {decodeCopyLine, pgKind} from '../../core/backup/pg-text.js'
 import {foreignKeyOrder, selectMlflowTables} from '../../core/backup/tables.js'
 import type {DatabaseTarget} from '../../core/database-url.js'
 import {withPostgres} from '../db/postgres.js'
-import {openRowFile, writeSchemaFile, type TableExport} from './table-files.js'
+import {writeSchemaFile, type TableExport} from './table-files.js'
 
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`
 
@@ -70,44 +67,8 @@ async function copyTableRaw(
   return rows
 }
 
-async function copyTable(
-  client: pg.Client,
-  table: string,
-  columns: Array<{name: string; type: string}>,
-  file: string,
-): Promise<number> {
-  const kinds = columns.map((column) => pgKind(column.type))
-  const rowFile = openRowFile(file)
-  let written = false
-  try {
-    const stream = client.query(
-      copyTo(`COPY ${quote(table)} (${columns.map((column) => quote(column.name)).join(', ')}) TO STDOUT`),
-    )
-    // Text-format rows end in "\n" and escape every newline inside a value, so lines are rows.
-    try {
-      for await (const line of createInterface({input: stream, crlfDelay: Number.POSITIVE_INFINITY}))
-        rowFile.write(decodeCopyLine(line, kinds))
-    } catch (error) {
-      // A failed write (a full disk) must not leave COPY half-read: the connection would wait on it forever.
-      stream.destroy()
-      throw error
-    }
-    written = true
-    return rowFile.close()
-  } finally {
-    if (!written) rowFile.close()
-  }
-}
-
-/**
- * Every MLflow table of one snapshot: as COPY text files (`db/<table>.copy`, format 2, the default) or as typed JSON
- * lines (`db/<table>.jsonl`, format 1).
- */
-export async function exportPostgresTables(
-  target: DatabaseTarget,
-  outDir: string,
-  encoding: 'copy' | 'jsonl' = 'copy',
-): Promise<TableExport> {
+/** Every MLflow table of one snapshot, as COPY text files (`db/<table>.copy`, format 2). */
+export async function exportPostgresTables(target: DatabaseTarget, outDir: string): Promise<TableExport> {
   return withPostgres(target, async (client) => {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
     try {
@@ -123,14 +84,9 @@ export async function exportPostgresTables(
       const files: Array<{name: string; file: string}> = []
       for (const table of foreignKeyOrder(taken, references)) {
         schema.push({name: table, columns: columns[table] ?? []})
-        const file = join(outDir, `${table}.${encoding}`)
-        rowCounts[table] = await (encoding === 'copy' ? copyTableRaw : copyTable)(
-          client,
-          table,
-          columns[table] ?? [],
-          file,
-        )
-        files.push({name: `db/${table}.${encoding}`, file})
+        const file = join(outDir, `${table}.copy`)
+        rowCounts[table] = await copyTableRaw(client, table, columns[table] ?? [], file)
+        files.push({name: `db/${table}.copy`, file})
       }
       const revision = taken.includes('alembic_version')
         ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]
@@ -147,23 +103,4 @@ export async function exportPostgresTables(
       await client.query('ROLLBACK').catch(() => undefined)
     }
   })
-}
-
-/** Format 2 into SQLite: each `<table>.copy` in `dbDir` decoded into format 1's `<table>.jsonl` (types from schema.json). */
-export async function copyFilesToTableFiles(dbDir: string): Promise<void> {
-  const schema = JSON.parse(await readFile(join(dbDir, 'schema.json'), 'utf8')) as {tables: TableSchema[]}
-  for (const table of schema.tables) {
-    const copyFile = join(dbDir, `${table.name}.copy`)
-    const kinds = table.columns.map((column) => pgKind(column.type))
-    const rowFile = openRowFile(join(dbDir, `${table.name}.jsonl`))
-    try {
-      for await (const line of createInterface({
-        input: createReadStream(copyFile),
-        crlfDelay: Number.POSITIVE_INFINITY,
-      }))
-        rowFile.write(decodeCopyLine(line, kinds))
-    } finally {
-      rowFile.close()
-    }
-  }
 }

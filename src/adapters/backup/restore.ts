@@ -3,7 +3,7 @@
 // and the journaled swap (adapters/fs/swap.ts).
 import {spawn} from 'node:child_process'
 import {createWriteStream, writeFileSync} from 'node:fs'
-import {cp, readdir, rename, rm} from 'node:fs/promises'
+import {cp, readFile, readdir, rename, rm} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {createInterface} from 'node:readline'
 import {pipeline} from 'node:stream/promises'
@@ -11,7 +11,8 @@ import {pipeline} from 'node:stream/promises'
 import Database from 'better-sqlite3'
 
 import {KNOWN_MLFLOW_TABLES} from '../../core/backup/tables.js'
-import type {RestoreDeps} from '../../core/backup/restore.js'
+import type {BackupManifest} from '../../core/backup/format.js'
+import type {PreparedDatabase, RowSource} from '../../core/backup/prepared-database.js'
 import {redact} from '../../core/redact.js'
 import {NEWEST_KNOWN_MLFLOW} from '../../core/versions.js'
 import {CheckFailedError, ExternalError, UsageError} from '../../errors.js'
@@ -23,6 +24,8 @@ import {readExpectedManifest, verifyBackupArchive} from './archive.js'
 import {type ConnectTransferOptions} from './connect-transfer.js'
 import {type BackupRepository} from './repository.js'
 import {postgresCommitted} from './restore-target.js'
+import {copyFilesIntoPostgres, copyFilesIntoSqlite, sqliteIntoPostgres} from './bulk-load.js'
+import {tableFileOf} from './table-files.js'
 
 const RESTORE_SCRIPT = join(PACKAGE_ROOT, 'templates', 'tools', 'restore_db.py')
 
@@ -46,15 +49,22 @@ export const mlflowPython = (options: RestoreDepsOptions): Promise<string> =>
     onProgress: options.onProgress,
   })
 
+/**
+ * What the archive must hold: the sidecar beside a repository archive, else a first read-only pass. With it, an
+ * entry the manifest does not list, or one larger than listed, is refused before it is written (a 1 GiB stowaway
+ * once filled the disk first).
+ */
+export async function expectedManifest(archive: string, passphrase: string | undefined): Promise<BackupManifest> {
+  return (await readExpectedManifest(archive)) ?? (await verifyBackupArchive(archive, {passphrase}))
+}
+
 /** Extracts an archive under `dir`, each entry checked against the expected manifest before a byte is written. */
 export async function extractVerified(
   archive: string,
   dir: string,
   passphrase: string | undefined,
-): Promise<Awaited<ReturnType<typeof verifyBackupArchive>>> {
-  // The sidecar beside a repository archive, else a first read-only pass: an entry the manifest does not list,
-  // or one larger than listed, is refused before it is written (a 1 GiB stowaway once filled the disk first).
-  const expected = (await readExpectedManifest(archive)) ?? (await verifyBackupArchive(archive, {passphrase}))
+  expected: BackupManifest,
+): Promise<BackupManifest> {
   const manifest = await verifyBackupArchive(archive, {
     passphrase,
     expected,
@@ -134,25 +144,81 @@ export function loaderError(stderr: string): Error {
   return new ExternalError('RESTORE_FAILED', `Loading the backup failed; the target was left as it was. ${message}`)
 }
 
-type LoadOptions = Parameters<RestoreDeps['loadDatabase']>[3]
+/** What starting the loader needs besides the target: see RestoreDeps.prepareDatabase. */
+export interface LoaderOptions {
+  replace?: boolean
+  mark?: string
+  /** The backup's tables (its manifest's row counts): the target must not hold them unless `replace`. */
+  tables: string[]
+  /** PostgreSQL: the swap commits only when commit() is called (else at once). */
+  gated?: boolean
+}
 
-/** Runs restore_db.py; with a gate (PostgreSQL), its swap commits only when the gate calls commit(). */
-export async function runLoader(
+/** restore_db.py between its phases (see its docstring). */
+export interface LoaderSession {
+  /** PostgreSQL: the staging schema that holds MLflow's empty tables (keys and indexes dropped); null for SQLite. */
+  stagingSchema: string | null
+  /** LOAD: the loader reads the table files itself; or SKIP: the caller has loaded the rows. Then keys and indexes. */
+  finishLoad(loadFiles: boolean): Promise<{tables: number; rows: number}>
+  /** PostgreSQL: commits the swap (gated); SQLite: waits for the loader to exit. */
+  commit(): Promise<void>
+  /** Leaves the target as it was: the loader drops what it created and exits. */
+  abort(): Promise<void>
+}
+
+/** Lines of a child's stdout, awaited one prefix at a time. */
+function lineQueue(child: ReturnType<typeof spawn>, failure: () => Error) {
+  const lines: string[] = []
+  let closed = false
+  let wake: (() => void) | undefined
+  createInterface({input: child.stdout!}).on('line', (line) => {
+    lines.push(line)
+    wake?.()
+  })
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('close', (code) => {
+      closed = true
+      wake?.()
+      resolve(code)
+    }),
+  )
+  return {
+    exited,
+    /** The rest of the first line that starts with `word`; rejects when the loader exits first. */
+    async expect(word: string): Promise<string> {
+      for (;;) {
+        const at = lines.findIndex((line) => line === word || line.startsWith(`${word} `))
+        if (at !== -1)
+          return lines
+            .splice(0, at + 1)
+            .at(-1)!
+            .slice(word.length)
+            .trim()
+        if (closed) throw failure()
+        await new Promise<void>((resolve) => (wake = resolve))
+      }
+    },
+  }
+}
+
+/** Starts restore_db.py and waits for its first phase: the schema created by MLflow at `revision`. */
+export async function startLoader(
   python: string,
   url: string,
   revision: string,
   dbDir: string,
-  options: LoadOptions = {},
-): Promise<{tables: number; rows: number}> {
-  const replaceFile = join(dbDir, 'replace-tables.json')
+  options: LoaderOptions,
+): Promise<LoaderSession> {
+  const replaceFile = join(dirname(dbDir), 'replace-tables.json')
   if (options.replace) writeFileSync(replaceFile, JSON.stringify([...KNOWN_MLFLOW_TABLES]))
   // The URL (with its password) goes through the environment, not the process list.
   const env = {
     ...process.env,
     PYTHONUNBUFFERED: '1',
     MLFLOWCTL_RESTORE_URL: url,
-    MLFLOWCTL_RESTORE_GATE: options.gate ? '1' : '',
+    MLFLOWCTL_RESTORE_GATE: options.gated ? '1' : '',
     MLFLOWCTL_RESTORE_MARK: options.mark ?? '',
+    MLFLOWCTL_RESTORE_TABLES: JSON.stringify(options.tables),
   }
   const child = spawn(python, [RESTORE_SCRIPT, '-', revision, dbDir, ...(options.replace ? [replaceFile] : [])], {
     env,
@@ -160,35 +226,83 @@ export async function runLoader(
   })
   let stderr = ''
   child.stderr.on('data', (chunk) => (stderr = (stderr + chunk).slice(-64 * 1024)))
-  child.stdin.on('error', () => undefined) // the loader may exit before reading its go-ahead
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)))
-  let result: string | undefined
-  let gateError: unknown
-  let gated: Promise<void> = Promise.resolve()
-  let onCommitted: (() => void) | undefined
-  for await (const line of createInterface({input: child.stdout})) {
-    if (line === 'READY' && options.gate) {
-      const commit = () =>
-        new Promise<void>((resolve, reject) => {
-          onCommitted = resolve
-          child.stdin.write('COMMIT\n')
-          // Gone before it said COMMITTED: the mark in the database tells whether the transaction committed.
-          void exited.then(async () =>
-            (await postgresCommitted(url, options.mark ?? '').catch(() => false))
-              ? resolve()
-              : reject(loaderError(stderr)),
-          )
-        })
-      gated = options.gate(commit).catch((error) => {
-        gateError = error
-        child.stdin.end() // anything but COMMIT: the loader aborts, the database stays as it was
-      })
-    } else if (line === 'COMMITTED') onCommitted?.()
-    else if (line.startsWith('{')) result = line
+  child.stdin.on('error', () => undefined) // the loader may exit before reading its next command
+  const queue = lineQueue(child, () => loaderError(stderr))
+  const abort = async () => {
+    child.stdin.end() // anything but its next command: the loader undoes what it made and exits
+    await queue.exited
   }
-  const code = await exited
-  await gated
-  if (gateError) throw gateError
-  if (code !== 0 || !result) throw loaderError(stderr)
-  return JSON.parse(result) as {tables: number; rows: number}
+  let prepared: {schema: string | null}
+  try {
+    prepared = JSON.parse(await queue.expect('PREPARED')) as {schema: string | null}
+  } catch (error) {
+    await abort()
+    throw error
+  }
+  return {
+    stagingSchema: prepared.schema,
+    async finishLoad(loadFiles) {
+      child.stdin.write(loadFiles ? 'LOAD\n' : 'SKIP\n')
+      return JSON.parse(await queue.expect('READY')) as {tables: number; rows: number}
+    },
+    async commit() {
+      if (options.gated) {
+        child.stdin.write('COMMIT\n')
+        // Gone before it said COMMITTED: the mark in the database tells whether the transaction committed.
+        const committed = await queue.expect('COMMITTED').then(
+          () => true,
+          async () => postgresCommitted(url, options.mark ?? '').catch(() => false),
+        )
+        if (!committed) throw loaderError(stderr)
+      }
+      if ((await queue.exited) !== 0) throw loaderError(stderr)
+    },
+    abort,
+  }
+}
+
+/**
+ * The rows of `source` into a prepared target, by the fastest path for the pair (adapters/backup/bulk-load.ts);
+ * format 1's JSON lines are loaded by restore_db.py itself. Then keys and indexes (restore_db.py).
+ */
+export function preparedDatabase(
+  session: LoaderSession,
+  url: string,
+  onProgress: (line: string) => void,
+): PreparedDatabase {
+  return {
+    async load(source: RowSource) {
+      const intoPostgres = session.stagingSchema !== null
+      const started = Date.now()
+      let loaded: {tables: number; rows: number} | undefined
+      if ('sqliteFile' in source) {
+        if (!intoPostgres) throw new Error('A SQLite file goes into a SQLite target as it is, without a load.')
+        loaded = await sqliteIntoPostgres(url, session.stagingSchema!, source.sqliteFile)
+      } else if (await holdsCopyFiles(source.tableFiles)) {
+        loaded = intoPostgres
+          ? await copyFilesIntoPostgres(url, session.stagingSchema!, source.tableFiles)
+          : await copyFilesIntoSqlite(url.slice('sqlite:///'.length), source.tableFiles)
+      }
+      const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`
+      if (loaded) onProgress(`loaded ${loaded.rows} rows in ${seconds(started)}; building keys and indexes`)
+      const indexing = Date.now()
+      const finished = await session.finishLoad(!loaded)
+      onProgress(
+        loaded
+          ? `keys and indexes built in ${seconds(indexing)}`
+          : `loaded ${finished.rows} rows in ${seconds(started)}`,
+      )
+      faultPoint('restore:loaded')
+      return loaded ?? finished
+    },
+    commit: () => session.commit(),
+    abort: () => session.abort(),
+  }
+}
+
+/** Format 2 of a PostgreSQL source (COPY text), as opposed to format 1's JSON lines. */
+async function holdsCopyFiles(dbDir: string): Promise<boolean> {
+  const schema = JSON.parse(await readFile(join(dbDir, 'schema.json'), 'utf8')) as {tables: Array<{name: string}>}
+  const first = schema.tables.find((table) => table.name !== 'alembic_version') ?? schema.tables[0]
+  return first !== undefined && (await tableFileOf(dbDir, first.name))?.encoding === 'copy'
 }

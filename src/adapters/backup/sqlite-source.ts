@@ -1,17 +1,9 @@
 // The SQLite side of a backup: a consistent snapshot through SQLite's online backup API (safe while MLflow
-// writes: the copy restarts if another connection changes the source), then every table streamed to a
-// typed JSON-lines file, in foreign-key order.
-import {join} from 'node:path'
-
+// writes: the copy restarts if another connection changes the source), which format 2 archives as it is, and the
+// catalog readers that describe it (tables, row counts, revision, artifact locations).
 import Database from 'better-sqlite3'
 
-import {encodeValue, type TableSchema} from '../../core/backup/format.js'
-import {foreignKeyOrder} from '../../core/backup/tables.js'
-import {encodeCopyLine} from '../../core/backup/pg-text.js'
 import {ARTIFACT_LOCATION_COLUMNS, type LocationColumn} from '../../core/backup/artifact-locations.js'
-import {openRowFile, writeSchemaFile, type TableExport} from './table-files.js'
-
-export type {TableExport} from './table-files.js'
 
 export async function snapshotSqlite(source: string, target: string): Promise<void> {
   const db = new Database(source, {readonly: true, fileMustExist: true})
@@ -57,61 +49,6 @@ export function locationColumnsIn(db: Database.Database): LocationColumn[] {
     const columns = (db.prepare(`PRAGMA table_info("${table}")`).all() as Array<{name: string}>).map((c) => c.name)
     return columns.includes(column) && (!onlyWhere || columns.includes(onlyWhere.column))
   })
-}
-
-/**
- * Streams rows with a small write buffer: memory stays flat whatever the table size. `jsonl`: format 1's typed
- * JSON lines; `copy`: PostgreSQL COPY text, which the loader streams into a PostgreSQL target as it is.
- */
-export function exportSqliteTables(
-  snapshot: string,
-  outDir: string,
-  encoding: 'jsonl' | 'copy' = 'jsonl',
-): TableExport {
-  const db = new Database(snapshot, {readonly: true, fileMustExist: true})
-  try {
-    const names = tableNames(db)
-    const references = Object.fromEntries(
-      names.map((name) => [
-        name,
-        (db.prepare(`PRAGMA foreign_key_list("${name}")`).all() as Array<{table: string}>).map((fk) => fk.table),
-      ]),
-    )
-    const schema: TableSchema[] = []
-    const rowCounts: Record<string, number> = {}
-    const files: Array<{name: string; file: string}> = []
-    for (const table of foreignKeyOrder(names, references)) {
-      // table_xinfo, not table_info: `SELECT *` returns generated columns (spans.duration_ns) too, and the
-      // restore must know which value is which. Generated columns (hidden 2 or 3) are the database's to compute.
-      const columns = (
-        db.prepare(`PRAGMA table_xinfo("${table}")`).all() as Array<{name: string; type: string; hidden: number}>
-      )
-        .filter((column) => column.hidden === 0)
-        .map((column) => ({name: column.name, type: column.type}))
-      schema.push({name: table, columns})
-      const file = join(outDir, `${table}.${encoding}`)
-      const rowFile = encoding === 'copy' ? openRowFile(file, encodeCopyLine) : openRowFile(file)
-      let count: number
-      try {
-        // rowid order: stable, and cheap for SQLite; restore does not depend on it.
-        const rows = db
-          .prepare(`SELECT ${columns.map((column) => `"${column.name}"`).join(', ')} FROM "${table}"`)
-          .raw(true)
-          .safeIntegers(true)
-          .iterate() as IterableIterator<unknown[]>
-        if (encoding === 'copy') for (const row of rows) rowFile.write(row)
-        else for (const row of rows) rowFile.write(row.map(encodeValue))
-      } finally {
-        count = rowFile.close()
-      }
-      rowCounts[table] = count
-      files.push({name: `db/${table}.${encoding}`, file})
-    }
-    const revision = alembicRevisionOf(db, names)
-    return {schema, rowCounts, alembicRevision: revision, files: [writeSchemaFile(outDir, 'sqlite', schema), ...files]}
-  } finally {
-    db.close()
-  }
 }
 
 /** Format 2: what the manifest says about a snapshot file (row counts per table, the alembic revision). Reads only. */

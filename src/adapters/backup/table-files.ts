@@ -1,5 +1,5 @@
-// The db/ part of an archive as files in scratch space: one typed JSON-lines file per table, written through
-// a small buffer (memory stays flat whatever the table size), and schema.json. Shared by every engine.
+// The db/ part of an archive as files in scratch space: schema.json and one file per table, format 1's typed JSON
+// lines or format 2's COPY text (PostgreSQL sources). Shared by every engine.
 import {closeSync, openSync, writeSync} from 'node:fs'
 import {join} from 'node:path'
 
@@ -11,52 +11,10 @@ export interface TableExport {
   schema: TableSchema[]
   rowCounts: Record<string, number>
   alembicRevision: string | null
-  /** db/<table>.jsonl files, in order, plus db/schema.json */
+  /** db/<table>.copy files, in order, plus db/schema.json */
   files: Array<{name: string; file: string}>
   /** Tables in the source that are not MLflow's and were left out. */
   skipped?: string[]
-}
-
-export interface RowFile {
-  /** One row, already encoded (encodeValue); JSON-stringified here. */
-  write(row: unknown[]): void
-  /** Flushes, closes and returns the number of rows written. */
-  close(): number
-}
-
-const FLUSH_AT = 1 << 20
-
-/** Rows as JSON lines (format 1's table files), or as PostgreSQL COPY text lines (`encodeLine`). */
-export function openRowFile(
-  file: string,
-  encodeLine: (row: unknown[]) => string = (row) => JSON.stringify(row),
-): RowFile {
-  const fd = openSync(file, 'w', 0o600)
-  let buffered: string[] = []
-  let size = 0
-  let count = 0
-  const flush = () => {
-    if (buffered.length > 0) writeSync(fd, buffered.join(''))
-    buffered = []
-    size = 0
-  }
-  return {
-    write(row) {
-      const line = `${encodeLine(row)}\n`
-      buffered.push(line)
-      size += line.length
-      count++
-      if (size > FLUSH_AT) flush()
-    },
-    close() {
-      try {
-        flush()
-      } finally {
-        closeSync(fd)
-      }
-      return count
-    },
-  }
 }
 
 export function writeSchemaFile(outDir: string, engine: string, schema: TableSchema[]): {name: string; file: string} {

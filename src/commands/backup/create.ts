@@ -14,7 +14,7 @@ import {redact} from '../../core/redact.js'
 export default class BackupCreate extends MlflowctlCommand<typeof BackupCreate> {
   static summary = 'Back up the database and the artifacts into one verified archive.'
   static description = `Takes a consistent snapshot (SQLite's online backup API, or one PostgreSQL REPEATABLE READ transaction
-streamed with COPY: both safe while MLflow writes), exports MLflow's tables as typed JSON lines, and streams them with the artifacts into REPO/ID.mlflowctl-backup.tar.gz (written as .partial,
+streamed with COPY: both safe while MLflow writes), keeps the SQLite file itself or each PostgreSQL table's COPY text (format 2), and streams them with the artifacts into REPO/ID.mlflowctl-backup.tar.gz (written as .partial,
 fsynced, renamed; mode 0600) with a manifest of sizes and SHA-256s. A repository lock keeps overlapping runs apart.
 connect:GUID backs up a local-storage deployment on Connect through the extension's POST /_mlflowctl/snapshot (Connect
 API key plus the ops token that deploy saved, or MLFLOWCTL_OPS_TOKEN).

@@ -4,7 +4,8 @@
  * that point at them. Options in, findings out; the restore and the queries are injected.
  */
 import {CheckFailedError} from '../../errors.js'
-import {SQLITE_FILE_ENTRY, holdsCopyText, holdsSqliteFile, type BackupManifest} from './format.js'
+import {SQLITE_FILE_ENTRY, holdsSqliteFile, type BackupManifest} from './format.js'
+import {loadPrepared, type PrepareDatabase} from './prepared-database.js'
 
 /** Tables and rows of a manifest's row counts. Pure. */
 export function countsOf(rowCounts: Record<string, number>): {tables: number; rows: number} {
@@ -24,10 +25,10 @@ export interface RestoredDatabase {
 
 export interface DeepVerifyDeps {
   scratch(): Promise<{path: string; remove(): Promise<void>}>
-  extractVerified(archive: string, dir: string): Promise<BackupManifest>
-  loadDatabase(url: string, revision: string, dbDir: string): Promise<{tables: number; rows: number}>
-  /** Format 2 of a PostgreSQL source: each <table>.copy decoded into <table>.jsonl in `dbDir`. */
-  copyTextToTableFiles(dbDir: string): Promise<void>
+  expectedManifest(archive: string): Promise<BackupManifest>
+  extractVerified(archive: string, dir: string, expected: BackupManifest): Promise<BackupManifest>
+  /** Real MLflow's schema in a scratch SQLite file, loaded from table files (restore's loader). */
+  prepareDatabase: PrepareDatabase
   inspect(sqliteFile: string): RestoredDatabase
   join(...parts: string[]): string
 }
@@ -108,7 +109,7 @@ export function databaseFindings(
 export async function deepVerify(deps: DeepVerifyDeps, archive: string): Promise<DeepVerifyResult> {
   const scratch = await deps.scratch()
   try {
-    const manifest = await deps.extractVerified(archive, scratch.path)
+    const manifest = await deps.extractVerified(archive, scratch.path, await deps.expectedManifest(archive))
     const fail = (reasons: string[]) =>
       new CheckFailedError('BACKUP_DEEP_FAILED', `${manifest.id}: ${reasons.join('; ')}.`, {
         suggestions: [
@@ -119,10 +120,15 @@ export async function deepVerify(deps: DeepVerifyDeps, archive: string): Promise
     // Format 2 carries the database file itself: it is checked as it is, without a load.
     const sqliteFile = holdsSqliteFile(manifest)
     const file = sqliteFile ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : deps.join(scratch.path, 'deep-verify.db')
-    if (holdsCopyText(manifest)) await deps.copyTextToTableFiles(deps.join(scratch.path, 'db'))
+    const dbDir = deps.join(scratch.path, 'db')
     const loaded = sqliteFile
       ? countsOf(manifest.rowCounts)
-      : await deps.loadDatabase(`sqlite:///${file}`, manifest.alembicRevision, deps.join(scratch.path, 'db'))
+      : await loadPrepared(
+          deps.prepareDatabase(`sqlite:///${file}`, manifest.alembicRevision, dbDir, {
+            tables: Object.keys(manifest.rowCounts),
+          }),
+          {tableFiles: dbDir},
+        )
     const db = deps.inspect(file)
     const reasons = databaseFindings(db, manifest)
     const archived =

@@ -1,12 +1,11 @@
 /**
- * PostgreSQL's COPY text format, decoded into the archive's typed values. Pure.
+ * PostgreSQL's COPY text format: encoded from SQLite values (in JavaScript, or by SQLite itself), decoded into
+ * values better-sqlite3 binds. Pure.
  *
  * Text format: one row per line, columns separated by tabs, NULL as `\N`, and backslash escapes for
  * the few bytes that would break that (`\t`, `\n`, `\\`, octal `\123`, hex `\x41`). Values are
  * PostgreSQL's text output: `t`/`f` for booleans, `\x…` hex for bytea, `NaN`/`Infinity` for floats.
  */
-import {encodeValue} from './format.js'
-
 const SIMPLE_ESCAPES: Record<string, string> = {b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\'}
 
 /** Undoes COPY's backslash escapes in one field. */
@@ -41,7 +40,7 @@ export function unescapeCopyField(field: string): string {
 
 export type PgKind = 'integer' | 'float' | 'boolean' | 'bytea' | 'text'
 
-/** The archive type for a PostgreSQL data type (information_schema.columns.data_type). */
+/** How a PostgreSQL data type's text is read (information_schema.columns.data_type). */
 export function pgKind(dataType: string): PgKind {
   const type = dataType.toLowerCase()
   if (['smallint', 'integer', 'bigint'].includes(type)) return 'integer'
@@ -49,29 +48,6 @@ export function pgKind(dataType: string): PgKind {
   if (type === 'boolean') return 'boolean'
   if (type === 'bytea') return 'bytea'
   return 'text' // varchar, text, json(b), numeric (kept exact as text), timestamps, uuid, enums
-}
-
-function typed(raw: string, kind: PgKind): unknown {
-  switch (kind) {
-    case 'integer':
-      // Up to 15 digits a double is exact; BigInt only for the rare larger ones (it is slow per row).
-      return raw.length < 16 ? Number(raw) : encodeValue(BigInt(raw))
-    case 'float':
-      return encodeValue(Number(raw)) // "NaN", "Infinity" and "-Infinity" parse to themselves
-    case 'boolean':
-      return raw === 't'
-    case 'bytea':
-      return encodeValue(Buffer.from(raw.slice(2), 'hex')) // bytea_output = hex: "\x0a1b…"
-    case 'text':
-      return raw
-  }
-}
-
-/** One COPY text line (without its newline) as the archive's JSON row. */
-export function decodeCopyLine(line: string, kinds: PgKind[]): unknown[] {
-  const fields = line.split('\t')
-  if (fields.length !== kinds.length) throw new Error(`COPY row has ${fields.length} fields, expected ${kinds.length}`)
-  return fields.map((field, index) => (field === '\\N' ? null : typed(unescapeCopyField(field), kinds[index])))
 }
 
 /**
@@ -92,3 +68,48 @@ const COPY_ESCAPES: Record<string, string> = {'\\': '\\\\', '\t': '\\t', '\n': '
 
 /** A row as one COPY text line (without its newline). Pure. */
 export const encodeCopyLine = (row: unknown[]): string => row.map(encodeCopyField).join('\t')
+
+/**
+ * One COPY text field as the value better-sqlite3 binds into a SQLite table made by MLflow: NULL, integers (exact:
+ * BigInt beyond 15 digits), floats with NaN and infinities, booleans as 1/0 (SQLite has no boolean), bytea as bytes,
+ * anything else as its text (what SQLAlchemy stores for timestamps and numerics in SQLite). Pure.
+ */
+export function sqliteValueOfCopyField(field: string, kind: PgKind): null | number | bigint | string | Buffer {
+  if (field === '\\N') return null
+  const raw = unescapeCopyField(field)
+  switch (kind) {
+    case 'integer':
+      return raw.length < 16 ? Number(raw) : BigInt(raw)
+    case 'float':
+      return Number(raw) // "NaN", "Infinity" and "-Infinity" parse to themselves
+    case 'boolean':
+      return raw === 't' ? 1 : 0
+    case 'bytea':
+      return Buffer.from(raw.slice(2), 'hex')
+    case 'text':
+      return raw
+  }
+}
+
+const sqlQuote = (name: string) => `"${name.replace(/"/g, '""')}"`
+
+/**
+ * A SQLite expression that renders one row of `columns` as a COPY text line (with its newline), so that SQLite
+ * formats the rows in C instead of JavaScript formatting each value (twice as fast on the bench's 3M metrics).
+ * Per value, by its storage class (SQLite is dynamically typed): NULL as `\N`; integers exact; reals as `%!.17g`,
+ * which round-trips every double (checked by the unit test against random bit patterns; `!` lifts SQLite's
+ * 16-digit cap) and ±Infinity by name (SQLite stores NaN as NULL); blobs as bytea hex; text with COPY's escapes.
+ * The same rules as encodeCopyField. Pure.
+ */
+export function sqliteCopyLineSql(columns: string[]): string {
+  const field = (name: string) => {
+    const c = sqlQuote(name)
+    return (
+      `CASE typeof(${c}) WHEN 'null' THEN '\\N' WHEN 'integer' THEN CAST(${c} AS TEXT) ` +
+      `WHEN 'real' THEN CASE WHEN ${c} = 9e999 THEN 'Infinity' WHEN ${c} = -9e999 THEN '-Infinity' ELSE printf('%!.17g', ${c}) END ` +
+      `WHEN 'blob' THEN '\\\\x' || hex(${c}) ` +
+      `ELSE replace(replace(replace(replace(${c}, '\\', '\\\\'), char(9), '\\t'), char(10), '\\n'), char(13), '\\r') END`
+    )
+  }
+  return `${columns.map(field).join(' || char(9) || ')} || char(10)`
+}

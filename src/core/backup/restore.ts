@@ -9,7 +9,8 @@
 import {CheckFailedError, ConfigError, UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
 import {failureEvent, historyLocation, type BackupSourceSpec} from './create.js'
-import {SQLITE_FILE_ENTRY, holdsCopyText, holdsSqliteFile, type BackupManifest} from './format.js'
+import {SQLITE_FILE_ENTRY, holdsSqliteFile, type BackupManifest} from './format.js'
+import {loadPrepared, type PrepareDatabase, type PreparedDatabase, type RowSource} from './prepared-database.js'
 import {countsOf, databaseFindings, type RestoredDatabase} from './deep-verify.js'
 import {parseGuid} from './locations.js'
 import {sameRoot, type LocationRewrite} from './artifact-locations.js'
@@ -102,21 +103,18 @@ export interface RestoreDeps {
   /** Reads only. @throws UsageError TARGET_INVALID when the path is of the wrong kind (a file for a directory) */
   inspectTarget(target: RestoreTarget, artifactsTo?: string): Promise<TargetInspection>
   scratch(target: RestoreTarget, artifactsTo?: string): Promise<RestoreScratch>
-  /** Checks every entry against the manifest before and while writing it under `dir`. @throws CheckFailedError BACKUP_CORRUPT */
-  extractVerified(archive: string, dir: string): Promise<BackupManifest>
+  /** The manifest the archive must match (its sidecar, else a first read-only pass). @throws CheckFailedError BACKUP_CORRUPT */
+  expectedManifest(archive: string): Promise<BackupManifest>
+  /** Checks every entry against `expected` before and while writing it under `dir`. @throws CheckFailedError BACKUP_CORRUPT */
+  extractVerified(archive: string, dir: string, expected: BackupManifest): Promise<BackupManifest>
   /** A backup of everything the restore replaces (artifacts-to included); returns its archive path. */
   safetyBackup(target: RestoreTarget, artifactsTo?: string): Promise<string>
   /**
-   * Creates the schema at `revision` with real MLflow and loads the tables into a target that must be empty,
-   * unless `replace` (after a safety backup). PostgreSQL builds in a staging schema and calls `gate` with the
-   * commit of its one swap transaction, so the caller can pair it with the artifacts' swap.
+   * Starts real MLflow on a target that must be empty, unless `replace` (after a safety backup): it creates the
+   * schema at `revision` (PostgreSQL: in a staging schema), without seeded rows, keys or indexes; the rows are
+   * loaded later from `dbDir` (which the archive may still be filling) or a SQLite file.
    */
-  loadDatabase(
-    url: string,
-    revision: string,
-    dbDir: string,
-    options?: {replace?: boolean; gate?: (commit: () => Promise<void>) => Promise<void>; mark?: string},
-  ): Promise<{tables: number; rows: number}>
+  prepareDatabase: PrepareDatabase
   /** Rewrites artifact locations in the extracted table files under `dbDir`; returns "table.column" → rows changed. */
   rewriteArtifactLocations(dbDir: string, from: string, to: string): Promise<Record<string, number>>
   /** The same, in a SQLite file (format 2). */
@@ -124,10 +122,6 @@ export interface RestoreDeps {
   /** SQLite's quick_check and foreign-key check and the row counts of a database file (verify --deep runs the
    * slower integrity_check). Reads only. */
   inspectSqlite(file: string): Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts'>
-  /** Format 2 into PostgreSQL: the file's tables as COPY text files (schema.json, <table>.copy) in `dbDir`. */
-  sqliteToTableFiles(file: string, dbDir: string): Promise<void>
-  /** Format 2 of a PostgreSQL source into SQLite: each <table>.copy decoded into <table>.jsonl in `dbDir`. */
-  copyTextToTableFiles(dbDir: string): Promise<void>
   /** Renames a file (within one file system: scratch space is in the target's tree). */
   moveFile(from: string, to: string): Promise<void>
   /** Moves a directory's files into a new directory `to` (created even when `from` is missing). Returns the count. */
@@ -217,21 +211,34 @@ async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<R
     if (!(await deps.confirm(`Replace the data in ${describeTarget(target)}? A safety backup is taken first.`)))
       throw new UsageError('CANCELLED_BY_USER', 'Nothing changed.')
   }
+  // Only MLflow's files are replaced; entries that are not MLflow's stay where they are and need no copy.
+  const replace = options.force && inspection.found.length > inspection.foreign.length
   const scratch = await deps.scratch(target, options.artifactsTo)
+  let prepared: Promise<PreparedDatabase> | undefined
   try {
-    const manifest = await deps.extractVerified(options.archive, scratch.path)
-    if (!manifest.alembicRevision)
+    const expected = await deps.expectedManifest(options.archive)
+    if (!expected.alembicRevision)
       throw new ConfigError(
         'BACKUP_WITHOUT_SCHEMA',
-        `Backup ${manifest.id} has no alembic revision: it is not an MLflow database backup.`,
+        `Backup ${expected.id} has no alembic revision: it is not an MLflow database backup.`,
       )
-    const revision = manifest.alembicRevision
-    // Only MLflow's files are replaced; entries that are not MLflow's stay where they are and need no copy.
-    const safetyBackup =
-      options.force && inspection.found.length > inspection.foreign.length
-        ? await deps.safetyBackup(target, options.artifactsTo)
-        : undefined
-    const loaded = await load(deps, options, scratch, manifest, Boolean(safetyBackup))
+    const revision = expected.alembicRevision
+    const plan = loadPlan(deps, target, scratch, expected)
+    if (plan.loaderUrl) {
+      // MLflow creates the schema (a few seconds of Python and migrations) while the archive is read.
+      await deps.makeDir(plan.dbDir)
+      if (target.kind !== 'postgresql') await deps.makeDir(deps.dirname(plan.stagedDb))
+      prepared = deps.prepareDatabase(plan.loaderUrl, revision, plan.dbDir, {
+        replace: target.kind === 'postgresql' && replace,
+        mark: plan.mark,
+        tables: Object.keys(expected.rowCounts),
+        gated: target.kind === 'postgresql',
+      })
+      prepared.catch(() => undefined) // awaited when the rows are ready; a failure before then is not lost
+    }
+    const manifest = await deps.extractVerified(options.archive, scratch.path, expected)
+    const safetyBackup = replace ? await deps.safetyBackup(target, options.artifactsTo) : undefined
+    const loaded = await load(deps, options, scratch, manifest, plan, prepared, Boolean(safetyBackup))
     if (
       (target.kind === 'sqlite' || target.kind === 'postgresql') &&
       !options.artifactsTo &&
@@ -263,9 +270,39 @@ async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<R
       ...(loaded.locations ? {artifactLocations: loaded.locations} : {}),
       warnings,
     }
+  } catch (error) {
+    // A loader still waiting for its rows (the archive failed its checks, the safety backup failed) lets go.
+    await prepared?.then((database) => database.abort()).catch(() => undefined)
+    throw error
   } finally {
     await scratch.remove()
   }
+}
+
+/** Where each part of the new data is built, decided from the manifest before the archive is read. Pure. */
+interface LoadPlan {
+  dbDir: string
+  /** The new SQLite database in scratch space (SQLite, app-data and connect: targets). */
+  stagedDb: string
+  /** The database real MLflow loads into, or undefined when the backup's SQLite file is used as it is. */
+  loaderUrl?: string
+  mark?: string
+}
+
+function loadPlan(
+  deps: RestoreDeps,
+  target: RestoreTarget,
+  scratch: RestoreScratch,
+  manifest: BackupManifest,
+): LoadPlan {
+  const dbDir = deps.join(scratch.path, 'db')
+  const stagedDb =
+    target.kind === 'connect'
+      ? deps.join(scratch.path, 'upload', 'mlflow.db')
+      : deps.join(scratch.path, 'new', 'mlflow.db')
+  if (target.kind === 'postgresql')
+    return {dbDir, stagedDb, loaderUrl: target.url, mark: `mlflowctl-restore ${manifest.id} ${deps.randomId()}`}
+  return {dbDir, stagedDb, loaderUrl: holdsSqliteFile(manifest) ? undefined : `sqlite:///${stagedDb}`}
 }
 
 type Loaded = {tables: number; rows: number; artifactFiles: number; locations?: LocationRewrite}
@@ -287,7 +324,7 @@ async function moveLocations(
   deps: RestoreDeps,
   options: RestoreOptions,
   manifest: BackupManifest,
-  database: {tableFiles: string} | {sqliteFile: string},
+  database: RowSource,
   newRoot: string | undefined,
 ): Promise<LocationRewrite | undefined> {
   const from = backedUpArtifactRoot(manifest, deps.join)
@@ -305,17 +342,16 @@ async function load(
   options: RestoreOptions,
   scratch: RestoreScratch,
   manifest: BackupManifest,
+  plan: LoadPlan,
+  prepared: Promise<PreparedDatabase> | undefined,
   replace: boolean,
 ): Promise<Loaded> {
   const {target, artifactsTo} = options
-  const revision = manifest.alembicRevision!
-  const dbDir = deps.join(scratch.path, 'db')
+  const {dbDir, stagedDb} = plan
   const extracted = deps.join(scratch.path, 'artifacts')
   // Format 2 carries the SQLite file: checked before anything else (quick_check, the foreign-key check, the
-  // manifest's row counts), then used as it is by SQLite targets, or turned into table files for PostgreSQL.
+  // manifest's row counts), then used as it is by SQLite targets, or streamed into PostgreSQL.
   const snapshot = holdsSqliteFile(manifest) ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : undefined
-  // COPY text goes into PostgreSQL as it is (the loader streams it to COPY FROM STDIN); SQLite needs typed rows.
-  if (holdsCopyText(manifest) && target.kind !== 'postgresql') await deps.copyTextToTableFiles(dbDir)
   if (snapshot) {
     const findings = databaseFindings(deps.inspectSqlite(snapshot), manifest)
     if (findings.length > 0)
@@ -325,11 +361,17 @@ async function load(
         {suggestions: ['Use another backup (mlflowctl backup list).']},
       )
   }
-  const fileLoad = async (stagedDb: string, newRoot: string | undefined): Promise<Loaded> => {
-    const locations = await moveLocations(deps, options, manifest, {sqliteFile: snapshot!}, newRoot)
-    await deps.makeDir(deps.dirname(stagedDb))
-    await deps.moveFile(snapshot!, stagedDb)
-    return {...countsOf(manifest.rowCounts), artifactFiles: 0, locations}
+  const source: RowSource = snapshot ? {sqliteFile: snapshot} : {tableFiles: dbDir}
+  const artifactsLive = target.kind === 'app-data' ? deps.join(target.dir, 'artifacts') : artifactsTo
+  /** The new database in scratch space, its artifact locations moved to `newRoot` first. */
+  const buildDatabase = async (newRoot: string | undefined) => {
+    const locations = await moveLocations(deps, options, manifest, source, newRoot)
+    if (!prepared) {
+      await deps.makeDir(deps.dirname(stagedDb))
+      await deps.moveFile(snapshot!, stagedDb)
+      return {...countsOf(manifest.rowCounts), locations}
+    }
+    return {...(await loadPrepared(prepared, source)), locations}
   }
   const stageArtifacts = async (to: string) => {
     const files = await deps.stageTree(extracted, to)
@@ -343,19 +385,14 @@ async function load(
   }
   if (target.kind === 'connect') {
     // Built in scratch space, then swapped in by the extension itself, under maintenance.
-    const upload = deps.join(scratch.path, 'upload')
-    await deps.makeDir(upload)
-    const uploadDb = deps.join(upload, 'mlflow.db')
-    const loaded = snapshot
-      ? await fileLoad(uploadDb, undefined)
-      : await deps.loadDatabase(`sqlite:///${uploadDb}`, revision, dbDir)
+    const loaded = await buildDatabase(undefined)
+    const upload = deps.dirname(stagedDb)
     if (manifest.artifacts.files > 0) await stageArtifacts(deps.join(upload, 'artifacts'))
     const answer = await deps.uploadToConnect(target.guid, upload, replace, options.keepRevision)
     return {...loaded, artifactFiles: answer.artifactFiles}
   }
   const artifactsScratch = scratch.artifactsPath ?? scratch.path
   const journalDirs = [...new Set([scratch.path, artifactsScratch])]
-  const artifactsLive = target.kind === 'app-data' ? deps.join(target.dir, 'artifacts') : artifactsTo
   const artifactsEntry = async (): Promise<SwapEntry[]> => {
     if (!artifactsLive) return []
     const staged = deps.join(artifactsScratch, 'new-artifacts')
@@ -363,45 +400,22 @@ async function load(
     return [{live: artifactsLive, staged, aside: deps.join(artifactsScratch, 'aside', 'artifacts')}]
   }
   if (target.kind === 'postgresql') {
-    // A SQLite file is rewritten in place, then turned into COPY text; table files are rewritten as they are.
-    const locations = await moveLocations(
-      deps,
-      options,
-      manifest,
-      snapshot ? {sqliteFile: snapshot} : {tableFiles: dbDir},
-      artifactsLive,
-    )
-    if (snapshot) await deps.sqliteToTableFiles(snapshot, dbDir)
+    const locations = await moveLocations(deps, options, manifest, source, artifactsLive)
+    const entries = await artifactsEntry()
     // One transaction swaps the tables in (restore_db.py); the artifacts' renames happen just before it commits,
     // and the journal's mark tells the next run whether it did.
-    const entries = await artifactsEntry()
-    const mark = `mlflowctl-restore ${manifest.id} ${deps.randomId()}`
-    let artifactFiles = 0
-    const loaded = await deps.loadDatabase(target.url, revision, dbDir, {
-      replace,
-      mark,
-      gate: async (commit) => {
-        if (entries.length === 0) return commit()
-        await deps.swapIn(entries, {
-          journalDirs,
-          check: async () => undefined,
-          database: {display: target.display, mark, commit},
-        })
-        artifactFiles = manifest.artifacts.files
-      },
+    const loaded = await loadPrepared(prepared!, source, async (commit) => {
+      if (entries.length === 0) return commit()
+      await deps.swapIn(entries, {
+        journalDirs,
+        check: async () => undefined,
+        database: {display: target.display, mark: plan.mark!, commit},
+      })
     })
-    return {...loaded, artifactFiles, locations}
+    return {...loaded, artifactFiles: entries.length > 0 ? manifest.artifacts.files : 0, locations}
   }
   const dbLive = target.kind === 'sqlite' ? target.path : deps.join(target.dir, 'mlflow.db')
-  const stagedDb = deps.join(scratch.path, 'new', 'mlflow.db')
-  await deps.makeDir(deps.dirname(stagedDb))
-  const loaded: Loaded = snapshot
-    ? await fileLoad(stagedDb, artifactsLive)
-    : await (async () => {
-        // Table files are rewritten before the loader reads them.
-        const locations = await moveLocations(deps, options, manifest, {tableFiles: dbDir}, artifactsLive)
-        return {...(await deps.loadDatabase(`sqlite:///${stagedDb}`, revision, dbDir)), artifactFiles: 0, locations}
-      })()
+  const loaded = await buildDatabase(artifactsLive)
   const entries: SwapEntry[] = [
     {live: dbLive, staged: stagedDb, aside: deps.join(scratch.path, 'aside', 'mlflow.db')},
     // The old database's journal files belong to it: left beside the new one, SQLite would replay them into it.
@@ -411,6 +425,9 @@ async function load(
     })),
     ...(await artifactsEntry()),
   ]
-  await deps.swapIn(entries, {journalDirs, check: () => deps.checkSqlite(dbLive, revision, Boolean(snapshot))})
+  await deps.swapIn(entries, {
+    journalDirs,
+    check: () => deps.checkSqlite(dbLive, manifest.alembicRevision!, Boolean(snapshot)),
+  })
   return {...loaded, artifactFiles: artifactsLive ? manifest.artifacts.files : 0}
 }

@@ -49,19 +49,44 @@ describe('format 2 row counts', async () => {
 })
 
 describe('COPY text from SQLite values', async () => {
-  const {encodeCopyLine, decodeCopyLine} = await import('../../../src/core/backup/pg-text.js')
+  const {encodeCopyLine, sqliteCopyLineSql, sqliteValueOfCopyField} =
+    await import('../../../src/core/backup/pg-text.js')
+  const {default: Database} = await import('better-sqlite3')
+  const kinds = ['text', 'integer', 'float', 'float', 'float', 'bytea', 'text'] as const
+  const decode = (line: string) => line.split('\t').map((field, index) => sqliteValueOfCopyField(field, kinds[index]))
+  const row = [null, 9007199254740993n, Number.NaN, -Infinity, 0.1, Buffer.from([0, 10, 255]), 'a\\b\tc\nd\re']
   it('round-trips through the COPY decoder: NULL, big integers, NaN and infinities, bytes, escapes', () => {
-    const row = [null, 9007199254740993n, Number.NaN, -Infinity, 0.1, Buffer.from([0, 10, 255]), 'a\\b\tc\nd\re']
     const line = encodeCopyLine(row)
     assert.ok(!line.includes('\n') && line.split('\t').length === row.length, line)
-    assert.deepEqual(decodeCopyLine(line, ['text', 'integer', 'float', 'float', 'float', 'bytea', 'text']), [
-      null,
-      {$i: '9007199254740993'},
-      {$f: 'NaN'},
-      {$f: '-Infinity'},
-      0.1,
-      {$b: Buffer.from([0, 10, 255]).toString('base64')},
-      'a\\b\tc\nd\re',
-    ])
+    assert.deepEqual(decode(line), row)
+  })
+  it('SQLite renders the same values the same way (sqliteCopyLineSql), and every double exactly', () => {
+    const db = new Database(':memory:')
+    db.defaultSafeIntegers(true)
+    db.exec('CREATE TABLE t (a TEXT, b INTEGER, c REAL, d REAL, e REAL, f BLOB, g TEXT)')
+    // SQLite stores NaN as NULL, as MLflow's own SQLite store would see it.
+    db.prepare('INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?)').run(...row)
+    const sql = sqliteCopyLineSql(['a', 'b', 'c', 'd', 'e', 'f', 'g'])
+    const line = db.prepare(`SELECT ${sql} FROM t`).pluck().get() as string
+    assert.ok(line.endsWith('\n'))
+    assert.deepEqual(decode(line.slice(0, -1)), [null, 9007199254740993n, null, -Infinity, 0.1, row[5], row[6]])
+    // 20,000 random bit patterns and the edge cases: '%!.17g' must give back the very same double.
+    db.exec('CREATE TABLE f (x REAL)')
+    const insert = db.prepare('INSERT INTO f VALUES (?)')
+    const bits = Buffer.alloc(8)
+    const doubles = [5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 1 / 3, 0.30000000000000004, 1e21, 1e-7]
+    for (let i = 0; i < 20_000; i++) {
+      for (let j = 0; j < 8; j++) bits[j] = Math.floor(Math.random() * 256)
+      const value = bits.readDoubleLE(0)
+      if (Number.isFinite(value)) doubles.push(value)
+    }
+    for (const value of doubles) insert.run(value)
+    const rendered = db
+      .prepare(`SELECT ${sqliteCopyLineSql(['x'])} FROM f ORDER BY rowid`)
+      .pluck()
+      .all() as string[]
+    const wrong = rendered.map((text, index) => [doubles[index], Number(text.slice(0, -1))]).filter(([a, b]) => a !== b)
+    assert.deepEqual(wrong.slice(0, 3), [], `${wrong.length} doubles changed`)
+    db.close()
   })
 })

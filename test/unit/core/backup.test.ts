@@ -342,7 +342,7 @@ describe('createBackup (core, with injected I/O)', async () => {
 })
 
 describe('PostgreSQL COPY text decoding', async () => {
-  const {decodeCopyLine, pgKind, unescapeCopyField} = await import('../../../src/core/backup/pg-text.js')
+  const {sqliteValueOfCopyField, pgKind, unescapeCopyField} = await import('../../../src/core/backup/pg-text.js')
   it('undoes every COPY escape', () => {
     for (const [raw, expected] of [
       ['a\\tb', 'a\tb'],
@@ -355,25 +355,18 @@ describe('PostgreSQL COPY text decoding', async () => {
       assert.equal(unescapeCopyField(raw), expected, raw)
     }
   })
-  it('types integers (big ones exact), floats (NaN and infinities), booleans, bytea and NULL like the SQLite export', () => {
+  it('types integers (big ones exact), floats (NaN and infinities), booleans (1/0), bytea and NULL for SQLite', () => {
     const kinds = ['bigint', 'double precision', 'boolean', 'bytea', 'character varying', 'integer'].map(pgKind)
-    assert.deepEqual(decodeCopyLine('9007199254740993\tNaN\tt\t\\\\x0aff\tx\\ty\t\\N', kinds), [
-      {$i: '9007199254740993'},
-      {$f: 'NaN'},
-      true,
-      {$b: Buffer.from([10, 255]).toString('base64')},
+    const decode = (line: string) => line.split('\t').map((field, index) => sqliteValueOfCopyField(field, kinds[index]))
+    assert.deepEqual(decode('9007199254740993\tNaN\tt\t\\\\x0aff\tx\\ty\t\\N'), [
+      9007199254740993n,
+      Number.NaN,
+      1,
+      Buffer.from([10, 255]),
       'x\ty',
       null,
     ])
-    assert.deepEqual(decodeCopyLine('1\t-Infinity\tf\t\\\\x\t\t7', kinds), [
-      1,
-      {$f: '-Infinity'},
-      false,
-      {$b: ''},
-      '',
-      7,
-    ])
-    assert.throws(() => decodeCopyLine('1\t2', kinds), /2 fields, expected 6/)
+    assert.deepEqual(decode('1\t-Infinity\tf\t\\\\x\t\t7'), [1, -Infinity, 0, Buffer.alloc(0), '', 7])
   })
 })
 
@@ -429,9 +422,13 @@ describe('backup verify --deep (core)', async () => {
     }
     const deps = {
       scratch: async () => ({path: '/s', remove: async () => void (removed = true)}),
+      expectedManifest: async () => manifest as never,
       extractVerified: async () => manifest as never,
-      loadDatabase: async () => ({tables: 1, rows: 1}),
-      copyTextToTableFiles: async () => undefined,
+      prepareDatabase: async () => ({
+        load: async () => ({tables: 1, rows: 1}),
+        commit: async () => undefined,
+        abort: async () => undefined,
+      }),
       inspect: () => ({
         integrity: ['page 3 is never used'],
         foreignKeyViolations: [],
@@ -448,6 +445,43 @@ describe('backup verify --deep (core)', async () => {
         /integrity: page 3 is never used; runs holds 1 rows, the manifest says 2/.test(error.message),
     )
     assert.ok(removed)
+  })
+})
+
+describe('loadPrepared', async () => {
+  const {loadPrepared} = await import('../../../src/core/backup/prepared-database.js')
+  const database = (events: string[], failAt?: string) => ({
+    load: async () => {
+      events.push('load')
+      if (failAt === 'load') throw new Error('COPY failed')
+      return {tables: 2, rows: 5}
+    },
+    commit: async () => {
+      events.push('commit')
+      if (failAt === 'commit') throw new Error('swap failed')
+    },
+    abort: async () => void events.push('abort'),
+  })
+  it('loads, lets the caller wrap the commit, and commits', async () => {
+    const events: string[] = []
+    const loaded = await loadPrepared(Promise.resolve(database(events)), {tableFiles: '/db'}, async (commit) => {
+      events.push('artifacts swapped')
+      await commit()
+    })
+    assert.deepEqual(loaded, {tables: 2, rows: 5})
+    assert.deepEqual(events, ['load', 'artifacts swapped', 'commit'])
+  })
+  it('aborts when the load or the commit fails, and reports that failure', async () => {
+    for (const failAt of ['load', 'commit']) {
+      const events: string[] = []
+      await assert.rejects(loadPrepared(Promise.resolve(database(events, failAt)), {sqliteFile: '/f'}), /failed/)
+      assert.equal(events.at(-1), 'abort', failAt)
+    }
+  })
+  it('a preparation that failed (started long before) surfaces its own error', async () => {
+    const failed = Promise.reject(new Error('Another restore into this database is running.'))
+    failed.catch(() => undefined)
+    await assert.rejects(loadPrepared(failed, {tableFiles: '/db'}), /Another restore/)
   })
 })
 
