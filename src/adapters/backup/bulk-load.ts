@@ -52,10 +52,14 @@ async function stagingColumns(client: pg.Client, schema: string): Promise<Map<st
   return columns
 }
 
-/** Byte ranges of a file that end at line ends: `parts` pieces of about equal size. */
-async function lineAlignedRanges(file: string, parts: number): Promise<Array<{start: number; end: number}>> {
+/** Byte ranges (inclusive) of a file that end at line ends: `parts` pieces of about equal size when it is large. */
+export async function lineAlignedRanges(
+  file: string,
+  parts: number,
+  splitAbove = SPLIT_ABOVE,
+): Promise<Array<{start: number; end: number}>> {
   const size = (await stat(file)).size
-  if (parts < 2 || size <= SPLIT_ABOVE) return [{start: 0, end: size - 1}]
+  if (parts < 2 || size <= splitAbove) return [{start: 0, end: size - 1}]
   const handle = await open(file, 'r')
   try {
     const cuts = [0]
@@ -129,7 +133,12 @@ async function onConnections<T extends {size: number}>(
 }
 
 /** Format 2 of a PostgreSQL source into PostgreSQL: each `<table>.copy` in `dbDir` streamed to COPY FROM STDIN. */
-export async function copyFilesIntoPostgres(url: string, schema: string, dbDir: string): Promise<Loaded> {
+export async function copyFilesIntoPostgres(
+  url: string,
+  schema: string,
+  dbDir: string,
+  splitAbove = SPLIT_ABOVE,
+): Promise<Loaded> {
   const tables = (JSON.parse(await readFile(join(dbDir, 'schema.json'), 'utf8')) as {tables: TableSchema[]}).tables
   const target = await withPostgres(parseDatabaseUrl(url), (client) => stagingColumns(client, schema))
   const jobs: Array<{
@@ -150,7 +159,7 @@ export async function copyFilesIntoPostgres(url: string, schema: string, dbDir: 
     const columns = insertableColumns(source, targetColumns)
     const positions = columns.length === source.length ? undefined : columns.map((column) => source.indexOf(column))
     const file = join(dbDir, `${table.name}.copy`)
-    for (const range of await lineAlignedRanges(file, COPY_CONNECTIONS))
+    for (const range of await lineAlignedRanges(file, COPY_CONNECTIONS, splitAbove))
       jobs.push({table: table.name, file, columns, positions, ...range, size: range.end - range.start + 1})
     count++
   }
