@@ -23,7 +23,7 @@ import {tempDir} from '../support/cli.js'
 import {NO_PG, createPgDatabase, pgBaseUrl, requireService} from '../support/services.js'
 
 const SQLITE_TABLE = `CREATE TABLE t (id INTEGER PRIMARY KEY, big INTEGER, f REAL, b BLOB, s TEXT, flag BOOLEAN,
-  doubled INTEGER GENERATED ALWAYS AS (id * 2) VIRTUAL)`
+  doubled INTEGER GENERATED ALWAYS AS (id * 2) VIRTUAL); CREATE INDEX t_s ON t (s, flag)`
 const PG_TABLE = (schema: string, withFlag = true) =>
   `CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.t (id bigint, big bigint, f double precision, b bytea, s text${
     withFlag ? ', flag boolean' : ''
@@ -89,7 +89,9 @@ describe('bulk loads between SQLite and PostgreSQL', () => {
         s: string | null
         flag: boolean | null
         doubled: string
-      }>(`SELECT id::text, big::text, f::text, encode(b, 'hex') AS b, s, flag, doubled::text FROM stage.t ORDER BY stage.t.id`)
+      }>(
+        `SELECT id::text, big::text, f::text, encode(b, 'hex') AS b, s, flag, doubled::text FROM stage.t ORDER BY stage.t.id`,
+      )
       assert.equal(loaded.length, data.length)
       for (const [index, row] of loaded.entries()) {
         const [id, big, f, b, s, flag] = data[index]
@@ -148,6 +150,13 @@ describe('bulk loads between SQLite and PostgreSQL', () => {
       db.close()
       assert.deepEqual(await copyFilesIntoSqlite(back, dbDir), {tables: 1, rows: data.length})
       assert.deepEqual(sqliteRows(back), sqliteRows(source))
+      // Its index was dropped for the load and built again from the same SQL.
+      const check = new Database(back, {readonly: true})
+      assert.deepEqual(check.prepare("SELECT sql FROM sqlite_master WHERE name = 't_s'").pluck().all(), [
+        'CREATE INDEX t_s ON t (s, flag)',
+      ])
+      assert.equal(check.pragma('integrity_check', {simple: true}), 'ok')
+      check.close()
       // A line with a field too few is refused with the table's name, not loaded in part.
       writeFileSync(join(dbDir, 't.copy'), `${readFileSync(join(dbDir, 't.copy'), 'utf8')}99\t1\n`)
       const broken = join(work, 'broken.db')

@@ -28,6 +28,11 @@ const COPY_CONNECTIONS = 2
 /** Files above this are split between the connections. */
 const SPLIT_ABOVE = 32 * 1024 * 1024
 const CHUNK = 1 << 20
+/**
+ * SQLite's page cache while a restore loads a scratch database: 256 MiB, a bound whatever the data (the peak RSS of
+ * the bench's 3M-row restore was 635 MiB with it, 230 MiB without; 128 MiB saved 200 MiB and cost 5 s).
+ */
+const SQLITE_CACHE_KIB = 256 * 1024
 
 export interface Loaded {
   tables: number
@@ -262,6 +267,9 @@ export async function copyFilesIntoSqlite(file: string, dbDir: string): Promise<
     db.pragma('journal_mode = OFF')
     db.pragma('synchronous = OFF')
     db.pragma('foreign_keys = OFF')
+    // Keys cannot be dropped in SQLite (a composite primary key is an automatic index): a page cache that holds them
+    // spares most of the random page reads of inserting into them (35 s → 21 s for the bench's 3M metrics).
+    db.pragma(`cache_size = -${SQLITE_CACHE_KIB}`)
     for (const table of tables) {
       if (table.name === 'alembic_version') continue
       const info = db.prepare(`PRAGMA table_xinfo(${quote(table.name)})`).all() as Array<{name: string; hidden: number}>
@@ -273,7 +281,12 @@ export async function copyFilesIntoSqlite(file: string, dbDir: string): Promise<
       const insert = db.prepare(
         `INSERT INTO ${quote(table.name)} (${columns.map(quote).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
       )
+      // Explicit indexes are built once after the rows (sorted), from the very SQL MLflow created them with.
+      const indexes = db
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL")
+        .all(table.name) as Array<{name: string; sql: string}>
       db.exec('BEGIN')
+      for (const index of indexes) db.exec(`DROP INDEX ${quote(index.name)}`)
       try {
         for await (const line of createInterface({
           input: createReadStream(join(dbDir, `${table.name}.copy`), {highWaterMark: CHUNK}),
@@ -285,6 +298,7 @@ export async function copyFilesIntoSqlite(file: string, dbDir: string): Promise<
           insert.run(positions.map((position, index) => sqliteValueOfCopyField(fields[position], kinds[index])))
           rows++
         }
+        for (const index of indexes) db.exec(index.sql)
         db.exec('COMMIT')
       } catch (error) {
         db.exec('ROLLBACK')

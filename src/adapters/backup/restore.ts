@@ -284,13 +284,15 @@ export function preparedDatabase(
           : await copyFilesIntoSqlite(url.slice('sqlite:///'.length), source.tableFiles)
       }
       const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`
-      if (loaded) onProgress(`loaded ${loaded.rows} rows in ${seconds(started)}; building keys and indexes`)
+      // PostgreSQL builds keys and indexes afterwards (restore_db.py); SQLite rebuilt its indexes during the load.
       const indexing = Date.now()
+      if (loaded && intoPostgres)
+        onProgress(`loaded ${loaded.rows} rows in ${seconds(started)}; building keys and indexes`)
       const finished = await session.finishLoad(!loaded)
       onProgress(
-        loaded
+        loaded && intoPostgres
           ? `keys and indexes built in ${seconds(indexing)}`
-          : `loaded ${finished.rows} rows in ${seconds(started)}`,
+          : `loaded ${(loaded ?? finished).rows} rows in ${seconds(started)}`,
       )
       faultPoint('restore:loaded')
       return loaded ?? finished
