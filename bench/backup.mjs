@@ -45,8 +45,30 @@ for (const tool of skipPostgres
 }
 if (!pgAdmin && !skipPostgres) throw new Error('MLFLOWCTL_TEST_PG_URL is not set')
 
-/** Runs a shell command under GNU time: {seconds, peakMiB}. */
+/**
+ * Waits until the machine is quiet before a measurement: dirty pages written out (`sync`), and PostgreSQL's own
+ * work after the previous step's bulk load done (a CHECKPOINT, then no autovacuum worker analysing the new tables).
+ * Without it the first restore into PostgreSQL shared both cores with autovacuum of the 10M-row tables just loaded
+ * (64 s in one run, 44 s in the next with the same archive).
+ */
+function settle() {
+  execFileSync('sync')
+  if (skipPostgres) return
+  execFileSync('psql', [pgAdmin, '-q', '-c', 'CHECKPOINT'], {stdio: 'pipe'})
+  for (let waited = 0; waited < 300; waited++) {
+    const busy = execFileSync(
+      'psql',
+      [pgAdmin, '-tA', '-c', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"],
+      {encoding: 'utf8'},
+    ).trim()
+    if (busy === '0') return
+    execFileSync('sleep', ['1'])
+  }
+}
+
+/** Runs a shell command under GNU time, once the machine is quiet: {seconds, peakMiB}. */
 function measure(label, command) {
+  settle()
   const timing = join(work, 'time.txt')
   const result = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', timing, 'bash', '-c', command], {
     env,

@@ -6,6 +6,8 @@ import {randomBytes} from 'node:crypto'
 import {createBackup} from '../core/backup/create.js'
 import type {RestoreDeps, RestoreTarget} from '../core/backup/restore.js'
 import {NEWEST_KNOWN_MLFLOW} from '../core/versions.js'
+import {isObjectStoreUrl} from '../core/artifact-url.js'
+import {uploadArtifactTree} from '../adapters/backup/artifact-upload.js'
 import {UsageError} from '../errors.js'
 import {faultPoint} from '../adapters/fault.js'
 import {makeDirs, pathKind} from '../adapters/fs/safe-fs.js'
@@ -27,6 +29,7 @@ import {
   moveTree,
   checkSqlite,
   preparedDatabase,
+  inspectSqliteInWorker,
   startLoader,
   type RestoreDepsOptions,
 } from '../adapters/backup/restore.js'
@@ -37,7 +40,8 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
     inspectTarget: (target, artifactsTo) => inspectTarget(target, artifactsTo, options.connect),
     scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),
     expectedManifest: (archive) => expectedManifest(archive, options.passphrase),
-    extractVerified: (archive, dir, expected) => extractVerified(archive, dir, options.passphrase, expected),
+    extractVerified: (archive, dir, expected, onWritten) =>
+      extractVerified(archive, dir, options.passphrase, expected, onWritten),
     async safetyBackup(target: RestoreTarget, artifactsTo?: string) {
       const where =
         target.kind === 'app-data'
@@ -64,7 +68,11 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
           repo: repository.display,
           artifacts: 'all',
           // Everything the restore replaces: the artifacts-to tree too.
-          artifactsSource: target.kind === 'sqlite' || target.kind === 'postgresql' ? artifactsTo : undefined,
+          // An object-store --artifacts-to is empty (restores only upload into an empty prefix): nothing to keep.
+          artifactsSource:
+            (target.kind === 'sqlite' || target.kind === 'postgresql') && artifactsTo && !isObjectStoreUrl(artifactsTo)
+              ? artifactsTo
+              : undefined,
           toolVersion: 'safety',
           // As private as the backup being restored: encrypted with its passphrase when it has one.
           encrypted: Boolean(options.passphrase),
@@ -89,11 +97,12 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
     rewriteArtifactLocations: (dbDir, from, to) => rewriteLocationsInTableFiles(dbDir, locationRewriter(from, to)),
     rewriteArtifactLocationsInSqlite: (file, from, to) =>
       rewriteLocationsInSqliteFile(file, locationRewriter(from, to)),
-    inspectSqlite: (file) => inspectRestoredSqlite(file, {thorough: false}),
+    inspectSqlite: (file) => inspectSqliteInWorker(file),
     async moveFile(from, to) {
       await rename(from, to)
       faultPoint('restore:loaded') // format 2: the new database is ready to be swapped in, as after a load
     },
+    uploadArtifacts: (from, to) => uploadArtifactTree(from, to),
     async stageTree(from, to) {
       if ((await pathKind(from)) === 'missing') return makeDirs(to).then(() => 0)
       return moveTree(from, to)

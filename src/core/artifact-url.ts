@@ -39,3 +39,6 @@ export function parseArtifactUrl(raw: string): ArtifactLocation {
 
 export const joinKey = (location: ArtifactLocation, name: string) =>
   location.prefix ? `${location.prefix}/${name}` : name
+
+/** Whether a location is an object store (s3://, wasbs://, gs://) rather than a local directory. Pure. */
+export const isObjectStoreUrl = (raw: string) => /^(s3|wasbs|gs):\/\//.test(raw.trim())

@@ -8,6 +8,7 @@ import {join} from 'node:path'
 import {before, describe, it, type TestContext} from 'node:test'
 
 import {BlobServiceClient} from '@azure/storage-blob'
+import Database from 'better-sqlite3'
 
 import {runCli, tempDir} from '../support/cli.js'
 import {NO_EMULATORS, startGcsEmulator, startMoto} from '../support/cloud.js'
@@ -97,6 +98,41 @@ async function lifeCycle(t: TestContext, repo: string, env: Record<string, strin
     readFileSync(join(target, 'artifacts', '0', 'r'.repeat(32), 'artifacts', 'model.txt'), 'utf8'),
     'weights',
   )
+  // Artifacts restored into the store itself (--artifacts-to an empty prefix), their locations rewritten to it;
+  // a prefix that holds objects is refused, --force included (a restore never deletes objects in a bucket).
+  const intoStore = `${repo}-restored`
+  const dbTarget = join(tempDir('store-db-target-'), 'mlflow.db')
+  const restoreIntoStore = (...extra: string[]) =>
+    cli([
+      'restore',
+      second.json!.result.id,
+      '--repo',
+      repo,
+      '--to',
+      `sqlite:///${dbTarget}`,
+      '--artifacts-to',
+      intoStore,
+      ...extra,
+    ])
+  const toStore = await restoreIntoStore()
+  assert.equal(toStore.code, 0, `${toStore.stdout}\n${toStore.stderr}`)
+  assert.equal(toStore.json!.result.artifactFiles, 1)
+  assert.deepEqual(toStore.json!.result.artifactLocations.rewritten, {'experiments.artifact_location': 1})
+  const intoPrefix = parseArtifactUrl(intoStore).prefix
+  assert.equal((await store.get(`${intoPrefix}/0/${'r'.repeat(32)}/artifacts/model.txt`)).toString(), 'weights')
+  const restoredDb = new Database(dbTarget, {readonly: true})
+  const experimentZero = restoredDb
+    .prepare('SELECT artifact_location FROM experiments WHERE experiment_id = 0')
+    .pluck()
+    .get()
+  restoredDb.close()
+  assert.equal(experimentZero, `${intoStore}/0`)
+  const refused = await restoreIntoStore('--force', '--yes')
+  assert.equal(refused.code, 2, refused.stdout)
+  assert.equal(refused.json!.error!.code, 'TARGET_NOT_EMPTY')
+  assert.match(refused.json!.error!.message, /holds 1 objects.*never deletes objects/)
+  assert.equal((await store.get(`${intoPrefix}/0/${'r'.repeat(32)}/artifacts/model.txt`)).toString(), 'weights')
+
   // Artifacts read from the same store (as a sqlite:/// source's --artifacts-source), one object at a time.
   await store.put(`${prefix}-artifacts/2/${'s'.repeat(32)}/artifacts/remote.txt`, Buffer.from('from the store'))
   const fromStore = await cli([

@@ -13,6 +13,8 @@ import {SCRATCH_DIR, deadRuns, openScratch, removeRuns} from '../fs/scratch.js'
 import {makeDirs, pathKind} from '../fs/safe-fs.js'
 import {journalIn, recoverSwap, type ExternalCommit} from '../fs/swap.js'
 import {NO_CONNECT, connectHasData, type ConnectTransferOptions} from './connect-transfer.js'
+import {countObjects} from './artifact-upload.js'
+import {isObjectStoreUrl} from '../../core/artifact-url.js'
 
 const SQLITE_HEADER = 'SQLite format 3\0'
 /** Entries of an app-data directory that are not data a restore replaces: the extension's state, our scratch. */
@@ -21,6 +23,8 @@ const NOT_DATA = new Set([SCRATCH_DIR, 'mlflowctl'])
 /** Where this run's scratch space goes for a target, first the database's tree, then the artifacts'. */
 export function scratchRoots(target: RestoreTarget, artifactsTo: string | undefined, dataDir: string): string[] {
   const ownScratch = join(dataDir, 'restore')
+  // An object-store prefix has no tree to stage in: its artifacts are uploaded from the database's scratch space.
+  if (artifactsTo && isObjectStoreUrl(artifactsTo)) return scratchRoots(target, undefined, dataDir)
   if (target.kind === 'app-data') return [target.dir]
   if (target.kind === 'sqlite')
     return [...new Set([dirname(target.path), ...(artifactsTo ? [dirname(artifactsTo)] : [])])]
@@ -140,6 +144,8 @@ export async function inspectTarget(
     const mlflows = names.filter((name) => KNOWN_MLFLOW_TABLES.has(name))
     inspection = {holdsData: mlflows.length > 0, found: [`${mlflows.length} MLflow tables`], foreign: []}
   }
+  if (artifactsTo && isObjectStoreUrl(artifactsTo) && (target.kind === 'sqlite' || target.kind === 'postgresql'))
+    return {...inspection, objectsAtArtifactsTo: await countObjects(artifactsTo)}
   const artifacts =
     target.kind === 'sqlite' || target.kind === 'postgresql'
       ? artifactsTo

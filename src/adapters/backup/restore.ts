@@ -6,12 +6,14 @@ import {createWriteStream, writeFileSync} from 'node:fs'
 import {cp, readFile, readdir, rename, rm} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {createInterface} from 'node:readline'
+import {Worker} from 'node:worker_threads'
 import {pipeline} from 'node:stream/promises'
 
 import Database from 'better-sqlite3'
 
 import {KNOWN_MLFLOW_TABLES} from '../../core/backup/tables.js'
 import type {BackupManifest} from '../../core/backup/format.js'
+import type {RestoredDatabase} from '../../core/backup/deep-verify.js'
 import type {PreparedDatabase, RowSource} from '../../core/backup/prepared-database.js'
 import {redact} from '../../core/redact.js'
 import {NEWEST_KNOWN_MLFLOW} from '../../core/versions.js'
@@ -64,6 +66,7 @@ export async function extractVerified(
   dir: string,
   passphrase: string | undefined,
   expected: BackupManifest,
+  onWritten?: (name: string, path: string) => void,
 ): Promise<BackupManifest> {
   const manifest = await verifyBackupArchive(archive, {
     passphrase,
@@ -75,6 +78,7 @@ export async function extractVerified(
       await pipeline(data, createWriteStream(path, {mode: 0o600})).catch((error) =>
         Promise.reject(error instanceof CheckFailedError ? error : fsFailure(error, 'write', path)),
       )
+      onWritten?.(name, path) // written whole, its size and SHA-256 checked while it streamed
     },
   })
   faultPoint('restore:extracted')
@@ -307,4 +311,28 @@ async function holdsCopyFiles(dbDir: string): Promise<boolean> {
   const schema = JSON.parse(await readFile(join(dbDir, 'schema.json'), 'utf8')) as {tables: Array<{name: string}>}
   const first = schema.tables.find((table) => table.name !== 'alembic_version') ?? schema.tables[0]
   return first !== undefined && (await tableFileOf(dbDir, first.name))?.encoding === 'copy'
+}
+
+/**
+ * inspectRestoredSqlite's gate (quick_check, foreign-key check, row counts) in a worker thread, so that the archive
+ * keeps streaming meanwhile. Reads only.
+ */
+export function inspectSqliteInWorker(
+  file: string,
+): Promise<Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts'>> {
+  // Under the test runner this module is TypeScript (tsx), built it is JavaScript: the worker is its sibling either way.
+  const here = import.meta.url
+  const worker = new Worker(
+    new URL(here.endsWith('.ts') ? './sqlite-check-worker.ts' : './sqlite-check-worker.js', here),
+    {
+      workerData: {file},
+    },
+  )
+  return new Promise((resolve, reject) => {
+    worker.once('message', (message: {ok?: Awaited<ReturnType<typeof inspectSqliteInWorker>>; error?: string}) =>
+      message.ok ? resolve(message.ok) : reject(new Error(`SQLite's checks of ${file} failed: ${message.error}`)),
+    )
+    worker.once('error', reject)
+    worker.once('exit', (code) => reject(new Error(`SQLite's checks of ${file} stopped (exit ${code}).`)))
+  })
 }

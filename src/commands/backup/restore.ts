@@ -4,6 +4,7 @@ import {resolve} from 'node:path'
 import {MlflowctlCommand} from '../../base-command.js'
 import {showRestored} from '../../output/views/backup.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
+import {isObjectStoreUrl} from '../../core/artifact-url.js'
 import {parseRestoreTarget, restoreBackup, type RestoreResult} from '../../core/backup/restore.js'
 import {redact} from '../../core/redact.js'
 import {fetchArchive, openRepository} from '../../adapters/backup/repository.js'
@@ -43,7 +44,8 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       env: 'MLFLOWCTL_TO',
     }),
     'artifacts-to': Flags.string({
-      summary: 'Directory for the artifacts of a SQLite or PostgreSQL target.',
+      summary:
+        'Where the artifacts of a SQLite or PostgreSQL target go: a directory, or an empty s3://, wasbs:// or gs:// prefix.',
       env: 'MLFLOWCTL_ARTIFACTS_TO',
     }),
     'keep-artifact-locations': Flags.boolean({
@@ -94,7 +96,8 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
     })
     const archive = await fetchArchive(this.args.backup, repository, (path) => resolve(path))
     this.err(`Restoring ${this.args.backup}...`)
-    const artifactsTo = this.flags['artifacts-to'] ? resolve(this.flags['artifacts-to']) : undefined
+    const artifactsFlag = this.flags['artifacts-to']
+    const artifactsTo = artifactsFlag && !isObjectStoreUrl(artifactsFlag) ? resolve(artifactsFlag) : artifactsFlag
     const result = await restoreBackup(deps, {
       archive: archive.path,
       target,

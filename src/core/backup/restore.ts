@@ -13,6 +13,7 @@ import {SQLITE_FILE_ENTRY, holdsSqliteFile, type BackupManifest} from './format.
 import {loadPrepared, type PrepareDatabase, type PreparedDatabase, type RowSource} from './prepared-database.js'
 import {countsOf, databaseFindings, type RestoredDatabase} from './deep-verify.js'
 import {parseGuid} from './locations.js'
+import {isObjectStoreUrl} from '../artifact-url.js'
 import {sameRoot, type LocationRewrite} from './artifact-locations.js'
 
 /** Anything a backup can be taken from can be restored into, which is what makes the safety backup possible. */
@@ -81,6 +82,8 @@ export interface TargetInspection {
   foreign: string[]
   /** A path nearby that looks like the intended target (a subdirectory holding mlflow.db). */
   didYouMean?: string
+  /** Objects already under an object-store --artifacts-to prefix (a restore only uploads into an empty one). */
+  objectsAtArtifactsTo?: number
 }
 
 /** One path the swap replaces: the live path, the new data built beside it, and where the old waits. */
@@ -105,8 +108,16 @@ export interface RestoreDeps {
   scratch(target: RestoreTarget, artifactsTo?: string): Promise<RestoreScratch>
   /** The manifest the archive must match (its sidecar, else a first read-only pass). @throws CheckFailedError BACKUP_CORRUPT */
   expectedManifest(archive: string): Promise<BackupManifest>
-  /** Checks every entry against `expected` before and while writing it under `dir`. @throws CheckFailedError BACKUP_CORRUPT */
-  extractVerified(archive: string, dir: string, expected: BackupManifest): Promise<BackupManifest>
+  /**
+   * Checks every entry against `expected` before and while writing it under `dir`; `onWritten` hears of each entry
+   * once it is written and checked. @throws CheckFailedError BACKUP_CORRUPT
+   */
+  extractVerified(
+    archive: string,
+    dir: string,
+    expected: BackupManifest,
+    onWritten?: (name: string) => void,
+  ): Promise<BackupManifest>
   /** A backup of everything the restore replaces (artifacts-to included); returns its archive path. */
   safetyBackup(target: RestoreTarget, artifactsTo?: string): Promise<string>
   /**
@@ -121,9 +132,14 @@ export interface RestoreDeps {
   rewriteArtifactLocationsInSqlite(file: string, from: string, to: string): Promise<Record<string, number>>
   /** SQLite's quick_check and foreign-key check and the row counts of a database file (verify --deep runs the
    * slower integrity_check). Reads only. */
-  inspectSqlite(file: string): Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts'>
+  inspectSqlite(file: string): Promise<Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts'>>
   /** Renames a file (within one file system: scratch space is in the target's tree). */
   moveFile(from: string, to: string): Promise<void>
+  /**
+   * Uploads a directory's files under an empty object-store prefix (`--artifacts-to s3://…`); `undo` deletes them
+   * again. @throws ExternalError ARTIFACTS_UPLOAD_FAILED (having deleted what it uploaded)
+   */
+  uploadArtifacts(from: string, to: string): Promise<{files: number; undo(): Promise<void>}>
   /** Moves a directory's files into a new directory `to` (created even when `from` is missing). Returns the count. */
   stageTree(from: string, to: string): Promise<number>
   /** Swaps staged paths in through a journal kept in each of `journalDirs` (adapters/fs/swap.ts); undoes on failure. */
@@ -206,6 +222,17 @@ async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<R
   const target = options.target
   const warnings = await deps.recover(target, options.artifactsTo)
   const inspection = await deps.inspectTarget(target, options.artifactsTo)
+  if (inspection.objectsAtArtifactsTo)
+    throw new UsageError(
+      'TARGET_NOT_EMPTY',
+      `--artifacts-to ${options.artifactsTo} holds ${inspection.objectsAtArtifactsTo} objects; a restore uploads artifacts only into an empty prefix and never deletes objects in a bucket, --force included.`,
+      {
+        suggestions: [
+          `Use an empty prefix, for example --artifacts-to ${options.artifactsTo!.replace(/\/+$/, '')}-restored.`,
+          'Objects left by an interrupted restore (killed before its database committed) are not referenced by any run: check, then delete them yourself.',
+        ],
+      },
+    )
   if (inspection.holdsData) {
     if (!options.force) throw targetNotEmpty(target, inspection, options)
     if (!(await deps.confirm(`Replace the data in ${describeTarget(target)}? A safety backup is taken first.`)))
@@ -236,16 +263,22 @@ async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<R
       })
       prepared.catch(() => undefined) // awaited when the rows are ready; a failure before then is not lost
     }
-    const manifest = await deps.extractVerified(options.archive, scratch.path, expected)
+    // Format 2's database file is checked while the artifacts after it are still being extracted.
+    let gate: ReturnType<RestoreDeps['inspectSqlite']> | undefined
+    const manifest = await deps.extractVerified(options.archive, scratch.path, expected, (name) => {
+      if (name !== SQLITE_FILE_ENTRY) return
+      gate = deps.inspectSqlite(deps.join(scratch.path, SQLITE_FILE_ENTRY))
+      gate.catch(() => undefined) // awaited below; a failure meanwhile is not lost
+    })
     const safetyBackup = replace ? await deps.safetyBackup(target, options.artifactsTo) : undefined
-    const loaded = await load(deps, options, scratch, manifest, plan, prepared, Boolean(safetyBackup))
+    const loaded = await load(deps, options, scratch, manifest, plan, prepared, Boolean(safetyBackup), gate)
     if (
       (target.kind === 'sqlite' || target.kind === 'postgresql') &&
       !options.artifactsTo &&
       manifest.artifacts.files > 0
     ) {
       warnings.push(
-        `${manifest.artifacts.files} artifact files were not restored: pass --artifacts-to DIR (the server's MLFLOW_ARTIFACTS_DESTINATION).`,
+        `${manifest.artifacts.files} artifact files were not restored: pass --artifacts-to DIR or an s3://, wasbs:// or gs:// prefix (the server's MLFLOW_ARTIFACTS_DESTINATION).`,
       )
     }
     if (inspection.foreign.length > 0 && target.kind === 'app-data')
@@ -345,6 +378,7 @@ async function load(
   plan: LoadPlan,
   prepared: Promise<PreparedDatabase> | undefined,
   replace: boolean,
+  gate: ReturnType<RestoreDeps['inspectSqlite']> | undefined,
 ): Promise<Loaded> {
   const {target, artifactsTo} = options
   const {dbDir, stagedDb} = plan
@@ -353,7 +387,7 @@ async function load(
   // manifest's row counts), then used as it is by SQLite targets, or streamed into PostgreSQL.
   const snapshot = holdsSqliteFile(manifest) ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : undefined
   if (snapshot) {
-    const findings = databaseFindings(deps.inspectSqlite(snapshot), manifest)
+    const findings = databaseFindings(await (gate ?? deps.inspectSqlite(snapshot)), manifest)
     if (findings.length > 0)
       throw new CheckFailedError(
         'BACKUP_CORRUPT',
@@ -393,8 +427,24 @@ async function load(
   }
   const artifactsScratch = scratch.artifactsPath ?? scratch.path
   const journalDirs = [...new Set([scratch.path, artifactsScratch])]
+  // A bucket has no rename: the artifacts are uploaded before the database commits, and deleted if it does not.
+  const toObjectStore = Boolean(artifactsTo && isObjectStoreUrl(artifactsTo))
+  const afterUpload = async (commit: () => Promise<void>) => {
+    const upload = await deps.uploadArtifacts(extracted, artifactsTo!)
+    try {
+      if (upload.files !== manifest.artifacts.files)
+        throw new ConfigError(
+          'RESTORE_INCOMPLETE',
+          `Uploaded ${upload.files} artifact files, but backup ${manifest.id} has ${manifest.artifacts.files}; nothing was replaced.`,
+        )
+      await commit()
+    } catch (error) {
+      await upload.undo()
+      throw error
+    }
+  }
   const artifactsEntry = async (): Promise<SwapEntry[]> => {
-    if (!artifactsLive) return []
+    if (!artifactsLive || toObjectStore) return []
     const staged = deps.join(artifactsScratch, 'new-artifacts')
     await stageArtifacts(staged)
     return [{live: artifactsLive, staged, aside: deps.join(artifactsScratch, 'aside', 'artifacts')}]
@@ -405,6 +455,7 @@ async function load(
     // One transaction swaps the tables in (restore_db.py); the artifacts' renames happen just before it commits,
     // and the journal's mark tells the next run whether it did.
     const loaded = await loadPrepared(prepared!, source, async (commit) => {
+      if (toObjectStore) return afterUpload(commit)
       if (entries.length === 0) return commit()
       await deps.swapIn(entries, {
         journalDirs,
@@ -412,7 +463,7 @@ async function load(
         database: {display: target.display, mark: plan.mark!, commit},
       })
     })
-    return {...loaded, artifactFiles: entries.length > 0 ? manifest.artifacts.files : 0, locations}
+    return {...loaded, artifactFiles: entries.length > 0 || toObjectStore ? manifest.artifacts.files : 0, locations}
   }
   const dbLive = target.kind === 'sqlite' ? target.path : deps.join(target.dir, 'mlflow.db')
   const loaded = await buildDatabase(artifactsLive)
@@ -425,9 +476,11 @@ async function load(
     })),
     ...(await artifactsEntry()),
   ]
-  await deps.swapIn(entries, {
-    journalDirs,
-    check: () => deps.checkSqlite(dbLive, manifest.alembicRevision!, Boolean(snapshot)),
-  })
+  const swap = () =>
+    deps.swapIn(entries, {
+      journalDirs,
+      check: () => deps.checkSqlite(dbLive, manifest.alembicRevision!, Boolean(snapshot)),
+    })
+  await (toObjectStore ? afterUpload(swap) : swap())
   return {...loaded, artifactFiles: artifactsLive ? manifest.artifacts.files : 0}
 }
