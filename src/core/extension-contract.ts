@@ -39,6 +39,23 @@ export const opsStatusSchema = z
     credentials: z
       .array(z.object({name: z.string(), expiresAt: z.string().nullable(), renewals: z.number().int()}).strict())
       .optional(),
+    /** MLFLOWCTL_REPLICA_URL (issue 19; replica.py `ReplicationService.status`); null when replication is off. */
+    replica: z
+      .object({
+        url: z.string(),
+        role: z.enum(['starting', 'standby', 'replicating', 'refused']),
+        generation: z.string().nullable(),
+        walIndex: z.number().int().nullable(),
+        offset: z.number().int().nullable(),
+        lastShippedAt: z.number().nullable(),
+        lastRoundAt: z.number().nullable(),
+        shippedFrames: z.number().int(),
+        lagSeconds: z.number().nullable(),
+        lastError: z.string().nullable(),
+        refusedBecause: z.string().nullable(),
+      })
+      .strict()
+      .nullish(),
   })
   .passthrough()
 

@@ -1,9 +1,10 @@
 """Continuous replication of the SQLite store (issue 19; docs/design/replication.md): the WAL, read while a read
 transaction pins it, shipped as checked segments after a snapshot, and restored to any shipped commit.
 
-This module is the core only: the WAL format, one replication round against a directory replica, and the
-restore that replays a replica into a database file. Not yet wired into the server (no thread, no lock, no
-object stores, no retention): those come next, on this format.
+The WAL format, one replication round against a directory replica (Replicator), the restore that replays a replica
+into a database file, and the service that runs rounds while the server serves (ReplicationService; started by
+server.build_app when MLFLOWCTL_REPLICA_URL is set). Not yet: object-store replicas, retention and periodic
+snapshots, the replicator's own checkpoints, the CLI's restore (docs/design/replication.md).
 
 SQLite's WAL (sqlite src/wal.c, header comment): a 32-byte header (magic 0x377f0682 or 0x377f0683, which picks the
 byte order of the checksums; format; page size; checkpoint sequence; salt-1; salt-2; a checksum of the first 24
@@ -14,15 +15,21 @@ counts only once its commit frame does.
 """
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import json
+import logging
 import os
+import re
 import sqlite3
 import struct
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .logs import log_event, redact
 
 WAL_HEADER = 32
 FRAME_HEADER = 24
@@ -324,3 +331,108 @@ def restore(replica: Path, target: Path, at: float | None = None) -> dict:
         check.close()
     os.replace(temporary, target)
     return {"generation": directory.name, "frames": applied}
+
+
+DEFAULT_INTERVAL = 1.0
+LOCK_RETRY_SECONDS = 5.0
+
+
+class ReplicationService:
+    """Replication while the server serves (MLFLOWCTL_REPLICA_URL): a daemon thread per server process; the one that
+    holds `<state dir>/replica.lock` (a non-blocking flock, released by the kernel when its process dies) ships a
+    round every MLFLOWCTL_REPLICA_INTERVAL seconds (default 1), the others wait to take over. `status()` is what
+    /_mlflowctl/status reports. Not yet: object-store replicas (refused, and said in the status), retention, the
+    periodic snapshot, and the replicator's own checkpoints (docs/design/replication.md)."""
+
+    def __init__(self, database: Path, replica_url: str, state_dir: Path, interval: float = DEFAULT_INTERVAL):
+        self.database = Path(database)
+        self.replica_url = replica_url
+        self.state_dir = Path(state_dir)
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.state: dict = {"url": redact(replica_url), "role": "starting", "generation": None, "walIndex": None, "offset": None,
+                            "lastShippedAt": None, "lastRoundAt": None, "shippedFrames": 0, "lagSeconds": None, "lastError": None,
+                            "refusedBecause": None}
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def status(self) -> dict:
+        with self.lock:
+            state = dict(self.state)
+        if state["role"] == "replicating" and state["lastRoundAt"] is not None:
+            # Lag: how long ago the last round that found the replica caught up began (commits after it are unshipped).
+            state["lagSeconds"] = round(max(0.0, time.time() - state["lastRoundAt"]), 3)
+        return state
+
+    def _set(self, **fields) -> None:
+        with self.lock:
+            self.state.update(fields)
+
+    def start(self) -> None:
+        if re.match(r"^(s3|wasbs|gs)://", self.replica_url):
+            self._set(role="refused", refusedBecause="object-store replicas are not implemented yet: use a directory")
+            log_event("replica.refused", "replication refused", logging.WARNING, reason=self.state["refusedBecause"])
+            return
+        self.thread = threading.Thread(target=self._run, name="mlflowctl-replica", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop_event.set()
+        if self.thread:
+            self.thread.join(timeout=10)
+
+    def _run(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "replica.lock", "a+") as handle:
+            while not self.stop_event.is_set():
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    self._set(role="standby")
+                    self.stop_event.wait(LOCK_RETRY_SECONDS)
+            if self.stop_event.is_set():
+                return
+            log_event("replica.started", "replicating the SQLite store", replica=self.replica_url, interval_s=self.interval)
+            replicator = None
+            try:
+                replicator = Replicator(self.database, Path(self.replica_url))
+                self._set(role="replicating")
+                while not self.stop_event.is_set():
+                    began = time.time()
+                    try:
+                        result = replicator.ship()
+                        self._set(generation=result["generation"], walIndex=replicator.wal_index, offset=replicator.offset,
+                                  lastRoundAt=began, lastError=None,
+                                  **({"lastShippedAt": began, "shippedFrames": self.state["shippedFrames"] + result["frames"]} if result["frames"] else {}))
+                    except Exception as exc:  # a full disk, an unreachable replica: reported, retried next round
+                        self._set(lastError=f"{type(exc).__name__}: {exc}")
+                        log_event("replica.round_failed", "a replication round failed; retrying", logging.WARNING, reason=f"{type(exc).__name__}: {exc}")
+                    self.stop_event.wait(self.interval)
+            except Exception as exc:  # WAL mode refused, the replica directory unwritable: said in the status
+                self._set(role="refused", refusedBecause=f"{type(exc).__name__}: {exc}" if not isinstance(exc, ReplicaError) else str(exc))
+                log_event("replica.refused", "replication refused", logging.WARNING, reason=str(exc))
+            finally:
+                if replicator:
+                    replicator.close()
+
+
+def start_replication(storage, env) -> ReplicationService | None:
+    """Starts replication when MLFLOWCTL_REPLICA_URL is set. Local storage (the SQLite file) only. WAL mode is set
+    here, before MLflow opens the store (it is persistent on the file; MLflow itself leaves the rollback journal)."""
+    url = env.get("MLFLOWCTL_REPLICA_URL")
+    if not url:
+        return None
+    service = ReplicationService(storage.sqlite_path or Path("-"), url, storage.state_dir or Path("-"), float(env.get("MLFLOWCTL_REPLICA_INTERVAL") or DEFAULT_INTERVAL))
+    if not storage.sqlite_path or not storage.state_dir:
+        service._set(role="refused", refusedBecause="replication covers local storage (a SQLite file in the data directory) only")
+        log_event("replica.refused", "replication refused", logging.WARNING, reason=service.state["refusedBecause"])
+        return service
+    with sqlite3.connect(storage.sqlite_path) as connection:
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode != "wal":
+        service._set(role="refused", refusedBecause=f"the SQLite file cannot use WAL mode (journal mode {mode}; a network file system?)")
+        log_event("replica.refused", "replication refused", logging.WARNING, reason=service.state["refusedBecause"])
+        return service
+    service.start()
+    return service

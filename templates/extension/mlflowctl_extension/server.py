@@ -17,6 +17,7 @@ from . import EXTENSION_VERSION
 from .logs import configure_logging, log_event, redact, register_secret
 from .migrations import create_engine, inspect_schema, ensure_schema, row_estimates
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
+from .replica import start_replication
 from .transfer import has_data, recover
 from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
 
@@ -68,7 +69,7 @@ def server_environment(storage: StorageConfig, env: Mapping[str, str], mlflow_ve
     return out
 
 
-def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_version: str, started_at: str, cloud_status: Callable[[], dict[str, Any]] | None = None):
+def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_version: str, started_at: str, cloud_status: Callable[[], dict[str, Any]] | None = None, replica_status: Callable[[], dict[str, Any]] | None = None):
     engine = create_engine(storage.backend_store_uri)
 
     def describe() -> dict[str, Any]:
@@ -98,6 +99,8 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
             # Local storage only (cheap counts on the SQLite file); what `backup restore --to connect:` checks.
             "hasData": has_data(storage.sqlite_path, Path(storage.artifacts_destination)) if storage.mode == "local" and storage.sqlite_path else None,
             "startedAt": started_at,
+            # MLFLOWCTL_REPLICA_URL: role, generation, WAL position, last shipped round, lag, errors (replica.py).
+            "replica": replica_status() if replica_status else None,
             "now": utc_now(),
         }
 
@@ -132,13 +135,15 @@ def build_app() -> Any:
         os.environ.update(server_environment(storage, env, mlflow.__version__))
         recover(storage)  # a restore or snapshot interrupted by a restart leaves a flag and spools behind
         ensure_schema(storage, auto_migrate_enabled(env))
+        replication = start_replication(storage, env)
     except StartupError as exc:
         message = redact(str(exc))
         log_event("startup.refused", message, logging.ERROR)
         # An ordinary exception, not SystemExit: gunicorn re-spawns workers that exit via SystemExit
         # forever, but halts on an exception during app load ("Worker failed to boot").
         raise ExtensionRefused(f"mlflowctl extension refused to start: {message}") from None
-    ops = OpsContext(ops_token, _make_describe(storage, bundle, mlflow.__version__, utc_now(), cloud_runtime.status if cloud_runtime else None), storage)
+    describe = _make_describe(storage, bundle, mlflow.__version__, utc_now(), cloud_runtime.status if cloud_runtime else None, replication.status if replication else None)
+    ops = OpsContext(ops_token, describe, storage)
     # Connect picks the server from the manifest's app mode, so the bundle's choice wins.
     app_mode = bundle.get("appMode")
     asgi = app_mode == "python-fastapi" if app_mode else _release(mlflow.__version__) >= ASGI_FROM

@@ -177,3 +177,37 @@ def test_no_commit_is_missed_while_a_writer_and_its_checkpoints_race_the_rounds(
     with sqlite3.connect(database) as source, sqlite3.connect(target) as restored:
         assert content(restored) == content(source), f"{rounds} rounds, {restarts} WAL indexes"
         assert restored.execute("SELECT count(*) FROM runs").fetchone()[0] > 50
+
+
+def test_the_server_replicates_while_it_serves_and_reports_it(bundle, tmp_path, start_server):
+    """MLFLOWCTL_REPLICA_URL on the real server: what MLflow commits reaches the replica within rounds, the status
+    says so, and the replica restores to a database that holds the run and every metric."""
+    import time
+
+    from conftest import base_env, http
+
+    token = "ops-token-for-replica-tests-0123456789"
+    replica = tmp_path / "replica"
+    server = start_server(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"), MLFLOWCTL_OPS_TOKEN=token, MLFLOWCTL_REPLICA_URL=str(replica), MLFLOWCTL_REPLICA_INTERVAL="0.2"))
+    call = lambda path, body: json.loads(http("POST", server.url(f"/api/2.0/mlflow/{path}"), json.dumps(body).encode(), {"Content-Type": "application/json"})[1])  # noqa: E731
+    experiment = call("experiments/create", {"name": "replicated"})["experiment_id"]
+    run = call("runs/create", {"experiment_id": experiment})["run"]["info"]["run_id"]
+    now_ms = int(time.time() * 1000)
+    for batch in range(5):
+        metrics = [{"key": "loss", "value": 1.0 / (step + 1), "timestamp": now_ms, "step": batch * 200 + step} for step in range(200)]
+        call("runs/log-batch", {"run_id": run, "metrics": metrics})
+    written = time.time()
+    status: dict = {}
+    for _ in range(150):
+        status = json.loads(server.get("/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": token})[1])["replica"]
+        if status["role"] == "replicating" and (status["lastRoundAt"] or 0) > written + 0.3:
+            break
+        time.sleep(0.1)
+    assert status["role"] == "replicating", status
+    assert status["shippedFrames"] > 0 and status["lastError"] is None and status["generation"]
+    assert status["lagSeconds"] is not None and status["lagSeconds"] < 5
+    target = tmp_path / "restored.db"
+    restore(replica, target)
+    with sqlite3.connect(target) as restored:
+        assert restored.execute("SELECT count(*) FROM metrics WHERE run_uuid = ?", (run,)).fetchone()[0] == 1000
+        assert restored.execute("SELECT name FROM experiments WHERE experiment_id = ?", (int(experiment),)).fetchone()[0] == "replicated"
