@@ -4,6 +4,8 @@ import {rename} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {randomBytes} from 'node:crypto'
 import {createBackup} from '../core/backup/create.js'
+import {SQLITE_FILE_ENTRY} from '../core/backup/format.js'
+import {placeReplayed, replayReplica, replicaManifest} from '../adapters/backup/replica-source.js'
 import type {RestoreDeps, RestoreTarget} from '../core/backup/restore.js'
 import {NEWEST_KNOWN_MLFLOW} from '../core/versions.js'
 import {isObjectStoreUrl} from '../core/artifact-url.js'
@@ -34,14 +36,41 @@ import {
   type RestoreDepsOptions,
 } from '../adapters/backup/restore.js'
 
+/** Where a restore's data comes from: an archive (verified while it is extracted). */
+const archiveSource = (options: RestoreDepsOptions): Pick<RestoreDeps, 'expectedManifest' | 'extractVerified'> => ({
+  expectedManifest: (archive) => expectedManifest(archive, options.passphrase),
+  extractVerified: (archive, dir, expected, onWritten) =>
+    extractVerified(archive, dir, options.passphrase, expected, onWritten),
+})
+
+/** … or a replica (issue 19): replayed into the run's scratch space, then restored like a format 2 database file. */
+function replicaSource(
+  options: RestoreDepsOptions,
+  at: number | undefined,
+): Pick<RestoreDeps, 'expectedManifest' | 'extractVerified'> {
+  let replayedFile: string | undefined
+  return {
+    async expectedManifest(replica, workDir) {
+      replayedFile = join(workDir, 'replayed.db')
+      options.onProgress(`replaying ${replica}${at === undefined ? '' : ` as of ${new Date(at * 1000).toISOString()}`}`)
+      const replayed = await replayReplica(replica, at, replayedFile)
+      options.onProgress(`replayed ${replayed.frames} WAL frames of generation ${replayed.generation}`)
+      return replicaManifest(replica, replayedFile, replayed)
+    },
+    async extractVerified(_replica, dir, expected, onWritten) {
+      await placeReplayed(replayedFile!, dir)
+      onWritten?.(SQLITE_FILE_ENTRY)
+      return expected
+    },
+  }
+}
+
 export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
   return {
     recover: (target, artifactsTo) => recoverTarget(target, artifactsTo, options.dataDir),
     inspectTarget: (target, artifactsTo) => inspectTarget(target, artifactsTo, options.connect),
     scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),
-    expectedManifest: (archive) => expectedManifest(archive, options.passphrase),
-    extractVerified: (archive, dir, expected, onWritten) =>
-      extractVerified(archive, dir, options.passphrase, expected, onWritten),
+    ...(options.replica ? replicaSource(options, options.replica.at) : archiveSource(options)),
     async safetyBackup(target: RestoreTarget, artifactsTo?: string) {
       const where =
         target.kind === 'app-data'
@@ -132,7 +161,7 @@ export function createDeepVerifyDeps(options: RestoreDepsOptions): DeepVerifyDep
   // A killed deep verify left plaintext tables here: gone before the next one starts.
   return {
     scratch: async () => (await removeRuns(await deadRuns(root)), openScratch(root)),
-    expectedManifest: restore.expectedManifest,
+    expectedManifest: (archive) => restore.expectedManifest(archive, root),
     extractVerified: restore.extractVerified,
     prepareDatabase: restore.prepareDatabase,
     inspect: inspectRestoredSqlite,

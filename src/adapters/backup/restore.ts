@@ -38,6 +38,8 @@ export interface RestoreDepsOptions {
   safetyRepo?: BackupRepository
   passphrase?: string
   connect?: ConnectTransferOptions
+  /** `--from-replica`: the "archive" is a replica directory, replayed as of `at` (Unix seconds; default the newest). */
+  replica?: {at?: number}
   confirm(question: string): Promise<boolean>
   onProgress(line: string): void
   onWarning(message: string): void

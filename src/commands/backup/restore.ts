@@ -5,7 +5,7 @@ import {MlflowctlCommand} from '../../base-command.js'
 import {showRestored} from '../../output/views/backup.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
 import {isObjectStoreUrl} from '../../core/artifact-url.js'
-import {parseRestoreTarget, restoreBackup, type RestoreResult} from '../../core/backup/restore.js'
+import {parseRestoreSource, parseRestoreTarget, restoreBackup, type RestoreResult} from '../../core/backup/restore.js'
 import {redact} from '../../core/redact.js'
 import {fetchArchive, openRepository} from '../../adapters/backup/repository.js'
 import {resolvePassphrase} from '../../adapters/backup/crypto.js'
@@ -28,7 +28,10 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
     '<%= config.bin %> <%= command.id %> ./backup.mlflowctl-backup.tar.gz --to postgresql://mlflow:PASSWORD@db:5432/mlflow --artifacts-to /srv/mlflow/artifacts --json',
   ]
   static args = {
-    backup: Args.string({description: 'Backup ID or latest (with --repo), or an archive path.', required: true}),
+    backup: Args.string({
+      description: 'Backup ID or latest (with --repo), or an archive path; none with --from-replica.',
+      required: false,
+    }),
   }
   static flags = {
     ...targetFlags,
@@ -58,6 +61,15 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       env: 'MLFLOWCTL_FORCE',
     }),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask before replacing data.', env: 'MLFLOWCTL_YES'}),
+    'from-replica': Flags.string({
+      summary: "Restore from a replica (the extension's MLFLOWCTL_REPLICA_URL directory) instead of a backup.",
+      env: 'MLFLOWCTL_FROM_REPLICA',
+    }),
+    at: Flags.string({
+      summary: 'With --from-replica: the moment to restore (ISO 8601, e.g. 2026-12-04T10:15:00Z); default the newest.',
+      dependsOn: ['from-replica'],
+      env: 'MLFLOWCTL_AT',
+    }),
     'passphrase-file': Flags.file({
       summary: 'For an encrypted backup: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).',
       env: 'MLFLOWCTL_PASSPHRASE_FILE',
@@ -74,7 +86,11 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       (path) => resolve(path),
       (url) => redact(url),
     )
+    const source = parseRestoreSource(this.args.backup, this.flags['from-replica'], this.flags.at, (path) =>
+      resolve(path),
+    )
     const deps = this.deps.restore({
+      ...(source.kind === 'replica' ? {replica: {at: source.at}} : {}),
       cacheDir: this.settings.cacheDir,
       dataDir: this.settings.dataDir,
       safetyRepo: repository,
@@ -84,7 +100,7 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
         yes: this.flags.yes,
         json: this.jsonEnabled(),
         command: [
-          `mlflowctl backup restore ${this.args.backup}`,
+          `mlflowctl backup restore ${this.args.backup ?? `--from-replica ${this.flags['from-replica']}`}`,
           ...(this.flags.repo ? [`--repo ${this.flags.repo}`] : []),
           `--to ${this.flags.to}`,
           ...(this.flags['artifacts-to'] ? [`--artifacts-to ${this.flags['artifacts-to']}`] : []),
@@ -94,8 +110,11 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       onProgress: (line) => this.err(line),
       onWarning: (message) => this.warnUser(message),
     })
-    const archive = await fetchArchive(this.args.backup, repository, (path) => resolve(path))
-    this.err(`Restoring ${this.args.backup}...`)
+    const archive =
+      source.kind === 'replica'
+        ? {path: source.dir, release: async () => undefined}
+        : await fetchArchive(source.ref, repository, (path) => resolve(path))
+    this.err(`Restoring ${source.kind === 'replica' ? `from replica ${source.dir}` : source.ref}...`)
     const artifactsFlag = this.flags['artifacts-to']
     const artifactsTo = artifactsFlag && !isObjectStoreUrl(artifactsFlag) ? resolve(artifactsFlag) : artifactsFlag
     const result = await restoreBackup(deps, {
@@ -103,7 +122,7 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       target,
       artifactsTo,
       force: this.flags.force,
-      backupRef: this.args.backup,
+      backupRef: source.kind === 'backup' ? source.ref : undefined,
       repo: this.flags.repo,
       keepArtifactLocations: this.flags['keep-artifact-locations'],
     }).finally(() => archive.release())

@@ -44,6 +44,37 @@ export function parseRestoreTarget(
   return {kind: 'app-data', dir: resolvePath(raw)}
 }
 
+/** What a restore reads: a backup (ID, latest or archive path) or a replica as of a moment (issue 19). */
+export type RestoreSource = {kind: 'backup'; ref: string} | {kind: 'replica'; dir: string; at?: number}
+
+/** @throws UsageError USAGE (neither or both), INVALID_TIME. Pure. */
+export function parseRestoreSource(
+  backup: string | undefined,
+  fromReplica: string | undefined,
+  at: string | undefined,
+  resolvePath: (path: string) => string,
+): RestoreSource {
+  if (backup && fromReplica)
+    throw new UsageError('USAGE', `Restore either backup ${backup} or --from-replica ${fromReplica}, not both.`)
+  if (!fromReplica) {
+    if (!backup)
+      throw new UsageError(
+        'USAGE',
+        'Name the backup to restore (an ID or latest with --repo, or an archive path), or --from-replica DIR.',
+      )
+    return {kind: 'backup', ref: backup}
+  }
+  if (/^(s3|wasbs|gs):\/\//.test(fromReplica))
+    throw new UsageError(
+      'TARGET_NOT_SUPPORTED',
+      `--from-replica ${fromReplica}: object-store replicas are not implemented yet; use a directory replica.`,
+    )
+  const moment = at === undefined ? undefined : Date.parse(at)
+  if (moment !== undefined && Number.isNaN(moment))
+    throw new UsageError('INVALID_TIME', `--at ${at} is not a time: use ISO 8601, for example 2026-12-04T10:15:00Z.`)
+  return {kind: 'replica', dir: resolvePath(fromReplica), at: moment === undefined ? undefined : moment / 1000}
+}
+
 export interface RestoreOptions {
   archive: string
   target: RestoreTarget
@@ -106,8 +137,11 @@ export interface RestoreDeps {
   /** Reads only. @throws UsageError TARGET_INVALID when the path is of the wrong kind (a file for a directory) */
   inspectTarget(target: RestoreTarget, artifactsTo?: string): Promise<TargetInspection>
   scratch(target: RestoreTarget, artifactsTo?: string): Promise<RestoreScratch>
-  /** The manifest the archive must match (its sidecar, else a first read-only pass). @throws CheckFailedError BACKUP_CORRUPT */
-  expectedManifest(archive: string): Promise<BackupManifest>
+  /**
+   * The manifest the archive must match (its sidecar, else a first read-only pass); a replica is replayed into
+   * `workDir` here. @throws CheckFailedError BACKUP_CORRUPT, REPLICA_CORRUPT
+   */
+  expectedManifest(archive: string, workDir: string): Promise<BackupManifest>
   /**
    * Checks every entry against `expected` before and while writing it under `dir`; `onWritten` hears of each entry
    * once it is written and checked. @throws CheckFailedError BACKUP_CORRUPT
@@ -243,7 +277,7 @@ async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<R
   const scratch = await deps.scratch(target, options.artifactsTo)
   let prepared: Promise<PreparedDatabase> | undefined
   try {
-    const expected = await deps.expectedManifest(options.archive)
+    const expected = await deps.expectedManifest(options.archive, scratch.path)
     if (!expected.alembicRevision)
       throw new ConfigError(
         'BACKUP_WITHOUT_SCHEMA',

@@ -1,0 +1,138 @@
+// `backup restore --from-replica DIR [--at TIME]` (issue 19): real MLflow writes a SQLite store while the extension's
+// Replicator ships rounds; the CLI replays the replica into a new app-data directory (latest, and as of an earlier
+// round) through the checked swap-in path; a damaged segment stops the restore with REPLICA_CORRUPT and the moment it
+// can still reach; a backup and a replica together are refused.
+import assert from 'node:assert/strict'
+import {execFileSync} from 'node:child_process'
+import {readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {describe, it} from 'node:test'
+
+import Database from 'better-sqlite3'
+
+import {runCli, tempDir} from '../support/cli.js'
+import {NO_VENVS, REPO_ROOT, requireService, testVenvs} from '../support/services.js'
+
+const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
+
+/** Three rounds of 100 metrics each, shipped after each; prints the time after each ship (JSON list). */
+const WRITE = `
+import json, sys, time
+from pathlib import Path
+import mlflow
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflowctl_extension.replica import Replicator
+db, replica, artifacts = sys.argv[1], sys.argv[2], sys.argv[3]
+SqlAlchemyStore(f"sqlite:///{db}", artifacts)  # MLflow creates its schema
+replicator = Replicator(Path(db), Path(replica))
+replicator.ship()
+mlflow.set_tracking_uri(f"sqlite:///{db}")
+experiment = mlflow.create_experiment("replicated", artifact_location=artifacts)
+times = []
+with mlflow.start_run(experiment_id=experiment) as run:
+    for round_number in range(3):
+        for step in range(100):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=round_number * 100 + step)
+        time.sleep(0.05)
+        replicator.ship()
+        times.append(time.time())
+        time.sleep(0.05)
+replicator.close()
+print(json.dumps({"run": run.info.run_id, "times": times}))
+`
+
+describe('restore from a replica', () => {
+  it('replays the latest and an earlier round into app-data; a damaged segment is REPLICA_CORRUPT', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const work = tempDir('replica-restore-')
+    const replica = join(work, 'replica')
+    const written = JSON.parse(
+      execFileSync(venv!.python, ['-c', WRITE, join(work, 'mlflow.db'), replica, join(work, 'artifacts')], {
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          PYTHONPATH: join(REPO_ROOT, 'templates', 'extension'),
+          MLFLOW_ENABLE_ASYNC_LOGGING: 'false',
+        },
+      })
+        .trim()
+        .split('\n')
+        .at(-1)!,
+    ) as {run: string; times: number[]}
+    const metricsIn = (dir: string) => {
+      const db = new Database(join(dir, 'mlflow.db'), {readonly: true})
+      try {
+        return (db.prepare('SELECT count(*) AS n FROM metrics WHERE run_uuid = ?').get(written.run) as {n: number}).n
+      } finally {
+        db.close()
+      }
+    }
+
+    const latest = await runCli([
+      'backup',
+      'restore',
+      '--from-replica',
+      replica,
+      '--to',
+      join(work, 'latest'),
+      '--json',
+    ])
+    assert.equal(latest.code, 0, `${latest.stdout}\n${latest.stderr}`)
+    assert.match(latest.json!.result.backupId, /^replica \d{8}T\d{6}Z-[0-9a-f]{6} at /)
+    assert.equal(metricsIn(join(work, 'latest')), 300)
+
+    const earlier = new Date(written.times[0] * 1000 + 20).toISOString()
+    const first = await runCli([
+      'backup',
+      'restore',
+      '--from-replica',
+      replica,
+      '--at',
+      earlier,
+      '--to',
+      join(work, 'first'),
+      '--json',
+    ])
+    assert.equal(first.code, 0, first.stdout)
+    assert.equal(metricsIn(join(work, 'first')), 100, 'as of the first round: its 100 metrics, none after')
+
+    // A flipped byte in the last segment: nothing restored, and the moment the replica still reaches.
+    const generation = readdirSync(join(replica, 'generations'))[0]
+    const wal = join(replica, 'generations', generation, 'wal')
+    const segments = readdirSync(wal).flatMap((index) =>
+      readdirSync(join(wal, index))
+        .filter((name) => name.endsWith('.frames.gz'))
+        .map((name) => join(wal, index, name)),
+    )
+    const last = segments.sort().at(-1)!
+    const bytes = readFileSync(last)
+    bytes[Math.floor(bytes.length / 2)] ^= 0x20
+    writeFileSync(last, bytes)
+    const damaged = await runCli([
+      'backup',
+      'restore',
+      '--from-replica',
+      replica,
+      '--to',
+      join(work, 'damaged'),
+      '--json',
+    ])
+    assert.equal(damaged.code, 6, damaged.stdout)
+    assert.equal(damaged.json!.error!.code, 'REPLICA_CORRUPT')
+    assert.match(damaged.json!.error!.message, /does not match its SHA-256.*Nothing was restored/)
+    assert.match(damaged.json!.error!.suggestions!.join('\n'), /--at \d{4}-\d\d-\d\dT/)
+
+    const both = await runCli([
+      'backup',
+      'restore',
+      'latest',
+      '--from-replica',
+      replica,
+      '--to',
+      join(work, 'x'),
+      '--json',
+    ])
+    assert.equal(both.code, 2)
+    assert.match(both.json!.error!.message, /not both/)
+  })
+})
