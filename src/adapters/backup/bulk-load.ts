@@ -116,12 +116,17 @@ function projectLines(positions: number[]): {transform: Transform; lines(): numb
   return {transform, lines: () => count}
 }
 
+/** COPY FROM STDIN into `table` of the client's search path: the writable end of the table's rows. */
+const copyInto = (client: pg.Client, table: string, columns: string[]) =>
+  client.query(copyFrom(`COPY ${quote(table)} (${columns.map(quote).join(', ')}) FROM STDIN`))
+
 /** Runs jobs on `connections` clients at once, largest first; each client sets the search path to `schema`. */
 async function onConnections<T extends {size: number}>(
   url: string,
   schema: string,
   jobs: T[],
   run: (client: pg.Client, job: T) => Promise<number>,
+  connections = COPY_CONNECTIONS,
 ): Promise<number> {
   const queue = [...jobs].sort((a, b) => b.size - a.size)
   let rows = 0
@@ -133,7 +138,7 @@ async function onConnections<T extends {size: number}>(
         rows += loaded
       }
     })
-  await Promise.all(Array.from({length: Math.min(COPY_CONNECTIONS, queue.length)}, worker))
+  await Promise.all(Array.from({length: Math.min(connections, queue.length)}, worker))
   return rows
 }
 
@@ -221,7 +226,7 @@ export async function sqliteIntoPostgres(url: string, schema: string, file: stri
   const db = new Database(file, {readonly: true, fileMustExist: true})
   try {
     const target = await withPostgres(parseDatabaseUrl(url), (client) => stagingColumns(client, schema))
-    const jobs: Array<{table: string; columns: string[]}> = []
+    const jobs: Array<{table: string; columns: string[]; size: number}> = []
     for (const table of tableNames(db)) {
       if (table === 'alembic_version') continue
       const targetColumns = target.get(table)
@@ -230,25 +235,26 @@ export async function sqliteIntoPostgres(url: string, schema: string, file: stri
       const source = (db.prepare(`PRAGMA table_xinfo(${quote(table)})`).all() as Array<{name: string; hidden: number}>)
         .filter((column) => column.hidden === 0)
         .map((column) => column.name)
-      jobs.push({table, columns: insertableColumns(source, targetColumns)})
+      jobs.push({table, columns: insertableColumns(source, targetColumns), size: 0})
     }
     // One connection: SQLite renders the rows on this process's core while the server parses them on the other.
-    let rows = 0
-    await withPostgres(parseDatabaseUrl(url), async (client) => {
-      await client.query(`SET search_path TO ${quote(schema)}`)
-      for (const job of jobs) {
+    const rows = await onConnections(
+      url,
+      schema,
+      jobs,
+      async (client, job) => {
+        let count = 0
         function* text(): Generator<string> {
           for (const batch of sqliteCopyBatches(db, job.table, job.columns)) {
-            rows += batch.rows
+            count += batch.rows
             yield batch.text
           }
         }
-        const copy = client.query(
-          copyFrom(`COPY ${quote(job.table)} (${job.columns.map(quote).join(', ')}) FROM STDIN`),
-        )
-        await pipeline(Readable.from(text()), copy)
-      }
-    })
+        await pipeline(Readable.from(text()), copyInto(client, job.table, job.columns))
+        return count
+      },
+      1,
+    )
     return {tables: jobs.length, rows}
   } finally {
     db.close()
