@@ -61,6 +61,11 @@ export const doctorFlags = {
     summary: 'Fail when the last recorded backup is older, e.g. 26h or 7d.',
     env: 'MLFLOWCTL_MAX_BACKUP_AGE',
   }),
+  'max-replica-lag': Flags.string({
+    summary: "Warn when the extension's replica (MLFLOWCTL_REPLICA_URL) lags more, e.g. 30s or 5m.",
+    default: '60s',
+    env: 'MLFLOWCTL_MAX_REPLICA_LAG',
+  }),
   'min-free': Flags.string({
     summary: 'Warn when the data directory has less free space.',
     default: '1GiB',

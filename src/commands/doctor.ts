@@ -69,6 +69,7 @@ Exit codes: 0 all passed or warned, 3 configuration missing, 4 authentication re
       maxBackupAgeMs: this.flags['max-backup-age']
         ? parseDuration(this.flags['max-backup-age'], '--max-backup-age')
         : undefined,
+      maxReplicaLagMs: parseDuration(this.flags['max-replica-lag'], '--max-replica-lag'),
       minFreeBytes: parseSize(this.flags['min-free'], '--min-free'),
       minFreeRatio: this.flags['min-free-percent'] / 100,
       database: this.flags.db ? parseDatabaseUrl(this.flags.db) : undefined,

@@ -4,7 +4,7 @@ import {resolve} from 'node:path'
 import {MlflowctlCommand} from '../base-command.js'
 import {mlflowReleases} from '../adapters/pypi.js'
 import {loadCatalog} from '../adapters/catalog.js'
-import {STORAGE_MODES, type StorageMode} from '../core/bundle.js'
+import {REPLICA_STORES, STORAGE_MODES, type ReplicaStore, type StorageMode} from '../core/bundle.js'
 import {initBundle, type InitResult} from '../core/init.js'
 import {APP_MODES, NEWEST_KNOWN_MLFLOW, type AppMode} from '../core/versions.js'
 import {EXTENSION_TEMPLATES, isEmptyDir, readTree, writeFiles} from '../adapters/fs/bundle-dir.js'
@@ -39,6 +39,12 @@ Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the inte
       options: [...APP_MODES],
       env: 'MLFLOWCTL_APP_MODE',
     }),
+    'replica-store': Flags.string({
+      summary:
+        'Local storage replicated to this object store (MLFLOWCTL_REPLICA_URL s3://, wasbs:// or gs://): adds its SDK. A directory replica needs nothing.',
+      options: [...REPLICA_STORES],
+      env: 'MLFLOWCTL_REPLICA_STORE',
+    }),
     force: Flags.boolean({summary: 'Overwrite the bundle files in a non-empty directory.', env: 'MLFLOWCTL_FORCE'}),
   }
 
@@ -61,6 +67,7 @@ Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the inte
         storage: this.flags.storage as StorageMode,
         mlflowVersion: this.flags['mlflow-version'],
         appMode: this.flags['app-mode'] as AppMode | undefined,
+        replicaStore: this.flags['replica-store'] as ReplicaStore | undefined,
         force: this.flags.force,
         toolVersion: this.config.version,
       },

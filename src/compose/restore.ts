@@ -5,7 +5,13 @@ import {dirname, join} from 'node:path'
 import {randomBytes} from 'node:crypto'
 import {createBackup} from '../core/backup/create.js'
 import {SQLITE_FILE_ENTRY} from '../core/backup/format.js'
-import {placeReplayed, replayReplica, replicaManifest} from '../adapters/backup/replica-source.js'
+import {
+  openReplica,
+  placeReplayed,
+  replayReplica,
+  replicaManifest,
+  type ReplicaReader,
+} from '../adapters/backup/replica-source.js'
 import type {RestoreDeps, RestoreTarget} from '../core/backup/restore.js'
 import {NEWEST_KNOWN_MLFLOW} from '../core/versions.js'
 import {isObjectStoreUrl} from '../core/artifact-url.js'
@@ -49,16 +55,19 @@ function replicaSource(
   at: number | undefined,
 ): Pick<RestoreDeps, 'expectedManifest' | 'extractVerified'> {
   let replayedFile: string | undefined
+  let reader: ReplicaReader | undefined
   return {
     async expectedManifest(replica, workDir) {
       replayedFile = join(workDir, 'replayed.db')
+      reader = await openReplica(replica)
       options.onProgress(`replaying ${replica}${at === undefined ? '' : ` as of ${new Date(at * 1000).toISOString()}`}`)
-      const replayed = await replayReplica(replica, at, replayedFile)
+      const replayed = await replayReplica(reader, at, replayedFile)
       options.onProgress(`replayed ${replayed.frames} WAL frames of generation ${replayed.generation}`)
       return replicaManifest(replica, replayedFile, replayed)
     },
     async extractVerified(_replica, dir, expected, onWritten) {
-      await placeReplayed(replayedFile!, dir)
+      const artifacts = await placeReplayed(reader!, replayedFile!, dir)
+      if (artifacts > 0) options.onProgress(`fetched ${artifacts} artifact files from the replica`)
       onWritten?.(SQLITE_FILE_ENTRY)
       return expected
     },

@@ -28,7 +28,7 @@ export const REQUIRED_ENV: Record<StorageMode, string[]> = {
 }
 
 export const OPTIONAL_ENV: Record<StorageMode, string[]> = {
-  local: ['MLFLOW_DATA_DIR'],
+  local: ['MLFLOW_DATA_DIR', 'MLFLOWCTL_REPLICA_URL', 'MLFLOWCTL_REPLICA_RETENTION'],
   custom: [],
   aws: ['RDS_PORT', 'RDS_DB_TYPE', 'RDS_CA_BUNDLE', 'MLFLOW_S3_ENDPOINT_URL'],
   azure: [
@@ -75,6 +75,8 @@ export interface BundleInfo {
   storage: StorageMode
   requiredEnv: string[]
   renderedBy: string
+  /** The object store the replica goes to (MLFLOWCTL_REPLICA_URL; issue 19): its SDK is in requirements.txt. */
+  replicaStore?: ReplicaStore | null
 }
 
 export interface RenderBundleOptions {
@@ -84,6 +86,18 @@ export interface RenderBundleOptions {
   toolVersion: string
   /** Pin the app mode (an in-place upgrade keeps the content's); default: the version's natural mode. */
   appMode?: AppMode
+  /** Local storage replicated to an object store: its SDK goes into requirements.txt. */
+  replicaStore?: ReplicaStore | null
+}
+
+export const REPLICA_STORES = ['s3', 'wasbs', 'gs'] as const
+export type ReplicaStore = (typeof REPLICA_STORES)[number]
+
+/** The SDK each object-store replica needs (the same pins as the storage mode that uses that store). */
+export const REPLICA_REQUIREMENTS: Record<ReplicaStore, string[]> = {
+  s3: STORAGE_REQUIREMENTS.aws.filter((line) => line.startsWith('boto3')),
+  wasbs: STORAGE_REQUIREMENTS.azure.filter((line) => /^azure-(storage-blob|identity)=/.test(line)),
+  gs: STORAGE_REQUIREMENTS.gcp.filter((line) => line.startsWith('google-cloud-storage')),
 }
 
 export interface RenderedBundle {
@@ -135,6 +149,12 @@ export function renderBundle(templates: BundleFile[], options: RenderBundleOptio
     )
   }
   const appMode = resolveAppMode(mlflowVersion, options.appMode)
+  const replicaStore = options.replicaStore ?? null
+  if (replicaStore && storage !== 'local')
+    throw new UsageError(
+      'USAGE',
+      `--replica-store ${replicaStore}: replication covers local storage only; storage ${storage} keeps its data in its own database and store.`,
+    )
   const extensionVersion = extensionVersionOf(templates)
   const values: Record<string, string> = {
     toolVersion: options.toolVersion,
@@ -144,10 +164,15 @@ export function renderBundle(templates: BundleFile[], options: RenderBundleOptio
       appModeRequirementsFor(mlflowVersion, appMode).length > 0
         ? `# python-api content on MLflow 3.3+: the full FastAPI app through an ASGI-to-WSGI bridge.\n${appModeRequirementsFor(mlflowVersion, appMode).join('\n')}`
         : '# App mode python-fastapi (or MLflow < 3.3): no bridge.',
-    storageRequirements:
+    storageRequirements: [
       STORAGE_REQUIREMENTS[storage].length > 0
         ? `# Storage mode ${storage}: cloud SDKs and drivers.\n${STORAGE_REQUIREMENTS[storage].join('\n')}`
         : '# Storage mode local/custom: no cloud SDKs.',
+      ...(replicaStore
+        ? [`# Replica in ${replicaStore}:// (MLFLOWCTL_REPLICA_URL).\n${REPLICA_REQUIREMENTS[replicaStore].join('\n')}`]
+        : []),
+    ].join('\n'),
+    replicaStore: JSON.stringify(replicaStore),
     appMode,
     pythonVersion: options.pythonVersion,
     pythonRequires,

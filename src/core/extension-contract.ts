@@ -53,6 +53,13 @@ export const opsStatusSchema = z
         lagSeconds: z.number().nullable(),
         lastError: z.string().nullable(),
         refusedBecause: z.string().nullable(),
+        // Since the replica learned to resume, checkpoint, snapshot and ship artifacts; optional for older extensions.
+        resumed: z.boolean().nullable().optional(),
+        snapshotTakenAt: z.number().nullable().optional(),
+        checkpoints: z.number().int().optional(),
+        artifactsShipped: z.number().int().optional(),
+        retentionSeconds: z.number().optional(),
+        snapshotIntervalSeconds: z.number().optional(),
       })
       .strict()
       .nullish(),

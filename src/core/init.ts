@@ -1,5 +1,12 @@
 import {UsageError} from '../errors.js'
-import {OAUTH_STORAGE_MODES, OPTIONAL_ENV, renderBundle, type BundleFile, type StorageMode} from './bundle.js'
+import {
+  OAUTH_STORAGE_MODES,
+  OPTIONAL_ENV,
+  renderBundle,
+  type BundleFile,
+  type ReplicaStore,
+  type StorageMode,
+} from './bundle.js'
 import {NEWEST_KNOWN_MLFLOW, parseMlflowVersion, type AppMode} from './versions.js'
 import {closestMatch} from './suggest.js'
 
@@ -17,6 +24,8 @@ export interface InitDeps {
 export interface InitOptions {
   dir: string
   storage: StorageMode
+  /** Local storage replicated to an object store (issue 19): its SDK in requirements.txt. */
+  replicaStore?: ReplicaStore
   mlflowVersion?: string
   /** Pin the app mode (python-api for content first deployed as python-api); default: the version's own. */
   appMode?: AppMode
@@ -66,6 +75,7 @@ export async function initBundle(deps: InitDeps, options: InitOptions): Promise<
     pythonVersion,
     toolVersion: options.toolVersion,
     appMode: options.appMode,
+    replicaStore: options.replicaStore,
   })
   await deps.writeFiles(options.dir, rendered.files)
   const {manifest, info} = rendered

@@ -38,12 +38,17 @@ export interface GenerationInfo {
 export const WAL_HEADER_BYTES = 32
 export const WAL_FRAME_HEADER_BYTES = 24
 
+/** Generations in the order they began (two begun in the same second have IDs that sort by their random part). */
+export function byStart(generations: GenerationInfo[]): GenerationInfo[] {
+  return [...generations].sort((a, b) => a.snapshot.takenAt - b.snapshot.takenAt || a.id.localeCompare(b.id))
+}
+
 /** The generation to restore `at` (Unix seconds; undefined: the newest) and its segments up to then, in order. */
 export function replayPlan(
   generations: GenerationInfo[],
   at: number | undefined,
 ): {generation: GenerationInfo; segments: SegmentInfo[]} | {error: string} {
-  const sorted = [...generations].sort((a, b) => a.id.localeCompare(b.id))
+  const sorted = byStart(generations)
   const generation = [...sorted].reverse().find((g) => at === undefined || g.snapshot.takenAt <= at)
   if (!generation) return {error: sorted.length === 0 ? 'it holds no generation' : `it holds nothing as old as ${at}`}
   const segments: SegmentInfo[] = []
@@ -54,28 +59,68 @@ export function replayPlan(
 
 /**
  * Continuity of the chosen segments: each starts where the one before it ended (the first at the snapshot's offset,
- * the first of a later WAL index at the header and naming where the index before it ended). Returns the first
- * problem, or undefined.
+ * the first of the next WAL index at the header and naming where the index before it ended). WAL index 0 may hold
+ * nothing (the WAL restarted before anything was shipped after the snapshot); every later index holds at least one
+ * segment (the replicator opens an index with its first segment), so a skipped index number is a missing segment.
+ * Returns the first problem, or undefined.
  */
 export function continuityProblem(generation: GenerationInfo, segments: SegmentInfo[]): string | undefined {
-  const indexes = generation.walIndexes.map((entry) => entry.index)
-  const gap = indexes.findIndex((index, position) => index !== position)
-  if (gap !== -1) return `WAL index ${gap} of generation ${generation.id} is missing`
   let expected = generation.snapshot.offset
   let index = 0
   for (const segment of segments) {
-    while (segment.walIndex > index) {
-      index++
-      const previousEnd = expected
+    if (segment.walIndex !== index) {
+      if (segment.walIndex !== index + 1)
+        return `WAL index ${index + 1} of generation ${generation.id} is missing (found ${segment.walIndex} after ${index})`
+      if (segment.start === WAL_HEADER_BYTES && segment.previousIndexEnd !== expected)
+        return `a segment is missing at the end of WAL index ${index} (it ended at ${expected}, ${segment.path} says ${segment.previousIndexEnd})`
+      index = segment.walIndex
       expected = WAL_HEADER_BYTES
-      if (segment.walIndex === index && segment.start === WAL_HEADER_BYTES && segment.previousIndexEnd !== previousEnd)
-        return `a segment is missing at the end of WAL index ${index - 1} (it ended at ${previousEnd}, ${segment.path} says ${segment.previousIndexEnd})`
     }
     if (segment.start !== expected)
       return `a segment is missing before ${segment.path} (it starts at ${segment.start}, the one before ended at ${expected})`
     expected = segment.end
   }
   return undefined
+}
+
+export interface ReplicaSummary {
+  generations: Array<{id: string; startedAt: string; endsAt: string; segments: number; bytes: number}>
+  /** The moments a restore can reach: the oldest snapshot to the newest shipped commit. */
+  window: {from: string; to: string} | null
+  bytes: number
+  artifacts: {files: number; bytes: number}
+  /** Seconds from the newest shipped commit to `now` (how stale "latest" would be), null when nothing is shipped. */
+  newestAgeSeconds: number | null
+}
+
+const iso = (seconds: number) => new Date(seconds * 1000).toISOString()
+
+/** What `replica status` reports about a replica's contents. Pure. */
+export function summarizeReplica(
+  generations: GenerationInfo[],
+  sizes: {generations: Record<string, number>; artifacts: {files: number; bytes: number}},
+  now: number,
+): ReplicaSummary {
+  const rows = byStart(generations).map((generation) => {
+    const segments = generation.walIndexes.flatMap((entry) => entry.segments)
+    const end = Math.max(generation.snapshot.takenAt, ...segments.map((segment) => segment.commitTime))
+    return {
+      id: generation.id,
+      startedAt: iso(generation.snapshot.takenAt),
+      endsAt: iso(end),
+      end,
+      segments: segments.length,
+      bytes: sizes.generations[generation.id] ?? 0,
+    }
+  })
+  const newest = rows.length > 0 ? Math.max(...rows.map((row) => row.end)) : undefined
+  return {
+    generations: rows.map(({end: _end, ...row}) => row),
+    window: rows.length > 0 ? {from: rows[0].startedAt, to: iso(newest!)} : null,
+    bytes: rows.reduce((sum, row) => sum + row.bytes, 0) + sizes.artifacts.bytes,
+    artifacts: sizes.artifacts,
+    newestAgeSeconds: newest === undefined ? null : Math.max(0, Math.round((now - newest) * 10) / 10),
+  }
 }
 
 /** SQLite's WAL checksum (walChecksumBytes) continued over `data`: 32-bit words two at a time, modulo 2^32. */

@@ -123,6 +123,7 @@ export function bumpBundle(input: BumpInput, target: AvailableRelease): BumpResu
       pythonVersion,
       toolVersion: input.toolVersion,
       appMode,
+      replicaStore: info.replicaStore,
     })
   const currentMode = (manifest.metadata.appmode ?? info.appMode) as AppMode
   const before = render(info.mlflowVersion, currentMode)

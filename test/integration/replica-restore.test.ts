@@ -81,6 +81,16 @@ describe('restore from a replica', () => {
     assert.match(latest.json!.result.backupId, /^replica \d{8}T\d{6}Z-[0-9a-f]{6} at /)
     assert.equal(metricsIn(join(work, 'latest')), 300)
 
+    const status = await runCli(['replica', 'status', '--replica', replica, '--json'])
+    assert.equal(status.code, 0, status.stdout)
+    assert.equal(status.json!.result.contents.generations.length, 1)
+    assert.equal(status.json!.result.contents.generations[0].segments, 3, 'one segment per round with commits')
+    const reachesTo = Date.parse(status.json!.result.contents.window.to) / 1000
+    assert.ok(
+      reachesTo > written.times[1] && reachesTo <= written.times[2] + 0.001,
+      'the window ends at the last round',
+    )
+
     const earlier = new Date(written.times[0] * 1000 + 20).toISOString()
     const first = await runCli([
       'backup',

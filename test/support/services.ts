@@ -68,3 +68,11 @@ export const AZURITE_ACCOUNT = {
   name: 'devstoreaccount1',
   key: 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==',
 }
+
+/** The venv of a cloud mode's bundle (scripts/provision.mjs: newest 3.x with that cloud's SDKs), if built. */
+export function cloudVenv(storage: 'aws' | 'azure' | 'gcp'): TestVenv | undefined {
+  const file = join(process.env.MLFLOWCTL_CACHE_DIR!, 'cloud-venvs.json')
+  if (!existsSync(file)) return undefined
+  const venv = (JSON.parse(readFileSync(file, 'utf8')) as Record<string, TestVenv>)[storage]
+  return venv && existsSync(venv.python) ? venv : undefined
+}

@@ -26,6 +26,7 @@ describe('oclif.manifest.json', () => {
       'backup:verify',
       'backup:prune',
       'backup:restore',
+      'replica:status',
       'db:status',
       'db:migrate',
       'version:bump',

@@ -1,17 +1,19 @@
-// `backup restore --from-replica DIR [--at TIME]` (issue 19): a directory replica made by the extension's
-// ReplicationService, replayed into one SQLite file (the generation's snapshot, then each segment's committed frames),
-// every segment checked first (its SHA-256, SQLite's checksum chain and salts, that it starts where the last ended).
-// The file then goes through the same checked, swap-in paths as a format 2 backup: the restore sees a manifest.
+// A replica made by the extension's ReplicationService (issue 19): a directory or an s3://, wasbs://, gs:// prefix,
+// read through one small reader. `backup restore --from-replica` replays it into one SQLite file (the generation's
+// snapshot, then each segment's committed frames, every segment checked as it comes: its SHA-256, SQLite's checksum
+// chain and salts, that it starts where the last ended) and hands that file, with the replica's artifacts, to the same
+// checked, swap-in paths as a format 2 backup. `replica status` summarizes it.
 import {createHash} from 'node:crypto'
 import {createReadStream, createWriteStream} from 'node:fs'
-import {open, readFile, readdir, rename, stat} from 'node:fs/promises'
-import {join} from 'node:path'
+import {copyFile, open, readFile, readdir, rename, stat} from 'node:fs/promises'
+import {dirname, join, relative} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {gunzipSync, createGunzip} from 'node:zlib'
 
 import Database from 'better-sqlite3'
 
-import {SQLITE_FILE_ENTRY, type BackupManifest} from '../../core/backup/format.js'
+import {isObjectStoreUrl, parseArtifactUrl, joinKey} from '../../core/artifact-url.js'
+import {SQLITE_FILE_ENTRY, unsafeEntryName, type BackupManifest} from '../../core/backup/format.js'
 import {
   WAL_FRAME_HEADER_BYTES,
   continuityProblem,
@@ -22,41 +24,132 @@ import {
 } from '../../core/replica.js'
 import {CheckFailedError, UsageError} from '../../errors.js'
 import {makeDirs, pathKind} from '../fs/safe-fs.js'
+import {openObjectStore} from '../object-store.js'
 import {describeSqliteSnapshot} from './sqlite-source.js'
 
 const corrupt = (why: string, suggestions: string[] = []) => new CheckFailedError('REPLICA_CORRUPT', why, {suggestions})
 
-/** What a directory replica holds. Reads only. @throws UsageError REPLICA_NOT_FOUND */
-export async function readGenerations(dir: string): Promise<GenerationInfo[]> {
-  if ((await pathKind(join(dir, 'mlflowctl-replica.json'))) !== 'file')
-    throw new UsageError('REPLICA_NOT_FOUND', `${dir} is not an mlflowctl replica (no mlflowctl-replica.json).`, {
-      suggestions: ["Name the directory the extension's MLFLOWCTL_REPLICA_URL points at."],
-    })
-  const generations: GenerationInfo[] = []
-  const root = join(dir, 'generations')
-  for (const id of (await readdir(root).catch(() => [] as string[])).sort()) {
-    const snapshot = JSON.parse(await readFile(join(root, id, 'snapshot.json'), 'utf8').catch(() => 'null')) as
-      GenerationInfo['snapshot'] | null
-    if (!snapshot) continue // a generation whose snapshot was never finished
-    const walIndexes: GenerationInfo['walIndexes'] = []
-    for (const name of (await readdir(join(root, id, 'wal')).catch(() => [] as string[])).sort()) {
-      const index = Number.parseInt(name, 16)
-      const metas = (await readdir(join(root, id, 'wal', name)))
-        .filter((file) => file.endsWith('.frames.gz.json'))
-        .sort()
-      const segments: SegmentInfo[] = []
-      for (const meta of metas) {
-        const info = JSON.parse(await readFile(join(root, id, 'wal', name, meta), 'utf8')) as Omit<
-          SegmentInfo,
-          'path' | 'walIndex'
-        >
-        segments.push({...info, path: `wal/${name}/${meta.slice(0, -'.json'.length)}`, walIndex: index})
+/** Keys are relative to the replica's root ("generations/<id>/snapshot.json"). */
+export interface ReplicaReader {
+  display: string
+  list(prefix: string): Promise<Array<{key: string; size: number}>>
+  get(key: string): Promise<Buffer>
+  downloadFile(key: string, file: string): Promise<void>
+}
+
+function directoryReader(root: string): ReplicaReader {
+  return {
+    display: root,
+    async list(prefix) {
+      const base = join(root, prefix)
+      if ((await pathKind(base)) !== 'dir') return []
+      const found: Array<{key: string; size: number}> = []
+      for (const entry of await readdir(base, {recursive: true, withFileTypes: true})) {
+        if (!entry.isFile() || entry.name.endsWith('.partial')) continue
+        const path = join(entry.parentPath ?? entry.path, entry.name)
+        found.push({key: relative(root, path).split('\\').join('/'), size: (await stat(path)).size})
       }
-      walIndexes.push({index, segments})
-    }
-    generations.push({id, snapshot, walIndexes})
+      return found.sort((a, b) => a.key.localeCompare(b.key))
+    },
+    get: (key) => readFile(join(root, key)),
+    downloadFile: (key, file) => copyFile(join(root, key), file),
   }
-  return generations
+}
+
+/** A directory or an object-store prefix, with the SDK's credentials (as MLflow's clients find them). */
+export async function openReplica(url: string, env: NodeJS.ProcessEnv = process.env): Promise<ReplicaReader> {
+  if (!isObjectStoreUrl(url)) return directoryReader(url)
+  const location = parseArtifactUrl(url)
+  const store = await openObjectStore(location, env)
+  const strip = location.prefix ? location.prefix.length + 1 : 0
+  return {
+    display: url,
+    async list(prefix) {
+      const found = await store.list(joinKey(location, prefix))
+      return found.map(({key, size}) => ({key: key.slice(strip), size})).sort((a, b) => a.key.localeCompare(b.key))
+    },
+    get: (key) => store.get(joinKey(location, key)),
+    downloadFile: (key, file) => store.downloadFile(joinKey(location, key), file),
+  }
+}
+
+/** Runs `task` over `items`, `width` at a time, keeping their order in the result. */
+async function inOrder<T, R>(items: T[], width: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length)
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) {
+      const at = next++
+      results[at] = await task(items[at])
+    }
+  }
+  await Promise.all(Array.from({length: Math.min(width, items.length)}, worker))
+  return results
+}
+
+const SEGMENT_KEY = /^generations\/([^/]+)\/wal\/([0-9a-f]{8})\/([0-9a-f]{16})-([0-9a-f]{16})\.frames\.gz\.json$/
+const SNAPSHOT_KEY = /^generations\/([^/]+)\/snapshot\.json$/
+
+export interface ReplicaContents {
+  meta: {artifactsRoot?: string | null}
+  generations: GenerationInfo[]
+  /** Stored bytes per generation, and the artifacts shipped. */
+  sizes: {generations: Record<string, number>; artifacts: {files: number; bytes: number}}
+}
+
+/** What a replica holds. Reads only. @throws UsageError REPLICA_NOT_FOUND */
+export async function readReplica(reader: ReplicaReader): Promise<ReplicaContents> {
+  const meta = (await reader.get('mlflowctl-replica.json').then(
+    (data) => JSON.parse(data.toString('utf8')) as ReplicaContents['meta'],
+    () => undefined,
+  )) as ReplicaContents['meta'] | undefined
+  if (!meta)
+    throw new UsageError(
+      'REPLICA_NOT_FOUND',
+      `${reader.display} is not an mlflowctl replica (no mlflowctl-replica.json).`,
+      {
+        suggestions: ["Name the directory or prefix the extension's MLFLOWCTL_REPLICA_URL points at."],
+      },
+    )
+  const keys = await reader.list('generations/')
+  const sizes: ReplicaContents['sizes'] = {generations: {}, artifacts: {files: 0, bytes: 0}}
+  for (const {key, size} of keys) {
+    const id = key.split('/')[1]
+    sizes.generations[id] = (sizes.generations[id] ?? 0) + size
+  }
+  for (const {size} of await reader.list('artifacts/')) {
+    sizes.artifacts.files++
+    sizes.artifacts.bytes += size
+  }
+  const ids = keys.flatMap(({key}) => SNAPSHOT_KEY.exec(key)?.[1] ?? [])
+  const sidecars = keys.flatMap(({key}) => {
+    const match = SEGMENT_KEY.exec(key)
+    return match ? [{key, id: match[1], index: Number.parseInt(match[2], 16)}] : []
+  })
+  // A generation without snapshot.json was never finished: restores skip it.
+  const snapshots = await inOrder(
+    ids,
+    16,
+    async (id) =>
+      JSON.parse((await reader.get(`generations/${id}/snapshot.json`)).toString('utf8')) as GenerationInfo['snapshot'],
+  )
+  const segments = await inOrder(sidecars, 16, async ({key, index}) => {
+    const info = JSON.parse((await reader.get(key)).toString('utf8')) as Omit<SegmentInfo, 'path' | 'walIndex'>
+    const path = key.split('/').slice(2).join('/').slice(0, -'.json'.length)
+    return {...info, path, walIndex: index}
+  })
+  const generations = ids.map((id, at): GenerationInfo => {
+    const mine = segments
+      .filter((_, i) => sidecars[i].id === id)
+      .sort((a, b) => a.walIndex - b.walIndex || a.start - b.start)
+    const walIndexes: GenerationInfo['walIndexes'] = []
+    for (const segment of mine) {
+      if (walIndexes.at(-1)?.index !== segment.walIndex) walIndexes.push({index: segment.walIndex, segments: []})
+      walIndexes.at(-1)!.segments.push(segment)
+    }
+    return {id, snapshot: snapshots[at], walIndexes}
+  })
+  return {meta, generations, sizes}
 }
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
@@ -85,53 +178,63 @@ function checkedFrames(segment: SegmentInfo, stored: Buffer, where: string): Buf
   return frames
 }
 
+export interface Replayed {
+  generation: string
+  frames: number
+  reachedAt: number
+  contents: ReplicaContents
+}
+
 /**
- * Rebuilds the database as of `at` (Unix seconds; undefined: everything shipped) into `file`. Every segment is checked
- * before any is applied; the first that fails stops the restore (REPLICA_CORRUPT) with the last moment that can still be
- * restored. @throws CheckFailedError REPLICA_CORRUPT, UsageError REPLICA_NOT_FOUND
+ * Rebuilds the database as of `at` (Unix seconds; undefined: everything shipped) into `file`, a scratch file: segments
+ * are fetched eight at a time, each checked before its frames are written; the first that fails stops the replay
+ * (REPLICA_CORRUPT) with the last moment that can still be restored, and the caller's scratch space goes with it.
+ * @throws CheckFailedError REPLICA_CORRUPT, UsageError REPLICA_NOT_FOUND, REPLICA_EMPTY
  */
-export async function replayReplica(
-  dir: string,
-  at: number | undefined,
-  file: string,
-): Promise<{generation: string; frames: number; reachedAt: number}> {
-  const plan = replayPlan(await readGenerations(dir), at)
-  if ('error' in plan) throw new UsageError('REPLICA_EMPTY', `Replica ${dir}: ${plan.error}.`)
+export async function replayReplica(reader: ReplicaReader, at: number | undefined, file: string): Promise<Replayed> {
+  const contents = await readReplica(reader)
+  const plan = replayPlan(contents.generations, at)
+  if ('error' in plan) throw new UsageError('REPLICA_EMPTY', `Replica ${reader.display}: ${plan.error}.`)
   const {generation, segments} = plan
-  const base = join(dir, 'generations', generation.id)
+  const base = `generations/${generation.id}`
   const problem = continuityProblem(generation, segments)
-  if (problem) throw corrupt(`Replica ${dir}: ${problem}.`)
-  const checked: Array<{segment: SegmentInfo; frames: Buffer}> = []
-  let reachedAt = generation.snapshot.takenAt
-  for (const segment of segments) {
-    const where = `${generation.id}/${segment.path}`
-    try {
-      checked.push({segment, frames: checkedFrames(segment, await readFile(join(base, segment.path)), where)})
-    } catch (error) {
-      const moment = new Date(reachedAt * 1000).toISOString()
-      throw error instanceof CheckFailedError
-        ? corrupt(`Replica ${dir}: ${error.message} Nothing was restored.`, [
-            `The replica restores up to ${moment} (the commit before it): --at ${moment}`,
-          ])
-        : error
-    }
-    reachedAt = segment.commitTime
-  }
-  const snapshotFile = join(base, 'snapshot.db.gz')
-  if (sha256(await readFile(snapshotFile)) !== generation.snapshot.sha256)
-    throw corrupt(`Replica ${dir}: ${generation.id}/snapshot.db.gz does not match its SHA-256; nothing was restored.`)
-  await pipeline(createReadStream(snapshotFile), createGunzip(), createWriteStream(file, {mode: 0o600}))
+  if (problem) throw corrupt(`Replica ${reader.display}: ${problem}.`)
+  const packed = `${file}.snapshot.gz`
+  await reader.downloadFile(`${base}/snapshot.db.gz`, packed)
+  if (sha256(await readFile(packed)) !== generation.snapshot.sha256)
+    throw corrupt(
+      `Replica ${reader.display}: ${generation.id}/snapshot.db.gz does not match its SHA-256; nothing was restored.`,
+    )
+  await pipeline(createReadStream(packed), createGunzip(), createWriteStream(file, {mode: 0o600}))
   const handle = await open(file, 'r+')
   let frames = 0
+  let reachedAt = generation.snapshot.takenAt
   try {
-    for (const {segment, frames: data} of checked) {
-      const frameSize = WAL_FRAME_HEADER_BYTES + segment.pageSize
-      for (let at = 0; at < data.length; at += frameSize) {
-        const page = data.readUInt32BE(at)
-        const size = data.readUInt32BE(at + 4)
-        await handle.write(data, at + WAL_FRAME_HEADER_BYTES, segment.pageSize, (page - 1) * segment.pageSize)
-        if (size !== 0) await handle.truncate(size * segment.pageSize)
-        frames++
+    // Fetched in windows of eight, applied in order: memory holds a window, not the replica.
+    for (let from = 0; from < segments.length; from += 8) {
+      const window = segments.slice(from, from + 8)
+      const stored = await inOrder(window, 8, (segment) => reader.get(`${base}/${segment.path}`))
+      for (const [position, segment] of window.entries()) {
+        let data: Buffer
+        try {
+          data = checkedFrames(segment, stored[position], `${generation.id}/${segment.path}`)
+        } catch (error) {
+          const moment = new Date(reachedAt * 1000).toISOString()
+          throw error instanceof CheckFailedError
+            ? corrupt(`Replica ${reader.display}: ${error.message} Nothing was restored.`, [
+                `The replica restores up to ${moment} (the commit before it): --at ${moment}`,
+              ])
+            : error
+        }
+        const frameSize = WAL_FRAME_HEADER_BYTES + segment.pageSize
+        for (let offset = 0; offset < data.length; offset += frameSize) {
+          const page = data.readUInt32BE(offset)
+          const size = data.readUInt32BE(offset + 4)
+          await handle.write(data, offset + WAL_FRAME_HEADER_BYTES, segment.pageSize, (page - 1) * segment.pageSize)
+          if (size !== 0) await handle.truncate(size * segment.pageSize)
+          frames++
+        }
+        reachedAt = segment.commitTime
       }
     }
     await handle.sync()
@@ -145,35 +248,48 @@ export async function replayReplica(
   } finally {
     db.close()
   }
-  return {generation: generation.id, frames, reachedAt}
+  return {generation: generation.id, frames, reachedAt, contents}
 }
 
 /**
  * The manifest a restore from a replica works with: the replayed file as format 2's db/mlflow.db, its row counts and
- * revision read from it. No artifacts yet (the replicator does not ship them yet). Reads only.
+ * revision read from it, and every artifact the replica holds (those shipped after the moment too: files no row
+ * references are harmless). Reads only.
  */
-export async function replicaManifest(
-  dir: string,
-  file: string,
-  replayed: {generation: string; reachedAt: number},
-): Promise<BackupManifest> {
+export async function replicaManifest(display: string, file: string, replayed: Replayed): Promise<BackupManifest> {
   const {rowCounts, alembicRevision} = describeSqliteSnapshot(file)
+  const {artifacts} = replayed.contents.sizes
   return {
     format: 2,
     id: `replica ${replayed.generation} at ${new Date(replayed.reachedAt * 1000).toISOString()}`,
     createdAt: new Date(replayed.reachedAt * 1000).toISOString(),
     toolVersion: 'replica',
-    source: {kind: 'sqlite', location: dir, engine: 'sqlite'},
+    source: {kind: 'sqlite', location: display, engine: 'sqlite'},
     alembicRevision,
     envNames: [],
     rowCounts,
-    artifacts: {mode: 'none', files: 0, bytes: 0},
+    artifacts: {
+      mode: artifacts.files > 0 ? 'all' : 'none',
+      files: artifacts.files,
+      bytes: artifacts.bytes,
+      ...(replayed.contents.meta.artifactsRoot ? {root: replayed.contents.meta.artifactsRoot} : {}),
+    },
     files: [{path: SQLITE_FILE_ENTRY, size: (await stat(file)).size, sha256: ''}],
   }
 }
 
-/** Puts the replayed file where an extracted archive's database would be. */
-export async function placeReplayed(file: string, dir: string): Promise<void> {
+/** Puts the replayed file where an extracted archive's database would be, and the replica's artifacts beside it. */
+export async function placeReplayed(reader: ReplicaReader, file: string, dir: string): Promise<number> {
   await makeDirs(join(dir, 'db'))
   await rename(file, join(dir, SQLITE_FILE_ENTRY))
+  const artifacts = await reader.list('artifacts/')
+  for (const {key} of artifacts) {
+    const problem = unsafeEntryName(key)
+    if (problem) throw corrupt(`Replica ${reader.display}: artifact ${key} ${problem}; nothing was restored.`)
+  }
+  await inOrder(artifacts, 8, async ({key}) => {
+    await makeDirs(dirname(join(dir, key)))
+    await reader.downloadFile(key, join(dir, key))
+  })
+  return artifacts.length
 }

@@ -62,7 +62,8 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
     }),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask before replacing data.', env: 'MLFLOWCTL_YES'}),
     'from-replica': Flags.string({
-      summary: "Restore from a replica (the extension's MLFLOWCTL_REPLICA_URL directory) instead of a backup.",
+      summary:
+        "Restore from a replica (the extension's MLFLOWCTL_REPLICA_URL: a directory, s3://, wasbs:// or gs://) instead of a backup.",
       env: 'MLFLOWCTL_FROM_REPLICA',
     }),
     at: Flags.string({

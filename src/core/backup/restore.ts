@@ -64,15 +64,15 @@ export function parseRestoreSource(
       )
     return {kind: 'backup', ref: backup}
   }
-  if (/^(s3|wasbs|gs):\/\//.test(fromReplica))
-    throw new UsageError(
-      'TARGET_NOT_SUPPORTED',
-      `--from-replica ${fromReplica}: object-store replicas are not implemented yet; use a directory replica.`,
-    )
   const moment = at === undefined ? undefined : Date.parse(at)
   if (moment !== undefined && Number.isNaN(moment))
     throw new UsageError('INVALID_TIME', `--at ${at} is not a time: use ISO 8601, for example 2026-12-04T10:15:00Z.`)
-  return {kind: 'replica', dir: resolvePath(fromReplica), at: moment === undefined ? undefined : moment / 1000}
+  return {
+    kind: 'replica',
+    // An object-store replica (s3://, wasbs://, gs://) is read as it is; a directory is made absolute.
+    dir: /^(s3|wasbs|gs):\/\//.test(fromReplica) ? fromReplica : resolvePath(fromReplica),
+    at: moment === undefined ? undefined : moment / 1000,
+  }
 }
 
 export interface RestoreOptions {

@@ -5,6 +5,10 @@ import {parseOpsStatus} from '../extension-contract.js'
 import type {MlflowctlError} from '../../errors.js'
 import {pass, warn, fail, keyHeader, formatAge, type DoctorContext} from './context.js'
 
+/** Seconds under two minutes, then minutes, then formatAge's hours and days. */
+const formatLag = (ms: number) =>
+  ms < 120_000 ? `${Math.round(ms / 100) / 10} s` : ms < 7_200_000 ? `${Math.round(ms / 60_000)} min` : formatAge(ms)
+
 export const extensionChecks: CheckDefinition<DoctorContext>[] = [
   {
     id: 'extension.status',
@@ -110,6 +114,41 @@ export const extensionChecks: CheckDefinition<DoctorContext>[] = [
           'Check the backup schedule (cron/systemd timer) and its log.',
         )
       return pass(`the last backup is ${formatAge(age)} old`)
+    },
+  },
+  {
+    id: 'extension.replica',
+    category: 'extension',
+    title: 'Replication of local storage',
+    needs: ['extension.status'],
+    async run(ctx) {
+      const replica = ctx.facts.ops!.replica
+      if (!replica) return pass('off (MLFLOWCTL_REPLICA_URL is not set)')
+      if (replica.role === 'refused')
+        return fail(
+          `replication to ${replica.url} is refused: ${replica.refusedBecause ?? 'no reason given'}`,
+          'Fix what the reason names (the bundle: mlflowctl init --replica-store; the variables MLFLOWCTL_REPLICA_*), then redeploy.',
+        )
+      if (replica.role !== 'replicating')
+        return warn(
+          `replication to ${replica.url} is ${replica.role} in the process that answered`,
+          replica.role === 'standby'
+            ? 'Another server process holds the replica lock; local storage should run one process (max processes 1).'
+            : 'It has just started; run doctor again in a minute.',
+        )
+      const lagMs = (replica.lagSeconds ?? Number.POSITIVE_INFINITY) * 1000
+      const where = `to ${replica.url}, generation ${replica.generation ?? '?'}`
+      if (lagMs > ctx.input.maxReplicaLagMs)
+        return warn(
+          `replication ${where} is ${Number.isFinite(lagMs) ? formatLag(lagMs) : 'no round yet'} behind, over ${formatLag(ctx.input.maxReplicaLagMs)}${replica.lastError ? `; last error: ${replica.lastError}` : ''}`,
+          'Replication has stopped or falls behind: read the content log (replica.round_failed); check the replica is reachable and writable.',
+        )
+      if (replica.lastError)
+        return warn(
+          `replication ${where} is current, but its last round failed: ${replica.lastError}`,
+          'Read the content log (replica.round_failed); it retries every round.',
+        )
+      return pass(`replicating ${where}, ${formatLag(lagMs)} behind`)
     },
   },
 ]

@@ -19,7 +19,7 @@ const deploymentLayers: CheckDefinition<DoctorContext>[] = [
   ...mlflowChecks.slice(0, 1),
   ...extensionChecks.slice(0, 1),
   ...mlflowChecks.slice(1, 6),
-  ...extensionChecks.slice(1, 4),
+  ...extensionChecks.slice(1, 5),
   ...databaseChecks,
   ...clientChecks,
 ]

@@ -1,10 +1,10 @@
 """Continuous replication of the SQLite store (issue 19; docs/design/replication.md): the WAL, read while a read
 transaction pins it, shipped as checked segments after a snapshot, and restored to any shipped commit.
 
-The WAL format, one replication round against a directory replica (Replicator), the restore that replays a replica
-into a database file, and the service that runs rounds while the server serves (ReplicationService; started by
-server.build_app when MLFLOWCTL_REPLICA_URL is set). Not yet: object-store replicas, retention and periodic
-snapshots, the replicator's own checkpoints, the CLI's restore (docs/design/replication.md).
+The WAL format, one replication round (Replicator: WAL segments, snapshots, its own checkpoints, retention,
+artifacts) against a directory or object-store replica (replica_store.py), the restore that replays a replica into a
+database file, and the service that runs rounds while the server serves (ReplicationService; started by
+server.build_app when MLFLOWCTL_REPLICA_URL is set). The CLI reads the same layout (src/core/replica.ts).
 
 SQLite's WAL (sqlite src/wal.c, header comment): a 32-byte header (magic 0x377f0682 or 0x377f0683, which picks the
 byte order of the checksums; format; page size; checkpoint sequence; salt-1; salt-2; a checksum of the first 24
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .logs import log_event, redact
+from .replica_store import open_store
 
 WAL_HEADER = 32
 FRAME_HEADER = 24
@@ -94,38 +95,25 @@ def committed_frames(data: bytes, header: WalHeader, start: int, checksum: tuple
     return end, end_chain, frames
 
 
-def _write_json(path: Path, value: dict) -> None:
-    temporary = path.with_suffix(path.suffix + ".partial")
-    temporary.write_text(json.dumps(value, sort_keys=True))
-    os.replace(temporary, path)
+def _gzip_file(source: Path, target: Path) -> str:
+    """gzip(source) streamed into `target`; returns the SHA-256 of what was written."""
+    digest = hashlib.sha256()
 
+    class Hashing:
+        def __init__(self, raw) -> None:
+            self.raw = raw
 
-def _write_blob(path: Path, data: bytes) -> str:
-    """Writes gzip(data) atomically; returns the SHA-256 of what was written."""
-    compressed = gzip.compress(data, compresslevel=1)
-    temporary = path.with_suffix(path.suffix + ".partial")
-    with open(temporary, "wb") as handle:
-        handle.write(compressed)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    return hashlib.sha256(compressed).hexdigest()
+        def write(self, data) -> int:
+            digest.update(data)
+            return self.raw.write(data)
 
+        def flush(self) -> None:
+            self.raw.flush()
 
-def _write_file_gz(source: Path, path: Path) -> str:
-    """gzip(source) written atomically to `path`, streamed; returns the SHA-256 of what was written."""
-    temporary = path.with_suffix(path.suffix + ".partial")
-    with open(source, "rb") as data, open(temporary, "wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as out:
+    with open(source, "rb") as data, open(target, "wb") as raw:
+        with gzip.GzipFile(fileobj=Hashing(raw), mode="wb", compresslevel=1, mtime=0) as out:  # type: ignore[arg-type]
             while block := data.read(1 << 20):
                 out.write(block)
-        raw.flush()
-        os.fsync(raw.fileno())
-    digest = hashlib.sha256()
-    with open(temporary, "rb") as written:
-        while block := written.read(1 << 20):
-            digest.update(block)
-    os.replace(temporary, path)
     return digest.hexdigest()
 
 
@@ -133,39 +121,89 @@ def generation_id(now: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + os.urandom(3).hex()
 
 
+def parse_duration(text: str | None, default: float) -> float:
+    """'7d', '12h', '30m', '45s' or a number of seconds."""
+    if not text:
+        return default
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (for example 7d, 12h, 30m or 45s)")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+SEGMENT_KEY = re.compile(r"^generations/([^/]+)/wal/([0-9a-f]{8})/([0-9a-f]{16})-([0-9a-f]{16})\.frames\.gz\.json$")
+DEFAULT_SNAPSHOT_INTERVAL = 24 * 3600.0
+DEFAULT_RETENTION = 7 * 86400.0
+# Like Litestream's MinCheckpointPageN: past this many frames in the WAL the replicator restarts it itself.
+CHECKPOINT_FRAMES = 1000
+DEFAULT_ARTIFACT_INTERVAL = 5.0
+
+
+class _Discontinuity(Exception):
+    """The WAL does not continue what was shipped (restarted more than once between rounds, or replaced)."""
+
+
 class Replicator:
-    """Ships the database's committed WAL frames to a directory replica, one round at a time (`ship`).
+    """Ships the database's committed WAL frames to a replica (a directory or an object store), one round at a time
+    (`ship`), and the artifact files once each.
 
     No frame may be overwritten before it is shipped. SQLite restarts the WAL (new salts, writing from its start)
     only once a checkpoint has copied every frame into the database and no reader still reads from the WAL, and a
     checkpoint cannot copy frames past the read mark of an open read transaction. So the replicator always holds a
     read transaction (a pin) on one of two connections, and moves it forward each round by pinning the other
     connection before it lets the first go: between rounds the WAL can only restart after every frame up to the pin
-    was shipped. A WAL found restarted then continues the history in a new WAL index; anything that does not
-    continue (the first round, a database file replaced, a gap) starts a new generation with a snapshot.
+    was shipped. A pin taken when every frame was already copied back reads the database file, not the WAL, and then
+    protects nothing; so a restart is accepted only when salt-1 grew by exactly one (SQLite adds one per restart,
+    wal.c walRestartHdr): two restarts between rounds, a WAL deleted and recreated, or a replaced file start a new
+    generation with a snapshot instead of a silent gap.
+
+    Under writes that never pause the WAL would never restart (the pin is always there), so past CHECKPOINT_FRAMES
+    the replicator takes the write lock for a moment (BEGIN IMMEDIATE: writers wait, readers do not), ships the rest,
+    lets go of its pins and checkpoints (PASSIVE); the next writer restarts the WAL.
+
+    A new process resumes the newest generation when the WAL still continues its last segment (same salts, and the
+    frame before the shipped end carries the shipped checksum), else starts a new one. Every `snapshot_interval` a
+    new generation starts, and generations whose successor is older than `retention` are deleted.
 
     Position: the WAL's salts, the byte offset after the last shipped commit frame, and SQLite's checksum chain there.
     """
 
-    def __init__(self, database: Path, replica: Path, now=time.time):
+    def __init__(self, database: Path, replica, now=time.time, *, scratch: Path | None = None, artifacts: Path | None = None,
+                 snapshot_interval: float = DEFAULT_SNAPSHOT_INTERVAL, retention: float = DEFAULT_RETENTION,
+                 checkpoint_frames: int = CHECKPOINT_FRAMES, artifact_interval: float = DEFAULT_ARTIFACT_INTERVAL):
         self.database = Path(database)
         self.wal = Path(f"{database}-wal")
-        self.replica = Path(replica)
+        self.store = open_store(replica)
+        self.scratch = Path(scratch) if scratch else self.database.parent
+        self.artifacts = Path(artifacts) if artifacts else None
         self.now = now
+        self.snapshot_interval, self.retention = snapshot_interval, retention
+        self.checkpoint_frames, self.artifact_interval = checkpoint_frames, artifact_interval
         self.generation: str | None = None
+        self.snapshot_taken_at = 0.0
         self.salts: tuple[int, int] | None = None
+        self.page_size = 4096
         self.offset = 0
         self.chain: tuple[int, int] = (0, 0)
         self.wal_index = 0
-        # Where the previous WAL index ended, told by the first segment of the next (so a lost last segment shows).
+        # After a WAL restart, until the new WAL's first segment is written: where the previous index ended.
+        self.restart_pending = False
         self.previous_end: int | None = None
+        self.resumed = False
+        self.checkpoints = 0
+        self.artifacts_shipped = 0
+        self._shipped_artifacts: dict[str, tuple[int, int | None]] | None = None
+        self._previous_scan: dict[str, tuple[int, int]] = {}
+        self._next_artifact_scan = 0.0
         self.pins = [sqlite3.connect(self.database, isolation_level=None, check_same_thread=False) for _ in range(2)]
+        # The checkpoint's write lock: a short busy timeout, so a long application write makes it wait a round instead.
+        self.locker = sqlite3.connect(self.database, isolation_level=None, check_same_thread=False, timeout=0.2)
         self.pinned: int | None = None
         if self.pins[0].execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
             raise ReplicaError(f"{self.database} cannot use WAL mode (a network file system?): replication needs it")
 
     def close(self) -> None:
-        for connection in self.pins:
+        for connection in [*self.pins, self.locker]:
             if connection.in_transaction:
                 connection.execute("COMMIT")
             connection.close()
@@ -179,28 +217,41 @@ class Replicator:
             self.pins[self.pinned].execute("COMMIT")
         self.pinned = nxt
 
-    def _generation_dir(self) -> Path:
-        return self.replica / "generations" / self.generation  # type: ignore[operator]
+    def _unpin(self) -> None:
+        if self.pinned is not None:
+            self.pins[self.pinned].execute("COMMIT")
+            self.pinned = None
+
+    def _read_wal(self, start: int) -> tuple[WalHeader | None, bytes]:
+        """The WAL's header and its bytes from `start` on (not the whole file each round: it may be megabytes)."""
+        try:
+            with open(self.wal, "rb") as handle:
+                header = parse_wal_header(handle.read(WAL_HEADER))
+                handle.seek(start)
+                return header, handle.read()
+        except FileNotFoundError:
+            return None, b""
+
+    def _generation_key(self, name: str) -> str:
+        return f"generations/{self.generation}/{name}"
 
     def _new_generation(self) -> None:
         """A snapshot and the WAL position it corresponds to, exactly: while a write transaction keeps every writer
         out, the WAL's committed end is read and a read transaction pins that state; then writers go on, and the
-        snapshot is copied from the pin at leisure (SQLite's online backup API)."""
+        snapshot is copied from the pin at leisure (SQLite's online backup API) into scratch space, then uploaded."""
         self.generation = generation_id(self.now())
-        directory = self._generation_dir()
-        (directory / "wal" / "00000000").mkdir(parents=True, exist_ok=True)  # each WAL index has its directory
-        _write_json(self.replica / "mlflowctl-replica.json", {"format": REPLICA_FORMAT})
-        if self.pinned is not None:
-            self.pins[self.pinned].execute("COMMIT")
-            self.pinned = None
+        self.store.put("mlflowctl-replica.json", json.dumps({
+            "format": REPLICA_FORMAT, "database": self.database.name,
+            "artifactsRoot": str(self.artifacts) if self.artifacts else None,
+        }, sort_keys=True).encode())
+        self._unpin()
         writer, reader = self.pins
         writer.execute("BEGIN IMMEDIATE")
         try:
-            wal = self.wal.read_bytes() if self.wal.exists() else b""
-            header = parse_wal_header(wal)
+            header, wal = self._read_wal(0)
             if header:
                 self.offset, self.chain, _ = committed_frames(wal, header, WAL_HEADER, header.checksum)
-                self.salts = header.salts
+                self.salts, self.page_size = header.salts, header.page_size
             else:
                 self.offset, self.chain, self.salts = 0, (0, 0), None
             reader.execute("BEGIN")
@@ -208,118 +259,254 @@ class Replicator:
         finally:
             writer.execute("COMMIT")
         self.pinned = 1
-        # Into a file beside the replica's snapshot, not memory: the database may be gigabytes.
-        staged = directory / "snapshot.db.partial-copy"
+        taken_at = self.now()
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        staged, packed = self.scratch / "replica-snapshot.db", self.scratch / "replica-snapshot.db.gz"
         copy = sqlite3.connect(staged)
         try:
             reader.backup(copy)
         finally:
             copy.close()
-        size = staged.stat().st_size
-        sha = _write_file_gz(staged, directory / "snapshot.db.gz")
-        staged.unlink()
-        self.wal_index = 0
-        _write_json(directory / "snapshot.json", {
-            "sha256": sha, "bytes": size, "takenAt": self.now(), "walIndex": 0, "offset": self.offset,
-            "salts": list(self.salts) if self.salts else None,
-        })
+        try:
+            size = staged.stat().st_size
+            sha = _gzip_file(staged, packed)
+            self.store.put_file(self._generation_key("snapshot.db.gz"), packed)
+        finally:
+            staged.unlink(missing_ok=True)
+            packed.unlink(missing_ok=True)
+        self.wal_index, self.restart_pending, self.previous_end = 0, False, None
+        self.snapshot_taken_at = taken_at
+        # Written last: a generation without snapshot.json is unfinished, and restores skip it.
+        self.store.put(self._generation_key("snapshot.json"), json.dumps({
+            "sha256": sha, "bytes": size, "takenAt": taken_at, "walIndex": 0, "offset": self.offset,
+            "salts": list(self.salts) if self.salts else None, "chain": list(self.chain), "pageSize": self.page_size,
+        }, sort_keys=True).encode())
 
-    def ship(self) -> dict:
-        """One round: ship the committed frames after the position as one segment, then move the pin forward.
-        Returns what it did: {"generation", "segment" (a path, or None), "frames", "newGeneration"}."""
-        if self.generation is None:
-            self._new_generation()
-            return {"generation": self.generation, "segment": None, "frames": 0, "newGeneration": True}
-        wal = self.wal.read_bytes() if self.wal.exists() else b""
-        header = parse_wal_header(wal)
-        result = {"generation": self.generation, "segment": None, "frames": 0, "newGeneration": False}
-        if header is None:
-            self._repin()
-            return result
-        start, chain, index = self.offset, self.chain, self.wal_index
-        if header.salts != self.salts:
-            # Restarted since the last round: by the pin's rule every frame of the old WAL was shipped.
-            start, chain, index = WAL_HEADER, header.checksum, self.wal_index + 1
-            self.previous_end = self.offset
-            (self._generation_dir() / "wal" / f"{index:08x}").mkdir(parents=True, exist_ok=True)  # even if empty
-        end, end_chain, frames = committed_frames(wal, header, start, chain)
-        if frames > 0:
-            directory = self._generation_dir() / "wal" / f"{index:08x}"
-            directory.mkdir(parents=True, exist_ok=True)
-            name = f"{start:016x}-{end:016x}.frames.gz"
-            sha = _write_blob(directory / name, wal[start:end])
-            _write_json(directory / f"{name}.json", {
-                "sha256": sha, "frames": frames, "start": start, "end": end, "commitTime": self.now(),
-                "salts": list(header.salts), "bigEndian": header.big_endian, "pageSize": header.page_size,
-                "chainBefore": list(chain), "chainAfter": list(end_chain),
-                **({"previousIndexEnd": self.previous_end} if start == WAL_HEADER and self.previous_end is not None else {}),
-            })
-            if start == WAL_HEADER:
-                self.previous_end = None
-            result.update(segment=str(directory / name), frames=frames)
-        self.salts, self.offset, self.chain, self.wal_index = header.salts, (end if frames else start), (end_chain if frames else chain), index
+    def _resume(self) -> bool:
+        """Continues the newest generation when the WAL on disk still continues its last shipped segment."""
+        generations = _generations(self.store)
+        if not generations:
+            return False
+        generation, snapshot = generations[-1]
+        segments = _segment_keys(self.store, generation)
+        if segments:
+            last = json.loads(self.store.get(segments[-1][0]))
+            salts, end, chain, index = last["salts"], last["end"], last["chainAfter"], segments[-1][1]
+        else:
+            salts, end, chain, index = snapshot.get("salts"), snapshot["offset"], snapshot.get("chain"), 0
+        if not salts or chain is None:
+            return False
         self._repin()
+        header, wal = self._read_wal(0)
+        frame_size = FRAME_HEADER + (header.page_size if header else 0)
+        if header is None or header.salts != tuple(salts) or len(wal) < end:
+            return False
+        if end > WAL_HEADER:
+            c1, c2 = struct.unpack(">2I", wal[end - frame_size + 16 : end - frame_size + FRAME_HEADER])
+            if [c1, c2] != list(chain):
+                return False
+        elif list(header.checksum) != list(chain):
+            return False
+        self.generation, self.snapshot_taken_at = generation, snapshot["takenAt"]
+        self.salts, self.page_size, self.offset, self.chain, self.wal_index = header.salts, header.page_size, end, tuple(chain), index
+        self.resumed = True
+        return True
+
+    def _ship_frames(self) -> dict:
+        """Ships the committed frames after the position as one segment (or none). @raises _Discontinuity"""
+        read_at = self.now()
+        header, data = self._read_wal(self.offset)
+        result = {"segment": None, "frames": 0}
+        if header is None:
+            return result
+        start, chain = self.offset, self.chain
+        if header.salts != self.salts:
+            if self.salts is not None and header.salts[0] != (self.salts[0] + 1) & 0xFFFFFFFF:
+                raise _Discontinuity(f"the WAL restarted more than once between rounds (salt-1 {self.salts[0]} → {header.salts[0]})")
+            # Restarted once since the last round: by the pin's rule every frame of the old WAL was shipped.
+            if not self.restart_pending:
+                self.previous_end, self.restart_pending = self.offset, True
+            start, chain = WAL_HEADER, header.checksum
+            _, data = self._read_wal(start)
+        relative_end, end_chain, frames = committed_frames(data, header, 0, chain)
+        end = start + relative_end
+        if frames > 0:
+            index = self.wal_index + 1 if self.restart_pending else self.wal_index
+            name = f"wal/{index:08x}/{start:016x}-{end:016x}.frames.gz"
+            compressed = gzip.compress(data[:relative_end], compresslevel=1)
+            self.store.put(self._generation_key(name), compressed)
+            self.store.put(self._generation_key(f"{name}.json"), json.dumps({
+                "sha256": hashlib.sha256(compressed).hexdigest(), "frames": frames, "start": start, "end": end,
+                "commitTime": self.now(), "readAt": read_at, "salts": list(header.salts), "bigEndian": header.big_endian,
+                "pageSize": header.page_size, "chainBefore": list(chain), "chainAfter": list(end_chain),
+                **({"previousIndexEnd": self.previous_end} if self.restart_pending else {}),
+            }, sort_keys=True).encode())
+            self.wal_index, self.restart_pending, self.previous_end = index, False, None
+            result.update(segment=self._generation_key(name), frames=frames)
+        self.salts, self.page_size, self.offset, self.chain = header.salts, header.page_size, end, end_chain
         return result
 
+    def _checkpoint_due(self) -> bool:
+        return self.offset - WAL_HEADER >= self.checkpoint_frames * (FRAME_HEADER + self.page_size)
 
-def restore(replica: Path, target: Path, at: float | None = None) -> dict:
+    def ship(self) -> dict:
+        """One round: ship the committed frames after the position as one segment, move the pin forward, restart the
+        WAL when it grew past CHECKPOINT_FRAMES, start a new generation when the snapshot is due, ship artifacts.
+        Returns {"generation", "segment" (a key, or None), "frames", "newGeneration", "checkpointed", "artifacts"}."""
+        result = {"generation": None, "segment": None, "frames": 0, "newGeneration": False, "checkpointed": False, "artifacts": 0}
+        if self.generation is None and not self._resume():
+            self._new_generation()
+            self._apply_retention()
+            result.update(generation=self.generation, newGeneration=True, artifacts=self._ship_artifacts())
+            return result
+        try:
+            if self._checkpoint_due() and self._lock_writers():
+                try:
+                    result.update(self._ship_frames())
+                    self._unpin()
+                    self.pins[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                    result["checkpointed"] = True
+                finally:
+                    self.locker.execute("COMMIT")
+            else:
+                result.update(self._ship_frames())
+            self._repin()
+        except _Discontinuity as reason:
+            log_event("replica.new_generation", "the WAL does not continue the replica; starting a new generation", logging.WARNING, reason=str(reason))
+            self._new_generation()
+            result["newGeneration"] = True
+        if self.now() - self.snapshot_taken_at >= self.snapshot_interval:
+            self._new_generation()
+            self._apply_retention()
+            result["newGeneration"] = True
+        result.update(generation=self.generation, artifacts=self._ship_artifacts())
+        return result
+
+    def _lock_writers(self) -> bool:
+        try:
+            self.locker.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError:  # an application write holds the lock: try again next round
+            return False
+
+    def _apply_retention(self) -> None:
+        """Deletes each generation whose successor began before the retention window: nothing in the window needs it."""
+        cutoff = self.now() - self.retention
+        generations = _generations(self.store)
+        doomed = [g for (g, _), (_, after) in zip(generations, generations[1:]) if after["takenAt"] <= cutoff]
+        finished = {g for g, _ in generations}
+        keys = self.store.list("generations/")
+        # Unfinished generations (a snapshot interrupted by a crash) older than the current one go too.
+        doomed += sorted({k.split("/")[1] for k, _ in keys if k.split("/")[1] not in finished and k.split("/")[1] < (self.generation or "")})
+        for generation in doomed:
+            self.store.delete([k for k, _ in keys if k.startswith(f"generations/{generation}/")])
+            log_event("replica.retention", "deleted a generation older than the retention window", generation=generation)
+
+    def _ship_artifacts(self) -> int:
+        """Ships artifact files not shipped yet (or changed), once each, by path under artifacts/. A file goes once its
+        size and mtime held still for a scan (MLflow may still be writing it)."""
+        if not self.artifacts or self.now() < self._next_artifact_scan:
+            return 0
+        self._next_artifact_scan = self.now() + self.artifact_interval
+        if self._shipped_artifacts is None:
+            self._shipped_artifacts = {key[len("artifacts/") :]: (size, None) for key, size in self.store.list("artifacts/")}
+        scan: dict[str, tuple[int, int]] = {}
+        for directory, _, files in os.walk(self.artifacts):
+            for name in files:
+                path = Path(directory) / name
+                try:
+                    stat = path.lstat()
+                except FileNotFoundError:
+                    continue
+                if path.is_symlink():
+                    continue
+                scan[path.relative_to(self.artifacts).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+        shipped = 0
+        for relative, (size, mtime) in sorted(scan.items()):
+            known = self._shipped_artifacts.get(relative)
+            if known and known[0] == size and known[1] in (None, mtime):
+                self._shipped_artifacts[relative] = (size, mtime)
+                continue
+            if self._previous_scan.get(relative) != (size, mtime):
+                continue  # new or still changing: next scan
+            self.store.put_file(f"artifacts/{relative}", self.artifacts / relative)
+            self._shipped_artifacts[relative] = (size, mtime)
+            shipped += 1
+        self._previous_scan = scan
+        self.artifacts_shipped += shipped
+        return shipped
+
+
+def _generations(store) -> list[tuple[str, dict]]:
+    """Finished generations (those with snapshot.json), oldest first, with their snapshot.json."""
+    ids = sorted({key.split("/")[1] for key, _ in store.list("generations/") if key.endswith("/snapshot.json") and key.count("/") == 2})
+    found = [(g, json.loads(store.get(f"generations/{g}/snapshot.json"))) for g in ids]
+    # By the snapshot's time: two generations begun in the same second have IDs that sort by their random part.
+    return sorted(found, key=lambda entry: (entry[1]["takenAt"], entry[0]))
+
+
+def _segment_keys(store, generation: str) -> list[tuple[str, int, int]]:
+    """The sidecar keys of a generation's segments with their WAL index and start, in replay order."""
+    found = []
+    for key, _ in store.list(f"generations/{generation}/wal/"):
+        match = SEGMENT_KEY.match(key)
+        if match:
+            found.append((key, int(match.group(2), 16), int(match.group(3), 16)))
+    return sorted(found, key=lambda entry: (entry[1], entry[2]))
+
+
+def restore(replica, target: Path, at: float | None = None) -> dict:
     """Rebuilds the database of the newest generation as of `at` (a Unix time; default: everything shipped) into
     `target`: the snapshot, then each segment's committed frames in order. Every segment is checked (its SHA-256,
     its salts and SQLite's checksum chain, and that it starts where the previous one ended); the first that fails stops
     the restore with ReplicaError, and nothing is written to `target`."""
-    generations = sorted((Path(replica) / "generations").iterdir()) if (Path(replica) / "generations").exists() else []
+    store = open_store(replica)
+    generations = _generations(store)
     if not generations:
-        raise ReplicaError(f"{replica} holds no generation")
-    chosen = None
-    for directory in reversed(generations):
-        snapshot = json.loads((directory / "snapshot.json").read_text())
-        if at is None or snapshot["takenAt"] <= at:
-            chosen = (directory, snapshot)
-            break
+        raise ReplicaError(f"{store.url} holds no generation")
+    chosen = next(((g, s) for g, s in reversed(generations) if at is None or s["takenAt"] <= at), None)
     if chosen is None:
-        raise ReplicaError(f"{replica} holds nothing as old as {at}")
-    directory, snapshot = chosen
-    blob = (directory / "snapshot.db.gz").read_bytes()
+        raise ReplicaError(f"{store.url} holds nothing as old as {at}")
+    generation, snapshot = chosen
+    blob = store.get(f"generations/{generation}/snapshot.db.gz")
     if hashlib.sha256(blob).hexdigest() != snapshot["sha256"]:
-        raise ReplicaError(f"{directory.name}/snapshot.db.gz does not match its SHA-256")
+        raise ReplicaError(f"{generation}/snapshot.db.gz does not match its SHA-256")
     pages = bytearray(gzip.decompress(blob))
-    applied = 0
-    previous_end = None
-    for number, index_dir in enumerate(sorted((directory / "wal").iterdir())):
-        if index_dir.name != f"{number:08x}":
-            raise ReplicaError(f"{directory.name}/wal/{number:08x} is missing (found {index_dir.name} after it)")
-        expected_start = snapshot["offset"] if number == 0 else WAL_HEADER
-        for meta_path in sorted(index_dir.glob("*.frames.gz.json")):
-            meta = json.loads(meta_path.read_text())
-            if at is not None and meta["commitTime"] > at:
-                break
-            name = meta_path.name[: -len(".json")]
-            where = f"{directory.name}/wal/{index_dir.name}/{name}"
-            if meta["start"] == WAL_HEADER and number > 0 and meta.get("previousIndexEnd") != previous_end:
-                raise ReplicaError(f"a segment is missing at the end of WAL index {number - 1:08x} (it ended at {previous_end}, {where} says {meta.get('previousIndexEnd')})")
-            if meta["start"] != expected_start:
-                raise ReplicaError(f"a segment is missing before {where} (it starts at {meta['start']}, the previous one ended at {expected_start})")
-            data = (index_dir / name).read_bytes()
-            if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-                raise ReplicaError(f"{where} does not match its SHA-256")
-            frames = gzip.decompress(data)
-            header = WalHeader(meta["bigEndian"], meta["pageSize"], 0, tuple(meta["salts"]), tuple(meta["chainBefore"]))
-            end, chain, count = committed_frames(frames, header, 0, tuple(meta["chainBefore"]))
-            if end != len(frames) or end != meta["end"] - meta["start"] or list(chain) != meta["chainAfter"]:
-                raise ReplicaError(f"{where}: SQLite's checksums do not check (the frames were changed)")
-            frame_size = FRAME_HEADER + meta["pageSize"]
-            for at_byte in range(0, len(frames), frame_size):
-                pgno, db_size = struct.unpack(">2I", frames[at_byte : at_byte + 8])
-                page = frames[at_byte + FRAME_HEADER : at_byte + frame_size]
-                offset = (pgno - 1) * meta["pageSize"]
-                if len(pages) < offset + meta["pageSize"]:
-                    pages.extend(b"\0" * (offset + meta["pageSize"] - len(pages)))
-                pages[offset : offset + meta["pageSize"]] = page
-                if db_size:
-                    del pages[db_size * meta["pageSize"] :]
-            applied += count
-            expected_start = meta["end"]
-        previous_end = expected_start
+    applied, index, expected_start = 0, 0, snapshot["offset"]
+    for key, segment_index, _ in _segment_keys(store, generation):
+        meta = json.loads(store.get(key))
+        if at is not None and meta["commitTime"] > at:
+            break
+        where = key[len("generations/") : -len(".json")]
+        if segment_index != index:
+            if segment_index != index + 1:
+                raise ReplicaError(f"WAL index {index + 1:08x} of {generation} is missing (found {segment_index:08x} after {index:08x})")
+            if meta["start"] == WAL_HEADER and meta.get("previousIndexEnd") != expected_start:
+                raise ReplicaError(f"a segment is missing at the end of WAL index {index:08x} (it ended at {expected_start}, {where} says {meta.get('previousIndexEnd')})")
+            index, expected_start = segment_index, WAL_HEADER
+        if meta["start"] != expected_start:
+            raise ReplicaError(f"a segment is missing before {where} (it starts at {meta['start']}, the previous one ended at {expected_start})")
+        data = store.get(key[: -len(".json")])
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            raise ReplicaError(f"{where} does not match its SHA-256")
+        frames = gzip.decompress(data)
+        header = WalHeader(meta["bigEndian"], meta["pageSize"], 0, tuple(meta["salts"]), tuple(meta["chainBefore"]))
+        end, chain, count = committed_frames(frames, header, 0, tuple(meta["chainBefore"]))
+        if end != len(frames) or end != meta["end"] - meta["start"] or list(chain) != meta["chainAfter"]:
+            raise ReplicaError(f"{where}: SQLite's checksums do not check (the frames were changed)")
+        frame_size = FRAME_HEADER + meta["pageSize"]
+        for at_byte in range(0, len(frames), frame_size):
+            pgno, db_size = struct.unpack(">2I", frames[at_byte : at_byte + 8])
+            page = frames[at_byte + FRAME_HEADER : at_byte + frame_size]
+            offset = (pgno - 1) * meta["pageSize"]
+            if len(pages) < offset + meta["pageSize"]:
+                pages.extend(b"\0" * (offset + meta["pageSize"] - len(pages)))
+            pages[offset : offset + meta["pageSize"]] = page
+            if db_size:
+                del pages[db_size * meta["pageSize"] :]
+        applied += count
+        expected_start = meta["end"]
     # The file is a rollback-journal database from here on: the snapshot came from the backup API.
     temporary = Path(f"{target}.partial")
     temporary.write_bytes(bytes(pages))
@@ -330,7 +517,7 @@ def restore(replica: Path, target: Path, at: float | None = None) -> dict:
     finally:
         check.close()
     os.replace(temporary, target)
-    return {"generation": directory.name, "frames": applied}
+    return {"generation": generation, "frames": applied}
 
 
 DEFAULT_INTERVAL = 1.0
@@ -341,18 +528,22 @@ class ReplicationService:
     """Replication while the server serves (MLFLOWCTL_REPLICA_URL): a daemon thread per server process; the one that
     holds `<state dir>/replica.lock` (a non-blocking flock, released by the kernel when its process dies) ships a
     round every MLFLOWCTL_REPLICA_INTERVAL seconds (default 1), the others wait to take over. `status()` is what
-    /_mlflowctl/status reports. Not yet: object-store replicas (refused, and said in the status), retention, the
-    periodic snapshot, and the replicator's own checkpoints (docs/design/replication.md)."""
+    /_mlflowctl/status reports."""
 
-    def __init__(self, database: Path, replica_url: str, state_dir: Path, interval: float = DEFAULT_INTERVAL):
+    def __init__(self, database: Path, replica_url: str, state_dir: Path, interval: float = DEFAULT_INTERVAL,
+                 artifacts: Path | None = None, options: dict | None = None):
         self.database = Path(database)
         self.replica_url = replica_url
         self.state_dir = Path(state_dir)
         self.interval = interval
+        self.artifacts = artifacts
+        self.options = options or {}
         self.lock = threading.Lock()
         self.state: dict = {"url": redact(replica_url), "role": "starting", "generation": None, "walIndex": None, "offset": None,
                             "lastShippedAt": None, "lastRoundAt": None, "shippedFrames": 0, "lagSeconds": None, "lastError": None,
-                            "refusedBecause": None}
+                            "refusedBecause": None, "resumed": None, "snapshotTakenAt": None, "checkpoints": 0,
+                            "artifactsShipped": 0, "retentionSeconds": self.options.get("retention", DEFAULT_RETENTION),
+                            "snapshotIntervalSeconds": self.options.get("snapshot_interval", DEFAULT_SNAPSHOT_INTERVAL)}
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -369,10 +560,6 @@ class ReplicationService:
             self.state.update(fields)
 
     def start(self) -> None:
-        if re.match(r"^(s3|wasbs|gs)://", self.replica_url):
-            self._set(role="refused", refusedBecause="object-store replicas are not implemented yet: use a directory")
-            log_event("replica.refused", "replication refused", logging.WARNING, reason=self.state["refusedBecause"])
-            return
         self.thread = threading.Thread(target=self._run, name="mlflowctl-replica", daemon=True)
         self.thread.start()
 
@@ -393,25 +580,31 @@ class ReplicationService:
                     self.stop_event.wait(LOCK_RETRY_SECONDS)
             if self.stop_event.is_set():
                 return
-            log_event("replica.started", "replicating the SQLite store", replica=self.replica_url, interval_s=self.interval)
+            log_event("replica.started", "replicating the SQLite store", replica=redact(self.replica_url), interval_s=self.interval)
             replicator = None
             try:
-                replicator = Replicator(self.database, Path(self.replica_url))
+                replicator = Replicator(self.database, self.replica_url, scratch=self.state_dir, artifacts=self.artifacts, **self.options)
                 self._set(role="replicating")
                 while not self.stop_event.is_set():
                     began = time.time()
                     try:
                         result = replicator.ship()
                         self._set(generation=result["generation"], walIndex=replicator.wal_index, offset=replicator.offset,
-                                  lastRoundAt=began, lastError=None,
+                                  lastRoundAt=began, lastError=None, resumed=replicator.resumed,
+                                  snapshotTakenAt=replicator.snapshot_taken_at, checkpoints=replicator.checkpoints,
+                                  artifactsShipped=replicator.artifacts_shipped,
                                   **({"lastShippedAt": began, "shippedFrames": self.state["shippedFrames"] + result["frames"]} if result["frames"] else {}))
                     except Exception as exc:  # a full disk, an unreachable replica: reported, retried next round
-                        self._set(lastError=f"{type(exc).__name__}: {exc}")
-                        log_event("replica.round_failed", "a replication round failed; retrying", logging.WARNING, reason=f"{type(exc).__name__}: {exc}")
+                        self._set(lastError=redact(f"{type(exc).__name__}: {exc}"))
+                        log_event("replica.round_failed", "a replication round failed; retrying", logging.WARNING, reason=redact(f"{type(exc).__name__}: {exc}"))
                     self.stop_event.wait(self.interval)
-            except Exception as exc:  # WAL mode refused, the replica directory unwritable: said in the status
-                self._set(role="refused", refusedBecause=f"{type(exc).__name__}: {exc}" if not isinstance(exc, ReplicaError) else str(exc))
-                log_event("replica.refused", "replication refused", logging.WARNING, reason=str(exc))
+            except Exception as exc:  # WAL mode refused, an SDK missing, the replica unwritable: said in the status
+                reason = str(exc) if isinstance(exc, ReplicaError) else f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, ImportError):
+                    scheme = self.replica_url.split("://")[0]
+                    reason = f"{scheme}:// replicas need {exc.name}, which this bundle does not install: render it with `mlflowctl init --replica-store {scheme}`"
+                self._set(role="refused", refusedBecause=redact(reason))
+                log_event("replica.refused", "replication refused", logging.WARNING, reason=redact(reason))
             finally:
                 if replicator:
                     replicator.close()
@@ -423,10 +616,22 @@ def start_replication(storage, env) -> ReplicationService | None:
     url = env.get("MLFLOWCTL_REPLICA_URL")
     if not url:
         return None
-    service = ReplicationService(storage.sqlite_path or Path("-"), url, storage.state_dir or Path("-"), float(env.get("MLFLOWCTL_REPLICA_INTERVAL") or DEFAULT_INTERVAL))
+    try:
+        options = {
+            "retention": parse_duration(env.get("MLFLOWCTL_REPLICA_RETENTION"), DEFAULT_RETENTION),
+            "snapshot_interval": parse_duration(env.get("MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL"), DEFAULT_SNAPSHOT_INTERVAL),
+        }
+        interval = parse_duration(env.get("MLFLOWCTL_REPLICA_INTERVAL"), DEFAULT_INTERVAL)
+        refused = None
+    except ValueError as exc:
+        options, interval, refused = {}, DEFAULT_INTERVAL, f"MLFLOWCTL_REPLICA_*: {exc}"
+    artifacts = Path(storage.artifacts_destination) if storage.mode == "local" and storage.artifacts_destination else None
+    service = ReplicationService(storage.sqlite_path or Path("-"), url, storage.state_dir or Path("-"), interval, artifacts, options)
     if not storage.sqlite_path or not storage.state_dir:
-        service._set(role="refused", refusedBecause="replication covers local storage (a SQLite file in the data directory) only")
-        log_event("replica.refused", "replication refused", logging.WARNING, reason=service.state["refusedBecause"])
+        refused = "replication covers local storage (a SQLite file in the data directory) only"
+    if refused:
+        service._set(role="refused", refusedBecause=refused)
+        log_event("replica.refused", "replication refused", logging.WARNING, reason=refused)
         return service
     with sqlite3.connect(storage.sqlite_path) as connection:
         mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]

@@ -179,6 +179,151 @@ def test_no_commit_is_missed_while_a_writer_and_its_checkpoints_race_the_rounds(
         assert restored.execute("SELECT count(*) FROM runs").fetchone()[0] > 50
 
 
+def _write_round(writer: sqlite3.Connection, rng: random.Random, rows: int = 20) -> None:
+    writer.execute("BEGIN")
+    run = writer.execute("INSERT INTO runs (name) VALUES ('r')").lastrowid
+    for _ in range(rows):
+        writer.execute("INSERT INTO metrics (run, step, value, blob) VALUES (?, (SELECT coalesce(max(step), 0) + 1 FROM metrics), ?, ?)", (run, rng.random(), rng.randbytes(1500)))
+    writer.execute("COMMIT")
+
+
+def test_a_new_process_resumes_the_generation_where_the_last_one_stopped(tmp_path: Path):
+    """A replicator that dies (its process killed: no close) is followed by a new one on the same WAL: it continues the
+    same generation from the last shipped segment instead of a new snapshot; a WAL that no longer continues it (the
+    file checkpointed away, as a clean shutdown does) starts a new generation."""
+    database = tmp_path / "mlflow.db"
+    writer = writer_for(database)
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    rng = random.Random(3)
+    first = Replicator(database, tmp_path / "replica")
+    first.ship()
+    _write_round(writer, rng)
+    first.ship()
+    generation = first.generation
+    _write_round(writer, rng)  # committed, not shipped when the first replicator "dies"
+    for connection in first.pins + [first.locker]:
+        connection.close()  # a killed process: its read transactions end, nothing else happens
+    second = Replicator(database, tmp_path / "replica")
+    result = second.ship()
+    assert second.resumed and result["generation"] == generation and not result["newGeneration"], result
+    assert result["frames"] > 0, "the commit made while no replicator ran is shipped by the next one"
+    _write_round(writer, rng)
+    second.ship()
+    second.close()
+    target = tmp_path / "restored.db"
+    restore(tmp_path / "replica", target)
+    with sqlite3.connect(target) as restored:
+        assert content(restored) == content(writer)
+    assert len(list((tmp_path / "replica" / "generations").iterdir())) == 1
+
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL emptied: what happened to it cannot be known
+    _write_round(writer, rng)
+    third = Replicator(database, tmp_path / "replica")
+    assert third.ship()["newGeneration"] and not third.resumed
+    third.close()
+    restore(tmp_path / "replica", target)
+    with sqlite3.connect(target) as restored:
+        assert content(restored) == content(writer)
+
+
+def test_writes_that_never_pause_still_let_the_wal_restart_and_lose_nothing(tmp_path: Path):
+    """Without a quiet moment the pin would keep the WAL from ever restarting; past checkpoint_frames the replicator
+    takes the write lock for a moment, ships the rest, checkpoints and lets the next writer restart the WAL."""
+    database = tmp_path / "mlflow.db"
+    writer = writer_for(database)
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # only the replicator checkpoints
+    rng = random.Random(5)
+    replicator = Replicator(database, tmp_path / "replica", checkpoint_frames=40)
+    replicator.ship()
+    sizes = []
+    for _ in range(40):
+        _write_round(writer, rng)
+        replicator.ship()
+        sizes.append(Path(f"{database}-wal").stat().st_size)
+    replicator.close()
+    assert replicator.checkpoints >= 3 and replicator.wal_index >= 3, (replicator.checkpoints, replicator.wal_index)
+    assert max(sizes) < 80 * (4096 + 24), f"the WAL stays bounded: {max(sizes)} bytes"
+    target = tmp_path / "restored.db"
+    restore(tmp_path / "replica", target)
+    with sqlite3.connect(target) as restored:
+        assert content(restored) == content(writer)
+
+
+def test_two_restarts_between_rounds_start_a_new_generation_instead_of_a_gap(tmp_path: Path):
+    """With no pin (as when the pin reads the database file only), the WAL can restart twice between two rounds and
+    the first restart's frames are gone: salt-1 grew by two, so the replicator takes a new snapshot."""
+    database = tmp_path / "mlflow.db"
+    writer = writer_for(database)
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    rng = random.Random(9)
+    replicator = Replicator(database, tmp_path / "replica")
+    replicator.ship()
+    _write_round(writer, rng)
+    replicator.ship()
+    replicator._unpin()
+    for _ in range(2):
+        writer.execute("PRAGMA wal_checkpoint(RESTART)")
+        _write_round(writer, rng)
+    result = replicator.ship()
+    assert result["newGeneration"], result
+    replicator.close()
+    target = tmp_path / "restored.db"
+    restore(tmp_path / "replica", target)
+    with sqlite3.connect(target) as restored:
+        assert content(restored) == content(writer)
+
+
+def test_snapshots_start_generations_and_retention_deletes_old_ones(tmp_path: Path):
+    database = tmp_path / "mlflow.db"
+    writer = writer_for(database)
+    rng = random.Random(11)
+    clock = [10_000.0]
+    replicator = Replicator(database, tmp_path / "replica", now=lambda: clock[0], snapshot_interval=10, retention=25)
+    replicator.ship()
+    history = []
+    for _ in range(60):
+        _write_round(writer, rng, rows=3)
+        clock[0] += 1
+        replicator.ship()
+        history.append((clock[0], content(writer)))
+    replicator.close()
+    generations = sorted(p.name for p in (tmp_path / "replica" / "generations").iterdir())
+    assert 3 <= len(generations) <= 5, generations  # 6 snapshots in 60 s, those older than 25 s (and unneeded) gone
+    target = tmp_path / "restored.db"
+    for when, expected in history[-25:]:
+        restore(tmp_path / "replica", target, at=when)
+        with sqlite3.connect(target) as restored:
+            assert content(restored) == expected, f"as of {when}"
+    with pytest.raises(ReplicaError, match="nothing as old as"):
+        restore(tmp_path / "replica", target, at=history[5][0])
+
+
+def test_artifacts_are_shipped_once_each_after_they_hold_still(tmp_path: Path):
+    database = tmp_path / "mlflow.db"
+    writer_for(database).close()
+    artifacts = tmp_path / "artifacts"
+    (artifacts / "1" / "abc").mkdir(parents=True)
+    (artifacts / "1" / "abc" / "model.pkl").write_bytes(b"x" * 1000)
+    clock = [0.0]
+    replicator = Replicator(database, tmp_path / "replica", now=lambda: clock[0], artifacts=artifacts, artifact_interval=5)
+    shipped = []
+    for _ in range(4):
+        shipped.append(replicator.ship()["artifacts"])
+        clock[0] += 5
+    assert shipped == [0, 1, 0, 0], "seen once, shipped at the next scan when unchanged, never again"
+    (artifacts / "1" / "abc" / "model.pkl").write_bytes(b"y" * 2000)
+    (artifacts / "1" / "abc" / "new.txt").write_text("new")
+    shipped = [replicator.ship()["artifacts"] for _ in range(2) if not clock.__setitem__(0, clock[0] + 5)]
+    assert shipped == [0, 2]
+    replicator.close()
+    assert (tmp_path / "replica" / "artifacts" / "1" / "abc" / "model.pkl").read_bytes() == b"y" * 2000
+    meta = json.loads((tmp_path / "replica" / "mlflowctl-replica.json").read_text())
+    assert meta["artifactsRoot"] == str(artifacts)
+    again = Replicator(database, tmp_path / "replica", now=lambda: clock[0], artifacts=artifacts, artifact_interval=5)
+    assert [again.ship()["artifacts"] for _ in range(2) if not clock.__setitem__(0, clock[0] + 5)] == [0, 0], "a restart ships nothing twice"
+    again.close()
+
+
 def test_the_server_replicates_while_it_serves_and_reports_it(bundle, tmp_path, start_server):
     """MLFLOWCTL_REPLICA_URL on the real server: what MLflow commits reaches the replica within rounds, the status
     says so, and the replica restores to a database that holds the run and every metric."""

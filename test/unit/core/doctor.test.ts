@@ -191,6 +191,7 @@ describe('doctor --dev (fake probes)', () => {
       guid: {source: 'dev'},
       profile: 'default',
       deep: false,
+      maxReplicaLagMs: 60_000,
       minFreeBytes: 0,
       minFreeRatio: 0,
     }

@@ -6,6 +6,7 @@ import {describe, it} from 'node:test'
 import {
   continuityProblem,
   replayPlan,
+  summarizeReplica,
   walChecksum,
   type GenerationInfo,
   type SegmentInfo,
@@ -59,13 +60,34 @@ describe('replica rules', () => {
       )!,
       /missing at the end of WAL index 0/,
     )
-    const noIndex: GenerationInfo = {
-      ...whole,
-      walIndexes: [
-        {index: 0, segments: []},
-        {index: 2, segments: []},
+    const skipped = [segment(0, 32, 64, 1), segment(2, 32, 96, 2, {previousIndexEnd: 64})]
+    assert.match(continuityProblem(whole, skipped)!, /WAL index 1 of generation g is missing/)
+    // Index 0 may hold nothing: the WAL restarted before anything was shipped after the snapshot.
+    const emptyFirst = generation('g', 0, [[], [segment(1, 32, 96, 2, {previousIndexEnd: 4128})]], 4128)
+    assert.equal(continuityProblem(emptyFirst, emptyFirst.walIndexes[1].segments), undefined)
+    const wrongEnd = [segment(1, 32, 96, 2, {previousIndexEnd: 32})]
+    assert.match(continuityProblem(emptyFirst, wrongEnd)!, /missing at the end of WAL index 0 \(it ended at 4128/)
+  })
+  it('orders generations by their snapshot, not their ID, and summarizes the window a restore can reach', () => {
+    // Begun in the same second: the IDs sort by their random part, the snapshots by time.
+    const first = generation('20261204T100000Z-ffffff', 100.2, [[segment(0, 32, 64, 101), segment(0, 64, 96, 130)]])
+    const second = generation('20261204T100000Z-000000', 100.7, [[segment(0, 32, 64, 140)]])
+    assert.equal((replayPlan([first, second], undefined) as {generation: GenerationInfo}).generation.id, second.id)
+    const summary = summarizeReplica(
+      [second, first],
+      {generations: {[first.id]: 1000, [second.id]: 500}, artifacts: {files: 2, bytes: 30}},
+      150,
+    )
+    assert.deepEqual(
+      summary.generations.map((g) => [g.id, g.segments, g.bytes]),
+      [
+        [first.id, 2, 1000],
+        [second.id, 1, 500],
       ],
-    }
-    assert.match(continuityProblem(noIndex, [])!, /WAL index 1 of generation g is missing/)
+    )
+    assert.deepEqual(summary.window, {from: new Date(100200).toISOString(), to: new Date(140000).toISOString()})
+    assert.equal(summary.bytes, 1530)
+    assert.equal(summary.newestAgeSeconds, 10)
+    assert.equal(summarizeReplica([], {generations: {}, artifacts: {files: 0, bytes: 0}}, 1).window, null)
   })
 })

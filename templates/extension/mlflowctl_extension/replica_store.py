@@ -1,0 +1,209 @@
+"""Where a replica lives (MLFLOWCTL_REPLICA_URL): a directory, s3://bucket/prefix, wasbs://container@account.host/prefix
+or gs://bucket/prefix, behind one small interface of keys ("generations/<id>/snapshot.json") so that the replicator
+and the restore do not care which.
+
+Credentials: each SDK's own chain, configured the way MLflow configures its artifact clients (MLFLOW_S3_ENDPOINT_URL
+and the AWS_* variables; AZURE_STORAGE_CONNECTION_STRING or DefaultAzureCredential; STORAGE_EMULATOR_HOST or Google's
+application default credentials). The SDK is imported on use: a bundle needs only its replica's
+(`mlflowctl init --replica-store s3|wasbs|gs` adds it to requirements.txt).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
+PARTIAL = ".partial"
+
+
+class ReplicaStore:
+    url: str
+
+    def put(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def put_file(self, key: str, path: Path) -> None:
+        raise NotImplementedError
+
+    def get(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> list[tuple[str, int]]:
+        """Every key under `prefix` with its size, sorted."""
+        raise NotImplementedError
+
+    def delete(self, keys: list[str]) -> None:
+        raise NotImplementedError
+
+
+class DirectoryStore(ReplicaStore):
+    """Each key a file; written to a temporary name, synced and renamed, so a reader never sees half a file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.url = str(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def _commit(self, key: str, write) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + PARTIAL)
+        with open(temporary, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._commit(key, lambda handle: handle.write(data))
+
+    def put_file(self, key: str, path: Path) -> None:
+        def copy(handle) -> None:
+            with open(path, "rb") as source:
+                while block := source.read(1 << 20):
+                    handle.write(block)
+
+        self._commit(key, copy)
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def list(self, prefix: str) -> list[tuple[str, int]]:
+        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        if not base.exists():
+            return []
+        found = []
+        for directory, _, files in os.walk(base):
+            for name in files:
+                if name.endswith(PARTIAL):
+                    continue
+                path = Path(directory) / name
+                found.append((path.relative_to(self.root).as_posix(), path.stat().st_size))
+        return sorted(found)
+
+    def delete(self, keys: list[str]) -> None:
+        parents = set()
+        for key in keys:
+            path = self._path(key)
+            path.unlink(missing_ok=True)
+            parents.add(path.parent)
+        # Empty directories left behind go too (deepest first), up to the root.
+        for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+            while parent != self.root and parent.is_relative_to(self.root):
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+                parent = parent.parent
+
+
+def _split(path: str) -> str:
+    prefix = path.strip("/")
+    return f"{prefix}/" if prefix else ""
+
+
+class S3Store(ReplicaStore):
+    def __init__(self, url: str) -> None:
+        import boto3
+
+        parsed = urlparse(url)
+        self.url, self.bucket, self.prefix = url, parsed.netloc, _split(parsed.path)
+        self.client = boto3.client("s3", endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.client.upload_file(str(path), self.bucket, self.prefix + key)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+
+    def list(self, prefix: str) -> list[tuple[str, int]]:
+        found = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            found += [(item["Key"][len(self.prefix) :], item["Size"]) for item in page.get("Contents", [])]
+        return sorted(found)
+
+    def delete(self, keys: list[str]) -> None:
+        for at in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            batch = [{"Key": self.prefix + key} for key in keys[at : at + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
+
+class AzureBlobStore(ReplicaStore):
+    def __init__(self, url: str) -> None:
+        from azure.storage.blob import BlobServiceClient
+
+        parsed = urlparse(url)
+        container, _, host = parsed.netloc.partition("@")
+        self.url, self.prefix = url, _split(parsed.path)
+        connection_string = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        if connection_string:
+            service = BlobServiceClient.from_connection_string(connection_string)
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            service = BlobServiceClient(account_url=f"https://{host}", credential=DefaultAzureCredential())
+        self.container = service.get_container_client(container)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.container.upload_blob(self.prefix + key, data, overwrite=True)
+
+    def put_file(self, key: str, path: Path) -> None:
+        with open(path, "rb") as handle:
+            self.container.upload_blob(self.prefix + key, handle, overwrite=True, max_concurrency=2)
+
+    def get(self, key: str) -> bytes:
+        return self.container.download_blob(self.prefix + key).readall()
+
+    def list(self, prefix: str) -> list[tuple[str, int]]:
+        return sorted((blob.name[len(self.prefix) :], blob.size) for blob in self.container.list_blobs(name_starts_with=self.prefix + prefix))
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self.container.delete_blob(self.prefix + key)
+
+
+class GcsStore(ReplicaStore):
+    def __init__(self, url: str) -> None:
+        from google.cloud import storage
+
+        parsed = urlparse(url)
+        self.url, self.prefix = url, _split(parsed.path)
+        self.bucket = storage.Client().bucket(parsed.netloc)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.bucket.blob(self.prefix + key).upload_from_string(data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.bucket.blob(self.prefix + key).upload_from_filename(str(path))
+
+    def get(self, key: str) -> bytes:
+        return self.bucket.blob(self.prefix + key).download_as_bytes()
+
+    def list(self, prefix: str) -> list[tuple[str, int]]:
+        return sorted((blob.name[len(self.prefix) :], blob.size or 0) for blob in self.bucket.client.list_blobs(self.bucket, prefix=self.prefix + prefix))
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self.bucket.blob(self.prefix + key).delete()
+
+
+OBJECT_STORES = {"s3": S3Store, "wasbs": AzureBlobStore, "gs": GcsStore}
+
+
+def open_store(url: "str | Path | ReplicaStore") -> ReplicaStore:
+    """The store for a replica URL: a path (or file://) is a directory; s3://, wasbs://, gs:// an object store."""
+    if isinstance(url, ReplicaStore):
+        return url
+    text = str(url)
+    scheme = re.match(r"^([a-z0-9]+)://", text)
+    if scheme and scheme.group(1) in OBJECT_STORES:
+        return OBJECT_STORES[scheme.group(1)](text)
+    if scheme and scheme.group(1) != "file":
+        raise ValueError(f"MLFLOWCTL_REPLICA_URL: {scheme.group(1)}:// is not a replica store (a directory, s3://, wasbs:// or gs://)")
+    return DirectoryStore(Path(text.removeprefix("file://")))
