@@ -15,6 +15,7 @@ counts only once its commit frame does.
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
 import gzip
 import hashlib
@@ -232,6 +233,13 @@ class Replicator:
         except FileNotFoundError:
             return None, b""
 
+    def _wal_header(self) -> WalHeader | None:
+        try:
+            with open(self.wal, "rb") as handle:
+                return parse_wal_header(handle.read(WAL_HEADER))
+        except FileNotFoundError:
+            return None
+
     def _generation_key(self, name: str) -> str:
         return f"generations/{self.generation}/{name}"
 
@@ -315,7 +323,7 @@ class Replicator:
     def _ship_frames(self) -> dict:
         """Ships the committed frames after the position as one segment (or none). @raises _Discontinuity"""
         read_at = self.now()
-        header, data = self._read_wal(self.offset)
+        header = self._wal_header()
         result = {"segment": None, "frames": 0}
         if header is None:
             return result
@@ -327,8 +335,21 @@ class Replicator:
             if not self.restart_pending:
                 self.previous_end, self.restart_pending = self.offset, True
             start, chain = WAL_HEADER, header.checksum
-            _, data = self._read_wal(start)
-        relative_end, end_chain, frames = committed_frames(data, header, 0, chain)
+        # The wal-index first, the WAL after: frames up to its end are in the file before SQLite publishes it.
+        known = self._wal_index_header(header)
+        _, data = self._read_wal(start)
+        if known is not None and start <= known[0] <= start + len(data):
+            # The wal-index says where the last commit ends and SQLite's chain there: no checksum to compute here
+            # (a Python loop over every word of every page held the GIL for a fifth of the server's time).
+            relative_end, end_chain = known[0] - start, known[1]
+            frames = relative_end // (FRAME_HEADER + header.page_size)
+            # A pin taken when every frame was already copied back reads the database file and does not stop a
+            # restart: a writer may have begun overwriting the WAL while it was read. A restart writes the new header
+            # before any frame, so the same header after the read proves the bytes read are the ones the chain covers.
+            if self._wal_header() != header:
+                return result
+        else:
+            relative_end, end_chain, frames = committed_frames(data, header, 0, chain)
         end = start + relative_end
         if frames > 0:
             index = self.wal_index + 1 if self.restart_pending else self.wal_index
@@ -345,6 +366,39 @@ class Replicator:
             result.update(segment=self._generation_key(name), frames=frames)
         self.salts, self.page_size, self.offset, self.chain = header.salts, header.page_size, end, end_chain
         return result
+
+    def _wal_index_header(self, header: WalHeader) -> tuple[int, tuple[int, int]] | None:
+        """The committed end of the WAL (a byte offset) and SQLite's checksum chain there, from the wal-index header
+        in the -shm file (sqlite.org/walformat.html, "The WAL-Index Header": two 48-byte copies, native byte order;
+        mxFrame at byte 16, aFrameCksum at 24, aSalt at 32). None when it cannot be trusted: the copies differ (a
+        writer is updating them), the salts are not the WAL file's, or the last frame does not carry that chain as a
+        commit frame; the caller then scans the WAL itself."""
+        try:
+            with open(f"{self.database}-shm", "rb") as handle:
+                raw = handle.read(96)
+        except FileNotFoundError:
+            return None
+        if len(raw) < 96 or raw[:48] != raw[48:96]:
+            return None
+        mx_frame, _pages, c1, c2 = struct.unpack("=4I", raw[16:32])
+        # aSalt holds the WAL header's bytes as they are (big-endian words); the rest are native integers.
+        salts = struct.unpack(">2I", raw[32:40])
+        if salts != header.salts or mx_frame == 0:
+            return None
+        frame_size = FRAME_HEADER + header.page_size
+        end = WAL_HEADER + mx_frame * frame_size
+        try:
+            with open(self.wal, "rb") as handle:
+                handle.seek(end - frame_size)
+                last = handle.read(FRAME_HEADER)
+        except FileNotFoundError:
+            return None
+        if len(last) < FRAME_HEADER:
+            return None
+        _pgno, commit, fsalt1, fsalt2, f1, f2 = struct.unpack(">6I", last)
+        if not commit or (fsalt1, fsalt2) != header.salts or (f1, f2) != (c1, c2):
+            return None
+        return end, (c1, c2)
 
     def _checkpoint_due(self) -> bool:
         return self.offset - WAL_HEADER >= self.checkpoint_frames * (FRAME_HEADER + self.page_size)
@@ -562,6 +616,9 @@ class ReplicationService:
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="mlflowctl-replica", daemon=True)
         self.thread.start()
+        # A graceful stop (SIGTERM on a redeploy or restart) ships a last round first, so the next process's
+        # generation begins where this one's ends.
+        atexit.register(self.close)
 
     def close(self) -> None:
         self.stop_event.set()
@@ -598,6 +655,10 @@ class ReplicationService:
                         self._set(lastError=redact(f"{type(exc).__name__}: {exc}"))
                         log_event("replica.round_failed", "a replication round failed; retrying", logging.WARNING, reason=redact(f"{type(exc).__name__}: {exc}"))
                     self.stop_event.wait(self.interval)
+                try:
+                    replicator.ship()
+                except Exception as exc:  # stopping anyway: said in the log
+                    log_event("replica.round_failed", "the last round before stopping failed", logging.WARNING, reason=redact(f"{type(exc).__name__}: {exc}"))
             except Exception as exc:  # WAL mode refused, an SDK missing, the replica unwritable: said in the status
                 reason = str(exc) if isinstance(exc, ReplicaError) else f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, ImportError):
