@@ -38,8 +38,15 @@ async function build(label, requirements, extraPackages = []) {
   return venv
 }
 
-function bundleRequirements(storage, mlflowVersion, appMode) {
-  const bundle = renderBundle(templates, {storage, mlflowVersion, pythonVersion, toolVersion: 'provision', appMode})
+function bundleRequirements(storage, mlflowVersion, appMode, replicaStore) {
+  const bundle = renderBundle(templates, {
+    storage,
+    mlflowVersion,
+    pythonVersion,
+    toolVersion: 'provision',
+    appMode,
+    replicaStore,
+  })
   return bundle.files.find((file) => file.path === 'requirements.txt').content.toString('utf8')
 }
 
@@ -60,6 +67,11 @@ for (const mlflowVersion of UPGRADE_MATRIX_EXTRA)
 await build(
   `MLflow ${NEWEST_KNOWN_MLFLOW} python-api (in-place upgrades)`,
   bundleRequirements('local', NEWEST_KNOWN_MLFLOW, 'python-api'),
+)
+// Local storage replicated to S3 (init --replica-store s3; test/integration/replica-connect.test.ts).
+await build(
+  `MLflow ${NEWEST_KNOWN_MLFLOW} local, S3 replica`,
+  bundleRequirements('local', NEWEST_KNOWN_MLFLOW, undefined, 's3'),
 )
 // The fake Connect builds the same venvs from the deployed bundles' requirements.txt and finds these.
 const cloud = {}

@@ -60,6 +60,8 @@ export const opsStatusSchema = z
         artifactsShipped: z.number().int().optional(),
         retentionSeconds: z.number().optional(),
         snapshotIntervalSeconds: z.number().optional(),
+        /** Object stores: connect (the content's OAuth integration) or ambient (the SDK's chain). */
+        credentials: z.enum(['connect', 'ambient']).nullable().optional(),
       })
       .strict()
       .nullish(),

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .logs import log_event, redact
-from .replica_store import open_store
+from .replica_store import STATIC_CREDENTIALS, open_store, replica_credentials
 
 WAL_HEADER = 32
 FRAME_HEADER = 24
@@ -597,7 +597,8 @@ class ReplicationService:
                             "lastShippedAt": None, "lastRoundAt": None, "shippedFrames": 0, "lagSeconds": None, "lastError": None,
                             "refusedBecause": None, "resumed": None, "snapshotTakenAt": None, "checkpoints": 0,
                             "artifactsShipped": 0, "retentionSeconds": self.options.get("retention", DEFAULT_RETENTION),
-                            "snapshotIntervalSeconds": self.options.get("snapshot_interval", DEFAULT_SNAPSHOT_INTERVAL)}
+                            "snapshotIntervalSeconds": self.options.get("snapshot_interval", DEFAULT_SNAPSHOT_INTERVAL),
+                            "credentials": None}
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -614,6 +615,9 @@ class ReplicationService:
             self.state.update(fields)
 
     def start(self) -> None:
+        scheme = self.replica_url.split("://")[0]
+        if scheme in STATIC_CREDENTIALS:
+            self._set(credentials=replica_credentials(scheme, os.environ))
         self.thread = threading.Thread(target=self._run, name="mlflowctl-replica", daemon=True)
         self.thread.start()
         # A graceful stop (SIGTERM on a redeploy or restart) ships a last round first, so the next process's
@@ -671,6 +675,31 @@ class ReplicationService:
                     replicator.close()
 
 
+NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "ceph", "glusterfs", "fuse.glusterfs", "lustre", "gpfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "virtiofs"}
+
+
+def network_filesystem(path: Path, mountinfo: str | None = None) -> str | None:
+    """The type of the network file system `path` lives on, or None (a local disk, or no /proc). From the mount whose
+    mount point is the longest prefix of the path (/proc/self/mountinfo: field 5 the mount point, with spaces as \\040;
+    the file system type after the " - " separator)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return None
+    target = str(Path(path).resolve())
+    best, best_type = "", None
+    for line in mountinfo.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, best_type = point, rest.split()[0]
+    return best_type if best_type in NETWORK_FILESYSTEMS else None
+
+
 def start_replication(storage, env) -> ReplicationService | None:
     """Starts replication when MLFLOWCTL_REPLICA_URL is set. Local storage (the SQLite file) only. WAL mode is set
     here, before MLflow opens the store (it is persistent on the file; MLflow itself leaves the rollback journal)."""
@@ -690,6 +719,10 @@ def start_replication(storage, env) -> ReplicationService | None:
     service = ReplicationService(storage.sqlite_path or Path("-"), url, storage.state_dir or Path("-"), interval, artifacts, options)
     if not storage.sqlite_path or not storage.state_dir:
         refused = "replication covers local storage (a SQLite file in the data directory) only"
+    elif network := network_filesystem(storage.sqlite_path.parent):
+        # sqlite.org/wal.html: "WAL does not work over a network filesystem" (its index lives in shared memory).
+        refused = (f"the data directory is on {network}, a network file system, where SQLite's WAL (which replication "
+                   "needs) does not work: put the content's data directory on a local disk, or unset MLFLOWCTL_REPLICA_URL")
     if refused:
         service._set(role="refused", refusedBecause=refused)
         log_event("replica.refused", "replication refused", logging.WARNING, reason=refused)

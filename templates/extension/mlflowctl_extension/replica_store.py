@@ -2,16 +2,21 @@
 or gs://bucket/prefix, behind one small interface of keys ("generations/<id>/snapshot.json") so that the replicator
 and the restore do not care which.
 
-Credentials: each SDK's own chain, configured the way MLflow configures its artifact clients (MLFLOW_S3_ENDPOINT_URL
-and the AWS_* variables; AZURE_STORAGE_CONNECTION_STRING or DefaultAzureCredential; STORAGE_EMULATOR_HOST or Google's
-application default credentials). The SDK is imported on use: a bundle needs only its replica's
-(`mlflowctl init --replica-store s3|wasbs|gs` adds it to requirements.txt).
+Credentials, resolved as the cloud storage modes resolve theirs (settings._credentials_source): the content's Connect
+OAuth integration (`connect`: AWS credentials, or an Entra / Google access token, exchanged by cloud/ and renewed
+before they expire) when the content runs on Connect with a session token and no static credentials are set, else each
+SDK's own chain (`ambient`: MLFLOW_S3_ENDPOINT_URL and the AWS_* variables or an instance role;
+AZURE_STORAGE_CONNECTION_STRING or DefaultAzureCredential; STORAGE_EMULATOR_HOST or Google's application default
+credentials). MLFLOWCTL_REPLICA_CREDENTIALS=connect|ambient decides explicitly; MLFLOWCTL_REPLICA_OAUTH_INTEGRATION
+(else MLFLOWCTL_OAUTH_INTEGRATION) names the integration when the content has several. The SDK is imported on use: a
+bundle needs only its replica's (`mlflowctl init --replica-store s3|wasbs|gs` adds it to requirements.txt).
 """
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
+from typing import Any, Mapping
 from urllib.parse import urlparse
 
 PARTIAL = ".partial"
@@ -106,12 +111,18 @@ def _split(path: str) -> str:
 
 
 class S3Store(ReplicaStore):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, source: Any = None) -> None:
         import boto3
+        import botocore.session
 
         parsed = urlparse(url)
         self.url, self.bucket, self.prefix = url, parsed.netloc, _split(parsed.path)
-        self.client = boto3.client("s3", endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None)
+        session = botocore.session.get_session()
+        if source is not None:  # Connect-issued AWS credentials, renewed before they expire
+            from .cloud.aws import _ConnectAwsProvider
+
+            session.get_component("credential_provider").insert_before("env", _ConnectAwsProvider(source))
+        self.client = boto3.session.Session(botocore_session=session).client("s3", endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None)
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
@@ -135,14 +146,19 @@ class S3Store(ReplicaStore):
 
 
 class AzureBlobStore(ReplicaStore):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, source: Any = None) -> None:
         from azure.storage.blob import BlobServiceClient
 
         parsed = urlparse(url)
         container, _, host = parsed.netloc.partition("@")
         self.url, self.prefix = url, _split(parsed.path)
         connection_string = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
-        if connection_string:
+        if source is not None:  # an Entra token for storage, exchanged through Connect
+            from .cloud.azure import _TokenCredential
+
+            endpoint = os.environ.get("MLFLOWCTL_AZURE_BLOB_ENDPOINT") or f"https://{host}"
+            service = BlobServiceClient(account_url=endpoint, credential=_TokenCredential(source))
+        elif connection_string:
             service = BlobServiceClient.from_connection_string(connection_string)
         else:
             from azure.identity import DefaultAzureCredential
@@ -169,12 +185,18 @@ class AzureBlobStore(ReplicaStore):
 
 
 class GcsStore(ReplicaStore):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, source: Any = None) -> None:
         from google.cloud import storage
 
         parsed = urlparse(url)
         self.url, self.prefix = url, _split(parsed.path)
-        self.bucket = storage.Client().bucket(parsed.netloc)
+        if source is not None:  # a Google access token exchanged through Connect
+            from .cloud.gcp import _google_credentials
+
+            client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT"), credentials=_google_credentials(source))
+        else:
+            client = storage.Client()
+        self.bucket = client.bucket(parsed.netloc)
 
     def put(self, key: str, data: bytes) -> None:
         self.bucket.blob(self.prefix + key).upload_from_string(data)
@@ -196,14 +218,47 @@ class GcsStore(ReplicaStore):
 OBJECT_STORES = {"s3": S3Store, "wasbs": AzureBlobStore, "gs": GcsStore}
 
 
-def open_store(url: "str | Path | ReplicaStore") -> ReplicaStore:
+STATIC_CREDENTIALS = {"s3": "AWS_ACCESS_KEY_ID", "wasbs": "AZURE_STORAGE_CONNECTION_STRING", "gs": "GOOGLE_APPLICATION_CREDENTIALS"}
+
+
+def replica_credentials(scheme: str, env: Mapping[str, str]) -> str:
+    """connect or ambient (see the module's comment). @raises ValueError for another explicit value."""
+    explicit = (env.get("MLFLOWCTL_REPLICA_CREDENTIALS") or "").strip().lower()
+    if explicit and explicit not in ("connect", "ambient"):
+        raise ValueError(f"MLFLOWCTL_REPLICA_CREDENTIALS must be connect or ambient, got {explicit!r}")
+    if explicit:
+        return explicit
+    on_connect = env.get("CONNECT_CONTENT_SESSION_TOKEN") or env.get("CONNECT_CONTENT_SESSION_TOKEN_FILE")
+    return "connect" if on_connect and not env.get(STATIC_CREDENTIALS[scheme]) else "ambient"
+
+
+def _connect_source(scheme: str, env: Mapping[str, str]) -> Any:
+    """A renewing credential from the content's Connect OAuth integration; the first one is fetched now, so a missing
+    integration is the error the status shows."""
+    from .cloud import AZURE_STORAGE_SCOPE, GOOGLE_SCOPE
+    from .connect_oauth import ConnectTokenExchange, access_token_source, aws_credentials_source
+
+    exchange = ConnectTokenExchange(env)
+    audience = env.get("MLFLOWCTL_REPLICA_OAUTH_INTEGRATION") or env.get("MLFLOWCTL_OAUTH_INTEGRATION") or None
+    if scheme == "s3":
+        source = aws_credentials_source(exchange, audience)
+    else:
+        source = access_token_source(exchange, "replica storage", audience, AZURE_STORAGE_SCOPE if scheme == "wasbs" else GOOGLE_SCOPE)
+    source.get()
+    return source
+
+
+def open_store(url: "str | Path | ReplicaStore", env: Mapping[str, str] | None = None) -> ReplicaStore:
     """The store for a replica URL: a path (or file://) is a directory; s3://, wasbs://, gs:// an object store."""
     if isinstance(url, ReplicaStore):
         return url
     text = str(url)
     scheme = re.match(r"^([a-z0-9]+)://", text)
     if scheme and scheme.group(1) in OBJECT_STORES:
-        return OBJECT_STORES[scheme.group(1)](text)
+        env = os.environ if env is None else env
+        name = scheme.group(1)
+        source = _connect_source(name, env) if replica_credentials(name, env) == "connect" else None
+        return OBJECT_STORES[name](text, source)
     if scheme and scheme.group(1) != "file":
         raise ValueError(f"MLFLOWCTL_REPLICA_URL: {scheme.group(1)}:// is not a replica store (a directory, s3://, wasbs:// or gs://)")
     return DirectoryStore(Path(text.removeprefix("file://")))

@@ -444,3 +444,56 @@ def test_kill_points_lose_nothing_acknowledged_more_than_5_s_before(bundle, tmp_
                 assert restored.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
                 assert restored.execute("PRAGMA foreign_key_check").fetchall() == []
     assert min(rates) > 500, f"the client logged {min(rates):.0f} metrics/s at its slowest (the issue asks for 500)"
+
+
+def test_replica_credentials_follow_the_storage_modes_rules():
+    from mlflowctl_extension.replica_store import replica_credentials
+
+    on_connect = {"CONNECT_CONTENT_SESSION_TOKEN_FILE": "/run/token"}
+    assert replica_credentials("s3", on_connect) == "connect"
+    assert replica_credentials("gs", {"CONNECT_CONTENT_SESSION_TOKEN": "t"}) == "connect"
+    assert replica_credentials("s3", {**on_connect, "AWS_ACCESS_KEY_ID": "AKIA"}) == "ambient", "static keys win"
+    assert replica_credentials("wasbs", {**on_connect, "AZURE_STORAGE_CONNECTION_STRING": "x"}) == "ambient"
+    assert replica_credentials("wasbs", {}) == "ambient", "off Connect there is nothing to exchange"
+    assert replica_credentials("s3", {"MLFLOWCTL_REPLICA_CREDENTIALS": "Connect"}) == "connect"
+    assert replica_credentials("s3", {**on_connect, "MLFLOWCTL_REPLICA_CREDENTIALS": "ambient"}) == "ambient"
+    with pytest.raises(ValueError, match="connect or ambient"):
+        replica_credentials("s3", {"MLFLOWCTL_REPLICA_CREDENTIALS": "iam"})
+
+
+def test_an_object_store_replica_without_its_sdk_is_refused_with_the_fix(tmp_path: Path, monkeypatch):
+    """As a bundle rendered without --replica-store s3 runs: boto3 cannot be imported."""
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    from mlflowctl_extension.replica import start_replication
+
+    monkeypatch.setitem(sys.modules, "boto3", None)  # `import boto3` raises ModuleNotFoundError
+    database = tmp_path / "mlflow.db"
+    writer_for(database).close()
+    storage = SimpleNamespace(sqlite_path=database, state_dir=tmp_path / "state", mode="local", artifacts_destination=str(tmp_path / "artifacts"))
+    service = start_replication(storage, {"MLFLOWCTL_REPLICA_URL": "s3://bucket/replica", "MLFLOWCTL_REPLICA_INTERVAL": "0.1"})
+    for _ in range(50):
+        if service.status()["role"] == "refused":
+            break
+        time.sleep(0.1)
+    service.close()
+    status = service.status()
+    assert status["role"] == "refused", status
+    assert "boto3" in status["refusedBecause"] and "init --replica-store s3" in status["refusedBecause"]
+    assert status["credentials"] == "ambient"
+
+
+def test_a_data_directory_on_a_network_file_system_is_named():
+    from mlflowctl_extension.replica import network_filesystem
+
+    mountinfo = "\n".join([
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw",
+        "40 22 0:50 / /var/lib/rstudio-connect rw,relatime shared:20 - nfs4 nas:/connect rw,vers=4.2",
+        "41 40 8:2 / /var/lib/rstudio-connect/local\\040disk rw,relatime shared:21 - xfs /dev/sdb1 rw",
+    ])
+    assert network_filesystem(Path("/var/lib/rstudio-connect/data/a/b"), mountinfo) == "nfs4"
+    assert network_filesystem(Path("/var/lib/rstudio-connect/local disk/x"), mountinfo) is None, "the deeper local mount wins"
+    assert network_filesystem(Path("/srv/mlflow"), mountinfo) is None
+    assert network_filesystem(Path("/var/lib/rstudio-connectX/y"), mountinfo) is None, "a prefix of a name is not a parent"
