@@ -3,7 +3,7 @@
 import {spawnSync} from 'node:child_process'
 import {fileURLToPath} from 'node:url'
 
-for (const name of ['dev-server.mjs', 'backup.mjs', 'replica.mjs']) {
+for (const name of ['dev-server.mjs', 'backup.mjs', 'replica.mjs', 'replica-restore.mjs']) {
   const result = spawnSync(
     process.execPath,
     [fileURLToPath(new URL(name, import.meta.url)), ...process.argv.slice(2)],
