@@ -4,7 +4,8 @@
 // `backup restore --from-replica` into a new app-data directory, against `tar xzf` of the same database (what
 // restoring last night's `sqlite3 .backup` + `tar czf` costs). Directory replica by default; `--s3` puts it in moto
 // (an emulator on loopback: no network latency, so a real bucket is slower per request).
-// Usage: node bench/replica-restore.mjs [--segments 2000] [--s3] [--json]
+// One round per simulated second; compaction (merging segments older than a minute) as the extension runs it, or off
+// with --no-compaction. Usage: node bench/replica-restore.mjs [--segments 2000] [--s3] [--no-compaction] [--json]
 import {execFileSync, spawnSync} from 'node:child_process'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -19,6 +20,7 @@ const arg = (name, fallback) => {
 }
 const segments = arg('segments', 2000)
 const s3 = process.argv.includes('--s3')
+const compaction = !process.argv.includes('--no-compaction')
 const cache = join(root, '.cache', 'mlflowctl')
 const venv = JSON.parse(readFileSync(join(cache, s3 ? 'cloud-venvs.json' : 'test-venvs.json'), 'utf8'))
 const python = s3 ? venv.aws.python : venv.find((v) => v.mlflowVersion.startsWith('3.')).python
@@ -57,15 +59,29 @@ db, replica, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 SqlAlchemyStore(f"sqlite:///{db}", str(db.parent / "artifacts"))
 writer = sqlite3.connect(db, isolation_level=None)
 experiment = writer.execute("INSERT INTO experiments (name, artifact_location, lifecycle_stage) VALUES ('bench', 'x', 'active')").lastrowid
-replicator = Replicator(db, replica)
+import time
+# One round per simulated second of writes (so compaction sees segments age as they would), ending now.
+clock = [time.time() - n]
+replicator = Replicator(db, replica, now=lambda: clock[0], **({"compact_segments": 10**9} if sys.argv[4] == "off" else {}))
 replicator.ship()
 for i in range(n):
     writer.execute("INSERT INTO experiment_tags (key, value, experiment_id) VALUES (?, ?, ?)", (f"k{i}", "v" * random.randint(10, 400), experiment))
+    clock[0] += 1
     replicator.ship()
 replicator.close()
+print(replicator.compacted)
 `
 const t0 = performance.now()
-execFileSync(python, ['-c', build, join(work, 'mlflow.db'), replica, String(segments)], {env, stdio: 'ignore'})
+const compacted = Number(
+  execFileSync(python, ['-c', build, join(work, 'mlflow.db'), replica, String(segments), compaction ? 'on' : 'off'], {
+    env,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  })
+    .trim()
+    .split('\n')
+    .at(-1),
+)
 const buildSeconds = (performance.now() - t0) / 1000
 const cli = (args) =>
   spawnSync(process.execPath, [join(root, 'bin', 'run.js'), ...args, '--json'], {env, encoding: 'utf8'})
@@ -94,5 +110,5 @@ writeFileSync(join(root, 'bench', 'results', `replica-restore-${Date.now()}.json
 console.log(
   process.argv.includes('--json')
     ? JSON.stringify(report, null, 2)
-    : `${report.store}: ${segments} segments (built in ${buildSeconds.toFixed(1)} s); restore --from-replica ${restoreSeconds.toFixed(1)} s (${((restoreSeconds / segments) * 1000).toFixed(1)} ms per segment); tar xzf of the same database ${tarSeconds.toFixed(2)} s`,
+    : `${report.store}: ${segments} rounds, ${compacted} segments merged (built in ${buildSeconds.toFixed(1)} s); restore --from-replica ${restoreSeconds.toFixed(1)} s (${((restoreSeconds / segments) * 1000).toFixed(1)} ms per segment); tar xzf of the same database ${tarSeconds.toFixed(2)} s`,
 )

@@ -26,6 +26,10 @@ export interface SegmentInfo {
   chainBefore: [number, number]
   chainAfter: [number, number]
   previousIndexEnd?: number
+  /** A merged segment (compaction): each merged segment's end, commit time and chain, so a restore can stop at any. */
+  points?: Array<{end: number; commitTime: number; chainAfter: [number, number]}>
+  /** Set by replayPlan: restore only up to this commit point of a merged segment. */
+  cut?: {end: number; commitTime: number; chainAfter: [number, number]}
 }
 
 export interface GenerationInfo {
@@ -52,8 +56,24 @@ export function replayPlan(
   const generation = [...sorted].reverse().find((g) => at === undefined || g.snapshot.takenAt <= at)
   if (!generation) return {error: sorted.length === 0 ? 'it holds no generation' : `it holds nothing as old as ${at}`}
   const segments: SegmentInfo[] = []
-  for (const {segments: inIndex} of generation.walIndexes)
-    for (const segment of inIndex) if (at === undefined || segment.commitTime <= at) segments.push(segment)
+  for (const {segments: inIndex} of generation.walIndexes) {
+    // A merged segment first, then what it merged (still there when its compaction was cut short): skipped.
+    const ordered = [...inIndex].sort((a, b) => a.start - b.start || b.end - a.end)
+    let covered = -1
+    for (const segment of ordered) {
+      if (segment.end <= covered) continue
+      covered = segment.end
+      const first = segment.points?.[0]?.commitTime ?? segment.commitTime
+      if (at !== undefined && first > at) return {generation, segments}
+      if (at === undefined || segment.commitTime <= at) {
+        segments.push(segment)
+        continue
+      }
+      // Part of a merged segment: up to its last commit point not after the moment, and nothing after it.
+      segments.push({...segment, cut: segment.points!.filter((point) => point.commitTime <= at).at(-1)!})
+      return {generation, segments}
+    }
+  }
   return {generation, segments}
 }
 
@@ -78,7 +98,7 @@ export function continuityProblem(generation: GenerationInfo, segments: SegmentI
     }
     if (segment.start !== expected)
       return `a segment is missing before ${segment.path} (it starts at ${segment.start}, the one before ended at ${expected})`
-    expected = segment.end
+    expected = segment.cut?.end ?? segment.end
   }
   return undefined
 }

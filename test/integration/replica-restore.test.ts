@@ -146,3 +146,72 @@ describe('restore from a replica', () => {
     assert.match(both.json!.error!.message, /not both/)
   })
 })
+
+/** Eight rounds of 10 metrics on a clock that moves a minute per round, merged after four: prints the round times. */
+const COMPACTED = `
+import json, sys
+from pathlib import Path
+import mlflow
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflowctl_extension.replica import Replicator
+db, replica, artifacts = sys.argv[1], sys.argv[2], sys.argv[3]
+SqlAlchemyStore(f"sqlite:///{db}", artifacts)
+clock = [1_800_000_000.0]
+replicator = Replicator(Path(db), Path(replica), now=lambda: clock[0], compact_segments=4)
+replicator.ship()
+mlflow.set_tracking_uri(f"sqlite:///{db}")
+times = []
+with mlflow.start_run() as run:
+    for round_number in range(8):
+        for step in range(10):
+            mlflow.log_metric("loss", 1.0, step=round_number * 10 + step)
+        clock[0] += 61
+        replicator.ship()
+        times.append(clock[0])
+replicator.close()
+print(json.dumps({"run": run.info.run_id, "times": times, "compacted": replicator.compacted}))
+`
+
+describe('restore from a compacted replica', () => {
+  it('stops at any commit point inside a merged segment', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const work = tempDir('replica-compacted-')
+    const replica = join(work, 'replica')
+    const written = JSON.parse(
+      execFileSync(venv!.python, ['-c', COMPACTED, join(work, 'mlflow.db'), replica, join(work, 'artifacts')], {
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          PYTHONPATH: join(REPO_ROOT, 'templates', 'extension'),
+          MLFLOW_ENABLE_ASYNC_LOGGING: 'false',
+        },
+      })
+        .trim()
+        .split('\n')
+        .at(-1)!,
+    ) as {run: string; times: number[]; compacted: number}
+    assert.ok(written.compacted >= 4, `merged ${written.compacted} segments`)
+    for (const [round, time] of written.times.entries()) {
+      const target = join(work, `at-${round}`)
+      const result = await runCli([
+        'backup',
+        'restore',
+        '--from-replica',
+        replica,
+        '--at',
+        new Date(time * 1000).toISOString(),
+        '--to',
+        target,
+        '--json',
+      ])
+      assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`)
+      const db = new Database(join(target, 'mlflow.db'), {readonly: true})
+      try {
+        const metrics = db.prepare('SELECT count(*) FROM metrics WHERE run_uuid = ?').pluck().get(written.run)
+        assert.equal(metrics, (round + 1) * 10, `as of round ${round}`)
+      } finally {
+        db.close()
+      }
+    }
+  })
+})

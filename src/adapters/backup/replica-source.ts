@@ -175,7 +175,17 @@ function checkedFrames(segment: SegmentInfo, stored: Buffer, where: string): Buf
   }
   if (!lastCommit || chain[0] !== segment.chainAfter[0] || chain[1] !== segment.chainAfter[1])
     throw corrupt(`${where}: it does not end with a committed transaction.`)
-  return frames
+  if (!segment.cut) return frames
+  // Restored to a commit point inside a merged segment: the chain at that point must be the one recorded.
+  const length = segment.cut.end - segment.start
+  chain = segment.chainBefore
+  for (let at = 0; at < length; at += frameSize) {
+    chain = walChecksum(frames.subarray(at, at + 8), segment.bigEndian, chain)
+    chain = walChecksum(frames.subarray(at + WAL_FRAME_HEADER_BYTES, at + frameSize), segment.bigEndian, chain)
+  }
+  if (length % frameSize !== 0 || chain[0] !== segment.cut.chainAfter[0] || chain[1] !== segment.cut.chainAfter[1])
+    throw corrupt(`${where}: its commit point at ${segment.cut.end} does not check.`)
+  return frames.subarray(0, length)
 }
 
 export interface Replayed {
@@ -234,7 +244,7 @@ export async function replayReplica(reader: ReplicaReader, at: number | undefine
           if (size !== 0) await handle.truncate(size * segment.pageSize)
           frames++
         }
-        reachedAt = segment.commitTime
+        reachedAt = segment.cut?.commitTime ?? segment.commitTime
       }
     }
     await handle.sync()

@@ -138,6 +138,12 @@ DEFAULT_RETENTION = 7 * 86400.0
 # Like Litestream's MinCheckpointPageN: past this many frames in the WAL the replicator restarts it itself.
 CHECKPOINT_FRAMES = 1000
 DEFAULT_ARTIFACT_INTERVAL = 5.0
+# Compaction: once this many segments older than COMPACT_AGE_SECONDS wait, consecutive ones of a WAL index are merged
+# into one (at most COMPACT_BYTES of frames), keeping each one's commit point, so a restore reads a few large objects
+# instead of one pair per second of writes and can still stop at any of the points.
+COMPACT_SEGMENTS = 300
+COMPACT_AGE_SECONDS = 60.0
+COMPACT_BYTES = 64 << 20
 
 
 class _Discontinuity(Exception):
@@ -171,7 +177,8 @@ class Replicator:
 
     def __init__(self, database: Path, replica, now=time.time, *, scratch: Path | None = None, artifacts: Path | None = None,
                  snapshot_interval: float = DEFAULT_SNAPSHOT_INTERVAL, retention: float = DEFAULT_RETENTION,
-                 checkpoint_frames: int = CHECKPOINT_FRAMES, artifact_interval: float = DEFAULT_ARTIFACT_INTERVAL):
+                 checkpoint_frames: int = CHECKPOINT_FRAMES, artifact_interval: float = DEFAULT_ARTIFACT_INTERVAL,
+                 compact_segments: int = COMPACT_SEGMENTS):
         self.database = Path(database)
         self.wal = Path(f"{database}-wal")
         self.store = open_store(replica)
@@ -196,6 +203,9 @@ class Replicator:
         self._shipped_artifacts: dict[str, tuple[int, int | None]] | None = None
         self._previous_scan: dict[str, tuple[int, int]] = {}
         self._next_artifact_scan = 0.0
+        self.compact_segments, self.compacted = compact_segments, 0
+        # Segments this process wrote in the current generation and has not compacted: (key, sidecar).
+        self._recent: list[tuple[str, dict]] = []
         self.pins = [sqlite3.connect(self.database, isolation_level=None, check_same_thread=False) for _ in range(2)]
         # The checkpoint's write lock: a short busy timeout, so a long application write makes it wait a round instead.
         self.locker = sqlite3.connect(self.database, isolation_level=None, check_same_thread=False, timeout=0.2)
@@ -283,6 +293,7 @@ class Replicator:
             staged.unlink(missing_ok=True)
             packed.unlink(missing_ok=True)
         self.wal_index, self.restart_pending, self.previous_end = 0, False, None
+        self._recent = []
         self.snapshot_taken_at = taken_at
         # Written last: a generation without snapshot.json is unfinished, and restores skip it.
         self.store.put(self._generation_key("snapshot.json"), json.dumps({
@@ -296,7 +307,7 @@ class Replicator:
         if not generations:
             return False
         generation, snapshot = generations[-1]
-        segments = _segment_keys(self.store, generation)
+        segments = sorted(_segment_keys(self.store, generation), key=lambda entry: (entry[1], entry[3]))
         if segments:
             last = json.loads(self.store.get(segments[-1][0]))
             salts, end, chain, index = last["salts"], last["end"], last["chainAfter"], segments[-1][1]
@@ -356,13 +367,15 @@ class Replicator:
             name = f"wal/{index:08x}/{start:016x}-{end:016x}.frames.gz"
             compressed = gzip.compress(data[:relative_end], compresslevel=1)
             self.store.put(self._generation_key(name), compressed)
-            self.store.put(self._generation_key(f"{name}.json"), json.dumps({
+            meta = {
                 "sha256": hashlib.sha256(compressed).hexdigest(), "frames": frames, "start": start, "end": end,
                 "commitTime": self.now(), "readAt": read_at, "salts": list(header.salts), "bigEndian": header.big_endian,
                 "pageSize": header.page_size, "chainBefore": list(chain), "chainAfter": list(end_chain),
                 **({"previousIndexEnd": self.previous_end} if self.restart_pending else {}),
-            }, sort_keys=True).encode())
+            }
+            self.store.put(self._generation_key(f"{name}.json"), json.dumps(meta, sort_keys=True).encode())
             self.wal_index, self.restart_pending, self.previous_end = index, False, None
+            self._recent.append((self._generation_key(name), meta))
             result.update(segment=self._generation_key(name), frames=frames)
         self.salts, self.page_size, self.offset, self.chain = header.salts, header.page_size, end, end_chain
         return result
@@ -407,7 +420,7 @@ class Replicator:
         """One round: ship the committed frames after the position as one segment, move the pin forward, restart the
         WAL when it grew past CHECKPOINT_FRAMES, start a new generation when the snapshot is due, ship artifacts.
         Returns {"generation", "segment" (a key, or None), "frames", "newGeneration", "checkpointed", "artifacts"}."""
-        result = {"generation": None, "segment": None, "frames": 0, "newGeneration": False, "checkpointed": False, "artifacts": 0}
+        result = {"generation": None, "segment": None, "frames": 0, "newGeneration": False, "checkpointed": False, "artifacts": 0, "compacted": 0}
         if self.generation is None and not self._resume():
             self._new_generation()
             self._apply_retention()
@@ -434,8 +447,51 @@ class Replicator:
             self._new_generation()
             self._apply_retention()
             result["newGeneration"] = True
-        result.update(generation=self.generation, artifacts=self._ship_artifacts())
+        result.update(generation=self.generation, artifacts=self._ship_artifacts(), compacted=self._compact())
         return result
+
+    def _compact(self) -> int:
+        """Merges runs of old segments (see COMPACT_SEGMENTS): the merged segment and its sidecar (with `points`: each
+        merged segment's end, commit time and chain) are written first, then the merged ones deleted; a restore that
+        sees both prefers the larger. Returns how many segments were merged away."""
+        cutoff = self.now() - COMPACT_AGE_SECONDS
+        eligible = [entry for entry in self._recent if entry[1]["commitTime"] <= cutoff]
+        if len(eligible) < self.compact_segments:
+            return 0
+        merged = 0
+        while eligible:
+            group = [eligible.pop(0)]
+            size = group[0][1]["end"] - group[0][1]["start"]
+            while eligible and eligible[0][1]["start"] == group[-1][1]["end"] and eligible[0][1]["salts"] == group[0][1]["salts"] and size < COMPACT_BYTES:
+                size += eligible[0][1]["end"] - eligible[0][1]["start"]
+                group.append(eligible.pop(0))
+            if len(group) > 1:
+                self._merge(group)
+                merged += len(group)
+            self._recent = [entry for entry in self._recent if entry not in group]
+        self.compacted += merged
+        return merged
+
+    def _merge(self, group: list[tuple[str, dict]]) -> None:
+        frames = bytearray()
+        points = []
+        for key, meta in group:
+            stored = self.store.get(key)
+            if hashlib.sha256(stored).hexdigest() != meta["sha256"]:
+                raise ReplicaError(f"{key} changed in the replica since it was written; not compacting it")
+            frames += gzip.decompress(stored)
+            points.append({"end": meta["end"], "commitTime": meta["commitTime"], "chainAfter": meta["chainAfter"], "frames": meta["frames"]})
+        first, last = group[0][1], group[-1][1]
+        compressed = gzip.compress(bytes(frames), compresslevel=1)
+        name = group[0][0].rsplit("/", 1)[0] + f"/{first['start']:016x}-{last['end']:016x}.frames.gz"
+        self.store.put(name, compressed)
+        self.store.put(f"{name}.json", json.dumps({
+            **{k: first[k] for k in ("start", "salts", "bigEndian", "pageSize", "chainBefore")},
+            **({"previousIndexEnd": first["previousIndexEnd"]} if "previousIndexEnd" in first else {}),
+            "end": last["end"], "chainAfter": last["chainAfter"], "commitTime": last["commitTime"], "readAt": last.get("readAt"),
+            "frames": sum(point["frames"] for point in points), "sha256": hashlib.sha256(compressed).hexdigest(), "points": points,
+        }, sort_keys=True).encode())
+        self.store.delete([k for key, _ in group for k in (key, f"{key}.json")])
 
     def _lock_writers(self) -> bool:
         try:
@@ -500,14 +556,15 @@ def _generations(store) -> list[tuple[str, dict]]:
     return sorted(found, key=lambda entry: (entry[1]["takenAt"], entry[0]))
 
 
-def _segment_keys(store, generation: str) -> list[tuple[str, int, int]]:
-    """The sidecar keys of a generation's segments with their WAL index and start, in replay order."""
+def _segment_keys(store, generation: str) -> list[tuple[str, int, int, int]]:
+    """The sidecar keys of a generation's segments with their WAL index, start and end, in replay order (a merged
+    segment before the ones it merged, while they still exist)."""
     found = []
     for key, _ in store.list(f"generations/{generation}/wal/"):
         match = SEGMENT_KEY.match(key)
         if match:
-            found.append((key, int(match.group(2), 16), int(match.group(3), 16)))
-    return sorted(found, key=lambda entry: (entry[1], entry[2]))
+            found.append((key, int(match.group(2), 16), int(match.group(3), 16), int(match.group(4), 16)))
+    return sorted(found, key=lambda entry: (entry[1], entry[2], -entry[3]))
 
 
 def restore(replica, target: Path, at: float | None = None) -> dict:
@@ -528,10 +585,15 @@ def restore(replica, target: Path, at: float | None = None) -> dict:
         raise ReplicaError(f"{generation}/snapshot.db.gz does not match its SHA-256")
     pages = bytearray(gzip.decompress(blob))
     applied, index, expected_start = 0, 0, snapshot["offset"]
-    for key, segment_index, _ in _segment_keys(store, generation):
+    for key, segment_index, segment_start, segment_end in _segment_keys(store, generation):
+        if segment_index == index and segment_start < expected_start and segment_end <= expected_start:
+            continue  # merged into the larger segment just applied (compaction deletes it next)
         meta = json.loads(store.get(key))
-        if at is not None and meta["commitTime"] > at:
+        points = meta.get("points")
+        if at is not None and (points[0]["commitTime"] if points else meta["commitTime"]) > at:
             break
+        # A merged segment keeps each commit point: restored to `at`, it stops at the last point not after it.
+        cut = [p for p in points if p["commitTime"] <= at][-1] if at is not None and points and meta["commitTime"] > at else None
         where = key[len("generations/") : -len(".json")]
         if segment_index != index:
             if segment_index != index + 1:
@@ -549,6 +611,11 @@ def restore(replica, target: Path, at: float | None = None) -> dict:
         end, chain, count = committed_frames(frames, header, 0, tuple(meta["chainBefore"]))
         if end != len(frames) or end != meta["end"] - meta["start"] or list(chain) != meta["chainAfter"]:
             raise ReplicaError(f"{where}: SQLite's checksums do not check (the frames were changed)")
+        if cut:
+            frames = frames[: cut["end"] - meta["start"]]
+            end, chain, count = committed_frames(frames, header, 0, tuple(meta["chainBefore"]))
+            if end != len(frames) or list(chain) != cut["chainAfter"]:
+                raise ReplicaError(f"{where}: its commit point at {cut['end']} does not check")
         frame_size = FRAME_HEADER + meta["pageSize"]
         for at_byte in range(0, len(frames), frame_size):
             pgno, db_size = struct.unpack(">2I", frames[at_byte : at_byte + 8])
@@ -560,7 +627,9 @@ def restore(replica, target: Path, at: float | None = None) -> dict:
             if db_size:
                 del pages[db_size * meta["pageSize"] :]
         applied += count
-        expected_start = meta["end"]
+        expected_start = cut["end"] if cut else meta["end"]
+        if cut:
+            break
     # The file is a rollback-journal database from here on: the snapshot came from the backup API.
     temporary = Path(f"{target}.partial")
     temporary.write_bytes(bytes(pages))

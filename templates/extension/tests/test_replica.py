@@ -505,3 +505,46 @@ def test_a_data_directory_on_a_network_file_system_is_named():
     assert network_filesystem(Path("/var/lib/rstudio-connect/local disk/x"), mountinfo) is None, "the deeper local mount wins"
     assert network_filesystem(Path("/srv/mlflow"), mountinfo) is None
     assert network_filesystem(Path("/var/lib/rstudio-connectX/y"), mountinfo) is None, "a prefix of a name is not a parent"
+
+
+def test_old_segments_are_merged_and_every_commit_point_still_restores(tmp_path: Path):
+    """Compaction: after 300 rounds, segments older than a minute are merged into large ones that keep each commit
+    point; the latest and every earlier round restore exactly, also while the merged-away segments still exist."""
+    database = tmp_path / "mlflow.db"
+    writer = writer_for(database)
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    rng = random.Random(13)
+    clock = [50_000.0]
+    replicator = Replicator(database, tmp_path / "replica", now=lambda: clock[0], compact_segments=40, checkpoint_frames=300)
+    replicator.ship()
+    history = []
+    for _ in range(130):
+        _write_round(writer, rng, rows=2)
+        clock[0] += 1
+        replicator.ship()
+        history.append((clock[0], content(writer)))
+    replicator.close()
+    assert replicator.compacted >= 40 and replicator.wal_index >= 1, (replicator.compacted, replicator.wal_index)
+    merged = [p for p in segments(tmp_path / "replica") if "points" in json.loads(Path(f"{p}.json").read_text())]
+    assert merged, "some segments were merged"
+    assert len(segments(tmp_path / "replica")) < 130 - 30
+    target = tmp_path / "restored.db"
+    for when, expected in history[::7] + history[-1:]:
+        restore(tmp_path / "replica", target, at=when)
+        with sqlite3.connect(target) as restored:
+            assert content(restored) == expected, f"as of {when}"
+    # A compaction killed after writing the merged segment, before deleting what it merged: both are there.
+    first = json.loads(Path(f"{merged[0]}.json").read_text())
+    keep = merged[0].read_bytes()
+    frames = gzip.decompress(keep)
+    start, point = first["start"], first["points"][0]
+    part = gzip.compress(frames[: point["end"] - start])
+    small = merged[0].with_name(f"{start:016x}-{point['end']:016x}.frames.gz")
+    small.write_bytes(part)
+    Path(f"{small}.json").write_text(json.dumps({**{k: first[k] for k in ("start", "salts", "bigEndian", "pageSize", "chainBefore")},
+                                                 **({"previousIndexEnd": first["previousIndexEnd"]} if "previousIndexEnd" in first else {}),
+                                                 "end": point["end"], "chainAfter": point["chainAfter"], "commitTime": point["commitTime"],
+                                                 "frames": point["frames"], "sha256": hashlib.sha256(part).hexdigest()}))
+    restore(tmp_path / "replica", target)
+    with sqlite3.connect(target) as restored:
+        assert content(restored) == history[-1][1]

@@ -90,4 +90,31 @@ describe('replica rules', () => {
     assert.equal(summary.newestAgeSeconds, 10)
     assert.equal(summarizeReplica([], {generations: {}, artifacts: {files: 0, bytes: 0}}, 1).window, null)
   })
+  it('prefers a merged segment to what it merged, and cuts it at the last commit point not after the moment', () => {
+    const points = [
+      {end: 64, commitTime: 10, chainAfter: [1, 1] as [number, number]},
+      {end: 96, commitTime: 20, chainAfter: [2, 2] as [number, number]},
+      {end: 128, commitTime: 30, chainAfter: [3, 3] as [number, number]},
+    ]
+    const merged = segment(0, 32, 128, 30, {points})
+    const leftover = segment(0, 32, 64, 10) // its compaction was cut short before it was deleted
+    const after = segment(0, 128, 160, 40)
+    const g = generation('g', 0, [[leftover, merged, after]])
+    const latest = replayPlan([g], undefined) as {segments: SegmentInfo[]}
+    assert.deepEqual(
+      latest.segments.map((s) => [s.start, s.end, s.cut?.end]),
+      [
+        [32, 128, undefined],
+        [128, 160, undefined],
+      ],
+    )
+    assert.equal(continuityProblem(g, latest.segments), undefined)
+    const at25 = replayPlan([g], 25) as {segments: SegmentInfo[]}
+    assert.deepEqual(
+      at25.segments.map((s) => [s.start, s.cut?.end]),
+      [[32, 96]],
+    )
+    assert.equal(continuityProblem(g, at25.segments), undefined)
+    assert.deepEqual((replayPlan([g], 5) as {segments: SegmentInfo[]}).segments, [])
+  })
 })
