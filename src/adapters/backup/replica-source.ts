@@ -167,6 +167,7 @@ function checkedFrames(segment: SegmentInfo, stored: Buffer, where: string): Buf
     const header = frames.subarray(at, at + WAL_FRAME_HEADER_BYTES)
     if (header.readUInt32BE(8) !== segment.salts[0] || header.readUInt32BE(12) !== segment.salts[1])
       throw corrupt(`${where}: a frame's salts differ from its WAL's.`)
+    if (header.readUInt32BE(0) === 0) throw corrupt(`${where}: a frame names page 0.`)
     chain = walChecksum(header.subarray(0, 8), segment.bigEndian, chain)
     chain = walChecksum(frames.subarray(at + WAL_FRAME_HEADER_BYTES, at + frameSize), segment.bigEndian, chain)
     if (chain[0] !== header.readUInt32BE(16) || chain[1] !== header.readUInt32BE(20))
@@ -183,7 +184,13 @@ function checkedFrames(segment: SegmentInfo, stored: Buffer, where: string): Buf
     chain = walChecksum(frames.subarray(at, at + 8), segment.bigEndian, chain)
     chain = walChecksum(frames.subarray(at + WAL_FRAME_HEADER_BYTES, at + frameSize), segment.bigEndian, chain)
   }
-  if (length % frameSize !== 0 || chain[0] !== segment.cut.chainAfter[0] || chain[1] !== segment.cut.chainAfter[1])
+  const isCommit = length >= frameSize && frames.readUInt32BE(length - frameSize + 4) !== 0
+  if (
+    length % frameSize !== 0 ||
+    !isCommit ||
+    chain[0] !== segment.cut.chainAfter[0] ||
+    chain[1] !== segment.cut.chainAfter[1]
+  )
     throw corrupt(`${where}: its commit point at ${segment.cut.end} does not check.`)
   return frames.subarray(0, length)
 }

@@ -198,6 +198,7 @@ class Replicator:
         self.restart_pending = False
         self.previous_end: int | None = None
         self.resumed = False
+        self._tail_frames = 0
         self.checkpoints = 0
         self.artifacts_shipped = 0
         self._shipped_artifacts: dict[str, tuple[int, int | None]] | None = None
@@ -223,7 +224,11 @@ class Replicator:
         """Pins the other connection at the newest commit, then releases the old pin: never a moment without one."""
         nxt = 0 if self.pinned != 0 else 1
         self.pins[nxt].execute("BEGIN")
-        self.pins[nxt].execute("SELECT count(*) FROM sqlite_master").fetchone()  # the read transaction starts here
+        try:
+            self.pins[nxt].execute("SELECT count(*) FROM sqlite_master").fetchone()  # the read transaction starts here
+        except sqlite3.Error:
+            self.pins[nxt].execute("ROLLBACK")  # else every later BEGIN fails "within a transaction"
+            raise
         if self.pinned is not None:
             self.pins[self.pinned].execute("COMMIT")
         self.pinned = nxt
@@ -256,7 +261,16 @@ class Replicator:
     def _new_generation(self) -> None:
         """A snapshot and the WAL position it corresponds to, exactly: while a write transaction keeps every writer
         out, the WAL's committed end is read and a read transaction pins that state; then writers go on, and the
-        snapshot is copied from the pin at leisure (SQLite's online backup API) into scratch space, then uploaded."""
+        snapshot is copied from the pin at leisure (SQLite's online backup API) into scratch space, then uploaded.
+        A failure leaves no generation current, so the next round starts over (a generation without snapshot.json is
+        invisible to restores: shipping on into it would hide every later commit; review F3)."""
+        try:
+            self._take_snapshot()
+        except BaseException:
+            self.generation, self._recent = None, []
+            raise
+
+    def _take_snapshot(self) -> None:
         self.generation = generation_id(self.now())
         self.store.put("mlflowctl-replica.json", json.dumps({
             "format": REPLICA_FORMAT, "database": self.database.name,
@@ -315,21 +329,36 @@ class Replicator:
             salts, end, chain, index = snapshot.get("salts"), snapshot["offset"], snapshot.get("chain"), 0
         if not salts or chain is None:
             return False
-        self._repin()
-        header, wal = self._read_wal(0)
-        frame_size = FRAME_HEADER + (header.page_size if header else 0)
-        if header is None or header.salts != tuple(salts) or len(wal) < end:
+        # Under the write lock, as a snapshot is taken, and the tail committed since the last segment shipped before
+        # it is let go: a pin taken on a WAL already copied back does not stop a writer restarting it, and that
+        # restart would look like the one restart a round accepts (review F2).
+        if not self._lock_writers():
             return False
-        if end > WAL_HEADER:
-            c1, c2 = struct.unpack(">2I", wal[end - frame_size + 16 : end - frame_size + FRAME_HEADER])
-            if [c1, c2] != list(chain):
+        try:
+            self._repin()
+            header, wal = self._read_wal(0)
+            frame_size = FRAME_HEADER + (header.page_size if header else 0)
+            if header is None or header.salts != tuple(salts) or len(wal) < end:
                 return False
-        elif list(header.checksum) != list(chain):
-            return False
-        self.generation, self.snapshot_taken_at = generation, snapshot["takenAt"]
-        self.salts, self.page_size, self.offset, self.chain, self.wal_index = header.salts, header.page_size, end, tuple(chain), index
-        self.resumed = True
-        return True
+            if end > WAL_HEADER:
+                c1, c2 = struct.unpack(">2I", wal[end - frame_size + 16 : end - frame_size + FRAME_HEADER])
+                if [c1, c2] != list(chain):
+                    return False
+            elif list(header.checksum) != list(chain):
+                return False
+            self.generation, self.snapshot_taken_at = generation, snapshot["takenAt"]
+            self.salts, self.page_size, self.offset, self.chain, self.wal_index = header.salts, header.page_size, end, tuple(chain), index
+            self.restart_pending, self.previous_end, self._recent = False, None, []
+            try:
+                self._tail_frames = self._ship_frames()["frames"]
+                self._repin()
+            except BaseException:
+                self.generation = None  # the next round tries again, or starts a new generation
+                raise
+            self.resumed = True
+            return True
+        finally:
+            self.locker.execute("COMMIT")
 
     def _ship_frames(self) -> dict:
         """Ships the committed frames after the position as one segment (or none). @raises _Discontinuity"""
@@ -421,24 +450,35 @@ class Replicator:
         WAL when it grew past CHECKPOINT_FRAMES, start a new generation when the snapshot is due, ship artifacts.
         Returns {"generation", "segment" (a key, or None), "frames", "newGeneration", "checkpointed", "artifacts"}."""
         result = {"generation": None, "segment": None, "frames": 0, "newGeneration": False, "checkpointed": False, "artifacts": 0, "compacted": 0}
-        if self.generation is None and not self._resume():
-            self._new_generation()
-            self._apply_retention()
-            result.update(generation=self.generation, newGeneration=True, artifacts=self._ship_artifacts())
-            return result
+        tail = 0
+        if self.generation is None:
+            if not self._resume():
+                self._new_generation()
+                self._apply_retention()
+                result.update(generation=self.generation, newGeneration=True, artifacts=self._ship_artifacts())
+                return result
+            tail = self._tail_frames  # shipped by _resume under the write lock
         try:
+            # Shipped without the write lock first: a slow or unreachable replica never holds writers up.
+            result.update(self._ship_frames())
+            result["frames"] += tail
             if self._checkpoint_due() and self._lock_writers():
                 try:
-                    result.update(self._ship_frames())
+                    rest = self._ship_frames()  # what was committed since: normally a few frames
+                    result["frames"] += rest["frames"]
                     self._unpin()
-                    self.pins[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
-                    result["checkpointed"] = True
+                    try:
+                        self.pins[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        self.checkpoints += 1
+                        result["checkpointed"] = True
+                    finally:
+                        # Pinned again before writers may go on: with no pin, a writer could append, a checkpoint copy
+                        # it back and a second writer restart the WAL over it before the next round (review F1).
+                        self._repin()
                 finally:
                     self.locker.execute("COMMIT")
             else:
-                result.update(self._ship_frames())
-            self._repin()
+                self._repin()
         except _Discontinuity as reason:
             log_event("replica.new_generation", "the WAL does not continue the replica; starting a new generation", logging.WARNING, reason=str(reason))
             self._new_generation()
@@ -465,10 +505,12 @@ class Replicator:
             while eligible and eligible[0][1]["start"] == group[-1][1]["end"] and eligible[0][1]["salts"] == group[0][1]["salts"] and size < COMPACT_BYTES:
                 size += eligible[0][1]["end"] - eligible[0][1]["start"]
                 group.append(eligible.pop(0))
+            # Forgotten before merging: a group that fails (a segment gone, a store error) is left as it is, not
+            # retried every round.
+            self._recent = [entry for entry in self._recent if entry not in group]
             if len(group) > 1:
                 self._merge(group)
                 merged += len(group)
-            self._recent = [entry for entry in self._recent if entry not in group]
         self.compacted += merged
         return merged
 
@@ -491,7 +533,10 @@ class Replicator:
             "end": last["end"], "chainAfter": last["chainAfter"], "commitTime": last["commitTime"], "readAt": last.get("readAt"),
             "frames": sum(point["frames"] for point in points), "sha256": hashlib.sha256(compressed).hexdigest(), "points": points,
         }, sort_keys=True).encode())
-        self.store.delete([k for key, _ in group for k in (key, f"{key}.json")])
+        try:
+            self.store.delete([k for key, _ in group for k in (key, f"{key}.json")])
+        except Exception as exc:  # leftovers are harmless: restores prefer the merged segment
+            log_event("replica.compaction", "merged segments could not all be deleted", logging.WARNING, reason=redact(f"{type(exc).__name__}: {exc}"))
 
     def _lock_writers(self) -> bool:
         try:
@@ -633,13 +678,17 @@ def restore(replica, target: Path, at: float | None = None) -> dict:
     # The file is a rollback-journal database from here on: the snapshot came from the backup API.
     temporary = Path(f"{target}.partial")
     temporary.write_bytes(bytes(pages))
-    check = sqlite3.connect(temporary)
     try:
-        if check.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-            raise ReplicaError("the replayed database fails quick_check")
+        check = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            if check.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise ReplicaError("the replayed database fails quick_check")
+            check.execute("PRAGMA journal_mode=DELETE")  # the snapshot's header says WAL: self-contained from here on
+        finally:
+            check.close()
+        os.replace(temporary, target)
     finally:
-        check.close()
-    os.replace(temporary, target)
+        temporary.unlink(missing_ok=True)
     return {"generation": generation, "frames": applied}
 
 

@@ -548,3 +548,118 @@ def test_old_segments_are_merged_and_every_commit_point_still_restores(tmp_path:
     restore(tmp_path / "replica", target)
     with sqlite3.connect(target) as restored:
         assert content(restored) == history[-1][1]
+
+
+# Regressions from a review (interleavings forced with hooks; each lost commits silently before its fix).
+
+def _rows(connection: sqlite3.Connection, table: str) -> list:
+    return [row[0] for row in connection.execute(f"SELECT x FROM {table} ORDER BY rowid")]
+
+
+def _app(database: Path) -> sqlite3.Connection:
+    app = sqlite3.connect(database, isolation_level=None)
+    app.execute("PRAGMA journal_mode=WAL")
+    app.execute("PRAGMA wal_autocheckpoint=0")
+    app.execute("CREATE TABLE IF NOT EXISTS t(x, pad)")
+    app.execute("CREATE TABLE IF NOT EXISTS u(x)")
+    return app
+
+
+def test_the_replicators_checkpoint_pins_again_before_writers_go_on(tmp_path: Path):
+    """Between releasing its pins for the checkpoint and pinning again, no writer may commit: one that could would
+    be appended, copied back and overwritten by a restart before the next round, which would accept that restart."""
+    database = tmp_path / "m.db"
+    app = _app(database)
+    replicator = Replicator(database, tmp_path / "replica", checkpoint_frames=5, compact_segments=10**9)
+    replicator.ship()
+    for i in range(10):
+        app.execute("INSERT INTO t VALUES (?, randomblob(3000))", (i,))
+    original = replicator._repin
+    seen = []
+
+    def repin() -> None:
+        if replicator.pinned is None:  # the moment after the checkpoint
+            probe = sqlite3.connect(database, isolation_level=None, timeout=0)
+            try:
+                probe.execute("INSERT INTO u VALUES ('in the window')")
+                seen.append("a writer committed while nothing pinned the WAL")
+            except sqlite3.OperationalError as exc:
+                seen.append(str(exc))
+            finally:
+                probe.close()
+        original()
+
+    replicator._repin = repin
+    assert replicator.ship()["checkpointed"]
+    replicator._repin = original
+    replicator.close()
+    assert seen == ["database is locked"], seen
+
+
+def test_a_resumed_generation_ships_the_tail_before_a_writer_can_restart_the_wal(tmp_path: Path):
+    database = tmp_path / "m.db"
+    app = _app(database)
+    app.execute("INSERT INTO u VALUES ('seed')")
+    first = Replicator(database, tmp_path / "replica")
+    first.ship()
+    app.execute("INSERT INTO u VALUES ('shipped')")
+    first.ship()
+    # Into another table than what follows: a later page image of `u` must not bring these rows back by accident.
+    app.execute("INSERT INTO t VALUES ('unshipped', 1)")  # committed, then the process is killed
+    for connection in first.pins + [first.locker]:
+        connection.close()
+    app.execute("INSERT INTO t VALUES ('after the restart', 2)")  # the new process's first write...
+    app.execute("PRAGMA wal_checkpoint(PASSIVE)")  # ...and its auto-checkpoint: copied back, not restarted
+    second = Replicator(database, tmp_path / "replica")
+    original = second._resume
+
+    def resume_then_write() -> bool:
+        resumed = original()
+        app.execute("INSERT INTO u VALUES ('next')")  # restarts the WAL (salt-1 + 1)
+        return resumed
+
+    second._resume = resume_then_write
+    second.ship()
+    second.ship()
+    second.close()
+    target = tmp_path / "restored.db"
+    restore(tmp_path / "replica", target)
+    with sqlite3.connect(target) as restored:
+        assert _rows(restored, "u") == _rows(app, "u") == ["seed", "shipped", "next"]
+        assert _rows(restored, "t") == _rows(app, "t") == ["unshipped", "after the restart"]
+
+
+def test_a_snapshot_that_fails_leaves_no_generation_that_restores_cannot_see(tmp_path: Path):
+    from mlflowctl_extension.replica_store import DirectoryStore
+
+    class Flaky(DirectoryStore):
+        fail = False
+
+        def put_file(self, key: str, path: Path) -> None:
+            if Flaky.fail:
+                Flaky.fail = False
+                raise OSError("503 SlowDown")
+            super().put_file(key, path)
+
+    database = tmp_path / "m.db"
+    app = _app(database)
+    app.execute("INSERT INTO u VALUES ('g1')")
+    store = Flaky(tmp_path / "replica")
+    replicator = Replicator(database, store)
+    replicator.ship()
+    replicator.ship()
+    replicator._unpin()  # as a pin on a WAL already copied back: it protects nothing
+    for i in range(2):  # two restarts between rounds: a new generation is needed
+        app.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        app.execute(f"INSERT INTO u VALUES ('r{i}')")
+    Flaky.fail = True
+    with pytest.raises(OSError, match="SlowDown"):
+        replicator.ship()
+    for i in range(3):
+        app.execute(f"INSERT INTO u VALUES ('later{i}')")
+        replicator.ship()
+    replicator.close()
+    target = tmp_path / "restored.db"
+    restore(store, target)
+    with sqlite3.connect(target) as restored:
+        assert _rows(restored, "u") == _rows(app, "u")
