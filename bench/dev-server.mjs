@@ -6,23 +6,17 @@
 // Usage: node bench/dev-server.mjs [--repeat N] [--requests N] [--json]
 import {performance} from 'node:perf_hooks'
 import {execFileSync, spawn} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {arg, peakRssMiB, root, sleep} from './lib.mjs'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i === -1 ? fallback : Number(process.argv[i + 1])
-}
 const repeat = arg('repeat', 3)
 const requests = arg('requests', 200)
 const cacheDir = join(root, '.cache', 'mlflowctl')
 const venvs = JSON.parse(readFileSync(join(cacheDir, 'test-venvs.json'), 'utf8'))
 const venv = venvs.find((v) => v.mlflowVersion.startsWith('3.')) ?? venvs[0]
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const cli = (args, env) =>
   JSON.parse(
     execFileSync(process.execPath, [join(root, 'bin', 'run.js'), ...args, '--json'], {
@@ -30,27 +24,6 @@ const cli = (args, env) =>
       encoding: 'utf8',
     }),
   )
-
-function treePids(pid) {
-  const children = readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        return readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1] === String(pid)
-      } catch {
-        return false
-      }
-    })
-  return [pid, ...children.flatMap((c) => treePids(Number(c)))]
-}
-const peakRssMiB = (pid) =>
-  treePids(pid).reduce((sum, p) => {
-    try {
-      return sum + Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1]) / 1024
-    } catch {
-      return sum
-    }
-  }, 0)
 
 async function waitHealthy(url, headers) {
   for (;;) {

@@ -10,14 +10,9 @@ import {execFileSync, spawnSync} from 'node:child_process'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {arg, root} from './lib.mjs'
 import {performance} from 'node:perf_hooks'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i === -1 ? fallback : Number(process.argv[i + 1])
-}
 const segments = arg('segments', 2000)
 const s3 = process.argv.includes('--s3')
 const compaction = !process.argv.includes('--no-compaction')

@@ -15,46 +15,20 @@ import {cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statS
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import Database from 'better-sqlite3'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i === -1 ? fallback : Number(process.argv[i + 1])
-}
+import {arg, peakRssMiB, root, sleep} from './lib.mjs'
+
 const seconds = arg('seconds', 30)
 const clients = arg('clients', 4)
 const repeat = arg('repeat', 2)
 const walOff = process.argv.includes('--wal-off')
 const venvs = JSON.parse(readFileSync(join(root, '.cache', 'mlflowctl', 'test-venvs.json'), 'utf8'))
 const venv = venvs.find((v) => v.mlflowVersion.startsWith('3.'))
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
 const progress = (text) => process.stderr.write(`${text}\n`)
-
-function treePids(pid) {
-  const children = readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        return readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1] === String(pid)
-      } catch {
-        return false
-      }
-    })
-  return [pid, ...children.flatMap((c) => treePids(Number(c)))]
-}
-const peakRssMiB = (pid) =>
-  treePids(pid).reduce((sum, p) => {
-    try {
-      return sum + Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1]) / 1024
-    } catch {
-      return sum
-    }
-  }, 0)
 
 const freePort = () =>
   new Promise((resolve) => {
