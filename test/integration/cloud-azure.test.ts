@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
 import {randomUUID} from 'node:crypto'
-import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
@@ -20,21 +19,13 @@ import {
 } from '../support/cloud.js'
 import {PUBLISHER_KEY, startFakeConnect} from '../support/fake-connect.js'
 import {connectAuthEnv, logRun, readRun} from '../support/mlflow-client.js'
-import {AZURITE_ACCOUNT, NO_VENVS, requireService, testVenvs} from '../support/services.js'
+import {AZURITE_ACCOUNT, NO_VENVS, cloudVenv, requireService, testVenvs} from '../support/services.js'
 
 const LIFETIME_SECONDS = 10
 const CONTAINER = 'mlflow'
 const INTEGRATION = randomUUID()
 const auth = tokenAuthConfig()
 const verifier = auth ? await startTokenVerifier(auth) : undefined
-
-/** The azure bundle's venv (scripts/provision.mjs), used here as a storage admin tool with the account key. */
-function azurePython(): string | undefined {
-  const file = join(process.env.MLFLOWCTL_CACHE_DIR!, 'cloud-venvs.json')
-  return existsSync(file)
-    ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, {python: string}>).azure?.python
-    : undefined
-}
 
 function blobAdmin(python: string, url: string, certFile: string, action: 'create' | 'list'): string[] {
   const script = `
@@ -57,7 +48,8 @@ else:
 describe('storage mode azure (Entra ID + PostgreSQL + Blob) against the fake Connect', () => {
   it('logs in with a fresh Entra token per connection, renews tokens before expiry under load, and stores artifacts in Blob with a token', async (t) => {
     const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
-    const python = azurePython()
+    // The azure bundle's venv, used here as a storage admin tool with the account key.
+    const python = cloudVenv('azure')?.python
     if (!requireService(t, Boolean(auth), NO_TOKEN_AUTH) || !requireService(t, Boolean(venv && python), NO_VENVS))
       return
     const azurite = await startAzuriteHttps()

@@ -3,7 +3,6 @@
 // round) through the checked swap-in path; a damaged segment stops the restore with REPLICA_CORRUPT and the moment it
 // can still reach; a backup and a replica together are refused.
 import assert from 'node:assert/strict'
-import {execFileSync} from 'node:child_process'
 import {readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
@@ -11,7 +10,7 @@ import {describe, it} from 'node:test'
 import Database from 'better-sqlite3'
 
 import {runCli, tempDir} from '../support/cli.js'
-import {NO_VENVS, REPO_ROOT, requireService, testVenvs} from '../support/services.js'
+import {NO_VENVS, requireService, runWithExtension, testVenvs} from '../support/services.js'
 
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
 
@@ -47,17 +46,7 @@ describe('restore from a replica', () => {
     const work = tempDir('replica-restore-')
     const replica = join(work, 'replica')
     const written = JSON.parse(
-      execFileSync(venv!.python, ['-c', WRITE, join(work, 'mlflow.db'), replica, join(work, 'artifacts')], {
-        encoding: 'utf8',
-        env: {
-          ...process.env,
-          PYTHONPATH: join(REPO_ROOT, 'templates', 'extension'),
-          MLFLOW_ENABLE_ASYNC_LOGGING: 'false',
-        },
-      })
-        .trim()
-        .split('\n')
-        .at(-1)!,
+      runWithExtension(venv!.python, WRITE, [join(work, 'mlflow.db'), replica, join(work, 'artifacts')]),
     ) as {run: string; times: number[]}
     const metricsIn = (dir: string) => {
       const db = new Database(join(dir, 'mlflow.db'), {readonly: true})
@@ -178,17 +167,7 @@ describe('restore from a compacted replica', () => {
     const work = tempDir('replica-compacted-')
     const replica = join(work, 'replica')
     const written = JSON.parse(
-      execFileSync(venv!.python, ['-c', COMPACTED, join(work, 'mlflow.db'), replica, join(work, 'artifacts')], {
-        encoding: 'utf8',
-        env: {
-          ...process.env,
-          PYTHONPATH: join(REPO_ROOT, 'templates', 'extension'),
-          MLFLOW_ENABLE_ASYNC_LOGGING: 'false',
-        },
-      })
-        .trim()
-        .split('\n')
-        .at(-1)!,
+      runWithExtension(venv!.python, COMPACTED, [join(work, 'mlflow.db'), replica, join(work, 'artifacts')]),
     ) as {run: string; times: number[]; compacted: number}
     assert.ok(written.compacted >= 4, `merged ${written.compacted} segments`)
     for (const [round, time] of written.times.entries()) {

@@ -3,7 +3,6 @@
 // status` reads what it holds; `backup restore --from-replica` rebuilds the database and the artifact from the bucket;
 // a damaged segment object stops the restore with REPLICA_CORRUPT.
 import assert from 'node:assert/strict'
-import {execFileSync} from 'node:child_process'
 import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, it, type TestContext} from 'node:test'
@@ -17,10 +16,10 @@ import {
   AZURITE_ACCOUNT,
   NO_AZURITE,
   NO_VENVS,
-  REPO_ROOT,
   azuriteBlobUrl,
   cloudVenv,
   requireService,
+  runWithExtension,
 } from '../support/services.js'
 import {parseArtifactUrl} from '../../src/core/artifact-url.js'
 import {openObjectStore} from '../../src/adapters/object-store.js'
@@ -54,18 +53,7 @@ print(run.info.run_id)
 
 async function replicaLifeCycle(t: TestContext, python: string, url: string, env: Record<string, string>) {
   const work = tempDir('replica-store-')
-  const run = execFileSync(python, ['-c', WRITE, join(work, 'mlflow.db'), url, join(work, 'artifacts')], {
-    encoding: 'utf8',
-    env: {
-      ...process.env,
-      ...env,
-      PYTHONPATH: join(REPO_ROOT, 'templates', 'extension'),
-      MLFLOW_ENABLE_ASYNC_LOGGING: 'false',
-    },
-  })
-    .trim()
-    .split('\n')
-    .at(-1)!
+  const run = runWithExtension(python, WRITE, [join(work, 'mlflow.db'), url, join(work, 'artifacts')], env)
   const cli = (args: string[]) => runCli([...args, '--json'], {env})
 
   const status = await cli(['replica', 'status', '--replica', url])

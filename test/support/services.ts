@@ -1,3 +1,4 @@
+import {execFileSync} from 'node:child_process'
 import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import type {TestContext} from 'node:test'
@@ -75,4 +76,23 @@ export function cloudVenv(storage: 'aws' | 'azure' | 'gcp'): TestVenv | undefine
   if (!existsSync(file)) return undefined
   const venv = (JSON.parse(readFileSync(file, 'utf8')) as Record<string, TestVenv>)[storage]
   return venv && existsSync(venv.python) ? venv : undefined
+}
+
+/**
+ * Runs a Python script with the extension's package importable (templates/extension), MLflow logging synchronously;
+ * returns the last line it printed.
+ */
+export function runWithExtension(python: string, script: string, args: string[], env: Record<string, string> = {}) {
+  return execFileSync(python, ['-c', script, ...args], {
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      ...env,
+      PYTHONPATH: join(REPO_ROOT, 'templates', 'extension'),
+      MLFLOW_ENABLE_ASYNC_LOGGING: 'false',
+    },
+  })
+    .trim()
+    .split('\n')
+    .at(-1)!
 }
