@@ -63,6 +63,7 @@ function replicaSource(
       options.onProgress(`replaying ${replica}${at === undefined ? '' : ` as of ${new Date(at * 1000).toISOString()}`}`)
       const replayed = await replayReplica(reader, at, replayedFile)
       options.onProgress(`replayed ${replayed.frames} WAL frames of generation ${replayed.generation}`)
+      for (const warning of replayed.warnings) options.onWarning(warning)
       return replicaManifest(replica, replayedFile, replayed)
     },
     async extractVerified(_replica, dir, expected, onWritten) {

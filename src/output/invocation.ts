@@ -37,14 +37,26 @@ export function invocationPrefix(probe: InvocationProbe): string {
 }
 
 /**
- * Rewrites "mlflowctl <command>" in a hint to the prefix that works here. Only names followed by one of the
- * tool's commands (or --help) are rewritten, so that prose such as "not a mlflowctl command" stays as it is.
+ * Rewrites "mlflowctl <command>" in a hint to the prefix that works here. `commandIds` are whole commands as typed
+ * ("backup create", "init"); only a name followed by one of them, by "<topic> --help" or by --help is rewritten, so
+ * that prose such as "not a mlflowctl command" or "not an mlflowctl replica" stays as it is.
  */
-export function withInvocation(text: string, prefix: string, commandNames: readonly string[]): string {
-  if (prefix === CLI_NAME || commandNames.length === 0) return text
-  const names = [...commandNames, '--help'].map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')
+export function withInvocation(text: string, prefix: string, commandIds: readonly string[]): string {
+  if (prefix === CLI_NAME || commandIds.length === 0) return text
+  const topics = [...new Set(commandIds.filter((id) => id.includes(' ')).map((id) => id.split(' ')[0]))]
+  const escape = (name: string) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  const names = [...commandIds, ...topics.map((topic) => `${topic} --help`), '--help']
+    .sort((a, b) => b.length - a.length)
+    .map(escape)
+    .join('|')
   const pattern = new RegExp(`(^|[\\s\`'"(])${CLI_NAME} (?=(?:${names})(?![\\w-]))`, 'g')
   return text.replace(pattern, `$1${prefix} `)
+}
+
+/** withInvocation for oclif's command IDs ("backup:create"). Pure. */
+export function hintRewriter(prefix: string, commandIDs: readonly string[]): (text: string) => string {
+  const ids = commandIDs.map((id) => id.replaceAll(':', ' '))
+  return (text) => withInvocation(text, prefix, ids)
 }
 
 /** The real path of an executable file (symlinks followed), or undefined. Reads the file system. */
@@ -74,8 +86,7 @@ export function localInvocation(config: {root: string; commandIDs: string[]}): {
       cwd: realpathOr(process.cwd()),
       realExecutable,
     })
-    const names = [...new Set(config.commandIDs.map((id) => id.split(':')[0]))]
-    cached = {prefix, rewrite: (text) => withInvocation(text, prefix, names)}
+    cached = {prefix, rewrite: hintRewriter(prefix, config.commandIDs)}
   }
   return cached
 }

@@ -213,6 +213,13 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
       },
     )
   })
+  const kind = (await stat(file).catch(() => undefined))?.isDirectory() ? 'dir' : 'file'
+  if (kind === 'dir')
+    throw new CheckFailedError('NOT_A_BACKUP', `${file} is a directory, not a backup archive.`, {
+      suggestions: [
+        `Name an archive in it (ID${ARCHIVE_SUFFIX}), or pass its ID with --repo ${file} (mlflowctl backup list --repo ${file} shows them).`,
+      ],
+    })
   const encrypted = await isEncrypted(file).catch(() => false)
   try {
     const input = encrypted ? await decryptedStream(file, options.passphrase) : createReadStream(file)

@@ -10,6 +10,7 @@ import {instancePaths} from '../dev/instance-store.js'
 import {historyFile} from '../history-file.js'
 import {faultPoint} from '../fault.js'
 import {fsFailure} from '../fs/safe-fs.js'
+import {CheckFailedError, ConfigError} from '../../errors.js'
 import {verifyBackupArchive, writeBackupArchive} from './archive.js'
 import {listArtifacts, readReferences} from './artifact-source.js'
 import {recoverTarget} from './restore-target.js'
@@ -18,12 +19,27 @@ import {NO_CONNECT, fetchConnectSnapshot, type ConnectTransferOptions} from './c
 import {exportPostgresTables} from './postgres-source.js'
 import {describeSqliteSnapshot, snapshotSqlite, sqliteArtifactReferences} from './sqlite-source.js'
 
-/** SQLite reports a full disk as SQLITE_FULL, Node as ENOSPC: both are DISK_FULL; other errors pass through. */
-function diskError(error: unknown, action: string, path: string): unknown {
+/**
+ * A failed snapshot as the error an operator can act on: SQLite's full disk (SQLITE_FULL) and Node's (ENOSPC) are
+ * DISK_FULL; a source that is not a SQLite file is not an MLflow database (exit 3), a damaged one SOURCE_CORRUPT.
+ */
+function snapshotError(error: unknown, source: string, target: string): unknown {
   const code = (error as {code?: string}).code ?? ''
   if (code === 'SQLITE_FULL')
-    return fsFailure(Object.assign(new Error('database or disk is full'), {code: 'ENOSPC'}), action, path)
-  return /^E[A-Z]+$/.test(code) ? fsFailure(error, action, path) : error
+    return fsFailure(Object.assign(new Error('database or disk is full'), {code: 'ENOSPC'}), 'write the snapshot', target)
+  if (code === 'SQLITE_NOTADB')
+    return new ConfigError(
+      'SOURCE_NOT_MLFLOW',
+      `${source} is not an MLflow database: it is not a SQLite file (${(error as Error).message}). Nothing was backed up.`,
+      {suggestions: ['Check the path: an app-data directory holds the mlflow.db that the tracking server writes.']},
+    )
+  if (code === 'SQLITE_CORRUPT')
+    return new CheckFailedError(
+      'SOURCE_CORRUPT',
+      `${source} is damaged: SQLite cannot read it (${(error as Error).message}). Nothing was backed up.`,
+      {suggestions: ['Restore the newest backup that verifies (mlflowctl backup list), or repair the file with sqlite3 .recover.']},
+    )
+  return /^E[A-Z]+$/.test(code) ? fsFailure(error, 'write the snapshot', target) : error
 }
 
 export function createBackupDeps(options: {
@@ -63,9 +79,7 @@ export function createBackupDeps(options: {
         () => false,
       ),
     snapshotSqlite: async (source, target) => {
-      await snapshotSqlite(source, target).catch((error) =>
-        Promise.reject(diskError(error, 'write the snapshot', target)),
-      )
+      await snapshotSqlite(source, target).catch((error) => Promise.reject(snapshotError(error, source, target)))
       faultPoint('create:snapshot')
     },
     describeSnapshot: (snapshot) => describeSqliteSnapshot(snapshot),

@@ -11,6 +11,7 @@ import {pipeline} from 'node:stream/promises'
 import {gunzipSync, createGunzip} from 'node:zlib'
 
 import Database from 'better-sqlite3'
+import {z} from 'zod'
 
 import {isObjectStoreUrl, parseArtifactUrl, joinKey} from '../../core/artifact-url.js'
 import {SQLITE_FILE_ENTRY, unsafeEntryName, type BackupManifest} from '../../core/backup/format.js'
@@ -89,12 +90,57 @@ async function inOrder<T, R>(items: T[], width: number, task: (item: T) => Promi
 
 const SEGMENT_KEY = /^generations\/([^/]+)\/wal\/([0-9a-f]{8})\/([0-9a-f]{16})-([0-9a-f]{16})\.frames\.gz\.json$/
 const SNAPSHOT_KEY = /^generations\/([^/]+)\/snapshot\.json$/
+const SEGMENT_DATA_KEY = /^generations\/([^/]+)\/wal\/[0-9a-f]{8}\/[0-9a-f]{16}-[0-9a-f]{16}\.frames\.gz$/
+
+// What the replicator writes (templates/extension/mlflowctl_extension/replica.py): a file that parses but lacks a
+// field is as damaged as one that does not parse, and is refused before anything reads the field.
+const count = z.number().int().nonnegative()
+const chain = z.tuple([z.number().int(), z.number().int()])
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/)
+const snapshotSchema = z.object({sha256: sha256Hex, bytes: count, takenAt: z.number(), offset: count}).passthrough()
+const segmentSchema = z
+  .object({
+    sha256: sha256Hex,
+    frames: count,
+    start: count,
+    end: count,
+    commitTime: z.number(),
+    salts: chain,
+    bigEndian: z.boolean(),
+    pageSize: z.number().int().positive(),
+    chainBefore: chain,
+    chainAfter: chain,
+    previousIndexEnd: count.nullable().optional(),
+    points: z.array(z.object({end: count, commitTime: z.number(), chainAfter: chain}).passthrough()).optional(),
+  })
+  .passthrough()
+
+/** A replica's JSON file, parsed and checked against its schema. @throws CheckFailedError REPLICA_CORRUPT */
+async function readChecked<T>(reader: ReplicaReader, key: string, schema: z.ZodType<T>): Promise<T> {
+  const text = (await reader.get(key)).toString('utf8')
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (error) {
+    throw corrupt(`Replica ${reader.display}: ${key} is not valid JSON (${(error as Error).message}); nothing was restored.`)
+  }
+  const checked = schema.safeParse(parsed)
+  if (!checked.success) {
+    const issue = checked.error.issues[0]
+    throw corrupt(
+      `Replica ${reader.display}: ${key} is damaged (${issue.path.join('.') || 'the file'}: ${issue.message}); nothing was restored.`,
+    )
+  }
+  return checked.data
+}
 
 export interface ReplicaContents {
   meta: {artifactsRoot?: string | null}
   generations: GenerationInfo[]
   /** Stored bytes per generation, and the artifacts shipped. */
   sizes: {generations: Record<string, number>; artifacts: {files: number; bytes: number}}
+  /** Segment files without their sidecar (keys): never replayed. */
+  unlisted: string[]
 }
 
 /** What a replica holds. Reads only. @throws UsageError REPLICA_NOT_FOUND */
@@ -127,17 +173,17 @@ export async function readReplica(reader: ReplicaReader): Promise<ReplicaContent
     return match ? [{key, id: match[1], index: Number.parseInt(match[2], 16)}] : []
   })
   // A generation without snapshot.json was never finished: restores skip it.
-  const snapshots = await inOrder(
-    ids,
-    16,
-    async (id) =>
-      JSON.parse((await reader.get(`generations/${id}/snapshot.json`)).toString('utf8')) as GenerationInfo['snapshot'],
+  const snapshots = await inOrder(ids, 16, (id) =>
+    readChecked(reader, `generations/${id}/snapshot.json`, snapshotSchema),
   )
   const segments = await inOrder(sidecars, 16, async ({key, index}) => {
-    const info = JSON.parse((await reader.get(key)).toString('utf8')) as Omit<SegmentInfo, 'path' | 'walIndex'>
+    const info = (await readChecked(reader, key, segmentSchema)) as Omit<SegmentInfo, 'path' | 'walIndex'>
     const path = key.split('/').slice(2).join('/').slice(0, -'.json'.length)
     return {...info, path, walIndex: index}
   })
+  // Segment data without its sidecar: one being written right now, or one whose sidecar was lost.
+  const listed = new Set(sidecars.map(({key}) => key.slice(0, -'.json'.length)))
+  const unlisted = keys.filter(({key}) => SEGMENT_DATA_KEY.test(key) && !listed.has(key)).map(({key}) => key)
   const generations = ids.map((id, at): GenerationInfo => {
     const mine = segments
       .filter((_, i) => sidecars[i].id === id)
@@ -149,7 +195,7 @@ export async function readReplica(reader: ReplicaReader): Promise<ReplicaContent
     }
     return {id, snapshot: snapshots[at], walIndexes}
   })
-  return {meta, generations, sizes}
+  return {meta, generations, sizes, unlisted}
 }
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
@@ -200,6 +246,19 @@ export interface Replayed {
   frames: number
   reachedAt: number
   contents: ReplicaContents
+  /** What the operator must know about the moment reached (segments past it that lost their sidecar). */
+  warnings: string[]
+}
+
+/** Segment files of `generation` past the last replayed segment that have no sidecar, as keys. Pure. */
+function unlistedAfter(contents: ReplicaContents, generation: string, last: SegmentInfo | undefined): string[] {
+  return contents.unlisted.filter((key) => {
+    const [, id, index, start] = /^generations\/([^/]+)\/wal\/([0-9a-f]{8})\/([0-9a-f]{16})-/.exec(key) ?? []
+    if (id !== generation) return false
+    if (!last) return true
+    const walIndex = Number.parseInt(index, 16)
+    return walIndex > last.walIndex || (walIndex === last.walIndex && Number.parseInt(start, 16) >= last.end)
+  })
 }
 
 /**
@@ -265,7 +324,18 @@ export async function replayReplica(reader: ReplicaReader, at: number | undefine
   } finally {
     db.close()
   }
-  return {generation: generation.id, frames, reachedAt, contents}
+  // Replayed to the end of what is listed (not stopped by --at): a segment after that may be missing from it.
+  const listedLast = generation.walIndexes.at(-1)?.segments.reduce((a, b) => (b.end > a.end ? b : a))
+  const replayedLast = segments.at(-1)
+  const exhausted =
+    !listedLast ||
+    (replayedLast?.walIndex === listedLast.walIndex && replayedLast.end === listedLast.end && !replayedLast.cut)
+  const lost = exhausted ? unlistedAfter(contents, generation.id, segments.at(-1)) : []
+  const warnings = lost.map(
+    (key) =>
+      `${key} has no sidecar (${key.split('/').pop()}.json), so it was not replayed: the restore stops at ${new Date(reachedAt * 1000).toISOString()}, before it. If the replicator is writing it right now, restore again in a moment; otherwise its sidecar was lost and the rounds from it on cannot be restored.`,
+  )
+  return {generation: generation.id, frames, reachedAt, contents, warnings}
 }
 
 /**

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
-import {invocationPrefix, withInvocation, type InvocationProbe} from '../../../src/output/invocation.js'
+import {hintRewriter, invocationPrefix, withInvocation, type InvocationProbe} from '../../../src/output/invocation.js'
 
 const probe = (overrides: Partial<InvocationProbe> = {}): InvocationProbe => ({
   env: {PATH: '/usr/bin:/opt/node/bin'},
@@ -39,18 +39,33 @@ describe('invocationPrefix', () => {
 })
 
 describe('withInvocation', () => {
-  const names = ['backup', 'dev', 'init']
+  const ids = ['backup create', 'dev up', 'init', 'replica status']
   it('rewrites commands, not prose', () => {
     assert.equal(
       withInvocation(
         'Run `mlflowctl dev up x` or mlflowctl --help; not a mlflowctl command; mlflowctl devices',
         'npx mlflowctl',
-        names,
+        ids,
       ),
       'Run `npx mlflowctl dev up x` or npx mlflowctl --help; not a mlflowctl command; mlflowctl devices',
     )
   })
+  it('leaves a topic name in prose alone, and rewrites the topic with --help', () => {
+    // Given a topic that is also an English word ("replica"), as in a refusal of a directory.
+    const text = '/srv/r is not an mlflowctl replica (no mlflowctl-replica.json); see mlflowctl replica --help.'
+    // When hints are rewritten for oclif's command IDs
+    const rewrite = hintRewriter('node /opt/m/bin/run.js', ['backup:create', 'init', 'replica:status'])
+    // Then only the command is rewritten, never the prose.
+    assert.equal(
+      rewrite(text),
+      '/srv/r is not an mlflowctl replica (no mlflowctl-replica.json); see node /opt/m/bin/run.js replica --help.',
+    )
+    assert.equal(
+      withInvocation('mlflowctl replica status --url x', 'npx mlflowctl', ids),
+      'npx mlflowctl replica status --url x',
+    )
+  })
   it('leaves text alone when the prefix is the plain name', () => {
-    assert.equal(withInvocation('mlflowctl dev up', 'mlflowctl', names), 'mlflowctl dev up')
+    assert.equal(withInvocation('mlflowctl dev up', 'mlflowctl', ids), 'mlflowctl dev up')
   })
 })
