@@ -21,8 +21,8 @@ import {pgKind, sqliteCopyLineSql, sqliteValueOfCopyField, type PgKind} from '..
 import {parseDatabaseUrl} from '../../core/database-url.js'
 import {withPostgres} from '../db/postgres.js'
 import {tableNames} from './sqlite-source.js'
+import {quoteIdentifier as quote} from '../../core/backup/tables.js'
 
-const quote = (name: string) => `"${name.replace(/"/g, '""')}"`
 /** Connections that load at once: one per core of the machine this was measured on (2); more only add contention. */
 const COPY_CONNECTIONS = 2
 /** Files above this are split between the connections. */

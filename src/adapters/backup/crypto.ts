@@ -104,9 +104,19 @@ export async function decryptedStream(file: string, passphrase: string | undefin
   } finally {
     await handle.close()
   }
+  // The header is not authenticated until the tag is checked at the very end, so its scrypt parameters are
+  // accepted only when they are the ones this tool writes: anything else could ask for minutes of CPU and GiBs.
   const params = {N: header.readUInt32BE(8), r: header.readUInt8(12), p: header.readUInt8(13)}
-  if (params.N > 2 ** 20 || params.r > 32 || params.p > 16)
-    throw new CheckFailedError('BACKUP_CORRUPT', `${file}: implausible key-derivation parameters in the header.`)
+  if (params.N !== SCRYPT.N || params.r !== SCRYPT.r || params.p !== SCRYPT.p)
+    throw new CheckFailedError(
+      'BACKUP_CORRUPT',
+      `${file}: its header asks for key-derivation parameters N=${params.N}, r=${params.r}, p=${params.p}; mlflowctl writes N=${SCRYPT.N}, r=${SCRYPT.r}, p=${SCRYPT.p} and derives with no others.`,
+      {
+        suggestions: [
+          'Use another backup (mlflowctl backup list); this one was not written by mlflowctl or was changed.',
+        ],
+      },
+    )
   const decipher = createDecipheriv(
     'aes-256-gcm',
     deriveKey(passphrase, header.subarray(14, 30), params),

@@ -26,7 +26,11 @@ import {describeSqliteSnapshot, snapshotSqlite, sqliteArtifactReferences} from '
 function snapshotError(error: unknown, source: string, target: string): unknown {
   const code = (error as {code?: string}).code ?? ''
   if (code === 'SQLITE_FULL')
-    return fsFailure(Object.assign(new Error('database or disk is full'), {code: 'ENOSPC'}), 'write the snapshot', target)
+    return fsFailure(
+      Object.assign(new Error('database or disk is full'), {code: 'ENOSPC'}),
+      'write the snapshot',
+      target,
+    )
   if (code === 'SQLITE_NOTADB')
     return new ConfigError(
       'SOURCE_NOT_MLFLOW',
@@ -37,7 +41,11 @@ function snapshotError(error: unknown, source: string, target: string): unknown 
     return new CheckFailedError(
       'SOURCE_CORRUPT',
       `${source} is damaged: SQLite cannot read it (${(error as Error).message}). Nothing was backed up.`,
-      {suggestions: ['Restore the newest backup that verifies (mlflowctl backup list), or repair the file with sqlite3 .recover.']},
+      {
+        suggestions: [
+          'Restore the newest backup that verifies (mlflowctl backup list), or repair the file with sqlite3 .recover.',
+        ],
+      },
     )
   return /^E[A-Z]+$/.test(code) ? fsFailure(error, 'write the snapshot', target) : error
 }

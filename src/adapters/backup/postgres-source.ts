@@ -14,8 +14,7 @@ import {foreignKeyOrder, selectMlflowTables} from '../../core/backup/tables.js'
 import type {DatabaseTarget} from '../../core/database-url.js'
 import {withPostgres} from '../db/postgres.js'
 import {writeSchemaFile, type TableExport} from './table-files.js'
-
-const quote = (name: string) => `"${name.replace(/"/g, '""')}"`
+import {quoteIdentifier as quote} from '../../core/backup/tables.js'
 
 async function catalog(client: pg.Client): Promise<{
   tables: string[]

@@ -122,7 +122,9 @@ async function readChecked<T>(reader: ReplicaReader, key: string, schema: z.ZodT
   try {
     parsed = JSON.parse(text)
   } catch (error) {
-    throw corrupt(`Replica ${reader.display}: ${key} is not valid JSON (${(error as Error).message}); nothing was restored.`)
+    throw corrupt(
+      `Replica ${reader.display}: ${key} is not valid JSON (${(error as Error).message}); nothing was restored.`,
+    )
   }
   const checked = schema.safeParse(parsed)
   if (!checked.success) {

@@ -13,6 +13,7 @@ import type {TableSchema} from '../../core/backup/format.js'
 import {encodeCopyLine} from '../../core/backup/pg-text.js'
 import {locationColumnsIn} from './sqlite-source.js'
 import {parseTableLine, tableFileOf} from './table-files.js'
+import {quoteIdentifier} from '../../core/backup/tables.js'
 
 /** Rewrites every location `rewrite` changes; returns "table.column" → rows changed. Rewrites files in `dbDir`. */
 export async function rewriteLocationsInTableFiles(
@@ -61,10 +62,10 @@ export async function rewriteLocationsInSqliteFile(
     const counts: Record<string, number> = {}
     db.transaction(() => {
       for (const {table, column, onlyWhere} of locationColumnsIn(db)) {
-        const where = onlyWhere ? ` WHERE "${onlyWhere.column}" = ?` : ''
-        const update = db.prepare(`UPDATE "${table}" SET "${column}" = ? WHERE rowid = ?`)
+        const where = onlyWhere ? ` WHERE ${quoteIdentifier(onlyWhere.column)} = ?` : ''
+        const update = db.prepare(`UPDATE ${quoteIdentifier(table)} SET ${quoteIdentifier(column)} = ? WHERE rowid = ?`)
         const rows = db
-          .prepare(`SELECT rowid, "${column}" FROM "${table}"${where}`)
+          .prepare(`SELECT rowid, ${quoteIdentifier(column)} FROM ${quoteIdentifier(table)}${where}`)
           .raw(true)
           .all(...(onlyWhere ? [onlyWhere.equals] : [])) as Array<[number, unknown]>
         for (const [rowid, value] of rows) {

@@ -4,6 +4,7 @@
 import Database from 'better-sqlite3'
 
 import {ARTIFACT_LOCATION_COLUMNS, type LocationColumn} from '../../core/backup/artifact-locations.js'
+import {quoteIdentifier} from '../../core/backup/tables.js'
 
 export async function snapshotSqlite(source: string, target: string): Promise<void> {
   const db = new Database(source, {readonly: true, fileMustExist: true})
@@ -33,7 +34,13 @@ export function tableNames(db: Database.Database): string[] {
 /** Rows per table. Reads only. */
 export function rowCountsOf(db: Database.Database, names = tableNames(db)): Record<string, number> {
   return Object.fromEntries(
-    names.map((name) => [name, db.prepare(`SELECT count(*) FROM "${name}"`).pluck().get() as number]),
+    names.map((name) => [
+      name,
+      db
+        .prepare(`SELECT count(*) FROM ${quoteIdentifier(name)}`)
+        .pluck()
+        .get() as number,
+    ]),
   )
 }
 
@@ -46,7 +53,9 @@ export function alembicRevisionOf(db: Database.Database, names = tableNames(db))
 /** The artifact-location columns (core/backup/artifact-locations.ts) that exist in this database's schema. */
 export function locationColumnsIn(db: Database.Database): LocationColumn[] {
   return ARTIFACT_LOCATION_COLUMNS.filter(({table, column, onlyWhere}) => {
-    const columns = (db.prepare(`PRAGMA table_info("${table}")`).all() as Array<{name: string}>).map((c) => c.name)
+    const columns = (db.prepare(`PRAGMA table_info(${quoteIdentifier(table)})`).all() as Array<{name: string}>).map(
+      (c) => c.name,
+    )
     return columns.includes(column) && (!onlyWhere || columns.includes(onlyWhere.column))
   })
 }
@@ -74,9 +83,9 @@ export function sqliteArtifactReferences(file: string): string[] {
     const uris: string[] = []
     for (const {table, column, onlyWhere} of locationColumnsIn(db)) {
       if (table === 'experiments') continue // an experiment's root covers everything under it
-      const where = onlyWhere ? ` WHERE "${onlyWhere.column}" = ?` : ''
+      const where = onlyWhere ? ` WHERE ${quoteIdentifier(onlyWhere.column)} = ?` : ''
       const rows = db
-        .prepare(`SELECT "${column}" AS uri FROM "${table}"${where}`)
+        .prepare(`SELECT ${quoteIdentifier(column)} AS uri FROM ${quoteIdentifier(table)}${where}`)
         .raw(true)
         .iterate(...(onlyWhere ? [onlyWhere.equals] : [])) as IterableIterator<[unknown]>
       for (const [uri] of rows) if (typeof uri === 'string') uris.push(uri)

@@ -9,6 +9,7 @@ import {connectOpsStatus, type ConnectTransferOptions} from '../backup/connect-t
 import {ExternalError, UsageError} from '../../errors.js'
 import {withPostgres} from './postgres.js'
 import {withSqlServer} from './sqlserver.js'
+import {quoteIdentifier} from '../../core/backup/tables.js'
 
 export interface SchemaProbe {
   engine: 'sqlite' | 'postgresql' | 'mssql'
@@ -51,7 +52,7 @@ function probeSqlite(path: string): SchemaProbe {
     const rowEstimates: Record<string, number> = {}
     for (const table of BIG_TABLES.filter((t) => tables.includes(t)))
       rowEstimates[table] = Number(
-        (db.prepare(`SELECT coalesce(max(rowid), 0) AS n FROM "${table}"`).get() as {n: number}).n,
+        (db.prepare(`SELECT coalesce(max(rowid), 0) AS n FROM ${quoteIdentifier(table)}`).get() as {n: number}).n,
       )
     return {engine: 'sqlite', tables, hasVersionTable, revision, rowEstimates}
   } finally {

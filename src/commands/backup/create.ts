@@ -4,11 +4,10 @@ import {resolve} from 'node:path'
 import {MlflowctlCommand} from '../../base-command.js'
 import {showBackupCreated} from '../../output/views/backup.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {createBackup, type CreateResult} from '../../core/backup/create.js'
+import {createBackup, decideEncryption, type CreateResult} from '../../core/backup/create.js'
 import {parseBackupSource} from '../../core/backup/locations.js'
 import {openRepository} from '../../adapters/backup/repository.js'
-import {resolvePassphrase} from '../../adapters/backup/crypto.js'
-import {ConfigError} from '../../errors.js'
+import {PASSPHRASE_ENV, resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {redact} from '../../core/redact.js'
 
 export default class BackupCreate extends MlflowctlCommand<typeof BackupCreate> {
@@ -57,7 +56,9 @@ is locked, a write failed (DISK_FULL when the disk is) or Connect is unreachable
       env: 'MLFLOWCTL_HEALTHCHECK_URL',
     }),
     encrypt: Flags.boolean({
-      summary: 'Encrypt the archive (AES-256-GCM; passphrase from --passphrase-file or MLFLOWCTL_BACKUP_PASSPHRASE).',
+      summary:
+        'Encrypt the archive (AES-256-GCM); implied by a passphrase from --passphrase-file or MLFLOWCTL_BACKUP_PASSPHRASE.',
+      allowNo: true,
       env: 'MLFLOWCTL_ENCRYPT',
     }),
     'passphrase-file': Flags.file({
@@ -78,11 +79,10 @@ is locked, a write failed (DISK_FULL when the disk is) or Connect is unreachable
       (url) => redact(url),
     )
     const repository = await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir)
-    const passphrase = this.flags.encrypt ? await resolvePassphrase(this.flags['passphrase-file']) : undefined
-    if (this.flags.encrypt && !passphrase)
-      throw new ConfigError('PASSPHRASE_REQUIRED', '--encrypt needs a passphrase.', {
-        suggestions: ['Pass --passphrase-file FILE or set MLFLOWCTL_BACKUP_PASSPHRASE.'],
-      })
+    const given = await resolvePassphrase(this.flags['passphrase-file'])
+    const from = this.flags['passphrase-file'] ? '--passphrase-file' : given ? PASSPHRASE_ENV : undefined
+    const passphrase = decideEncryption(this.flags.encrypt, from) ? given : undefined
+    if (passphrase && !this.flags.encrypt) this.err(`Encrypting: a passphrase was given (${from}).`)
     const deps = this.deps.backup({
       repository,
       dataDir: this.settings.dataDir,

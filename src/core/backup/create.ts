@@ -87,6 +87,34 @@ export interface CreateDeps {
   randomId(): string
 }
 
+/** Where a passphrase for `backup create` came from, if one was given. */
+export type PassphraseSource = '--passphrase-file' | 'MLFLOWCTL_BACKUP_PASSPHRASE'
+
+/**
+ * Whether a backup is encrypted: when --encrypt asks for it, and whenever a passphrase is given in any form (a
+ * passphrase that leaves the archive in clear would be a false promise). --no-encrypt writes plaintext despite a
+ * passphrase in the environment, but not beside --passphrase-file, which says the opposite. Pure.
+ * @throws UsageError ENCRYPT_CONFLICT, ConfigError PASSPHRASE_REQUIRED
+ */
+export function decideEncryption(encrypt: boolean | undefined, passphraseFrom: PassphraseSource | undefined): boolean {
+  if (encrypt === false && passphraseFrom === '--passphrase-file')
+    throw new UsageError(
+      'ENCRYPT_CONFLICT',
+      '--no-encrypt and --passphrase-file contradict each other: a passphrase is only used to encrypt.',
+      {
+        suggestions: [
+          'Drop --no-encrypt to encrypt with that passphrase, or drop --passphrase-file for a plaintext backup.',
+        ],
+      },
+    )
+  if (encrypt === false) return false
+  if (encrypt && !passphraseFrom)
+    throw new ConfigError('PASSPHRASE_REQUIRED', '--encrypt needs a passphrase.', {
+      suggestions: ['Pass --passphrase-file FILE or set MLFLOWCTL_BACKUP_PASSPHRASE.'],
+    })
+  return Boolean(passphraseFrom)
+}
+
 /** Where the database and the artifacts of a source are. @throws UsageError SOURCE_INVALID */
 async function locate(
   deps: CreateDeps,

@@ -1,6 +1,12 @@
 /** Table order for a backup and a restore: parents before children (foreign-key levels). Pure. */
 
 /**
+ * A table or column name as a quoted SQL identifier (SQLite and PostgreSQL alike): a name is data, and a store may
+ * hold a table called `odd"name`. Pure.
+ */
+export const quoteIdentifier = (name: string) => `"${name.replace(/"/g, '""')}"`
+
+/**
  * Orders tables so that every table comes after the tables it references; ties keep name order so that
  * archives are reproducible. Self-references are ignored; a cycle (none in MLflow's schema) keeps the
  * remaining tables in name order at the end.

@@ -497,3 +497,23 @@ describe('history locations', () => {
     assert.equal(historyLocation({kind: 'connect', guid: 'g'}), 'connect:g')
   })
 })
+
+describe('decideEncryption', async () => {
+  const {decideEncryption} = await import('../../../src/core/backup/create.js')
+  it('encrypts whenever a passphrase is given in any form, and only then', () => {
+    // Given each combination of --encrypt/--no-encrypt/neither and where a passphrase came from
+    assert.equal(decideEncryption(undefined, '--passphrase-file'), true, 'a passphrase file alone means encrypt')
+    assert.equal(decideEncryption(undefined, 'MLFLOWCTL_BACKUP_PASSPHRASE'), true, 'so does the variable')
+    assert.equal(decideEncryption(true, 'MLFLOWCTL_BACKUP_PASSPHRASE'), true)
+    assert.equal(decideEncryption(undefined, undefined), false)
+    assert.equal(
+      decideEncryption(false, 'MLFLOWCTL_BACKUP_PASSPHRASE'),
+      false,
+      '--no-encrypt wins over the environment',
+    )
+  })
+  it('refuses contradictions and a missing passphrase', () => {
+    assert.throws(() => decideEncryption(false, '--passphrase-file'), {code: 'ENCRYPT_CONFLICT', exit: 2})
+    assert.throws(() => decideEncryption(true, undefined), {code: 'PASSPHRASE_REQUIRED', exit: 3})
+  })
+})
