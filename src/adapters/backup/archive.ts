@@ -54,10 +54,14 @@ export async function writeBackupArchive(
     ? pipeline(pack, parallelGzip(), encryptStream(passphrase), out)
     : pipeline(pack, parallelGzip(), out)
   const files: BackupFileEntry[] = []
+  const names = new Set<string>()
   try {
     for await (const source of sources) {
       const unsafe = unsafeEntryName(source.name)
       if (unsafe) throw new Error(`refusing to write ${source.name}: it ${unsafe}`)
+      // Two entries of one name would make an archive that verify and restore refuse forever.
+      if (names.has(source.name)) throw new Error(`refusing to write ${source.name} twice (from ${source.file})`)
+      names.add(source.name)
       const {size} = await stat(source.file)
       const hash = createHash('sha256')
       let done!: (error?: Error | null) => void

@@ -5,7 +5,7 @@ import {parseArtifactUrl, joinKey} from '../../core/artifact-url.js'
 import {ExternalError} from '../../errors.js'
 import {pathKind} from '../fs/safe-fs.js'
 import {openObjectStore} from '../object-store.js'
-import {walkArtifacts} from './repo-files.js'
+import {walkArtifacts} from './artifact-source.js'
 
 /** Uploads at once: object stores answer each request slowly and in parallel; 8 keeps a small-file tree moving. */
 const UPLOADS_AT_ONCE = 8

@@ -15,7 +15,7 @@ import {ConnectClient} from '../connect/client.js'
 import {createDeployDeps} from '../deploy-deps.js'
 import {open} from '../connect/http.js'
 import {makeDirs} from '../fs/safe-fs.js'
-import {walkArtifacts} from './repo-files.js'
+import {walkArtifacts} from './artifact-source.js'
 import {parseOpsStatus, parseRestoreResult, type OpsStatus} from '../../core/extension-contract.js'
 
 export interface ConnectTransferOptions {

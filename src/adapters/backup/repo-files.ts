@@ -3,7 +3,7 @@
 // overlapping cron runs apart.
 import {link, readFile, readdir, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
-import {join, relative} from 'node:path'
+import {join} from 'node:path'
 
 import {ARCHIVE_SUFFIX, invalidManifest, type BackupManifest} from '../../core/backup/format.js'
 import {ExternalError, MlflowctlError} from '../../errors.js'
@@ -234,14 +234,4 @@ export async function listRepo(repo: string): Promise<RepoEntry[]> {
 
 export async function removeBackup(repo: string, id: string): Promise<void> {
   for (const path of [archivePath(repo, id), sidecar(repo, id), marker(repo, id)]) await rm(path, {force: true})
-}
-
-/** Regular files under `dir`, sorted, as archive entries artifacts/<relative path>. Symlinks are skipped. */
-export async function* walkArtifacts(dir: string, root = dir): AsyncIterable<{name: string; file: string}> {
-  const entries = (await readdir(dir, {withFileTypes: true})).sort((a, b) => a.name.localeCompare(b.name))
-  for (const entry of entries) {
-    const full = join(dir, entry.name)
-    if (entry.isDirectory()) yield* walkArtifacts(full, root)
-    else if (entry.isFile()) yield {name: `artifacts/${relative(root, full).split('\\').join('/')}`, file: full}
-  }
 }

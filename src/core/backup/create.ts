@@ -72,7 +72,12 @@ export interface CreateDeps {
   /** Streams a local-storage deployment's snapshot (the extension's POST /_mlflowctl/snapshot) into `dir`. */
   fetchConnectSnapshot(guid: string, dir: string): Promise<{db: string; artifacts: string; location: string}>
   /** Files of a local directory or an s3://, wasbs://, gs:// prefix, as artifacts/<path> entries on local disk. */
-  listArtifacts(source: string, include?: (path: string) => boolean): AsyncIterable<{name: string; file: string}>
+  /** `onSkip` hears of files that cannot be archived (a name that is not valid UTF-8), for the warnings. */
+  listArtifacts(
+    source: string,
+    include: ((path: string) => boolean) | undefined,
+    onSkip: (message: string) => void,
+  ): AsyncIterable<{name: string; file: string}>
   /** Artifact URIs the exported rows point at (runs, logged models, model versions), from the db/ files. */
   readReferences(exportDir: string): Promise<string[]>
   writeArchive(
@@ -295,7 +300,9 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
             tables.snapshot ? deps.snapshotReferences(tables.snapshot) : await deps.readReferences(scratch.path),
           )
         : undefined
-    const artifactEntries = artifactSource ? deps.listArtifacts(artifactSource, include) : []
+    const artifactEntries = artifactSource
+      ? deps.listArtifacts(artifactSource, include, (message) => warnings.push(message))
+      : []
     let artifactFiles = 0
     let artifactBytes = 0
     const staged = await deps.stageArchive(id)

@@ -77,13 +77,18 @@ export function archiveName(id: string): string {
 }
 
 /**
- * Why an entry name is unsafe to extract, or undefined when it is fine: absolute paths, `..`, backslashes,
- * NUL and anything outside db/, artifacts/ and the manifest are refused (tar path traversal).
+ * Why an entry name is unsafe to extract, or undefined when it is fine: absolute paths, `..`, empty or `.` parts,
+ * NUL and anything outside db/, artifacts/ and the manifest are refused (tar path traversal). A backslash is an
+ * ordinary character of a Linux file name (`a\\b.txt` is one file, kept byte for byte), but no part between slashes
+ * or backslashes may be `..`, so that the name cannot climb out where a backslash separates either. `backup
+ * create` applies the same rule, so it never writes an archive that verify or restore would refuse.
  */
 export function unsafeEntryName(name: string): string | undefined {
-  if (name.includes('\0') || name.includes('\\')) return 'contains a NUL or a backslash'
-  if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) return 'is an absolute path'
-  if (name.split('/').some((part) => part === '..')) return 'climbs out of the archive with ".."'
+  if (name.includes('\0')) return 'contains a NUL'
+  if (name.startsWith('/') || name.startsWith('\\') || /^[A-Za-z]:/.test(name)) return 'is an absolute path'
+  if (name.split(/[/\\]/).some((part) => part === '..')) return 'climbs out of the archive with ".."'
+  if (name.split('/').some((part) => part === '' || part === '.'))
+    return 'has an empty or "." part (two names for one file)'
   if (name !== MANIFEST_ENTRY && !name.startsWith('db/') && !name.startsWith('artifacts/'))
     return 'is not under db/ or artifacts/'
   return undefined

@@ -21,13 +21,21 @@ describe('backup format', () => {
     for (const [name, why] of [
       ['/etc/passwd', /absolute/],
       ['artifacts/../../x', /\.\./],
-      ['db\\x.jsonl', /backslash/],
+      ['artifacts/a\\..\\..\\x', /\.\./],
+      ['artifacts/a//b.txt', /empty or "\." part/],
+      ['artifacts/a/./b.txt', /empty or "\." part/],
+      ['\\server\\x', /absolute/],
       ['other/file', /not under db\/ or artifacts\//],
       ['C:/x', /absolute/],
     ] as const) {
       assert.match(unsafeEntryName(name) ?? 'accepted', why, name)
     }
-    for (const name of ['manifest.json', 'db/runs.jsonl', 'artifacts/1/abc/artifacts/model.pkl'])
+    for (const name of [
+      'manifest.json',
+      'db/runs.jsonl',
+      'artifacts/1/abc/artifacts/model.pkl',
+      'artifacts/twin/a\\b.txt',
+    ])
       assert.equal(unsafeEntryName(name), undefined)
   })
 
