@@ -14,8 +14,13 @@ import time
 PR_SET_PDEATHSIG = 1
 
 
+PARENT_ENV = "MLFLOWCTL_PARENT_PID"
+
+
 def die_with_parent(poll_seconds: float = 0.5) -> None:
-    parent = os.getppid()
+    """The parent is the PID the caller wrote into MLFLOWCTL_PARENT_PID before it started this process, not
+    getppid() now: a caller killed while this process was still importing would leave it guarding init (PID 1)."""
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -225,6 +225,8 @@ export async function startLoader(
     MLFLOWCTL_RESTORE_GATE: options.gated ? '1' : '',
     MLFLOWCTL_RESTORE_MARK: options.mark ?? '',
     MLFLOWCTL_RESTORE_TABLES: JSON.stringify(options.tables),
+    // The loader checks this before anything else: a CLI killed while Python still imports takes it along.
+    MLFLOWCTL_PARENT_PID: String(process.pid),
   }
   const child = spawn(python, [RESTORE_SCRIPT, '-', revision, dbDir, ...(options.replace ? [replaceFile] : [])], {
     env,
