@@ -1,22 +1,18 @@
 // A backup repository in a local directory: archives, a listing sidecar per archive (the manifest, so that
 // `list` need not read whole archives), a marker per successful verify, and the lock that keeps
 // overlapping cron runs apart.
-import {link, readFile, readdir, rename, rm, stat, writeFile} from 'node:fs/promises'
-import {hostname} from 'node:os'
+import {readFile, readdir, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {ARCHIVE_SUFFIX, invalidManifest, type BackupManifest} from '../../core/backup/format.js'
 import {ExternalError, MlflowctlError} from '../../errors.js'
 import {faultPoint} from '../fault.js'
-import {deadRuns, processAlive, removeRuns} from '../fs/scratch.js'
+import {deadRuns, removeRuns} from '../fs/scratch.js'
+import {processAlive} from '../fs/lease.js'
+import {lockFile, repoLocked} from '../lock.js'
 import {fsFailure, makeDirs} from '../fs/safe-fs.js'
 
 export const LOCK = '.mlflowctl-backup.lock'
-/** A lock older than this is stale even if its process looks alive (PID reuse, another host). */
-const LOCK_STALE_MS = 6 * 3_600_000
-/** A writer fills its lock before it links it into place, so an empty one is debris (a lock made by an older
- * version on a full disk): taken over once it is older than any write could take. */
-const EMPTY_LOCK_STALE_MS = 60_000
 
 export interface RepoEntry {
   id: string
@@ -33,10 +29,9 @@ const marker = (repo: string, id: string) => join(repo, `${id}${MARKER_SUFFIX}`)
 export const archivePath = (repo: string, id: string) => join(repo, `${id}${ARCHIVE_SUFFIX}`)
 
 /**
- * Takes the repository lock. The body is written to a private temp file that is then hard-linked to the lock's
- * name (atomic, and EEXIST when held), so a lock is never seen empty; a full disk fails before the lock exists.
- * A lock whose process is gone (same host) or that is older than six hours is stale: it is removed and taken
- * over, so a killed run never wedges the next one.
+ * Takes the repository lock (adapters/lock.ts): an overlapping run is refused; a lock whose holder is gone (its
+ * process on this host, or its heartbeat from another) is taken over with a warning, so a killed run never wedges
+ * the next one.
  * @throws ExternalError REPO_LOCKED, DISK_FULL, PATH_UNUSABLE
  */
 export async function lockRepo(
@@ -44,81 +39,7 @@ export async function lockRepo(
   onStale: (message: string) => void = () => undefined,
 ): Promise<() => Promise<void>> {
   await makeDirs(repo)
-  const path = join(repo, LOCK)
-  return takeLock({
-    create: async (body) => {
-      const temp = `${path}.${process.pid}.tmp`
-      try {
-        await writeFile(temp, body, {mode: 0o600})
-        await link(temp, path)
-        return true
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
-        throw fsFailure(error, 'take the lock in', repo)
-      } finally {
-        await rm(temp, {force: true})
-      }
-    },
-    read: async () => {
-      const info = await stat(path).catch(() => undefined)
-      return info ? {text: await readFile(path, 'utf8').catch(() => ''), mtimeMs: info.mtimeMs} : undefined
-    },
-    remove: () => rm(path, {force: true}),
-    where: repo,
-    onStale,
-  })
-}
-
-export interface LockStore {
-  /** Creates the lock only if absent (atomically); false when it exists. */
-  create(body: string): Promise<boolean>
-  /** The lock's content and age; undefined when it vanished meanwhile (then creating it is tried again). */
-  read(): Promise<{text: string; mtimeMs: number} | undefined>
-  remove(): Promise<void>
-  where: string
-  onStale(message: string): void
-}
-
-/**
- * The lock protocol for any store with an atomic create-if-absent (O_EXCL, If-None-Match, ifGenerationMatch):
- * a lock whose process is gone (same host) or older than six hours is stale, removed and taken over.
- * @throws ExternalError REPO_LOCKED
- */
-export async function takeLock(store: LockStore): Promise<() => Promise<void>> {
-  const me = {pid: process.pid, host: hostname(), startedAt: new Date().toISOString()}
-  for (let attempt = 0; attempt < 3; attempt++) {
-    if (await store.create(JSON.stringify(me))) return () => store.remove()
-    const current = await store.read()
-    if (!current) continue // released between our create and our read: try again
-    const {text, mtimeMs} = current
-    let holder: {pid?: number; host?: string; startedAt?: string} = {}
-    try {
-      holder = JSON.parse(text)
-    } catch {
-      // unreadable or half-written: judged by its age below
-    }
-    const age = Date.now() - (holder.startedAt ? Date.parse(holder.startedAt) : mtimeMs)
-    const dead = holder.host === me.host && typeof holder.pid === 'number' && !processAlive(holder.pid)
-    const emptyDebris = text.trim() === '' && Date.now() - mtimeMs >= EMPTY_LOCK_STALE_MS
-    if (!dead && !emptyDebris && age < LOCK_STALE_MS) {
-      throw new ExternalError(
-        'REPO_LOCKED',
-        `Another backup holds the lock on ${store.where} (pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'}).`,
-        {
-          suggestions: [
-            'Let it finish; overlapping cron runs are refused on purpose. A lock left by a killed run is taken over once its process is gone.',
-          ],
-        },
-      )
-    }
-    store.onStale(
-      emptyDebris
-        ? `took over an empty lock on ${store.where} (left by a run that could not write it, e.g. on a full disk)`
-        : `took over a stale lock on ${store.where} (pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'})`,
-    )
-    await store.remove()
-  }
-  throw new ExternalError('REPO_LOCKED', `Could not take the lock on ${store.where}.`)
+  return lockFile(join(repo, LOCK), {where: repo, onStale, held: repoLocked(repo)})
 }
 
 export async function writeSidecar(repo: string, manifest: BackupManifest): Promise<void> {

@@ -11,6 +11,7 @@ import {ARCHIVE_SUFFIX, invalidManifest, type BackupManifest} from '../../core/b
 import {ExternalError} from '../../errors.js'
 import {openObjectStore, type ObjectStore} from '../object-store.js'
 import {faultPoint} from '../fault.js'
+import {aliveUnbeaten, repoLocked, takeLock} from '../lock.js'
 import {deadRuns, openScratch, removeRuns, type Scratch} from '../fs/scratch.js'
 import {
   LOCK,
@@ -24,7 +25,6 @@ import {
   markVerified,
   removeBackup,
   settleUnlisted,
-  takeLock,
   writeSidecar,
   type RepoEntry,
 } from './repo-files.js'
@@ -102,21 +102,24 @@ export async function objectStoreRepository(
   const repository: BackupRepository = {
     display: location.display,
     lock: (onStale) =>
-      takeLock({
-        create: (body) => objects.putIfAbsent(key(LOCK), Buffer.from(body)),
-        // Only "not found" means the lock is gone; any other failure (a 5xx, a 403) must not look like a stale lock.
-        read: async () => {
-          try {
-            return {text: (await objects.get(key(LOCK))).toString('utf8'), mtimeMs: Date.now()}
-          } catch (error) {
-            if (notFound(error)) return undefined
-            throw error
-          }
+      takeLock(
+        {
+          create: (body) => objects.putIfAbsent(key(LOCK), Buffer.from(body)),
+          // Only "not found" means the lock is gone; any other failure (a 5xx, a 403) must not look like a stale lock.
+          read: async () => {
+            try {
+              return {text: (await objects.get(key(LOCK))).toString('utf8'), mtimeMs: Date.now()}
+            } catch (error) {
+              if (notFound(error)) return undefined
+              throw error
+            }
+          },
+          remove: () =>
+            objects.delete(key(LOCK)).catch((error) => (notFound(error) ? undefined : Promise.reject(error))),
+          alive: aliveUnbeaten,
         },
-        remove: () => objects.delete(key(LOCK)).catch((error) => (notFound(error) ? undefined : Promise.reject(error))),
-        where: location.display,
-        onStale,
-      }),
+        {where: location.display, onStale, held: repoLocked(location.display)},
+      ),
     async stageArchive(id) {
       const scratch = await scratchDir()
       scratches.set(id, scratch)

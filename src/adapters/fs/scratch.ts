@@ -2,45 +2,55 @@
 // repository or target it serves (so moves into place are renames on one file system, and a full disk is the
 // disk the operator looks at). It may hold plaintext (a SQLite snapshot, table files) even for an encrypted
 // backup, so a run killed with -9 leaves it only until the next run that uses the same root: that run removes
-// the directories of runs whose process is gone, and says so.
+// the directories of runs that are gone (their lease, fs/lease.ts: on any host, whatever PID they had), and says so.
 import {randomBytes} from 'node:crypto'
-import {mkdir, readdir, rm, rmdir} from 'node:fs/promises'
+import {mkdir, readFile, readdir, rm, rmdir, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {dirname, join} from 'node:path'
 
 import {faultPoint} from '../fault.js'
+import {keepAlive, leasesAlive, me, readHolder, type LeaseHolder} from './lease.js'
 import {fsFailure, makeDirs} from './safe-fs.js'
 
 export const SCRATCH_DIR = '.mlflowctl-scratch'
 const RUN_NAME = /^run-(\d+)-[0-9a-f]+@(.+)$/
+/** Who made a run directory and when (its lease): written first, before anything else goes in. */
+const LEASE_FILE = 'lease.json'
 
 export interface Scratch {
   path: string
   remove(): Promise<void>
 }
 
-/** Whether a process is alive on this host (EPERM: alive, owned by someone else). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
+/** This process's open run directories: never another run's, whatever its lease says. */
+const mine = new Set<string>()
+
+/** The holder of a run directory: its lease file, else (a run of an older mlflowctl) its name. */
+async function runHolder(dir: string, name: string): Promise<LeaseHolder> {
+  const lease = await readFile(join(dir, LEASE_FILE), 'utf8').catch(() => undefined)
+  if (lease !== undefined) return readHolder(lease)
+  const match = RUN_NAME.exec(name)!
+  return {pid: Number(match[1]), host: match[2]}
 }
 
-/** The run directories under ROOT/.mlflowctl-scratch whose process is gone (same host only). Reads only. */
+/**
+ * The run directories under ROOT/.mlflowctl-scratch whose run is gone: on this host its process ended or its PID now
+ * belongs to a later process; on another host its heartbeat stopped (fs/lease.ts). Reads only; may wait a few
+ * seconds to see whether another host's run is still beating.
+ */
 export async function deadRuns(root: string): Promise<string[]> {
   const base = join(root, SCRATCH_DIR)
-  const names = await readdir(base).catch(() => [] as string[])
-  return names
-    .filter((name) => {
-      const match = RUN_NAME.exec(name)
-      return (
-        match !== null && match[2] === hostname() && Number(match[1]) !== process.pid && !processAlive(Number(match[1]))
-      )
-    })
-    .map((name) => join(base, name))
+  const names = (await readdir(base).catch(() => [] as string[])).filter((name) => RUN_NAME.test(name)).sort()
+  const runs: Array<{path: string; holder: LeaseHolder}> = []
+  for (const name of names) {
+    const path = join(base, name)
+    if (!mine.has(path)) runs.push({path, holder: await runHolder(path, name)})
+  }
+  // Our own PID on a directory this process did not open: a run of an earlier process that had this PID.
+  const earlier = (holder: LeaseHolder) => holder.pid === process.pid && holder.host === hostname()
+  const alive = await leasesAlive(runs.filter((run) => !earlier(run.holder)))
+  let at = 0
+  return runs.filter((run) => earlier(run.holder) || !alive[at++]).map((run) => run.path)
 }
 
 /** Removes the given dead runs' directories; returns them, for the "removed debris" warning. */
@@ -52,22 +62,28 @@ export async function removeRuns(dirs: string[]): Promise<string[]> {
   return dirs
 }
 
-/** Creates this run's private scratch directory under ROOT. @throws DISK_FULL, PATH_UNUSABLE */
+/** Creates this run's private scratch directory under ROOT, with its lease. @throws DISK_FULL, PATH_UNUSABLE */
 export async function openScratch(root: string): Promise<Scratch> {
   const base = join(root, SCRATCH_DIR)
   await makeDirs(base)
   const path = join(base, `run-${process.pid}-${randomBytes(4).toString('hex')}@${hostname()}`)
+  let stop: (() => void) | undefined
   // The base goes too once no run uses it, so a repository or data directory is left as it was.
   const remove = async () => {
+    stop?.()
+    mine.delete(path)
     await rm(path, {recursive: true, force: true})
     await rmdir(base).catch(() => undefined)
   }
   try {
     await mkdir(path, {mode: 0o700})
+    mine.add(path)
+    await writeFile(join(path, LEASE_FILE), JSON.stringify(me()), {mode: 0o600})
   } catch (error) {
     await remove()
     throw fsFailure(error, 'create', path)
   }
+  stop = keepAlive(path)
   faultPoint('scratch:created')
   return {path, remove}
 }
