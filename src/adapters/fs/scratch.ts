@@ -67,10 +67,10 @@ export async function openScratch(root: string): Promise<Scratch> {
   const base = join(root, SCRATCH_DIR)
   await makeDirs(base)
   const path = join(base, `run-${process.pid}-${randomBytes(4).toString('hex')}@${hostname()}`)
-  let stop: (() => void) | undefined
+  const heartbeat = {stop: () => undefined as void}
   // The base goes too once no run uses it, so a repository or data directory is left as it was.
   const remove = async () => {
-    stop?.()
+    heartbeat.stop()
     mine.delete(path)
     await rm(path, {recursive: true, force: true})
     await rmdir(base).catch(() => undefined)
@@ -83,7 +83,7 @@ export async function openScratch(root: string): Promise<Scratch> {
     await remove()
     throw fsFailure(error, 'create', path)
   }
-  stop = keepAlive(path)
+  heartbeat.stop = keepAlive(path)
   faultPoint('scratch:created')
   return {path, remove}
 }
