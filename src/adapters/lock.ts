@@ -31,13 +31,15 @@ export interface LockStore {
 export interface LockOptions {
   /** What is locked, for messages ("/backups/mlflow"). */
   where: string
+  /** What the holder does, written into the lock for whoever is refused ("restore"). */
+  purpose?: string
   onStale(message: string): void
   /** The refusal when a live holder has it (REPO_LOCKED, TARGET_LOCKED). */
   held(holder: LeaseHolder): MlflowctlError
 }
 
 export const describeHolder = (holder: LeaseHolder) =>
-  `pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'}`
+  `${holder.purpose ? `a ${holder.purpose}, ` : ''}pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}, since ${holder.startedAt ?? '?'}`
 
 /**
  * Takes the lock, taking over a stale one (its holder gone, or an empty lock a minute old) with a warning. The
@@ -45,7 +47,7 @@ export const describeHolder = (holder: LeaseHolder) =>
  * @throws whatever `held` makes when a live holder has it
  */
 export async function takeLock(store: LockStore, options: LockOptions): Promise<() => Promise<void>> {
-  const body = JSON.stringify(me())
+  const body = JSON.stringify({...me(), ...(options.purpose ? {purpose: options.purpose} : {})})
   for (let attempt = 0; attempt < 3; attempt++) {
     if (await store.create(body)) {
       const stop = store.keepAlive?.()

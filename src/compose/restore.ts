@@ -25,6 +25,7 @@ import {createBackupDeps} from '../adapters/backup/index.js'
 import {NO_CONNECT, uploadConnectRestore} from '../adapters/backup/connect-transfer.js'
 import {localRepository} from '../adapters/backup/repository.js'
 import {inspectTarget, openRestoreScratch, recoverTarget} from '../adapters/backup/restore-target.js'
+import {lockTarget} from '../adapters/backup/target-lock.js'
 import {rewriteLocationsInSqliteFile, rewriteLocationsInTableFiles} from '../adapters/backup/rewrite-locations.js'
 import {locationRewriter} from '../core/backup/artifact-locations.js'
 import {inspectRestoredSqlite} from '../adapters/backup/deep-verify.js'
@@ -77,6 +78,8 @@ function replicaSource(
 
 export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
   return {
+    lockTarget: (target, artifactsTo) =>
+      lockTarget(target, artifactsTo, {dataDir: options.dataDir, purpose: 'restore', onWarning: options.onWarning}),
     recover: (target, artifactsTo) => recoverTarget(target, artifactsTo, options.dataDir),
     inspectTarget: (target, artifactsTo) => inspectTarget(target, artifactsTo, options.connect),
     scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),

@@ -89,6 +89,11 @@ async function refusal(status: number, body: AsyncIterable<unknown>, what: strin
     return new UsageError('TARGET_NOT_EMPTY', message, {
       suggestions: ['Pass --force (a safety backup of the deployment is taken first).'],
     })
+  // The extension's own restore lock: another upload is being swapped in right now.
+  if (status === 409 && payload.error === 'RESTORE_RUNNING')
+    return new ExternalError('TARGET_LOCKED', message, {
+      suggestions: ['Let that restore finish, then run this again.'],
+    })
   if (status === 409 || status === 400) return new UsageError(payload.error ?? 'TRANSFER_REFUSED', message)
   return new ExternalError(payload.error ?? 'TRANSFER_FAILED', message)
 }

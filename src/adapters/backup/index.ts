@@ -14,6 +14,8 @@ import {CheckFailedError, ConfigError} from '../../errors.js'
 import {verifyBackupArchive, writeBackupArchive} from './archive.js'
 import {listArtifacts, readReferences} from './artifact-source.js'
 import {recoverTarget} from './restore-target.js'
+import {lockTarget} from './target-lock.js'
+import {isObjectStoreUrl} from '../../core/artifact-url.js'
 import type {BackupRepository} from './repository.js'
 import {NO_CONNECT, fetchConnectSnapshot, type ConnectTransferOptions} from './connect-transfer.js'
 import {exportPostgresTables} from './postgres-source.js'
@@ -63,15 +65,22 @@ export function createBackupDeps(options: {
       const data = instancePaths(options.dataDir, resolve(dir)).data
       return existsSync(data) ? data : undefined
     },
-    // A source that an interrupted restore left half-swapped is put right before it is read.
-    recoverSource: async (source, artifactsSource) =>
-      source.kind === 'connect'
-        ? []
-        : recoverTarget(
-            source,
-            artifactsSource && !/^(s3|wasbs|gs):\/\//.test(artifactsSource) ? artifactsSource : undefined,
-            options.dataDir,
-          ),
+    // A source that an interrupted restore left half-swapped is put right before it is read, under the target's
+    // lock: a restore still at work there is not interrupted (the backup is refused, TARGET_LOCKED).
+    recoverSource: async (source, artifactsSource) => {
+      if (source.kind === 'connect') return []
+      const artifacts = artifactsSource && !isObjectStoreUrl(artifactsSource) ? artifactsSource : undefined
+      const release = await lockTarget(source, artifacts, {
+        dataDir: options.dataDir,
+        purpose: 'backup',
+        onWarning: options.onWarning,
+      })
+      try {
+        return await recoverTarget(source, artifacts, options.dataDir)
+      } finally {
+        await release()
+      }
+    },
     lock: async () => {
       const release = await options.repository.lock(options.onWarning)
       faultPoint('create:locked')

@@ -12,13 +12,14 @@ import {withPostgres} from '../db/postgres.js'
 import {SCRATCH_DIR, deadRuns, openScratch, removeRuns} from '../fs/scratch.js'
 import {makeDirs, pathKind} from '../fs/safe-fs.js'
 import {journalIn, recoverSwap, type ExternalCommit} from '../fs/swap.js'
+import {TARGET_LOCK} from './target-lock.js'
 import {NO_CONNECT, connectHasData, type ConnectTransferOptions} from './connect-transfer.js'
 import {countObjects} from './artifact-upload.js'
 import {isObjectStoreUrl} from '../../core/artifact-url.js'
 
 const SQLITE_HEADER = 'SQLite format 3\0'
 /** Entries of an app-data directory that are not data a restore replaces: the extension's state, our scratch. */
-const NOT_DATA = new Set([SCRATCH_DIR, 'mlflowctl'])
+const NOT_DATA = new Set([SCRATCH_DIR, 'mlflowctl', TARGET_LOCK])
 
 /** Where this run's scratch space goes for a target, first the database's tree, then the artifacts'. */
 export function scratchRoots(target: RestoreTarget, artifactsTo: string | undefined, dataDir: string): string[] {

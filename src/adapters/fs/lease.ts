@@ -22,10 +22,12 @@ export interface LeaseHolder {
   host?: string
   /** ISO time at which the holder took the lease. */
   startedAt?: string
+  /** What the holder is doing ("restore", "backup"), for the refusal. */
+  purpose?: string
 }
 
 /** This process as a lease holder. */
-export const me = (): Required<LeaseHolder> => ({
+export const me = (): Required<Omit<LeaseHolder, 'purpose'>> => ({
   pid: process.pid,
   host: hostname(),
   startedAt: new Date().toISOString(),

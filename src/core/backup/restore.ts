@@ -132,6 +132,11 @@ export interface RestoreScratch {
 }
 
 export interface RestoreDeps {
+  /**
+   * Locks the target (and a local --artifacts-to tree) until the returned release: one restore at a time.
+   * @throws ExternalError TARGET_LOCKED while another run holds it
+   */
+  lockTarget(target: RestoreTarget, artifactsTo?: string): Promise<() => Promise<void>>
   /** Finishes or undoes interrupted restores of this target (their journals) and removes dead runs' scratch. */
   recover(target: RestoreTarget, artifactsTo?: string): Promise<string[]>
   /** Reads only. @throws UsageError TARGET_INVALID when the path is of the wrong kind (a file for a directory) */
@@ -253,6 +258,15 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
 }
 
 async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
+  const release = await deps.lockTarget(options.target, options.artifactsTo)
+  try {
+    return await restoreLocked(deps, options)
+  } finally {
+    await release()
+  }
+}
+
+async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const target = options.target
   const warnings = await deps.recover(target, options.artifactsTo)
   const inspection = await deps.inspectTarget(target, options.artifactsTo)

@@ -19,6 +19,7 @@ const manifest = {
 function fakeDeps(options: {objects?: number; uploaded?: number; swapFails?: boolean}) {
   const events: string[] = []
   const deps = {
+    lockTarget: async () => async () => undefined,
     recover: async () => [],
     inspectTarget: async () => ({holdsData: false, found: [], foreign: [], objectsAtArtifactsTo: options.objects}),
     scratch: async () => ({path: '/scratch', remove: async () => void events.push('scratch removed')}),
