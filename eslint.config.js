@@ -7,6 +7,7 @@ import tseslint from 'typescript-eslint'
 const USE_CASES = [
   'backup/create',
   'backup/restore',
+  'backup/recover',
   'backup/deep-verify',
   'deploy',
   'rollback',

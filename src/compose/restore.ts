@@ -80,7 +80,7 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
   return {
     lockTarget: (target, artifactsTo) =>
       lockTarget(target, artifactsTo, {dataDir: options.dataDir, purpose: 'restore', onWarning: options.onWarning}),
-    recover: (target, artifactsTo) => recoverTarget(target, artifactsTo, options.dataDir),
+    recover: (target, artifactsTo, keep) => recoverTarget(target, artifactsTo, options.dataDir, keep),
     inspectTarget: (target, artifactsTo) => inspectTarget(target, artifactsTo, options.connect),
     scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),
     ...(options.replica ? replicaSource(options, options.replica.at) : archiveSource(options)),

@@ -157,12 +157,15 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
       await killedAt(step, ['backup', 'create', '--source', dataNew, '--repo', encryptedRepo, '--encrypt'], PASSPHRASE)
       assert.deepEqual(await listed(), before, `${step}: a killed create must not be listed`)
       if (step === 'create:snapshot') {
-        const runs = readdirSync(join(encryptedRepo, SCRATCH))
+        // The plaintext snapshot of an encrypted backup never enters the repository's tree (an rsync of it would
+        // copy plaintext off-site): it waits in this machine's private data directory until the next run.
+        assert.ok(!existsSync(join(encryptedRepo, SCRATCH)), 'no scratch space in the repository')
+        const scratch = join(process.env.MLFLOWCTL_DATA_DIR!, 'backup', SCRATCH)
         assert.ok(
-          runs.some((run) => existsSync(join(encryptedRepo, SCRATCH, run, 'snapshot.db'))),
-          "the plaintext snapshot sits in the repository's private scratch until the next run",
+          readdirSync(scratch).some((run) => existsSync(join(scratch, run, 'snapshot.db'))),
+          'the snapshot waits in the private data directory',
         )
-        assert.equal(statSync(join(encryptedRepo, SCRATCH)).mode & 0o777, 0o700)
+        assert.equal(statSync(scratch).mode & 0o777, 0o700)
       }
       let unlisted: string | undefined
       if (step === 'create:before-sidecar') {
@@ -589,10 +592,11 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
       assert.equal(next.code, 0, next.stdout)
     })
 
-    it('a disk that fills part-way (room for half the database): DISK_FULL, and nothing is left behind', async (t) => {
+    it('a disk that fills part-way (room for half the archive): DISK_FULL, and nothing is left behind', async (t) => {
       if (!requireService(t, Boolean(venv), NO_VENVS) || !requireService(t, canMount, NO_MOUNT)) return
-      // Half the database, truly (format 2 archives the snapshot file itself, compressed: no 1 MiB floor here).
-      const disk = smallDisk(Math.max(1 / 16, statSync(join(dataNew, 'mlflow.db')).size / 2 / 1024 / 1024))
+      // Half the archive, truly (the snapshot itself waits in the private data directory, not in the repository).
+      const archive = readdirSync(repo).find((name) => name.startsWith(newId) && name.endsWith('.tar.gz'))!
+      const disk = smallDisk(Math.max(1 / 256, statSync(join(repo, archive)).size / 2 / 1024 / 1024))
       const result = await cli(['backup', 'create', '--source', dataNew, '--repo', disk])
       assert.equal(result.code, 5, result.stdout)
       assert.equal(result.json!.error!.code, 'DISK_FULL')

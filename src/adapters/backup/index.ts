@@ -9,11 +9,12 @@ import {parseDatabaseUrl} from '../../core/database-url.js'
 import {instancePaths} from '../dev/instance-store.js'
 import {historyFile} from '../history-file.js'
 import {faultPoint} from '../fault.js'
+import {deadRuns, openScratch, removeRuns} from '../fs/scratch.js'
 import {fsFailure} from '../fs/safe-fs.js'
 import {CheckFailedError, ConfigError} from '../../errors.js'
 import {verifyBackupArchive, writeBackupArchive} from './archive.js'
 import {listArtifacts, readReferences} from './artifact-source.js'
-import {recoverTarget} from './restore-target.js'
+import {recoverTarget, recoveryMayBeNeeded} from './restore-target.js'
 import {lockTarget} from './target-lock.js'
 import {isObjectStoreUrl} from '../../core/artifact-url.js'
 import type {BackupRepository} from './repository.js'
@@ -59,6 +60,7 @@ export function createBackupDeps(options: {
   passphrase?: string
   connect?: ConnectTransferOptions
 }): CreateDeps {
+  const scratchRoot = join(options.dataDir, 'backup')
   return {
     devDataDirOf: async (dir) => {
       if (!existsSync(join(dir, 'mlflowctl.json'))) return undefined
@@ -70,6 +72,7 @@ export function createBackupDeps(options: {
     recoverSource: async (source, artifactsSource) => {
       if (source.kind === 'connect') return []
       const artifacts = artifactsSource && !isObjectStoreUrl(artifactsSource) ? artifactsSource : undefined
+      if (!(await recoveryMayBeNeeded(source, artifacts, options.dataDir))) return []
       const release = await lockTarget(source, artifacts, {
         dataDir: options.dataDir,
         purpose: 'backup',
@@ -86,10 +89,17 @@ export function createBackupDeps(options: {
       faultPoint('create:locked')
       return release
     },
-    cleanUp: () => options.repository.cleanUp((path) => verifyBackupArchive(path, {passphrase: options.passphrase})),
+    cleanUp: async () => [
+      ...(await options.repository.cleanUp((path) => verifyBackupArchive(path, {passphrase: options.passphrase}))),
+      ...(await removeRuns(await deadRuns(scratchRoot))).map(
+        (run) => `removed the scratch space of a killed run: ${run}`,
+      ),
+    ],
     stageArchive: (id) => options.repository.stageArchive(id),
     commitArchive: (manifest, staged) => options.repository.commitArchive(manifest, staged),
-    scratch: () => options.repository.scratch(),
+    // Plaintext (the snapshot, table files) stays in this machine's private data directory, never in the
+    // repository's tree, which an rsync may copy off-site while a killed run's scratch is still there.
+    scratch: () => openScratch(scratchRoot),
     exists: (path) =>
       access(path).then(
         () => true,

@@ -40,8 +40,6 @@ export interface BackupRepository {
   fetch(id: string): Promise<{path: string; release(): Promise<void>}>
   markVerified(id: string, at: Date): Promise<void>
   remove(id: string): Promise<void>
-  /** Private scratch space of this run: in the repository's tree when it is local, else under the scratch root. */
-  scratch(): Promise<Scratch>
   /** Under the lock: removes or commits what killed runs left (see cleanUpRepo); returns what it did. */
   cleanUp(verify: (path: string) => Promise<BackupManifest>): Promise<string[]>
   /** Whether the archive has its listing sidecar (a backup `list` shows). */
@@ -63,7 +61,6 @@ export function localRepository(dir: string): BackupRepository {
     fetch: async (id) => ({path: archivePath(dir, id), release: async () => undefined}),
     markVerified: (id, at) => markVerified(dir, id, at),
     remove: (id) => removeBackup(dir, id),
-    scratch: () => openScratch(dir),
     cleanUp: (verify) => cleanUpRepo(dir, verify),
     isCommitted: (id) => isCommitted(dir, id),
   }
@@ -184,7 +181,6 @@ export async function objectStoreRepository(
     },
     markVerified: (id, at) =>
       objects.put(key(`${id}${MARKER_SUFFIX}`), Buffer.from(`${JSON.stringify({verifiedAt: at.toISOString()})}\n`)),
-    scratch: scratchDir,
     async isCommitted(id) {
       const prefix = location.prefix ? `${location.prefix}/` : ''
       return (await objects.list(prefix)).some((item) => item.key === `${prefix}${id}${SIDECAR_SUFFIX}`)

@@ -4,20 +4,22 @@ import {open, readdir, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
 import type {RestoreScratch, RestoreTarget, TargetInspection} from '../../core/backup/restore.js'
+import {settleCommands} from '../../core/backup/locations.js'
 import {KNOWN_MLFLOW_TABLES} from '../../core/backup/tables.js'
 import {parseDatabaseUrl} from '../../core/database-url.js'
 import {formatBytes} from '../../core/units.js'
-import {UsageError} from '../../errors.js'
+import {ExternalError, UsageError, type MlflowctlError} from '../../errors.js'
 import {withPostgres} from '../db/postgres.js'
 import {SCRATCH_DIR, deadRuns, openScratch, removeRuns} from '../fs/scratch.js'
 import {makeDirs, pathKind} from '../fs/safe-fs.js'
-import {journalIn, recoverSwap, type ExternalCommit} from '../fs/swap.js'
-import {TARGET_LOCK} from './target-lock.js'
+import {journalIn, recoverSwap, type ExternalCommit, type KeepChoice} from '../fs/swap.js'
 import {NO_CONNECT, connectHasData, type ConnectTransferOptions} from './connect-transfer.js'
 import {countObjects} from './artifact-upload.js'
 import {isObjectStoreUrl} from '../../core/artifact-url.js'
 
 const SQLITE_HEADER = 'SQLite format 3\0'
+/** The lock file inside an app-data directory (target-lock.ts): never data, a restore and a backup leave it alone. */
+export const TARGET_LOCK = '.mlflowctl-target.lock'
 /** Entries of an app-data directory that are not data a restore replaces: the extension's state, our scratch. */
 const NOT_DATA = new Set([SCRATCH_DIR, 'mlflowctl', TARGET_LOCK])
 
@@ -50,21 +52,57 @@ async function describeEntry(dir: string, name: string): Promise<string> {
   return info.isDirectory() ? `${name}/` : `${name} (${formatBytes(info.size)})`
 }
 
-async function inspectAppData(dir: string): Promise<TargetInspection> {
-  const kind = await pathKind(dir)
-  if (kind === 'file') {
-    const hint =
-      (await sqliteHeader(dir).catch(() => '')) === SQLITE_HEADER
-        ? ` It is a SQLite database: pass --to sqlite:///${dir}.`
-        : ''
-    throw new UsageError(
-      'TARGET_INVALID',
-      `--to ${dir} is a file, not an app-data directory; nothing was changed.${hint}`,
-    )
+/**
+ * Refuses a target path of the wrong kind (a file for an app-data directory, a directory or a file that is not SQLite
+ * for a SQLite target, a file for --artifacts-to), before anything is created or locked. Reads only.
+ * @throws UsageError TARGET_INVALID
+ */
+export async function checkTargetKind(target: RestoreTarget, artifactsTo: string | undefined): Promise<void> {
+  if (target.kind === 'app-data') {
+    const kind = await pathKind(target.dir)
+    if (kind === 'file') {
+      const hint =
+        (await sqliteHeader(target.dir).catch(() => '')) === SQLITE_HEADER
+          ? ` It is a SQLite database: pass --to sqlite:///${target.dir}.`
+          : ''
+      throw new UsageError(
+        'TARGET_INVALID',
+        `--to ${target.dir} is a file, not an app-data directory; nothing was changed.${hint}`,
+      )
+    }
+    if (kind === 'other')
+      throw new UsageError(
+        'TARGET_INVALID',
+        `--to ${target.dir} is neither a directory nor a file; nothing was changed.`,
+      )
   }
-  if (kind === 'other')
-    throw new UsageError('TARGET_INVALID', `--to ${dir} is neither a directory nor a file; nothing was changed.`)
-  if (kind === 'missing') return {holdsData: false, found: [], foreign: []}
+  if (target.kind === 'sqlite') {
+    const kind = await pathKind(target.path)
+    if (kind === 'dir')
+      throw new UsageError(
+        'TARGET_INVALID',
+        `--to sqlite:///${target.path} is a directory, not a database file; nothing was changed. For an app-data directory pass --to ${target.path}.`,
+      )
+    if (kind === 'other')
+      throw new UsageError(
+        'TARGET_INVALID',
+        `--to sqlite:///${target.path} is not a regular file; nothing was changed.`,
+      )
+    if (kind === 'file' && (await stat(target.path)).size > 0 && (await sqliteHeader(target.path)) !== SQLITE_HEADER)
+      throw new UsageError(
+        'TARGET_INVALID',
+        `${target.path} is not a SQLite database; refusing to replace it, even with --force. Nothing was changed.`,
+      )
+  }
+  if (artifactsTo && !isObjectStoreUrl(artifactsTo) && (target.kind === 'sqlite' || target.kind === 'postgresql')) {
+    const kind = await pathKind(artifactsTo)
+    if (kind === 'file' || kind === 'other')
+      throw new UsageError('TARGET_INVALID', `--artifacts-to ${artifactsTo} is not a directory; nothing was changed.`)
+  }
+}
+
+async function inspectAppData(dir: string): Promise<TargetInspection> {
+  if ((await pathKind(dir)) === 'missing') return {holdsData: false, found: [], foreign: []}
   const names = (await readdir(dir)).sort()
   const found: string[] = []
   const foreign: string[] = []
@@ -86,21 +124,8 @@ async function inspectAppData(dir: string): Promise<TargetInspection> {
 }
 
 async function inspectSqlite(path: string): Promise<TargetInspection> {
-  const kind = await pathKind(path)
-  if (kind === 'dir')
-    throw new UsageError(
-      'TARGET_INVALID',
-      `--to sqlite:///${path} is a directory, not a database file; nothing was changed. For an app-data directory pass --to ${path}.`,
-    )
-  if (kind === 'other')
-    throw new UsageError('TARGET_INVALID', `--to sqlite:///${path} is not a regular file; nothing was changed.`)
   const found: string[] = []
-  if (kind === 'file' && (await stat(path)).size > 0) {
-    if ((await sqliteHeader(path)) !== SQLITE_HEADER)
-      throw new UsageError(
-        'TARGET_INVALID',
-        `${path} is not a SQLite database; refusing to replace it, even with --force. Nothing was changed.`,
-      )
+  if ((await pathKind(path)) === 'file' && (await stat(path)).size > 0) {
     found.push(await describeEntry(dirname(path), path.slice(dirname(path).length + 1)))
   }
   for (const suffix of ['-wal', '-journal'])
@@ -110,10 +135,7 @@ async function inspectSqlite(path: string): Promise<TargetInspection> {
 }
 
 async function inspectArtifactsDir(dir: string): Promise<string[]> {
-  const kind = await pathKind(dir)
-  if (kind === 'file' || kind === 'other')
-    throw new UsageError('TARGET_INVALID', `--artifacts-to ${dir} is not a directory; nothing was changed.`)
-  if (kind === 'missing') return []
+  if ((await pathKind(dir)) === 'missing') return []
   const entries = (await readdir(dir)).filter((name) => name !== SCRATCH_DIR)
   return entries.length > 0 ? [`${entries.length} entries in --artifacts-to ${dir}`] : []
 }
@@ -124,6 +146,7 @@ export async function inspectTarget(
   artifactsTo: string | undefined,
   connect: ConnectTransferOptions | undefined,
 ): Promise<TargetInspection> {
+  await checkTargetKind(target, artifactsTo)
   let inspection: TargetInspection
   if (target.kind === 'app-data') inspection = await inspectAppData(target.dir)
   else if (target.kind === 'sqlite') inspection = await inspectSqlite(target.path)
@@ -174,16 +197,21 @@ export async function postgresCommitted(url: string, mark: string): Promise<bool
  * copy; TARGET.replaced-STAMP: the old data, renamed aside before the new was renamed in). A missing target gets its
  * old data back; a half-built copy goes; an old copy beside a present target is named, never deleted.
  */
-async function recoverLegacy(live: string): Promise<string[]> {
-  const messages: string[] = []
+async function legacyLeftovers(live: string): Promise<string[]> {
   const dir = dirname(live)
   const base = live.slice(dir.length + 1)
   // The old stamp: BACKUP_ID-MILLISECONDS (20261128T061500Z-ab12cd-1764310500000).
   const legacy = /^\.(restoring|replaced)-\d{8}T\d{6}Z-[0-9a-f]{6}-\d+$/
-  const names = (await readdir(dir).catch(() => [] as string[]))
+  return (await readdir(dir).catch(() => [] as string[]))
     .filter((name) => name.startsWith(base) && legacy.test(name.slice(base.length)))
     .sort()
-  for (const name of names) {
+}
+
+async function recoverLegacy(live: string): Promise<string[]> {
+  const messages: string[] = []
+  const dir = dirname(live)
+  const base = live.slice(dir.length + 1)
+  for (const name of await legacyLeftovers(live)) {
     const path = join(dir, name)
     if (name.startsWith(`${base}.restoring-`)) {
       await rm(path, {recursive: true, force: true})
@@ -199,11 +227,32 @@ async function recoverLegacy(live: string): Promise<string[]> {
   return messages
 }
 
-/** Finishes or undoes dead runs' swaps under the target's scratch roots, then removes their scratch. */
+/**
+ * Whether anything of an earlier restore is left under the target's scratch roots or beside it (a run directory,
+ * a legacy copy): only then does recovery need the target's lock, so a backup of a read-only source stays possible.
+ * Reads only.
+ */
+export async function recoveryMayBeNeeded(
+  target: RestoreTarget,
+  artifactsTo: string | undefined,
+  dataDir: string,
+): Promise<boolean> {
+  for (const root of scratchRoots(target, artifactsTo, dataDir))
+    if ((await readdir(join(root, SCRATCH_DIR)).catch(() => [] as string[])).length > 0) return true
+  const live = target.kind === 'app-data' ? target.dir : target.kind === 'sqlite' ? target.path : undefined
+  return live !== undefined && (await legacyLeftovers(live)).length > 0
+}
+
+/**
+ * Finishes or undoes dead runs' swaps under the target's scratch roots, then removes their scratch. A swap whose
+ * target was written to since is settled only by `keep`; without it, RECOVERY_CONFLICT names the commands.
+ * @throws ExternalError RECOVERY_CONFLICT (nothing touched, the dead run's scratch kept)
+ */
 export async function recoverTarget(
   target: RestoreTarget,
   artifactsTo: string | undefined,
   dataDir: string,
+  keep?: KeepChoice,
 ): Promise<string[]> {
   const messages: string[] = []
   if (target.kind === 'app-data') messages.push(...(await recoverLegacy(target.dir)))
@@ -215,7 +264,13 @@ export async function recoverTarget(
   for (const root of scratchRoots(target, artifactsTo, dataDir)) {
     const removable: string[] = []
     for (const run of await deadRuns(root)) {
-      const message = await recoverSwap(journalIn(run), committed)
+      const message = await recoverSwap(journalIn(run), committed, keep).catch((error: MlflowctlError) =>
+        Promise.reject(
+          error.code === 'RECOVERY_CONFLICT' && !keep
+            ? new ExternalError(error.code, error.message, {suggestions: settleCommands(target, artifactsTo)})
+            : error,
+        ),
+      )
       if (message) messages.push(message)
       if (!message?.includes('is pending')) removable.push(run)
     }

@@ -12,10 +12,9 @@ import {ExternalError} from '../../errors.js'
 import {withPostgres} from '../db/postgres.js'
 import {makeDirs} from '../fs/safe-fs.js'
 import {describeHolder, lockFile} from '../lock.js'
+import {TARGET_LOCK, checkTargetKind} from './restore-target.js'
 import type {LeaseHolder} from '../fs/lease.js'
 
-/** The lock file inside an app-data directory (never data: a restore and a backup leave it alone). */
-export const TARGET_LOCK = '.mlflowctl-target.lock'
 /** PostgreSQL advisory lock key of restores into a database (restore_db.py holds another, its own). */
 const POSTGRES_TARGET_LOCK = 0x6d6c66637472
 
@@ -115,6 +114,7 @@ export async function lockTarget(
   options: {dataDir: string; purpose: string; onWarning(message: string): void},
 ): Promise<() => Promise<void>> {
   const {dataDir, purpose} = options
+  await checkTargetKind(target, artifactsTo)
   const releases: Array<() => Promise<void>> = []
   const releaseAll = async () => {
     for (const release of releases.reverse()) await release()

@@ -124,16 +124,24 @@ export function decideEncryption(encrypt: boolean | undefined, passphraseFrom: P
 async function locate(
   deps: CreateDeps,
   options: CreateOptions,
-): Promise<{db: string; artifacts?: string; location: string}> {
+): Promise<{db?: string; artifacts?: string; location: string}> {
+  // A safety backup keeps whatever is there: a target with artifacts and no database (yet) included.
+  const keepAnything = options.requireMlflow === false
   if (options.source.kind === 'connect') throw new Error('a connect: source is fetched, not located')
   if (options.source.kind === 'postgresql')
     return {db: options.source.url, artifacts: options.artifactsSource, location: options.source.display}
   if (options.source.kind === 'sqlite') {
-    if (!(await deps.exists(options.source.path)))
-      throw new UsageError('SOURCE_NOT_FOUND', `${options.source.path} does not exist.`)
-    return {db: options.source.path, artifacts: options.artifactsSource, location: options.source.path}
+    const found = await deps.exists(options.source.path)
+    if (!found && !keepAnything) throw new UsageError('SOURCE_NOT_FOUND', `${options.source.path} does not exist.`)
+    return {
+      db: found ? options.source.path : undefined,
+      artifacts: options.artifactsSource,
+      location: options.source.path,
+    }
   }
   const db = deps.join(options.source.dir, 'mlflow.db')
+  if (keepAnything && !(await deps.exists(db)))
+    return {artifacts: deps.join(options.source.dir, 'artifacts'), location: options.source.dir}
   if (!(await deps.exists(db))) {
     // A rendered bundle is the directory users know; its dev data lives elsewhere: name it.
     const devData = await deps.devDataDirOf?.(options.source.dir)
@@ -283,7 +291,9 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
       options.source.kind === 'connect'
         ? await deps.fetchConnectSnapshot(options.source.guid, deps.join(scratch.path, 'remote'))
         : (local ?? (await locate(deps, options)))
-    const tables = await exportDatabase(deps, options.source, source.db, scratch.path)
+    const tables: Awaited<ReturnType<typeof exportDatabase>> = source.db
+      ? await exportDatabase(deps, options.source, source.db, scratch.path)
+      : {rowCounts: {}, alembicRevision: null, files: [], format: 2}
     if (!tables.alembicRevision && options.requireMlflow !== false) throw notMlflowSource(source.location, tables)
     if (tables.skipped?.length)
       warnings.push(

@@ -87,10 +87,10 @@ export function unsafeEntryName(name: string): string | undefined {
   if (name.includes('\0')) return 'contains a NUL'
   if (name.startsWith('/') || name.startsWith('\\') || /^[A-Za-z]:/.test(name)) return 'is an absolute path'
   if (name.split(/[/\\]/).some((part) => part === '..')) return 'climbs out of the archive with ".."'
-  if (name.split('/').some((part) => part === '' || part === '.'))
-    return 'has an empty or "." part (two names for one file)'
   if (name !== MANIFEST_ENTRY && !name.startsWith('db/') && !name.startsWith('artifacts/'))
     return 'is not under db/ or artifacts/'
+  if (name.split('/').some((part) => part === '' || part === '.'))
+    return 'has an empty or "." part (two names for one file)'
   return undefined
 }
 

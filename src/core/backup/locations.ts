@@ -51,3 +51,26 @@ function contentGuid(guid: string, flag: string, raw: string, expected: string):
 export function parseBackupRepo(raw: string, resolvePath: (path: string) => string): string {
   return /^(s3|wasbs|gs):\/\//.test(raw) ? raw : resolvePath(raw)
 }
+
+/** A source or target as the operator spells it (a PostgreSQL URL redacted). Pure. */
+export const describeTarget = (target: BackupSourceSpec) =>
+  target.kind === 'app-data'
+    ? target.dir
+    : target.kind === 'sqlite'
+      ? `sqlite:///${target.path}`
+      : target.kind === 'connect'
+        ? `connect:${target.guid}`
+        : target.display
+
+/** The two commands that settle a conflicting recovery of `target`, spelled to be pasted (no password). Pure. */
+export function settleCommands(target: BackupSourceSpec, artifactsTo: string | undefined): string[] {
+  const base = [
+    'mlflowctl backup recover --target',
+    target.kind === 'postgresql' ? "'<the same URL>'" : describeTarget(target),
+    ...(artifactsTo ? ['--artifacts-to', artifactsTo] : []),
+  ].join(' ')
+  return [
+    `Keep what is in place now (the restored data and what was written since): ${base} --keep live`,
+    `Or put the previous data back (what is in place now is kept beside it): ${base} --keep previous`,
+  ]
+}

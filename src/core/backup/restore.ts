@@ -12,9 +12,12 @@ import {failureEvent, historyLocation, type BackupSourceSpec} from './create.js'
 import {SQLITE_FILE_ENTRY, holdsSqliteFile, type BackupManifest} from './format.js'
 import {loadPrepared, type PrepareDatabase, type PreparedDatabase, type RowSource} from './prepared-database.js'
 import {countsOf, databaseFindings, type RestoredDatabase} from './deep-verify.js'
-import {parseGuid} from './locations.js'
+import {describeTarget, parseGuid} from './locations.js'
+
+export {describeTarget}
 import {isObjectStoreUrl} from '../artifact-url.js'
 import {sameRoot, type LocationRewrite} from './artifact-locations.js'
+import type {KeepChoice} from './recover.js'
 
 /** Anything a backup can be taken from can be restored into, which is what makes the safety backup possible. */
 export type RestoreTarget = BackupSourceSpec
@@ -137,8 +140,11 @@ export interface RestoreDeps {
    * @throws ExternalError TARGET_LOCKED while another run holds it
    */
   lockTarget(target: RestoreTarget, artifactsTo?: string): Promise<() => Promise<void>>
-  /** Finishes or undoes interrupted restores of this target (their journals) and removes dead runs' scratch. */
-  recover(target: RestoreTarget, artifactsTo?: string): Promise<string[]>
+  /**
+   * Finishes or undoes interrupted restores of this target (their journals) and removes dead runs' scratch; one whose
+   * target was written to since is settled only by `keep`. @throws ExternalError RECOVERY_CONFLICT
+   */
+  recover(target: RestoreTarget, artifactsTo?: string, keep?: KeepChoice): Promise<string[]>
   /** Reads only. @throws UsageError TARGET_INVALID when the path is of the wrong kind (a file for a directory) */
   inspectTarget(target: RestoreTarget, artifactsTo?: string): Promise<TargetInspection>
   scratch(target: RestoreTarget, artifactsTo?: string): Promise<RestoreScratch>
@@ -211,15 +217,6 @@ export interface RestoreDeps {
   now(): Date
   randomId(): string
 }
-
-export const describeTarget = (target: RestoreTarget) =>
-  target.kind === 'app-data'
-    ? target.dir
-    : target.kind === 'sqlite'
-      ? `sqlite:///${target.path}`
-      : target.kind === 'connect'
-        ? `connect:${target.guid}`
-        : target.display
 
 /** The refusal of a target that holds data, with the command that proceeds. Pure. */
 export function targetNotEmpty(

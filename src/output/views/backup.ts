@@ -4,9 +4,16 @@ import type {CreateResult} from '../../core/backup/create.js'
 import type {RestoreResult} from '../../core/backup/restore.js'
 import {formatBytes} from '../../core/units.js'
 import {table} from '../table.js'
+import type {RecoverResult} from '../../core/backup/recover.js'
 
 export function showBackupCreated(result: CreateResult): string {
   return `Backup ${result.id}\n  ${result.path}\n  ${formatBytes(result.bytes)}: ${result.tables} tables (${result.rows} rows), ${result.files} artifact files, revision ${result.revision ?? 'none'}`
+}
+
+export function showRecovered(result: RecoverResult): string {
+  if (result.actions.length === 0)
+    return `Nothing to settle in ${result.target}: no interrupted restore left anything there.`
+  return result.actions.map((action) => `${result.target}: ${action}`).join('\n')
 }
 
 export function showRestored(result: RestoreResult): string {

@@ -5,14 +5,14 @@ import {spawn} from 'node:child_process'
 import {existsSync, mkdirSync, readFileSync, readdirSync, renameSync, utimesSync, writeFileSync} from 'node:fs'
 import {mkdtemp} from 'node:fs/promises'
 import {hostname, tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {describe, it} from 'node:test'
 
 import {LOCK, lockRepo} from '../../../src/adapters/backup/repo-files.js'
 import {inspectTarget, recoverTarget} from '../../../src/adapters/backup/restore-target.js'
 import {makeDirs} from '../../../src/adapters/fs/safe-fs.js'
 import {SCRATCH_DIR, deadRuns, openScratch} from '../../../src/adapters/fs/scratch.js'
-import {recoverSwap, swapIn, type SwapJournal} from '../../../src/adapters/fs/swap.js'
+import {journalFor, recoverSwap, swapIn, type SwapEntry} from '../../../src/adapters/fs/swap.js'
 
 const temp = () => mkdtemp(join(tmpdir(), 'swap-'))
 
@@ -75,24 +75,27 @@ describe('swapIn and recoverSwap', () => {
     assert.deepEqual(state(), OLD)
   })
 
-  // Each prefix of the renames is a place a kill can land; the journal says "prepared" at all of them.
-  for (let done = 0; done <= 6; done++) {
-    it(`a kill after ${done} of 6 renames, prepared: the next run undoes it and the old data is back whole`, async () => {
+  // Each prefix of the renames (every old path aside, then every new one in) is a place a kill can land; the
+  // journal says "prepared" at all of them.
+  const renames = (entries: Awaited<ReturnType<typeof layout>>['entries']) => [
+    ...entries.map((e) => () => renameSync(e.live, e.aside)),
+    ...entries.filter((e) => e.staged).map((e) => () => renameSync(e.staged!, e.live)),
+  ]
+  /** The journal swapIn writes before its first rename, written where a killed run leaves it. */
+  async function journalOf(run: string, entries: SwapEntry[], database?: {display: string; mark: string}) {
+    const journal = await journalFor(entries, {
+      journalCopies: [join(run, 'swap-journal.json')],
+      database: database && {...database, commit: async () => undefined},
+    })
+    writeFileSync(journal.copies[0], JSON.stringify(journal))
+    return journal
+  }
+
+  for (let done = 0; done <= 5; done++) {
+    it(`a kill after ${done} of 5 renames, prepared: the next run undoes it and the old data is back whole`, async () => {
       const {run, entries, state} = await layout()
-      const journal: SwapJournal = {
-        v: 1,
-        state: 'prepared',
-        createdAt: '',
-        pid: 1,
-        entries: entries.map((e) => ({...e, hadLive: true})),
-        copies: [join(run, 'swap-journal.json')],
-      }
-      writeFileSync(journal.copies[0], JSON.stringify(journal))
-      const steps = entries.flatMap((e) => [
-        () => renameSync(e.live, e.aside),
-        () => e.staged && renameSync(e.staged, e.live),
-      ])
-      for (const step of steps.slice(0, done)) step()
+      const journal = await journalOf(run, entries)
+      for (const step of renames(entries).slice(0, done)) step()
       assert.match((await recoverSwap(journal.copies[0]))!, /undid an interrupted restore/)
       assert.deepEqual(state(), OLD)
       assert.ok(!existsSync(journal.copies[0]))
@@ -101,19 +104,9 @@ describe('swapIn and recoverSwap', () => {
 
   it('a kill after the journal said committed: the next run finishes (new data stays, the old goes)', async () => {
     const {run, entries, state} = await layout()
-    for (const e of entries) {
-      renameSync(e.live, e.aside)
-      if (e.staged) renameSync(e.staged, e.live)
-    }
-    const journal: SwapJournal = {
-      v: 1,
-      state: 'committed',
-      createdAt: '',
-      pid: 1,
-      entries: entries.map((e) => ({...e, hadLive: true})),
-      copies: [join(run, 'swap-journal.json')],
-    }
-    writeFileSync(journal.copies[0], JSON.stringify(journal))
+    const journal = await journalOf(run, entries)
+    for (const step of renames(entries)) step()
+    writeFileSync(journal.copies[0], JSON.stringify({...journal, state: 'committed'}))
     assert.match((await recoverSwap(journal.copies[0]))!, /finished an interrupted restore/)
     assert.deepEqual(state(), NEW)
     assert.deepEqual(readdirSync(join(run, 'aside')), [])
@@ -126,18 +119,9 @@ describe('swapIn and recoverSwap', () => {
       [undefined, 'unchanged', /is pending/],
     ] as const) {
       const {run, entries, state} = await layout()
-      renameSync(entries[0].live, entries[0].aside) // killed after the first rename
+      const journal = await journalOf(run, entries, {display: 'postgresql://u:***@db/m', mark: 'm1'})
+      renames(entries)[0]() // killed after the first rename
       const before = state()
-      const journal: SwapJournal = {
-        v: 1,
-        state: 'prepared',
-        createdAt: '',
-        pid: 1,
-        entries: entries.map((e) => ({...e, hadLive: true})),
-        copies: [join(run, 'swap-journal.json')],
-        database: {display: 'postgresql://u:***@db/m', mark: 'm1'},
-      }
-      writeFileSync(journal.copies[0], JSON.stringify(journal))
       const asked: string[] = []
       assert.match(
         (await recoverSwap(journal.copies[0], async (database) => (asked.push(database.mark), answer)))!,
@@ -157,35 +141,85 @@ describe('swapIn and recoverSwap', () => {
     const root = await temp()
     const run = join(root, SCRATCH_DIR, 'run-1-ab@h')
     mkdirSync(join(run, 'aside'), {recursive: true})
-    writeFileSync(join(root, 'mlflow.db'), 'new-db') // the staged db was moved in, then the run died
+    writeFileSync(join(run, 'new.db'), 'new-db')
     mkdirSync(join(run, 'new-artifacts'))
-    const journal: SwapJournal = {
-      v: 1,
-      state: 'prepared',
-      createdAt: '',
-      pid: 1,
-      entries: [
-        {
-          live: join(root, 'mlflow.db'),
-          staged: join(run, 'new.db'),
-          aside: join(run, 'aside', 'mlflow.db'),
-          hadLive: false,
-        },
-        {
-          live: join(root, 'artifacts'),
-          staged: join(run, 'new-artifacts'),
-          aside: join(run, 'aside', 'artifacts'),
-          hadLive: false,
-        },
-      ],
-      copies: [join(run, 'swap-journal.json')],
-    }
-    writeFileSync(journal.copies[0], JSON.stringify(journal))
+    const entries = [
+      {live: join(root, 'mlflow.db'), staged: join(run, 'new.db'), aside: join(run, 'aside', 'mlflow.db')},
+      {live: join(root, 'artifacts'), staged: join(run, 'new-artifacts'), aside: join(run, 'aside', 'artifacts')},
+    ]
+    const journal = await journalOf(run, entries)
+    renameSync(entries[0].staged, entries[0].live) // the staged db was moved in, then the run died
     await recoverSwap(journal.copies[0])
     assert.ok(
       !existsSync(join(root, 'mlflow.db')) && !existsSync(join(root, 'artifacts')),
       'empty again: never a database without its artifacts',
     )
+  })
+})
+
+describe('recovery never undoes what was written after the kill', () => {
+  /** A swap killed after every rename, before "committed": the new data is live, the old waits aside. */
+  async function killedAfterRenames() {
+    const {run, entries, state, live} = await layout()
+    const journal = await journalFor(entries, {journalCopies: [join(run, 'swap-journal.json')]})
+    writeFileSync(journal.copies[0], JSON.stringify(journal))
+    for (const e of entries) renameSync(e.live, e.aside)
+    for (const e of entries) if (e.staged) renameSync(e.staged, e.live)
+    return {run, journal, state, live}
+  }
+
+  for (const [what, write] of [
+    ['a write to the restored database', (live: {db: string}) => writeFileSync(live.db, 'new-db plus a run')],
+    ['a -wal beside it (a server opened it)', (live: {db: string}) => writeFileSync(`${live.db}-wal`, 'frames')],
+    [
+      'a new artifact',
+      (live: {artifacts: string}) => writeFileSync(join(live.artifacts, 'run-after-kill.txt'), 'metric plot'),
+    ],
+  ] as const) {
+    it(`${what}: recovery touches nothing and says so, both versions kept`, async () => {
+      const {journal, state, live, run} = await killedAfterRenames()
+      write(live)
+      const before = state()
+      await assert.rejects(recoverSwap(journal.copies[0]), (error: Error & {code?: string}) => {
+        assert.equal(error.code, 'RECOVERY_CONFLICT')
+        assert.match(error.message, /changed since.*Nothing was touched/)
+        return true
+      })
+      assert.deepEqual(state(), before, 'the data in place is as the users left it')
+      assert.deepEqual(readdirSync(join(run, 'aside')).sort(), ['artifacts', 'mlflow.db', 'mlflow.db-wal'])
+      assert.ok(existsSync(journal.copies[0]), 'the journal stays until the operator chooses')
+    })
+  }
+
+  it('a database recreated by MLflow between the renames is a conflict too, never overwritten', async () => {
+    const {run, entries, live} = await layout()
+    const journal = await journalFor(entries, {journalCopies: [join(run, 'swap-journal.json')]})
+    writeFileSync(journal.copies[0], JSON.stringify(journal))
+    renameSync(entries[0].live, entries[0].aside) // killed after the old database went aside
+    writeFileSync(live.db, 'an empty database MLflow created on its start')
+    await assert.rejects(recoverSwap(journal.copies[0]), {code: 'RECOVERY_CONFLICT'})
+    assert.equal(readFileSync(live.db, 'utf8'), 'an empty database MLflow created on its start')
+    assert.equal(readFileSync(entries[0].aside, 'utf8'), 'old-db')
+  })
+
+  it('--keep live keeps what is in place and moves the previous data beside it; --keep previous the other way', async () => {
+    for (const keep of ['live', 'previous'] as const) {
+      const {journal, state, live, run} = await killedAfterRenames()
+      writeFileSync(live.db, 'new-db plus a run')
+      const said = (await recoverSwap(journal.copies[0], undefined, keep))!
+      assert.match(said, new RegExp(`--keep ${keep}`))
+      const kept = readdirSync(dirname(live.db)).find((name) => name.startsWith('mlflowctl-kept-'))!
+      const keptDb = readFileSync(join(dirname(live.db), kept, 'mlflow.db'), 'utf8')
+      if (keep === 'live') {
+        assert.deepEqual(state(), {db: 'new-db plus a run', wal: false, artifacts: ['new.txt']})
+        assert.equal(keptDb, 'old-db', 'the previous database is kept, not deleted')
+      } else {
+        assert.deepEqual(state(), OLD)
+        assert.equal(keptDb, 'new-db plus a run', 'what users wrote after the kill is kept, not deleted')
+      }
+      assert.ok(!existsSync(journal.copies[0]))
+      assert.deepEqual(readdirSync(join(run, 'aside')), [])
+    }
   })
 })
 
