@@ -96,6 +96,7 @@ export function createBackupDeps(options: {
       ),
     ],
     stageArchive: (id) => options.repository.stageArchive(id),
+    abandonArchive: (id) => options.repository.abandonArchive(id),
     commitArchive: (manifest, staged) => options.repository.commitArchive(manifest, staged),
     // Plaintext (the snapshot, table files) stays in this machine's private data directory, never in the
     // repository's tree, which an rsync may copy off-site while a killed run's scratch is still there.

@@ -1,16 +1,16 @@
 // A backup repository in a local directory: archives, a listing sidecar per archive (the manifest, so that
 // `list` need not read whole archives), a marker per successful verify, and the lock that keeps
 // overlapping cron runs apart.
-import {readFile, readdir, rename, rm, stat, writeFile} from 'node:fs/promises'
+import {readFile, readdir, rename, rm, rmdir, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {ARCHIVE_SUFFIX, invalidManifest, type BackupManifest} from '../../core/backup/format.js'
 import {ExternalError, MlflowctlError} from '../../errors.js'
 import {faultPoint} from '../fault.js'
 import {deadRuns, removeRuns} from '../fs/scratch.js'
-import {processAlive} from '../fs/lease.js'
+import {me, processAlive} from '../fs/lease.js'
 import {lockFile, repoLocked} from '../lock.js'
-import {fsFailure, makeDirs} from '../fs/safe-fs.js'
+import {fsFailure, makeDirs, writeDurable} from '../fs/safe-fs.js'
 
 export const LOCK = '.mlflowctl-backup.lock'
 
@@ -61,31 +61,78 @@ export const isCommitted = (repo: string, id: string) =>
     () => false,
   )
 
+/** Where `backup create` records the archives it is writing (ID.json each), until their sidecar lists them. */
+export const IN_PROGRESS_DIR = '.mlflowctl-in-progress'
+const inProgressMarker = (repo: string, id: string) => join(repo, IN_PROGRESS_DIR, `${id}.json`)
+/** This tool's own temp files in a repository: a sidecar or the lock being written by process PID. */
+const OWN_TEMP = /^(\d{8}T\d{6}Z-[0-9a-f]{6}\.manifest\.json|\.mlflowctl-backup\.lock)\.(\d+)\.tmp$/
+const OWN_PARTIAL = new RegExp(`^\\d{8}T\\d{6}Z-[0-9a-f]{6}${ARCHIVE_SUFFIX.replaceAll('.', '\\.')}\\.partial$`)
+
+/** Records, durably and before a byte of it is written, that this run writes archive ID into the repository. */
+export async function beginWrite(repo: string, id: string): Promise<void> {
+  try {
+    await makeDirs(join(repo, IN_PROGRESS_DIR))
+    await writeDurable(inProgressMarker(repo, id), JSON.stringify(me()))
+  } catch (error) {
+    await endWrite(repo, id)
+    throw error instanceof MlflowctlError ? error : fsFailure(error, 'record the backup in progress in', repo)
+  }
+}
+
+/** The archive is listed (its sidecar written), or its write failed: it is no longer in progress. */
+export async function endWrite(repo: string, id: string): Promise<void> {
+  await rm(inProgressMarker(repo, id), {force: true})
+  await rm(`${inProgressMarker(repo, id)}.${process.pid}.tmp`, {force: true})
+  await rmdir(join(repo, IN_PROGRESS_DIR)).catch(() => undefined)
+}
+
+/** Whether a run of this tool recorded that it was writing ID (a killed one, when no sidecar lists it). */
+export const inProgress = (repo: string, id: string) =>
+  stat(inProgressMarker(repo, id)).then(
+    () => true,
+    () => false,
+  )
+
+/** The warning about an unlisted archive that no run of this tool was writing: someone else's, left alone. */
+export const strangerArchive = (where: string) =>
+  `left ${where} alone: it is not listed (no sidecar) and no mlflowctl run was writing it, so it may be a copy still arriving; once its ID.manifest.json is beside it, backup list shows it (verify and restore take it by its path meanwhile)`
+
 /**
- * Under the lock, what killed runs left in a local repository: `.partial` archives and stray temp files are
- * removed; an archive without its sidecar (killed between the rename and the sidecar) is committed when it
- * verifies, removed when it is damaged, and left with a warning when it cannot be read (another passphrase).
+ * Under the lock, what killed runs of this tool left in a local repository, and only that: its own `.partial`
+ * archives and temp files are removed; an archive its in-progress marker names and no sidecar lists is committed
+ * when it verifies, removed when it is damaged, and left with a warning when it cannot be read (another passphrase).
+ * Any other unlisted archive (a copy another tool is writing) is named in a warning and never touched.
  */
 export async function cleanUpRepo(repo: string, verify: (path: string) => Promise<BackupManifest>): Promise<string[]> {
   const messages: string[] = []
   const names = await readdir(repo).catch(() => [] as string[])
-  for (const name of names.filter((n) => n.endsWith(`${ARCHIVE_SUFFIX}.partial`) || /\.\d+\.tmp$/.test(n))) {
-    const pid = Number(/\.(\d+)\.tmp$/.exec(name)?.[1] ?? NaN)
+  for (const name of names.filter((n) => OWN_PARTIAL.test(n) || OWN_TEMP.test(n))) {
+    const pid = Number(OWN_TEMP.exec(name)?.[2] ?? NaN)
     if (!Number.isNaN(pid) && processAlive(pid)) continue
     const size = (await stat(join(repo, name)).catch(() => undefined))?.size ?? 0
     await rm(join(repo, name), {force: true})
     messages.push(`removed ${name} (${size} bytes), left by a killed run`)
   }
-  for (const name of names.filter((n) => n.endsWith(ARCHIVE_SUFFIX))) {
-    const id = name.slice(0, -ARCHIVE_SUFFIX.length)
-    if (await isCommitted(repo, id)) continue
-    messages.push(
-      await settleUnlisted(id, name, {
+  const markers = (await readdir(join(repo, IN_PROGRESS_DIR)).catch(() => [] as string[]))
+    .filter((name) => name.endsWith('.json'))
+    .map((name) => name.slice(0, -'.json'.length))
+  for (const id of markers) {
+    const name = `${id}${ARCHIVE_SUFFIX}`
+    if (!(await isCommitted(repo, id)) && names.includes(name)) {
+      const said = await settleUnlisted(id, name, {
         verify: () => verify(join(repo, name)),
         commit: (manifest) => writeSidecar(repo, manifest),
         remove: () => rm(join(repo, name), {force: true}),
-      }),
-    )
+      })
+      messages.push(said)
+      if (said.startsWith('left ')) continue // the marker stays for a run that can read it
+    }
+    await endWrite(repo, id)
+  }
+  await rmdir(join(repo, IN_PROGRESS_DIR)).catch(() => undefined)
+  for (const name of names.filter((n) => n.endsWith(ARCHIVE_SUFFIX))) {
+    const id = name.slice(0, -ARCHIVE_SUFFIX.length)
+    if (!markers.includes(id) && !(await isCommitted(repo, id))) messages.push(strangerArchive(name))
   }
   for (const run of await removeRuns(await deadRuns(repo)))
     messages.push(`removed the scratch space of a killed run: ${run}`)

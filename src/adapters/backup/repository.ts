@@ -12,19 +12,25 @@ import {ExternalError} from '../../errors.js'
 import {openObjectStore, type ObjectStore} from '../object-store.js'
 import {faultPoint} from '../fault.js'
 import {aliveUnbeaten, repoLocked, takeLock} from '../lock.js'
+import {me} from '../fs/lease.js'
 import {deadRuns, openScratch, removeRuns, type Scratch} from '../fs/scratch.js'
 import {
+  IN_PROGRESS_DIR,
   LOCK,
   MARKER_SUFFIX,
   SIDECAR_SUFFIX,
   archivePath,
+  beginWrite,
   cleanUpRepo,
+  endWrite,
+  inProgress,
   isCommitted,
   listRepo,
   lockRepo,
   markVerified,
   removeBackup,
   settleUnlisted,
+  strangerArchive,
   writeSidecar,
   type RepoEntry,
 } from './repo-files.js'
@@ -44,6 +50,10 @@ export interface BackupRepository {
   cleanUp(verify: (path: string) => Promise<BackupManifest>): Promise<string[]>
   /** Whether the archive has its listing sidecar (a backup `list` shows). */
   isCommitted(id: string): Promise<boolean>
+  /** Whether a run of this tool recorded that it was writing the archive (with no sidecar: a killed run's debris). */
+  inProgress(id: string): Promise<boolean>
+  /** A write that failed (and cleaned up after itself): it is no longer in progress. */
+  abandonArchive(id: string): Promise<void>
 }
 
 export const isObjectStoreRepo = (raw: string) => /^(s3|wasbs|gs):\/\//.test(raw)
@@ -52,9 +62,13 @@ export function localRepository(dir: string): BackupRepository {
   return {
     display: dir,
     lock: (onStale) => lockRepo(dir, onStale),
-    stageArchive: async (id) => archivePath(dir, id), // writeBackupArchive writes .partial and renames
+    async stageArchive(id) {
+      await beginWrite(dir, id)
+      return archivePath(dir, id) // writeBackupArchive writes .partial and renames
+    },
     async commitArchive(manifest, staged) {
       await writeSidecar(dir, manifest)
+      await endWrite(dir, manifest.id)
       return staged
     },
     list: () => listRepo(dir),
@@ -63,6 +77,8 @@ export function localRepository(dir: string): BackupRepository {
     remove: (id) => removeBackup(dir, id),
     cleanUp: (verify) => cleanUpRepo(dir, verify),
     isCommitted: (id) => isCommitted(dir, id),
+    inProgress: (id) => inProgress(dir, id),
+    abandonArchive: (id) => endWrite(dir, id),
   }
 }
 
@@ -118,6 +134,7 @@ export async function objectStoreRepository(
         {where: location.display, onStale, held: repoLocked(location.display)},
       ),
     async stageArchive(id) {
+      await objects.put(key(`${IN_PROGRESS_DIR}/${id}.json`), Buffer.from(JSON.stringify(me())))
       const scratch = await scratchDir()
       scratches.set(id, scratch)
       return join(scratch.path, `${id}${ARCHIVE_SUFFIX}`)
@@ -128,6 +145,7 @@ export async function objectStoreRepository(
         await objects.uploadFile(key(name), staged)
         faultPoint('create:before-sidecar')
         await objects.put(key(`${manifest.id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`))
+        await objects.delete(key(`${IN_PROGRESS_DIR}/${manifest.id}.json`)).catch(() => undefined)
       } catch (error) {
         await objects.delete(key(name)).catch(() => undefined)
         throw new ExternalError(
@@ -185,27 +203,47 @@ export async function objectStoreRepository(
       const prefix = location.prefix ? `${location.prefix}/` : ''
       return (await objects.list(prefix)).some((item) => item.key === `${prefix}${id}${SIDECAR_SUFFIX}`)
     },
+    abandonArchive: (id) =>
+      objects
+        .delete(key(`${IN_PROGRESS_DIR}/${id}.json`))
+        .catch((error) => (notFound(error) ? undefined : Promise.reject(error))),
+    async inProgress(id) {
+      const prefix = location.prefix ? `${location.prefix}/` : ''
+      return (await objects.list(prefix)).some((item) => item.key === `${prefix}${IN_PROGRESS_DIR}/${id}.json`)
+    },
     async cleanUp(verify) {
       // Archives uploaded whole but never listed (killed before the sidecar): committed when they verify.
       const messages: string[] = []
       const prefix = location.prefix ? `${location.prefix}/` : ''
       const listed = new Set((await objects.list(prefix)).map((item) => item.key.slice(prefix.length)))
+      const marked = (id: string) => listed.has(`${IN_PROGRESS_DIR}/${id}.json`)
       for (const name of [...listed].filter((n) => n.endsWith(ARCHIVE_SUFFIX) && !n.includes('/'))) {
         const id = name.slice(0, -ARCHIVE_SUFFIX.length)
         if (listed.has(`${id}${SIDECAR_SUFFIX}`)) continue
+        // Only an archive a run of this tool recorded writing is its to settle; another is someone's upload.
+        if (!marked(id)) {
+          messages.push(strangerArchive(url(name)))
+          continue
+        }
         const local = await repository.fetch(id)
         try {
-          messages.push(
-            await settleUnlisted(id, url(name), {
-              verify: () => verify(local.path),
-              commit: (manifest) =>
-                objects.put(key(`${id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)),
-              remove: () => objects.delete(key(name)),
-            }),
-          )
+          const said = await settleUnlisted(id, url(name), {
+            verify: () => verify(local.path),
+            commit: (manifest) =>
+              objects.put(key(`${id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)),
+            remove: () => objects.delete(key(name)),
+          })
+          messages.push(said)
+          if (!said.startsWith('left ')) await objects.delete(key(`${IN_PROGRESS_DIR}/${id}.json`))
         } finally {
           await local.release()
         }
+      }
+      // Markers of runs that never uploaded their archive (killed before it, or failed): nothing to settle.
+      for (const name of [...listed].filter((n) => n.startsWith(`${IN_PROGRESS_DIR}/`))) {
+        const id = name.slice(IN_PROGRESS_DIR.length + 1, -'.json'.length)
+        if (!listed.has(`${id}${ARCHIVE_SUFFIX}`) || listed.has(`${id}${SIDECAR_SUFFIX}`))
+          await objects.delete(key(name))
       }
       for (const run of await removeRuns(await deadRuns(scratchRoot)))
         messages.push(`removed the scratch space of a killed run: ${run}`)

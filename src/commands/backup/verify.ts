@@ -20,8 +20,8 @@ a missing or edited manifest, and any missing, extra, resized or changed file. -
 scratch SQLite with real MLflow (a managed venv), runs SQLite's integrity and foreign-key checks, compares every table's
 row count with the manifest, reports model versions whose artifacts the backup lacks (a failure) and run directories
 without a run row (orphans, a warning). Exits 0 when intact (and records it for prune's "newest verified"), 6 with the
-specific reason when not (BACKUP_INCOMPLETE: an archive in a repository that a killed create never listed), 5 when the
-archive cannot be found.`
+specific reason when not (BACKUP_INCOMPLETE: an archive that a killed create recorded writing and never listed; an
+archive copied without its sidecar is judged on its own contents), 5 when the archive cannot be found.`
   static examples = [
     '<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo /backups/mlflow',
     '<%= config.bin %> <%= command.id %> /backups/mlflow/20261128T061500Z-ab12cd.mlflowctl-backup.tar.gz --json',
@@ -92,14 +92,16 @@ archive cannot be found.`
           `${deep.orphans.length} run artifact directories have no run row (orphans): ${deep.orphans.slice(0, 5).join(', ')}${deep.orphans.length > 5 ? ', …' : ''}`,
         )
     }
-    // An archive in a repository without its listing sidecar is a create that a kill stopped before it committed.
+    // An archive that a create recorded writing and never listed is that create's debris, stopped by a kill; any
+    // other archive without a sidecar (a copy, one given by path) is judged on its own contents.
     const home =
       repository && id
         ? repository
         : basename(path).endsWith(ARCHIVE_SUFFIX)
           ? localRepository(dirname(path))
           : undefined
-    if (home && !(await home.isCommitted(manifest.id))) {
+    const listed = home ? await home.isCommitted(manifest.id) : false
+    if (home && !listed && (await home.inProgress(manifest.id))) {
       throw new CheckFailedError(
         'BACKUP_INCOMPLETE',
         `${manifest.id} is intact but incomplete: it has no listing sidecar (${manifest.id}.manifest.json), so \`backup list\` does not show it and prune does not count it. A backup create was stopped before it committed it.`,
@@ -110,7 +112,11 @@ archive cannot be found.`
         },
       )
     }
-    if (home) await home.markVerified(manifest.id, new Date())
+    if (home && !listed)
+      this.warnUser(
+        `${manifest.id} is intact, but ${home.display} does not list it (no ${manifest.id}.manifest.json beside it).`,
+      )
+    if (home && listed) await home.markVerified(manifest.id, new Date())
     this.out(showVerified(manifest, deep))
     return {id: manifest.id, path, files: manifest.files.length, revision: manifest.alembicRevision, deep}
   }

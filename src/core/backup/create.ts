@@ -56,6 +56,8 @@ export interface CreateDeps {
   cleanUp(): Promise<string[]>
   /** Where the archive is written (a local repository's own directory, or scratch space before an upload). */
   stageArchive(id: string): Promise<string>
+  /** The archive's write failed (not a kill): its in-progress record goes, as its partial file did. */
+  abandonArchive(id: string): Promise<void>
   /** Publishes a complete archive and its listing sidecar (last: a backup without it is never listed); returns where it is. */
   commitArchive(manifest: BackupManifest, staged: string): Promise<string>
   scratch(): Promise<{path: string; remove(): Promise<void>}>
@@ -316,7 +318,7 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
     let artifactFiles = 0
     let artifactBytes = 0
     const staged = await deps.stageArchive(id)
-    const {bytes, manifest} = await deps.writeArchive(staged, concat(tables.files, artifactEntries), (files) => {
+    const written = deps.writeArchive(staged, concat(tables.files, artifactEntries), (files) => {
       const artifacts = files.filter((file) => file.path.startsWith('artifacts/'))
       artifactFiles = artifacts.length
       artifactBytes = artifacts.reduce((sum, file) => sum + file.size, 0)
@@ -343,6 +345,10 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
         encrypted: Boolean(options.encrypted),
         files,
       }
+    })
+    const {bytes, manifest} = await written.catch(async (error) => {
+      await deps.abandonArchive(id).catch(() => undefined)
+      throw error
     })
     const path = await deps.commitArchive(manifest, staged)
     await deps.appendHistory({

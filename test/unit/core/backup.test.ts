@@ -189,6 +189,7 @@ describe('createBackup (core, with injected I/O)', async () => {
         return {bytes: 99, manifest: finish(files)}
       },
       stageArchive: async (id) => `/repo/${id}.mlflowctl-backup.tar.gz`,
+      abandonArchive: async () => void events.push('abandoned'),
       commitArchive: async (_manifest, staged) => (events.push('sidecar'), staged),
       appendHistory: async (event) => void events.push(`history ${event.action} ${event.result}`),
       ping: async (url) => void events.push(`ping ${url}`),
