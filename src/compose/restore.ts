@@ -18,10 +18,11 @@ import {isObjectStoreUrl} from '../core/artifact-url.js'
 import {uploadArtifactTree} from '../adapters/backup/artifact-upload.js'
 import {UsageError} from '../errors.js'
 import {faultPoint} from '../adapters/fault.js'
+import {dropSchemaObjects, rowCountsOfFile} from '../adapters/backup/sqlite-source.js'
 import {makeDirs, pathKind} from '../adapters/fs/safe-fs.js'
 import {journalIn, swapIn} from '../adapters/fs/swap.js'
 import {historyFile} from '../adapters/history-file.js'
-import {createBackupDeps} from '../adapters/backup/index.js'
+import {createBackupDeps, mlflowSchemaAt} from '../adapters/backup/index.js'
 import {NO_CONNECT, uploadConnectRestore} from '../adapters/backup/connect-transfer.js'
 import {localRepository} from '../adapters/backup/repository.js'
 import {inspectTarget, openRestoreScratch, recoverTarget} from '../adapters/backup/restore-target.js'
@@ -39,6 +40,7 @@ import {
   checkSqlite,
   preparedDatabase,
   inspectSqliteInWorker,
+  dropTableFiles,
   startLoader,
   type RestoreDepsOptions,
 } from '../adapters/backup/restore.js'
@@ -140,6 +142,10 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
     rewriteArtifactLocationsInSqlite: (file, from, to) =>
       rewriteLocationsInSqliteFile(file, locationRewriter(from, to)),
     inspectSqlite: (file) => inspectSqliteInWorker(file),
+    expectedSchema: mlflowSchemaAt,
+    dropSqliteObjects: async (file, objects) => dropSchemaObjects(file, objects),
+    dropTableFiles: (dbDir, tables) => dropTableFiles(dbDir, tables),
+    countSqliteRows: async (file) => rowCountsOfFile(file),
     async moveFile(from, to) {
       await rename(from, to)
       faultPoint('restore:loaded') // format 2: the new database is ready to be swapped in, as after a load
@@ -178,6 +184,7 @@ export function createDeepVerifyDeps(options: RestoreDepsOptions): DeepVerifyDep
     extractVerified: restore.extractVerified,
     prepareDatabase: restore.prepareDatabase,
     inspect: inspectRestoredSqlite,
+    expectedSchema: restore.expectedSchema,
     join,
   }
 }

@@ -45,6 +45,11 @@ export interface CatalogOverlay {
     reason: string
   }>
   breaking: Array<{from: string; text: string}>
+  /**
+   * Triggers MLflow's migrations create on SQLite (the wheels' op.execute SQL, which the catalog does not read), from
+   * the revision `since` on, with their SQL as SQLite keeps it: a restore accepts no other trigger.
+   */
+  sqliteTriggers?: Record<string, {table: string; since: string; sql: string}>
 }
 
 export const newestRelease = (catalog: MigrationCatalog): CatalogRelease =>

@@ -3,7 +3,7 @@
 import Database from 'better-sqlite3'
 
 import type {RestoredDatabase} from '../../core/backup/deep-verify.js'
-import {rowCountsOf, tableNames} from './sqlite-source.js'
+import {rowCountsOf, schemaObjectsOf, tableNames} from './sqlite-source.js'
 
 /**
  * SQLite's checks and the rows of a database file. `thorough` (verify --deep) runs integrity_check, which also
@@ -36,7 +36,7 @@ export function inspectRestoredSqlite(
           .prepare('SELECT name, CAST(version AS TEXT) AS version, source FROM model_versions')
           .all() as RestoredDatabase['modelVersions'])
       : []
-    return {integrity, foreignKeyViolations, rowCounts, runs, modelVersions}
+    return {integrity, foreignKeyViolations, rowCounts, runs, modelVersions, objects: schemaObjectsOf(db)}
   } finally {
     db.close()
   }

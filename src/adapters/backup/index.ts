@@ -20,7 +20,9 @@ import {isObjectStoreUrl} from '../../core/artifact-url.js'
 import type {BackupRepository} from './repository.js'
 import {NO_CONNECT, fetchConnectSnapshot, type ConnectTransferOptions} from './connect-transfer.js'
 import {exportPostgresTables} from './postgres-source.js'
-import {describeSqliteSnapshot, snapshotSqlite, sqliteArtifactReferences} from './sqlite-source.js'
+import {describeSqliteSnapshot, dropSchemaObjects, snapshotSqlite, sqliteArtifactReferences} from './sqlite-source.js'
+import {loadCatalog} from '../catalog.js'
+import {expectedSchema, type ExpectedSchema} from '../../core/backup/schema-objects.js'
 
 /**
  * A failed snapshot as the error an operator can act on: SQLite's full disk (SQLITE_FULL) and Node's (ENOSPC) are
@@ -51,6 +53,12 @@ function snapshotError(error: unknown, source: string, target: string): unknown 
       },
     )
   return /^E[A-Z]+$/.test(code) ? fsFailure(error, 'write the snapshot', target) : error
+}
+
+/** What MLflow's migrations make at a revision (the committed catalog), or undefined for one it does not know. */
+export async function mlflowSchemaAt(revision: string): Promise<ExpectedSchema | undefined> {
+  const {catalog, overlay} = await loadCatalog()
+  return expectedSchema(catalog, overlay, revision)
 }
 
 export function createBackupDeps(options: {
@@ -111,8 +119,11 @@ export function createBackupDeps(options: {
       faultPoint('create:snapshot')
     },
     describeSnapshot: (snapshot) => describeSqliteSnapshot(snapshot),
+    expectedSchema: mlflowSchemaAt,
+    dropSnapshotObjects: async (snapshot, objects) => dropSchemaObjects(snapshot, objects),
     snapshotReferences: (snapshot) => sqliteArtifactReferences(snapshot),
-    exportPostgres: (url, outDir) => exportPostgresTables(parseDatabaseUrl(url), outDir),
+    exportPostgres: (url, outDir) =>
+      exportPostgresTables(parseDatabaseUrl(url), outDir, async (revision) => (await mlflowSchemaAt(revision))?.tables),
     fetchConnectSnapshot: (guid, dir) => fetchConnectSnapshot(options.connect ?? NO_CONNECT, guid, dir),
     listArtifacts,
     readReferences,

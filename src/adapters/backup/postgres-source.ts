@@ -66,8 +66,16 @@ async function copyTableRaw(
   return rows
 }
 
-/** Every MLflow table of one snapshot, as COPY text files (`db/<table>.copy`, format 2). */
-export async function exportPostgresTables(target: DatabaseTarget, outDir: string): Promise<TableExport> {
+/**
+ * Every MLflow table of one snapshot, as COPY text files (`db/<table>.copy`, format 2): the tables MLflow makes at
+ * the database's revision (`tablesAt`), or, for a revision it does not know, the known ones and those that
+ * reference them.
+ */
+export async function exportPostgresTables(
+  target: DatabaseTarget,
+  outDir: string,
+  tablesAt: (revision: string) => Promise<Set<string> | undefined> = async () => undefined,
+): Promise<TableExport> {
   return withPostgres(target, async (client) => {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
     try {
@@ -77,7 +85,14 @@ export async function exportPostgresTables(target: DatabaseTarget, outDir: strin
         "SET LOCAL bytea_output = 'hex'; SET LOCAL extra_float_digits = 3; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'iso_8601'",
       )
       const {tables, references, columns} = await catalog(client)
-      const {taken, skipped} = selectMlflowTables(tables, references)
+      const revision = tables.includes('alembic_version')
+        ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]
+            ?.version_num ?? null)
+        : null
+      const mlflows = revision ? await tablesAt(revision) : undefined
+      const {taken, skipped} = mlflows
+        ? {taken: tables.filter((t) => mlflows.has(t)), skipped: tables.filter((t) => !mlflows.has(t))}
+        : selectMlflowTables(tables, references)
       const schema: TableSchema[] = []
       const rowCounts: Record<string, number> = {}
       const files: Array<{name: string; file: string}> = []
@@ -87,10 +102,6 @@ export async function exportPostgresTables(target: DatabaseTarget, outDir: strin
         rowCounts[table] = await copyTableRaw(client, table, columns[table] ?? [], file)
         files.push({name: `db/${table}.copy`, file})
       }
-      const revision = taken.includes('alembic_version')
-        ? ((await client.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]
-            ?.version_num ?? null)
-        : null
       return {
         schema,
         rowCounts,

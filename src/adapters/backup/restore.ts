@@ -3,7 +3,7 @@
 // and the journaled swap (adapters/fs/swap.ts).
 import {spawn} from 'node:child_process'
 import {createWriteStream, writeFileSync} from 'node:fs'
-import {cp, readFile, readdir, rename, rm} from 'node:fs/promises'
+import {cp, readFile, readdir, rename, rm, writeFile} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {createInterface} from 'node:readline'
 import {Worker} from 'node:worker_threads'
@@ -318,12 +318,12 @@ async function holdsCopyFiles(dbDir: string): Promise<boolean> {
 }
 
 /**
- * inspectRestoredSqlite's gate (quick_check, foreign-key check, row counts) in a worker thread, so that the archive
+ * inspectRestoredSqlite's gate (quick_check, foreign-key check, row counts, schema objects) in a worker thread, so that the archive
  * keeps streaming meanwhile. Reads only.
  */
 export function inspectSqliteInWorker(
   file: string,
-): Promise<Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts'>> {
+): Promise<Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts' | 'objects'>> {
   // Under the test runner this module is TypeScript (tsx), built it is JavaScript: the worker is its sibling either way.
   const here = import.meta.url
   const worker = new Worker(
@@ -339,4 +339,14 @@ export function inspectSqliteInWorker(
     worker.once('error', reject)
     worker.once('exit', (code) => reject(new Error(`SQLite's checks of ${file} stopped (exit ${code}).`)))
   })
+}
+
+/** Takes tables out of extracted table files: their files and their entries in schema.json. */
+export async function dropTableFiles(dbDir: string, tables: string[]): Promise<void> {
+  const schemaFile = join(dbDir, 'schema.json')
+  const schema = JSON.parse(await readFile(schemaFile, 'utf8')) as {tables: Array<{name: string}>}
+  schema.tables = schema.tables.filter((table) => !tables.includes(table.name))
+  await writeFile(schemaFile, JSON.stringify(schema), {mode: 0o600})
+  for (const table of tables)
+    for (const suffix of ['.jsonl', '.copy']) await rm(join(dbDir, `${table}${suffix}`), {force: true})
 }

@@ -4,6 +4,7 @@
 import Database from 'better-sqlite3'
 
 import {ARTIFACT_LOCATION_COLUMNS, type LocationColumn} from '../../core/backup/artifact-locations.js'
+import type {SchemaObject} from '../../core/backup/schema-objects.js'
 import {quoteIdentifier} from '../../core/backup/tables.js'
 
 export async function snapshotSqlite(source: string, target: string): Promise<void> {
@@ -60,17 +61,19 @@ export function locationColumnsIn(db: Database.Database): LocationColumn[] {
   })
 }
 
-/** Format 2: what the manifest says about a snapshot file (row counts per table, the alembic revision). Reads only. */
+/** Format 2: what the manifest says about a snapshot file (row counts per table, the alembic revision), and its
+ * schema. Reads only. */
 export function describeSqliteSnapshot(snapshot: string): {
   rowCounts: Record<string, number>
   alembicRevision: string | null
+  objects: SchemaObject[]
 } {
   const db = new Database(snapshot, {readonly: true, fileMustExist: true})
   try {
     const names = tableNames(db)
     const rowCounts = rowCountsOf(db, names)
     const revision = alembicRevisionOf(db, names)
-    return {rowCounts, alembicRevision: revision}
+    return {rowCounts, alembicRevision: revision, objects: schemaObjectsOf(db)}
   } finally {
     db.close()
   }
@@ -91,6 +94,36 @@ export function sqliteArtifactReferences(file: string): string[] {
       for (const [uri] of rows) if (typeof uri === 'string') uris.push(uri)
     }
     return uris
+  } finally {
+    db.close()
+  }
+}
+
+/** Every object in a SQLite file's schema (sqlite_master). Reads only. */
+export function schemaObjectsOf(db: Database.Database): SchemaObject[] {
+  return db.prepare("SELECT type, name, tbl_name AS 'table', sql FROM sqlite_master").all() as SchemaObject[]
+}
+
+/** Drops objects from a scratch copy of a database (views and triggers first, then tables). Writes. */
+export function dropSchemaObjects(file: string, objects: SchemaObject[]): void {
+  const db = new Database(file, {fileMustExist: true})
+  try {
+    const order = ['view', 'trigger', 'table'] as const
+    db.transaction(() => {
+      for (const type of order)
+        for (const object of objects.filter((o) => o.type === type))
+          db.exec(`DROP ${type.toUpperCase()} IF EXISTS ${quoteIdentifier(object.name)}`)
+    })()
+  } finally {
+    db.close()
+  }
+}
+
+/** Rows per table of a database file. Reads only. */
+export function rowCountsOfFile(file: string): Record<string, number> {
+  const db = new Database(file, {readonly: true, fileMustExist: true})
+  try {
+    return rowCountsOf(db)
   } finally {
     db.close()
   }

@@ -71,6 +71,11 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       dependsOn: ['from-replica'],
       env: 'MLFLOWCTL_AT',
     }),
+    'drop-foreign-objects': Flags.boolean({
+      summary:
+        "Leave out what MLflow's migrations do not create (triggers, views, other tables) instead of refusing the backup.",
+      env: 'MLFLOWCTL_DROP_FOREIGN_OBJECTS',
+    }),
     'passphrase-file': Flags.file({
       summary: 'For an encrypted backup: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).',
       env: 'MLFLOWCTL_PASSPHRASE_FILE',
@@ -126,6 +131,7 @@ migrates it to its own MLflow's head and swaps it in under maintenance (other re
       backupRef: source.kind === 'backup' ? source.ref : undefined,
       repo: this.flags.repo,
       keepArtifactLocations: this.flags['keep-artifact-locations'],
+      dropForeignObjects: this.flags['drop-foreign-objects'],
     }).finally(() => archive.release())
     for (const warning of result.warnings) this.warnUser(warning)
     this.out(showRestored(result))

@@ -3,6 +3,7 @@ import {redact, urlPasswordForms} from '../redact.js'
 import {ConfigError, UsageError} from '../../errors.js'
 import {proxiedPath} from './deep-verify.js'
 import type {HistoryEvent} from '../history.js'
+import {describeObject, foreignObjects, type ExpectedSchema, type SchemaObject} from './schema-objects.js'
 import {SQLITE_FILE_ENTRY, backupId, type BackupFileEntry, type BackupFormat, type BackupManifest} from './format.js'
 
 export type BackupSourceSpec =
@@ -42,7 +43,7 @@ export interface TablesExported {
   rowCounts: Record<string, number>
   alembicRevision: string | null
   files: Array<{name: string; file: string}>
-  /** Tables of other applications in the same schema, left out. */
+  /** Objects of other applications in the same schema ("customers", "trigger x on runs"), left out. */
   skipped?: string[]
 }
 
@@ -65,8 +66,12 @@ export interface CreateDeps {
   /** When `dir` is a rendered bundle that `dev up` ran: the data directory of that dev instance. */
   devDataDirOf?(dir: string): Promise<string | undefined>
   snapshotSqlite(source: string, target: string): Promise<void>
-  /** Format 2: the row counts and revision of a snapshot file, which goes into the archive as it is. */
-  describeSnapshot(snapshot: string): Pick<TablesExported, 'rowCounts' | 'alembicRevision'>
+  /** Format 2: the row counts, revision and schema of a snapshot file, which goes into the archive as it is. */
+  describeSnapshot(snapshot: string): Pick<TablesExported, 'rowCounts' | 'alembicRevision'> & {objects: SchemaObject[]}
+  /** What MLflow's migrations make at `revision`, or undefined when the MLflow this tool knows does not make it. */
+  expectedSchema(revision: string): Promise<ExpectedSchema | undefined>
+  /** Drops objects from the snapshot (a scratch copy). */
+  dropSnapshotObjects(snapshot: string, objects: SchemaObject[]): Promise<void>
   /** Artifact URIs a snapshot file's rows point at (runs, logged models, model versions, trace tags). */
   snapshotReferences(snapshot: string): string[]
   /** Every MLflow table from one REPEATABLE READ snapshot, streamed with COPY. */
@@ -192,7 +197,26 @@ async function exportDatabase(
   if (spec.kind === 'postgresql') return {...(await deps.exportPostgres(db, scratch)), format: 2}
   const snapshot = deps.join(scratch, 'snapshot.db')
   await deps.snapshotSqlite(db, snapshot)
-  return {...deps.describeSnapshot(snapshot), files: [{name: SQLITE_FILE_ENTRY, file: snapshot}], format: 2, snapshot}
+  let described = deps.describeSnapshot(snapshot)
+  // What MLflow does not make (another application's table, a trigger, a view) is left out of the copy, as a
+  // PostgreSQL source's other tables are: a restore would refuse it.
+  const schema = described.alembicRevision ? await deps.expectedSchema(described.alembicRevision) : undefined
+  const foreign = schema ? foreignObjects(described.objects, schema) : []
+  if (foreign.length > 0) {
+    await deps.dropSnapshotObjects(
+      snapshot,
+      foreign.map((f) => f.object),
+    )
+    described = deps.describeSnapshot(snapshot)
+  }
+  return {
+    rowCounts: described.rowCounts,
+    alembicRevision: described.alembicRevision,
+    skipped: foreign.map((f) => describeObject(f.object)),
+    files: [{name: SQLITE_FILE_ENTRY, file: snapshot}],
+    format: 2,
+    snapshot,
+  }
 }
 
 /** The store paths that proxied URIs (mlflow-artifacts:/…) point at; other schemes say nothing about this store. */
@@ -299,7 +323,7 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
     if (!tables.alembicRevision && options.requireMlflow !== false) throw notMlflowSource(source.location, tables)
     if (tables.skipped?.length)
       warnings.push(
-        `left out ${tables.skipped.length} tables that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`,
+        `left out ${tables.skipped.length} objects that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`,
       )
     const remoteStore = /^(s3|wasbs|gs):\/\//.test(source.artifacts ?? '')
     const artifactSource =

@@ -6,6 +6,14 @@
 import {CheckFailedError} from '../../errors.js'
 import {SQLITE_FILE_ENTRY, holdsSqliteFile, type BackupManifest} from './format.js'
 import {loadPrepared, type PrepareDatabase} from './prepared-database.js'
+import {
+  describeObject,
+  foreignObjects,
+  missingTables,
+  type ExpectedSchema,
+  type SchemaObject,
+} from './schema-objects.js'
+import {foreignTablesOf} from './restore-schema.js'
 
 /** Tables and rows of a manifest's row counts. Pure. */
 export function countsOf(rowCounts: Record<string, number>): {tables: number; rows: number} {
@@ -21,6 +29,8 @@ export interface RestoredDatabase {
   rowCounts: Record<string, number>
   runs: Array<{runId: string; artifactUri: string | null}>
   modelVersions: Array<{name: string; version: string; source: string | null}>
+  /** Its schema (sqlite_master), to hold against what MLflow makes at its revision. */
+  objects: SchemaObject[]
 }
 
 export interface DeepVerifyDeps {
@@ -30,6 +40,8 @@ export interface DeepVerifyDeps {
   /** Real MLflow's schema in a scratch SQLite file, loaded from table files (restore's loader). */
   prepareDatabase: PrepareDatabase
   inspect(sqliteFile: string): RestoredDatabase
+  /** What MLflow's migrations make at `revision`, or undefined when the MLflow this tool restores with does not know it. */
+  expectedSchema(revision: string): Promise<ExpectedSchema | undefined>
   join(...parts: string[]): string
 }
 
@@ -105,6 +117,21 @@ export function databaseFindings(
   return reasons
 }
 
+/** What in a restored database is not what MLflow makes at the backup's revision, as findings. */
+async function schemaFindings(
+  deps: Pick<DeepVerifyDeps, 'expectedSchema'>,
+  manifest: BackupManifest,
+  objects: SchemaObject[],
+): Promise<string[]> {
+  const schema = await deps.expectedSchema(manifest.alembicRevision!)
+  if (!schema)
+    return [`schema revision ${manifest.alembicRevision} is not one the MLflow this mlflowctl restores with knows`]
+  return [
+    ...foreignObjects(objects, schema).map(({object, why}) => `${describeObject(object)} is not MLflow's (${why})`),
+    ...missingTables(objects, schema).map((table) => `MLflow's table ${table} is missing`),
+  ]
+}
+
 /** @throws CheckFailedError BACKUP_DEEP_FAILED with every finding that makes the backup unsafe to rely on */
 export async function deepVerify(deps: DeepVerifyDeps, archive: string): Promise<DeepVerifyResult> {
   const scratch = await deps.scratch()
@@ -121,6 +148,11 @@ export async function deepVerify(deps: DeepVerifyDeps, archive: string): Promise
     const sqliteFile = holdsSqliteFile(manifest)
     const file = sqliteFile ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : deps.join(scratch.path, 'deep-verify.db')
     const dbDir = deps.join(scratch.path, 'db')
+    // Table files of another application's tables would fail the load: named as findings instead.
+    const schema = await deps.expectedSchema(manifest.alembicRevision)
+    const foreignTables = schema ? foreignTablesOf(manifest, schema) : []
+    if (foreignTables.length > 0)
+      throw fail(foreignTables.map(({object, why}) => `${describeObject(object)} is not MLflow's (${why})`))
     const loaded = sqliteFile
       ? countsOf(manifest.rowCounts)
       : await loadPrepared(
@@ -130,7 +162,7 @@ export async function deepVerify(deps: DeepVerifyDeps, archive: string): Promise
           {tableFiles: dbDir},
         )
     const db = deps.inspect(file)
-    const reasons = databaseFindings(db, manifest)
+    const reasons = [...(await schemaFindings(deps, manifest, db.objects)), ...databaseFindings(db, manifest)]
     const archived =
       manifest.artifacts.mode === 'none'
         ? []

@@ -6,18 +6,27 @@
  * The schema is created by real MLflow at the backup's revision (a managed venv); the extension's normal
  * startup upgrades it to its own head afterwards.
  */
-import {CheckFailedError, ConfigError, UsageError} from '../../errors.js'
+import {ConfigError, UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
 import {failureEvent, historyLocation, type BackupSourceSpec} from './create.js'
 import {SQLITE_FILE_ENTRY, holdsSqliteFile, type BackupManifest} from './format.js'
 import {loadPrepared, type PrepareDatabase, type PreparedDatabase, type RowSource} from './prepared-database.js'
-import {countsOf, databaseFindings, type RestoredDatabase} from './deep-verify.js'
+import {countsOf, type RestoredDatabase} from './deep-verify.js'
 import {describeTarget, parseGuid} from './locations.js'
 
 export {describeTarget}
 import {isObjectStoreUrl} from '../artifact-url.js'
 import {sameRoot, type LocationRewrite} from './artifact-locations.js'
 import type {KeepChoice} from './recover.js'
+import {
+  checkRowsAfterRewrite,
+  foreignSchemaError,
+  foreignTablesOf,
+  gateSnapshot,
+  revisionUnknown,
+  withoutTables,
+} from './restore-schema.js'
+import {describeObject, type ExpectedSchema, type SchemaObject} from './schema-objects.js'
 
 /** Anything a backup can be taken from can be restored into, which is what makes the safety backup possible. */
 export type RestoreTarget = BackupSourceSpec
@@ -91,6 +100,8 @@ export interface RestoreOptions {
   repo?: string
   /** Keep absolute artifact locations as they are, even when the artifacts go to a new place. */
   keepArtifactLocations?: boolean
+  /** Drop what MLflow's migrations do not create (triggers, views, other tables) instead of refusing the backup. */
+  dropForeignObjects?: boolean
 }
 
 export interface RestoreResult {
@@ -103,6 +114,8 @@ export interface RestoreResult {
   safetyBackup?: string
   /** Absolute artifact locations rewritten from the backup's artifact root to the new one (a restore that moves the store). */
   artifactLocations?: LocationRewrite
+  /** What --drop-foreign-objects left out ("trigger x on experiments"). */
+  droppedObjects?: string[]
   warnings: string[]
 }
 
@@ -177,7 +190,17 @@ export interface RestoreDeps {
   rewriteArtifactLocationsInSqlite(file: string, from: string, to: string): Promise<Record<string, number>>
   /** SQLite's quick_check and foreign-key check and the row counts of a database file (verify --deep runs the
    * slower integrity_check). Reads only. */
-  inspectSqlite(file: string): Promise<Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts'>>
+  inspectSqlite(
+    file: string,
+  ): Promise<Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts' | 'objects'>>
+  /** What MLflow's migrations make at `revision`, or undefined when the MLflow this tool restores with does not know it. */
+  expectedSchema(revision: string): Promise<ExpectedSchema | undefined>
+  /** Drops objects from the backup's SQLite file in scratch space. */
+  dropSqliteObjects(file: string, objects: SchemaObject[]): Promise<void>
+  /** Takes tables out of extracted table files (their files, and schema.json's list). */
+  dropTableFiles(dbDir: string, tables: string[]): Promise<void>
+  /** Rows per table of a SQLite file. Reads only. */
+  countSqliteRows(file: string): Promise<Record<string, number>>
   /** Renames a file (within one file system: scratch space is in the target's tree). */
   moveFile(from: string, to: string): Promise<void>
   /**
@@ -295,6 +318,11 @@ async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promis
         `Backup ${expected.id} has no alembic revision: it is not an MLflow database backup.`,
       )
     const revision = expected.alembicRevision
+    const schema = await deps.expectedSchema(revision)
+    if (!schema) throw revisionUnknown(expected.id, revision)
+    // A PostgreSQL source's tables are known from the manifest: another application's are refused (or left out) now.
+    const foreignTables = foreignTablesOf(expected, schema)
+    if (foreignTables.length > 0 && !options.dropForeignObjects) throw foreignSchemaError(expected.id, foreignTables)
     const plan = loadPlan(deps, target, scratch, expected)
     if (plan.loaderUrl) {
       // MLflow creates the schema (a few seconds of Python and migrations) while the archive is read.
@@ -303,7 +331,7 @@ async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promis
       prepared = deps.prepareDatabase(plan.loaderUrl, revision, plan.dbDir, {
         replace: target.kind === 'postgresql' && replace,
         mark: plan.mark,
-        tables: Object.keys(expected.rowCounts),
+        tables: Object.keys(withoutTables(expected, foreignTables).rowCounts),
         gated: target.kind === 'postgresql',
       })
       prepared.catch(() => undefined) // awaited when the rows are ready; a failure before then is not lost
@@ -315,8 +343,20 @@ async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promis
       gate = deps.inspectSqlite(deps.join(scratch.path, SQLITE_FILE_ENTRY))
       gate.catch(() => undefined) // awaited below; a failure meanwhile is not lost
     })
+    const dropped = [...foreignTables]
+    if (foreignTables.length > 0)
+      await deps.dropTableFiles(
+        plan.dbDir,
+        foreignTables.map((f) => f.object.name),
+      )
+    // Format 2 carries the SQLite file, used as it is or streamed on: checked before anything else.
+    if (holdsSqliteFile(manifest)) {
+      const snapshot = deps.join(scratch.path, SQLITE_FILE_ENTRY)
+      dropped.push(...(await gateSnapshot(deps, manifest, schema, snapshot, gate, Boolean(options.dropForeignObjects))))
+    }
     const safetyBackup = replace ? await deps.safetyBackup(target, options.artifactsTo) : undefined
-    const loaded = await load(deps, options, scratch, manifest, plan, prepared, Boolean(safetyBackup), gate)
+    const restored = withoutTables(manifest, dropped)
+    const loaded = await load(deps, options, scratch, restored, plan, prepared, Boolean(safetyBackup))
     if (
       (target.kind === 'sqlite' || target.kind === 'postgresql') &&
       !options.artifactsTo &&
@@ -346,6 +386,7 @@ async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promis
       artifactFiles: loaded.artifactFiles,
       safetyBackup,
       ...(loaded.locations ? {artifactLocations: loaded.locations} : {}),
+      ...(dropped.length > 0 ? {droppedObjects: dropped.map((f) => describeObject(f.object))} : {}),
       warnings,
     }
   } catch (error) {
@@ -411,6 +452,8 @@ async function moveLocations(
     'sqliteFile' in database
       ? await deps.rewriteArtifactLocationsInSqlite(database.sqliteFile, from, newRoot)
       : await deps.rewriteArtifactLocations(database.tableFiles, from, newRoot)
+  // The rows are counted again after the rewrite: whatever the file holds must not have acted on it.
+  if ('sqliteFile' in database) checkRowsAfterRewrite(manifest, await deps.countSqliteRows(database.sqliteFile))
   return {from, to: newRoot, rewritten, total: Object.values(rewritten).reduce((sum, count) => sum + count, 0)}
 }
 
@@ -423,23 +466,13 @@ async function load(
   plan: LoadPlan,
   prepared: Promise<PreparedDatabase> | undefined,
   replace: boolean,
-  gate: ReturnType<RestoreDeps['inspectSqlite']> | undefined,
 ): Promise<Loaded> {
   const {target, artifactsTo} = options
   const {dbDir, stagedDb} = plan
   const extracted = deps.join(scratch.path, 'artifacts')
-  // Format 2 carries the SQLite file: checked before anything else (quick_check, the foreign-key check, the
-  // manifest's row counts), then used as it is by SQLite targets, or streamed into PostgreSQL.
+  // Format 2 carries the SQLite file (checked by gateSnapshot): used as it is by SQLite targets, or streamed into
+  // PostgreSQL.
   const snapshot = holdsSqliteFile(manifest) ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : undefined
-  if (snapshot) {
-    const findings = databaseFindings(await (gate ?? deps.inspectSqlite(snapshot)), manifest)
-    if (findings.length > 0)
-      throw new CheckFailedError(
-        'BACKUP_CORRUPT',
-        `The database in backup ${manifest.id} fails its checks (${findings.slice(0, 5).join('; ')}); nothing was replaced.`,
-        {suggestions: ['Use another backup (mlflowctl backup list).']},
-      )
-  }
   const source: RowSource = snapshot ? {sqliteFile: snapshot} : {tableFiles: dbDir}
   const artifactsLive = target.kind === 'app-data' ? deps.join(target.dir, 'artifacts') : artifactsTo
   /** The new database in scratch space, its artifact locations moved to `newRoot` first. */

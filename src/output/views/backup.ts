@@ -28,7 +28,10 @@ export function showRestored(result: RestoreResult): string {
           : ''
       }.`
     : ''
-  return `Restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, ${result.artifactFiles} artifact files, schema ${result.revision}.${locations}${safety}`
+  const dropped = result.droppedObjects?.length
+    ? `\nLeft out (not MLflow's, --drop-foreign-objects): ${result.droppedObjects.join(', ')}.`
+    : ''
+  return `Restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, ${result.artifactFiles} artifact files, schema ${result.revision}.${locations}${dropped}${safety}`
 }
 
 export function showVerified(

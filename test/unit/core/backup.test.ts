@@ -167,7 +167,9 @@ describe('createBackup (core, with injected I/O)', async () => {
       scratch: async () => ({path: '/scratch', remove: async () => void events.push('scratch removed')}),
       exists: async () => true,
       snapshotSqlite: async () => void events.push('snapshot'),
-      describeSnapshot: () => ({rowCounts: {experiments: 1, runs: 2}, alembicRevision: 'abc123'}),
+      describeSnapshot: () => ({rowCounts: {experiments: 1, runs: 2}, alembicRevision: 'abc123', objects: []}),
+      expectedSchema: async () => undefined,
+      dropSnapshotObjects: async () => undefined,
       snapshotReferences: () => [],
       exportPostgres: async (url) => (
         events.push(`copy ${url}`),
@@ -251,7 +253,7 @@ describe('createBackup (core, with injected I/O)', async () => {
       [{}, /no tables at all/],
       [{notes: 3, users: 1}, /2 tables but no alembic_version \(notes, users\)/],
     ] as Array<[Record<string, number>, RegExp]>) {
-      const {deps, events} = fakeDeps({describeSnapshot: () => ({rowCounts, alembicRevision: null})})
+      const {deps, events} = fakeDeps({describeSnapshot: () => ({rowCounts, alembicRevision: null, objects: []})})
       const error = await createBackup(deps, options).then(
         () => undefined,
         (e: unknown) => e as {code: string; exit: number; message: string},
@@ -270,7 +272,7 @@ describe('createBackup (core, with injected I/O)', async () => {
         'history backup failed',
       ])
     }
-    const safety = fakeDeps({describeSnapshot: () => ({rowCounts: {}, alembicRevision: null})})
+    const safety = fakeDeps({describeSnapshot: () => ({rowCounts: {}, alembicRevision: null, objects: []})})
     assert.equal((await createBackup(safety.deps, {...options, requireMlflow: false})).revision, null)
   })
 
@@ -303,7 +305,7 @@ describe('createBackup (core, with injected I/O)', async () => {
       location: 'postgresql://u:***@db/mlflow',
       engine: 'postgresql',
     })
-    assert.match(result.warnings.join(), /left out 1 tables that are not MLflow's: optuna_studies/)
+    assert.match(result.warnings.join(), /left out 1 objects that are not MLflow's: optuna_studies/)
   })
 
   it('--artifacts referenced keeps only files under locations the rows point at (orphans stay out)', async () => {
@@ -444,6 +446,17 @@ describe('backup verify --deep (core)', async () => {
         rowCounts: {runs: 1, alembic_version: 1},
         runs: [],
         modelVersions: [],
+        objects: ['runs', 'alembic_version', 'not_mlflows'].map((name) => ({
+          type: 'table' as const,
+          name,
+          table: name,
+          sql: null,
+        })),
+      }),
+      expectedSchema: async (revision: string) => ({
+        revision,
+        tables: new Set(['runs', 'alembic_version', 'experiments']),
+        triggers: new Map(),
       }),
       join: (...parts: string[]) => parts.join('/'),
     }
@@ -451,7 +464,9 @@ describe('backup verify --deep (core)', async () => {
       deepVerify(deps, '/a.tar.gz'),
       (error: Error & {code?: string}) =>
         error.code === 'BACKUP_DEEP_FAILED' &&
-        /integrity: page 3 is never used; runs holds 1 rows, the manifest says 2/.test(error.message),
+        /table not_mlflows is not MLflow's .*; MLflow's table experiments is missing; integrity: page 3 is never used; runs holds 1 rows, the manifest says 2/.test(
+          error.message,
+        ),
     )
     assert.ok(removed)
   })
