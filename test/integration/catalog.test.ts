@@ -11,6 +11,7 @@ import Database from 'better-sqlite3'
 import {runCli, tempDir} from '../support/cli.js'
 import {NO_PG, NO_VENVS, createPgDatabase, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 import {chainTo, findRelease, type MigrationCatalog} from '../../src/core/catalog.js'
+import {expectedSchema, foreignObjects, missingTables, type SchemaObject} from '../../src/core/backup/schema-objects.js'
 
 const catalog = JSON.parse(
   readFileSync(new URL('../../catalog/mlflow-migrations.json', import.meta.url), 'utf8'),
@@ -51,6 +52,45 @@ describe('migration catalog vs installed MLflow', () => {
         chainTo(catalog.tracking, release.trackingHead),
         installed.chain,
         `${venv.mlflowVersion}: the chain`,
+      )
+    }
+  })
+})
+
+describe('the schema a restore accepts is exactly what real MLflow makes', () => {
+  it("a fresh database of every test venv, and one created by the oldest and upgraded by the newest: no object that is not MLflow's, no table missing", async (t) => {
+    if (!requireService(t, Boolean(oldest && newest && oldest !== newest), NO_VENVS)) return
+    // Given databases made by real MLflow at each venv's head, and one migrated across the versions
+    const dir = tempDir('schema-objects-')
+    const files: string[] = []
+    for (const venv of venvs) {
+      const file = join(dir, `${venv.mlflowVersion}.db`)
+      createWith(venv.python, `sqlite:///${file}`, join(dir, 'artifacts'))
+      files.push(file)
+    }
+    const migrated = join(dir, 'migrated.db')
+    createWith(oldest.python, `sqlite:///${migrated}`, join(dir, 'artifacts'))
+    const mlflowCli = join(newest!.python, '..', 'mlflow')
+    execFileSync(mlflowCli, ['db', 'upgrade', `sqlite:///${migrated}`], {stdio: 'pipe'})
+    files.push(migrated)
+    const overlay = JSON.parse(readFileSync(new URL('../../catalog/overlay.json', import.meta.url), 'utf8'))
+    for (const file of files) {
+      const db = new Database(file, {readonly: true})
+      const revision = (db.prepare('SELECT version_num FROM alembic_version').get() as {version_num: string})
+        .version_num
+      const objects = db
+        .prepare("SELECT type, name, tbl_name AS 'table', sql FROM sqlite_master")
+        .all() as SchemaObject[]
+      db.close()
+      // When the catalog says what MLflow makes at that revision
+      const schema = expectedSchema(catalog, overlay, revision)
+      // Then every object is MLflow's and no table is missing
+      assert.ok(schema, `${file}: revision ${revision} is known`)
+      assert.deepEqual(foreignObjects(objects, schema!), [], file)
+      assert.deepEqual(missingTables(objects, schema!), [], file)
+      assert.ok(
+        objects.some((o) => o.type === 'table' && o.name === 'experiments'),
+        'a real schema was read',
       )
     }
   })

@@ -6,7 +6,7 @@
  * trigger; indexes on those tables are accepted (an index runs no code). Pure.
  */
 import type {CatalogOverlay, MigrationCatalog} from '../catalog.js'
-import {newestSupportedRelease} from '../catalog.js'
+import {chainTo, newestSupportedRelease} from '../catalog.js'
 
 /** A row of sqlite_master, or a table of a backup's table files (`type: 'table'`, no SQL). */
 export interface SchemaObject {
@@ -33,18 +33,6 @@ export interface ForeignObject {
 /** The tables MLflow creates before its first migration (mlflow/store/tracking/dbmodels/initial_models.py). */
 const INITIAL_TABLES = ['experiments', 'runs', 'tags', 'metrics', 'params', 'alembic_version']
 
-/** The revisions from the first migration up to `head`, oldest first. Pure. */
-function chainTo(catalog: MigrationCatalog, head: string): string[] {
-  const chain: string[] = []
-  for (let at: string | null = head; at;) {
-    const revision: MigrationCatalog['tracking'][string] | undefined = catalog.tracking[at]
-    if (!revision || chain.includes(at)) break
-    chain.unshift(at)
-    at = Array.isArray(revision.down) ? revision.down[0] : revision.down
-  }
-  return chain
-}
-
 /**
  * What MLflow makes at `revision`, or undefined when `revision` is not on the chain of the newest MLflow this
  * mlflowctl restores with (a newer MLflow's backup, or not MLflow's at all). Pure.
@@ -54,7 +42,7 @@ export function expectedSchema(
   overlay: Pick<CatalogOverlay, 'sqliteTriggers'>,
   revision: string,
 ): ExpectedSchema | undefined {
-  const known = chainTo(catalog, newestSupportedRelease(catalog).trackingHead)
+  const known = chainTo(catalog.tracking, newestSupportedRelease(catalog).trackingHead)
   const upTo = known.indexOf(revision)
   if (upTo === -1) return undefined
   const applied = new Set(known.slice(0, upTo + 1))
