@@ -3,7 +3,7 @@
 // round) through the checked swap-in path; a damaged segment stops the restore with REPLICA_CORRUPT and the moment it
 // can still reach; a backup and a replica together are refused.
 import assert from 'node:assert/strict'
-import {readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {cpSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
@@ -95,15 +95,41 @@ describe('restore from a replica', () => {
     assert.equal(first.code, 0, first.stdout)
     assert.equal(metricsIn(join(work, 'first')), 100, 'as of the first round: its 100 metrics, none after')
 
-    // A flipped byte in the last segment: nothing restored, and the moment the replica still reaches.
     const generation = readdirSync(join(replica, 'generations'))[0]
-    const wal = join(replica, 'generations', generation, 'wal')
-    const segments = readdirSync(wal).flatMap((index) =>
-      readdirSync(join(wal, index))
-        .filter((name) => name.endsWith('.frames.gz'))
-        .map((name) => join(wal, index, name)),
+    const segmentsOf = (root: string) => {
+      const wal = join(root, 'generations', generation, 'wal')
+      return readdirSync(wal)
+        .flatMap((index) =>
+          readdirSync(join(wal, index))
+            .filter((name) => name.endsWith('.frames.gz'))
+            .map((name) => join(wal, index, name)),
+        )
+        .sort()
+    }
+    // The newest segment's sidecar lost: the restore reaches the round before it, and says which segment it left.
+    const lostSidecar = join(work, 'lost-sidecar')
+    cpSync(replica, lostSidecar, {recursive: true})
+    rmSync(`${segmentsOf(lostSidecar).at(-1)!}.json`)
+    const short = await runCli([
+      'backup',
+      'restore',
+      '--from-replica',
+      lostSidecar,
+      '--to',
+      join(work, 'short'),
+      '--json',
+    ])
+    assert.equal(short.code, 0, short.stdout)
+    assert.equal(metricsIn(join(work, 'short')), 200, 'the rounds before the segment without its sidecar')
+    assert.match(
+      short.json!.warnings!.join(),
+      new RegExp(
+        `${segmentsOf(lostSidecar).at(-1)!.split('/').pop()!.replaceAll('.', '\\.')} has no sidecar .*not replayed`,
+      ),
     )
-    const last = segments.sort().at(-1)!
+
+    // A flipped byte in the last segment: nothing restored, and the moment the replica still reaches.
+    const last = segmentsOf(replica).at(-1)!
     const bytes = readFileSync(last)
     bytes[Math.floor(bytes.length / 2)] ^= 0x20
     writeFileSync(last, bytes)

@@ -225,11 +225,12 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
       ],
     })
   const encrypted = await isEncrypted(file).catch(() => false)
+  // The header's own refusals (no passphrase, a truncated file, key-derivation parameters mlflowctl never writes)
+  // come before any byte is decrypted, and say what they are.
+  const input = encrypted ? await decryptedStream(file, options.passphrase) : createReadStream(file)
   try {
-    const input = encrypted ? await decryptedStream(file, options.passphrase) : createReadStream(file)
     await pipeline(input, createGunzip(), extract)
   } catch (error) {
-    if ((error as MlflowctlError).code === 'PASSPHRASE_REQUIRED') throw error
     // Until the GCM tag checks out, every byte is suspect: a wrong key or a changed byte shows up as
     // garbage to gunzip or tar, whichever notices first. Say what it really is.
     if (encrypted)

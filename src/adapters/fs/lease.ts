@@ -14,8 +14,12 @@ const BEAT_MS = 2_000
 const FRESH_MS = 15_000
 /** Any other lease of another host is watched this long for a beat before it is judged dead. */
 const WATCH_MS = 5_000
-/** A process that started this long after the lease was taken cannot be its holder (PID reuse). */
-const START_SLACK_MS = 2_000
+/**
+ * How far a process's start time read from /proc can be off (the boot time there has whole seconds): a process that
+ * started more than this after the lease was taken cannot be its holder (its PID was reused), one that started more
+ * than this before can be; in between, the heartbeat decides.
+ */
+const START_SLACK_MS = 1_500
 
 export interface LeaseHolder {
   pid?: number
@@ -86,8 +90,9 @@ function localVerdict(holder: LeaseHolder): boolean | undefined {
   // A lease older than its PID's process was taken by another process that had the same PID.
   const started = holder.pid === process.pid ? Date.now() - process.uptime() * 1000 : processStartedAt(holder.pid)
   const taken = holder.startedAt ? Date.parse(holder.startedAt) : Number.NaN
-  if (started !== undefined && Number.isFinite(taken)) return started <= taken + START_SLACK_MS
-  return true
+  if (started === undefined || !Number.isFinite(taken)) return true
+  if (started > taken + START_SLACK_MS) return false
+  return started < taken - START_SLACK_MS ? true : undefined
 }
 
 const mtimeOf = async (path: string) => (await stat(path).catch(() => undefined))?.mtimeMs
