@@ -17,11 +17,14 @@ streamed with COPY: both safe while MLflow writes), keeps the SQLite file itself
 fsynced, renamed; mode 0600) with a manifest of sizes and SHA-256s. A repository lock keeps overlapping runs apart.
 connect:GUID backs up a local-storage deployment on Connect through the extension's POST /_mlflowctl/snapshot (Connect
 API key plus the ops token that deploy saved, or MLFLOWCTL_OPS_TOKEN).
-A source that is not an MLflow database (an empty file, another application's database) is refused (exit 3). Under the
-lock, what killed runs left in the repository is cleaned up first: partial archives and scratch space are removed, and an
-intact archive that a kill left unlisted is committed. Scratch space is private (0700), in the repository's own tree.
+A source that is not an MLflow database (an empty file, another application's database) is refused (exit 3); what MLflow
+does not make (another table, a trigger, a view) is left out and named. A passphrase (--passphrase-file or
+MLFLOWCTL_BACKUP_PASSPHRASE) encrypts, --encrypt or not. Under the lock, what killed runs of this tool left in the
+repository is cleaned up first: their partial archives are removed, and an intact archive a kill left unlisted is
+committed; an unlisted archive no run of this tool was writing (a copy arriving) is named and left alone. Scratch space
+is private (0700), in MLFLOWCTL_DATA_DIR/backup, never in the repository.
 Exit codes: 0 done, 2 bad flags, 3 configuration or not an MLflow source, 4 a wrong key or ops token, 5 the repository
-is locked, a write failed (DISK_FULL when the disk is) or Connect is unreachable.`
+or the source (a restore works on it) is locked, a write failed (DISK_FULL when the disk is) or Connect is unreachable.`
   static examples = [
     '<%= config.bin %> <%= command.id %> --source /var/lib/rstudio-connect/data/mlflow --repo /backups/mlflow',
     '<%= config.bin %> <%= command.id %> --source connect:0b0e8e8e-1111-2222-3333-444455556666 --repo s3://ops-backups/mlflow',

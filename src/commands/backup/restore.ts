@@ -21,7 +21,11 @@ and checked. A target that is not empty is refused unless --force, which takes a
 (the --artifacts-to tree included); files in an app-data directory that are not MLflow's are never touched. A path that is
 a file is not a directory target. The extension upgrades the schema to its own head when it starts.
 connect:GUID (a local-storage deployment) gets the prepared data through the extension's POST /_mlflowctl/restore: it
-migrates it to its own MLflow's head and swaps it in under maintenance (other requests get 503 meanwhile).`
+migrates it to its own MLflow's head and swaps it in under maintenance (other requests get 503 meanwhile).
+Only what MLflow's migrations create at the backup's revision is accepted: triggers, views and other tables are refused
+(exit 6, BACKUP_SCHEMA_FOREIGN) unless --drop-foreign-objects. One restore at a time per target (exit 5, TARGET_LOCKED).
+A killed restore whose target was written to since is not undone over: RECOVERY_CONFLICT (exit 5) names the choice
+(mlflowctl backup recover).`
   static examples = [
     '<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo /backups/mlflow --to /srv/mlflow/data',
     '<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo s3://ops-backups/mlflow --to connect:0b0e8e8e-1111-2222-3333-444455556666 --force --yes',
