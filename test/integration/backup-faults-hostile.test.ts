@@ -2,7 +2,7 @@
 // system allows, passphrases without --encrypt, and the refusals that must carry their own code instead of exit 1.
 // Every backup here is made by real MLflow; every forged one has its manifest and sidecar rewritten to match.
 import assert from 'node:assert/strict'
-import {execFileSync, spawnSync} from 'node:child_process'
+import {spawnSync} from 'node:child_process'
 import {cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -11,30 +11,13 @@ import {before, describe, it} from 'node:test'
 import Database from 'better-sqlite3'
 
 import {runCli, tempDir} from '../support/cli.js'
+import {makeMlflowData} from '../support/mlflow-data.js'
 import {archiveAlone, forgeBackup} from '../support/forge.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
 const RUN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 const GUARD = fileURLToPath(new URL('../../templates/tools/', import.meta.url))
-
-// Real MLflow writes the store: an experiment whose artifacts live in the data directory, two runs with metrics.
-const MAKE_DATA = `
-import os, sys
-import mlflow
-root = sys.argv[1]
-mlflow.set_tracking_uri("sqlite:///" + os.path.join(root, "mlflow.db"))
-experiment = mlflow.create_experiment("hostile", artifact_location="file://" + os.path.join(root, "artifacts", "hostile"))
-for r in range(2):
-    with mlflow.start_run(experiment_id=experiment):
-        for step in range(5):
-            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
-        staged = os.path.join(root, "..", f"staged-{r}")
-        os.makedirs(staged, exist_ok=True)
-        with open(os.path.join(staged, "model.txt"), "w") as handle:
-            handle.write(f"run {r}")
-        mlflow.log_artifacts(staged)
-`
 
 const cli = (args: string[], env: Record<string, string> = {}, timeoutMs?: number) =>
   runCli([...args, '--json'], {env, timeoutMs})
@@ -57,9 +40,7 @@ describe('backup faults, second round: hostile archives and odd inputs', () => {
 
   before(async () => {
     if (!venv) return
-    mkdirSync(data, {recursive: true})
-    writeFileSync(join(work, 'make_data.py'), MAKE_DATA)
-    execFileSync(venv.python, [join(work, 'make_data.py'), data], {stdio: 'pipe'})
+    makeMlflowData(venv.python, data, 'hostile', 2, 1)
     metrics = rows(join(data, 'mlflow.db'), 'SELECT count(*) FROM metrics')
     const created = await cli(['backup', 'create', '--source', data, '--repo', repo])
     assert.equal(created.code, 0, created.stdout)

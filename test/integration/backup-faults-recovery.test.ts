@@ -8,7 +8,6 @@ import {
   copyFileSync,
   cpSync,
   existsSync,
-  mkdirSync,
   openSync,
   readFileSync,
   readdirSync,
@@ -24,27 +23,12 @@ import {after, before, describe, it} from 'node:test'
 import Database from 'better-sqlite3'
 
 import {runCli, tempDir} from '../support/cli.js'
+import {makeMlflowData} from '../support/mlflow-data.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
 const RUN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 const SCRATCH = '.mlflowctl-scratch'
-
-const MAKE_DATA = `
-import os, sys
-import mlflow
-root, label, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
-mlflow.set_tracking_uri("sqlite:///" + os.path.join(root, "mlflow.db"))
-experiment = mlflow.create_experiment(label, artifact_location="file://" + os.path.join(root, "artifacts", label))
-for r in range(runs):
-    with mlflow.start_run(experiment_id=experiment):
-        mlflow.log_metric("loss", 0.5, step=0)
-        staged = os.path.join(root, "..", f"staged-{label}-{r}")
-        os.makedirs(staged, exist_ok=True)
-        with open(os.path.join(staged, "file.txt"), "w") as handle:
-            handle.write(f"{label} {r}")
-        mlflow.log_artifacts(staged)
-`
 
 /** A user of the restarted server: an experiment, a run and a metric, through MLflow's own store. */
 const USER_WRITES = `
@@ -136,15 +120,9 @@ describe('backup faults, second round: the world around a kill', () => {
 
   before(async () => {
     if (!venv) return
-    writeFileSync(join(work, 'make_data.py'), MAKE_DATA)
     writeFileSync(join(work, 'user_writes.py'), USER_WRITES)
-    for (const [dir, label, runs] of [
-      [dataNew, 'new', 2],
-      [dataOld, 'old', 1],
-    ] as const) {
-      mkdirSync(dir, {recursive: true})
-      execFileSync(venv.python, [join(work, 'make_data.py'), dir, label, String(runs)], {stdio: 'pipe'})
-    }
+    makeMlflowData(venv.python, dataNew, 'new', 2, 1)
+    makeMlflowData(venv.python, dataOld, 'old', 1, 1)
     const created = await cli(['backup', 'create', '--source', dataNew, '--repo', repo])
     assert.equal(created.code, 0, created.stdout)
     newId = created.json!.result.id

@@ -29,32 +29,13 @@ import pg from 'pg'
 import * as tarStream from 'tar-stream'
 
 import {runCli, tempDir, type CliResult} from '../support/cli.js'
+import {makeMlflowData} from '../support/mlflow-data.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
 const RUN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 const SCRATCH = '.mlflowctl-scratch'
 const PASSPHRASE = {MLFLOWCTL_BACKUP_PASSPHRASE: 'fault suite passphrase'}
-
-// Real MLflow writes each data directory: experiments, runs with params and metric history, artifact files.
-const MAKE_DATA = `
-import os, sys
-import mlflow
-root, label, runs, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-mlflow.set_tracking_uri("sqlite:///" + os.path.join(root, "mlflow.db"))
-experiment = mlflow.create_experiment(label, artifact_location="file://" + os.path.join(root, "artifacts", label))
-for r in range(runs):
-    with mlflow.start_run(experiment_id=experiment, run_name=f"{label}-{r}"):
-        mlflow.log_param("label", label)
-        for step in range(3):
-            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
-        staged = os.path.join(root, "..", f"staged-{label}-{r}")
-        os.makedirs(staged, exist_ok=True)
-        for f in range(files):
-            with open(os.path.join(staged, f"file-{f}.txt"), "w") as handle:
-                handle.write(f"{label} run {r} file {f}")
-        mlflow.log_artifacts(staged)
-`
 
 const cli = (args: string[], env: Record<string, string> = {}, timeoutMs?: number) =>
   runCli([...args, '--json'], {env, timeoutMs})
@@ -110,18 +91,8 @@ describe('backup faults: kills at every step, mistaken targets, hostile archives
 
   before(async () => {
     if (!venv) return
-    const script = join(work, 'make_data.py')
-    writeFileSync(script, MAKE_DATA)
-    for (const [dir, label, runs, files] of [
-      [dataNew, 'new', 3, 17],
-      [dataOld, 'old', 1, 5],
-    ] as const) {
-      mkdirSync(dir, {recursive: true})
-      execFileSync(venv.python, [script, dir, label, String(runs), String(files)], {
-        stdio: 'pipe',
-        env: {PATH: process.env.PATH, HOME: process.env.HOME},
-      })
-    }
+    makeMlflowData(venv.python, dataNew, 'new', 3, 17)
+    makeMlflowData(venv.python, dataOld, 'old', 1, 5)
     newId = (await cli(['backup', 'create', '--source', dataNew, '--repo', repo])).json!.result.id
     oldId = (await cli(['backup', 'create', '--source', dataOld, '--repo', repo])).json!.result.id
   })

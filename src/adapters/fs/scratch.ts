@@ -10,7 +10,8 @@ import {dirname, join} from 'node:path'
 
 import {faultPoint} from '../fault.js'
 import {keepAlive, leasesAlive, me, readHolder, type LeaseHolder} from './lease.js'
-import {fsFailure, makeDirs} from './safe-fs.js'
+import {fsFailure, makeDirs, pathKind} from './safe-fs.js'
+import {JOURNAL} from './swap.js'
 
 export const SCRATCH_DIR = '.mlflowctl-scratch'
 const RUN_NAME = /^run-(\d+)-[0-9a-f]+@(.+)$/
@@ -72,6 +73,9 @@ export async function openScratch(root: string): Promise<Scratch> {
   const remove = async () => {
     heartbeat.stop()
     mine.delete(path)
+    // A swap that could not put the old data back (the target changed under it) left its journal and the old data
+    // here: they stay for the next run, which sees this run gone and settles it (swap.ts).
+    if ((await pathKind(join(path, JOURNAL))) !== 'missing') return
     await rm(path, {recursive: true, force: true})
     await rmdir(base).catch(() => undefined)
   }

@@ -5,7 +5,7 @@ import {spawn} from 'node:child_process'
 import {existsSync, mkdirSync, readFileSync, readdirSync, renameSync, utimesSync, writeFileSync} from 'node:fs'
 import {mkdtemp} from 'node:fs/promises'
 import {hostname, tmpdir} from 'node:os'
-import {dirname, join} from 'node:path'
+import {basename, dirname, join} from 'node:path'
 import {describe, it} from 'node:test'
 
 import {LOCK, lockRepo} from '../../../src/adapters/backup/repo-files.js'
@@ -190,6 +190,36 @@ describe('recovery never undoes what was written after the kill', () => {
       assert.ok(existsSync(journal.copies[0]), 'the journal stays until the operator chooses')
     })
   }
+
+  it('a swap whose check fails after the target was written to keeps both versions and its journal, even past its own clean-up', async () => {
+    // Given a real scratch run and a swap whose check fails once a server has written to the new database
+    const {entries, live} = await layout()
+    const root = dirname(live.db)
+    const scratch = await openScratch(root)
+    const moved = entries.map((e) => ({
+      ...e,
+      staged: e.staged && join(scratch.path, basename(e.staged)),
+      aside: join(scratch.path, 'aside', basename(e.live)),
+    }))
+    for (const e of entries) if (e.staged) renameSync(e.staged, join(scratch.path, basename(e.staged)))
+    mkdirSync(join(scratch.path, 'aside'))
+    // When the check fails
+    await assert.rejects(
+      swapIn(moved, {
+        journalCopies: [join(scratch.path, 'swap-journal.json')],
+        check: async () => {
+          writeFileSync(live.db, 'new-db plus a run logged meanwhile')
+          throw new Error('quick_check failed')
+        },
+      }),
+      {code: 'RECOVERY_CONFLICT'},
+    )
+    // Then nothing was moved back over the write, and the run's clean-up leaves the old data and the journal
+    await scratch.remove()
+    assert.equal(readFileSync(live.db, 'utf8'), 'new-db plus a run logged meanwhile')
+    assert.equal(readFileSync(join(scratch.path, 'aside', 'mlflow.db'), 'utf8'), 'old-db')
+    assert.ok(existsSync(join(scratch.path, 'swap-journal.json')))
+  })
 
   it('a database recreated by MLflow between the renames is a conflict too, never overwritten', async () => {
     const {run, entries, live} = await layout()

@@ -1,10 +1,9 @@
 // What a restore accepts in a backup's schema, from the committed catalog: MLflow's tables at the revision and its
 // one trigger, nothing else; and the checks a restore runs around its own rewrite.
 import assert from 'node:assert/strict'
-import {readFileSync} from 'node:fs'
 import {describe, it} from 'node:test'
 
-import type {CatalogOverlay, MigrationCatalog} from '../../../src/core/catalog.js'
+import {loadCatalog} from '../../../src/adapters/catalog.js'
 import {checkRowsAfterRewrite, foreignTablesOf, withoutTables} from '../../../src/core/backup/restore-schema.js'
 import {
   describeObject,
@@ -15,12 +14,7 @@ import {
 } from '../../../src/core/backup/schema-objects.js'
 import type {BackupManifest} from '../../../src/core/backup/format.js'
 
-const catalog = JSON.parse(
-  readFileSync(new URL('../../../catalog/mlflow-migrations.json', import.meta.url), 'utf8'),
-) as MigrationCatalog
-const overlay = JSON.parse(
-  readFileSync(new URL('../../../catalog/overlay.json', import.meta.url), 'utf8'),
-) as CatalogOverlay
+const {catalog, overlay} = await loadCatalog()
 const TRIGGER = overlay.sqliteTriggers!.prevent_secrets_aad_mutation
 const table = (name: string, sql = `CREATE TABLE ${name} (x)`): SchemaObject => ({
   type: 'table',
