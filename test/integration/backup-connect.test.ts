@@ -6,7 +6,7 @@ import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {before, describe, it} from 'node:test'
 
-import {runCli, tempDir} from '../support/cli.js'
+import {pausedWhileWorking, resumed, runCli, tempDir} from '../support/cli.js'
 import {OTHER_KEY, PUBLISHER_KEY, startFakeConnect} from '../support/fake-connect.js'
 import {connectAuthEnv, logRichRun, serverSnapshot} from '../support/mlflow-client.js'
 import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
@@ -81,6 +81,22 @@ describe('backup through the extension (connect:GUID)', () => {
     assert.equal(forced.code, 0, forced.stdout)
     assert.ok(forced.json!.result.safetyBackup, 'a safety backup of the deployment was taken')
     assert.deepEqual(await serverSnapshot(client(target.contentUrl)), original)
+
+    // One restore at a time into a deployment: a second one, while the first is caught working, is refused.
+    const args = ['backup', 'restore', made.json!.result.id, '--repo', repo, '--to', `connect:${target.guid}`]
+    const first = await pausedWhileWorking(
+      [...args, '--force', '--yes'],
+      join(process.env.MLFLOWCTL_DATA_DIR!, 'restore'),
+      env,
+    )
+    try {
+      const second = await backup(args.slice(1).concat(['--force', '--yes']))
+      assert.equal(second.code, 5, second.stdout)
+      assert.equal(second.json!.error!.code, 'TARGET_LOCKED')
+      assert.match(second.json!.error!.message, new RegExp(`connect:${target.guid} \\(a restore, pid \\d+`))
+    } finally {
+      assert.equal((await resumed(first)).code, 0, 'the first restore finishes')
+    }
   })
 
   it('a wrong key, a wrong ops token and an unknown GUID each fail with their own code, leaving nothing behind', async (t) => {

@@ -22,7 +22,7 @@ import {after, before, describe, it} from 'node:test'
 
 import Database from 'better-sqlite3'
 
-import {runCli, tempDir} from '../support/cli.js'
+import {pausedWhileWorking, resumed, runCli, tempDir} from '../support/cli.js'
 import {makeMlflowData} from '../support/mlflow-data.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
@@ -55,45 +55,6 @@ function stoppedAt(step: string, args: string[]): Promise<ChildProcess> {
       assert.equal(sig, 'SIGKILL', `expected a kill at ${step}: ${stderr.slice(-600)}`)
       resolve(child)
     }),
-  )
-}
-
-/**
- * Starts the CLI and pauses it (SIGSTOP) as soon as its scratch space appears under `scratchRoot`: a run caught in
- * the middle of its work, alive, whatever it holds.
- */
-function pausedWhileWorking(args: string[], scratchRoot: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [RUN, ...args, '--json'], {stdio: ['ignore', 'pipe', 'pipe']})
-  let stderr = ''
-  child.stderr!.on('data', (chunk) => (stderr += chunk))
-  const working = () => {
-    try {
-      return readdirSync(join(scratchRoot, SCRATCH)).some((name) => name.startsWith(`run-${child.pid}-`))
-    } catch {
-      return false
-    }
-  }
-  return new Promise((resolve, reject) => {
-    const poll = setInterval(() => {
-      if (!working()) return
-      clearInterval(poll)
-      child.kill('SIGSTOP')
-      resolve(child)
-    }, 10)
-    child.once('exit', () => {
-      clearInterval(poll)
-      reject(new Error(`it ended before it was caught working: ${stderr.slice(-600)}`))
-    })
-  })
-}
-
-/** Resumes a paused CLI and returns its result. */
-function resumed(child: ChildProcess): Promise<{code: number; json: {result?: {backupId: string}}}> {
-  let stdout = ''
-  child.stdout!.on('data', (chunk) => (stdout += chunk))
-  child.kill('SIGCONT')
-  return new Promise((resolve) =>
-    child.once('close', (code) => resolve({code: code ?? -1, json: JSON.parse(stdout || '{}')})),
   )
 }
 

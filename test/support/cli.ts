@@ -1,5 +1,5 @@
-import {spawn} from 'node:child_process'
-import {mkdtempSync} from 'node:fs'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {mkdtempSync, readdirSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -65,4 +65,60 @@ export function tempDir(prefix = 'mlflowctl-'): string {
 export function traceStep(label: string, started: number): void {
   if (process.env.MLFLOWCTL_TEST_TRACE)
     process.stderr.write(`[trace] ${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s  ${label}\n`)
+}
+
+/**
+ * Starts the CLI and pauses it (SIGSTOP) as soon as its scratch space appears under `scratchRoot`: a run caught in
+ * the middle of its work, alive, holding whatever it holds. Resume it with `resumed`.
+ */
+export function pausedWhileWorking(
+  args: string[],
+  scratchRoot: string,
+  env: Record<string, string> = {},
+): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [RUN, ...args, '--json'], {
+    env: {...process.env, ...env},
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stderr = ''
+  child.stderr!.on('data', (chunk) => (stderr += chunk))
+  const working = () => {
+    try {
+      return readdirSync(join(scratchRoot, '.mlflowctl-scratch')).some((name) => name.startsWith(`run-${child.pid}-`))
+    } catch {
+      return false
+    }
+  }
+  return new Promise((resolve, reject) => {
+    const poll = setInterval(() => {
+      if (!working()) return
+      clearInterval(poll)
+      child.kill('SIGSTOP')
+      resolve(child)
+    }, 10)
+    child.once('exit', () => {
+      clearInterval(poll)
+      reject(new Error(`it ended before it was caught working: ${stderr.slice(-600)}`))
+    })
+  })
+}
+
+/** Resumes a CLI paused by pausedWhileWorking and returns its result. */
+export function resumed(child: ChildProcess): Promise<CliResult> {
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (chunk) => (stdout += chunk))
+  child.stderr!.on('data', (chunk) => (stderr += chunk))
+  child.kill('SIGCONT')
+  return new Promise((resolve) =>
+    child.once('close', (code) => {
+      let json
+      try {
+        json = JSON.parse(stdout)
+      } catch {
+        json = undefined
+      }
+      resolve({code: code ?? -1, stdout, stderr, json})
+    }),
+  )
 }
