@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .logs import log_event, redact
 from .replica_store import STATIC_CREDENTIALS, open_store, replica_credentials
@@ -94,6 +95,35 @@ def committed_frames(data: bytes, header: WalHeader, start: int, checksum: tuple
         if db_size:
             end, end_chain, frames = at, chain, count
     return end, end_chain, frames
+
+
+# Descriptors of -shm files by inode, opened once and never closed while the process lives (read_shm).
+_SHM_DESCRIPTORS: dict[tuple[int, int], int] = {}
+_SHM_LOCK = threading.Lock()
+
+
+def read_shm(path: Path, size: int) -> bytes:
+    """The first `size` bytes of a -shm file, through a descriptor kept open for the life of the process. SQLite's WAL
+    locks (the read marks that pin the WAL among them) are POSIX locks on the -shm file, and closing any descriptor of
+    a file drops every such lock the process holds on it, the server's own connections' too
+    (sqlite.org/howtocorrupt.html §2.2): a replicator that opened and closed it each round let another process
+    checkpoint and restart the WAL under its pin. A file replaced since (a new inode) gets a descriptor of its own;
+    the old one stays open, as SQLite may still hold locks through it."""
+    try:
+        identity = os.stat(path)
+    except FileNotFoundError:
+        return b""
+    with _SHM_LOCK:
+        descriptor = _SHM_DESCRIPTORS.get((identity.st_dev, identity.st_ino))
+        if descriptor is None:
+            try:
+                descriptor = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                return b""
+            # Keyed by what was opened (the file may have been replaced since the stat): never closed either way.
+            opened = os.fstat(descriptor)
+            _SHM_DESCRIPTORS.setdefault((opened.st_dev, opened.st_ino), descriptor)
+    return os.pread(descriptor, size, 0)
 
 
 def _gzip_file(source: Path, target: Path) -> str:
@@ -415,11 +445,7 @@ class Replicator:
         mxFrame at byte 16, aFrameCksum at 24, aSalt at 32). None when it cannot be trusted: the copies differ (a
         writer is updating them), the salts are not the WAL file's, or the last frame does not carry that chain as a
         commit frame; the caller then scans the WAL itself."""
-        try:
-            with open(f"{self.database}-shm", "rb") as handle:
-                raw = handle.read(96)
-        except FileNotFoundError:
-            return None
+        raw = read_shm(Path(f"{self.database}-shm"), 96)
         if len(raw) < 96 or raw[:48] != raw[48:96]:
             return None
         mx_frame, _pages, c1, c2 = struct.unpack("=4I", raw[16:32])
@@ -612,11 +638,12 @@ def _segment_keys(store, generation: str) -> list[tuple[str, int, int, int]]:
     return sorted(found, key=lambda entry: (entry[1], entry[2], -entry[3]))
 
 
-def restore(replica, target: Path, at: float | None = None) -> dict:
-    """Rebuilds the database of the newest generation as of `at` (a Unix time; default: everything shipped) into
-    `target`: the snapshot, then each segment's committed frames in order. Every segment is checked (its SHA-256,
-    its salts and SQLite's checksum chain, and that it starts where the previous one ended); the first that fails stops
-    the restore with ReplicaError, and nothing is written to `target`."""
+def replay(replica, at: float | None = None) -> Iterator[tuple[str, dict | None, bytearray]]:
+    """Rebuilds the database of the newest generation as of `at` (a Unix time; default: everything shipped): yields
+    the generation and the database's pages after its snapshot (with None), then after each segment it applies (with
+    its sidecar, `frames` the frames applied from it). Every
+    segment is checked (its SHA-256, its salts and SQLite's checksum chain, and that it starts where the previous one
+    ended); the first that fails raises ReplicaError."""
     store = open_store(replica)
     generations = _generations(store)
     if not generations:
@@ -629,7 +656,8 @@ def restore(replica, target: Path, at: float | None = None) -> dict:
     if hashlib.sha256(blob).hexdigest() != snapshot["sha256"]:
         raise ReplicaError(f"{generation}/snapshot.db.gz does not match its SHA-256")
     pages = bytearray(gzip.decompress(blob))
-    applied, index, expected_start = 0, 0, snapshot["offset"]
+    yield generation, None, pages
+    index, expected_start = 0, snapshot["offset"]
     for key, segment_index, segment_start, segment_end in _segment_keys(store, generation):
         if segment_index == index and segment_start < expected_start and segment_end <= expected_start:
             continue  # merged into the larger segment just applied (compaction deletes it next)
@@ -671,11 +699,15 @@ def restore(replica, target: Path, at: float | None = None) -> dict:
             pages[offset : offset + meta["pageSize"]] = page
             if db_size:
                 del pages[db_size * meta["pageSize"] :]
-        applied += count
+        yield generation, {**meta, "frames": count}, pages
         expected_start = cut["end"] if cut else meta["end"]
         if cut:
             break
-    # The file is a rollback-journal database from here on: the snapshot came from the backup API.
+
+
+def write_database(pages: bytes, target: Path) -> None:
+    """Writes replayed pages as a self-contained database file at `target` (through `target`.partial), after
+    SQLite's quick_check. @raises ReplicaError"""
     temporary = Path(f"{target}.partial")
     temporary.write_bytes(bytes(pages))
     try:
@@ -689,6 +721,15 @@ def restore(replica, target: Path, at: float | None = None) -> dict:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def restore(replica, target: Path, at: float | None = None) -> dict:
+    """The database of the newest generation as of `at` (a Unix time; default: everything shipped), replayed (see
+    replay) into `target`; nothing is written there when a segment fails its checks."""
+    applied, generation, pages = 0, "", bytearray()
+    for generation, meta, pages in replay(replica, at):
+        applied += meta["frames"] if meta else 0
+    write_database(pages, target)
     return {"generation": generation, "frames": applied}
 
 
@@ -756,6 +797,7 @@ class ReplicationService:
                     break
                 except BlockingIOError:
                     self._set(role="standby")
+                    release_wal_hold()  # another process replicates: its pin is the one that counts
                     self.stop_event.wait(LOCK_RETRY_SECONDS)
             if self.stop_event.is_set():
                 return
@@ -768,6 +810,7 @@ class ReplicationService:
                     began = time.time()
                     try:
                         result = replicator.ship()
+                        release_wal_hold()  # the first round resumed (or began) the generation under our own pins
                         self._set(generation=result["generation"], walIndex=replicator.wal_index, offset=replicator.offset,
                                   lastRoundAt=began, lastError=None, resumed=replicator.resumed,
                                   snapshotTakenAt=replicator.snapshot_taken_at, checkpoints=replicator.checkpoints,
@@ -789,6 +832,7 @@ class ReplicationService:
                 self._set(role="refused", refusedBecause=redact(reason))
                 log_event("replica.refused", "replication refused", logging.WARNING, reason=redact(reason))
             finally:
+                release_wal_hold()
                 if replicator:
                     replicator.close()
 
@@ -816,6 +860,40 @@ def network_filesystem(path: Path, mountinfo: str | None = None) -> str | None:
         if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
             best, best_type = point, rest.split()[0]
     return best_type if best_type in NETWORK_FILESYSTEMS else None
+
+
+# The first connection this process opens to the store, with a read transaction pinning its WAL (hold_wal).
+_HOLD: sqlite3.Connection | None = None
+
+
+def hold_wal(storage, env) -> None:
+    """Opens this process's first connection to the SQLite store, before the start-up steps that open and close
+    their own, and pins its WAL with a read transaction until the replicator has resumed (release_wal_hold).
+
+    A WAL that outlived its server (a SIGKILL, or a stop) holds commits the replica may already have, and its
+    salts and checksum chain are what lets a new process resume the generation. When the last connection to a
+    database closes, SQLite checkpoints the WAL into it and deletes it (and a checkpoint with no reader lets the
+    next writer restart it): the schema check at start-up was that last connection, so no restart ever resumed.
+    The connection stays open for the life of the process; only the pin goes."""
+    global _HOLD
+    if _HOLD is not None or not env.get("MLFLOWCTL_REPLICA_URL") or storage.mode != "local" or not storage.sqlite_path:
+        return
+    if not Path(storage.sqlite_path).exists():
+        return  # a first start: nothing to resume
+    connection = sqlite3.connect(storage.sqlite_path, isolation_level=None, check_same_thread=False)
+    try:
+        connection.execute("BEGIN")
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        connection.close()
+        return
+    _HOLD = connection
+
+
+def release_wal_hold() -> None:
+    """Ends hold_wal's read transaction (the replicator pins on its own now, or another process replicates)."""
+    if _HOLD is not None and _HOLD.in_transaction:
+        _HOLD.execute("COMMIT")
 
 
 def start_replication(storage, env) -> ReplicationService | None:

@@ -17,7 +17,7 @@ from . import EXTENSION_VERSION
 from .logs import configure_logging, log_event, redact, register_secret
 from .migrations import create_engine, inspect_schema, ensure_schema, row_estimates
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
-from .replica import start_replication
+from .replica import hold_wal, start_replication
 from .transfer import has_data, recover
 from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
 
@@ -133,6 +133,7 @@ def build_app() -> Any:
             log_event("startup.version_mismatch", "installed MLflow differs from the bundle's pin", logging.WARNING, installed=mlflow.__version__, pinned=pinned)
         log_event("startup.config", "storage configured", mode=storage.mode, backend=redact(storage.backend_store_uri), artifacts=redact(storage.artifacts_destination), mlflow=mlflow.__version__)
         os.environ.update(server_environment(storage, env, mlflow.__version__))
+        hold_wal(storage, env)  # first: the start-up steps below must not checkpoint away a WAL the replica resumes
         recover(storage)  # a restore or snapshot interrupted by a restart leaves a flag and spools behind
         ensure_schema(storage, auto_migrate_enabled(env))
         replication = start_replication(storage, env)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlflowctl_extension.replica import ReplicaError, Replicator, restore
+from mlflowctl_extension.replica import ReplicaError, Replicator, replay, restore, write_database
 
 
 def content(connection: sqlite3.Connection) -> str:
@@ -663,3 +663,163 @@ def test_a_snapshot_that_fails_leaves_no_generation_that_restores_cannot_see(tmp
     restore(store, target)
     with sqlite3.connect(target) as restored:
         assert _rows(restored, "u") == _rows(app, "u")
+
+
+CHECKPOINT = "import sqlite3, sys; print(list(sqlite3.connect(sys.argv[1], timeout=0.1).execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()))"
+
+
+def test_reading_the_wal_index_keeps_the_pin_against_a_checkpoint_from_another_process(tmp_path: Path, monkeypatch):
+    """Issue 27, item 1: closing any descriptor of the -shm file drops every POSIX lock the process holds on it, the
+    pin's read mark included. Another process that runs a TRUNCATE checkpoint right after each wal-index read must
+    find the WAL pinned (busy), and the replica must restore every committed row."""
+    import subprocess
+    import sys
+
+    database = tmp_path / "mlflow.db"
+    writer = writer_for(database)
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # the only checkpoints are the injected ones
+    replicator = Replicator(database, tmp_path / "replica")
+    replicator.ship()
+    answers = []
+    read_index = Replicator._wal_index_header
+
+    def then_checkpoint(self, header):
+        found = read_index(self, header)
+        checkpoint = subprocess.run([sys.executable, "-c", CHECKPOINT, str(database)], capture_output=True, text=True, check=True)
+        answers.append(json.loads(checkpoint.stdout))
+        return found
+
+    monkeypatch.setattr(Replicator, "_wal_index_header", then_checkpoint)
+    for round_number in range(6):
+        writer.execute("BEGIN")
+        run = writer.execute("INSERT INTO runs (name) VALUES (?)", (f"run-{round_number}",)).lastrowid
+        for step in range(50):
+            writer.execute("INSERT INTO metrics VALUES (?, ?, ?, ?)", (run, round_number * 100 + step, 0.5, b"x" * 500))
+        writer.execute("COMMIT")
+        replicator.ship()
+    replicator.close()
+    assert answers, "the wal-index was read"
+    assert all(busy == 1 for busy, _, _ in answers), f"a checkpoint truncated the WAL under the pin: {answers}"
+    target = tmp_path / "restored.db"
+    restore(tmp_path / "replica", target)
+    with sqlite3.connect(target) as restored:
+        assert content(restored) == content(writer)
+    writer.close()
+
+
+def test_two_server_processes_on_one_data_directory_replicate_a_database_that_restores_at_every_segment(bundle, tmp_path, start_server):
+    """Issue 27, item 1: two server processes share a data directory (max_processes > 1, or a redeploy's overlap); one
+    replicates, both serve writers whose commits and checkpoints restart the WAL. Killed, the replica restores to the
+    commit point of every segment it holds, each passing integrity_check, and to its latest with every batch
+    acknowledged more than 5 s before the kill."""
+    import http.client as http_client
+    import threading
+    import time
+
+    from conftest import base_env, http
+
+    replica = tmp_path / "replica"
+    env = base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"), MLFLOWCTL_REPLICA_URL=str(replica), MLFLOWCTL_REPLICA_INTERVAL="0.3")
+    servers = [start_server(bundle, env), start_server(bundle, env)]
+    acknowledged: list[tuple[float, str, int]] = []
+    stop = threading.Event()
+
+    def client(server, offset: int) -> None:
+        call = lambda path, body: http("POST", server.url(f"/api/2.0/mlflow/{path}"), json.dumps(body).encode(), {"Content-Type": "application/json"})  # noqa: E731
+        status, body = call("runs/create", {"experiment_id": "0"})
+        assert status == 200, body
+        run = json.loads(body)["run"]["info"]["run_id"]
+        step = offset
+        while not stop.is_set():
+            # Wide rows grow the WAL fast, so that both processes' checkpoints restart it during the test.
+            metrics = [{"key": f"loss-{i % 7}-{'x' * 60}", "value": 0.5, "timestamp": int(time.time() * 1000), "step": step + i} for i in range(100)]
+            try:
+                code, _ = call("runs/log-batch", {"run_id": run, "metrics": metrics})
+            except (OSError, http_client.HTTPException):
+                return
+            if code != 200:
+                return
+            acknowledged.append((time.time(), run, step))
+            step += 100
+
+    threads = [threading.Thread(target=client, args=(server, 0)) for server in servers]
+    for thread in threads:
+        thread.start()
+    time.sleep(6)
+    killed_at = time.time()
+    for server in servers:
+        _kill_tree(server.process.pid)
+        server.process.wait()
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+    generations = sorted((replica / "generations").iterdir())
+    indexes = [index for generation in generations for index in (generation / "wal").iterdir()] if generations else []
+    assert len(indexes) > 1, "the WAL restarted while both processes wrote, so the replica crossed a restart"
+    # The database as of every segment's commit point, replayed once.
+    target = tmp_path / "restored.db"
+    checked = 0
+    for _, meta, pages in replay(replica):
+        write_database(pages, target)
+        with sqlite3.connect(target) as restored:
+            assert restored.execute("PRAGMA integrity_check").fetchone()[0] == "ok", f"as of {meta and meta['end']}"
+        checked += 1
+    assert checked > 2
+    restore(replica, target)
+    with sqlite3.connect(target) as restored:
+        assert restored.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        have = {(r, s) for r, s in restored.execute("SELECT run_uuid, step FROM metrics WHERE step % 100 = 0")}
+    missing = [(t, r, s) for t, r, s in acknowledged if t < killed_at - 5 and (r, s) not in have]
+    assert not missing, f"{len(missing)} batches acknowledged more than 5 s before the kill are missing"
+
+
+def test_a_restart_after_a_kill_or_a_stop_resumes_the_generation(bundle, tmp_path, start_server):
+    """Issue 27, item 4: the WAL a killed (or stopped) server leaves is the restart's to resume from. The start-up
+    schema check used to be the last connection to close, so SQLite checkpointed the WAL away and every restart
+    began a new generation with a full snapshot."""
+    import time
+
+    from conftest import base_env, http
+
+    token = "ops-token-for-replica-tests-0123456789"
+    env = base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"), MLFLOWCTL_REPLICA_URL=str(tmp_path / "replica"), MLFLOWCTL_OPS_TOKEN=token, MLFLOWCTL_REPLICA_INTERVAL="0.2")
+
+    def replica_status(server) -> dict:
+        return json.loads(server.get("/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": token})[1])["replica"]
+
+    def settled(server, since: float) -> dict:
+        for _ in range(200):
+            status = replica_status(server)
+            if status["role"] == "replicating" and (status["lastRoundAt"] or 0) > since:
+                return status
+            time.sleep(0.1)
+        raise AssertionError(f"no round after the writes: {replica_status(server)}")
+
+    server = start_server(bundle, env)
+    generation = None
+    step = 0
+    for stop in ["kill", "kill", "kill", "terminate"]:
+        call = lambda path, body: http("POST", server.url(f"/api/2.0/mlflow/{path}"), json.dumps(body).encode(), {"Content-Type": "application/json"})  # noqa: E731
+        run = json.loads(call("runs/create", {"experiment_id": "0"})[1])["run"]["info"]["run_id"]
+        for _ in range(5):
+            call("runs/log-batch", {"run_id": run, "metrics": [{"key": "loss", "value": 0.5, "timestamp": 1, "step": step + i} for i in range(200)]})
+            step += 200
+        status = settled(server, time.time())
+        if generation is not None:
+            assert status["generation"] == generation and status["resumed"] is True, f"after a {previous}: {status}"
+        generation = status["generation"]
+        if stop == "kill":
+            _kill_tree(server.process.pid)
+        else:
+            server.process.terminate()
+        server.process.wait()
+        previous = stop
+        server = start_server(bundle, env)
+    status = settled(server, time.time())
+    assert status["generation"] == generation and status["resumed"] is True, f"after a stop: {status}"
+    target = tmp_path / "restored.db"
+    restore(tmp_path / "replica", target)
+    with sqlite3.connect(target) as restored:
+        assert restored.execute("SELECT count(*) FROM metrics").fetchone()[0] == step
+    assert len(list((tmp_path / "replica" / "generations").iterdir())) == 1, "one generation across every restart"
