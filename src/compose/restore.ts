@@ -141,7 +141,9 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
     rewriteArtifactLocations: (dbDir, from, to) => rewriteLocationsInTableFiles(dbDir, locationRewriter(from, to)),
     rewriteArtifactLocationsInSqlite: (file, from, to) =>
       rewriteLocationsInSqliteFile(file, locationRewriter(from, to)),
-    inspectSqlite: (file) => inspectSqliteInWorker(file),
+    // A replica's replayed file gets the full integrity_check: replica restores are rare and their correctness is
+    // the point (a replica of several databases once passed quick_check with a corrupt index).
+    inspectSqlite: (file) => inspectSqliteInWorker(file, Boolean(options.replica)),
     expectedSchema: mlflowSchemaAt,
     dropSqliteObjects: async (file, objects) => dropSchemaObjects(file, objects),
     dropTableFiles: (dbDir, tables) => dropTableFiles(dbDir, tables),

@@ -9,6 +9,11 @@ export interface SnapshotInfo {
   bytes: number
   takenAt: number
   offset: number
+  /** The WAL the snapshot was taken in (null: none yet) and SQLite's checksum chain at `offset`. */
+  salts?: [number, number] | null
+  chain?: [number, number]
+  /** The database the generation belongs to (replicas made before identities have none). */
+  identity?: string
 }
 
 export interface SegmentInfo {
@@ -26,6 +31,8 @@ export interface SegmentInfo {
   chainBefore: [number, number]
   chainAfter: [number, number]
   previousIndexEnd?: number
+  /** The database that wrote it (replicas made before identities have none). */
+  identity?: string
   /** A merged segment (compaction): each merged segment's end, commit time and chain, so a restore can stop at any. */
   points?: Array<{end: number; commitTime: number; chainAfter: [number, number]}>
   /** Set by replayPlan: restore only up to this commit point of a merged segment. */
@@ -87,20 +94,54 @@ export function replayPlan(
 export function continuityProblem(generation: GenerationInfo, segments: SegmentInfo[]): string | undefined {
   let expected = generation.snapshot.offset
   let index = 0
+  // What the next segment continues: the snapshot's WAL and chain first, then each segment's.
+  let salts = generation.snapshot.salts ?? undefined
+  let chain = generation.snapshot.chain
+  const same = (a: readonly number[] | undefined, b: readonly number[] | undefined) =>
+    a !== undefined && b !== undefined && a[0] === b[0] && a[1] === b[1]
   for (const segment of segments) {
     if (segment.walIndex !== index) {
       if (segment.walIndex !== index + 1)
         return `WAL index ${index + 1} of generation ${generation.id} is missing (found ${segment.walIndex} after ${index})`
       if (segment.start === WAL_HEADER_BYTES && segment.previousIndexEnd !== expected)
         return `a segment is missing at the end of WAL index ${index} (it ended at ${expected}, ${segment.path} says ${segment.previousIndexEnd})`
+      // A restart adds one to salt-1 (wal.c walRestartHdr): anything else is another WAL.
+      if (salts && segment.salts[0] !== (salts[0] + 1) >>> 0)
+        return `${segment.path} does not follow WAL index ${index} (salt-1 ${segment.salts[0]} after ${salts[0]})`
       index = segment.walIndex
       expected = WAL_HEADER_BYTES
     }
     if (segment.start !== expected)
       return `a segment is missing before ${segment.path} (it starts at ${segment.start}, the one before ended at ${expected})`
+    if (
+      segment.start !== WAL_HEADER_BYTES &&
+      salts &&
+      (!same(segment.salts, salts) || !same(segment.chainBefore, chain))
+    )
+      return `${segment.path} does not continue what came before it (its salts or checksum chain start elsewhere)`
     expected = segment.cut?.end ?? segment.end
+    salts = segment.salts
+    chain = segment.cut?.chainAfter ?? segment.chainAfter
   }
   return undefined
+}
+
+/**
+ * A generation or segment of another database than the replica's (two deployments on one replica URL, a generation or
+ * segment copied in): the reason, or undefined. Replicas made before identities carry none, and pass. Pure.
+ */
+export function foreignProblem(
+  replicaIdentity: string | undefined,
+  generation: GenerationInfo,
+  segments: SegmentInfo[],
+): string | undefined {
+  const ours = generation.snapshot.identity ?? replicaIdentity
+  if (replicaIdentity && generation.snapshot.identity && generation.snapshot.identity !== replicaIdentity)
+    return `generation ${generation.id} belongs to another database (identity ${generation.snapshot.identity}; the replica's is ${replicaIdentity})`
+  const stranger = segments.find((segment) => ours && segment.identity && segment.identity !== ours)
+  return stranger
+    ? `${generation.id}/${stranger.path} belongs to another database (identity ${stranger.identity}; the generation's is ${ours})`
+    : undefined
 }
 
 export interface ReplicaSummary {

@@ -147,6 +147,30 @@ describe('restore from a replica', () => {
     assert.match(damaged.json!.error!.message, /does not match its SHA-256.*Nothing was restored/)
     assert.match(damaged.json!.error!.suggestions!.join('\n'), /--at \d{4}-\d\d-\d\dT/)
 
+    // Another database's generation copied in (two deployments once shared the URL): "latest" would restore it.
+    const other = join(work, 'other')
+    runWithExtension(venv!.python, WRITE, [join(other, 'mlflow.db'), join(other, 'replica'), join(other, 'artifacts')])
+    const mixed = join(work, 'mixed')
+    cpSync(replica, mixed, {recursive: true})
+    const [stranger] = readdirSync(join(other, 'replica', 'generations'))
+    cpSync(join(other, 'replica', 'generations', stranger), join(mixed, 'generations', '29991231T000000Z-ffffff'), {
+      recursive: true,
+    })
+    const snapshotFile = join(mixed, 'generations', '29991231T000000Z-ffffff', 'snapshot.json')
+    writeFileSync(snapshotFile, JSON.stringify({...JSON.parse(readFileSync(snapshotFile, 'utf8')), takenAt: 4e9}))
+    const foreign = await runCli([
+      'backup',
+      'restore',
+      '--from-replica',
+      mixed,
+      '--to',
+      join(work, 'foreign'),
+      '--json',
+    ])
+    assert.equal(foreign.code, 6, foreign.stdout)
+    assert.equal(foreign.json!.error!.code, 'REPLICA_FOREIGN')
+    assert.match(foreign.json!.error!.message, /belongs to another database/)
+
     const both = await runCli([
       'backup',
       'restore',

@@ -18,6 +18,7 @@ import {SQLITE_FILE_ENTRY, unsafeEntryName, type BackupManifest} from '../../cor
 import {
   WAL_FRAME_HEADER_BYTES,
   continuityProblem,
+  foreignProblem,
   replayPlan,
   walChecksum,
   type GenerationInfo,
@@ -97,7 +98,17 @@ const SEGMENT_DATA_KEY = /^generations\/([^/]+)\/wal\/[0-9a-f]{8}\/[0-9a-f]{16}-
 const count = z.number().int().nonnegative()
 const chain = z.tuple([z.number().int(), z.number().int()])
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/)
-const snapshotSchema = z.object({sha256: sha256Hex, bytes: count, takenAt: z.number(), offset: count}).passthrough()
+const snapshotSchema = z
+  .object({
+    sha256: sha256Hex,
+    bytes: count,
+    takenAt: z.number(),
+    offset: count,
+    salts: chain.nullable().optional(),
+    chain: chain.optional(),
+    identity: z.string().optional(),
+  })
+  .passthrough()
 const segmentSchema = z
   .object({
     sha256: sha256Hex,
@@ -111,6 +122,7 @@ const segmentSchema = z
     chainBefore: chain,
     chainAfter: chain,
     previousIndexEnd: count.nullable().optional(),
+    identity: z.string().optional(),
     points: z.array(z.object({end: count, commitTime: z.number(), chainAfter: chain}).passthrough()).optional(),
   })
   .passthrough()
@@ -137,7 +149,7 @@ async function readChecked<T>(reader: ReplicaReader, key: string, schema: z.ZodT
 }
 
 export interface ReplicaContents {
-  meta: {artifactsRoot?: string | null}
+  meta: {artifactsRoot?: string | null; identity?: string}
   generations: GenerationInfo[]
   /** Stored bytes per generation, and the artifacts shipped. */
   sizes: {generations: Record<string, number>; artifacts: {files: number; bytes: number}}
@@ -275,6 +287,13 @@ export async function replayReplica(reader: ReplicaReader, at: number | undefine
   if ('error' in plan) throw new UsageError('REPLICA_EMPTY', `Replica ${reader.display}: ${plan.error}.`)
   const {generation, segments} = plan
   const base = `generations/${generation.id}`
+  const stranger = foreignProblem(contents.meta.identity, generation, segments)
+  if (stranger)
+    throw new CheckFailedError('REPLICA_FOREIGN', `Replica ${reader.display}: ${stranger}; nothing was restored.`, {
+      suggestions: [
+        'Two deployments must not share a replica URL; remove what another database wrote there, or restore from its own replica.',
+      ],
+    })
   const problem = continuityProblem(generation, segments)
   if (problem) throw corrupt(`Replica ${reader.display}: ${problem}.`)
   const packed = `${file}.snapshot.gz`

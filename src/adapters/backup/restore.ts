@@ -318,18 +318,20 @@ async function holdsCopyFiles(dbDir: string): Promise<boolean> {
 }
 
 /**
- * inspectRestoredSqlite's gate (quick_check, foreign-key check, row counts, schema objects) in a worker thread, so that the archive
+ * inspectRestoredSqlite's gate (quick_check, or integrity_check when `thorough`; foreign-key check, row counts, schema
+ * objects) in a worker thread, so that the archive
  * keeps streaming meanwhile. Reads only.
  */
 export function inspectSqliteInWorker(
   file: string,
+  thorough = false,
 ): Promise<Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts' | 'objects'>> {
   // Under the test runner this module is TypeScript (tsx), built it is JavaScript: the worker is its sibling either way.
   const here = import.meta.url
   const worker = new Worker(
     new URL(here.endsWith('.ts') ? './sqlite-check-worker.ts' : './sqlite-check-worker.js', here),
     {
-      workerData: {file},
+      workerData: {file, thorough},
     },
   )
   return new Promise((resolve, reject) => {

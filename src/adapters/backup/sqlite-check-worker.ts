@@ -6,10 +6,8 @@ import {parentPort, workerData} from 'node:worker_threads'
 import {inspectRestoredSqlite} from './deep-verify.js'
 
 try {
-  const {integrity, foreignKeyViolations, rowCounts, objects} = inspectRestoredSqlite(
-    (workerData as {file: string}).file,
-    {thorough: false},
-  )
+  const {file, thorough} = workerData as {file: string; thorough: boolean}
+  const {integrity, foreignKeyViolations, rowCounts, objects} = inspectRestoredSqlite(file, {thorough})
   parentPort!.postMessage({ok: {integrity, foreignKeyViolations, rowCounts, objects}})
 } catch (error) {
   parentPort!.postMessage({error: (error as Error).message})

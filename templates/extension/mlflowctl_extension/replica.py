@@ -44,6 +44,30 @@ class ReplicaError(Exception):
     """A replica that cannot be restored past some point: the reason names the segment and what is wrong."""
 
 
+class ReplicaForeign(ReplicaError):
+    """A replica, generation or segment of another database than the one being replicated or restored."""
+
+
+IDENTITY_FILE = "replica-identity"
+
+
+def database_identity(state_dir: Path) -> str:
+    """This database's identity as a replica knows it: fixed when replication first starts, kept in the state
+    directory beside it (so two deployments restored from one backup are two databases), written once."""
+    path = Path(state_dir) / IDENTITY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "x") as handle:
+            handle.write(os.urandom(16).hex())
+    except FileExistsError:
+        pass  # another process of this deployment wrote it first
+    return path.read_text().strip()
+
+
 def wal_checksum(data: bytes, big_endian: bool, s0: int = 0, s1: int = 0) -> tuple[int, int]:
     """SQLite's WAL checksum (walChecksumBytes): over 32-bit words, two at a time, modulo 2**32."""
     words = struct.unpack((">" if big_endian else "<") + f"{len(data) // 4}I", data)
@@ -208,11 +232,13 @@ class Replicator:
     def __init__(self, database: Path, replica, now=time.time, *, scratch: Path | None = None, artifacts: Path | None = None,
                  snapshot_interval: float = DEFAULT_SNAPSHOT_INTERVAL, retention: float = DEFAULT_RETENTION,
                  checkpoint_frames: int = CHECKPOINT_FRAMES, artifact_interval: float = DEFAULT_ARTIFACT_INTERVAL,
-                 compact_segments: int = COMPACT_SEGMENTS):
+                 compact_segments: int = COMPACT_SEGMENTS, identity: str | None = None):
         self.database = Path(database)
         self.wal = Path(f"{database}-wal")
         self.store = open_store(replica)
         self.scratch = Path(scratch) if scratch else self.database.parent
+        self.identity = identity or database_identity(self.scratch)
+        self._replica_checked = False
         self.artifacts = Path(artifacts) if artifacts else None
         self.now = now
         self.snapshot_interval, self.retention = snapshot_interval, retention
@@ -285,6 +311,23 @@ class Replicator:
         except FileNotFoundError:
             return None
 
+    def _check_replica(self) -> None:
+        """Refuses a replica that belongs to another database (two deployments pointed at one URL): shipping into it
+        would interleave two databases' generations, and "latest" would restore the other one. @raises ReplicaForeign"""
+        if self._replica_checked:
+            return
+        found = self.store.find("mlflowctl-replica.json")
+        try:
+            meta = json.loads(found) if found else {}
+        except ValueError:
+            meta = {}  # damaged: rewritten with the next generation
+        theirs = meta.get("identity") if isinstance(meta, dict) else None
+        if theirs and theirs != self.identity:
+            raise ReplicaForeign(
+                f"the replica holds another database's generations (identity {theirs}; this database is {self.identity}): "
+                "point MLFLOWCTL_REPLICA_URL at a replica of this deployment's own, or empty that one first")
+        self._replica_checked = True
+
     def _generation_key(self, name: str) -> str:
         return f"generations/{self.generation}/{name}"
 
@@ -303,7 +346,7 @@ class Replicator:
     def _take_snapshot(self) -> None:
         self.generation = generation_id(self.now())
         self.store.put("mlflowctl-replica.json", json.dumps({
-            "format": REPLICA_FORMAT, "database": self.database.name,
+            "format": REPLICA_FORMAT, "database": self.database.name, "identity": self.identity,
             "artifactsRoot": str(self.artifacts) if self.artifacts else None,
         }, sort_keys=True).encode())
         self._unpin()
@@ -343,6 +386,7 @@ class Replicator:
         self.store.put(self._generation_key("snapshot.json"), json.dumps({
             "sha256": sha, "bytes": size, "takenAt": taken_at, "walIndex": 0, "offset": self.offset,
             "salts": list(self.salts) if self.salts else None, "chain": list(self.chain), "pageSize": self.page_size,
+            "identity": self.identity,
         }, sort_keys=True).encode())
 
     def _resume(self) -> bool:
@@ -351,6 +395,8 @@ class Replicator:
         if not generations:
             return False
         generation, snapshot = generations[-1]
+        if snapshot.get("identity", self.identity) != self.identity:
+            return False  # another database's generation (copied in): never continued
         segments = sorted(_segment_keys(self.store, generation), key=lambda entry: (entry[1], entry[3]))
         if segments:
             last = json.loads(self.store.get(segments[-1][0]))
@@ -430,6 +476,7 @@ class Replicator:
                 "sha256": hashlib.sha256(compressed).hexdigest(), "frames": frames, "start": start, "end": end,
                 "commitTime": self.now(), "readAt": read_at, "salts": list(header.salts), "bigEndian": header.big_endian,
                 "pageSize": header.page_size, "chainBefore": list(chain), "chainAfter": list(end_chain),
+                "identity": self.identity,
                 **({"previousIndexEnd": self.previous_end} if self.restart_pending else {}),
             }
             self.store.put(self._generation_key(f"{name}.json"), json.dumps(meta, sort_keys=True).encode())
@@ -478,6 +525,7 @@ class Replicator:
         result = {"generation": None, "segment": None, "frames": 0, "newGeneration": False, "checkpointed": False, "artifacts": 0, "compacted": 0}
         tail = 0
         if self.generation is None:
+            self._check_replica()
             if not self._resume():
                 self._new_generation()
                 self._apply_retention()
@@ -554,7 +602,8 @@ class Replicator:
         name = group[0][0].rsplit("/", 1)[0] + f"/{first['start']:016x}-{last['end']:016x}.frames.gz"
         self.store.put(name, compressed)
         self.store.put(f"{name}.json", json.dumps({
-            **{k: first[k] for k in ("start", "salts", "bigEndian", "pageSize", "chainBefore")},
+            **{k: first[k] for k in ("start", "salts", "bigEndian", "pageSize", "chainBefore") if k in first},
+            **({"identity": first["identity"]} if "identity" in first else {}),
             **({"previousIndexEnd": first["previousIndexEnd"]} if "previousIndexEnd" in first else {}),
             "end": last["end"], "chainAfter": last["chainAfter"], "commitTime": last["commitTime"], "readAt": last.get("readAt"),
             "frames": sum(point["frames"] for point in points), "sha256": hashlib.sha256(compressed).hexdigest(), "points": points,
@@ -652,12 +701,20 @@ def replay(replica, at: float | None = None) -> Iterator[tuple[str, dict | None,
     if chosen is None:
         raise ReplicaError(f"{store.url} holds nothing as old as {at}")
     generation, snapshot = chosen
+    # The replica's database, the generation's and each segment's must be one (two deployments on one URL, a
+    # generation or segment copied in from another database).
+    replica_meta = json.loads(store.find("mlflowctl-replica.json") or b"{}")
+    identity = snapshot.get("identity") or replica_meta.get("identity")
+    if replica_meta.get("identity") and snapshot.get("identity") and snapshot["identity"] != replica_meta["identity"]:
+        raise ReplicaForeign(f"generation {generation} belongs to another database (identity {snapshot['identity']}; the replica's is {replica_meta['identity']})")
     blob = store.get(f"generations/{generation}/snapshot.db.gz")
     if hashlib.sha256(blob).hexdigest() != snapshot["sha256"]:
         raise ReplicaError(f"{generation}/snapshot.db.gz does not match its SHA-256")
     pages = bytearray(gzip.decompress(blob))
     yield generation, None, pages
     index, expected_start = 0, snapshot["offset"]
+    # What the next segment continues: the snapshot's WAL position first, then each segment's end.
+    salts, chain_end = snapshot.get("salts"), snapshot.get("chain")
     for key, segment_index, segment_start, segment_end in _segment_keys(store, generation):
         if segment_index == index and segment_start < expected_start and segment_end <= expected_start:
             continue  # merged into the larger segment just applied (compaction deletes it next)
@@ -668,14 +725,21 @@ def replay(replica, at: float | None = None) -> Iterator[tuple[str, dict | None,
         # A merged segment keeps each commit point: restored to `at`, it stops at the last point not after it.
         cut = [p for p in points if p["commitTime"] <= at][-1] if at is not None and points and meta["commitTime"] > at else None
         where = key[len("generations/") : -len(".json")]
+        if identity and meta.get("identity") and meta["identity"] != identity:
+            raise ReplicaForeign(f"{where} belongs to another database (identity {meta['identity']}; the generation's is {identity})")
         if segment_index != index:
             if segment_index != index + 1:
                 raise ReplicaError(f"WAL index {index + 1:08x} of {generation} is missing (found {segment_index:08x} after {index:08x})")
             if meta["start"] == WAL_HEADER and meta.get("previousIndexEnd") != expected_start:
                 raise ReplicaError(f"a segment is missing at the end of WAL index {index:08x} (it ended at {expected_start}, {where} says {meta.get('previousIndexEnd')})")
+            # A restart adds one to salt-1 (wal.c walRestartHdr): anything else is another WAL.
+            if salts and meta["salts"][0] != (salts[0] + 1) & 0xFFFFFFFF:
+                raise ReplicaError(f"{where} does not follow WAL index {index:08x} (salt-1 {meta['salts'][0]} after {salts[0]})")
             index, expected_start = segment_index, WAL_HEADER
         if meta["start"] != expected_start:
             raise ReplicaError(f"a segment is missing before {where} (it starts at {meta['start']}, the previous one ended at {expected_start})")
+        if meta["start"] != WAL_HEADER and salts and (list(meta["salts"]) != list(salts) or list(meta["chainBefore"]) != list(chain_end or [])):
+            raise ReplicaError(f"{where} does not continue what came before it (its salts or checksum chain start elsewhere)")
         data = store.get(key[: -len(".json")])
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:
             raise ReplicaError(f"{where} does not match its SHA-256")
@@ -701,6 +765,7 @@ def replay(replica, at: float | None = None) -> Iterator[tuple[str, dict | None,
                 del pages[db_size * meta["pageSize"] :]
         yield generation, {**meta, "frames": count}, pages
         expected_start = cut["end"] if cut else meta["end"]
+        salts, chain_end = meta["salts"], (cut or meta)["chainAfter"]
         if cut:
             break
 
@@ -816,6 +881,8 @@ class ReplicationService:
                                   snapshotTakenAt=replicator.snapshot_taken_at, checkpoints=replicator.checkpoints,
                                   artifactsShipped=replicator.artifacts_shipped,
                                   **({"lastShippedAt": began, "shippedFrames": self.state["shippedFrames"] + result["frames"]} if result["frames"] else {}))
+                    except ReplicaForeign:
+                        raise  # another database's replica: refused for good (below), never retried
                     except Exception as exc:  # a full disk, an unreachable replica: reported, retried next round
                         self._set(lastError=redact(f"{type(exc).__name__}: {exc}"))
                         log_event("replica.round_failed", "a replication round failed; retrying", logging.WARNING, reason=redact(f"{type(exc).__name__}: {exc}"))

@@ -41,6 +41,12 @@ class ReplicaStore:
     def delete(self, keys: list[str]) -> None:
         raise NotImplementedError
 
+    def find(self, key: str) -> bytes | None:
+        """The object at `key`, or None when there is none (a listing decides, not each SDK's own not-found error)."""
+        if not any(found == key for found, _ in self.list(key)):
+            return None
+        return self.get(key)
+
 
 class DirectoryStore(ReplicaStore):
     """Each key a file; written to a temporary name, synced and renamed, so a reader never sees half a file."""
@@ -75,6 +81,12 @@ class DirectoryStore(ReplicaStore):
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    def find(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def list(self, prefix: str) -> list[tuple[str, int]]:
         base = self._path(prefix.rstrip("/")) if prefix else self.root

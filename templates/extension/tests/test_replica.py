@@ -823,3 +823,78 @@ def test_a_restart_after_a_kill_or_a_stop_resumes_the_generation(bundle, tmp_pat
     with sqlite3.connect(target) as restored:
         assert restored.execute("SELECT count(*) FROM metrics").fetchone()[0] == step
     assert len(list((tmp_path / "replica" / "generations").iterdir())) == 1, "one generation across every restart"
+
+
+def _write_some(writer: sqlite3.Connection, label: str, rows: int = 30) -> None:
+    writer.execute("BEGIN")
+    run = writer.execute("INSERT INTO runs (name) VALUES (?)", (label,)).lastrowid
+    for step in range(rows):
+        writer.execute("INSERT INTO metrics VALUES (?, ?, ?, ?)", (run, step, 0.5, b"y" * 200))
+    writer.execute("COMMIT")
+
+
+def test_a_replica_knows_its_database_and_refuses_another(tmp_path: Path):
+    """Issue 27, item 2: a replica records the identity of the database it replicates (fixed when replication first
+    starts, kept in the state directory): a second database pointed at it is refused, a generation copied in from
+    another database is REPLICA_FOREIGN at restore, and so is a same-named segment of a database with the same IDs."""
+    import shutil
+
+    from mlflowctl_extension.replica import ReplicaForeign
+
+    # Given two databases made from one copy (two deployments restored from one backup): same rows, same IDs
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    writer_a = writer_for(first / "mlflow.db")
+    _write_some(writer_a, "shared")
+    writer_a.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copytree(first, second, dirs_exist_ok=True)
+    writer_b = writer_for(second / "mlflow.db")
+    replicators = {}
+    for name, writer in (("a", writer_a), ("b", writer_b)):
+        replicators[name] = Replicator(tmp_path / name / "mlflow.db", tmp_path / f"replica-{name}", scratch=tmp_path / f"state-{name}")
+        replicators[name].ship()
+        for round_number in range(3):
+            _write_some(writer, f"{name}-{round_number}")
+            replicators[name].ship()
+    assert replicators["a"].identity != replicators["b"].identity, "one identity per deployment"
+
+    # When the second database is pointed at the first one's replica, it refuses to ship
+    intruder = Replicator(second / "mlflow.db", tmp_path / "replica-a", scratch=tmp_path / "state-b")
+    with pytest.raises(ReplicaForeign, match="another database"):
+        intruder.ship()
+    intruder.close()
+
+    # A generation copied in from the other replica: "latest" would be the other database; refused instead
+    foreign = next((tmp_path / "replica-b" / "generations").iterdir())
+    copied = tmp_path / "replica-copied"
+    shutil.copytree(tmp_path / "replica-a", copied)
+    shutil.copytree(foreign, copied / "generations" / "29991231T000000Z-ffffff")
+    snapshot = copied / "generations" / "29991231T000000Z-ffffff" / "snapshot.json"
+    meta = json.loads(snapshot.read_text())
+    meta["takenAt"] = 4_000_000_000  # newest of all
+    snapshot.write_text(json.dumps(meta))
+    with pytest.raises(ReplicaForeign, match="another database"):
+        restore(copied, tmp_path / "restored.db")
+
+    # A same-named segment from the other database (same offsets), its identity rewritten to match: the chain breaks
+    spliced = tmp_path / "replica-spliced"
+    shutil.copytree(tmp_path / "replica-a", spliced)
+    ours = segments(spliced)
+    theirs = {path.relative_to(tmp_path / "replica-b").as_posix().split("/", 2)[2]: path for path in segments(tmp_path / "replica-b")}
+    same = [path for path in ours if path.relative_to(spliced).as_posix().split("/", 2)[2] in theirs]
+    assert same, "the two databases wrote segments of the same names"
+    target = same[-1]
+    source = theirs[target.relative_to(spliced).as_posix().split("/", 2)[2]]
+    target.write_bytes(source.read_bytes())
+    sidecar = json.loads(Path(f"{source}.json").read_text())
+    sidecar["identity"] = replicators["a"].identity
+    Path(f"{target}.json").write_text(json.dumps(sidecar))
+    with pytest.raises(ReplicaError, match="does not continue what came before it|salt-1"):
+        restore(spliced, tmp_path / "restored.db")
+    # Without the rewrite, the identity alone stops it
+    sidecar["identity"] = replicators["b"].identity
+    Path(f"{target}.json").write_text(json.dumps(sidecar))
+    with pytest.raises(ReplicaForeign):
+        restore(spliced, tmp_path / "restored.db")
+    for replicator in replicators.values():
+        replicator.close()

@@ -118,3 +118,48 @@ describe('replica rules', () => {
     assert.deepEqual((replayPlan([g], 5) as {segments: SegmentInfo[]}).segments, [])
   })
 })
+
+describe('a replica chained to its database (issue 27, item 2)', async () => {
+  const {foreignProblem} = await import('../../../src/core/replica.js')
+  const salts: [number, number] = [7, 99]
+  const chained = (
+    walIndex: number,
+    start: number,
+    end: number,
+    before: [number, number],
+    after: [number, number],
+    s = salts,
+  ) => segment(walIndex, start, end, 1, {salts: s, chainBefore: before, chainAfter: after, identity: 'db-1'})
+  const withSnapshot = (segments: SegmentInfo[][]) => {
+    const g = generation('g', 0, segments, 64)
+    g.snapshot = {...g.snapshot, salts, chain: [1, 1], identity: 'db-1'}
+    return g
+  }
+
+  it('continues the snapshot, then each segment, by salts and checksum chain; a restart adds one to salt-1', () => {
+    const first = chained(0, 64, 96, [1, 1], [2, 2])
+    const second = chained(0, 96, 128, [2, 2], [3, 3])
+    const restarted = chained(1, 32, 64, [9, 9], [4, 4], [8, 5])
+    const g = withSnapshot([[first, second], [{...restarted, previousIndexEnd: 128}]])
+    assert.equal(continuityProblem(g, [first, second, {...restarted, previousIndexEnd: 128}]), undefined)
+    // Given a segment of the same offsets from another database (its chain starts elsewhere)
+    const spliced = chained(0, 96, 128, [5, 5], [3, 3])
+    assert.match(continuityProblem(g, [first, spliced])!, /wal\/0\/96 does not continue what came before it/)
+    assert.match(continuityProblem(g, [chained(0, 64, 96, [6, 6], [2, 2])])!, /does not continue/, 'nor the snapshot')
+    const otherWal = {...chained(1, 32, 64, [9, 9], [4, 4], [40, 5]), previousIndexEnd: 128}
+    assert.match(continuityProblem(g, [first, second, otherWal])!, /does not follow WAL index 0 \(salt-1 40 after 7\)/)
+  })
+
+  it('names a generation or segment of another database, and passes replicas made before identities', () => {
+    const mine = chained(0, 64, 96, [1, 1], [2, 2])
+    const g = withSnapshot([[mine]])
+    assert.equal(foreignProblem('db-1', g, [mine]), undefined)
+    assert.match(
+      foreignProblem('db-2', g, [mine])!,
+      /generation g belongs to another database \(identity db-1; the replica's is db-2\)/,
+    )
+    assert.match(foreignProblem('db-1', g, [{...mine, identity: 'db-2'}])!, /g\/wal\/0\/64 belongs to another database/)
+    const old = generation('old', 0, [[segment(0, 32, 64, 1)]])
+    assert.equal(foreignProblem(undefined, old, old.walIndexes[0].segments), undefined)
+  })
+})
