@@ -49,7 +49,7 @@ const build = `
 import sqlite3, sys, random
 from pathlib import Path
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-from mlflowctl_extension.replica import Replicator
+from mlflowctl_extension.replicator import Replicator
 db, replica, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 SqlAlchemyStore(f"sqlite:///{db}", str(db.parent / "artifacts"))
 writer = sqlite3.connect(db, isolation_level=None)

@@ -39,7 +39,7 @@ export const opsStatusSchema = z
     credentials: z
       .array(z.object({name: z.string(), expiresAt: z.string().nullable(), renewals: z.number().int()}).strict())
       .optional(),
-    /** MLFLOWCTL_REPLICA_URL (issue 19; replica.py `ReplicationService.status`); null when replication is off. */
+    /** MLFLOWCTL_REPLICA_URL (replica_service.py `ReplicationService.status`); null when replication is off. */
     replica: z
       .object({
         url: z.string(),
@@ -62,6 +62,18 @@ export const opsStatusSchema = z
         snapshotIntervalSeconds: z.number().optional(),
         /** Object stores: connect (the content's OAuth integration) or ambient (the SDK's chain). */
         credentials: z.enum(['connect', 'ambient']).nullable().optional(),
+        // Since snapshots, maintenance and artifacts run beside WAL shipping; optional for older extensions.
+        /** When the snapshot being taken began (Unix seconds), null when none is. */
+        snapshotStartedAt: z.number().nullable().optional(),
+        /** The WAL file's size now. */
+        walBytes: z.number().int().nullable().optional(),
+        /** Artifacts uploaded through the proxy and not shipped yet. */
+        artifactsPending: z.number().int().optional(),
+        /** The last thing an operator should know (a generation that vanished, a WAL let go during an outage). */
+        lastNotice: z.string().nullable().optional(),
+        lastNoticeAt: z.number().nullable().optional(),
+        /** How long the round in progress has waited on the replica, once that is past the stall threshold. */
+        stalledSeconds: z.number().nullable().optional(),
       })
       .strict()
       .nullish(),

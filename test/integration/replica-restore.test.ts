@@ -20,7 +20,7 @@ import json, sys, time
 from pathlib import Path
 import mlflow
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-from mlflowctl_extension.replica import Replicator
+from mlflowctl_extension.replicator import Replicator
 db, replica, artifacts = sys.argv[1], sys.argv[2], sys.argv[3]
 SqlAlchemyStore(f"sqlite:///{db}", artifacts)  # MLflow creates its schema
 replicator = Replicator(Path(db), Path(replica))
@@ -192,7 +192,7 @@ import json, sys
 from pathlib import Path
 import mlflow
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-from mlflowctl_extension.replica import Replicator
+from mlflowctl_extension.replicator import Replicator
 db, replica, artifacts = sys.argv[1], sys.argv[2], sys.argv[3]
 SqlAlchemyStore(f"sqlite:///{db}", artifacts)
 clock = [1_800_000_000.0]

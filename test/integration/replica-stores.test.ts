@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 import mlflow
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-from mlflowctl_extension.replica import Replicator
+from mlflowctl_extension.replicator import Replicator
 db, replica, artifacts = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 SqlAlchemyStore(f"sqlite:///{db}", str(artifacts))
 replicator = Replicator(Path(db), replica, artifacts=artifacts, artifact_interval=0)

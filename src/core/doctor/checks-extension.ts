@@ -136,8 +136,13 @@ export const extensionChecks: CheckDefinition<DoctorContext>[] = [
             ? 'Another server process holds the replica lock; local storage should run one process (max processes 1).'
             : 'It has just started; run doctor again in a minute.',
         )
-      const lagMs = (replica.lagSeconds ?? Number.POSITIVE_INFINITY) * 1000
       const where = `to ${replica.url}, generation ${replica.generation ?? '?'}`
+      if (replica.stalledSeconds)
+        return fail(
+          `replication ${where} is stalled: ${replica.lastError ?? `the replica has not answered for ${replica.stalledSeconds} s`}`,
+          'The replica accepts no writes (a frozen or unreachable bucket, a full disk): check it; the WAL is held until it answers, then let go past MLFLOWCTL_REPLICA_MAX_WAL.',
+        )
+      const lagMs = (replica.lagSeconds ?? Number.POSITIVE_INFINITY) * 1000
       if (lagMs > ctx.input.maxReplicaLagMs)
         return warn(
           `replication ${where} is ${Number.isFinite(lagMs) ? formatLag(lagMs) : 'no round yet'} behind, over ${formatLag(ctx.input.maxReplicaLagMs)}${replica.lastError ? `; last error: ${replica.lastError}` : ''}`,
@@ -147,6 +152,12 @@ export const extensionChecks: CheckDefinition<DoctorContext>[] = [
         return warn(
           `replication ${where} is current, but its last round failed: ${replica.lastError}`,
           'Read the content log (replica.round_failed); it retries every round.',
+        )
+      // A notice of the last day: a restore cannot reach back past what it names.
+      if (replica.lastNotice && ctx.probes.now() - (replica.lastNoticeAt ?? 0) * 1000 < 86_400_000)
+        return warn(
+          `replicating ${where}, ${formatLag(lagMs)} behind; note: ${replica.lastNotice}`,
+          'Restores reach back to the start of the new generation only; check what deleted the replica (a lifecycle rule, a person).',
         )
       return pass(`replicating ${where}, ${formatLag(lagMs)} behind`)
     },

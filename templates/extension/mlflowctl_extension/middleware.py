@@ -19,6 +19,14 @@ from typing import Any, Callable
 from .ops import OpsContext, authorize, handle_ops, in_maintenance, is_ops_path, maintenance_response, upload_dir, upload_incomplete, wants_upload
 
 CONTENT_PREFIX = re.compile(r"^/content/[0-9A-Fa-f-]{36}(?:/_bundle\d+)?(?=/|$)")
+# An upload through MLflow's artifact proxy (`mlflow server --serve-artifacts`): PUT <route>/<path under the root>.
+ARTIFACT_UPLOAD = re.compile(r"^/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/(.+)$")
+
+
+def uploaded_artifact(method: str, path: str) -> str | None:
+    """The artifact path a request uploads, or None."""
+    match = ARTIFACT_UPLOAD.match(path) if method == "PUT" else None
+    return match.group(1) if match else None
 
 
 def split_prefix(path: str) -> tuple[str, str]:
@@ -77,6 +85,17 @@ class WsgiExtension:
             response = maintenance_response()
             start_response(_status_line(response.status), [("Content-Type", "application/json"), ("Retry-After", "30")])
             return [response.body]
+        # PATH_INFO is the request's bytes as latin-1 (PEP 3333): the artifact's name is their UTF-8.
+        artifact = uploaded_artifact(environ.get("REQUEST_METHOD", "GET"), path.encode("latin-1").decode("utf-8", "replace"))
+        if artifact and self.ops.artifact_written:
+            notify = self.ops.artifact_written
+
+            def answered(status: str, headers: Any, *rest: Any) -> Any:
+                if status.startswith("2"):
+                    notify(artifact)
+                return start_response(status, headers, *rest)
+
+            return self.app(environ, answered)
         return self.app(environ, start_response)
 
 
@@ -138,4 +157,14 @@ class AsgiExtension:
             await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json"), (b"retry-after", b"30")]})
             await send({"type": "http.response.body", "body": response.body})
             return
+        artifact = uploaded_artifact(scope.get("method", ""), path) if scope["type"] == "http" else None
+        if artifact and self.ops.artifact_written:
+            notify, inner = self.ops.artifact_written, send
+
+            async def answered(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
+                    notify(artifact)
+                await inner(message)
+
+            send = answered
         await self.app(scope, receive, send)

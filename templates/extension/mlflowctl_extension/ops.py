@@ -25,6 +25,8 @@ class OpsContext:
     ops_token: str | None
     describe: Callable[[], dict[str, Any]]
     storage: Any = None  # settings.StorageConfig; None in tests of the status alone
+    # Told of each artifact MLflow's proxy wrote (its path under the artifact root), once the upload is answered.
+    artifact_written: Callable[[str], None] | None = None
 
 
 @dataclass

@@ -47,6 +47,10 @@ class ReplicaStore:
             return None
         return self.get(key)
 
+    def sweep_partials(self, before: float) -> int:
+        """Removes what killed writers left half-written before `before` (a Unix time); object stores leave none."""
+        return 0
+
 
 class DirectoryStore(ReplicaStore):
     """Each key a file; written to a temporary name, synced and renamed, so a reader never sees half a file."""
@@ -98,8 +102,24 @@ class DirectoryStore(ReplicaStore):
                 if name.endswith(PARTIAL):
                     continue
                 path = Path(directory) / name
-                found.append((path.relative_to(self.root).as_posix(), path.stat().st_size))
+                try:
+                    found.append((path.relative_to(self.root).as_posix(), path.stat().st_size))
+                except FileNotFoundError:
+                    continue  # deleted while listed (a sweep): not there any more
         return sorted(found)
+
+    def sweep_partials(self, before: float) -> int:
+        removed = 0
+        for directory, _, files in os.walk(self.root):
+            for name in files:
+                path = Path(directory) / name
+                try:
+                    if name.endswith(PARTIAL) and path.stat().st_mtime < before:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
 
     def delete(self, keys: list[str]) -> None:
         parents = set()

@@ -17,7 +17,7 @@ from . import EXTENSION_VERSION
 from .logs import configure_logging, log_event, redact, register_secret
 from .migrations import create_engine, inspect_schema, ensure_schema, row_estimates
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
-from .replica import hold_wal, start_replication
+from .replica_service import hold_wal, start_replication
 from .transfer import has_data, recover
 from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
 
@@ -99,7 +99,7 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
             # Local storage only (cheap counts on the SQLite file); what `backup restore --to connect:` checks.
             "hasData": has_data(storage.sqlite_path, Path(storage.artifacts_destination)) if storage.mode == "local" and storage.sqlite_path else None,
             "startedAt": started_at,
-            # MLFLOWCTL_REPLICA_URL: role, generation, WAL position, last shipped round, lag, errors (replica.py).
+            # MLFLOWCTL_REPLICA_URL: role, generation, WAL position, last shipped round, lag, errors (replica_service.py).
             "replica": replica_status() if replica_status else None,
             "now": utc_now(),
         }
@@ -144,7 +144,7 @@ def build_app() -> Any:
         # forever, but halts on an exception during app load ("Worker failed to boot").
         raise ExtensionRefused(f"mlflowctl extension refused to start: {message}") from None
     describe = _make_describe(storage, bundle, mlflow.__version__, utc_now(), cloud_runtime.status if cloud_runtime else None, replication.status if replication else None)
-    ops = OpsContext(ops_token, describe, storage)
+    ops = OpsContext(ops_token, describe, storage, replication.artifact_written if replication else None)
     # Connect picks the server from the manifest's app mode, so the bundle's choice wins.
     app_mode = bundle.get("appMode")
     asgi = app_mode == "python-fastapi" if app_mode else _release(mlflow.__version__) >= ASGI_FROM

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlflowctl_extension.replica import ReplicaError, Replicator, replay, restore, write_database
+from mlflowctl_extension.replica_layout import ReplicaError, ReplicaForeign
+from mlflowctl_extension.replicator import Replicator
+from replica_replay import replay, restore, write_database
 
 
 def content(connection: sqlite3.Connection) -> str:
@@ -475,7 +477,7 @@ def test_an_object_store_replica_without_its_sdk_is_refused_with_the_fix(tmp_pat
     import time
     from types import SimpleNamespace
 
-    from mlflowctl_extension.replica import start_replication
+    from mlflowctl_extension.replica_service import start_replication
 
     monkeypatch.setitem(sys.modules, "boto3", None)  # `import boto3` raises ModuleNotFoundError
     database = tmp_path / "mlflow.db"
@@ -494,7 +496,7 @@ def test_an_object_store_replica_without_its_sdk_is_refused_with_the_fix(tmp_pat
 
 
 def test_a_data_directory_on_a_network_file_system_is_named():
-    from mlflowctl_extension.replica import network_filesystem
+    from mlflowctl_extension.replica_service import network_filesystem
 
     mountinfo = "\n".join([
         "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw",
@@ -515,7 +517,7 @@ def test_old_segments_are_merged_and_every_commit_point_still_restores(tmp_path:
     writer.execute("PRAGMA wal_autocheckpoint=0")
     rng = random.Random(13)
     clock = [50_000.0]
-    replicator = Replicator(database, tmp_path / "replica", now=lambda: clock[0], compact_segments=40, checkpoint_frames=300)
+    replicator = Replicator(database, tmp_path / "replica", now=lambda: clock[0], compact_segments=40, checkpoint_frames=300, delete_grace=0)
     replicator.ship()
     history = []
     for _ in range(130):
@@ -798,6 +800,7 @@ def test_a_restart_after_a_kill_or_a_stop_resumes_the_generation(bundle, tmp_pat
 
     server = start_server(bundle, env)
     generation = None
+    previous = "start"
     step = 0
     for stop in ["kill", "kill", "kill", "terminate"]:
         call = lambda path, body: http("POST", server.url(f"/api/2.0/mlflow/{path}"), json.dumps(body).encode(), {"Content-Type": "application/json"})  # noqa: E731
@@ -839,7 +842,6 @@ def test_a_replica_knows_its_database_and_refuses_another(tmp_path: Path):
     another database is REPLICA_FOREIGN at restore, and so is a same-named segment of a database with the same IDs."""
     import shutil
 
-    from mlflowctl_extension.replica import ReplicaForeign
 
     # Given two databases made from one copy (two deployments restored from one backup): same rows, same IDs
     first, second = tmp_path / "a", tmp_path / "b"
@@ -898,3 +900,365 @@ def test_a_replica_knows_its_database_and_refuses_another(tmp_path: Path):
         restore(spliced, tmp_path / "restored.db")
     for replicator in replicators.values():
         replicator.close()
+
+
+def test_frames_keep_shipping_while_a_snapshot_is_taken_and_the_new_generation_starts_where_it_was_taken(tmp_path: Path):
+    """Issue 27, item 3: a snapshot is taken from a read transaction of its own while rounds ship on into the current
+    generation; the new generation, adopted afterwards, ships the frames since its snapshot before it becomes visible.
+    Nothing written during the snapshot is missing from either."""
+    database = tmp_path / "mlflow.db"
+    writer = writer_for(database)
+    rng = random.Random(3)
+    replicator = Replicator(database, tmp_path / "replica")
+    replicator.ship()
+    first = replicator.generation
+    _write_round(writer, rng)
+    replicator.ship_wal()
+    # The slow part begins: the snapshot's position is fixed, its upload takes its time
+    plan = replicator.begin_snapshot()
+    during = []
+    for _ in range(5):
+        _write_round(writer, rng)
+        shipped = replicator.ship_wal()
+        during.append(shipped["frames"])
+    assert all(during) and replicator.generation == first, "rounds shipped into the current generation meanwhile"
+    restore(tmp_path / "replica", tmp_path / "meanwhile.db")
+    with sqlite3.connect(tmp_path / "meanwhile.db") as restored:
+        assert content(restored) == content(writer), "the latest restore holds what was written during the snapshot"
+    replicator.offer(replicator.upload_snapshot(plan))
+    adopted = replicator.ship_wal()
+    assert adopted["newGeneration"] and replicator.generation == plan.generation and adopted["frames"] > 0
+    _write_round(writer, rng)
+    replicator.ship_wal()
+    replicator.close()
+    restore(tmp_path / "replica", tmp_path / "restored.db")
+    with sqlite3.connect(tmp_path / "restored.db") as restored:
+        assert content(restored) == content(writer)
+
+
+def test_a_backlog_ships_in_bounded_segments_and_a_vanished_generation_starts_a_new_one(tmp_path: Path, monkeypatch):
+    """Issue 27, item 5: after an outage the backlog ships in segments of at most MAX_SEGMENT_BYTES (memory holds one),
+    and a generation deleted from the replica (by hand, by a lifecycle rule) is noticed and replaced."""
+    import shutil
+
+    from mlflowctl_extension import replicator as module
+    from mlflowctl_extension.replica_store import DirectoryStore
+
+    monkeypatch.setattr(module, "MAX_SEGMENT_BYTES", 64 << 10)
+
+    class Outage(DirectoryStore):
+        down = False
+
+        def put(self, key: str, data: bytes) -> None:
+            if Outage.down:
+                raise OSError("connection refused")
+            super().put(key, data)
+
+    database = tmp_path / "mlflow.db"
+    writer = writer_for(database)
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    rng = random.Random(21)
+    clock = [100.0]
+    store = Outage(tmp_path / "replica")
+    replicator = Replicator(database, store, now=lambda: clock[0])
+    replicator.ship()
+    Outage.down = True
+    for _ in range(10):
+        _write_round(writer, rng)
+        with pytest.raises(OSError):
+            replicator.ship_wal()
+    Outage.down = False
+    replicator.ship_wal()
+    sizes = [json.loads(Path(f"{path}.json").read_text()) for path in segments(tmp_path / "replica")]
+    assert len(sizes) > 3 and all(meta["end"] - meta["start"] <= (64 << 10) + 2 * (4096 + 24) for meta in sizes), [m["end"] - m["start"] for m in sizes]
+    restore(store, tmp_path / "restored.db")
+    with sqlite3.connect(tmp_path / "restored.db") as restored:
+        assert content(restored) == content(writer)
+
+    # The generation is deleted from the replica: the next check notices, and a new one is taken.
+    shutil.rmtree(next((tmp_path / "replica" / "generations").iterdir()))
+    _write_round(writer, rng)
+    clock[0] += 11
+    replicator.ship_wal()
+    assert replicator.need_snapshot and "vanished" in (replicator.notice or "")
+    result = replicator.ship()
+    assert result["newGeneration"]
+    replicator.close()
+    restore(store, tmp_path / "restored.db")
+    with sqlite3.connect(tmp_path / "restored.db") as restored:
+        assert content(restored) == content(writer)
+
+
+def test_past_the_wal_limit_an_unreachable_replica_lets_the_wal_go_and_a_new_generation_starts_when_it_answers(tmp_path: Path):
+    """Issue 27, item 5: while the replica does not answer the pin holds the WAL; past max_wal_bytes the replicator
+    lets go (the server's WAL may be checkpointed and restarted again) and starts over when the replica answers."""
+    from mlflowctl_extension.replica_store import DirectoryStore
+
+    class Outage(DirectoryStore):
+        down = False
+
+        def put(self, key: str, data: bytes) -> None:
+            if Outage.down:
+                raise OSError("connection refused")
+            super().put(key, data)
+
+    database = tmp_path / "mlflow.db"
+    writer = writer_for(database)
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    rng = random.Random(22)
+    store = Outage(tmp_path / "replica")
+    replicator = Replicator(database, store, max_wal_bytes=256 << 10)
+    replicator.ship()
+    Outage.down = True
+    for _ in range(8):
+        _write_round(writer, rng)
+        with pytest.raises(OSError):
+            replicator.ship_wal()
+        replicator.after_failure()
+    assert replicator.abandoned and replicator.pinned is None and "stopped holding it" in replicator.notice
+    # With no pin, the application's checkpoint copies the WAL back and its next write restarts it
+    assert writer.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0] == 0
+    _write_round(writer, rng)
+    Outage.down = False
+    result = replicator.ship()
+    assert result["newGeneration"] and not replicator.abandoned
+    replicator.close()
+    restore(store, tmp_path / "restored.db")
+    with sqlite3.connect(tmp_path / "restored.db") as restored:
+        assert content(restored) == content(writer)
+
+
+def test_artifacts_uploaded_through_the_proxy_ship_before_a_backlog(tmp_path: Path):
+    """Issue 27, item 3: a file MLflow's proxy wrote ships as soon as the extension is told, ahead of a backlog the scan
+    is still shipping."""
+    from mlflowctl_extension.replica_artifacts import ArtifactShipper
+    from mlflowctl_extension.replica_store import DirectoryStore
+
+    order: list[str] = []
+    root = tmp_path / "artifacts"
+    for index in range(300):
+        (root / "backlog").mkdir(parents=True, exist_ok=True)
+        (root / "backlog" / f"{index:04}.txt").write_text(str(index))
+
+    class Recording(DirectoryStore):
+        def put_file(self, key: str, path: Path) -> None:
+            order.append(key)
+            if len(order) == 10:  # a client uploads while the backlog ships
+                (root / "run" / "artifacts").mkdir(parents=True)
+                (root / "run" / "artifacts" / "model.pkl").write_bytes(b"weights")
+                shipper.notify("run/artifacts/model.pkl")
+            super().put_file(key, path)
+
+    clock = [0.0]
+    shipper = ArtifactShipper(Recording(tmp_path / "replica"), root, lambda: clock[0], 5.0)
+    assert shipper.ship() == 0, "a first scan only sees the backlog"
+    clock[0] += 5
+    shipper.ship()
+    assert order.index("artifacts/run/artifacts/model.pkl") == 10, "shipped next, not after the other 290"
+    assert len(order) == 301
+
+
+def test_the_service_ships_on_during_slow_snapshots_and_reports_a_frozen_replica(tmp_path: Path, monkeypatch):
+    """Issue 27, items 3 and 5, on the service's own threads: frames keep shipping while periodic snapshots take their
+    time uploading, and a replica that stops answering is reported as stalled (an error, not only lag), then recovers."""
+    import threading
+    import time
+
+    from mlflowctl_extension.replica_service import ReplicationService
+    from mlflowctl_extension.replica_store import DirectoryStore
+
+    frozen = threading.Event()
+    put, put_file = DirectoryStore.put, DirectoryStore.put_file
+
+    def slow_put_file(self, key: str, path: Path) -> None:
+        if key.endswith("snapshot.db.gz"):
+            time.sleep(2)  # a large database's snapshot, uploading
+        put_file(self, key, path)
+
+    def frozen_put(self, key: str, data: bytes) -> None:
+        while frozen.is_set():
+            time.sleep(0.05)
+        put(self, key, data)
+
+    monkeypatch.setattr(DirectoryStore, "put_file", slow_put_file)
+    monkeypatch.setattr(DirectoryStore, "put", frozen_put)
+    database = tmp_path / "mlflow.db"
+    writer_for(database).close()
+    stop = threading.Event()
+
+    def write() -> None:
+        writer = sqlite3.connect(database, isolation_level=None, timeout=30, check_same_thread=False)
+        rng = random.Random(31)
+        while not stop.is_set():
+            _write_round(writer, rng, rows=3)
+            time.sleep(0.05)
+        writer.close()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    service = ReplicationService(database, str(tmp_path / "replica"), tmp_path / "state", interval=0.1,
+                                 options={"snapshot_interval": 1.0}, stall_seconds=1.0)
+    service.start()
+
+    def wait_for(condition, what: str) -> dict:
+        for _ in range(400):
+            status = service.status()
+            if condition(status):
+                return status
+            time.sleep(0.05)
+        raise AssertionError(f"{what}: {service.status()}")
+
+    wait_for(lambda s: s["generation"] is not None, "a first generation")
+    # While a snapshot uploads, frames ship on: the shipped count grows between two looks inside one snapshot.
+    during = wait_for(lambda s: s["snapshotStartedAt"] is not None, "a periodic snapshot")
+    wait_for(lambda s: s["snapshotStartedAt"] == during["snapshotStartedAt"] and s["shippedFrames"] > during["shippedFrames"],
+             "frames shipped while the snapshot uploaded")
+    # A replica that answers nothing: stalled, as an error
+    frozen.set()
+    stalled = wait_for(lambda s: s["stalledSeconds"] is not None, "a stall")
+    assert "has not answered" in stalled["lastError"]
+    frozen.clear()
+    wait_for(lambda s: s["stalledSeconds"] is None and s["lastError"] is None, "the replica answering again")
+    stop.set()
+    thread.join()
+    service.close()
+    restore(tmp_path / "replica", tmp_path / "restored.db")
+    with sqlite3.connect(database) as source, sqlite3.connect(tmp_path / "restored.db") as restored:
+        assert content(restored) == content(source)
+
+
+def test_kill_points_with_a_large_database_and_an_artifact_backlog_keep_the_bound(bundle, tmp_path, start_server):
+    """Issue 27, item 3: the kill test on a store with a large database (periodic snapshots of it run during the test)
+    and a backlog of thousands of artifacts to ship, while a client logs metrics and uploads artifacts through the
+    proxy. After each SIGKILL, the latest restore holds every batch and every artifact acknowledged more than 5 s before
+    the kill. Between two kill points the replica's generation is deleted: a new one starts and the bound holds again
+    for what is written after it."""
+    import http.client as http_client
+    import shutil
+    import threading
+    import time
+    import urllib.request
+
+    from conftest import base_env, http
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    data = tmp_path / "data"
+    replica = tmp_path / "replica"
+    # A large store: MLflow's schema, one run with 300,000 metric rows; 3,000 artifact files nobody shipped yet.
+    env = base_env(CONNECT_CONTENT_DATA_DIR=str(data), MLFLOWCTL_REPLICA_URL=str(replica),
+                   MLFLOWCTL_REPLICA_INTERVAL="0.5", MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL="8s")
+    first = start_server(bundle, env)
+    database = next(data.rglob("mlflow.db"))
+    artifacts_root = database.parent / "artifacts"
+    _kill_tree(first.process.pid)
+    first.process.wait()
+    store = SqlAlchemyStore(f"sqlite:///{database}", str(artifacts_root))
+    seeded = store.create_run("0", "seed", int(time.time() * 1000), [], "seed").info.run_id
+    with sqlite3.connect(database) as connection:
+        connection.executemany(
+            "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, 0)",
+            ((f"seed-{i % 50}", 0.5, i, seeded, i) for i in range(300_000)))
+    store.engine.dispose()
+    for index in range(3_000):
+        path = artifacts_root / "backlog" / f"{index // 100:02}" / f"{index:05}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"backlog {index}")
+
+    acknowledged: list[tuple[float, str, int]] = []
+    uploaded: list[tuple[float, str]] = []
+    step = 0
+    for kill_point in range(3):
+        server = start_server(bundle, env)
+        call = lambda path, body: http("POST", server.url(f"/api/2.0/mlflow/{path}"), json.dumps(body).encode(), {"Content-Type": "application/json"})  # noqa: E731
+        run = json.loads(call("runs/create", {"experiment_id": "0"})[1])["run"]["info"]["run_id"]
+        stop = threading.Event()
+
+        def client() -> None:
+            nonlocal step
+            while not stop.is_set():
+                first_step = step
+                metrics = [{"key": "loss", "value": 0.5, "timestamp": int(time.time() * 1000), "step": first_step + i} for i in range(100)]
+                name = f"0/{run}/artifacts/step-{first_step}.txt"
+                try:
+                    code, _ = call("runs/log-batch", {"run_id": run, "metrics": metrics})
+                    request = urllib.request.Request(server.url(f"/api/2.0/mlflow-artifacts/artifacts/{name}"), data=f"at {first_step}".encode(), method="PUT")
+                    with urllib.request.urlopen(request, timeout=30) as answer:
+                        put_code = answer.status
+                except (OSError, http_client.HTTPException):
+                    return  # the server is gone (killed mid-answer)
+                if code != 200:
+                    return
+                acknowledged.append((time.time(), run, first_step))
+                if put_code == 200:
+                    uploaded.append((time.time(), name))
+                step += 100
+                time.sleep(0.05)
+
+        thread = threading.Thread(target=client)
+        thread.start()
+        time.sleep(9)
+        killed_at = time.time()
+        _kill_tree(server.process.pid)
+        server.process.wait()
+        stop.set()
+        thread.join()
+        target = tmp_path / "restored.db"
+        restore(replica, target)
+        with sqlite3.connect(target) as restored:
+            have = {(r, s) for r, s in restored.execute("SELECT run_uuid, step FROM metrics WHERE step % 100 = 0 AND key = 'loss'")}
+        missing = [(t, r, s) for t, r, s in acknowledged if t < killed_at - 5 and (r, s) not in have]
+        assert not missing, f"kill {kill_point}: {len(missing)} batches acknowledged more than 5 s before the kill are missing"
+        lost = [name for t, name in uploaded if t < killed_at - 5 and not (replica / "artifacts" / name).exists()]
+        assert not lost, f"kill {kill_point}: {len(lost)} artifacts acknowledged more than 5 s before the kill are missing"
+        assert uploaded, "artifacts were uploaded through the proxy"
+        if kill_point == 0:
+            # While a server replicates, the replica loses its generations (a lifecycle rule): the server notices and
+            # starts a new one; only what is written after it can be restored now.
+            # No periodic snapshot in this server: a new generation can only come from noticing the deletion.
+            token = "ops-token-for-replica-tests-0123456789"
+            running = start_server(bundle, {**env, "MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL": "1h", "MLFLOWCTL_OPS_TOKEN": token})
+
+            def replica_status() -> dict:
+                return json.loads(running.get("/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": token})[1])["replica"]
+
+            def wait_for(condition) -> dict:
+                for _ in range(600):
+                    status = replica_status()
+                    if condition(status):
+                        return status
+                    time.sleep(0.1)
+                raise AssertionError(f"the replica status never got there: {status}")
+
+            # Its generation first (resumed, or a new one when the kill cut a snapshot's adoption short), then deleted.
+            before = wait_for(lambda status: status["generation"] is not None and status["lastRoundAt"] is not None)
+            shutil.rmtree(replica / "generations")
+            acknowledged.clear()
+            uploaded.clear()
+            after = wait_for(lambda status: status["generation"] not in (None, before["generation"]))
+            assert "vanished" in (after["lastNotice"] or ""), f"the status says why: {after}"
+            wait_for(lambda _: (replica / "generations" / after["generation"] / "snapshot.json").exists())
+            assert "vanished" in running.logs(), "and the log"
+            _kill_tree(running.process.pid)
+            running.process.wait()
+
+
+def test_half_written_files_left_by_killed_writers_are_swept_after_the_grace(tmp_path: Path):
+    """Issue 27, item 7: a writer killed mid-put (a compaction's merged segment, an artifact) leaves `<key>.partial`;
+    nothing read or removed them. They are never listed, and a sweep removes those older than its cutoff (the
+    service's maintenance passes now minus the delete grace), never one a live writer may still be writing."""
+    import os
+
+    from mlflowctl_extension.replica_store import DirectoryStore
+
+    store = DirectoryStore(tmp_path / "replica")
+    store.put("generations/g/wal/00000000/0000000000000020-0000000000001000.frames.gz", b"merged")
+    killed = tmp_path / "replica" / "generations" / "g" / "wal" / "00000000" / "0000000000000020-0000000000002000.frames.gz.partial"
+    killed.write_bytes(b"half of a merged segment")
+    fresh = tmp_path / "replica" / "artifacts" / "0" / "model.pkl.partial"
+    fresh.parent.mkdir(parents=True)
+    fresh.write_bytes(b"being written")
+    os.utime(killed, (1_000, 1_000))
+    assert [key for key, _ in store.list("")] == ["generations/g/wal/00000000/0000000000000020-0000000000001000.frames.gz"]
+    assert store.sweep_partials(before=2_000) == 1
+    assert not killed.exists() and fresh.exists(), "only what is older than the cutoff goes"
+    assert store.sweep_partials(before=fresh.stat().st_mtime + 1) == 1 and not fresh.exists()

@@ -23,8 +23,12 @@ const replica = (fields: Partial<NonNullable<OpsStatus['replica']>>): NonNullabl
   ...fields,
 })
 
+const NOW = Date.UTC(2026, 11, 6, 12)
 const run = (status: OpsStatus['replica'], maxReplicaLagMs = 60_000) =>
-  check.run({facts: {ops: {replica: status}}, input: {maxReplicaLagMs}} as unknown as DoctorContext, new Map())
+  check.run(
+    {facts: {ops: {replica: status}}, input: {maxReplicaLagMs}, probes: {now: () => NOW}} as unknown as DoctorContext,
+    new Map(),
+  )
 
 describe('doctor: extension.replica', () => {
   it('passes when replication is off or current', async () => {
@@ -54,5 +58,22 @@ describe('doctor: extension.replica', () => {
     const failedRound = await run(replica({lastError: 'TimeoutError: the bucket did not answer'}))
     assert.equal(failedRound.status, 'warn')
     assert.match(failedRound.detail, /last round failed: TimeoutError/)
+  })
+  it('fails on a stalled replica, and warns for a day after a notice (issue 27, item 5)', async () => {
+    const stalled = await run(
+      replica({
+        stalledSeconds: 42,
+        lastError: 'the replica has not answered for 42 s (a round is still waiting on it)',
+      }),
+    )
+    assert.equal(stalled.status, 'fail', 'a frozen replica is not only lag')
+    assert.match(stalled.detail, /is stalled: the replica has not answered for 42 s/)
+    assert.match(stalled.fix!, /MLFLOWCTL_REPLICA_MAX_WAL/)
+    const notice =
+      'generation 20261204T100000Z-abcdef vanished from the replica (deleted by hand or by a lifecycle rule): a new one starts'
+    const recent = await run(replica({lastNotice: notice, lastNoticeAt: NOW / 1000 - 3600}))
+    assert.equal(recent.status, 'warn')
+    assert.match(recent.detail, /note: generation .* vanished/)
+    assert.equal((await run(replica({lastNotice: notice, lastNoticeAt: NOW / 1000 - 2 * 86_400}))).status, 'pass')
   })
 })

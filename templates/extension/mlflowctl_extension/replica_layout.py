@@ -1,0 +1,92 @@
+"""The replica's layout, defined once: the keys, what each JSON file holds, and how generations and segments are found.
+The CLI reads the same layout (src/adapters/backup/replica-source.ts, with zod schemas of these shapes).
+
+    mlflowctl-replica.json                      {format, database, identity, artifactsRoot}
+    generations/<id>/snapshot.db.gz             the database at the generation's start (SQLite's online backup, gzip)
+    generations/<id>/snapshot.json              {sha256, bytes, takenAt, walIndex, offset, salts, chain, pageSize,
+                                                 identity}; written last: a generation without it is unfinished
+    generations/<id>/wal/<index>/<start>-<end>.frames.gz
+                                                committed WAL frames of one WAL index (hex, 8 and 16 digits)
+    ….frames.gz.json                            {sha256, frames, start, end, commitTime, readAt, salts, bigEndian,
+                                                 pageSize, chainBefore, chainAfter, identity, previousIndexEnd?,
+                                                 points? and mergedAt? for a merged segment}
+    artifacts/<path>                            the artifact files, by path under the artifact root
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+REPLICA_FORMAT = 1
+META_KEY = "mlflowctl-replica.json"
+IDENTITY_FILE = "replica-identity"
+SEGMENT_KEY = re.compile(r"^generations/([^/]+)/wal/([0-9a-f]{8})/([0-9a-f]{16})-([0-9a-f]{16})\.frames\.gz\.json$")
+
+
+class ReplicaError(Exception):
+    """A replica that cannot be restored past some point: the reason names the segment and what is wrong."""
+
+
+class ReplicaForeign(ReplicaError):
+    """A replica, generation or segment of another database than the one being replicated or restored."""
+
+
+def generation_id(now: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + os.urandom(3).hex()
+
+
+def generation_key(generation: str, name: str) -> str:
+    return f"generations/{generation}/{name}"
+
+
+def segment_name(index: int, start: int, end: int) -> str:
+    return f"wal/{index:08x}/{start:016x}-{end:016x}.frames.gz"
+
+
+def database_identity(state_dir: Path) -> str:
+    """This database's identity as a replica knows it: fixed when replication first starts, kept in the state
+    directory beside it (so two deployments restored from one backup are two databases), written once."""
+    path = Path(state_dir) / IDENTITY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "x") as handle:
+            handle.write(os.urandom(16).hex())
+    except FileExistsError:
+        pass  # another process of this deployment wrote it first
+    return path.read_text().strip()
+
+
+def read_meta(store) -> dict:
+    """mlflowctl-replica.json, or {} when there is none (an empty replica) or it does not parse."""
+    found = store.find(META_KEY)
+    try:
+        meta = json.loads(found) if found else {}
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def generations(store) -> list[tuple[str, dict]]:
+    """Finished generations (those with snapshot.json), oldest first, with their snapshot.json."""
+    ids = sorted({key.split("/")[1] for key, _ in store.list("generations/") if key.endswith("/snapshot.json") and key.count("/") == 2})
+    found = [(g, json.loads(store.get(generation_key(g, "snapshot.json")))) for g in ids]
+    # By the snapshot's time: two generations begun in the same second have IDs that sort by their random part.
+    return sorted(found, key=lambda entry: (entry[1]["takenAt"], entry[0]))
+
+
+def segment_keys(store, generation: str) -> list[tuple[str, int, int, int]]:
+    """The sidecar keys of a generation's segments with their WAL index, start and end, in replay order (a merged
+    segment before the ones it merged, while they still exist)."""
+    found = []
+    for key, _ in store.list(f"generations/{generation}/wal/"):
+        match = SEGMENT_KEY.match(key)
+        if match:
+            found.append((key, int(match.group(2), 16), int(match.group(3), 16), int(match.group(4), 16)))
+    return sorted(found, key=lambda entry: (entry[1], entry[2], -entry[3]))
