@@ -10,6 +10,7 @@ import {
   placeReplayed,
   replayReplica,
   replicaManifest,
+  type ReplicaContents,
   type ReplicaReader,
 } from '../adapters/backup/replica-source.js'
 import type {RestoreDeps, RestoreTarget} from '../core/backup/restore.js'
@@ -59,18 +60,20 @@ function replicaSource(
 ): Pick<RestoreDeps, 'expectedManifest' | 'extractVerified'> {
   let replayedFile: string | undefined
   let reader: ReplicaReader | undefined
+  let contents: ReplicaContents | undefined
   return {
     async expectedManifest(replica, workDir) {
       replayedFile = join(workDir, 'replayed.db')
       reader = await openReplica(replica)
       options.onProgress(`replaying ${replica}${at === undefined ? '' : ` as of ${new Date(at * 1000).toISOString()}`}`)
       const replayed = await replayReplica(reader, at, replayedFile)
+      contents = replayed.contents
       options.onProgress(`replayed ${replayed.frames} WAL frames of generation ${replayed.generation}`)
       for (const warning of replayed.warnings) options.onWarning(warning)
       return replicaManifest(replica, replayedFile, replayed)
     },
     async extractVerified(_replica, dir, expected, onWritten) {
-      const artifacts = await placeReplayed(reader!, replayedFile!, dir)
+      const artifacts = await placeReplayed(reader!, contents!, replayedFile!, dir)
       if (artifacts > 0) options.onProgress(`fetched ${artifacts} artifact files from the replica`)
       onWritten?.(SQLITE_FILE_ENTRY)
       return expected

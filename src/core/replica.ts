@@ -1,5 +1,5 @@
 /**
- * A replica made by the extension's ReplicationService (templates/extension/mlflowctl_extension/replica.py; issue 19,
+ * A replica made by the extension's ReplicationService (templates/extension/mlflowctl_extension/replicator.py and replica_layout.py; issue 19,
  * docs/design/replication.md): which generation and which WAL segments rebuild the database as of a moment, and
  * SQLite's WAL checksum that proves a segment's frames are the ones SQLite wrote. Pure.
  */
@@ -60,8 +60,16 @@ export function replayPlan(
   at: number | undefined,
 ): {generation: GenerationInfo; segments: SegmentInfo[]} | {error: string} {
   const sorted = byStart(generations)
-  const generation = [...sorted].reverse().find((g) => at === undefined || g.snapshot.takenAt <= at)
-  if (!generation) return {error: sorted.length === 0 ? 'it holds no generation' : `it holds nothing as old as ${at}`}
+  // Moments are compared to the millisecond, as they are printed and as --at is given.
+  const notAfter = (moment: number) => at === undefined || Math.floor(moment * 1000) <= Math.floor(at * 1000)
+  const generation = [...sorted].reverse().find((g) => notAfter(g.snapshot.takenAt))
+  if (!generation)
+    return {
+      error:
+        sorted.length === 0
+          ? 'it holds no generation'
+          : `it holds nothing as old as ${momentText(at!)}; the oldest moment it restores is ${momentText(sorted[0].snapshot.takenAt)}`,
+    }
   const segments: SegmentInfo[] = []
   for (const {segments: inIndex} of generation.walIndexes) {
     // A merged segment first, then what it merged (still there when its compaction was cut short): skipped.
@@ -71,17 +79,28 @@ export function replayPlan(
       if (segment.end <= covered) continue
       covered = segment.end
       const first = segment.points?.[0]?.commitTime ?? segment.commitTime
-      if (at !== undefined && first > at) return {generation, segments}
-      if (at === undefined || segment.commitTime <= at) {
+      if (!notAfter(first)) return {generation, segments}
+      if (notAfter(segment.commitTime)) {
         segments.push(segment)
         continue
       }
       // Part of a merged segment: up to its last commit point not after the moment, and nothing after it.
-      segments.push({...segment, cut: segment.points!.filter((point) => point.commitTime <= at).at(-1)!})
+      segments.push({...segment, cut: segment.points!.filter((point) => notAfter(point.commitTime)).at(-1)!})
       return {generation, segments}
     }
   }
   return {generation, segments}
+}
+
+/**
+ * The newest moment of `generation` that needs nothing from WAL index `walIndex` at `start` or after it: the last commit
+ * shipped before that position, or the snapshot. Pure.
+ */
+export function lastMomentBefore(generation: GenerationInfo, walIndex: number, start: number): number {
+  const before = generation.walIndexes
+    .flatMap((entry) => entry.segments)
+    .filter((segment) => segment.walIndex < walIndex || (segment.walIndex === walIndex && segment.end <= start))
+  return Math.max(generation.snapshot.takenAt, ...before.map((segment) => segment.commitTime))
 }
 
 /**
@@ -154,7 +173,9 @@ export interface ReplicaSummary {
   newestAgeSeconds: number | null
 }
 
-const iso = (seconds: number) => new Date(seconds * 1000).toISOString()
+/** A moment as `--at` takes it back: ISO 8601 in UTC, to the millisecond (rounded down). Pure. */
+export const momentText = (seconds: number) => new Date(Math.floor(seconds * 1000)).toISOString()
+const iso = momentText
 
 /** What `replica status` reports about a replica's contents. Pure. */
 export function summarizeReplica(

@@ -128,6 +128,96 @@ describe('restore from a replica', () => {
       ),
     )
 
+    // The window's start as replica status prints it is a moment --at takes; a millisecond before it names it.
+    const from = status.json!.result.contents.window.from as string
+    const atStart = await runCli([
+      'backup',
+      'restore',
+      '--from-replica',
+      replica,
+      '--at',
+      from,
+      '--to',
+      join(work, 'start'),
+      '--json',
+    ])
+    assert.equal(atStart.code, 0, atStart.stdout)
+    const tooEarly = new Date(Date.parse(from) - 1).toISOString()
+    const before = await runCli([
+      'backup',
+      'restore',
+      '--from-replica',
+      replica,
+      '--at',
+      tooEarly,
+      '--to',
+      join(work, 'before'),
+      '--json',
+    ])
+    assert.equal(before.json!.error!.code, 'REPLICA_EMPTY', before.stdout)
+    assert.match(
+      before.json!.error!.message,
+      new RegExp(`the oldest moment it restores is ${from.replaceAll('.', '\\.')}`),
+    )
+    for (const [at, why] of [
+      ['0', /not an ISO 8601 time/],
+      [from.replace('Z', ''), /with a zone/],
+      ['2999-01-01T00:00:00Z', /in the future/],
+    ] as const) {
+      const refused = await runCli([
+        'backup',
+        'restore',
+        '--from-replica',
+        replica,
+        '--at',
+        at,
+        '--to',
+        join(work, 'never'),
+        '--json',
+      ])
+      assert.equal(refused.code, 2, refused.stdout)
+      assert.equal(refused.json!.error!.code, 'INVALID_TIME')
+      assert.match(refused.json!.error!.message, why)
+    }
+
+    // The middle segment's sidecar emptied, or its data gone while its sidecar stays: REPLICA_CORRUPT, and the --at it
+    // suggests (the first round) restores.
+    const suggestedAt = (result: Awaited<ReturnType<typeof runCli>>) =>
+      /--at (\S+)$/.exec(result.json!.error!.suggestions!.join('\n'))![1]
+    for (const [name, damage] of [
+      ['empty-sidecar', (segment: string) => writeFileSync(`${segment}.json`, '')],
+      ['segment-gone', (segment: string) => rmSync(segment)],
+    ] as const) {
+      const copy = join(work, name)
+      cpSync(replica, copy, {recursive: true})
+      damage(segmentsOf(copy)[1])
+      const refused = await runCli([
+        'backup',
+        'restore',
+        '--from-replica',
+        copy,
+        '--to',
+        join(work, `${name}-latest`),
+        '--json',
+      ])
+      assert.equal(refused.code, 6, `${name}: ${refused.stdout}`)
+      assert.equal(refused.json!.error!.code, 'REPLICA_CORRUPT')
+      assert.match(refused.json!.error!.message, /nothing was restored/i)
+      const suggested = await runCli([
+        'backup',
+        'restore',
+        '--from-replica',
+        copy,
+        '--at',
+        suggestedAt(refused),
+        '--to',
+        join(work, `${name}-at`),
+        '--json',
+      ])
+      assert.equal(suggested.code, 0, `${name}: ${suggested.stdout}`)
+      assert.equal(metricsIn(join(work, `${name}-at`)), 100, `${name}: the first round, before the damaged segment`)
+    }
+
     // A flipped byte in the last segment: nothing restored, and the moment the replica still reaches.
     const last = segmentsOf(replica).at(-1)!
     const bytes = readFileSync(last)
@@ -195,7 +285,7 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflowctl_extension.replicator import Replicator
 db, replica, artifacts = sys.argv[1], sys.argv[2], sys.argv[3]
 SqlAlchemyStore(f"sqlite:///{db}", artifacts)
-clock = [1_800_000_000.0]
+clock = [1_700_000_000.0]  # in the past: --at refuses the future
 replicator = Replicator(Path(db), Path(replica), now=lambda: clock[0], compact_segments=4)
 replicator.ship()
 mlflow.set_tracking_uri(f"sqlite:///{db}")

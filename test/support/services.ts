@@ -1,4 +1,4 @@
-import {execFileSync} from 'node:child_process'
+import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
 import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import type {TestContext} from 'node:test'
@@ -82,17 +82,38 @@ export function cloudVenv(storage: 'aws' | 'azure' | 'gcp'): TestVenv | undefine
  * Runs a Python script with the extension's package importable (templates/extension), MLflow logging synchronously;
  * returns the last line it printed.
  */
+const extensionEnv = (env: Record<string, string>) => ({
+  ...process.env,
+  ...env,
+  PYTHONPATH: join(REPO_ROOT, 'templates', 'extension'),
+  MLFLOW_ENABLE_ASYNC_LOGGING: 'false',
+})
+
 export function runWithExtension(python: string, script: string, args: string[], env: Record<string, string> = {}) {
-  return execFileSync(python, ['-c', script, ...args], {
-    encoding: 'utf8',
-    env: {
-      ...process.env,
-      ...env,
-      PYTHONPATH: join(REPO_ROOT, 'templates', 'extension'),
-      MLFLOW_ENABLE_ASYNC_LOGGING: 'false',
-    },
-  })
+  return execFileSync(python, ['-c', script, ...args], {encoding: 'utf8', env: extensionEnv(env)})
     .trim()
     .split('\n')
     .at(-1)!
+}
+
+/**
+ * Starts such a script in the background: resolves with the process once it prints `ready` (its stdout after that is
+ * collected in `output()`), rejects when it exits first.
+ */
+export function startWithExtension(
+  python: string,
+  script: string,
+  args: string[],
+): Promise<{child: ChildProcess; output: () => string}> {
+  const child = spawn(python, ['-c', script, ...args], {env: extensionEnv({}), stdio: ['ignore', 'pipe', 'pipe']})
+  let stdout = ''
+  let stderr = ''
+  child.stderr!.on('data', (chunk) => (stderr += chunk))
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (chunk) => {
+      stdout += chunk
+      if (/^ready$/m.test(stdout)) resolve({child, output: () => stdout})
+    })
+    child.on('exit', (code) => reject(new Error(`the script exited (${code}) before it was ready:\n${stderr}`)))
+  })
 }

@@ -19,6 +19,8 @@ import {
   WAL_FRAME_HEADER_BYTES,
   continuityProblem,
   foreignProblem,
+  lastMomentBefore,
+  momentText,
   replayPlan,
   walChecksum,
   type GenerationInfo,
@@ -30,6 +32,21 @@ import {openObjectStore} from '../object-store.js'
 import {describeSqliteSnapshot} from './sqlite-source.js'
 
 const corrupt = (why: string, suggestions: string[] = []) => new CheckFailedError('REPLICA_CORRUPT', why, {suggestions})
+/** The suggestion of a damaged replica: the newest moment that restores without what is damaged. */
+const restoresUpTo = (moment: number) => [
+  `The replica restores up to ${momentText(moment)} (the commit before it): --at ${momentText(moment)}`,
+]
+
+/** An object or file that is not there (a directory's ENOENT, a store's 404). */
+const missing = (error: unknown) =>
+  (error as NodeJS.ErrnoException).code === 'ENOENT' ||
+  [404, 'NoSuchKey', 'NotFound', 'BlobNotFound'].includes(
+    (error as {$metadata?: {httpStatusCode?: number}}).$metadata?.httpStatusCode ??
+      (error as {statusCode?: number}).statusCode ??
+      (error as {code?: number | string}).code ??
+      (error as {name?: string}).name ??
+      '',
+  )
 
 /** Keys are relative to the replica's root ("generations/<id>/snapshot.json"). */
 export interface ReplicaReader {
@@ -46,11 +63,21 @@ function directoryReader(root: string): ReplicaReader {
       const base = join(root, prefix)
       if ((await pathKind(base)) !== 'dir') return []
       const found: Array<{key: string; size: number}> = []
-      for (const entry of await readdir(base, {recursive: true, withFileTypes: true})) {
-        if (!entry.isFile() || entry.name.endsWith('.partial')) continue
-        const path = join(entry.parentPath ?? entry.path, entry.name)
-        found.push({key: relative(root, path).split('\\').join('/'), size: (await stat(path)).size})
+      // A live replica changes while it is walked: a directory or file deleted meanwhile (retention, compaction) is
+      // simply not listed, as an object store's listing would not list it.
+      const gone = (error: unknown) =>
+        (error as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : Promise.reject(error)
+      const walk = async (dir: string): Promise<void> => {
+        for (const entry of (await readdir(dir, {withFileTypes: true}).catch(gone)) ?? []) {
+          const path = join(dir, entry.name)
+          if (entry.isDirectory()) await walk(path)
+          else if (entry.isFile() && !entry.name.endsWith('.partial')) {
+            const info = await stat(path).catch(gone)
+            if (info) found.push({key: relative(root, path).split('\\').join('/'), size: info.size})
+          }
+        }
       }
+      await walk(base)
       return found.sort((a, b) => a.key.localeCompare(b.key))
     },
     get: (key) => readFile(join(root, key)),
@@ -93,7 +120,7 @@ const SEGMENT_KEY = /^generations\/([^/]+)\/wal\/([0-9a-f]{8})\/([0-9a-f]{16})-(
 const SNAPSHOT_KEY = /^generations\/([^/]+)\/snapshot\.json$/
 const SEGMENT_DATA_KEY = /^generations\/([^/]+)\/wal\/[0-9a-f]{8}\/[0-9a-f]{16}-[0-9a-f]{16}\.frames\.gz$/
 
-// What the replicator writes (templates/extension/mlflowctl_extension/replica.py): a file that parses but lacks a
+// What the replicator writes (templates/extension/mlflowctl_extension/replica_layout.py): a file that parses but lacks a
 // field is as damaged as one that does not parse, and is refused before anything reads the field.
 const count = z.number().int().nonnegative()
 const chain = z.tuple([z.number().int(), z.number().int()])
@@ -153,8 +180,20 @@ export interface ReplicaContents {
   generations: GenerationInfo[]
   /** Stored bytes per generation, and the artifacts shipped. */
   sizes: {generations: Record<string, number>; artifacts: {files: number; bytes: number}}
+  /** The artifacts' keys, from the same listing as their count: a restore fetches exactly these. */
+  artifactKeys: string[]
   /** Segment files without their sidecar (keys): never replayed. */
   unlisted: string[]
+  /** Sidecars that do not read (empty, cut short, edited): their segments are not listed, and a restore stops before them. */
+  damaged: DamagedSidecar[]
+}
+
+export interface DamagedSidecar {
+  key: string
+  generation: string
+  walIndex: number
+  start: number
+  why: string
 }
 
 /** What a replica holds. Reads only. @throws UsageError REPLICA_NOT_FOUND */
@@ -177,9 +216,11 @@ export async function readReplica(reader: ReplicaReader): Promise<ReplicaContent
     const id = key.split('/')[1]
     sizes.generations[id] = (sizes.generations[id] ?? 0) + size
   }
-  for (const {size} of await reader.list('artifacts/')) {
+  const artifactKeys: string[] = []
+  for (const {key, size} of await reader.list('artifacts/')) {
     sizes.artifacts.files++
     sizes.artifacts.bytes += size
+    artifactKeys.push(key)
   }
   const ids = keys.flatMap(({key}) => SNAPSHOT_KEY.exec(key)?.[1] ?? [])
   const sidecars = keys.flatMap(({key}) => {
@@ -187,29 +228,47 @@ export async function readReplica(reader: ReplicaReader): Promise<ReplicaContent
     return match ? [{key, id: match[1], index: Number.parseInt(match[2], 16)}] : []
   })
   // A generation without snapshot.json was never finished: restores skip it.
+  // Listed, then gone before it was read: retention or compaction deleted it meanwhile, as they may once nothing in
+  // the window needs it. It is left out as if the listing had not seen it; continuity finds any gap that matters.
+  const unlessGone = <T>(promise: Promise<T>) =>
+    promise.catch((error: unknown) => (missing(error) ? undefined : Promise.reject(error)))
   const snapshots = await inOrder(ids, 16, (id) =>
-    readChecked(reader, `generations/${id}/snapshot.json`, snapshotSchema),
+    unlessGone(readChecked(reader, `generations/${id}/snapshot.json`, snapshotSchema)),
   )
-  const segments = await inOrder(sidecars, 16, async ({key, index}) => {
-    const info = (await readChecked(reader, key, segmentSchema)) as Omit<SegmentInfo, 'path' | 'walIndex'>
-    const path = key.split('/').slice(2).join('/').slice(0, -'.json'.length)
-    return {...info, path, walIndex: index}
+  const damaged: DamagedSidecar[] = []
+  const read = await inOrder(sidecars, 16, async ({key, id, index}) => {
+    try {
+      const info = (await unlessGone(readChecked(reader, key, segmentSchema))) as
+        Omit<SegmentInfo, 'path' | 'walIndex'> | undefined
+      if (!info) return undefined
+      const path = key.split('/').slice(2).join('/').slice(0, -'.json'.length)
+      return {...info, path, walIndex: index}
+    } catch (error) {
+      if (!(error instanceof CheckFailedError)) throw error
+      // Kept aside rather than fatal: the moments before this segment still restore.
+      const start = Number.parseInt(SEGMENT_KEY.exec(key)![3], 16)
+      damaged.push({key, generation: id, walIndex: index, start, why: error.message})
+      return undefined
+    }
   })
+  const segments = read.filter((segment) => segment !== undefined)
+  const readSidecars = sidecars.filter((_, i) => read[i] !== undefined)
   // Segment data without its sidecar: one being written right now, or one whose sidecar was lost.
   const listed = new Set(sidecars.map(({key}) => key.slice(0, -'.json'.length)))
   const unlisted = keys.filter(({key}) => SEGMENT_DATA_KEY.test(key) && !listed.has(key)).map(({key}) => key)
-  const generations = ids.map((id, at): GenerationInfo => {
+  const generations = ids.flatMap((id, at): GenerationInfo[] => {
+    if (!snapshots[at]) return []
     const mine = segments
-      .filter((_, i) => sidecars[i].id === id)
+      .filter((_, i) => readSidecars[i].id === id)
       .sort((a, b) => a.walIndex - b.walIndex || a.start - b.start)
     const walIndexes: GenerationInfo['walIndexes'] = []
     for (const segment of mine) {
       if (walIndexes.at(-1)?.index !== segment.walIndex) walIndexes.push({index: segment.walIndex, segments: []})
       walIndexes.at(-1)!.segments.push(segment)
     }
-    return {id, snapshot: snapshots[at], walIndexes}
+    return [{id, snapshot: snapshots[at], walIndexes}]
   })
-  return {meta, generations, sizes, unlisted}
+  return {meta, generations, sizes, unlisted, artifactKeys, damaged}
 }
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
@@ -294,6 +353,19 @@ export async function replayReplica(reader: ReplicaReader, at: number | undefine
         'Two deployments must not share a replica URL; remove what another database wrote there, or restore from its own replica.',
       ],
     })
+  // A damaged sidecar hides its segment: the moments before it restore, "latest" and any later moment do not.
+  const blocking = contents.damaged
+    .filter((sidecar) => sidecar.generation === generation.id)
+    .map((sidecar) => ({...sidecar, before: lastMomentBefore(generation, sidecar.walIndex, sidecar.start)}))
+    .sort((a, b) => a.before - b.before)[0]
+  if (blocking && (at === undefined || Math.floor(at * 1000) > Math.floor(blocking.before * 1000)))
+    throw corrupt(
+      blocking.why.replace(
+        /; nothing was restored\.$/,
+        `, so ${generation.id} cannot be replayed past it; nothing was restored.`,
+      ),
+      restoresUpTo(blocking.before),
+    )
   const problem = continuityProblem(generation, segments)
   if (problem) throw corrupt(`Replica ${reader.display}: ${problem}.`)
   const packed = `${file}.snapshot.gz`
@@ -310,17 +382,27 @@ export async function replayReplica(reader: ReplicaReader, at: number | undefine
     // Fetched in windows of eight, applied in order: memory holds a window, not the replica.
     for (let from = 0; from < segments.length; from += 8) {
       const window = segments.slice(from, from + 8)
-      const stored = await inOrder(window, 8, (segment) => reader.get(`${base}/${segment.path}`))
+      const stored = await inOrder(window, 8, (segment) =>
+        reader
+          .get(`${base}/${segment.path}`)
+          .catch((error) =>
+            Promise.reject(
+              missing(error)
+                ? corrupt(
+                    `Replica ${reader.display}: ${generation.id}/${segment.path} is missing (its sidecar is there); nothing was restored.`,
+                    restoresUpTo(lastMomentBefore(generation, segment.walIndex, segment.start)),
+                  )
+                : error,
+            ),
+          ),
+      )
       for (const [position, segment] of window.entries()) {
         let data: Buffer
         try {
           data = checkedFrames(segment, stored[position], `${generation.id}/${segment.path}`)
         } catch (error) {
-          const moment = new Date(reachedAt * 1000).toISOString()
           throw error instanceof CheckFailedError
-            ? corrupt(`Replica ${reader.display}: ${error.message} Nothing was restored.`, [
-                `The replica restores up to ${moment} (the commit before it): --at ${moment}`,
-              ])
+            ? corrupt(`Replica ${reader.display}: ${error.message} Nothing was restored.`, restoresUpTo(reachedAt))
             : error
         }
         const frameSize = WAL_FRAME_HEADER_BYTES + segment.pageSize
@@ -387,17 +469,31 @@ export async function replicaManifest(display: string, file: string, replayed: R
 }
 
 /** Puts the replayed file where an extracted archive's database would be, and the replica's artifacts beside it. */
-export async function placeReplayed(reader: ReplicaReader, file: string, dir: string): Promise<number> {
+export async function placeReplayed(
+  reader: ReplicaReader,
+  contents: ReplicaContents,
+  file: string,
+  dir: string,
+): Promise<number> {
   await makeDirs(join(dir, 'db'))
   await rename(file, join(dir, SQLITE_FILE_ENTRY))
-  const artifacts = await reader.list('artifacts/')
-  for (const {key} of artifacts) {
+  // The artifacts of the one listing the manifest was made from: one shipped since is the next restore's.
+  const artifacts = contents.artifactKeys
+  for (const key of artifacts) {
     const problem = unsafeEntryName(key)
     if (problem) throw corrupt(`Replica ${reader.display}: artifact ${key} ${problem}; nothing was restored.`)
   }
-  await inOrder(artifacts, 8, async ({key}) => {
+  await inOrder(artifacts, 8, async (key) => {
     await makeDirs(dirname(join(dir, key)))
-    await reader.downloadFile(key, join(dir, key))
+    await reader
+      .downloadFile(key, join(dir, key))
+      .catch((error) =>
+        Promise.reject(
+          missing(error)
+            ? corrupt(`Replica ${reader.display}: artifact ${key} was listed but is gone; nothing was restored.`)
+            : error,
+        ),
+      )
   })
   return artifacts.length
 }

@@ -71,7 +71,8 @@ A killed restore whose target was written to since is not undone over: RECOVERY_
       env: 'MLFLOWCTL_FROM_REPLICA',
     }),
     at: Flags.string({
-      summary: 'With --from-replica: the moment to restore (ISO 8601, e.g. 2026-12-04T10:15:00Z); default the newest.',
+      summary:
+        'With --from-replica: the moment to restore, ISO 8601 with Z or an offset (2026-12-04T10:15:00Z); default the newest.',
       dependsOn: ['from-replica'],
       env: 'MLFLOWCTL_AT',
     }),

@@ -67,6 +67,7 @@ error) and reads the replica it names when it can be reached from here. Restore 
       const reader = await openReplica(isObjectStoreUrl(url) ? url : resolve(url))
       const contents = await readReplica(reader)
       result.contents = summarizeReplica(contents.generations, contents.sizes, Date.now() / 1000)
+      for (const sidecar of contents.damaged) this.warnUser(sidecar.why.replace(/; nothing was restored\.$/, '.'))
     } catch (error) {
       if (!this.flags.guid) throw error
       result.contentsError = (error as Error).message

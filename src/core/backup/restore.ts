@@ -59,12 +59,44 @@ export function parseRestoreTarget(
 /** What a restore reads: a backup (ID, latest or archive path) or a replica as of a moment (issue 19). */
 export type RestoreSource = {kind: 'backup'; ref: string} | {kind: 'replica'; dir: string; at?: number}
 
+/**
+ * `--at`: an ISO 8601 date and time with its zone (Z or ±hh:mm), not in the future; Unix seconds. A time without a zone
+ * would be read in this machine's zone, and "0" as the year 2000: both are refused rather than guessed.
+ * @throws UsageError INVALID_TIME. Pure.
+ */
+export function parseMoment(at: string, now: Date): number {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i.test(at.trim()))
+    throw new UsageError(
+      'INVALID_TIME',
+      `--at ${at} is not an ISO 8601 time with a zone: give the date, the time and Z (UTC) or an offset, for example 2026-12-04T10:15:00Z or 2026-12-04T11:15:00+01:00.`,
+    )
+  const moment = Date.parse(at.trim())
+  // Date.parse rolls an impossible day over (February 30 becomes March 2): each field is checked against the calendar.
+  const [year, month, day, hour, minute, second = 0] = at.trim().match(/\d+/g)!.slice(0, 6).map(Number)
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate()
+  if (
+    Number.isNaN(moment) ||
+    month < 1 ||
+    month > 12 ||
+    day < 1 ||
+    day > daysInMonth ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 59
+  )
+    throw new UsageError('INVALID_TIME', `--at ${at} is not a valid time.`)
+  if (moment > now.getTime())
+    throw new UsageError('INVALID_TIME', `--at ${at} is in the future; leave --at out to restore the newest moment.`)
+  return moment / 1000
+}
+
 /** @throws UsageError USAGE (neither or both), INVALID_TIME. Pure. */
 export function parseRestoreSource(
   backup: string | undefined,
   fromReplica: string | undefined,
   at: string | undefined,
   resolvePath: (path: string) => string,
+  now: Date = new Date(),
 ): RestoreSource {
   if (backup && fromReplica)
     throw new UsageError('USAGE', `Restore either backup ${backup} or --from-replica ${fromReplica}, not both.`)
@@ -76,14 +108,11 @@ export function parseRestoreSource(
       )
     return {kind: 'backup', ref: backup}
   }
-  const moment = at === undefined ? undefined : Date.parse(at)
-  if (moment !== undefined && Number.isNaN(moment))
-    throw new UsageError('INVALID_TIME', `--at ${at} is not a time: use ISO 8601, for example 2026-12-04T10:15:00Z.`)
   return {
     kind: 'replica',
     // An object-store replica (s3://, wasbs://, gs://) is read as it is; a directory is made absolute.
     dir: /^(s3|wasbs|gs):\/\//.test(fromReplica) ? fromReplica : resolvePath(fromReplica),
-    at: moment === undefined ? undefined : moment / 1000,
+    at: at === undefined ? undefined : parseMoment(at, now),
   }
 }
 

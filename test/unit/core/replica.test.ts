@@ -38,7 +38,10 @@ describe('replica rules', () => {
       at115.segments.map((s) => s.start),
       [32],
     )
-    assert.match((replayPlan([newer], 50) as {error: string}).error, /nothing as old as 50/)
+    assert.match(
+      (replayPlan([newer], 50) as {error: string}).error,
+      /nothing as old as 1970-01-01T00:00:50\.000Z; the oldest moment it restores is 1970-01-01T00:03:20\.000Z/,
+    )
     assert.match((replayPlan([], undefined) as {error: string}).error, /no generation/)
   })
   it('finds a missing segment, a missing WAL index and a lost last segment of an index', () => {
@@ -116,6 +119,53 @@ describe('replica rules', () => {
     )
     assert.equal(continuityProblem(g, at25.segments), undefined)
     assert.deepEqual((replayPlan([g], 5) as {segments: SegmentInfo[]}).segments, [])
+  })
+})
+
+describe('moments as they are printed and given (issue 27, item 7)', async () => {
+  const {momentText} = await import('../../../src/core/replica.js')
+  const {parseMoment, parseRestoreSource} = await import('../../../src/core/backup/restore.js')
+  const now = new Date('2026-12-06T12:00:00Z')
+  it('accepts the window start that replica status prints, although the snapshot is a fraction of a millisecond later', () => {
+    const takenAt = 1_765_000_000.1239 // what time.time() gives: finer than a millisecond
+    const g = generation('g', takenAt, [[segment(0, 32, 64, takenAt + 0.00005)]])
+    const printed = summarizeReplica([g], {generations: {}, artifacts: {files: 0, bytes: 0}}, takenAt + 1).window!.from
+    assert.equal(printed, momentText(takenAt))
+    const plan = replayPlan([g], parseMoment(printed, now)) as {generation: GenerationInfo; segments: SegmentInfo[]}
+    assert.equal(plan.generation.id, 'g')
+    // The segment committed within the same millisecond belongs to the moment too.
+    assert.equal(plan.segments.length, 1)
+    // A millisecond earlier is before the replica, and the message names the moment to give instead.
+    const earlier = replayPlan([g], parseMoment(momentText(takenAt - 0.001), now)) as {error: string}
+    assert.match(earlier.error, new RegExp(`the oldest moment it restores is ${printed.replace(/\./g, '\\.')}`))
+  })
+  it('requires a zone, so that TZ never changes the moment, and takes offsets', () => {
+    assert.equal(parseMoment('2026-12-04T10:15:00Z', now), Date.UTC(2026, 11, 4, 10, 15) / 1000)
+    assert.equal(parseMoment('2026-12-04T11:15:00+01:00', now), Date.UTC(2026, 11, 4, 10, 15) / 1000)
+    assert.equal(parseMoment('2026-12-04T10:15:00.250z', now), Date.UTC(2026, 11, 4, 10, 15, 0, 250) / 1000)
+    for (const noZone of ['2026-12-04T10:15:00', '2026-12-04 10:15:00', '2026-12-04'])
+      assert.throws(() => parseMoment(noZone, now), {code: 'INVALID_TIME', message: /with a zone/})
+  })
+  it('refuses numbers read as years and moments in the future', () => {
+    for (const number of ['0', '1', '1765000000'])
+      assert.throws(() => parseMoment(number, now), {code: 'INVALID_TIME', message: /not an ISO 8601 time/})
+    assert.throws(() => parseMoment('2026-12-06T12:00:01Z', now), {code: 'INVALID_TIME', message: /in the future/})
+    for (const impossible of [
+      '2026-02-30T10:00:00Z',
+      '2026-13-01T10:00:00Z',
+      '2026-11-30T24:00:00Z',
+      '2026-11-30T10:60:00Z',
+    ])
+      assert.throws(() => parseMoment(impossible, now), {code: 'INVALID_TIME', message: /not a valid time/})
+    assert.throws(() => parseRestoreSource(undefined, '/r', '1', (p) => p, now), {code: 'INVALID_TIME'})
+    assert.deepEqual(
+      parseRestoreSource(undefined, '/r', '2026-12-06T11:00:00Z', (p) => p, now),
+      {
+        kind: 'replica',
+        dir: '/r',
+        at: Date.UTC(2026, 11, 6, 11) / 1000,
+      },
+    )
   })
 })
 
