@@ -1,17 +1,19 @@
 // Object-store replicas (issue 19) on the emulators: the extension's Replicator (in the bundle venv of the cloud mode
 // whose SDK it needs) ships a real MLflow store and an artifact to moto S3, Azurite and the GCS emulator; `replica
 // status` reads what it holds; `backup restore --from-replica` rebuilds the database and the artifact from the bucket;
-// a damaged segment object stops the restore with REPLICA_CORRUPT.
+// a damaged segment object stops the restore with REPLICA_CORRUPT. The kill test around a frozen S3 endpoint: the
+// stall is reported as an error, a kill while frozen restores consistently, and after the thaw the bound holds again.
 import assert from 'node:assert/strict'
 import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {describe, it, type TestContext} from 'node:test'
 
 import {BlobServiceClient} from '@azure/storage-blob'
 import Database from 'better-sqlite3'
 
 import {runCli, tempDir} from '../support/cli.js'
-import {NO_EMULATORS, startGcsEmulator, startMoto} from '../support/cloud.js'
+import {NO_EMULATORS, type Moto, startGcsEmulator, startMoto} from '../support/cloud.js'
 import {
   AZURITE_ACCOUNT,
   NO_AZURITE,
@@ -20,6 +22,7 @@ import {
   cloudVenv,
   requireService,
   runWithExtension,
+  startWithExtension,
 } from '../support/services.js'
 import {parseArtifactUrl} from '../../src/core/artifact-url.js'
 import {openObjectStore} from '../../src/adapters/object-store.js'
@@ -50,6 +53,138 @@ with mlflow.start_run() as run:
 replicator.close()
 print(run.info.run_id)
 `
+
+/**
+ * The extension's replication service (its three threads, 0.2 s rounds, a stall reported after 1 s) beside a writer
+ * committing one metric row at a time from the step given; prints each acknowledged commit and, every 0.2 s, the
+ * status, as JSON lines.
+ */
+const FROZEN = `
+import json, sqlite3, sys, time
+from pathlib import Path
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflowctl_extension.replica_service import ReplicationService
+db, replica, state, step = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+store = SqlAlchemyStore(f"sqlite:///{db}", str(db.parent / "artifacts"))
+run = store.create_run("0", "frozen", int(time.time() * 1000), [], "frozen").info.run_id
+store.engine.dispose()
+service = ReplicationService(db, replica, state, interval=0.2, stall_seconds=1.0)
+service.start()
+while service.status()["generation"] is None:
+    time.sleep(0.05)
+print("ready", flush=True)
+writer = sqlite3.connect(db, isolation_level=None, timeout=30)
+reported = 0.0
+while True:
+    writer.execute("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES ('loss', 0.5, ?, ?, ?, 0)",
+                   (int(time.time() * 1000), run, step))
+    print(json.dumps({"ack": time.time(), "step": step}), flush=True)
+    step += 1
+    if time.time() - reported > 0.2:
+        reported = time.time()
+        print(json.dumps({"status": service.status()}), flush=True)
+    time.sleep(0.02)
+`
+
+type FrozenLine = {ack?: number; step?: number; status?: {stalledSeconds: number | null; lastError: string | null}}
+
+async function frozenTargetKillTest(t: TestContext, python: string, moto: Moto, env: Record<string, string>) {
+  const work = tempDir('replica-frozen-')
+  const url = 's3://mlflow-frozen/team-a'
+  const db = join(work, 'mlflow.db')
+  const lines = (writer: {output: () => string}) =>
+    writer
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as FrozenLine)
+  const waitFor = async (
+    writer: {output: () => string},
+    what: string,
+    condition: (line: FrozenLine) => boolean,
+    fromLine = 0,
+  ) => {
+    for (let tries = 0; tries < 300; tries++) {
+      if (lines(writer).slice(fromLine).some(condition)) return
+      await sleep(100)
+    }
+    assert.fail(`${what}: never reported\n${writer.output().split('\n').slice(-3).join('\n')}`)
+  }
+  const kill = async (writer: Awaited<ReturnType<typeof startWithExtension>>) => {
+    if (writer.child.exitCode === null && writer.child.signalCode === null) {
+      const exited = new Promise((resolve) => writer.child.once('exit', resolve))
+      writer.child.kill('SIGKILL')
+      await exited
+    }
+    return Date.now() / 1000
+  }
+  const restoredSteps = async (name: string) => {
+    const target = join(work, name)
+    const restored = await runCli(['backup', 'restore', '--from-replica', url, '--to', target, '--json'], {env})
+    assert.equal(restored.code, 0, `${name}:\n${restored.stdout}\n${restored.stderr}`)
+    const restoredDb = new Database(join(target, 'mlflow.db'), {readonly: true})
+    try {
+      return new Set(restoredDb.prepare('SELECT step FROM metrics').pluck().all() as number[])
+    } finally {
+      restoredDb.close()
+    }
+  }
+  const acknowledged = (writer: {output: () => string}) =>
+    lines(writer).flatMap((line) => (line.ack === undefined ? [] : [{at: line.ack, step: line.step!}]))
+
+  // 1. Frozen for good: the stall is an error in status; a kill while frozen leaves a replica that restores, holding
+  // what was acknowledged more than 5 s before the endpoint froze.
+  const first = await startWithExtension(python, FROZEN, [db, url, join(work, 'state'), '0'], env)
+  await sleep(6000)
+  const frozenAt = Date.now() / 1000
+  moto.freeze()
+  try {
+    await waitFor(first, 'a stall while S3 is frozen', (line) =>
+      Boolean(line.status?.lastError?.includes('has not answered')),
+    )
+    await sleep(1000)
+  } finally {
+    await kill(first)
+    moto.thaw()
+  }
+  const whileFrozen = await restoredSteps('killed-while-frozen')
+  const lostBeforeFreeze = acknowledged(first).filter(({at, step}) => at < frozenAt - 5 && !whileFrozen.has(step))
+  assert.deepEqual(lostBeforeFreeze, [], 'acknowledged more than 5 s before the freeze, and missing')
+
+  // 2. The restarted process resumes; S3 freezes for 2 s past the stall and thaws: the stall clears, and a kill 6 s
+  // after the thaw loses nothing acknowledged more than 5 s before it.
+  const resumeAt = Math.max(...acknowledged(first).map(({step}) => step)) + 1
+  const second = await startWithExtension(python, FROZEN, [db, url, join(work, 'state'), String(resumeAt)], env)
+  let killedAt = 0
+  try {
+    await sleep(2000)
+    moto.freeze()
+    try {
+      await waitFor(second, 'a stall', (line) => Boolean(line.status?.stalledSeconds))
+      await sleep(2000)
+    } finally {
+      moto.thaw()
+    }
+    const seenBeforeThaw = lines(second).length
+    await waitFor(
+      second,
+      'the stall cleared after the thaw',
+      (line) => line.status?.stalledSeconds === null && line.status.lastError === null,
+      seenBeforeThaw,
+    )
+    await sleep(6000)
+  } finally {
+    killedAt = await kill(second)
+  }
+  const afterThaw = await restoredSteps('killed-after-thaw')
+  const all = [...acknowledged(first), ...acknowledged(second)]
+  const lost = all.filter(({at, step}) => at < killedAt - 5 && !afterThaw.has(step))
+  assert.deepEqual(lost, [], 'acknowledged more than 5 s before the kill, and missing')
+  t.diagnostic(
+    `frozen S3: killed while frozen, ${whileFrozen.size} of ${acknowledged(first).length} restored; ` +
+      `after the thaw, ${afterThaw.size} of ${all.length}`,
+  )
+}
 
 async function replicaLifeCycle(t: TestContext, python: string, url: string, env: Record<string, string>) {
   const work = tempDir('replica-store-')
@@ -95,23 +230,36 @@ async function replicaLifeCycle(t: TestContext, python: string, url: string, env
   t.diagnostic(`${url}: shipped, summarized, restored (200 metrics, 1 artifact), damage detected`)
 }
 
+/** The extension's environment for an S3 replica in moto: role credentials, and no shared AWS files. */
+async function s3Env(moto: Moto): Promise<Record<string, string>> {
+  const creds = await moto.assumeRole()
+  return {
+    AWS_ACCESS_KEY_ID: creds.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: creds.secretAccessKey,
+    AWS_SESSION_TOKEN: creds.sessionToken,
+    AWS_REGION: 'us-east-1',
+    AWS_DEFAULT_REGION: 'us-east-1',
+    MLFLOW_S3_ENDPOINT_URL: moto.url,
+    AWS_CONFIG_FILE: '/nonexistent',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+  }
+}
+
 describe('replicas in object stores', () => {
   it('S3 (moto, IAM enforced)', async (t) => {
     const venv = cloudVenv('aws')
     if (!requireService(t, Boolean(venv), NO_VENVS)) return
     const moto = await startMoto('mlflow-replicas')
     if (!requireService(t, Boolean(moto), NO_EMULATORS)) return
-    const creds = await moto!.assumeRole()
-    await replicaLifeCycle(t, venv!.python, 's3://mlflow-replicas/team-a', {
-      AWS_ACCESS_KEY_ID: creds.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: creds.secretAccessKey,
-      AWS_SESSION_TOKEN: creds.sessionToken,
-      AWS_REGION: 'us-east-1',
-      AWS_DEFAULT_REGION: 'us-east-1',
-      MLFLOW_S3_ENDPOINT_URL: moto!.url,
-      AWS_CONFIG_FILE: '/nonexistent',
-      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
-    })
+    await replicaLifeCycle(t, venv!.python, 's3://mlflow-replicas/team-a', await s3Env(moto!))
+  })
+
+  it('S3 frozen (moto stopped) around kills: the stall is an error, and the bound holds again after the thaw', async (t) => {
+    const venv = cloudVenv('aws')
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const moto = await startMoto('mlflow-frozen')
+    if (!requireService(t, Boolean(moto), NO_EMULATORS)) return
+    await frozenTargetKillTest(t, venv!.python, moto!, await s3Env(moto!))
   })
 
   it('Azure Blob (Azurite)', async (t) => {

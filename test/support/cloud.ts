@@ -96,6 +96,7 @@ function startProcess(command: string, args: string[], env: Record<string, strin
   after(() => {
     try {
       process.kill(-child.pid!, 'SIGTERM')
+      process.kill(-child.pid!, 'SIGCONT') // a test that froze it and failed before thawing
     } catch {
       // already gone
     }
@@ -109,6 +110,9 @@ export interface Moto {
   assumeRole(): Promise<{accessKeyId: string; secretAccessKey: string; sessionToken: string}>
   /** Object keys in a bucket, listed with fresh role credentials (so moto checks them too). */
   listObjects(bucket: string): Promise<string[]>
+  /** Freezes the server (SIGSTOP): connections are accepted by the kernel and never answered, as by a hung endpoint. */
+  freeze(): void
+  thaw(): void
 }
 
 export async function startMoto(bucket: string): Promise<Moto | undefined> {
@@ -141,6 +145,8 @@ export async function startMoto(bucket: string): Promise<Moto | undefined> {
   return {
     url,
     assumeRole,
+    freeze: () => process.kill(-child.pid!, 'SIGSTOP'),
+    thaw: () => process.kill(-child.pid!, 'SIGCONT'),
     async listObjects(bucket) {
       const c = await assumeRole()
       const script =

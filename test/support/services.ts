@@ -104,8 +104,9 @@ export function startWithExtension(
   python: string,
   script: string,
   args: string[],
+  env: Record<string, string> = {},
 ): Promise<{child: ChildProcess; output: () => string}> {
-  const child = spawn(python, ['-c', script, ...args], {env: extensionEnv({}), stdio: ['ignore', 'pipe', 'pipe']})
+  const child = spawn(python, ['-c', script, ...args], {env: extensionEnv(env), stdio: ['ignore', 'pipe', 'pipe']})
   let stdout = ''
   let stderr = ''
   child.stderr!.on('data', (chunk) => (stderr += chunk))
