@@ -36,17 +36,19 @@ export function createDeployDeps(options: DeployDepsOptions): DeployDeps & {conn
   return {
     connect,
     probe: {
-      async get(url, headers) {
+      async get(url, headers, timeoutMs) {
         const response = await send({
           method: 'GET',
           url: new URL(url),
           headers,
-          timeoutMs: 30_000,
+          timeoutMs: timeoutMs ?? 75_000, // core passes the item's init_timeout plus a margin
           ca: options.ca,
           insecure: options.insecure,
         })
         return {status: response.status, body: response.body.toString('utf8')}
       },
+      now: () => Date.now(),
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     },
     async readBundle(dir) {
       const {manifest, info} = await readRenderedBundle(dir)

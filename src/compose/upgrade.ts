@@ -158,6 +158,9 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
         apiKey: options.apiKey,
         opsToken: opsToken ?? '',
         expectedMlflowVersion: mlflowVersion,
+        // The new MLflow migrates after it starts answering: wait for it as long as a task may take.
+        startTimeoutMs: options.timeoutMs,
+        report: options.onProgress,
       })
       return {ok: result.ok, failures: result.checks.filter((check) => !check.ok).map((check) => check.detail)}
     },

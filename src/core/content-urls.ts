@@ -13,3 +13,10 @@ export function urlsFor(
     logsUrl: `${dashboardUrl}/logs`,
   }
 }
+
+/** The content's URL by GUID (`/content/{guid}/`), or a draft preview's (`/content/{guid}/_bundle{id}/`), as
+ * rsconnect builds it: never a vanity path, so a vanity (or a change of it) never changes what is verified. */
+export function previewUrl(server: string, guid: string, bundleId?: string): string {
+  const base = server.endsWith('/') ? server : `${server}/`
+  return `${base}content/${guid}/${bundleId ? `_bundle${bundleId}/` : ''}`
+}

@@ -1,11 +1,18 @@
-import {urlsFor} from './content-urls.js'
-import {AuthError, CheckFailedError, ExternalError, UsageError} from '../errors.js'
+import {previewUrl, urlsFor} from './content-urls.js'
+import {AuthError, CheckFailedError, ConfigError, ExternalError, MlflowctlError, UsageError} from '../errors.js'
 import {connectVersionAtLeast, parseConnectVersion} from './connect-version.js'
 import type {BundleInfo, ConnectManifest} from './bundle.js'
 import type {EnvVar} from './env-vars.js'
+import {describeStartup} from './extension-contract.js'
 import {HISTORY_FORMAT_VERSION, type HistoryEvent} from './history.js'
 import type {StepRunner} from './ports.js'
-import {verifyExtension, type VerifyDeps, type VerifyResult} from './verify-extension.js'
+import {
+  DEFAULT_INIT_TIMEOUT_SECONDS,
+  probeTimeoutMs,
+  verifyExtension,
+  type VerifyDeps,
+  type VerifyResult,
+} from './verify-extension.js'
 
 /** The Connect calls deploy needs (implemented by adapters/connect/client.ts). */
 export interface DeployConnect {
@@ -18,7 +25,11 @@ export interface DeployConnect {
     locked?: boolean | null
     content_url?: string | null
     dashboard_url?: string | null
+    /** Seconds Connect gives a process to answer before killing it; null: the server's default. */
+    init_timeout?: number | null
   }>
+  /** The server's default start limit for an app mode (server_settings/scheduler), undefined when unreadable. */
+  defaultInitTimeout?(appMode: string): Promise<number | undefined>
   createContent(name: string, title?: string): Promise<{guid: string}>
   updateContent(guid: string, patch: Record<string, unknown>): Promise<unknown>
   setEnvironment(guid: string, vars: Array<{name: string; value: string | null}>): Promise<void>
@@ -163,8 +174,11 @@ export async function deploy(deps: DeployDeps, options: DeployOptions, runner: S
     guid: plan.target.guid,
     ...fields,
   })
+  // The content's GUID once it exists, so that a failure after `--new` created it names it (a retry with --new
+  // would only meet a name conflict).
+  const target: {guid?: string} = {guid: plan.target.guid}
   try {
-    const result = await deployUnrecorded(deps, options, plan, bundle, runner)
+    const result = await deployUnrecorded(deps, options, plan, bundle, runner, target)
     await deps.appendHistory(
       event('ok', {
         guid: result.guid,
@@ -175,7 +189,11 @@ export async function deploy(deps: DeployDeps, options: DeployOptions, runner: S
     )
     return result
   } catch (error) {
-    await deps.appendHistory(event('failed', {message: (error as Error).message.split('\n')[0]}))
+    await deps.appendHistory(event('failed', {guid: target.guid, message: (error as Error).message.split('\n')[0]}))
+    if (plan.target.create && target.guid && error instanceof MlflowctlError)
+      error.suggestions.push(
+        `Content ${target.guid} was created; deploy to it again rather than creating another: mlflowctl deploy ${options.dir} --guid ${target.guid}`,
+      )
     throw error
   }
 }
@@ -186,6 +204,7 @@ async function deployUnrecorded(
   plan: DeployPlan,
   bundle: DeployBundle,
   runner: StepRunner,
+  target: {guid?: string},
 ): Promise<DeployResult> {
   const warnings: string[] = []
   const {user, version, drafts} = await runner.step('Check the API key and server', async () => {
@@ -222,6 +241,11 @@ async function deployUnrecorded(
     return existing
   })
   const guid = content.guid
+  target.guid = guid
+  const initTimeoutSeconds =
+    content.init_timeout ??
+    (await deps.connect.defaultInitTimeout?.(bundle.manifest.metadata.appmode).catch(() => undefined)) ??
+    DEFAULT_INIT_TIMEOUT_SECONDS
   const opsToken = (await deps.opsToken(options.server, guid)) ?? deps.newToken()
   await runner.step('Apply settings and environment variables', async () => {
     await deps.connect.updateContent(guid, plan.settings)
@@ -236,26 +260,34 @@ async function deployUnrecorded(
   )
   const previous = content.bundle_id ?? null
   const failureHints = [`Dashboard: ${urls.dashboardUrl}`, `Logs: ${urls.logsUrl}`]
-  const verifyAt = (baseUrl: string) =>
+  const verifyAt = (baseUrl: string, report: (line: string) => void) =>
     verifyExtension(deps.probe, {
       baseUrl,
       apiKey: options.apiKey,
       opsToken,
       expectedMlflowVersion: bundle.info.mlflowVersion,
+      initTimeoutSeconds,
+      // A cold start, then the migrations the new MLflow runs: as long as a deploy task may take.
+      startTimeoutMs: options.timeoutMs,
+      report,
     })
   if (drafts) {
     await runner.step(`Deploy bundle ${bundleId} as a draft`, (report) =>
       waitForTask(deps, guid, bundleId, false, options.timeoutMs, report, failureHints),
     )
-    const preview = `${urls.contentUrl}_bundle${bundleId}/`
-    const draft = await runner.step('Verify the draft at its preview URL', async () => verifyAt(preview))
+    // From the GUID, as rsconnect does: a vanity path never changes what is verified.
+    const preview = previewUrl(options.server, guid, bundleId)
+    const draft = await runner.step('Verify the draft at its preview URL', (report) => verifyAt(preview, report))
     if (!draft.ok) {
+      const keeps = previous ? `The active bundle ${previous} keeps serving.` : 'Nothing was activated.'
+      if (draft.startup?.error?.code === 'DATA_DIR_MISSING') throw noDataDirectory(guid, keeps, failureHints)
+      if (stillStarting(draft)) throw startTimeout(draft, 'the draft', keeps, options.timeoutMs, failureHints)
       // Only the preview root is documented to reach a draft (connect-api.md §1, §10). When Connect answers a
       // sub-path with its own 404 (the extension always serves /health), verify the root alone now and
       // everything right after activation, with the usual rollback when that fails.
       const root =
         draft.checks.find((check) => check.id === 'health')?.status === 404
-          ? await deps.probe.get(preview, {Authorization: `Key ${options.apiKey}`}).catch(() => ({status: 0, body: ''}))
+          ? await settledRoot(deps, preview, options.apiKey, options.timeoutMs, probeTimeoutMs(initTimeoutSeconds))
           : undefined
       if (!root || root.status === 0 || root.status >= 500)
         throw verifyFailure(
@@ -272,21 +304,21 @@ async function deployUnrecorded(
   await runner.step(`Activate bundle ${bundleId}`, (report) =>
     waitForTask(deps, guid, bundleId, true, options.timeoutMs, report, failureHints),
   )
-  const live = await runner.step('Verify the activated bundle', async () => verifyAt(urls.contentUrl))
+  const live = await runner.step('Verify the activated bundle', (report) =>
+    verifyAt(previewUrl(options.server, guid), report),
+  )
   if (!live.ok) {
     if (previous)
       await runner.step(`Re-activate bundle ${previous}`, (report) =>
         waitForTask(deps, guid, previous, true, options.timeoutMs, report, failureHints),
       )
-    throw verifyFailure(
-      live,
-      'the activated bundle',
-      previous ? `Bundle ${previous} was re-activated.` : 'There was no earlier bundle to return to.',
-      failureHints,
-    )
+    const consequence = previous ? `Bundle ${previous} was re-activated.` : 'There was no earlier bundle to return to.'
+    if (live.startup?.error?.code === 'DATA_DIR_MISSING') throw noDataDirectory(guid, consequence, failureHints)
+    if (stillStarting(live))
+      throw startTimeout(live, 'the activated bundle', consequence, options.timeoutMs, failureHints)
+    throw verifyFailure(live, 'the activated bundle', consequence, failureHints)
   }
-  if (options.vanity)
-    await runner.step(`Set the vanity path ${options.vanity}`, () => deps.connect.setVanity(guid, options.vanity!))
+  // The record first: what follows may fail, and a retry must find the GUID.
   await deps.writeRecord(options.dir, {
     server: options.server,
     guid,
@@ -294,6 +326,14 @@ async function deployUnrecorded(
     mlflowVersion: bundle.info.mlflowVersion,
     deployedAt: new Date(deps.now()).toISOString(),
   })
+  if (options.vanity) {
+    const vanity = options.vanity
+    const refused = await runner
+      .step(`Set the vanity path ${vanity}`, () => deps.connect.setVanity(guid, vanity))
+      .then(() => undefined)
+      .catch((error: Error) => error)
+    if (refused) warnings.push(vanityWarning(refused, vanity, options.dir))
+  }
   return {
     dryRun: false,
     plan,
@@ -332,6 +372,72 @@ function appModeChanged(guid: string, deployed: string, bundle: DeployBundle, di
       ],
     },
   )
+}
+
+const stillStarting = (result: VerifyResult) =>
+  result.startup?.state === 'starting' || result.startup?.state === 'migrating'
+
+/** Verification ran out of time while the extension was still starting or migrating: a timeout, not a failure. */
+function startTimeout(
+  result: VerifyResult,
+  what: string,
+  consequence: string,
+  timeoutMs: number,
+  hints: string[],
+): ExternalError {
+  return new ExternalError(
+    'DEPLOY_TIMEOUT',
+    `The extension of ${what} ${describeStartup(result.startup!)}, and did not finish within ${Math.round(timeoutMs / 1000)} s (--timeout). ${consequence}`,
+    {
+      suggestions: [
+        'Raise --timeout: migrating a large store can take minutes (mlflowctl upgrade plan estimates it).',
+        ...hints,
+      ],
+    },
+  )
+}
+
+/** The preview root's answer once it is not 503 (the extension starting or migrating), or the last 503. */
+async function settledRoot(
+  deps: DeployDeps,
+  url: string,
+  apiKey: string,
+  waitMs: number,
+  requestMs: number,
+): Promise<{status: number; body: string}> {
+  const deadline = deps.now() + waitMs
+  for (;;) {
+    const answer = await deps.probe
+      .get(url, {Authorization: `Key ${apiKey}`}, requestMs)
+      .catch(() => ({status: 0, body: ''}))
+    if (answer.status !== 503 || deps.now() >= deadline) return answer
+    await deps.sleep(2000)
+  }
+}
+
+/** Local storage keeps MLflow's data in the item's persistent directory, which this server does not give it. */
+function noDataDirectory(guid: string, consequence: string, hints: string[]): ConfigError {
+  return new ConfigError(
+    'DATA_DIR_MISSING',
+    `Connect gives content ${guid} no persistent data directory (CONNECT_CONTENT_DATA_DIR is not set), and local storage keeps MLflow's database and artifacts there. ${consequence}`,
+    {
+      suggestions: [
+        'Ask a Connect administrator to enable persistent storage for this content item, then deploy again.',
+        'Or keep the data outside Connect: render the bundle with custom storage (PostgreSQL or SQL Server) or cloud storage (mlflowctl init --help).',
+        ...hints,
+      ],
+    },
+  )
+}
+
+/** A vanity path Connect refused: the deployment stands and is recorded; say why and how to retry. */
+function vanityWarning(error: Error, vanity: string, dir: string): string {
+  const why = /Connect error 51\b/.test(error.message)
+    ? 'the path is taken by other content: choose another, or free it first'
+    : /Connect error 52\b/.test(error.message)
+      ? 'this server does not let publishers manage vanity paths (Authorization.PublishersCanManageVanities): ask an administrator'
+      : error.message
+  return `The deployment succeeded and is recorded, but Connect did not set the vanity path ${vanity}: ${why}. Retry it: mlflowctl deploy ${dir} --vanity ${vanity}`
 }
 
 function verifyFailure(result: VerifyResult, what: string, consequence: string, hints: string[]): CheckFailedError {

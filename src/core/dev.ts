@@ -191,7 +191,12 @@ export async function waitUntilSettled(
       )
     }
     // One line per phase: outside a terminal every report is a line of its own.
-    const phase = state?.phase === 'starting' ? 'waiting for /health' : 'starting'
+    const phase =
+      state?.phase === 'starting'
+        ? state.message
+          ? `the extension ${state.message}`
+          : 'waiting for /health'
+        : 'starting'
     if (phase !== reported) report((reported = phase))
     await deps.sleep(POLL_MS)
   }

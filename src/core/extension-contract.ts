@@ -11,6 +11,54 @@ import {CheckFailedError, ExternalError} from '../errors.js'
  */
 export const STATUS_FORMAT_VERSION = 1
 
+/**
+ * How the extension's start went or is going (startup.py `Startup.view`): /health answers it with 503 until the
+ * start-up steps are done, the ops status carries it afterwards.
+ */
+export const startupSchema = z
+  .object({
+    state: z.enum(['starting', 'migrating', 'ready', 'refused']),
+    since: z.string(),
+    migration: z
+      .object({
+        from: z.string().nullable(),
+        to: z.string(),
+        startedAt: z.string(),
+        step: z.number().int(),
+        of: z.number().int(),
+        revision: z.string(),
+        title: z.string().nullable(),
+        finishedAt: z.string().optional(),
+      })
+      .strict()
+      .nullable(),
+    error: z.object({code: z.string(), message: z.string()}).strict().nullable(),
+  })
+  .strict()
+
+export type StartupView = z.infer<typeof startupSchema>
+
+/** The startup view in a /health answer, when the extension sent one (an older one, or MLflow itself, does not). */
+export function startupFromHealth(body: string): StartupView | undefined {
+  try {
+    const parsed = startupSchema.safeParse(
+      Object.fromEntries(Object.entries(JSON.parse(body) as Record<string, unknown>).filter(([k]) => k !== 'status')),
+    )
+    return parsed.success ? parsed.data : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** What the extension does, as a verb phrase after "the extension": "is migrating its database schema from … to
+ * …, step 3 of 7 (…)", "refused to start (CODE): …", "is starting (since …)". */
+export function describeStartup(view: StartupView): string {
+  if (view.state === 'refused' && view.error) return `refused to start (${view.error.code}): ${view.error.message}`
+  if (view.state === 'migrating' && view.migration)
+    return `is migrating its database schema from ${view.migration.from ?? 'nothing'} to ${view.migration.to}, step ${view.migration.step} of ${view.migration.of} (${view.migration.revision}${view.migration.title ? `: ${view.migration.title}` : ''}) since ${view.migration.startedAt}`
+  return `is starting (since ${view.since})`
+}
+
 export const opsStatusSchema = z
   .object({
     statusVersion: z.number().int().optional(),
@@ -34,6 +82,8 @@ export const opsStatusSchema = z
     dataDirTotalBytes: z.number().nullish(),
     hasData: z.boolean().nullish(),
     startedAt: z.string().optional(),
+    /** How the start went (the migration it ran, if any); optional for older extensions. */
+    startup: startupSchema.nullish(),
     now: z.string().optional(),
     credentialsSource: z.string().nullish(),
     credentials: z

@@ -124,12 +124,15 @@ export async function rollback(
     await runner.step(`Activate bundle ${target}`, (report) =>
       waitForTask(deps, guid, target, true, options.timeoutMs, report, [`Logs: ${urls.logsUrl}`]),
     )
-    const verification = await runner.step('Verify the extension', () =>
+    const verification = await runner.step('Verify the extension', (report) =>
       verifyExtension(deps.probe, {
         baseUrl: urls.contentUrl,
         apiKey: options.apiKey,
         opsToken,
         expectedMlflowVersion: targetSchema.mlflowVersion ?? '',
+        // The process starts (and may migrate) after activation: as long as the task may take.
+        startTimeoutMs: options.timeoutMs,
+        report,
       }),
     )
     if (!verification.checks.filter((c) => c.id !== 'version' || targetSchema.mlflowVersion).every((c) => c.ok)) {

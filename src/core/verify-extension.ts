@@ -1,6 +1,6 @@
 /** MLflow-aware verification of a deployed (or draft) extension, shared by deploy and rollback. */
 
-import {parseOpsStatus} from './extension-contract.js'
+import {describeStartup, parseOpsStatus, startupFromHealth, type StartupView} from './extension-contract.js'
 
 export interface ProbeResponse {
   status: number
@@ -8,7 +8,22 @@ export interface ProbeResponse {
 }
 
 export interface VerifyDeps {
-  get(url: string, headers: Record<string, string>): Promise<ProbeResponse>
+  /** One request; `timeoutMs` bounds it (a cold start holds the first request until the process answers). */
+  get(url: string, headers: Record<string, string>, timeoutMs?: number): Promise<ProbeResponse>
+  /** For waiting while the extension starts or migrates; without them verification does not wait. */
+  sleep?(ms: number): Promise<void>
+  now?(): number
+}
+
+/** Connect's default start limit (Scheduler.InitTimeout) when neither the item nor the server says otherwise. */
+export const DEFAULT_INIT_TIMEOUT_SECONDS = 60
+/** Added to the start limit for one request: the proxy's own time on top of the process's start. */
+const REQUEST_MARGIN_MS = 15_000
+const START_POLL_MS = 2_000
+
+/** How long one probe may take: Connect holds a cold start's first request for up to the item's start limit. */
+export function probeTimeoutMs(initTimeoutSeconds: number | undefined): number {
+  return (initTimeoutSeconds ?? DEFAULT_INIT_TIMEOUT_SECONDS) * 1000 + REQUEST_MARGIN_MS
 }
 
 export interface VerifyOptions {
@@ -17,6 +32,12 @@ export interface VerifyOptions {
   apiKey: string
   opsToken: string
   expectedMlflowVersion: string
+  /** The item's effective init_timeout (seconds): each request's timeout follows it. */
+  initTimeoutSeconds?: number
+  /** How long to wait while the extension reports that it is starting or migrating (0: not at all). */
+  startTimeoutMs?: number
+  /** Told what the extension is doing while verification waits for it. */
+  report?(line: string): void
 }
 
 export interface VerifyCheck {
@@ -32,6 +53,8 @@ export interface VerifyResult {
   checks: VerifyCheck[]
   revision?: string
   expectedHead?: string
+  /** What the extension reported about its start, when /health carried it (refused: why). */
+  startup?: StartupView
 }
 
 /**
@@ -40,14 +63,20 @@ export interface VerifyResult {
  */
 export async function verifyExtension(deps: VerifyDeps, options: VerifyOptions): Promise<VerifyResult> {
   const auth = {Authorization: `Key ${options.apiKey}`}
+  const timeoutMs = probeTimeoutMs(options.initTimeoutSeconds)
   const get = (path: string, headers: Record<string, string> = auth) =>
-    deps.get(`${options.baseUrl}${path}`, headers).catch((error: Error) => ({status: 0, body: error.message}))
+    deps
+      .get(`${options.baseUrl}${path}`, headers, timeoutMs)
+      .catch((error: Error) => ({status: 0, body: error.message}))
   const checks: VerifyCheck[] = []
-  const health = await get('health')
+  const {health, startup} = await awaitStart(deps, options, () => get('health'))
   checks.push({
     id: 'health',
     ok: health.status === 200,
-    detail: `/health answered ${health.status || 'nothing'}`,
+    detail:
+      startup && startup.state !== 'ready'
+        ? `the extension ${describeStartup(startup)}`
+        : `/health answered ${health.status || 'nothing'}`,
     status: health.status,
   })
   const version = await get('version')
@@ -61,19 +90,47 @@ export async function verifyExtension(deps: VerifyDeps, options: VerifyOptions):
   checks.push({id: 'rest', ok: rest.status === 200, detail: `experiments/search answered ${rest.status || 'nothing'}`})
   const schema = await readSchema(deps, options)
   checks.push(schema.check)
-  return {ok: checks.every((check) => check.ok), checks, revision: schema.revision, expectedHead: schema.expectedHead}
+  return {
+    ok: checks.every((check) => check.ok),
+    checks,
+    revision: schema.revision,
+    expectedHead: schema.expectedHead,
+    startup,
+  }
+}
+
+/** Polls /health while the extension says it is starting or migrating, up to `startTimeoutMs`; reports each
+ * change. Returns the last answer and what it said about the start. */
+async function awaitStart(
+  deps: VerifyDeps,
+  options: VerifyOptions,
+  health: () => Promise<ProbeResponse>,
+): Promise<{health: ProbeResponse; startup?: StartupView}> {
+  const now = deps.now ?? Date.now
+  const deadline = now() + (options.startTimeoutMs ?? 0)
+  let reported = ''
+  for (;;) {
+    const answer = await health()
+    const startup = answer.status === 503 ? startupFromHealth(answer.body) : undefined
+    const pending = startup?.state === 'starting' || startup?.state === 'migrating'
+    if (!pending || !deps.sleep || now() >= deadline) return {health: answer, startup}
+    const line = `The extension ${describeStartup(startup!)}`
+    if (line !== reported) options.report?.((reported = line))
+    await deps.sleep(START_POLL_MS)
+  }
 }
 
 /** Reads the schema revision and expected head from the ops status endpoint. Reads only. */
 export async function readSchema(
   deps: VerifyDeps,
-  options: Omit<VerifyOptions, 'expectedMlflowVersion'>,
+  options: Pick<VerifyOptions, 'baseUrl' | 'apiKey' | 'opsToken' | 'initTimeoutSeconds'>,
 ): Promise<{check: VerifyCheck; revision?: string; expectedHead?: string}> {
   const ops = await deps
-    .get(`${options.baseUrl}_mlflowctl/status`, {
-      Authorization: `Key ${options.apiKey}`,
-      'X-Mlflowctl-Ops-Token': options.opsToken,
-    })
+    .get(
+      `${options.baseUrl}_mlflowctl/status`,
+      {Authorization: `Key ${options.apiKey}`, 'X-Mlflowctl-Ops-Token': options.opsToken},
+      probeTimeoutMs(options.initTimeoutSeconds),
+    )
     .catch((error: Error) => ({status: 0, body: error.message}))
   let revision: string | undefined
   let expectedHead: string | undefined

@@ -15,8 +15,9 @@ export interface RuntimeOptions {
   cacheDir: string
   python: string
   pythonVersion: string
-  /** How long a process may take to answer /health before the deploy fails. */
-  startTimeoutMs: number
+  /** The server's default init_timeout (Scheduler.InitTimeout, 60 s on Connect), in seconds; an item's
+   * `init_timeout` overrides it. */
+  initTimeoutSeconds?: number
 }
 
 export interface RunningApp {
@@ -75,15 +76,22 @@ export async function unpackBundle(archive: string, dir: string): Promise<{appmo
   return {appmode: manifest.metadata.appmode, entrypoint: manifest.metadata.entrypoint}
 }
 
-/** Builds the environment and starts the app; resolves once /health answers, rejects if it exits first. */
-export async function startApp(
+/** A bundle whose Python environment is built: what Connect's deploy task leaves behind. */
+export interface PreparedApp {
+  bundleId: string
+  dir: string
+  appmode: string
+  python: string
+}
+
+/** Builds (or reuses) the bundle's venv from its requirements.txt, as Connect's deploy task does. */
+export async function prepareApp(
   options: RuntimeOptions,
   bundleId: string,
   dir: string,
   appmode: string,
-  env: Record<string, string>,
   log: (line: string) => void,
-): Promise<RunningApp> {
+): Promise<PreparedApp> {
   const requirements = readFileSync(join(dir, 'requirements.txt'), 'utf8')
   log('Building Python environment...')
   let venv
@@ -99,9 +107,23 @@ export async function startApp(
     throw new DeployFailure('python-package-install-failed', (error as Error).message)
   }
   log(`Using environment ${venv.key}${venv.reused ? ' (cached)' : ''}`)
+  return {bundleId, dir, appmode, python: venv.python}
+}
+
+/**
+ * Starts a prepared app's process with the variables Connect sets. Resolves once it answers HTTP at all (any
+ * status: Connect asks only that the process serves); kills it and rejects when it does not within
+ * `initTimeoutMs` (the item's init_timeout), or when it exits first.
+ */
+export async function launchApp(
+  app: PreparedApp,
+  env: Record<string, string>,
+  initTimeoutMs: number,
+  log: (line: string) => void,
+): Promise<RunningApp> {
   const port = await freePort()
-  const child = spawn(venv.python, appCommand(appmode, port), {
-    cwd: dir,
+  const child = spawn(app.python, appCommand(app.appmode, port), {
+    cwd: app.dir,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -115,7 +137,7 @@ export async function startApp(
     })
   }
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  const deadline = Date.now() + options.startTimeoutMs
+  const deadline = Date.now() + initTimeoutMs
   const stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return
     try {
@@ -134,16 +156,35 @@ export async function startApp(
         `the application exited with ${child.exitCode ?? child.signalCode} before it answered`,
       )
     try {
-      if ((await fetch(`http://127.0.0.1:${port}/health`, {signal: AbortSignal.timeout(2000)})).ok)
-        return {bundleId, port, process: child, stop}
+      await fetch(`http://127.0.0.1:${port}/`, {signal: AbortSignal.timeout(2000)})
+      return {bundleId: app.bundleId, port, process: child, stop}
     } catch {
-      // still starting
+      // not listening yet
     }
     await new Promise((resolve) => setTimeout(resolve, 250))
   }
-  await stop()
+  // Connect kills a process that has not started serving within init_timeout.
+  try {
+    process.kill(-child.pid!, 'SIGKILL')
+  } catch {
+    // gone already
+  }
+  await exited
   throw new DeployFailure(
     'application-start-timeout',
-    `the application did not answer /health within ${options.startTimeoutMs} ms`,
+    `the application did not answer HTTP within its init_timeout (${Math.round(initTimeoutMs / 1000)} s) and was killed`,
   )
+}
+
+/** prepareApp, then launchApp. */
+export async function startApp(
+  options: RuntimeOptions,
+  bundleId: string,
+  dir: string,
+  appmode: string,
+  env: Record<string, string>,
+  log: (line: string) => void,
+  initTimeoutMs: number,
+): Promise<RunningApp> {
+  return launchApp(await prepareApp(options, bundleId, dir, appmode, log), env, initTimeoutMs, log)
 }

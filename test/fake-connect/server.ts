@@ -8,7 +8,16 @@ import {join} from 'node:path'
 
 import * as tar from 'tar'
 
-import {DeployFailure, startApp, unpackBundle, type RunningApp, type RuntimeOptions} from './runtime.js'
+import {
+  DeployFailure,
+  launchApp,
+  prepareApp,
+  startApp,
+  unpackBundle,
+  type PreparedApp,
+  type RunningApp,
+  type RuntimeOptions,
+} from './runtime.js'
 
 export interface FakeUser {
   guid: string
@@ -32,8 +41,16 @@ export interface FakeConnectOptions extends RuntimeOptions {
   /** UNCONFIRMED whether Connect routes sub-paths of a draft preview (/_bundle{id}/health); only the root is
    * documented (connect-api.md §1, §10). false: sub-paths get Connect's own 404. */
   draftSubpaths?: boolean
-  /** The largest page of a bundle list (Connect: 500, connect-api.md §10); small in tests that page. */
+  /** 'paged': answer the bundle list in pages ({results, current_page, total}, newest first), as the experimental
+   * endpoint does and as Connect's OpenAPI spec once described v1; default 'array', what v1 answers. */
+  bundleList?: 'array' | 'paged'
+  /** The largest page of a paged bundle list; small in tests that page. */
   bundlePageMax?: number
+  /** false: the server gives content no persistent data directory (CONNECT_CONTENT_DATA_DIR unset), as servers
+   * without the feature do (connect-api.md §10.1). */
+  persistentStorage?: boolean
+  /** false: publishers may not manage vanity paths (Authorization.PublishersCanManageVanities=false): 400, code 52. */
+  publishersCanManageVanities?: boolean
 }
 
 export interface ExchangeRequest {
@@ -70,7 +87,8 @@ interface Content {
   /** The content session token its processes get; traded for integration credentials. */
   sessionToken: string
   running?: RunningApp
-  drafts: Map<string, RunningApp>
+  /** Draft bundles, prepared by their deploy task; a draft's process starts on its first request. */
+  drafts: Map<string, {app: PreparedApp; running?: Promise<RunningApp>}>
 }
 
 interface Task {
@@ -102,6 +120,8 @@ export class FakeConnect {
   readonly calls: string[] = []
   /** The body of every deploy request, for assertions (a hidden-version server gets no `activate`). */
   readonly deployRequests: Array<Record<string, unknown>> = []
+  /** Every request to content (its path), for assertions ("what did verification read"). */
+  readonly contentRequests: string[] = []
   /** Successful token exchanges, per content GUID. */
   readonly exchanges = new Map<string, number>()
   private server?: Server
@@ -125,7 +145,7 @@ export class FakeConnect {
     await Promise.allSettled([...this.inFlight])
     for (const item of this.content.values()) {
       await item.running?.stop()
-      for (const draft of item.drafts.values()) await draft.stop()
+      for (const draft of item.drafts.values()) await (await draft.running?.catch(() => undefined))?.stop()
     }
     await new Promise((resolve) => this.server?.close(resolve))
   }
@@ -150,7 +170,8 @@ export class FakeConnect {
       bundle_id: item.activeBundle,
       locked: item.locked,
       owner_guid: item.owner.guid,
-      content_url: `${this.url}content/${item.guid}/`,
+      // Computed from the vanity path when there is one, else from the GUID (Connect's content fields).
+      content_url: item.vanity ? `${this.url}${item.vanity.slice(1)}` : `${this.url}content/${item.guid}/`,
       dashboard_url: `${this.url}connect/#/apps/${item.guid}`,
       min_processes: null,
       max_processes: null,
@@ -167,7 +188,10 @@ export class FakeConnect {
       res.end(body === undefined ? undefined : JSON.stringify(body))
     }
     const user = this.user(req)
-    if (!url.pathname.startsWith('/__api__/')) return this.proxy(req, res, url, user)
+    if (!url.pathname.startsWith('/__api__/')) {
+      this.contentRequests.push(url.pathname)
+      return void (await this.proxy(req, res, url, user))
+    }
     this.calls.push(
       `${req.method} ${url.pathname.replace(/[0-9a-f-]{36}/g, '{guid}').replace(/\/(tasks|bundles)\/\w+/, '/$1/{id}')}`,
     )
@@ -197,6 +221,9 @@ export class FakeConnect {
           ? {hostname: 'fake'}
           : {version: this.options.version ?? '2025.10.0', hostname: 'fake'},
       )
+    // The defaults content of an app mode starts with (Publisher reads init_timeout here).
+    if (/^\/server_settings\/scheduler(\/[\w-]+)?$/.test(path) && req.method === 'GET')
+      return send(200, {init_timeout: this.defaultInitTimeout(), idle_timeout: 120, max_conns_per_process: 20})
     if (path === '/v1/content' && req.method === 'POST')
       return this.createContent(user, JSON.parse(body.toString() || '{}'), send)
     const task = /^\/v1\/tasks\/(\w+)$/.exec(path)
@@ -212,7 +239,8 @@ export class FakeConnect {
   private createContent(user: FakeUser, body: {name?: string; title?: string}, send: (s: number, b?: unknown) => void) {
     if (user.user_role === 'viewer') return send(403, err(22, 'You do not have permission to perform this operation.'))
     const name = body.name ?? ''
-    if (name && !/^[A-Za-z0-9_-]{3,64}$/.test(name)) return send(400, err(3, 'Invalid content name.'))
+    // Error 5, HTTP 400: a content name must be 3-64 letters, digits, - or _ (Connect's API error table).
+    if (name && !/^[A-Za-z0-9_-]{3,64}$/.test(name)) return send(400, err(5, 'Invalid content name.'))
     // Name conflict status is UNCONFIRMED (connect-api.md §13.7): 409 assumed.
     if (name && [...this.content.values()].some((c) => c.owner.guid === user.guid && c.name === name))
       return send(409, err(26, 'A content item with that name already exists.'))
@@ -250,7 +278,8 @@ export class FakeConnect {
     if (sub === '' && method === 'PATCH') {
       const patch = json() as Record<string, unknown>
       const unknown = Object.keys(patch).filter((key) => !WRITABLE.has(key))
-      if (unknown.length > 0) return send(400, err(3, `Unknown fields: ${unknown.join(', ')}`))
+      // Error 121, HTTP 400: an unknown field or invalid JSON in the request (Connect's API error table).
+      if (unknown.length > 0) return send(400, err(121, `Unknown fields: ${unknown.join(', ')}`))
       for (const [key, value] of Object.entries(patch)) {
         if (key === 'title') item.title = value as string
         else if (key === 'locked') item.locked = Boolean(value)
@@ -295,9 +324,22 @@ export class FakeConnect {
       if (!bundle) return send(404, err(4, 'Bundle not found.'))
       return send(200, readFileSync(bundle.file))
     }
+    if (sub === '/bundles' && method === 'GET' && this.options.bundleList !== 'paged') {
+      // v1: a bare array of every bundle, in no documented order (posit-sdk and connectapi read it so; connect-api.md
+      // §10.1): upload order here, so that a reader that does not sort is caught.
+      return send(
+        200,
+        item.bundles.map((b) => ({
+          id: b.id,
+          content_guid: item.guid,
+          active: b.id === item.activeBundle,
+          size: b.size,
+          created_time: b.created_time,
+        })),
+      )
+    }
     if (sub === '/bundles' && method === 'GET') {
-      // Paged, newest first, default page size 20 (OpenAPI getBundles; connect-api.md §10). The page envelope is
-      // assumed to be the one Connect's other paged lists use ({results, current_page, total}): UNCONFIRMED.
+      // Paged: newest first, default page size 20, {results, current_page, total}.
       const size = Math.min(Number(query.get('page_size') ?? 20) || 20, this.options.bundlePageMax ?? 500)
       const page = Math.max(1, Number(query.get('page_number') ?? 1) || 1)
       const newestFirst = [...item.bundles].sort((a, b) => Number(b.id) - Number(a.id))
@@ -316,7 +358,7 @@ export class FakeConnect {
       this.deployRequests.push(request)
       // Before 2025.06 the field is unknown and rejected (additionalProperties: false; rsconnect
       // server_supports_draft_deploy). A hidden version may be such a server: the fake is as strict as it can be.
-      if ('activate' in request && !this.draftsSupported()) return send(400, err(3, 'Unknown field: activate.'))
+      if ('activate' in request && !this.draftsSupported()) return send(400, err(121, 'Unknown field: activate.'))
       const {bundle_id: bundleId, activate = true} = request
       const bundle = item.bundles.find((b) => b.id === (bundleId ?? item.bundles.at(-1)?.id))
       if (!bundle) return send(404, err(4, 'Bundle not found.'))
@@ -341,10 +383,14 @@ export class FakeConnect {
       return item.vanity ? send(200, {content_guid: item.guid, path: item.vanity}) : send(404, err(4, 'No vanity URL.'))
     if (sub === '/vanity' && method === 'PUT') {
       const path = `/${String((json() as {path: string}).path).replace(/^\/+|\/+$/g, '')}/`
+      // Error 52, HTTP 400: vanity not permitted (a reserved path, or publishers may not manage vanities);
+      // error 51, HTTP 409: the path is taken (Connect's API error table; connect-api.md §10.1).
       if (/^\/(__|connect|content|apps|users|groups|login|settings)/.test(path))
-        return send(400, err(3, 'Reserved vanity path.'))
+        return send(400, err(52, 'This vanity path is not permitted.'))
+      if (this.options.publishersCanManageVanities === false && user.user_role !== 'administrator')
+        return send(400, err(52, 'Publishers may not manage vanity paths on this server.'))
       const taken = [...this.content.values()].find((c) => c.vanity === path && c.guid !== item.guid)
-      if (taken) return send(409, err(3, 'Vanity path already in use.'))
+      if (taken) return send(409, err(51, 'Vanity path already in use.'))
       item.vanity = path
       return send(200, {content_guid: item.guid, path})
     }
@@ -390,7 +436,7 @@ export class FakeConnect {
   /** The variables Connect gives the content's processes (connect-api.md §8.2), plus its own. */
   private processEnv(item: Content): Record<string, string> {
     const dataDir = join(this.options.workDir, 'data', item.guid) // survives redeploys
-    mkdirSync(dataDir, {recursive: true})
+    if (this.options.persistentStorage !== false) mkdirSync(dataDir, {recursive: true})
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '',
@@ -398,7 +444,7 @@ export class FakeConnect {
       CONNECT_SERVER: this.url,
       CONNECT_API_KEY: Object.entries(this.options.users).find(([, u]) => u.guid === item.owner.guid)![0],
       CONNECT_CONTENT_GUID: item.guid,
-      CONNECT_CONTENT_DATA_DIR: dataDir,
+      ...(this.options.persistentStorage === false ? {} : {CONNECT_CONTENT_DATA_DIR: dataDir}),
       RSTUDIO_PRODUCT: 'CONNECT',
       POSIT_PRODUCT: 'CONNECT',
       CONNECT_CONTENT_SESSION_TOKEN: item.sessionToken,
@@ -438,7 +484,32 @@ export class FakeConnect {
       item.app_mode,
       this.processEnv(item),
       () => undefined,
+      this.initTimeoutMs(item),
     )
+  }
+
+  /** Connect's Scheduler.InitTimeout: 60 s unless the test's server says otherwise. */
+  private defaultInitTimeout(): number {
+    return this.options.initTimeoutSeconds ?? 60
+  }
+
+  /** The item's effective init_timeout: its own setting, else the server's default. */
+  private initTimeoutMs(item: Content): number {
+    const own = item.settings.init_timeout
+    return (typeof own === 'number' && own > 0 ? own : this.defaultInitTimeout()) * 1000
+  }
+
+  /** A draft's process, started on its first request as Connect does ("spins the process up cold"); requests
+   * that arrive while it starts wait for the same start. */
+  private draftProcess(item: Content, bundleId: string): Promise<RunningApp> | undefined {
+    const draft = item.drafts.get(bundleId)
+    if (!draft) return undefined
+    if (!draft.running) {
+      draft.running = launchApp(draft.app, this.processEnv(item), this.initTimeoutMs(item), () => undefined)
+      // A start that failed is retried by the next request, as Connect does.
+      draft.running.catch(() => item.drafts.get(bundleId) === draft && (draft.running = undefined))
+    }
+    return draft.running
   }
 
   private async runDeploy(
@@ -451,14 +522,26 @@ export class FakeConnect {
     try {
       log(`Deploying bundle: ${bundle.id}`)
       const existingDraft = item.drafts.get(bundle.id)
-      let app = existingDraft
-      if (!app) {
+      let prepared = existingDraft?.app
+      if (!prepared) {
         const dir = join(this.options.workDir, 'apps', item.guid, `bundle-${bundle.id}`)
         const manifest = await unpackBundle(bundle.file, dir)
         item.app_mode = manifest.appmode
-        app = await startApp(this.options, bundle.id, dir, manifest.appmode, this.processEnv(item), log)
+        prepared = await prepareApp(this.options, bundle.id, dir, manifest.appmode, log)
+      }
+      if (!activate) {
+        // A draft's process starts on its first request (rsconnect: the preview "spins the process up cold").
+        item.drafts.set(bundle.id, existingDraft ?? {app: prepared})
+        log(`Draft ready at /content/${item.guid}/_bundle${bundle.id}/`)
+        return
+      }
+      let app = existingDraft?.running ? await existingDraft.running.catch(() => undefined) : undefined
+      if (!app) {
+        log('Launching the application...')
+        app = await launchApp(prepared, this.processEnv(item), this.initTimeoutMs(item), log)
         if (this.crashAfterStart.delete(item.guid)) {
-          // Fault injection: the process dies right after it came up (its startup, migrations included, ran).
+          // Fault injection: the process dies right after its start-up steps (migrations included) ran.
+          await untilHealthy(app.port)
           app.process.kill('SIGKILL')
           await app.stop().catch(() => undefined)
         }
@@ -467,17 +550,12 @@ export class FakeConnect {
           throw new DeployFailure('server-stopping', 'the server is shutting down')
         }
       }
-      if (activate) {
-        item.drafts.delete(bundle.id)
-        const previous = item.running
-        item.running = app
-        item.activeBundle = bundle.id
-        if (previous && previous !== app) await previous.stop()
-        log('Activated.')
-      } else {
-        item.drafts.set(bundle.id, app)
-        log(`Draft ready at /content/${item.guid}/_bundle${bundle.id}/`)
-      }
+      item.drafts.delete(bundle.id)
+      const previous = item.running
+      item.running = app
+      item.activeBundle = bundle.id
+      if (previous && previous !== app) await previous.stop()
+      log('Activated.')
     } catch (error) {
       const code = error instanceof DeployFailure ? error.errorCode : 'internal'
       log(`Error: ${(error as Error).message}`)
@@ -544,17 +622,18 @@ export class FakeConnect {
   }
 
   /** /content/<guid>/..., /content/<guid>/_bundle<id>/... (drafts) and vanity paths. */
-  private proxy(req: IncomingMessage, res: ServerResponse, url: URL, user: FakeUser | undefined) {
+  private async proxy(req: IncomingMessage, res: ServerResponse, url: URL, user: FakeUser | undefined) {
     let item: Content | undefined
     let rest = ''
-    let target: RunningApp | undefined
+    let target: RunningApp | Promise<RunningApp> | undefined
     const byGuid = /^\/content\/([0-9a-f-]{36})(\/_bundle(\d+))?(\/.*)?$/.exec(url.pathname)
     if (byGuid) {
       item = this.content.get(byGuid[1])
       rest = byGuid[4] ?? ''
-      target = byGuid[3]
-        ? (item?.drafts.get(byGuid[3]) ?? (item?.activeBundle === byGuid[3] ? item.running : undefined))
-        : item?.running
+      target =
+        byGuid[3] && item
+          ? (this.draftProcess(item, byGuid[3]) ?? (item.activeBundle === byGuid[3] ? item.running : undefined))
+          : item?.running
     } else {
       item = [...this.content.values()].find((c) => c.vanity && (url.pathname + '/').startsWith(c.vanity))
       if (item) {
@@ -573,12 +652,22 @@ export class FakeConnect {
       )
     if (!target)
       return void (res.writeHead(503, {'content-type': 'text/plain'}), res.end('The application is not running.'))
+    let app: RunningApp
+    try {
+      app = await target
+    } catch (error) {
+      // A cold start that failed (killed at init_timeout, or exited): Connect answers with its own error page.
+      return void (
+        res.writeHead(502, {'content-type': 'text/plain'}),
+        res.end(`The application failed to start: ${(error as Error).message}`)
+      )
+    }
     const stripped = this.options.stripPrefix === false ? url.pathname : rest || '/'
     const headers = {...req.headers}
     delete headers.authorization // UNCONFIRMED whether Connect forwards it; assumed not.
     delete headers['x-rsc-authorization']
     const upstream = httpRequest(
-      {host: '127.0.0.1', port: target.port, method: req.method, path: `${stripped}${url.search}`, headers},
+      {host: '127.0.0.1', port: app.port, method: req.method, path: `${stripped}${url.search}`, headers},
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers)
         answer.pipe(res)
@@ -605,6 +694,18 @@ function manifestAppMode(file: string): string | undefined {
     return (JSON.parse(text) as {metadata?: {appmode?: string}}).metadata?.appmode
   } catch {
     return undefined
+  }
+}
+
+/** Waits until the app's /health answers 200 (its start-up steps are done), for at most four minutes. */
+async function untilHealthy(port: number): Promise<void> {
+  const deadline = Date.now() + 240_000
+  while (Date.now() < deadline) {
+    const status = await fetch(`http://127.0.0.1:${port}/health`, {signal: AbortSignal.timeout(2000)})
+      .then((answer) => answer.status)
+      .catch(() => 0)
+    if (status === 200) return
+    await new Promise((resolve) => setTimeout(resolve, 250))
   }
 }
 

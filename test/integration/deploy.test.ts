@@ -69,11 +69,15 @@ describe('mlflowctl deploy against the fake Connect', () => {
     assert.deepEqual(kept.params, {alpha: '0.5'})
     assert.equal(kept.artifact, 'weights-v1')
 
-    // A bundle that crashes at startup: exit non-zero with the task log and URLs; the previous bundle still answers.
+    // A bundle whose start-up refuses: its draft says why at the preview URL; exit 6 with the reason and URLs, nothing
+    // activated, the previous bundle still answers.
     const broken = await deployCli([dir, '-E', 'MLFLOW_BACKEND_STORE_URI=file:///not-a-database'])
-    assert.equal(broken.code, 5)
-    assert.equal(broken.json!.error!.code, 'DEPLOY_TASK_FAILED')
-    assert.match(broken.json!.error!.message, /MLFLOW_BACKEND_STORE_URI/)
+    assert.equal(broken.code, 6, broken.stdout)
+    assert.equal(broken.json!.error!.code, 'DEPLOY_VERIFY_FAILED')
+    assert.match(
+      broken.json!.error!.message,
+      /the extension refused to start \(STARTUP_REFUSED\): .*MLFLOW_BACKEND_STORE_URI/,
+    )
     assert.ok(broken.json!.error!.suggestions.some((s: string) => s.includes('/logs')))
     assert.equal(fake.content.get(guid)!.activeBundle, second.json!.result.bundleId)
     assert.equal((await fetch(`${contentUrl}health`, {headers: key})).status, 200)
@@ -88,6 +92,7 @@ describe('mlflowctl deploy against the fake Connect', () => {
     const slow = await deployCli([dir, '--new', '--name', 'mlflow-timeout', '--timeout', '1'])
     assert.equal(slow.code, 5)
     assert.equal(slow.json!.error!.code, 'DEPLOY_TIMEOUT')
+    // The task, then the extension's start (a cold draft, its migrations): both within --timeout.
     assert.match(slow.json!.error!.message, /within 1 s/)
   })
 
@@ -134,5 +139,62 @@ describe('mlflowctl deploy against the fake Connect', () => {
     assert.equal(degraded.json!.result.draft, true)
     assert.equal(degraded.json!.result.verification.ok, true, 'verified in full once active')
     assert.match(degraded.json!.warnings!.join(), /does not route the draft preview's sub-paths/)
+  })
+
+  it('records the deployment before the vanity path, warns when Connect refuses the path, and verifies by GUID', async (t) => {
+    const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const taken = join(tempDir(), 'ext')
+    const second = join(tempDir(), 'ext')
+    for (const dir of [taken, second])
+      assert.equal((await runCli(['init', dir, '--mlflow-version', venv!.mlflowVersion])).code, 0)
+    const owner = await deployCli([taken, '--new', '--name', 'vanity-owner', '--vanity', 'team-a'])
+    assert.equal(owner.code, 0, owner.stdout)
+    // The path is taken (Connect error 51, HTTP 409): the deployment stands, is recorded, and says how to retry.
+    const refused = await deployCli([second, '--new', '--name', 'vanity-second', '--vanity', 'team-a'])
+    assert.equal(refused.code, 0, refused.stdout)
+    assert.match(
+      refused.json!.warnings!.join(),
+      /taken by other content.*Retry it: mlflowctl deploy .* --vanity team-a/,
+    )
+    const again = await deployCli([second])
+    assert.equal(again.code, 0, again.stdout)
+    assert.equal(again.json!.result.guid, refused.json!.result.guid, 'the record named the GUID')
+    // A redeploy of content with a vanity verifies its draft by GUID, never through the vanity path (which serves
+    // the active bundle).
+    const guid = owner.json!.result.guid as string
+    const before = fake.contentRequests.length
+    const redeploy = await deployCli([taken])
+    assert.equal(redeploy.code, 0, redeploy.stdout)
+    const read = fake.contentRequests.slice(before)
+    assert.ok(read.includes(`/content/${guid}/_bundle${redeploy.json!.result.bundleId}/health`), read.join('\n'))
+    assert.ok(!read.some((path) => path.startsWith('/team-a/')), read.join('\n'))
+  })
+
+  it('refuses local storage before activating anything when Connect gives no persistent data directory', async (t) => {
+    const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const bare = await startFakeConnect({persistentStorage: false})
+    const dir = join(tempDir(), 'ext')
+    assert.equal((await runCli(['init', dir, '--mlflow-version', venv!.mlflowVersion])).code, 0)
+    const refused = await runCli(['deploy', dir, '--new', '--name', 'no-data-dir', '--json'], {
+      env: {...env, CONNECT_SERVER: bare.url, MLFLOWCTL_CONFIG_DIR: tempDir('deploy-bare-')},
+    })
+    assert.equal(refused.code, 3, refused.stdout)
+    assert.equal(refused.json!.error!.code, 'DATA_DIR_MISSING')
+    assert.match(
+      refused.json!.error!.message,
+      /no persistent data directory \(CONNECT_CONTENT_DATA_DIR is not set\).*Nothing was activated/,
+    )
+    const hints = refused.json!.error!.suggestions.join('\n')
+    assert.match(hints, /administrator to enable persistent storage/)
+    assert.match(hints, /custom storage .* cloud storage/)
+    const [item] = [...bare.content.values()]
+    assert.equal(item.activeBundle, null, 'nothing activated')
+    assert.match(
+      hints,
+      new RegExp(`mlflowctl deploy .* --guid ${item.guid}`),
+      'a retry goes to the content --new created',
+    )
   })
 })

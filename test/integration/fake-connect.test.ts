@@ -21,6 +21,17 @@ async function bundleFor(version: string, extra: string[] = []): Promise<Buffer>
   return readFileSync(out)
 }
 
+/** GETs a content URL until it answers something other than 503 (the extension starting), for up to two minutes. */
+async function settled(url: string): Promise<Response> {
+  const deadline = Date.now() + 120_000
+  for (;;) {
+    const answer = await fetch(url, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})
+    if (answer.status !== 503 || Date.now() > deadline) return answer
+    await answer.arrayBuffer()
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+}
+
 async function waitTask(client: ConnectClient, taskId: string) {
   const output: string[] = []
   let first = 0
@@ -137,14 +148,15 @@ describe('fake Connect: runs bundles', () => {
     const task = await waitTask(connect(), await connect().deploy(guid, first.id))
     assert.equal(task.code, 0, task.output.join('\n'))
     assert.ok(
-      task.output.some((line) => line.includes('"startup.ready"')),
-      'the real startup output is in the task log',
+      task.output.some((line) => line.includes('Launching the application')),
+      'the task launched the process',
     )
     const content = await connect().getContent(guid)
     assert.equal(content.bundle_id, first.id)
     assert.equal(content.app_mode, 'python-fastapi')
     assert.equal((await fetch(`${fake.url}content/${guid}/health`)).status, 401)
-    const health = await fetch(`${fake.url}content/${guid}/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})
+    // The process answers at once; its start-up steps run behind /health's 503 until MLflow serves.
+    const health = await settled(`${fake.url}content/${guid}/health`)
     assert.equal(await health.text(), 'OK')
     const status = await fetch(`${fake.url}content/${guid}/_mlflowctl/status`, {
       headers: {Authorization: `Key ${PUBLISHER_KEY}`, 'X-Mlflowctl-Ops-Token': 'ops-token-1234567890'},
@@ -153,16 +165,16 @@ describe('fake Connect: runs bundles', () => {
     assert.equal(ops.storageMode, 'local')
     assert.match(ops.dataDir, /data/)
 
-    // A draft of a broken bundle fails its task and the active bundle keeps serving.
+    // A draft's task only prepares it; its process starts cold on the first request to its preview URL. A broken
+    // one says why it refused there, and the active bundle keeps serving.
     await connect().setEnvironment(guid, [{name: 'MLFLOW_BACKEND_STORE_URI', value: 'file:///not-a-database'}])
     const broken = await connect().uploadBundle(guid, await bundleFor(venv!.mlflowVersion))
-    const failed = await waitTask(connect(), await connect().deploy(guid, broken.id, false))
-    assert.equal(failed.code, 1)
-    assert.match(failed.error ?? '', /application-start-failed/)
-    assert.ok(
-      failed.output.some((line) => line.includes('MLFLOW_BACKEND_STORE_URI')),
-      failed.output.join('\n'),
-    )
+    const prepared = await waitTask(connect(), await connect().deploy(guid, broken.id, false))
+    assert.equal(prepared.code, 0, prepared.output.join('\n'))
+    assert.equal(fake.content.get(guid)!.drafts.get(broken.id)?.running, undefined, 'no process before a request')
+    const refusal = await (await settled(`${fake.url}content/${guid}/_bundle${broken.id}/health`)).json()
+    assert.equal((refusal as {state: string}).state, 'refused')
+    assert.match(JSON.stringify(refusal), /MLFLOW_BACKEND_STORE_URI/)
     assert.equal((await connect().getContent(guid)).bundle_id, first.id)
     assert.equal(
       (await fetch(`${fake.url}content/${guid}/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status,
@@ -173,14 +185,7 @@ describe('fake Connect: runs bundles', () => {
     await connect().setEnvironment(guid, [{name: 'MLFLOW_BACKEND_STORE_URI', value: null}])
     const next = await connect().uploadBundle(guid, await bundleFor(venv!.mlflowVersion))
     assert.equal((await waitTask(connect(), await connect().deploy(guid, next.id, false))).code, 0)
-    assert.equal(
-      (
-        await fetch(`${fake.url}content/${guid}/_bundle${next.id}/version`, {
-          headers: {Authorization: `Key ${PUBLISHER_KEY}`},
-        })
-      ).status,
-      200,
-    )
+    assert.equal((await settled(`${fake.url}content/${guid}/_bundle${next.id}/version`)).status, 200)
     assert.equal((await connect().getContent(guid)).bundle_id, first.id)
     // Deploy answers 202 Accepted with the task (OpenAPI).
     const activation = await fetch(`${fake.url}__api__/v1/content/${guid}/deploy`, {
@@ -191,7 +196,7 @@ describe('fake Connect: runs bundles', () => {
     assert.equal(activation.status, 202)
     assert.equal((await waitTask(connect(), ((await activation.json()) as {task_id: string}).task_id)).code, 0)
     assert.equal((await connect().getContent(guid)).bundle_id, next.id)
-    // The bundle list is paged, newest first; the client reads every page.
+    // v1 lists bundles as one bare array in no documented order; the client sorts them, newest first.
     assert.deepEqual(
       (await connect().listBundles(guid)).map((b) => [b.id, b.active]),
       [
@@ -200,12 +205,14 @@ describe('fake Connect: runs bundles', () => {
         [first.id, false],
       ],
     )
-    const page2 = (await (
-      await fetch(`${fake.url}__api__/v1/content/${guid}/bundles?page_size=1&page_number=2`, {
-        headers: {Authorization: `Key ${PUBLISHER_KEY}`},
-      })
-    ).json()) as {results: Array<{id: string}>; total: number}
-    assert.deepEqual([page2.results.map((b) => b.id), page2.total], [[broken.id], 3])
+    const listed = (await (
+      await fetch(`${fake.url}__api__/v1/content/${guid}/bundles`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})
+    ).json()) as Array<{id: string}>
+    assert.deepEqual(
+      listed.map((b) => b.id),
+      [first.id, broken.id, next.id],
+      'a bare array, as uploaded',
+    )
 
     // The app mode of deployed content cannot change: error 48, HTTP 403, named APP_MODE_CHANGED by the client.
     const otherMode = await connect().uploadBundle(

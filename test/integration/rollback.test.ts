@@ -90,10 +90,10 @@ describe('mlflowctl rollback and history', () => {
     assert.equal(fake.content.get(before.guid)!.activeBundle, upgraded.json!.result.bundleId, 'nothing changed')
   })
 
-  it('finds a bundle beyond the first page of the list (Connect pages it, newest first)', async (t) => {
+  it('finds a bundle beyond the first page of a paged bundle list (a server that pages it, newest first)', async (t) => {
     const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
     if (!requireService(t, Boolean(venv), NO_VENVS)) return
-    const paged = await startFakeConnect({bundlePageMax: 2})
+    const paged = await startFakeConnect({bundleList: 'paged', bundlePageMax: 2})
     const pagedEnv = {...env, CONNECT_SERVER: paged.url, MLFLOWCTL_DATA_DIR: tempDir('rb-paged-data-')}
     const pagedCli = (args: string[]) => runCli([...args, '--json'], {env: pagedEnv})
     const dir = join(tempDir(), 'ext')

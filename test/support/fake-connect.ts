@@ -22,7 +22,6 @@ export async function startFakeConnect(overrides: Partial<FakeConnectOptions> = 
     cacheDir: process.env.MLFLOWCTL_CACHE_DIR!,
     python,
     pythonVersion: await detectPythonVersion(python),
-    startTimeoutMs: 240_000,
     ...overrides,
   })
   await fake.start()

@@ -47,6 +47,7 @@ export const healthy = (url: string): ProbeResponse => {
 
 export function fakeDeps(bundle: DeployBundle, script: Script = {}) {
   const calls: string[] = []
+  let clock = 0
   const deps: DeployDeps = {
     connect: {
       currentUser: async () => ({guid: 'u', username: 'publisher', user_role: 'publisher'}),
@@ -75,8 +76,9 @@ export function fakeDeps(bundle: DeployBundle, script: Script = {}) {
     saveOpsToken: async () => undefined,
     newToken: () => 'ops',
     appendHistory: async (event) => void calls.push(`history ${event.result}`),
-    now: () => 0,
-    sleep: async () => undefined,
+    // A clock that moves only when deploy sleeps: waits end, and take no time.
+    now: () => clock,
+    sleep: async (ms) => void (clock += ms),
   }
   return {deps, calls}
 }

@@ -10,6 +10,7 @@ import {
   connectErrorSchema,
   contentSchema,
   environmentNamesSchema,
+  schedulerSettingsSchema,
   serverSettingsSchema,
   taskRefSchema,
   taskSchema,
@@ -303,10 +304,10 @@ export class ConnectClient {
   }
 
   /**
-   * Every bundle of the content. Connect's OpenAPI spec pages this list (page_number, page_size, default 20,
-   * newest first: connect-api.md §10); the 2023.09 spec and older servers return one bare array. So the
-   * largest page is asked for and followed to the end, whichever shape comes back, and a server that ignores
-   * the page (the same IDs again) ends the walk.
+   * Every bundle of the content, newest (highest ID) first. v1 answers one bare array in no documented order
+   * (posit-sdk and connectapi read it so: connect-api.md §10.1); a server that pages it ({results, current_page,
+   * total}, as the experimental endpoint does) is followed to the end, and one that ignores the page (the same
+   * IDs again) ends the walk.
    */
   async listBundles(guid: string): Promise<ConnectBundle[]> {
     const all = new Map<string, ConnectBundle>()
@@ -318,12 +319,13 @@ export class ConnectClient {
       const rows = Array.isArray(answer) ? answer : answer.results
       const before = all.size
       for (const row of rows) all.set(row.id, row)
+      if (Array.isArray(answer)) break // the whole list
       const total = Array.isArray(answer) ? undefined : answer.total
       // A server may cap the page below what was asked, so only an empty page, a page with nothing new or the
       // total ends the walk.
       if (rows.length === 0 || all.size === before || (total !== undefined && all.size >= total)) break
     }
-    return [...all.values()]
+    return [...all.values()].sort((a, b) => Number(b.id) - Number(a.id) || b.id.localeCompare(a.id))
   }
 
   /** The bundle's tar.gz, as uploaded (connect-api.md: GET …/bundles/{id}/download). */
@@ -348,6 +350,17 @@ export class ConnectClient {
       schema: taskSchema,
       query: {first, wait: waitSeconds},
     })
+  }
+
+  /**
+   * The server's default start limit for content of an app mode (`init_timeout` of
+   * GET /__api__/server_settings/scheduler/{app_mode}, as Publisher reads it); undefined when the server does not say.
+   */
+  async defaultInitTimeout(appMode: string): Promise<number | undefined> {
+    const settings = await this.call('GET', `server_settings/scheduler/${encodeURIComponent(appMode)}`, {
+      schema: schedulerSettingsSchema,
+    })
+    return settings.init_timeout ?? undefined
   }
 
   async setVanity(guid: string, path: string): Promise<string> {

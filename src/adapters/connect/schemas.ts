@@ -13,6 +13,9 @@ export const userSchema = z
 
 export const serverSettingsSchema = z.object({version: z.string().nullish()}).passthrough()
 
+/** GET server_settings/scheduler/{app_mode}: the defaults Connect starts such content with. */
+export const schedulerSettingsSchema = z.object({init_timeout: z.number().nullish()}).passthrough()
+
 export const contentSchema = z
   .object({
     guid: z.string(),
@@ -22,6 +25,7 @@ export const contentSchema = z
     bundle_id: z.string().nullish(),
     min_processes: z.number().nullish(),
     max_processes: z.number().nullish(),
+    init_timeout: z.number().nullish(),
     locked: z.boolean().nullish(),
     content_url: z.string().nullish(),
     dashboard_url: z.string().nullish(),

@@ -10,6 +10,7 @@ import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 
 import {secretValuesOf} from '../../core/env-vars.js'
+import {describeStartup, startupFromHealth} from '../../core/extension-contract.js'
 import {appCommand} from './app-command.js'
 import {asJsonLogLine, logEvent} from './log-lines.js'
 import {createAuthProxy} from './auth-proxy.js'
@@ -102,7 +103,12 @@ async function main(root: string): Promise<void> {
   while (!stopping && state.phase === 'starting') {
     try {
       const response = await fetch(`http://127.0.0.1:${appPort}/health`, {signal: AbortSignal.timeout(2000)})
+      // The extension answers at once and says what its start-up is doing (startup.py): a refusal ends the start,
+      // a migration is progress to show.
+      const startup = response.status === 503 ? startupFromHealth(await response.text()) : undefined
       if (response.ok) await save({phase: 'ready'})
+      else if (startup?.state === 'refused') void stop('failed', null, `the extension ${describeStartup(startup)}`)
+      else if (startup && state.message !== describeStartup(startup)) await save({message: describeStartup(startup)})
     } catch {
       // not listening yet
     }

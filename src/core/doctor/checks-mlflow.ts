@@ -1,6 +1,7 @@
 // Doctor checks of one layer: MLflow behind Connect: health, version, REST, artifacts.
 import type {CheckDefinition} from './runner.js'
 import {pass, warn, fail, serverUrl, keyHeader, logsLocation, type DoctorContext} from './context.js'
+import {describeStartup, startupFromHealth} from '../extension-contract.js'
 
 export const mlflowChecks: CheckDefinition<DoctorContext>[] = [
   {
@@ -12,6 +13,23 @@ export const mlflowChecks: CheckDefinition<DoctorContext>[] = [
       const answer = await ctx.probes.request(`${ctx.facts.content!.contentUrl}health`, {headers: keyHeader(ctx)})
       if (answer.status === 200) return pass('/health is OK')
       const logs = logsLocation(ctx)
+      // The extension answers 503 with what its start-up is doing, or why it refused (startup.py).
+      const startup = answer.status === 503 ? startupFromHealth(answer.body) : undefined
+      if (startup?.state === 'refused' && startup.error?.code === 'DATA_DIR_MISSING')
+        return fail(
+          `the extension ${describeStartup(startup)}`,
+          'Connect gives this content no persistent data directory, which local storage needs: ask a Connect administrator to enable persistent storage for the item, or redeploy with custom or cloud storage (mlflowctl init --help).',
+        )
+      if (startup?.state === 'refused')
+        return fail(
+          `the extension ${describeStartup(startup)}`,
+          `Fix what the message names, then redeploy (mlflowctl deploy DIR); the log has the details: ${logs}`,
+        )
+      if (startup)
+        return warn(
+          `the extension ${describeStartup(startup)}; MLflow answers 503 with Retry-After until it is done`,
+          'Wait, and run doctor again; clients retry on their own. A large store takes minutes (mlflowctl upgrade plan estimates it).',
+        )
       if (answer.status === 502 || answer.status === 503)
         return fail(
           `the content is not running (HTTP ${answer.status}): stopped, crashing, or refusing to start`,

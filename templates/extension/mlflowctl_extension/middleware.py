@@ -1,7 +1,8 @@
 """Outer WSGI and ASGI wrappers around MLflow's app.
 
-They do three things, identically for both interfaces: answer /_mlflowctl/ (ops.py), answer 503 to
-everything else while a restore swaps the data in (transfer.py), and strip a
+They do four things, identically for both interfaces: answer /_mlflowctl/ (ops.py), answer 503 to everything
+else while the extension starts or migrates (startup.py; `app` is None until then) and while a restore swaps the
+data in (transfer.py), and strip a
 /content/<guid>[/_bundle<id>] prefix if the proxy forwarded the full path. Whether Connect strips that
 prefix itself is UNCONFIRMED (connect-api.md §8.3), so the extension handles both: MLflow's REST routes
 only work at the root (mlflow.md B1), and its UI uses relative URLs, so stripping is always safe.
@@ -12,6 +13,7 @@ import asyncio
 import os
 import re
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -46,10 +48,15 @@ def _status_line(status: int) -> str:
     return f"{status} {'OK' if status == 200 else 'Error'}"
 
 
+def _ready(app: Any, ops: OpsContext) -> bool:
+    return app is not None and (ops.startup is None or ops.startup.state == "ready")
+
+
 class WsgiExtension:
-    def __init__(self, app: Callable[..., Any], ops: OpsContext) -> None:
+    def __init__(self, app: Callable[..., Any] | None, ops: OpsContext) -> None:
         self.app = app
         self.ops = ops
+        self.startup = ops.startup
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         prefix, path = split_prefix(environ.get("PATH_INFO", "/"))
@@ -81,6 +88,11 @@ class WsgiExtension:
             extra = [("Content-Length", str(len(response.body)))] if isinstance(response.body, bytes) else []
             start_response(_status_line(response.status), [("Content-Type", response.content_type), ("Cache-Control", "no-store"), *extra])
             return [response.body] if isinstance(response.body, bytes) else response.body
+        if not _ready(self.app, self.ops):
+            status, headers, body = self.ops.startup.unavailable(path)  # type: ignore[union-attr]
+            start_response(_status_line(status), [*headers, ("Content-Length", str(len(body)))])
+            return [body]
+        assert self.app is not None
         if in_maintenance(self.ops):
             response = maintenance_response()
             start_response(_status_line(response.status), [("Content-Type", "application/json"), ("Retry-After", "30")])
@@ -100,13 +112,47 @@ class WsgiExtension:
 
 
 class AsgiExtension:
-    def __init__(self, app: Callable[..., Any], ops: OpsContext) -> None:
+    def __init__(self, app: Callable[..., Any] | None, ops: OpsContext) -> None:
         self.app = app
         self.ops = ops
+        self.startup = ops.startup
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_loop: Callable[[asyncio.AbstractEventLoop], None] | None = None
+        self._loop_lock = threading.Lock()
+
+    def when_host_loop(self, callback: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+        """Calls `callback(loop)` with the host's event loop: now when its lifespan startup reached us already,
+        else (on a worker thread) when it does. A host that sends no lifespan never calls it."""
+        with self._loop_lock:
+            loop = self._loop
+            if loop is None:
+                self._on_loop = callback
+                return
+        callback(loop)
+
+    async def _lifespan(self, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        """Our own lifespan: the host starts serving at once. MLflow's app runs its lifespan startup on this loop
+        once it is loaded (server.py)."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                loop = asyncio.get_running_loop()
+                with self._loop_lock:
+                    self._loop, pending, self._on_loop = loop, self._on_loop, None
+                if pending is not None:
+                    loop.run_in_executor(None, pending, loop)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
         if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
+            if self.app is not None:
+                await self.app(scope, receive, send)
             return
         prefix, path = split_prefix(scope.get("path", "/"))
         if prefix:
@@ -152,6 +198,16 @@ class AsgiExtension:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             return
+        if not _ready(self.app, self.ops):
+            if scope["type"] != "http":
+                await send({"type": "websocket.close", "code": 1013})  # try again later
+                return
+            status, headers, body = self.ops.startup.unavailable(path)  # type: ignore[union-attr]
+            raw = [(name.lower().encode(), value.encode()) for name, value in headers]
+            await send({"type": "http.response.start", "status": status, "headers": [*raw, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        assert self.app is not None
         if scope["type"] == "http" and in_maintenance(self.ops):
             response = maintenance_response()
             await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json"), (b"retry-after", b"30")]})

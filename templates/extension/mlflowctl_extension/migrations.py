@@ -9,7 +9,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import sqlalchemy
 from sqlalchemy.pool import NullPool
@@ -162,7 +162,11 @@ def snapshot_sqlite(storage: StorageConfig, state: SchemaState) -> Path | None:
     return target
 
 
-def _run_upgrade(engine: sqlalchemy.engine.Engine, state: SchemaState) -> None:
+# Told before each revision is applied: step, of, revision, title, the starting revision and the head.
+Progress = Callable[..., None]
+
+
+def _run_upgrade(engine: sqlalchemy.engine.Engine, state: SchemaState, progress: Progress | None = None) -> None:
     """Applies the pending revisions one by one, inside ONE transaction as `mlflow db upgrade` does,
     and logs one structured line per revision. (Alembic's own log lines cannot be relied on: MLflow
     2.x's env.py re-runs fileConfig on them.)"""
@@ -188,6 +192,8 @@ def _run_upgrade(engine: sqlalchemy.engine.Engine, state: SchemaState) -> None:
         config.attributes["connection"] = connection
         for index, revision in enumerate(pending, start=1):
             started = time.monotonic()
+            if progress is not None:
+                progress(step=index, of=len(pending), revision=revision, title=script.get_revision(revision).doc, from_revision=state.revision, head=state.head)
             command.upgrade(config, revision)
             log_event(
                 "migration.step",
@@ -200,8 +206,8 @@ def _run_upgrade(engine: sqlalchemy.engine.Engine, state: SchemaState) -> None:
             )
 
 
-def ensure_schema(storage: StorageConfig, auto_migrate: bool) -> SchemaState:
-    """Brings the DB to the installed MLflow's head, or refuses.
+def ensure_schema(storage: StorageConfig, auto_migrate: bool, progress: Progress | None = None) -> SchemaState:
+    """Brings the DB to the installed MLflow's head, or refuses. `progress` is told of each revision before it runs.
 
     Writes: initialises an empty DB; upgrades a DB that is behind (snapshot first in local mode).
     @raises StartupError for a DB ahead of the code, an unknown or missing revision, pending
@@ -218,7 +224,7 @@ def ensure_schema(storage: StorageConfig, auto_migrate: bool) -> SchemaState:
                     snapshot_sqlite(storage, state)
                 log_event("migration.start", "migrating the database schema", revision=state.revision, head=state.head, pending=state.pending)
                 started = time.monotonic()
-                _run_upgrade(engine, state)
+                _run_upgrade(engine, state, progress)
                 after = read_revision(engine)
                 if after != state.head:
                     raise StartupError(f"Schema migration ended at revision {after}, expected {state.head}.")
@@ -226,7 +232,7 @@ def ensure_schema(storage: StorageConfig, auto_migrate: bool) -> SchemaState:
                 state = SchemaState("current", after, state.head)
             return state
     except sqlalchemy.exc.OperationalError as exc:
-        raise StartupError(f"Cannot reach the backend store {redact(storage.backend_store_uri)}: {redact(str(exc.orig))}".strip()) from None
+        raise StartupError(f"Cannot reach the backend store {redact(storage.backend_store_uri)}: {redact(str(exc.orig))}".strip(), code="DB_UNREACHABLE") from None
     finally:
         engine.dispose()
 
@@ -238,17 +244,20 @@ def _refuse_if_unusable(state: SchemaState, auto_migrate: bool) -> None:
         raise StartupError(
             f"The database is at schema revision {state.revision}, which MLflow {mlflow.__version__} does not know "
             f"(its head is {state.head}). The database was migrated by a newer MLflow, or belongs to another "
-            "application. Refusing to start: deploy the MLflow version that matches the database, or restore a backup."
+            "application. Refusing to start: deploy the MLflow version that matches the database, or restore a backup.",
+            code="DB_REVISION_UNKNOWN",
         )
     if state.kind == "unversioned":
         raise StartupError(
             "The database holds tables but no alembic_version revision (a pre-1.0 MLflow database, a partial "
             "initialisation, or another application's tables). Refusing to start: point the extension at an empty "
-            "database or restore a backup."
+            "database or restore a backup.",
+            code="DB_UNVERSIONED",
         )
     if state.kind == "behind" and not auto_migrate:
         raise StartupError(
             f"The database is at schema revision {state.revision} and MLflow {mlflow.__version__} expects {state.head} "
             f"({len(state.pending)} pending migrations), and MLFLOWCTL_AUTO_MIGRATE=false. Refusing to start: run the "
-            "migration with mlflowctl, or set MLFLOWCTL_AUTO_MIGRATE=true."
+            "migration with mlflowctl, or set MLFLOWCTL_AUTO_MIGRATE=true.",
+            code="MIGRATIONS_PENDING",
         )

@@ -23,10 +23,12 @@ STATUS_FORMAT_VERSION = 1
 @dataclass
 class OpsContext:
     ops_token: str | None
-    describe: Callable[[], dict[str, Any]]
+    # None until the start-up steps are done (startup.py): the status then says what they are doing.
+    describe: Callable[[], dict[str, Any]] | None
     storage: Any = None  # settings.StorageConfig; None in tests of the status alone
     # Told of each artifact MLflow's proxy wrote (its path under the artifact root), once the upload is answered.
     artifact_written: Callable[[str], None] | None = None
+    startup: Any = None  # startup.Startup
 
 
 @dataclass
@@ -80,6 +82,11 @@ def handle_ops(ctx: OpsContext, method: str, path: str, headers: Mapping[str, st
     route = path.rstrip("/")
     if route not in ("/_mlflowctl/status", "/_mlflowctl/snapshot", "/_mlflowctl/restore"):
         return _json(404, {"error": "NOT_FOUND", "message": f"No ops endpoint at {path}."})
+    if ctx.describe is None or (ctx.startup is not None and ctx.startup.state != "ready"):
+        from .startup import describe_state
+
+        view = ctx.startup.view() if ctx.startup is not None else {"state": "starting", "migration": None, "error": None}
+        return _json(503, {"error": view["state"].upper(), "message": describe_state(view), "startup": view})
     if route == "/_mlflowctl/status":
         if method not in ("GET", "HEAD"):
             return _json(405, {"error": "METHOD_NOT_ALLOWED", "message": "Use GET."})

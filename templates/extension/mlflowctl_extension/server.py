@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 import sqlalchemy
 
 from . import EXTENSION_VERSION
+from .concurrency import MAX_OVERFLOW_VARIABLE, POOL_SIZE_VARIABLE, handler_threads, limit_handler_threads, pool_environment
 from .logs import configure_logging, log_event, redact, register_secret
 from .migrations import create_engine, inspect_schema, ensure_schema, row_estimates
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
@@ -22,11 +24,7 @@ from .transfer import has_data, recover
 from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent
-ASGI_FROM = (3, 3)
-
-
-class ExtensionRefused(RuntimeError):
-    """Raised from app import when the extension must not serve (bad config, unusable schema)."""  # mlflow.server.fastapi_app exists from MLflow 3.3.0 (#17038)
+ASGI_FROM = (3, 3)  # mlflow.server.fastapi_app exists from MLflow 3.3.0 (#17038)
 
 
 def read_bundle_info(bundle_dir: Path = BUNDLE_DIR) -> dict[str, Any]:
@@ -43,15 +41,21 @@ def _release(version: str) -> tuple[int, ...]:
     return Version(version).release
 
 
+def _dialect(storage: StorageConfig) -> str:
+    return storage.backend_store_uri.split(":", 1)[0].split("+", 1)[0]
+
+
 def server_environment(storage: StorageConfig, env: Mapping[str, str], mlflow_version: str) -> dict[str, str]:
-    """The variables `mlflow server --serve-artifacts` would hand its workers (mlflow.md B1), plus the
-    3.5+ host allow-list and 3.10+ CORS origins derived from the public Connect URL."""
+    """The variables `mlflow server --serve-artifacts` would hand its workers (mlflow.md B1), the database pool for
+    the requests one process serves at once (concurrency.py), and the 3.5+ host allow-list and 3.10+ CORS origins
+    derived from the public Connect URL."""
     out = {
         "_MLFLOW_SERVER_FILE_STORE": storage.backend_store_uri,
         "_MLFLOW_SERVER_REGISTRY_STORE": storage.backend_store_uri,
         "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
         "_MLFLOW_SERVER_ARTIFACT_DESTINATION": storage.artifacts_destination,
         "_MLFLOW_SERVER_ARTIFACT_ROOT": env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT") or "mlflow-artifacts:/",
+        **pool_environment(_dialect(storage), env),
     }
     public = connect_public_url(env)
     release = _release(mlflow_version)
@@ -69,7 +73,7 @@ def server_environment(storage: StorageConfig, env: Mapping[str, str], mlflow_ve
     return out
 
 
-def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_version: str, started_at: str, cloud_status: Callable[[], dict[str, Any]] | None = None, replica_status: Callable[[], dict[str, Any]] | None = None):
+def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_version: str, started_at: str, cloud_status: Callable[[], dict[str, Any]] | None = None, replica_status: Callable[[], dict[str, Any]] | None = None, startup_view: Callable[[], dict[str, Any]] | None = None):
     engine = create_engine(storage.backend_store_uri)
 
     def describe() -> dict[str, Any]:
@@ -99,6 +103,8 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
             # Local storage only (cheap counts on the SQLite file); what `backup restore --to connect:` checks.
             "hasData": has_data(storage.sqlite_path, Path(storage.artifacts_destination)) if storage.mode == "local" and storage.sqlite_path else None,
             "startedAt": started_at,
+            # How the start went: the migration it ran (from, to, steps, when), if any.
+            "startup": startup_view() if startup_view else None,
             # MLFLOWCTL_REPLICA_URL: role, generation, WAL position, last shipped round, lag, errors (replica_service.py).
             "replica": replica_status() if replica_status else None,
             "now": utc_now(),
@@ -108,17 +114,37 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
 
 
 def build_app() -> Any:
-    """Configures, migrates and returns the WSGI (MLflow < 3.3) or ASGI app.
-
-    @raises ExtensionRefused after logging a `startup.refused` line.
-    """
+    """Returns the WSGI or ASGI app Connect serves, at once; the start-up steps (configuration, recovery, controlled
+    migration, replication, MLflow's app) run on a thread of their own while it answers 503 (startup.py).
+    `app.startup.wait()` returns once they are done (True) or refused (False, after a `startup.refused` line)."""
     import mlflow  # configures MLflow's logging; ours goes on top of it
+
+    from .middleware import AsgiExtension, WsgiExtension
+    from .startup import Startup
 
     configure_logging()
     env = dict(os.environ)
     ops_token = env.get("MLFLOWCTL_OPS_TOKEN") or None
     register_secret(ops_token)
     register_secret(env.get("CONNECT_API_KEY"))
+    bundle = read_bundle_info()
+    # Connect picks the server from the manifest's app mode, so the bundle's choice wins.
+    app_mode = bundle.get("appMode")
+    asgi = app_mode == "python-fastapi" if app_mode else _release(mlflow.__version__) >= ASGI_FROM
+    startup = Startup()
+    ops = OpsContext(ops_token, None, startup=startup)
+    gate: Any = AsgiExtension(None, ops) if asgi else WsgiExtension(None, ops)
+    thread = threading.Thread(target=_start, args=(gate, ops, env, bundle, asgi), name="mlflowctl-startup", daemon=True)
+    thread.start()
+    return gate
+
+
+def _start(gate: Any, ops: OpsContext, env: dict[str, str], bundle: dict[str, Any], asgi: bool) -> None:
+    """The start-up steps, on their own thread. Ends with the gate serving MLflow, or with the refusal recorded."""
+    import mlflow
+
+    startup = ops.startup
+    assert startup is not None
     try:
         storage = load_storage_config(env)
         cloud_runtime = None
@@ -127,7 +153,6 @@ def build_app() -> Any:
 
             cloud_runtime = activate(storage, env)
             storage = cloud_runtime.storage
-        bundle = read_bundle_info()
         pinned = bundle.get("mlflowVersion")
         if pinned and pinned != mlflow.__version__:
             log_event("startup.version_mismatch", "installed MLflow differs from the bundle's pin", logging.WARNING, installed=mlflow.__version__, pinned=pinned)
@@ -135,30 +160,34 @@ def build_app() -> Any:
         os.environ.update(server_environment(storage, env, mlflow.__version__))
         hold_wal(storage, env)  # first: the start-up steps below must not checkpoint away a WAL the replica resumes
         recover(storage)  # a restore or snapshot interrupted by a restart leaves a flag and spools behind
-        ensure_schema(storage, auto_migrate_enabled(env))
+        ensure_schema(storage, auto_migrate_enabled(env), progress=startup.migrating)
+        startup.migrated()
         replication = start_replication(storage, env)
+        ops.describe = _make_describe(storage, bundle, mlflow.__version__, utc_now(), cloud_runtime.status if cloud_runtime else None, replication.status if replication else None, startup.view)
+        ops.storage = storage
+        ops.artifact_written = replication.artifact_written if replication else None
+        gate.app = _load_mlflow_app(asgi, _release(mlflow.__version__) >= ASGI_FROM, gate, handler_threads(_dialect(storage), env))
     except StartupError as exc:
         message = redact(str(exc))
-        log_event("startup.refused", message, logging.ERROR)
-        # An ordinary exception, not SystemExit: gunicorn re-spawns workers that exit via SystemExit
-        # forever, but halts on an exception during app load ("Worker failed to boot").
-        raise ExtensionRefused(f"mlflowctl extension refused to start: {message}") from None
-    describe = _make_describe(storage, bundle, mlflow.__version__, utc_now(), cloud_runtime.status if cloud_runtime else None, replication.status if replication else None)
-    ops = OpsContext(ops_token, describe, storage, replication.artifact_written if replication else None)
-    # Connect picks the server from the manifest's app mode, so the bundle's choice wins.
-    app_mode = bundle.get("appMode")
-    asgi = app_mode == "python-fastapi" if app_mode else _release(mlflow.__version__) >= ASGI_FROM
-    return _wrap_mlflow_app(asgi, ops, has_fastapi_app=_release(mlflow.__version__) >= ASGI_FROM)
+        log_event("startup.refused", message, logging.ERROR, code=exc.code)
+        startup.refuse(exc.code, message)
+        return
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the process must say so rather than hang in "starting"
+        message = redact(f"{type(exc).__name__}: {exc}")
+        log_event("startup.refused", f"the start-up failed: {message}", logging.ERROR, code="STARTUP_FAILED")
+        startup.refuse("STARTUP_FAILED", message)
+        return
+    startup.ready()
 
 
-def _wrap_mlflow_app(asgi: bool, ops: OpsContext, has_fastapi_app: bool) -> Any:
-    from .middleware import AsgiExtension, WsgiExtension
-
+def _load_mlflow_app(asgi: bool, has_fastapi_app: bool, gate: Any, threads: int) -> Any:
     started = time.monotonic()
     if asgi:
         from mlflow.server.fastapi_app import app as asgi_app
 
-        wrapped: Any = AsgiExtension(asgi_app, ops)
+        # The host ran our lifespan, not MLflow's (its app did not exist yet): run its startup on the host's loop.
+        gate.when_host_loop(lambda loop: _run_lifespan_startup(asgi_app, loop, threads))
+        app: Any = asgi_app
         interface = "asgi"
     elif has_fastapi_app:
         # python-api content (a deployed item keeps its first app mode: Connect refuses a change, error 48) on
@@ -167,26 +196,27 @@ def _wrap_mlflow_app(asgi: bool, ops: OpsContext, has_fastapi_app: bool) -> Any:
         from a2wsgi import ASGIMiddleware
         from mlflow.server.fastapi_app import app as asgi_app
 
-        bridge = ASGIMiddleware(asgi_app)
-        _run_lifespan_startup(asgi_app, bridge.loop)
-        wrapped = WsgiExtension(bridge, ops)
+        app = ASGIMiddleware(asgi_app)
+        _run_lifespan_startup(asgi_app, app.loop, threads)
         interface = "wsgi (FastAPI app through a2wsgi)"
     else:
         from mlflow.server import app as wsgi_app
 
-        wrapped = WsgiExtension(wsgi_app, ops)
+        app = wsgi_app
         interface = "wsgi"
-    log_event("startup.ready", "MLflow app loaded", interface=interface, seconds=round(time.monotonic() - started, 3))
-    return wrapped
+    log_event("startup.ready", "MLflow app loaded", interface=interface, handler_threads=threads if has_fastapi_app else None, pool=os.environ.get(POOL_SIZE_VARIABLE), pool_overflow=os.environ.get(MAX_OVERFLOW_VARIABLE), seconds=round(time.monotonic() - started, 3))
+    return app
 
 
-def _run_lifespan_startup(asgi_app: Any, loop: Any, timeout: float = 60.0) -> None:
-    """a2wsgi sends no lifespan events; MLflow's lifespan does start-up housekeeping (assistant sandbox
-    clean-up), so run its startup on the bridge's event loop, as uvicorn would. Best effort: a failure is
-    logged, not fatal, because requests do not depend on it."""
+def _run_lifespan_startup(asgi_app: Any, loop: Any, threads: int, timeout: float = 60.0) -> None:
+    """On the loop that serves MLflow's FastAPI app: bound its handler threads (concurrency.py), then run the app's
+    lifespan startup, which neither a2wsgi nor our gate's host ran (MLflow's app did not exist yet when the host
+    started); it does start-up housekeeping (assistant sandbox clean-up). Best effort: a failure is logged, not fatal,
+    because requests do not depend on it."""
     import asyncio
 
     async def lifespan() -> None:
+        limit_handler_threads(threads)
         started = asyncio.Event()
         inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         inbox.put_nowait({"type": "lifespan.startup"})

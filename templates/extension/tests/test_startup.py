@@ -2,6 +2,8 @@
 import json
 import sqlite3
 
+import pytest
+
 from conftest import base_env, import_app
 
 
@@ -111,3 +113,140 @@ def test_unreachable_database_is_refused_without_the_password(bundle, tmp_path):
     assert result.returncode != 0
     assert "Cannot reach the backend store" in result.stderr
     assert "hunter2-secret" not in result.stderr + result.stdout
+
+
+def _store_before_the_metrics_index(tmp_path, metric_rows: int):
+    """A local store one step before MLflow 3.12's index on metrics (run_uuid, key, step), the migration that grows
+    with the rows: made at head with `metric_rows` metrics, then downgraded by MLflow's own migrations."""
+    from alembic import command
+    from mlflow.store.db.utils import _get_alembic_config
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    data = tmp_path / "data"
+    database = data / "mlflow.db"
+    data.mkdir()
+    store = SqlAlchemyStore(f"sqlite:///{database}", str(data / "artifacts"))
+    run = store.create_run("0", "seed", 0, [], "seed").info.run_id
+    store.engine.dispose()
+    with sqlite3.connect(database) as connection:
+        connection.executemany(
+            "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, 0.5, ?, ?, ?, 0)",
+            ((f"m{i % 20}", i, run, i) for i in range(metric_rows)),
+        )
+    command.downgrade(_get_alembic_config(f"sqlite:///{database}"), "c3d6457b6d8a")
+    return data, database
+
+
+@pytest.mark.needs_mlflow((3, 12))
+def test_a_migration_runs_behind_503_and_a_kill_inside_the_longest_one_leaves_a_store_the_next_start_finishes(bundle, tmp_path):
+    """Connect kills a process that has not answered within init_timeout, so the extension answers at once and
+    migrates on a thread of its own: /health says 'migrating' with the step, MLflow's routes answer 503 with
+    Retry-After, the ops status reports it. A SIGKILL inside the index build leaves the store at the revision it
+    started from, intact; the next start runs the migrations again and serves."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import free_port, http
+
+    data, database = _store_before_the_metrics_index(tmp_path, 2_000_000)
+    token = "ops-token-for-startup-tests-0123456789"
+    env = base_env(CONNECT_CONTENT_DATA_DIR=str(data), MLFLOWCTL_OPS_TOKEN=token)
+    command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port"]
+
+    def start(port: int, log) -> subprocess.Popen:
+        return subprocess.Popen([*command, str(port)], cwd=bundle, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "first.log", "wb") as log:
+        process = start(port, log)
+        seen: dict = {}
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                code, body = http("GET", f"{url}/health")
+            except OSError:
+                time.sleep(0.02)
+                continue
+            assert code == 503, (code, body)
+            view = json.loads(body)
+            if view["state"] == "migrating" and view["migration"]["revision"] == "a5b4c3d2e1f0":
+                seen = view
+                break
+            time.sleep(0.02)
+        assert seen, f"never saw the index migration: {(tmp_path / 'first.log').read_text()[-3000:]}"
+        # Inside the migration: every MLflow route is 503 with Retry-After, the ops status says what runs.
+        code, body = http("GET", f"{url}/api/2.0/mlflow/experiments/search?max_results=1")
+        assert code == 503 and "migrating its database schema" in json.loads(body)["message"]
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(f"{url}/version", timeout=10)
+            raise AssertionError("/version answered while migrating")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503 and exc.headers["Retry-After"]
+        code, body = http("GET", f"{url}/_mlflowctl/status", headers={"X-Mlflowctl-Ops-Token": token})
+        status = json.loads(body)
+        assert code == 503 and status["startup"]["state"] == "migrating", status
+        assert status["startup"]["migration"]["from"] == "c3d6457b6d8a" and status["startup"]["migration"]["to"] == head()
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "c3d6457b6d8a"
+        assert connection.execute("SELECT count(*) FROM metrics").fetchone()[0] == 2_000_000
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "second.log", "wb") as log:
+        process = start(port, log)
+        try:
+            deadline = time.monotonic() + 240
+            code = 0
+            while time.monotonic() < deadline and code != 200:
+                time.sleep(0.2)
+                try:
+                    code, _ = http("GET", f"{url}/health")
+                except OSError:
+                    pass
+            assert code == 200, (tmp_path / "second.log").read_text()[-3000:]
+            status = json.loads(http("GET", f"{url}/_mlflowctl/status", headers={"X-Mlflowctl-Ops-Token": token})[1])
+            assert status["dbRevision"] == head() and status["startup"]["state"] == "ready"
+            assert status["startup"]["migration"]["from"] == "c3d6457b6d8a" and status["startup"]["migration"]["finishedAt"]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM metrics").fetchone()[0] == 2_000_000
+        indexes = [row[1] for row in connection.execute("PRAGMA index_list('metrics')")]
+        assert "index_metrics_run_uuid_key_step" in indexes
+
+
+def test_a_refusal_keeps_answering_with_its_reason(bundle, tmp_path):
+    """A start that is refused does not exit (Connect would start it again and again): /health answers 503 with
+    state 'refused', the code and the message, so that deploy and doctor can say why."""
+    import subprocess
+    import time
+
+    from conftest import free_port, http, server_command
+
+    port = free_port()
+    with open(tmp_path / "server.log", "wb") as log:
+        process = subprocess.Popen(server_command(port), cwd=bundle, env=base_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        view: dict = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and view.get("state") != "refused":
+            time.sleep(0.2)
+            try:
+                view = json.loads(http("GET", f"http://127.0.0.1:{port}/health")[1])
+            except OSError:
+                pass
+        assert view["state"] == "refused" and view["error"]["code"] == "DATA_DIR_MISSING", view
+        assert "CONNECT_CONTENT_DATA_DIR" in view["error"]["message"]
+        assert process.poll() is None, "the process keeps serving its refusal"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

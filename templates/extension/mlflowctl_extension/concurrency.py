@@ -1,0 +1,56 @@
+"""How many requests MLflow handles at once in one process, and the database pool that serves them.
+
+Connect sends up to `max_conns_per_process` (20 by default) concurrent requests to one process, and local storage
+runs exactly one. MLflow's handlers are synchronous: its FastAPI app runs the Flask handlers on anyio's worker
+threads (40 by default), a WSGI host on its own threads. Two facts decide the settings:
+
+- Some handlers hold two pooled connections at once (create_run and log_batch open a second session inside the
+  first). With SQLAlchemy's default pool (5 + 10 overflow, 30 s wait) fifteen such requests each hold one
+  connection and wait for a second: nothing moves until the pool times out, and requests fail with "QueuePool limit
+  ... reached". The pool must cover two connections per handler that can run at once.
+- SQLite takes one writer at a time. More handler threads than a few only queue on its write lock (MLflow sets a
+  20 s busy timeout on every session), so latency grows with no gain in throughput.
+
+So the extension bounds the handlers that run at once on MLflow's event loop (the anyio limiter) and sizes the
+pool for twice that bound or for a WSGI host's threads, whichever is larger. An operator's own values win.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+# Handlers at once on MLflow's FastAPI app: SQLite serialises writes, a server database does not.
+SQLITE_HANDLER_THREADS = 10
+SERVER_DB_HANDLER_THREADS = 20
+# The WSGI hosts that run python-api content (Connect's, gunicorn gthread in dev up and the tests) run up to this
+# many requests at once: Connect's max_conns_per_process default.
+WSGI_HOST_THREADS = 20
+THREADS_VARIABLE = "MLFLOWCTL_HANDLER_THREADS"
+POOL_SIZE_VARIABLE = "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"
+MAX_OVERFLOW_VARIABLE = "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"
+# Connections kept open when idle; the rest of the pool opens under load and closes when returned.
+IDLE_POOL_SIZE = 10
+
+
+def handler_threads(dialect: str, env: Mapping[str, str]) -> int:
+    """How many handlers may run at once on MLflow's FastAPI app (MLFLOWCTL_HANDLER_THREADS overrides)."""
+    raw = env.get(THREADS_VARIABLE, "")
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return SQLITE_HANDLER_THREADS if dialect == "sqlite" else SERVER_DB_HANDLER_THREADS
+
+
+def pool_environment(dialect: str, env: Mapping[str, str]) -> dict[str, str]:
+    """MLflow's pool variables (read by every MLflow version this extension serves), unless the operator set them:
+    room for two connections per request that can run at once. MLflow ignores a value of 0."""
+    if env.get(POOL_SIZE_VARIABLE) or env.get(MAX_OVERFLOW_VARIABLE):
+        return {}
+    connections = 2 * max(handler_threads(dialect, env), WSGI_HOST_THREADS)
+    return {POOL_SIZE_VARIABLE: str(IDLE_POOL_SIZE), MAX_OVERFLOW_VARIABLE: str(connections - IDLE_POOL_SIZE)}
+
+
+def limit_handler_threads(threads: int) -> None:
+    """Bounds the anyio worker threads of the running event loop (per loop; call it on the loop that serves
+    MLflow's FastAPI app). MLflow runs its Flask handlers through anyio.to_thread with the default limiter."""
+    import anyio.to_thread
+
+    anyio.to_thread.current_default_thread_limiter().total_tokens = threads
