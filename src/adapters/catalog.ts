@@ -3,15 +3,23 @@ import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import type {CatalogOverlay, MigrationCatalog} from '../core/catalog.js'
+import type {MigrationCosts} from '../core/migration-estimate.js'
 import {PACKAGE_ROOT} from './fs/bundle-dir.js'
 
-let loaded: Promise<{catalog: MigrationCatalog; overlay: CatalogOverlay}> | undefined
+interface Catalog {
+  catalog: MigrationCatalog
+  overlay: CatalogOverlay
+  /** Measured seconds per row of heavy migrations (bench/migration-cost.mjs). */
+  costs: MigrationCosts
+}
 
-export function loadCatalog(): Promise<{catalog: MigrationCatalog; overlay: CatalogOverlay}> {
+let loaded: Promise<Catalog> | undefined
+
+export function loadCatalog(): Promise<Catalog> {
   loaded ??= Promise.all(
-    ['mlflow-migrations.json', 'overlay.json'].map(async (name) =>
+    ['mlflow-migrations.json', 'overlay.json', 'migration-costs.json'].map(async (name) =>
       JSON.parse(await readFile(join(PACKAGE_ROOT, 'catalog', name), 'utf8')),
     ),
-  ).then(([catalog, overlay]) => ({catalog, overlay}))
+  ).then(([catalog, overlay, costs]) => ({catalog, overlay, costs}))
   return loaded
 }

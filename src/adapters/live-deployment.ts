@@ -43,7 +43,7 @@ export async function readLiveDeployment(options: UpgradeAdapterOptions, guid: s
     )
   const bundleDir = await mkdtemp(join(tmpdir(), 'mlflowctl-upgrade-'))
   try {
-    return await readInto(options, connect, guid, content.bundle_id, bundleDir)
+    return await readInto(options, connect, guid, content, bundleDir)
   } catch (error) {
     await rm(bundleDir, {recursive: true, force: true})
     throw error
@@ -54,9 +54,10 @@ async function readInto(
   options: UpgradeAdapterOptions,
   connect: ConnectClient,
   guid: string,
-  bundleId: string,
+  content: {bundle_id?: string | null; init_timeout?: number | null},
   bundleDir: string,
 ): Promise<LiveDeployment> {
+  const bundleId = content.bundle_id!
   const archive = join(bundleDir, '..', `${bundleDir.split('/').pop()}.tar.gz`)
   await writeFile(archive, await connect.downloadBundle(guid, bundleId))
   try {
@@ -98,6 +99,10 @@ async function readInto(
       rowEstimates: status.rowEstimates,
       tables: status.tables?.filter((table) => !table.startsWith('alembic_')),
     },
+    initTimeoutSeconds:
+      content.init_timeout ??
+      (await connect.defaultInitTimeout(bundle.manifest.metadata.appmode).catch(() => undefined)) ??
+      undefined,
   }
   return {state, bundleDir}
 }

@@ -111,6 +111,8 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
           timeoutMs: options.timeoutMs,
           dryRun: false,
           drafts: options.drafts,
+          // The rollback puts the data back (held) into the new bundle before the previous one returns.
+          reactivatePrevious: false,
         },
         options.runner,
       )

@@ -7,6 +7,7 @@ import semver from 'semver'
 
 import {UsageError} from '../errors.js'
 import {NEWEST_KNOWN_MLFLOW} from './versions.js'
+import type {RevisionCosts} from './migration-estimate.js'
 
 export interface CatalogRevision {
   down: string | string[] | null
@@ -35,6 +36,8 @@ export interface MigrationCatalog {
 
 export interface CatalogOverlay {
   heavy: Record<string, string>
+  /** What each heavy revision does to which table, for the time estimate (core/migration-estimate.ts). */
+  costs?: RevisionCosts
   hazards: Array<{
     id: string
     dialects?: string[]

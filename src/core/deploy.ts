@@ -88,6 +88,12 @@ export interface DeployOptions {
   dryRun: boolean
   /** Draft deploys: auto (Connect >= 2025.06 that shows its version), on, off. */
   drafts?: DraftsPolicy
+  /**
+   * false: an activated bundle that fails verification stays active, for a caller that must put data back before the
+   * previous bundle can serve it (upgrade apply: the new bundle may have migrated the schema past what the previous
+   * one accepts). Default true: the previous bundle is re-activated.
+   */
+  reactivatePrevious?: boolean
 }
 
 export type DraftsPolicy = 'auto' | 'on' | 'off'
@@ -308,11 +314,16 @@ async function deployUnrecorded(
     verifyAt(previewUrl(options.server, guid), report),
   )
   if (!live.ok) {
-    if (previous)
+    const reactivate = previous && options.reactivatePrevious !== false
+    if (reactivate)
       await runner.step(`Re-activate bundle ${previous}`, (report) =>
         waitForTask(deps, guid, previous, true, options.timeoutMs, report, failureHints),
       )
-    const consequence = previous ? `Bundle ${previous} was re-activated.` : 'There was no earlier bundle to return to.'
+    const consequence = reactivate
+      ? `Bundle ${previous} was re-activated.`
+      : previous
+        ? `Bundle ${bundleId} is still active.`
+        : 'There was no earlier bundle to return to.'
     if (live.startup?.error?.code === 'DATA_DIR_MISSING') throw noDataDirectory(guid, consequence, failureHints)
     if (stillStarting(live))
       throw startTimeout(live, 'the activated bundle', consequence, options.timeoutMs, failureHints)

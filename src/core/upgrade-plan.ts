@@ -18,6 +18,7 @@ import {
 import {pythonRequiresForBundle, pythonSatisfies} from './versions.js'
 import {servedAppMode} from './app-mode.js'
 import {UsageError} from '../errors.js'
+import {estimateMigration, formatDuration, type MigrationCosts, type MigrationEstimate} from './migration-estimate.js'
 
 export const PLAN_FORMAT_VERSION = 1
 
@@ -41,6 +42,15 @@ export interface LiveState {
     rowEstimates?: Record<string, number>
     tables?: string[]
   }
+  /** The item's effective init_timeout (its own, else the server's default), when Connect said. */
+  initTimeoutSeconds?: number
+}
+
+/** How long the pending migrations will take, against the start limit Connect gives the item. */
+export interface PlanEstimate extends MigrationEstimate {
+  initTimeoutSeconds?: number
+  /** One sentence: the estimate against init_timeout, and what that means now that migrations run behind 503. */
+  summary: string
 }
 
 export interface PlanFinding {
@@ -58,7 +68,7 @@ export interface UpgradePlan {
   bundleId: string
   from: {mlflowVersion: string; revision: string | null; appMode: string; python: string}
   to: {mlflowVersion: string; head: string; appMode: string; appModeReason: string; pythonRequires: string}
-  schema: {kind: SchemaKind; explanation: string; pending: PendingRevision[]}
+  schema: {kind: SchemaKind; explanation: string; pending: PendingRevision[]; estimate?: PlanEstimate}
   pythonChange?: string
   breakingChanges: Array<{from: string; text: string}>
   hazards: PlanFinding[]
@@ -130,6 +140,7 @@ export function planUpgrade(
   state: LiveState,
   targetVersion: string,
   now: Date,
+  costs?: MigrationCosts,
 ): UpgradePlan {
   const target = findRelease(catalog, targetVersion)
   const {info, manifest} = state.bundle
@@ -224,7 +235,14 @@ export function planUpgrade(
       appModeReason: served.reason,
       pythonRequires: floorTo,
     },
-    schema: {kind: schema.kind, explanation: schema.explanation, pending: schema.pending},
+    schema: {
+      kind: schema.kind,
+      explanation: schema.explanation,
+      pending: schema.pending,
+      ...(costs && schemaChanges && schema.pending.length > 0
+        ? {estimate: planEstimate(schema.pending, overlay, costs, state)}
+        : {}),
+    },
     ...(manifest.environment?.python?.requires !== floorTo
       ? {
           pythonChange: `Python requirement ${manifest.environment?.python?.requires ?? '?'} → ${floorTo} (the bundle runs ${python})`,
@@ -236,6 +254,33 @@ export function planUpgrade(
     strategy,
     steps,
     fingerprint: fingerprintOf(state, target.version),
+  }
+}
+
+function planEstimate(
+  pending: PendingRevision[],
+  overlay: CatalogOverlay,
+  costs: MigrationCosts,
+  state: LiveState,
+): PlanEstimate {
+  const estimate = estimateMigration(
+    pending.map((p) => p.revision),
+    overlay.costs ?? {},
+    costs,
+    state.status.rowEstimates ?? {},
+    state.status.dialect,
+  )
+  const limit = state.initTimeoutSeconds
+  const against =
+    limit === undefined
+      ? ''
+      : estimate.seconds > limit
+        ? `, longer than the item's init_timeout (${limit} s). The extension answers at once and migrates behind 503 (clients retry), so Connect does not kill it; expect MLflow to be unavailable for that long`
+        : `, within the item's init_timeout (${limit} s)`
+  return {
+    ...estimate,
+    initTimeoutSeconds: limit,
+    summary: `Migration time: ${formatDuration(estimate.seconds)}${against} (${estimate.basis}).`,
   }
 }
 

@@ -19,6 +19,7 @@ export function formatPlan(plan: UpgradePlan, format: 'text' | 'md'): string {
     heading('Schema'),
     item(`${plan.from.revision ?? 'none'} → ${plan.to.head}: ${plan.schema.kind}. ${plan.schema.explanation}`),
     ...formatPending(plan.schema.pending).map((line) => (md ? `    ${line}` : `    ${line}`)),
+    ...(plan.schema.estimate ? [item(plan.schema.estimate.summary)] : []),
     heading('Runtime'),
     item(
       `app mode ${plan.to.appMode}${plan.from.appMode !== plan.to.appMode ? ` (was ${plan.from.appMode})` : ''}: ${plan.to.appModeReason ?? 'as before'}`,

@@ -499,13 +499,24 @@ export class FakeConnect {
     return (typeof own === 'number' && own > 0 ? own : this.defaultInitTimeout()) * 1000
   }
 
+  /** Fault injection (crashAfterStart): the process dies right after its start-up steps (migrations included) ran. */
+  private async maybeCrash(item: Content, app: RunningApp): Promise<RunningApp> {
+    if (!this.crashAfterStart.delete(item.guid)) return app
+    await untilHealthy(app.port)
+    app.process.kill('SIGKILL')
+    await app.stop().catch(() => undefined)
+    return app
+  }
+
   /** A draft's process, started on its first request as Connect does ("spins the process up cold"); requests
    * that arrive while it starts wait for the same start. */
   private draftProcess(item: Content, bundleId: string): Promise<RunningApp> | undefined {
     const draft = item.drafts.get(bundleId)
     if (!draft) return undefined
     if (!draft.running) {
-      draft.running = launchApp(draft.app, this.processEnv(item), this.initTimeoutMs(item), () => undefined)
+      draft.running = launchApp(draft.app, this.processEnv(item), this.initTimeoutMs(item), () => undefined).then(
+        (app) => this.maybeCrash(item, app),
+      )
       // A start that failed is retried by the next request, as Connect does.
       draft.running.catch(() => item.drafts.get(bundleId) === draft && (draft.running = undefined))
     }
@@ -539,12 +550,7 @@ export class FakeConnect {
       if (!app) {
         log('Launching the application...')
         app = await launchApp(prepared, this.processEnv(item), this.initTimeoutMs(item), log)
-        if (this.crashAfterStart.delete(item.guid)) {
-          // Fault injection: the process dies right after its start-up steps (migrations included) ran.
-          await untilHealthy(app.port)
-          app.process.kill('SIGKILL')
-          await app.stop().catch(() => undefined)
-        }
+        await this.maybeCrash(item, app)
         if (this.stopped) {
           await app.stop()
           throw new DeployFailure('server-stopping', 'the server is shutting down')
@@ -667,7 +673,9 @@ export class FakeConnect {
     delete headers.authorization // UNCONFIRMED whether Connect forwards it; assumed not.
     delete headers['x-rsc-authorization']
     const upstream = httpRequest(
-      {host: '127.0.0.1', port: app.port, method: req.method, path: `${stripped}${url.search}`, headers},
+      // A connection per request: a reused idle socket that the host closed meanwhile (gunicorn's keep-alive is 2 s)
+      // would fail the request as a 502.
+      {host: '127.0.0.1', port: app.port, method: req.method, path: `${stripped}${url.search}`, headers, agent: false},
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers)
         answer.pipe(res)

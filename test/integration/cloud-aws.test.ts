@@ -63,11 +63,12 @@ describe('storage mode aws (RDS IAM + S3) against the fake Connect', () => {
       'MLFLOW_SQLALCHEMYSTORE_POOLCLASS=NullPool',
     ].flatMap((pair) => ['-E', pair])
 
-    // Without an associated integration the extension refuses to start, and says why.
+    // Without an associated integration the extension refuses to start, and its draft says why.
     const refused = await runCli(['deploy', dir, '--new', '--name', 'mlflow-aws-noauth', ...contentEnv, '--json'], {
       env: cliEnv,
     })
-    assert.equal(refused.code, 5, refused.stdout)
+    assert.equal(refused.code, 6, refused.stdout)
+    assert.equal(refused.json!.error!.code, 'DEPLOY_VERIFY_FAILED')
     assert.match(
       refused.json!.error!.message,
       /No OAuth integration is associated with this content \(Connect error 212/,

@@ -1,10 +1,13 @@
 // The fake Connect's own tests against connect-api.md, driven through mlflowctl's Connect client.
 import assert from 'node:assert/strict'
-import {readFileSync} from 'node:fs'
+import {createHash} from 'node:crypto'
+import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
 import {ConnectClient} from '../../src/adapters/connect/client.js'
+import * as tar from 'tar'
+
 import {MlflowctlError} from '../../src/errors.js'
 import {runCli, tempDir} from '../support/cli.js'
 import {OTHER_KEY, PUBLISHER_KEY, startFakeConnect, VIEWER_KEY} from '../support/fake-connect.js'
@@ -66,7 +69,9 @@ describe('fake Connect: API', () => {
     const patched = await connect().updateContent(created.guid, {min_processes: 1, title: 'MLflow'})
     assert.equal(patched.min_processes, 1)
     assert.equal(patched.title, 'MLflow')
-    await assert.rejects(connect().updateContent(created.guid, {bogus: 1}), /HTTP 400/)
+    // Connect's own error codes (its API error table): 121 for an unknown field, 5 for a bad name.
+    await assert.rejects(connect().updateContent(created.guid, {bogus: 1}), /HTTP 400 \(Connect error 121/)
+    await assert.rejects(connect().createContent('x'), /HTTP 400 \(Connect error 5:/)
     await assert.rejects(
       connect(OTHER_KEY).getContent(created.guid),
       (e: MlflowctlError) => e.code === 'CONNECT_FORBIDDEN',
@@ -231,6 +236,36 @@ describe('fake Connect: runs bundles', () => {
       (await fetch(`${fake.url}mlflow/health`, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})).status,
       200,
     )
+  })
+
+  it("kills a process that does not answer HTTP within the item's init_timeout, and its task says so", async (t) => {
+    const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    const {guid} = await connect().createContent('fake-slow-start')
+    await connect().updateContent(guid, {init_timeout: 3})
+    // The real bundle, with an app.py that sleeps 30 s before it serves (its manifest checksum updated).
+    const dir = tempDir('slow-bundle-')
+    const archive = join(dir, 'b.tar.gz')
+    writeFileSync(archive, await bundleFor(venv!.mlflowVersion))
+    const files = join(dir, 'files')
+    await import('node:fs/promises').then(({mkdir}) => mkdir(files))
+    await tar.x({file: archive, cwd: files})
+    const app = `import time\ntime.sleep(30)\n${readFileSync(join(files, 'app.py'), 'utf8')}`
+    writeFileSync(join(files, 'app.py'), app)
+    const manifest = JSON.parse(readFileSync(join(files, 'manifest.json'), 'utf8'))
+    manifest.files['app.py'].checksum = createHash('md5').update(app).digest('hex')
+    writeFileSync(join(files, 'manifest.json'), JSON.stringify(manifest))
+    const slow = join(dir, 'slow.tar.gz')
+    await tar.c({gzip: true, file: slow, cwd: files}, ['.'])
+    const bundle = await connect().uploadBundle(guid, readFileSync(slow))
+    const task = await waitTask(connect(), await connect().deploy(guid, bundle.id))
+    assert.equal(task.code, 1, task.output.join('\n'))
+    assert.match(task.error ?? '', /application-start-timeout/)
+    assert.ok(
+      task.output.some((line) => /init_timeout \(3 s\) and was killed/.test(line)),
+      task.output.join('\n'),
+    )
+    assert.equal(fake.content.get(guid)!.running, undefined, 'nothing runs')
   })
 
   it('works when Connect forwards the full /content/<guid>/ path (stripPrefix off): the extension strips it', async (t) => {

@@ -61,8 +61,8 @@ mlflowctl upgrade apply --plan-file. Reads only. Exit codes: 0 planned (blockers
       guid,
     )
     await rm(live.bundleDir, {recursive: true, force: true})
-    const {catalog, overlay} = await loadCatalog()
-    const plan = planUpgrade(catalog, overlay, live.state, this.flags.to, new Date())
+    const {catalog, overlay, costs} = await loadCatalog()
+    const plan = planUpgrade(catalog, overlay, live.state, this.flags.to, new Date(), costs)
     const planFile = this.flags['plan-file'] ? resolve(this.flags['plan-file']) : undefined
     if (planFile) await writePrivateJson(planFile, plan)
     this.out(

@@ -27,6 +27,7 @@ WSGI_HOST_THREADS = 20
 THREADS_VARIABLE = "MLFLOWCTL_HANDLER_THREADS"
 POOL_SIZE_VARIABLE = "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"
 MAX_OVERFLOW_VARIABLE = "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"
+POOL_CLASS_VARIABLE = "MLFLOW_SQLALCHEMYSTORE_POOLCLASS"
 # Connections kept open when idle; the rest of the pool opens under load and closes when returned.
 IDLE_POOL_SIZE = 10
 
@@ -42,7 +43,8 @@ def handler_threads(dialect: str, env: Mapping[str, str]) -> int:
 def pool_environment(dialect: str, env: Mapping[str, str]) -> dict[str, str]:
     """MLflow's pool variables (read by every MLflow version this extension serves), unless the operator set them:
     room for two connections per request that can run at once. MLflow ignores a value of 0."""
-    if env.get(POOL_SIZE_VARIABLE) or env.get(MAX_OVERFLOW_VARIABLE):
+    # A pool class of the operator's own (NullPool takes no size: SQLAlchemy refuses the arguments) is left alone.
+    if env.get(POOL_SIZE_VARIABLE) or env.get(MAX_OVERFLOW_VARIABLE) or env.get(POOL_CLASS_VARIABLE):
         return {}
     connections = 2 * max(handler_threads(dialect, env), WSGI_HOST_THREADS)
     return {POOL_SIZE_VARIABLE: str(IDLE_POOL_SIZE), MAX_OVERFLOW_VARIABLE: str(connections - IDLE_POOL_SIZE)}
