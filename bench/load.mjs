@@ -5,9 +5,11 @@
 //  - plain `mlflow server` (the newest MLflow venv, uvicorn, one worker: Connect runs one process for local storage),
 //    with the same layout (SQLite file and an artifacts directory);
 //  - the extension as python-fastapi (uvicorn) and as python-api (gunicorn gthread, 20 threads), local storage;
-//  - the extension as python-fastapi with PostgreSQL (custom storage), when MLFLOWCTL_TEST_PG_URL is set.
+//  - the extension as python-fastapi with PostgreSQL (custom storage), when MLFLOWCTL_TEST_PG_URL is set;
+//  - with --before, the extension as python-fastapi with the settings it had before issue 28 (SQLAlchemy's default
+//    pool of 5 + 10 and anyio's 40 handler threads), for the comparison in one run.
 // Reports requests/s, p50/p99 latency, failed requests, acknowledged writes lost, and the server's peak RSS.
-// Usage: node bench/load.mjs [--clients 32] [--seconds 60] [--only NAME[,NAME]] [--json]
+// Usage: node bench/load.mjs [--clients 32] [--seconds 60] [--before] [--only NAME[,NAME]] [--json]
 import {spawn} from 'node:child_process'
 import {cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
 import {createServer} from 'node:net'
@@ -80,7 +82,17 @@ async function startServer(name, work) {
     await import('node:fs').then(({writeFileSync}) => writeFileSync(join(cwd, 'mlflowctl.json'), JSON.stringify(info)))
     const {appCommand} = await import('../dist/adapters/dev/app-command.js')
     command = [venv.python, ...appCommand(appMode, port)]
-    env = {...base, CONNECT_CONTENT_DATA_DIR: data}
+    env = {
+      ...base,
+      CONNECT_CONTENT_DATA_DIR: data,
+      ...(name.includes('before')
+        ? {
+            MLFLOW_SQLALCHEMYSTORE_POOL_SIZE: '5',
+            MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW: '10',
+            MLFLOWCTL_HANDLER_THREADS: '40',
+          }
+        : {}),
+    }
     if (name.includes('PostgreSQL')) {
       const database = `bench_load_${Date.now()}`
       const admin = new pg.Client({connectionString: pgUrl})
@@ -171,6 +183,7 @@ async function measure(name, work) {
 
 const names = [
   'mlflow server',
+  ...(process.argv.includes('--before') ? ['extension python-fastapi, before (pool 5 + 10, 40 threads)'] : []),
   'extension python-fastapi',
   'extension python-api',
   ...(pgUrl ? ['extension python-fastapi, PostgreSQL'] : []),

@@ -73,6 +73,23 @@ names = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='tab
 print(json.dumps({t: c.execute(f'SELECT coalesce(max(rowid), 0) FROM "{t}"').fetchone()[0] for t in names if not t.startswith("sqlite_")}))
 `
 
+/** What `upgrade plan` waits for on the store: the ops status's schema state, row estimates, tables and has-data, as
+ * the deployed (old) extension computes them. */
+const STATUS = `
+import sys, time
+from pathlib import Path
+import sqlalchemy
+from mlflowctl_extension.migrations import create_engine, inspect_schema, row_estimates
+from mlflowctl_extension.transfer import has_data
+engine = create_engine(f"sqlite:///{sys.argv[1]}")
+started = time.perf_counter()
+inspect_schema(engine)
+row_estimates(engine)
+sqlalchemy.inspect(engine).get_table_names()
+has_data(Path(sys.argv[1]))
+print(time.perf_counter() - started)
+`
+
 const seconds = (started) => (performance.now() - started) / 1000
 const py = (python, script, args) =>
   execFileSync(python, ['-c', script, ...args], {
@@ -146,6 +163,12 @@ try {
   process.stderr.write(`model from ${calibrateRows} rows: ${JSON.stringify(model)}\n`)
   const large = buildStore('validation', rows)
   const counts = JSON.parse(py(newest.python, ROWS, [large]))
+  const statusSeconds = Number(
+    execFileSync(old.python, ['-c', STATUS, large], {
+      encoding: 'utf8',
+      env: {...process.env, PYTHONPATH: join(root, 'templates', 'extension')},
+    }).trim(),
+  )
   const measured = mlflowUpgrade(large)
   const steps = stepwise(large)
   const predicted = estimate(model, steps, counts)
@@ -162,6 +185,7 @@ try {
     stepwiseSeconds: Number(steps.reduce((sum, [, s]) => sum + s, 0).toFixed(1)),
     estimateSeconds: Number(predicted.toFixed(1)),
     ratio: Number((predicted / measured).toFixed(2)),
+    planStatusSeconds: Number(statusSeconds.toFixed(2)),
     heaviest: heaviest.map(([revision, s]) => ({revision, seconds: Number(s.toFixed(1))})),
     model,
   }
@@ -190,7 +214,8 @@ try {
       `MLflow ${result.from} -> ${result.to}, ${rows} metric rows, ${runs} runs, ${result.revisions} revisions\n` +
         `  mlflow db upgrade:  ${result.mlflowDbUpgradeSeconds} s\n` +
         `  revision by revision: ${result.stepwiseSeconds} s (heaviest: ${result.heaviest.map((h) => `${h.revision} ${h.seconds} s`).join(', ')})\n` +
-        `  estimate (model from ${calibrateRows} rows): ${result.estimateSeconds} s = ${result.ratio}x the measured time\n`,
+        `  estimate (model from ${calibrateRows} rows): ${result.estimateSeconds} s = ${result.ratio}x the measured time\n` +
+        `  the ops status upgrade plan reads, on this store: ${result.planStatusSeconds} s\n`,
     )
   }
 } finally {

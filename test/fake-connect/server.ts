@@ -486,6 +486,7 @@ export class FakeConnect {
       () => undefined,
       this.initTimeoutMs(item),
     )
+    await untilHealthy(item.running.port)
   }
 
   /** Connect's Scheduler.InitTimeout: 60 s unless the test's server says otherwise. */

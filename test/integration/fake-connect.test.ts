@@ -277,7 +277,7 @@ describe('fake Connect: runs bundles', () => {
     const bundle = await client.uploadBundle(guid, await bundleFor(venv!.mlflowVersion))
     assert.equal((await waitTask(client, await client.deploy(guid, bundle.id))).code, 0)
     const headers = {Authorization: `Key ${PUBLISHER_KEY}`, 'Content-Type': 'application/json'}
-    assert.equal((await fetch(`${unstripped.url}content/${guid}/health`, {headers})).status, 200)
+    assert.equal((await settled(`${unstripped.url}content/${guid}/health`)).status, 200)
     const created = await fetch(`${unstripped.url}content/${guid}/api/2.0/mlflow/experiments/create`, {
       method: 'POST',
       headers,
