@@ -141,7 +141,7 @@ async function counters(store) {
       await client.end()
       const admin = new pg.Client({connectionString: pgUrl})
       await admin.connect()
-      await admin.query(`DROP DATABASE IF EXISTS ${store.database}`)
+      await admin.query(`DROP DATABASE IF EXISTS ${store.database} WITH (FORCE)`)
       await admin.end()
     },
   }
@@ -191,7 +191,10 @@ const names = [
 const work = mkdtempSync(join(process.env.BENCH_TMP ?? tmpdir(), 'bench-load-'))
 try {
   const results = []
-  for (const name of names) results.push(await measure(name, work))
+  for (const name of names) {
+    results.push(await measure(name, work))
+    progress(JSON.stringify(results.at(-1)))
+  }
   if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`)
   else {
     process.stdout.write(

@@ -82,11 +82,14 @@ import sqlalchemy
 from mlflowctl_extension.migrations import create_engine, inspect_schema, row_estimates
 from mlflowctl_extension.transfer import has_data
 engine = create_engine(f"sqlite:///{sys.argv[1]}")
-started = time.perf_counter()
-inspect_schema(engine)
-row_estimates(engine)
-sqlalchemy.inspect(engine).get_table_names()
-has_data(Path(sys.argv[1]))
+# Twice: a running extension has read MLflow's migration scripts at its start already; the second call is what
+# the ops status costs it.
+for _ in range(2):
+    started = time.perf_counter()
+    inspect_schema(engine)
+    row_estimates(engine)
+    sqlalchemy.inspect(engine).get_table_names()
+    has_data(Path(sys.argv[1]))
 print(time.perf_counter() - started)
 `
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import sqlite3
 import time
@@ -35,13 +36,17 @@ def create_engine(uri: str) -> sqlalchemy.engine.Engine:
     return sqlalchemy.create_engine(uri, poolclass=NullPool)
 
 
+@functools.lru_cache(maxsize=1)
 def _script_directory():
+    """MLflow's migration scripts (read once per process: loading them takes a second or two, and the ops status
+    asks on every call)."""
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config
 
     return ScriptDirectory.from_config(_get_alembic_config(db_url=""))
 
 
+@functools.lru_cache(maxsize=1)
 def expected_head() -> str:
     from mlflow.store.db.utils import _get_latest_schema_revision
 
