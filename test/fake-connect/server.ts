@@ -233,7 +233,7 @@ export class FakeConnect {
     const item = this.content.get(match[1])
     if (!item) return send(404, err(4, 'Content not found.'))
     if (!this.canManage(user, item)) return send(403, err(22, 'You do not have permission to perform this operation.'))
-    return this.contentRoute(item, req.method ?? 'GET', match[2] ?? '', body, send, url.searchParams)
+    return this.contentRoute(item, req.method ?? 'GET', match[2] ?? '', body, send, url.searchParams, user)
   }
 
   private createContent(user: FakeUser, body: {name?: string; title?: string}, send: (s: number, b?: unknown) => void) {
@@ -272,6 +272,7 @@ export class FakeConnect {
     body: Buffer,
     send: (s: number, b?: unknown) => void,
     query: URLSearchParams,
+    user: FakeUser,
   ) {
     const json = () => JSON.parse(body.toString() || 'null')
     if (sub === '' && method === 'GET') return send(200, this.view(item))
