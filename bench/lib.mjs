@@ -1,5 +1,6 @@
 // What the benchmarks share: the repository root, numeric flags, and the peak memory of a process tree.
 import {readFileSync, readdirSync} from 'node:fs'
+import {createServer} from 'node:net'
 import {fileURLToPath} from 'node:url'
 
 export const root = fileURLToPath(new URL('..', import.meta.url))
@@ -9,6 +10,15 @@ export const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`)
   return i === -1 ? fallback : Number(process.argv[i + 1])
 }
+
+/** A port free on 127.0.0.1 now. */
+export const freePort = () =>
+  new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const {port} = server.address()
+      server.close(() => resolve(port))
+    })
+  })
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 

@@ -11,8 +11,7 @@
 // Reports requests/s, p50/p99 latency, failed requests, acknowledged writes lost, and the server's peak RSS.
 // Usage: node bench/load.mjs [--clients 32] [--seconds 60] [--before] [--only NAME[,NAME]] [--json]
 import {spawn} from 'node:child_process'
-import {cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
-import {createServer} from 'node:net'
+import {cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -20,7 +19,8 @@ import Database from 'better-sqlite3'
 import pg from 'pg'
 
 import {lostWrites, quantile, runLoad} from './load-client.mjs'
-import {arg, peakRssMiB, root, sleep} from './lib.mjs'
+import {appCommand} from '../dist/adapters/dev/app-command.js'
+import {arg, freePort, peakRssMiB, root, sleep} from './lib.mjs'
 
 const clients = arg('clients', 32)
 const seconds = arg('seconds', 60)
@@ -30,14 +30,6 @@ const venvs = JSON.parse(readFileSync(join(root, '.cache', 'mlflowctl', 'test-ve
 const venv = venvs.find((v) => v.mlflowVersion.startsWith('3.'))
 const pgUrl = process.env.MLFLOWCTL_TEST_PG_URL
 const progress = (text) => process.stderr.write(`${text}\n`)
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const {port} = server.address()
-      server.close(() => resolve(port))
-    })
-  })
 
 /** The extension as `mlflowctl init` renders it for this MLflow, with its app mode recorded. */
 function extensionBundle(work, appMode) {
@@ -79,8 +71,7 @@ async function startServer(name, work) {
     cwd = extensionBundle(work, `${appMode}-${name.includes('PostgreSQL') ? 'pg' : 'local'}`)
     // The bundle's app mode decides the interface, as manifest.json does on Connect.
     const info = {mlflowVersion: venv.mlflowVersion, appMode}
-    await import('node:fs').then(({writeFileSync}) => writeFileSync(join(cwd, 'mlflowctl.json'), JSON.stringify(info)))
-    const {appCommand} = await import('../dist/adapters/dev/app-command.js')
+    writeFileSync(join(cwd, 'mlflowctl.json'), JSON.stringify(info))
     command = [venv.python, ...appCommand(appMode, port)]
     env = {
       ...base,

@@ -12,13 +12,12 @@
 // Usage: node bench/replica.mjs [--seconds 30] [--clients 4] [--repeat 2] [--wal-off] [--json]
 import {spawn} from 'node:child_process'
 import {cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
-import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import Database from 'better-sqlite3'
 
-import {arg, peakRssMiB, root, sleep} from './lib.mjs'
+import {arg, freePort, peakRssMiB, root, sleep} from './lib.mjs'
 
 const seconds = arg('seconds', 30)
 const clients = arg('clients', 4)
@@ -29,14 +28,6 @@ const venv = venvs.find((v) => v.mlflowVersion.startsWith('3.'))
 const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
 const progress = (text) => process.stderr.write(`${text}\n`)
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const {port} = server.address()
-      server.close(() => resolve(port))
-    })
-  })
 
 /** One server, one load phase; returns what it measured. */
 async function measure(mode, work) {

@@ -468,11 +468,11 @@ export class FakeConnect {
     return year > 2025 || (year === 2025 && month >= 6)
   }
 
-  /** Restarts the active bundle with the current environment, as Connect does after an env var change in
-   * its UI. Resolves when the new process answers /health (or rejects when it does not). */
   /** Content whose next started bundle process is killed once it has started (test fault injection). */
   readonly crashAfterStart = new Set<string>()
 
+  /** Restarts the active bundle with the current environment, as Connect does after an env var change in
+   * its UI. Resolves when the new process answers /health (or rejects when it does not). */
   async restart(guid: string): Promise<void> {
     const item = this.content.get(guid)!
     await item.running?.stop()
