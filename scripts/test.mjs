@@ -126,10 +126,14 @@ function extensionJobs() {
   const readCache = (name) =>
     existsSync(join(cacheDir, name)) ? JSON.parse(readFileSync(join(cacheDir, name), 'utf8')) : undefined
   const env = {...process.env, MLFLOWCTL_TEST_EMULATORS_PYTHON: readCache('emulators.json')?.python ?? ''}
+  // The long tests marked newest_mlflow_only (their behaviour does not change with MLflow's version) run in the
+  // newest venv only.
+  const newest = venvs.map((venv) => venv.mlflowVersion).sort(compareVersions).at(-1)
   const runs = venvs.map((venv) => ({
     label: `MLflow ${venv.mlflowVersion}`,
     python: venv.python,
     paths: ['templates/extension/tests', '--ignore=templates/extension/tests/cloud'],
+    env: venv.mlflowVersion === newest ? {} : {MLFLOWCTL_TEST_OLDER_VENV: '1'},
   }))
   // Each cloud mode's tests run in that mode's bundle venv (its SDKs are not in the others).
   const cloudTests = listTests(join(root, 'templates/extension/tests/cloud'), '.py').filter((file) =>
@@ -147,8 +151,18 @@ function extensionJobs() {
   return runs.map((run) => ({
     name: `pytest (${run.label})`,
     sizeHint: run.paths.length > 1 ? 12_000 : 2_000,
-    run: (hold) => runPytest(run, env, hold),
+    run: (hold) => runPytest(run, {...env, ...run.env}, hold),
   }))
+}
+
+function compareVersions(a, b) {
+  const parts = (version) => version.split('.').map(Number)
+  const [left, right] = [parts(a), parts(b)]
+  for (let i = 0; i < Math.max(left.length, right.length); i++) {
+    const difference = (left[i] ?? 0) - (right[i] ?? 0)
+    if (difference !== 0) return difference
+  }
+  return 0
 }
 
 function runPytest(run, env, hold) {

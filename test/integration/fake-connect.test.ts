@@ -24,13 +24,22 @@ async function bundleFor(version: string, extra: string[] = []): Promise<Buffer>
   return readFileSync(out)
 }
 
-/** GETs a content URL until it answers something other than 503 (the extension starting), for up to two minutes. */
+/** The answer once the process has finished starting: a 503 that says "starting" or "migrating" is waited out. */
 async function settled(url: string): Promise<Response> {
   const deadline = Date.now() + 120_000
   for (;;) {
     const answer = await fetch(url, {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})
-    if (answer.status !== 503 || Date.now() > deadline) return answer
-    await answer.arrayBuffer()
+    if (answer.status !== 503) return answer
+    const body = await answer.text()
+    const state = (() => {
+      try {
+        return (JSON.parse(body) as {state?: string}).state
+      } catch {
+        return undefined // a 503 that is not the extension's (the fake before the process answers)
+      }
+    })()
+    if ((state !== undefined && !['starting', 'migrating'].includes(state)) || Date.now() > deadline)
+      return new Response(body, {status: answer.status, headers: answer.headers})
     await new Promise((resolve) => setTimeout(resolve, 500))
   }
 }

@@ -42,20 +42,42 @@ def mlflow_version() -> tuple[int, ...]:
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "needs_mlflow(version): the test is about a migration or feature of that MLflow release and later")
+    config.addinivalue_line(
+        "markers",
+        "newest_mlflow_only: a long test of behaviour that does not change with MLflow's version (the replica's"
+        " files, SQLite's WAL, process kills); a run over several venvs gives it to the newest only",
+    )
+
+
+# Set by the test runner for every venv but the newest, so that the long version-independent tests run once a run.
+OLDER_VENV = os.environ.get("MLFLOWCTL_TEST_OLDER_VENV") == "1"
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Tests about a newer MLflow's behaviour do not apply to an older venv: they are deselected, with the reason
-    printed (not skipped: under CI a skip is a failure, and nothing is missing here)."""
-    keep, drop = [], []
+    """Tests about a newer MLflow's behaviour do not apply to an older venv, and the long version-independent ones run
+    in the newest venv only: they are deselected, with the reason printed (not skipped: under CI a skip is a failure,
+    and nothing is missing here)."""
+    version = ".".join(map(str, mlflow_version()))
+    keep, drop, reasons = [], [], []
     for item in items:
-        marker = item.get_closest_marker("needs_mlflow")
-        (drop if marker and mlflow_version() < marker.args[0] else keep).append(item)
+        needs = item.get_closest_marker("needs_mlflow")
+        if needs and mlflow_version() < needs.args[0]:
+            reason = f"not for MLflow {version} (needs {'.'.join(map(str, needs.args[0]))})"
+        elif OLDER_VENV and item.get_closest_marker("newest_mlflow_only"):
+            reason = f"runs in the newest MLflow's venv only (this is {version})"
+        else:
+            keep.append(item)
+            continue
+        drop.append(item)
+        reasons.append(f"deselected {item.nodeid}: {reason}")
+    # The terminal reporter writes past pytest's capture, which would swallow a print made during collection.
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    write = reporter.write_line if reporter else print
+    for line in reasons:
+        write(line)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-        for item in drop:
-            print(f"\n{item.nodeid}: not for MLflow {'.'.join(map(str, mlflow_version()))} (needs {'.'.join(map(str, item.get_closest_marker('needs_mlflow').args[0]))})")
 
 
 @pytest.fixture

@@ -380,6 +380,7 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
+@pytest.mark.newest_mlflow_only
 def test_kill_points_lose_nothing_acknowledged_more_than_5_s_before(bundle, tmp_path, start_server):
     """The issue's proof: a client logs over 500 metrics/s while the server is killed with SIGKILL at 20 moments
     (restarted after each, on the same data and replica). After every kill, the replica restored to its latest holds
@@ -709,6 +710,7 @@ def test_reading_the_wal_index_keeps_the_pin_against_a_checkpoint_from_another_p
     writer.close()
 
 
+@pytest.mark.newest_mlflow_only
 def test_two_server_processes_on_one_data_directory_replicate_a_database_that_restores_at_every_segment(bundle, tmp_path, start_server):
     """Issue 27, item 1: two server processes share a data directory (max_processes > 1, or a redeploy's overlap); one
     replicates, both serve writers whose commits and checkpoints restart the WAL. Killed, the replica restores to the
@@ -776,6 +778,7 @@ def test_two_server_processes_on_one_data_directory_replicate_a_database_that_re
     assert not missing, f"{len(missing)} batches acknowledged more than 5 s before the kill are missing"
 
 
+@pytest.mark.newest_mlflow_only
 def test_a_restart_after_a_kill_or_a_stop_resumes_the_generation(bundle, tmp_path, start_server):
     """Issue 27, item 4: the WAL a killed (or stopped) server leaves is the restart's to resume from. The start-up
     schema check used to be the last connection to close, so SQLite checkpointed the WAL away and every restart
@@ -1127,6 +1130,7 @@ def test_the_service_ships_on_during_slow_snapshots_and_reports_a_frozen_replica
         assert content(restored) == content(source)
 
 
+@pytest.mark.newest_mlflow_only
 def test_kill_points_with_a_large_database_and_an_artifact_backlog_keep_the_bound(bundle, tmp_path, start_server):
     """Issue 27, item 3: the kill test on a store with a large database (periodic snapshots of it run during the test)
     and a backlog of thousands of artifacts to ship, while a client logs metrics and uploads artifacts through the
