@@ -128,7 +128,10 @@ function extensionJobs() {
   const env = {...process.env, MLFLOWCTL_TEST_EMULATORS_PYTHON: readCache('emulators.json')?.python ?? ''}
   // The long tests marked newest_mlflow_only (their behaviour does not change with MLflow's version) run in the
   // newest venv only.
-  const newest = venvs.map((venv) => venv.mlflowVersion).sort(compareVersions).at(-1)
+  const newest = venvs
+    .map((venv) => venv.mlflowVersion)
+    .sort(compareVersions)
+    .at(-1)
   const runs = venvs.map((venv) => ({
     label: `MLflow ${venv.mlflowVersion}`,
     python: venv.python,
