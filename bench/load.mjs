@@ -6,11 +6,12 @@
 //    with the same layout (SQLite file and an artifacts directory);
 //  - the extension as python-fastapi (uvicorn) and as python-api (gunicorn gthread, 20 threads), local storage;
 //  - the extension as python-fastapi with PostgreSQL (custom storage), when MLFLOWCTL_TEST_PG_URL is set;
-//  - with --before, the extension as python-fastapi with the settings it had before issue 28 (SQLAlchemy's default
-//    pool of 5 + 10 and anyio's 40 handler threads), for the comparison in one run.
+//  - with --before, the extension as it was before issue 28 (git commit BEFORE: SQLAlchemy's default pool of 5 + 10,
+//    anyio's 40 handler threads, every request through MLflow's FastAPI app) in both app modes, for the comparison
+//    in one run.
 // Reports requests/s, p50/p99 latency, failed requests, acknowledged writes lost, and the server's peak RSS.
 // Usage: node bench/load.mjs [--clients 32] [--seconds 60] [--before] [--only NAME[,NAME]] [--json]
-import {spawn} from 'node:child_process'
+import {execSync, spawn} from 'node:child_process'
 import {cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -31,13 +32,24 @@ const venv = venvs.find((v) => v.mlflowVersion.startsWith('3.'))
 const pgUrl = process.env.MLFLOWCTL_TEST_PG_URL
 const progress = (text) => process.stderr.write(`${text}\n`)
 
-/** The extension as `mlflowctl init` renders it for this MLflow, with its app mode recorded. */
-function extensionBundle(work, appMode) {
-  const bundle = join(work, `bundle-${appMode}`)
-  cpSync(join(root, 'templates', 'extension'), bundle, {
-    recursive: true,
-    filter: (path) => !/\/(tests|__pycache__)(\/|$)|\.tmpl$/.test(path),
-  })
+// The extension as it was before issue 28 (start-up, pool, handler threads and routing all as they were), for --before.
+const BEFORE = 'a2f504d'
+
+/** The extension as `mlflowctl init` renders it for this MLflow (or as it was at BEFORE), with its app mode recorded. */
+function extensionBundle(work, appMode, before) {
+  const bundle = join(work, `bundle-${appMode}${before ? '-before' : ''}`)
+  let source = join(root, 'templates', 'extension')
+  if (before) {
+    source = join(work, 'before')
+    if (!existsSync(source)) {
+      mkdirSync(source)
+      execSync(
+        `git -C ${JSON.stringify(root)} archive ${BEFORE} templates/extension | tar -x -C ${JSON.stringify(source)}`,
+      )
+    }
+    source = join(source, 'templates', 'extension')
+  }
+  cpSync(source, bundle, {recursive: true, filter: (path) => !/\/(tests|__pycache__)(\/|$)|\.tmpl$/.test(path)})
   return bundle
 }
 
@@ -68,22 +80,14 @@ async function startServer(name, work) {
     env = base
   } else {
     const appMode = name.includes('python-api') ? 'python-api' : 'python-fastapi'
-    cwd = extensionBundle(work, `${appMode}-${name.includes('PostgreSQL') ? 'pg' : 'local'}`)
+    cwd = extensionBundle(work, `${appMode}-${name.includes('PostgreSQL') ? 'pg' : 'local'}`, name.includes('before'))
     // The bundle's app mode decides the interface, as manifest.json does on Connect.
     const info = {mlflowVersion: venv.mlflowVersion, appMode}
     writeFileSync(join(cwd, 'mlflowctl.json'), JSON.stringify(info))
     command = [venv.python, ...appCommand(appMode, port)]
-    env = {
-      ...base,
-      CONNECT_CONTENT_DATA_DIR: data,
-      ...(name.includes('before')
-        ? {
-            MLFLOW_SQLALCHEMYSTORE_POOL_SIZE: '5',
-            MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW: '10',
-            MLFLOWCTL_HANDLER_THREADS: '40',
-          }
-        : {}),
-    }
+    // An operator's bound on the handlers at once (the extension's default when unset), to compare bounds.
+    const threads = process.env.MLFLOWCTL_HANDLER_THREADS
+    env = {...base, CONNECT_CONTENT_DATA_DIR: data, ...(threads ? {MLFLOWCTL_HANDLER_THREADS: threads} : {})}
     if (name.includes('PostgreSQL')) {
       const database = `bench_load_${Date.now()}`
       const admin = new pg.Client({connectionString: pgUrl})
@@ -174,7 +178,9 @@ async function measure(name, work) {
 
 const names = [
   'mlflow server',
-  ...(process.argv.includes('--before') ? ['extension python-fastapi, before (pool 5 + 10, 40 threads)'] : []),
+  ...(process.argv.includes('--before')
+    ? [`extension python-fastapi, before issue 28 (${BEFORE})`, `extension python-api, before issue 28 (${BEFORE})`]
+    : []),
   'extension python-fastapi',
   'extension python-api',
   ...(pgUrl ? ['extension python-fastapi, PostgreSQL'] : []),

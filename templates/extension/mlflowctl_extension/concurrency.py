@@ -8,18 +8,22 @@ threads (40 by default), a WSGI host on its own threads. Two facts decide the se
   first). With SQLAlchemy's default pool (5 + 10 overflow, 30 s wait) fifteen such requests each hold one
   connection and wait for a second: nothing moves until the pool times out, and requests fail with "QueuePool limit
   ... reached". The pool must cover two connections per handler that can run at once.
-- SQLite takes one writer at a time. More handler threads than a few only queue on its write lock (MLflow sets a
-  20 s busy timeout on every session), so latency grows with no gain in throughput.
+- SQLite takes one writer at a time, and a writer that finds it taken polls (MLflow sets a 20 s busy timeout on
+  every session) rather than queueing. More handlers than a few at once only poll the write lock, in no order: the
+  slowest requests wait longest (measured with bench/load.mjs, 32 clients on one process: 10 at once, p99 3.1-3.4 s;
+  4 at once, p99 1.9-2.1 s and the same throughput). One process has one interpreter lock, so the handlers that
+  wait cost nothing in throughput.
 
-So the extension bounds the handlers that run at once on MLflow's event loop (the anyio limiter) and sizes the
-pool for twice that bound or for a WSGI host's threads, whichever is larger. An operator's own values win.
+So the extension bounds the handlers that run at once, in both app modes (the anyio limiter on MLflow's event loop;
+a semaphore around the Flask app under a WSGI host, which queues the host's threads in arrival order), and sizes
+the pool for twice that bound or for a WSGI host's threads, whichever is larger. An operator's own values win.
 """
 from __future__ import annotations
 
 from typing import Mapping
 
-# Handlers at once on MLflow's FastAPI app: SQLite serialises writes, a server database does not.
-SQLITE_HANDLER_THREADS = 10
+# Handlers at once: SQLite serialises writes, a server database does not.
+SQLITE_HANDLER_THREADS = 4
 SERVER_DB_HANDLER_THREADS = 20
 # The WSGI hosts that run python-api content (Connect's, gunicorn gthread in dev up and the tests) run up to this
 # many requests at once: Connect's max_conns_per_process default.
@@ -33,7 +37,7 @@ IDLE_POOL_SIZE = 10
 
 
 def handler_threads(dialect: str, env: Mapping[str, str]) -> int:
-    """How many handlers may run at once on MLflow's FastAPI app (MLFLOWCTL_HANDLER_THREADS overrides)."""
+    """How many of MLflow's handlers may run at once (MLFLOWCTL_HANDLER_THREADS overrides)."""
     raw = env.get(THREADS_VARIABLE, "")
     if raw.isdigit() and int(raw) > 0:
         return int(raw)

@@ -16,6 +16,7 @@ import sqlalchemy
 
 from . import EXTENSION_VERSION
 from .concurrency import MAX_OVERFLOW_VARIABLE, POOL_SIZE_VARIABLE, handler_threads, limit_handler_threads, pool_environment
+from .dispatch import BoundedWsgi, FlaskFirstAsgi, FlaskFirstWsgi, NativeRoutes
 from .logs import configure_logging, log_event, redact, register_secret
 from .migrations import create_engine, inspect_schema, ensure_schema, row_estimates
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
@@ -187,24 +188,26 @@ def _load_mlflow_app(asgi: bool, has_fastapi_app: bool, gate: Any, threads: int)
 
         # The host ran our lifespan, not MLflow's (its app did not exist yet): run its startup on the host's loop.
         gate.when_host_loop(lambda loop: _run_lifespan_startup(asgi_app, loop, threads))
-        app: Any = asgi_app
-        interface = "asgi"
+        app: Any = FlaskFirstAsgi(asgi_app, NativeRoutes(asgi_app))
+        interface = "asgi (Flask routes straight to MLflow's WSGI bridge)"
     elif has_fastapi_app:
         # python-api content (a deployed item keeps its first app mode: Connect refuses a change, error 48) on
         # MLflow 3.3+: the same FastAPI app as python-fastapi, FastAPI-only routes included (OTLP ingestion,
         # jobs, gateway, streamed artifacts), through a2wsgi's ASGI-to-WSGI bridge. Flask alone lacks them.
         from a2wsgi import ASGIMiddleware
+        from mlflow.server import app as flask_app
         from mlflow.server.fastapi_app import app as asgi_app
 
-        app = ASGIMiddleware(asgi_app)
-        _run_lifespan_startup(asgi_app, app.loop, threads)
-        interface = "wsgi (FastAPI app through a2wsgi)"
+        bridge = ASGIMiddleware(asgi_app)
+        _run_lifespan_startup(asgi_app, bridge.loop, threads)
+        app = FlaskFirstWsgi(BoundedWsgi(flask_app, threads), bridge, NativeRoutes(asgi_app))
+        interface = "wsgi (Flask routes on the host's threads, the FastAPI app's own through a2wsgi)"
     else:
         from mlflow.server import app as wsgi_app
 
-        app = wsgi_app
+        app = BoundedWsgi(wsgi_app, threads)
         interface = "wsgi"
-    log_event("startup.ready", "MLflow app loaded", interface=interface, handler_threads=threads if has_fastapi_app else None, pool=os.environ.get(POOL_SIZE_VARIABLE), pool_overflow=os.environ.get(MAX_OVERFLOW_VARIABLE), seconds=round(time.monotonic() - started, 3))
+    log_event("startup.ready", "MLflow app loaded", interface=interface, handler_threads=threads, pool=os.environ.get(POOL_SIZE_VARIABLE), pool_overflow=os.environ.get(MAX_OVERFLOW_VARIABLE), seconds=round(time.monotonic() - started, 3))
     return app
 
 
