@@ -15,11 +15,23 @@ import type {DoctorContext} from './context.js'
 
 export * from './context.js'
 
+/**
+ * Whether MLflow and the extension answer at all comes before anything else either layer reports; every other
+ * check keeps its layer's order. Named by ID, so that a check added to a layer can never fall out of the report.
+ */
+const ANSWERS_FIRST = ['mlflow.health', 'extension.status']
+
+function answersFirst(layers: CheckDefinition<DoctorContext>[]): CheckDefinition<DoctorContext>[] {
+  const first = ANSWERS_FIRST.map((id) => {
+    const found = layers.find((check) => check.id === id)
+    if (!found) throw new Error(`doctor: no check ${id} to put first`)
+    return found
+  })
+  return [...first, ...layers.filter((check) => !ANSWERS_FIRST.includes(check.id))]
+}
+
 const deploymentLayers: CheckDefinition<DoctorContext>[] = [
-  ...mlflowChecks.slice(0, 1),
-  ...extensionChecks.slice(0, 1),
-  ...mlflowChecks.slice(1, 6),
-  ...extensionChecks.slice(1, 5),
+  ...answersFirst([...mlflowChecks, ...extensionChecks]),
   ...databaseChecks,
   ...clientChecks,
 ]

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
-import {doctorExitCode} from '../../../src/core/doctor/checks.js'
+import {DEV_DOCTOR_CHECKS, DOCTOR_CHECKS, doctorExitCode} from '../../../src/core/doctor/checks.js'
+import {clientChecks} from '../../../src/core/doctor/checks-client.js'
+import {configChecks} from '../../../src/core/doctor/checks-config.js'
+import {connectChecks} from '../../../src/core/doctor/checks-connect.js'
+import {databaseChecks} from '../../../src/core/doctor/checks-database.js'
+import {devChecks} from '../../../src/core/doctor/checks-dev.js'
+import {extensionChecks} from '../../../src/core/doctor/checks-extension.js'
+import {mlflowChecks} from '../../../src/core/doctor/checks-mlflow.js'
 import {runChecks, selectChecks, summarize, type CheckDefinition} from '../../../src/core/doctor/runner.js'
 import {parseDuration, parseSize} from '../../../src/core/units.js'
 import {UsageError} from '../../../src/errors.js'
@@ -134,6 +141,32 @@ describe('doctor runner', () => {
       ]),
       0,
     )
+  })
+})
+
+describe('doctor registry', () => {
+  it('reports every check of every layer exactly once, reachability first, and lists what each needs', () => {
+    const layers = [configChecks, connectChecks, mlflowChecks, extensionChecks, databaseChecks, clientChecks]
+    const ids = DOCTOR_CHECKS.map((c) => c.id)
+    assert.deepEqual(
+      [...ids].sort(),
+      layers
+        .flat()
+        .map((c) => c.id)
+        .sort(),
+    )
+    assert.equal(new Set(ids).size, ids.length)
+    assert.ok(ids.indexOf('mlflow.health') < ids.indexOf('mlflow.version'))
+    assert.ok(ids.indexOf('extension.status') < ids.indexOf('mlflow.version'))
+    const dev = DEV_DOCTOR_CHECKS.map((c) => c.id)
+    const deployment = [mlflowChecks, extensionChecks, databaseChecks, clientChecks].flat().map((c) => c.id)
+    assert.deepEqual([...dev].sort(), [...devChecks.map((c) => c.id), ...deployment].sort())
+    // The runner waits for what a check needs wherever it is listed, but it must be listed.
+    for (const list of [DOCTOR_CHECKS, DEV_DOCTOR_CHECKS]) {
+      const listed = new Set(list.map((c) => c.id))
+      for (const definition of list)
+        for (const need of definition.needs ?? []) assert.ok(listed.has(need), `${definition.id} needs ${need}`)
+    }
   })
 })
 
