@@ -12,7 +12,6 @@
  *
  * Pure: names, manifest checks and the value encoding. Reading and writing streams is the adapters' job.
  */
-export const BACKUP_FORMAT_VERSION = 2
 /** Every format this version reads. */
 export const READABLE_FORMATS = [1, 2] as const
 export type BackupFormat = (typeof READABLE_FORMATS)[number]
@@ -70,10 +69,6 @@ export function backupId(now: Date, random: string): string {
     .toISOString()
     .replace(/[-:]/g, '')
     .replace(/\.\d+Z$/, 'Z')}-${random}`
-}
-
-export function archiveName(id: string): string {
-  return `${id}${ARCHIVE_SUFFIX}`
 }
 
 /**
@@ -222,14 +217,5 @@ export function encodeValue(value: unknown): unknown {
   if (typeof value === 'number') return Number.isFinite(value) ? value : {$f: String(value)}
   if (Buffer.isBuffer(value) || value instanceof Uint8Array) return {$b: Buffer.from(value).toString('base64')}
   if (value instanceof Date) return value.toISOString()
-  return value
-}
-
-export function decodeValue(value: unknown): unknown {
-  if (value === null || typeof value !== 'object') return value
-  const tagged = value as {$b?: string; $i?: string; $f?: string}
-  if (tagged.$b !== undefined) return Buffer.from(tagged.$b, 'base64')
-  if (tagged.$i !== undefined) return BigInt(tagged.$i)
-  if (tagged.$f !== undefined) return Number(tagged.$f)
   return value
 }

@@ -47,11 +47,6 @@ function contentGuid(guid: string, flag: string, raw: string, expected: string):
   return guid.toLowerCase()
 }
 
-/** A directory (resolved) or an object-store URL (kept). */
-export function parseBackupRepo(raw: string, resolvePath: (path: string) => string): string {
-  return /^(s3|wasbs|gs):\/\//.test(raw) ? raw : resolvePath(raw)
-}
-
 /** A source or target as the operator spells it (a PostgreSQL URL redacted). Pure. */
 export const describeTarget = (target: BackupSourceSpec) =>
   target.kind === 'app-data'

@@ -16,7 +16,6 @@ MODE_TRIGGERS: dict[str, tuple[str, ...]] = {
     "gcp": ("CLOUD_SQL_CONNECTION_NAME",),
     "custom": ("MLFLOW_BACKEND_STORE_URI",),
 }
-IMPLEMENTED_MODES = ("local", "custom", "aws", "azure", "gcp")
 ALL_MODES = ("local", "custom", "aws", "azure", "gcp")
 SQLITE_FILE = "mlflow.db"
 
@@ -116,11 +115,6 @@ def load_storage_config(env: Mapping[str, str]) -> StorageConfig:
     @raises StartupError naming every missing or contradictory variable.
     """
     mode = detect_mode(env)
-    if mode not in IMPLEMENTED_MODES:
-        raise StartupError(
-            f"Storage mode {mode} (selected by {MODE_TRIGGERS[mode][0]}) is not implemented by extension "
-            f"bundles of this mlflowctl version; implemented modes: {', '.join(IMPLEMENTED_MODES)}."
-        )
     if mode == "local":
         return _local_config(env)
     if mode == "custom":
