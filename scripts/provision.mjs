@@ -2,9 +2,10 @@
 // Builds the MLflow venvs the tests use (the newest 3.x and the last 2.x), from the very requirements.txt
 // that `mlflowctl init` renders, so `dev up` in the tests reuses them. Needs `npm run build` first.
 // Also builds the venvs of the cloud-mode bundles (newest 3.x) and one for the emulators (moto, GCS).
-// Writes <cache>/test-venvs.json, cloud-venvs.json and emulators.json. Usage: node scripts/provision.mjs [VERSION ...]
+// And one for the Python linter (ruff). Writes <cache>/test-venvs.json, cloud-venvs.json, emulators.json and
+// python-lint.json. Usage: node scripts/provision.mjs [VERSION ...]
 import {mkdirSync, writeFileSync} from 'node:fs'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {renderBundle} from '../dist/core/bundle.js'
@@ -21,6 +22,7 @@ const pythonVersion = await detectPythonVersion(python)
 const templates = await readTree(EXTENSION_TEMPLATES)
 const UPGRADE_MATRIX_EXTRA = ['3.0.1']
 const EMULATORS = 'moto[server]==5.2.5\ngcp-storage-emulator==2026.7.19\n'
+const PYTHON_LINT = 'ruff==0.14.10\n'
 
 async function build(label, requirements, extraPackages = []) {
   const started = Date.now()
@@ -85,7 +87,13 @@ for (const storage of ['aws', 'azure', 'gcp']) {
   cloud[storage] = {mlflowVersion: NEWEST_KNOWN_MLFLOW, python: venv.python, key: venv.key}
 }
 const emulators = await build('emulators', EMULATORS)
+// The Python linter and formatter (scripts/lint-python.mjs), pinned like the tests' packages.
+const pythonLint = await build('python lint', PYTHON_LINT)
 mkdirSync(cacheDir, {recursive: true})
+writeFileSync(
+  join(cacheDir, 'python-lint.json'),
+  `${JSON.stringify({bin: dirname(pythonLint.python), key: pythonLint.key}, null, 2)}\n`,
+)
 writeFileSync(join(cacheDir, 'test-venvs.json'), `${JSON.stringify(out, null, 2)}\n`)
 writeFileSync(join(cacheDir, 'cloud-venvs.json'), `${JSON.stringify(cloud, null, 2)}\n`)
 writeFileSync(

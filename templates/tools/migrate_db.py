@@ -8,6 +8,7 @@ Usage: migrate_db.py upgrade|init|schema
   schema:  tables, columns, indexes, keys, as SQLAlchemy reflects them (normalised for comparison).
 Prints one JSON line. Exit 3 with the reason on stderr when MLflow fails.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,10 +41,19 @@ def describe(engine) -> dict:
     inspector = sqlalchemy.inspect(engine)
     tables = {}
     for table in sorted(inspector.get_table_names()):
-        columns = {c["name"]: {"type": str(c["type"]).split("(")[0].upper(), "nullable": bool(c["nullable"])} for c in inspector.get_columns(table)}
-        indexes = sorted(",".join(i["column_names"] or []) + (" unique" if i.get("unique") else "") for i in inspector.get_indexes(table))
+        columns = {
+            c["name"]: {"type": str(c["type"]).split("(")[0].upper(), "nullable": bool(c["nullable"])}
+            for c in inspector.get_columns(table)
+        }
+        indexes = sorted(
+            ",".join(i["column_names"] or []) + (" unique" if i.get("unique") else "")
+            for i in inspector.get_indexes(table)
+        )
         pk = ",".join(inspector.get_pk_constraint(table).get("constrained_columns") or [])
-        fks = sorted(f"{','.join(f['constrained_columns'])}->{f['referred_table']}({','.join(f['referred_columns'])})" for f in inspector.get_foreign_keys(table))
+        fks = sorted(
+            f"{','.join(f['constrained_columns'])}->{f['referred_table']}({','.join(f['referred_columns'])})"
+            for f in inspector.get_foreign_keys(table)
+        )
         tables[table] = {"columns": columns, "indexes": indexes, "primaryKey": pk, "foreignKeys": fks}
     return {"revision": revision(engine), "tables": tables}
 
@@ -68,7 +78,9 @@ def main() -> None:
         elif mode != "schema":
             raise SystemExit(f"unknown mode {mode}")
     except Exception as exc:  # the migration's own error, first line only (SQLAlchemy appends the statement)
-        sys.stderr.write(f"MLflow {mlflow.__version__} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n")
+        sys.stderr.write(
+            f"MLflow {mlflow.__version__} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n"
+        )
         sys.exit(3)
     seconds = round(time.monotonic() - started, 3)
     out = describe(engine) if mode == "schema" else {"revision": revision(engine)}

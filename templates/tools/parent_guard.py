@@ -2,6 +2,7 @@
 loader running (it once finished a PostgreSQL restore after the CLI was gone). On Linux the kernel delivers
 SIGKILL when the parent exits (PR_SET_PDEATHSIG); elsewhere, and as a backstop for a parent that died before
 the request took effect, a daemon thread exits as soon as this process is re-parented."""
+
 from __future__ import annotations
 
 import ctypes

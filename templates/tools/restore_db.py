@@ -22,6 +22,7 @@ itself where that is faster (COPY from Node, better-sqlite3):
 On failure it exits 3 with a one-line message on stderr and leaves the target as it was: created SQLite tables are
 dropped, the PostgreSQL staging schema is dropped. The process dies with its caller (parent_guard).
 """
+
 from __future__ import annotations
 
 import base64
@@ -77,7 +78,9 @@ def check_revision(url: str, revision: str) -> None:
     if revision not in known:
         import mlflow
 
-        fail(f"The backup's schema revision {revision} is unknown to MLflow {mlflow.__version__}: restore it with a newer mlflowctl.")
+        fail(
+            f"The backup's schema revision {revision} is unknown to MLflow {mlflow.__version__}: restore it with a newer mlflowctl."
+        )
 
 
 def create_schema(engine, url: str, revision: str) -> None:
@@ -136,16 +139,20 @@ def defer_indexes(conn) -> dict[str, list]:
     commit with the preparation: the staging schema is this restore's own, and the caller's COPY connections must
     not wait on them."""
     q = lambda name: '"' + name.replace('"', '""') + '"'  # noqa: E731
-    rows = conn.execute(sqlalchemy.text(
-        "SELECT c.conrelid::regclass::text AS tbl, c.conname, c.contype, pg_get_constraintdef(c.oid) AS definition, "
-        "pg_get_indexdef(c.conindid) AS indexdef, c.condeferrable, c.condeferred "
-        "FROM pg_constraint c WHERE c.connamespace = current_schema()::regnamespace AND c.contype IN ('f', 'p', 'u')"
-    )).fetchall()
-    indexes = conn.execute(sqlalchemy.text(
-        "SELECT i.indexname, i.indexdef, (quote_ident(i.schemaname) || '.' || quote_ident(i.tablename)) AS tbl "
-        "FROM pg_indexes i WHERE i.schemaname = current_schema() AND NOT EXISTS "
-        "(SELECT 1 FROM pg_constraint c WHERE c.conindid = (quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass)"
-    )).fetchall()
+    rows = conn.execute(
+        sqlalchemy.text(
+            "SELECT c.conrelid::regclass::text AS tbl, c.conname, c.contype, pg_get_constraintdef(c.oid) AS definition, "
+            "pg_get_indexdef(c.conindid) AS indexdef, c.condeferrable, c.condeferred "
+            "FROM pg_constraint c WHERE c.connamespace = current_schema()::regnamespace AND c.contype IN ('f', 'p', 'u')"
+        )
+    ).fetchall()
+    indexes = conn.execute(
+        sqlalchemy.text(
+            "SELECT i.indexname, i.indexdef, (quote_ident(i.schemaname) || '.' || quote_ident(i.tablename)) AS tbl "
+            "FROM pg_indexes i WHERE i.schemaname = current_schema() AND NOT EXISTS "
+            "(SELECT 1 FROM pg_constraint c WHERE c.conindid = (quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass)"
+        )
+    ).fetchall()
     foreign = [r for r in rows if r.contype == "f"]
     keys = [r for r in rows if r.contype != "f"]
     for r in foreign + keys:
@@ -157,7 +164,8 @@ def defer_indexes(conn) -> dict[str, list]:
         "indexes": [(r.tbl, r.indexdef) for r in keys + indexes],
         "attach": [
             f"ALTER TABLE {r.tbl} ADD CONSTRAINT {q(r.conname)} {kind[r.contype]} USING INDEX {q(r.conname)}"
-            + (" DEFERRABLE" if r.condeferrable else "") + (" INITIALLY DEFERRED" if r.condeferred else "")
+            + (" DEFERRABLE" if r.condeferrable else "")
+            + (" INITIALLY DEFERRED" if r.condeferred else "")
             for r in keys
         ],
         "foreign": [f"ALTER TABLE {r.tbl} ADD CONSTRAINT {q(r.conname)} {r.definition}" for r in foreign],
@@ -214,7 +222,10 @@ def build_indexes(engine, indexes: list[tuple[str, str]]) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     with engine.connect() as conn:
-        size = {table: conn.execute(sqlalchemy.text("SELECT pg_relation_size(:t)"), {"t": table}).scalar() for table in {t for t, _ in indexes}}
+        size = {
+            table: conn.execute(sqlalchemy.text("SELECT pg_relation_size(:t)"), {"t": table}).scalar()
+            for table in {t for t, _ in indexes}
+        }
     pending = [statement for _, statement in sorted(indexes, key=lambda index: -size[index[0]])]
 
     def builder() -> None:
@@ -246,9 +257,16 @@ def finish(engine, deferred: dict[str, list]) -> None:
         metadata.reflect(conn)
         for table in metadata.sorted_tables:
             for column in table.primary_key.columns:
-                sequence = conn.execute(sqlalchemy.text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": column.name}).scalar()
+                sequence = conn.execute(
+                    sqlalchemy.text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": column.name}
+                ).scalar()
                 if sequence:
-                    conn.execute(sqlalchemy.text(f'SELECT setval(:s, COALESCE((SELECT MAX("{column.name}") FROM "{table.name}"), 0) + 1, false)'), {"s": sequence})
+                    conn.execute(
+                        sqlalchemy.text(
+                            f'SELECT setval(:s, COALESCE((SELECT MAX("{column.name}") FROM "{table.name}"), 0) + 1, false)'
+                        ),
+                        {"s": sequence},
+                    )
 
 
 def say(line: str) -> None:
@@ -256,7 +274,9 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def load_phases(engine, url: str, revision: str, db_dir: Path, backup_tables: set[str] | None, staging: str | None) -> tuple[int, int]:
+def load_phases(
+    engine, url: str, revision: str, db_dir: Path, backup_tables: set[str] | None, staging: str | None
+) -> tuple[int, int]:
     """Phases 1 to 3 (see the module's docstring)."""
     deferred = prepare(engine, url, revision, backup_tables)
     say("PREPARED " + json.dumps({"schema": staging}))
@@ -294,12 +314,18 @@ def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | 
         clashing = sorted((existing & backup_tables) - {"alembic_version"})
         if clashing and replace is None:
             fail(f"The target database is not empty ({len(clashing)} MLflow tables, e.g. {clashing[0]}).")
-        for (stale,) in holder.execute(sqlalchemy.text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"), {"p": STAGING_PREFIX + "%"}).fetchall():
+        for (stale,) in holder.execute(
+            sqlalchemy.text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"), {"p": STAGING_PREFIX + "%"}
+        ).fetchall():
             holder.execute(sqlalchemy.text(f'DROP SCHEMA "{stale}" CASCADE'))
         staging = f"{STAGING_PREFIX}{os.getpid()}"
         holder.execute(sqlalchemy.text(f'CREATE SCHEMA "{staging}"'))
         holder.commit()
-        staging_url = make_url(url).update_query_dict({"options": f"-csearch_path={staging}"}).render_as_string(hide_password=False)
+        staging_url = (
+            make_url(url)
+            .update_query_dict({"options": f"-csearch_path={staging}"})
+            .render_as_string(hide_password=False)
+        )
         staging_engine = sqlalchemy.create_engine(staging_url, poolclass=NullPool)
         try:
             load_phases(staging_engine, staging_url, revision, db_dir, backup_tables, staging)
@@ -316,7 +342,9 @@ def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | 
     finally:
         try:
             holder.rollback()
-            for (stale,) in holder.execute(sqlalchemy.text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"), {"p": STAGING_PREFIX + "%"}).fetchall():
+            for (stale,) in holder.execute(
+                sqlalchemy.text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"), {"p": STAGING_PREFIX + "%"}
+            ).fetchall():
                 holder.execute(sqlalchemy.text(f'DROP SCHEMA "{stale}" CASCADE'))
             holder.commit()
         finally:
@@ -337,18 +365,30 @@ def swap_in(conn, staging: str, target: str, mlflow_tables: set[str]) -> None:
     new_tables = inspector.get_table_names(schema=staging)
     # Old MLflow tables go, children first (a foreign table that references one makes this fail: nothing changes).
     metadata = sqlalchemy.MetaData(schema=target)
-    metadata.reflect(conn, only=[t for t in inspector.get_table_names(schema=target) if t in mlflow_tables or t in new_tables])
+    metadata.reflect(
+        conn, only=[t for t in inspector.get_table_names(schema=target) if t in mlflow_tables or t in new_tables]
+    )
     for table in reversed(metadata.sorted_tables):
         conn.execute(sqlalchemy.text(f"DROP TABLE {q(target)}.{q(table.name)}"))
     for table in new_tables:
         conn.execute(sqlalchemy.text(f"ALTER TABLE {q(staging)}.{q(table)} SET SCHEMA {q(target)}"))
     # Trigger functions (secrets' AAD guard) and any standalone sequences follow their tables.
-    functions = conn.execute(sqlalchemy.text("SELECT p.oid::regprocedure::text, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = :s"), {"s": staging}).fetchall()
+    functions = conn.execute(
+        sqlalchemy.text(
+            "SELECT p.oid::regprocedure::text, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = :s"
+        ),
+        {"s": staging},
+    ).fetchall()
     for signature, name in functions:
-        arguments = signature[signature.index("("):]
+        arguments = signature[signature.index("(") :]
         conn.execute(sqlalchemy.text(f"DROP FUNCTION IF EXISTS {q(target)}.{q(name)}{arguments}"))
         conn.execute(sqlalchemy.text(f"ALTER FUNCTION {signature} SET SCHEMA {q(target)}"))
-    for (sequence,) in conn.execute(sqlalchemy.text("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relkind = 'S'"), {"s": staging}).fetchall():
+    for (sequence,) in conn.execute(
+        sqlalchemy.text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relkind = 'S'"
+        ),
+        {"s": staging},
+    ).fetchall():
         conn.execute(sqlalchemy.text(f"DROP SEQUENCE IF EXISTS {q(target)}.{q(sequence)}"))
         conn.execute(sqlalchemy.text(f"ALTER SEQUENCE {q(staging)}.{q(sequence)} SET SCHEMA {q(target)}"))
     conn.execute(sqlalchemy.text(f"DROP SCHEMA {q(staging)}"))  # empty now; RESTRICT: fails rather than lose anything
@@ -370,7 +410,11 @@ def main() -> None:
     url = os.environ.get("MLFLOWCTL_RESTORE_URL") or url  # "-": the URL comes from the environment (not visible in ps)
     replace = set(json.loads(Path(sys.argv[4]).read_text())) if len(sys.argv) > 4 else None
     listed = os.environ.get("MLFLOWCTL_RESTORE_TABLES")
-    backup_tables = set(json.loads(listed)) if listed else {t["name"] for t in json.loads((db_dir / "schema.json").read_text())["tables"]}
+    backup_tables = (
+        set(json.loads(listed))
+        if listed
+        else {t["name"] for t in json.loads((db_dir / "schema.json").read_text())["tables"]}
+    )
     check_revision(url, revision)
     engine = sqlalchemy.create_engine(url, poolclass=NullPool)
     if engine.dialect.name == "postgresql":

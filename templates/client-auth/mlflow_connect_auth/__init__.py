@@ -1,4 +1,5 @@
 """MLflow request-auth plugin for Posit Connect: `Authorization: Key <CONNECT_API_KEY>`."""
+
 from __future__ import annotations
 
 import os
@@ -31,5 +32,7 @@ class ConnectApiKeyAuthProvider:
     def get_auth(self) -> ConnectApiKeyAuth:
         key = os.environ.get("CONNECT_API_KEY") or os.environ.get("MLFLOW_TRACKING_TOKEN")
         if not key:
-            raise RuntimeError("MLFLOW_TRACKING_AUTH=connect-api-key needs CONNECT_API_KEY (or MLFLOW_TRACKING_TOKEN) to be set.")
+            raise RuntimeError(
+                "MLFLOW_TRACKING_AUTH=connect-api-key needs CONNECT_API_KEY (or MLFLOW_TRACKING_TOKEN) to be set."
+            )
         return ConnectApiKeyAuth(key)

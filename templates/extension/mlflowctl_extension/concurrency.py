@@ -18,6 +18,7 @@ So the extension bounds the handlers that run at once, in both app modes (the an
 a semaphore around the Flask app under a WSGI host, which queues the host's threads in arrival order), and sizes
 the pool for twice that bound or for a WSGI host's threads, whichever is larger. An operator's own values win.
 """
+
 from __future__ import annotations
 
 from typing import Mapping

@@ -6,13 +6,14 @@ service-account integration associated with it: POST /__api__/v1/oauth/integrati
 form-encoded RFC 8693 token exchange (connect-api.md §7.3). No secret this module sees is ever logged:
 each one is registered with the log redactor the moment it arrives.
 """
+
 from __future__ import annotations
 
 import base64
 import calendar
+import http.client
 import json
 import logging
-import http.client
 import threading
 import time
 from dataclasses import dataclass
@@ -94,7 +95,9 @@ class ConnectTokenExchange:
                     token = handle.read().strip()
             except OSError as exc:
                 if not self._env.get("CONNECT_CONTENT_SESSION_TOKEN"):
-                    raise CredentialError(f"CONNECT_CONTENT_SESSION_TOKEN_FILE={path} is not readable: {exc.strerror}.") from None
+                    raise CredentialError(
+                        f"CONNECT_CONTENT_SESSION_TOKEN_FILE={path} is not readable: {exc.strerror}."
+                    ) from None
         token = token or (self._env.get("CONNECT_CONTENT_SESSION_TOKEN") or "").strip()
         if not token:
             raise CredentialError(
@@ -105,8 +108,15 @@ class ConnectTokenExchange:
         register_secret(token)
         return token
 
-    def exchange(self, requested_token_type: str, audience: str | None = None, scope: str | None = None) -> dict[str, Any]:
-        form = {"grant_type": GRANT_TYPE, "subject_token_type": CONTENT_SESSION_TOKEN, "subject_token": self.session_token(), "requested_token_type": requested_token_type}
+    def exchange(
+        self, requested_token_type: str, audience: str | None = None, scope: str | None = None
+    ) -> dict[str, Any]:
+        form = {
+            "grant_type": GRANT_TYPE,
+            "subject_token_type": CONTENT_SESSION_TOKEN,
+            "subject_token": self.session_token(),
+            "requested_token_type": requested_token_type,
+        }
         if audience:
             form["audience"] = audience
         if scope:
@@ -159,8 +169,12 @@ def _exchange_refused(exc: HTTPError) -> CredentialError:
             "Restart the content so that Connect issues a new one; if it persists, check that the content runs on Connect (not a copy of its environment)."
         )
     if exc.code in (401, 403):
-        return CredentialError(f"Connect refused the token exchange (HTTP {exc.code}{f', code {code}' if code else ''}): {message or exc.reason}. Check that the content's API key is enabled and the integration allows this content.")
-    return CredentialError(f"Connect's token exchange failed (HTTP {exc.code}{f', code {code}' if code else ''}): {message or exc.reason}.")
+        return CredentialError(
+            f"Connect refused the token exchange (HTTP {exc.code}{f', code {code}' if code else ''}): {message or exc.reason}. Check that the content's API key is enabled and the integration allows this content."
+        )
+    return CredentialError(
+        f"Connect's token exchange failed (HTTP {exc.code}{f', code {code}' if code else ''}): {message or exc.reason}."
+    )
 
 
 def jwt_claims(token: str) -> dict[str, Any]:
@@ -193,10 +207,16 @@ def parse_aws_credentials(access_token: str) -> Issued[dict[str, str]]:
     """Connect's AWS answer: base64 JSON {accessKeyId, secretAccessKey, sessionToken, expiration}."""
     try:
         raw = json.loads(base64.b64decode(access_token + "=" * (-len(access_token) % 4)))
-        creds = {"access_key": raw["accessKeyId"], "secret_key": raw["secretAccessKey"], "token": raw.get("sessionToken") or ""}
+        creds = {
+            "access_key": raw["accessKeyId"],
+            "secret_key": raw["secretAccessKey"],
+            "token": raw.get("sessionToken") or "",
+        }
         expires_at = float(calendar.timegm(time.strptime(raw["expiration"], "%Y-%m-%dT%H:%M:%SZ")))
     except (ValueError, KeyError, TypeError):
-        raise CredentialError("Connect's AWS credentials are not the documented base64 JSON (accessKeyId, secretAccessKey, sessionToken, expiration).") from None
+        raise CredentialError(
+            "Connect's AWS credentials are not the documented base64 JSON (accessKeyId, secretAccessKey, sessionToken, expiration)."
+        ) from None
     for secret in creds.values():
         register_secret(secret, rotating=True)
     return Issued(creds, expires_at)
@@ -213,7 +233,9 @@ class RefreshingCredential(Generic[T]):
 
     RETRY_AFTER_FAILURE_SECONDS = 5.0
 
-    def __init__(self, name: str, fetch: Callable[[], Issued[T]], clock: Callable[[], float] = time.time, min_margin: float = 0.0) -> None:
+    def __init__(
+        self, name: str, fetch: Callable[[], Issued[T]], clock: Callable[[], float] = time.time, min_margin: float = 0.0
+    ) -> None:
         self.name = name
         self._fetch = fetch
         self._clock = clock
@@ -269,12 +291,20 @@ class RefreshingCredential(Generic[T]):
             return self._after_failure(current, f"{type(exc).__name__}: {exc}")
         now = self._clock()  # the fetch may have taken a while
         if issued.expires_at <= now:
-            return self._after_failure(current, f"Connect issued an already-expired {self.name} credential; check the clock of this host")
+            return self._after_failure(
+                current, f"Connect issued an already-expired {self.name} credential; check the clock of this host"
+            )
         self._lifetime = issued.expires_at - now
         self._current = issued
         self._retry_at = 0.0
         self.renewals += 1
-        log_event("credentials.renewed", f"{self.name} credential obtained", credential=self.name, expiresAt=_iso(issued.expires_at), lifetimeSeconds=round(self._lifetime, 1))
+        log_event(
+            "credentials.renewed",
+            f"{self.name} credential obtained",
+            credential=self.name,
+            expiresAt=_iso(issued.expires_at),
+            lifetimeSeconds=round(self._lifetime, 1),
+        )
         return issued
 
     def _after_failure(self, current: Issued[T] | None, reason: str) -> Issued[T]:
@@ -283,12 +313,24 @@ class RefreshingCredential(Generic[T]):
         now = self._clock()
         if now < current.expires_at:
             self._retry_at = now + self.RETRY_AFTER_FAILURE_SECONDS
-            log_event("credentials.renewal_failed", f"{self.name}: renewal failed, the current credential is still valid", logging.WARNING, reason=reason)
+            log_event(
+                "credentials.renewal_failed",
+                f"{self.name}: renewal failed, the current credential is still valid",
+                logging.WARNING,
+                reason=reason,
+            )
             return current
         raise CredentialError(f"The {self.name} credential expired and could not be renewed: {reason}")
 
 
-def access_token_source(exchange: ConnectTokenExchange, name: str, audience: str | None, scope: str | None, clock: Callable[[], float] = time.time, min_margin: float = 0.0) -> RefreshingCredential[str]:
+def access_token_source(
+    exchange: ConnectTokenExchange,
+    name: str,
+    audience: str | None,
+    scope: str | None,
+    clock: Callable[[], float] = time.time,
+    min_margin: float = 0.0,
+) -> RefreshingCredential[str]:
     def fetch() -> Issued[str]:
         payload = exchange.exchange(ACCESS_TOKEN, audience=audience, scope=scope)
         return Issued(payload["access_token"], access_token_expiry(payload, clock()))
@@ -296,7 +338,9 @@ def access_token_source(exchange: ConnectTokenExchange, name: str, audience: str
     return RefreshingCredential(name, fetch, clock, min_margin)
 
 
-def aws_credentials_source(exchange: ConnectTokenExchange, audience: str | None, clock: Callable[[], float] = time.time) -> RefreshingCredential[dict[str, str]]:
+def aws_credentials_source(
+    exchange: ConnectTokenExchange, audience: str | None, clock: Callable[[], float] = time.time
+) -> RefreshingCredential[dict[str, str]]:
     def fetch() -> Issued[dict[str, str]]:
         return parse_aws_credentials(exchange.exchange(AWS_CREDENTIALS, audience=audience)["access_token"])
 

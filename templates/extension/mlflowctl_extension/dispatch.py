@@ -11,6 +11,7 @@ The Flask app does the same checks itself (MLflow installs host validation, CORS
 runs as a server, and its workspace handlers before each request), so a request for a Flask route goes to Flask by
 the shortest path, and only the FastAPI app's own routes take the FastAPI path.
 """
+
 from __future__ import annotations
 
 import threading
@@ -54,7 +55,12 @@ class FlaskFirstWsgi:
     """python-api: a request for a Flask route goes to the Flask app on the host's own thread; the FastAPI app's
     routes go through the ASGI bridge (which bounds its handlers itself)."""
 
-    def __init__(self, flask_app: Callable[..., Iterable[bytes]], asgi_bridge: Callable[..., Iterable[bytes]], routes: NativeRoutes) -> None:
+    def __init__(
+        self,
+        flask_app: Callable[..., Iterable[bytes]],
+        asgi_bridge: Callable[..., Iterable[bytes]],
+        routes: NativeRoutes,
+    ) -> None:
         self._flask = flask_app
         self._bridge = asgi_bridge
         self._routes = routes
@@ -76,7 +82,11 @@ class FlaskFirstAsgi:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         bridge = self._routes.flask_bridge
-        if scope["type"] != "http" or bridge is None or self._routes.claims(scope["method"], scope["path"], scope.get("root_path", "")):
+        if (
+            scope["type"] != "http"
+            or bridge is None
+            or self._routes.claims(scope["method"], scope["path"], scope.get("root_path", ""))
+        ):
             await self._app(scope, receive, send)
             return
         await bridge(scope, receive, send)

@@ -1,4 +1,5 @@
 """Structured (one JSON object per line) logging that never prints a secret."""
+
 from __future__ import annotations
 
 import json
@@ -85,7 +86,9 @@ def configure_logging() -> None:
     if root.level == logging.NOTSET or root.level > logging.WARNING:
         root.setLevel(logging.WARNING)
     threading.excepthook = lambda args: logging.getLogger(LOGGER_NAME).error(
-        "uncaught exception in thread %s", getattr(args.thread, "name", "?"), exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+        "uncaught exception in thread %s",
+        getattr(args.thread, "name", "?"),
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
     )
     # The server's own loggers (uvicorn's and gunicorn's) have handlers of their own that print plain text; they
     # are configured before app.py is imported, so their lines from here on go through this handler instead.

@@ -7,6 +7,7 @@ data in (transfer.py), and strip a
 prefix itself is UNCONFIRMED (connect-api.md §8.3), so the extension handles both: MLflow's REST routes
 only work at the root (mlflow.md B1), and its UI uses relative URLs, so stripping is always safe.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .ops import OpsContext, authorize, handle_ops, in_maintenance, is_ops_path, maintenance_response, upload_dir, upload_incomplete, wants_upload
+from .ops import (
+    OpsContext,
+    authorize,
+    handle_ops,
+    in_maintenance,
+    is_ops_path,
+    maintenance_response,
+    upload_dir,
+    upload_incomplete,
+    wants_upload,
+)
 
 CONTENT_PREFIX = re.compile(r"^/content/[0-9A-Fa-f-]{36}(?:/_bundle\d+)?(?=/|$)")
 # An upload through MLflow's artifact proxy (`mlflow server --serve-artifacts`): PUT <route>/<path under the root>.
@@ -36,7 +47,7 @@ def split_prefix(path: str) -> tuple[str, str]:
     match = CONTENT_PREFIX.match(path)
     if not match:
         return "", path or "/"
-    return match.group(0), path[match.end():] or "/"
+    return match.group(0), path[match.end() :] or "/"
 
 
 def _spool_name(ctx: OpsContext) -> Path:
@@ -80,13 +91,18 @@ class WsgiExtension:
                             out.write(chunk)
                             remaining -= len(chunk)
                     # A body shorter than its Content-Length is a cut-off upload: never restored.
-                    response = handle_ops(self.ops, method, path, headers, spool) if remaining == 0 else upload_incomplete()
+                    response = (
+                        handle_ops(self.ops, method, path, headers, spool) if remaining == 0 else upload_incomplete()
+                    )
                 finally:
                     spool.unlink(missing_ok=True)
             elif response is None:
                 response = handle_ops(self.ops, method, path, headers)
             extra = [("Content-Length", str(len(response.body)))] if isinstance(response.body, bytes) else []
-            start_response(_status_line(response.status), [("Content-Type", response.content_type), ("Cache-Control", "no-store"), *extra])
+            start_response(
+                _status_line(response.status),
+                [("Content-Type", response.content_type), ("Cache-Control", "no-store"), *extra],
+            )
             return [response.body] if isinstance(response.body, bytes) else response.body
         if not _ready(self.app, self.ops):
             status, headers, body = self.ops.startup.unavailable(path)  # type: ignore[union-attr]
@@ -98,7 +114,9 @@ class WsgiExtension:
             start_response(_status_line(response.status), [("Content-Type", "application/json"), ("Retry-After", "30")])
             return [response.body]
         # PATH_INFO is the request's bytes as latin-1 (PEP 3333): the artifact's name is their UTF-8.
-        artifact = uploaded_artifact(environ.get("REQUEST_METHOD", "GET"), path.encode("latin-1").decode("utf-8", "replace"))
+        artifact = uploaded_artifact(
+            environ.get("REQUEST_METHOD", "GET"), path.encode("latin-1").decode("utf-8", "replace")
+        )
         if artifact and self.ops.artifact_written:
             notify = self.ops.artifact_written
 
@@ -186,7 +204,13 @@ class AsgiExtension:
                 response = await loop.run_in_executor(None, handle_ops, self.ops, method, path, headers)
             head = [(b"content-type", response.content_type.encode()), (b"cache-control", b"no-store")]
             if isinstance(response.body, bytes):
-                await send({"type": "http.response.start", "status": response.status, "headers": [*head, (b"content-length", str(len(response.body)).encode())]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status,
+                        "headers": [*head, (b"content-length", str(len(response.body)).encode())],
+                    }
+                )
                 await send({"type": "http.response.body", "body": response.body})
                 return
             await send({"type": "http.response.start", "status": response.status, "headers": head})
@@ -204,13 +228,25 @@ class AsgiExtension:
                 return
             status, headers, body = self.ops.startup.unavailable(path)  # type: ignore[union-attr]
             raw = [(name.lower().encode(), value.encode()) for name, value in headers]
-            await send({"type": "http.response.start", "status": status, "headers": [*raw, (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [*raw, (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         assert self.app is not None
         if scope["type"] == "http" and in_maintenance(self.ops):
             response = maintenance_response()
-            await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json"), (b"retry-after", b"30")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [(b"content-type", b"application/json"), (b"retry-after", b"30")],
+                }
+            )
             await send({"type": "http.response.body", "body": response.body})
             return
         artifact = uploaded_artifact(scope.get("method", ""), path) if scope["type"] == "http" else None

@@ -1,5 +1,6 @@
 """Schema migrations under control: compare the DB revision with the installed MLflow's head, then
 initialise, upgrade once (under a cross-process lock, after a snapshot) or refuse."""
+
 from __future__ import annotations
 
 import contextlib
@@ -74,7 +75,18 @@ def inspect_schema(engine: sqlalchemy.engine.Engine) -> SchemaState:
 
 
 # The tables whose size decides how long a heavy migration takes.
-SIZED_TABLES = ("metrics", "latest_metrics", "params", "tags", "runs", "experiments", "spans", "trace_info", "trace_tags", "logged_models")
+SIZED_TABLES = (
+    "metrics",
+    "latest_metrics",
+    "params",
+    "tags",
+    "runs",
+    "experiments",
+    "spans",
+    "trace_info",
+    "trace_tags",
+    "logged_models",
+)
 
 
 def row_estimates(engine: sqlalchemy.engine.Engine) -> dict[str, int]:
@@ -87,9 +99,15 @@ def row_estimates(engine: sqlalchemy.engine.Engine) -> dict[str, int]:
         if dialect == "sqlite":
             for table in SIZED_TABLES:
                 if table in names:
-                    out[table] = int(conn.execute(sqlalchemy.text(f'SELECT coalesce(max(rowid), 0) FROM "{table}"')).scalar() or 0)
+                    out[table] = int(
+                        conn.execute(sqlalchemy.text(f'SELECT coalesce(max(rowid), 0) FROM "{table}"')).scalar() or 0
+                    )
         elif dialect == "postgresql":
-            rows = conn.execute(sqlalchemy.text("SELECT relname, reltuples FROM pg_class WHERE relkind = 'r' AND relnamespace = current_schema()::regnamespace"))
+            rows = conn.execute(
+                sqlalchemy.text(
+                    "SELECT relname, reltuples FROM pg_class WHERE relkind = 'r' AND relnamespace = current_schema()::regnamespace"
+                )
+            )
             out = {name: max(int(tuples), 0) for name, tuples in rows if name in SIZED_TABLES}
     return out
 
@@ -110,10 +128,17 @@ def migration_lock(engine: sqlalchemy.engine.Engine, storage: StorageConfig) -> 
     dialect = engine.dialect.name
     started = time.monotonic()
     if dialect == "sqlite":
-        lock_path = (storage.state_dir / "migrate.lock") if storage.state_dir else Path(f"{storage.sqlite_path}.mlflowctl.lock")
+        lock_path = (
+            (storage.state_dir / "migrate.lock") if storage.state_dir else Path(f"{storage.sqlite_path}.mlflowctl.lock")
+        )
         with open(lock_path, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            log_event("migration.lock", "acquired the migration lock", kind="file", waited_s=round(time.monotonic() - started, 3))
+            log_event(
+                "migration.lock",
+                "acquired the migration lock",
+                kind="file",
+                waited_s=round(time.monotonic() - started, 3),
+            )
             try:
                 yield
             finally:
@@ -124,7 +149,12 @@ def migration_lock(engine: sqlalchemy.engine.Engine, storage: StorageConfig) -> 
         if acquire is not None:
             conn.execute(sqlalchemy.text(acquire), {"key": PG_LOCK_KEY})
             conn.commit()
-        log_event("migration.lock", "acquired the migration lock", kind=f"{dialect}-advisory" if acquire else "none", waited_s=round(time.monotonic() - started, 3))
+        log_event(
+            "migration.lock",
+            "acquired the migration lock",
+            kind=f"{dialect}-advisory" if acquire else "none",
+            waited_s=round(time.monotonic() - started, 3),
+        )
         try:
             yield
         finally:
@@ -198,7 +228,14 @@ def _run_upgrade(engine: sqlalchemy.engine.Engine, state: SchemaState, progress:
         for index, revision in enumerate(pending, start=1):
             started = time.monotonic()
             if progress is not None:
-                progress(step=index, of=len(pending), revision=revision, title=script.get_revision(revision).doc, from_revision=state.revision, head=state.head)
+                progress(
+                    step=index,
+                    of=len(pending),
+                    revision=revision,
+                    title=script.get_revision(revision).doc,
+                    from_revision=state.revision,
+                    head=state.head,
+                )
             command.upgrade(config, revision)
             log_event(
                 "migration.step",
@@ -222,22 +259,43 @@ def ensure_schema(storage: StorageConfig, auto_migrate: bool, progress: Progress
     try:
         with migration_lock(engine, storage):
             state = inspect_schema(engine)
-            log_event("migration.check", f"database schema is {state.kind}", state=state.kind, revision=state.revision, head=state.head, pending=len(state.pending))
+            log_event(
+                "migration.check",
+                f"database schema is {state.kind}",
+                state=state.kind,
+                revision=state.revision,
+                head=state.head,
+                pending=len(state.pending),
+            )
             _refuse_if_unusable(state, auto_migrate)
             if state.kind in ("empty", "behind"):
                 if state.kind == "behind":
                     snapshot_sqlite(storage, state)
-                log_event("migration.start", "migrating the database schema", revision=state.revision, head=state.head, pending=state.pending)
+                log_event(
+                    "migration.start",
+                    "migrating the database schema",
+                    revision=state.revision,
+                    head=state.head,
+                    pending=state.pending,
+                )
                 started = time.monotonic()
                 _run_upgrade(engine, state, progress)
                 after = read_revision(engine)
                 if after != state.head:
                     raise StartupError(f"Schema migration ended at revision {after}, expected {state.head}.")
-                log_event("migration.done", "database schema is current", revision=after, seconds=round(time.monotonic() - started, 3))
+                log_event(
+                    "migration.done",
+                    "database schema is current",
+                    revision=after,
+                    seconds=round(time.monotonic() - started, 3),
+                )
                 state = SchemaState("current", after, state.head)
             return state
     except sqlalchemy.exc.OperationalError as exc:
-        raise StartupError(f"Cannot reach the backend store {redact(storage.backend_store_uri)}: {redact(str(exc.orig))}".strip(), code="DB_UNREACHABLE") from None
+        raise StartupError(
+            f"Cannot reach the backend store {redact(storage.backend_store_uri)}: {redact(str(exc.orig))}".strip(),
+            code="DB_UNREACHABLE",
+        ) from None
     finally:
         engine.dispose()
 

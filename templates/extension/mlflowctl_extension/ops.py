@@ -5,6 +5,7 @@ swaps an uploaded one in (transfer.py).
 Connect authenticates the caller first; on top of that the caller must present MLFLOWCTL_OPS_TOKEN in the
 X-Mlflowctl-Ops-Token header, compared in constant time, so that a viewer of the content cannot read it.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -45,7 +46,13 @@ def is_ops_path(path: str) -> bool:
 def authorize(ctx: OpsContext, headers: Mapping[str, str]) -> OpsResponse | None:
     """None when the caller presented the ops token; else the refusal."""
     if not ctx.ops_token:
-        return _json(503, {"error": "OPS_TOKEN_NOT_CONFIGURED", "message": "Set MLFLOWCTL_OPS_TOKEN on the content to enable the ops endpoint."})
+        return _json(
+            503,
+            {
+                "error": "OPS_TOKEN_NOT_CONFIGURED",
+                "message": "Set MLFLOWCTL_OPS_TOKEN on the content to enable the ops endpoint.",
+            },
+        )
     presented = headers.get(TOKEN_HEADER, "")
     if not hmac.compare_digest(presented.encode(), ctx.ops_token.encode()):
         return _json(401, {"error": "OPS_TOKEN_INVALID", "message": f"Missing or wrong {TOKEN_HEADER} header."})
@@ -61,7 +68,10 @@ def maintenance_response() -> OpsResponse:
 
 
 def upload_incomplete() -> OpsResponse:
-    return _json(400, {"error": "UPLOAD_INCOMPLETE", "message": "The upload ended before its Content-Length: nothing was restored."})
+    return _json(
+        400,
+        {"error": "UPLOAD_INCOMPLETE", "message": "The upload ended before its Content-Length: nothing was restored."},
+    )
 
 
 def in_maintenance(ctx: OpsContext) -> bool:
@@ -74,7 +84,9 @@ def upload_dir(ctx: OpsContext) -> Path | None:
     return ctx.storage.data_dir if ctx.storage is not None else None
 
 
-def handle_ops(ctx: OpsContext, method: str, path: str, headers: Mapping[str, str], upload: Path | None = None) -> OpsResponse:
+def handle_ops(
+    ctx: OpsContext, method: str, path: str, headers: Mapping[str, str], upload: Path | None = None
+) -> OpsResponse:
     """Answers a request under /_mlflowctl/. Never raises."""
     refused = authorize(ctx, headers)
     if refused:
@@ -85,7 +97,9 @@ def handle_ops(ctx: OpsContext, method: str, path: str, headers: Mapping[str, st
     if ctx.describe is None or (ctx.startup is not None and ctx.startup.state != "ready"):
         from .startup import describe_state
 
-        view = ctx.startup.view() if ctx.startup is not None else {"state": "starting", "migration": None, "error": None}
+        view = (
+            ctx.startup.view() if ctx.startup is not None else {"state": "starting", "migration": None, "error": None}
+        )
         return _json(503, {"error": view["state"].upper(), "message": describe_state(view), "startup": view})
     if route == "/_mlflowctl/status":
         if method not in ("GET", "HEAD"):
@@ -103,7 +117,15 @@ def handle_ops(ctx: OpsContext, method: str, path: str, headers: Mapping[str, st
             return OpsResponse(200, snapshot_stream(ctx.storage), "application/x-tar")
         if upload is None:
             return _json(400, {"error": "UPLOAD_REJECTED", "message": "POST the tar as the request body."})
-        return _json(200, restore_upload(ctx.storage, upload, headers.get("x-mlflowctl-force", "") == "1", headers.get("x-mlflowctl-keep-revision", "") == "1"))
+        return _json(
+            200,
+            restore_upload(
+                ctx.storage,
+                upload,
+                headers.get("x-mlflowctl-force", "") == "1",
+                headers.get("x-mlflowctl-keep-revision", "") == "1",
+            ),
+        )
     except TransferError as exc:
         return _json(exc.status, {"error": exc.code, "message": str(exc)})
     except Exception as exc:

@@ -6,6 +6,7 @@ the start, files written another way) is found by a scan and ships once its size
 (MLflow may still be writing it). The scan yields to notified files between two files, so a large backlog never
 delays what clients just uploaded.
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ The CLI reads the same layout (src/adapters/backup/replica-source.ts, with zod s
                                                  points? and mergedAt? for a merged segment}
     artifacts/<path>                            the artifact files, by path under the artifact root
 """
+
 from __future__ import annotations
 
 import json
@@ -75,7 +76,13 @@ def read_meta(store) -> dict:
 
 def generations(store) -> list[tuple[str, dict]]:
     """Finished generations (those with snapshot.json), oldest first, with their snapshot.json."""
-    ids = sorted({key.split("/")[1] for key, _ in store.list("generations/") if key.endswith("/snapshot.json") and key.count("/") == 2})
+    ids = sorted(
+        {
+            key.split("/")[1]
+            for key, _ in store.list("generations/")
+            if key.endswith("/snapshot.json") and key.count("/") == 2
+        }
+    )
     found = [(g, json.loads(store.get(generation_key(g, "snapshot.json")))) for g in ids]
     # By the snapshot's time: two generations begun in the same second have IDs that sort by their random part.
     return sorted(found, key=lambda entry: (entry[1]["takenAt"], entry[0]))

@@ -2,6 +2,7 @@
 retention, segments a merged one replaced). Nothing is deleted the moment it stops being needed: a restore that
 listed the replica a little earlier may still read it, so deletions wait `grace` seconds.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -25,7 +26,12 @@ def compact(store, eligible: list[tuple[str, dict]], now: float) -> int:
     while eligible:
         group = [eligible.pop(0)]
         size = group[0][1]["end"] - group[0][1]["start"]
-        while eligible and eligible[0][1]["start"] == group[-1][1]["end"] and eligible[0][1]["salts"] == group[0][1]["salts"] and size < COMPACT_BYTES:
+        while (
+            eligible
+            and eligible[0][1]["start"] == group[-1][1]["end"]
+            and eligible[0][1]["salts"] == group[0][1]["salts"]
+            and size < COMPACT_BYTES
+        ):
             size += eligible[0][1]["end"] - eligible[0][1]["start"]
             group.append(eligible.pop(0))
         if len(group) > 1:
@@ -33,7 +39,12 @@ def compact(store, eligible: list[tuple[str, dict]], now: float) -> int:
                 _merge(store, group, now)
                 merged += len(group)
             except Exception as exc:  # a segment gone or changed, a store error: that run stays as it is
-                log_event("replica.compaction", "a run of segments was not merged", logging.WARNING, reason=redact(f"{type(exc).__name__}: {exc}"))
+                log_event(
+                    "replica.compaction",
+                    "a run of segments was not merged",
+                    logging.WARNING,
+                    reason=redact(f"{type(exc).__name__}: {exc}"),
+                )
     return merged
 
 
@@ -45,18 +56,40 @@ def _merge(store, group: list[tuple[str, dict]], now: float) -> None:
         if hashlib.sha256(stored).hexdigest() != meta["sha256"]:
             raise ReplicaError(f"{key} changed in the replica since it was written; not compacting it")
         frames += gzip.decompress(stored)
-        points.append({"end": meta["end"], "commitTime": meta["commitTime"], "chainAfter": meta["chainAfter"], "frames": meta["frames"]})
+        points.append(
+            {
+                "end": meta["end"],
+                "commitTime": meta["commitTime"],
+                "chainAfter": meta["chainAfter"],
+                "frames": meta["frames"],
+            }
+        )
     first, last = group[0][1], group[-1][1]
     compressed = gzip.compress(bytes(frames), compresslevel=1)
     name = group[0][0].rsplit("/", 1)[0] + f"/{first['start']:016x}-{last['end']:016x}.frames.gz"
     store.put(name, compressed)
-    store.put(f"{name}.json", json.dumps({
-        **{k: first[k] for k in ("start", "salts", "bigEndian", "pageSize", "chainBefore", "identity") if k in first},
-        **({"previousIndexEnd": first["previousIndexEnd"]} if "previousIndexEnd" in first else {}),
-        "end": last["end"], "chainAfter": last["chainAfter"], "commitTime": last["commitTime"], "readAt": last.get("readAt"),
-        "frames": sum(point["frames"] for point in points), "sha256": hashlib.sha256(compressed).hexdigest(), "points": points,
-        "mergedAt": now,
-    }, sort_keys=True).encode())
+    store.put(
+        f"{name}.json",
+        json.dumps(
+            {
+                **{
+                    k: first[k]
+                    for k in ("start", "salts", "bigEndian", "pageSize", "chainBefore", "identity")
+                    if k in first
+                },
+                **({"previousIndexEnd": first["previousIndexEnd"]} if "previousIndexEnd" in first else {}),
+                "end": last["end"],
+                "chainAfter": last["chainAfter"],
+                "commitTime": last["commitTime"],
+                "readAt": last.get("readAt"),
+                "frames": sum(point["frames"] for point in points),
+                "sha256": hashlib.sha256(compressed).hexdigest(),
+                "points": points,
+                "mergedAt": now,
+            },
+            sort_keys=True,
+        ).encode(),
+    )
 
 
 def sweep_merged(store, generation: str, now: float, grace: float) -> int:
@@ -77,7 +110,12 @@ def sweep_merged(store, generation: str, now: float, grace: float) -> int:
         try:
             store.delete(sorted(set(doomed)))
         except Exception as exc:  # leftovers are harmless: restores prefer the merged segment
-            log_event("replica.compaction", "merged segments could not all be deleted", logging.WARNING, reason=redact(f"{type(exc).__name__}: {exc}"))
+            log_event(
+                "replica.compaction",
+                "merged segments could not all be deleted",
+                logging.WARNING,
+                reason=redact(f"{type(exc).__name__}: {exc}"),
+            )
     return len(doomed) // 2
 
 
@@ -89,7 +127,9 @@ def apply_retention(store, now: float, retention: float, grace: float, current: 
     doomed = [g for (g, _), (_, after) in zip(found, found[1:], strict=False) if after["takenAt"] <= cutoff]
     finished = {g for g, _ in found}
     keys = store.list("generations/")
-    doomed += sorted({k.split("/")[1] for k, _ in keys if k.split("/")[1] not in finished and k.split("/")[1] < (current or "")})
+    doomed += sorted(
+        {k.split("/")[1] for k, _ in keys if k.split("/")[1] not in finished and k.split("/")[1] < (current or "")}
+    )
     for generation in doomed:
         store.delete([k for k, _ in keys if k.startswith(generation_key(generation, ""))])
         log_event("replica.retention", "deleted a generation older than the retention window", generation=generation)

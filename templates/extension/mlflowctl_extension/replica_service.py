@@ -2,6 +2,7 @@
 shipping on its own cadence while snapshots, maintenance and artifacts take their time, and what /_mlflowctl/status
 reports. Started by server.build_app.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -18,7 +19,13 @@ from pathlib import Path
 from .logs import log_event, redact
 from .replica_layout import ReplicaError, ReplicaForeign
 from .replica_store import STATIC_CREDENTIALS, replica_credentials
-from .replicator import DEFAULT_MAX_WAL_BYTES, DEFAULT_RETENTION, DEFAULT_SNAPSHOT_INTERVAL, DELETE_GRACE_SECONDS, Replicator
+from .replicator import (
+    DEFAULT_MAX_WAL_BYTES,
+    DEFAULT_RETENTION,
+    DEFAULT_SNAPSHOT_INTERVAL,
+    DELETE_GRACE_SECONDS,
+    Replicator,
+)
 
 DEFAULT_INTERVAL = 1.0
 LOCK_RETRY_SECONDS = 5.0
@@ -61,8 +68,16 @@ class ReplicationService:
     - the artifact thread ships what clients upload at once, and the rest after a scan.
     `status()` is what /_mlflowctl/status reports."""
 
-    def __init__(self, database: Path, replica_url: str, state_dir: Path, interval: float = DEFAULT_INTERVAL,
-                 artifacts: Path | None = None, options: dict | None = None, stall_seconds: float = STALL_SECONDS):
+    def __init__(
+        self,
+        database: Path,
+        replica_url: str,
+        state_dir: Path,
+        interval: float = DEFAULT_INTERVAL,
+        artifacts: Path | None = None,
+        options: dict | None = None,
+        stall_seconds: float = STALL_SECONDS,
+    ):
         self.database = Path(database)
         self.stall_seconds = stall_seconds
         self.replica_url = replica_url
@@ -71,13 +86,32 @@ class ReplicationService:
         self.artifacts = artifacts
         self.options = options or {}
         self.lock = threading.Lock()
-        self.state: dict = {"url": redact(replica_url), "role": "starting", "generation": None, "walIndex": None, "offset": None,
-                            "lastShippedAt": None, "lastRoundAt": None, "shippedFrames": 0, "lagSeconds": None, "lastError": None,
-                            "refusedBecause": None, "resumed": None, "snapshotTakenAt": None, "checkpoints": 0,
-                            "artifactsShipped": 0, "retentionSeconds": self.options.get("retention", DEFAULT_RETENTION),
-                            "snapshotIntervalSeconds": self.options.get("snapshot_interval", DEFAULT_SNAPSHOT_INTERVAL),
-                            "credentials": None, "snapshotStartedAt": None, "walBytes": None, "artifactsPending": 0,
-                            "lastNotice": None, "lastNoticeAt": None, "stalledSeconds": None}
+        self.state: dict = {
+            "url": redact(replica_url),
+            "role": "starting",
+            "generation": None,
+            "walIndex": None,
+            "offset": None,
+            "lastShippedAt": None,
+            "lastRoundAt": None,
+            "shippedFrames": 0,
+            "lagSeconds": None,
+            "lastError": None,
+            "refusedBecause": None,
+            "resumed": None,
+            "snapshotTakenAt": None,
+            "checkpoints": 0,
+            "artifactsShipped": 0,
+            "retentionSeconds": self.options.get("retention", DEFAULT_RETENTION),
+            "snapshotIntervalSeconds": self.options.get("snapshot_interval", DEFAULT_SNAPSHOT_INTERVAL),
+            "credentials": None,
+            "snapshotStartedAt": None,
+            "walBytes": None,
+            "artifactsPending": 0,
+            "lastNotice": None,
+            "lastNoticeAt": None,
+            "stalledSeconds": None,
+        }
         self._round_started: float | None = None
         self.replicator: Replicator | None = None
         self.stop_event = threading.Event()
@@ -95,7 +129,9 @@ class ReplicationService:
         if started is not None and now - started >= self.stall_seconds:
             # A frozen replica answers nothing at all: the round waiting on it says so as an error, not only as lag.
             state["stalledSeconds"] = round(now - started, 1)
-            state["lastError"] = f"the replica has not answered for {now - started:.0f} s (a round is still waiting on it)"
+            state["lastError"] = (
+                f"the replica has not answered for {now - started:.0f} s (a round is still waiting on it)"
+            )
         if self.replicator:
             state["walBytes"] = self.replicator.wal.size()
             state["artifactsPending"] = self.replicator.shipper.pending if self.replicator.shipper else 0
@@ -140,9 +176,15 @@ class ReplicationService:
             try:
                 result = replicator.ship_wal()
                 release_wal_hold()  # the first round resumed (or began) the generation under our own pins
-                fields = dict(walIndex=replicator.wal_index, offset=replicator.offset, resumed=replicator.resumed,
-                              snapshotTakenAt=replicator.snapshot_taken_at or None, checkpoints=replicator.checkpoints,
-                              lastNotice=replicator.notice, lastNoticeAt=replicator.notice_at)
+                fields = dict(
+                    walIndex=replicator.wal_index,
+                    offset=replicator.offset,
+                    resumed=replicator.resumed,
+                    snapshotTakenAt=replicator.snapshot_taken_at or None,
+                    checkpoints=replicator.checkpoints,
+                    lastNotice=replicator.notice,
+                    lastNoticeAt=replicator.notice_at,
+                )
                 if replicator.generation is not None:
                     fields.update(generation=replicator.generation, lastRoundAt=began, lastError=None)
                 if result["frames"]:
@@ -210,14 +252,23 @@ class ReplicationService:
                     self.stop_event.wait(LOCK_RETRY_SECONDS)
             if self.stop_event.is_set():
                 return
-            log_event("replica.started", "replicating the SQLite store", replica=redact(self.replica_url), interval_s=self.interval)
+            log_event(
+                "replica.started",
+                "replicating the SQLite store",
+                replica=redact(self.replica_url),
+                interval_s=self.interval,
+            )
             replicator = None
             try:
-                replicator = Replicator(self.database, self.replica_url, scratch=self.state_dir, artifacts=self.artifacts, **self.options)
+                replicator = Replicator(
+                    self.database, self.replica_url, scratch=self.state_dir, artifacts=self.artifacts, **self.options
+                )
                 self.replicator = replicator
                 self._set(role="replicating")
-                helpers = [threading.Thread(target=loop, args=(replicator,), name=f"mlflowctl-replica-{name}", daemon=True)
-                           for name, loop in (("snapshots", self._slow_loop), ("artifacts", self._artifact_loop))]
+                helpers = [
+                    threading.Thread(target=loop, args=(replicator,), name=f"mlflowctl-replica-{name}", daemon=True)
+                    for name, loop in (("snapshots", self._slow_loop), ("artifacts", self._artifact_loop))
+                ]
                 for helper in helpers:
                     helper.start()
                 self._wal_loop(replicator)
@@ -245,10 +296,33 @@ class ReplicationService:
             if replicator.shipper:
                 replicator.shipper.ship_notified()
         except Exception as exc:  # stopping anyway: said in the log
-            log_event("replica.round_failed", "the last round before stopping failed", logging.WARNING, reason=redact(f"{type(exc).__name__}: {exc}"))
+            log_event(
+                "replica.round_failed",
+                "the last round before stopping failed",
+                logging.WARNING,
+                reason=redact(f"{type(exc).__name__}: {exc}"),
+            )
 
 
-NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "ceph", "glusterfs", "fuse.glusterfs", "lustre", "gpfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "virtiofs"}
+NETWORK_FILESYSTEMS = {
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "fuse.sshfs",
+    "9p",
+    "afs",
+    "ceph",
+    "glusterfs",
+    "fuse.glusterfs",
+    "lustre",
+    "gpfs",
+    "fuse.s3fs",
+    "fuse.gcsfuse",
+    "fuse.rclone",
+    "virtiofs",
+}
 
 
 def network_filesystem(path: Path, mountinfo: str | None = None) -> str | None:
@@ -353,7 +427,9 @@ def start_replication(storage, env) -> ReplicationService | None:
     try:
         options = {
             "retention": parse_duration(env.get("MLFLOWCTL_REPLICA_RETENTION"), DEFAULT_RETENTION),
-            "snapshot_interval": parse_duration(env.get("MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL"), DEFAULT_SNAPSHOT_INTERVAL),
+            "snapshot_interval": parse_duration(
+                env.get("MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL"), DEFAULT_SNAPSHOT_INTERVAL
+            ),
             "max_wal_bytes": parse_size(env.get("MLFLOWCTL_REPLICA_MAX_WAL"), DEFAULT_MAX_WAL_BYTES),
             "delete_grace": parse_duration(env.get("MLFLOWCTL_REPLICA_DELETE_GRACE"), DELETE_GRACE_SECONDS),
         }
@@ -361,14 +437,20 @@ def start_replication(storage, env) -> ReplicationService | None:
         refused = None
     except ValueError as exc:
         options, interval, refused = {}, DEFAULT_INTERVAL, f"MLFLOWCTL_REPLICA_*: {exc}"
-    artifacts = Path(storage.artifacts_destination) if storage.mode == "local" and storage.artifacts_destination else None
-    service = ReplicationService(storage.sqlite_path or Path("-"), url, storage.state_dir or Path("-"), interval, artifacts, options)
+    artifacts = (
+        Path(storage.artifacts_destination) if storage.mode == "local" and storage.artifacts_destination else None
+    )
+    service = ReplicationService(
+        storage.sqlite_path or Path("-"), url, storage.state_dir or Path("-"), interval, artifacts, options
+    )
     if not storage.sqlite_path or not storage.state_dir:
         refused = "replication covers local storage (a SQLite file in the data directory) only"
     elif network := network_filesystem(storage.sqlite_path.parent):
         # sqlite.org/wal.html: "WAL does not work over a network filesystem" (its index lives in shared memory).
-        refused = (f"the data directory is on {network}, a network file system, where SQLite's WAL (which replication "
-                   "needs) does not work: put the content's data directory on a local disk, or unset MLFLOWCTL_REPLICA_URL")
+        refused = (
+            f"the data directory is on {network}, a network file system, where SQLite's WAL (which replication "
+            "needs) does not work: put the content's data directory on a local disk, or unset MLFLOWCTL_REPLICA_URL"
+        )
     if refused:
         service._set(role="refused", refusedBecause=refused)
         log_event("replica.refused", "replication refused", logging.WARNING, reason=refused)
@@ -379,10 +461,11 @@ def start_replication(storage, env) -> ReplicationService | None:
     finally:
         connection.close()
     if mode != "wal":
-        service._set(role="refused", refusedBecause=f"the SQLite file cannot use WAL mode (journal mode {mode}; a network file system?)")
+        service._set(
+            role="refused",
+            refusedBecause=f"the SQLite file cannot use WAL mode (journal mode {mode}; a network file system?)",
+        )
         log_event("replica.refused", "replication refused", logging.WARNING, reason=service.state["refusedBecause"])
         return service
     service.start()
     return service
-
-

@@ -11,6 +11,7 @@ credentials). MLFLOWCTL_REPLICA_CREDENTIALS=connect|ambient decides explicitly; 
 (else MLFLOWCTL_OAUTH_INTEGRATION) names the integration when the content has several. The SDK is imported on use: a
 bundle needs only its replica's (`mlflowctl init --replica-store s3|wasbs|gs` adds it to requirements.txt).
 """
+
 from __future__ import annotations
 
 import os
@@ -154,7 +155,9 @@ class S3Store(ReplicaStore):
             from .cloud.aws import _ConnectAwsProvider
 
             session.get_component("credential_provider").insert_before("env", _ConnectAwsProvider(source))
-        self.client = boto3.session.Session(botocore_session=session).client("s3", endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None)
+        self.client = boto3.session.Session(botocore_session=session).client(
+            "s3", endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None
+        )
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
@@ -167,7 +170,9 @@ class S3Store(ReplicaStore):
 
     def list(self, prefix: str) -> list[tuple[str, int]]:
         found = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix + prefix
+        ):
             found += [(item["Key"][len(self.prefix) :], item["Size"]) for item in page.get("Contents", [])]
         return sorted(found)
 
@@ -209,7 +214,10 @@ class AzureBlobStore(ReplicaStore):
         return self.container.download_blob(self.prefix + key).readall()
 
     def list(self, prefix: str) -> list[tuple[str, int]]:
-        return sorted((blob.name[len(self.prefix) :], blob.size) for blob in self.container.list_blobs(name_starts_with=self.prefix + prefix))
+        return sorted(
+            (blob.name[len(self.prefix) :], blob.size)
+            for blob in self.container.list_blobs(name_starts_with=self.prefix + prefix)
+        )
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
@@ -225,7 +233,9 @@ class GcsStore(ReplicaStore):
         if source is not None:  # a Google access token exchanged through Connect
             from .cloud.gcp import _google_credentials
 
-            client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT"), credentials=_google_credentials(source))
+            client = storage.Client(
+                project=os.environ.get("GOOGLE_CLOUD_PROJECT"), credentials=_google_credentials(source)
+            )
         else:
             client = storage.Client()
         self.bucket = client.bucket(parsed.netloc)
@@ -240,7 +250,10 @@ class GcsStore(ReplicaStore):
         return self.bucket.blob(self.prefix + key).download_as_bytes()
 
     def list(self, prefix: str) -> list[tuple[str, int]]:
-        return sorted((blob.name[len(self.prefix) :], blob.size or 0) for blob in self.bucket.client.list_blobs(self.bucket, prefix=self.prefix + prefix))
+        return sorted(
+            (blob.name[len(self.prefix) :], blob.size or 0)
+            for blob in self.bucket.client.list_blobs(self.bucket, prefix=self.prefix + prefix)
+        )
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
@@ -250,7 +263,11 @@ class GcsStore(ReplicaStore):
 OBJECT_STORES = {"s3": S3Store, "wasbs": AzureBlobStore, "gs": GcsStore}
 
 
-STATIC_CREDENTIALS = {"s3": "AWS_ACCESS_KEY_ID", "wasbs": "AZURE_STORAGE_CONNECTION_STRING", "gs": "GOOGLE_APPLICATION_CREDENTIALS"}
+STATIC_CREDENTIALS = {
+    "s3": "AWS_ACCESS_KEY_ID",
+    "wasbs": "AZURE_STORAGE_CONNECTION_STRING",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS",
+}
 
 
 def replica_credentials(scheme: str, env: Mapping[str, str]) -> str:
@@ -275,12 +292,14 @@ def _connect_source(scheme: str, env: Mapping[str, str]) -> Any:
     if scheme == "s3":
         source = aws_credentials_source(exchange, audience)
     else:
-        source = access_token_source(exchange, "replica storage", audience, AZURE_STORAGE_SCOPE if scheme == "wasbs" else GOOGLE_SCOPE)
+        source = access_token_source(
+            exchange, "replica storage", audience, AZURE_STORAGE_SCOPE if scheme == "wasbs" else GOOGLE_SCOPE
+        )
     source.get()
     return source
 
 
-def open_store(url: "str | Path | ReplicaStore", env: Mapping[str, str] | None = None) -> ReplicaStore:
+def open_store(url: str | Path | ReplicaStore, env: Mapping[str, str] | None = None) -> ReplicaStore:
     """The store for a replica URL: a path (or file://) is a directory; s3://, wasbs://, gs:// an object store."""
     if isinstance(url, ReplicaStore):
         return url
@@ -292,5 +311,7 @@ def open_store(url: "str | Path | ReplicaStore", env: Mapping[str, str] | None =
         source = _connect_source(name, env) if replica_credentials(name, env) == "connect" else None
         return OBJECT_STORES[name](text, source)
     if scheme and scheme.group(1) != "file":
-        raise ValueError(f"MLFLOWCTL_REPLICA_URL: {scheme.group(1)}:// is not a replica store (a directory, s3://, wasbs:// or gs://)")
+        raise ValueError(
+            f"MLFLOWCTL_REPLICA_URL: {scheme.group(1)}:// is not a replica store (a directory, s3://, wasbs:// or gs://)"
+        )
     return DirectoryStore(Path(text.removeprefix("file://")))

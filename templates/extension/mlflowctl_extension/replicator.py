@@ -1,6 +1,7 @@
 """Ships the database's committed WAL frames to a replica: the database side of replication (pins, checkpoints, where the
 WAL was read up to), one segment at a time, and the snapshots that start generations (docs/design/replication.md).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -110,12 +111,24 @@ class Replicator:
     then publishes its snapshot.json; `maintain` compacts and deletes; the ArtifactShipper ships artifacts.
     """
 
-    def __init__(self, database: Path, replica, now=time.time, *, scratch: Path | None = None, artifacts: Path | None = None,
-                 snapshot_interval: float = DEFAULT_SNAPSHOT_INTERVAL, retention: float = DEFAULT_RETENTION,
-                 checkpoint_frames: int = CHECKPOINT_FRAMES, artifact_interval: float = DEFAULT_ARTIFACT_INTERVAL,
-                 compact_segments: int = COMPACT_SEGMENTS, identity: str | None = None,
-                 max_wal_bytes: int = DEFAULT_MAX_WAL_BYTES, delete_grace: float = DELETE_GRACE_SECONDS,
-                 compact_age: float = 60.0):
+    def __init__(
+        self,
+        database: Path,
+        replica,
+        now=time.time,
+        *,
+        scratch: Path | None = None,
+        artifacts: Path | None = None,
+        snapshot_interval: float = DEFAULT_SNAPSHOT_INTERVAL,
+        retention: float = DEFAULT_RETENTION,
+        checkpoint_frames: int = CHECKPOINT_FRAMES,
+        artifact_interval: float = DEFAULT_ARTIFACT_INTERVAL,
+        compact_segments: int = COMPACT_SEGMENTS,
+        identity: str | None = None,
+        max_wal_bytes: int = DEFAULT_MAX_WAL_BYTES,
+        delete_grace: float = DELETE_GRACE_SECONDS,
+        compact_age: float = 60.0,
+    ):
         self.database = Path(database)
         self.wal = WalFile(self.database)
         self.store = open_store(replica)
@@ -210,7 +223,8 @@ class Replicator:
         if theirs and theirs != self.identity:
             raise ReplicaForeign(
                 f"the replica holds another database's generations (identity {theirs}; this database is {self.identity}): "
-                "point MLFLOWCTL_REPLICA_URL at a replica of this deployment's own, or empty that one first")
+                "point MLFLOWCTL_REPLICA_URL at a replica of this deployment's own, or empty that one first"
+            )
         self._replica_checked = True
 
     # ---- snapshots -------------------------------------------------------------------------------------------------
@@ -273,10 +287,18 @@ class Replicator:
         return plan
 
     def _put_meta(self) -> None:
-        self.store.put(META_KEY, json.dumps({
-            "format": REPLICA_FORMAT, "database": self.database.name, "identity": self.identity,
-            "artifactsRoot": str(self.artifacts) if self.artifacts else None,
-        }, sort_keys=True).encode())
+        self.store.put(
+            META_KEY,
+            json.dumps(
+                {
+                    "format": REPLICA_FORMAT,
+                    "database": self.database.name,
+                    "identity": self.identity,
+                    "artifactsRoot": str(self.artifacts) if self.artifacts else None,
+                },
+                sort_keys=True,
+            ).encode(),
+        )
 
     def offer(self, plan: SnapshotPlan) -> None:
         """Hands an uploaded snapshot to the shipping round, which adopts it."""
@@ -299,11 +321,23 @@ class Replicator:
         self._adopting = None
         try:
             # Written last: a generation without snapshot.json is unfinished, and restores skip it.
-            self.store.put(generation_key(plan.generation, "snapshot.json"), json.dumps({
-                "sha256": plan.sha256, "bytes": plan.size, "takenAt": plan.taken_at, "walIndex": 0,
-                "offset": plan.position.offset, "salts": list(plan.position.salts) if plan.position.salts else None,
-                "chain": list(plan.position.chain), "pageSize": plan.position.page_size, "identity": self.identity,
-            }, sort_keys=True).encode())
+            self.store.put(
+                generation_key(plan.generation, "snapshot.json"),
+                json.dumps(
+                    {
+                        "sha256": plan.sha256,
+                        "bytes": plan.size,
+                        "takenAt": plan.taken_at,
+                        "walIndex": 0,
+                        "offset": plan.position.offset,
+                        "salts": list(plan.position.salts) if plan.position.salts else None,
+                        "chain": list(plan.position.chain),
+                        "pageSize": plan.position.page_size,
+                        "identity": self.identity,
+                    },
+                    sort_keys=True,
+                ).encode(),
+            )
         finally:
             plan.release()
         self.snapshot_taken_at, self._verified_at = plan.taken_at, self.now()
@@ -375,7 +409,9 @@ class Replicator:
         if header.salts != self.position.salts:
             salts = self.position.salts
             if salts is not None and header.salts[0] != (salts[0] + 1) & 0xFFFFFFFF:
-                raise _Discontinuity(f"the WAL restarted more than once between rounds (salt-1 {salts[0]} → {header.salts[0]})")
+                raise _Discontinuity(
+                    f"the WAL restarted more than once between rounds (salt-1 {salts[0]} → {header.salts[0]})"
+                )
             # Restarted once since the last round: by the pin's rule every frame of the old WAL was shipped.
             if not self.restart_pending:
                 self.previous_end, self.restart_pending = self.position.offset, True
@@ -424,9 +460,17 @@ class Replicator:
             compressed = gzip.compress(data[:relative_end], compresslevel=1)
             self.store.put(generation_key(self.generation, name), compressed)
             meta = {
-                "sha256": hashlib.sha256(compressed).hexdigest(), "frames": frames, "start": start, "end": end,
-                "commitTime": self.now(), "readAt": read_at, "salts": list(header.salts), "bigEndian": header.big_endian,
-                "pageSize": header.page_size, "chainBefore": list(chain), "chainAfter": list(end_chain),
+                "sha256": hashlib.sha256(compressed).hexdigest(),
+                "frames": frames,
+                "start": start,
+                "end": end,
+                "commitTime": self.now(),
+                "readAt": read_at,
+                "salts": list(header.salts),
+                "bigEndian": header.big_endian,
+                "pageSize": header.page_size,
+                "chainBefore": list(chain),
+                "chainAfter": list(end_chain),
                 "identity": self.identity,
                 **({"previousIndexEnd": self.previous_end} if self.restart_pending else {}),
             }
@@ -460,7 +504,9 @@ class Replicator:
             return
         self._verified_at = self.now()
         if self.store.find(generation_key(self.generation, "snapshot.json")) is None:
-            self._say(f"generation {self.generation} vanished from the replica (deleted by hand or by a lifecycle rule): a new one starts")
+            self._say(
+                f"generation {self.generation} vanished from the replica (deleted by hand or by a lifecycle rule): a new one starts"
+            )
             log_event("replica.generation_vanished", self.notice, logging.WARNING)
             self.generation, self.need_snapshot = None, True
             self._unpin()
@@ -511,7 +557,12 @@ class Replicator:
                 else:
                     self._repin()
             except _Discontinuity as reason:
-                log_event("replica.new_generation", "the WAL does not continue the replica; starting a new generation", logging.WARNING, reason=str(reason))
+                log_event(
+                    "replica.new_generation",
+                    "the WAL does not continue the replica; starting a new generation",
+                    logging.WARNING,
+                    reason=str(reason),
+                )
                 self._drop_generation()
                 self.need_snapshot = True
                 return result
@@ -542,8 +593,10 @@ class Replicator:
                 return
             self._drop_generation()
             self.abandoned = True
-            self._say(f"the replica did not answer while the WAL grew past {self.max_wal_bytes / 2**20:g} MiB: stopped "
-                      "holding it; a new generation starts when the replica answers")
+            self._say(
+                f"the replica did not answer while the WAL grew past {self.max_wal_bytes / 2**20:g} MiB: stopped "
+                "holding it; a new generation starts when the replica answers"
+            )
             log_event("replica.abandoned", self.notice, logging.WARNING)
 
     # ---- one whole round (tests, and a graceful stop's last round) --------------------------------------------------
@@ -555,7 +608,9 @@ class Replicator:
         if self.need_snapshot or self.snapshot_due():
             self.offer(self.upload_snapshot(self.begin_snapshot()))
             shipped = self.ship_wal()
-            result.update(generation=shipped["generation"], newGeneration=True, frames=result["frames"] + shipped["frames"])
+            result.update(
+                generation=shipped["generation"], newGeneration=True, frames=result["frames"] + shipped["frames"]
+            )
             apply_retention(self.store, self.now(), self.retention, 0.0, self.generation)
         result["artifacts"] = self.shipper.ship() if self.shipper else 0
         result["compacted"] = self.maintain(sweep=False)
@@ -602,4 +657,3 @@ def _gzip_file(source: Path, target: Path) -> str:
             while block := data.read(1 << 20):
                 out.write(block)
     return digest.hexdigest()
-

@@ -1,4 +1,5 @@
 """Builds the app Connect serves: storage config, controlled migration, MLflow's app, our wrappers."""
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,20 @@ from urllib.parse import urlsplit
 import sqlalchemy
 
 from . import EXTENSION_VERSION
-from .concurrency import MAX_OVERFLOW_VARIABLE, POOL_SIZE_VARIABLE, handler_threads, limit_handler_threads, pool_environment
+from .concurrency import (
+    MAX_OVERFLOW_VARIABLE,
+    POOL_SIZE_VARIABLE,
+    handler_threads,
+    limit_handler_threads,
+    pool_environment,
+)
 from .dispatch import BoundedWsgi, FlaskFirstAsgi, FlaskFirstWsgi, NativeRoutes
 from .logs import configure_logging, log_event, redact, register_secret
-from .migrations import create_engine, inspect_schema, ensure_schema, row_estimates
+from .migrations import create_engine, ensure_schema, inspect_schema, row_estimates
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
 from .replica_service import hold_wal, start_replication
-from .transfer import has_data, recover
 from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
+from .transfer import has_data, recover
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent
 ASGI_FROM = (3, 3)  # mlflow.server.fastapi_app exists from MLflow 3.3.0 (#17038)
@@ -74,7 +81,15 @@ def server_environment(storage: StorageConfig, env: Mapping[str, str], mlflow_ve
     return out
 
 
-def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_version: str, started_at: str, cloud_status: Callable[[], dict[str, Any]] | None = None, replica_status: Callable[[], dict[str, Any]] | None = None, startup_view: Callable[[], dict[str, Any]] | None = None):
+def _make_describe(
+    storage: StorageConfig,
+    bundle: dict[str, Any],
+    mlflow_version: str,
+    started_at: str,
+    cloud_status: Callable[[], dict[str, Any]] | None = None,
+    replica_status: Callable[[], dict[str, Any]] | None = None,
+    startup_view: Callable[[], dict[str, Any]] | None = None,
+):
     engine = create_engine(storage.backend_store_uri)
 
     def describe() -> dict[str, Any]:
@@ -102,7 +117,9 @@ def _make_describe(storage: StorageConfig, bundle: dict[str, Any], mlflow_versio
             "dataDirFreeBytes": free,
             "dataDirTotalBytes": total,
             # Local storage only (cheap counts on the SQLite file); what `backup restore --to connect:` checks.
-            "hasData": has_data(storage.sqlite_path, Path(storage.artifacts_destination)) if storage.mode == "local" and storage.sqlite_path else None,
+            "hasData": has_data(storage.sqlite_path, Path(storage.artifacts_destination))
+            if storage.mode == "local" and storage.sqlite_path
+            else None,
             "startedAt": started_at,
             # How the start went: the migration it ran (from, to, steps, when), if any.
             "startup": startup_view() if startup_view else None,
@@ -156,18 +173,41 @@ def _start(gate: Any, ops: OpsContext, env: dict[str, str], bundle: dict[str, An
             storage = cloud_runtime.storage
         pinned = bundle.get("mlflowVersion")
         if pinned and pinned != mlflow.__version__:
-            log_event("startup.version_mismatch", "installed MLflow differs from the bundle's pin", logging.WARNING, installed=mlflow.__version__, pinned=pinned)
-        log_event("startup.config", "storage configured", mode=storage.mode, backend=redact(storage.backend_store_uri), artifacts=redact(storage.artifacts_destination), mlflow=mlflow.__version__)
+            log_event(
+                "startup.version_mismatch",
+                "installed MLflow differs from the bundle's pin",
+                logging.WARNING,
+                installed=mlflow.__version__,
+                pinned=pinned,
+            )
+        log_event(
+            "startup.config",
+            "storage configured",
+            mode=storage.mode,
+            backend=redact(storage.backend_store_uri),
+            artifacts=redact(storage.artifacts_destination),
+            mlflow=mlflow.__version__,
+        )
         os.environ.update(server_environment(storage, env, mlflow.__version__))
         hold_wal(storage, env)  # first: the start-up steps below must not checkpoint away a WAL the replica resumes
         recover(storage)  # a restore or snapshot interrupted by a restart leaves a flag and spools behind
         ensure_schema(storage, auto_migrate_enabled(env), progress=startup.migrating)
         startup.migrated()
         replication = start_replication(storage, env)
-        ops.describe = _make_describe(storage, bundle, mlflow.__version__, utc_now(), cloud_runtime.status if cloud_runtime else None, replication.status if replication else None, startup.view)
+        ops.describe = _make_describe(
+            storage,
+            bundle,
+            mlflow.__version__,
+            utc_now(),
+            cloud_runtime.status if cloud_runtime else None,
+            replication.status if replication else None,
+            startup.view,
+        )
         ops.storage = storage
         ops.artifact_written = replication.artifact_written if replication else None
-        gate.app = _load_mlflow_app(asgi, _release(mlflow.__version__) >= ASGI_FROM, gate, handler_threads(_dialect(storage), env))
+        gate.app = _load_mlflow_app(
+            asgi, _release(mlflow.__version__) >= ASGI_FROM, gate, handler_threads(_dialect(storage), env)
+        )
     except StartupError as exc:
         message = redact(str(exc))
         log_event("startup.refused", message, logging.ERROR, code=exc.code)
@@ -207,7 +247,15 @@ def _load_mlflow_app(asgi: bool, has_fastapi_app: bool, gate: Any, threads: int)
 
         app = BoundedWsgi(wsgi_app, threads)
         interface = "wsgi"
-    log_event("startup.ready", "MLflow app loaded", interface=interface, handler_threads=threads, pool=os.environ.get(POOL_SIZE_VARIABLE), pool_overflow=os.environ.get(MAX_OVERFLOW_VARIABLE), seconds=round(time.monotonic() - started, 3))
+    log_event(
+        "startup.ready",
+        "MLflow app loaded",
+        interface=interface,
+        handler_threads=threads,
+        pool=os.environ.get(POOL_SIZE_VARIABLE),
+        pool_overflow=os.environ.get(MAX_OVERFLOW_VARIABLE),
+        seconds=round(time.monotonic() - started, 3),
+    )
     return app
 
 
@@ -229,10 +277,18 @@ def _run_lifespan_startup(asgi_app: Any, loop: Any, threads: int, timeout: float
                 started.set()
 
         # The app keeps waiting for lifespan.shutdown on the loop's thread; the process exits without it.
-        asyncio.ensure_future(asgi_app({"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}, inbox.get, send))
+        asyncio.ensure_future(
+            asgi_app(
+                {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}, inbox.get, send
+            )
+        )
         await asyncio.wait_for(started.wait(), timeout)
 
     try:
         asyncio.run_coroutine_threadsafe(lifespan(), loop).result(timeout + 5)
     except Exception as exc:  # noqa: BLE001 - housekeeping only
-        log_event("startup.lifespan_failed", f"the FastAPI app's lifespan startup did not complete: {type(exc).__name__}", logging.WARNING)
+        log_event(
+            "startup.lifespan_failed",
+            f"the FastAPI app's lifespan startup did not complete: {type(exc).__name__}",
+            logging.WARNING,
+        )

@@ -1,4 +1,5 @@
 """Reads the environment into a typed StorageConfig; every failure names the variables involved."""
+
 from __future__ import annotations
 
 import os
@@ -39,7 +40,7 @@ class StorageConfig:
     state_dir: Path | None = None
     sqlite_path: Path | None = None
     notes: list[str] = field(default_factory=list)
-    cloud: "CloudSettings | None" = None
+    cloud: CloudSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,12 @@ def _custom_config(env: Mapping[str, str]) -> StorageConfig:
 
 CLOUD_REQUIRED: dict[str, tuple[str, ...]] = {
     "aws": ("RDS_ENDPOINT", "RDS_DATABASE", "RDS_USERNAME", "AWS_REGION", "MLFLOW_ARTIFACTS_DESTINATION"),
-    "azure": ("AZURE_DATABASE_SERVER", "AZURE_DATABASE_NAME", "AZURE_DATABASE_USERNAME", "MLFLOW_ARTIFACTS_DESTINATION"),
+    "azure": (
+        "AZURE_DATABASE_SERVER",
+        "AZURE_DATABASE_NAME",
+        "AZURE_DATABASE_USERNAME",
+        "MLFLOW_ARTIFACTS_DESTINATION",
+    ),
     "gcp": ("CLOUD_SQL_CONNECTION_NAME", "CLOUD_SQL_DATABASE", "CLOUD_SQL_USERNAME", "MLFLOW_ARTIFACTS_DESTINATION"),
 }
 ARTIFACT_SCHEMES = {"aws": "s3", "azure": "wasbs", "gcp": "gs"}
@@ -210,7 +216,9 @@ def _credentials_source(mode: str, env: Mapping[str, str]) -> str:
         return "ambient"
     # Connect has no GCP integration type (only a custom one), so without a content session token the
     # host's own identity (ADC, the metadata server) is the expected route.
-    if mode == "gcp" and not (env.get("CONNECT_CONTENT_SESSION_TOKEN") or env.get("CONNECT_CONTENT_SESSION_TOKEN_FILE")):
+    if mode == "gcp" and not (
+        env.get("CONNECT_CONTENT_SESSION_TOKEN") or env.get("CONNECT_CONTENT_SESSION_TOKEN_FILE")
+    ):
         return "ambient"
     return "connect"
 
@@ -218,11 +226,15 @@ def _credentials_source(mode: str, env: Mapping[str, str]) -> str:
 def _cloud_config(mode: str, env: Mapping[str, str]) -> StorageConfig:
     missing = [name for name in CLOUD_REQUIRED[mode] if not (env.get(name) or "").strip()]
     if missing:
-        raise StartupError(f"Storage mode {mode} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not set.")
+        raise StartupError(
+            f"Storage mode {mode} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not set."
+        )
     destination = env["MLFLOW_ARTIFACTS_DESTINATION"].strip()
     scheme = ARTIFACT_SCHEMES[mode]
     if not destination.startswith(f"{scheme}://"):
-        raise StartupError(f"Storage mode {mode} stores artifacts in {scheme}://…; MLFLOW_ARTIFACTS_DESTINATION is {redact_url(destination)}.")
+        raise StartupError(
+            f"Storage mode {mode} stores artifacts in {scheme}://…; MLFLOW_ARTIFACTS_DESTINATION is {redact_url(destination)}."
+        )
     general = (env.get("MLFLOWCTL_OAUTH_INTEGRATION") or "").strip() or None
     common = {
         "credentials": _credentials_source(mode, env),
@@ -232,10 +244,19 @@ def _cloud_config(mode: str, env: Mapping[str, str]) -> StorageConfig:
     if mode == "aws":
         db_type = (env.get("RDS_DB_TYPE") or "postgresql").strip().lower()
         if db_type not in ("postgresql", "postgres"):
-            raise StartupError(f"RDS_DB_TYPE={db_type} is not supported: IAM database authentication is implemented for RDS PostgreSQL only.")
+            raise StartupError(
+                f"RDS_DB_TYPE={db_type} is not supported: IAM database authentication is implemented for RDS PostgreSQL only."
+            )
         cloud = CloudSettings(
-            "aws", "postgresql", env["RDS_ENDPOINT"].strip(), _port(env, "RDS_PORT", 5432), env["RDS_DATABASE"].strip(),
-            env["RDS_USERNAME"].strip(), env["AWS_REGION"].strip(), ca_bundle=(env.get("RDS_CA_BUNDLE") or "").strip() or None, **common,
+            "aws",
+            "postgresql",
+            env["RDS_ENDPOINT"].strip(),
+            _port(env, "RDS_PORT", 5432),
+            env["RDS_DATABASE"].strip(),
+            env["RDS_USERNAME"].strip(),
+            env["AWS_REGION"].strip(),
+            ca_bundle=(env.get("RDS_CA_BUNDLE") or "").strip() or None,
+            **common,
         )
     elif mode == "azure":
         db_type = (env.get("AZURE_DATABASE_TYPE") or "postgresql").strip().lower()
@@ -247,9 +268,17 @@ def _cloud_config(mode: str, env: Mapping[str, str]) -> StorageConfig:
         ca_bundle = (env.get("AZURE_DATABASE_CA_BUNDLE") or "").strip() or None
         sslmode = (env.get("AZURE_DATABASE_SSLMODE") or "verify-full").strip()
         cloud = CloudSettings(
-            "azure", db_type, server, _port(env, "AZURE_DATABASE_PORT", 5432 if db_type == "postgresql" else 1433),
-            env["AZURE_DATABASE_NAME"].strip(), env["AZURE_DATABASE_USERNAME"].strip(), (env.get("AZURE_REGION") or "").strip() or None,
-            ca_bundle=ca_bundle, sslmode=sslmode, blob_endpoint=(env.get("MLFLOWCTL_AZURE_BLOB_ENDPOINT") or "").strip() or None, **common,
+            "azure",
+            db_type,
+            server,
+            _port(env, "AZURE_DATABASE_PORT", 5432 if db_type == "postgresql" else 1433),
+            env["AZURE_DATABASE_NAME"].strip(),
+            env["AZURE_DATABASE_USERNAME"].strip(),
+            (env.get("AZURE_REGION") or "").strip() or None,
+            ca_bundle=ca_bundle,
+            sslmode=sslmode,
+            blob_endpoint=(env.get("MLFLOWCTL_AZURE_BLOB_ENDPOINT") or "").strip() or None,
+            **common,
         )
     else:
         db_type = (env.get("CLOUD_SQL_DB_TYPE") or "postgresql").strip().lower()
@@ -258,7 +287,9 @@ def _cloud_config(mode: str, env: Mapping[str, str]) -> StorageConfig:
         password_env = "CLOUD_SQL_PASSWORD" if env.get("CLOUD_SQL_PASSWORD") else None
         register_secret(env.get("CLOUD_SQL_PASSWORD"))
         if db_type == "sqlserver" and not password_env:
-            raise StartupError("Cloud SQL for SQL Server has no IAM database authentication: set CLOUD_SQL_PASSWORD for a built-in user.")
+            raise StartupError(
+                "Cloud SQL for SQL Server has no IAM database authentication: set CLOUD_SQL_PASSWORD for a built-in user."
+            )
         ip_type = (env.get("CLOUD_SQL_IP_TYPE") or "PUBLIC").strip().upper()
         if ip_type not in ("PUBLIC", "PRIVATE", "PSC"):
             raise StartupError(f"CLOUD_SQL_IP_TYPE must be PUBLIC, PRIVATE or PSC, got {ip_type!r}.")
@@ -266,15 +297,31 @@ def _cloud_config(mode: str, env: Mapping[str, str]) -> StorageConfig:
         if name.count(":") not in (2, 3):
             raise StartupError(f"CLOUD_SQL_CONNECTION_NAME must look like PROJECT:REGION:INSTANCE, got {name!r}.")
         cloud = CloudSettings(
-            "gcp", db_type, None, None, env["CLOUD_SQL_DATABASE"].strip(), env["CLOUD_SQL_USERNAME"].strip(), name.split(":")[-2],
-            connection_name=name, ip_type=ip_type, static_password_env=password_env, **common,
+            "gcp",
+            db_type,
+            None,
+            None,
+            env["CLOUD_SQL_DATABASE"].strip(),
+            env["CLOUD_SQL_USERNAME"].strip(),
+            name.split(":")[-2],
+            connection_name=name,
+            ip_type=ip_type,
+            static_password_env=password_env,
+            **common,
         )
     data_dir_raw = env.get("CONNECT_CONTENT_DATA_DIR")
     data_dir = Path(data_dir_raw).resolve() if data_dir_raw else None
     state_dir = data_dir / "mlflowctl" if data_dir else None
     if state_dir:
         state_dir.mkdir(parents=True, exist_ok=True)
-    return StorageConfig(mode=mode, backend_store_uri="", artifacts_destination=destination, data_dir=data_dir, state_dir=state_dir, cloud=cloud)
+    return StorageConfig(
+        mode=mode,
+        backend_store_uri="",
+        artifacts_destination=destination,
+        data_dir=data_dir,
+        state_dir=state_dir,
+        cloud=cloud,
+    )
 
 
 def redact_url(url: str) -> str:

@@ -6,6 +6,7 @@ MLflow route answer 503 (with Retry-After) and say what is happening, until the 
 recovery, migration under its lock, replication, MLflow's app) are done. A start that is refused keeps answering
 503 with the reason instead of exiting, so that the reason reaches whoever deploys or diagnoses it.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,9 @@ class Startup:
         with self._lock:
             return self._state
 
-    def migrating(self, *, step: int, of: int, revision: str, title: str | None, from_revision: str | None, head: str) -> None:
+    def migrating(
+        self, *, step: int, of: int, revision: str, title: str | None, from_revision: str | None, head: str
+    ) -> None:
         """A migration step begins (called before each revision is applied)."""
         with self._lock:
             if self._migration is None:
@@ -81,10 +84,18 @@ class Startup:
     def unavailable(self, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
         """The answer to any request that is not for the ops endpoint while the extension is not ready."""
         view = self.view()
-        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Retry-After", str(RETRY_AFTER_SECONDS))]
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+            ("Retry-After", str(RETRY_AFTER_SECONDS)),
+        ]
         if path.rstrip("/") == "/health":
             return 503, headers, json.dumps({"status": "unavailable", **view}).encode()
-        return 503, headers, json.dumps({"error_code": "TEMPORARILY_UNAVAILABLE", "message": describe_state(view)}).encode()
+        return (
+            503,
+            headers,
+            json.dumps({"error_code": "TEMPORARILY_UNAVAILABLE", "message": describe_state(view)}).encode(),
+        )
 
 
 def describe_state(view: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ activated): the upload is swapped in at its own, older revision, not migrated, a
 MLflow's head: processes of this bundle answer 503 from then on (their schema is ahead of the data), and the
 bundle that matches the data clears the hold when it starts.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,12 +49,18 @@ class TransferError(Exception):
 
 def _local(storage: StorageConfig) -> tuple[Path, Path]:
     if storage.mode != "local" or storage.sqlite_path is None or storage.data_dir is None:
-        raise TransferError(409, "NOT_LOCAL_STORAGE", f"This deployment keeps its data in {storage.mode} storage: back up the database and the artifact store directly (mlflowctl backup create --source postgresql://…).")
+        raise TransferError(
+            409,
+            "NOT_LOCAL_STORAGE",
+            f"This deployment keeps its data in {storage.mode} storage: back up the database and the artifact store directly (mlflowctl backup create --source postgresql://…).",
+        )
     return storage.sqlite_path, Path(storage.artifacts_destination)
 
 
 def maintenance_active(storage: StorageConfig) -> bool:
-    return storage.data_dir is not None and ((storage.data_dir / MAINTENANCE_FLAG).exists() or held_for_this_bundle(storage))
+    return storage.data_dir is not None and (
+        (storage.data_dir / MAINTENANCE_FLAG).exists() or held_for_this_bundle(storage)
+    )
 
 
 def _held_head(storage: StorageConfig) -> str | None:
@@ -146,7 +153,18 @@ def snapshot_stream(storage: StorageConfig) -> Iterator[bytes]:
 
 
 # Tables whose rows are users' data; a fresh store has none (only experiment 0 and seeded rows elsewhere).
-DATA_TABLES = ("runs", "registered_models", "trace_info", "logged_models", "datasets", "evaluation_datasets", "scorers", "prompts", "webhooks", "secrets")
+DATA_TABLES = (
+    "runs",
+    "registered_models",
+    "trace_info",
+    "logged_models",
+    "datasets",
+    "evaluation_datasets",
+    "scorers",
+    "prompts",
+    "webhooks",
+    "secrets",
+)
 
 
 def has_data(db: Path, artifacts: Path | None = None) -> bool:
@@ -159,7 +177,11 @@ def has_data(db: Path, artifacts: Path | None = None) -> bool:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "experiments" in tables and conn.execute("SELECT count(*) FROM experiments").fetchone()[0] > 1:
             return True  # experiment 0 (Default) alone is an empty store
-        return any(conn.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")').fetchone()[0] for table in DATA_TABLES if table in tables)
+        return any(
+            conn.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")').fetchone()[0]
+            for table in DATA_TABLES
+            if table in tables
+        )
     finally:
         conn.close()
 
@@ -176,15 +198,26 @@ def _extract(upload: Path, into: Path) -> None:
             if name == TRAILER and member.isfile():
                 trailer = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
                 continue
-            if not member.isfile() or name.startswith("/") or ".." in name.split("/") or not (name == "db/mlflow.db" or name.startswith("artifacts/")):
-                raise TransferError(400, "UPLOAD_REJECTED", f"The upload holds an entry this endpoint does not accept: {name[:120]}")
+            if (
+                not member.isfile()
+                or name.startswith("/")
+                or ".." in name.split("/")
+                or not (name == "db/mlflow.db" or name.startswith("artifacts/"))
+            ):
+                raise TransferError(
+                    400, "UPLOAD_REJECTED", f"The upload holds an entry this endpoint does not accept: {name[:120]}"
+                )
             target = into / name
             target.parent.mkdir(parents=True, exist_ok=True)
             with tar.extractfile(member) as source, open(target, "wb") as out:  # type: ignore[union-attr]
                 shutil.copyfileobj(source, out, CHUNK)
             files, size = files + 1, size + member.size
     if trailer != {"files": files, "bytes": size}:
-        raise TransferError(400, "UPLOAD_INCOMPLETE", f"The upload is incomplete: it holds {files} files ({size} bytes), its trailer says {trailer}.")
+        raise TransferError(
+            400,
+            "UPLOAD_INCOMPLETE",
+            f"The upload is incomplete: it holds {files} files ({size} bytes), its trailer says {trailer}.",
+        )
     if not (into / "db" / "mlflow.db").is_file():
         raise TransferError(400, "UPLOAD_REJECTED", "The upload has no db/mlflow.db.")
 
@@ -194,7 +227,11 @@ def restore_upload(storage: StorageConfig, upload: Path, force: bool, keep_revis
 
     db, artifacts = _local(storage)
     if has_data(db, artifacts) and not force:
-        raise TransferError(409, "TARGET_NOT_EMPTY", "This deployment already holds MLflow data; restore with --force (mlflowctl takes a safety backup first).")
+        raise TransferError(
+            409,
+            "TARGET_NOT_EMPTY",
+            "This deployment already holds MLflow data; restore with --force (mlflowctl takes a safety backup first).",
+        )
     lock = open(storage.data_dir / RESTORE_LOCK, "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -217,7 +254,9 @@ def restore_upload(storage: StorageConfig, upload: Path, force: bool, keep_revis
             raise TransferError(400, "UPLOAD_REJECTED", f"The uploaded database fails SQLite's check: {verdict}")
         # This MLflow's head, with the same refusals as at startup (a DB ahead of the code, unknown revisions).
         (work / "state").mkdir()
-        staged_storage = dataclasses.replace(storage, backend_store_uri=f"sqlite:///{staged}", sqlite_path=staged, state_dir=work / "state")
+        staged_storage = dataclasses.replace(
+            storage, backend_store_uri=f"sqlite:///{staged}", sqlite_path=staged, state_dir=work / "state"
+        )
         try:
             if keep_revision:
                 engine = create_engine(staged_storage.backend_store_uri)
@@ -226,7 +265,11 @@ def restore_upload(storage: StorageConfig, upload: Path, force: bool, keep_revis
                 finally:
                     engine.dispose()
                 if state.kind not in ("behind", "current"):
-                    raise TransferError(409, "UPLOAD_SCHEMA_REFUSED", f"A held restore needs data on this MLflow's chain; the upload is {state.kind} ({state.revision}).")
+                    raise TransferError(
+                        409,
+                        "UPLOAD_SCHEMA_REFUSED",
+                        f"A held restore needs data on this MLflow's chain; the upload is {state.kind} ({state.revision}).",
+                    )
             else:
                 state = ensure_schema(staged_storage, True)
         except TransferError:
@@ -264,12 +307,28 @@ def restore_upload(storage: StorageConfig, upload: Path, force: bool, keep_revis
             # Written before the maintenance flag goes: no request of this bundle meets the older schema.
             (storage.data_dir / HOLD_FILE).write_text(json.dumps({"head": expected_head(), "revision": state.revision}))
         files = sum(len(names) for _, _, names in os.walk(artifacts))
-        log_event("ops.restore", "restored an uploaded backup", revision=state.revision, artifacts=files, held=keep_revision and state.kind == "behind")
-        return {"restored": True, "revision": state.revision, "artifactFiles": files, "held": keep_revision and state.kind == "behind"}
+        log_event(
+            "ops.restore",
+            "restored an uploaded backup",
+            revision=state.revision,
+            artifacts=files,
+            held=keep_revision and state.kind == "behind",
+        )
+        return {
+            "restored": True,
+            "revision": state.revision,
+            "artifactFiles": files,
+            "held": keep_revision and state.kind == "behind",
+        }
     finally:
         flag.unlink(missing_ok=True)
         if keep_work:
-            log_event("ops.restore_rollback_failed", "putting the previous data back failed; it is kept here", logging.ERROR, path=str(work))
+            log_event(
+                "ops.restore_rollback_failed",
+                "putting the previous data back failed; it is kept here",
+                logging.ERROR,
+                path=str(work),
+            )
         else:
             shutil.rmtree(work, ignore_errors=True)
         fcntl.flock(lock, fcntl.LOCK_UN)
@@ -289,9 +348,13 @@ def recover(storage: StorageConfig) -> None:
         if _held_head(storage) == expected_head():
             from .settings import StartupError
 
-            raise StartupError(f"The data was restored to an older schema for the bundle that matches it ({HOLD_FILE}); this bundle would migrate it again. Activate the previous bundle, or delete {hold} to upgrade anew.")
+            raise StartupError(
+                f"The data was restored to an older schema for the bundle that matches it ({HOLD_FILE}); this bundle would migrate it again. Activate the previous bundle, or delete {hold} to upgrade anew."
+            )
         hold.unlink(missing_ok=True)
-        log_event("ops.hold_cleared", "a held restore is taken over by the bundle that matches its data", logging.WARNING)
+        log_event(
+            "ops.hold_cleared", "a held restore is taken over by the bundle that matches its data", logging.WARNING
+        )
     flag = storage.data_dir / MAINTENANCE_FLAG
     if flag.exists():
         try:
@@ -300,13 +363,23 @@ def recover(storage: StorageConfig) -> None:
             pid = 0
         if not _alive(pid):
             flag.unlink(missing_ok=True)
-            log_event("ops.maintenance_cleared", "removed the maintenance flag of a restore that did not finish", logging.WARNING, pid=pid)
+            log_event(
+                "ops.maintenance_cleared",
+                "removed the maintenance flag of a restore that did not finish",
+                logging.WARNING,
+                pid=pid,
+            )
     for leftover in storage.data_dir.glob(".mlflowctl-*"):
         match = re.match(r"\.mlflowctl-(?:upload|snapshot)-(\d+)-", leftover.name)
         if match and not _alive(int(match.group(1))):
             leftover.unlink(missing_ok=True)
         elif leftover.name.startswith(".mlflowctl-restore-") and leftover.is_dir():
-            log_event("ops.restore_leftover", "a restore work directory from an interrupted restore is left for inspection", logging.WARNING, path=str(leftover))
+            log_event(
+                "ops.restore_leftover",
+                "a restore work directory from an interrupted restore is left for inspection",
+                logging.WARNING,
+                path=str(leftover),
+            )
 
 
 def _alive(pid: int) -> bool:

@@ -8,6 +8,7 @@ cumulative checksum of this frame's first 8 header bytes and page, continuing th
 counts only if its salts match the header's and its checksum continues the chain; a transaction counts only once its
 commit frame does.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,7 +53,9 @@ def parse_wal_header(data: bytes) -> WalHeader | None:
     return WalHeader(big_endian, page_size or 65536, seq, (salt1, salt2), (c1, c2))
 
 
-def committed_frames(data: bytes, header: WalHeader, start: int, checksum: tuple[int, int]) -> tuple[int, tuple[int, int], int]:
+def committed_frames(
+    data: bytes, header: WalHeader, start: int, checksum: tuple[int, int]
+) -> tuple[int, tuple[int, int], int]:
     """Scans frames from byte `start` (a frame boundary, `checksum` the chain so far) and returns the end of the last
     valid commit frame, the chain at that point, and the number of frames up to it. Stops at the first frame that does
     not check: what follows belongs to an unfinished transaction, or to an older use of the file."""

@@ -1,5 +1,6 @@
 """Shared fixtures: a copy of the extension per test, real MLflow from the venv running pytest, and
 PostgreSQL from MLFLOWCTL_TEST_PG_URL. A missing service skips locally and fails under CI=true."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 from urllib.request import Request, urlopen
 
@@ -41,7 +42,9 @@ def mlflow_version() -> tuple[int, ...]:
 
 
 def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "needs_mlflow(version): the test is about a migration or feature of that MLflow release and later")
+    config.addinivalue_line(
+        "markers", "needs_mlflow(version): the test is about a migration or feature of that MLflow release and later"
+    )
     config.addinivalue_line(
         "markers",
         "newest_mlflow_only: a long test of behaviour that does not change with MLflow's version (the replica's"
@@ -99,7 +102,9 @@ def import_app(bundle: Path, env: dict[str, str], timeout: int = 240) -> subproc
     """Starts the extension the way Connect does (it imports app.py), waits for its start-up steps and returns the
     outcome: exit 0 once it is ready, 1 when it refused."""
     script = f"import sys, app; sys.exit(0 if app.app.startup.wait({timeout - 10}) else 1)"
-    return subprocess.run([sys.executable, "-c", script], cwd=bundle, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=bundle, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def free_port() -> int:
@@ -119,6 +124,12 @@ class Server:
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         return http("GET", self.url(path), headers=headers)
+
+    def mlflow_post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        """POSTs `body` as JSON to MLflow's REST API (`path` after /api/2.0/mlflow/)."""
+        return http(
+            "POST", self.url(f"/api/2.0/mlflow/{path}"), json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
@@ -140,7 +151,22 @@ def server_command(port: int, wsgi: bool = False) -> list[str]:
     (20 requests at once, as the hosts in dev up and the fake Connect run python-api content)."""
     if mlflow_version() >= (3, 3) and not wsgi:
         return [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)]
-    return [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1", "-k", "gthread", "--threads", "20", "--timeout", "300", "app:app"]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        "1",
+        "-k",
+        "gthread",
+        "--threads",
+        "20",
+        "--timeout",
+        "300",
+        "app:app",
+    ]
 
 
 @pytest.fixture
@@ -213,7 +239,14 @@ class FakeExchange:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
-                owner.requests.append({"path": self.path, "auth": self.headers.get("authorization"), "type": self.headers.get("content-type"), "form": parse_qs(body)})
+                owner.requests.append(
+                    {
+                        "path": self.path,
+                        "auth": self.headers.get("authorization"),
+                        "type": self.headers.get("content-type"),
+                        "form": parse_qs(body),
+                    }
+                )
                 status, payload = owner.answer() if callable(owner.answer) else owner.answer
                 data = json.dumps(payload).encode()
                 self.send_response(status)
@@ -230,14 +263,12 @@ class FakeExchange:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"CONNECT_SERVER": self.url, "CONNECT_API_KEY": API_KEY, "CONNECT_CONTENT_SESSION_TOKEN": SESSION, **extra}
-
-
-@pytest.fixture
-def exchange_server():
-    server = FakeExchange()
-    yield server
-    server.server.shutdown()
+        return {
+            "CONNECT_SERVER": self.url,
+            "CONNECT_API_KEY": API_KEY,
+            "CONNECT_CONTENT_SESSION_TOKEN": SESSION,
+            **extra,
+        }
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The replica replayed into a database, in Python, for the tests: the snapshot, then each segment's frames, every
 segment checked as it comes. The product's restore is the CLI's (src/adapters/backup/replica-source.ts), which checks the
 same things; this one lets a test replay a replica as of every segment in one pass."""
+
 from __future__ import annotations
 
 import gzip
@@ -36,7 +37,9 @@ def replay(replica, at: float | None = None) -> Iterator[tuple[str, dict | None,
     replica_meta = json.loads(store.find("mlflowctl-replica.json") or b"{}")
     identity = snapshot.get("identity") or replica_meta.get("identity")
     if replica_meta.get("identity") and snapshot.get("identity") and snapshot["identity"] != replica_meta["identity"]:
-        raise ReplicaForeign(f"generation {generation} belongs to another database (identity {snapshot['identity']}; the replica's is {replica_meta['identity']})")
+        raise ReplicaForeign(
+            f"generation {generation} belongs to another database (identity {snapshot['identity']}; the replica's is {replica_meta['identity']})"
+        )
     blob = store.get(f"generations/{generation}/snapshot.db.gz")
     if hashlib.sha256(blob).hexdigest() != snapshot["sha256"]:
         raise ReplicaError(f"{generation}/snapshot.db.gz does not match its SHA-256")
@@ -53,23 +56,43 @@ def replay(replica, at: float | None = None) -> Iterator[tuple[str, dict | None,
         if at is not None and (points[0]["commitTime"] if points else meta["commitTime"]) > at:
             break
         # A merged segment keeps each commit point: restored to `at`, it stops at the last point not after it.
-        cut = [p for p in points if p["commitTime"] <= at][-1] if at is not None and points and meta["commitTime"] > at else None
+        cut = (
+            [p for p in points if p["commitTime"] <= at][-1]
+            if at is not None and points and meta["commitTime"] > at
+            else None
+        )
         where = key[len("generations/") : -len(".json")]
         if identity and meta.get("identity") and meta["identity"] != identity:
-            raise ReplicaForeign(f"{where} belongs to another database (identity {meta['identity']}; the generation's is {identity})")
+            raise ReplicaForeign(
+                f"{where} belongs to another database (identity {meta['identity']}; the generation's is {identity})"
+            )
         if segment_index != index:
             if segment_index != index + 1:
-                raise ReplicaError(f"WAL index {index + 1:08x} of {generation} is missing (found {segment_index:08x} after {index:08x})")
+                raise ReplicaError(
+                    f"WAL index {index + 1:08x} of {generation} is missing (found {segment_index:08x} after {index:08x})"
+                )
             if meta["start"] == WAL_HEADER and meta.get("previousIndexEnd") != expected_start:
-                raise ReplicaError(f"a segment is missing at the end of WAL index {index:08x} (it ended at {expected_start}, {where} says {meta.get('previousIndexEnd')})")
+                raise ReplicaError(
+                    f"a segment is missing at the end of WAL index {index:08x} (it ended at {expected_start}, {where} says {meta.get('previousIndexEnd')})"
+                )
             # A restart adds one to salt-1 (wal.c walRestartHdr): anything else is another WAL.
             if salts and meta["salts"][0] != (salts[0] + 1) & 0xFFFFFFFF:
-                raise ReplicaError(f"{where} does not follow WAL index {index:08x} (salt-1 {meta['salts'][0]} after {salts[0]})")
+                raise ReplicaError(
+                    f"{where} does not follow WAL index {index:08x} (salt-1 {meta['salts'][0]} after {salts[0]})"
+                )
             index, expected_start = segment_index, WAL_HEADER
         if meta["start"] != expected_start:
-            raise ReplicaError(f"a segment is missing before {where} (it starts at {meta['start']}, the previous one ended at {expected_start})")
-        if meta["start"] != WAL_HEADER and salts and (list(meta["salts"]) != list(salts) or list(meta["chainBefore"]) != list(chain_end or [])):
-            raise ReplicaError(f"{where} does not continue what came before it (its salts or checksum chain start elsewhere)")
+            raise ReplicaError(
+                f"a segment is missing before {where} (it starts at {meta['start']}, the previous one ended at {expected_start})"
+            )
+        if (
+            meta["start"] != WAL_HEADER
+            and salts
+            and (list(meta["salts"]) != list(salts) or list(meta["chainBefore"]) != list(chain_end or []))
+        ):
+            raise ReplicaError(
+                f"{where} does not continue what came before it (its salts or checksum chain start elsewhere)"
+            )
         data = store.get(key[: -len(".json")])
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:
             raise ReplicaError(f"{where} does not match its SHA-256")
@@ -122,7 +145,7 @@ def restore(replica, target: Path, at: float | None = None) -> dict:
     """The database of the newest generation as of `at` (a Unix time; default: everything shipped), replayed (see
     replay) into `target`; nothing is written there when a segment fails its checks."""
     applied, generation, pages = 0, "", bytearray()
-    for generation, meta, pages in replay(replica, at):
+    for generation, meta, pages in replay(replica, at):  # noqa: B007 - the last round's generation and pages are kept
         applied += meta["frames"] if meta else 0
     write_database(pages, target)
     return {"generation": generation, "frames": applied}

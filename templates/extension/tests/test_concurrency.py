@@ -1,5 +1,6 @@
 """How many requests MLflow handles at once in one process, and the pool that serves them (concurrency.py,
 dispatch.py): pure rules, and the bound under a WSGI host's threads."""
+
 from __future__ import annotations
 
 import threading
@@ -20,9 +21,19 @@ def test_sqlite_runs_few_handlers_at_once_and_a_server_database_a_host_full():
 
 def test_the_pool_holds_two_connections_for_every_request_a_host_runs_at_once_unless_the_operator_chose():
     # A WSGI host runs 20 requests at once whatever the handler bound: 40 connections, 10 of them kept idle.
-    assert pool_environment("sqlite", {}) == {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "10", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "30"}
-    assert pool_environment("postgresql", {"MLFLOWCTL_HANDLER_THREADS": "32"}) == {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "10", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "54"}
-    for chosen in ("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "MLFLOW_SQLALCHEMYSTORE_POOLCLASS"):
+    assert pool_environment("sqlite", {}) == {
+        "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "10",
+        "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "30",
+    }
+    assert pool_environment("postgresql", {"MLFLOWCTL_HANDLER_THREADS": "32"}) == {
+        "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "10",
+        "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "54",
+    }
+    for chosen in (
+        "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE",
+        "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW",
+        "MLFLOW_SQLALCHEMYSTORE_POOLCLASS",
+    ):
         assert pool_environment("sqlite", {chosen: "5"}) == {}
 
 
@@ -43,7 +54,10 @@ def test_a_wsgi_host_with_more_threads_than_the_bound_never_has_more_handlers_in
 
     bounded = BoundedWsgi(app, 3)
     answers: list[bytes] = []
-    threads = [threading.Thread(target=lambda i=i: answers.extend(bounded({"PATH_INFO": f"/{i}"}, lambda *_: None))) for i in range(12)]
+    threads = [
+        threading.Thread(target=lambda i=i: answers.extend(bounded({"PATH_INFO": f"/{i}"}, lambda *_: None)))
+        for i in range(12)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

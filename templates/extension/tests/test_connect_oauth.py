@@ -1,5 +1,6 @@
 """The Connect token exchange and the refreshing credential, against a real local HTTP server that answers
 as Connect does (connect-api.md §7.3), and the startup refusals of the cloud modes."""
+
 from __future__ import annotations
 
 import base64
@@ -8,7 +9,6 @@ import threading
 from typing import Any
 
 import pytest
-
 from conftest import API_KEY, SESSION, base_env, import_app
 from mlflowctl_extension.connect_oauth import (
     AWS_CREDENTIALS,
@@ -25,9 +25,13 @@ from mlflowctl_extension.logs import redact
 from mlflowctl_extension.settings import StartupError, load_storage_config
 
 
-
 def aws_token(expiration: str) -> str:
-    raw = {"accessKeyId": "ASIAEXAMPLE", "secretAccessKey": "secret-value-1234", "sessionToken": "session-value-1234", "expiration": expiration}
+    raw = {
+        "accessKeyId": "ASIAEXAMPLE",
+        "secretAccessKey": "secret-value-1234",
+        "sessionToken": "session-value-1234",
+        "expiration": expiration,
+    }
     return base64.b64encode(json.dumps(raw).encode()).decode()
 
 
@@ -50,9 +54,21 @@ def test_exchange_sends_the_documented_form_with_key_auth(exchange_server, tmp_p
 @pytest.mark.parametrize(
     "status,body,message",
     [
-        (400, {"code": 212, "error": "No integration"}, r"No OAuth integration is associated with this content \(Connect error 212"),
-        (400, {"code": 257, "error": "Several"}, r"Several OAuth integrations are associated .*Connect error 257.*MLFLOWCTL_OAUTH_INTEGRATION"),
-        (401, {"code": 236, "error": "Invalid session token"}, r"did not accept this content's session token \(Connect error 236"),
+        (
+            400,
+            {"code": 212, "error": "No integration"},
+            r"No OAuth integration is associated with this content \(Connect error 212",
+        ),
+        (
+            400,
+            {"code": 257, "error": "Several"},
+            r"Several OAuth integrations are associated .*Connect error 257.*MLFLOWCTL_OAUTH_INTEGRATION",
+        ),
+        (
+            401,
+            {"code": 236, "error": "Invalid session token"},
+            r"did not accept this content's session token \(Connect error 236",
+        ),
         (401, {"code": 30, "error": "Invalid login."}, r"Connect refused the token exchange \(HTTP 401"),
         (500, {}, r"token exchange failed \(HTTP 500"),
         (200, {"token_type": "Bearer"}, r"without an access_token"),
@@ -67,15 +83,27 @@ def test_exchange_failures_are_named(exchange_server, status, body, message):
 
 def test_missing_session_token_and_connect_variables_are_named(exchange_server):
     with pytest.raises(CredentialError, match="No content session token"):
-        ConnectTokenExchange({"CONNECT_SERVER": exchange_server.url, "CONNECT_API_KEY": API_KEY}).exchange(AWS_CREDENTIALS)
+        ConnectTokenExchange({"CONNECT_SERVER": exchange_server.url, "CONNECT_API_KEY": API_KEY}).exchange(
+            AWS_CREDENTIALS
+        )
     with pytest.raises(CredentialError, match="CONNECT_API_KEY"):
         ConnectTokenExchange({"CONNECT_SERVER": exchange_server.url})
     with pytest.raises(CredentialError, match="Cannot reach Connect"):
-        ConnectTokenExchange({"CONNECT_SERVER": "http://127.0.0.1:9/", "CONNECT_API_KEY": API_KEY, "CONNECT_CONTENT_SESSION_TOKEN": SESSION}, timeout=2).exchange(AWS_CREDENTIALS)
+        ConnectTokenExchange(
+            {
+                "CONNECT_SERVER": "http://127.0.0.1:9/",
+                "CONNECT_API_KEY": API_KEY,
+                "CONNECT_CONTENT_SESSION_TOKEN": SESSION,
+            },
+            timeout=2,
+        ).exchange(AWS_CREDENTIALS)
 
 
 def test_aws_credentials_are_parsed_and_registered_as_secrets(exchange_server):
-    exchange_server.answer = (200, {"access_token": aws_token("2030-01-02T03:04:05Z"), "issued_token_type": AWS_CREDENTIALS, "token_type": "aws"})
+    exchange_server.answer = (
+        200,
+        {"access_token": aws_token("2030-01-02T03:04:05Z"), "issued_token_type": AWS_CREDENTIALS, "token_type": "aws"},
+    )
     source = aws_credentials_source(ConnectTokenExchange(exchange_server.env()), audience=None)
     creds = source.get()
     assert creds == {"access_key": "ASIAEXAMPLE", "secret_key": "secret-value-1234", "token": "session-value-1234"}
@@ -186,12 +214,60 @@ def test_a_failed_renewal_keeps_a_valid_credential_backs_off_and_fails_clearly_o
 @pytest.mark.parametrize(
     "env,message",
     [
-        ({"RDS_ENDPOINT": "db.example"}, "Storage mode aws needs RDS_DATABASE, RDS_USERNAME, AWS_REGION, MLFLOW_ARTIFACTS_DESTINATION"),
-        ({"RDS_ENDPOINT": "h", "RDS_DATABASE": "d", "RDS_USERNAME": "u", "AWS_REGION": "r", "MLFLOW_ARTIFACTS_DESTINATION": "gs://b"}, r"stores artifacts in s3://"),
-        ({"RDS_ENDPOINT": "h", "RDS_DATABASE": "d", "RDS_USERNAME": "u", "AWS_REGION": "r", "RDS_DB_TYPE": "mysql", "MLFLOW_ARTIFACTS_DESTINATION": "s3://b"}, "RDS PostgreSQL only"),
-        ({"AZURE_DATABASE_SERVER": "s", "AZURE_DATABASE_NAME": "d", "AZURE_DATABASE_USERNAME": "u", "AZURE_DATABASE_TYPE": "oracle", "MLFLOW_ARTIFACTS_DESTINATION": "wasbs://c@a.blob.core.windows.net/p"}, "postgresql or sqlserver"),
-        ({"CLOUD_SQL_CONNECTION_NAME": "bad", "CLOUD_SQL_DATABASE": "d", "CLOUD_SQL_USERNAME": "u", "MLFLOW_ARTIFACTS_DESTINATION": "gs://b"}, "PROJECT:REGION:INSTANCE"),
-        ({"CLOUD_SQL_CONNECTION_NAME": "p:r:i", "CLOUD_SQL_DB_TYPE": "sqlserver", "CLOUD_SQL_DATABASE": "d", "CLOUD_SQL_USERNAME": "u", "MLFLOW_ARTIFACTS_DESTINATION": "gs://b"}, "no IAM database authentication"),
+        (
+            {"RDS_ENDPOINT": "db.example"},
+            "Storage mode aws needs RDS_DATABASE, RDS_USERNAME, AWS_REGION, MLFLOW_ARTIFACTS_DESTINATION",
+        ),
+        (
+            {
+                "RDS_ENDPOINT": "h",
+                "RDS_DATABASE": "d",
+                "RDS_USERNAME": "u",
+                "AWS_REGION": "r",
+                "MLFLOW_ARTIFACTS_DESTINATION": "gs://b",
+            },
+            r"stores artifacts in s3://",
+        ),
+        (
+            {
+                "RDS_ENDPOINT": "h",
+                "RDS_DATABASE": "d",
+                "RDS_USERNAME": "u",
+                "AWS_REGION": "r",
+                "RDS_DB_TYPE": "mysql",
+                "MLFLOW_ARTIFACTS_DESTINATION": "s3://b",
+            },
+            "RDS PostgreSQL only",
+        ),
+        (
+            {
+                "AZURE_DATABASE_SERVER": "s",
+                "AZURE_DATABASE_NAME": "d",
+                "AZURE_DATABASE_USERNAME": "u",
+                "AZURE_DATABASE_TYPE": "oracle",
+                "MLFLOW_ARTIFACTS_DESTINATION": "wasbs://c@a.blob.core.windows.net/p",
+            },
+            "postgresql or sqlserver",
+        ),
+        (
+            {
+                "CLOUD_SQL_CONNECTION_NAME": "bad",
+                "CLOUD_SQL_DATABASE": "d",
+                "CLOUD_SQL_USERNAME": "u",
+                "MLFLOW_ARTIFACTS_DESTINATION": "gs://b",
+            },
+            "PROJECT:REGION:INSTANCE",
+        ),
+        (
+            {
+                "CLOUD_SQL_CONNECTION_NAME": "p:r:i",
+                "CLOUD_SQL_DB_TYPE": "sqlserver",
+                "CLOUD_SQL_DATABASE": "d",
+                "CLOUD_SQL_USERNAME": "u",
+                "MLFLOW_ARTIFACTS_DESTINATION": "gs://b",
+            },
+            "no IAM database authentication",
+        ),
     ],
 )
 def test_cloud_settings_name_what_is_wrong(env, message):
@@ -200,17 +276,45 @@ def test_cloud_settings_name_what_is_wrong(env, message):
 
 
 def test_cloud_settings_defaults():
-    azure = load_storage_config({"AZURE_DATABASE_SERVER": "mlflowdb", "AZURE_DATABASE_NAME": "mlflow", "AZURE_DATABASE_USERNAME": "ml@corp", "MLFLOW_ARTIFACTS_DESTINATION": "wasbs://c@a.blob.core.windows.net/p"}).cloud
-    assert (azure.host, azure.port, azure.db_type, azure.sslmode, azure.credentials) == ("mlflowdb.postgres.database.azure.com", 5432, "postgresql", "verify-full", "connect")
-    aws = load_storage_config({"RDS_ENDPOINT": "h", "RDS_DATABASE": "d", "RDS_USERNAME": "u", "AWS_REGION": "eu-west-1", "MLFLOW_ARTIFACTS_DESTINATION": "s3://b", "AWS_ACCESS_KEY_ID": "AKIA", "MLFLOWCTL_OAUTH_INTEGRATION": "g"}).cloud
-    assert (aws.port, aws.credentials, aws.db_audience) == (5432, "ambient", "g"), "static keys in the env mean the SDK chain"
+    azure = load_storage_config(
+        {
+            "AZURE_DATABASE_SERVER": "mlflowdb",
+            "AZURE_DATABASE_NAME": "mlflow",
+            "AZURE_DATABASE_USERNAME": "ml@corp",
+            "MLFLOW_ARTIFACTS_DESTINATION": "wasbs://c@a.blob.core.windows.net/p",
+        }
+    ).cloud
+    assert (azure.host, azure.port, azure.db_type, azure.sslmode, azure.credentials) == (
+        "mlflowdb.postgres.database.azure.com",
+        5432,
+        "postgresql",
+        "verify-full",
+        "connect",
+    )
+    aws = load_storage_config(
+        {
+            "RDS_ENDPOINT": "h",
+            "RDS_DATABASE": "d",
+            "RDS_USERNAME": "u",
+            "AWS_REGION": "eu-west-1",
+            "MLFLOW_ARTIFACTS_DESTINATION": "s3://b",
+            "AWS_ACCESS_KEY_ID": "AKIA",
+            "MLFLOWCTL_OAUTH_INTEGRATION": "g",
+        }
+    ).cloud
+    assert (aws.port, aws.credentials, aws.db_audience) == (5432, "ambient", "g"), (
+        "static keys in the env mean the SDK chain"
+    )
 
 
 def test_startup_refuses_without_an_integration_and_logs_no_secret(bundle, exchange_server):
     exchange_server.answer = (400, {"code": 212, "error": "No OAuth integration is associated with this content."})
     env = base_env(
         **exchange_server.env(),
-        RDS_ENDPOINT="127.0.0.1", RDS_DATABASE="mlflow", RDS_USERNAME="mlflow_iam", AWS_REGION="us-east-1",
+        RDS_ENDPOINT="127.0.0.1",
+        RDS_DATABASE="mlflow",
+        RDS_USERNAME="mlflow_iam",
+        AWS_REGION="us-east-1",
         MLFLOW_ARTIFACTS_DESTINATION="s3://bucket/mlflow",
     )
     result = import_app(bundle, env)

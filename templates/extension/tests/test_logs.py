@@ -42,7 +42,9 @@ def test_other_libraries_and_thread_exceptions_go_through_redaction(capsys):
 
     configure_logging()
     register_secret("ya29.bearer-token-0123", rotating=True)
-    logging.getLogger("asyncio").error("Task exception was never retrieved: headers {'Authorization': 'Bearer ya29.bearer-token-0123'}")
+    logging.getLogger("asyncio").error(
+        "Task exception was never retrieved: headers {'Authorization': 'Bearer ya29.bearer-token-0123'}"
+    )
 
     def leak():
         raise RuntimeError("request failed with Authorization: Bearer ya29.bearer-token-0123")

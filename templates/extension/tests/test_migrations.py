@@ -1,4 +1,5 @@
 """Exactly one process migrates when several start at once (file lock for SQLite, advisory lock for PG)."""
+
 import subprocess
 import sys
 
@@ -8,7 +9,17 @@ from test_startup import events
 
 def start_many(bundle, env, count=3):
     script = "import sys, app; sys.exit(0 if app.app.startup.wait(280) else 1)"  # start-up runs on its own thread
-    procs = [subprocess.Popen([sys.executable, "-c", script], cwd=bundle, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=bundle,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
     return [(p.wait(timeout=300), p.stderr.read()) for p in procs]
 
 
@@ -16,7 +27,12 @@ def assert_one_migration(results):
     for code, stderr in results:
         assert code == 0, stderr[-3000:]
     starts = sum(1 for _, stderr in results for e in events(stderr) if e["event"] == "migration.start")
-    currents = sum(1 for _, stderr in results for e in events(stderr) if e["event"] == "migration.check" and e["state"] == "current")
+    currents = sum(
+        1
+        for _, stderr in results
+        for e in events(stderr)
+        if e["event"] == "migration.check" and e["state"] == "current"
+    )
     assert starts == 1
     assert currents == len(results) - 1
 

@@ -1,4 +1,5 @@
 """GET /_mlflowctl/status behind the token, at the root and under a /content/<guid>/ prefix."""
+
 import json
 
 from conftest import base_env, http
@@ -8,21 +9,29 @@ TOKEN = "ops-token-for-tests-0123456789"
 
 
 def test_status_requires_the_token_and_reports_the_schema(bundle, tmp_path, start_server):
-    server = start_server(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"), MLFLOWCTL_OPS_TOKEN=TOKEN, CONNECT_SERVER="http://127.0.0.1:1/"))
+    server = start_server(
+        bundle,
+        base_env(
+            CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"),
+            MLFLOWCTL_OPS_TOKEN=TOKEN,
+            CONNECT_SERVER="http://127.0.0.1:1/",
+        ),
+    )
     assert server.get("/_mlflowctl/status")[0] == 401
     assert server.get("/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": "wrong"})[0] == 401
     status, body = server.get("/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": TOKEN})
     assert status == 200
     payload = json.loads(body)
-    from mlflow.store.db.utils import _get_latest_schema_revision
     import mlflow
+    from mlflow.store.db.utils import _get_latest_schema_revision
 
     assert payload["dbRevision"] == payload["expectedHead"] == _get_latest_schema_revision()
     assert payload["mlflowVersion"] == mlflow.__version__
     assert payload["storageMode"] == "local" and payload["schemaState"] == "current"
     assert payload["dataDirFreeBytes"] > 0
     # What `upgrade plan` reads: the dialect, the runtime, the tables and cheap row estimates.
-    import platform, sqlite3
+    import platform
+    import sqlite3
 
     assert payload["dbDialect"] == "sqlite" and payload["pythonVersion"] == platform.python_version()
     assert payload["sqliteVersion"] == sqlite3.sqlite_version
@@ -35,9 +44,16 @@ def test_status_requires_the_token_and_reports_the_schema(bundle, tmp_path, star
 def test_full_path_prefix_is_stripped_for_ops_and_rest(bundle, tmp_path, start_server):
     server = start_server(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"), MLFLOWCTL_OPS_TOKEN=TOKEN))
     assert server.get(f"/content/{GUID}/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": TOKEN})[0] == 200
-    status, body = http("POST", server.url(f"/content/{GUID}/api/2.0/mlflow/experiments/create"), json.dumps({"name": "prefixed"}).encode(), {"Content-Type": "application/json"})
+    status, body = http(
+        "POST",
+        server.url(f"/content/{GUID}/api/2.0/mlflow/experiments/create"),
+        json.dumps({"name": "prefixed"}).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert status == 200, body
-    status, body = server.get(f"/content/{GUID}/_bundle12/api/2.0/mlflow/experiments/get-by-name?experiment_name=prefixed")
+    status, body = server.get(
+        f"/content/{GUID}/_bundle12/api/2.0/mlflow/experiments/get-by-name?experiment_name=prefixed"
+    )
     assert status == 200 and json.loads(body)["experiment"]["name"] == "prefixed"
     assert server.get(f"/content/{GUID}/health")[0] == 200
 

@@ -1,6 +1,7 @@
 """The replica's core (issue 19, first slice): committed WAL frames shipped round by round while a writer works and
 SQLite checkpoints and restarts its WAL, then replayed to the latest shipped commit and to earlier ones, each equal
 to what the database held then; a damaged, altered or missing segment stops the restore before it."""
+
 from __future__ import annotations
 
 import gzip
@@ -11,14 +12,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from mlflowctl_extension.replica_layout import ReplicaError, ReplicaForeign
 from mlflowctl_extension.replicator import Replicator
 from replica_replay import replay, restore, write_database
 
 
 def content(connection: sqlite3.Connection) -> str:
-    rows = connection.execute("SELECT r.id, r.name, m.step, m.value FROM runs r LEFT JOIN metrics m ON m.run = r.id ORDER BY r.id, m.step").fetchall()
+    rows = connection.execute(
+        "SELECT r.id, r.name, m.step, m.value FROM runs r LEFT JOIN metrics m ON m.run = r.id ORDER BY r.id, m.step"
+    ).fetchall()
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
@@ -52,7 +54,10 @@ def replicated(tmp_path: Path):
             run = writer.execute("INSERT INTO runs (name) VALUES (?)", (f"run-{round_number}",)).lastrowid
             for _ in range(rng.randint(5, 40)):
                 step += 1
-                writer.execute("INSERT INTO metrics VALUES (?, ?, ?, ?)", (run, step, rng.random(), rng.randbytes(rng.randint(0, 3000))))
+                writer.execute(
+                    "INSERT INTO metrics VALUES (?, ?, ?, ?)",
+                    (run, step, rng.random(), rng.randbytes(rng.randint(0, 3000))),
+                )
             writer.execute("COMMIT")
         if round_number % 7 == 3:
             writer.execute("UPDATE metrics SET value = value + 1 WHERE step % 5 = 0")  # rewrites old pages too
@@ -157,7 +162,10 @@ def test_no_commit_is_missed_while_a_writer_and_its_checkpoints_race_the_rounds(
             run = writer.execute("INSERT INTO runs (name) VALUES ('race')").lastrowid
             for _ in range(rng.randint(1, 20)):
                 step += 1
-                writer.execute("INSERT INTO metrics VALUES (?, ?, ?, ?)", (run, step, rng.random(), rng.randbytes(rng.randint(0, 2000))))
+                writer.execute(
+                    "INSERT INTO metrics VALUES (?, ?, ?, ?)",
+                    (run, step, rng.random(), rng.randbytes(rng.randint(0, 2000))),
+                )
             writer.execute("COMMIT")
         writer.close()
 
@@ -185,7 +193,10 @@ def _write_round(writer: sqlite3.Connection, rng: random.Random, rows: int = 20)
     writer.execute("BEGIN")
     run = writer.execute("INSERT INTO runs (name) VALUES ('r')").lastrowid
     for _ in range(rows):
-        writer.execute("INSERT INTO metrics (run, step, value, blob) VALUES (?, (SELECT coalesce(max(step), 0) + 1 FROM metrics), ?, ?)", (run, rng.random(), rng.randbytes(1500)))
+        writer.execute(
+            "INSERT INTO metrics (run, step, value, blob) VALUES (?, (SELECT coalesce(max(step), 0) + 1 FROM metrics), ?, ?)",
+            (run, rng.random(), rng.randbytes(1500)),
+        )
     writer.execute("COMMIT")
 
 
@@ -307,7 +318,9 @@ def test_artifacts_are_shipped_once_each_after_they_hold_still(tmp_path: Path):
     (artifacts / "1" / "abc").mkdir(parents=True)
     (artifacts / "1" / "abc" / "model.pkl").write_bytes(b"x" * 1000)
     clock = [0.0]
-    replicator = Replicator(database, tmp_path / "replica", now=lambda: clock[0], artifacts=artifacts, artifact_interval=5)
+    replicator = Replicator(
+        database, tmp_path / "replica", now=lambda: clock[0], artifacts=artifacts, artifact_interval=5
+    )
     shipped = []
     for _ in range(4):
         shipped.append(replicator.ship()["artifacts"])
@@ -322,7 +335,9 @@ def test_artifacts_are_shipped_once_each_after_they_hold_still(tmp_path: Path):
     meta = json.loads((tmp_path / "replica" / "mlflowctl-replica.json").read_text())
     assert meta["artifactsRoot"] == str(artifacts)
     again = Replicator(database, tmp_path / "replica", now=lambda: clock[0], artifacts=artifacts, artifact_interval=5)
-    assert [again.ship()["artifacts"] for _ in range(2) if not clock.__setitem__(0, clock[0] + 5)] == [0, 0], "a restart ships nothing twice"
+    assert [again.ship()["artifacts"] for _ in range(2) if not clock.__setitem__(0, clock[0] + 5)] == [0, 0], (
+        "a restart ships nothing twice"
+    )
     again.close()
 
 
@@ -331,17 +346,31 @@ def test_the_server_replicates_while_it_serves_and_reports_it(bundle, tmp_path, 
     says so, and the replica restores to a database that holds the run and every metric."""
     import time
 
-    from conftest import base_env, http
+    from conftest import base_env
 
     token = "ops-token-for-replica-tests-0123456789"
     replica = tmp_path / "replica"
-    server = start_server(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"), MLFLOWCTL_OPS_TOKEN=token, MLFLOWCTL_REPLICA_URL=str(replica), MLFLOWCTL_REPLICA_INTERVAL="0.2"))
-    call = lambda path, body: json.loads(http("POST", server.url(f"/api/2.0/mlflow/{path}"), json.dumps(body).encode(), {"Content-Type": "application/json"})[1])  # noqa: E731
+    server = start_server(
+        bundle,
+        base_env(
+            CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"),
+            MLFLOWCTL_OPS_TOKEN=token,
+            MLFLOWCTL_REPLICA_URL=str(replica),
+            MLFLOWCTL_REPLICA_INTERVAL="0.2",
+        ),
+    )
+
+    def call(path: str, body: dict) -> dict:
+        return json.loads(server.mlflow_post(path, body)[1])
+
     experiment = call("experiments/create", {"name": "replicated"})["experiment_id"]
     run = call("runs/create", {"experiment_id": experiment})["run"]["info"]["run_id"]
     now_ms = int(time.time() * 1000)
     for batch in range(5):
-        metrics = [{"key": "loss", "value": 1.0 / (step + 1), "timestamp": now_ms, "step": batch * 200 + step} for step in range(200)]
+        metrics = [
+            {"key": "loss", "value": 1.0 / (step + 1), "timestamp": now_ms, "step": batch * 200 + step}
+            for step in range(200)
+        ]
         call("runs/log-batch", {"run_id": run, "metrics": metrics})
     written = time.time()
     status: dict = {}
@@ -357,7 +386,10 @@ def test_the_server_replicates_while_it_serves_and_reports_it(bundle, tmp_path, 
     restore(replica, target)
     with sqlite3.connect(target) as restored:
         assert restored.execute("SELECT count(*) FROM metrics WHERE run_uuid = ?", (run,)).fetchone()[0] == 1000
-        assert restored.execute("SELECT name FROM experiments WHERE experiment_id = ?", (int(experiment),)).fetchone()[0] == "replicated"
+        assert (
+            restored.execute("SELECT name FROM experiments WHERE experiment_id = ?", (int(experiment),)).fetchone()[0]
+            == "replicated"
+        )
 
 
 def _kill_tree(pid: int) -> None:
@@ -390,7 +422,7 @@ def test_kill_points_lose_nothing_acknowledged_more_than_5_s_before(bundle, tmp_
     import threading
     import time
 
-    from conftest import base_env, http
+    from conftest import base_env
 
     replica = tmp_path / "replica"
     env = base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"), MLFLOWCTL_REPLICA_URL=str(replica))
@@ -400,7 +432,7 @@ def test_kill_points_lose_nothing_acknowledged_more_than_5_s_before(bundle, tmp_
     rates = []
     for kill_point in range(20):
         server = start_server(bundle, env)
-        call = lambda path, body: http("POST", server.url(f"/api/2.0/mlflow/{path}"), json.dumps(body).encode(), {"Content-Type": "application/json"})  # noqa: E731
+        call = server.mlflow_post
         status, body = call("runs/create", {"experiment_id": "0"})
         assert status == 200, body
         run = json.loads(body)["run"]["info"]["run_id"]
@@ -410,7 +442,10 @@ def test_kill_points_lose_nothing_acknowledged_more_than_5_s_before(bundle, tmp_
             nonlocal step
             while not stop.is_set():
                 first = step
-                metrics = [{"key": "loss", "value": rng.random(), "timestamp": int(time.time() * 1000), "step": first + i} for i in range(100)]
+                metrics = [
+                    {"key": "loss", "value": rng.random(), "timestamp": int(time.time() * 1000), "step": first + i}
+                    for i in range(100)
+                ]
                 try:
                     code, _ = call("runs/log-batch", {"run_id": run, "metrics": metrics})
                 except (OSError, http_client.HTTPException):
@@ -436,7 +471,9 @@ def test_kill_points_lose_nothing_acknowledged_more_than_5_s_before(bundle, tmp_
         with sqlite3.connect(target) as restored:
             have = {(r, s) for r, s in restored.execute("SELECT run_uuid, step FROM metrics WHERE step % 100 = 0")}
         missing = [(t, r, s) for t, r, s in acknowledged if t < killed_at - 5 and (r, s) not in have]
-        assert not missing, f"kill {kill_point}: {len(missing)} batches acknowledged more than 5 s before the kill are missing"
+        assert not missing, (
+            f"kill {kill_point}: {len(missing)} batches acknowledged more than 5 s before the kill are missing"
+        )
         earlier = rng.uniform(killed_at - 4, killed_at - 0.5)
         try:
             restore(replica, target, at=earlier)
@@ -448,12 +485,20 @@ def test_kill_points_lose_nothing_acknowledged_more_than_5_s_before(bundle, tmp_
                 assert restored.execute("PRAGMA foreign_key_check").fetchall() == []
                 # Runs and their metrics agree: MLflow updates latest_metrics in the transaction that logs the
                 # metrics, so every logged key has its latest row, at the highest step logged (steps only grow here).
-                assert restored.execute(
-                    "SELECT count(*) FROM (SELECT DISTINCT run_uuid, key FROM metrics) m "
-                    "LEFT JOIN latest_metrics l USING (run_uuid, key) WHERE l.key IS NULL").fetchone()[0] == 0
-                assert restored.execute(
-                    "SELECT count(*) FROM latest_metrics l WHERE l.step != "
-                    "(SELECT max(step) FROM metrics m WHERE m.run_uuid = l.run_uuid AND m.key = l.key)").fetchone()[0] == 0
+                assert (
+                    restored.execute(
+                        "SELECT count(*) FROM (SELECT DISTINCT run_uuid, key FROM metrics) m "
+                        "LEFT JOIN latest_metrics l USING (run_uuid, key) WHERE l.key IS NULL"
+                    ).fetchone()[0]
+                    == 0
+                )
+                assert (
+                    restored.execute(
+                        "SELECT count(*) FROM latest_metrics l WHERE l.step != "
+                        "(SELECT max(step) FROM metrics m WHERE m.run_uuid = l.run_uuid AND m.key = l.key)"
+                    ).fetchone()[0]
+                    == 0
+                )
     assert min(rates) > 500, f"the client logged {min(rates):.0f} metrics/s at its slowest (the issue asks for 500)"
 
 
@@ -483,8 +528,15 @@ def test_an_object_store_replica_without_its_sdk_is_refused_with_the_fix(tmp_pat
     monkeypatch.setitem(sys.modules, "boto3", None)  # `import boto3` raises ModuleNotFoundError
     database = tmp_path / "mlflow.db"
     writer_for(database).close()
-    storage = SimpleNamespace(sqlite_path=database, state_dir=tmp_path / "state", mode="local", artifacts_destination=str(tmp_path / "artifacts"))
-    service = start_replication(storage, {"MLFLOWCTL_REPLICA_URL": "s3://bucket/replica", "MLFLOWCTL_REPLICA_INTERVAL": "0.1"})
+    storage = SimpleNamespace(
+        sqlite_path=database,
+        state_dir=tmp_path / "state",
+        mode="local",
+        artifacts_destination=str(tmp_path / "artifacts"),
+    )
+    service = start_replication(
+        storage, {"MLFLOWCTL_REPLICA_URL": "s3://bucket/replica", "MLFLOWCTL_REPLICA_INTERVAL": "0.1"}
+    )
     for _ in range(50):
         if service.status()["role"] == "refused":
             break
@@ -499,15 +551,21 @@ def test_an_object_store_replica_without_its_sdk_is_refused_with_the_fix(tmp_pat
 def test_a_data_directory_on_a_network_file_system_is_named():
     from mlflowctl_extension.replica_service import network_filesystem
 
-    mountinfo = "\n".join([
-        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw",
-        "40 22 0:50 / /var/lib/rstudio-connect rw,relatime shared:20 - nfs4 nas:/connect rw,vers=4.2",
-        "41 40 8:2 / /var/lib/rstudio-connect/local\\040disk rw,relatime shared:21 - xfs /dev/sdb1 rw",
-    ])
+    mountinfo = "\n".join(
+        [
+            "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw",
+            "40 22 0:50 / /var/lib/rstudio-connect rw,relatime shared:20 - nfs4 nas:/connect rw,vers=4.2",
+            "41 40 8:2 / /var/lib/rstudio-connect/local\\040disk rw,relatime shared:21 - xfs /dev/sdb1 rw",
+        ]
+    )
     assert network_filesystem(Path("/var/lib/rstudio-connect/data/a/b"), mountinfo) == "nfs4"
-    assert network_filesystem(Path("/var/lib/rstudio-connect/local disk/x"), mountinfo) is None, "the deeper local mount wins"
+    assert network_filesystem(Path("/var/lib/rstudio-connect/local disk/x"), mountinfo) is None, (
+        "the deeper local mount wins"
+    )
     assert network_filesystem(Path("/srv/mlflow"), mountinfo) is None
-    assert network_filesystem(Path("/var/lib/rstudio-connectX/y"), mountinfo) is None, "a prefix of a name is not a parent"
+    assert network_filesystem(Path("/var/lib/rstudio-connectX/y"), mountinfo) is None, (
+        "a prefix of a name is not a parent"
+    )
 
 
 def test_old_segments_are_merged_and_every_commit_point_still_restores(tmp_path: Path):
@@ -518,7 +576,9 @@ def test_old_segments_are_merged_and_every_commit_point_still_restores(tmp_path:
     writer.execute("PRAGMA wal_autocheckpoint=0")
     rng = random.Random(13)
     clock = [50_000.0]
-    replicator = Replicator(database, tmp_path / "replica", now=lambda: clock[0], compact_segments=40, checkpoint_frames=300, delete_grace=0)
+    replicator = Replicator(
+        database, tmp_path / "replica", now=lambda: clock[0], compact_segments=40, checkpoint_frames=300, delete_grace=0
+    )
     replicator.ship()
     history = []
     for _ in range(130):
@@ -544,16 +604,26 @@ def test_old_segments_are_merged_and_every_commit_point_still_restores(tmp_path:
     part = gzip.compress(frames[: point["end"] - start])
     small = merged[0].with_name(f"{start:016x}-{point['end']:016x}.frames.gz")
     small.write_bytes(part)
-    Path(f"{small}.json").write_text(json.dumps({**{k: first[k] for k in ("start", "salts", "bigEndian", "pageSize", "chainBefore")},
-                                                 **({"previousIndexEnd": first["previousIndexEnd"]} if "previousIndexEnd" in first else {}),
-                                                 "end": point["end"], "chainAfter": point["chainAfter"], "commitTime": point["commitTime"],
-                                                 "frames": point["frames"], "sha256": hashlib.sha256(part).hexdigest()}))
+    Path(f"{small}.json").write_text(
+        json.dumps(
+            {
+                **{k: first[k] for k in ("start", "salts", "bigEndian", "pageSize", "chainBefore")},
+                **({"previousIndexEnd": first["previousIndexEnd"]} if "previousIndexEnd" in first else {}),
+                "end": point["end"],
+                "chainAfter": point["chainAfter"],
+                "commitTime": point["commitTime"],
+                "frames": point["frames"],
+                "sha256": hashlib.sha256(part).hexdigest(),
+            }
+        )
+    )
     restore(tmp_path / "replica", target)
     with sqlite3.connect(target) as restored:
         assert content(restored) == history[-1][1]
 
 
 # Regressions from a review (interleavings forced with hooks; each lost commits silently before its fix).
+
 
 def _rows(connection: sqlite3.Connection, table: str) -> list:
     return [row[0] for row in connection.execute(f"SELECT x FROM {table} ORDER BY rowid")]
@@ -688,7 +758,9 @@ def test_reading_the_wal_index_keeps_the_pin_against_a_checkpoint_from_another_p
 
     def then_checkpoint(self, header):
         found = read_index(self, header)
-        checkpoint = subprocess.run([sys.executable, "-c", CHECKPOINT, str(database)], capture_output=True, text=True, check=True)
+        checkpoint = subprocess.run(
+            [sys.executable, "-c", CHECKPOINT, str(database)], capture_output=True, text=True, check=True
+        )
         answers.append(json.loads(checkpoint.stdout))
         return found
 
@@ -711,7 +783,9 @@ def test_reading_the_wal_index_keeps_the_pin_against_a_checkpoint_from_another_p
 
 
 @pytest.mark.newest_mlflow_only
-def test_two_server_processes_on_one_data_directory_replicate_a_database_that_restores_at_every_segment(bundle, tmp_path, start_server):
+def test_two_server_processes_on_one_data_directory_replicate_a_database_that_restores_at_every_segment(
+    bundle, tmp_path, start_server
+):
     """Issue 27, item 1: two server processes share a data directory (max_processes > 1, or a redeploy's overlap); one
     replicates, both serve writers whose commits and checkpoints restart the WAL. Killed, the replica restores to the
     commit point of every segment it holds, each passing integrity_check, and to its latest with every batch
@@ -720,23 +794,35 @@ def test_two_server_processes_on_one_data_directory_replicate_a_database_that_re
     import threading
     import time
 
-    from conftest import base_env, http
+    from conftest import base_env
 
     replica = tmp_path / "replica"
-    env = base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"), MLFLOWCTL_REPLICA_URL=str(replica), MLFLOWCTL_REPLICA_INTERVAL="0.3")
+    env = base_env(
+        CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"),
+        MLFLOWCTL_REPLICA_URL=str(replica),
+        MLFLOWCTL_REPLICA_INTERVAL="0.3",
+    )
     servers = [start_server(bundle, env), start_server(bundle, env)]
     acknowledged: list[tuple[float, str, int]] = []
     stop = threading.Event()
 
     def client(server, offset: int) -> None:
-        call = lambda path, body: http("POST", server.url(f"/api/2.0/mlflow/{path}"), json.dumps(body).encode(), {"Content-Type": "application/json"})  # noqa: E731
+        call = server.mlflow_post
         status, body = call("runs/create", {"experiment_id": "0"})
         assert status == 200, body
         run = json.loads(body)["run"]["info"]["run_id"]
         step = offset
         while not stop.is_set():
             # Wide rows grow the WAL fast, so that both processes' checkpoints restart it during the test.
-            metrics = [{"key": f"loss-{i % 7}-{'x' * 60}", "value": 0.5, "timestamp": int(time.time() * 1000), "step": step + i} for i in range(100)]
+            metrics = [
+                {
+                    "key": f"loss-{i % 7}-{'x' * 60}",
+                    "value": 0.5,
+                    "timestamp": int(time.time() * 1000),
+                    "step": step + i,
+                }
+                for i in range(100)
+            ]
             try:
                 code, _ = call("runs/log-batch", {"run_id": run, "metrics": metrics})
             except (OSError, http_client.HTTPException):
@@ -785,10 +871,15 @@ def test_a_restart_after_a_kill_or_a_stop_resumes_the_generation(bundle, tmp_pat
     began a new generation with a full snapshot."""
     import time
 
-    from conftest import base_env, http
+    from conftest import base_env
 
     token = "ops-token-for-replica-tests-0123456789"
-    env = base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"), MLFLOWCTL_REPLICA_URL=str(tmp_path / "replica"), MLFLOWCTL_OPS_TOKEN=token, MLFLOWCTL_REPLICA_INTERVAL="0.2")
+    env = base_env(
+        CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"),
+        MLFLOWCTL_REPLICA_URL=str(tmp_path / "replica"),
+        MLFLOWCTL_OPS_TOKEN=token,
+        MLFLOWCTL_REPLICA_INTERVAL="0.2",
+    )
 
     def replica_status(server) -> dict:
         return json.loads(server.get("/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": token})[1])["replica"]
@@ -806,10 +897,16 @@ def test_a_restart_after_a_kill_or_a_stop_resumes_the_generation(bundle, tmp_pat
     previous = "start"
     step = 0
     for stop in ["kill", "kill", "kill", "terminate"]:
-        call = lambda path, body: http("POST", server.url(f"/api/2.0/mlflow/{path}"), json.dumps(body).encode(), {"Content-Type": "application/json"})  # noqa: E731
+        call = server.mlflow_post
         run = json.loads(call("runs/create", {"experiment_id": "0"})[1])["run"]["info"]["run_id"]
         for _ in range(5):
-            call("runs/log-batch", {"run_id": run, "metrics": [{"key": "loss", "value": 0.5, "timestamp": 1, "step": step + i} for i in range(200)]})
+            call(
+                "runs/log-batch",
+                {
+                    "run_id": run,
+                    "metrics": [{"key": "loss", "value": 0.5, "timestamp": 1, "step": step + i} for i in range(200)],
+                },
+            )
             step += 200
         status = settled(server, time.time())
         if generation is not None:
@@ -845,7 +942,6 @@ def test_a_replica_knows_its_database_and_refuses_another(tmp_path: Path):
     another database is REPLICA_FOREIGN at restore, and so is a same-named segment of a database with the same IDs."""
     import shutil
 
-
     # Given two databases made from one copy (two deployments restored from one backup): same rows, same IDs
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir()
@@ -856,7 +952,9 @@ def test_a_replica_knows_its_database_and_refuses_another(tmp_path: Path):
     writer_b = writer_for(second / "mlflow.db")
     replicators = {}
     for name, writer in (("a", writer_a), ("b", writer_b)):
-        replicators[name] = Replicator(tmp_path / name / "mlflow.db", tmp_path / f"replica-{name}", scratch=tmp_path / f"state-{name}")
+        replicators[name] = Replicator(
+            tmp_path / name / "mlflow.db", tmp_path / f"replica-{name}", scratch=tmp_path / f"state-{name}"
+        )
         replicators[name].ship()
         for round_number in range(3):
             _write_some(writer, f"{name}-{round_number}")
@@ -885,7 +983,10 @@ def test_a_replica_knows_its_database_and_refuses_another(tmp_path: Path):
     spliced = tmp_path / "replica-spliced"
     shutil.copytree(tmp_path / "replica-a", spliced)
     ours = segments(spliced)
-    theirs = {path.relative_to(tmp_path / "replica-b").as_posix().split("/", 2)[2]: path for path in segments(tmp_path / "replica-b")}
+    theirs = {
+        path.relative_to(tmp_path / "replica-b").as_posix().split("/", 2)[2]: path
+        for path in segments(tmp_path / "replica-b")
+    }
     same = [path for path in ours if path.relative_to(spliced).as_posix().split("/", 2)[2] in theirs]
     assert same, "the two databases wrote segments of the same names"
     target = same[-1]
@@ -905,7 +1006,9 @@ def test_a_replica_knows_its_database_and_refuses_another(tmp_path: Path):
         replicator.close()
 
 
-def test_frames_keep_shipping_while_a_snapshot_is_taken_and_the_new_generation_starts_where_it_was_taken(tmp_path: Path):
+def test_frames_keep_shipping_while_a_snapshot_is_taken_and_the_new_generation_starts_where_it_was_taken(
+    tmp_path: Path,
+):
     """Issue 27, item 3: a snapshot is taken from a read transaction of its own while rounds ship on into the current
     generation; the new generation, adopted afterwards, ships the frames since its snapshot before it becomes visible.
     Nothing written during the snapshot is missing from either."""
@@ -973,7 +1076,9 @@ def test_a_backlog_ships_in_bounded_segments_and_a_vanished_generation_starts_a_
     Outage.down = False
     replicator.ship_wal()
     sizes = [json.loads(Path(f"{path}.json").read_text()) for path in segments(tmp_path / "replica")]
-    assert len(sizes) > 3 and all(meta["end"] - meta["start"] <= (64 << 10) + 2 * (4096 + 24) for meta in sizes), [m["end"] - m["start"] for m in sizes]
+    assert len(sizes) > 3 and all(meta["end"] - meta["start"] <= (64 << 10) + 2 * (4096 + 24) for meta in sizes), [
+        m["end"] - m["start"] for m in sizes
+    ]
     restore(store, tmp_path / "restored.db")
     with sqlite3.connect(tmp_path / "restored.db") as restored:
         assert content(restored) == content(writer)
@@ -992,7 +1097,9 @@ def test_a_backlog_ships_in_bounded_segments_and_a_vanished_generation_starts_a_
         assert content(restored) == content(writer)
 
 
-def test_past_the_wal_limit_an_unreachable_replica_lets_the_wal_go_and_a_new_generation_starts_when_it_answers(tmp_path: Path):
+def test_past_the_wal_limit_an_unreachable_replica_lets_the_wal_go_and_a_new_generation_starts_when_it_answers(
+    tmp_path: Path,
+):
     """Issue 27, item 5: while the replica does not answer the pin holds the WAL; past max_wal_bytes the replicator
     lets go (the server's WAL may be checkpointed and restarted again) and starts over when the replica answers."""
     from mlflowctl_extension.replica_store import DirectoryStore
@@ -1099,8 +1206,14 @@ def test_the_service_ships_on_during_slow_snapshots_and_reports_a_frozen_replica
 
     thread = threading.Thread(target=write)
     thread.start()
-    service = ReplicationService(database, str(tmp_path / "replica"), tmp_path / "state", interval=0.1,
-                                 options={"snapshot_interval": 1.0}, stall_seconds=1.0)
+    service = ReplicationService(
+        database,
+        str(tmp_path / "replica"),
+        tmp_path / "state",
+        interval=0.1,
+        options={"snapshot_interval": 1.0},
+        stall_seconds=1.0,
+    )
     service.start()
 
     def wait_for(condition, what: str) -> dict:
@@ -1114,8 +1227,11 @@ def test_the_service_ships_on_during_slow_snapshots_and_reports_a_frozen_replica
     wait_for(lambda s: s["generation"] is not None, "a first generation")
     # While a snapshot uploads, frames ship on: the shipped count grows between two looks inside one snapshot.
     during = wait_for(lambda s: s["snapshotStartedAt"] is not None, "a periodic snapshot")
-    wait_for(lambda s: s["snapshotStartedAt"] == during["snapshotStartedAt"] and s["shippedFrames"] > during["shippedFrames"],
-             "frames shipped while the snapshot uploaded")
+    wait_for(
+        lambda s: s["snapshotStartedAt"] == during["snapshotStartedAt"]
+        and s["shippedFrames"] > during["shippedFrames"],
+        "frames shipped while the snapshot uploaded",
+    )
     # A replica that answers nothing: stalled, as an error
     frozen.set()
     stalled = wait_for(lambda s: s["stalledSeconds"] is not None, "a stall")
@@ -1143,14 +1259,18 @@ def test_kill_points_with_a_large_database_and_an_artifact_backlog_keep_the_boun
     import time
     import urllib.request
 
-    from conftest import base_env, http
+    from conftest import base_env
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     data = tmp_path / "data"
     replica = tmp_path / "replica"
     # A large store: MLflow's schema, one run with 300,000 metric rows; 3,000 artifact files nobody shipped yet.
-    env = base_env(CONNECT_CONTENT_DATA_DIR=str(data), MLFLOWCTL_REPLICA_URL=str(replica),
-                   MLFLOWCTL_REPLICA_INTERVAL="0.5", MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL="8s")
+    env = base_env(
+        CONNECT_CONTENT_DATA_DIR=str(data),
+        MLFLOWCTL_REPLICA_URL=str(replica),
+        MLFLOWCTL_REPLICA_INTERVAL="0.5",
+        MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL="8s",
+    )
     first = start_server(bundle, env)
     database = next(data.rglob("mlflow.db"))
     artifacts_root = database.parent / "artifacts"
@@ -1161,7 +1281,8 @@ def test_kill_points_with_a_large_database_and_an_artifact_backlog_keep_the_boun
     with sqlite3.connect(database) as connection:
         connection.executemany(
             "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, 0)",
-            ((f"seed-{i % 50}", 0.5, i, seeded, i) for i in range(300_000)))
+            ((f"seed-{i % 50}", 0.5, i, seeded, i) for i in range(300_000)),
+        )
     store.engine.dispose()
     for index in range(3_000):
         path = artifacts_root / "backlog" / f"{index // 100:02}" / f"{index:05}.txt"
@@ -1173,7 +1294,7 @@ def test_kill_points_with_a_large_database_and_an_artifact_backlog_keep_the_boun
     step = 0
     for kill_point in range(3):
         server = start_server(bundle, env)
-        call = lambda path, body: http("POST", server.url(f"/api/2.0/mlflow/{path}"), json.dumps(body).encode(), {"Content-Type": "application/json"})  # noqa: E731
+        call = server.mlflow_post
         run = json.loads(call("runs/create", {"experiment_id": "0"})[1])["run"]["info"]["run_id"]
         stop = threading.Event()
 
@@ -1181,11 +1302,18 @@ def test_kill_points_with_a_large_database_and_an_artifact_backlog_keep_the_boun
             nonlocal step
             while not stop.is_set():
                 first_step = step
-                metrics = [{"key": "loss", "value": 0.5, "timestamp": int(time.time() * 1000), "step": first_step + i} for i in range(100)]
+                metrics = [
+                    {"key": "loss", "value": 0.5, "timestamp": int(time.time() * 1000), "step": first_step + i}
+                    for i in range(100)
+                ]
                 name = f"0/{run}/artifacts/step-{first_step}.txt"
                 try:
                     code, _ = call("runs/log-batch", {"run_id": run, "metrics": metrics})
-                    request = urllib.request.Request(server.url(f"/api/2.0/mlflow-artifacts/artifacts/{name}"), data=f"at {first_step}".encode(), method="PUT")
+                    request = urllib.request.Request(
+                        server.url(f"/api/2.0/mlflow-artifacts/artifacts/{name}"),
+                        data=f"at {first_step}".encode(),
+                        method="PUT",
+                    )
                     with urllib.request.urlopen(request, timeout=30) as answer:
                         put_code = answer.status
                 except (OSError, http_client.HTTPException):
@@ -1209,18 +1337,27 @@ def test_kill_points_with_a_large_database_and_an_artifact_backlog_keep_the_boun
         target = tmp_path / "restored.db"
         restore(replica, target)
         with sqlite3.connect(target) as restored:
-            have = {(r, s) for r, s in restored.execute("SELECT run_uuid, step FROM metrics WHERE step % 100 = 0 AND key = 'loss'")}
+            have = {
+                (r, s)
+                for r, s in restored.execute("SELECT run_uuid, step FROM metrics WHERE step % 100 = 0 AND key = 'loss'")
+            }
         missing = [(t, r, s) for t, r, s in acknowledged if t < killed_at - 5 and (r, s) not in have]
-        assert not missing, f"kill {kill_point}: {len(missing)} batches acknowledged more than 5 s before the kill are missing"
+        assert not missing, (
+            f"kill {kill_point}: {len(missing)} batches acknowledged more than 5 s before the kill are missing"
+        )
         lost = [name for t, name in uploaded if t < killed_at - 5 and not (replica / "artifacts" / name).exists()]
-        assert not lost, f"kill {kill_point}: {len(lost)} artifacts acknowledged more than 5 s before the kill are missing"
+        assert not lost, (
+            f"kill {kill_point}: {len(lost)} artifacts acknowledged more than 5 s before the kill are missing"
+        )
         assert uploaded, "artifacts were uploaded through the proxy"
         if kill_point == 0:
             # While a server replicates, the replica loses its generations (a lifecycle rule): the server notices and
             # starts a new one; only what is written after it can be restored now.
             # No periodic snapshot in this server: a new generation can only come from noticing the deletion.
             token = "ops-token-for-replica-tests-0123456789"
-            running = start_server(bundle, {**env, "MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL": "1h", "MLFLOWCTL_OPS_TOKEN": token})
+            running = start_server(
+                bundle, {**env, "MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL": "1h", "MLFLOWCTL_OPS_TOKEN": token}
+            )
 
             def replica_status() -> dict:
                 return json.loads(running.get("/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": token})[1])["replica"]
@@ -1256,13 +1393,23 @@ def test_half_written_files_left_by_killed_writers_are_swept_after_the_grace(tmp
 
     store = DirectoryStore(tmp_path / "replica")
     store.put("generations/g/wal/00000000/0000000000000020-0000000000001000.frames.gz", b"merged")
-    killed = tmp_path / "replica" / "generations" / "g" / "wal" / "00000000" / "0000000000000020-0000000000002000.frames.gz.partial"
+    killed = (
+        tmp_path
+        / "replica"
+        / "generations"
+        / "g"
+        / "wal"
+        / "00000000"
+        / "0000000000000020-0000000000002000.frames.gz.partial"
+    )
     killed.write_bytes(b"half of a merged segment")
     fresh = tmp_path / "replica" / "artifacts" / "0" / "model.pkl.partial"
     fresh.parent.mkdir(parents=True)
     fresh.write_bytes(b"being written")
     os.utime(killed, (1_000, 1_000))
-    assert [key for key, _ in store.list("")] == ["generations/g/wal/00000000/0000000000000020-0000000000001000.frames.gz"]
+    assert [key for key, _ in store.list("")] == [
+        "generations/g/wal/00000000/0000000000000020-0000000000001000.frames.gz"
+    ]
     assert store.sweep_partials(before=2_000) == 1
     assert not killed.exists() and fresh.exists(), "only what is older than the cutoff goes"
     assert store.sweep_partials(before=fresh.stat().st_mtime + 1) == 1 and not fresh.exists()

@@ -1,6 +1,6 @@
 """Storage-mode selection and its refusals: every error names the variables involved."""
-import pytest
 
+import pytest
 from mlflowctl_extension.settings import StartupError, auto_migrate_enabled, detect_mode, load_storage_config
 
 
@@ -29,20 +29,37 @@ def test_custom_mode_needs_artifacts_destination():
 
 def test_custom_mode_rejects_non_database_uri(tmp_path):
     with pytest.raises(StartupError, match="MLFLOW_BACKEND_STORE_URI"):
-        load_storage_config({"MLFLOW_BACKEND_STORE_URI": "file:///tmp/mlruns", "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path)})
+        load_storage_config(
+            {"MLFLOW_BACKEND_STORE_URI": "file:///tmp/mlruns", "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path)}
+        )
 
 
 def test_custom_mode(tmp_path):
-    config = load_storage_config({"MLFLOW_BACKEND_STORE_URI": "postgresql://u:p@h/db", "MLFLOW_ARTIFACTS_DESTINATION": "s3://b/p"})
-    assert (config.mode, config.backend_store_uri, config.artifacts_destination) == ("custom", "postgresql://u:p@h/db", "s3://b/p")
+    config = load_storage_config(
+        {"MLFLOW_BACKEND_STORE_URI": "postgresql://u:p@h/db", "MLFLOW_ARTIFACTS_DESTINATION": "s3://b/p"}
+    )
+    assert (config.mode, config.backend_store_uri, config.artifacts_destination) == (
+        "custom",
+        "postgresql://u:p@h/db",
+        "s3://b/p",
+    )
 
 
 @pytest.mark.parametrize(
     "env, names",
     [
-        ({"RDS_ENDPOINT": "x", "MLFLOW_BACKEND_STORE_URI": "sqlite:///x"}, ["RDS_ENDPOINT", "MLFLOW_BACKEND_STORE_URI"]),
-        ({"AZURE_DATABASE_SERVER": "x", "CLOUD_SQL_CONNECTION_NAME": "p:r:i"}, ["AZURE_DATABASE_SERVER", "CLOUD_SQL_CONNECTION_NAME"]),
-        ({"MLFLOW_DATA_DIR": "/tmp/x", "MLFLOW_BACKEND_STORE_URI": "sqlite:///x"}, ["MLFLOW_DATA_DIR", "MLFLOW_BACKEND_STORE_URI"]),
+        (
+            {"RDS_ENDPOINT": "x", "MLFLOW_BACKEND_STORE_URI": "sqlite:///x"},
+            ["RDS_ENDPOINT", "MLFLOW_BACKEND_STORE_URI"],
+        ),
+        (
+            {"AZURE_DATABASE_SERVER": "x", "CLOUD_SQL_CONNECTION_NAME": "p:r:i"},
+            ["AZURE_DATABASE_SERVER", "CLOUD_SQL_CONNECTION_NAME"],
+        ),
+        (
+            {"MLFLOW_DATA_DIR": "/tmp/x", "MLFLOW_BACKEND_STORE_URI": "sqlite:///x"},
+            ["MLFLOW_DATA_DIR", "MLFLOW_BACKEND_STORE_URI"],
+        ),
         ({"MLFLOWCTL_STORAGE_MODE": "custom"}, ["MLFLOWCTL_STORAGE_MODE"]),
     ],
 )
@@ -53,7 +70,9 @@ def test_contradictions_name_every_variable(env, names):
         assert name in str(caught.value)
 
 
-@pytest.mark.parametrize("trigger, mode", [("RDS_ENDPOINT", "aws"), ("AZURE_DATABASE_SERVER", "azure"), ("CLOUD_SQL_CONNECTION_NAME", "gcp")])
+@pytest.mark.parametrize(
+    "trigger, mode", [("RDS_ENDPOINT", "aws"), ("AZURE_DATABASE_SERVER", "azure"), ("CLOUD_SQL_CONNECTION_NAME", "gcp")]
+)
 def test_cloud_modes_are_detected_and_name_their_missing_variables(trigger, mode):
     assert detect_mode({trigger: "x"}) == mode
     with pytest.raises(StartupError, match=f"Storage mode {mode} needs .*MLFLOW_ARTIFACTS_DESTINATION"):

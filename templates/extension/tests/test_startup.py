@@ -1,9 +1,9 @@
 """Startup as Connect does it (import app.py) against real MLflow: initialisation and every refusal."""
+
 import json
 import sqlite3
 
 import pytest
-
 from conftest import base_env, import_app
 
 
@@ -75,8 +75,8 @@ def test_tables_without_a_revision_are_refused(bundle, tmp_path):
 
 
 def test_pending_migrations_with_auto_migrate_off_are_refused_and_nothing_changes(bundle, tmp_path):
-    from mlflow.store.db.utils import _get_alembic_config
     from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
 
     env = base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"))
     assert import_app(bundle, env).returncode == 0
@@ -138,7 +138,9 @@ def _store_before_the_metrics_index(tmp_path, metric_rows: int):
 
 
 @pytest.mark.needs_mlflow((3, 12))
-def test_a_migration_runs_behind_503_and_a_kill_inside_the_longest_one_leaves_a_store_the_next_start_finishes(bundle, tmp_path):
+def test_a_migration_runs_behind_503_and_a_kill_inside_the_longest_one_leaves_a_store_the_next_start_finishes(
+    bundle, tmp_path
+):
     """Connect kills a process that has not answered within init_timeout, so the extension answers at once and
     migrates on a thread of its own: /health says 'migrating' with the step, MLflow's routes answer 503 with
     Retry-After, the ops status reports it. A SIGKILL inside the index build leaves the store at the revision it
@@ -156,7 +158,9 @@ def test_a_migration_runs_behind_503_and_a_kill_inside_the_longest_one_leaves_a_
     command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port"]
 
     def start(port: int, log) -> subprocess.Popen:
-        return subprocess.Popen([*command, str(port)], cwd=bundle, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [*command, str(port)], cwd=bundle, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -190,7 +194,9 @@ def test_a_migration_runs_behind_503_and_a_kill_inside_the_longest_one_leaves_a_
         code, body = http("GET", f"{url}/_mlflowctl/status", headers={"X-Mlflowctl-Ops-Token": token})
         status = json.loads(body)
         assert code == 503 and status["startup"]["state"] == "migrating", status
-        assert status["startup"]["migration"]["from"] == "c3d6457b6d8a" and status["startup"]["migration"]["to"] == head()
+        assert (
+            status["startup"]["migration"]["from"] == "c3d6457b6d8a" and status["startup"]["migration"]["to"] == head()
+        )
         process.send_signal(signal.SIGKILL)
         process.wait()
 
@@ -214,7 +220,10 @@ def test_a_migration_runs_behind_503_and_a_kill_inside_the_longest_one_leaves_a_
             assert code == 200, (tmp_path / "second.log").read_text()[-3000:]
             status = json.loads(http("GET", f"{url}/_mlflowctl/status", headers={"X-Mlflowctl-Ops-Token": token})[1])
             assert status["dbRevision"] == head() and status["startup"]["state"] == "ready"
-            assert status["startup"]["migration"]["from"] == "c3d6457b6d8a" and status["startup"]["migration"]["finishedAt"]
+            assert (
+                status["startup"]["migration"]["from"] == "c3d6457b6d8a"
+                and status["startup"]["migration"]["finishedAt"]
+            )
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
@@ -234,7 +243,9 @@ def test_a_refusal_keeps_answering_with_its_reason(bundle, tmp_path):
 
     port = free_port()
     with open(tmp_path / "server.log", "wb") as log:
-        process = subprocess.Popen(server_command(port), cwd=bundle, env=base_env(), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            server_command(port), cwd=bundle, env=base_env(), stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         view: dict = {}
         deadline = time.monotonic() + 120

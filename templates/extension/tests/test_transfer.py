@@ -1,4 +1,5 @@
 """POST /_mlflowctl/snapshot and /_mlflowctl/restore on a real server (WSGI on 2.x, ASGI on 3.x)."""
+
 import io
 import json
 import tarfile
@@ -10,10 +11,20 @@ OPS = {"X-Mlflowctl-Ops-Token": TOKEN}
 
 
 def _seed(server) -> tuple[str, bytes]:
-    status, body = http("POST", server.url("/api/2.0/mlflow/experiments/create"), json.dumps({"name": "kept"}).encode(), {"Content-Type": "application/json"})
+    status, body = http(
+        "POST",
+        server.url("/api/2.0/mlflow/experiments/create"),
+        json.dumps({"name": "kept"}).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert status == 200, body
     experiment = json.loads(body)["experiment_id"]
-    status, body = http("POST", server.url("/api/2.0/mlflow/runs/create"), json.dumps({"experiment_id": experiment}).encode(), {"Content-Type": "application/json"})
+    status, body = http(
+        "POST",
+        server.url("/api/2.0/mlflow/runs/create"),
+        json.dumps({"experiment_id": experiment}).encode(),
+        {"Content-Type": "application/json"},
+    )
     run = json.loads(body)["run"]["info"]
     content = b"weights \x00\x01 binary"
     path = f"{experiment}/{run['run_id']}/artifacts/model.bin"
@@ -26,7 +37,9 @@ def _entries(blob: bytes) -> dict[str, bytes]:
         return {member.name: tar.extractfile(member).read() for member in tar}
 
 
-def test_snapshot_streams_the_db_and_artifacts_and_restore_swaps_them_into_another_deployment(bundle, tmp_path, start_server):
+def test_snapshot_streams_the_db_and_artifacts_and_restore_swaps_them_into_another_deployment(
+    bundle, tmp_path, start_server
+):
     source = start_server(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "a"), MLFLOWCTL_OPS_TOKEN=TOKEN))
     path, content = _seed(source)
     assert http("POST", source.url("/_mlflowctl/snapshot"))[0] == 401
@@ -58,7 +71,9 @@ def test_snapshot_streams_the_db_and_artifacts_and_restore_swaps_them_into_anoth
     assert target.get("/api/2.0/mlflow/experiments/get-by-name?experiment_name=kept")[0] == 200, "the data is as it was"
     status, body = http("POST", target.url("/_mlflowctl/restore"), blob, {**OPS, "X-Mlflowctl-Force": "1"})
     assert status == 200, body
-    assert [p.name for p in (tmp_path / "b").glob(".mlflowctl-*")] == [".mlflowctl-restore.lock"], "no upload, flag or work directory is left behind"
+    assert [p.name for p in (tmp_path / "b").glob(".mlflowctl-*")] == [".mlflowctl-restore.lock"], (
+        "no upload, flag or work directory is left behind"
+    )
     assert TOKEN not in target.logs()
 
 

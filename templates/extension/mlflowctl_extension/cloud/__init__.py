@@ -7,6 +7,7 @@ fixed for the engine's life. SQLAlchemy's documented way to give every new DBAPI
 is a DialectEvents.do_connect listener that writes the token into the connect parameters (cloud-auth.md
 §1.4). The listener is process-wide and matches on host and user, so MLflow's engines and ours share it.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -41,7 +42,8 @@ class CloudRuntime:
         return {
             "credentialsSource": cloud.credentials if cloud else None,
             "credentials": [
-                {"name": c.name, "expiresAt": _iso(c.expires_at) if c.expires_at else None, "renewals": c.renewals} for c in self.credentials
+                {"name": c.name, "expiresAt": _iso(c.expires_at) if c.expires_at else None, "renewals": c.renewals}
+                for c in self.credentials
             ],
         }
 
@@ -65,7 +67,10 @@ def activate(storage: StorageConfig, env: Mapping[str, str]) -> CloudRuntime:
     except Exception as exc:  # an SDK error (no region, bad config): still a clear, logged refusal
         raise StartupError(f"Setting up storage mode {cloud.provider} failed: {type(exc).__name__}: {exc}") from None
     log_event(
-        "startup.credentials", "cloud credentials ready", mode=storage.mode, source=cloud.credentials,
+        "startup.credentials",
+        "cloud credentials ready",
+        mode=storage.mode,
+        source=cloud.credentials,
         credentials=[c.name for c in runtime.credentials],
     )
     return runtime
@@ -83,13 +88,16 @@ def _one_audience(cloud: CloudSettings) -> str | None:
 
 # --- database URL and token hook -------------------------------------------------------------------
 
+
 def postgres_url(cloud: CloudSettings, query: Mapping[str, str], driver: str = "postgresql") -> str:
     """A URL with no password: the hook supplies one per connection."""
     suffix = f"?{urlencode(query)}" if query else ""
     return f"{driver}://{quote(cloud.username, safe='')}@{cloud.host}:{cloud.port}/{quote(cloud.database, safe='')}{suffix}"
 
 
-def install_connect_hook(matches: Callable[[Any, dict[str, Any]], bool], prepare: Callable[[dict[str, Any]], Any]) -> None:
+def install_connect_hook(
+    matches: Callable[[Any, dict[str, Any]], bool], prepare: Callable[[dict[str, Any]], Any]
+) -> None:
     """Registers a process-wide do_connect listener. `prepare` edits the connect parameters in place and
     may return a ready DBAPI connection (the Cloud SQL connector does), which SQLAlchemy then uses."""
     from sqlalchemy import event
@@ -111,6 +119,7 @@ def _password_hook(cloud: CloudSettings, token: Callable[[], str]) -> None:
 
 
 # --- AWS: RDS IAM tokens and S3, both from one refreshing credentials object ---------------------------
+
 
 def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,4 +1,5 @@
 """AWS: RDS IAM tokens for PostgreSQL and S3, with credentials from Connect's OAuth integration or the default chain."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,7 @@ from ..connect_oauth import (
     refresh_margin,
 )
 from ..settings import CloudSettings, StartupError, StorageConfig
-
-from . import RDS_CA_BUNDLE_URL, CloudRuntime, _one_audience, postgres_url, _password_hook, _iso
+from . import RDS_CA_BUNDLE_URL, CloudRuntime, _iso, _one_audience, _password_hook, postgres_url
 
 
 def _activate_aws(storage: StorageConfig, cloud: CloudSettings, env: Mapping[str, str]) -> CloudRuntime:
@@ -32,20 +32,26 @@ def _activate_aws(storage: StorageConfig, cloud: CloudSettings, env: Mapping[str
         import boto3
         import botocore.session
     except ImportError:
-        raise StartupError("Storage mode aws needs boto3, which this bundle lacks; re-render it with `mlflowctl init --storage aws`.") from None
+        raise StartupError(
+            "Storage mode aws needs boto3, which this bundle lacks; re-render it with `mlflowctl init --storage aws`."
+        ) from None
     session = botocore.session.get_session()
     if source is not None:
         session.get_component("credential_provider").insert_before("env", _ConnectAwsProvider(source))
     # MLflow's S3 repository calls boto3.client(), which uses this default session.
     boto3.setup_default_session(botocore_session=session, region_name=cloud.region)
     if session.get_credentials() is None:  # ambient mode and nothing in the chain
-        raise CredentialError("MLFLOWCTL_CREDENTIALS=ambient, but the AWS SDK found no credentials (environment, config files, instance role).")
+        raise CredentialError(
+            "MLFLOWCTL_CREDENTIALS=ambient, but the AWS SDK found no credentials (environment, config files, instance role)."
+        )
     rds = boto3.client("rds", region_name=cloud.region)
 
     def token() -> str:
         # Not registered with the redactor: one per connection would crowd out the credentials themselves,
         # and it only travels in the driver's password field (the signing secret is registered).
-        return rds.generate_db_auth_token(DBHostname=cloud.host, Port=cloud.port, DBUsername=cloud.username, Region=cloud.region)
+        return rds.generate_db_auth_token(
+            DBHostname=cloud.host, Port=cloud.port, DBUsername=cloud.username, Region=cloud.region
+        )
 
     _password_hook(cloud, token)
     ca_bundle = cloud.ca_bundle or _rds_ca_bundle(storage)
@@ -77,8 +83,11 @@ class _ConnectAwsProvider:
         # every request for short-lived credentials; ours decide, so botocore asks only near expiry.
         lifetime = max(1.0, (self._source.expires_at or 0) - time.time())
         return RefreshableCredentials.create_from_metadata(
-            metadata=metadata, refresh_using=self._metadata, method=self.METHOD,
-            advisory_timeout=refresh_margin(lifetime), mandatory_timeout=refresh_margin(lifetime) / 2,
+            metadata=metadata,
+            refresh_using=self._metadata,
+            method=self.METHOD,
+            advisory_timeout=refresh_margin(lifetime),
+            mandatory_timeout=refresh_margin(lifetime) / 2,
         )
 
 

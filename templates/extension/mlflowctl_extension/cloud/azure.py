@@ -1,4 +1,5 @@
 """Azure: Entra ID tokens for PostgreSQL, SQL Server and Blob storage."""
+
 from __future__ import annotations
 
 import os
@@ -16,32 +17,37 @@ from ..connect_oauth import (
 )
 from ..logs import register_secret
 from ..settings import CloudSettings, StartupError, StorageConfig
-
 from . import (
     AZURE_POSTGRES_SCOPE,
     AZURE_SQL_SCOPE,
     AZURE_STORAGE_SCOPE,
     CloudRuntime,
-    postgres_url,
-    install_connect_hook,
     _password_hook,
+    install_connect_hook,
+    postgres_url,
 )
 
 
-def _entra_source(cloud: CloudSettings, env: Mapping[str, str], name: str, scope: str, audience: str | None) -> RefreshingCredential[str]:
+def _entra_source(
+    cloud: CloudSettings, env: Mapping[str, str], name: str, scope: str, audience: str | None
+) -> RefreshingCredential[str]:
     if cloud.credentials == "connect":
         return access_token_source(ConnectTokenExchange(env), name, audience, scope)
     try:
         from azure.identity import DefaultAzureCredential
     except ImportError:
-        raise StartupError("MLFLOWCTL_CREDENTIALS=ambient on Azure needs azure-identity; re-render with `mlflowctl init --storage azure`.") from None
+        raise StartupError(
+            "MLFLOWCTL_CREDENTIALS=ambient on Azure needs azure-identity; re-render with `mlflowctl init --storage azure`."
+        ) from None
     ambient = DefaultAzureCredential()
 
     def fetch() -> Issued[str]:
         try:
             token = ambient.get_token(scope)
         except Exception as exc:  # azure-identity raises its own hierarchy; the message holds no secret
-            raise CredentialError(f"DefaultAzureCredential could not get a token for {scope}: {type(exc).__name__}.") from None
+            raise CredentialError(
+                f"DefaultAzureCredential could not get a token for {scope}: {type(exc).__name__}."
+            ) from None
         register_secret(token.token, rotating=True)
         return Issued(token.token, float(token.expires_on))
 
@@ -70,7 +76,11 @@ def _activate_azure(storage: StorageConfig, cloud: CloudSettings, env: Mapping[s
         _password_hook(cloud, db_token.get)
         # verify-full always: the password is a bearer token worth an hour. Without a bundle, libpq >= 16
         # checks against the system store (Azure's roots are public CAs).
-        query = {"sslmode": cloud.sslmode, "sslrootcert": cloud.ca_bundle or "system"} if cloud.sslmode.startswith("verify") else {"sslmode": cloud.sslmode}
+        query = (
+            {"sslmode": cloud.sslmode, "sslrootcert": cloud.ca_bundle or "system"}
+            if cloud.sslmode.startswith("verify")
+            else {"sslmode": cloud.sslmode}
+        )
         uri = postgres_url(cloud, query)
     else:
         uri = _sqlserver_token_hook(cloud, db_token)
@@ -90,7 +100,9 @@ def _sqlserver_token_hook(cloud: CloudSettings, token: RefreshingCredential[str]
         import certifi
         import pytds  # noqa: F401
     except ImportError:
-        raise StartupError("SQL Server storage needs python-tds and sqlalchemy-pytds; re-render with `mlflowctl init --storage azure`.") from None
+        raise StartupError(
+            "SQL Server storage needs python-tds and sqlalchemy-pytds; re-render with `mlflowctl init --storage azure`."
+        ) from None
     cafile = cloud.ca_bundle or certifi.where()
 
     def prepare(cparams: dict[str, Any]) -> None:
@@ -101,7 +113,9 @@ def _sqlserver_token_hook(cloud: CloudSettings, token: RefreshingCredential[str]
         cparams["validate_host"] = True
 
     # sqlalchemy-pytds passes the host as `dsn`.
-    install_connect_hook(lambda d, p: d.name == "mssql" and cloud.host in (p.get("dsn"), p.get("server"), p.get("host")), prepare)
+    install_connect_hook(
+        lambda d, p: d.name == "mssql" and cloud.host in (p.get("dsn"), p.get("server"), p.get("host")), prepare
+    )
     return f"mssql+pytds://{quote(cloud.username, safe='')}@{cloud.host}:{cloud.port}/{quote(cloud.database, safe='')}"
 
 
@@ -124,12 +138,16 @@ def _register_wasbs(cloud: CloudSettings, token: RefreshingCredential[str]) -> N
         from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry
         from mlflow.store.artifact.azure_blob_artifact_repo import AzureBlobArtifactRepository
     except ImportError:
-        raise StartupError("Storage mode azure needs azure-storage-blob; re-render with `mlflowctl init --storage azure`.") from None
+        raise StartupError(
+            "Storage mode azure needs azure-storage-blob; re-render with `mlflowctl init --storage azure`."
+        ) from None
     credential = _TokenCredential(token)
 
     def factory(artifact_uri: str, *args: Any, **kwargs: Any) -> Any:
         _, account, _, suffix = AzureBlobArtifactRepository.parse_wasbs_uri(artifact_uri)
-        client = BlobServiceClient(account_url=cloud.blob_endpoint or f"https://{account}.{suffix}", credential=credential)
+        client = BlobServiceClient(
+            account_url=cloud.blob_endpoint or f"https://{account}.{suffix}", credential=credential
+        )
         return AzureBlobArtifactRepository(artifact_uri, client=client)
 
     _artifact_repository_registry.register("wasbs", factory)

@@ -1,4 +1,5 @@
 """GCP: Cloud SQL through its connector (IAM login) and GCS, with Google credentials."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,7 +11,6 @@ from urllib.parse import quote
 
 from ..connect_oauth import ConnectTokenExchange, CredentialError, RefreshingCredential, access_token_source
 from ..settings import CloudSettings, StartupError, StorageConfig
-
 from . import GOOGLE_SCOPE, CloudRuntime, _one_audience, install_connect_hook
 
 
@@ -34,12 +34,16 @@ def _activate_gcp(storage: StorageConfig, cloud: CloudSettings, env: Mapping[str
     try:
         from google.cloud.sql.connector import Connector, IPTypes
     except ImportError:
-        raise StartupError("Storage mode gcp needs cloud-sql-python-connector; re-render with `mlflowctl init --storage gcp`.") from None
+        raise StartupError(
+            "Storage mode gcp needs cloud-sql-python-connector; re-render with `mlflowctl init --storage gcp`."
+        ) from None
     runtime = CloudRuntime(storage)
     credentials = None
     if cloud.credentials == "connect":
         # The connector treats connection info that expires within 4 minutes as stale: renew 5 minutes ahead.
-        source = access_token_source(ConnectTokenExchange(env), "google", _one_audience(cloud), GOOGLE_SCOPE, min_margin=300)
+        source = access_token_source(
+            ConnectTokenExchange(env), "google", _one_audience(cloud), GOOGLE_SCOPE, min_margin=300
+        )
         source.get()
         runtime.credentials.append(source)
         credentials = _google_credentials(source)
@@ -79,7 +83,13 @@ def _activate_gcp(storage: StorageConfig, cloud: CloudSettings, env: Mapping[str
                 "for IAM login), and that CLOUD_SQL_IP_TYPE matches how this server reaches the instance."
             ) from None
 
-    install_connect_hook(lambda d, p: d.driver == driver and p.get("user") == cloud.username and p.get("database") == cloud.database and not p.get("host"), prepare)
+    install_connect_hook(
+        lambda d, p: d.driver == driver
+        and p.get("user") == cloud.username
+        and p.get("database") == cloud.database
+        and not p.get("host"),
+        prepare,
+    )
     scheme = "postgresql+pg8000" if driver == "pg8000" else "mssql+pytds"
     uri = f"{scheme}://{quote(cloud.username, safe='')}@/{quote(cloud.database, safe='')}"
     if credentials is not None:
@@ -94,7 +104,9 @@ def _register_gs(cloud: CloudSettings, credentials: Any) -> None:
         from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry
         from mlflow.store.artifact.gcs_artifact_repo import GCSArtifactRepository
     except ImportError:
-        raise StartupError("Storage mode gcp needs google-cloud-storage; re-render with `mlflowctl init --storage gcp`.") from None
+        raise StartupError(
+            "Storage mode gcp needs google-cloud-storage; re-render with `mlflowctl init --storage gcp`."
+        ) from None
 
     project = os.environ.get("GOOGLE_CLOUD_PROJECT") or (cloud.connection_name or "").rsplit(":", 2)[0]
 

@@ -1,6 +1,7 @@
 """Storage mode gcp, in the gcp bundle's venv: GCS artifacts through MLflow's own repository with
 Connect-issued tokens (against gcp-storage-emulator), and the Cloud SQL connector presenting the
 Connect-issued token to the Cloud SQL Admin API, up to where Google's real API would take over."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import require
 
 BUCKET = "mlflow-artifacts"
@@ -37,7 +37,12 @@ def short_lived_tokens(exchange_server, lifetime: int) -> list[str]:
 
     def answer():
         issued.append(f"ya29.fake-{uuid.uuid4().hex}")
-        return 200, {"access_token": issued[-1], "issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer", "expires_in": lifetime}
+        return 200, {
+            "access_token": issued[-1],
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+        }
 
     exchange_server.answer = answer
     return issued
@@ -46,11 +51,18 @@ def short_lived_tokens(exchange_server, lifetime: int) -> list[str]:
 @pytest.fixture
 def gcs_emulator():
     binary = Path(EMULATORS_PYTHON).parent / "gcp-storage-emulator"
-    require(binary.exists(), "gcp-storage-emulator is missing; run `node scripts/provision.mjs` and the tests through `npm test`")
+    require(
+        binary.exists(),
+        "gcp-storage-emulator is missing; run `node scripts/provision.mjs` and the tests through `npm test`",
+    )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen([str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--default-bucket", BUCKET], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--default-bucket", BUCKET],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
