@@ -30,6 +30,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import sqlalchemy
 from sqlalchemy.pool import NullPool
@@ -37,7 +38,7 @@ from sqlalchemy.pool import NullPool
 BATCH = 1000
 
 
-def fail(message: str, code: int = 3) -> None:
+def fail(message: str, code: int = 3) -> NoReturn:
     """Exit 3: the target is as it was."""
     sys.stderr.write(f"{message}\n")
     sys.exit(code)
@@ -310,6 +311,8 @@ def restore_postgres(url: str, revision: str, db_dir: Path, replace: set[str] | 
         if not holder.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": RESTORE_LOCK}).scalar():
             fail("Another restore into this database is running.")
         target = holder.execute(sqlalchemy.text("SELECT current_schema()")).scalar()
+        if target is None:
+            fail("The target database has no current schema (an empty search_path): set one for this role.")
         existing = set(sqlalchemy.inspect(holder).get_table_names(schema=target))
         clashing = sorted((existing & backup_tables) - {"alembic_version"})
         if clashing and replace is None:

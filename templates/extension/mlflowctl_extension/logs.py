@@ -88,7 +88,7 @@ def configure_logging() -> None:
     threading.excepthook = lambda args: logging.getLogger(LOGGER_NAME).error(
         "uncaught exception in thread %s",
         getattr(args.thread, "name", "?"),
-        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        exc_info=args.exc_value,  # logging takes the traceback from the exception
     )
     # The server's own loggers (uvicorn's and gunicorn's) have handlers of their own that print plain text; they
     # are configured before app.py is imported, so their lines from here on go through this handler instead.

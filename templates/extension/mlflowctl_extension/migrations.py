@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import sqlalchemy
+import sqlalchemy.exc
 from sqlalchemy.pool import NullPool
 
 from .logs import log_event, redact
@@ -122,12 +123,14 @@ def read_revision(engine: sqlalchemy.engine.Engine) -> str | None:
 
 
 @contextlib.contextmanager
-def migration_lock(engine: sqlalchemy.engine.Engine, storage: StorageConfig) -> Iterator[None]:
-    """Holds a lock that every process of this deployment contends for: a file lock for SQLite,
-    an advisory lock for PostgreSQL (and the equivalents for MySQL and SQL Server, untested here)."""
+def migration_lock(engine: sqlalchemy.engine.Engine, storage: StorageConfig | None) -> Iterator[None]:
+    """Holds a lock that every process of this deployment contends for: a file lock for SQLite (in the storage's
+    state directory, so `storage` is needed there), an advisory lock for PostgreSQL (and the equivalents for MySQL and
+    SQL Server, untested here)."""
     dialect = engine.dialect.name
     started = time.monotonic()
     if dialect == "sqlite":
+        assert storage is not None, "a SQLite file's migration lock lives beside it"
         lock_path = (
             (storage.state_dir / "migrate.lock") if storage.state_dir else Path(f"{storage.sqlite_path}.mlflowctl.lock")
         )

@@ -145,7 +145,7 @@ def _split(path: str) -> str:
 
 class S3Store(ReplicaStore):
     def __init__(self, url: str, source: Any = None) -> None:
-        import boto3
+        import boto3.session
         import botocore.session
 
         parsed = urlparse(url)

@@ -455,10 +455,12 @@ class Replicator:
             result["more"] = frames > 0 and len(data) == MAX_SEGMENT_BYTES
         end = start + relative_end
         if frames > 0:
+            generation = self.generation
+            assert generation is not None, "frames are shipped into a generation a snapshot began"
             index = self.wal_index + 1 if self.restart_pending else self.wal_index
             name = segment_name(index, start, end)
             compressed = gzip.compress(data[:relative_end], compresslevel=1)
-            self.store.put(generation_key(self.generation, name), compressed)
+            self.store.put(generation_key(generation, name), compressed)
             meta = {
                 "sha256": hashlib.sha256(compressed).hexdigest(),
                 "frames": frames,
@@ -474,11 +476,11 @@ class Replicator:
                 "identity": self.identity,
                 **({"previousIndexEnd": self.previous_end} if self.restart_pending else {}),
             }
-            self.store.put(generation_key(self.generation, f"{name}.json"), json.dumps(meta, sort_keys=True).encode())
+            self.store.put(generation_key(generation, f"{name}.json"), json.dumps(meta, sort_keys=True).encode())
             self.wal_index, self.restart_pending, self.previous_end = index, False, None
-            self._recent.append((generation_key(self.generation, name), meta))
-            result.update(segment=generation_key(self.generation, name), frames=frames)
-        self.position = Position(header.salts, end, tuple(end_chain), header.page_size)
+            self._recent.append((generation_key(generation, name), meta))
+            result.update(segment=generation_key(generation, name), frames=frames)
+        self.position = Position(header.salts, end, (end_chain[0], end_chain[1]), header.page_size)
         return result
 
     def _ship_all(self) -> dict:
@@ -504,10 +506,10 @@ class Replicator:
             return
         self._verified_at = self.now()
         if self.store.find(generation_key(self.generation, "snapshot.json")) is None:
-            self._say(
+            notice = self._say(
                 f"generation {self.generation} vanished from the replica (deleted by hand or by a lifecycle rule): a new one starts"
             )
-            log_event("replica.generation_vanished", self.notice, logging.WARNING)
+            log_event("replica.generation_vanished", notice, logging.WARNING)
             self.generation, self.need_snapshot = None, True
             self._unpin()
 
@@ -575,8 +577,9 @@ class Replicator:
             result["generation"] = self.generation
         return result
 
-    def _say(self, notice: str) -> None:
+    def _say(self, notice: str) -> str:
         self.notice, self.notice_at = notice, time.time()
+        return notice
 
     def _drop_generation(self) -> None:
         if self._adopting:
@@ -593,11 +596,11 @@ class Replicator:
                 return
             self._drop_generation()
             self.abandoned = True
-            self._say(
+            notice = self._say(
                 f"the replica did not answer while the WAL grew past {self.max_wal_bytes / 2**20:g} MiB: stopped "
                 "holding it; a new generation starts when the replica answers"
             )
-            log_event("replica.abandoned", self.notice, logging.WARNING)
+            log_event("replica.abandoned", notice, logging.WARNING)
 
     # ---- one whole round (tests, and a graceful stop's last round) --------------------------------------------------
 

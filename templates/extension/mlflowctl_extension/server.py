@@ -238,7 +238,8 @@ def _load_mlflow_app(asgi: bool, has_fastapi_app: bool, gate: Any, threads: int)
         from mlflow.server import app as flask_app
         from mlflow.server.fastapi_app import app as asgi_app
 
-        bridge = ASGIMiddleware(asgi_app)
+        # a2wsgi types its app as a narrower callable than Starlette's; FastAPI is an ASGI 3 app all the same.
+        bridge = ASGIMiddleware(asgi_app)  # pyright: ignore[reportArgumentType]
         _run_lifespan_startup(asgi_app, bridge.loop, threads)
         app = FlaskFirstWsgi(BoundedWsgi(flask_app, threads), bridge, NativeRoutes(asgi_app))
         interface = "wsgi (Flask routes on the host's threads, the FastAPI app's own through a2wsgi)"

@@ -47,14 +47,15 @@ class TransferError(Exception):
         self.code = code
 
 
-def _local(storage: StorageConfig) -> tuple[Path, Path]:
+def _local(storage: StorageConfig) -> tuple[Path, Path, Path]:
+    """The SQLite file, the artifacts directory and the data directory of local storage; refused for any other."""
     if storage.mode != "local" or storage.sqlite_path is None or storage.data_dir is None:
         raise TransferError(
             409,
             "NOT_LOCAL_STORAGE",
             f"This deployment keeps its data in {storage.mode} storage: back up the database and the artifact store directly (mlflowctl backup create --source postgresql://…).",
         )
-    return storage.sqlite_path, Path(storage.artifacts_destination)
+    return storage.sqlite_path, Path(storage.artifacts_destination), storage.data_dir
 
 
 def maintenance_active(storage: StorageConfig) -> bool:
@@ -64,6 +65,8 @@ def maintenance_active(storage: StorageConfig) -> bool:
 
 
 def _held_head(storage: StorageConfig) -> str | None:
+    if storage.data_dir is None:
+        return None
     try:
         return json.loads((storage.data_dir / HOLD_FILE).read_text())["head"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -125,10 +128,10 @@ def _trailer(files: int, size: int) -> Iterator[bytes]:
 def snapshot_stream(storage: StorageConfig) -> Iterator[bytes]:
     """The tar stream: db/mlflow.db first, then artifacts/<path>, then the trailer. Raises TransferError
     before streaming; the database copy is made only once the response is being sent."""
-    db, artifacts = _local(storage)
+    db, artifacts, data_dir = _local(storage)
 
     def stream() -> Iterator[bytes]:
-        work = storage.data_dir / f".mlflowctl-snapshot-{os.getpid()}-{time.time_ns()}.db"
+        work = data_dir / f".mlflowctl-snapshot-{os.getpid()}-{time.time_ns()}.db"
         try:
             _sqlite_copy(db, work)
             work.chmod(0o600)
@@ -225,22 +228,22 @@ def _extract(upload: Path, into: Path) -> None:
 def restore_upload(storage: StorageConfig, upload: Path, force: bool, keep_revision: bool = False) -> dict:
     from .migrations import create_engine, ensure_schema, expected_head, inspect_schema
 
-    db, artifacts = _local(storage)
+    db, artifacts, data_dir = _local(storage)
     if has_data(db, artifacts) and not force:
         raise TransferError(
             409,
             "TARGET_NOT_EMPTY",
             "This deployment already holds MLflow data; restore with --force (mlflowctl takes a safety backup first).",
         )
-    lock = open(storage.data_dir / RESTORE_LOCK, "a")
+    lock = open(data_dir / RESTORE_LOCK, "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         lock.close()
         raise TransferError(409, "RESTORE_RUNNING", "Another restore into this deployment is running.") from None
-    work = storage.data_dir / f".mlflowctl-restore-{time.time_ns()}"
+    work = data_dir / f".mlflowctl-restore-{time.time_ns()}"
     work.mkdir(mode=0o700)
-    flag = storage.data_dir / MAINTENANCE_FLAG
+    flag = data_dir / MAINTENANCE_FLAG
     keep_work = False
     try:
         _extract(upload, work)
@@ -305,7 +308,7 @@ def restore_upload(storage: StorageConfig, upload: Path, force: bool, keep_revis
             raise
         if keep_revision and state.kind == "behind":
             # Written before the maintenance flag goes: no request of this bundle meets the older schema.
-            (storage.data_dir / HOLD_FILE).write_text(json.dumps({"head": expected_head(), "revision": state.revision}))
+            (data_dir / HOLD_FILE).write_text(json.dumps({"head": expected_head(), "revision": state.revision}))
         files = sum(len(names) for _, _, names in os.walk(artifacts))
         log_event(
             "ops.restore",
