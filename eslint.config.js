@@ -1,5 +1,5 @@
 // The linter CI runs (`npm run lint`, with prettier for the layout). Rules that encode this repository's
-// conventions (../shared/STYLE.md) sit at the end: the layers' imports and the line length.
+// conventions sit at the end: the layers' imports and the line length.
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
@@ -67,7 +67,7 @@ export default tseslint.config(
     },
   },
   {
-    // core holds the use cases and rules: no CLI framework, no outside system (STYLE.md).
+    // core holds the use cases and rules: no CLI framework, no outside system.
     files: ['src/core/**/*.ts', 'src/errors.ts'],
     rules: {
       'no-restricted-imports': [

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// COPY text against COPY binary for format 2's PostgreSQL tables (issue 18: "text or binary; measure both"):
+// COPY text against COPY binary for format 2's PostgreSQL tables ("text or binary; measure both"):
 // export time, size raw and gzipped (level 1, as the archive's parallel gzip uses for its probe; level 6 too), and
 // load time into an empty copy of the table without indexes. Not a test: it never fails a build.
 //

@@ -1,4 +1,4 @@
-// A team's load on one MLflow server (issue 28), shared by bench/load.mjs and the integration test that guards it:
+// A team's load on one MLflow server, shared by bench/load.mjs and the integration test that guards it:
 // `clients` concurrent REST clients, each looping for `seconds`: create a run, log-batch 100 metrics five times, set
 // a tag, upload and download a 64 KiB artifact through the artifact proxy, search runs, end the run. Every request
 // is timed; a failure is an HTTP status other than 2xx, a network error, or no answer within `timeoutMs`. What was

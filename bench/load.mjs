@@ -1,12 +1,12 @@
 #!/usr/bin/env node
-// A team's concurrent load on one process (issue 28): `--clients` REST clients for `--seconds` (bench/load-client.mjs:
+// A team's concurrent load on one process: `--clients` REST clients for `--seconds` (bench/load-client.mjs:
 // runs, metric batches, tags, 64 KiB artifacts through the proxy, searches), against, in one run and on the same
 // machine:
 //  - plain `mlflow server` (the newest MLflow venv, uvicorn, one worker: Connect runs one process for local storage),
 //    with the same layout (SQLite file and an artifacts directory);
 //  - the extension as python-fastapi (uvicorn) and as python-api (gunicorn gthread, 20 threads), local storage;
 //  - the extension as python-fastapi with PostgreSQL (custom storage), when MLFLOWCTL_TEST_PG_URL is set;
-//  - with --before, the extension as it was before issue 28 (git commit BEFORE: SQLAlchemy's default pool of 5 + 10,
+//  - with --before, the extension as it was before those settings (git commit BEFORE: SQLAlchemy's default pool of 5 + 10,
 //    anyio's 40 handler threads, every request through MLflow's FastAPI app) in both app modes, for the comparison
 //    in one run.
 // Reports requests/s, p50/p99 latency, failed requests, acknowledged writes lost, and the server's peak RSS.
@@ -32,7 +32,7 @@ const venv = venvs.find((v) => v.mlflowVersion.startsWith('3.'))
 const pgUrl = process.env.MLFLOWCTL_TEST_PG_URL
 const progress = (text) => process.stderr.write(`${text}\n`)
 
-// The extension as it was before issue 28 (start-up, pool, handler threads and routing all as they were), for --before.
+// The extension as it was before the start-up, pool, handler-thread and routing changes, for --before.
 const BEFORE = 'a2f504d'
 
 /** The extension as `mlflowctl init` renders it for this MLflow (or as it was at BEFORE), with its app mode recorded. */
@@ -179,7 +179,7 @@ async function measure(name, work) {
 const names = [
   'mlflow server',
   ...(process.argv.includes('--before')
-    ? [`extension python-fastapi, before issue 28 (${BEFORE})`, `extension python-api, before issue 28 (${BEFORE})`]
+    ? [`extension python-fastapi, before (${BEFORE})`, `extension python-api, before (${BEFORE})`]
     : []),
   'extension python-fastapi',
   'extension python-api',

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // How long MLflow's schema migrations take on a large local store, and the cost model `upgrade plan` estimates
-// them with (issue 28). Two stores made by the oldest MLflow venv the tests build (2.22): a calibration store of
+// them with. Two stores made by the oldest MLflow venv the tests build (2.22): a calibration store of
 // `--calibrate` metric rows and a validation store of `--rows` (default 10M over 200 runs, about 1.7 GB). For each,
 // the newest venv (3.x):
 // - runs `mlflow db upgrade` on a copy, timed (what a user would otherwise run);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// How a restore from a replica grows with its segments (issue 19): a replica whose generation holds `--segments`
+// How a restore from a replica grows with its segments: a replica whose generation holds `--segments`
 // segments (one small MLflow commit per round, the extension's Replicator, real MLflow schema), restored with
 // `backup restore --from-replica` into a new app-data directory, against `tar xzf` of the same database (what
 // restoring last night's `sqlite3 .backup` + `tar czf` costs). Directory replica by default; `--s3` puts it in moto

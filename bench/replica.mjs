@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Replication's cost and lag (issue 19): the extension served by uvicorn on local storage, with MLFLOWCTL_REPLICA_URL
+// Replication's cost and lag: the extension served by uvicorn on local storage, with MLFLOWCTL_REPLICA_URL
 // off and on (a directory on the same disk), under the same load: `--clients` REST clients each logging 100-metric
 // batches (runs/log-batch) as fast as the server answers, for `--seconds`. Alternates off/on `--repeat` times.
 //  - throughput: metrics acknowledged per second, on vs off (target: on ≥ 0.9 × off);

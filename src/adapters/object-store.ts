@@ -163,7 +163,7 @@ async function blobStore(location: ArtifactLocation, env: NodeJS.ProcessEnv): Pr
 
 async function gcsStore(location: ArtifactLocation, env: NodeJS.ProcessEnv): Promise<ObjectStore> {
   const {Storage} = await import('@google-cloud/storage')
-  // apiEndpoint, not STORAGE_EMULATOR_HOST: the Node client mixes paths with the latter (cloud-auth.md §4.3).
+  // apiEndpoint, not STORAGE_EMULATOR_HOST: the Node client mixes paths with the latter.
   const emulator = env.STORAGE_EMULATOR_HOST
   const storage = new Storage(
     emulator

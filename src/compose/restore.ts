@@ -53,7 +53,7 @@ const archiveSource = (options: RestoreDepsOptions): Pick<RestoreDeps, 'expected
     extractVerified(archive, dir, options.passphrase, expected, onWritten),
 })
 
-/** … or a replica (issue 19): replayed into the run's scratch space, then restored like a format 2 database file. */
+/** … or a replica: replayed into the run's scratch space, then restored like a format 2 database file. */
 function replicaSource(
   options: RestoreDepsOptions,
   at: number | undefined,

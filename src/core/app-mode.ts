@@ -3,7 +3,7 @@ import type {PlanFinding} from './upgrade-plan.js'
 import {appModeFor, type AppMode} from './versions.js'
 
 /**
- * Connect cannot change a deployed item's app mode (error 48, connect-api.md §10), so the content keeps the
+ * Connect cannot change a deployed item's app mode (error 48), so the content keeps the
  * mode of its first bundle: python-api content on MLflow 3.3+ serves the FastAPI app through a2wsgi, and
  * python-fastapi content cannot go below 3.3 (no FastAPI app there).
  */

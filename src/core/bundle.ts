@@ -75,7 +75,7 @@ export interface BundleInfo {
   storage: StorageMode
   requiredEnv: string[]
   renderedBy: string
-  /** The object store the replica goes to (MLFLOWCTL_REPLICA_URL; issue 19): its SDK is in requirements.txt. */
+  /** The object store the replica goes to (MLFLOWCTL_REPLICA_URL): its SDK is in requirements.txt. */
   replicaStore?: ReplicaStore | null
 }
 

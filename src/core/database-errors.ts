@@ -1,5 +1,5 @@
-/** Turns a database driver's failure into a classified mlflowctl error with the fix an operator needs
- * (cloud-auth.md §1.5 for RDS, §2 for Entra). Pure. */
+/** Turns a database driver's failure into a classified mlflowctl error with the fix an operator needs (an RDS IAM
+ * token or an Entra token refused, expired or for the wrong user). Pure. */
 import {AuthError, ExternalError, type MlflowctlError} from '../errors.js'
 import type {DatabaseTarget} from './database-url.js'
 import {redact} from './redact.js'

@@ -123,7 +123,7 @@ export interface DeployResult {
   warnings?: string[]
 }
 
-/** Drafts (`activate: false`) from Connect 2025.06 (connect-api.md §4.3). */
+/** Drafts (`activate: false`) from Connect 2025.06. */
 const DRAFTS_FROM = [2025, 6, 0] as const
 const OPS_TOKEN_ENV = 'MLFLOWCTL_OPS_TOKEN'
 
@@ -241,7 +241,7 @@ async function deployUnrecorded(
         {suggestions: ['Unlock it in the Connect dashboard first.']},
       )
     // Connect refuses to change a deployed item's app mode (error 48; rsconnect validate_app_mode and Publisher
-    // refuse it client-side too: connect-api.md §10). Refused here, before any setting or variable changes.
+    // refuse it client-side too). Refused here, before any setting or variable changes.
     if (appModeChanges(existing.app_mode, bundle.manifest.metadata.appmode))
       throw appModeChanged(existing.guid, existing.app_mode!, bundle, options.dir)
     return existing
@@ -288,7 +288,7 @@ async function deployUnrecorded(
       const keeps = previous ? `The active bundle ${previous} keeps serving.` : 'Nothing was activated.'
       if (draft.startup?.error?.code === 'DATA_DIR_MISSING') throw noDataDirectory(guid, keeps, failureHints)
       if (stillStarting(draft)) throw startTimeout(draft, 'the draft', keeps, options.timeoutMs, failureHints)
-      // Only the preview root is documented to reach a draft (connect-api.md §1, §10). When Connect answers a
+      // Only the preview root is documented to reach a draft. When Connect answers a
       // sub-path with its own 404 (the extension always serves /health), verify the root alone now and
       // everything right after activation, with the usual rollback when that fails.
       const root =

@@ -24,7 +24,7 @@ export interface InitDeps {
 export interface InitOptions {
   dir: string
   storage: StorageMode
-  /** Local storage replicated to an object store (issue 19): its SDK in requirements.txt. */
+  /** Local storage replicated to an object store: its SDK in requirements.txt. */
   replicaStore?: ReplicaStore
   mlflowVersion?: string
   /** Pin the app mode (python-api for content first deployed as python-api); default: the version's own. */

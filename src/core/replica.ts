@@ -1,6 +1,6 @@
 /**
- * A replica made by the extension's ReplicationService (templates/extension/mlflowctl_extension/replicator.py and replica_layout.py; issue 19,
- * docs/design/replication.md): which generation and which WAL segments rebuild the database as of a moment, and
+ * A replica made by the extension's ReplicationService (templates/extension/mlflowctl_extension/replicator.py and
+ * replica_layout.py; docs/design/replication.md): which generation and which WAL segments rebuild the database as of a moment, and
  * SQLite's WAL checksum that proves a segment's frames are the ones SQLite wrote. Pure.
  */
 

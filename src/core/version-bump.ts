@@ -26,7 +26,7 @@ export interface BumpInput {
   templates: BundleFile[]
   toolVersion: string
   /** The app mode to render; default: the bundle's own. A deployed item's mode cannot change on Connect
-   * (error 48, connect-api.md §10), so an in-place upgrade keeps it unless told otherwise. */
+   * (error 48), so an in-place upgrade keeps it unless told otherwise. */
   appMode?: AppMode
 }
 

@@ -61,7 +61,7 @@ export const A2WSGI_REQUIREMENT = 'a2wsgi==1.10.10'
 
 /**
  * The app mode a bundle is rendered in: the one asked for (an in-place upgrade keeps the content's mode,
- * which Connect cannot change: error 48, connect-api.md §10), else the natural one for the version.
+ * which Connect cannot change: error 48), else the natural one for the version.
  * python-fastapi needs MLflow 3.3+ (before it there is no FastAPI app to serve). Pure.
  * @throws UsageError APP_MODE_UNSUPPORTED, INVALID_APP_MODE
  */
@@ -88,7 +88,7 @@ export function appModeRequirementsFor(mlflowVersion: string, appMode: AppMode):
   return appMode === 'python-api' && appModeFor(mlflowVersion) === 'python-fastapi' ? [A2WSGI_REQUIREMENT] : []
 }
 
-/** The Python floor of each MLflow release line (mlflow.md B6), as a PEP 440 requirement. */
+/** The Python floor of each MLflow release line, as a PEP 440 requirement. */
 export function pythonRequiresFor(mlflowVersion: string): string {
   const version = parseMlflowVersion(mlflowVersion)
   if (semver.gte(version, '3.2.0')) return '>=3.10'

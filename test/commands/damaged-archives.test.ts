@@ -1,5 +1,5 @@
 // Damaged and tampered copies of a real backup: verify and restore agree on exit 6 (BACKUP_CORRUPT) with the
-// specific reason, and a failed restore writes nothing into its target (issue 17).
+// specific reason, and a failed restore writes nothing into its target.
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'

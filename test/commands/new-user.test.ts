@@ -1,4 +1,4 @@
-// What a new user trips over (issue 17), each as the user meets it: through the built CLI.
+// What a new user trips over, each as the user meets it: through the built CLI.
 import assert from 'node:assert/strict'
 import {mkdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:http'

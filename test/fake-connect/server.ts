@@ -1,5 +1,5 @@
-// A fake Posit Connect that follows ../shared/reference/connect-api.md. Faithful where the reference is
-// confirmed; where it says UNCONFIRMED the behaviour is a switch (see FakeConnectOptions).
+// A fake Posit Connect that follows Connect's documented API and runtime. Faithful where the behaviour is
+// documented; where it is not, the behaviour is a switch (see FakeConnectOptions).
 import {randomUUID} from 'node:crypto'
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
@@ -28,18 +28,18 @@ export interface FakeUser {
 export interface FakeConnectOptions extends RuntimeOptions {
   workDir: string
   users: Record<string, FakeUser> // API key -> user
-  /** null hides the version, as an admin can (connect-api.md §2.2). */
+  /** null hides the version, as an admin can. */
   version?: string | null
-  /** UNCONFIRMED whether Connect accepts `Bearer <api key>`; the reference assumes no. */
+  /** UNCONFIRMED whether Connect accepts `Bearer <api key>`; assumed not. */
   acceptBearer?: boolean
   /** UNCONFIRMED whether Connect strips /content/<guid> before the app sees the path. */
   stripPrefix?: boolean
-  /** OAuth integrations by GUID, and what the token exchange issues for each (connect-api.md §7). */
+  /** OAuth integrations by GUID, and what the token exchange issues for each. */
   integrations?: Record<string, FakeIntegration>
   /** Connect >= 2026.02 also hands the session token as a file (CONNECT_CONTENT_SESSION_TOKEN_FILE). */
   sessionTokenFile?: boolean
   /** UNCONFIRMED whether Connect routes sub-paths of a draft preview (/_bundle{id}/health); only the root is
-   * documented (connect-api.md §1, §10). false: sub-paths get Connect's own 404. */
+   * documented. false: sub-paths get Connect's own 404. */
   draftSubpaths?: boolean
   /** 'paged': answer the bundle list in pages ({results, current_page, total}, newest first), as the experimental
    * endpoint does and as Connect's OpenAPI spec once described v1; default 'array', what v1 answers. */
@@ -47,7 +47,7 @@ export interface FakeConnectOptions extends RuntimeOptions {
   /** The largest page of a paged bundle list; small in tests that page. */
   bundlePageMax?: number
   /** false: the server gives content no persistent data directory (CONNECT_CONTENT_DATA_DIR unset), as servers
-   * without the feature do (connect-api.md §10.1). */
+   * without the feature do. */
   persistentStorage?: boolean
   /** false: publishers may not manage vanity paths (Authorization.PublishersCanManageVanities=false): 400, code 52. */
   publishersCanManageVanities?: boolean
@@ -241,7 +241,7 @@ export class FakeConnect {
     const name = body.name ?? ''
     // Error 5, HTTP 400: a content name must be 3-64 letters, digits, - or _ (Connect's API error table).
     if (name && !/^[A-Za-z0-9_-]{3,64}$/.test(name)) return send(400, err(5, 'Invalid content name.'))
-    // Name conflict status is UNCONFIRMED (connect-api.md §13.7): 409 assumed.
+    // Name conflict status is UNCONFIRMED: 409 assumed.
     if (name && [...this.content.values()].some((c) => c.owner.guid === user.guid && c.name === name))
       return send(409, err(26, 'A content item with that name already exists.'))
     const item: Content = {
@@ -295,7 +295,7 @@ export class FakeConnect {
         if (value === null) item.env.delete(name)
         else item.env.set(name, value)
       }
-      // 200 with the names now set (OpenAPI EnvironmentVariable; connect-api.md §10).
+      // 200 with the names now set (OpenAPI EnvironmentVariable).
       return send(200, [...item.env.keys()].sort())
     }
     if (sub === '/bundles' && method === 'POST') {
@@ -326,8 +326,8 @@ export class FakeConnect {
       return send(200, readFileSync(bundle.file))
     }
     if (sub === '/bundles' && method === 'GET' && this.options.bundleList !== 'paged') {
-      // v1: a bare array of every bundle, in no documented order (posit-sdk and connectapi read it so; connect-api.md
-      // §10.1): upload order here, so that a reader that does not sort is caught.
+      // v1: a bare array of every bundle, in no documented order (posit-sdk and connectapi read it so): upload
+      // order here, so that a reader that does not sort is caught.
       return send(
         200,
         item.bundles.map((b) => ({
@@ -363,8 +363,8 @@ export class FakeConnect {
       const {bundle_id: bundleId, activate = true} = request
       const bundle = item.bundles.find((b) => b.id === (bundleId ?? item.bundles.at(-1)?.id))
       if (!bundle) return send(404, err(4, 'Bundle not found.'))
-      // Error 48, HTTP 403: "You cannot change the type of application once deployed" (Connect's API error table;
-      // connect-api.md §10: AppModeChanged).
+      // Error 48, HTTP 403: "You cannot change the type of application once deployed" (Connect's API error table,
+      // where it is named AppModeChanged).
       if (item.app_mode !== 'unknown' && bundle.appmode && bundle.appmode !== item.app_mode)
         return send(
           403,
@@ -377,7 +377,7 @@ export class FakeConnect {
       this.tasks.set(task.id, task)
       const running = this.runDeploy(item, bundle, activate, task).finally(() => this.inFlight.delete(running))
       this.inFlight.add(running)
-      // 202 Accepted with the task (OpenAPI ContentDeploymentInstructions; connect-api.md §10).
+      // 202 Accepted with the task (OpenAPI ContentDeploymentInstructions).
       return send(202, {task_id: task.id})
     }
     if (sub === '/vanity' && method === 'GET')
@@ -385,7 +385,7 @@ export class FakeConnect {
     if (sub === '/vanity' && method === 'PUT') {
       const path = `/${String((json() as {path: string}).path).replace(/^\/+|\/+$/g, '')}/`
       // Error 52, HTTP 400: vanity not permitted (a reserved path, or publishers may not manage vanities);
-      // error 51, HTTP 409: the path is taken (Connect's API error table; connect-api.md §10.1).
+      // error 51, HTTP 409: the path is taken (Connect's API error table).
       if (/^\/(__|connect|content|apps|users|groups|login|settings)/.test(path))
         return send(400, err(52, 'This vanity path is not permitted.'))
       if (this.options.publishersCanManageVanities === false && user.user_role !== 'administrator')
@@ -434,7 +434,7 @@ export class FakeConnect {
     send(404, err(4, 'Not found.'))
   }
 
-  /** The variables Connect gives the content's processes (connect-api.md §8.2), plus its own. */
+  /** The variables Connect gives the content's processes, plus its own. */
   private processEnv(item: Content): Record<string, string> {
     const dataDir = join(this.options.workDir, 'data', item.guid) // survives redeploys
     if (this.options.persistentStorage !== false) mkdirSync(dataDir, {recursive: true})
@@ -585,7 +585,7 @@ export class FakeConnect {
       return send(400, err(3, 'Unsupported grant or subject token type.'))
     const item = [...this.content.values()].find((c) => c.sessionToken === form.get('subject_token'))
     // Code 236 for a session token Connect does not accept, 257 for several associations and no audience: the
-    // OpenAPI error enum as connect-api.md §10 reads it (most likely codes; not confirmed against a server).
+    // OpenAPI error enum as we read it (the most likely codes; not confirmed against a server).
     if (!item) return send(401, err(236, 'Invalid content session token.'))
     const audience = form.get('audience')
     const candidates = item.associations.filter((guid) => !audience || guid === audience)

@@ -1,4 +1,4 @@
-// The fault suite, second round (issue 26): archives that are internally consistent but hostile, names a file
+// The fault suite, second round: archives that are internally consistent but hostile, names a file
 // system allows, passphrases without --encrypt, and the refusals that must carry their own code instead of exit 1.
 // Every backup here is made by real MLflow; every forged one has its manifest and sidecar rewritten to match.
 import assert from 'node:assert/strict'

@@ -1,4 +1,4 @@
-// The fault suite, second round (issue 26): the world around a kill. Users who write between a kill and the next
+// The fault suite, second round: the world around a kill. Users who write between a kill and the next
 // command, a dead run on another host or under a reused PID, another tool copying into the repository, and two
 // restores at once. Real MLflow writes every store; the CLI runs as a user runs it.
 import assert from 'node:assert/strict'

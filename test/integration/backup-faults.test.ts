@@ -1,4 +1,4 @@
-// The fault suite (issue 13): create and restore stopped at every named step (MLFLOWCTL_FAULT_AT makes the
+// The fault suite: create and restore stopped at every named step (MLFLOWCTL_FAULT_AT makes the
 // process SIGKILL itself there), mistaken targets, hostile archives and full disks, against real MLflow data.
 // After each fault the target and the repository must hold the old data or the new, and the next run must
 // clean up after the dead one and say so.

@@ -1,4 +1,4 @@
-// Restores that move a store (issue 18): a server without the artifact proxy keeps absolute artifact locations in
+// Restores that move a store: a server without the artifact proxy keeps absolute artifact locations in
 // its rows. Restored beside its artifacts in a new place, with the old place gone, real MLflow must still find
 // every artifact: the rows are rewritten to the new root (and kept as they were with --keep-artifact-locations).
 import assert from 'node:assert/strict'

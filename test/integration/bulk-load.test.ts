@@ -1,4 +1,4 @@
-// The bulk paths of a restore (issue 18) against real PostgreSQL and SQLite, value by value: SQLite → PostgreSQL
+// The bulk paths of a restore against real PostgreSQL and SQLite, value by value: SQLite → PostgreSQL
 // (SQLite renders COPY text), COPY text → PostgreSQL (split between two connections; a target without one of the
 // source's columns), COPY text → SQLite (typed decoding). Every value must come back exactly: big integers, every
 // double, ±Infinity, bytes, NULL, text with tabs, newlines and backslashes; generated columns are left to the

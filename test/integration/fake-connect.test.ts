@@ -1,4 +1,4 @@
-// The fake Connect's own tests against connect-api.md, driven through mlflowctl's Connect client.
+// The fake Connect's own tests against Connect's documented API, driven through mlflowctl's Connect client.
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
 import {readFileSync, writeFileSync} from 'node:fs'

@@ -1,4 +1,4 @@
-// A team's concurrent load on one process, in both app modes (issue 28, guarding bench/load.mjs's result in CI): 8
+// A team's concurrent load on one process, in both app modes: 8
 // REST clients for 10 s (runs, metric batches, tags, artifacts through the proxy, searches) against the extension on
 // local storage, hosted as Connect-like hosts run it (uvicorn; gunicorn gthread with 20 threads). No request fails,
 // and nothing acknowledged is lost. Before the extension bounded its handler threads and sized MLflow's pool, requests

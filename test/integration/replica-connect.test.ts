@@ -1,4 +1,4 @@
-// A replica that follows a deployment (issue 19): the extension deployed through the fake Connect (which runs it with
+// A replica that follows a deployment: the extension deployed through the fake Connect (which runs it with
 // real MLflow) with MLFLOWCTL_REPLICA_URL; runs logged through Connect reach the replica; a redeploy to the same GUID
 // keeps replicating (the new process takes the replica lock when the old one stops, after its last round); `replica
 // status --guid` and doctor see it; a restore from the replica holds the runs and artifacts from both bundles. And a

@@ -1,4 +1,4 @@
-// Restores from a live replica (issue 27, item 6): while a writer logs metrics, writes artifacts and replicates with
+// Restores from a live replica: while a writer logs metrics, writes artifacts and replicates with
 // accelerated compaction, snapshots and retention (a merge every four segments, a generation every 3 s, generations
 // past 3 s deleted after a 10 s grace), 40 restores in a row (latest and a moment a second ago, alternately) all
 // succeed: each works from one listing, and nothing it listed is deleted while it reads.

@@ -1,4 +1,4 @@
-// `backup restore --from-replica DIR [--at TIME]` (issue 19): real MLflow writes a SQLite store while the extension's
+// `backup restore --from-replica DIR [--at TIME]`: real MLflow writes a SQLite store while the extension's
 // Replicator ships rounds; the CLI replays the replica into a new app-data directory (latest, and as of an earlier
 // round) through the checked swap-in path; a damaged segment stops the restore with REPLICA_CORRUPT and the moment it
 // can still reach; a backup and a replica together are refused.

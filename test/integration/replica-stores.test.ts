@@ -1,4 +1,4 @@
-// Object-store replicas (issue 19) on the emulators: the extension's Replicator (in the bundle venv of the cloud mode
+// Object-store replicas on the emulators: the extension's Replicator (in the bundle venv of the cloud mode
 // whose SDK it needs) ships a real MLflow store and an artifact to moto S3, Azurite and the GCS emulator; `replica
 // status` reads what it holds; `backup restore --from-replica` rebuilds the database and the artifact from the bucket;
 // a damaged segment object stops the restore with REPLICA_CORRUPT. The kill test around a frozen S3 endpoint: the

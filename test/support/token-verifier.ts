@@ -5,7 +5,7 @@
 // - an RDS IAM token: a SigV4-presigned `connect` request for service rds-db, signed with credentials the
 //   fake Connect issued (registered here), for this user, this endpoint and region, inside its 15-minute
 //   window, while those credentials have not expired (tokens signed with expired temporary credentials
-//   fail on RDS too, cloud-auth.md §1.1);
+//   fail on RDS too);
 // - an Entra-style JWT (HS256 with a key registered here) for the Azure PostgreSQL audience, unexpired,
 //   whose upn is this user.
 //

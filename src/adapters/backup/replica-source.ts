@@ -1,4 +1,4 @@
-// A replica made by the extension's ReplicationService (issue 19): a directory or an s3://, wasbs://, gs:// prefix,
+// A replica made by the extension's ReplicationService: a directory or an s3://, wasbs://, gs:// prefix,
 // read through one small reader. `backup restore --from-replica` replays it into one SQLite file (the generation's
 // snapshot, then each segment's committed frames, every segment checked as it comes: its SHA-256, SQLite's checksum
 // chain and salts, that it starts where the last ended) and hands that file, with the replica's artifacts, to the same

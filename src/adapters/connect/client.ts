@@ -46,7 +46,7 @@ interface CallOptions<S extends z.ZodTypeAny> {
 }
 
 const RETRY_STATUSES = new Set([429, 502, 503, 504])
-/** Connect's largest page (connect-api.md §10: page_size max 500). */
+/** Connect's largest page (page_size max 500). */
 const BUNDLE_PAGE_SIZE = 500
 
 /**
@@ -60,7 +60,7 @@ export class ConnectClient {
   private readonly options: Required<Pick<ConnectClientOptions, 'timeoutMs' | 'attempts' | 'sleep'>> &
     ConnectClientOptions
   /** Cookies Connect sets (name -> value). Behind a load balancer they keep task polls on one node;
-   * without them polls can reach another node and get spurious 404s (connect-api.md §4.3). */
+   * without them polls can reach another node and get spurious 404s. */
   private readonly cookies = new Map<string, string>()
 
   constructor(options: ConnectClientOptions) {
@@ -217,7 +217,7 @@ export class ConnectClient {
       })
     }
     // Error 48: "You cannot change the type of application once deployed" (HTTP 403 in Connect's API error
-    // table; connect-api.md §10 calls it AppModeChanged). Not a permission problem: name it for what it is.
+    // table, where it is named AppModeChanged). Not a permission problem: name it for what it is.
     if (connectCode === 48) {
       return new UsageError(
         'APP_MODE_CHANGED',
@@ -253,13 +253,13 @@ export class ConnectClient {
     )
   }
 
-  // ---- endpoints (connect-api.md §2-§7) ----
+  // ---- endpoints ----
 
   currentUser(): Promise<ConnectUser> {
     return this.call('GET', 'v1/user', {schema: userSchema})
   }
 
-  /** The server version, or undefined when an admin hides it (connect-api.md §2.2). */
+  /** The server version, or undefined when an admin hides it. */
   async serverVersion(): Promise<string | undefined> {
     const settings = await this.call('GET', 'server_settings', {schema: serverSettingsSchema})
     return settings.version || undefined
@@ -305,7 +305,7 @@ export class ConnectClient {
 
   /**
    * Every bundle of the content, newest (highest ID) first. v1 answers one bare array in no documented order
-   * (posit-sdk and connectapi read it so: connect-api.md §10.1); a server that pages it ({results, current_page,
+   * (posit-sdk and connectapi read it so); a server that pages it ({results, current_page,
    * total}, as the experimental endpoint does) is followed to the end, and one that ignores the page (the same
    * IDs again) ends the walk.
    */
@@ -328,7 +328,7 @@ export class ConnectClient {
     return [...all.values()].sort((a, b) => Number(b.id) - Number(a.id) || b.id.localeCompare(a.id))
   }
 
-  /** The bundle's tar.gz, as uploaded (connect-api.md: GET …/bundles/{id}/download). */
+  /** The bundle's tar.gz, as uploaded (GET …/bundles/{id}/download). */
   downloadBundle(guid: string, bundleId: string): Promise<Buffer> {
     return this.call('GET', `v1/content/${encodeURIComponent(guid)}/bundles/${encodeURIComponent(bundleId)}/download`, {
       raw: true,

@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-/** Response shapes from connect-api.md; unknown fields pass through, missing required ones are errors. */
+/** Response shapes of Connect's API; unknown fields pass through, missing required ones are errors. */
 export const userSchema = z
   .object({
     guid: z.string(),

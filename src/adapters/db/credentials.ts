@@ -2,7 +2,7 @@
 // DatabaseTarget in, a driver config out, with tokens generated per connection.
 //
 // - rds-iam: @aws-sdk/rds-signer through the default AWS credential chain; pg's function-valued password
-//   asks for a fresh token whenever a new connection opens (cloud-auth.md §1.3).
+//   asks for a fresh token whenever a new connection opens.
 // - entra: @azure/identity (DefaultAzureCredential unless one is injected), token cached until 5 minutes
 //   before expiry; for SQL Server, tedious' `token-credential` authentication calls getToken per login.
 // - cloudsql: @google-cloud/cloud-sql-connector (1.10.0: the last release for Node 20) with ADC.

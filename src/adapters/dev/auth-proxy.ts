@@ -43,8 +43,8 @@ function reply(res: ServerResponse, status: number, body: string, headers: Recor
 
 /**
  * A loopback proxy that serves one extension at /content/<guid>/ the way Connect does: it requires the
- * key, strips the prefix (connect-api.md leaves Connect's own behaviour UNCONFIRMED; the extension copes
- * with both) and never forwards the key to the app.
+ * key, strips the prefix (whether Connect itself forwards it is not documented; the extension copes with both)
+ * and never forwards the key to the app.
  */
 export function createAuthProxy(options: AuthProxyOptions): Server {
   const prefix = `/content/${options.guid}`

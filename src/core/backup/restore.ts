@@ -56,7 +56,7 @@ export function parseRestoreTarget(
   return {kind: 'app-data', dir: resolvePath(raw)}
 }
 
-/** What a restore reads: a backup (ID, latest or archive path) or a replica as of a moment (issue 19). */
+/** What a restore reads: a backup (ID, latest or archive path) or a replica as of a moment. */
 export type RestoreSource = {kind: 'backup'; ref: string} | {kind: 'replica'; dir: string; at?: number}
 
 /**

@@ -100,7 +100,7 @@ export interface DoctorInput {
   opsToken?: string
   deep: boolean
   maxBackupAgeMs?: number
-  /** Warn when the extension's replica lags more (issue 19; --max-replica-lag, default 60 s). */
+  /** Warn when the extension's replica lags more (--max-replica-lag, default 60 s). */
   maxReplicaLagMs: number
   minFreeBytes: number
   minFreeRatio: number

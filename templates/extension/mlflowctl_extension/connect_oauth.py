@@ -3,7 +3,7 @@
 Connect hands running content a *content session token* (CONNECT_CONTENT_SESSION_TOKEN_FILE, else
 CONNECT_CONTENT_SESSION_TOKEN). The content trades it, with its CONNECT_API_KEY, for credentials of the
 service-account integration associated with it: POST /__api__/v1/oauth/integrations/credentials, a
-form-encoded RFC 8693 token exchange (connect-api.md §7.3). No secret this module sees is ever logged:
+form-encoded RFC 8693 token exchange. No secret this module sees is ever logged:
 each one is registered with the log redactor the moment it arrives.
 """
 
@@ -30,10 +30,10 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 CONTENT_SESSION_TOKEN = "urn:posit:connect:content-session-token"
 AWS_CREDENTIALS = "urn:ietf:params:aws:token-type:credentials"
 ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
-# Connect's error code when the content has no (matching) integration associated (connect-api.md §7.3).
+# Connect's error code when the content has no (matching) integration associated.
 NO_INTEGRATION_CODE = 212
 # Several integrations associated and no audience named (OAuthCredentialsInvalidAssociationCount, most likely 257),
-# and a content session token Connect does not accept (most likely 236): connect-api.md §10, from the OpenAPI
+# and a content session token Connect does not accept (most likely 236), from the OpenAPI
 # error enum; the numbers are not confirmed against a server.
 AMBIGUOUS_ASSOCIATION_CODE = 257
 INVALID_SESSION_TOKEN_CODE = 236

@@ -4,8 +4,8 @@ They do four things, identically for both interfaces: answer /_mlflowctl/ (ops.p
 else while the extension starts or migrates (startup.py; `app` is None until then) and while a restore swaps the
 data in (transfer.py), and strip a
 /content/<guid>[/_bundle<id>] prefix if the proxy forwarded the full path. Whether Connect strips that
-prefix itself is UNCONFIRMED (connect-api.md §8.3), so the extension handles both: MLflow's REST routes
-only work at the root (mlflow.md B1), and its UI uses relative URLs, so stripping is always safe.
+prefix itself is UNCONFIRMED, so the extension handles both: MLflow's REST routes
+only work at the root, and its UI uses relative URLs, so stripping is always safe.
 """
 
 from __future__ import annotations

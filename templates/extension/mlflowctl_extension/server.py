@@ -54,7 +54,7 @@ def _dialect(storage: StorageConfig) -> str:
 
 
 def server_environment(storage: StorageConfig, env: Mapping[str, str], mlflow_version: str) -> dict[str, str]:
-    """The variables `mlflow server --serve-artifacts` would hand its workers (mlflow.md B1), the database pool for
+    """The variables `mlflow server --serve-artifacts` would hand its workers, the database pool for
     the requests one process serves at once (concurrency.py), and the 3.5+ host allow-list and 3.10+ CORS origins
     derived from the public Connect URL."""
     out = {

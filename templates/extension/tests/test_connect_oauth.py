@@ -1,5 +1,5 @@
 """The Connect token exchange and the refreshing credential, against a real local HTTP server that answers
-as Connect does (connect-api.md §7.3), and the startup refusals of the cloud modes."""
+as Connect does, and the startup refusals of the cloud modes."""
 
 from __future__ import annotations
 

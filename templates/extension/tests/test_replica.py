@@ -1,4 +1,4 @@
-"""The replica's core (issue 19, first slice): committed WAL frames shipped round by round while a writer works and
+"""The replica's core: committed WAL frames shipped round by round while a writer works and
 SQLite checkpoints and restarts its WAL, then replayed to the latest shipped commit and to earlier ones, each equal
 to what the database held then; a damaged, altered or missing segment stops the restore before it."""
 
@@ -742,7 +742,7 @@ CHECKPOINT = "import sqlite3, sys; print(list(sqlite3.connect(sys.argv[1], timeo
 
 
 def test_reading_the_wal_index_keeps_the_pin_against_a_checkpoint_from_another_process(tmp_path: Path, monkeypatch):
-    """Issue 27, item 1: closing any descriptor of the -shm file drops every POSIX lock the process holds on it, the
+    """Closing any descriptor of the -shm file drops every POSIX lock the process holds on it, the
     pin's read mark included. Another process that runs a TRUNCATE checkpoint right after each wal-index read must
     find the WAL pinned (busy), and the replica must restore every committed row."""
     import subprocess
@@ -786,7 +786,7 @@ def test_reading_the_wal_index_keeps_the_pin_against_a_checkpoint_from_another_p
 def test_two_server_processes_on_one_data_directory_replicate_a_database_that_restores_at_every_segment(
     bundle, tmp_path, start_server
 ):
-    """Issue 27, item 1: two server processes share a data directory (max_processes > 1, or a redeploy's overlap); one
+    """Two server processes share a data directory (max_processes > 1, or a redeploy's overlap); one
     replicates, both serve writers whose commits and checkpoints restart the WAL. Killed, the replica restores to the
     commit point of every segment it holds, each passing integrity_check, and to its latest with every batch
     acknowledged more than 5 s before the kill."""
@@ -866,7 +866,7 @@ def test_two_server_processes_on_one_data_directory_replicate_a_database_that_re
 
 @pytest.mark.newest_mlflow_only
 def test_a_restart_after_a_kill_or_a_stop_resumes_the_generation(bundle, tmp_path, start_server):
-    """Issue 27, item 4: the WAL a killed (or stopped) server leaves is the restart's to resume from. The start-up
+    """The WAL a killed (or stopped) server leaves is the restart's to resume from. The start-up
     schema check used to be the last connection to close, so SQLite checkpointed the WAL away and every restart
     began a new generation with a full snapshot."""
     import time
@@ -937,7 +937,7 @@ def _write_some(writer: sqlite3.Connection, label: str, rows: int = 30) -> None:
 
 
 def test_a_replica_knows_its_database_and_refuses_another(tmp_path: Path):
-    """Issue 27, item 2: a replica records the identity of the database it replicates (fixed when replication first
+    """A replica records the identity of the database it replicates (fixed when replication first
     starts, kept in the state directory): a second database pointed at it is refused, a generation copied in from
     another database is REPLICA_FOREIGN at restore, and so is a same-named segment of a database with the same IDs."""
     import shutil
@@ -1009,7 +1009,7 @@ def test_a_replica_knows_its_database_and_refuses_another(tmp_path: Path):
 def test_frames_keep_shipping_while_a_snapshot_is_taken_and_the_new_generation_starts_where_it_was_taken(
     tmp_path: Path,
 ):
-    """Issue 27, item 3: a snapshot is taken from a read transaction of its own while rounds ship on into the current
+    """A snapshot is taken from a read transaction of its own while rounds ship on into the current
     generation; the new generation, adopted afterwards, ships the frames since its snapshot before it becomes visible.
     Nothing written during the snapshot is missing from either."""
     database = tmp_path / "mlflow.db"
@@ -1043,7 +1043,7 @@ def test_frames_keep_shipping_while_a_snapshot_is_taken_and_the_new_generation_s
 
 
 def test_a_backlog_ships_in_bounded_segments_and_a_vanished_generation_starts_a_new_one(tmp_path: Path, monkeypatch):
-    """Issue 27, item 5: after an outage the backlog ships in segments of at most MAX_SEGMENT_BYTES (memory holds one),
+    """After an outage the backlog ships in segments of at most MAX_SEGMENT_BYTES (memory holds one),
     and a generation deleted from the replica (by hand, by a lifecycle rule) is noticed and replaced."""
     import shutil
 
@@ -1100,7 +1100,7 @@ def test_a_backlog_ships_in_bounded_segments_and_a_vanished_generation_starts_a_
 def test_past_the_wal_limit_an_unreachable_replica_lets_the_wal_go_and_a_new_generation_starts_when_it_answers(
     tmp_path: Path,
 ):
-    """Issue 27, item 5: while the replica does not answer the pin holds the WAL; past max_wal_bytes the replicator
+    """While the replica does not answer the pin holds the WAL; past max_wal_bytes the replicator
     lets go (the server's WAL may be checkpointed and restarted again) and starts over when the replica answers."""
     from mlflowctl_extension.replica_store import DirectoryStore
 
@@ -1139,7 +1139,7 @@ def test_past_the_wal_limit_an_unreachable_replica_lets_the_wal_go_and_a_new_gen
 
 
 def test_artifacts_uploaded_through_the_proxy_ship_before_a_backlog(tmp_path: Path):
-    """Issue 27, item 3: a file MLflow's proxy wrote ships as soon as the extension is told, ahead of a backlog the scan
+    """A file MLflow's proxy wrote ships as soon as the extension is told, ahead of a backlog the scan
     is still shipping."""
     from mlflowctl_extension.replica_artifacts import ArtifactShipper
     from mlflowctl_extension.replica_store import DirectoryStore
@@ -1169,7 +1169,7 @@ def test_artifacts_uploaded_through_the_proxy_ship_before_a_backlog(tmp_path: Pa
 
 
 def test_the_service_ships_on_during_slow_snapshots_and_reports_a_frozen_replica(tmp_path: Path, monkeypatch):
-    """Issue 27, items 3 and 5, on the service's own threads: frames keep shipping while periodic snapshots take their
+    """Frames keep shipping while periodic snapshots take their
     time uploading, and a replica that stops answering is reported as stalled (an error, not only lag), then recovers."""
     import threading
     import time
@@ -1248,7 +1248,7 @@ def test_the_service_ships_on_during_slow_snapshots_and_reports_a_frozen_replica
 
 @pytest.mark.newest_mlflow_only
 def test_kill_points_with_a_large_database_and_an_artifact_backlog_keep_the_bound(bundle, tmp_path, start_server):
-    """Issue 27, item 3: the kill test on a store with a large database (periodic snapshots of it run during the test)
+    """The kill test on a store with a large database (periodic snapshots of it run during the test)
     and a backlog of thousands of artifacts to ship, while a client logs metrics and uploads artifacts through the
     proxy. After each SIGKILL, the latest restore holds every batch and every artifact acknowledged more than 5 s before
     the kill. Between two kill points the replica's generation is deleted: a new one starts and the bound holds again
@@ -1384,7 +1384,7 @@ def test_kill_points_with_a_large_database_and_an_artifact_backlog_keep_the_boun
 
 
 def test_half_written_files_left_by_killed_writers_are_swept_after_the_grace(tmp_path: Path):
-    """Issue 27, item 7: a writer killed mid-put (a compaction's merged segment, an artifact) leaves `<key>.partial`;
+    """A writer killed mid-put (a compaction's merged segment, an artifact) leaves `<key>.partial`;
     nothing read or removed them. They are never listed, and a sweep removes those older than its cutoff (the
     service's maintenance passes now minus the delete grace), never one a live writer may still be writing."""
     import os

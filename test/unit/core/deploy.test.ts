@@ -1,5 +1,5 @@
 // deploy's decisions against a scripted Connect: app modes, drafts, and a draft preview whose sub-paths Connect
-// does not route (connect-api.md §10). The fake records every call so that "nothing changed" can be asserted.
+// does not route. The fake records every call so that "nothing changed" can be asserted.
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 

@@ -1,4 +1,4 @@
-// doctor's replication check (issue 19): off, refused, standby, behind, a failed last round, current.
+// doctor's replication check: off, refused, standby, behind, a failed last round, current.
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
@@ -59,7 +59,7 @@ describe('doctor: extension.replica', () => {
     assert.equal(failedRound.status, 'warn')
     assert.match(failedRound.detail, /last round failed: TimeoutError/)
   })
-  it('fails on a stalled replica, and warns for a day after a notice (issue 27, item 5)', async () => {
+  it('fails on a stalled replica, and warns for a day after a notice', async () => {
     const stalled = await run(
       replica({
         stalledSeconds: 42,

@@ -1,4 +1,4 @@
-// The replica's pure rules (issue 19): SQLite's WAL checksum (vectors from the extension's Python implementation,
+// The replica's pure rules: SQLite's WAL checksum (vectors from the extension's Python implementation,
 // which real WAL files verify in its pytest), which generation and segments a moment needs, and continuity.
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
@@ -122,7 +122,7 @@ describe('replica rules', () => {
   })
 })
 
-describe('moments as they are printed and given (issue 27, item 7)', async () => {
+describe('moments as they are printed and given', async () => {
   const {momentText} = await import('../../../src/core/replica.js')
   const {parseMoment, parseRestoreSource} = await import('../../../src/core/backup/restore.js')
   const now = new Date('2026-12-06T12:00:00Z')
@@ -169,7 +169,7 @@ describe('moments as they are printed and given (issue 27, item 7)', async () =>
   })
 })
 
-describe('a replica chained to its database (issue 27, item 2)', async () => {
+describe('a replica chained to its database', async () => {
   const {foreignProblem} = await import('../../../src/core/replica.js')
   const salts: [number, number] = [7, 99]
   const chained = (

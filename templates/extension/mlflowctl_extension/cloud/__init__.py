@@ -4,8 +4,7 @@ same credentials.
 
 Why a `do_connect` hook: MLflow builds its own SQLAlchemy engine from a URL, and a password in a URL is
 fixed for the engine's life. SQLAlchemy's documented way to give every new DBAPI connection a fresh token
-is a DialectEvents.do_connect listener that writes the token into the connect parameters (cloud-auth.md
-§1.4). The listener is process-wide and matches on host and user, so MLflow's engines and ours share it.
+is a DialectEvents.do_connect listener that writes the token into the connect parameters. The listener is process-wide and matches on host and user, so MLflow's engines and ours share it.
 """
 
 from __future__ import annotations

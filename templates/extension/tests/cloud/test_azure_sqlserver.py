@@ -1,5 +1,4 @@
-"""Storage mode azure with SQL Server, in the azure bundle's venv. No SQL Server can run here (cloud-auth.md
-§5.5), so this is the contract at the driver boundary: what python-tds receives for each new connection.
+"""Storage mode azure with SQL Server, in the azure bundle's venv. No SQL Server can run here, so this is the contract at the driver boundary: what python-tds receives for each new connection.
 UNTESTED: the FEDAUTH login itself against a real server."""
 
 from __future__ import annotations

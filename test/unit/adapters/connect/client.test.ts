@@ -215,7 +215,7 @@ describe('ConnectClient', () => {
   })
 })
 
-describe('ConnectClient: bundle lists and app modes (connect-api.md §10)', () => {
+describe('ConnectClient: bundle lists and app modes', () => {
   const bundles = Array.from({length: 7}, (_, i) => ({id: String(100 + i), content_guid: 'g', active: i === 6}))
 
   it('pages a paged bundle list to the end, whatever page size the server allows', async () => {
