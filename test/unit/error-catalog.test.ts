@@ -6,6 +6,7 @@ import {join, relative} from 'node:path'
 import {describe, it} from 'node:test'
 import {fileURLToPath} from 'node:url'
 
+import {ERROR_CODES, ERROR_NOTES} from '../../src/error-codes.js'
 import {ConfigError, ExitCode, InternalError, UsageError} from '../../src/errors.js'
 import {toMlflowctlError} from '../../src/output/errors.js'
 
@@ -32,6 +33,18 @@ describe('error catalog', () => {
       }
     }
     assert.ok(found > 100, `only ${found} typed errors found: has the pattern changed?`)
+    // The catalog (and so the README's table) lists each of them under its class's exit code, once.
+    const exitOf = {UsageError: 2, ConfigError: 3, AuthError: 4, ExternalError: 5, CheckFailedError: 6}
+    const listed = new Map(
+      Object.entries(ERROR_CODES).flatMap(([exit, codes]) => codes.map((code) => [code, Number(exit)] as const)),
+    )
+    assert.equal(listed.size, Object.values(ERROR_CODES).flat().length, 'a code is listed under two exit codes')
+    const unlisted = [...classesOf]
+      .map(([code, seen]) => [code, exitOf[[...seen][0].split(' ')[0] as keyof typeof exitOf]] as const)
+      .filter(([code, exit]) => listed.get(code) !== exit)
+      .map(([code, exit]) => `${code}: raised with exit ${exit}, listed under ${listed.get(code) ?? 'nothing'}`)
+    assert.deepEqual(unlisted, [], 'src/error-codes.ts')
+    for (const code of Object.keys(ERROR_NOTES)) assert.ok(listed.has(code), `a note for ${code}, which is not listed`)
     const conflicts = [...classesOf].filter(([, seen]) => new Set([...seen].map((s) => s.split(' ')[0])).size > 1)
     assert.deepEqual(
       conflicts.map(([code, seen]) => `${code}: ${[...seen].join(', ')}`),
