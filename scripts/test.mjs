@@ -76,7 +76,7 @@ const addCounts = (counts) => {
 
 /** Unit and command tests: one `node --test` run per tier, streamed. */
 async function runQuickTier(tier) {
-  // Node 20's --test neither expands globs nor finds .ts files, so the files are listed here.
+  // Node's --test does not look for .ts files by itself, so the files are listed here.
   const files = listTests(join(root, 'test', tier)).map((file) => relative(root, file))
   if (files.length === 0) return
   process.stdout.write(`\n== ${tier} (${files.length} files) ==\n`)

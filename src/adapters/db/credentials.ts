@@ -5,7 +5,7 @@
 //   asks for a fresh token whenever a new connection opens.
 // - entra: @azure/identity (DefaultAzureCredential unless one is injected), token cached until 5 minutes
 //   before expiry; for SQL Server, tedious' `token-credential` authentication calls getToken per login.
-// - cloudsql: @google-cloud/cloud-sql-connector (1.10.0: the last release for Node 20) with ADC.
+// - cloudsql: @google-cloud/cloud-sql-connector with ADC.
 import {readFileSync} from 'node:fs'
 
 import {Signer} from '@aws-sdk/rds-signer'
