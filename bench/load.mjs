@@ -11,6 +11,7 @@
 //    in one run.
 // Reports requests/s, p50/p99 latency, failed requests, acknowledged writes lost, and the server's peak RSS.
 // Usage: node bench/load.mjs [--clients 32] [--seconds 60] [--before] [--only NAME[,NAME]] [--json]
+// (MLFLOWCTL_HANDLER_THREADS=N in the environment runs the extension with that bound, to compare bounds.)
 import {execSync, spawn} from 'node:child_process'
 import {cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'

@@ -11,12 +11,14 @@ import {fileURLToPath} from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const cacheDir = process.env.MLFLOWCTL_TEST_CACHE_DIR ?? join(root, '.cache', 'mlflowctl')
-const recorded = join(cacheDir, 'python-lint.json')
-if (!existsSync(recorded)) {
+const readCache = (name, fallback) =>
+  existsSync(join(cacheDir, name)) ? JSON.parse(readFileSync(join(cacheDir, name), 'utf8')) : fallback
+const lintVenv = readCache('python-lint.json', undefined)
+if (!lintVenv) {
   process.stderr.write('No Python linter yet: run `node scripts/provision.mjs` (or `bash .ci/run`) first.\n')
   process.exit(1)
 }
-const ruff = join(JSON.parse(readFileSync(recorded, 'utf8')).bin, 'ruff')
+const ruff = join(lintVenv.bin, 'ruff')
 const fix = process.argv.includes('--fix')
 const runs = fix
   ? [
@@ -33,8 +35,6 @@ for (const args of runs) {
   if (result.status !== 0) failed = true
 }
 
-const readCache = (name, fallback) =>
-  existsSync(join(cacheDir, name)) ? JSON.parse(readFileSync(join(cacheDir, name), 'utf8')) : fallback
 const newest = readCache('test-venvs.json', []).find((venv) => venv.mlflowVersion.startsWith('3.'))
 if (!newest) {
   process.stderr.write('No MLflow 3 venv to type-check against: run `node scripts/provision.mjs` first.\n')

@@ -8,6 +8,8 @@ import {availableParallelism, tmpdir} from 'node:os'
 import {dirname, join, relative} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
+import semver from 'semver'
+
 const root = fileURLToPath(new URL('..', import.meta.url))
 const ALL = ['unit', 'commands', 'integration', 'extension']
 const tiers = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ALL
@@ -130,7 +132,7 @@ function extensionJobs() {
   // newest venv only.
   const newest = venvs
     .map((venv) => venv.mlflowVersion)
-    .sort(compareVersions)
+    .sort(semver.compare)
     .at(-1)
   const runs = venvs.map((venv) => ({
     label: `MLflow ${venv.mlflowVersion}`,
@@ -156,16 +158,6 @@ function extensionJobs() {
     sizeHint: run.paths.length > 1 ? 12_000 : 2_000,
     run: (hold) => runPytest(run, {...env, ...run.env}, hold),
   }))
-}
-
-function compareVersions(a, b) {
-  const parts = (version) => version.split('.').map(Number)
-  const [left, right] = [parts(a), parts(b)]
-  for (let i = 0; i < Math.max(left.length, right.length); i++) {
-    const difference = (left[i] ?? 0) - (right[i] ?? 0)
-    if (difference !== 0) return difference
-  }
-  return 0
 }
 
 function runPytest(run, env, hold) {

@@ -22,8 +22,10 @@ class NativeRoutes:
     """The FastAPI app's own routes: everything but the mount that carries the Flask app."""
 
     def __init__(self, asgi_app: Any) -> None:
-        from starlette.routing import Mount
+        from starlette.routing import Match, Mount
 
+        # Looked up once: claims() runs on every request.
+        self._full = Match.FULL
         self._routes = [route for route in asgi_app.routes if not isinstance(route, Mount)]
         mounts = [route for route in asgi_app.routes if isinstance(route, Mount) and route.path in ("", "/")]
         # The ASGI face of the Flask app (MLflow's WSGI bridge), as the router would reach it.
@@ -32,10 +34,8 @@ class NativeRoutes:
     def claims(self, method: str, path: str, root_path: str = "") -> bool:
         """True when a route of the FastAPI app itself answers this request. A route that matches the path but not
         the method does not claim it: the router passes such a request on to the mount as well."""
-        from starlette.routing import Match
-
         scope = {"type": "http", "method": method, "path": path, "root_path": root_path}
-        return any(route.matches(scope)[0] == Match.FULL for route in self._routes)
+        return any(route.matches(scope)[0] == self._full for route in self._routes)
 
 
 class BoundedWsgi:
@@ -78,7 +78,6 @@ class FlaskFirstAsgi:
     def __init__(self, asgi_app: Any, routes: NativeRoutes) -> None:
         self._app = asgi_app
         self._routes = routes
-        self.routes = asgi_app.routes  # what callers that inspect the app (the lifespan, tests) look for
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         bridge = self._routes.flask_bridge
