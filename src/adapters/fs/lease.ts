@@ -15,6 +15,12 @@ const FRESH_MS = 15_000
 /** Any other lease of another host is watched this long for a beat before it is judged dead. */
 const WATCH_MS = 5_000
 /**
+ * A lease touched "after" our clock's now by less than this is fresh too: the file system stamps times from a
+ * clock of its own (coarse, with sub-millisecond digits Date.now() drops), so a lease written a moment ago can look
+ * a little in the future. Seen on a loaded CI machine: a directory made just before the check was judged stale.
+ */
+const CLOCK_SLACK_MS = 1_000
+/**
  * How far a process's start time read from /proc can be off (the boot time there has whole seconds): a process that
  * started more than this after the lease was taken cannot be its holder (its PID was reused), one that started more
  * than this before can be; in between, the heartbeat decides.
@@ -109,7 +115,9 @@ export async function leasesAlive(leases: Array<{path: string; holder: LeaseHold
     seen.push(mtime)
     const age = mtime === undefined ? undefined : Date.now() - mtime
     verdicts.push(
-      mtime === undefined ? false : (localVerdict(holder) ?? (age! >= 0 && age! < FRESH_MS ? true : undefined)),
+      mtime === undefined
+        ? false
+        : (localVerdict(holder) ?? (age! > -CLOCK_SLACK_MS && age! < FRESH_MS ? true : undefined)),
     )
   }
   if (verdicts.every((verdict) => verdict !== undefined)) return verdicts as boolean[]
