@@ -34,6 +34,10 @@ from .ops import (
 CONTENT_PREFIX = re.compile(r"^/content/[0-9A-Fa-f-]{36}(?:/_bundle\d+)?(?=/|$)")
 # An upload through MLflow's artifact proxy (`mlflow server --serve-artifacts`): PUT <route>/<path under the root>.
 ARTIFACT_UPLOAD = re.compile(r"^/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/(.+)$")
+# How much of a refused request's body is read and dropped before the refusal is sent. A host closes the connection
+# on a body left unread, and a client still sending then sees a broken pipe instead of the 401 that says why. A body
+# larger than this is cut off: the refusal costs the server no more than this much reading.
+REFUSED_BODY_DRAIN = 256 << 20
 
 
 def uploaded_artifact(method: str, path: str) -> str | None:
@@ -53,6 +57,25 @@ def split_prefix(path: str) -> tuple[str, str]:
 def _spool_name(ctx: OpsContext) -> Path:
     base = upload_dir(ctx) or Path(tempfile.gettempdir())
     return base / f".mlflowctl-upload-{os.getpid()}-{time.time_ns()}.tar"
+
+
+def _drain_wsgi_body(environ: dict[str, Any]) -> None:
+    remaining = min(int(environ.get("CONTENT_LENGTH") or 0), REFUSED_BODY_DRAIN)
+    stream = environ["wsgi.input"]
+    while remaining > 0:
+        chunk = stream.read(min(1 << 20, remaining))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+
+
+async def _drain_asgi_body(receive: Callable[..., Any]) -> None:
+    drained = 0
+    while drained <= REFUSED_BODY_DRAIN:
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            return
+        drained += len(message.get("body", b""))
 
 
 def _status_line(status: int) -> str:
@@ -98,6 +121,8 @@ class WsgiExtension:
                     spool.unlink(missing_ok=True)
             elif response is None:
                 response = handle_ops(self.ops, method, path, headers)
+            else:
+                _drain_wsgi_body(environ)
             extra = [("Content-Length", str(len(response.body)))] if isinstance(response.body, bytes) else []
             start_response(
                 _status_line(response.status),
@@ -202,6 +227,8 @@ class AsgiExtension:
                     spool.unlink(missing_ok=True)
             elif response is None:
                 response = await loop.run_in_executor(None, handle_ops, self.ops, method, path, headers)
+            else:
+                await _drain_asgi_body(receive)
             head = [(b"content-type", response.content_type.encode()), (b"cache-control", b"no-store")]
             if isinstance(response.body, bytes):
                 await send(

@@ -2,8 +2,10 @@
 
 import io
 import json
+import os
 import tarfile
 
+import pytest
 from conftest import base_env, http
 
 TOKEN = "ops-token-for-transfer-tests-0123456789"
@@ -101,3 +103,23 @@ def test_a_hold_for_this_bundle_answers_503_and_refuses_a_restart_while_another_
     assert not maintenance_active(storage)
     recover(storage)
     assert not hold.exists()
+
+
+@pytest.mark.parametrize(
+    "wsgi",
+    [pytest.param(False, marks=pytest.mark.needs_mlflow((3, 3)), id="asgi-host"), pytest.param(True, id="wsgi-host")],
+)
+def test_a_refused_upload_answers_401_even_when_the_body_outgrows_the_socket_buffers(
+    bundle, tmp_path, start_server, wsgi
+):
+    """A host closes the connection on a body the app left unread: a client still sending a large archive with a
+    wrong token then saw a broken pipe, not the 401 that says what to fix."""
+    app_mode = "python-api" if wsgi else "python-fastapi"
+    (bundle / "mlflowctl.json").write_text(json.dumps({"bundleFormat": 1, "appMode": app_mode, "storage": "local"}))
+    server = start_server(
+        bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "a"), MLFLOWCTL_OPS_TOKEN=TOKEN), wsgi
+    )
+    body = os.urandom(16 << 20)
+    status, answer = http("POST", server.url("/_mlflowctl/restore"), body, {"X-Mlflowctl-Ops-Token": "wrong"})
+    assert status == 401 and json.loads(answer)["error"] == "OPS_TOKEN_INVALID", answer[:200]
+    assert not list((tmp_path / "a").glob(".mlflowctl-upload-*")), "a refused upload must not be spooled"
