@@ -19,6 +19,7 @@ const USE_CASES = [
   'dev',
   'init',
   'doctor/index',
+  'replica-status',
 ]
 
 export default tseslint.config(
@@ -78,6 +79,29 @@ export default tseslint.config(
             {
               group: ['**/adapters/**'],
               message: 'core reaches outside systems through ports (core/ports.ts), not adapters.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Commands parse flags, call a use case and print: every collaborator comes from the composition root
+    // (this.deps, src/compose/command-deps.ts), so that in-process tests can replace each one.
+    files: ['src/commands/**/*.ts', 'src/base-command.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/adapters/**'],
+              message: 'commands take adapters from this.deps (src/compose/command-deps.ts), never import them.',
+            },
+            {
+              group: ['**/compose/*', '!**/compose/command-deps.js'],
+              allowTypeImports: true,
+              message: 'commands take the composed collaborators from this.deps, not from compose/ modules.',
             },
           ],
         },

@@ -3,9 +3,9 @@ import {join} from 'node:path'
 
 import {Command, Flags, Interfaces} from '@oclif/core'
 
-import {connectTransferOptions, type ConnectTransferOptions} from './adapters/backup/connect-transfer.js'
+import type {ConnectTransferOptions} from './compose/command-deps.js'
 import {loadSettings, parseProfileFile, type Settings} from './config/load.js'
-import {createDeps, type CommandDeps} from './deps.js'
+import {createDeps, type CommandDeps} from './compose/command-deps.js'
 import type {StepRunner} from './core/ports.js'
 import {redact, redactDeep, urlPasswordForms} from './core/redact.js'
 import {CancelledError, ConfigError, ExitCode, type MlflowctlError} from './errors.js'
@@ -56,7 +56,7 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     'no-color': Flags.boolean({summary: 'Do not colour output.', env: 'MLFLOWCTL_NO_COLOR'}),
   }
 
-  /** The composition root (src/deps.ts); tests put a factory of fakes here to run commands in process. */
+  /** The composition root (src/compose/command-deps.ts); tests put a factory of fakes here to run commands in process. */
   static createDeps: () => CommandDeps = createDeps
   /** Where results and progress go; in-process tests capture them here (the test runner owns process.stdout). */
   static streams = {
@@ -171,7 +171,7 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
   /** What backup, restore, db and upgrade commands need to reach an extension through Connect (connect:GUID). */
   protected connectTransfer(): ConnectTransferOptions {
     const {server, apiKey, configDir, dataDir} = this.settings
-    return connectTransferOptions({
+    return this.deps.connectTransfer({
       server: server.value,
       apiKey: apiKey.value,
       ca: () => this.caBundle(),

@@ -6,7 +6,7 @@ import type {CatalogOverlay, MigrationCatalog} from '../core/catalog.js'
 import type {MigrationCosts} from '../core/migration-estimate.js'
 import {PACKAGE_ROOT} from './fs/bundle-dir.js'
 
-interface Catalog {
+export interface Catalog {
   catalog: MigrationCatalog
   overlay: CatalogOverlay
   /** Measured seconds per row of heavy migrations (bench/migration-cost.mjs). */

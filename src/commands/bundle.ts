@@ -3,8 +3,6 @@ import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../base-command.js'
 import {buildBundleArchive, type BundleArchiveResult} from '../core/bundle-archive.js'
-import {writeTarGz} from '../adapters/fs/tar-gz.js'
-import {md5OfFile, readText} from '../adapters/fs/bundle-dir.js'
 
 export default class Bundle extends MlflowctlCommand<typeof Bundle> {
   static summary = 'Build the tar.gz archive that Posit Connect accepts from a rendered bundle.'
@@ -20,10 +18,10 @@ when complete.`
   }
 
   async run(): Promise<BundleArchiveResult> {
-    const result = await buildBundleArchive(
-      {readText: (path) => readText(path, 'the bundle manifest'), md5Of: md5OfFile, writeArchive: writeTarGz},
-      {dir: resolve(this.args.dir), output: resolve(this.flags.output)},
-    )
+    const result = await buildBundleArchive(await this.deps.bundleArchive(), {
+      dir: resolve(this.args.dir),
+      output: resolve(this.flags.output),
+    })
     this.out(
       `Wrote ${result.file} (${result.bytes} bytes, ${result.files.length} files, app mode ${result.appMode})\nsha256 ${result.sha256}`,
     )

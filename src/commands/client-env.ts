@@ -3,8 +3,6 @@ import {join} from 'node:path'
 
 import {MlflowctlCommand} from '../base-command.js'
 import {insecureFlag, targetFlags} from '../flags.js'
-import {ConnectClient} from '../adapters/connect/client.js'
-import {PACKAGE_ROOT} from '../adapters/fs/bundle-dir.js'
 
 export interface ClientEnvResult {
   guid: string
@@ -26,10 +24,10 @@ itself is never printed: the lines refer to $CONNECT_API_KEY.`
   }
 
   async run(): Promise<ClientEnvResult> {
-    const client = new ConnectClient(this.connection('client-env'))
+    const client = await this.deps.connect(this.connection('client-env'))
     const content = await client.getContent(this.flags.guid)
     const trackingUri = (content.content_url ?? `${client.server.href}content/${content.guid}/`).replace(/\/+$/, '')
-    const install = `pip install '${join(PACKAGE_ROOT, 'templates', 'client-auth')}'`
+    const install = `pip install '${join(await this.deps.packageRoot(), 'templates', 'client-auth')}'`
     const env = {
       MLFLOW_TRACKING_URI: trackingUri,
       MLFLOW_TRACKING_AUTH: 'connect-api-key',

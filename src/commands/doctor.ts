@@ -7,9 +7,7 @@ import {parseArtifactUrl} from '../core/artifact-url.js'
 import {parseDatabaseUrl} from '../core/database-url.js'
 import {parseDuration, parseSize} from '../core/units.js'
 import {doctorFlags} from '../flags.js'
-import {createDoctorProbes} from '../adapters/doctor-probes.js'
 import {showDoctor} from '../output/views/doctor.js'
-import {connectDoctorTarget, devDoctorTarget} from '../compose/doctor-target.js'
 
 const list = (value?: string) =>
   value
@@ -44,15 +42,15 @@ Exit codes: 0 all passed or warned, 3 configuration missing, 4 authentication re
   async run(): Promise<DoctorResult> {
     const dir = resolve(this.args.dir)
     const target = this.flags.dev
-      ? await devDoctorTarget(this.settings, dir)
-      : await connectDoctorTarget(this.deps, this.settings, {
+      ? await this.deps.doctorTarget.dev(this.settings, dir)
+      : await this.deps.doctorTarget.connect(this.deps, this.settings, {
           dir,
           guid: this.flags.guid,
           guidSource: process.argv.includes('--guid') ? 'flag' : 'env MLFLOWCTL_GUID',
         })
     // A dev instance's key and ops token are masked in the report like any secret.
     this.addSecrets(target.apiKey.value, target.opsToken)
-    const probes = createDoctorProbes({
+    const probes = await this.deps.doctorProbes({
       server: target.server.value ?? 'http://unset.invalid',
       apiKey: target.apiKey.value ?? '',
       ca: target.ca,

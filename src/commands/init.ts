@@ -2,13 +2,9 @@ import {Args, Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../base-command.js'
-import {mlflowReleases} from '../adapters/pypi.js'
-import {loadCatalog} from '../adapters/catalog.js'
 import {REPLICA_STORES, STORAGE_MODES, type ReplicaStore, type StorageMode} from '../core/bundle.js'
 import {initBundle, type InitResult} from '../core/init.js'
 import {APP_MODES, NEWEST_KNOWN_MLFLOW, type AppMode} from '../core/versions.js'
-import {EXTENSION_TEMPLATES, isEmptyDir, readTree, writeFiles} from '../adapters/fs/bundle-dir.js'
-import {detectPythonVersion, pythonCommand} from '../adapters/python/python.js'
 import {showInit} from '../output/views/init.js'
 
 export default class Init extends MlflowctlCommand<typeof Init> {
@@ -50,28 +46,15 @@ Refuses a non-empty directory unless --force. Honours MLFLOWCTL_PYTHON (the inte
 
   async run(): Promise<InitResult> {
     const dir = resolve(this.args.dir)
-    const result = await initBundle(
-      {
-        readTemplates: () => readTree(EXTENSION_TEMPLATES),
-        isEmptyDir,
-        writeFiles,
-        pythonVersion: () => detectPythonVersion(pythonCommand(process.env)),
-        knownReleases: async () => (await loadCatalog()).catalog.releases.map((release) => release.version),
-        publishedReleases: async () => {
-          const found = await mlflowReleases(process.env)
-          return found.source === 'pypi' ? found.releases.map((release) => release.version) : undefined
-        },
-      },
-      {
-        dir,
-        storage: this.flags.storage as StorageMode,
-        mlflowVersion: this.flags['mlflow-version'],
-        appMode: this.flags['app-mode'] as AppMode | undefined,
-        replicaStore: this.flags['replica-store'] as ReplicaStore | undefined,
-        force: this.flags.force,
-        toolVersion: this.config.version,
-      },
-    )
+    const result = await initBundle(await this.deps.init(), {
+      dir,
+      storage: this.flags.storage as StorageMode,
+      mlflowVersion: this.flags['mlflow-version'],
+      appMode: this.flags['app-mode'] as AppMode | undefined,
+      replicaStore: this.flags['replica-store'] as ReplicaStore | undefined,
+      force: this.flags.force,
+      toolVersion: this.config.version,
+    })
     for (const warning of result.warnings) this.warnUser(warning)
     if (!this.jsonEnabled()) this.out(showInit(result))
     return result

@@ -5,8 +5,8 @@ import {existsSync, readFileSync} from 'node:fs'
 import type {Settings} from '../config/load.js'
 import type {DevInstanceFacts, Sourced} from '../core/doctor/context.js'
 import {devDoctorTarget as readDevTarget} from '../core/dev.js'
-import {createDevDeps} from '../adapters/dev/index.js'
-import type {CommandDeps} from '../deps.js'
+import {createDevDeps} from './dev.js'
+import type {CommandDeps} from './command-deps.js'
 
 export interface DoctorTarget {
   server: Sourced

@@ -1,4 +1,4 @@
-// Composes `backup restore` from its adapters (adapters/backup/restore.ts) and, for the safety backup of a
+// Composes `backup restore` from its adapters (adapters/backup/python-loader.ts) and, for the safety backup of a
 // --force restore, the backup use case (core/backup/create.ts).
 import {rename} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
@@ -23,8 +23,8 @@ import {dropSchemaObjects, rowCountsOfFile} from '../adapters/backup/sqlite-sour
 import {makeDirs, pathKind} from '../adapters/fs/safe-fs.js'
 import {journalIn, swapIn} from '../adapters/fs/swap.js'
 import {historyFile} from '../adapters/history-file.js'
-import {createBackupDeps, mlflowSchemaAt} from '../adapters/backup/index.js'
-import {NO_CONNECT, uploadConnectRestore} from '../adapters/backup/connect-transfer.js'
+import {createBackupDeps, mlflowSchemaAt} from './backup.js'
+import {NO_CONNECT, uploadConnectRestore} from '../adapters/connect/ops-client.js'
 import {localRepository} from '../adapters/backup/repository.js'
 import {inspectTarget, openRestoreScratch, recoverTarget} from '../adapters/backup/restore-target.js'
 import {lockTarget} from '../adapters/backup/target-lock.js'
@@ -44,7 +44,7 @@ import {
   dropTableFiles,
   startLoader,
   type RestoreDepsOptions,
-} from '../adapters/backup/restore.js'
+} from '../adapters/backup/python-loader.js'
 
 /** Where a restore's data comes from: an archive (verified while it is extracted). */
 const archiveSource = (options: RestoreDepsOptions): Pick<RestoreDeps, 'expectedManifest' | 'extractVerified'> => ({

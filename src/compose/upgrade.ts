@@ -17,16 +17,16 @@ import {
 } from '../core/upgrade-storage.js'
 import {redact, urlPasswordForms} from '../core/redact.js'
 import {verifyBackupArchive} from '../adapters/backup/archive.js'
-import {connectOpsStatus} from '../adapters/backup/connect-transfer.js'
-import {createBackupDeps} from '../adapters/backup/index.js'
+import {connectOpsStatus} from '../adapters/connect/ops-client.js'
+import {createBackupDeps} from './backup.js'
 import {lockRepo} from '../adapters/backup/repo-files.js'
 import {openRepository, type BackupRepository} from '../adapters/backup/repository.js'
 import {createRestoreDeps} from './restore.js'
 import {loadCatalog} from '../adapters/catalog.js'
-import {createDeployDeps} from '../adapters/deploy-deps.js'
+import {createDeployDeps} from './deploy.js'
 import {readBumpInput, writeBundleFiles} from '../adapters/fs/bundle-files.js'
 import {makeDirs} from '../adapters/fs/safe-fs.js'
-import {readLiveDeployment, type UpgradeAdapterOptions} from '../adapters/live-deployment.js'
+import {readLiveDeployment, type UpgradeAdapterOptions} from './live-deployment.js'
 
 export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<ApplyDeps & {dispose(): Promise<void>}> {
   const scratchDirs: string[] = []

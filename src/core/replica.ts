@@ -215,3 +215,25 @@ export function walChecksum(data: Uint8Array, bigEndian: boolean, start: [number
   }
   return [s0, s1]
 }
+
+/** What a replica holds, as read from its store. */
+export interface ReplicaContents {
+  meta: {artifactsRoot?: string | null; identity?: string}
+  generations: GenerationInfo[]
+  /** Stored bytes per generation, and the artifacts shipped. */
+  sizes: {generations: Record<string, number>; artifacts: {files: number; bytes: number}}
+  /** The artifacts' keys, from the same listing as their count: a restore fetches exactly these. */
+  artifactKeys: string[]
+  /** Segment files without their sidecar (keys): never replayed. */
+  unlisted: string[]
+  /** Sidecars that do not read (empty, cut short, edited): their segments are not listed, and a restore stops before them. */
+  damaged: DamagedSidecar[]
+}
+
+export interface DamagedSidecar {
+  key: string
+  generation: string
+  walIndex: number
+  start: number
+  why: string
+}

@@ -5,7 +5,7 @@ import {Config} from '@oclif/core'
 import {fileURLToPath} from 'node:url'
 
 import {MlflowctlCommand} from '../../src/base-command.js'
-import {createDeps, type CommandDeps} from '../../src/deps.js'
+import {createDeps, type CommandDeps} from '../../src/compose/command-deps.js'
 import type {CliResult} from './cli.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))

@@ -25,6 +25,8 @@ import {
   walChecksum,
   type GenerationInfo,
   type SegmentInfo,
+  type DamagedSidecar,
+  type ReplicaContents,
 } from '../../core/replica.js'
 import {CheckFailedError, UsageError} from '../../errors.js'
 import {makeDirs, pathKind} from '../fs/safe-fs.js'
@@ -175,26 +177,7 @@ async function readChecked<T>(reader: ReplicaReader, key: string, schema: z.ZodT
   return checked.data
 }
 
-export interface ReplicaContents {
-  meta: {artifactsRoot?: string | null; identity?: string}
-  generations: GenerationInfo[]
-  /** Stored bytes per generation, and the artifacts shipped. */
-  sizes: {generations: Record<string, number>; artifacts: {files: number; bytes: number}}
-  /** The artifacts' keys, from the same listing as their count: a restore fetches exactly these. */
-  artifactKeys: string[]
-  /** Segment files without their sidecar (keys): never replayed. */
-  unlisted: string[]
-  /** Sidecars that do not read (empty, cut short, edited): their segments are not listed, and a restore stops before them. */
-  damaged: DamagedSidecar[]
-}
-
-export interface DamagedSidecar {
-  key: string
-  generation: string
-  walIndex: number
-  start: number
-  why: string
-}
+export type {DamagedSidecar, ReplicaContents} from '../../core/replica.js'
 
 /** What a replica holds. Reads only. @throws UsageError REPLICA_NOT_FOUND */
 export async function readReplica(reader: ReplicaReader): Promise<ReplicaContents> {

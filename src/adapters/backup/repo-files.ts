@@ -11,16 +11,11 @@ import {deadRuns, removeRuns} from '../fs/scratch.js'
 import {me, processAlive} from '../fs/lease.js'
 import {lockFile, repoLocked} from '../lock.js'
 import {fsFailure, makeDirs, writeDurable} from '../fs/safe-fs.js'
+import type {RepoEntry} from '../../core/backup/repository.js'
 
 export const LOCK = '.mlflowctl-backup.lock'
 
-export interface RepoEntry {
-  id: string
-  path: string
-  bytes: number
-  manifest: BackupManifest
-  verifiedAt?: string
-}
+export type {RepoEntry} from '../../core/backup/repository.js'
 
 export const SIDECAR_SUFFIX = '.manifest.json'
 export const MARKER_SUFFIX = '.verified.json'

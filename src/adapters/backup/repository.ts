@@ -32,29 +32,10 @@ import {
   settleUnlisted,
   strangerArchive,
   writeSidecar,
-  type RepoEntry,
 } from './repo-files.js'
+import type {BackupRepository, RepoEntry} from '../../core/backup/repository.js'
 
-export interface BackupRepository {
-  /** As the user wrote it (no secrets: stores take credentials from the environment). */
-  display: string
-  lock(onStale: (message: string) => void): Promise<() => Promise<void>>
-  stageArchive(id: string): Promise<string>
-  commitArchive(manifest: BackupManifest, staged: string): Promise<string>
-  list(): Promise<RepoEntry[]>
-  /** A local path to the archive (downloaded when remote) and how to let go of it. */
-  fetch(id: string): Promise<{path: string; release(): Promise<void>}>
-  markVerified(id: string, at: Date): Promise<void>
-  remove(id: string): Promise<void>
-  /** Under the lock: removes or commits what killed runs left (see cleanUpRepo); returns what it did. */
-  cleanUp(verify: (path: string) => Promise<BackupManifest>): Promise<string[]>
-  /** Whether the archive has its listing sidecar (a backup `list` shows). */
-  isCommitted(id: string): Promise<boolean>
-  /** Whether a run of this tool recorded that it was writing the archive (with no sidecar: a killed run's debris). */
-  inProgress(id: string): Promise<boolean>
-  /** A write that failed (and cleaned up after itself): it is no longer in progress. */
-  abandonArchive(id: string): Promise<void>
-}
+export type {BackupRepository}
 
 export const isObjectStoreRepo = (raw: string) => /^(s3|wasbs|gs):\/\//.test(raw)
 

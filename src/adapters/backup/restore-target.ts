@@ -13,7 +13,7 @@ import {withPostgres} from '../db/postgres.js'
 import {SCRATCH_DIR, deadRuns, openScratch, removeRuns} from '../fs/scratch.js'
 import {makeDirs, pathKind} from '../fs/safe-fs.js'
 import {journalIn, recoverSwap, type ExternalCommit, type KeepChoice} from '../fs/swap.js'
-import {NO_CONNECT, connectHasData, type ConnectTransferOptions} from './connect-transfer.js'
+import {NO_CONNECT, connectHasData, type ConnectTransferOptions} from '../connect/ops-client.js'
 import {countObjects} from './artifact-upload.js'
 import {isObjectStoreUrl} from '../../core/artifact-url.js'
 

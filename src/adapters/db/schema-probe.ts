@@ -5,7 +5,7 @@ import {existsSync, statSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 
 import {parseDatabaseUrl, type DatabaseTarget} from '../../core/database-url.js'
-import {connectOpsStatus, type ConnectTransferOptions} from '../backup/connect-transfer.js'
+import {connectOpsStatus, type ConnectTransferOptions} from '../connect/ops-client.js'
 import {ExternalError, UsageError} from '../../errors.js'
 import {withPostgres} from './postgres.js'
 import {withSqlServer} from './sqlserver.js'

@@ -6,8 +6,6 @@ import {showBackupCreated} from '../../output/views/backup.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
 import {createBackup, decideEncryption, type CreateResult} from '../../core/backup/create.js'
 import {parseBackupSource} from '../../core/backup/locations.js'
-import {openRepository} from '../../adapters/backup/repository.js'
-import {PASSPHRASE_ENV, resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {redact} from '../../core/redact.js'
 
 export default class BackupCreate extends MlflowctlCommand<typeof BackupCreate> {
@@ -81,9 +79,9 @@ or the source (a restore works on it) is locked, a write failed (DISK_FULL when 
       (path) => resolve(path),
       (url) => redact(url),
     )
-    const repository = await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir)
-    const given = await resolvePassphrase(this.flags['passphrase-file'])
-    const from = this.flags['passphrase-file'] ? '--passphrase-file' : given ? PASSPHRASE_ENV : undefined
+    const repository = await this.deps.repositories.open(this.flags.repo, this.settings.dataDir)
+    const given = await this.deps.passphrase(this.flags['passphrase-file'])
+    const from = this.flags['passphrase-file'] ? '--passphrase-file' : given ? 'MLFLOWCTL_BACKUP_PASSPHRASE' : undefined
     const passphrase = decideEncryption(this.flags.encrypt, from) ? given : undefined
     if (passphrase && !this.flags.encrypt) this.err(`Encrypting: a passphrase was given (${from}).`)
     const deps = this.deps.backup({

@@ -1,9 +1,7 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {showBackupList} from '../../output/views/backup.js'
-import {openRepository} from '../../adapters/backup/repository.js'
 
 export interface BackupListEntry {
   id: string
@@ -30,7 +28,7 @@ export default class BackupList extends MlflowctlCommand<typeof BackupList> {
   }
 
   async run(): Promise<{backups: BackupListEntry[]}> {
-    const entries = await (await openRepository(this.flags.repo, (path) => resolve(path))).list()
+    const entries = await (await this.deps.repositories.open(this.flags.repo)).list()
     const backups = entries.map((e) => ({
       id: e.id,
       createdAt: e.manifest.createdAt,

@@ -1,10 +1,8 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {planPrune, type PrunePlan} from '../../core/backup/prune.js'
 import {formatBytes} from '../../core/units.js'
-import {openRepository} from '../../adapters/backup/repository.js'
 
 export default class BackupPrune extends MlflowctlCommand<typeof BackupPrune> {
   static summary = 'Delete old backups by a retention policy (only with --yes).'
@@ -41,7 +39,7 @@ export default class BackupPrune extends MlflowctlCommand<typeof BackupPrune> {
   }
 
   async run(): Promise<PrunePlan & {deleted: boolean}> {
-    const repository = await openRepository(this.flags.repo, (path) => resolve(path))
+    const repository = await this.deps.repositories.open(this.flags.repo)
     const policy = {
       keepLast: this.flags['keep-last'],
       keepDaily: this.flags['keep-daily'],

@@ -7,8 +7,6 @@ import {insecureFlag, targetFlags} from '../../flags.js'
 import {isObjectStoreUrl} from '../../core/artifact-url.js'
 import {parseRestoreSource, parseRestoreTarget, restoreBackup, type RestoreResult} from '../../core/backup/restore.js'
 import {redact} from '../../core/redact.js'
-import {fetchArchive, openRepository} from '../../adapters/backup/repository.js'
-import {resolvePassphrase} from '../../adapters/backup/crypto.js'
 import {confirmer} from '../../output/prompt.js'
 
 export default class BackupRestore extends MlflowctlCommand<typeof BackupRestore> {
@@ -90,7 +88,7 @@ A killed restore whose target was written to since is not undone over: RECOVERY_
   async run(): Promise<RestoreResult> {
     this.addUrlPassword(this.flags.to)
     const repository = this.flags.repo
-      ? await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir)
+      ? await this.deps.repositories.open(this.flags.repo, this.settings.dataDir)
       : undefined
     const target = parseRestoreTarget(
       this.flags.to,
@@ -105,7 +103,7 @@ A killed restore whose target was written to since is not undone over: RECOVERY_
       cacheDir: this.settings.cacheDir,
       dataDir: this.settings.dataDir,
       safetyRepo: repository,
-      passphrase: await resolvePassphrase(this.flags['passphrase-file']),
+      passphrase: await this.deps.passphrase(this.flags['passphrase-file']),
       connect: this.connectTransfer(),
       confirm: confirmer({
         yes: this.flags.yes,
@@ -124,7 +122,7 @@ A killed restore whose target was written to since is not undone over: RECOVERY_
     const archive =
       source.kind === 'replica'
         ? {path: source.dir, release: async () => undefined}
-        : await fetchArchive(source.ref, repository, (path) => resolve(path))
+        : await this.deps.repositories.fetch(source.ref, repository)
     this.err(`Restoring ${source.kind === 'replica' ? `from replica ${source.dir}` : source.ref}...`)
     const artifactsFlag = this.flags['artifacts-to']
     const artifactsTo = artifactsFlag && !isObjectStoreUrl(artifactsFlag) ? resolve(artifactsFlag) : artifactsFlag

@@ -1,16 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 import {existsSync} from 'node:fs'
-import {basename, dirname, join, resolve} from 'node:path'
+import {basename, dirname, join} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {showVerified} from '../../output/views/backup.js'
 import {ARCHIVE_SUFFIX} from '../../core/backup/format.js'
 import {CheckFailedError, ExternalError} from '../../errors.js'
-import {verifyBackupArchive} from '../../adapters/backup/archive.js'
-import {openScratch} from '../../adapters/fs/scratch.js'
-import {resolvePassphrase} from '../../adapters/backup/crypto.js'
-import {fetchArchive, localRepository, openRepository, type BackupRepository} from '../../adapters/backup/repository.js'
-import {createDeepVerifyDeps} from '../../compose/restore.js'
+import type {BackupRepository} from '../../compose/command-deps.js'
 import {deepVerify, type DeepVerifyResult} from '../../core/backup/deep-verify.js'
 
 export default class BackupVerify extends MlflowctlCommand<typeof BackupVerify> {
@@ -47,9 +43,9 @@ archive copied without its sidecar is judged on its own contents), 5 when the ar
 
   async run(): Promise<{id: string; path: string; files: number; revision: string | null; deep?: DeepVerifyResult}> {
     const repository = this.flags.repo
-      ? await openRepository(this.flags.repo, (path) => resolve(path), this.settings.dataDir)
+      ? await this.deps.repositories.open(this.flags.repo, this.settings.dataDir)
       : undefined
-    const archive = await fetchArchive(this.args.backup, repository, (path) => resolve(path))
+    const archive = await this.deps.repositories.fetch(this.args.backup, repository)
     try {
       return await this.verify(archive.path, repository, archive.id)
     } finally {
@@ -67,17 +63,16 @@ archive copied without its sidecar is judged on its own contents), 5 when the ar
         suggestions: ['List the backups: mlflowctl backup list --repo REPO.'],
       })
     this.err(`Verifying ${id ?? path}...`)
-    const passphrase = await resolvePassphrase(this.flags['passphrase-file'])
-    // A format 2 database is copied here while it streams, so that its rows are counted against the manifest.
-    const scratch = await openScratch(join(this.settings.dataDir, 'verify'))
-    const manifest = await verifyBackupArchive(path, {passphrase, sqliteScratch: scratch.path}).finally(() =>
-      scratch.remove(),
-    )
+    const passphrase = await this.deps.passphrase(this.flags['passphrase-file'])
+    const manifest = await this.deps.verifyArchive(path, {
+      passphrase,
+      scratchRoot: join(this.settings.dataDir, 'verify'),
+    })
     let deep: DeepVerifyResult | undefined
     if (this.flags.deep) {
       this.err('Restoring into a scratch SQLite database for the deep checks...')
       deep = await deepVerify(
-        createDeepVerifyDeps({
+        this.deps.deepVerify({
           cacheDir: this.settings.cacheDir,
           dataDir: this.settings.dataDir,
           passphrase,
@@ -98,7 +93,7 @@ archive copied without its sidecar is judged on its own contents), 5 when the ar
       repository && id
         ? repository
         : basename(path).endsWith(ARCHIVE_SUFFIX)
-          ? localRepository(dirname(path))
+          ? await this.deps.repositories.directory(dirname(path))
           : undefined
     const listed = home ? await home.isCommitted(manifest.id) : false
     if (home && !listed && (await home.inProgress(manifest.id))) {

@@ -1,15 +1,11 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {parseContentGuid} from '../../core/backup/locations.js'
 import {migrateDatabase, type MigrateResult} from '../../core/db-migrate.js'
 import {parseDuration} from '../../core/units.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {openRepository} from '../../adapters/backup/repository.js'
-import type {MigrateSource} from '../../adapters/db/migrate-tool.js'
-import {createMigrateDeps} from '../../compose/db-migrate.js'
-import {databaseFromFlag, probeDeployment} from '../../adapters/db/schema-probe.js'
+import type {MigrateSource} from '../../compose/command-deps.js'
 import {formatCost, formatPending} from '../../output/migrations.js'
 import {confirmer} from '../../output/prompt.js'
 
@@ -65,16 +61,16 @@ no fresh backup) or the rehearsal failed.`
     this.addUrlPassword(this.flags.db)
     const transfer = this.connectTransfer()
     const guid = this.flags.guid ? parseContentGuid(this.flags.guid, '--guid') : undefined
-    const database = guid ? undefined : databaseFromFlag(this.flags.db!)
+    const database = guid ? undefined : await this.deps.schema.fromFlag(this.flags.db!)
     const source: MigrateSource = guid ? {kind: 'connect', guid} : {kind: 'database', ...database!}
     const maxBackupAgeMs = parseDuration(this.flags['max-backup-age'], '--max-backup-age')
-    const deps = await createMigrateDeps({
+    const deps = await this.deps.migrate({
       source,
       cacheDir,
       dataDir,
       transfer,
-      repository: this.flags.repo ? await openRepository(this.flags.repo, (path) => resolve(path)) : undefined,
-      connectProbe: guid ? () => probeDeployment(transfer, guid) : undefined,
+      repository: this.flags.repo ? await this.deps.repositories.open(this.flags.repo) : undefined,
+      connectProbe: guid ? () => this.deps.schema.probeDeployment(transfer, guid) : undefined,
       confirm: confirmer({yes: this.flags.yes, json: this.jsonEnabled(), command: 'mlflowctl db migrate …'}),
       onProgress: (line) => this.err(line),
     })

@@ -3,8 +3,6 @@ import {Flags} from '@oclif/core'
 import {MlflowctlCommand} from '../../base-command.js'
 import {newerUntestedReleases, schemaStatus, type SchemaStatus} from '../../core/catalog.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {loadCatalog} from '../../adapters/catalog.js'
-import {databaseFromFlag, probeDeployment, probeSchema} from '../../adapters/db/schema-probe.js'
 import {formatPending} from '../../output/migrations.js'
 
 export default class DbStatus extends MlflowctlCommand<typeof DbStatus> {
@@ -41,11 +39,13 @@ ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version
 
   async run(): Promise<SchemaStatus & {database: string; newerUntested: string[]}> {
     this.addUrlPassword(this.flags.db)
-    const {catalog, overlay} = await loadCatalog()
+    const {catalog, overlay} = await this.deps.catalog()
     const transfer = this.connectTransfer()
     const {probe, database} = this.flags.guid
-      ? await probeDeployment(transfer, this.flags.guid).then((probe) => ({probe, database: probe.database}))
-      : await fromDatabase(this.flags.db!)
+      ? await this.deps.schema
+          .probeDeployment(transfer, this.flags.guid)
+          .then((probe) => ({probe, database: probe.database}))
+      : await this.fromDatabase(this.flags.db!)
     const status = schemaStatus(catalog, overlay, probe, this.flags.to, probe.rowEstimates)
     const newerUntested = newerUntestedReleases(catalog)
     const matching =
@@ -69,9 +69,9 @@ ahead of the target apart. Exit codes: 0 read, 2 bad flags or an unknown version
     )
     return {database, ...status, newerUntested}
   }
-}
 
-async function fromDatabase(raw: string) {
-  const {target} = databaseFromFlag(raw)
-  return {probe: await probeSchema(target), database: target.display}
+  private async fromDatabase(raw: string) {
+    const {target} = await this.deps.schema.fromFlag(raw)
+    return {probe: await this.deps.schema.probe(target), database: target.display}
+  }
 }

@@ -3,7 +3,6 @@ import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {devDown, type DevDownResult} from '../../core/dev.js'
-import {createDevDeps} from '../../adapters/dev/index.js'
 import {showDevDown} from '../../output/views/dev.js'
 
 export default class DevDown extends MlflowctlCommand<typeof DevDown> {
@@ -12,7 +11,11 @@ export default class DevDown extends MlflowctlCommand<typeof DevDown> {
   static args = {dir: Args.directory({description: 'A bundle rendered by `mlflowctl init`.', required: true})}
 
   async run(): Promise<DevDownResult> {
-    const deps = createDevDeps({cacheDir: this.settings.cacheDir, dataDir: this.settings.dataDir, env: process.env})
+    const deps = await this.deps.dev({
+      cacheDir: this.settings.cacheDir,
+      dataDir: this.settings.dataDir,
+      env: process.env,
+    })
     const result = await devDown(deps, resolve(this.args.dir))
     this.out(showDevDown(result))
     return result

@@ -2,7 +2,6 @@ import {Args, Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
-import {createDevDeps} from '../../adapters/dev/index.js'
 
 export interface DevLogsResult {
   logFile: string
@@ -18,7 +17,11 @@ export default class DevLogs extends MlflowctlCommand<typeof DevLogs> {
   }
 
   async run(): Promise<DevLogsResult> {
-    const deps = createDevDeps({cacheDir: this.settings.cacheDir, dataDir: this.settings.dataDir, env: process.env})
+    const deps = await this.deps.dev({
+      cacheDir: this.settings.cacheDir,
+      dataDir: this.settings.dataDir,
+      env: process.env,
+    })
     const paths = deps.paths(resolve(this.args.dir))
     const text = await deps.logTail(paths, this.flags.lines)
     if (!text) this.err(`No log yet at ${paths.log}; start the extension with: mlflowctl dev up ${this.args.dir}`)

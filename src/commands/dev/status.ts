@@ -4,7 +4,6 @@ import {resolve} from 'node:path'
 import {MlflowctlCommand} from '../../base-command.js'
 import {devStatus, type DevStatusResult} from '../../core/dev.js'
 import {ExitCode} from '../../errors.js'
-import {createDevDeps} from '../../adapters/dev/index.js'
 import {showDevStatus} from '../../output/views/dev.js'
 
 export default class DevStatus extends MlflowctlCommand<typeof DevStatus> {
@@ -15,7 +14,11 @@ export default class DevStatus extends MlflowctlCommand<typeof DevStatus> {
   static args = {dir: Args.directory({description: 'A bundle rendered by `mlflowctl init`.', required: true})}
 
   async run(): Promise<DevStatusResult> {
-    const deps = createDevDeps({cacheDir: this.settings.cacheDir, dataDir: this.settings.dataDir, env: process.env})
+    const deps = await this.deps.dev({
+      cacheDir: this.settings.cacheDir,
+      dataDir: this.settings.dataDir,
+      env: process.env,
+    })
     const result = await devStatus(deps, resolve(this.args.dir))
     this.setExitCode(result.running ? ExitCode.Ok : ExitCode.CheckFailed, {
       code: 'DEV_NOT_RUNNING',

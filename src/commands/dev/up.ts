@@ -5,7 +5,6 @@ import {MlflowctlCommand, type SuccessEnvelope} from '../../base-command.js'
 import {devUp, type DevUpResult} from '../../core/dev.js'
 import {parseEnvVars, secretValuesOf} from '../../core/env-vars.js'
 import {envFlag} from '../../flags.js'
-import {createDevDeps} from '../../adapters/dev/index.js'
 import {showDevUp} from '../../output/views/dev.js'
 import {CLI_NAME, localInvocation} from '../../output/invocation.js'
 
@@ -41,7 +40,11 @@ down/up; and serves it at http://127.0.0.1:PORT/content/<guid>/ behind a proxy t
   async run(): Promise<DevUpResult> {
     const env = parseEnvVars(this.flags.env, process.env)
     this.addSecrets(...secretValuesOf(env))
-    const deps = createDevDeps({cacheDir: this.settings.cacheDir, dataDir: this.settings.dataDir, env: process.env})
+    const deps = await this.deps.dev({
+      cacheDir: this.settings.cacheDir,
+      dataDir: this.settings.dataDir,
+      env: process.env,
+    })
     const result = await devUp(
       deps,
       {bundleDir: resolve(this.args.dir), port: this.flags.port, env, timeoutMs: this.flags.timeout * 1000},

@@ -1,25 +1,9 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {isObjectStoreUrl} from '../../core/artifact-url.js'
-import {summarizeReplica, type ReplicaSummary} from '../../core/replica.js'
-import type {OpsStatus} from '../../core/extension-contract.js'
-import {UsageError} from '../../errors.js'
-import {openReplica, readReplica} from '../../adapters/backup/replica-source.js'
-import {connectOpsStatus} from '../../adapters/backup/connect-transfer.js'
+import {replicaStatus, type ReplicaStatusResult} from '../../core/replica-status.js'
 import {showReplicaStatus} from '../../output/views/replica.js'
-
-export interface ReplicaStatusResult {
-  url: string | null
-  /** What the extension reports (with --guid): role, generation, position, lag, errors. */
-  extension?: NonNullable<OpsStatus['replica']> | null
-  /** What the replica holds (when it can be read from here): generations, the window a restore reaches, size. */
-  contents?: ReplicaSummary
-  /** Why the contents could not be read from here (with --guid only; with --replica the command fails instead). */
-  contentsError?: string
-}
 
 export default class ReplicaStatus extends MlflowctlCommand<typeof ReplicaStatus> {
   static summary = 'Show a replica: its generations, the window a restore reaches, lag and size.'
@@ -46,32 +30,17 @@ error) and reads the replica it names when it can be reached from here. Restore 
   }
 
   async run(): Promise<ReplicaStatusResult> {
-    const result: ReplicaStatusResult = {url: this.flags.replica ?? null}
-    if (this.flags.guid) {
-      this.err(`Asking ${this.flags.guid} for its replication status...`)
-      result.extension = (await connectOpsStatus(this.connectTransfer(), this.flags.guid)).replica ?? null
-      if (!result.extension)
-        throw new UsageError(
-          'REPLICA_OFF',
-          `${this.flags.guid} does not replicate (MLFLOWCTL_REPLICA_URL is not set).`,
-          {
-            suggestions: [
-              'Set MLFLOWCTL_REPLICA_URL on the content (a directory, s3://, wasbs:// or gs://) and redeploy.',
-            ],
-          },
-        )
-      result.url = result.extension.url
-    }
-    const url = result.url!
-    try {
-      const reader = await openReplica(isObjectStoreUrl(url) ? url : resolve(url))
-      const contents = await readReplica(reader)
-      result.contents = summarizeReplica(contents.generations, contents.sizes, Date.now() / 1000)
-      for (const sidecar of contents.damaged) this.warnUser(sidecar.why.replace(/; nothing was restored\.$/, '.'))
-    } catch (error) {
-      if (!this.flags.guid) throw error
-      result.contentsError = (error as Error).message
-    }
+    if (this.flags.guid) this.err(`Asking ${this.flags.guid} for its replication status...`)
+    const transfer = this.connectTransfer()
+    const {result, warnings} = await replicaStatus(
+      {
+        opsStatus: (guid) => this.deps.opsStatus(transfer, guid),
+        readReplica: (url) => this.deps.readReplica(url),
+        now: () => Date.now() / 1000,
+      },
+      {guid: this.flags.guid, replica: this.flags.replica},
+    )
+    for (const warning of warnings) this.warnUser(warning)
     this.out(showReplicaStatus(result))
     return result
   }

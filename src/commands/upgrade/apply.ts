@@ -7,8 +7,6 @@ import {applyUpgrade, type ApplyResult} from '../../core/upgrade-apply.js'
 import type {DraftsPolicy} from '../../core/deploy.js'
 import {readSavedPlan} from '../../core/upgrade-plan.js'
 import {draftsFlag, insecureFlag, targetFlags} from '../../flags.js'
-import {resolvePassphrase} from '../../adapters/backup/crypto.js'
-import {readJson} from '../../adapters/fs/json-file.js'
 import {confirmer} from '../../output/prompt.js'
 
 export default class UpgradeApply extends MlflowctlCommand<typeof UpgradeApply> {
@@ -60,7 +58,7 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
     this.addUrlPassword(this.flags.db)
     const guid = parseContentGuid(this.flags.guid, '--guid')
     const savedPlan = this.flags['plan-file']
-      ? readSavedPlan(await readJson(this.flags['plan-file']), this.flags['plan-file'])
+      ? readSavedPlan(await this.deps.json.read(this.flags['plan-file']), this.flags['plan-file'])
       : undefined
     const transfer = this.connectTransfer()
     const runner = this.tasks()
@@ -72,7 +70,7 @@ the backup and a rollback. Exit codes: 0 upgraded (or nothing to do), 2 bad flag
       transfer,
       repo: this.flags.repo,
       databaseUrl: this.flags.db,
-      passphrase: await resolvePassphrase(this.flags['passphrase-file']),
+      passphrase: await this.deps.passphrase(this.flags['passphrase-file']),
       toolVersion: this.config.version,
       timeoutMs: this.flags.timeout * 1000,
       drafts: this.flags.drafts as DraftsPolicy,

@@ -6,8 +6,6 @@ import {MlflowctlCommand} from '../../base-command.js'
 import {parseContentGuid} from '../../core/backup/locations.js'
 import {planUpgrade, type UpgradePlan} from '../../core/upgrade-plan.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {loadCatalog} from '../../adapters/catalog.js'
-import {writePrivateJson} from '../../adapters/fs/json-file.js'
 import {formatPlan} from '../../output/upgrade-plan.js'
 
 export default class UpgradePlanCommand extends MlflowctlCommand<typeof UpgradePlanCommand> {
@@ -61,10 +59,10 @@ mlflowctl upgrade apply --plan-file. Reads only. Exit codes: 0 planned (blockers
       guid,
     )
     await rm(live.bundleDir, {recursive: true, force: true})
-    const {catalog, overlay, costs} = await loadCatalog()
+    const {catalog, overlay, costs} = await this.deps.catalog()
     const plan = planUpgrade(catalog, overlay, live.state, this.flags.to, new Date(), costs)
     const planFile = this.flags['plan-file'] ? resolve(this.flags['plan-file']) : undefined
-    if (planFile) await writePrivateJson(planFile, plan)
+    if (planFile) await this.deps.json.writePrivate(planFile, plan)
     this.out(
       `${formatPlan(plan, this.flags.format as 'text' | 'md')}${planFile ? `\n\nPlan saved to ${planFile}: mlflowctl upgrade apply --guid ${guid} --plan-file ${planFile}` : ''}`,
     )

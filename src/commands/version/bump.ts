@@ -6,8 +6,6 @@ import semver from 'semver'
 import {MlflowctlCommand} from '../../base-command.js'
 import {APP_MODES, NEWEST_KNOWN_MLFLOW, type AppMode} from '../../core/versions.js'
 import {bumpBundle, selectTarget, type BumpResult, type BumpSelector} from '../../core/version-bump.js'
-import {readBumpInput, writeBundleFiles} from '../../adapters/fs/bundle-files.js'
-import {mlflowReleases} from '../../adapters/pypi.js'
 
 const SELECTORS = ['to', 'patch', 'minor', 'major', 'latest'] as const
 
@@ -61,11 +59,11 @@ too old, 3 the bundle is not one mlflowctl rendered.`
 
   async run(): Promise<Omit<BumpResult, 'writes'> & {files: string[]; releasesFrom: string}> {
     const dir = resolve(this.args.dir)
-    const input = await readBumpInput(dir, this.config.version)
+    const input = await this.deps.bundleFiles.readBumpInput(dir, this.config.version)
     const selector: BumpSelector = this.flags.to
       ? {kind: 'to', version: this.flags.to, allowDowngrade: this.flags['allow-downgrade']}
       : {kind: SELECTORS.find((name) => name !== 'to' && this.flags[name])! as 'patch'}
-    const {releases, source, warning} = await mlflowReleases()
+    const {releases, source, warning} = await this.deps.mlflowReleases()
     if (warning) this.warnUser(warning)
     // --patch/--minor/--major/--latest stop at the newest release this mlflowctl was tested with; --to goes anywhere.
     const tested =
@@ -83,7 +81,7 @@ too old, 3 the bundle is not one mlflowctl rendered.`
         `MLflow ${untested.join(', ')} is newer than this mlflowctl was tested with (${NEWEST_KNOWN_MLFLOW}); take it with --to.`,
       )
     const result = bumpBundle({...input, appMode: this.flags['app-mode'] as AppMode | undefined}, target)
-    await writeBundleFiles(dir, result.writes)
+    await this.deps.bundleFiles.write(dir, result.writes)
     for (const message of result.warnings) this.warnUser(message)
     const lines = result.changed
       ? [

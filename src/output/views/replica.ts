@@ -1,5 +1,5 @@
 // What `replica status` prints for humans (--json prints the result itself).
-import type {ReplicaStatusResult} from '../../commands/replica/status.js'
+import type {ReplicaStatusResult} from '../../core/replica-status.js'
 import {formatBytes} from '../../core/units.js'
 import {table} from '../table.js'
 

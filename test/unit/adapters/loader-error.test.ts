@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
-import {loaderError} from '../../../src/adapters/backup/restore.js'
+import {loaderError} from '../../../src/adapters/backup/python-loader.js'
 
 describe('loaderError', () => {
   it("gives the exception's own message from a traceback, never its connecting line", () => {

@@ -23,7 +23,7 @@ import {faultPoint} from '../fault.js'
 import {fsFailure, makeDirs} from '../fs/safe-fs.js'
 import {mlflowVenvPython} from '../python/mlflow-venv.js'
 import {readExpectedManifest, verifyBackupArchive} from './archive.js'
-import {type ConnectTransferOptions} from './connect-transfer.js'
+import {type ConnectTransferOptions} from '../connect/ops-client.js'
 import {type BackupRepository} from './repository.js'
 import {postgresCommitted} from './restore-target.js'
 import {copyFilesIntoPostgres, copyFilesIntoSqlite, sqliteIntoPostgres} from './bulk-load.js'
@@ -327,13 +327,15 @@ export function inspectSqliteInWorker(
   thorough = false,
 ): Promise<Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts' | 'objects'>> {
   // Under the test runner this module is TypeScript (tsx), built it is JavaScript: the worker is its sibling either way.
+  // From source, the worker registers tsx itself before it imports the TypeScript file: hooks that --import put in
+  // place are not ready for a worker's own entry module.
   const here = import.meta.url
-  const worker = new Worker(
-    new URL(here.endsWith('.ts') ? './sqlite-check-worker.ts' : './sqlite-check-worker.js', here),
-    {
-      workerData: {file, thorough},
-    },
-  )
+  const worker = here.endsWith('.ts')
+    ? new Worker(
+        `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./sqlite-check-worker.ts', here).href)}) })`,
+        {eval: true, workerData: {file, thorough}, execArgv: []},
+      )
+    : new Worker(new URL('./sqlite-check-worker.js', here), {workerData: {file, thorough}})
   return new Promise((resolve, reject) => {
     worker.once('message', (message: {ok?: Awaited<ReturnType<typeof inspectSqliteInWorker>>; error?: string}) =>
       message.ok ? resolve(message.ok) : reject(new Error(`SQLite's checks of ${file} failed: ${message.error}`)),

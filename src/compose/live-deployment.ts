@@ -11,10 +11,10 @@ import type {StepRunner} from '../core/ports.js'
 import type {LiveDeployment} from '../core/upgrade-apply.js'
 import type {LiveState} from '../core/upgrade-plan.js'
 import {ConfigError, ExternalError, UsageError} from '../errors.js'
-import {connectOpsStatus, type ConnectTransferOptions} from './backup/connect-transfer.js'
-import type {ConnectClient} from './connect/client.js'
-import {createDeployDeps, type DeployDepsOptions} from './deploy-deps.js'
-import {readRenderedBundle} from './fs/bundle-dir.js'
+import {connectOpsStatus, type ConnectTransferOptions} from '../adapters/connect/ops-client.js'
+import type {ConnectClient} from '../adapters/connect/client.js'
+import {createDeployDeps, type DeployDepsOptions} from './deploy.js'
+import {readRenderedBundle} from '../adapters/fs/bundle-dir.js'
 
 export interface UpgradeAdapterOptions extends DeployDepsOptions {
   cacheDir: string

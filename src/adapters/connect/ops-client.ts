@@ -11,11 +11,10 @@ import * as tarStream from 'tar-stream'
 import {unsafeEntryName} from '../../core/backup/format.js'
 import {urlsFor} from '../../core/content-urls.js'
 import {AuthError, ConfigError, ExternalError, UsageError} from '../../errors.js'
-import {ConnectClient} from '../connect/client.js'
-import {createDeployDeps} from '../deploy-deps.js'
-import {open} from '../connect/http.js'
+import type {ConnectClient} from './client.js'
+import {open} from './http.js'
 import {makeDirs} from '../fs/safe-fs.js'
-import {walkArtifacts} from './artifact-source.js'
+import {walkArtifacts} from '../backup/artifact-source.js'
 import {parseOpsStatus, parseRestoreResult, type OpsStatus} from '../../core/extension-contract.js'
 
 export interface ConnectTransferOptions {
@@ -23,6 +22,8 @@ export interface ConnectTransferOptions {
   apiKey?: string
   ca?: Buffer
   insecure?: boolean
+  /** The Connect API client for server and apiKey (called only when both are set). */
+  connect?: () => Pick<ConnectClient, 'getContent'>
   /** MLFLOWCTL_OPS_TOKEN, else the one `deploy` saved for this server and GUID. */
   opsToken(server: string, guid: string): Promise<string | undefined>
 }
@@ -36,17 +37,11 @@ async function reach(
   options: ConnectTransferOptions,
   guid: string,
 ): Promise<{contentUrl: string; headers: Record<string, string>}> {
-  if (!options.server || !options.apiKey)
+  if (!options.server || !options.apiKey || !options.connect)
     throw new ConfigError('CONNECT_NOT_CONFIGURED', `connect:${guid} needs a Connect server and an API key.`, {
       suggestions: ['Set CONNECT_SERVER and CONNECT_API_KEY (or --profile in the config file).'],
     })
-  const client = new ConnectClient({
-    server: options.server,
-    apiKey: options.apiKey,
-    ca: options.ca,
-    insecure: options.insecure,
-  })
-  const content = await client.getContent(guid)
+  const content = await options.connect().getContent(guid)
   const opsToken = await options.opsToken(options.server, guid)
   if (!opsToken)
     throw new AuthError('OPS_TOKEN_MISSING', `No ops token for ${guid} on this machine.`, {
@@ -261,34 +256,3 @@ export async function connectHasData(options: ConnectTransferOptions, guid: stri
 
 /** For callers without Connect settings: any connect: location then fails with CONNECT_NOT_CONFIGURED. */
 export const NO_CONNECT: ConnectTransferOptions = {opsToken: async () => undefined}
-
-/**
- * From the command's settings (MlflowctlCommand.connectTransfer): the server, key and CA as every Connect command
- * reads them. The CA is read when a transfer first needs it, so a command that never reaches Connect is not
- * stopped by a CA setting it does not use.
- */
-export function connectTransferOptions(settings: {
-  server?: string
-  apiKey?: string
-  ca: () => Buffer | undefined
-  insecure?: boolean
-  configDir: string
-  dataDir: string
-}): ConnectTransferOptions {
-  const store = createDeployDeps({
-    server: settings.server ?? 'http://unset.invalid',
-    apiKey: settings.apiKey ?? '',
-    insecure: settings.insecure,
-    configDir: settings.configDir,
-    dataDir: settings.dataDir,
-  })
-  return {
-    server: settings.server,
-    apiKey: settings.apiKey,
-    get ca() {
-      return settings.ca()
-    },
-    insecure: settings.insecure,
-    opsToken: async (server, guid) => process.env.MLFLOWCTL_OPS_TOKEN || store.opsToken(server, guid),
-  }
-}

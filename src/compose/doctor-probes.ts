@@ -8,11 +8,11 @@ import {connect as tlsConnect, type DetailedPeerCertificate} from 'node:tls'
 
 import type {Answer, ContentInfo, DoctorProbes, TlsInfo} from '../core/doctor/checks.js'
 import {MlflowctlError} from '../errors.js'
-import {ConnectClient} from './connect/client.js'
-import {send} from './connect/http.js'
-import {probePostgres} from './db/postgres.js'
-import {openObjectStore} from './object-store.js'
-import {historyFile} from './history-file.js'
+import {connectClient} from './connect.js'
+import {send} from '../adapters/connect/http.js'
+import {probePostgres} from '../adapters/db/postgres.js'
+import {openObjectStore} from '../adapters/object-store.js'
+import {historyFile} from '../adapters/history-file.js'
 
 export interface DoctorProbeOptions {
   server: string
@@ -42,7 +42,7 @@ async function answer<T>(call: () => Promise<T>): Promise<Answer<T>> {
 
 export function createDoctorProbes(options: DoctorProbeOptions): DoctorProbes {
   // One attempt per call: doctor reports what it sees now, and its own timeout bounds each check.
-  const connect = new ConnectClient({
+  const connect = connectClient({
     server: options.server,
     apiKey: options.apiKey,
     ca: options.ca,

@@ -5,12 +5,13 @@ import {join} from 'node:path'
 
 import type {DeployDeps, DeploymentRecord} from '../core/deploy.js'
 import {buildBundleArchive} from '../core/bundle-archive.js'
-import {ConnectClient} from './connect/client.js'
-import {send} from './connect/http.js'
-import {md5OfFile, readRenderedBundle, readText} from './fs/bundle-dir.js'
-import {writeTarGz} from './fs/tar-gz.js'
-import {historyFile} from './history-file.js'
-import {readJson, writePrivateJson} from './fs/json-file.js'
+import type {ConnectClient} from '../adapters/connect/client.js'
+import {connectClient, saveOpsToken, savedOpsToken} from './connect.js'
+import {send} from '../adapters/connect/http.js'
+import {md5OfFile, readRenderedBundle, readText} from '../adapters/fs/bundle-dir.js'
+import {writeTarGz} from '../adapters/fs/tar-gz.js'
+import {historyFile} from '../adapters/history-file.js'
+import {readJson, writePrivateJson} from '../adapters/fs/json-file.js'
 
 export interface DeployDepsOptions {
   server: string
@@ -22,12 +23,11 @@ export interface DeployDepsOptions {
 }
 
 const recordPath = (dir: string) => join(dir, '.mlflowctl', 'deployments.json')
-const tokenPath = (configDir: string) => join(configDir, 'ops-tokens.json')
 
 /** Real DeployDeps: the Connect client, deployment records next to the bundle (as rsconnect-python keeps
  * them), and ops tokens in the config dir with 0600 permissions. */
 export function createDeployDeps(options: DeployDepsOptions): DeployDeps & {connect: ConnectClient} {
-  const connect = new ConnectClient({
+  const connect = connectClient({
     server: options.server,
     apiKey: options.apiKey,
     ca: options.ca,
@@ -80,15 +80,8 @@ export function createDeployDeps(options: DeployDepsOptions): DeployDeps & {conn
       await mkdir(join(dir, '.mlflowctl'), {recursive: true})
       await writePrivateJson(recordPath(dir), all)
     },
-    async opsToken(server, guid) {
-      return (await readJson<Record<string, string>>(tokenPath(options.configDir)))?.[`${server}|${guid}`]
-    },
-    async saveOpsToken(server, guid, token) {
-      const all = (await readJson<Record<string, string>>(tokenPath(options.configDir))) ?? {}
-      all[`${server}|${guid}`] = token
-      await mkdir(options.configDir, {recursive: true, mode: 0o700})
-      await writePrivateJson(tokenPath(options.configDir), all)
-    },
+    opsToken: (server, guid) => savedOpsToken(options.configDir, server, guid),
+    saveOpsToken: (server, guid, token) => saveOpsToken(options.configDir, server, guid, token),
     newToken: () => randomBytes(32).toString('hex'),
     appendHistory: (event) => historyFile(options.dataDir).append(event),
     now: () => Date.now(),

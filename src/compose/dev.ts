@@ -4,10 +4,10 @@ import {appendFile, copyFile, mkdir, rm} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import type {DevDeps} from '../../core/dev.js'
-import {md5OfFile, readRenderedBundle, readText} from '../fs/bundle-dir.js'
-import {detectPythonVersion, pythonCommand} from '../python/python.js'
-import {ensureVenv} from '../python/venv.js'
+import type {DevDeps} from '../core/dev.js'
+import {md5OfFile, readRenderedBundle, readText} from '../adapters/fs/bundle-dir.js'
+import {detectPythonVersion, pythonCommand} from '../adapters/python/python.js'
+import {ensureVenv} from '../adapters/python/venv.js'
 import {
   instancePaths,
   isAlive,
@@ -18,8 +18,8 @@ import {
   type DevState,
   type InstancePaths,
   type LaunchSpec,
-} from './instance-store.js'
-import {logEvent} from './log-lines.js'
+} from '../adapters/dev/instance-store.js'
+import {logEvent} from '../adapters/dev/log-lines.js'
 
 const SUPERVISOR = fileURLToPath(
   new URL(`./supervisor${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),

@@ -1,0 +1,33 @@
+// What a backup repository is to the use cases and commands: a directory or an object-store prefix behind one
+// interface (adapters/backup/repository.ts implements both).
+import type {BackupManifest} from './format.js'
+
+/** A listed backup: its archive, size, manifest and when `backup verify` last passed it. */
+export interface RepoEntry {
+  id: string
+  path: string
+  bytes: number
+  manifest: BackupManifest
+  verifiedAt?: string
+}
+
+export interface BackupRepository {
+  /** As the user wrote it (no secrets: stores take credentials from the environment). */
+  display: string
+  lock(onStale: (message: string) => void): Promise<() => Promise<void>>
+  stageArchive(id: string): Promise<string>
+  commitArchive(manifest: BackupManifest, staged: string): Promise<string>
+  list(): Promise<RepoEntry[]>
+  /** A local path to the archive (downloaded when remote) and how to let go of it. */
+  fetch(id: string): Promise<{path: string; release(): Promise<void>}>
+  markVerified(id: string, at: Date): Promise<void>
+  remove(id: string): Promise<void>
+  /** Under the lock: removes or commits what killed runs left (see cleanUpRepo); returns what it did. */
+  cleanUp(verify: (path: string) => Promise<BackupManifest>): Promise<string[]>
+  /** Whether the archive has its listing sidecar (a backup `list` shows). */
+  isCommitted(id: string): Promise<boolean>
+  /** Whether a run of this tool recorded that it was writing the archive (with no sidecar: a killed run's debris). */
+  inProgress(id: string): Promise<boolean>
+  /** A write that failed (and cleaned up after itself): it is no longer in progress. */
+  abandonArchive(id: string): Promise<void>
+}
