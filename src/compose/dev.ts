@@ -22,7 +22,7 @@ import {
 import {logEvent} from '../adapters/dev/log-lines.js'
 
 const SUPERVISOR = fileURLToPath(
-  new URL(`./supervisor${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
+  new URL(`../adapters/dev/supervisor${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
 )
 const STOP_WAIT_MS = 20_000
 
