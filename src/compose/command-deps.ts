@@ -147,8 +147,7 @@ export function createDeps(): CommandDeps {
     },
     async readReplica(url) {
       const {openReplica, readReplica} = await import('../adapters/backup/replica-source.js')
-      const {isObjectStoreUrl} = await import('../core/artifact-url.js')
-      return readReplica(await openReplica(isObjectStoreUrl(url) ? url : await resolvePath(url)))
+      return readReplica(await openReplica(url))
     },
     schema: {
       fromFlag: async (raw) => (await import('../adapters/db/schema-probe.js')).databaseFromFlag(raw),

@@ -11,7 +11,7 @@ import {MlflowctlError} from '../errors.js'
 import {connectClient} from './connect.js'
 import {send} from '../adapters/connect/http.js'
 import {probePostgres} from '../adapters/db/postgres.js'
-import {openObjectStore} from '../adapters/object-store.js'
+import {openStore} from '../adapters/store/index.js'
 import {historyFile} from '../adapters/history-file.js'
 
 export interface DoctorProbeOptions {
@@ -141,7 +141,7 @@ export function createDoctorProbes(options: DoctorProbeOptions): DoctorProbes {
         )
       }),
     probeDatabase: (target) => probePostgres(target),
-    objectStore: (location) => openObjectStore(location),
+    objectStore: (location) => openStore(location.display),
     now: () => Date.now(),
     newId: () => randomUUID(),
   }

@@ -14,7 +14,10 @@ import {runCli, tempDir} from '../support/cli.js'
 import {NO_EMULATORS, startGcsEmulator, startMoto} from '../support/cloud.js'
 import {AZURITE_ACCOUNT, NO_AZURITE, NO_VENVS, azuriteBlobUrl, requireService, testVenvs} from '../support/services.js'
 import {parseArtifactUrl} from '../../src/core/artifact-url.js'
-import {openObjectStore} from '../../src/adapters/object-store.js'
+import {openStore} from '../../src/adapters/store/index.js'
+
+/** The bucket or container a store URL names, without its prefix. */
+const bucketOf = (url: string) => url.replace(/^([a-z0-9]+:\/\/[^/]+).*$/, '$1')
 
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
 let source = ''
@@ -42,7 +45,8 @@ async function lifeCycle(t: TestContext, repo: string, env: Record<string, strin
   assert.equal(first.json!.result.path, `${repo}/${first.json!.result.id}.mlflowctl-backup.tar.gz`)
 
   // A live holder (this test process, this host) blocks a second run; nothing is left half-written.
-  const store = await openObjectStore(parseArtifactUrl(repo), {...process.env, ...env})
+  // The bucket itself (keys absolute in it): the test reaches beside the repository's prefix too.
+  const store = await openStore(bucketOf(repo), {env: {...process.env, ...env}})
   const prefix = parseArtifactUrl(repo).prefix
   const lockKey = `${prefix}/.mlflowctl-backup.lock`
   assert.ok(

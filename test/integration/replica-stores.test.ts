@@ -24,8 +24,7 @@ import {
   runWithExtension,
   startWithExtension,
 } from '../support/services.js'
-import {parseArtifactUrl} from '../../src/core/artifact-url.js'
-import {openObjectStore} from '../../src/adapters/object-store.js'
+import {listAll, openStore} from '../../src/adapters/store/index.js'
 
 /** Two rounds of 100 metrics and one artifact, shipped to the replica URL; prints the run ID. */
 const WRITE = `
@@ -211,9 +210,8 @@ async function replicaLifeCycle(t: TestContext, python: string, url: string, env
   assert.equal(readFileSync(join(target, 'artifacts', '0', run, 'artifacts', 'model.txt'), 'utf8'), 'weights')
 
   // The newest segment object damaged in the bucket: nothing restored, and where the replica still reaches.
-  const location = parseArtifactUrl(url)
-  const store = await openObjectStore(location, {...process.env, ...env})
-  const segments = (await store.list(`${location.prefix}/generations/`)).filter(({key}) => key.endsWith('.frames.gz'))
+  const store = await openStore(url, {env: {...process.env, ...env}})
+  const segments = (await listAll(store, 'generations/')).filter(({key}) => key.endsWith('.frames.gz'))
   const last = segments
     .map(({key}) => key)
     .sort()

@@ -1,10 +1,9 @@
 // Artifacts restored into an object store (`backup restore --artifacts-to s3://…|wasbs://…|gs://…`). A bucket has no
 // rename to swap a tree in with, so the restore uploads into an empty prefix before it commits the database, and
 // deletes what it uploaded when the database does not commit. Objects it did not upload are never deleted.
-import {parseArtifactUrl, joinKey} from '../../core/artifact-url.js'
 import {ExternalError} from '../../errors.js'
 import {pathKind} from '../fs/safe-fs.js'
-import {openObjectStore} from '../object-store.js'
+import {listAll, openStore} from '../store/index.js'
 import {walkArtifacts} from './artifact-source.js'
 
 /** Uploads at once: object stores answer each request slowly and in parallel; 8 keeps a small-file tree moving. */
@@ -12,9 +11,7 @@ const UPLOADS_AT_ONCE = 8
 
 /** Objects under the prefix of `url` (its "directory"). Reads only. */
 export async function countObjects(url: string): Promise<number> {
-  const location = parseArtifactUrl(url)
-  const store = await openObjectStore(location)
-  return (await store.list(location.prefix ? `${location.prefix}/` : '')).length
+  return (await listAll(await openStore(url))).length
 }
 
 /**
@@ -22,8 +19,7 @@ export async function countObjects(url: string): Promise<number> {
  * uploaded and throws ARTIFACTS_UPLOAD_FAILED; `undo` deletes it later (the database did not commit).
  */
 export async function uploadArtifactTree(dir: string, url: string): Promise<{files: number; undo(): Promise<void>}> {
-  const location = parseArtifactUrl(url)
-  const store = await openObjectStore(location)
+  const store = await openStore(url)
   const uploaded: string[] = []
   const undo = async () => {
     for (const key of uploaded.splice(0)) await store.delete(key).catch(() => undefined)
@@ -32,7 +28,7 @@ export async function uploadArtifactTree(dir: string, url: string): Promise<{fil
   const files = walkArtifacts(dir)[Symbol.asyncIterator]()
   const uploader = async () => {
     for (let next = await files.next(); !next.done; next = await files.next()) {
-      const key = joinKey(location, next.value.name.slice('artifacts/'.length))
+      const key = next.value.name.slice('artifacts/'.length)
       await store.uploadFile(key, next.value.file)
       uploaded.push(key)
     }
@@ -43,7 +39,7 @@ export async function uploadArtifactTree(dir: string, url: string): Promise<{fil
     await undo()
     throw new ExternalError(
       'ARTIFACTS_UPLOAD_FAILED',
-      `Uploading the artifacts to ${location.display} failed (${(error as Error).message}); nothing was replaced, and what was uploaded was deleted again.`,
+      `Uploading the artifacts to ${store.display} failed (${(error as Error).message}); nothing was replaced, and what was uploaded was deleted again.`,
       {suggestions: ['Check the credentials and that the bucket exists, then run the restore again.']},
     )
   }

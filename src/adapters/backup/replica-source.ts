@@ -5,15 +5,14 @@
 // checked, swap-in paths as a format 2 backup. `replica status` summarizes it.
 import {createHash} from 'node:crypto'
 import {createReadStream, createWriteStream} from 'node:fs'
-import {copyFile, open, readFile, readdir, rename, stat} from 'node:fs/promises'
-import {dirname, join, relative} from 'node:path'
+import {open, readFile, rename, stat} from 'node:fs/promises'
+import {dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {gunzipSync, createGunzip} from 'node:zlib'
 
 import Database from 'better-sqlite3'
 import {z} from 'zod'
 
-import {isObjectStoreUrl, parseArtifactUrl, joinKey} from '../../core/artifact-url.js'
 import {SQLITE_FILE_ENTRY, unsafeEntryName, type BackupManifest} from '../../core/backup/format.js'
 import {
   WAL_FRAME_HEADER_BYTES,
@@ -29,8 +28,8 @@ import {
   type ReplicaContents,
 } from '../../core/replica.js'
 import {CheckFailedError, UsageError} from '../../errors.js'
-import {makeDirs, pathKind} from '../fs/safe-fs.js'
-import {openObjectStore} from '../object-store.js'
+import {makeDirs} from '../fs/safe-fs.js'
+import {listAll, openStore} from '../store/index.js'
 import {describeSqliteSnapshot} from './sqlite-source.js'
 
 const corrupt = (why: string, suggestions: string[] = []) => new CheckFailedError('REPLICA_CORRUPT', why, {suggestions})
@@ -58,49 +57,18 @@ export interface ReplicaReader {
   downloadFile(key: string, file: string): Promise<void>
 }
 
-function directoryReader(root: string): ReplicaReader {
-  return {
-    display: root,
-    async list(prefix) {
-      const base = join(root, prefix)
-      if ((await pathKind(base)) !== 'dir') return []
-      const found: Array<{key: string; size: number}> = []
-      // A live replica changes while it is walked: a directory or file deleted meanwhile (retention, compaction) is
-      // simply not listed, as an object store's listing would not list it.
-      const gone = (error: unknown) =>
-        (error as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : Promise.reject(error)
-      const walk = async (dir: string): Promise<void> => {
-        for (const entry of (await readdir(dir, {withFileTypes: true}).catch(gone)) ?? []) {
-          const path = join(dir, entry.name)
-          if (entry.isDirectory()) await walk(path)
-          else if (entry.isFile() && !entry.name.endsWith('.partial')) {
-            const info = await stat(path).catch(gone)
-            if (info) found.push({key: relative(root, path).split('\\').join('/'), size: info.size})
-          }
-        }
-      }
-      await walk(base)
-      return found.sort((a, b) => a.key.localeCompare(b.key))
-    },
-    get: (key) => readFile(join(root, key)),
-    downloadFile: (key, file) => copyFile(join(root, key), file),
-  }
-}
-
 /** A directory or an object-store prefix, with the SDK's credentials (as MLflow's clients find them). */
 export async function openReplica(url: string, env: NodeJS.ProcessEnv = process.env): Promise<ReplicaReader> {
-  if (!isObjectStoreUrl(url)) return directoryReader(url)
-  const location = parseArtifactUrl(url)
-  const store = await openObjectStore(location, env)
-  const strip = location.prefix ? location.prefix.length + 1 : 0
+  const store = await openStore(url, {env})
   return {
-    display: url,
+    display: store.display,
     async list(prefix) {
-      const found = await store.list(joinKey(location, prefix))
-      return found.map(({key, size}) => ({key: key.slice(strip), size})).sort((a, b) => a.key.localeCompare(b.key))
+      // A file still being written by the replicator (a directory replica's *.partial) is not part of it yet.
+      const found = (await listAll(store, prefix)).filter((entry) => !entry.key.endsWith('.partial'))
+      return found.sort((a, b) => a.key.localeCompare(b.key))
     },
-    get: (key) => store.get(joinKey(location, key)),
-    downloadFile: (key, file) => store.downloadFile(joinKey(location, key), file),
+    get: (key) => store.get(key),
+    downloadFile: (key, file) => store.downloadFile(key, file),
   }
 }
 

@@ -6,10 +6,10 @@ import {rename, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {joinKey, parseArtifactUrl, type ArtifactLocation} from '../../core/artifact-url.js'
+import {isObjectStoreUrl} from '../../core/artifact-url.js'
 import {ARCHIVE_SUFFIX, invalidManifest, type BackupManifest} from '../../core/backup/format.js'
 import {ExternalError} from '../../errors.js'
-import {openObjectStore, type ObjectStore} from '../object-store.js'
+import {isNotFound as notFound, listAll, openStore, type Store} from '../store/index.js'
 import {faultPoint} from '../fault.js'
 import {aliveUnbeaten, repoLocked, takeLock} from '../lock.js'
 import {me} from '../fs/lease.js'
@@ -37,8 +37,6 @@ import type {BackupRepository, RepoEntry} from '../../core/backup/repository.js'
 
 export type {BackupRepository}
 
-export const isObjectStoreRepo = (raw: string) => /^(s3|wasbs|gs):\/\//.test(raw)
-
 export function localRepository(dir: string): BackupRepository {
   return {
     display: dir,
@@ -63,59 +61,44 @@ export function localRepository(dir: string): BackupRepository {
   }
 }
 
-const notFound = (error: unknown) =>
-  [404, 'NoSuchKey', 'NotFound'].includes(
-    (error as {$metadata?: {httpStatusCode?: number}}).$metadata?.httpStatusCode ??
-      (error as {statusCode?: number}).statusCode ??
-      (error as {code?: number}).code ??
-      (error as {name?: string}).name ??
-      '',
-  )
-
 /** Scratch space of object-store repositories (the archive is staged on local disk before the upload). */
 export const defaultScratchRoot = () => join(tmpdir(), `mlflowctl-${process.getuid?.() ?? 'user'}`)
 
-export async function objectStoreRepository(
-  location: ArtifactLocation,
-  store?: ObjectStore,
-  scratchRoot = defaultScratchRoot(),
-): Promise<BackupRepository> {
-  const objects = store ?? (await openObjectStore(location))
-  const key = (name: string) => joinKey(location, name)
-  const url = (name: string) => `${location.display.replace(/\/+$/, '')}/${name}`
+/** A repository in a store that is not a local directory: archives are staged in scratch space and uploaded. */
+export function objectStoreRepository(objects: Store, scratchRoot = defaultScratchRoot()): BackupRepository {
+  const url = (name: string) => `${objects.display.replace(/\/+$/, '')}/${name}`
   const scratches = new Map<string, Scratch>()
   const scratchDir = () => openScratch(scratchRoot)
   const readJson = async <T>(name: string): Promise<T | undefined> => {
     try {
-      return JSON.parse((await objects.get(key(name))).toString('utf8')) as T
+      return JSON.parse((await objects.get(name)).toString('utf8')) as T
     } catch (error) {
       if (notFound(error) || error instanceof SyntaxError) return undefined
       throw error
     }
   }
   const repository: BackupRepository = {
-    display: location.display,
+    display: objects.display,
     lock: (onStale) =>
       takeLock(
         {
-          create: (body) => objects.putIfAbsent(key(LOCK), Buffer.from(body)),
+          create: (body) => objects.putIfAbsent(LOCK, Buffer.from(body)),
           // Only "not found" means the lock is gone; any other failure (a 5xx, a 403) must not look like a stale lock.
           read: async () => {
             try {
-              return {text: (await objects.get(key(LOCK))).toString('utf8'), mtimeMs: Date.now()}
+              return {text: (await objects.get(LOCK)).toString('utf8'), mtimeMs: Date.now()}
             } catch (error) {
               if (notFound(error)) return undefined
               throw error
             }
           },
-          remove: () =>
-            objects.delete(key(LOCK)).catch((error) => (notFound(error) ? undefined : Promise.reject(error))),
+          remove: () => objects.delete(LOCK).catch((error) => (notFound(error) ? undefined : Promise.reject(error))),
           alive: aliveUnbeaten,
         },
-        {where: location.display, onStale, held: repoLocked(location.display)},
+        {where: objects.display, onStale, held: repoLocked(objects.display)},
       ),
     async stageArchive(id) {
-      await objects.put(key(`${IN_PROGRESS_DIR}/${id}.json`), Buffer.from(JSON.stringify(me())))
+      await objects.put(`${IN_PROGRESS_DIR}/${id}.json`, Buffer.from(JSON.stringify(me())))
       const scratch = await scratchDir()
       scratches.set(id, scratch)
       return join(scratch.path, `${id}${ARCHIVE_SUFFIX}`)
@@ -123,15 +106,15 @@ export async function objectStoreRepository(
     async commitArchive(manifest, staged) {
       const name = `${manifest.id}${ARCHIVE_SUFFIX}`
       try {
-        await objects.uploadFile(key(name), staged)
+        await objects.uploadFile(name, staged)
         faultPoint('create:before-sidecar')
-        await objects.put(key(`${manifest.id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`))
-        await objects.delete(key(`${IN_PROGRESS_DIR}/${manifest.id}.json`)).catch(() => undefined)
+        await objects.put(`${manifest.id}${SIDECAR_SUFFIX}`, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`))
+        await objects.delete(`${IN_PROGRESS_DIR}/${manifest.id}.json`).catch(() => undefined)
       } catch (error) {
-        await objects.delete(key(name)).catch(() => undefined)
+        await objects.delete(name).catch(() => undefined)
         throw new ExternalError(
           'BACKUP_WRITE_FAILED',
-          `Cannot upload ${manifest.id} to ${location.display}: ${(error as Error).message}.`,
+          `Cannot upload ${manifest.id} to ${objects.display}: ${(error as Error).message}.`,
           {cause: error},
         )
       } finally {
@@ -141,9 +124,7 @@ export async function objectStoreRepository(
       return url(name)
     },
     async list() {
-      const prefix = location.prefix ? `${location.prefix}/` : ''
-      const listed = await objects.list(prefix)
-      const names = new Map(listed.map((item) => [item.key.slice(prefix.length), item.size]))
+      const names = new Map((await listAll(objects)).map((item) => [item.key, item.size]))
       const entries: RepoEntry[] = []
       for (const [name, bytes] of names) {
         if (!name.endsWith(ARCHIVE_SUFFIX) || name.includes('/')) continue
@@ -162,7 +143,7 @@ export async function objectStoreRepository(
       const scratch = await scratchDir()
       const path = join(scratch.path, `${id}${ARCHIVE_SUFFIX}`)
       try {
-        await objects.downloadFile(key(`${id}${ARCHIVE_SUFFIX}`), `${path}.partial`)
+        await objects.downloadFile(`${id}${ARCHIVE_SUFFIX}`, `${path}.partial`)
         await rename(`${path}.partial`, path)
         // The sidecar comes along when there is one: a restore checks each entry against it before writing.
         const listing = await readJson<BackupManifest>(`${id}${SIDECAR_SUFFIX}`)
@@ -179,24 +160,21 @@ export async function objectStoreRepository(
       return {path, release: () => scratch.remove()}
     },
     markVerified: (id, at) =>
-      objects.put(key(`${id}${MARKER_SUFFIX}`), Buffer.from(`${JSON.stringify({verifiedAt: at.toISOString()})}\n`)),
+      objects.put(`${id}${MARKER_SUFFIX}`, Buffer.from(`${JSON.stringify({verifiedAt: at.toISOString()})}\n`)),
     async isCommitted(id) {
-      const prefix = location.prefix ? `${location.prefix}/` : ''
-      return (await objects.list(prefix)).some((item) => item.key === `${prefix}${id}${SIDECAR_SUFFIX}`)
+      return (await listAll(objects)).some((item) => item.key === `${id}${SIDECAR_SUFFIX}`)
     },
     abandonArchive: (id) =>
       objects
-        .delete(key(`${IN_PROGRESS_DIR}/${id}.json`))
+        .delete(`${IN_PROGRESS_DIR}/${id}.json`)
         .catch((error) => (notFound(error) ? undefined : Promise.reject(error))),
     async inProgress(id) {
-      const prefix = location.prefix ? `${location.prefix}/` : ''
-      return (await objects.list(prefix)).some((item) => item.key === `${prefix}${IN_PROGRESS_DIR}/${id}.json`)
+      return (await listAll(objects)).some((item) => item.key === `${IN_PROGRESS_DIR}/${id}.json`)
     },
     async cleanUp(verify) {
       // Archives uploaded whole but never listed (killed before the sidecar): committed when they verify.
       const messages: string[] = []
-      const prefix = location.prefix ? `${location.prefix}/` : ''
-      const listed = new Set((await objects.list(prefix)).map((item) => item.key.slice(prefix.length)))
+      const listed = new Set((await listAll(objects)).map((item) => item.key))
       const marked = (id: string) => listed.has(`${IN_PROGRESS_DIR}/${id}.json`)
       for (const name of [...listed].filter((n) => n.endsWith(ARCHIVE_SUFFIX) && !n.includes('/'))) {
         const id = name.slice(0, -ARCHIVE_SUFFIX.length)
@@ -211,11 +189,11 @@ export async function objectStoreRepository(
           const said = await settleUnlisted(id, url(name), {
             verify: () => verify(local.path),
             commit: (manifest) =>
-              objects.put(key(`${id}${SIDECAR_SUFFIX}`), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)),
-            remove: () => objects.delete(key(name)),
+              objects.put(`${id}${SIDECAR_SUFFIX}`, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)),
+            remove: () => objects.delete(name),
           })
           messages.push(said)
-          if (!said.startsWith('left ')) await objects.delete(key(`${IN_PROGRESS_DIR}/${id}.json`))
+          if (!said.startsWith('left ')) await objects.delete(`${IN_PROGRESS_DIR}/${id}.json`)
         } finally {
           await local.release()
         }
@@ -223,8 +201,7 @@ export async function objectStoreRepository(
       // Markers of runs that never uploaded their archive (killed before it, or failed): nothing to settle.
       for (const name of [...listed].filter((n) => n.startsWith(`${IN_PROGRESS_DIR}/`))) {
         const id = name.slice(IN_PROGRESS_DIR.length + 1, -'.json'.length)
-        if (!listed.has(`${id}${ARCHIVE_SUFFIX}`) || listed.has(`${id}${SIDECAR_SUFFIX}`))
-          await objects.delete(key(name))
+        if (!listed.has(`${id}${ARCHIVE_SUFFIX}`) || listed.has(`${id}${SIDECAR_SUFFIX}`)) await objects.delete(name)
       }
       for (const run of await removeRuns(await deadRuns(scratchRoot)))
         messages.push(`removed the scratch space of a killed run: ${run}`)
@@ -232,7 +209,7 @@ export async function objectStoreRepository(
     },
     async remove(id) {
       for (const name of [`${id}${SIDECAR_SUFFIX}`, `${id}${ARCHIVE_SUFFIX}`, `${id}${MARKER_SUFFIX}`]) {
-        await objects.delete(key(name)).catch((error) => (notFound(error) ? undefined : Promise.reject(error)))
+        await objects.delete(name).catch((error) => (notFound(error) ? undefined : Promise.reject(error)))
       }
     },
   }
@@ -245,8 +222,8 @@ export async function openRepository(
   resolvePath: (path: string) => string,
   scratchRoot?: string,
 ): Promise<BackupRepository> {
-  return isObjectStoreRepo(raw)
-    ? objectStoreRepository(parseArtifactUrl(raw), undefined, scratchRoot)
+  return isObjectStoreUrl(raw)
+    ? objectStoreRepository(await openStore(raw), scratchRoot)
     : localRepository(resolvePath(raw))
 }
 

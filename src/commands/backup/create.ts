@@ -7,6 +7,7 @@ import {insecureFlag, targetFlags} from '../../flags.js'
 import {createBackup, decideEncryption, type CreateResult} from '../../core/backup/create.js'
 import {parseBackupSource} from '../../core/backup/locations.js'
 import {redact} from '../../core/redact.js'
+import {isObjectStoreUrl} from '../../core/artifact-url.js'
 
 export default class BackupCreate extends MlflowctlCommand<typeof BackupCreate> {
   static summary = 'Back up the database and the artifacts into one verified archive.'
@@ -99,7 +100,7 @@ or the source (a restore works on it) is locked, a write failed (DISK_FULL when 
       repo: repository.display,
       artifacts: this.flags.artifacts as 'all' | 'referenced' | 'none',
       artifactsSource:
-        this.flags['artifacts-source'] && !/^(s3|wasbs|gs):\/\//.test(this.flags['artifacts-source'])
+        this.flags['artifacts-source'] && !isObjectStoreUrl(this.flags['artifacts-source'])
           ? resolve(this.flags['artifacts-source'])
           : this.flags['artifacts-source'],
       healthcheckUrl: this.flags['healthcheck-url'],

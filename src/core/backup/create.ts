@@ -1,6 +1,7 @@
 /** `backup create` from a local app-data directory or a SQLite file: options in, result out, I/O injected. */
 import {redact, urlPasswordForms} from '../redact.js'
 import {ConfigError, UsageError} from '../../errors.js'
+import {isObjectStoreUrl} from '../artifact-url.js'
 import {proxiedPath} from './deep-verify.js'
 import type {HistoryEvent} from '../history.js'
 import {describeObject, foreignObjects, type ExpectedSchema, type SchemaObject} from './schema-objects.js'
@@ -325,7 +326,7 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
       warnings.push(
         `left out ${tables.skipped.length} objects that are not MLflow's: ${tables.skipped.join(', ')} (if a newer MLflow made them, upgrade mlflowctl)`,
       )
-    const remoteStore = /^(s3|wasbs|gs):\/\//.test(source.artifacts ?? '')
+    const remoteStore = isObjectStoreUrl(source.artifacts ?? '')
     const artifactSource =
       options.artifacts !== 'none' && source.artifacts && (remoteStore || (await deps.exists(source.artifacts)))
         ? source.artifacts

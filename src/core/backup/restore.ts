@@ -111,7 +111,7 @@ export function parseRestoreSource(
   return {
     kind: 'replica',
     // An object-store replica (s3://, wasbs://, gs://) is read as it is; a directory is made absolute.
-    dir: /^(s3|wasbs|gs):\/\//.test(fromReplica) ? fromReplica : resolvePath(fromReplica),
+    dir: isObjectStoreUrl(fromReplica) ? fromReplica : resolvePath(fromReplica),
     at: at === undefined ? undefined : parseMoment(at, now),
   }
 }

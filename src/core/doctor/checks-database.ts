@@ -67,7 +67,9 @@ export const databaseChecks: CheckDefinition<DoctorContext>[] = [
         )
       }
       if (!ctx.input.deep) return pass(`the ${kind} ${location.bucket} exists${where}`)
-      const key = joinKey(location, `mlflowctl-doctor/${ctx.probes.newId()}.txt`)
+      // The store is rooted at the URL's prefix; messages name the object's full key.
+      const key = `mlflowctl-doctor/${ctx.probes.newId()}.txt`
+      const shown = joinKey(location, key)
       const payload = Buffer.from(`mlflowctl doctor probe ${new Date(ctx.probes.now()).toISOString()}`)
       try {
         await store.put(key, payload)
@@ -75,12 +77,12 @@ export const databaseChecks: CheckDefinition<DoctorContext>[] = [
         await store.delete(key)
         if (!read.equals(payload))
           return fail(
-            `${key} read back different bytes`,
+            `${shown} read back different bytes`,
             'Check the store for a proxy or policy that rewrites objects.',
           )
       } catch (error) {
         return fail(
-          `write/read/delete of ${key} failed: ${(error as Error).message}`,
+          `write/read/delete of ${shown} failed: ${(error as Error).message}`,
           'The credentials here may list but not write, read or delete: check the bucket policy or role assignment.',
         )
       }

@@ -69,6 +69,7 @@ export interface DoctorProbes {
   history(): Promise<HistoryEvent[]>
   localMlflowVersion(): Promise<string | undefined>
   probeDatabase(target: DatabaseTarget): Promise<{user: string; serverVersion: string; alembicRevision: string | null}>
+  /** The store at the location, rooted at its prefix (keys are relative to it). */
   objectStore(location: ArtifactLocation): Promise<{
     describe(): Promise<{exists: boolean; region?: string}>
     put(key: string, body: Buffer): Promise<void>
