@@ -275,12 +275,40 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
+# What each phase line carries after its name (the caller, python-loader.ts, checks the same shapes with zod;
+# test/data/shared-shapes.json holds examples both test suites check): field → (accepted types, non-negative).
+PHASES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "PREPARED": {"schema": ((str, type(None)), False)},
+    "READY": {"tables": ((int,), True), "rows": ((int,), True)},
+}
+
+
+def phase_problem(name: str, payload: object) -> str | None:
+    """What is wrong with a phase line's payload, or None."""
+    if not isinstance(payload, dict):
+        return "not a JSON object"
+    for field, (types, non_negative) in PHASES[name].items():
+        if field not in payload:
+            return f"{field} is missing"
+        value = payload[field]
+        if isinstance(value, bool) or not isinstance(value, types) or (non_negative and value < 0):
+            return f"{field}: {value!r} is not valid"
+    return None
+
+
+def say_phase(name: str, payload: dict) -> None:
+    problem = phase_problem(name, payload)
+    if problem:
+        raise AssertionError(f"{name} {problem}")  # a bug here, never the caller's fault
+    say(f"{name} {json.dumps(payload)}")
+
+
 def load_phases(
     engine, url: str, revision: str, db_dir: Path, backup_tables: set[str] | None, staging: str | None
 ) -> tuple[int, int]:
     """Phases 1 to 3 (see the module's docstring)."""
     deferred = prepare(engine, url, revision, backup_tables)
-    say("PREPARED " + json.dumps({"schema": staging}))
+    say_phase("PREPARED", {"schema": staging})
     command = sys.stdin.readline().strip()
     if command == "LOAD":
         tables, rows = load(engine, db_dir)
@@ -289,7 +317,7 @@ def load_phases(
     else:
         fail("The restore was cancelled before it loaded the tables; the target is unchanged.")
     finish(engine, deferred)
-    say("READY " + json.dumps({"tables": tables, "rows": rows}))
+    say_phase("READY", {"tables": tables, "rows": rows})
     return tables, rows
 
 

@@ -10,6 +10,7 @@ import {Worker} from 'node:worker_threads'
 import {pipeline} from 'node:stream/promises'
 
 import Database from 'better-sqlite3'
+import {z} from 'zod'
 
 import {KNOWN_MLFLOW_TABLES} from '../../core/backup/tables.js'
 import type {BackupManifest} from '../../core/backup/format.js'
@@ -135,6 +136,36 @@ export function checkSqlite(path: string, revision: string, checked = false): vo
 }
 
 /** restore_db.py's one-line reason; SQLAlchemy appends the statement and its parameters, which stay out. */
+/**
+ * What restore_db.py's phase lines carry after their name (its PHASES); test/data/shared-shapes.json holds examples
+ * that both test suites check.
+ */
+export const LOADER_PHASES = {
+  PREPARED: z.object({schema: z.string().nullable()}).passthrough(),
+  READY: z.object({tables: z.number().int().nonnegative(), rows: z.number().int().nonnegative()}).passthrough(),
+}
+
+/** A phase line's payload, checked. @throws ExternalError RESTORE_FAILED when the loader says something else */
+export function parsePhase<K extends keyof typeof LOADER_PHASES>(
+  name: K,
+  text: string,
+): z.infer<(typeof LOADER_PHASES)[K]> {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    parsed = undefined
+  }
+  const checked = LOADER_PHASES[name].safeParse(parsed)
+  if (!checked.success)
+    throw new ExternalError(
+      'RESTORE_FAILED',
+      `The loader's ${name} line is not what this mlflowctl expects (${text.slice(0, 200)}); the target was left as it was.`,
+      {suggestions: ['Reinstall mlflowctl: its Python tools and the CLI come from one release.']},
+    )
+  return checked.data as z.infer<(typeof LOADER_PHASES)[K]>
+}
+
 export function loaderError(stderr: string): Error {
   const lines = stderr.trim().split('\n')
   // Its own one-line messages first; else (a traceback) the exception's line, never a connecting line such as
@@ -242,7 +273,7 @@ export async function startLoader(
   }
   let prepared: {schema: string | null}
   try {
-    prepared = JSON.parse(await queue.expect('PREPARED')) as {schema: string | null}
+    prepared = parsePhase('PREPARED', await queue.expect('PREPARED'))
   } catch (error) {
     await abort()
     throw error
@@ -251,7 +282,7 @@ export async function startLoader(
     stagingSchema: prepared.schema,
     async finishLoad(loadFiles) {
       child.stdin.write(loadFiles ? 'LOAD\n' : 'SKIP\n')
-      return JSON.parse(await queue.expect('READY')) as {tables: number; rows: number}
+      return parsePhase('READY', await queue.expect('READY'))
     },
     async commit() {
       if (options.gated) {

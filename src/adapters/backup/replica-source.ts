@@ -95,7 +95,7 @@ const SEGMENT_DATA_KEY = /^generations\/([^/]+)\/wal\/[0-9a-f]{8}\/[0-9a-f]{16}-
 const count = z.number().int().nonnegative()
 const chain = z.tuple([z.number().int(), z.number().int()])
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/)
-const snapshotSchema = z
+export const snapshotSchema = z
   .object({
     sha256: sha256Hex,
     bytes: count,
@@ -106,7 +106,17 @@ const snapshotSchema = z
     identity: z.string().optional(),
   })
   .passthrough()
-const segmentSchema = z
+/** The replica's own file: its format and the database it belongs to. */
+const META_KEY = 'mlflowctl-replica.json'
+export const metaSchema = z
+  .object({
+    format: z.number().int().positive(),
+    database: z.string(),
+    identity: z.string().optional(),
+    artifactsRoot: z.string().nullable().optional(),
+  })
+  .passthrough()
+export const segmentSchema = z
   .object({
     sha256: sha256Hex,
     frames: count,
@@ -126,20 +136,21 @@ const segmentSchema = z
 
 /** A replica's JSON file, parsed and checked against its schema. @throws CheckFailedError REPLICA_CORRUPT */
 async function readChecked<T>(reader: ReplicaReader, key: string, schema: z.ZodType<T>): Promise<T> {
-  const text = (await reader.get(key)).toString('utf8')
+  return parseChecked(reader.display, key, (await reader.get(key)).toString('utf8'), schema)
+}
+
+function parseChecked<T>(display: string, key: string, text: string, schema: z.ZodType<T>): T {
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
   } catch (error) {
-    throw corrupt(
-      `Replica ${reader.display}: ${key} is not valid JSON (${(error as Error).message}); nothing was restored.`,
-    )
+    throw corrupt(`Replica ${display}: ${key} is not valid JSON (${(error as Error).message}); nothing was restored.`)
   }
   const checked = schema.safeParse(parsed)
   if (!checked.success) {
     const issue = checked.error.issues[0]
     throw corrupt(
-      `Replica ${reader.display}: ${key} is damaged (${issue.path.join('.') || 'the file'}: ${issue.message}); nothing was restored.`,
+      `Replica ${display}: ${key} is damaged (${issue.path.join('.') || 'the file'}: ${issue.message}); nothing was restored.`,
     )
   }
   return checked.data
@@ -149,11 +160,8 @@ export type {DamagedSidecar, ReplicaContents} from '../../core/replica.js'
 
 /** What a replica holds. Reads only. @throws UsageError REPLICA_NOT_FOUND */
 export async function readReplica(reader: ReplicaReader): Promise<ReplicaContents> {
-  const meta = (await reader.get('mlflowctl-replica.json').then(
-    (data) => JSON.parse(data.toString('utf8')) as ReplicaContents['meta'],
-    () => undefined,
-  )) as ReplicaContents['meta'] | undefined
-  if (!meta)
+  const stored = await reader.get(META_KEY).catch(() => undefined)
+  if (!stored)
     throw new UsageError(
       'REPLICA_NOT_FOUND',
       `${reader.display} is not an mlflowctl replica (no mlflowctl-replica.json).`,
@@ -161,6 +169,7 @@ export async function readReplica(reader: ReplicaReader): Promise<ReplicaContent
         suggestions: ["Name the directory or prefix the extension's MLFLOWCTL_REPLICA_URL points at."],
       },
     )
+  const meta: ReplicaContents['meta'] = parseChecked(reader.display, META_KEY, stored.toString('utf8'), metaSchema)
   const keys = await reader.list('generations/')
   const sizes: ReplicaContents['sizes'] = {generations: {}, artifacts: {files: 0, bytes: 0}}
   for (const {key, size} of keys) {

@@ -20,11 +20,104 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 REPLICA_FORMAT = 1
 META_KEY = "mlflowctl-replica.json"
 IDENTITY_FILE = "replica-identity"
 SEGMENT_KEY = re.compile(r"^generations/([^/]+)/wal/([0-9a-f]{8})/([0-9a-f]{16})-([0-9a-f]{16})\.frames\.gz\.json$")
+
+
+# Each JSON file's fields: name → (required, check). The CLI reads the same shapes with zod schemas
+# (replica-source.ts); test/data/shared-shapes.json holds examples that both test suites check against their own.
+Check = Callable[[Any], bool]
+
+
+def _count(minimum: int = 0) -> Check:
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _sha256(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None
+
+
+def _pair(value: Any) -> bool:
+    """SQLite's salts and checksum chain: two 32-bit words."""
+    return isinstance(value, list) and len(value) == 2 and all(_count(-(2**63))(word) for word in value)
+
+
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _nullable(check: Check) -> Check:
+    return lambda value: value is None or check(value)
+
+
+META_FIELDS: Mapping[str, tuple[bool, Check]] = {
+    "format": (True, _count(1)),
+    "database": (True, _text),
+    "identity": (False, _text),
+    "artifactsRoot": (False, _nullable(_text)),
+}
+SNAPSHOT_FIELDS: Mapping[str, tuple[bool, Check]] = {
+    "sha256": (True, _sha256),
+    "bytes": (True, _count()),
+    "takenAt": (True, _number),
+    "offset": (True, _count()),
+    "walIndex": (False, _count()),
+    "salts": (False, _nullable(_pair)),
+    "chain": (False, _pair),
+    "pageSize": (False, _count(1)),
+    "identity": (False, _text),
+}
+POINT_FIELDS: Mapping[str, tuple[bool, Check]] = {
+    "end": (True, _count()),
+    "commitTime": (True, _number),
+    "chainAfter": (True, _pair),
+    "frames": (False, _count()),
+}
+SEGMENT_FIELDS: Mapping[str, tuple[bool, Check]] = {
+    "sha256": (True, _sha256),
+    "frames": (True, _count()),
+    "start": (True, _count()),
+    "end": (True, _count()),
+    "commitTime": (True, _number),
+    "readAt": (False, _nullable(_number)),
+    "salts": (True, _pair),
+    "bigEndian": (True, _flag),
+    "pageSize": (True, _count(1)),
+    "chainBefore": (True, _pair),
+    "chainAfter": (True, _pair),
+    "previousIndexEnd": (False, _nullable(_count())),
+    "identity": (False, _text),
+    "points": (
+        False,
+        lambda value: isinstance(value, list) and all(shape_problem(POINT_FIELDS, point) is None for point in value),
+    ),
+    "mergedAt": (False, _number),
+}
+
+
+def shape_problem(fields: Mapping[str, tuple[bool, Check]], data: Any) -> str | None:
+    """What is wrong with a JSON file of the layout, or None. Fields it does not name are left alone."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for name, (required, check) in fields.items():
+        if name not in data:
+            if required:
+                return f"{name} is missing"
+        elif not check(data[name]):
+            return f"{name}: {data[name]!r} is not valid"
+    return None
 
 
 class ReplicaError(Exception):

@@ -19,15 +19,12 @@ from pathlib import Path
 from .logs import log_event, redact
 from .replica_layout import ReplicaError, ReplicaForeign
 from .replica_store import STATIC_CREDENTIALS, replica_credentials
-from .replicator import (
-    DEFAULT_MAX_WAL_BYTES,
-    DEFAULT_RETENTION,
-    DEFAULT_SNAPSHOT_INTERVAL,
-    DELETE_GRACE_SECONDS,
-    Replicator,
-)
+from .replicator import Replicator
+from .settings import REPLICA_INTERVAL as DEFAULT_INTERVAL
+from .settings import REPLICA_RETENTION as DEFAULT_RETENTION
+from .settings import REPLICA_SNAPSHOT_INTERVAL as DEFAULT_SNAPSHOT_INTERVAL
+from .settings import ReplicaSettings
 
-DEFAULT_INTERVAL = 1.0
 LOCK_RETRY_SECONDS = 5.0
 # Maintenance (compaction, retention, sweeps) runs this often, on the slow thread.
 MAINTENANCE_SECONDS = 30.0
@@ -37,26 +34,6 @@ SNAPSHOT_RETRY_SECONDS = 30.0
 STALL_SECONDS = 30.0
 # The artifact thread wakes this often when nothing was uploaded.
 ARTIFACT_WAKE_SECONDS = 1.0
-
-
-def parse_duration(text: str | None, default: float) -> float:
-    """'7d', '12h', '30m', '45s' or a number of seconds."""
-    if not text:
-        return default
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration (for example 7d, 12h, 30m or 45s)")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-
-
-def parse_size(text: str | None, default: int) -> int:
-    """'512MiB', '2GiB' or a number of bytes."""
-    if not text:
-        return default
-    match = re.fullmatch(r"\s*(\d+)\s*(KiB|MiB|GiB)?\s*", text)
-    if not match:
-        raise ValueError(f"{text!r} is not a size (for example 512MiB or 2GiB)")
-    return int(match.group(1)) << {None: 0, "KiB": 10, "MiB": 20, "GiB": 30}[match.group(2)]
 
 
 class ReplicationService:
@@ -355,7 +332,7 @@ _HOLD: sqlite3.Connection | None = None
 JOURNAL_SIZE_LIMIT = 8 << 20
 
 
-def hold_wal(storage, env) -> None:
+def hold_wal(storage, settings: ReplicaSettings | None) -> None:
     """Opens this process's first connection to the SQLite store, before the start-up steps that open and close
     their own, and pins its WAL with a read transaction until the replicator has resumed (release_wal_hold).
 
@@ -365,7 +342,7 @@ def hold_wal(storage, env) -> None:
     next writer restart it): the schema check at start-up was that last connection, so no restart ever resumed.
     The connection stays open for the life of the process; only the pin goes."""
     global _HOLD
-    if _HOLD is not None or not env.get("MLFLOWCTL_REPLICA_URL") or storage.mode != "local" or not storage.sqlite_path:
+    if _HOLD is not None or settings is None or storage.mode != "local" or not storage.sqlite_path:
         return
     _limit_wal_size()
     if not Path(storage.sqlite_path).exists():
@@ -418,25 +395,14 @@ def _limit_wal_size() -> None:
         event.listen(Engine, "connect", on_connect)
 
 
-def start_replication(storage, env) -> ReplicationService | None:
-    """Starts replication when MLFLOWCTL_REPLICA_URL is set. Local storage (the SQLite file) only. WAL mode is set
-    here, before MLflow opens the store (it is persistent on the file; MLflow itself leaves the rollback journal)."""
-    url = env.get("MLFLOWCTL_REPLICA_URL")
-    if not url:
+def start_replication(storage, settings: ReplicaSettings | None) -> ReplicationService | None:
+    """Starts replication when it is configured (settings.load_replica_settings). Local storage (the SQLite file)
+    only. WAL mode is set here, before MLflow opens the store (it is persistent on the file; MLflow itself leaves the
+    rollback journal)."""
+    if settings is None:
         return None
-    try:
-        options = {
-            "retention": parse_duration(env.get("MLFLOWCTL_REPLICA_RETENTION"), DEFAULT_RETENTION),
-            "snapshot_interval": parse_duration(
-                env.get("MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL"), DEFAULT_SNAPSHOT_INTERVAL
-            ),
-            "max_wal_bytes": parse_size(env.get("MLFLOWCTL_REPLICA_MAX_WAL"), DEFAULT_MAX_WAL_BYTES),
-            "delete_grace": parse_duration(env.get("MLFLOWCTL_REPLICA_DELETE_GRACE"), DELETE_GRACE_SECONDS),
-        }
-        interval = parse_duration(env.get("MLFLOWCTL_REPLICA_INTERVAL"), DEFAULT_INTERVAL)
-        refused = None
-    except ValueError as exc:
-        options, interval, refused = {}, DEFAULT_INTERVAL, f"MLFLOWCTL_REPLICA_*: {exc}"
+    url, interval, refused = settings.url, settings.interval, settings.invalid
+    options = {} if refused else settings.replicator_options()
     artifacts = (
         Path(storage.artifacts_destination) if storage.mode == "local" and storage.artifacts_destination else None
     )

@@ -32,10 +32,12 @@ from .replica_layout import (
 )
 from .replica_maintenance import apply_retention, compact, sweep_merged
 from .replica_store import open_store
+from .settings import REPLICA_DELETE_GRACE as DELETE_GRACE_SECONDS
+from .settings import REPLICA_MAX_WAL_BYTES as DEFAULT_MAX_WAL_BYTES
+from .settings import REPLICA_RETENTION as DEFAULT_RETENTION
+from .settings import REPLICA_SNAPSHOT_INTERVAL as DEFAULT_SNAPSHOT_INTERVAL
 from .wal import FRAME_HEADER, WAL_HEADER, WalFile, WalHeader, committed_frames, last_commit_within
 
-DEFAULT_SNAPSHOT_INTERVAL = 24 * 3600.0
-DEFAULT_RETENTION = 7 * 86400.0
 # Like Litestream's MinCheckpointPageN: past this many frames in the WAL the replicator restarts it itself.
 CHECKPOINT_FRAMES = 1000
 DEFAULT_ARTIFACT_INTERVAL = 5.0
@@ -47,11 +49,6 @@ COMPACT_SEGMENTS = 300
 MAX_SEGMENT_BYTES = 16 << 20
 # How often the round checks that its generation still exists in the replica (a bucket lifecycle rule, a deletion).
 VERIFY_SECONDS = 10.0
-# Past this much WAL while the replica does not answer, the replicator stops pinning (the server's WAL may shrink
-# again) and starts a new generation once the replica answers.
-DEFAULT_MAX_WAL_BYTES = 512 << 20
-# What restores that began a while ago may still read is deleted only this long after it stopped being needed.
-DELETE_GRACE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)

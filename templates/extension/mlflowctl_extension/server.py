@@ -28,7 +28,14 @@ from .logs import configure_logging, log_event, redact, register_secret
 from .migrations import create_engine, ensure_schema, inspect_schema, row_estimates
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
 from .replica_service import hold_wal, start_replication
-from .settings import StartupError, StorageConfig, auto_migrate_enabled, connect_public_url, load_storage_config
+from .settings import (
+    StartupError,
+    StorageConfig,
+    auto_migrate_enabled,
+    connect_public_url,
+    load_replica_settings,
+    load_storage_config,
+)
 from .transfer import has_data, recover
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent
@@ -189,11 +196,14 @@ def _start(gate: Any, ops: OpsContext, env: dict[str, str], bundle: dict[str, An
             mlflow=mlflow.__version__,
         )
         os.environ.update(server_environment(storage, env, mlflow.__version__))
-        hold_wal(storage, env)  # first: the start-up steps below must not checkpoint away a WAL the replica resumes
+        replica_settings = load_replica_settings(env)
+        hold_wal(
+            storage, replica_settings
+        )  # first: the start-up steps below must not checkpoint away a WAL the replica resumes
         recover(storage)  # a restore or snapshot interrupted by a restart leaves a flag and spools behind
         ensure_schema(storage, auto_migrate_enabled(env), progress=startup.migrating)
         startup.migrated()
-        replication = start_replication(storage, env)
+        replication = start_replication(storage, replica_settings)
         ops.describe = _make_describe(
             storage,
             bundle,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -322,6 +323,77 @@ def _cloud_config(mode: str, env: Mapping[str, str]) -> StorageConfig:
         state_dir=state_dir,
         cloud=cloud,
     )
+
+
+# What replication does unless MLFLOWCTL_REPLICA_* says otherwise.
+REPLICA_INTERVAL = 1.0
+REPLICA_SNAPSHOT_INTERVAL = 24 * 3600.0
+REPLICA_RETENTION = 7 * 86400.0
+# Past this much WAL while the replica does not answer, the replicator stops pinning (the server's WAL may shrink
+# again) and starts a new generation once the replica answers.
+REPLICA_MAX_WAL_BYTES = 512 << 20
+# What restores that began a while ago may still read is deleted only this long after it stopped being needed.
+REPLICA_DELETE_GRACE = 600.0
+
+
+def parse_duration(text: str | None, default: float) -> float:
+    """'7d', '12h', '30m', '45s' or a number of seconds."""
+    if not text:
+        return default
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (for example 7d, 12h, 30m or 45s)")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def parse_size(text: str | None, default: int) -> int:
+    """'512MiB', '2GiB' or a number of bytes."""
+    if not text:
+        return default
+    match = re.fullmatch(r"\s*(\d+)\s*(KiB|MiB|GiB)?\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size (for example 512MiB or 2GiB)")
+    return int(match.group(1)) << {None: 0, "KiB": 10, "MiB": 20, "GiB": 30}[match.group(2)]
+
+
+@dataclass(frozen=True)
+class ReplicaSettings:
+    """MLFLOWCTL_REPLICA_URL and the MLFLOWCTL_REPLICA_* that tune it. `invalid` says why a value was refused (the
+    service then reports itself refused, with the defaults in place, rather than failing the server's start)."""
+
+    url: str
+    interval: float = REPLICA_INTERVAL
+    snapshot_interval: float = REPLICA_SNAPSHOT_INTERVAL
+    retention: float = REPLICA_RETENTION
+    max_wal_bytes: int = REPLICA_MAX_WAL_BYTES
+    delete_grace: float = REPLICA_DELETE_GRACE
+    invalid: str | None = None
+
+    def replicator_options(self) -> dict[str, float]:
+        return {
+            "retention": self.retention,
+            "snapshot_interval": self.snapshot_interval,
+            "max_wal_bytes": self.max_wal_bytes,
+            "delete_grace": self.delete_grace,
+        }
+
+
+def load_replica_settings(env: Mapping[str, str]) -> ReplicaSettings | None:
+    """None when MLFLOWCTL_REPLICA_URL is not set: the extension does not replicate."""
+    url = env.get("MLFLOWCTL_REPLICA_URL")
+    if not url:
+        return None
+    try:
+        return ReplicaSettings(
+            url=url,
+            interval=parse_duration(env.get("MLFLOWCTL_REPLICA_INTERVAL"), REPLICA_INTERVAL),
+            snapshot_interval=parse_duration(env.get("MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL"), REPLICA_SNAPSHOT_INTERVAL),
+            retention=parse_duration(env.get("MLFLOWCTL_REPLICA_RETENTION"), REPLICA_RETENTION),
+            max_wal_bytes=parse_size(env.get("MLFLOWCTL_REPLICA_MAX_WAL"), REPLICA_MAX_WAL_BYTES),
+            delete_grace=parse_duration(env.get("MLFLOWCTL_REPLICA_DELETE_GRACE"), REPLICA_DELETE_GRACE),
+        )
+    except ValueError as exc:
+        return ReplicaSettings(url=url, invalid=f"MLFLOWCTL_REPLICA_*: {exc}")
 
 
 def redact_url(url: str) -> str:

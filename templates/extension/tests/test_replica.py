@@ -524,6 +524,7 @@ def test_an_object_store_replica_without_its_sdk_is_refused_with_the_fix(tmp_pat
     from types import SimpleNamespace
 
     from mlflowctl_extension.replica_service import start_replication
+    from mlflowctl_extension.settings import load_replica_settings
 
     monkeypatch.setitem(sys.modules, "boto3", None)  # `import boto3` raises ModuleNotFoundError
     database = tmp_path / "mlflow.db"
@@ -535,7 +536,8 @@ def test_an_object_store_replica_without_its_sdk_is_refused_with_the_fix(tmp_pat
         artifacts_destination=str(tmp_path / "artifacts"),
     )
     service = start_replication(
-        storage, {"MLFLOWCTL_REPLICA_URL": "s3://bucket/replica", "MLFLOWCTL_REPLICA_INTERVAL": "0.1"}
+        storage,
+        load_replica_settings({"MLFLOWCTL_REPLICA_URL": "s3://bucket/replica", "MLFLOWCTL_REPLICA_INTERVAL": "0.1"}),
     )
     for _ in range(50):
         if service.status()["role"] == "refused":

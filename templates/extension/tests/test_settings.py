@@ -88,3 +88,28 @@ def test_auto_migrate_flag(raw, expected):
 def test_auto_migrate_rejects_garbage():
     with pytest.raises(StartupError, match="MLFLOWCTL_AUTO_MIGRATE"):
         auto_migrate_enabled({"MLFLOWCTL_AUTO_MIGRATE": "maybe"})
+
+
+def test_replica_settings_come_from_the_environment_with_their_defaults_and_say_why_a_value_is_refused():
+    from mlflowctl_extension.settings import REPLICA_RETENTION, load_replica_settings
+
+    assert load_replica_settings({}) is None
+    tuned = load_replica_settings(
+        {
+            "MLFLOWCTL_REPLICA_URL": "s3://bucket/replica",
+            "MLFLOWCTL_REPLICA_INTERVAL": "0.5",
+            "MLFLOWCTL_REPLICA_SNAPSHOT_INTERVAL": "12h",
+            "MLFLOWCTL_REPLICA_MAX_WAL": "64MiB",
+        }
+    )
+    assert tuned is not None and tuned.invalid is None
+    assert (tuned.url, tuned.interval, tuned.snapshot_interval, tuned.max_wal_bytes) == (
+        "s3://bucket/replica",
+        0.5,
+        12 * 3600,
+        64 << 20,
+    )
+    assert tuned.retention == REPLICA_RETENTION
+    refused = load_replica_settings({"MLFLOWCTL_REPLICA_URL": "/srv/replica", "MLFLOWCTL_REPLICA_RETENTION": "a week"})
+    assert refused is not None and refused.url == "/srv/replica"
+    assert refused.invalid == "MLFLOWCTL_REPLICA_*: 'a week' is not a duration (for example 7d, 12h, 30m or 45s)"
