@@ -69,7 +69,7 @@ export async function makeDirs(path: string, mode = 0o700): Promise<void> {
 }
 
 /** Writes a file and fsyncs it, so a record written before a rename survives a crash. */
-export async function writeDurable(path: string, text: string): Promise<void> {
+export async function writeDurable(path: string, text: string | Uint8Array): Promise<void> {
   const temp = `${path}.${process.pid}.tmp`
   const handle = await open(temp, 'w', 0o600)
   try {

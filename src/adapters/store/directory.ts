@@ -2,7 +2,7 @@
 import {copyFile, open, readFile, readdir, rename, rm, stat, unlink} from 'node:fs/promises'
 import {dirname, join, resolve} from 'node:path'
 
-import {makeDirs, pathKind, syncDir} from '../fs/safe-fs.js'
+import {makeDirs, pathKind, syncDir, writeDurable} from '../fs/safe-fs.js'
 import type {Store, StoreEntry} from './store.js'
 
 /** A name as an operator can read it: printable ASCII as it is, every other byte as \\xNN. Pure. */
@@ -68,16 +68,10 @@ export function directoryStore(root: string): Store {
         if (entry.key.startsWith(prefix)) yield entry
     },
     get: (key) => readFile(at(key)),
-    put: (key, body) =>
-      place(key, async (temp) => {
-        const handle = await open(temp, 'w', 0o600)
-        try {
-          await handle.writeFile(body)
-          await handle.sync()
-        } finally {
-          await handle.close()
-        }
-      }),
+    async put(key, body) {
+      await makeDirs(dirname(at(key)))
+      await writeDurable(at(key), body)
+    },
     async putIfAbsent(key, body) {
       const path = at(key)
       await makeDirs(dirname(path))
