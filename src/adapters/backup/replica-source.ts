@@ -108,10 +108,11 @@ export const snapshotSchema = z
   .passthrough()
 /** The replica's own file: its format and the database it belongs to. */
 const META_KEY = 'mlflowctl-replica.json'
+// Every field optional: a replica made before a field existed (or an empty {}) is read as it is.
 export const metaSchema = z
   .object({
-    format: z.number().int().positive(),
-    database: z.string(),
+    format: z.number().int().positive().optional(),
+    database: z.string().optional(),
     identity: z.string().optional(),
     artifactsRoot: z.string().nullable().optional(),
   })

@@ -62,9 +62,10 @@ def _nullable(check: Check) -> Check:
     return lambda value: value is None or check(value)
 
 
+# Every field optional: a replica made before a field existed (or an empty {}) is read as it is.
 META_FIELDS: Mapping[str, tuple[bool, Check]] = {
-    "format": (True, _count(1)),
-    "database": (True, _text),
+    "format": (False, _count(1)),
+    "database": (False, _text),
     "identity": (False, _text),
     "artifactsRoot": (False, _nullable(_text)),
 }
