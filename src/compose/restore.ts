@@ -14,6 +14,7 @@ import {
   type ReplicaReader,
 } from '../adapters/backup/replica-source.js'
 import type {RestoreDeps, RestoreTarget} from '../core/backup/restore.js'
+import {restoreDriver} from '../core/backup/targets/index.js'
 import {NEWEST_KNOWN_MLFLOW} from '../core/versions.js'
 import {isObjectStoreUrl} from '../core/artifact-url.js'
 import {uploadArtifactTree} from '../adapters/backup/artifact-upload.js'
@@ -28,6 +29,7 @@ import {NO_CONNECT, uploadConnectRestore} from '../adapters/connect/ops-client.j
 import {localRepository} from '../adapters/backup/repository.js'
 import {inspectTarget, openRestoreScratch, recoverTarget} from '../adapters/backup/restore-target.js'
 import {lockTarget} from '../adapters/backup/target-lock.js'
+import {targetSite} from '../adapters/backup/targets/index.js'
 import {rewriteLocationsInSqliteFile, rewriteLocationsInTableFiles} from '../adapters/backup/rewrite-locations.js'
 import {locationRewriter} from '../core/backup/artifact-locations.js'
 import {inspectRestoredSqlite} from '../adapters/backup/deep-verify.js'
@@ -83,6 +85,7 @@ function replicaSource(
 
 export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
   return {
+    targetDriver: restoreDriver,
     lockTarget: (target, artifactsTo) =>
       lockTarget(target, artifactsTo, {dataDir: options.dataDir, purpose: 'restore', onWarning: options.onWarning}),
     recover: (target, artifactsTo, keep) => recoverTarget(target, artifactsTo, options.dataDir, keep),
@@ -90,14 +93,8 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
     scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),
     ...(options.replica ? replicaSource(options, options.replica.at) : archiveSource(options)),
     async safetyBackup(target: RestoreTarget, artifactsTo?: string) {
-      const where =
-        target.kind === 'app-data'
-          ? target.dir
-          : target.kind === 'connect'
-            ? join(options.dataDir, `connect-${target.guid}`)
-            : target.kind === 'postgresql'
-              ? join(options.dataDir, 'postgresql')
-              : target.path
+      const site = targetSite(target)
+      const where = site.safetyBackupOf(options.dataDir)
       const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
       options.onProgress(
         `taking a safety backup of ${where}${artifactsTo ? ` and ${artifactsTo}` : ''} into ${repository.display}`,
@@ -117,9 +114,7 @@ export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
           // Everything the restore replaces: the artifacts-to tree too.
           // An object-store --artifacts-to is empty (restores only upload into an empty prefix): nothing to keep.
           artifactsSource:
-            (target.kind === 'sqlite' || target.kind === 'postgresql') && artifactsTo && !isObjectStoreUrl(artifactsTo)
-              ? artifactsTo
-              : undefined,
+            site.takesArtifactsTo && artifactsTo && !isObjectStoreUrl(artifactsTo) ? artifactsTo : undefined,
           toolVersion: 'safety',
           // As private as the backup being restored: encrypted with its passphrase when it has one.
           encrypted: Boolean(options.passphrase),

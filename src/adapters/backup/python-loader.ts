@@ -26,7 +26,7 @@ import {mlflowVenvPython} from '../python/mlflow-venv.js'
 import {readExpectedManifest, verifyBackupArchive} from './archive.js'
 import {type ConnectTransferOptions} from '../connect/ops-client.js'
 import {type BackupRepository} from './repository.js'
-import {postgresCommitted} from './restore-target.js'
+import {postgresCommitted} from './targets/postgresql.js'
 import {copyFilesIntoPostgres, copyFilesIntoSqlite, sqliteIntoPostgres} from './bulk-load.js'
 import {tableFileOf} from './table-files.js'
 

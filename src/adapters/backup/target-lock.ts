@@ -7,27 +7,11 @@ import {basename, dirname, join} from 'node:path'
 
 import type {RestoreTarget} from '../../core/backup/restore.js'
 import {isObjectStoreUrl} from '../../core/artifact-url.js'
-import {parseDatabaseUrl} from '../../core/database-url.js'
-import {ExternalError} from '../../errors.js'
-import {withPostgres} from '../db/postgres.js'
 import {makeDirs} from '../fs/safe-fs.js'
-import {describeHolder, lockFile} from '../lock.js'
-import {TARGET_LOCK, checkTargetKind} from './restore-target.js'
-import type {LeaseHolder} from '../fs/lease.js'
-
-/** PostgreSQL advisory lock key of restores into a database (restore_db.py holds another, its own). */
-const POSTGRES_TARGET_LOCK = 0x6d6c66637472
-
-const targetLocked = (where: string, holder: LeaseHolder | string) =>
-  new ExternalError(
-    'TARGET_LOCKED',
-    `Another run is working on ${where} (${typeof holder === 'string' ? holder : describeHolder(holder)}); nothing was changed.`,
-    {
-      suggestions: [
-        'Let it finish, then run this again. A lock left by a killed run is taken over once its holder is gone (a few seconds after its heartbeat stops, on another host).',
-      ],
-    },
-  )
+import {lockFile} from '../lock.js'
+import {checkTargetKind} from './restore-target.js'
+import {targetSite} from './targets/index.js'
+import {targetLocked} from './targets/site.js'
 
 /** What to lock for a target: lock files (their path and what they protect), or a database. Pure. */
 export function targetLockFiles(
@@ -35,54 +19,11 @@ export function targetLockFiles(
   artifactsTo: string | undefined,
   dataDir: string,
 ): Array<{file: string; where: string}> {
-  const files: Array<{file: string; where: string}> = []
-  if (target.kind === 'app-data') files.push({file: join(target.dir, TARGET_LOCK), where: target.dir})
-  if (target.kind === 'sqlite') files.push({file: `${target.path}.mlflowctl-lock`, where: target.path})
-  if (target.kind === 'connect')
-    files.push({file: join(dataDir, 'locks', `connect-${target.guid}.lock`), where: `connect:${target.guid}`})
-  if (artifactsTo && !isObjectStoreUrl(artifactsTo) && (target.kind === 'sqlite' || target.kind === 'postgresql'))
+  const site = targetSite(target)
+  const files = site.lockFiles(dataDir)
+  if (artifactsTo && !isObjectStoreUrl(artifactsTo) && site.takesArtifactsTo)
     files.push({file: join(dirname(artifactsTo), `.${basename(artifactsTo)}.mlflowctl-lock`), where: artifactsTo})
   return files
-}
-
-/** Holds PostgreSQL's advisory lock on its own connection until the returned release. @throws TARGET_LOCKED */
-function lockPostgres(url: string, display: string, purpose: string): Promise<() => Promise<void>> {
-  return new Promise((taken, refused) => {
-    let letGo!: () => void
-    const released = new Promise<void>((resolve) => (letGo = resolve))
-    const session = withPostgres(parseDatabaseUrl(url), async (client) => {
-      await client.query('SELECT set_config($1, $2, false)', [
-        'application_name',
-        `mlflowctl ${purpose} (pid ${process.pid})`,
-      ])
-      const got = (await client.query<{got: boolean}>('SELECT pg_try_advisory_lock($1) AS got', [POSTGRES_TARGET_LOCK]))
-        .rows[0].got
-      if (!got) {
-        const holder = (
-          await client.query<{name: string; since: Date | null; addr: string | null}>(
-            `SELECT a.application_name AS name, a.backend_start AS since, host(a.client_addr) AS addr
-             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-             WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND ((l.classid::bigint << 32) | l.objid::bigint) = $1`,
-            [POSTGRES_TARGET_LOCK],
-          )
-        ).rows[0]
-        throw targetLocked(
-          display,
-          holder
-            ? `${holder.name || 'a session'} from ${holder.addr ?? 'a local socket'}, since ${holder.since?.toISOString() ?? '?'}`
-            : 'a session that holds its advisory lock',
-        )
-      }
-      taken(async () => {
-        letGo()
-        await session.catch(() => undefined)
-      })
-      await released
-      await client.query('SELECT pg_advisory_unlock($1)', [POSTGRES_TARGET_LOCK]).catch(() => undefined)
-    })
-    session.catch(refused)
-  })
 }
 
 /** Locks held by this process, so that its safety backup (a backup of the same target) does not refuse itself. */
@@ -120,10 +61,9 @@ export async function lockTarget(
     for (const release of releases.reverse()) await release()
   }
   try {
-    if (target.kind === 'postgresql')
-      releases.push(
-        await reentrant(`postgresql ${target.url}`, () => lockPostgres(target.url, target.display, purpose)),
-      )
+    const site = targetSite(target)
+    const database = site.databaseLock
+    if (database) releases.push(await reentrant(database.key, () => database.take(purpose)))
     for (const {file, where} of targetLockFiles(target, artifactsTo, dataDir)) {
       await makeDirs(dirname(file))
       releases.push(

@@ -1,11 +1,16 @@
-/** `backup create` from a local app-data directory or a SQLite file: options in, result out, I/O injected. */
-import {redact, urlPasswordForms} from '../redact.js'
+/**
+ * `backup create` from an app-data directory, a SQLite file, a PostgreSQL database or a Connect deployment (each a
+ * driver in sources/): options in, result out, I/O injected.
+ */
+import {redact} from '../redact.js'
 import {ConfigError, UsageError} from '../../errors.js'
 import {isObjectStoreUrl} from '../artifact-url.js'
 import {proxiedPath} from './deep-verify.js'
 import type {HistoryEvent} from '../history.js'
-import {describeObject, foreignObjects, type ExpectedSchema, type SchemaObject} from './schema-objects.js'
-import {SQLITE_FILE_ENTRY, backupId, type BackupFileEntry, type BackupFormat, type BackupManifest} from './format.js'
+import type {ExpectedSchema, SchemaObject} from './schema-objects.js'
+import {backupId, type BackupFileEntry, type BackupManifest} from './format.js'
+import {sourceDriver} from './sources/index.js'
+import type {Exported} from './sources/driver.js'
 
 export type BackupSourceSpec =
   | {kind: 'app-data'; dir: string}
@@ -128,45 +133,6 @@ export function decideEncryption(encrypt: boolean | undefined, passphraseFrom: P
   return Boolean(passphraseFrom)
 }
 
-/** Where the database and the artifacts of a source are. @throws UsageError SOURCE_INVALID */
-async function locate(
-  deps: CreateDeps,
-  options: CreateOptions,
-): Promise<{db?: string; artifacts?: string; location: string}> {
-  // A safety backup keeps whatever is there: a target with artifacts and no database (yet) included.
-  const keepAnything = options.requireMlflow === false
-  if (options.source.kind === 'connect') throw new Error('a connect: source is fetched, not located')
-  if (options.source.kind === 'postgresql')
-    return {db: options.source.url, artifacts: options.artifactsSource, location: options.source.display}
-  if (options.source.kind === 'sqlite') {
-    const found = await deps.exists(options.source.path)
-    if (!found && !keepAnything) throw new UsageError('SOURCE_NOT_FOUND', `${options.source.path} does not exist.`)
-    return {
-      db: found ? options.source.path : undefined,
-      artifacts: options.artifactsSource,
-      location: options.source.path,
-    }
-  }
-  const db = deps.join(options.source.dir, 'mlflow.db')
-  if (keepAnything && !(await deps.exists(db)))
-    return {artifacts: deps.join(options.source.dir, 'artifacts'), location: options.source.dir}
-  if (!(await deps.exists(db))) {
-    // A rendered bundle is the directory users know; its dev data lives elsewhere: name it.
-    const devData = await deps.devDataDirOf?.(options.source.dir)
-    throw new UsageError(
-      'SOURCE_NOT_FOUND',
-      `${options.source.dir} is not an app-data directory: it has no mlflow.db.${devData ? ` It is a bundle directory; the data of its dev instance is in ${devData}.` : ''}`,
-      {
-        suggestions: [
-          ...(devData ? [`mlflowctl backup create --source ${devData} --repo ${options.repo}`] : []),
-          "Pass the content's data directory (CONNECT_CONTENT_DATA_DIR), or sqlite:////path/to/mlflow.db.",
-        ],
-      },
-    )
-  }
-  return {db, artifacts: deps.join(options.source.dir, 'artifacts'), location: options.source.dir}
-}
-
 /** What a source that is not an MLflow database holds, for the refusal. Pure. */
 export function notMlflowSource(location: string, tables: TablesExported): ConfigError {
   const names = [...Object.keys(tables.rowCounts), ...(tables.skipped ?? [])]
@@ -183,41 +149,6 @@ export function notMlflowSource(location: string, tables: TablesExported): Confi
       ],
     },
   )
-}
-
-/**
- * Format 2. SQLite: a snapshot file through the online backup API, archived as it is; PostgreSQL: every table from
- * one snapshot transaction, as its COPY text.
- */
-async function exportDatabase(
-  deps: CreateDeps,
-  spec: BackupSourceSpec,
-  db: string,
-  scratch: string,
-): Promise<TablesExported & {format: BackupFormat; snapshot?: string}> {
-  if (spec.kind === 'postgresql') return {...(await deps.exportPostgres(db, scratch)), format: 2}
-  const snapshot = deps.join(scratch, 'snapshot.db')
-  await deps.snapshotSqlite(db, snapshot)
-  let described = deps.describeSnapshot(snapshot)
-  // What MLflow does not make (another application's table, a trigger, a view) is left out of the copy, as a
-  // PostgreSQL source's other tables are: a restore would refuse it.
-  const schema = described.alembicRevision ? await deps.expectedSchema(described.alembicRevision) : undefined
-  const foreign = schema ? foreignObjects(described.objects, schema) : []
-  if (foreign.length > 0) {
-    await deps.dropSnapshotObjects(
-      snapshot,
-      foreign.map((f) => f.object),
-    )
-    described = deps.describeSnapshot(snapshot)
-  }
-  return {
-    rowCounts: described.rowCounts,
-    alembicRevision: described.alembicRevision,
-    skipped: foreign.map((f) => describeObject(f.object)),
-    files: [{name: SQLITE_FILE_ENTRY, file: snapshot}],
-    format: 2,
-    snapshot,
-  }
 }
 
 /** The store paths that proxied URIs (mlflow-artifacts:/…) point at; other schemes say nothing about this store. */
@@ -257,7 +188,8 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
     return await runCreate(deps, options)
   } catch (error) {
     // A failed backup is in the history as failed deploys are (a ledger that fails too keeps the first error).
-    await deps.appendHistory(failureEvent('backup', options.source, error, deps.now())).catch(() => undefined)
+    const where = {location: historyLocation(options.source), secrets: secretsOf(options.source)}
+    await deps.appendHistory(failureEvent('backup', where, error, deps.now())).catch(() => undefined)
     throw error
   }
 }
@@ -265,7 +197,7 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
 /** The history entry of a failed backup or restore: where, and the error's first line with secrets masked. Pure. */
 export function failureEvent(
   action: 'backup' | 'restore',
-  spec: BackupSourceSpec,
+  where: {location: string; secrets: string[]},
   error: unknown,
   now: Date,
   subject?: string,
@@ -276,25 +208,22 @@ export function failureEvent(
     time: now.toISOString(),
     action,
     result: 'failed',
-    server: historyLocation(spec),
-    message: redact(subject ? `${subject}: ${reason}` : reason, secretsOf(spec)),
+    server: where.location,
+    message: redact(subject ? `${subject}: ${reason}` : reason, where.secrets),
   }
 }
 
 /** The password of a database URL, in the forms a driver's message may carry it. */
-export const secretsOf = (spec: BackupSourceSpec): string[] =>
-  spec.kind === 'postgresql' ? urlPasswordForms(spec.url) : []
+export const secretsOf = (spec: BackupSourceSpec): string[] => sourceDriver(spec).secrets(spec)
 
 /** Where a backup source or restore target is, as the history ledger names it (file:// for local paths). */
 export function historyLocation(spec: BackupSourceSpec): string {
-  if (spec.kind === 'app-data') return `file://${spec.dir}`
-  if (spec.kind === 'sqlite') return `file://${spec.path}`
-  if (spec.kind === 'postgresql') return spec.display
-  return `connect:${spec.guid}`
+  return sourceDriver(spec).historyLocation(spec)
 }
 
 async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<CreateResult> {
   const warnings: string[] = []
+  const driver = sourceDriver(options.source)
   const ping = async (suffix: string) => {
     if (!options.healthcheckUrl) return
     const url = `${options.healthcheckUrl.replace(/\/$/, '')}${suffix}`
@@ -309,17 +238,13 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
   let scratch: {path: string; remove(): Promise<void>} | undefined
   try {
     warnings.push(...(await deps.recoverSource(options.source, options.artifactsSource)))
-    const local = options.source.kind === 'connect' ? undefined : await locate(deps, options)
+    const located = await driver.locate(options.source, deps, options)
     release = await deps.lock()
     warnings.push(...(await deps.cleanUp()))
     scratch = await deps.scratch()
-    // `local` was located before the lock so that a bad path fails fast; the fallback only satisfies the types.
-    const source =
-      options.source.kind === 'connect'
-        ? await deps.fetchConnectSnapshot(options.source.guid, deps.join(scratch.path, 'remote'))
-        : (local ?? (await locate(deps, options)))
-    const tables: Awaited<ReturnType<typeof exportDatabase>> = source.db
-      ? await exportDatabase(deps, options.source, source.db, scratch.path)
+    const source = await driver.reach(options.source, located, deps, scratch.path)
+    const tables: Exported = source.db
+      ? await driver.exportDatabase(options.source, source.db, deps, scratch.path)
       : {rowCounts: {}, alembicRevision: null, files: [], format: 2}
     if (!tables.alembicRevision && options.requireMlflow !== false) throw notMlflowSource(source.location, tables)
     if (tables.skipped?.length)
@@ -355,8 +280,8 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
         source: {
           kind: options.source.kind,
           location: source.location,
-          engine: options.source.kind === 'postgresql' ? 'postgresql' : 'sqlite',
-          ...(options.source.kind === 'connect' ? {contentGuid: options.source.guid} : {}),
+          engine: driver.engine,
+          ...driver.manifestExtras(options.source),
         },
         alembicRevision: tables.alembicRevision,
         envNames: [],

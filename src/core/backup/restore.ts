@@ -8,24 +8,18 @@
  */
 import {ConfigError, UsageError} from '../../errors.js'
 import type {HistoryEvent} from '../history.js'
-import {failureEvent, historyLocation, type BackupSourceSpec} from './create.js'
+import {failureEvent, type BackupSourceSpec} from './create.js'
 import {SQLITE_FILE_ENTRY, holdsSqliteFile, type BackupManifest} from './format.js'
-import {loadPrepared, type PrepareDatabase, type PreparedDatabase, type RowSource} from './prepared-database.js'
-import {countsOf, type RestoredDatabase} from './deep-verify.js'
+import type {PrepareDatabase, PreparedDatabase} from './prepared-database.js'
+import type {RestoredDatabase} from './deep-verify.js'
+import {installKit, type RestoreTargetDriver} from './targets/index.js'
 import {describeTarget, parseGuid} from './locations.js'
 
 export {describeTarget}
 import {isObjectStoreUrl} from '../artifact-url.js'
-import {sameRoot, type LocationRewrite} from './artifact-locations.js'
+import type {LocationRewrite} from './artifact-locations.js'
 import type {KeepChoice} from './recover.js'
-import {
-  checkRowsAfterRewrite,
-  foreignSchemaError,
-  foreignTablesOf,
-  gateSnapshot,
-  revisionUnknown,
-  withoutTables,
-} from './restore-schema.js'
+import {foreignSchemaError, foreignTablesOf, gateSnapshot, revisionUnknown, withoutTables} from './restore-schema.js'
 import {describeObject, type ExpectedSchema, type SchemaObject} from './schema-objects.js'
 
 /** Anything a backup can be taken from can be restored into, which is what makes the safety backup possible. */
@@ -177,6 +171,8 @@ export interface RestoreScratch {
 }
 
 export interface RestoreDeps {
+  /** What the restore does differently for this kind of target (targets/index.ts `restoreDriver`, chosen in compose). */
+  targetDriver(target: RestoreTarget): RestoreTargetDriver
   /**
    * Locks the target (and a local --artifacts-to tree) until the returned release: one restore at a time.
    * @throws ExternalError TARGET_LOCKED while another run holds it
@@ -272,6 +268,7 @@ export interface RestoreDeps {
 
 /** The refusal of a target that holds data, with the command that proceeds. Pure. */
 export function targetNotEmpty(
+  driver: Pick<RestoreTargetDriver, 'describe' | 'asArgument'>,
   target: RestoreTarget,
   inspection: TargetInspection,
   options: Pick<RestoreOptions, 'repo' | 'artifactsTo' | 'backupRef' | 'archive'>,
@@ -281,7 +278,7 @@ export function targetNotEmpty(
     options.backupRef ?? options.archive,
     ...(options.repo ? ['--repo', options.repo] : []),
     '--to',
-    target.kind === 'postgresql' ? "'<the same URL>'" : describeTarget(target),
+    driver.asArgument(target),
     ...(options.artifactsTo ? ['--artifacts-to', options.artifactsTo] : []),
     '--force',
   ].join(' ')
@@ -291,7 +288,7 @@ export function targetNotEmpty(
   ]
   return new UsageError(
     'TARGET_NOT_EMPTY',
-    `${describeTarget(target)} is not empty: it holds ${inspection.found.join(', ')}.`,
+    `${driver.describe(target)} is not empty: it holds ${inspection.found.join(', ')}.`,
     {suggestions},
   )
 }
@@ -300,7 +297,9 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   try {
     return await runRestore(deps, options)
   } catch (error) {
-    const event = failureEvent('restore', options.target, error, deps.now(), options.backupRef ?? options.archive)
+    const driver = deps.targetDriver(options.target)
+    const where = {location: driver.historyLocation(options.target), secrets: driver.secrets(options.target)}
+    const event = failureEvent('restore', where, error, deps.now(), options.backupRef ?? options.archive)
     await deps.appendHistory(event).catch(() => undefined)
     throw error
   }
@@ -317,6 +316,7 @@ async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<R
 
 async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const target = options.target
+  const driver = deps.targetDriver(target)
   const warnings = await deps.recover(target, options.artifactsTo)
   const inspection = await deps.inspectTarget(target, options.artifactsTo)
   if (inspection.objectsAtArtifactsTo)
@@ -331,8 +331,8 @@ async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promis
       },
     )
   if (inspection.holdsData) {
-    if (!options.force) throw targetNotEmpty(target, inspection, options)
-    if (!(await deps.confirm(`Replace the data in ${describeTarget(target)}? A safety backup is taken first.`)))
+    if (!options.force) throw targetNotEmpty(driver, target, inspection, options)
+    if (!(await deps.confirm(`Replace the data in ${driver.describe(target)}? A safety backup is taken first.`)))
       throw new UsageError('CANCELLED_BY_USER', 'Nothing changed.')
   }
   // Only MLflow's files are replaced; entries that are not MLflow's stay where they are and need no copy.
@@ -352,16 +352,16 @@ async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promis
     // A PostgreSQL source's tables are known from the manifest: another application's are refused (or left out) now.
     const foreignTables = foreignTablesOf(expected, schema)
     if (foreignTables.length > 0 && !options.dropForeignObjects) throw foreignSchemaError(expected.id, foreignTables)
-    const plan = loadPlan(deps, target, scratch, expected)
+    const plan = driver.plan(target, scratch.path, expected, deps)
     if (plan.loaderUrl) {
       // MLflow creates the schema (a few seconds of Python and migrations) while the archive is read.
       await deps.makeDir(plan.dbDir)
-      if (target.kind !== 'postgresql') await deps.makeDir(deps.dirname(plan.stagedDb))
+      if (!plan.inPlace) await deps.makeDir(deps.dirname(plan.stagedDb))
       prepared = deps.prepareDatabase(plan.loaderUrl, revision, plan.dbDir, {
-        replace: target.kind === 'postgresql' && replace,
-        mark: plan.mark,
+        replace: Boolean(plan.inPlace) && replace,
+        mark: plan.inPlace?.mark,
         tables: Object.keys(withoutTables(expected, foreignTables).rowCounts),
-        gated: target.kind === 'postgresql',
+        gated: Boolean(plan.inPlace),
       })
       prepared.catch(() => undefined) // awaited when the rows are ready; a failure before then is not lost
     }
@@ -385,30 +385,21 @@ async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promis
     }
     const safetyBackup = replace ? await deps.safetyBackup(target, options.artifactsTo) : undefined
     const restored = withoutTables(manifest, dropped)
-    const loaded = await load(deps, options, scratch, restored, plan, prepared, Boolean(safetyBackup))
-    if (
-      (target.kind === 'sqlite' || target.kind === 'postgresql') &&
-      !options.artifactsTo &&
-      manifest.artifacts.files > 0
-    ) {
-      warnings.push(
-        `${manifest.artifacts.files} artifact files were not restored: pass --artifacts-to DIR or an s3://, wasbs:// or gs:// prefix (the server's MLFLOW_ARTIFACTS_DESTINATION).`,
-      )
-    }
-    if (inspection.foreign.length > 0 && target.kind === 'app-data')
-      warnings.push(`left untouched in ${target.dir}: ${inspection.foreign.join(', ')} (not MLflow's)`)
+    const kit = installKit({deps, options, scratch, manifest: restored, plan, prepared, replace: Boolean(safetyBackup)})
+    const loaded = await driver.install(target, kit)
+    warnings.push(...driver.warnings(target, {manifest, inspection, artifactsTo: options.artifactsTo}))
     await deps.appendHistory({
       v: 1,
       time: deps.now().toISOString(),
       action: 'restore',
       result: 'ok',
-      server: historyLocation(target),
+      server: driver.historyLocation(target),
       revision,
-      message: `${manifest.id} into ${describeTarget(target)}`,
+      message: `${manifest.id} into ${driver.describe(target)}`,
     })
     return {
       backupId: manifest.id,
-      target: describeTarget(target),
+      target: driver.describe(target),
       revision,
       tables: loaded.tables,
       rows: loaded.rows,
@@ -425,169 +416,4 @@ async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promis
   } finally {
     await scratch.remove()
   }
-}
-
-/** Where each part of the new data is built, decided from the manifest before the archive is read. Pure. */
-interface LoadPlan {
-  dbDir: string
-  /** The new SQLite database in scratch space (SQLite, app-data and connect: targets). */
-  stagedDb: string
-  /** The database real MLflow loads into, or undefined when the backup's SQLite file is used as it is. */
-  loaderUrl?: string
-  mark?: string
-}
-
-function loadPlan(
-  deps: RestoreDeps,
-  target: RestoreTarget,
-  scratch: RestoreScratch,
-  manifest: BackupManifest,
-): LoadPlan {
-  const dbDir = deps.join(scratch.path, 'db')
-  const stagedDb =
-    target.kind === 'connect'
-      ? deps.join(scratch.path, 'upload', 'mlflow.db')
-      : deps.join(scratch.path, 'new', 'mlflow.db')
-  if (target.kind === 'postgresql')
-    return {dbDir, stagedDb, loaderUrl: target.url, mark: `mlflowctl-restore ${manifest.id} ${deps.randomId()}`}
-  return {dbDir, stagedDb, loaderUrl: holdsSqliteFile(manifest) ? undefined : `sqlite:///${stagedDb}`}
-}
-
-type Loaded = {tables: number; rows: number; artifactFiles: number; locations?: LocationRewrite}
-
-/**
- * Where the backup's artifacts were (its manifest's root; an app-data backup made before the root was recorded
- * kept them in <data dir>/artifacts), or undefined when the backup does not say. Pure.
- */
-export function backedUpArtifactRoot(
-  manifest: BackupManifest,
-  join: (...parts: string[]) => string,
-): string | undefined {
-  if (manifest.artifacts.root) return manifest.artifacts.root
-  return manifest.source.kind === 'app-data' ? join(manifest.source.location, 'artifacts') : undefined
-}
-
-/** Rewrites the rows' absolute artifact locations when the artifacts land somewhere else than they were backed up from. */
-async function moveLocations(
-  deps: RestoreDeps,
-  options: RestoreOptions,
-  manifest: BackupManifest,
-  database: RowSource,
-  newRoot: string | undefined,
-): Promise<LocationRewrite | undefined> {
-  const from = backedUpArtifactRoot(manifest, deps.join)
-  if (options.keepArtifactLocations || !from || !newRoot || sameRoot(from, newRoot)) return undefined
-  const rewritten =
-    'sqliteFile' in database
-      ? await deps.rewriteArtifactLocationsInSqlite(database.sqliteFile, from, newRoot)
-      : await deps.rewriteArtifactLocations(database.tableFiles, from, newRoot)
-  // The rows are counted again after the rewrite: whatever the file holds must not have acted on it.
-  if ('sqliteFile' in database) checkRowsAfterRewrite(manifest, await deps.countSqliteRows(database.sqliteFile))
-  return {from, to: newRoot, rewritten, total: Object.values(rewritten).reduce((sum, count) => sum + count, 0)}
-}
-
-/** Builds the new data in scratch space and swaps it in, per kind of target. */
-async function load(
-  deps: RestoreDeps,
-  options: RestoreOptions,
-  scratch: RestoreScratch,
-  manifest: BackupManifest,
-  plan: LoadPlan,
-  prepared: Promise<PreparedDatabase> | undefined,
-  replace: boolean,
-): Promise<Loaded> {
-  const {target, artifactsTo} = options
-  const {dbDir, stagedDb} = plan
-  const extracted = deps.join(scratch.path, 'artifacts')
-  // Format 2 carries the SQLite file (checked by gateSnapshot): used as it is by SQLite targets, or streamed into
-  // PostgreSQL.
-  const snapshot = holdsSqliteFile(manifest) ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : undefined
-  const source: RowSource = snapshot ? {sqliteFile: snapshot} : {tableFiles: dbDir}
-  const artifactsLive = target.kind === 'app-data' ? deps.join(target.dir, 'artifacts') : artifactsTo
-  /** The new database in scratch space, its artifact locations moved to `newRoot` first. */
-  const buildDatabase = async (newRoot: string | undefined) => {
-    const locations = await moveLocations(deps, options, manifest, source, newRoot)
-    if (!prepared) {
-      await deps.makeDir(deps.dirname(stagedDb))
-      await deps.moveFile(snapshot!, stagedDb)
-      return {...countsOf(manifest.rowCounts), locations}
-    }
-    return {...(await loadPrepared(prepared, source)), locations}
-  }
-  const stageArtifacts = async (to: string) => {
-    const files = await deps.stageTree(extracted, to)
-    // Every file the manifest lists must be staged; a shortfall would swap in a tree with holes.
-    if (files !== manifest.artifacts.files)
-      throw new ConfigError(
-        'RESTORE_INCOMPLETE',
-        `Staged ${files} artifact files, but backup ${manifest.id} has ${manifest.artifacts.files}; nothing was replaced.`,
-      )
-    return files
-  }
-  if (target.kind === 'connect') {
-    // Built in scratch space, then swapped in by the extension itself, under maintenance.
-    const loaded = await buildDatabase(undefined)
-    const upload = deps.dirname(stagedDb)
-    if (manifest.artifacts.files > 0) await stageArtifacts(deps.join(upload, 'artifacts'))
-    const answer = await deps.uploadToConnect(target.guid, upload, replace, options.keepRevision)
-    return {...loaded, artifactFiles: answer.artifactFiles}
-  }
-  const artifactsScratch = scratch.artifactsPath ?? scratch.path
-  const journalDirs = [...new Set([scratch.path, artifactsScratch])]
-  // A bucket has no rename: the artifacts are uploaded before the database commits, and deleted if it does not.
-  const toObjectStore = Boolean(artifactsTo && isObjectStoreUrl(artifactsTo))
-  const afterUpload = async (commit: () => Promise<void>) => {
-    const upload = await deps.uploadArtifacts(extracted, artifactsTo!)
-    try {
-      if (upload.files !== manifest.artifacts.files)
-        throw new ConfigError(
-          'RESTORE_INCOMPLETE',
-          `Uploaded ${upload.files} artifact files, but backup ${manifest.id} has ${manifest.artifacts.files}; nothing was replaced.`,
-        )
-      await commit()
-    } catch (error) {
-      await upload.undo()
-      throw error
-    }
-  }
-  const artifactsEntry = async (): Promise<SwapEntry[]> => {
-    if (!artifactsLive || toObjectStore) return []
-    const staged = deps.join(artifactsScratch, 'new-artifacts')
-    await stageArtifacts(staged)
-    return [{live: artifactsLive, staged, aside: deps.join(artifactsScratch, 'aside', 'artifacts')}]
-  }
-  if (target.kind === 'postgresql') {
-    const locations = await moveLocations(deps, options, manifest, source, artifactsLive)
-    const entries = await artifactsEntry()
-    // One transaction swaps the tables in (restore_db.py); the artifacts' renames happen just before it commits,
-    // and the journal's mark tells the next run whether it did.
-    const loaded = await loadPrepared(prepared!, source, async (commit) => {
-      if (toObjectStore) return afterUpload(commit)
-      if (entries.length === 0) return commit()
-      await deps.swapIn(entries, {
-        journalDirs,
-        check: async () => undefined,
-        database: {display: target.display, mark: plan.mark!, commit},
-      })
-    })
-    return {...loaded, artifactFiles: entries.length > 0 || toObjectStore ? manifest.artifacts.files : 0, locations}
-  }
-  const dbLive = target.kind === 'sqlite' ? target.path : deps.join(target.dir, 'mlflow.db')
-  const loaded = await buildDatabase(artifactsLive)
-  const entries: SwapEntry[] = [
-    {live: dbLive, staged: stagedDb, aside: deps.join(scratch.path, 'aside', 'mlflow.db')},
-    // The old database's journal files belong to it: left beside the new one, SQLite would replay them into it.
-    ...['-wal', '-shm', '-journal'].map((suffix) => ({
-      live: `${dbLive}${suffix}`,
-      aside: deps.join(scratch.path, 'aside', `mlflow.db${suffix}`),
-    })),
-    ...(await artifactsEntry()),
-  ]
-  const swap = () =>
-    deps.swapIn(entries, {
-      journalDirs,
-      check: () => deps.checkSqlite(dbLive, manifest.alembicRevision!, Boolean(snapshot)),
-    })
-  await (toObjectStore ? afterUpload(swap) : swap())
-  return {...loaded, artifactFiles: artifactsLive ? manifest.artifacts.files : 0}
 }

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
 import {restoreBackup, type RestoreDeps} from '../../../src/core/backup/restore.js'
+import {restoreDriver} from '../../../src/core/backup/targets/index.js'
 
 const manifest = {
   id: '20261204T000000Z-abcdef',
@@ -19,6 +20,7 @@ const manifest = {
 function fakeDeps(options: {objects?: number; uploaded?: number; swapFails?: boolean}) {
   const events: string[] = []
   const deps = {
+    targetDriver: restoreDriver,
     lockTarget: async () => async () => undefined,
     recover: async () => [],
     inspectTarget: async () => ({holdsData: false, found: [], foreign: [], objectsAtArtifactsTo: options.objects}),
