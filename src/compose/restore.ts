@@ -49,17 +49,14 @@ import {
 } from '../adapters/backup/python-loader.js'
 
 /** Where a restore's data comes from: an archive (verified while it is extracted). */
-const archiveSource = (options: RestoreDepsOptions): Pick<RestoreDeps, 'expectedManifest' | 'extractVerified'> => ({
+const archiveSource = (options: RestoreDepsOptions): RestoreDeps['source'] => ({
   expectedManifest: (archive) => expectedManifest(archive, options.passphrase),
   extractVerified: (archive, dir, expected, onWritten) =>
     extractVerified(archive, dir, options.passphrase, expected, onWritten),
 })
 
 /** … or a replica: replayed into the run's scratch space, then restored like a format 2 database file. */
-function replicaSource(
-  options: RestoreDepsOptions,
-  at: number | undefined,
-): Pick<RestoreDeps, 'expectedManifest' | 'extractVerified'> {
+function replicaSource(options: RestoreDepsOptions, at: number | undefined): RestoreDeps['source'] {
   let replayedFile: string | undefined
   let reader: ReplicaReader | undefined
   let contents: ReplicaContents | undefined
@@ -85,92 +82,98 @@ function replicaSource(
 
 export function createRestoreDeps(options: RestoreDepsOptions): RestoreDeps {
   return {
-    targetDriver: restoreDriver,
-    lockTarget: (target, artifactsTo) =>
-      lockTarget(target, artifactsTo, {dataDir: options.dataDir, purpose: 'restore', onWarning: options.onWarning}),
-    recover: (target, artifactsTo, keep) => recoverTarget(target, artifactsTo, options.dataDir, keep),
-    inspectTarget: (target, artifactsTo) => inspectTarget(target, artifactsTo, options.connect),
-    scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),
-    ...(options.replica ? replicaSource(options, options.replica.at) : archiveSource(options)),
-    async safetyBackup(target: RestoreTarget, artifactsTo?: string) {
-      const site = targetSite(target)
-      const where = site.safetyBackupOf(options.dataDir)
-      const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
-      options.onProgress(
-        `taking a safety backup of ${where}${artifactsTo ? ` and ${artifactsTo}` : ''} into ${repository.display}`,
-      )
-      const result = await createBackup(
-        createBackupDeps({
-          repository,
-          dataDir: options.dataDir,
-          onWarning: options.onWarning,
-          connect: options.connect,
-          passphrase: options.passphrase,
-        }),
-        {
-          source: target,
-          repo: repository.display,
-          artifacts: 'all',
-          // Everything the restore replaces: the artifacts-to tree too.
-          // An object-store --artifacts-to is empty (restores only upload into an empty prefix): nothing to keep.
-          artifactsSource:
-            site.takesArtifactsTo && artifactsTo && !isObjectStoreUrl(artifactsTo) ? artifactsTo : undefined,
-          toolVersion: 'safety',
-          // As private as the backup being restored: encrypted with its passphrase when it has one.
-          encrypted: Boolean(options.passphrase),
-          // Whatever is there is kept, MLflow's or not (a half-made or foreign database included).
-          requireMlflow: false,
-        },
-      )
-      return result.path
+    source: options.replica ? replicaSource(options, options.replica.at) : archiveSource(options),
+    target: {
+      driver: restoreDriver,
+      lock: (target, artifactsTo) =>
+        lockTarget(target, artifactsTo, {dataDir: options.dataDir, purpose: 'restore', onWarning: options.onWarning}),
+      recover: (target, artifactsTo, keep) => recoverTarget(target, artifactsTo, options.dataDir, keep),
+      inspect: (target, artifactsTo) => inspectTarget(target, artifactsTo, options.connect),
+      scratch: (target, artifactsTo) => openRestoreScratch(target, artifactsTo, options.dataDir),
+      safetyBackup: (target, artifactsTo) => safetyBackup(options, target, artifactsTo),
+      makeDir: (path) => makeDirs(path),
+      async moveFile(from, to) {
+        await rename(from, to)
+        faultPoint('restore:loaded') // format 2: the new database is ready to be swapped in, as after a load
+      },
+      async stageTree(from, to) {
+        if ((await pathKind(from)) === 'missing') return makeDirs(to).then(() => 0)
+        return moveTree(from, to)
+      },
+      uploadArtifacts: (from, to) => uploadArtifactTree(from, to),
+      async swapIn(entries, {journalDirs, ...swapOptions}) {
+        for (const entry of entries) await makeDirs(dirname(entry.aside))
+        await swapIn(entries, {...swapOptions, journalCopies: journalDirs.map(journalIn)})
+      },
+      checkSqlite: async (path, revision, checked) => checkSqlite(path, revision, checked),
+      uploadToConnect: (guid, dir, force, keepRevision) =>
+        uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force, keepRevision),
     },
-    async prepareDatabase(url, revision, dbDir, prepareOptions) {
-      if (/[?&]auth=/.test(url))
-        throw new UsageError(
-          'TARGET_NOT_SUPPORTED',
-          'Restoring with token authentication (auth=…) is not implemented yet: use a password URL.',
+    loader: {
+      async prepareDatabase(url, revision, dbDir, prepareOptions) {
+        if (/[?&]auth=/.test(url))
+          throw new UsageError(
+            'TARGET_NOT_SUPPORTED',
+            'Restoring with token authentication (auth=…) is not implemented yet: use a password URL.',
+          )
+        const python = await mlflowPython(options)
+        options.onProgress(
+          `creating the schema at ${revision} with MLflow ${NEWEST_KNOWN_MLFLOW} while the archive is read`,
         )
-      const python = await mlflowPython(options)
-      options.onProgress(
-        `creating the schema at ${revision} with MLflow ${NEWEST_KNOWN_MLFLOW} while the archive is read`,
-      )
-      return preparedDatabase(await startLoader(python, url, revision, dbDir, prepareOptions), url, options.onProgress)
+        return preparedDatabase(
+          await startLoader(python, url, revision, dbDir, prepareOptions),
+          url,
+          options.onProgress,
+        )
+      },
+      expectedSchema: mlflowSchemaAt,
+      // A replica's replayed file gets the full integrity_check: replica restores are rare and their correctness is
+      // the point (a replica of several databases once passed quick_check with a corrupt index).
+      inspectSqlite: (file) => inspectSqliteInWorker(file, Boolean(options.replica)),
+      dropSqliteObjects: async (file, objects) => dropSchemaObjects(file, objects),
+      dropTableFiles: (dbDir, tables) => dropTableFiles(dbDir, tables),
+      countSqliteRows: async (file) => rowCountsOfFile(file),
+      rewriteArtifactLocations: (dbDir, from, to) => rewriteLocationsInTableFiles(dbDir, locationRewriter(from, to)),
+      rewriteArtifactLocationsInSqlite: (file, from, to) =>
+        rewriteLocationsInSqliteFile(file, locationRewriter(from, to)),
     },
-    rewriteArtifactLocations: (dbDir, from, to) => rewriteLocationsInTableFiles(dbDir, locationRewriter(from, to)),
-    rewriteArtifactLocationsInSqlite: (file, from, to) =>
-      rewriteLocationsInSqliteFile(file, locationRewriter(from, to)),
-    // A replica's replayed file gets the full integrity_check: replica restores are rare and their correctness is
-    // the point (a replica of several databases once passed quick_check with a corrupt index).
-    inspectSqlite: (file) => inspectSqliteInWorker(file, Boolean(options.replica)),
-    expectedSchema: mlflowSchemaAt,
-    dropSqliteObjects: async (file, objects) => dropSchemaObjects(file, objects),
-    dropTableFiles: (dbDir, tables) => dropTableFiles(dbDir, tables),
-    countSqliteRows: async (file) => rowCountsOfFile(file),
-    async moveFile(from, to) {
-      await rename(from, to)
-      faultPoint('restore:loaded') // format 2: the new database is ready to be swapped in, as after a load
-    },
-    uploadArtifacts: (from, to) => uploadArtifactTree(from, to),
-    async stageTree(from, to) {
-      if ((await pathKind(from)) === 'missing') return makeDirs(to).then(() => 0)
-      return moveTree(from, to)
-    },
-    async swapIn(entries, {journalDirs, ...swapOptions}) {
-      for (const entry of entries) await makeDirs(dirname(entry.aside))
-      await swapIn(entries, {...swapOptions, journalCopies: journalDirs.map(journalIn)})
-    },
-    checkSqlite: async (path, revision, checked) => checkSqlite(path, revision, checked),
-    uploadToConnect: (guid, dir, force, keepRevision) =>
-      uploadConnectRestore(options.connect ?? NO_CONNECT, guid, dir, force, keepRevision),
-    makeDir: (path) => makeDirs(path),
-    exists: async (path) => (await pathKind(path)) !== 'missing',
+    clock: {now: () => new Date(), randomId: () => randomBytes(6).toString('hex')},
     confirm: options.confirm,
-    appendHistory: (event) => historyFile(options.dataDir).append(event),
-    join,
-    dirname,
-    now: () => new Date(),
-    randomId: () => randomBytes(6).toString('hex'),
+    history: historyFile(options.dataDir),
+    paths: {join, dirname},
   }
+}
+
+/** A backup of everything a --force restore replaces (the artifacts-to tree too); returns its archive path. */
+async function safetyBackup(options: RestoreDepsOptions, target: RestoreTarget, artifactsTo?: string): Promise<string> {
+  const site = targetSite(target)
+  const where = site.safetyBackupOf(options.dataDir)
+  const repository = options.safetyRepo ?? localRepository(join(dirname(where), 'mlflowctl-safety-backups'))
+  options.onProgress(
+    `taking a safety backup of ${where}${artifactsTo ? ` and ${artifactsTo}` : ''} into ${repository.display}`,
+  )
+  const result = await createBackup(
+    createBackupDeps({
+      repository,
+      dataDir: options.dataDir,
+      onWarning: options.onWarning,
+      connect: options.connect,
+      passphrase: options.passphrase,
+    }),
+    {
+      source: target,
+      repo: repository.display,
+      artifacts: 'all',
+      // An object-store --artifacts-to is empty (restores only upload into an empty prefix): nothing to keep.
+      artifactsSource: site.takesArtifactsTo && artifactsTo && !isObjectStoreUrl(artifactsTo) ? artifactsTo : undefined,
+      toolVersion: 'safety',
+      // As private as the backup being restored: encrypted with its passphrase when it has one.
+      encrypted: Boolean(options.passphrase),
+      // Whatever is there is kept, MLflow's or not (a half-made or foreign database included).
+      requireMlflow: false,
+    },
+  )
+  return result.path
 }
 
 /** `backup verify --deep`: the restore's extraction and loader into a scratch SQLite file, then SQLite's checks. */
@@ -180,11 +183,11 @@ export function createDeepVerifyDeps(options: RestoreDepsOptions): DeepVerifyDep
   // A killed deep verify left plaintext tables here: gone before the next one starts.
   return {
     scratch: async () => (await removeRuns(await deadRuns(root)), openScratch(root)),
-    expectedManifest: (archive) => restore.expectedManifest(archive, root),
-    extractVerified: restore.extractVerified,
-    prepareDatabase: restore.prepareDatabase,
+    expectedManifest: (archive) => restore.source.expectedManifest(archive, root),
+    extractVerified: restore.source.extractVerified,
+    prepareDatabase: restore.loader.prepareDatabase,
     inspect: inspectRestoredSqlite,
-    expectedSchema: restore.expectedSchema,
+    expectedSchema: restore.loader.expectedSchema,
     join,
   }
 }

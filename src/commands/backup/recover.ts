@@ -52,7 +52,10 @@ Exit codes: 0 settled or nothing to settle, 2 bad flags, 5 locked, a conflict wi
       onProgress: (line) => this.err(line),
       onWarning: (message) => this.warnUser(message),
     })
-    const result = await recoverRestore(deps, {target, artifactsTo, keep: this.flags.keep as KeepChoice | undefined})
+    const result = await recoverRestore(
+      {lockTarget: deps.target.lock, recover: deps.target.recover},
+      {target, artifactsTo, keep: this.flags.keep as KeepChoice | undefined},
+    )
     this.out(showRecovered(result))
     return result
   }

@@ -171,99 +171,116 @@ export interface RestoreScratch {
 }
 
 export interface RestoreDeps {
-  /** What the restore does differently for this kind of target (targets/index.ts `restoreDriver`, chosen in compose). */
-  targetDriver(target: RestoreTarget): RestoreTargetDriver
+  /** Where the data comes from: an archive, verified while it is extracted, or a replica replayed into scratch space. */
+  source: {
+    /**
+     * The manifest the archive must match (its sidecar, else a first read-only pass); a replica is replayed into
+     * `workDir` here. @throws CheckFailedError BACKUP_CORRUPT, REPLICA_CORRUPT
+     */
+    expectedManifest(archive: string, workDir: string): Promise<BackupManifest>
+    /**
+     * Checks every entry against `expected` before and while writing it under `dir`; `onWritten` hears of each entry
+     * once it is written and checked. @throws CheckFailedError BACKUP_CORRUPT
+     */
+    extractVerified(
+      archive: string,
+      dir: string,
+      expected: BackupManifest,
+      onWritten?: (name: string) => void,
+    ): Promise<BackupManifest>
+  }
   /**
-   * Locks the target (and a local --artifacts-to tree) until the returned release: one restore at a time.
-   * @throws ExternalError TARGET_LOCKED while another run holds it
+   * The target: its driver (chosen in compose/), and what its site on this machine does: lock, recover, inspect,
+   * scratch space, safety backup, and the steps that put new data in place.
    */
-  lockTarget(target: RestoreTarget, artifactsTo?: string): Promise<() => Promise<void>>
-  /**
-   * Finishes or undoes interrupted restores of this target (their journals) and removes dead runs' scratch; one whose
-   * target was written to since is settled only by `keep`. @throws ExternalError RECOVERY_CONFLICT
-   */
-  recover(target: RestoreTarget, artifactsTo?: string, keep?: KeepChoice): Promise<string[]>
-  /** Reads only. @throws UsageError TARGET_INVALID when the path is of the wrong kind (a file for a directory) */
-  inspectTarget(target: RestoreTarget, artifactsTo?: string): Promise<TargetInspection>
-  scratch(target: RestoreTarget, artifactsTo?: string): Promise<RestoreScratch>
-  /**
-   * The manifest the archive must match (its sidecar, else a first read-only pass); a replica is replayed into
-   * `workDir` here. @throws CheckFailedError BACKUP_CORRUPT, REPLICA_CORRUPT
-   */
-  expectedManifest(archive: string, workDir: string): Promise<BackupManifest>
-  /**
-   * Checks every entry against `expected` before and while writing it under `dir`; `onWritten` hears of each entry
-   * once it is written and checked. @throws CheckFailedError BACKUP_CORRUPT
-   */
-  extractVerified(
-    archive: string,
-    dir: string,
-    expected: BackupManifest,
-    onWritten?: (name: string) => void,
-  ): Promise<BackupManifest>
-  /** A backup of everything the restore replaces (artifacts-to included); returns its archive path. */
-  safetyBackup(target: RestoreTarget, artifactsTo?: string): Promise<string>
-  /**
-   * Starts real MLflow on a target that must be empty, unless `replace` (after a safety backup): it creates the
-   * schema at `revision` (PostgreSQL: in a staging schema), without seeded rows, keys or indexes; the rows are
-   * loaded later from `dbDir` (which the archive may still be filling) or a SQLite file.
-   */
-  prepareDatabase: PrepareDatabase
-  /** Rewrites artifact locations in the extracted table files under `dbDir`; returns "table.column" → rows changed. */
-  rewriteArtifactLocations(dbDir: string, from: string, to: string): Promise<Record<string, number>>
-  /** The same, in a SQLite file (format 2). */
-  rewriteArtifactLocationsInSqlite(file: string, from: string, to: string): Promise<Record<string, number>>
-  /** SQLite's quick_check and foreign-key check and the row counts of a database file (verify --deep runs the
-   * slower integrity_check). Reads only. */
-  inspectSqlite(
-    file: string,
-  ): Promise<Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts' | 'objects'>>
-  /** What MLflow's migrations make at `revision`, or undefined when the MLflow this tool restores with does not know it. */
-  expectedSchema(revision: string): Promise<ExpectedSchema | undefined>
-  /** Drops objects from the backup's SQLite file in scratch space. */
-  dropSqliteObjects(file: string, objects: SchemaObject[]): Promise<void>
-  /** Takes tables out of extracted table files (their files, and schema.json's list). */
-  dropTableFiles(dbDir: string, tables: string[]): Promise<void>
-  /** Rows per table of a SQLite file. Reads only. */
-  countSqliteRows(file: string): Promise<Record<string, number>>
-  /** Renames a file (within one file system: scratch space is in the target's tree). */
-  moveFile(from: string, to: string): Promise<void>
-  /**
-   * Uploads a directory's files under an empty object-store prefix (`--artifacts-to s3://…`); `undo` deletes them
-   * again. @throws ExternalError ARTIFACTS_UPLOAD_FAILED (having deleted what it uploaded)
-   */
-  uploadArtifacts(from: string, to: string): Promise<{files: number; undo(): Promise<void>}>
-  /** Moves a directory's files into a new directory `to` (created even when `from` is missing). Returns the count. */
-  stageTree(from: string, to: string): Promise<number>
-  /** Swaps staged paths in through a journal kept in each of `journalDirs` (adapters/fs/swap.ts); undoes on failure. */
-  swapIn(
-    entries: SwapEntry[],
-    options: {
-      journalDirs: string[]
-      check(): Promise<void>
-      database?: {display: string; mark: string; commit(): Promise<void>}
-    },
-  ): Promise<void>
-  /**
-   * The swapped-in SQLite database opens, is at `revision` and, unless `checked` (format 2: the very file passed
-   * integrity_check before the swap), passes quick_check.
-   */
-  checkSqlite(path: string, revision: string, checked?: boolean): Promise<void>
-  /** Streams a prepared app-data directory to the deployment's POST /_mlflowctl/restore (it migrates and swaps). */
-  uploadToConnect(
-    guid: string,
-    dir: string,
-    force: boolean,
-    keepRevision?: boolean,
-  ): Promise<{revision: string; artifactFiles: number}>
-  makeDir(path: string): Promise<void>
-  exists(path: string): Promise<boolean>
+  target: {
+    /** What the restore does differently for this kind of target (targets/index.ts `restoreDriver`, chosen in compose). */
+    driver(target: RestoreTarget): RestoreTargetDriver
+    /**
+     * Locks the target (and a local --artifacts-to tree) until the returned release: one restore at a time.
+     * @throws ExternalError TARGET_LOCKED while another run holds it
+     */
+    lock(target: RestoreTarget, artifactsTo?: string): Promise<() => Promise<void>>
+    /**
+     * Finishes or undoes interrupted restores of this target (their journals) and removes dead runs' scratch; one whose
+     * target was written to since is settled only by `keep`. @throws ExternalError RECOVERY_CONFLICT
+     */
+    recover(target: RestoreTarget, artifactsTo?: string, keep?: KeepChoice): Promise<string[]>
+    /** Reads only. @throws UsageError TARGET_INVALID when the path is of the wrong kind (a file for a directory) */
+    inspect(target: RestoreTarget, artifactsTo?: string): Promise<TargetInspection>
+    scratch(target: RestoreTarget, artifactsTo?: string): Promise<RestoreScratch>
+    /** A backup of everything the restore replaces (artifacts-to included); returns its archive path. */
+    safetyBackup(target: RestoreTarget, artifactsTo?: string): Promise<string>
+    makeDir(path: string): Promise<void>
+    /** Renames a file (within one file system: scratch space is in the target's tree). */
+    moveFile(from: string, to: string): Promise<void>
+    /** Moves a directory's files into a new directory `to` (created even when `from` is missing). Returns the count. */
+    stageTree(from: string, to: string): Promise<number>
+    /**
+     * Uploads a directory's files under an empty object-store prefix (`--artifacts-to s3://…`); `undo` deletes them
+     * again. @throws ExternalError ARTIFACTS_UPLOAD_FAILED (having deleted what it uploaded)
+     */
+    uploadArtifacts(from: string, to: string): Promise<{files: number; undo(): Promise<void>}>
+    /** Swaps staged paths in through a journal kept in each of `journalDirs` (adapters/fs/swap.ts); undoes on failure. */
+    swapIn(
+      entries: SwapEntry[],
+      options: {
+        journalDirs: string[]
+        check(): Promise<void>
+        database?: {display: string; mark: string; commit(): Promise<void>}
+      },
+    ): Promise<void>
+    /**
+     * The swapped-in SQLite database opens, is at `revision` and, unless `checked` (format 2: the very file passed
+     * integrity_check before the swap), passes quick_check.
+     */
+    checkSqlite(path: string, revision: string, checked?: boolean): Promise<void>
+    /** Streams a prepared app-data directory to the deployment's POST /_mlflowctl/restore (it migrates and swaps). */
+    uploadToConnect(
+      guid: string,
+      dir: string,
+      force: boolean,
+      keepRevision?: boolean,
+    ): Promise<{revision: string; artifactFiles: number}>
+  }
+  /** Real MLflow and SQLite's tools: the schema at a revision, the rows loaded, checked and rewritten. */
+  loader: {
+    /**
+     * Starts real MLflow on a target that must be empty, unless `replace` (after a safety backup): it creates the
+     * schema at `revision` (PostgreSQL: in a staging schema), without seeded rows, keys or indexes; the rows are
+     * loaded later from `dbDir` (which the archive may still be filling) or a SQLite file.
+     */
+    prepareDatabase: PrepareDatabase
+    /** What MLflow's migrations make at `revision`, or undefined when the MLflow this tool restores with does not know it. */
+    expectedSchema(revision: string): Promise<ExpectedSchema | undefined>
+    /** SQLite's quick_check and foreign-key check and the row counts of a database file (verify --deep runs the
+     * slower integrity_check). Reads only. */
+    inspectSqlite(
+      file: string,
+    ): Promise<Pick<RestoredDatabase, 'integrity' | 'foreignKeyViolations' | 'rowCounts' | 'objects'>>
+    /** Drops objects from the backup's SQLite file in scratch space. */
+    dropSqliteObjects(file: string, objects: SchemaObject[]): Promise<void>
+    /** Takes tables out of extracted table files (their files, and schema.json's list). */
+    dropTableFiles(dbDir: string, tables: string[]): Promise<void>
+    /** Rows per table of a SQLite file. Reads only. */
+    countSqliteRows(file: string): Promise<Record<string, number>>
+    /** Rewrites artifact locations in the extracted table files under `dbDir`; returns "table.column" → rows changed. */
+    rewriteArtifactLocations(dbDir: string, from: string, to: string): Promise<Record<string, number>>
+    /** The same, in a SQLite file (format 2). */
+    rewriteArtifactLocationsInSqlite(file: string, from: string, to: string): Promise<Record<string, number>>
+  }
+  clock: {
+    now(): Date
+    randomId(): string
+  }
   confirm(question: string): Promise<boolean>
-  appendHistory(event: HistoryEvent): Promise<void>
-  join(...parts: string[]): string
-  dirname(path: string): string
-  now(): Date
-  randomId(): string
+  history: {
+    append(event: HistoryEvent): Promise<void>
+  }
+  paths: {
+    join(...parts: string[]): string
+    dirname(path: string): string
+  }
 }
 
 /** The refusal of a target that holds data, with the command that proceeds. Pure. */
@@ -297,16 +314,16 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   try {
     return await runRestore(deps, options)
   } catch (error) {
-    const driver = deps.targetDriver(options.target)
+    const driver = deps.target.driver(options.target)
     const where = {location: driver.historyLocation(options.target), secrets: driver.secrets(options.target)}
-    const event = failureEvent('restore', where, error, deps.now(), options.backupRef ?? options.archive)
-    await deps.appendHistory(event).catch(() => undefined)
+    const event = failureEvent('restore', where, error, deps.clock.now(), options.backupRef ?? options.archive)
+    await deps.history.append(event).catch(() => undefined)
     throw error
   }
 }
 
 async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
-  const release = await deps.lockTarget(options.target, options.artifactsTo)
+  const release = await deps.target.lock(options.target, options.artifactsTo)
   try {
     return await restoreLocked(deps, options)
   } finally {
@@ -316,9 +333,9 @@ async function runRestore(deps: RestoreDeps, options: RestoreOptions): Promise<R
 
 async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const target = options.target
-  const driver = deps.targetDriver(target)
-  const warnings = await deps.recover(target, options.artifactsTo)
-  const inspection = await deps.inspectTarget(target, options.artifactsTo)
+  const driver = deps.target.driver(target)
+  const warnings = await deps.target.recover(target, options.artifactsTo)
+  const inspection = await deps.target.inspect(target, options.artifactsTo)
   if (inspection.objectsAtArtifactsTo)
     throw new UsageError(
       'TARGET_NOT_EMPTY',
@@ -337,17 +354,17 @@ async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promis
   }
   // Only MLflow's files are replaced; entries that are not MLflow's stay where they are and need no copy.
   const replace = options.force && inspection.found.length > inspection.foreign.length
-  const scratch = await deps.scratch(target, options.artifactsTo)
+  const scratch = await deps.target.scratch(target, options.artifactsTo)
   let prepared: Promise<PreparedDatabase> | undefined
   try {
-    const expected = await deps.expectedManifest(options.archive, scratch.path)
+    const expected = await deps.source.expectedManifest(options.archive, scratch.path)
     if (!expected.alembicRevision)
       throw new ConfigError(
         'BACKUP_WITHOUT_SCHEMA',
         `Backup ${expected.id} has no alembic revision: it is not an MLflow database backup.`,
       )
     const revision = expected.alembicRevision
-    const schema = await deps.expectedSchema(revision)
+    const schema = await deps.loader.expectedSchema(revision)
     if (!schema) throw revisionUnknown(expected.id, revision)
     // A PostgreSQL source's tables are known from the manifest: another application's are refused (or left out) now.
     const foreignTables = foreignTablesOf(expected, schema)
@@ -355,9 +372,9 @@ async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promis
     const plan = driver.plan(target, scratch.path, expected, deps)
     if (plan.loaderUrl) {
       // MLflow creates the schema (a few seconds of Python and migrations) while the archive is read.
-      await deps.makeDir(plan.dbDir)
-      if (!plan.inPlace) await deps.makeDir(deps.dirname(plan.stagedDb))
-      prepared = deps.prepareDatabase(plan.loaderUrl, revision, plan.dbDir, {
+      await deps.target.makeDir(plan.dbDir)
+      if (!plan.inPlace) await deps.target.makeDir(deps.paths.dirname(plan.stagedDb))
+      prepared = deps.loader.prepareDatabase(plan.loaderUrl, revision, plan.dbDir, {
         replace: Boolean(plan.inPlace) && replace,
         mark: plan.inPlace?.mark,
         tables: Object.keys(withoutTables(expected, foreignTables).rowCounts),
@@ -366,31 +383,33 @@ async function restoreLocked(deps: RestoreDeps, options: RestoreOptions): Promis
       prepared.catch(() => undefined) // awaited when the rows are ready; a failure before then is not lost
     }
     // Format 2's database file is checked while the artifacts after it are still being extracted.
-    let gate: ReturnType<RestoreDeps['inspectSqlite']> | undefined
-    const manifest = await deps.extractVerified(options.archive, scratch.path, expected, (name) => {
+    let gate: ReturnType<RestoreDeps['loader']['inspectSqlite']> | undefined
+    const manifest = await deps.source.extractVerified(options.archive, scratch.path, expected, (name) => {
       if (name !== SQLITE_FILE_ENTRY) return
-      gate = deps.inspectSqlite(deps.join(scratch.path, SQLITE_FILE_ENTRY))
+      gate = deps.loader.inspectSqlite(deps.paths.join(scratch.path, SQLITE_FILE_ENTRY))
       gate.catch(() => undefined) // awaited below; a failure meanwhile is not lost
     })
     const dropped = [...foreignTables]
     if (foreignTables.length > 0)
-      await deps.dropTableFiles(
+      await deps.loader.dropTableFiles(
         plan.dbDir,
         foreignTables.map((f) => f.object.name),
       )
     // Format 2 carries the SQLite file, used as it is or streamed on: checked before anything else.
     if (holdsSqliteFile(manifest)) {
-      const snapshot = deps.join(scratch.path, SQLITE_FILE_ENTRY)
-      dropped.push(...(await gateSnapshot(deps, manifest, schema, snapshot, gate, Boolean(options.dropForeignObjects))))
+      const snapshot = deps.paths.join(scratch.path, SQLITE_FILE_ENTRY)
+      dropped.push(
+        ...(await gateSnapshot(deps.loader, manifest, schema, snapshot, gate, Boolean(options.dropForeignObjects))),
+      )
     }
-    const safetyBackup = replace ? await deps.safetyBackup(target, options.artifactsTo) : undefined
+    const safetyBackup = replace ? await deps.target.safetyBackup(target, options.artifactsTo) : undefined
     const restored = withoutTables(manifest, dropped)
     const kit = installKit({deps, options, scratch, manifest: restored, plan, prepared, replace: Boolean(safetyBackup)})
     const loaded = await driver.install(target, kit)
     warnings.push(...driver.warnings(target, {manifest, inspection, artifactsTo: options.artifactsTo}))
-    await deps.appendHistory({
+    await deps.history.append({
       v: 1,
-      time: deps.now().toISOString(),
+      time: deps.clock.now().toISOString(),
       action: 'restore',
       result: 'ok',
       server: driver.historyLocation(target),

@@ -27,8 +27,8 @@ const memoryTarget: RestoreTargetDriver<RestoreTarget> = {
   historyLocation: (target) => `memory://${(target as unknown as MemoryTarget).name}`,
   secrets: () => [],
   plan: (_target, scratchPath, _manifest, deps) => ({
-    dbDir: deps.join(scratchPath, 'db'),
-    stagedDb: deps.join(scratchPath, 'new', 'mlflow.db'),
+    dbDir: deps.paths.join(scratchPath, 'db'),
+    stagedDb: deps.paths.join(scratchPath, 'new', 'mlflow.db'),
   }),
   async install(target, kit) {
     const built = await kit.buildDatabase(undefined)
@@ -40,32 +40,36 @@ const memoryTarget: RestoreTargetDriver<RestoreTarget> = {
 
 function fakeDeps(history: HistoryEvent[]): RestoreDeps {
   const deps = {
-    targetDriver: () => memoryTarget,
-    lockTarget: async () => async () => undefined,
-    recover: async () => [],
-    inspectTarget: async () => ({holdsData: false, found: [], foreign: []}),
-    scratch: async () => ({path: '/scratch', remove: async () => undefined}),
-    expectedManifest: async () => manifest,
-    extractVerified: async () => manifest,
-    inspectSqlite: async () => ({
-      integrity: [],
-      foreignKeyViolations: [],
-      rowCounts: {experiments: 2, alembic_version: 1},
-      objects: ['experiments', 'alembic_version'].map((name) => ({type: 'table', name, table: name, sql: null})),
-    }),
-    expectedSchema: async (revision: string) => ({
-      revision,
-      tables: new Set(['experiments', 'alembic_version']),
-      triggers: new Map(),
-    }),
-    makeDir: async () => undefined,
-    moveFile: async () => undefined,
-    appendHistory: async (event: HistoryEvent) => void history.push(event),
+    source: {expectedManifest: async () => manifest, extractVerified: async () => manifest},
+    target: {
+      driver: () => memoryTarget,
+      lock: async () => async () => undefined,
+      recover: async () => [],
+      inspect: async () => ({holdsData: false, found: [], foreign: []}),
+      scratch: async () => ({path: '/scratch', remove: async () => undefined}),
+      makeDir: async () => undefined,
+      moveFile: async () => undefined,
+    },
+    loader: {
+      inspectSqlite: async () => ({
+        integrity: [],
+        foreignKeyViolations: [],
+        rowCounts: {experiments: 2, alembic_version: 1},
+        objects: ['experiments', 'alembic_version'].map((name) => ({type: 'table', name, table: name, sql: null})),
+      }),
+      expectedSchema: async (revision: string) => ({
+        revision,
+        tables: new Set(['experiments', 'alembic_version']),
+        triggers: new Map(),
+      }),
+    },
+    clock: {now: () => new Date('2026-12-04T00:00:00Z'), randomId: () => 'r'},
     confirm: async () => true,
-    join: (...parts: string[]) => parts.join('/'),
-    dirname: (path: string) => path.slice(0, path.lastIndexOf('/')),
-    now: () => new Date('2026-12-04T00:00:00Z'),
-    randomId: () => 'r',
+    history: {append: async (event: HistoryEvent) => void history.push(event)},
+    paths: {
+      join: (...parts: string[]) => parts.join('/'),
+      dirname: (path: string) => path.slice(0, path.lastIndexOf('/')),
+    },
   }
   return deps as unknown as RestoreDeps
 }

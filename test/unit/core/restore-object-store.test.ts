@@ -20,43 +20,47 @@ const manifest = {
 function fakeDeps(options: {objects?: number; uploaded?: number; swapFails?: boolean}) {
   const events: string[] = []
   const deps = {
-    targetDriver: restoreDriver,
-    lockTarget: async () => async () => undefined,
-    recover: async () => [],
-    inspectTarget: async () => ({holdsData: false, found: [], foreign: [], objectsAtArtifactsTo: options.objects}),
-    scratch: async () => ({path: '/scratch', remove: async () => void events.push('scratch removed')}),
-    expectedManifest: async () => manifest,
-    extractVerified: async () => manifest,
-    inspectSqlite: async () => ({
-      integrity: [],
-      foreignKeyViolations: [],
-      rowCounts: {experiments: 1, alembic_version: 1},
-      objects: ['experiments', 'alembic_version'].map((name) => ({type: 'table', name, table: name, sql: null})),
-    }),
-    expectedSchema: async (revision: string) => ({
-      revision,
-      tables: new Set(['experiments', 'alembic_version']),
-      triggers: new Map(),
-    }),
-    countSqliteRows: async () => ({experiments: 1, alembic_version: 1}),
-    rewriteArtifactLocationsInSqlite: async () => ({'experiments.artifact_location': 1}),
-    makeDir: async () => undefined,
-    moveFile: async () => undefined,
-    uploadArtifacts: async (_from: string, to: string) => {
-      events.push(`uploaded to ${to}`)
-      return {files: options.uploaded ?? 2, undo: async () => void events.push('upload undone')}
+    source: {expectedManifest: async () => manifest, extractVerified: async () => manifest},
+    target: {
+      driver: restoreDriver,
+      lock: async () => async () => undefined,
+      recover: async () => [],
+      inspect: async () => ({holdsData: false, found: [], foreign: [], objectsAtArtifactsTo: options.objects}),
+      scratch: async () => ({path: '/scratch', remove: async () => void events.push('scratch removed')}),
+      makeDir: async () => undefined,
+      moveFile: async () => undefined,
+      uploadArtifacts: async (_from: string, to: string) => {
+        events.push(`uploaded to ${to}`)
+        return {files: options.uploaded ?? 2, undo: async () => void events.push('upload undone')}
+      },
+      swapIn: async () => {
+        if (options.swapFails) throw new Error('the swap failed')
+        events.push('swapped')
+      },
+      checkSqlite: async () => undefined,
     },
-    swapIn: async () => {
-      if (options.swapFails) throw new Error('the swap failed')
-      events.push('swapped')
+    loader: {
+      inspectSqlite: async () => ({
+        integrity: [],
+        foreignKeyViolations: [],
+        rowCounts: {experiments: 1, alembic_version: 1},
+        objects: ['experiments', 'alembic_version'].map((name) => ({type: 'table', name, table: name, sql: null})),
+      }),
+      expectedSchema: async (revision: string) => ({
+        revision,
+        tables: new Set(['experiments', 'alembic_version']),
+        triggers: new Map(),
+      }),
+      countSqliteRows: async () => ({experiments: 1, alembic_version: 1}),
+      rewriteArtifactLocationsInSqlite: async () => ({'experiments.artifact_location': 1}),
     },
-    checkSqlite: async () => undefined,
-    appendHistory: async () => undefined,
+    clock: {now: () => new Date('2026-12-04T00:00:00Z'), randomId: () => 'r'},
     confirm: async () => true,
-    join: (...parts: string[]) => parts.join('/'),
-    dirname: (path: string) => path.slice(0, path.lastIndexOf('/')),
-    now: () => new Date('2026-12-04T00:00:00Z'),
-    randomId: () => 'r',
+    history: {append: async () => undefined},
+    paths: {
+      join: (...parts: string[]) => parts.join('/'),
+      dirname: (path: string) => path.slice(0, path.lastIndexOf('/')),
+    },
   }
   return {deps: deps as unknown as RestoreDeps, events}
 }

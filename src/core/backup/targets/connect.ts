@@ -12,9 +12,9 @@ export const connectTarget: RestoreTargetDriver<Extract<RestoreTarget, {kind: 'c
   async install(target, kit) {
     const {deps, manifest} = kit
     const loaded = await kit.buildDatabase(undefined)
-    const upload = deps.dirname(kit.plan.stagedDb)
-    if (manifest.artifacts.files > 0) await kit.stageArtifacts(deps.join(upload, 'artifacts'))
-    const answer = await deps.uploadToConnect(target.guid, upload, kit.replace, kit.options.keepRevision)
+    const upload = deps.paths.dirname(kit.plan.stagedDb)
+    if (manifest.artifacts.files > 0) await kit.stageArtifacts(deps.paths.join(upload, 'artifacts'))
+    const answer = await deps.target.uploadToConnect(target.guid, upload, kit.replace, kit.options.keepRevision)
     return {...loaded, artifactFiles: answer.artifactFiles}
   },
   warnings: () => [],

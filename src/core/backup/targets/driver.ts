@@ -99,9 +99,9 @@ export function backedUpArtifactRoot(
 
 export function installKit(context: InstallContext): InstallKit {
   const {deps, options, scratch, manifest, plan, prepared} = context
-  const snapshot = holdsSqliteFile(manifest) ? deps.join(scratch.path, SQLITE_FILE_ENTRY) : undefined
+  const snapshot = holdsSqliteFile(manifest) ? deps.paths.join(scratch.path, SQLITE_FILE_ENTRY) : undefined
   const source: RowSource = snapshot ? {sqliteFile: snapshot} : {tableFiles: plan.dbDir}
-  const extracted = deps.join(scratch.path, 'artifacts')
+  const extracted = deps.paths.join(scratch.path, 'artifacts')
   const artifactsScratch = scratch.artifactsPath ?? scratch.path
   const artifactsTo = options.artifactsTo
   const kit: InstallKit = {
@@ -114,27 +114,27 @@ export function installKit(context: InstallContext): InstallKit {
     // A bucket has no rename: the artifacts are uploaded before the database commits, and deleted if it does not.
     toObjectStore: Boolean(artifactsTo && isObjectStoreUrl(artifactsTo)),
     async moveLocations(newRoot) {
-      const from = backedUpArtifactRoot(manifest, deps.join)
+      const from = backedUpArtifactRoot(manifest, deps.paths.join)
       if (options.keepArtifactLocations || !from || !newRoot || sameRoot(from, newRoot)) return undefined
       const rewritten =
         'sqliteFile' in source
-          ? await deps.rewriteArtifactLocationsInSqlite(source.sqliteFile, from, newRoot)
-          : await deps.rewriteArtifactLocations(source.tableFiles, from, newRoot)
+          ? await deps.loader.rewriteArtifactLocationsInSqlite(source.sqliteFile, from, newRoot)
+          : await deps.loader.rewriteArtifactLocations(source.tableFiles, from, newRoot)
       // The rows are counted again after the rewrite: whatever the file holds must not have acted on it.
-      if ('sqliteFile' in source) checkRowsAfterRewrite(manifest, await deps.countSqliteRows(source.sqliteFile))
+      if ('sqliteFile' in source) checkRowsAfterRewrite(manifest, await deps.loader.countSqliteRows(source.sqliteFile))
       return {from, to: newRoot, rewritten, total: Object.values(rewritten).reduce((sum, count) => sum + count, 0)}
     },
     async buildDatabase(newRoot) {
       const locations = await kit.moveLocations(newRoot)
       if (!prepared) {
-        await deps.makeDir(deps.dirname(plan.stagedDb))
-        await deps.moveFile(snapshot!, plan.stagedDb)
+        await deps.target.makeDir(deps.paths.dirname(plan.stagedDb))
+        await deps.target.moveFile(snapshot!, plan.stagedDb)
         return {...countsOf(manifest.rowCounts), locations}
       }
       return {...(await loadPrepared(prepared, source)), locations}
     },
     async stageArtifacts(to) {
-      const files = await deps.stageTree(extracted, to)
+      const files = await deps.target.stageTree(extracted, to)
       // Every file the manifest lists must be staged; a shortfall would swap in a tree with holes.
       if (files !== manifest.artifacts.files)
         throw new ConfigError(
@@ -144,7 +144,7 @@ export function installKit(context: InstallContext): InstallKit {
       return files
     },
     async afterUpload(commit) {
-      const upload = await deps.uploadArtifacts(extracted, artifactsTo!)
+      const upload = await deps.target.uploadArtifacts(extracted, artifactsTo!)
       try {
         if (upload.files !== manifest.artifacts.files)
           throw new ConfigError(
@@ -159,9 +159,9 @@ export function installKit(context: InstallContext): InstallKit {
     },
     async artifactsEntry(live) {
       if (!live || kit.toObjectStore) return []
-      const staged = deps.join(artifactsScratch, 'new-artifacts')
+      const staged = deps.paths.join(artifactsScratch, 'new-artifacts')
       await kit.stageArtifacts(staged)
-      return [{live, staged, aside: deps.join(artifactsScratch, 'aside', 'artifacts')}]
+      return [{live, staged, aside: deps.paths.join(artifactsScratch, 'aside', 'artifacts')}]
     },
   }
   return kit

@@ -13,10 +13,10 @@ export const postgresqlTarget: RestoreTargetDriver<Extract<RestoreTarget, {kind:
   // The URL carries a password: a command to paste says where it goes instead of repeating it.
   asArgument: () => "'<the same URL>'",
   plan: (target, scratchPath, manifest, deps) => ({
-    dbDir: deps.join(scratchPath, 'db'),
-    stagedDb: deps.join(scratchPath, 'new', 'mlflow.db'),
+    dbDir: deps.paths.join(scratchPath, 'db'),
+    stagedDb: deps.paths.join(scratchPath, 'new', 'mlflow.db'),
     loaderUrl: target.url,
-    inPlace: {mark: `mlflowctl-restore ${manifest.id} ${deps.randomId()}`},
+    inPlace: {mark: `mlflowctl-restore ${manifest.id} ${deps.clock.randomId()}`},
   }),
   async install(target, kit) {
     const {deps, manifest, options} = kit
@@ -26,7 +26,7 @@ export const postgresqlTarget: RestoreTargetDriver<Extract<RestoreTarget, {kind:
     const loaded = await loadPrepared(kit.prepared!, kit.source, async (commit) => {
       if (kit.toObjectStore) return kit.afterUpload(commit)
       if (entries.length === 0) return commit()
-      await deps.swapIn(entries, {
+      await deps.target.swapIn(entries, {
         journalDirs: kit.journalDirs,
         check: async () => undefined,
         database: {display: target.display, mark: kit.plan.inPlace!.mark, commit},

@@ -17,18 +17,18 @@ async function install(dbLive: string, artifactsLive: string | undefined, kit: I
   const {deps, scratch, manifest} = kit
   const loaded = await kit.buildDatabase(artifactsLive)
   const entries: SwapEntry[] = [
-    {live: dbLive, staged: kit.plan.stagedDb, aside: deps.join(scratch.path, 'aside', 'mlflow.db')},
+    {live: dbLive, staged: kit.plan.stagedDb, aside: deps.paths.join(scratch.path, 'aside', 'mlflow.db')},
     // The old database's journal files belong to it: left beside the new one, SQLite would replay them into it.
     ...['-wal', '-shm', '-journal'].map((suffix) => ({
       live: `${dbLive}${suffix}`,
-      aside: deps.join(scratch.path, 'aside', `mlflow.db${suffix}`),
+      aside: deps.paths.join(scratch.path, 'aside', `mlflow.db${suffix}`),
     })),
     ...(await kit.artifactsEntry(artifactsLive)),
   ]
   const swap = () =>
-    deps.swapIn(entries, {
+    deps.target.swapIn(entries, {
       journalDirs: kit.journalDirs,
-      check: () => deps.checkSqlite(dbLive, manifest.alembicRevision!, Boolean(kit.snapshot)),
+      check: () => deps.target.checkSqlite(dbLive, manifest.alembicRevision!, Boolean(kit.snapshot)),
     })
   await (kit.toObjectStore ? kit.afterUpload(swap) : swap())
   return {...loaded, artifactFiles: artifactsLive ? manifest.artifacts.files : 0}
@@ -41,9 +41,9 @@ export const planInScratch = (
   deps: RestoreDeps,
   dir = 'new',
 ): LoadPlan => {
-  const stagedDb = deps.join(scratchPath, dir, 'mlflow.db')
+  const stagedDb = deps.paths.join(scratchPath, dir, 'mlflow.db')
   return {
-    dbDir: deps.join(scratchPath, 'db'),
+    dbDir: deps.paths.join(scratchPath, 'db'),
     stagedDb,
     loaderUrl: holdsSqliteFile(manifest) ? undefined : `sqlite:///${stagedDb}`,
   }
@@ -53,7 +53,7 @@ export const appDataTarget: RestoreTargetDriver<Extract<RestoreTarget, {kind: 'a
   ...namedLikeSources,
   plan: (_target, scratchPath, manifest, deps) => planInScratch(scratchPath, manifest, deps),
   install: (target, kit) =>
-    install(kit.deps.join(target.dir, 'mlflow.db'), kit.deps.join(target.dir, 'artifacts'), kit),
+    install(kit.deps.paths.join(target.dir, 'mlflow.db'), kit.deps.paths.join(target.dir, 'artifacts'), kit),
   warnings: (target, {inspection}) =>
     inspection.foreign.length > 0
       ? [`left untouched in ${target.dir}: ${inspection.foreign.join(', ')} (not MLflow's)`]
