@@ -75,71 +75,80 @@ export function createBackupDeps(options: {
 }): CreateDeps {
   const scratchRoot = join(options.dataDir, 'backup')
   return {
-    devDataDirOf: async (dir) => {
-      if (!existsSync(join(dir, 'mlflowctl.json'))) return undefined
-      const data = instancePaths(options.dataDir, resolve(dir)).data
-      return existsSync(data) ? data : undefined
+    source: {
+      // A source that an interrupted restore left half-swapped is put right before it is read, under the target's
+      // lock: a restore still at work there is not interrupted (the backup is refused, TARGET_LOCKED).
+      recover: async (source, artifactsSource) => {
+        if (source.kind === 'connect') return []
+        const artifacts = artifactsSource && !isObjectStoreUrl(artifactsSource) ? artifactsSource : undefined
+        if (!(await recoveryMayBeNeeded(source, artifacts, options.dataDir))) return []
+        const release = await lockTarget(source, artifacts, {
+          dataDir: options.dataDir,
+          purpose: 'backup',
+          onWarning: options.onWarning,
+        })
+        try {
+          return await recoverTarget(source, artifacts, options.dataDir)
+        } finally {
+          await release()
+        }
+      },
+      exists: (path) =>
+        access(path).then(
+          () => true,
+          () => false,
+        ),
+      devDataDirOf: async (dir) => {
+        if (!existsSync(join(dir, 'mlflowctl.json'))) return undefined
+        const data = instancePaths(options.dataDir, resolve(dir)).data
+        return existsSync(data) ? data : undefined
+      },
+      snapshotSqlite: async (source, target) => {
+        await snapshotSqlite(source, target).catch((error) => Promise.reject(snapshotError(error, source, target)))
+        faultPoint('create:snapshot')
+      },
+      describeSnapshot: (snapshot) => describeSqliteSnapshot(snapshot),
+      expectedSchema: mlflowSchemaAt,
+      dropSnapshotObjects: async (snapshot, objects) => dropSchemaObjects(snapshot, objects),
+      snapshotReferences: (snapshot) => sqliteArtifactReferences(snapshot),
+      exportPostgres: (url, outDir) =>
+        exportPostgresTables(
+          parseDatabaseUrl(url),
+          outDir,
+          async (revision) => (await mlflowSchemaAt(revision))?.tables,
+        ),
+      fetchConnectSnapshot: (guid, dir) => fetchConnectSnapshot(options.connect ?? NO_CONNECT, guid, dir),
+      listArtifacts,
+      readReferences,
     },
-    // A source that an interrupted restore left half-swapped is put right before it is read, under the target's
-    // lock: a restore still at work there is not interrupted (the backup is refused, TARGET_LOCKED).
-    recoverSource: async (source, artifactsSource) => {
-      if (source.kind === 'connect') return []
-      const artifacts = artifactsSource && !isObjectStoreUrl(artifactsSource) ? artifactsSource : undefined
-      if (!(await recoveryMayBeNeeded(source, artifacts, options.dataDir))) return []
-      const release = await lockTarget(source, artifacts, {
-        dataDir: options.dataDir,
-        purpose: 'backup',
-        onWarning: options.onWarning,
-      })
-      try {
-        return await recoverTarget(source, artifacts, options.dataDir)
-      } finally {
-        await release()
-      }
+    repository: {
+      lock: async () => {
+        const release = await options.repository.lock(options.onWarning)
+        faultPoint('create:locked')
+        return release
+      },
+      cleanUp: async () => [
+        ...(await options.repository.cleanUp((path) => verifyBackupArchive(path, {passphrase: options.passphrase}))),
+        ...(await removeRuns(await deadRuns(scratchRoot))).map(
+          (run) => `removed the scratch space of a killed run: ${run}`,
+        ),
+      ],
+      stage: (id) => options.repository.stageArchive(id),
+      abandon: (id) => options.repository.abandonArchive(id),
+      commit: (manifest, staged) => options.repository.commitArchive(manifest, staged),
     },
-    lock: async () => {
-      const release = await options.repository.lock(options.onWarning)
-      faultPoint('create:locked')
-      return release
+    archive: {
+      // Plaintext (the snapshot, table files) stays in this machine's private data directory, never in the
+      // repository's tree, which an rsync may copy off-site while a killed run's scratch is still there.
+      scratch: () => openScratch(scratchRoot),
+      write: (output, sources, finish) => writeBackupArchive(output, sources, finish, options.passphrase),
     },
-    cleanUp: async () => [
-      ...(await options.repository.cleanUp((path) => verifyBackupArchive(path, {passphrase: options.passphrase}))),
-      ...(await removeRuns(await deadRuns(scratchRoot))).map(
-        (run) => `removed the scratch space of a killed run: ${run}`,
-      ),
-    ],
-    stageArchive: (id) => options.repository.stageArchive(id),
-    abandonArchive: (id) => options.repository.abandonArchive(id),
-    commitArchive: (manifest, staged) => options.repository.commitArchive(manifest, staged),
-    // Plaintext (the snapshot, table files) stays in this machine's private data directory, never in the
-    // repository's tree, which an rsync may copy off-site while a killed run's scratch is still there.
-    scratch: () => openScratch(scratchRoot),
-    exists: (path) =>
-      access(path).then(
-        () => true,
-        () => false,
-      ),
-    snapshotSqlite: async (source, target) => {
-      await snapshotSqlite(source, target).catch((error) => Promise.reject(snapshotError(error, source, target)))
-      faultPoint('create:snapshot')
-    },
-    describeSnapshot: (snapshot) => describeSqliteSnapshot(snapshot),
-    expectedSchema: mlflowSchemaAt,
-    dropSnapshotObjects: async (snapshot, objects) => dropSchemaObjects(snapshot, objects),
-    snapshotReferences: (snapshot) => sqliteArtifactReferences(snapshot),
-    exportPostgres: (url, outDir) =>
-      exportPostgresTables(parseDatabaseUrl(url), outDir, async (revision) => (await mlflowSchemaAt(revision))?.tables),
-    fetchConnectSnapshot: (guid, dir) => fetchConnectSnapshot(options.connect ?? NO_CONNECT, guid, dir),
-    listArtifacts,
-    readReferences,
-    writeArchive: (output, sources, finish) => writeBackupArchive(output, sources, finish, options.passphrase),
-    appendHistory: (event) => historyFile(options.dataDir).append(event),
+    clock: {now: () => new Date(), randomId: () => randomBytes(3).toString('hex')},
+    history: historyFile(options.dataDir),
     async ping(url) {
       const response = await fetch(url, {signal: AbortSignal.timeout(10_000)})
       if (!response.ok) throw new Error(`HTTP ${response.status}`)
     },
-    join,
-    now: () => new Date(),
-    randomId: () => randomBytes(3).toString('hex'),
+    paths: {join},
   }
 }

@@ -54,55 +54,75 @@ export interface TablesExported {
 }
 
 export interface CreateDeps {
-  /** Finishes or undoes an interrupted restore into a local source before it is read; returns what it did. */
-  recoverSource(source: BackupSourceSpec, artifactsSource?: string): Promise<string[]>
-  /** Takes the repository lock. @throws ExternalError REPO_LOCKED while another run holds it */
-  lock(): Promise<() => Promise<void>>
-  /** Under the lock: removes what killed runs left in the repository (partial archives, scratch), commits an
-   * intact archive a kill left without its listing sidecar; returns what it did. */
-  cleanUp(): Promise<string[]>
-  /** Where the archive is written (a local repository's own directory, or scratch space before an upload). */
-  stageArchive(id: string): Promise<string>
-  /** The archive's write failed (not a kill): its in-progress record goes, as its partial file did. */
-  abandonArchive(id: string): Promise<void>
-  /** Publishes a complete archive and its listing sidecar (last: a backup without it is never listed); returns where it is. */
-  commitArchive(manifest: BackupManifest, staged: string): Promise<string>
-  scratch(): Promise<{path: string; remove(): Promise<void>}>
-  exists(path: string): Promise<boolean>
-  /** When `dir` is a rendered bundle that `dev up` ran: the data directory of that dev instance. */
-  devDataDirOf?(dir: string): Promise<string | undefined>
-  snapshotSqlite(source: string, target: string): Promise<void>
-  /** Format 2: the row counts, revision and schema of a snapshot file, which goes into the archive as it is. */
-  describeSnapshot(snapshot: string): Pick<TablesExported, 'rowCounts' | 'alembicRevision'> & {objects: SchemaObject[]}
-  /** What MLflow's migrations make at `revision`, or undefined when the MLflow this tool knows does not make it. */
-  expectedSchema(revision: string): Promise<ExpectedSchema | undefined>
-  /** Drops objects from the snapshot (a scratch copy). */
-  dropSnapshotObjects(snapshot: string, objects: SchemaObject[]): Promise<void>
-  /** Artifact URIs a snapshot file's rows point at (runs, logged models, model versions, trace tags). */
-  snapshotReferences(snapshot: string): string[]
-  /** Every MLflow table from one REPEATABLE READ snapshot, streamed with COPY. */
-  exportPostgres(url: string, outDir: string): Promise<TablesExported>
-  /** Streams a local-storage deployment's snapshot (the extension's POST /_mlflowctl/snapshot) into `dir`. */
-  fetchConnectSnapshot(guid: string, dir: string): Promise<{db: string; artifacts: string; location: string}>
-  /** Files of a local directory or an s3://, wasbs://, gs:// prefix, as artifacts/<path> entries on local disk. */
-  /** `onSkip` hears of files that cannot be archived (a name that is not valid UTF-8), for the warnings. */
-  listArtifacts(
-    source: string,
-    include: ((path: string) => boolean) | undefined,
-    onSkip: (message: string) => void,
-  ): AsyncIterable<{name: string; file: string}>
-  /** Artifact URIs the exported rows point at (runs, logged models, model versions), from the db/ files. */
-  readReferences(exportDir: string): Promise<string[]>
-  writeArchive(
-    output: string,
-    sources: AsyncIterable<{name: string; file: string}>,
-    finish: (files: BackupFileEntry[]) => BackupManifest,
-  ): Promise<{bytes: number; manifest: BackupManifest}>
-  appendHistory(event: HistoryEvent): Promise<void>
+  /** The source: where it is, its database as the archive carries it, its artifacts and what its rows point at. */
+  source: {
+    /** Finishes or undoes an interrupted restore into a local source before it is read; returns what it did. */
+    recover(source: BackupSourceSpec, artifactsSource?: string): Promise<string[]>
+    exists(path: string): Promise<boolean>
+    /** When `dir` is a rendered bundle that `dev up` ran: the data directory of that dev instance. */
+    devDataDirOf?(dir: string): Promise<string | undefined>
+    snapshotSqlite(source: string, target: string): Promise<void>
+    /** Format 2: the row counts, revision and schema of a snapshot file, which goes into the archive as it is. */
+    describeSnapshot(
+      snapshot: string,
+    ): Pick<TablesExported, 'rowCounts' | 'alembicRevision'> & {objects: SchemaObject[]}
+    /** What MLflow's migrations make at `revision`, or undefined when the MLflow this tool knows does not make it. */
+    expectedSchema(revision: string): Promise<ExpectedSchema | undefined>
+    /** Drops objects from the snapshot (a scratch copy). */
+    dropSnapshotObjects(snapshot: string, objects: SchemaObject[]): Promise<void>
+    /** Artifact URIs a snapshot file's rows point at (runs, logged models, model versions, trace tags). */
+    snapshotReferences(snapshot: string): string[]
+    /** Every MLflow table from one REPEATABLE READ snapshot, streamed with COPY. */
+    exportPostgres(url: string, outDir: string): Promise<TablesExported>
+    /** Streams a local-storage deployment's snapshot (the extension's POST /_mlflowctl/snapshot) into `dir`. */
+    fetchConnectSnapshot(guid: string, dir: string): Promise<{db: string; artifacts: string; location: string}>
+    /**
+     * Files of a local directory or an s3://, wasbs://, gs:// prefix, as artifacts/<path> entries on local disk.
+     * `onSkip` hears of files that cannot be archived (a name that is not valid UTF-8), for the warnings.
+     */
+    listArtifacts(
+      source: string,
+      include: ((path: string) => boolean) | undefined,
+      onSkip: (message: string) => void,
+    ): AsyncIterable<{name: string; file: string}>
+    /** Artifact URIs the exported rows point at (runs, logged models, model versions), from the db/ files. */
+    readReferences(exportDir: string): Promise<string[]>
+  }
+  /** The repository the archive goes to. */
+  repository: {
+    /** Takes the repository lock. @throws ExternalError REPO_LOCKED while another run holds it */
+    lock(): Promise<() => Promise<void>>
+    /** Under the lock: removes what killed runs left in the repository (partial archives, scratch), commits an
+     * intact archive a kill left without its listing sidecar; returns what it did. */
+    cleanUp(): Promise<string[]>
+    /** Where the archive is written (a local repository's own directory, or scratch space before an upload). */
+    stage(id: string): Promise<string>
+    /** The archive's write failed (not a kill): its in-progress record goes, as its partial file did. */
+    abandon(id: string): Promise<void>
+    /** Publishes a complete archive and its listing sidecar (last: a backup without it is never listed); returns where it is. */
+    commit(manifest: BackupManifest, staged: string): Promise<string>
+  }
+  /** The archive being written, and the private scratch space the database is exported into first. */
+  archive: {
+    scratch(): Promise<{path: string; remove(): Promise<void>}>
+    write(
+      output: string,
+      sources: AsyncIterable<{name: string; file: string}>,
+      finish: (files: BackupFileEntry[]) => BackupManifest,
+    ): Promise<{bytes: number; manifest: BackupManifest}>
+  }
+  clock: {
+    now(): Date
+    randomId(): string
+  }
+  history: {
+    append(event: HistoryEvent): Promise<void>
+  }
+  /** A healthcheck URL's GET (start, success, fail). */
   ping(url: string): Promise<void>
-  join(...parts: string[]): string
-  now(): Date
-  randomId(): string
+  paths: {
+    join(...parts: string[]): string
+  }
 }
 
 /** Where a passphrase for `backup create` came from, if one was given. */
@@ -189,7 +209,7 @@ export async function createBackup(deps: CreateDeps, options: CreateOptions): Pr
   } catch (error) {
     // A failed backup is in the history as failed deploys are (a ledger that fails too keeps the first error).
     const where = {location: historyLocation(options.source), secrets: secretsOf(options.source)}
-    await deps.appendHistory(failureEvent('backup', where, error, deps.now())).catch(() => undefined)
+    await deps.history.append(failureEvent('backup', where, error, deps.clock.now())).catch(() => undefined)
     throw error
   }
 }
@@ -232,16 +252,16 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
       .catch((error: Error) => warnings.push(`healthcheck ping ${suffix || '(success)'} failed: ${error.message}`))
   }
   await ping('/start')
-  const started = deps.now()
-  const id = backupId(started, deps.randomId())
+  const started = deps.clock.now()
+  const id = backupId(started, deps.clock.randomId())
   let release: (() => Promise<void>) | undefined
   let scratch: {path: string; remove(): Promise<void>} | undefined
   try {
-    warnings.push(...(await deps.recoverSource(options.source, options.artifactsSource)))
+    warnings.push(...(await deps.source.recover(options.source, options.artifactsSource)))
     const located = await driver.locate(options.source, deps, options)
-    release = await deps.lock()
-    warnings.push(...(await deps.cleanUp()))
-    scratch = await deps.scratch()
+    release = await deps.repository.lock()
+    warnings.push(...(await deps.repository.cleanUp()))
+    scratch = await deps.archive.scratch()
     const source = await driver.reach(options.source, located, deps, scratch.path)
     const tables: Exported = source.db
       ? await driver.exportDatabase(options.source, source.db, deps, scratch.path)
@@ -253,22 +273,24 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
       )
     const remoteStore = isObjectStoreUrl(source.artifacts ?? '')
     const artifactSource =
-      options.artifacts !== 'none' && source.artifacts && (remoteStore || (await deps.exists(source.artifacts)))
+      options.artifacts !== 'none' && source.artifacts && (remoteStore || (await deps.source.exists(source.artifacts)))
         ? source.artifacts
         : undefined
     const include =
       artifactSource && options.artifacts === 'referenced'
         ? referencedFilter(
-            tables.snapshot ? deps.snapshotReferences(tables.snapshot) : await deps.readReferences(scratch.path),
+            tables.snapshot
+              ? deps.source.snapshotReferences(tables.snapshot)
+              : await deps.source.readReferences(scratch.path),
           )
         : undefined
     const artifactEntries = artifactSource
-      ? deps.listArtifacts(artifactSource, include, (message) => warnings.push(message))
+      ? deps.source.listArtifacts(artifactSource, include, (message) => warnings.push(message))
       : []
     let artifactFiles = 0
     let artifactBytes = 0
-    const staged = await deps.stageArchive(id)
-    const written = deps.writeArchive(staged, concat(tables.files, artifactEntries), (files) => {
+    const staged = await deps.repository.stage(id)
+    const written = deps.archive.write(staged, concat(tables.files, artifactEntries), (files) => {
       const artifacts = files.filter((file) => file.path.startsWith('artifacts/'))
       artifactFiles = artifacts.length
       artifactBytes = artifacts.reduce((sum, file) => sum + file.size, 0)
@@ -297,13 +319,13 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
       }
     })
     const {bytes, manifest} = await written.catch(async (error) => {
-      await deps.abandonArchive(id).catch(() => undefined)
+      await deps.repository.abandon(id).catch(() => undefined)
       throw error
     })
-    const path = await deps.commitArchive(manifest, staged)
-    await deps.appendHistory({
+    const path = await deps.repository.commit(manifest, staged)
+    await deps.history.append({
       v: 1,
-      time: deps.now().toISOString(),
+      time: deps.clock.now().toISOString(),
       action: 'backup',
       result: 'ok',
       server: historyLocation(options.source),

@@ -162,9 +162,22 @@ describe('backup retention', () => {
 describe('createBackup (core, with injected I/O)', async () => {
   const {createBackup} = await import('../../../src/core/backup/create.js')
   type Deps = Parameters<typeof createBackup>[0]
-  const fakeDeps = (overrides: Partial<Deps> = {}) => {
+  /** Every port's members in one flat record, so that a test overrides one by name. */
+  type Flat = Omit<Deps['source'], 'recover'> &
+    Omit<Deps['repository'], 'stage' | 'abandon' | 'commit'> & {
+      recoverSource: Deps['source']['recover']
+      stageArchive: Deps['repository']['stage']
+      abandonArchive: Deps['repository']['abandon']
+      commitArchive: Deps['repository']['commit']
+      scratch: Deps['archive']['scratch']
+      writeArchive: Deps['archive']['write']
+      appendHistory: Deps['history']['append']
+      ping: Deps['ping']
+      join: Deps['paths']['join']
+    } & Deps['clock']
+  const fakeDeps = (overrides: Partial<Flat> = {}) => {
     const events: string[] = []
-    const deps: Deps = {
+    const flat: Flat = {
       recoverSource: async () => [],
       lock: async () => (events.push('lock'), async () => void events.push('unlock')),
       cleanUp: async () => [],
@@ -203,6 +216,33 @@ describe('createBackup (core, with injected I/O)', async () => {
       now: () => new Date('2026-11-28T06:00:00Z'),
       randomId: () => 'abcdef',
       ...overrides,
+    }
+    const deps: Deps = {
+      source: {
+        recover: flat.recoverSource,
+        exists: flat.exists,
+        snapshotSqlite: flat.snapshotSqlite,
+        describeSnapshot: flat.describeSnapshot,
+        expectedSchema: flat.expectedSchema,
+        dropSnapshotObjects: flat.dropSnapshotObjects,
+        snapshotReferences: flat.snapshotReferences,
+        exportPostgres: flat.exportPostgres,
+        fetchConnectSnapshot: flat.fetchConnectSnapshot,
+        listArtifacts: flat.listArtifacts,
+        readReferences: flat.readReferences,
+      },
+      repository: {
+        lock: flat.lock,
+        cleanUp: flat.cleanUp,
+        stage: flat.stageArchive,
+        abandon: flat.abandonArchive,
+        commit: flat.commitArchive,
+      },
+      archive: {scratch: flat.scratch, write: flat.writeArchive},
+      clock: {now: flat.now, randomId: flat.randomId},
+      history: {append: flat.appendHistory},
+      ping: flat.ping,
+      paths: {join: flat.join},
     }
     return {deps, events}
   }
@@ -296,8 +336,8 @@ describe('createBackup (core, with injected I/O)', async () => {
   it('a PostgreSQL source is exported in one go (no SQLite snapshot), located by its redacted URL, and foreign tables are named', async () => {
     const {deps, events} = fakeDeps()
     let manifest: {source: {location: string; engine: string}} | undefined
-    const writeArchive = deps.writeArchive
-    deps.writeArchive = async (output, sources, finish) =>
+    const writeArchive = deps.archive.write
+    deps.archive.write = async (output, sources, finish) =>
       writeArchive(output, sources, (files) => (manifest = finish(files) as never))
     const result = await createBackup(deps, {
       ...options,
@@ -330,8 +370,8 @@ describe('createBackup (core, with injected I/O)', async () => {
       ],
     })
     let manifest: {artifacts: {mode: string; files: number}; files: Array<{path: string}>} | undefined
-    const writeArchive = deps.writeArchive
-    deps.writeArchive = async (output, sources, finish) =>
+    const writeArchive = deps.archive.write
+    deps.archive.write = async (output, sources, finish) =>
       writeArchive(output, sources, (files) => (manifest = finish(files) as never))
     await createBackup(deps, {...options, artifacts: 'referenced'})
     assert.deepEqual(

@@ -5,7 +5,8 @@ import {exportSqlite, type BackupSourceDriver} from './driver.js'
 export const connectSource: BackupSourceDriver<Extract<BackupSourceSpec, {kind: 'connect'}>> = {
   engine: 'sqlite',
   locate: async () => undefined,
-  reach: (source, _located, deps, scratch) => deps.fetchConnectSnapshot(source.guid, deps.join(scratch, 'remote')),
+  reach: (source, _located, deps, scratch) =>
+    deps.source.fetchConnectSnapshot(source.guid, deps.paths.join(scratch, 'remote')),
   exportDatabase: (_source, db, deps, scratch) => exportSqlite(db, deps, scratch),
   manifestExtras: (source) => ({contentGuid: source.guid}),
   historyLocation: (source) => `connect:${source.guid}`,

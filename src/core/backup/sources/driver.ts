@@ -42,17 +42,17 @@ export interface BackupSourceDriver<S extends BackupSourceSpec = BackupSourceSpe
  * restore would refuse it.
  */
 export async function exportSqlite(db: string, deps: CreateDeps, scratch: string): Promise<Exported> {
-  const snapshot = deps.join(scratch, 'snapshot.db')
-  await deps.snapshotSqlite(db, snapshot)
-  let described = deps.describeSnapshot(snapshot)
-  const schema = described.alembicRevision ? await deps.expectedSchema(described.alembicRevision) : undefined
+  const snapshot = deps.paths.join(scratch, 'snapshot.db')
+  await deps.source.snapshotSqlite(db, snapshot)
+  let described = deps.source.describeSnapshot(snapshot)
+  const schema = described.alembicRevision ? await deps.source.expectedSchema(described.alembicRevision) : undefined
   const foreign = schema ? foreignObjects(described.objects, schema) : []
   if (foreign.length > 0) {
-    await deps.dropSnapshotObjects(
+    await deps.source.dropSnapshotObjects(
       snapshot,
       foreign.map((f) => f.object),
     )
-    described = deps.describeSnapshot(snapshot)
+    described = deps.source.describeSnapshot(snapshot)
   }
   return {
     rowCounts: described.rowCounts,

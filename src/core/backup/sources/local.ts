@@ -6,13 +6,13 @@ import {alreadyLocated, exportSqlite, type BackupSourceDriver} from './driver.js
 export const appDataSource: BackupSourceDriver<Extract<BackupSourceSpec, {kind: 'app-data'}>> = {
   engine: 'sqlite',
   async locate(source, deps, options) {
-    const db = deps.join(source.dir, 'mlflow.db')
+    const db = deps.paths.join(source.dir, 'mlflow.db')
     // A safety backup keeps whatever is there: a target with artifacts and no database (yet) included.
-    if (options.requireMlflow === false && !(await deps.exists(db)))
-      return {artifacts: deps.join(source.dir, 'artifacts'), location: source.dir}
-    if (!(await deps.exists(db))) {
+    if (options.requireMlflow === false && !(await deps.source.exists(db)))
+      return {artifacts: deps.paths.join(source.dir, 'artifacts'), location: source.dir}
+    if (!(await deps.source.exists(db))) {
       // A rendered bundle is the directory users know; its dev data lives elsewhere: name it.
-      const devData = await deps.devDataDirOf?.(source.dir)
+      const devData = await deps.source.devDataDirOf?.(source.dir)
       throw new UsageError(
         'SOURCE_NOT_FOUND',
         `${source.dir} is not an app-data directory: it has no mlflow.db.${devData ? ` It is a bundle directory; the data of its dev instance is in ${devData}.` : ''}`,
@@ -24,7 +24,7 @@ export const appDataSource: BackupSourceDriver<Extract<BackupSourceSpec, {kind: 
         },
       )
     }
-    return {db, artifacts: deps.join(source.dir, 'artifacts'), location: source.dir}
+    return {db, artifacts: deps.paths.join(source.dir, 'artifacts'), location: source.dir}
   },
   reach: alreadyLocated,
   exportDatabase: (_source, db, deps, scratch) => exportSqlite(db, deps, scratch),
@@ -36,7 +36,7 @@ export const appDataSource: BackupSourceDriver<Extract<BackupSourceSpec, {kind: 
 export const sqliteSource: BackupSourceDriver<Extract<BackupSourceSpec, {kind: 'sqlite'}>> = {
   engine: 'sqlite',
   async locate(source, deps, options) {
-    const found = await deps.exists(source.path)
+    const found = await deps.source.exists(source.path)
     // A safety backup keeps whatever is there, a database file not made yet included.
     if (!found && options.requireMlflow !== false)
       throw new UsageError('SOURCE_NOT_FOUND', `${source.path} does not exist.`)

@@ -11,7 +11,10 @@ export const postgresqlSource: BackupSourceDriver<Extract<BackupSourceSpec, {kin
     location: source.display,
   }),
   reach: alreadyLocated,
-  exportDatabase: async (_source, db, deps, scratch) => ({...(await deps.exportPostgres(db, scratch)), format: 2}),
+  exportDatabase: async (_source, db, deps, scratch) => ({
+    ...(await deps.source.exportPostgres(db, scratch)),
+    format: 2,
+  }),
   manifestExtras: () => ({}),
   historyLocation: (source) => source.display,
   secrets: (source) => urlPasswordForms(source.url),
