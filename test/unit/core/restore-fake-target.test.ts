@@ -1,5 +1,5 @@
 // A kind of restore target the product does not have, added in this one file: its driver, handed to the core through
-// RestoreDeps.targetDriver as compose/ hands over the real ones. The core restores into it without knowing its kind:
+// RestoreDeps.target.driver as compose/ hands over the real ones. The core restores into it without knowing its kind:
 // it plans, installs, names it in messages and history, and warns as the driver says.
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
