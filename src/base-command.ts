@@ -170,14 +170,13 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
 
   /** What backup, restore, db and upgrade commands need to reach an extension through Connect (connect:GUID). */
   protected connectTransfer(): ConnectTransferOptions {
-    const {server, apiKey, configDir, dataDir} = this.settings
+    const {server, apiKey, configDir} = this.settings
     return this.deps.connectTransfer({
       server: server.value,
       apiKey: apiKey.value,
       ca: () => this.caBundle(),
       insecure: Boolean((this.flags as Record<string, unknown>).insecure),
       configDir,
-      dataDir,
     })
   }
 

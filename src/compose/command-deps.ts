@@ -1,8 +1,11 @@
 // The composition root: the one factory every command takes its collaborators from (MlflowctlCommand.deps, built
 // once per command). Commands import no adapter; in-process command tests replace this factory
 // (MlflowctlCommand.createDeps) with fakes, so flags → options, --json and exit codes are tested without Connect,
-// databases or Python. The adapters behind the members below are imported on first use, so a command loads only
-// the drivers it runs (the database drivers alone take half a second to load).
+// databases or Python. The composed use cases (deploy, upgrade, backup, restore) are imported with this file, as
+// every command loaded them before; the other adapters are imported on first use, so a command that does not probe
+// a database never loads its drivers (they alone take half a second).
+import {resolve} from 'node:path'
+
 import type {ConnectClient, ConnectClientOptions} from '../adapters/connect/client.js'
 import type {ConnectTransferOptions} from '../adapters/connect/ops-client.js'
 import type {SchemaProbe} from '../adapters/db/schema-probe.js'
@@ -20,8 +23,8 @@ import type {OpsStatus} from '../core/extension-contract.js'
 import type {ReplicaContents} from '../core/replica.js'
 import type {Settings} from '../config/load.js'
 import {createBackupDeps} from './backup.js'
-import {connectTransferOptions} from './connect.js'
-import {createDeployDeps} from './deploy.js'
+import {connectClient, connectTransferOptions} from './connect.js'
+import {bundleArchiveDeps, createDeployDeps} from './deploy.js'
 import type {DevDepsOptions} from './dev.js'
 import type {DoctorProbeOptions} from './doctor-probes.js'
 import type {DoctorTarget} from './doctor-target.js'
@@ -107,7 +110,6 @@ export interface CommandDeps {
 }
 
 export function createDeps(): CommandDeps {
-  const resolvePath = async (path: string) => (await import('node:path')).resolve(path)
   return {
     deploy: createDeployDeps,
     upgrade: createApplyDeps,
@@ -116,27 +118,16 @@ export function createDeps(): CommandDeps {
     deepVerify: createDeepVerifyDeps,
     history: historyFile,
     liveDeployment: readLiveDeployment,
-    connect: async (options) => (await import('./connect.js')).connectClient(options),
+    connect: async (options) => connectClient(options),
     connectTransfer: connectTransferOptions,
     opsStatus: async (transfer, guid) =>
       (await import('../adapters/connect/ops-client.js')).connectOpsStatus(transfer, guid),
     repositories: {
-      async open(raw, scratchRoot) {
-        const {resolve} = await import('node:path')
-        return (await import('../adapters/backup/repository.js')).openRepository(
-          raw,
-          (path) => resolve(path),
-          scratchRoot,
-        )
-      },
-      async fetch(backup, repository) {
-        const {resolve} = await import('node:path')
-        return (await import('../adapters/backup/repository.js')).fetchArchive(backup, repository, (path) =>
-          resolve(path),
-        )
-      },
-      directory: async (dir) =>
-        (await import('../adapters/backup/repository.js')).localRepository(await resolvePath(dir)),
+      open: async (raw, scratchRoot) =>
+        (await import('../adapters/backup/repository.js')).openRepository(raw, (path) => resolve(path), scratchRoot),
+      fetch: async (backup, repository) =>
+        (await import('../adapters/backup/repository.js')).fetchArchive(backup, repository, (path) => resolve(path)),
+      directory: async (dir) => (await import('../adapters/backup/repository.js')).localRepository(resolve(dir)),
     },
     passphrase: async (file) => (await import('../adapters/backup/crypto.js')).resolvePassphrase(file),
     async verifyArchive(path, {passphrase, scratchRoot}) {
@@ -181,11 +172,7 @@ export function createDeps(): CommandDeps {
         },
       }
     },
-    async bundleArchive() {
-      const {md5OfFile, readText} = await import('../adapters/fs/bundle-dir.js')
-      const {writeTarGz} = await import('../adapters/fs/tar-gz.js')
-      return {readText: (path) => readText(path, 'the bundle manifest'), md5Of: md5OfFile, writeArchive: writeTarGz}
-    },
+    bundleArchive: async () => bundleArchiveDeps(),
     bundleFiles: {
       readBumpInput: async (dir, toolVersion) =>
         (await import('../adapters/fs/bundle-files.js')).readBumpInput(dir, toolVersion),

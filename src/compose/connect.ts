@@ -35,7 +35,6 @@ export function connectTransferOptions(settings: {
   ca: () => Buffer | undefined
   insecure?: boolean
   configDir: string
-  dataDir: string
 }): ConnectTransferOptions {
   return {
     server: settings.server,

@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import type {DeployDeps, DeploymentRecord} from '../core/deploy.js'
-import {buildBundleArchive} from '../core/bundle-archive.js'
+import {buildBundleArchive, type BundleArchiveDeps} from '../core/bundle-archive.js'
 import type {ConnectClient} from '../adapters/connect/client.js'
 import {connectClient, saveOpsToken, savedOpsToken} from './connect.js'
 import {send} from '../adapters/connect/http.js'
@@ -23,6 +23,11 @@ export interface DeployDepsOptions {
 }
 
 const recordPath = (dir: string) => join(dir, '.mlflowctl', 'deployments.json')
+
+/** How a rendered bundle becomes the archive Connect takes: its manifest read, its files hashed and packed. */
+export function bundleArchiveDeps(): BundleArchiveDeps {
+  return {readText: (path) => readText(path, 'the bundle manifest'), md5Of: md5OfFile, writeArchive: writeTarGz}
+}
 
 /** Real DeployDeps: the Connect client, deployment records next to the bundle (as rsconnect-python keeps
  * them), and ops tokens in the config dir with 0600 permissions. */
@@ -60,10 +65,7 @@ export function createDeployDeps(options: DeployDepsOptions): DeployDeps & {conn
           const work = join(tmpdir(), `mlflowctl-bundle-${process.pid}-${randomBytes(4).toString('hex')}`)
           await mkdir(work, {recursive: true})
           try {
-            const result = await buildBundleArchive(
-              {readText: (path) => readText(path, 'the bundle manifest'), md5Of: md5OfFile, writeArchive: writeTarGz},
-              {dir, output: join(work, 'bundle.tar.gz')},
-            )
+            const result = await buildBundleArchive(bundleArchiveDeps(), {dir, output: join(work, 'bundle.tar.gz')})
             return await readFile(result.file)
           } finally {
             await rm(work, {recursive: true, force: true})

@@ -16,7 +16,6 @@ import {
 import type {RestoreDeps, RestoreTarget} from '../core/backup/restore.js'
 import {restoreDriver} from '../core/backup/targets/index.js'
 import {NEWEST_KNOWN_MLFLOW} from '../core/versions.js'
-import {isObjectStoreUrl} from '../core/artifact-url.js'
 import {uploadArtifactTree} from '../adapters/backup/artifact-upload.js'
 import {UsageError} from '../errors.js'
 import {faultPoint} from '../adapters/fault.js'
@@ -29,7 +28,7 @@ import {NO_CONNECT, uploadConnectRestore} from '../adapters/connect/ops-client.j
 import {localRepository} from '../adapters/backup/repository.js'
 import {inspectTarget, openRestoreScratch, recoverTarget} from '../adapters/backup/restore-target.js'
 import {lockTarget} from '../adapters/backup/target-lock.js'
-import {targetSite} from '../adapters/backup/targets/index.js'
+import {localArtifactsTo, targetSite} from '../adapters/backup/targets/index.js'
 import {rewriteLocationsInSqliteFile, rewriteLocationsInTableFiles} from '../adapters/backup/rewrite-locations.js'
 import {locationRewriter} from '../core/backup/artifact-locations.js'
 import {inspectRestoredSqlite} from '../adapters/backup/deep-verify.js'
@@ -165,7 +164,7 @@ async function safetyBackup(options: RestoreDepsOptions, target: RestoreTarget, 
       repo: repository.display,
       artifacts: 'all',
       // An object-store --artifacts-to is empty (restores only upload into an empty prefix): nothing to keep.
-      artifactsSource: site.takesArtifactsTo && artifactsTo && !isObjectStoreUrl(artifactsTo) ? artifactsTo : undefined,
+      artifactsSource: localArtifactsTo(site, artifactsTo),
       toolVersion: 'safety',
       // As private as the backup being restored: encrypted with its passphrase when it has one.
       encrypted: Boolean(options.passphrase),

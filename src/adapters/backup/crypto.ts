@@ -8,13 +8,12 @@ import {open, readFile, stat} from 'node:fs/promises'
 import {Readable, Transform, type TransformCallback} from 'node:stream'
 
 import {CheckFailedError, ConfigError} from '../../errors.js'
+import {PASSPHRASE_ENV} from '../../core/backup/format.js'
 
 const MAGIC = Buffer.from('MLFCENC1')
 const SCRYPT = {N: 2 ** 15, r: 8, p: 1}
 const HEADER_BYTES = MAGIC.length + 4 + 1 + 1 + 16 + 12
 const TAG_BYTES = 16
-
-export const PASSPHRASE_ENV = 'MLFLOWCTL_BACKUP_PASSPHRASE'
 
 function deriveKey(passphrase: string, salt: Buffer, params: {N: number; r: number; p: number}): Buffer {
   return scryptSync(passphrase, salt, 32, {...params, maxmem: 256 * params.N * params.r})

@@ -135,7 +135,6 @@ export function checkSqlite(path: string, revision: string, checked = false): vo
   }
 }
 
-/** restore_db.py's one-line reason; SQLAlchemy appends the statement and its parameters, which stay out. */
 /**
  * What restore_db.py's phase lines carry after their name (its PHASES); test/data/shared-shapes.json holds examples
  * that both test suites check.
@@ -146,10 +145,7 @@ export const LOADER_PHASES = {
 }
 
 /** A phase line's payload, checked. @throws ExternalError RESTORE_FAILED when the loader says something else */
-export function parsePhase<K extends keyof typeof LOADER_PHASES>(
-  name: K,
-  text: string,
-): z.infer<(typeof LOADER_PHASES)[K]> {
+function parsePhase<K extends keyof typeof LOADER_PHASES>(name: K, text: string): z.infer<(typeof LOADER_PHASES)[K]> {
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
@@ -166,6 +162,7 @@ export function parsePhase<K extends keyof typeof LOADER_PHASES>(
   return checked.data as z.infer<(typeof LOADER_PHASES)[K]>
 }
 
+/** restore_db.py's one-line reason; SQLAlchemy appends the statement and its parameters, which stay out. */
 export function loaderError(stderr: string): Error {
   const lines = stderr.trim().split('\n')
   // Its own one-line messages first; else (a traceback) the exception's line, never a connecting line such as

@@ -29,7 +29,7 @@ import {
 } from '../../core/replica.js'
 import {CheckFailedError, UsageError} from '../../errors.js'
 import {makeDirs} from '../fs/safe-fs.js'
-import {listAll, openStore} from '../store/index.js'
+import {isNotFound, openStore, type StoreEntry} from '../store/index.js'
 import {describeSqliteSnapshot} from './sqlite-source.js'
 
 const corrupt = (why: string, suggestions: string[] = []) => new CheckFailedError('REPLICA_CORRUPT', why, {suggestions})
@@ -37,17 +37,6 @@ const corrupt = (why: string, suggestions: string[] = []) => new CheckFailedErro
 const restoresUpTo = (moment: number) => [
   `The replica restores up to ${momentText(moment)} (the commit before it): --at ${momentText(moment)}`,
 ]
-
-/** An object or file that is not there (a directory's ENOENT, a store's 404). */
-const missing = (error: unknown) =>
-  (error as NodeJS.ErrnoException).code === 'ENOENT' ||
-  [404, 'NoSuchKey', 'NotFound', 'BlobNotFound'].includes(
-    (error as {$metadata?: {httpStatusCode?: number}}).$metadata?.httpStatusCode ??
-      (error as {statusCode?: number}).statusCode ??
-      (error as {code?: number | string}).code ??
-      (error as {name?: string}).name ??
-      '',
-  )
 
 /** Keys are relative to the replica's root ("generations/<id>/snapshot.json"). */
 export interface ReplicaReader {
@@ -64,7 +53,8 @@ export async function openReplica(url: string, env: NodeJS.ProcessEnv = process.
     display: store.display,
     async list(prefix) {
       // A file still being written by the replicator (a directory replica's *.partial) is not part of it yet.
-      const found = (await listAll(store, prefix)).filter((entry) => !entry.key.endsWith('.partial'))
+      const found: StoreEntry[] = []
+      for await (const entry of store.entries(prefix)) if (!entry.key.endsWith('.partial')) found.push(entry)
       return found.sort((a, b) => a.key.localeCompare(b.key))
     },
     get: (key) => store.get(key),
@@ -192,7 +182,7 @@ export async function readReplica(reader: ReplicaReader): Promise<ReplicaContent
   // Listed, then gone before it was read: retention or compaction deleted it meanwhile, as they may once nothing in
   // the window needs it. It is left out as if the listing had not seen it; continuity finds any gap that matters.
   const unlessGone = <T>(promise: Promise<T>) =>
-    promise.catch((error: unknown) => (missing(error) ? undefined : Promise.reject(error)))
+    promise.catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)))
   const snapshots = await inOrder(ids, 16, (id) =>
     unlessGone(readChecked(reader, `generations/${id}/snapshot.json`, snapshotSchema)),
   )
@@ -348,7 +338,7 @@ export async function replayReplica(reader: ReplicaReader, at: number | undefine
           .get(`${base}/${segment.path}`)
           .catch((error) =>
             Promise.reject(
-              missing(error)
+              isNotFound(error)
                 ? corrupt(
                     `Replica ${reader.display}: ${generation.id}/${segment.path} is missing (its sidecar is there); nothing was restored.`,
                     restoresUpTo(lastMomentBefore(generation, segment.walIndex, segment.start)),
@@ -450,7 +440,7 @@ export async function placeReplayed(
       .downloadFile(key, join(dir, key))
       .catch((error) =>
         Promise.reject(
-          missing(error)
+          isNotFound(error)
             ? corrupt(`Replica ${reader.display}: artifact ${key} was listed but is gone; nothing was restored.`)
             : error,
         ),

@@ -12,16 +12,13 @@ import {SCRATCH_DIR, deadRuns, openScratch, removeRuns} from '../fs/scratch.js'
 import {makeDirs, pathKind} from '../fs/safe-fs.js'
 import {journalIn, recoverSwap, type ExternalCommit, type KeepChoice} from '../fs/swap.js'
 import {countObjects} from './artifact-upload.js'
-import {targetSite} from './targets/index.js'
-
-export {TARGET_LOCK} from './targets/index.js'
+import {localArtifactsTo, targetSite} from './targets/index.js'
 
 /** Where this run's scratch space goes for a target, first the database's tree, then the artifacts'. */
 export function scratchRoots(target: RestoreTarget, artifactsTo: string | undefined, dataDir: string): string[] {
   const site = targetSite(target)
   // An object-store prefix has no tree to stage in: its artifacts are uploaded from the database's scratch space.
-  const localArtifacts =
-    site.takesArtifactsTo && artifactsTo && !isObjectStoreUrl(artifactsTo) ? artifactsTo : undefined
+  const localArtifacts = localArtifactsTo(site, artifactsTo)
   return [...new Set([site.scratchRoot(dataDir, localArtifacts), ...(localArtifacts ? [dirname(localArtifacts)] : [])])]
 }
 
@@ -33,8 +30,9 @@ export function scratchRoots(target: RestoreTarget, artifactsTo: string | undefi
 export async function checkTargetKind(target: RestoreTarget, artifactsTo: string | undefined): Promise<void> {
   const site = targetSite(target)
   await site.checkKind()
-  if (artifactsTo && !isObjectStoreUrl(artifactsTo) && site.takesArtifactsTo) {
-    const kind = await pathKind(artifactsTo)
+  const localArtifacts = localArtifactsTo(site, artifactsTo)
+  if (localArtifacts) {
+    const kind = await pathKind(localArtifacts)
     if (kind === 'file' || kind === 'other')
       throw new UsageError('TARGET_INVALID', `--artifacts-to ${artifactsTo} is not a directory; nothing was changed.`)
   }

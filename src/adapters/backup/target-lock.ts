@@ -6,11 +6,10 @@
 import {basename, dirname, join} from 'node:path'
 
 import type {RestoreTarget} from '../../core/backup/restore.js'
-import {isObjectStoreUrl} from '../../core/artifact-url.js'
 import {makeDirs} from '../fs/safe-fs.js'
 import {lockFile} from '../lock.js'
 import {checkTargetKind} from './restore-target.js'
-import {targetSite} from './targets/index.js'
+import {localArtifactsTo, targetSite} from './targets/index.js'
 import {targetLocked} from './targets/site.js'
 
 /** What to lock for a target: lock files (their path and what they protect), or a database. Pure. */
@@ -21,8 +20,12 @@ export function targetLockFiles(
 ): Array<{file: string; where: string}> {
   const site = targetSite(target)
   const files = site.lockFiles(dataDir)
-  if (artifactsTo && !isObjectStoreUrl(artifactsTo) && site.takesArtifactsTo)
-    files.push({file: join(dirname(artifactsTo), `.${basename(artifactsTo)}.mlflowctl-lock`), where: artifactsTo})
+  const localArtifacts = localArtifactsTo(site, artifactsTo)
+  if (localArtifacts)
+    files.push({
+      file: join(dirname(localArtifacts), `.${basename(localArtifacts)}.mlflowctl-lock`),
+      where: localArtifacts,
+    })
   return files
 }
 

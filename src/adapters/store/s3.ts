@@ -31,7 +31,7 @@ export const openS3Store: StoreOpener = async (url, env) => {
       try {
         await client.send(new s3.HeadBucketCommand({Bucket}))
       } catch (error) {
-        if ((error as {$metadata?: {httpStatusCode?: number}}).$metadata?.httpStatusCode === 404) return {exists: false}
+        if (httpStatus(error) === 404) return {exists: false}
         throw error
       }
       const {LocationConstraint} = await client.send(new s3.GetBucketLocationCommand({Bucket}))

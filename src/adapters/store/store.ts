@@ -47,7 +47,9 @@ export const httpStatus = (error: unknown): number | string | undefined =>
 
 /** Whether a failure means "no such object": each SDK, and the file system, says it its own way. */
 export function isNotFound(error: unknown): boolean {
-  return [404, 'NoSuchKey', 'NotFound', 'ENOENT'].includes(httpStatus(error) ?? (error as {name?: string})?.name ?? '')
+  return [404, 'NoSuchKey', 'NotFound', 'BlobNotFound', 'ENOENT'].includes(
+    httpStatus(error) ?? (error as {name?: string})?.name ?? '',
+  )
 }
 
 /** Every entry under `prefix`, sorted by key. */

@@ -4,7 +4,7 @@ import {resolve} from 'node:path'
 import {MlflowctlCommand} from '../../base-command.js'
 import {showBackupCreated} from '../../output/views/backup.js'
 import {insecureFlag, targetFlags} from '../../flags.js'
-import {createBackup, decideEncryption, type CreateResult} from '../../core/backup/create.js'
+import {PASSPHRASE_ENV, createBackup, decideEncryption, type CreateResult} from '../../core/backup/create.js'
 import {parseBackupSource} from '../../core/backup/locations.js'
 import {redact} from '../../core/redact.js'
 import {isObjectStoreUrl} from '../../core/artifact-url.js'
@@ -82,7 +82,7 @@ or the source (a restore works on it) is locked, a write failed (DISK_FULL when 
     )
     const repository = await this.deps.repositories.open(this.flags.repo, this.settings.dataDir)
     const given = await this.deps.passphrase(this.flags['passphrase-file'])
-    const from = this.flags['passphrase-file'] ? '--passphrase-file' : given ? 'MLFLOWCTL_BACKUP_PASSPHRASE' : undefined
+    const from = this.flags['passphrase-file'] ? '--passphrase-file' : given ? PASSPHRASE_ENV : undefined
     const passphrase = decideEncryption(this.flags.encrypt, from) ? given : undefined
     if (passphrase && !this.flags.encrypt) this.err(`Encrypting: a passphrase was given (${from}).`)
     const deps = this.deps.backup({

@@ -8,7 +8,9 @@ import {isObjectStoreUrl} from '../artifact-url.js'
 import {proxiedPath} from './deep-verify.js'
 import type {HistoryEvent} from '../history.js'
 import type {ExpectedSchema, SchemaObject} from './schema-objects.js'
-import {backupId, type BackupFileEntry, type BackupManifest} from './format.js'
+import {PASSPHRASE_ENV, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
+
+export {PASSPHRASE_ENV}
 import {sourceDriver} from './sources/index.js'
 import type {Exported} from './sources/driver.js'
 
@@ -126,7 +128,7 @@ export interface CreateDeps {
 }
 
 /** Where a passphrase for `backup create` came from, if one was given. */
-export type PassphraseSource = '--passphrase-file' | 'MLFLOWCTL_BACKUP_PASSPHRASE'
+export type PassphraseSource = '--passphrase-file' | typeof PASSPHRASE_ENV
 
 /**
  * Whether a backup is encrypted: when --encrypt asks for it, and whenever a passphrase is given in any form (a

@@ -219,3 +219,6 @@ export function encodeValue(value: unknown): unknown {
   if (value instanceof Date) return value.toISOString()
   return value
 }
+
+/** The environment variable an encrypted archive's passphrase may come from (--passphrase-file wins). */
+export const PASSPHRASE_ENV = 'MLFLOWCTL_BACKUP_PASSPHRASE'

@@ -402,7 +402,7 @@ def start_replication(storage, settings: ReplicaSettings | None) -> ReplicationS
     if settings is None:
         return None
     url, interval, refused = settings.url, settings.interval, settings.invalid
-    options = {} if refused else settings.replicator_options()
+    options = settings.replicator_options()  # the defaults when a value was refused
     artifacts = (
         Path(storage.artifacts_destination) if storage.mode == "local" and storage.artifacts_destination else None
     )

@@ -9,7 +9,7 @@ import {pathKind} from '../../fs/safe-fs.js'
 import {SQLITE_HEADER, describeEntry, sqliteHeader, type TargetSite} from './site.js'
 
 /** The lock file inside an app-data directory (target-lock.ts): never data, a restore and a backup leave it alone. */
-export const TARGET_LOCK = '.mlflowctl-target.lock'
+const TARGET_LOCK = '.mlflowctl-target.lock'
 /** Entries of an app-data directory that are not data a restore replaces: the extension's state, our scratch. */
 const NOT_DATA = new Set([SCRATCH_DIR, 'mlflowctl', TARGET_LOCK])
 

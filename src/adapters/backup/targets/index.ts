@@ -18,5 +18,4 @@ export function targetSite(target: RestoreTarget): TargetSite {
   return (SITES[target.kind] as (target: RestoreTarget) => TargetSite)(target)
 }
 
-export {TARGET_LOCK} from './app-data.js'
-export type {TargetSite} from './site.js'
+export {localArtifactsTo, type TargetSite} from './site.js'

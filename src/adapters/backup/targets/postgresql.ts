@@ -4,7 +4,9 @@ import {KNOWN_MLFLOW_TABLES} from '../../../core/backup/tables.js'
 import type {RestoreTarget} from '../../../core/backup/restore.js'
 import {parseDatabaseUrl} from '../../../core/database-url.js'
 import {withPostgres} from '../../db/postgres.js'
-import {dirname, join, ownScratch, targetLocked, type TargetSite} from './site.js'
+import {dirname, join} from 'node:path'
+
+import {ownScratch, targetLocked, type TargetSite} from './site.js'
 
 /** PostgreSQL advisory lock key of restores into a database (restore_db.py holds another, its own). */
 const POSTGRES_TARGET_LOCK = 0x6d6c66637472

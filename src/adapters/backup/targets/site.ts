@@ -2,9 +2,10 @@
 // it holds, what locks it, and what older restores may have left beside it. restore-target.ts and target-lock.ts
 // ask the site once (index.ts) and never ask for the kind again.
 import {open, stat} from 'node:fs/promises'
-import {dirname, join} from 'node:path'
+import {join} from 'node:path'
 
 import type {TargetInspection} from '../../../core/backup/restore.js'
+import {isObjectStoreUrl} from '../../../core/artifact-url.js'
 import {formatBytes} from '../../../core/units.js'
 import {ExternalError} from '../../../errors.js'
 import {describeHolder} from '../../lock.js'
@@ -70,4 +71,10 @@ export const targetLocked = (where: string, holder: LeaseHolder | string) =>
     },
   )
 
-export {dirname, join}
+/**
+ * --artifacts-to when it is a tree on this machine that the restore replaces (a database-only target's), else
+ * undefined: an object-store prefix is only uploaded into, and other targets keep their artifacts themselves.
+ */
+export function localArtifactsTo(site: TargetSite, artifactsTo: string | undefined): string | undefined {
+  return site.takesArtifactsTo && artifactsTo && !isObjectStoreUrl(artifactsTo) ? artifactsTo : undefined
+}

@@ -16,4 +16,4 @@ export function restoreDriver<T extends RestoreTarget>(target: T): RestoreTarget
   return DRIVERS[target.kind] as unknown as RestoreTargetDriver<T>
 }
 
-export {backedUpArtifactRoot, installKit, type LoadPlan, type RestoreTargetDriver} from './driver.js'
+export {installKit, type LoadPlan, type RestoreTargetDriver} from './driver.js'
