@@ -1,6 +1,7 @@
 """The authenticated ops endpoint: GET /_mlflowctl/status returns the extension's state as JSON;
 POST /_mlflowctl/snapshot streams a consistent backup of local-storage data and POST /_mlflowctl/restore
-swaps an uploaded one in (transfer.py).
+swaps an uploaded one in (transfer.py); GET /_mlflowctl/storage reports where the bytes are and POST /_mlflowctl/gc
+purges what is deleted, streaming its progress as JSON lines (storage_service.py).
 
 Connect authenticates the caller first; on top of that the caller must present MLFLOWCTL_OPS_TOKEN in the
 X-Mlflowctl-Ops-Token header, compared in constant time, so that a viewer of the content cannot read it.
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 OPS_PREFIX = "/_mlflowctl/"
+ROUTES = ("/_mlflowctl/status", "/_mlflowctl/snapshot", "/_mlflowctl/restore", "/_mlflowctl/storage", "/_mlflowctl/gc")
+GC_OPTIONS_HEADER = "x-mlflowctl-gc"
 TOKEN_HEADER = "x-mlflowctl-ops-token"
 STATUS_FORMAT_VERSION = 1
 
@@ -30,6 +33,7 @@ class OpsContext:
     # Told of each artifact MLflow's proxy wrote (its path under the artifact root), once the upload is answered.
     artifact_written: Callable[[str], None] | None = None
     startup: Any = None  # startup.Startup
+    storage_service: Any = None  # storage_service.StorageService
 
 
 @dataclass
@@ -92,7 +96,7 @@ def handle_ops(
     if refused:
         return refused
     route = path.rstrip("/")
-    if route not in ("/_mlflowctl/status", "/_mlflowctl/snapshot", "/_mlflowctl/restore"):
+    if route not in ROUTES:
         return _json(404, {"error": "NOT_FOUND", "message": f"No ops endpoint at {path}."})
     if ctx.describe is None or (ctx.startup is not None and ctx.startup.state != "ready"):
         from .startup import describe_state
@@ -108,8 +112,14 @@ def handle_ops(
             return _json(200, ctx.describe())
         except Exception as exc:  # the status endpoint must answer even when the DB is down
             return _json(500, {"error": "STATUS_FAILED", "message": type(exc).__name__})
+    if route == "/_mlflowctl/storage":
+        if method not in ("GET", "HEAD"):
+            return _json(405, {"error": "METHOD_NOT_ALLOWED", "message": "Use GET."})
+        return _storage_call(lambda: _json(200, ctx.storage_service.report()))
     if method != "POST":
         return _json(405, {"error": "METHOD_NOT_ALLOWED", "message": "Use POST."})
+    if route == "/_mlflowctl/gc":
+        return _storage_call(lambda: _gc(ctx, headers))
     from .transfer import TransferError, restore_upload, snapshot_stream
 
     try:
@@ -132,6 +142,37 @@ def handle_ops(
         from .logs import redact
 
         return _json(500, {"error": "TRANSFER_FAILED", "message": redact(f"{type(exc).__name__}: {exc}")})
+
+
+def _storage_call(answer: Callable[[], OpsResponse]) -> OpsResponse:
+    try:
+        return answer()
+    except Exception as exc:
+        from .logs import redact
+
+        return _json(500, {"error": "STORAGE_FAILED", "message": redact(f"{type(exc).__name__}: {exc}")})
+
+
+def _gc(ctx: OpsContext, headers: Mapping[str, str]) -> OpsResponse:
+    from .storage_gc import GcBusy, GcOptions
+
+    try:
+        options = GcOptions.from_json(json.loads(headers.get(GC_OPTIONS_HEADER) or "{}"))
+    except (ValueError, TypeError, KeyError) as exc:
+        return _json(400, {"error": "GC_OPTIONS_INVALID", "message": f"{GC_OPTIONS_HEADER}: {exc}"})
+    try:
+        run = ctx.storage_service.gc(options)
+    except GcBusy as exc:
+        return _json(409, {"error": "GC_RUNNING", "message": str(exc)})
+
+    def lines() -> Iterator[bytes]:
+        try:
+            for event in run:
+                yield (json.dumps(event) + "\n").encode()
+        finally:
+            run.close()
+
+    return OpsResponse(200, lines(), "application/x-ndjson")
 
 
 def _json(status: int, payload: dict[str, Any]) -> OpsResponse:

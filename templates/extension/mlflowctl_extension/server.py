@@ -34,8 +34,10 @@ from .settings import (
     auto_migrate_enabled,
     connect_public_url,
     load_replica_settings,
+    load_retention_settings,
     load_storage_config,
 )
+from .storage_service import StorageService
 from .transfer import has_data, recover
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent
@@ -96,6 +98,7 @@ def _make_describe(
     cloud_status: Callable[[], dict[str, Any]] | None = None,
     replica_status: Callable[[], dict[str, Any]] | None = None,
     startup_view: Callable[[], dict[str, Any]] | None = None,
+    gc_status: Callable[[], dict[str, Any]] | None = None,
 ):
     engine = create_engine(storage.backend_store_uri)
 
@@ -132,6 +135,8 @@ def _make_describe(
             "startup": startup_view() if startup_view else None,
             # MLFLOWCTL_REPLICA_URL: role, generation, WAL position, last shipped round, lag, errors (replica_service.py).
             "replica": replica_status() if replica_status else None,
+            # MLFLOWCTL_RETENTION, the last gc or retention pass, and what is deleted but not purged yet.
+            "gc": gc_status() if gc_status else None,
             "now": utc_now(),
         }
 
@@ -204,6 +209,9 @@ def _start(gate: Any, ops: OpsContext, env: dict[str, str], bundle: dict[str, An
         ensure_schema(storage, auto_migrate_enabled(env), progress=startup.migrating)
         startup.migrated()
         replication = start_replication(storage, replica_settings)
+        storage_service = StorageService(
+            storage, create_engine(storage.backend_store_uri), _tracking_store, load_retention_settings(env)
+        )
         ops.describe = _make_describe(
             storage,
             bundle,
@@ -212,12 +220,15 @@ def _start(gate: Any, ops: OpsContext, env: dict[str, str], bundle: dict[str, An
             cloud_runtime.status if cloud_runtime else None,
             replication.status if replication else None,
             startup.view,
+            storage_service.status,
         )
         ops.storage = storage
+        ops.storage_service = storage_service
         ops.artifact_written = replication.artifact_written if replication else None
         gate.app = _load_mlflow_app(
             asgi, _release(mlflow.__version__) >= ASGI_FROM, gate, handler_threads(_dialect(storage), env)
         )
+        storage_service.start_retention()
     except StartupError as exc:
         message = redact(str(exc))
         log_event("startup.refused", message, logging.ERROR, code=exc.code)
@@ -229,6 +240,13 @@ def _start(gate: Any, ops: OpsContext, env: dict[str, str], bundle: dict[str, An
         startup.refuse("STARTUP_FAILED", message)
         return
     startup.ready()
+
+
+def _tracking_store() -> Any:
+    """The store MLflow's own handlers use (from _MLFLOW_SERVER_FILE_STORE): gc deletes through the same code."""
+    from mlflow.server.handlers import _get_tracking_store
+
+    return _get_tracking_store()
 
 
 def _load_mlflow_app(asgi: bool, has_fastapi_app: bool, gate: Any, threads: int) -> Any:

@@ -409,3 +409,47 @@ def connect_public_url(env: Mapping[str, str]) -> str | None:
 
 def read_env() -> dict[str, str]:
     return dict(os.environ)
+
+
+RETENTION_KEYS = ("deleted", "traces", "orphans", "every")
+RETENTION_EVERY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """MLFLOWCTL_RETENTION, e.g. `deleted=30d,traces=90d`: purge what was deleted longer ago than `deleted`, traces
+    older than `traces`, and (with `orphans=GRACE`) files no row refers to that have not changed for GRACE, once
+    every `every` (default 24h). `invalid` says why the value was refused (retention then stays off, and the status
+    says so)."""
+
+    text: str
+    deleted: float | None = None
+    traces: float | None = None
+    orphans: float | None = None
+    every: float = RETENTION_EVERY
+    invalid: str | None = None
+
+
+def load_retention_settings(env: Mapping[str, str]) -> RetentionSettings | None:
+    """None when MLFLOWCTL_RETENTION is not set: nothing is purged by itself."""
+    text = (env.get("MLFLOWCTL_RETENTION") or "").strip()
+    if not text:
+        return None
+    values: dict[str, float] = {}
+    try:
+        for part in text.split(","):
+            key, sep, value = part.strip().partition("=")
+            if not sep or key not in RETENTION_KEYS:
+                raise ValueError(f"{part.strip()!r} is not one of {', '.join(k + '=DURATION' for k in RETENTION_KEYS)}")
+            values[key] = parse_duration(value, 0)
+        if not any(key in values for key in ("deleted", "traces", "orphans")):
+            raise ValueError("name at least one of deleted=, traces= or orphans=")
+    except ValueError as exc:
+        return RetentionSettings(text=text, invalid=f"MLFLOWCTL_RETENTION: {exc}")
+    return RetentionSettings(
+        text=text,
+        deleted=values.get("deleted"),
+        traces=values.get("traces"),
+        orphans=values.get("orphans"),
+        every=values.get("every", RETENTION_EVERY),
+    )
