@@ -88,3 +88,27 @@ export const doctorFlags = {
   }),
   timeout: Flags.integer({summary: 'Seconds each check may take.', default: 10, min: 1, env: 'MLFLOWCTL_TIMEOUT'}),
 }
+
+/** Which store `storage report` and `gc` work on: exactly one of --guid, --dev, --db (with --artifacts-source). */
+export const storageTargetFlags = {
+  ...targetFlags,
+  insecure: insecureFlag,
+  guid: Flags.string({
+    summary: 'A deployment on Connect (its extension computes the report and runs the gc).',
+    exactlyOne: ['guid', 'dev', 'db'],
+    env: 'MLFLOWCTL_GUID',
+  }),
+  dev: Flags.string({
+    summary: 'The bundle directory of an instance that `mlflowctl dev up DIR` started.',
+    exactlyOne: ['guid', 'dev', 'db'],
+  }),
+  db: Flags.string({
+    summary: 'A self-hosted store: sqlite:////path/mlflow.db or postgresql://… (with --artifacts-source).',
+    exactlyOne: ['guid', 'dev', 'db'],
+    env: 'MLFLOWCTL_DB',
+  }),
+  'artifacts-source': Flags.string({
+    summary: "With --db: the server's --artifacts-destination (a directory, s3://, wasbs:// or gs://).",
+    env: 'MLFLOWCTL_ARTIFACTS_SOURCE',
+  }),
+}

@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../base-command.js'
+import {checkRetentionPolicy} from '../core/storage.js'
 import {deploy, type DeployResult, type DraftsPolicy} from '../core/deploy.js'
 import {parseEnvVars, secretValuesOf} from '../core/env-vars.js'
 import {draftsFlag, envFlag, insecureFlag, targetFlags} from '../flags.js'
@@ -54,11 +55,17 @@ A bundle whose app mode differs from the deployed item's is refused before anyth
       env: 'MLFLOWCTL_DRY_RUN',
     }),
     drafts: draftsFlag,
+    retention: Flags.string({
+      summary:
+        'Purge by itself, daily: MLFLOWCTL_RETENTION on the content, e.g. deleted=30d,traces=90d (keys: deleted, traces, orphans=GRACE, every).',
+      env: 'MLFLOWCTL_RETENTION',
+    }),
   }
 
   async run(): Promise<DeployResult> {
     const connection = this.connection('deploy')
     const env = parseEnvVars(this.flags.env, process.env)
+    if (this.flags.retention) env.push({name: 'MLFLOWCTL_RETENTION', value: checkRetentionPolicy(this.flags.retention)})
     this.addSecrets(...secretValuesOf(env))
     const deps = this.deps.deploy({...connection, configDir: this.settings.configDir, dataDir: this.settings.dataDir})
     const options = {

@@ -102,6 +102,10 @@ export interface CommandDeps {
   }
   /** Where the installed package keeps its templates (the client-auth plugin's source). */
   packageRoot(): Promise<string>
+  /** Where `storage report` and `gc` run for a deployment, a dev instance or a self-hosted store. */
+  storageSite: (typeof import('./storage.js'))['storageSite']
+  /** The backup `gc --yes` takes first. */
+  gcBackup: (typeof import('./storage.js'))['backupBefore']
   json: {
     read<T>(path: string): Promise<T | undefined>
     /** Written with 0600 permissions (plans carry no secrets, but name databases and servers). */
@@ -111,6 +115,8 @@ export interface CommandDeps {
 
 export function createDeps(): CommandDeps {
   return {
+    storageSite: async (...args) => (await import('./storage.js')).storageSite(...args),
+    gcBackup: async (...args) => (await import('./storage.js')).backupBefore(...args),
     deploy: createDeployDeps,
     upgrade: createApplyDeps,
     backup: createBackupDeps,

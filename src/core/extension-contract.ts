@@ -59,6 +59,135 @@ export function describeStartup(view: StartupView): string {
   return `is starting (since ${view.since})`
 }
 
+/** The last gc or retention pass (storage_service.py `_record`). */
+export const gcRecordSchema = z
+  .object({
+    trigger: z.enum(['gc', 'retention']),
+    startedAt: z.string(),
+    finishedAt: z.string(),
+    ok: z.boolean(),
+    error: z.string().nullable(),
+    deleted: z.record(z.object({count: z.number().int(), files: z.number().int()}).strict()).nullable(),
+    bytesFreed: z.number().nullable(),
+  })
+  .strict()
+
+/** MLFLOWCTL_RETENTION, the last pass and what waits for one (storage_service.py `StorageService.status`). */
+export const gcStatusSchema = z
+  .object({
+    retention: z
+      .object({policy: z.string(), invalid: z.string().nullable(), everySeconds: z.number()})
+      .strict()
+      .nullable(),
+    last: gcRecordSchema.nullable(),
+    pending: z.object({runs: z.number().int(), experiments: z.number().int()}).strict().nullable(),
+  })
+  .strict()
+
+export type GcStatus = z.infer<typeof gcStatusSchema>
+
+const tally = z.object({count: z.number().int(), bytes: z.number()}).strict()
+
+/** GET /_mlflowctl/storage, and `storage_tool.py report` for a self-hosted store (storage_report.py). */
+export const storageReportSchema = z
+  .object({
+    reportVersion: z.literal(1),
+    generatedAt: z.string(),
+    database: z
+      .object({
+        dialect: z.string(),
+        bytes: z.number().nullable(),
+        largestTables: z.array(
+          z.object({name: z.string(), rows: z.number().nullable(), bytes: z.number().nullable()}).strict(),
+        ),
+      })
+      .strict(),
+    artifacts: z
+      .object({
+        destination: z.string(),
+        bytes: z.number(),
+        files: z.number().int(),
+        byExperiment: z.array(
+          z
+            .object({
+              experimentId: z.string(),
+              name: z.string().nullable(),
+              lifecycleStage: z.string().nullable(),
+              bytes: z.number(),
+              files: z.number().int(),
+            })
+            .strict(),
+        ),
+      })
+      .strict(),
+    traces: z.object({count: z.number().int(), bytes: z.number(), oldestMs: z.number().nullable()}).strict(),
+    deleted: z
+      .object({
+        experiments: tally,
+        runs: tally,
+        loggedModels: tally,
+        modelVersions: tally,
+        oldestDeletedRunMs: z.number().nullable(),
+      })
+      .strict(),
+    orphans: z
+      .object({
+        count: z.number().int(),
+        bytes: z.number(),
+        pastGrace: z.number().int(),
+        graceSeconds: z.number(),
+        listed: z.array(
+          z.object({path: z.string(), bytes: z.number(), files: z.number().int(), modifiedMs: z.number()}).strict(),
+        ),
+      })
+      .strict(),
+    /** Which numbers are estimates ("database.tables.rows", "traces.count"). */
+    estimated: z.array(z.string()),
+    /** The deployment's retention and last pass; absent for a self-hosted store. */
+    gc: gcStatusSchema.optional(),
+  })
+  .strict()
+
+export type StorageReport = z.infer<typeof storageReportSchema>
+
+export const GC_KINDS = ['runs', 'loggedModels', 'traces', 'experiments', 'modelVersionFiles', 'orphans'] as const
+export type GcKind = (typeof GC_KINDS)[number]
+const perKind = <T extends z.ZodTypeAny>(value: T) =>
+  z.object(Object.fromEntries(GC_KINDS.map((kind) => [kind, value])) as Record<GcKind, T>).strict()
+const planned = z.object({count: z.number().int(), bytes: z.number(), files: z.number().int()}).strict()
+
+/** One line of POST /_mlflowctl/gc's answer, or of `storage_tool.py gc` (storage_gc.py `run_gc`). */
+export const gcEventSchema = z.discriminatedUnion('event', [
+  z
+    .object({event: z.literal('plan'), dryRun: z.boolean(), kinds: perKind(planned), kept: z.array(z.string())})
+    .strict(),
+  z
+    .object({event: z.literal('progress'), kind: z.enum(GC_KINDS), done: z.number().int(), of: z.number().int()})
+    .strict(),
+  z
+    .object({
+      event: z.literal('result'),
+      dryRun: z.boolean(),
+      kinds: perKind(planned),
+      deleted: perKind(z.object({count: z.number().int(), files: z.number().int()}).strict()),
+      bytesFreed: z.number(),
+      kept: z.number().int(),
+      seconds: z.number(),
+    })
+    .strict(),
+  z.object({event: z.literal('error'), message: z.string()}).strict(),
+])
+
+export type GcEvent = z.infer<typeof gcEventSchema>
+export type GcResultEvent = Extract<GcEvent, {event: 'result'}>
+
+/** @throws EXTENSION_ANSWER_INVALID */
+export const parseStorageReport = (body: unknown, what = 'The storage report'): StorageReport =>
+  parsed(storageReportSchema, body, what)
+
+/** @throws EXTENSION_ANSWER_INVALID */
+export const parseGcEvent = (line: string, what = 'A gc progress line'): GcEvent => parsed(gcEventSchema, line, what)
+
 export const opsStatusSchema = z
   .object({
     statusVersion: z.number().int().optional(),
@@ -127,6 +256,8 @@ export const opsStatusSchema = z
       })
       .strict()
       .nullish(),
+    /** MLFLOWCTL_RETENTION, the last gc or retention pass, what is deleted and not purged; optional for older extensions. */
+    gc: gcStatusSchema.nullish(),
   })
   .passthrough()
 

@@ -1,8 +1,8 @@
-/** The local ledger of lifecycle events (deploy, rollback, upgrade, backup, restore). */
+/** The local ledger of lifecycle events (deploy, rollback, upgrade, backup, restore, gc). */
 
 export const HISTORY_FORMAT_VERSION = 1
 
-export type HistoryAction = 'deploy' | 'rollback' | 'upgrade' | 'backup' | 'restore'
+export type HistoryAction = 'deploy' | 'rollback' | 'upgrade' | 'backup' | 'restore' | 'gc'
 
 export interface HistoryEvent {
   v: typeof HISTORY_FORMAT_VERSION

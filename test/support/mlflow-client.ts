@@ -87,6 +87,14 @@ def act(action, arg):
             versions = sorted([[v.version, v.run_id, v.source, v.status] for v in client.search_model_versions(f"name='{model.name}'")])
             out["models"].append({"name": model.name, "description": model.description, "tags": model.tags, "aliases": model.aliases, "versions": versions})
         return out
+    elif action == "delete-run":
+        MlflowClient().delete_run(arg)
+        return {"deleted": arg}
+    elif action == "delete-experiment":
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name(arg)
+        client.delete_experiment(experiment.experiment_id)
+        return {"deleted": experiment.experiment_id}
     else:
         client = MlflowClient()
         run = client.get_run(arg)
@@ -153,6 +161,12 @@ export const serverSnapshot = (target: ClientTarget): Promise<any> => client(tar
 export const logRichRunsThenSnapshot = (target: ClientTarget, experiments: string[]): Promise<any> =>
   client(target, [...experiments.flatMap((experiment) => ['rich', experiment]), 'snapshot'])
 export const readRun = (target: ClientTarget, runId: string): Promise<RunRead> => client(target, ['read', runId])
+/** Marks runs deleted, then experiments (by name), as a user does in the UI: gc's raw material. */
+export const deleteThrough = (target: ClientTarget, runIds: string[], experiments: string[] = []): Promise<unknown> =>
+  client(target, [
+    ...runIds.flatMap((id) => ['delete-run', id]),
+    ...experiments.flatMap((name) => ['delete-experiment', name]),
+  ])
 /** readRun for several runs in one client process. */
 export const readRuns = (target: ClientTarget, runIds: string[]): Promise<RunRead[]> =>
   clientResults(

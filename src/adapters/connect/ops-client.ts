@@ -33,6 +33,19 @@ export interface ConnectTransferOptions {
 const TRAILER = 'transfer.json'
 const TIMEOUT_MS = 60 * 60_000
 
+/** Where a deployment's ops endpoint is and the headers that pass its two checks (Connect's key, the ops token). */
+export interface OpsEndpoint {
+  contentUrl: string
+  headers: Record<string, string>
+  ca?: Buffer
+  insecure?: boolean
+}
+
+/** The deployment's ops endpoint, found through the Connect API (a wrong key or GUID fails the usual, typed way). */
+export async function opsEndpoint(options: ConnectTransferOptions, guid: string): Promise<OpsEndpoint> {
+  return {...(await reach(options, guid)), ca: options.ca, insecure: options.insecure}
+}
+
 async function reach(
   options: ConnectTransferOptions,
   guid: string,
@@ -60,7 +73,7 @@ async function reach(
 }
 
 /** A refusal from the extension, as a typed error with its own message. */
-async function refusal(status: number, body: AsyncIterable<unknown>, what: string): Promise<Error> {
+export async function refusal(status: number, body: AsyncIterable<unknown>, what: string): Promise<Error> {
   let text = ''
   for await (const chunk of body) if (text.length < 4096) text += String(chunk)
   let payload: {error?: string; message?: string} = {}
@@ -77,7 +90,7 @@ async function refusal(status: number, body: AsyncIterable<unknown>, what: strin
   if (status === 404)
     return new ExternalError(
       'OPS_ENDPOINT_MISSING',
-      `${what}: the deployed extension has no snapshot/restore endpoint (HTTP 404).`,
+      `${what}: the deployed extension does not have this ops endpoint (HTTP 404).`,
       {suggestions: ['Redeploy with this mlflowctl version: mlflowctl deploy DIR.']},
     )
   if (status === 409 && payload.error === 'TARGET_NOT_EMPTY')
@@ -88,6 +101,11 @@ async function refusal(status: number, body: AsyncIterable<unknown>, what: strin
   if (status === 409 && payload.error === 'RESTORE_RUNNING')
     return new ExternalError('TARGET_LOCKED', message, {
       suggestions: ['Let that restore finish, then run this again.'],
+    })
+  // Another gc or retention pass holds the store's lock.
+  if (status === 409 && payload.error === 'GC_RUNNING')
+    return new ExternalError('GC_RUNNING', message, {
+      suggestions: ['Let it finish (mlflowctl doctor shows the last pass), then run this again.'],
     })
   if (status === 409 || status === 400) return new UsageError(payload.error ?? 'TRANSFER_REFUSED', message)
   return new ExternalError(payload.error ?? 'TRANSFER_FAILED', message)

@@ -162,4 +162,36 @@ export const extensionChecks: CheckDefinition<DoctorContext>[] = [
       return pass(`replicating ${where}, ${formatLag(lagMs)} behind`)
     },
   },
+  {
+    id: 'extension.gc',
+    category: 'extension',
+    title: 'Retention and the last gc',
+    needs: ['extension.status'],
+    async run(ctx) {
+      const gc = ctx.facts.ops!.gc
+      if (!gc) return pass('not reported by this extension (redeploy with this mlflowctl to see gc and retention)')
+      if (gc.retention?.invalid)
+        return fail(
+          `MLFLOWCTL_RETENTION is refused: ${gc.retention.invalid}`,
+          'Set it as KEY=DURATION pairs, e.g. deleted=30d,traces=90d (keys: deleted, traces, orphans, every), then redeploy.',
+        )
+      const policy = gc.retention ? `retention ${gc.retention.policy}` : 'no retention policy'
+      const last = gc.last
+        ? `last ${gc.last.trigger} ${gc.last.ok ? 'ok' : 'failed'} at ${gc.last.finishedAt}${gc.last.bytesFreed ? `, freed ${formatBytes(gc.last.bytesFreed)}` : ''}`
+        : 'no gc yet'
+      const pending = gc.pending ? `${gc.pending.runs} deleted runs and ${gc.pending.experiments} experiments wait` : ''
+      const summary = [policy, last, pending].filter(Boolean).join('; ')
+      if (gc.last && !gc.last.ok)
+        return warn(
+          `${summary}: ${gc.last.error ?? 'no reason given'}`,
+          'Run mlflowctl gc --guid GUID (a dry run) to see what is left, then with --yes; the content log has retention.failed.',
+        )
+      if (!gc.retention && (gc.pending?.runs ?? 0) + (gc.pending?.experiments ?? 0) > 0)
+        return warn(
+          summary,
+          'Deleted runs keep their rows and files until purged: run mlflowctl gc, or set MLFLOWCTL_RETENTION=deleted=30d (deploy --retention).',
+        )
+      return pass(summary)
+    },
+  },
 ]

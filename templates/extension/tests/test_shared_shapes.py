@@ -69,3 +69,14 @@ def test_what_the_replicator_writes_has_the_layout_s_shapes(tmp_path: Path):
         assert shape_problem(fields, data) is None, (key, shape_problem(fields, data))
         kinds[kind] += 1
     assert kinds["meta"] == 1 and kinds["snapshot"] >= 1 and kinds["segment"] >= 2, kinds
+
+
+def test_retention_policies_read_as_deploy_checks_them():
+    from mlflowctl_extension.settings import load_retention_settings
+
+    for policy in SHAPES["retentionPolicy"]["valid"]:
+        settings = load_retention_settings({"MLFLOWCTL_RETENTION": policy})
+        assert settings is not None and settings.invalid is None, policy
+    for policy in SHAPES["retentionPolicy"]["invalid"]:
+        settings = load_retention_settings({"MLFLOWCTL_RETENTION": policy})
+        assert settings is not None and settings.invalid, policy

@@ -9,6 +9,7 @@ import type {z} from 'zod'
 
 import {LOADER_PHASES} from '../../../src/adapters/backup/python-loader.js'
 import {metaSchema, segmentSchema, snapshotSchema} from '../../../src/adapters/backup/replica-source.js'
+import {checkRetentionPolicy} from '../../../src/core/storage.js'
 
 type Examples = {valid: unknown[]; invalid: unknown[]}
 const shapes = JSON.parse(readFileSync(new URL('../../data/shared-shapes.json', import.meta.url), 'utf8')) as {
@@ -16,6 +17,7 @@ const shapes = JSON.parse(readFileSync(new URL('../../data/shared-shapes.json', 
   snapshot: Examples
   segment: Examples
   phases: Record<string, Examples>
+  retentionPolicy: {valid: string[]; invalid: string[]}
 }
 
 function check(schema: z.ZodTypeAny, examples: Examples) {
@@ -34,5 +36,11 @@ describe('shapes shared with the extension and its tools', () => {
     assert.deepEqual(Object.keys(shapes.phases).sort(), Object.keys(LOADER_PHASES).sort())
     for (const [name, examples] of Object.entries(shapes.phases))
       check(LOADER_PHASES[name as keyof typeof LOADER_PHASES], examples)
+  })
+
+  it('MLFLOWCTL_RETENTION: what deploy accepts is what the extension reads', () => {
+    for (const policy of shapes.retentionPolicy.valid) assert.equal(checkRetentionPolicy(policy), policy)
+    for (const policy of shapes.retentionPolicy.invalid)
+      assert.throws(() => checkRetentionPolicy(policy), /INVALID_RETENTION|--retention/, policy)
   })
 })
