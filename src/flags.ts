@@ -101,6 +101,7 @@ export const storageTargetFlags = {
   dev: Flags.string({
     summary: 'The bundle directory of an instance that `mlflowctl dev up DIR` started.',
     exactlyOne: ['guid', 'dev', 'db'],
+    env: 'MLFLOWCTL_DEV_DIR',
   }),
   db: Flags.string({
     summary: 'A self-hosted store: sqlite:////path/mlflow.db or postgresql://… (with --artifacts-source).',

@@ -7,7 +7,7 @@ import {storageTargetFlags} from '../flags.js'
 import {showGc} from '../output/views/storage.js'
 
 export default class Gc extends MlflowctlCommand<typeof Gc> {
-  static summary = 'Permanently delete deleted runs and experiments, old traces and orphaned artifacts.'
+  static summary = 'Purge deleted runs and experiments, old traces and orphaned artifacts.'
   static description = `A dry run unless --yes: it prints what would go, per kind, with counts and bytes. It purges runs, experiments and
 logged models deleted longer ago than --older-than (through MLflow's own store code, so every cascade holds), the
 files of deleted model versions that nothing else uses, with --traces-older-than traces and their artifacts, and with
@@ -66,11 +66,11 @@ ops token, 5 another gc runs (GC_RUNNING), the store or Connect failed.`
       tracesOlderThanMs: this.flags['traces-older-than']
         ? parseDuration(this.flags['traces-older-than'], '--traces-older-than')
         : undefined,
-      orphans: this.flags.orphans,
+      orphans: Boolean(this.flags.orphans),
       graceSeconds: parseDuration(this.flags.grace, '--grace') / 1000,
-      yes: this.flags.yes,
+      yes: Boolean(this.flags.yes),
     }
-    const backup = gcBackupPlan({yes: this.flags.yes, noBackup: this.flags['no-backup'], repo: this.flags.repo})
+    const backup = gcBackupPlan({yes: request.yes, noBackup: Boolean(this.flags['no-backup']), repo: this.flags.repo})
     const {site, backupSource, secrets} = await this.deps.storageSite(this.settings, storageTargetOf(this.flags), {
       transfer: this.connectTransfer(),
       onProgress: (line) => this.err(line),
