@@ -87,6 +87,9 @@ export const gcStatusSchema = z
 export type GcStatus = z.infer<typeof gcStatusSchema>
 
 const tally = z.object({count: z.number().int(), bytes: z.number()}).strict()
+const unitSchema = z
+  .object({path: z.string(), bytes: z.number(), files: z.number().int(), modifiedMs: z.number()})
+  .strict()
 
 /** GET /_mlflowctl/storage, and `storage_tool.py report` for a self-hosted store (storage_report.py). */
 export const storageReportSchema = z
@@ -136,9 +139,9 @@ export const storageReportSchema = z
         bytes: z.number(),
         pastGrace: z.number().int(),
         graceSeconds: z.number(),
-        listed: z.array(
-          z.object({path: z.string(), bytes: z.number(), files: z.number().int(), modifiedMs: z.number()}).strict(),
-        ),
+        listed: z.array(unitSchema),
+        /** Files no row refers to outside MLflow's own layout: reported, never deleted. */
+        unrecognised: z.object({count: z.number().int(), bytes: z.number(), listed: z.array(unitSchema)}).strict(),
       })
       .strict(),
     /** Which numbers are estimates ("database.tables.rows", "traces.count"). */

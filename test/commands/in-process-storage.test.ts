@@ -42,7 +42,14 @@ const report: StorageReport = {
     modelVersions: {count: 0, bytes: 0},
     oldestDeletedRunMs: null,
   },
-  orphans: {count: 0, bytes: 0, pastGrace: 0, graceSeconds: 86400, listed: []},
+  orphans: {
+    count: 0,
+    bytes: 0,
+    pastGrace: 0,
+    graceSeconds: 86400,
+    listed: [],
+    unrecognised: {count: 0, bytes: 0, listed: []},
+  },
   estimated: ['database.tables.rows'],
 }
 
@@ -118,8 +125,8 @@ describe('storage report and gc (in process)', () => {
     const result = await runInProcess(StorageReportCommand, ['--guid', GUID, '--json'], {deps, env})
     assert.equal(result.code, 0, result.stderr)
     assert.deepEqual(calls.targets, [{kind: 'connect', guid: GUID}])
-    assert.equal(result.json.result.deleted.runs.count, 4)
-    assert.deepEqual(result.json.result.trend, [{time: '2026-12-01T00:00:00Z', bytes: 1000}])
+    assert.equal(result.json!.result.deleted.runs.count, 4)
+    assert.deepEqual(result.json!.result.trend, [{time: '2026-12-01T00:00:00Z', bytes: 1000}])
     const text = await runInProcess(StorageReportCommand, ['--guid', GUID], {deps, env})
     assert.match(text.stdout, /~1,000/, 'estimates are marked')
   })
@@ -153,7 +160,7 @@ describe('storage report and gc (in process)', () => {
         yes: false,
       },
     ])
-    assert.equal(result.json.result.dryRun, true)
+    assert.equal(result.json!.result.dryRun, true)
     assert.deepEqual([calls.backups, calls.history], [[], []])
   })
 
@@ -161,12 +168,12 @@ describe('storage report and gc (in process)', () => {
     const {deps, calls} = fakeSite()
     const refused = await runInProcess(Gc, ['--guid', GUID, '--yes', '--json'], {deps, env})
     assert.equal(refused.code, 2)
-    assert.equal(refused.json.error.code, 'GC_NEEDS_BACKUP')
+    assert.equal(refused.json!.error!.code, 'GC_NEEDS_BACKUP')
     assert.deepEqual(calls.requests, [])
 
     const purged = await runInProcess(Gc, ['--guid', GUID, '--yes', '--repo', '/backups', '--json'], {deps, env})
     assert.equal(purged.code, 0, purged.stderr)
-    assert.equal(purged.json.result.backupId, '20261207T090000Z-abcd')
+    assert.equal(purged.json!.result.backupId, '20261207T090000Z-abcd')
     assert.equal((calls.backups[0] as {source: string; repo: string}).repo, '/backups')
     assert.equal(calls.history.length, 1)
     assert.deepEqual([calls.history[0].action, calls.history[0].result, calls.history[0].guid], ['gc', 'ok', GUID])
@@ -181,7 +188,7 @@ describe('storage report and gc (in process)', () => {
     const {deps, calls} = fakeSite({busy: true})
     const result = await runInProcess(Gc, ['--guid', GUID, '--yes', '--no-backup', '--json'], {deps, env})
     assert.equal(result.code, 5)
-    assert.equal(result.json.error.code, 'GC_RUNNING')
+    assert.equal(result.json!.error!.code, 'GC_RUNNING')
     assert.deepEqual([calls.history[0].action, calls.history[0].result], ['gc', 'failed'])
   })
 
@@ -191,8 +198,8 @@ describe('storage report and gc (in process)', () => {
     assert.equal((await runInProcess(Gc, ['--guid', GUID, '--dev', '.', '--json'], {deps, env})).code, 2)
     const noArtifacts = await runInProcess(Gc, ['--db', 'sqlite:////tmp/x.db', '--json'], {deps, env})
     assert.equal(noArtifacts.code, 2)
-    assert.equal(noArtifacts.json.error.code, 'ARTIFACTS_SOURCE_REQUIRED')
+    assert.equal(noArtifacts.json!.error!.code, 'ARTIFACTS_SOURCE_REQUIRED')
     const bad = await runInProcess(Gc, ['--guid', GUID, '--older-than', 'a month', '--json'], {deps, env})
-    assert.equal(bad.json.error.code, 'INVALID_DURATION')
+    assert.equal(bad.json!.error!.code, 'INVALID_DURATION')
   })
 })

@@ -23,7 +23,7 @@ import {
 } from '../support/cloud.js'
 import type {TokenVerifier} from '../support/token-verifier.js'
 import {PUBLISHER_KEY, startFakeConnect} from '../support/fake-connect.js'
-import {connectAuthEnv, logRun, readRun} from '../support/mlflow-client.js'
+import {connectAuthEnv, deleteThrough, logRun, readRun} from '../support/mlflow-client.js'
 import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
 
 const LIFETIME_SECONDS = 12
@@ -157,6 +157,24 @@ describe('storage mode aws (RDS IAM + S3) against the fake Connect', () => {
     assert.match(parsed.credentials[0].expiresAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/)
     for (const issued of integration.issued)
       assert.ok(!status.includes(issued.accessKeyId), 'the ops status leaked a key id')
+
+    // storage report and gc in this mode: the extension reads PostgreSQL with IAM tokens and S3 with the
+    // Connect-issued credentials, purges the deleted run's rows, then its objects.
+    await deleteThrough(client, [runId])
+    const storageJson = async (args: string[]) => {
+      const result = await runCli([...args, '--json'], {env: cliEnv, timeoutMs: 300_000})
+      assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`)
+      return result.json!.result
+    }
+    const before = await storageJson(['storage', 'report', '--guid', guid])
+    assert.equal(before.database.dialect, 'postgresql')
+    assert.equal(before.deleted.runs.count, 1)
+    assert.ok(before.deleted.runs.bytes > 0 && before.artifacts.destination.startsWith('s3://'))
+    const purged = await storageJson(['gc', '--guid', guid, '--older-than', '0s', '--yes', '--no-backup'])
+    assert.equal(purged.result.deleted.runs.count, 1)
+    assert.ok(!(await moto!.listObjects(BUCKET)).some((key) => key.includes(runId)), "the run's objects are gone")
+    const after = await storageJson(['storage', 'report', '--guid', guid])
+    assert.deepEqual([after.deleted.runs.count, after.gc.last.ok], [0, true])
   })
 
   it('PostgreSQL (checking tokens as RDS does) refuses plain passwords, logins without TLS, and tokens with a wrong secret, for another user, or signed with expired credentials', async (t) => {

@@ -50,6 +50,12 @@ export function showStorageReport({location, report, trend}: StorageReportView):
     '',
     `Orphaned artifacts (no row refers to them): ${orphans.count} (${size(orphans.bytes)}), ${orphans.pastGrace} unchanged for ${orphans.graceSeconds / 3600} h (gc --orphans takes those)`,
     ...orphans.listed.slice(0, 10).map((o) => `  ${o.path}  ${size(o.bytes)}  ${o.files} files  ${when(o.modifiedMs)}`),
+    ...(orphans.unrecognised.count > 0
+      ? [
+          `Not MLflow's layout, never deleted: ${orphans.unrecognised.count} (${size(orphans.unrecognised.bytes)})`,
+          ...orphans.unrecognised.listed.slice(0, 10).map((o) => `  ${o.path}  ${size(o.bytes)}  ${o.files} files`),
+        ]
+      : []),
   ]
   if (trend.length > 0)
     sections.push(

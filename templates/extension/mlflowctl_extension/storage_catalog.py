@@ -7,6 +7,7 @@ and none reads metrics, which holds nearly all the rows of a busy store.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -136,12 +137,21 @@ def covered(path: str, owned: set[str]) -> bool:
 
 @dataclass
 class Unit:
-    """A directory (or a lone file) of the artifact store that nothing refers to."""
+    """A directory (or a lone file) of the artifact store that nothing refers to. `recognised`: it has the shape of
+    what MLflow writes for a run, logged model, trace or experiment, so gc may take it; anything else (a directory
+    a newer MLflow feature writes without a row pointing at it, a file someone put there) is reported, never taken."""
 
     path: str
+    recognised: bool
     bytes: int = 0
     files: int = 0
     newest: float = 0.0
+
+
+# What MLflow names its directories: <experiment id>/<run id>, <experiment>/models/m-<id>, <experiment>/traces/<id>.
+RUN_DIRECTORY = re.compile(r"^[0-9a-f]{32}$")
+OWNED_CONTAINERS = {"models": re.compile(r"^m-[0-9a-f]+$"), "traces": re.compile(r"^(tr-)?[0-9a-f]{32}$")}
+EXPERIMENT_DIRECTORY = re.compile(r"^[0-9]+$")
 
 
 def ancestors(paths: Iterable[str]) -> set[str]:
@@ -153,24 +163,34 @@ def ancestors(paths: Iterable[str]) -> set[str]:
     return found
 
 
+def _unit_of(path: str, experiments: set[str]) -> tuple[str, bool]:
+    """The directory a file belongs to in MLflow's layout, and whether that directory is one MLflow names."""
+    parts = path.split("/")
+    for depth in range(len(parts) - 1, 0, -1):
+        if "/".join(parts[:depth]) in experiments:
+            base, rest = "/".join(parts[:depth]), parts[depth:]
+            if rest[0] in OWNED_CONTAINERS and len(rest) >= 3:
+                return f"{base}/{rest[0]}/{rest[1]}", bool(OWNED_CONTAINERS[rest[0]].match(rest[1]))
+            if len(rest) >= 2:
+                return f"{base}/{rest[0]}", bool(RUN_DIRECTORY.match(rest[0]))
+            return path, False
+    # Not under any experiment's directory: an experiment whose row is gone, or something else.
+    return parts[0], len(parts) >= 2 and bool(EXPERIMENT_DIRECTORY.match(parts[0]))
+
+
 def orphan_units(
     listing: Iterable[ArtifactFile], claims: set[str], experiment_paths: Iterable[str | None]
 ) -> list[Unit]:
-    """The shortest paths that hold unclaimed files and are neither an owner's directory, nor an experiment's, nor an
-    ancestor of one: deleting such a path removes no file that a row refers to."""
-    held = ancestors({*claims, *(p for p in experiment_paths if p)})
+    """The directories of MLflow's layout that hold files no row refers to. A unit that is (or holds) an owner's or
+    an experiment's directory is never one: deleting a recognised unit removes no file that a row refers to."""
+    experiments = {p for p in experiment_paths if p}
+    held = ancestors({*claims, *experiments})
     units: dict[str, Unit] = {}
     for item in listing:
-        parts = item.path.split("/")
         if covered(item.path, claims):
             continue
-        unit_path = next(
-            ("/".join(parts[:depth]) for depth in range(1, len(parts) + 1) if "/".join(parts[:depth]) not in held),
-            None,
-        )
-        if unit_path is None:
-            continue
-        unit = units.setdefault(unit_path, Unit(unit_path))
+        unit_path, recognised = _unit_of(item.path, experiments)
+        unit = units.setdefault(unit_path, Unit(unit_path, recognised and unit_path not in held))
         unit.bytes += item.size
         unit.files += 1
         unit.newest = max(unit.newest, item.modified)

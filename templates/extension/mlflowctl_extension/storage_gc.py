@@ -168,7 +168,7 @@ def plan_gc(catalog: Catalog, listing: list[ArtifactFile], options: GcOptions, n
     if options.orphans:
         cutoff = now_ms / 1000 - options.grace_seconds
         units = orphan_units(listing, catalog.claims(), catalog.experiments.values())
-        targets["orphans"].paths = [unit.path for unit in units if unit.newest < cutoff]
+        targets["orphans"].paths = [unit.path for unit in units if unit.recognised and unit.newest < cutoff]
     for target in targets.values():
         target.paths = sorted(set(target.paths))
         _tally(listing, target)

@@ -15,7 +15,7 @@ import sqlalchemy
 
 from .artifact_files import ArtifactFile, ArtifactFiles
 from .logs import redact
-from .storage_catalog import Catalog, Row, orphan_units, read_catalog
+from .storage_catalog import Catalog, Row, Unit, orphan_units, read_catalog
 
 REPORT_FORMAT_VERSION = 1
 ORPHAN_GRACE_SECONDS = 24 * 3600
@@ -155,6 +155,8 @@ def build_report(
         trace_rows = sum(1 for row in catalog.live if row.kind == "trace")
     traces.count = trace_rows or 0
     units = orphan_units(listing, catalog.claims(), catalog.experiments.values())
+    orphans = [unit for unit in units if unit.recognised]
+    unrecognised = [unit for unit in units if not unit.recognised]
     names = _experiment_names(engine)
     oldest_deleted_run = min((row.at_ms for row in catalog.deleted if row.kind == "run" and row.at_ms), default=None)
     return {
@@ -188,17 +190,24 @@ def build_report(
             "oldestDeletedRunMs": oldest_deleted_run,
         },
         "orphans": {
-            "count": len(units),
-            "bytes": sum(unit.bytes for unit in units),
-            "pastGrace": sum(1 for unit in units if unit.newest < now - grace_seconds),
+            "count": len(orphans),
+            "bytes": sum(unit.bytes for unit in orphans),
+            "pastGrace": sum(1 for unit in orphans if unit.newest < now - grace_seconds),
             "graceSeconds": grace_seconds,
-            "listed": [
-                {"path": unit.path, "bytes": unit.bytes, "files": unit.files, "modifiedMs": int(unit.newest * 1000)}
-                for unit in units[:LISTED_ORPHANS]
-            ],
+            "listed": [_unit_view(unit) for unit in orphans[:LISTED_ORPHANS]],
+            # Files no row refers to outside MLflow's layout: reported, never deleted.
+            "unrecognised": {
+                "count": len(unrecognised),
+                "bytes": sum(unit.bytes for unit in unrecognised),
+                "listed": [_unit_view(unit) for unit in unrecognised[:LISTED_ORPHANS]],
+            },
         },
         "estimated": [*estimated, *(["traces.count"] if trace_rows is not None and estimated else [])],
     }
+
+
+def _unit_view(unit: Unit) -> dict[str, Any]:
+    return {"path": unit.path, "bytes": unit.bytes, "files": unit.files, "modifiedMs": int(unit.newest * 1000)}
 
 
 def _experiment_names(engine: sqlalchemy.engine.Engine) -> dict[str, tuple[str, str]]:

@@ -60,6 +60,11 @@ def seed(server, data: Path) -> dict[str, str]:
     fresh = artifacts / kept_exp / "fedcba9876543210fedcba9876543210" / "artifacts" / "uploading.bin"
     fresh.parent.mkdir(parents=True)
     fresh.write_bytes(b"y" * 300)
+    # Not MLflow's layout (a file beside the run directories, a directory someone copied in): never deleted.
+    for stray in (artifacts / kept_exp / "notes.txt", artifacts / "copied-by-hand" / "data.csv"):
+        stray.parent.mkdir(parents=True, exist_ok=True)
+        stray.write_bytes(b"z" * 10)
+        os.utime(stray, (two_days_ago, two_days_ago))
     return ids
 
 
@@ -87,6 +92,10 @@ def test_report_then_gc_purges_what_is_deleted_and_keeps_what_rows_still_use(bun
     assert report["deleted"]["runs"]["bytes"] == len(b"deleted") * 1000 + len(b"inGone") * 1000
     assert report["orphans"]["count"] == 2 and report["orphans"]["pastGrace"] == 1
     assert report["orphans"]["bytes"] == 5300
+    assert {unit["path"] for unit in report["orphans"]["unrecognised"]["listed"]} == {
+        "copied-by-hand",
+        f"{ids['keptExp']}/notes.txt",
+    }
     assert report["database"]["bytes"] > 0 and any(t["name"] == "metrics" for t in report["database"]["largestTables"])
     assert "database.tables.rows" in report["estimated"]
     by_experiment = {entry["experimentId"]: entry for entry in report["artifacts"]["byExperiment"]}
@@ -125,6 +134,7 @@ def test_report_then_gc_purges_what_is_deleted_and_keeps_what_rows_still_use(bun
     assert (artifacts / ids["keptExp"] / ids["registered"] / "artifacts" / "model" / "weights.bin").exists()
     assert not (artifacts / ids["keptExp"] / "0123456789abcdef0123456789abcdef").exists(), "the old orphan is gone"
     assert (artifacts / ids["keptExp"] / "fedcba9876543210fedcba9876543210").exists(), "a fresh upload is never taken"
+    assert (artifacts / ids["keptExp"] / "notes.txt").exists() and (artifacts / "copied-by-hand" / "data.csv").exists()
     with sqlite3.connect(data / "mlflow.db") as db:
         assert db.execute("SELECT count(*) FROM metrics WHERE run_uuid = ?", (ids["deleted"],)).fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM params WHERE run_uuid = ?", (ids["deleted"],)).fetchone() == (0,)
@@ -263,3 +273,47 @@ def test_against_mlflow_gc_the_same_rows_remain_and_no_file_of_a_purged_run(bund
     leftovers = sorted(p.relative_to(theirs / "artifacts").as_posix() for p in (theirs / "artifacts").rglob("*"))
     print("left by mlflow gc:", leftovers)
     assert mlflow_version() >= (2, 0)
+
+
+@pytest.mark.newest_mlflow_only
+def test_retention_purges_by_itself_and_says_so_in_the_status(bundle, tmp_path, start_server):
+    data = tmp_path / "data"
+    server = start_server(
+        bundle,
+        base_env(
+            CONNECT_CONTENT_DATA_DIR=str(data),
+            MLFLOWCTL_OPS_TOKEN=TOKEN,
+            MLFLOWCTL_RETENTION="deleted=1s,orphans=1s,every=2s",
+        ),
+    )
+    client = _client(server)
+    experiment = client.create_experiment("retained")
+    kept = client.create_run(experiment).info.run_id
+    gone = client.create_run(experiment).info.run_id
+    _upload(server, f"{experiment}/{gone}/artifacts/a.bin", b"a" * 100)
+    client.delete_run(gone)
+    deadline = time.monotonic() + 60
+    status: dict = {}
+    while time.monotonic() < deadline:
+        status = json.loads(http("GET", server.url("/_mlflowctl/status"), headers=OPS)[1])["gc"]
+        last = status["last"] or {}
+        if last.get("trigger") == "retention" and (last.get("deleted") or {}).get("runs", {}).get("count"):
+            break
+        time.sleep(0.5)
+    assert status["retention"] == {"policy": "deleted=1s,orphans=1s,every=2s", "invalid": None, "everySeconds": 2.0}
+    assert status["last"]["ok"] is True and status["last"]["deleted"]["runs"]["count"] == 1, status
+    assert status["pending"] == {"runs": 0, "experiments": 0}
+    assert not (data / "artifacts" / experiment / gone).exists()
+    assert client.get_run(kept).info.lifecycle_stage == "active"
+    assert "retention.done" in server.logs()
+
+
+def test_a_refused_retention_policy_is_reported_and_purges_nothing(bundle, tmp_path, start_server):
+    data = tmp_path / "data"
+    server = start_server(
+        bundle,
+        base_env(CONNECT_CONTENT_DATA_DIR=str(data), MLFLOWCTL_OPS_TOKEN=TOKEN, MLFLOWCTL_RETENTION="forever=1d"),
+    )
+    status = json.loads(http("GET", server.url("/_mlflowctl/status"), headers=OPS)[1])["gc"]
+    assert status["retention"]["invalid"].startswith("MLFLOWCTL_RETENTION: 'forever=1d' is not one of")
+    assert status["last"] is None
