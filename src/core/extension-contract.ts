@@ -176,6 +176,8 @@ export const gcEventSchema = z.discriminatedUnion('event', [
       bytesFreed: z.number(),
       kept: z.number().int(),
       seconds: z.number(),
+      /** The longest single transaction: how long gc held the database's write lock at most. */
+      longestTransactionSeconds: z.number(),
     })
     .strict(),
   z.object({event: z.literal('error'), message: z.string()}).strict(),

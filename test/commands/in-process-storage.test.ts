@@ -80,6 +80,7 @@ function fakeSite(options: {busy?: boolean} = {}) {
               bytesFreed: request.yes ? 4096 : 0,
               kept: 0,
               seconds: 0.5,
+              longestTransactionSeconds: 0.01,
             }
           },
         },

@@ -92,7 +92,7 @@ export function showGc(outcome: GcOutcome): string {
   ])
   const head = outcome.dryRun
     ? `Dry run on ${outcome.location}: nothing was deleted. Pass --yes to delete what is listed.`
-    : `gc of ${outcome.location}: freed ${size(result.bytesFreed)} in ${result.seconds} s${outcome.backupId ? ` (backup ${outcome.backupId} first)` : ''}.`
+    : `gc of ${outcome.location}: freed ${size(result.bytesFreed)} in ${result.seconds} s (longest transaction ${result.longestTransactionSeconds} s)${outcome.backupId ? `, backup ${outcome.backupId} first` : ''}.`
   const kept = result.kept
     ? `\nKept ${result.kept} director${result.kept === 1 ? 'y' : 'ies'} of purged rows that remaining rows still use (a registered model version's source).`
     : ''

@@ -30,6 +30,7 @@ from .ops import (
     upload_incomplete,
     wants_upload,
 )
+from .traffic import CountedBody
 
 CONTENT_PREFIX = re.compile(r"^/content/[0-9A-Fa-f-]{36}(?:/_bundle\d+)?(?=/|$)")
 # An upload through MLflow's artifact proxy (`mlflow server --serve-artifacts`): PUT <route>/<path under the root>.
@@ -150,8 +151,19 @@ class WsgiExtension:
                     notify(artifact)
                 return start_response(status, headers, *rest)
 
-            return self.app(environ, answered)
-        return self.app(environ, start_response)
+            return self._counted(environ, answered)
+        return self._counted(environ, start_response)
+
+    def _counted(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        assert self.app is not None
+        traffic = self.ops.traffic
+        traffic.enter()
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            traffic.leave()
+            raise
+        return CountedBody(body, traffic.leave)
 
 
 class AsgiExtension:
@@ -286,4 +298,8 @@ class AsgiExtension:
                 await inner(message)
 
             send = answered
-        await self.app(scope, receive, send)
+        self.ops.traffic.enter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.ops.traffic.leave()

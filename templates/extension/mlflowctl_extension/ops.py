@@ -13,9 +13,11 @@ import hmac
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
+
+from .traffic import Traffic
 
 OPS_PREFIX = "/_mlflowctl/"
 ROUTES = ("/_mlflowctl/status", "/_mlflowctl/snapshot", "/_mlflowctl/restore", "/_mlflowctl/storage", "/_mlflowctl/gc")
@@ -34,6 +36,8 @@ class OpsContext:
     artifact_written: Callable[[str], None] | None = None
     startup: Any = None  # startup.Startup
     storage_service: Any = None  # storage_service.StorageService
+    # The MLflow requests in flight in this process (middleware.py counts them; gc lets them go first).
+    traffic: Traffic = field(default_factory=Traffic)
 
 
 @dataclass

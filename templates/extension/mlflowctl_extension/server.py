@@ -210,7 +210,11 @@ def _start(gate: Any, ops: OpsContext, env: dict[str, str], bundle: dict[str, An
         startup.migrated()
         replication = start_replication(storage, replica_settings)
         storage_service = StorageService(
-            storage, create_engine(storage.backend_store_uri), _tracking_store, load_retention_settings(env)
+            storage,
+            create_engine(storage.backend_store_uri),
+            _tracking_store,
+            load_retention_settings(env),
+            traffic=ops.traffic,
         )
         ops.describe = _make_describe(
             storage,

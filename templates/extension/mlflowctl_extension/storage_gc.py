@@ -221,8 +221,16 @@ def gc_lock(engine: sqlalchemy.engine.Engine) -> Iterator[None]:
                 conn.commit()
 
 
-def _delete_metric_history(engine: sqlalchemy.engine.Engine, run_id: str) -> None:
-    """A deleted run's metrics in chunks, each its own short transaction, before MLflow deletes the run in one."""
+def _delete_metric_history(engine: sqlalchemy.engine.Engine, run_id: str, timing: Timing) -> None:
+    """A long metric history in chunks, each its own short transaction, before MLflow deletes the run in one (a
+    short one is left to MLflow: one transaction is cheaper than two)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sqlalchemy.text("SELECT count(*) FROM (SELECT 1 FROM metrics WHERE run_uuid = :r LIMIT :n) AS head"),
+            {"r": run_id, "n": METRIC_CHUNK + 1},
+        ).scalar()
+    if (rows or 0) <= METRIC_CHUNK:
+        return
     dialect = engine.dialect.name
     if dialect == "sqlite":
         statement = "DELETE FROM metrics WHERE rowid IN (SELECT rowid FROM metrics WHERE run_uuid = :r LIMIT :n)"
@@ -232,10 +240,13 @@ def _delete_metric_history(engine: sqlalchemy.engine.Engine, run_id: str) -> Non
         statement = "DELETE TOP (:n) FROM metrics WHERE run_uuid = :r"
     else:
         return
-    while True:
+
+    def chunk() -> int:
         with engine.begin() as conn:
-            if conn.execute(sqlalchemy.text(statement), {"r": run_id, "n": METRIC_CHUNK}).rowcount < METRIC_CHUNK:
-                return
+            return conn.execute(sqlalchemy.text(statement), {"r": run_id, "n": METRIC_CHUNK}).rowcount
+
+    while timing.transaction(chunk) >= METRIC_CHUNK:
+        pass
 
 
 def _delete_traces(store: Any, experiment_id: str, trace_ids: list[str]) -> None:
@@ -256,9 +267,11 @@ def run_gc(
     files: ArtifactFiles,
     options: GcOptions,
     now_ms: int | None = None,
+    yield_to: Callable[[], Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yields events: "plan" (what would go, per kind), "progress" while it deletes, then "result". A dry run yields
-    the plan and the result and changes nothing. The caller holds gc_lock."""
+    the plan and the result and changes nothing. The caller holds gc_lock. `yield_to` is called after each
+    transaction (the extension waits there for the requests in flight)."""
     started = time.monotonic()
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     catalog = read_catalog(engine, files)
@@ -266,8 +279,9 @@ def run_gc(
     plan = plan_gc(catalog, listing, options, now_ms)
     yield {"event": "plan", "dryRun": options.dry_run, "kinds": plan.view(), "kept": plan.kept[:50]}
     done = {kind: {"count": 0, "files": 0} for kind in KINDS}
+    timing = Timing(yield_to)
     if not options.dry_run:
-        yield from _purge(engine, store, files, plan, options, done)
+        yield from _purge(engine, store, files, plan, options, done, timing)
     yield {
         "event": "result",
         "dryRun": options.dry_run,
@@ -276,7 +290,26 @@ def run_gc(
         "bytesFreed": 0 if options.dry_run else sum(t.bytes for t in plan.targets.values()),
         "kept": len(plan.kept),
         "seconds": round(time.monotonic() - started, 3),
+        # The longest single transaction: how long gc held the database's write lock at most.
+        "longestTransactionSeconds": round(timing.longest, 3),
     }
+
+
+class Timing:
+    """Times each transaction gc makes (the longest is reported) and lets the server's requests go after each."""
+
+    def __init__(self, yield_to: Callable[[], Any] | None) -> None:
+        self.longest = 0.0
+        self._yield_to = yield_to
+
+    def transaction(self, work: Callable[..., Any], *args: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return work(*args)
+        finally:
+            self.longest = max(self.longest, time.monotonic() - started)
+            if self._yield_to is not None:
+                self._yield_to()
 
 
 def _purge(
@@ -286,6 +319,7 @@ def _purge(
     plan: GcPlan,
     options: GcOptions,
     done: dict[str, dict[str, int]],
+    timing: Timing,
 ) -> Iterator[dict[str, Any]]:
     targets = plan.targets
     first_batch = True
@@ -297,12 +331,12 @@ def _purge(
                 done[kind]["files"] += files.delete(row.path)
 
     def delete_run(row: Row) -> None:
-        _delete_metric_history(engine, row.id)
-        store._hard_delete_run(row.id)
+        _delete_metric_history(engine, row.id, timing)
+        timing.transaction(store._hard_delete_run, row.id)
 
     steps: list[tuple[str, Callable[[Row], Any]]] = [
         ("runs", delete_run),
-        ("loggedModels", lambda row: store._hard_delete_logged_model(row.id)),
+        ("loggedModels", lambda row: timing.transaction(store._hard_delete_logged_model, row.id)),
     ]
     for kind, delete_row in steps:
         for batch in _batches(targets[kind].rows, options.batch):
@@ -322,7 +356,7 @@ def _purge(
         by_experiment.setdefault(row.experiment_id or "", []).append(row)
     for experiment_id, rows in by_experiment.items():
         for batch in _batches(rows, options.batch * 4):
-            _delete_traces(store, experiment_id, [row.id for row in batch])
+            timing.transaction(_delete_traces, store, experiment_id, [row.id for row in batch])
             done["traces"]["count"] += len(batch)
             delete_files("traces", batch)
             yield {
@@ -333,7 +367,7 @@ def _purge(
             }
             time.sleep(options.pause_seconds)
     for row in targets["experiments"].rows:
-        store._hard_delete_experiment(row.id)
+        timing.transaction(store._hard_delete_experiment, row.id)
         done["experiments"]["count"] += 1
         # SQLite may give the id, and so the location, to a new experiment at once: its directory then stays, and
         # what the old one left in it is an orphan for the orphan pass.

@@ -25,8 +25,12 @@ from .logs import log_event, redact
 from .settings import RetentionSettings, StorageConfig
 from .storage_gc import GcBusy, GcOptions, gc_lock, run_gc
 from .storage_report import build_report
+from .traffic import Traffic
 
 LAST_FILE = "gc-last.json"
+# How long gc waits, after each of its transactions, for the requests in flight to finish: under a steady stream of
+# writes it still deletes a few rows a second.
+YIELD_SECONDS = 0.25
 # The first retention pass waits this long after the start (or `every`, if shorter): a restart loop must not purge.
 FIRST_PASS_SECONDS = 600.0
 
@@ -39,12 +43,14 @@ class StorageService:
         tracking_store: Callable[[], Any],
         retention: RetentionSettings | None = None,
         files: ArtifactFiles | None = None,
+        traffic: Traffic | None = None,
     ) -> None:
         self.storage = storage
         self.engine = engine
         self._store = tracking_store
         self.retention = retention
         self._files = files
+        self.traffic = traffic
         self._last: dict[str, Any] | None = None
         self._running = threading.Lock()
         self.thread: threading.Thread | None = None
@@ -114,7 +120,10 @@ class StorageService:
         result: dict[str, Any] | None = None
         error: str | None = None
         try:
-            for event in run_gc(self.engine, self._store(), self.files, options):
+            traffic = self.traffic
+            # After each transaction, the requests this process serves go first (for at most YIELD_SECONDS).
+            yield_to = (lambda: traffic.wait_quiet(YIELD_SECONDS)) if traffic is not None else None
+            for event in run_gc(self.engine, self._store(), self.files, options, yield_to=yield_to):
                 if event["event"] == "result":
                     result = event
                 yield event

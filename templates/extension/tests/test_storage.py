@@ -46,6 +46,11 @@ def seed(server, data: Path) -> dict[str, str]:
             client.log_metric(run.info.run_id, "loss", 1.0 / (step + 1), step=step)
         client.log_param(run.info.run_id, "lr", "0.1")
         _upload(server, f"{experiment}/{run.info.run_id}/artifacts/model/weights.bin", name.encode() * 1000)
+    # A long metric history, deleted in chunks before MLflow deletes the run.
+    from mlflow.entities import Metric
+
+    for chunk in range(5):
+        client.log_batch(ids["deleted"], [Metric("long", 0.1, 0, chunk * 1000 + i) for i in range(1000)])
     client.create_registered_model("m")
     client.create_model_version("m", f"runs:/{ids['registered']}/model", ids["registered"])
     client.delete_run(ids["deleted"])
@@ -119,6 +124,7 @@ def test_report_then_gc_purges_what_is_deleted_and_keeps_what_rows_still_use(bun
     assert result["event"] == "result" and result["dryRun"] is False, events
     assert result["deleted"]["runs"]["count"] == 3 and result["deleted"]["experiments"]["count"] == 1
     assert result["kept"] == 1, "the deleted run whose model a live registered version uses keeps its files"
+    assert 0 < result["longestTransactionSeconds"] < 1
 
     client = _client(server)
     from mlflow.exceptions import MlflowException

@@ -11,7 +11,16 @@ const kinds = {runs: zero, loggedModels: zero, traces: zero, experiments: zero, 
 const deleted = Object.fromEntries(Object.keys(kinds).map((kind) => [kind, {count: 0, files: 0}]))
 const plan = JSON.stringify({event: 'plan', dryRun: false, kinds, kept: []})
 const progress = JSON.stringify({event: 'progress', kind: 'runs', done: 25, of: 100})
-const result = JSON.stringify({event: 'result', dryRun: false, kinds, deleted, bytesFreed: 0, kept: 0, seconds: 1})
+const result = JSON.stringify({
+  event: 'result',
+  dryRun: false,
+  kinds,
+  deleted,
+  bytesFreed: 0,
+  kept: 0,
+  seconds: 1,
+  longestTransactionSeconds: 0.01,
+})
 
 async function* lines(...items: Array<string | Error>) {
   for (const item of items) {
