@@ -3,6 +3,7 @@
 import {resolve} from 'node:path'
 
 import type {Settings} from '../config/load.js'
+import type {StorageMode} from '../core/bundle.js'
 import {devDoctorTarget} from '../core/dev.js'
 import type {StorageSite, StorageTarget} from '../core/storage.js'
 import {redact} from '../core/redact.js'
@@ -12,13 +13,20 @@ import {opsEndpoint, type ConnectTransferOptions} from '../adapters/connect/ops-
 import {mlflowVenvPython} from '../adapters/python/mlflow-venv.js'
 import {opsStorageSite} from '../adapters/storage/ops-site.js'
 import {toolStorageSite} from '../adapters/storage/tool-site.js'
-import {isObjectStoreUrl} from '../core/artifact-url.js'
+import {isObjectStoreUrl, OBJECT_STORE_SCHEMES, storeScheme, type ObjectStoreScheme} from '../core/artifact-url.js'
 import {createDevDeps} from './dev.js'
 import {createBackupDeps} from './backup.js'
 import {createBackup, type CreateResult} from '../core/backup/create.js'
 import {parseBackupSource} from '../core/backup/locations.js'
 import {openRepository} from '../adapters/backup/repository.js'
 import {resolvePassphrase} from '../adapters/backup/crypto.js'
+
+/** The storage mode whose requirements carry each object store's SDK. */
+const CLOUD_MODE_OF_STORE: Partial<Record<ObjectStoreScheme | 'none', StorageMode>> = {
+  s3: 'aws',
+  wasbs: 'azure',
+  gs: 'gcp',
+}
 
 export interface ResolvedStorageSite {
   site: StorageSite
@@ -66,7 +74,13 @@ export async function storageSite(
   return {
     site: toolStorageSite({
       python: () =>
-        mlflowVenvPython(NEWEST_KNOWN_MLFLOW, {cacheDir: settings.cacheDir, purpose: 'storage', onProgress}),
+        mlflowVenvPython(NEWEST_KNOWN_MLFLOW, {
+          cacheDir: settings.cacheDir,
+          purpose: 'storage',
+          onProgress,
+          // The artifact store's SDK comes with the cloud mode that uses it.
+          storage: CLOUD_MODE_OF_STORE[storeScheme(artifacts, OBJECT_STORE_SCHEMES) ?? 'none'] ?? 'local',
+        }),
       databaseUrl: target.url,
       artifacts,
       location,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import {join} from 'node:path'
 import {describe, it, type TestContext} from 'node:test'
 
-import {opsStatusSchema, STATUS_FORMAT_VERSION} from '../../src/core/extension-contract.js'
+import {opsStatusSchema, STATUS_FORMAT_VERSION, storageReportSchema} from '../../src/core/extension-contract.js'
 import {logRun, readRun} from '../support/mlflow-client.js'
 import {runCli, tempDir, type CliResult} from '../support/cli.js'
 import {
@@ -87,6 +87,14 @@ for (const venv of venvs) {
         'extension.schema',
       ])
         assert.equal(checks[id], 'pass', `${id}: ${doctor.stdout}`)
+      // storage report through the dev instance's ops endpoint: the real extension's report has exactly the fields
+      // the CLI reads.
+      const storage = await runCli(['storage', 'report', '--dev', dir, '--json'])
+      assert.equal(storage.code, 0, `${storage.stdout}\n${storage.stderr}`)
+      const {location, trend, ...report} = storage.json!.result
+      storageReportSchema.strict().parse(report)
+      assert.deepEqual([location, trend, report.database.dialect], [`dev:${dir}`, [], 'sqlite'])
+      assert.ok(report.artifacts.files >= 1, "the round trip's artifact is listed")
       const logs = await runCli(['dev', 'logs', dir, '--lines', '1000', '--json'])
       const lines: string[] = logs.json!.result.lines.filter((line: string) => line.trim())
       const parsed = lines.map((line) => JSON.parse(line) as {logger: string})
@@ -98,7 +106,7 @@ for (const venv of venvs) {
         parsed.some((entry) => /^(uvicorn|gunicorn|server\.)/.test(entry.logger)),
         "the server's own lines are in the log, as JSON",
       )
-      for (const text of [status.stdout, doctor.stdout, logs.stdout])
+      for (const text of [status.stdout, doctor.stdout, logs.stdout, storage.stdout, storage.stderr])
         assert.ok(!text.includes(endpoint.apiKey), 'dev key printed')
     })
 

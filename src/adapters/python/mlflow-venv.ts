@@ -1,4 +1,4 @@
-import {renderBundle} from '../../core/bundle.js'
+import {renderBundle, type StorageMode} from '../../core/bundle.js'
 import {EXTENSION_TEMPLATES, readTree} from '../fs/bundle-dir.js'
 import {detectPythonVersion, pythonCommand} from './python.js'
 import {ensureVenv} from './venv.js'
@@ -10,12 +10,18 @@ import {ensureVenv} from './venv.js'
  */
 export async function mlflowVenvPython(
   version: string,
-  options: {cacheDir: string; purpose: string; onProgress(line: string): void},
+  options: {
+    cacheDir: string
+    purpose: string
+    onProgress(line: string): void
+    /** A storage mode whose SDKs the tool needs too (boto3 for s3://, azure-storage-blob, google-cloud-storage). */
+    storage?: StorageMode
+  },
 ): Promise<string> {
   const python = pythonCommand(process.env)
   const pythonVersion = await detectPythonVersion(python)
   const bundle = renderBundle(await readTree(EXTENSION_TEMPLATES), {
-    storage: 'local',
+    storage: options.storage ?? 'local',
     mlflowVersion: version,
     pythonVersion,
     toolVersion: options.purpose,

@@ -129,10 +129,17 @@ def _resolve_source(
     return files.relative(source)
 
 
+def covering(path: str, owned: set[str]) -> str | None:
+    """The directory of `owned` that `path` lies in (or is), the outermost one first; None when there is none."""
+    parts = path.split("/")
+    return next(
+        ("/".join(parts[:depth]) for depth in range(1, len(parts) + 1) if "/".join(parts[:depth]) in owned), None
+    )
+
+
 def covered(path: str, owned: set[str]) -> bool:
     """True when `path` lies in one of the `owned` directories (or is one)."""
-    parts = path.split("/")
-    return any("/".join(parts[:depth]) in owned for depth in range(1, len(parts) + 1))
+    return covering(path, owned) is not None
 
 
 @dataclass

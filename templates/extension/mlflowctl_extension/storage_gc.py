@@ -6,8 +6,10 @@ gone. A kill between the two leaves files that no row refers to, which the orpha
 a row whose files are gone. A file that a remaining row refers to (a registered model version whose source lies in a
 purged run's directory) is kept.
 
-It runs while the server serves: each transaction is small (a run's metric history is deleted in chunks of
-METRIC_CHUNK rows first) and the loop pauses between batches, so no lock is held for long and writers get their turn.
+It runs while the server serves: each transaction is small (a long metric history is deleted in chunks of
+METRIC_CHUNK rows first), and after each one the caller's `yield_to` runs (in the extension: wait until the requests
+in flight are answered), so no lock is held for long and writers get their turn. The result reports the longest
+transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Callable, Iterator
 import sqlalchemy
 
 from .artifact_files import ArtifactFile, ArtifactFiles
-from .storage_catalog import Catalog, Row, ancestors, covered, orphan_units, read_catalog
+from .storage_catalog import Catalog, Row, ancestors, covered, covering, orphan_units, read_catalog
 
 DAY_MS = 24 * 3600 * 1000
 DEFAULT_OLDER_THAN_MS = 30 * DAY_MS
@@ -43,7 +45,9 @@ class GcBusy(Exception):
 
 
 def fault_point(step: str) -> None:
-    """The fault suite's kill switch: MLFLOWCTL_FAULT_AT=<step> kills this process when it gets here."""
+    """The fault suite's kill switch: MLFLOWCTL_FAULT_AT=<step> kills this process the first time it gets here.
+    Steps: gc.planned, gc.rows-deleted and gc.files-deleted (a batch of runs or logged models), gc.trace-rows-deleted,
+    gc.experiment-row-deleted, gc.orphan-deleted."""
     if os.environ.get("MLFLOWCTL_FAULT_AT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -84,6 +88,8 @@ class Target:
     paths: list[str] = field(default_factory=list)  # what to delete from the artifact store
     bytes: int = 0
     files: int = 0
+    # The bytes the listing found under each path, for what a deletion freed.
+    path_bytes: dict[str, int] = field(default_factory=dict)
 
     def view(self) -> dict[str, Any]:
         return {"count": len(self.rows) or len(self.paths), "bytes": self.bytes, "files": self.files}
@@ -98,12 +104,21 @@ class GcPlan:
         return {kind: target.view() for kind, target in self.targets.items()}
 
 
-def _tally(listing: list[ArtifactFile], target: Target) -> None:
-    prefixes = set(target.paths)
+# Each file is counted once, for the first of these that takes it: an experiment's own bytes are what its runs,
+# models and traces did not already account for.
+TALLY_ORDER = ("runs", "loggedModels", "traces", "modelVersionFiles", "orphans", "experiments")
+
+
+def _tally(listing: list[ArtifactFile], targets: dict[str, Target]) -> None:
+    prefixes = [(targets[kind], set(targets[kind].paths)) for kind in TALLY_ORDER]
     for item in listing:
-        if covered(item.path, prefixes):
-            target.bytes += item.size
-            target.files += 1
+        for target, paths in prefixes:
+            owner = covering(item.path, paths) if paths else None
+            if owner is not None:
+                target.bytes += item.size
+                target.files += 1
+                target.path_bytes[owner] = target.path_bytes.get(owner, 0) + item.size
+                break
 
 
 def plan_gc(catalog: Catalog, listing: list[ArtifactFile], options: GcOptions, now_ms: int) -> GcPlan:
@@ -171,7 +186,7 @@ def plan_gc(catalog: Catalog, listing: list[ArtifactFile], options: GcOptions, n
         targets["orphans"].paths = [unit.path for unit in units if unit.recognised and unit.newest < cutoff]
     for target in targets.values():
         target.paths = sorted(set(target.paths))
-        _tally(listing, target)
+    _tally(listing, targets)
     return GcPlan(targets, kept)
 
 
@@ -279,15 +294,17 @@ def run_gc(
     plan = plan_gc(catalog, listing, options, now_ms)
     yield {"event": "plan", "dryRun": options.dry_run, "kinds": plan.view(), "kept": plan.kept[:50]}
     done = {kind: {"count": 0, "files": 0} for kind in KINDS}
+    done_bytes = [0]
     timing = Timing(yield_to)
     if not options.dry_run:
-        yield from _purge(engine, store, files, plan, options, done, timing)
+        fault_point("gc.planned")
+        yield from _purge(engine, store, files, plan, options, done, timing, done_bytes)
     yield {
         "event": "result",
         "dryRun": options.dry_run,
         "kinds": plan.view(),
         "deleted": done,
-        "bytesFreed": 0 if options.dry_run else sum(t.bytes for t in plan.targets.values()),
+        "bytesFreed": done_bytes[0],
         "kept": len(plan.kept),
         "seconds": round(time.monotonic() - started, 3),
         # The longest single transaction: how long gc held the database's write lock at most.
@@ -320,15 +337,19 @@ def _purge(
     options: GcOptions,
     done: dict[str, dict[str, int]],
     timing: Timing,
+    freed: list[int],
 ) -> Iterator[dict[str, Any]]:
     targets = plan.targets
-    first_batch = True
+
+    def remove(kind: str, path: str) -> None:
+        done[kind]["files"] += files.delete(path)
+        freed[0] += targets[kind].path_bytes.get(path, 0)
 
     def delete_files(kind: str, rows: list[Row]) -> None:
         owned = set(targets[kind].paths)
         for row in rows:
             if row.path in owned:
-                done[kind]["files"] += files.delete(row.path)
+                remove(kind, row.path)
 
     def delete_run(row: Row) -> None:
         _delete_metric_history(engine, row.id, timing)
@@ -343,12 +364,9 @@ def _purge(
             for row in batch:
                 delete_row(row)
                 done[kind]["count"] += 1
-            if first_batch:
-                fault_point("gc.rows-deleted")
+            fault_point("gc.rows-deleted")
             delete_files(kind, batch)
-            if first_batch:
-                fault_point("gc.files-deleted")
-                first_batch = False
+            fault_point("gc.files-deleted")
             yield {"event": "progress", "kind": kind, "done": done[kind]["count"], "of": len(targets[kind].rows)}
             time.sleep(options.pause_seconds)
     by_experiment: dict[str, list[Row]] = {}
@@ -358,6 +376,7 @@ def _purge(
         for batch in _batches(rows, options.batch * 4):
             timing.transaction(_delete_traces, store, experiment_id, [row.id for row in batch])
             done["traces"]["count"] += len(batch)
+            fault_point("gc.trace-rows-deleted")
             delete_files("traces", batch)
             yield {
                 "event": "progress",
@@ -369,10 +388,11 @@ def _purge(
     for row in targets["experiments"].rows:
         timing.transaction(store._hard_delete_experiment, row.id)
         done["experiments"]["count"] += 1
+        fault_point("gc.experiment-row-deleted")
         # SQLite may give the id, and so the location, to a new experiment at once: its directory then stays, and
         # what the old one left in it is an orphan for the orphan pass.
         if row.path in set(targets["experiments"].paths) and not _location_in_use(engine, files, row.path):
-            done["experiments"]["files"] += files.delete(row.path)
+            remove("experiments", row.path)
     yield {
         "event": "progress",
         "kind": "experiments",
@@ -380,7 +400,7 @@ def _purge(
         "of": len(targets["experiments"].rows),
     }
     for path in targets["modelVersionFiles"].paths:
-        done["modelVersionFiles"]["files"] += files.delete(path)
+        remove("modelVersionFiles", path)
         done["modelVersionFiles"]["count"] += 1
     if targets["orphans"].paths:
         # Checked again against the rows as they are now: a row created since the plan (SQLite may give a new
@@ -392,8 +412,9 @@ def _purge(
         for path in targets["orphans"].paths:
             if path in holding or covered(path, claims) or _recently_changed(files, path, options.grace_seconds):
                 continue
-            done["orphans"]["files"] += files.delete(path)
+            remove("orphans", path)
             done["orphans"]["count"] += 1
+            fault_point("gc.orphan-deleted")
         yield {
             "event": "progress",
             "kind": "orphans",

@@ -56,6 +56,18 @@ def seed(server, data: Path) -> dict[str, str]:
     client.delete_run(ids["deleted"])
     client.delete_run(ids["registered"])
     client.delete_experiment(gone_exp)
+    # A trace (kept by 2.x as a traces.json artifact, by 3.x in the database).
+    import mlflow
+
+    mlflow.set_tracking_uri(server.url(""))
+    mlflow.set_experiment(experiment_id=kept_exp)
+
+    @mlflow.trace
+    def predict(x: int) -> int:
+        return x * 2
+
+    predict(21)
+    assert client_traces(server, kept_exp) == 1
     artifacts = data / "artifacts"
     old = artifacts / kept_exp / "0123456789abcdef0123456789abcdef" / "artifacts" / "left.bin"
     old.parent.mkdir(parents=True)
@@ -71,6 +83,13 @@ def seed(server, data: Path) -> dict[str, str]:
         stray.write_bytes(b"z" * 10)
         os.utime(stray, (two_days_ago, two_days_ago))
     return ids
+
+
+def client_traces(server, experiment_id: str) -> int:
+    import mlflow
+
+    mlflow.set_tracking_uri(server.url(""))
+    return len(mlflow.search_traces(experiment_ids=[experiment_id]))
 
 
 def _report(server) -> dict:
@@ -119,12 +138,14 @@ def test_report_then_gc_purges_what_is_deleted_and_keeps_what_rows_still_use(bun
         status, body = http("POST", server.url("/_mlflowctl/gc"), b"", {**OPS, "X-Mlflowctl-Gc": '{"yes": true}'})
     assert status == 409 and json.loads(body)["error"] == "GC_RUNNING"
 
-    events = _gc(server, olderThanMs=0, orphans=True, yes=True)
+    events = _gc(server, olderThanMs=0, tracesOlderThanMs=0, orphans=True, yes=True)
     result = events[-1]
     assert result["event"] == "result" and result["dryRun"] is False, events
     assert result["deleted"]["runs"]["count"] == 3 and result["deleted"]["experiments"]["count"] == 1
     assert result["kept"] == 1, "the deleted run whose model a live registered version uses keeps its files"
     assert 0 < result["longestTransactionSeconds"] < 1
+    assert result["deleted"]["traces"]["count"] == 1
+    assert client_traces(server, ids["keptExp"]) == 0
 
     client = _client(server)
     from mlflow.exceptions import MlflowException
@@ -186,8 +207,18 @@ def _dangling(data: Path) -> list[str]:
     ]
 
 
+KILL_STEPS = [
+    "gc.planned",
+    "gc.rows-deleted",
+    "gc.files-deleted",
+    "gc.trace-rows-deleted",
+    "gc.experiment-row-deleted",
+    "gc.orphan-deleted",
+]
+
+
 @pytest.mark.newest_mlflow_only
-@pytest.mark.parametrize("step", ["gc.rows-deleted", "gc.files-deleted"])
+@pytest.mark.parametrize("step", KILL_STEPS)
 def test_a_kill_between_rows_and_files_leaves_only_orphans_which_the_next_gc_takes(
     bundle, tmp_path, start_server, step
 ):
@@ -201,15 +232,18 @@ def test_a_kill_between_rows_and_files_leaves_only_orphans_which_the_next_gc_tak
         client.delete_run(run.info.run_id)
     shutil.copytree(data / "artifacts", data / "seeded")
 
-    killed = _tool(data, "gc", {"olderThanMs": 0, "yes": True, "batch": 2}, MLFLOWCTL_FAULT_AT=step)
-    assert killed.returncode == -9, killed.stderr
+    everything = {"olderThanMs": 0, "tracesOlderThanMs": 0, "orphans": True, "graceSeconds": 0, "yes": True}
+    killed = _tool(data, "gc", {**everything, "batch": 2}, MLFLOWCTL_FAULT_AT=step)
+    assert killed.returncode == -9, f"the run never reached {step}: {killed.stdout[-500:]} {killed.stderr[-500:]}"
+    assert '"event": "result"' not in killed.stdout
     assert _dangling(data) == [], "no remaining row refers to a deleted file"
     # A user writes between the kill and the next command.
     client.log_metric(ids["live"], "after-kill", 1.0)
 
-    report = json.loads(_tool(data, "report").stdout)
-    assert report["deleted"]["runs"]["count"] > 0, "the batches after the kill are still to do"
-    done = _tool(data, "gc", {"olderThanMs": 0, "yes": True, "orphans": True, "graceSeconds": 0})
+    before = json.loads(_tool(data, "report").stdout)
+    if step in ("gc.planned", "gc.rows-deleted", "gc.files-deleted"):
+        assert before["deleted"]["runs"]["count"] > 0, "the batches after the kill are still to do"
+    done = _tool(data, "gc", everything)
     assert done.returncode == 0, done.stderr
     assert _dangling(data) == []
     report = json.loads(_tool(data, "report").stdout)
