@@ -16,7 +16,7 @@ import {tmpdir} from 'node:os'
 import {performance} from 'node:perf_hooks'
 import {join} from 'node:path'
 
-import {arg, freePort, root, sleep} from './lib.mjs'
+import {arg, freePort, mlflowRest, root, waitHealthy} from './lib.mjs'
 
 const runs = arg('runs', 100_000)
 const live = arg('live', 1000)
@@ -101,19 +101,6 @@ function left(data) {
   }
 }
 
-async function waitHealthy(base, process) {
-  for (let i = 0; i < 900; i++) {
-    if (process.exitCode !== null) throw new Error(`the server exited with ${process.exitCode}`)
-    try {
-      if ((await fetch(`${base}/health`)).ok) return
-    } catch {
-      // not listening yet
-    }
-    await sleep(200)
-  }
-  throw new Error('the server did not start')
-}
-
 async function stop(server) {
   process.kill(-server.pid, 'SIGTERM')
   await new Promise((resolve) => server.once('exit', resolve))
@@ -168,7 +155,7 @@ try {
     ],
     {detached: true, stdio: 'ignore'},
   )
-  await waitHealthy(`http://127.0.0.1:${port}`, mlflowServer)
+  await waitHealthy(`http://127.0.0.1:${port}`, {child: mlflowServer, seconds: 180})
   const theirs = timedWithStats(join(bin, 'mlflow'), ['gc', '--older-than', '30d', '--backend-store-uri', store], {
     MLFLOW_TRACKING_URI: `http://127.0.0.1:${port}`,
   })
@@ -198,16 +185,8 @@ try {
     },
   )
   const base = `http://127.0.0.1:${extensionPort}`
-  await waitHealthy(base, extension)
-  const call = async (path, body) => {
-    const answer = await fetch(`${base}/api/2.0/mlflow/${path}`, {
-      method: 'POST',
-      headers: {'Content-Type': 'application/json'},
-      body: JSON.stringify(body),
-    })
-    if (!answer.ok) throw new Error(`${path}: HTTP ${answer.status} ${await answer.text()}`)
-    return answer.json()
-  }
+  await waitHealthy(base, {child: extension, seconds: 180})
+  const call = mlflowRest(base)
   const run = (await call('runs/create', {experiment_id: '1'})).run.info.run_id
   let step = 0
   const write = async (until) => {

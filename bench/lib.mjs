@@ -45,3 +45,29 @@ export const peakRssMiB = (pid) =>
       return sum
     }
   }, 0)
+
+/** Waits until `${base}/health` answers 200; fails when `child` exits first, or after `seconds`. */
+export async function waitHealthy(base, {child, seconds = 180} = {}) {
+  const deadline = Date.now() + seconds * 1000
+  while (Date.now() < deadline) {
+    if (child && child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}`)
+    try {
+      if ((await fetch(`${base}/health`)).ok) return
+    } catch {
+      // not listening yet
+    }
+    await sleep(200)
+  }
+  throw new Error(`${base} did not become healthy within ${seconds} s`)
+}
+
+/** A caller of MLflow's REST API under `base`: POSTs JSON to /api/2.0/mlflow/PATH, fails on an error answer. */
+export const mlflowRest = (base) => async (path, body) => {
+  const answer = await fetch(`${base}/api/2.0/mlflow/${path}`, {
+    method: 'POST',
+    headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify(body),
+  })
+  if (!answer.ok) throw new Error(`${path}: HTTP ${answer.status} ${await answer.text()}`)
+  return answer.json()
+}

@@ -17,7 +17,7 @@ import {join} from 'node:path'
 
 import Database from 'better-sqlite3'
 
-import {arg, freePort, peakRssMiB, root, sleep} from './lib.mjs'
+import {arg, freePort, mlflowRest, peakRssMiB, root, sleep, waitHealthy} from './lib.mjs'
 
 const seconds = arg('seconds', 30)
 const clients = arg('clients', 4)
@@ -59,24 +59,8 @@ async function measure(mode, work) {
     {cwd: bundle, env, detached: true, stdio: 'ignore'},
   )
   const base = `http://127.0.0.1:${port}`
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${base}/health`)).ok) break
-    } catch {
-      // not listening yet
-    }
-    if (i > 600) throw new Error(`the ${mode} server did not start`)
-    await sleep(200)
-  }
-  const call = async (path, body) => {
-    const answer = await fetch(`${base}/api/2.0/mlflow/${path}`, {
-      method: 'POST',
-      headers: {'Content-Type': 'application/json'},
-      body: JSON.stringify(body),
-    })
-    if (!answer.ok) throw new Error(`${path}: HTTP ${answer.status} ${await answer.text()}`)
-    return answer.json()
-  }
+  await waitHealthy(base, {child: server, seconds: 120})
+  const call = mlflowRest(base)
   const experiment = (await call('experiments/create', {name: `bench-${mode}`})).experiment_id
   await sleep(2000) // the replicator's first snapshot (on) happens outside the measured window
   const acks = []

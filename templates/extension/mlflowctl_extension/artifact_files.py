@@ -90,15 +90,31 @@ class DirectoryFiles(ArtifactFiles):
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
-        parent = target.parent
-        # Directories left empty go too (an experiment directory whose last run was purged), up to the root.
-        while parent != self.root and parent.is_relative_to(self.root):
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-            parent = parent.parent
+        # Directories left empty go too (an experiment directory whose last run was purged).
+        remove_empty_parents(target.parent, self.root)
         return count
+
+
+def remove_empty_parents(directory: Path, root: Path) -> None:
+    """Removes `directory` and the directories above it while they are empty, up to (not including) `root`."""
+    while directory != root and directory.is_relative_to(root):
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent
+
+
+def _delete_each(names: list[str], delete_one: Callable[[str], None], gone: str) -> int:
+    """Deletes object by object (a store without a batch delete); an object already gone (`gone`, the SDK's
+    not-found error) is not an error."""
+    for name in names:
+        try:
+            delete_one(name)
+        except Exception as exc:  # noqa: BLE001 - only the SDK's not-found passes
+            if type(exc).__name__ != gone:
+                raise
+    return len(names)
 
 
 def _split_bucket(url: str) -> tuple[str, str]:
@@ -152,13 +168,7 @@ class AzureBlobFiles(ArtifactFiles):
         if not prefix:
             raise ValueError("refusing to delete the whole artifact store")
         names = [self.prefix + found.path for found in self.walk(prefix)]
-        for name in names:
-            try:
-                self.container.delete_blob(name)
-            except Exception as exc:  # noqa: BLE001 - gone already is fine; anything else is not
-                if type(exc).__name__ != "ResourceNotFoundError":
-                    raise
-        return len(names)
+        return _delete_each(names, self.container.delete_blob, "ResourceNotFoundError")
 
 
 class GcsFiles(ArtifactFiles):
@@ -181,13 +191,7 @@ class GcsFiles(ArtifactFiles):
         if not prefix:
             raise ValueError("refusing to delete the whole artifact store")
         names = [self.prefix + found.path for found in self.walk(prefix)]
-        for name in names:
-            try:
-                self.bucket.blob(name).delete()
-            except Exception as exc:  # noqa: BLE001 - gone already is fine; anything else is not
-                if type(exc).__name__ != "NotFound":
-                    raise
-        return len(names)
+        return _delete_each(names, lambda name: self.bucket.blob(name).delete(), "NotFound")
 
 
 OBJECT_STORES: dict[str, Callable[[str], ArtifactFiles]] = {"s3": S3Files, "wasbs": AzureBlobFiles, "gs": GcsFiles}

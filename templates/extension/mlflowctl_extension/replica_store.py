@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
+from .artifact_files import remove_empty_parents
+
 PARTIAL = ".partial"
 
 
@@ -130,12 +132,7 @@ class DirectoryStore(ReplicaStore):
             parents.add(path.parent)
         # Empty directories left behind go too (deepest first), up to the root.
         for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
-            while parent != self.root and parent.is_relative_to(self.root):
-                try:
-                    parent.rmdir()
-                except OSError:
-                    break
-                parent = parent.parent
+            remove_empty_parents(parent, self.root)
 
 
 def _split(path: str) -> str:
