@@ -44,6 +44,9 @@ class Catalog:
     live: list[Row] = field(default_factory=list)
     deleted: list[Row] = field(default_factory=list)
     experiments: dict[str, str | None] = field(default_factory=dict)  # id -> path of every experiment row
+    # Runs a registered model version that is not deleted comes from: MLflow resolves its runs:/ source through the
+    # run's row, so purging the run (row or files) would break the version.
+    pinned_runs: set[str] = field(default_factory=set)
 
     def claims(self, excluding: set[tuple[str, str]] = frozenset()) -> set[str]:  # type: ignore[assignment]
         """The directories that rows other than experiments (and those in `excluding`, as (kind, id)) own."""
@@ -105,13 +108,23 @@ def read_catalog(engine: sqlalchemy.engine.Engine, files: ArtifactFiles) -> Cata
                     Row("trace", trace_id, str(experiment_id), owned_directory(files.relative(location)), started)
                 )
         if _has(tables, "model_versions"):
-            for name, version, stage, storage, source in conn.execute(
-                sqlalchemy.text("SELECT name, version, current_stage, storage_location, source FROM model_versions")
+            for name, version, stage, storage, source, run_id in conn.execute(
+                sqlalchemy.text(
+                    "SELECT name, version, current_stage, storage_location, source, run_id FROM model_versions"
+                )
             ):
+                if stage != DELETED_MODEL_VERSION:
+                    catalog.pinned_runs.update(
+                        r for r in (run_id, _source_run(source)) if r and r in run_paths and r != "REDACTED-RUN-ID"
+                    )
                 path = files.relative(storage) or _resolve_source(source, files, run_paths, model_paths)
                 row = Row("modelVersion", f"{name}/{version}", None, path)
                 (catalog.deleted if stage == DELETED_MODEL_VERSION else catalog.live).append(row)
     return catalog
+
+
+def _source_run(source: str | None) -> str | None:
+    return source.removeprefix("runs:/").strip("/").split("/")[0] if source and source.startswith("runs:/") else None
 
 
 def _resolve_source(

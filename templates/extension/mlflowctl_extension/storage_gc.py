@@ -132,10 +132,18 @@ def plan_gc(catalog: Catalog, listing: list[ArtifactFile], options: GcOptions, n
     def in_scope(row: Row) -> bool:
         return wanted is None or row.experiment_id in wanted
 
+    # A deleted run that a live model version comes from stays, row and files, and so does its experiment.
+    pinned = catalog.pinned_runs
+    pinned_experiments = {
+        row.experiment_id for row in (*catalog.live, *catalog.deleted) if row.kind == "run" and row.id in pinned
+    }
     experiments = [
         row
         for row in catalog.deleted
-        if row.kind == "experiment" and in_scope(row) and old_enough(row, options.older_than_ms)
+        if row.kind == "experiment"
+        and in_scope(row)
+        and old_enough(row, options.older_than_ms)
+        and row.id not in pinned_experiments
     ]
     purged_experiments = {row.id for row in experiments}
     # Everything in a purged experiment goes with it, whatever its own stage: MLflow refuses to delete an experiment
@@ -147,6 +155,8 @@ def plan_gc(catalog: Catalog, listing: list[ArtifactFile], options: GcOptions, n
 
     runs = chosen("run", lambda r: in_scope(r) and old_enough(r, options.older_than_ms), catalog.deleted)
     runs += [r for r in catalog.live if r.kind == "run" and r.experiment_id in purged_experiments]
+    kept = [row.path or row.id for row in runs if row.id in pinned]
+    runs = [row for row in runs if row.id not in pinned]
     models = chosen("loggedModel", lambda r: in_scope(r) and old_enough(r, options.older_than_ms), catalog.deleted)
     models += [r for r in catalog.live if r.kind == "loggedModel" and r.experiment_id in purged_experiments]
     limit = options.traces_older_than_ms
@@ -163,7 +173,6 @@ def plan_gc(catalog: Catalog, listing: list[ArtifactFile], options: GcOptions, n
 
     holding = ancestors(remaining)  # every directory that holds (or is) a file a remaining row refers to
     targets = {kind: Target(kind) for kind in KINDS}
-    kept: list[str] = []
     for kind, rows in (("runs", runs), ("loggedModels", models), ("traces", traces), ("experiments", experiments)):
         target = targets[kind]
         target.rows = rows

@@ -97,6 +97,9 @@ def test_the_plan_purges_what_is_old_enough_and_keeps_files_a_remaining_row_uses
     everything = plan_gc(catalog, listing, GcOptions(older_than_ms=0), now)
     assert len(everything.targets["runs"].rows) == 3, "older-than 0 takes the two-day-old one too, never the undated"
     assert plan_gc(catalog, listing, GcOptions(older_than_ms=None), now).targets["runs"].rows == []
+    catalog.pinned_runs.add(RUN)  # a live model version comes from it (runs:/…): the run stays, row and files
+    pinned = plan_gc(catalog, listing, GcOptions(older_than_ms=30 * day), now)
+    assert [row.id for row in pinned.targets["runs"].rows] == [OTHER] and pinned.kept == [f"1/{RUN}"]
 
 
 def test_the_orphan_grace_spares_what_changed_recently(tmp_path):
