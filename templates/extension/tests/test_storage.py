@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -278,7 +279,7 @@ def test_against_mlflow_gc_the_same_rows_remain_and_no_file_of_a_purged_run(bund
     mlflow_server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--artifacts-destination",
          str(theirs / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -294,7 +295,8 @@ def test_against_mlflow_gc_the_same_rows_remain_and_no_file_of_a_purged_run(bund
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
     finally:
-        mlflow_server.terminate()
+        # mlflow server runs its workers (gunicorn or uvicorn) as children: stop the whole process group.
+        os.killpg(mlflow_server.pid, signal.SIGTERM)
         mlflow_server.wait(timeout=30)
     assert gc.returncode == 0, gc.stderr[-2000:]
 
