@@ -31,6 +31,7 @@ import {fsFailure} from '../fs/safe-fs.js'
 import {parallelGzip} from '../fs/parallel-gzip.js'
 import {decryptedStream, encryptStream, isEncrypted} from './crypto.js'
 import {describeSqliteSnapshot} from './sqlite-source.js'
+import {isSnapshotHandle, readSnapshotBackup, snapshotManifest} from './snapshot-backup.js'
 
 export interface ArchiveSource {
   /** Name inside the archive (db/…, artifacts/…). */
@@ -109,9 +110,9 @@ export async function writeBackupArchive(
 const MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 
 /** A table's rows: db/<table>.jsonl (one JSON array per line) or db/<table>.copy (COPY text: one row per line). */
-const TABLE_FILE = /^db\/[^/]+\.(jsonl|copy)$/
+export const TABLE_FILE = /^db\/[^/]+\.(jsonl|copy)$/
 
-function newlines(chunk: Buffer): number {
+export function newlines(chunk: Buffer): number {
   let count = 0
   for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) count++
   return count
@@ -134,6 +135,7 @@ export interface ReadOptions {
 
 /** The listing sidecar beside a repository archive (ID.manifest.json), when there is a valid one. Reads only. */
 export async function readExpectedManifest(archive: string): Promise<BackupManifest | undefined> {
+  if (isSnapshotHandle(archive)) return snapshotManifest(archive)
   if (!basename(archive).endsWith(ARCHIVE_SUFFIX)) return undefined
   const id = basename(archive).slice(0, -ARCHIVE_SUFFIX.length)
   try {
@@ -150,6 +152,7 @@ export async function readExpectedManifest(archive: string): Promise<BackupManif
  * @throws CheckFailedError BACKUP_CORRUPT with the specific reason
  */
 export async function verifyBackupArchive(file: string, options: ReadOptions = {}): Promise<BackupManifest> {
+  if (isSnapshotHandle(file)) return readSnapshotBackup(file, options)
   const corrupt = (why: string) =>
     new CheckFailedError('BACKUP_CORRUPT', `${file}: ${why}.`, {
       suggestions: ['Use another backup (mlflowctl backup list), and check the storage that holds this one.'],

@@ -10,6 +10,7 @@ import {locationPositions} from '../../core/backup/artifact-locations.js'
 import {unsafeEntryName, type TableSchema} from '../../core/backup/format.js'
 import {openStore} from '../store/index.js'
 import {parseTableLine, tableFileOf} from './table-files.js'
+import type {SnapshotEntry} from '../../core/backup/create.js'
 
 /**
  * The files of an artifact store (a directory, s3://, wasbs://, gs://) as archive entries artifacts/<key>, those
@@ -51,6 +52,36 @@ export async function* listArtifacts(
     }
   } finally {
     if (scratch) await rm(scratch, {recursive: true, force: true})
+  }
+}
+
+/**
+ * The files of an artifact store as a snapshot takes them: name, size and version (mtime, ETag, generation) from the
+ * listing alone, and the bytes only when asked for (a directory's in place, an object's downloaded), so that
+ * unchanged files are never read.
+ */
+export async function* artifactEntries(
+  source: string,
+  include: (path: string) => boolean = () => true,
+  onSkip: (message: string) => void = () => undefined,
+): AsyncIterable<SnapshotEntry> {
+  const store = await openStore(source)
+  const skipped = (shown: string) =>
+    onSkip(
+      `skipped artifacts/${shown}: its name is not valid UTF-8, which a backup entry (and MLflow's REST API) cannot carry; rename it to keep it`,
+    )
+  for await (const {key, size, version} of store.entries('', skipped)) {
+    if (!include(key)) continue
+    const name = `artifacts/${key}`
+    const unsafe = unsafeEntryName(name)
+    if (unsafe) {
+      onSkip(`skipped ${key}: as a backup entry it ${unsafe}`)
+      continue
+    }
+    const local = store.localPath(key)
+    yield local
+      ? {name, size, version, file: local}
+      : {name, size, version, download: (to: string) => store.downloadFile(key, to)}
   }
 }
 

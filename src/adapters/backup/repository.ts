@@ -33,12 +33,63 @@ import {
   strangerArchive,
   writeSidecar,
 } from './repo-files.js'
-import type {BackupRepository, RepoEntry} from '../../core/backup/repository.js'
+import type {BackupRepository as Repository, RepoEntry} from '../../core/backup/repository.js'
+import {directoryStore} from '../store/directory.js'
+import {SnapshotRepository} from './snapshot-repository.js'
+import {snapshotEntries, writeHandle} from './snapshot-backup.js'
+import {MARKER_SUFFIX as VERIFIED_SUFFIX} from './repo-files.js'
 
-export type {BackupRepository}
+/** A repository as the adapters use it: archives, and snapshots in the same store (snapshot-repository.ts). */
+export type BackupRepository = Repository & {snapshots: SnapshotRepository}
 
-export function localRepository(dir: string): BackupRepository {
+/**
+ * Adds the snapshot side to an archive repository: `list` shows both kinds, `fetch` of a snapshot ID gives a handle
+ * that verifyBackupArchive reads as it would an archive, and `remove` of one deletes its document (prune then
+ * collects its data).
+ */
+function withSnapshots(base: Omit<Repository, 'format' | 'collectGarbage' | 'checkSnapshots'>, store: Store, scratchRoot: string): BackupRepository {
+  const snapshots = new SnapshotRepository(store, scratchRoot)
+  const verifiedAt = async (id: string) => {
+    try {
+      return (JSON.parse((await store.get(`${id}${VERIFIED_SUFFIX}`)).toString('utf8')) as {verifiedAt?: string}).verifiedAt
+    } catch {
+      return undefined
+    }
+  }
+  const isSnapshot = async (id: string) => /^[\w.-]+$/.test(id) && (await snapshots.documentIds()).includes(id)
   return {
+    ...base,
+    snapshots,
+    async list() {
+      const archives = await base.list()
+      const taken = await snapshotEntries(snapshots, verifiedAt)
+      return [...archives.map((entry) => ({...entry, kind: 'archive' as const})), ...taken].sort((a, b) =>
+        b.manifest.createdAt.localeCompare(a.manifest.createdAt),
+      )
+    },
+    async fetch(id) {
+      if (!(await isSnapshot(id))) return base.fetch(id)
+      const scratch = await openScratch(scratchRoot)
+      return {path: await writeHandle(scratch.path, store.localPath('') ?? store.display, scratchRoot, id), release: () => scratch.remove()}
+    },
+    async remove(id) {
+      if (!(await isSnapshot(id))) return base.remove(id)
+      await snapshots.removeSnapshot(id)
+      await store.delete(`${id}${VERIFIED_SUFFIX}`).catch(() => undefined)
+    },
+    isCommitted: async (id) => (await base.isCommitted(id)) || (await isSnapshot(id)),
+    format: async () => (await snapshots.config())?.format,
+    collectGarbage: async (passphrase) => snapshots.collectGarbage(await snapshots.open(passphrase)),
+    async checkSnapshots(ids, passphrase, readData) {
+      const opened = await snapshots.open(passphrase)
+      const docs = (await snapshots.documents()).filter((doc) => ids.includes(doc.manifest.id))
+      return snapshots.check(docs, opened, readData)
+    },
+  }
+}
+
+export function localRepository(dir: string, scratchRoot = defaultScratchRoot()): BackupRepository {
+  return withSnapshots({
     display: dir,
     lock: (onStale) => lockRepo(dir, onStale),
     async stageArchive(id) {
@@ -58,7 +109,7 @@ export function localRepository(dir: string): BackupRepository {
     isCommitted: (id) => isCommitted(dir, id),
     inProgress: (id) => inProgress(dir, id),
     abandonArchive: (id) => endWrite(dir, id),
-  }
+  }, directoryStore(dir), scratchRoot)
 }
 
 /** Scratch space of object-store repositories (the archive is staged on local disk before the upload). */
@@ -77,7 +128,7 @@ export function objectStoreRepository(objects: Store, scratchRoot = defaultScrat
       throw error
     }
   }
-  const repository: BackupRepository = {
+  const repository: Omit<Repository, 'format' | 'collectGarbage' | 'checkSnapshots'> = {
     display: objects.display,
     lock: (onStale) =>
       takeLock(
@@ -213,7 +264,7 @@ export function objectStoreRepository(objects: Store, scratchRoot = defaultScrat
       }
     },
   }
-  return repository
+  return withSnapshots(repository, objects, scratchRoot)
 }
 
 /** A directory (resolved by the caller) or an object-store URL (its scratch space under `scratchRoot`). */
@@ -224,7 +275,7 @@ export async function openRepository(
 ): Promise<BackupRepository> {
   return isObjectStoreUrl(raw)
     ? objectStoreRepository(await openStore(raw), scratchRoot)
-    : localRepository(resolvePath(raw))
+    : localRepository(resolvePath(raw), scratchRoot)
 }
 
 /** An archive given as an ID (with a repository) or as a local path. */

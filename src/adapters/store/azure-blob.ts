@@ -43,7 +43,7 @@ export const openBlobStore: StoreOpener = async (url, env) => {
     },
     async *list(prefix) {
       for await (const blob of container.listBlobsFlat({prefix}))
-        yield {key: blob.name, size: blob.properties.contentLength ?? 0}
+        yield {key: blob.name, size: blob.properties.contentLength ?? 0, version: blob.properties.etag}
     },
   })
 }

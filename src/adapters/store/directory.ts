@@ -38,7 +38,7 @@ export function directoryStore(root: string): Store {
       if (entry.isDirectory()) yield* walk(path, `${relative}${name}/`, onSkip)
       else if (entry.isFile()) {
         const info = await stat(path).catch(gone)
-        if (info) yield {key: `${relative}${name}`, size: info.size}
+        if (info) yield {key: `${relative}${name}`, size: info.size, version: String(info.mtimeMs)}
       }
     }
   }

@@ -73,7 +73,7 @@ export const openS3Store: StoreOpener = async (url, env) => {
       let ContinuationToken: string | undefined
       do {
         const page = await client.send(new s3.ListObjectsV2Command({Bucket, Prefix, ContinuationToken}))
-        for (const item of page.Contents ?? []) yield {key: item.Key!, size: item.Size ?? 0}
+        for (const item of page.Contents ?? []) yield {key: item.Key!, size: item.Size ?? 0, version: item.ETag}
         ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
       } while (ContinuationToken)
     },

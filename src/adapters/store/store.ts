@@ -4,6 +4,8 @@
 export interface StoreEntry {
   key: string
   size: number
+  /** What changes when the object does without its size changing: a file's mtime, an ETag, a GCS generation. */
+  version?: string
 }
 
 export interface BucketInfo {
@@ -74,7 +76,7 @@ export function rootedAt(
     display,
     async *entries(under) {
       for await (const entry of bucket.list(key(under)))
-        if (!entry.key.endsWith('/')) yield {key: entry.key.slice(base.length), size: entry.size} // folder placeholders
+        if (!entry.key.endsWith('/')) yield {...entry, key: entry.key.slice(base.length)} // folder placeholders
     },
     get: (name) => bucket.get(key(name)),
     put: (name, body) => bucket.put(key(name), body),

@@ -10,8 +10,14 @@ import {redact} from '../../core/redact.js'
 import {isObjectStoreUrl} from '../../core/artifact-url.js'
 
 export default class BackupCreate extends MlflowctlCommand<typeof BackupCreate> {
-  static summary = 'Back up the database and the artifacts into one verified archive.'
-  static description = `Takes a consistent snapshot (SQLite's online backup API, or one PostgreSQL REPEATABLE READ transaction
+  static summary = 'Back up the database and the artifacts: a deduplicated snapshot, or one verified archive.'
+  static description = `A repository records its format at first use: snapshot for a new one (archive for one that already holds
+archives); --format overrides it for one run. A snapshot stores the database and every artifact as content-defined
+chunks, each once across all snapshots (packs, an index and the snapshot document, written in that order: a kill leaves
+only unreferenced data, which prune removes). Files whose size and mtime (ETag, generation) match the previous snapshot of
+the same source are referenced without being read, and an unwritten SQLite database is not even copied; --force-read
+rereads everything. An archive is one self-contained .tar.gz for copying by hand.
+Takes a consistent snapshot (SQLite's online backup API, or one PostgreSQL REPEATABLE READ transaction
 streamed with COPY: both safe while MLflow writes), keeps the SQLite file itself or each PostgreSQL table's COPY text (format 2), and streams them with the artifacts into REPO/ID.mlflowctl-backup.tar.gz (written as .partial,
 fsynced, renamed; mode 0600) with a manifest of sizes and SHA-256s. A repository lock keeps overlapping runs apart.
 connect:GUID backs up a local-storage deployment on Connect through the extension's POST /_mlflowctl/snapshot (Connect
@@ -67,6 +73,16 @@ or the source (a restore works on it) is locked, a write failed (DISK_FULL when 
       summary: 'File whose first line is the encryption passphrase.',
       env: 'MLFLOWCTL_PASSPHRASE_FILE',
     }),
+    format: Flags.string({
+      summary:
+        'snapshot (deduplicated, incremental) or archive (one self-contained .tar.gz); default: what the repository recorded at first use.',
+      options: ['snapshot', 'archive'],
+      env: 'MLFLOWCTL_BACKUP_FORMAT',
+    }),
+    'force-read': Flags.boolean({
+      summary: 'Snapshot: reread every file, even those the previous snapshot shows unchanged.',
+      env: 'MLFLOWCTL_FORCE_READ',
+    }),
   }
 
   private connectOptions() {
@@ -106,6 +122,8 @@ or the source (a restore works on it) is locked, a write failed (DISK_FULL when 
       healthcheckUrl: this.flags['healthcheck-url'],
       toolVersion: this.config.version,
       encrypted: Boolean(passphrase),
+      format: this.flags.format as 'snapshot' | 'archive' | undefined,
+      forceRead: this.flags['force-read'],
     })
     for (const warning of result.warnings) this.warnUser(warning)
     this.out(showBackupCreated(result))

@@ -9,6 +9,7 @@ import {proxiedPath} from './deep-verify.js'
 import type {HistoryEvent} from '../history.js'
 import type {ExpectedSchema, SchemaObject} from './schema-objects.js'
 import {PASSPHRASE_ENV, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
+import type {RepositoryFormat, SnapshotStats} from './snapshots.js'
 
 export {PASSPHRASE_ENV}
 import {sourceDriver} from './sources/index.js'
@@ -33,6 +34,19 @@ export interface CreateOptions {
   encrypted?: boolean
   /** Refuse a source that holds no MLflow database (default). A safety backup keeps whatever is there. */
   requireMlflow?: boolean
+  /** A snapshot in the repository or one self-contained archive; default: the format the repository recorded. */
+  format?: RepositoryFormat
+  /** Reread every file, even those the parent snapshot says are unchanged. */
+  forceRead?: boolean
+}
+
+/** A file a snapshot takes: read where it is, downloaded first, or (same size and version) referenced unread. */
+export interface SnapshotEntry {
+  name: string
+  size?: number
+  version?: string
+  file?: string
+  download?: (to: string) => Promise<void>
 }
 
 export interface CreateResult {
@@ -45,6 +59,9 @@ export interface CreateResult {
   revision: string | null
   mlflowVersion: string | null
   warnings: string[]
+  /** archive, or snapshot with what it read and added. */
+  format: RepositoryFormat
+  snapshot?: SnapshotStats
 }
 
 export interface TablesExported {
@@ -89,6 +106,27 @@ export interface CreateDeps {
     ): AsyncIterable<{name: string; file: string}>
     /** Artifact URIs the exported rows point at (runs, logged models, model versions), from the db/ files. */
     readReferences(exportDir: string): Promise<string[]>
+    /** A SQLite file's state as a snapshot records it (its and its WAL's size and mtime): unchanged means unwritten. */
+    databaseState(db: string): Promise<string | undefined>
+    /** The store's files with size and version, fetched only when a snapshot needs their bytes. */
+    artifactEntries(
+      source: string,
+      include: ((path: string) => boolean) | undefined,
+      onSkip: (message: string) => void,
+    ): AsyncIterable<SnapshotEntry>
+  }
+  /** The snapshot side of the repository. */
+  snapshots: {
+    /** The recorded format; at first use, records `wanted` (snapshot when not given). */
+    format(wanted: RepositoryFormat | undefined): Promise<RepositoryFormat>
+    /** The newest snapshot of this source: what its database file was, for the unchanged check. */
+    parent(location: string): Promise<{id: string; databaseState?: string; manifest: BackupManifest; dbFiles: Array<{name: string; size: number}>} | undefined>
+    /** Writes the snapshot (packs, index, then the document that lists it); returns where and what it added. */
+    write(
+      entries: AsyncIterable<SnapshotEntry>,
+      options: {forceRead: boolean; databaseState?: string},
+      finish: (files: BackupFileEntry[]) => BackupManifest,
+    ): Promise<{path: string; manifest: BackupManifest; stats: SnapshotStats}>
   }
   /** The repository the archive goes to. */
   repository: {
@@ -263,11 +301,31 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
     const located = await driver.locate(options.source, deps, options)
     release = await deps.repository.lock()
     warnings.push(...(await deps.repository.cleanUp()))
+    const format = await deps.snapshots.format(options.format)
     scratch = await deps.archive.scratch()
     const source = await driver.reach(options.source, located, deps, scratch.path)
-    const tables: Exported = source.db
-      ? await driver.exportDatabase(options.source, source.db, deps, scratch.path)
-      : {rowCounts: {}, alembicRevision: null, files: [], format: 2}
+    // A snapshot skips the database when it is the file the parent read, unwritten since (as restic skips a file
+    // whose size and mtime are the same); --force-read, a fetched copy and --artifacts referenced always export it.
+    const parent = format === 'snapshot' ? await deps.snapshots.parent(source.location) : undefined
+    const databaseState =
+      format === 'snapshot' && source.db && driver.engine === 'sqlite' && options.source.kind !== 'connect'
+        ? await deps.source.databaseState(source.db)
+        : undefined
+    const unchangedDatabase =
+      !options.forceRead &&
+      options.artifacts !== 'referenced' &&
+      databaseState !== undefined &&
+      parent?.databaseState === databaseState
+    const tables: Exported = unchangedDatabase
+      ? {
+          rowCounts: parent.manifest.rowCounts,
+          alembicRevision: parent.manifest.alembicRevision,
+          files: [],
+          format: parent.manifest.format,
+        }
+      : source.db
+        ? await driver.exportDatabase(options.source, source.db, deps, scratch.path)
+        : {rowCounts: {}, alembicRevision: null, files: [], format: 2}
     if (!tables.alembicRevision && options.requireMlflow !== false) throw notMlflowSource(source.location, tables)
     if (tables.skipped?.length)
       warnings.push(
@@ -286,13 +344,10 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
               : await deps.source.readReferences(scratch.path),
           )
         : undefined
-    const artifactEntries = artifactSource
-      ? deps.source.listArtifacts(artifactSource, include, (message) => warnings.push(message))
-      : []
+    const onSkip = (message: string) => warnings.push(message)
     let artifactFiles = 0
     let artifactBytes = 0
-    const staged = await deps.repository.stage(id)
-    const written = deps.archive.write(staged, concat(tables.files, artifactEntries), (files) => {
+    const finish = (files: BackupFileEntry[]): BackupManifest => {
       const artifacts = files.filter((file) => file.path.startsWith('artifacts/'))
       artifactFiles = artifacts.length
       artifactBytes = artifacts.reduce((sum, file) => sum + file.size, 0)
@@ -319,12 +374,37 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
         encrypted: Boolean(options.encrypted),
         files,
       }
-    })
-    const {bytes, manifest} = await written.catch(async (error) => {
-      await deps.repository.abandon(id).catch(() => undefined)
-      throw error
-    })
-    const path = await deps.repository.commit(manifest, staged)
+    }
+    let path: string
+    let bytes: number
+    let stats: SnapshotStats | undefined
+    if (format === 'snapshot') {
+      const databaseEntries: SnapshotEntry[] = unchangedDatabase
+        ? parent.dbFiles.map((file) => ({...file, version: databaseState}))
+        : tables.files.map((file) => ({...file, version: databaseState}))
+      const written = await deps.snapshots.write(
+        concat(
+          databaseEntries,
+          artifactSource ? deps.source.artifactEntries(artifactSource, include, onSkip) : [],
+        ),
+        {forceRead: Boolean(options.forceRead), databaseState},
+        finish,
+      )
+      path = written.path
+      stats = written.stats
+      bytes = stats.bytesAdded
+    } else {
+      const artifactEntries = artifactSource ? deps.source.listArtifacts(artifactSource, include, onSkip) : []
+      const staged = await deps.repository.stage(id)
+      const {bytes: archiveBytes, manifest} = await deps.archive
+        .write(staged, concat(tables.files, artifactEntries), finish)
+        .catch(async (error) => {
+          await deps.repository.abandon(id).catch(() => undefined)
+          throw error
+        })
+      bytes = archiveBytes
+      path = await deps.repository.commit(manifest, staged)
+    }
     await deps.history.append({
       v: 1,
       time: deps.clock.now().toISOString(),
@@ -346,6 +426,8 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
       revision: tables.alembicRevision,
       mlflowVersion: null,
       warnings,
+      format,
+      ...(stats ? {snapshot: stats} : {}),
     }
   } catch (error) {
     await ping('/fail')

@@ -1,6 +1,7 @@
 // What a backup repository is to the use cases and commands: a directory or an object-store prefix behind one
 // interface (adapters/backup/repository.ts implements both).
 import type {BackupManifest} from './format.js'
+import type {GcPlan, RepositoryFormat} from './snapshots.js'
 
 /** A listed backup: its archive, size, manifest and when `backup verify` last passed it. */
 export interface RepoEntry {
@@ -9,6 +10,15 @@ export interface RepoEntry {
   bytes: number
   manifest: BackupManifest
   verifiedAt?: string
+  /** A self-contained archive (the default when absent), or a snapshot of deduplicated data. */
+  kind?: 'archive' | 'snapshot'
+}
+
+/** What `backup verify` found in a snapshot's data. */
+export interface SnapshotCheck {
+  problems: string[]
+  packsRead: number
+  blobsChecked: number
 }
 
 export interface BackupRepository {
@@ -30,4 +40,13 @@ export interface BackupRepository {
   inProgress(id: string): Promise<boolean>
   /** A write that failed (and cleaned up after itself): it is no longer in progress. */
   abandonArchive(id: string): Promise<void>
+  /** The format `backup create` writes here by default, as recorded at first use (undefined before it). */
+  format(): Promise<RepositoryFormat | undefined>
+  /** Under the lock: deletes the data no listed snapshot needs (see SnapshotRepository.collectGarbage). */
+  collectGarbage(passphrase: string | undefined): Promise<GcPlan & {repackedBlobs: number}>
+  /**
+   * The snapshots' data: every blob they need is indexed in a pack that exists (quick), and with `readData` all or
+   * that percentage of their packs read and every blob checked against its ID.
+   */
+  checkSnapshots(ids: string[], passphrase: string | undefined, readData: 'none' | 'all' | number): Promise<SnapshotCheck>
 }

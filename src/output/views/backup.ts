@@ -7,7 +7,11 @@ import {table} from '../table.js'
 import type {RecoverResult} from '../../core/backup/recover.js'
 
 export function showBackupCreated(result: CreateResult): string {
-  return `Backup ${result.id}\n  ${result.path}\n  ${formatBytes(result.bytes)}: ${result.tables} tables (${result.rows} rows), ${result.files} artifact files, revision ${result.revision ?? 'none'}`
+  const contents = `${result.tables} tables (${result.rows} rows), ${result.files} artifact files, revision ${result.revision ?? 'none'}`
+  const taken = result.snapshot
+  if (!taken) return `Backup ${result.id}\n  ${result.path}\n  ${formatBytes(result.bytes)}: ${contents}`
+  const parent = taken.parent ? `, ${taken.filesUnchanged} unchanged since ${taken.parent}` : ''
+  return `Snapshot ${result.id}\n  ${result.path}\n  ${contents}\n  read ${taken.filesNew} files (${formatBytes(taken.bytesRead)})${parent}; added ${formatBytes(taken.bytesAdded)} (${taken.blobsAdded} new blobs)`
 }
 
 export function showRecovered(result: RecoverResult): string {
