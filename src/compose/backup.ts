@@ -5,9 +5,6 @@ import {existsSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 
 import type {CreateDeps} from '../core/backup/create.js'
-import {SQLITE_FILE_ENTRY} from '../core/backup/format.js'
-import type {SnapshotDocument, SnapshotTree} from '../core/backup/snapshots.js'
-import type {OpenedRepository} from '../adapters/backup/snapshot-repository.js'
 import {parseDatabaseUrl} from '../core/database-url.js'
 import {instancePaths} from '../adapters/dev/instance-store.js'
 import {historyFile} from '../adapters/history-file.js'
@@ -20,7 +17,7 @@ import {artifactEntries, listArtifacts, readReferences} from '../adapters/backup
 import {recoverTarget, recoveryMayBeNeeded} from '../adapters/backup/restore-target.js'
 import {lockTarget} from '../adapters/backup/target-lock.js'
 import {isObjectStoreUrl} from '../core/artifact-url.js'
-import type {BackupRepository} from '../adapters/backup/repository.js'
+import type {BackupRepository} from '../core/backup/repository.js'
 import {NO_CONNECT, fetchConnectSnapshot, type ConnectTransferOptions} from '../adapters/connect/ops-client.js'
 import {exportPostgresTables} from '../adapters/backup/postgres-source.js'
 import {
@@ -129,7 +126,7 @@ export function createBackupDeps(options: {
         return `${file.size}:${file.mtimeMs}/${wal ? `${wal.size}:${wal.mtimeMs}` : '-'}`
       },
     },
-    snapshots: snapshotDeps(options.repository, options.passphrase, options.onWarning),
+    snapshots: options.repository.snapshotWriter(options.passphrase, options.onWarning),
     repository: {
       lock: async () => {
         const release = await options.repository.lock(options.onWarning)
@@ -162,62 +159,3 @@ export function createBackupDeps(options: {
   }
 }
 
-/**
- * The snapshot side of `backup create`: records the format at first use, opens the repository (its keys from the
- * passphrase), finds the parent snapshot of the same source, and writes.
- */
-function snapshotDeps(
-  repository: BackupRepository,
-  passphrase: string | undefined,
-  onWarning: (message: string) => void,
-): CreateDeps['snapshots'] {
-  const snapshots = repository.snapshots
-  let opened: OpenedRepository | undefined
-  let parent: {doc: SnapshotDocument; tree: SnapshotTree} | undefined
-  const open = async () => (opened ??= await snapshots.open(passphrase))
-  return {
-    async format(wanted) {
-      const recorded = (await snapshots.config())?.format
-      if (recorded) return wanted ?? recorded
-      // First use. A repository of archives from before snapshots existed keeps writing archives unless told
-      // otherwise: scripts that copy *.mlflowctl-backup.tar.gz off-site would otherwise stop getting new ones.
-      const legacy = !wanted && (await repository.list()).some((entry) => entry.kind !== 'snapshot')
-      const format = wanted ?? (legacy ? 'archive' : 'snapshot')
-      await snapshots.initialise(format, format === 'snapshot' ? passphrase : undefined, new Date())
-      if (legacy) onWarning(`${snapshots.display} holds archives and now records "archive" as its format; pass --format snapshot for deduplicated snapshots (list and restore show both)`)
-      return format
-    },
-    async parent(location) {
-      const config = await snapshots.config()
-      if (!config) return undefined
-      parent = await snapshots.parentOf(location, await open())
-      if (!parent) return undefined
-      const dbFiles = parent.tree.files.filter((file) => file.path.startsWith('db/'))
-      return {
-        id: parent.doc.manifest.id,
-        databaseState: dbFiles.some((file) => file.path === SQLITE_FILE_ENTRY) ? parent.tree.databaseState : undefined,
-        manifest: parent.doc.manifest,
-        dbFiles: dbFiles.map((file) => ({name: file.path, size: file.size})),
-      }
-    },
-    async write(entries, options, finish) {
-      const config = (await snapshots.config()) ?? (await snapshots.initialise('snapshot', passphrase, new Date()))
-      if (passphrase && !config.encryption)
-        throw new ConfigError(
-          'REPO_NOT_ENCRYPTED',
-          `${snapshots.display} was first used without a passphrase, so its snapshots are not encrypted; refusing to write this one in clear.`,
-          {suggestions: ['Use a new repository for encrypted snapshots, or pass --format archive for one encrypted archive here.']},
-        )
-      const written = await snapshots.writeSnapshot({
-        opened: await open(),
-        entries,
-        parent,
-        forceRead: options.forceRead,
-        databaseState: options.databaseState,
-        finish,
-      })
-      const where = snapshots.store.localPath(written.key) ?? `${snapshots.display.replace(/\/+$/, '')}/${written.key}`
-      return {path: where, manifest: written.manifest, stats: written.stats}
-    },
-  }
-}

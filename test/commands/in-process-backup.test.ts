@@ -30,6 +30,20 @@ class MemoryRepository implements BackupRepository {
   readonly archives = new Map<string, {path: string; manifest: BackupManifest; verifiedAt?: string}>()
   constructor(private readonly dir = tempDir('memory-repo-')) {}
 
+  // A repository of archives that records no format (as one from before snapshots): the snapshot side is covered
+  // by the integration suite.
+  format = async () => undefined
+  collectGarbage = async (): Promise<never> => {
+    throw new Error('no snapshots here')
+  }
+  checkSnapshots = async () => ({problems: [], packsRead: 0, blobsChecked: 0})
+  snapshotWriter = () => ({
+    format: async () => 'archive' as const,
+    parent: async () => undefined,
+    write: async (): Promise<never> => {
+      throw new Error('no snapshots here')
+    },
+  })
   async lock() {
     this.calls.push('lock')
     return async () => void this.calls.push('unlock')

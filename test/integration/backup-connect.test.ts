@@ -11,6 +11,9 @@ import {OTHER_KEY, PUBLISHER_KEY, startFakeConnect} from '../support/fake-connec
 import {connectAuthEnv, logRichRun, serverSnapshot} from '../support/mlflow-client.js'
 import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
 
+// These cases are about self-contained archives (--format archive); snapshots have backup-snapshots.test.ts.
+process.env.MLFLOWCTL_BACKUP_FORMAT ??= 'archive'
+
 const fake = await startFakeConnect()
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
 const configDir = tempDir('backup-connect-config-')

@@ -34,6 +34,9 @@ const SCRATCH = '.mlflowctl-scratch'
 const USER_WRITES = `
 import sys
 import mlflow
+
+// These cases are about self-contained archives (--format archive); snapshots have backup-snapshots.test.ts.
+process.env.MLFLOWCTL_BACKUP_FORMAT ??= 'archive'
 mlflow.set_tracking_uri("sqlite:///" + sys.argv[1])
 experiment = mlflow.create_experiment("written-after-the-kill")
 with mlflow.start_run(experiment_id=experiment):

@@ -32,6 +32,9 @@ import {runCli, tempDir, type CliResult} from '../support/cli.js'
 import {makeMlflowData} from '../support/mlflow-data.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
+// These cases are about self-contained archives (--format archive); snapshots have backup-snapshots.test.ts.
+process.env.MLFLOWCTL_BACKUP_FORMAT ??= 'archive'
+
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
 const RUN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 const SCRATCH = '.mlflowctl-scratch'

@@ -12,6 +12,9 @@ import Database from 'better-sqlite3'
 import {runCli, tempDir} from '../support/cli.js'
 import {NO_VENVS, requireService, testVenvs} from '../support/services.js'
 
+// These cases are about self-contained archives (--format archive); snapshots have backup-snapshots.test.ts.
+process.env.MLFLOWCTL_BACKUP_FORMAT ??= 'archive'
+
 const DATA = fileURLToPath(new URL('../data/format1', import.meta.url))
 const ID = '20261204T083251Z-8b6ef0'
 const RUN = '61329851c85b4883a21afc5405618bf5'

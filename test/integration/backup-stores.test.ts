@@ -16,6 +16,9 @@ import {AZURITE_ACCOUNT, NO_AZURITE, NO_VENVS, azuriteBlobUrl, requireService, t
 import {parseArtifactUrl} from '../../src/core/artifact-url.js'
 import {openStore} from '../../src/adapters/store/index.js'
 
+// These cases are about self-contained archives (--format archive); snapshots have backup-snapshots.test.ts.
+process.env.MLFLOWCTL_BACKUP_FORMAT ??= 'archive'
+
 /** The bucket or container a store URL names, without its prefix. */
 const bucketOf = (url: string) => url.replace(/^([a-z0-9]+:\/\/[^/]+).*$/, '$1')
 

@@ -29,6 +29,9 @@ import {rewriteArchive} from '../support/archives.js'
 import {logRichRun, logRun, readRuns, serverSnapshot} from '../support/mlflow-client.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
+// These cases are about self-contained archives (--format archive); snapshots have backup-snapshots.test.ts.
+process.env.MLFLOWCTL_BACKUP_FORMAT ??= 'archive'
+
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
 const bundle = join(tempDir(), 'ext')
 const repo = tempDir('backup-repo-')

@@ -1,5 +1,6 @@
 // A store held in a map: a whole backend in one file, registered for a test with one line
 // (openStore(url, {backends: {...STORE_BACKENDS, memory: openMemoryStore}})).
+import {createHash} from 'node:crypto'
 import {readFile, writeFile} from 'node:fs/promises'
 
 import type {Store, StoreOpener} from '../../src/adapters/store/store.js'
@@ -25,7 +26,9 @@ export const openMemoryStore: StoreOpener = async (url) => {
     display: url,
     async *entries(under) {
       for (const [key, body] of [...objects])
-        if (key.startsWith(base + under)) yield {key: key.slice(base.length), size: body.length}
+        if (key.startsWith(base + under))
+          // An S3-style ETag: the MD5 of the bytes.
+          yield {key: key.slice(base.length), size: body.length, version: createHash('md5').update(body).digest('hex')}
     },
     get: async (key) => get(key),
     put: async (key, body) => void objects.set(base + key, Buffer.from(body)),

@@ -37,17 +37,21 @@ import type {BackupRepository as Repository, RepoEntry} from '../../core/backup/
 import {directoryStore} from '../store/directory.js'
 import {SnapshotRepository} from './snapshot-repository.js'
 import {snapshotEntries, writeHandle} from './snapshot-backup.js'
+import {snapshotWriter} from './snapshot-writer.js'
 import {MARKER_SUFFIX as VERIFIED_SUFFIX} from './repo-files.js'
 
-/** A repository as the adapters use it: archives, and snapshots in the same store (snapshot-repository.ts). */
-export type BackupRepository = Repository & {snapshots: SnapshotRepository}
+/** The archive operations of a repository, before the snapshot side is added. */
+type ArchiveSide = Omit<Repository, 'format' | 'collectGarbage' | 'checkSnapshots' | 'snapshotWriter'>
+
+/** A repository: archives, and snapshots in the same store (snapshot-repository.ts). */
+export type BackupRepository = Repository
 
 /**
  * Adds the snapshot side to an archive repository: `list` shows both kinds, `fetch` of a snapshot ID gives a handle
  * that verifyBackupArchive reads as it would an archive, and `remove` of one deletes its document (prune then
  * collects its data).
  */
-function withSnapshots(base: Omit<Repository, 'format' | 'collectGarbage' | 'checkSnapshots'>, store: Store, scratchRoot: string): BackupRepository {
+function withSnapshots(base: ArchiveSide, store: Store, scratchRoot: string): BackupRepository {
   const snapshots = new SnapshotRepository(store, scratchRoot)
   const verifiedAt = async (id: string) => {
     try {
@@ -59,7 +63,6 @@ function withSnapshots(base: Omit<Repository, 'format' | 'collectGarbage' | 'che
   const isSnapshot = async (id: string) => /^[\w.-]+$/.test(id) && (await snapshots.documentIds()).includes(id)
   return {
     ...base,
-    snapshots,
     async list() {
       const archives = await base.list()
       const taken = await snapshotEntries(snapshots, verifiedAt)
@@ -75,10 +78,12 @@ function withSnapshots(base: Omit<Repository, 'format' | 'collectGarbage' | 'che
     async remove(id) {
       if (!(await isSnapshot(id))) return base.remove(id)
       await snapshots.removeSnapshot(id)
+      faultPoint('prune:snapshot-removed')
       await store.delete(`${id}${VERIFIED_SUFFIX}`).catch(() => undefined)
     },
     isCommitted: async (id) => (await base.isCommitted(id)) || (await isSnapshot(id)),
     format: async () => (await snapshots.config())?.format,
+    snapshotWriter: (passphrase, onWarning) => snapshotWriter(snapshots, () => base.list(), passphrase, onWarning),
     collectGarbage: async (passphrase) => snapshots.collectGarbage(await snapshots.open(passphrase)),
     async checkSnapshots(ids, passphrase, readData) {
       const opened = await snapshots.open(passphrase)
@@ -128,7 +133,7 @@ export function objectStoreRepository(objects: Store, scratchRoot = defaultScrat
       throw error
     }
   }
-  const repository: Omit<Repository, 'format' | 'collectGarbage' | 'checkSnapshots'> = {
+  const repository: ArchiveSide = {
     display: objects.display,
     lock: (onStale) =>
       takeLock(

@@ -20,13 +20,13 @@ import {
   type BackupManifest,
 } from '../../core/backup/format.js'
 import type {RepoEntry} from '../../core/backup/repository.js'
+import {SNAPSHOT_HANDLE_SUFFIX} from '../../core/backup/snapshots.js'
 import {CheckFailedError, ExternalError} from '../../errors.js'
 import {openStore} from '../store/index.js'
 import {TABLE_FILE, newlines, type ReadOptions} from './archive.js'
 import {SnapshotRepository} from './snapshot-repository.js'
 import {describeSqliteSnapshot} from './sqlite-source.js'
 
-export const SNAPSHOT_HANDLE_SUFFIX = '.mlflowctl-snapshot.json'
 
 interface Handle {
   mlflowctlSnapshot: 1

@@ -10,7 +10,7 @@ import {redact} from '../../core/redact.js'
 import {isObjectStoreUrl} from '../../core/artifact-url.js'
 
 export default class BackupCreate extends MlflowctlCommand<typeof BackupCreate> {
-  static summary = 'Back up the database and the artifacts: a deduplicated snapshot, or one verified archive.'
+  static summary = 'Back up the database and artifacts: a deduplicated snapshot or one archive.'
   static description = `A repository records its format at first use: snapshot for a new one (archive for one that already holds
 archives); --format overrides it for one run. A snapshot stores the database and every artifact as content-defined
 chunks, each once across all snapshots (packs, an index and the snapshot document, written in that order: a kill leaves

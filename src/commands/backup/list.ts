@@ -12,6 +12,8 @@ export interface BackupListEntry {
   rows: number
   artifactFiles: number
   verifiedAt: string | null
+  /** archive, or snapshot (bytes: what it added to the repository). */
+  kind: 'archive' | 'snapshot'
 }
 
 export default class BackupList extends MlflowctlCommand<typeof BackupList> {
@@ -38,6 +40,7 @@ export default class BackupList extends MlflowctlCommand<typeof BackupList> {
       rows: Object.values(e.manifest.rowCounts).reduce((a, b) => a + b, 0),
       artifactFiles: e.manifest.artifacts.files,
       verifiedAt: e.verifiedAt ?? null,
+      kind: e.kind ?? 'archive',
     }))
     this.out(showBackupList(backups))
     return {backups}

@@ -5,7 +5,9 @@ import {basename, dirname, join} from 'node:path'
 import {MlflowctlCommand} from '../../base-command.js'
 import {showVerified} from '../../output/views/backup.js'
 import {ARCHIVE_SUFFIX} from '../../core/backup/format.js'
-import {CheckFailedError, ExternalError} from '../../errors.js'
+import {CheckFailedError, ExternalError, UsageError} from '../../errors.js'
+import {SNAPSHOT_HANDLE_SUFFIX, parseSubset} from '../../core/backup/snapshots.js'
+import type {BackupManifest} from '../../core/backup/format.js'
 import type {BackupRepository} from '../../compose/command-deps.js'
 import {deepVerify, type DeepVerifyResult} from '../../core/backup/deep-verify.js'
 
@@ -34,6 +36,15 @@ archive copied without its sidecar is judged on its own contents), 5 when the ar
     deep: Flags.boolean({
       summary: 'Also restore into a scratch SQLite and check the data and the artifact references.',
       env: 'MLFLOWCTL_DEEP',
+    }),
+    'read-data': Flags.boolean({
+      summary: 'Snapshot: read all its data (every blob checked against its ID, every file against the manifest).',
+      env: 'MLFLOWCTL_READ_DATA',
+      exclusive: ['read-data-subset'],
+    }),
+    'read-data-subset': Flags.string({
+      summary: 'Snapshot: read this share of its packs, chosen at random (10%), to check a large repository in parts.',
+      env: 'MLFLOWCTL_READ_DATA_SUBSET',
     }),
     'passphrase-file': Flags.file({
       summary: 'For an encrypted backup: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).',
@@ -64,10 +75,18 @@ archive copied without its sidecar is judged on its own contents), 5 when the ar
       })
     this.err(`Verifying ${id ?? path}...`)
     const passphrase = await this.deps.passphrase(this.flags['passphrase-file'])
-    const manifest = await this.deps.verifyArchive(path, {
-      passphrase,
-      scratchRoot: join(this.settings.dataDir, 'verify'),
-    })
+    const subset = this.flags['read-data-subset']
+    const percent = subset === undefined ? undefined : parseSubset(subset)
+    if (subset !== undefined && percent === undefined)
+      throw new UsageError('INVALID_SUBSET', `--read-data-subset ${subset} is not a percentage in (0, 100].`, {
+        suggestions: ['Write it as 10% or 10.'],
+      })
+    const snapshot = path.endsWith(SNAPSHOT_HANDLE_SUFFIX) && repository && id
+    // A snapshot's quick check reads no data (restic's check); --read-data and --deep read all of it.
+    const manifest =
+      snapshot && !this.flags['read-data'] && !this.flags.deep
+        ? await this.checkSnapshot(repository, id, passphrase, percent)
+        : await this.deps.verifyArchive(path, {passphrase, scratchRoot: join(this.settings.dataDir, 'verify')})
     let deep: DeepVerifyResult | undefined
     if (this.flags.deep) {
       this.err('Restoring into a scratch SQLite database for the deep checks...')
@@ -114,5 +133,22 @@ archive copied without its sidecar is judged on its own contents), 5 when the ar
     if (home && listed) await home.markVerified(manifest.id, new Date())
     this.out(showVerified(manifest, deep))
     return {id: manifest.id, path, files: manifest.files.length, revision: manifest.alembicRevision, deep}
+  }
+
+  /** Every blob the snapshot needs is indexed in a pack of the indexed size; with a subset, those packs are read. */
+  private async checkSnapshot(
+    repository: BackupRepository,
+    id: string,
+    passphrase: string | undefined,
+    percent: number | undefined,
+  ): Promise<BackupManifest> {
+    const entry = (await repository.list()).find((listed) => listed.id === id)!
+    const check = await repository.checkSnapshots([id], passphrase, percent ?? 'none')
+    if (check.problems.length > 0)
+      throw new CheckFailedError('BACKUP_CORRUPT', `${id}: ${check.problems.slice(0, 5).join('; ')}${check.problems.length > 5 ? ` (and ${check.problems.length - 5} more)` : ''}.`, {
+        suggestions: ['Restore another snapshot (mlflowctl backup list); run backup verify --read-data to find every damaged one.'],
+      })
+    if (percent !== undefined) this.err(`Read ${check.packsRead} packs (${percent}%), ${check.blobsChecked} blobs checked.`)
+    return entry.manifest
   }
 }

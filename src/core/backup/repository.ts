@@ -2,6 +2,7 @@
 // interface (adapters/backup/repository.ts implements both).
 import type {BackupManifest} from './format.js'
 import type {GcPlan, RepositoryFormat} from './snapshots.js'
+import type {CreateDeps} from './create.js'
 
 /** A listed backup: its archive, size, manifest and when `backup verify` last passed it. */
 export interface RepoEntry {
@@ -49,4 +50,6 @@ export interface BackupRepository {
    * that percentage of their packs read and every blob checked against its ID.
    */
   checkSnapshots(ids: string[], passphrase: string | undefined, readData: 'none' | 'all' | number): Promise<SnapshotCheck>
+  /** What `backup create` writes snapshots through (one run: it keeps the opened keys and the parent). */
+  snapshotWriter(passphrase: string | undefined, onWarning: (message: string) => void): CreateDeps['snapshots']
 }

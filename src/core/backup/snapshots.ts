@@ -18,6 +18,8 @@ export const SNAPSHOTS_DIR = 'snapshots'
 export const INDEX_DIR = 'index'
 export const DATA_DIR = 'data'
 export const REPOSITORY_VERSION = 1
+/** The file `fetch` gives for a snapshot in place of an archive path (it names the repository and the snapshot). */
+export const SNAPSHOT_HANDLE_SUFFIX = '.mlflowctl-snapshot.json'
 
 /** Which kind of backup `backup create` writes: snapshots in this repository, or one self-contained archive. */
 export type RepositoryFormat = 'snapshot' | 'archive'

@@ -55,16 +55,19 @@ export interface BackupListRow {
   rows: number
   artifactFiles: number
   verifiedAt: string | null
+  kind: 'archive' | 'snapshot'
 }
 
 export function showBackupList(backups: BackupListRow[]): string {
   if (backups.length === 0) return 'No backups.'
   return table(
-    ['ID', 'CREATED', 'SIZE', 'ROWS', 'ARTIFACTS', 'VERIFIED'],
+    ['ID', 'KIND', 'CREATED', 'SIZE', 'ROWS', 'ARTIFACTS', 'VERIFIED'],
     backups.map((b) => [
       b.id,
+      b.kind,
       b.createdAt,
-      formatBytes(b.bytes),
+      // A snapshot's size is what it added to the repository (the rest it shares with other snapshots).
+      b.kind === 'snapshot' ? `+${formatBytes(b.bytes)}` : formatBytes(b.bytes),
       String(b.rows),
       String(b.artifactFiles),
       b.verifiedAt ?? 'no',

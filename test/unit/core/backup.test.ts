@@ -196,6 +196,10 @@ describe('createBackup (core, with injected I/O)', async () => {
         yield {name: 'artifacts/1/r/artifacts/model.txt', file: '/data/artifacts/1/r/artifacts/model.txt'}
       },
       readReferences: async () => [],
+      databaseState: async () => undefined,
+      artifactEntries: async function* () {
+        yield {name: 'artifacts/1/r/artifacts/model.txt', file: '/data/artifacts/1/r/artifacts/model.txt'}
+      },
       fetchConnectSnapshot: async () => ({
         db: '/remote/db/mlflow.db',
         artifacts: '/remote/artifacts',
@@ -230,6 +234,16 @@ describe('createBackup (core, with injected I/O)', async () => {
         fetchConnectSnapshot: flat.fetchConnectSnapshot,
         listArtifacts: flat.listArtifacts,
         readReferences: flat.readReferences,
+        databaseState: flat.databaseState,
+        artifactEntries: flat.artifactEntries,
+      },
+      // These cases are about archives; the snapshot path has its own cases below and in the integration suite.
+      snapshots: {
+        format: async (wanted) => wanted ?? 'archive',
+        parent: async () => undefined,
+        write: async () => {
+          throw new Error('not a snapshot case')
+        },
       },
       repository: {
         lock: flat.lock,

@@ -8,10 +8,13 @@ describe('human views', () => {
   it('backup list: a table, or "No backups."', () => {
     assert.equal(showBackupList([]), 'No backups.')
     const text = showBackupList([
-      {id: 'b1', createdAt: '2026-12-04T00:00:00Z', bytes: 2048, rows: 5, artifactFiles: 2, verifiedAt: null},
+      {id: 'b1', createdAt: '2026-12-04T00:00:00Z', bytes: 2048, rows: 5, artifactFiles: 2, verifiedAt: null, kind: 'archive'},
+      {id: 's1', createdAt: '2026-12-05T00:00:00Z', bytes: 1024, rows: 5, artifactFiles: 2, verifiedAt: null, kind: 'snapshot'},
     ])
-    assert.match(text, /^ID\s+CREATED\s+SIZE/m)
-    assert.match(text, /b1\s+2026-12-04T00:00:00Z\s+2(\.0)? KiB\s+5\s+2\s+no/)
+    assert.match(text, /^ID\s+KIND\s+CREATED\s+SIZE/m)
+    assert.match(text, /b1\s+archive\s+2026-12-04T00:00:00Z\s+2(\.0)? KiB\s+5\s+2\s+no/)
+    // A snapshot's size is what it added; the rest it shares.
+    assert.match(text, /s1\s+snapshot\s+2026-12-05T00:00:00Z\s+\+1(\.0)? KiB/)
   })
 
   it('restore names the safety backup only when one was taken; verify adds the deep line only for --deep', () => {
