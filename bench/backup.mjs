@@ -10,13 +10,12 @@
 // Needs: npm run build, the test venvs (node scripts/provision.mjs), PostgreSQL (MLFLOWCTL_TEST_PG_URL, an
 // admin URL), sqlite3, pgloader and /usr/bin/time (Debian packages). Not a test: it never fails a build.
 import {execFileSync, spawnSync} from 'node:child_process'
-import {randomBytes} from 'node:crypto'
-import {mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import Database from 'better-sqlite3'
+import {generateAppData, sizeOf} from './lib.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 /** --skip-postgres: the SQLite and app-data measurements only (no pgloader, no PostgreSQL needed). */
@@ -82,10 +81,6 @@ function measure(label, command) {
   return {seconds, peakMiB: kib / 1024, stdout: result.stdout.toString()}
 }
 
-const sizeOf = (path) =>
-  statSync(path).isDirectory()
-    ? readdirSync(path).reduce((sum, name) => sum + sizeOf(join(path, name)), 0)
-    : statSync(path).size
 const pgUrl = (name) => Object.assign(new URL(pgAdmin), {pathname: `/${name}`}).toString()
 function createDb(name) {
   execFileSync(
@@ -96,64 +91,8 @@ function createDb(name) {
   return pgUrl(name)
 }
 
-/** An app-data directory: the schema made by real MLflow, then runs, params and metrics bulk-inserted. */
-function generate(dir, metricRows, artifactBytes) {
-  mkdirSync(join(dir, 'artifacts'), {recursive: true})
-  const dbFile = join(dir, 'mlflow.db')
-  execFileSync(
-    venv.python,
-    [
-      '-c',
-      `from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; SqlAlchemyStore('sqlite:///${dbFile}', '${join(dir, 'artifacts')}')`,
-    ],
-    {stdio: 'pipe'},
-  )
-  const db = new Database(dbFile)
-  db.pragma('journal_mode = WAL')
-  const runs = 1000
-  const keys = 10
-  const steps = Math.ceil(metricRows / runs / keys)
-  const now = Date.now()
-  db.prepare(
-    "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (1, 'bench', 'mlflow-artifacts:/1', 'active', ?, ?)",
-  ).run(now, now)
-  const run = db.prepare(
-    "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) VALUES (?, ?, 'LOCAL', '', '', 'bench', 'FINISHED', ?, ?, '', 'active', ?, 1)",
-  )
-  const param = db.prepare('INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)')
-  const metric = db.prepare(
-    'INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, 0)',
-  )
-  const latest = db.prepare(
-    'INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, ?, 0, ?)',
-  )
-  const runIds = []
-  db.transaction(() => {
-    for (let r = 0; r < runs; r++) {
-      const id = randomBytes(16).toString('hex')
-      runIds.push(id)
-      run.run(id, `run-${r}`, now, now + 1000, `mlflow-artifacts:/1/${id}/artifacts`)
-      for (let p = 0; p < 10; p++) param.run(`param_${p}`, String(Math.random()), id)
-      for (let k = 0; k < keys; k++) {
-        for (let s = 0; s < steps; s++) metric.run(`metric_${k}`, Math.random(), now + s, id, s)
-        latest.run(`metric_${k}`, Math.random(), now + steps, steps - 1, id)
-      }
-    }
-  })()
-  db.pragma('wal_checkpoint(TRUNCATE)')
-  db.close()
-  const fileSize = 4 * 1024 * 1024
-  for (let i = 0; i < Math.ceil(artifactBytes / fileSize); i++) {
-    const runDir = join(dir, 'artifacts', '1', runIds[i % runs], 'artifacts')
-    mkdirSync(runDir, {recursive: true})
-    writeFileSync(join(runDir, `weights-${i}.bin`), randomBytes(fileSize)) // model weights do not compress
-  }
-  return {
-    dbBytes: statSync(dbFile).size,
-    artifactBytes: sizeOf(join(dir, 'artifacts')),
-    metricRows: runs * keys * steps,
-  }
-}
+const generate = (dir, metricRows, artifactBytes) =>
+  generateAppData(dir, {python: venv.python, metricRows, artifactBytes})
 
 const results = {scale, sizes: []}
 const mlflowctl = (args) => `node ${cli} ${args} --json`

@@ -1,7 +1,12 @@
 // What the benchmarks share: the repository root, numeric flags, and the peak memory of a process tree.
-import {readFileSync, readdirSync} from 'node:fs'
+import {execFileSync} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {mkdirSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
 import {createServer} from 'node:net'
 import {fileURLToPath} from 'node:url'
+
+import Database from 'better-sqlite3'
 
 export const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -70,4 +75,72 @@ export const mlflowRest = (base) => async (path, body) => {
   })
   if (!answer.ok) throw new Error(`${path}: HTTP ${answer.status} ${await answer.text()}`)
   return answer.json()
+}
+
+/** Bytes under a path (a file, or a directory's files). */
+export const sizeOf = (path) =>
+  statSync(path).isDirectory()
+    ? readdirSync(path).reduce((sum, name) => sum + sizeOf(join(path, name)), 0)
+    : statSync(path).size
+
+/**
+ * An app-data directory: the schema made by real MLflow (`python`, a test venv's), then 1,000 runs with params and
+ * metrics bulk-inserted, and `artifactBytes` of incompressible 4 MiB files. Returns the sizes it made.
+ */
+export function generateAppData(dir, {python, metricRows, artifactBytes}) {
+  mkdirSync(join(dir, 'artifacts'), {recursive: true})
+  const dbFile = join(dir, 'mlflow.db')
+  execFileSync(
+    python,
+    [
+      '-c',
+      `from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; SqlAlchemyStore('sqlite:///${dbFile}', '${join(dir, 'artifacts')}')`,
+    ],
+    {stdio: 'pipe'},
+  )
+  const db = new Database(dbFile)
+  db.pragma('journal_mode = WAL')
+  const runs = 1000
+  const keys = 10
+  const steps = Math.ceil(metricRows / runs / keys)
+  const now = Date.now()
+  db.prepare(
+    "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (1, 'bench', 'mlflow-artifacts:/1', 'active', ?, ?)",
+  ).run(now, now)
+  const run = db.prepare(
+    "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) VALUES (?, ?, 'LOCAL', '', '', 'bench', 'FINISHED', ?, ?, '', 'active', ?, 1)",
+  )
+  const param = db.prepare('INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)')
+  const metric = db.prepare(
+    'INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, 0)',
+  )
+  const latest = db.prepare(
+    'INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, ?, 0, ?)',
+  )
+  const runIds = []
+  db.transaction(() => {
+    for (let r = 0; r < runs; r++) {
+      const id = randomBytes(16).toString('hex')
+      runIds.push(id)
+      run.run(id, `run-${r}`, now, now + 1000, `mlflow-artifacts:/1/${id}/artifacts`)
+      for (let p = 0; p < 10; p++) param.run(`param_${p}`, String(Math.random()), id)
+      for (let k = 0; k < keys; k++) {
+        for (let s = 0; s < steps; s++) metric.run(`metric_${k}`, Math.random(), now + s, id, s)
+        latest.run(`metric_${k}`, Math.random(), now + steps, steps - 1, id)
+      }
+    }
+  })()
+  db.pragma('wal_checkpoint(TRUNCATE)')
+  db.close()
+  const fileSize = 4 * 1024 * 1024
+  for (let i = 0; i < Math.ceil(artifactBytes / fileSize); i++) {
+    const runDir = join(dir, 'artifacts', '1', runIds[i % runs], 'artifacts')
+    mkdirSync(runDir, {recursive: true})
+    writeFileSync(join(runDir, `weights-${i}.bin`), randomBytes(fileSize)) // model weights do not compress
+  }
+  return {
+    dbBytes: statSync(dbFile).size,
+    artifactBytes: sizeOf(join(dir, 'artifacts')),
+    metricRows: runs * keys * steps,
+  }
 }

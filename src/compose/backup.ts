@@ -23,6 +23,7 @@ import {exportPostgresTables} from '../adapters/backup/postgres-source.js'
 import {
   describeSqliteSnapshot,
   dropSchemaObjects,
+  readLiveSqlite,
   snapshotSqlite,
   sqliteArtifactReferences,
 } from '../adapters/backup/sqlite-source.js'
@@ -121,6 +122,7 @@ export function createBackupDeps(options: {
       listArtifacts,
       readReferences,
       artifactEntries,
+      liveSqlite: async (db) => readLiveSqlite(db),
       databaseState: async (db) => {
         const [file, wal] = await Promise.all([stat(db), stat(`${db}-wal`).catch(() => undefined)])
         return `${file.size}:${file.mtimeMs}/${wal ? `${wal.size}:${wal.mtimeMs}` : '-'}`
@@ -158,4 +160,3 @@ export function createBackupDeps(options: {
     paths: {join},
   }
 }
-

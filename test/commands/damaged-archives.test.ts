@@ -37,7 +37,17 @@ describe('damaged archives: verify and restore both exit 6 with the reason', () 
     writeFileSync(join(appData, 'artifacts', '1', 'run', 'artifacts', 'model.bin'), randomBytes(300_000))
     writeFileSync(join(appData, 'artifacts', '1', 'run', 'artifacts', 'log.txt'), 'step,loss\n'.repeat(20_000))
     const repo = join(work, 'repo')
-    const created = await runCli(['backup', 'create', '--source', appData, '--repo', repo, '--format', 'archive', '--json'])
+    const created = await runCli([
+      'backup',
+      'create',
+      '--source',
+      appData,
+      '--repo',
+      repo,
+      '--format',
+      'archive',
+      '--json',
+    ])
     assert.equal(created.code, 0, created.stdout + created.stderr)
     original = join(
       repo,

@@ -2,6 +2,7 @@
 // gcp-storage-emulator. The same life cycle on each: create, a held lock, list, verify, prune, restore.
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
@@ -161,7 +162,44 @@ async function lifeCycle(t: TestContext, repo: string, env: Record<string, strin
 
   const missing = await cli(['verify', '20990101T000000Z-000000', '--repo', repo])
   assert.equal(missing.json!.error!.code, 'BACKUP_NOT_FOUND')
-  t.diagnostic(`${repo}: create, lock, list, verify, prune and restore passed`)
+
+  // Snapshots in the store, of artifacts in the store: a second backup downloads no unchanged object (their ETag or
+  // generation says so); a changed one is read again; packs are downloaded to read the data back.
+  const weights = randomBytes(700 * 1024)
+  await store.put(`${prefix}-artifacts/2/${'s'.repeat(32)}/artifacts/weights.bin`, weights)
+  const snapshots = `${repo}-snapshots`
+  const snapshot = () =>
+    cli([
+      'create',
+      '--source',
+      `sqlite:///${join(source, 'mlflow.db')}`,
+      '--artifacts-source',
+      `${repo}-artifacts`,
+      '--repo',
+      snapshots,
+      '--format',
+      'snapshot',
+    ])
+  const taken = await snapshot()
+  assert.equal(taken.code, 0, taken.stdout + taken.stderr)
+  assert.equal(taken.json!.result.snapshot.filesNew, 3)
+  const again = (await snapshot()).json!.result.snapshot
+  assert.deepEqual([again.filesNew, again.bytesRead, again.blobsAdded], [0, 0, 0])
+  const changed = randomBytes(weights.length)
+  await store.put(`${prefix}-artifacts/2/${'s'.repeat(32)}/artifacts/weights.bin`, changed)
+  assert.equal((await snapshot()).json!.result.snapshot.filesNew, 1, 'only the changed object is downloaded')
+  assert.equal((await cli(['verify', 'latest', '--repo', snapshots, '--read-data'])).code, 0)
+  const snapshotTarget = join(tempDir('store-snapshot-restore-'), 'data')
+  const fromSnapshot = await cli(['restore', 'latest', '--repo', snapshots, '--to', snapshotTarget])
+  assert.equal(fromSnapshot.code, 0, fromSnapshot.stdout + fromSnapshot.stderr)
+  assert.ok(
+    readFileSync(join(snapshotTarget, 'artifacts', '2', 's'.repeat(32), 'artifacts', 'weights.bin')).equals(changed),
+  )
+  const prunedSnapshots = await cli(['prune', '--repo', snapshots, '--keep-last', '1', '--yes'])
+  assert.equal(prunedSnapshots.code, 0, prunedSnapshots.stdout)
+  assert.ok(prunedSnapshots.json!.result.data.packsRemoved + prunedSnapshots.json!.result.data.packsRewritten > 0)
+  assert.equal((await cli(['verify', 'latest', '--repo', snapshots, '--read-data'])).code, 0)
+  t.diagnostic(`${repo}: create, lock, list, verify, prune and restore passed, for archives and snapshots`)
 }
 
 describe('backup repositories in object stores', () => {

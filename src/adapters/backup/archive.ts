@@ -266,18 +266,31 @@ export async function verifyBackupArchive(file: string, options: ReadOptions = {
   }
   const invalid = invalidManifest(manifest)
   if (invalid) throw corrupt(invalid)
-  const problems = [...compareWithManifest(manifest, seen), ...compareRowCounts(manifest, linesByEntry)]
-  if (sqliteCopy && problems.length === 0) {
-    try {
-      problems.push(...compareSqliteRowCounts(manifest, describeSqliteSnapshot(sqliteCopy).rowCounts))
-    } catch (error) {
-      throw corrupt(`${SQLITE_FILE_ENTRY} cannot be read as a SQLite database (${(error as Error).message})`)
-    } finally {
-      await rm(sqliteCopy, {force: true})
-    }
-  }
-  if (problems.length > 0) throw corrupt(problems.map(describeProblem).join('; '))
+  await checkAgainstManifest(manifest, {seen, linesByEntry, sqliteCopy}, corrupt)
   if (options.expected && !sameManifest(manifest, options.expected))
     throw corrupt('its manifest differs from the listing sidecar beside it (one of them was changed)')
   return manifest
+}
+
+/**
+ * What was read against the manifest: every entry's size and SHA-256, the lines of table files, and the rows of a
+ * SQLite copy taken while it streamed (removed here). Archives and snapshots are held to the same checks.
+ * @throws what `corrupt` makes of the first problems found
+ */
+export async function checkAgainstManifest(
+  manifest: BackupManifest,
+  read: {seen: Map<string, {size: number; sha256: string}>; linesByEntry: Map<string, number>; sqliteCopy?: string},
+  corrupt: (why: string) => Error,
+): Promise<void> {
+  const problems = [...compareWithManifest(manifest, read.seen), ...compareRowCounts(manifest, read.linesByEntry)]
+  if (read.sqliteCopy && problems.length === 0) {
+    try {
+      problems.push(...compareSqliteRowCounts(manifest, describeSqliteSnapshot(read.sqliteCopy).rowCounts))
+    } catch (error) {
+      throw corrupt(`${SQLITE_FILE_ENTRY} cannot be read as a SQLite database (${(error as Error).message})`)
+    } finally {
+      await rm(read.sqliteCopy, {force: true})
+    }
+  }
+  if (problems.length > 0) throw corrupt(problems.map(describeProblem).join('; '))
 }

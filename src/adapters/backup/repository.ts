@@ -55,7 +55,8 @@ function withSnapshots(base: ArchiveSide, store: Store, scratchRoot: string): Ba
   const snapshots = new SnapshotRepository(store, scratchRoot)
   const verifiedAt = async (id: string) => {
     try {
-      return (JSON.parse((await store.get(`${id}${VERIFIED_SUFFIX}`)).toString('utf8')) as {verifiedAt?: string}).verifiedAt
+      return (JSON.parse((await store.get(`${id}${VERIFIED_SUFFIX}`)).toString('utf8')) as {verifiedAt?: string})
+        .verifiedAt
     } catch {
       return undefined
     }
@@ -73,7 +74,10 @@ function withSnapshots(base: ArchiveSide, store: Store, scratchRoot: string): Ba
     async fetch(id) {
       if (!(await isSnapshot(id))) return base.fetch(id)
       const scratch = await openScratch(scratchRoot)
-      return {path: await writeHandle(scratch.path, store.localPath('') ?? store.display, scratchRoot, id), release: () => scratch.remove()}
+      return {
+        path: await writeHandle(scratch.path, store.localPath('') ?? store.display, scratchRoot, id),
+        release: () => scratch.remove(),
+      }
     },
     async remove(id) {
       if (!(await isSnapshot(id))) return base.remove(id)
@@ -94,27 +98,31 @@ function withSnapshots(base: ArchiveSide, store: Store, scratchRoot: string): Ba
 }
 
 export function localRepository(dir: string, scratchRoot = defaultScratchRoot()): BackupRepository {
-  return withSnapshots({
-    display: dir,
-    lock: (onStale) => lockRepo(dir, onStale),
-    async stageArchive(id) {
-      await beginWrite(dir, id)
-      return archivePath(dir, id) // writeBackupArchive writes .partial and renames
+  return withSnapshots(
+    {
+      display: dir,
+      lock: (onStale) => lockRepo(dir, onStale),
+      async stageArchive(id) {
+        await beginWrite(dir, id)
+        return archivePath(dir, id) // writeBackupArchive writes .partial and renames
+      },
+      async commitArchive(manifest, staged) {
+        await writeSidecar(dir, manifest)
+        await endWrite(dir, manifest.id)
+        return staged
+      },
+      list: () => listRepo(dir),
+      fetch: async (id) => ({path: archivePath(dir, id), release: async () => undefined}),
+      markVerified: (id, at) => markVerified(dir, id, at),
+      remove: (id) => removeBackup(dir, id),
+      cleanUp: (verify) => cleanUpRepo(dir, verify),
+      isCommitted: (id) => isCommitted(dir, id),
+      inProgress: (id) => inProgress(dir, id),
+      abandonArchive: (id) => endWrite(dir, id),
     },
-    async commitArchive(manifest, staged) {
-      await writeSidecar(dir, manifest)
-      await endWrite(dir, manifest.id)
-      return staged
-    },
-    list: () => listRepo(dir),
-    fetch: async (id) => ({path: archivePath(dir, id), release: async () => undefined}),
-    markVerified: (id, at) => markVerified(dir, id, at),
-    remove: (id) => removeBackup(dir, id),
-    cleanUp: (verify) => cleanUpRepo(dir, verify),
-    isCommitted: (id) => isCommitted(dir, id),
-    inProgress: (id) => inProgress(dir, id),
-    abandonArchive: (id) => endWrite(dir, id),
-  }, directoryStore(dir), scratchRoot)
+    directoryStore(dir),
+    scratchRoot,
+  )
 }
 
 /** Scratch space of object-store repositories (the archive is staged on local disk before the upload). */
@@ -295,10 +303,10 @@ export async function fetchArchive(
 ): Promise<{path: string; release(): Promise<void>; id?: string}> {
   if (repository && backup === LATEST) {
     // restic's "latest": the newest listed backup (IDs sort by time; list is the commit mark).
+    // The newest by creation time: IDs carry whole seconds only, so two backups in one second sort by their random part.
     const newest = (await repository.list())
-      .map((entry) => entry.id)
-      .sort()
-      .at(-1)
+      .sort((a, b) => a.manifest.createdAt.localeCompare(b.manifest.createdAt) || a.id.localeCompare(b.id))
+      .at(-1)?.id
     if (!newest)
       throw new ExternalError('BACKUP_NOT_FOUND', `${repository.display} holds no backup, so there is no latest.`, {
         suggestions: ['Create one: mlflowctl backup create --source SOURCE --repo REPO.'],

@@ -4,16 +4,12 @@
 // against the manifest, row counts, and the expected manifest before a byte is written.
 import {createHash} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
-import {readFile, rm, writeFile} from 'node:fs/promises'
+import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 
 import {
   SQLITE_FILE_ENTRY,
-  compareRowCounts,
-  compareSqliteRowCounts,
-  compareWithManifest,
-  describeProblem,
   sameManifest,
   unexpectedEntry,
   unsafeEntryName,
@@ -23,10 +19,8 @@ import type {RepoEntry} from '../../core/backup/repository.js'
 import {SNAPSHOT_HANDLE_SUFFIX} from '../../core/backup/snapshots.js'
 import {CheckFailedError, ExternalError} from '../../errors.js'
 import {openStore} from '../store/index.js'
-import {TABLE_FILE, newlines, type ReadOptions} from './archive.js'
+import {TABLE_FILE, checkAgainstManifest, newlines, type ReadOptions} from './archive.js'
 import {SnapshotRepository} from './snapshot-repository.js'
-import {describeSqliteSnapshot} from './sqlite-source.js'
-
 
 interface Handle {
   mlflowctlSnapshot: 1
@@ -75,7 +69,9 @@ export async function readSnapshotBackup(path: string, options: ReadOptions): Pr
   const where = `${repo.display} snapshot ${id}`
   const corrupt = (why: string) =>
     new CheckFailedError('BACKUP_CORRUPT', `${where}: ${why}.`, {
-      suggestions: ['Use another backup (mlflowctl backup list), and run mlflowctl backup verify --read-data on this one.'],
+      suggestions: [
+        'Use another backup (mlflowctl backup list), and run mlflowctl backup verify --read-data on this one.',
+      ],
     })
   const doc = await documentOf(repo, id)
   const opened = await repo.open(options.passphrase)
@@ -116,28 +112,28 @@ export async function readSnapshotBackup(path: string, options: ReadOptions): Pr
     await packs.close()
   }
   const manifest = doc.manifest
-  const problems = [...compareWithManifest(manifest, seen), ...compareRowCounts(manifest, linesByEntry)]
-  if (sqliteCopy && problems.length === 0) {
-    try {
-      problems.push(...compareSqliteRowCounts(manifest, describeSqliteSnapshot(sqliteCopy).rowCounts))
-    } catch (error) {
-      throw corrupt(`${SQLITE_FILE_ENTRY} cannot be read as a SQLite database (${(error as Error).message})`)
-    } finally {
-      await rm(sqliteCopy, {force: true})
-    }
-  }
-  if (problems.length > 0) throw corrupt(problems.map(describeProblem).join('; '))
+  await checkAgainstManifest(manifest, {seen, linesByEntry, sqliteCopy}, corrupt)
   if (options.expected && !sameManifest(manifest, options.expected))
     throw corrupt('its manifest differs from the one expected (it was changed meanwhile)')
   return manifest
 }
 
 /** The snapshots of a repository as `backup list` shows them (bytes: what each added to the repository). */
-export async function snapshotEntries(repo: SnapshotRepository, verifiedAt: (id: string) => Promise<string | undefined>): Promise<RepoEntry[]> {
+export async function snapshotEntries(
+  repo: SnapshotRepository,
+  verifiedAt: (id: string) => Promise<string | undefined>,
+): Promise<RepoEntry[]> {
   const entries: RepoEntry[] = []
   for (const doc of await repo.documents()) {
     const id = doc.manifest.id
-    entries.push({id, path: `${repo.display.replace(/\/+$/, '')}/snapshots/${id}.json`, bytes: doc.stats.bytesAdded, manifest: doc.manifest, verifiedAt: await verifiedAt(id), kind: 'snapshot'})
+    entries.push({
+      id,
+      path: `${repo.display.replace(/\/+$/, '')}/snapshots/${id}.json`,
+      bytes: doc.stats.bytesAdded,
+      manifest: doc.manifest,
+      verifiedAt: await verifiedAt(id),
+      kind: 'snapshot',
+    })
   }
   return entries
 }

@@ -4,10 +4,11 @@
 // listed snapshot needs, which prune removes. Prune writes new packs and a new index before it deletes anything.
 import {createHash, randomBytes} from 'node:crypto'
 import {createReadStream} from 'node:fs'
-import {open, rm, type FileHandle} from 'node:fs/promises'
+import {mkdir, open, rm, type FileHandle} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {chunkStream} from '../../core/backup/chunker.js'
+import type {SnapshotEntry} from '../../core/backup/create.js'
 import type {BackupFileEntry, BackupManifest} from '../../core/backup/format.js'
 import {
   CONFIG_KEY,
@@ -57,14 +58,8 @@ export interface LoadedIndex {
   keys: string[]
 }
 
-/** A file `backup create` puts in a snapshot: read where it is, downloaded first, or referenced when unchanged. */
-export interface SnapshotSource {
-  name: string
-  size?: number
-  version?: string
-  file?: string
-  download?: (to: string) => Promise<void>
-}
+/** A file `backup create` puts in a snapshot: read where it is, streamed, downloaded first, or referenced unread. */
+export type SnapshotSource = SnapshotEntry
 
 export interface OpenedRepository {
   config: RepositoryConfig
@@ -188,9 +183,17 @@ export class SnapshotRepository {
   async tree(doc: SnapshotDocument, keys: RepositoryKeys | undefined): Promise<SnapshotTree> {
     const where = `${this.display}/${snapshotKey(doc.manifest.id)}`
     const sealed = 'sealed' in doc.tree
-    if (sealed !== Boolean(keys)) throw corruptRepo(where, sealed ? 'its tree is sealed in a plain repository' : 'its tree is not sealed in an encrypted repository')
+    if (sealed !== Boolean(keys))
+      throw corruptRepo(
+        where,
+        sealed ? 'its tree is sealed in a plain repository' : 'its tree is not sealed in an encrypted repository',
+      )
     const tree = sealed
-      ? await unsealJson<SnapshotTree>(Buffer.from((doc.tree as {sealed: string}).sealed, 'base64'), keys, `${where} (tree)`)
+      ? await unsealJson<SnapshotTree>(
+          Buffer.from((doc.tree as {sealed: string}).sealed, 'base64'),
+          keys,
+          `${where} (tree)`,
+        )
       : (doc.tree as SnapshotTree)
     const invalid = invalidTree(tree, doc.manifest, sha256Of(JSON.stringify(doc.manifest)))
     if (invalid) throw corruptRepo(where, invalid)
@@ -202,13 +205,15 @@ export class SnapshotRepository {
     const blobs = new Map<string, BlobLocation>()
     const packs: IndexPack[] = []
     const names: string[] = []
-    for await (const entry of this.store.entries(`${INDEX_DIR}/`)) if (entry.key.endsWith('.json')) names.push(entry.key)
+    for await (const entry of this.store.entries(`${INDEX_DIR}/`))
+      if (entry.key.endsWith('.json')) names.push(entry.key)
     names.sort()
     for (const name of names) {
       const raw = await this.getOptional(name)
       if (!raw) continue
       const doc = await unsealJson<IndexDocument>(raw, keys, `${this.display}/${name}`)
-      if (doc.version !== REPOSITORY_VERSION || !Array.isArray(doc.packs)) throw corruptRepo(`${this.display}/${name}`, 'it is not an index')
+      if (doc.version !== REPOSITORY_VERSION || !Array.isArray(doc.packs))
+        throw corruptRepo(`${this.display}/${name}`, 'it is not an index')
       for (const pack of doc.packs) {
         if (stored && !stored.has(pack.id)) continue
         packs.push(pack)
@@ -230,7 +235,10 @@ export class SnapshotRepository {
   }
 
   /** The newest snapshot of a source (by its location), with its files by path: the parent of the next one. */
-  async parentOf(location: string, opened: OpenedRepository): Promise<{doc: SnapshotDocument; tree: SnapshotTree} | undefined> {
+  async parentOf(
+    location: string,
+    opened: OpenedRepository,
+  ): Promise<{doc: SnapshotDocument; tree: SnapshotTree} | undefined> {
     const docs = (await this.documents()).filter((doc) => doc.manifest.source.location === location)
     const doc = docs.sort((a, b) => a.manifest.createdAt.localeCompare(b.manifest.createdAt)).at(-1)
     if (!doc) return undefined
@@ -254,20 +262,37 @@ export class SnapshotRepository {
     finish: (files: BackupFileEntry[]) => BackupManifest
   }): Promise<{manifest: BackupManifest; stats: SnapshotStats; key: string}> {
     const {opened} = options
-    const index = await this.loadIndex(opened.keys, await this.storedPacks())
-    const writer = new PackWriter(this.store, opened.keys, index.blobs)
-    const parentFiles = options.forceRead ? undefined : new Map(options.parent?.tree.files.map((file) => [file.path, file]))
+    // The index is read only when a file is read: a night with nothing changed lists and reads no index or pack.
+    let index: Promise<Map<string, BlobLocation>> | undefined
+    const known = () =>
+      (index ??= this.storedPacks().then(async (stored) => (await this.loadIndex(opened.keys, stored)).blobs))
+    const writer = new PackWriter(this.store, opened.keys, known)
+    const parentFiles = options.forceRead
+      ? undefined
+      : new Map(options.parent?.tree.files.map((file) => [file.path, file]))
     const files: SnapshotFile[] = []
-    const stats: SnapshotStats = {filesNew: 0, filesUnchanged: 0, bytesRead: 0, blobsAdded: 0, bytesAdded: 0, ...(options.parent ? {parent: options.parent.doc.manifest.id} : {})}
+    const stats: SnapshotStats = {
+      filesNew: 0,
+      filesUnchanged: 0,
+      bytesRead: 0,
+      blobsAdded: 0,
+      bytesAdded: 0,
+      ...(options.parent ? {parent: options.parent.doc.manifest.id} : {}),
+    }
     const scratch = join(this.scratchRoot, `download-${randomName().slice(0, 12)}`)
     let downloads = 0
-    const prepare = async (entry: SnapshotSource): Promise<{entry: SnapshotSource; reuse?: SnapshotFile; file?: string; temporary?: boolean}> => {
-      const reuse = entry.size !== undefined ? unchangedInParent(parentFiles, entry.name, entry.size, entry.version) : undefined
+    let scratchReady: Promise<unknown> | undefined
+    const prepare = async (
+      entry: SnapshotSource,
+    ): Promise<{entry: SnapshotSource; reuse?: SnapshotFile; file?: string; temporary?: boolean}> => {
+      const reuse =
+        entry.size !== undefined ? unchangedInParent(parentFiles, entry.name, entry.size, entry.version) : undefined
       if (reuse) return {entry, reuse}
-      if (entry.file) return {entry, file: entry.file}
+      if (entry.read || entry.file) return {entry, file: entry.file}
       if (!entry.download) throw new Error(`${entry.name} has neither a file nor a download, and no unchanged parent`)
       const file = join(scratch, String(downloads++))
-      if (downloads === 1) await import('node:fs/promises').then((fs) => fs.mkdir(scratch, {recursive: true, mode: 0o700}))
+      scratchReady ??= mkdir(scratch, {recursive: true, mode: 0o700})
+      await scratchReady
       await entry.download(file)
       return {entry, file, temporary: true}
     }
@@ -283,7 +308,7 @@ export class SnapshotRepository {
       const hash = createHash('sha256')
       const blobs: string[] = []
       let size = 0
-      const input = createReadStream(prepared.file!, {highWaterMark: 4 * 1024 * 1024})
+      const input = prepared.entry.read?.() ?? createReadStream(prepared.file!, {highWaterMark: 4 * 1024 * 1024})
       for await (const chunk of chunkStream(input, opened.config.chunker)) {
         hash.update(chunk)
         size += chunk.length
@@ -292,7 +317,13 @@ export class SnapshotRepository {
       if (prepared.temporary) await rm(prepared.file!, {force: true})
       stats.bytesRead += size
       stats.filesNew++
-      files.push({path: prepared.entry.name, size, sha256: hash.digest('hex'), blobs, ...(prepared.entry.version !== undefined ? {version: prepared.entry.version} : {})})
+      files.push({
+        path: prepared.entry.name,
+        size,
+        sha256: hash.digest('hex'),
+        blobs,
+        ...(prepared.entry.version !== undefined ? {version: prepared.entry.version} : {}),
+      })
     }
     try {
       for await (const entry of options.entries) {
@@ -308,7 +339,10 @@ export class SnapshotRepository {
       stats.blobsAdded = written.blobs
       stats.bytesAdded = written.bytes
       if (written.packs.length > 0) {
-        const indexBody = await sealJson({version: REPOSITORY_VERSION, packs: written.packs} satisfies IndexDocument, opened.keys)
+        const indexBody = await sealJson(
+          {version: REPOSITORY_VERSION, packs: written.packs} satisfies IndexDocument,
+          opened.keys,
+        )
         faultPoint('create:packs-uploaded')
         await this.store.put(indexKey(randomName()), indexBody)
         stats.bytesAdded += indexBody.length
@@ -319,7 +353,11 @@ export class SnapshotRepository {
       await rm(scratch, {recursive: true, force: true})
     }
     const manifest = options.finish(files.map(({path, size, sha256}) => ({path, size, sha256})))
-    const tree: SnapshotTree = {manifestSha256: sha256Of(JSON.stringify(manifest)), files, ...(options.databaseState ? {databaseState: options.databaseState} : {})}
+    const tree: SnapshotTree = {
+      manifestSha256: sha256Of(JSON.stringify(manifest)),
+      files,
+      ...(options.databaseState ? {databaseState: options.databaseState} : {}),
+    }
     const doc: SnapshotDocument = {
       kind: 'mlflowctl-snapshot',
       version: REPOSITORY_VERSION,
@@ -335,13 +373,31 @@ export class SnapshotRepository {
     return {manifest, stats, key: snapshotKey(manifest.id)}
   }
 
-  /** A file's bytes, blob by blob, each checked against its ID; blobs are read ahead in parallel. */
-  async *readFile(file: SnapshotFile, index: LoadedIndex, keys: RepositoryKeys | undefined, packs: PackReader): AsyncIterable<Buffer> {
+  /**
+   * A file's bytes, blob by blob, read ahead in parallel. Each blob is opened (authenticated, in an encrypted
+   * repository) but not hashed against its ID: the caller checks the whole file against the manifest's SHA-256, which
+   * catches any changed byte for one hash pass instead of two.
+   */
+  async *readFile(
+    file: SnapshotFile,
+    index: LoadedIndex,
+    keys: RepositoryKeys | undefined,
+    packs: PackReader,
+  ): AsyncIterable<Buffer> {
     const fetchBlob = async (id: string) => {
       const at = index.blobs.get(id)
-      if (!at) throw corruptRepo(this.display, `${file.path} needs blob ${id.slice(0, 12)}, which no index lists (its data was lost)`)
+      if (!at)
+        throw corruptRepo(
+          this.display,
+          `${file.path} needs blob ${id.slice(0, 12)}, which no index lists (its data was lost)`,
+        )
       const stored = await packs.read(at.pack, at.offset, at.length)
-      return unseal(stored, keys, id, `${this.display}: blob ${id.slice(0, 12)} of ${file.path} (pack ${at.pack.slice(0, 12)})`)
+      return unseal(
+        stored,
+        keys,
+        undefined,
+        `${this.display}: blob ${id.slice(0, 12)} of ${file.path} (pack ${at.pack.slice(0, 12)})`,
+      )
     }
     const pending: Array<Promise<Buffer>> = []
     let next = 0
@@ -384,7 +440,8 @@ export class SnapshotRepository {
     const index = await this.loadIndex(opened.keys)
     for (const pack of index.packs) {
       const size = stored.get(pack.id)
-      if (size !== undefined && size !== pack.size) problems.push(`pack ${pack.id.slice(0, 12)} has ${size} bytes, its index says ${pack.size}`)
+      if (size !== undefined && size !== pack.size)
+        problems.push(`pack ${pack.id.slice(0, 12)} has ${size} bytes, its index says ${pack.size}`)
     }
     const located = new Set([...index.blobs].filter(([, at]) => stored.get(at.pack) !== undefined).map(([id]) => id))
     const needed = new Set<string>()
@@ -397,11 +454,20 @@ export class SnapshotRepository {
         continue
       }
       const missing = missingBlobs(tree.files, located)
-      if (missing.length > 0) problems.push(`snapshot ${doc.manifest.id} needs ${missing.length} blobs whose data is missing (e.g. ${missing[0].slice(0, 12)})`)
+      if (missing.length > 0)
+        problems.push(
+          `snapshot ${doc.manifest.id} needs ${missing.length} blobs whose data is missing (e.g. ${missing[0].slice(0, 12)})`,
+        )
       for (const file of tree.files) for (const blob of file.blobs) needed.add(blob)
     }
     if (readPacks === 'none') return {problems, packsRead: 0, blobsChecked: 0}
-    const usedPacks = [...new Set([...needed].map((id) => index.blobs.get(id)?.pack).filter((pack): pack is string => Boolean(pack && stored.has(pack))))]
+    const usedPacks = [
+      ...new Set(
+        [...needed]
+          .map((id) => index.blobs.get(id)?.pack)
+          .filter((pack): pack is string => Boolean(pack && stored.has(pack))),
+      ),
+    ]
     const chosen = readPacks === 'all' ? usedPacks.sort() : choosePackSubset(usedPacks, readPacks, random)
     const reader = this.packReader()
     let blobsChecked = 0
@@ -410,7 +476,12 @@ export class SnapshotRepository {
         const entries = index.packs.find((pack) => pack.id === packId)?.blobs ?? []
         for (const [id, offset, length] of entries) {
           try {
-            await unseal(await reader.read(packId, offset, length), opened.keys, id, `pack ${packId.slice(0, 12)}: blob ${id.slice(0, 12)}`)
+            await unseal(
+              await reader.read(packId, offset, length),
+              opened.keys,
+              id,
+              `pack ${packId.slice(0, 12)}: blob ${id.slice(0, 12)}`,
+            )
             blobsChecked++
           } catch (error) {
             problems.push((error as Error).message)
@@ -437,9 +508,15 @@ export class SnapshotRepository {
       for (const file of tree.files) for (const blob of file.blobs) needed.add(blob)
     }
     const plan = planDataGc(index.packs, needed, stored)
-    const keptPacks = index.packs.filter((pack, at, all) => stored.has(pack.id) && all.findIndex((p) => p.id === pack.id) === at && !plan.remove.includes(pack.id) && !plan.repack.some((use) => use.id === pack.id))
+    const keptPacks = index.packs.filter(
+      (pack, at, all) =>
+        stored.has(pack.id) &&
+        all.findIndex((p) => p.id === pack.id) === at &&
+        !plan.remove.includes(pack.id) &&
+        !plan.repack.some((use) => use.id === pack.id),
+    )
     const reader = this.packReader()
-    const writer = new PackWriter(this.store, opened.keys, new Map())
+    const writer = new PackWriter(this.store, opened.keys, async () => new Map())
     let repackedBlobs = 0
     try {
       for (const use of plan.repack) {
@@ -455,14 +532,22 @@ export class SnapshotRepository {
     faultPoint('prune:repacked')
     const touched = plan.remove.length + plan.repack.length + plan.unindexed.length > 0
     if (touched || index.keys.length > 1) {
-      const body = await sealJson({version: REPOSITORY_VERSION, packs: [...keptPacks, ...repacked.packs]} satisfies IndexDocument, opened.keys)
+      const body = await sealJson(
+        {version: REPOSITORY_VERSION, packs: [...keptPacks, ...repacked.packs]} satisfies IndexDocument,
+        opened.keys,
+      )
       const newKey = indexKey(randomName())
       await this.store.put(newKey, body)
       faultPoint('prune:index-written')
-      for (const key of index.keys) await this.store.delete(key).catch((error) => (isNotFound(error) ? undefined : Promise.reject(error)))
+      for (const key of index.keys)
+        await this.store.delete(key).catch((error) => (isNotFound(error) ? undefined : Promise.reject(error)))
       faultPoint('prune:old-index-removed')
     }
+    // Packs are named by their bytes, so a repack can write a pack that a killed prune already wrote (and that the
+    // plan counts as unindexed): whatever the new index lists stays.
+    const listed = new Set([...keptPacks, ...repacked.packs].map((pack) => pack.id))
     for (const id of [...plan.remove, ...plan.repack.map((use) => use.id), ...plan.unindexed]) {
+      if (listed.has(id)) continue
       await this.store.delete(packKey(id)).catch((error) => (isNotFound(error) ? undefined : Promise.reject(error)))
       faultPoint('prune:pack-removed')
     }
@@ -486,13 +571,13 @@ class PackWriter {
   constructor(
     private readonly store: Store,
     private readonly keys: RepositoryKeys | undefined,
-    private readonly known: Map<string, BlobLocation>,
+    private readonly known: () => Promise<Map<string, BlobLocation>>,
   ) {}
 
   /** Returns the chunk's blob ID; seals and packs it unless the repository (or this run) has it already. */
   async add(chunk: Buffer): Promise<string> {
     const id = blobId(chunk, this.keys)
-    if (this.known.has(id) || this.pendingIds.has(id)) return id
+    if ((await this.known()).has(id) || this.pendingIds.has(id)) return id
     this.pendingIds.add(id)
     while (this.sealing.size >= SEALS_IN_FLIGHT) await Promise.race(this.sealing)
     this.raise()
@@ -525,7 +610,11 @@ class PackWriter {
   private flush(): void {
     if (this.entries.length === 0) return
     const body = Buffer.concat(this.parts)
-    const pack: IndexPack = {id: createHash('sha256').update(body).digest('hex'), size: body.length, blobs: this.entries}
+    const pack: IndexPack = {
+      id: createHash('sha256').update(body).digest('hex'),
+      size: body.length,
+      blobs: this.entries,
+    }
     this.parts = []
     this.entries = []
     this.size = 0
@@ -553,10 +642,12 @@ class PackWriter {
   }
 }
 
-/** Reads byte ranges of packs: in place for a directory, else from whole packs downloaded to scratch (a few kept). */
+/**
+ * Reads byte ranges of packs: in place for a directory, else from whole packs downloaded to scratch space. A few
+ * packs stay open (and downloaded); one is let go only when no read of it is in flight.
+ */
 export class PackReader {
-  private readonly handles = new Map<string, Promise<FileHandle>>()
-  private readonly downloads = new Map<string, Promise<string>>()
+  private readonly open = new Map<string, {file: Promise<{handle: FileHandle; path?: string}>; reads: number}>()
   private scratch: string | undefined
 
   constructor(
@@ -564,52 +655,62 @@ export class PackReader {
     private readonly scratchRoot: string,
   ) {}
 
-  private async localFile(pack: string): Promise<string> {
-    const local = this.store.localPath(packKey(pack))
-    if (local) return local
-    let file = this.downloads.get(pack)
-    if (!file) {
-      if (this.downloads.size >= 4) {
-        const [oldest, path] = this.downloads.entries().next().value as [string, Promise<string>]
-        this.downloads.delete(oldest)
-        const handle = this.handles.get(oldest)
-        this.handles.delete(oldest)
-        void Promise.all([path, handle]).then(async ([done, opened]) => {
-          await opened?.close()
-          await rm(done, {force: true})
-        }).catch(() => undefined)
-      }
-      this.scratch ??= join(this.scratchRoot, `packs-${randomName().slice(0, 12)}`)
-      const target = join(this.scratch, pack)
-      file = import('node:fs/promises')
-        .then((fs) => fs.mkdir(this.scratch!, {recursive: true, mode: 0o700}))
-        .then(() => this.store.downloadFile(packKey(pack), target))
-        .then(() => target)
-      this.downloads.set(pack, file)
+  private async openPack(pack: string): Promise<{handle: FileHandle; path?: string}> {
+    const key = packKey(pack)
+    const missing = (error: unknown) =>
+      isNotFound(error)
+        ? corruptRepo(this.store.display, `pack ${pack.slice(0, 12)} is missing (its data was lost)`)
+        : error
+    const local = this.store.localPath(key)
+    if (local) return {handle: await open(local, 'r').catch((error) => Promise.reject(missing(error)))}
+    this.scratch ??= join(this.scratchRoot, `packs-${randomName().slice(0, 12)}`)
+    await mkdir(this.scratch, {recursive: true, mode: 0o700})
+    const path = join(this.scratch, pack)
+    await this.store.downloadFile(key, path).catch((error) => Promise.reject(missing(error)))
+    return {handle: await open(path, 'r'), path}
+  }
+
+  /** Lets go of open packs no read is using, oldest first, until at most `keep` remain. */
+  private evict(keep: number): void {
+    for (const [pack, entry] of this.open) {
+      if (this.open.size <= keep) return
+      if (entry.reads > 0) continue
+      this.open.delete(pack)
+      void entry.file
+        .then(async ({handle, path}) => {
+          await handle.close()
+          if (path) await rm(path, {force: true})
+        })
+        .catch(() => undefined)
     }
-    return file
   }
 
   async read(pack: string, offset: number, length: number): Promise<Buffer> {
-    let handle = this.handles.get(pack)
-    if (!handle) {
-      handle = this.localFile(pack).then((file) => open(file, 'r'))
-      this.handles.set(pack, handle)
-      if (this.handles.size > 16 && this.store.localPath(packKey(pack))) {
-        const [oldest, opened] = this.handles.entries().next().value as [string, Promise<FileHandle>]
-        this.handles.delete(oldest)
-        void opened.then((h) => h.close()).catch(() => undefined)
-      }
+    let entry = this.open.get(pack)
+    if (!entry) {
+      this.evict(this.store.localPath(packKey(pack)) ? 16 : 6)
+      entry = {file: this.openPack(pack), reads: 0}
+      this.open.set(pack, entry)
     }
-    const buffer = Buffer.alloc(length)
-    const {bytesRead} = await (await handle).read(buffer, 0, length, offset)
-    if (bytesRead !== length) throw corruptRepo(this.store.display, `pack ${pack.slice(0, 12)} is shorter than its index says`)
-    return buffer
+    entry.reads++
+    try {
+      const {handle} = await entry.file
+      const buffer = Buffer.alloc(length)
+      const {bytesRead} = await handle.read(buffer, 0, length, offset)
+      if (bytesRead !== length)
+        throw corruptRepo(this.store.display, `pack ${pack.slice(0, 12)} is shorter than its index says`)
+      return buffer
+    } catch (error) {
+      if (this.open.get(pack) === entry && entry.reads === 1) this.open.delete(pack) // a failed open is not kept
+      throw error
+    } finally {
+      entry.reads--
+    }
   }
 
   async close(): Promise<void> {
-    for (const handle of this.handles.values()) await handle.then((h) => h.close()).catch(() => undefined)
-    this.handles.clear()
+    for (const entry of this.open.values()) await entry.file.then(({handle}) => handle.close()).catch(() => undefined)
+    this.open.clear()
     if (this.scratch) await rm(this.scratch, {recursive: true, force: true})
   }
 }

@@ -24,7 +24,10 @@ export function snapshotWriter(
       const legacy = !wanted && (await listKinds().catch(() => [])).some((entry) => entry.kind !== 'snapshot')
       const format = wanted ?? (legacy ? 'archive' : 'snapshot')
       await snapshots.initialise(format, format === 'snapshot' ? passphrase : undefined, new Date())
-      if (legacy) onWarning(`${snapshots.display} holds archives and now records "archive" as its format; pass --format snapshot for deduplicated snapshots (list and restore show both)`)
+      if (legacy)
+        onWarning(
+          `${snapshots.display} holds archives and now records "archive" as its format; pass --format snapshot for deduplicated snapshots (list and restore show both)`,
+        )
       return format
     },
     async parent(location) {
@@ -46,7 +49,11 @@ export function snapshotWriter(
         throw new ConfigError(
           'REPO_NOT_ENCRYPTED',
           `${snapshots.display} was first used without a passphrase, so its snapshots are not encrypted; refusing to write this one in clear.`,
-          {suggestions: ['Use a new repository for encrypted snapshots, or pass --format archive for one encrypted archive here.']},
+          {
+            suggestions: [
+              'Use a new repository for encrypted snapshots, or pass --format archive for one encrypted archive here.',
+            ],
+          },
         )
       const written = await snapshots.writeSnapshot({
         opened: await open(),

@@ -1,10 +1,13 @@
 // The SQLite side of a backup: a consistent snapshot through SQLite's online backup API (safe while MLflow
 // writes: the copy restarts if another connection changes the source), which format 2 archives as it is, and the
 // catalog readers that describe it (tables, row counts, revision, artifact locations).
+import {createReadStream, statSync} from 'node:fs'
+
 import Database from 'better-sqlite3'
 
 import {ARTIFACT_LOCATION_COLUMNS, type LocationColumn} from '../../core/backup/artifact-locations.js'
 import type {SchemaObject} from '../../core/backup/schema-objects.js'
+import type {LiveDatabase} from '../../core/backup/create.js'
 import {quoteIdentifier} from '../../core/backup/tables.js'
 
 export async function snapshotSqlite(source: string, target: string): Promise<void> {
@@ -126,5 +129,59 @@ export function rowCountsOfFile(file: string): Record<string, number> {
     return rowCountsOf(db)
   } finally {
     db.close()
+  }
+}
+
+/**
+ * The database read where it is, without the online-backup copy, when that is provably consistent: in WAL mode, once
+ * a checkpoint has emptied the WAL, a read transaction that starts with no WAL frames reads the database file alone,
+ * and no checkpoint may write to that file while the transaction lasts (writers only append to the WAL). Undefined
+ * when that cannot be had (rollback-journal mode, where holding the read would stall MLflow's writers, or a WAL that
+ * a busy server keeps non-empty): the caller then copies with the backup API.
+ */
+export function readLiveSqlite(path: string): LiveDatabase | undefined {
+  let db: Database.Database
+  try {
+    db = new Database(path, {fileMustExist: true, timeout: 1000})
+  } catch {
+    return undefined // read-only for this user, say: the copy needs only read access, and says what is wrong if not
+  }
+  let open = true
+  const close = () => {
+    if (!open) return
+    open = false
+    if (db.inTransaction) db.exec('ROLLBACK')
+    db.close()
+  }
+  try {
+    if (String(db.pragma('journal_mode', {simple: true})).toLowerCase() !== 'wal') return (close(), undefined)
+    const [checkpoint] = db.pragma('wal_checkpoint(TRUNCATE)') as Array<{busy: number; log: number}>
+    if (checkpoint.busy !== 0 || checkpoint.log !== 0) return (close(), undefined)
+    db.exec('BEGIN')
+    const names = tableNames(db) // the first read fixes the transaction's snapshot
+    const wal = statSync(`${path}-wal`, {throwIfNoEntry: false})
+    if (wal && wal.size > 0) return (close(), undefined) // a writer got in first: its frames are part of the snapshot
+    const described = {
+      rowCounts: rowCountsOf(db, names),
+      alembicRevision: alembicRevisionOf(db, names),
+      objects: schemaObjectsOf(db),
+    }
+    return {
+      ...described,
+      async *read() {
+        let first = true
+        for await (const piece of createReadStream(path, {highWaterMark: 4 * 1024 * 1024})) {
+          const bytes = piece as Buffer
+          // Bytes 18 and 19 of the header say WAL (2); a restored file stands alone, as the backup copy does (1).
+          if (first && bytes.length > 19) bytes[18] = bytes[19] = 1
+          first = false
+          yield bytes
+        }
+      },
+      close,
+    }
+  } catch {
+    close()
+    return undefined // a busy or damaged file: the online-backup copy retries, or reports it
   }
 }

@@ -37,8 +37,15 @@ export function directoryStore(root: string): Store {
       const path = join(dir, name)
       if (entry.isDirectory()) yield* walk(path, `${relative}${name}/`, onSkip)
       else if (entry.isFile()) {
-        const info = await stat(path).catch(gone)
-        if (info) yield {key: `${relative}${name}`, size: info.size, version: String(info.mtimeMs)}
+        // As restic compares a file with its parent snapshot's: mtime and ctime in nanoseconds, and the inode. A tool
+        // that puts the mtime back after a rewrite (touch -r, cp -p) cannot put back the ctime.
+        const info = await stat(path, {bigint: true}).catch(gone)
+        if (info)
+          yield {
+            key: `${relative}${name}`,
+            size: Number(info.size),
+            version: `${info.mtimeNs}/${info.ctimeNs}/${info.ino}`,
+          }
       }
     }
   }

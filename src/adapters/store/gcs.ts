@@ -49,7 +49,8 @@ export const openGcsStore: StoreOpener = async (url, env) => {
     },
     async *list(prefix) {
       const [files] = await bucket.getFiles({prefix})
-      for (const item of files) yield {key: item.name, size: Number(item.metadata.size ?? 0), version: String(item.metadata.generation ?? '')}
+      for (const item of files)
+        yield {key: item.name, size: Number(item.metadata.size ?? 0), version: String(item.metadata.generation ?? '')}
     },
   })
 }

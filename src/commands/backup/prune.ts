@@ -48,7 +48,8 @@ written before anything is deleted, so a kill at any step leaves every listed sn
     }),
     yes: Flags.boolean({char: 'y', summary: 'Delete the backups the plan removes.', env: 'MLFLOWCTL_YES'}),
     'passphrase-file': Flags.file({
-      summary: 'For an encrypted snapshot repository: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).',
+      summary:
+        'For an encrypted snapshot repository: file whose first line is the passphrase (or MLFLOWCTL_BACKUP_PASSPHRASE).',
       env: 'MLFLOWCTL_PASSPHRASE_FILE',
     }),
   }

@@ -19,7 +19,10 @@ scratch SQLite with real MLflow (a managed venv), runs SQLite's integrity and fo
 row count with the manifest, reports model versions whose artifacts the backup lacks (a failure) and run directories
 without a run row (orphans, a warning). Exits 0 when intact (and records it for prune's "newest verified"), 6 with the
 specific reason when not (BACKUP_INCOMPLETE: an archive that a killed create recorded writing and never listed; an
-archive copied without its sidecar is judged on its own contents), 5 when the archive cannot be found.`
+archive copied without its sidecar is judged on its own contents), 5 when the archive cannot be found.
+A snapshot is checked quickly by default: every blob it needs is in an index entry whose pack exists with the indexed size.
+--read-data reads it whole as a restore would (every file against the manifest's SHA-256, row counts); --read-data-subset
+10% reads a random tenth of its packs and checks every blob in them against its ID.`
   static examples = [
     '<%= config.bin %> <%= command.id %> 20261128T061500Z-ab12cd --repo /backups/mlflow',
     '<%= config.bin %> <%= command.id %> /backups/mlflow/20261128T061500Z-ab12cd.mlflowctl-backup.tar.gz --json',
@@ -145,10 +148,17 @@ archive copied without its sidecar is judged on its own contents), 5 when the ar
     const entry = (await repository.list()).find((listed) => listed.id === id)!
     const check = await repository.checkSnapshots([id], passphrase, percent ?? 'none')
     if (check.problems.length > 0)
-      throw new CheckFailedError('BACKUP_CORRUPT', `${id}: ${check.problems.slice(0, 5).join('; ')}${check.problems.length > 5 ? ` (and ${check.problems.length - 5} more)` : ''}.`, {
-        suggestions: ['Restore another snapshot (mlflowctl backup list); run backup verify --read-data to find every damaged one.'],
-      })
-    if (percent !== undefined) this.err(`Read ${check.packsRead} packs (${percent}%), ${check.blobsChecked} blobs checked.`)
+      throw new CheckFailedError(
+        'BACKUP_CORRUPT',
+        `${id}: ${check.problems.slice(0, 5).join('; ')}${check.problems.length > 5 ? ` (and ${check.problems.length - 5} more)` : ''}.`,
+        {
+          suggestions: [
+            'Restore another snapshot (mlflowctl backup list); run backup verify --read-data to find every damaged one.',
+          ],
+        },
+      )
+    if (percent !== undefined)
+      this.err(`Read ${check.packsRead} packs (${percent}%), ${check.blobsChecked} blobs checked.`)
     return entry.manifest
   }
 }

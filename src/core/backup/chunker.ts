@@ -58,19 +58,21 @@ export function fastCdc(params: ChunkerParams): Cutter {
 }
 
 /**
- * Splits a stream of buffers into content-defined chunks. Holds at most about two maximum chunks in memory. The
- * chunks are fresh copies (they outlive the input buffers while they are compressed and packed).
+ * Splits a stream of buffers into content-defined chunks. Holds at most about two maximum chunks besides the input
+ * piece. The chunks are views, not copies: no buffer handed in or made here is written to afterwards, so a view stays
+ * valid while it is compressed and packed (the input must not reuse its buffers; file streams do not).
  */
 export async function* chunkStream(input: AsyncIterable<Uint8Array>, params: ChunkerParams): AsyncIterable<Buffer> {
   const cutter = fastCdc(params)
-  let pending = Buffer.alloc(0)
+  let pending: Buffer = Buffer.alloc(0)
   for await (const piece of input) {
-    pending = pending.length === 0 ? Buffer.from(piece) : Buffer.concat([pending, piece])
+    const bytes = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength)
+    pending = pending.length === 0 ? bytes : Buffer.concat([pending, bytes])
     let start = 0
     // Cut only while a whole maximum chunk is buffered: with less, the cut could lie in bytes not yet read.
     while (pending.length - start >= params.max) {
       const end = cutter.cut(pending, start, pending.length)
-      yield Buffer.from(pending.subarray(start, end))
+      yield pending.subarray(start, end)
       start = end
     }
     pending = start === 0 ? pending : pending.subarray(start)
@@ -78,7 +80,7 @@ export async function* chunkStream(input: AsyncIterable<Uint8Array>, params: Chu
   let start = 0
   while (start < pending.length) {
     const end = cutter.cut(pending, start, pending.length)
-    yield Buffer.from(pending.subarray(start, end))
+    yield pending.subarray(start, end)
     start = end
   }
 }

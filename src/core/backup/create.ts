@@ -7,8 +7,8 @@ import {ConfigError, UsageError} from '../../errors.js'
 import {isObjectStoreUrl} from '../artifact-url.js'
 import {proxiedPath} from './deep-verify.js'
 import type {HistoryEvent} from '../history.js'
-import type {ExpectedSchema, SchemaObject} from './schema-objects.js'
-import {PASSPHRASE_ENV, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
+import {foreignObjects, type ExpectedSchema, type SchemaObject} from './schema-objects.js'
+import {PASSPHRASE_ENV, SQLITE_FILE_ENTRY, backupId, type BackupFileEntry, type BackupManifest} from './format.js'
 import type {RepositoryFormat, SnapshotStats} from './snapshots.js'
 
 export {PASSPHRASE_ENV}
@@ -46,7 +46,18 @@ export interface SnapshotEntry {
   size?: number
   version?: string
   file?: string
+  /** The bytes as a stream (a database read in place). */
+  read?: () => AsyncIterable<Uint8Array>
   download?: (to: string) => Promise<void>
+}
+
+/** A SQLite database read in place under one read transaction: what exportSqlite learns from its copy, and the bytes. */
+export interface LiveDatabase {
+  rowCounts: Record<string, number>
+  alembicRevision: string | null
+  objects: SchemaObject[]
+  read(): AsyncIterable<Uint8Array>
+  close(): void
 }
 
 export interface CreateResult {
@@ -61,7 +72,8 @@ export interface CreateResult {
   warnings: string[]
   /** archive, or snapshot with what it read and added. */
   format: RepositoryFormat
-  snapshot?: SnapshotStats
+  /** With how the database was taken: unchanged since the parent (not read), read in place, or copied first. */
+  snapshot?: SnapshotStats & {database: 'unchanged' | 'read in place' | 'copied' | 'exported' | 'none'}
 }
 
 export interface TablesExported {
@@ -108,6 +120,11 @@ export interface CreateDeps {
     readReferences(exportDir: string): Promise<string[]>
     /** A SQLite file's state as a snapshot records it (its and its WAL's size and mtime): unchanged means unwritten. */
     databaseState(db: string): Promise<string | undefined>
+    /**
+     * The database read where it is, when that is consistent without a copy (a WAL-mode file whose WAL a checkpoint
+     * emptied); undefined otherwise, and the snapshot copies it as an archive does.
+     */
+    liveSqlite(db: string): Promise<LiveDatabase | undefined>
     /** The store's files with size and version, fetched only when a snapshot needs their bytes. */
     artifactEntries(
       source: string,
@@ -120,7 +137,12 @@ export interface CreateDeps {
     /** The recorded format; at first use, records `wanted` (snapshot when not given). */
     format(wanted: RepositoryFormat | undefined): Promise<RepositoryFormat>
     /** The newest snapshot of this source: what its database file was, for the unchanged check. */
-    parent(location: string): Promise<{id: string; databaseState?: string; manifest: BackupManifest; dbFiles: Array<{name: string; size: number}>} | undefined>
+    parent(
+      location: string,
+    ): Promise<
+      | {id: string; databaseState?: string; manifest: BackupManifest; dbFiles: Array<{name: string; size: number}>}
+      | undefined
+    >
     /** Writes the snapshot (packs, index, then the document that lists it); returns where and what it added. */
     write(
       entries: AsyncIterable<SnapshotEntry>,
@@ -234,6 +256,15 @@ export function referencedFilter(uris: string[]): (path: string) => boolean {
   return (path) => prefixes.some((prefix) => path === prefix || path.startsWith(`${prefix}/`))
 }
 
+/** The live database's bytes; its read transaction ends with them (a held one keeps MLflow's WAL from shrinking). */
+async function* readThenRelease(live: LiveDatabase): AsyncIterable<Uint8Array> {
+  try {
+    yield* live.read()
+  } finally {
+    live.close()
+  }
+}
+
 async function* concat<T>(...parts: Array<Iterable<T> | AsyncIterable<T>>): AsyncIterable<T> {
   for (const part of parts) yield* part
 }
@@ -296,6 +327,7 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
   const id = backupId(started, deps.clock.randomId())
   let release: (() => Promise<void>) | undefined
   let scratch: {path: string; remove(): Promise<void>} | undefined
+  let live: LiveDatabase | undefined
   try {
     warnings.push(...(await deps.source.recover(options.source, options.artifactsSource)))
     const located = await driver.locate(options.source, deps, options)
@@ -316,16 +348,31 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
       options.artifacts !== 'referenced' &&
       databaseState !== undefined &&
       parent?.databaseState === databaseState
-    const tables: Exported = unchangedDatabase
-      ? {
-          rowCounts: parent.manifest.rowCounts,
-          alembicRevision: parent.manifest.alembicRevision,
-          files: [],
-          format: parent.manifest.format,
-        }
-      : source.db
-        ? await driver.exportDatabase(options.source, source.db, deps, scratch.path)
-        : {rowCounts: {}, alembicRevision: null, files: [], format: 2}
+    // A snapshot reads a WAL-mode database in place, without the online-backup copy, unless it holds objects that are
+    // not MLflow's (the copy drops them).
+    live =
+      !unchangedDatabase && databaseState !== undefined && options.artifacts !== 'referenced'
+        ? await deps.source.liveSqlite(source.db!)
+        : undefined
+    if (live) {
+      const schema = live.alembicRevision ? await deps.source.expectedSchema(live.alembicRevision) : undefined
+      if (schema && foreignObjects(live.objects, schema).length > 0) {
+        live.close()
+        live = undefined
+      }
+    }
+    const tables: Exported = live
+      ? {rowCounts: live.rowCounts, alembicRevision: live.alembicRevision, files: [], format: 2}
+      : unchangedDatabase
+        ? {
+            rowCounts: parent.manifest.rowCounts,
+            alembicRevision: parent.manifest.alembicRevision,
+            files: [],
+            format: parent.manifest.format,
+          }
+        : source.db
+          ? await driver.exportDatabase(options.source, source.db, deps, scratch.path)
+          : {rowCounts: {}, alembicRevision: null, files: [], format: 2}
     if (!tables.alembicRevision && options.requireMlflow !== false) throw notMlflowSource(source.location, tables)
     if (tables.skipped?.length)
       warnings.push(
@@ -378,15 +425,24 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
     let path: string
     let bytes: number
     let stats: SnapshotStats | undefined
+    const databaseTaken = unchangedDatabase
+      ? 'unchanged'
+      : live
+        ? 'read in place'
+        : !source.db
+          ? 'none'
+          : driver.engine === 'sqlite'
+            ? 'copied'
+            : 'exported'
     if (format === 'snapshot') {
-      const databaseEntries: SnapshotEntry[] = unchangedDatabase
-        ? parent.dbFiles.map((file) => ({...file, version: databaseState}))
-        : tables.files.map((file) => ({...file, version: databaseState}))
+      const reading = live
+      const databaseEntries: SnapshotEntry[] = reading
+        ? [{name: SQLITE_FILE_ENTRY, read: () => readThenRelease(reading), version: databaseState}]
+        : unchangedDatabase
+          ? parent.dbFiles.map((file) => ({...file, version: databaseState}))
+          : tables.files.map((file) => ({...file, version: databaseState}))
       const written = await deps.snapshots.write(
-        concat(
-          databaseEntries,
-          artifactSource ? deps.source.artifactEntries(artifactSource, include, onSkip) : [],
-        ),
+        concat(databaseEntries, artifactSource ? deps.source.artifactEntries(artifactSource, include, onSkip) : []),
         {forceRead: Boolean(options.forceRead), databaseState},
         finish,
       )
@@ -427,12 +483,13 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
       mlflowVersion: null,
       warnings,
       format,
-      ...(stats ? {snapshot: stats} : {}),
+      ...(stats ? {snapshot: {...stats, database: databaseTaken}} : {}),
     }
   } catch (error) {
     await ping('/fail')
     throw error
   } finally {
+    live?.close()
     await scratch?.remove()
     await release?.()
   }

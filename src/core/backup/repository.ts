@@ -49,7 +49,11 @@ export interface BackupRepository {
    * The snapshots' data: every blob they need is indexed in a pack that exists (quick), and with `readData` all or
    * that percentage of their packs read and every blob checked against its ID.
    */
-  checkSnapshots(ids: string[], passphrase: string | undefined, readData: 'none' | 'all' | number): Promise<SnapshotCheck>
+  checkSnapshots(
+    ids: string[],
+    passphrase: string | undefined,
+    readData: 'none' | 'all' | number,
+  ): Promise<SnapshotCheck>
   /** What `backup create` writes snapshots through (one run: it keeps the opened keys and the parent). */
   snapshotWriter(passphrase: string | undefined, onWarning: (message: string) => void): CreateDeps['snapshots']
 }

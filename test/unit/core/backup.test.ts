@@ -197,6 +197,7 @@ describe('createBackup (core, with injected I/O)', async () => {
       },
       readReferences: async () => [],
       databaseState: async () => undefined,
+      liveSqlite: async () => undefined,
       artifactEntries: async function* () {
         yield {name: 'artifacts/1/r/artifacts/model.txt', file: '/data/artifacts/1/r/artifacts/model.txt'}
       },
@@ -235,6 +236,7 @@ describe('createBackup (core, with injected I/O)', async () => {
         listArtifacts: flat.listArtifacts,
         readReferences: flat.readReferences,
         databaseState: flat.databaseState,
+        liveSqlite: flat.liveSqlite,
         artifactEntries: flat.artifactEntries,
       },
       // These cases are about archives; the snapshot path has its own cases below and in the integration suite.

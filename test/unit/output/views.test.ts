@@ -8,8 +8,24 @@ describe('human views', () => {
   it('backup list: a table, or "No backups."', () => {
     assert.equal(showBackupList([]), 'No backups.')
     const text = showBackupList([
-      {id: 'b1', createdAt: '2026-12-04T00:00:00Z', bytes: 2048, rows: 5, artifactFiles: 2, verifiedAt: null, kind: 'archive'},
-      {id: 's1', createdAt: '2026-12-05T00:00:00Z', bytes: 1024, rows: 5, artifactFiles: 2, verifiedAt: null, kind: 'snapshot'},
+      {
+        id: 'b1',
+        createdAt: '2026-12-04T00:00:00Z',
+        bytes: 2048,
+        rows: 5,
+        artifactFiles: 2,
+        verifiedAt: null,
+        kind: 'archive',
+      },
+      {
+        id: 's1',
+        createdAt: '2026-12-05T00:00:00Z',
+        bytes: 1024,
+        rows: 5,
+        artifactFiles: 2,
+        verifiedAt: null,
+        kind: 'snapshot',
+      },
     ])
     assert.match(text, /^ID\s+KIND\s+CREATED\s+SIZE/m)
     assert.match(text, /b1\s+archive\s+2026-12-04T00:00:00Z\s+2(\.0)? KiB\s+5\s+2\s+no/)
