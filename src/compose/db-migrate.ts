@@ -61,6 +61,8 @@ export async function createMigrateDeps(options: MigrateAdapterOptions): Promise
         repo: repo.display,
         artifacts: 'none',
         toolVersion: 'rehearsal',
+        // Restored at once by its path, from a scratch repository that goes with the rehearsal.
+        format: 'archive',
       },
     )
     const copy = await scratchPostgres(source.target, source.url, 'rehearse', options.onProgress)

@@ -170,6 +170,8 @@ async function safetyBackup(options: RestoreDepsOptions, target: RestoreTarget, 
       encrypted: Boolean(options.passphrase),
       // Whatever is there is kept, MLflow's or not (a half-made or foreign database included).
       requireMlflow: false,
+      // One self-contained archive: its path is what the operator is given to restore from by hand.
+      format: 'archive',
     },
   )
   return result.path

@@ -40,6 +40,7 @@ class MemoryRepository implements BackupRepository {
   snapshotWriter = () => ({
     format: async () => 'archive' as const,
     parent: async () => undefined,
+    recordArchive: async () => undefined,
     write: async (): Promise<never> => {
       throw new Error('no snapshots here')
     },

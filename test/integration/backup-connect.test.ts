@@ -100,6 +100,29 @@ describe('backup through the extension (connect:GUID)', () => {
     } finally {
       assert.equal((await resumed(first)).code, 0, 'the first restore finishes')
     }
+
+    // Snapshots of a deployment: it arrives as a fresh copy, so every file is read again, but what did not change
+    // is not stored again; a snapshot restores into a deployment as an archive does.
+    const snapshots = join(tempDir('connect-snapshots-'), 'repo')
+    const snapshot = () =>
+      backup(['create', '--source', `connect:${source.guid}`, '--repo', snapshots, '--format', 'snapshot'])
+    const one = await snapshot()
+    assert.equal(one.code, 0, `${one.stdout}\n${one.stderr}`)
+    const two = (await snapshot()).json!.result.snapshot
+    assert.ok(two.filesNew > 0, 'a fetched copy is read whole')
+    assert.ok(two.bytesAdded < one.json!.result.snapshot.bytesAdded / 2, `${two.bytesAdded} bytes added again`)
+    const fromSnapshot = await backup([
+      'restore',
+      'latest',
+      '--repo',
+      snapshots,
+      '--to',
+      `connect:${target.guid}`,
+      '--force',
+      '--yes',
+    ])
+    assert.equal(fromSnapshot.code, 0, fromSnapshot.stdout)
+    assert.deepEqual(await serverSnapshot(client(target.contentUrl)), original)
   })
 
   it('a wrong key, a wrong ops token and an unknown GUID each fail with their own code, leaving nothing behind', async (t) => {

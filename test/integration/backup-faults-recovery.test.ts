@@ -26,6 +26,9 @@ import {pausedWhileWorking, resumed, runCli, tempDir} from '../support/cli.js'
 import {makeMlflowData} from '../support/mlflow-data.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService, testVenvs} from '../support/services.js'
 
+// These cases are about self-contained archives (--format archive); snapshots have backup-snapshots.test.ts.
+process.env.MLFLOWCTL_BACKUP_FORMAT ??= 'archive'
+
 const venv = testVenvs().find((v) => v.mlflowVersion.startsWith('3.'))
 const RUN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 const SCRATCH = '.mlflowctl-scratch'
@@ -35,8 +38,6 @@ const USER_WRITES = `
 import sys
 import mlflow
 
-// These cases are about self-contained archives (--format archive); snapshots have backup-snapshots.test.ts.
-process.env.MLFLOWCTL_BACKUP_FORMAT ??= 'archive'
 mlflow.set_tracking_uri("sqlite:///" + sys.argv[1])
 experiment = mlflow.create_experiment("written-after-the-kill")
 with mlflow.start_run(experiment_id=experiment):

@@ -2,7 +2,7 @@
 // (local storage): the report from the ops endpoint, a dry run that changes nothing, the backup rule, a purge that
 // backs up first and leaves every kept run as it was, the ledger and doctor's view of it.
 import assert from 'node:assert/strict'
-import {existsSync, readdirSync} from 'node:fs'
+import {existsSync} from 'node:fs'
 import {join} from 'node:path'
 import {before, describe, it} from 'node:test'
 
@@ -84,7 +84,12 @@ describe('storage report and gc on a deployment (local storage)', () => {
     const outcome = purged.json!.result
     assert.equal(outcome.dryRun, false)
     assert.ok(outcome.backupId, 'a backup came first')
-    assert.ok(readdirSync(repo).some((name) => name.startsWith(outcome.backupId)))
+    // The backup before the purge is listed in the repository (a snapshot, the format of a new repository).
+    const listed = await runCli(['backup', 'list', '--repo', repo, '--json'])
+    assert.deepEqual(
+      listed.json!.result.backups.map((b: {id: string; kind: string}) => [b.id, b.kind]),
+      [[outcome.backupId, 'snapshot']],
+    )
     assert.deepEqual(
       [outcome.result.deleted.runs.count, outcome.result.deleted.experiments.count],
       [2, 1],

@@ -23,12 +23,15 @@ export function snapshotWriter(
       // otherwise: scripts that copy *.mlflowctl-backup.tar.gz off-site would otherwise stop getting new ones.
       const legacy = !wanted && (await listKinds().catch(() => [])).some((entry) => entry.kind !== 'snapshot')
       const format = wanted ?? (legacy ? 'archive' : 'snapshot')
-      await snapshots.initialise(format, format === 'snapshot' ? passphrase : undefined, new Date())
       if (legacy)
         onWarning(
           `${snapshots.display} holds archives and now records "archive" as its format; pass --format snapshot for deduplicated snapshots (list and restore show both)`,
         )
       return format
+    },
+    // An archive's repository records its format once the archive is committed: a failed first backup leaves nothing.
+    async recordArchive() {
+      await snapshots.initialise('archive', undefined, new Date())
     },
     async parent(location) {
       const config = await snapshots.config()

@@ -134,8 +134,10 @@ export interface CreateDeps {
   }
   /** The snapshot side of the repository. */
   snapshots: {
-    /** The recorded format; at first use, records `wanted` (snapshot when not given). */
+    /** The recorded format, else `wanted`, else snapshot (archive for a repository that holds archives already). */
     format(wanted: RepositoryFormat | undefined): Promise<RepositoryFormat>
+    /** Records "archive" as the format of a repository used for the first time, once its archive is committed. */
+    recordArchive(): Promise<void>
     /** The newest snapshot of this source: what its database file was, for the unchanged check. */
     parent(
       location: string,
@@ -460,6 +462,7 @@ async function runCreate(deps: CreateDeps, options: CreateOptions): Promise<Crea
         })
       bytes = archiveBytes
       path = await deps.repository.commit(manifest, staged)
+      await deps.snapshots.recordArchive()
     }
     await deps.history.append({
       v: 1,

@@ -243,6 +243,7 @@ describe('createBackup (core, with injected I/O)', async () => {
       snapshots: {
         format: async (wanted) => wanted ?? 'archive',
         parent: async () => undefined,
+        recordArchive: async () => undefined,
         write: async () => {
           throw new Error('not a snapshot case')
         },
