@@ -10,12 +10,11 @@
 // Needs: npm run build, the test venvs (node scripts/provision.mjs), PostgreSQL (MLFLOWCTL_TEST_PG_URL, an
 // admin URL), sqlite3, pgloader and /usr/bin/time (Debian packages). Not a test: it never fails a build.
 import {execFileSync, spawnSync} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {mkdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {generateAppData, sizeOf} from './lib.mjs'
+import {benchSetup, generateAppData, sizeOf} from './lib.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 /** --skip-postgres: the SQLite and app-data measurements only (no pgloader, no PostgreSQL needed). */
@@ -23,18 +22,7 @@ const skipPostgres = process.argv.includes('--skip-postgres')
 class SkipRest extends Error {}
 const scale = Number(process.argv.find((a) => a.startsWith('--scale='))?.split('=')[1] ?? 1)
 const pgAdmin = process.env.MLFLOWCTL_TEST_PG_URL
-const cacheDir = process.env.MLFLOWCTL_CACHE_DIR ?? join(root, '.cache', 'mlflowctl')
-const venv = JSON.parse(readFileSync(join(cacheDir, 'test-venvs.json'), 'utf8')).find((v) =>
-  v.mlflowVersion.startsWith('3.'),
-)
-const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'mlflowctl-bench-backup-'))
-const cli = join(root, 'bin', 'run.js')
-const env = {
-  ...process.env,
-  MLFLOWCTL_CACHE_DIR: cacheDir,
-  MLFLOWCTL_DATA_DIR: join(work, 'state'),
-  MLFLOWCTL_CONFIG_DIR: join(work, 'config'),
-}
+const {venv, work, cli, env} = benchSetup('backup')
 
 for (const tool of skipPostgres
   ? ['sqlite3', '/usr/bin/time']

@@ -15,30 +15,19 @@
 // sqlite3 and /usr/bin/time (Debian packages).
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {mkdirSync, openSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import Database from 'better-sqlite3'
 
-import {freePort, generateAppData, root, sizeOf, sleep} from './lib.mjs'
+import {benchSetup, freePort, generateAppData, root, sizeOf, sleep} from './lib.mjs'
 
 const scale = Number(process.argv.find((a) => a.startsWith('--scale='))?.split('=')[1] ?? 1)
 const days = Number(process.argv.find((a) => a.startsWith('--days='))?.split('=')[1] ?? 30)
-const cacheDir = process.env.MLFLOWCTL_CACHE_DIR ?? join(root, '.cache', 'mlflowctl')
-const venv = JSON.parse(readFileSync(join(cacheDir, 'test-venvs.json'), 'utf8')).find((v) =>
-  v.mlflowVersion.startsWith('3.'),
-)
+const setup = benchSetup('incremental')
+const {cacheDir, venv, work, cli} = setup
 const emulators = JSON.parse(readFileSync(join(cacheDir, 'emulators.json'), 'utf8')).python
-const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'mlflowctl-bench-incremental-'))
-const cli = join(root, 'bin', 'run.js')
-const env = {
-  ...process.env,
-  MLFLOWCTL_CACHE_DIR: cacheDir,
-  MLFLOWCTL_DATA_DIR: join(work, 'state'),
-  MLFLOWCTL_CONFIG_DIR: join(work, 'config'),
-  RESTIC_PASSWORD: 'bench',
-}
+const env = {...setup.env, RESTIC_PASSWORD: 'bench'}
 for (const tool of ['restic', 'pigz', 'sqlite3', '/usr/bin/time'])
   if (spawnSync('bash', ['-c', `command -v ${tool}`]).status !== 0)
     throw new Error(`${tool} is missing (apt-get install restic pigz sqlite3 time)`)

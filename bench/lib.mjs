@@ -1,7 +1,8 @@
 // What the benchmarks share: the repository root, numeric flags, and the peak memory of a process tree.
 import {execFileSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {mkdirSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {createServer} from 'node:net'
 import {fileURLToPath} from 'node:url'
@@ -143,4 +144,24 @@ export function generateAppData(dir, {python, metricRows, artifactBytes}) {
     artifactBytes: sizeOf(join(dir, 'artifacts')),
     metricRows: runs * keys * steps,
   }
+}
+
+/**
+ * A benchmark's setting: the cache of venvs, the newest 3.x test venv, a fresh work directory (under BENCH_DIR, else
+ * the system's temporary directory), the CLI, and the environment that keeps mlflowctl's state inside the work
+ * directory.
+ */
+export function benchSetup(name) {
+  const cacheDir = process.env.MLFLOWCTL_CACHE_DIR ?? join(root, '.cache', 'mlflowctl')
+  const venv = JSON.parse(readFileSync(join(cacheDir, 'test-venvs.json'), 'utf8')).find((v) =>
+    v.mlflowVersion.startsWith('3.'),
+  )
+  const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), `mlflowctl-bench-${name}-`))
+  const env = {
+    ...process.env,
+    MLFLOWCTL_CACHE_DIR: cacheDir,
+    MLFLOWCTL_DATA_DIR: join(work, 'state'),
+    MLFLOWCTL_CONFIG_DIR: join(work, 'config'),
+  }
+  return {cacheDir, venv, work, cli: join(root, 'bin', 'run.js'), env}
 }

@@ -58,9 +58,6 @@ export interface LoadedIndex {
   keys: string[]
 }
 
-/** A file `backup create` puts in a snapshot: read where it is, streamed, downloaded first, or referenced unread. */
-export type SnapshotSource = SnapshotEntry
-
 export interface OpenedRepository {
   config: RepositoryConfig
   keys: RepositoryKeys | undefined
@@ -255,7 +252,7 @@ export class SnapshotRepository {
    */
   async writeSnapshot(options: {
     opened: OpenedRepository
-    entries: AsyncIterable<SnapshotSource>
+    entries: AsyncIterable<SnapshotEntry>
     parent?: {doc: SnapshotDocument; tree: SnapshotTree}
     forceRead: boolean
     databaseState?: string
@@ -283,8 +280,8 @@ export class SnapshotRepository {
     let downloads = 0
     let scratchReady: Promise<unknown> | undefined
     const prepare = async (
-      entry: SnapshotSource,
-    ): Promise<{entry: SnapshotSource; reuse?: SnapshotFile; file?: string; temporary?: boolean}> => {
+      entry: SnapshotEntry,
+    ): Promise<{entry: SnapshotEntry; reuse?: SnapshotFile; file?: string; temporary?: boolean}> => {
       const reuse =
         entry.size !== undefined ? unchangedInParent(parentFiles, entry.name, entry.size, entry.version) : undefined
       if (reuse) return {entry, reuse}
@@ -365,9 +362,8 @@ export class SnapshotRepository {
       stats,
       tree: opened.keys ? {sealed: (await sealJson(tree, opened.keys)).toString('base64')} : tree,
     }
-    const body = Buffer.from(`${JSON.stringify(doc)}\n`)
-    stats.bytesAdded += body.length
-    doc.stats = stats
+    // What the snapshot added counts its own document, whose length is known only once it is written out.
+    stats.bytesAdded += Buffer.byteLength(`${JSON.stringify(doc)}\n`)
     await this.store.put(snapshotKey(manifest.id), Buffer.from(`${JSON.stringify(doc)}\n`))
     faultPoint('create:snapshot-written')
     return {manifest, stats, key: snapshotKey(manifest.id)}
