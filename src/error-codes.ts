@@ -101,6 +101,7 @@ export const ERROR_CODES: Readonly<Record<Exclude<ExitCode, ExitCode.Ok>, readon
     'SERVER_URL_INVALID',
     'SOURCE_NOT_MLFLOW',
     'UNSUPPORTED_AUTH',
+    'UPGRADE_RECORD_INVALID',
   ],
   [ExitCode.Auth]: [
     'CONNECT_FORBIDDEN',
@@ -187,6 +188,8 @@ export const ERROR_CODES: Readonly<Record<Exclude<ExitCode, ExitCode.Ok>, readon
     'ROLLBACK_VERIFY_FAILED',
     'SOURCE_CORRUPT',
     'UPGRADE_BLOCKED',
+    'UPGRADE_IN_PROGRESS',
+    'UPGRADE_NOT_RESUMABLE',
     'UPGRADE_ROLLED_BACK',
   ],
   [ExitCode.Cancelled]: ['CANCELLED'],

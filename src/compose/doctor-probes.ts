@@ -12,6 +12,7 @@ import {connectClient} from './connect.js'
 import {send} from '../adapters/connect/http.js'
 import {probePostgres} from '../adapters/db/postgres.js'
 import {openStore} from '../adapters/store/index.js'
+import {upgradeIntentFiles} from '../adapters/upgrade-intent-file.js'
 import {historyFile} from '../adapters/history-file.js'
 
 export interface DoctorProbeOptions {
@@ -130,6 +131,7 @@ export function createDoctorProbes(options: DoctorProbeOptions): DoctorProbes {
       }
     },
     history: () => history.read(),
+    unfinishedUpgrade: (guid) => upgradeIntentFiles(options.dataDir).read(guid),
     localMlflowVersion: () =>
       new Promise((resolve) => {
         // importlib.metadata reads the installed version without importing MLflow (which takes seconds).

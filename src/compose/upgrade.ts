@@ -26,6 +26,8 @@ import {loadCatalog} from '../adapters/catalog.js'
 import {createDeployDeps} from './deploy.js'
 import {readBumpInput, writeBundleFiles} from '../adapters/fs/bundle-files.js'
 import {makeDirs} from '../adapters/fs/safe-fs.js'
+import {faultPoint} from '../adapters/fault.js'
+import {upgradeIntentFiles} from '../adapters/upgrade-intent-file.js'
 import {readLiveDeployment, type UpgradeAdapterOptions} from './live-deployment.js'
 
 export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<ApplyDeps & {dispose(): Promise<void>}> {
@@ -33,10 +35,13 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
   const {catalog, overlay} = await loadCatalog()
   const deployDeps = createDeployDeps(options)
   let repository: BackupRepository | undefined
+  const intents = upgradeIntentFiles(options.dataDir)
   const repositoryFor = async (guid: string) => {
     if (!repository) {
-      const raw = options.repo ?? join(options.dataDir, 'upgrade-backups', guid)
-      if (!options.repo) await makeDirs(raw)
+      // resume and abort use the repository the upgrade recorded, unless told otherwise.
+      const given = options.repo ?? (await intents.read(guid))?.repo
+      const raw = given ?? join(options.dataDir, 'upgrade-backups', guid)
+      if (!given) await makeDirs(raw)
       repository = await openRepository(raw, (path) => resolve(path), options.dataDir)
     }
     return repository
@@ -86,7 +91,10 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
       await repo.markVerified(created.id, new Date())
       return {id: created.id, path: created.path, revision: created.revision}
     },
-    bumpAndDeploy: async (bundleDir, targetVersion, guid) => {
+    repo: options.repo,
+    intents,
+    reached: (step) => faultPoint(`upgrade:${step}`),
+    bumpAndDeploy: async (bundleDir, targetVersion, guid, reached) => {
       const input = await readBumpInput(bundleDir, options.toolVersion)
       const release = catalog.releases.find((r) => r.version === targetVersion)
       const bumped = bumpBundle(
@@ -113,6 +121,7 @@ export async function createApplyDeps(options: UpgradeAdapterOptions): Promise<A
           drafts: options.drafts,
           // The rollback puts the data back (held) into the new bundle before the previous one returns.
           reactivatePrevious: false,
+          reached,
         },
         options.runner,
       )

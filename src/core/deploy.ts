@@ -94,6 +94,11 @@ export interface DeployOptions {
    * one accepts). Default true: the previous bundle is re-activated.
    */
   reactivatePrevious?: boolean
+  /** Told after each step that changes what Connect holds (upgrade apply records them), before the next starts. */
+  reached?: (
+    step: 'bundle-uploaded' | 'draft-deployed' | 'draft-verified' | 'activated' | 'verified',
+    bundleId: string,
+  ) => Promise<void>
 }
 
 export type DraftsPolicy = 'auto' | 'on' | 'off'
@@ -264,6 +269,9 @@ async function deployUnrecorded(
     'Upload the bundle',
     async () => (await deps.connect.uploadBundle(guid, await bundle.archive())).id,
   )
+  const reached = async (step: Parameters<NonNullable<DeployOptions['reached']>>[0]) =>
+    options.reached?.(step, bundleId)
+  await reached('bundle-uploaded')
   const previous = content.bundle_id ?? null
   const failureHints = [`Dashboard: ${urls.dashboardUrl}`, `Logs: ${urls.logsUrl}`]
   const verifyAt = (baseUrl: string, report: (line: string) => void) =>
@@ -281,6 +289,7 @@ async function deployUnrecorded(
     await runner.step(`Deploy bundle ${bundleId} as a draft`, (report) =>
       waitForTask(deps, guid, bundleId, false, options.timeoutMs, report, failureHints),
     )
+    await reached('draft-deployed')
     // From the GUID, as rsconnect does: a vanity path never changes what is verified.
     const preview = previewUrl(options.server, guid, bundleId)
     const draft = await runner.step('Verify the draft at its preview URL', (report) => verifyAt(preview, report))
@@ -306,13 +315,16 @@ async function deployUnrecorded(
         `Connect does not route the draft preview's sub-paths (${preview}health answered 404): only the preview root was verified (HTTP ${root.status}); the full verification ran after activation.`,
       )
     }
+    await reached('draft-verified')
   }
   await runner.step(`Activate bundle ${bundleId}`, (report) =>
     waitForTask(deps, guid, bundleId, true, options.timeoutMs, report, failureHints),
   )
+  await reached('activated')
   const live = await runner.step('Verify the activated bundle', (report) =>
     verifyAt(previewUrl(options.server, guid), report),
   )
+  if (live.ok) await reached('verified')
   if (!live.ok) {
     const reactivate = previous && options.reactivatePrevious !== false
     if (reactivate)

@@ -7,6 +7,7 @@ import {renderBundle} from '../../src/core/bundle.js'
 import {findRelease, type CatalogOverlay, type MigrationCatalog} from '../../src/core/catalog.js'
 import type {HistoryEvent} from '../../src/core/history.js'
 import type {ApplyDeps} from '../../src/core/upgrade-apply.js'
+import type {UpgradeIntent} from '../../src/core/upgrade-intent.js'
 import type {LiveState} from '../../src/core/upgrade-plan.js'
 import {EXTENSION_TEMPLATES, readTree} from '../../src/adapters/fs/bundle-dir.js'
 
@@ -54,6 +55,8 @@ export const now = new Date('2026-11-28T12:00:00Z')
 export function fakeApplyDeps(overrides: Partial<ApplyDeps> = {}) {
   const calls: string[] = []
   const history: HistoryEvent[] = []
+  const intents = new Map<string, UpgradeIntent>()
+  const steps: string[] = []
   const state = live('2.22.5', head('2.22.5'))
   const deps: ApplyDeps = {
     catalog,
@@ -71,8 +74,14 @@ export function fakeApplyDeps(overrides: Partial<ApplyDeps> = {}) {
     verify: async () => (calls.push('verify'), {ok: true, failures: []}),
     confirm: async () => true,
     appendHistory: async (event) => void history.push(event),
+    intents: {
+      read: async (guid) => intents.get(guid),
+      write: async (intent) => void intents.set(intent.guid, structuredClone(intent)),
+      clear: async (guid) => void intents.delete(guid),
+    },
+    reached: (step) => void steps.push(step),
     now: () => now,
     ...overrides,
   }
-  return {deps, calls, history}
+  return {deps, calls, history, intents, steps}
 }

@@ -9,6 +9,7 @@ import {mlflowChecks} from './checks-mlflow.js'
 import {extensionChecks} from './checks-extension.js'
 import {databaseChecks} from './checks-database.js'
 import {clientChecks} from './checks-client.js'
+import {upgradeChecks} from './checks-upgrade.js'
 import {DEV_INSTANCE_CHECK, devChecks} from './checks-dev.js'
 import type {CheckDefinition} from './runner.js'
 import type {DoctorContext} from './context.js'
@@ -50,7 +51,12 @@ export const DEV_DOCTOR_CHECKS: CheckDefinition<DoctorContext>[] = [
   })),
 ]
 
-export const DOCTOR_CHECKS: CheckDefinition<DoctorContext>[] = [...configChecks, ...connectChecks, ...deploymentLayers]
+export const DOCTOR_CHECKS: CheckDefinition<DoctorContext>[] = [
+  ...configChecks,
+  ...connectChecks,
+  ...deploymentLayers,
+  ...upgradeChecks,
+]
 
 /** The exit code doctor keeps: 3 configuration missing or wrong, 4 authentication refused, 6 any other
  * failure, 0 when everything passed or warned. */

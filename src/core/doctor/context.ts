@@ -7,6 +7,7 @@ import type {StorageMode} from '../bundle.js'
 import type {ArtifactLocation} from '../artifact-url.js'
 import type {DatabaseTarget} from '../database-url.js'
 import type {HistoryEvent} from '../history.js'
+import type {UpgradeIntent} from '../upgrade-intent.js'
 import type {CheckOutcome} from './runner.js'
 import type {OpsStatus} from '../extension-contract.js'
 
@@ -67,6 +68,8 @@ export interface DoctorProbes {
   /** A request to content (through Connect's proxy), with the API key unless `headers` says otherwise. */
   request(url: string, init: {method?: string; headers?: Record<string, string>; body?: string}): Promise<HttpAnswer>
   history(): Promise<HistoryEvent[]>
+  /** The intent record of an upgrade of the content that did not finish, kept on this machine. */
+  unfinishedUpgrade(guid: string): Promise<UpgradeIntent | undefined>
   localMlflowVersion(): Promise<string | undefined>
   probeDatabase(target: DatabaseTarget): Promise<{user: string; serverVersion: string; alembicRevision: string | null}>
   /** The store at the location, rooted at its prefix (keys are relative to it). */

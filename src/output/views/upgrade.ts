@@ -1,3 +1,4 @@
+import type {RecoveryResult, UpgradeStatusResult} from '../../core/upgrade-recovery.js'
 import type {RollbackResult} from '../../core/rollback.js'
 import type {ApplyResult} from '../../core/upgrade-apply.js'
 
@@ -9,4 +10,21 @@ export function showUpgraded(guid: string, result: ApplyResult): string {
 
 export function showRolledBack(result: RollbackResult): string {
   return `Bundle ${result.toBundleId} is active again on ${result.guid} (was ${result.fromBundleId}); schema ${result.revision}.\nDashboard: ${result.dashboardUrl}`
+}
+
+export function showUpgradeStatus(result: UpgradeStatusResult): string {
+  if (!result.interrupted) return `No upgrade of ${result.guid} is unfinished on this machine.`
+  const found = result.interrupted
+  return [
+    `Upgrade ${found.from.mlflowVersion} → ${found.to.mlflowVersion} of ${found.guid}: stopped after "${found.step}" (${found.direction}).`,
+    `State: ${found.state}; active bundle ${found.activeBundleId ?? 'none'}, schema ${found.revision ?? 'unknown'}.`,
+    found.summary,
+    ...found.next.map((command) => `  ${command}`),
+  ].join('\n')
+}
+
+export function showRecovery(result: RecoveryResult): string {
+  return result.outcome === 'none'
+    ? result.message
+    : `${result.guid}: ${result.outcome} (it had stopped after "${result.stoppedAfter}"). ${result.message}`
 }

@@ -9,6 +9,9 @@ import {databaseChecks} from '../../../src/core/doctor/checks-database.js'
 import {devChecks} from '../../../src/core/doctor/checks-dev.js'
 import {extensionChecks} from '../../../src/core/doctor/checks-extension.js'
 import {mlflowChecks} from '../../../src/core/doctor/checks-mlflow.js'
+import {upgradeChecks} from '../../../src/core/doctor/checks-upgrade.js'
+import type {DoctorContext} from '../../../src/core/doctor/context.js'
+import type {UpgradeIntent} from '../../../src/core/upgrade-intent.js'
 import {runChecks, selectChecks, summarize, type CheckDefinition} from '../../../src/core/doctor/runner.js'
 import {parseDuration, parseSize} from '../../../src/core/units.js'
 import {UsageError} from '../../../src/errors.js'
@@ -146,7 +149,15 @@ describe('doctor runner', () => {
 
 describe('doctor registry', () => {
   it('reports every check of every layer exactly once, reachability first, and lists what each needs', () => {
-    const layers = [configChecks, connectChecks, mlflowChecks, extensionChecks, databaseChecks, clientChecks]
+    const layers = [
+      configChecks,
+      connectChecks,
+      mlflowChecks,
+      extensionChecks,
+      databaseChecks,
+      clientChecks,
+      upgradeChecks,
+    ]
     const ids = DOCTOR_CHECKS.map((c) => c.id)
     assert.deepEqual(
       [...ids].sort(),
@@ -167,6 +178,32 @@ describe('doctor registry', () => {
       for (const definition of list)
         for (const need of definition.needs ?? []) assert.ok(listed.has(need), `${definition.id} needs ${need}`)
     }
+  })
+
+  it('fails on an upgrade from this machine that stopped half-way, naming the command that finishes it', async () => {
+    const [check] = upgradeChecks
+    const intent = {
+      v: 1,
+      server: 'https://connect.example.com',
+      guid: 'g',
+      startedAt: 'then',
+      updatedAt: 'then',
+      step: 'draft-deployed',
+      from: {bundleId: '7', mlflowVersion: '2.22.5', revision: 'old'},
+      to: {mlflowVersion: '3.17.2', head: 'new'},
+      state: {} as UpgradeIntent['state'],
+      newBundleId: '8',
+    } satisfies UpgradeIntent
+    const ctx = (found: UpgradeIntent | undefined) =>
+      ({
+        facts: {content: {guid: 'g', bundleId: '7'}, ops: {dbRevision: 'new'}},
+        probes: {unfinishedUpgrade: async () => found},
+      }) as unknown as DoctorContext
+    assert.equal((await check.run(ctx(undefined), new Map())).status, 'pass')
+    const outcome = await check.run(ctx(intent), new Map())
+    assert.equal(outcome.status, 'fail')
+    assert.match(outcome.detail, /stopped after its step "draft-deployed".*migrated to new/)
+    assert.match(outcome.fix!, /^Run: mlflowctl upgrade resume --guid g \(or mlflowctl upgrade abort --guid g\)$/)
   })
 })
 

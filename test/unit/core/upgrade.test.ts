@@ -296,7 +296,7 @@ describe('upgrade apply (fakes around the core)', () => {
   })
 
   it('a rollback that fails is recorded, with both errors, and says how to finish by hand', async () => {
-    const {deps, history, calls} = fakeDeps({
+    const {deps, history, calls, intents} = fakeDeps({
       serving: async () => ({activeBundleId: '8', revision: head('3.17.2')}),
       restore: async () => {
         throw new Error('the extension is not running')
@@ -305,10 +305,13 @@ describe('upgrade apply (fakes around the core)', () => {
     await assert.rejects(
       applyUpgrade(deps, options, inlineStepRunner),
       (error: {code: string; suggestions: string[]}) =>
-        error.code === 'ROLLBACK_FAILED' && /backup restore \/repo\/b1 --to connect:/.test(error.suggestions[0]),
+        error.code === 'ROLLBACK_FAILED' &&
+        /upgrade abort --guid/.test(error.suggestions[0]) &&
+        /backup restore \/repo\/b1 --to connect:/.test(error.suggestions[1]),
     )
     assert.match(history.at(-1)!.message!, /draft verification failed.*the extension is not running/)
     assert.equal(calls.at(-1), 'unlock')
+    assert.equal(intents.get(options.guid)?.step, 'restore-started', 'the record stays, for upgrade abort')
   })
 })
 
