@@ -359,6 +359,95 @@ class _Scan(ast.NodeVisitor):
                     self.heavy.add(f"update:{t.lower()}")
 
 
+# Alembic operations that only add to a schema: a table, a column an older MLflow may leave out of its INSERTs, or
+# a non-unique index. Anything else (a drop, an alter, a rename, a constraint on an existing table, a data
+# migration) is not, nor is an operation this list does not know.
+_CONTAINER_OPS = {"batch_alter_table", "get_bind", "get_context", "f", "inline_literal"}
+
+
+def _keyword(call: ast.Call, name: str):
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _is_true(node) -> bool:
+    return isinstance(node, ast.Constant) and node.value is True
+
+
+def _column_addable(column) -> tuple[bool, str]:
+    """Whether an older MLflow can insert rows without naming the column: nullable, or with a server default."""
+    if not isinstance(column, ast.Call):
+        return False, "a column built elsewhere"
+    nullable = _keyword(column, "nullable")
+    if _keyword(column, "server_default") is not None:
+        return True, "server default"
+    if _is_true(_keyword(column, "primary_key")):
+        return False, "a primary-key column"
+    if nullable is None or _is_true(nullable):
+        return True, "nullable"
+    return False, "NOT NULL without a server default"
+
+
+def classify_schema_change(tree: ast.Module, sc: "_Scan") -> dict:
+    """Reads what a migration's upgrade does (the module without its downgrade) and says whether it only adds."""
+    body = ast.Module(body=[n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name == "downgrade")],
+                      type_ignores=[])
+    batch_tables: dict[str, set[str]] = {}  # `with op.batch_alter_table("runs") as batch_op` -> {"runs"}
+    for node in ast.walk(body):
+        if isinstance(node, ast.With):
+            for item in node.items:
+                call = item.context_expr
+                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                        and call.func.attr == "batch_alter_table" and isinstance(item.optional_vars, ast.Name)):
+                    batch_tables[item.optional_vars.id] = sc._tables(sc._arg(call, 0, "table_name"))
+    changes: list[str] = []
+    blockers: list[str] = []
+
+    def on_new_tables(tables: set[str]) -> bool:
+        return bool(tables) and tables <= sc.creates
+
+    for node in ast.walk(body):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        owner = node.func.value.id if isinstance(node.func.value, ast.Name) else None
+        name = node.func.attr
+        if owner != "op" and owner not in batch_tables:
+            # Data written through a connection or an ORM session changes rows an older MLflow reads.
+            if name in ("execute", "bulk_save_objects", "add_all") or (owner == "session" and name in ("add", "merge")):
+                blockers.append(f"{name} (data)")
+            continue
+        if name in _CONTAINER_OPS:
+            continue
+        # The table an operation works on: the batch's, or its own table argument.
+        if owner in batch_tables:
+            tables = batch_tables[owner]
+        elif name == "create_index":
+            tables = sc._tables(sc._arg(node, 1, "table_name"))
+        elif name in ("create_foreign_key", "create_unique_constraint", "create_check_constraint",
+                      "create_primary_key"):
+            tables = sc._tables(sc._arg(node, 1, "source_table" if name == "create_foreign_key" else "table_name"))
+        else:
+            tables = sc._tables(sc._arg(node, 0, "table_name"))
+        if name == "create_table":
+            changes.append("create_table")
+        elif name == "add_column":
+            ok, why = _column_addable(node.args[-1] if node.args else _keyword(node, "column"))
+            (changes if ok else blockers).append(f"add_column ({why})")
+        elif name == "create_index":
+            if _is_true(_keyword(node, "unique")) and not on_new_tables(tables):
+                blockers.append("create_index (unique, on an existing table)")
+            else:
+                changes.append("create_index")
+        elif name in ("create_foreign_key", "create_unique_constraint", "create_check_constraint",
+                      "create_primary_key", "bulk_insert"):
+            (changes if on_new_tables(tables) else blockers).append(
+                name if on_new_tables(tables) else f"{name} (on an existing table)")
+        else:
+            blockers.append(name)
+    if not changes and not blockers:
+        changes.append("no schema operation")
+    return {"additive": not blockers, "operations": sorted(set(changes)), "notAdditive": sorted(set(blockers))}
+
+
 def _code_fingerprint(tree: ast.Module) -> str:
     body = tree.body
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
@@ -413,6 +502,7 @@ def parse_migration(src: str, filename: str, model_tables: dict[str, str] | None
         "heavy": sorted(sc.heavy),
         "creates": sorted(sc.creates),
         "has_revision_assign": "revision" in found,
+        "schemaChange": classify_schema_change(tree, sc),
         # fingerprint of the code (AST without the module docstring), so reformatting,
         # comment edits and docstring edits do not count as changes
         "sha": _code_fingerprint(tree),
@@ -585,6 +675,11 @@ def build(args) -> dict:
                 entry.update({"file": info["file"], "dialects": info["dialects"], "heavy": info["heavy"]})
                 if info["creates"]:
                     entry["creates"] = info["creates"]
+                change = info["schemaChange"]
+                entry["additive"] = change["additive"]
+                entry["operations"] = change["operations"]
+                if change["notAdditive"]:
+                    entry["notAdditive"] = change["notAdditive"]
                 cat = catalogs[chain]
                 if rev not in cat:
                     cat[rev] = {**entry, "firstRelease": v.text}

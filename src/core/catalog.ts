@@ -18,6 +18,13 @@ export interface CatalogRevision {
   absentIn?: string[]
   /** Tables the revision creates (op.create_table), read from the wheel; a backup must know every one. */
   creates?: string[]
+  /**
+   * Whether its upgrade only adds (tables, nullable or server-defaulted columns, non-unique indexes, constraints on
+   * its own new tables), so that an older MLflow runs on the result unharmed; read from the operations in the wheel.
+   */
+  additive?: boolean
+  /** The operations that make it not additive (drop_constraint, alter_column, execute (data), …). */
+  notAdditive?: string[]
 }
 
 export interface CatalogRelease {
@@ -114,6 +121,9 @@ export interface PendingRevision {
   heavy?: string
   /** Tables the heavy step works over, with their estimated rows when known. */
   tables?: Array<{table: string; rows?: number}>
+  /** Whether it only adds to the schema (see CatalogRevision.additive). */
+  additive: boolean
+  notAdditive?: string[]
 }
 
 export interface SchemaStatus {
@@ -146,6 +156,8 @@ export function pendingRevisions(
       firstRelease: entry.firstRelease,
       dialects: entry.dialects ?? [],
       ...(heavy ? {heavy, tables} : {}),
+      additive: entry.additive === true,
+      ...(entry.notAdditive?.length ? {notAdditive: entry.notAdditive} : {}),
     }
   })
 }
@@ -238,4 +250,41 @@ export function releasesContaining(catalog: MigrationCatalog, revision: string):
     .filter((release) => chainTo(catalog.tracking, release.trackingHead).includes(revision))
     .map((r) => r.version)
     .sort(semver.compare)
+}
+
+/** How a rollback from `to` back to the release at `from` goes: instantly when every migration between only adds. */
+export interface RollbackKind {
+  kind: 'instant' | 'restore'
+  /** The revisions that are not additive, with what makes each so. */
+  notAdditive: Array<{revision: string; message: string; operations: string[]}>
+  explanation: string
+}
+
+export function rollbackKind(pending: PendingRevision[], fromVersion: string): RollbackKind {
+  const blocking = pending
+    .filter((revision) => !revision.additive)
+    .map((revision) => ({
+      revision: revision.revision,
+      message: revision.message,
+      operations: revision.notAdditive ?? ['unknown'],
+    }))
+  if (blocking.length === 0)
+    return {
+      kind: 'instant',
+      notAdditive: [],
+      explanation:
+        pending.length === 0
+          ? `No schema change: \`mlflowctl rollback\` re-activates MLflow ${fromVersion} as it is.`
+          : `All ${pending.length} pending migrations only add (tables, nullable or defaulted columns, indexes): \`mlflowctl rollback\` re-activates MLflow ${fromVersion} on the newer schema without a restore, and data logged after the upgrade stays.`,
+    }
+  return {
+    kind: 'restore',
+    notAdditive: blocking,
+    explanation: `${blocking.length} of ${pending.length} pending migrations change what MLflow ${fromVersion} reads or writes (${blocking
+      .slice(0, 3)
+      .map((b) => `${b.revision}: ${b.operations.join(', ')}`)
+      .join(
+        '; ',
+      )}${blocking.length > 3 ? '; …' : ''}): a rollback restores the pre-upgrade backup, and data logged after the upgrade is kept only in the restore's safety backup.`,
+  }
 }

@@ -9,10 +9,12 @@ import semver from 'semver'
 import type {BundleInfo, ConnectManifest} from './bundle.js'
 import {
   findRelease,
+  rollbackKind,
   schemaStatus,
   type CatalogOverlay,
   type MigrationCatalog,
   type PendingRevision,
+  type RollbackKind,
   type SchemaKind,
 } from './catalog.js'
 import {pythonRequiresForBundle, pythonSatisfies} from './versions.js'
@@ -74,6 +76,8 @@ export interface UpgradePlan {
   hazards: PlanFinding[]
   blockers: PlanFinding[]
   strategy: UpgradeStrategy
+  /** How a rollback after this upgrade would go: instant when the pending migrations only add. */
+  rollback: RollbackKind
   steps: string[]
   fingerprint: string
 }
@@ -252,6 +256,7 @@ export function planUpgrade(
     hazards,
     blockers,
     strategy,
+    rollback: rollbackKind(schema.pending, fromVersion),
     steps,
     fingerprint: fingerprintOf(state, target.version),
   }

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"mlflowctl-schema-migration").diges
 
 @dataclass
 class SchemaState:
-    """kind: empty | current | behind | unknown | unversioned."""
+    """kind: empty | current | behind | unknown | unversioned | ahead-additive (a newer revision mlflowctl allowed)."""
 
     kind: str
     revision: str | None
@@ -55,8 +56,10 @@ def expected_head() -> str:
     return _get_latest_schema_revision()
 
 
-def inspect_schema(engine: sqlalchemy.engine.Engine) -> SchemaState:
-    """Reads the DB revision and classifies it against the installed MLflow's chain. Never writes."""
+def inspect_schema(engine: sqlalchemy.engine.Engine, ahead_allowed: str | None = None) -> SchemaState:
+    """Reads the DB revision and classifies it against the installed MLflow's chain. Never writes.
+
+    `ahead_allowed`: a revision this MLflow does not know that mlflowctl found additive from its head."""
     head = expected_head()
     tables = [t for t in sqlalchemy.inspect(engine).get_table_names() if not t.startswith("alembic_")]
     revision = read_revision(engine)
@@ -69,7 +72,7 @@ def inspect_schema(engine: sqlalchemy.engine.Engine) -> SchemaState:
     script = _script_directory()
     known = {rev.revision for rev in script.walk_revisions()}
     if revision not in known:
-        return SchemaState("unknown", revision, head)
+        return SchemaState("ahead-additive" if revision == ahead_allowed else "unknown", revision, head)
     pending = [rev.revision for rev in script.iterate_revisions(head, revision)]
     pending.reverse()
     return SchemaState("behind", revision, head, pending)
@@ -251,8 +254,14 @@ def _run_upgrade(engine: sqlalchemy.engine.Engine, state: SchemaState, progress:
             )
 
 
-def ensure_schema(storage: StorageConfig, auto_migrate: bool, progress: Progress | None = None) -> SchemaState:
+def ensure_schema(
+    storage: StorageConfig,
+    auto_migrate: bool,
+    progress: Progress | None = None,
+    ahead_allowed: str | None = None,
+) -> SchemaState:
     """Brings the DB to the installed MLflow's head, or refuses. `progress` is told of each revision before it runs.
+    A DB at `ahead_allowed` (MLFLOWCTL_SCHEMA_AHEAD_ALLOWED) is served as it is when this MLflow's models fit it.
 
     Writes: initialises an empty DB; upgrades a DB that is behind (snapshot first in local mode).
     @raises StartupError for a DB ahead of the code, an unknown or missing revision, pending
@@ -261,7 +270,7 @@ def ensure_schema(storage: StorageConfig, auto_migrate: bool, progress: Progress
     engine = create_engine(storage.backend_store_uri)
     try:
         with migration_lock(engine, storage):
-            state = inspect_schema(engine)
+            state = inspect_schema(engine, ahead_allowed)
             log_event(
                 "migration.check",
                 f"database schema is {state.kind}",
@@ -271,6 +280,8 @@ def ensure_schema(storage: StorageConfig, auto_migrate: bool, progress: Progress
                 pending=len(state.pending),
             )
             _refuse_if_unusable(state, auto_migrate)
+            if state.kind == "ahead-additive":
+                _accept_ahead(engine, state)
             if state.kind in ("empty", "behind"):
                 if state.kind == "behind":
                     snapshot_sqlite(storage, state)
@@ -301,6 +312,30 @@ def ensure_schema(storage: StorageConfig, auto_migrate: bool, progress: Progress
         ) from None
     finally:
         engine.dispose()
+
+
+def _accept_ahead(engine: sqlalchemy.engine.Engine, state: SchemaState) -> None:
+    """Serves a DB that newer, additive migrations moved past this MLflow's head, after checking it fits."""
+    import mlflow
+
+    from .schema_ahead import schema_gaps, tolerate_revision
+
+    gaps = schema_gaps(engine)
+    if gaps:
+        raise StartupError(
+            f"The database is at schema revision {state.revision}, ahead of MLflow {mlflow.__version__}'s head "
+            f"{state.head}, and MLFLOWCTL_SCHEMA_AHEAD_ALLOWED allows it, but this MLflow cannot run on it: "
+            f"{'; '.join(gaps[:5])}. Refusing to start: deploy the MLflow version that migrated it, or restore a backup.",
+            code="DB_AHEAD_NOT_ADDITIVE",
+        )
+    tolerate_revision(state.revision or "")
+    log_event(
+        "migration.ahead",
+        "serving a database ahead of this MLflow's head (additive migrations only)",
+        logging.WARNING,
+        revision=state.revision,
+        head=state.head,
+    )
 
 
 def _refuse_if_unusable(state: SchemaState, auto_migrate: bool) -> None:

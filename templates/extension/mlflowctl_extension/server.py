@@ -31,6 +31,7 @@ from .replica_service import hold_wal, start_replication
 from .settings import (
     StartupError,
     StorageConfig,
+    ahead_allowed,
     auto_migrate_enabled,
     connect_public_url,
     load_replica_settings,
@@ -103,7 +104,7 @@ def _make_describe(
     engine = create_engine(storage.backend_store_uri)
 
     def describe() -> dict[str, Any]:
-        state = inspect_schema(engine)
+        state = inspect_schema(engine, ahead_allowed(os.environ))
         free, total = disk_space(storage.data_dir)
         return {
             **(cloud_status() if cloud_status else {"credentialsSource": None, "credentials": []}),
@@ -206,7 +207,7 @@ def _start(gate: Any, ops: OpsContext, env: dict[str, str], bundle: dict[str, An
             storage, replica_settings
         )  # first: the start-up steps below must not checkpoint away a WAL the replica resumes
         recover(storage)  # a restore or snapshot interrupted by a restart leaves a flag and spools behind
-        ensure_schema(storage, auto_migrate_enabled(env), progress=startup.migrating)
+        ensure_schema(storage, auto_migrate_enabled(env), progress=startup.migrating, ahead_allowed=ahead_allowed(env))
         startup.migrated()
         replication = start_replication(storage, replica_settings)
         storage_service = StorageService(

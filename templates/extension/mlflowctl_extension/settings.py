@@ -80,6 +80,11 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise StartupError(f"{name} must be true or false, got {raw!r}.")
 
 
+def ahead_allowed(env: Mapping[str, str]) -> str | None:
+    """MLFLOWCTL_SCHEMA_AHEAD_ALLOWED: the one newer schema revision mlflowctl found additive (an instant rollback)."""
+    return (env.get("MLFLOWCTL_SCHEMA_AHEAD_ALLOWED") or "").strip() or None
+
+
 def auto_migrate_enabled(env: Mapping[str, str]) -> bool:
     """MLFLOWCTL_AUTO_MIGRATE (default true) decides whether a DB behind the code is upgraded."""
     return _flag(env, "MLFLOWCTL_AUTO_MIGRATE", True)

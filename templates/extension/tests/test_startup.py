@@ -64,6 +64,95 @@ def test_database_ahead_of_the_code_is_refused_naming_the_revision(bundle, tmp_p
     assert revision(db) == "fedcba987654"  # untouched
 
 
+def _store_works_script(timeout: int) -> str:
+    """Starts the extension, then opens MLflow's own stores on the same database and logs a run through them."""
+    return "\n".join(
+        [
+            "import os, sys, app",
+            f"sys.exit(1) if not app.app.startup.wait({timeout}) else None",
+            "from mlflow.tracking import MlflowClient",
+            "from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore",
+            "uri = 'sqlite:///' + os.path.join(os.environ['CONNECT_CONTENT_DATA_DIR'], 'mlflow.db')",
+            "client = MlflowClient(tracking_uri=uri)",
+            "run = client.create_run(client.create_experiment('written-by-the-older-mlflow'))",
+            "client.log_metric(run.info.run_id, 'm', 1.0)",
+            "SqlAlchemyStore(uri).create_registered_model('model-after-rollback')",
+        ]
+    )
+
+
+def _move_ahead(db, revision: str) -> None:
+    """What newer, additive migrations leave: a table and a nullable column this MLflow does not know."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE future_things (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        conn.execute("ALTER TABLE runs ADD COLUMN future_note TEXT")
+        conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+
+
+def test_a_database_ahead_by_additive_migrations_is_served_when_mlflowctl_allows_that_revision(bundle, tmp_path):
+    import subprocess
+    import sys
+
+    env = base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"))
+    assert import_app(bundle, env).returncode == 0
+    db = tmp_path / "data" / "mlflow.db"
+    _move_ahead(db, "fedcba987654")
+    # Another revision allowed than the one found: refused as before.
+    other = import_app(bundle, dict(env, MLFLOWCTL_SCHEMA_AHEAD_ALLOWED="abcdef012345"))
+    assert other.returncode != 0 and "Refusing to start" in other.stderr
+    allowed = dict(env, MLFLOWCTL_SCHEMA_AHEAD_ALLOWED="fedcba987654")
+    result = subprocess.run(
+        [sys.executable, "-c", _store_works_script(230)],
+        cwd=bundle,
+        env=allowed,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ahead = [e for e in events(result.stderr) if e["event"] == "migration.ahead"]
+    assert ahead and ahead[0]["revision"] == "fedcba987654" and ahead[0]["head"] == head()
+    assert revision(db) == "fedcba987654"  # served as it is, never migrated
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM runs WHERE future_note IS NULL").fetchone()[0] >= 1
+
+
+def test_a_database_ahead_that_this_mlflow_cannot_run_on_is_refused_even_when_allowed(bundle, tmp_path):
+    env = base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data"))
+    assert import_app(bundle, env).returncode == 0
+    db = tmp_path / "data" / "mlflow.db"
+    _move_ahead(db, "fedcba987654")
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE experiment_tags RENAME TO experiment_tags_renamed")
+    result = import_app(bundle, dict(env, MLFLOWCTL_SCHEMA_AHEAD_ALLOWED="fedcba987654"))
+    assert result.returncode != 0
+    refused = [e for e in events(result.stderr) if e["event"] == "startup.refused"]
+    assert refused and refused[0]["code"] == "DB_AHEAD_NOT_ADDITIVE", result.stderr[-2000:]
+    assert "table experiment_tags is missing" in result.stderr
+
+
+def test_schema_gaps_names_a_column_that_would_refuse_the_older_mlflows_inserts(tmp_path):
+    import sqlalchemy
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflowctl_extension.schema_ahead import schema_gaps
+
+    db = tmp_path / "gaps.db"
+    SqlAlchemyStore(f"sqlite:///{db}", str(tmp_path / "artifacts"))
+    with sqlite3.connect(db) as conn:
+        conn.executescript(
+            """
+            DROP TABLE experiment_tags;
+            CREATE TABLE experiment_tags (
+                key VARCHAR(250) NOT NULL, value VARCHAR(5000), experiment_id INTEGER NOT NULL,
+                added_later VARCHAR(10) NOT NULL, added_with_default VARCHAR(10) NOT NULL DEFAULT 'x',
+                PRIMARY KEY (key, experiment_id)
+            );
+            """
+        )
+    engine = sqlalchemy.create_engine(f"sqlite:///{db}")
+    assert schema_gaps(engine) == ["column experiment_tags.added_later is NOT NULL without a default"]
+
+
 def test_tables_without_a_revision_are_refused(bundle, tmp_path):
     data = tmp_path / "data"
     data.mkdir()

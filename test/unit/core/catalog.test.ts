@@ -7,7 +7,9 @@ import {
   chainTo,
   findRelease,
   newestRelease,
+  pendingRevisions,
   releasesContaining,
+  rollbackKind,
   schemaStatus,
   type CatalogOverlay,
   type MigrationCatalog,
@@ -52,6 +54,42 @@ describe('migration catalog', () => {
     assert.ok(!chainTo(catalog.tracking, findRelease(catalog, '3.1.0').trackingHead).includes('bda7b8c39065'))
     assert.equal(releasesContaining(catalog, 'bda7b8c39065')[0], '3.0.1')
     assert.equal(catalog.tracking['5b0e9adcef9c'].firstRelease, '2.13.1')
+  })
+})
+
+describe('additive migrations (instant rollback)', () => {
+  const slice = (from: string, to: string) =>
+    pendingRevisions(
+      catalog,
+      overlay,
+      schemaStatus(catalog, overlay, at(findRelease(catalog, from).trackingHead), to).pending.map((p) => p.revision),
+    )
+
+  it('classifies every tracking revision, and a sample read by hand the same way', () => {
+    const revisions = Object.values(catalog.tracking)
+    assert.ok(revisions.every((revision) => typeof revision.additive === 'boolean'))
+    // Read by hand in the wheels: a nullable column, a column with a server default, new tables, a new index…
+    for (const revision of ['0c779009ac13', '6953534de441', '400f98739977', 'bd07f7e963c5', 'cbc13b556ace'])
+      assert.equal(catalog.tracking[revision].additive, true, revision)
+    // …and a widened column, a constraint rebuilt, rows rewritten, SQL run by op.execute.
+    for (const [revision, operation] of [
+      ['cc1f77228345', 'alter_column'],
+      ['0584bdc529eb', 'drop_constraint'],
+      ['90e64c465722', 'merge (data)'],
+      ['1bd49d398cd23', 'execute'],
+    ])
+      assert.ok(catalog.tracking[revision].notAdditive?.includes(operation), `${revision}: ${operation}`)
+  })
+
+  it('2.22.5 → 3.1.0 rolls back instantly; 2.22.5 → 3.17.2 needs the restore, and says why', () => {
+    const instant = rollbackKind(slice('2.22.5', '3.1.0'), '2.22.5')
+    assert.equal(instant.kind, 'instant')
+    assert.match(instant.explanation, /All 2 pending migrations only add/)
+    const restore = rollbackKind(slice('2.22.5', '3.17.2'), '2.22.5')
+    assert.equal(restore.kind, 'restore')
+    assert.ok(restore.notAdditive.some((revision) => revision.revision === 'bda7b8c39065'))
+    assert.match(restore.explanation, /restores the pre-upgrade backup/)
+    assert.equal(rollbackKind([], '3.17.1').kind, 'instant')
   })
 })
 
