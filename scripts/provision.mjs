@@ -20,7 +20,7 @@ const versions = process.argv.slice(2).length > 0 ? process.argv.slice(2) : [NEW
 const python = pythonCommand(process.env)
 const pythonVersion = await detectPythonVersion(python)
 const templates = await readTree(EXTENSION_TEMPLATES)
-const UPGRADE_MATRIX_EXTRA = ['3.0.1']
+const UPGRADE_MATRIX_EXTRA = ['3.0.1', '3.1.0', '2.16.2', '2.9.2']
 const EMULATORS = 'moto[server]==5.2.5\ngcp-storage-emulator==2026.7.19\n'
 const PYTHON_LINT = 'ruff==0.14.10\n'
 
@@ -61,8 +61,9 @@ for (const mlflowVersion of versions) {
   ])
   out.push({mlflowVersion, python: venv.python, key: venv.key})
 }
-// The upgrade matrix (test/integration/upgrade.test.ts) also starts from a 3.0.x release; the fake Connect
-// would build its venv on first deploy, this builds it ahead (same requirements, same cache key).
+// The upgrade matrix (test/integration/upgrade-matrix.test.ts) also starts from 3.0.1, 2.16.2 and 2.9.2 (releases
+// users still run) and rolls back instantly from 3.1.0; the fake Connect would build their venvs on first deploy,
+// this builds them ahead (same requirements, same cache key).
 for (const mlflowVersion of UPGRADE_MATRIX_EXTRA)
   await build(`MLflow ${mlflowVersion} (upgrade matrix)`, bundleRequirements('local', mlflowVersion))
 // Content first deployed on MLflow < 3.3 stays python-api when upgraded in place: its 3.x bundle adds a2wsgi.

@@ -8,9 +8,12 @@ import {confirmer} from '../output/prompt.js'
 
 export default class Rollback extends MlflowctlCommand<typeof Rollback> {
   static summary = 'Activate an earlier bundle, unless the database schema has moved past it.'
-  static description = `Without --to, activates the bundle before the active one. Refuses (exit 6) when the database is at a
-schema revision other than the one that bundle was verified at (from \`mlflowctl history\`): its MLflow would refuse
-the newer schema, so restore a backup instead. Needs --yes when it cannot prompt.`
+  static description = `Without --to, activates the bundle before the active one. When the database is at the schema revision that bundle was
+verified at (from \`mlflowctl history\`), it is simply activated. When the schema moved on through migrations that
+only add (new tables, nullable or defaulted columns, indexes: the migration catalog says which), the rollback is
+instant: the content's MLFLOWCTL_SCHEMA_AHEAD_ALLOWED names the newer revision, the older extension checks that its
+MLflow fits it and serves it as it is, and data logged after the upgrade stays. Any other move is refused (exit 6):
+that MLflow would refuse the newer schema, so restore a backup instead. Needs --yes when it cannot prompt.`
   static examples = [
     '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666 --yes',
     '<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666 --to 41 --json --yes',
@@ -42,6 +45,7 @@ the newer schema, so restore a backup instead. Needs --yes when it cannot prompt
     const ledger = this.deps.history(this.settings.dataDir)
     const deps = {
       ...deploy,
+      catalog: (await this.deps.catalog()).catalog,
       history: () => ledger.read(),
       confirm: confirmer({
         yes: this.flags.yes,

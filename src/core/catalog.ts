@@ -288,3 +288,29 @@ export function rollbackKind(pending: PendingRevision[], fromVersion: string): R
       )}${blocking.length > 3 ? '; …' : ''}): a rollback restores the pre-upgrade backup, and data logged after the upgrade is kept only in the restore's safety backup.`,
   }
 }
+
+/**
+ * Whether a database at `ahead` is one an MLflow whose head is `head` runs on unharmed: `ahead` descends from `head`
+ * through migrations that only add. Returns the revisions between, or why not.
+ */
+export function additiveAhead(
+  catalog: MigrationCatalog,
+  head: string,
+  ahead: string,
+): {ok: true; revisions: string[]} | {ok: false; reason: string} {
+  if (!catalog.tracking[ahead]) return {ok: false, reason: `revision ${ahead} is not one MLflow released`}
+  const chain = chainTo(catalog.tracking, ahead)
+  const from = chain.indexOf(head)
+  if (from < 0) return {ok: false, reason: `revision ${ahead} does not descend from ${head}`}
+  const revisions = chain.slice(from + 1)
+  const blocking = revisions.filter((revision) => catalog.tracking[revision].additive !== true)
+  if (blocking.length > 0)
+    return {
+      ok: false,
+      reason: `${blocking.length} of the ${revisions.length} migrations from ${head} to ${ahead} do not only add (${blocking
+        .slice(0, 3)
+        .map((revision) => `${revision}: ${(catalog.tracking[revision].notAdditive ?? ['unknown']).join(', ')}`)
+        .join('; ')}${blocking.length > 3 ? '; …' : ''})`,
+    }
+  return {ok: true, revisions}
+}

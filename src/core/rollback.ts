@@ -1,11 +1,16 @@
 import {CheckFailedError, ConfigError, ExternalError, UsageError} from '../errors.js'
+import {additiveAhead, type MigrationCatalog} from './catalog.js'
 import {urlsFor, waitForTask, type DeployConnect} from './deploy.js'
 import {HISTORY_FORMAT_VERSION, verifiedRevisionOf, type HistoryEvent} from './history.js'
 import type {StepRunner} from './ports.js'
 import {readSchema, verifyExtension, type VerifyDeps, type VerifyResult} from './verify-extension.js'
 
+/** The content variable that lets an older extension serve one newer, additive schema revision (schema_ahead.py). */
+export const SCHEMA_AHEAD_ENV = 'MLFLOWCTL_SCHEMA_AHEAD_ALLOWED'
+
 export interface RollbackDeps {
-  connect: Pick<DeployConnect, 'getContent' | 'deploy' | 'getTask' | 'currentUser'> & {
+  catalog: MigrationCatalog
+  connect: Pick<DeployConnect, 'getContent' | 'deploy' | 'getTask' | 'currentUser' | 'setEnvironment'> & {
     listBundles(guid: string): Promise<Array<{id: string; created_time?: string}>>
   }
   probe: VerifyDeps
@@ -32,6 +37,8 @@ export interface RollbackResult {
   toBundleId: string
   revision: string
   mlflowVersion?: string
+  /** Set when the bundle now runs on a schema ahead of its own head, by migrations that only add (no restore). */
+  instant?: {head: string; revision: string; migrations: number}
   verification: VerifyResult
   contentUrl: string
   dashboardUrl: string
@@ -94,18 +101,23 @@ export async function rollback(
       },
     )
   }
+  let instant: RollbackResult['instant']
   if (targetSchema.revision !== live.revision) {
-    throw new CheckFailedError(
-      'ROLLBACK_SCHEMA_MOVED',
-      `The database schema moved past bundle ${target}: it is at ${live.revision}, and bundle ${target} (MLflow ${targetSchema.mlflowVersion ?? '?'}) was verified at ${targetSchema.revision}. Its MLflow would refuse to start.`,
-      {
-        suggestions: ['Restore the backup taken before the upgrade (mlflowctl backup restore), then roll back.'],
-      },
-    )
+    // Migrations that only add leave a schema the older MLflow runs on: it is re-activated as it is.
+    const ahead = additiveAhead(deps.catalog, targetSchema.revision, live.revision)
+    if (!ahead.ok)
+      throw new CheckFailedError(
+        'ROLLBACK_SCHEMA_MOVED',
+        `The database schema moved past bundle ${target}: it is at ${live.revision}, and bundle ${target} (MLflow ${targetSchema.mlflowVersion ?? '?'}) was verified at ${targetSchema.revision}; ${ahead.reason}. Its MLflow would refuse to start.`,
+        {
+          suggestions: ['Restore the backup taken before the upgrade (mlflowctl backup restore), then roll back.'],
+        },
+      )
+    instant = {head: targetSchema.revision, revision: live.revision, migrations: ahead.revisions.length}
   }
   if (
     !(await deps.confirm(
-      `Activate bundle ${target} (MLflow ${targetSchema.mlflowVersion ?? '?'}) instead of ${current} on ${guid}?`,
+      `Activate bundle ${target} (MLflow ${targetSchema.mlflowVersion ?? '?'}) instead of ${current} on ${guid}${instant ? `, on the newer schema ${instant.revision} (${instant.migrations} migrations that only add; no restore)` : ''}?`,
     ))
   )
     throw new UsageError('DECLINED', 'Rollback declined.')
@@ -121,6 +133,12 @@ export async function rollback(
     ...extra,
   })
   try {
+    if (instant) {
+      const allowed = instant.revision
+      await runner.step(`Let bundle ${target} serve schema ${allowed} (${SCHEMA_AHEAD_ENV})`, () =>
+        deps.connect.setEnvironment(guid, [{name: SCHEMA_AHEAD_ENV, value: allowed}]),
+      )
+    }
     await runner.step(`Activate bundle ${target}`, (report) =>
       waitForTask(deps, guid, target, true, options.timeoutMs, report, [`Logs: ${urls.logsUrl}`]),
     )
@@ -130,6 +148,7 @@ export async function rollback(
         apiKey: options.apiKey,
         opsToken,
         expectedMlflowVersion: targetSchema.mlflowVersion ?? '',
+        aheadAllowed: instant?.revision,
         // The process starts (and may migrate) after activation: as long as the task may take.
         startTimeoutMs: options.timeoutMs,
         report,
@@ -145,13 +164,23 @@ export async function rollback(
         {suggestions: [`Logs: ${urls.logsUrl}`]},
       )
     }
-    await deps.appendHistory(event('ok', {revision: verification.revision}))
+    await deps.appendHistory(
+      event('ok', {
+        revision: verification.revision,
+        ...(instant
+          ? {
+              message: `instant: on schema ${instant.revision}, ${instant.migrations} additive migrations ahead of ${instant.head}`,
+            }
+          : {}),
+      }),
+    )
     return {
       guid,
       fromBundleId: current,
       toBundleId: target,
       revision: verification.revision!,
       mlflowVersion: targetSchema.mlflowVersion,
+      ...(instant ? {instant} : {}),
       verification,
       ...urls,
     }

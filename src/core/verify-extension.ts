@@ -38,6 +38,8 @@ export interface VerifyOptions {
   startTimeoutMs?: number
   /** Told what the extension is doing while verification waits for it. */
   report?(line: string): void
+  /** A newer revision the extension may serve (an instant rollback): it then counts as the expected schema. */
+  aheadAllowed?: string
 }
 
 export interface VerifyCheck {
@@ -123,7 +125,7 @@ async function awaitStart(
 /** Reads the schema revision and expected head from the ops status endpoint. Reads only. */
 export async function readSchema(
   deps: VerifyDeps,
-  options: Pick<VerifyOptions, 'baseUrl' | 'apiKey' | 'opsToken' | 'initTimeoutSeconds'>,
+  options: Pick<VerifyOptions, 'baseUrl' | 'apiKey' | 'opsToken' | 'initTimeoutSeconds' | 'aheadAllowed'>,
 ): Promise<{check: VerifyCheck; revision?: string; expectedHead?: string}> {
   const ops = await deps
     .get(
@@ -135,20 +137,26 @@ export async function readSchema(
   let revision: string | undefined
   let expectedHead: string | undefined
   let unreadable: string | undefined
+  let servedAhead = false
   try {
     const status = parseOpsStatus(ops.body)
     revision = status.dbRevision ?? undefined
     expectedHead = status.expectedHead
+    servedAhead =
+      Boolean(options.aheadAllowed) && revision === options.aheadAllowed && status.schemaState === 'ahead-additive'
   } catch (error) {
     unreadable = (error as Error).message
   }
   const check: VerifyCheck = {
     id: 'schema',
-    ok: ops.status === 200 && !unreadable && Boolean(revision) && revision === expectedHead,
+    ok: ops.status === 200 && !unreadable && Boolean(revision) && (revision === expectedHead || servedAhead),
     detail:
       ops.status !== 200
         ? `ops status answered ${ops.status || 'nothing'}`
-        : (unreadable ?? `schema revision ${revision}, expected head ${expectedHead}`),
+        : (unreadable ??
+          (servedAhead
+            ? `schema revision ${revision}, ahead of the head ${expectedHead} by migrations that only add (allowed)`
+            : `schema revision ${revision}, expected head ${expectedHead}`)),
   }
   return {check, revision, expectedHead}
 }

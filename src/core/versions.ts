@@ -104,12 +104,22 @@ export function pythonRequiresFor(mlflowVersion: string): string {
  *   install fails at import unless SQLAlchemy is < 2.1; with SQLAlchemy 2.0 a plain postgresql:// URL uses psycopg2.
  *   (Found by the upgrade matrix: a 3.0.1 bundle did not start.)
  * - From 3.9.0 pip resolves SQLAlchemy 2.1, where a plain postgresql:// URL means psycopg 3.
+ * - MLflow before 2.16 imports pkg_resources, which setuptools 82 removed (81 warns that it will), and a venv made
+ *   by uv (as Connect's may be) has no setuptools at all. (Found by the upgrade matrix: 2.9.2 did not import.)
  */
 export function driverRequirementsFor(mlflowVersion: string): string[] {
-  return semver.lt(parseMlflowVersion(mlflowVersion), SQLALCHEMY_21_FROM)
-    ? ['psycopg2-binary==2.9.13', 'sqlalchemy<2.1']
+  const version = parseMlflowVersion(mlflowVersion)
+  return semver.lt(version, SQLALCHEMY_21_FROM)
+    ? [
+        'psycopg2-binary==2.9.13',
+        'sqlalchemy<2.1',
+        ...(semver.lt(version, PKG_RESOURCES_DROPPED_IN) ? ['setuptools<81'] : []),
+      ]
     : ['psycopg[binary]==3.3.9']
 }
+
+/** The first MLflow release that no longer imports pkg_resources. */
+export const PKG_RESOURCES_DROPPED_IN = '2.16.0'
 
 /** The first MLflow release that imports with SQLAlchemy 2.1. */
 export const SQLALCHEMY_21_FROM = '3.9.0'

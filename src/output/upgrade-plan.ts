@@ -42,6 +42,8 @@ export function formatPlan(plan: UpgradePlan, format: 'text' | 'md'): string {
   lines.push(
     heading(`Strategy: ${plan.strategy}`),
     ...plan.steps.map((step, index) => (md ? `${index + 1}. ${step}` : `  ${index + 1}. ${step}`)),
+    heading(`Rollback: ${plan.rollback.kind}`),
+    item(plan.rollback.explanation),
   )
   return lines.join('\n')
 }

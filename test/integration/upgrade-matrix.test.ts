@@ -1,6 +1,7 @@
 // The upgrade matrix through the fake Connect with real MLflow: data written by an old release (the last 2.x,
 // and a 3.0.x) on local SQLite and on PostgreSQL, upgraded with `upgrade plan` + `upgrade apply` to the newest
-// 3.x and read back by it; and a target the database is ahead of, refused.
+// 3.x and read back by it; and a target the database is ahead of, refused. The older sources (2.16.x, 2.9.x) and
+// the instant rollback are in upgrade-matrix-older.test.ts.
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 

@@ -28,8 +28,8 @@ def act(action, arg):
             mlflow.log_artifact(path)
         return {"runId": run.info.run_id, "artifactUri": run.info.artifact_uri}
     elif action == "rich":
-        # Everything a backup must carry: metric history with steps (and a NaN), params, tags, an artifact,
-        # a registered model with a version and an alias, and a trace on 3.x.
+        # Everything a backup must carry: metric history with steps (and a NaN), params, tags, an artifact, a
+        # dataset input, a registered model with a version and an alias, and a trace on 3.x.
         client = MlflowClient()
         mlflow.set_experiment(arg)
         with mlflow.start_run() as run:
@@ -43,6 +43,9 @@ def act(action, arg):
                 handle.write("weights-" + arg)
             mlflow.log_artifact(path)
             mlflow.log_artifact(path, artifact_path="nested/dir")
+            import pandas
+            frame = pandas.DataFrame({"x": [1.0, 2.0, 3.0], "y": [2.0, 4.0, 6.0]})
+            mlflow.log_input(mlflow.data.from_pandas(frame, name="train-" + arg, targets="y"), context="training")
         if mlflow.__version__.startswith("3."):
             @mlflow.trace
             def predict(x):
@@ -76,8 +79,9 @@ def act(action, arg):
                         else:
                             local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=item.path)
                             files[item.path] = hashlib.sha256(open(local, "rb").read()).hexdigest()
+                inputs = sorted([[d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.schema, sorted([t.key, t.value] for t in d.tags)] for d in (run.inputs.dataset_inputs if run.inputs else [])])
                 runs.append({"id": run.info.run_id, "status": run.info.status, "start": run.info.start_time, "end": run.info.end_time, "artifactUri": run.info.artifact_uri,
-                             "params": run.data.params, "metrics": {k: num(v) for k, v in run.data.metrics.items()}, "tags": run.data.tags, "history": history, "files": files})
+                             "params": run.data.params, "metrics": {k: num(v) for k, v in run.data.metrics.items()}, "tags": run.data.tags, "history": history, "files": files, "inputs": inputs})
             traces = []
             if hasattr(mlflow, "search_traces") and mlflow.__version__.startswith("3."):
                 for trace in sorted(mlflow.search_traces(experiment_ids=[exp.experiment_id], return_type="list"), key=lambda t: t.info.trace_id):

@@ -16,6 +16,8 @@ import {connectAuthEnv, logRichRunsThenSnapshot, serverSnapshot} from './mlflow-
 import {testVenvs} from './services.js'
 
 export const OLD_3 = '3.0.1'
+/** Releases users still run, current in 2024 and 2023 (the newest patch of each line). */
+export const OLDER_SOURCES = ['2.16.2', '2.9.2'] as const
 const execFileAsync = promisify(execFile)
 export const workDir = tempDir('upgrade-fake-connect-')
 export const fake = await startFakeConnect({workDir})

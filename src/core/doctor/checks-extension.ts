@@ -61,6 +61,11 @@ export const extensionChecks: CheckDefinition<DoctorContext>[] = [
           `${ops.pendingMigrations?.length ?? '?'} migration(s) pending: the database is at ${ops.dbRevision}, MLflow ${ops.mlflowVersion} expects ${ops.expectedHead}`,
           'Back up, then restart or redeploy the content with MLFLOWCTL_AUTO_MIGRATE=true (the default), or run mlflowctl upgrade.',
         )
+      if (ops.schemaState === 'ahead-additive')
+        return warn(
+          `the database is at ${ops.dbRevision}, ahead of MLflow ${ops.mlflowVersion}'s head ${ops.expectedHead} by migrations that only add (an instant rollback): this MLflow runs on it, and ignores what they added`,
+          'Upgrade again to the release that migrated it when ready (mlflowctl upgrade plan --to VERSION shows which).',
+        )
       if (ops.schemaState === 'unknown')
         return fail(
           `the database is at ${ops.dbRevision}, which MLflow ${ops.mlflowVersion} does not know: it is ahead of the code (a newer MLflow migrated it)`,

@@ -9,7 +9,10 @@ export function showUpgraded(guid: string, result: ApplyResult): string {
 }
 
 export function showRolledBack(result: RollbackResult): string {
-  return `Bundle ${result.toBundleId} is active again on ${result.guid} (was ${result.fromBundleId}); schema ${result.revision}.\nDashboard: ${result.dashboardUrl}`
+  const instant = result.instant
+    ? `\nInstant rollback: MLflow ${result.mlflowVersion ?? '?'} runs on schema ${result.instant.revision}, ${result.instant.migrations} additive migrations ahead of its own head ${result.instant.head}; data logged since the upgrade stays.`
+    : ''
+  return `Bundle ${result.toBundleId} is active again on ${result.guid} (was ${result.fromBundleId}); schema ${result.revision}.${instant}\nDashboard: ${result.dashboardUrl}`
 }
 
 export function showUpgradeStatus(result: UpgradeStatusResult): string {

@@ -63,5 +63,8 @@ describe('versions', () => {
     // 3.0-3.8 import FallbackAsyncAdaptedQueuePool, which SQLAlchemy 2.1 removed.
     assert.ok(driverRequirementsFor('3.8.1').includes('sqlalchemy<2.1'))
     assert.ok(!driverRequirementsFor('3.9.0').some((r) => r.startsWith('sqlalchemy')))
+    // Before 2.16 MLflow imports pkg_resources, which setuptools 82 removed and a uv venv lacks.
+    assert.ok(driverRequirementsFor('2.9.2').includes('setuptools<81'))
+    assert.ok(!driverRequirementsFor('2.16.2').some((r) => r.startsWith('setuptools')))
   })
 })
