@@ -50,7 +50,14 @@ async function killAt(chain: Chain, step: string): Promise<void> {
 }
 
 /** What the next commands say after a kill: status and a new apply name the step; doctor fails its check. */
-async function expectReported(chain: Chain, step: string): Promise<{state: string; resumable: boolean}> {
+interface Reported {
+  state: string
+  resumable: boolean
+  activeBundleId: string | null
+  revision?: string
+}
+
+async function expectReported(chain: Chain, step: string): Promise<Reported> {
   const {deployment, extra} = chain
   const status = await cli(['upgrade', 'status', '--guid', deployment.guid])
   assert.equal(status.code, 6, status.stdout)
@@ -71,8 +78,12 @@ async function expectReported(chain: Chain, step: string): Promise<{state: strin
   assert.equal(again.code, 6, again.stdout)
   assert.equal(again.json!.error!.code, 'UPGRADE_IN_PROGRESS')
   assert.match(again.json!.error!.message, new RegExp(`stopped after its step "${step}"`))
-  return {state: interrupted.state, resumable: interrupted.resumable}
+  return interrupted
 }
+
+/** One row of the kill-step table: the step, what status found, what the next command did, where it ended. */
+const row = (chain: Chain, step: string, found: Reported, did: string, end: string) =>
+  `${chain.storage} | ${step} | ${found.state} (active bundle ${found.activeBundleId}, schema ${found.revision ?? 'not reported'}) | ${did} | ${end}`
 
 async function expectOld(chain: Chain, label: string): Promise<void> {
   const {deployment} = chain
@@ -127,7 +138,11 @@ async function resume(chain: Chain, step: string, writtenAfterKill: unknown[]): 
 }
 
 /** Every kill step, each undone, and the last one finished, on one deployment. */
-async function runChain(chain: Chain, finish: {resumeAt: string; abortsFirst: string[]}): Promise<void> {
+async function runChain(
+  t: {diagnostic(message: string): void},
+  chain: Chain,
+  finish: {resumeAt: string; abortsFirst: string[]},
+): Promise<void> {
   for (const step of finish.abortsFirst) {
     await killAt(chain, step)
     const reported = await expectReported(chain, step)
@@ -149,15 +164,18 @@ async function runChain(chain: Chain, finish: {resumeAt: string; abortsFirst: st
     }
     const result = await abort(chain, step)
     if (written.length > 0) assert.ok(result.safetyBackup, `${step}: the safety backup is named`)
+    t.diagnostic(row(chain, step, reported, `upgrade abort: ${result.message}`, 'old bundle, old data (compared)'))
   }
   await killAt(chain, finish.resumeAt)
-  assert.equal((await expectReported(chain, finish.resumeAt)).resumable, true)
+  const reported = await expectReported(chain, finish.resumeAt)
+  assert.equal(reported.resumable, true)
   // With the new bundle active, a user writes before the resume; the resume keeps it.
   const written =
     finish.resumeAt === 'verified'
       ? [await logRun(clientOf(newest!.python, chain.deployment), 'written-before-the-resume')]
       : []
   await resume(chain, finish.resumeAt, written)
+  t.diagnostic(row(chain, finish.resumeAt, reported, 'upgrade resume', 'new bundle, migrated data (compared)'))
 }
 
 describe('upgrade apply killed at each step (fake Connect, real MLflow)', () => {
@@ -171,7 +189,7 @@ describe('upgrade apply killed at each step (fake Connect, real MLflow)', () => 
       extra: [],
       storage: 'local',
     }
-    await runChain(chain, {resumeAt: 'verified', abortsFirst: FAULT_STEPS.filter((step) => step !== 'verified')})
+    await runChain(t, chain, {resumeAt: 'verified', abortsFirst: FAULT_STEPS.filter((step) => step !== 'verified')})
   })
 
   it('PostgreSQL: every step, each undone by upgrade abort; a kill after the draft verified finished by upgrade resume', async (t) => {
@@ -189,7 +207,7 @@ describe('upgrade apply killed at each step (fake Connect, real MLflow)', () => 
       extra: ['--db', url],
       storage: 'PostgreSQL',
     }
-    await runChain(chain, {
+    await runChain(t, chain, {
       resumeAt: 'draft-verified',
       abortsFirst: FAULT_STEPS.filter((step) => step !== 'draft-verified'),
     })
