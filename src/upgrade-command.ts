@@ -6,11 +6,16 @@ import type {DraftsPolicy} from './core/deploy.js'
 import {draftsFlag, insecureFlag, targetFlags} from './flags.js'
 import {confirmer} from './output/prompt.js'
 
-/** The flags `upgrade apply`, `resume` and `abort` share: the deployment, its backup repository and database. */
-export const upgradeFlags = {
+/** The deployment an upgrade command works on. */
+export const deploymentFlags = {
   ...targetFlags,
   insecure: insecureFlag,
   guid: Flags.string({summary: 'GUID of the deployment.', required: true, env: 'MLFLOWCTL_GUID'}),
+}
+
+/** The flags `upgrade apply`, `resume` and `abort` share: the deployment, its backup repository and database. */
+export const upgradeFlags = {
+  ...deploymentFlags,
   repo: Flags.string({
     summary: 'Backup repository (default: the one the upgrade recorded, else a directory under the data dir).',
     env: 'MLFLOWCTL_REPO',
@@ -33,13 +38,14 @@ export const upgradeFlags = {
 /** A command that runs the steps of an upgrade against one deployment (core/upgrade-apply.ts's ApplyDeps). */
 export abstract class UpgradeCommand<T extends typeof Command> extends MlflowctlCommand<T> {
   protected get upgradeFlagValues() {
+    // `upgrade status` has only the deployment's flags: it reads, so the others keep their defaults.
     return this.flags as unknown as {
       guid: string
       repo?: string
       db?: string
-      timeout: number
-      drafts: string
-      yes: boolean
+      timeout?: number
+      drafts?: string
+      yes?: boolean
       'passphrase-file'?: string
     }
   }
@@ -65,14 +71,14 @@ export abstract class UpgradeCommand<T extends typeof Command> extends Mlflowctl
       databaseUrl: flags.db,
       passphrase: await this.deps.passphrase(flags['passphrase-file']),
       toolVersion: this.config.version,
-      timeoutMs: flags.timeout * 1000,
-      drafts: flags.drafts as DraftsPolicy,
+      timeoutMs: (flags.timeout ?? 900) * 1000,
+      drafts: (flags.drafts ?? 'auto') as DraftsPolicy,
       runner,
       onProgress: (line) => this.err(line),
       onWarning: (message) => this.warnUser(message),
     })
     deps.confirm = confirmer({
-      yes: flags.yes,
+      yes: flags.yes ?? false,
       json: this.jsonEnabled(),
       command: `mlflowctl ${purpose} --guid ${flags.guid} …`,
     })

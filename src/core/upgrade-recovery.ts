@@ -166,24 +166,24 @@ export async function abortUpgrade(
       await recorder.end()
       return {guid, outcome: 'forgotten', stoppedAfter, message: 'The record was dropped; nothing was changed.'}
     }
-    if (!intent.backup || NOTHING_DEPLOYED.includes(stoppedAfter)) {
-      await deps.appendHistory(
-        event('failed', {
-          bundleId: intent.from.bundleId,
-          message: `aborted after "${stoppedAfter}": nothing had been deployed`,
-        }),
-      )
+    // Recorded as a failed upgrade, the record dropped, and the previous bundle named as what serves.
+    const undone = async (ledger: string, extra: Pick<RecoveryResult, 'message' | 'safetyBackup'>) => {
+      await deps.appendHistory(event('failed', {bundleId: intent.from.bundleId, message: ledger}))
       await recorder.end()
       return {
         guid,
-        outcome: 'rolled-back',
+        outcome: 'rolled-back' as const,
         stoppedAfter,
         activeBundleId: intent.from.bundleId,
         mlflowVersion: intent.from.mlflowVersion,
         backupId: intent.backup?.id,
-        message: `Nothing had been deployed after "${stoppedAfter}": bundle ${intent.from.bundleId} (MLflow ${intent.from.mlflowVersion}) serves as before.`,
+        ...extra,
       }
     }
+    if (!intent.backup || NOTHING_DEPLOYED.includes(stoppedAfter))
+      return undone(`aborted after "${stoppedAfter}": nothing had been deployed`, {
+        message: `Nothing had been deployed after "${stoppedAfter}": bundle ${intent.from.bundleId} (MLflow ${intent.from.mlflowVersion}) serves as before.`,
+      })
     if (
       !(await deps.confirm(
         `Undo the upgrade of ${guid} to MLflow ${intent.to.mlflowVersion} (stopped after "${stoppedAfter}"): restore backup ${intent.backup.id} if the schema moved, and make bundle ${intent.from.bundleId} serve again?`,
@@ -192,22 +192,9 @@ export async function abortUpgrade(
       throw new UsageError('DECLINED', 'Abort declined; nothing changed.')
     if (!intent.cause) await recorder.step('rollback-started', {cause: `upgrade abort after "${stoppedAfter}"`})
     const rollback = await rollBack(deps, recorder, runner)
-    await deps.appendHistory(
-      event('failed', {
-        bundleId: intent.from.bundleId,
-        message: `aborted after "${stoppedAfter}". ${rollback.sentence} (backup ${intent.backup.id}${rollback.safetyBackup ? `, safety backup ${rollback.safetyBackup}` : ''})`,
-      }),
+    return undone(
+      `aborted after "${stoppedAfter}". ${rollback.sentence} (backup ${intent.backup.id}${rollback.safetyBackup ? `, safety backup ${rollback.safetyBackup}` : ''})`,
+      {message: rollback.sentence, safetyBackup: rollback.safetyBackup},
     )
-    await recorder.end()
-    return {
-      guid,
-      outcome: 'rolled-back',
-      stoppedAfter,
-      activeBundleId: intent.from.bundleId,
-      mlflowVersion: intent.from.mlflowVersion,
-      backupId: intent.backup.id,
-      safetyBackup: rollback.safetyBackup,
-      message: rollback.sentence,
-    }
   })
 }

@@ -7,6 +7,9 @@ import {describe, it} from 'node:test'
 
 import Apply from '../../src/commands/upgrade/apply.js'
 import Plan from '../../src/commands/upgrade/plan.js'
+import Status from '../../src/commands/upgrade/status.js'
+import Resume from '../../src/commands/upgrade/resume.js'
+import Abort from '../../src/commands/upgrade/abort.js'
 import {fakeApplyDeps, head} from '../support/fake-upgrade-deps.js'
 import {runInProcess} from '../support/in-process.js'
 import {tempDir} from '../support/cli.js'
@@ -83,5 +86,54 @@ describe('upgrade plan (in process, live state faked)', () => {
     assert.equal(result.code, 0, result.stdout)
     assert.equal(result.json!.result.blocked, true)
     assert.ok(result.json!.result.blockers.some((b: {code: string}) => b.code === 'DB_AHEAD_OF_TARGET'))
+  })
+})
+
+describe('upgrade status, resume and abort (in process, steps faked)', () => {
+  const interrupted = () => {
+    const faked = fakeApplyDeps({serving: async () => ({activeBundleId: '7', revision: head('3.17.2')})})
+    faked.intents.set(GUID, {
+      v: 1,
+      server: env.CONNECT_SERVER,
+      guid: GUID,
+      startedAt: '2026-12-07T10:00:00Z',
+      updatedAt: '2026-12-07T10:01:00Z',
+      step: 'restore-started',
+      from: {bundleId: '7', mlflowVersion: '2.22.5', revision: head('2.22.5')},
+      to: {mlflowVersion: '3.17.2', head: head('3.17.2')},
+      state: {} as never,
+      backup: {id: 'b1', path: '/repo/b1', revision: head('2.22.5')},
+      newBundleId: '8',
+      cause: 'draft verification failed',
+    })
+    return faked
+  }
+
+  it('status: exit 6 and UPGRADE_IN_PROGRESS while one is unfinished, the next command first; exit 0 once none is', async () => {
+    const {deps, intents} = interrupted()
+    const run = () => runInProcess(Status, ['--guid', GUID, '--json'], {env, deps: {upgrade: withDispose(deps)}})
+    const found = await run()
+    assert.equal(found.code, 6, found.stdout)
+    assert.equal(found.json!.error!.code, 'UPGRADE_IN_PROGRESS')
+    assert.equal(found.json!.result.interrupted.state, 'previous-on-migrated-schema')
+    assert.deepEqual(found.json!.error!.suggestions, [`mlflowctl upgrade abort --guid ${GUID}`])
+    intents.clear()
+    assert.equal((await run()).code, 0)
+  })
+
+  it('resume refuses a rollback that began (exit 6); abort without --yes cannot prompt (exit 2); abort --forget drops the record', async () => {
+    const {deps, intents, calls} = interrupted()
+    const run = (command: typeof Resume | typeof Abort, args: string[]) =>
+      runInProcess(command, ['--guid', GUID, '--json', ...args], {env, deps: {upgrade: withDispose(deps)}})
+    const resumed = await run(Resume, ['--yes'])
+    assert.equal(resumed.code, 6, resumed.stdout)
+    assert.equal(resumed.json!.error!.code, 'UPGRADE_NOT_RESUMABLE')
+    const unconfirmed = await run(Abort, [])
+    assert.equal(unconfirmed.code, 2, unconfirmed.stdout)
+    assert.ok(!calls.includes('restore'), 'nothing restored without --yes')
+    const forgotten = await run(Abort, ['--forget'])
+    assert.equal(forgotten.code, 0, forgotten.stdout)
+    assert.equal(forgotten.json!.result.outcome, 'forgotten')
+    assert.equal(intents.size, 0)
   })
 })

@@ -21,6 +21,7 @@ import {
   clientOf,
   stripTraces,
   type Deployment,
+  applyArgs,
 } from '../support/upgrade-bed.js'
 import {runCli, tempDir} from '../support/cli.js'
 import {logRun, serverSnapshot} from '../support/mlflow-client.js'
@@ -41,10 +42,10 @@ interface Chain {
 async function killAt(chain: Chain, step: string): Promise<void> {
   const {deployment, extra} = chain
   if (ROLLBACK.has(step)) fake.content.get(deployment.guid)!.env.set(FAIL_HOSTS, 'mlflow.example.invalid')
-  const killed = await runCli(
-    ['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes', '--json', ...extra],
-    {env: {...env, MLFLOWCTL_FAULT_AT: `upgrade:${step}`}, timeoutMs: 900_000},
-  )
+  const killed = await runCli([...applyArgs(deployment.guid, extra), '--json'], {
+    env: {...env, MLFLOWCTL_FAULT_AT: `upgrade:${step}`},
+    timeoutMs: 900_000,
+  })
   fake.content.get(deployment.guid)!.env.delete(FAIL_HOSTS)
   assert.equal(killed.code, -1, `${chain.storage} ${step}: expected a kill; it ended: ${killed.stdout.slice(-800)}`)
 }
@@ -65,16 +66,7 @@ async function expectReported(chain: Chain, step: string): Promise<Reported> {
   const interrupted = status.json!.result.interrupted
   assert.equal(interrupted.step, step)
   assert.match(status.json!.error!.suggestions[0], /^mlflowctl upgrade (resume|abort) --guid /)
-  const again = await cli([
-    'upgrade',
-    'apply',
-    '--guid',
-    deployment.guid,
-    '--to',
-    newest!.mlflowVersion,
-    '--yes',
-    ...extra,
-  ])
+  const again = await cli(applyArgs(deployment.guid, extra))
   assert.equal(again.code, 6, again.stdout)
   assert.equal(again.json!.error!.code, 'UPGRADE_IN_PROGRESS')
   assert.match(again.json!.error!.message, new RegExp(`stopped after its step "${step}"`))

@@ -21,6 +21,7 @@ import {
   clientOf,
   pythonFor,
   stripTraces,
+  applyArgs,
 } from '../support/upgrade-bed.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService} from '../support/services.js'
 import {tempDir} from '../support/cli.js'
@@ -57,16 +58,7 @@ describe('upgrade matrix: older sources and the instant rollback (fake Connect, 
         const revision = await servedRevision(deployment.guid)
         const content = fake.content.get(deployment.guid)!
         content.env.set('MLFLOW_SERVER_ALLOWED_HOSTS', 'mlflow.example.invalid')
-        const failed = await cli([
-          'upgrade',
-          'apply',
-          '--guid',
-          deployment.guid,
-          '--to',
-          newest!.mlflowVersion,
-          '--yes',
-          ...extra,
-        ])
+        const failed = await cli(applyArgs(deployment.guid, extra))
         content.env.delete('MLFLOW_SERVER_ALLOWED_HOSTS')
         await expectRolledBack(deployment, before, revision, failed)
         assert.match(failed.json!.error!.message, /experiments\/search answered 403|Verification of the draft failed/)

@@ -29,6 +29,17 @@ export const env = {
   MLFLOWCTL_PYPI_URL: 'http://127.0.0.1:9',
 }
 export const cli = (args: string[]) => runCli([...args, '--json'], {env, timeoutMs: 900_000})
+/** The arguments of `upgrade apply --yes` of a deployment to a release (the newest 3.x unless told). */
+export const applyArgs = (guid: string, extra: string[] = [], to = newest?.mlflowVersion ?? '') => [
+  'upgrade',
+  'apply',
+  '--guid',
+  guid,
+  '--to',
+  to,
+  '--yes',
+  ...extra,
+]
 export const newest = testVenvs().find((venv) => venv.mlflowVersion.startsWith('3.'))
 export const last2 = testVenvs().find((venv) => venv.mlflowVersion.startsWith('2.'))
 

@@ -1,7 +1,7 @@
 import {showUpgradeStatus} from '../../output/views/upgrade.js'
 import {upgradeStatus, type UpgradeStatusResult} from '../../core/upgrade-recovery.js'
 import {ExitCode} from '../../errors.js'
-import {UpgradeCommand, upgradeFlags} from '../../upgrade-command.js'
+import {UpgradeCommand, deploymentFlags} from '../../upgrade-command.js'
 
 export default class UpgradeStatus extends UpgradeCommand<typeof UpgradeStatus> {
   static summary = 'Show where an unfinished upgrade stopped, and how to finish or undo it.'
@@ -10,7 +10,7 @@ now (the active bundle and the schema revision). Reads only. Exit codes: 0 no up
 (the next commands are in the error's suggestions), 3/4/5 as usual.`
   static examples = ['<%= config.bin %> <%= command.id %> --guid 0b0e8e8e-1111-2222-3333-444455556666 --json']
   static flags = {
-    ...upgradeFlags,
+    ...deploymentFlags,
   }
 
   async run(): Promise<UpgradeStatusResult> {
