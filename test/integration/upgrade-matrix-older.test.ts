@@ -55,6 +55,13 @@ describe('upgrade matrix: older sources and the instant rollback (fake Connect, 
         )
         const extra = url ? ['--db', url] : []
         const before = await writeData(deployment)
+        if (url) {
+          // External storage: the backup and a rollback need the database itself, and only the one it serves.
+          const refused = await cli(applyArgs(deployment.guid))
+          assert.equal(refused.json!.error!.code, 'DATABASE_URL_REQUIRED', refused.stdout)
+          const other = await cli(applyArgs(deployment.guid, ['--db', `${url}_other`]))
+          assert.equal(other.json!.error!.code, 'DATABASE_MISMATCH', other.stdout)
+        }
         const revision = await servedRevision(deployment.guid)
         const content = fake.content.get(deployment.guid)!
         content.env.set('MLFLOW_SERVER_ALLOWED_HOSTS', 'mlflow.example.invalid')

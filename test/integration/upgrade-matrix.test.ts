@@ -1,7 +1,8 @@
-// The upgrade matrix through the fake Connect with real MLflow: data written by an old release (the last 2.x,
-// and a 3.0.x) on local SQLite and on PostgreSQL, upgraded with `upgrade plan` + `upgrade apply` to the newest
-// 3.x and read back by it; and a target the database is ahead of, refused. The older sources (2.16.x, 2.9.x) and
-// the instant rollback are in upgrade-matrix-older.test.ts.
+// The upgrade matrix through the fake Connect with real MLflow: data written by an old release (the last 2.x on
+// local SQLite, a 3.0.x on SQLite and PostgreSQL) upgraded with `upgrade plan` + `upgrade apply` to the newest 3.x
+// and read back by it; and a target the database is ahead of, refused. The older sources (2.16.x, 2.9.x, on both
+// engines) and the instant rollback are in upgrade-matrix-older.test.ts; the last 2.x on PostgreSQL is upgraded
+// (resumed after a kill, every row compared) in upgrade-kills.test.ts.
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
@@ -41,35 +42,15 @@ describe('upgrade matrix (fake Connect, real MLflow)', () => {
     await upgradeAndCompare(t, deployment, await writeData(deployment))
   })
 
-  for (const from of ['last 2.x', OLD_3]) {
-    it(`PostgreSQL: ${from} → the newest 3.x keeps every row and byte`, async (t) => {
-      if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG))
-        return
-      const version = from === OLD_3 ? OLD_3 : last2!.mlflowVersion
-      const url = await createPgDatabase(`mlflowctl_upgrade_pg_${version.replaceAll('.', '_')}`)
-      const artifacts = tempDir('upgrade-pg-artifacts-')
-      const deployment = await deployRelease(version, `upgrade-pg-${version.replaceAll('.', '-')}`, {
-        mode: 'custom',
-        env: [`MLFLOW_BACKEND_STORE_URI=${url}`, `MLFLOW_ARTIFACTS_DESTINATION=${artifacts}`],
-      })
-      const before = await writeData(deployment)
-      const refused = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
-      assert.equal(refused.json!.error!.code, 'DATABASE_URL_REQUIRED', refused.stdout)
-      const other = await cli([
-        'upgrade',
-        'apply',
-        '--guid',
-        deployment.guid,
-        '--to',
-        newest!.mlflowVersion,
-        '--yes',
-        '--db',
-        `${url}_other`,
-      ])
-      assert.equal(other.json!.error!.code, 'DATABASE_MISMATCH', other.stdout)
-      await upgradeAndCompare(t, deployment, before, ['--db', url])
+  it(`PostgreSQL: ${OLD_3} → the newest 3.x keeps every row and byte`, async (t) => {
+    if (!requireService(t, Boolean(newest), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
+    const url = await createPgDatabase(`mlflowctl_upgrade_pg_${OLD_3.replaceAll('.', '_')}`)
+    const deployment = await deployRelease(OLD_3, `upgrade-pg-${OLD_3.replaceAll('.', '-')}`, {
+      mode: 'custom',
+      env: [`MLFLOW_BACKEND_STORE_URI=${url}`, `MLFLOW_ARTIFACTS_DESTINATION=${tempDir('upgrade-pg-artifacts-')}`],
     })
-  }
+    await upgradeAndCompare(t, deployment, await writeData(deployment), ['--db', url])
+  })
 
   it('refuses a target the database is ahead of, and changes nothing', async (t) => {
     if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
