@@ -1,9 +1,11 @@
-// `upgrade apply` killed at each of its recorded steps (MLFLOWCTL_FAULT_AT=upgrade:STEP makes the process SIGKILL
-// itself there), 2.22 → 3.17.2 through the fake Connect with real MLflow, on local SQLite and on PostgreSQL. After
-// each kill, `upgrade status`, a new `upgrade apply` and `doctor` say where it stopped, and one command finishes it
-// (`upgrade resume`) or undoes it (`upgrade abort`). The end state is the old bundle on exactly the old data, or the
-// new bundle on exactly the migrated data. One deployment per storage mode goes through the steps in turn: every
-// abort must leave it as it was, so the next kill starts from the same state.
+// An upgrade killed at each of its recorded steps (MLFLOWCTL_FAULT_AT=upgrade:STEP makes the process SIGKILL itself
+// there), 2.22 → 3.17.2 through the fake Connect with real MLflow, on local SQLite and on PostgreSQL. After each kill,
+// `upgrade status` (and on local storage a new `upgrade apply` and `doctor`) say where it stopped, and the next
+// command finishes it (`upgrade resume`) or undoes it (`upgrade abort`); that command is itself killed at the next
+// step, so that one upgrade attempt passes through several steps, and a recovery that dies is recovered too. The end
+// state is the old bundle on exactly the old data, or the new bundle on exactly the migrated data. One deployment
+// per storage mode: two attempts undone (killed once activated; killed once the draft migrated, then through every
+// step of the rollback), then one finished (killed at every other forward step, each time resumed).
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
 import {readdirSync, readFileSync} from 'node:fs'
@@ -34,10 +36,6 @@ import {
 import {runCli, tempDir} from '../support/cli.js'
 import {logRun, serverSnapshot} from '../support/mlflow-client.js'
 
-/** Steps reached only by a rollback: the upgrade must fail first (the draft answers 403, as 3.5+ does for a host
- * it does not allow). */
-const ROLLBACK = new Set(['restore-started', 'restore-finished', 'previous-reactivated'])
-const FAIL_HOSTS = 'MLFLOW_SERVER_ALLOWED_HOSTS'
 /** A new apply is refused the same way whatever the step: checked once for each state a kill can leave. */
 const REFUSAL_CHECKED = new Set(['backup-taken', 'draft-deployed', 'activated', 'restore-started', 'verified'])
 
@@ -49,6 +47,8 @@ interface Chain {
   revision: string
   extra: string[]
   storage: string
+  /** The steps a command was killed at so far. */
+  killed: Set<string>
   /** The external database, and the artifact directory; local storage keeps both in the data dir. */
   database?: string
   artifacts: string
@@ -106,16 +106,22 @@ async function dataFingerprint(chain: Pick<Chain, 'deployment' | 'database' | 'a
   }
 }
 
-async function killAt(chain: Chain, step: string): Promise<void> {
-  const {deployment, extra} = chain
-  if (ROLLBACK.has(step)) fake.content.get(deployment.guid)!.env.set(FAIL_HOSTS, 'mlflow.example.invalid')
-  const killed = await runCli([...applyArgs(deployment.guid, extra), '--json'], {
+/** Runs an upgrade command until MLFLOWCTL_FAULT_AT stops it at `step`. */
+async function killedAt(chain: Chain, command: string[], step: string): Promise<void> {
+  chain.killed.add(step)
+  const killed = await runCli([...command, '--json'], {
     env: {...env, MLFLOWCTL_FAULT_AT: `upgrade:${step}`},
     timeoutMs: 900_000,
   })
-  fake.content.get(deployment.guid)!.env.delete(FAIL_HOSTS)
-  assert.equal(killed.code, -1, `${chain.storage} ${step}: expected a kill; it ended: ${killed.stdout.slice(-800)}`)
+  assert.equal(
+    killed.code,
+    -1,
+    `${chain.storage}: expected a kill at ${step}; ${command.slice(0, 2).join(' ')} ended: ${killed.stdout.slice(-800)}`,
+  )
 }
+
+const abortArgs = (chain: Chain) => ['upgrade', 'abort', '--guid', chain.deployment.guid, '--yes', ...chain.extra]
+const resumeArgs = (chain: Chain) => ['upgrade', 'resume', '--guid', chain.deployment.guid, '--yes', ...chain.extra]
 
 /** What the next commands say after a kill: status and a new apply name the step; doctor fails its check. */
 interface Reported {
@@ -133,7 +139,8 @@ async function expectReported(chain: Chain, step: string): Promise<Reported> {
   const interrupted = status.json!.result.interrupted
   assert.equal(interrupted.step, step)
   assert.match(status.json!.error!.suggestions[0], /^mlflowctl upgrade (resume|abort) --guid /)
-  if (REFUSAL_CHECKED.has(step)) {
+  // The record and its reading do not depend on the storage: a new apply's refusal is checked on local storage.
+  if (REFUSAL_CHECKED.has(step) && !chain.database) {
     const again = await cli(applyArgs(deployment.guid, extra))
     assert.equal(again.code, 6, again.stdout)
     assert.equal(again.json!.error!.code, 'UPGRADE_IN_PROGRESS')
@@ -163,7 +170,7 @@ async function expectOld(chain: Chain, label: string): Promise<void> {
 }
 
 async function abort(chain: Chain, step: string): Promise<Record<string, any>> {
-  const aborted = await cli(['upgrade', 'abort', '--guid', chain.deployment.guid, '--yes', ...chain.extra])
+  const aborted = await cli(abortArgs(chain))
   assert.equal(
     aborted.code,
     0,
@@ -177,7 +184,7 @@ async function abort(chain: Chain, step: string): Promise<Record<string, any>> {
 
 async function resume(chain: Chain, step: string, writtenAfterKill: unknown[]): Promise<void> {
   const {deployment} = chain
-  const resumed = await cli(['upgrade', 'resume', '--guid', deployment.guid, '--yes', ...chain.extra])
+  const resumed = await cli(resumeArgs(chain))
   assert.equal(
     resumed.code,
     0,
@@ -206,52 +213,71 @@ async function resume(chain: Chain, step: string, writtenAfterKill: unknown[]): 
 }
 
 /** Every kill step, each undone, and the last one finished, on one deployment. */
-async function runChain(
-  t: {diagnostic(message: string): void},
-  chain: Chain,
-  finish: {resumeAt: string; abortsFirst: string[]},
-): Promise<void> {
-  for (const step of finish.abortsFirst) {
-    await killAt(chain, step)
-    const reported = await expectReported(chain, step)
-    if (step === 'bundle-uploaded') {
-      const doctor = await cli(['doctor', '--guid', chain.deployment.guid, '--only', 'upgrade.unfinished'])
-      const check = doctor.json!.result.checks.find((c: {id: string}) => c.id === 'upgrade.unfinished')
-      assert.equal(check.status, 'fail', doctor.stdout)
-      assert.match(check.fix, /upgrade (resume|abort) --guid/)
-    }
-    if (ROLLBACK.has(step)) {
-      assert.equal(reported.resumable, false, `${step}: a rollback that began is only finished`)
-      const refused = await cli(['upgrade', 'resume', '--guid', chain.deployment.guid, '--yes', ...chain.extra])
-      assert.equal(refused.json!.error!.code, 'UPGRADE_NOT_RESUMABLE', refused.stdout)
-    }
-    const written: unknown[] = []
-    if (step === 'activated') {
-      // A user writes to the new bundle between the kill and the abort: the restore keeps it in a safety backup.
-      written.push(await logRun(clientOf(newest!.python, chain.deployment), 'written-after-the-kill'))
-    }
-    const result = await abort(chain, step)
-    if (written.length > 0) {
-      assert.ok(result.safetyBackup, `${step}: the safety backup is named`)
-      // The old MLflow's client sees exactly what it saw before (the held restore went through the new bundle).
-      assert.deepEqual(await serverSnapshot(clientOf(chain.deployment.python, chain.deployment)), chain.before)
-    }
-    t.diagnostic(row(chain, step, reported, `upgrade abort: ${result.message}`, 'old bundle, old data (compared)'))
+/** Two attempts undone, then one finished; every step killed once, each row of the table reported. */
+async function runChain(t: {diagnostic(message: string): void}, chain: Chain): Promise<void> {
+  const apply = applyArgs(chain.deployment.guid, chain.extra)
+  const report = async (step: string, did: string, end: string) => {
+    const found = await expectReported(chain, step)
+    t.diagnostic(row(chain, step, found, did, end))
+    return found
   }
-  await killAt(chain, finish.resumeAt)
-  const reported = await expectReported(chain, finish.resumeAt)
-  assert.equal(reported.resumable, true)
-  // With the new bundle active, a user writes before the resume; the resume keeps it.
-  const written =
-    finish.resumeAt === 'verified'
-      ? [await logRun(clientOf(newest!.python, chain.deployment), 'written-before-the-resume')]
-      : []
-  await resume(chain, finish.resumeAt, written)
-  t.diagnostic(row(chain, finish.resumeAt, reported, 'upgrade resume', 'new bundle, migrated data (compared)'))
+
+  // 1. Killed once the new bundle is active; a user writes to it; abort restores (held) and names the safety backup.
+  await killedAt(chain, apply, 'activated')
+  await report('activated', 'upgrade abort (after a write to the new bundle)', 'old bundle, old data')
+  await logRun(clientOf(newest!.python, chain.deployment), 'written-after-the-kill')
+  const undone = await abort(chain, 'activated')
+  assert.ok(undone.safetyBackup, 'the safety backup that holds the write is named')
+  assert.deepEqual(await serverSnapshot(clientOf(chain.deployment.python, chain.deployment)), chain.before)
+
+  // 2. Killed once the draft migrated (a draft starts cold: its verification starts it, and it migrates); each abort
+  // is killed at the next step of the rollback, and the last one finishes.
+  await killedAt(chain, apply, 'draft-verified')
+  let found = await report('draft-verified', 'upgrade abort, killed at restore-started', 'rolling back')
+  assert.equal(found.state, 'previous-on-migrated-schema', 'the old bundle is in front of a migrated schema')
+  if (!chain.database) {
+    const doctor = await cli(['doctor', '--guid', chain.deployment.guid, '--only', 'upgrade.unfinished'])
+    const check = doctor.json!.result.checks.find((c: {id: string}) => c.id === 'upgrade.unfinished')
+    assert.equal(check.status, 'fail', doctor.stdout)
+    assert.match(check.fix, /upgrade (resume|abort) --guid/)
+  }
+  assert.equal(found.resumable, true)
+  const rollback = ['restore-started', 'restore-finished', 'previous-reactivated']
+  for (const [index, step] of rollback.entries()) {
+    await killedAt(chain, abortArgs(chain), step)
+    const next = rollback[index + 1]
+    found = await report(
+      step,
+      next ? `upgrade abort, killed at ${next}` : 'upgrade abort',
+      next ? 'rolling back' : 'old bundle, old data',
+    )
+    assert.equal(found.resumable, false, `${step}: a rollback that began is only finished`)
+  }
+  const refused = await cli(resumeArgs(chain))
+  assert.equal(refused.json!.error!.code, 'UPGRADE_NOT_RESUMABLE', refused.stdout)
+  await abort(chain, 'previous-reactivated')
+
+  // 3. Killed at every forward step, each time resumed; the last resume finishes on the migrated data.
+  const forward = ['backup-taken', 'bundle-uploaded', 'draft-deployed', 'activated', 'verified']
+  await killedAt(chain, apply, forward[0])
+  for (const [index, step] of forward.entries()) {
+    const next = forward[index + 1]
+    found = await report(
+      step,
+      next ? `upgrade resume, killed at ${next}` : 'upgrade resume (after a write to the new bundle)',
+      next ? 'upgrading' : 'new bundle, migrated data',
+    )
+    assert.equal(found.resumable, true, step)
+    if (next) await killedAt(chain, resumeArgs(chain), next)
+  }
+  // With the new bundle active, a user writes before the last resume; the resume keeps it.
+  const written = [await logRun(clientOf(newest!.python, chain.deployment), 'written-before-the-resume')]
+  await resume(chain, 'verified', written)
+  assert.deepEqual([...chain.killed].sort(), [...FAULT_STEPS].sort(), 'every step was killed once')
 }
 
 describe('upgrade apply killed at each step (fake Connect, real MLflow)', () => {
-  it('local SQLite: every step, each undone by upgrade abort; a kill after verification finished by upgrade resume', async (t) => {
+  it('local SQLite: killed at every step; two attempts undone by upgrade abort, one finished by upgrade resume', async (t) => {
     if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
     const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-kills-sqlite')
     const artifacts = join(workDir, 'data', deployment.guid, 'artifacts')
@@ -263,12 +289,13 @@ describe('upgrade apply killed at each step (fake Connect, real MLflow)', () => 
       revision: await servedRevision(deployment.guid),
       extra: [],
       storage: 'local',
+      killed: new Set(),
       artifacts,
     }
-    await runChain(t, chain, {resumeAt: 'verified', abortsFirst: FAULT_STEPS.filter((step) => step !== 'verified')})
+    await runChain(t, chain)
   })
 
-  it('PostgreSQL: every step, each undone by upgrade abort; a kill after the draft verified finished by upgrade resume', async (t) => {
+  it('PostgreSQL: killed at every step; two attempts undone by upgrade abort, one finished by upgrade resume', async (t) => {
     if (!requireService(t, Boolean(newest && last2), NO_VENVS) || !requireService(t, Boolean(pgBaseUrl()), NO_PG))
       return
     const url = await createPgDatabase('mlflowctl_upgrade_kills')
@@ -285,12 +312,10 @@ describe('upgrade apply killed at each step (fake Connect, real MLflow)', () => 
       revision: await servedRevision(deployment.guid),
       extra: ['--db', url],
       storage: 'PostgreSQL',
+      killed: new Set(),
       database: url,
       artifacts,
     }
-    await runChain(t, chain, {
-      resumeAt: 'draft-verified',
-      abortsFirst: FAULT_STEPS.filter((step) => step !== 'draft-verified'),
-    })
+    await runChain(t, chain)
   })
 })

@@ -69,7 +69,8 @@ describe('upgrade matrix: older sources and the instant rollback (fake Connect, 
         content.env.delete('MLFLOW_SERVER_ALLOWED_HOSTS')
         await expectRolledBack(deployment, before, revision, failed)
         assert.match(failed.json!.error!.message, /experiments\/search answered 403|Verification of the draft failed/)
-        await upgradeAndCompare(t, deployment, before, extra)
+        // The OTLP route, the stale plan and the ledger do not depend on the source: upgrade-matrix checks them.
+        await upgradeAndCompare(t, deployment, before, extra, false)
       })
     }
   }

@@ -102,11 +102,16 @@ export async function servedRevision(guid: string): Promise<string> {
   return status.json!.result.revision
 }
 
+/**
+ * Plans and applies the upgrade to the newest 3.x and compares what the new release reads with `before`. `full`
+ * also runs what does not depend on the source: an OTLP round trip, the stale plan's refusal and the ledger.
+ */
 export async function upgradeAndCompare(
   t: {name: string},
   deployment: Deployment,
   before: unknown,
   extra: string[] = [],
+  full = true,
 ): Promise<void> {
   const planFile = join(tempDir(), 'plan.json')
   const plan = await cli([
@@ -132,6 +137,7 @@ export async function upgradeAndCompare(
   // Read by the new release: every experiment, run, metric history, param, tag, artifact (sha256) and model.
   const after = await serverSnapshot(clientOf(newest!.python, deployment))
   assert.deepEqual(stripTraces(after), stripTraces(before))
+  if (!full) return
   // The content keeps its app mode (Connect cannot change it) and serves the new release's whole app: a route
   // only the FastAPI app has (OTLP trace ingestion) takes a span through Connect, and the REST API finds it.
   const firstMode = plan.json!.result.from.appMode
