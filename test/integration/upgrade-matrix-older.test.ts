@@ -29,6 +29,8 @@ import {logRichRun, serverSnapshot} from '../support/mlflow-client.js'
 import {findRelease} from '../../src/core/catalog.js'
 import {loadCatalog} from '../../src/adapters/catalog.js'
 
+/** The failed attempts (the draft answers 403, as 3.5+ does for a host it does not allow): each source and engine once. */
+const ROLLED_BACK = new Set(['2.9.2 SQLite', '2.16.2 PostgreSQL'])
 /** Releases whose migrations between only add (the catalog says so; the test proves it). */
 const INSTANT_FROM = '2.22.5'
 const INSTANT_TO = '3.1.0'
@@ -37,7 +39,7 @@ const headOf = async (version: string) => findRelease((await loadCatalog()).cata
 describe('upgrade matrix: older sources and the instant rollback (fake Connect, real MLflow)', () => {
   for (const version of OLDER_SOURCES) {
     for (const storage of ['SQLite', 'PostgreSQL'] as const) {
-      it(`${storage}: ${version} → the newest 3.x; a failed attempt first puts the old state back exactly`, async (t) => {
+      it(`${storage}: ${version} → the newest 3.x keeps everything${ROLLED_BACK.has(`${version} ${storage}`) ? '; a failed attempt first puts the old state back exactly' : ''}`, async (t) => {
         if (!requireService(t, Boolean(newest), NO_VENVS)) return
         if (storage === 'PostgreSQL' && !requireService(t, Boolean(pgBaseUrl()), NO_PG)) return
         const name = `upgrade-${storage.toLowerCase()}-${version.replaceAll('.', '-')}`
@@ -62,13 +64,16 @@ describe('upgrade matrix: older sources and the instant rollback (fake Connect, 
           const other = await cli(applyArgs(deployment.guid, ['--db', `${url}_other`]))
           assert.equal(other.json!.error!.code, 'DATABASE_MISMATCH', other.stdout)
         }
-        const revision = await servedRevision(deployment.guid)
-        const content = fake.content.get(deployment.guid)!
-        content.env.set('MLFLOW_SERVER_ALLOWED_HOSTS', 'mlflow.example.invalid')
-        const failed = await cli(applyArgs(deployment.guid, extra))
-        content.env.delete('MLFLOW_SERVER_ALLOWED_HOSTS')
-        await expectRolledBack(deployment, before, revision, failed)
-        assert.match(failed.json!.error!.message, /experiments\/search answered 403|Verification of the draft failed/)
+        // A failed attempt that must put the old state back exactly: once per source, and once per engine.
+        if (ROLLED_BACK.has(`${version} ${storage}`)) {
+          const revision = await servedRevision(deployment.guid)
+          const content = fake.content.get(deployment.guid)!
+          content.env.set('MLFLOW_SERVER_ALLOWED_HOSTS', 'mlflow.example.invalid')
+          const failed = await cli(applyArgs(deployment.guid, extra))
+          content.env.delete('MLFLOW_SERVER_ALLOWED_HOSTS')
+          await expectRolledBack(deployment, before, revision, failed)
+          assert.match(failed.json!.error!.message, /experiments\/search answered 403|Verification of the draft failed/)
+        }
         // The OTLP route, the stale plan and the ledger do not depend on the source: upgrade-matrix checks them.
         await upgradeAndCompare(t, deployment, before, extra, false)
       })
