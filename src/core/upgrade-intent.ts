@@ -55,7 +55,7 @@ export interface UpgradeIntent {
   cause?: string
 }
 
-export const isRollbackStep = (step: UpgradeStep) => (ROLLBACK_STEPS as readonly string[]).includes(step)
+const isRollbackStep = (step: UpgradeStep) => (ROLLBACK_STEPS as readonly string[]).includes(step)
 
 /** The record after a step, with its time. */
 export const advance = (intent: UpgradeIntent, step: UpgradeStep, at: Date, extra: Partial<UpgradeIntent> = {}) => ({
@@ -101,7 +101,7 @@ export interface InterruptedUpgrade {
   next: string[]
 }
 
-export function classifyServed(intent: UpgradeIntent, now: ServedNow): InterruptedState {
+function classifyServed(intent: UpgradeIntent, now: ServedNow): InterruptedState {
   if (now.activeBundleId === intent.from.bundleId)
     return now.revision !== undefined && now.revision === intent.from.revision
       ? 'previous-serving'
