@@ -52,44 +52,62 @@ function bundleRequirements(storage, mlflowVersion, appMode, replicaStore) {
   return bundle.files.find((file) => file.path === 'requirements.txt').content.toString('utf8')
 }
 
-const out = []
-for (const mlflowVersion of versions) {
+// The venvs build three at a time: a cold run spends most of its time downloading, and a warm one linking files.
+const PARALLEL_BUILDS = 3
+const builds = []
+/** Queues a build; the promise is its venv. A failed build fails the run (the workers below reject). */
+const schedule = (label, requirements, extraPackages) =>
+  new Promise((resolveBuild) => builds.push(() => build(label, requirements, extraPackages).then(resolveBuild)))
+const tests = versions.map((mlflowVersion) => ({
+  mlflowVersion,
   // pytest too: the extension's own tests run in these venvs; a2wsgi on 3.3+, for its python-api tests.
-  const venv = await build(`MLflow ${mlflowVersion}`, bundleRequirements('local', mlflowVersion), [
+  venv: schedule(`MLflow ${mlflowVersion}`, bundleRequirements('local', mlflowVersion), [
     'pytest',
     ...(appModeFor(mlflowVersion) === 'python-fastapi' ? [A2WSGI_REQUIREMENT] : []),
-  ])
-  out.push({mlflowVersion, python: venv.python, key: venv.key})
-}
-// The upgrade matrix (test/integration/upgrade-matrix.test.ts) also starts from 3.0.1, 2.16.2 and 2.9.2 (releases
+  ]),
+}))
+// The upgrade matrix (test/integration/upgrade-matrix*.test.ts) also starts from 3.0.1, 2.16.2 and 2.9.2 (releases
 // users still run) and rolls back instantly from 3.1.0; the fake Connect would build their venvs on first deploy,
 // this builds them ahead (same requirements, same cache key).
 for (const mlflowVersion of UPGRADE_MATRIX_EXTRA)
-  await build(`MLflow ${mlflowVersion} (upgrade matrix)`, bundleRequirements('local', mlflowVersion))
+  schedule(`MLflow ${mlflowVersion} (upgrade matrix)`, bundleRequirements('local', mlflowVersion))
 // Content first deployed on MLflow < 3.3 stays python-api when upgraded in place: its 3.x bundle adds a2wsgi.
-await build(
+schedule(
   `MLflow ${NEWEST_KNOWN_MLFLOW} python-api (in-place upgrades)`,
   bundleRequirements('local', NEWEST_KNOWN_MLFLOW, 'python-api'),
 )
 // Local storage replicated to S3 (init --replica-store s3; test/integration/replica-connect.test.ts).
-await build(
+schedule(
   `MLflow ${NEWEST_KNOWN_MLFLOW} local, S3 replica`,
   bundleRequirements('local', NEWEST_KNOWN_MLFLOW, undefined, 's3'),
 )
 // The fake Connect builds the same venvs from the deployed bundles' requirements.txt and finds these.
-const cloud = {}
-for (const storage of ['aws', 'azure', 'gcp']) {
-  // pytest: the extension's cloud tests (templates/extension/tests/cloud) run in these.
-  const venv = await build(
-    `MLflow ${NEWEST_KNOWN_MLFLOW} ${storage}`,
-    bundleRequirements(storage, NEWEST_KNOWN_MLFLOW),
-    ['pytest'],
-  )
-  cloud[storage] = {mlflowVersion: NEWEST_KNOWN_MLFLOW, python: venv.python, key: venv.key}
-}
-const emulators = await build('emulators', EMULATORS)
+// pytest: the extension's cloud tests (templates/extension/tests/cloud) run in these.
+const clouds = ['aws', 'azure', 'gcp'].map((storage) => ({
+  storage,
+  venv: schedule(`MLflow ${NEWEST_KNOWN_MLFLOW} ${storage}`, bundleRequirements(storage, NEWEST_KNOWN_MLFLOW), [
+    'pytest',
+  ]),
+}))
+const emulatorsVenv = schedule('emulators', EMULATORS)
 // The Python linter and formatter (scripts/lint-python.mjs), pinned like the tests' packages.
-const pythonLint = await build('python lint', PYTHON_LINT)
+const pythonLintVenv = schedule('python lint', PYTHON_LINT)
+const workers = Array.from({length: PARALLEL_BUILDS}, async () => {
+  while (builds.length > 0) await builds.shift()()
+})
+await Promise.all(workers)
+const out = []
+for (const {mlflowVersion, venv} of tests) {
+  const {python: venvPython, key} = await venv
+  out.push({mlflowVersion, python: venvPython, key})
+}
+const cloud = {}
+for (const {storage, venv} of clouds) {
+  const {python: venvPython, key} = await venv
+  cloud[storage] = {mlflowVersion: NEWEST_KNOWN_MLFLOW, python: venvPython, key}
+}
+const emulators = await emulatorsVenv
+const pythonLint = await pythonLintVenv
 mkdirSync(cacheDir, {recursive: true})
 writeFileSync(
   join(cacheDir, 'python-lint.json'),

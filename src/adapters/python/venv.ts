@@ -72,8 +72,7 @@ export async function ensureVenv(options: EnsureVenvOptions): Promise<Venv> {
     if (existsSync(join(path, READY))) return {key, path, python, reused: true}
     await rm(path, {recursive: true, force: true})
     options.onProgress?.(`creating venv ${key}`)
-    // A plain venv (pip included, as users expect), filled by uv when it can be had.
-    await runLogged(options.python, ['-m', 'venv', path], 'VENV_FAILED', options.onProgress)
+    await createVenv(path, options)
     await writeFile(join(path, 'requirements.txt'), options.requirements)
     await install(python, ['-r', join(path, 'requirements.txt')], options)
     await writeFile(join(path, READY), `${new Date().toISOString()}\n`)
@@ -82,6 +81,32 @@ export async function ensureVenv(options: EnsureVenvOptions): Promise<Venv> {
   }
   await installExtras(python, options)
   return {key, path, python, reused: false}
+}
+
+/**
+ * A plain venv with pip in it, as users expect. uv makes it (seeded with pip from uv's cache) in well under a second
+ * where `python -m venv` unpacks pip for about four seconds of CPU; without uv, or when uv cannot, Python's own venv.
+ */
+async function createVenv(path: string, options: EnsureVenvOptions): Promise<void> {
+  const uv = process.env.MLFLOWCTL_INSTALLER === 'pip' ? undefined : await uvBinary(options)
+  if (uv) {
+    try {
+      await runLogged(
+        uv,
+        ['venv', '--seed', '--no-python-downloads', '--python', options.python, path],
+        'VENV_FAILED',
+        options.onProgress,
+        uvEnvironment(),
+      )
+      return
+    } catch (error) {
+      ;(options.onWarning ?? options.onProgress)?.(
+        `uv could not create the venv (${(error as Error).message.split('\n')[0]}); using python -m venv.`,
+      )
+      await rm(path, {recursive: true, force: true})
+    }
+  }
+  await runLogged(options.python, ['-m', 'venv', path], 'VENV_FAILED', options.onProgress)
 }
 
 async function installExtras(python: string, options: EnsureVenvOptions): Promise<void> {
