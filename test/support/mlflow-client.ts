@@ -1,6 +1,18 @@
 import {execFile, execFileSync} from 'node:child_process'
-import {cpSync, writeFileSync} from 'node:fs'
-import {join} from 'node:path'
+import {createHash} from 'node:crypto'
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
+import {dirname, join} from 'node:path'
 import {promisify} from 'node:util'
 
 import {tempDir, traceStep} from './cli.js'
@@ -183,21 +195,41 @@ interface RunRead {
   artifact: string
 }
 
-const pluginDirs = new Map<string, string>()
+let pluginDir: string | undefined
 
 /**
- * The client environment that uses the mlflow-connect-auth plugin (templates/client-auth), installed once
- * per interpreter into a side directory so that the shared venv stays untouched.
+ * The client environment that uses the mlflow-connect-auth plugin (templates/client-auth), installed into a side
+ * directory so that the shared venvs stay untouched. The plugin is pure Python and every venv here runs the same
+ * interpreter, so one install serves them all: it is kept in the test cache, named by a hash of the plugin's
+ * sources, and built once a run (pip takes seconds of CPU for each install).
  */
 export function connectAuthEnv(python: string, apiKey: string): Record<string, string> {
-  let dir = pluginDirs.get(python)
-  if (!dir) {
-    // Built from a copy: setuptools writes build/ and *.egg-info next to the sources.
-    const source = join(tempDir('plugin-src-'), 'client-auth')
-    cpSync(join(REPO_ROOT, 'templates', 'client-auth'), source, {recursive: true})
-    dir = tempDir('plugin-')
-    execFileSync(python, ['-m', 'pip', 'install', '-q', '--no-deps', '--target', dir, source], {stdio: 'pipe'})
-    pluginDirs.set(python, dir)
-  }
+  pluginDir ??= installedPlugin(python)
+  const dir = pluginDir
   return {PYTHONPATH: dir, MLFLOW_TRACKING_AUTH: 'connect-api-key', CONNECT_API_KEY: apiKey, MLFLOW_TRACKING_TOKEN: ''}
+}
+
+function installedPlugin(python: string): string {
+  const sources = join(REPO_ROOT, 'templates', 'client-auth')
+  const hash = createHash('sha256')
+  for (const file of readdirSync(sources, {recursive: true, encoding: 'utf8'}).sort()) {
+    const path = join(sources, file)
+    if (statSync(path).isFile()) hash.update(`${file}\0`).update(readFileSync(path)).update('\0')
+  }
+  const dir = join(process.env.MLFLOWCTL_CACHE_DIR!, `client-auth-${hash.digest('hex').slice(0, 16)}`)
+  if (existsSync(dir)) return dir
+  // Built from a copy (setuptools writes build/ and *.egg-info next to the sources), into a scratch directory
+  // renamed into place whole: a file running at the same time either finds it complete or builds its own.
+  const source = join(tempDir('plugin-src-'), 'client-auth')
+  cpSync(sources, source, {recursive: true})
+  mkdirSync(dirname(dir), {recursive: true})
+  const scratch = mkdtempSync(`${dir}.tmp-`)
+  execFileSync(python, ['-m', 'pip', 'install', '-q', '--no-deps', '--target', scratch, source], {stdio: 'pipe'})
+  try {
+    renameSync(scratch, dir)
+  } catch (error) {
+    rmSync(scratch, {recursive: true, force: true})
+    if (!existsSync(dir)) throw error
+  }
+  return dir
 }
