@@ -22,9 +22,10 @@ import {
   pythonFor,
   stripTraces,
   applyArgs,
+  env,
 } from '../support/upgrade-bed.js'
 import {createPgDatabase, NO_PG, NO_VENVS, pgBaseUrl, requireService} from '../support/services.js'
-import {tempDir} from '../support/cli.js'
+import {runCli, tempDir} from '../support/cli.js'
 import {logRichRun, serverSnapshot} from '../support/mlflow-client.js'
 import {findRelease} from '../../src/core/catalog.js'
 import {loadCatalog} from '../../src/adapters/catalog.js'
@@ -73,6 +74,17 @@ describe('upgrade matrix: older sources and the instant rollback (fake Connect, 
           content.env.delete('MLFLOW_SERVER_ALLOWED_HOSTS')
           await expectRolledBack(deployment, before, revision, failed)
           assert.match(failed.json!.error!.message, /experiments\/search answered 403|Verification of the draft failed/)
+        }
+        if (!url && version === OLDER_SOURCES[0]) {
+          // What an operator reads before a 2.x → 3.x upgrade: the breaking changes on the way, and the app mode kept.
+          const md = await runCli(
+            ['upgrade', 'plan', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--format', 'md'],
+            {env},
+          )
+          assert.match(md.stdout, new RegExp(`^# MLflow upgrade plan: ${version.replaceAll('.', '\\.')} → `, 'm'))
+          assert.match(md.stdout, /## Breaking changes for operators[\s\S]*3\.3\.0: The server runs on uvicorn/)
+          assert.match(md.stdout, /## Strategy: maintenance/)
+          assert.match(md.stdout, /- app mode python-api: kept: the content was first deployed as python-api/)
         }
         // The OTLP route, the stale plan and the ledger do not depend on the source: upgrade-matrix checks them.
         await upgradeAndCompare(t, deployment, before, extra, false)

@@ -1,6 +1,6 @@
-// Upgrades that fail (a migration that fails, on PostgreSQL and part-way on SQLite; a bundle that crashes; no drafts
-// on an old Connect): each must end rolled back with the data exactly as before. A verification that fails is in
-// upgrade-matrix-older.test.ts, from each older source on both engines.
+// Upgrades that fail (a migration that fails, on PostgreSQL and part-way on SQLite; a bundle that crashes, on the
+// same SQLite deployment after that; no drafts on an old Connect): each must end rolled back with the data exactly
+// as before. A verification that fails is in upgrade-matrix-older.test.ts, from each older source on both engines.
 import assert from 'node:assert/strict'
 import {readdirSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
@@ -65,30 +65,28 @@ describe('upgrade rollback (fake Connect, real MLflow)', () => {
     assert.ok(!ledger.includes('mlflowctl-ci') && !ledger.includes(PUBLISHER_KEY), 'and out of the history ledger')
   })
 
-  it('local SQLite: a migration that fails part-way (a conflicting index) ends rolled back', async (t) => {
+  it('local SQLite: a migration that fails part-way (a conflicting index), then a bundle that crashes after it migrated: each ends rolled back', async (t) => {
     if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
-    const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-sqlite-migration-fails')
+    const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-sqlite-fails')
     const before = await writeData(deployment)
     const revision = await servedRevision(deployment.guid)
     const db = new Database(sqliteOf(deployment.guid))
     db.exec('CREATE INDEX index_logged_model_metrics_model_id ON runs (run_uuid)')
     db.close()
-    const result = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
-    await expectRolledBack(deployment, before, revision, result)
-    const tables = new Database(sqliteOf(deployment.guid), {readonly: true})
+    const failed = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
+    await expectRolledBack(deployment, before, revision, failed)
+    const restored = new Database(sqliteOf(deployment.guid))
+    const tables = restored
       .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'logged_models'")
       .all()
     assert.deepEqual(tables, [], 'the tables the failed migration created are gone')
-  })
-
-  it('local SQLite: a bundle that crashes after it migrated ends rolled back', async (t) => {
-    if (!requireService(t, Boolean(newest && last2), NO_VENVS)) return
-    const deployment = await deployRelease(last2!.mlflowVersion, 'upgrade-sqlite-crash')
-    const before = await writeData(deployment)
-    const revision = await servedRevision(deployment.guid)
+    // The restore brought the conflicting index back with the rest; without it the migration goes through, and
+    // the bundle then crashes.
+    restored.exec('DROP INDEX index_logged_model_metrics_model_id')
+    restored.close()
     fake.crashAfterStart.add(deployment.guid)
-    const result = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
-    await expectRolledBack(deployment, before, revision, result)
+    const crashed = await cli(['upgrade', 'apply', '--guid', deployment.guid, '--to', newest!.mlflowVersion, '--yes'])
+    await expectRolledBack(deployment, before, revision, crashed)
   })
 
   it('without drafts (Connect < 2025.06): an activated bundle that fails verification ends rolled back (held restore)', async (t) => {

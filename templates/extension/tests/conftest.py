@@ -47,12 +47,13 @@ def pytest_configure(config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "newest_mlflow_only: a long test of behaviour that does not change with MLflow's version (the replica's"
-        " files, SQLite's WAL, process kills); a run over several venvs gives it to the newest only",
+        "newest_mlflow_only: a test of behaviour that does not change with MLflow's version (the replica's files,"
+        " SQLite's WAL, process kills, the ops endpoint's gate, refusals before MLflow starts); a run over several"
+        " venvs gives it to the newest only",
     )
 
 
-# Set by the test runner for every venv but the newest, so that the long version-independent tests run once a run.
+# Set by the test runner for every venv but the newest, so that the version-independent tests run once a run.
 OLDER_VENV = os.environ.get("MLFLOWCTL_TEST_OLDER_VENV") == "1"
 
 

@@ -307,6 +307,7 @@ def test_cloud_settings_defaults():
     )
 
 
+@pytest.mark.newest_mlflow_only
 def test_startup_refuses_without_an_integration_and_logs_no_secret(bundle, exchange_server):
     exchange_server.answer = (400, {"code": 212, "error": "No OAuth integration is associated with this content."})
     env = base_env(

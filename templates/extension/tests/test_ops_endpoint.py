@@ -2,12 +2,14 @@
 
 import json
 
+import pytest
 from conftest import base_env, http
 
 GUID = "0b0e8e8e-1111-2222-3333-444455556666"
 TOKEN = "ops-token-for-tests-0123456789"
 
 
+@pytest.mark.newest_mlflow_only
 def test_status_requires_the_token_and_reports_the_schema(bundle, tmp_path, start_server):
     server = start_server(
         bundle,
@@ -58,6 +60,7 @@ def test_full_path_prefix_is_stripped_for_ops_and_rest(bundle, tmp_path, start_s
     assert server.get(f"/content/{GUID}/health")[0] == 200
 
 
+@pytest.mark.newest_mlflow_only
 def test_without_a_configured_token_the_endpoint_stays_closed(bundle, tmp_path, start_server):
     server = start_server(bundle, base_env(CONNECT_CONTENT_DATA_DIR=str(tmp_path / "data")))
     assert server.get("/_mlflowctl/status", {"X-Mlflowctl-Ops-Token": ""})[0] == 503

@@ -82,6 +82,7 @@ def replicated(tmp_path: Path):
     writer.close()
 
 
+@pytest.mark.newest_mlflow_only
 def test_the_latest_and_every_earlier_round_restore_exactly(replicated):
     tmp_path, history, writer = replicated
     replica = tmp_path / "replica"
@@ -100,6 +101,7 @@ def test_the_latest_and_every_earlier_round_restore_exactly(replicated):
             assert content(restored) == expected, f"as of {when}"
 
 
+@pytest.mark.newest_mlflow_only
 def test_a_damaged_altered_or_missing_segment_stops_the_restore_before_it(replicated):
     tmp_path, _, _ = replicated
     replica = tmp_path / "replica"
@@ -142,6 +144,7 @@ def segments(replica: Path) -> list[Path]:
     return sorted(replica.glob("generations/*/wal/*/*.frames.gz"))
 
 
+@pytest.mark.newest_mlflow_only
 def test_no_commit_is_missed_while_a_writer_and_its_checkpoints_race_the_rounds(tmp_path: Path):
     """A writer thread commits as fast as it can, checkpointing every 10 pages; rounds run every few milliseconds in
     another thread. Whatever the interleaving, the WAL may only restart under the replicator after it shipped every
@@ -1175,6 +1178,7 @@ def test_artifacts_uploaded_through_the_proxy_ship_before_a_backlog(tmp_path: Pa
     assert len(order) == 301
 
 
+@pytest.mark.newest_mlflow_only
 def test_the_service_ships_on_during_slow_snapshots_and_reports_a_frozen_replica(tmp_path: Path, monkeypatch):
     """Frames keep shipping while periodic snapshots take their
     time uploading, and a replica that stops answering is reported as stalled (an error, not only lag), then recovers."""

@@ -45,6 +45,7 @@ def test_empty_database_is_initialised_to_head_then_left_alone(bundle, tmp_path)
     assert "migration.start" not in [e["event"] for e in events(second.stderr)]
 
 
+@pytest.mark.newest_mlflow_only
 def test_missing_data_dir_refuses_and_names_the_variable(bundle):
     result = import_app(bundle, base_env())
     assert result.returncode != 0
@@ -306,6 +307,7 @@ def test_a_migration_runs_behind_503_and_a_kill_inside_the_longest_one_leaves_a_
         assert "index_metrics_run_uuid_key_step" in indexes
 
 
+@pytest.mark.newest_mlflow_only
 def test_a_refusal_keeps_answering_with_its_reason(bundle, tmp_path):
     """A start that is refused does not exit (Connect would start it again and again): /health answers 503 with
     state 'refused', the code and the message, so that deploy and doctor can say why."""

@@ -105,6 +105,7 @@ def test_a_hold_for_this_bundle_answers_503_and_refuses_a_restart_while_another_
     assert not hold.exists()
 
 
+@pytest.mark.newest_mlflow_only
 @pytest.mark.parametrize(
     "wsgi",
     [pytest.param(False, marks=pytest.mark.needs_mlflow((3, 3)), id="asgi-host"), pytest.param(True, id="wsgi-host")],
