@@ -1,4 +1,4 @@
-import {execFile, execFileSync} from 'node:child_process'
+import {execFileSync, spawn, type ChildProcessWithoutNullStreams} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {
   cpSync,
@@ -13,12 +13,9 @@ import {
   writeFileSync,
 } from 'node:fs'
 import {dirname, join} from 'node:path'
-import {promisify} from 'node:util'
 
 import {tempDir, traceStep} from './cli.js'
 import {REPO_ROOT} from './services.js'
-
-const run = promisify(execFile)
 
 // Uses the real MLflow Python client, configured the way users configure it (tracking URI + token).
 const SCRIPT = `
@@ -27,6 +24,8 @@ import mlflow
 from mlflow import MlflowClient
 
 RESULT = "@@mlflowctl-test-result "
+END = "@@mlflowctl-test-end"
+FAILED = "@@mlflowctl-test-failed "
 
 def act(action, arg):
     if action == "log":
@@ -120,13 +119,49 @@ def act(action, arg):
         return {"params": run.data.params, "metrics": run.data.metrics, "artifact": content, "experimentId": run.info.experiment_id}
 
 
-# Each action and its argument in turn (one interpreter for several calls: importing mlflow takes seconds);
-# one marked JSON line per action (MLflow 3 prints its own "View run" lines to stdout).
-argv = sys.argv[1:]
-while argv:
-    action = argv.pop(0)
-    arg = None if action == "snapshot" else argv.pop(0)
-    print(RESULT + json.dumps(act(action, arg)), flush=True)
+def fresh_state():
+    """What a new interpreter starts with: the tracking URI from the environment, no active run or experiment, and
+    new HTTP sessions (a kept-alive connection to a server that restarted since would fail the next request)."""
+    from mlflow.tracking import fluent
+    from mlflow.utils import request_utils, rest_utils
+
+    for _ in range(10):  # a run a failed request left open; ending it may fail too, when its server is gone
+        if not mlflow.active_run():
+            break
+        try:
+            mlflow.end_run()
+        except Exception:
+            pass
+    fluent._active_experiment_id = None
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    for module in (request_utils, rest_utils):
+        for name in ("_cached_get_request_session", "_get_request_session"):
+            cached = getattr(module, name, None)
+            if cached is not None and hasattr(cached, "cache_clear"):
+                cached.cache_clear()
+
+
+# One interpreter serves many requests (importing mlflow takes seconds of CPU): each request is a JSON line on stdin,
+# {"env": {...}, "args": [action, arg, ...]}, run with exactly that environment; each action's result is one marked
+# JSON line (MLflow 3 prints its own "View run" lines to stdout), then a marked end line, or an error line.
+BASE_ENV = dict(os.environ)
+for line in sys.stdin:
+    request = json.loads(line)
+    os.environ.clear()
+    os.environ.update(BASE_ENV)
+    os.environ.update(request["env"])
+    try:
+        fresh_state()
+        argv = list(request["args"])
+        while argv:
+            action = argv.pop(0)
+            arg = None if action == "snapshot" else argv.pop(0)
+            print(RESULT + json.dumps(act(action, arg)), flush=True)
+        print(END, flush=True)
+    except Exception as error:
+        import traceback
+
+        print(FAILED + json.dumps(traceback.format_exc()), flush=True)
 `
 
 export interface ClientTarget {
@@ -137,31 +172,112 @@ export interface ClientTarget {
   env?: Record<string, string>
 }
 
-/** Runs the client script with `args` (actions and their arguments) and gives each action's JSON result. */
-async function clientResults(target: ClientTarget, args: string[]): Promise<any[]> {
-  const dir = tempDir('mlflow-client-')
-  const script = join(dir, 'client.py')
-  writeFileSync(script, SCRIPT)
-  const started = Date.now()
-  const {stdout} = await run(target.python, [script, ...args], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      MLFLOW_TRACKING_URI: target.trackingUri,
-      MLFLOW_TRACKING_TOKEN: target.token,
-      MLFLOW_HTTP_REQUEST_MAX_RETRIES: '0',
-      MLFLOW_ENABLE_ASYNC_TRACE_LOGGING: 'false',
-      ...target.env,
-    },
-    timeout: 180_000,
-    maxBuffer: 10 * 1024 * 1024,
+const RESULT = '@@mlflowctl-test-result '
+const END = '@@mlflowctl-test-end'
+const FAILED = '@@mlflowctl-test-failed '
+
+/** A client interpreter that serves requests one at a time (see the script's loop). */
+interface ClientProcess {
+  child: ChildProcessWithoutNullStreams
+  /** Told of each line the interpreter prints while a request is in flight. */
+  onLine?: (line: string) => void
+  /** Whether the interpreter keeps the test process alive: only while a request is in flight. */
+  hold(held: boolean): void
+}
+
+type Handle = {ref(): unknown; unref(): unknown}
+
+/** Idle client interpreters by venv and PYTHONPATH (a plugin directory is on the path from the start). */
+const idle = new Map<string, ClientProcess[]>()
+let scriptFile: string | undefined
+
+function startClient(python: string, pythonPath: string | undefined, key: string): ClientProcess {
+  if (!scriptFile) {
+    scriptFile = join(tempDir('mlflow-client-'), 'client.py')
+    writeFileSync(scriptFile, SCRIPT)
+  }
+  const child = spawn(python, [scriptFile], {
+    env: {PATH: process.env.PATH, HOME: process.env.HOME, ...(pythonPath ? {PYTHONPATH: pythonPath} : {})},
+    stdio: ['pipe', 'pipe', 'pipe'],
   })
-  traceStep(`client ${args[0]}`, started)
-  const marker = '@@mlflowctl-test-result '
-  return stdout
-    .split('\n')
-    .filter((line) => line.startsWith(marker))
-    .map((line) => JSON.parse(line.slice(marker.length)))
+  const handles = [child, child.stdin, child.stdout, child.stderr] as unknown as Handle[]
+  const client: ClientProcess = {
+    child,
+    hold: (held) => handles.forEach((handle) => (held ? handle.ref() : handle.unref())),
+  }
+  let partial = ''
+  child.stdout.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString('utf8')).split('\n')
+    partial = lines.pop() ?? ''
+    for (const line of lines) client.onLine?.(line)
+  })
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-4000)))
+  // A write to an interpreter that died fails here; its exit below answers the request.
+  child.stdin.on('error', () => undefined)
+  child.on('exit', (code, signal) => {
+    idle.set(
+      key,
+      (idle.get(key) ?? []).filter((other) => other !== client),
+    )
+    client.onLine?.(`${FAILED}${JSON.stringify(`the client exited (${code ?? signal}):\n${stderr}`)}`)
+  })
+  client.hold(false)
+  return client
+}
+
+/**
+ * Runs `args` (actions and their arguments) in a client interpreter of the target's venv, with the environment a
+ * user's client has (tracking URI, token, the plugin's variables), and gives each action's JSON result. Interpreters
+ * are kept and reused: each request starts from the state a new one has (see the script's fresh_state). A request
+ * that logs a trace ("rich") gets an interpreter of its own, which exits after it: MLflow's tracing keeps state of its
+ * own (its exporter, its queue) that a later request must not inherit.
+ */
+async function clientResults(target: ClientTarget, args: string[]): Promise<any[]> {
+  const env: Record<string, string> = {
+    MLFLOW_TRACKING_URI: target.trackingUri,
+    MLFLOW_TRACKING_TOKEN: target.token,
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES: '0',
+    MLFLOW_ENABLE_ASYNC_TRACE_LOGGING: 'false',
+    ...target.env,
+  }
+  const {PYTHONPATH: pythonPath, ...requestEnv} = env
+  const key = `${target.python}\0${pythonPath ?? ''}`
+  // Each action but "snapshot" takes one argument.
+  const actions: string[] = []
+  for (let index = 0; index < args.length; index += args[index] === 'snapshot' ? 1 : 2) actions.push(args[index])
+  const oneShot = actions.includes('rich')
+  const client = (!oneShot && idle.get(key)?.pop()) || startClient(target.python, pythonPath, key)
+  const started = Date.now()
+  client.hold(true)
+  try {
+    const results = await new Promise<any[]>((resolve, reject) => {
+      const collected: any[] = []
+      const timer = setTimeout(() => {
+        client.child.kill('SIGKILL')
+        reject(new Error(`the MLflow client took over 180 s: ${args.join(' ')}`))
+      }, 180_000)
+      client.onLine = (line) => {
+        if (line.startsWith(RESULT)) collected.push(JSON.parse(line.slice(RESULT.length)))
+        else if (line === END || line.startsWith(FAILED)) {
+          clearTimeout(timer)
+          client.onLine = undefined
+          if (line === END) resolve(collected)
+          else reject(new Error(`MLflow client ${args[0]} failed: ${JSON.parse(line.slice(FAILED.length))}`))
+        }
+      }
+      client.child.stdin.write(`${JSON.stringify({env: requestEnv, args})}\n`)
+    })
+    traceStep(`client ${args[0]}`, started)
+    if (oneShot) client.child.stdin.end()
+    else idle.set(key, [...(idle.get(key) ?? []), client])
+    return results
+  } catch (error) {
+    client.child.kill('SIGKILL')
+    throw error
+  } finally {
+    client.hold(false)
+  }
 }
 
 const client = async (target: ClientTarget, args: string[]): Promise<any> => (await clientResults(target, args)).at(-1)
