@@ -420,6 +420,9 @@ function startTimeout(
   )
 }
 
+/** How often the preview root is asked again while it answers 503 (starting or migrating). */
+const SETTLE_POLL_MS = 1_000
+
 /** The preview root's answer once it is not 503 (the extension starting or migrating), or the last 503. */
 async function settledRoot(
   deps: DeployDeps,
@@ -434,7 +437,7 @@ async function settledRoot(
       .get(url, {Authorization: `Key ${apiKey}`}, requestMs)
       .catch(() => ({status: 0, body: ''}))
     if (answer.status !== 503 || deps.now() >= deadline) return answer
-    await deps.sleep(2000)
+    await deps.sleep(SETTLE_POLL_MS)
   }
 }
 

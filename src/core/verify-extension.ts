@@ -19,7 +19,9 @@ export interface VerifyDeps {
 export const DEFAULT_INIT_TIMEOUT_SECONDS = 60
 /** Added to the start limit for one request: the proxy's own time on top of the process's start. */
 const REQUEST_MARGIN_MS = 15_000
-const START_POLL_MS = 2_000
+// Once a second: a start takes a few seconds, and each second polled too late is a second longer that a deploy or an
+// upgrade waits (a poll costs one /health request).
+const START_POLL_MS = 1_000
 
 /** How long one probe may take: Connect holds a cold start's first request for up to the item's start limit. */
 export function probeTimeoutMs(initTimeoutSeconds: number | undefined): number {
