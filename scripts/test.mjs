@@ -37,26 +37,30 @@ function countTap(text) {
 }
 
 /** One `node --test` run over `files`; its output is streamed, or held and printed whole when runs overlap. */
-function runNode(files, tap, {concurrency = [], hold = false} = {}) {
+function runNode(files, tap, {concurrency = [], hold = false, nice = false} = {}) {
   return new Promise((resolveRun) => {
     const started = Date.now()
-    const child = spawn(
+    const command = [
       process.execPath,
-      [
-        '--import',
-        'tsx',
-        '--import',
-        './test/support/setup.ts',
-        '--test',
-        ...concurrency,
-        '--test-reporter=spec',
-        '--test-reporter-destination=stdout',
-        '--test-reporter=tap',
-        `--test-reporter-destination=${tap}`,
-        ...files,
-      ],
-      {cwd: root, stdio: ['ignore', hold ? 'pipe' : 'inherit', hold ? 'pipe' : 'inherit'], env: process.env},
-    )
+      '--import',
+      'tsx',
+      '--import',
+      './test/support/setup.ts',
+      '--test',
+      ...concurrency,
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      '--test-reporter=tap',
+      `--test-reporter-destination=${tap}`,
+      ...files,
+    ]
+    // A background job runs at the lowest priority (nice 19): it takes only the CPU the two main jobs leave idle.
+    const [program, ...args] = nice ? ['nice', '-n', '19', ...command] : command
+    const child = spawn(program, args, {
+      cwd: root,
+      stdio: ['ignore', hold ? 'pipe' : 'inherit', hold ? 'pipe' : 'inherit'],
+      env: process.env,
+    })
     let held = ''
     child.stdout?.on('data', (chunk) => (held += chunk))
     child.stderr?.on('data', (chunk) => (held += chunk))
@@ -101,7 +105,8 @@ function integrationJobs() {
       name,
       sizeHint: statSync(file).size,
       resources,
-      run: (hold) => runNode([name], join(scratch, `integration-${index}.tap`), {hold}),
+      background: text.includes(BACKGROUND_MARKER),
+      run: (hold, nice = false) => runNode([name], join(scratch, `integration-${index}.tap`), {hold, nice}),
     }
   })
 }
@@ -112,6 +117,12 @@ function integrationJobs() {
  * files starts.
  */
 const FIXED_RESOURCES = [{name: 'the token verifier on 127.0.0.1:3899', marker: 'startTokenVerifier('}]
+
+/**
+ * A file that says this of itself has no deadline that a slow machine could miss, so it may run as the pool's
+ * background job, on the CPU the main jobs leave idle (they keep about 0.85 of the two cores busy, measured).
+ */
+const BACKGROUND_MARKER = 'test-pool: background'
 
 function testVenvs() {
   const file = join(process.env.MLFLOWCTL_TEST_CACHE_DIR ?? join(root, '.cache', 'mlflowctl'), 'test-venvs.json')
@@ -196,7 +207,8 @@ function runPytest(run, env, hold) {
  * durations of the previous run here (in the cache), else test/durations.json (measured on the CI machine;
  * refresh it with MLFLOWCTL_TEST_DURATIONS_UPDATE=1), else a file's size, so that no long job starts last.
  * Jobs that run at the same time share nothing but the emulators and PostgreSQL: each makes its own ports,
- * directories and databases.
+ * directories and databases. Beside them, one background job at a time runs at nice 19 from the files marked for it
+ * (BACKGROUND_MARKER): the CPU the two leave idle, without stretching them.
  */
 async function runSlowPool(jobs) {
   if (jobs.length === 0) return
@@ -206,32 +218,40 @@ async function runSlowPool(jobs) {
   const width = Math.max(1, Number(process.env.MLFLOWCTL_TEST_JOBS ?? Math.min(2, availableParallelism())))
   process.stdout.write(`\n== integration and extension (${jobs.length} jobs, ${width} at a time, longest first) ==\n`)
   const busy = new Set()
-  // The longest job whose fixed resources are free; undefined when all that is left waits for a resource.
-  const nextJob = () => {
-    const index = queue.findIndex((job) => !(job.resources ?? []).some((resource) => busy.has(resource)))
+  // The longest job whose fixed resources are free and that `accept`s; undefined when none is.
+  const take = (accept) => {
+    const index = queue.findIndex((job) => accept(job) && !(job.resources ?? []).some((resource) => busy.has(resource)))
     return index < 0 ? undefined : queue.splice(index, 1)[0]
   }
   const waiting = []
+  const runJob = async (job, nice) => {
+    for (const resource of job.resources ?? []) busy.add(resource)
+    if (width > 1) process.stdout.write(`-- started: ${job.name}${nice ? ' (background, nice 19)' : ''}\n`)
+    const counts = await job.run(width > 1, nice)
+    process.stdout.write(
+      `-- finished: ${job.name} (${counts.seconds.toFixed(1)} s: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped)\n`,
+    )
+    durations.push({name: job.name, seconds: counts.seconds, passed: counts.failed === 0})
+    addCounts(counts)
+    for (const resource of job.resources ?? []) busy.delete(resource)
+    for (const resolve of waiting.splice(0)) resolve()
+  }
+  // The main workers take the other jobs first, and background ones only when nothing else is left.
   const worker = async () => {
     while (queue.length > 0) {
-      const job = nextJob()
-      if (!job) {
-        await new Promise((resolve) => waiting.push(resolve))
-        continue
-      }
-      for (const resource of job.resources ?? []) busy.add(resource)
-      if (width > 1) process.stdout.write(`-- started: ${job.name}\n`)
-      const counts = await job.run(width > 1)
-      process.stdout.write(
-        `-- finished: ${job.name} (${counts.seconds.toFixed(1)} s: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped)\n`,
-      )
-      durations.push({name: job.name, seconds: counts.seconds, passed: counts.failed === 0})
-      addCounts(counts)
-      for (const resource of job.resources ?? []) busy.delete(resource)
-      for (const resolve of waiting.splice(0)) resolve()
+      const job = take((candidate) => !candidate.background) ?? take(() => true)
+      if (job) await runJob(job, false)
+      else await new Promise((resolve) => waiting.push(resolve))
     }
   }
-  await Promise.all(Array.from({length: width}, worker))
+  const backgroundWorker = async () => {
+    while (queue.some((job) => job.background)) {
+      const job = take((candidate) => candidate.background)
+      if (job) await runJob(job, true)
+      else await new Promise((resolve) => waiting.push(resolve))
+    }
+  }
+  await Promise.all([...Array.from({length: width}, worker), ...(width > 1 ? [backgroundWorker()] : [])])
   writeDurations()
 }
 

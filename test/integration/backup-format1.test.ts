@@ -1,6 +1,7 @@
 // Format 1 archives keep verifying and restoring: test/data/format1 holds one made by mlflowctl 0.1.0
 // (before format 2) from a real MLflow 3.17 store: a run with 22 metric points (NaN and Infinity among them), a
 // param, tags, a registered model version and one artifact.
+// test-pool: background (no deadline here that a slow, busy machine could miss)
 import assert from 'node:assert/strict'
 import {cpSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'

@@ -1,6 +1,7 @@
 // Restores that move a store: a server without the artifact proxy keeps absolute artifact locations in
 // its rows. Restored beside its artifacts in a new place, with the old place gone, real MLflow must still find
 // every artifact: the rows are rewritten to the new root (and kept as they were with --keep-artifact-locations).
+// test-pool: background (no deadline here that a slow, busy machine could miss)
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
 import {mkdirSync, renameSync, statSync} from 'node:fs'

@@ -3,6 +3,7 @@
 // source's columns), COPY text → SQLite (typed decoding). Every value must come back exactly: big integers, every
 // double, ±Infinity, bytes, NULL, text with tabs, newlines and backslashes; generated columns are left to the
 // database.
+// test-pool: background (no deadline here that a slow, busy machine could miss)
 import assert from 'node:assert/strict'
 import {createWriteStream, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'

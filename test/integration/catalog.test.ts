@@ -1,5 +1,6 @@
 // The committed catalog against the MLflow installed in the test venvs (their heads and chains must match),
 // and `db status` on databases that real MLflow created.
+// test-pool: background (no deadline here that a slow, busy machine could miss)
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
