@@ -88,25 +88,34 @@ export async function ensureVenv(options: EnsureVenvOptions): Promise<Venv> {
  * where `python -m venv` unpacks pip for about four seconds of CPU; without uv, or when uv cannot, Python's own venv.
  */
 async function createVenv(path: string, options: EnsureVenvOptions): Promise<void> {
-  const uv = process.env.MLFLOWCTL_INSTALLER === 'pip' ? undefined : await uvBinary(options)
-  if (uv) {
-    try {
-      await runLogged(
-        uv,
-        ['venv', '--seed', '--no-python-downloads', '--python', options.python, path],
-        'VENV_FAILED',
-        options.onProgress,
-        uvEnvironment(),
-      )
-      return
-    } catch (error) {
-      ;(options.onWarning ?? options.onProgress)?.(
-        `uv could not create the venv (${(error as Error).message.split('\n')[0]}); using python -m venv.`,
-      )
-      await rm(path, {recursive: true, force: true})
-    }
-  }
+  const args = ['venv', '--seed', '--no-python-downloads', '--python', options.python, path]
+  if (await viaUv(args, 'VENV_FAILED', 'create the venv', 'using python -m venv', options)) return
+  await rm(path, {recursive: true, force: true})
   await runLogged(options.python, ['-m', 'venv', path], 'VENV_FAILED', options.onProgress)
+}
+
+/**
+ * Runs uv with `args` when it can be had; false (with a warning saying `what` failed and the `fallback`) when it
+ * cannot, or fails: the caller then does the same work without it.
+ */
+async function viaUv(
+  args: string[],
+  code: string,
+  what: string,
+  fallback: string,
+  options: EnsureVenvOptions,
+): Promise<boolean> {
+  const uv = process.env.MLFLOWCTL_INSTALLER === 'pip' ? undefined : await uvBinary(options)
+  if (!uv) return false
+  try {
+    await runLogged(uv, args, code, options.onProgress, uvEnvironment())
+    return true
+  } catch (error) {
+    ;(options.onWarning ?? options.onProgress)?.(
+      `uv could not ${what} (${(error as Error).message.split('\n')[0]}); ${fallback}.`,
+    )
+    return false
+  }
 }
 
 async function installExtras(python: string, options: EnsureVenvOptions): Promise<void> {
@@ -117,23 +126,9 @@ async function installExtras(python: string, options: EnsureVenvOptions): Promis
 
 /** Installs into the venv of `python`: with uv, else (or when uv fails) with pip, which is then the one to trust. */
 async function install(python: string, args: string[], options: EnsureVenvOptions): Promise<void> {
-  const uv = process.env.MLFLOWCTL_INSTALLER === 'pip' ? undefined : await uvBinary(options)
-  if (uv) {
-    try {
-      await runLogged(
-        uv,
-        ['pip', 'install', '--python', python, ...args],
-        'PIP_INSTALL_FAILED',
-        options.onProgress,
-        uvEnvironment(),
-      )
-      return
-    } catch (error) {
-      ;(options.onWarning ?? options.onProgress)?.(
-        `uv could not install ${args.join(' ')} (${(error as Error).message.split('\n')[0]}); trying pip, which is slower.`,
-      )
-    }
-  }
+  const uvArgs = ['pip', 'install', '--python', python, ...args]
+  if (await viaUv(uvArgs, 'PIP_INSTALL_FAILED', `install ${args.join(' ')}`, 'trying pip, which is slower', options))
+    return
   await runLogged(
     python,
     ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '--progress-bar', 'off', ...args],
