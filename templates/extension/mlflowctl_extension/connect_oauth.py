@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Mapping, TypeVar
+from typing import Any, Callable, Generic, Mapping, TypeGuard, TypeVar
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 from urllib.request import HTTPRedirectHandler, Request, build_opener
@@ -228,10 +228,13 @@ class RefreshingCredential(Generic[T]):
     - While the current credential is valid, no caller waits for a renewal another thread is running.
     - A failed renewal keeps a still-valid credential, is logged, and is not retried for a few seconds
       (backoff), so a struggling Connect is not hammered by every request.
-    - Once the credential has expired, callers wait for a renewal, and get CredentialError if it fails.
+    - Once the credential has expired, or is in its last moments (the guard: the login it is for happens a
+      little later, a new database connection or a request on the wire, and must not arrive after the
+      expiry), callers wait for a renewal, and get CredentialError if it fails.
     """
 
     RETRY_AFTER_FAILURE_SECONDS = 5.0
+    MAX_GUARD_SECONDS = 2.0
 
     def __init__(
         self, name: str, fetch: Callable[[], Issued[T]], clock: Callable[[], float] = time.time, min_margin: float = 0.0
@@ -256,16 +259,20 @@ class RefreshingCredential(Generic[T]):
         # what expires within 4 minutes as stale), but never more than most of the lifetime.
         return max(refresh_margin(self._lifetime), min(self._min_margin, self._lifetime * 0.8))
 
-    def _fresh(self, current: Issued[T] | None, now: float) -> bool:
+    def _fresh(self, current: Issued[T] | None, now: float) -> TypeGuard[Issued[T]]:
         return current is not None and now < current.expires_at - self._margin()
+
+    def _usable(self, current: Issued[T] | None, now: float) -> TypeGuard[Issued[T]]:
+        guard = min(self.MAX_GUARD_SECONDS, self._lifetime / 10)
+        return current is not None and now < current.expires_at - guard
 
     def get_issued(self) -> Issued[T]:
         """The value and its expiry, read together (a concurrent renewal cannot pair one with the other)."""
         current = self._current
         now = self._clock()
         if self._fresh(current, now):
-            return current  # type: ignore[return-value]
-        if current is not None and now < current.expires_at:
+            return current
+        if self._usable(current, now):
             # Still valid: renew if nobody else is, otherwise keep serving the current one.
             if now < self._retry_at or not self._lock.acquire(blocking=False):
                 return current
@@ -282,7 +289,7 @@ class RefreshingCredential(Generic[T]):
     def _renew(self) -> Issued[T]:
         current = self._current
         if self._fresh(current, self._clock()):
-            return current  # type: ignore[return-value]
+            return current
         try:
             issued = self._fetch()
         except CredentialError as exc:
@@ -311,7 +318,7 @@ class RefreshingCredential(Generic[T]):
         if current is None:
             raise CredentialError(reason)
         now = self._clock()
-        if now < current.expires_at:
+        if self._usable(current, now):
             self._retry_at = now + self.RETRY_AFTER_FAILURE_SECONDS
             log_event(
                 "credentials.renewal_failed",
@@ -332,8 +339,11 @@ def access_token_source(
     min_margin: float = 0.0,
 ) -> RefreshingCredential[str]:
     def fetch() -> Issued[str]:
+        # expires_in counts from when Connect answered, which is no earlier than when the request was sent:
+        # counting from the arrival instead would stretch every lifetime by the exchange's latency.
+        sent = clock()
         payload = exchange.exchange(ACCESS_TOKEN, audience=audience, scope=scope)
-        return Issued(payload["access_token"], access_token_expiry(payload, clock()))
+        return Issued(payload["access_token"], access_token_expiry(payload, sent))
 
     return RefreshingCredential(name, fetch, clock, min_margin)
 

@@ -17,6 +17,7 @@ from mlflowctl_extension.connect_oauth import (
     Issued,
     RefreshingCredential,
     access_token_expiry,
+    access_token_source,
     aws_credentials_source,
     jwt_expiry,
     parse_aws_credentials,
@@ -183,6 +184,52 @@ def test_expired_credentials_make_every_caller_wait_for_one_renewal():
     for thread in threads:
         thread.join()
     assert results == ["v2"] * 6 and len(fetches) == 2
+
+
+def test_a_credential_in_its_last_moments_makes_callers_wait_for_the_renewal():
+    """The login a credential is for happens a little after get() (a new database connection, a request on the
+    wire): with under a tenth of its lifetime left (2 s at most), it is no longer handed out while a renewal runs."""
+    clock, fetches, gate, source = gated_source()
+    gate.set()
+    source.get()
+    clock.now += 29  # 1 s left of 30
+    gate.clear()
+    results: list[str] = []
+    renewer = threading.Thread(target=lambda: results.append(source.get()))
+    renewer.start()
+    while not source._lock.locked():  # the renewer is inside the (blocked) fetch
+        pass
+    waiting = [threading.Thread(target=lambda: results.append(source.get())) for _ in range(4)]
+    for thread in waiting:
+        thread.start()
+    for thread in waiting:
+        thread.join(0.2)
+    assert results == [], "nobody got the credential that is about to expire"
+    gate.set()
+    for thread in [renewer, *waiting]:
+        thread.join()
+    assert results == ["v2"] * 5 and len(fetches) == 2
+
+
+class SlowExchange:
+    """Answers like Connect's token exchange, and takes `seconds` of the test clock to do it."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        self.clock, self.seconds = clock, seconds
+
+    def exchange(
+        self, requested_token_type: str, audience: str | None = None, scope: str | None = None
+    ) -> dict[str, Any]:
+        self.clock.now += self.seconds
+        return {"access_token": "opaque", "expires_in": 15}
+
+
+def test_a_tokens_lifetime_counts_from_when_it_was_asked_for_not_from_a_slow_answer():
+    clock = Clock()
+    source = access_token_source(
+        SlowExchange(clock, 4.0), "azure", None, "https://ossrdbms-aad.database.windows.net/.default", clock
+    )  # type: ignore[arg-type]
+    assert source.get_issued().expires_at == 1000.0 + 15
 
 
 def test_a_failed_renewal_keeps_a_valid_credential_backs_off_and_fails_clearly_once_expired():
