@@ -196,8 +196,9 @@ def start_server(tmp_path: Path) -> Iterator:
         raise AssertionError(f"server did not become healthy:\n{server.logs()[-3000:]}")
 
     yield start
-    for server in servers:
+    for server in servers:  # all at once: each takes a moment to stop
         server.process.terminate()
+    for server in servers:
         try:
             server.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -260,7 +261,8 @@ class FakeExchange:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # shutdown() waits for the loop's next poll: half a second by default, at every test's teardown.
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
 
     def env(self, **extra: str) -> dict[str, str]:
