@@ -208,15 +208,15 @@ function runPytest(run, env, hold) {
  * refresh it with MLFLOWCTL_TEST_DURATIONS_UPDATE=1), else a file's size, so that no long job starts last.
  * Jobs that run at the same time share nothing but the emulators and PostgreSQL: each makes its own ports,
  * directories and databases. Beside them, one background job at a time runs at nice 19 from the files marked for it
- * (BACKGROUND_MARKER): the CPU the two leave idle, without stretching them.
+ * (BACKGROUND_MARKER): the CPU the two leave idle, without stretching them. It starts at once; the main jobs start
+ * when `mainStart` resolves (after the quick tiers, which leave about a quarter of the CPU idle).
  */
-async function runSlowPool(jobs) {
+async function runSlowPool(jobs, mainStart) {
   if (jobs.length === 0) return
   const known = readDurations()
   const expected = (job) => known[job.name] ?? job.sizeHint / 100
   const queue = [...jobs].sort((a, b) => expected(b) - expected(a))
   const width = Math.max(1, Number(process.env.MLFLOWCTL_TEST_JOBS ?? Math.min(2, availableParallelism())))
-  process.stdout.write(`\n== integration and extension (${jobs.length} jobs, ${width} at a time, longest first) ==\n`)
   const busy = new Set()
   // The longest job whose fixed resources are free and that `accept`s; undefined when none is.
   const take = (accept) => {
@@ -251,7 +251,15 @@ async function runSlowPool(jobs) {
       else await new Promise((resolve) => waiting.push(resolve))
     }
   }
-  await Promise.all([...Array.from({length: width}, worker), ...(width > 1 ? [backgroundWorker()] : [])])
+  const header = mainStart.then(() =>
+    process.stdout.write(
+      `\n== integration and extension (${jobs.length} jobs, ${width} at a time, longest first) ==\n`,
+    ),
+  )
+  await Promise.all([
+    ...Array.from({length: width}, () => header.then(worker)),
+    ...(width > 1 ? [backgroundWorker()] : []),
+  ])
   writeDurations()
 }
 
@@ -342,10 +350,19 @@ for (const tier of tiers) {
     process.exit(2)
   }
 }
-for (const tier of tiers.filter((name) => name === 'unit' || name === 'commands')) await runQuickTier(tier)
-await runSlowPool([
-  ...(tiers.includes('integration') ? integrationJobs() : []),
-  ...(tiers.includes('extension') ? extensionJobs() : []),
+const quickTiers = (async () => {
+  for (const tier of tiers.filter((name) => name === 'unit' || name === 'commands')) await runQuickTier(tier)
+})()
+// The pool's background job starts at once, on what the quick tiers leave idle; its main jobs start after them.
+await Promise.all([
+  quickTiers,
+  runSlowPool(
+    [
+      ...(tiers.includes('integration') ? integrationJobs() : []),
+      ...(tiers.includes('extension') ? extensionJobs() : []),
+    ],
+    quickTiers,
+  ),
 ])
 if (durations.length > 0) {
   process.stdout.write('\nSlowest test files:\n')

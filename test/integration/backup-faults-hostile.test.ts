@@ -1,6 +1,7 @@
 // The fault suite, second round: archives that are internally consistent but hostile, names a file
 // system allows, passphrases without --encrypt, and the refusals that must carry their own code instead of exit 1.
 // Every backup here is made by real MLflow; every forged one has its manifest and sidecar rewritten to match.
+// test-pool: background (no deadline here that a slow, busy machine could miss: each CLI call may take minutes)
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
 import {cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'

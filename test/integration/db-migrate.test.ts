@@ -1,5 +1,6 @@
 // `db migrate` on database files and PostgreSQL with real MLflow: dry run, rehearsal on a copy, the backup gate,
 // refusals (a failed rehearsal, a database ahead, a foreign revision).
+// test-pool: background (no deadline here that a slow, busy machine could miss: the CLI calls get 15 minutes)
 import assert from 'node:assert/strict'
 import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
