@@ -8,7 +8,7 @@
 // - cloudsql: @google-cloud/cloud-sql-connector with ADC.
 import {readFileSync} from 'node:fs'
 
-import {Signer} from '@aws-sdk/rds-signer'
+import type {Signer} from '@aws-sdk/rds-signer'
 import type {AccessToken, TokenCredential} from '@azure/identity'
 import type pg from 'pg'
 
@@ -95,6 +95,8 @@ export async function postgresConnection(
     case 'password':
       return {config: {...base, password: target.password}, close: () => undefined}
     case 'rds-iam': {
+      // Loaded here: the AWS SDK costs every other command a tenth of a second to start.
+      const {Signer} = await import('@aws-sdk/rds-signer')
       const signer = new Signer({
         hostname: target.host!,
         port: target.port!,

@@ -1,7 +1,8 @@
 // SQL Server through `mssql` (tedious), with the credentials of credentials.ts (Entra tokens per login, or a SQL
 // login). UNTESTED against a real SQL Server, which cannot run here: the tests reach this code as far as the
-// network (a refused connection is DATABASE_UNREACHABLE, no password in the message).
-import mssql from 'mssql'
+// network (a refused connection is DATABASE_UNREACHABLE, no password in the message). mssql and its driver load
+// on first use: every command that touches a database imports this module, and most never reach SQL Server.
+import type mssql from 'mssql'
 
 import {classifyDatabaseError} from '../../core/database-errors.js'
 import type {DatabaseTarget} from '../../core/database-url.js'
@@ -15,7 +16,8 @@ export async function withSqlServer<T>(
 ): Promise<T> {
   let pool: mssql.ConnectionPool
   try {
-    pool = await new mssql.ConnectionPool(
+    const {default: driver} = await import('mssql')
+    pool = await new driver.ConnectionPool(
       (await sqlServerConfig(target, overrides)) as unknown as mssql.config,
     ).connect()
   } catch (error) {
