@@ -15,6 +15,7 @@ the shortest path, and only the FastAPI app's own routes take the FastAPI path.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Iterable
 
 
@@ -42,13 +43,26 @@ class BoundedWsgi:
     """At most `handlers` requests inside the app at once (the bound MLflow's FastAPI app gets on its worker threads,
     concurrency.py); the host's other threads wait their turn in arrival order."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], handlers: int) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Iterable[bytes]],
+        handlers: int,
+        waited: Callable[[float], None] | None = None,
+    ) -> None:
         self._app = app
         self._turns = threading.BoundedSemaphore(handlers)
+        self._waited = waited
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        with self._turns:
+        if not self._turns.acquire(blocking=False):
+            began = time.monotonic()
+            self._turns.acquire()
+            if self._waited is not None:
+                self._waited(time.monotonic() - began)
+        try:
             return self._app(environ, start_response)
+        finally:
+            self._turns.release()
 
 
 class FlaskFirstWsgi:

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from .ops import (
     OpsContext,
@@ -87,6 +87,31 @@ def _ready(app: Any, ops: OpsContext) -> bool:
     return app is not None and (ops.startup is None or ops.startup.state == "ready")
 
 
+class LastChunkNoticed:
+    """A WSGI body that calls `last()` before it hands over its last chunk (one chunk read ahead), so that the
+    request is counted before the client can have the whole answer; closing it closes the body it wraps."""
+
+    def __init__(self, body: Iterable[bytes], last: Callable[[], None]) -> None:
+        self._body = body
+        self._last = last
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = iter(self._body)
+        ahead = next(chunks, None)
+        while ahead is not None:
+            following = next(chunks, None)
+            if following is None:
+                self._last()
+            yield ahead
+            ahead = following
+        self._last()
+
+    def close(self) -> None:
+        close: Any = getattr(self._body, "close", None)
+        if close is not None:
+            close()
+
+
 class WsgiExtension:
     def __init__(self, app: Callable[..., Any] | None, ops: OpsContext) -> None:
         self.app = app
@@ -94,6 +119,7 @@ class WsgiExtension:
         self.startup = ops.startup
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        began = time.monotonic()
         prefix, path = split_prefix(environ.get("PATH_INFO", "/"))
         if prefix:
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
@@ -133,11 +159,13 @@ class WsgiExtension:
         if not _ready(self.app, self.ops):
             status, headers, body = self.ops.startup.unavailable(path)  # type: ignore[union-attr]
             start_response(_status_line(status), [*headers, ("Content-Length", str(len(body)))])
+            self.ops.metrics.observe(path, status, time.monotonic() - began)
             return [body]
         assert self.app is not None
         if in_maintenance(self.ops):
             response = maintenance_response()
             start_response(_status_line(response.status), [("Content-Type", "application/json"), ("Retry-After", "30")])
+            self.ops.metrics.observe(path, response.status, time.monotonic() - began)
             return [response.body]
         # PATH_INFO is the request's bytes as latin-1 (PEP 3333): the artifact's name is their UTF-8.
         artifact = uploaded_artifact(
@@ -151,19 +179,37 @@ class WsgiExtension:
                     notify(artifact)
                 return start_response(status, headers, *rest)
 
-            return self._counted(environ, answered)
-        return self._counted(environ, start_response)
+            return self._counted(environ, answered, path, began)
+        return self._counted(environ, start_response, path, began)
 
-    def _counted(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+    def _counted(self, environ: dict[str, Any], start_response: Callable[..., Any], path: str, began: float) -> Any:
+        """Calls MLflow's app; the request counts as in flight, and its duration runs, until its body is closed."""
         assert self.app is not None
-        traffic = self.ops.traffic
+        traffic, metrics = self.ops.traffic, self.ops.metrics
+        answered = [500]
+
+        def recording(status: str, headers: Any, *rest: Any) -> Any:
+            answered[0] = int(status.split(" ", 1)[0])
+            return start_response(status, headers, *rest)
+
+        observed = [False]
+
+        def observe() -> None:
+            if not observed[0]:
+                observed[0] = True
+                metrics.observe(path, answered[0], time.monotonic() - began)
+
+        def done() -> None:
+            traffic.leave()
+            observe()
+
         traffic.enter()
         try:
-            body = self.app(environ, start_response)
+            body = self.app(environ, recording)
         except BaseException:
-            traffic.leave()
+            done()
             raise
-        return CountedBody(body, traffic.leave)
+        return CountedBody(LastChunkNoticed(body, observe), done)
 
 
 class AsgiExtension:
@@ -205,6 +251,7 @@ class AsgiExtension:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        began = time.monotonic()
         if scope["type"] not in ("http", "websocket"):
             if self.app is not None:
                 await self.app(scope, receive, send)
@@ -275,6 +322,7 @@ class AsgiExtension:
                 }
             )
             await send({"type": "http.response.body", "body": body})
+            self.ops.metrics.observe(path, status, time.monotonic() - began)
             return
         assert self.app is not None
         if scope["type"] == "http" and in_maintenance(self.ops):
@@ -287,6 +335,7 @@ class AsgiExtension:
                 }
             )
             await send({"type": "http.response.body", "body": response.body})
+            self.ops.metrics.observe(path, 503, time.monotonic() - began)
             return
         artifact = uploaded_artifact(scope.get("method", ""), path) if scope["type"] == "http" else None
         if artifact and self.ops.artifact_written:
@@ -298,8 +347,24 @@ class AsgiExtension:
                 await inner(message)
 
             send = answered
+        answered_status = [500]
+        inner_send = send
+
+        observed = [False]
+
+        async def recording(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answered_status[0] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Counted before the last bytes leave, so that whoever reads the answer finds the request counted.
+                observed[0] = True
+                self.ops.metrics.observe(path, answered_status[0], time.monotonic() - began)
+            await inner_send(message)
+
         self.ops.traffic.enter()
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, recording if scope["type"] == "http" else send)
         finally:
             self.ops.traffic.leave()
+            if scope["type"] == "http" and not observed[0]:
+                self.ops.metrics.observe(path, answered_status[0], time.monotonic() - began)

@@ -1,4 +1,5 @@
-"""The authenticated ops endpoint: GET /_mlflowctl/status returns the extension's state as JSON;
+"""The authenticated ops endpoint: GET /_mlflowctl/status returns the extension's state as JSON, and
+GET /_mlflowctl/metrics the same state and the request counts in Prometheus' text format (metrics.py);
 POST /_mlflowctl/snapshot streams a consistent backup of local-storage data and POST /_mlflowctl/restore
 swaps an uploaded one in (transfer.py); GET /_mlflowctl/storage reports where the bytes are and POST /_mlflowctl/gc
 purges what is deleted, streaming its progress as JSON lines (storage_service.py).
@@ -17,10 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .traffic import Traffic
 
 OPS_PREFIX = "/_mlflowctl/"
-ROUTES = ("/_mlflowctl/status", "/_mlflowctl/snapshot", "/_mlflowctl/restore", "/_mlflowctl/storage", "/_mlflowctl/gc")
+ROUTES = (
+    "/_mlflowctl/status",
+    "/_mlflowctl/metrics",
+    "/_mlflowctl/snapshot",
+    "/_mlflowctl/restore",
+    "/_mlflowctl/storage",
+    "/_mlflowctl/gc",
+)
 GC_OPTIONS_HEADER = "x-mlflowctl-gc"
 TOKEN_HEADER = "x-mlflowctl-ops-token"
 STATUS_FORMAT_VERSION = 1
@@ -38,6 +47,8 @@ class OpsContext:
     storage_service: Any = None  # storage_service.StorageService
     # The MLflow requests in flight in this process (middleware.py counts them; gc lets them go first).
     traffic: Traffic = field(default_factory=Traffic)
+    # Prometheus metrics of this process (metrics.py): counted by the middleware, read at GET /_mlflowctl/metrics.
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass
@@ -102,6 +113,11 @@ def handle_ops(
     route = path.rstrip("/")
     if route not in ROUTES:
         return _json(404, {"error": "NOT_FOUND", "message": f"No ops endpoint at {path}."})
+    if route == "/_mlflowctl/metrics":
+        # Answers while starting too: `mlflowctl_up 0` is what an alert on a stuck start needs.
+        if method not in ("GET", "HEAD"):
+            return _json(405, {"error": "METHOD_NOT_ALLOWED", "message": "Use GET."})
+        return OpsResponse(200, ctx.metrics.render(), CONTENT_TYPE_LATEST)
     if ctx.describe is None or (ctx.startup is not None and ctx.startup.state != "ready"):
         from .startup import describe_state
 

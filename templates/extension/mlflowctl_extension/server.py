@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import sqlalchemy
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import EXTENSION_VERSION
 from .concurrency import (
@@ -25,6 +26,7 @@ from .concurrency import (
 )
 from .dispatch import BoundedWsgi, FlaskFirstAsgi, FlaskFirstWsgi, NativeRoutes
 from .logs import configure_logging, log_event, redact, register_secret
+from .metrics import ArtifactSize
 from .migrations import create_engine, ensure_schema, inspect_schema, row_estimates
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
 from .replica_service import hold_wal, start_replication
@@ -91,6 +93,24 @@ def server_environment(storage: StorageConfig, env: Mapping[str, str], mlflow_ve
     return out
 
 
+def database_bytes(engine: Any, sqlite_path: Path | None) -> int | None:
+    """The database's size: the SQLite file with its WAL, or PostgreSQL's own count; None elsewhere."""
+    if sqlite_path is not None:
+        sizes = [
+            path.stat().st_size
+            for path in (sqlite_path, sqlite_path.with_name(sqlite_path.name + "-wal"))
+            if path.exists()
+        ]
+        return sum(sizes) if sizes else None
+    if engine.dialect.name != "postgresql":
+        return None
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sqlalchemy.text("SELECT pg_database_size(current_database())")).scalar() or 0)
+    except SQLAlchemyError:
+        return None
+
+
 def _make_describe(
     storage: StorageConfig,
     bundle: dict[str, Any],
@@ -102,6 +122,7 @@ def _make_describe(
     gc_status: Callable[[], dict[str, Any]] | None = None,
 ):
     engine = create_engine(storage.backend_store_uri)
+    artifact_bytes = ArtifactSize(Path(storage.artifacts_destination)) if storage.mode == "local" else (lambda: None)
 
     def describe() -> dict[str, Any]:
         state = inspect_schema(engine, ahead_allowed(os.environ))
@@ -125,6 +146,9 @@ def _make_describe(
             "pendingMigrations": state.pending,
             "backendStore": redact(storage.backend_store_uri),
             "dataDir": str(storage.data_dir) if storage.data_dir else None,
+            "databaseBytes": database_bytes(engine, storage.sqlite_path),
+            # Local storage only: an object store's total would take a listing of every object.
+            "artifactBytes": artifact_bytes(),
             "dataDirFreeBytes": free,
             "dataDirTotalBytes": total,
             # Local storage only (cheap counts on the SQLite file); what `backup restore --to connect:` checks.
@@ -164,6 +188,8 @@ def build_app() -> Any:
     asgi = app_mode == "python-fastapi" if app_mode else _release(mlflow.__version__) >= ASGI_FROM
     startup = Startup()
     ops = OpsContext(ops_token, None, startup=startup)
+    # The metrics answer from the first request: state and up while starting, the full status once ready.
+    ops.metrics.bind_state(startup.view, lambda: ops.describe() if ops.describe else None)
     gate: Any = AsgiExtension(None, ops) if asgi else WsgiExtension(None, ops)
     thread = threading.Thread(target=_start, args=(gate, ops, env, bundle, asgi), name="mlflowctl-startup", daemon=True)
     thread.start()
@@ -274,12 +300,14 @@ def _load_mlflow_app(asgi: bool, has_fastapi_app: bool, gate: Any, threads: int)
         # a2wsgi types its app as a narrower callable than Starlette's; FastAPI is an ASGI 3 app all the same.
         bridge = ASGIMiddleware(asgi_app)  # pyright: ignore[reportArgumentType]
         _run_lifespan_startup(asgi_app, bridge.loop, threads)
-        app = FlaskFirstWsgi(BoundedWsgi(flask_app, threads), bridge, NativeRoutes(asgi_app))
+        app = FlaskFirstWsgi(
+            BoundedWsgi(flask_app, threads, gate.ops.metrics.handler_waited), bridge, NativeRoutes(asgi_app)
+        )
         interface = "wsgi (Flask routes on the host's threads, the FastAPI app's own through a2wsgi)"
     else:
         from mlflow.server import app as wsgi_app
 
-        app = BoundedWsgi(wsgi_app, threads)
+        app = BoundedWsgi(wsgi_app, threads, gate.ops.metrics.handler_waited)
         interface = "wsgi"
     log_event(
         "startup.ready",

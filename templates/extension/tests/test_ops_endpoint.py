@@ -4,6 +4,7 @@ import json
 
 import pytest
 from conftest import base_env, http
+from test_metrics import check_with_promtool, samples
 
 GUID = "0b0e8e8e-1111-2222-3333-444455556666"
 TOKEN = "ops-token-for-tests-0123456789"
@@ -40,6 +41,30 @@ def test_status_requires_the_token_and_reports_the_schema(bundle, tmp_path, star
     assert "experiments" in payload["tables"] and "alembic_version" in payload["tables"]
     assert isinstance(payload["rowEstimates"]["metrics"], int) and "experiments" in payload["rowEstimates"]
     assert server.get("/_mlflowctl/nope", {"X-Mlflowctl-Ops-Token": TOKEN})[0] == 404
+    # The metrics: behind the same token; the deployment's state, and the requests this process answered.
+    assert server.get("/_mlflowctl/metrics")[0] == 401
+    status, body = http(
+        "POST",
+        server.url("/api/2.0/mlflow/experiments/create"),
+        json.dumps({"name": "counted"}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    assert status == 200, body
+    status, text = server.get("/_mlflowctl/metrics", {"X-Mlflowctl-Ops-Token": TOKEN})
+    assert status == 200
+    check_with_promtool(text)
+    found = samples(text)
+    assert found["mlflowctl_up"][0].value == 1 and found["mlflowctl_schema_current"][0].value == 1
+    (build,) = found["mlflowctl_build_info"]
+    assert build.labels["mlflow_version"] == mlflow.__version__ and build.labels["storage_mode"] == "local"
+    assert found["mlflowctl_schema_info"][0].labels["revision"] == payload["dbRevision"]
+    assert found["mlflowctl_database_bytes"][0].value > 0 and found["mlflowctl_artifact_bytes"][0].value >= 0
+    created = [
+        s for s in found["mlflowctl_http_requests_total"] if s.labels == {"route": "experiments", "status": "200"}
+    ]
+    assert created and created[0].value >= 1, [(s.labels, s.value) for s in found["mlflowctl_http_requests_total"]]
+    counts = [s for s in found["mlflowctl_http_request_duration_seconds_count"] if s.labels["route"] == "experiments"]
+    assert counts and counts[0].value >= 1
     assert TOKEN not in server.logs()
 
 
