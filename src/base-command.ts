@@ -321,7 +321,47 @@ export abstract class MlflowctlCommand<T extends typeof Command> extends Command
     MlflowctlCommand.streams.stderr(`${this.printable(lines.join('\n'))}\n`)
   }
 
+  private readonly startedAt = Date.now()
+  private metricBytes?: number
+  private metricMembers?: Array<{target: string; exitCode: number}>
+
+  /** The size a --metrics-file reports for this run (a backup's stored bytes). */
+  protected recordMetricBytes(bytes: number | undefined): void {
+    this.metricBytes = bytes
+  }
+
+  /** Each deployment's exit code, for a fleet command's --metrics-file. */
+  protected recordMetricTargets(members: Array<{target: string; exitCode: number}>): void {
+    this.metricMembers = members
+  }
+
+  /** What the run worked on, as the metrics file labels it: the GUID, the source, else the server. */
+  protected metricTarget(): string {
+    const flags = (this.flags ?? {}) as Record<string, unknown>
+    const guid = Array.isArray(flags.guid) ? flags.guid.join(',') : flags.guid
+    return String(guid || flags.source || this.settings?.server.value || '')
+  }
+
+  /** --metrics-file: written whatever the outcome, after the command's own output. */
+  private async writeMetricsFile(error: Error | undefined): Promise<void> {
+    const path = (this.flags as Record<string, unknown> | undefined)?.['metrics-file']
+    if (typeof path !== 'string' || !path) return
+    const exitCode =
+      error instanceof CancelledError ? ExitCode.Cancelled : Number(process.exitCode ?? (error ? ExitCode.Internal : 0))
+    const {writeMetricsFile} = await import('./adapters/fs/metrics-file.js')
+    await writeMetricsFile(path, {
+      command: (this.id ?? '').replaceAll(':', ' '),
+      target: redact(this.metricTarget(), this.secrets()),
+      exitCode,
+      startedAt: this.startedAt,
+      finishedAt: Date.now(),
+      bytes: this.metricBytes,
+      members: this.metricMembers,
+    }).catch((failure: Error) => MlflowctlCommand.streams.stderr(`Warning: ${failure.message}\n`))
+  }
+
   protected async finally(error: Error | undefined): Promise<void> {
+    await this.writeMetricsFile(error)
     for (const action of this.cleanups.reverse()) {
       try {
         await action()

@@ -171,6 +171,7 @@ export const ERROR_CODES: Readonly<Record<Exclude<ExitCode, ExitCode.Ok>, readon
     'DEPLOY_VERIFY_FAILED',
     'DEV_NOT_RUNNING',
     'DOCTOR_CHECKS_FAILED',
+    'FLEET_MEMBER_FAILED',
     'EXTENSION_TOO_NEW',
     'FOREIGN_ALEMBIC_REVISION',
     'MANIFEST_STALE',

@@ -14,6 +14,13 @@ export const targetFlags = {
   profile: Flags.string({summary: 'Profile in the config file to read defaults from.', env: 'MLFLOWCTL_PROFILE'}),
 }
 
+/** --metrics-file: a node-exporter textfile of the run (last success, duration, bytes, exit code). */
+export const metricsFileFlag = Flags.string({
+  summary:
+    "Write how this run went (last success time, duration, bytes, exit code) to this node-exporter textfile (*.prom in the collector's directory; one file per job).",
+  env: 'MLFLOWCTL_METRICS_FILE',
+})
+
 /** -E NAME=VALUE or -E NAME (copied from the local environment), as rsconnect-python does. */
 export const envFlag = Flags.string({
   char: 'E',
@@ -40,6 +47,7 @@ export const draftsFlag = Flags.string({
 export const doctorFlags = {
   ...targetFlags,
   insecure: insecureFlag,
+  'metrics-file': metricsFileFlag,
   guid: Flags.string({
     summary: 'GUID of the content to diagnose (default: from the deployment record in DIR).',
     env: 'MLFLOWCTL_GUID',

@@ -28,6 +28,7 @@ import {bundleArchiveDeps, createDeployDeps} from './deploy.js'
 import type {DevDepsOptions} from './dev.js'
 import type {DoctorProbeOptions} from './doctor-probes.js'
 import type {DoctorTarget} from './doctor-target.js'
+import type {FleetDeps} from './fleet.js'
 import {readLiveDeployment} from './live-deployment.js'
 import {createDeepVerifyDeps, createRestoreDeps} from './restore.js'
 import type {MigrateAdapterOptions, MigrateSource} from '../adapters/db/migrate-tool.js'
@@ -90,6 +91,8 @@ export interface CommandDeps {
     connect: (typeof import('./doctor-target.js'))['connectDoctorTarget']
     dev(settings: Settings, dir: string): Promise<DoctorTarget>
   }
+  /** What `fleet` commands discover and run deployments with. */
+  fleet(options: Parameters<(typeof import('./fleet.js'))['createFleetDeps']>[0]): Promise<FleetDeps>
   /** MLflow releases this mlflowctl knows: migrations, schema fingerprints, measured costs. */
   catalog(): Promise<Catalog>
   /** MLflow's releases on PyPI (or the catalog's when PyPI cannot be reached). */
@@ -159,6 +162,7 @@ export function createDeps(): CommandDeps {
       connect: async (...args) => (await import('./doctor-target.js')).connectDoctorTarget(...args),
       dev: async (settings, dir) => (await import('./doctor-target.js')).devDoctorTarget(settings, dir),
     },
+    fleet: async (options) => (await import('./fleet.js')).createFleetDeps(options),
     catalog: async () => (await import('../adapters/catalog.js')).loadCatalog(),
     mlflowReleases: async (...args) => (await import('../adapters/pypi.js')).mlflowReleases(...args),
     async init() {

@@ -42,6 +42,9 @@ export interface DeployConnect {
   ): Promise<{output: string[]; last: number; finished: boolean; code: number; error?: string | null}>
   setVanity(guid: string, path: string): Promise<string>
   setOAuthIntegrations(guid: string, ids: string[]): Promise<void>
+  /** The tag `fleet list` also recognises deployments by (only administrators create tags). */
+  findTag?(name: string): Promise<{id: string} | undefined>
+  tagContent?(guid: string, tagId: string): Promise<void>
 }
 
 export interface DeployBundle {
@@ -349,6 +352,7 @@ async function deployUnrecorded(
     mlflowVersion: bundle.info.mlflowVersion,
     deployedAt: new Date(deps.now()).toISOString(),
   })
+  await tagForFleet(deps.connect, guid)
   if (options.vanity) {
     const vanity = options.vanity
     const refused = await runner
@@ -454,6 +458,17 @@ function noDataDirectory(guid: string, consequence: string, hints: string[]): Co
       ],
     },
   )
+}
+
+/** The content tag that marks an mlflowctl deployment for keys that may only view it (they cannot read bundles). */
+export const FLEET_TAG = 'mlflowctl'
+
+/** Best effort: tags the content when an administrator created the tag; a server without it (or a refusal) changes
+ * nothing, since `fleet list` recognises the deployment by its bundle's mlflowctl.json as well. */
+async function tagForFleet(connect: DeployConnect, guid: string): Promise<void> {
+  if (!connect.findTag || !connect.tagContent) return
+  const tag = await connect.findTag(FLEET_TAG).catch(() => undefined)
+  if (tag) await connect.tagContent(guid, tag.id).catch(() => undefined)
 }
 
 /** A vanity path Connect refused: the deployment stands and is recorded; say why and how to retry. */

@@ -76,6 +76,10 @@ interface Content {
   title: string | null
   owner: FakeUser
   collaborators: Set<string>
+  /** Users with the viewer role in the content's ACL: they see it and may open it, but not manage it. */
+  viewers: Set<string>
+  /** Tag IDs. */
+  tags: Set<string>
   settings: Record<string, unknown>
   env: Map<string, string>
   bundles: Array<{id: string; created_time: string; file: string; size: number; appmode?: string}>
@@ -161,6 +165,48 @@ export class FakeConnect {
     return item.owner.guid === user.guid || item.collaborators.has(user.guid) || user.user_role === 'administrator'
   }
 
+  /** Viewers in the ACL see the item too (GET v1/content lists what the caller may view). */
+  private canView(user: FakeUser, item: Content): boolean {
+    return this.canManage(user, item) || item.viewers.has(user.guid)
+  }
+
+  /** Content's app_role for the caller: owner, editor (collaborator or administrator), viewer or none. */
+  private appRole(user: FakeUser, item: Content): string {
+    if (item.owner.guid === user.guid) return 'owner'
+    if (this.canManage(user, item)) return 'editor'
+    return item.viewers.has(user.guid) ? 'viewer' : 'none'
+  }
+
+  /** Tags by ID; only administrators create them (POST v1/tags). */
+  readonly tags = new Map<string, {id: string; name: string}>()
+  private nextTag = 1
+  /** Content whose processes get no CONNECT_CONTENT_DATA_DIR (a server where the item's storage is off). */
+  readonly withoutDataDir = new Set<string>()
+
+  /** Starts the active bundle's process again with the current environment and returns once it listens, answering
+   * or not (a start that its extension refuses stays refused). */
+  async startContent(guid: string): Promise<void> {
+    const item = this.content.get(guid)!
+    await item.running?.stop()
+    const dir = join(this.options.workDir, 'apps', item.guid, `bundle-${item.activeBundle}`)
+    item.running = await startApp(
+      this.options,
+      item.activeBundle!,
+      dir,
+      item.app_mode,
+      this.processEnv(item),
+      () => undefined,
+      this.initTimeoutMs(item),
+    )
+  }
+
+  /** Stops the item's process; requests then get Connect's "not running" answer until the next deploy. */
+  async stopContent(guid: string): Promise<void> {
+    const item = this.content.get(guid)!
+    await item.running?.stop()
+    item.running = undefined
+  }
+
   private view(item: Content) {
     return {
       guid: item.guid,
@@ -226,12 +272,46 @@ export class FakeConnect {
       return send(200, {init_timeout: this.defaultInitTimeout(), idle_timeout: 120, max_conns_per_process: 20})
     if (path === '/v1/content' && req.method === 'POST')
       return this.createContent(user, JSON.parse(body.toString() || '{}'), send)
+    if (path === '/v1/content' && req.method === 'GET') {
+      const include = new Set((url.searchParams.get('include') ?? '').split(','))
+      return send(
+        200,
+        [...this.content.values()]
+          .filter((item) => this.canView(user, item))
+          .map((item) => ({
+            ...this.view(item),
+            app_role: this.appRole(user, item),
+            ...(include.has('tags') ? {tags: [...item.tags].map((id) => this.tags.get(id))} : {}),
+            ...(include.has('owner') ? {owner: {guid: item.owner.guid, username: item.owner.username}} : {}),
+          })),
+      )
+    }
+    if (path === '/v1/tags' && req.method === 'GET') {
+      const name = url.searchParams.get('name')
+      return send(
+        200,
+        [...this.tags.values()].filter((tag) => !name || tag.name === name),
+      )
+    }
+    if (path === '/v1/tags' && req.method === 'POST') {
+      if (user.user_role !== 'administrator')
+        return send(403, err(22, 'You do not have permission to perform this operation.'))
+      const tag = {
+        id: String(this.nextTag++),
+        name: String((JSON.parse(body.toString() || '{}') as {name?: string}).name),
+      }
+      this.tags.set(tag.id, tag)
+      return send(200, tag)
+    }
     const task = /^\/v1\/tasks\/(\w+)$/.exec(path)
     if (task && req.method === 'GET') return this.pollTask(task[1], url, send)
     const match = /^\/v1\/content\/([^/]+)(\/.*)?$/.exec(path)
     if (!match) return send(404, err(4, 'Not found.'))
     const item = this.content.get(match[1])
     if (!item) return send(404, err(4, 'Content not found.'))
+    // A viewer may read the item itself, nothing under it (bundles, environment, permissions need a collaborator).
+    if (this.canView(user, item) && !match[2] && req.method === 'GET')
+      return send(200, {...this.view(item), app_role: this.appRole(user, item)})
     if (!this.canManage(user, item)) return send(403, err(22, 'You do not have permission to perform this operation.'))
     return this.contentRoute(item, req.method ?? 'GET', match[2] ?? '', body, send, url.searchParams, user)
   }
@@ -250,6 +330,8 @@ export class FakeConnect {
       title: body.title ?? null,
       owner: user,
       collaborators: new Set(),
+      viewers: new Set(),
+      tags: new Set(),
       settings: {},
       env: new Map(),
       bundles: [],
@@ -404,6 +486,12 @@ export class FakeConnect {
       item.associations = (json() as Array<{oauth_integration_guid: string}>).map((a) => a.oauth_integration_guid)
       return send(204)
     }
+    if (sub === '/tags' && method === 'POST') {
+      const tagId = String((json() as {tag_id?: string | number}).tag_id)
+      if (!this.tags.has(tagId)) return send(404, err(4, 'Tag not found.'))
+      item.tags.add(tagId)
+      return send(200, this.tags.get(tagId))
+    }
     if (sub === '/permissions' && method === 'GET')
       return send(
         200,
@@ -423,6 +511,7 @@ export class FakeConnect {
       if (role === 'owner' && principalUser.user_role === 'viewer')
         return send(400, err(3, 'Collaborators must be publishers or administrators.'))
       if (role === 'owner') item.collaborators.add(principal)
+      if (role === 'viewer') item.viewers.add(principal)
       return send(200, {
         id: item.collaborators.size,
         content_guid: item.guid,
@@ -445,7 +534,9 @@ export class FakeConnect {
       CONNECT_SERVER: this.url,
       CONNECT_API_KEY: Object.entries(this.options.users).find(([, u]) => u.guid === item.owner.guid)![0],
       CONNECT_CONTENT_GUID: item.guid,
-      ...(this.options.persistentStorage === false ? {} : {CONNECT_CONTENT_DATA_DIR: dataDir}),
+      ...(this.options.persistentStorage === false || this.withoutDataDir.has(item.guid)
+        ? {}
+        : {CONNECT_CONTENT_DATA_DIR: dataDir}),
       RSTUDIO_PRODUCT: 'CONNECT',
       POSIT_PRODUCT: 'CONNECT',
       CONNECT_CONTENT_SESSION_TOKEN: item.sessionToken,

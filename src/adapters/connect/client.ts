@@ -8,16 +8,19 @@ import {
   bundlePageSchema,
   bundleSchema,
   connectErrorSchema,
+  contentListSchema,
   contentSchema,
   environmentNamesSchema,
   schedulerSettingsSchema,
   serverSettingsSchema,
+  tagListSchema,
   taskRefSchema,
   taskSchema,
   userSchema,
   vanitySchema,
   type ConnectBundle,
   type ConnectContent,
+  type ConnectContentListing,
   type ConnectTask,
   type ConnectUser,
 } from './schemas.js'
@@ -273,6 +276,23 @@ export class ConnectClient {
           suggestions: ['Check --guid, or deploy as new content with --new --name NAME.'],
         }),
     })
+  }
+
+  /** Every content item the key's user may see, with its tags and owner (viewers see what they may view). */
+  listContent(): Promise<ConnectContentListing[]> {
+    return this.call('GET', 'v1/content', {schema: contentListSchema, query: {include: 'tags,owner'}})
+  }
+
+  /** The tag of this name (at any level), or undefined. */
+  async findTag(name: string): Promise<{id: string; name: string} | undefined> {
+    const tags = await this.call('GET', 'v1/tags', {schema: tagListSchema, query: {name}})
+    const tag = tags.find((candidate) => candidate.name === name)
+    return tag ? {id: String(tag.id), name: tag.name} : undefined
+  }
+
+  /** Tags the content (Connect: the owner, a collaborator or an administrator may). */
+  async tagContent(guid: string, tagId: string): Promise<void> {
+    await this.call('POST', `v1/content/${encodeURIComponent(guid)}/tags`, {body: {tag_id: tagId}, idempotent: true})
   }
 
   createContent(name: string, title?: string): Promise<ConnectContent> {

@@ -34,6 +34,18 @@ export const contentSchema = z
   })
   .passthrough()
 
+/** GET v1/content?include=tags,owner: what the key may see, with each item's tags and owner. */
+export const contentListSchema = z.array(
+  contentSchema.extend({
+    tags: z.array(z.object({id: z.union([z.string(), z.number()]), name: z.string()}).passthrough()).nullish(),
+    owner: z.object({guid: z.string().nullish(), username: z.string().nullish()}).passthrough().nullish(),
+  }),
+)
+
+export const tagListSchema = z.array(
+  z.object({id: z.union([z.string(), z.number()]), name: z.string(), parent_id: z.unknown().optional()}).passthrough(),
+)
+
 export const bundleSchema = z
   .object({
     id: z.string(),
@@ -76,5 +88,6 @@ export const connectErrorSchema = z
 
 export type ConnectUser = z.infer<typeof userSchema>
 export type ConnectContent = z.infer<typeof contentSchema>
+export type ConnectContentListing = z.infer<typeof contentListSchema>[number]
 export type ConnectBundle = z.infer<typeof bundleSchema>
 export type ConnectTask = z.infer<typeof taskSchema>

@@ -3,7 +3,7 @@ import {resolve} from 'node:path'
 
 import {MlflowctlCommand} from '../../base-command.js'
 import {showBackupCreated} from '../../output/views/backup.js'
-import {insecureFlag, targetFlags} from '../../flags.js'
+import {insecureFlag, metricsFileFlag, targetFlags} from '../../flags.js'
 import {PASSPHRASE_ENV, createBackup, decideEncryption, type CreateResult} from '../../core/backup/create.js'
 import {parseBackupSource} from '../../core/backup/locations.js'
 import {redact} from '../../core/redact.js'
@@ -83,6 +83,7 @@ or the source (a restore works on it) is locked, a write failed (DISK_FULL when 
       summary: 'Snapshot: reread every file, even those the previous snapshot shows unchanged.',
       env: 'MLFLOWCTL_FORCE_READ',
     }),
+    'metrics-file': metricsFileFlag,
   }
 
   private connectOptions() {
@@ -126,6 +127,7 @@ or the source (a restore works on it) is locked, a write failed (DISK_FULL when 
       forceRead: this.flags['force-read'],
     })
     for (const warning of result.warnings) this.warnUser(warning)
+    this.recordMetricBytes(result.bytes)
     this.out(showBackupCreated(result))
     return result
   }

@@ -26,10 +26,13 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "route_class"]
+__all__ = ["CONTENT_TYPE", "Metrics", "route_class"]
+
+# The text format generate_latest writes, under the content type every Prometheus (2.x included) and agent parses.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 # A `_created` series per counter doubles the output and tells nothing `process_start_time_seconds` does not.
 disable_created_metrics()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .metrics import CONTENT_TYPE, Metrics
 from .traffic import Traffic
 
 OPS_PREFIX = "/_mlflowctl/"
@@ -117,7 +117,7 @@ def handle_ops(
         # Answers while starting too: `mlflowctl_up 0` is what an alert on a stuck start needs.
         if method not in ("GET", "HEAD"):
             return _json(405, {"error": "METHOD_NOT_ALLOWED", "message": "Use GET."})
-        return OpsResponse(200, ctx.metrics.render(), CONTENT_TYPE_LATEST)
+        return OpsResponse(200, ctx.metrics.render(), CONTENT_TYPE)
     if ctx.describe is None or (ctx.startup is not None and ctx.startup.state != "ready"):
         from .startup import describe_state
 

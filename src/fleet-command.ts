@@ -1,0 +1,90 @@
+import {Flags, type Command} from '@oclif/core'
+
+import {MlflowctlCommand} from './base-command.js'
+import {parseContentGuid} from './core/backup/locations.js'
+import {discoverFleet, mapBounded, summariseFleet, type FleetMember, type FleetSummary} from './core/fleet.js'
+import {ExitCode} from './errors.js'
+import {insecureFlag, metricsFileFlag, targetFlags} from './flags.js'
+import type {FleetDeps} from './compose/fleet.js'
+import {showFleetSummary} from './output/views/fleet.js'
+
+/** The flags every `fleet` command shares: the server, which deployments, how many at once. */
+export const fleetFlags = {
+  ...targetFlags,
+  insecure: insecureFlag,
+  guid: Flags.string({
+    summary: 'Only these deployments (GUIDs, comma-separated or repeated); default: every one the key can see.',
+    multiple: true,
+    env: 'MLFLOWCTL_GUIDS',
+  }),
+  jobs: Flags.integer({
+    summary: 'Deployments worked on at once.',
+    default: 4,
+    min: 1,
+    max: 64,
+    env: 'MLFLOWCTL_JOBS',
+  }),
+  'metrics-file': metricsFileFlag,
+}
+
+/** A command that finds the mlflowctl deployments on a Connect server and works on each. */
+export abstract class FleetCommand<T extends typeof Command> extends MlflowctlCommand<T> {
+  private composed?: FleetDeps
+
+  protected get fleetFlagValues() {
+    return this.flags as unknown as {guid?: string[]; jobs: number}
+  }
+
+  protected async fleet(): Promise<FleetDeps> {
+    if (this.composed) return this.composed
+    const connection = this.connection('fleet')
+    const connect = await this.deps.connect(connection)
+    // Children read the server and key from these variables (never from argv, which `ps` shows).
+    // The fleet's own textfile is written once, by the fleet command: children must not inherit it.
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      MLFLOWCTL_SERVER: connection.server,
+      MLFLOWCTL_API_KEY: connection.apiKey,
+    }
+    delete env.MLFLOWCTL_METRICS_FILE
+    this.composed = await this.deps.fleet({connect, transfer: this.connectTransfer(), env, secrets: this.secrets()})
+    return this.composed
+  }
+
+  protected async members(): Promise<FleetMember[]> {
+    const guids = this.fleetFlagValues.guid
+      ?.flatMap((value) => value.split(','))
+      .map((value) => value.trim())
+      .filter(Boolean)
+      .map((guid) => parseContentGuid(guid, '--guid'))
+    const members = await discoverFleet(await this.fleet(), {jobs: this.fleetFlagValues.jobs, guids})
+    this.err(`Found ${members.length} mlflowctl deployment(s) on ${this.settings.server.value}.`)
+    return members
+  }
+
+  /** Runs one single-deployment command per member, `--jobs` at once; reports each as it ends. */
+  protected async runEach(members: FleetMember[], args: (member: FleetMember) => string[]): Promise<FleetSummary> {
+    const fleet = await this.fleet()
+    const outcomes = await mapBounded(members, this.fleetFlagValues.jobs, async (member) => {
+      const outcome = await fleet.run(member.guid, member.name, args(member))
+      this.err(`${outcome.exitCode === 0 ? 'ok  ' : 'FAIL'} ${member.guid} ${member.name} (exit ${outcome.exitCode})`)
+      return outcome
+    })
+    const summary = summariseFleet(outcomes)
+    this.recordMetricTargets(outcomes.map((outcome) => ({target: outcome.guid, exitCode: outcome.exitCode})))
+    return summary
+  }
+
+  /** Prints the summary table and exits with the worst member's exit code. */
+  protected finish(summary: FleetSummary, what: string): void {
+    this.out(showFleetSummary(summary))
+    if (summary.exitCode !== ExitCode.Ok)
+      this.setExitCode(summary.exitCode, {
+        code: 'FLEET_MEMBER_FAILED',
+        message: `${what} failed on ${summary.failed.length} of ${summary.outcomes.length} deployment(s): ${summary.failed.join(', ')}.`,
+        suggestions: summary.outcomes
+          .filter((outcome) => outcome.error)
+          .map((outcome) => `${outcome.guid}: ${outcome.error!.code}: ${outcome.error!.message}`),
+      })
+  }
+}
