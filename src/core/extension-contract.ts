@@ -214,6 +214,12 @@ export const opsStatusSchema = z
     dataDir: z.string().nullish(),
     dataDirFreeBytes: z.number().nullish(),
     dataDirTotalBytes: z.number().nullish(),
+    /** The SQLite file with its WAL, or PostgreSQL's pg_database_size; null elsewhere. Optional for older extensions. */
+    databaseBytes: z.number().nullish(),
+    /** Local storage's artifact tree (recomputed every 5 minutes); null for an object store. */
+    artifactBytes: z.number().nullish(),
+    /** The last snapshot a backup took whole through POST /_mlflowctl/snapshot (local storage). */
+    lastSnapshot: z.object({at: z.string(), files: z.number().int(), bytes: z.number()}).strict().nullish(),
     hasData: z.boolean().nullish(),
     startedAt: z.string().optional(),
     /** How the start went (the migration it ran, if any); optional for older extensions. */

@@ -31,6 +31,8 @@ export interface FleetStatus {
   dbRevision?: string | null
   expectedHead?: string | null
   replica?: {lagSeconds?: number | null; lastError?: string | null} | null
+  /** The last snapshot a backup took whole through the ops endpoint (from any machine). */
+  lastSnapshot?: {at?: string | null} | null
 }
 
 export interface FleetDiscoveryPorts {
@@ -172,9 +174,13 @@ export function fleetRow(
   facts: {status?: FleetStatus; statusError?: string; history: HistoryEvent[]; doctor?: FleetRow['doctor']},
 ): FleetRow {
   const {status} = facts
-  const lastBackup = facts.history
-    .filter((event) => event.guid === member.guid && event.action === 'backup' && event.result === 'ok')
-    .map((event) => event.time)
+  // This machine's ledger, or the extension's own record of the last snapshot a backup took (from anywhere).
+  const lastBackup = [
+    ...facts.history
+      .filter((event) => event.guid === member.guid && event.action === 'backup' && event.result === 'ok')
+      .map((event) => event.time),
+    ...(status?.lastSnapshot?.at ? [new Date(status.lastSnapshot.at).toISOString()] : []),
+  ]
     .sort()
     .at(-1)
   return {

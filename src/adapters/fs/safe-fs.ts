@@ -68,10 +68,11 @@ export async function makeDirs(path: string, mode = 0o700): Promise<void> {
   }
 }
 
-/** Writes a file and fsyncs it, so a record written before a rename survives a crash. */
-export async function writeDurable(path: string, text: string | Uint8Array): Promise<void> {
+/** Writes a file and fsyncs it, so a record written before a rename survives a crash. Private (0600) unless
+ * `mode` says otherwise. */
+export async function writeDurable(path: string, text: string | Uint8Array, mode = 0o600): Promise<void> {
   const temp = `${path}.${process.pid}.tmp`
-  const handle = await open(temp, 'w', 0o600)
+  const handle = await open(temp, 'w', mode)
   try {
     await handle.writeFile(text)
     await handle.sync()

@@ -205,6 +205,11 @@ class StateCollector(Collector):
                 int(bool(replica.get("lastError"))) if replica else None,
             ),
             _gauge(
+                "mlflowctl_last_snapshot_timestamp_seconds",
+                "When a backup last took a whole snapshot through the ops endpoint (local storage).",
+                _timestamp((status.get("lastSnapshot") or {}).get("at")),
+            ),
+            _gauge(
                 "mlflowctl_gc_last_run_timestamp_seconds",
                 "When the last gc or retention pass finished.",
                 _timestamp(gc_last.get("finishedAt")),

@@ -41,7 +41,7 @@ from .settings import (
     load_storage_config,
 )
 from .storage_service import StorageService
-from .transfer import has_data, recover
+from .transfer import has_data, last_snapshot, recover
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent
 ASGI_FROM = (3, 3)  # mlflow.server.fastapi_app exists from MLflow 3.3.0 (#17038)
@@ -158,6 +158,8 @@ def _make_describe(
             "startedAt": started_at,
             # How the start went: the migration it ran (from, to, steps, when), if any.
             "startup": startup_view() if startup_view else None,
+            # The last snapshot a backup took whole through POST /_mlflowctl/snapshot (local storage).
+            "lastSnapshot": last_snapshot(storage),
             # MLFLOWCTL_REPLICA_URL: role, generation, WAL position, last shipped round, lag, errors (replica_service.py).
             "replica": replica_status() if replica_status else None,
             # MLFLOWCTL_RETENTION, the last gc or retention pass, and what is deleted but not purged yet.

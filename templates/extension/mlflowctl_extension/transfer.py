@@ -28,8 +28,9 @@ import shutil
 import sqlite3
 import tarfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .logs import log_event
 from .settings import StorageConfig
@@ -149,10 +150,37 @@ def snapshot_stream(storage: StorageConfig) -> Iterator[bytes]:
                         yield from _tar_entry("artifacts/" + path.relative_to(artifacts).as_posix(), path)
             yield from _trailer(files, size)
             yield b"\0" * 1024
+            # Every byte was taken by the reader: what the status (and a monitor's backup-age check) reports.
+            record_snapshot(storage, files, size)
         finally:
             work.unlink(missing_ok=True)
 
     return stream()
+
+
+LAST_SNAPSHOT_FILE = "last-snapshot.json"
+
+
+def record_snapshot(storage: StorageConfig, files: int, size: int) -> None:
+    if storage.state_dir is None:
+        return
+    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "files": files, "bytes": size}
+    partial = storage.state_dir / (LAST_SNAPSHOT_FILE + ".partial")
+    try:
+        partial.write_text(json.dumps(entry))
+        os.replace(partial, storage.state_dir / LAST_SNAPSHOT_FILE)
+    except OSError as exc:
+        log_event("ops.snapshot", f"could not record the snapshot: {exc.strerror}", logging.WARNING)
+
+
+def last_snapshot(storage: StorageConfig) -> dict[str, Any] | None:
+    """The last snapshot a reader took whole ({at, files, bytes}), or None."""
+    if storage.state_dir is None:
+        return None
+    try:
+        return json.loads((storage.state_dir / LAST_SNAPSHOT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 # Tables whose rows are users' data; a fresh store has none (only experiment 0 and seeded rows elsewhere).

@@ -126,6 +126,12 @@ describe('fleet outcomes', () => {
       },
     )
     assert.deepEqual([row.schema, row.lastBackup, row.replicaLagSeconds], ['current', '2026-12-01T00:00:00Z', 2.5])
+    // A snapshot another machine's backup took, newer than this ledger's, is the last backup.
+    const elsewhere = fleetRow(
+      {guid: 'a', name: 'a', access: 'manage', recognisedBy: 'bundle'},
+      {status: {schemaState: 'current', lastSnapshot: {at: '2026-12-05T10:00:00+00:00'}}, history: []},
+    )
+    assert.equal(elsewhere.lastBackup, '2026-12-05T10:00:00.000Z')
   })
 })
 
