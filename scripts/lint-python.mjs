@@ -22,12 +22,12 @@ const ruff = join(lintVenv.bin, 'ruff')
 const fix = process.argv.includes('--fix')
 const runs = fix
   ? [
-      ['format', 'templates'],
-      ['check', '--fix', 'templates'],
+      ['format', 'templates', 'test/fake-connect'],
+      ['check', '--fix', 'templates', 'test/fake-connect'],
     ]
   : [
-      ['check', 'templates'],
-      ['format', '--check', 'templates'],
+      ['check', 'templates', 'test/fake-connect'],
+      ['format', '--check', 'templates', 'test/fake-connect'],
     ]
 let failed = false
 for (const args of runs) {
@@ -52,12 +52,19 @@ try {
   writeFileSync(
     config,
     JSON.stringify({
-      extraPaths: [join(root, 'templates', 'extension'), join(root, 'templates', 'tools'), ...cloudPaths],
+      extraPaths: [
+        join(root, 'templates', 'extension'),
+        join(root, 'templates', 'monitor'),
+        join(root, 'templates', 'tools'),
+        ...cloudPaths,
+      ],
       typeCheckingMode: 'standard',
     }),
   )
   const pyright = join(root, 'node_modules', '.bin', 'pyright')
-  const files = ['extension/mlflowctl_extension', 'extension/app.py', 'tools'].map((path) => join('templates', path))
+  const files = ['extension/mlflowctl_extension', 'extension/app.py', 'monitor/mlflowctl_monitor.py', 'tools'].map(
+    (path) => join('templates', path),
+  )
   const result = spawnSync(pyright, ['-p', config, '--pythonpath', newest.python, ...files], {
     cwd: root,
     stdio: 'inherit',

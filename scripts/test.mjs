@@ -152,7 +152,12 @@ function extensionJobs() {
   const runs = venvs.map((venv) => ({
     label: `MLflow ${venv.mlflowVersion}`,
     python: venv.python,
-    paths: ['templates/extension/tests', '--ignore=templates/extension/tests/cloud'],
+    // The monitor report's checks (standard library only) run once, beside the newest venv's suite.
+    paths: [
+      'templates/extension/tests',
+      '--ignore=templates/extension/tests/cloud',
+      ...(venv.mlflowVersion === newest ? ['templates/monitor/tests'] : []),
+    ],
     env: venv.mlflowVersion === newest ? {} : {MLFLOWCTL_TEST_OLDER_VENV: '1'},
   }))
   // Each cloud mode's tests run in that mode's bundle venv (its SDKs are not in the others).

@@ -135,6 +135,7 @@ export const ERROR_CODES: Readonly<Record<Exclude<ExitCode, ExitCode.Ok>, readon
     'GC_FAILED',
     'GC_RUNNING',
     'MIGRATION_FAILED',
+    'MONITOR_NOT_SCHEDULABLE',
     'OPS_ENDPOINT_MISSING',
     'PATH_UNUSABLE',
     'PIP_INSTALL_FAILED',

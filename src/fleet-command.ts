@@ -27,6 +27,15 @@ export const fleetFlags = {
   'metrics-file': metricsFileFlag,
 }
 
+/** --guid as given: comma-separated, repeated, or both; each checked. */
+export function guidList(values: string[] | undefined): string[] | undefined {
+  return values
+    ?.flatMap((value) => value.split(','))
+    .map((value) => value.trim())
+    .filter(Boolean)
+    .map((guid) => parseContentGuid(guid, '--guid'))
+}
+
 /** A command that finds the mlflowctl deployments on a Connect server and works on each. */
 export abstract class FleetCommand<T extends typeof Command> extends MlflowctlCommand<T> {
   private composed?: FleetDeps
@@ -52,11 +61,7 @@ export abstract class FleetCommand<T extends typeof Command> extends MlflowctlCo
   }
 
   protected async members(): Promise<FleetMember[]> {
-    const guids = this.fleetFlagValues.guid
-      ?.flatMap((value) => value.split(','))
-      .map((value) => value.trim())
-      .filter(Boolean)
-      .map((guid) => parseContentGuid(guid, '--guid'))
+    const guids = guidList(this.fleetFlagValues.guid)
     const members = await discoverFleet(await this.fleet(), {jobs: this.fleetFlagValues.jobs, guids})
     this.err(`Found ${members.length} mlflowctl deployment(s) on ${this.settings.server.value}.`)
     return members

@@ -93,6 +93,8 @@ export interface CommandDeps {
   }
   /** What `fleet` commands discover and run deployments with. */
   fleet(options: Parameters<(typeof import('./fleet.js'))['createFleetDeps']>[0]): Promise<FleetDeps>
+  /** What `deploy-monitor` deploys and schedules with. */
+  monitor(connect: ConnectClient): Promise<ReturnType<(typeof import('./monitor.js'))['createMonitorDeps']>>
   /** MLflow releases this mlflowctl knows: migrations, schema fingerprints, measured costs. */
   catalog(): Promise<Catalog>
   /** MLflow's releases on PyPI (or the catalog's when PyPI cannot be reached). */
@@ -163,6 +165,7 @@ export function createDeps(): CommandDeps {
       dev: async (settings, dir) => (await import('./doctor-target.js')).devDoctorTarget(settings, dir),
     },
     fleet: async (options) => (await import('./fleet.js')).createFleetDeps(options),
+    monitor: async (connect) => (await import('./monitor.js')).createMonitorDeps(connect),
     catalog: async () => (await import('../adapters/catalog.js')).loadCatalog(),
     mlflowReleases: async (...args) => (await import('../adapters/pypi.js')).mlflowReleases(...args),
     async init() {

@@ -1,10 +1,12 @@
 // A fake Posit Connect that follows Connect's documented API and runtime. Faithful where the behaviour is
 // documented; where it is not, the behaviour is a switch (see FakeConnectOptions).
+import {spawn} from 'node:child_process'
 import {randomUUID} from 'node:crypto'
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
 
 import * as tar from 'tar'
 
@@ -91,6 +93,10 @@ interface Content {
   /** The content session token its processes get; traded for integration credentials. */
   sessionToken: string
   running?: RunningApp
+  /** Rendered content (quarto-static): the output of the last render, served at the content's URL. */
+  rendered?: {dir: string; email: {scheduled: boolean; subject: string | null}}
+  /** Numeric IDs, as the unversioned API (variants, schedules) names content. */
+  appId: number
   /** Draft bundles, prepared by their deploy task; a draft's process starts on its first request. */
   drafts: Map<string, {app: PreparedApp; running?: Promise<RunningApp>}>
 }
@@ -130,6 +136,12 @@ export class FakeConnect {
   readonly exchanges = new Map<string, number>()
   private server?: Server
   private nextBundle = 100
+  private nextAppId = 1
+  private nextSchedule = 1
+  /** Render schedules (the unversioned, experimental API posit-sdk uses), by ID. */
+  readonly schedules = new Map<number, Record<string, unknown>>()
+  /** Every render of rendered content: what Connect would have emailed to the schedule's recipients. */
+  readonly renders: Array<{guid: string; bundleId: string; email: {scheduled: boolean; subject: string | null}}> = []
   private stopped = false
   /** Deploy tasks still running, so that stop() can wait for them and leave no process behind. */
   private readonly inFlight = new Set<Promise<void>>()
@@ -188,6 +200,7 @@ export class FakeConnect {
   async startContent(guid: string): Promise<void> {
     const item = this.content.get(guid)!
     await item.running?.stop()
+    item.running = undefined
     const dir = join(this.options.workDir, 'apps', item.guid, `bundle-${item.activeBundle}`)
     item.running = await startApp(
       this.options,
@@ -303,6 +316,7 @@ export class FakeConnect {
       this.tags.set(tag.id, tag)
       return send(200, tag)
     }
+    if (this.schedulingRoute(user, req.method ?? 'GET', path, body, send)) return
     const task = /^\/v1\/tasks\/(\w+)$/.exec(path)
     if (task && req.method === 'GET') return this.pollTask(task[1], url, send)
     const match = /^\/v1\/content\/([^/]+)(\/.*)?$/.exec(path)
@@ -341,6 +355,7 @@ export class FakeConnect {
       associations: [],
       locked: false,
       sessionToken: `cst-${randomUUID()}`,
+      appId: this.nextAppId++,
       drafts: new Map(),
     }
     this.content.set(item.guid, item)
@@ -523,6 +538,78 @@ export class FakeConnect {
     send(404, err(4, 'Not found.'))
   }
 
+  /**
+   * Variants and schedules of rendered content: GET applications/{guid}/variants, GET variants/{id}/schedules,
+   * POST schedules (create) and POST schedules/{id} (full replace), as posit-sdk calls them. Only rendered content
+   * has variants; a schedule names its app and variant by numeric ID and must say `activate` (omitted, Connect
+   * stores false and the schedule runs without effect). False for any other path.
+   */
+  private schedulingRoute(
+    user: FakeUser,
+    method: string,
+    path: string,
+    body: Buffer,
+    send: (s: number, b?: unknown) => void,
+  ): boolean {
+    const variants = /^\/applications\/([^/]+)\/variants$/.exec(path)
+    const variantSchedules = /^\/variants\/(\d+)\/schedules$/.exec(path)
+    const schedule = /^\/schedules(?:\/(\d+))?$/.exec(path)
+    if (!variants && !variantSchedules && !schedule) return false
+    const answer = (status: number, payload: unknown) => (send(status, payload), true)
+    const byAppId = (id: unknown) => [...this.content.values()].find((c) => c.appId === Number(id))
+    if (variants && method === 'GET') {
+      const item = this.content.get(variants[1])
+      if (!item) return answer(404, err(4, 'Content not found.'))
+      if (!this.canView(user, item))
+        return answer(403, err(22, 'You do not have permission to perform this operation.'))
+      if (!item.rendered) return answer(200, [])
+      return answer(200, [{id: item.appId * 10, app_id: item.appId, key: `v${item.appId}`, is_default: true}])
+    }
+    if (variantSchedules && method === 'GET') {
+      const variantId = Number(variantSchedules[1])
+      return answer(
+        200,
+        [...this.schedules.values()].filter((entry) => entry.variant_id === variantId),
+      )
+    }
+    if (schedule && method === 'POST') {
+      const record = JSON.parse(body.toString() || '{}') as Record<string, unknown>
+      const item = byAppId(record.app_id)
+      if (!item || record.variant_id !== item.appId * 10) return answer(404, err(4, 'Variant not found.'))
+      if (!this.canManage(user, item))
+        return answer(403, err(22, 'You do not have permission to perform this operation.'))
+      const types = [
+        'minute',
+        'hour',
+        'day',
+        'weekday',
+        'week',
+        'dayofweek',
+        'semimonth',
+        'dayofmonth',
+        'dayweekofmonth',
+        'year',
+      ]
+      const missing = ['type', 'schedule', 'start_time', 'timezone', 'app_id', 'variant_id'].filter(
+        (f) => !(f in record),
+      )
+      if (missing.length > 0) return answer(400, err(3, `Missing fields: ${missing.join(', ')}.`))
+      if (!types.includes(String(record.type))) return answer(400, err(3, 'Unknown schedule type.'))
+      try {
+        JSON.parse(String(record.schedule))
+      } catch {
+        return answer(400, err(3, 'schedule must be a JSON string.'))
+      }
+      const id = schedule[1] ? Number(schedule[1]) : this.nextSchedule++
+      if (schedule[1] && !this.schedules.has(id)) return answer(404, err(4, 'Schedule not found.'))
+      // Full replace: an omitted writable field is reset (activate to false).
+      const stored = {email: false, activate: false, ...record, id, next_run: record.start_time}
+      this.schedules.set(id, stored)
+      return answer(200, stored)
+    }
+    return answer(404, err(4, 'Not found.'))
+  }
+
   /** The variables Connect gives the content's processes, plus its own. */
   private processEnv(item: Content): Record<string, string> {
     const dataDir = join(this.options.workDir, 'data', item.guid) // survives redeploys
@@ -565,20 +652,8 @@ export class FakeConnect {
   /** Restarts the active bundle with the current environment, as Connect does after an env var change in
    * its UI. Resolves when the new process answers /health (or rejects when it does not). */
   async restart(guid: string): Promise<void> {
-    const item = this.content.get(guid)!
-    await item.running?.stop()
-    item.running = undefined
-    const dir = join(this.options.workDir, 'apps', item.guid, `bundle-${item.activeBundle}`)
-    item.running = await startApp(
-      this.options,
-      item.activeBundle!,
-      dir,
-      item.app_mode,
-      this.processEnv(item),
-      () => undefined,
-      this.initTimeoutMs(item),
-    )
-    await untilHealthy(item.running.port)
+    await this.startContent(guid)
+    await untilHealthy(this.content.get(guid)!.running!.port)
   }
 
   /** Connect's Scheduler.InitTimeout: 60 s unless the test's server says otherwise. */
@@ -632,6 +707,14 @@ export class FakeConnect {
         const manifest = await unpackBundle(bundle.file, dir)
         item.app_mode = manifest.appmode
         prepared = await prepareApp(this.options, bundle.id, dir, manifest.appmode, log)
+      }
+      if (STATIC_RENDERED.has(item.app_mode)) {
+        log('Rendering the document...')
+        item.rendered = await renderDocument(prepared, this.processEnv(item), log)
+        this.renders.push({guid: item.guid, bundleId: bundle.id, email: item.rendered.email})
+        item.activeBundle = bundle.id
+        log('Activated.')
+        return
       }
       if (!activate) {
         // A draft's process starts on its first request (rsconnect: the preview "spins the process up cold").
@@ -741,6 +824,11 @@ export class FakeConnect {
       }
     }
     if (!item) return void (res.writeHead(404), res.end('Not found'))
+    if (item.rendered && user && this.canView(user, item) && (rest === '' || rest === '/'))
+      return void (
+        res.writeHead(200, {'content-type': 'text/html; charset=utf-8'}),
+        res.end(readFileSync(join(item.rendered.dir, 'index.html')))
+      )
     if (byGuid?.[3] && this.options.draftSubpaths === false && rest !== '' && rest !== '/')
       return void (res.writeHead(404, {'content-type': 'text/plain'}), res.end('Not found'))
     // UNCONFIRMED: the status Connect gives unauthenticated content requests; 401 assumed.
@@ -777,6 +865,35 @@ export class FakeConnect {
     upstream.on('error', () => (res.headersSent ? res.destroy() : (res.writeHead(502), res.end('Bad gateway'))))
     req.pipe(upstream)
   }
+}
+
+/** Content Connect renders (and can schedule) instead of running a process. */
+const STATIC_RENDERED = new Set(['quarto-static'])
+
+/** Renders a quarto-static document's Python cells in a Jupyter kernel of its environment (render_qmd.py). */
+async function renderDocument(
+  app: PreparedApp,
+  env: Record<string, string>,
+  log: (line: string) => void,
+): Promise<{dir: string; email: {scheduled: boolean; subject: string | null}}> {
+  const manifest = JSON.parse(readFileSync(join(app.dir, 'manifest.json'), 'utf8')) as {metadata: {entrypoint: string}}
+  const output = join(app.dir, '_rendered')
+  const script = fileURLToPath(new URL('render_qmd.py', import.meta.url))
+  const {code, stderr} = await new Promise<{code: number | null; stderr: string}>((resolve) => {
+    const child = spawn(app.python, [script, join(app.dir, manifest.metadata.entrypoint), output], {
+      cwd: app.dir,
+      env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    let text = ''
+    child.stderr!.on('data', (chunk: Buffer) => (text = (text + chunk.toString('utf8')).slice(-8000)))
+    child.on('close', (exit) => resolve({code: exit, stderr: text}))
+  })
+  if (code !== 0) {
+    stderr.split('\n').filter(Boolean).slice(-20).forEach(log)
+    throw new DeployFailure('render-failed', `the document did not render (exit ${code})`)
+  }
+  return {dir: output, email: JSON.parse(readFileSync(join(output, 'email.json'), 'utf8'))}
 }
 
 /** The app mode a bundle's manifest.json declares, read from the uploaded tar.gz (undefined when unreadable). */

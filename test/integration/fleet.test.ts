@@ -220,6 +220,56 @@ describe('fleet commands against five deployments in mixed states', () => {
     if (promtool) promtoolCheck(second)
   })
 
+  it('deploy-monitor deploys a scheduled report that runs the checks; it is emailed only when one fails', async (t) => {
+    if (!requireService(t, Boolean(venv), NO_VENVS)) return
+    // Free space is the test machine's disk, not the deployment's business: any disk passes.
+    const first = await runCli(['deploy-monitor', '--every', '1h', '--min-free-percent', '0', '--json'], {
+      env,
+      timeoutMs: 900_000,
+    })
+    assert.equal(first.code, 0, first.stdout + first.stderr)
+    const monitor = first.json!.result as {guid: string; created: boolean; targets: string[]; schedule: {id: number}}
+    assert.ok(monitor.created)
+    // Every deployment the key manages; the other team's (view only) is not the publisher's to watch.
+    assert.deepEqual(monitor.targets.sort(), [guids.healthy, guids.stopped, guids.behind, guids.noDataDir].sort())
+    const schedule = fake.schedules.get(monitor.schedule.id)!
+    assert.deepEqual(
+      [schedule.type, schedule.schedule, schedule.activate, schedule.email, schedule.timezone],
+      ['hour', '{"N":1}', true, true, 'UTC'],
+    )
+    // Deploying rendered it once: three deployments fail, so Connect would send the email.
+    const rendered = fake.renders.filter((render) => render.guid === monitor.guid)
+    assert.equal(rendered.length, 1)
+    assert.deepEqual(rendered[0].email, {scheduled: true, subject: 'MLflow deployments: 3 failing'})
+    const page = await (
+      await fetch(new URL(`content/${monitor.guid}/`, fake.url), {headers: {Authorization: `Key ${PUBLISHER_KEY}`}})
+    ).text()
+    assert.match(page, /1 healthy, 3 failing/)
+    assert.match(page, /fleet-healthy/)
+    assert.match(page, /MLFLOWCTL_AUTO_MIGRATE=false/) // the behind deployment's refusal, as its /health says
+    const tokens = Object.values(JSON.parse(readFileSync(join(configDir, 'ops-tokens.json'), 'utf8')) as object)
+    for (const token of tokens) {
+      assert.ok(!page.includes(String(token)), 'no ops token on the page')
+      assert.ok(!first.stdout.includes(String(token)) && !first.stderr.includes(String(token)))
+    }
+    if (process.env.MLFLOWCTL_TEST_KEEP_MONITOR_PAGE) writeFileSync(process.env.MLFLOWCTL_TEST_KEEP_MONITOR_PAGE, page)
+    // Again, for the healthy one alone and every 30 minutes: the same content and schedule; nothing fails, no email.
+    const second = await runCli(
+      ['deploy-monitor', '--guid', guids.healthy, '--every', '30m', '--min-free-percent', '0', '--json'],
+      {
+        env,
+        timeoutMs: 900_000,
+      },
+    )
+    assert.equal(second.code, 0, second.stdout + second.stderr)
+    assert.equal(second.json!.result.guid, monitor.guid)
+    assert.equal(second.json!.result.created, false)
+    assert.equal(second.json!.result.schedule.id, monitor.schedule.id)
+    assert.deepEqual([fake.schedules.get(monitor.schedule.id)!.type, fake.schedules.size], ['minute', 1])
+    const again = fake.renders.filter((render) => render.guid === monitor.guid).at(-1)!
+    assert.deepEqual(again.email, {scheduled: false, subject: 'MLflow deployments: all 1 healthy'})
+  })
+
   it('serves Prometheus metrics through Connect behind the ops token, and promtool accepts them', async (t) => {
     if (!requireService(t, Boolean(venv), NO_VENVS)) return
     if (!requireService(t, Boolean(promtool), 'promtool is missing (MLFLOWCTL_TEST_PROMTOOL; .ci/run unpacks it)'))

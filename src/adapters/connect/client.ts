@@ -13,11 +13,13 @@ import {
   environmentNamesSchema,
   schedulerSettingsSchema,
   serverSettingsSchema,
+  scheduleSchema,
   tagListSchema,
   taskRefSchema,
   taskSchema,
   userSchema,
   vanitySchema,
+  variantListSchema,
   type ConnectBundle,
   type ConnectContent,
   type ConnectContentListing,
@@ -413,6 +415,36 @@ export class ConnectClient {
       if (error === none) return undefined
       throw error
     }
+  }
+
+  /**
+   * The default variant of rendered content (GET applications/{guid}/variants: Connect's unversioned, experimental
+   * API, the one posit-sdk schedules through); undefined when it has none yet.
+   */
+  async defaultVariant(guid: string): Promise<{id: number; appId: number} | undefined> {
+    const variants = await this.call('GET', `applications/${encodeURIComponent(guid)}/variants`, {
+      schema: variantListSchema,
+    })
+    const variant = variants.find((candidate) => candidate.is_default) ?? variants[0]
+    return variant && {id: variant.id, appId: variant.app_id}
+  }
+
+  /** The variant's render schedule (a variant has at most one), or undefined. */
+  async variantSchedule(variantId: number): Promise<Record<string, unknown> | undefined> {
+    const schedules = await this.call('GET', `variants/${variantId}/schedules`, {schema: scheduleSchema.array()})
+    return schedules[0]
+  }
+
+  /**
+   * Creates a schedule, or replaces an existing one whole (the update endpoint resets omitted fields, so the caller
+   * sends the complete record).
+   */
+  setSchedule(record: Record<string, unknown>, existingId?: number): Promise<Record<string, unknown>> {
+    return this.call('POST', existingId === undefined ? 'schedules' : `schedules/${existingId}`, {
+      schema: scheduleSchema,
+      body: record,
+      idempotent: existingId !== undefined,
+    })
   }
 
   /** Replaces the content's OAuth integration associations (an empty list removes all). */

@@ -46,6 +46,16 @@ export const tagListSchema = z.array(
   z.object({id: z.union([z.string(), z.number()]), name: z.string(), parent_id: z.unknown().optional()}).passthrough(),
 )
 
+/** GET applications/{guid}/variants (unversioned, experimental): a rendered item's variants. */
+export const variantListSchema = z.array(
+  z.object({id: z.number(), app_id: z.number(), is_default: z.boolean().optional()}).passthrough(),
+)
+
+/** A render schedule (unversioned, experimental API); `schedule` is a JSON string such as {"N":1}. */
+export const scheduleSchema = z
+  .object({id: z.number(), type: z.string(), schedule: z.string(), app_id: z.number(), variant_id: z.number()})
+  .passthrough()
+
 export const bundleSchema = z
   .object({
     id: z.string(),
