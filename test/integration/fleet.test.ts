@@ -116,7 +116,10 @@ describe('fleet commands against five deployments in mixed states', () => {
       assert.ok(doctor.failed.length > 0, `${state} names its failed checks`)
     }
     assert.match(String(row(guids.behind).schema), /^behind \(\w+ → \w+\), start refused$/)
-    const text = await runCli(['fleet', 'list', '--no-doctor'], {env, timeoutMs: 300_000})
+    const quick = await runCli(['fleet', 'list', '--no-doctor', '--json'], {env, timeoutMs: 300_000})
+    assert.equal(quick.code, 0)
+    assert.ok((quick.json!.result.deployments as Array<{doctor?: unknown}>).every((r) => r.doctor === undefined))
+    const text = await runCli(['fleet', 'list'], {env, timeoutMs: 300_000})
     assert.equal(text.code, 0)
     process.stderr.write(`\n--- fleet list (text) ---\n${text.stdout}\n`)
   })
@@ -295,6 +298,8 @@ describe('fleet commands against five deployments in mixed states', () => {
     )
     assert.match(text, /^mlflowctl_http_requests_total\{route="experiments",status="200"\} [1-9]/m)
     assert.match(text, /^mlflowctl_database_bytes [1-9]/m)
+    // Its handler slots, as MLflow's event loop bounds them (local storage: four at once).
+    assert.match(text, /^mlflowctl_handler_slots 4\.0$/m)
     assert.ok(!text.includes(token))
     process.stderr.write(`\n--- metrics of ${guids.healthy} ---\n${text}\n`)
   })

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {FleetCommand, fleetFlags} from '../../fleet-command.js'
 import type {FleetSummary} from '../../core/fleet.js'
-import {FLEET_DOCTOR_ARGS, failedChecks} from './list.js'
+import {FLEET_DOCTOR_ARGS} from './list.js'
 
 export default class FleetDoctor extends FleetCommand<typeof FleetDoctor> {
   static summary = 'Run doctor on every mlflowctl deployment on a Connect server, --jobs at once.'
@@ -38,10 +38,6 @@ with the worst exit code of all: 0 all passed, 6 a check failed, 5 unreachable, 
       ...FLEET_DOCTOR_ARGS,
       ...extra,
     ])
-    for (const outcome of summary.outcomes) {
-      const failed = failedChecks(outcome.result)
-      if (failed.length > 0 && outcome.error) outcome.error.message = `${failed.join(', ')}: ${outcome.error.message}`
-    }
     this.finish(summary, 'doctor')
     return summary
   }

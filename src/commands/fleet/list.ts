@@ -59,7 +59,7 @@ or could not be reached.`
 const firstSentence = (message: string) => message.split(/(?<=\.)\s/)[0].replace(/\.$/, '')
 
 /** The IDs of the checks a doctor's --json result failed. */
-export function failedChecks(result: unknown): string[] {
+function failedChecks(result: unknown): string[] {
   const checks = (result as {checks?: Array<{id: string; status: string}>} | undefined)?.checks ?? []
   return checks.filter((check) => check.status === 'fail').map((check) => check.id)
 }

@@ -21,7 +21,7 @@ the pool for twice that bound or for a WSGI host's threads, whichever is larger.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 # Handlers at once: SQLite serialises writes, a server database does not.
 SQLITE_HANDLER_THREADS = 4
@@ -55,9 +55,12 @@ def pool_environment(dialect: str, env: Mapping[str, str]) -> dict[str, str]:
     return {POOL_SIZE_VARIABLE: str(IDLE_POOL_SIZE), MAX_OVERFLOW_VARIABLE: str(connections - IDLE_POOL_SIZE)}
 
 
-def limit_handler_threads(threads: int) -> None:
+def limit_handler_threads(threads: int) -> Any:
     """Bounds the anyio worker threads of the running event loop (per loop; call it on the loop that serves
-    MLflow's FastAPI app). MLflow runs its Flask handlers through anyio.to_thread with the default limiter."""
+    MLflow's FastAPI app) and returns the limiter. MLflow runs its Flask handlers through anyio.to_thread with the
+    default limiter."""
     import anyio.to_thread
 
-    anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = threads
+    return limiter

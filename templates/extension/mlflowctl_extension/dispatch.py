@@ -50,18 +50,37 @@ class BoundedWsgi:
         waited: Callable[[float], None] | None = None,
     ) -> None:
         self._app = app
+        self._handlers = handlers
         self._turns = threading.BoundedSemaphore(handlers)
         self._waited = waited
+        self._count = threading.Lock()
+        self._busy = 0
+        self._waiting = 0
+
+    def slots(self) -> tuple[int, int, int]:
+        """(slots, busy, waiting), for the metrics."""
+        return self._handlers, self._busy, self._waiting
+
+    def _add(self, busy: int = 0, waiting: int = 0) -> None:
+        with self._count:
+            self._busy += busy
+            self._waiting += waiting
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not self._turns.acquire(blocking=False):
             began = time.monotonic()
-            self._turns.acquire()
+            self._add(waiting=1)
+            try:
+                self._turns.acquire()
+            finally:
+                self._add(waiting=-1)
             if self._waited is not None:
                 self._waited(time.monotonic() - began)
+        self._add(busy=1)
         try:
             return self._app(environ, start_response)
         finally:
+            self._add(busy=-1)
             self._turns.release()
 
 

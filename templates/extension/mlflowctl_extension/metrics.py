@@ -234,6 +234,22 @@ class StateCollector(Collector):
             yield shipped
 
 
+class SlotsCollector(Collector):
+    def __init__(self, slots: Callable[[], tuple[int, int, int]]) -> None:
+        self._slots = slots
+
+    def collect(self) -> Iterable[Metric]:
+        total, busy, waiting = self._slots()
+        yield from filter(
+            None,
+            [
+                _gauge("mlflowctl_handler_slots", "Requests MLflow's handlers may run at once in this process.", total),
+                _gauge("mlflowctl_handler_slots_busy", "Handler slots in use.", busy),
+                _gauge("mlflowctl_handler_slots_waiting", "Requests waiting for a handler slot.", waiting),
+            ],
+        )
+
+
 class Metrics:
     """This process's registry: counted traffic plus the state collector (bound once the app is built)."""
 
@@ -254,7 +270,7 @@ class Metrics:
         )
         self._waits = Counter(
             "mlflowctl_handler_waits",
-            "Requests that waited for one of the bounded handler slots (WSGI hosts).",
+            "Requests that waited for a handler slot (WSGI hosts; under ASGI see mlflowctl_handler_slots_waiting).",
             registry=self.registry,
         )
         self._waited = Counter(
@@ -265,6 +281,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         self._lock = threading.Lock()
         self._state: StateCollector | None = None
+        self._slots: SlotsCollector | None = None
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         route, code = route_class(path), str(status)
@@ -280,6 +297,14 @@ class Metrics:
             if self._state is None:
                 self._state = StateCollector(view, describe)
                 self.registry.register(self._state)
+
+    def bind_slots(self, slots: Callable[[], tuple[int, int, int]]) -> None:
+        """The handler slots MLflow's requests take (slots, busy, waiting): a semaphore under a WSGI host, anyio's
+        thread limiter on MLflow's event loop under an ASGI host."""
+        with self._lock:
+            if self._slots is None:
+                self._slots = SlotsCollector(slots)
+                self.registry.register(self._slots)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -26,7 +26,7 @@ from .concurrency import (
 )
 from .dispatch import BoundedWsgi, FlaskFirstAsgi, FlaskFirstWsgi, NativeRoutes
 from .logs import configure_logging, log_event, redact, register_secret
-from .metrics import ArtifactSize
+from .metrics import ArtifactSize, Metrics
 from .migrations import create_engine, ensure_schema, inspect_schema, row_estimates
 from .ops import STATUS_FORMAT_VERSION, OpsContext, disk_space, utc_now
 from .replica_service import hold_wal, start_replication
@@ -288,7 +288,7 @@ def _load_mlflow_app(asgi: bool, has_fastapi_app: bool, gate: Any, threads: int)
         from mlflow.server.fastapi_app import app as asgi_app
 
         # The host ran our lifespan, not MLflow's (its app did not exist yet): run its startup on the host's loop.
-        gate.when_host_loop(lambda loop: _run_lifespan_startup(asgi_app, loop, threads))
+        gate.when_host_loop(lambda loop: _run_lifespan_startup(asgi_app, loop, threads, gate.ops.metrics))
         app: Any = FlaskFirstAsgi(asgi_app, NativeRoutes(asgi_app))
         interface = "asgi (Flask routes straight to MLflow's WSGI bridge)"
     elif has_fastapi_app:
@@ -302,14 +302,16 @@ def _load_mlflow_app(asgi: bool, has_fastapi_app: bool, gate: Any, threads: int)
         # a2wsgi types its app as a narrower callable than Starlette's; FastAPI is an ASGI 3 app all the same.
         bridge = ASGIMiddleware(asgi_app)  # pyright: ignore[reportArgumentType]
         _run_lifespan_startup(asgi_app, bridge.loop, threads)
-        app = FlaskFirstWsgi(
-            BoundedWsgi(flask_app, threads, gate.ops.metrics.handler_waited), bridge, NativeRoutes(asgi_app)
-        )
+        # The metrics follow the Flask routes' slots: the REST API, which is where requests queue.
+        bounded = BoundedWsgi(flask_app, threads, gate.ops.metrics.handler_waited)
+        gate.ops.metrics.bind_slots(bounded.slots)
+        app = FlaskFirstWsgi(bounded, bridge, NativeRoutes(asgi_app))
         interface = "wsgi (Flask routes on the host's threads, the FastAPI app's own through a2wsgi)"
     else:
         from mlflow.server import app as wsgi_app
 
         app = BoundedWsgi(wsgi_app, threads, gate.ops.metrics.handler_waited)
+        gate.ops.metrics.bind_slots(app.slots)
         interface = "wsgi"
     log_event(
         "startup.ready",
@@ -323,7 +325,9 @@ def _load_mlflow_app(asgi: bool, has_fastapi_app: bool, gate: Any, threads: int)
     return app
 
 
-def _run_lifespan_startup(asgi_app: Any, loop: Any, threads: int, timeout: float = 60.0) -> None:
+def _run_lifespan_startup(
+    asgi_app: Any, loop: Any, threads: int, metrics: Metrics | None = None, timeout: float = 60.0
+) -> None:
     """On the loop that serves MLflow's FastAPI app: bound its handler threads (concurrency.py), then run the app's
     lifespan startup, which neither a2wsgi nor our gate's host ran (MLflow's app did not exist yet when the host
     started); it does start-up housekeeping (assistant sandbox clean-up). Best effort: a failure is logged, not fatal,
@@ -331,7 +335,12 @@ def _run_lifespan_startup(asgi_app: Any, loop: Any, threads: int, timeout: float
     import asyncio
 
     async def lifespan() -> None:
-        limit_handler_threads(threads)
+        limiter = limit_handler_threads(threads)
+        if metrics is not None:
+            # Read from the scrape's thread: sizes only, a moment's inconsistency is harmless.
+            metrics.bind_slots(
+                lambda: (int(limiter.total_tokens), int(limiter.borrowed_tokens), limiter.statistics().tasks_waiting)
+            )
         started = asyncio.Event()
         inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         inbox.put_nowait({"type": "lifespan.startup"})

@@ -68,6 +68,28 @@ def test_a_starting_process_reports_down_and_the_format_passes_promtool():
     assert found["mlflowctl_handler_wait_seconds_total"][0].value == 0.25
 
 
+def test_handler_slots_are_read_at_scrape_time():
+    from mlflowctl_extension.dispatch import BoundedWsgi
+
+    seen = {}
+
+    def app(environ, start_response):
+        seen["during"] = samples(metrics.render())
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    metrics = Metrics()
+    bounded = BoundedWsgi(app, 4, metrics.handler_waited)
+    metrics.bind_slots(bounded.slots)
+    assert list(bounded({}, lambda *args: None)) == [b"ok"]
+    assert seen["during"]["mlflowctl_handler_slots"][0].value == 4
+    assert seen["during"]["mlflowctl_handler_slots_busy"][0].value == 1
+    after = samples(metrics.render())
+    assert (
+        after["mlflowctl_handler_slots_busy"][0].value == 0 and after["mlflowctl_handler_slots_waiting"][0].value == 0
+    )
+
+
 def test_a_status_that_fails_leaves_the_scrape_answering():
     metrics = Metrics()
 
