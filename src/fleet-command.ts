@@ -87,9 +87,9 @@ export abstract class FleetCommand<T extends typeof Command> extends MlflowctlCo
       this.setExitCode(summary.exitCode, {
         code: 'FLEET_MEMBER_FAILED',
         message: `${what} failed on ${summary.failed.length} of ${summary.outcomes.length} deployment(s): ${summary.failed.join(', ')}.`,
-        suggestions: summary.outcomes
-          .filter((outcome) => outcome.error)
-          .map((outcome) => `${outcome.guid}: ${outcome.error!.code}: ${outcome.error!.message}`),
+        suggestions: summary.outcomes.flatMap((outcome) =>
+          (outcome.error?.suggestions ?? []).map((fix) => `${outcome.guid}: ${fix}`),
+        ),
       })
   }
 }

@@ -82,7 +82,8 @@ async function runChild(
     child.on('close', (code, signal) => resolve(code ?? (signal ? 1 : 0)))
   })
   const seconds = (Date.now() - started) / 1000
-  let envelope: {status?: number; result?: unknown; error?: {code: string; message: string}} | undefined
+  let envelope:
+    {status?: number; result?: unknown; error?: {code: string; message: string; suggestions?: string[]}} | undefined
   try {
     envelope = JSON.parse(stdout) as typeof envelope
   } catch {

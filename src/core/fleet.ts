@@ -125,8 +125,8 @@ export interface FleetOutcome {
   guid: string
   name: string
   exitCode: number
-  /** The error code and message of a non-zero outcome (from the command's JSON envelope). */
-  error?: {code: string; message: string}
+  /** The error code, message and fix hints of a non-zero outcome (from the command's JSON envelope). */
+  error?: {code: string; message: string; suggestions?: string[]}
   /** The command's result (its --json `result`), when it gave one. */
   result?: unknown
   seconds: number

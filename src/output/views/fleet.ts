@@ -56,5 +56,9 @@ export function showFleetSummary(summary: FleetSummary): string {
     '',
     `${summary.outcomes.length - summary.failed.length} ok, ${summary.failed.length} failed; exit ${summary.exitCode} (the worst).`,
   ]
+  const fixes = summary.outcomes.flatMap((outcome) =>
+    (outcome.error?.suggestions ?? []).slice(0, 3).map((fix) => `  ${outcome.name}: ${fix}`),
+  )
+  if (fixes.length > 0) lines.push('', 'To fix:', ...fixes)
   return lines.join('\n')
 }

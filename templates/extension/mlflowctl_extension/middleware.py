@@ -356,7 +356,8 @@ class AsgiExtension:
             if message["type"] == "http.response.start":
                 answered_status[0] = message["status"]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                # Counted before the last bytes leave, so that whoever reads the answer finds the request counted.
+                # Counted as the last body message leaves: a client that knows the length may have the whole answer
+                # a moment earlier, so a scrape right after it can miss it (the next scrape counts it).
                 observed[0] = True
                 self.ops.metrics.observe(path, answered_status[0], time.monotonic() - began)
             await inner_send(message)
