@@ -132,6 +132,7 @@ export const ERROR_CODES: Readonly<Record<Exclude<ExitCode, ExitCode.Ok>, readon
     'DISK_FULL',
     'EXTENSION_ANSWER_INVALID',
     'FILE_NOT_FOUND',
+    'FLEET_MEMBER_UNREADABLE',
     'GC_FAILED',
     'GC_RUNNING',
     'MIGRATION_FAILED',

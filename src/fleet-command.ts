@@ -2,7 +2,14 @@ import {Flags, type Command} from '@oclif/core'
 
 import {MlflowctlCommand} from './base-command.js'
 import {parseContentGuid} from './core/backup/locations.js'
-import {discoverFleet, mapBounded, summariseFleet, type FleetMember, type FleetSummary} from './core/fleet.js'
+import {
+  discoverFleet,
+  mapBounded,
+  outcomeWithoutRunning,
+  summariseFleet,
+  type FleetMember,
+  type FleetSummary,
+} from './core/fleet.js'
 import {ExitCode} from './errors.js'
 import {insecureFlag, metricsFileFlag, targetFlags} from './flags.js'
 import type {FleetDeps} from './compose/fleet.js'
@@ -49,20 +56,41 @@ export abstract class FleetCommand<T extends typeof Command> extends MlflowctlCo
     const connection = this.connection('fleet')
     const connect = await this.deps.connect(connection)
     // Children read the server and key from these variables (never from argv, which `ps` shows).
-    // The fleet's own textfile is written once, by the fleet command: children must not inherit it.
+    const flags = this.flags as Record<string, unknown>
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       MLFLOWCTL_SERVER: connection.server,
       MLFLOWCTL_API_KEY: connection.apiKey,
+      ...(this.settings.caCertificate.value ? {MLFLOWCTL_CA_CERTIFICATE: this.settings.caCertificate.value} : {}),
+      ...(flags.insecure ? {MLFLOWCTL_INSECURE: 'true'} : {}),
+      // A profile named on the command line (one from the environment reaches the children as it is).
+      ...(this.settings.profile.source === 'flag' ? {MLFLOWCTL_PROFILE: this.settings.profile.value} : {}),
     }
+    // The fleet's own textfile is written once, by the fleet command. An ops token given in the environment belongs
+    // to one deployment: sent to every other one, it would reach other teams' servers.
     delete env.MLFLOWCTL_METRICS_FILE
-    this.composed = await this.deps.fleet({connect, transfer: this.connectTransfer(), env, secrets: this.secrets()})
-    return this.composed
+    delete env.MLFLOWCTL_OPS_TOKEN
+    this.composed = await this.deps.fleet({
+      connect,
+      transfer: this.connectTransfer(),
+      env,
+      secrets: this.secrets(),
+      configDir: this.settings.configDir,
+    })
+    const composed = this.composed
+    this.onCleanup(() => composed.stop())
+    return composed
   }
 
   protected async members(): Promise<FleetMember[]> {
     const guids = guidList(this.fleetFlagValues.guid)
-    const members = await discoverFleet(await this.fleet(), {jobs: this.fleetFlagValues.jobs, guids})
+    const fleet = await this.fleet()
+    const me = await (await this.deps.connect(this.connection('fleet'))).currentUser()
+    const members = await discoverFleet(fleet, {
+      jobs: this.fleetFlagValues.jobs,
+      guids,
+      administrator: me.user_role === 'administrator',
+    })
     this.err(`Found ${members.length} mlflowctl deployment(s) on ${this.settings.server.value}.`)
     return members
   }
@@ -71,8 +99,9 @@ export abstract class FleetCommand<T extends typeof Command> extends MlflowctlCo
   protected async runEach(members: FleetMember[], args: (member: FleetMember) => string[]): Promise<FleetSummary> {
     const fleet = await this.fleet()
     const outcomes = await mapBounded(members, this.fleetFlagValues.jobs, async (member) => {
-      const outcome = await fleet.run(member.guid, member.name, args(member))
-      this.err(`${outcome.exitCode === 0 ? 'ok  ' : 'FAIL'} ${member.guid} ${member.name} (exit ${outcome.exitCode})`)
+      const outcome = outcomeWithoutRunning(member) ?? (await fleet.run(member.guid, member.name, args(member)))
+      const mark = outcome.skipped ? 'skip' : outcome.exitCode === 0 ? 'ok  ' : 'FAIL'
+      this.err(`${mark} ${member.guid} ${member.name} (${outcome.skipped ?? `exit ${outcome.exitCode}`})`)
       return outcome
     })
     const summary = summariseFleet(outcomes)

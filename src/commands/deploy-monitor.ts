@@ -97,25 +97,33 @@ refused or the render failed.`
     const connect = await this.deps.connect(connection)
     const monitor = await this.deps.monitor(connect)
     const given = guidList(this.flags.guid)
-    const fleet = await this.deps.fleet({connect, transfer: this.connectTransfer(), env: process.env, secrets: []})
+    const fleet = await this.deps.fleet({
+      connect,
+      transfer: this.connectTransfer(),
+      env: process.env,
+      secrets: this.secrets(),
+      configDir: this.settings.configDir,
+    })
+    const me = await connect.currentUser()
     const targets = given?.length
       ? given
-      : (await discoverFleet(fleet, {jobs: 4}))
+      : (await discoverFleet(fleet, {jobs: 4, administrator: me.user_role === 'administrator'}))
           .filter((member) => member.access === 'manage')
           .map((member) => member.guid)
     if (targets.length === 0)
       this.warnUser('No deployment to check: the report will say so on every run. Pass --guid, or deploy one first.')
-    const transfer = this.connectTransfer()
+    // MLFLOWCTL_OPS_TOKEN is one deployment's: it counts only when that one deployment is the target.
+    const singleTargetToken = targets.length === 1 ? process.env.MLFLOWCTL_OPS_TOKEN : undefined
     const opsTokens: Record<string, string> = {}
     for (const guid of targets) {
-      const token = await transfer.opsToken(connection.server, guid)
+      const token = singleTargetToken || (await fleet.opsToken(guid))
       if (token) opsTokens[guid] = token
     }
     this.addSecrets(...Object.values(opsTokens))
     const withoutOpsToken = targets.filter((guid) => !opsTokens[guid])
     if (withoutOpsToken.length > 0)
       this.warnUser(
-        `No ops token saved here for ${withoutOpsToken.join(', ')}: the report checks only that they answer. Run this where they were deployed, or set MLFLOWCTL_OPS_TOKEN.`,
+        `No ops token saved here for ${withoutOpsToken.join(', ')}: the report checks only that they answer. Run this where they were deployed (or, for a single --guid, set MLFLOWCTL_OPS_TOKEN).`,
       )
     const bundle = renderMonitorBundle(await monitor.templates(), {
       pythonVersion: await monitor.pythonVersion(),

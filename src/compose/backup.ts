@@ -118,7 +118,7 @@ export function createBackupDeps(options: {
           outDir,
           async (revision) => (await mlflowSchemaAt(revision))?.tables,
         ),
-      fetchConnectSnapshot: (guid, dir) => fetchConnectSnapshot(options.connect ?? NO_CONNECT, guid, dir),
+      fetchConnectSnapshot: (guid, dir) => fetchConnectSnapshot(options.connect ?? NO_CONNECT, guid, dir, 'backup'),
       listArtifacts,
       readReferences,
       artifactEntries,

@@ -1,6 +1,6 @@
 // Many deployments at once: which content on a Connect server is an mlflowctl deployment, what each one is, and the
 // outcome of running one single-deployment command on each. Pure: discovery and the commands are ports.
-import {ExitCode} from '../errors.js'
+import {ConfigError, ExitCode} from '../errors.js'
 import {FLEET_TAG} from './deploy.js'
 import type {HistoryEvent} from './history.js'
 
@@ -47,8 +47,10 @@ export interface FleetMember {
   owner?: string
   /** What the key may do: manage (owner, collaborator, administrator) or view only. */
   access: 'manage' | 'view'
-  recognisedBy: 'bundle' | 'tag'
+  /** unverified: a managed Python API whose bundle could not be read (`problem` says why). */
+  recognisedBy: 'bundle' | 'tag' | 'unverified'
   bundle?: FleetBundleInfo
+  problem?: string
 }
 
 /** Content Connect runs as a Python API: the only app modes the extension is deployed as. */
@@ -56,29 +58,51 @@ const EXTENSION_APP_MODES = new Set(['python-api', 'python-fastapi'])
 
 /**
  * The mlflowctl deployments among what the key may see: an active bundle holding mlflowctl.json (readable with
- * manage rights) or the `mlflowctl` tag that deploy sets (readable by viewers too). A bundle that cannot be read is
- * judged by the tag alone. Bounded: at most `jobs` bundles are read at once.
+ * manage rights; an administrator manages everything, whatever `app_role` says) or the `mlflowctl` tag that deploy
+ * sets (readable by viewers too). A managed Python API whose bundle cannot be read is kept as unverified, with the
+ * reason, rather than dropped: a failed download must not make a deployment vanish from a backup run. A --guid that
+ * is not on the server, or is not a Python API, is an error. Bounded: at most `jobs` bundles are read at once.
  */
 export async function discoverFleet(
   ports: FleetDiscoveryPorts,
-  options: {jobs: number; guids?: string[]},
+  options: {jobs: number; guids?: string[]; administrator?: boolean},
 ): Promise<FleetMember[]> {
-  const listing = (await ports.listContent()).filter(
+  const all = await ports.listContent()
+  for (const guid of options.guids ?? []) {
+    const item = all.find((candidate) => candidate.guid === guid)
+    if (!item)
+      throw new ConfigError('CONTENT_NOT_FOUND', `Connect shows this key no content with GUID ${guid}.`, {
+        suggestions: ['Check --guid, or use a key that may see the content.'],
+      })
+    if (!EXTENSION_APP_MODES.has(item.app_mode ?? ''))
+      throw new ConfigError(
+        'NOT_AN_MLFLOWCTL_BUNDLE',
+        `${guid} is ${item.app_mode ?? 'not deployed'}, not an MLflow extension.`,
+      )
+  }
+  const listing = all.filter(
     (item) =>
       EXTENSION_APP_MODES.has(item.app_mode ?? '') && (!options.guids?.length || options.guids.includes(item.guid)),
   )
   const members = await mapBounded(listing, options.jobs, async (item): Promise<FleetMember | undefined> => {
     const tagged = (item.tags ?? []).some((tag) => tag.name === FLEET_TAG)
-    const manages = item.app_role !== 'viewer' && item.app_role !== 'none'
+    const manages = options.administrator || item.app_role === 'owner' || item.app_role === 'editor'
     const base = {
       guid: item.guid,
       name: item.title || item.name || item.guid,
       owner: item.owner?.username ?? undefined,
     }
     if (manages && item.bundle_id) {
-      const bundle = await ports.bundleInfo(item.guid, item.bundle_id).catch(() => null)
-      if (bundle) return {...base, access: 'manage', recognisedBy: 'bundle', bundle}
-      if (bundle === undefined && !tagged) return undefined
+      const read = await ports.bundleInfo(item.guid, item.bundle_id).then(
+        (bundle) => ({bundle}),
+        (error: Error) => ({problem: `its bundle could not be read: ${error.message}`}),
+      )
+      if ('bundle' in read) {
+        if (read.bundle) return {...base, access: 'manage', recognisedBy: 'bundle', bundle: read.bundle}
+        return tagged ? {...base, access: 'manage', recognisedBy: 'tag'} : undefined
+      }
+      if (tagged) return {...base, access: 'manage', recognisedBy: 'tag'}
+      return {...base, access: 'manage', recognisedBy: 'unverified', problem: read.problem}
     }
     return tagged ? {...base, access: manages ? 'manage' : 'view', recognisedBy: 'tag'} : undefined
   })
@@ -125,6 +149,8 @@ export interface FleetOutcome {
   guid: string
   name: string
   exitCode: number
+  /** Why the command did not run on this member (the key may only view it); it counts as exit 0. */
+  skipped?: string
   /** The error code, message and fix hints of a non-zero outcome (from the command's JSON envelope). */
   error?: {code: string; message: string; suggestions?: string[]}
   /** The command's result (its --json `result`), when it gave one. */
@@ -136,6 +162,31 @@ export interface FleetSummary {
   exitCode: number
   outcomes: FleetOutcome[]
   failed: string[]
+  skipped: string[]
+}
+
+/**
+ * A member's outcome without running anything: skipped when the key may only view it (a publisher who can see
+ * another team's deployment must not fail every run on it), failed when its bundle could not be read.
+ */
+export function outcomeWithoutRunning(member: FleetMember): FleetOutcome | undefined {
+  if (member.access === 'view')
+    return {
+      guid: member.guid,
+      name: member.name,
+      exitCode: ExitCode.Ok,
+      skipped: 'the key may only view it',
+      seconds: 0,
+    }
+  if (member.problem)
+    return {
+      guid: member.guid,
+      name: member.name,
+      exitCode: ExitCode.External,
+      error: {code: 'FLEET_MEMBER_UNREADABLE', message: member.problem},
+      seconds: 0,
+    }
+  return undefined
 }
 
 export function summariseFleet(outcomes: FleetOutcome[]): FleetSummary {
@@ -143,6 +194,7 @@ export function summariseFleet(outcomes: FleetOutcome[]): FleetSummary {
     exitCode: worstExitCode(outcomes.map((outcome) => outcome.exitCode)),
     outcomes,
     failed: outcomes.filter((outcome) => outcome.exitCode !== ExitCode.Ok).map((outcome) => outcome.guid),
+    skipped: outcomes.filter((outcome) => outcome.skipped).map((outcome) => outcome.guid),
   }
 }
 
@@ -194,7 +246,7 @@ export function fleetRow(
     schema: status ? schemaLabel(status) : schemaFromStatusError(facts.statusError ?? ''),
     lastBackup,
     replicaLagSeconds: status?.replica?.lagSeconds ?? undefined,
-    statusError: facts.statusError,
+    statusError: facts.statusError ?? member.problem,
     doctor: facts.doctor,
   }
 }

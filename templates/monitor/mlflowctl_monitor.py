@@ -252,10 +252,16 @@ def run(env: Mapping[str, str] | None = None, now: float | None = None) -> Repor
             previous = {}
     http = Http(server, api_key)
     limits = Limits.from_env(env)
+
+    def checked(guid: str) -> Deployment:
+        # One deployment's surprise (a proxy's login page instead of JSON) must not silence the whole report.
+        try:
+            return check_deployment(http, guid, tokens.get(guid), limits, previous, now)
+        except Exception as exc:  # noqa: BLE001 - reported as that deployment's failure
+            return Deployment(guid, checks=[Check("answer", "fail", f"unreadable answer: {type(exc).__name__}")])
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        report.deployments = list(
-            pool.map(lambda guid: check_deployment(http, guid, tokens.get(guid), limits, previous, now), targets)
-        )
+        report.deployments = list(pool.map(checked, targets))
     if state_path:
         sizes = {d.guid: d.stored_bytes for d in report.deployments if d.stored_bytes is not None}
         try:

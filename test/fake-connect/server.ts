@@ -138,7 +138,7 @@ export class FakeConnect {
   private nextBundle = 100
   private nextAppId = 1
   private nextSchedule = 1
-  /** Render schedules (the unversioned, experimental API posit-sdk uses), by ID. */
+  /** Render schedules (Connect's unversioned, experimental API), by ID. */
   readonly schedules = new Map<number, Record<string, unknown>>()
   /** Every render of rendered content: what Connect would have emailed to the schedule's recipients. */
   readonly renders: Array<{guid: string; bundleId: string; email: {scheduled: boolean; subject: string | null}}> = []
@@ -182,10 +182,11 @@ export class FakeConnect {
     return this.canManage(user, item) || item.viewers.has(user.guid)
   }
 
-  /** Content's app_role for the caller: owner, editor (collaborator or administrator), viewer or none. */
+  /** Content's app_role for the caller, from the content's ACL: owner, editor (collaborator), viewer or none. An
+   * administrator outside the ACL gets none, although the administrator may manage the item. */
   private appRole(user: FakeUser, item: Content): string {
     if (item.owner.guid === user.guid) return 'owner'
-    if (this.canManage(user, item)) return 'editor'
+    if (item.collaborators.has(user.guid)) return 'editor'
     return item.viewers.has(user.guid) ? 'viewer' : 'none'
   }
 
@@ -540,7 +541,7 @@ export class FakeConnect {
 
   /**
    * Variants and schedules of rendered content: GET applications/{guid}/variants, GET variants/{id}/schedules,
-   * POST schedules (create) and POST schedules/{id} (full replace), as posit-sdk calls them. Only rendered content
+   * POST schedules (create) and POST schedules/{id} (full replace), as Posit's Python SDK calls them. Only rendered content
    * has variants; a schedule names its app and variant by numeric ID and must say `activate` (omitted, Connect
    * stores false and the schedule runs without effect). False for any other path.
    */
@@ -567,6 +568,10 @@ export class FakeConnect {
     }
     if (variantSchedules && method === 'GET') {
       const variantId = Number(variantSchedules[1])
+      const item = byAppId(variantId / 10)
+      if (!item) return answer(404, err(4, 'Variant not found.'))
+      if (!this.canView(user, item))
+        return answer(403, err(22, 'You do not have permission to perform this operation.'))
       return answer(
         200,
         [...this.schedules.values()].filter((entry) => entry.variant_id === variantId),

@@ -110,7 +110,9 @@ describe('fleet commands against five deployments in mixed states', () => {
     assert.equal(row(guids.viewOnly).access, 'view')
     assert.equal(row(guids.viewOnly).recognisedBy, 'tag')
     assert.equal(row(guids.viewOnly).owner, 'other')
-    for (const state of ['stopped', 'behind', 'noDataDir', 'viewOnly'] as const) {
+    // A deployment the key may only view gets no doctor (it would fail on rights alone).
+    assert.equal(row(guids.viewOnly).doctor, undefined)
+    for (const state of ['stopped', 'behind', 'noDataDir'] as const) {
       const {doctor} = row(guids[state]) as {doctor: {exitCode: number; failed: string[]}}
       assert.notEqual(doctor.exitCode, 0, `${state}: ${JSON.stringify(doctor)}`)
       assert.ok(doctor.failed.length > 0, `${state} names its failed checks`)
@@ -133,25 +135,36 @@ describe('fleet commands against five deployments in mixed states', () => {
       env,
       timeoutMs: 600_000,
     })
-    const outcomes = result.json!.result.outcomes as Array<{guid: string; exitCode: number; error?: {message: string}}>
+    const outcomes = result.json!.result.outcomes as Array<{
+      guid: string
+      exitCode: number
+      skipped?: string
+      error?: {message: string; suggestions?: string[]}
+    }>
     const outcome = (guid: string) => outcomes.find((candidate) => candidate.guid === guid)!
     assert.equal(outcomes.length, 5)
     assert.equal(outcome(guids.healthy).exitCode, 0)
-    for (const state of ['stopped', 'behind', 'noDataDir', 'viewOnly'] as const)
-      assert.notEqual(outcome(guids[state]).exitCode, 0, state)
-    // The worst: the view-only key is refused (4), which outranks a failed check (6).
-    assert.equal(outcome(guids.viewOnly).exitCode, 4)
-    assert.equal(result.code, 4)
+    for (const state of ['stopped', 'behind', 'noDataDir'] as const) {
+      assert.equal(outcome(guids[state]).exitCode, 6, state)
+      assert.ok(outcome(guids[state]).error!.suggestions!.length > 0, `${state} has a fix`)
+    }
+    // Another team's deployment, which the key may only view, is skipped: it must not fail every run.
+    assert.deepEqual(
+      [outcome(guids.viewOnly).exitCode, outcome(guids.viewOnly).skipped],
+      [0, 'the key may only view it'],
+    )
+    assert.equal(result.code, 6)
     assert.equal(result.json!.error!.code, 'FLEET_MEMBER_FAILED')
-    assert.equal(result.json!.result.failed.length, 4)
+    assert.equal(result.json!.result.failed.length, 3)
     const prom = readFileSync(textfile, 'utf8')
     promtoolCheck(prom)
-    assert.match(prom, /mlflowctl_command_exit_code\{command="fleet doctor",target="[^"]*"\} 4/)
+    assert.match(prom, /mlflowctl_command_exit_code\{command="fleet doctor",target="[^"]*"\} 6/)
     assert.match(prom, new RegExp(`mlflowctl_command_member_exit_code\\{[^}]*guid="${guids.healthy}"\\} 0`))
     assert.doesNotMatch(prom, /mlflowctl_command_last_success_timestamp_seconds/) // it never succeeded
     assert.ok(!prom.includes(PUBLISHER_KEY))
     const text = await runCli(['fleet', 'doctor'], {env, timeoutMs: 600_000})
-    assert.equal(text.code, 4)
+    assert.equal(text.code, 6)
+    assert.match(text.stdout, /To fix:/)
     process.stderr.write(`\n--- fleet doctor (text) ---\n${text.stdout}\n`)
   })
 
@@ -285,16 +298,10 @@ describe('fleet commands against five deployments in mixed states', () => {
     await fetch(new URL(`content/${guids.healthy}/api/2.0/mlflow/experiments/search?max_results=5`, fake.url), {
       headers: {Authorization: `Key ${PUBLISHER_KEY}`},
     })
-    // A request counts once its answer has left; the client may read the answer a moment before that.
-    let answer: Response | undefined
-    let text = ''
-    for (let attempt = 0; attempt < 100 && !/route="experiments"/.test(text); attempt++) {
-      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 50))
-      answer = await fetch(url, {headers: {Authorization: `Key ${PUBLISHER_KEY}`, 'X-Mlflowctl-Ops-Token': token}})
-      assert.equal(answer.status, 200)
-      text = await answer.text()
-    }
-    assert.match(answer!.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/)
+    const answer = await fetch(url, {headers: {Authorization: `Key ${PUBLISHER_KEY}`, 'X-Mlflowctl-Ops-Token': token}})
+    assert.equal(answer.status, 200)
+    assert.match(answer.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/)
+    const text = await answer.text()
     promtoolCheck(text)
     assert.match(text, /^mlflowctl_up 1\.0$/m)
     assert.match(text, /^mlflowctl_schema_current 1\.0$/m)

@@ -419,7 +419,7 @@ export class ConnectClient {
 
   /**
    * The default variant of rendered content (GET applications/{guid}/variants: Connect's unversioned, experimental
-   * API, the one posit-sdk schedules through); undefined when it has none yet.
+   * API, the one Posit's own clients schedule through); undefined when it has none yet.
    */
   async defaultVariant(guid: string): Promise<{id: number; appId: number} | undefined> {
     const variants = await this.call('GET', `applications/${encodeURIComponent(guid)}/variants`, {

@@ -111,17 +111,19 @@ export async function refusal(status: number, body: AsyncIterable<unknown>, what
   return new ExternalError(payload.error ?? 'TRANSFER_FAILED', message)
 }
 
-/** Streams the deployment's snapshot into `dir` (db/mlflow.db, artifacts/…), refusing unsafe entries. */
+/** Streams the deployment's snapshot into `dir` (db/mlflow.db, artifacts/…), refusing unsafe entries. A snapshot
+ * `for: 'backup'` is what the extension reports as the last backup's; another (a scratch copy) is not. */
 export async function fetchConnectSnapshot(
   options: ConnectTransferOptions,
   guid: string,
   dir: string,
+  purpose: 'backup' | 'copy' = 'copy',
 ): Promise<{db: string; artifacts: string; location: string}> {
   const {contentUrl, headers} = await reach(options, guid)
   const response = await open({
     method: 'POST',
     url: new URL('_mlflowctl/snapshot', contentUrl),
-    headers,
+    headers: {...headers, 'X-Mlflowctl-Snapshot-For': purpose},
     timeoutMs: TIMEOUT_MS,
     ca: options.ca,
     insecure: options.insecure,

@@ -36,15 +36,17 @@ or could not be reached.`
     const history = await this.deps.history(this.settings.dataDir).read()
     const rows = await mapBounded(members, this.flags.jobs, async (member) => {
       const status =
-        member.access === 'manage'
+        member.access === 'manage' && !member.problem
           ? await fleet.status(member.guid).then(
               (found) => ({status: found}),
               (error: Error) => ({statusError: firstSentence(error.message)}),
             )
-          : {statusError: 'the key may only view it'}
-      const doctor = this.flags.doctor
-        ? await fleet.run(member.guid, member.name, ['doctor', '--guid', member.guid, ...FLEET_DOCTOR_ARGS])
-        : undefined
+          : {statusError: member.problem ?? 'the key may only view it'}
+      // The doctor of a deployment the key may only view would fail on rights alone: it is not run.
+      const doctor =
+        this.flags.doctor && member.access === 'manage' && !member.problem
+          ? await fleet.run(member.guid, member.name, ['doctor', '--guid', member.guid, ...FLEET_DOCTOR_ARGS])
+          : undefined
       return fleetRow(member, {
         ...status,
         history,

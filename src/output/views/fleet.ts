@@ -9,7 +9,9 @@ const age = (iso: string | undefined, now: number) => {
 
 const doctorLabel = (row: FleetRow) =>
   !row.doctor
-    ? 'not run'
+    ? row.access === 'view'
+      ? 'not run (view only)'
+      : 'not run'
     : row.doctor.exitCode === 0
       ? 'ok'
       : `fail (exit ${row.doctor.exitCode}${row.doctor.failed.length ? `: ${row.doctor.failed.join(', ')}` : ''})`
@@ -50,11 +52,15 @@ export function showFleetSummary(summary: FleetSummary): string {
         outcome.name,
         String(outcome.exitCode),
         outcome.seconds.toFixed(1),
-        outcome.error ? `${outcome.error.code}: ${outcome.error.message}` : 'ok',
+        outcome.skipped
+          ? `skipped: ${outcome.skipped}`
+          : outcome.error
+            ? `${outcome.error.code}: ${outcome.error.message}`
+            : 'ok',
       ]),
     ),
     '',
-    `${summary.outcomes.length - summary.failed.length} ok, ${summary.failed.length} failed; exit ${summary.exitCode} (the worst).`,
+    `${summary.outcomes.length - summary.failed.length - summary.skipped.length} ok, ${summary.failed.length} failed, ${summary.skipped.length} skipped; exit ${summary.exitCode} (the worst).`,
   ]
   const fixes = summary.outcomes.flatMap((outcome) =>
     (outcome.error?.suggestions ?? []).slice(0, 3).map((fix) => `  ${outcome.name}: ${fix}`),

@@ -283,10 +283,18 @@ class Metrics:
         self._state: StateCollector | None = None
         self._slots: SlotsCollector | None = None
 
+    def count(self, path: str, status: int) -> None:
+        """A request answered (called as its status is sent)."""
+        self._requests.labels(route_class(path), str(status)).inc()
+
+    def time(self, path: str, status: int, seconds: float) -> None:
+        """How long a request took, once its answer is complete."""
+        self._latency.labels(route_class(path), str(status)).observe(seconds)
+
     def observe(self, path: str, status: int, seconds: float) -> None:
-        route, code = route_class(path), str(status)
-        self._requests.labels(route, code).inc()
-        self._latency.labels(route, code).observe(seconds)
+        """An answer sent whole at once (a 503 while starting or restoring)."""
+        self.count(path, status)
+        self.time(path, status, seconds)
 
     def handler_waited(self, seconds: float) -> None:
         self._waits.inc()

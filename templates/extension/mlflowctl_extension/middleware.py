@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 from .ops import (
     OpsContext,
@@ -85,31 +85,6 @@ def _status_line(status: int) -> str:
 
 def _ready(app: Any, ops: OpsContext) -> bool:
     return app is not None and (ops.startup is None or ops.startup.state == "ready")
-
-
-class LastChunkNoticed:
-    """A WSGI body that calls `last()` before it hands over its last chunk (one chunk read ahead), so that the
-    request is counted before the client can have the whole answer; closing it closes the body it wraps."""
-
-    def __init__(self, body: Iterable[bytes], last: Callable[[], None]) -> None:
-        self._body = body
-        self._last = last
-
-    def __iter__(self) -> Iterator[bytes]:
-        chunks = iter(self._body)
-        ahead = next(chunks, None)
-        while ahead is not None:
-            following = next(chunks, None)
-            if following is None:
-                self._last()
-            yield ahead
-            ahead = following
-        self._last()
-
-    def close(self) -> None:
-        close: Any = getattr(self._body, "close", None)
-        if close is not None:
-            close()
 
 
 class WsgiExtension:
@@ -183,25 +158,23 @@ class WsgiExtension:
         return self._counted(environ, start_response, path, began)
 
     def _counted(self, environ: dict[str, Any], start_response: Callable[..., Any], path: str, began: float) -> Any:
-        """Calls MLflow's app; the request counts as in flight, and its duration runs, until its body is closed."""
+        """Calls MLflow's app. The request is counted as its status is sent, before a client can read the answer;
+        it stays in flight, and its duration runs, until the host closes its body (a stream included)."""
         assert self.app is not None
         traffic, metrics = self.ops.traffic, self.ops.metrics
-        answered = [500]
+        answered = [0]
 
         def recording(status: str, headers: Any, *rest: Any) -> Any:
             answered[0] = int(status.split(" ", 1)[0])
+            metrics.count(path, answered[0])
             return start_response(status, headers, *rest)
-
-        observed = [False]
-
-        def observe() -> None:
-            if not observed[0]:
-                observed[0] = True
-                metrics.observe(path, answered[0], time.monotonic() - began)
 
         def done() -> None:
             traffic.leave()
-            observe()
+            if not answered[0]:
+                answered[0] = 500
+                metrics.count(path, 500)
+            metrics.time(path, answered[0], time.monotonic() - began)
 
         traffic.enter()
         try:
@@ -209,7 +182,7 @@ class WsgiExtension:
         except BaseException:
             done()
             raise
-        return CountedBody(LastChunkNoticed(body, observe), done)
+        return CountedBody(body, done)
 
 
 class AsgiExtension:
@@ -314,6 +287,7 @@ class AsgiExtension:
                 return
             status, headers, body = self.ops.startup.unavailable(path)  # type: ignore[union-attr]
             raw = [(name.lower().encode(), value.encode()) for name, value in headers]
+            self.ops.metrics.observe(path, status, time.monotonic() - began)
             await send(
                 {
                     "type": "http.response.start",
@@ -322,11 +296,11 @@ class AsgiExtension:
                 }
             )
             await send({"type": "http.response.body", "body": body})
-            self.ops.metrics.observe(path, status, time.monotonic() - began)
             return
         assert self.app is not None
         if scope["type"] == "http" and in_maintenance(self.ops):
             response = maintenance_response()
+            self.ops.metrics.observe(path, 503, time.monotonic() - began)
             await send(
                 {
                     "type": "http.response.start",
@@ -335,7 +309,6 @@ class AsgiExtension:
                 }
             )
             await send({"type": "http.response.body", "body": response.body})
-            self.ops.metrics.observe(path, 503, time.monotonic() - began)
             return
         artifact = uploaded_artifact(scope.get("method", ""), path) if scope["type"] == "http" else None
         if artifact and self.ops.artifact_written:
@@ -347,19 +320,15 @@ class AsgiExtension:
                 await inner(message)
 
             send = answered
-        answered_status = [500]
+        answered_status = [0]
         inner_send = send
-
-        observed = [False]
+        metrics = self.ops.metrics
 
         async def recording(message: dict[str, Any]) -> None:
+            # Counted as its status is sent, before a client can read the answer; timed once the app returns.
             if message["type"] == "http.response.start":
                 answered_status[0] = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                # Counted as the last body message leaves: a client that knows the length may have the whole answer
-                # a moment earlier, so a scrape right after it can miss it (the next scrape counts it).
-                observed[0] = True
-                self.ops.metrics.observe(path, answered_status[0], time.monotonic() - began)
+                metrics.count(path, message["status"])
             await inner_send(message)
 
         self.ops.traffic.enter()
@@ -367,5 +336,8 @@ class AsgiExtension:
             await self.app(scope, receive, recording if scope["type"] == "http" else send)
         finally:
             self.ops.traffic.leave()
-            if scope["type"] == "http" and not observed[0]:
-                self.ops.metrics.observe(path, answered_status[0], time.monotonic() - began)
+            if scope["type"] == "http":
+                if not answered_status[0]:
+                    answered_status[0] = 500
+                    metrics.count(path, 500)
+                metrics.time(path, answered_status[0], time.monotonic() - began)

@@ -144,7 +144,9 @@ def handle_ops(
 
     try:
         if route == "/_mlflowctl/snapshot":
-            return OpsResponse(200, snapshot_stream(ctx.storage), "application/x-tar")
+            # Only a backup's snapshot is the "last backup" the status reports (not a scratch copy for a rehearsal).
+            for_backup = headers.get("x-mlflowctl-snapshot-for", "") == "backup"
+            return OpsResponse(200, snapshot_stream(ctx.storage, for_backup), "application/x-tar")
         if upload is None:
             return _json(400, {"error": "UPLOAD_REJECTED", "message": "POST the tar as the request body."})
         return _json(

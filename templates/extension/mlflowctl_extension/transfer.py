@@ -126,7 +126,7 @@ def _trailer(files: int, size: int) -> Iterator[bytes]:
     yield body + b"\0" * ((512 - len(body) % 512) % 512)
 
 
-def snapshot_stream(storage: StorageConfig) -> Iterator[bytes]:
+def snapshot_stream(storage: StorageConfig, for_backup: bool = False) -> Iterator[bytes]:
     """The tar stream: db/mlflow.db first, then artifacts/<path>, then the trailer. Raises TransferError
     before streaming; the database copy is made only once the response is being sent."""
     db, artifacts, data_dir = _local(storage)
@@ -150,8 +150,10 @@ def snapshot_stream(storage: StorageConfig) -> Iterator[bytes]:
                         yield from _tar_entry("artifacts/" + path.relative_to(artifacts).as_posix(), path)
             yield from _trailer(files, size)
             yield b"\0" * 1024
-            # Every byte was taken by the reader: what the status (and a monitor's backup-age check) reports.
-            record_snapshot(storage, files, size)
+            # Every byte was taken by a backup: what the status (and a monitor's backup-age check) reports. Whether
+            # its repository then committed it, the extension cannot know.
+            if for_backup:
+                record_snapshot(storage, files, size)
         finally:
             work.unlink(missing_ok=True)
 

@@ -42,7 +42,7 @@ class Model:
     """GUID -> (content JSON or None, /health status, ops status JSON)."""
 
     def __init__(self) -> None:
-        self.items: dict[str, tuple[dict[str, Any] | None, int, dict[str, Any]]] = {}
+        self.items: dict[str, tuple[dict[str, Any] | str | None, int, dict[str, Any]]] = {}
         self.seen_keys: list[str] = []
 
 
@@ -69,6 +69,11 @@ def connect() -> Iterator[tuple[str, Model]]:
             parts = self.path.strip("/").split("/")
             if parts[:3] == ["__api__", "v1", "content"]:
                 content = model.items.get(parts[3], (None, 0, {}))[0]
+                if isinstance(content, str):  # what a proxy's login page would answer
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    return self.wfile.write(content.encode())
                 return self.answer(200, content) if content else self.answer(404, {"code": 4, "error": "Not found."})
             guid = parts[1]
             content, health, ops = model.items[guid]
@@ -167,6 +172,16 @@ def test_a_missing_setting_is_a_failure_the_page_names(tmp_path):
     report = monitor.run({"CONNECT_SERVER": "http://127.0.0.1:1/", "CONNECT_API_KEY": KEY}, now=NOW)
     assert report.failing == 1 and "MLFLOWCTL_MONITOR_TARGETS" in report.problems[0]
     assert "MLFLOWCTL_MONITOR_TARGETS" in monitor.render_html(report)
+
+
+def test_an_answer_that_is_not_json_fails_that_deployment_only(connect, tmp_path):
+    url, model = connect
+    add(model, url, "fine")
+    model.items["behind-a-proxy"] = ("<html>Sign in</html>", 200, {})  # type: ignore[assignment]
+    report = monitor.run(env(url, ["fine", "behind-a-proxy"], tmp_path), now=NOW)
+    assert checks(report, "fine")["health"] == "pass"
+    assert checks(report, "behind-a-proxy") == {"answer": "fail"}
+    assert report.failing == 1
 
 
 def test_names_on_the_page_are_escaped(connect, tmp_path):

@@ -6,6 +6,7 @@ import {
   fleetRow,
   mapBounded,
   memberRepository,
+  outcomeWithoutRunning,
   schemaFromStatusError,
   summariseFleet,
   worstExitCode,
@@ -54,6 +55,42 @@ describe('fleet discovery', () => {
     // Viewers' bundles are never asked for (Connect refuses them); other app modes are never read.
     assert.deepEqual(read.sort(), ['a', 'c', 'f'])
     assert.equal(members[0].owner, 'me')
+  })
+
+  it('keeps a managed Python API whose bundle cannot be read, as unverified; an administrator manages everything', async () => {
+    const members = await discoverFleet(
+      {
+        listContent: async () => [
+          {guid: 'x', name: 'flaky', app_mode: 'python-api', app_role: 'owner', bundle_id: '7'},
+          {guid: 'y', name: 'not-in-my-acl', app_mode: 'python-api', app_role: 'none', bundle_id: '8'},
+        ],
+        bundleInfo: async (guid) => {
+          if (guid === 'x') throw new Error('HTTP 502')
+          return {mlflowVersion: '3.17.2'}
+        },
+      },
+      {jobs: 2, administrator: true},
+    )
+    assert.deepEqual(
+      members.map((m) => [m.guid, m.recognisedBy, m.problem]),
+      [
+        ['x', 'unverified', 'its bundle could not be read: HTTP 502'],
+        ['y', 'bundle', undefined],
+      ],
+    )
+    assert.deepEqual(outcomeWithoutRunning(members[0])?.error?.code, 'FLEET_MEMBER_UNREADABLE')
+    assert.equal(outcomeWithoutRunning(members[0])?.exitCode, 5)
+    assert.equal(outcomeWithoutRunning(members[1]), undefined)
+    assert.equal(
+      outcomeWithoutRunning({guid: 'v', name: 'v', access: 'view', recognisedBy: 'tag'})?.skipped,
+      'the key may only view it',
+    )
+  })
+
+  it('refuses a --guid the key cannot see, or that is not an MLflow extension', async () => {
+    const ports = {listContent: async () => listing, bundleInfo: async () => undefined}
+    await assert.rejects(discoverFleet(ports, {jobs: 1, guids: ['nope']}), {code: 'CONTENT_NOT_FOUND'})
+    await assert.rejects(discoverFleet(ports, {jobs: 1, guids: ['b']}), {code: 'NOT_AN_MLFLOWCTL_BUNDLE'})
   })
 
   it('keeps to --guid', async () => {
